@@ -1,0 +1,24 @@
+//! Q4_0 { d: f16, qs: [u8; 16] } (18 bytes): x[j] = d * ((qs[j] & 0xF) - 8), x[j+16] = d * ((qs[j] >> 4) - 8).
+const BLOCK_ELEMS: u32 = 32u;
+const BLOCK_BYTES: u32 = 18u;
+
+fn block_dot(blk: u32, xi: u32) -> f32 {
+    let d = load_f16(blk);
+    var s = 0.0;
+    for (var k = 0u; k < 4u; k++) {
+        let q = load_u32(blk + 2u + 4u * k);
+        for (var b = 0u; b < 4u; b++) {
+            let j = 4u * k + b;
+            let lo = f32((q >> (8u * b)) & 0xfu) - 8.0;
+            let hi = f32((q >> (8u * b + 4u)) & 0xfu) - 8.0;
+            s += lo * act(xi + j) + hi * act(xi + j + 16u);
+        }
+    }
+    return d * s;
+}
+
+fn dequant_at(blk: u32, i: u32) -> f32 {
+    let byte = load_u8(blk + 2u + (i % 16u));
+    let q = select(byte & 0xfu, byte >> 4u, i >= 16u);
+    return load_f16(blk) * (f32(q) - 8.0);
+}

@@ -1,0 +1,36 @@
+//! rmsnorm: out = x / sqrt(mean(x^2) + eps) * w, one workgroup of 256 threads per vector.
+
+struct Params {
+    n: u32,          // vector length
+    eps: f32,
+    x_offset: u32,
+    out_offset: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;         // [n]
+@group(0) @binding(2) var<storage, read> w: array<f32>;         // [n]
+@group(0) @binding(3) var<storage, read_write> out: array<f32>; // [n]
+
+var<workgroup> red: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) lid: u32) {
+    var ss = 0.0;
+    for (var i = lid; i < p.n; i += 256u) {
+        let v = x[p.x_offset + i];
+        ss += v * v;
+    }
+    red[lid] = ss;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red[lid] += red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let scale = 1.0 / sqrt(red[0] / f32(p.n) + p.eps);
+    for (var i = lid; i < p.n; i += 256u) {
+        out[p.out_offset + i] = x[p.x_offset + i] * scale * w[i];
+    }
+}

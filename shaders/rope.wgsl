@@ -1,0 +1,42 @@
+//! rope (llama.cpp NORM mode): rotates adjacent pairs (x[2i], x[2i+1]) of the first n_rot dims of each
+//! head by pos * freq_base^(-2i/n_rot), in place. One thread per pair.
+
+struct Params {
+    n_heads: u32,
+    head_dim: u32,
+    n_rot: u32,
+    offset: u32,     // first element of head 0 at position 0
+    pos_stride: u32, // added per step.pos (KV-cache rows); 0 for the query vector
+    freq_base: f32,
+    _a: u32,
+    _b: u32,
+}
+
+struct Step {
+    pos: u32,
+    kv_len: u32,
+    _a: u32,
+    _b: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read_write> x: array<f32>; // [n_heads, head_dim] at offset + pos * pos_stride
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let half_rot = p.n_rot / 2u;
+    if (gid.x >= p.n_heads * half_rot) {
+        return;
+    }
+    let head = gid.x / half_rot;
+    let i = gid.x % half_rot;
+    let theta = f32(step.pos) * pow(p.freq_base, -2.0 * f32(i) / f32(p.n_rot));
+    let c = cos(theta);
+    let s = sin(theta);
+    let j = p.offset + step.pos * p.pos_stride + head * p.head_dim + 2u * i;
+    let a = x[j];
+    let b = x[j + 1u];
+    x[j] = a * c - b * s;
+    x[j + 1u] = a * s + b * c;
+}

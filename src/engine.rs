@@ -1,0 +1,188 @@
+//! Session: a model with its tokenizer and chat template; prefill, decode steps, sampling, stop at
+//! end-of-generation, streamed text. Reuses the KV cache of a prompt's common prefix.
+
+use crate::chat::{ChatTemplate, Message, CHATML};
+use crate::error::{Error, Result};
+use crate::gguf::Gguf;
+use crate::model::Model;
+use crate::sampler::{top_k, Sampler, SamplerConfig};
+use crate::tokenizer::Tokenizer;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampler: SamplerConfig,
+    /// Keep going past end-of-generation tokens.
+    pub ignore_eos: bool,
+    /// Return the k highest logits of every step (0: none).
+    pub top_logits: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions { max_tokens: 256, sampler: SamplerConfig::default(), ignore_eos: false, top_logits: 0 }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token.
+    Stop,
+    /// max_tokens reached.
+    Length,
+}
+
+/// A finished generation.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub prompt_ids: Vec<u32>,
+    /// Generated ids (an end-of-generation id that stopped it is not included).
+    pub ids: Vec<u32>,
+    pub text: String,
+    /// Per step, the top (id, logit) pairs, when asked for.
+    pub top_logits: Vec<Vec<(u32, f32)>>,
+    pub finish_reason: FinishReason,
+    /// Prompt tokens actually run (the rest came from the cache).
+    pub prefilled: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+}
+
+impl Generation {
+    pub fn prefill_tok_s(&self) -> f64 {
+        self.prefilled as f64 / (self.prefill_ms / 1000.0).max(1e-9)
+    }
+    /// Decode speed over the tokens after the first (the first comes out of prefill).
+    pub fn decode_tok_s(&self) -> f64 {
+        self.ids.len().saturating_sub(1) as f64 / (self.decode_ms / 1000.0).max(1e-9)
+    }
+}
+
+/// Milliseconds from an arbitrary origin.
+fn now_ms() -> f64 {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::sync::OnceLock;
+        static T0: OnceLock<std::time::Instant> = OnceLock::new();
+        T0.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1000.0
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        0.0
+    }
+}
+
+/// A loaded model ready to generate.
+pub struct Session {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    /// Tokens whose keys and values are in the KV cache, in order.
+    cached: Vec<u32>,
+}
+
+impl Session {
+    /// Wraps a built model with the tokenizer and chat template of its file.
+    pub fn new(model: Model, g: &Gguf) -> Result<Session> {
+        let tokenizer = Tokenizer::from_gguf(g)?;
+        if tokenizer.vocab_size() != model.cfg.vocab_size {
+            return Err(Error::BadConfig(format!(
+                "the tokenizer has {} tokens but token_embd has {} rows",
+                tokenizer.vocab_size(),
+                model.cfg.vocab_size
+            )));
+        }
+        let source = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).unwrap_or(CHATML);
+        let tok_text = |id: Option<u32>| id.map(|i| tokenizer.tokens[i as usize].clone()).unwrap_or_default();
+        let eos = g.opt_u64("tokenizer.ggml.eos_token_id")?.map(|i| i as u32).filter(|&i| (i as usize) < tokenizer.vocab_size());
+        let template = ChatTemplate::new(source, &tok_text(tokenizer.bos_id), &tok_text(eos))?;
+        Ok(Session { model, tokenizer, template, cached: vec![] })
+    }
+
+    /// Loads a GGUF file from disk onto `gpu` (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_file(gpu: std::sync::Arc<crate::gpu::Gpu>, path: &str, ctx: Option<usize>) -> Result<Session> {
+        let g = crate::weights::read_header(path)?;
+        let mut b = crate::model::ModelBuilder::new(gpu, &g, ctx)?;
+        b.upload_all(&g, &mut crate::weights::FileSource::open(path)?)?;
+        Session::new(b.finish()?, &g)
+    }
+
+    /// The prompt ids for a chat: the template rendered with a generation prompt, specials parsed.
+    pub fn chat_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        let text = self.template.render(messages, true)?;
+        self.tokenizer.encode(&text, true)
+    }
+
+    /// Forgets the KV cache.
+    pub fn reset(&mut self) {
+        self.cached.clear();
+        self.model.kv.truncate(0);
+    }
+
+    /// Generates from `prompt_ids`, calling `on_text` with each piece of text as it is made.
+    pub async fn generate(&mut self, prompt_ids: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(&str)) -> Result<Generation> {
+        if prompt_ids.is_empty() {
+            return Err(Error::InvalidRequest("the prompt is empty".into()));
+        }
+        let needed = prompt_ids.len() + opts.max_tokens;
+        if needed > self.model.kv.capacity {
+            return Err(Error::ContextFull { needed, limit: self.model.kv.capacity });
+        }
+        // Reuse the cache for the longest common prefix; at least the last prompt token is run.
+        let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1);
+        self.cached.truncate(common);
+        self.model.kv.truncate(common);
+        let want_logits = opts.top_logits > 0 || !opts.sampler.is_greedy();
+        let mut sampler = Sampler::new(opts.sampler.clone());
+        let t0 = now_ms();
+        let (last, head) = prompt_ids[common..].split_last().expect("non-empty");
+        for &t in head {
+            self.model.enqueue(t)?;
+            self.cached.push(t);
+        }
+        let mut out = self.model.step(*last, want_logits).await?;
+        self.cached.push(*last);
+        let t1 = now_ms();
+        let mut gen = Generation {
+            prompt_ids: prompt_ids.to_vec(),
+            ids: vec![],
+            text: String::new(),
+            top_logits: vec![],
+            finish_reason: FinishReason::Length,
+            prefilled: prompt_ids.len() - common,
+            prefill_ms: t1 - t0,
+            decode_ms: 0.0,
+        };
+        let mut stream = self.tokenizer.stream();
+        loop {
+            let id = match &out.logits {
+                Some(l) => {
+                    if opts.top_logits > 0 {
+                        gen.top_logits.push(top_k(l, opts.top_logits));
+                    }
+                    if opts.sampler.is_greedy() { out.argmax } else { sampler.sample(l) }
+                }
+                None => out.argmax,
+            };
+            if !opts.ignore_eos && self.tokenizer.is_eog(id) {
+                gen.finish_reason = FinishReason::Stop;
+                break;
+            }
+            gen.ids.push(id);
+            if let Some(piece) = self.tokenizer.step(&mut stream, id)? {
+                on_text(&piece);
+                gen.text.push_str(&piece);
+            }
+            if gen.ids.len() >= opts.max_tokens {
+                break;
+            }
+            out = self.model.step(id, want_logits).await?;
+            self.cached.push(id);
+        }
+        gen.decode_ms = now_ms() - t1;
+        Ok(gen)
+    }
+}

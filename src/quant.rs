@@ -1,0 +1,214 @@
+//! Tensor element types of GGUF (ggml's type ids), their block layouts, CPU dequantizers and the WGSL
+//! file that decodes each on the GPU. The only Rust code that knows block layouts.
+
+use crate::error::{Error, Result};
+use half::f16;
+
+/// A ggml tensor type as stored in GGUF. Every id ggml defines is known here so that sizes can be
+/// computed and an unsupported type is reported by name; `supported()` says which ones webllama runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuantType {
+    F32,
+    F16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q8_1,
+    Q2K,
+    Q3K,
+    Q4K,
+    Q5K,
+    Q6K,
+    Q8K,
+    Iq2Xxs,
+    Iq2Xs,
+    Iq3Xxs,
+    Iq1S,
+    Iq4Nl,
+    Iq3S,
+    Iq2S,
+    Iq4Xs,
+    I8,
+    I16,
+    I32,
+    I64,
+    F64,
+    Iq1M,
+    Bf16,
+    Tq1_0,
+    Tq2_0,
+    Mxfp4,
+}
+
+use QuantType::*;
+
+/// (type, ggml id, name, elements per block, bytes per block), as in ggml.c's type_traits.
+const TABLE: &[(QuantType, u32, &str, u64, u64)] = &[
+    (F32, 0, "F32", 1, 4),
+    (F16, 1, "F16", 1, 2),
+    (Q4_0, 2, "Q4_0", 32, 18),
+    (Q4_1, 3, "Q4_1", 32, 20),
+    (Q5_0, 6, "Q5_0", 32, 22),
+    (Q5_1, 7, "Q5_1", 32, 24),
+    (Q8_0, 8, "Q8_0", 32, 34),
+    (Q8_1, 9, "Q8_1", 32, 36),
+    (Q2K, 10, "Q2_K", 256, 84),
+    (Q3K, 11, "Q3_K", 256, 110),
+    (Q4K, 12, "Q4_K", 256, 144),
+    (Q5K, 13, "Q5_K", 256, 176),
+    (Q6K, 14, "Q6_K", 256, 210),
+    (Q8K, 15, "Q8_K", 256, 292),
+    (Iq2Xxs, 16, "IQ2_XXS", 256, 66),
+    (Iq2Xs, 17, "IQ2_XS", 256, 74),
+    (Iq3Xxs, 18, "IQ3_XXS", 256, 98),
+    (Iq1S, 19, "IQ1_S", 256, 50),
+    (Iq4Nl, 20, "IQ4_NL", 32, 18),
+    (Iq3S, 21, "IQ3_S", 256, 110),
+    (Iq2S, 22, "IQ2_S", 256, 82),
+    (Iq4Xs, 23, "IQ4_XS", 256, 136),
+    (I8, 24, "I8", 1, 1),
+    (I16, 25, "I16", 1, 2),
+    (I32, 26, "I32", 1, 4),
+    (I64, 27, "I64", 1, 8),
+    (F64, 28, "F64", 1, 8),
+    (Iq1M, 29, "IQ1_M", 256, 56),
+    (Bf16, 30, "BF16", 1, 2),
+    (Tq1_0, 34, "TQ1_0", 256, 54),
+    (Tq2_0, 35, "TQ2_0", 256, 66),
+    (Mxfp4, 39, "MXFP4", 32, 17),
+];
+
+/// The types webllama can run, in the order tests iterate them.
+pub const SUPPORTED: &[QuantType] = &[F32, F16, Q4_0, Q4_1, Q5_0, Q8_0];
+
+impl QuantType {
+    fn row(self) -> &'static (QuantType, u32, &'static str, u64, u64) {
+        TABLE.iter().find(|r| r.0 == self).expect("every variant is in TABLE")
+    }
+    /// The type for a GGUF/ggml type id, or None for an id ggml never defined.
+    pub fn from_ggml_id(id: u32) -> Option<QuantType> {
+        TABLE.iter().find(|r| r.1 == id).map(|r| r.0)
+    }
+    pub fn ggml_id(self) -> u32 {
+        self.row().1
+    }
+    pub fn name(self) -> &'static str {
+        self.row().2
+    }
+    /// Elements per block (1 for plain float types).
+    pub fn block_elems(self) -> u64 {
+        self.row().3
+    }
+    /// Bytes per block.
+    pub fn block_bytes(self) -> u64 {
+        self.row().4
+    }
+    /// Whether webllama has a CPU dequantizer and a WGSL decoder for this type.
+    pub fn supported(self) -> bool {
+        SUPPORTED.contains(&self)
+    }
+    /// Fails with an error naming `tensor` and the type when the type is not supported.
+    pub fn check_supported(self, tensor: &str) -> Result<()> {
+        if self.supported() {
+            Ok(())
+        } else {
+            Err(Error::UnsupportedType { tensor: tensor.to_string(), type_name: self.name().to_string() })
+        }
+    }
+    /// Bytes taken by `n_elements` (a multiple of the block size), or None on a partial block or overflow.
+    pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
+        if n_elements % self.block_elems() != 0 {
+            return None;
+        }
+        (n_elements / self.block_elems()).checked_mul(self.block_bytes())
+    }
+    /// The WGSL source that decodes this type on the GPU (`shaders/quant/<type>.wgsl`).
+    pub fn wgsl(self) -> Option<&'static str> {
+        Some(match self {
+            F32 => include_str!("../shaders/quant/f32.wgsl"),
+            F16 => include_str!("../shaders/quant/f16.wgsl"),
+            Q4_0 => include_str!("../shaders/quant/q4_0.wgsl"),
+            Q4_1 => include_str!("../shaders/quant/q4_1.wgsl"),
+            Q5_0 => include_str!("../shaders/quant/q5_0.wgsl"),
+            Q8_0 => include_str!("../shaders/quant/q8_0.wgsl"),
+            _ => return None,
+        })
+    }
+
+    /// Dequantizes one block (`block_bytes()` bytes) into `out` (`block_elems()` values).
+    pub fn dequantize_block(self, block: &[u8], out: &mut [f32]) -> Result<()> {
+        let n = self.block_elems() as usize;
+        if block.len() != self.block_bytes() as usize || out.len() != n {
+            return Err(Error::InvalidRequest(format!(
+                "dequantize {}: got {} bytes into {} values, expected {} into {}",
+                self.name(), block.len(), out.len(), self.block_bytes(), n
+            )));
+        }
+        let h = |i: usize| f16::from_le_bytes([block[i], block[i + 1]]).to_f32();
+        match self {
+            // F32: one little-endian f32.
+            F32 => out[0] = f32::from_le_bytes([block[0], block[1], block[2], block[3]]),
+            // F16: one little-endian IEEE half.
+            F16 => out[0] = h(0),
+            // Q4_0 { d: f16, qs: [u8; 16] }: x[j] = d * ((qs[j] & 0xF) - 8), x[j+16] = d * ((qs[j] >> 4) - 8).
+            Q4_0 => {
+                let d = h(0);
+                for j in 0..16 {
+                    let q = block[2 + j];
+                    out[j] = d * ((q & 0xF) as f32 - 8.0);
+                    out[j + 16] = d * ((q >> 4) as f32 - 8.0);
+                }
+            }
+            // Q4_1 { d: f16, m: f16, qs: [u8; 16] }: x[j] = d * (qs[j] & 0xF) + m, x[j+16] = d * (qs[j] >> 4) + m.
+            Q4_1 => {
+                let (d, m) = (h(0), h(2));
+                for j in 0..16 {
+                    let q = block[4 + j];
+                    out[j] = d * (q & 0xF) as f32 + m;
+                    out[j + 16] = d * (q >> 4) as f32 + m;
+                }
+            }
+            // Q5_0 { d: f16, qh: u32 (LE, bit j = 5th bit of x[j]), qs: [u8; 16] }:
+            // x[j] = d * (((qs[j] & 0xF) | bit j of qh << 4) - 16), x[j+16] likewise with qs[j] >> 4 and bit j+16.
+            Q5_0 => {
+                let d = h(0);
+                let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+                for j in 0..16 {
+                    let q = block[6 + j] as u32;
+                    let lo = (q & 0xF) | (((qh >> j) & 1) << 4);
+                    let hi = (q >> 4) | (((qh >> (j + 16)) & 1) << 4);
+                    out[j] = d * (lo as f32 - 16.0);
+                    out[j + 16] = d * (hi as f32 - 16.0);
+                }
+            }
+            // Q8_0 { d: f16, qs: [i8; 32] }: x[j] = d * qs[j].
+            Q8_0 => {
+                let d = h(0);
+                for j in 0..32 {
+                    out[j] = d * (block[2 + j] as i8) as f32;
+                }
+            }
+            other => {
+                return Err(Error::UnsupportedType { tensor: String::new(), type_name: other.name().to_string() })
+            }
+        }
+        Ok(())
+    }
+
+    /// Dequantizes a run of whole blocks (e.g. one row) into f32 values.
+    pub fn dequantize(self, bytes: &[u8], out: &mut [f32]) -> Result<()> {
+        let (be, bb) = (self.block_elems() as usize, self.block_bytes() as usize);
+        if bytes.len() % bb != 0 || bytes.len() / bb * be != out.len() {
+            return Err(Error::InvalidRequest(format!(
+                "dequantize {}: {} bytes do not make {} values",
+                self.name(), bytes.len(), out.len()
+            )));
+        }
+        for (blk, o) in bytes.chunks_exact(bb).zip(out.chunks_exact_mut(be)) {
+            self.dequantize_block(blk, o)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,212 @@
+//! Plain f32 CPU implementation of every op and of the whole forward pass: the test oracle and the
+//! spec the GPU kernels must match. Reads weights in their GGUF layout through quant.rs.
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::gguf::{Gguf, TensorInfo};
+use crate::quant::QuantType;
+use crate::weights::{self, TensorSource};
+
+/// A row-major f32 matrix: `rows` rows of `cols` values.
+#[derive(Debug, Clone)]
+pub struct Mat {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl Mat {
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+}
+
+/// Dequantizes raw GGUF bytes of `ty` holding `rows` x `cols` values.
+pub fn dequantize(ty: QuantType, bytes: &[u8], rows: usize, cols: usize) -> Result<Mat> {
+    let mut data = vec![0f32; rows * cols];
+    ty.dequantize(bytes, &mut data)?;
+    Ok(Mat { rows, cols, data })
+}
+
+/// Dot product with eight partial sums (vectorizes, and is more accurate than one running sum).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// embed: row `token` of the embedding table.
+pub fn embed(table: &Mat, token: u32) -> Vec<f32> {
+    table.row(token as usize).to_vec()
+}
+
+/// rmsnorm: x / sqrt(mean(x^2) + eps) * w.
+pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let ss = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let scale = 1.0 / (ss + eps).sqrt();
+    x.iter().zip(w).map(|(v, w)| v * scale * w).collect()
+}
+
+/// matvec: y[r] = dot(W[r], x) for a [rows, cols] matrix.
+pub fn matvec(w: &Mat, x: &[f32]) -> Vec<f32> {
+    (0..w.rows).map(|r| dot(w.row(r), x)).collect()
+}
+
+/// rope (llama.cpp's NORM mode): rotates adjacent pairs (x[2i], x[2i+1]) of the first `n_rot` dims of
+/// each head by pos * base^(-2i/n_rot). `x` holds `n_heads` heads of `head_dim`.
+pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, n_rot: usize, pos: usize, base: f32) {
+    for h in 0..n_heads {
+        for i in 0..n_rot / 2 {
+            let theta = pos as f32 * base.powf(-2.0 * i as f32 / n_rot as f32);
+            let (s, c) = theta.sin_cos();
+            let j = h * head_dim + 2 * i;
+            let (a, b) = (x[j], x[j + 1]);
+            x[j] = a * c - b * s;
+            x[j + 1] = a * s + b * c;
+        }
+    }
+}
+
+/// attention for one query position over `kv_len` cached positions with grouped-query heads:
+/// `q` is [n_heads, head_dim]; `k`, `v` are [kv_len, n_kv_heads * head_dim]. Returns [n_heads, head_dim].
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], n_heads: usize, n_kv_heads: usize, head_dim: usize, kv_len: usize) -> Vec<f32> {
+    let kv_dim = n_kv_heads * head_dim;
+    let group = n_heads / n_kv_heads;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let mut out = vec![0f32; n_heads * head_dim];
+    for h in 0..n_heads {
+        let kvh = h / group;
+        let qh = &q[h * head_dim..(h + 1) * head_dim];
+        let scores: Vec<f32> =
+            (0..kv_len).map(|t| dot(qh, &k[t * kv_dim + kvh * head_dim..][..head_dim]) * scale).collect();
+        let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let exps: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+        let sum: f32 = exps.iter().sum();
+        let o = &mut out[h * head_dim..(h + 1) * head_dim];
+        for (t, e) in exps.iter().enumerate() {
+            let vt = &v[t * kv_dim + kvh * head_dim..][..head_dim];
+            for d in 0..head_dim {
+                o[d] += e / sum * vt[d];
+            }
+        }
+    }
+    out
+}
+
+/// swiglu: silu(gate) * up.
+pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
+    gate.iter().zip(up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect()
+}
+
+/// add: the residual add, a += b.
+pub fn add(a: &mut [f32], b: &[f32]) {
+    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+}
+
+/// argmax: the index of the largest value (the first one on ties).
+pub fn argmax(x: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Mat,
+    wk: Mat,
+    wv: Mat,
+    wo: Mat,
+    ffn_norm: Vec<f32>,
+    w_gate: Mat,
+    w_up: Mat,
+    w_down: Mat,
+}
+
+/// The whole model in f32 on the CPU, with its own KV cache.
+pub struct RefModel {
+    pub cfg: Config,
+    embd: Mat,
+    layers: Vec<Layer>,
+    out_norm: Vec<f32>,
+    output: Option<Mat>,
+    /// Per layer: [positions, kv_dim] keys and values.
+    k_cache: Vec<Vec<f32>>,
+    v_cache: Vec<Vec<f32>>,
+}
+
+impl RefModel {
+    /// Loads and dequantizes every weight (checked by weights::check first).
+    pub fn load(g: &Gguf, src: &mut dyn TensorSource) -> Result<RefModel> {
+        let cfg = Config::from_gguf(g)?;
+        weights::check(g, &cfg)?;
+        let mut mat = |name: &str| -> Result<Mat> {
+            let t: &TensorInfo = g.tensor(name).expect("checked by weights::check");
+            let (rows, cols) = t.rows_cols();
+            dequantize(t.ty, &src.read(t)?, rows as usize, cols as usize)
+        };
+        let embd = mat(weights::TOKEN_EMBD)?;
+        let out_norm = mat(weights::OUTPUT_NORM)?.data;
+        let output = if cfg.tied_output { None } else { Some(mat(weights::OUTPUT)?) };
+        let mut layers = vec![];
+        for i in 0..cfg.n_layers {
+            let mut m = |s: &str| mat(&weights::layer(i, s));
+            layers.push(Layer {
+                attn_norm: m(weights::ATTN_NORM)?.data,
+                wq: m(weights::ATTN_Q)?,
+                wk: m(weights::ATTN_K)?,
+                wv: m(weights::ATTN_V)?,
+                wo: m(weights::ATTN_OUT)?,
+                ffn_norm: m(weights::FFN_NORM)?.data,
+                w_gate: m(weights::FFN_GATE)?,
+                w_up: m(weights::FFN_UP)?,
+                w_down: m(weights::FFN_DOWN)?,
+            });
+        }
+        let n = cfg.n_layers;
+        Ok(RefModel { cfg, embd, layers, out_norm, output, k_cache: vec![vec![]; n], v_cache: vec![vec![]; n] })
+    }
+
+    /// Number of positions in the KV cache.
+    pub fn len(&self) -> usize {
+        self.k_cache.first().map_or(0, |k| k.len() / self.cfg.kv_dim())
+    }
+
+    /// Empties the KV cache.
+    pub fn reset(&mut self) {
+        self.k_cache.iter_mut().chain(self.v_cache.iter_mut()).for_each(Vec::clear);
+    }
+
+    /// Runs one token at the next position and returns the logits over the vocabulary.
+    pub fn forward(&mut self, token: u32) -> Vec<f32> {
+        let c = self.cfg.clone();
+        let pos = self.len();
+        let mut x = embed(&self.embd, token); // [dim]
+        for (l, layer) in self.layers.iter().enumerate() {
+            let xb = rmsnorm(&x, &layer.attn_norm, c.rms_eps); // [dim]
+            let mut q = matvec(&layer.wq, &xb); // [n_heads * head_dim]
+            let mut k = matvec(&layer.wk, &xb); // [n_kv_heads * head_dim]
+            let v = matvec(&layer.wv, &xb); // [n_kv_heads * head_dim]
+            rope(&mut q, c.n_heads, c.head_dim, c.n_rot, pos, c.rope_base);
+            rope(&mut k, c.n_kv_heads, c.head_dim, c.n_rot, pos, c.rope_base);
+            self.k_cache[l].extend_from_slice(&k);
+            self.v_cache[l].extend_from_slice(&v);
+            let att = attention(&q, &self.k_cache[l], &self.v_cache[l], c.n_heads, c.n_kv_heads, c.head_dim, pos + 1);
+            add(&mut x, &matvec(&layer.wo, &att));
+            let xb = rmsnorm(&x, &layer.ffn_norm, c.rms_eps); // [dim]
+            let h = swiglu(&matvec(&layer.w_gate, &xb), &matvec(&layer.w_up, &xb)); // [ffn_dim]
+            add(&mut x, &matvec(&layer.w_down, &h));
+        }
+        let xb = rmsnorm(&x, &self.out_norm, c.rms_eps);
+        matvec(self.output.as_ref().unwrap_or(&self.embd), &xb) // [vocab]
+    }
+}

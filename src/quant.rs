@@ -197,6 +197,65 @@ impl QuantType {
         Ok(())
     }
 
+    /// Quantizes `x` (`block_elems()` values) into one block, as ggml's reference quantizers do.
+    /// Used to build test inputs and small test models.
+    pub fn quantize_block(self, x: &[f32], out: &mut Vec<u8>) -> Result<()> {
+        if x.len() != self.block_elems() as usize {
+            return Err(Error::InvalidRequest(format!("quantize {}: {} values, expected {}", self.name(), x.len(), self.block_elems())));
+        }
+        let put_h = |out: &mut Vec<u8>, v: f32| out.extend_from_slice(&f16::from_f32(v).to_le_bytes());
+        // The value of largest magnitude, with its sign.
+        let signed_max = || x.iter().cloned().fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+        match self {
+            F32 => out.extend_from_slice(&x[0].to_le_bytes()),
+            F16 => put_h(out, x[0]),
+            Q4_0 | Q5_0 => {
+                let levels = if self == Q4_0 { 8.0 } else { 16.0 };
+                let d = signed_max() / -levels;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                let q: Vec<u32> = x.iter().map(|v| ((v * id + levels + 0.5) as u32).min(2 * levels as u32 - 1)).collect();
+                put_h(out, d);
+                if self == Q5_0 {
+                    let qh = (0..32).fold(0u32, |h, j| h | ((q[j] >> 4) & 1) << j);
+                    out.extend_from_slice(&qh.to_le_bytes());
+                }
+                out.extend((0..16).map(|j| ((q[j] & 0xF) | (q[j + 16] & 0xF) << 4) as u8));
+            }
+            Q4_1 => {
+                let min = x.iter().cloned().fold(f32::INFINITY, f32::min);
+                let max = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let d = (max - min) / 15.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                put_h(out, d);
+                put_h(out, min);
+                let q = |v: f32| (((v - min) * id + 0.5) as u32).min(15);
+                out.extend((0..16).map(|j| (q(x[j]) | q(x[j + 16]) << 4) as u8));
+            }
+            Q8_0 => {
+                let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                put_h(out, d);
+                out.extend(x.iter().map(|v| (v * id).round() as i8 as u8));
+            }
+            other => return Err(Error::UnsupportedType { tensor: String::new(), type_name: other.name().to_string() }),
+        }
+        Ok(())
+    }
+
+    /// Quantizes whole blocks of `x` into GGUF bytes.
+    pub fn quantize(self, x: &[f32]) -> Result<Vec<u8>> {
+        let be = self.block_elems() as usize;
+        if x.len() % be != 0 {
+            return Err(Error::InvalidRequest(format!("quantize {}: {} values are not whole blocks of {be}", self.name(), x.len())));
+        }
+        let mut out = Vec::with_capacity(x.len() / be * self.block_bytes() as usize);
+        for blk in x.chunks_exact(be) {
+            self.quantize_block(blk, &mut out)?;
+        }
+        Ok(out)
+    }
+
     /// Dequantizes a run of whole blocks (e.g. one row) into f32 values.
     pub fn dequantize(self, bytes: &[u8], out: &mut [f32]) -> Result<()> {
         let (be, bb) = (self.block_elems() as usize, self.block_bytes() as usize);

@@ -1,0 +1,65 @@
+//! Helpers shared by the integration tests: the GPU, the default model's path, golden files, a
+//! seeded RNG.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+use webllama::Gpu;
+
+/// One GPU for the whole test binary (lavapipe on CI).
+pub fn gpu() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (on CI: Mesa lavapipe)")))
+        .clone()
+}
+
+/// The default model (SmolLM2-135M-Instruct Q4_1) in the cache, as `make model` puts it. Absent
+/// outside CI: the caller skips, loudly. On CI (CI set) its absence is a failure.
+pub fn default_model() -> Option<String> {
+    let base = std::env::var("WEBLLAMA_CACHE")
+        .unwrap_or_else(|_| format!("{}/.cache/webllama", std::env::var("HOME").unwrap_or_default()));
+    let p = format!("{base}/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if std::path::Path::new(&p).exists() {
+        return Some(p);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("the default model is missing at {p} on CI: `make test` runs `make model` first");
+    }
+    eprintln!("SKIPPED: the default model is not at {p}; run `make model` to run this test");
+    None
+}
+
+/// A file from ../shared/fixtures (model files too big to copy into the repo), or None with a loud skip.
+pub fn shared_fixture(rel: &str) -> Option<String> {
+    let p = format!("{}/../shared/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
+    if std::path::Path::new(&p).exists() {
+        Some(p)
+    } else {
+        eprintln!("SKIPPED: {p} is absent (../shared/fixtures is not checked out beside the repo)");
+        None
+    }
+}
+
+/// A golden JSON file from tests/fixtures.
+pub fn golden(rel: &str) -> serde_json::Value {
+    let p = format!("{}/tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))).expect("valid JSON")
+}
+
+/// A small seeded generator for test inputs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u32(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 32) as u32
+    }
+    /// Uniform in [-1, 1).
+    pub fn f32(&mut self) -> f32 {
+        self.next_u32() as f32 / 2147483648.0 - 1.0
+    }
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f32()).collect()
+    }
+}

@@ -1,0 +1,209 @@
+//! Every GPU kernel against its twin in reference.rs on random inputs, for every supported quant
+//! type: normalized MSE at most 1e-6; a failure names the op, the type, the shape and the first bad
+//! index.
+
+mod common;
+
+use common::{gpu, Rng};
+use webllama::kernels::{self, MatvecParams, QuantMatrix, RopeParams, Step};
+use webllama::quant::{QuantType, SUPPORTED};
+use webllama::reference;
+
+const NMSE_MAX: f64 = 1e-6;
+
+/// Checks `got` against `want`: NMSE <= 1e-6, naming the first index off by more than 1e-3 of the scale.
+fn check(op: &str, ty: &str, shape: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{op} [{ty}] {shape}: length");
+    let num: f64 = got.iter().zip(want).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().max(1e-30);
+    let nmse = num / den;
+    if !(nmse <= NMSE_MAX) {
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let bad = got.iter().zip(want).position(|(a, b)| !((a - b).abs() <= 1e-3 * scale)).unwrap_or(0);
+        panic!(
+            "{op} [{ty}] {shape}: NMSE {nmse:.3e} > {NMSE_MAX:e}; first bad index {bad}: gpu {} vs reference {}",
+            got[bad], want[bad]
+        );
+    }
+}
+
+fn read(buf: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    pollster::block_on(gpu().read_f32(buf, 0, n as u64)).unwrap()
+}
+
+fn step_uniform(pos: u32) -> wgpu::Buffer {
+    gpu().uniform("step", &Step { pos, kv_len: pos + 1, _pad: [0; 2] })
+}
+
+/// Random values quantized to `ty` and the exact dequantization the kernels must reproduce.
+fn random_matrix(ty: QuantType, rows: usize, cols: usize, rng: &mut Rng) -> (Vec<u8>, reference::Mat) {
+    let bytes = ty.quantize(&rng.vec(rows * cols)).unwrap();
+    let mat = reference::dequantize(ty, &bytes, rows, cols).unwrap();
+    (bytes, mat)
+}
+
+#[test]
+fn matvec_every_quant_type() {
+    let g = gpu();
+    let mut rng = Rng(0x5eed);
+    // 67 rows: not a multiple of the 4 rows per workgroup; 576 columns: SmolLM2's width.
+    for &(rows, cols) in &[(67usize, 576usize), (130, 1536)] {
+        for &ty in SUPPORTED {
+            let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
+            let x = rng.vec(cols);
+            let shape = format!("[{rows}x{cols}]");
+            let wb = g.storage_with("w", &bytes);
+            let xb = g.storage_with("x", bytemuck::cast_slice(&x));
+            let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
+            let want = reference::matvec(&w, &x);
+            // Plain: out = W x.
+            let out = g.storage("out", 4 * rows as u64);
+            let d = kernels::matvec(&g, &m, &xb, &out, &step_uniform(0), MatvecParams::default()).unwrap();
+            kernels::submit(&g, &[d]);
+            check("matvec", ty.name(), &shape, &read(&out, rows), &want);
+            // Residual epilogue at a KV-cache position: out[off + pos * stride ..] += W x.
+            let (pos, stride, off) = (3u32, rows as u32 + 5, 7u32);
+            let n_out = (off + pos * stride) as usize + rows;
+            let base = rng.vec(n_out);
+            let out = g.storage_with("out", bytemuck::cast_slice(&base));
+            let p = MatvecParams { accumulate: 1, out_offset: off, out_pos_stride: stride, ..Default::default() };
+            let d = kernels::matvec(&g, &m, &xb, &out, &step_uniform(pos), p).unwrap();
+            kernels::submit(&g, &[d]);
+            let mut want_acc = base.clone();
+            let at = (off + pos * stride) as usize;
+            reference::add(&mut want_acc[at..at + rows], &want);
+            check("matvec+accumulate", ty.name(), &shape, &read(&out, n_out), &want_acc);
+        }
+    }
+}
+
+#[test]
+fn matvec_past_65535_workgroups() {
+    // 262,200 rows / 4 rows per workgroup = 65,550 workgroups: the grid spills into y.
+    let g = gpu();
+    let mut rng = Rng(3);
+    let (rows, cols, ty) = (262_200usize, 32usize, QuantType::Q8_0);
+    let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
+    let x = rng.vec(cols);
+    let (wb, xb, out) = (g.storage_with("w", &bytes), g.storage_with("x", bytemuck::cast_slice(&x)), g.storage("out", 4 * rows as u64));
+    let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
+    kernels::submit(&g, &[kernels::matvec(&g, &m, &xb, &out, &step_uniform(0), MatvecParams::default()).unwrap()]);
+    check("matvec", ty.name(), &format!("[{rows}x{cols}]"), &read(&out, rows), &reference::matvec(&w, &x));
+}
+
+#[test]
+fn embed_every_quant_type() {
+    let g = gpu();
+    let mut rng = Rng(7);
+    let (rows, cols) = (50usize, 576usize);
+    for &ty in SUPPORTED {
+        let (bytes, table) = random_matrix(ty, rows, cols, &mut rng);
+        let wb = g.storage_with("table", &bytes);
+        // Two parts of the table, as a table split by rows is looked up: rows 0..20 and 20..50.
+        let rb = (cols as u64 / ty.block_elems() * ty.block_bytes()) as usize;
+        let part2 = g.storage_with("table part 2", &bytes[20 * rb..]);
+        for token in [0u32, 19, 20, 49] {
+            let tokens = g.storage_with("tokens", bytemuck::bytes_of(&token));
+            let out = g.storage("out", 4 * cols as u64);
+            let p1 = QuantMatrix { ty, buffer: &wb, rows: 20, cols: cols as u32 };
+            let p2 = QuantMatrix { ty, buffer: &part2, rows: 30, cols: cols as u32 };
+            let d1 = kernels::embed(&g, &p1, 0, &tokens, &out, 0).unwrap();
+            let d2 = kernels::embed(&g, &p2, 20, &tokens, &out, 0).unwrap();
+            kernels::submit(&g, &[d1, d2]);
+            check("embed", ty.name(), &format!("[{rows}x{cols}] token {token}"), &read(&out, cols), &reference::embed(&table, token));
+        }
+    }
+}
+
+#[test]
+fn rmsnorm_matches() {
+    let g = gpu();
+    let mut rng = Rng(11);
+    for n in [576usize, 1000, 4096] {
+        let (x, w) = (rng.vec(n), rng.vec(n));
+        let (xb, wb, out) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("w", bytemuck::cast_slice(&w)), g.storage("out", 4 * n as u64));
+        kernels::submit(&g, &[kernels::rmsnorm(&g, &xb, &wb, &out, n as u32, 1e-5).unwrap()]);
+        check("rmsnorm", "f32", &format!("[{n}]"), &read(&out, n), &reference::rmsnorm(&x, &w, 1e-5));
+    }
+}
+
+#[test]
+fn rope_matches() {
+    let g = gpu();
+    let mut rng = Rng(13);
+    // (heads, head_dim, n_rot, pos): full rotation, and a partial one (n_rot < head_dim).
+    for &(heads, hd, n_rot, pos) in &[(9usize, 64usize, 64usize, 0u32), (3, 64, 64, 1234), (4, 128, 64, 77)] {
+        let stride = heads * hd + 3;
+        let n = (pos as usize + 1) * stride;
+        let x = rng.vec(n);
+        let buf = g.storage_with("x", bytemuck::cast_slice(&x));
+        let p = RopeParams { n_heads: heads as u32, head_dim: hd as u32, n_rot: n_rot as u32, offset: 0, pos_stride: stride as u32, freq_base: 100000.0, _pad: [0; 2] };
+        kernels::submit(&g, &[kernels::rope(&g, &buf, &step_uniform(pos), p).unwrap()]);
+        let mut want = x.clone();
+        let at = pos as usize * stride;
+        reference::rope(&mut want[at..at + heads * hd], heads, hd, n_rot, pos as usize, 100000.0);
+        check("rope", "f32", &format!("[{heads}x{hd}] n_rot {n_rot} pos {pos}"), &read(&buf, n), &want);
+    }
+}
+
+#[test]
+fn attention_matches_with_gqa() {
+    let g = gpu();
+    let mut rng = Rng(17);
+    // (heads, kv heads, head_dim, kv_len): one chunk, several chunks with a partial one, MHA, 128 wide.
+    for &(h, kvh, hd, len) in &[(9usize, 3usize, 64usize, 1usize), (9, 3, 64, 150), (4, 4, 128, 64), (8, 2, 32, 300)] {
+        let kv_dim = kvh * hd;
+        let (q, k, v) = (rng.vec(h * hd), rng.vec(len * kv_dim), rng.vec(len * kv_dim));
+        let qb = g.storage_with("q", bytemuck::cast_slice(&q));
+        let kb = g.storage_with("k", bytemuck::cast_slice(&k));
+        let vb = g.storage_with("v", bytemuck::cast_slice(&v));
+        let out = g.storage("out", 4 * (h * hd) as u64);
+        let step = step_uniform(len as u32 - 1);
+        kernels::submit(&g, &[kernels::attention(&g, &qb, &kb, &vb, &out, &step, h as u32, kvh as u32, hd as u32).unwrap()]);
+        let want = reference::attention(&q, &k, &v, h, kvh, hd, len);
+        check("attention", "f32", &format!("heads {h}/{kvh} x {hd}, kv_len {len}"), &read(&out, h * hd), &want);
+    }
+}
+
+#[test]
+fn swiglu_matches() {
+    let g = gpu();
+    let mut rng = Rng(19);
+    let n = 1536;
+    let gate: Vec<f32> = rng.vec(n).iter().map(|v| v * 12.0).collect();
+    let up = rng.vec(n);
+    let gb = g.storage_with("gate", bytemuck::cast_slice(&gate));
+    let ub = g.storage_with("up", bytemuck::cast_slice(&up));
+    kernels::submit(&g, &[kernels::swiglu(&g, &gb, &ub, n as u32).unwrap()]);
+    check("swiglu", "f32", &format!("[{n}]"), &read(&gb, n), &reference::swiglu(&gate, &up));
+}
+
+#[test]
+fn argmax_matches_and_takes_the_first_of_ties() {
+    let g = gpu();
+    let mut rng = Rng(23);
+    for n in [5usize, 49152, 128256] {
+        let mut x = rng.vec(n);
+        // A tie for the maximum: the lower index wins, as in reference::argmax.
+        let (a, b) = (n / 3 + 1, n / 2 + 2);
+        x[a] = 5.0;
+        x[b.min(n - 1)] = 5.0;
+        let xb = g.storage_with("logits", bytemuck::cast_slice(&x));
+        let out = g.storage("result", 4);
+        kernels::submit(&g, &[kernels::argmax(&g, &xb, &out, n as u32).unwrap()]);
+        let got = u32::from_le_bytes(pollster::block_on(g.read(&out, 0, 4)).unwrap().try_into().unwrap());
+        assert_eq!(got, reference::argmax(&x), "argmax [{n}]");
+    }
+}
+
+#[test]
+fn quantize_round_trips_within_the_type_precision() {
+    let mut rng = Rng(29);
+    for &ty in SUPPORTED {
+        let x = rng.vec(256);
+        let back = reference::dequantize(ty, &ty.quantize(&x).unwrap(), 1, 256).unwrap().data;
+        let err = x.iter().zip(&back).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let bound = match ty { QuantType::F32 => 0.0, QuantType::F16 => 1e-3, QuantType::Q8_0 => 1e-2, QuantType::Q4_1 | QuantType::Q5_0 => 0.07, _ => 0.13 };
+        assert!(err <= bound, "{} round trip error {err} > {bound}", ty.name());
+    }
+}

@@ -39,6 +39,8 @@ pub struct ModelBuilder {
     weights: HashMap<String, Weight>,
     vectors: HashMap<String, wgpu::Buffer>,
     needed: Vec<String>,
+    /// Largest byte size of one weight part (the adapter's storage-binding limit by default).
+    max_part_bytes: u64,
 }
 
 /// Default context when the caller gives none (the KV cache grows with it).
@@ -55,7 +57,15 @@ impl ModelBuilder {
         }
         let ctx = ctx.unwrap_or(DEFAULT_CTX).min(cfg.ctx_len).max(1);
         let needed = weights::expected(&cfg).into_iter().map(|(n, _)| n).collect();
-        Ok(ModelBuilder { gpu, cfg, ctx, weights: HashMap::new(), vectors: HashMap::new(), needed })
+        let max_part_bytes = gpu.max_binding();
+        Ok(ModelBuilder { gpu, cfg, ctx, weights: HashMap::new(), vectors: HashMap::new(), needed, max_part_bytes })
+    }
+
+    /// Splits weights into parts of at most `bytes` (below the adapter's limit; tests use it to
+    /// exercise the split path on small models).
+    pub fn with_max_part_bytes(mut self, bytes: u64) -> ModelBuilder {
+        self.max_part_bytes = bytes.min(self.gpu.max_binding());
+        self
     }
 
     /// Tensors still to upload, in file order.
@@ -78,7 +88,7 @@ impl ModelBuilder {
         }
         let (rows, cols) = t.rows_cols();
         let row_bytes = t.n_bytes / rows;
-        let max_rows = (self.gpu.max_binding() / row_bytes).min(rows);
+        let max_rows = (self.max_part_bytes / row_bytes).min(rows);
         if max_rows == 0 {
             return Err(Error::BadTensor { tensor: t.name.clone(), msg: format!("one row of {row_bytes} bytes is over the adapter's binding limit") });
         }

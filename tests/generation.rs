@@ -1,0 +1,178 @@
+//! The whole pipeline on the real default model (SmolLM2-135M-Instruct Q4_1) against llama.cpp's
+//! goldens, on the GPU and with reference.rs: prompt ids, greedy ids up to the first near-tie, logits.
+//! F32 goldens (llama.cpp's exact dequantization of the same weights): ids and logits within 0.05.
+//! Q4_1 goldens (llama.cpp quantizes activations there): within 1.5.
+
+mod common;
+
+use serde_json::Value;
+use std::sync::Arc;
+use webllama::reference::{self, RefModel};
+use webllama::{weights, FinishReason, GenerateOptions, Message, Model, ModelBuilder, Session, Tokenizer};
+
+const STEPS: usize = 32;
+
+struct Case {
+    name: String,
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    ids: Vec<u32>,
+    top5: Vec<Vec<(u32, f32)>>,
+    text_until_eog: String,
+}
+
+fn cases(v: &Value) -> Vec<Case> {
+    let ids = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Case {
+            name: c["name"].as_str().unwrap().to_string(),
+            prompt: c["prompt"].as_str().unwrap().to_string(),
+            prompt_ids: ids(&c["prompt_ids"]),
+            ids: ids(&c["generated_ids"]),
+            top5: c["top5_per_step"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32)).collect())
+                .collect(),
+            text_until_eog: c["generated_text_until_eog"].as_str().unwrap().to_string(),
+        })
+        .collect()
+}
+
+fn goldens() -> Vec<(&'static str, f32, Vec<Case>)> {
+    let q = common::golden("smollm2/generation_q4_1.json");
+    let v = common::golden("smollm2/generation_variants.json");
+    vec![("F32", 0.05, cases(&v["variants"]["F32"])), ("Q4_1", 1.5, cases(&q["results"]))]
+}
+
+/// Compares one run with one golden; returns the largest logit deviation seen.
+fn compare(who: &str, variant: &str, tol: f32, c: &Case, ids: &[u32], logits: &[Vec<f32>]) -> f32 {
+    let cutoff = (0..STEPS).find(|&i| c.top5[i][0].1 - c.top5[i][1].1 < tol).unwrap_or(STEPS);
+    let mut worst = 0f32;
+    for i in 0..STEPS.min(cutoff + 1) {
+        for &(id, want) in &c.top5[i] {
+            let got = logits[i][id as usize];
+            worst = worst.max((got - want).abs());
+            assert!(
+                (got - want).abs() <= tol,
+                "{who} vs {variant} golden, {}: step {i}, logit of id {id} is {got}, golden {want} (tolerance {tol})",
+                c.name
+            );
+        }
+        if i < cutoff {
+            assert_eq!(ids[i], c.ids[i], "{who} vs {variant} golden, {}: greedy id at step {i}", c.name);
+        }
+    }
+    eprintln!("{who} vs {variant} {}: ids equal for {cutoff} steps (first near-tie), max logit deviation {worst:.4}", c.name);
+    worst
+}
+
+/// Greedy run on the GPU from a fresh cache: (ids, logits per step).
+fn run_gpu(model: &mut Model, prompt: &[u32]) -> (Vec<u32>, Vec<Vec<f32>>) {
+    model.kv.truncate(0);
+    let (last, head) = prompt.split_last().unwrap();
+    for &t in head {
+        model.enqueue(t).unwrap();
+    }
+    let (mut ids, mut all) = (vec![], vec![]);
+    let mut tok = *last;
+    for _ in 0..STEPS {
+        let out = pollster::block_on(model.step(tok, true)).unwrap();
+        let logits = out.logits.unwrap();
+        assert_eq!(out.argmax, reference::argmax(&logits), "GPU argmax vs CPU argmax of the same logits");
+        tok = out.argmax;
+        ids.push(tok);
+        all.push(logits);
+    }
+    (ids, all)
+}
+
+fn tokenizer(path: &str) -> Tokenizer {
+    Tokenizer::from_gguf(&weights::read_header(path).unwrap()).unwrap()
+}
+
+#[test]
+fn gpu_matches_llama_cpp_goldens() {
+    let Some(path) = common::default_model() else { return };
+    let tok = tokenizer(&path);
+    let mut model = Model::load_file(common::gpu(), &path, Some(128)).unwrap();
+    for (variant, tol, cases) in goldens() {
+        for c in &cases {
+            let prompt = tok.encode(&c.prompt, true).unwrap();
+            assert_eq!(prompt, c.prompt_ids, "prompt ids of {}", c.name);
+            let (ids, logits) = run_gpu(&mut model, &prompt);
+            compare("gpu", variant, tol, c, &ids, &logits);
+        }
+    }
+}
+
+#[test]
+fn reference_matches_llama_cpp_goldens() {
+    let Some(path) = common::default_model() else { return };
+    let tok = tokenizer(&path);
+    let g = weights::read_header(&path).unwrap();
+    let mut m = RefModel::load(&g, &mut weights::FileSource::open(&path).unwrap()).unwrap();
+    for (variant, tol, cases) in goldens() {
+        for c in &cases {
+            let prompt = tok.encode(&c.prompt, true).unwrap();
+            m.reset();
+            let mut logits = vec![];
+            for &t in &prompt {
+                logits = m.forward(t);
+            }
+            let (mut ids, mut all) = (vec![], vec![]);
+            for _ in 0..STEPS {
+                let id = reference::argmax(&logits);
+                ids.push(id);
+                all.push(std::mem::replace(&mut logits, vec![]));
+                logits = m.forward(id);
+            }
+            compare("reference", variant, tol, c, &ids, &all);
+        }
+    }
+}
+
+#[test]
+fn weights_split_across_bindings_give_the_same_logits() {
+    // token_embd (30 MB) in parts of at most 4 MiB, as a tensor over the binding limit is split.
+    let Some(path) = common::default_model() else { return };
+    let gpu = common::gpu();
+    let g = weights::read_header(&path).unwrap();
+    let mut b = ModelBuilder::new(gpu.clone(), &g, Some(64)).unwrap().with_max_part_bytes(4 << 20);
+    b.upload_all(&g, &mut weights::FileSource::open(&path).unwrap()).unwrap();
+    let mut split = b.finish().unwrap();
+    let mut whole = Model::load_file(gpu, &path, Some(64)).unwrap();
+    assert!(split.dispatches_per_token() > whole.dispatches_per_token(), "the split model runs one matvec per part");
+    let prompt = tokenizer(&path).encode("The capital of France is", true).unwrap();
+    let (ids_a, la) = run_gpu(&mut split, &prompt);
+    let (ids_b, lb) = run_gpu(&mut whole, &prompt);
+    assert_eq!(ids_a, ids_b);
+    for (a, b) in la.iter().zip(&lb) {
+        let d = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(d < 1e-3, "split vs whole logits differ by {d}");
+    }
+}
+
+#[test]
+fn chat_headline_streams_and_stops_at_im_end() {
+    let Some(path) = common::default_model() else { return };
+    let mut s = Session::load_file(common::gpu(), &path, Some(256)).unwrap();
+    let user = "Write a headline for this news: The stock market saw a significant increase today as major tech companies reported higher than expected earnings.";
+    let ids = s.chat_ids(&[Message::new("user", user)]).unwrap();
+    let mut streamed = String::new();
+    let opts = GenerateOptions { max_tokens: 64, ..Default::default() };
+    let g = pollster::block_on(s.generate(&ids, &opts, &mut |t| streamed.push_str(t))).unwrap();
+    let golden = cases(&common::golden("smollm2/generation_variants.json")["variants"]["F32"]);
+    let want = golden.iter().find(|c| c.name == "chat_headline").unwrap();
+    assert_eq!(g.finish_reason, FinishReason::Stop, "stops at <|im_end|>");
+    assert_eq!(g.text, want.text_until_eog);
+    assert_eq!(streamed, g.text);
+    // A second identical request reuses the cached prompt and runs only its last token.
+    let again = pollster::block_on(s.generate(&ids, &opts, &mut |_| {})).unwrap();
+    assert_eq!(again.prefilled, 1);
+    assert_eq!(again.text, g.text);
+    let _ = Arc::strong_count(&s.model.gpu);
+}

@@ -1,0 +1,246 @@
+//! The GGUF reader and model config on real and malformed files: every failure is a named error,
+//! never a panic, a hang or a giant allocation.
+
+mod common;
+
+use std::time::Instant;
+use webllama::gguf::{writer, Gguf, Parsed, Value};
+use webllama::{weights, Config, Error, QuantType};
+
+/// A small valid llama model: 1 layer, width 64, 4 heads (2 KV), ffn 128, vocab 32, Q8_0 matrices.
+fn tiny(meta_edit: impl FnOnce(&mut Vec<(&'static str, Value)>), tensor_edit: impl FnOnce(&mut Vec<(&'static str, Vec<u64>, u32, Vec<u8>)>)) -> Vec<u8> {
+    let mut meta: Vec<(&str, Value)> = vec![
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.block_count", Value::U32(1)),
+        ("llama.context_length", Value::U32(256)),
+        ("llama.embedding_length", Value::U32(64)),
+        ("llama.feed_forward_length", Value::U32(128)),
+        ("llama.attention.head_count", Value::U32(4)),
+        ("llama.attention.head_count_kv", Value::U32(2)),
+        ("llama.rope.freq_base", Value::F32(10000.0)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+        ("general.tags", Value::Array(vec![Value::Array(vec![Value::I8(-1), Value::I8(2)]), Value::Array(vec![])])),
+        ("general.misc", Value::Array(vec![Value::U16(1), Value::U16(2)])),
+        ("general.wide", Value::F64(1.5)),
+        ("general.big", Value::I64(-7)),
+        ("general.ok", Value::Bool(true)),
+    ];
+    let q8 = |rows: u64, cols: u64| (vec![cols, rows], 8u32, QuantType::Q8_0.quantize(&vec![0.5; (rows * cols) as usize]).unwrap());
+    let f32v = |n: u64| (vec![n], 0u32, vec![0u8; 4 * n as usize]);
+    let mut tensors: Vec<(&str, Vec<u64>, u32, Vec<u8>)> = vec![];
+    for (name, (dims, ty, data)) in [
+        ("token_embd.weight", q8(32, 64)),
+        ("output_norm.weight", f32v(64)),
+        ("blk.0.attn_norm.weight", f32v(64)),
+        ("blk.0.attn_q.weight", q8(64, 64)),
+        ("blk.0.attn_k.weight", q8(32, 64)),
+        ("blk.0.attn_v.weight", q8(32, 64)),
+        ("blk.0.attn_output.weight", q8(64, 64)),
+        ("blk.0.ffn_norm.weight", f32v(64)),
+        ("blk.0.ffn_gate.weight", q8(128, 64)),
+        ("blk.0.ffn_up.weight", q8(128, 64)),
+        ("blk.0.ffn_down.weight", q8(64, 128)),
+    ] {
+        tensors.push((name, dims, ty, data));
+    }
+    meta_edit(&mut meta);
+    tensor_edit(&mut tensors);
+    writer::build(&meta, &tensors)
+}
+
+fn valid() -> Vec<u8> {
+    tiny(|_| {}, |_| {})
+}
+
+/// Parses a whole in-memory file and builds its config, timing it.
+fn load(bytes: &[u8]) -> Result<Config, Error> {
+    let t = Instant::now();
+    let r = Gguf::parse_complete(bytes).and_then(|g| {
+        let c = Config::from_gguf(&g)?;
+        weights::check(&g, &c)?;
+        Ok(c)
+    });
+    assert!(t.elapsed().as_millis() < 500, "took {:?}", t.elapsed());
+    r
+}
+
+#[test]
+fn the_valid_tiny_file_parses() {
+    let bytes = valid();
+    let g = Gguf::parse_complete(&bytes).unwrap();
+    assert_eq!(g.version, 3);
+    assert_eq!(g.tensors.len(), 11);
+    assert_eq!(g.get("general.misc"), Some(&Value::Array(vec![Value::U16(1), Value::U16(2)])));
+    assert_eq!(g.get("general.tags").unwrap().as_array().unwrap()[0], Value::Array(vec![Value::I8(-1), Value::I8(2)]));
+    let c = load(&bytes).unwrap();
+    assert_eq!((c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size), (1, 64, 4, 2, 16, 32));
+    assert!(c.tied_output);
+    let t = g.tensor("blk.0.ffn_down.weight").unwrap();
+    assert_eq!(t.offset % 32, 0);
+    assert_eq!(t.n_bytes, 64 * 128 / 32 * 34);
+}
+
+#[test]
+fn streaming_prefixes_ask_for_more_until_the_header_is_complete() {
+    let bytes = valid();
+    let full = Gguf::parse_complete(&bytes).unwrap();
+    let len = Some(bytes.len() as u64);
+    let mut k = 0usize;
+    let mut asks = 0;
+    loop {
+        match Gguf::parse(&bytes[..k], len).unwrap() {
+            Parsed::NeedMore { needed } => {
+                assert!(needed as usize > k, "needs more than it has");
+                k = needed as usize;
+                asks += 1;
+            }
+            Parsed::Done(g) => {
+                assert_eq!(g.tensors, full.tensors);
+                break;
+            }
+        }
+    }
+    assert!(asks > 5);
+    assert!(k <= full.data_offset as usize, "the header is complete before the tensor data");
+}
+
+#[test]
+fn every_truncation_is_a_named_error() {
+    let bytes = valid();
+    for cut in (0..bytes.len()).step_by(7).chain([bytes.len() - 1]) {
+        match load(&bytes[..cut]) {
+            Err(Error::Truncated { .. }) => {}
+            other => panic!("truncated at {cut} of {}: {other:?}", bytes.len()),
+        }
+    }
+}
+
+#[test]
+fn bad_magic_and_version() {
+    let mut b = valid();
+    b[0] = b'X';
+    assert!(matches!(load(&b), Err(Error::BadMagic { .. })));
+    for v in [1u32, 4, 0xffff_ffff] {
+        let mut b = valid();
+        b[4..8].copy_from_slice(&v.to_le_bytes());
+        assert!(matches!(load(&b), Err(Error::UnsupportedVersion(x)) if x == v));
+    }
+}
+
+#[test]
+fn absurd_counts_and_lengths_are_refused_without_allocating() {
+    // Tensor count and metadata count (header offsets 8 and 16).
+    for (at, what) in [(8usize, "tensor count"), (16, "metadata count")] {
+        let mut b = valid();
+        b[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let e = load(&b).unwrap_err();
+        assert!(matches!(&e, Error::OverLimit { what: w, .. } if w == what), "{e}");
+    }
+    // The first key's length (offset 24).
+    let mut b = valid();
+    b[24..32].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    assert!(matches!(load(&b), Err(Error::OverLimit { .. })));
+    // An array whose length the file cannot hold: refused before reading it.
+    let b = tiny(|m| m.push(("general.huge", Value::Array(vec![Value::U64(1); 3]))), |_| {});
+    let pos = b.windows(12).position(|w| w == b"general.huge").unwrap() + 12 + 4 + 4;
+    let mut b = b;
+    b[pos..pos + 8].copy_from_slice(&((1u64 << 24) - 1).to_le_bytes());
+    assert!(matches!(load(&b), Err(Error::Truncated { .. })), "{:?}", load(&b));
+    b[pos..pos + 8].copy_from_slice(&(1u64 << 50).to_le_bytes());
+    assert!(matches!(load(&b), Err(Error::OverLimit { .. })));
+}
+
+#[test]
+fn unknown_value_and_tensor_types() {
+    let b = valid();
+    // The first value's type id sits after the first key.
+    let key_end = 24 + 8 + "general.architecture".len();
+    let mut bad = b.clone();
+    bad[key_end..key_end + 4].copy_from_slice(&99u32.to_le_bytes());
+    assert!(matches!(load(&bad), Err(Error::UnknownValueType { type_id: 99, .. })));
+    let e = load(&tiny(|_| {}, |t| t[3].2 = 77)).unwrap_err();
+    assert!(matches!(&e, Error::BadTensor { tensor, msg } if tensor == "blk.0.attn_q.weight" && msg.contains("77")), "{e}");
+}
+
+#[test]
+fn bad_tensor_infos() {
+    // More than 4 dims, a zero dim, a row length that is not whole blocks, overflowing dims.
+    let cases: Vec<(Box<dyn Fn(&mut Vec<(&'static str, Vec<u64>, u32, Vec<u8>)>)>, &str)> = vec![
+        (Box::new(|t| t[1].1 = vec![1, 1, 1, 1, 64]), "dimensions"),
+        (Box::new(|t| t[1].1 = vec![0]), "zero dimension"),
+        (Box::new(|t| t[3].1 = vec![48, 64]), "not a multiple"),
+        (Box::new(|t| t[3].1 = vec![1 << 32, 1 << 32]), "overflow"),
+    ];
+    for (edit, want) in cases {
+        let e = load(&tiny(|_| {}, edit)).unwrap_err();
+        assert!(matches!(&e, Error::BadTensor { msg, .. } if msg.contains(want)), "{want}: {e}");
+    }
+    // A data offset past the end of the file.
+    let b = valid();
+    let g = Gguf::parse_complete(&b).unwrap();
+    let name = b"output_norm.weight";
+    let at = b.windows(name.len()).position(|w| w == name).unwrap() + name.len() + 4 + 8 + 4;
+    let mut bad = b.clone();
+    bad[at..at + 8].copy_from_slice(&(g.data_end() * 2).div_ceil(32).checked_mul(32).unwrap().to_le_bytes());
+    assert!(matches!(load(&bad), Err(Error::Truncated { what, .. }) if what.contains("output_norm")));
+    // A misaligned one.
+    bad[at..at + 8].copy_from_slice(&5u64.to_le_bytes());
+    assert!(matches!(load(&bad), Err(Error::BadTensor { msg, .. }) if msg.contains("alignment")));
+}
+
+#[test]
+fn missing_and_inconsistent_llama_keys() {
+    let drop = |key: &'static str| tiny(move |m| m.retain(|(k, _)| *k != key), |_| {});
+    assert!(matches!(load(&drop("llama.block_count")), Err(Error::MissingKey(k)) if k == "llama.block_count"));
+    assert!(matches!(load(&drop("general.architecture")), Err(Error::MissingKey(_))));
+    let set = |key: &'static str, v: Value| tiny(move |m| m.iter_mut().filter(|(k, _)| *k == key).for_each(|e| e.1 = v.clone()), |_| {});
+    assert!(matches!(load(&set("general.architecture", Value::String("gemma".into()))), Err(Error::UnsupportedArch(a)) if a == "gemma"));
+    assert!(matches!(load(&set("llama.attention.head_count_kv", Value::U32(3))), Err(Error::BadConfig(_))));
+    assert!(matches!(load(&set("llama.block_count", Value::I32(-1))), Err(Error::BadMetadata { .. })));
+    assert!(matches!(load(&set("llama.block_count", Value::String("1".into()))), Err(Error::BadMetadata { .. })));
+    assert!(matches!(load(&set("llama.embedding_length", Value::U32(0))), Err(Error::BadConfig(_))));
+    assert!(matches!(load(&set("llama.rope.freq_base", Value::F32(f32::NAN))), Err(Error::BadConfig(_))));
+    // Two layers declared, one present.
+    let e = load(&set("llama.block_count", Value::U32(2))).unwrap_err();
+    assert!(matches!(&e, Error::MissingTensor(t) if t == "blk.1.attn_norm.weight"), "{e}");
+    // A tensor shaped against the config.
+    let e = load(&tiny(|_| {}, |t| t[4].1 = vec![64, 64])).unwrap_err();
+    assert!(matches!(&e, Error::BadTensor { tensor, .. } if tensor == "blk.0.attn_k.weight"), "{e}");
+    // Duplicate keys.
+    let e = load(&tiny(|m| m.push(("llama.block_count", Value::U32(1))), |_| {})).unwrap_err();
+    assert!(matches!(&e, Error::BadMetadata { msg, .. } if msg.contains("twice")), "{e}");
+}
+
+#[test]
+fn unsupported_quant_types_name_the_tensor() {
+    // A Q6_K tensor (ggml id 14): 256-element blocks of 210 bytes.
+    let e = load(&tiny(|_| {}, |t| {
+        t[9].1 = vec![256, 32];
+        t[9].2 = 14;
+        t[9].3 = vec![0; 32 * 210];
+    }))
+    .unwrap_err();
+    assert!(e.to_string().contains("blk.0.ffn_up.weight"), "{e}");
+}
+
+#[test]
+fn real_default_model_header() {
+    let Some(path) = common::default_model() else { return };
+    let g = weights::read_header(&path).unwrap();
+    assert_eq!((g.version, g.tensors.len(), g.metadata.len()), (3, 272, 33));
+    assert_eq!(g.data_offset, 1_785_664);
+    assert_eq!(g.tensor("token_embd.weight").unwrap().ty, QuantType::Q8_0);
+    let c = Config::from_gguf(&g).unwrap();
+    assert_eq!((c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab_size, c.ctx_len), (30, 576, 9, 3, 1536, 49152, 8192));
+    assert!(c.tied_output);
+    weights::check(&g, &c).unwrap();
+}
+
+#[test]
+fn q4_k_m_requant_is_refused_by_type_until_k_quants_land() {
+    let Some(path) = common::shared_fixture("smollm2/SmolLM2-135M-Instruct.Q4_K_M.gguf") else { return };
+    let g = weights::read_header(&path).unwrap();
+    let e = weights::check(&g, &Config::from_gguf(&g).unwrap()).unwrap_err();
+    assert!(matches!(&e, Error::UnsupportedType { type_name, .. } if type_name.ends_with("_K")), "{e}");
+}

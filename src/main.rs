@@ -17,6 +17,27 @@ struct Cli {
 enum Cmd {
     /// Generate text from a prompt or one chat message.
     Generate(GenerateArgs),
+    /// Measure prefill and decode speed (in the spirit of llama-bench).
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// GGUF model file (default: the default model in the cache).
+    #[arg(long)]
+    model: Option<String>,
+    /// Prompt tokens to prefill.
+    #[arg(short = 'p', default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Tokens to decode.
+    #[arg(short = 'n', default_value_t = 128)]
+    decode_tokens: usize,
+    /// Also time every kernel alone for one decode step and print the split.
+    #[arg(long)]
+    profile: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -122,10 +143,73 @@ fn generate(a: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+fn bench(a: BenchArgs) -> Result<()> {
+    use std::time::Instant;
+    let path = match a.model {
+        Some(p) => p,
+        None => default_model()?,
+    };
+    let (p, n) = (a.prompt_tokens.max(1), a.decode_tokens.max(1));
+    let gpu = Arc::new(pollster::block_on(Gpu::new())?);
+    let mut model = webllama::Model::load_file(gpu.clone(), &path, Some(p + n + 1)).with_context(|| format!("loading {path}"))?;
+    let vocab = model.cfg.vocab_size as u32;
+    // A fixed, ordinary-looking prompt: ids cycling through the vocabulary's common range.
+    let prompt: Vec<u32> = (0..p as u32).map(|i| 100 + (i * 37) % (vocab.min(20000) - 100)).collect();
+    // Warm-up: the first run compiles pipelines.
+    pollster::block_on(model.step(prompt[0], false))?;
+    model.kv.truncate(0);
+    let t0 = Instant::now();
+    for &t in &prompt[..p - 1] {
+        model.enqueue(t)?;
+    }
+    let mut tok = pollster::block_on(model.step(prompt[p - 1], false))?.argmax;
+    let prefill_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    for _ in 0..n {
+        tok = pollster::block_on(model.step(tok, false))?.argmax;
+    }
+    let decode_s = t1.elapsed().as_secs_f64();
+    let decode_tok_s = n as f64 / decode_s;
+    let weight_bytes = model.weight_bytes;
+    let obj = serde_json::json!({
+        "model": path,
+        "adapter": gpu.adapter_name(),
+        "n_layers": model.cfg.n_layers,
+        "prompt_tokens": p,
+        "decode_tokens": n,
+        "prefill_tok_s": p as f64 / prefill_s,
+        "decode_tok_s": decode_tok_s,
+        "ttft_ms": prefill_s * 1000.0,
+        "dispatches_per_token": model.dispatches_per_token(),
+        "submits_per_token": 1,
+        "readback_bytes_per_token": 4,
+        "weight_bytes_per_token": weight_bytes,
+        "implied_gb_s": weight_bytes as f64 * decode_tok_s / 1e9,
+    });
+    if a.json {
+        println!("{obj}");
+    } else {
+        println!("model     {path}\nadapter   {}", gpu.adapter_name());
+        println!("prefill   {p} tokens: {:.2} tok/s (time to first token {:.0} ms)", p as f64 / prefill_s, prefill_s * 1000.0);
+        println!("decode    {n} tokens: {:.2} tok/s; {:.2} GB/s of weights ({:.1} MB per token)", decode_tok_s, weight_bytes as f64 * decode_tok_s / 1e9, weight_bytes as f64 / 1e6);
+        println!("per token {} dispatches, 1 submit, 4 bytes read back", model.dispatches_per_token());
+    }
+    if a.profile {
+        let split = model.profile_step(tok)?;
+        let total: f64 = split.iter().map(|s| s.1).sum();
+        println!("profile (each kernel submitted alone and waited for; {total:.1} ms in all):");
+        for (name, ms) in split {
+            println!("  {name:<10} {ms:8.2} ms  {:5.1}%", 100.0 * ms / total);
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Generate(a) => generate(a),
+        Cmd::Bench(a) => bench(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

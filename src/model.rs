@@ -257,8 +257,33 @@ impl Model {
         self.graph.len()
     }
 
-    /// Queues the decoder for `token` at the next KV position (one submit); nothing is read back.
-    pub fn enqueue(&mut self, token: u32) -> Result<()> {
+    /// Runs `token` with each kernel submitted alone and waited for: milliseconds per kernel name,
+    /// summed over the step (native only; for `webllama bench --profile`).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_step(&mut self, token: u32) -> Result<Vec<(&'static str, f64)>> {
+        let pos = self.kv.len as u32;
+        self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&Step { pos, kv_len: pos + 1, _pad: [0; 2] }));
+        self.gpu.queue.write_buffer(&self.acts.token, 0, bytemuck::bytes_of(&token));
+        let wait = |gpu: &Gpu| gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()));
+        kernels::submit(&self.gpu, &[]);
+        wait(&self.gpu)?;
+        let mut out: Vec<(&'static str, f64)> = vec![];
+        for d in &self.graph {
+            let t = std::time::Instant::now();
+            kernels::submit(&self.gpu, std::slice::from_ref(d));
+            wait(&self.gpu)?;
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            match out.iter_mut().find(|(n, _)| *n == d.name) {
+                Some(e) => e.1 += ms,
+                None => out.push((d.name, ms)),
+            }
+        }
+        self.kv.len += 1;
+        Ok(out)
+    }
+
+    /// Writes the step uniform and the input token, then records the decoder into `enc`.
+    fn record(&mut self, token: u32, enc: &mut wgpu::CommandEncoder) -> Result<()> {
         if token as usize >= self.cfg.vocab_size {
             return Err(Error::InvalidRequest(format!("token id {token} is past the vocabulary of {}", self.cfg.vocab_size)));
         }
@@ -268,15 +293,25 @@ impl Model {
         let pos = self.kv.len as u32;
         self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&Step { pos, kv_len: pos + 1, _pad: [0; 2] }));
         self.gpu.queue.write_buffer(&self.acts.token, 0, bytemuck::bytes_of(&token));
-        kernels::submit(&self.gpu, &self.graph);
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        self.graph.iter().for_each(|d| d.record(&mut pass));
+        drop(pass);
         self.kv.len += 1;
+        Ok(())
+    }
+
+    /// Queues the decoder for `token` at the next KV position (one submit); nothing is read back.
+    pub fn enqueue(&mut self, token: u32) -> Result<()> {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.record(token, &mut enc)?;
+        self.gpu.queue.submit([enc.finish()]);
         Ok(())
     }
 
     /// Runs `token` at the next position and reads back the argmax (and the logits when asked).
     pub async fn step(&mut self, token: u32, want_logits: bool) -> Result<StepOutput> {
-        self.enqueue(token)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.record(token, &mut enc)?;
         enc.copy_buffer_to_buffer(&self.acts.token, 0, &self.token_staging, 0, 4);
         if want_logits {
             enc.copy_buffer_to_buffer(&self.acts.logits, 0, &self.logits_staging, 0, self.logits_staging.size());

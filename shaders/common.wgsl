@@ -36,3 +36,21 @@ fn i8_of(word: u32, b: u32) -> f32 {
 fn flat_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;
 }
+
+// The low and high nibbles of the four bytes of a word, as four values each.
+fn nibbles_lo(q: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(0xfu));
+}
+fn nibbles_hi(q: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<u32>(q >> 4u, q >> 12u, q >> 20u, q >> 28u) & vec4<u32>(0xfu));
+}
+
+// The four bytes of a word as signed values.
+fn bytes_i8(q: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<i32>(bitcast<i32>(q << 24u), bitcast<i32>(q << 16u), bitcast<i32>(q << 8u), bitcast<i32>(q)) >> vec4<u32>(24u));
+}
+
+// Bits k..k+3 of a word, each as 0 or 16 (the fifth bit of four 5-bit quants).
+fn bits4_x16(h: u32, k: u32) -> vec4<u32> {
+    return ((vec4<u32>(h) >> (vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u)) << vec4<u32>(4u);
+}

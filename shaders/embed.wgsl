@@ -18,8 +18,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read> tokens: array<u32>;    // token ids
 @group(0) @binding(3) var<storage, read_write> out: array<f32>; // [dim]
 
-fn act(i: u32) -> f32 {
-    return 0.0;
+// The quant files' block_dot reads activations; the lookup has none.
+fn act4(i: u32) -> vec4<f32> {
+    return vec4<f32>(0.0);
 }
 
 @compute @workgroup_size(64)

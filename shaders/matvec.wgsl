@@ -23,15 +23,16 @@ struct Step {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> weights: array<u32>;   // [rows, row_bytes] raw blocks
-@group(0) @binding(3) var<storage, read> x: array<f32>;         // [cols] at x_offset
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;   // [cols / 4] at x_offset (a multiple of 4)
 @group(0) @binding(4) var<storage, read_write> out: array<f32>; // [rows] at out_offset + pos * out_pos_stride
 
 const THREADS_PER_ROW: u32 = 16u;
 const ROWS_PER_WG: u32 = 4u;
 var<workgroup> partial: array<f32, 64>;
 
-fn act(i: u32) -> f32 {
-    return x[p.x_offset + i];
+// Activations i .. i+3 (i a multiple of 4).
+fn act4(i: u32) -> vec4<f32> {
+    return x[(p.x_offset + i) >> 2u];
 }
 
 @compute @workgroup_size(64)

@@ -114,7 +114,11 @@ pub struct MatvecParams {
 }
 
 /// matvec: out[out_offset + pos * out_pos_stride + r] (+)= dot(W[r], x[x_offset..]).
+/// x is read four values at a time: x_offset and the row length must be multiples of 4.
 pub fn matvec(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatvecParams) -> Result<Dispatch> {
+    if p.x_offset % 4 != 0 || w.cols % 4 != 0 {
+        return Err(crate::Error::InvalidRequest(format!("matvec: x offset {} and row length {} must be multiples of 4", p.x_offset, w.cols)));
+    }
     let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_bytes(), ..p };
     let src = include_str!("../shaders/matvec.wgsl");
     build(gpu, "matvec", src, Some(w.ty), bytemuck::bytes_of(&p), &[step, w.buffer, x, out], grid(w.rows.div_ceil(4)))

@@ -87,6 +87,9 @@ impl ModelBuilder {
             return Ok(());
         }
         let (rows, cols) = t.rows_cols();
+        if cols % 4 != 0 {
+            return Err(Error::BadTensor { tensor: t.name.clone(), msg: format!("row length {cols} is not a multiple of 4") });
+        }
         let row_bytes = t.n_bytes / rows;
         let max_rows = (self.max_part_bytes / row_bytes).min(rows);
         if max_rows == 0 {

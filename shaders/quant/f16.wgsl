@@ -1,11 +1,12 @@
-//! F16: one little-endian IEEE half per element.
-const BLOCK_ELEMS: u32 = 1u;
-const BLOCK_BYTES: u32 = 2u;
+//! F16: little-endian IEEE halves, taken four at a time.
+const BLOCK_ELEMS: u32 = 4u;
+const BLOCK_BYTES: u32 = 8u;
 
 fn block_dot(blk: u32, xi: u32) -> f32 {
-    return load_f16(blk) * act(xi);
+    let v = vec4<f32>(unpack2x16float(load_u32(blk)), unpack2x16float(load_u32(blk + 4u)));
+    return dot(v, act4(xi));
 }
 
 fn dequant_at(blk: u32, i: u32) -> f32 {
-    return load_f16(blk);
+    return load_f16(blk + 2u * i);
 }

@@ -1,11 +1,13 @@
-//! F32: one little-endian f32 per element.
-const BLOCK_ELEMS: u32 = 1u;
-const BLOCK_BYTES: u32 = 4u;
+//! F32: little-endian f32 values, taken four at a time (rows are 4-byte aligned).
+const BLOCK_ELEMS: u32 = 4u;
+const BLOCK_BYTES: u32 = 16u;
 
 fn block_dot(blk: u32, xi: u32) -> f32 {
-    return bitcast<f32>(load_u32(blk)) * act(xi);
+    let w = blk >> 2u;
+    let v = bitcast<vec4<f32>>(vec4<u32>(weights[w], weights[w + 1u], weights[w + 2u], weights[w + 3u]));
+    return dot(v, act4(xi));
 }
 
 fn dequant_at(blk: u32, i: u32) -> f32 {
-    return bitcast<f32>(load_u32(blk));
+    return bitcast<f32>(weights[(blk >> 2u) + i]);
 }

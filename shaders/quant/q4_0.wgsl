@@ -3,18 +3,12 @@ const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 18u;
 
 fn block_dot(blk: u32, xi: u32) -> f32 {
-    let d = load_f16(blk);
     var s = 0.0;
     for (var k = 0u; k < 4u; k++) {
         let q = load_u32(blk + 2u + 4u * k);
-        for (var b = 0u; b < 4u; b++) {
-            let j = 4u * k + b;
-            let lo = f32((q >> (8u * b)) & 0xfu) - 8.0;
-            let hi = f32((q >> (8u * b + 4u)) & 0xfu) - 8.0;
-            s += lo * act(xi + j) + hi * act(xi + j + 16u);
-        }
+        s += dot(nibbles_lo(q) - 8.0, act4(xi + 4u * k)) + dot(nibbles_hi(q) - 8.0, act4(xi + 16u + 4u * k));
     }
-    return d * s;
+    return load_f16(blk) * s;
 }
 
 fn dequant_at(blk: u32, i: u32) -> f32 {

@@ -5,18 +5,15 @@ const BLOCK_BYTES: u32 = 20u;
 fn block_dot(blk: u32, xi: u32) -> f32 {
     let dm = unpack2x16float(load_u32(blk));
     var sum_qx = 0.0;
-    var sum_x = 0.0;
+    var sum_x = vec4<f32>(0.0);
     for (var k = 0u; k < 4u; k++) {
         let q = load_u32(blk + 4u + 4u * k);
-        for (var b = 0u; b < 4u; b++) {
-            let j = 4u * k + b;
-            let x0 = act(xi + j);
-            let x1 = act(xi + j + 16u);
-            sum_qx += f32((q >> (8u * b)) & 0xfu) * x0 + f32((q >> (8u * b + 4u)) & 0xfu) * x1;
-            sum_x += x0 + x1;
-        }
+        let x0 = act4(xi + 4u * k);
+        let x1 = act4(xi + 16u + 4u * k);
+        sum_qx += dot(nibbles_lo(q), x0) + dot(nibbles_hi(q), x1);
+        sum_x += x0 + x1;
     }
-    return dm.x * sum_qx + dm.y * sum_x;
+    return dm.x * sum_qx + dm.y * dot(sum_x, vec4<f32>(1.0));
 }
 
 fn dequant_at(blk: u32, i: u32) -> f32 {

@@ -4,19 +4,15 @@ const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 22u;
 
 fn block_dot(blk: u32, xi: u32) -> f32 {
-    let d = load_f16(blk);
     let qh = load_u32(blk + 2u);
     var s = 0.0;
     for (var k = 0u; k < 4u; k++) {
         let q = load_u32(blk + 6u + 4u * k);
-        for (var b = 0u; b < 4u; b++) {
-            let j = 4u * k + b;
-            let lo = ((q >> (8u * b)) & 0xfu) | (((qh >> j) & 1u) << 4u);
-            let hi = ((q >> (8u * b + 4u)) & 0xfu) | (((qh >> (j + 16u)) & 1u) << 4u);
-            s += (f32(lo) - 16.0) * act(xi + j) + (f32(hi) - 16.0) * act(xi + j + 16u);
-        }
+        let lo = vec4<f32>(vec4<u32>(nibbles_lo(q)) | bits4_x16(qh, 4u * k)) - 16.0;
+        let hi = vec4<f32>(vec4<u32>(nibbles_hi(q)) | bits4_x16(qh, 16u + 4u * k)) - 16.0;
+        s += dot(lo, act4(xi + 4u * k)) + dot(hi, act4(xi + 16u + 4u * k));
     }
-    return d * s;
+    return load_f16(blk) * s;
 }
 
 fn dequant_at(blk: u32, i: u32) -> f32 {

@@ -3,15 +3,11 @@ const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 34u;
 
 fn block_dot(blk: u32, xi: u32) -> f32 {
-    let d = load_f16(blk);
     var s = 0.0;
     for (var k = 0u; k < 8u; k++) {
-        let q = load_u32(blk + 2u + 4u * k);
-        for (var b = 0u; b < 4u; b++) {
-            s += i8_of(q, b) * act(xi + 4u * k + b);
-        }
+        s += dot(bytes_i8(load_u32(blk + 2u + 4u * k)), act4(xi + 4u * k));
     }
-    return d * s;
+    return load_f16(blk) * s;
 }
 
 fn dequant_at(blk: u32, i: u32) -> f32 {

@@ -54,3 +54,23 @@ fn bytes_i8(q: u32) -> vec4<f32> {
 fn bits4_x16(h: u32, k: u32) -> vec4<u32> {
     return ((vec4<u32>(h) >> (vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u)) << vec4<u32>(4u);
 }
+
+// The 6-bit scale (x) and min (y) of sub-block j of the 12 scale bytes at `at` (Q4_K, Q5_K; ggml's
+// get_scale_min_k4).
+fn scale_min_k4(at: u32, j: u32) -> vec2<f32> {
+    if (j < 4u) {
+        return vec2<f32>(f32(load_u8(at + j) & 63u), f32(load_u8(at + j + 4u) & 63u));
+    }
+    let hi = load_u8(at + j + 4u);
+    return vec2<f32>(f32((hi & 0xfu) | ((load_u8(at + j - 4u) >> 6u) << 4u)), f32((hi >> 4u) | ((load_u8(at + j) >> 6u) << 4u)));
+}
+
+// Bits s and s+1 of each byte of a word (0..3 each).
+fn bits2(h: u32, s: u32) -> vec4<u32> {
+    return (vec4<u32>(h, h >> 8u, h >> 16u, h >> 24u) >> vec4<u32>(s)) & vec4<u32>(3u);
+}
+
+// Bit s of each byte of a word, times 16.
+fn bit_x16(h: u32, s: u32) -> vec4<u32> {
+    return ((vec4<u32>(h, h >> 8u, h >> 16u, h >> 24u) >> vec4<u32>(s)) & vec4<u32>(1u)) << vec4<u32>(4u);
+}

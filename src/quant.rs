@@ -81,7 +81,7 @@ const TABLE: &[(QuantType, u32, &str, u64, u64)] = &[
 ];
 
 /// The types webllama can run, in the order tests iterate them.
-pub const SUPPORTED: &[QuantType] = &[F32, F16, Q4_0, Q4_1, Q5_0, Q8_0];
+pub const SUPPORTED: &[QuantType] = &[F32, F16, Q4_0, Q4_1, Q5_0, Q8_0, Q4K, Q5K, Q6K];
 
 impl QuantType {
     fn row(self) -> &'static (QuantType, u32, &'static str, u64, u64) {
@@ -133,6 +133,9 @@ impl QuantType {
             Q4_1 => include_str!("../shaders/quant/q4_1.wgsl"),
             Q5_0 => include_str!("../shaders/quant/q5_0.wgsl"),
             Q8_0 => include_str!("../shaders/quant/q8_0.wgsl"),
+            Q4K => include_str!("../shaders/quant/q4_k.wgsl"),
+            Q5K => include_str!("../shaders/quant/q5_k.wgsl"),
+            Q6K => include_str!("../shaders/quant/q6_k.wgsl"),
             _ => return None,
         })
     }
@@ -190,11 +193,90 @@ impl QuantType {
                     out[j] = d * (block[2 + j] as i8) as f32;
                 }
             }
+            // Q4_K { d: f16, dmin: f16, scales: [u8; 12], qs: [u8; 128] } (256 values in 8 sub-blocks of 32):
+            // sub-block j has a 6-bit scale sc_j and min m_j (scale_min_k4); chunk c (64 values) takes
+            // qs[32c..32c+32]: low nibbles are sub-block 2c, high nibbles 2c+1; x = d*sc*q - dmin*m.
+            Q4K => {
+                let (d, dmin) = (h(0), h(2));
+                let scales = &block[4..16];
+                for c in 0..4 {
+                    let (sc1, m1) = scale_min_k4(2 * c, scales);
+                    let (sc2, m2) = scale_min_k4(2 * c + 1, scales);
+                    for l in 0..32 {
+                        let q = block[16 + 32 * c + l];
+                        out[64 * c + l] = d * sc1 * (q & 0xF) as f32 - dmin * m1;
+                        out[64 * c + 32 + l] = d * sc2 * (q >> 4) as f32 - dmin * m2;
+                    }
+                }
+            }
+            // Q5_K { d: f16, dmin: f16, scales: [u8; 12], qh: [u8; 32], qs: [u8; 128] }: as Q4_K, plus a
+            // fifth bit per value: bit 2c of qh[l] for value 64c+l, bit 2c+1 for value 64c+32+l.
+            Q5K => {
+                let (d, dmin) = (h(0), h(2));
+                let scales = &block[4..16];
+                let qh = &block[16..48];
+                for c in 0..4 {
+                    let (sc1, m1) = scale_min_k4(2 * c, scales);
+                    let (sc2, m2) = scale_min_k4(2 * c + 1, scales);
+                    for l in 0..32 {
+                        let q = block[48 + 32 * c + l];
+                        let lo = (q & 0xF) as u32 | (((qh[l] >> (2 * c)) & 1) as u32) << 4;
+                        let hi = (q >> 4) as u32 | (((qh[l] >> (2 * c + 1)) & 1) as u32) << 4;
+                        out[64 * c + l] = d * sc1 * lo as f32 - dmin * m1;
+                        out[64 * c + 32 + l] = d * sc2 * hi as f32 - dmin * m2;
+                    }
+                }
+            }
+            // Q6_K { ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16 } (256 values in two halves of
+            // 128): in half n, for l in 0..32, values l, l+32, l+64, l+96 are the low nibble of
+            // ql[64n+l], low of ql[64n+32+l], high of ql[64n+l], high of ql[64n+32+l], each with 2 more
+            // bits from qh[32n+l] (bits 0-1, 2-3, 4-5, 6-7), minus 32, times d * scales[8n + l/16 + 2g].
+            Q6K => {
+                let d = h(208);
+                for n in 0..2 {
+                    for l in 0..32 {
+                        let (a, b, qh) = (block[64 * n + l], block[64 * n + 32 + l], block[128 + 32 * n + l]);
+                        let q = [
+                            (a & 0xF) | ((qh & 3) << 4),
+                            (b & 0xF) | (((qh >> 2) & 3) << 4),
+                            (a >> 4) | (((qh >> 4) & 3) << 4),
+                            (b >> 4) | (((qh >> 6) & 3) << 4),
+                        ];
+                        for (g, qg) in q.iter().enumerate() {
+                            let sc = block[192 + 8 * n + l / 16 + 2 * g] as i8 as f32;
+                            out[128 * n + 32 * g + l] = d * sc * (*qg as f32 - 32.0);
+                        }
+                    }
+                }
+            }
             other => {
                 return Err(Error::UnsupportedType { tensor: String::new(), type_name: other.name().to_string() })
             }
         }
         Ok(())
+    }
+
+    /// Makes random bytes a well-scaled block: every f16 scale field becomes a small finite value
+    /// (|v| < 0.25, derived from its bits), quants stay as they are. For test inputs of any type.
+    pub fn sanitize_block(self, block: &mut [u8]) {
+        let fix = |b: &mut [u8], at: usize| {
+            let bits = u16::from_le_bytes([b[at], b[at + 1]]);
+            let v = f16::from_bits((bits & 0x83ff) | 0x3000); // sign, mantissa; exponent 2^-3
+            b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        };
+        match self {
+            F32 => {
+                let v = (u32::from_le_bytes([block[0], block[1], block[2], block[3]]) as f32 / u32::MAX as f32) - 0.5;
+                block.copy_from_slice(&v.to_le_bytes());
+            }
+            F16 | Q4_0 | Q5_0 | Q8_0 => fix(block, 0),
+            Q4_1 | Q5_1 | Q4K | Q5K => {
+                fix(block, 0);
+                fix(block, 2);
+            }
+            Q6K => fix(block, 208),
+            _ => {}
+        }
     }
 
     /// Quantizes `x` (`block_elems()` values) into one block, as ggml's reference quantizers do.
@@ -270,4 +352,16 @@ impl QuantType {
         }
         Ok(())
     }
+}
+
+/// The 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K block's 12 scale bytes (ggml's
+/// get_scale_min_k4): j < 4 in the low 6 bits of bytes j and j+4; j >= 4 split over bytes j+4 and
+/// the top 2 bits of bytes j-4 and j.
+fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
+    let (d, m) = if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    };
+    (d as f32, m as f32)
 }

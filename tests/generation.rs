@@ -176,3 +176,61 @@ fn chat_headline_streams_and_stops_at_im_end() {
     assert_eq!(again.text, g.text);
     let _ = Arc::strong_count(&s.model.gpu);
 }
+
+#[test]
+fn smollm2_q4_k_m_matches_llama_cpp_goldens() {
+    // The Q4_K_M requant (Q4_K, Q5_0, Q6_K, Q8_0 tensors) against llama.cpp, which quantizes
+    // activations on such files: ids up to the first margin under 1.5, logits within 1.5.
+    let Some(path) = common::shared_fixture("smollm2/SmolLM2-135M-Instruct.Q4_K_M.gguf") else { return };
+    let tok = tokenizer(&path);
+    let mut model = Model::load_file(common::gpu(), &path, Some(128)).unwrap();
+    let golden = cases(&common::golden("smollm2/generation_variants.json")["variants"]["Q4_K_M"]);
+    for c in &golden {
+        let prompt = tok.encode(&c.prompt, true).unwrap();
+        assert_eq!(prompt, c.prompt_ids, "prompt ids of {}", c.name);
+        let (ids, logits) = run_gpu(&mut model, &prompt);
+        compare("gpu", "Q4_K_M", 1.5, c, &ids, &logits);
+    }
+}
+
+#[test]
+fn tiny_llama2_q8_0_matches_the_exact_golden() {
+    // A LLaMA-2-style model (MHA, untied output.weight) against the float64 exact-dequantization
+    // golden, from the golden's prompt ids: ids up to the first margin under 0.1, top-8 logits within 0.05.
+    let Some(path) = common::shared_fixture("tiny/tiny-llama2-Q8_0.gguf") else { return };
+    let mut model = Model::load_file(common::gpu(), &path, Some(128)).unwrap();
+    assert!(!model.cfg.tied_output && model.cfg.n_heads == model.cfg.n_kv_heads);
+    let golden = common::golden("tiny/tiny-llama2-Q8_0.exact.json");
+    for p in golden["prompts"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        let prompt: Vec<u32> = p["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let steps = p["steps"].as_array().unwrap();
+        let (mut ids, mut all) = (vec![], vec![]);
+        model.kv.truncate(0);
+        let (last, head) = prompt.split_last().unwrap();
+        for &t in head {
+            model.enqueue(t).unwrap();
+        }
+        let mut tok = *last;
+        for _ in 0..steps.len() {
+            let out = pollster::block_on(model.step(tok, true)).unwrap();
+            tok = out.argmax;
+            ids.push(tok);
+            all.push(out.logits.unwrap());
+        }
+        let mut worst = 0f32;
+        for (i, s) in steps.iter().enumerate() {
+            let top = s["top"].as_array().unwrap();
+            for t in top {
+                let (id, want) = (t[0].as_u64().unwrap() as usize, t[1].as_f64().unwrap() as f32);
+                worst = worst.max((all[i][id] - want).abs());
+                assert!((all[i][id] - want).abs() <= 0.05, "{name} step {i}: logit of {id} is {}, golden {want}", all[i][id]);
+            }
+            if s["margin_top1_top2"].as_f64().unwrap() < 0.1 {
+                break;
+            }
+            assert_eq!(ids[i], s["token"].as_u64().unwrap() as u32, "{name}: greedy id at step {i}");
+        }
+        eprintln!("gpu vs tiny-llama2-Q8_0 exact {name}: max logit deviation {worst:.5}");
+    }
+}

@@ -1,0 +1,42 @@
+//! Q5_K { d: f16, dmin: f16, scales: [u8; 12], qh: [u8; 32], qs: [u8; 128] } (176 bytes, 256 values):
+//! as Q4_K with a fifth bit per value: bit 2c of qh[l] for value 64c+l, bit 2c+1 for 64c+32+l.
+const BLOCK_ELEMS: u32 = 256u;
+const BLOCK_BYTES: u32 = 176u;
+
+fn block_dot(blk: u32, xi: u32) -> f32 {
+    let dm = unpack2x16float(load_u32(blk));
+    var acc = 0.0;
+    for (var c = 0u; c < 4u; c++) {
+        let sm1 = scale_min_k4(blk + 4u, 2u * c);
+        let sm2 = scale_min_k4(blk + 4u, 2u * c + 1u);
+        var s1 = 0.0;
+        var s2 = 0.0;
+        var xs1 = vec4<f32>(0.0);
+        var xs2 = vec4<f32>(0.0);
+        for (var k = 0u; k < 8u; k++) {
+            let q = load_u32(blk + 48u + 32u * c + 4u * k);
+            let h = load_u32(blk + 16u + 4u * k);
+            let xa = act4(xi + 64u * c + 4u * k);
+            let xb = act4(xi + 64u * c + 32u + 4u * k);
+            s1 += dot(vec4<f32>(vec4<u32>(nibbles_lo(q)) | bit_x16(h, 2u * c)), xa);
+            s2 += dot(vec4<f32>(vec4<u32>(nibbles_hi(q)) | bit_x16(h, 2u * c + 1u)), xb);
+            xs1 += xa;
+            xs2 += xb;
+        }
+        let one = vec4<f32>(1.0);
+        acc += dm.x * (sm1.x * s1 + sm2.x * s2) - dm.y * (sm1.y * dot(xs1, one) + sm2.y * dot(xs2, one));
+    }
+    return acc;
+}
+
+fn dequant_at(blk: u32, i: u32) -> f32 {
+    let dm = unpack2x16float(load_u32(blk));
+    let c = i / 64u;
+    let w = i % 64u;
+    let l = w % 32u;
+    let byte = load_u8(blk + 48u + 32u * c + l);
+    let hbit = (load_u8(blk + 16u + l) >> (2u * c + w / 32u)) & 1u;
+    let q = select(byte & 0xfu, byte >> 4u, w >= 32u) | (hbit << 4u);
+    let sm = scale_min_k4(blk + 4u, 2u * c + w / 32u);
+    return dm.x * sm.x * f32(q) - dm.y * sm.y;
+}

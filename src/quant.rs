@@ -81,7 +81,7 @@ const TABLE: &[(QuantType, u32, &str, u64, u64)] = &[
 ];
 
 /// The types webllama can run, in the order tests iterate them.
-pub const SUPPORTED: &[QuantType] = &[F32, F16, Q4_0, Q4_1, Q5_0, Q8_0, Q4K, Q5K, Q6K];
+pub const SUPPORTED: &[QuantType] = &[F32, F16, Bf16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K];
 
 impl QuantType {
     fn row(self) -> &'static (QuantType, u32, &'static str, u64, u64) {
@@ -133,6 +133,8 @@ impl QuantType {
             Q4_1 => include_str!("../shaders/quant/q4_1.wgsl"),
             Q5_0 => include_str!("../shaders/quant/q5_0.wgsl"),
             Q8_0 => include_str!("../shaders/quant/q8_0.wgsl"),
+            Bf16 => include_str!("../shaders/quant/bf16.wgsl"),
+            Q5_1 => include_str!("../shaders/quant/q5_1.wgsl"),
             Q4K => include_str!("../shaders/quant/q4_k.wgsl"),
             Q5K => include_str!("../shaders/quant/q5_k.wgsl"),
             Q6K => include_str!("../shaders/quant/q6_k.wgsl"),
@@ -155,6 +157,8 @@ impl QuantType {
             F32 => out[0] = f32::from_le_bytes([block[0], block[1], block[2], block[3]]),
             // F16: one little-endian IEEE half.
             F16 => out[0] = h(0),
+            // BF16: the top 16 bits of an f32.
+            Bf16 => out[0] = half::bf16::from_le_bytes([block[0], block[1]]).to_f32(),
             // Q4_0 { d: f16, qs: [u8; 16] }: x[j] = d * ((qs[j] & 0xF) - 8), x[j+16] = d * ((qs[j] >> 4) - 8).
             Q4_0 => {
                 let d = h(0);
@@ -184,6 +188,17 @@ impl QuantType {
                     let hi = (q >> 4) | (((qh >> (j + 16)) & 1) << 4);
                     out[j] = d * (lo as f32 - 16.0);
                     out[j + 16] = d * (hi as f32 - 16.0);
+                }
+            }
+            // Q5_1 { d: f16, m: f16, qh: u32 (LE, bit j = 5th bit of x[j]), qs: [u8; 16] }:
+            // x[j] = d * ((qs[j] & 0xF) | bit j of qh << 4) + m, x[j+16] likewise with qs[j] >> 4 and bit j+16.
+            Q5_1 => {
+                let (d, m) = (h(0), h(2));
+                let qh = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
+                for j in 0..16 {
+                    let q = block[8 + j] as u32;
+                    out[j] = d * ((q & 0xF) | (((qh >> j) & 1) << 4)) as f32 + m;
+                    out[j + 16] = d * ((q >> 4) | (((qh >> (j + 16)) & 1) << 4)) as f32 + m;
                 }
             }
             // Q8_0 { d: f16, qs: [i8; 32] }: x[j] = d * qs[j].
@@ -270,6 +285,10 @@ impl QuantType {
                 block.copy_from_slice(&v.to_le_bytes());
             }
             F16 | Q4_0 | Q5_0 | Q8_0 => fix(block, 0),
+            Bf16 => {
+                let bits = u16::from_le_bytes([block[0], block[1]]);
+                block.copy_from_slice(&((bits & 0x807f) | 0x3e00).to_le_bytes()); // |v| < 0.25
+            }
             Q4_1 | Q5_1 | Q4K | Q5K => {
                 fix(block, 0);
                 fix(block, 2);
@@ -291,6 +310,7 @@ impl QuantType {
         match self {
             F32 => out.extend_from_slice(&x[0].to_le_bytes()),
             F16 => put_h(out, x[0]),
+            Bf16 => out.extend_from_slice(&half::bf16::from_f32(x[0]).to_le_bytes()),
             Q4_0 | Q5_0 => {
                 let levels = if self == Q4_0 { 8.0 } else { 16.0 };
                 let d = signed_max() / -levels;
@@ -303,15 +323,20 @@ impl QuantType {
                 }
                 out.extend((0..16).map(|j| ((q[j] & 0xF) | (q[j + 16] & 0xF) << 4) as u8));
             }
-            Q4_1 => {
+            Q4_1 | Q5_1 => {
+                let levels = if self == Q4_1 { 15 } else { 31 };
                 let min = x.iter().cloned().fold(f32::INFINITY, f32::min);
                 let max = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                let d = (max - min) / 15.0;
+                let d = (max - min) / levels as f32;
                 let id = if d != 0.0 { 1.0 / d } else { 0.0 };
                 put_h(out, d);
                 put_h(out, min);
-                let q = |v: f32| (((v - min) * id + 0.5) as u32).min(15);
-                out.extend((0..16).map(|j| (q(x[j]) | q(x[j + 16]) << 4) as u8));
+                let q: Vec<u32> = x.iter().map(|&v| (((v - min) * id + 0.5) as u32).min(levels)).collect();
+                if self == Q5_1 {
+                    let qh = (0..32).fold(0u32, |h, j| h | ((q[j] >> 4) & 1) << j);
+                    out.extend_from_slice(&qh.to_le_bytes());
+                }
+                out.extend((0..16).map(|j| ((q[j] & 0xF) | (q[j + 16] & 0xF) << 4) as u8));
             }
             Q8_0 => {
                 let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));

@@ -81,7 +81,7 @@ const TABLE: &[(QuantType, u32, &str, u64, u64)] = &[
 ];
 
 /// The types webllama can run, in the order tests iterate them.
-pub const SUPPORTED: &[QuantType] = &[F32, F16, Bf16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K];
+pub const SUPPORTED: &[QuantType] = &[F32, F16, Bf16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2K, Q3K, Q4K, Q5K, Q6K];
 
 impl QuantType {
     fn row(self) -> &'static (QuantType, u32, &'static str, u64, u64) {
@@ -135,6 +135,8 @@ impl QuantType {
             Q8_0 => include_str!("../shaders/quant/q8_0.wgsl"),
             Bf16 => include_str!("../shaders/quant/bf16.wgsl"),
             Q5_1 => include_str!("../shaders/quant/q5_1.wgsl"),
+            Q2K => include_str!("../shaders/quant/q2_k.wgsl"),
+            Q3K => include_str!("../shaders/quant/q3_k.wgsl"),
             Q4K => include_str!("../shaders/quant/q4_k.wgsl"),
             Q5K => include_str!("../shaders/quant/q5_k.wgsl"),
             Q6K => include_str!("../shaders/quant/q6_k.wgsl"),
@@ -206,6 +208,43 @@ impl QuantType {
                 let d = h(0);
                 for j in 0..32 {
                     out[j] = d * (block[2 + j] as i8) as f32;
+                }
+            }
+            // Q2_K { scales: [u8; 16] (low nibble scale, high nibble min), qs: [u8; 64], d: f16, dmin: f16 }:
+            // value 128n + 32j + 16s + l is bits 2j..2j+1 of qs[32n + 16s + l], with scale byte 8n + 2j + s;
+            // x = d * (sc & 0xF) * q - dmin * (sc >> 4).
+            Q2K => {
+                let (d, dmin) = (h(80), h(82));
+                for n in 0..2 {
+                    for j in 0..4 {
+                        for sub in 0..2 {
+                            let sc = block[8 * n + 2 * j + sub];
+                            let (dl, ml) = (d * (sc & 0xF) as f32, dmin * (sc >> 4) as f32);
+                            for l in 0..16 {
+                                let q = (block[16 + 32 * n + 16 * sub + l] >> (2 * j)) & 3;
+                                out[128 * n + 32 * j + 16 * sub + l] = dl * q as f32 - ml;
+                            }
+                        }
+                    }
+                }
+            }
+            // Q3_K { hmask: [u8; 32], qs: [u8; 64], scales: [u8; 12] (sixteen 6-bit scales), d: f16 }:
+            // value 128n + 32j + 16s + l is bits 2j..2j+1 of qs[32n + 16s + l], minus 4 unless bit 4n + j of
+            // hmask[16s + l] is set; x = d * (scale6(8n + 2j + s) - 32) * q.
+            Q3K => {
+                let d = h(108);
+                let scales = &block[96..108];
+                for n in 0..2 {
+                    for j in 0..4 {
+                        for sub in 0..2 {
+                            let dl = d * (q3k_scale(scales, 8 * n + 2 * j + sub) - 32) as f32;
+                            for l in 0..16 {
+                                let q = ((block[32 + 32 * n + 16 * sub + l] >> (2 * j)) & 3) as i32;
+                                let high = (block[16 * sub + l] >> (4 * n + j)) & 1;
+                                out[128 * n + 32 * j + 16 * sub + l] = dl * (q - if high == 1 { 0 } else { 4 }) as f32;
+                            }
+                        }
+                    }
                 }
             }
             // Q4_K { d: f16, dmin: f16, scales: [u8; 12], qs: [u8; 128] } (256 values in 8 sub-blocks of 32):
@@ -294,6 +333,11 @@ impl QuantType {
                 fix(block, 2);
             }
             Q6K => fix(block, 208),
+            Q2K => {
+                fix(block, 80);
+                fix(block, 82);
+            }
+            Q3K => fix(block, 108),
             _ => {}
         }
     }
@@ -389,4 +433,12 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
         ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
     };
     (d as f32, m as f32)
+}
+
+/// Scale `i` (0..16, 6 bits) of a Q3_K block's 12 scale bytes: the low 4 bits are the low (i < 8) or
+/// high (i >= 8) nibble of byte i % 8, the top 2 bits are bits 2(i/4).. of byte 8 + i % 4.
+fn q3k_scale(scales: &[u8], i: usize) -> i32 {
+    let low = if i < 8 { scales[i] & 0xF } else { scales[i - 8] >> 4 };
+    let high = (scales[8 + i % 4] >> (2 * (i / 4))) & 3;
+    (low | high << 4) as i32
 }

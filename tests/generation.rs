@@ -193,44 +193,67 @@ fn smollm2_q4_k_m_matches_llama_cpp_goldens() {
     }
 }
 
-#[test]
-fn tiny_llama2_q8_0_matches_the_exact_golden() {
-    // A LLaMA-2-style model (MHA, untied output.weight) against the float64 exact-dequantization
-    // golden, from the golden's prompt ids: ids up to the first margin under 0.1, top-8 logits within 0.05.
-    let Some(path) = common::shared_fixture("tiny/tiny-llama2-Q8_0.gguf") else { return };
-    let mut model = Model::load_file(common::gpu(), &path, Some(128)).unwrap();
-    assert!(!model.cfg.tied_output && model.cfg.n_heads == model.cfg.n_kv_heads);
-    let golden = common::golden("tiny/tiny-llama2-Q8_0.exact.json");
-    for p in golden["prompts"].as_array().unwrap() {
+/// Runs every prompt of a tiny model's `*.exact.json` golden from its prompt ids, with `logits_of`
+/// giving the logits after feeding a token (the caller resets its cache per prompt): ids up to the
+/// first margin under 0.1, top-8 logits within 0.05. Returns the largest deviation.
+fn check_exact(who: &str, golden: &str, reset: &mut dyn FnMut(), logits_of: &mut dyn FnMut(u32) -> Vec<f32>) -> f32 {
+    let golden_json = common::golden(&format!("tiny/{golden}"));
+    let mut worst_all = 0f32;
+    for p in golden_json["prompts"].as_array().unwrap() {
         let name = p["name"].as_str().unwrap();
         let prompt: Vec<u32> = p["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let steps = p["steps"].as_array().unwrap();
-        let (mut ids, mut all) = (vec![], vec![]);
-        model.kv.truncate(0);
-        let (last, head) = prompt.split_last().unwrap();
-        for &t in head {
-            model.enqueue(t).unwrap();
-        }
-        let mut tok = *last;
-        for _ in 0..steps.len() {
-            let out = pollster::block_on(model.step(tok, true)).unwrap();
-            tok = out.argmax;
-            ids.push(tok);
-            all.push(out.logits.unwrap());
+        reset();
+        let mut logits = vec![];
+        for &t in &prompt {
+            logits = logits_of(t);
         }
         let mut worst = 0f32;
+        let mut free_run = true;
         for (i, s) in steps.iter().enumerate() {
-            let top = s["top"].as_array().unwrap();
-            for t in top {
+            for t in s["top"].as_array().unwrap() {
                 let (id, want) = (t[0].as_u64().unwrap() as usize, t[1].as_f64().unwrap() as f32);
-                worst = worst.max((all[i][id] - want).abs());
-                assert!((all[i][id] - want).abs() <= 0.05, "{name} step {i}: logit of {id} is {}, golden {want}", all[i][id]);
+                worst = worst.max((logits[id] - want).abs());
+                assert!((logits[id] - want).abs() <= 0.05, "{who} {golden} {name} step {i}: logit of {id} is {}, golden {want}", logits[id]);
             }
+            let id = reference::argmax(&logits);
             if s["margin_top1_top2"].as_f64().unwrap() < 0.1 {
+                free_run = false;
+            }
+            if free_run {
+                assert_eq!(id, s["token"].as_u64().unwrap() as u32, "{who} {golden} {name}: greedy id at step {i}");
+            } else {
                 break;
             }
-            assert_eq!(ids[i], s["token"].as_u64().unwrap() as u32, "{name}: greedy id at step {i}");
+            logits = logits_of(id);
         }
-        eprintln!("gpu vs tiny-llama2-Q8_0 exact {name}: max logit deviation {worst:.5}");
+        eprintln!("{who} vs {golden} {name}: max logit deviation {worst:.5}");
+        worst_all = worst_all.max(worst);
     }
+    worst_all
+}
+
+/// The tiny models of ../shared/fixtures/tiny against their exact goldens, on the GPU and in reference.rs.
+fn tiny_exact(file: &str) {
+    let Some(path) = common::shared_fixture(&format!("tiny/{file}.gguf")) else { return };
+    let golden = format!("{file}.exact.json");
+    let model = std::cell::RefCell::new(Model::load_file(common::gpu(), &path, Some(128)).unwrap());
+    check_exact("gpu", &golden, &mut || model.borrow_mut().kv.truncate(0), &mut |t| {
+        pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap()
+    });
+    let g = weights::read_header(&path).unwrap();
+    let m = std::cell::RefCell::new(RefModel::load(&g, &mut weights::FileSource::open(&path).unwrap()).unwrap());
+    check_exact("reference", &golden, &mut || m.borrow_mut().reset(), &mut |t| m.borrow_mut().forward(t));
+}
+
+#[test]
+fn tiny_llama2_q8_0_matches_the_exact_golden() {
+    // LLaMA-2 style: MHA, untied output.weight, all matrices Q8_0.
+    tiny_exact("tiny-llama2-Q8_0");
+}
+
+#[test]
+fn tiny_llama2_q3_k_m_matches_the_exact_golden() {
+    // Q3_K, Q4_K, Q5_K and Q6_K tensors.
+    tiny_exact("tiny-llama2-Q3_K_M");
 }

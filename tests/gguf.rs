@@ -214,11 +214,11 @@ fn missing_and_inconsistent_llama_keys() {
 
 #[test]
 fn unsupported_quant_types_name_the_tensor() {
-    // A Q3_K tensor (ggml id 11): 256-element blocks of 110 bytes.
+    // An IQ4_XS tensor (ggml id 23): 256-element blocks of 136 bytes.
     let e = load(&tiny(|_| {}, |t| {
         t[9].1 = vec![256, 32];
-        t[9].2 = 11;
-        t[9].3 = vec![0; 32 * 110];
+        t[9].2 = 23;
+        t[9].3 = vec![0; 32 * 136];
     }))
     .unwrap_err();
     assert!(e.to_string().contains("blk.0.ffn_up.weight"), "{e}");

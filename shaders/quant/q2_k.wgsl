@@ -1,0 +1,38 @@
+//! Q2_K { scales: [u8; 16] (low nibble scale, high nibble min), qs: [u8; 64], d: f16, dmin: f16 } (84
+//! bytes, 256 values): value 128n + 32j + 16s + l is bits 2j..2j+1 of qs[32n + 16s + l] with scale byte
+//! 8n + 2j + s; x = d * (sc & 0xF) * q - dmin * (sc >> 4).
+const BLOCK_ELEMS: u32 = 256u;
+const BLOCK_BYTES: u32 = 84u;
+
+fn block_dot(blk: u32, xi: u32) -> f32 {
+    let dm = unpack2x16float(load_u32(blk + 80u));
+    var acc = 0.0;
+    for (var n = 0u; n < 2u; n++) {
+        for (var j = 0u; j < 4u; j++) {
+            for (var s = 0u; s < 2u; s++) {
+                let sc = load_u8(blk + 8u * n + 2u * j + s);
+                var sum = 0.0;
+                var xs = vec4<f32>(0.0);
+                for (var k = 0u; k < 4u; k++) {
+                    let q = load_u32(blk + 16u + 32u * n + 16u * s + 4u * k);
+                    let xv = act4(xi + 128u * n + 32u * j + 16u * s + 4u * k);
+                    sum += dot(vec4<f32>(bits2(q, 2u * j)), xv);
+                    xs += xv;
+                }
+                acc += dm.x * f32(sc & 0xfu) * sum - dm.y * f32(sc >> 4u) * dot(xs, vec4<f32>(1.0));
+            }
+        }
+    }
+    return acc;
+}
+
+fn dequant_at(blk: u32, i: u32) -> f32 {
+    let dm = unpack2x16float(load_u32(blk + 80u));
+    let n = i / 128u;
+    let j = (i % 128u) / 32u;
+    let s = (i % 32u) / 16u;
+    let l = i % 16u;
+    let sc = load_u8(blk + 8u * n + 2u * j + s);
+    let q = (load_u8(blk + 16u + 32u * n + 16u * s + l) >> (2u * j)) & 3u;
+    return dm.x * f32(sc & 0xfu) * f32(q) - dm.y * f32(sc >> 4u);
+}

@@ -1,0 +1,42 @@
+//! Q3_K { hmask: [u8; 32], qs: [u8; 64], scales: [u8; 12] (sixteen 6-bit scales), d: f16 } (110 bytes,
+//! 256 values): value 128n + 32j + 16s + l is bits 2j..2j+1 of qs[32n + 16s + l], minus 4 unless bit
+//! 4n + j of hmask[16s + l] is set; x = d * (scale(8n + 2j + s) - 32) * q.
+const BLOCK_ELEMS: u32 = 256u;
+const BLOCK_BYTES: u32 = 110u;
+
+// Scale i: low 4 bits from the low (i < 8) or high nibble of byte i % 8, top 2 from byte 8 + i % 4.
+fn q3k_scale(at: u32, i: u32) -> f32 {
+    let low = select(load_u8(at + i) & 0xfu, load_u8(at + i - 8u) >> 4u, i >= 8u);
+    let high = (load_u8(at + 8u + i % 4u) >> (2u * (i / 4u))) & 3u;
+    return f32(i32(low | (high << 4u)) - 32);
+}
+
+fn block_dot(blk: u32, xi: u32) -> f32 {
+    var acc = 0.0;
+    for (var n = 0u; n < 2u; n++) {
+        for (var j = 0u; j < 4u; j++) {
+            for (var s = 0u; s < 2u; s++) {
+                var sum = 0.0;
+                for (var k = 0u; k < 4u; k++) {
+                    let q = load_u32(blk + 32u + 32u * n + 16u * s + 4u * k);
+                    let hm = load_u32(blk + 16u * s + 4u * k);
+                    let hb = (vec4<u32>(hm, hm >> 8u, hm >> 16u, hm >> 24u) >> vec4<u32>(4u * n + j)) & vec4<u32>(1u);
+                    let qv = vec4<f32>(bits2(q, 2u * j)) - 4.0 + 4.0 * vec4<f32>(hb);
+                    sum += dot(qv, act4(xi + 128u * n + 32u * j + 16u * s + 4u * k));
+                }
+                acc += q3k_scale(blk + 96u, 8u * n + 2u * j + s) * sum;
+            }
+        }
+    }
+    return load_f16(blk + 108u) * acc;
+}
+
+fn dequant_at(blk: u32, i: u32) -> f32 {
+    let n = i / 128u;
+    let j = (i % 128u) / 32u;
+    let s = (i % 32u) / 16u;
+    let l = i % 16u;
+    let q = f32((load_u8(blk + 32u + 32u * n + 16u * s + l) >> (2u * j)) & 3u);
+    let high = (load_u8(blk + 16u * s + l) >> (4u * n + j)) & 1u;
+    return load_f16(blk + 108u) * q3k_scale(blk + 96u, 8u * n + 2u * j + s) * (q - select(4.0, 0.0, high == 1u));
+}

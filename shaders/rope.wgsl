@@ -1,5 +1,5 @@
 //! rope (llama.cpp NORM mode): rotates adjacent pairs (x[2i], x[2i+1]) of the first n_rot dims of each
-//! head by pos * freq_base^(-2i/n_rot), in place. One thread per pair.
+//! head by freq_scale * pos * freq_base^(-2i/n_rot) / freq_factors[i], in place. One thread per pair.
 
 struct Params {
     n_heads: u32,
@@ -8,8 +8,8 @@ struct Params {
     offset: u32,     // first element of head 0 at position 0
     pos_stride: u32, // added per step.pos (KV-cache rows); 0 for the query vector
     freq_base: f32,
+    freq_scale: f32, // 1 / linear scaling factor
     _a: u32,
-    _b: u32,
 }
 
 struct Step {
@@ -21,7 +21,8 @@ struct Step {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read_write> x: array<f32>; // [n_heads, head_dim] at offset + pos * pos_stride
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;   // [n_heads, head_dim] at offset + pos * pos_stride
+@group(0) @binding(3) var<storage, read> freq_factors: array<f32>; // [n_rot / 2] (ones without rope_freqs)
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -31,7 +32,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let head = gid.x / half_rot;
     let i = gid.x % half_rot;
-    let theta = f32(step.pos) * pow(p.freq_base, -2.0 * f32(i) / f32(p.n_rot));
+    let theta = p.freq_scale * f32(step.pos) * pow(p.freq_base, -2.0 * f32(i) / f32(p.n_rot)) / freq_factors[i];
     let c = cos(theta);
     let s = sin(theta);
     let j = p.offset + step.pos * p.pos_stride + head * p.head_dim + 2u * i;

@@ -20,6 +20,11 @@ pub struct Config {
     pub ffn_dim: usize,
     /// RoPE base frequency (llama.rope.freq_base, default 10000).
     pub rope_base: f32,
+    /// Multiplier on RoPE angles: 1 / llama.rope.scaling.factor for linear scaling, else 1.
+    pub rope_freq_scale: f32,
+    /// True when the file has rope_freqs.weight: per-frequency divisors of the RoPE angles
+    /// (LLaMA-3.1/3.2 rope scaling, precomputed by the converter).
+    pub rope_freqs: bool,
     /// Leading dimensions of each head that RoPE rotates (llama.rope.dimension_count, default head_dim).
     pub n_rot: usize,
     /// RMSNorm epsilon (llama.attention.layer_norm_rms_epsilon).
@@ -80,6 +85,20 @@ impl Config {
         if !(rope_base.is_finite() && rope_base > 1.0) {
             return Err(Error::BadConfig(format!("rope.freq_base is {rope_base}, expected a finite number above 1")));
         }
+        let rope_freq_scale = match g.get("llama.rope.scaling.type").and_then(|v| v.as_str()) {
+            None | Some("none") => 1.0,
+            Some("linear") => {
+                let f = g.opt_f32("llama.rope.scaling.factor")?.unwrap_or(1.0);
+                if !(f.is_finite() && f >= 1.0) {
+                    return Err(Error::BadConfig(format!("rope.scaling.factor is {f}, expected a finite number of at least 1")));
+                }
+                1.0 / f
+            }
+            // LLaMA-3 scaling is carried by rope_freqs.weight; its keys only describe it.
+            Some("llama3") => 1.0,
+            Some(other) => return Err(Error::BadConfig(format!("rope.scaling.type {other:?} is not supported (linear, llama3)"))),
+        };
+        let rope_freqs = g.tensor("rope_freqs.weight").is_some();
         let rms_eps = g.opt_f32("llama.attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5);
         if !(rms_eps.is_finite() && rms_eps > 0.0 && rms_eps < 1.0) {
             return Err(Error::BadConfig(format!("layer_norm_rms_epsilon is {rms_eps}, expected 0 < eps < 1")));
@@ -98,7 +117,9 @@ impl Config {
             }
         }
         let tied_output = g.tensor("output.weight").is_none();
-        Ok(Config { n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, rope_base, n_rot, rms_eps, ctx_len, vocab_size, tied_output })
+        Ok(Config {
+            n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, rope_base, rope_freq_scale, rope_freqs, n_rot, rms_eps, ctx_len, vocab_size, tied_output,
+        })
     }
 
     /// Width of the query projection (n_heads * head_dim).

@@ -167,13 +167,15 @@ pub struct RopeParams {
     pub offset: u32,
     pub pos_stride: u32,
     pub freq_base: f32,
-    pub _pad: [u32; 2],
+    pub freq_scale: f32,
+    pub _pad: u32,
 }
 
-/// rope: rotates the heads at x[offset + pos * pos_stride ..] in place for position step.pos.
-pub fn rope(gpu: &Gpu, x: &wgpu::Buffer, step: &wgpu::Buffer, p: RopeParams) -> Result<Dispatch> {
+/// rope: rotates the heads at x[offset + pos * pos_stride ..] in place for position step.pos;
+/// `freq_factors` holds n_rot / 2 divisors of the angles (ones when the model has none).
+pub fn rope(gpu: &Gpu, x: &wgpu::Buffer, freq_factors: &wgpu::Buffer, step: &wgpu::Buffer, p: RopeParams) -> Result<Dispatch> {
     let n = p.n_heads * p.n_rot / 2;
-    build(gpu, "rope", include_str!("../shaders/rope.wgsl"), None, bytemuck::bytes_of(&p), &[step, x], grid(n.div_ceil(64)))
+    build(gpu, "rope", include_str!("../shaders/rope.wgsl"), None, bytemuck::bytes_of(&p), &[step, x, freq_factors], grid(n.div_ceil(64)))
 }
 
 #[repr(C)]

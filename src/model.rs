@@ -212,7 +212,16 @@ impl Model {
             offset: 0,
             pos_stride: pos_stride as u32,
             freq_base: c.rope_base,
-            _pad: [0; 2],
+            freq_scale: c.rope_freq_scale,
+            _pad: 0,
+        };
+        let ones;
+        let freq_factors = match b.vectors.get(weights::ROPE_FREQS) {
+            Some(f) => f,
+            None => {
+                ones = gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2]));
+                &ones
+            }
         };
         let embd = w(weights::TOKEN_EMBD);
         for i in 0..embd.parts.len() {
@@ -225,8 +234,8 @@ impl Model {
             matvec(&mut g, w(&lw(weights::ATTN_Q)), &a.xb, &a.q, set)?; // q = Wq xb
             matvec(&mut g, w(&lw(weights::ATTN_K)), &a.xb, kc, at_pos)?; // k_cache[pos] = Wk xb
             matvec(&mut g, w(&lw(weights::ATTN_V)), &a.xb, vc, at_pos)?; // v_cache[pos] = Wv xb
-            g.push(kernels::rope(&gpu, &a.q, &a.step, rope(c.n_heads, 0))?); // rope(q)
-            g.push(kernels::rope(&gpu, kc, &a.step, rope(c.n_kv_heads, c.kv_dim()))?); // rope(k_cache[pos])
+            g.push(kernels::rope(&gpu, &a.q, freq_factors, &a.step, rope(c.n_heads, 0))?); // rope(q)
+            g.push(kernels::rope(&gpu, kc, freq_factors, &a.step, rope(c.n_kv_heads, c.kv_dim()))?); // rope(k_cache[pos])
             g.push(kernels::attention(&gpu, &a.q, kc, vc, &a.att, &a.step, c.n_heads as u32, c.n_kv_heads as u32, c.head_dim as u32)?);
             matvec(&mut g, w(&lw(weights::ATTN_OUT)), &a.att, &a.x, add)?; // x += Wo att
             g.push(kernels::rmsnorm(&gpu, &a.x, vec(&lw(weights::FFN_NORM)), &a.xb, c.dim as u32, c.rms_eps)?); // xb = rmsnorm(x)

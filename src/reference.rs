@@ -58,12 +58,23 @@ pub fn matvec(w: &Mat, x: &[f32]) -> Vec<f32> {
     (0..w.rows).map(|r| dot(w.row(r), x)).collect()
 }
 
+/// RoPE settings: angle of pair i at position pos = freq_scale * pos * base^(-2i/n_rot) / factors[i].
+pub struct Rope<'a> {
+    pub n_rot: usize,
+    pub base: f32,
+    pub freq_scale: f32,
+    /// rope_freqs.weight ([n_rot / 2]), when the model has it.
+    pub freq_factors: Option<&'a [f32]>,
+}
+
 /// rope (llama.cpp's NORM mode): rotates adjacent pairs (x[2i], x[2i+1]) of the first `n_rot` dims of
-/// each head by pos * base^(-2i/n_rot). `x` holds `n_heads` heads of `head_dim`.
-pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, n_rot: usize, pos: usize, base: f32) {
+/// each head by the angle `r` gives for `pos`. `x` holds `n_heads` heads of `head_dim`.
+pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize, r: &Rope) {
+    let n_rot = r.n_rot;
     for h in 0..n_heads {
         for i in 0..n_rot / 2 {
-            let theta = pos as f32 * base.powf(-2.0 * i as f32 / n_rot as f32);
+            let ff = r.freq_factors.map_or(1.0, |f| f[i]);
+            let theta = r.freq_scale * pos as f32 * r.base.powf(-2.0 * i as f32 / n_rot as f32) / ff;
             let (s, c) = theta.sin_cos();
             let j = h * head_dim + 2 * i;
             let (a, b) = (x[j], x[j + 1]);
@@ -139,6 +150,7 @@ pub struct RefModel {
     layers: Vec<Layer>,
     out_norm: Vec<f32>,
     output: Option<Mat>,
+    rope_freqs: Option<Vec<f32>>,
     /// Per layer: [positions, kv_dim] keys and values.
     k_cache: Vec<Vec<f32>>,
     v_cache: Vec<Vec<f32>>,
@@ -157,6 +169,7 @@ impl RefModel {
         let embd = mat(weights::TOKEN_EMBD)?;
         let out_norm = mat(weights::OUTPUT_NORM)?.data;
         let output = if cfg.tied_output { None } else { Some(mat(weights::OUTPUT)?) };
+        let rope_freqs = if cfg.rope_freqs { Some(mat(weights::ROPE_FREQS)?.data) } else { None };
         let mut layers = vec![];
         for i in 0..cfg.n_layers {
             let mut m = |s: &str| mat(&weights::layer(i, s));
@@ -173,7 +186,7 @@ impl RefModel {
             });
         }
         let n = cfg.n_layers;
-        Ok(RefModel { cfg, embd, layers, out_norm, output, k_cache: vec![vec![]; n], v_cache: vec![vec![]; n] })
+        Ok(RefModel { cfg, embd, layers, out_norm, output, rope_freqs, k_cache: vec![vec![]; n], v_cache: vec![vec![]; n] })
     }
 
     /// Number of positions in the KV cache.
@@ -190,14 +203,15 @@ impl RefModel {
     pub fn forward(&mut self, token: u32) -> Vec<f32> {
         let c = self.cfg.clone();
         let pos = self.len();
+        let r = Rope { n_rot: c.n_rot, base: c.rope_base, freq_scale: c.rope_freq_scale, freq_factors: self.rope_freqs.as_deref() };
         let mut x = embed(&self.embd, token); // [dim]
         for (l, layer) in self.layers.iter().enumerate() {
             let xb = rmsnorm(&x, &layer.attn_norm, c.rms_eps); // [dim]
             let mut q = matvec(&layer.wq, &xb); // [n_heads * head_dim]
             let mut k = matvec(&layer.wk, &xb); // [n_kv_heads * head_dim]
             let v = matvec(&layer.wv, &xb); // [n_kv_heads * head_dim]
-            rope(&mut q, c.n_heads, c.head_dim, c.n_rot, pos, c.rope_base);
-            rope(&mut k, c.n_kv_heads, c.head_dim, c.n_rot, pos, c.rope_base);
+            rope(&mut q, c.n_heads, c.head_dim, pos, &r);
+            rope(&mut k, c.n_kv_heads, c.head_dim, pos, &r);
             self.k_cache[l].extend_from_slice(&k);
             self.v_cache[l].extend_from_slice(&v);
             let att = attention(&q, &self.k_cache[l], &self.v_cache[l], c.n_heads, c.n_kv_heads, c.head_dim, pos + 1);

@@ -18,6 +18,8 @@ pub const FFN_DOWN: &str = "ffn_down.weight";
 pub const TOKEN_EMBD: &str = "token_embd.weight";
 pub const OUTPUT_NORM: &str = "output_norm.weight";
 pub const OUTPUT: &str = "output.weight";
+/// Per-frequency divisors of the RoPE angles (LLaMA-3.1/3.2), [n_rot / 2].
+pub const ROPE_FREQS: &str = "rope_freqs.weight";
 
 /// The GGUF name of a layer tensor.
 pub fn layer(i: usize, suffix: &str) -> String {
@@ -30,6 +32,9 @@ pub fn expected(cfg: &Config) -> Vec<(String, Vec<u64>)> {
     let mut out = vec![(TOKEN_EMBD.to_string(), vec![d, v]), (OUTPUT_NORM.to_string(), vec![d])];
     if !cfg.tied_output {
         out.push((OUTPUT.to_string(), vec![d, v]));
+    }
+    if cfg.rope_freqs {
+        out.push((ROPE_FREQS.to_string(), vec![cfg.n_rot as u64 / 2]));
     }
     for i in 0..cfg.n_layers {
         for (suffix, shape) in [

@@ -257,3 +257,9 @@ fn tiny_llama2_q3_k_m_matches_the_exact_golden() {
     // Q3_K, Q4_K, Q5_K and Q6_K tensors.
     tiny_exact("tiny-llama2-Q3_K_M");
 }
+
+#[test]
+fn tiny_llama3_q4_k_m_matches_the_exact_golden() {
+    // LLaMA-3.2 style: GQA 8/2, head width 32 from key_length, tied output, rope_freqs; Q4_K and Q6_K.
+    tiny_exact("tiny-llama3-Q4_K_M");
+}

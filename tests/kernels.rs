@@ -141,18 +141,24 @@ fn rmsnorm_matches() {
 fn rope_matches() {
     let g = gpu();
     let mut rng = Rng(13);
-    // (heads, head_dim, n_rot, pos): full rotation, and a partial one (n_rot < head_dim).
-    for &(heads, hd, n_rot, pos) in &[(9usize, 64usize, 64usize, 0u32), (3, 64, 64, 1234), (4, 128, 64, 77)] {
+    // (heads, head_dim, n_rot, pos, freq_scale, with factors): full rotation, a partial one
+    // (n_rot < head_dim), linear scaling, per-frequency factors (LLaMA-3 rope_freqs).
+    for &(heads, hd, n_rot, pos, scale, factors) in
+        &[(9usize, 64usize, 64usize, 0u32, 1.0f32, false), (3, 64, 64, 1234, 1.0, false), (4, 128, 64, 77, 1.0, false), (2, 64, 64, 900, 0.25, false), (8, 32, 32, 3000, 1.0, true)]
+    {
         let stride = heads * hd + 3;
         let n = (pos as usize + 1) * stride;
         let x = rng.vec(n);
+        let ff: Vec<f32> = (0..n_rot / 2).map(|i| if factors { 1.0 + (i as f32) * 1.7 } else { 1.0 }).collect();
         let buf = g.storage_with("x", bytemuck::cast_slice(&x));
-        let p = RopeParams { n_heads: heads as u32, head_dim: hd as u32, n_rot: n_rot as u32, offset: 0, pos_stride: stride as u32, freq_base: 100000.0, _pad: [0; 2] };
-        kernels::submit(&g, &[kernels::rope(&g, &buf, &step_uniform(pos), p).unwrap()]);
+        let ffb = g.storage_with("freq factors", bytemuck::cast_slice(&ff));
+        let p = RopeParams { n_heads: heads as u32, head_dim: hd as u32, n_rot: n_rot as u32, offset: 0, pos_stride: stride as u32, freq_base: 100000.0, freq_scale: scale, _pad: 0 };
+        kernels::submit(&g, &[kernels::rope(&g, &buf, &ffb, &step_uniform(pos), p).unwrap()]);
         let mut want = x.clone();
         let at = pos as usize * stride;
-        reference::rope(&mut want[at..at + heads * hd], heads, hd, n_rot, pos as usize, 100000.0);
-        check("rope", "f32", &format!("[{heads}x{hd}] n_rot {n_rot} pos {pos}"), &read(&buf, n), &want);
+        let r = reference::Rope { n_rot, base: 100000.0, freq_scale: scale, freq_factors: factors.then_some(&ff[..]) };
+        reference::rope(&mut want[at..at + heads * hd], heads, hd, pos as usize, &r);
+        check("rope", "f32", &format!("[{heads}x{hd}] n_rot {n_rot} pos {pos} scale {scale} factors {factors}"), &read(&buf, n), &want);
     }
 }
 

@@ -49,3 +49,38 @@ fn streaming_decode_never_splits_a_character() {
     }
     assert_eq!(out, text);
 }
+
+/// llama.cpp's ids for every golden string of a tiny model's vocabulary, with and without
+/// parse_special; plain strings decode back to their text.
+fn tiny_vocab(model: &str, golden: &str) {
+    let Some(path) = common::shared_fixture(&format!("tiny/{model}")) else { return };
+    let tok = Tokenizer::from_gguf(&weights::read_header(&path).unwrap()).unwrap();
+    let g = common::golden(&format!("tiny/{golden}"));
+    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    for c in g["strings"].as_array().unwrap() {
+        let (name, text) = (c["name"].as_str().unwrap(), c["text"].as_str().unwrap());
+        assert_eq!(tok.encode(text, true).unwrap(), ids(&c["llamacpp_ids"]), "{model} {name}: ids of {text:?}");
+        let plain = tok.encode(text, false).unwrap();
+        assert_eq!(plain, ids(&c["llamacpp_ids_no_parse_special"]), "{model} {name}: ids of {text:?} without parse_special");
+        assert_eq!(tok.decode(&plain[1..]).unwrap(), text, "{model} {name}: round trip");
+    }
+}
+
+#[test]
+fn llama2_sentencepiece_vocab_matches_llama_cpp() {
+    tiny_vocab("tiny-llama2-Q8_0.gguf", "tokenizer-golden-llama2.json");
+}
+
+#[test]
+fn llama3_bpe_vocab_matches_llama_cpp() {
+    tiny_vocab("tiny-llama3-Q4_K_M.gguf", "tokenizer-golden-llama3.json");
+}
+
+#[test]
+fn llama_eog_ids() {
+    let (Some(l2), Some(l3)) = (common::shared_fixture("tiny/tiny-llama2-Q8_0.gguf"), common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf")) else { return };
+    let t2 = Tokenizer::from_gguf(&weights::read_header(&l2).unwrap()).unwrap();
+    let t3 = Tokenizer::from_gguf(&weights::read_header(&l3).unwrap()).unwrap();
+    assert_eq!((t2.eog_ids.clone(), t2.bos_id, t2.add_bos), (vec![2], Some(1), true));
+    assert_eq!((t3.eog_ids.clone(), t3.bos_id, t3.add_bos), (vec![128009], Some(128000), true));
+}

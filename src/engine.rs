@@ -110,10 +110,9 @@ impl Session {
         Session::new(b.finish()?, &g)
     }
 
-    /// The prompt ids for a chat: the template rendered with a generation prompt, specials parsed.
+    /// The prompt ids for a chat (see ChatTemplate::prompt_ids).
     pub fn chat_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
-        let text = self.template.render(messages, true)?;
-        self.tokenizer.encode(&text, true)
+        self.template.prompt_ids(&self.tokenizer, messages)
     }
 
     /// Forgets the KV cache.

@@ -28,3 +28,74 @@ fn template_errors_are_named() {
     let err = t.render(&[], true).unwrap_err().to_string();
     assert!(err.contains("only user and assistant roles"), "{err}");
 }
+
+/// The message lists scripts/render_templates.py renders with Jinja2 (keep the two in step).
+fn scenarios() -> Vec<(&'static str, Vec<Message>, bool)> {
+    vec![
+        ("user", vec![Message::new("user", "Hello! Who are you?")], true),
+        ("system_user", vec![Message::new("system", "You are terse."), Message::new("user", "Name a color.")], true),
+        (
+            "multi_turn",
+            vec![Message::new("user", "Hi"), Message::new("assistant", "Hello, how can I help?"), Message::new("user", "Tell me a joke.")],
+            true,
+        ),
+        ("no_generation_prompt", vec![Message::new("user", "Hi"), Message::new("assistant", "Hello.")], false),
+    ]
+}
+
+#[test]
+fn every_fixture_template_renders_as_jinja_does() {
+    // tests/fixtures/templates: the chat templates of popular models (llama.cpp's test set) and
+    // what Jinja2 renders for each scenario; "ERROR: msg" where Jinja raises.
+    let dir = format!("{}/tests/fixtures/templates", env!("CARGO_MANIFEST_DIR"));
+    let date = webllama::chat::Date { year: 2026, month: 11, day: 27 };
+    let mut n = 0;
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jinja")).collect();
+    paths.sort();
+    for path in paths {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let t = ChatTemplate::with_date(&std::fs::read_to_string(&path).unwrap(), "<s>", "</s>", date)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (scenario, messages, gen) in scenarios() {
+            let want = std::fs::read_to_string(format!("{dir}/{name}.{scenario}.txt")).unwrap();
+            match (t.render(&messages, gen), want.strip_prefix("ERROR: ")) {
+                (Ok(got), None) => assert_eq!(got, want, "{name} / {scenario}"),
+                (Err(e), Some(msg)) => assert!(e.to_string().contains(msg) || msg.contains("undefined"), "{name} / {scenario}: {e} vs Jinja's {msg}"),
+                (Ok(got), Some(msg)) => panic!("{name} / {scenario}: Jinja raised {msg:?}, minijinja rendered {got:?}"),
+                (Err(e), None) => panic!("{name} / {scenario}: {e}"),
+            }
+            n += 1;
+        }
+    }
+    assert_eq!(n, 17 * 4);
+}
+
+#[test]
+fn strftime_now_formats_dates() {
+    use webllama::chat::Date;
+    assert_eq!(Date::from_days(0), Date { year: 1970, month: 1, day: 1 });
+    assert_eq!(Date::from_days(20_784), Date { year: 2026, month: 11, day: 27 });
+    assert_eq!(Date::from_days(19_782), Date { year: 2024, month: 2, day: 29 });
+    assert_eq!(Date { year: 2024, month: 7, day: 6 }.strftime("%d %b %Y|%B %m %y %%"), "06 Jul 2024|July 07 24 %");
+}
+
+#[test]
+fn tiny_llama_chat_prompts_match_llama_cpp() {
+    // LLaMA-2 ([INST], bos/eos inside the template) and LLaMA-3.2 (header tokens, date preamble)
+    // templates from the tiny models' files: rendered, BOS text stripped, tokenized as llama.cpp did.
+    let g = common::golden("tiny/chat_prompts.json");
+    for p in g["prompts"].as_array().unwrap() {
+        let Some(path) = common::shared_fixture(&format!("tiny/{}", p["model"].as_str().unwrap())) else { return };
+        let header = weights::read_header(&path).unwrap();
+        let tok = webllama::Tokenizer::from_gguf(&header).unwrap();
+        let text = |id: Option<u32>| id.map(|i| tok.tokens[i as usize].clone()).unwrap_or_default();
+        let eos = header.opt_u64("tokenizer.ggml.eos_token_id").unwrap().map(|i| i as u32);
+        // llama.cpp passed date_string "26 Jul 2024"; strftime_now on that date gives the same text.
+        let date = webllama::chat::Date { year: 2024, month: 7, day: 26 };
+        let t = ChatTemplate::with_date(header.get_str("tokenizer.chat_template").unwrap(), &text(tok.bos_id), &text(eos), date).unwrap();
+        let messages: Vec<Message> = serde_json::from_value(p["messages"].clone()).unwrap();
+        let want: Vec<u32> = serde_json::from_value(p["prompt_ids"].clone()).unwrap();
+        let name = p["name"].as_str().unwrap();
+        assert_eq!(t.prompt_ids(&tok, &messages).unwrap(), want, "{} {name}: {:?}", p["model"], p["prompt_text"]);
+    }
+}

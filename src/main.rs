@@ -71,6 +71,9 @@ struct GenerateArgs {
     /// KV-cache positions (default: the model's context length, at most 4096).
     #[arg(long)]
     ctx: Option<usize>,
+    /// A Hugging Face tokenizer.json to use instead of the GGUF's vocabulary.
+    #[arg(long)]
+    tokenizer: Option<String>,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
@@ -96,6 +99,11 @@ fn generate(a: GenerateArgs) -> Result<()> {
     };
     let gpu = Arc::new(pollster::block_on(Gpu::new())?);
     let mut session = Session::load_file(gpu.clone(), &path, a.ctx).with_context(|| format!("loading {path}"))?;
+    if let Some(tj) = &a.tokenizer {
+        let json = std::fs::read(tj).with_context(|| format!("reading {tj}"))?;
+        let header = webllama::weights::read_header(&path)?;
+        session.tokenizer = webllama::Tokenizer::from_gguf(&header)?.with_tokenizer_json(&json)?;
+    }
     let ids = match (&a.prompt, &a.chat) {
         (Some(p), _) => session.tokenizer.encode(p, true)?,
         (None, Some(c)) => session.chat_ids(&[Message::new("user", c)])?,

@@ -38,6 +38,8 @@ enum Kind {
     /// SentencePiece-style BPE over token scores with byte fallback (tokenizer.ggml.model "llama");
     /// llama.cpp prepends a space to text at the start and after every special token.
     SentencePiece { add_space_prefix: bool },
+    /// A Hugging Face tokenizer.json the user gave: it does its own normalization, specials and BOS.
+    HfJson,
 }
 
 /// A model's tokenizer plus the special ids generation needs.
@@ -102,7 +104,8 @@ impl Tokenizer {
                 // LLaMA-3: a pre-token that is a whole vocabulary entry is taken as it is (llama.cpp's ignore_merges).
                 BPE::builder().vocab_and_merges(vocab, merges).ignore_merges(is_llama3(pre))
             }
-            Kind::SentencePiece { .. } => {
+            // (from_gguf never makes HfJson: with_tokenizer_json sets it afterwards.)
+            Kind::SentencePiece { .. } | Kind::HfJson => {
                 let scores: Vec<f32> = g
                     .get_array("tokenizer.ggml.scores")?
                     .iter()
@@ -128,7 +131,7 @@ impl Tokenizer {
                 inner.with_pre_tokenizer(Some(pre_tokenizer(pre)?));
                 inner.with_decoder(Some(ByteLevelDecoder::default()));
             }
-            Kind::SentencePiece { .. } => {
+            Kind::SentencePiece { .. } | Kind::HfJson => {
                 let space = Replace::new(SPM_SPACE, " ").map_err(|e| Error::Tokenizer(e.to_string()))?;
                 inner.with_decoder(Some(tokenizers::decoders::sequence::Sequence::new(vec![
                     DecoderWrapper::Replace(space),
@@ -187,9 +190,34 @@ impl Tokenizer {
         Ok(Tokenizer { inner, kind, specials, bos_id, add_bos, eog_ids, tokens })
     }
 
+    /// Uses a Hugging Face tokenizer.json instead of the GGUF vocabulary (its pipeline, specials and
+    /// post-processor decide the ids); the end-of-generation ids still come from the GGUF.
+    pub fn with_tokenizer_json(mut self, json: &[u8]) -> Result<Tokenizer> {
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| Error::Tokenizer(format!("reading tokenizer.json: {e}")))?;
+        let n = inner.get_vocab_size(true);
+        if n > self.tokens.len() {
+            return Err(Error::Tokenizer(format!("tokenizer.json has {n} tokens, more than the model's {}", self.tokens.len())));
+        }
+        self.inner = inner;
+        self.kind = Kind::HfJson;
+        Ok(self)
+    }
+
+    /// The tokenizer as Hugging Face tokenizer.json text (for byte-level BPE vocabularies it
+    /// reproduces these ids on its own).
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(false).map_err(|e| Error::Tokenizer(format!("writing tokenizer.json: {e}")))
+    }
+
     /// Token ids of `text`. With `parse_special`, control-token strings such as `<|im_start|>` become
     /// their ids (as llama.cpp's parse_special); bos is prepended when the model asks for it.
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
+        if self.kind == Kind::HfJson {
+            let mut t = self.inner.clone();
+            t.set_encode_special_tokens(!parse_special);
+            let enc = t.encode_fast(text, true).map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
+            return Ok(enc.get_ids().to_vec());
+        }
         let mut ids = vec![];
         if self.add_bos {
             ids.extend(self.bos_id);

@@ -84,3 +84,19 @@ fn llama_eog_ids() {
     assert_eq!((t2.eog_ids.clone(), t2.bos_id, t2.add_bos), (vec![2], Some(1), true));
     assert_eq!((t3.eog_ids.clone(), t3.bos_id, t3.add_bos), (vec![128009], Some(128000), true));
 }
+
+#[test]
+fn a_tokenizer_json_can_replace_the_gguf_vocabulary() {
+    // The default model's tokenizer written as tokenizer.json and read back gives the golden ids.
+    let Some(tok) = tokenizer() else { return };
+    let json = tok.to_json().unwrap();
+    let path = common::default_model().unwrap();
+    let from_json = Tokenizer::from_gguf(&weights::read_header(&path).unwrap()).unwrap().with_tokenizer_json(json.as_bytes()).unwrap();
+    for c in common::golden("smollm2/tokenizer_golden.json").as_array().unwrap() {
+        let text = c["text"].as_str().unwrap();
+        let want: Vec<u32> = serde_json::from_value(c["ids"].clone()).unwrap();
+        assert_eq!(from_json.encode(text, c["parse_special"].as_bool().unwrap()).unwrap(), want, "{text:?}");
+    }
+    let err = Tokenizer::from_gguf(&weights::read_header(&path).unwrap()).unwrap().with_tokenizer_json(b"{not json").err().unwrap();
+    assert!(err.to_string().contains("tokenizer.json"), "{err}");
+}

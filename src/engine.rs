@@ -106,7 +106,7 @@ impl Session {
     pub fn load_file(gpu: std::sync::Arc<crate::gpu::Gpu>, path: &str, ctx: Option<usize>) -> Result<Session> {
         let g = crate::weights::read_header(path)?;
         let mut b = crate::model::ModelBuilder::new(gpu, &g, ctx)?;
-        b.upload_all(&g, &mut crate::weights::FileSource::open(path)?)?;
+        b.upload_all(&mut crate::weights::FileSource::open(path)?)?;
         Session::new(b.finish()?, &g)
     }
 

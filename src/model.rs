@@ -30,17 +30,34 @@ impl Weight {
     }
 }
 
-/// Receives tensors as their bytes arrive (from a file, or streamed from the network) and builds the
-/// Model when all are there.
+/// Receives the file's tensor bytes as they arrive, in file order and in chunks of any size (from a
+/// file, or streamed from the network), writes them straight into GPU buffers, and builds the Model
+/// when all are there. Only a chunk (and a few carried bytes) is ever held in memory.
 pub struct ModelBuilder {
     gpu: Arc<Gpu>,
     pub cfg: Config,
     ctx: usize,
-    weights: HashMap<String, Weight>,
-    vectors: HashMap<String, wgpu::Buffer>,
-    needed: Vec<String>,
+    /// Tensors the decoder reads, in file order, with their upload state.
+    pending: Vec<Pending>,
     /// Largest byte size of one weight part (the adapter's storage-binding limit by default).
     max_part_bytes: u64,
+}
+
+/// One tensor on its way to the GPU.
+struct Pending {
+    info: TensorInfo,
+    /// Bytes received so far.
+    received: u64,
+    /// Up to 3 received bytes not written yet (GPU writes go in multiples of 4).
+    carry: Vec<u8>,
+    target: Option<Target>,
+}
+
+enum Target {
+    /// A norm weight: collected, then dequantized to f32.
+    Vector(Vec<u8>),
+    /// A matrix: raw blocks written into its parts as they come.
+    Matrix(Weight),
 }
 
 /// Default context when the caller gives none (the KV cache grows with it).
@@ -56,9 +73,14 @@ impl ModelBuilder {
             return Err(Error::BadConfig(format!("head width {} is over the 256 the attention kernel supports", cfg.head_dim)));
         }
         let ctx = ctx.unwrap_or(DEFAULT_CTX).min(cfg.ctx_len).max(1);
-        let needed = weights::expected(&cfg).into_iter().map(|(n, _)| n).collect();
+        let mut pending: Vec<Pending> = weights::expected(&cfg)
+            .iter()
+            .filter_map(|(n, _)| g.tensor(n))
+            .map(|t| Pending { info: t.clone(), received: 0, carry: vec![], target: None })
+            .collect();
+        pending.sort_by_key(|p| p.info.offset);
         let max_part_bytes = gpu.max_binding();
-        Ok(ModelBuilder { gpu, cfg, ctx, weights: HashMap::new(), vectors: HashMap::new(), needed, max_part_bytes })
+        Ok(ModelBuilder { gpu, cfg, ctx, pending, max_part_bytes })
     }
 
     /// Splits weights into parts of at most `bytes` (below the adapter's limit; tests use it to
@@ -68,61 +90,128 @@ impl ModelBuilder {
         self
     }
 
-    /// Tensors still to upload, in file order.
-    pub fn tensors_needed<'g>(&self, g: &'g Gguf) -> Vec<&'g TensorInfo> {
-        let mut v: Vec<&TensorInfo> = self.needed.iter().filter_map(|n| g.tensor(n)).collect();
-        v.sort_by_key(|t| t.offset);
-        v
+    /// The file range holding every tensor the decoder needs: feed these bytes.
+    pub fn byte_range(&self) -> (u64, u64) {
+        let start = self.pending.first().map_or(0, |p| p.info.offset);
+        let end = self.pending.iter().map(|p| p.info.offset + p.info.n_bytes).max().unwrap_or(0);
+        (start, end)
     }
 
-    /// Uploads one whole tensor. Vectors (norm weights) become f32; matrices stay in their blocks.
-    pub fn upload(&mut self, t: &TensorInfo, bytes: &[u8]) -> Result<()> {
-        if bytes.len() as u64 != t.n_bytes {
-            return Err(Error::BadTensor { tensor: t.name.clone(), msg: format!("got {} bytes, expected {}", bytes.len(), t.n_bytes) });
+    /// Bytes of tensor data received so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.pending.iter().map(|p| p.received).sum()
+    }
+
+    /// Takes the file bytes at `file_offset`; chunks must come in file order (gaps and bytes between
+    /// tensors are fine).
+    pub fn feed(&mut self, file_offset: u64, bytes: &[u8]) -> Result<()> {
+        let end = file_offset + bytes.len() as u64;
+        for i in 0..self.pending.len() {
+            let (t0, t1) = (self.pending[i].info.offset, self.pending[i].info.offset + self.pending[i].info.n_bytes);
+            if t1 <= file_offset || t0 >= end {
+                continue;
+            }
+            let (a, b) = (t0.max(file_offset), t1.min(end));
+            self.write(i, a - t0, &bytes[(a - file_offset) as usize..(b - file_offset) as usize])?;
         }
+        Ok(())
+    }
+
+    /// Appends `data` at byte `rel` of tensor `i`.
+    fn write(&mut self, i: usize, rel: u64, data: &[u8]) -> Result<()> {
+        if self.pending[i].target.is_none() {
+            let target = self.allocate(&self.pending[i].info)?;
+            self.pending[i].target = Some(target);
+        }
+        let gpu = self.gpu.clone();
+        let p = &mut self.pending[i];
+        if rel != p.received {
+            return Err(Error::BadTensor { tensor: p.info.name.clone(), msg: format!("bytes at {rel} arrived after only {} were received", p.received) });
+        }
+        let start = p.received - p.carry.len() as u64;
+        p.received += data.len() as u64;
+        let done = p.received == p.info.n_bytes;
+        let mut buf = std::mem::take(&mut p.carry);
+        buf.extend_from_slice(data);
+        let keep = if done { 0 } else { buf.len() % 4 };
+        p.carry = buf.split_off(buf.len() - keep);
+        match p.target.as_mut().expect("allocated above") {
+            Target::Vector(v) => {
+                v.extend_from_slice(&buf);
+                if done {
+                    let mut f = vec![0f32; p.info.dims[0] as usize];
+                    p.info.ty.dequantize(v, &mut f)?;
+                    let b = gpu.storage_with(&p.info.name, bytemuck::cast_slice(&f));
+                    let rows = 1;
+                    p.target = Some(Target::Matrix(Weight { ty: QuantType::F32, rows, cols: f.len() as u32, parts: vec![(b, 0, rows)] }));
+                }
+            }
+            Target::Matrix(w) => {
+                let row_bytes = p.info.n_bytes / w.rows as u64;
+                let (s0, s1) = (start, start + buf.len() as u64);
+                for (buffer, r0, n) in &w.parts {
+                    let (p0, p1) = (*r0 as u64 * row_bytes, (*r0 + *n) as u64 * row_bytes);
+                    let (a, b) = (s0.max(p0), s1.min(p1));
+                    if a < b {
+                        gpu.write(buffer, a - p0, &buf[(a - s0) as usize..(b - s0) as usize]);
+                    }
+                }
+            }
+        }
+        gpu.take_error()
+    }
+
+    /// GPU buffers for a matrix, split by rows into parts that fit one binding (part sizes kept
+    /// multiples of 4 bytes so that every write lands 4-aligned); a collector for a vector.
+    fn allocate(&self, t: &TensorInfo) -> Result<Target> {
         if t.dims.len() == 1 {
-            let mut v = vec![0f32; t.dims[0] as usize];
-            t.ty.dequantize(bytes, &mut v)?;
-            self.vectors.insert(t.name.clone(), self.gpu.storage_with(&t.name, bytemuck::cast_slice(&v)));
-            return Ok(());
+            return Ok(Target::Vector(Vec::with_capacity(t.n_bytes as usize)));
         }
         let (rows, cols) = t.rows_cols();
         if cols % 4 != 0 {
             return Err(Error::BadTensor { tensor: t.name.clone(), msg: format!("row length {cols} is not a multiple of 4") });
         }
         let row_bytes = t.n_bytes / rows;
-        let max_rows = (self.max_part_bytes / row_bytes).min(rows);
-        if max_rows == 0 {
-            return Err(Error::BadTensor { tensor: t.name.clone(), msg: format!("one row of {row_bytes} bytes is over the adapter's binding limit") });
+        let mut max_rows = (self.max_part_bytes / row_bytes).min(rows);
+        if max_rows < rows && max_rows >= 4 {
+            max_rows -= max_rows % 4;
+        }
+        if max_rows == 0 || (max_rows < rows && (max_rows * row_bytes) % 4 != 0) {
+            return Err(Error::BadTensor { tensor: t.name.clone(), msg: format!("rows of {row_bytes} bytes cannot be split under the adapter's binding limit of {} bytes", self.max_part_bytes) });
         }
         let mut parts = vec![];
         let mut r0 = 0;
         while r0 < rows {
             let n = max_rows.min(rows - r0);
-            let chunk = &bytes[(r0 * row_bytes) as usize..((r0 + n) * row_bytes) as usize];
             let label = format!("{}[{r0}..{}]", t.name, r0 + n);
-            parts.push((self.gpu.storage_with(&label, chunk), r0 as u32, n as u32));
+            parts.push((self.gpu.storage(&label, n * row_bytes), r0 as u32, n as u32));
             r0 += n;
         }
-        self.weights.insert(t.name.clone(), Weight { ty: t.ty, rows: rows as u32, cols: cols as u32, parts });
-        self.gpu.take_error()
+        Ok(Target::Matrix(Weight { ty: t.ty, rows: rows as u32, cols: cols as u32, parts }))
     }
 
-    /// Loads every tensor the decoder needs from `src`.
-    pub fn upload_all(&mut self, g: &Gguf, src: &mut dyn TensorSource) -> Result<()> {
-        for t in self.tensors_needed(g) {
-            let bytes = src.read(t)?;
-            self.upload(t, &bytes)?;
+    /// Uploads one whole tensor (the same path as streamed bytes).
+    pub fn upload(&mut self, t: &TensorInfo, bytes: &[u8]) -> Result<()> {
+        self.feed(t.offset, bytes)
+    }
+
+    /// Streams every tensor the decoder needs from `src`, in 4 MiB chunks.
+    pub fn upload_all(&mut self, src: &mut dyn TensorSource) -> Result<()> {
+        let (start, end) = self.byte_range();
+        let mut at = start;
+        while at < end {
+            let n = (4u64 << 20).min(end - at);
+            let chunk = src.read_at(at, n)?;
+            self.feed(at, &chunk)?;
+            at += n;
         }
         Ok(())
     }
 
-    /// Builds the model once every tensor is uploaded.
+    /// Builds the model once every tensor has arrived.
     pub fn finish(self) -> Result<Model> {
-        for n in &self.needed {
-            if !self.weights.contains_key(n) && !self.vectors.contains_key(n) {
-                return Err(Error::MissingTensor(n.clone()));
-            }
+        if let Some(p) = self.pending.iter().find(|p| p.received < p.info.n_bytes) {
+            return Err(Error::Truncated { what: format!("tensor {:?}", p.info.name), needed: p.info.offset + p.info.n_bytes, available: p.info.offset + p.received });
         }
         Model::build(self)
     }
@@ -159,7 +248,6 @@ pub struct Model {
     token_staging: wgpu::Buffer,
     logits_staging: wgpu::Buffer,
     _weights: HashMap<String, Weight>,
-    _vectors: HashMap<String, wgpu::Buffer>,
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
 }
@@ -170,7 +258,7 @@ impl Model {
     pub fn load_file(gpu: Arc<Gpu>, path: &str, ctx: Option<usize>) -> Result<Model> {
         let g = weights::read_header(path)?;
         let mut b = ModelBuilder::new(gpu, &g, ctx)?;
-        b.upload_all(&g, &mut weights::FileSource::open(path)?)?;
+        b.upload_all(&mut weights::FileSource::open(path)?)?;
         b.finish()
     }
 
@@ -190,8 +278,14 @@ impl Model {
             token: gpu.storage("token", 4),
             step: gpu.uniform("step", &Step::default()),
         };
-        let w = |name: &str| &b.weights[name];
-        let vec = |name: &str| &b.vectors[name];
+        let mut weights: HashMap<String, Weight> = HashMap::new();
+        for p in b.pending {
+            if let Some(Target::Matrix(w)) = p.target {
+                weights.insert(p.info.name, w);
+            }
+        }
+        let w = |name: &str| &weights[name];
+        let vec = |name: &str| &weights[name].parts[0].0;
         let a = &acts;
         let mut g: Vec<Dispatch> = vec![];
         // One matvec per weight part; row r of part starting at r0 lands at out_offset + r0 + r.
@@ -216,8 +310,8 @@ impl Model {
             _pad: 0,
         };
         let ones;
-        let freq_factors = match b.vectors.get(weights::ROPE_FREQS) {
-            Some(f) => f,
+        let freq_factors = match weights.get(weights::ROPE_FREQS) {
+            Some(f) => &f.parts[0].0,
             None => {
                 ones = gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2]));
                 &ones
@@ -248,8 +342,7 @@ impl Model {
         let out_w = if c.tied_output { embd } else { w(weights::OUTPUT) };
         matvec(&mut g, out_w, &a.xb, &a.logits, set)?; // logits = Wout xb
         g.push(kernels::argmax(&gpu, &a.logits, &a.token, c.vocab_size as u32)?); // token = argmax(logits)
-        let weight_bytes = b.weights.values().flat_map(|w| w.parts.iter().map(|p| p.0.size())).sum::<u64>()
-            + b.vectors.values().map(|v| v.size()).sum::<u64>();
+        let weight_bytes = weights.values().flat_map(|w| w.parts.iter().map(|p| p.0.size())).sum::<u64>();
         Ok(Model {
             token_staging: gpu.readback_buffer("token readback", 4),
             logits_staging: gpu.readback_buffer("logits readback", f(c.vocab_size)),
@@ -258,8 +351,7 @@ impl Model {
             kv,
             acts,
             graph: g,
-            _weights: b.weights,
-            _vectors: b.vectors,
+            _weights: weights,
             weight_bytes,
         })
     }

@@ -69,8 +69,12 @@ pub fn check(g: &Gguf, cfg: &Config) -> Result<()> {
 
 /// Where tensor bytes come from (a file natively; a stream in the browser feeds the builder directly).
 pub trait TensorSource {
+    /// `n` bytes of the file from `offset`.
+    fn read_at(&mut self, offset: u64, n: u64) -> Result<Vec<u8>>;
     /// The `t.n_bytes` bytes of tensor `t`.
-    fn read(&mut self, t: &TensorInfo) -> Result<Vec<u8>>;
+    fn read(&mut self, t: &TensorInfo) -> Result<Vec<u8>> {
+        self.read_at(t.offset, t.n_bytes)
+    }
 }
 
 /// Tensor bytes read from a GGUF file on disk.
@@ -90,11 +94,11 @@ impl FileSource {
 
 #[cfg(not(target_arch = "wasm32"))]
 impl TensorSource for FileSource {
-    fn read(&mut self, t: &TensorInfo) -> Result<Vec<u8>> {
+    fn read_at(&mut self, offset: u64, n: u64) -> Result<Vec<u8>> {
         use std::io::{Read, Seek, SeekFrom};
         let io = |source| Error::Io { path: self.path.clone(), source };
-        self.file.seek(SeekFrom::Start(t.offset)).map_err(io)?;
-        let mut buf = vec![0u8; t.n_bytes as usize];
+        self.file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let mut buf = vec![0u8; n as usize];
         self.file.read_exact(&mut buf).map_err(|source| Error::Io { path: self.path.clone(), source })?;
         Ok(buf)
     }

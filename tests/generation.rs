@@ -136,13 +136,18 @@ fn reference_matches_llama_cpp_goldens() {
 }
 
 #[test]
-fn weights_split_across_bindings_give_the_same_logits() {
-    // token_embd (30 MB) in parts of at most 4 MiB, as a tensor over the binding limit is split.
+fn streamed_and_split_weights_give_the_same_logits() {
+    // token_embd (30 MB) in parts of at most 4 MiB, as a tensor over the binding limit is split,
+    // and the file fed in 64 KiB + 1 chunks, as a download streams in.
     let Some(path) = common::default_model() else { return };
     let gpu = common::gpu();
     let g = weights::read_header(&path).unwrap();
     let mut b = ModelBuilder::new(gpu.clone(), &g, Some(64)).unwrap().with_max_part_bytes(4 << 20);
-    b.upload_all(&g, &mut weights::FileSource::open(&path).unwrap()).unwrap();
+    // Fed as a download arrives: odd-sized chunks that straddle tensors and parts.
+    let bytes = std::fs::read(&path).unwrap();
+    for (i, chunk) in bytes.chunks(65_537).enumerate() {
+        b.feed(i as u64 * 65_537, chunk).unwrap();
+    }
     let mut split = b.finish().unwrap();
     let mut whole = Model::load_file(gpu, &path, Some(64)).unwrap();
     assert!(split.dispatches_per_token() > whole.dispatches_per_token(), "the split model runs one matvec per part");
@@ -291,4 +296,16 @@ fn tiny_llama2_q3_k_m_matches_the_exact_golden() {
 fn tiny_llama3_q4_k_m_matches_the_exact_golden() {
     // LLaMA-3.2 style: GQA 8/2, head width 32 from key_length, tied output, rope_freqs; Q4_K and Q6_K.
     tiny_exact("tiny-llama3-Q4_K_M");
+}
+
+#[test]
+fn a_file_cut_short_is_refused_by_name() {
+    let Some(path) = common::default_model() else { return };
+    let g = weights::read_header(&path).unwrap();
+    let mut b = ModelBuilder::new(common::gpu(), &g, Some(16)).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = bytes.len() - 1000;
+    b.feed(0, &bytes[..cut]).unwrap();
+    let err = b.finish().err().expect("a truncated model must not build").to_string();
+    assert!(err.contains("truncated") && err.contains("output_norm.weight"), "{err}");
 }

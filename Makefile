@@ -4,11 +4,22 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Mesa's software Vulkan warns without it; harmless, but noisy.
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: demo test model build deps
+# wasm-bindgen-cli must match the wasm-bindgen version Cargo.lock pins.
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
+PORT ?= 8080
 
-## demo: fetch the default model, build, and chat with it natively (the browser page comes with the web build).
-demo: model build
-	./target/release/webllama generate --chat "Write a headline for this news: The stock market saw a significant increase today as major tech companies reported higher than expected earnings."
+.PHONY: demo test model build deps wasm
+
+## demo: fetch the default model, build the page and the CLI, serve the page; prints the URL.
+demo: model wasm build
+	./target/release/webllama serve --port $(PORT)
+
+## wasm: the browser build into www/pkg (installs the wasm32 target and wasm-bindgen-cli when missing).
+wasm:
+	@rustup target list --installed | grep -q '^wasm32-unknown-unknown$$' || rustup target add wasm32-unknown-unknown
+	@wasm-bindgen --version 2>/dev/null | grep -q ' $(WASM_BINDGEN_VERSION)$$' || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+	cargo build --lib --release --target wasm32-unknown-unknown --no-default-features
+	wasm-bindgen --target web --no-typescript --out-dir www/pkg target/wasm32-unknown-unknown/release/webllama.wasm
 
 ## test: install what the tests need (Mesa lavapipe), fetch the default model, run every test.
 test: deps model

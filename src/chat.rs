@@ -34,13 +34,18 @@ pub struct Date {
 }
 
 impl Date {
-    /// Today (UTC) natively; on the web the page passes its date through `with_date`.
+    /// Today: UTC natively, the browser's local date on the web.
     pub fn today() -> Date {
         #[cfg(not(target_arch = "wasm32"))]
-        let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86400).unwrap_or(0) as i64;
+        {
+            let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86400).unwrap_or(0);
+            Date::from_days(days as i64)
+        }
         #[cfg(target_arch = "wasm32")]
-        let days = 0;
-        Date::from_days(days)
+        {
+            let d = js_sys::Date::new_0();
+            Date { year: d.get_full_year() as i64, month: d.get_month() + 1, day: d.get_date() }
+        }
     }
 
     /// The civil date `days` after 1970-01-01 (Howard Hinnant's days_from_civil, inverted).

@@ -32,6 +32,19 @@ pub enum FinishReason {
     Stop,
     /// max_tokens reached.
     Length,
+    /// The caller stopped it (on_text returned false).
+    Abort,
+}
+
+impl FinishReason {
+    /// OpenAI's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Abort => "abort",
+        }
+    }
 }
 
 /// A finished generation.
@@ -70,7 +83,7 @@ fn now_ms() -> f64 {
     }
     #[cfg(target_arch = "wasm32")]
     {
-        0.0
+        js_sys::Date::now()
     }
 }
 
@@ -121,8 +134,9 @@ impl Session {
         self.model.kv.truncate(0);
     }
 
-    /// Generates from `prompt_ids`, calling `on_text` with each piece of text as it is made.
-    pub async fn generate(&mut self, prompt_ids: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(&str)) -> Result<Generation> {
+    /// Generates from `prompt_ids`, calling `on_text` with each piece of text as it is made; it
+    /// returns false to stop (finish reason Abort).
+    pub async fn generate(&mut self, prompt_ids: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
         if prompt_ids.is_empty() {
             return Err(Error::InvalidRequest("the prompt is empty".into()));
         }
@@ -172,8 +186,11 @@ impl Session {
             }
             gen.ids.push(id);
             if let Some(piece) = self.tokenizer.step(&mut stream, id)? {
-                on_text(&piece);
                 gen.text.push_str(&piece);
+                if !on_text(&piece) {
+                    gen.finish_reason = FinishReason::Abort;
+                    break;
+                }
             }
             if gen.ids.len() >= opts.max_tokens {
                 break;

@@ -14,6 +14,8 @@ pub mod quant;
 pub mod reference;
 pub mod sampler;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 pub mod weights;
 
 pub use chat::{ChatTemplate, Message};

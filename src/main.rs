@@ -1,5 +1,7 @@
 //! The `webllama` CLI: generate text natively on wgpu (Vulkan, Metal, DX12, or Mesa's lavapipe).
 
+mod cli_serve;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -19,6 +21,21 @@ enum Cmd {
     Generate(GenerateArgs),
     /// Measure prefill and decode speed (in the spirit of llama-bench).
     Bench(BenchArgs),
+    /// Serve the demo page (www/) and the cached models on 127.0.0.1.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The page's folder (with the wasm build in pkg/, made by `make wasm`).
+    #[arg(long, default_value = "www")]
+    www: String,
+    /// Folder of model files served at /models/ (default: the model cache).
+    #[arg(long)]
+    models: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -79,13 +96,18 @@ struct GenerateArgs {
     json: bool,
 }
 
-/// The default model's path in the cache (what `make model` fetches).
-fn default_model() -> Result<String> {
+/// The model cache folder ($WEBLLAMA_CACHE/models or ~/.cache/webllama/models).
+fn models_dir() -> Result<std::path::PathBuf> {
     let base = match std::env::var_os("WEBLLAMA_CACHE") {
         Some(d) => std::path::PathBuf::from(d),
         None => std::path::PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache/webllama"),
     };
-    let p = base.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    Ok(base.join("models"))
+}
+
+/// The default model's path in the cache (what `make model` fetches).
+fn default_model() -> Result<String> {
+    let p = models_dir()?.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     if !p.exists() {
         bail!("no --model given and the default model is not at {} (run `make model`)", p.display());
     }
@@ -122,6 +144,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
             let _ = stdout.write_all(t.as_bytes());
             let _ = stdout.flush();
         }
+        true
     };
     let g = pollster::block_on(session.generate(&ids, &opts, &mut on_text))?;
     if json {
@@ -131,7 +154,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
             "ids": g.ids,
             "text": g.text,
             "top_logits": top,
-            "finish_reason": format!("{:?}", g.finish_reason).to_lowercase(),
+            "finish_reason": g.finish_reason.as_str(),
             "prefill_tok_s": g.prefill_tok_s(),
             "decode_tok_s": g.decode_tok_s(),
             "adapter": gpu.adapter_name(),
@@ -218,6 +241,17 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Generate(a) => generate(a),
         Cmd::Bench(a) => bench(a),
+        Cmd::Serve(a) => (|| {
+            let www = std::path::PathBuf::from(&a.www);
+            if !www.join("pkg/webllama_bg.wasm").exists() {
+                eprintln!("warning: {} has no wasm build (run `make wasm`); the page will not load", www.join("pkg").display());
+            }
+            let models = match a.models {
+                Some(m) => std::path::PathBuf::from(m),
+                None => models_dir()?,
+            };
+            cli_serve::serve(www, models, a.port)
+        })(),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

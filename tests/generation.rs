@@ -169,16 +169,29 @@ fn chat_headline_streams_and_stops_at_im_end() {
     let ids = s.chat_ids(&[Message::new("user", user)]).unwrap();
     let mut streamed = String::new();
     let opts = GenerateOptions { max_tokens: 64, ..Default::default() };
-    let g = pollster::block_on(s.generate(&ids, &opts, &mut |t| streamed.push_str(t))).unwrap();
+    let g = pollster::block_on(s.generate(&ids, &opts, &mut |t| {
+        streamed.push_str(t);
+        true
+    }))
+    .unwrap();
     let golden = cases(&common::golden("smollm2/generation_variants.json")["variants"]["F32"]);
     let want = golden.iter().find(|c| c.name == "chat_headline").unwrap();
     assert_eq!(g.finish_reason, FinishReason::Stop, "stops at <|im_end|>");
     assert_eq!(g.text, want.text_until_eog);
     assert_eq!(streamed, g.text);
     // A second identical request reuses the cached prompt and runs only its last token.
-    let again = pollster::block_on(s.generate(&ids, &opts, &mut |_| {})).unwrap();
+    let again = pollster::block_on(s.generate(&ids, &opts, &mut |_| true)).unwrap();
     assert_eq!(again.prefilled, 1);
     assert_eq!(again.text, g.text);
+    // Stopping from the callback ends generation within the token.
+    let mut pieces = 0;
+    let stopped = pollster::block_on(s.generate(&ids, &opts, &mut |_| {
+        pieces += 1;
+        pieces < 3
+    }))
+    .unwrap();
+    assert_eq!(stopped.finish_reason, FinishReason::Abort);
+    assert_eq!(stopped.ids.len(), 3);
     let _ = Arc::strong_count(&s.model.gpu);
 }
 

@@ -1,0 +1,207 @@
+//! The browser facade (wasm32 only): the engine behind #[wasm_bindgen]. The worker streams a GGUF
+//! into a Loader, which becomes an Engine; errors reach JS as Error objects whose name says what kind
+//! of problem it is. No engine logic here.
+
+use crate::engine::{GenerateOptions, Session};
+use crate::error::Error;
+use crate::gguf::{Gguf, Parsed};
+use crate::gpu::Gpu;
+use crate::model::ModelBuilder;
+use crate::sampler::SamplerConfig;
+use crate::Message;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// An Error -> a JS Error named after its kind (GgufError, UnsupportedModelError, GpuError, ...).
+fn js_err(e: Error) -> JsValue {
+    let name = match &e {
+        Error::BadMagic { .. }
+        | Error::UnsupportedVersion(_)
+        | Error::Truncated { .. }
+        | Error::OverLimit { .. }
+        | Error::UnknownValueType { .. }
+        | Error::BadMetadata { .. }
+        | Error::BadTensor { .. }
+        | Error::MissingKey(_)
+        | Error::MissingTensor(_) => "GgufError",
+        Error::UnsupportedType { .. } | Error::UnsupportedArch(_) | Error::BadConfig(_) => "UnsupportedModelError",
+        Error::Tokenizer(_) | Error::Template(_) => "TokenizerError",
+        Error::NoAdapter(_) | Error::DeviceRequest(_) | Error::Gpu(_) | Error::Shader { .. } => "GpuError",
+        Error::ContextFull { .. } => "ContextLengthError",
+        Error::InvalidRequest(_) => "InvalidRequestError",
+        Error::Io { .. } => "IoError",
+    };
+    let err = js_sys::Error::new(&e.to_string());
+    err.set_name(name);
+    err.into()
+}
+
+fn invalid(msg: String) -> JsValue {
+    js_err(Error::InvalidRequest(msg))
+}
+
+/// How many bytes from the file start the header needs: 0 once `prefix` holds all of it.
+/// `total` is the file size when known.
+#[wasm_bindgen(js_name = headerBytesNeeded)]
+pub fn header_bytes_needed(prefix: &[u8], total: Option<f64>) -> Result<f64, JsValue> {
+    match Gguf::parse(prefix, total.map(|t| t as u64)).map_err(js_err)? {
+        Parsed::Done(_) => Ok(0.0),
+        Parsed::NeedMore { needed } => Ok(needed as f64),
+    }
+}
+
+/// Bytes of wasm memory now (it only grows, so this is also the peak).
+#[wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    let mem: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    mem.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64
+}
+
+/// A model on its way to the GPU: fed the file's bytes in order.
+#[wasm_bindgen]
+pub struct Loader {
+    header: Gguf,
+    builder: ModelBuilder,
+    adapter: String,
+}
+
+#[wasm_bindgen]
+impl Loader {
+    /// Opens the GPU and checks the model: `header` holds at least the whole GGUF header, `total` is
+    /// the file size when known, `ctx` the KV-cache positions (default: the file's, at most 4096).
+    pub async fn create(header: Vec<u8>, total: Option<f64>, ctx: Option<u32>) -> Result<Loader, JsValue> {
+        let g = match Gguf::parse(&header, total.map(|t| t as u64)).map_err(js_err)? {
+            Parsed::Done(g) => *g,
+            Parsed::NeedMore { needed } => return Err(invalid(format!("the header needs {needed} bytes, got {}", header.len()))),
+        };
+        if let Some(t) = total {
+            g.check_file_len(t as u64).map_err(js_err)?;
+        }
+        let gpu = Arc::new(Gpu::new().await.map_err(js_err)?);
+        let adapter = gpu.adapter_name();
+        let builder = ModelBuilder::new(gpu, &g, ctx.map(|c| c as usize)).map_err(js_err)?;
+        Ok(Loader { header: g, builder, adapter })
+    }
+
+    /// First file byte the model needs.
+    #[wasm_bindgen(getter, js_name = rangeStart)]
+    pub fn range_start(&self) -> f64 {
+        self.builder.byte_range().0 as f64
+    }
+
+    /// End of the last byte the model needs.
+    #[wasm_bindgen(getter, js_name = rangeEnd)]
+    pub fn range_end(&self) -> f64 {
+        self.builder.byte_range().1 as f64
+    }
+
+    /// The file's bytes at `offset`, in file order.
+    pub fn feed(&mut self, offset: f64, bytes: &[u8]) -> Result<(), JsValue> {
+        self.builder.feed(offset as u64, bytes).map_err(js_err)
+    }
+
+    /// The model's shape and name, as JSON.
+    pub fn info(&self) -> String {
+        let c = &self.builder.cfg;
+        serde_json::json!({
+            "name": self.header.get("general.name").and_then(|v| v.as_str()).unwrap_or(""),
+            "n_layers": c.n_layers, "dim": c.dim, "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads,
+            "vocab_size": c.vocab_size, "context_length": c.ctx_len, "adapter": self.adapter,
+        })
+        .to_string()
+    }
+
+    /// Builds the engine once every byte has arrived.
+    pub fn finish(self) -> Result<Engine, JsValue> {
+        let model = self.builder.finish().map_err(js_err)?;
+        let session = Session::new(model, &self.header).map_err(js_err)?;
+        Ok(Engine { session: Rc::new(RefCell::new(session)), adapter: self.adapter })
+    }
+}
+
+/// A loaded model, ready to generate.
+#[wasm_bindgen]
+pub struct Engine {
+    session: Rc<RefCell<Session>>,
+    adapter: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<usize>,
+    seed: Option<u64>,
+    #[serde(default)]
+    ignore_eos: bool,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Prompt ids for chat messages given as JSON [{role, content}, ...], with the model's template.
+    #[wasm_bindgen(js_name = chatIds)]
+    pub fn chat_ids(&self, messages_json: &str) -> Result<Vec<u32>, JsValue> {
+        let messages: Vec<Message> = serde_json::from_str(messages_json).map_err(|e| invalid(format!("messages: {e}")))?;
+        let s = self.session.try_borrow().map_err(|_| invalid("a generation is running".into()))?;
+        s.chat_ids(&messages).map_err(js_err)
+    }
+
+    /// Prompt ids for raw text (special-token strings parsed, bos added as the model says).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        let s = self.session.try_borrow().map_err(|_| invalid("a generation is running".into()))?;
+        s.tokenizer.encode(text, true).map_err(js_err)
+    }
+
+    /// Generates from `prompt_ids`; `on_text(piece)` is called with each piece of text and returns
+    /// false to stop. Resolves to the result as JSON.
+    pub fn generate(&self, prompt_ids: Vec<u32>, options_json: &str, on_text: js_sys::Function) -> js_sys::Promise {
+        let session = self.session.clone();
+        let options: Result<Options, _> = serde_json::from_str(options_json);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let o = options.map_err(|e| invalid(format!("options: {e}")))?;
+            let opts = GenerateOptions {
+                max_tokens: o.max_tokens.unwrap_or(256),
+                sampler: SamplerConfig { temperature: o.temperature.unwrap_or(0.0), top_k: o.top_k.unwrap_or(0), top_p: o.top_p.unwrap_or(1.0), seed: o.seed.unwrap_or(0) },
+                ignore_eos: o.ignore_eos,
+                top_logits: 0,
+            };
+            let mut s = session.try_borrow_mut().map_err(|_| invalid("a generation is already running".into()))?;
+            let mut cb = |piece: &str| on_text.call1(&JsValue::NULL, &JsValue::from_str(piece)).map(|v| v.as_bool() != Some(false)).unwrap_or(false);
+            let g = s.generate(&prompt_ids, &opts, &mut cb).await.map_err(js_err)?;
+            let out = serde_json::json!({
+                "ids": g.ids, "text": g.text, "finish_reason": g.finish_reason.as_str(),
+                "prompt_tokens": g.prompt_ids.len(), "completion_tokens": g.ids.len(), "prefilled": g.prefilled,
+                "prefill_ms": g.prefill_ms, "decode_ms": g.decode_ms,
+                "prefill_tok_s": g.prefill_tok_s(), "decode_tok_s": g.decode_tok_s(),
+            });
+            Ok(JsValue::from_str(&out.to_string()))
+        })
+    }
+
+    /// Forgets the KV cache (the next request prefills from scratch).
+    pub fn reset(&self) -> Result<(), JsValue> {
+        self.session.try_borrow_mut().map_err(|_| invalid("a generation is running".into()))?.reset();
+        Ok(())
+    }
+
+    /// The GPU adapter's name.
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.adapter.clone()
+    }
+
+    /// KV-cache positions (prompt plus generated tokens).
+    #[wasm_bindgen(getter, js_name = contextLength)]
+    pub fn context_length(&self) -> u32 {
+        self.session.borrow().model.kv.capacity as u32
+    }
+}

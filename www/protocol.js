@@ -1,0 +1,16 @@
+// The message kinds between the page-side proxy (webllama.js) and the worker (worker.js): the one
+// list both import. Every request carries an `id`; replies carry the id of the request they answer.
+export const MSG = Object.freeze({
+  // proxy -> worker
+  LOAD: 'load',         // {id, model: URL string | File | Blob, ctx?}          -> PROGRESS*, LOADED | ERROR
+  GENERATE: 'generate', // {id, mode: 'chat'|'completion', messages|prompt, options} -> TOKEN*, DONE | ERROR
+  ABORT: 'abort',       // {} stops the running generation at the next token (no reply)
+  RESET: 'reset',       // {id} forgets the KV cache                            -> DONE
+  UNLOAD: 'unload',     // {id} drops the engine and its GPU buffers            -> DONE
+  // worker -> proxy
+  PROGRESS: 'progress', // {id, source: 'network'|'cache'|'file', loaded, total, mbPerS, etaS}
+  LOADED: 'loaded',     // {id, info: {name, n_layers, ..., adapter}, stats: {loadMs, wasmMemoryBytes, source}}
+  TOKEN: 'token',       // {id, text}
+  DONE: 'done',         // {id, result}
+  ERROR: 'error',       // {id, error: {name, message}}
+});

@@ -1,0 +1,175 @@
+// webllama's public JS API (OpenAI-shaped): a proxy to the worker that owns the wasm engine and the
+// GPU. Message kinds: protocol.js.
+//
+//   import { createEngine } from './webllama.js';
+//   const engine = await createEngine({ model: urlOrFile, onProgress });
+//   for await (const chunk of engine.chat.completions.create({ messages, stream: true }))
+//     out += chunk.choices[0].delta.content ?? '';
+import { MSG } from './protocol.js';
+
+// Request fields accepted now; the rest of OpenAI's are refused by name until they are implemented.
+const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature', 'top_p', 'top_k', 'max_tokens', 'seed', 'n', 'stop', 'ignore_eos', 'stream_options', 'user']);
+
+export async function createEngine({ model, onProgress, ctx, workerUrl } = {}) {
+  const worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
+  const engine = new Engine(worker);
+  try {
+    await engine._request({ kind: MSG.LOAD, model, ctx }, { onProgress });
+  } catch (e) {
+    worker.terminate();
+    throw e;
+  }
+  return engine;
+}
+
+class Engine {
+  constructor(worker) {
+    this._worker = worker;
+    this._nextId = 1;
+    this._pending = new Map();
+    this.stats = { adapter: null, prefill_tok_s: null, decode_tok_s: null, load_ms: null, wasm_memory_bytes: null, model: null };
+    this.chat = { completions: { create: (req) => this._create('chat', req) } };
+    this.completions = { create: (req) => this._create('completion', req) };
+    worker.onmessage = (e) => this._onMessage(e.data);
+    worker.onerror = (e) => this._failAll(named('WorkerError', e.message || 'the worker failed'));
+  }
+
+  // Stops the running generation at the next token.
+  abort() {
+    this._worker.postMessage({ kind: MSG.ABORT });
+  }
+
+  // Forgets the conversation's cached prefix.
+  async resetChat() {
+    await this._request({ kind: MSG.RESET });
+  }
+
+  // Frees the GPU buffers and ends the worker.
+  async unload() {
+    try { await this._request({ kind: MSG.UNLOAD }); } finally { this._worker.terminate(); }
+  }
+
+  _create(mode, req) {
+    const r = validate(mode, req ?? {});
+    const options = { max_tokens: r.max_tokens ?? 256, temperature: r.temperature ?? 1.0, top_p: r.top_p ?? 1.0, top_k: r.top_k ?? 0, seed: r.seed ?? 0, ignore_eos: !!r.ignore_eos };
+    const msg = { kind: MSG.GENERATE, mode, messages: r.messages, prompt: r.prompt, options };
+    const id = `${mode === 'chat' ? 'chatcmpl' : 'cmpl'}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = this.stats.model ?? 'webllama';
+    if (r.stream) return this._stream(msg, mode, { id, created, model });
+    return this._request(msg).then((res) => this._response(mode, res, { id, created, model }));
+  }
+
+  _response(mode, res, meta) {
+    this._record(res);
+    const usage = { prompt_tokens: res.prompt_tokens, completion_tokens: res.completion_tokens, total_tokens: res.prompt_tokens + res.completion_tokens };
+    const timings = { prefill_tok_s: res.prefill_tok_s, decode_tok_s: res.decode_tok_s, prefill_ms: res.prefill_ms, decode_ms: res.decode_ms };
+    if (mode === 'chat') {
+      return { ...meta, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: res.text }, finish_reason: res.finish_reason }], usage, timings };
+    }
+    return { ...meta, object: 'text_completion', choices: [{ index: 0, text: res.text, finish_reason: res.finish_reason }], usage, timings };
+  }
+
+  async *_stream(msg, mode, meta) {
+    const queue = [];
+    let wake = null;
+    let finished = false;
+    let failure = null;
+    let result = null;
+    const push = (item) => { queue.push(item); wake?.(); };
+    this._request(msg, { onToken: (text) => push(text) })
+      .then((res) => { result = res; finished = true; wake?.(); })
+      .catch((e) => { failure = e; finished = true; wake?.(); });
+    const object = mode === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+    let first = true;
+    try {
+    for (;;) {
+      if (queue.length) {
+        const text = queue.shift();
+        const choice = mode === 'chat'
+          ? { index: 0, delta: first ? { role: 'assistant', content: text } : { content: text }, finish_reason: null }
+          : { index: 0, text, finish_reason: null };
+        first = false;
+        yield { ...meta, object, choices: [choice] };
+        continue;
+      }
+      if (finished) break;
+      await new Promise((r) => { wake = r; });
+      wake = null;
+    }
+    } finally {
+      // A consumer that stops reading early stops the generation too.
+      if (!finished) this.abort();
+    }
+    if (failure) throw failure;
+    this._record(result);
+    const usage = { prompt_tokens: result.prompt_tokens, completion_tokens: result.completion_tokens, total_tokens: result.prompt_tokens + result.completion_tokens };
+    const last = mode === 'chat' ? { index: 0, delta: {}, finish_reason: result.finish_reason } : { index: 0, text: '', finish_reason: result.finish_reason };
+    yield { ...meta, object, choices: [last], usage };
+  }
+
+  _record(res) {
+    this.stats.prefill_tok_s = res.prefill_tok_s;
+    this.stats.decode_tok_s = res.decode_tok_s;
+    this.stats.adapter = res.adapter ?? this.stats.adapter;
+  }
+
+  _request(fields, { onProgress, onToken } = {}) {
+    const id = this._nextId++;
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { resolve, reject, onProgress, onToken });
+      this._worker.postMessage({ ...fields, id });
+    });
+  }
+
+  _onMessage(m) {
+    const p = this._pending.get(m.id);
+    if (!p) return;
+    switch (m.kind) {
+      case MSG.PROGRESS: p.onProgress?.({ source: m.source, loaded: m.loaded, total: m.total, mbPerS: m.mbPerS, etaS: m.etaS }); break;
+      case MSG.TOKEN: p.onToken?.(m.text); break;
+      case MSG.LOADED:
+        this._pending.delete(m.id);
+        Object.assign(this.stats, { adapter: m.info.adapter, load_ms: m.stats.loadMs, wasm_memory_bytes: m.stats.wasmMemoryBytes, model: m.info.name, source: m.stats.source, info: m.info });
+        p.resolve(m);
+        break;
+      case MSG.DONE: this._pending.delete(m.id); p.resolve(m.result); break;
+      case MSG.ERROR: this._pending.delete(m.id); p.reject(named(m.error.name, m.error.message)); break;
+    }
+  }
+
+  _failAll(err) {
+    for (const p of this._pending.values()) p.reject(err);
+    this._pending.clear();
+  }
+}
+
+function validate(mode, req) {
+  for (const k of Object.keys(req)) {
+    if (!SUPPORTED.has(k)) throw named('InvalidRequestError', `the request field "${k}" is not supported yet`);
+  }
+  if (req.n !== undefined && req.n !== 1) throw named('InvalidRequestError', 'n > 1 (several candidates) is not supported yet');
+  if (req.stop !== undefined && req.stop !== null && !(Array.isArray(req.stop) && req.stop.length === 0)) {
+    throw named('InvalidRequestError', 'stop strings are not supported yet (generation stops at the model\'s end-of-turn tokens)');
+  }
+  if (mode === 'chat') {
+    if (!Array.isArray(req.messages) || req.messages.length === 0) throw named('InvalidRequestError', 'messages must be a non-empty array');
+    for (const m of req.messages) {
+      if (typeof m?.role !== 'string' || typeof m?.content !== 'string') throw named('InvalidRequestError', 'each message needs a string role and string content');
+    }
+  } else if (typeof req.prompt !== 'string' || req.prompt === '') {
+    throw named('InvalidRequestError', 'prompt must be a non-empty string');
+  }
+  for (const k of ['temperature', 'top_p', 'max_tokens', 'seed', 'top_k']) {
+    if (req[k] !== undefined && (typeof req[k] !== 'number' || !Number.isFinite(req[k]) || req[k] < 0)) {
+      throw named('InvalidRequestError', `${k} must be a non-negative number`);
+    }
+  }
+  return req;
+}
+
+function named(name, message) {
+  const e = new Error(message);
+  e.name = name;
+  return e;
+}

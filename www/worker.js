@@ -1,0 +1,121 @@
+// The worker owns the wasm engine and the GPU. Message kinds: protocol.js.
+import init, { Loader, headerBytesNeeded, wasmMemoryBytes } from './pkg/webllama.js';
+import { MSG } from './protocol.js';
+import { openModel, forget, namedError } from './download.js';
+
+const ready = init();
+let engine = null;
+let abortRequested = false;
+let adapterLabel = null;
+
+const post = (kind, fields) => self.postMessage({ kind, ...fields });
+
+self.onmessage = async (event) => {
+  const m = event.data;
+  if (m.kind === MSG.ABORT) {
+    abortRequested = true;
+    return;
+  }
+  try {
+    await ready;
+    switch (m.kind) {
+      case MSG.LOAD: return await load(m);
+      case MSG.GENERATE: return await generate(m);
+      case MSG.RESET: engine?.reset(); return post(MSG.DONE, { id: m.id, result: null });
+      case MSG.UNLOAD: engine?.free(); engine = null; return post(MSG.DONE, { id: m.id, result: null });
+      default: throw namedError('InvalidRequestError', `unknown message kind ${m.kind}`);
+    }
+  } catch (e) {
+    post(MSG.ERROR, { id: m.id, error: { name: e?.name ?? 'Error', message: e?.message ?? String(e) } });
+  }
+};
+
+async function load(m) {
+  engine?.free();
+  engine = null;
+  const t0 = performance.now();
+  const { stream, total, source, cached } = await openModel(m.model);
+  const reader = stream.getReader();
+  let header = new Uint8Array(0);
+  let loader = null;
+  let loaded = 0;
+  let lastReport = 0;
+  const report = (force) => {
+    const now = performance.now();
+    if (!force && now - lastReport < 100) return;
+    lastReport = now;
+    const mbPerS = loaded / 1e6 / Math.max((now - t0) / 1000, 1e-3);
+    const etaS = total ? (total - loaded) / 1e6 / Math.max(mbPerS, 1e-6) : null;
+    post(MSG.PROGRESS, { id: m.id, source, loaded, total, mbPerS, etaS });
+  };
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (loader) {
+        loader.feed(loaded, value);
+      } else {
+        // Gather the header, then open the GPU and feed everything read so far.
+        header = concat(header, value);
+        const need = headerBytesNeeded(header, total ?? undefined);
+        if (need === 0) {
+          loader = await Loader.create(header, total ?? undefined, m.ctx ?? undefined);
+          loader.feed(0, header);
+          header = null;
+        } else if (total !== null && need > total) {
+          throw namedError('GgufError', `the GGUF header needs ${need} bytes but the file has ${total}`);
+        }
+      }
+      loaded += value.length;
+      report(false);
+    }
+    report(true);
+    if (!loader) {
+      throw namedError('GgufError', `the file ended (${loaded} bytes) before its GGUF header was complete`);
+    }
+    const info = JSON.parse(loader.info());
+    info.adapter = await adapterName(info.adapter);
+    engine = loader.finish();
+    loader = null;
+    await cached;
+    post(MSG.LOADED, { id: m.id, info, stats: { loadMs: performance.now() - t0, wasmMemoryBytes: wasmMemoryBytes(), source, bytes: loaded } });
+  } catch (e) {
+    reader.cancel().catch(() => {});
+    loader?.free();
+    // A file that is not a usable model is not kept.
+    if (source === 'cache' || source === 'network') await cached.then(() => forget(m.model)).catch(() => {});
+    throw e;
+  }
+}
+
+async function generate(m) {
+  if (!engine) throw namedError('InvalidRequestError', 'no model is loaded');
+  const ids = m.mode === 'completion' ? engine.encode(m.prompt) : engine.chatIds(JSON.stringify(m.messages));
+  abortRequested = false;
+  const onText = (text) => {
+    post(MSG.TOKEN, { id: m.id, text });
+    return !abortRequested;
+  };
+  const result = JSON.parse(await engine.generate(Uint32Array.from(ids), JSON.stringify(m.options), onText));
+  result.adapter = adapterLabel ?? engine.adapter;
+  post(MSG.DONE, { id: m.id, result });
+}
+
+function concat(a, b) {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+// The browser's own words for the adapter (wgpu has no name for it on the web).
+async function adapterName(fallback) {
+  try {
+    const info = (await navigator.gpu.requestAdapter())?.info;
+    const words = [info?.vendor, info?.architecture, info?.description].filter(Boolean);
+    adapterLabel = words.length ? `WebGPU: ${words.join(' ')}` : fallback;
+  } catch {
+    adapterLabel = fallback;
+  }
+  return adapterLabel;
+}

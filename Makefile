@@ -8,7 +8,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
 PORT ?= 8080
 
-.PHONY: demo test model build deps wasm
+.PHONY: demo test model build deps wasm browser-deps test-native test-browser
 
 ## demo: fetch the default model, build the page and the CLI, serve the page; prints the URL.
 demo: model wasm build
@@ -21,9 +21,15 @@ wasm:
 	cargo build --lib --release --target wasm32-unknown-unknown --no-default-features
 	wasm-bindgen --target web --no-typescript --out-dir www/pkg target/wasm32-unknown-unknown/release/webllama.wasm
 
-## test: install what the tests need (Mesa lavapipe), fetch the default model, run every test.
-test: deps model
+## test: install what the tests need (Mesa lavapipe, Chromium, playwright-core), fetch the default
+## model, build, run every test: native (cargo) and in the browser (node's test runner).
+test: test-native test-browser
+
+test-native: deps model
 	cargo test --release --all-targets
+
+test-browser: browser-deps model wasm build
+	npm test
 
 ## model: the default model (SmolLM2-135M-Instruct Q4_1) into ~/.cache/webllama/models; prints its path.
 model:
@@ -31,6 +37,12 @@ model:
 
 build:
 	cargo build --release
+
+## browser-deps: Debian's Chromium and playwright-core (no browser download of its own).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
 
 ## deps: Mesa's lavapipe (software Vulkan) so the GPU tests run on a machine without a GPU.
 deps:

@@ -1,6 +1,7 @@
 //! matvec: out[r] (+)= dot(W[r], x) for a quantized [rows, cols] matrix in raw GGUF blocks.
-//! 64 threads per workgroup: 4 rows, 16 threads per row striding over the row's blocks, then a
-//! workgroup-memory reduction. Composed after common.wgsl and quant/<type>.wgsl.
+//! Two entry points: `main` (GPUs) has 16 threads per row striding over the row's blocks and a
+//! workgroup-memory reduction; `main_rowwise` (CPU adapters) gives each thread a whole row.
+//! Composed after common.wgsl and quant/<type>.wgsl.
 
 struct Params {
     rows: u32,           // rows in this weight part
@@ -35,6 +36,27 @@ fn act4(i: u32) -> vec4<f32> {
     return x[(p.x_offset + i) >> 2u];
 }
 
+// The dot of row `row` with x over blocks first, first + stride, ...
+fn row_partial(row: u32, first: u32, stride: u32) -> f32 {
+    let n_blocks = p.cols / BLOCK_ELEMS;
+    let base = row * p.row_bytes;
+    var acc = 0.0;
+    for (var b = first; b < n_blocks; b += stride) {
+        acc += block_dot(base + b * BLOCK_BYTES, b * BLOCK_ELEMS);
+    }
+    return acc;
+}
+
+fn store(row: u32, v: f32) {
+    let o = p.out_offset + step.pos * p.out_pos_stride + row;
+    if (p.accumulate != 0u) {
+        out[o] += v;
+    } else {
+        out[o] = v;
+    }
+}
+
+// GPUs: 16 threads per row, 4 rows per workgroup, a workgroup-memory reduction.
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -42,11 +64,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let row = flat_workgroup(wid, nwg) * ROWS_PER_WG + lid / THREADS_PER_ROW;
     var acc = 0.0;
     if (row < p.rows) {
-        let n_blocks = p.cols / BLOCK_ELEMS;
-        let base = row * p.row_bytes;
-        for (var b = t; b < n_blocks; b += THREADS_PER_ROW) {
-            acc += block_dot(base + b * BLOCK_BYTES, b * BLOCK_ELEMS);
-        }
+        acc = row_partial(row, t, THREADS_PER_ROW);
     }
     partial[lid] = acc;
     workgroupBarrier();
@@ -57,11 +75,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         workgroupBarrier();
     }
     if (t == 0u && row < p.rows) {
-        let o = p.out_offset + step.pos * p.out_pos_stride + row;
-        if (p.accumulate != 0u) {
-            out[o] += partial[lid];
-        } else {
-            out[o] = partial[lid];
-        }
+        store(row, partial[lid]);
+    }
+}
+
+// CPU adapters (lavapipe, SwiftShader), where barriers cost more than they give: a row per thread.
+@compute @workgroup_size(64)
+fn main_rowwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let row = flat_workgroup(wid, nwg) * 64u + lid;
+    if (row < p.rows) {
+        store(row, row_partial(row, 0u, 1u));
     }
 }

@@ -18,7 +18,10 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    pipelines: Mutex<HashMap<(&'static str, Option<QuantType>), Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<(&'static str, Option<QuantType>, &'static str), Arc<wgpu::ComputePipeline>>>,
+    /// matvec gives each thread a whole row (no workgroup barriers) on CPU adapters (lavapipe,
+    /// SwiftShader), where barriers cost more than the parallelism gives; GPUs share a row among 16.
+    pub matvec_rowwise: bool,
     /// Errors the device reported outside any error scope, oldest first.
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -59,7 +62,8 @@ impl Gpu {
         device.set_device_lost_callback(move |reason, msg| {
             lost.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
         });
-        Ok(Gpu { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()), errors })
+        let matvec_rowwise = info.device_type == wgpu::DeviceType::Cpu;
+        Ok(Gpu { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()), matvec_rowwise, errors })
     }
 
     /// A one-line description of the adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
@@ -86,7 +90,12 @@ impl Gpu {
     /// The pipeline for `kernel` (its WGSL source `src`), composed as common.wgsl + quant/<type>.wgsl +
     /// the kernel when `quant` is given, else the kernel alone. Built once, then cached.
     pub fn pipeline(&self, kernel: &'static str, src: &'static str, quant: Option<QuantType>) -> Result<Arc<wgpu::ComputePipeline>> {
-        let key = (kernel, quant);
+        self.pipeline_at(kernel, src, quant, "main")
+    }
+
+    /// `pipeline` for the entry point `entry` of the kernel's source.
+    pub fn pipeline_at(&self, kernel: &'static str, src: &'static str, quant: Option<QuantType>, entry: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key = (kernel, quant, entry);
         if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(p.clone());
         }
@@ -113,7 +122,7 @@ impl Gpu {
             label: Some(&name),
             layout: None,
             module: &module,
-            entry_point: Some("main"),
+            entry_point: Some(entry),
             compilation_options: Default::default(),
             cache: None,
         });

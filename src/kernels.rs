@@ -54,7 +54,17 @@ fn build(
     buffers: &[&wgpu::Buffer],
     workgroups: [u32; 3],
 ) -> Result<Dispatch> {
-    let pipeline = gpu.pipeline(name, src, quant)?;
+    build_with(gpu, name, gpu.pipeline(name, src, quant)?, params, buffers, workgroups)
+}
+
+fn build_with(
+    gpu: &Gpu,
+    name: &'static str,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    params: &[u8],
+    buffers: &[&wgpu::Buffer],
+    workgroups: [u32; 3],
+) -> Result<Dispatch> {
     let uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(name),
         size: params.len() as u64,
@@ -120,8 +130,9 @@ pub fn matvec(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
         return Err(crate::Error::InvalidRequest(format!("matvec: x offset {} and row length {} must be multiples of 4", p.x_offset, w.cols)));
     }
     let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_bytes(), ..p };
-    let src = include_str!("../shaders/matvec.wgsl");
-    build(gpu, "matvec", src, Some(w.ty), bytemuck::bytes_of(&p), &[step, w.buffer, x, out], grid(w.rows.div_ceil(4)))
+    let (entry, rows_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 64) } else { ("main", 4) };
+    let pipeline = gpu.pipeline_at("matvec", include_str!("../shaders/matvec.wgsl"), Some(w.ty), entry)?;
+    build_with(gpu, "matvec", pipeline, bytemuck::bytes_of(&p), &[step, w.buffer, x, out], grid(w.rows.div_ceil(rows_per_wg)))
 }
 
 #[repr(C)]

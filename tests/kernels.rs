@@ -51,9 +51,33 @@ fn width(ty: QuantType, preferred: usize) -> usize {
     preferred.div_ceil(b) * b
 }
 
+/// The shared device, or (rowwise differing from its choice) a second one with the other matvec
+/// layout, so both the GPU layout and the CPU-adapter layout are checked on any adapter.
+fn gpu_with_rowwise(rowwise: bool) -> std::sync::Arc<webllama::Gpu> {
+    if gpu().matvec_rowwise == rowwise {
+        return gpu();
+    }
+    let mut g = pollster::block_on(webllama::Gpu::new()).unwrap();
+    g.matvec_rowwise = rowwise;
+    std::sync::Arc::new(g)
+}
+
+fn read_on(g: &webllama::Gpu, buf: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    pollster::block_on(g.read_f32(buf, 0, n as u64)).unwrap()
+}
+
+fn step_on(g: &webllama::Gpu, pos: u32) -> wgpu::Buffer {
+    g.uniform("step", &Step { pos, kv_len: pos + 1, _pad: [0; 2] })
+}
+
 #[test]
 fn matvec_every_quant_type() {
-    let g = gpu();
+    for rowwise in [false, true] {
+        matvec_every_quant_type_with(&gpu_with_rowwise(rowwise));
+    }
+}
+
+fn matvec_every_quant_type_with(g: &webllama::Gpu) {
     let mut rng = Rng(0x5eed);
     // 67 rows: not a multiple of the 4 rows per workgroup; 576 columns: SmolLM2's width.
     for &(rows, cols) in &[(67usize, 576usize), (130, 1536)] {
@@ -61,28 +85,28 @@ fn matvec_every_quant_type() {
             let cols = width(ty, cols);
             let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
             let x = rng.vec(cols);
-            let shape = format!("[{rows}x{cols}]");
+            let shape = format!("[{rows}x{cols}] {}", if g.matvec_rowwise { "rowwise" } else { "16 threads per row" });
             let wb = g.storage_with("w", &bytes);
             let xb = g.storage_with("x", bytemuck::cast_slice(&x));
             let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
             let want = reference::matvec(&w, &x);
             // Plain: out = W x.
             let out = g.storage("out", 4 * rows as u64);
-            let d = kernels::matvec(&g, &m, &xb, &out, &step_uniform(0), MatvecParams::default()).unwrap();
-            kernels::submit(&g, &[d]);
-            check("matvec", ty.name(), &shape, &read(&out, rows), &want);
+            let d = kernels::matvec(g, &m, &xb, &out, &step_on(g, 0), MatvecParams::default()).unwrap();
+            kernels::submit(g, &[d]);
+            check("matvec", ty.name(), &shape, &read_on(g, &out, rows), &want);
             // Residual epilogue at a KV-cache position: out[off + pos * stride ..] += W x.
             let (pos, stride, off) = (3u32, rows as u32 + 5, 7u32);
             let n_out = (off + pos * stride) as usize + rows;
             let base = rng.vec(n_out);
             let out = g.storage_with("out", bytemuck::cast_slice(&base));
             let p = MatvecParams { accumulate: 1, out_offset: off, out_pos_stride: stride, ..Default::default() };
-            let d = kernels::matvec(&g, &m, &xb, &out, &step_uniform(pos), p).unwrap();
-            kernels::submit(&g, &[d]);
+            let d = kernels::matvec(g, &m, &xb, &out, &step_on(g, pos), p).unwrap();
+            kernels::submit(g, &[d]);
             let mut want_acc = base.clone();
             let at = (off + pos * stride) as usize;
             reference::add(&mut want_acc[at..at + rows], &want);
-            check("matvec+accumulate", ty.name(), &shape, &read(&out, n_out), &want_acc);
+            check("matvec+accumulate", ty.name(), &shape, &read_on(g, &out, n_out), &want_acc);
         }
     }
 }
@@ -90,15 +114,15 @@ fn matvec_every_quant_type() {
 #[test]
 fn matvec_past_65535_workgroups() {
     // 262,200 rows / 4 rows per workgroup = 65,550 workgroups: the grid spills into y.
-    let g = gpu();
+    let g = gpu_with_rowwise(false);
     let mut rng = Rng(3);
     let (rows, cols, ty) = (262_200usize, 32usize, QuantType::Q8_0);
     let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
     let x = rng.vec(cols);
     let (wb, xb, out) = (g.storage_with("w", &bytes), g.storage_with("x", bytemuck::cast_slice(&x)), g.storage("out", 4 * rows as u64));
     let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
-    kernels::submit(&g, &[kernels::matvec(&g, &m, &xb, &out, &step_uniform(0), MatvecParams::default()).unwrap()]);
-    check("matvec", ty.name(), &format!("[{rows}x{cols}]"), &read(&out, rows), &reference::matvec(&w, &x));
+    kernels::submit(&g, &[kernels::matvec(&g, &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap()]);
+    check("matvec", ty.name(), &format!("[{rows}x{cols}]"), &read_on(&g, &out, rows), &reference::matvec(&w, &x));
 }
 
 #[test]

@@ -63,7 +63,7 @@ class Engine {
   _response(mode, res, meta) {
     this._record(res);
     const usage = { prompt_tokens: res.prompt_tokens, completion_tokens: res.completion_tokens, total_tokens: res.prompt_tokens + res.completion_tokens };
-    const timings = { prefill_tok_s: res.prefill_tok_s, decode_tok_s: res.decode_tok_s, prefill_ms: res.prefill_ms, decode_ms: res.decode_ms };
+    const timings = { prefill_tok_s: res.prefill_tok_s, decode_tok_s: res.decode_tok_s, prefill_ms: res.prefill_ms, decode_ms: res.decode_ms, prefilled_tokens: res.prefilled };
     if (mode === 'chat') {
       return { ...meta, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: res.text }, finish_reason: res.finish_reason }], usage, timings };
     }

@@ -1,0 +1,136 @@
+// The chat page end to end in headless Chromium (software WebGPU): streamed load with progress and
+// cache, a greedy chat answer equal to the native CLI's, the JS API (streaming, abort, reset), and
+// clear errors for bad models. Screenshots go to target/browser/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { modelsDir, startServer, launch, nativeChat, screenshotPath, MODEL_NAME, MODEL_PATH } from './harness.mjs';
+
+const HEADLINE = 'Write a headline for this news: The stock market saw a significant increase today as major tech companies reported higher than expected earnings.';
+let server;
+let context;
+let page;
+
+before(async () => {
+  server = await startServer(modelsDir());
+  context = await launch();
+  page = await context.newPage();
+  page.on('pageerror', (e) => console.log('page error:', e.message));
+  await page.goto(server.url);
+});
+
+after(async () => {
+  await context?.close();
+  server?.stop();
+});
+
+const modelRequests = () => server.log.filter((l) => l.startsWith(`GET /models/${MODEL_NAME}`)).length;
+
+async function loadFromPage(kind, value) {
+  await page.check(`input[name="source"][value="${kind}"]`);
+  if (kind === 'url') await page.fill('#model-url', value);
+  await page.click('#load');
+  await page.waitForFunction(() => ['ready', 'error'].includes(document.querySelector('#model-status').dataset.state) && !document.querySelector('#load').disabled, null, { timeout: 120000 });
+  return page.evaluate(() => document.querySelector('#model-status').dataset.state);
+}
+
+test('loads the default model with visible progress, streaming it onto the GPU', { timeout: 180000 }, async () => {
+  const sawProgress = page.waitForFunction(() => /MB\/s/.test(document.querySelector('#progress-text').textContent), null, { timeout: 120000 });
+  assert.equal(await loadFromPage('default'), 'ready', await page.textContent('#error'));
+  await sawProgress;
+  assert.equal(modelRequests(), 1);
+  assert.match(await page.textContent('#progress-text'), /98\.4 \/ 98\.4 MB/);
+  const stats = await page.evaluate(() => window.webllamaApp.engine.stats);
+  const size = statSync(MODEL_PATH).size;
+  console.log(`wasm memory after loading a ${(size / 1e6).toFixed(1)} MB model: ${(stats.wasm_memory_bytes / 1e6).toFixed(1)} MB; adapter: ${stats.adapter}`);
+  assert.ok(stats.wasm_memory_bytes < size / 2, `wasm memory ${stats.wasm_memory_bytes} should stay far below the model's ${size} bytes`);
+});
+
+test('a greedy chat answer streams into the page and equals the native CLI', { timeout: 400000 }, async () => {
+  // Count the distinct texts the answer bubble shows while it streams.
+  await page.evaluate(() => {
+    window.__texts = new Set();
+    new MutationObserver(() => {
+      const t = document.querySelector('li.assistant .text');
+      if (t) window.__texts.add(t.textContent);
+    }).observe(document.querySelector('#conversation'), { subtree: true, childList: true, characterData: true });
+  });
+  await page.fill('#prompt', HEADLINE);
+  await page.click('#send');
+  await page.waitForSelector('li.assistant[data-done="true"]', { timeout: 380000 });
+  const answer = await page.textContent('li.assistant .text');
+  assert.equal(await page.textContent('#error'), '');
+  const native = nativeChat(HEADLINE);
+  console.log(`page: ${JSON.stringify(answer)}; native: ${JSON.stringify(native)}; ${await page.textContent('#stats')}`);
+  assert.equal(answer, native);
+  assert.equal(await page.getAttribute('li.assistant', 'data-finish'), 'stop');
+  const steps = await page.evaluate(() => window.__texts.size);
+  assert.ok(steps >= 5, `the answer arrived in ${steps} updates, not token by token`);
+  await page.screenshot({ path: screenshotPath('chat.png'), fullPage: true });
+});
+
+test('JS API: streamed chunks equal the answer; abort stops within a token; resetChat clears the cache', { timeout: 400000 }, async () => {
+  const r = await page.evaluate(async () => {
+    const engine = window.webllamaApp.engine;
+    const req = { messages: [{ role: 'user', content: 'Name a color.' }], temperature: 0, max_tokens: 8 };
+    const whole = await engine.chat.completions.create(req);
+    let streamed = '';
+    let last = null;
+    for await (const chunk of engine.chat.completions.create({ ...req, stream: true })) {
+      streamed += chunk.choices[0].delta.content ?? '';
+      last = chunk;
+    }
+    // Abort after the second piece: at most one more arrives.
+    let pieces = 0;
+    let afterAbort = 0;
+    let aborted = null;
+    for await (const chunk of engine.completions.create({ prompt: 'Once upon a time,', temperature: 0, max_tokens: 40, stream: true })) {
+      if (chunk.choices[0].text) pieces += 1;
+      if (pieces === 2 && afterAbort === 0) { engine.abort(); afterAbort = 1; } else if (afterAbort && chunk.choices[0].text) afterAbort += 1;
+      if (chunk.choices[0].finish_reason) aborted = chunk.choices[0].finish_reason;
+    }
+    // The next request works, and reuses the cached prompt prefix...
+    const next = await engine.completions.create({ prompt: 'Once upon a time,', temperature: 0, max_tokens: 3 });
+    // ...until resetChat() forgets it.
+    await engine.resetChat();
+    const fresh = await engine.completions.create({ prompt: 'Once upon a time,', temperature: 0, max_tokens: 3 });
+    let refused = null;
+    try { await engine.chat.completions.create({ ...req, n: 2 }); } catch (e) { refused = `${e.name}: ${e.message}`; }
+    return { whole, streamed, last, pieces, afterAbort, aborted, next, fresh, refused };
+  });
+  assert.equal(r.streamed, r.whole.choices[0].message.content);
+  assert.equal(r.whole.object, 'chat.completion');
+  assert.equal(r.whole.usage.completion_tokens, 8);
+  assert.equal(r.last.choices[0].finish_reason, r.whole.choices[0].finish_reason);
+  assert.equal(r.aborted, 'abort');
+  assert.ok(r.afterAbort <= 2, `${r.afterAbort - 1} pieces arrived after abort()`);
+  assert.equal(r.next.choices[0].finish_reason, 'length');
+  assert.equal(r.next.timings.prefilled_tokens, 1, 'the repeated prompt comes from the KV cache');
+  assert.equal(r.fresh.timings.prefilled_tokens, r.fresh.usage.prompt_tokens, 'after resetChat the whole prompt is prefilled');
+  assert.equal(r.fresh.choices[0].text, r.next.choices[0].text);
+  assert.match(r.refused, /^InvalidRequestError: n > 1/);
+});
+
+test('a reload takes the model from Cache Storage without a network request', { timeout: 180000 }, async () => {
+  const before = modelRequests();
+  await page.reload();
+  assert.equal(await loadFromPage('default'), 'ready', await page.textContent('#error'));
+  assert.equal(modelRequests(), before, 'no request for the model after the reload');
+  assert.match(await page.textContent('#model-status'), /from cache/);
+});
+
+test('a 404, a file that is not GGUF and a truncated GGUF each show a clear message; the page stays usable', { timeout: 240000 }, async () => {
+  const cases = [
+    ['models/missing.gguf', /NetworkError: HTTP 404/],
+    ['models/not-a-model.gguf', /GgufError: not a GGUF file/],
+    ['models/truncated.gguf', /GgufError: GGUF file is truncated/],
+  ];
+  for (const [url, want] of cases) {
+    assert.equal(await loadFromPage('url', url), 'error', url);
+    assert.match(await page.textContent('#error'), want, url);
+    assert.equal(await page.isEnabled('#load'), true);
+  }
+  await page.screenshot({ path: screenshotPath('error.png'), fullPage: true });
+  assert.equal(await loadFromPage('default'), 'ready', await page.textContent('#error'));
+  assert.equal(await page.isEnabled('#prompt'), true);
+});

@@ -1,0 +1,70 @@
+// Shared by the browser tests: the `webllama serve` process and Debian's headless Chromium with its
+// software WebGPU adapter (SwiftShader).
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, symlinkSync, writeFileSync, openSync, readSync, closeSync, mkdirSync, existsSync } from 'node:fs';
+import { tmpdir, homedir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = join(ROOT, 'target', 'release', 'webllama');
+export const MODEL_NAME = 'SmolLM2-135M-Instruct.Q4_1.gguf';
+export const MODEL_PATH = join(process.env.WEBLLAMA_CACHE ?? join(homedir(), '.cache', 'webllama'), 'models', MODEL_NAME);
+export const SHOTS = join(ROOT, 'target', 'browser');
+
+// A models folder with the default model, a truncated copy of it, and a file that is not a model.
+export function modelsDir() {
+  if (!existsSync(MODEL_PATH)) throw new Error(`the default model is missing at ${MODEL_PATH}: run make model`);
+  const dir = mkdtempSync(join(tmpdir(), 'webllama-models-'));
+  symlinkSync(MODEL_PATH, join(dir, MODEL_NAME));
+  const head = Buffer.alloc(5 << 20);
+  const fd = openSync(MODEL_PATH, 'r');
+  readSync(fd, head, 0, head.length, 0);
+  closeSync(fd);
+  writeFileSync(join(dir, 'truncated.gguf'), head);
+  writeFileSync(join(dir, 'not-a-model.gguf'), '<html>this is a web page, not a model</html>\n'.repeat(100));
+  return dir;
+}
+
+// Starts `webllama serve` on a free port; `log` collects the request lines it prints.
+export async function startServer(models) {
+  const proc = spawn(CLI, ['serve', '--port', '0', '--www', join(ROOT, 'www'), '--models', models], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = [];
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (d) => log.push(...d.split('\n').filter(Boolean)));
+  const url = await new Promise((resolve, reject) => {
+    let out = '';
+    proc.stdout.setEncoding('utf8');
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/http:\/\/127\.0\.0\.1:\d+\//);
+      if (m) resolve(m[0]);
+    });
+    proc.on('exit', (code) => reject(new Error(`webllama serve exited with ${code}: ${out}`)));
+    setTimeout(() => reject(new Error('webllama serve did not start')), 10000);
+  });
+  return { url, log, stop: () => proc.kill() };
+}
+
+export async function launch() {
+  const userDataDir = mkdtempSync(join(tmpdir(), 'webllama-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
+    viewport: { width: 1100, height: 900 },
+  });
+  return context;
+}
+
+// The native CLI's greedy answer for one chat message.
+export function nativeChat(text, maxTokens = 64) {
+  const out = execFileSync(CLI, ['generate', '--model', MODEL_PATH, '--chat', text, '--max-tokens', String(maxTokens), '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  return JSON.parse(out).text;
+}
+
+export function screenshotPath(name) {
+  mkdirSync(SHOTS, { recursive: true });
+  return join(SHOTS, name);
+}

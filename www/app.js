@@ -58,6 +58,7 @@ async function load(model) {
   if (old) await old.unload().catch(() => {});
   $('progress').hidden = false;
   $('progress-bar').value = 0;
+  $('progress-text').textContent = '';
   $('model-status').textContent = `Loading ${typeof model === 'string' ? model : model.name}…`;
   try {
     engine = await createEngine({

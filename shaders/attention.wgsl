@@ -1,6 +1,8 @@
-//! attention: one query position against kv_len cached positions, grouped-query heads.
-//! One workgroup of 64 threads per query head; the cache is walked in chunks of 64 positions with an
-//! online softmax (running max and sum), so no score buffer of context length is needed.
+//! attention: one query position against kv_len positions, grouped-query heads. The current
+//! position's q, k and v come from the qkv output [q | k | v]; earlier positions' k and v from the
+//! cache, into which the first query head of each group stores the current ones.
+//! One workgroup of 64 threads per query head; positions are walked in chunks of 64 with an online
+//! softmax (running max and sum), so no score buffer of context length is needed.
 
 struct Params {
     n_heads: u32,
@@ -22,14 +24,16 @@ struct Step {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> q: array<f32>;         // [n_heads, head_dim]
-@group(0) @binding(3) var<storage, read> k_cache: array<f32>;   // [ctx, kv_dim]
-@group(0) @binding(4) var<storage, read> v_cache: array<f32>;   // [ctx, kv_dim]
-@group(0) @binding(5) var<storage, read_write> out: array<f32>; // [n_heads, head_dim]
+@group(0) @binding(2) var<storage, read> qkv: array<f32>;            // [q | k | v] of this position
+@group(0) @binding(3) var<storage, read_write> k_cache: array<f32>;  // [ctx, kv_dim]
+@group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;  // [ctx, kv_dim]
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;      // [n_heads, head_dim]
 
 const WG: u32 = 64u;
 const MAX_DIMS_PER_THREAD: u32 = 4u; // head_dim <= WG * 4
 var<workgroup> q_head: array<f32, 256>;
+var<workgroup> k_cur: array<f32, 256>;
+var<workgroup> v_cur: array<f32, 256>;
 var<workgroup> probs: array<f32, 64>;
 var<workgroup> red: array<f32, 64>;
 
@@ -64,9 +68,18 @@ fn reduce_sum(lid: u32, v: f32) -> f32 {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.x;
-    let kv_off = (h / (p.n_heads / p.n_kv_heads)) * p.head_dim;
+    let group = p.n_heads / p.n_kv_heads;
+    let kv_off = (h / group) * p.head_dim;
+    let q_rows = p.n_heads * p.head_dim;
+    let pos = step.kv_len - 1u;
     for (var d = lid; d < p.head_dim; d += WG) {
-        q_head[d] = q[h * p.head_dim + d];
+        q_head[d] = qkv[h * p.head_dim + d];
+        k_cur[d] = qkv[q_rows + kv_off + d];
+        v_cur[d] = qkv[q_rows + p.kv_dim + kv_off + d];
+        if (h % group == 0u) {
+            k_cache[pos * p.kv_dim + kv_off + d] = k_cur[d];
+            v_cache[pos * p.kv_dim + kv_off + d] = v_cur[d];
+        }
     }
     workgroupBarrier();
     let n = step.kv_len;
@@ -78,9 +91,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var s = -3.4e38;
         if (j < n) {
             var dot = 0.0;
-            let row = j * p.kv_dim + kv_off;
-            for (var d = 0u; d < p.head_dim; d++) {
-                dot += q_head[d] * k_cache[row + d];
+            if (j == pos) {
+                for (var d = 0u; d < p.head_dim; d++) {
+                    dot += q_head[d] * k_cur[d];
+                }
+            } else {
+                let row = j * p.kv_dim + kv_off;
+                for (var d = 0u; d < p.head_dim; d++) {
+                    dot += q_head[d] * k_cache[row + d];
+                }
             }
             s = dot * p.scale;
         }
@@ -95,7 +114,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (d < p.head_dim) {
                 var a = acc[k] * corr;
                 for (var jj = 0u; jj < count; jj++) {
-                    a += probs[jj] * v_cache[(c0 + jj) * p.kv_dim + kv_off + d];
+                    let j = c0 + jj;
+                    let vj = select(v_cache[j * p.kv_dim + kv_off + d], v_cur[d], j == pos);
+                    a += probs[jj] * vj;
                 }
                 acc[k] = a;
             }

@@ -74,3 +74,4 @@ fn bits2(h: u32, s: u32) -> vec4<u32> {
 fn bit_x16(h: u32, s: u32) -> vec4<u32> {
     return ((vec4<u32>(h, h >> 8u, h >> 16u, h >> 24u) >> vec4<u32>(s)) & vec4<u32>(1u)) << vec4<u32>(4u);
 }
+

@@ -62,7 +62,12 @@ impl Gpu {
         device.set_device_lost_callback(move |reason, msg| {
             lost.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
         });
-        let matvec_rowwise = info.device_type == wgpu::DeviceType::Cpu;
+        // WEBLLAMA_ROWWISE=0/1 overrides the choice (for measuring both layouts on one adapter).
+        let matvec_rowwise = match std::env::var("WEBLLAMA_ROWWISE").as_deref() {
+            Ok("0") => false,
+            Ok("1") => true,
+            _ => info.device_type == wgpu::DeviceType::Cpu,
+        };
         Ok(Gpu { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()), matvec_rowwise, errors })
     }
 

@@ -200,10 +200,12 @@ pub struct AttentionParams {
     pub _pad: [u32; 3],
 }
 
-/// attention: out = softmax(q k^T * scale) v over the first step.kv_len cache rows, per query head.
+/// attention: out = softmax(q k^T * scale) v over step.kv_len positions, per query head: this
+/// position's q, k, v from `qkv` = [q | k | v] (k and v then stored in the cache at step.pos), the
+/// earlier ones from the cache.
 pub fn attention(
     gpu: &Gpu,
-    q: &wgpu::Buffer,
+    qkv: &wgpu::Buffer,
     k_cache: &wgpu::Buffer,
     v_cache: &wgpu::Buffer,
     out: &wgpu::Buffer,
@@ -221,7 +223,7 @@ pub fn attention(
         _pad: [0; 3],
     };
     let src = include_str!("../shaders/attention.wgsl");
-    build(gpu, "attention", src, None, bytemuck::bytes_of(&p), &[step, q, k_cache, v_cache, out], [n_heads, 1, 1])
+    build(gpu, "attention", src, None, bytemuck::bytes_of(&p), &[step, qkv, k_cache, v_cache, out], [n_heads, 1, 1])
 }
 
 #[repr(C)]
@@ -241,4 +243,63 @@ pub fn swiglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, n: u32) -> Resu
 pub fn argmax(gpu: &Gpu, logits: &wgpu::Buffer, result: &wgpu::Buffer, n: u32) -> Result<Dispatch> {
     let p = CountParams { n, _pad: [0; 3] };
     build(gpu, "argmax", include_str!("../shaders/argmax.wgsl"), None, bytemuck::bytes_of(&p), &[logits, result], [1, 1, 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct QkvParams {
+    pub q_rows: u32,
+    pub kv_rows: u32,
+    pub cols: u32,
+    pub row_bytes: u32,
+    pub head_dim: u32,
+    pub n_rot: u32,
+    pub freq_base: f32,
+    pub freq_scale: f32,
+    pub eps: f32,
+    pub _pad: [u32; 3],
+}
+
+/// qkv: rmsnorm(x) * norm_w through the concatenated [Wq; Wk; Wv] (`w`, q_rows + 2 kv_rows rows)
+/// into `out` = [q | k | v], q and k roped for position step.pos.
+#[allow(clippy::too_many_arguments)]
+pub fn qkv(
+    gpu: &Gpu,
+    w: &QuantMatrix,
+    x: &wgpu::Buffer,
+    norm_w: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    freq_factors: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: QkvParams,
+) -> Result<Dispatch> {
+    let p = QkvParams { cols: w.cols, row_bytes: w.row_bytes(), ..p };
+    if w.rows != p.q_rows + 2 * p.kv_rows || p.head_dim % 2 != 0 || w.cols % 4 != 0 {
+        return Err(crate::Error::InvalidRequest(format!("qkv: {} rows for q {} + 2 x kv {}, head {}", w.rows, p.q_rows, p.kv_rows, p.head_dim)));
+    }
+    let (entry, pairs_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 32) } else { ("main", 2) };
+    let pipeline = gpu.pipeline_at("qkv", include_str!("../shaders/qkv.wgsl"), Some(w.ty), entry)?;
+    let buffers = [step, w.buffer, x, norm_w, out, freq_factors];
+    build_with(gpu, "qkv", pipeline, bytemuck::bytes_of(&p), &buffers, grid((w.rows / 2).div_ceil(pairs_per_wg)))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct GateUpParams {
+    pub ffn: u32,
+    pub cols: u32,
+    pub row_bytes: u32,
+    pub eps: f32,
+}
+
+/// gate_up: out[r] = silu(Wgate[r] . xb) * (Wup[r] . xb), xb = rmsnorm(x) * norm_w, over the
+/// concatenated [Wgate; Wup] (`w`, 2 ffn rows).
+pub fn gate_up(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, norm_w: &wgpu::Buffer, out: &wgpu::Buffer, eps: f32) -> Result<Dispatch> {
+    if w.rows % 2 != 0 || w.cols % 4 != 0 {
+        return Err(crate::Error::InvalidRequest(format!("gate_up: {} rows of {} are not two halves", w.rows, w.cols)));
+    }
+    let p = GateUpParams { ffn: w.rows / 2, cols: w.cols, row_bytes: w.row_bytes(), eps };
+    let (entry, outs_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 32) } else { ("main", 2) };
+    let pipeline = gpu.pipeline_at("gate_up", include_str!("../shaders/gate_up.wgsl"), Some(w.ty), entry)?;
+    build_with(gpu, "gate_up", pipeline, bytemuck::bytes_of(&p), &[w.buffer, x, norm_w, out], grid(p.ffn.div_ceil(outs_per_wg)))
 }

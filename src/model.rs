@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, TensorInfo};
 use crate::gpu::Gpu;
-use crate::kernels::{self, Dispatch, MatvecParams, QuantMatrix, RopeParams, Step};
+use crate::kernels::{self, Dispatch, MatvecParams, QkvParams, QuantMatrix, RopeParams, Step};
 use crate::kv_cache::KvCache;
 use crate::quant::QuantType;
 use crate::weights::{self, TensorSource};
@@ -41,6 +41,11 @@ pub struct ModelBuilder {
     pending: Vec<Pending>,
     /// Largest byte size of one weight part (the adapter's storage-binding limit by default).
     max_part_bytes: u64,
+    /// Fused groups (weights::FUSED), planned at the first write: member name -> (group name, byte
+    /// offset of the member in the group's buffer).
+    members: Option<HashMap<String, (String, u64)>>,
+    /// The groups' concatenated matrices.
+    groups: HashMap<String, Weight>,
 }
 
 /// One tensor on its way to the GPU.
@@ -58,6 +63,8 @@ enum Target {
     Vector(Vec<u8>),
     /// A matrix: raw blocks written into its parts as they come.
     Matrix(Weight),
+    /// A matrix inside a fused group's buffer, at this byte offset.
+    Member(String, u64),
 }
 
 /// Default context when the caller gives none (the KV cache grows with it).
@@ -80,7 +87,7 @@ impl ModelBuilder {
             .collect();
         pending.sort_by_key(|p| p.info.offset);
         let max_part_bytes = gpu.max_binding();
-        Ok(ModelBuilder { gpu, cfg, ctx, pending, max_part_bytes })
+        Ok(ModelBuilder { gpu, cfg, ctx, pending, max_part_bytes, members: None, groups: HashMap::new() })
     }
 
     /// Splits weights into parts of at most `bytes` (below the adapter's limit; tests use it to
@@ -117,8 +124,50 @@ impl ModelBuilder {
         Ok(())
     }
 
+    /// Decides which per-layer matrices share one buffer: those of a weights::FUSED group with one
+    /// type and row length that fit one binding together.
+    fn plan_groups(&mut self) {
+        let mut members = HashMap::new();
+        // Fused kernels pay on GPUs; on CPU adapters (lavapipe, SwiftShader) the separate row-wise
+        // matvecs measured faster (7.8 vs 6.1 tok/s on lavapipe). WEBLLAMA_NO_FUSE=1 keeps every
+        // matrix apart anywhere (to measure what fusing gains).
+        let fuse = !self.gpu.matvec_rowwise && std::env::var("WEBLLAMA_NO_FUSE").map_or(true, |v| v != "1");
+        for l in 0..self.cfg.n_layers {
+            for (group, suffixes) in weights::FUSED {
+                let infos: Vec<&TensorInfo> = suffixes
+                    .iter()
+                    .filter_map(|s| self.pending.iter().find(|p| p.info.name == weights::layer(l, s)).map(|p| &p.info))
+                    .collect();
+                let total: u64 = infos.iter().map(|t| t.n_bytes).sum();
+                let same = infos.iter().all(|t| t.ty == infos[0].ty && t.dims.len() == 2 && t.dims[0] == infos[0].dims[0] && t.n_bytes % 4 == 0);
+                if !fuse || infos.len() != suffixes.len() || !same || total > self.max_part_bytes || infos[0].dims[0] % 4 != 0 {
+                    continue;
+                }
+                let name = weights::layer(l, group);
+                let rows: u64 = infos.iter().map(|t| t.dims[1]).sum();
+                let buffer = self.gpu.storage(&name, total);
+                let mut offset = 0;
+                for t in &infos {
+                    members.insert(t.name.clone(), (name.clone(), offset));
+                    offset += t.n_bytes;
+                }
+                let w = Weight { ty: infos[0].ty, rows: rows as u32, cols: infos[0].dims[0] as u32, parts: vec![(buffer, 0, rows as u32)] };
+                self.groups.insert(name, w);
+            }
+        }
+        self.members = Some(members);
+    }
+
     /// Appends `data` at byte `rel` of tensor `i`.
     fn write(&mut self, i: usize, rel: u64, data: &[u8]) -> Result<()> {
+        if self.members.is_none() {
+            self.plan_groups();
+        }
+        if self.pending[i].target.is_none() {
+            if let Some((group, offset)) = self.members.as_ref().and_then(|m| m.get(&self.pending[i].info.name)) {
+                self.pending[i].target = Some(Target::Member(group.clone(), *offset));
+            }
+        }
         if self.pending[i].target.is_none() {
             let target = self.allocate(&self.pending[i].info)?;
             self.pending[i].target = Some(target);
@@ -136,6 +185,9 @@ impl ModelBuilder {
         let keep = if done { 0 } else { buf.len() % 4 };
         p.carry = buf.split_off(buf.len() - keep);
         match p.target.as_mut().expect("allocated above") {
+            Target::Member(group, offset) => {
+                gpu.write(&self.groups[group.as_str()].parts[0].0, *offset + start, &buf);
+            }
             Target::Vector(v) => {
                 v.extend_from_slice(&buf);
                 if done {
@@ -221,7 +273,7 @@ impl ModelBuilder {
 struct Acts {
     x: wgpu::Buffer,      // [dim] residual stream
     xb: wgpu::Buffer,     // [dim] normed residual
-    q: wgpu::Buffer,      // [n_heads * head_dim]
+    qkv: wgpu::Buffer,    // [(n_heads + 2 n_kv_heads) * head_dim]: q | k | v of this position
     att: wgpu::Buffer,    // [n_heads * head_dim] attention output
     hb: wgpu::Buffer,     // [ffn_dim] gate, then silu(gate) * up
     hb2: wgpu::Buffer,    // [ffn_dim] up
@@ -270,7 +322,7 @@ impl Model {
         let acts = Acts {
             x: gpu.storage("x", f(c.dim)),
             xb: gpu.storage("xb", f(c.dim)),
-            q: gpu.storage("q", f(c.q_dim())),
+            qkv: gpu.storage("qkv", f(c.q_dim() + 2 * c.kv_dim())),
             att: gpu.storage("att", f(c.q_dim())),
             hb: gpu.storage("hb", f(c.ffn_dim)),
             hb2: gpu.storage("hb2", f(c.ffn_dim)),
@@ -278,7 +330,7 @@ impl Model {
             token: gpu.storage("token", 4),
             step: gpu.uniform("step", &Step::default()),
         };
-        let mut weights: HashMap<String, Weight> = HashMap::new();
+        let mut weights: HashMap<String, Weight> = b.groups;
         for p in b.pending {
             if let Some(Target::Matrix(w)) = p.target {
                 weights.insert(p.info.name, w);
@@ -298,13 +350,12 @@ impl Model {
         };
         let set = MatvecParams::default();
         let add = MatvecParams { accumulate: 1, ..set };
-        let at_pos = MatvecParams { out_pos_stride: c.kv_dim() as u32, ..set };
-        let rope = |n_heads: usize, pos_stride: usize| RopeParams {
+        let rope = |n_heads: usize, offset: u32, pos_stride: u32| RopeParams {
             n_heads: n_heads as u32,
             head_dim: c.head_dim as u32,
             n_rot: c.n_rot as u32,
-            offset: 0,
-            pos_stride: pos_stride as u32,
+            offset,
+            pos_stride,
             freq_base: c.rope_base,
             freq_scale: c.rope_freq_scale,
             _pad: 0,
@@ -324,18 +375,42 @@ impl Model {
         for l in 0..c.n_layers {
             let lw = |s: &str| weights::layer(l, s);
             let (kc, vc) = (&kv.k[l], &kv.v[l]);
-            g.push(kernels::rmsnorm(&gpu, &a.x, vec(&lw(weights::ATTN_NORM)), &a.xb, c.dim as u32, c.rms_eps)?); // xb = rmsnorm(x)
-            matvec(&mut g, w(&lw(weights::ATTN_Q)), &a.xb, &a.q, set)?; // q = Wq xb
-            matvec(&mut g, w(&lw(weights::ATTN_K)), &a.xb, kc, at_pos)?; // k_cache[pos] = Wk xb
-            matvec(&mut g, w(&lw(weights::ATTN_V)), &a.xb, vc, at_pos)?; // v_cache[pos] = Wv xb
-            g.push(kernels::rope(&gpu, &a.q, freq_factors, &a.step, rope(c.n_heads, 0))?); // rope(q)
-            g.push(kernels::rope(&gpu, kc, freq_factors, &a.step, rope(c.n_kv_heads, c.kv_dim()))?); // rope(k_cache[pos])
-            g.push(kernels::attention(&gpu, &a.q, kc, vc, &a.att, &a.step, c.n_heads as u32, c.n_kv_heads as u32, c.head_dim as u32)?);
+            if let Some(wqkv) = weights.get(&lw("attn_qkv")) {
+                // q, k_cache[pos], v_cache[pos] = rope(Wq xb), rope(Wk xb), Wv xb with xb = rmsnorm(x)
+                let p = QkvParams {
+                    q_rows: c.q_dim() as u32,
+                    kv_rows: c.kv_dim() as u32,
+                    head_dim: c.head_dim as u32,
+                    n_rot: c.n_rot as u32,
+                    freq_base: c.rope_base,
+                    freq_scale: c.rope_freq_scale,
+                    eps: c.rms_eps,
+                    ..Default::default()
+                };
+                let norm = vec(&lw(weights::ATTN_NORM));
+                g.push(kernels::qkv(&gpu, &wqkv.part(0), &a.x, norm, &a.qkv, freq_factors, &a.step, p)?);
+            } else {
+                // The same, unfused (q, k and v of different types).
+                let (k_at, v_at) = (c.q_dim() as u32, (c.q_dim() + c.kv_dim()) as u32);
+                g.push(kernels::rmsnorm(&gpu, &a.x, vec(&lw(weights::ATTN_NORM)), &a.xb, c.dim as u32, c.rms_eps)?); // xb = rmsnorm(x)
+                matvec(&mut g, w(&lw(weights::ATTN_Q)), &a.xb, &a.qkv, set)?; // q = Wq xb
+                matvec(&mut g, w(&lw(weights::ATTN_K)), &a.xb, &a.qkv, MatvecParams { out_offset: k_at, ..set })?; // k = Wk xb
+                matvec(&mut g, w(&lw(weights::ATTN_V)), &a.xb, &a.qkv, MatvecParams { out_offset: v_at, ..set })?; // v = Wv xb
+                g.push(kernels::rope(&gpu, &a.qkv, freq_factors, &a.step, rope(c.n_heads, 0, 0))?); // rope(q)
+                g.push(kernels::rope(&gpu, &a.qkv, freq_factors, &a.step, rope(c.n_kv_heads, k_at, 0))?); // rope(k)
+            }
+            // att = softmax(q k^T / sqrt(head_dim)) v; k_cache[pos], v_cache[pos] = k, v
+            g.push(kernels::attention(&gpu, &a.qkv, kc, vc, &a.att, &a.step, c.n_heads as u32, c.n_kv_heads as u32, c.head_dim as u32)?);
             matvec(&mut g, w(&lw(weights::ATTN_OUT)), &a.att, &a.x, add)?; // x += Wo att
-            g.push(kernels::rmsnorm(&gpu, &a.x, vec(&lw(weights::FFN_NORM)), &a.xb, c.dim as u32, c.rms_eps)?); // xb = rmsnorm(x)
-            matvec(&mut g, w(&lw(weights::FFN_GATE)), &a.xb, &a.hb, set)?; // hb = Wgate xb
-            matvec(&mut g, w(&lw(weights::FFN_UP)), &a.xb, &a.hb2, set)?; // hb2 = Wup xb
-            g.push(kernels::swiglu(&gpu, &a.hb, &a.hb2, c.ffn_dim as u32)?); // hb = silu(hb) * hb2
+            if let Some(wgu) = weights.get(&lw("ffn_gate_up")) {
+                // hb = silu(Wgate xb) * (Wup xb) with xb = rmsnorm(x)
+                g.push(kernels::gate_up(&gpu, &wgu.part(0), &a.x, vec(&lw(weights::FFN_NORM)), &a.hb, c.rms_eps)?);
+            } else {
+                g.push(kernels::rmsnorm(&gpu, &a.x, vec(&lw(weights::FFN_NORM)), &a.xb, c.dim as u32, c.rms_eps)?); // xb = rmsnorm(x)
+                matvec(&mut g, w(&lw(weights::FFN_GATE)), &a.xb, &a.hb, set)?; // hb = Wgate xb
+                matvec(&mut g, w(&lw(weights::FFN_UP)), &a.xb, &a.hb2, set)?; // hb2 = Wup xb
+                g.push(kernels::swiglu(&gpu, &a.hb, &a.hb2, c.ffn_dim as u32)?); // hb = silu(hb) * hb2
+            }
             matvec(&mut g, w(&lw(weights::FFN_DOWN)), &a.hb, &a.x, add)?; // x += Wdown hb
         }
         g.push(kernels::rmsnorm(&gpu, &a.x, vec(weights::OUTPUT_NORM), &a.xb, c.dim as u32, c.rms_eps)?); // xb = rmsnorm(x)

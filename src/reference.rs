@@ -110,6 +110,22 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], n_heads: usize, n_kv_heads: us
     out
 }
 
+/// qkv: xb = rmsnorm(x) * norm_w; q = Wq xb, k = Wk xb (both roped at `pos`), v = Wv xb.
+#[allow(clippy::too_many_arguments)]
+pub fn qkv(x: &[f32], norm_w: &[f32], eps: f32, wq: &Mat, wk: &Mat, wv: &Mat, pos: usize, r: &Rope, head_dim: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let xb = rmsnorm(x, norm_w, eps);
+    let (mut q, mut k) = (matvec(wq, &xb), matvec(wk, &xb));
+    rope(&mut q, wq.rows / head_dim, head_dim, pos, r);
+    rope(&mut k, wk.rows / head_dim, head_dim, pos, r);
+    (q, k, matvec(wv, &xb))
+}
+
+/// gate_up: silu(Wgate xb) * (Wup xb) with xb = rmsnorm(x) * norm_w.
+pub fn gate_up(x: &[f32], norm_w: &[f32], eps: f32, w_gate: &Mat, w_up: &Mat) -> Vec<f32> {
+    let xb = rmsnorm(x, norm_w, eps);
+    swiglu(&matvec(w_gate, &xb), &matvec(w_up, &xb))
+}
+
 /// swiglu: silu(gate) * up.
 pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
     gate.iter().zip(up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect()
@@ -206,18 +222,13 @@ impl RefModel {
         let r = Rope { n_rot: c.n_rot, base: c.rope_base, freq_scale: c.rope_freq_scale, freq_factors: self.rope_freqs.as_deref() };
         let mut x = embed(&self.embd, token); // [dim]
         for (l, layer) in self.layers.iter().enumerate() {
-            let xb = rmsnorm(&x, &layer.attn_norm, c.rms_eps); // [dim]
-            let mut q = matvec(&layer.wq, &xb); // [n_heads * head_dim]
-            let mut k = matvec(&layer.wk, &xb); // [n_kv_heads * head_dim]
-            let v = matvec(&layer.wv, &xb); // [n_kv_heads * head_dim]
-            rope(&mut q, c.n_heads, c.head_dim, pos, &r);
-            rope(&mut k, c.n_kv_heads, c.head_dim, pos, &r);
+            // q [n_heads * head_dim], k and v [n_kv_heads * head_dim]
+            let (q, k, v) = qkv(&x, &layer.attn_norm, c.rms_eps, &layer.wq, &layer.wk, &layer.wv, pos, &r, c.head_dim);
             self.k_cache[l].extend_from_slice(&k);
             self.v_cache[l].extend_from_slice(&v);
             let att = attention(&q, &self.k_cache[l], &self.v_cache[l], c.n_heads, c.n_kv_heads, c.head_dim, pos + 1);
             add(&mut x, &matvec(&layer.wo, &att));
-            let xb = rmsnorm(&x, &layer.ffn_norm, c.rms_eps); // [dim]
-            let h = swiglu(&matvec(&layer.w_gate, &xb), &matvec(&layer.w_up, &xb)); // [ffn_dim]
+            let h = gate_up(&x, &layer.ffn_norm, c.rms_eps, &layer.w_gate, &layer.w_up); // [ffn_dim]
             add(&mut x, &matvec(&layer.w_down, &h));
         }
         let xb = rmsnorm(&x, &self.out_norm, c.rms_eps);

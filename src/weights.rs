@@ -21,6 +21,10 @@ pub const OUTPUT: &str = "output.weight";
 /// Per-frequency divisors of the RoPE angles (LLaMA-3.1/3.2), [n_rot / 2].
 pub const ROPE_FREQS: &str = "rope_freqs.weight";
 
+/// Per-layer matrices that are uploaded into one buffer (rows concatenated, in this order) when they
+/// share a type, so that one fused kernel reads them: (group suffix, member suffixes).
+pub const FUSED: &[(&str, &[&str])] = &[("attn_qkv", &[ATTN_Q, ATTN_K, ATTN_V]), ("ffn_gate_up", &[FFN_GATE, FFN_UP])];
+
 /// The GGUF name of a layer tensor.
 pub fn layer(i: usize, suffix: &str) -> String {
     format!("blk.{i}.{suffix}")

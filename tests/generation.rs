@@ -322,3 +322,37 @@ fn a_file_cut_short_is_refused_by_name() {
     let err = b.finish().err().expect("a truncated model must not build").to_string();
     assert!(err.contains("truncated") && err.contains("output_norm.weight"), "{err}");
 }
+
+/// A device with the GPU layout (16 threads per row, fused qkv and gate_up kernels) whatever the
+/// adapter, so that the path real GPUs take is checked end to end on lavapipe too.
+fn gpu_layout() -> Arc<webllama::Gpu> {
+    let mut g = pollster::block_on(webllama::Gpu::new()).unwrap();
+    g.matvec_rowwise = false;
+    Arc::new(g)
+}
+
+#[test]
+fn gpu_layout_with_fused_kernels_matches_the_f32_goldens() {
+    let Some(path) = common::default_model() else { return };
+    let tok = tokenizer(&path);
+    let mut model = Model::load_file(gpu_layout(), &path, Some(128)).unwrap();
+    // 5 per layer (qkv, attention, Wo, gate_up, down) + embed, final norm, output, argmax.
+    assert_eq!(model.dispatches_per_token(), 5 * model.cfg.n_layers + 4);
+    for c in cases(&common::golden("smollm2/generation_variants.json")["variants"]["F32"]).iter().filter(|c| c.name == "raw_capital" || c.name == "chat_headline") {
+        let prompt = tok.encode(&c.prompt, true).unwrap();
+        let (ids, logits) = run_gpu(&mut model, &prompt);
+        compare("gpu layout", "F32", 0.05, c, &ids, &logits);
+    }
+}
+
+#[test]
+fn gpu_layout_tiny_llama3_matches_the_exact_golden() {
+    // GQA 8/2, head width 32, rope_freqs. Layer 0 is all Q4_K: fused (5 dispatches); layer 1 has
+    // a Q6_K attn_v beside Q4_K q and k: its attention inputs go unfused (10 dispatches).
+    let Some(path) = common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf") else { return };
+    let model = std::cell::RefCell::new(Model::load_file(gpu_layout(), &path, Some(128)).unwrap());
+    assert_eq!(model.borrow().dispatches_per_token(), 5 + 10 + 4);
+    check_exact("gpu layout", "tiny-llama3-Q4_K_M.exact.json", &mut || model.borrow_mut().kv.truncate(0), &mut |t| {
+        pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap()
+    });
+}

@@ -187,21 +187,85 @@ fn rope_matches() {
 }
 
 #[test]
-fn attention_matches_with_gqa() {
+fn attention_matches_with_gqa_and_stores_this_position() {
     let g = gpu();
     let mut rng = Rng(17);
     // (heads, kv heads, head_dim, kv_len): one chunk, several chunks with a partial one, MHA, 128 wide.
     for &(h, kvh, hd, len) in &[(9usize, 3usize, 64usize, 1usize), (9, 3, 64, 150), (4, 4, 128, 64), (8, 2, 32, 300)] {
         let kv_dim = kvh * hd;
-        let (q, k, v) = (rng.vec(h * hd), rng.vec(len * kv_dim), rng.vec(len * kv_dim));
-        let qb = g.storage_with("q", bytemuck::cast_slice(&q));
-        let kb = g.storage_with("k", bytemuck::cast_slice(&k));
-        let vb = g.storage_with("v", bytemuck::cast_slice(&v));
+        let (k, v) = (rng.vec(len * kv_dim), rng.vec(len * kv_dim));
+        // This position's q | k | v; the cache holds the earlier positions (its last row is stale).
+        let q = rng.vec(h * hd);
+        let pos = len - 1;
+        let qkv: Vec<f32> = q.iter().chain(&k[pos * kv_dim..]).chain(&v[pos * kv_dim..]).cloned().collect();
+        let mut stale_k = k.clone();
+        let mut stale_v = v.clone();
+        stale_k[pos * kv_dim..].iter_mut().for_each(|x| *x = 9.0);
+        stale_v[pos * kv_dim..].iter_mut().for_each(|x| *x = -9.0);
+        let qb = g.storage_with("qkv", bytemuck::cast_slice(&qkv));
+        let kb = g.storage_with("k", bytemuck::cast_slice(&stale_k));
+        let vb = g.storage_with("v", bytemuck::cast_slice(&stale_v));
         let out = g.storage("out", 4 * (h * hd) as u64);
-        let step = step_uniform(len as u32 - 1);
+        let step = step_uniform(pos as u32);
         kernels::submit(&g, &[kernels::attention(&g, &qb, &kb, &vb, &out, &step, h as u32, kvh as u32, hd as u32).unwrap()]);
         let want = reference::attention(&q, &k, &v, h, kvh, hd, len);
-        check("attention", "f32", &format!("heads {h}/{kvh} x {hd}, kv_len {len}"), &read(&out, h * hd), &want);
+        let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}");
+        check("attention", "f32", &shape, &read(&out, h * hd), &want);
+        check("attention k store", "f32", &shape, &read(&kb, len * kv_dim), &k);
+        check("attention v store", "f32", &shape, &read(&vb, len * kv_dim), &v);
+    }
+}
+
+#[test]
+fn qkv_every_quant_type_on_both_layouts() {
+    let mut rng = Rng(31);
+    for rowwise in [false, true] {
+        let g = gpu_with_rowwise(rowwise);
+        for &ty in SUPPORTED {
+            // SmolLM2's shape (GQA 9/3 x 64, n_rot 64) and a partial rotation with rope_freqs.
+            for &(heads, kv_heads, hd, n_rot, pos, factors) in &[(9usize, 3usize, 64usize, 64usize, 7u32, false), (8, 2, 32, 16, 300, true)] {
+                let dim = width(ty, heads * hd);
+                let (q_rows, kv_rows) = (heads * hd, kv_heads * hd);
+                let (bq, wq) = random_matrix(ty, q_rows, dim, &mut rng);
+                let (bk, wk) = random_matrix(ty, kv_rows, dim, &mut rng);
+                let (bv, wv) = random_matrix(ty, kv_rows, dim, &mut rng);
+                let (x, norm) = (rng.vec(dim), rng.vec(dim));
+                let ff: Vec<f32> = (0..n_rot / 2).map(|i| if factors { 1.0 + i as f32 } else { 1.0 }).collect();
+                let wb = g.storage_with("wqkv", &[bq, bk, bv].concat());
+                let m = QuantMatrix { ty, buffer: &wb, rows: (q_rows + 2 * kv_rows) as u32, cols: dim as u32 };
+                let (xb, nb, fb) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("norm", bytemuck::cast_slice(&norm)), g.storage_with("ff", bytemuck::cast_slice(&ff)));
+                let out = g.storage("qkv", 4 * (q_rows + 2 * kv_rows) as u64);
+                let p = kernels::QkvParams { q_rows: q_rows as u32, kv_rows: kv_rows as u32, head_dim: hd as u32, n_rot: n_rot as u32, freq_base: 10000.0, freq_scale: 1.0, eps: 1e-5, ..Default::default() };
+                kernels::submit(&g, &[kernels::qkv(&g, &m, &xb, &nb, &out, &fb, &step_on(&g, pos), p).unwrap()]);
+                let r = reference::Rope { n_rot, base: 10000.0, freq_scale: 1.0, freq_factors: factors.then_some(&ff[..]) };
+                let (q, k, v) = reference::qkv(&x, &norm, 1e-5, &wq, &wk, &wv, pos as usize, &r, hd);
+                let want: Vec<f32> = q.into_iter().chain(k).chain(v).collect();
+                let shape = format!("[{heads}+2x{kv_heads} heads x {hd}, {dim}] pos {pos} {}", if rowwise { "rowwise" } else { "16 threads per row" });
+                check("qkv", ty.name(), &shape, &read_on(&g, &out, want.len()), &want);
+            }
+        }
+    }
+}
+
+#[test]
+fn gate_up_every_quant_type_on_both_layouts() {
+    let mut rng = Rng(37);
+    for rowwise in [false, true] {
+        let g = gpu_with_rowwise(rowwise);
+        for &ty in SUPPORTED {
+            let (ffn, dim) = (1536 + 32, width(ty, 576));
+            let (bg, wg) = random_matrix(ty, ffn, dim, &mut rng);
+            let (bu, wu) = random_matrix(ty, ffn, dim, &mut rng);
+            let (x, norm) = (rng.vec(dim), rng.vec(dim));
+            let wb = g.storage_with("w", &[bg, bu].concat());
+            let m = QuantMatrix { ty, buffer: &wb, rows: 2 * ffn as u32, cols: dim as u32 };
+            let (xb, nb) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("norm", bytemuck::cast_slice(&norm)));
+            let out = g.storage("out", 4 * ffn as u64);
+            kernels::submit(&g, &[kernels::gate_up(&g, &m, &xb, &nb, &out, 1e-5).unwrap()]);
+            let want = reference::gate_up(&x, &norm, 1e-5, &wg, &wu);
+            let shape = format!("[2x{ffn}x{dim}] {}", if rowwise { "rowwise" } else { "16 threads per row" });
+            check("gate_up", ty.name(), &shape, &read_on(&g, &out, ffn), &want);
+        }
     }
 }
 

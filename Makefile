@@ -8,7 +8,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
 PORT ?= 8080
 
-.PHONY: demo test model build deps wasm browser-deps test-native test-browser
+.PHONY: demo test model build deps wasm browser-deps test-native test-browser bench bench-peers
 
 ## demo: fetch the default model, build the page and the CLI, serve the page; prints the URL.
 demo: model wasm build
@@ -30,6 +30,15 @@ test-native: deps model
 
 test-browser: browser-deps model wasm build
 	npm test
+
+## bench: prefill and decode speed on the default model (webllama bench; add ARGS="--profile" for the kernel split).
+bench: model build
+	./target/release/webllama bench $(ARGS)
+
+## bench-peers: llama.cpp (node-llama-cpp 3.22.1: Vulkan, e.g. on lavapipe, and CPU) beside webllama on the same file. Not in CI.
+bench-peers: model build
+	@[ -d bench/node_modules/node-llama-cpp ] || npm install --prefix bench --no-audit --no-fund
+	node bench/peers.mjs $$(./scripts/fetch-model.sh) $(or $(P),128) $(or $(N),32)
 
 ## model: the default model (SmolLM2-135M-Instruct Q4_1) into ~/.cache/webllama/models; prints its path.
 model:

@@ -187,6 +187,20 @@ impl Engine {
         })
     }
 
+    /// What one decoded token costs, as JSON: dispatches, submits, bytes read back, weight bytes.
+    #[wasm_bindgen(js_name = costPerToken)]
+    pub fn cost_per_token(&self) -> String {
+        let s = self.session.borrow();
+        serde_json::json!({
+            "dispatches_per_token": s.model.dispatches_per_token(),
+            "submits_per_token": 1,
+            "readback_bytes_per_token": 4,
+            "weight_bytes_per_token": s.model.weight_bytes,
+            "n_layers": s.model.cfg.n_layers,
+        })
+        .to_string()
+    }
+
     /// Forgets the KV cache (the next request prefills from scratch).
     pub fn reset(&self) -> Result<(), JsValue> {
         self.session.try_borrow_mut().map_err(|_| invalid("a generation is running".into()))?.reset();

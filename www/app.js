@@ -29,6 +29,7 @@ function setBusy(b) {
   $('stop').disabled = !b;
   $('new-chat').disabled = b || !engine;
   $('load').disabled = b;
+  $('bench').disabled = b || !engine;
 }
 
 function chosenModel() {
@@ -137,6 +138,36 @@ async function send() {
   }
 }
 
+const BENCH_PROMPT = 'The history of the printing press begins in the fifteenth century, when movable type changed how books were made, how ideas spread, and how people learned to read. In the decades that followed,';
+
+async function benchmark() {
+  if (!engine || busy) return;
+  clearError();
+  setBusy(true);
+  $('bench-status').textContent = 'Running…';
+  try {
+    await engine.resetChat();
+    const r = await engine.completions.create({ prompt: BENCH_PROMPT, max_tokens: 32, temperature: 0, ignore_eos: true });
+    const s = engine.stats;
+    const t = r.timings;
+    $('b-adapter').textContent = s.adapter;
+    $('b-prefill').textContent = `${t.prefill_tok_s.toFixed(2)} tok/s (${r.usage.prompt_tokens} tokens)`;
+    $('b-decode').textContent = `${t.decode_tok_s.toFixed(2)} tok/s (${r.usage.completion_tokens} tokens)`;
+    $('b-ttft').textContent = `${t.prefill_ms.toFixed(0)} ms`;
+    $('b-cost').textContent = `${s.dispatches_per_token} dispatches (${s.n_layers} layers), ${s.submits_per_token} submit, ${s.readback_bytes_per_token} bytes read back`;
+    $('b-bw').textContent = `${(s.weight_bytes_per_token / 1e6).toFixed(1)} MB per token, ${(s.weight_bytes_per_token * t.decode_tok_s / 1e9).toFixed(2)} GB/s`;
+    $('bench-table').hidden = false;
+    $('bench-table').dataset.decode = String(t.decode_tok_s);
+    $('bench-status').textContent = 'Done.';
+  } catch (e) {
+    $('bench-status').textContent = '';
+    showError(e);
+  } finally {
+    setBusy(false);
+  }
+}
+
+$('bench').addEventListener('click', benchmark);
 $('load').addEventListener('click', () => {
   try { load(chosenModel()); } catch (e) { showError(e); }
 });

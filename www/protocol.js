@@ -9,7 +9,7 @@ export const MSG = Object.freeze({
   UNLOAD: 'unload',     // {id} drops the engine and its GPU buffers            -> DONE
   // worker -> proxy
   PROGRESS: 'progress', // {id, source: 'network'|'cache'|'file', loaded, total, mbPerS, etaS}
-  LOADED: 'loaded',     // {id, info: {name, n_layers, ..., adapter}, stats: {loadMs, wasmMemoryBytes, source}}
+  LOADED: 'loaded',     // {id, info: {name, n_layers, ..., adapter}, stats: {loadMs, wasmMemoryBytes, source, bytes, cost}}
   TOKEN: 'token',       // {id, text}
   DONE: 'done',         // {id, result}
   ERROR: 'error',       // {id, error: {name, message}}

@@ -27,7 +27,7 @@ class Engine {
     this._worker = worker;
     this._nextId = 1;
     this._pending = new Map();
-    this.stats = { adapter: null, prefill_tok_s: null, decode_tok_s: null, load_ms: null, wasm_memory_bytes: null, model: null };
+    this.stats = { adapter: null, prefill_tok_s: null, decode_tok_s: null, load_ms: null, wasm_memory_bytes: null, model: null, dispatches_per_token: null, submits_per_token: null, readback_bytes_per_token: null, weight_bytes_per_token: null, n_layers: null };
     this.chat = { completions: { create: (req) => this._create('chat', req) } };
     this.completions = { create: (req) => this._create('completion', req) };
     worker.onmessage = (e) => this._onMessage(e.data);
@@ -130,7 +130,7 @@ class Engine {
       case MSG.TOKEN: p.onToken?.(m.text); break;
       case MSG.LOADED:
         this._pending.delete(m.id);
-        Object.assign(this.stats, { adapter: m.info.adapter, load_ms: m.stats.loadMs, wasm_memory_bytes: m.stats.wasmMemoryBytes, model: m.info.name, source: m.stats.source, info: m.info });
+        Object.assign(this.stats, { adapter: m.info.adapter, load_ms: m.stats.loadMs, wasm_memory_bytes: m.stats.wasmMemoryBytes, model: m.info.name, source: m.stats.source, info: m.info, ...m.stats.cost });
         p.resolve(m);
         break;
       case MSG.DONE: this._pending.delete(m.id); p.resolve(m.result); break;

@@ -78,7 +78,8 @@ async function load(m) {
     engine = loader.finish();
     loader = null;
     await cached;
-    post(MSG.LOADED, { id: m.id, info, stats: { loadMs: performance.now() - t0, wasmMemoryBytes: wasmMemoryBytes(), source, bytes: loaded } });
+    const cost = JSON.parse(engine.costPerToken());
+    post(MSG.LOADED, { id: m.id, info, stats: { loadMs: performance.now() - t0, wasmMemoryBytes: wasmMemoryBytes(), source, bytes: loaded, cost } });
   } catch (e) {
     reader.cancel().catch(() => {});
     loader?.free();

@@ -111,6 +111,17 @@ test('JS API: streamed chunks equal the answer; abort stops within a token; rese
   assert.match(r.refused, /^InvalidRequestError: n > 1/);
 });
 
+test('the benchmark view reports prefill and decode speed and the cost of a token', { timeout: 300000 }, async () => {
+  await page.click('#bench');
+  await page.waitForSelector('#bench-table:not([hidden])', { timeout: 280000 });
+  const decode = Number(await page.getAttribute('#bench-table', 'data-decode'));
+  const cells = await page.evaluate(() => [...document.querySelectorAll('#bench-table td')].map((td) => td.textContent));
+  console.log(`benchmark view: ${cells.join(' | ')}`);
+  assert.ok(decode > 0, `decode ${decode} tok/s`);
+  assert.match(cells[4], /\d+ dispatches \(30 layers\), 1 submit, 4 bytes read back/);
+  await page.screenshot({ path: screenshotPath('bench.png'), fullPage: true });
+});
+
 test('a reload takes the model from Cache Storage without a network request', { timeout: 180000 }, async () => {
   const before = modelRequests();
   await page.reload();

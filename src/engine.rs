@@ -17,12 +17,29 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
     /// Return the k highest logits of every step (0: none).
     pub top_logits: usize,
+    /// Strings that end generation; the text before one is returned, the stop string is not.
+    /// They may span tokens.
+    pub stop: Vec<String>,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_tokens: 256, sampler: SamplerConfig::default(), ignore_eos: false, top_logits: 0 }
+        GenerateOptions { max_tokens: 256, sampler: SamplerConfig::default(), ignore_eos: false, top_logits: 0, stop: vec![] }
     }
+}
+
+/// The byte length of the longest suffix of `text` that begins some stop string (text held back
+/// from streaming until it is known not to be the start of a stop string).
+fn stop_prefix_len(text: &str, stop: &[String]) -> usize {
+    let longest = stop.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut best = 0;
+    for (at, _) in text.char_indices().rev().take_while(|(at, _)| text.len() - at < longest) {
+        let tail = &text[at..];
+        if stop.iter().any(|s| s.starts_with(tail)) {
+            best = tail.len();
+        }
+    }
+    best
 }
 
 /// Why generation ended.
@@ -148,7 +165,10 @@ impl Session {
         let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1);
         self.cached.truncate(common);
         self.model.kv.truncate(common);
-        let want_logits = opts.top_logits > 0 || !opts.sampler.is_greedy();
+        if opts.stop.iter().any(|s| s.is_empty()) {
+            return Err(Error::InvalidRequest("a stop string is empty".into()));
+        }
+        let want_logits = opts.top_logits > 0 || !opts.sampler.gpu_argmax_suffices();
         let mut sampler = Sampler::new(opts.sampler.clone());
         let t0 = now_ms();
         let (last, head) = prompt_ids[common..].split_last().expect("non-empty");
@@ -170,13 +190,15 @@ impl Session {
             decode_ms: 0.0,
         };
         let mut stream = self.tokenizer.stream();
+        // Bytes of gen.text already passed to on_text.
+        let mut emitted = 0;
         loop {
             let id = match &out.logits {
                 Some(l) => {
                     if opts.top_logits > 0 {
                         gen.top_logits.push(top_k(l, opts.top_logits));
                     }
-                    if opts.sampler.is_greedy() { out.argmax } else { sampler.sample(l) }
+                    if opts.sampler.gpu_argmax_suffices() { out.argmax } else { sampler.sample(l, &self.cached) }
                 }
                 None => out.argmax,
             };
@@ -187,7 +209,20 @@ impl Session {
             gen.ids.push(id);
             if let Some(piece) = self.tokenizer.step(&mut stream, id)? {
                 gen.text.push_str(&piece);
-                if !on_text(&piece) {
+                let found = opts.stop.iter().filter_map(|s| gen.text[emitted..].find(s.as_str())).min();
+                let upto = match found {
+                    Some(at) => emitted + at,
+                    None => gen.text.len() - stop_prefix_len(&gen.text[emitted..], &opts.stop),
+                };
+                let go_on = upto == emitted || on_text(&gen.text[emitted..upto]);
+                emitted = upto;
+                if found.is_some() {
+                    gen.text.truncate(emitted);
+                    gen.finish_reason = FinishReason::Stop;
+                    break;
+                }
+                if !go_on {
+                    gen.text.truncate(emitted);
                     gen.finish_reason = FinishReason::Abort;
                     break;
                 }
@@ -197,6 +232,11 @@ impl Session {
             }
             out = self.model.step(id, want_logits).await?;
             self.cached.push(id);
+        }
+        // Text held back for a stop string that never came (after a stop or an abort the text ends
+        // at `emitted` already).
+        if emitted < gen.text.len() {
+            on_text(&gen.text[emitted..]);
         }
         gen.decode_ms = now_ms() - t1;
         Ok(gen)

@@ -77,6 +77,24 @@ struct GenerateArgs {
     top_p: f32,
     #[arg(long, default_value_t = 0)]
     top_k: usize,
+    /// Drop tokens less likely than MIN_P times the most likely one.
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Penalize tokens seen in the last --penalty-last-n (llama.cpp's repeat penalty; 1 is off).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    frequency_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    #[arg(long, default_value_t = 64)]
+    penalty_last_n: usize,
+    /// ID=BIAS added to a token's logit (repeatable).
+    #[arg(long, value_parser = parse_bias)]
+    logit_bias: Vec<(u32, f32)>,
+    /// Stop at this string (repeatable; may span tokens).
+    #[arg(long)]
+    stop: Vec<String>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Keep generating past end-of-generation tokens.
@@ -94,6 +112,11 @@ struct GenerateArgs {
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_bias(s: &str) -> Result<(u32, f32), String> {
+    let (id, b) = s.split_once('=').ok_or("expected ID=BIAS")?;
+    Ok((id.trim().parse().map_err(|_| "ID must be a token id")?, b.trim().parse().map_err(|_| "BIAS must be a number")?))
 }
 
 /// The model cache folder ($WEBLLAMA_CACHE/models or ~/.cache/webllama/models).
@@ -133,9 +156,21 @@ fn generate(a: GenerateArgs) -> Result<()> {
     };
     let opts = GenerateOptions {
         max_tokens: a.max_tokens,
-        sampler: SamplerConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed },
+        sampler: SamplerConfig {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            repetition_penalty: a.repetition_penalty,
+            frequency_penalty: a.frequency_penalty,
+            presence_penalty: a.presence_penalty,
+            penalty_last_n: a.penalty_last_n,
+            logit_bias: a.logit_bias.iter().cloned().collect(),
+            seed: a.seed,
+        },
         ignore_eos: a.ignore_eos,
         top_logits: a.top_logits,
+        stop: a.stop.clone(),
     };
     let json = a.json;
     let mut stdout = std::io::stdout();

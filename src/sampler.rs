@@ -1,7 +1,10 @@
-//! Token choice from logits: greedy, or temperature with top-k / top-p over a seeded RNG, so the same
-//! seed gives the same text on every platform.
+//! Token choice from logits: logit bias and repetition penalties (llama.cpp semantics), then greedy,
+//! or temperature with top-k / top-p / min-p over a seeded RNG, so the same seed gives the same
+//! text on every platform.
 
-/// Sampling settings. temperature 0 means greedy.
+use std::collections::HashMap;
+
+/// Sampling settings. temperature 0 means greedy (after bias and penalties).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplerConfig {
     pub temperature: f32,
@@ -9,18 +12,50 @@ pub struct SamplerConfig {
     pub top_k: usize,
     /// Keep the smallest set of tokens whose probability reaches top_p (1: all).
     pub top_p: f32,
+    /// Drop tokens less likely than min_p times the most likely one (0: none).
+    pub min_p: f32,
+    /// Divide positive (multiply negative) logits of tokens seen in the last `penalty_last_n` by this (1: off).
+    pub repetition_penalty: f32,
+    /// Subtract count x frequency_penalty from the logit of each token seen in the window.
+    pub frequency_penalty: f32,
+    /// Subtract presence_penalty from the logit of each token seen in the window.
+    pub presence_penalty: f32,
+    /// How many of the last tokens (prompt included) the penalties look at.
+    pub penalty_last_n: usize,
+    /// Added to the logits of these ids.
+    pub logit_bias: HashMap<u32, f32>,
     pub seed: u64,
 }
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        SamplerConfig { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 }
+        SamplerConfig {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            penalty_last_n: 64,
+            logit_bias: HashMap::new(),
+            seed: 0,
+        }
     }
 }
 
 impl SamplerConfig {
+    /// Whether the choice is the plain argmax (after bias and penalties).
     pub fn is_greedy(&self) -> bool {
         self.temperature <= 0.0 || self.top_k == 1
+    }
+    /// Whether the logits are changed before the choice.
+    pub fn edits_logits(&self) -> bool {
+        self.repetition_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0 || !self.logit_bias.is_empty()
+    }
+    /// Whether the GPU's argmax of the raw logits is the answer (so no logits need to come back).
+    pub fn gpu_argmax_suffices(&self) -> bool {
+        self.is_greedy() && !self.edits_logits()
     }
 }
 
@@ -36,43 +71,88 @@ impl Sampler {
         Sampler { cfg, rng }
     }
 
-    /// Picks the next token from `logits`.
-    pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        if self.cfg.is_greedy() {
-            return crate::reference::argmax(logits);
+    /// Logit bias, then the repetition, frequency and presence penalties over the last
+    /// penalty_last_n of `history` (llama.cpp's order and formulas), in place.
+    pub fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
+        let c = &self.cfg;
+        for (&id, &b) in &c.logit_bias {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l += b;
+            }
         }
-        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        if c.repetition_penalty == 1.0 && c.frequency_penalty == 0.0 && c.presence_penalty == 0.0 {
+            return;
+        }
+        let window = &history[history.len().saturating_sub(c.penalty_last_n)..];
+        let mut counts: HashMap<u32, u32> = HashMap::new();
+        for &t in window {
+            *counts.entry(t).or_default() += 1;
+        }
+        for (&id, &n) in &counts {
+            let Some(l) = logits.get_mut(id as usize) else { continue };
+            if *l > 0.0 {
+                *l /= c.repetition_penalty;
+            } else {
+                *l *= c.repetition_penalty;
+            }
+            *l -= n as f32 * c.frequency_penalty + c.presence_penalty;
+        }
+    }
+
+    /// The candidates that survive temperature, top-k, top-p and min-p, with their probabilities
+    /// (descending), from logits already biased and penalized.
+    pub fn candidates(&self, logits: &[f32]) -> Vec<(u32, f32)> {
+        let c = &self.cfg;
+        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as u32, l)).collect();
         cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if self.cfg.top_k > 0 {
-            cand.truncate(self.cfg.top_k);
+        if c.top_k > 0 {
+            cand.truncate(c.top_k);
         }
+        if cand.is_empty() {
+            return cand;
+        }
+        let t = c.temperature.max(1e-6);
         let max = cand[0].1;
-        let mut probs: Vec<f32> = cand.iter().map(|c| ((c.1 - max) / self.cfg.temperature).exp()).collect();
+        let mut probs: Vec<f32> = cand.iter().map(|x| ((x.1 - max) / t).exp()).collect();
         let sum: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= sum);
-        if self.cfg.top_p < 1.0 {
+        let mut keep = probs.len();
+        if c.top_p < 1.0 {
             let mut acc = 0.0;
-            let mut keep = probs.len();
             for (i, p) in probs.iter().enumerate() {
                 acc += p;
-                if acc >= self.cfg.top_p {
+                if acc >= c.top_p {
                     keep = i + 1;
                     break;
                 }
             }
-            probs.truncate(keep);
-            let s: f32 = probs.iter().sum();
-            probs.iter_mut().for_each(|p| *p /= s);
         }
+        if c.min_p > 0.0 {
+            let floor = c.min_p * probs[0];
+            keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
+        }
+        probs.truncate(keep);
+        let s: f32 = probs.iter().sum();
+        cand.into_iter().zip(probs).map(|((id, _), p)| (id, p / s)).collect()
+    }
+
+    /// Picks the next token from `logits` given the tokens so far (`history`, prompt included).
+    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        let mut l = logits.to_vec();
+        self.apply_penalties(&mut l, history);
+        if self.cfg.is_greedy() {
+            return crate::reference::argmax(&l);
+        }
+        let cand = self.candidates(&l);
         let r = self.rng.next_f32();
         let mut acc = 0.0;
-        for (i, p) in probs.iter().enumerate() {
+        for &(id, p) in &cand {
             acc += p;
             if r < acc {
-                return cand[i].0;
+                return id;
             }
         }
-        cand[probs.len() - 1].0
+        cand.last().map_or(0, |c| c.0)
     }
 }
 

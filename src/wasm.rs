@@ -140,9 +140,18 @@ struct Options {
     temperature: Option<f32>,
     top_p: Option<f32>,
     top_k: Option<usize>,
+    min_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
+    penalty_last_n: Option<usize>,
+    #[serde(default)]
+    logit_bias: std::collections::HashMap<String, f32>,
     seed: Option<u64>,
     #[serde(default)]
     ignore_eos: bool,
+    #[serde(default)]
+    stop: Vec<String>,
 }
 
 #[wasm_bindgen]
@@ -168,11 +177,29 @@ impl Engine {
         let options: Result<Options, _> = serde_json::from_str(options_json);
         wasm_bindgen_futures::future_to_promise(async move {
             let o = options.map_err(|e| invalid(format!("options: {e}")))?;
+            let mut logit_bias = std::collections::HashMap::new();
+            for (k, v) in &o.logit_bias {
+                let id: u32 = k.parse().map_err(|_| invalid(format!("logit_bias key {k:?} is not a token id")))?;
+                logit_bias.insert(id, *v);
+            }
+            let d = SamplerConfig::default();
             let opts = GenerateOptions {
                 max_tokens: o.max_tokens.unwrap_or(256),
-                sampler: SamplerConfig { temperature: o.temperature.unwrap_or(0.0), top_k: o.top_k.unwrap_or(0), top_p: o.top_p.unwrap_or(1.0), seed: o.seed.unwrap_or(0) },
+                sampler: SamplerConfig {
+                    temperature: o.temperature.unwrap_or(0.0),
+                    top_k: o.top_k.unwrap_or(0),
+                    top_p: o.top_p.unwrap_or(1.0),
+                    min_p: o.min_p.unwrap_or(0.0),
+                    repetition_penalty: o.repetition_penalty.unwrap_or(1.0),
+                    frequency_penalty: o.frequency_penalty.unwrap_or(0.0),
+                    presence_penalty: o.presence_penalty.unwrap_or(0.0),
+                    penalty_last_n: o.penalty_last_n.unwrap_or(d.penalty_last_n),
+                    logit_bias,
+                    seed: o.seed.unwrap_or(0),
+                },
                 ignore_eos: o.ignore_eos,
                 top_logits: 0,
+                stop: o.stop,
             };
             let mut s = session.try_borrow_mut().map_err(|_| invalid("a generation is already running".into()))?;
             let mut cb = |piece: &str| on_text.call1(&JsValue::NULL, &JsValue::from_str(piece)).map(|v| v.as_bool() != Some(false)).unwrap_or(false);

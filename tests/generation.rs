@@ -356,3 +356,33 @@ fn gpu_layout_tiny_llama3_matches_the_exact_golden() {
         pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap()
     });
 }
+
+#[test]
+fn stop_strings_across_token_boundaries_are_cut() {
+    let Some(path) = common::default_model() else { return };
+    let mut s = Session::load_file(common::gpu(), &path, Some(64)).unwrap();
+    let ids = s.tokenizer.encode("The capital of France is", true).unwrap();
+    // Greedy text: " Paris.\n\nThe answer is: ..." (tokens " Paris", ".", "\n", "\n", "The", " answer").
+    for (stop, want) in [("\n\nThe", " Paris."), ("answer", " Paris.\n\nThe "), ("is: 2", " Paris.\n\nThe answer ")] {
+        let mut streamed = String::new();
+        let opts = GenerateOptions { max_tokens: 16, stop: vec![stop.to_string(), "never appears".to_string()], ..Default::default() };
+        let g = pollster::block_on(s.generate(&ids, &opts, &mut |t| {
+            streamed.push_str(t);
+            true
+        }))
+        .unwrap();
+        assert_eq!(g.text, want, "stop {stop:?}");
+        assert_eq!(streamed, want, "stop {stop:?}: the stream never shows the stop string");
+        assert_eq!(g.finish_reason, FinishReason::Stop);
+    }
+    // A stop string that never comes: everything is returned, held-back text included.
+    let opts = GenerateOptions { max_tokens: 6, stop: vec!["\n\nZ".to_string()], ..Default::default() };
+    let mut streamed = String::new();
+    let g = pollster::block_on(s.generate(&ids, &opts, &mut |t| {
+        streamed.push_str(t);
+        true
+    }))
+    .unwrap();
+    assert_eq!((g.finish_reason, streamed.as_str()), (FinishReason::Length, g.text.as_str()));
+    assert!(g.text.ends_with("\n\nThe answer"), "{:?}", g.text);
+}

@@ -8,7 +8,9 @@
 import { MSG } from './protocol.js';
 
 // Request fields accepted now; the rest of OpenAI's are refused by name until they are implemented.
-const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature', 'top_p', 'top_k', 'max_tokens', 'seed', 'n', 'stop', 'ignore_eos', 'stream_options', 'user']);
+// (frequency_penalty and presence_penalty may be negative, as in OpenAI's API.)
+const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature', 'top_p', 'top_k', 'min_p', 'max_tokens', 'seed', 'n', 'stop',
+  'ignore_eos', 'stream_options', 'user', 'frequency_penalty', 'presence_penalty', 'repetition_penalty', 'penalty_last_n', 'logit_bias']);
 
 export async function createEngine({ model, onProgress, ctx, workerUrl } = {}) {
   const worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
@@ -51,7 +53,12 @@ class Engine {
 
   _create(mode, req) {
     const r = validate(mode, req ?? {});
-    const options = { max_tokens: r.max_tokens ?? 256, temperature: r.temperature ?? 1.0, top_p: r.top_p ?? 1.0, top_k: r.top_k ?? 0, seed: r.seed ?? 0, ignore_eos: !!r.ignore_eos };
+    const stop = r.stop == null ? [] : Array.isArray(r.stop) ? r.stop : [r.stop];
+    const options = {
+      max_tokens: r.max_tokens ?? 256, temperature: r.temperature ?? 1.0, top_p: r.top_p ?? 1.0, top_k: r.top_k ?? 0, min_p: r.min_p ?? 0,
+      frequency_penalty: r.frequency_penalty ?? 0, presence_penalty: r.presence_penalty ?? 0, repetition_penalty: r.repetition_penalty ?? 1,
+      penalty_last_n: r.penalty_last_n ?? 64, logit_bias: r.logit_bias ?? {}, seed: r.seed ?? 0, ignore_eos: !!r.ignore_eos, stop,
+    };
     const msg = { kind: MSG.GENERATE, mode, messages: r.messages, prompt: r.prompt, options };
     const id = `${mode === 'chat' ? 'chatcmpl' : 'cmpl'}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
     const created = Math.floor(Date.now() / 1000);
@@ -149,8 +156,12 @@ function validate(mode, req) {
     if (!SUPPORTED.has(k)) throw named('InvalidRequestError', `the request field "${k}" is not supported yet`);
   }
   if (req.n !== undefined && req.n !== 1) throw named('InvalidRequestError', 'n > 1 (several candidates) is not supported yet');
-  if (req.stop !== undefined && req.stop !== null && !(Array.isArray(req.stop) && req.stop.length === 0)) {
-    throw named('InvalidRequestError', 'stop strings are not supported yet (generation stops at the model\'s end-of-turn tokens)');
+  if (req.stop != null) {
+    const stops = Array.isArray(req.stop) ? req.stop : [req.stop];
+    if (stops.length > 4 || stops.some((s) => typeof s !== 'string' || s === '')) throw named('InvalidRequestError', 'stop must be a non-empty string or up to 4 of them');
+  }
+  if (req.logit_bias != null && (typeof req.logit_bias !== 'object' || Object.entries(req.logit_bias).some(([k, v]) => !/^\d+$/.test(k) || typeof v !== 'number'))) {
+    throw named('InvalidRequestError', 'logit_bias maps token ids to numbers');
   }
   if (mode === 'chat') {
     if (!Array.isArray(req.messages) || req.messages.length === 0) throw named('InvalidRequestError', 'messages must be a non-empty array');
@@ -160,7 +171,7 @@ function validate(mode, req) {
   } else if (typeof req.prompt !== 'string' || req.prompt === '') {
     throw named('InvalidRequestError', 'prompt must be a non-empty string');
   }
-  for (const k of ['temperature', 'top_p', 'max_tokens', 'seed', 'top_k']) {
+  for (const k of ['temperature', 'top_p', 'max_tokens', 'seed', 'top_k', 'min_p', 'repetition_penalty', 'penalty_last_n']) {
     if (req[k] !== undefined && (typeof req[k] !== 'number' || !Number.isFinite(req[k]) || req[k] < 0)) {
       throw named('InvalidRequestError', `${k} must be a non-negative number`);
     }

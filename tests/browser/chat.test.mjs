@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
-import { modelsDir, startServer, launch, nativeChat, screenshotPath, MODEL_NAME, MODEL_PATH } from './harness.mjs';
+import { modelsDir, startServer, launch, nativeChat, nativeComplete, screenshotPath, MODEL_NAME, MODEL_PATH } from './harness.mjs';
 
 const HEADLINE = 'Write a headline for this news: The stock market saw a significant increase today as major tech companies reported higher than expected earnings.';
 let server;
@@ -109,6 +109,20 @@ test('JS API: streamed chunks equal the answer; abort stops within a token; rese
   assert.equal(r.fresh.timings.prefilled_tokens, r.fresh.usage.prompt_tokens, 'after resetChat the whole prompt is prefilled');
   assert.equal(r.fresh.choices[0].text, r.next.choices[0].text);
   assert.match(r.refused, /^InvalidRequestError: n > 1/);
+});
+
+test('sampling with a seed gives the same text as the native CLI; stop strings cut the text', { timeout: 200000 }, async () => {
+  const prompt = 'Once upon a time,';
+  const r = await page.evaluate(async (prompt) => {
+    const engine = window.webllamaApp.engine;
+    const sampled = await engine.completions.create({ prompt, temperature: 0.9, top_p: 0.95, seed: 7, max_tokens: 12 });
+    const stopped = await engine.completions.create({ prompt: 'The capital of France is', temperature: 0, max_tokens: 16, stop: ['\n\nThe'] });
+    return { sampled: sampled.choices[0].text, stopped: stopped.choices[0].text, reason: stopped.choices[0].finish_reason };
+  }, prompt);
+  const native = nativeComplete(prompt, ['--temperature', '0.9', '--top-p', '0.95', '--seed', '7', '--max-tokens', '12']);
+  console.log(`seeded sample: page ${JSON.stringify(r.sampled)}; native ${JSON.stringify(native)}`);
+  assert.equal(r.sampled, native);
+  assert.deepEqual([r.stopped, r.reason], [' Paris.', 'stop']);
 });
 
 test('the benchmark view reports prefill and decode speed and the cost of a token', { timeout: 300000 }, async () => {

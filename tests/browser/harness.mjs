@@ -64,6 +64,12 @@ export function nativeChat(text, maxTokens = 64) {
   return JSON.parse(out).text;
 }
 
+// The native CLI's answer for a raw prompt with sampling options (extra CLI args).
+export function nativeComplete(prompt, args) {
+  const out = execFileSync(CLI, ['generate', '--model', MODEL_PATH, '--prompt', prompt, '--json', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  return JSON.parse(out).text;
+}
+
 export function screenshotPath(name) {
   mkdirSync(SHOTS, { recursive: true });
   return join(SHOTS, name);

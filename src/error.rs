@@ -41,6 +41,12 @@ pub enum Error {
     Gpu(String),
     #[error("shader {name}: {msg}")]
     Shader { name: String, msg: String },
+    #[error("a context of {requested} positions needs {per_layer_bytes} bytes of KV cache per layer, over the adapter's storage-binding limit of {limit} bytes: use a context of at most {fits} positions")]
+    ContextTooLarge { requested: usize, per_layer_bytes: u64, limit: u64, fits: usize },
+    #[error("the GPU cannot hold the model: {0}")]
+    OutOfMemory(String),
+    #[error("the adapter allows {have} storage buffers per shader stage; webllama's kernels bind {need}")]
+    AdapterTooSmall { have: u32, need: u32 },
     #[error("the prompt and generation need {needed} positions but the context holds {limit}")]
     ContextFull { needed: usize, limit: usize },
     #[error("invalid request: {0}")]

@@ -84,6 +84,9 @@ impl Gpu {
         }
         let msg = errs.join("; ");
         errs.clear();
+        if msg.to_ascii_lowercase().contains("out of memory") {
+            return Err(Error::OutOfMemory(msg));
+        }
         Err(Error::Gpu(msg))
     }
 

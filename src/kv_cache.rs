@@ -22,14 +22,24 @@ impl KvCache {
         2 * cfg.n_layers as u64 * positions as u64 * cfg.kv_dim() as u64 * 4
     }
 
-    pub fn new(gpu: &Gpu, cfg: &Config, capacity: usize) -> Result<KvCache> {
-        let layer_bytes = capacity as u64 * cfg.kv_dim() as u64 * 4;
-        if layer_bytes > gpu.max_binding() {
-            return Err(Error::BadConfig(format!(
-                "a KV cache of {capacity} positions needs {layer_bytes} bytes per layer, over the adapter's binding limit of {} bytes",
-                gpu.max_binding()
-            )));
+    /// The positions a context may have when one layer's keys must fit one binding of `limit` bytes.
+    pub fn max_positions(cfg: &Config, limit: u64) -> usize {
+        (limit / (cfg.kv_dim() as u64 * 4)) as usize
+    }
+
+    /// Checks that `capacity` positions fit bindings of `limit` bytes, naming the numbers and a
+    /// context that would fit when they do not.
+    pub fn check(cfg: &Config, capacity: usize, limit: u64) -> Result<()> {
+        let per_layer_bytes = capacity as u64 * cfg.kv_dim() as u64 * 4;
+        if per_layer_bytes > limit {
+            return Err(Error::ContextTooLarge { requested: capacity, per_layer_bytes, limit, fits: Self::max_positions(cfg, limit) });
         }
+        Ok(())
+    }
+
+    pub fn new(gpu: &Gpu, cfg: &Config, capacity: usize) -> Result<KvCache> {
+        Self::check(cfg, capacity, gpu.max_binding())?;
+        let layer_bytes = capacity as u64 * cfg.kv_dim() as u64 * 4;
         let k = (0..cfg.n_layers).map(|l| gpu.storage(&format!("k_cache.{l}"), layer_bytes)).collect();
         let v = (0..cfg.n_layers).map(|l| gpu.storage(&format!("v_cache.{l}"), layer_bytes)).collect();
         Ok(KvCache { k, v, capacity, len: 0 })

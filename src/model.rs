@@ -71,15 +71,27 @@ enum Target {
 pub const DEFAULT_CTX: usize = 4096;
 
 impl ModelBuilder {
-    /// Validates the header against the llama layout; `ctx` positions of KV cache (None: the file's
-    /// context length, at most DEFAULT_CTX).
+    /// Validates the header against the llama layout and the adapter's limits before any upload;
+    /// `ctx` positions of KV cache (None: the file's context length, at most DEFAULT_CTX and at most
+    /// what one layer's cache binding can hold).
     pub fn new(gpu: Arc<Gpu>, g: &Gguf, ctx: Option<usize>) -> Result<ModelBuilder> {
         let cfg = Config::from_gguf(g)?;
         weights::check(g, &cfg)?;
         if cfg.head_dim > 256 {
             return Err(Error::BadConfig(format!("head width {} is over the 256 the attention kernel supports", cfg.head_dim)));
         }
-        let ctx = ctx.unwrap_or(DEFAULT_CTX).min(cfg.ctx_len).max(1);
+        // The qkv kernel binds the most storage buffers: weights, x, norm, out, rope factors.
+        const STORAGE_BINDINGS: u32 = 5;
+        if gpu.limits.max_storage_buffers_per_shader_stage < STORAGE_BINDINGS {
+            return Err(Error::AdapterTooSmall { have: gpu.limits.max_storage_buffers_per_shader_stage, need: STORAGE_BINDINGS });
+        }
+        let ctx = match ctx {
+            Some(c) => {
+                KvCache::check(&cfg, c.max(1), gpu.max_binding())?;
+                c.max(1)
+            }
+            None => DEFAULT_CTX.min(cfg.ctx_len).min(KvCache::max_positions(&cfg, gpu.max_binding())).max(1),
+        };
         let mut pending: Vec<Pending> = weights::expected(&cfg)
             .iter()
             .filter_map(|(n, _)| g.tensor(n))
@@ -88,6 +100,35 @@ impl ModelBuilder {
         pending.sort_by_key(|p| p.info.offset);
         let max_part_bytes = gpu.max_binding();
         Ok(ModelBuilder { gpu, cfg, ctx, pending, max_part_bytes, members: None, groups: HashMap::new() })
+    }
+
+    /// GPU memory the model will take, in bytes: (weights, KV cache, activations).
+    pub fn memory_needed(&self) -> (u64, u64, u64) {
+        let c = &self.cfg;
+        let weights = self.pending.iter().map(|p| if p.info.dims.len() == 1 { p.info.dims[0] * 4 } else { p.info.n_bytes }).sum();
+        let kv = KvCache::bytes_for(c, self.ctx);
+        let acts = 4 * (2 * c.dim + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn_dim + 2 * c.vocab_size) as u64;
+        (weights, kv, acts)
+    }
+
+    /// An out-of-memory error with what the model needs added.
+    fn explain(&self, e: Error) -> Error {
+        match e {
+            Error::OutOfMemory(m) => {
+                let (w, kv, a) = self.memory_needed();
+                let mb = |b: u64| b as f64 / 1e6;
+                Error::OutOfMemory(format!(
+                    "{m} (the model needs {:.1} MB of weights, {:.1} MB of KV cache for {} positions and {:.1} MB of activations; a shorter context needs less)",
+                    mb(w), mb(kv), self.ctx, mb(a)
+                ))
+            }
+            e => e,
+        }
+    }
+
+    /// KV-cache positions the model will have.
+    pub fn context_length(&self) -> usize {
+        self.ctx
     }
 
     /// Splits weights into parts of at most `bytes` (below the adapter's limit; tests use it to
@@ -112,6 +153,10 @@ impl ModelBuilder {
     /// Takes the file bytes at `file_offset`; chunks must come in file order (gaps and bytes between
     /// tensors are fine).
     pub fn feed(&mut self, file_offset: u64, bytes: &[u8]) -> Result<()> {
+        self.feed_inner(file_offset, bytes).map_err(|e| self.explain(e))
+    }
+
+    fn feed_inner(&mut self, file_offset: u64, bytes: &[u8]) -> Result<()> {
         let end = file_offset + bytes.len() as u64;
         for i in 0..self.pending.len() {
             let (t0, t1) = (self.pending[i].info.offset, self.pending[i].info.offset + self.pending[i].info.n_bytes);
@@ -265,7 +310,15 @@ impl ModelBuilder {
         if let Some(p) = self.pending.iter().find(|p| p.received < p.info.n_bytes) {
             return Err(Error::Truncated { what: format!("tensor {:?}", p.info.name), needed: p.info.offset + p.info.n_bytes, available: p.info.offset + p.received });
         }
-        Model::build(self)
+        let (w, kv, a) = self.memory_needed();
+        let ctx = self.ctx;
+        Model::build(self).map_err(|e| match e {
+            Error::OutOfMemory(m) => Error::OutOfMemory(format!(
+                "{m} (the model needs {:.1} MB of weights, {:.1} MB of KV cache for {ctx} positions and {:.1} MB of activations)",
+                w as f64 / 1e6, kv as f64 / 1e6, a as f64 / 1e6
+            )),
+            e => e,
+        })
     }
 }
 

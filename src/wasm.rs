@@ -34,7 +34,9 @@ fn js_err(e: Error) -> JsValue {
         Error::UnsupportedType { .. } | Error::UnsupportedArch(_) | Error::BadConfig(_) => "UnsupportedModelError",
         Error::Tokenizer(_) | Error::Template(_) => "TokenizerError",
         Error::NoAdapter(_) | Error::DeviceRequest(_) | Error::Gpu(_) | Error::Shader { .. } => "GpuError",
-        Error::ContextFull { .. } => "ContextLengthError",
+        Error::ContextFull { .. } | Error::ContextTooLarge { .. } => "ContextLengthError",
+        Error::OutOfMemory(_) => "GpuOutOfMemoryError",
+        Error::AdapterTooSmall { .. } => "GpuError",
         Error::InvalidRequest(_) => "InvalidRequestError",
         Error::Io { .. } => "IoError",
     };
@@ -110,7 +112,10 @@ impl Loader {
     /// The model's shape and name, as JSON.
     pub fn info(&self) -> String {
         let c = &self.builder.cfg;
+        let (weights, kv, acts) = self.builder.memory_needed();
         serde_json::json!({
+            "gpu_bytes": { "weights": weights, "kv_cache": kv, "activations": acts },
+            "kv_positions": self.builder.context_length(),
             "name": self.header.get("general.name").and_then(|v| v.as_str()).unwrap_or(""),
             "n_layers": c.n_layers, "dim": c.dim, "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads,
             "vocab_size": c.vocab_size, "context_length": c.ctx_len, "adapter": self.adapter,

@@ -386,3 +386,29 @@ fn stop_strings_across_token_boundaries_are_cut() {
     assert_eq!((g.finish_reason, streamed.as_str()), (FinishReason::Length, g.text.as_str()));
     assert!(g.text.ends_with("\n\nThe answer"), "{:?}", g.text);
 }
+
+#[test]
+fn a_context_too_large_for_the_adapter_is_refused_with_numbers_before_any_upload() {
+    let Some(path) = common::default_model() else { return };
+    let gpu = common::gpu();
+    let g = weights::read_header(&path).unwrap();
+    let limit = gpu.max_binding();
+    let per_position = 3 * 64 * 4; // SmolLM2: 3 KV heads x 64 wide, f32
+    let err = ModelBuilder::new(gpu.clone(), &g, Some(10_000_000)).err().expect("refused");
+    match err {
+        webllama::Error::ContextTooLarge { requested, fits, limit: l, per_layer_bytes } => {
+            assert_eq!((requested, l, per_layer_bytes), (10_000_000, limit, 10_000_000 * per_position as u64));
+            assert_eq!(fits as u64, limit / per_position as u64);
+            // ...and the context it names does fit.
+            let b = ModelBuilder::new(gpu.clone(), &g, Some(fits)).unwrap();
+            assert_eq!(b.context_length(), fits);
+        }
+        e => panic!("expected ContextTooLarge, got {e}"),
+    }
+    // Without a context the builder chooses one that fits (the file's 8192 capped at 4096).
+    let b = ModelBuilder::new(gpu, &g, None).unwrap();
+    assert_eq!(b.context_length(), 4096);
+    let (w, kv, _) = b.memory_needed();
+    assert_eq!(kv, 2 * 30 * 4096 * per_position as u64);
+    assert!(w > 90_000_000 && w < 100_000_000, "{w}");
+}

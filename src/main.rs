@@ -19,10 +19,30 @@ struct Cli {
 enum Cmd {
     /// Generate text from a prompt or one chat message.
     Generate(GenerateArgs),
+    /// Chat in the terminal: one line a turn; the KV cache keeps the conversation (/reset clears it).
+    Chat(ChatArgs),
     /// Measure prefill and decode speed (in the spirit of llama-bench).
     Bench(BenchArgs),
     /// Serve the demo page (www/) and the cached models on 127.0.0.1.
     Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ChatArgs {
+    /// GGUF model file (default: the default model in the cache).
+    #[arg(long)]
+    model: Option<String>,
+    /// A system prompt (default: the template's own, if any).
+    #[arg(long)]
+    system: Option<String>,
+    #[arg(long, default_value_t = 512)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    ctx: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -209,6 +229,48 @@ fn generate(a: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+fn chat(a: ChatArgs) -> Result<()> {
+    use std::io::BufRead;
+    let path = match a.model {
+        Some(p) => p,
+        None => default_model()?,
+    };
+    let gpu = Arc::new(pollster::block_on(Gpu::new())?);
+    let mut session = Session::load_file(gpu.clone(), &path, a.ctx).with_context(|| format!("loading {path}"))?;
+    eprintln!("{} on {}; one line a turn, /reset starts over, Ctrl-D ends.", path, gpu.adapter_name());
+    let opts = GenerateOptions {
+        max_tokens: a.max_tokens,
+        sampler: SamplerConfig { temperature: a.temperature, seed: a.seed, ..Default::default() },
+        ..Default::default()
+    };
+    let fresh = || a.system.iter().map(|s| Message::new("system", s)).collect::<Vec<_>>();
+    let mut history = fresh();
+    let mut stdout = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if text == "/reset" {
+            history = fresh();
+            session.reset();
+            continue;
+        }
+        history.push(Message::new("user", text));
+        let ids = session.chat_ids(&history)?;
+        let g = pollster::block_on(session.generate(&ids, &opts, &mut |t| {
+            let _ = stdout.write_all(t.as_bytes());
+            let _ = stdout.flush();
+            true
+        }))?;
+        println!();
+        eprintln!("[{} new prompt tokens at {:.1} tok/s; {} generated at {:.1} tok/s]", g.prefilled, g.prefill_tok_s(), g.ids.len(), g.decode_tok_s());
+        history.push(Message::new("assistant", &g.text));
+    }
+    Ok(())
+}
+
 fn bench(a: BenchArgs) -> Result<()> {
     use std::time::Instant;
     let path = match a.model {
@@ -275,6 +337,7 @@ fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Generate(a) => generate(a),
+        Cmd::Chat(a) => chat(a),
         Cmd::Bench(a) => bench(a),
         Cmd::Serve(a) => (|| {
             let www = std::path::PathBuf::from(&a.www);

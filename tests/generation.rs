@@ -412,3 +412,22 @@ fn a_context_too_large_for_the_adapter_is_refused_with_numbers_before_any_upload
     assert_eq!(kv, 2 * 30 * 4096 * per_position as u64);
     assert!(w > 90_000_000 && w < 100_000_000, "{w}");
 }
+
+#[test]
+fn a_second_chat_turn_prefills_only_its_new_tokens() {
+    let Some(path) = common::default_model() else { return };
+    let mut s = Session::load_file(common::gpu(), &path, Some(256)).unwrap();
+    let opts = GenerateOptions { max_tokens: 24, ..Default::default() };
+    let mut history = vec![Message::new("user", "What is the capital of France?")];
+    let ids1 = s.chat_ids(&history).unwrap();
+    let first = pollster::block_on(s.generate(&ids1, &opts, &mut |_| true)).unwrap();
+    assert_eq!(first.prefilled, ids1.len());
+    history.push(Message::new("assistant", &first.text));
+    history.push(Message::new("user", "And of Italy?"));
+    let ids2 = s.chat_ids(&history).unwrap();
+    let second = pollster::block_on(s.generate(&ids2, &opts, &mut |_| true)).unwrap();
+    // The cache holds turn 1's prompt and answer; only the rest of turn 2 is run.
+    assert_eq!(ids2[..ids1.len() + first.ids.len()], [ids1.clone(), first.ids.clone()].concat()[..]);
+    assert_eq!(second.prefilled, ids2.len() - ids1.len() - first.ids.len(), "{} of {} prompt tokens prefilled", second.prefilled, ids2.len());
+    assert!(second.prefilled < 20);
+}

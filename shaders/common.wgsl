@@ -75,3 +75,15 @@ fn bit_x16(h: u32, s: u32) -> vec4<u32> {
     return ((vec4<u32>(h, h >> 8u, h >> 16u, h >> 24u) >> vec4<u32>(s)) & vec4<u32>(1u)) << vec4<u32>(4u);
 }
 
+
+// The dot of row `row` (of `row_bytes` bytes, `cols` values) with the kernel's activations (act4),
+// over the row's blocks first, first + stride, ... (block_dot comes from the quant file).
+fn row_dot(row: u32, first: u32, stride: u32, cols: u32, row_bytes: u32) -> f32 {
+    let n_blocks = cols / BLOCK_ELEMS;
+    let base = row * row_bytes;
+    var acc = 0.0;
+    for (var b = first; b < n_blocks; b += stride) {
+        acc += block_dot(base + b * BLOCK_BYTES, b * BLOCK_ELEMS);
+    }
+    return acc;
+}

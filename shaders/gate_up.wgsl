@@ -48,16 +48,6 @@ fn norm_scale_alone() -> f32 {
     return 1.0 / sqrt(dot(ss, vec4<f32>(1.0)) / f32(p.cols) + p.eps);
 }
 
-fn row_dot(row: u32, first: u32, stride: u32) -> f32 {
-    let n_blocks = p.cols / BLOCK_ELEMS;
-    let base = row * p.row_bytes;
-    var acc = 0.0;
-    for (var b = first; b < n_blocks; b += stride) {
-        acc += block_dot(base + b * BLOCK_BYTES, b * BLOCK_ELEMS);
-    }
-    return acc;
-}
-
 fn silu_mul(g: f32, u: f32) -> f32 {
     return g / (1.0 + exp(-g)) * u;
 }
@@ -72,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let o = flat_workgroup(wid, nwg) * 2u + g / 2u;
     var acc = 0.0;
     if (o < p.ffn) {
-        acc = row_dot(o + (g % 2u) * p.ffn, t, 16u);
+        acc = row_dot(o + (g % 2u) * p.ffn, t, 16u, p.cols, p.row_bytes);
     }
     partial[lid] = acc;
     workgroupBarrier();
@@ -95,7 +85,7 @@ fn main_rowwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let o = flat_workgroup(wid, nwg) * 32u + lid % 32u;
     var acc = 0.0;
     if (o < p.ffn) {
-        acc = norm_scale_alone() * row_dot(o + (lid / 32u) * p.ffn, 0u, 1u);
+        acc = norm_scale_alone() * row_dot(o + (lid / 32u) * p.ffn, 0u, 1u, p.cols, p.row_bytes);
     }
     partial[lid] = acc;
     workgroupBarrier();

@@ -36,17 +36,6 @@ fn act4(i: u32) -> vec4<f32> {
     return x[(p.x_offset + i) >> 2u];
 }
 
-// The dot of row `row` with x over blocks first, first + stride, ...
-fn row_partial(row: u32, first: u32, stride: u32) -> f32 {
-    let n_blocks = p.cols / BLOCK_ELEMS;
-    let base = row * p.row_bytes;
-    var acc = 0.0;
-    for (var b = first; b < n_blocks; b += stride) {
-        acc += block_dot(base + b * BLOCK_BYTES, b * BLOCK_ELEMS);
-    }
-    return acc;
-}
-
 fn store(row: u32, v: f32) {
     let o = p.out_offset + step.pos * p.out_pos_stride + row;
     if (p.accumulate != 0u) {
@@ -64,7 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let row = flat_workgroup(wid, nwg) * ROWS_PER_WG + lid / THREADS_PER_ROW;
     var acc = 0.0;
     if (row < p.rows) {
-        acc = row_partial(row, t, THREADS_PER_ROW);
+        acc = row_dot(row, t, THREADS_PER_ROW, p.cols, p.row_bytes);
     }
     partial[lid] = acc;
     workgroupBarrier();
@@ -85,6 +74,6 @@ fn main_rowwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 @builtin(local_invocation_index) lid: u32) {
     let row = flat_workgroup(wid, nwg) * 64u + lid;
     if (row < p.rows) {
-        store(row, row_partial(row, 0u, 1u));
+        store(row, row_dot(row, 0u, 1u, p.cols, p.row_bytes));
     }
 }

@@ -66,16 +66,6 @@ fn norm_scale_alone() -> f32 {
     return 1.0 / sqrt(dot(ss, vec4<f32>(1.0)) / f32(p.cols) + p.eps);
 }
 
-fn row_dot(row: u32, first: u32, stride: u32) -> f32 {
-    let n_blocks = p.cols / BLOCK_ELEMS;
-    let base = row * p.row_bytes;
-    var acc = 0.0;
-    for (var b = first; b < n_blocks; b += stride) {
-        acc += block_dot(base + b * BLOCK_BYTES, b * BLOCK_ELEMS);
-    }
-    return acc;
-}
-
 // Rows `row` (even) and row + 1 with values a and b, rotated when they are q or k rows inside n_rot.
 // (One output buffer: on CPU adapters, stores into several buffers make the whole kernel slow.)
 fn store_pair(row: u32, a: f32, b: f32) {
@@ -105,7 +95,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let row = flat_workgroup(wid, nwg) * 4u + lid / 16u;
     var acc = 0.0;
     if (row < rows) {
-        acc = row_dot(row, t, 16u);
+        acc = row_dot(row, t, 16u, p.cols, p.row_bytes);
     }
     partial[lid] = acc;
     workgroupBarrier();
@@ -129,7 +119,7 @@ fn main_rowwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let rows = p.q_rows + 2u * p.kv_rows;
     var acc = 0.0;
     if (row < rows) {
-        acc = norm_scale_alone() * row_dot(row, 0u, 1u);
+        acc = norm_scale_alone() * row_dot(row, 0u, 1u, p.cols, p.row_bytes);
     }
     partial[lid] = acc;
     workgroupBarrier();

@@ -1,5 +1,7 @@
 # webllama: the commands the README gives.
 SHELL := /bin/bash
+# A failing command on the left of a pipe fails the recipe.
+.SHELLFLAGS := -o pipefail -c
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Mesa's software Vulkan warns without it; harmless, but noisy.
 export XDG_RUNTIME_DIR ?= /tmp
@@ -8,7 +10,9 @@ export XDG_RUNTIME_DIR ?= /tmp
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
 PORT ?= 8080
 
-.PHONY: demo test model build deps wasm browser-deps test-native test-browser bench bench-peers
+.PHONY: demo test model build deps wasm browser-deps test-native test-browser test-fuzz fuzz fuzz-deps bench bench-peers
+FUZZ_TARGETS := gguf_header load_model
+FUZZ_SECONDS ?= 600
 
 ## demo: fetch the default model, build the page and the CLI, serve the page; prints the URL.
 demo: model wasm build
@@ -23,7 +27,7 @@ wasm:
 
 ## test: install what the tests need (Mesa lavapipe, Chromium, playwright-core), fetch the default
 ## model, build, run every test: native (cargo) and in the browser (node's test runner).
-test: test-native test-browser
+test: test-native test-browser test-fuzz
 
 test-native: deps model
 	cargo test --release --all-targets
@@ -39,6 +43,30 @@ bench: model build
 bench-peers: model build
 	@[ -d bench/node_modules/node-llama-cpp ] || npm install --prefix bench --no-audit --no-fund
 	node bench/peers.mjs $$(./scripts/fetch-model.sh) $(or $(P),128) $(or $(N),32)
+
+## test-fuzz: each fuzz target for 20 s from its seed corpus (nightly + cargo-fuzz, installed when
+## missing; where no nightly toolchain can be installed it says so loudly and skips).
+test-fuzz:
+	@if ! rustup toolchain list | grep -q '^nightly' && ! rustup toolchain install nightly --profile minimal; then \
+		echo "SKIPPED the fuzz smoke run: no nightly toolchain could be installed on this machine"; exit 0; fi; \
+	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz || exit 1; \
+	for t in $(FUZZ_TARGETS); do \
+		work=$$(mktemp -d); \
+		cargo +nightly fuzz run -O $$t $$work fuzz/corpus/$$t -- -max_total_time=20 -rss_limit_mb=4096 2>&1 | tail -n 3 || exit 1; \
+		rm -rf $$work; \
+	done
+
+## fuzz: each fuzz target for FUZZ_SECONDS (default 600) from its seed corpus.
+fuzz: fuzz-deps
+	@for t in $(FUZZ_TARGETS); do \
+		work=$$(mktemp -d); \
+		cargo +nightly fuzz run -O $$t $$work fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 2>&1 | tail -n 5 || exit 1; \
+		echo "$$t: $$(ls $$work | wc -l) new corpus entries"; rm -rf $$work; \
+	done
+
+fuzz-deps:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz
 
 ## model: the default model (SmolLM2-135M-Instruct Q4_1) into ~/.cache/webllama/models; prints its path.
 model:

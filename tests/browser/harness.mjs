@@ -31,8 +31,14 @@ export function modelsDir() {
 export async function startServer(models) {
   const proc = spawn(CLI, ['serve', '--port', '0', '--www', join(ROOT, 'www'), '--models', models], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
+  let partial = '';
   proc.stderr.setEncoding('utf8');
-  proc.stderr.on('data', (d) => log.push(...d.split('\n').filter(Boolean)));
+  proc.stderr.on('data', (d) => {
+    // Chunks may end mid-line: keep the unfinished line for the next one.
+    const lines = (partial + d).split('\n');
+    partial = lines.pop();
+    log.push(...lines.filter(Boolean));
+  });
   const url = await new Promise((resolve, reject) => {
     let out = '';
     proc.stdout.setEncoding('utf8');

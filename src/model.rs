@@ -145,11 +145,6 @@ impl ModelBuilder {
         (start, end)
     }
 
-    /// Bytes of tensor data received so far.
-    pub fn bytes_received(&self) -> u64 {
-        self.pending.iter().map(|p| p.received).sum()
-    }
-
     /// Takes the file bytes at `file_offset`; chunks must come in file order (gaps and bytes between
     /// tensors are fine).
     pub fn feed(&mut self, file_offset: u64, bytes: &[u8]) -> Result<()> {

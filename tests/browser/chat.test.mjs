@@ -3,8 +3,9 @@
 // clear errors for bad models. Screenshots go to target/browser/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
-import { modelsDir, startServer, launch, nativeChat, nativeComplete, screenshotPath, MODEL_NAME, MODEL_PATH } from './harness.mjs';
+import { statSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { modelsDir, startServer, launch, nativeChat, nativeComplete, screenshotPath, MODEL_NAME, MODEL_PATH, TINY, TINY_MODELS } from './harness.mjs';
 
 const HEADLINE = 'Write a headline for this news: The stock market saw a significant increase today as major tech companies reported higher than expected earnings.';
 let server;
@@ -123,6 +124,29 @@ test('sampling with a seed gives the same text as the native CLI; stop strings c
   console.log(`seeded sample: page ${JSON.stringify(r.sampled)}; native ${JSON.stringify(native)}`);
   assert.equal(r.sampled, native);
   assert.deepEqual([r.stopped, r.reason], [' Paris.', 'stop']);
+});
+
+test('K-quant models with LLaMA-2 (SentencePiece) and LLaMA-3 (llama-bpe) vocabularies generate in the page as natively', { timeout: 200000 }, async (t) => {
+  for (const file of TINY_MODELS) {
+    if (!existsSync(join(TINY, file))) {
+      t.diagnostic(`SKIPPED ${file}: ${TINY} is absent (../shared/fixtures is not checked out beside the repo)`);
+      continue;
+    }
+    const prompt = 'The capital of France is';
+    const text = await page.evaluate(async ({ url, prompt }) => {
+      const { createEngine } = await import('/webllama.js');
+      const engine = await createEngine({ model: url });
+      try {
+        const r = await engine.completions.create({ prompt, temperature: 0, max_tokens: 8, ignore_eos: true });
+        return r.choices[0].text;
+      } finally {
+        await engine.unload();
+      }
+    }, { url: `models/${file}`, prompt });
+    const native = nativeComplete(prompt, ['--max-tokens', '8', '--ignore-eos'], join(TINY, file));
+    console.log(`${file}: page ${JSON.stringify(text)}; native ${JSON.stringify(native)}`);
+    assert.equal(text, native, file);
+  }
 });
 
 test('the benchmark view reports prefill and decode speed and the cost of a token', { timeout: 300000 }, async () => {

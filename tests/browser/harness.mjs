@@ -12,6 +12,9 @@ export const CLI = join(ROOT, 'target', 'release', 'webllama');
 export const MODEL_NAME = 'SmolLM2-135M-Instruct.Q4_1.gguf';
 export const MODEL_PATH = join(process.env.WEBLLAMA_CACHE ?? join(homedir(), '.cache', 'webllama'), 'models', MODEL_NAME);
 export const SHOTS = join(ROOT, 'target', 'browser');
+// The tiny K-quant models of ../shared/fixtures (absent outside the project's checkout: tests skip loudly).
+export const TINY = join(ROOT, '..', 'shared', 'fixtures', 'tiny');
+export const TINY_MODELS = ['tiny-llama2-Q3_K_M.gguf', 'tiny-llama3-Q4_K_M.gguf'];
 
 // A models folder with the default model, a truncated copy of it, and a file that is not a model.
 export function modelsDir() {
@@ -24,6 +27,7 @@ export function modelsDir() {
   closeSync(fd);
   writeFileSync(join(dir, 'truncated.gguf'), head);
   writeFileSync(join(dir, 'not-a-model.gguf'), '<html>this is a web page, not a model</html>\n'.repeat(100));
+  for (const t of TINY_MODELS) if (existsSync(join(TINY, t))) symlinkSync(join(TINY, t), join(dir, t));
   return dir;
 }
 
@@ -71,8 +75,8 @@ export function nativeChat(text, maxTokens = 64) {
 }
 
 // The native CLI's answer for a raw prompt with sampling options (extra CLI args).
-export function nativeComplete(prompt, args) {
-  const out = execFileSync(CLI, ['generate', '--model', MODEL_PATH, '--prompt', prompt, '--json', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+export function nativeComplete(prompt, args, model = MODEL_PATH) {
+  const out = execFileSync(CLI, ['generate', '--model', model, '--prompt', prompt, '--json', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   return JSON.parse(out).text;
 }
 

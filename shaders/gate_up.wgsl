@@ -1,7 +1,7 @@
 //! gate_up: the feed-forward's first half in one dispatch. xb = rmsnorm(x) * norm_w (each workgroup
 //! recomputes the scale), then out[r] = silu(Wgate[r] . xb) * (Wup[r] . xb) over the concatenated
 //! [Wgate; Wup] (raw GGUF blocks; up row r is row ffn + r). Composed after common.wgsl and
-//! quant/<type>.wgsl.
+//! quant/<type>.wgsl and norm_fold.wgsl.
 
 struct Params {
     ffn: u32,       // rows of each of Wgate and Wup
@@ -16,37 +16,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> norm_w: array<vec4<f32>>; // [cols / 4] ffn_norm
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;    // [ffn]
 
-var<workgroup> red: array<f32, 64>;
 var<workgroup> partial: array<f32, 64>;
-// x * norm_w; the RMSNorm scale, common to every term, multiplies the finished dot products.
-fn act4(i: u32) -> vec4<f32> {
-    return x[i >> 2u] * norm_w[i >> 2u];
-}
-
-fn norm_scale(lid: u32) -> f32 {
-    var ss = 0.0;
-    for (var i = lid; i < p.cols / 4u; i += 64u) {
-        let v = x[i];
-        ss += dot(v, v);
-    }
-    red[lid] = ss;
-    workgroupBarrier();
-    var total = 0.0;
-    for (var j = 0u; j < 64u; j++) {
-        total += red[j];
-    }
-    return 1.0 / sqrt(total / f32(p.cols) + p.eps);
-}
-
-// The same scale computed by one thread alone (CPU adapters: no barrier).
-fn norm_scale_alone() -> f32 {
-    var ss = vec4<f32>(0.0);
-    for (var i = 0u; i < p.cols / 4u; i++) {
-        let v = x[i];
-        ss += v * v;
-    }
-    return 1.0 / sqrt(dot(ss, vec4<f32>(1.0)) / f32(p.cols) + p.eps);
-}
 
 fn silu_mul(g: f32, u: f32) -> f32 {
     return g / (1.0 + exp(-g)) * u;
@@ -56,7 +26,7 @@ fn silu_mul(g: f32, u: f32) -> f32 {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let scale = norm_scale(lid);
+    let scale = norm_scale(lid, p.cols, p.eps);
     let t = lid % 16u;
     let g = lid / 16u; // 0: gate of output 0, 1: up of output 0, 2: gate of output 1, 3: up of output 1
     let o = flat_workgroup(wid, nwg) * 2u + g / 2u;
@@ -85,7 +55,7 @@ fn main_rowwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let o = flat_workgroup(wid, nwg) * 32u + lid % 32u;
     var acc = 0.0;
     if (o < p.ffn) {
-        acc = norm_scale_alone() * row_dot(o + (lid / 32u) * p.ffn, 0u, 1u, p.cols, p.row_bytes);
+        acc = norm_scale_alone(p.cols, p.eps) * row_dot(o + (lid / 32u) * p.ffn, 0u, 1u, p.cols, p.row_bytes);
     }
     partial[lid] = acc;
     workgroupBarrier();

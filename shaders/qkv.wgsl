@@ -1,7 +1,7 @@
 //! qkv: the attention inputs of a layer in one dispatch. xb = rmsnorm(x) * norm_w (each workgroup
 //! recomputes the scale), then the rows of the concatenated [Wq; Wk; Wv] (raw GGUF blocks) into one
 //! output [q | k | v], q and k rotated by RoPE in adjacent pairs (attention stores k and v in the
-//! cache). Composed after common.wgsl and quant/<type>.wgsl.
+//! cache). Composed after common.wgsl, quant/<type>.wgsl and norm_fold.wgsl.
 
 struct Params {
     q_rows: u32,     // n_heads * head_dim
@@ -33,38 +33,7 @@ struct Step {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;        // [q_rows + 2 kv_rows]: q | k | v
 @group(0) @binding(6) var<storage, read> freq_factors: array<f32>;     // [n_rot / 2]
 
-var<workgroup> red: array<f32, 64>;
 var<workgroup> partial: array<f32, 64>;
-// x * norm_w; the RMSNorm scale, common to every term, multiplies the finished dot products.
-fn act4(i: u32) -> vec4<f32> {
-    return x[i >> 2u] * norm_w[i >> 2u];
-}
-
-// The RMSNorm scale, by the whole workgroup with one barrier.
-fn norm_scale(lid: u32) -> f32 {
-    var ss = 0.0;
-    for (var i = lid; i < p.cols / 4u; i += 64u) {
-        let v = x[i];
-        ss += dot(v, v);
-    }
-    red[lid] = ss;
-    workgroupBarrier();
-    var total = 0.0;
-    for (var j = 0u; j < 64u; j++) {
-        total += red[j];
-    }
-    return 1.0 / sqrt(total / f32(p.cols) + p.eps);
-}
-
-// The same scale computed by one thread alone (CPU adapters: no barrier).
-fn norm_scale_alone() -> f32 {
-    var ss = vec4<f32>(0.0);
-    for (var i = 0u; i < p.cols / 4u; i++) {
-        let v = x[i];
-        ss += v * v;
-    }
-    return 1.0 / sqrt(dot(ss, vec4<f32>(1.0)) / f32(p.cols) + p.eps);
-}
 
 // Rows `row` (even) and row + 1 with values a and b, rotated when they are q or k rows inside n_rot.
 // (One output buffer: on CPU adapters, stores into several buffers make the whole kernel slow.)
@@ -89,7 +58,7 @@ fn store_pair(row: u32, a: f32, b: f32) {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let scale = norm_scale(lid);
+    let scale = norm_scale(lid, p.cols, p.eps);
     let rows = p.q_rows + 2u * p.kv_rows;
     let t = lid % 16u;
     let row = flat_workgroup(wid, nwg) * 4u + lid / 16u;
@@ -119,7 +88,7 @@ fn main_rowwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let rows = p.q_rows + 2u * p.kv_rows;
     var acc = 0.0;
     if (row < rows) {
-        acc = norm_scale_alone() * row_dot(row, 0u, 1u, p.cols, p.row_bytes);
+        acc = norm_scale_alone(p.cols, p.eps) * row_dot(row, 0u, 1u, p.cols, p.row_bytes);
     }
     partial[lid] = acc;
     workgroupBarrier();

@@ -278,7 +278,7 @@ pub fn qkv(
         return Err(crate::Error::InvalidRequest(format!("qkv: {} rows for q {} + 2 x kv {}, head {}", w.rows, p.q_rows, p.kv_rows, p.head_dim)));
     }
     let (entry, pairs_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 32) } else { ("main", 2) };
-    let pipeline = gpu.pipeline_at("qkv", include_str!("../shaders/qkv.wgsl"), Some(w.ty), entry)?;
+    let pipeline = gpu.pipeline_at("qkv", concat!(include_str!("../shaders/norm_fold.wgsl"), include_str!("../shaders/qkv.wgsl")), Some(w.ty), entry)?;
     let buffers = [step, w.buffer, x, norm_w, out, freq_factors];
     build_with(gpu, "qkv", pipeline, bytemuck::bytes_of(&p), &buffers, grid((w.rows / 2).div_ceil(pairs_per_wg)))
 }
@@ -300,6 +300,6 @@ pub fn gate_up(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, norm_w: &wgpu::Buff
     }
     let p = GateUpParams { ffn: w.rows / 2, cols: w.cols, row_bytes: w.row_bytes(), eps };
     let (entry, outs_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 32) } else { ("main", 2) };
-    let pipeline = gpu.pipeline_at("gate_up", include_str!("../shaders/gate_up.wgsl"), Some(w.ty), entry)?;
+    let pipeline = gpu.pipeline_at("gate_up", concat!(include_str!("../shaders/norm_fold.wgsl"), include_str!("../shaders/gate_up.wgsl")), Some(w.ty), entry)?;
     build_with(gpu, "gate_up", pipeline, bytemuck::bytes_of(&p), &[w.buffer, x, norm_w, out], grid(p.ffn.div_ceil(outs_per_wg)))
 }

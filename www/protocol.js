@@ -3,7 +3,7 @@
 export const MSG = Object.freeze({
   // proxy -> worker
   LOAD: 'load',         // {id, model: URL string | File | Blob, ctx?}          -> PROGRESS*, LOADED | ERROR
-  GENERATE: 'generate', // {id, mode: 'chat'|'completion', messages|prompt, options} -> TOKEN*, DONE | ERROR
+  GENERATE: 'generate', // {id, mode: 'chat'|'completion', messages|prompt, options, truncate?} -> TOKEN*, DONE | ERROR
   ABORT: 'abort',       // {} stops the running generation at the next token (no reply)
   RESET: 'reset',       // {id} forgets the KV cache                            -> DONE
   UNLOAD: 'unload',     // {id} drops the engine and its GPU buffers            -> DONE

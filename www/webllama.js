@@ -10,8 +10,9 @@ import { MSG } from './protocol.js';
 // Request fields accepted now; the rest of OpenAI's are refused by name until they are implemented.
 // (frequency_penalty and presence_penalty may be negative, as in OpenAI's API.)
 const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature', 'top_p', 'top_k', 'min_p', 'max_tokens', 'seed', 'n', 'stop',
-  'ignore_eos', 'stream_options', 'user', 'frequency_penalty', 'presence_penalty', 'repetition_penalty', 'penalty_last_n', 'logit_bias']);
+  'ignore_eos', 'stream_options', 'user', 'frequency_penalty', 'presence_penalty', 'repetition_penalty', 'penalty_last_n', 'logit_bias', 'truncate']);
 
+// ctx: KV-cache positions (default: the model's context length, capped by what the GPU can bind).
 export async function createEngine({ model, onProgress, ctx, workerUrl } = {}) {
   const worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
   const engine = new Engine(worker);
@@ -59,7 +60,7 @@ class Engine {
       frequency_penalty: r.frequency_penalty ?? 0, presence_penalty: r.presence_penalty ?? 0, repetition_penalty: r.repetition_penalty ?? 1,
       penalty_last_n: r.penalty_last_n ?? 64, logit_bias: r.logit_bias ?? {}, seed: r.seed ?? 0, ignore_eos: !!r.ignore_eos, stop,
     };
-    const msg = { kind: MSG.GENERATE, mode, messages: r.messages, prompt: r.prompt, options };
+    const msg = { kind: MSG.GENERATE, mode, messages: r.messages, prompt: r.prompt, options, truncate: r.truncate };
     const id = `${mode === 'chat' ? 'chatcmpl' : 'cmpl'}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
     const created = Math.floor(Date.now() / 1000);
     const model = this.stats.model ?? 'webllama';
@@ -163,6 +164,7 @@ function validate(mode, req) {
   if (req.logit_bias != null && (typeof req.logit_bias !== 'object' || Object.entries(req.logit_bias).some(([k, v]) => !/^\d+$/.test(k) || typeof v !== 'number'))) {
     throw named('InvalidRequestError', 'logit_bias maps token ids to numbers');
   }
+  if (req.truncate !== undefined && req.truncate !== 'oldest') throw named('InvalidRequestError', 'truncate may only be "oldest"');
   if (mode === 'chat') {
     if (!Array.isArray(req.messages) || req.messages.length === 0) throw named('InvalidRequestError', 'messages must be a non-empty array');
     for (const m of req.messages) {

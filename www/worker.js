@@ -91,7 +91,7 @@ async function load(m) {
 
 async function generate(m) {
   if (!engine) throw namedError('InvalidRequestError', 'no model is loaded');
-  const ids = m.mode === 'completion' ? engine.encode(m.prompt) : engine.chatIds(JSON.stringify(m.messages));
+  const ids = m.mode === 'completion' ? engine.encode(m.prompt) : chatIdsThatFit(m);
   abortRequested = false;
   const onText = (text) => {
     post(MSG.TOKEN, { id: m.id, text });
@@ -100,6 +100,22 @@ async function generate(m) {
   const result = JSON.parse(await engine.generate(Uint32Array.from(ids), JSON.stringify(m.options), onText));
   result.adapter = adapterLabel ?? engine.adapter;
   post(MSG.DONE, { id: m.id, result });
+}
+
+// Chat prompt ids; with truncate: 'oldest', the oldest turns after any system message are dropped
+// until prompt + max_tokens fit the context (the engine refuses what does not fit otherwise).
+function chatIdsThatFit(m) {
+  let messages = m.messages;
+  let ids = engine.chatIds(JSON.stringify(messages));
+  const room = engine.contextLength - m.options.max_tokens;
+  while (m.truncate === 'oldest' && ids.length > room) {
+    const first = messages.findIndex((x) => x.role !== 'system');
+    // Keep at least the last message.
+    if (first < 0 || first >= messages.length - 1) break;
+    messages = messages.filter((_, i) => i !== first);
+    ids = engine.chatIds(JSON.stringify(messages));
+  }
+  return ids;
 }
 
 function concat(a, b) {

@@ -149,6 +149,31 @@ test('K-quant models with LLaMA-2 (SentencePiece) and LLaMA-3 (llama-bpe) vocabu
   }
 });
 
+test('a chat longer than the context is refused by name, or loses its oldest turns with truncate: "oldest"', { timeout: 200000 }, async () => {
+  const r = await page.evaluate(async () => {
+    const { createEngine } = await import('/webllama.js');
+    const engine = await createEngine({ model: 'models/SmolLM2-135M-Instruct.Q4_1.gguf', ctx: 96 });
+    try {
+      const long = 'Tell me about the history of printing in Europe and the people who built the first presses. '.repeat(2);
+      const messages = [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: long },
+        { role: 'assistant', content: long },
+        { role: 'user', content: 'Name a color.' },
+      ];
+      let refused = null;
+      try { await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 4 }); } catch (e) { refused = `${e.name}: ${e.message}`; }
+      const kept = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 4, truncate: 'oldest' });
+      return { refused, prompt_tokens: kept.usage.prompt_tokens, finish: kept.choices[0].finish_reason };
+    } finally {
+      await engine.unload();
+    }
+  });
+  assert.match(r.refused, /^ContextLengthError: .*96/);
+  assert.ok(r.prompt_tokens + 4 <= 96, `${r.prompt_tokens} prompt tokens`);
+  assert.equal(r.finish, 'length');
+});
+
 test('the benchmark view reports prefill and decode speed and the cost of a token', { timeout: 300000 }, async () => {
   await page.click('#bench');
   await page.waitForSelector('#bench-table:not([hidden])', { timeout: 280000 });

@@ -488,9 +488,7 @@ impl Model {
     /// summed over the step (native only; for `webllama bench --profile`).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn profile_step(&mut self, token: u32) -> Result<Vec<(&'static str, f64)>> {
-        let pos = self.kv.len as u32;
-        self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&Step { pos, kv_len: pos + 1, _pad: [0; 2] }));
-        self.gpu.queue.write_buffer(&self.acts.token, 0, bytemuck::bytes_of(&token));
+        self.begin_step(token)?;
         let wait = |gpu: &Gpu| gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()));
         kernels::submit(&self.gpu, &[]);
         wait(&self.gpu)?;
@@ -511,6 +509,17 @@ impl Model {
 
     /// Writes the step uniform and the input token, then records the decoder into `enc`.
     fn record(&mut self, token: u32, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.begin_step(token)?;
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        self.graph.iter().for_each(|d| d.record(&mut pass));
+        drop(pass);
+        self.kv.len += 1;
+        Ok(())
+    }
+
+    /// Checks `token` and the room in the KV cache, then writes the step uniform (the next
+    /// position) and the input token for the decoder to read.
+    fn begin_step(&mut self, token: u32) -> Result<()> {
         if token as usize >= self.cfg.vocab_size {
             return Err(Error::InvalidRequest(format!("token id {token} is past the vocabulary of {}", self.cfg.vocab_size)));
         }
@@ -520,10 +529,6 @@ impl Model {
         let pos = self.kv.len as u32;
         self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&Step { pos, kv_len: pos + 1, _pad: [0; 2] }));
         self.gpu.queue.write_buffer(&self.acts.token, 0, bytemuck::bytes_of(&token));
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        self.graph.iter().for_each(|d| d.record(&mut pass));
-        drop(pass);
-        self.kv.len += 1;
         Ok(())
     }
 

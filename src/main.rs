@@ -148,6 +148,14 @@ fn models_dir() -> Result<std::path::PathBuf> {
     Ok(base.join("models"))
 }
 
+/// The --model given, or the default model in the cache.
+fn model_path(given: Option<String>) -> Result<String> {
+    match given {
+        Some(p) => Ok(p),
+        None => default_model(),
+    }
+}
+
 /// The default model's path in the cache (what `make model` fetches).
 fn default_model() -> Result<String> {
     let p = models_dir()?.join("SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -158,10 +166,7 @@ fn default_model() -> Result<String> {
 }
 
 fn generate(a: GenerateArgs) -> Result<()> {
-    let path = match a.model {
-        Some(p) => p,
-        None => default_model()?,
-    };
+    let path = model_path(a.model)?;
     let gpu = Arc::new(pollster::block_on(Gpu::new())?);
     let mut session = Session::load_file(gpu.clone(), &path, a.ctx).with_context(|| format!("loading {path}"))?;
     if let Some(tj) = &a.tokenizer {
@@ -231,10 +236,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
 
 fn chat(a: ChatArgs) -> Result<()> {
     use std::io::BufRead;
-    let path = match a.model {
-        Some(p) => p,
-        None => default_model()?,
-    };
+    let path = model_path(a.model)?;
     let gpu = Arc::new(pollster::block_on(Gpu::new())?);
     let mut session = Session::load_file(gpu.clone(), &path, a.ctx).with_context(|| format!("loading {path}"))?;
     eprintln!("{} on {}; one line a turn, /reset starts over, Ctrl-D ends.", path, gpu.adapter_name());
@@ -273,10 +275,7 @@ fn chat(a: ChatArgs) -> Result<()> {
 
 fn bench(a: BenchArgs) -> Result<()> {
     use std::time::Instant;
-    let path = match a.model {
-        Some(p) => p,
-        None => default_model()?,
-    };
+    let path = model_path(a.model)?;
     let (p, n) = (a.prompt_tokens.max(1), a.decode_tokens.max(1));
     let gpu = Arc::new(pollster::block_on(Gpu::new())?);
     let mut model = webllama::Model::load_file(gpu.clone(), &path, Some(p + n + 1)).with_context(|| format!("loading {path}"))?;

@@ -1,5 +1,6 @@
 //! argmax: result[0] = index of the largest logit (the first on ties), one workgroup of 256 threads,
-//! so that a token id, not the logits, comes back to the CPU.
+//! so that a token id, not the logits, comes back to the CPU. Workgroup y: row y of [rows, n] logits
+//! into result[y].
 
 struct Params {
     n: u32,
@@ -16,11 +17,12 @@ var<workgroup> best_val: array<f32, 256>;
 var<workgroup> best_idx: array<u32, 256>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let base = wid.y * p.n;
     var bv = -3.4e38;
     var bi = 0xffffffffu;
     for (var i = lid; i < p.n; i += 256u) {
-        let v = logits[i];
+        let v = logits[base + i];
         if (v > bv || bi == 0xffffffffu) {
             bv = v;
             bi = i;
@@ -41,6 +43,6 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         workgroupBarrier();
     }
     if (lid == 0u) {
-        result[0] = best_idx[0];
+        result[wid.y] = best_idx[0];
     }
 }

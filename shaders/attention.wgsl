@@ -1,39 +1,48 @@
-//! attention: one query position against kv_len positions, grouped-query heads. The current
-//! position's q, k and v come from the qkv output [q | k | v]; earlier positions' k and v from the
-//! cache, into which the first query head of each group stores the current ones.
-//! One workgroup of 64 threads per query head; positions are walked in chunks of 64 with an online
-//! softmax (running max and sum), so no score buffer of context length is needed.
+//! attention: softmax(q k^T * scale) v for the rows of a batch, grouped-query heads, causal.
+//! Row r sits at position pos + r * pos_step (a prompt chunk: pos_step 1; n candidates decoding side
+//! by side: pos_step 0) and sees positions 0 ..= its own. Keys and values of the batch's own
+//! positions come from `qkv` = [rows, q | k | v]; earlier ones from the cache, or, for candidates
+//! (branch = 1), positions from prefix_len on from the row's own branch cache. The first query head
+//! of each group stores the row's k and v (split 0 only), where the next batch will read them.
+//! Workgroup (head, row, split): positions are cut into n_splits ranges (flash-decoding: more
+//! workgroups on a long context); each walks its range in chunks of 64 with an online softmax.
+//! With one split it writes the output; with more, `combine` merges the splits' partial results.
 
 struct Params {
     n_heads: u32,
     n_kv_heads: u32,
-    head_dim: u32, // at most 256
-    kv_dim: u32,   // n_kv_heads * head_dim: one cache row
-    scale: f32,    // 1 / sqrt(head_dim)
-    _a: u32,
-    _b: u32,
-    _c: u32,
+    head_dim: u32,   // at most 256
+    kv_dim: u32,     // n_kv_heads * head_dim: one cache row
+    scale: f32,      // 1 / sqrt(head_dim)
+    qkv_stride: u32, // elements per row of qkv: (n_heads + 2 n_kv_heads) * head_dim
+    n_splits: u32,
+    branch_len: u32, // positions per branch cache
 }
 
 struct Step {
-    pos: u32,
-    kv_len: u32,
+    pos: u32,        // position of row 0
+    kv_len: u32,     // pos + 1
+    n_rows: u32,     // rows in this batch
+    pos_step: u32,   // 1: consecutive positions; 0: every row at pos (candidates)
+    branch: u32,     // 1: positions >= prefix_len come from each row's branch cache
+    prefix_len: u32,
     _a: u32,
     _b: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> qkv: array<f32>;            // [q | k | v] of this position
-@group(0) @binding(3) var<storage, read_write> k_cache: array<f32>;  // [ctx, kv_dim]
-@group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;  // [ctx, kv_dim]
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;      // [n_heads, head_dim]
+@group(0) @binding(2) var<storage, read> qkv: array<f32>;             // [rows, qkv_stride]
+@group(0) @binding(3) var<storage, read_write> k_cache: array<f32>;   // [ctx, kv_dim]
+@group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;   // [ctx, kv_dim]
+@group(0) @binding(5) var<storage, read_write> k_branch: array<f32>;  // [branches, branch_len, kv_dim]
+@group(0) @binding(6) var<storage, read_write> v_branch: array<f32>;  // [branches, branch_len, kv_dim]
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;       // [rows, n_heads * head_dim]
+@group(0) @binding(8) var<storage, read_write> partial: array<f32>;   // [rows, n_heads, n_splits, head_dim + 2]
 
 const WG: u32 = 64u;
 const MAX_DIMS_PER_THREAD: u32 = 4u; // head_dim <= WG * 4
 var<workgroup> q_head: array<f32, 256>;
-var<workgroup> k_cur: array<f32, 256>;
-var<workgroup> v_cur: array<f32, 256>;
 var<workgroup> probs: array<f32, 64>;
 var<workgroup> red: array<f32, 64>;
 
@@ -65,58 +74,109 @@ fn reduce_sum(lid: u32, v: f32) -> f32 {
     return r;
 }
 
+// Where position j's key (is_v = false) or value row starts, for batch row r at position pos_r:
+// in qkv (the batch's own positions; returned with bit 31 clear, kind 0), the branch (kind 1) or
+// the cache (kind 2).
+struct Src {
+    kind: u32,
+    at: u32,
+}
+
+fn source(j: u32, r: u32, kv_off: u32, is_v: bool) -> Src {
+    let own = select(0u, p.kv_dim, is_v) + p.n_heads * p.head_dim + kv_off;
+    if (j >= step.pos) {
+        let row = select(r, j - step.pos, step.pos_step == 1u);
+        return Src(0u, row * p.qkv_stride + own);
+    }
+    if (step.branch == 1u && j >= step.prefix_len) {
+        return Src(1u, (r * p.branch_len + j - step.prefix_len) * p.kv_dim + kv_off);
+    }
+    return Src(2u, j * p.kv_dim + kv_off);
+}
+
+fn load_k(s: Src, d: u32) -> f32 {
+    if (s.kind == 0u) {
+        return qkv[s.at + d];
+    }
+    if (s.kind == 1u) {
+        return k_branch[s.at + d];
+    }
+    return k_cache[s.at + d];
+}
+
+fn load_v(s: Src, d: u32) -> f32 {
+    if (s.kind == 0u) {
+        return qkv[s.at + d];
+    }
+    if (s.kind == 1u) {
+        return v_branch[s.at + d];
+    }
+    return v_cache[s.at + d];
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.x;
+    let r = wid.y;
+    let split = wid.z;
+    if (r >= step.n_rows) {
+        return;
+    }
     let group = p.n_heads / p.n_kv_heads;
     let kv_off = (h / group) * p.head_dim;
-    let q_rows = p.n_heads * p.head_dim;
-    let pos = step.kv_len - 1u;
+    let pos_r = step.pos + r * step.pos_step;
+    let n = pos_r + 1u;
     for (var d = lid; d < p.head_dim; d += WG) {
-        q_head[d] = qkv[h * p.head_dim + d];
-        k_cur[d] = qkv[q_rows + kv_off + d];
-        v_cur[d] = qkv[q_rows + p.kv_dim + kv_off + d];
-        if (h % group == 0u) {
-            k_cache[pos * p.kv_dim + kv_off + d] = k_cur[d];
-            v_cache[pos * p.kv_dim + kv_off + d] = v_cur[d];
+        q_head[d] = qkv[r * p.qkv_stride + h * p.head_dim + d];
+    }
+    if (split == 0u && h % group == 0u) {
+        // Store this row's k and v for later batches (nothing in this dispatch reads them there).
+        let kq = r * p.qkv_stride + p.n_heads * p.head_dim + kv_off;
+        var dst = pos_r * p.kv_dim + kv_off;
+        if (step.branch == 1u) {
+            dst = (r * p.branch_len + pos_r - step.prefix_len) * p.kv_dim + kv_off;
+        }
+        for (var d = lid; d < p.head_dim; d += WG) {
+            if (step.branch == 1u) {
+                k_branch[dst + d] = qkv[kq + d];
+                v_branch[dst + d] = qkv[kq + p.kv_dim + d];
+            } else {
+                k_cache[dst + d] = qkv[kq + d];
+                v_cache[dst + d] = qkv[kq + p.kv_dim + d];
+            }
         }
     }
     workgroupBarrier();
-    let n = step.kv_len;
+    // This split's positions: ranges of at least 64.
+    let len = max(WG, (n + p.n_splits - 1u) / p.n_splits);
+    let first = min(n, split * len);
+    let end = min(n, first + len);
     var m = -3.4e38;
     var l = 0.0;
     var acc: array<f32, MAX_DIMS_PER_THREAD>;
-    for (var c0 = 0u; c0 < n; c0 += WG) {
+    for (var c0 = first; c0 < end; c0 += WG) {
         let j = c0 + lid;
         var s = -3.4e38;
-        if (j < n) {
+        if (j < end) {
+            let src = source(j, r, kv_off, false);
             var dot = 0.0;
-            if (j == pos) {
-                for (var d = 0u; d < p.head_dim; d++) {
-                    dot += q_head[d] * k_cur[d];
-                }
-            } else {
-                let row = j * p.kv_dim + kv_off;
-                for (var d = 0u; d < p.head_dim; d++) {
-                    dot += q_head[d] * k_cache[row + d];
-                }
+            for (var d = 0u; d < p.head_dim; d++) {
+                dot += q_head[d] * load_k(src, d);
             }
             s = dot * p.scale;
         }
         let m_new = max(m, reduce_max(lid, s));
         let corr = exp(m - m_new);
-        let pj = select(0.0, exp(s - m_new), j < n);
+        let pj = select(0.0, exp(s - m_new), j < end);
         probs[lid] = pj;
         l = l * corr + reduce_sum(lid, pj);
-        let count = min(WG, n - c0);
+        let count = min(WG, end - c0);
         for (var k = 0u; k < MAX_DIMS_PER_THREAD; k++) {
             let d = lid + k * WG;
             if (d < p.head_dim) {
                 var a = acc[k] * corr;
                 for (var jj = 0u; jj < count; jj++) {
-                    let j = c0 + jj;
-                    let vj = select(v_cache[j * p.kv_dim + kv_off + d], v_cur[d], j == pos);
-                    a += probs[jj] * vj;
+                    a += probs[jj] * load_v(source(c0 + jj, r, kv_off, true), d);
                 }
                 acc[k] = a;
             }
@@ -124,10 +184,55 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         m = m_new;
         workgroupBarrier();
     }
+    let q_dim = p.n_heads * p.head_dim;
+    if (p.n_splits == 1u) {
+        for (var k = 0u; k < MAX_DIMS_PER_THREAD; k++) {
+            let d = lid + k * WG;
+            if (d < p.head_dim) {
+                out[r * q_dim + h * p.head_dim + d] = acc[k] / l;
+            }
+        }
+        return;
+    }
+    let base = ((r * p.n_heads + h) * p.n_splits + split) * (p.head_dim + 2u);
     for (var k = 0u; k < MAX_DIMS_PER_THREAD; k++) {
         let d = lid + k * WG;
         if (d < p.head_dim) {
-            out[h * p.head_dim + d] = acc[k] / l;
+            partial[base + 2u + d] = acc[k];
         }
+    }
+    if (lid == 0u) {
+        partial[base] = m;
+        partial[base + 1u] = l;
+    }
+}
+
+// Merges the splits of (head, row): out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
+@compute @workgroup_size(64)
+fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let h = wid.x;
+    let r = wid.y;
+    if (r >= step.n_rows) {
+        return;
+    }
+    let stride = p.head_dim + 2u;
+    let base = (r * p.n_heads + h) * p.n_splits * stride;
+    var big = -3.4e38;
+    for (var s = 0u; s < p.n_splits; s++) {
+        big = max(big, partial[base + s * stride]);
+    }
+    var total = 0.0;
+    for (var s = 0u; s < p.n_splits; s++) {
+        let at = base + s * stride;
+        total += exp(partial[at] - big) * partial[at + 1u];
+    }
+    let q_dim = p.n_heads * p.head_dim;
+    for (var d = lid; d < p.head_dim; d += WG) {
+        var a = 0.0;
+        for (var s = 0u; s < p.n_splits; s++) {
+            let at = base + s * stride;
+            a += exp(partial[at] - big) * partial[at + 2u + d];
+        }
+        out[r * q_dim + h * p.head_dim + d] = a / total;
     }
 }

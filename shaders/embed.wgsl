@@ -1,5 +1,5 @@
 //! embed: out = row tokens[token_index] of a quantized embedding table (one part of it: rows
-//! row_start .. row_start + n_rows; parts not holding the token write nothing).
+//! row_start .. row_start + n_rows; parts not holding the token write nothing). Grid row y: token token_index + y into out row y.
 //! Composed after common.wgsl and quant/<type>.wgsl.
 
 struct Params {
@@ -26,10 +26,10 @@ fn act4(i: u32) -> vec4<f32> {
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
-    let tok = tokens[p.token_index];
+    let tok = tokens[p.token_index + gid.y];
     if (i >= p.dim || tok < p.row_start || tok >= p.row_start + p.n_rows) {
         return;
     }
     let blk = (tok - p.row_start) * p.row_bytes + (i / BLOCK_ELEMS) * BLOCK_BYTES;
-    out[p.out_offset + i] = dequant_at(blk, i % BLOCK_ELEMS);
+    out[p.out_offset + gid.y * p.dim + i] = dequant_at(blk, i % BLOCK_ELEMS);
 }

@@ -1,4 +1,5 @@
-//! rmsnorm: out = x / sqrt(mean(x^2) + eps) * w, one workgroup of 256 threads per vector.
+//! rmsnorm: out = x / sqrt(mean(x^2) + eps) * w, one workgroup of 256 threads per vector
+//! (workgroup y: batch row y, n elements further on in x and out).
 
 struct Params {
     n: u32,          // vector length
@@ -15,10 +16,12 @@ struct Params {
 var<workgroup> red: array<f32, 256>;
 
 @compute @workgroup_size(256)
-fn main(@builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let xo = p.x_offset + wid.y * p.n;
+    let oo = p.out_offset + wid.y * p.n;
     var ss = 0.0;
     for (var i = lid; i < p.n; i += 256u) {
-        let v = x[p.x_offset + i];
+        let v = x[xo + i];
         ss += v * v;
     }
     red[lid] = ss;
@@ -31,6 +34,6 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     }
     let scale = 1.0 / sqrt(red[0] / f32(p.n) + p.eps);
     for (var i = lid; i < p.n; i += 256u) {
-        out[p.out_offset + i] = x[p.x_offset + i] * scale * w[i];
+        out[oo + i] = x[xo + i] * scale * w[i];
     }
 }

@@ -1,5 +1,6 @@
 //! rope (llama.cpp NORM mode): rotates adjacent pairs (x[2i], x[2i+1]) of the first n_rot dims of each
-//! head by freq_scale * pos * freq_base^(-2i/n_rot) / freq_factors[i], in place. One thread per pair.
+//! head by freq_scale * pos * freq_base^(-2i/n_rot) / freq_factors[i], in place. One thread per pair;
+//! grid row y is batch row y, at position step.pos + y * step.pos_step.
 
 struct Params {
     n_heads: u32,
@@ -9,14 +10,14 @@ struct Params {
     pos_stride: u32, // added per step.pos (KV-cache rows); 0 for the query vector
     freq_base: f32,
     freq_scale: f32, // 1 / linear scaling factor
-    _a: u32,
+    row_stride: u32, // elements per batch row
 }
 
 struct Step {
     pos: u32,
     kv_len: u32,
-    _a: u32,
-    _b: u32,
+    n_rows: u32,
+    pos_step: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -27,15 +28,16 @@ struct Step {
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let half_rot = p.n_rot / 2u;
-    if (gid.x >= p.n_heads * half_rot) {
+    if (gid.x >= p.n_heads * half_rot || gid.y >= step.n_rows) {
         return;
     }
     let head = gid.x / half_rot;
     let i = gid.x % half_rot;
-    let theta = p.freq_scale * f32(step.pos) * pow(p.freq_base, -2.0 * f32(i) / f32(p.n_rot)) / freq_factors[i];
+    let pos = step.pos + gid.y * step.pos_step;
+    let theta = p.freq_scale * f32(pos) * pow(p.freq_base, -2.0 * f32(i) / f32(p.n_rot)) / freq_factors[i];
     let c = cos(theta);
     let s = sin(theta);
-    let j = p.offset + step.pos * p.pos_stride + head * p.head_dim + 2u * i;
+    let j = p.offset + gid.y * p.row_stride + pos * p.pos_stride + head * p.head_dim + 2u * i;
     let a = x[j];
     let b = x[j + 1u];
     x[j] = a * c - b * s;

@@ -171,13 +171,8 @@ impl Session {
         let want_logits = opts.top_logits > 0 || !opts.sampler.gpu_argmax_suffices();
         let mut sampler = Sampler::new(opts.sampler.clone());
         let t0 = now_ms();
-        let (last, head) = prompt_ids[common..].split_last().expect("non-empty");
-        for &t in head {
-            self.model.enqueue(t)?;
-            self.cached.push(t);
-        }
-        let mut out = self.model.step(*last, want_logits).await?;
-        self.cached.push(*last);
+        let mut out = self.model.prefill(&prompt_ids[common..], want_logits).await?;
+        self.cached.extend_from_slice(&prompt_ids[common..]);
         let t1 = now_ms();
         let mut gen = Generation {
             prompt_ids: prompt_ids.to_vec(),

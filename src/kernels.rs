@@ -65,6 +65,19 @@ fn build_with(
     buffers: &[&wgpu::Buffer],
     workgroups: [u32; 3],
 ) -> Result<Dispatch> {
+    let numbered: Vec<(u32, &wgpu::Buffer)> = buffers.iter().enumerate().map(|(i, b)| (i as u32 + 1, *b)).collect();
+    build_at(gpu, name, pipeline, params, &numbered, workgroups)
+}
+
+/// build_with for an entry point that uses only some of its module's bindings: (binding, buffer).
+fn build_at(
+    gpu: &Gpu,
+    name: &'static str,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    params: &[u8],
+    buffers: &[(u32, &wgpu::Buffer)],
+    workgroups: [u32; 3],
+) -> Result<Dispatch> {
     let uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(name),
         size: params.len() as u64,
@@ -73,8 +86,8 @@ fn build_with(
     });
     gpu.queue.write_buffer(&uniform, 0, params);
     let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-    for (i, b) in buffers.iter().enumerate() {
-        entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+    for (binding, b) in buffers {
+        entries.push(wgpu::BindGroupEntry { binding: *binding, resource: b.as_entire_binding() });
     }
     let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(name),
@@ -85,15 +98,39 @@ fn build_with(
     Ok(Dispatch { name, pipeline, bind_group, workgroups, _uniforms: vec![uniform] })
 }
 
-/// The per-step uniform every position-dependent kernel reads.
+/// The per-step uniform every position-dependent kernel reads. A step runs a batch of rows: one
+/// token (decode), a chunk of a prompt (rows at pos, pos + 1, ...) or n candidates (every row at
+/// pos, each with its own branch of the KV cache from prefix_len on).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct Step {
-    /// Position of the token being run.
+    /// Position of row 0.
     pub pos: u32,
-    /// Positions in the KV cache including this one (pos + 1).
+    /// Positions in the KV cache including row 0's (pos + 1).
     pub kv_len: u32,
+    /// Rows in the batch.
+    pub n_rows: u32,
+    /// 1: row r is at pos + r; 0: every row is at pos.
+    pub pos_step: u32,
+    /// 1: positions from prefix_len on come from each row's branch cache.
+    pub branch: u32,
+    pub prefix_len: u32,
     pub _pad: [u32; 2],
+}
+
+impl Step {
+    /// One token at `pos`.
+    pub fn single(pos: u32) -> Step {
+        Step { pos, kv_len: pos + 1, n_rows: 1, pos_step: 1, ..Default::default() }
+    }
+    /// A prompt chunk of `n_rows` tokens from `pos` on.
+    pub fn chunk(pos: u32, n_rows: u32) -> Step {
+        Step { n_rows, ..Step::single(pos) }
+    }
+    /// `n_rows` candidates, each at `pos`, sharing positions below `prefix_len`.
+    pub fn candidates(pos: u32, n_rows: u32, prefix_len: u32) -> Step {
+        Step { n_rows, pos_step: 0, branch: 1, prefix_len, ..Step::single(pos) }
+    }
 }
 
 /// A quantized matrix (or one row-range part of one) in raw GGUF bytes on the GPU.
@@ -148,10 +185,11 @@ pub struct EmbedParams {
 }
 
 /// embed: out = dequantized row tokens[token_index] of the table part starting at `row_start`.
-pub fn embed(gpu: &Gpu, table: &QuantMatrix, row_start: u32, tokens: &wgpu::Buffer, out: &wgpu::Buffer, token_index: u32) -> Result<Dispatch> {
+/// With `rows` > 1, tokens token_index.. go to rows of `out` one `table.cols` apart.
+pub fn embed(gpu: &Gpu, table: &QuantMatrix, row_start: u32, tokens: &wgpu::Buffer, out: &wgpu::Buffer, token_index: u32, rows: u32) -> Result<Dispatch> {
     let p = EmbedParams { dim: table.cols, row_bytes: table.row_bytes(), row_start, n_rows: table.rows, token_index, ..Default::default() };
     let src = include_str!("../shaders/embed.wgsl");
-    build(gpu, "embed", src, Some(table.ty), bytemuck::bytes_of(&p), &[table.buffer, tokens, out], grid(table.cols.div_ceil(64)))
+    build(gpu, "embed", src, Some(table.ty), bytemuck::bytes_of(&p), &[table.buffer, tokens, out], [table.cols.div_ceil(64), rows, 1])
 }
 
 #[repr(C)]
@@ -163,10 +201,10 @@ pub struct RmsnormParams {
     pub out_offset: u32,
 }
 
-/// rmsnorm: out = x / sqrt(mean(x^2) + eps) * w.
-pub fn rmsnorm(gpu: &Gpu, x: &wgpu::Buffer, w: &wgpu::Buffer, out: &wgpu::Buffer, n: u32, eps: f32) -> Result<Dispatch> {
+/// rmsnorm: out = x / sqrt(mean(x^2) + eps) * w, for `rows` vectors of n one after another.
+pub fn rmsnorm(gpu: &Gpu, x: &wgpu::Buffer, w: &wgpu::Buffer, out: &wgpu::Buffer, n: u32, eps: f32, rows: u32) -> Result<Dispatch> {
     let p = RmsnormParams { n, eps, x_offset: 0, out_offset: 0 };
-    build(gpu, "rmsnorm", include_str!("../shaders/rmsnorm.wgsl"), None, bytemuck::bytes_of(&p), &[x, w, out], [1, 1, 1])
+    build(gpu, "rmsnorm", include_str!("../shaders/rmsnorm.wgsl"), None, bytemuck::bytes_of(&p), &[x, w, out], [1, rows, 1])
 }
 
 #[repr(C)]
@@ -179,14 +217,16 @@ pub struct RopeParams {
     pub pos_stride: u32,
     pub freq_base: f32,
     pub freq_scale: f32,
-    pub _pad: u32,
+    /// Elements per batch row.
+    pub row_stride: u32,
 }
 
-/// rope: rotates the heads at x[offset + pos * pos_stride ..] in place for position step.pos;
-/// `freq_factors` holds n_rot / 2 divisors of the angles (ones when the model has none).
-pub fn rope(gpu: &Gpu, x: &wgpu::Buffer, freq_factors: &wgpu::Buffer, step: &wgpu::Buffer, p: RopeParams) -> Result<Dispatch> {
+/// rope: rotates the heads at x[offset + pos * pos_stride ..] in place for position step.pos (and
+/// for `rows` batch rows, row_stride apart, at their positions); `freq_factors` holds n_rot / 2
+/// divisors of the angles (ones when the model has none).
+pub fn rope(gpu: &Gpu, x: &wgpu::Buffer, freq_factors: &wgpu::Buffer, step: &wgpu::Buffer, p: RopeParams, rows: u32) -> Result<Dispatch> {
     let n = p.n_heads * p.n_rot / 2;
-    build(gpu, "rope", include_str!("../shaders/rope.wgsl"), None, bytemuck::bytes_of(&p), &[step, x, freq_factors], grid(n.div_ceil(64)))
+    build(gpu, "rope", include_str!("../shaders/rope.wgsl"), None, bytemuck::bytes_of(&p), &[step, x, freq_factors], [n.div_ceil(64), rows, 1])
 }
 
 #[repr(C)]
@@ -197,33 +237,41 @@ pub struct AttentionParams {
     pub head_dim: u32,
     pub kv_dim: u32,
     pub scale: f32,
-    pub _pad: [u32; 3],
+    pub qkv_stride: u32,
+    pub n_splits: u32,
+    pub branch_len: u32,
 }
 
-/// attention: out = softmax(q k^T * scale) v over step.kv_len positions, per query head: this
-/// position's q, k, v from `qkv` = [q | k | v] (k and v then stored in the cache at step.pos), the
-/// earlier ones from the cache.
-pub fn attention(
-    gpu: &Gpu,
-    qkv: &wgpu::Buffer,
-    k_cache: &wgpu::Buffer,
-    v_cache: &wgpu::Buffer,
-    out: &wgpu::Buffer,
-    step: &wgpu::Buffer,
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-) -> Result<Dispatch> {
-    let p = AttentionParams {
-        n_heads,
-        n_kv_heads,
-        head_dim,
-        kv_dim: n_kv_heads * head_dim,
-        scale: 1.0 / (head_dim as f32).sqrt(),
-        _pad: [0; 3],
-    };
+/// The buffers attention reads and writes.
+pub struct AttentionBuffers<'a> {
+    /// [rows, q | k | v]: the batch's own queries, keys and values.
+    pub qkv: &'a wgpu::Buffer,
+    /// [ctx, kv_dim] each.
+    pub k_cache: &'a wgpu::Buffer,
+    pub v_cache: &'a wgpu::Buffer,
+    /// [branches, branch_len, kv_dim] each (candidates; any distinct small buffers otherwise).
+    pub k_branch: &'a wgpu::Buffer,
+    pub v_branch: &'a wgpu::Buffer,
+    /// [rows, n_heads * head_dim].
+    pub out: &'a wgpu::Buffer,
+    /// [rows, n_heads, n_splits, head_dim + 2] when n_splits > 1 (any buffer otherwise).
+    pub partial: &'a wgpu::Buffer,
+}
+
+/// attention for `rows` batch rows (see attention.wgsl): one dispatch, plus a combine dispatch when
+/// the positions are split (p.n_splits > 1). Each row's k and v are stored in the cache (or its
+/// branch) on the way.
+pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: AttentionParams, rows: u32) -> Result<Vec<Dispatch>> {
+    let p = AttentionParams { kv_dim: p.n_kv_heads * p.head_dim, scale: 1.0 / (p.head_dim as f32).sqrt(), n_splits: p.n_splits.max(1), ..p };
     let src = include_str!("../shaders/attention.wgsl");
-    build(gpu, "attention", src, None, bytemuck::bytes_of(&p), &[step, qkv, k_cache, v_cache, out], [n_heads, 1, 1])
+    let buffers = [step, b.qkv, b.k_cache, b.v_cache, b.k_branch, b.v_branch, b.out, b.partial];
+    let main = gpu.pipeline_at("attention", src, None, "main")?;
+    let mut out = vec![build_with(gpu, "attention", main, bytemuck::bytes_of(&p), &buffers, [p.n_heads, rows, p.n_splits])?];
+    if p.n_splits > 1 {
+        let combine = gpu.pipeline_at("attention", src, None, "combine")?;
+        out.push(build_at(gpu, "attention", combine, bytemuck::bytes_of(&p), &[(1, step), (7, b.out), (8, b.partial)], [p.n_heads, rows, 1])?);
+    }
+    Ok(out)
 }
 
 #[repr(C)]
@@ -239,10 +287,10 @@ pub fn swiglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, n: u32) -> Resu
     build(gpu, "swiglu", include_str!("../shaders/swiglu.wgsl"), None, bytemuck::bytes_of(&p), &[gate, up], grid(n.div_ceil(64)))
 }
 
-/// argmax: result[0] = index of the largest of the n logits.
-pub fn argmax(gpu: &Gpu, logits: &wgpu::Buffer, result: &wgpu::Buffer, n: u32) -> Result<Dispatch> {
+/// argmax: result[r] = index of the largest of the n logits of row r, for `rows` rows.
+pub fn argmax(gpu: &Gpu, logits: &wgpu::Buffer, result: &wgpu::Buffer, n: u32, rows: u32) -> Result<Dispatch> {
     let p = CountParams { n, _pad: [0; 3] };
-    build(gpu, "argmax", include_str!("../shaders/argmax.wgsl"), None, bytemuck::bytes_of(&p), &[logits, result], [1, 1, 1])
+    build(gpu, "argmax", include_str!("../shaders/argmax.wgsl"), None, bytemuck::bytes_of(&p), &[logits, result], [1, rows, 1])
 }
 
 #[repr(C)]
@@ -303,3 +351,38 @@ pub fn gate_up(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, norm_w: &wgpu::Buff
     let pipeline = gpu.pipeline_at("gate_up", concat!(include_str!("../shaders/norm_fold.wgsl"), include_str!("../shaders/gate_up.wgsl")), Some(w.ty), entry)?;
     build_with(gpu, "gate_up", pipeline, bytemuck::bytes_of(&p), &[w.buffer, x, norm_w, out], grid(p.ffn.div_ceil(outs_per_wg)))
 }
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct MatmulParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub row_bytes: u32,
+    /// Elements per token row of x.
+    pub x_stride: u32,
+    pub out_offset: u32,
+    /// Elements per token row of out.
+    pub out_stride: u32,
+    /// 1: out += result (residual add).
+    pub accumulate: u32,
+    /// 1: only the batch's last token, into token row 0.
+    pub last_only: u32,
+    /// First weight row of `w` to use (rows w_row0 .. w_row0 + rows).
+    pub w_row0: u32,
+    pub _pad: [u32; 3],
+}
+
+/// matmul: out[t, r] (+)= dot(W[w_row0 + r], x[t]) for the step.n_rows tokens of a batch of at most
+/// `max_tokens` (p.rows: how many weight rows; 0 means all of w's rows from w_row0 on).
+pub fn matmul(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatmulParams, max_tokens: u32) -> Result<Dispatch> {
+    if p.x_stride % 4 != 0 || w.cols % 4 != 0 {
+        return Err(crate::Error::InvalidRequest(format!("matmul: x stride {} and row length {} must be multiples of 4", p.x_stride, w.cols)));
+    }
+    let rows = if p.rows == 0 { w.rows - p.w_row0 } else { p.rows };
+    let p = MatmulParams { rows, cols: w.cols, row_bytes: w.row_bytes(), ..p };
+    let (entry, tokens_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 16) } else { ("main", 32) };
+    let pipeline = gpu.pipeline_at("matmul", include_str!("../shaders/matmul.wgsl"), Some(w.ty), entry)?;
+    let tiles = if p.last_only == 1 { 1 } else { max_tokens.div_ceil(tokens_per_wg) };
+    build_with(gpu, "matmul", pipeline, bytemuck::bytes_of(&p), &[step, w.buffer, x, out], [rows.div_ceil(64), tiles, 1])
+}
+

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod gguf;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
 pub mod kv_cache;
 pub mod model;

@@ -1,5 +1,6 @@
 //! The `webllama` CLI: generate text natively on wgpu (Vulkan, Metal, DX12, or Mesa's lavapipe).
 
+mod cli_random;
 mod cli_serve;
 
 use anyhow::{bail, Context, Result};
@@ -25,6 +26,23 @@ enum Cmd {
     Bench(BenchArgs),
     /// Serve the demo page (www/) and the cached models on 127.0.0.1.
     Serve(ServeArgs),
+    /// Write a GGUF with random weights (for benchmarks): another file's metadata, its own shape
+    /// or a preset one.
+    RandomModel(RandomModelArgs),
+}
+
+#[derive(clap::Args)]
+struct RandomModelArgs {
+    /// GGUF whose metadata (tokenizer, template) to copy; only its header is read.
+    #[arg(long)]
+    like: String,
+    /// "same" (the --like file's tensors and types) or "llama-3.2-1b" (Q4_K_M type mix).
+    #[arg(long, default_value = "same")]
+    shape: String,
+    #[arg(long)]
+    out: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(clap::Args)]
@@ -72,6 +90,9 @@ struct BenchArgs {
     /// Also time every kernel alone for one decode step and print the split.
     #[arg(long)]
     profile: bool,
+    /// Prefill one token at a time (the decode graph) instead of in batched chunks.
+    #[arg(long)]
+    token_by_token: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -278,18 +299,25 @@ fn bench(a: BenchArgs) -> Result<()> {
     let path = model_path(a.model)?;
     let (p, n) = (a.prompt_tokens.max(1), a.decode_tokens.max(1));
     let gpu = Arc::new(pollster::block_on(Gpu::new())?);
-    let mut model = webllama::Model::load_file(gpu.clone(), &path, Some(p + n + 1)).with_context(|| format!("loading {path}"))?;
+    // The context a user gets (so attention is split as in use), or more when the run needs it.
+    let ctx = (p + n + 1 > webllama::model::DEFAULT_CTX).then_some(p + n + 1);
+    let mut model = webllama::Model::load_file(gpu.clone(), &path, ctx).with_context(|| format!("loading {path}"))?;
     let vocab = model.cfg.vocab_size as u32;
     // A fixed, ordinary-looking prompt: ids cycling through the vocabulary's common range.
     let prompt: Vec<u32> = (0..p as u32).map(|i| 100 + (i * 37) % (vocab.min(20000) - 100)).collect();
-    // Warm-up: the first run compiles pipelines.
+    // Warm-up: the first runs compile pipelines.
     pollster::block_on(model.step(prompt[0], false))?;
+    pollster::block_on(model.prefill(&prompt[..2.min(p)], false))?;
     model.kv.truncate(0);
     let t0 = Instant::now();
-    for &t in &prompt[..p - 1] {
-        model.enqueue(t)?;
-    }
-    let mut tok = pollster::block_on(model.step(prompt[p - 1], false))?.argmax;
+    let mut tok = if a.token_by_token {
+        for &t in &prompt[..p - 1] {
+            model.enqueue(t)?;
+        }
+        pollster::block_on(model.step(prompt[p - 1], false))?.argmax
+    } else {
+        pollster::block_on(model.prefill(&prompt, false))?.argmax
+    };
     let prefill_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     for _ in 0..n {
@@ -307,6 +335,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         "prefill_tok_s": p as f64 / prefill_s,
         "decode_tok_s": decode_tok_s,
         "ttft_ms": prefill_s * 1000.0,
+        "prefill_batch_rows": if a.token_by_token { 1 } else { model.batch_rows() },
         "dispatches_per_token": model.dispatches_per_token(),
         "submits_per_token": 1,
         "readback_bytes_per_token": 4,
@@ -317,7 +346,12 @@ fn bench(a: BenchArgs) -> Result<()> {
         println!("{obj}");
     } else {
         println!("model     {path}\nadapter   {}", gpu.adapter_name());
-        println!("prefill   {p} tokens: {:.2} tok/s (time to first token {:.0} ms)", p as f64 / prefill_s, prefill_s * 1000.0);
+        println!(
+            "prefill   {p} tokens: {:.2} tok/s (time to first token {:.0} ms; {})",
+            p as f64 / prefill_s,
+            prefill_s * 1000.0,
+            if a.token_by_token { "token by token".to_string() } else { format!("chunks of {}", model.batch_rows()) }
+        );
         println!("decode    {n} tokens: {:.2} tok/s; {:.2} GB/s of weights ({:.1} MB per token)", decode_tok_s, weight_bytes as f64 * decode_tok_s / 1e9, weight_bytes as f64 / 1e6);
         println!("per token {} dispatches, 1 submit, 4 bytes read back", model.dispatches_per_token());
     }
@@ -349,6 +383,7 @@ fn main() {
             };
             cli_serve::serve(www, models, a.port)
         })(),
+        Cmd::RandomModel(a) => cli_random::random_model(&a.like, &a.shape, &a.out, a.seed),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

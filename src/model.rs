@@ -1,34 +1,19 @@
-//! Model: the weights on the GPU, the activations, the KV cache, and the decoder recorded once as a
-//! list of kernel calls (one per line below, read top to bottom like llama2.c's forward()) that is
-//! replayed for every token with one submit.
+//! Model: the weights on the GPU (streamed in by ModelBuilder), the activations, the KV cache, and
+//! the decoder recorded once (graph.rs) and replayed: one submit per decoded token, one per prompt
+//! chunk, one per step of n candidates.
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, TensorInfo};
 use crate::gpu::Gpu;
-use crate::kernels::{self, Dispatch, MatvecParams, QkvParams, QuantMatrix, RopeParams, Step};
-use crate::kv_cache::KvCache;
+use crate::graph::{self, Acts, BatchGraph, MAX_CANDIDATES};
+pub use crate::graph::Weight;
+use crate::kernels::{self, Dispatch, Step};
+use crate::kv_cache::{Branches, KvCache};
 use crate::quant::QuantType;
 use crate::weights::{self, TensorSource};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// A weight matrix in raw GGUF blocks, split by rows into parts that each fit one storage binding.
-pub struct Weight {
-    pub ty: QuantType,
-    /// Rows (output features) and row length (input features).
-    pub rows: u32,
-    pub cols: u32,
-    /// (buffer, first row, rows) per part.
-    pub parts: Vec<(wgpu::Buffer, u32, u32)>,
-}
-
-impl Weight {
-    fn part(&self, i: usize) -> QuantMatrix<'_> {
-        let (buffer, _, rows) = &self.parts[i];
-        QuantMatrix { ty: self.ty, buffer, rows: *rows, cols: self.cols }
-    }
-}
 
 /// Receives the file's tensor bytes as they arrive, in file order and in chunks of any size (from a
 /// file, or streamed from the network), writes them straight into GPU buffers, and builds the Model
@@ -80,8 +65,8 @@ impl ModelBuilder {
         if cfg.head_dim > 256 {
             return Err(Error::BadConfig(format!("head width {} is over the 256 the attention kernel supports", cfg.head_dim)));
         }
-        // The qkv kernel binds the most storage buffers: weights, x, norm, out, rope factors.
-        const STORAGE_BINDINGS: u32 = 5;
+        // Attention binds the most storage buffers: qkv, k and v cache, k and v branch, out, partials.
+        const STORAGE_BINDINGS: u32 = 7;
         if gpu.limits.max_storage_buffers_per_shader_stage < STORAGE_BINDINGS {
             return Err(Error::AdapterTooSmall { have: gpu.limits.max_storage_buffers_per_shader_stage, need: STORAGE_BINDINGS });
         }
@@ -107,8 +92,7 @@ impl ModelBuilder {
         let c = &self.cfg;
         let weights = self.pending.iter().map(|p| if p.info.dims.len() == 1 { p.info.dims[0] * 4 } else { p.info.n_bytes }).sum();
         let kv = KvCache::bytes_for(c, self.ctx);
-        let acts = 4 * (2 * c.dim + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn_dim + 2 * c.vocab_size) as u64;
-        (weights, kv, acts)
+        (weights, kv, Acts::bytes(c, batch_rows(&self.gpu)))
     }
 
     /// An out-of-memory error with what the model needs added.
@@ -317,17 +301,15 @@ impl ModelBuilder {
     }
 }
 
-/// Activations of one token.
-struct Acts {
-    x: wgpu::Buffer,      // [dim] residual stream
-    xb: wgpu::Buffer,     // [dim] normed residual
-    qkv: wgpu::Buffer,    // [(n_heads + 2 n_kv_heads) * head_dim]: q | k | v of this position
-    att: wgpu::Buffer,    // [n_heads * head_dim] attention output
-    hb: wgpu::Buffer,     // [ffn_dim] gate, then silu(gate) * up
-    hb2: wgpu::Buffer,    // [ffn_dim] up
-    logits: wgpu::Buffer, // [vocab]
-    token: wgpu::Buffer,  // [1] u32: the input token, then the argmax
-    step: wgpu::Buffer,   // uniform Step
+/// Rows of a batch (prompt tokens per chunk): matmul tiles are 32 tokens on GPUs, 16 on CPU adapters.
+fn batch_rows(gpu: &Gpu) -> u32 {
+    if gpu.matvec_rowwise { 64 } else { 256 }
+}
+
+/// Attention splits over the KV length in the decode graph: enough workgroups for a GPU on a long
+/// context; none on CPU adapters, where a workgroup per head already fills the cores.
+fn attention_splits(gpu: &Gpu, ctx: usize) -> u32 {
+    if gpu.matvec_rowwise { 1 } else { (ctx as u32 / 256).clamp(1, 16) }
 }
 
 /// What one step returns.
@@ -343,13 +325,22 @@ pub struct Model {
     pub gpu: Arc<Gpu>,
     pub cfg: Config,
     pub kv: KvCache,
+    /// Candidates' continuations of the KV cache.
+    pub branches: Branches,
     acts: Acts,
+    /// One token.
     graph: Vec<Dispatch>,
-    token_staging: wgpu::Buffer,
+    /// A prompt chunk or candidates.
+    batch: BatchGraph,
+    n_splits: u32,
+    tokens_staging: wgpu::Buffer,
     logits_staging: wgpu::Buffer,
-    _weights: HashMap<String, Weight>,
+    weights: HashMap<String, Weight>,
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
+    /// Weight passes of the batch graph so far (prompt chunks and candidate steps): each reads every
+    /// weight once for all its rows.
+    pub batch_passes: u64,
 }
 
 impl Model {
@@ -366,122 +357,44 @@ impl Model {
         let gpu = b.gpu.clone();
         let c = b.cfg.clone();
         let kv = KvCache::new(&gpu, &c, b.ctx)?;
-        let f = |n: usize| 4 * n as u64;
-        let acts = Acts {
-            x: gpu.storage("x", f(c.dim)),
-            xb: gpu.storage("xb", f(c.dim)),
-            qkv: gpu.storage("qkv", f(c.q_dim() + 2 * c.kv_dim())),
-            att: gpu.storage("att", f(c.q_dim())),
-            hb: gpu.storage("hb", f(c.ffn_dim)),
-            hb2: gpu.storage("hb2", f(c.ffn_dim)),
-            logits: gpu.storage("logits", f(c.vocab_size)),
-            token: gpu.storage("token", 4),
-            step: gpu.uniform("step", &Step::default()),
-        };
+        let n_splits = attention_splits(&gpu, b.ctx);
+        let acts = Acts::new(&gpu, &c, batch_rows(&gpu), n_splits);
         let mut weights: HashMap<String, Weight> = b.groups;
         for p in b.pending {
             if let Some(Target::Matrix(w)) = p.target {
                 weights.insert(p.info.name, w);
             }
         }
-        let w = |name: &str| &weights[name];
-        let vec = |name: &str| &weights[name].parts[0].0;
-        let a = &acts;
-        let mut g: Vec<Dispatch> = vec![];
-        // One matvec per weight part; row r of part starting at r0 lands at out_offset + r0 + r.
-        let matvec = |g: &mut Vec<Dispatch>, wt: &Weight, x: &wgpu::Buffer, out: &wgpu::Buffer, p: MatvecParams| -> Result<()> {
-            for (i, (_, r0, _)) in wt.parts.iter().enumerate() {
-                let p = MatvecParams { out_offset: p.out_offset + r0, ..p };
-                g.push(kernels::matvec(&gpu, &wt.part(i), x, out, &a.step, p)?);
-            }
-            Ok(())
-        };
-        let set = MatvecParams::default();
-        let add = MatvecParams { accumulate: 1, ..set };
-        let rope = |n_heads: usize, offset: u32, pos_stride: u32| RopeParams {
-            n_heads: n_heads as u32,
-            head_dim: c.head_dim as u32,
-            n_rot: c.n_rot as u32,
-            offset,
-            pos_stride,
-            freq_base: c.rope_base,
-            freq_scale: c.rope_freq_scale,
-            _pad: 0,
-        };
-        let ones;
-        let freq_factors = match weights.get(weights::ROPE_FREQS) {
-            Some(f) => &f.parts[0].0,
-            None => {
-                ones = gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2]));
-                &ones
-            }
-        };
-        let embd = w(weights::TOKEN_EMBD);
-        for i in 0..embd.parts.len() {
-            g.push(kernels::embed(&gpu, &embd.part(i), embd.parts[i].1, &a.token, &a.x, 0)?); // x = embedding[token]
-        }
-        for l in 0..c.n_layers {
-            let lw = |s: &str| weights::layer(l, s);
-            let (kc, vc) = (&kv.k[l], &kv.v[l]);
-            if let Some(wqkv) = weights.get(&lw("attn_qkv")) {
-                // q, k_cache[pos], v_cache[pos] = rope(Wq xb), rope(Wk xb), Wv xb with xb = rmsnorm(x)
-                let p = QkvParams {
-                    q_rows: c.q_dim() as u32,
-                    kv_rows: c.kv_dim() as u32,
-                    head_dim: c.head_dim as u32,
-                    n_rot: c.n_rot as u32,
-                    freq_base: c.rope_base,
-                    freq_scale: c.rope_freq_scale,
-                    eps: c.rms_eps,
-                    ..Default::default()
-                };
-                let norm = vec(&lw(weights::ATTN_NORM));
-                g.push(kernels::qkv(&gpu, &wqkv.part(0), &a.x, norm, &a.qkv, freq_factors, &a.step, p)?);
-            } else {
-                // The same, unfused (q, k and v of different types).
-                let (k_at, v_at) = (c.q_dim() as u32, (c.q_dim() + c.kv_dim()) as u32);
-                g.push(kernels::rmsnorm(&gpu, &a.x, vec(&lw(weights::ATTN_NORM)), &a.xb, c.dim as u32, c.rms_eps)?); // xb = rmsnorm(x)
-                matvec(&mut g, w(&lw(weights::ATTN_Q)), &a.xb, &a.qkv, set)?; // q = Wq xb
-                matvec(&mut g, w(&lw(weights::ATTN_K)), &a.xb, &a.qkv, MatvecParams { out_offset: k_at, ..set })?; // k = Wk xb
-                matvec(&mut g, w(&lw(weights::ATTN_V)), &a.xb, &a.qkv, MatvecParams { out_offset: v_at, ..set })?; // v = Wv xb
-                g.push(kernels::rope(&gpu, &a.qkv, freq_factors, &a.step, rope(c.n_heads, 0, 0))?); // rope(q)
-                g.push(kernels::rope(&gpu, &a.qkv, freq_factors, &a.step, rope(c.n_kv_heads, k_at, 0))?); // rope(k)
-            }
-            // att = softmax(q k^T / sqrt(head_dim)) v; k_cache[pos], v_cache[pos] = k, v
-            g.push(kernels::attention(&gpu, &a.qkv, kc, vc, &a.att, &a.step, c.n_heads as u32, c.n_kv_heads as u32, c.head_dim as u32)?);
-            matvec(&mut g, w(&lw(weights::ATTN_OUT)), &a.att, &a.x, add)?; // x += Wo att
-            if let Some(wgu) = weights.get(&lw("ffn_gate_up")) {
-                // hb = silu(Wgate xb) * (Wup xb) with xb = rmsnorm(x)
-                g.push(kernels::gate_up(&gpu, &wgu.part(0), &a.x, vec(&lw(weights::FFN_NORM)), &a.hb, c.rms_eps)?);
-            } else {
-                g.push(kernels::rmsnorm(&gpu, &a.x, vec(&lw(weights::FFN_NORM)), &a.xb, c.dim as u32, c.rms_eps)?); // xb = rmsnorm(x)
-                matvec(&mut g, w(&lw(weights::FFN_GATE)), &a.xb, &a.hb, set)?; // hb = Wgate xb
-                matvec(&mut g, w(&lw(weights::FFN_UP)), &a.xb, &a.hb2, set)?; // hb2 = Wup xb
-                g.push(kernels::swiglu(&gpu, &a.hb, &a.hb2, c.ffn_dim as u32)?); // hb = silu(hb) * hb2
-            }
-            matvec(&mut g, w(&lw(weights::FFN_DOWN)), &a.hb, &a.x, add)?; // x += Wdown hb
-        }
-        g.push(kernels::rmsnorm(&gpu, &a.x, vec(weights::OUTPUT_NORM), &a.xb, c.dim as u32, c.rms_eps)?); // xb = rmsnorm(x)
-        let out_w = if c.tied_output { embd } else { w(weights::OUTPUT) };
-        matvec(&mut g, out_w, &a.xb, &a.logits, set)?; // logits = Wout xb
-        g.push(kernels::argmax(&gpu, &a.logits, &a.token, c.vocab_size as u32)?); // token = argmax(logits)
+        let branches = Branches::new(&gpu);
+        let parts = graph::Parts { gpu: &gpu, cfg: &c, weights: &weights, acts: &acts, kv: &kv, branches: &branches, n_splits };
+        let decode = graph::decode(&parts)?;
+        let batch = graph::batch(&parts)?;
         let weight_bytes = weights.values().flat_map(|w| w.parts.iter().map(|p| p.0.size())).sum::<u64>();
         Ok(Model {
-            token_staging: gpu.readback_buffer("token readback", 4),
-            logits_staging: gpu.readback_buffer("logits readback", f(c.vocab_size)),
+            tokens_staging: gpu.readback_buffer("tokens readback", 4 * MAX_CANDIDATES as u64),
+            logits_staging: gpu.readback_buffer("logits readback", 4 * (c.vocab_size as u64) * MAX_CANDIDATES as u64),
             gpu,
             cfg: c,
             kv,
+            branches,
             acts,
-            graph: g,
-            _weights: weights,
+            graph: decode,
+            batch,
+            n_splits,
+            weights,
             weight_bytes,
+            batch_passes: 0,
         })
     }
 
-    /// Kernel dispatches per token.
+    /// Kernel dispatches per decoded token.
     pub fn dispatches_per_token(&self) -> usize {
         self.graph.len()
+    }
+
+    /// Most tokens one prompt chunk runs.
+    pub fn batch_rows(&self) -> usize {
+        self.acts.rows as usize
     }
 
     /// Runs `token` with each kernel submitted alone and waited for: milliseconds per kernel name,
@@ -517,18 +430,23 @@ impl Model {
         Ok(())
     }
 
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        match tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            Some(t) => Err(Error::InvalidRequest(format!("token id {t} is past the vocabulary of {}", self.cfg.vocab_size))),
+            None => Ok(()),
+        }
+    }
+
     /// Checks `token` and the room in the KV cache, then writes the step uniform (the next
     /// position) and the input token for the decoder to read.
     fn begin_step(&mut self, token: u32) -> Result<()> {
-        if token as usize >= self.cfg.vocab_size {
-            return Err(Error::InvalidRequest(format!("token id {token} is past the vocabulary of {}", self.cfg.vocab_size)));
-        }
+        self.check_tokens(&[token])?;
         if self.kv.len >= self.kv.capacity {
             return Err(Error::ContextFull { needed: self.kv.len + 1, limit: self.kv.capacity });
         }
         let pos = self.kv.len as u32;
-        self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&Step { pos, kv_len: pos + 1, _pad: [0; 2] }));
-        self.gpu.queue.write_buffer(&self.acts.token, 0, bytemuck::bytes_of(&token));
+        self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&Step::single(pos)));
+        self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::bytes_of(&token));
         Ok(())
     }
 
@@ -544,18 +462,104 @@ impl Model {
     pub async fn step(&mut self, token: u32, want_logits: bool) -> Result<StepOutput> {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         self.record(token, &mut enc)?;
-        enc.copy_buffer_to_buffer(&self.acts.token, 0, &self.token_staging, 0, 4);
+        Ok(self.read_rows(enc, 1, want_logits).await?.remove(0))
+    }
+
+    /// Copies `rows` argmaxes (and logits rows) to the staging buffers, submits, and reads them.
+    async fn read_rows(&mut self, mut enc: wgpu::CommandEncoder, rows: u32, want_logits: bool) -> Result<Vec<StepOutput>> {
+        let vocab_bytes = 4 * self.cfg.vocab_size as u64;
+        enc.copy_buffer_to_buffer(&self.acts.tokens, 0, &self.tokens_staging, 0, 4 * rows as u64);
         if want_logits {
-            enc.copy_buffer_to_buffer(&self.acts.logits, 0, &self.logits_staging, 0, self.logits_staging.size());
+            enc.copy_buffer_to_buffer(&self.acts.logits, 0, &self.logits_staging, 0, vocab_bytes * rows as u64);
         }
         self.gpu.queue.submit([enc.finish()]);
-        let argmax = u32::from_le_bytes(self.gpu.map_read(&self.token_staging, 4).await?.try_into().unwrap());
-        let logits = if want_logits {
-            let bytes = self.gpu.map_read(&self.logits_staging, self.logits_staging.size()).await?;
-            Some(bytemuck::pod_collect_to_vec(&bytes))
-        } else {
-            None
-        };
-        Ok(StepOutput { argmax, logits })
+        let ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.gpu.map_read(&self.tokens_staging, 4 * rows as u64).await?);
+        let mut logits: Vec<Option<Vec<f32>>> = vec![None; rows as usize];
+        if want_logits {
+            let bytes = self.gpu.map_read(&self.logits_staging, vocab_bytes * rows as u64).await?;
+            for (r, chunk) in bytes.chunks_exact(vocab_bytes as usize).enumerate() {
+                logits[r] = Some(bytemuck::pod_collect_to_vec(chunk));
+            }
+        }
+        Ok(ids.into_iter().zip(logits).map(|(argmax, logits)| StepOutput { argmax, logits }).collect())
+    }
+
+    /// Runs a prompt (at the next positions) through the batch graph in chunks of batch_rows()
+    /// tokens, one submit each, and reads back the last token's argmax (and logits when asked).
+    pub async fn prefill(&mut self, tokens: &[u32], want_logits: bool) -> Result<StepOutput> {
+        self.check_tokens(tokens)?;
+        if tokens.is_empty() {
+            return Err(Error::InvalidRequest("nothing to prefill".into()));
+        }
+        if self.kv.len + tokens.len() > self.kv.capacity {
+            return Err(Error::ContextFull { needed: self.kv.len + tokens.len(), limit: self.kv.capacity });
+        }
+        let chunks: Vec<&[u32]> = tokens.chunks(self.acts.rows as usize).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            let step = Step::chunk(self.kv.len as u32, chunk.len() as u32);
+            self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&step));
+            self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::cast_slice(chunk));
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                self.batch.body.iter().for_each(|d| d.record(&mut pass));
+                if last {
+                    self.batch.last_logits.iter().for_each(|d| d.record(&mut pass));
+                }
+            }
+            self.kv.len += chunk.len();
+            self.batch_passes += 1;
+            if last {
+                return Ok(self.read_rows(enc, 1, want_logits).await?.remove(0));
+            }
+            self.gpu.queue.submit([enc.finish()]);
+        }
+        unreachable!("a non-empty prompt has a last chunk")
+    }
+
+    /// Runs one step of `tokens.len()` candidates side by side: candidate r's token at position
+    /// kv.len + `offset`, seeing the prompt in the KV cache (kv.len positions) and its own `offset`
+    /// earlier tokens in branch r. One weight pass for all of them; returns each row's argmax (and
+    /// logits when asked).
+    pub async fn candidates_step(&mut self, tokens: &[u32], offset: usize, want_logits: bool) -> Result<Vec<StepOutput>> {
+        self.check_tokens(tokens)?;
+        let n = tokens.len() as u32;
+        if n == 0 || n > MAX_CANDIDATES {
+            return Err(Error::InvalidRequest(format!("{n} candidates: between 1 and {MAX_CANDIDATES} are supported")));
+        }
+        let pos = self.kv.len + offset;
+        if pos >= self.kv.capacity {
+            return Err(Error::ContextFull { needed: pos + 1, limit: self.kv.capacity });
+        }
+        self.reserve_candidates(n, offset as u32 + 1)?;
+        let step = Step::candidates(pos as u32, n, self.kv.len as u32);
+        self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&step));
+        self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::cast_slice(tokens));
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            self.batch.body.iter().chain(&self.batch.all_logits).for_each(|d| d.record(&mut pass));
+        }
+        self.batch_passes += 1;
+        self.read_rows(enc, n, want_logits).await
+    }
+
+    /// Makes branch room for `n` candidates of `len` tokens (recording the batch graph again when
+    /// the branch buffers change).
+    pub fn reserve_candidates(&mut self, n: u32, len: u32) -> Result<()> {
+        if self.branches.ensure(&self.gpu, &self.cfg, n, len)? {
+            let parts = graph::Parts {
+                gpu: &self.gpu,
+                cfg: &self.cfg,
+                weights: &self.weights,
+                acts: &self.acts,
+                kv: &self.kv,
+                branches: &self.branches,
+                n_splits: self.n_splits,
+            };
+            self.batch = graph::batch(&parts)?;
+        }
+        Ok(())
     }
 }

@@ -431,3 +431,46 @@ fn a_second_chat_turn_prefills_only_its_new_tokens() {
     assert_eq!(second.prefilled, ids2.len() - ids1.len() - first.ids.len(), "{} of {} prompt tokens prefilled", second.prefilled, ids2.len());
     assert!(second.prefilled < 20);
 }
+
+/// Largest logit difference between batched prefill (prompt chunks through matmul kernels) and
+/// token-by-token prefill, after the prompt and after one more decoded token (which reads the KV
+/// cache each path wrote).
+fn prefill_deviation(model: &mut Model, prompt: &[u32]) -> f32 {
+    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    model.kv.truncate(0);
+    let passes = model.batch_passes;
+    let batched = pollster::block_on(model.prefill(prompt, true)).unwrap();
+    assert_eq!(model.batch_passes - passes, prompt.len().div_ceil(model.batch_rows()) as u64, "one weight pass per chunk");
+    let next = batched.argmax;
+    let batched_next = pollster::block_on(model.step(next, true)).unwrap().logits.unwrap();
+    model.kv.truncate(0);
+    let (last, head) = prompt.split_last().unwrap();
+    head.iter().for_each(|&t| model.enqueue(t).unwrap());
+    let stepped = pollster::block_on(model.step(*last, true)).unwrap();
+    assert_eq!(stepped.argmax, next, "the same next token");
+    let stepped_next = pollster::block_on(model.step(next, true)).unwrap().logits.unwrap();
+    diff(&batched.logits.unwrap(), &stepped.logits.unwrap()).max(diff(&batched_next, &stepped_next))
+}
+
+#[test]
+fn batched_prefill_matches_token_by_token_within_1e_3() {
+    let Some(path) = common::default_model() else { return };
+    let tok = tokenizer(&path);
+    let text = "Summarize: The stock market rose sharply today as technology companies reported earnings well above what analysts had expected. ".repeat(8);
+    let prompt = tok.encode(&text, true).unwrap();
+    assert!(prompt.len() > 2 * 64, "the prompt spans several chunks on both layouts ({} tokens)", prompt.len());
+    for (layout, gpu) in [("adapter's layout", common::gpu()), ("gpu layout", gpu_layout())] {
+        let mut model = Model::load_file(gpu, &path, Some(512)).unwrap();
+        let worst = prefill_deviation(&mut model, &prompt);
+        eprintln!("SmolLM2 Q4_1, {layout}, {} tokens in chunks of {}: batched vs token-by-token max logit deviation {worst:.2e}", prompt.len(), model.batch_rows());
+        assert!(worst <= 1e-3, "{layout}: {worst}");
+    }
+    for file in ["tiny-llama3-Q4_K_M", "tiny-llama2-Q3_K_M"] {
+        let Some(path) = common::shared_fixture(&format!("tiny/{file}.gguf")) else { continue };
+        let prompt = tokenizer(&path).encode(&text, true).unwrap();
+        let mut model = Model::load_file(common::gpu(), &path, Some(512)).unwrap();
+        let worst = prefill_deviation(&mut model, &prompt);
+        eprintln!("{file}: batched vs token-by-token max logit deviation {worst:.2e}");
+        assert!(worst <= 1e-3, "{file}: {worst}");
+    }
+}

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{gpu, Rng};
-use webllama::kernels::{self, MatvecParams, QuantMatrix, RopeParams, Step};
+use webllama::kernels::{self, AttentionBuffers, AttentionParams, MatmulParams, MatvecParams, QuantMatrix, RopeParams, Step};
 use webllama::quant::{QuantType, SUPPORTED};
 use webllama::reference;
 
@@ -32,7 +32,7 @@ fn read(buf: &wgpu::Buffer, n: usize) -> Vec<f32> {
 }
 
 fn step_uniform(pos: u32) -> wgpu::Buffer {
-    gpu().uniform("step", &Step { pos, kv_len: pos + 1, _pad: [0; 2] })
+    gpu().uniform("step", &Step::single(pos))
 }
 
 /// Random well-scaled blocks of `ty` (any quant bits, small finite scales) and the exact
@@ -67,7 +67,7 @@ fn read_on(g: &webllama::Gpu, buf: &wgpu::Buffer, n: usize) -> Vec<f32> {
 }
 
 fn step_on(g: &webllama::Gpu, pos: u32) -> wgpu::Buffer {
-    g.uniform("step", &Step { pos, kv_len: pos + 1, _pad: [0; 2] })
+    g.uniform("step", &Step::single(pos))
 }
 
 #[test]
@@ -141,8 +141,8 @@ fn embed_every_quant_type() {
             let out = g.storage("out", 4 * cols as u64);
             let p1 = QuantMatrix { ty, buffer: &wb, rows: 20, cols: cols as u32 };
             let p2 = QuantMatrix { ty, buffer: &part2, rows: 30, cols: cols as u32 };
-            let d1 = kernels::embed(&g, &p1, 0, &tokens, &out, 0).unwrap();
-            let d2 = kernels::embed(&g, &p2, 20, &tokens, &out, 0).unwrap();
+            let d1 = kernels::embed(&g, &p1, 0, &tokens, &out, 0, 1).unwrap();
+            let d2 = kernels::embed(&g, &p2, 20, &tokens, &out, 0, 1).unwrap();
             kernels::submit(&g, &[d1, d2]);
             check("embed", ty.name(), &format!("[{rows}x{cols}] token {token}"), &read(&out, cols), &reference::embed(&table, token));
         }
@@ -156,7 +156,7 @@ fn rmsnorm_matches() {
     for n in [576usize, 1000, 4096] {
         let (x, w) = (rng.vec(n), rng.vec(n));
         let (xb, wb, out) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("w", bytemuck::cast_slice(&w)), g.storage("out", 4 * n as u64));
-        kernels::submit(&g, &[kernels::rmsnorm(&g, &xb, &wb, &out, n as u32, 1e-5).unwrap()]);
+        kernels::submit(&g, &[kernels::rmsnorm(&g, &xb, &wb, &out, n as u32, 1e-5, 1).unwrap()]);
         check("rmsnorm", "f32", &format!("[{n}]"), &read(&out, n), &reference::rmsnorm(&x, &w, 1e-5));
     }
 }
@@ -176,8 +176,8 @@ fn rope_matches() {
         let ff: Vec<f32> = (0..n_rot / 2).map(|i| if factors { 1.0 + (i as f32) * 1.7 } else { 1.0 }).collect();
         let buf = g.storage_with("x", bytemuck::cast_slice(&x));
         let ffb = g.storage_with("freq factors", bytemuck::cast_slice(&ff));
-        let p = RopeParams { n_heads: heads as u32, head_dim: hd as u32, n_rot: n_rot as u32, offset: 0, pos_stride: stride as u32, freq_base: 100000.0, freq_scale: scale, _pad: 0 };
-        kernels::submit(&g, &[kernels::rope(&g, &buf, &ffb, &step_uniform(pos), p).unwrap()]);
+        let p = RopeParams { n_heads: heads as u32, head_dim: hd as u32, n_rot: n_rot as u32, offset: 0, pos_stride: stride as u32, freq_base: 100000.0, freq_scale: scale, row_stride: 0 };
+        kernels::submit(&g, &[kernels::rope(&g, &buf, &ffb, &step_uniform(pos), p, 1).unwrap()]);
         let mut want = x.clone();
         let at = pos as usize * stride;
         let r = reference::Rope { n_rot, base: 100000.0, freq_scale: scale, freq_factors: factors.then_some(&ff[..]) };
@@ -191,7 +191,7 @@ fn attention_matches_with_gqa_and_stores_this_position() {
     let g = gpu();
     let mut rng = Rng(17);
     // (heads, kv heads, head_dim, kv_len): one chunk, several chunks with a partial one, MHA, 128 wide.
-    for &(h, kvh, hd, len) in &[(9usize, 3usize, 64usize, 1usize), (9, 3, 64, 150), (4, 4, 128, 64), (8, 2, 32, 300)] {
+    for &(h, kvh, hd, len, splits) in &[(9usize, 3usize, 64usize, 1usize, 1u32), (9, 3, 64, 150, 1), (4, 4, 128, 64, 1), (8, 2, 32, 300, 1), (9, 3, 64, 1, 4), (9, 3, 64, 150, 4), (8, 2, 32, 300, 4)] {
         let kv_dim = kvh * hd;
         let (k, v) = (rng.vec(len * kv_dim), rng.vec(len * kv_dim));
         // This position's q | k | v; the cache holds the earlier positions (its last row is stale).
@@ -207,9 +207,12 @@ fn attention_matches_with_gqa_and_stores_this_position() {
         let vb = g.storage_with("v", bytemuck::cast_slice(&stale_v));
         let out = g.storage("out", 4 * (h * hd) as u64);
         let step = step_uniform(pos as u32);
-        kernels::submit(&g, &[kernels::attention(&g, &qb, &kb, &vb, &out, &step, h as u32, kvh as u32, hd as u32).unwrap()]);
+        let (none_k, none_v, partial) = (g.storage("k_branch", 16), g.storage("v_branch", 16), g.storage("partial", 4 * (h * 4 * (hd + 2)) as u64));
+        let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &none_k, v_branch: &none_v, out: &out, partial: &partial };
+        let p = AttentionParams { n_heads: h as u32, n_kv_heads: kvh as u32, head_dim: hd as u32, qkv_stride: ((h + 2 * kvh) * hd) as u32, n_splits: splits, ..Default::default() };
+        kernels::submit(&g, &kernels::attention(&g, &b, &step, p, 1).unwrap());
         let want = reference::attention(&q, &k, &v, h, kvh, hd, len);
-        let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}");
+        let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}, {splits} splits");
         check("attention", "f32", &shape, &read(&out, h * hd), &want);
         check("attention k store", "f32", &shape, &read(&kb, len * kv_dim), &k);
         check("attention v store", "f32", &shape, &read(&vb, len * kv_dim), &v);
@@ -294,7 +297,7 @@ fn argmax_matches_and_takes_the_first_of_ties() {
         x[b.min(n - 1)] = 5.0;
         let xb = g.storage_with("logits", bytemuck::cast_slice(&x));
         let out = g.storage("result", 4);
-        kernels::submit(&g, &[kernels::argmax(&g, &xb, &out, n as u32).unwrap()]);
+        kernels::submit(&g, &[kernels::argmax(&g, &xb, &out, n as u32, 1).unwrap()]);
         let got = u32::from_le_bytes(pollster::block_on(g.read(&out, 0, 4)).unwrap().try_into().unwrap());
         assert_eq!(got, reference::argmax(&x), "argmax [{n}]");
     }
@@ -310,4 +313,131 @@ fn quantize_round_trips_within_the_type_precision() {
         let bound = match ty { QuantType::F32 => 0.0, QuantType::F16 => 1e-3, QuantType::Q8_0 => 1e-2, QuantType::Bf16 => 4e-3, QuantType::Q5_1 => 0.04, QuantType::Q4_1 | QuantType::Q5_0 => 0.07, _ => 0.13 };
         assert!(err <= bound, "{} round trip error {err} > {bound}", ty.name());
     }
+}
+
+#[test]
+fn matmul_every_quant_type_on_both_layouts() {
+    for rowwise in [false, true] {
+        let g = gpu_with_rowwise(rowwise);
+        let mut rng = Rng(0xba7c);
+        // 70 rows: not a multiple of the 64-row tile; 37 tokens: past one 32-token tile, a partial one.
+        let (rows, max_tokens) = (70usize, 40u32);
+        for &ty in SUPPORTED {
+            let cols = width(ty, 576);
+            let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
+            let wb = g.storage_with("w", &bytes);
+            let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
+            let layout = if rowwise { "rowwise" } else { "tiled" };
+            for n in [1usize, 5, 37] {
+                let x = rng.vec(n * cols);
+                let xb = g.storage_with("x", bytemuck::cast_slice(&x));
+                let step = g.uniform("step", &Step::chunk(0, n as u32));
+                let want: Vec<Vec<f32>> = (0..n).map(|t| reference::matvec(&w, &x[t * cols..(t + 1) * cols])).collect();
+                // Plain, into rows of a wider output at an offset: out[t, 3 + r] = W x[t].
+                let out_stride = rows + 5;
+                let base = rng.vec(n * out_stride + 3);
+                let out = g.storage_with("out", bytemuck::cast_slice(&base));
+                let p = MatmulParams { x_stride: cols as u32, out_offset: 3, out_stride: out_stride as u32, ..Default::default() };
+                kernels::submit(&g, &[kernels::matmul(&g, &m, &xb, &out, &step, p, max_tokens).unwrap()]);
+                let mut expect = base.clone();
+                for t in 0..n {
+                    expect[3 + t * out_stride..3 + t * out_stride + rows].copy_from_slice(&want[t]);
+                }
+                let shape = format!("[{rows}x{cols}] x {n} tokens, {layout}");
+                check("matmul", ty.name(), &shape, &read_on(&g, &out, expect.len()), &expect);
+                // Residual add, weight rows 10.. only, the last token only (prompt logits).
+                let out = g.storage_with("out", bytemuck::cast_slice(&base[..rows]));
+                let p = MatmulParams { x_stride: cols as u32, out_stride: rows as u32, accumulate: 1, last_only: 1, w_row0: 10, ..Default::default() };
+                kernels::submit(&g, &[kernels::matmul(&g, &m, &xb, &out, &step, p, max_tokens).unwrap()]);
+                let mut expect = base[..rows].to_vec();
+                for r in 0..rows - 10 {
+                    expect[r] += want[n - 1][r + 10];
+                }
+                check("matmul+accumulate, last token, rows 10..", ty.name(), &shape, &read_on(&g, &out, rows), &expect);
+            }
+        }
+    }
+}
+
+/// A prompt chunk (rows at consecutive positions after a cached prefix) and n candidates (rows at
+/// one position, each with its own branch after a shared prefix) against reference::attention.
+#[test]
+fn attention_over_batch_rows_and_candidate_branches() {
+    let g = gpu();
+    let mut rng = Rng(23);
+    let (h, kvh, hd) = (6usize, 2usize, 32usize);
+    let (kv_dim, stride) = (kvh * hd, (h + 2 * kvh) * hd);
+    let params = |splits: u32, branch_len: u32| AttentionParams {
+        n_heads: h as u32,
+        n_kv_heads: kvh as u32,
+        head_dim: hd as u32,
+        qkv_stride: stride as u32,
+        n_splits: splits,
+        branch_len,
+        ..Default::default()
+    };
+    let partial = g.storage("partial", 4 * (20 * h * 4 * (hd + 2)) as u64);
+    // Prompt chunk: 90 cached positions, then 20 rows at 90..110.
+    let (cached, rows) = (90usize, 20usize);
+    let (k, v) = (rng.vec((cached + rows) * kv_dim), rng.vec((cached + rows) * kv_dim));
+    let q = rng.vec(rows * h * hd);
+    let qkv: Vec<f32> = (0..rows)
+        .flat_map(|r| {
+            let p = cached + r;
+            q[r * h * hd..(r + 1) * h * hd].iter().chain(&k[p * kv_dim..(p + 1) * kv_dim]).chain(&v[p * kv_dim..(p + 1) * kv_dim]).cloned().collect::<Vec<_>>()
+        })
+        .collect();
+    for splits in [1u32, 3] {
+        let mut ck = k.clone();
+        let mut cv = v.clone();
+        ck[cached * kv_dim..].iter_mut().for_each(|x| *x = 9.0);
+        cv[cached * kv_dim..].iter_mut().for_each(|x| *x = -9.0);
+        let (qb, kb, vb) = (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), g.storage_with("k", bytemuck::cast_slice(&ck)), g.storage_with("v", bytemuck::cast_slice(&cv)));
+        let (nk, nv, out) = (g.storage("kb", 16), g.storage("vb", 16), g.storage("out", 4 * (rows * h * hd) as u64));
+        let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &nk, v_branch: &nv, out: &out, partial: &partial };
+        let step = g.uniform("step", &Step::chunk(cached as u32, rows as u32));
+        kernels::submit(&g, &kernels::attention(&g, &b, &step, params(splits, 0), rows as u32).unwrap());
+        let got = read(&out, rows * h * hd);
+        for r in 0..rows {
+            let want = reference::attention(&q[r * h * hd..(r + 1) * h * hd], &k, &v, h, kvh, hd, cached + r + 1);
+            check("attention (prompt chunk)", "f32", &format!("row {r} of {rows} after {cached}, {splits} splits"), &got[r * h * hd..(r + 1) * h * hd], &want);
+        }
+        check("attention (prompt chunk) k store", "f32", "cache", &read(&kb, k.len()), &k);
+        check("attention (prompt chunk) v store", "f32", "cache", &read(&vb, v.len()), &v);
+    }
+    // Candidates: a 70-position prefix in the cache, 3 candidates with 4 earlier branch positions
+    // each, now at position 74.
+    let (prefix, n, earlier, branch_len) = (70usize, 3usize, 4usize, 8usize);
+    let (pk, pv) = (rng.vec(prefix * kv_dim), rng.vec(prefix * kv_dim));
+    let (bk, bv) = (rng.vec(n * branch_len * kv_dim), rng.vec(n * branch_len * kv_dim));
+    let q = rng.vec(n * h * hd);
+    let (nk_now, nv_now) = (rng.vec(n * kv_dim), rng.vec(n * kv_dim));
+    let qkv: Vec<f32> = (0..n)
+        .flat_map(|r| q[r * h * hd..(r + 1) * h * hd].iter().chain(&nk_now[r * kv_dim..(r + 1) * kv_dim]).chain(&nv_now[r * kv_dim..(r + 1) * kv_dim]).cloned().collect::<Vec<_>>())
+        .collect();
+    let (qb, kb, vb) = (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), g.storage_with("k", bytemuck::cast_slice(&pk)), g.storage_with("v", bytemuck::cast_slice(&pv)));
+    let (kbb, vbb, out) = (g.storage_with("kb", bytemuck::cast_slice(&bk)), g.storage_with("vb", bytemuck::cast_slice(&bv)), g.storage("out", 4 * (n * h * hd) as u64));
+    let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &kbb, v_branch: &vbb, out: &out, partial: &partial };
+    let step = g.uniform("step", &Step::candidates((prefix + earlier) as u32, n as u32, prefix as u32));
+    kernels::submit(&g, &kernels::attention(&g, &b, &step, params(1, branch_len as u32), n as u32).unwrap());
+    let got = read(&out, n * h * hd);
+    let mut bk_after = bk.clone();
+    let mut bv_after = bv.clone();
+    for r in 0..n {
+        let branch = |src: &[f32], now: &[f32]| -> Vec<f32> {
+            let mut all = (if std::ptr::eq(src, &bk[..]) { &pk } else { &pv }).clone();
+            all.extend_from_slice(&src[r * branch_len * kv_dim..(r * branch_len + earlier) * kv_dim]);
+            all.extend_from_slice(&now[r * kv_dim..(r + 1) * kv_dim]);
+            all
+        };
+        let (kr, vr) = (branch(&bk, &nk_now), branch(&bv, &nv_now));
+        let want = reference::attention(&q[r * h * hd..(r + 1) * h * hd], &kr, &vr, h, kvh, hd, prefix + earlier + 1);
+        check("attention (candidates)", "f32", &format!("candidate {r} of {n}"), &got[r * h * hd..(r + 1) * h * hd], &want);
+        let at = (r * branch_len + earlier) * kv_dim;
+        bk_after[at..at + kv_dim].copy_from_slice(&nk_now[r * kv_dim..(r + 1) * kv_dim]);
+        bv_after[at..at + kv_dim].copy_from_slice(&nv_now[r * kv_dim..(r + 1) * kv_dim]);
+    }
+    check("attention (candidates) k store", "f32", "branches", &read(&kbb, bk.len()), &bk_after);
+    check("attention (candidates) v store", "f32", "branches", &read(&vbb, bv.len()), &bv_after);
+    check("attention (candidates) prefix untouched", "f32", "cache", &read(&kb, pk.len()), &pk);
 }

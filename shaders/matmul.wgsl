@@ -1,0 +1,150 @@
+//! matmul: out[t, r] (+)= dot(W[r], x[t]) for the tokens t of a batch (a prompt chunk, or n
+//! candidates) and a quantized [rows, cols] matrix in raw GGUF blocks: each weight is read and
+//! dequantized once per tile of tokens instead of once per token.
+//! `main` (GPUs): a 64-row x 32-token tile per workgroup of 256 threads, weights dequantized into
+//! workgroup memory 32 columns at a time, 4 x 2 outputs per thread.
+//! `main_rowwise` (CPU adapters): a weight row per thread against 16 tokens held in registers.
+//! Composed after common.wgsl and quant/<type>.wgsl.
+
+struct Params {
+    rows: u32,       // rows in this weight part
+    cols: u32,       // row length in elements
+    row_bytes: u32,  // bytes per row
+    x_stride: u32,   // elements per token row of x (a multiple of 4)
+    out_offset: u32, // element of out for (token 0, row 0)
+    out_stride: u32, // elements per token row of out
+    accumulate: u32, // 1: out += result (residual add); 0: out = result
+    last_only: u32,  // 1: only the batch's last token, written as token row 0 (prompt logits)
+    w_row0: u32,     // first weight row (a range of a concatenated matrix)
+    _a: u32,
+    _b: u32,
+    _c: u32,
+}
+
+struct Step {
+    pos: u32,
+    kv_len: u32,
+    n_rows: u32, // tokens in this batch
+    _a: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> weights: array<u32>;   // [w_row0 + rows, row_bytes] raw blocks
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;   // [tokens, x_stride / 4]
+@group(0) @binding(4) var<storage, read_write> out: array<f32>; // [tokens, out_stride] at out_offset
+
+// The quant files' block_dot reads activations through act4; matmul reads them directly.
+fn act4(i: u32) -> vec4<f32> {
+    return vec4<f32>(0.0);
+}
+
+// The tokens this dispatch covers: [first, first + count).
+fn token_range() -> vec2<u32> {
+    if (p.last_only == 1u) {
+        return vec2<u32>(step.n_rows - 1u, 1u);
+    }
+    return vec2<u32>(0u, step.n_rows);
+}
+
+fn store(t: u32, row: u32, v: f32) {
+    let o = p.out_offset + t * p.out_stride + row;
+    if (p.accumulate != 0u) {
+        out[o] += v;
+    } else {
+        out[o] = v;
+    }
+}
+
+// Element k of row `row`, dequantized.
+fn weight_at(row: u32, k: u32) -> f32 {
+    return dequant_at((p.w_row0 + row) * p.row_bytes + (k / BLOCK_ELEMS) * BLOCK_BYTES, k % BLOCK_ELEMS);
+}
+
+const TM: u32 = 64u; // weight rows per tile
+const TN: u32 = 32u; // tokens per tile
+const TK: u32 = 32u; // columns per step
+var<workgroup> w_tile: array<array<f32, 33>, 64>; // [TM][TK + 1]
+var<workgroup> x_tile: array<array<f32, 33>, 32>; // [TN][TK + 1]
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let range = token_range();
+    let t0 = wid.y * TN;
+    if (t0 >= range.y) {
+        return;
+    }
+    let r0 = wid.x * TM;
+    let tr = lid % 16u; // rows tr, tr + 16, tr + 32, tr + 48
+    let tt = lid / 16u; // tokens tt, tt + 16
+    var acc: array<array<f32, 2>, 4>;
+    for (var k0 = 0u; k0 < p.cols; k0 += TK) {
+        // 64 x 32 weights: 8 per thread, along a row.
+        let wr = lid / 4u;
+        let wk = (lid % 4u) * 8u;
+        for (var i = 0u; i < 8u; i++) {
+            var v = 0.0;
+            if (r0 + wr < p.rows && k0 + wk + i < p.cols) {
+                v = weight_at(r0 + wr, k0 + wk + i);
+            }
+            w_tile[wr][wk + i] = v;
+        }
+        // 32 tokens x 32 activations: a vec4 per thread.
+        let xt = lid / 8u;
+        let xk = (lid % 8u) * 4u;
+        var xv = vec4<f32>(0.0);
+        if (t0 + xt < range.y && k0 + xk < p.cols) {
+            xv = x[((range.x + t0 + xt) * p.x_stride + k0 + xk) / 4u];
+        }
+        x_tile[xt][xk] = xv.x;
+        x_tile[xt][xk + 1u] = xv.y;
+        x_tile[xt][xk + 2u] = xv.z;
+        x_tile[xt][xk + 3u] = xv.w;
+        workgroupBarrier();
+        for (var k = 0u; k < TK; k++) {
+            let xa = x_tile[tt][k];
+            let xb = x_tile[tt + 16u][k];
+            for (var i = 0u; i < 4u; i++) {
+                let w = w_tile[tr + 16u * i][k];
+                acc[i][0] += w * xa;
+                acc[i][1] += w * xb;
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let row = r0 + tr + 16u * i;
+        for (var j = 0u; j < 2u; j++) {
+            let t = t0 + tt + 16u * j;
+            if (row < p.rows && t < range.y) {
+                store(t, row, acc[i][j]);
+            }
+        }
+    }
+}
+
+const RT: u32 = 16u; // tokens per thread on CPU adapters
+
+// CPU adapters: a row per thread, 16 tokens per pass, each weight dequantized once per pass.
+@compute @workgroup_size(64)
+fn main_rowwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let range = token_range();
+    let t0 = wid.y * RT;
+    let row = wid.x * 64u + lid;
+    if (t0 >= range.y || row >= p.rows) {
+        return;
+    }
+    let nt = min(RT, range.y - t0);
+    var acc: array<f32, 16>;
+    let xbase = (range.x + t0) * p.x_stride / 4u;
+    let stride4 = p.x_stride / 4u;
+    for (var k = 0u; k < p.cols; k += 4u) {
+        let w = vec4<f32>(weight_at(row, k), weight_at(row, k + 1u), weight_at(row, k + 2u), weight_at(row, k + 3u));
+        for (var t = 0u; t < nt; t++) {
+            acc[t] += dot(w, x[xbase + t * stride4 + k / 4u]);
+        }
+    }
+    for (var t = 0u; t < nt; t++) {
+        store(t0 + t, row, acc[t]);
+    }
+}

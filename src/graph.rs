@@ -1,0 +1,267 @@
+//! The decoder as lists of kernel calls, recorded once and replayed (one line per call below, read
+//! top to bottom like llama2.c's forward()): the decode graph (one token, matvec kernels, fused
+//! where the layout allows) and the batch graph (a prompt chunk or n candidates as a matrix of
+//! rows, matmul kernels reading each weight once per tile of rows).
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::kernels::{self, AttentionBuffers, AttentionParams, Dispatch, MatmulParams, MatvecParams, QkvParams, QuantMatrix, RopeParams};
+use crate::kv_cache::{Branches, KvCache};
+use crate::weights;
+use std::collections::HashMap;
+
+/// A weight matrix in raw GGUF blocks, split by rows into parts that each fit one storage binding.
+pub struct Weight {
+    pub ty: crate::quant::QuantType,
+    /// Rows (output features) and row length (input features).
+    pub rows: u32,
+    pub cols: u32,
+    /// (buffer, first row, rows) per part.
+    pub parts: Vec<(wgpu::Buffer, u32, u32)>,
+}
+
+impl Weight {
+    pub fn part(&self, i: usize) -> QuantMatrix<'_> {
+        let (buffer, _, rows) = &self.parts[i];
+        QuantMatrix { ty: self.ty, buffer, rows: *rows, cols: self.cols }
+    }
+}
+
+/// Activations for up to `rows` rows (the decode graph uses row 0).
+pub struct Acts {
+    pub rows: u32,
+    pub x: wgpu::Buffer,        // [rows, dim] residual stream
+    pub xb: wgpu::Buffer,       // [rows, dim] normed residual
+    pub qkv: wgpu::Buffer,      // [rows, (n_heads + 2 n_kv_heads) * head_dim]: q | k | v
+    pub att: wgpu::Buffer,      // [rows, n_heads * head_dim] attention output
+    pub hb: wgpu::Buffer,       // [rows, ffn_dim] gate, then silu(gate) * up
+    pub hb2: wgpu::Buffer,      // [rows, ffn_dim] up
+    pub logits: wgpu::Buffer,   // [max_candidates, vocab]
+    pub tokens: wgpu::Buffer,   // [rows] u32: input tokens, then each logits row's argmax
+    pub step: wgpu::Buffer,     // uniform Step
+    pub partial: wgpu::Buffer,  // [n_heads, n_splits, head_dim + 2] split attention (decode)
+    pub rope_ones: wgpu::Buffer, // [n_rot / 2] of 1.0, for models without rope_freqs
+}
+
+/// Most candidates decoded side by side (rows of the logits buffer).
+pub const MAX_CANDIDATES: u32 = 8;
+
+impl Acts {
+    pub fn new(gpu: &Gpu, c: &Config, rows: u32, n_splits: u32) -> Acts {
+        let f = |n: usize| 4 * n as u64 * rows as u64;
+        Acts {
+            rows,
+            x: gpu.storage("x", f(c.dim)),
+            xb: gpu.storage("xb", f(c.dim)),
+            qkv: gpu.storage("qkv", f(c.q_dim() + 2 * c.kv_dim())),
+            att: gpu.storage("att", f(c.q_dim())),
+            hb: gpu.storage("hb", f(c.ffn_dim)),
+            hb2: gpu.storage("hb2", f(c.ffn_dim)),
+            logits: gpu.storage("logits", 4 * c.vocab_size as u64 * MAX_CANDIDATES as u64),
+            tokens: gpu.storage("tokens", 4 * rows.max(MAX_CANDIDATES) as u64),
+            step: gpu.uniform("step", &kernels::Step::default()),
+            partial: gpu.storage("attention partials", 4 * (c.n_heads * n_splits as usize * (c.head_dim + 2)) as u64),
+            rope_ones: gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2])),
+        }
+    }
+
+    /// Bytes of activations for `rows` rows.
+    pub fn bytes(c: &Config, rows: u32) -> u64 {
+        4 * rows as u64 * (2 * c.dim + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn_dim) as u64 + 4 * (MAX_CANDIDATES as u64 * c.vocab_size as u64)
+    }
+}
+
+/// Everything a graph reads.
+pub struct Parts<'a> {
+    pub gpu: &'a Gpu,
+    pub cfg: &'a Config,
+    pub weights: &'a HashMap<String, Weight>,
+    pub acts: &'a Acts,
+    pub kv: &'a KvCache,
+    pub branches: &'a Branches,
+    /// Attention splits over the KV length in the decode graph (1 on CPU adapters).
+    pub n_splits: u32,
+}
+
+impl Parts<'_> {
+    fn w(&self, name: &str) -> &Weight {
+        &self.weights[name]
+    }
+    fn vec(&self, name: &str) -> &wgpu::Buffer {
+        &self.weights[name].parts[0].0
+    }
+    fn freq_factors(&self) -> &wgpu::Buffer {
+        self.weights.get(weights::ROPE_FREQS).map_or(&self.acts.rope_ones, |f| &f.parts[0].0)
+    }
+    fn rope(&self, n_heads: usize, offset: u32) -> RopeParams {
+        let c = self.cfg;
+        RopeParams {
+            n_heads: n_heads as u32,
+            head_dim: c.head_dim as u32,
+            n_rot: c.n_rot as u32,
+            offset,
+            pos_stride: 0,
+            freq_base: c.rope_base,
+            freq_scale: c.rope_freq_scale,
+            row_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
+        }
+    }
+    fn attention(&self, l: usize, rows: u32, n_splits: u32) -> Result<Vec<Dispatch>> {
+        let c = self.cfg;
+        let b = AttentionBuffers {
+            qkv: &self.acts.qkv,
+            k_cache: &self.kv.k[l],
+            v_cache: &self.kv.v[l],
+            k_branch: self.branches.k(l),
+            v_branch: self.branches.v(l),
+            out: &self.acts.att,
+            partial: &self.acts.partial,
+        };
+        let p = AttentionParams {
+            n_heads: c.n_heads as u32,
+            n_kv_heads: c.n_kv_heads as u32,
+            head_dim: c.head_dim as u32,
+            qkv_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
+            n_splits,
+            branch_len: self.branches.len,
+            ..Default::default()
+        };
+        kernels::attention(self.gpu, &b, &self.acts.step, p, rows)
+    }
+}
+
+/// One matvec per weight part; row r of the part starting at r0 lands at out_offset + r0 + r.
+fn matvec(g: &mut Vec<Dispatch>, s: &Parts, wt: &Weight, x: &wgpu::Buffer, out: &wgpu::Buffer, p: MatvecParams) -> Result<()> {
+    for (i, (_, r0, _)) in wt.parts.iter().enumerate() {
+        let p = MatvecParams { out_offset: p.out_offset + r0, ..p };
+        g.push(kernels::matvec(s.gpu, &wt.part(i), x, out, &s.acts.step, p)?);
+    }
+    Ok(())
+}
+
+/// One matmul per weight part (for all `tokens` rows of the batch).
+fn matmul(g: &mut Vec<Dispatch>, s: &Parts, wt: &Weight, x: &wgpu::Buffer, out: &wgpu::Buffer, p: MatmulParams, tokens: u32) -> Result<()> {
+    for (i, (_, r0, _)) in wt.parts.iter().enumerate() {
+        let p = MatmulParams { out_offset: p.out_offset + r0, ..p };
+        g.push(kernels::matmul(s.gpu, &wt.part(i), x, out, &s.acts.step, p, tokens)?);
+    }
+    Ok(())
+}
+
+/// The decode graph: one token at step.pos, its argmax into tokens[0].
+pub fn decode(s: &Parts) -> Result<Vec<Dispatch>> {
+    let (c, a, gpu) = (s.cfg, s.acts, s.gpu);
+    let mut g: Vec<Dispatch> = vec![];
+    let set = MatvecParams::default();
+    let add = MatvecParams { accumulate: 1, ..set };
+    let embd = s.w(weights::TOKEN_EMBD);
+    for i in 0..embd.parts.len() {
+        g.push(kernels::embed(gpu, &embd.part(i), embd.parts[i].1, &a.tokens, &a.x, 0, 1)?); // x = embedding[token]
+    }
+    for l in 0..c.n_layers {
+        let lw = |suffix: &str| weights::layer(l, suffix);
+        if let Some(wqkv) = s.weights.get(&lw("attn_qkv")) {
+            // q | k | v = rope(Wq xb), rope(Wk xb), Wv xb with xb = rmsnorm(x)
+            let p = QkvParams {
+                q_rows: c.q_dim() as u32,
+                kv_rows: c.kv_dim() as u32,
+                head_dim: c.head_dim as u32,
+                n_rot: c.n_rot as u32,
+                freq_base: c.rope_base,
+                freq_scale: c.rope_freq_scale,
+                eps: c.rms_eps,
+                ..Default::default()
+            };
+            g.push(kernels::qkv(gpu, &wqkv.part(0), &a.x, s.vec(&lw(weights::ATTN_NORM)), &a.qkv, s.freq_factors(), &a.step, p)?);
+        } else {
+            // The same, unfused (q, k and v of different types, or a CPU adapter).
+            let (k_at, v_at) = (c.q_dim() as u32, (c.q_dim() + c.kv_dim()) as u32);
+            g.push(kernels::rmsnorm(gpu, &a.x, s.vec(&lw(weights::ATTN_NORM)), &a.xb, c.dim as u32, c.rms_eps, 1)?); // xb = rmsnorm(x)
+            matvec(&mut g, s, s.w(&lw(weights::ATTN_Q)), &a.xb, &a.qkv, set)?; // q = Wq xb
+            matvec(&mut g, s, s.w(&lw(weights::ATTN_K)), &a.xb, &a.qkv, MatvecParams { out_offset: k_at, ..set })?; // k = Wk xb
+            matvec(&mut g, s, s.w(&lw(weights::ATTN_V)), &a.xb, &a.qkv, MatvecParams { out_offset: v_at, ..set })?; // v = Wv xb
+            g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_heads, 0), 1)?); // rope(q)
+            g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_kv_heads, k_at), 1)?); // rope(k)
+        }
+        // att = softmax(q k^T / sqrt(head_dim)) v; k_cache[pos], v_cache[pos] = k, v
+        g.extend(s.attention(l, 1, s.n_splits)?);
+        matvec(&mut g, s, s.w(&lw(weights::ATTN_OUT)), &a.att, &a.x, add)?; // x += Wo att
+        if let Some(wgu) = s.weights.get(&lw("ffn_gate_up")) {
+            // hb = silu(Wgate xb) * (Wup xb) with xb = rmsnorm(x)
+            g.push(kernels::gate_up(gpu, &wgu.part(0), &a.x, s.vec(&lw(weights::FFN_NORM)), &a.hb, c.rms_eps)?);
+        } else {
+            g.push(kernels::rmsnorm(gpu, &a.x, s.vec(&lw(weights::FFN_NORM)), &a.xb, c.dim as u32, c.rms_eps, 1)?); // xb = rmsnorm(x)
+            matvec(&mut g, s, s.w(&lw(weights::FFN_GATE)), &a.xb, &a.hb, set)?; // hb = Wgate xb
+            matvec(&mut g, s, s.w(&lw(weights::FFN_UP)), &a.xb, &a.hb2, set)?; // hb2 = Wup xb
+            g.push(kernels::swiglu(gpu, &a.hb, &a.hb2, c.ffn_dim as u32)?); // hb = silu(hb) * hb2
+        }
+        matvec(&mut g, s, s.w(&lw(weights::FFN_DOWN)), &a.hb, &a.x, add)?; // x += Wdown hb
+    }
+    g.push(kernels::rmsnorm(gpu, &a.x, s.vec(weights::OUTPUT_NORM), &a.xb, c.dim as u32, c.rms_eps, 1)?); // xb = rmsnorm(x)
+    matvec(&mut g, s, output_weight(s), &a.xb, &a.logits, set)?; // logits = Wout xb
+    g.push(kernels::argmax(gpu, &a.logits, &a.tokens, c.vocab_size as u32, 1)?); // tokens[0] = argmax(logits)
+    Ok(g)
+}
+
+fn output_weight<'a>(s: &'a Parts) -> &'a Weight {
+    if s.cfg.tied_output { s.w(weights::TOKEN_EMBD) } else { s.w(weights::OUTPUT) }
+}
+
+/// The batch graph, in three pieces: the layers over up to acts.rows rows; the logits of the last row
+/// only (a prompt) with its argmax into tokens[0]; the logits of every row (candidates, at most
+/// MAX_CANDIDATES) with each row's argmax into tokens[r].
+pub struct BatchGraph {
+    pub body: Vec<Dispatch>,
+    pub last_logits: Vec<Dispatch>,
+    pub all_logits: Vec<Dispatch>,
+}
+
+pub fn batch(s: &Parts) -> Result<BatchGraph> {
+    let (c, a, gpu) = (s.cfg, s.acts, s.gpu);
+    let rows = a.rows;
+    let mut g: Vec<Dispatch> = vec![];
+    let (dim, qkv_stride, ffn) = (c.dim as u32, (c.q_dim() + 2 * c.kv_dim()) as u32, c.ffn_dim as u32);
+    let mm = |x_stride: u32, out_stride: u32| MatmulParams { x_stride, out_stride, ..Default::default() };
+    let embd = s.w(weights::TOKEN_EMBD);
+    for i in 0..embd.parts.len() {
+        g.push(kernels::embed(gpu, &embd.part(i), embd.parts[i].1, &a.tokens, &a.x, 0, rows)?); // x[t] = embedding[tokens[t]]
+    }
+    for l in 0..c.n_layers {
+        let lw = |suffix: &str| weights::layer(l, suffix);
+        g.push(kernels::rmsnorm(gpu, &a.x, s.vec(&lw(weights::ATTN_NORM)), &a.xb, dim, c.rms_eps, rows)?); // xb = rmsnorm(x)
+        let (k_at, v_at) = (c.q_dim() as u32, (c.q_dim() + c.kv_dim()) as u32);
+        if let Some(wqkv) = s.weights.get(&lw("attn_qkv")) {
+            matmul(&mut g, s, wqkv, &a.xb, &a.qkv, mm(dim, qkv_stride), rows)?; // q | k | v = [Wq; Wk; Wv] xb
+        } else {
+            matmul(&mut g, s, s.w(&lw(weights::ATTN_Q)), &a.xb, &a.qkv, mm(dim, qkv_stride), rows)?; // q = Wq xb
+            matmul(&mut g, s, s.w(&lw(weights::ATTN_K)), &a.xb, &a.qkv, MatmulParams { out_offset: k_at, ..mm(dim, qkv_stride) }, rows)?; // k = Wk xb
+            matmul(&mut g, s, s.w(&lw(weights::ATTN_V)), &a.xb, &a.qkv, MatmulParams { out_offset: v_at, ..mm(dim, qkv_stride) }, rows)?; // v = Wv xb
+        }
+        g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_heads, 0), rows)?); // rope(q)
+        g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_kv_heads, k_at), rows)?); // rope(k)
+        // att = causal softmax(q k^T / sqrt(head_dim)) v; each row's k, v into the cache
+        g.extend(s.attention(l, rows, 1)?);
+        let add = |x_stride: u32| MatmulParams { accumulate: 1, ..mm(x_stride, dim) };
+        matmul(&mut g, s, s.w(&lw(weights::ATTN_OUT)), &a.att, &a.x, add(c.q_dim() as u32), rows)?; // x += Wo att
+        g.push(kernels::rmsnorm(gpu, &a.x, s.vec(&lw(weights::FFN_NORM)), &a.xb, dim, c.rms_eps, rows)?); // xb = rmsnorm(x)
+        if let Some(wgu) = s.weights.get(&lw("ffn_gate_up")) {
+            matmul(&mut g, s, wgu, &a.xb, &a.hb, MatmulParams { rows: ffn, ..mm(dim, ffn) }, rows)?; // hb = Wgate xb
+            matmul(&mut g, s, wgu, &a.xb, &a.hb2, MatmulParams { w_row0: ffn, ..mm(dim, ffn) }, rows)?; // hb2 = Wup xb
+        } else {
+            matmul(&mut g, s, s.w(&lw(weights::FFN_GATE)), &a.xb, &a.hb, mm(dim, ffn), rows)?; // hb = Wgate xb
+            matmul(&mut g, s, s.w(&lw(weights::FFN_UP)), &a.xb, &a.hb2, mm(dim, ffn), rows)?; // hb2 = Wup xb
+        }
+        g.push(kernels::swiglu(gpu, &a.hb, &a.hb2, ffn * rows)?); // hb = silu(hb) * hb2
+        matmul(&mut g, s, s.w(&lw(weights::FFN_DOWN)), &a.hb, &a.x, add(ffn), rows)?; // x += Wdown hb
+    }
+    g.push(kernels::rmsnorm(gpu, &a.x, s.vec(weights::OUTPUT_NORM), &a.xb, dim, c.rms_eps, rows)?); // xb = rmsnorm(x)
+    let vocab = c.vocab_size as u32;
+    let mut last = vec![];
+    matmul(&mut last, s, output_weight(s), &a.xb, &a.logits, MatmulParams { last_only: 1, ..mm(dim, vocab) }, rows)?; // logits = Wout xb[last]
+    last.push(kernels::argmax(gpu, &a.logits, &a.tokens, vocab, 1)?); // tokens[0] = argmax(logits)
+    let mut all = vec![];
+    matmul(&mut all, s, output_weight(s), &a.xb, &a.logits, mm(dim, vocab), MAX_CANDIDATES)?; // logits[t] = Wout xb[t]
+    all.push(kernels::argmax(gpu, &a.logits, &a.tokens, vocab, MAX_CANDIDATES)?); // tokens[t] = argmax(logits[t])
+    Ok(BatchGraph { body: g, last_logits: last, all_logits: all })
+}

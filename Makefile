@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
 PORT ?= 8080
 
-.PHONY: demo test model build deps wasm browser-deps test-native test-browser test-fuzz fuzz fuzz-deps bench bench-peers
+.PHONY: demo test model build deps wasm browser-deps test-native test-browser test-fuzz fuzz fuzz-deps bench bench-peers device-kit
 FUZZ_TARGETS := gguf_header load_model
 FUZZ_SECONDS ?= 600
 
@@ -87,3 +87,11 @@ deps:
 		echo "installing Mesa lavapipe (mesa-vulkan-drivers)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null; \
 	fi
+
+## device-kit: what bench/device.sh needs on a GPU machine (x86-64): stripped binaries and the two GGUF headers.
+device-kit: build
+	mkdir -p .dev
+	strip -o .dev/webllama target/release/webllama
+	cp $$(cargo test --release --test kernels --no-run 2>&1 | grep -o 'target/[^)]*kernels-[0-9a-f]*') .dev/kernels && strip .dev/kernels
+	head -c 12000000 ../shared/fixtures/tiny/tiny-llama3-Q4_K_M.gguf > .dev/llama3.hdr
+	head -c 8000000 $$(./scripts/fetch-model.sh) > .dev/smollm2.hdr

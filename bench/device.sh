@@ -1,13 +1,14 @@
 #!/bin/bash
-# One device-machine run (see BENCH.md): the bench on a real GPU for the default model's shape and a
-# Llama-3.2-1B-shaped Q4_K_M model, both with random weights written there. Expects .dev/ (stripped
-# webllama and kernels-test binaries, the two GGUF headers) and .gl/ (the Vulkan loader .deb).
+# One device-machine run (see BENCH.md): the kernel tests and the bench on a real GPU, for the default
+# model's shape and a Llama-3.2-1B-shaped Q4_K_M model, both written there with random weights
+# (`webllama random-model`; speed does not depend on the values). Expects .dev/ (stripped webllama
+# and kernels-test binaries, the two GGUF headers: make device-kit) and .gl/ (the Vulkan loader and
+# GL dispatch .debs the NVIDIA ICD needs).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-if ! ls /usr/share/vulkan/icd.d/*nvidia* /etc/vulkan/icd.d/*nvidia* >/dev/null 2>&1; then
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-fi
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f $icd ] && export VK_DRIVER_FILES=$icd
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem,memory.total --format=csv
 W=.dev/webllama
 $W random-model --like .dev/smollm2.hdr --out /tmp/smol.gguf
@@ -16,9 +17,9 @@ echo "== kernel tests (every kernel x type vs reference.rs)"
 timeout 150 .dev/kernels --test-threads 4 2>&1 | tail -4
 for m in smol l1b; do
   echo "== $m"
-  timeout 120 $W bench --model /tmp/$m.gguf -p 512 -n 256 | tee "$OUT/$m.txt"
   timeout 120 $W bench --model /tmp/$m.gguf -p 512 -n 256 --json > "$OUT/$m.json"; cat "$OUT/$m.json"; echo
-  echo "-- $m unfused"; WEBLLAMA_NO_FUSE=1 timeout 120 $W bench --model /tmp/$m.gguf -p 64 -n 256 | grep -E "decode|per token"
-  echo "-- $m row-wise"; WEBLLAMA_ROWWISE=1 WEBLLAMA_NO_FUSE=1 timeout 120 $W bench --model /tmp/$m.gguf -p 64 -n 256 | grep -E "decode|per token"
-  echo "-- $m profile"; timeout 120 $W bench --model /tmp/$m.gguf -p 16 -n 16 --profile 2>&1 | tail -14
+  timeout 120 $W bench --model /tmp/$m.gguf -p 2048 -n 128 | tee "$OUT/$m.txt"
+  echo "-- $m token by token"; timeout 120 $W bench --model /tmp/$m.gguf -p 512 -n 16 --token-by-token | grep prefill
+  echo "-- $m unfused"; WEBLLAMA_NO_FUSE=1 timeout 120 $W bench --model /tmp/$m.gguf -p 512 -n 256 | grep -E "decode|per token"
+  echo "-- $m profile"; timeout 120 $W bench --model /tmp/$m.gguf -p 16 -n 16 --profile 2>&1 | tail -9
 done

@@ -4,7 +4,8 @@
 use crate::chat::{ChatTemplate, Message, CHATML};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
-use crate::model::Model;
+use crate::graph::MAX_CANDIDATES;
+use crate::model::{Model, StepOutput};
 use crate::sampler::{top_k, Sampler, SamplerConfig};
 use crate::tokenizer::Tokenizer;
 
@@ -154,86 +155,162 @@ impl Session {
     /// Generates from `prompt_ids`, calling `on_text` with each piece of text as it is made; it
     /// returns false to stop (finish reason Abort).
     pub async fn generate(&mut self, prompt_ids: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+        let mut all = self.generate_n(prompt_ids, 1, opts, &mut |_, t| on_text(t)).await?;
+        Ok(all.remove(0))
+    }
+
+    /// Generates `n` candidates from one prompt: the prompt is prefilled once, then the candidates
+    /// decode side by side, one weight pass per step for all of them (Model::candidates_step), each
+    /// with its own sampler (seed + index), stop strings and finish reason. `on_text(index, piece)`
+    /// streams each candidate's text; false stops them all (Abort).
+    pub async fn generate_n(
+        &mut self,
+        prompt_ids: &[u32],
+        n: usize,
+        opts: &GenerateOptions,
+        on_text: &mut dyn FnMut(usize, &str) -> bool,
+    ) -> Result<Vec<Generation>> {
         if prompt_ids.is_empty() {
             return Err(Error::InvalidRequest("the prompt is empty".into()));
+        }
+        if n == 0 || n > MAX_CANDIDATES as usize {
+            return Err(Error::InvalidRequest(format!("n is {n}: between 1 and {MAX_CANDIDATES} candidates are supported")));
+        }
+        if opts.stop.iter().any(|s| s.is_empty()) {
+            return Err(Error::InvalidRequest("a stop string is empty".into()));
         }
         let needed = prompt_ids.len() + opts.max_tokens;
         if needed > self.model.kv.capacity {
             return Err(Error::ContextFull { needed, limit: self.model.kv.capacity });
         }
+        if n > 1 {
+            self.model.reserve_candidates(n as u32, opts.max_tokens.max(1) as u32)?;
+        }
         // Reuse the cache for the longest common prefix; at least the last prompt token is run.
         let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1);
         self.cached.truncate(common);
         self.model.kv.truncate(common);
-        if opts.stop.iter().any(|s| s.is_empty()) {
-            return Err(Error::InvalidRequest("a stop string is empty".into()));
-        }
         let want_logits = opts.top_logits > 0 || !opts.sampler.gpu_argmax_suffices();
-        let mut sampler = Sampler::new(opts.sampler.clone());
         let t0 = now_ms();
-        let mut out = self.model.prefill(&prompt_ids[common..], want_logits).await?;
+        let first = self.model.prefill(&prompt_ids[common..], want_logits).await?;
         self.cached.extend_from_slice(&prompt_ids[common..]);
         let t1 = now_ms();
-        let mut gen = Generation {
-            prompt_ids: prompt_ids.to_vec(),
-            ids: vec![],
-            text: String::new(),
-            top_logits: vec![],
-            finish_reason: FinishReason::Length,
-            prefilled: prompt_ids.len() - common,
-            prefill_ms: t1 - t0,
-            decode_ms: 0.0,
-        };
-        let mut stream = self.tokenizer.stream();
-        // Bytes of gen.text already passed to on_text.
-        let mut emitted = 0;
+        let mut tracks: Vec<Track> = (0..n)
+            .map(|c| Track {
+                sampler: Sampler::new(SamplerConfig { seed: opts.sampler.seed.wrapping_add(c as u64), ..opts.sampler.clone() }),
+                history: prompt_ids.to_vec(),
+                ids: vec![],
+                text: String::new(),
+                emitted: 0,
+                stream: self.tokenizer.stream(),
+                top_logits: vec![],
+                finish: None,
+            })
+            .collect();
+        let mut outs: Vec<StepOutput> = vec![first];
+        let mut step = 0;
         loop {
-            let id = match &out.logits {
-                Some(l) => {
-                    if opts.top_logits > 0 {
-                        gen.top_logits.push(top_k(l, opts.top_logits));
-                    }
-                    if opts.sampler.gpu_argmax_suffices() { out.argmax } else { sampler.sample(l, &self.cached) }
+            for (c, t) in tracks.iter_mut().enumerate() {
+                if t.finish.is_none() {
+                    // Every candidate starts from the prompt's one output.
+                    let out = if step == 0 { &outs[0] } else { &outs[c] };
+                    t.take(out, opts, &self.tokenizer, &mut |piece| on_text(c, piece))?;
                 }
-                None => out.argmax,
+            }
+            if tracks.iter().any(|t| t.finish == Some(FinishReason::Abort)) {
+                tracks.iter_mut().filter(|t| t.finish.is_none()).for_each(|t| t.finish = Some(FinishReason::Abort));
+            }
+            if tracks.iter().all(|t| t.finish.is_some()) {
+                break;
+            }
+            // Finished candidates keep their row (fed their last token) so that rows stay in place.
+            let feed: Vec<u32> = tracks.iter().map(|t| *t.ids.last().unwrap_or(&0)).collect();
+            outs = if n == 1 {
+                self.cached.push(feed[0]);
+                vec![self.model.step(feed[0], want_logits).await?]
+            } else {
+                self.model.candidates_step(&feed, step, want_logits).await?
             };
-            if !opts.ignore_eos && self.tokenizer.is_eog(id) {
-                gen.finish_reason = FinishReason::Stop;
-                break;
-            }
-            gen.ids.push(id);
-            if let Some(piece) = self.tokenizer.step(&mut stream, id)? {
-                gen.text.push_str(&piece);
-                let found = opts.stop.iter().filter_map(|s| gen.text[emitted..].find(s.as_str())).min();
-                let upto = match found {
-                    Some(at) => emitted + at,
-                    None => gen.text.len() - stop_prefix_len(&gen.text[emitted..], &opts.stop),
-                };
-                let go_on = upto == emitted || on_text(&gen.text[emitted..upto]);
-                emitted = upto;
-                if found.is_some() {
-                    gen.text.truncate(emitted);
-                    gen.finish_reason = FinishReason::Stop;
-                    break;
-                }
-                if !go_on {
-                    gen.text.truncate(emitted);
-                    gen.finish_reason = FinishReason::Abort;
-                    break;
-                }
-            }
-            if gen.ids.len() >= opts.max_tokens {
-                break;
-            }
-            out = self.model.step(id, want_logits).await?;
-            self.cached.push(id);
+            step += 1;
         }
-        // Text held back for a stop string that never came (after a stop or an abort the text ends
-        // at `emitted` already).
-        if emitted < gen.text.len() {
-            on_text(&gen.text[emitted..]);
+        let decode_ms = now_ms() - t1;
+        Ok(tracks
+            .into_iter()
+            .map(|t| Generation {
+                prompt_ids: prompt_ids.to_vec(),
+                ids: t.ids,
+                text: t.text,
+                top_logits: t.top_logits,
+                finish_reason: t.finish.unwrap_or(FinishReason::Length),
+                prefilled: prompt_ids.len() - common,
+                prefill_ms: t1 - t0,
+                decode_ms,
+            })
+            .collect())
+    }
+}
+
+/// One candidate's progress: its sampler, tokens, text and how much of it was streamed.
+struct Track {
+    sampler: Sampler,
+    /// Prompt and generated ids (for the penalties).
+    history: Vec<u32>,
+    ids: Vec<u32>,
+    text: String,
+    /// Bytes of text already passed to on_text.
+    emitted: usize,
+    stream: crate::tokenizer::TextStream,
+    top_logits: Vec<Vec<(u32, f32)>>,
+    finish: Option<FinishReason>,
+}
+
+impl Track {
+    /// Picks the next id from a step's output and appends it: streams the new text (holding back
+    /// what may start a stop string), and sets `finish` at an end-of-generation id, a stop string,
+    /// an abort or max_tokens.
+    fn take(&mut self, out: &StepOutput, opts: &GenerateOptions, tok: &Tokenizer, on_text: &mut dyn FnMut(&str) -> bool) -> Result<()> {
+        let id = match &out.logits {
+            Some(l) => {
+                if opts.top_logits > 0 {
+                    self.top_logits.push(top_k(l, opts.top_logits));
+                }
+                if opts.sampler.gpu_argmax_suffices() { out.argmax } else { self.sampler.sample(l, &self.history) }
+            }
+            None => out.argmax,
+        };
+        if !opts.ignore_eos && tok.is_eog(id) {
+            self.finish(FinishReason::Stop, on_text);
+            return Ok(());
         }
-        gen.decode_ms = now_ms() - t1;
-        Ok(gen)
+        self.ids.push(id);
+        self.history.push(id);
+        if let Some(piece) = tok.step(&mut self.stream, id)? {
+            self.text.push_str(&piece);
+            let found = opts.stop.iter().filter_map(|s| self.text[self.emitted..].find(s.as_str())).min();
+            let upto = match found {
+                Some(at) => self.emitted + at,
+                None => self.text.len() - stop_prefix_len(&self.text[self.emitted..], &opts.stop),
+            };
+            let go_on = upto == self.emitted || on_text(&self.text[self.emitted..upto]);
+            self.emitted = upto;
+            if found.is_some() || !go_on {
+                self.text.truncate(self.emitted);
+                self.finish = Some(if found.is_some() { FinishReason::Stop } else { FinishReason::Abort });
+                return Ok(());
+            }
+        }
+        if self.ids.len() >= opts.max_tokens {
+            self.finish(FinishReason::Length, on_text);
+        }
+        Ok(())
+    }
+
+    /// Ends with `why`, first passing on text held back for a stop string that never came.
+    fn finish(&mut self, why: FinishReason, on_text: &mut dyn FnMut(&str) -> bool) {
+        if self.emitted < self.text.len() {
+            on_text(&self.text[self.emitted..]);
+            self.emitted = self.text.len();
+        }
+        self.finish = Some(why);
     }
 }

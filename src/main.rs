@@ -150,6 +150,9 @@ struct GenerateArgs {
     /// A Hugging Face tokenizer.json to use instead of the GGUF's vocabulary.
     #[arg(long)]
     tokenizer: Option<String>,
+    /// Candidates to generate from the prompt, decoded side by side in one batch (1 to 8).
+    #[arg(long, default_value_t = 1)]
+    n: usize,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
@@ -227,6 +230,9 @@ fn generate(a: GenerateArgs) -> Result<()> {
         }
         true
     };
+    if a.n > 1 {
+        return generate_candidates(&mut session, &ids, a.n, &opts, json, &gpu.adapter_name());
+    }
     let g = pollster::block_on(session.generate(&ids, &opts, &mut on_text))?;
     if json {
         let top: Vec<Vec<(u32, f32)>> = g.top_logits.clone();
@@ -290,6 +296,37 @@ fn chat(a: ChatArgs) -> Result<()> {
         println!();
         eprintln!("[{} new prompt tokens at {:.1} tok/s; {} generated at {:.1} tok/s]", g.prefilled, g.prefill_tok_s(), g.ids.len(), g.decode_tok_s());
         history.push(Message::new("assistant", &g.text));
+    }
+    Ok(())
+}
+
+/// `generate --n N`: the candidates, one per line (or one JSON object with a "choices" list).
+fn generate_candidates(session: &mut Session, ids: &[u32], n: usize, opts: &GenerateOptions, json: bool, adapter: &str) -> Result<()> {
+    let passes = session.model.batch_passes;
+    let all = pollster::block_on(session.generate_n(ids, n, opts, &mut |_, _| true))?;
+    let weight_passes = session.model.batch_passes - passes;
+    let tokens: usize = all.iter().map(|g| g.ids.len()).sum();
+    let secs = all[0].decode_ms / 1000.0;
+    if json {
+        let choices: Vec<_> = all
+            .iter()
+            .enumerate()
+            .map(|(i, g)| serde_json::json!({ "index": i, "ids": g.ids, "text": g.text, "finish_reason": g.finish_reason.as_str() }))
+            .collect();
+        let obj = serde_json::json!({
+            "prompt_ids": ids,
+            "choices": choices,
+            "weight_passes": weight_passes,
+            "prefill_tok_s": all[0].prefill_tok_s(),
+            "decode_tok_s": tokens as f64 / secs.max(1e-9),
+            "adapter": adapter,
+        });
+        println!("{obj}");
+    } else {
+        for (i, g) in all.iter().enumerate() {
+            println!("{}: {}", i + 1, g.text.replace('\n', " "));
+        }
+        eprintln!("[{n} candidates, {tokens} tokens in {weight_passes} weight passes, {:.1} tok/s together; {adapter}]", tokens as f64 / secs.max(1e-9));
     }
     Ok(())
 }

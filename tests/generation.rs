@@ -8,7 +8,7 @@ mod common;
 use serde_json::Value;
 use std::sync::Arc;
 use webllama::reference::{self, RefModel};
-use webllama::{weights, FinishReason, GenerateOptions, Message, Model, ModelBuilder, Session, Tokenizer};
+use webllama::{weights, FinishReason, GenerateOptions, Message, Model, ModelBuilder, SamplerConfig, Session, Tokenizer};
 
 const STEPS: usize = 32;
 
@@ -472,5 +472,45 @@ fn batched_prefill_matches_token_by_token_within_1e_3() {
         let worst = prefill_deviation(&mut model, &prompt);
         eprintln!("{file}: batched vs token-by-token max logit deviation {worst:.2e}");
         assert!(worst <= 1e-3, "{file}: {worst}");
+    }
+}
+
+/// The seed's worked example: five candidate headlines for one news sentence, decoded side by side.
+#[test]
+fn five_candidates_share_the_prompt_and_decode_as_one_batch() {
+    let Some(path) = common::default_model() else { return };
+    let mut s = Session::load_file(common::gpu(), &path, Some(256)).unwrap();
+    let news = "Write a headline for this news: The stock market saw a significant increase today as major tech companies reported higher than expected earnings.";
+    let ids = s.chat_ids(&[Message::new("user", news)]).unwrap();
+    let greedy = GenerateOptions { max_tokens: 20, ..Default::default() };
+    let one = pollster::block_on(s.generate(&ids, &greedy, &mut |_| true)).unwrap();
+    let passes = s.model.batch_passes;
+    let mut streamed = vec![String::new(); 5];
+    let five = pollster::block_on(s.generate_n(&ids, 5, &greedy, &mut |i, t| {
+        streamed[i].push_str(t);
+        true
+    }))
+    .unwrap();
+    assert_eq!(five.len(), 5);
+    for (i, g) in five.iter().enumerate() {
+        assert_eq!((g.ids.clone(), g.text.clone(), g.finish_reason), (one.ids.clone(), one.text.clone(), one.finish_reason), "candidate {i} at temperature 0");
+        assert_eq!(streamed[i], g.text, "candidate {i} streamed");
+    }
+    // The prompt came from the cache (one row is re-run), then one weight pass per step for all five:
+    // the first token comes out of the prefill, each later one from one batch step.
+    let steps = five.iter().map(|g| g.ids.len() + (g.finish_reason == FinishReason::Stop) as usize).max().unwrap();
+    assert_eq!(s.model.batch_passes - passes, 1 + (steps - 1) as u64, "weight passes for {steps} steps of 5 candidates");
+    let hot = GenerateOptions { max_tokens: 20, sampler: SamplerConfig { temperature: 1.0, seed: 7, ..Default::default() }, ..Default::default() };
+    let sampled = pollster::block_on(s.generate_n(&ids, 5, &hot, &mut |_, _| true)).unwrap();
+    let distinct: std::collections::HashSet<&str> = sampled.iter().map(|g| g.text.as_str()).collect();
+    assert!(distinct.len() >= 4, "candidates at temperature 1 should differ: {:?}", sampled.iter().map(|g| &g.text).collect::<Vec<_>>());
+    // The same seed gives the same candidates again.
+    let again = pollster::block_on(s.generate_n(&ids, 5, &hot, &mut |_, _| true)).unwrap();
+    assert_eq!(sampled.iter().map(|g| &g.text).collect::<Vec<_>>(), again.iter().map(|g| &g.text).collect::<Vec<_>>());
+    let t_one = one.ids.len() as f64 / (one.decode_ms / 1000.0);
+    let t_five = five.iter().map(|g| g.ids.len()).sum::<usize>() as f64 / (five[0].decode_ms / 1000.0);
+    eprintln!("greedy headline: n=1 {t_one:.1} tok/s, n=5 {t_five:.1} tok/s together ({})", common::gpu().adapter_name());
+    for g in &sampled {
+        eprintln!("  candidate: {}", g.text);
     }
 }

@@ -8,7 +8,7 @@ use crate::gguf::{Gguf, TensorInfo};
 use crate::gpu::Gpu;
 use crate::graph::{self, Acts, BatchGraph, MAX_CANDIDATES};
 pub use crate::graph::Weight;
-use crate::kernels::{self, Dispatch, Step};
+use crate::kernels::{Dispatch, Step};
 use crate::kv_cache::{Branches, KvCache};
 use crate::quant::QuantType;
 use crate::weights::{self, TensorSource};
@@ -403,12 +403,12 @@ impl Model {
     pub fn profile_step(&mut self, token: u32) -> Result<Vec<(&'static str, f64)>> {
         self.begin_step(token)?;
         let wait = |gpu: &Gpu| gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()));
-        kernels::submit(&self.gpu, &[]);
+        crate::kernels::submit(&self.gpu, &[]);
         wait(&self.gpu)?;
         let mut out: Vec<(&'static str, f64)> = vec![];
         for d in &self.graph {
             let t = std::time::Instant::now();
-            kernels::submit(&self.gpu, std::slice::from_ref(d));
+            crate::kernels::submit(&self.gpu, std::slice::from_ref(d));
             wait(&self.gpu)?;
             let ms = t.elapsed().as_secs_f64() * 1000.0;
             match out.iter_mut().find(|(n, _)| *n == d.name) {

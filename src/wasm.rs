@@ -157,6 +157,8 @@ struct Options {
     ignore_eos: bool,
     #[serde(default)]
     stop: Vec<String>,
+    /// Candidates, decoded side by side (1 to 8).
+    n: Option<usize>,
 }
 
 #[wasm_bindgen]
@@ -175,8 +177,9 @@ impl Engine {
         s.tokenizer.encode(text, true).map_err(js_err)
     }
 
-    /// Generates from `prompt_ids`; `on_text(piece)` is called with each piece of text and returns
-    /// false to stop. Resolves to the result as JSON.
+    /// Generates from `prompt_ids` (options.n candidates, default 1); `on_text(piece, index)` is
+    /// called with each piece of candidate `index`'s text and returns false to stop. Resolves to the
+    /// result as JSON: choices [{index, ids, text, finish_reason}], usage and timings.
     pub fn generate(&self, prompt_ids: Vec<u32>, options_json: &str, on_text: js_sys::Function) -> js_sys::Promise {
         let session = self.session.clone();
         let options: Result<Options, _> = serde_json::from_str(options_json);
@@ -207,13 +210,25 @@ impl Engine {
                 stop: o.stop,
             };
             let mut s = session.try_borrow_mut().map_err(|_| invalid("a generation is already running".into()))?;
-            let mut cb = |piece: &str| on_text.call1(&JsValue::NULL, &JsValue::from_str(piece)).map(|v| v.as_bool() != Some(false)).unwrap_or(false);
-            let g = s.generate(&prompt_ids, &opts, &mut cb).await.map_err(js_err)?;
+            let mut cb = |index: usize, piece: &str| {
+                on_text.call2(&JsValue::NULL, &JsValue::from_str(piece), &JsValue::from(index as u32)).map(|v| v.as_bool() != Some(false)).unwrap_or(false)
+            };
+            let passes = s.model.batch_passes;
+            let all = s.generate_n(&prompt_ids, o.n.unwrap_or(1), &opts, &mut cb).await.map_err(js_err)?;
+            let g = &all[0];
+            let completion_tokens: usize = all.iter().map(|g| g.ids.len()).sum();
+            let choices: Vec<_> = all
+                .iter()
+                .enumerate()
+                .map(|(i, g)| serde_json::json!({ "index": i, "ids": g.ids, "text": g.text, "finish_reason": g.finish_reason.as_str() }))
+                .collect();
             let out = serde_json::json!({
-                "ids": g.ids, "text": g.text, "finish_reason": g.finish_reason.as_str(),
-                "prompt_tokens": g.prompt_ids.len(), "completion_tokens": g.ids.len(), "prefilled": g.prefilled,
+                "choices": choices,
+                "prompt_tokens": g.prompt_ids.len(), "completion_tokens": completion_tokens, "prefilled": g.prefilled,
                 "prefill_ms": g.prefill_ms, "decode_ms": g.decode_ms,
-                "prefill_tok_s": g.prefill_tok_s(), "decode_tok_s": g.decode_tok_s(),
+                "prefill_tok_s": g.prefill_tok_s(),
+                "decode_tok_s": completion_tokens.saturating_sub(all.len()) as f64 / (g.decode_ms / 1000.0).max(1e-9),
+                "batch_passes": s.model.batch_passes - passes,
             });
             Ok(JsValue::from_str(&out.to_string()))
         })

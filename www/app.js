@@ -30,6 +30,26 @@ function setBusy(b) {
   $('new-chat').disabled = b || !engine;
   $('load').disabled = b;
   $('bench').disabled = b || !engine;
+  $('summarize').disabled = b || !engine;
+  $('summarize-stop').disabled = !b;
+  $('headlines').disabled = b || !engine;
+}
+
+// The sampling settings panel, as request fields.
+function settings() {
+  const num = (id) => Number($(`s-${id}`).value);
+  const s = {};
+  for (const k of ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'seed', 'max_tokens']) {
+    const v = num(k);
+    if (!Number.isFinite(v)) throw Object.assign(new Error(`the setting ${k} is not a number`), { name: 'InvalidRequestError' });
+    s[k] = v;
+  }
+  return s;
+}
+
+function showMode(mode) {
+  for (const b of document.querySelectorAll('#modes button')) b.setAttribute('aria-pressed', String(b.dataset.mode === mode));
+  for (const p of document.querySelectorAll('.mode-panel')) p.hidden = p.dataset.mode !== mode;
 }
 
 function chosenModel() {
@@ -116,7 +136,7 @@ async function send() {
   const messages = system ? [{ role: 'system', content: system }, ...history] : [...history];
   let answer = '';
   try {
-    for await (const chunk of engine.chat.completions.create({ messages, stream: true, temperature: 0, max_tokens: 512 })) {
+    for await (const chunk of engine.chat.completions.create({ ...settings(), messages, stream: true })) {
       const piece = chunk.choices[0].delta.content ?? '';
       if (piece) {
         answer += piece;
@@ -134,6 +154,100 @@ async function send() {
   } finally {
     out.parentElement.classList.remove('streaming');
     out.parentElement.dataset.done = 'true';
+    setBusy(false);
+  }
+}
+
+// Summarize: the document as one user message; the summary streams in as text.
+async function summarize() {
+  const doc = $('doc-text').value.trim();
+  if (!doc || !engine || busy) return;
+  clearError();
+  setBusy(true);
+  const out = $('summary');
+  out.textContent = '';
+  out.dataset.done = 'false';
+  try {
+    await engine.resetChat();
+    const messages = [{ role: 'user', content: `Summarize the following text in a few sentences.\n\n${doc}` }];
+    let summary = '';
+    for await (const chunk of engine.chat.completions.create({ ...settings(), max_tokens: Math.min(settings().max_tokens, 256), messages, stream: true })) {
+      const c = chunk.choices[0];
+      if (c.delta.content) {
+        summary += c.delta.content;
+        out.textContent = summary;
+      }
+      if (chunk.usage) {
+        const s = engine.stats;
+        $('summary-stats').textContent = `${chunk.usage.prompt_tokens} tokens read at ${s.prefill_tok_s.toFixed(1)} tok/s · ${chunk.usage.completion_tokens} written at ${s.decode_tok_s.toFixed(1)} tok/s`;
+        out.dataset.promptTokens = String(chunk.usage.prompt_tokens);
+      }
+    }
+  } catch (e) {
+    showError(e);
+  } finally {
+    out.dataset.done = 'true';
+    setBusy(false);
+  }
+}
+
+async function readDocFile() {
+  const f = $('doc-file').files[0];
+  if (!f) return;
+  if (f.size > 4e6) return showError(Object.assign(new Error(`${f.name} is ${mb(f.size)} MB; a text of at most 4 MB is expected`), { name: 'InvalidRequestError' }));
+  $('doc-text').value = await f.text();
+  $('doc-count').textContent = `${f.name}: ${$('doc-text').value.length} characters`;
+}
+
+// Headlines: n = 5 candidates decoded side by side; each streams into its own row; click to pick.
+async function headlines() {
+  const news = $('news-text').value.trim();
+  if (!news || !engine || busy) return;
+  clearError();
+  setBusy(true);
+  const list = $('candidates');
+  list.replaceChildren();
+  $('chosen').hidden = true;
+  const rows = [];
+  const texts = ['', '', '', '', ''];
+  for (let i = 0; i < 5; i++) {
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.disabled = true;
+    b.addEventListener('click', () => {
+      for (const x of list.children) x.classList.remove('picked');
+      li.classList.add('picked');
+      $('chosen').hidden = false;
+      $('chosen').textContent = `Chosen: ${texts[i].trim()}`;
+    });
+    li.append(b);
+    list.append(li);
+    rows.push(b);
+  }
+  list.dataset.done = 'false';
+  try {
+    await engine.resetChat();
+    const temperature = Number($('h-temperature').value);
+    const messages = [{ role: 'user', content: `Write a headline for this news: ${news}` }];
+    const req = { ...settings(), temperature, max_tokens: 20, n: 5, messages, stream: true };
+    for await (const chunk of engine.chat.completions.create(req)) {
+      for (const c of chunk.choices) {
+        if (c.delta.content) {
+          texts[c.index] += c.delta.content;
+          rows[c.index].textContent = texts[c.index].trim();
+        }
+      }
+      if (chunk.usage) {
+        const s = engine.stats;
+        $('headlines-stats').textContent = `5 candidates, ${chunk.usage.completion_tokens} tokens at ${s.decode_tok_s.toFixed(1)} tok/s together`;
+      }
+    }
+    rows.forEach((b) => { b.disabled = false; });
+  } catch (e) {
+    showError(e);
+  } finally {
+    list.dataset.done = 'true';
     setBusy(false);
   }
 }
@@ -168,6 +282,11 @@ async function benchmark() {
 }
 
 $('bench').addEventListener('click', benchmark);
+for (const b of document.querySelectorAll('#modes button')) b.addEventListener('click', () => showMode(b.dataset.mode));
+$('summarize').addEventListener('click', summarize);
+$('summarize-stop').addEventListener('click', () => engine?.abort());
+$('doc-file').addEventListener('change', () => readDocFile().catch(showError));
+$('headlines').addEventListener('click', headlines);
 $('load').addEventListener('click', () => {
   try { load(chosenModel()); } catch (e) { showError(e); }
 });
@@ -191,4 +310,11 @@ drop.addEventListener('drop', (e) => {
   drop.classList.remove('over');
   const f = e.dataTransfer.files[0];
   if (f) load(f);
+});
+$('doc-text').addEventListener('dragover', (e) => e.preventDefault());
+$('doc-text').addEventListener('drop', (e) => {
+  const f = e.dataTransfer.files[0];
+  if (!f) return;
+  e.preventDefault();
+  f.text().then((t) => { $('doc-text').value = t; $('doc-count').textContent = `${f.name}: ${t.length} characters`; }).catch(showError);
 });

@@ -58,7 +58,7 @@ class Engine {
     const options = {
       max_tokens: r.max_tokens ?? 256, temperature: r.temperature ?? 1.0, top_p: r.top_p ?? 1.0, top_k: r.top_k ?? 0, min_p: r.min_p ?? 0,
       frequency_penalty: r.frequency_penalty ?? 0, presence_penalty: r.presence_penalty ?? 0, repetition_penalty: r.repetition_penalty ?? 1,
-      penalty_last_n: r.penalty_last_n ?? 64, logit_bias: r.logit_bias ?? {}, seed: r.seed ?? 0, ignore_eos: !!r.ignore_eos, stop,
+      penalty_last_n: r.penalty_last_n ?? 64, logit_bias: r.logit_bias ?? {}, seed: r.seed ?? 0, ignore_eos: !!r.ignore_eos, stop, n: r.n ?? 1,
     };
     const msg = { kind: MSG.GENERATE, mode, messages: r.messages, prompt: r.prompt, options, truncate: r.truncate };
     const id = `${mode === 'chat' ? 'chatcmpl' : 'cmpl'}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
@@ -71,11 +71,12 @@ class Engine {
   _response(mode, res, meta) {
     this._record(res);
     const usage = { prompt_tokens: res.prompt_tokens, completion_tokens: res.completion_tokens, total_tokens: res.prompt_tokens + res.completion_tokens };
-    const timings = { prefill_tok_s: res.prefill_tok_s, decode_tok_s: res.decode_tok_s, prefill_ms: res.prefill_ms, decode_ms: res.decode_ms, prefilled_tokens: res.prefilled };
+    const timings = { prefill_tok_s: res.prefill_tok_s, decode_tok_s: res.decode_tok_s, prefill_ms: res.prefill_ms, decode_ms: res.decode_ms, prefilled_tokens: res.prefilled, batch_passes: res.batch_passes };
     if (mode === 'chat') {
-      return { ...meta, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: res.text }, finish_reason: res.finish_reason }], usage, timings };
+      const choices = res.choices.map((c) => ({ index: c.index, message: { role: 'assistant', content: c.text }, finish_reason: c.finish_reason }));
+      return { ...meta, object: 'chat.completion', choices, usage, timings };
     }
-    return { ...meta, object: 'text_completion', choices: [{ index: 0, text: res.text, finish_reason: res.finish_reason }], usage, timings };
+    return { ...meta, object: 'text_completion', choices: res.choices.map((c) => ({ index: c.index, text: c.text, finish_reason: c.finish_reason })), usage, timings };
   }
 
   async *_stream(msg, mode, meta) {
@@ -85,19 +86,19 @@ class Engine {
     let failure = null;
     let result = null;
     const push = (item) => { queue.push(item); wake?.(); };
-    this._request(msg, { onToken: (text) => push(text) })
+    this._request(msg, { onToken: (text, index) => push({ text, index }) })
       .then((res) => { result = res; finished = true; wake?.(); })
       .catch((e) => { failure = e; finished = true; wake?.(); });
     const object = mode === 'chat' ? 'chat.completion.chunk' : 'text_completion';
-    let first = true;
+    const started = new Set();
     try {
     for (;;) {
       if (queue.length) {
-        const text = queue.shift();
+        const { text, index } = queue.shift();
         const choice = mode === 'chat'
-          ? { index: 0, delta: first ? { role: 'assistant', content: text } : { content: text }, finish_reason: null }
-          : { index: 0, text, finish_reason: null };
-        first = false;
+          ? { index, delta: started.has(index) ? { content: text } : { role: 'assistant', content: text }, finish_reason: null }
+          : { index, text, finish_reason: null };
+        started.add(index);
         yield { ...meta, object, choices: [choice] };
         continue;
       }
@@ -112,8 +113,8 @@ class Engine {
     if (failure) throw failure;
     this._record(result);
     const usage = { prompt_tokens: result.prompt_tokens, completion_tokens: result.completion_tokens, total_tokens: result.prompt_tokens + result.completion_tokens };
-    const last = mode === 'chat' ? { index: 0, delta: {}, finish_reason: result.finish_reason } : { index: 0, text: '', finish_reason: result.finish_reason };
-    yield { ...meta, object, choices: [last], usage };
+    const last = result.choices.map((c) => (mode === 'chat' ? { index: c.index, delta: {}, finish_reason: c.finish_reason } : { index: c.index, text: '', finish_reason: c.finish_reason }));
+    yield { ...meta, object, choices: last, usage };
   }
 
   _record(res) {
@@ -135,7 +136,7 @@ class Engine {
     if (!p) return;
     switch (m.kind) {
       case MSG.PROGRESS: p.onProgress?.({ source: m.source, loaded: m.loaded, total: m.total, mbPerS: m.mbPerS, etaS: m.etaS }); break;
-      case MSG.TOKEN: p.onToken?.(m.text); break;
+      case MSG.TOKEN: p.onToken?.(m.text, m.index ?? 0); break;
       case MSG.LOADED:
         this._pending.delete(m.id);
         Object.assign(this.stats, { adapter: m.info.adapter, load_ms: m.stats.loadMs, wasm_memory_bytes: m.stats.wasmMemoryBytes, model: m.info.name, source: m.stats.source, info: m.info, ...m.stats.cost });
@@ -156,7 +157,7 @@ function validate(mode, req) {
   for (const k of Object.keys(req)) {
     if (!SUPPORTED.has(k)) throw named('InvalidRequestError', `the request field "${k}" is not supported yet`);
   }
-  if (req.n !== undefined && req.n !== 1) throw named('InvalidRequestError', 'n > 1 (several candidates) is not supported yet');
+  if (req.n !== undefined && !(Number.isInteger(req.n) && req.n >= 1 && req.n <= 8)) throw named('InvalidRequestError', 'n (candidates) must be an integer from 1 to 8');
   if (req.stop != null) {
     const stops = Array.isArray(req.stop) ? req.stop : [req.stop];
     if (stops.length > 4 || stops.some((s) => typeof s !== 'string' || s === '')) throw named('InvalidRequestError', 'stop must be a non-empty string or up to 4 of them');

@@ -93,8 +93,8 @@ async function generate(m) {
   if (!engine) throw namedError('InvalidRequestError', 'no model is loaded');
   const ids = m.mode === 'completion' ? engine.encode(m.prompt) : chatIdsThatFit(m);
   abortRequested = false;
-  const onText = (text) => {
-    post(MSG.TOKEN, { id: m.id, text });
+  const onText = (text, index) => {
+    post(MSG.TOKEN, { id: m.id, text, index });
     return !abortRequested;
   };
   const result = JSON.parse(await engine.generate(Uint32Array.from(ids), JSON.stringify(m.options), onText));

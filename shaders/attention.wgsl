@@ -44,6 +44,7 @@ const WG: u32 = 64u;
 const MAX_DIMS_PER_THREAD: u32 = 4u; // head_dim <= WG * 4
 var<workgroup> q_head: array<f32, 256>;
 var<workgroup> probs: array<f32, 64>;
+var<workgroup> v_rows: array<u32, 64>; // per position of the chunk: its value row (kind << 30 | start)
 var<workgroup> red: array<f32, 64>;
 
 fn reduce_max(lid: u32, v: f32) -> f32 {
@@ -94,24 +95,36 @@ fn source(j: u32, r: u32, kv_off: u32, is_v: bool) -> Src {
     return Src(2u, j * p.kv_dim + kv_off);
 }
 
-fn load_k(s: Src, d: u32) -> f32 {
-    if (s.kind == 0u) {
-        return qkv[s.at + d];
+// q . k for the key row at s (one branch per row, not per element).
+fn score(s: Src) -> f32 {
+    var dot = 0.0;
+    if (s.kind == 2u) {
+        for (var d = 0u; d < p.head_dim; d++) {
+            dot += q_head[d] * k_cache[s.at + d];
+        }
+    } else if (s.kind == 1u) {
+        for (var d = 0u; d < p.head_dim; d++) {
+            dot += q_head[d] * k_branch[s.at + d];
+        }
+    } else {
+        for (var d = 0u; d < p.head_dim; d++) {
+            dot += q_head[d] * qkv[s.at + d];
+        }
     }
-    if (s.kind == 1u) {
-        return k_branch[s.at + d];
-    }
-    return k_cache[s.at + d];
+    return dot;
 }
 
-fn load_v(s: Src, d: u32) -> f32 {
-    if (s.kind == 0u) {
-        return qkv[s.at + d];
+// Element d of the value row packed as kind << 30 | start.
+fn load_v(packed: u32, d: u32) -> f32 {
+    let at = (packed & 0x3fffffffu) + d;
+    let kind = packed >> 30u;
+    if (kind == 2u) {
+        return v_cache[at];
     }
-    if (s.kind == 1u) {
-        return v_branch[s.at + d];
+    if (kind == 1u) {
+        return v_branch[at];
     }
-    return v_cache[s.at + d];
+    return qkv[at];
 }
 
 @compute @workgroup_size(64)
@@ -158,12 +171,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let j = c0 + lid;
         var s = -3.4e38;
         if (j < end) {
-            let src = source(j, r, kv_off, false);
-            var dot = 0.0;
-            for (var d = 0u; d < p.head_dim; d++) {
-                dot += q_head[d] * load_k(src, d);
-            }
-            s = dot * p.scale;
+            s = score(source(j, r, kv_off, false)) * p.scale;
+            let vs = source(j, r, kv_off, true);
+            v_rows[lid] = (vs.kind << 30u) | vs.at;
         }
         let m_new = max(m, reduce_max(lid, s));
         let corr = exp(m - m_new);
@@ -176,7 +186,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (d < p.head_dim) {
                 var a = acc[k] * corr;
                 for (var jj = 0u; jj < count; jj++) {
-                    a += probs[jj] * load_v(source(c0 + jj, r, kv_off, true), d);
+                    a += probs[jj] * load_v(v_rows[jj], d);
                 }
                 acc[k] = a;
             }
@@ -234,5 +244,90 @@ fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
             a += exp(partial[at] - big) * partial[at + 2u + d];
         }
         out[r * q_dim + h * p.head_dim + d] = a / total;
+    }
+}
+
+// Four values of a key (is_v false) or value row at `at` in the qkv buffer (kind 0), a branch (1) or
+// the cache (2).
+fn load4(kind: u32, at: u32, is_v: bool) -> vec4<f32> {
+    if (kind == 0u) {
+        return vec4<f32>(qkv[at], qkv[at + 1u], qkv[at + 2u], qkv[at + 3u]);
+    }
+    if (kind == 2u) {
+        if (is_v) {
+            return vec4<f32>(v_cache[at], v_cache[at + 1u], v_cache[at + 2u], v_cache[at + 3u]);
+        }
+        return vec4<f32>(k_cache[at], k_cache[at + 1u], k_cache[at + 2u], k_cache[at + 3u]);
+    }
+    if (is_v) {
+        return vec4<f32>(v_branch[at], v_branch[at + 1u], v_branch[at + 2u], v_branch[at + 3u]);
+    }
+    return vec4<f32>(k_branch[at], k_branch[at + 1u], k_branch[at + 2u], k_branch[at + 3u]);
+}
+
+// CPU adapters (lavapipe, SwiftShader), where workgroup barriers are dear: one invocation per (row,
+// head) walks all its positions alone with an online softmax, head_dim / 4 vec4 accumulators, no
+// barriers and no splits. Grid: n_rows * n_heads invocations, 8 per workgroup.
+@compute @workgroup_size(8)
+fn main_rowwise(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x / p.n_heads;
+    let h = gid.x % p.n_heads;
+    if (r >= step.n_rows) {
+        return;
+    }
+    let group = p.n_heads / p.n_kv_heads;
+    let kv_off = (h / group) * p.head_dim;
+    let pos_r = step.pos + r * step.pos_step;
+    let hd4 = p.head_dim / 4u;
+    let qa = r * p.qkv_stride + h * p.head_dim;
+    if (h % group == 0u) {
+        let kq = r * p.qkv_stride + p.n_heads * p.head_dim + kv_off;
+        if (step.branch == 1u) {
+            let dst = (r * p.branch_len + pos_r - step.prefix_len) * p.kv_dim + kv_off;
+            for (var d = 0u; d < p.head_dim; d++) {
+                k_branch[dst + d] = qkv[kq + d];
+                v_branch[dst + d] = qkv[kq + p.kv_dim + d];
+            }
+        } else {
+            let dst = pos_r * p.kv_dim + kv_off;
+            for (var d = 0u; d < p.head_dim; d++) {
+                k_cache[dst + d] = qkv[kq + d];
+                v_cache[dst + d] = qkv[kq + p.kv_dim + d];
+            }
+        }
+    }
+    var q: array<vec4<f32>, 64>;
+    for (var i = 0u; i < hd4; i++) {
+        let a = qa + 4u * i;
+        q[i] = vec4<f32>(qkv[a], qkv[a + 1u], qkv[a + 2u], qkv[a + 3u]) * p.scale;
+    }
+    var acc: array<vec4<f32>, 64>;
+    var m = -3.4e38;
+    var l = 0.0;
+    for (var j = 0u; j <= pos_r; j++) {
+        let ks = source(j, r, kv_off, false);
+        let vs = source(j, r, kv_off, true);
+        var s = 0.0;
+        for (var i = 0u; i < hd4; i++) {
+            let a = ks.at + 4u * i;
+            s += dot(q[i], load4(ks.kind, a, false));
+        }
+        let m_new = max(m, s);
+        let corr = exp(m - m_new);
+        let pj = exp(s - m_new);
+        l = l * corr + pj;
+        m = m_new;
+        for (var i = 0u; i < hd4; i++) {
+            let a = vs.at + 4u * i;
+            acc[i] = acc[i] * corr + pj * load4(vs.kind, a, true);
+        }
+    }
+    let o = r * p.n_heads * p.head_dim + h * p.head_dim;
+    for (var i = 0u; i < hd4; i++) {
+        let v = acc[i] / l;
+        out[o + 4u * i] = v.x;
+        out[o + 4u * i + 1u] = v.y;
+        out[o + 4u * i + 2u] = v.z;
+        out[o + 4u * i + 3u] = v.w;
     }
 }

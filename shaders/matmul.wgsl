@@ -4,6 +4,7 @@
 //! `main` (GPUs): a 64-row x 32-token tile per workgroup of 256 threads, weights dequantized into
 //! workgroup memory 32 columns at a time, 4 x 2 outputs per thread.
 //! `main_rowwise` (CPU adapters): a weight row per thread against 16 tokens held in registers.
+//! Weights come 8 at a time from the quant file's dequant8.
 //! Composed after common.wgsl and quant/<type>.wgsl.
 
 struct Params {
@@ -61,6 +62,11 @@ fn weight_at(row: u32, k: u32) -> f32 {
     return dequant_at((p.w_row0 + row) * p.row_bytes + (k / BLOCK_ELEMS) * BLOCK_BYTES, k % BLOCK_ELEMS);
 }
 
+// Elements k .. k+7 of row `row` (k a multiple of 8, k + 8 <= cols), dequantized together.
+fn weight8(row: u32, k: u32) -> array<vec4<f32>, 2> {
+    return dequant8((p.w_row0 + row) * p.row_bytes + (k / BLOCK_ELEMS) * BLOCK_BYTES, k % BLOCK_ELEMS);
+}
+
 const TM: u32 = 64u; // weight rows per tile
 const TN: u32 = 32u; // tokens per tile
 const TK: u32 = 32u; // columns per step
@@ -82,12 +88,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         // 64 x 32 weights: 8 per thread, along a row.
         let wr = lid / 4u;
         let wk = (lid % 4u) * 8u;
-        for (var i = 0u; i < 8u; i++) {
-            var v = 0.0;
-            if (r0 + wr < p.rows && k0 + wk + i < p.cols) {
-                v = weight_at(r0 + wr, k0 + wk + i);
+        if (r0 + wr < p.rows && k0 + wk + 8u <= p.cols) {
+            let w8 = weight8(r0 + wr, k0 + wk);
+            for (var i = 0u; i < 4u; i++) {
+                w_tile[wr][wk + i] = w8[0][i];
+                w_tile[wr][wk + 4u + i] = w8[1][i];
             }
-            w_tile[wr][wk + i] = v;
+        } else {
+            for (var i = 0u; i < 8u; i++) {
+                var v = 0.0;
+                if (r0 + wr < p.rows && k0 + wk + i < p.cols) {
+                    v = weight_at(r0 + wr, k0 + wk + i);
+                }
+                w_tile[wr][wk + i] = v;
+            }
         }
         // 32 tokens x 32 activations: a vec4 per thread.
         let xt = lid / 8u;
@@ -138,10 +152,19 @@ fn main_rowwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     var acc: array<f32, 16>;
     let xbase = (range.x + t0) * p.x_stride / 4u;
     let stride4 = p.x_stride / 4u;
-    for (var k = 0u; k < p.cols; k += 4u) {
-        let w = vec4<f32>(weight_at(row, k), weight_at(row, k + 1u), weight_at(row, k + 2u), weight_at(row, k + 3u));
+    let cols8 = p.cols & ~7u;
+    for (var k = 0u; k < cols8; k += 8u) {
+        let w = weight8(row, k);
         for (var t = 0u; t < nt; t++) {
-            acc[t] += dot(w, x[xbase + t * stride4 + k / 4u]);
+            let at = xbase + t * stride4 + k / 4u;
+            acc[t] += dot(w[0], x[at]) + dot(w[1], x[at + 1u]);
+        }
+    }
+    if (cols8 < p.cols) {
+        // A last 4 (row lengths are multiples of 4).
+        let w = vec4<f32>(weight_at(row, cols8), weight_at(row, cols8 + 1u), weight_at(row, cols8 + 2u), weight_at(row, cols8 + 3u));
+        for (var t = 0u; t < nt; t++) {
+            acc[t] += dot(w, x[xbase + t * stride4 + cols8 / 4u]);
         }
     }
     for (var t = 0u; t < nt; t++) {

@@ -265,6 +265,14 @@ pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
     let p = AttentionParams { kv_dim: p.n_kv_heads * p.head_dim, scale: 1.0 / (p.head_dim as f32).sqrt(), n_splits: p.n_splits.max(1), ..p };
     let src = include_str!("../shaders/attention.wgsl");
     let buffers = [step, b.qkv, b.k_cache, b.v_cache, b.k_branch, b.v_branch, b.out, b.partial];
+    if gpu.matvec_rowwise {
+        // CPU adapters: an invocation per (row, head), no splits (see attention.wgsl).
+        let p = AttentionParams { n_splits: 1, ..p };
+        let rowwise = gpu.pipeline_at("attention", src, None, "main_rowwise")?;
+        let grid = (rows * p.n_heads).div_ceil(8);
+        let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (5, b.k_branch), (6, b.v_branch), (7, b.out)];
+        return Ok(vec![build_at(gpu, "attention", rowwise, bytemuck::bytes_of(&p), &used, [grid, 1, 1])?]);
+    }
     let main = gpu.pipeline_at("attention", src, None, "main")?;
     let mut out = vec![build_with(gpu, "attention", main, bytemuck::bytes_of(&p), &buffers, [p.n_heads, rows, p.n_splits])?];
     if p.n_splits > 1 {

@@ -62,6 +62,9 @@ impl ModelBuilder {
     pub fn new(gpu: Arc<Gpu>, g: &Gguf, ctx: Option<usize>) -> Result<ModelBuilder> {
         let cfg = Config::from_gguf(g)?;
         weights::check(g, &cfg)?;
+        if cfg.head_dim % 4 != 0 {
+            return Err(Error::BadConfig(format!("head width {} is not a multiple of 4", cfg.head_dim)));
+        }
         if cfg.head_dim > 256 {
             return Err(Error::BadConfig(format!("head width {} is over the 256 the attention kernel supports", cfg.head_dim)));
         }

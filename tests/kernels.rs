@@ -188,7 +188,12 @@ fn rope_matches() {
 
 #[test]
 fn attention_matches_with_gqa_and_stores_this_position() {
-    let g = gpu();
+    for rowwise in [false, true] {
+        attention_matches_with(&gpu_with_rowwise(rowwise));
+    }
+}
+
+fn attention_matches_with(g: &webllama::Gpu) {
     let mut rng = Rng(17);
     // (heads, kv heads, head_dim, kv_len): one chunk, several chunks with a partial one, MHA, 128 wide.
     for &(h, kvh, hd, len, splits) in &[(9usize, 3usize, 64usize, 1usize, 1u32), (9, 3, 64, 150, 1), (4, 4, 128, 64, 1), (8, 2, 32, 300, 1), (9, 3, 64, 1, 4), (9, 3, 64, 150, 4), (8, 2, 32, 300, 4)] {
@@ -206,16 +211,16 @@ fn attention_matches_with_gqa_and_stores_this_position() {
         let kb = g.storage_with("k", bytemuck::cast_slice(&stale_k));
         let vb = g.storage_with("v", bytemuck::cast_slice(&stale_v));
         let out = g.storage("out", 4 * (h * hd) as u64);
-        let step = step_uniform(pos as u32);
+        let step = step_on(g, pos as u32);
         let (none_k, none_v, partial) = (g.storage("k_branch", 16), g.storage("v_branch", 16), g.storage("partial", 4 * (h * 4 * (hd + 2)) as u64));
         let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &none_k, v_branch: &none_v, out: &out, partial: &partial };
         let p = AttentionParams { n_heads: h as u32, n_kv_heads: kvh as u32, head_dim: hd as u32, qkv_stride: ((h + 2 * kvh) * hd) as u32, n_splits: splits, ..Default::default() };
-        kernels::submit(&g, &kernels::attention(&g, &b, &step, p, 1).unwrap());
+        kernels::submit(g, &kernels::attention(g, &b, &step, p, 1).unwrap());
         let want = reference::attention(&q, &k, &v, h, kvh, hd, len);
         let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}, {splits} splits");
-        check("attention", "f32", &shape, &read(&out, h * hd), &want);
-        check("attention k store", "f32", &shape, &read(&kb, len * kv_dim), &k);
-        check("attention v store", "f32", &shape, &read(&vb, len * kv_dim), &v);
+        check("attention", "f32", &shape, &read_on(g, &out, h * hd), &want);
+        check("attention k store", "f32", &shape, &read_on(g, &kb, len * kv_dim), &k);
+        check("attention v store", "f32", &shape, &read_on(g, &vb, len * kv_dim), &v);
     }
 }
 
@@ -323,7 +328,8 @@ fn matmul_every_quant_type_on_both_layouts() {
         // 70 rows: not a multiple of the 64-row tile; 37 tokens: past one 32-token tile, a partial one.
         let (rows, max_tokens) = (70usize, 40u32);
         for &ty in SUPPORTED {
-            let cols = width(ty, 576);
+            // Unquantized types: a row length that is not a multiple of 8 (the 4-value tail path).
+            let cols = if ty.block_elems() == 1 { 580 } else { width(ty, 576) };
             let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
             let wb = g.storage_with("w", &bytes);
             let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
@@ -363,7 +369,12 @@ fn matmul_every_quant_type_on_both_layouts() {
 /// one position, each with its own branch after a shared prefix) against reference::attention.
 #[test]
 fn attention_over_batch_rows_and_candidate_branches() {
-    let g = gpu();
+    for rowwise in [false, true] {
+        attention_over_batch_rows_with(&gpu_with_rowwise(rowwise));
+    }
+}
+
+fn attention_over_batch_rows_with(g: &webllama::Gpu) {
     let mut rng = Rng(23);
     let (h, kvh, hd) = (6usize, 2usize, 32usize);
     let (kv_dim, stride) = (kvh * hd, (h + 2 * kvh) * hd);
@@ -396,14 +407,14 @@ fn attention_over_batch_rows_and_candidate_branches() {
         let (nk, nv, out) = (g.storage("kb", 16), g.storage("vb", 16), g.storage("out", 4 * (rows * h * hd) as u64));
         let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &nk, v_branch: &nv, out: &out, partial: &partial };
         let step = g.uniform("step", &Step::chunk(cached as u32, rows as u32));
-        kernels::submit(&g, &kernels::attention(&g, &b, &step, params(splits, 0), rows as u32).unwrap());
-        let got = read(&out, rows * h * hd);
+        kernels::submit(g, &kernels::attention(g, &b, &step, params(splits, 0), rows as u32).unwrap());
+        let got = read_on(g, &out, rows * h * hd);
         for r in 0..rows {
             let want = reference::attention(&q[r * h * hd..(r + 1) * h * hd], &k, &v, h, kvh, hd, cached + r + 1);
             check("attention (prompt chunk)", "f32", &format!("row {r} of {rows} after {cached}, {splits} splits"), &got[r * h * hd..(r + 1) * h * hd], &want);
         }
-        check("attention (prompt chunk) k store", "f32", "cache", &read(&kb, k.len()), &k);
-        check("attention (prompt chunk) v store", "f32", "cache", &read(&vb, v.len()), &v);
+        check("attention (prompt chunk) k store", "f32", "cache", &read_on(g, &kb, k.len()), &k);
+        check("attention (prompt chunk) v store", "f32", "cache", &read_on(g, &vb, v.len()), &v);
     }
     // Candidates: a 70-position prefix in the cache, 3 candidates with 4 earlier branch positions
     // each, now at position 74.
@@ -419,8 +430,8 @@ fn attention_over_batch_rows_and_candidate_branches() {
     let (kbb, vbb, out) = (g.storage_with("kb", bytemuck::cast_slice(&bk)), g.storage_with("vb", bytemuck::cast_slice(&bv)), g.storage("out", 4 * (n * h * hd) as u64));
     let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &kbb, v_branch: &vbb, out: &out, partial: &partial };
     let step = g.uniform("step", &Step::candidates((prefix + earlier) as u32, n as u32, prefix as u32));
-    kernels::submit(&g, &kernels::attention(&g, &b, &step, params(1, branch_len as u32), n as u32).unwrap());
-    let got = read(&out, n * h * hd);
+    kernels::submit(g, &kernels::attention(g, &b, &step, params(1, branch_len as u32), n as u32).unwrap());
+    let got = read_on(g, &out, n * h * hd);
     let mut bk_after = bk.clone();
     let mut bv_after = bv.clone();
     for r in 0..n {
@@ -437,7 +448,7 @@ fn attention_over_batch_rows_and_candidate_branches() {
         bk_after[at..at + kv_dim].copy_from_slice(&nk_now[r * kv_dim..(r + 1) * kv_dim]);
         bv_after[at..at + kv_dim].copy_from_slice(&nv_now[r * kv_dim..(r + 1) * kv_dim]);
     }
-    check("attention (candidates) k store", "f32", "branches", &read(&kbb, bk.len()), &bk_after);
-    check("attention (candidates) v store", "f32", "branches", &read(&vbb, bv.len()), &bv_after);
-    check("attention (candidates) prefix untouched", "f32", "cache", &read(&kb, pk.len()), &pk);
+    check("attention (candidates) k store", "f32", "branches", &read_on(g, &kbb, bk.len()), &bk_after);
+    check("attention (candidates) v store", "f32", "branches", &read_on(g, &vbb, bv.len()), &bv_after);
+    check("attention (candidates) prefix untouched", "f32", "cache", &read_on(g, &kb, pk.len()), &pk);
 }

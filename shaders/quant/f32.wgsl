@@ -11,3 +11,11 @@ fn block_dot(blk: u32, xi: u32) -> f32 {
 fn dequant_at(blk: u32, i: u32) -> f32 {
     return bitcast<f32>(weights[(blk >> 2u) + i]);
 }
+
+// Values 0 .. 7 from the block at blk and the next (4-value blocks).
+fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+    let w = blk >> 2u;
+    return array<vec4<f32>, 2>(
+        bitcast<vec4<f32>>(vec4<u32>(weights[w], weights[w + 1u], weights[w + 2u], weights[w + 3u])),
+        bitcast<vec4<f32>>(vec4<u32>(weights[w + 4u], weights[w + 5u], weights[w + 6u], weights[w + 7u])));
+}

@@ -36,3 +36,10 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     let q = (load_u8(blk + 16u + 32u * n + 16u * s + l) >> (2u * j)) & 3u;
     return dm.x * f32(sc & 0xfu) * f32(q) - dm.y * f32(sc >> 4u);
 }
+
+// Values i .. i+7 (i a multiple of 8) of the block at blk, one dequant_at each.
+fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(
+        vec4<f32>(dequant_at(blk, i), dequant_at(blk, i + 1u), dequant_at(blk, i + 2u), dequant_at(blk, i + 3u)),
+        vec4<f32>(dequant_at(blk, i + 4u), dequant_at(blk, i + 5u), dequant_at(blk, i + 6u), dequant_at(blk, i + 7u)));
+}

@@ -40,3 +40,10 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     let high = (load_u8(blk + 16u * s + l) >> (4u * n + j)) & 1u;
     return load_f16(blk + 108u) * q3k_scale(blk + 96u, 8u * n + 2u * j + s) * (q - select(4.0, 0.0, high == 1u));
 }
+
+// Values i .. i+7 (i a multiple of 8) of the block at blk, one dequant_at each.
+fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(
+        vec4<f32>(dequant_at(blk, i), dequant_at(blk, i + 1u), dequant_at(blk, i + 2u), dequant_at(blk, i + 3u)),
+        vec4<f32>(dequant_at(blk, i + 4u), dequant_at(blk, i + 5u), dequant_at(blk, i + 6u), dequant_at(blk, i + 7u)));
+}

@@ -16,3 +16,15 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     let q = select(byte & 0xfu, byte >> 4u, i >= 16u);
     return load_f16(blk) * (f32(q) - 8.0);
 }
+
+// Values i .. i+7 (i a multiple of 8): nibbles of 8 consecutive quant bytes.
+fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+    let d = load_f16(blk);
+    let at = blk + 2u + (i % 16u);
+    let a = load_u32(at);
+    let b = load_u32(at + 4u);
+    if (i >= 16u) {
+        return array<vec4<f32>, 2>(d * (nibbles_hi(a) - 8.0), d * (nibbles_hi(b) - 8.0));
+    }
+    return array<vec4<f32>, 2>(d * (nibbles_lo(a) - 8.0), d * (nibbles_lo(b) - 8.0));
+}

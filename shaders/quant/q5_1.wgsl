@@ -26,3 +26,10 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     let q = select(byte & 0xfu, byte >> 4u, i >= 16u) | (((qh >> i) & 1u) << 4u);
     return dm.x * f32(q) + dm.y;
 }
+
+// Values i .. i+7 (i a multiple of 8) of the block at blk, one dequant_at each.
+fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(
+        vec4<f32>(dequant_at(blk, i), dequant_at(blk, i + 1u), dequant_at(blk, i + 2u), dequant_at(blk, i + 3u)),
+        vec4<f32>(dequant_at(blk, i + 4u), dequant_at(blk, i + 5u), dequant_at(blk, i + 6u), dequant_at(blk, i + 7u)));
+}

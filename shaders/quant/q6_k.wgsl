@@ -40,3 +40,22 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     let q = f32(nib | (hb << 4u)) - 32.0;
     return load_f16(blk + 208u) * scale_i8(blk + 192u + 8u * n + l / 16u + 2u * g) * q;
 }
+
+// Values i .. i+7 (i a multiple of 8): 8 low-nibble bytes, 8 high-bit bytes, one scale.
+fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+    let n = i / 128u;
+    let r = i % 128u;
+    let g = r / 32u;
+    let l = r % 32u;
+    let s = load_f16(blk + 208u) * scale_i8(blk + 192u + 8u * n + l / 16u + 2u * g);
+    let at = blk + 64u * n + 32u * (g % 2u) + l;
+    let h = blk + 128u + 32u * n + l;
+    var out: array<vec4<f32>, 2>;
+    for (var k = 0u; k < 2u; k++) {
+        let q = load_u32(at + 4u * k);
+        let lo = select(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(0xfu), (vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) >> vec4<u32>(4u)) & vec4<u32>(0xfu), g >= 2u);
+        let hi = bits2(load_u32(h + 4u * k), 2u * g) << vec4<u32>(4u);
+        out[k] = s * (vec4<f32>(lo | hi) - 32.0);
+    }
+    return out;
+}

@@ -38,6 +38,7 @@ test('Summarize: a pasted text is read in batched chunks and summarized as text'
   assert.equal(await page.isVisible('#summarize-panel'), true);
   assert.equal(await page.isVisible('#chat-panel'), false);
   await page.fill('#doc-text', DOC);
+  await page.click('#settings summary');
   await page.fill('#s-max_tokens', '40');
   await page.click('#summarize');
   await page.waitForFunction(() => document.querySelector('#summary').dataset.done === 'true', null, { timeout: 1780000 });

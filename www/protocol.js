@@ -2,7 +2,7 @@
 // list both import. Every request carries an `id`; replies carry the id of the request they answer.
 export const MSG = Object.freeze({
   // proxy -> worker
-  LOAD: 'load',         // {id, model: URL string | File | Blob, ctx?}          -> PROGRESS*, LOADED | ERROR
+  LOAD: 'load',         // {id, model: URL string | File | Blob, ctx?, integrity?} -> PROGRESS*, LOADED | ERROR
   GENERATE: 'generate', // {id, mode: 'chat'|'completion', messages|prompt, options, truncate?} -> TOKEN*, DONE | ERROR
   ABORT: 'abort',       // {} stops the running generation at the next token (no reply)
   RESET: 'reset',       // {id} forgets the KV cache                            -> DONE

@@ -13,14 +13,21 @@ const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature
   'ignore_eos', 'stream_options', 'user', 'frequency_penalty', 'presence_penalty', 'repetition_penalty', 'penalty_last_n', 'logit_bias', 'truncate']);
 
 // ctx: KV-cache positions (default: the model's context length, capped by what the GPU can bind).
-export async function createEngine({ model, onProgress, ctx, workerUrl } = {}) {
+// integrity: the file's SHA-256 (sha256-<base64> or hex), checked before the download is cached.
+// signal: an AbortSignal that cancels the load (the promise rejects with an AbortError).
+export async function createEngine({ model, onProgress, ctx, integrity, signal, workerUrl } = {}) {
+  signal?.throwIfAborted();
   const worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
   const engine = new Engine(worker);
+  const cancel = () => engine._failAll(named('AbortError', 'the model load was cancelled'));
+  signal?.addEventListener('abort', cancel);
   try {
-    await engine._request({ kind: MSG.LOAD, model, ctx }, { onProgress });
+    await engine._request({ kind: MSG.LOAD, model, ctx, integrity }, { onProgress });
   } catch (e) {
     worker.terminate();
     throw e;
+  } finally {
+    signal?.removeEventListener('abort', cancel);
   }
   return engine;
 }

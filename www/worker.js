@@ -34,7 +34,7 @@ async function load(m) {
   engine?.free();
   engine = null;
   const t0 = performance.now();
-  const { stream, total, source, cached } = await openModel(m.model);
+  const { stream, total, source, cached } = await openModel(m.model, m.integrity);
   const reader = stream.getReader();
   let header = new Uint8Array(0);
   let loader = null;
@@ -73,11 +73,12 @@ async function load(m) {
     if (!loader) {
       throw namedError('GgufError', `the file ended (${loaded} bytes) before its GGUF header was complete`);
     }
+    // The cache's copy (and its integrity check, when asked for) completes before the model is used.
+    await cached;
     const info = JSON.parse(loader.info());
     info.adapter = await adapterName(info.adapter);
     engine = loader.finish();
     loader = null;
-    await cached;
     const cost = JSON.parse(engine.costPerToken());
     post(MSG.LOADED, { id: m.id, info, stats: { loadMs: performance.now() - t0, wasmMemoryBytes: wasmMemoryBytes(), source, bytes: loaded, cost } });
   } catch (e) {

@@ -1,0 +1,94 @@
+// Network faults in headless Chromium, made by tests/browser/fault_server.mjs: a 404, a connection
+// that drops (resumed with Range, or read again when the server ignores Range), a body that keeps
+// ending short of its Content-Length, a Content-Length that cuts the file, integrity (SHA-256) right
+// and wrong, and a cancelled load. Each gets a named error or a successful resume, nothing partial
+// or wrong is cached, and a load works afterwards.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { modelsDir, startServer, launch, MODEL_NAME, TINY, TINY_MODELS } from './harness.mjs';
+import { startFaultServer, DROP_AT } from './fault_server.mjs';
+
+// A small model keeps each load short; the default model when ../shared/fixtures is absent.
+const FILE = existsSync(join(TINY, TINY_MODELS[0])) ? TINY_MODELS[0] : MODEL_NAME;
+let server;
+let faults;
+let context;
+let page;
+let dir;
+
+before(async () => {
+  dir = modelsDir();
+  server = await startServer(dir);
+  faults = await startFaultServer(server.url, dir);
+  context = await launch();
+  page = await context.newPage();
+  page.on('pageerror', (e) => console.log('page error:', e.message));
+  await page.goto(faults.url);
+});
+
+after(async () => {
+  await context?.close();
+  faults?.stop();
+  server?.stop();
+});
+
+test('network faults: clear errors or a resumed download; nothing partial or wrong is cached', { timeout: 600000 }, async () => {
+  const sha = createHash('sha256').update(readFileSync(join(dir, FILE))).digest('hex');
+  const sri = `sha256-${Buffer.from(sha, 'hex').toString('base64')}`;
+  const r = await page.evaluate(async ({ file, sha, sri }) => {
+    const { createEngine } = await import('./webllama.js');
+    const out = {};
+    const attempt = async (name, opts) => {
+      try {
+        const e = await createEngine(opts);
+        const c = await e.completions.create({ prompt: 'Once upon a time,', max_tokens: 6, temperature: 0 });
+        await e.unload();
+        out[name] = { ok: true, text: c.choices[0].text };
+      } catch (e) {
+        out[name] = { ok: false, error: `${e.name}: ${e.message}` };
+      }
+    };
+    await attempt('whole', { model: `fault/whole/${file}`, integrity: sri });
+    await attempt('404', { model: `fault/404/${file}` });
+    await attempt('drop', { model: `fault/drop/${file}` });
+    await attempt('norange', { model: `fault/norange/${file}` });
+    await attempt('short', { model: `fault/short/${file}` });
+    await attempt('lie', { model: `fault/lie/${file}` });
+    await attempt('bad integrity', { model: `fault/wrong/${file}`, integrity: sha.replace(/^./, (c) => (c === '0' ? '1' : '0')) });
+    await attempt('bad integrity syntax', { model: `fault/whole/${file}`, integrity: 'md5-abc' });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 700);
+    const t0 = performance.now();
+    await attempt('cancel', { model: `fault/slow/${file}`, signal: ac.signal });
+    out.cancel.ms = performance.now() - t0;
+    await attempt('after', { model: `fault/after/${file}` });
+    const cache = await caches.open('webllama-models-v1');
+    out.cached = (await cache.keys()).map((k) => new URL(k.url).pathname);
+    return out;
+  }, { file: FILE, sha, sri });
+  console.log(JSON.stringify(r, null, 1));
+  assert.ok(r.whole.ok, r.whole.error);
+  assert.match(r['404'].error, /^NetworkError: HTTP 404/);
+  for (const k of ['drop', 'norange', 'after']) {
+    assert.ok(r[k].ok, `${k}: ${r[k].error}`);
+    assert.equal(r[k].text, r.whole.text, `${k}: the same model, the same text`);
+  }
+  assert.ok(faults.log.some((l) => l.startsWith(`GET /fault/drop/${FILE} bytes=`)), 'the dropped download resumed with a Range request');
+  assert.equal(faults.log.filter((l) => l.startsWith(`GET /fault/norange/${FILE}`)).length, 2, 'a server that ignores Range is read again once');
+  assert.match(r.short.error, new RegExp(`^NetworkError: the download of .* ended at \\d+ of ${statSize(join(dir, FILE))} bytes`));
+  assert.match(r.lie.error, /^GgufError: .*truncated/);
+  assert.match(r['bad integrity'].error, /^IntegrityError: .* has SHA-256 [0-9a-f]{64}, not the/);
+  assert.match(r['bad integrity syntax'].error, /^InvalidRequestError: integrity must be/);
+  assert.match(r.cancel.error, /^AbortError/);
+  assert.ok(r.cancel.ms < 5000, `cancel took ${r.cancel.ms} ms`);
+  // Only whole, verified downloads are cached: not the resumed, short, cut, wrong or cancelled ones.
+  assert.deepEqual(r.cached.sort(), [`/fault/after/${FILE}`, `/fault/whole/${FILE}`]);
+  assert.ok(DROP_AT > 0);
+});
+
+function statSize(p) {
+  return readFileSync(p).length;
+}

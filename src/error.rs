@@ -39,6 +39,8 @@ pub enum Error {
     DeviceRequest(String),
     #[error("GPU error: {0}")]
     Gpu(String),
+    #[error("the GPU device was lost ({0}); load the model again to go on")]
+    DeviceLost(String),
     #[error("shader {name}: {msg}")]
     Shader { name: String, msg: String },
     #[error("a context of {requested} positions needs {per_layer_bytes} bytes of KV cache per layer, over the adapter's storage-binding limit of {limit} bytes: use a context of at most {fits} positions")]

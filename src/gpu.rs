@@ -84,10 +84,24 @@ impl Gpu {
         }
         let msg = errs.join("; ");
         errs.clear();
+        if let Some(lost) = msg.split("; ").find(|m| m.starts_with("device lost")) {
+            // Kept: every later call on this device fails the same way.
+            let lost = lost.to_string();
+            errs.push(lost.clone());
+            return Err(Error::DeviceLost(lost));
+        }
         if msg.to_ascii_lowercase().contains("out of memory") {
             return Err(Error::OutOfMemory(msg));
         }
         Err(Error::Gpu(msg))
+    }
+
+    /// Destroys the device, as a driver reset or a GPU unplugged would lose it (for tests of
+    /// device loss): every later call fails with Error::DeviceLost.
+    pub fn lose_device(&self) {
+        self.device.destroy();
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.device.poll(wgpu::PollType::Poll);
     }
 
     /// Largest byte size one storage binding may have on this device.

@@ -470,6 +470,8 @@ impl Model {
 
     /// Copies `rows` argmaxes (and logits rows) to the staging buffers, submits, and reads them.
     async fn read_rows(&mut self, mut enc: wgpu::CommandEncoder, rows: u32, want_logits: bool) -> Result<Vec<StepOutput>> {
+        // A lost device (or an earlier error) fails here, before waiting on work that never runs.
+        self.gpu.take_error()?;
         let vocab_bytes = 4 * self.cfg.vocab_size as u64;
         enc.copy_buffer_to_buffer(&self.acts.tokens, 0, &self.tokens_staging, 0, 4 * rows as u64);
         if want_logits {

@@ -36,6 +36,7 @@ fn js_err(e: Error) -> JsValue {
         Error::NoAdapter(_) | Error::DeviceRequest(_) | Error::Gpu(_) | Error::Shader { .. } => "GpuError",
         Error::ContextFull { .. } | Error::ContextTooLarge { .. } => "ContextLengthError",
         Error::OutOfMemory(_) => "GpuOutOfMemoryError",
+        Error::DeviceLost(_) => "DeviceLostError",
         Error::AdapterTooSmall { .. } => "GpuError",
         Error::InvalidRequest(_) => "InvalidRequestError",
         Error::Io { .. } => "IoError",
@@ -246,6 +247,13 @@ impl Engine {
             "n_layers": s.model.cfg.n_layers,
         })
         .to_string()
+    }
+
+    /// Destroys the GPU device as a driver reset would (a test hook for device loss): later calls
+    /// fail with a DeviceLostError; a new engine gets a new device.
+    #[wasm_bindgen(js_name = loseDevice)]
+    pub fn lose_device(&self) {
+        self.session.borrow().model.gpu.lose_device();
     }
 
     /// Forgets the KV cache (the next request prefills from scratch).

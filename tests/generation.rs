@@ -514,3 +514,25 @@ fn five_candidates_share_the_prompt_and_decode_as_one_batch() {
         eprintln!("  candidate: {}", g.text);
     }
 }
+
+/// A lost GPU device is reported by name, not a hang or a panic, and a model loads again on a new one.
+#[test]
+fn a_lost_device_is_an_error_and_a_new_device_works() {
+    let Some(path) = common::default_model() else { return };
+    let gpu = Arc::new(pollster::block_on(webllama::Gpu::new()).unwrap());
+    let mut s = Session::load_file(gpu.clone(), &path, Some(128)).unwrap();
+    let opts = GenerateOptions { max_tokens: 4, ..Default::default() };
+    let ids = s.tokenizer.encode("The capital of France is", true).unwrap();
+    let before = pollster::block_on(s.generate(&ids, &opts, &mut |_| true)).unwrap();
+    gpu.lose_device();
+    let t = std::time::Instant::now();
+    s.reset();
+    let err = pollster::block_on(s.generate(&ids, &opts, &mut |_| true)).err().expect("generating on a lost device fails").to_string();
+    assert!(err.contains("device was lost"), "{err}");
+    assert!(t.elapsed().as_secs() < 10, "the failure came in {:?}", t.elapsed());
+    let again = pollster::block_on(s.generate(&ids, &opts, &mut |_| true)).err().expect("and keeps failing").to_string();
+    assert!(again.contains("device was lost"), "{again}");
+    let mut fresh = Session::load_file(Arc::new(pollster::block_on(webllama::Gpu::new()).unwrap()), &path, Some(128)).unwrap();
+    let after = pollster::block_on(fresh.generate(&ids, &opts, &mut |_| true)).unwrap();
+    assert_eq!(after.text, before.text);
+}

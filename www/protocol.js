@@ -7,6 +7,7 @@ export const MSG = Object.freeze({
   ABORT: 'abort',       // {} stops the running generation at the next token (no reply)
   RESET: 'reset',       // {id} forgets the KV cache                            -> DONE
   UNLOAD: 'unload',     // {id} drops the engine and its GPU buffers            -> DONE
+  LOSE_DEVICE: 'lose-device', // {id} destroys the GPU device (a test hook)     -> DONE
   // worker -> proxy
   PROGRESS: 'progress', // {id, source: 'network'|'cache'|'file', loaded, total, mbPerS, etaS}
   LOADED: 'loaded',     // {id, info: {name, n_layers, ..., adapter}, stats: {loadMs, wasmMemoryBytes, source, bytes, cost}}

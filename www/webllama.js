@@ -54,6 +54,12 @@ class Engine {
     await this._request({ kind: MSG.RESET });
   }
 
+  // Test hook: destroys the GPU device as a driver reset would; later requests fail with a
+  // DeviceLostError (or GpuError), and createEngine() makes a new engine on a new device.
+  async _loseDevice() {
+    await this._request({ kind: MSG.LOSE_DEVICE });
+  }
+
   // Frees the GPU buffers and ends the worker.
   async unload() {
     try { await this._request({ kind: MSG.UNLOAD }); } finally { this._worker.terminate(); }

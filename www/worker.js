@@ -23,6 +23,7 @@ self.onmessage = async (event) => {
       case MSG.GENERATE: return await generate(m);
       case MSG.RESET: engine?.reset(); return post(MSG.DONE, { id: m.id, result: null });
       case MSG.UNLOAD: engine?.free(); engine = null; return post(MSG.DONE, { id: m.id, result: null });
+      case MSG.LOSE_DEVICE: engine?.loseDevice(); return post(MSG.DONE, { id: m.id, result: null });
       default: throw namedError('InvalidRequestError', `unknown message kind ${m.kind}`);
     }
   } catch (e) {

@@ -1,8 +1,8 @@
 // Network faults in headless Chromium, made by tests/browser/fault_server.mjs: a 404, a connection
 // that drops (resumed with Range, or read again when the server ignores Range), a body that keeps
 // ending short of its Content-Length, a Content-Length that cuts the file, integrity (SHA-256) right
-// and wrong, and a cancelled load. Each gets a named error or a successful resume, nothing partial
-// or wrong is cached, and a load works afterwards.
+// and wrong, a cancelled load, and a lost GPU device. Each gets a named error or a successful resume,
+// nothing partial or wrong is cached, and a load works afterwards.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -65,6 +65,17 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
     await attempt('cancel', { model: `fault/slow/${file}`, signal: ac.signal });
     out.cancel.ms = performance.now() - t0;
     await attempt('after', { model: `fault/after/${file}` });
+    // A lost GPU device: a named error, then a new engine works.
+    const lost = await createEngine({ model: `fault/whole/${file}` });
+    await lost._loseDevice();
+    try {
+      await lost.completions.create({ prompt: 'Once upon a time,', max_tokens: 6, temperature: 0 });
+      out.lost = 'no error';
+    } catch (e) {
+      out.lost = `${e.name}: ${e.message}`;
+    }
+    await lost.unload().catch(() => {});
+    await attempt('after lost', { model: `fault/whole/${file}` });
     const cache = await caches.open('webllama-models-v1');
     out.cached = (await cache.keys()).map((k) => new URL(k.url).pathname);
     return out;
@@ -83,6 +94,9 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
   assert.match(r['bad integrity'].error, /^IntegrityError: .* has SHA-256 [0-9a-f]{64}, not the/);
   assert.match(r['bad integrity syntax'].error, /^InvalidRequestError: integrity must be/);
   assert.match(r.cancel.error, /^AbortError/);
+  assert.match(r.lost, /^(DeviceLostError|GpuError): .*lost/i);
+  assert.ok(r['after lost'].ok, r['after lost'].error);
+  assert.equal(r['after lost'].text, r.whole.text);
   assert.ok(r.cancel.ms < 5000, `cancel took ${r.cancel.ms} ms`);
   // Only whole, verified downloads are cached: not the resumed, short, cut, wrong or cancelled ones.
   assert.deepEqual(r.cached.sort(), [`/fault/after/${FILE}`, `/fault/whole/${FILE}`]);

@@ -24,6 +24,9 @@ pub struct Gpu {
     pub matvec_rowwise: bool,
     /// Errors the device reported outside any error scope, oldest first.
     errors: Arc<Mutex<Vec<String>>>,
+    /// Buffers created so far (all go through `buffer`): flat across requests once a model is
+    /// loaded, which the soak tests check.
+    buffers_created: std::sync::atomic::AtomicU64,
 }
 
 impl Gpu {
@@ -68,7 +71,7 @@ impl Gpu {
             Ok("1") => true,
             _ => info.device_type == wgpu::DeviceType::Cpu,
         };
-        Ok(Gpu { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()), matvec_rowwise, errors })
+        Ok(Gpu { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()), matvec_rowwise, errors, buffers_created: Default::default() })
     }
 
     /// A one-line description of the adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
@@ -161,9 +164,20 @@ impl Gpu {
         Ok(p)
     }
 
+    /// Every buffer webllama makes, counted.
+    pub fn buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
+        self.buffers_created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.device.create_buffer(desc)
+    }
+
+    /// Buffers created since the device was opened.
+    pub fn buffers_created(&self) -> u64 {
+        self.buffers_created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A zeroed storage buffer of at least `size` bytes (rounded up to 4, at least 4).
     pub fn storage(&self, label: &str, size: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: size.max(4).div_ceil(4) * 4,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
@@ -191,7 +205,7 @@ impl Gpu {
 
     /// A uniform buffer holding `value`.
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buf = self.buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: std::mem::size_of::<T>() as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
@@ -203,7 +217,7 @@ impl Gpu {
 
     /// A buffer the CPU can map to read `size` bytes copied into it.
     pub fn readback_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: size.div_ceil(4) * 4,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,

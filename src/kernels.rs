@@ -78,7 +78,7 @@ fn build_at(
     buffers: &[(u32, &wgpu::Buffer)],
     workgroups: [u32; 3],
 ) -> Result<Dispatch> {
-    let uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+    let uniform = gpu.buffer(&wgpu::BufferDescriptor {
         label: Some(name),
         size: params.len() as u64,
         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,

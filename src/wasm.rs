@@ -230,6 +230,7 @@ impl Engine {
                 "prefill_tok_s": g.prefill_tok_s(),
                 "decode_tok_s": completion_tokens.saturating_sub(all.len()) as f64 / (g.decode_ms / 1000.0).max(1e-9),
                 "batch_passes": s.model.batch_passes - passes,
+                "gpu_buffers_created": s.model.gpu.buffers_created(),
             });
             Ok(JsValue::from_str(&out.to_string()))
         })

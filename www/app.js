@@ -230,7 +230,7 @@ async function headlines() {
     await engine.resetChat();
     const temperature = Number($('h-temperature').value);
     const messages = [{ role: 'user', content: `Write a headline for this news: ${news}` }];
-    const req = { ...settings(), temperature, max_tokens: 20, n: 5, messages, stream: true };
+    const req = { ...settings(), temperature, max_tokens: Number($('h-max-tokens').value) || 20, n: 5, messages, stream: true };
     for await (const chunk of engine.chat.completions.create(req)) {
       for (const c of chunk.choices) {
         if (c.delta.content) {

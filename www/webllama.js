@@ -134,6 +134,9 @@ class Engine {
     this.stats.prefill_tok_s = res.prefill_tok_s;
     this.stats.decode_tok_s = res.decode_tok_s;
     this.stats.adapter = res.adapter ?? this.stats.adapter;
+    // For leak checks: both stay flat from request to request once a model is loaded.
+    this.stats.gpu_buffers_created = res.gpu_buffers_created;
+    this.stats.wasm_memory_bytes = res.wasm_memory_bytes;
   }
 
   _request(fields, { onProgress, onToken } = {}) {

@@ -101,6 +101,7 @@ async function generate(m) {
   };
   const result = JSON.parse(await engine.generate(Uint32Array.from(ids), JSON.stringify(m.options), onText));
   result.adapter = adapterLabel ?? engine.adapter;
+  result.wasm_memory_bytes = wasmMemoryBytes();
   post(MSG.DONE, { id: m.id, result });
 }
 

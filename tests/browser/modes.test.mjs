@@ -39,7 +39,7 @@ test('Summarize: a pasted text is read in batched chunks and summarized as text'
   assert.equal(await page.isVisible('#chat-panel'), false);
   await page.fill('#doc-text', DOC);
   await page.click('#settings summary');
-  await page.fill('#s-max_tokens', '40');
+  await page.fill('#s-max_tokens', '24');
   await page.click('#summarize');
   await page.waitForFunction(() => document.querySelector('#summary').dataset.done === 'true', null, { timeout: 1780000 });
   assert.equal(await page.isHidden('#error'), true, await page.textContent('#error'));
@@ -56,6 +56,8 @@ test('Summarize: a pasted text is read in batched chunks and summarized as text'
 test('Headlines: 5 candidates for the news sentence, decoded side by side; one can be picked', { timeout: 600000 }, async () => {
   await page.click('#mode-headlines');
   await page.fill('#news-text', NEWS);
+  // Shorter than the page's 20 to keep CI quick (candidates decode at ~1 tok/s on SwiftShader).
+  await page.fill('#h-max-tokens', '8');
   await page.click('#headlines');
   await page.waitForFunction(() => document.querySelector('#candidates').dataset.done === 'true', null, { timeout: 580000 });
   assert.equal(await page.isHidden('#error'), true, await page.textContent('#error'));

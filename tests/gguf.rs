@@ -236,3 +236,44 @@ fn real_default_model_header() {
     assert!(c.tied_output);
     weights::check(&g, &c).unwrap();
 }
+
+/// `webllama generate` on malformed files: a non-zero exit and one line of error naming the problem,
+/// no panic, in well under a second for header errors.
+#[test]
+fn the_cli_refuses_malformed_files_with_one_line() {
+    let dir = std::env::temp_dir().join(format!("webllama-malformed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = valid();
+    let mut bad_magic = good.clone();
+    bad_magic[0] = b'X';
+    let mut huge_count = good.clone();
+    huge_count[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "truncated"),
+        ("bad-magic", bad_magic, "not a GGUF file"),
+        ("huge-count", huge_count, "tensor count"),
+        ("header-cut", good[..good.len() / 3].to_vec(), "truncated"),
+        ("data-cut", good[..good.len() - 10].to_vec(), "truncated"),
+    ];
+    for (name, bytes, want) in cases {
+        let path = dir.join(format!("{name}.gguf"));
+        std::fs::write(&path, &bytes).unwrap();
+        let t = std::time::Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_webllama"))
+            .args(["generate", "--model", path.to_str().unwrap(), "--prompt", "hi", "--max-tokens", "1"])
+            .env("XDG_RUNTIME_DIR", "/tmp")
+            .output()
+            .unwrap();
+        let took = t.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert!(!out.status.success(), "{name}: exit status {:?}", out.status);
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert_eq!(lines.len(), 1, "{name}: one error line, got {stderr:?}");
+        assert!(lines[0].contains(want), "{name}: {:?} should mention {want:?}", lines[0]);
+        if name != "data-cut" {
+            assert!(took.as_millis() < 1000, "{name}: took {took:?}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -7,14 +7,16 @@
 //   short      every response ends cleanly after DROP_AT bytes, though Content-Length says more
 //   lie        Content-Length is DROP_AT: the body is cut there (a size that disagrees with the file)
 //   slow       the body trickles (64 KiB every 200 ms), for cancelling
-// `log` lists "METHOD path range" for each fault request.
+// `log` lists "METHOD path range" for each fault request. With `cors` (for a second server on another
+// port, i.e. another origin) the fault responses allow any origin; without, a cross-origin fetch of
+// them is refused by the browser.
 import http from 'node:http';
 import { statSync, createReadStream } from 'node:fs';
 import { join } from 'node:path';
 
 export const DROP_AT = 3_000_000;
 
-export async function startFaultServer(upstreamUrl, modelsDir) {
+export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } = {}) {
   const upstream = new URL(upstreamUrl);
   const log = [];
   const served = new Map();
@@ -26,6 +28,10 @@ export async function startFaultServer(upstreamUrl, modelsDir) {
     const path = join(modelsDir, file);
     let size;
     try { size = statSync(path).size; } catch { res.writeHead(404).end(); return; }
+    if (cors) {
+      res.setHeader('Access-Control-Allow-Origin', '*');
+      res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range');
+    }
     const n = (served.get(req.url) ?? 0) + 1;
     served.set(req.url, n);
     if (mode === '404') return res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not here');

@@ -15,6 +15,8 @@ import { startFaultServer, DROP_AT } from './fault_server.mjs';
 const FILE = existsSync(join(TINY, TINY_MODELS[0])) ? TINY_MODELS[0] : MODEL_NAME;
 let server;
 let faults;
+let otherNoCors;
+let otherCors;
 let context;
 let page;
 let dir;
@@ -23,6 +25,9 @@ before(async () => {
   dir = modelsDir();
   server = await startServer(dir);
   faults = await startFaultServer(server.url, dir);
+  // Two more origins (other ports): one refuses cross-origin reads, one allows them.
+  otherNoCors = await startFaultServer(server.url, dir);
+  otherCors = await startFaultServer(server.url, dir, { cors: true });
   context = await launch();
   page = await context.newPage();
   page.on('pageerror', (e) => console.log('page error:', e.message));
@@ -32,13 +37,15 @@ before(async () => {
 after(async () => {
   await context?.close();
   faults?.stop();
+  otherNoCors?.stop();
+  otherCors?.stop();
   server?.stop();
 });
 
 test('network faults: clear errors or a resumed download; nothing partial or wrong is cached', { timeout: 600000 }, async () => {
   const sha = createHash('sha256').update(readFileSync(join(dir, FILE))).digest('hex');
   const sri = `sha256-${Buffer.from(sha, 'hex').toString('base64')}`;
-  const r = await page.evaluate(async ({ file, sha, sri }) => {
+  const r = await page.evaluate(async ({ file, sha, sri, noCors, withCors }) => {
     const { createEngine } = await import('./webllama.js');
     const out = {};
     const attempt = async (name, opts) => {
@@ -53,6 +60,8 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
     };
     await attempt('whole', { model: `fault/whole/${file}`, integrity: sri });
     await attempt('404', { model: `fault/404/${file}` });
+    await attempt('cors refused', { model: `${noCors}fault/whole/${file}` });
+    await attempt('cors allowed', { model: `${withCors}fault/drop/${file}` });
     await attempt('drop', { model: `fault/drop/${file}` });
     await attempt('norange', { model: `fault/norange/${file}` });
     await attempt('short', { model: `fault/short/${file}` });
@@ -79,10 +88,13 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
     const cache = await caches.open('webllama-models-v1');
     out.cached = (await cache.keys()).map((k) => new URL(k.url).pathname);
     return out;
-  }, { file: FILE, sha, sri });
+  }, { file: FILE, sha, sri, noCors: otherNoCors.url, withCors: otherCors.url });
   console.log(JSON.stringify(r, null, 1));
   assert.ok(r.whole.ok, r.whole.error);
   assert.match(r['404'].error, /^NetworkError: HTTP 404/);
+  assert.match(r['cors refused'].error, /^NetworkError: could not fetch .* does not allow cross-origin requests/);
+  assert.ok(r['cors allowed'].ok, `another origin that allows CORS, with a dropped connection resumed: ${r['cors allowed'].error}`);
+  assert.equal(r['cors allowed'].text, r.whole.text);
   for (const k of ['drop', 'norange', 'after']) {
     assert.ok(r[k].ok, `${k}: ${r[k].error}`);
     assert.equal(r[k].text, r.whole.text, `${k}: the same model, the same text`);

@@ -40,7 +40,7 @@ pub struct Acts {
     pub logits: wgpu::Buffer,   // [max_candidates, vocab]
     pub tokens: wgpu::Buffer,   // [rows] u32: input tokens, then each logits row's argmax
     pub step: wgpu::Buffer,     // uniform Step
-    pub partial: wgpu::Buffer,  // [n_heads, n_splits, head_dim + 2] split attention (decode)
+    pub partial: wgpu::Buffer,  // [max_candidates, n_heads, n_splits, head_dim + 2] split attention
     pub rope_ones: wgpu::Buffer, // [n_rot / 2] of 1.0, for models without rope_freqs
 }
 
@@ -61,7 +61,7 @@ impl Acts {
             logits: gpu.storage("logits", 4 * c.vocab_size as u64 * MAX_CANDIDATES as u64),
             tokens: gpu.storage("tokens", 4 * rows.max(MAX_CANDIDATES) as u64),
             step: gpu.uniform("step", &kernels::Step::default()),
-            partial: gpu.storage("attention partials", 4 * (c.n_heads * n_splits as usize * (c.head_dim + 2)) as u64),
+            partial: gpu.storage("attention partials", 4 * (MAX_CANDIDATES as usize * c.n_heads * n_splits as usize * (c.head_dim + 2)) as u64),
             rope_ones: gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2])),
         }
     }
@@ -208,18 +208,20 @@ fn output_weight<'a>(s: &'a Parts) -> &'a Weight {
     if s.cfg.tied_output { s.w(weights::TOKEN_EMBD) } else { s.w(weights::OUTPUT) }
 }
 
-/// The batch graph, in three pieces: the layers over up to acts.rows rows; the logits of the last row
-/// only (a prompt) with its argmax into tokens[0]; the logits of every row (candidates, at most
-/// MAX_CANDIDATES) with each row's argmax into tokens[r].
+/// The batch graph, in three pieces: the layers over up to `rows` rows (at most acts.rows); the
+/// logits of the last row only (a prompt) with its argmax into tokens[0]; the logits of every row
+/// (candidates, at most MAX_CANDIDATES) with each row's argmax into tokens[r]. Recorded for prompt
+/// chunks (rows = acts.rows) and for candidates (rows = MAX_CANDIDATES, where GPUs take the
+/// matvec-shaped matmul).
 pub struct BatchGraph {
     pub body: Vec<Dispatch>,
     pub last_logits: Vec<Dispatch>,
     pub all_logits: Vec<Dispatch>,
 }
 
-pub fn batch(s: &Parts) -> Result<BatchGraph> {
+pub fn batch(s: &Parts, rows: u32) -> Result<BatchGraph> {
     let (c, a, gpu) = (s.cfg, s.acts, s.gpu);
-    let rows = a.rows;
+    let rows = rows.min(a.rows);
     let mut g: Vec<Dispatch> = vec![];
     let (dim, qkv_stride, ffn) = (c.dim as u32, (c.q_dim() + 2 * c.kv_dim()) as u32, c.ffn_dim as u32);
     let mm = |x_stride: u32, out_stride: u32| MatmulParams { x_stride, out_stride, ..Default::default() };
@@ -240,8 +242,9 @@ pub fn batch(s: &Parts) -> Result<BatchGraph> {
         }
         g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_heads, 0), rows)?); // rope(q)
         g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_kv_heads, k_at), rows)?); // rope(k)
-        // att = causal softmax(q k^T / sqrt(head_dim)) v; each row's k, v into the cache
-        g.extend(s.attention(l, rows, 1)?);
+        // att = causal softmax(q k^T / sqrt(head_dim)) v; each row's k, v into the cache (or branch);
+        // candidates split the KV length like decode, a prompt chunk has rows enough
+        g.extend(s.attention(l, rows, if rows <= MAX_CANDIDATES { s.n_splits } else { 1 })?);
         let add = |x_stride: u32| MatmulParams { accumulate: 1, ..mm(x_stride, dim) };
         matmul(&mut g, s, s.w(&lw(weights::ATTN_OUT)), &a.att, &a.x, add(c.q_dim() as u32), rows)?; // x += Wo att
         g.push(kernels::rmsnorm(gpu, &a.x, s.vec(&lw(weights::FFN_NORM)), &a.xb, dim, c.rms_eps, rows)?); // xb = rmsnorm(x)

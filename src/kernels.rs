@@ -380,17 +380,27 @@ pub struct MatmulParams {
     pub _pad: [u32; 3],
 }
 
+/// Most tokens the `few` matmul (n candidates on GPUs) takes.
+pub const MATMUL_FEW: u32 = 8;
+
 /// matmul: out[t, r] (+)= dot(W[w_row0 + r], x[t]) for the step.n_rows tokens of a batch of at most
-/// `max_tokens` (p.rows: how many weight rows; 0 means all of w's rows from w_row0 on).
+/// `max_tokens` (p.rows: how many weight rows; 0 means all of w's rows from w_row0 on). On GPUs,
+/// max_tokens <= MATMUL_FEW takes the matvec-shaped kernel (candidates), more the tiled one.
 pub fn matmul(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatmulParams, max_tokens: u32) -> Result<Dispatch> {
     if p.x_stride % 4 != 0 || w.cols % 4 != 0 {
         return Err(crate::Error::InvalidRequest(format!("matmul: x stride {} and row length {} must be multiples of 4", p.x_stride, w.cols)));
     }
     let rows = if p.rows == 0 { w.rows - p.w_row0 } else { p.rows };
     let p = MatmulParams { rows, cols: w.cols, row_bytes: w.row_bytes(), ..p };
+    let src = include_str!("../shaders/matmul.wgsl");
+    let buffers = [step, w.buffer, x, out];
+    if !gpu.matvec_rowwise && max_tokens <= MATMUL_FEW {
+        let pipeline = gpu.pipeline_at("matmul", src, Some(w.ty), "main_few")?;
+        return build_with(gpu, "matmul", pipeline, bytemuck::bytes_of(&p), &buffers, grid(rows.div_ceil(4)));
+    }
     let (entry, tokens_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 16) } else { ("main", 32) };
-    let pipeline = gpu.pipeline_at("matmul", include_str!("../shaders/matmul.wgsl"), Some(w.ty), entry)?;
+    let pipeline = gpu.pipeline_at("matmul", src, Some(w.ty), entry)?;
     let tiles = if p.last_only == 1 { 1 } else { max_tokens.div_ceil(tokens_per_wg) };
-    build_with(gpu, "matmul", pipeline, bytemuck::bytes_of(&p), &[step, w.buffer, x, out], [rows.div_ceil(64), tiles, 1])
+    build_with(gpu, "matmul", pipeline, bytemuck::bytes_of(&p), &buffers, [rows.div_ceil(64), tiles, 1])
 }
 

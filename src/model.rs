@@ -333,8 +333,10 @@ pub struct Model {
     acts: Acts,
     /// One token.
     graph: Vec<Dispatch>,
-    /// A prompt chunk or candidates.
+    /// A prompt chunk.
     batch: BatchGraph,
+    /// n candidates.
+    cands: BatchGraph,
     n_splits: u32,
     tokens_staging: wgpu::Buffer,
     logits_staging: wgpu::Buffer,
@@ -371,7 +373,8 @@ impl Model {
         let branches = Branches::new(&gpu);
         let parts = graph::Parts { gpu: &gpu, cfg: &c, weights: &weights, acts: &acts, kv: &kv, branches: &branches, n_splits };
         let decode = graph::decode(&parts)?;
-        let batch = graph::batch(&parts)?;
+        let batch = graph::batch(&parts, acts.rows)?;
+        let cands = graph::batch(&parts, MAX_CANDIDATES)?;
         let weight_bytes = weights.values().flat_map(|w| w.parts.iter().map(|p| p.0.size())).sum::<u64>();
         Ok(Model {
             tokens_staging: gpu.readback_buffer("tokens readback", 4 * MAX_CANDIDATES as u64),
@@ -383,6 +386,7 @@ impl Model {
             acts,
             graph: decode,
             batch,
+            cands,
             n_splits,
             weights,
             weight_bytes,
@@ -544,14 +548,14 @@ impl Model {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.batch.body.iter().chain(&self.batch.all_logits).for_each(|d| d.record(&mut pass));
+            self.cands.body.iter().chain(&self.cands.all_logits).for_each(|d| d.record(&mut pass));
         }
         self.batch_passes += 1;
         self.read_rows(enc, n, want_logits).await
     }
 
-    /// Makes branch room for `n` candidates of `len` tokens (recording the batch graph again when
-    /// the branch buffers change).
+    /// Makes branch room for `n` candidates of `len` tokens (recording the candidates' graph again
+    /// when the branch buffers change).
     pub fn reserve_candidates(&mut self, n: u32, len: u32) -> Result<()> {
         if self.branches.ensure(&self.gpu, &self.cfg, n, len)? {
             let parts = graph::Parts {
@@ -563,7 +567,7 @@ impl Model {
                 branches: &self.branches,
                 n_splits: self.n_splits,
             };
-            self.batch = graph::batch(&parts)?;
+            self.cands = graph::batch(&parts, MAX_CANDIDATES)?;
         }
         Ok(())
     }

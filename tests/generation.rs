@@ -513,6 +513,14 @@ fn five_candidates_share_the_prompt_and_decode_as_one_batch() {
     for g in &sampled {
         eprintln!("  candidate: {}", g.text);
     }
+    // The GPU layout's candidates path (matvec-shaped matmul, split attention over the KV length).
+    let mut s = Session::load_file(gpu_layout(), &path, Some(1024)).unwrap();
+    let short = GenerateOptions { max_tokens: 6, ..Default::default() };
+    let one = pollster::block_on(s.generate(&ids, &short, &mut |_| true)).unwrap();
+    let five = pollster::block_on(s.generate_n(&ids, 5, &short, &mut |_, _| true)).unwrap();
+    for (i, g) in five.iter().enumerate() {
+        assert_eq!(g.ids, one.ids, "gpu layout, candidate {i} at temperature 0");
+    }
 }
 
 /// A lost GPU device is reported by name, not a hang or a panic, and a model loads again on a new one.

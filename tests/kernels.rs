@@ -326,7 +326,7 @@ fn matmul_every_quant_type_on_both_layouts() {
         let g = gpu_with_rowwise(rowwise);
         let mut rng = Rng(0xba7c);
         // 70 rows: not a multiple of the 64-row tile; 37 tokens: past one 32-token tile, a partial one.
-        let (rows, max_tokens) = (70usize, 40u32);
+        let rows = 70usize;
         for &ty in SUPPORTED {
             // Unquantized types: a row length that is not a multiple of 8 (the 4-value tail path).
             let cols = if ty.block_elems() == 1 { 580 } else { width(ty, 576) };
@@ -334,7 +334,8 @@ fn matmul_every_quant_type_on_both_layouts() {
             let wb = g.storage_with("w", &bytes);
             let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
             let layout = if rowwise { "rowwise" } else { "tiled" };
-            for n in [1usize, 5, 37] {
+            // Batches of up to 40 tokens take the tiled kernel on GPUs; up to 8 the matvec-shaped one.
+            for (n, max_tokens) in [(1usize, 40u32), (5, 40), (37, 40), (1, 8), (5, 8), (8, 8)] {
                 let x = rng.vec(n * cols);
                 let xb = g.storage_with("x", bytemuck::cast_slice(&x));
                 let step = g.uniform("step", &Step::chunk(0, n as u32));
@@ -349,7 +350,7 @@ fn matmul_every_quant_type_on_both_layouts() {
                 for t in 0..n {
                     expect[3 + t * out_stride..3 + t * out_stride + rows].copy_from_slice(&want[t]);
                 }
-                let shape = format!("[{rows}x{cols}] x {n} tokens, {layout}");
+                let shape = format!("[{rows}x{cols}] x {n} tokens (batches of up to {max_tokens}), {layout}");
                 check("matmul", ty.name(), &shape, &read_on(&g, &out, expect.len()), &expect);
                 // Residual add, weight rows 10.. only, the last token only (prompt logits).
                 let out = g.storage_with("out", bytemuck::cast_slice(&base[..rows]));

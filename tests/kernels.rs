@@ -453,3 +453,28 @@ fn attention_over_batch_rows_with(g: &webllama::Gpu) {
     check("attention (candidates) v store", "f32", "branches", &read_on(g, &vbb, bv.len()), &bv_after);
     check("attention (candidates) prefix untouched", "f32", "cache", &read_on(g, &kb, pk.len()), &pk);
 }
+
+/// A WebGPU validation error (here: a dispatch whose weights buffer was destroyed) comes back as a
+/// named error from the next read, not a hang or a panic, and the device works afterwards.
+#[test]
+fn a_validation_error_surfaces_as_an_error() {
+    let g = gpu_with_rowwise(true);
+    let mut rng = Rng(29);
+    let (rows, cols, ty) = (8usize, 32usize, QuantType::Q8_0);
+    let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
+    let x = rng.vec(cols);
+    let (wb, xb, out) = (g.storage_with("w", &bytes), g.storage_with("x", bytemuck::cast_slice(&x)), g.storage("out", 4 * rows as u64));
+    let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
+    let d = kernels::matvec(&g, &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap();
+    wb.destroy();
+    kernels::submit(&g, &[d]);
+    let t = std::time::Instant::now();
+    let err = pollster::block_on(g.read_f32(&out, 0, rows as u64)).err().expect("a dispatch on a destroyed buffer fails").to_string();
+    assert!(err.starts_with("GPU error") && err.contains("destroyed"), "{err}");
+    assert!(t.elapsed().as_secs() < 10);
+    // The device still works.
+    let wb = g.storage_with("w", &bytes);
+    let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
+    kernels::submit(&g, &[kernels::matvec(&g, &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap()]);
+    check("matvec after an error", ty.name(), "[8x32]", &read_on(&g, &out, rows), &reference::matvec(&w, &x));
+}

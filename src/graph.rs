@@ -208,20 +208,25 @@ fn output_weight<'a>(s: &'a Parts) -> &'a Weight {
     if s.cfg.tied_output { s.w(weights::TOKEN_EMBD) } else { s.w(weights::OUTPUT) }
 }
 
-/// The batch graph, in three pieces: the layers over up to `rows` rows (at most acts.rows); the
-/// logits of the last row only (a prompt) with its argmax into tokens[0]; the logits of every row
-/// (candidates, at most MAX_CANDIDATES) with each row's argmax into tokens[r]. Recorded for prompt
-/// chunks (rows = acts.rows) and for candidates (rows = MAX_CANDIDATES, where GPUs take the
-/// matvec-shaped matmul).
-pub struct BatchGraph {
-    pub body: Vec<Dispatch>,
-    pub last_logits: Vec<Dispatch>,
-    pub all_logits: Vec<Dispatch>,
+/// What a batch graph runs: a prompt chunk (up to acts.rows rows at consecutive positions; the
+/// logits of its last row, the argmax into tokens[0]) or n candidates (up to MAX_CANDIDATES rows at
+/// one position; every row's logits, row r's argmax into tokens[r]; on GPUs the matvec-shaped
+/// matmul and attention split over the KV length, as in decode).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    Prompt,
+    Candidates,
 }
 
-pub fn batch(s: &Parts, rows: u32) -> Result<BatchGraph> {
+/// A batch graph: the layers, then the logits.
+pub struct BatchGraph {
+    pub body: Vec<Dispatch>,
+    pub logits: Vec<Dispatch>,
+}
+
+pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
     let (c, a, gpu) = (s.cfg, s.acts, s.gpu);
-    let rows = rows.min(a.rows);
+    let rows = if kind == Batch::Prompt { a.rows } else { MAX_CANDIDATES.min(a.rows) };
     let mut g: Vec<Dispatch> = vec![];
     let (dim, qkv_stride, ffn) = (c.dim as u32, (c.q_dim() + 2 * c.kv_dim()) as u32, c.ffn_dim as u32);
     let mm = |x_stride: u32, out_stride: u32| MatmulParams { x_stride, out_stride, ..Default::default() };
@@ -244,7 +249,7 @@ pub fn batch(s: &Parts, rows: u32) -> Result<BatchGraph> {
         g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_kv_heads, k_at), rows)?); // rope(k)
         // att = causal softmax(q k^T / sqrt(head_dim)) v; each row's k, v into the cache (or branch);
         // candidates split the KV length like decode, a prompt chunk has rows enough
-        g.extend(s.attention(l, rows, if rows <= MAX_CANDIDATES { s.n_splits } else { 1 })?);
+        g.extend(s.attention(l, rows, if kind == Batch::Candidates { s.n_splits } else { 1 })?);
         let add = |x_stride: u32| MatmulParams { accumulate: 1, ..mm(x_stride, dim) };
         matmul(&mut g, s, s.w(&lw(weights::ATTN_OUT)), &a.att, &a.x, add(c.q_dim() as u32), rows)?; // x += Wo att
         g.push(kernels::rmsnorm(gpu, &a.x, s.vec(&lw(weights::FFN_NORM)), &a.xb, dim, c.rms_eps, rows)?); // xb = rmsnorm(x)
@@ -260,11 +265,13 @@ pub fn batch(s: &Parts, rows: u32) -> Result<BatchGraph> {
     }
     g.push(kernels::rmsnorm(gpu, &a.x, s.vec(weights::OUTPUT_NORM), &a.xb, dim, c.rms_eps, rows)?); // xb = rmsnorm(x)
     let vocab = c.vocab_size as u32;
-    let mut last = vec![];
-    matmul(&mut last, s, output_weight(s), &a.xb, &a.logits, MatmulParams { last_only: 1, ..mm(dim, vocab) }, rows)?; // logits = Wout xb[last]
-    last.push(kernels::argmax(gpu, &a.logits, &a.tokens, vocab, 1)?); // tokens[0] = argmax(logits)
-    let mut all = vec![];
-    matmul(&mut all, s, output_weight(s), &a.xb, &a.logits, mm(dim, vocab), MAX_CANDIDATES)?; // logits[t] = Wout xb[t]
-    all.push(kernels::argmax(gpu, &a.logits, &a.tokens, vocab, MAX_CANDIDATES)?); // tokens[t] = argmax(logits[t])
-    Ok(BatchGraph { body: g, last_logits: last, all_logits: all })
+    let mut logits = vec![];
+    if kind == Batch::Prompt {
+        matmul(&mut logits, s, output_weight(s), &a.xb, &a.logits, MatmulParams { last_only: 1, ..mm(dim, vocab) }, rows)?; // logits = Wout xb[last]
+        logits.push(kernels::argmax(gpu, &a.logits, &a.tokens, vocab, 1)?); // tokens[0] = argmax(logits)
+    } else {
+        matmul(&mut logits, s, output_weight(s), &a.xb, &a.logits, mm(dim, vocab), rows)?; // logits[t] = Wout xb[t]
+        logits.push(kernels::argmax(gpu, &a.logits, &a.tokens, vocab, rows)?); // tokens[t] = argmax(logits[t])
+    }
+    Ok(BatchGraph { body: g, logits })
 }

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, TensorInfo};
 use crate::gpu::Gpu;
-use crate::graph::{self, Acts, BatchGraph, MAX_CANDIDATES};
+use crate::graph::{self, Acts, Batch, BatchGraph, MAX_CANDIDATES};
 pub use crate::graph::Weight;
 use crate::kernels::{Dispatch, Step};
 use crate::kv_cache::{Branches, KvCache};
@@ -100,17 +100,7 @@ impl ModelBuilder {
 
     /// An out-of-memory error with what the model needs added.
     fn explain(&self, e: Error) -> Error {
-        match e {
-            Error::OutOfMemory(m) => {
-                let (w, kv, a) = self.memory_needed();
-                let mb = |b: u64| b as f64 / 1e6;
-                Error::OutOfMemory(format!(
-                    "{m} (the model needs {:.1} MB of weights, {:.1} MB of KV cache for {} positions and {:.1} MB of activations; a shorter context needs less)",
-                    mb(w), mb(kv), self.ctx, mb(a)
-                ))
-            }
-            e => e,
-        }
+        explain_oom(e, self.memory_needed(), self.ctx)
     }
 
     /// KV-cache positions the model will have.
@@ -292,15 +282,23 @@ impl ModelBuilder {
         if let Some(p) = self.pending.iter().find(|p| p.received < p.info.n_bytes) {
             return Err(Error::Truncated { what: format!("tensor {:?}", p.info.name), needed: p.info.offset + p.info.n_bytes, available: p.info.offset + p.received });
         }
-        let (w, kv, a) = self.memory_needed();
-        let ctx = self.ctx;
-        Model::build(self).map_err(|e| match e {
-            Error::OutOfMemory(m) => Error::OutOfMemory(format!(
-                "{m} (the model needs {:.1} MB of weights, {:.1} MB of KV cache for {ctx} positions and {:.1} MB of activations)",
-                w as f64 / 1e6, kv as f64 / 1e6, a as f64 / 1e6
-            )),
-            e => e,
-        })
+        let (needs, ctx) = (self.memory_needed(), self.ctx);
+        Model::build(self).map_err(|e| explain_oom(e, needs, ctx))
+    }
+}
+
+/// Adds to an out-of-memory error what the model needs: `needs` is (weights, KV cache for `ctx`
+/// positions, activations) in bytes, as ModelBuilder::memory_needed gives them.
+fn explain_oom(e: Error, (w, kv, a): (u64, u64, u64), ctx: usize) -> Error {
+    match e {
+        Error::OutOfMemory(m) => {
+            let mb = |b: u64| b as f64 / 1e6;
+            Error::OutOfMemory(format!(
+                "{m} (the model needs {:.1} MB of weights, {:.1} MB of KV cache for {ctx} positions and {:.1} MB of activations; a shorter context needs less)",
+                mb(w), mb(kv), mb(a)
+            ))
+        }
+        e => e,
     }
 }
 
@@ -373,8 +371,8 @@ impl Model {
         let branches = Branches::new(&gpu);
         let parts = graph::Parts { gpu: &gpu, cfg: &c, weights: &weights, acts: &acts, kv: &kv, branches: &branches, n_splits };
         let decode = graph::decode(&parts)?;
-        let batch = graph::batch(&parts, acts.rows)?;
-        let cands = graph::batch(&parts, MAX_CANDIDATES)?;
+        let batch = graph::batch(&parts, Batch::Prompt)?;
+        let cands = graph::batch(&parts, Batch::Candidates)?;
         let weight_bytes = weights.values().flat_map(|w| w.parts.iter().map(|p| p.0.size())).sum::<u64>();
         Ok(Model {
             tokens_staging: gpu.readback_buffer("tokens readback", 4 * MAX_CANDIDATES as u64),
@@ -514,7 +512,7 @@ impl Model {
                 let mut pass = enc.begin_compute_pass(&Default::default());
                 self.batch.body.iter().for_each(|d| d.record(&mut pass));
                 if last {
-                    self.batch.last_logits.iter().for_each(|d| d.record(&mut pass));
+                    self.batch.logits.iter().for_each(|d| d.record(&mut pass));
                 }
             }
             self.kv.len += chunk.len();
@@ -548,7 +546,7 @@ impl Model {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.cands.body.iter().chain(&self.cands.all_logits).for_each(|d| d.record(&mut pass));
+            self.cands.body.iter().chain(&self.cands.logits).for_each(|d| d.record(&mut pass));
         }
         self.batch_passes += 1;
         self.read_rows(enc, n, want_logits).await
@@ -567,7 +565,7 @@ impl Model {
                 branches: &self.branches,
                 n_splits: self.n_splits,
             };
-            self.cands = graph::batch(&parts, MAX_CANDIDATES)?;
+            self.cands = graph::batch(&parts, Batch::Candidates)?;
         }
         Ok(())
     }

@@ -127,6 +127,25 @@ fn load_v(packed: u32, d: u32) -> f32 {
     return qkv[at];
 }
 
+// Stores batch row r's key and value head at kv_off (elements first, first + stride, ...) where
+// later batches read them: the cache at pos_r, or for candidates the row's branch.
+fn store_kv(r: u32, pos_r: u32, kv_off: u32, first: u32, stride: u32) {
+    let kq = r * p.qkv_stride + p.n_heads * p.head_dim + kv_off;
+    if (step.branch == 1u) {
+        let dst = (r * p.branch_len + pos_r - step.prefix_len) * p.kv_dim + kv_off;
+        for (var d = first; d < p.head_dim; d += stride) {
+            k_branch[dst + d] = qkv[kq + d];
+            v_branch[dst + d] = qkv[kq + p.kv_dim + d];
+        }
+    } else {
+        let dst = pos_r * p.kv_dim + kv_off;
+        for (var d = first; d < p.head_dim; d += stride) {
+            k_cache[dst + d] = qkv[kq + d];
+            v_cache[dst + d] = qkv[kq + p.kv_dim + d];
+        }
+    }
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.x;
@@ -144,20 +163,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     if (split == 0u && h % group == 0u) {
         // Store this row's k and v for later batches (nothing in this dispatch reads them there).
-        let kq = r * p.qkv_stride + p.n_heads * p.head_dim + kv_off;
-        var dst = pos_r * p.kv_dim + kv_off;
-        if (step.branch == 1u) {
-            dst = (r * p.branch_len + pos_r - step.prefix_len) * p.kv_dim + kv_off;
-        }
-        for (var d = lid; d < p.head_dim; d += WG) {
-            if (step.branch == 1u) {
-                k_branch[dst + d] = qkv[kq + d];
-                v_branch[dst + d] = qkv[kq + p.kv_dim + d];
-            } else {
-                k_cache[dst + d] = qkv[kq + d];
-                v_cache[dst + d] = qkv[kq + p.kv_dim + d];
-            }
-        }
+        store_kv(r, pos_r, kv_off, lid, WG);
     }
     workgroupBarrier();
     // This split's positions: ranges of at least 64.
@@ -281,20 +287,7 @@ fn main_rowwise(@builtin(global_invocation_id) gid: vec3<u32>) {
     let hd4 = p.head_dim / 4u;
     let qa = r * p.qkv_stride + h * p.head_dim;
     if (h % group == 0u) {
-        let kq = r * p.qkv_stride + p.n_heads * p.head_dim + kv_off;
-        if (step.branch == 1u) {
-            let dst = (r * p.branch_len + pos_r - step.prefix_len) * p.kv_dim + kv_off;
-            for (var d = 0u; d < p.head_dim; d++) {
-                k_branch[dst + d] = qkv[kq + d];
-                v_branch[dst + d] = qkv[kq + p.kv_dim + d];
-            }
-        } else {
-            let dst = pos_r * p.kv_dim + kv_off;
-            for (var d = 0u; d < p.head_dim; d++) {
-                k_cache[dst + d] = qkv[kq + d];
-                v_cache[dst + d] = qkv[kq + p.kv_dim + d];
-            }
-        }
+        store_kv(r, pos_r, kv_off, 0u, 1u);
     }
     var q: array<vec4<f32>, 64>;
     for (var i = 0u; i < hd4; i++) {

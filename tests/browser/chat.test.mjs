@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { modelsDir, startServer, launch, nativeChat, nativeComplete, screenshotPath, MODEL_NAME, MODEL_PATH, TINY, TINY_MODELS } from './harness.mjs';
+import { modelsDir, startServer, launch, openPage, nativeChat, nativeComplete, screenshotPath, MODEL_NAME, MODEL_PATH, TINY, TINY_MODELS } from './harness.mjs';
 
 const HEADLINE = 'Write a headline for this news: The stock market saw a significant increase today as major tech companies reported higher than expected earnings.';
 let server;
@@ -15,9 +15,7 @@ let page;
 before(async () => {
   server = await startServer(modelsDir());
   context = await launch();
-  page = await context.newPage();
-  page.on('pageerror', (e) => console.log('page error:', e.message));
-  await page.goto(server.url);
+  page = await openPage(context, server.url);
 });
 
 after(async () => {

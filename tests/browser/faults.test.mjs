@@ -6,9 +6,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { modelsDir, startServer, launch, MODEL_NAME, TINY, TINY_MODELS } from './harness.mjs';
+import { modelsDir, startServer, launch, openPage, MODEL_NAME, TINY, TINY_MODELS } from './harness.mjs';
 import { startFaultServer, DROP_AT } from './fault_server.mjs';
 
 // A small model keeps each load short; the default model when ../shared/fixtures is absent.
@@ -29,9 +29,7 @@ before(async () => {
   otherNoCors = await startFaultServer(server.url, dir);
   otherCors = await startFaultServer(server.url, dir, { cors: true });
   context = await launch();
-  page = await context.newPage();
-  page.on('pageerror', (e) => console.log('page error:', e.message));
-  await page.goto(faults.url);
+  page = await openPage(context, faults.url);
 });
 
 after(async () => {
@@ -101,7 +99,7 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
   }
   assert.ok(faults.log.some((l) => l.startsWith(`GET /fault/drop/${FILE} bytes=`)), 'the dropped download resumed with a Range request');
   assert.equal(faults.log.filter((l) => l.startsWith(`GET /fault/norange/${FILE}`)).length, 2, 'a server that ignores Range is read again once');
-  assert.match(r.short.error, new RegExp(`^NetworkError: the download of .* ended at \\d+ of ${statSize(join(dir, FILE))} bytes`));
+  assert.match(r.short.error, new RegExp(`^NetworkError: the download of .* ended at \\d+ of ${statSync(join(dir, FILE)).size} bytes`));
   assert.match(r.lie.error, /^GgufError: .*truncated/);
   assert.match(r['bad integrity'].error, /^IntegrityError: .* has SHA-256 [0-9a-f]{64}, not the/);
   assert.match(r['bad integrity syntax'].error, /^InvalidRequestError: integrity must be/);
@@ -114,7 +112,3 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
   assert.deepEqual(r.cached.sort(), [`/fault/after/${FILE}`, `/fault/whole/${FILE}`]);
   assert.ok(DROP_AT > 0);
 });
-
-function statSize(p) {
-  return readFileSync(p).length;
-}

@@ -68,6 +68,14 @@ export async function launch() {
   return context;
 }
 
+// A new page of `context` at `url`, with the page's uncaught errors printed.
+export async function openPage(context, url) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.log('page error:', e.message));
+  await page.goto(url);
+  return page;
+}
+
 // The native CLI's greedy answer for one chat message.
 export function nativeChat(text, maxTokens = 64) {
   const out = execFileSync(CLI, ['generate', '--model', MODEL_PATH, '--chat', text, '--max-tokens', String(maxTokens), '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });

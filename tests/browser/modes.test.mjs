@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { modelsDir, startServer, launch, screenshotPath, ROOT } from './harness.mjs';
+import { modelsDir, startServer, launch, openPage, screenshotPath, ROOT } from './harness.mjs';
 
 const FULL = readFileSync(join(ROOT, 'tests', 'fixtures', 'texts', 'millbrook_solar.txt'), 'utf8');
 const DOC = process.env.SUMMARIZE_FULL === '1' ? FULL : FULL.split('\n\n').slice(0, 3).join('\n\n');
@@ -22,9 +22,7 @@ let page;
 before(async () => {
   server = await startServer(modelsDir());
   context = await launch();
-  page = await context.newPage();
-  page.on('pageerror', (e) => console.log('page error:', e.message));
-  await page.goto(server.url);
+  page = await openPage(context, server.url);
   await page.click('#load');
   await page.waitForFunction(() => document.querySelector('#model-status').dataset.state === 'ready', null, { timeout: 120000 });
 });

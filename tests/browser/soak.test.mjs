@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { modelsDir, startServer, launch, MODEL_NAME, TINY, TINY_MODELS } from './harness.mjs';
+import { modelsDir, startServer, launch, openPage, MODEL_NAME, TINY, TINY_MODELS } from './harness.mjs';
 
 const FILE = existsSync(join(TINY, TINY_MODELS[0])) ? TINY_MODELS[0] : MODEL_NAME;
 let server;
@@ -16,9 +16,7 @@ let page;
 before(async () => {
   server = await startServer(modelsDir());
   context = await launch();
-  page = await context.newPage();
-  page.on('pageerror', (e) => console.log('page error:', e.message));
-  await page.goto(server.url);
+  page = await openPage(context, server.url);
 });
 
 after(async () => {

@@ -17,6 +17,9 @@ pub struct Weight {
     /// Rows (output features) and row length (input features).
     pub rows: u32,
     pub cols: u32,
+    /// Bytes from one row to the next in the buffers: the packed row, or the row padded to 16 bytes
+    /// (CPU adapters, types with a matvec_wide decoder).
+    pub row_stride: u32,
     /// (buffer, first row, rows) per part.
     pub parts: Vec<(wgpu::Buffer, u32, u32)>,
 }
@@ -24,7 +27,7 @@ pub struct Weight {
 impl Weight {
     pub fn part(&self, i: usize) -> QuantMatrix<'_> {
         let (buffer, _, rows) = &self.parts[i];
-        QuantMatrix { ty: self.ty, buffer, rows: *rows, cols: self.cols }
+        QuantMatrix { ty: self.ty, buffer, rows: *rows, cols: self.cols, row_stride: self.row_stride }
     }
 }
 

@@ -139,11 +139,34 @@ pub struct QuantMatrix<'a> {
     pub buffer: &'a wgpu::Buffer,
     pub rows: u32,
     pub cols: u32,
+    /// Bytes from one row to the next: row_bytes(), or more where rows are padded.
+    pub row_stride: u32,
 }
 
-impl QuantMatrix<'_> {
+impl<'a> QuantMatrix<'a> {
+    /// Rows packed back to back, as in the GGUF file.
+    pub fn packed(ty: QuantType, buffer: &'a wgpu::Buffer, rows: u32, cols: u32) -> QuantMatrix<'a> {
+        QuantMatrix { ty, buffer, rows, cols, row_stride: row_bytes(ty, cols) }
+    }
+    /// Bytes of one row's blocks.
     pub fn row_bytes(&self) -> u32 {
-        (self.cols as u64 / self.ty.block_elems() * self.ty.block_bytes()) as u32
+        row_bytes(self.ty, self.cols)
+    }
+}
+
+/// Bytes of a row of `cols` values of type `ty`.
+pub fn row_bytes(ty: QuantType, cols: u32) -> u32 {
+    (cols as u64 / ty.block_elems() * ty.block_bytes()) as u32
+}
+
+/// The row stride a matrix gets on this adapter: on CPU adapters rows of types with a matvec_wide
+/// decoder are padded to 16 bytes (so that its 16-byte loads line up), elsewhere rows stay packed.
+pub fn row_stride(gpu: &Gpu, ty: QuantType, cols: u32) -> u32 {
+    let packed = row_bytes(ty, cols);
+    if gpu.matvec_rowwise && ty.wide_matvec_wgsl().is_some() && packed % 4 == 0 {
+        packed.next_multiple_of(16)
+    } else {
+        packed
     }
 }
 
@@ -166,9 +189,13 @@ pub fn matvec(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
     if p.x_offset % 4 != 0 || w.cols % 4 != 0 {
         return Err(crate::Error::InvalidRequest(format!("matvec: x offset {} and row length {} must be multiples of 4", p.x_offset, w.cols)));
     }
-    let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_bytes(), ..p };
+    let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p };
+    if let (true, Some(src), 0) = (gpu.matvec_rowwise, w.ty.wide_matvec_wgsl(), w.row_stride % 16) {
+        let pipeline = gpu.pipeline_at("matvec_wide", src, Some(w.ty), "main")?;
+        return build_at(gpu, "matvec", pipeline, bytemuck::bytes_of(&p), &[(1, step), (3, x), (4, out), (5, w.buffer)], grid(w.rows.div_ceil(64)));
+    }
     let (entry, rows_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 64) } else { ("main", 4) };
-    let pipeline = gpu.pipeline_at("matvec", include_str!("../shaders/matvec.wgsl"), Some(w.ty), entry)?;
+    let pipeline = gpu.pipeline_at("matvec", concat!(include_str!("../shaders/matvec_io.wgsl"), include_str!("../shaders/matvec.wgsl")), Some(w.ty), entry)?;
     build_with(gpu, "matvec", pipeline, bytemuck::bytes_of(&p), &[step, w.buffer, x, out], grid(w.rows.div_ceil(rows_per_wg)))
 }
 
@@ -187,7 +214,7 @@ pub struct EmbedParams {
 /// embed: out = dequantized row tokens[token_index] of the table part starting at `row_start`.
 /// With `rows` > 1, tokens token_index.. go to rows of `out` one `table.cols` apart.
 pub fn embed(gpu: &Gpu, table: &QuantMatrix, row_start: u32, tokens: &wgpu::Buffer, out: &wgpu::Buffer, token_index: u32, rows: u32) -> Result<Dispatch> {
-    let p = EmbedParams { dim: table.cols, row_bytes: table.row_bytes(), row_start, n_rows: table.rows, token_index, ..Default::default() };
+    let p = EmbedParams { dim: table.cols, row_bytes: table.row_stride, row_start, n_rows: table.rows, token_index, ..Default::default() };
     let src = include_str!("../shaders/embed.wgsl");
     build(gpu, "embed", src, Some(table.ty), bytemuck::bytes_of(&p), &[table.buffer, tokens, out], [table.cols.div_ceil(64), rows, 1])
 }
@@ -329,7 +356,7 @@ pub fn qkv(
     step: &wgpu::Buffer,
     p: QkvParams,
 ) -> Result<Dispatch> {
-    let p = QkvParams { cols: w.cols, row_bytes: w.row_bytes(), ..p };
+    let p = QkvParams { cols: w.cols, row_bytes: w.row_stride, ..p };
     if w.rows != p.q_rows + 2 * p.kv_rows || p.head_dim % 2 != 0 || w.cols % 4 != 0 {
         return Err(crate::Error::InvalidRequest(format!("qkv: {} rows for q {} + 2 x kv {}, head {}", w.rows, p.q_rows, p.kv_rows, p.head_dim)));
     }
@@ -354,7 +381,7 @@ pub fn gate_up(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, norm_w: &wgpu::Buff
     if w.rows % 2 != 0 || w.cols % 4 != 0 {
         return Err(crate::Error::InvalidRequest(format!("gate_up: {} rows of {} are not two halves", w.rows, w.cols)));
     }
-    let p = GateUpParams { ffn: w.rows / 2, cols: w.cols, row_bytes: w.row_bytes(), eps };
+    let p = GateUpParams { ffn: w.rows / 2, cols: w.cols, row_bytes: w.row_stride, eps };
     let (entry, outs_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 32) } else { ("main", 2) };
     let pipeline = gpu.pipeline_at("gate_up", concat!(include_str!("../shaders/norm_fold.wgsl"), include_str!("../shaders/gate_up.wgsl")), Some(w.ty), entry)?;
     build_with(gpu, "gate_up", pipeline, bytemuck::bytes_of(&p), &[w.buffer, x, norm_w, out], grid(p.ffn.div_ceil(outs_per_wg)))
@@ -391,7 +418,7 @@ pub fn matmul(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
         return Err(crate::Error::InvalidRequest(format!("matmul: x stride {} and row length {} must be multiples of 4", p.x_stride, w.cols)));
     }
     let rows = if p.rows == 0 { w.rows - p.w_row0 } else { p.rows };
-    let p = MatmulParams { rows, cols: w.cols, row_bytes: w.row_bytes(), ..p };
+    let p = MatmulParams { rows, cols: w.cols, row_bytes: w.row_stride, ..p };
     let src = include_str!("../shaders/matmul.wgsl");
     let buffers = [step, w.buffer, x, out];
     if !gpu.matvec_rowwise && max_tokens <= MATMUL_FEW {

@@ -8,7 +8,7 @@ use crate::gguf::{Gguf, TensorInfo};
 use crate::gpu::Gpu;
 use crate::graph::{self, Acts, Batch, BatchGraph, MAX_CANDIDATES};
 pub use crate::graph::Weight;
-use crate::kernels::{Dispatch, Step};
+use crate::kernels::{self, Dispatch, Step};
 use crate::kv_cache::{Branches, KvCache};
 use crate::quant::QuantType;
 use crate::weights::{self, TensorSource};
@@ -168,7 +168,8 @@ impl ModelBuilder {
                     members.insert(t.name.clone(), (name.clone(), offset));
                     offset += t.n_bytes;
                 }
-                let w = Weight { ty: infos[0].ty, rows: rows as u32, cols: infos[0].dims[0] as u32, parts: vec![(buffer, 0, rows as u32)] };
+                let (ty, cols) = (infos[0].ty, infos[0].dims[0] as u32);
+                let w = Weight { ty, rows: rows as u32, cols, row_stride: kernels::row_bytes(ty, cols), parts: vec![(buffer, 0, rows as u32)] };
                 self.groups.insert(name, w);
             }
         }
@@ -212,7 +213,8 @@ impl ModelBuilder {
                     p.info.ty.dequantize(v, &mut f)?;
                     let b = gpu.storage_with(&p.info.name, bytemuck::cast_slice(&f));
                     let rows = 1;
-                    p.target = Some(Target::Matrix(Weight { ty: QuantType::F32, rows, cols: f.len() as u32, parts: vec![(b, 0, rows)] }));
+                    let cols = f.len() as u32;
+                    p.target = Some(Target::Matrix(Weight { ty: QuantType::F32, rows, cols, row_stride: 4 * cols, parts: vec![(b, 0, rows)] }));
                 }
             }
             Target::Matrix(w) => {
@@ -222,7 +224,13 @@ impl ModelBuilder {
                     let (p0, p1) = (*r0 as u64 * row_bytes, (*r0 + *n) as u64 * row_bytes);
                     let (a, b) = (s0.max(p0), s1.min(p1));
                     if a < b {
-                        gpu.write(buffer, a - p0, &buf[(a - s0) as usize..(b - s0) as usize]);
+                        let bytes = &buf[(a - s0) as usize..(b - s0) as usize];
+                        if w.row_stride as u64 == row_bytes {
+                            gpu.write(buffer, a - p0, bytes);
+                        } else {
+                            let (at, padded) = pad_rows(bytes, a - p0, row_bytes, w.row_stride as u64);
+                            gpu.write(buffer, at, &padded);
+                        }
                     }
                 }
             }
@@ -241,11 +249,12 @@ impl ModelBuilder {
             return Err(Error::BadTensor { tensor: t.name.clone(), msg: format!("row length {cols} is not a multiple of 4") });
         }
         let row_bytes = t.n_bytes / rows;
-        let mut max_rows = (self.max_part_bytes / row_bytes).min(rows);
+        let stride = kernels::row_stride(&self.gpu, t.ty, cols as u32) as u64;
+        let mut max_rows = (self.max_part_bytes / stride).min(rows);
         if max_rows < rows && max_rows >= 4 {
             max_rows -= max_rows % 4;
         }
-        if max_rows == 0 || (max_rows < rows && (max_rows * row_bytes) % 4 != 0) {
+        if max_rows == 0 || (max_rows < rows && (max_rows * stride) % 4 != 0) {
             return Err(Error::BadTensor { tensor: t.name.clone(), msg: format!("rows of {row_bytes} bytes cannot be split under the adapter's binding limit of {} bytes", self.max_part_bytes) });
         }
         let mut parts = vec![];
@@ -253,10 +262,10 @@ impl ModelBuilder {
         while r0 < rows {
             let n = max_rows.min(rows - r0);
             let label = format!("{}[{r0}..{}]", t.name, r0 + n);
-            parts.push((self.gpu.storage(&label, n * row_bytes), r0 as u32, n as u32));
+            parts.push((self.gpu.storage(&label, n * stride), r0 as u32, n as u32));
             r0 += n;
         }
-        Ok(Target::Matrix(Weight { ty: t.ty, rows: rows as u32, cols: cols as u32, parts }))
+        Ok(Target::Matrix(Weight { ty: t.ty, rows: rows as u32, cols: cols as u32, row_stride: stride as u32, parts }))
     }
 
     /// Uploads one whole tensor (the same path as streamed bytes).
@@ -373,7 +382,8 @@ impl Model {
         let decode = graph::decode(&parts)?;
         let batch = graph::batch(&parts, Batch::Prompt)?;
         let cands = graph::batch(&parts, Batch::Candidates)?;
-        let weight_bytes = weights.values().flat_map(|w| w.parts.iter().map(|p| p.0.size())).sum::<u64>();
+        // The bytes of the blocks (not the padding between rows, which is never read).
+        let weight_bytes = weights.values().map(|w| w.rows as u64 * kernels::row_bytes(w.ty, w.cols) as u64).sum::<u64>();
         Ok(Model {
             tokens_staging: gpu.readback_buffer("tokens readback", 4 * MAX_CANDIDATES as u64),
             logits_staging: gpu.readback_buffer("logits readback", 4 * (c.vocab_size as u64) * MAX_CANDIDATES as u64),
@@ -569,4 +579,22 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// Packed row bytes starting at packed offset `at` (within a part) laid out with rows `stride`
+/// bytes apart: (the offset they go to, the bytes with zeros in the gaps between rows).
+pub fn pad_rows(bytes: &[u8], at: u64, row_bytes: u64, stride: u64) -> (u64, Vec<u8>) {
+    let gap = (stride - row_bytes) as usize;
+    let mut out = Vec::with_capacity(bytes.len() + (bytes.len() / row_bytes as usize + 1) * gap);
+    let (mut pos, mut rest) = (at, bytes);
+    while !rest.is_empty() {
+        if !out.is_empty() {
+            out.resize(out.len() + gap, 0);
+        }
+        let n = ((row_bytes - pos % row_bytes) as usize).min(rest.len());
+        out.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        pos += n as u64;
+    }
+    (at / row_bytes * stride + at % row_bytes, out)
 }

@@ -144,6 +144,16 @@ impl QuantType {
         })
     }
 
+    /// matvec_wide's source for this type (its group_dot, then the kernel), for the types that have
+    /// one (`shaders/quant/wide_<type>.wgsl`).
+    pub fn wide_matvec_wgsl(self) -> Option<&'static str> {
+        Some(match self {
+            Q4_1 => concat!(include_str!("../shaders/quant/wide_q4_1.wgsl"), include_str!("../shaders/matvec_io.wgsl"), include_str!("../shaders/matvec_wide.wgsl")),
+            Q8_0 => concat!(include_str!("../shaders/quant/wide_q8_0.wgsl"), include_str!("../shaders/matvec_io.wgsl"), include_str!("../shaders/matvec_wide.wgsl")),
+            _ => return None,
+        })
+    }
+
     /// Dequantizes one block (`block_bytes()` bytes) into `out` (`block_elems()` values).
     pub fn dequantize_block(self, block: &[u8], out: &mut [f32]) -> Result<()> {
         let n = self.block_elems() as usize;

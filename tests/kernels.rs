@@ -79,16 +79,26 @@ fn matvec_every_quant_type() {
 
 fn matvec_every_quant_type_with(g: &webllama::Gpu) {
     let mut rng = Rng(0x5eed);
-    // 67 rows: not a multiple of the 4 rows per workgroup; 576 columns: SmolLM2's width.
-    for &(rows, cols) in &[(67usize, 576usize), (130, 1536)] {
+    // 67 rows: not a multiple of the 4 rows per workgroup; 576 columns: SmolLM2's width; 224
+    // columns: 7 blocks of 32, fewer than one group of matvec_wide's (on CPU adapters).
+    for &(rows, cols) in &[(67usize, 576usize), (130, 1536), (33, 224)] {
         for &ty in SUPPORTED {
             let cols = width(ty, cols);
             let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
             let x = rng.vec(cols);
-            let shape = format!("[{rows}x{cols}] {}", if g.matvec_rowwise { "rowwise" } else { "16 threads per row" });
+            // Rows laid out as the model loader lays them out on this adapter (padded to 16 bytes
+            // where matvec_wide reads them).
+            let (packed, stride) = (kernels::row_bytes(ty, cols as u32), kernels::row_stride(g, ty, cols as u32));
+            let bytes = if stride == packed { bytes } else { webllama::model::pad_rows(&bytes, 0, packed as u64, stride as u64).1 };
+            let layout = match (g.matvec_rowwise, stride == packed) {
+                (false, _) => "16 threads per row",
+                (true, true) => "rowwise",
+                (true, false) => "rowwise, wide loads",
+            };
+            let shape = format!("[{rows}x{cols}] {layout}");
             let wb = g.storage_with("w", &bytes);
             let xb = g.storage_with("x", bytemuck::cast_slice(&x));
-            let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
+            let m = QuantMatrix { row_stride: stride, ..QuantMatrix::packed(ty, &wb, rows as u32, cols as u32) };
             let want = reference::matvec(&w, &x);
             // Plain: out = W x.
             let out = g.storage("out", 4 * rows as u64);
@@ -120,7 +130,7 @@ fn matvec_past_65535_workgroups() {
     let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
     let x = rng.vec(cols);
     let (wb, xb, out) = (g.storage_with("w", &bytes), g.storage_with("x", bytemuck::cast_slice(&x)), g.storage("out", 4 * rows as u64));
-    let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
+    let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
     kernels::submit(&g, &[kernels::matvec(&g, &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap()]);
     check("matvec", ty.name(), &format!("[{rows}x{cols}]"), &read_on(&g, &out, rows), &reference::matvec(&w, &x));
 }
@@ -139,8 +149,8 @@ fn embed_every_quant_type() {
         for token in [0u32, 19, 20, 49] {
             let tokens = g.storage_with("tokens", bytemuck::bytes_of(&token));
             let out = g.storage("out", 4 * cols as u64);
-            let p1 = QuantMatrix { ty, buffer: &wb, rows: 20, cols: cols as u32 };
-            let p2 = QuantMatrix { ty, buffer: &part2, rows: 30, cols: cols as u32 };
+            let p1 = QuantMatrix::packed(ty, &wb, 20, cols as u32);
+            let p2 = QuantMatrix::packed(ty, &part2, 30, cols as u32);
             let d1 = kernels::embed(&g, &p1, 0, &tokens, &out, 0, 1).unwrap();
             let d2 = kernels::embed(&g, &p2, 20, &tokens, &out, 0, 1).unwrap();
             kernels::submit(&g, &[d1, d2]);
@@ -240,7 +250,7 @@ fn qkv_every_quant_type_on_both_layouts() {
                 let (x, norm) = (rng.vec(dim), rng.vec(dim));
                 let ff: Vec<f32> = (0..n_rot / 2).map(|i| if factors { 1.0 + i as f32 } else { 1.0 }).collect();
                 let wb = g.storage_with("wqkv", &[bq, bk, bv].concat());
-                let m = QuantMatrix { ty, buffer: &wb, rows: (q_rows + 2 * kv_rows) as u32, cols: dim as u32 };
+                let m = QuantMatrix::packed(ty, &wb, (q_rows + 2 * kv_rows) as u32, dim as u32);
                 let (xb, nb, fb) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("norm", bytemuck::cast_slice(&norm)), g.storage_with("ff", bytemuck::cast_slice(&ff)));
                 let out = g.storage("qkv", 4 * (q_rows + 2 * kv_rows) as u64);
                 let p = kernels::QkvParams { q_rows: q_rows as u32, kv_rows: kv_rows as u32, head_dim: hd as u32, n_rot: n_rot as u32, freq_base: 10000.0, freq_scale: 1.0, eps: 1e-5, ..Default::default() };
@@ -266,7 +276,7 @@ fn gate_up_every_quant_type_on_both_layouts() {
             let (bu, wu) = random_matrix(ty, ffn, dim, &mut rng);
             let (x, norm) = (rng.vec(dim), rng.vec(dim));
             let wb = g.storage_with("w", &[bg, bu].concat());
-            let m = QuantMatrix { ty, buffer: &wb, rows: 2 * ffn as u32, cols: dim as u32 };
+            let m = QuantMatrix::packed(ty, &wb, 2 * ffn as u32, dim as u32);
             let (xb, nb) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("norm", bytemuck::cast_slice(&norm)));
             let out = g.storage("out", 4 * ffn as u64);
             kernels::submit(&g, &[kernels::gate_up(&g, &m, &xb, &nb, &out, 1e-5).unwrap()]);
@@ -332,7 +342,7 @@ fn matmul_every_quant_type_on_both_layouts() {
             let cols = if ty.block_elems() == 1 { 580 } else { width(ty, 576) };
             let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
             let wb = g.storage_with("w", &bytes);
-            let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
+            let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
             let layout = if rowwise { "rowwise" } else { "tiled" };
             // Batches of up to 40 tokens take the tiled kernel on GPUs; up to 8 the matvec-shaped one.
             for (n, max_tokens) in [(1usize, 40u32), (5, 40), (37, 40), (1, 8), (5, 8), (8, 8)] {
@@ -464,7 +474,7 @@ fn a_validation_error_surfaces_as_an_error() {
     let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
     let x = rng.vec(cols);
     let (wb, xb, out) = (g.storage_with("w", &bytes), g.storage_with("x", bytemuck::cast_slice(&x)), g.storage("out", 4 * rows as u64));
-    let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
+    let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
     let d = kernels::matvec(&g, &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap();
     wb.destroy();
     kernels::submit(&g, &[d]);
@@ -474,7 +484,7 @@ fn a_validation_error_surfaces_as_an_error() {
     assert!(t.elapsed().as_secs() < 10);
     // The device still works.
     let wb = g.storage_with("w", &bytes);
-    let m = QuantMatrix { ty, buffer: &wb, rows: rows as u32, cols: cols as u32 };
+    let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
     kernels::submit(&g, &[kernels::matvec(&g, &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap()]);
     check("matvec after an error", ty.name(), "[8x32]", &read_on(&g, &out, rows), &reference::matvec(&w, &x));
 }

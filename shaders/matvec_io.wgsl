@@ -1,0 +1,39 @@
+//! matvec's and matvec_wide's parameters, bindings 0 to 4 and helpers (composed before either).
+
+struct Params {
+    rows: u32,           // rows in this weight part
+    cols: u32,           // row length in elements
+    row_bytes: u32,      // bytes from one row to the next (padded to 16 for matvec_wide)
+    x_offset: u32,       // first element of x
+    out_offset: u32,     // element of out for row 0 (at position 0)
+    out_pos_stride: u32, // added per step.pos (KV-cache rows); 0 for plain vectors
+    accumulate: u32,     // 1: out += result (residual add in the epilogue); 0: out = result
+    _pad: u32,
+}
+
+struct Step {
+    pos: u32,    // position of the token being decoded
+    kv_len: u32, // positions in the KV cache including this one
+    _a: u32,
+    _b: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> weights: array<u32>;   // [rows, row_bytes] raw blocks (matvec_wide: unused)
+@group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;   // [cols / 4] at x_offset (a multiple of 4)
+@group(0) @binding(4) var<storage, read_write> out: array<f32>; // [rows] at out_offset + pos * out_pos_stride
+
+// Activations i .. i+3 (i a multiple of 4).
+fn act4(i: u32) -> vec4<f32> {
+    return x[(p.x_offset + i) >> 2u];
+}
+
+fn store(row: u32, v: f32) {
+    let o = p.out_offset + step.pos * p.out_pos_stride + row;
+    if (p.accumulate != 0u) {
+        out[o] += v;
+    } else {
+        out[o] = v;
+    }
+}

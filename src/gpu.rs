@@ -22,6 +22,9 @@ pub struct Gpu {
     /// matvec gives each thread a whole row (no workgroup barriers) on CPU adapters (lavapipe,
     /// SwiftShader), where barriers cost more than the parallelism gives; GPUs share a row among 16.
     pub matvec_rowwise: bool,
+    /// The device has subgroups of at least 8 lanes, enabled: matvec_wide loads a block's 8
+    /// activation vectors one per lane and broadcasts them (shaders/acts_subgroup.wgsl).
+    pub subgroup_acts: bool,
     /// Errors the device reported outside any error scope, oldest first.
     errors: Arc<Mutex<Vec<String>>>,
     /// Buffers created so far (all go through `buffer`): flat across requests once a model is
@@ -47,10 +50,13 @@ impl Gpu {
     pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Subgroups where the adapter has them (WEBLLAMA_SUBGROUPS=0 leaves them off, to measure and
+        // test the plain path on the same adapter).
+        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP) && std::env::var("WEBLLAMA_SUBGROUPS").map_or(true, |v| v != "0");
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("webllama"),
-                required_features: wgpu::Features::empty(),
+                required_features: if subgroups { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() },
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -71,7 +77,9 @@ impl Gpu {
             Ok("1") => true,
             _ => info.device_type == wgpu::DeviceType::Cpu,
         };
-        Ok(Gpu { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()), matvec_rowwise, errors, buffers_created: Default::default() })
+        // Kernels that share activations across a subgroup need at least 8 lanes in one.
+        let subgroup_acts = subgroups && info.subgroup_min_size >= 8;
+        Ok(Gpu { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()), matvec_rowwise, subgroup_acts, errors, buffers_created: Default::default() })
     }
 
     /// A one-line description of the adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
@@ -114,12 +122,12 @@ impl Gpu {
 
     /// The pipeline for `kernel` (its WGSL source `src`), composed as common.wgsl + quant/<type>.wgsl +
     /// the kernel when `quant` is given, else the kernel alone. Built once, then cached.
-    pub fn pipeline(&self, kernel: &'static str, src: &'static str, quant: Option<QuantType>) -> Result<Arc<wgpu::ComputePipeline>> {
+    pub fn pipeline(&self, kernel: &'static str, src: &str, quant: Option<QuantType>) -> Result<Arc<wgpu::ComputePipeline>> {
         self.pipeline_at(kernel, src, quant, "main")
     }
 
     /// `pipeline` for the entry point `entry` of the kernel's source.
-    pub fn pipeline_at(&self, kernel: &'static str, src: &'static str, quant: Option<QuantType>, entry: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
+    pub fn pipeline_at(&self, kernel: &'static str, src: &str, quant: Option<QuantType>, entry: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
         let key = (kernel, quant, entry);
         if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(p.clone());
@@ -134,6 +142,9 @@ impl Gpu {
                 format!("{COMMON_WGSL}\n{qsrc}\n{src}")
             }
         };
+        // Browsers require `enable subgroups;` before subgroup built-ins; wgpu 30's naga (native)
+        // rejects the directive. The one place that difference is handled.
+        let source = if cfg!(target_arch = "wasm32") && source.contains("subgroupBroadcast") { format!("enable subgroups;\n{source}") } else { source };
         let name = match quant {
             Some(q) => format!("{kernel}/{}", q.name()),
             None => kernel.to_string(),

@@ -170,6 +170,19 @@ pub fn row_stride(gpu: &Gpu, ty: QuantType, cols: u32) -> u32 {
     }
 }
 
+/// What matvec_wide and matmul_wide share (Vec4x8, word windows).
+const WIDE_WGSL: &str = include_str!("../shaders/wide.wgsl");
+
+/// The kernel name and activation loader for a wide kernel: through subgroups where the device
+/// has them (at least 8 lanes), else plain loads.
+fn wide_acts(gpu: &Gpu, plain: &'static str, subgroup: &'static str) -> (&'static str, &'static str) {
+    if gpu.subgroup_acts {
+        (subgroup, include_str!("../shaders/acts_subgroup.wgsl"))
+    } else {
+        (plain, include_str!("../shaders/acts_plain.wgsl"))
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct MatvecParams {
@@ -190,8 +203,10 @@ pub fn matvec(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
         return Err(crate::Error::InvalidRequest(format!("matvec: x offset {} and row length {} must be multiples of 4", p.x_offset, w.cols)));
     }
     let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p };
-    if let (true, Some(src), 0) = (gpu.matvec_rowwise, w.ty.wide_matvec_wgsl(), w.row_stride % 16) {
-        let pipeline = gpu.pipeline_at("matvec_wide", src, Some(w.ty), "main")?;
+    if let (true, Some(wide), 0) = (gpu.matvec_rowwise, w.ty.wide_matvec_wgsl(), w.row_stride % 16) {
+        let (kernel, acts) = wide_acts(gpu, "matvec_wide", "matvec_wide_subgroup");
+        let src = [wide, WIDE_WGSL, include_str!("../shaders/matvec_io.wgsl"), acts, include_str!("../shaders/matvec_wide.wgsl")].join("\n");
+        let pipeline = gpu.pipeline_at(kernel, &src, Some(w.ty), "main")?;
         return build_at(gpu, "matvec", pipeline, bytemuck::bytes_of(&p), &[(1, step), (3, x), (4, out), (5, w.buffer)], grid(w.rows.div_ceil(64)));
     }
     let (entry, rows_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 64) } else { ("main", 4) };
@@ -419,7 +434,15 @@ pub fn matmul(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
     }
     let rows = if p.rows == 0 { w.rows - p.w_row0 } else { p.rows };
     let p = MatmulParams { rows, cols: w.cols, row_bytes: w.row_stride, ..p };
-    let src = include_str!("../shaders/matmul.wgsl");
+    if let (true, Some(wide), 0) = (gpu.matvec_rowwise, w.ty.wide_matvec_wgsl(), w.row_stride % 16) {
+        let (kernel, acts) = wide_acts(gpu, "matmul_wide", "matmul_wide_subgroup");
+        let src = [wide, WIDE_WGSL, include_str!("../shaders/matmul_io.wgsl"), acts, include_str!("../shaders/matmul_wide.wgsl")].join("\n");
+        let pipeline = gpu.pipeline_at(kernel, &src, Some(w.ty), "main")?;
+        let tiles = if p.last_only == 1 { 1 } else { max_tokens.div_ceil(16) };
+        let buffers = [(1, step), (3, x), (4, out), (5, w.buffer)];
+        return build_at(gpu, "matmul", pipeline, bytemuck::bytes_of(&p), &buffers, [rows.div_ceil(64), tiles, 1]);
+    }
+    let src = concat!(include_str!("../shaders/matmul_io.wgsl"), include_str!("../shaders/matmul.wgsl"));
     let buffers = [step, w.buffer, x, out];
     if !gpu.matvec_rowwise && max_tokens <= MATMUL_FEW {
         let pipeline = gpu.pipeline_at("matmul", src, Some(w.ty), "main_few")?;

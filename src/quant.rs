@@ -144,12 +144,12 @@ impl QuantType {
         })
     }
 
-    /// matvec_wide's source for this type (its group_dot, then the kernel), for the types that have
-    /// one (`shaders/quant/wide_<type>.wgsl`).
+    /// matvec_wide's decoders for this type (group_dot, block_dot_wide), for the types that have
+    /// them (`shaders/quant/wide_<type>.wgsl`).
     pub fn wide_matvec_wgsl(self) -> Option<&'static str> {
         Some(match self {
-            Q4_1 => concat!(include_str!("../shaders/quant/wide_q4_1.wgsl"), include_str!("../shaders/matvec_io.wgsl"), include_str!("../shaders/matvec_wide.wgsl")),
-            Q8_0 => concat!(include_str!("../shaders/quant/wide_q8_0.wgsl"), include_str!("../shaders/matvec_io.wgsl"), include_str!("../shaders/matvec_wide.wgsl")),
+            Q4_1 => include_str!("../shaders/quant/wide_q4_1.wgsl"),
+            Q8_0 => include_str!("../shaders/quant/wide_q8_0.wgsl"),
             _ => return None,
         })
     }

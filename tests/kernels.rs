@@ -72,9 +72,37 @@ fn step_on(g: &webllama::Gpu, pos: u32) -> wgpu::Buffer {
 
 #[test]
 fn matvec_every_quant_type() {
-    for rowwise in [false, true] {
-        matvec_every_quant_type_with(&gpu_with_rowwise(rowwise));
+    for g in every_layout() {
+        matvec_every_quant_type_with(&g);
     }
+}
+
+/// The GPU layout, the CPU-adapter layout, and where the adapter has subgroups the CPU-adapter
+/// layout without them (every activation loaded by every invocation).
+fn every_layout() -> Vec<std::sync::Arc<webllama::Gpu>> {
+    let mut all = vec![gpu_with_rowwise(false), gpu_with_rowwise(true)];
+    if gpu().subgroup_acts {
+        let mut g = pollster::block_on(webllama::Gpu::new()).unwrap();
+        g.matvec_rowwise = true;
+        g.subgroup_acts = false;
+        all.push(std::sync::Arc::new(g));
+    }
+    all
+}
+
+/// A matrix's bytes on `g` laid out as the model loader lays them out there (rows padded to 16
+/// bytes where the wide kernels read them), and a name for the layout.
+fn upload_matrix<'a>(g: &webllama::Gpu, ty: QuantType, rows: usize, cols: usize, bytes: &[u8], buf: &'a mut Option<wgpu::Buffer>) -> (QuantMatrix<'a>, &'static str) {
+    let (packed, stride) = (kernels::row_bytes(ty, cols as u32), kernels::row_stride(g, ty, cols as u32));
+    let laid = if stride == packed { bytes.to_vec() } else { webllama::model::pad_rows(bytes, 0, packed as u64, stride as u64).1 };
+    let layout = match (g.matvec_rowwise, stride % 16 == 0 && ty.wide_matvec_wgsl().is_some()) {
+        (false, _) => "GPU layout",
+        (true, false) => "rowwise",
+        (true, true) if g.subgroup_acts => "rowwise, wide loads, subgroup activations",
+        (true, true) => "rowwise, wide loads",
+    };
+    let buffer = buf.insert(g.storage_with("w", &laid));
+    (QuantMatrix { row_stride: stride, ..QuantMatrix::packed(ty, buffer, rows as u32, cols as u32) }, layout)
 }
 
 fn matvec_every_quant_type_with(g: &webllama::Gpu) {
@@ -86,19 +114,10 @@ fn matvec_every_quant_type_with(g: &webllama::Gpu) {
             let cols = width(ty, cols);
             let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
             let x = rng.vec(cols);
-            // Rows laid out as the model loader lays them out on this adapter (padded to 16 bytes
-            // where matvec_wide reads them).
-            let (packed, stride) = (kernels::row_bytes(ty, cols as u32), kernels::row_stride(g, ty, cols as u32));
-            let bytes = if stride == packed { bytes } else { webllama::model::pad_rows(&bytes, 0, packed as u64, stride as u64).1 };
-            let layout = match (g.matvec_rowwise, stride == packed) {
-                (false, _) => "16 threads per row",
-                (true, true) => "rowwise",
-                (true, false) => "rowwise, wide loads",
-            };
+            let mut wb = None;
+            let (m, layout) = upload_matrix(g, ty, rows, cols, &bytes, &mut wb);
             let shape = format!("[{rows}x{cols}] {layout}");
-            let wb = g.storage_with("w", &bytes);
             let xb = g.storage_with("x", bytemuck::cast_slice(&x));
-            let m = QuantMatrix { row_stride: stride, ..QuantMatrix::packed(ty, &wb, rows as u32, cols as u32) };
             let want = reference::matvec(&w, &x);
             // Plain: out = W x.
             let out = g.storage("out", 4 * rows as u64);
@@ -332,8 +351,7 @@ fn quantize_round_trips_within_the_type_precision() {
 
 #[test]
 fn matmul_every_quant_type_on_both_layouts() {
-    for rowwise in [false, true] {
-        let g = gpu_with_rowwise(rowwise);
+    for g in every_layout() {
         let mut rng = Rng(0xba7c);
         // 70 rows: not a multiple of the 64-row tile; 37 tokens: past one 32-token tile, a partial one.
         let rows = 70usize;
@@ -341,9 +359,8 @@ fn matmul_every_quant_type_on_both_layouts() {
             // Unquantized types: a row length that is not a multiple of 8 (the 4-value tail path).
             let cols = if ty.block_elems() == 1 { 580 } else { width(ty, 576) };
             let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
-            let wb = g.storage_with("w", &bytes);
-            let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
-            let layout = if rowwise { "rowwise" } else { "tiled" };
+            let mut wb = None;
+            let (m, layout) = upload_matrix(&g, ty, rows, cols, &bytes, &mut wb);
             // Batches of up to 40 tokens take the tiled kernel on GPUs; up to 8 the matvec-shaped one.
             for (n, max_tokens) in [(1usize, 40u32), (5, 40), (37, 40), (1, 8), (5, 8), (8, 8)] {
                 let x = rng.vec(n * cols);
@@ -468,7 +485,8 @@ fn attention_over_batch_rows_with(g: &webllama::Gpu) {
 /// named error from the next read, not a hang or a panic, and the device works afterwards.
 #[test]
 fn a_validation_error_surfaces_as_an_error() {
-    let g = gpu_with_rowwise(true);
+    // A device of its own: on the shared one another test's read could take this error.
+    let g = pollster::block_on(webllama::Gpu::new()).unwrap();
     let mut rng = Rng(29);
     let (rows, cols, ty) = (8usize, 32usize, QuantType::Q8_0);
     let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);

@@ -1,17 +1,14 @@
-//! Q8_0 group_dot for matvec_wide (composed after quant/q8_0.wgsl, before matvec_wide.wgsl).
-// matvec_wide: 8 blocks (272 bytes) are 17 aligned vec4 loads. An even block starts on a word (its
+//! Q8_0 from 16-byte loads, for matvec_wide and matmul_wide (composed after quant/q8_0.wgsl).
+// 8 blocks (272 bytes) are 17 aligned vec4 loads. An even block starts on a word (its
 // d the low half, its quants 2 bytes into the word: shifted into place); an odd block's d is the high
 // half of the word before its quants, which start on a word.
 const GROUP_BLOCKS: u32 = 8u;
 const GROUP_VEC4: u32 = 17u;
 
-// One block from its scale and its 32 quant bytes as 8 words (lo: words 0..3, hi: 4..7).
-fn block_dot_words(d: f32, lo: vec4<u32>, hi: vec4<u32>, xi: u32) -> f32 {
-    var s = dot(bytes_i8(lo.x), act4(xi)) + dot(bytes_i8(lo.y), act4(xi + 4u));
-    s += dot(bytes_i8(lo.z), act4(xi + 8u)) + dot(bytes_i8(lo.w), act4(xi + 12u));
-    s += dot(bytes_i8(hi.x), act4(xi + 16u)) + dot(bytes_i8(hi.y), act4(xi + 20u));
-    s += dot(bytes_i8(hi.z), act4(xi + 24u)) + dot(bytes_i8(hi.w), act4(xi + 28u));
-    return d * s;
+// A block's 32 values from its scale and its 32 quant bytes as 8 words (lo: words 0..3, hi: 4..7).
+fn values_of(d: f32, lo: vec4<u32>, hi: vec4<u32>) -> Vec4x8 {
+    return Vec4x8(d * bytes_i8(lo.x), d * bytes_i8(lo.y), d * bytes_i8(lo.z), d * bytes_i8(lo.w),
+                  d * bytes_i8(hi.x), d * bytes_i8(hi.y), d * bytes_i8(hi.z), d * bytes_i8(hi.w));
 }
 
 // The words that start 2 bytes into a (lo word by word, the next word's low half on top).
@@ -19,6 +16,7 @@ fn shift16(a: vec4<u32>, next: vec4<u32>) -> vec4<u32> {
     return (a >> vec4<u32>(16u)) | (next << vec4<u32>(16u));
 }
 
+// The dot of the group of blocks at vec4 `a` with activations xi .. xi + 255.
 fn group_dot(a: u32, xi: u32) -> f32 {
     let v0 = weights16[a];
     let v1 = weights16[a + 1u];
@@ -38,23 +36,23 @@ fn group_dot(a: u32, xi: u32) -> f32 {
     let v15 = weights16[a + 15u];
     let v16 = weights16[a + 16u];
     // Block j covers words [17 j / 2, 17 (j + 1) / 2]; word n is v[n / 4][n % 4].
-    var s = block_dot_words(unpack2x16float(v0.x).x, shift16(v0, vec4<u32>(v0.yzw, v1.x)), shift16(v1, vec4<u32>(v1.yzw, v2.x)), xi);
-    s += block_dot_words(unpack2x16float(v2.x).y, vec4<u32>(v2.yzw, v3.x), vec4<u32>(v3.yzw, v4.x), xi + 32u);
-    s += block_dot_words(unpack2x16float(v4.y).x, shift16(vec4<u32>(v4.yzw, v5.x), vec4<u32>(v4.zw, v5.xy)),
-                         shift16(vec4<u32>(v5.yzw, v6.x), vec4<u32>(v5.zw, v6.xy)), xi + 64u);
-    s += block_dot_words(unpack2x16float(v6.y).y, vec4<u32>(v6.zw, v7.xy), vec4<u32>(v7.zw, v8.xy), xi + 96u);
-    s += block_dot_words(unpack2x16float(v8.z).x, shift16(vec4<u32>(v8.zw, v9.xy), vec4<u32>(v8.w, v9.xyz)),
-                         shift16(vec4<u32>(v9.zw, v10.xy), vec4<u32>(v9.w, v10.xyz)), xi + 128u);
-    s += block_dot_words(unpack2x16float(v10.z).y, vec4<u32>(v10.w, v11.xyz), vec4<u32>(v11.w, v12.xyz), xi + 160u);
-    s += block_dot_words(unpack2x16float(v12.w).x, shift16(vec4<u32>(v12.w, v13.xyz), v13),
-                         shift16(vec4<u32>(v13.w, v14.xyz), v14), xi + 192u);
-    s += block_dot_words(unpack2x16float(v14.w).y, v15, v16, xi + 224u);
+    var s = dot8(values_of(unpack2x16float(v0.x).x, shift16(v0, vec4<u32>(v0.yzw, v1.x)), shift16(v1, vec4<u32>(v1.yzw, v2.x))), block_acts(xi));
+    s += dot8(values_of(unpack2x16float(v2.x).y, vec4<u32>(v2.yzw, v3.x), vec4<u32>(v3.yzw, v4.x)), block_acts(xi + 32u));
+    s += dot8(values_of(unpack2x16float(v4.y).x, shift16(vec4<u32>(v4.yzw, v5.x), vec4<u32>(v4.zw, v5.xy)),
+                         shift16(vec4<u32>(v5.yzw, v6.x), vec4<u32>(v5.zw, v6.xy))), block_acts(xi + 64u));
+    s += dot8(values_of(unpack2x16float(v6.y).y, vec4<u32>(v6.zw, v7.xy), vec4<u32>(v7.zw, v8.xy)), block_acts(xi + 96u));
+    s += dot8(values_of(unpack2x16float(v8.z).x, shift16(vec4<u32>(v8.zw, v9.xy), vec4<u32>(v8.w, v9.xyz)),
+                         shift16(vec4<u32>(v9.zw, v10.xy), vec4<u32>(v9.w, v10.xyz))), block_acts(xi + 128u));
+    s += dot8(values_of(unpack2x16float(v10.z).y, vec4<u32>(v10.w, v11.xyz), vec4<u32>(v11.w, v12.xyz)), block_acts(xi + 160u));
+    s += dot8(values_of(unpack2x16float(v12.w).x, shift16(vec4<u32>(v12.w, v13.xyz), v13),
+                         shift16(vec4<u32>(v13.w, v14.xyz), v14)), block_acts(xi + 192u));
+    s += dot8(values_of(unpack2x16float(v14.w).y, v15, v16), block_acts(xi + 224u));
     return s;
 }
 
 // Block b of the row at vec4 `row16`: its 9 words (d in the low or high half of the first) lie in
 // the 3 vec4 from the one it starts in.
-fn block_dot_wide(row16: u32, b: u32, xi: u32) -> f32 {
+fn block_values_wide(row16: u32, b: u32) -> Vec4x8 {
     let at = b * BLOCK_BYTES;
     let v0 = weights16[row16 + at / 16u];
     let v1 = weights16[row16 + at / 16u + 1u];
@@ -66,7 +64,7 @@ fn block_dot_wide(row16: u32, b: u32, xi: u32) -> f32 {
     let hi = vec4<u32>(b4.yzw, v2[w]);
     let d = unpack2x16float(a.x);
     if ((at & 2u) != 0u) {
-        return block_dot_words(d.y, lo, hi, xi);
+        return values_of(d.y, lo, hi);
     }
-    return block_dot_words(d.x, shift16(a, lo), shift16(b4, hi), xi);
+    return values_of(d.x, shift16(a, lo), shift16(b4, hi));
 }

@@ -38,7 +38,7 @@ pub struct Acts {
     pub xb: wgpu::Buffer,       // [rows, dim] normed residual
     pub qkv: wgpu::Buffer,      // [rows, (n_heads + 2 n_kv_heads) * head_dim]: q | k | v
     pub att: wgpu::Buffer,      // [rows, n_heads * head_dim] attention output
-    pub hb: wgpu::Buffer,       // [rows, ffn_dim] gate, then silu(gate) * up
+    pub hb: wgpu::Buffer,       // [max(rows, 2), ffn_dim] gate, then silu(gate) * up (decode on CPU adapters: gate | up)
     pub hb2: wgpu::Buffer,      // [rows, ffn_dim] up
     pub logits: wgpu::Buffer,   // [max_candidates, vocab]
     pub tokens: wgpu::Buffer,   // [rows] u32: input tokens, then each logits row's argmax
@@ -59,7 +59,7 @@ impl Acts {
             xb: gpu.storage("xb", f(c.dim)),
             qkv: gpu.storage("qkv", f(c.q_dim() + 2 * c.kv_dim())),
             att: gpu.storage("att", f(c.q_dim())),
-            hb: gpu.storage("hb", f(c.ffn_dim)),
+            hb: gpu.storage("hb", f(c.ffn_dim).max(8 * c.ffn_dim as u64)),
             hb2: gpu.storage("hb2", f(c.ffn_dim)),
             logits: gpu.storage("logits", 4 * c.vocab_size as u64 * MAX_CANDIDATES as u64),
             tokens: gpu.storage("tokens", 4 * rows.max(MAX_CANDIDATES) as u64),
@@ -164,7 +164,8 @@ pub fn decode(s: &Parts) -> Result<Vec<Dispatch>> {
     }
     for l in 0..c.n_layers {
         let lw = |suffix: &str| weights::layer(l, suffix);
-        if let Some(wqkv) = s.weights.get(&lw("attn_qkv")) {
+        let wqkv = s.weights.get(&lw("attn_qkv"));
+        if let (Some(wqkv), false) = (wqkv, gpu.matvec_rowwise) {
             // q | k | v = rope(Wq xb), rope(Wk xb), Wv xb with xb = rmsnorm(x)
             let p = QkvParams {
                 q_rows: c.q_dim() as u32,
@@ -178,26 +179,37 @@ pub fn decode(s: &Parts) -> Result<Vec<Dispatch>> {
             };
             g.push(kernels::qkv(gpu, &wqkv.part(0), &a.x, s.vec(&lw(weights::ATTN_NORM)), &a.qkv, s.freq_factors(), &a.step, p)?);
         } else {
-            // The same, unfused (q, k and v of different types, or a CPU adapter).
+            // The same, unfused (q, k and v of different types, or a CPU adapter: one matvec over the
+            // group where there is one).
             let (k_at, v_at) = (c.q_dim() as u32, (c.q_dim() + c.kv_dim()) as u32);
             g.push(kernels::rmsnorm(gpu, &a.x, s.vec(&lw(weights::ATTN_NORM)), &a.xb, c.dim as u32, c.rms_eps, 1)?); // xb = rmsnorm(x)
-            matvec(&mut g, s, s.w(&lw(weights::ATTN_Q)), &a.xb, &a.qkv, set)?; // q = Wq xb
-            matvec(&mut g, s, s.w(&lw(weights::ATTN_K)), &a.xb, &a.qkv, MatvecParams { out_offset: k_at, ..set })?; // k = Wk xb
-            matvec(&mut g, s, s.w(&lw(weights::ATTN_V)), &a.xb, &a.qkv, MatvecParams { out_offset: v_at, ..set })?; // v = Wv xb
-            g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_heads, 0), 1)?); // rope(q)
-            g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_kv_heads, k_at), 1)?); // rope(k)
+            if let Some(wqkv) = wqkv {
+                matvec(&mut g, s, wqkv, &a.xb, &a.qkv, set)?; // q | k | v = [Wq; Wk; Wv] xb
+            } else {
+                matvec(&mut g, s, s.w(&lw(weights::ATTN_Q)), &a.xb, &a.qkv, set)?; // q = Wq xb
+                matvec(&mut g, s, s.w(&lw(weights::ATTN_K)), &a.xb, &a.qkv, MatvecParams { out_offset: k_at, ..set })?; // k = Wk xb
+                matvec(&mut g, s, s.w(&lw(weights::ATTN_V)), &a.xb, &a.qkv, MatvecParams { out_offset: v_at, ..set })?; // v = Wv xb
+            }
+            g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_heads + c.n_kv_heads, 0), 1)?); // rope(q), rope(k): k's heads follow q's
         }
         // att = softmax(q k^T / sqrt(head_dim)) v; k_cache[pos], v_cache[pos] = k, v
         g.extend(s.attention(l, 1, s.n_splits)?);
         matvec(&mut g, s, s.w(&lw(weights::ATTN_OUT)), &a.att, &a.x, add)?; // x += Wo att
-        if let Some(wgu) = s.weights.get(&lw("ffn_gate_up")) {
+        let wgu = s.weights.get(&lw("ffn_gate_up"));
+        if let (Some(wgu), false) = (wgu, gpu.matvec_rowwise) {
             // hb = silu(Wgate xb) * (Wup xb) with xb = rmsnorm(x)
             g.push(kernels::gate_up(gpu, &wgu.part(0), &a.x, s.vec(&lw(weights::FFN_NORM)), &a.hb, c.rms_eps)?);
         } else {
             g.push(kernels::rmsnorm(gpu, &a.x, s.vec(&lw(weights::FFN_NORM)), &a.xb, c.dim as u32, c.rms_eps, 1)?); // xb = rmsnorm(x)
-            matvec(&mut g, s, s.w(&lw(weights::FFN_GATE)), &a.xb, &a.hb, set)?; // hb = Wgate xb
-            matvec(&mut g, s, s.w(&lw(weights::FFN_UP)), &a.xb, &a.hb2, set)?; // hb2 = Wup xb
-            g.push(kernels::swiglu(gpu, &a.hb, &a.hb2, c.ffn_dim as u32)?); // hb = silu(hb) * hb2
+            if let Some(wgu) = wgu {
+                let ffn = c.ffn_dim as u32;
+                matvec(&mut g, s, wgu, &a.xb, &a.hb, set)?; // hb[0..2 ffn] = [Wgate; Wup] xb (rows 0 and 1 of hb)
+                g.push(kernels::swiglu_packed(gpu, &a.hb, ffn, ffn)?); // hb = silu(hb) * hb[ffn..]
+            } else {
+                matvec(&mut g, s, s.w(&lw(weights::FFN_GATE)), &a.xb, &a.hb, set)?; // hb = Wgate xb
+                matvec(&mut g, s, s.w(&lw(weights::FFN_UP)), &a.xb, &a.hb2, set)?; // hb2 = Wup xb
+                g.push(kernels::swiglu(gpu, &a.hb, &a.hb2, c.ffn_dim as u32)?); // hb = silu(hb) * hb2
+            }
         }
         matvec(&mut g, s, s.w(&lw(weights::FFN_DOWN)), &a.hb, &a.x, add)?; // x += Wdown hb
     }
@@ -248,8 +260,7 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
             matmul(&mut g, s, s.w(&lw(weights::ATTN_K)), &a.xb, &a.qkv, MatmulParams { out_offset: k_at, ..mm(dim, qkv_stride) }, rows)?; // k = Wk xb
             matmul(&mut g, s, s.w(&lw(weights::ATTN_V)), &a.xb, &a.qkv, MatmulParams { out_offset: v_at, ..mm(dim, qkv_stride) }, rows)?; // v = Wv xb
         }
-        g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_heads, 0), rows)?); // rope(q)
-        g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_kv_heads, k_at), rows)?); // rope(k)
+        g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_heads + c.n_kv_heads, 0), rows)?); // rope(q), rope(k): k's heads follow q's
         // att = causal softmax(q k^T / sqrt(head_dim)) v; each row's k, v into the cache (or branch);
         // candidates split the KV length like decode, a prompt chunk has rows enough
         g.extend(s.attention(l, rows, if kind == Batch::Candidates { s.n_splits } else { 1 })?);

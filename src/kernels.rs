@@ -331,10 +331,26 @@ pub struct CountParams {
     pub _pad: [u32; 3],
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct SwigluParams {
+    pub n: u32,
+    /// main_packed: where up starts in the gate buffer.
+    pub up_offset: u32,
+    pub _pad: [u32; 2],
+}
+
 /// swiglu: gate = silu(gate) * up, in place.
 pub fn swiglu(gpu: &Gpu, gate: &wgpu::Buffer, up: &wgpu::Buffer, n: u32) -> Result<Dispatch> {
-    let p = CountParams { n, _pad: [0; 3] };
+    let p = SwigluParams { n, ..Default::default() };
     build(gpu, "swiglu", include_str!("../shaders/swiglu.wgsl"), None, bytemuck::bytes_of(&p), &[gate, up], grid(n.div_ceil(64)))
+}
+
+/// swiglu with up in the gate buffer: gate[i] = silu(gate[i]) * gate[up_offset + i], i < n.
+pub fn swiglu_packed(gpu: &Gpu, gate_up: &wgpu::Buffer, n: u32, up_offset: u32) -> Result<Dispatch> {
+    let p = SwigluParams { n, up_offset, ..Default::default() };
+    let pipeline = gpu.pipeline_at("swiglu", include_str!("../shaders/swiglu.wgsl"), None, "main_packed")?;
+    build_at(gpu, "swiglu", pipeline, bytemuck::bytes_of(&p), &[(1, gate_up)], grid(n.div_ceil(64)))
 }
 
 /// argmax: result[r] = index of the largest of the n logits of row r, for `rows` rows.

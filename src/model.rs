@@ -48,7 +48,7 @@ enum Target {
     Vector(Vec<u8>),
     /// A matrix: raw blocks written into its parts as they come.
     Matrix(Weight),
-    /// A matrix inside a fused group's buffer, at this byte offset.
+    /// A matrix inside a fused group's buffer, at this byte offset of the group's packed rows.
     Member(String, u64),
 }
 
@@ -145,31 +145,35 @@ impl ModelBuilder {
     /// type and row length that fit one binding together.
     fn plan_groups(&mut self) {
         let mut members = HashMap::new();
-        // Fused kernels pay on GPUs; on CPU adapters (lavapipe, SwiftShader) the separate row-wise
-        // matvecs measured faster (7.8 vs 6.1 tok/s on lavapipe). WEBLLAMA_NO_FUSE=1 keeps every
-        // matrix apart anywhere (to measure what fusing gains).
-        let fuse = !self.gpu.matvec_rowwise && std::env::var("WEBLLAMA_NO_FUSE").map_or(true, |v| v != "1");
+        // GPUs run fused kernels over a group; CPU adapters (lavapipe, SwiftShader), where those
+        // measured slower (6.1 vs 7.8 tok/s on lavapipe), run one plain matvec over it instead
+        // (fewer dispatches). WEBLLAMA_NO_FUSE=1 keeps every matrix apart anywhere (to measure what
+        // grouping gains).
+        let fuse = std::env::var("WEBLLAMA_NO_FUSE").map_or(true, |v| v != "1");
         for l in 0..self.cfg.n_layers {
             for (group, suffixes) in weights::FUSED {
                 let infos: Vec<&TensorInfo> = suffixes
                     .iter()
                     .filter_map(|s| self.pending.iter().find(|p| p.info.name == weights::layer(l, s)).map(|p| &p.info))
                     .collect();
-                let total: u64 = infos.iter().map(|t| t.n_bytes).sum();
+                if !fuse || infos.len() != suffixes.len() {
+                    continue;
+                }
                 let same = infos.iter().all(|t| t.ty == infos[0].ty && t.dims.len() == 2 && t.dims[0] == infos[0].dims[0] && t.n_bytes % 4 == 0);
-                if !fuse || infos.len() != suffixes.len() || !same || total > self.max_part_bytes || infos[0].dims[0] % 4 != 0 {
+                let (ty, cols) = (infos[0].ty, infos[0].dims[0] as u32);
+                let rows: u64 = infos.iter().map(|t| t.dims[1]).sum();
+                let stride = kernels::row_stride(&self.gpu, ty, cols);
+                if !same || rows * stride as u64 > self.max_part_bytes || cols % 4 != 0 {
                     continue;
                 }
                 let name = weights::layer(l, group);
-                let rows: u64 = infos.iter().map(|t| t.dims[1]).sum();
-                let buffer = self.gpu.storage(&name, total);
+                let buffer = self.gpu.storage(&name, rows * stride as u64);
                 let mut offset = 0;
                 for t in &infos {
                     members.insert(t.name.clone(), (name.clone(), offset));
                     offset += t.n_bytes;
                 }
-                let (ty, cols) = (infos[0].ty, infos[0].dims[0] as u32);
-                let w = Weight { ty, rows: rows as u32, cols, row_stride: kernels::row_bytes(ty, cols), parts: vec![(buffer, 0, rows as u32)] };
+                let w = Weight { ty, rows: rows as u32, cols, row_stride: stride, parts: vec![(buffer, 0, rows as u32)] };
                 self.groups.insert(name, w);
             }
         }
@@ -204,7 +208,14 @@ impl ModelBuilder {
         p.carry = buf.split_off(buf.len() - keep);
         match p.target.as_mut().expect("allocated above") {
             Target::Member(group, offset) => {
-                gpu.write(&self.groups[group.as_str()].parts[0].0, *offset + start, &buf);
+                let w = &self.groups[group.as_str()];
+                let row_bytes = kernels::row_bytes(w.ty, w.cols) as u64;
+                if w.row_stride as u64 == row_bytes {
+                    gpu.write(&w.parts[0].0, *offset + start, &buf);
+                } else {
+                    let (at, padded) = pad_rows(&buf, *offset + start, row_bytes, w.row_stride as u64);
+                    gpu.write(&w.parts[0].0, at, &padded);
+                }
             }
             Target::Vector(v) => {
                 v.extend_from_slice(&buf);

@@ -317,6 +317,10 @@ fn swiglu_matches() {
     let ub = g.storage_with("up", bytemuck::cast_slice(&up));
     kernels::submit(&g, &[kernels::swiglu(&g, &gb, &ub, n as u32).unwrap()]);
     check("swiglu", "f32", &format!("[{n}]"), &read(&gb, n), &reference::swiglu(&gate, &up));
+    // Packed: gate | up in one buffer (one matvec over [Wgate; Wup]).
+    let both = g.storage_with("gate | up", bytemuck::cast_slice(&[gate.clone(), up.clone()].concat()));
+    kernels::submit(&g, &[kernels::swiglu_packed(&g, &both, n as u32, n as u32).unwrap()]);
+    check("swiglu_packed", "f32", &format!("[{n}]"), &read(&both, n), &reference::swiglu(&gate, &up));
 }
 
 #[test]

@@ -120,6 +120,9 @@ fn handle(conn: TcpStream, www: &Path, models: &Path) -> Result<()> {
     if status == 206 {
         head.push_str(&format!("Content-Range: bytes {start}-{}/{len}\r\n", end.saturating_sub(1)));
     }
+    if path.file_name().is_some_and(|n| n == "worker.js") {
+        head.push_str(&format!("Content-Security-Policy: {}\r\n", worker_csp(&target)));
+    }
     head.push_str("\r\n");
     eprintln!("{method} {target} {status}");
     out.write_all(head.as_bytes())?;
@@ -150,4 +153,51 @@ fn respond(out: &mut TcpStream, method: &str, target: &str, status: u16, ctype: 
         out.write_all(body)?;
     }
     Ok(())
+}
+
+/// The worker's Content-Security-Policy: its own scripts and wasm, and connections to this origin
+/// and to the model's host named by `?model_origin=` (checked to be a bare http(s) origin), no other.
+/// The worker is what fetches models; were a hostile file to take it over, it could send nothing to
+/// a third host.
+fn worker_csp(target: &str) -> String {
+    let origin = target
+        .split_once('?')
+        .map(|(_, q)| q.split('&'))
+        .and_then(|mut q| q.find_map(|kv| kv.strip_prefix("model_origin=")))
+        .and_then(percent_decode)
+        .filter(|o| is_origin(o));
+    let connect = match origin {
+        Some(o) => format!("'self' {o}"),
+        None => "'self'".to_string(),
+    };
+    format!("default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src {connect}")
+}
+
+/// http(s)://host[:port], the host letters, digits, dots, dashes (or a bracketed IPv6 address).
+fn is_origin(o: &str) -> bool {
+    let Some(rest) = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://")) else { return false };
+    let host = match rest.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|c| c.is_ascii_digit()) => h,
+        _ => rest,
+    };
+    let v6 = host.starts_with('[') && host.ends_with(']') && host[1..host.len() - 1].chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+    v6 || (!host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worker_may_connect_to_its_origin_and_the_model_host_only() {
+        assert_eq!(worker_csp("/worker.js"), "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'");
+        let csp = worker_csp("/worker.js?model_origin=https%3A%2F%2Fhuggingface.co");
+        assert!(csp.ends_with("connect-src 'self' https://huggingface.co"), "{csp}");
+        assert!(worker_csp("/worker.js?a=1&model_origin=http://127.0.0.1:8081").ends_with("connect-src 'self' http://127.0.0.1:8081"));
+        assert!(worker_csp("/worker.js?model_origin=http://[::1]:8081").ends_with("connect-src 'self' http://[::1]:8081"));
+        // Anything that is not a bare origin is left out, never pasted into the header.
+        for bad in ["https://a.com/path", "https://a.com;%20script-src%20*", "javascript:alert(1)", "https://", "https://a.com%0d%0aX: y", "*"] {
+            assert!(worker_csp(&format!("/worker.js?model_origin={bad}")).ends_with("connect-src 'self'"), "{bad}");
+        }
+    }
 }

@@ -39,7 +39,7 @@ async function get(url, from = 0) {
   try {
     resp = await fetch(url, from > 0 ? { headers: { Range: `bytes=${from}-` } } : {});
   } catch (e) {
-    throw namedError('NetworkError', `could not fetch ${url}: the network failed or the server does not allow cross-origin requests (${e.message})`);
+    throw namedError('NetworkError', `could not fetch ${url}: the network failed, the server does not allow cross-origin requests, or the worker's Content-Security-Policy does not allow the host (${e.message})`);
   }
   if (!resp.ok) throw namedError('NetworkError', `HTTP ${resp.status} ${resp.statusText} for ${url}`);
   return resp;

@@ -15,9 +15,13 @@ const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature
 // ctx: KV-cache positions (default: the model's context length, capped by what the GPU can bind).
 // integrity: the file's SHA-256 (sha256-<base64> or hex), checked before the download is cached.
 // signal: an AbortSignal that cancels the load (the promise rejects with an AbortError).
+// workerUrl: where worker.js is (default: beside this file). By default the worker is asked for with
+// ?model_origin=<the model URL's origin>: a server that answers with a Content-Security-Policy
+// naming that origin (as `webllama serve` does) lets the worker connect to its own origin and the
+// model's host, nowhere else.
 export async function createEngine({ model, onProgress, ctx, integrity, signal, workerUrl } = {}) {
   signal?.throwIfAborted();
-  const worker = new Worker(workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
+  const worker = new Worker(workerUrl ?? defaultWorkerUrl(model), { type: 'module' });
   const engine = new Engine(worker);
   const cancel = () => engine._failAll(named('AbortError', 'the model load was cancelled'));
   signal?.addEventListener('abort', cancel);
@@ -30,6 +34,16 @@ export async function createEngine({ model, onProgress, ctx, integrity, signal, 
     signal?.removeEventListener('abort', cancel);
   }
   return engine;
+}
+
+// worker.js beside this file, with the model's origin when the model is a URL on another origin.
+function defaultWorkerUrl(model) {
+  const url = new URL('./worker.js', import.meta.url);
+  if (typeof model === 'string') {
+    const origin = new URL(model, location.href).origin;
+    if (origin !== location.origin && origin !== 'null') url.searchParams.set('model_origin', origin);
+  }
+  return url;
 }
 
 class Engine {

@@ -2,6 +2,7 @@
 // else is proxied to it, so the page keeps one origin and its CSP), it serves a model file under
 // /fault/<mode>/<file> with one fault per mode:
 //   404        HTTP 404
+//   403        HTTP 403
 //   drop       the first response breaks off after DROP_AT bytes; Range requests are honoured
 //   norange    the first response breaks off after DROP_AT bytes; Range is ignored (200, whole file)
 //   short      every response ends cleanly after DROP_AT bytes, though Content-Length says more
@@ -35,6 +36,7 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } 
     const n = (served.get(req.url) ?? 0) + 1;
     served.set(req.url, n);
     if (mode === '404') return res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not here');
+    if (mode === '403') return res.writeHead(403, { 'Content-Type': 'text/plain' }).end('forbidden');
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     if (mode === 'drop' && range) {
       const from = Number(range[1]);

@@ -58,8 +58,15 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
     };
     await attempt('whole', { model: `fault/whole/${file}`, integrity: sri });
     await attempt('404', { model: `fault/404/${file}` });
+    await attempt('403', { model: `fault/403/${file}` });
     await attempt('cors refused', { model: `${noCors}fault/whole/${file}` });
     await attempt('cors allowed', { model: `${withCors}fault/drop/${file}` });
+    // A worker made for one model host (its Content-Security-Policy, from `webllama serve`, names
+    // only that host) cannot fetch from another, though that one allows CORS.
+    const noCorsOrigin = new URL(noCors).origin;
+    const workerUrl = `./worker.js?model_origin=${encodeURIComponent(noCorsOrigin)}`;
+    out.workerCsp = (await fetch(workerUrl)).headers.get('content-security-policy');
+    await attempt('other host', { model: `${withCors}fault/whole/${file}`, workerUrl });
     await attempt('drop', { model: `fault/drop/${file}` });
     await attempt('norange', { model: `fault/norange/${file}` });
     await attempt('short', { model: `fault/short/${file}` });
@@ -90,6 +97,9 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
   console.log(JSON.stringify(r, null, 1));
   assert.ok(r.whole.ok, r.whole.error);
   assert.match(r['404'].error, /^NetworkError: HTTP 404/);
+  assert.match(r['403'].error, /^NetworkError: HTTP 403/);
+  assert.equal(r.workerCsp, `default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ${new URL(otherNoCors.url).origin}`);
+  assert.match(r['other host'].error, /^NetworkError: could not fetch .*Content-Security-Policy/);
   assert.match(r['cors refused'].error, /^NetworkError: could not fetch .* does not allow cross-origin requests/);
   assert.ok(r['cors allowed'].ok, `another origin that allows CORS, with a dropped connection resumed: ${r['cors allowed'].error}`);
   assert.equal(r['cors allowed'].text, r.whole.text);

@@ -3,7 +3,7 @@
 # model's shape and a Llama-3.2-1B-shaped Q4_K_M model, both written there with random weights
 # (`webllama random-model`; speed does not depend on the values). Expects .dev/ (stripped webllama
 # and kernels-test binaries, the two GGUF headers: make device-kit) and .gl/ (the Vulkan loader and
-# GL dispatch .debs the NVIDIA ICD needs).
+# GL dispatch .debs the NVIDIA ICD needs). QUICK=1: the kernel tests, one bench per model and a profile.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
@@ -18,6 +18,10 @@ timeout 150 .dev/kernels --test-threads 4 2>&1 | tail -4
 for m in smol l1b; do
   echo "== $m"
   timeout 120 $W bench --model /tmp/$m.gguf -p 512 -n 256 --json > "$OUT/$m.json"; cat "$OUT/$m.json"; echo
+  if [ "${QUICK:-0}" = 1 ]; then
+    echo "-- $m profile"; timeout 60 $W bench --model /tmp/$m.gguf -p 16 -n 16 --profile 2>&1 | tail -9
+    continue
+  fi
   timeout 120 $W bench --model /tmp/$m.gguf -p 2048 -n 128 | tee "$OUT/$m.txt"
   echo "-- $m token by token"; timeout 120 $W bench --model /tmp/$m.gguf -p 512 -n 16 --token-by-token | grep prefill
   echo "-- $m unfused"; WEBLLAMA_NO_FUSE=1 timeout 120 $W bench --model /tmp/$m.gguf -p 512 -n 256 | grep -E "decode|per token"

@@ -94,7 +94,11 @@ fn every_layout() -> Vec<std::sync::Arc<webllama::Gpu>> {
 /// bytes where the wide kernels read them), and a name for the layout.
 fn upload_matrix<'a>(g: &webllama::Gpu, ty: QuantType, rows: usize, cols: usize, bytes: &[u8], buf: &'a mut Option<wgpu::Buffer>) -> (QuantMatrix<'a>, &'static str) {
     let (packed, stride) = (kernels::row_bytes(ty, cols as u32), kernels::row_stride(g, ty, cols as u32));
-    let laid = if stride == packed { bytes.to_vec() } else { webllama::model::pad_rows(bytes, 0, packed as u64, stride as u64).1 };
+    let mut laid = if stride == packed { bytes.to_vec() } else { webllama::model::pad_rows(bytes, 0, packed as u64, stride as u64).1 };
+    // The whole last row too, padding included, as the loader allocates it: the wide kernels load
+    // 16 bytes at a time up to the row's end, and a GPU may return zeros for a load that runs past
+    // the buffer (lavapipe checks each word; an H100 caught the short buffer).
+    laid.resize(rows * stride as usize, 0);
     let layout = match (g.matvec_rowwise, stride % 16 == 0 && ty.wide_matvec_wgsl().is_some()) {
         (false, _) => "GPU layout",
         (true, false) => "rowwise",

@@ -1,7 +1,7 @@
 //! matvec_wide's activations through a subgroup (of at least 8 lanes): lane i loads a block's
 //! activation vector i % 8 and the others take it by broadcast. Every invocation needs the same
 //! 32 values, so this is 1 load instead of 8 per invocation; on lavapipe, where each storage load
-//! is a loop over the SIMD lanes, it cut decode from N to M ms per token.
+//! is a loop over the SIMD lanes, it took decode from ~95 to ~65 ms per token (10.5 to 15.3 tok/s).
 //! Needs uniform control flow (every lane active) wherever block_acts is called.
 
 var<private> acts_lane: u32;

@@ -93,7 +93,18 @@ impl ModelBuilder {
     /// GPU memory the model will take, in bytes: (weights, KV cache, activations).
     pub fn memory_needed(&self) -> (u64, u64, u64) {
         let c = &self.cfg;
-        let weights = self.pending.iter().map(|p| if p.info.dims.len() == 1 { p.info.dims[0] * 4 } else { p.info.n_bytes }).sum();
+        let weights = self
+            .pending
+            .iter()
+            .map(|p| match p.info.dims.len() {
+                1 => p.info.dims[0] * 4,
+                // Rows as laid out on this adapter (padded on CPU adapters for the wide kernels).
+                _ => {
+                    let (rows, cols) = p.info.rows_cols();
+                    rows * kernels::row_stride(&self.gpu, p.info.ty, cols as u32) as u64
+                }
+            })
+            .sum();
         let kv = KvCache::bytes_for(c, self.ctx);
         (weights, kv, Acts::bytes(c, batch_rows(&self.gpu)))
     }

@@ -59,7 +59,7 @@ impl Acts {
             xb: gpu.storage("xb", f(c.dim)),
             qkv: gpu.storage("qkv", f(c.q_dim() + 2 * c.kv_dim())),
             att: gpu.storage("att", f(c.q_dim())),
-            hb: gpu.storage("hb", f(c.ffn_dim).max(8 * c.ffn_dim as u64)),
+            hb: gpu.storage("hb", 4 * c.ffn_dim as u64 * rows.max(2) as u64),
             hb2: gpu.storage("hb2", f(c.ffn_dim)),
             logits: gpu.storage("logits", 4 * c.vocab_size as u64 * MAX_CANDIDATES as u64),
             tokens: gpu.storage("tokens", 4 * rows.max(MAX_CANDIDATES) as u64),

@@ -148,10 +148,6 @@ impl<'a> QuantMatrix<'a> {
     pub fn packed(ty: QuantType, buffer: &'a wgpu::Buffer, rows: u32, cols: u32) -> QuantMatrix<'a> {
         QuantMatrix { ty, buffer, rows, cols, row_stride: row_bytes(ty, cols) }
     }
-    /// Bytes of one row's blocks.
-    pub fn row_bytes(&self) -> u32 {
-        row_bytes(self.ty, self.cols)
-    }
 }
 
 /// Bytes of a row of `cols` values of type `ty`.
@@ -170,17 +166,22 @@ pub fn row_stride(gpu: &Gpu, ty: QuantType, cols: u32) -> u32 {
     }
 }
 
-/// What matvec_wide and matmul_wide share (Vec4x8, word windows).
-const WIDE_WGSL: &str = include_str!("../shaders/wide.wgsl");
-
-/// The kernel name and activation loader for a wide kernel: through subgroups where the device
-/// has them (at least 8 lanes), else plain loads.
-fn wide_acts(gpu: &Gpu, plain: &'static str, subgroup: &'static str) -> (&'static str, &'static str) {
-    if gpu.subgroup_acts {
-        (subgroup, include_str!("../shaders/acts_subgroup.wgsl"))
+/// The pipeline of a wide kernel (matvec_wide, matmul_wide) for `w`, where it applies: a CPU adapter
+/// and rows of a type with a wide decoder laid out 16 bytes apart. Composed as the type's
+/// quant/wide_<type>.wgsl, wide.wgsl, the kernel's io file, the activation loader (through
+/// subgroups where the device has them with at least 8 lanes, else plain loads) and the kernel.
+/// `names`: the pipeline names (plain, subgroup).
+fn wide_pipeline(gpu: &Gpu, w: &QuantMatrix, io: &str, kernel: &str, names: (&'static str, &'static str)) -> Result<Option<Arc<wgpu::ComputePipeline>>> {
+    let Some(wide) = w.ty.wide_matvec_wgsl().filter(|_| gpu.matvec_rowwise && w.row_stride % 16 == 0) else {
+        return Ok(None);
+    };
+    let (name, acts) = if gpu.subgroup_acts {
+        (names.1, include_str!("../shaders/acts_subgroup.wgsl"))
     } else {
-        (plain, include_str!("../shaders/acts_plain.wgsl"))
-    }
+        (names.0, include_str!("../shaders/acts_plain.wgsl"))
+    };
+    let src = [wide, include_str!("../shaders/wide.wgsl"), io, acts, kernel].join("\n");
+    gpu.pipeline_at(name, &src, Some(w.ty), "main").map(Some)
 }
 
 #[repr(C)]
@@ -203,10 +204,8 @@ pub fn matvec(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
         return Err(crate::Error::InvalidRequest(format!("matvec: x offset {} and row length {} must be multiples of 4", p.x_offset, w.cols)));
     }
     let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p };
-    if let (true, Some(wide), 0) = (gpu.matvec_rowwise, w.ty.wide_matvec_wgsl(), w.row_stride % 16) {
-        let (kernel, acts) = wide_acts(gpu, "matvec_wide", "matvec_wide_subgroup");
-        let src = [wide, WIDE_WGSL, include_str!("../shaders/matvec_io.wgsl"), acts, include_str!("../shaders/matvec_wide.wgsl")].join("\n");
-        let pipeline = gpu.pipeline_at(kernel, &src, Some(w.ty), "main")?;
+    let (io, kernel) = (include_str!("../shaders/matvec_io.wgsl"), include_str!("../shaders/matvec_wide.wgsl"));
+    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, ("matvec_wide", "matvec_wide_subgroup"))? {
         return build_at(gpu, "matvec", pipeline, bytemuck::bytes_of(&p), &[(1, step), (3, x), (4, out), (5, w.buffer)], grid(w.rows.div_ceil(64)));
     }
     let (entry, rows_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 64) } else { ("main", 4) };
@@ -450,10 +449,8 @@ pub fn matmul(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
     }
     let rows = if p.rows == 0 { w.rows - p.w_row0 } else { p.rows };
     let p = MatmulParams { rows, cols: w.cols, row_bytes: w.row_stride, ..p };
-    if let (true, Some(wide), 0) = (gpu.matvec_rowwise, w.ty.wide_matvec_wgsl(), w.row_stride % 16) {
-        let (kernel, acts) = wide_acts(gpu, "matmul_wide", "matmul_wide_subgroup");
-        let src = [wide, WIDE_WGSL, include_str!("../shaders/matmul_io.wgsl"), acts, include_str!("../shaders/matmul_wide.wgsl")].join("\n");
-        let pipeline = gpu.pipeline_at(kernel, &src, Some(w.ty), "main")?;
+    let (io, kernel) = (include_str!("../shaders/matmul_io.wgsl"), include_str!("../shaders/matmul_wide.wgsl"));
+    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, ("matmul_wide", "matmul_wide_subgroup"))? {
         let tiles = if p.last_only == 1 { 1 } else { max_tokens.div_ceil(16) };
         let buffers = [(1, step), (3, x), (4, out), (5, w.buffer)];
         return build_at(gpu, "matmul", pipeline, bytemuck::bytes_of(&p), &buffers, [rows.div_ceil(64), tiles, 1]);

@@ -220,13 +220,7 @@ impl ModelBuilder {
         match p.target.as_mut().expect("allocated above") {
             Target::Member(group, offset) => {
                 let w = &self.groups[group.as_str()];
-                let row_bytes = kernels::row_bytes(w.ty, w.cols) as u64;
-                if w.row_stride as u64 == row_bytes {
-                    gpu.write(&w.parts[0].0, *offset + start, &buf);
-                } else {
-                    let (at, padded) = pad_rows(&buf, *offset + start, row_bytes, w.row_stride as u64);
-                    gpu.write(&w.parts[0].0, at, &padded);
-                }
+                write_rows(&gpu, &w.parts[0].0, *offset + start, &buf, kernels::row_bytes(w.ty, w.cols) as u64, w.row_stride as u64);
             }
             Target::Vector(v) => {
                 v.extend_from_slice(&buf);
@@ -246,13 +240,7 @@ impl ModelBuilder {
                     let (p0, p1) = (*r0 as u64 * row_bytes, (*r0 + *n) as u64 * row_bytes);
                     let (a, b) = (s0.max(p0), s1.min(p1));
                     if a < b {
-                        let bytes = &buf[(a - s0) as usize..(b - s0) as usize];
-                        if w.row_stride as u64 == row_bytes {
-                            gpu.write(buffer, a - p0, bytes);
-                        } else {
-                            let (at, padded) = pad_rows(bytes, a - p0, row_bytes, w.row_stride as u64);
-                            gpu.write(buffer, at, &padded);
-                        }
+                        write_rows(&gpu, buffer, a - p0, &buf[(a - s0) as usize..(b - s0) as usize], row_bytes, w.row_stride as u64);
                     }
                 }
             }
@@ -600,6 +588,17 @@ impl Model {
             self.cands = graph::batch(&parts, Batch::Candidates)?;
         }
         Ok(())
+    }
+}
+
+/// Writes packed row bytes that start at packed offset `at` of `buffer` where rows lie `stride`
+/// bytes apart (padded through pad_rows when stride > row_bytes).
+fn write_rows(gpu: &Gpu, buffer: &wgpu::Buffer, at: u64, bytes: &[u8], row_bytes: u64, stride: u64) {
+    if stride == row_bytes {
+        gpu.write(buffer, at, bytes);
+    } else {
+        let (at, padded) = pad_rows(bytes, at, row_bytes, stride);
+        gpu.write(buffer, at, &padded);
     }
 }
 

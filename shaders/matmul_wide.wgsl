@@ -3,9 +3,8 @@
 //! applied to every token, the tokens' activations loaded through block_acts (one load per
 //! invocation per token and block with subgroups). Needs rows padded to 16 bytes.
 //! Composed after common.wgsl, quant/<type>.wgsl, quant/wide_<type>.wgsl, wide.wgsl, matmul_io.wgsl
-//! and acts_plain.wgsl or acts_subgroup.wgsl (Gpu::subgroup_acts).
-
-@group(0) @binding(5) var<storage, read> weights16: array<vec4<u32>>; // [w_row0 + rows, row_bytes / 16] blocks, rows padded
+//! and acts_plain.wgsl or acts_subgroup.wgsl (Gpu::subgroup_acts), and wide_texture.wgsl or
+//! wide_buffer.wgsl (where the weights are: load16).
 
 // Activations i .. i+3 of x, i counted from x's start (a multiple of 4).
 fn act4(i: u32) -> vec4<f32> {

@@ -5,9 +5,8 @@
 //! lavapipe (lanes are masked, not skipped) while loops stop when every lane is done: tails are loops.
 //! On lavapipe every storage load runs a loop over the SIMD lanes, so bytes per load is what counts.
 //! Composed after common.wgsl, quant/<type>.wgsl, quant/wide_<type>.wgsl, wide.wgsl, matvec_io.wgsl
-//! and acts_plain.wgsl or acts_subgroup.wgsl (Gpu::subgroup_acts).
-
-@group(0) @binding(5) var<storage, read> weights16: array<vec4<u32>>; // [rows, row_bytes / 16] blocks, rows padded
+//! and acts_plain.wgsl or acts_subgroup.wgsl (Gpu::subgroup_acts), and wide_texture.wgsl or
+//! wide_buffer.wgsl (where the weights are: load16).
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -25,6 +25,10 @@ pub struct Gpu {
     /// The device has subgroups of at least 8 lanes, enabled: matvec_wide loads a block's 8
     /// activation vectors one per lane and broadcasts them (shaders/acts_subgroup.wgsl).
     pub subgroup_acts: bool,
+    /// Weights of the types with a wide decoder live in textures on CPU adapters (kernels::Blocks):
+    /// lavapipe fetches texels as gathers, storage words one lane at a time. WEBLLAMA_TEXTURES=0
+    /// keeps them in buffers (to measure both).
+    pub weight_textures: bool,
     /// Errors the device reported outside any error scope, oldest first.
     errors: Arc<Mutex<Vec<String>>>,
     /// Buffers created so far (all go through `buffer`): flat across requests once a model is
@@ -79,7 +83,19 @@ impl Gpu {
         };
         // Kernels that share activations across a subgroup need at least 8 lanes in one.
         let subgroup_acts = subgroups && info.subgroup_min_size >= 8;
-        Ok(Gpu { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()), matvec_rowwise, subgroup_acts, errors, buffers_created: Default::default() })
+        let weight_textures = std::env::var("WEBLLAMA_TEXTURES").map_or(true, |v| v != "0");
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+            matvec_rowwise,
+            subgroup_acts,
+            weight_textures,
+            errors,
+            buffers_created: Default::default(),
+        })
     }
 
     /// A one-line description of the adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".

@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::kernels::{self, AttentionBuffers, AttentionParams, Dispatch, MatmulParams, MatvecParams, QkvParams, QuantMatrix, RopeParams};
+use crate::kernels::{self, AttentionBuffers, AttentionParams, Blocks, Dispatch, MatmulParams, MatvecParams, QkvParams, QuantMatrix, RopeParams};
 use crate::kv_cache::{Branches, KvCache};
 use crate::weights;
 use std::collections::HashMap;
@@ -20,14 +20,39 @@ pub struct Weight {
     /// Bytes from one row to the next in the buffers: the packed row, or the row padded to 16 bytes
     /// (CPU adapters, types with a matvec_wide decoder).
     pub row_stride: u32,
-    /// (buffer, first row, rows) per part.
-    pub parts: Vec<(wgpu::Buffer, u32, u32)>,
+    /// (blocks, first row, rows) per part.
+    pub parts: Vec<(Stored, u32, u32)>,
+}
+
+/// A weight part's blocks on the GPU: the buffer they were uploaded into, or the texture they were
+/// copied into once complete (CPU adapters, kernels::uses_texture).
+pub enum Stored {
+    Buffer(wgpu::Buffer),
+    Texture(wgpu::TextureView),
+}
+
+impl Stored {
+    pub fn blocks(&self) -> Blocks<'_> {
+        match self {
+            Stored::Buffer(b) => Blocks::Buffer(b),
+            Stored::Texture(t) => Blocks::Texture(t),
+        }
+    }
 }
 
 impl Weight {
     pub fn part(&self, i: usize) -> QuantMatrix<'_> {
-        let (buffer, _, rows) = &self.parts[i];
-        QuantMatrix { ty: self.ty, buffer, rows: *rows, cols: self.cols, row_stride: self.row_stride }
+        let (stored, _, rows) = &self.parts[i];
+        QuantMatrix { ty: self.ty, blocks: stored.blocks(), rows: *rows, cols: self.cols, row_stride: self.row_stride }
+    }
+
+    /// The buffer of a one-part weight kept in a buffer (norm vectors, rope factors: F32, never in
+    /// a texture).
+    fn vector(&self) -> &wgpu::Buffer {
+        match &self.parts[0].0 {
+            Stored::Buffer(b) => b,
+            Stored::Texture(_) => unreachable!("vectors are f32 and stay in buffers"),
+        }
     }
 }
 
@@ -92,10 +117,10 @@ impl Parts<'_> {
         &self.weights[name]
     }
     fn vec(&self, name: &str) -> &wgpu::Buffer {
-        &self.weights[name].parts[0].0
+        self.weights[name].vector()
     }
     fn freq_factors(&self) -> &wgpu::Buffer {
-        self.weights.get(weights::ROPE_FREQS).map_or(&self.acts.rope_ones, |f| &f.parts[0].0)
+        self.weights.get(weights::ROPE_FREQS).map_or(&self.acts.rope_ones, |f| f.vector())
     }
     fn rope(&self, n_heads: usize, offset: u32) -> RopeParams {
         let c = self.cfg;

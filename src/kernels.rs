@@ -78,6 +78,19 @@ fn build_at(
     buffers: &[(u32, &wgpu::Buffer)],
     workgroups: [u32; 3],
 ) -> Result<Dispatch> {
+    let resources: Vec<(u32, wgpu::BindingResource)> = buffers.iter().map(|(i, b)| (*i, b.as_entire_binding())).collect();
+    build_bound(gpu, name, pipeline, params, resources, workgroups)
+}
+
+/// build_at with any resources (a texture among them): (binding, resource).
+fn build_bound(
+    gpu: &Gpu,
+    name: &'static str,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    params: &[u8],
+    resources: Vec<(u32, wgpu::BindingResource)>,
+    workgroups: [u32; 3],
+) -> Result<Dispatch> {
     let uniform = gpu.buffer(&wgpu::BufferDescriptor {
         label: Some(name),
         size: params.len() as u64,
@@ -86,8 +99,8 @@ fn build_at(
     });
     gpu.queue.write_buffer(&uniform, 0, params);
     let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-    for (binding, b) in buffers {
-        entries.push(wgpu::BindGroupEntry { binding: *binding, resource: b.as_entire_binding() });
+    for (binding, resource) in resources {
+        entries.push(wgpu::BindGroupEntry { binding, resource });
     }
     let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(name),
@@ -133,10 +146,21 @@ impl Step {
     }
 }
 
+/// Where a matrix's blocks are on the GPU.
+#[derive(Clone, Copy)]
+pub enum Blocks<'a> {
+    /// A storage buffer: rows `row_stride` bytes apart.
+    Buffer(&'a wgpu::Buffer),
+    /// A texture of 16-byte texels (Rgba32Uint), TEXTURE_WIDTH per texture row, holding the rows
+    /// padded to 16 bytes one after another: on CPU adapters, for types with a wide decoder, whose
+    /// kernels alone read it (`uses_texture`).
+    Texture(&'a wgpu::TextureView),
+}
+
 /// A quantized matrix (or one row-range part of one) in raw GGUF bytes on the GPU.
 pub struct QuantMatrix<'a> {
     pub ty: QuantType,
-    pub buffer: &'a wgpu::Buffer,
+    pub blocks: Blocks<'a>,
     pub rows: u32,
     pub cols: u32,
     /// Bytes from one row to the next: row_bytes(), or more where rows are padded.
@@ -144,9 +168,24 @@ pub struct QuantMatrix<'a> {
 }
 
 impl<'a> QuantMatrix<'a> {
-    /// Rows packed back to back, as in the GGUF file.
+    /// Rows packed back to back in a buffer, as in the GGUF file.
     pub fn packed(ty: QuantType, buffer: &'a wgpu::Buffer, rows: u32, cols: u32) -> QuantMatrix<'a> {
-        QuantMatrix { ty, buffer, rows, cols, row_stride: row_bytes(ty, cols) }
+        QuantMatrix { ty, blocks: Blocks::Buffer(buffer), rows, cols, row_stride: row_bytes(ty, cols) }
+    }
+
+    /// The buffer, for the kernels that read blocks from one (all but the wide ones).
+    fn buffer(&self, kernel: &str) -> Result<&'a wgpu::Buffer> {
+        match self.blocks {
+            Blocks::Buffer(b) => Ok(b),
+            Blocks::Texture(_) => Err(crate::Error::InvalidRequest(format!("{kernel}: a {} matrix in a texture has no {kernel} kernel", self.ty.name()))),
+        }
+    }
+
+    fn resource(&self) -> wgpu::BindingResource<'a> {
+        match self.blocks {
+            Blocks::Buffer(b) => b.as_entire_binding(),
+            Blocks::Texture(t) => wgpu::BindingResource::TextureView(t),
+        }
     }
 }
 
@@ -166,21 +205,76 @@ pub fn row_stride(gpu: &Gpu, ty: QuantType, cols: u32) -> u32 {
     }
 }
 
-/// The pipeline of a wide kernel (matvec_wide, matmul_wide) for `w`, where it applies: a CPU adapter
-/// and rows of a type with a wide decoder laid out 16 bytes apart. Composed as the type's
-/// quant/wide_<type>.wgsl, wide.wgsl, the kernel's io file, the activation loader (through
-/// subgroups where the device has them with at least 8 lanes, else plain loads) and the kernel.
-/// `names`: the pipeline names (plain, subgroup).
-fn wide_pipeline(gpu: &Gpu, w: &QuantMatrix, io: &str, kernel: &str, names: (&'static str, &'static str)) -> Result<Option<Arc<wgpu::ComputePipeline>>> {
+/// Texels per texture row of a matrix in a texture (Blocks::Texture): the least maximum width
+/// WebGPU guarantees; wide_texture.wgsl has it as a shift and a mask.
+pub const TEXTURE_WIDTH: u32 = 8192;
+
+/// Whether a matrix of this type and row length lives in a texture on this adapter: where rows are
+/// padded for the wide kernels and the adapter reads weights from textures (Gpu::weight_textures).
+pub fn uses_texture(gpu: &Gpu, ty: QuantType, cols: u32) -> bool {
+    gpu.weight_textures && row_stride(gpu, ty, cols) % 16 == 0 && gpu.matvec_rowwise && ty.wide_matvec_wgsl().is_some()
+}
+
+/// Most bytes of one matrix part in a texture (TEXTURE_WIDTH x the adapter's largest height).
+pub fn max_texture_bytes(gpu: &Gpu) -> u64 {
+    16 * TEXTURE_WIDTH as u64 * gpu.limits.max_texture_dimension_2d as u64
+}
+
+/// Copies the first `bytes` (a multiple of 16) of `buffer` into a new texture laid out as
+/// Blocks::Texture describes (the buffer can be dropped once this is submitted).
+pub fn texture_from_buffer(gpu: &Gpu, label: &str, buffer: &wgpu::Buffer, bytes: u64) -> Result<wgpu::TextureView> {
+    let texels = bytes / 16;
+    let (width, full_rows, rest) = (TEXTURE_WIDTH as u64, texels / TEXTURE_WIDTH as u64, texels % TEXTURE_WIDTH as u64);
+    let height = texels.div_ceil(width).max(1);
+    if bytes % 16 != 0 || height > gpu.limits.max_texture_dimension_2d as u64 {
+        return Err(crate::Error::InvalidRequest(format!("{label}: {bytes} bytes do not fit a texture of {width} x {} texels", gpu.limits.max_texture_dimension_2d)));
+    }
+    let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d { width: TEXTURE_WIDTH, height: height as u32, depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Uint,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    // Whole texture rows, then the texels of the last, partial one.
+    let at = |row: u64| wgpu::TexelCopyTextureInfo { texture: &texture, mip_level: 0, origin: wgpu::Origin3d { x: 0, y: row as u32, z: 0 }, aspect: wgpu::TextureAspect::All };
+    let from = |offset: u64, rows: u64| wgpu::TexelCopyBufferInfo {
+        buffer,
+        layout: wgpu::TexelCopyBufferLayout { offset, bytes_per_row: Some(16 * TEXTURE_WIDTH), rows_per_image: Some(rows as u32) },
+    };
+    if full_rows > 0 {
+        enc.copy_buffer_to_texture(from(0, full_rows), at(0), wgpu::Extent3d { width: TEXTURE_WIDTH, height: full_rows as u32, depth_or_array_layers: 1 });
+    }
+    if rest > 0 {
+        enc.copy_buffer_to_texture(from(full_rows * width * 16, 1), at(full_rows), wgpu::Extent3d { width: rest as u32, height: 1, depth_or_array_layers: 1 });
+    }
+    gpu.queue.submit([enc.finish()]);
+    gpu.take_error()?;
+    Ok(texture.create_view(&Default::default()))
+}
+
+/// The pipeline of a wide kernel (matvec_wide, matmul_wide, embed_wide) for `w`, where it applies: a
+/// CPU adapter and rows of a type with a wide decoder laid out 16 bytes apart. Composed as the
+/// type's quant/wide_<type>.wgsl, wide.wgsl, the kernel's io file, the activation loader (through
+/// subgroups where the device has them with at least 8 lanes, else plain loads), the weights'
+/// loader (texture or buffer) and the kernel. `names`: the pipeline names by (subgroups, texture):
+/// [plain, subgroup, plain texture, subgroup texture].
+fn wide_pipeline(gpu: &Gpu, w: &QuantMatrix, io: &str, kernel: &str, names: [&'static str; 4]) -> Result<Option<Arc<wgpu::ComputePipeline>>> {
     let Some(wide) = w.ty.wide_matvec_wgsl().filter(|_| gpu.matvec_rowwise && w.row_stride % 16 == 0) else {
         return Ok(None);
     };
-    let (name, acts) = if gpu.subgroup_acts {
-        (names.1, include_str!("../shaders/acts_subgroup.wgsl"))
-    } else {
-        (names.0, include_str!("../shaders/acts_plain.wgsl"))
+    let subgroups = gpu.subgroup_acts && !names[1].is_empty();
+    let acts = if subgroups { include_str!("../shaders/acts_subgroup.wgsl") } else { include_str!("../shaders/acts_plain.wgsl") };
+    let (texture, loader) = match w.blocks {
+        Blocks::Texture(_) => (true, include_str!("../shaders/wide_texture.wgsl")),
+        Blocks::Buffer(_) => (false, include_str!("../shaders/wide_buffer.wgsl")),
     };
-    let src = [wide, include_str!("../shaders/wide.wgsl"), io, acts, kernel].join("\n");
+    let name = names[subgroups as usize + 2 * texture as usize];
+    let src = [wide, include_str!("../shaders/wide.wgsl"), io, acts, loader, kernel].join("\n");
     gpu.pipeline_at(name, &src, Some(w.ty), "main").map(Some)
 }
 
@@ -205,12 +299,14 @@ pub fn matvec(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
     }
     let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p };
     let (io, kernel) = (include_str!("../shaders/matvec_io.wgsl"), include_str!("../shaders/matvec_wide.wgsl"));
-    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, ("matvec_wide", "matvec_wide_subgroup"))? {
-        return build_at(gpu, "matvec", pipeline, bytemuck::bytes_of(&p), &[(1, step), (3, x), (4, out), (5, w.buffer)], grid(w.rows.div_ceil(64)));
+    let names = ["matvec_wide", "matvec_wide_subgroup", "matvec_wide_texture", "matvec_wide_subgroup_texture"];
+    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, names)? {
+        let resources = vec![(1, step.as_entire_binding()), (3, x.as_entire_binding()), (4, out.as_entire_binding()), (5, w.resource())];
+        return build_bound(gpu, "matvec", pipeline, bytemuck::bytes_of(&p), resources, grid(w.rows.div_ceil(64)));
     }
     let (entry, rows_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 64) } else { ("main", 4) };
     let pipeline = gpu.pipeline_at("matvec", concat!(include_str!("../shaders/matvec_io.wgsl"), include_str!("../shaders/matvec.wgsl")), Some(w.ty), entry)?;
-    build_with(gpu, "matvec", pipeline, bytemuck::bytes_of(&p), &[step, w.buffer, x, out], grid(w.rows.div_ceil(rows_per_wg)))
+    build_with(gpu, "matvec", pipeline, bytemuck::bytes_of(&p), &[step, w.buffer("matvec")?, x, out], grid(w.rows.div_ceil(rows_per_wg)))
 }
 
 #[repr(C)]
@@ -229,8 +325,14 @@ pub struct EmbedParams {
 /// With `rows` > 1, tokens token_index.. go to rows of `out` one `table.cols` apart.
 pub fn embed(gpu: &Gpu, table: &QuantMatrix, row_start: u32, tokens: &wgpu::Buffer, out: &wgpu::Buffer, token_index: u32, rows: u32) -> Result<Dispatch> {
     let p = EmbedParams { dim: table.cols, row_bytes: table.row_stride, row_start, n_rows: table.rows, token_index, ..Default::default() };
+    let names = ["embed_wide", "", "embed_wide_texture", ""];
+    if let Some(pipeline) = wide_pipeline(gpu, table, "", include_str!("../shaders/embed_wide.wgsl"), names)? {
+        let resources = vec![(2, tokens.as_entire_binding()), (3, out.as_entire_binding()), (5, table.resource())];
+        let blocks = table.cols / table.ty.block_elems() as u32;
+        return build_bound(gpu, "embed", pipeline, bytemuck::bytes_of(&p), resources, [blocks.div_ceil(64), rows, 1]);
+    }
     let src = include_str!("../shaders/embed.wgsl");
-    build(gpu, "embed", src, Some(table.ty), bytemuck::bytes_of(&p), &[table.buffer, tokens, out], [table.cols.div_ceil(64), rows, 1])
+    build(gpu, "embed", src, Some(table.ty), bytemuck::bytes_of(&p), &[table.buffer("embed")?, tokens, out], [table.cols.div_ceil(64), rows, 1])
 }
 
 #[repr(C)]
@@ -392,7 +494,7 @@ pub fn qkv(
     }
     let (entry, pairs_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 32) } else { ("main", 2) };
     let pipeline = gpu.pipeline_at("qkv", concat!(include_str!("../shaders/norm_fold.wgsl"), include_str!("../shaders/qkv.wgsl")), Some(w.ty), entry)?;
-    let buffers = [step, w.buffer, x, norm_w, out, freq_factors];
+    let buffers = [step, w.buffer("qkv")?, x, norm_w, out, freq_factors];
     build_with(gpu, "qkv", pipeline, bytemuck::bytes_of(&p), &buffers, grid((w.rows / 2).div_ceil(pairs_per_wg)))
 }
 
@@ -414,7 +516,7 @@ pub fn gate_up(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, norm_w: &wgpu::Buff
     let p = GateUpParams { ffn: w.rows / 2, cols: w.cols, row_bytes: w.row_stride, eps };
     let (entry, outs_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 32) } else { ("main", 2) };
     let pipeline = gpu.pipeline_at("gate_up", concat!(include_str!("../shaders/norm_fold.wgsl"), include_str!("../shaders/gate_up.wgsl")), Some(w.ty), entry)?;
-    build_with(gpu, "gate_up", pipeline, bytemuck::bytes_of(&p), &[w.buffer, x, norm_w, out], grid(p.ffn.div_ceil(outs_per_wg)))
+    build_with(gpu, "gate_up", pipeline, bytemuck::bytes_of(&p), &[w.buffer("gate_up")?, x, norm_w, out], grid(p.ffn.div_ceil(outs_per_wg)))
 }
 
 #[repr(C)]
@@ -450,13 +552,14 @@ pub fn matmul(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
     let rows = if p.rows == 0 { w.rows - p.w_row0 } else { p.rows };
     let p = MatmulParams { rows, cols: w.cols, row_bytes: w.row_stride, ..p };
     let (io, kernel) = (include_str!("../shaders/matmul_io.wgsl"), include_str!("../shaders/matmul_wide.wgsl"));
-    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, ("matmul_wide", "matmul_wide_subgroup"))? {
+    let names = ["matmul_wide", "matmul_wide_subgroup", "matmul_wide_texture", "matmul_wide_subgroup_texture"];
+    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, names)? {
         let tiles = if p.last_only == 1 { 1 } else { max_tokens.div_ceil(16) };
-        let buffers = [(1, step), (3, x), (4, out), (5, w.buffer)];
-        return build_at(gpu, "matmul", pipeline, bytemuck::bytes_of(&p), &buffers, [rows.div_ceil(64), tiles, 1]);
+        let resources = vec![(1, step.as_entire_binding()), (3, x.as_entire_binding()), (4, out.as_entire_binding()), (5, w.resource())];
+        return build_bound(gpu, "matmul", pipeline, bytemuck::bytes_of(&p), resources, [rows.div_ceil(64), tiles, 1]);
     }
     let src = concat!(include_str!("../shaders/matmul_io.wgsl"), include_str!("../shaders/matmul.wgsl"));
-    let buffers = [step, w.buffer, x, out];
+    let buffers = [step, w.buffer("matmul")?, x, out];
     if !gpu.matvec_rowwise && max_tokens <= MATMUL_FEW {
         let pipeline = gpu.pipeline_at("matmul", src, Some(w.ty), "main_few")?;
         return build_with(gpu, "matmul", pipeline, bytemuck::bytes_of(&p), &buffers, grid(rows.div_ceil(4)));

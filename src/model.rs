@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{Gguf, TensorInfo};
 use crate::gpu::Gpu;
 use crate::graph::{self, Acts, Batch, BatchGraph, MAX_CANDIDATES};
-pub use crate::graph::Weight;
+pub use crate::graph::{Stored, Weight};
 use crate::kernels::{self, Dispatch, Step};
 use crate::kv_cache::{Branches, KvCache};
 use crate::quant::QuantType;
@@ -174,11 +174,11 @@ impl ModelBuilder {
                 let (ty, cols) = (infos[0].ty, infos[0].dims[0] as u32);
                 let rows: u64 = infos.iter().map(|t| t.dims[1]).sum();
                 let stride = kernels::row_stride(&self.gpu, ty, cols);
-                if !same || rows * stride as u64 > self.max_part_bytes || cols % 4 != 0 {
+                if !same || rows * stride as u64 > self.part_bytes(ty, cols) || cols % 4 != 0 {
                     continue;
                 }
                 let name = weights::layer(l, group);
-                let buffer = self.gpu.storage(&name, rows * stride as u64);
+                let buffer = Stored::Buffer(self.gpu.storage(&name, rows * stride as u64));
                 let mut offset = 0;
                 for t in &infos {
                     members.insert(t.name.clone(), (name.clone(), offset));
@@ -207,6 +207,7 @@ impl ModelBuilder {
         }
         let gpu = self.gpu.clone();
         let p = &mut self.pending[i];
+        let name = p.info.name.clone();
         if rel != p.received {
             return Err(Error::BadTensor { tensor: p.info.name.clone(), msg: format!("bytes at {rel} arrived after only {} were received", p.received) });
         }
@@ -219,8 +220,15 @@ impl ModelBuilder {
         p.carry = buf.split_off(buf.len() - keep);
         match p.target.as_mut().expect("allocated above") {
             Target::Member(group, offset) => {
+                let group = group.clone();
                 let w = &self.groups[group.as_str()];
-                write_rows(&gpu, &w.parts[0].0, *offset + start, &buf, kernels::row_bytes(w.ty, w.cols) as u64, w.row_stride as u64);
+                write_rows(&gpu, &name, &w.parts[0].0, *offset + start, &buf, kernels::row_bytes(w.ty, w.cols) as u64, w.row_stride as u64)?;
+                let members = self.members.as_ref().expect("planned above");
+                let in_group = |p: &Pending| members.get(&p.info.name).is_some_and(|(g, _)| *g == group);
+                if done && self.pending.iter().filter(|p| in_group(p)).all(|p| p.received == p.info.n_bytes) {
+                    let w = self.groups.get_mut(group.as_str()).expect("planned");
+                    into_textures(&gpu, &group, w)?;
+                }
             }
             Target::Vector(v) => {
                 v.extend_from_slice(&buf);
@@ -230,22 +238,35 @@ impl ModelBuilder {
                     let b = gpu.storage_with(&p.info.name, bytemuck::cast_slice(&f));
                     let rows = 1;
                     let cols = f.len() as u32;
-                    p.target = Some(Target::Matrix(Weight { ty: QuantType::F32, rows, cols, row_stride: 4 * cols, parts: vec![(b, 0, rows)] }));
+                    p.target = Some(Target::Matrix(Weight { ty: QuantType::F32, rows, cols, row_stride: 4 * cols, parts: vec![(Stored::Buffer(b), 0, rows)] }));
                 }
             }
             Target::Matrix(w) => {
                 let row_bytes = p.info.n_bytes / w.rows as u64;
                 let (s0, s1) = (start, start + buf.len() as u64);
-                for (buffer, r0, n) in &w.parts {
+                for (stored, r0, n) in &w.parts {
                     let (p0, p1) = (*r0 as u64 * row_bytes, (*r0 + *n) as u64 * row_bytes);
                     let (a, b) = (s0.max(p0), s1.min(p1));
                     if a < b {
-                        write_rows(&gpu, buffer, a - p0, &buf[(a - s0) as usize..(b - s0) as usize], row_bytes, w.row_stride as u64);
+                        write_rows(&gpu, &name, stored, a - p0, &buf[(a - s0) as usize..(b - s0) as usize], row_bytes, w.row_stride as u64)?;
                     }
+                }
+                if done {
+                    into_textures(&gpu, &name, w)?;
                 }
             }
         }
         gpu.take_error()
+    }
+
+    /// Largest bytes of one part of a matrix of this type and row length: one binding, and where
+    /// it moves into a texture once uploaded, one texture.
+    fn part_bytes(&self, ty: QuantType, cols: u32) -> u64 {
+        if kernels::uses_texture(&self.gpu, ty, cols) {
+            self.max_part_bytes.min(kernels::max_texture_bytes(&self.gpu))
+        } else {
+            self.max_part_bytes
+        }
     }
 
     /// GPU buffers for a matrix, split by rows into parts that fit one binding (part sizes kept
@@ -260,7 +281,7 @@ impl ModelBuilder {
         }
         let row_bytes = t.n_bytes / rows;
         let stride = kernels::row_stride(&self.gpu, t.ty, cols as u32) as u64;
-        let mut max_rows = (self.max_part_bytes / stride).min(rows);
+        let mut max_rows = (self.part_bytes(t.ty, cols as u32) / stride).min(rows);
         if max_rows < rows && max_rows >= 4 {
             max_rows -= max_rows % 4;
         }
@@ -272,7 +293,7 @@ impl ModelBuilder {
         while r0 < rows {
             let n = max_rows.min(rows - r0);
             let label = format!("{}[{r0}..{}]", t.name, r0 + n);
-            parts.push((self.gpu.storage(&label, n * stride), r0 as u32, n as u32));
+            parts.push((Stored::Buffer(self.gpu.storage(&label, n * stride)), r0 as u32, n as u32));
             r0 += n;
         }
         Ok(Target::Matrix(Weight { ty: t.ty, rows: rows as u32, cols: cols as u32, row_stride: stride as u32, parts }))
@@ -591,15 +612,34 @@ impl Model {
     }
 }
 
-/// Writes packed row bytes that start at packed offset `at` of `buffer` where rows lie `stride`
-/// bytes apart (padded through pad_rows when stride > row_bytes).
-fn write_rows(gpu: &Gpu, buffer: &wgpu::Buffer, at: u64, bytes: &[u8], row_bytes: u64, stride: u64) {
+/// Writes packed row bytes of `tensor` that start at packed offset `at` of a part's buffer where
+/// rows lie `stride` bytes apart (padded through pad_rows when stride > row_bytes).
+fn write_rows(gpu: &Gpu, tensor: &str, part: &Stored, at: u64, bytes: &[u8], row_bytes: u64, stride: u64) -> Result<()> {
+    let Stored::Buffer(buffer) = part else {
+        return Err(Error::BadTensor { tensor: tensor.to_string(), msg: "bytes arrived after the tensor was complete".into() });
+    };
     if stride == row_bytes {
         gpu.write(buffer, at, bytes);
     } else {
         let (at, padded) = pad_rows(bytes, at, row_bytes, stride);
         gpu.write(buffer, at, &padded);
     }
+    Ok(())
+}
+
+/// Moves a complete weight's parts from their upload buffers into textures where this adapter reads
+/// them from textures (kernels::uses_texture); the buffers go once the copies are done.
+fn into_textures(gpu: &Gpu, name: &str, w: &mut Weight) -> Result<()> {
+    if !kernels::uses_texture(gpu, w.ty, w.cols) {
+        return Ok(());
+    }
+    for (stored, _, rows) in w.parts.iter_mut() {
+        if let Stored::Buffer(buffer) = stored {
+            let view = kernels::texture_from_buffer(gpu, name, buffer, *rows as u64 * w.row_stride as u64)?;
+            *stored = Stored::Texture(view);
+        }
+    }
+    Ok(())
 }
 
 /// Packed row bytes starting at packed offset `at` (within a part) laid out with rows `stride`

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{gpu, Rng};
+use webllama::model::Stored;
 use webllama::kernels::{self, AttentionBuffers, AttentionParams, MatmulParams, MatvecParams, QuantMatrix, RopeParams, Step};
 use webllama::quant::{QuantType, SUPPORTED};
 use webllama::reference;
@@ -77,43 +78,59 @@ fn matvec_every_quant_type() {
     }
 }
 
-/// The GPU layout, the CPU-adapter layout, and where the adapter has subgroups the CPU-adapter
-/// layout without them (every activation loaded by every invocation).
+/// The GPU layout; the CPU-adapter layout (weights of the wide types in textures, activations
+/// through subgroups where the adapter has them); the CPU-adapter layout with those weights in
+/// buffers; and where the adapter has subgroups, the CPU-adapter layout without them (every
+/// activation loaded by every invocation).
 fn every_layout() -> Vec<std::sync::Arc<webllama::Gpu>> {
-    let mut all = vec![gpu_with_rowwise(false), gpu_with_rowwise(true)];
-    if gpu().subgroup_acts {
+    let cpu_layout = |subgroups: bool, textures: bool| {
         let mut g = pollster::block_on(webllama::Gpu::new()).unwrap();
         g.matvec_rowwise = true;
-        g.subgroup_acts = false;
-        all.push(std::sync::Arc::new(g));
+        g.subgroup_acts &= subgroups;
+        g.weight_textures = textures;
+        std::sync::Arc::new(g)
+    };
+    let mut all = vec![gpu_with_rowwise(false), cpu_layout(true, true), cpu_layout(true, false)];
+    if gpu().subgroup_acts {
+        all.push(cpu_layout(false, true));
     }
     all
 }
 
 /// A matrix's bytes on `g` laid out as the model loader lays them out there (rows padded to 16
-/// bytes where the wide kernels read them), and a name for the layout.
-fn upload_matrix<'a>(g: &webllama::Gpu, ty: QuantType, rows: usize, cols: usize, bytes: &[u8], buf: &'a mut Option<wgpu::Buffer>) -> (QuantMatrix<'a>, &'static str) {
+/// bytes where the wide kernels read them, in a texture where the adapter reads them from one),
+/// and a name for the layout.
+fn upload_matrix<'a>(g: &webllama::Gpu, ty: QuantType, rows: usize, cols: usize, bytes: &[u8], stored: &'a mut Option<Stored>) -> (QuantMatrix<'a>, String) {
     let (packed, stride) = (kernels::row_bytes(ty, cols as u32), kernels::row_stride(g, ty, cols as u32));
     let mut laid = if stride == packed { bytes.to_vec() } else { webllama::model::pad_rows(bytes, 0, packed as u64, stride as u64).1 };
     // The whole last row too, padding included, as the loader allocates it: the wide kernels load
     // 16 bytes at a time up to the row's end, and a GPU may return zeros for a load that runs past
     // the buffer (lavapipe checks each word; an H100 caught the short buffer).
     laid.resize(rows * stride as usize, 0);
-    let layout = match (g.matvec_rowwise, stride % 16 == 0 && ty.wide_matvec_wgsl().is_some()) {
+    let mut layout = match (g.matvec_rowwise, stride % 16 == 0 && ty.wide_matvec_wgsl().is_some()) {
         (false, _) => "GPU layout",
         (true, false) => "rowwise",
         (true, true) if g.subgroup_acts => "rowwise, wide loads, subgroup activations",
         (true, true) => "rowwise, wide loads",
+    }
+    .to_string();
+    let buffer = g.storage_with("w", &laid);
+    let blocks = if kernels::uses_texture(g, ty, cols as u32) {
+        layout += ", texture";
+        Stored::Texture(kernels::texture_from_buffer(g, "w", &buffer, laid.len() as u64).unwrap())
+    } else {
+        Stored::Buffer(buffer)
     };
-    let buffer = buf.insert(g.storage_with("w", &laid));
-    (QuantMatrix { row_stride: stride, ..QuantMatrix::packed(ty, buffer, rows as u32, cols as u32) }, layout)
+    let blocks = stored.insert(blocks).blocks();
+    (QuantMatrix { ty, blocks, rows: rows as u32, cols: cols as u32, row_stride: stride }, layout)
 }
 
 fn matvec_every_quant_type_with(g: &webllama::Gpu) {
     let mut rng = Rng(0x5eed);
     // 67 rows: not a multiple of the 4 rows per workgroup; 576 columns: SmolLM2's width; 224
-    // columns: 7 blocks of 32, fewer than one group of matvec_wide's (on CPU adapters).
-    for &(rows, cols) in &[(67usize, 576usize), (130, 1536), (33, 224)] {
+    // columns: 7 blocks of 32, fewer than one group of matvec_wide's (on CPU adapters); 1000 x 576:
+    // past one texture row of 8192 texels where the weights are in a texture (Q4_1: 23,000 texels).
+    for &(rows, cols) in &[(67usize, 576usize), (130, 1536), (33, 224), (1000, 576)] {
         for &ty in SUPPORTED {
             let cols = width(ty, cols);
             let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
@@ -160,24 +177,25 @@ fn matvec_past_65535_workgroups() {
 
 #[test]
 fn embed_every_quant_type() {
-    let g = gpu();
     let mut rng = Rng(7);
-    for &ty in SUPPORTED {
-        let (rows, cols) = (50usize, width(ty, 576));
-        let (bytes, table) = random_matrix(ty, rows, cols, &mut rng);
-        let wb = g.storage_with("table", &bytes);
-        // Two parts of the table, as a table split by rows is looked up: rows 0..20 and 20..50.
-        let rb = (cols as u64 / ty.block_elems() * ty.block_bytes()) as usize;
-        let part2 = g.storage_with("table part 2", &bytes[20 * rb..]);
-        for token in [0u32, 19, 20, 49] {
-            let tokens = g.storage_with("tokens", bytemuck::bytes_of(&token));
-            let out = g.storage("out", 4 * cols as u64);
-            let p1 = QuantMatrix::packed(ty, &wb, 20, cols as u32);
-            let p2 = QuantMatrix::packed(ty, &part2, 30, cols as u32);
-            let d1 = kernels::embed(&g, &p1, 0, &tokens, &out, 0, 1).unwrap();
-            let d2 = kernels::embed(&g, &p2, 20, &tokens, &out, 0, 1).unwrap();
-            kernels::submit(&g, &[d1, d2]);
-            check("embed", ty.name(), &format!("[{rows}x{cols}] token {token}"), &read(&out, cols), &reference::embed(&table, token));
+    for g in every_layout() {
+        for &ty in SUPPORTED {
+            let (rows, cols) = (50usize, width(ty, 576));
+            let (bytes, table) = random_matrix(ty, rows, cols, &mut rng);
+            // Two parts of the table, as a table split by rows is looked up: rows 0..20 and 20..50,
+            // each laid out as the loader lays it out on this layout.
+            let rb = kernels::row_bytes(ty, cols as u32) as usize;
+            let (mut s1, mut s2) = (None, None);
+            let (p1, layout) = upload_matrix(&g, ty, 20, cols, &bytes[..20 * rb], &mut s1);
+            let (p2, _) = upload_matrix(&g, ty, 30, cols, &bytes[20 * rb..], &mut s2);
+            for token in [0u32, 19, 20, 49] {
+                let tokens = g.storage_with("tokens", bytemuck::bytes_of(&token));
+                let out = g.storage("out", 4 * cols as u64);
+                let d1 = kernels::embed(&g, &p1, 0, &tokens, &out, 0, 1).unwrap();
+                let d2 = kernels::embed(&g, &p2, 20, &tokens, &out, 0, 1).unwrap();
+                kernels::submit(&g, &[d1, d2]);
+                check("embed", ty.name(), &format!("[{rows}x{cols}] token {token} {layout}"), &read_on(&g, &out, cols), &reference::embed(&table, token));
+            }
         }
     }
 }

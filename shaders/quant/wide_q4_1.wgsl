@@ -13,11 +13,11 @@ fn values_of(dm_word: u32, q: vec4<u32>) -> Vec4x8 {
 
 // The dot of the group of blocks at vec4 `a` with activations xi .. xi + 127.
 fn group_dot(a: u32, xi: u32) -> f32 {
-    let v0 = weights16[a];
-    let v1 = weights16[a + 1u];
-    let v2 = weights16[a + 2u];
-    let v3 = weights16[a + 3u];
-    let v4 = weights16[a + 4u];
+    let v0 = load16(a);
+    let v1 = load16(a + 1u);
+    let v2 = load16(a + 2u);
+    let v3 = load16(a + 3u);
+    let v4 = load16(a + 4u);
     return dot8(values_of(v0.x, vec4<u32>(v0.yzw, v1.x)), block_acts(xi))
         + dot8(values_of(v1.y, vec4<u32>(v1.zw, v2.xy)), block_acts(xi + 32u))
         + dot8(values_of(v2.z, vec4<u32>(v2.w, v3.xyz)), block_acts(xi + 64u))
@@ -27,8 +27,8 @@ fn group_dot(a: u32, xi: u32) -> f32 {
 // Block b of the row at vec4 `row16`: its 5 words lie in the 2 vec4 from the one it starts in.
 fn block_values_wide(row16: u32, b: u32) -> Vec4x8 {
     let at = b * BLOCK_BYTES;
-    let v0 = weights16[row16 + at / 16u];
-    let v1 = weights16[row16 + at / 16u + 1u];
+    let v0 = load16(row16 + at / 16u);
+    let v1 = load16(row16 + at / 16u + 1u);
     let w = (at % 16u) / 4u;
     let first = words_at(v0, v1, w);
     return values_of(first.x, vec4<u32>(first.yzw, v1[w]));

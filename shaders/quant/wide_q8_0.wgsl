@@ -18,23 +18,23 @@ fn shift16(a: vec4<u32>, next: vec4<u32>) -> vec4<u32> {
 
 // The dot of the group of blocks at vec4 `a` with activations xi .. xi + 255.
 fn group_dot(a: u32, xi: u32) -> f32 {
-    let v0 = weights16[a];
-    let v1 = weights16[a + 1u];
-    let v2 = weights16[a + 2u];
-    let v3 = weights16[a + 3u];
-    let v4 = weights16[a + 4u];
-    let v5 = weights16[a + 5u];
-    let v6 = weights16[a + 6u];
-    let v7 = weights16[a + 7u];
-    let v8 = weights16[a + 8u];
-    let v9 = weights16[a + 9u];
-    let v10 = weights16[a + 10u];
-    let v11 = weights16[a + 11u];
-    let v12 = weights16[a + 12u];
-    let v13 = weights16[a + 13u];
-    let v14 = weights16[a + 14u];
-    let v15 = weights16[a + 15u];
-    let v16 = weights16[a + 16u];
+    let v0 = load16(a);
+    let v1 = load16(a + 1u);
+    let v2 = load16(a + 2u);
+    let v3 = load16(a + 3u);
+    let v4 = load16(a + 4u);
+    let v5 = load16(a + 5u);
+    let v6 = load16(a + 6u);
+    let v7 = load16(a + 7u);
+    let v8 = load16(a + 8u);
+    let v9 = load16(a + 9u);
+    let v10 = load16(a + 10u);
+    let v11 = load16(a + 11u);
+    let v12 = load16(a + 12u);
+    let v13 = load16(a + 13u);
+    let v14 = load16(a + 14u);
+    let v15 = load16(a + 15u);
+    let v16 = load16(a + 16u);
     // Block j covers words [17 j / 2, 17 (j + 1) / 2]; word n is v[n / 4][n % 4].
     var s = dot8(values_of(unpack2x16float(v0.x).x, shift16(v0, vec4<u32>(v0.yzw, v1.x)), shift16(v1, vec4<u32>(v1.yzw, v2.x))), block_acts(xi));
     s += dot8(values_of(unpack2x16float(v2.x).y, vec4<u32>(v2.yzw, v3.x), vec4<u32>(v3.yzw, v4.x)), block_acts(xi + 32u));
@@ -54,9 +54,9 @@ fn group_dot(a: u32, xi: u32) -> f32 {
 // the 3 vec4 from the one it starts in.
 fn block_values_wide(row16: u32, b: u32) -> Vec4x8 {
     let at = b * BLOCK_BYTES;
-    let v0 = weights16[row16 + at / 16u];
-    let v1 = weights16[row16 + at / 16u + 1u];
-    let v2 = weights16[row16 + at / 16u + 2u];
+    let v0 = load16(row16 + at / 16u);
+    let v1 = load16(row16 + at / 16u + 1u);
+    let v2 = load16(row16 + at / 16u + 2u);
     let w = (at % 16u) / 4u;
     let a = words_at(v0, v1, w);
     let b4 = words_at(v1, v2, w);

@@ -87,7 +87,7 @@ struct BenchArgs {
     /// Tokens to decode.
     #[arg(short = 'n', default_value_t = 128)]
     decode_tokens: usize,
-    /// Also time every kernel alone for one decode step and print the split.
+    /// Also print what each kind of kernel costs in a decode step (the step less the step without it).
     #[arg(long)]
     profile: bool,
     /// Prefill one token at a time (the decode graph) instead of in batched chunks.
@@ -393,11 +393,11 @@ fn bench(a: BenchArgs) -> Result<()> {
         println!("per token {} dispatches, 1 submit, 4 bytes read back", model.dispatches_per_token());
     }
     if a.profile {
-        let split = model.profile_step(tok)?;
-        let total: f64 = split.iter().map(|s| s.1).sum();
-        println!("profile (each kernel submitted alone and waited for; {total:.1} ms in all):");
+        let (split, whole) = model.profile_step(tok)?;
+        println!("profile (a decode step: {whole:.1} ms; per kind of kernel, what the step saves without it):");
         for (name, ms) in split {
-            println!("  {name:<10} {ms:8.2} ms  {:5.1}%", 100.0 * ms / total);
+            let n = model.graph_dispatches(name);
+            println!("  {name:<10} {ms:8.2} ms  {:5.1}%  {n:4} dispatches", 100.0 * ms / whole);
         }
     }
     Ok(())

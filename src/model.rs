@@ -438,32 +438,51 @@ impl Model {
         self.graph.len()
     }
 
+    /// Dispatches of kernel `name` per decoded token.
+    pub fn graph_dispatches(&self, name: &str) -> usize {
+        self.graph.iter().filter(|d| d.name == name).count()
+    }
+
     /// Most tokens one prompt chunk runs.
     pub fn batch_rows(&self) -> usize {
         self.acts.rows as usize
     }
 
-    /// Runs `token` with each kernel submitted alone and waited for: milliseconds per kernel name,
-    /// summed over the step (native only; for `webllama bench --profile`).
+    /// What each kind of kernel costs in a decode step as it runs (one submit): the step's time
+    /// (best of 5) less its time without that kind's dispatches (best of 5), in milliseconds per
+    /// kernel name, and the whole step's time. The step is run at the same position each time
+    /// (native only; for `webllama bench --profile`).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn profile_step(&mut self, token: u32) -> Result<Vec<(&'static str, f64)>> {
+    pub fn profile_step(&mut self, token: u32) -> Result<(Vec<(&'static str, f64)>, f64)> {
         self.begin_step(token)?;
-        let wait = |gpu: &Gpu| gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()));
-        crate::kernels::submit(&self.gpu, &[]);
-        wait(&self.gpu)?;
-        let mut out: Vec<(&'static str, f64)> = vec![];
+        let best_of_5 = |skip: Option<&str>| -> Result<f64> {
+            let mut best = f64::MAX;
+            for _ in 0..20 {
+                let t = std::time::Instant::now();
+                let kept: Vec<&Dispatch> = self.graph.iter().filter(|d| Some(d.name) != skip).collect();
+                let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    kept.iter().for_each(|d| d.record(&mut pass));
+                }
+                self.gpu.queue.submit([enc.finish()]);
+                self.gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+                best = best.min(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok(best)
+        };
+        let whole = best_of_5(None)?;
+        let mut names: Vec<&'static str> = vec![];
         for d in &self.graph {
-            let t = std::time::Instant::now();
-            crate::kernels::submit(&self.gpu, std::slice::from_ref(d));
-            wait(&self.gpu)?;
-            let ms = t.elapsed().as_secs_f64() * 1000.0;
-            match out.iter_mut().find(|(n, _)| *n == d.name) {
-                Some(e) => e.1 += ms,
-                None => out.push((d.name, ms)),
+            if !names.contains(&d.name) {
+                names.push(d.name);
             }
         }
-        self.kv.len += 1;
-        Ok(out)
+        let mut out = vec![];
+        for name in names {
+            out.push((name, whole - best_of_5(Some(name))?));
+        }
+        Ok((out, whole))
     }
 
     /// Writes the step uniform and the input token, then records the decoder into `enc`.

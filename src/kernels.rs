@@ -409,9 +409,9 @@ pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
     let src = include_str!("../shaders/attention.wgsl");
     let buffers = [step, b.qkv, b.k_cache, b.v_cache, b.k_branch, b.v_branch, b.out, b.partial];
     if gpu.matvec_rowwise {
-        // CPU adapters: an invocation per (row, head), no splits (see attention.wgsl).
+        // CPU adapters: an invocation per (row, head), no splits (see attention_rowwise.wgsl).
         let p = AttentionParams { n_splits: 1, ..p };
-        let rowwise = gpu.pipeline_at("attention", src, None, "main_rowwise")?;
+        let rowwise = gpu.pipeline("attention_rowwise", include_str!("../shaders/attention_rowwise.wgsl"), None)?;
         let grid = (rows * p.n_heads).div_ceil(8);
         let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (5, b.k_branch), (6, b.v_branch), (7, b.out)];
         return Ok(vec![build_at(gpu, "attention", rowwise, bytemuck::bytes_of(&p), &used, [grid, 1, 1])?]);

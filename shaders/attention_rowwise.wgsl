@@ -2,7 +2,10 @@
 //! workgroup barriers are dear and every storage load is a loop over the SIMD lanes: one invocation
 //! per (row, head) walks all its positions alone with an online softmax, no barriers, no splits,
 //! and every load and store is a vec4 (head_dim, kv_dim and the qkv row a multiple of 4). Same
-//! params, step and bindings as attention.wgsl. Grid: n_rows * n_heads invocations, 8 per workgroup.
+//! params (and three more for RoPE), step and bindings as attention.wgsl. Grid: n_rows * n_heads
+//! invocations, 8 per workgroup. Composed after `const ROPE: bool = ...;`: with ROPE, q and the
+//! batch's own keys arrive unrotated and are rotated here (rope.wgsl's rotation: the decode graph
+//! saves its rope dispatch), the keys stored rotated; without, rope.wgsl has rotated them.
 
 struct Params {
     n_heads: u32,
@@ -13,6 +16,10 @@ struct Params {
     qkv_stride: u32, // elements per row of qkv: (n_heads + 2 n_kv_heads) * head_dim
     n_splits: u32,
     branch_len: u32, // positions per branch cache
+    n_rot: u32,      // with ROPE: rotated dims per head (pairs 2i, 2i + 1 for i < n_rot / 2)
+    freq_base: f32,
+    freq_scale: f32, // 1 / linear scaling factor
+    _pad: u32,
 }
 
 struct Step {
@@ -34,6 +41,28 @@ struct Step {
 @group(0) @binding(5) var<storage, read_write> k_branch: array<vec4<f32>>; // [branches, branch_len, kv_dim / 4]
 @group(0) @binding(6) var<storage, read_write> v_branch: array<vec4<f32>>; // [branches, branch_len, kv_dim / 4]
 @group(0) @binding(7) var<storage, read_write> out: array<vec4<f32>>;      // [rows, n_heads * head_dim / 4]
+@group(0) @binding(8) var<storage, read> freq_factors: array<f32>;         // [n_rot / 2] (with ROPE)
+
+// Vector i of a head (dims 4i .. 4i + 3: pairs 2i and 2i + 1) rotated for position pos, as
+// rope.wgsl rotates it (pairs past n_rot / 2 stay as they are).
+fn rotate4(v: vec4<f32>, i: u32, pos: u32) -> vec4<f32> {
+    let half_rot = p.n_rot / 2u;
+    let k = vec2<u32>(2u * i, 2u * i + 1u);
+    let ff = vec2<f32>(freq_factors[min(k.x, half_rot - 1u)], freq_factors[min(k.y, half_rot - 1u)]);
+    let exponent = -2.0 * vec2<f32>(k) / f32(p.n_rot);
+    let theta = select(vec2<f32>(0.0), p.freq_scale * f32(pos) * pow(vec2<f32>(p.freq_base), exponent) / ff, k < vec2<u32>(half_rot));
+    let c = cos(theta);
+    let s = sin(theta);
+    return vec4<f32>(v.x * c.x - v.y * s.x, v.x * s.x + v.y * c.x, v.z * c.y - v.w * s.y, v.z * s.y + v.w * c.y);
+}
+
+// Vector i of the batch's own key at qkv vector `at`, for position pos: rotated here with ROPE.
+fn own_key4(at: u32, i: u32, pos: u32) -> vec4<f32> {
+    if (ROPE) {
+        return rotate4(qkv[at], i, pos);
+    }
+    return qkv[at];
+}
 
 // Where position j's key (is_v = false) or value vectors start (in vec4), for batch row r: in qkv
 // (the batch's own positions: kind 0), the row's branch (kind 1) or the cache (kind 2).
@@ -79,13 +108,13 @@ fn store_kv(r: u32, pos_r: u32, kv_off: u32) {
     if (step.branch == 1u) {
         let dst = ((r * p.branch_len + pos_r - step.prefix_len) * p.kv_dim + kv_off) / 4u;
         for (var d = 0u; d < hd4; d++) {
-            k_branch[dst + d] = qkv[kq + d];
+            k_branch[dst + d] = own_key4(kq + d, d, pos_r);
             v_branch[dst + d] = qkv[kq + kv4 + d];
         }
     } else {
         let dst = (pos_r * p.kv_dim + kv_off) / 4u;
         for (var d = 0u; d < hd4; d++) {
-            k_cache[dst + d] = qkv[kq + d];
+            k_cache[dst + d] = own_key4(kq + d, d, pos_r);
             v_cache[dst + d] = qkv[kq + kv4 + d];
         }
     }
@@ -108,12 +137,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let qa = (r * p.qkv_stride + h * p.head_dim) / 4u;
     var q: array<vec4<f32>, 64>;
     for (var i = 0u; i < hd4; i++) {
-        q[i] = qkv[qa + i] * p.scale;
+        q[i] = own_key4(qa + i, i, pos_r) * p.scale;
     }
     var acc: array<vec4<f32>, 64>;
     var m = -3.4e38;
     var l = 0.0;
-    for (var j = 0u; j <= pos_r; j++) {
+    // Positions before the batch (cache or branch), then the batch's own (qkv): two loops, so that
+    // the keys' rotation (with ROPE) runs for the own positions alone.
+    for (var j = 0u; j < min(step.pos, pos_r + 1u); j++) {
         let ks = source(j, r, kv_off, false);
         let vs = source(j, r, kv_off, true);
         var s = 0.0;
@@ -127,6 +158,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         m = m_new;
         for (var i = 0u; i < hd4; i++) {
             acc[i] = acc[i] * corr + pj * load4(vs.kind, vs.at + i, true);
+        }
+    }
+    for (var j = min(step.pos, pos_r); j <= pos_r; j++) {
+        let ks = source(j, r, kv_off, false);
+        let vs = source(j, r, kv_off, true);
+        var s = 0.0;
+        for (var i = 0u; i < hd4; i++) {
+            s += dot(q[i], own_key4(ks.at + i, i, j));
+        }
+        let m_new = max(m, s);
+        let corr = exp(m - m_new);
+        let pj = exp(s - m_new);
+        l = l * corr + pj;
+        m = m_new;
+        for (var i = 0u; i < hd4; i++) {
+            acc[i] = acc[i] * corr + pj * qkv[vs.at + i];
         }
     }
     let o = (r * p.n_heads * p.head_dim + h * p.head_dim) / 4u;

@@ -135,7 +135,9 @@ impl Parts<'_> {
             row_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
         }
     }
-    fn attention(&self, l: usize, rows: u32, n_splits: u32) -> Result<Vec<Dispatch>> {
+    /// Attention for layer l; `rope`: q and the batch's keys arrive unrotated (the kernel rotates
+    /// them: CPU adapters).
+    fn attention(&self, l: usize, rows: u32, n_splits: u32, rope: bool) -> Result<Vec<Dispatch>> {
         let c = self.cfg;
         let b = AttentionBuffers {
             qkv: &self.acts.qkv,
@@ -145,6 +147,7 @@ impl Parts<'_> {
             v_branch: self.branches.v(l),
             out: &self.acts.att,
             partial: &self.acts.partial,
+            freq_factors: rope.then(|| self.freq_factors()),
         };
         let p = AttentionParams {
             n_heads: c.n_heads as u32,
@@ -153,6 +156,9 @@ impl Parts<'_> {
             qkv_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
             n_splits,
             branch_len: self.branches.len,
+            n_rot: c.n_rot as u32,
+            freq_base: c.rope_base,
+            freq_scale: c.rope_freq_scale,
             ..Default::default()
         };
         kernels::attention(self.gpu, &b, &self.acts.step, p, rows)
@@ -215,10 +221,13 @@ pub fn decode(s: &Parts) -> Result<Vec<Dispatch>> {
                 matvec(&mut g, s, s.w(&lw(weights::ATTN_K)), &a.xb, &a.qkv, MatvecParams { out_offset: k_at, ..set })?; // k = Wk xb
                 matvec(&mut g, s, s.w(&lw(weights::ATTN_V)), &a.xb, &a.qkv, MatvecParams { out_offset: v_at, ..set })?; // v = Wv xb
             }
-            g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_heads + c.n_kv_heads, 0), 1)?); // rope(q), rope(k): k's heads follow q's
+            if !gpu.matvec_rowwise {
+                g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_heads + c.n_kv_heads, 0), 1)?); // rope(q), rope(k): k's heads follow q's
+            }
         }
-        // att = softmax(q k^T / sqrt(head_dim)) v; k_cache[pos], v_cache[pos] = k, v
-        g.extend(s.attention(l, 1, s.n_splits)?);
+        // att = softmax(q k^T / sqrt(head_dim)) v; k_cache[pos], v_cache[pos] = k, v (CPU adapters:
+        // q and k roped on the way)
+        g.extend(s.attention(l, 1, s.n_splits, gpu.matvec_rowwise)?);
         matvec(&mut g, s, s.w(&lw(weights::ATTN_OUT)), &a.att, &a.x, add)?; // x += Wo att
         let wgu = s.weights.get(&lw("ffn_gate_up"));
         if let (Some(wgu), false) = (wgu, gpu.matvec_rowwise) {
@@ -288,7 +297,7 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
         g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_heads + c.n_kv_heads, 0), rows)?); // rope(q), rope(k): k's heads follow q's
         // att = causal softmax(q k^T / sqrt(head_dim)) v; each row's k, v into the cache (or branch);
         // candidates split the KV length like decode, a prompt chunk has rows enough
-        g.extend(s.attention(l, rows, if kind == Batch::Candidates { s.n_splits } else { 1 })?);
+        g.extend(s.attention(l, rows, if kind == Batch::Candidates { s.n_splits } else { 1 }, false)?);
         let add = |x_stride: u32| MatmulParams { accumulate: 1, ..mm(x_stride, dim) };
         matmul(&mut g, s, s.w(&lw(weights::ATTN_OUT)), &a.att, &a.x, add(c.q_dim() as u32), rows)?; // x += Wo att
         g.push(kernels::rmsnorm(gpu, &a.x, s.vec(&lw(weights::FFN_NORM)), &a.xb, dim, c.rms_eps, rows)?); // xb = rmsnorm(x)

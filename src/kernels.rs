@@ -383,6 +383,12 @@ pub struct AttentionParams {
     pub qkv_stride: u32,
     pub n_splits: u32,
     pub branch_len: u32,
+    /// RoPE in the kernel (CPU adapters, AttentionBuffers::freq_factors): rotated dims per head,
+    /// base, 1 / linear scaling.
+    pub n_rot: u32,
+    pub freq_base: f32,
+    pub freq_scale: f32,
+    pub _pad: u32,
 }
 
 /// The buffers attention reads and writes.
@@ -399,6 +405,9 @@ pub struct AttentionBuffers<'a> {
     pub out: &'a wgpu::Buffer,
     /// [rows, n_heads, n_splits, head_dim + 2] when n_splits > 1 (any buffer otherwise).
     pub partial: &'a wgpu::Buffer,
+    /// [n_rot / 2] RoPE frequency divisors when q and the batch's keys arrive unrotated and the
+    /// kernel rotates them (CPU adapters only); None when rope.wgsl has rotated them.
+    pub freq_factors: Option<&'a wgpu::Buffer>,
 }
 
 /// attention for `rows` batch rows (see attention.wgsl): one dispatch, plus a combine dispatch when
@@ -409,12 +418,22 @@ pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
     let src = include_str!("../shaders/attention.wgsl");
     let buffers = [step, b.qkv, b.k_cache, b.v_cache, b.k_branch, b.v_branch, b.out, b.partial];
     if gpu.matvec_rowwise {
-        // CPU adapters: an invocation per (row, head), no splits (see attention_rowwise.wgsl).
+        // CPU adapters: an invocation per (row, head), no splits (see attention_rowwise.wgsl), RoPE
+        // in the kernel where asked.
         let p = AttentionParams { n_splits: 1, ..p };
-        let rowwise = gpu.pipeline("attention_rowwise", include_str!("../shaders/attention_rowwise.wgsl"), None)?;
+        let rowwise = include_str!("../shaders/attention_rowwise.wgsl");
+        let (name, src) = match b.freq_factors {
+            Some(_) => ("attention_rowwise_rope", format!("const ROPE: bool = true;\n{rowwise}")),
+            None => ("attention_rowwise", format!("const ROPE: bool = false;\n{rowwise}")),
+        };
+        let pipeline = gpu.pipeline(name, &src, None)?;
         let grid = (rows * p.n_heads).div_ceil(8);
-        let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (5, b.k_branch), (6, b.v_branch), (7, b.out)];
-        return Ok(vec![build_at(gpu, "attention", rowwise, bytemuck::bytes_of(&p), &used, [grid, 1, 1])?]);
+        // (Binding 8 is in the layout either way; without RoPE any buffer stands in.)
+        let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (5, b.k_branch), (6, b.v_branch), (7, b.out), (8, b.freq_factors.unwrap_or(b.partial))];
+        return Ok(vec![build_at(gpu, "attention", pipeline, bytemuck::bytes_of(&p), &used, [grid, 1, 1])?]);
+    }
+    if b.freq_factors.is_some() {
+        return Err(crate::Error::InvalidRequest("attention: RoPE in the kernel is for CPU adapters".into()));
     }
     let main = gpu.pipeline_at("attention", src, None, "main")?;
     let mut out = vec![build_with(gpu, "attention", main, bytemuck::bytes_of(&p), &buffers, [p.n_heads, rows, p.n_splits])?];

@@ -8,7 +8,10 @@ struct Params {
     out_offset: u32,     // element of out for row 0 (at position 0)
     out_pos_stride: u32, // added per step.pos (KV-cache rows); 0 for plain vectors
     accumulate: u32,     // 1: out += result (residual add in the epilogue); 0: out = result
-    _pad: u32,
+    up_offset: u32,      // matvec_wide with ACT_SWIGLU: where up starts in x (after gate)
+    eps: f32,            // matvec_wide with ACT_NORM: the rmsnorm epsilon
+    _a: u32,
+    _b: u32,
 }
 
 struct Step {
@@ -24,16 +27,18 @@ struct Step {
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;   // [cols / 4] at x_offset (a multiple of 4)
 @group(0) @binding(4) var<storage, read_write> out: array<f32>; // [rows] at out_offset + pos * out_pos_stride
 
-// Activations i .. i+3 (i a multiple of 4).
-fn act4(i: u32) -> vec4<f32> {
+// x's values i .. i+3 (i a multiple of 4), as stored.
+fn x4(i: u32) -> vec4<f32> {
     return x[(p.x_offset + i) >> 2u];
 }
 
-fn store(row: u32, v: f32) {
+// Stores row's result (or adds it); returns the value now in out.
+fn store(row: u32, v: f32) -> f32 {
     let o = p.out_offset + step.pos * p.out_pos_stride + row;
+    var stored = v;
     if (p.accumulate != 0u) {
-        out[o] += v;
-    } else {
-        out[o] = v;
+        stored += out[o];
     }
+    out[o] = stored;
+    return stored;
 }

@@ -6,12 +6,15 @@
 //! On lavapipe every storage load runs a loop over the SIMD lanes, so bytes per load is what counts.
 //! Composed after common.wgsl, quant/<type>.wgsl, quant/wide_<type>.wgsl, wide.wgsl, matvec_io.wgsl
 //! and acts_plain.wgsl or acts_subgroup.wgsl (Gpu::subgroup_acts), and wide_texture.wgsl or
-//! wide_buffer.wgsl (where the weights are: load16).
+//! wide_buffer.wgsl (where the weights are: load16), one of fold/act_*.wgsl (what the rows are
+//! dotted with: x, silu(gate) * up, or rmsnorm(x) * norm_w: act_init, act4) and one of
+//! fold/out_*.wgsl (finish: store, and for a following act_norm leave partial sums of squares).
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     acts_init();
+    act_init();
     // Invocations past the last row compute row p.rows - 1 again without storing it: with
     // subgroup activations every lane must take part.
     let row = flat_workgroup(wid, nwg) * 64u + lid;
@@ -28,8 +31,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var b = n_groups * GROUP_BLOCKS; b < n_blocks; b++) {
         acc += dot8(block_values_wide(base16, b), block_acts(b * BLOCK_ELEMS));
     }
-    if (row < p.rows) {
-        store(row, acc);
-    }
+    finish(row, acc);
 }
 

@@ -18,7 +18,7 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    pipelines: Mutex<HashMap<(&'static str, Option<QuantType>, &'static str), Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<(String, Option<QuantType>, &'static str), Arc<wgpu::ComputePipeline>>>,
     /// matvec gives each thread a whole row (no workgroup barriers) on CPU adapters (lavapipe,
     /// SwiftShader), where barriers cost more than the parallelism gives; GPUs share a row among 16.
     pub matvec_rowwise: bool,
@@ -138,13 +138,13 @@ impl Gpu {
 
     /// The pipeline for `kernel` (its WGSL source `src`), composed as common.wgsl + quant/<type>.wgsl +
     /// the kernel when `quant` is given, else the kernel alone. Built once, then cached.
-    pub fn pipeline(&self, kernel: &'static str, src: &str, quant: Option<QuantType>) -> Result<Arc<wgpu::ComputePipeline>> {
+    pub fn pipeline(&self, kernel: &str, src: &str, quant: Option<QuantType>) -> Result<Arc<wgpu::ComputePipeline>> {
         self.pipeline_at(kernel, src, quant, "main")
     }
 
     /// `pipeline` for the entry point `entry` of the kernel's source.
-    pub fn pipeline_at(&self, kernel: &'static str, src: &str, quant: Option<QuantType>, entry: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
-        let key = (kernel, quant, entry);
+    pub fn pipeline_at(&self, kernel: &str, src: &str, quant: Option<QuantType>, entry: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key = (kernel.to_string(), quant, entry);
         if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(p.clone());
         }
@@ -160,7 +160,8 @@ impl Gpu {
         };
         // Browsers require `enable subgroups;` before subgroup built-ins; wgpu 30's naga (native)
         // rejects the directive. The one place that difference is handled.
-        let source = if cfg!(target_arch = "wasm32") && source.contains("subgroupBroadcast") { format!("enable subgroups;\n{source}") } else { source };
+        let uses_subgroups = ["subgroupBroadcast(", "subgroupAdd(", "subgroupExclusiveAdd(", "subgroupElect("].iter().any(|f| source.contains(f));
+        let source = if cfg!(target_arch = "wasm32") && uses_subgroups { format!("enable subgroups;\n{source}") } else { source };
         let name = match quant {
             Some(q) => format!("{kernel}/{}", q.name()),
             None => kernel.to_string(),

@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::kernels::{self, AttentionBuffers, AttentionParams, Blocks, Dispatch, MatmulParams, MatvecParams, QkvParams, QuantMatrix, RopeParams};
+use crate::kernels::{self, AttentionBuffers, AttentionParams, Blocks, Dispatch, Fold, MatmulParams, MatvecParams, QkvParams, QuantMatrix, RopeParams};
 use crate::kv_cache::{Branches, KvCache};
 use crate::weights;
 use std::collections::HashMap;
@@ -70,6 +70,7 @@ pub struct Acts {
     pub step: wgpu::Buffer,     // uniform Step
     pub partial: wgpu::Buffer,  // [max_candidates, n_heads, n_splits, head_dim + 2] split attention
     pub rope_ones: wgpu::Buffer, // [n_rot / 2] of 1.0, for models without rope_freqs
+    pub norms: wgpu::Buffer,    // [ceil(dim / subgroup size) + 4] partial sums of squares of x (kernels::Fold)
 }
 
 /// Most candidates decoded side by side (rows of the logits buffer).
@@ -91,6 +92,7 @@ impl Acts {
             step: gpu.uniform("step", &kernels::Step::default()),
             partial: gpu.storage("attention partials", 4 * (MAX_CANDIDATES as usize * c.n_heads * n_splits as usize * (c.head_dim + 2)) as u64),
             rope_ones: gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2])),
+            norms: gpu.storage("norm partial sums", 4 * (c.dim.div_ceil(gpu.info.subgroup_min_size.max(1) as usize) + 4) as u64),
         }
     }
 
@@ -167,9 +169,14 @@ impl Parts<'_> {
 
 /// One matvec per weight part; row r of the part starting at r0 lands at out_offset + r0 + r.
 fn matvec(g: &mut Vec<Dispatch>, s: &Parts, wt: &Weight, x: &wgpu::Buffer, out: &wgpu::Buffer, p: MatvecParams) -> Result<()> {
+    matvec_fold(g, s, wt, x, out, p, Fold::default())
+}
+
+/// `matvec` with `fold` in each part's matvec (partial sums out only from a one-part weight).
+fn matvec_fold(g: &mut Vec<Dispatch>, s: &Parts, wt: &Weight, x: &wgpu::Buffer, out: &wgpu::Buffer, p: MatvecParams, fold: Fold) -> Result<()> {
     for (i, (_, r0, _)) in wt.parts.iter().enumerate() {
         let p = MatvecParams { out_offset: p.out_offset + r0, ..p };
-        g.push(kernels::matvec(s.gpu, &wt.part(i), x, out, &s.acts.step, p)?);
+        g.push(kernels::matvec_fold(s.gpu, &wt.part(i), x, out, &s.acts.step, p, fold)?);
     }
     Ok(())
 }
@@ -183,16 +190,24 @@ fn matmul(g: &mut Vec<Dispatch>, s: &Parts, wt: &Weight, x: &wgpu::Buffer, out: 
     Ok(())
 }
 
-/// The decode graph: one token at step.pos, its argmax into tokens[0].
+/// The decode graph: one token at step.pos, its argmax into tokens[0]. GPUs run the fused qkv and
+/// gate_up kernels; CPU adapters with subgroups fold rmsnorm, swiglu and RoPE into the matvecs and
+/// attention around them (5 dispatches per layer); the rest runs each step on its own.
 pub fn decode(s: &Parts) -> Result<Vec<Dispatch>> {
     let (c, a, gpu) = (s.cfg, s.acts, s.gpu);
     let mut g: Vec<Dispatch> = vec![];
     let set = MatvecParams::default();
     let add = MatvecParams { accumulate: 1, ..set };
+    // Whether matvec_fold folds into every part of `w`; a matvec leaving partial sums needs one part.
+    let can_fold = |w: Option<&Weight>| w.is_some_and(|w| (0..w.parts.len()).all(|i| kernels::can_fold(gpu, &w.part(i))));
+    let one_part = |w: &Weight| w.parts.len() == 1 && can_fold(Some(w));
+    let norm = |name: String| Fold { norm: Some((s.vec(&name), &a.norms, c.rms_eps)), ..Default::default() };
     let embd = s.w(weights::TOKEN_EMBD);
     for i in 0..embd.parts.len() {
         g.push(kernels::embed(gpu, &embd.part(i), embd.parts[i].1, &a.tokens, &a.x, 0, 1)?); // x = embedding[token]
     }
+    // Whether the partial sums of squares of x are in acts.norms (the last matvec into x left them).
+    let mut norms_ready = false;
     for l in 0..c.n_layers {
         let lw = |suffix: &str| weights::layer(l, suffix);
         let wqkv = s.weights.get(&lw("attn_qkv"));
@@ -209,6 +224,8 @@ pub fn decode(s: &Parts) -> Result<Vec<Dispatch>> {
                 ..Default::default()
             };
             g.push(kernels::qkv(gpu, &wqkv.part(0), &a.x, s.vec(&lw(weights::ATTN_NORM)), &a.qkv, s.freq_factors(), &a.step, p)?);
+        } else if let (Some(wqkv), true) = (wqkv, norms_ready && can_fold(wqkv)) {
+            matvec_fold(&mut g, s, wqkv, &a.x, &a.qkv, set, norm(lw(weights::ATTN_NORM)))?; // q | k | v = [Wq; Wk; Wv] rmsnorm(x)
         } else {
             // The same, unfused (q, k and v of different types, or a CPU adapter: one matvec over the
             // group where there is one).
@@ -228,27 +245,47 @@ pub fn decode(s: &Parts) -> Result<Vec<Dispatch>> {
         // att = softmax(q k^T / sqrt(head_dim)) v; k_cache[pos], v_cache[pos] = k, v (CPU adapters:
         // q and k roped on the way)
         g.extend(s.attention(l, 1, s.n_splits, gpu.matvec_rowwise)?);
-        matvec(&mut g, s, s.w(&lw(weights::ATTN_OUT)), &a.att, &a.x, add)?; // x += Wo att
         let wgu = s.weights.get(&lw("ffn_gate_up"));
+        let wo = s.w(&lw(weights::ATTN_OUT));
+        norms_ready = one_part(wo) && can_fold(wgu);
+        matvec_fold(&mut g, s, wo, &a.att, &a.x, add, Fold { partials_out: norms_ready.then_some(&a.norms), ..Default::default() })?; // x += Wo att
         if let (Some(wgu), false) = (wgu, gpu.matvec_rowwise) {
             // hb = silu(Wgate xb) * (Wup xb) with xb = rmsnorm(x)
             g.push(kernels::gate_up(gpu, &wgu.part(0), &a.x, s.vec(&lw(weights::FFN_NORM)), &a.hb, c.rms_eps)?);
+        } else if let (Some(wgu), true) = (wgu, norms_ready) {
+            matvec_fold(&mut g, s, wgu, &a.x, &a.hb, set, norm(lw(weights::FFN_NORM)))?; // hb = [Wgate; Wup] rmsnorm(x): gate | up
         } else {
             g.push(kernels::rmsnorm(gpu, &a.x, s.vec(&lw(weights::FFN_NORM)), &a.xb, c.dim as u32, c.rms_eps, 1)?); // xb = rmsnorm(x)
             if let Some(wgu) = wgu {
-                let ffn = c.ffn_dim as u32;
                 matvec(&mut g, s, wgu, &a.xb, &a.hb, set)?; // hb[0..2 ffn] = [Wgate; Wup] xb (rows 0 and 1 of hb)
-                g.push(kernels::swiglu_packed(gpu, &a.hb, ffn, ffn)?); // hb = silu(hb) * hb[ffn..]
             } else {
                 matvec(&mut g, s, s.w(&lw(weights::FFN_GATE)), &a.xb, &a.hb, set)?; // hb = Wgate xb
                 matvec(&mut g, s, s.w(&lw(weights::FFN_UP)), &a.xb, &a.hb2, set)?; // hb2 = Wup xb
-                g.push(kernels::swiglu(gpu, &a.hb, &a.hb2, c.ffn_dim as u32)?); // hb = silu(hb) * hb2
             }
         }
-        matvec(&mut g, s, s.w(&lw(weights::FFN_DOWN)), &a.hb, &a.x, add)?; // x += Wdown hb
+        // x += Wdown silu(gate) * up: swiglu folded into down where gate | up are packed in hb and
+        // down folds; leaving the partial sums of squares of x where the next matvec folds rmsnorm.
+        let wdown = s.w(&lw(weights::FFN_DOWN));
+        let next = if l + 1 < c.n_layers { s.weights.get(&weights::layer(l + 1, "attn_qkv")) } else { Some(output_weight(s)) };
+        let swiglu_folds = gpu.matvec_rowwise && wgu.is_some() && can_fold(Some(wdown));
+        if !swiglu_folds {
+            let ffn = c.ffn_dim as u32;
+            match wgu {
+                Some(_) if gpu.matvec_rowwise => g.push(kernels::swiglu_packed(gpu, &a.hb, ffn, ffn)?), // hb = silu(hb) * hb[ffn..]
+                Some(_) => {} // the fused gate_up kernel did it
+                None => g.push(kernels::swiglu(gpu, &a.hb, &a.hb2, ffn)?), // hb = silu(hb) * hb2
+            }
+        }
+        norms_ready = one_part(wdown) && can_fold(next);
+        let fold = Fold { swiglu_up: swiglu_folds.then_some(c.ffn_dim as u32), partials_out: norms_ready.then_some(&a.norms), ..Default::default() };
+        matvec_fold(&mut g, s, wdown, &a.hb, &a.x, add, fold)?; // x += Wdown hb
     }
-    g.push(kernels::rmsnorm(gpu, &a.x, s.vec(weights::OUTPUT_NORM), &a.xb, c.dim as u32, c.rms_eps, 1)?); // xb = rmsnorm(x)
-    matvec(&mut g, s, output_weight(s), &a.xb, &a.logits, set)?; // logits = Wout xb
+    if norms_ready {
+        matvec_fold(&mut g, s, output_weight(s), &a.x, &a.logits, set, norm(weights::OUTPUT_NORM.to_string()))?; // logits = Wout rmsnorm(x)
+    } else {
+        g.push(kernels::rmsnorm(gpu, &a.x, s.vec(weights::OUTPUT_NORM), &a.xb, c.dim as u32, c.rms_eps, 1)?); // xb = rmsnorm(x)
+        matvec(&mut g, s, output_weight(s), &a.xb, &a.logits, set)?; // logits = Wout xb
+    }
     g.push(kernels::argmax(gpu, &a.logits, &a.tokens, c.vocab_size as u32, 1)?); // tokens[0] = argmax(logits)
     Ok(g)
 }

@@ -260,22 +260,54 @@ pub fn texture_from_buffer(gpu: &Gpu, label: &str, buffer: &wgpu::Buffer, bytes:
 /// The pipeline of a wide kernel (matvec_wide, matmul_wide, embed_wide) for `w`, where it applies: a
 /// CPU adapter and rows of a type with a wide decoder laid out 16 bytes apart. Composed as the
 /// type's quant/wide_<type>.wgsl, wide.wgsl, the kernel's io file, the activation loader (through
-/// subgroups where the device has them with at least 8 lanes, else plain loads), the weights'
-/// loader (texture or buffer) and the kernel. `names`: the pipeline names by (subgroups, texture):
-/// [plain, subgroup, plain texture, subgroup texture].
-fn wide_pipeline(gpu: &Gpu, w: &QuantMatrix, io: &str, kernel: &str, names: [&'static str; 4]) -> Result<Option<Arc<wgpu::ComputePipeline>>> {
+/// subgroups where the device has them with at least 8 lanes and `subgroup_acts`, else plain
+/// loads), the weights' loader (texture or buffer), the `extra` (name, source) snippets and the
+/// kernel; named `base` plus what it was composed with.
+fn wide_pipeline(gpu: &Gpu, w: &QuantMatrix, io: &str, kernel: &str, base: &str, subgroup_acts: bool, extra: &[(&str, &str)]) -> Result<Option<Arc<wgpu::ComputePipeline>>> {
     let Some(wide) = w.ty.wide_matvec_wgsl().filter(|_| gpu.matvec_rowwise && w.row_stride % 16 == 0) else {
         return Ok(None);
     };
-    let subgroups = gpu.subgroup_acts && !names[1].is_empty();
-    let acts = if subgroups { include_str!("../shaders/acts_subgroup.wgsl") } else { include_str!("../shaders/acts_plain.wgsl") };
-    let (texture, loader) = match w.blocks {
-        Blocks::Texture(_) => (true, include_str!("../shaders/wide_texture.wgsl")),
-        Blocks::Buffer(_) => (false, include_str!("../shaders/wide_buffer.wgsl")),
+    let mut name = base.to_string();
+    let acts = if gpu.subgroup_acts && subgroup_acts {
+        name += "+subgroup";
+        include_str!("../shaders/acts_subgroup.wgsl")
+    } else {
+        include_str!("../shaders/acts_plain.wgsl")
     };
-    let name = names[subgroups as usize + 2 * texture as usize];
-    let src = [wide, include_str!("../shaders/wide.wgsl"), io, acts, loader, kernel].join("\n");
-    gpu.pipeline_at(name, &src, Some(w.ty), "main").map(Some)
+    let loader = match w.blocks {
+        Blocks::Texture(_) => {
+            name += "+texture";
+            include_str!("../shaders/wide_texture.wgsl")
+        }
+        Blocks::Buffer(_) => include_str!("../shaders/wide_buffer.wgsl"),
+    };
+    let mut src = vec![wide, include_str!("../shaders/wide.wgsl"), io, acts, loader];
+    for (tag, snippet) in extra {
+        name += "+";
+        name += tag;
+        src.push(snippet);
+    }
+    src.push(kernel);
+    gpu.pipeline_at(&name, &src.join("\n"), Some(w.ty), "main").map(Some)
+}
+
+/// What a matvec folds in beyond its dot products (matvec_wide on CPU adapters with subgroups of one
+/// size: `can_fold`).
+#[derive(Clone, Copy, Default)]
+pub struct Fold<'a> {
+    /// Rows dotted with silu(gate) * up, x = [gate | up] with up at this element of x: swiglu.
+    pub swiglu_up: Option<u32>,
+    /// Rows dotted with rmsnorm(x) * norm_w: (norm_w, the partial sums of squares of x a matvec
+    /// with `partials_out` left, eps).
+    pub norm: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer, f32)>,
+    /// Leaves partial sums of squares of what it stores here ([ceil(rows / subgroup size)]) for a
+    /// following `norm` fold.
+    pub partials_out: Option<&'a wgpu::Buffer>,
+}
+
+/// Whether matvec_fold can fold into a matvec over `w` on this device.
+pub fn can_fold(gpu: &Gpu, w: &QuantMatrix) -> bool {
+    gpu.subgroup_acts && gpu.info.subgroup_min_size == gpu.info.subgroup_max_size && gpu.matvec_rowwise && w.ty.wide_matvec_wgsl().is_some() && w.row_stride % 16 == 0
 }
 
 #[repr(C)]
@@ -288,20 +320,49 @@ pub struct MatvecParams {
     pub out_offset: u32,
     pub out_pos_stride: u32,
     pub accumulate: u32,
-    pub _pad: u32,
+    /// Set by matvec_fold.
+    pub up_offset: u32,
+    pub eps: f32,
+    pub _pad: [u32; 3],
 }
 
 /// matvec: out[out_offset + pos * out_pos_stride + r] (+)= dot(W[r], x[x_offset..]).
 /// x is read four values at a time: x_offset and the row length must be multiples of 4.
 pub fn matvec(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatvecParams) -> Result<Dispatch> {
+    matvec_fold(gpu, w, x, out, step, p, Fold::default())
+}
+
+/// matvec with `fold` folded in (see Fold; an error where can_fold is false and `fold` asks for any).
+#[allow(clippy::too_many_arguments)]
+pub fn matvec_fold(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatvecParams, fold: Fold) -> Result<Dispatch> {
     if p.x_offset % 4 != 0 || w.cols % 4 != 0 {
         return Err(crate::Error::InvalidRequest(format!("matvec: x offset {} and row length {} must be multiples of 4", p.x_offset, w.cols)));
     }
-    let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p };
+    let folds = fold.swiglu_up.is_some() || fold.norm.is_some() || fold.partials_out.is_some();
+    if folds && !can_fold(gpu, w) {
+        return Err(crate::Error::InvalidRequest(format!("matvec: nothing folds into a {} matvec on this adapter", w.ty.name())));
+    }
+    let mut p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, up_offset: fold.swiglu_up.unwrap_or(0), ..p };
+    let mut resources = vec![(1, step.as_entire_binding()), (3, x.as_entire_binding()), (4, out.as_entire_binding()), (5, w.resource())];
+    let act = match (fold.swiglu_up, fold.norm) {
+        (Some(_), Some(_)) => return Err(crate::Error::InvalidRequest("matvec: swiglu and rmsnorm do not fold into one matvec".into())),
+        (Some(_), None) => ("swiglu", include_str!("../shaders/fold/act_swiglu.wgsl")),
+        (None, Some((norm_w, partials, eps))) => {
+            p.eps = eps;
+            resources.extend([(6, norm_w.as_entire_binding()), (7, partials.as_entire_binding())]);
+            ("norm", include_str!("../shaders/fold/act_norm.wgsl"))
+        }
+        (None, None) => ("x", include_str!("../shaders/fold/act_x.wgsl")),
+    };
+    let finish = match fold.partials_out {
+        Some(partials) => {
+            resources.push((8, partials.as_entire_binding()));
+            ("norm_out", include_str!("../shaders/fold/out_norm.wgsl"))
+        }
+        None => ("store", include_str!("../shaders/fold/out_plain.wgsl")),
+    };
     let (io, kernel) = (include_str!("../shaders/matvec_io.wgsl"), include_str!("../shaders/matvec_wide.wgsl"));
-    let names = ["matvec_wide", "matvec_wide_subgroup", "matvec_wide_texture", "matvec_wide_subgroup_texture"];
-    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, names)? {
-        let resources = vec![(1, step.as_entire_binding()), (3, x.as_entire_binding()), (4, out.as_entire_binding()), (5, w.resource())];
+    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, "matvec_wide", true, &[act, finish])? {
         return build_bound(gpu, "matvec", pipeline, bytemuck::bytes_of(&p), resources, grid(w.rows.div_ceil(64)));
     }
     let (entry, rows_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 64) } else { ("main", 4) };
@@ -325,8 +386,7 @@ pub struct EmbedParams {
 /// With `rows` > 1, tokens token_index.. go to rows of `out` one `table.cols` apart.
 pub fn embed(gpu: &Gpu, table: &QuantMatrix, row_start: u32, tokens: &wgpu::Buffer, out: &wgpu::Buffer, token_index: u32, rows: u32) -> Result<Dispatch> {
     let p = EmbedParams { dim: table.cols, row_bytes: table.row_stride, row_start, n_rows: table.rows, token_index, ..Default::default() };
-    let names = ["embed_wide", "", "embed_wide_texture", ""];
-    if let Some(pipeline) = wide_pipeline(gpu, table, "", include_str!("../shaders/embed_wide.wgsl"), names)? {
+    if let Some(pipeline) = wide_pipeline(gpu, table, "", include_str!("../shaders/embed_wide.wgsl"), "embed_wide", false, &[])? {
         let resources = vec![(2, tokens.as_entire_binding()), (3, out.as_entire_binding()), (5, table.resource())];
         let blocks = table.cols / table.ty.block_elems() as u32;
         return build_bound(gpu, "embed", pipeline, bytemuck::bytes_of(&p), resources, [blocks.div_ceil(64), rows, 1]);
@@ -571,8 +631,7 @@ pub fn matmul(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
     let rows = if p.rows == 0 { w.rows - p.w_row0 } else { p.rows };
     let p = MatmulParams { rows, cols: w.cols, row_bytes: w.row_stride, ..p };
     let (io, kernel) = (include_str!("../shaders/matmul_io.wgsl"), include_str!("../shaders/matmul_wide.wgsl"));
-    let names = ["matmul_wide", "matmul_wide_subgroup", "matmul_wide_texture", "matmul_wide_subgroup_texture"];
-    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, names)? {
+    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, "matmul_wide", true, &[])? {
         let tiles = if p.last_only == 1 { 1 } else { max_tokens.div_ceil(16) };
         let resources = vec![(1, step.as_entire_binding()), (3, x.as_entire_binding()), (4, out.as_entire_binding()), (5, w.resource())];
         return build_bound(gpu, "matmul", pipeline, bytemuck::bytes_of(&p), resources, [rows.div_ceil(64), tiles, 1]);

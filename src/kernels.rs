@@ -482,6 +482,16 @@ pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
         // in the kernel where asked.
         let p = AttentionParams { n_splits: 1, ..p };
         let rowwise = include_str!("../shaders/attention_rowwise.wgsl");
+        let group = p.n_heads / p.n_kv_heads;
+        if let (Some(ff), true) = (b.freq_factors, rows == 1 && gpu.subgroup_acts && group * p.head_dim <= 1024) {
+            // One token, subgroups: a workgroup of 8 lanes per kv head (attention_lanes.wgsl), made
+            // for this group size and head width.
+            let consts = format!("const ROPE: bool = true;\nconst GROUP: u32 = {group}u;\nconst HD4: u32 = {}u;\n", p.head_dim / 4);
+            let src = format!("{consts}{rowwise}\n{}", include_str!("../shaders/attention_lanes.wgsl"));
+            let pipeline = gpu.pipeline_at(&format!("attention_lanes/{group}x{}", p.head_dim), &src, None, "decode_lanes")?;
+            let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (7, b.out), (8, ff)];
+            return Ok(vec![build_at(gpu, "attention", pipeline, bytemuck::bytes_of(&p), &used, [p.n_kv_heads, 1, 1])?]);
+        }
         let (name, src) = match b.freq_factors {
             Some(_) => ("attention_rowwise_rope", format!("const ROPE: bool = true;\n{rowwise}")),
             None => ("attention_rowwise", format!("const ROPE: bool = false;\n{rowwise}")),

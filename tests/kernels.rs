@@ -285,8 +285,8 @@ fn rope_matches() {
 
 #[test]
 fn attention_matches_with_gqa_and_stores_this_position() {
-    for rowwise in [false, true] {
-        attention_matches_with(&gpu_with_rowwise(rowwise));
+    for g in every_layout() {
+        attention_matches_with(&g);
     }
 }
 

@@ -1,0 +1,88 @@
+//! attention_lanes: one token's attention (the decode graph) on CPU adapters with subgroups of at
+//! least 8 lanes, composed after attention_rowwise.wgsl (its params, bindings and rotate4; with
+//! ROPE true). A workgroup of 8 per kv head: lane i walks cache positions i, i + 8, ... for all
+//! the group's query heads at once, so each key and value is loaded once for the group and the
+//! 8 lanes' loads go out together; the lanes' online softmaxes are merged through the subgroup,
+//! then this position (q | k | v from qkv, rotated here) is added and each lane stores its share
+//! of the output and of k and v into the cache. Composed after `const GROUP: u32 = ...; const HD4:
+//! u32 = ...;` (query heads per kv head, head_dim / 4): loops of constant length unroll and the
+//! arrays they index become registers (a private array indexed at run time is memory on lavapipe).
+
+@compute @workgroup_size(8)
+fn decode_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let kvh = wid.x;
+    let group = GROUP;
+    let hd4 = HD4;
+    let pos = step.pos;
+    let kv_off4 = kvh * hd4;
+    let own_k = p.n_heads * hd4 + kv_off4; // in vec4 of the qkv row
+    let own_v = own_k + p.kv_dim / 4u;
+    // The group's queries, rotated and scaled; their running max, sum and weighted values.
+    var q: array<vec4<f32>, GROUP * HD4>;
+    var acc: array<vec4<f32>, GROUP * HD4>;
+    var m: array<f32, GROUP>;
+    var l: array<f32, GROUP>;
+    for (var h = 0u; h < group; h++) {
+        let qa = (kvh * group + h) * hd4;
+        for (var i = 0u; i < hd4; i++) {
+            q[h * hd4 + i] = rotate4(qkv[qa + i], i, pos) * p.scale;
+        }
+        m[h] = -3.4e38;
+    }
+    var k: array<vec4<f32>, HD4>;    // a key
+    var cp: array<vec2<f32>, GROUP>; // per query head: (correction of the old sums, this key's weight)
+    for (var j = lane; j < pos; j += 8u) {
+        let at = j * (p.kv_dim / 4u) + kv_off4;
+        for (var i = 0u; i < hd4; i++) {
+            k[i] = k_cache[at + i];
+        }
+        for (var h = 0u; h < group; h++) {
+            var s = 0.0;
+            for (var i = 0u; i < hd4; i++) {
+                s += dot(q[h * hd4 + i], k[i]);
+            }
+            let m_new = max(m[h], s);
+            let corr = exp(m[h] - m_new);
+            let pj = exp(s - m_new);
+            l[h] = l[h] * corr + pj;
+            m[h] = m_new;
+            cp[h] = vec2<f32>(corr, pj);
+        }
+        for (var i = 0u; i < hd4; i++) {
+            let v = v_cache[at + i];
+            for (var h = 0u; h < group; h++) {
+                acc[h * hd4 + i] = acc[h * hd4 + i] * cp[h].x + cp[h].y * v;
+            }
+        }
+    }
+    // This position's key and value (rotated key), and the lanes' shares stored into the cache.
+    for (var i = 0u; i < hd4; i++) {
+        k[i] = rotate4(qkv[own_k + i], i, pos);
+    }
+    let dst = pos * (p.kv_dim / 4u) + kv_off4;
+    for (var i = lane; i < hd4; i += 8u) {
+        k_cache[dst + i] = k[i];
+        v_cache[dst + i] = qkv[own_v + i];
+    }
+    let out_row = kvh * group * hd4;
+    for (var h = 0u; h < group; h++) {
+        // Merge the lanes, then add this position.
+        let m_all = subgroupMax(m[h]);
+        let scale = exp(m[h] - m_all);
+        let l_all = subgroupAdd(l[h] * scale);
+        var s = 0.0;
+        for (var i = 0u; i < hd4; i++) {
+            s += dot(q[h * hd4 + i], k[i]);
+        }
+        let m_new = max(m_all, s);
+        let corr = exp(m_all - m_new);
+        let pj = exp(s - m_new);
+        let inv = 1.0 / (l_all * corr + pj);
+        for (var i = 0u; i < hd4; i++) {
+            let merged = subgroupAdd(acc[h * hd4 + i] * scale);
+            if (i % 8u == lane) {
+                out[out_row + h * hd4 + i] = (merged * corr + pj * qkv[own_v + i]) * inv;
+            }
+        }
+    }
+}

@@ -25,7 +25,7 @@ fn decode_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     for (var h = 0u; h < group; h++) {
         let qa = (kvh * group + h) * hd4;
         for (var i = 0u; i < hd4; i++) {
-            q[h * hd4 + i] = rotate4(qkv[qa + i], i, pos) * p.scale;
+            q[h * hd4 + i] = rotate4(qkv[qa + i], i) * p.scale;
         }
         m[h] = -3.4e38;
     }
@@ -57,7 +57,7 @@ fn decode_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
     // This position's key and value (rotated key), and the lanes' shares stored into the cache.
     for (var i = 0u; i < hd4; i++) {
-        k[i] = rotate4(qkv[own_k + i], i, pos);
+        k[i] = rotate4(qkv[own_k + i], i);
     }
     let dst = pos * (p.kv_dim / 4u) + kv_off4;
     for (var i = lane; i < hd4; i += 8u) {

@@ -3,9 +3,10 @@
 //! per (row, head) walks all its positions alone with an online softmax, no barriers, no splits,
 //! and every load and store is a vec4 (head_dim, kv_dim and the qkv row a multiple of 4). Same
 //! params (and three more for RoPE), step and bindings as attention.wgsl. Grid: n_rows * n_heads
-//! invocations, 8 per workgroup. Composed after `const ROPE: bool = ...;`: with ROPE, q and the
-//! batch's own keys arrive unrotated and are rotated here (rope.wgsl's rotation: the decode graph
-//! saves its rope dispatch), the keys stored rotated; without, rope.wgsl has rotated them.
+//! invocations, 8 per workgroup. Composed after `const ROPE: bool = ...;`: with ROPE (one token,
+//! the decode graph: its rope dispatch saved), q and the token's key arrive unrotated and are
+//! rotated here by the step's rotations (kernels::rope_rotations, written by the host each step),
+//! the key stored rotated; without, rope.wgsl has rotated them.
 
 struct Params {
     n_heads: u32,
@@ -16,10 +17,6 @@ struct Params {
     qkv_stride: u32, // elements per row of qkv: (n_heads + 2 n_kv_heads) * head_dim
     n_splits: u32,
     branch_len: u32, // positions per branch cache
-    n_rot: u32,      // with ROPE: rotated dims per head (pairs 2i, 2i + 1 for i < n_rot / 2)
-    freq_base: f32,
-    freq_scale: f32, // 1 / linear scaling factor
-    _pad: u32,
 }
 
 struct Step {
@@ -41,25 +38,20 @@ struct Step {
 @group(0) @binding(5) var<storage, read_write> k_branch: array<vec4<f32>>; // [branches, branch_len, kv_dim / 4]
 @group(0) @binding(6) var<storage, read_write> v_branch: array<vec4<f32>>; // [branches, branch_len, kv_dim / 4]
 @group(0) @binding(7) var<storage, read_write> out: array<vec4<f32>>;      // [rows, n_heads * head_dim / 4]
-@group(0) @binding(8) var<storage, read> freq_factors: array<f32>;         // [n_rot / 2] (with ROPE)
+@group(0) @binding(8) var<storage, read> rotations: array<vec4<f32>>;      // [head_dim / 4] (with ROPE)
 
-// Vector i of a head (dims 4i .. 4i + 3: pairs 2i and 2i + 1) rotated for position pos, as
-// rope.wgsl rotates it (pairs past n_rot / 2 stay as they are).
-fn rotate4(v: vec4<f32>, i: u32, pos: u32) -> vec4<f32> {
-    let half_rot = p.n_rot / 2u;
-    let k = vec2<u32>(2u * i, 2u * i + 1u);
-    let ff = vec2<f32>(freq_factors[min(k.x, half_rot - 1u)], freq_factors[min(k.y, half_rot - 1u)]);
-    let exponent = -2.0 * vec2<f32>(k) / f32(p.n_rot);
-    let theta = select(vec2<f32>(0.0), p.freq_scale * f32(pos) * pow(vec2<f32>(p.freq_base), exponent) / ff, k < vec2<u32>(half_rot));
-    let c = cos(theta);
-    let s = sin(theta);
-    return vec4<f32>(v.x * c.x - v.y * s.x, v.x * s.x + v.y * c.x, v.z * c.y - v.w * s.y, v.z * s.y + v.w * c.y);
+// Vector i of a head (dims 4i .. 4i + 3: pairs 2i and 2i + 1) rotated for the step's position, as
+// rope.wgsl rotates it: rotations[i] = (cos, sin) of pair 2i, then of pair 2i + 1 ((1, 0) past
+// n_rot / 2).
+fn rotate4(v: vec4<f32>, i: u32) -> vec4<f32> {
+    let cs = rotations[i];
+    return vec4<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x, v.z * cs.z - v.w * cs.w, v.z * cs.w + v.w * cs.z);
 }
 
-// Vector i of the batch's own key at qkv vector `at`, for position pos: rotated here with ROPE.
-fn own_key4(at: u32, i: u32, pos: u32) -> vec4<f32> {
+// Vector i of the batch's own key (or query) at qkv vector `at`: rotated here with ROPE.
+fn own_key4(at: u32, i: u32) -> vec4<f32> {
     if (ROPE) {
-        return rotate4(qkv[at], i, pos);
+        return rotate4(qkv[at], i);
     }
     return qkv[at];
 }
@@ -108,13 +100,13 @@ fn store_kv(r: u32, pos_r: u32, kv_off: u32) {
     if (step.branch == 1u) {
         let dst = ((r * p.branch_len + pos_r - step.prefix_len) * p.kv_dim + kv_off) / 4u;
         for (var d = 0u; d < hd4; d++) {
-            k_branch[dst + d] = own_key4(kq + d, d, pos_r);
+            k_branch[dst + d] = own_key4(kq + d, d);
             v_branch[dst + d] = qkv[kq + kv4 + d];
         }
     } else {
         let dst = (pos_r * p.kv_dim + kv_off) / 4u;
         for (var d = 0u; d < hd4; d++) {
-            k_cache[dst + d] = own_key4(kq + d, d, pos_r);
+            k_cache[dst + d] = own_key4(kq + d, d);
             v_cache[dst + d] = qkv[kq + kv4 + d];
         }
     }
@@ -137,7 +129,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let qa = (r * p.qkv_stride + h * p.head_dim) / 4u;
     var q: array<vec4<f32>, 64>;
     for (var i = 0u; i < hd4; i++) {
-        q[i] = own_key4(qa + i, i, pos_r) * p.scale;
+        q[i] = own_key4(qa + i, i) * p.scale;
     }
     var acc: array<vec4<f32>, 64>;
     var m = -3.4e38;
@@ -165,7 +157,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let vs = source(j, r, kv_off, true);
         var s = 0.0;
         for (var i = 0u; i < hd4; i++) {
-            s += dot(q[i], own_key4(ks.at + i, i, j));
+            s += dot(q[i], own_key4(ks.at + i, i));
         }
         let m_new = max(m, s);
         let corr = exp(m - m_new);

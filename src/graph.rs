@@ -71,6 +71,7 @@ pub struct Acts {
     pub partial: wgpu::Buffer,  // [max_candidates, n_heads, n_splits, head_dim + 2] split attention
     pub rope_ones: wgpu::Buffer, // [n_rot / 2] of 1.0, for models without rope_freqs
     pub norms: wgpu::Buffer,    // [ceil(dim / subgroup size) + 4] partial sums of squares of x (kernels::Fold)
+    pub rotations: wgpu::Buffer, // [head_dim / 2] (cos, sin): RoPE at the decoded position (kernels::rope_rotations)
 }
 
 /// Most candidates decoded side by side (rows of the logits buffer).
@@ -92,6 +93,7 @@ impl Acts {
             step: gpu.uniform("step", &kernels::Step::default()),
             partial: gpu.storage("attention partials", 4 * (MAX_CANDIDATES as usize * c.n_heads * n_splits as usize * (c.head_dim + 2)) as u64),
             rope_ones: gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2])),
+            rotations: gpu.storage("rope rotations", 4 * c.head_dim as u64),
             norms: gpu.storage("norm partial sums", 4 * (c.dim.div_ceil(gpu.info.subgroup_min_size.max(1) as usize) + 4) as u64),
         }
     }
@@ -149,7 +151,7 @@ impl Parts<'_> {
             v_branch: self.branches.v(l),
             out: &self.acts.att,
             partial: &self.acts.partial,
-            freq_factors: rope.then(|| self.freq_factors()),
+            rotations: rope.then_some(&self.acts.rotations),
         };
         let p = AttentionParams {
             n_heads: c.n_heads as u32,
@@ -158,9 +160,6 @@ impl Parts<'_> {
             qkv_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
             n_splits,
             branch_len: self.branches.len,
-            n_rot: c.n_rot as u32,
-            freq_base: c.rope_base,
-            freq_scale: c.rope_freq_scale,
             ..Default::default()
         };
         kernels::attention(self.gpu, &b, &self.acts.step, p, rows)

@@ -443,12 +443,24 @@ pub struct AttentionParams {
     pub qkv_stride: u32,
     pub n_splits: u32,
     pub branch_len: u32,
-    /// RoPE in the kernel (CPU adapters, AttentionBuffers::freq_factors): rotated dims per head,
-    /// base, 1 / linear scaling.
-    pub n_rot: u32,
-    pub freq_base: f32,
-    pub freq_scale: f32,
-    pub _pad: u32,
+}
+
+/// The rotations RoPE applies at position `pos` (llama.cpp NORM mode, as rope.wgsl and
+/// reference::rope compute them), for attention with the rotation in the kernel
+/// (AttentionBuffers::rotations): per pair of dims k < head_dim / 2, (cos, sin) of
+/// freq_scale * pos * base^(-2k / n_rot) / factors[k], and (1, 0) for pairs past n_rot / 2.
+pub fn rope_rotations(pos: u32, head_dim: usize, n_rot: usize, base: f32, freq_scale: f32, factors: Option<&[f32]>) -> Vec<f32> {
+    (0..head_dim / 2)
+        .flat_map(|k| {
+            if k >= n_rot / 2 {
+                return [1.0, 0.0];
+            }
+            let ff = factors.map_or(1.0, |f| f[k]);
+            let theta = freq_scale * pos as f32 * base.powf(-2.0 * k as f32 / n_rot as f32) / ff;
+            let (sin, cos) = theta.sin_cos();
+            [cos, sin]
+        })
+        .collect()
 }
 
 /// The buffers attention reads and writes.
@@ -465,9 +477,10 @@ pub struct AttentionBuffers<'a> {
     pub out: &'a wgpu::Buffer,
     /// [rows, n_heads, n_splits, head_dim + 2] when n_splits > 1 (any buffer otherwise).
     pub partial: &'a wgpu::Buffer,
-    /// [n_rot / 2] RoPE frequency divisors when q and the batch's keys arrive unrotated and the
-    /// kernel rotates them (CPU adapters only); None when rope.wgsl has rotated them.
-    pub freq_factors: Option<&'a wgpu::Buffer>,
+    /// [head_dim / 2] (cos, sin) pairs (rope_rotations) when q and the token's key arrive
+    /// unrotated and the kernel rotates them (one token on a CPU adapter); None when rope.wgsl has
+    /// rotated them.
+    pub rotations: Option<&'a wgpu::Buffer>,
 }
 
 /// attention for `rows` batch rows (see attention.wgsl): one dispatch, plus a combine dispatch when
@@ -483,26 +496,29 @@ pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
         let p = AttentionParams { n_splits: 1, ..p };
         let rowwise = include_str!("../shaders/attention_rowwise.wgsl");
         let group = p.n_heads / p.n_kv_heads;
-        if let (Some(ff), true) = (b.freq_factors, rows == 1 && gpu.subgroup_acts && group * p.head_dim <= 1024) {
+        if let (Some(rotations), true) = (b.rotations, rows == 1 && gpu.subgroup_acts && group * p.head_dim <= 1024) {
             // One token, subgroups: a workgroup of 8 lanes per kv head (attention_lanes.wgsl), made
             // for this group size and head width.
             let consts = format!("const ROPE: bool = true;\nconst GROUP: u32 = {group}u;\nconst HD4: u32 = {}u;\n", p.head_dim / 4);
             let src = format!("{consts}{rowwise}\n{}", include_str!("../shaders/attention_lanes.wgsl"));
             let pipeline = gpu.pipeline_at(&format!("attention_lanes/{group}x{}", p.head_dim), &src, None, "decode_lanes")?;
-            let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (7, b.out), (8, ff)];
+            let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (7, b.out), (8, rotations)];
             return Ok(vec![build_at(gpu, "attention", pipeline, bytemuck::bytes_of(&p), &used, [p.n_kv_heads, 1, 1])?]);
         }
-        let (name, src) = match b.freq_factors {
+        if b.rotations.is_some() && rows != 1 {
+            return Err(crate::Error::InvalidRequest("attention: RoPE in the kernel is for one token".into()));
+        }
+        let (name, src) = match b.rotations {
             Some(_) => ("attention_rowwise_rope", format!("const ROPE: bool = true;\n{rowwise}")),
             None => ("attention_rowwise", format!("const ROPE: bool = false;\n{rowwise}")),
         };
         let pipeline = gpu.pipeline(name, &src, None)?;
         let grid = (rows * p.n_heads).div_ceil(8);
         // (Binding 8 is in the layout either way; without RoPE any buffer stands in.)
-        let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (5, b.k_branch), (6, b.v_branch), (7, b.out), (8, b.freq_factors.unwrap_or(b.partial))];
+        let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (5, b.k_branch), (6, b.v_branch), (7, b.out), (8, b.rotations.unwrap_or(b.partial))];
         return Ok(vec![build_at(gpu, "attention", pipeline, bytemuck::bytes_of(&p), &used, [grid, 1, 1])?]);
     }
-    if b.freq_factors.is_some() {
+    if b.rotations.is_some() {
         return Err(crate::Error::InvalidRequest("attention: RoPE in the kernel is for CPU adapters".into()));
     }
     let main = gpu.pipeline_at("attention", src, None, "main")?;

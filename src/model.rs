@@ -31,6 +31,8 @@ pub struct ModelBuilder {
     members: Option<HashMap<String, (String, u64)>>,
     /// The groups' concatenated matrices.
     groups: HashMap<String, Weight>,
+    /// rope_freqs, kept on the host too (the decode graph's rotations are computed there).
+    rope_factors: Option<Vec<f32>>,
 }
 
 /// One tensor on its way to the GPU.
@@ -87,7 +89,7 @@ impl ModelBuilder {
             .collect();
         pending.sort_by_key(|p| p.info.offset);
         let max_part_bytes = gpu.max_binding();
-        Ok(ModelBuilder { gpu, cfg, ctx, pending, max_part_bytes, members: None, groups: HashMap::new() })
+        Ok(ModelBuilder { gpu, cfg, ctx, pending, max_part_bytes, members: None, groups: HashMap::new(), rope_factors: None })
     }
 
     /// GPU memory the model will take, in bytes: (weights, KV cache, activations).
@@ -235,6 +237,9 @@ impl ModelBuilder {
                 if done {
                     let mut f = vec![0f32; p.info.dims[0] as usize];
                     p.info.ty.dequantize(v, &mut f)?;
+                    if p.info.name == weights::ROPE_FREQS {
+                        self.rope_factors = Some(f.clone());
+                    }
                     let b = gpu.storage_with(&p.info.name, bytemuck::cast_slice(&f));
                     let rows = 1;
                     let cols = f.len() as u32;
@@ -369,6 +374,8 @@ pub struct Model {
     /// Candidates' continuations of the KV cache.
     pub branches: Branches,
     acts: Acts,
+    /// rope_freqs on the host, for the decode graph's rotations (CPU adapters).
+    rope_factors: Option<Vec<f32>>,
     /// One token.
     graph: Vec<Dispatch>,
     /// A prompt chunk.
@@ -402,6 +409,7 @@ impl Model {
         let kv = KvCache::new(&gpu, &c, b.ctx)?;
         let n_splits = attention_splits(&gpu, b.ctx);
         let acts = Acts::new(&gpu, &c, batch_rows(&gpu), n_splits);
+        let rope_factors = b.rope_factors;
         let mut weights: HashMap<String, Weight> = b.groups;
         for p in b.pending {
             if let Some(Target::Matrix(w)) = p.target {
@@ -423,6 +431,7 @@ impl Model {
             kv,
             branches,
             acts,
+            rope_factors,
             graph: decode,
             batch,
             cands,
@@ -511,6 +520,12 @@ impl Model {
         }
         let pos = self.kv.len as u32;
         self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&Step::single(pos)));
+        if self.gpu.matvec_rowwise {
+            // The decode graph rotates q and k inside attention on CPU adapters.
+            let c = &self.cfg;
+            let r = kernels::rope_rotations(pos, c.head_dim, c.n_rot, c.rope_base, c.rope_freq_scale, self.rope_factors.as_deref());
+            self.gpu.queue.write_buffer(&self.acts.rotations, 0, bytemuck::cast_slice(&r));
+        }
         self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::bytes_of(&token));
         Ok(())
     }

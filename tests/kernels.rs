@@ -310,7 +310,7 @@ fn attention_matches_with(g: &webllama::Gpu) {
         let out = g.storage("out", 4 * (h * hd) as u64);
         let step = step_on(g, pos as u32);
         let (none_k, none_v, partial) = (g.storage("k_branch", 16), g.storage("v_branch", 16), g.storage("partial", 4 * (h * 4 * (hd + 2)) as u64));
-        let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &none_k, v_branch: &none_v, out: &out, partial: &partial, freq_factors: None };
+        let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &none_k, v_branch: &none_v, out: &out, partial: &partial, rotations: None };
         let p = AttentionParams { n_heads: h as u32, n_kv_heads: kvh as u32, head_dim: hd as u32, qkv_stride: ((h + 2 * kvh) * hd) as u32, n_splits: splits, ..Default::default() };
         kernels::submit(g, &kernels::attention(g, &b, &step, p, 1).unwrap());
         let want = reference::attention(&q, &k, &v, h, kvh, hd, len);
@@ -328,9 +328,9 @@ fn attention_matches_with(g: &webllama::Gpu) {
             let (mut q_rot, mut k_rot) = (q.clone(), k.clone());
             reference::rope(&mut q_rot, h, hd, pos, &r);
             reference::rope(&mut k_rot[pos * kv_dim..], kvh, hd, pos, &r);
-            let (kb, vb, fb) = (g.storage_with("k", bytemuck::cast_slice(&stale_k)), g.storage_with("v", bytemuck::cast_slice(&stale_v)), g.storage_with("ff", bytemuck::cast_slice(&ff)));
-            let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, freq_factors: Some(&fb), ..b };
-            let p = AttentionParams { n_rot: n_rot as u32, freq_base: 10000.0, freq_scale: 0.5, ..p };
+            let rotations = kernels::rope_rotations(pos as u32, hd, n_rot, 10000.0, 0.5, factors.then_some(&ff[..]));
+            let (kb, vb, rb) = (g.storage_with("k", bytemuck::cast_slice(&stale_k)), g.storage_with("v", bytemuck::cast_slice(&stale_v)), g.storage_with("rotations", bytemuck::cast_slice(&rotations)));
+            let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, rotations: Some(&rb), ..b };
             kernels::submit(g, &kernels::attention(g, &b, &step, p, 1).unwrap());
             let want = reference::attention(&q_rot, &k_rot, &v, h, kvh, hd, len);
             let shape = format!("{shape}, rope in the kernel (n_rot {n_rot})");
@@ -525,7 +525,7 @@ fn attention_over_batch_rows_with(g: &webllama::Gpu) {
         cv[cached * kv_dim..].iter_mut().for_each(|x| *x = -9.0);
         let (qb, kb, vb) = (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), g.storage_with("k", bytemuck::cast_slice(&ck)), g.storage_with("v", bytemuck::cast_slice(&cv)));
         let (nk, nv, out) = (g.storage("kb", 16), g.storage("vb", 16), g.storage("out", 4 * (rows * h * hd) as u64));
-        let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &nk, v_branch: &nv, out: &out, partial: &partial, freq_factors: None };
+        let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &nk, v_branch: &nv, out: &out, partial: &partial, rotations: None };
         let step = g.uniform("step", &Step::chunk(cached as u32, rows as u32));
         kernels::submit(g, &kernels::attention(g, &b, &step, params(splits, 0), rows as u32).unwrap());
         let got = read_on(g, &out, rows * h * hd);
@@ -548,7 +548,7 @@ fn attention_over_batch_rows_with(g: &webllama::Gpu) {
         .collect();
     let (qb, kb, vb) = (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), g.storage_with("k", bytemuck::cast_slice(&pk)), g.storage_with("v", bytemuck::cast_slice(&pv)));
     let (kbb, vbb, out) = (g.storage_with("kb", bytemuck::cast_slice(&bk)), g.storage_with("vb", bytemuck::cast_slice(&bv)), g.storage("out", 4 * (n * h * hd) as u64));
-    let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &kbb, v_branch: &vbb, out: &out, partial: &partial, freq_factors: None };
+    let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &kbb, v_branch: &vbb, out: &out, partial: &partial, rotations: None };
     let step = g.uniform("step", &Step::candidates((prefix + earlier) as u32, n as u32, prefix as u32));
     kernels::submit(g, &kernels::attention(g, &b, &step, params(1, branch_len as u32), n as u32).unwrap());
     let got = read_on(g, &out, n * h * hd);

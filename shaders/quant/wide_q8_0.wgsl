@@ -11,6 +11,14 @@ fn values_of(d: f32, lo: vec4<u32>, hi: vec4<u32>) -> Vec4x8 {
                   d * bytes_i8(hi.x), d * bytes_i8(hi.y), d * bytes_i8(hi.z), d * bytes_i8(hi.w));
 }
 
+// A block's dot with activations x as d * (q . x): the scale applied once per block rather than to
+// each value (5% off a matvec on lavapipe).
+fn block_dot_wide(d: f32, lo: vec4<u32>, hi: vec4<u32>, x: Vec4x8) -> f32 {
+    let q = dot(bytes_i8(lo.x), x.a0) + dot(bytes_i8(lo.y), x.a1) + dot(bytes_i8(lo.z), x.a2) + dot(bytes_i8(lo.w), x.a3)
+        + dot(bytes_i8(hi.x), x.a4) + dot(bytes_i8(hi.y), x.a5) + dot(bytes_i8(hi.z), x.a6) + dot(bytes_i8(hi.w), x.a7);
+    return d * q;
+}
+
 // The words that start 2 bytes into a (lo word by word, the next word's low half on top).
 fn shift16(a: vec4<u32>, next: vec4<u32>) -> vec4<u32> {
     return (a >> vec4<u32>(16u)) | (next << vec4<u32>(16u));
@@ -36,17 +44,17 @@ fn group_dot(a: u32, xi: u32) -> f32 {
     let v15 = load16(a + 15u);
     let v16 = load16(a + 16u);
     // Block j covers words [17 j / 2, 17 (j + 1) / 2]; word n is v[n / 4][n % 4].
-    var s = dot8(values_of(unpack2x16float(v0.x).x, shift16(v0, vec4<u32>(v0.yzw, v1.x)), shift16(v1, vec4<u32>(v1.yzw, v2.x))), block_acts(xi));
-    s += dot8(values_of(unpack2x16float(v2.x).y, vec4<u32>(v2.yzw, v3.x), vec4<u32>(v3.yzw, v4.x)), block_acts(xi + 32u));
-    s += dot8(values_of(unpack2x16float(v4.y).x, shift16(vec4<u32>(v4.yzw, v5.x), vec4<u32>(v4.zw, v5.xy)),
-                         shift16(vec4<u32>(v5.yzw, v6.x), vec4<u32>(v5.zw, v6.xy))), block_acts(xi + 64u));
-    s += dot8(values_of(unpack2x16float(v6.y).y, vec4<u32>(v6.zw, v7.xy), vec4<u32>(v7.zw, v8.xy)), block_acts(xi + 96u));
-    s += dot8(values_of(unpack2x16float(v8.z).x, shift16(vec4<u32>(v8.zw, v9.xy), vec4<u32>(v8.w, v9.xyz)),
-                         shift16(vec4<u32>(v9.zw, v10.xy), vec4<u32>(v9.w, v10.xyz))), block_acts(xi + 128u));
-    s += dot8(values_of(unpack2x16float(v10.z).y, vec4<u32>(v10.w, v11.xyz), vec4<u32>(v11.w, v12.xyz)), block_acts(xi + 160u));
-    s += dot8(values_of(unpack2x16float(v12.w).x, shift16(vec4<u32>(v12.w, v13.xyz), v13),
-                         shift16(vec4<u32>(v13.w, v14.xyz), v14)), block_acts(xi + 192u));
-    s += dot8(values_of(unpack2x16float(v14.w).y, v15, v16), block_acts(xi + 224u));
+    var s = block_dot_wide(unpack2x16float(v0.x).x, shift16(v0, vec4<u32>(v0.yzw, v1.x)), shift16(v1, vec4<u32>(v1.yzw, v2.x)), block_acts(xi));
+    s += block_dot_wide(unpack2x16float(v2.x).y, vec4<u32>(v2.yzw, v3.x), vec4<u32>(v3.yzw, v4.x), block_acts(xi + 32u));
+    s += block_dot_wide(unpack2x16float(v4.y).x, shift16(vec4<u32>(v4.yzw, v5.x), vec4<u32>(v4.zw, v5.xy)),
+                         shift16(vec4<u32>(v5.yzw, v6.x), vec4<u32>(v5.zw, v6.xy)), block_acts(xi + 64u));
+    s += block_dot_wide(unpack2x16float(v6.y).y, vec4<u32>(v6.zw, v7.xy), vec4<u32>(v7.zw, v8.xy), block_acts(xi + 96u));
+    s += block_dot_wide(unpack2x16float(v8.z).x, shift16(vec4<u32>(v8.zw, v9.xy), vec4<u32>(v8.w, v9.xyz)),
+                         shift16(vec4<u32>(v9.zw, v10.xy), vec4<u32>(v9.w, v10.xyz)), block_acts(xi + 128u));
+    s += block_dot_wide(unpack2x16float(v10.z).y, vec4<u32>(v10.w, v11.xyz), vec4<u32>(v11.w, v12.xyz), block_acts(xi + 160u));
+    s += block_dot_wide(unpack2x16float(v12.w).x, shift16(vec4<u32>(v12.w, v13.xyz), v13),
+                         shift16(vec4<u32>(v13.w, v14.xyz), v14), block_acts(xi + 192u));
+    s += block_dot_wide(unpack2x16float(v14.w).y, v15, v16, block_acts(xi + 224u));
     return s;
 }
 

@@ -3,6 +3,7 @@
 // threads) and `webllama bench`. Prints a markdown table. Run: make bench-peers (not in CI).
 // Usage: node bench/peers.mjs MODEL.gguf [prompt_tokens=128] [decode_tokens=32]
 import { execFileSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 
 const [model, pArg, nArg] = process.argv.slice(2);
 const P = Number(pArg ?? 128);
@@ -10,6 +11,9 @@ const N = Number(nArg ?? 32);
 if (!model) throw new Error('usage: node bench/peers.mjs MODEL.gguf [prompt_tokens] [decode_tokens]');
 // ggml-vulkan skips CPU-type Vulkan devices (lavapipe) unless they are named.
 process.env.GGML_VK_VISIBLE_DEVICES ??= '0';
+// lavapipe's compute threads: webllama's CLI sets two per core unless told otherwise (measured
+// faster for both engines); the same setting for llama.cpp here, and for the webllama run below.
+process.env.LP_NUM_THREADS ??= String(2 * availableParallelism());
 const { getLlama } = await import('node-llama-cpp');
 
 async function llamaCpp(gpu) {

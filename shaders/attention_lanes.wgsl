@@ -5,8 +5,10 @@
 //! 8 lanes' loads go out together; the lanes' online softmaxes are merged through the subgroup,
 //! then this position (q | k | v from qkv, rotated here) is added and each lane stores its share
 //! of the output and of k and v into the cache. Composed after `const GROUP: u32 = ...; const HD4:
-//! u32 = ...;` (query heads per kv head, head_dim / 4): loops of constant length unroll and the
-//! arrays they index become registers (a private array indexed at run time is memory on lavapipe).
+//! u32 = ...;` (query heads per kv head, head_dim / 4). The walk over the cache positions replaces
+//! the `//@positions` line: written out by kernels.rs with a named value per query vector and
+//! accumulator where group * head_dim / 4 <= 64 (a private array indexed at run time is memory on
+//! lavapipe: attention 3.8 -> 2.2 ms of a SmolLM2 step), else attention_lanes_loop.wgsl.
 
 @compute @workgroup_size(8)
 fn decode_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
@@ -29,32 +31,8 @@ fn decode_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         }
         m[h] = -3.4e38;
     }
-    var k: array<vec4<f32>, HD4>;    // a key
-    var cp: array<vec2<f32>, GROUP>; // per query head: (correction of the old sums, this key's weight)
-    for (var j = lane; j < pos; j += 8u) {
-        let at = j * (p.kv_dim / 4u) + kv_off4;
-        for (var i = 0u; i < hd4; i++) {
-            k[i] = k_cache[at + i];
-        }
-        for (var h = 0u; h < group; h++) {
-            var s = 0.0;
-            for (var i = 0u; i < hd4; i++) {
-                s += dot(q[h * hd4 + i], k[i]);
-            }
-            let m_new = max(m[h], s);
-            let corr = exp(m[h] - m_new);
-            let pj = exp(s - m_new);
-            l[h] = l[h] * corr + pj;
-            m[h] = m_new;
-            cp[h] = vec2<f32>(corr, pj);
-        }
-        for (var i = 0u; i < hd4; i++) {
-            let v = v_cache[at + i];
-            for (var h = 0u; h < group; h++) {
-                acc[h * hd4 + i] = acc[h * hd4 + i] * cp[h].x + cp[h].y * v;
-            }
-        }
-    }
+    var k: array<vec4<f32>, HD4>; // a key
+    //@positions
     // This position's key and value (rotated key), and the lanes' shares stored into the cache.
     for (var i = 0u; i < hd4; i++) {
         k[i] = rotate4(qkv[own_k + i], i);

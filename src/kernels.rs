@@ -499,8 +499,11 @@ pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
         if let (Some(rotations), true) = (b.rotations, rows == 1 && gpu.subgroup_acts && group * p.head_dim <= 1024) {
             // One token, subgroups: a workgroup of 8 lanes per kv head (attention_lanes.wgsl), made
             // for this group size and head width.
-            let consts = format!("const ROPE: bool = true;\nconst GROUP: u32 = {group}u;\nconst HD4: u32 = {}u;\n", p.head_dim / 4);
-            let src = format!("{consts}{rowwise}\n{}", include_str!("../shaders/attention_lanes.wgsl"));
+            let hd4 = p.head_dim / 4;
+            let consts = format!("const ROPE: bool = true;\nconst GROUP: u32 = {group}u;\nconst HD4: u32 = {hd4}u;\n");
+            let walk = if group * hd4 <= 64 { attention_lanes_walk(group, hd4) } else { include_str!("../shaders/attention_lanes_loop.wgsl").to_string() };
+            let lanes = include_str!("../shaders/attention_lanes.wgsl").replace("    //@positions\n", &walk);
+            let src = format!("{consts}{rowwise}\n{lanes}");
             let pipeline = gpu.pipeline_at(&format!("attention_lanes/{group}x{}", p.head_dim), &src, None, "decode_lanes")?;
             let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (7, b.out), (8, rotations)];
             return Ok(vec![build_at(gpu, "attention", pipeline, bytemuck::bytes_of(&p), &used, [p.n_kv_heads, 1, 1])?]);
@@ -528,6 +531,45 @@ pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
         out.push(build_at(gpu, "attention", combine, bytemuck::bytes_of(&p), &[(1, step), (7, b.out), (8, b.partial)], [p.n_heads, rows, 1])?);
     }
     Ok(out)
+}
+
+/// attention_lanes' walk over the cache positions written out for `group` query heads of `hd4`
+/// vectors: a named value per query vector, key vector and accumulator, so that lavapipe keeps them
+/// in registers (the loop version, attention_lanes_loop.wgsl, indexes private arrays at run time,
+/// which it keeps in memory). Reads q; leaves acc, m and l as the loop version does.
+fn attention_lanes_walk(group: u32, hd4: u32) -> String {
+    let (heads, vecs) = (0..group, 0..hd4);
+    let mut w = String::new();
+    for h in heads.clone() {
+        for i in vecs.clone() {
+            w += &format!("    let q_{h}_{i} = q[{}u];\n    var a_{h}_{i} = vec4<f32>(0.0);\n", h * hd4 + i);
+        }
+        w += &format!("    var m_{h} = -3.4e38;\n    var l_{h} = 0.0;\n");
+    }
+    w += "    for (var j = lane; j < pos; j += 8u) {\n        let at = j * (p.kv_dim / 4u) + kv_off4;\n";
+    for i in vecs.clone() {
+        w += &format!("        let k_{i} = k_cache[at + {i}u];\n");
+    }
+    for h in heads.clone() {
+        let dots: Vec<String> = vecs.clone().map(|i| format!("dot(q_{h}_{i}, k_{i})")).collect();
+        w += &format!("        let s_{h} = {};\n", dots.join(" + "));
+        w += &format!("        let mn_{h} = max(m_{h}, s_{h});\n        let c_{h} = exp(m_{h} - mn_{h});\n        let p_{h} = exp(s_{h} - mn_{h});\n");
+        w += &format!("        l_{h} = l_{h} * c_{h} + p_{h};\n        m_{h} = mn_{h};\n");
+    }
+    for i in vecs.clone() {
+        w += &format!("        let v_{i} = v_cache[at + {i}u];\n");
+        for h in heads.clone() {
+            w += &format!("        a_{h}_{i} = a_{h}_{i} * c_{h} + p_{h} * v_{i};\n");
+        }
+    }
+    w += "    }\n";
+    for h in heads {
+        for i in vecs.clone() {
+            w += &format!("    acc[{}u] = a_{h}_{i};\n", h * hd4 + i);
+        }
+        w += &format!("    m[{h}u] = m_{h};\n    l[{h}u] = l_{h};\n");
+    }
+    w
 }
 
 #[repr(C)]

@@ -292,8 +292,9 @@ fn attention_matches_with_gqa_and_stores_this_position() {
 
 fn attention_matches_with(g: &webllama::Gpu) {
     let mut rng = Rng(17);
-    // (heads, kv heads, head_dim, kv_len): one chunk, several chunks with a partial one, MHA, 128 wide.
-    for &(h, kvh, hd, len, splits) in &[(9usize, 3usize, 64usize, 1usize, 1u32), (9, 3, 64, 150, 1), (4, 4, 128, 64, 1), (8, 2, 32, 300, 1), (9, 3, 64, 1, 4), (9, 3, 64, 150, 4), (8, 2, 32, 300, 4)] {
+    // (heads, kv heads, head_dim, kv_len): one chunk, several chunks with a partial one, MHA, 128 wide;
+    // 8 query heads per kv head (CPU adapters: the looped walk of attention_lanes, not the written-out one).
+    for &(h, kvh, hd, len, splits) in &[(9usize, 3usize, 64usize, 1usize, 1u32), (9, 3, 64, 150, 1), (4, 4, 128, 64, 1), (8, 2, 32, 300, 1), (9, 3, 64, 1, 4), (9, 3, 64, 150, 4), (8, 2, 32, 300, 4), (16, 2, 64, 150, 1)] {
         let kv_dim = kvh * hd;
         let (k, v) = (rng.vec(len * kv_dim), rng.vec(len * kv_dim));
         // This position's q | k | v; the cache holds the earlier positions (its last row is stale).

@@ -1,0 +1,28 @@
+//! attention_lanes' walk over the cache positions for any group size and head width (composed in
+//! place of its `//@positions` line): q, acc, m and l indexed at run time, which lavapipe keeps in
+//! memory. kernels.rs writes the walk out with named values instead where group * head_dim / 4 <= 64.
+    var cp: array<vec2<f32>, GROUP>; // per query head: (correction of the old sums, this key's weight)
+    for (var j = lane; j < pos; j += 8u) {
+        let at = j * (p.kv_dim / 4u) + kv_off4;
+        for (var i = 0u; i < hd4; i++) {
+            k[i] = k_cache[at + i];
+        }
+        for (var h = 0u; h < group; h++) {
+            var s = 0.0;
+            for (var i = 0u; i < hd4; i++) {
+                s += dot(q[h * hd4 + i], k[i]);
+            }
+            let m_new = max(m[h], s);
+            let corr = exp(m[h] - m_new);
+            let pj = exp(s - m_new);
+            l[h] = l[h] * corr + pj;
+            m[h] = m_new;
+            cp[h] = vec2<f32>(corr, pj);
+        }
+        for (var i = 0u; i < hd4; i++) {
+            let v = v_cache[at + i];
+            for (var h = 0u; h < group; h++) {
+                acc[h * hd4 + i] = acc[h * hd4 + i] * cp[h].x + cp[h].y * v;
+            }
+        }
+    }

@@ -1,6 +1,6 @@
 //! matvec_wide's activations, plainly: every invocation loads a block's 8 activation vectors.
 
-fn acts_init() {}
+fn acts_init(lid: u32) {}
 
 // Activations xi .. xi+31 (through the kernel's act4).
 fn block_acts(xi: u32) -> Vec4x8 {

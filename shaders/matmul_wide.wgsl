@@ -20,7 +20,7 @@ const RT: u32 = 16u; // tokens per thread
 
 @compute @workgroup_size(8)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    acts_init();
+    acts_init(lid);
     let range = token_range();
     let t0 = wid.y * RT;
     if (t0 >= range.y) {

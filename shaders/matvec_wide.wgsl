@@ -13,8 +13,8 @@
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    acts_init();
-    act_init();
+    acts_init(lid);
+    act_init(lid);
     // Invocations past the last row compute row p.rows - 1 again without storing it: with
     // subgroup activations every lane must take part.
     let row = flat_workgroup(wid, nwg) * 64u + lid;

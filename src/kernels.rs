@@ -323,7 +323,8 @@ pub struct MatvecParams {
     /// Set by matvec_fold.
     pub up_offset: u32,
     pub eps: f32,
-    pub _pad: [u32; 3],
+    pub subgroup_size: u32,
+    pub _pad: [u32; 2],
 }
 
 /// matvec: out[out_offset + pos * out_pos_stride + r] (+)= dot(W[r], x[x_offset..]).
@@ -342,7 +343,8 @@ pub fn matvec_fold(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buf
     if folds && !can_fold(gpu, w) {
         return Err(crate::Error::InvalidRequest(format!("matvec: nothing folds into a {} matvec on this adapter", w.ty.name())));
     }
-    let mut p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, up_offset: fold.swiglu_up.unwrap_or(0), ..p };
+    let subgroup_size = gpu.info.subgroup_min_size;
+    let mut p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, up_offset: fold.swiglu_up.unwrap_or(0), subgroup_size, ..p };
     let mut resources = vec![(1, step.as_entire_binding()), (3, x.as_entire_binding()), (4, out.as_entire_binding()), (5, w.resource())];
     let act = match (fold.swiglu_up, fold.norm) {
         (Some(_), Some(_)) => return Err(crate::Error::InvalidRequest("matvec: swiglu and rmsnorm do not fold into one matvec".into())),

@@ -2,7 +2,7 @@
 //! swiglu folded into the down projection (with subgroup activations each lane computes 4 values
 //! per block and broadcasts them).
 
-fn act_init() {}
+fn act_init(lid: u32) {}
 
 fn act4(i: u32) -> vec4<f32> {
     let gate = x4(i);

@@ -7,28 +7,7 @@
 //! Workgroup (head, row, split): positions are cut into n_splits ranges (flash-decoding: more
 //! workgroups on a long context); each walks its range in chunks of 64 with an online softmax.
 //! With one split it writes the output; with more, `combine` merges the splits' partial results.
-
-struct Params {
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,   // at most 256
-    kv_dim: u32,     // n_kv_heads * head_dim: one cache row
-    scale: f32,      // 1 / sqrt(head_dim)
-    qkv_stride: u32, // elements per row of qkv: (n_heads + 2 n_kv_heads) * head_dim
-    n_splits: u32,
-    branch_len: u32, // positions per branch cache
-}
-
-struct Step {
-    pos: u32,        // position of row 0
-    kv_len: u32,     // pos + 1
-    n_rows: u32,     // rows in this batch
-    pos_step: u32,   // 1: consecutive positions; 0: every row at pos (candidates)
-    branch: u32,     // 1: positions >= prefix_len come from each row's branch cache
-    prefix_len: u32,
-    _a: u32,
-    _b: u32,
-}
+//! Composed after attention_params.wgsl. CPU adapters run attention_rowwise.wgsl instead.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
@@ -250,77 +229,5 @@ fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
             a += exp(partial[at] - big) * partial[at + 2u + d];
         }
         out[r * q_dim + h * p.head_dim + d] = a / total;
-    }
-}
-
-// Four values of a key (is_v false) or value row at `at` in the qkv buffer (kind 0), a branch (1) or
-// the cache (2).
-fn load4(kind: u32, at: u32, is_v: bool) -> vec4<f32> {
-    if (kind == 0u) {
-        return vec4<f32>(qkv[at], qkv[at + 1u], qkv[at + 2u], qkv[at + 3u]);
-    }
-    if (kind == 2u) {
-        if (is_v) {
-            return vec4<f32>(v_cache[at], v_cache[at + 1u], v_cache[at + 2u], v_cache[at + 3u]);
-        }
-        return vec4<f32>(k_cache[at], k_cache[at + 1u], k_cache[at + 2u], k_cache[at + 3u]);
-    }
-    if (is_v) {
-        return vec4<f32>(v_branch[at], v_branch[at + 1u], v_branch[at + 2u], v_branch[at + 3u]);
-    }
-    return vec4<f32>(k_branch[at], k_branch[at + 1u], k_branch[at + 2u], k_branch[at + 3u]);
-}
-
-// CPU adapters (lavapipe, SwiftShader), where workgroup barriers are dear: one invocation per (row,
-// head) walks all its positions alone with an online softmax, head_dim / 4 vec4 accumulators, no
-// barriers and no splits. Grid: n_rows * n_heads invocations, 8 per workgroup.
-@compute @workgroup_size(8)
-fn main_rowwise(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let r = gid.x / p.n_heads;
-    let h = gid.x % p.n_heads;
-    if (r >= step.n_rows) {
-        return;
-    }
-    let group = p.n_heads / p.n_kv_heads;
-    let kv_off = (h / group) * p.head_dim;
-    let pos_r = step.pos + r * step.pos_step;
-    let hd4 = p.head_dim / 4u;
-    let qa = r * p.qkv_stride + h * p.head_dim;
-    if (h % group == 0u) {
-        store_kv(r, pos_r, kv_off, 0u, 1u);
-    }
-    var q: array<vec4<f32>, 64>;
-    for (var i = 0u; i < hd4; i++) {
-        let a = qa + 4u * i;
-        q[i] = vec4<f32>(qkv[a], qkv[a + 1u], qkv[a + 2u], qkv[a + 3u]) * p.scale;
-    }
-    var acc: array<vec4<f32>, 64>;
-    var m = -3.4e38;
-    var l = 0.0;
-    for (var j = 0u; j <= pos_r; j++) {
-        let ks = source(j, r, kv_off, false);
-        let vs = source(j, r, kv_off, true);
-        var s = 0.0;
-        for (var i = 0u; i < hd4; i++) {
-            let a = ks.at + 4u * i;
-            s += dot(q[i], load4(ks.kind, a, false));
-        }
-        let m_new = max(m, s);
-        let corr = exp(m - m_new);
-        let pj = exp(s - m_new);
-        l = l * corr + pj;
-        m = m_new;
-        for (var i = 0u; i < hd4; i++) {
-            let a = vs.at + 4u * i;
-            acc[i] = acc[i] * corr + pj * load4(vs.kind, a, true);
-        }
-    }
-    let o = r * p.n_heads * p.head_dim + h * p.head_dim;
-    for (var i = 0u; i < hd4; i++) {
-        let v = acc[i] / l;
-        out[o + 4u * i] = v.x;
-        out[o + 4u * i + 1u] = v.y;
-        out[o + 4u * i + 2u] = v.z;
-        out[o + 4u * i + 3u] = v.w;
     }
 }

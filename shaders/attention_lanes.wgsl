@@ -1,6 +1,6 @@
 //! attention_lanes: one token's attention (the decode graph) on CPU adapters with subgroups of at
-//! least 8 lanes, composed after attention_rowwise.wgsl (its params, bindings and rotate4; with
-//! ROPE true). A workgroup of 8 per kv head: lane i walks cache positions i, i + 8, ... for all
+//! least 8 lanes, composed after attention_params.wgsl and attention_rowwise.wgsl (its bindings,
+//! rotate4 and softmax_step; with ROPE true). A workgroup of 8 per kv head: lane i walks cache positions i, i + 8, ... for all
 //! the group's query heads at once, so each key and value is loaded once for the group and the
 //! 8 lanes' loads go out together; the lanes' online softmaxes are merged through the subgroup,
 //! then this position (q | k | v from qkv, rotated here) is added and each lane stores its share
@@ -45,21 +45,19 @@ fn decode_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let out_row = kvh * group * hd4;
     for (var h = 0u; h < group; h++) {
         // Merge the lanes, then add this position.
-        let m_all = subgroupMax(m[h]);
+        var m_all = subgroupMax(m[h]);
         let scale = exp(m[h] - m_all);
-        let l_all = subgroupAdd(l[h] * scale);
+        var l_all = subgroupAdd(l[h] * scale);
         var s = 0.0;
         for (var i = 0u; i < hd4; i++) {
             s += dot(q[h * hd4 + i], k[i]);
         }
-        let m_new = max(m_all, s);
-        let corr = exp(m_all - m_new);
-        let pj = exp(s - m_new);
-        let inv = 1.0 / (l_all * corr + pj);
+        let cp = softmax_step(&m_all, &l_all, s);
+        let inv = 1.0 / l_all;
         for (var i = 0u; i < hd4; i++) {
             let merged = subgroupAdd(acc[h * hd4 + i] * scale);
             if (i % 8u == lane) {
-                out[out_row + h * hd4 + i] = (merged * corr + pj * qkv[own_v + i]) * inv;
+                out[out_row + h * hd4 + i] = (merged * cp.x + cp.y * qkv[own_v + i]) * inv;
             }
         }
     }

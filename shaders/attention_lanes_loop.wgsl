@@ -12,12 +12,11 @@
             for (var i = 0u; i < hd4; i++) {
                 s += dot(q[h * hd4 + i], k[i]);
             }
-            let m_new = max(m[h], s);
-            let corr = exp(m[h] - m_new);
-            let pj = exp(s - m_new);
-            l[h] = l[h] * corr + pj;
-            m[h] = m_new;
-            cp[h] = vec2<f32>(corr, pj);
+            var mh = m[h]; // (naga 30 panics on a pointer to the array element itself)
+            var lh = l[h];
+            cp[h] = softmax_step(&mh, &lh, s);
+            m[h] = mh;
+            l[h] = lh;
         }
         for (var i = 0u; i < hd4; i++) {
             let v = v_cache[at + i];

@@ -2,33 +2,11 @@
 //! workgroup barriers are dear and every storage load is a loop over the SIMD lanes: one invocation
 //! per (row, head) walks all its positions alone with an online softmax, no barriers, no splits,
 //! and every load and store is a vec4 (head_dim, kv_dim and the qkv row a multiple of 4). Same
-//! params (and three more for RoPE), step and bindings as attention.wgsl. Grid: n_rows * n_heads
-//! invocations, 8 per workgroup. Composed after `const ROPE: bool = ...;`: with ROPE (one token,
-//! the decode graph: its rope dispatch saved), q and the token's key arrive unrotated and are
-//! rotated here by the step's rotations (kernels::rope_rotations, written by the host each step),
-//! the key stored rotated; without, rope.wgsl has rotated them.
-
-struct Params {
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,   // a multiple of 4, at most 256
-    kv_dim: u32,     // n_kv_heads * head_dim: one cache row
-    scale: f32,      // 1 / sqrt(head_dim)
-    qkv_stride: u32, // elements per row of qkv: (n_heads + 2 n_kv_heads) * head_dim
-    n_splits: u32,
-    branch_len: u32, // positions per branch cache
-}
-
-struct Step {
-    pos: u32,        // position of row 0
-    kv_len: u32,     // pos + 1
-    n_rows: u32,     // rows in this batch
-    pos_step: u32,   // 1: consecutive positions; 0: every row at pos (candidates)
-    branch: u32,     // 1: positions >= prefix_len come from each row's branch cache
-    prefix_len: u32,
-    _a: u32,
-    _b: u32,
-}
+//! bindings as attention.wgsl, and the step's rotations at 8. Grid: n_rows * n_heads invocations,
+//! 8 per workgroup. Composed after attention_params.wgsl and `const ROPE: bool = ...;`: with ROPE
+//! (one token, the decode graph: its rope dispatch saved), q and the token's key arrive unrotated
+//! and are rotated here by the step's rotations (kernels::rope_rotations, written by the host each
+//! step), the key stored rotated; without, rope.wgsl has rotated them.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
@@ -54,6 +32,17 @@ fn own_key4(at: u32, i: u32) -> vec4<f32> {
         return rotate4(qkv[at], i);
     }
     return qkv[at];
+}
+
+// Adds a position's score s to a running softmax (max m, sum l): returns the factor for what was
+// summed so far and the position's weight.
+fn softmax_step(m: ptr<function, f32>, l: ptr<function, f32>, s: f32) -> vec2<f32> {
+    let m_new = max(*m, s);
+    let corr = exp(*m - m_new);
+    let weight = exp(s - m_new);
+    *l = *l * corr + weight;
+    *m = m_new;
+    return vec2<f32>(corr, weight);
 }
 
 // Where position j's key (is_v = false) or value vectors start (in vec4), for batch row r: in qkv
@@ -143,13 +132,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var i = 0u; i < hd4; i++) {
             s += dot(q[i], load4(ks.kind, ks.at + i, false));
         }
-        let m_new = max(m, s);
-        let corr = exp(m - m_new);
-        let pj = exp(s - m_new);
-        l = l * corr + pj;
-        m = m_new;
+        let cp = softmax_step(&m, &l, s);
         for (var i = 0u; i < hd4; i++) {
-            acc[i] = acc[i] * corr + pj * load4(vs.kind, vs.at + i, true);
+            acc[i] = acc[i] * cp.x + cp.y * load4(vs.kind, vs.at + i, true);
         }
     }
     for (var j = min(step.pos, pos_r); j <= pos_r; j++) {
@@ -159,13 +144,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var i = 0u; i < hd4; i++) {
             s += dot(q[i], own_key4(ks.at + i, i));
         }
-        let m_new = max(m, s);
-        let corr = exp(m - m_new);
-        let pj = exp(s - m_new);
-        l = l * corr + pj;
-        m = m_new;
+        let cp = softmax_step(&m, &l, s);
         for (var i = 0u; i < hd4; i++) {
-            acc[i] = acc[i] * corr + pj * qkv[vs.at + i];
+            acc[i] = acc[i] * cp.x + cp.y * qkv[vs.at + i];
         }
     }
     let o = (r * p.n_heads * p.head_dim + h * p.head_dim) / 4u;

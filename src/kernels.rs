@@ -490,7 +490,8 @@ pub struct AttentionBuffers<'a> {
 /// branch) on the way.
 pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: AttentionParams, rows: u32) -> Result<Vec<Dispatch>> {
     let p = AttentionParams { kv_dim: p.n_kv_heads * p.head_dim, scale: 1.0 / (p.head_dim as f32).sqrt(), n_splits: p.n_splits.max(1), ..p };
-    let src = include_str!("../shaders/attention.wgsl");
+    let params = include_str!("../shaders/attention_params.wgsl");
+    let src = concat!(include_str!("../shaders/attention_params.wgsl"), include_str!("../shaders/attention.wgsl"));
     let buffers = [step, b.qkv, b.k_cache, b.v_cache, b.k_branch, b.v_branch, b.out, b.partial];
     if gpu.matvec_rowwise {
         // CPU adapters: an invocation per (row, head), no splits (see attention_rowwise.wgsl), RoPE
@@ -505,7 +506,7 @@ pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
             let consts = format!("const ROPE: bool = true;\nconst GROUP: u32 = {group}u;\nconst HD4: u32 = {hd4}u;\n");
             let walk = if group * hd4 <= 64 { attention_lanes_walk(group, hd4) } else { include_str!("../shaders/attention_lanes_loop.wgsl").to_string() };
             let lanes = include_str!("../shaders/attention_lanes.wgsl").replace("    //@positions\n", &walk);
-            let src = format!("{consts}{rowwise}\n{lanes}");
+            let src = format!("{consts}{params}{rowwise}\n{lanes}");
             let pipeline = gpu.pipeline_at(&format!("attention_lanes/{group}x{}", p.head_dim), &src, None, "decode_lanes")?;
             let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (7, b.out), (8, rotations)];
             return Ok(vec![build_at(gpu, "attention", pipeline, bytemuck::bytes_of(&p), &used, [p.n_kv_heads, 1, 1])?]);
@@ -514,8 +515,8 @@ pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
             return Err(crate::Error::InvalidRequest("attention: RoPE in the kernel is for one token".into()));
         }
         let (name, src) = match b.rotations {
-            Some(_) => ("attention_rowwise_rope", format!("const ROPE: bool = true;\n{rowwise}")),
-            None => ("attention_rowwise", format!("const ROPE: bool = false;\n{rowwise}")),
+            Some(_) => ("attention_rowwise_rope", format!("const ROPE: bool = true;\n{params}{rowwise}")),
+            None => ("attention_rowwise", format!("const ROPE: bool = false;\n{params}{rowwise}")),
         };
         let pipeline = gpu.pipeline(name, &src, None)?;
         let grid = (rows * p.n_heads).div_ceil(8);
@@ -555,13 +556,12 @@ fn attention_lanes_walk(group: u32, hd4: u32) -> String {
     for h in heads.clone() {
         let dots: Vec<String> = vecs.clone().map(|i| format!("dot(q_{h}_{i}, k_{i})")).collect();
         w += &format!("        let s_{h} = {};\n", dots.join(" + "));
-        w += &format!("        let mn_{h} = max(m_{h}, s_{h});\n        let c_{h} = exp(m_{h} - mn_{h});\n        let p_{h} = exp(s_{h} - mn_{h});\n");
-        w += &format!("        l_{h} = l_{h} * c_{h} + p_{h};\n        m_{h} = mn_{h};\n");
+        w += &format!("        let cp_{h} = softmax_step(&m_{h}, &l_{h}, s_{h});\n");
     }
     for i in vecs.clone() {
         w += &format!("        let v_{i} = v_cache[at + {i}u];\n");
         for h in heads.clone() {
-            w += &format!("        a_{h}_{i} = a_{h}_{i} * c_{h} + p_{h} * v_{i};\n");
+            w += &format!("        a_{h}_{i} = a_{h}_{i} * cp_{h}.x + cp_{h}.y * v_{i};\n");
         }
     }
     w += "    }\n";

@@ -1,0 +1,24 @@
+//! attention's parameters and step, shared by attention.wgsl, attention_rowwise.wgsl and
+//! attention_lanes.wgsl (composed before each; kernels::AttentionParams mirrors Params).
+
+struct Params {
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,   // at most 256 (a multiple of 4 on CPU adapters)
+    kv_dim: u32,     // n_kv_heads * head_dim: one cache row
+    scale: f32,      // 1 / sqrt(head_dim)
+    qkv_stride: u32, // elements per row of qkv: (n_heads + 2 n_kv_heads) * head_dim
+    n_splits: u32,
+    branch_len: u32, // positions per branch cache
+}
+
+struct Step {
+    pos: u32,        // position of row 0
+    kv_len: u32,     // pos + 1
+    n_rows: u32,     // rows in this batch
+    pos_step: u32,   // 1: consecutive positions; 0: every row at pos (candidates)
+    branch: u32,     // 1: positions >= prefix_len come from each row's branch cache
+    prefix_len: u32,
+    _a: u32,
+    _b: u32,
+}

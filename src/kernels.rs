@@ -205,6 +205,13 @@ pub fn row_stride(gpu: &Gpu, ty: QuantType, cols: u32) -> u32 {
     }
 }
 
+/// Whether the wide kernels (matvec_wide, matmul_wide, embed_wide) read a matrix of this type laid
+/// out `row_stride` bytes per row on this adapter: a CPU adapter, a type with a wide decoder, rows
+/// 16 bytes apart.
+fn reads_wide(gpu: &Gpu, ty: QuantType, row_stride: u32) -> bool {
+    gpu.matvec_rowwise && ty.wide_matvec_wgsl().is_some() && row_stride % 16 == 0
+}
+
 /// Texels per texture row of a matrix in a texture (Blocks::Texture): the least maximum width
 /// WebGPU guarantees; wide_texture.wgsl has it as a shift and a mask.
 pub const TEXTURE_WIDTH: u32 = 8192;
@@ -212,7 +219,7 @@ pub const TEXTURE_WIDTH: u32 = 8192;
 /// Whether a matrix of this type and row length lives in a texture on this adapter: where rows are
 /// padded for the wide kernels and the adapter reads weights from textures (Gpu::weight_textures).
 pub fn uses_texture(gpu: &Gpu, ty: QuantType, cols: u32) -> bool {
-    gpu.weight_textures && row_stride(gpu, ty, cols) % 16 == 0 && gpu.matvec_rowwise && ty.wide_matvec_wgsl().is_some()
+    gpu.weight_textures && reads_wide(gpu, ty, row_stride(gpu, ty, cols))
 }
 
 /// Most bytes of one matrix part in a texture (TEXTURE_WIDTH x the adapter's largest height).
@@ -264,7 +271,7 @@ pub fn texture_from_buffer(gpu: &Gpu, label: &str, buffer: &wgpu::Buffer, bytes:
 /// loads), the weights' loader (texture or buffer), the `extra` (name, source) snippets and the
 /// kernel; named `base` plus what it was composed with.
 fn wide_pipeline(gpu: &Gpu, w: &QuantMatrix, io: &str, kernel: &str, base: &str, subgroup_acts: bool, extra: &[(&str, &str)]) -> Result<Option<Arc<wgpu::ComputePipeline>>> {
-    let Some(wide) = w.ty.wide_matvec_wgsl().filter(|_| gpu.matvec_rowwise && w.row_stride % 16 == 0) else {
+    let Some(wide) = w.ty.wide_matvec_wgsl().filter(|_| reads_wide(gpu, w.ty, w.row_stride)) else {
         return Ok(None);
     };
     let mut name = base.to_string();
@@ -307,7 +314,7 @@ pub struct Fold<'a> {
 
 /// Whether matvec_fold can fold into a matvec over `w` on this device.
 pub fn can_fold(gpu: &Gpu, w: &QuantMatrix) -> bool {
-    gpu.subgroup_acts && gpu.info.subgroup_min_size == gpu.info.subgroup_max_size && gpu.matvec_rowwise && w.ty.wide_matvec_wgsl().is_some() && w.row_stride % 16 == 0
+    gpu.subgroup_acts && gpu.info.subgroup_min_size == gpu.info.subgroup_max_size && reads_wide(gpu, w.ty, w.row_stride)
 }
 
 #[repr(C)]

@@ -294,8 +294,27 @@ fn wide_pipeline(gpu: &Gpu, w: &QuantMatrix, io: &str, kernel: &str, base: &str,
         name += tag;
         src.push(snippet);
     }
-    src.push(kernel);
+    let kernel = kernel.replace("//@group_blocks", &group_blocks(wide)?);
+    src.push(&kernel);
     gpu.pipeline_at(&name, &src.join("\n"), Some(w.ty), "main").map(Some)
+}
+
+/// matvec_wide's walk over one group of blocks for its 4 rows (group g0 .. g3 loaded, activations
+/// from element xi): block j's activations loaded once, then dotted with each row's block j by the
+/// quant file's group_block_<j>; one statement per block, written out (a function per block rather
+/// than an index: the group's words are fields). GROUP_BLOCKS comes from the quant file's source.
+fn group_blocks(wide: &str) -> Result<String> {
+    let n: u32 = wide
+        .lines()
+        .find_map(|l| l.strip_prefix("const GROUP_BLOCKS: u32 = ")?.strip_suffix("u;")?.parse().ok())
+        .ok_or_else(|| crate::Error::InvalidRequest("a wide decoder without `const GROUP_BLOCKS: u32 = <n>u;`".into()))?;
+    Ok((0..n)
+        .map(|j| {
+            format!(
+                "x = block_acts(xi + {j}u * BLOCK_ELEMS);\n        acc += vec4<f32>(group_block_{j}(g0, x), group_block_{j}(g1, x), group_block_{j}(g2, x), group_block_{j}(g3, x));\n        "
+            )
+        })
+        .collect())
 }
 
 /// What a matvec folds in beyond its dot products (matvec_wide on CPU adapters with subgroups of one

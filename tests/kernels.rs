@@ -169,7 +169,7 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
     let mut rng = Rng(0xf01d);
     for g in every_layout() {
         for ty in [QuantType::Q4_1, QuantType::Q8_0] {
-            // (dim, consumer rows, ffn): SmolLM2's width, and 7 blocks (28 subgroups of 8 rows).
+            // (dim, consumer rows, ffn): SmolLM2's width, and 7 blocks (7 subgroups of 8 lanes with 4 rows each).
             for &(dim, rows, ffn) in &[(576usize, 130usize, 1536usize), (224, 67, 96)] {
                 let (bo, wo) = random_matrix(ty, dim, dim, &mut rng);
                 let (bc, wc) = random_matrix(ty, rows, dim, &mut rng);

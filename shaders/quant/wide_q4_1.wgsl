@@ -20,18 +20,16 @@ fn block_dot_wide(dm_word: u32, q: vec4<u32>, x: Vec4x8) -> f32 {
     let sum = dot((x.a0 + x.a1) + (x.a2 + x.a3) + (x.a4 + x.a5) + (x.a6 + x.a7), vec4<f32>(1.0));
     return dm.x * qx + dm.y * sum;
 }
-// The dot of the group of blocks at vec4 `a` with activations xi .. xi + 127.
-fn group_dot(a: u32, xi: u32) -> f32 {
-    let v0 = load16(a);
-    let v1 = load16(a + 1u);
-    let v2 = load16(a + 2u);
-    let v3 = load16(a + 3u);
-    let v4 = load16(a + 4u);
-    return block_dot_wide(v0.x, vec4<u32>(v0.yzw, v1.x), block_acts(xi))
-        + block_dot_wide(v1.y, vec4<u32>(v1.zw, v2.xy), block_acts(xi + 32u))
-        + block_dot_wide(v2.z, vec4<u32>(v2.w, v3.xyz), block_acts(xi + 64u))
-        + block_dot_wide(v3.w, v4, block_acts(xi + 96u));
+// A group of blocks as loaded (GROUP_VEC4 vec4 loads), and block j of it dotted with activations x
+// (matvec_wide calls group_block_0 .. group_block_3, kernels::group_blocks writes the calls out).
+struct Group { v0: vec4<u32>, v1: vec4<u32>, v2: vec4<u32>, v3: vec4<u32>, v4: vec4<u32> }
+fn load_group(a: u32) -> Group {
+    return Group(load16(a), load16(a + 1u), load16(a + 2u), load16(a + 3u), load16(a + 4u));
 }
+fn group_block_0(g: Group, x: Vec4x8) -> f32 { return block_dot_wide(g.v0.x, vec4<u32>(g.v0.yzw, g.v1.x), x); }
+fn group_block_1(g: Group, x: Vec4x8) -> f32 { return block_dot_wide(g.v1.y, vec4<u32>(g.v1.zw, g.v2.xy), x); }
+fn group_block_2(g: Group, x: Vec4x8) -> f32 { return block_dot_wide(g.v2.z, vec4<u32>(g.v2.w, g.v3.xyz), x); }
+fn group_block_3(g: Group, x: Vec4x8) -> f32 { return block_dot_wide(g.v3.w, g.v4, x); }
 
 // Block b of the row at vec4 `row16`: its 5 words lie in the 2 vec4 from the one it starts in.
 fn block_values_wide(row16: u32, b: u32) -> Vec4x8 {

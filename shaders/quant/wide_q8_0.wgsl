@@ -24,38 +24,44 @@ fn shift16(a: vec4<u32>, next: vec4<u32>) -> vec4<u32> {
     return (a >> vec4<u32>(16u)) | (next << vec4<u32>(16u));
 }
 
-// The dot of the group of blocks at vec4 `a` with activations xi .. xi + 255.
-fn group_dot(a: u32, xi: u32) -> f32 {
-    let v0 = load16(a);
-    let v1 = load16(a + 1u);
-    let v2 = load16(a + 2u);
-    let v3 = load16(a + 3u);
-    let v4 = load16(a + 4u);
-    let v5 = load16(a + 5u);
-    let v6 = load16(a + 6u);
-    let v7 = load16(a + 7u);
-    let v8 = load16(a + 8u);
-    let v9 = load16(a + 9u);
-    let v10 = load16(a + 10u);
-    let v11 = load16(a + 11u);
-    let v12 = load16(a + 12u);
-    let v13 = load16(a + 13u);
-    let v14 = load16(a + 14u);
-    let v15 = load16(a + 15u);
-    let v16 = load16(a + 16u);
-    // Block j covers words [17 j / 2, 17 (j + 1) / 2]; word n is v[n / 4][n % 4].
-    var s = block_dot_wide(unpack2x16float(v0.x).x, shift16(v0, vec4<u32>(v0.yzw, v1.x)), shift16(v1, vec4<u32>(v1.yzw, v2.x)), block_acts(xi));
-    s += block_dot_wide(unpack2x16float(v2.x).y, vec4<u32>(v2.yzw, v3.x), vec4<u32>(v3.yzw, v4.x), block_acts(xi + 32u));
-    s += block_dot_wide(unpack2x16float(v4.y).x, shift16(vec4<u32>(v4.yzw, v5.x), vec4<u32>(v4.zw, v5.xy)),
-                         shift16(vec4<u32>(v5.yzw, v6.x), vec4<u32>(v5.zw, v6.xy)), block_acts(xi + 64u));
-    s += block_dot_wide(unpack2x16float(v6.y).y, vec4<u32>(v6.zw, v7.xy), vec4<u32>(v7.zw, v8.xy), block_acts(xi + 96u));
-    s += block_dot_wide(unpack2x16float(v8.z).x, shift16(vec4<u32>(v8.zw, v9.xy), vec4<u32>(v8.w, v9.xyz)),
-                         shift16(vec4<u32>(v9.zw, v10.xy), vec4<u32>(v9.w, v10.xyz)), block_acts(xi + 128u));
-    s += block_dot_wide(unpack2x16float(v10.z).y, vec4<u32>(v10.w, v11.xyz), vec4<u32>(v11.w, v12.xyz), block_acts(xi + 160u));
-    s += block_dot_wide(unpack2x16float(v12.w).x, shift16(vec4<u32>(v12.w, v13.xyz), v13),
-                         shift16(vec4<u32>(v13.w, v14.xyz), v14), block_acts(xi + 192u));
-    s += block_dot_wide(unpack2x16float(v14.w).y, v15, v16, block_acts(xi + 224u));
-    return s;
+// A group of blocks as loaded (GROUP_VEC4 vec4 loads), and block j of it dotted with activations x
+// (matvec_wide calls group_block_0 .. group_block_7, kernels::group_blocks writes the calls out).
+// Block j covers words [17 j / 2, 17 (j + 1) / 2]; word n is v[n / 4][n % 4].
+struct Group {
+    v0: vec4<u32>, v1: vec4<u32>, v2: vec4<u32>, v3: vec4<u32>, v4: vec4<u32>, v5: vec4<u32>, v6: vec4<u32>, v7: vec4<u32>,
+    v8: vec4<u32>, v9: vec4<u32>, v10: vec4<u32>, v11: vec4<u32>, v12: vec4<u32>, v13: vec4<u32>, v14: vec4<u32>, v15: vec4<u32>,
+    v16: vec4<u32>,
+}
+fn load_group(a: u32) -> Group {
+    return Group(load16(a), load16(a + 1u), load16(a + 2u), load16(a + 3u), load16(a + 4u), load16(a + 5u), load16(a + 6u),
+                 load16(a + 7u), load16(a + 8u), load16(a + 9u), load16(a + 10u), load16(a + 11u), load16(a + 12u),
+                 load16(a + 13u), load16(a + 14u), load16(a + 15u), load16(a + 16u));
+}
+fn group_block_0(g: Group, x: Vec4x8) -> f32 {
+    return block_dot_wide(unpack2x16float(g.v0.x).x, shift16(g.v0, vec4<u32>(g.v0.yzw, g.v1.x)), shift16(g.v1, vec4<u32>(g.v1.yzw, g.v2.x)), x);
+}
+fn group_block_1(g: Group, x: Vec4x8) -> f32 {
+    return block_dot_wide(unpack2x16float(g.v2.x).y, vec4<u32>(g.v2.yzw, g.v3.x), vec4<u32>(g.v3.yzw, g.v4.x), x);
+}
+fn group_block_2(g: Group, x: Vec4x8) -> f32 {
+    return block_dot_wide(unpack2x16float(g.v4.y).x, shift16(vec4<u32>(g.v4.yzw, g.v5.x), vec4<u32>(g.v4.zw, g.v5.xy)),
+                          shift16(vec4<u32>(g.v5.yzw, g.v6.x), vec4<u32>(g.v5.zw, g.v6.xy)), x);
+}
+fn group_block_3(g: Group, x: Vec4x8) -> f32 {
+    return block_dot_wide(unpack2x16float(g.v6.y).y, vec4<u32>(g.v6.zw, g.v7.xy), vec4<u32>(g.v7.zw, g.v8.xy), x);
+}
+fn group_block_4(g: Group, x: Vec4x8) -> f32 {
+    return block_dot_wide(unpack2x16float(g.v8.z).x, shift16(vec4<u32>(g.v8.zw, g.v9.xy), vec4<u32>(g.v8.w, g.v9.xyz)),
+                          shift16(vec4<u32>(g.v9.zw, g.v10.xy), vec4<u32>(g.v9.w, g.v10.xyz)), x);
+}
+fn group_block_5(g: Group, x: Vec4x8) -> f32 {
+    return block_dot_wide(unpack2x16float(g.v10.z).y, vec4<u32>(g.v10.w, g.v11.xyz), vec4<u32>(g.v11.w, g.v12.xyz), x);
+}
+fn group_block_6(g: Group, x: Vec4x8) -> f32 {
+    return block_dot_wide(unpack2x16float(g.v12.w).x, shift16(vec4<u32>(g.v12.w, g.v13.xyz), g.v13), shift16(vec4<u32>(g.v13.w, g.v14.xyz), g.v14), x);
+}
+fn group_block_7(g: Group, x: Vec4x8) -> f32 {
+    return block_dot_wide(unpack2x16float(g.v14.w).y, g.v15, g.v16, x);
 }
 
 // Block b of the row at vec4 `row16`: its 9 words (d in the low or high half of the first) lie in

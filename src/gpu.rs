@@ -29,6 +29,12 @@ pub struct Gpu {
     /// lavapipe fetches texels as gathers, storage words one lane at a time. WEBLLAMA_TEXTURES=0
     /// keeps them in buffers (to measure both).
     pub weight_textures: bool,
+    /// matvec_wide and embed_wide read weight textures through a read-only storage binding rather
+    /// than a sampled one: lavapipe's image loads skip its sampler's mip path (decode ~18% faster
+    /// there), while SwiftShader's sampled loads are the faster (page decode 3.6 vs 2.9 tok/s), as
+    /// are lavapipe's for matmul_wide (prefill ~5%). On for llvmpipe (lavapipe) only;
+    /// WEBLLAMA_TEXTURE_LOADS=storage or =sampled overrides.
+    pub texture_storage_loads: bool,
     /// Errors the device reported outside any error scope, oldest first.
     errors: Arc<Mutex<Vec<String>>>,
     /// Buffers created so far (all go through `buffer`): flat across requests once a model is
@@ -84,6 +90,11 @@ impl Gpu {
         // Kernels that share activations across a subgroup need at least 8 lanes in one.
         let subgroup_acts = subgroups && info.subgroup_min_size >= 8;
         let weight_textures = std::env::var("WEBLLAMA_TEXTURES").map_or(true, |v| v != "0");
+        let texture_storage_loads = match std::env::var("WEBLLAMA_TEXTURE_LOADS").as_deref() {
+            Ok("storage") => true,
+            Ok("sampled") => false,
+            _ => info.name.contains("llvmpipe"),
+        };
         Ok(Gpu {
             device,
             queue,
@@ -93,6 +104,7 @@ impl Gpu {
             matvec_rowwise,
             subgroup_acts,
             weight_textures,
+            texture_storage_loads,
             errors,
             buffers_created: Default::default(),
         })

@@ -243,7 +243,9 @@ pub fn texture_from_buffer(gpu: &Gpu, label: &str, buffer: &wgpu::Buffer, bytes:
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
         format: wgpu::TextureFormat::Rgba32Uint,
-        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        // Bound as a read-only storage texture (wide_texture.wgsl) or a sampled one
+        // (wide_texture_sampled.wgsl): Gpu::texture_storage_loads.
+        usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
         view_formats: &[],
     });
     let mut enc = gpu.device.create_command_encoder(&Default::default());
@@ -282,6 +284,10 @@ fn wide_pipeline(gpu: &Gpu, w: &QuantMatrix, io: &str, kernel: &str, base: &str,
         include_str!("../shaders/acts_plain.wgsl")
     };
     let loader = match w.blocks {
+        Blocks::Texture(_) if base == "matmul_wide" || !gpu.texture_storage_loads => {
+            name += "+sampled";
+            include_str!("../shaders/wide_texture_sampled.wgsl")
+        }
         Blocks::Texture(_) => {
             name += "+texture";
             include_str!("../shaders/wide_texture.wgsl")

@@ -83,11 +83,13 @@ fn matvec_every_quant_type() {
 /// buffers; and where the adapter has subgroups, the CPU-adapter layout without them (every
 /// activation loaded by every invocation).
 fn every_layout() -> Vec<std::sync::Arc<webllama::Gpu>> {
+    // Without subgroups as SwiftShader runs: textures read through sampled bindings.
     let cpu_layout = |subgroups: bool, textures: bool| {
         let mut g = pollster::block_on(webllama::Gpu::new()).unwrap();
         g.matvec_rowwise = true;
         g.subgroup_acts &= subgroups;
         g.weight_textures = textures;
+        g.texture_storage_loads = subgroups;
         std::sync::Arc::new(g)
     };
     let mut all = vec![gpu_with_rowwise(false), cpu_layout(true, true), cpu_layout(true, false)];
@@ -116,7 +118,7 @@ fn upload_matrix<'a>(g: &webllama::Gpu, ty: QuantType, rows: usize, cols: usize,
     .to_string();
     let buffer = g.storage_with("w", &laid);
     let blocks = if kernels::uses_texture(g, ty, cols as u32) {
-        layout += ", texture";
+        layout += if g.texture_storage_loads { ", texture (storage loads)" } else { ", texture (sampled loads)" };
         Stored::Texture(kernels::texture_from_buffer(g, "w", &buffer, laid.len() as u64).unwrap())
     } else {
         Stored::Buffer(buffer)

@@ -1,7 +1,9 @@
 //! attention_lanes: one token's attention (the decode graph) on CPU adapters with subgroups of at
 //! least 8 lanes, composed after attention_params.wgsl and attention_rowwise.wgsl (its bindings,
-//! rotate4 and softmax_step; with ROPE true). A workgroup of 8 per kv head: lane i walks cache positions i, i + 8, ... for all
-//! the group's query heads at once, so each key and value is loaded once for the group and the
+//! rotate4 and softmax_step; with ROPE true) and attention_kv_buffer.wgsl or
+//! attention_kv_texture.wgsl (where earlier positions are read from: cached_k, cached_v). A
+//! workgroup of 8 per kv head: lane i walks cache positions i, i + 8, ... for all the group's query
+//! heads at once, so each key and value is loaded once for the group and the
 //! 8 lanes' loads go out together; the lanes' online softmaxes are merged through the subgroup,
 //! then this position (q | k | v from qkv, rotated here) is added and each lane stores its share
 //! of the output and of k and v into the cache. Composed after `const GROUP: u32 = ...; const HD4:

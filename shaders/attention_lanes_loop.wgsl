@@ -3,9 +3,8 @@
 //! memory. kernels.rs writes the walk out with named values instead where group * head_dim / 4 <= 64.
     var cp: array<vec2<f32>, GROUP>; // per query head: (correction of the old sums, this key's weight)
     for (var j = lane; j < pos; j += 8u) {
-        let at = j * (p.kv_dim / 4u) + kv_off4;
         for (var i = 0u; i < hd4; i++) {
-            k[i] = k_cache[at + i];
+            k[i] = cached_k(j, kv_off4 + i);
         }
         for (var h = 0u; h < group; h++) {
             var s = 0.0;
@@ -19,7 +18,7 @@
             l[h] = lh;
         }
         for (var i = 0u; i < hd4; i++) {
-            let v = v_cache[at + i];
+            let v = cached_v(j, kv_off4 + i);
             for (var h = 0u; h < group; h++) {
                 acc[h * hd4 + i] = acc[h * hd4 + i] * cp[h].x + cp[h].y * v;
             }

@@ -152,6 +152,7 @@ impl Parts<'_> {
             out: &self.acts.att,
             partial: &self.acts.partial,
             rotations: rope.then_some(&self.acts.rotations),
+            kv_mirror: self.kv.mirror.as_ref().map(|m| m.views(l)),
         };
         let p = AttentionParams {
             n_heads: c.n_heads as u32,

@@ -515,6 +515,9 @@ pub struct AttentionBuffers<'a> {
     /// unrotated and the kernel rotates them (one token on a CPU adapter); None when rope.wgsl has
     /// rotated them.
     pub rotations: Option<&'a wgpu::Buffer>,
+    /// The cache's copy in textures (k, v: kv_cache::KvMirror) holding every position before this
+    /// one, which attention_lanes then reads instead of the buffers (one token, CPU adapters).
+    pub kv_mirror: Option<(&'a wgpu::TextureView, &'a wgpu::TextureView)>,
 }
 
 /// attention for `rows` batch rows (see attention.wgsl): one dispatch, plus a combine dispatch when
@@ -538,10 +541,18 @@ pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
             let consts = format!("const ROPE: bool = true;\nconst GROUP: u32 = {group}u;\nconst HD4: u32 = {hd4}u;\n");
             let walk = if group * hd4 <= 64 { attention_lanes_walk(group, hd4) } else { include_str!("../shaders/attention_lanes_loop.wgsl").to_string() };
             let lanes = include_str!("../shaders/attention_lanes.wgsl").replace("    //@positions\n", &walk);
-            let src = format!("{consts}{params}{rowwise}\n{lanes}");
-            let pipeline = gpu.pipeline_at(&format!("attention_lanes/{group}x{}", p.head_dim), &src, None, "decode_lanes")?;
+            let (reads, kind) = match b.kv_mirror {
+                Some(_) => (include_str!("../shaders/attention_kv_texture.wgsl"), "mirror"),
+                None => (include_str!("../shaders/attention_kv_buffer.wgsl"), "buffers"),
+            };
+            let src = format!("{consts}{params}{rowwise}\n{reads}\n{lanes}");
+            let pipeline = gpu.pipeline_at(&format!("attention_lanes/{group}x{}+{kind}", p.head_dim), &src, None, "decode_lanes")?;
             let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (7, b.out), (8, rotations)];
-            return Ok(vec![build_at(gpu, "attention", pipeline, bytemuck::bytes_of(&p), &used, [p.n_kv_heads, 1, 1])?]);
+            let mut resources: Vec<(u32, wgpu::BindingResource)> = used.iter().map(|(i, buf)| (*i, buf.as_entire_binding())).collect();
+            if let Some((k, v)) = b.kv_mirror {
+                resources.extend([(9, wgpu::BindingResource::TextureView(k)), (10, wgpu::BindingResource::TextureView(v))]);
+            }
+            return Ok(vec![build_bound(gpu, "attention", pipeline, bytemuck::bytes_of(&p), resources, [p.n_kv_heads, 1, 1])?]);
         }
         if b.rotations.is_some() && rows != 1 {
             return Err(crate::Error::InvalidRequest("attention: RoPE in the kernel is for one token".into()));
@@ -581,9 +592,9 @@ fn attention_lanes_walk(group: u32, hd4: u32) -> String {
         }
         w += &format!("    var m_{h} = -3.4e38;\n    var l_{h} = 0.0;\n");
     }
-    w += "    for (var j = lane; j < pos; j += 8u) {\n        let at = j * (p.kv_dim / 4u) + kv_off4;\n";
+    w += "    for (var j = lane; j < pos; j += 8u) {\n";
     for i in vecs.clone() {
-        w += &format!("        let k_{i} = k_cache[at + {i}u];\n");
+        w += &format!("        let k_{i} = cached_k(j, kv_off4 + {i}u);\n");
     }
     for h in heads.clone() {
         let dots: Vec<String> = vecs.clone().map(|i| format!("dot(q_{h}_{i}, k_{i})")).collect();
@@ -591,7 +602,7 @@ fn attention_lanes_walk(group: u32, hd4: u32) -> String {
         w += &format!("        let cp_{h} = softmax_step(&m_{h}, &l_{h}, s_{h});\n");
     }
     for i in vecs.clone() {
-        w += &format!("        let v_{i} = v_cache[at + {i}u];\n");
+        w += &format!("        let v_{i} = cached_v(j, kv_off4 + {i}u);\n");
         for h in heads.clone() {
             w += &format!("        a_{h}_{i} = a_{h}_{i} * cp_{h}.x + cp_{h}.y * v_{i};\n");
         }

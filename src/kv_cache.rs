@@ -14,6 +14,8 @@ pub struct KvCache {
     pub capacity: usize,
     /// Positions filled so far.
     pub len: usize,
+    /// The cache's copy in textures where the decode graph reads them (Gpu::mirrors_kv).
+    pub mirror: Option<KvMirror>,
 }
 
 impl KvCache {
@@ -42,12 +44,92 @@ impl KvCache {
         let layer_bytes = capacity as u64 * cfg.kv_dim() as u64 * 4;
         let k = (0..cfg.n_layers).map(|l| gpu.storage(&format!("k_cache.{l}"), layer_bytes)).collect();
         let v = (0..cfg.n_layers).map(|l| gpu.storage(&format!("v_cache.{l}"), layer_bytes)).collect();
-        Ok(KvCache { k, v, capacity, len: 0 })
+        let mirror = if gpu.mirrors_kv() { KvMirror::new(gpu, cfg.n_layers, cfg.kv_dim(), capacity) } else { None };
+        Ok(KvCache { k, v, capacity, len: 0, mirror })
     }
 
     /// Forgets positions from `len` on (they are overwritten by the next tokens).
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
+        if let Some(m) = &mut self.mirror {
+            m.len = m.len.min(len);
+        }
+    }
+
+    /// Records into `enc` the copies that bring the mirror up to every position filled so far.
+    pub fn sync_mirror(&mut self, enc: &mut wgpu::CommandEncoder) {
+        if let Some(m) = &mut self.mirror {
+            m.copy_rows(enc, &self.k, &self.v, m.len, self.len);
+            m.len = self.len;
+        }
+    }
+}
+
+/// A copy of the KV cache in textures (Rgba32Float, [capacity, kv_dim / 4] texels per layer) that
+/// the decode graph's attention reads on lavapipe, where a texel load is a gather of the SIMD lanes
+/// and a storage load a loop over them (attention_kv_texture.wgsl). The buffers stay the cache every
+/// kernel writes; before a decode step the host copies the rows written since the last one
+/// (`KvCache::sync_mirror`: one copy per layer and K/V). Doubles the cache's memory there.
+pub struct KvMirror {
+    k: Vec<wgpu::Texture>,
+    v: Vec<wgpu::Texture>,
+    k_views: Vec<wgpu::TextureView>,
+    v_views: Vec<wgpu::TextureView>,
+    row_bytes: u32,
+    /// Positions copied so far.
+    pub len: usize,
+}
+
+impl KvMirror {
+    /// Textures for `n_layers` of `capacity` rows of `kv_dim` values, or None where they cannot be:
+    /// rows not a multiple of 256 bytes (a buffer-to-texture copy's row pitch) or taller than the
+    /// device's textures.
+    pub fn new(gpu: &Gpu, n_layers: usize, kv_dim: usize, capacity: usize) -> Option<KvMirror> {
+        let row_bytes = 4 * kv_dim as u32;
+        let max = gpu.limits.max_texture_dimension_2d as usize;
+        if row_bytes % wgpu::COPY_BYTES_PER_ROW_ALIGNMENT != 0 || kv_dim / 4 > max || capacity > max || capacity == 0 {
+            return None;
+        }
+        let texture = |label: String| {
+            gpu.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some(&label),
+                size: wgpu::Extent3d { width: kv_dim as u32 / 4, height: capacity as u32, depth_or_array_layers: 1 },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            })
+        };
+        let k: Vec<wgpu::Texture> = (0..n_layers).map(|l| texture(format!("k_mirror.{l}"))).collect();
+        let v: Vec<wgpu::Texture> = (0..n_layers).map(|l| texture(format!("v_mirror.{l}"))).collect();
+        let view = |t: &wgpu::Texture| t.create_view(&Default::default());
+        Some(KvMirror { k_views: k.iter().map(view).collect(), v_views: v.iter().map(view).collect(), k, v, row_bytes, len: 0 })
+    }
+
+    /// Layer l's keys and values.
+    pub fn views(&self, l: usize) -> (&wgpu::TextureView, &wgpu::TextureView) {
+        (&self.k_views[l], &self.v_views[l])
+    }
+
+    /// Records copies of positions `from .. to` of every layer from the cache buffers `k`, `v`.
+    pub fn copy_rows(&self, enc: &mut wgpu::CommandEncoder, k: &[wgpu::Buffer], v: &[wgpu::Buffer], from: usize, to: usize) {
+        if from >= to {
+            return;
+        }
+        let rows = (to - from) as u32;
+        let extent = wgpu::Extent3d { width: self.row_bytes / 16, height: rows, depth_or_array_layers: 1 };
+        for (buffers, textures) in [(k, &self.k), (v, &self.v)] {
+            for (buffer, texture) in buffers.iter().zip(textures) {
+                let src = wgpu::TexelCopyBufferInfo {
+                    buffer,
+                    layout: wgpu::TexelCopyBufferLayout { offset: from as u64 * self.row_bytes as u64, bytes_per_row: Some(self.row_bytes), rows_per_image: Some(rows) },
+                };
+                let dst = wgpu::TexelCopyTextureInfo { texture, mip_level: 0, origin: wgpu::Origin3d { x: 0, y: from as u32, z: 0 }, aspect: wgpu::TextureAspect::All };
+                enc.copy_buffer_to_texture(src, dst, extent);
+            }
+        }
     }
 }
 

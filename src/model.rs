@@ -464,6 +464,9 @@ impl Model {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn profile_step(&mut self, token: u32) -> Result<(Vec<(&'static str, f64)>, f64)> {
         self.begin_step(token)?;
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.kv.sync_mirror(&mut enc);
+        self.gpu.queue.submit([enc.finish()]);
         let best_of_5 = |skip: Option<&str>| -> Result<f64> {
             let mut best = f64::MAX;
             for _ in 0..20 {
@@ -497,6 +500,7 @@ impl Model {
     /// Writes the step uniform and the input token, then records the decoder into `enc`.
     fn record(&mut self, token: u32, enc: &mut wgpu::CommandEncoder) -> Result<()> {
         self.begin_step(token)?;
+        self.kv.sync_mirror(enc);
         let mut pass = enc.begin_compute_pass(&Default::default());
         self.graph.iter().for_each(|d| d.record(&mut pass));
         drop(pass);

@@ -6,6 +6,7 @@ mod common;
 
 use common::{gpu, Rng};
 use webllama::model::Stored;
+use webllama::kv_cache::KvMirror;
 use webllama::kernels::{self, AttentionBuffers, AttentionParams, MatmulParams, MatvecParams, QuantMatrix, RopeParams, Step};
 use webllama::quant::{QuantType, SUPPORTED};
 use webllama::reference;
@@ -313,7 +314,7 @@ fn attention_matches_with(g: &webllama::Gpu) {
         let out = g.storage("out", 4 * (h * hd) as u64);
         let step = step_on(g, pos as u32);
         let (none_k, none_v, partial) = (g.storage("k_branch", 16), g.storage("v_branch", 16), g.storage("partial", 4 * (h * 4 * (hd + 2)) as u64));
-        let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &none_k, v_branch: &none_v, out: &out, partial: &partial, rotations: None };
+        let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &none_k, v_branch: &none_v, out: &out, partial: &partial, rotations: None, kv_mirror: None };
         let p = AttentionParams { n_heads: h as u32, n_kv_heads: kvh as u32, head_dim: hd as u32, qkv_stride: ((h + 2 * kvh) * hd) as u32, n_splits: splits, ..Default::default() };
         kernels::submit(g, &kernels::attention(g, &b, &step, p, 1).unwrap());
         let want = reference::attention(&q, &k, &v, h, kvh, hd, len);
@@ -340,6 +341,24 @@ fn attention_matches_with(g: &webllama::Gpu) {
             check("attention", "f32", &shape, &read_on(g, &out, h * hd), &want);
             check("attention k store", "f32", &shape, &read_on(g, &kb, len * kv_dim), &k_rot);
             check("attention v store", "f32", &shape, &read_on(g, &vb, len * kv_dim), &v);
+            if g.mirrors_kv() {
+                // The earlier positions from the cache's copy in textures (lavapipe's decode graph):
+                // the mirror gets the true rows, the buffers garbage there, so only reads of the
+                // mirror give the right answer; this position is still stored into the buffers.
+                let mirror = KvMirror::new(g, 1, kv_dim, len).unwrap();
+                let (true_k, true_v) = (g.storage_with("k", bytemuck::cast_slice(&k_rot)), g.storage_with("v", bytemuck::cast_slice(&v)));
+                let mut enc = g.device.create_command_encoder(&Default::default());
+                mirror.copy_rows(&mut enc, &[true_k], &[true_v], 0, pos);
+                g.queue.submit([enc.finish()]);
+                let garbage: Vec<f32> = (0..len * kv_dim).map(|i| if i < pos * kv_dim { 5.0 } else { 9.0 }).collect();
+                let (kb, vb) = (g.storage_with("k", bytemuck::cast_slice(&garbage)), g.storage_with("v", bytemuck::cast_slice(&garbage)));
+                let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, kv_mirror: Some(mirror.views(0)), ..b };
+                kernels::submit(g, &kernels::attention(g, &b, &step, p, 1).unwrap());
+                let shape = format!("{shape}, earlier positions from the texture mirror");
+                check("attention", "f32", &shape, &read_on(g, &out, h * hd), &want);
+                let stored = &read_on(g, &kb, len * kv_dim)[pos * kv_dim..];
+                check("attention k store", "f32", &shape, stored, &k_rot[pos * kv_dim..]);
+            }
         }
     }
 }
@@ -528,7 +547,7 @@ fn attention_over_batch_rows_with(g: &webllama::Gpu) {
         cv[cached * kv_dim..].iter_mut().for_each(|x| *x = -9.0);
         let (qb, kb, vb) = (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), g.storage_with("k", bytemuck::cast_slice(&ck)), g.storage_with("v", bytemuck::cast_slice(&cv)));
         let (nk, nv, out) = (g.storage("kb", 16), g.storage("vb", 16), g.storage("out", 4 * (rows * h * hd) as u64));
-        let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &nk, v_branch: &nv, out: &out, partial: &partial, rotations: None };
+        let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &nk, v_branch: &nv, out: &out, partial: &partial, rotations: None, kv_mirror: None };
         let step = g.uniform("step", &Step::chunk(cached as u32, rows as u32));
         kernels::submit(g, &kernels::attention(g, &b, &step, params(splits, 0), rows as u32).unwrap());
         let got = read_on(g, &out, rows * h * hd);
@@ -551,7 +570,7 @@ fn attention_over_batch_rows_with(g: &webllama::Gpu) {
         .collect();
     let (qb, kb, vb) = (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), g.storage_with("k", bytemuck::cast_slice(&pk)), g.storage_with("v", bytemuck::cast_slice(&pv)));
     let (kbb, vbb, out) = (g.storage_with("kb", bytemuck::cast_slice(&bk)), g.storage_with("vb", bytemuck::cast_slice(&bv)), g.storage("out", 4 * (n * h * hd) as u64));
-    let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &kbb, v_branch: &vbb, out: &out, partial: &partial, rotations: None };
+    let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &kbb, v_branch: &vbb, out: &out, partial: &partial, rotations: None, kv_mirror: None };
     let step = g.uniform("step", &Step::candidates((prefix + earlier) as u32, n as u32, prefix as u32));
     kernels::submit(g, &kernels::attention(g, &b, &step, params(1, branch_len as u32), n as u32).unwrap());
     let got = read_on(g, &out, n * h * hd);

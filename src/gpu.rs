@@ -206,7 +206,8 @@ impl Gpu {
 
     /// Whether the KV cache gets a copy in textures for the decode graph's attention (kv_cache::KvMirror):
     /// where weight textures are read through storage bindings (lavapipe) and attention_lanes runs
-    /// (a CPU adapter with 8-lane subgroups). WEBLLAMA_KV_MIRROR=0 leaves it off.
+    /// (a CPU adapter with 8-lane subgroups; kernels::runs_attention_lanes for the model's shape).
+    /// WEBLLAMA_KV_MIRROR=0 leaves it off.
     pub fn mirrors_kv(&self) -> bool {
         self.texture_storage_loads && self.subgroup_acts && self.matvec_rowwise && std::env::var("WEBLLAMA_KV_MIRROR").map_or(true, |v| v != "0")
     }

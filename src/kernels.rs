@@ -520,6 +520,12 @@ pub struct AttentionBuffers<'a> {
     pub kv_mirror: Option<(&'a wgpu::TextureView, &'a wgpu::TextureView)>,
 }
 
+/// Whether one token's attention runs attention_lanes on `gpu` (a CPU adapter with 8-lane subgroups)
+/// for this shape: at most 1024 query values per kv head.
+pub fn runs_attention_lanes(gpu: &Gpu, n_heads: u32, n_kv_heads: u32, head_dim: u32) -> bool {
+    gpu.matvec_rowwise && gpu.subgroup_acts && n_heads / n_kv_heads.max(1) * head_dim <= 1024
+}
+
 /// attention for `rows` batch rows (see attention.wgsl): one dispatch, plus a combine dispatch when
 /// the positions are split (p.n_splits > 1). Each row's k and v are stored in the cache (or its
 /// branch) on the way.
@@ -534,7 +540,7 @@ pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
         let p = AttentionParams { n_splits: 1, ..p };
         let rowwise = include_str!("../shaders/attention_rowwise.wgsl");
         let group = p.n_heads / p.n_kv_heads;
-        if let (Some(rotations), true) = (b.rotations, rows == 1 && gpu.subgroup_acts && group * p.head_dim <= 1024) {
+        if let (Some(rotations), true) = (b.rotations, rows == 1 && runs_attention_lanes(gpu, p.n_heads, p.n_kv_heads, p.head_dim)) {
             // One token, subgroups: a workgroup of 8 lanes per kv head (attention_lanes.wgsl), made
             // for this group size and head width.
             let hd4 = p.head_dim / 4;

@@ -44,7 +44,8 @@ impl KvCache {
         let layer_bytes = capacity as u64 * cfg.kv_dim() as u64 * 4;
         let k = (0..cfg.n_layers).map(|l| gpu.storage(&format!("k_cache.{l}"), layer_bytes)).collect();
         let v = (0..cfg.n_layers).map(|l| gpu.storage(&format!("v_cache.{l}"), layer_bytes)).collect();
-        let mirror = if gpu.mirrors_kv() { KvMirror::new(gpu, cfg.n_layers, cfg.kv_dim(), capacity) } else { None };
+        let lanes = crate::kernels::runs_attention_lanes(gpu, cfg.n_heads as u32, cfg.n_kv_heads as u32, cfg.head_dim as u32);
+        let mirror = if gpu.mirrors_kv() && lanes { KvMirror::new(gpu, cfg.n_layers, cfg.kv_dim(), capacity) } else { None };
         Ok(KvCache { k, v, capacity, len: 0, mirror })
     }
 

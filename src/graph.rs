@@ -70,7 +70,7 @@ pub struct Acts {
     pub step: wgpu::Buffer,     // uniform Step
     pub partial: wgpu::Buffer,  // [max_candidates, n_heads, n_splits, head_dim + 2] split attention
     pub rope_ones: wgpu::Buffer, // [n_rot / 2] of 1.0, for models without rope_freqs
-    pub norms: wgpu::Buffer,    // [ceil(dim / subgroup size) + 4] partial sums of squares of x (kernels::Fold)
+    pub norms: wgpu::Buffer,    // [ceil(dim / subgroup size) + 4] (room for one per subgroup of rows) partial sums of squares of x (kernels::Fold)
     pub rotations: wgpu::Buffer, // [head_dim / 2] (cos, sin): RoPE at the decoded position (kernels::rope_rotations)
 }
 

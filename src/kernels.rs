@@ -270,9 +270,20 @@ pub fn texture_from_buffer(gpu: &Gpu, label: &str, buffer: &wgpu::Buffer, bytes:
 /// CPU adapter and rows of a type with a wide decoder laid out 16 bytes apart. Composed as the
 /// type's quant/wide_<type>.wgsl, wide.wgsl, the kernel's io file, the activation loader (through
 /// subgroups where the device has them with at least 8 lanes and `subgroup_acts`, else plain
-/// loads), the weights' loader (texture or buffer), the `extra` (name, source) snippets and the
-/// kernel; named `base` plus what it was composed with.
-fn wide_pipeline(gpu: &Gpu, w: &QuantMatrix, io: &str, kernel: &str, base: &str, subgroup_acts: bool, extra: &[(&str, &str)]) -> Result<Option<Arc<wgpu::ComputePipeline>>> {
+/// loads), the weights' loader (a buffer, or a texture read through `binding` where
+/// Gpu::texture_storage_loads allows the storage one), the `extra` (name, source) snippets and the
+/// kernel (its group_blocks marker written out); named `base` plus what it was composed with.
+#[allow(clippy::too_many_arguments)]
+fn wide_pipeline(
+    gpu: &Gpu,
+    w: &QuantMatrix,
+    io: &str,
+    kernel: &str,
+    base: &str,
+    subgroup_acts: bool,
+    binding: TextureBinding,
+    extra: &[(&str, &str)],
+) -> Result<Option<Arc<wgpu::ComputePipeline>>> {
     let Some(wide) = w.ty.wide_matvec_wgsl().filter(|_| reads_wide(gpu, w.ty, w.row_stride)) else {
         return Ok(None);
     };
@@ -284,7 +295,7 @@ fn wide_pipeline(gpu: &Gpu, w: &QuantMatrix, io: &str, kernel: &str, base: &str,
         include_str!("../shaders/acts_plain.wgsl")
     };
     let loader = match w.blocks {
-        Blocks::Texture(_) if base == "matmul_wide" || !gpu.texture_storage_loads => {
+        Blocks::Texture(_) if binding == TextureBinding::Sampled || !gpu.texture_storage_loads => {
             name += "+sampled";
             include_str!("../shaders/wide_texture_sampled.wgsl")
         }
@@ -300,10 +311,22 @@ fn wide_pipeline(gpu: &Gpu, w: &QuantMatrix, io: &str, kernel: &str, base: &str,
         name += tag;
         src.push(snippet);
     }
-    let kernel = kernel.replace("//@group_blocks", &group_blocks(wide)?);
+    let kernel = if kernel.contains(GROUP_BLOCKS_MARKER) { kernel.replace(GROUP_BLOCKS_MARKER, &group_blocks(wide)?) } else { kernel.to_string() };
     src.push(&kernel);
     gpu.pipeline_at(&name, &src.join("\n"), Some(w.ty), "main").map(Some)
 }
+
+/// How a wide kernel would read a weight texture: matvec_wide and embed_wide through the read-only
+/// storage binding (wide_texture.wgsl), matmul_wide through the sampled one
+/// (wide_texture_sampled.wgsl: lavapipe's prefill ran ~5% slower through the storage binding).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TextureBinding {
+    Storage,
+    Sampled,
+}
+
+/// The line of matvec_wide.wgsl that group_blocks replaces.
+const GROUP_BLOCKS_MARKER: &str = "//@group_blocks";
 
 /// matvec_wide's walk over one group of blocks for its 4 rows (group g0 .. g3 loaded, activations
 /// from element xi): block j's activations loaded once, then dotted with each row's block j by the
@@ -332,8 +355,8 @@ pub struct Fold<'a> {
     /// Rows dotted with rmsnorm(x) * norm_w: (norm_w, the partial sums of squares of x a matvec
     /// with `partials_out` left, eps).
     pub norm: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer, f32)>,
-    /// Leaves partial sums of squares of what it stores here ([ceil(rows / subgroup size)]) for a
-    /// following `norm` fold.
+    /// Leaves partial sums of squares of what it stores here ([ceil(rows / (subgroup size * 4))]: one
+    /// per subgroup of lanes with 4 rows each) for a following `norm` fold.
     pub partials_out: Option<&'a wgpu::Buffer>,
 }
 
@@ -396,7 +419,7 @@ pub fn matvec_fold(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buf
         None => ("store", include_str!("../shaders/fold/out_plain.wgsl")),
     };
     let (io, kernel) = (include_str!("../shaders/matvec_io.wgsl"), include_str!("../shaders/matvec_wide.wgsl"));
-    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, "matvec_wide", true, &[act, finish])? {
+    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, "matvec_wide", true, TextureBinding::Storage, &[act, finish])? {
         return build_bound(gpu, "matvec", pipeline, bytemuck::bytes_of(&p), resources, grid(w.rows.div_ceil(64)));
     }
     let (entry, rows_per_wg) = if gpu.matvec_rowwise { ("main_rowwise", 64) } else { ("main", 4) };
@@ -420,7 +443,7 @@ pub struct EmbedParams {
 /// With `rows` > 1, tokens token_index.. go to rows of `out` one `table.cols` apart.
 pub fn embed(gpu: &Gpu, table: &QuantMatrix, row_start: u32, tokens: &wgpu::Buffer, out: &wgpu::Buffer, token_index: u32, rows: u32) -> Result<Dispatch> {
     let p = EmbedParams { dim: table.cols, row_bytes: table.row_stride, row_start, n_rows: table.rows, token_index, ..Default::default() };
-    if let Some(pipeline) = wide_pipeline(gpu, table, "", include_str!("../shaders/embed_wide.wgsl"), "embed_wide", false, &[])? {
+    if let Some(pipeline) = wide_pipeline(gpu, table, "", include_str!("../shaders/embed_wide.wgsl"), "embed_wide", false, TextureBinding::Storage, &[])? {
         let resources = vec![(2, tokens.as_entire_binding()), (3, out.as_entire_binding()), (5, table.resource())];
         let blocks = table.cols / table.ty.block_elems() as u32;
         return build_bound(gpu, "embed", pipeline, bytemuck::bytes_of(&p), resources, [blocks.div_ceil(64), rows, 1]);
@@ -750,7 +773,7 @@ pub fn matmul(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
     let rows = if p.rows == 0 { w.rows - p.w_row0 } else { p.rows };
     let p = MatmulParams { rows, cols: w.cols, row_bytes: w.row_stride, ..p };
     let (io, kernel) = (include_str!("../shaders/matmul_io.wgsl"), include_str!("../shaders/matmul_wide.wgsl"));
-    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, "matmul_wide", true, &[])? {
+    if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, "matmul_wide", true, TextureBinding::Sampled, &[])? {
         let tiles = if p.last_only == 1 { 1 } else { max_tokens.div_ceil(16) };
         let resources = vec![(1, step.as_entire_binding()), (3, x.as_entire_binding()), (4, out.as_entire_binding()), (5, w.resource())];
         return build_bound(gpu, "matmul", pipeline, bytemuck::bytes_of(&p), resources, [rows.div_ceil(64), tiles, 1]);

@@ -316,12 +316,16 @@ fn attention_matches_with(g: &webllama::Gpu) {
         let (none_k, none_v, partial) = (g.storage("k_branch", 16), g.storage("v_branch", 16), g.storage("partial", 4 * (h * 4 * (hd + 2)) as u64));
         let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &none_k, v_branch: &none_v, out: &out, partial: &partial, rotations: None, kv_mirror: None };
         let p = AttentionParams { n_heads: h as u32, n_kv_heads: kvh as u32, head_dim: hd as u32, qkv_stride: ((h + 2 * kvh) * hd) as u32, n_splits: splits, ..Default::default() };
-        kernels::submit(g, &kernels::attention(g, &b, &step, p, 1).unwrap());
+        // Runs attention over `b`; checks its output and the whole caches it leaves.
+        let run_and_check = |b: &AttentionBuffers, shape: &str, want: &[f32], want_k: &[f32], want_v: &[f32]| {
+            kernels::submit(g, &kernels::attention(g, b, &step, p, 1).unwrap());
+            check("attention", "f32", shape, &read_on(g, b.out, h * hd), want);
+            check("attention k store", "f32", shape, &read_on(g, b.k_cache, len * kv_dim), want_k);
+            check("attention v store", "f32", shape, &read_on(g, b.v_cache, len * kv_dim), want_v);
+        };
         let want = reference::attention(&q, &k, &v, h, kvh, hd, len);
         let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}, {splits} splits");
-        check("attention", "f32", &shape, &read_on(g, &out, h * hd), &want);
-        check("attention k store", "f32", &shape, &read_on(g, &kb, len * kv_dim), &k);
-        check("attention v store", "f32", &shape, &read_on(g, &vb, len * kv_dim), &v);
+        run_and_check(&b, &shape, &want, &k, &v);
         if g.matvec_rowwise {
             // RoPE in the kernel (the CPU adapters' decode graph): q and this position's k arrive
             // unrotated; the cache's rows are rotated already. A full rotation, and a partial one
@@ -335,12 +339,9 @@ fn attention_matches_with(g: &webllama::Gpu) {
             let rotations = kernels::rope_rotations(pos as u32, hd, n_rot, 10000.0, 0.5, factors.then_some(&ff[..]));
             let (kb, vb, rb) = (g.storage_with("k", bytemuck::cast_slice(&stale_k)), g.storage_with("v", bytemuck::cast_slice(&stale_v)), g.storage_with("rotations", bytemuck::cast_slice(&rotations)));
             let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, rotations: Some(&rb), ..b };
-            kernels::submit(g, &kernels::attention(g, &b, &step, p, 1).unwrap());
             let want = reference::attention(&q_rot, &k_rot, &v, h, kvh, hd, len);
             let shape = format!("{shape}, rope in the kernel (n_rot {n_rot})");
-            check("attention", "f32", &shape, &read_on(g, &out, h * hd), &want);
-            check("attention k store", "f32", &shape, &read_on(g, &kb, len * kv_dim), &k_rot);
-            check("attention v store", "f32", &shape, &read_on(g, &vb, len * kv_dim), &v);
+            run_and_check(&b, &shape, &want, &k_rot, &v);
             if g.mirrors_kv() {
                 // The earlier positions from the cache's copy in textures (lavapipe's decode graph):
                 // the mirror gets the true rows, the buffers garbage there, so only reads of the

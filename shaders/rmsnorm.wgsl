@@ -13,18 +13,28 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;         // [n]
 @group(0) @binding(3) var<storage, read_write> out: array<f32>; // [n]
 
+// The sum of squares of x[xo + i] for i = first, first + step, ... below n.
+fn sum_squares(xo: u32, first: u32, step: u32) -> f32 {
+    var ss = 0.0;
+    for (var i = first; i < p.n; i += step) {
+        let v = x[xo + i];
+        ss += v * v;
+    }
+    return ss;
+}
+
+// out[oo + i] = x[xo + i] * scale * w[i] for i = first, first + step, ... below n.
+fn write_scaled(xo: u32, oo: u32, first: u32, step: u32, scale: f32) {
+    for (var i = first; i < p.n; i += step) {
+        out[oo + i] = x[xo + i] * scale * w[i];
+    }
+}
+
 var<workgroup> red: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let xo = p.x_offset + wid.y * p.n;
-    let oo = p.out_offset + wid.y * p.n;
-    var ss = 0.0;
-    for (var i = lid; i < p.n; i += 256u) {
-        let v = x[xo + i];
-        ss += v * v;
-    }
-    red[lid] = ss;
+    red[lid] = sum_squares(p.x_offset + wid.y * p.n, lid, 256u);
     workgroupBarrier();
     for (var s = 128u; s > 0u; s >>= 1u) {
         if (lid < s) {
@@ -33,7 +43,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
     }
     let scale = 1.0 / sqrt(red[0] / f32(p.n) + p.eps);
-    for (var i = lid; i < p.n; i += 256u) {
-        out[oo + i] = x[xo + i] * scale * w[i];
-    }
+    write_scaled(p.x_offset + wid.y * p.n, p.out_offset + wid.y * p.n, lid, 256u, scale);
 }

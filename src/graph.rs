@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::kernels::{self, AttentionBuffers, AttentionParams, Blocks, Dispatch, Fold, MatmulParams, MatvecParams, QkvParams, QuantMatrix, RopeParams};
+use crate::kernels::{self, AttentionBuffers, AttentionParams, AttentionRows, Blocks, Dispatch, Fold, MatmulParams, MatvecParams, QkvParams, QuantMatrix, RopeParams};
 use crate::kv_cache::{Branches, KvCache};
 use crate::weights;
 use std::collections::HashMap;
@@ -141,7 +141,7 @@ impl Parts<'_> {
     }
     /// Attention for layer l; `rope`: q and the batch's keys arrive unrotated (the kernel rotates
     /// them: CPU adapters).
-    fn attention(&self, l: usize, rows: u32, n_splits: u32, rope: bool) -> Result<Vec<Dispatch>> {
+    fn attention(&self, l: usize, rows: AttentionRows, n_splits: u32, rope: bool) -> Result<Vec<Dispatch>> {
         let c = self.cfg;
         let b = AttentionBuffers {
             qkv: &self.acts.qkv,
@@ -244,7 +244,7 @@ pub fn decode(s: &Parts) -> Result<Vec<Dispatch>> {
         }
         // att = softmax(q k^T / sqrt(head_dim)) v; k_cache[pos], v_cache[pos] = k, v (CPU adapters:
         // q and k roped on the way)
-        g.extend(s.attention(l, 1, s.n_splits, gpu.matvec_rowwise)?);
+        g.extend(s.attention(l, AttentionRows::One, s.n_splits, gpu.matvec_rowwise)?);
         let wgu = s.weights.get(&lw("ffn_gate_up"));
         let wo = s.w(&lw(weights::ATTN_OUT));
         norms_ready = one_part(wo) && can_fold(wgu);
@@ -334,7 +334,11 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
         g.push(kernels::rope(gpu, &a.qkv, s.freq_factors(), &a.step, s.rope(c.n_heads + c.n_kv_heads, 0), rows)?); // rope(q), rope(k): k's heads follow q's
         // att = causal softmax(q k^T / sqrt(head_dim)) v; each row's k, v into the cache (or branch);
         // candidates split the KV length like decode, a prompt chunk has rows enough
-        g.extend(s.attention(l, rows, if kind == Batch::Candidates { s.n_splits } else { 1 }, false)?);
+        let (which, n_splits) = match kind {
+            Batch::Prompt => (AttentionRows::Prompt(rows), 1),
+            Batch::Candidates => (AttentionRows::Candidates(rows), s.n_splits),
+        };
+        g.extend(s.attention(l, which, n_splits, false)?);
         let add = |x_stride: u32| MatmulParams { accumulate: 1, ..mm(x_stride, dim) };
         matmul(&mut g, s, s.w(&lw(weights::ATTN_OUT)), &a.att, &a.x, add(c.q_dim() as u32), rows)?; // x += Wo att
         g.push(kernels::rmsnorm(gpu, &a.x, s.vec(&lw(weights::FFN_NORM)), &a.xb, dim, c.rms_eps, rows)?); // xb = rmsnorm(x)

@@ -87,7 +87,7 @@ struct BenchArgs {
     /// Tokens to decode.
     #[arg(short = 'n', default_value_t = 128)]
     decode_tokens: usize,
-    /// Also print what each kind of kernel costs in a decode step (the step less the step without it).
+    /// Also print what each kind of kernel costs in a decode step and in a prompt chunk (the whole less the whole without it).
     #[arg(long)]
     profile: bool,
     /// Prefill one token at a time (the decode graph) instead of in batched chunks.
@@ -393,12 +393,15 @@ fn bench(a: BenchArgs) -> Result<()> {
         println!("per token {} dispatches, 1 submit, 4 bytes read back", model.dispatches_per_token());
     }
     if a.profile {
-        let (split, whole) = model.profile_step(tok)?;
-        println!("profile (a decode step: {whole:.1} ms; per kind of kernel, what the step saves without it):");
-        for (name, ms) in split {
-            let n = model.graph_dispatches(name);
-            println!("  {name:<10} {ms:8.2} ms  {:5.1}%  {n:4} dispatches", 100.0 * ms / whole);
-        }
+        let print = |what: &str, (split, whole): (Vec<(&str, f64, usize)>, f64)| {
+            println!("profile ({what}: {whole:.1} ms; per kind of kernel, what it saves without it):");
+            for (name, ms, n) in split {
+                println!("  {name:<10} {ms:8.2} ms  {:5.1}%  {n:4} dispatches", 100.0 * ms / whole);
+            }
+        };
+        print("a decode step", model.profile_step(tok)?);
+        let rows = model.batch_rows();
+        print(&format!("a prompt chunk of {rows} tokens"), model.profile_chunk(tok)?);
     }
     Ok(())
 }

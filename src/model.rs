@@ -447,54 +447,37 @@ impl Model {
         self.graph.len()
     }
 
-    /// Dispatches of kernel `name` per decoded token.
-    pub fn graph_dispatches(&self, name: &str) -> usize {
-        self.graph.iter().filter(|d| d.name == name).count()
-    }
-
     /// Most tokens one prompt chunk runs.
     pub fn batch_rows(&self) -> usize {
         self.acts.rows as usize
     }
 
     /// What each kind of kernel costs in a decode step as it runs (one submit): the step's time
-    /// (best of 5) less its time without that kind's dispatches (best of 5), in milliseconds per
-    /// kernel name, and the whole step's time. The step is run at the same position each time
+    /// (best of 20) less its time without that kind's dispatches (best of 20), in milliseconds per
+    /// kernel name (with its dispatch count), and the whole step's time. The step is run at the same position each time
     /// (native only; for `webllama bench --profile`).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn profile_step(&mut self, token: u32) -> Result<(Vec<(&'static str, f64)>, f64)> {
+    pub fn profile_step(&mut self, token: u32) -> Result<(Vec<(&'static str, f64, usize)>, f64)> {
         self.begin_step(token)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         self.kv.sync_mirror(&mut enc);
         self.gpu.queue.submit([enc.finish()]);
-        let best_of_5 = |skip: Option<&str>| -> Result<f64> {
-            let mut best = f64::MAX;
-            for _ in 0..20 {
-                let t = std::time::Instant::now();
-                let kept: Vec<&Dispatch> = self.graph.iter().filter(|d| Some(d.name) != skip).collect();
-                let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-                {
-                    let mut pass = enc.begin_compute_pass(&Default::default());
-                    kept.iter().for_each(|d| d.record(&mut pass));
-                }
-                self.gpu.queue.submit([enc.finish()]);
-                self.gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
-                best = best.min(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            Ok(best)
-        };
-        let whole = best_of_5(None)?;
-        let mut names: Vec<&'static str> = vec![];
-        for d in &self.graph {
-            if !names.contains(&d.name) {
-                names.push(d.name);
-            }
+        profile_dispatches(&self.gpu, &self.graph)
+    }
+
+    /// As profile_step, for one full prompt chunk (batch_rows tokens of `token` at the cache's
+    /// next positions) through the batch graph's body.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_chunk(&mut self, token: u32) -> Result<(Vec<(&'static str, f64, usize)>, f64)> {
+        let rows = self.acts.rows as usize;
+        self.check_tokens(&[token])?;
+        if self.kv.len + rows > self.kv.capacity {
+            return Err(Error::ContextFull { needed: self.kv.len + rows, limit: self.kv.capacity });
         }
-        let mut out = vec![];
-        for name in names {
-            out.push((name, whole - best_of_5(Some(name))?));
-        }
-        Ok((out, whole))
+        let step = Step::chunk(self.kv.len as u32, rows as u32);
+        self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&step));
+        self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::cast_slice(&vec![token; rows]));
+        profile_dispatches(&self.gpu, &self.batch.body)
     }
 
     /// Writes the step uniform and the input token, then records the decoder into `enc`.
@@ -652,6 +635,40 @@ impl Model {
 
 /// Writes packed row bytes of `tensor` that start at packed offset `at` of a part's buffer where
 /// rows lie `stride` bytes apart (padded through pad_rows when stride > row_bytes).
+/// Each kernel name's share of `graph` run as one submit: the whole's time less the time without
+/// that name's dispatches (best of 20 each, ms) and how many dispatches it has; and the whole's
+/// time.
+#[cfg(not(target_arch = "wasm32"))]
+fn profile_dispatches(gpu: &Gpu, graph: &[Dispatch]) -> Result<(Vec<(&'static str, f64, usize)>, f64)> {
+    let best_of_20 = |skip: Option<&str>| -> Result<f64> {
+        let mut best = f64::MAX;
+        for _ in 0..20 {
+            let t = std::time::Instant::now();
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                graph.iter().filter(|d| Some(d.name) != skip).for_each(|d| d.record(&mut pass));
+            }
+            gpu.queue.submit([enc.finish()]);
+            gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+            best = best.min(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok(best)
+    };
+    let whole = best_of_20(None)?;
+    let mut names: Vec<&'static str> = vec![];
+    for d in graph {
+        if !names.contains(&d.name) {
+            names.push(d.name);
+        }
+    }
+    let mut out = vec![];
+    for name in names {
+        out.push((name, whole - best_of_20(Some(name))?, graph.iter().filter(|d| d.name == name).count()));
+    }
+    Ok((out, whole))
+}
+
 fn write_rows(gpu: &Gpu, tensor: &str, part: &Stored, at: u64, bytes: &[u8], row_bytes: u64, stride: u64) -> Result<()> {
     let Stored::Buffer(buffer) = part else {
         return Err(Error::BadTensor { tensor: tensor.to_string(), msg: "bytes arrived after the tensor was complete".into() });

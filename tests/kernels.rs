@@ -7,7 +7,7 @@ mod common;
 use common::{gpu, Rng};
 use webllama::model::Stored;
 use webllama::kv_cache::KvMirror;
-use webllama::kernels::{self, AttentionBuffers, AttentionParams, MatmulParams, MatvecParams, QuantMatrix, RopeParams, Step};
+use webllama::kernels::{self, AttentionBuffers, AttentionParams, AttentionRows, MatmulParams, MatvecParams, QuantMatrix, RopeParams, Step};
 use webllama::quant::{QuantType, SUPPORTED};
 use webllama::reference;
 
@@ -249,15 +249,20 @@ fn embed_every_quant_type() {
     }
 }
 
+/// rmsnorm over 3 rows, on the GPU layout's kernel and the CPU adapters' (8 lanes per row through
+/// a subgroup where the adapter has them).
 #[test]
 fn rmsnorm_matches() {
-    let g = gpu();
     let mut rng = Rng(11);
-    for n in [576usize, 1000, 4096] {
-        let (x, w) = (rng.vec(n), rng.vec(n));
-        let (xb, wb, out) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("w", bytemuck::cast_slice(&w)), g.storage("out", 4 * n as u64));
-        kernels::submit(&g, &[kernels::rmsnorm(&g, &xb, &wb, &out, n as u32, 1e-5, 1).unwrap()]);
-        check("rmsnorm", "f32", &format!("[{n}]"), &read(&out, n), &reference::rmsnorm(&x, &w, 1e-5));
+    for g in every_layout() {
+        for n in [576usize, 1000, 4096] {
+            let (x, w) = (rng.vec(3 * n), rng.vec(n));
+            let (xb, wb, out) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("w", bytemuck::cast_slice(&w)), g.storage("out", 4 * 3 * n as u64));
+            kernels::submit(&g, &[kernels::rmsnorm(&g, &xb, &wb, &out, n as u32, 1e-5, 3).unwrap()]);
+            let want: Vec<f32> = x.chunks(n).flat_map(|row| reference::rmsnorm(row, &w, 1e-5)).collect();
+            let layout = format!("[3, {n}], rowwise {}, subgroups {}", g.matvec_rowwise, g.subgroup_acts);
+            check("rmsnorm", "f32", &layout, &read_on(&g, &out, 3 * n), &want);
+        }
     }
 }
 
@@ -318,7 +323,7 @@ fn attention_matches_with(g: &webllama::Gpu) {
         let p = AttentionParams { n_heads: h as u32, n_kv_heads: kvh as u32, head_dim: hd as u32, qkv_stride: ((h + 2 * kvh) * hd) as u32, n_splits: splits, ..Default::default() };
         // Runs attention over `b`; checks its output and the whole caches it leaves.
         let run_and_check = |b: &AttentionBuffers, shape: &str, want: &[f32], want_k: &[f32], want_v: &[f32]| {
-            kernels::submit(g, &kernels::attention(g, b, &step, p, 1).unwrap());
+            kernels::submit(g, &kernels::attention(g, b, &step, p, AttentionRows::One).unwrap());
             check("attention", "f32", shape, &read_on(g, b.out, h * hd), want);
             check("attention k store", "f32", shape, &read_on(g, b.k_cache, len * kv_dim), want_k);
             check("attention v store", "f32", shape, &read_on(g, b.v_cache, len * kv_dim), want_v);
@@ -354,7 +359,7 @@ fn attention_matches_with(g: &webllama::Gpu) {
                 let garbage: Vec<f32> = (0..len * kv_dim).map(|i| if i < pos * kv_dim { 5.0 } else { 9.0 }).collect();
                 let (kb, vb) = (g.storage_with("k", bytemuck::cast_slice(&garbage)), g.storage_with("v", bytemuck::cast_slice(&garbage)));
                 let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, kv_mirror: Some(mirror.views(0)), ..b };
-                kernels::submit(g, &kernels::attention(g, &b, &step, p, 1).unwrap());
+                kernels::submit(g, &kernels::attention(g, &b, &step, p, AttentionRows::One).unwrap());
                 let shape = format!("{shape}, earlier positions from the texture mirror");
                 check("attention", "f32", &shape, &read_on(g, &out, h * hd), &want);
                 let stored = &read_on(g, &kb, len * kv_dim)[pos * kv_dim..];
@@ -509,16 +514,67 @@ fn matmul_every_quant_type_on_both_layouts() {
 }
 
 /// A prompt chunk (rows at consecutive positions after a cached prefix) and n candidates (rows at
-/// one position, each with its own branch after a shared prefix) against reference::attention.
+/// one position, each with its own branch after a shared prefix) against reference::attention, on
+/// the GPU layout and the CPU adapters' (with and without subgroups: a prompt chunk's lanes or an
+/// invocation per row and head).
 #[test]
 fn attention_over_batch_rows_and_candidate_branches() {
-    for rowwise in [false, true] {
-        attention_over_batch_rows_with(&gpu_with_rowwise(rowwise));
+    let mut layouts = vec![gpu_with_rowwise(false), gpu_with_rowwise(true)];
+    if gpu().subgroup_acts {
+        let mut g = pollster::block_on(webllama::Gpu::new()).unwrap();
+        g.matvec_rowwise = true;
+        g.subgroup_acts = false;
+        layouts.push(std::sync::Arc::new(g));
+    }
+    for g in &layouts {
+        // Heads (query, kv) x width, cached positions, chunk rows: a partial last group of 8 rows,
+        // a full chunk from position 0, one row, and the widest heads the lanes kernel takes.
+        for &(h, kvh, hd, cached, rows) in &[(6usize, 2usize, 32usize, 90usize, 20usize), (9, 3, 64, 0, 64), (9, 3, 64, 33, 1), (4, 4, 128, 37, 9)] {
+            for splits in [1u32, 3] {
+                attention_over_prompt_chunk(g, (h, kvh, hd), cached, rows, splits);
+            }
+        }
+        attention_over_candidates(g);
     }
 }
 
-fn attention_over_batch_rows_with(g: &webllama::Gpu) {
-    let mut rng = Rng(23);
+/// A prompt chunk of `rows` rows after `cached` positions in the cache.
+fn attention_over_prompt_chunk(g: &webllama::Gpu, (h, kvh, hd): (usize, usize, usize), cached: usize, rows: usize, splits: u32) {
+    let mut rng = Rng(23 + cached as u64);
+    let (kv_dim, stride) = (kvh * hd, (h + 2 * kvh) * hd);
+    let p = AttentionParams { n_heads: h as u32, n_kv_heads: kvh as u32, head_dim: hd as u32, qkv_stride: stride as u32, n_splits: splits, ..Default::default() };
+    let partial = g.storage("partial", 4 * (rows * h * splits as usize * (hd + 2)) as u64);
+    let (k, v) = (rng.vec((cached + rows) * kv_dim), rng.vec((cached + rows) * kv_dim));
+    let q = rng.vec(rows * h * hd);
+    let qkv: Vec<f32> = (0..rows)
+        .flat_map(|r| {
+            let p = cached + r;
+            q[r * h * hd..(r + 1) * h * hd].iter().chain(&k[p * kv_dim..(p + 1) * kv_dim]).chain(&v[p * kv_dim..(p + 1) * kv_dim]).cloned().collect::<Vec<_>>()
+        })
+        .collect();
+    let mut ck = k.clone();
+    let mut cv = v.clone();
+    ck[cached * kv_dim..].iter_mut().for_each(|x| *x = 9.0);
+    cv[cached * kv_dim..].iter_mut().for_each(|x| *x = -9.0);
+    let (qb, kb, vb) = (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), g.storage_with("k", bytemuck::cast_slice(&ck)), g.storage_with("v", bytemuck::cast_slice(&cv)));
+    let (nk, nv, out) = (g.storage("kb", 16), g.storage("vb", 16), g.storage("out", 4 * (rows * h * hd) as u64));
+    let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &nk, v_branch: &nv, out: &out, partial: &partial, rotations: None, kv_mirror: None };
+    let step = g.uniform("step", &Step::chunk(cached as u32, rows as u32));
+    kernels::submit(g, &kernels::attention(g, &b, &step, p, AttentionRows::Prompt(rows as u32)).unwrap());
+    let got = read_on(g, &out, rows * h * hd);
+    let layout = if !g.matvec_rowwise { "GPU layout" } else if g.subgroup_acts { "CPU layout, subgroups" } else { "CPU layout" };
+    let shape = format!("heads {h}/{kvh} x {hd}, {rows} rows after {cached}, {splits} splits, {layout}");
+    for r in 0..rows {
+        let want = reference::attention(&q[r * h * hd..(r + 1) * h * hd], &k, &v, h, kvh, hd, cached + r + 1);
+        check("attention (prompt chunk)", "f32", &format!("row {r}: {shape}"), &got[r * h * hd..(r + 1) * h * hd], &want);
+    }
+    check("attention (prompt chunk) k store", "f32", &shape, &read_on(g, &kb, k.len()), &k);
+    check("attention (prompt chunk) v store", "f32", &shape, &read_on(g, &vb, v.len()), &v);
+}
+
+/// n candidates after a shared prefix, each with its own branch.
+fn attention_over_candidates(g: &webllama::Gpu) {
+    let mut rng = Rng(29);
     let (h, kvh, hd) = (6usize, 2usize, 32usize);
     let (kv_dim, stride) = (kvh * hd, (h + 2 * kvh) * hd);
     let params = |splits: u32, branch_len: u32| AttentionParams {
@@ -531,34 +587,6 @@ fn attention_over_batch_rows_with(g: &webllama::Gpu) {
         ..Default::default()
     };
     let partial = g.storage("partial", 4 * (20 * h * 4 * (hd + 2)) as u64);
-    // Prompt chunk: 90 cached positions, then 20 rows at 90..110.
-    let (cached, rows) = (90usize, 20usize);
-    let (k, v) = (rng.vec((cached + rows) * kv_dim), rng.vec((cached + rows) * kv_dim));
-    let q = rng.vec(rows * h * hd);
-    let qkv: Vec<f32> = (0..rows)
-        .flat_map(|r| {
-            let p = cached + r;
-            q[r * h * hd..(r + 1) * h * hd].iter().chain(&k[p * kv_dim..(p + 1) * kv_dim]).chain(&v[p * kv_dim..(p + 1) * kv_dim]).cloned().collect::<Vec<_>>()
-        })
-        .collect();
-    for splits in [1u32, 3] {
-        let mut ck = k.clone();
-        let mut cv = v.clone();
-        ck[cached * kv_dim..].iter_mut().for_each(|x| *x = 9.0);
-        cv[cached * kv_dim..].iter_mut().for_each(|x| *x = -9.0);
-        let (qb, kb, vb) = (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), g.storage_with("k", bytemuck::cast_slice(&ck)), g.storage_with("v", bytemuck::cast_slice(&cv)));
-        let (nk, nv, out) = (g.storage("kb", 16), g.storage("vb", 16), g.storage("out", 4 * (rows * h * hd) as u64));
-        let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &nk, v_branch: &nv, out: &out, partial: &partial, rotations: None, kv_mirror: None };
-        let step = g.uniform("step", &Step::chunk(cached as u32, rows as u32));
-        kernels::submit(g, &kernels::attention(g, &b, &step, params(splits, 0), rows as u32).unwrap());
-        let got = read_on(g, &out, rows * h * hd);
-        for r in 0..rows {
-            let want = reference::attention(&q[r * h * hd..(r + 1) * h * hd], &k, &v, h, kvh, hd, cached + r + 1);
-            check("attention (prompt chunk)", "f32", &format!("row {r} of {rows} after {cached}, {splits} splits"), &got[r * h * hd..(r + 1) * h * hd], &want);
-        }
-        check("attention (prompt chunk) k store", "f32", "cache", &read_on(g, &kb, k.len()), &k);
-        check("attention (prompt chunk) v store", "f32", "cache", &read_on(g, &vb, v.len()), &v);
-    }
     // Candidates: a 70-position prefix in the cache, 3 candidates with 4 earlier branch positions
     // each, now at position 74.
     let (prefix, n, earlier, branch_len) = (70usize, 3usize, 4usize, 8usize);
@@ -573,7 +601,7 @@ fn attention_over_batch_rows_with(g: &webllama::Gpu) {
     let (kbb, vbb, out) = (g.storage_with("kb", bytemuck::cast_slice(&bk)), g.storage_with("vb", bytemuck::cast_slice(&bv)), g.storage("out", 4 * (n * h * hd) as u64));
     let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &kbb, v_branch: &vbb, out: &out, partial: &partial, rotations: None, kv_mirror: None };
     let step = g.uniform("step", &Step::candidates((prefix + earlier) as u32, n as u32, prefix as u32));
-    kernels::submit(g, &kernels::attention(g, &b, &step, params(1, branch_len as u32), n as u32).unwrap());
+    kernels::submit(g, &kernels::attention(g, &b, &step, params(1, branch_len as u32), AttentionRows::Candidates(n as u32)).unwrap());
     let got = read_on(g, &out, n * h * hd);
     let mut bk_after = bk.clone();
     let mut bv_after = bv.clone();

@@ -1,5 +1,6 @@
 //! matmul_wide: out[t, r] (+)= dot(W[r], x[t]) on CPU adapters, 8 weight rows per thread (rows
-//! lid, lid + 8, ..., lid + 56 of the workgroup's 64) against RT tokens: each block of the rows
+//! lid, lid + 8, ..., lid + 56 of the workgroup's 64) against RT tokens (`const RT: u32 = ...;`
+//! composed before it by kernels::matmul): each block of the rows
 //! dequantized once from 16-byte loads (block_values_wide), then applied to every token, the
 //! tokens' activations loaded through block_acts (one load per invocation per token and block with
 //! subgroups) once for the 8 rows: on lavapipe loading and broadcasting activations cost more than
@@ -15,8 +16,6 @@
 fn act4(i: u32) -> vec4<f32> {
     return x[i >> 2u];
 }
-
-const RT: u32 = 16u; // tokens per thread
 
 @compute @workgroup_size(8)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -38,8 +37,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let base6 = (p.w_row0 + min(row0 + 48u, p.rows - 1u)) * stride16;
     let base7 = (p.w_row0 + min(row0 + 56u, p.rows - 1u)) * stride16;
     let x0 = (range.x + t0) * p.x_stride;
-    var acc: array<vec4<f32>, 16>;
-    var acc2: array<vec4<f32>, 16>;
+    var acc: array<vec4<f32>, RT>;
+    var acc2: array<vec4<f32>, RT>;
     for (var b = 0u; b < p.cols / BLOCK_ELEMS; b++) {
         let w0 = block_values_wide(base0, b);
         let w1 = block_values_wide(base1, b);

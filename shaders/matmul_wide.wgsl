@@ -48,8 +48,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let w5 = block_values_wide(base5, b);
         let w6 = block_values_wide(base6, b);
         let w7 = block_values_wide(base7, b);
-        for (var t = 0u; t < RT; t++) {
-            let a = block_acts(x0 + min(t, nt - 1u) * p.x_stride + b * BLOCK_ELEMS);
+        for (var t = 0u; t < nt; t++) {
+            let a = block_acts(x0 + t * p.x_stride + b * BLOCK_ELEMS);
             acc[t] += vec4<f32>(dot8(w0, a), dot8(w1, a), dot8(w2, a), dot8(w3, a));
             acc2[t] += vec4<f32>(dot8(w4, a), dot8(w5, a), dot8(w6, a), dot8(w7, a));
         }

@@ -624,9 +624,9 @@ pub fn matmul(gpu: &Gpu, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
     let rows = if p.rows == 0 { w.rows - p.w_row0 } else { p.rows };
     let p = MatmulParams { rows, cols: w.cols, row_bytes: w.row_stride, ..p };
     let (io, kernel) = (include_str!("../shaders/matmul_io.wgsl"), include_str!("../shaders/matmul_wide.wgsl"));
-    // Tokens per thread (matmul_wide's RT): 32 for a prompt chunk (on lavapipe 64-token chunks
-    // prefilled ~175 tok/s with 16, ~200 with 32, ~190 with 64); the prompt's logits row alone, or
-    // a few candidates, as many as there are (the loop runs RT tokens whatever the batch holds).
+    // Tokens per thread (matmul_wide's RT, the length of its accumulator arrays): 32 for a prompt
+    // chunk (on lavapipe 64-token chunks prefilled ~175 tok/s with 16, ~200 with 32, ~190 with 64);
+    // the prompt's logits row alone, or a few candidates, as many as there are.
     let rt = if p.last_only == 1 { 1 } else { max_tokens.clamp(1, 32).next_power_of_two() };
     let rt_const = format!("const RT: u32 = {rt}u;");
     if let Some(pipeline) = wide_pipeline(gpu, w, io, kernel, "matmul_wide", true, TextureBinding::Sampled, &[(&format!("rt{rt}"), &rt_const)])? {

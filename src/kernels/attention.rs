@@ -79,6 +79,7 @@ pub enum AttentionRows {
 }
 
 impl AttentionRows {
+    /// The most rows the dispatch covers.
     pub fn count(self) -> u32 {
         match self {
             AttentionRows::One => 1,
@@ -94,7 +95,7 @@ fn runs_prompt_lanes(gpu: &Gpu, head_dim: u32) -> bool {
     gpu.matvec_rowwise && gpu.subgroup_acts && head_dim <= 128 && std::env::var("WEBLLAMA_PROMPT_LANES").map_or(true, |v| v != "0")
 }
 
-/// attention for `rows` (see attention.wgsl): one dispatch, plus a combine dispatch when the
+/// attention for the `which` rows (see attention.wgsl): one dispatch, plus a combine dispatch when the
 /// positions are split (p.n_splits > 1). Each row's k and v are stored in the cache (or its
 /// branch) on the way.
 pub fn attention(gpu: &Gpu, b: &AttentionBuffers, step: &wgpu::Buffer, p: AttentionParams, which: AttentionRows) -> Result<Vec<Dispatch>> {

@@ -23,10 +23,10 @@ fn prompt_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let last = step.pos + min(r0 + 7u, step.n_rows - 1u); // the workgroup's last position
     let kv4 = p.kv_dim / 4u;
     let stride4 = p.qkv_stride / 4u;
-    let kv_off4 = (h / (p.n_heads / p.n_kv_heads)) * HD4;
-    let own_k = p.n_heads * HD4 + kv_off4; // this head's key in a qkv row, in vec4
-    let own_v = own_k + kv4;
-    if (h % (p.n_heads / p.n_kv_heads) == 0u && r < step.n_rows) {
+    let group = p.n_heads / p.n_kv_heads;
+    let kv_off4 = (h / group) * HD4;
+    let own_k = p.n_heads * HD4 + kv_off4; // this head's key in a qkv row, in vec4 (its value kv4 on)
+    if (h % group == 0u && r < step.n_rows) {
         let dst = pos_r * kv4 + kv_off4;
         let src = row * stride4 + own_k;
         for (var i = 0u; i < HD4; i++) {

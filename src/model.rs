@@ -454,8 +454,8 @@ impl Model {
 
     /// What each kind of kernel costs in a decode step as it runs (one submit): the step's time
     /// (best of 20) less its time without that kind's dispatches (best of 20), in milliseconds per
-    /// kernel name (with its dispatch count), and the whole step's time. The step is run at the same position each time
-    /// (native only; for `webllama bench --profile`).
+    /// kernel name (with its dispatch count), and the whole step's time. The step is run at the
+    /// same position each time (native only; for `webllama bench --profile`).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn profile_step(&mut self, token: u32) -> Result<(Vec<(&'static str, f64, usize)>, f64)> {
         self.begin_step(token)?;
@@ -469,14 +469,9 @@ impl Model {
     /// next positions) through the batch graph's body.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn profile_chunk(&mut self, token: u32) -> Result<(Vec<(&'static str, f64, usize)>, f64)> {
-        let rows = self.acts.rows as usize;
-        self.check_tokens(&[token])?;
-        if self.kv.len + rows > self.kv.capacity {
-            return Err(Error::ContextFull { needed: self.kv.len + rows, limit: self.kv.capacity });
-        }
-        let step = Step::chunk(self.kv.len as u32, rows as u32);
-        self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&step));
-        self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::cast_slice(&vec![token; rows]));
+        let chunk = vec![token; self.acts.rows as usize];
+        self.check_prompt(&chunk)?;
+        self.begin_chunk(&chunk);
         profile_dispatches(&self.gpu, &self.batch.body)
     }
 
@@ -553,9 +548,8 @@ impl Model {
         Ok(ids.into_iter().zip(logits).map(|(argmax, logits)| StepOutput { argmax, logits }).collect())
     }
 
-    /// Runs a prompt (at the next positions) through the batch graph in chunks of batch_rows()
-    /// tokens, one submit each, and reads back the last token's argmax (and logits when asked).
-    pub async fn prefill(&mut self, tokens: &[u32], want_logits: bool) -> Result<StepOutput> {
+    /// Checks a prompt's tokens and the room for them in the KV cache.
+    fn check_prompt(&self, tokens: &[u32]) -> Result<()> {
         self.check_tokens(tokens)?;
         if tokens.is_empty() {
             return Err(Error::InvalidRequest("nothing to prefill".into()));
@@ -563,12 +557,25 @@ impl Model {
         if self.kv.len + tokens.len() > self.kv.capacity {
             return Err(Error::ContextFull { needed: self.kv.len + tokens.len(), limit: self.kv.capacity });
         }
+        Ok(())
+    }
+
+    /// Writes the step uniform and the tokens of a prompt chunk at the cache's next positions, for
+    /// the batch graph to read.
+    fn begin_chunk(&self, chunk: &[u32]) {
+        let step = Step::chunk(self.kv.len as u32, chunk.len() as u32);
+        self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&step));
+        self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::cast_slice(chunk));
+    }
+
+    /// Runs a prompt (at the next positions) through the batch graph in chunks of batch_rows()
+    /// tokens, one submit each, and reads back the last token's argmax (and logits when asked).
+    pub async fn prefill(&mut self, tokens: &[u32], want_logits: bool) -> Result<StepOutput> {
+        self.check_prompt(tokens)?;
         let chunks: Vec<&[u32]> = tokens.chunks(self.acts.rows as usize).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let last = i + 1 == chunks.len();
-            let step = Step::chunk(self.kv.len as u32, chunk.len() as u32);
-            self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&step));
-            self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::cast_slice(chunk));
+            self.begin_chunk(chunk);
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());
@@ -633,8 +640,6 @@ impl Model {
     }
 }
 
-/// Writes packed row bytes of `tensor` that start at packed offset `at` of a part's buffer where
-/// rows lie `stride` bytes apart (padded through pad_rows when stride > row_bytes).
 /// Each kernel name's share of `graph` run as one submit: the whole's time less the time without
 /// that name's dispatches (best of 20 each, ms) and how many dispatches it has; and the whole's
 /// time.
@@ -669,6 +674,8 @@ fn profile_dispatches(gpu: &Gpu, graph: &[Dispatch]) -> Result<(Vec<(&'static st
     Ok((out, whole))
 }
 
+/// Writes packed row bytes of `tensor` that start at packed offset `at` of a part's buffer where
+/// rows lie `stride` bytes apart (padded through pad_rows when stride > row_bytes).
 fn write_rows(gpu: &Gpu, tensor: &str, part: &Stored, at: u64, bytes: &[u8], row_bytes: u64, stride: u64) -> Result<()> {
     let Stored::Buffer(buffer) = part else {
         return Err(Error::BadTensor { tensor: tensor.to_string(), msg: "bytes arrived after the tensor was complete".into() });

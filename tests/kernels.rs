@@ -519,14 +519,7 @@ fn matmul_every_quant_type_on_both_layouts() {
 /// invocation per row and head).
 #[test]
 fn attention_over_batch_rows_and_candidate_branches() {
-    let mut layouts = vec![gpu_with_rowwise(false), gpu_with_rowwise(true)];
-    if gpu().subgroup_acts {
-        let mut g = pollster::block_on(webllama::Gpu::new()).unwrap();
-        g.matvec_rowwise = true;
-        g.subgroup_acts = false;
-        layouts.push(std::sync::Arc::new(g));
-    }
-    for g in &layouts {
+    for g in &every_layout() {
         // Heads (query, kv) x width, cached positions, chunk rows: a partial last group of 8 rows,
         // a full chunk from position 0, one row, and the widest heads the lanes kernel takes.
         for &(h, kvh, hd, cached, rows) in &[(6usize, 2usize, 32usize, 90usize, 20usize), (9, 3, 64, 0, 64), (9, 3, 64, 33, 1), (4, 4, 128, 37, 9)] {

@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
 PORT ?= 8080
 
-.PHONY: demo test model build deps wasm browser-deps test-native test-browser test-fuzz fuzz fuzz-deps bench bench-peers device-kit
+.PHONY: demo test lint wasm-target model build deps wasm browser-deps test-native test-browser test-fuzz fuzz fuzz-deps bench bench-peers device-kit
 FUZZ_TARGETS := gguf_header load_model
 FUZZ_SECONDS ?= 600
 
@@ -19,15 +19,25 @@ demo: model wasm build
 	./target/release/webllama serve --port $(PORT)
 
 ## wasm: the browser build into www/pkg (installs the wasm32 target and wasm-bindgen-cli when missing).
-wasm:
-	@rustup target list --installed | grep -q '^wasm32-unknown-unknown$$' || rustup target add wasm32-unknown-unknown
+wasm: wasm-target
 	@wasm-bindgen --version 2>/dev/null | grep -q ' $(WASM_BINDGEN_VERSION)$$' || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 	cargo build --lib --release --target wasm32-unknown-unknown --no-default-features
 	wasm-bindgen --target web --no-typescript --out-dir www/pkg target/wasm32-unknown-unknown/release/webllama.wasm
 
 ## test: install what the tests need (Mesa lavapipe, Chromium, playwright-core), fetch the default
-## model, build, run every test: native (cargo) and in the browser (node's test runner).
-test: test-native test-browser test-fuzz
+## model, build, check the code (lint), run every test: native (cargo) and in the browser (node's
+## test runner).
+test: lint test-native test-browser test-fuzz
+
+## lint: rustfmt and clippy with warnings as errors, natively and for wasm32 (the page's build).
+lint: wasm-target
+	cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
+	cargo clippy --release --lib --target wasm32-unknown-unknown --no-default-features -- -D warnings
+
+wasm-target:
+	@rustup target list --installed | grep -q '^wasm32-unknown-unknown$$' || rustup target add wasm32-unknown-unknown
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 
 test-native: deps model
 	cargo test --release --all-targets

@@ -1,9 +1,9 @@
-//! swiglu: gate = silu(gate) * up, in place over the gate buffer. `main_packed`: up is in the gate
-//! buffer too, up_offset values after gate (the output of one matvec over [Wgate; Wup]).
+//! swiglu: gate = silu(gate) * up, in place over the gate buffer (both families; the CPU family's
+//! cpu/swiglu_packed.wgsl adds an entry point with up in the gate buffer).
 
 struct Params {
     n: u32,
-    up_offset: u32, // main_packed only
+    up_offset: u32, // cpu/swiglu_packed.wgsl only
 
     _b: u32,
     _c: u32,
@@ -21,14 +21,4 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let g = gate[i];
     gate[i] = g / (1.0 + exp(-g)) * up[i];
-}
-
-@compute @workgroup_size(64)
-fn main_packed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.y * nwg.x * 64u + gid.x;
-    if (i >= p.n) {
-        return;
-    }
-    let g = gate[i];
-    gate[i] = g / (1.0 + exp(-g)) * gate[p.up_offset + i];
 }

@@ -1,11 +1,11 @@
 //! Plain f32 CPU implementation of every op and of the whole forward pass: the test oracle and the
 //! spec the GPU kernels must match. Reads weights in their GGUF layout through quant.rs.
 
-use crate::config::Config;
+use crate::format::config::Config;
 use crate::error::Result;
-use crate::gguf::{Gguf, TensorInfo};
-use crate::quant::QuantType;
-use crate::weights::{self, TensorSource};
+use crate::format::gguf::{Gguf, TensorInfo};
+use crate::format::quant::QuantType;
+use crate::format::weights::{self, TensorSource};
 
 /// A row-major f32 matrix: `rows` rows of `cols` values.
 #[derive(Debug, Clone)]

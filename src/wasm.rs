@@ -4,10 +4,10 @@
 
 use crate::engine::{GenerateOptions, Session};
 use crate::error::Error;
-use crate::gguf::{Gguf, Parsed};
-use crate::gpu::Gpu;
+use crate::format::gguf::{Gguf, Parsed};
+use crate::gpu::{Family, Gpu, Layout, Overrides};
 use crate::model::ModelBuilder;
-use crate::sampler::SamplerConfig;
+use crate::engine::sampler::SamplerConfig;
 use crate::Message;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -78,8 +78,13 @@ pub struct Loader {
 #[wasm_bindgen]
 impl Loader {
     /// Opens the GPU and checks the model: `header` holds at least the whole GGUF header, `total` is
-    /// the file size when known, `ctx` the KV-cache positions (default: the file's, at most 4096).
-    pub async fn create(header: Vec<u8>, total: Option<f64>, ctx: Option<u32>) -> Result<Loader, JsValue> {
+    /// the file size when known, `ctx` the KV-cache positions (default: the file's, at most 4096),
+    /// `layout` the kernel family ("gpu" or "cpu"; default: the adapter's).
+    pub async fn create(header: Vec<u8>, total: Option<f64>, ctx: Option<u32>, layout: Option<String>) -> Result<Loader, JsValue> {
+        let family = match layout.as_deref() {
+            None => None,
+            Some(name) => Some(Family::parse(name).ok_or_else(|| invalid(format!("layout {name:?}: the layouts are \"gpu\" and \"cpu\"")))?),
+        };
         let g = match Gguf::parse(&header, total.map(|t| t as u64)).map_err(js_err)? {
             Parsed::Done(g) => *g,
             Parsed::NeedMore { needed } => return Err(invalid(format!("the header needs {needed} bytes, got {}", header.len()))),
@@ -89,7 +94,8 @@ impl Loader {
         }
         let gpu = Arc::new(Gpu::new().await.map_err(js_err)?);
         let adapter = gpu.adapter_name();
-        let builder = ModelBuilder::new(gpu, &g, ctx.map(|c| c as usize)).map_err(js_err)?;
+        let layout = Layout::choose(&gpu, &Overrides::default().with_family(family));
+        let builder = ModelBuilder::new(gpu, layout, &g, ctx.map(|c| c as usize)).map_err(js_err)?;
         Ok(Loader { header: g, builder, adapter })
     }
 
@@ -120,6 +126,7 @@ impl Loader {
             "name": self.header.get("general.name").and_then(|v| v.as_str()).unwrap_or(""),
             "n_layers": c.n_layers, "dim": c.dim, "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads,
             "vocab_size": c.vocab_size, "context_length": c.ctx_len, "adapter": self.adapter,
+            "layout": self.builder.layout().to_string(),
         })
         .to_string()
     }
@@ -230,7 +237,7 @@ impl Engine {
                 "prefill_tok_s": g.prefill_tok_s(),
                 "decode_tok_s": completion_tokens.saturating_sub(all.len()) as f64 / (g.decode_ms / 1000.0).max(1e-9),
                 "batch_passes": s.model.batch_passes - passes,
-                "gpu_buffers_created": s.model.gpu.buffers_created(),
+                "gpu_buffers_created": s.model.buffers_created(),
             });
             Ok(JsValue::from_str(&out.to_string()))
         })
@@ -254,7 +261,7 @@ impl Engine {
     /// fail with a DeviceLostError; a new engine gets a new device.
     #[wasm_bindgen(js_name = loseDevice)]
     pub fn lose_device(&self) {
-        self.session.borrow().model.gpu.lose_device();
+        self.session.borrow().model.lose_device();
     }
 
     /// Forgets the KV cache (the next request prefills from scratch).
@@ -272,6 +279,6 @@ impl Engine {
     /// KV-cache positions (prompt plus generated tokens).
     #[wasm_bindgen(getter, js_name = contextLength)]
     pub fn context_length(&self) -> u32 {
-        self.session.borrow().model.kv.capacity as u32
+        self.session.borrow().model.context_length() as u32
     }
 }

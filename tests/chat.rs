@@ -3,7 +3,8 @@
 
 mod common;
 
-use webllama::{weights, ChatTemplate, Message};
+use webllama::format::weights;
+use webllama::{ChatTemplate, Message};
 
 #[test]
 fn smollm2_template_matches_the_golden_prompt() {
@@ -48,7 +49,7 @@ fn every_fixture_template_renders_as_jinja_does() {
     // tests/fixtures/templates: the chat templates of popular models (llama.cpp's test set) and
     // what Jinja2 renders for each scenario; "ERROR: msg" where Jinja raises.
     let dir = format!("{}/tests/fixtures/templates", env!("CARGO_MANIFEST_DIR"));
-    let date = webllama::chat::Date { year: 2026, month: 11, day: 27 };
+    let date = webllama::text::chat::Date { year: 2026, month: 11, day: 27 };
     let mut n = 0;
     let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jinja")).collect();
     paths.sort();
@@ -72,7 +73,7 @@ fn every_fixture_template_renders_as_jinja_does() {
 
 #[test]
 fn strftime_now_formats_dates() {
-    use webllama::chat::Date;
+    use webllama::text::chat::Date;
     assert_eq!(Date::from_days(0), Date { year: 1970, month: 1, day: 1 });
     assert_eq!(Date::from_days(20_784), Date { year: 2026, month: 11, day: 27 });
     assert_eq!(Date::from_days(19_782), Date { year: 2024, month: 2, day: 29 });
@@ -91,7 +92,7 @@ fn tiny_llama_chat_prompts_match_llama_cpp() {
         let text = |id: Option<u32>| id.map(|i| tok.tokens[i as usize].clone()).unwrap_or_default();
         let eos = header.opt_u64("tokenizer.ggml.eos_token_id").unwrap().map(|i| i as u32);
         // llama.cpp passed date_string "26 Jul 2024"; strftime_now on that date gives the same text.
-        let date = webllama::chat::Date { year: 2024, month: 7, day: 26 };
+        let date = webllama::text::chat::Date { year: 2024, month: 7, day: 26 };
         let t = ChatTemplate::with_date(header.get_str("tokenizer.chat_template").unwrap(), &text(tok.bos_id), &text(eos), date).unwrap();
         let messages: Vec<Message> = serde_json::from_value(p["messages"].clone()).unwrap();
         let want: Vec<u32> = serde_json::from_value(p["prompt_ids"].clone()).unwrap();

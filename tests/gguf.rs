@@ -4,8 +4,9 @@
 mod common;
 
 use std::time::Instant;
-use webllama::gguf::{writer, Gguf, Parsed, Value};
-use webllama::{weights, Config, Error, QuantType};
+use webllama::format::gguf::{writer, Gguf, Parsed, Value};
+use webllama::format::weights;
+use webllama::{Config, Error, QuantType};
 
 /// A small valid llama model: 1 layer, width 64, 4 heads (2 KV), ffn 128, vocab 32, Q8_0 matrices.
 fn tiny(meta_edit: impl FnOnce(&mut Vec<(&'static str, Value)>), tensor_edit: impl FnOnce(&mut Vec<(&'static str, Vec<u64>, u32, Vec<u8>)>)) -> Vec<u8> {

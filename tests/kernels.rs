@@ -5,11 +5,14 @@
 mod common;
 
 use common::{gpu, Rng};
+use std::sync::Arc;
+use webllama::format::quant::{QuantType, SUPPORTED};
+use webllama::gpu::compose::wide_wgsl;
+use webllama::kernels::cpu::{self, KvMirror};
+use webllama::kernels::{self, AttentionBuffers, AttentionParams, AttentionRows, MatmulParams, MatvecParams, QuantMatrix, RopeParams, Step, Target};
 use webllama::model::Stored;
-use webllama::kv_cache::KvMirror;
-use webllama::kernels::{self, AttentionBuffers, AttentionParams, AttentionRows, MatmulParams, MatvecParams, QuantMatrix, RopeParams, Step};
-use webllama::quant::{QuantType, SUPPORTED};
 use webllama::reference;
+use webllama::{Family, Gpu, Layout, Overrides};
 
 const NMSE_MAX: f64 = 1e-6;
 
@@ -53,22 +56,52 @@ fn width(ty: QuantType, preferred: usize) -> usize {
     preferred.div_ceil(b) * b
 }
 
-/// The shared device, or (rowwise differing from its choice) a second one with the other matvec
-/// layout, so both the GPU layout and the CPU-adapter layout are checked on any adapter.
-fn gpu_with_rowwise(rowwise: bool) -> std::sync::Arc<webllama::Gpu> {
-    if gpu().matvec_rowwise == rowwise {
-        return gpu();
-    }
-    let mut g = pollster::block_on(webllama::Gpu::new()).unwrap();
-    g.matvec_rowwise = rowwise;
-    std::sync::Arc::new(g)
+/// A device and the layout the kernels under test are built for (derefs to the device).
+struct On {
+    gpu: Arc<Gpu>,
+    layout: Layout,
 }
 
-fn read_on(g: &webllama::Gpu, buf: &wgpu::Buffer, n: usize) -> Vec<f32> {
+impl std::ops::Deref for On {
+    type Target = Gpu;
+    fn deref(&self) -> &Gpu {
+        &self.gpu
+    }
+}
+
+impl On {
+    fn t(&self) -> Target<'_> {
+        Target { gpu: &self.gpu, layout: &self.layout }
+    }
+}
+
+/// The shared device with the layout `o` chooses.
+fn on(o: Overrides) -> On {
+    let gpu = gpu();
+    let layout = Layout::choose(&gpu, &o);
+    On { gpu, layout }
+}
+
+/// The shared device with its own layout.
+fn adapter() -> On {
+    on(Overrides::default())
+}
+
+/// The shared device with the layout of `family`.
+fn family(family: Family) -> On {
+    on(Overrides { family: Some(family), ..Default::default() })
+}
+
+/// matvec with `fold` (the CPU family's; `p` completed from `w` as kernels::matvec does).
+fn matvec_fold(g: &On, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatvecParams, fold: cpu::Fold) -> webllama::Result<kernels::Dispatch> {
+    cpu::matvec(g.t(), w, x, out, step, MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p }, fold)
+}
+
+fn read_on(g: &Gpu, buf: &wgpu::Buffer, n: usize) -> Vec<f32> {
     pollster::block_on(g.read_f32(buf, 0, n as u64)).unwrap()
 }
 
-fn step_on(g: &webllama::Gpu, pos: u32) -> wgpu::Buffer {
+fn step_on(g: &Gpu, pos: u32) -> wgpu::Buffer {
     g.uniform("step", &Step::single(pos))
 }
 
@@ -79,22 +112,16 @@ fn matvec_every_quant_type() {
     }
 }
 
-/// The GPU layout; the CPU-adapter layout (weights of the wide types in textures, activations
-/// through subgroups where the adapter has them); the CPU-adapter layout with those weights in
-/// buffers; and where the adapter has subgroups, the CPU-adapter layout without them (every
-/// activation loaded by every invocation).
-fn every_layout() -> Vec<std::sync::Arc<webllama::Gpu>> {
-    // Without subgroups as SwiftShader runs: textures read through sampled bindings.
+/// The GPU family; the CPU family (weights of the wide types in textures, activations through
+/// subgroups where the adapter has them); the CPU family with those weights in buffers; and where
+/// the adapter has subgroups, the CPU family without them (every activation loaded by every
+/// invocation, textures read through sampled bindings as SwiftShader runs them).
+fn every_layout() -> Vec<On> {
     let cpu_layout = |subgroups: bool, textures: bool| {
-        let mut g = pollster::block_on(webllama::Gpu::new()).unwrap();
-        g.matvec_rowwise = true;
-        g.subgroup_acts &= subgroups;
-        g.weight_textures = textures;
-        g.texture_storage_loads = subgroups;
-        std::sync::Arc::new(g)
+        on(Overrides { family: Some(Family::Cpu), subgroups: Some(subgroups), weight_textures: Some(textures), texture_storage_loads: Some(subgroups), ..Default::default() })
     };
-    let mut all = vec![gpu_with_rowwise(false), cpu_layout(true, true), cpu_layout(true, false)];
-    if gpu().subgroup_acts {
+    let mut all = vec![family(Family::Gpu), cpu_layout(true, true), cpu_layout(true, false)];
+    if gpu().has_subgroups() {
         all.push(cpu_layout(false, true));
     }
     all
@@ -103,24 +130,24 @@ fn every_layout() -> Vec<std::sync::Arc<webllama::Gpu>> {
 /// A matrix's bytes on `g` laid out as the model loader lays them out there (rows padded to 16
 /// bytes where the wide kernels read them, in a texture where the adapter reads them from one),
 /// and a name for the layout.
-fn upload_matrix<'a>(g: &webllama::Gpu, ty: QuantType, rows: usize, cols: usize, bytes: &[u8], stored: &'a mut Option<Stored>) -> (QuantMatrix<'a>, String) {
-    let (packed, stride) = (kernels::row_bytes(ty, cols as u32), kernels::row_stride(g, ty, cols as u32));
+fn upload_matrix<'a>(g: &On, ty: QuantType, rows: usize, cols: usize, bytes: &[u8], stored: &'a mut Option<Stored>) -> (QuantMatrix<'a>, String) {
+    let (packed, stride) = (kernels::row_bytes(ty, cols as u32), kernels::row_stride(&g.layout, ty, cols as u32));
     let mut laid = if stride == packed { bytes.to_vec() } else { webllama::model::pad_rows(bytes, 0, packed as u64, stride as u64).1 };
     // The whole last row too, padding included, as the loader allocates it: the wide kernels load
     // 16 bytes at a time up to the row's end, and a GPU may return zeros for a load that runs past
     // the buffer (lavapipe checks each word; an H100 caught the short buffer).
     laid.resize(rows * stride as usize, 0);
-    let mut layout = match (g.matvec_rowwise, stride % 16 == 0 && ty.wide_matvec_wgsl().is_some()) {
+    let mut layout = match (g.layout.is_cpu(), stride % 16 == 0 && wide_wgsl(ty).is_some()) {
         (false, _) => "GPU layout",
         (true, false) => "rowwise",
-        (true, true) if g.subgroup_acts => "rowwise, wide loads, subgroup activations",
+        (true, true) if g.layout.lanes_of_8() => "rowwise, wide loads, subgroup activations",
         (true, true) => "rowwise, wide loads",
     }
     .to_string();
     let buffer = g.storage_with("w", &laid);
-    let blocks = if kernels::uses_texture(g, ty, cols as u32) {
-        layout += if g.texture_storage_loads { ", texture (storage loads)" } else { ", texture (sampled loads)" };
-        Stored::Texture(kernels::texture_from_buffer(g, "w", &buffer, laid.len() as u64).unwrap())
+    let blocks = if cpu::uses_texture(&g.layout, ty, cols as u32) {
+        layout += if g.layout.texture_storage_loads { ", texture (storage loads)" } else { ", texture (sampled loads)" };
+        Stored::Texture(cpu::texture_from_buffer(g, "w", &buffer, laid.len() as u64).unwrap())
     } else {
         Stored::Buffer(buffer)
     };
@@ -128,7 +155,7 @@ fn upload_matrix<'a>(g: &webllama::Gpu, ty: QuantType, rows: usize, cols: usize,
     (QuantMatrix { ty, blocks, rows: rows as u32, cols: cols as u32, row_stride: stride }, layout)
 }
 
-fn matvec_every_quant_type_with(g: &webllama::Gpu) {
+fn matvec_every_quant_type_with(g: &On) {
     let mut rng = Rng(0x5eed);
     // 67 rows: not a multiple of the 4 rows per workgroup; 576 columns: SmolLM2's width; 224
     // columns: 7 blocks of 32, fewer than one group of matvec_wide's (on CPU adapters); 1000 x 576:
@@ -145,7 +172,7 @@ fn matvec_every_quant_type_with(g: &webllama::Gpu) {
             let want = reference::matvec(&w, &x);
             // Plain: out = W x.
             let out = g.storage("out", 4 * rows as u64);
-            let d = kernels::matvec(g, &m, &xb, &out, &step_on(g, 0), MatvecParams::default()).unwrap();
+            let d = kernels::matvec(g.t(), &m, &xb, &out, &step_on(g, 0), MatvecParams::default()).unwrap();
             kernels::submit(g, &[d]);
             check("matvec", ty.name(), &shape, &read_on(g, &out, rows), &want);
             // Residual epilogue at a KV-cache position: out[off + pos * stride ..] += W x.
@@ -154,7 +181,7 @@ fn matvec_every_quant_type_with(g: &webllama::Gpu) {
             let base = rng.vec(n_out);
             let out = g.storage_with("out", bytemuck::cast_slice(&base));
             let p = MatvecParams { accumulate: 1, out_offset: off, out_pos_stride: stride, ..Default::default() };
-            let d = kernels::matvec(g, &m, &xb, &out, &step_on(g, pos), p).unwrap();
+            let d = kernels::matvec(g.t(), &m, &xb, &out, &step_on(g, pos), p).unwrap();
             kernels::submit(g, &[d]);
             let mut want_acc = base.clone();
             let at = (off + pos * stride) as usize;
@@ -187,22 +214,22 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
                 let partials = g.storage("partials", 4 * (dim + 4) as u64);
                 let (out, step) = (g.storage("out", 4 * rows as u64), step_on(&g, 0));
                 let add = MatvecParams { accumulate: 1, ..Default::default() };
-                let produce = kernels::Fold { partials_out: Some(&partials), ..Default::default() };
-                let consume = kernels::Fold { norm: Some((&nb, &partials, 1e-5)), ..Default::default() };
-                let swiglu = kernels::Fold { swiglu_up: Some(ffn as u32), ..Default::default() };
-                if !kernels::can_fold(&g, &mo) {
-                    assert!(kernels::matvec_fold(&g, &mo, &ab, &xb, &step, add, produce).is_err(), "{shape}: folded where it cannot");
+                let produce = cpu::Fold { partials_out: Some(&partials), ..Default::default() };
+                let consume = cpu::Fold { norm: Some((&nb, &partials, 1e-5)), ..Default::default() };
+                let swiglu = cpu::Fold { swiglu_up: Some(ffn as u32), ..Default::default() };
+                if !cpu::can_fold(g.t(), &mo) {
+                    assert!(matvec_fold(&g, &mo, &ab, &xb, &step, add, produce).is_err(), "{shape}: folded where it cannot");
                     continue;
                 }
-                let d1 = kernels::matvec_fold(&g, &mo, &ab, &xb, &step, add, produce).unwrap();
-                let d2 = kernels::matvec_fold(&g, &mc, &xb, &out, &step, MatvecParams::default(), consume).unwrap();
+                let d1 = matvec_fold(&g, &mo, &ab, &xb, &step, add, produce).unwrap();
+                let d2 = matvec_fold(&g, &mc, &xb, &out, &step, MatvecParams::default(), consume).unwrap();
                 kernels::submit(&g, &[d1, d2]);
                 let mut x1 = x0.clone();
                 reference::add(&mut x1, &reference::matvec(&wo, &att));
                 check("matvec+partials", ty.name(), &shape, &read_on(&g, &xb, dim), &x1);
                 let want = reference::matvec(&wc, &reference::rmsnorm(&x1, &norm_w, 1e-5));
                 check("matvec(rmsnorm folded)", ty.name(), &shape, &read_on(&g, &out, rows), &want);
-                kernels::submit(&g, &[kernels::matvec_fold(&g, &md, &gub, &out, &step, MatvecParams::default(), swiglu).unwrap()]);
+                kernels::submit(&g, &[matvec_fold(&g, &md, &gub, &out, &step, MatvecParams::default(), swiglu).unwrap()]);
                 let want = reference::matvec(&wd, &reference::swiglu(&gate_up[..ffn], &gate_up[ffn..]));
                 check("matvec(swiglu folded)", ty.name(), &format!("[{rows}x{ffn}] {layout}"), &read_on(&g, &out, rows), &want);
             }
@@ -213,14 +240,14 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
 #[test]
 fn matvec_past_65535_workgroups() {
     // 262,200 rows / 4 rows per workgroup = 65,550 workgroups: the grid spills into y.
-    let g = gpu_with_rowwise(false);
+    let g = family(Family::Gpu);
     let mut rng = Rng(3);
     let (rows, cols, ty) = (262_200usize, 32usize, QuantType::Q8_0);
     let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
     let x = rng.vec(cols);
     let (wb, xb, out) = (g.storage_with("w", &bytes), g.storage_with("x", bytemuck::cast_slice(&x)), g.storage("out", 4 * rows as u64));
     let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
-    kernels::submit(&g, &[kernels::matvec(&g, &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap()]);
+    kernels::submit(&g, &[kernels::matvec(g.t(), &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap()]);
     check("matvec", ty.name(), &format!("[{rows}x{cols}]"), &read_on(&g, &out, rows), &reference::matvec(&w, &x));
 }
 
@@ -240,8 +267,8 @@ fn embed_every_quant_type() {
             for token in [0u32, 19, 20, 49] {
                 let tokens = g.storage_with("tokens", bytemuck::bytes_of(&token));
                 let out = g.storage("out", 4 * cols as u64);
-                let d1 = kernels::embed(&g, &p1, 0, &tokens, &out, 0, 1).unwrap();
-                let d2 = kernels::embed(&g, &p2, 20, &tokens, &out, 0, 1).unwrap();
+                let d1 = kernels::embed(g.t(), &p1, 0, &tokens, &out, 0, 1).unwrap();
+                let d2 = kernels::embed(g.t(), &p2, 20, &tokens, &out, 0, 1).unwrap();
                 kernels::submit(&g, &[d1, d2]);
                 check("embed", ty.name(), &format!("[{rows}x{cols}] token {token} {layout}"), &read_on(&g, &out, cols), &reference::embed(&table, token));
             }
@@ -258,9 +285,9 @@ fn rmsnorm_matches() {
         for n in [576usize, 1000, 4096] {
             let (x, w) = (rng.vec(3 * n), rng.vec(n));
             let (xb, wb, out) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("w", bytemuck::cast_slice(&w)), g.storage("out", 4 * 3 * n as u64));
-            kernels::submit(&g, &[kernels::rmsnorm(&g, &xb, &wb, &out, n as u32, 1e-5, 3).unwrap()]);
+            kernels::submit(&g, &[kernels::rmsnorm(g.t(), &xb, &wb, &out, n as u32, 1e-5, 3).unwrap()]);
             let want: Vec<f32> = x.chunks(n).flat_map(|row| reference::rmsnorm(row, &w, 1e-5)).collect();
-            let layout = format!("[3, {n}], rowwise {}, subgroups {}", g.matvec_rowwise, g.subgroup_acts);
+            let layout = format!("[3, {n}], rowwise {}, subgroups {}", g.layout.is_cpu(), g.layout.lanes_of_8());
             check("rmsnorm", "f32", &layout, &read_on(&g, &out, 3 * n), &want);
         }
     }
@@ -268,7 +295,7 @@ fn rmsnorm_matches() {
 
 #[test]
 fn rope_matches() {
-    let g = gpu();
+    let g = adapter();
     let mut rng = Rng(13);
     // (heads, head_dim, n_rot, pos, freq_scale, with factors): full rotation, a partial one
     // (n_rot < head_dim), linear scaling, per-frequency factors (LLaMA-3 rope_freqs).
@@ -282,7 +309,7 @@ fn rope_matches() {
         let buf = g.storage_with("x", bytemuck::cast_slice(&x));
         let ffb = g.storage_with("freq factors", bytemuck::cast_slice(&ff));
         let p = RopeParams { n_heads: heads as u32, head_dim: hd as u32, n_rot: n_rot as u32, offset: 0, pos_stride: stride as u32, freq_base: 100000.0, freq_scale: scale, row_stride: 0 };
-        kernels::submit(&g, &[kernels::rope(&g, &buf, &ffb, &step_uniform(pos), p, 1).unwrap()]);
+        kernels::submit(&g, &[kernels::rope(g.t(), &buf, &ffb, &step_uniform(pos), p, 1).unwrap()]);
         let mut want = x.clone();
         let at = pos as usize * stride;
         let r = reference::Rope { n_rot, base: 100000.0, freq_scale: scale, freq_factors: factors.then_some(&ff[..]) };
@@ -298,7 +325,7 @@ fn attention_matches_with_gqa_and_stores_this_position() {
     }
 }
 
-fn attention_matches_with(g: &webllama::Gpu) {
+fn attention_matches_with(g: &On) {
     let mut rng = Rng(17);
     // (heads, kv heads, head_dim, kv_len): one chunk, several chunks with a partial one, MHA, 128 wide;
     // 8 query heads per kv head (CPU adapters: the looped walk of attention_lanes, not the written-out one).
@@ -323,7 +350,7 @@ fn attention_matches_with(g: &webllama::Gpu) {
         let p = AttentionParams { n_heads: h as u32, n_kv_heads: kvh as u32, head_dim: hd as u32, qkv_stride: ((h + 2 * kvh) * hd) as u32, n_splits: splits, ..Default::default() };
         // Runs attention over `b`; checks its output and the whole caches it leaves.
         let run_and_check = |b: &AttentionBuffers, shape: &str, want: &[f32], want_k: &[f32], want_v: &[f32]| {
-            kernels::submit(g, &kernels::attention(g, b, &step, p, AttentionRows::One).unwrap());
+            kernels::submit(g, &kernels::attention(g.t(), b, &step, p, AttentionRows::One).unwrap());
             check("attention", "f32", shape, &read_on(g, b.out, h * hd), want);
             check("attention k store", "f32", shape, &read_on(g, b.k_cache, len * kv_dim), want_k);
             check("attention v store", "f32", shape, &read_on(g, b.v_cache, len * kv_dim), want_v);
@@ -331,7 +358,7 @@ fn attention_matches_with(g: &webllama::Gpu) {
         let want = reference::attention(&q, &k, &v, h, kvh, hd, len);
         let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}, {splits} splits");
         run_and_check(&b, &shape, &want, &k, &v);
-        if g.matvec_rowwise {
+        if g.layout.is_cpu() {
             // RoPE in the kernel (the CPU adapters' decode graph): q and this position's k arrive
             // unrotated; the cache's rows are rotated already. A full rotation, and a partial one
             // with per-frequency factors.
@@ -341,13 +368,13 @@ fn attention_matches_with(g: &webllama::Gpu) {
             let (mut q_rot, mut k_rot) = (q.clone(), k.clone());
             reference::rope(&mut q_rot, h, hd, pos, &r);
             reference::rope(&mut k_rot[pos * kv_dim..], kvh, hd, pos, &r);
-            let rotations = kernels::rope_rotations(pos as u32, hd, n_rot, 10000.0, 0.5, factors.then_some(&ff[..]));
+            let rotations = cpu::rope_rotations(pos as u32, hd, n_rot, 10000.0, 0.5, factors.then_some(&ff[..]));
             let (kb, vb, rb) = (g.storage_with("k", bytemuck::cast_slice(&stale_k)), g.storage_with("v", bytemuck::cast_slice(&stale_v)), g.storage_with("rotations", bytemuck::cast_slice(&rotations)));
             let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, rotations: Some(&rb), ..b };
             let want = reference::attention(&q_rot, &k_rot, &v, h, kvh, hd, len);
             let shape = format!("{shape}, rope in the kernel (n_rot {n_rot})");
             run_and_check(&b, &shape, &want, &k_rot, &v);
-            if g.mirrors_kv() {
+            if g.layout.kv_mirror {
                 // The earlier positions from the cache's copy in textures (lavapipe's decode graph):
                 // the mirror gets the true rows, the buffers garbage there, so only reads of the
                 // mirror give the right answer; this position is still stored into the buffers.
@@ -359,7 +386,7 @@ fn attention_matches_with(g: &webllama::Gpu) {
                 let garbage: Vec<f32> = (0..len * kv_dim).map(|i| if i < pos * kv_dim { 5.0 } else { 9.0 }).collect();
                 let (kb, vb) = (g.storage_with("k", bytemuck::cast_slice(&garbage)), g.storage_with("v", bytemuck::cast_slice(&garbage)));
                 let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, kv_mirror: Some(mirror.views(0)), ..b };
-                kernels::submit(g, &kernels::attention(g, &b, &step, p, AttentionRows::One).unwrap());
+                kernels::submit(g, &kernels::attention(g.t(), &b, &step, p, AttentionRows::One).unwrap());
                 let shape = format!("{shape}, earlier positions from the texture mirror");
                 check("attention", "f32", &shape, &read_on(g, &out, h * hd), &want);
                 let stored = &read_on(g, &kb, len * kv_dim)[pos * kv_dim..];
@@ -370,10 +397,10 @@ fn attention_matches_with(g: &webllama::Gpu) {
 }
 
 #[test]
-fn qkv_every_quant_type_on_both_layouts() {
+fn qkv_every_quant_type() {
     let mut rng = Rng(31);
-    for rowwise in [false, true] {
-        let g = gpu_with_rowwise(rowwise);
+    let g = family(Family::Gpu);
+    {
         for &ty in SUPPORTED {
             // SmolLM2's shape (GQA 9/3 x 64, n_rot 64) and a partial rotation with rope_freqs.
             for &(heads, kv_heads, hd, n_rot, pos, factors) in &[(9usize, 3usize, 64usize, 64usize, 7u32, false), (8, 2, 32, 16, 300, true)] {
@@ -388,12 +415,12 @@ fn qkv_every_quant_type_on_both_layouts() {
                 let m = QuantMatrix::packed(ty, &wb, (q_rows + 2 * kv_rows) as u32, dim as u32);
                 let (xb, nb, fb) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("norm", bytemuck::cast_slice(&norm)), g.storage_with("ff", bytemuck::cast_slice(&ff)));
                 let out = g.storage("qkv", 4 * (q_rows + 2 * kv_rows) as u64);
-                let p = kernels::QkvParams { q_rows: q_rows as u32, kv_rows: kv_rows as u32, head_dim: hd as u32, n_rot: n_rot as u32, freq_base: 10000.0, freq_scale: 1.0, eps: 1e-5, ..Default::default() };
-                kernels::submit(&g, &[kernels::qkv(&g, &m, &xb, &nb, &out, &fb, &step_on(&g, pos), p).unwrap()]);
+                let p = webllama::kernels::gpu::QkvParams { q_rows: q_rows as u32, kv_rows: kv_rows as u32, head_dim: hd as u32, n_rot: n_rot as u32, freq_base: 10000.0, freq_scale: 1.0, eps: 1e-5, ..Default::default() };
+                kernels::submit(&g, &[webllama::kernels::gpu::qkv(g.t(), &m, &xb, &nb, &out, &fb, &step_on(&g, pos), p).unwrap()]);
                 let r = reference::Rope { n_rot, base: 10000.0, freq_scale: 1.0, freq_factors: factors.then_some(&ff[..]) };
                 let (q, k, v) = reference::qkv(&x, &norm, 1e-5, &wq, &wk, &wv, pos as usize, &r, hd);
                 let want: Vec<f32> = q.into_iter().chain(k).chain(v).collect();
-                let shape = format!("[{heads}+2x{kv_heads} heads x {hd}, {dim}] pos {pos} {}", if rowwise { "rowwise" } else { "16 threads per row" });
+                let shape = format!("[{heads}+2x{kv_heads} heads x {hd}, {dim}] pos {pos}");
                 check("qkv", ty.name(), &shape, &read_on(&g, &out, want.len()), &want);
             }
         }
@@ -401,10 +428,10 @@ fn qkv_every_quant_type_on_both_layouts() {
 }
 
 #[test]
-fn gate_up_every_quant_type_on_both_layouts() {
+fn gate_up_every_quant_type() {
     let mut rng = Rng(37);
-    for rowwise in [false, true] {
-        let g = gpu_with_rowwise(rowwise);
+    let g = family(Family::Gpu);
+    {
         for &ty in SUPPORTED {
             let (ffn, dim) = (1536 + 32, width(ty, 576));
             let (bg, wg) = random_matrix(ty, ffn, dim, &mut rng);
@@ -414,9 +441,9 @@ fn gate_up_every_quant_type_on_both_layouts() {
             let m = QuantMatrix::packed(ty, &wb, 2 * ffn as u32, dim as u32);
             let (xb, nb) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("norm", bytemuck::cast_slice(&norm)));
             let out = g.storage("out", 4 * ffn as u64);
-            kernels::submit(&g, &[kernels::gate_up(&g, &m, &xb, &nb, &out, 1e-5).unwrap()]);
+            kernels::submit(&g, &[webllama::kernels::gpu::gate_up(g.t(), &m, &xb, &nb, &out, 1e-5).unwrap()]);
             let want = reference::gate_up(&x, &norm, 1e-5, &wg, &wu);
-            let shape = format!("[2x{ffn}x{dim}] {}", if rowwise { "rowwise" } else { "16 threads per row" });
+            let shape = format!("[2x{ffn}x{dim}]");
             check("gate_up", ty.name(), &shape, &read_on(&g, &out, ffn), &want);
         }
     }
@@ -424,24 +451,24 @@ fn gate_up_every_quant_type_on_both_layouts() {
 
 #[test]
 fn swiglu_matches() {
-    let g = gpu();
+    let g = family(Family::Cpu);
     let mut rng = Rng(19);
     let n = 1536;
     let gate: Vec<f32> = rng.vec(n).iter().map(|v| v * 12.0).collect();
     let up = rng.vec(n);
     let gb = g.storage_with("gate", bytemuck::cast_slice(&gate));
     let ub = g.storage_with("up", bytemuck::cast_slice(&up));
-    kernels::submit(&g, &[kernels::swiglu(&g, &gb, &ub, n as u32).unwrap()]);
+    kernels::submit(&g, &[kernels::swiglu(g.t(), &gb, &ub, n as u32).unwrap()]);
     check("swiglu", "f32", &format!("[{n}]"), &read(&gb, n), &reference::swiglu(&gate, &up));
     // Packed: gate | up in one buffer (one matvec over [Wgate; Wup]).
     let both = g.storage_with("gate | up", bytemuck::cast_slice(&[gate.clone(), up.clone()].concat()));
-    kernels::submit(&g, &[kernels::swiglu_packed(&g, &both, n as u32, n as u32).unwrap()]);
+    kernels::submit(&g, &[cpu::swiglu_packed(g.t(), &both, n as u32, n as u32).unwrap()]);
     check("swiglu_packed", "f32", &format!("[{n}]"), &read(&both, n), &reference::swiglu(&gate, &up));
 }
 
 #[test]
 fn argmax_matches_and_takes_the_first_of_ties() {
-    let g = gpu();
+    let g = adapter();
     let mut rng = Rng(23);
     for n in [5usize, 49152, 128256] {
         let mut x = rng.vec(n);
@@ -451,7 +478,7 @@ fn argmax_matches_and_takes_the_first_of_ties() {
         x[b.min(n - 1)] = 5.0;
         let xb = g.storage_with("logits", bytemuck::cast_slice(&x));
         let out = g.storage("result", 4);
-        kernels::submit(&g, &[kernels::argmax(&g, &xb, &out, n as u32, 1).unwrap()]);
+        kernels::submit(&g, &[kernels::argmax(g.t(), &xb, &out, n as u32, 1).unwrap()]);
         let got = u32::from_le_bytes(pollster::block_on(g.read(&out, 0, 4)).unwrap().try_into().unwrap());
         assert_eq!(got, reference::argmax(&x), "argmax [{n}]");
     }
@@ -492,7 +519,7 @@ fn matmul_every_quant_type_on_both_layouts() {
                 let base = rng.vec(n * out_stride + 3);
                 let out = g.storage_with("out", bytemuck::cast_slice(&base));
                 let p = MatmulParams { x_stride: cols as u32, out_offset: 3, out_stride: out_stride as u32, ..Default::default() };
-                kernels::submit(&g, &[kernels::matmul(&g, &m, &xb, &out, &step, p, max_tokens).unwrap()]);
+                kernels::submit(&g, &[kernels::matmul(g.t(), &m, &xb, &out, &step, p, max_tokens).unwrap()]);
                 let mut expect = base.clone();
                 for t in 0..n {
                     expect[3 + t * out_stride..3 + t * out_stride + rows].copy_from_slice(&want[t]);
@@ -502,7 +529,7 @@ fn matmul_every_quant_type_on_both_layouts() {
                 // Residual add, weight rows 10.. only, the last token only (prompt logits).
                 let out = g.storage_with("out", bytemuck::cast_slice(&base[..rows]));
                 let p = MatmulParams { x_stride: cols as u32, out_stride: rows as u32, accumulate: 1, last_only: 1, w_row0: 10, ..Default::default() };
-                kernels::submit(&g, &[kernels::matmul(&g, &m, &xb, &out, &step, p, max_tokens).unwrap()]);
+                kernels::submit(&g, &[kernels::matmul(g.t(), &m, &xb, &out, &step, p, max_tokens).unwrap()]);
                 let mut expect = base[..rows].to_vec();
                 for r in 0..rows - 10 {
                     expect[r] += want[n - 1][r + 10];
@@ -532,7 +559,7 @@ fn attention_over_batch_rows_and_candidate_branches() {
 }
 
 /// A prompt chunk of `rows` rows after `cached` positions in the cache.
-fn attention_over_prompt_chunk(g: &webllama::Gpu, (h, kvh, hd): (usize, usize, usize), cached: usize, rows: usize, splits: u32) {
+fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cached: usize, rows: usize, splits: u32) {
     let mut rng = Rng(23 + cached as u64);
     let (kv_dim, stride) = (kvh * hd, (h + 2 * kvh) * hd);
     let p = AttentionParams { n_heads: h as u32, n_kv_heads: kvh as u32, head_dim: hd as u32, qkv_stride: stride as u32, n_splits: splits, ..Default::default() };
@@ -553,9 +580,9 @@ fn attention_over_prompt_chunk(g: &webllama::Gpu, (h, kvh, hd): (usize, usize, u
     let (nk, nv, out) = (g.storage("kb", 16), g.storage("vb", 16), g.storage("out", 4 * (rows * h * hd) as u64));
     let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &nk, v_branch: &nv, out: &out, partial: &partial, rotations: None, kv_mirror: None };
     let step = g.uniform("step", &Step::chunk(cached as u32, rows as u32));
-    kernels::submit(g, &kernels::attention(g, &b, &step, p, AttentionRows::Prompt(rows as u32)).unwrap());
+    kernels::submit(g, &kernels::attention(g.t(), &b, &step, p, AttentionRows::Prompt(rows as u32)).unwrap());
     let got = read_on(g, &out, rows * h * hd);
-    let layout = if !g.matvec_rowwise { "GPU layout" } else if g.subgroup_acts { "CPU layout, subgroups" } else { "CPU layout" };
+    let layout = g.layout.to_string();
     let shape = format!("heads {h}/{kvh} x {hd}, {rows} rows after {cached}, {splits} splits, {layout}");
     for r in 0..rows {
         let want = reference::attention(&q[r * h * hd..(r + 1) * h * hd], &k, &v, h, kvh, hd, cached + r + 1);
@@ -566,7 +593,7 @@ fn attention_over_prompt_chunk(g: &webllama::Gpu, (h, kvh, hd): (usize, usize, u
 }
 
 /// n candidates after a shared prefix, each with its own branch.
-fn attention_over_candidates(g: &webllama::Gpu) {
+fn attention_over_candidates(g: &On) {
     let mut rng = Rng(29);
     let (h, kvh, hd) = (6usize, 2usize, 32usize);
     let (kv_dim, stride) = (kvh * hd, (h + 2 * kvh) * hd);
@@ -594,7 +621,7 @@ fn attention_over_candidates(g: &webllama::Gpu) {
     let (kbb, vbb, out) = (g.storage_with("kb", bytemuck::cast_slice(&bk)), g.storage_with("vb", bytemuck::cast_slice(&bv)), g.storage("out", 4 * (n * h * hd) as u64));
     let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &kbb, v_branch: &vbb, out: &out, partial: &partial, rotations: None, kv_mirror: None };
     let step = g.uniform("step", &Step::candidates((prefix + earlier) as u32, n as u32, prefix as u32));
-    kernels::submit(g, &kernels::attention(g, &b, &step, params(1, branch_len as u32), AttentionRows::Candidates(n as u32)).unwrap());
+    kernels::submit(g, &kernels::attention(g.t(), &b, &step, params(1, branch_len as u32), AttentionRows::Candidates(n as u32)).unwrap());
     let got = read_on(g, &out, n * h * hd);
     let mut bk_after = bk.clone();
     let mut bv_after = bv.clone();
@@ -622,14 +649,15 @@ fn attention_over_candidates(g: &webllama::Gpu) {
 #[test]
 fn a_validation_error_surfaces_as_an_error() {
     // A device of its own: on the shared one another test's read could take this error.
-    let g = pollster::block_on(webllama::Gpu::new()).unwrap();
+    let device = Arc::new(pollster::block_on(Gpu::new()).unwrap());
+    let g = On { layout: Layout::of(&device), gpu: device };
     let mut rng = Rng(29);
     let (rows, cols, ty) = (8usize, 32usize, QuantType::Q8_0);
     let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
     let x = rng.vec(cols);
     let (wb, xb, out) = (g.storage_with("w", &bytes), g.storage_with("x", bytemuck::cast_slice(&x)), g.storage("out", 4 * rows as u64));
     let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
-    let d = kernels::matvec(&g, &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap();
+    let d = kernels::matvec(g.t(), &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap();
     wb.destroy();
     kernels::submit(&g, &[d]);
     let t = std::time::Instant::now();
@@ -639,6 +667,6 @@ fn a_validation_error_surfaces_as_an_error() {
     // The device still works.
     let wb = g.storage_with("w", &bytes);
     let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
-    kernels::submit(&g, &[kernels::matvec(&g, &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap()]);
+    kernels::submit(&g, &[kernels::matvec(g.t(), &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap()]);
     check("matvec after an error", ty.name(), "[8x32]", &read_on(&g, &out, rows), &reference::matvec(&w, &x));
 }

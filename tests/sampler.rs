@@ -3,7 +3,7 @@
 
 mod common;
 
-use webllama::sampler::{Sampler, SamplerConfig};
+use webllama::engine::sampler::{Sampler, SamplerConfig};
 
 /// A vocabulary-sized logit vector: the golden's top-5 at step 0, everything else far below.
 fn fixture_logits() -> (Vec<f32>, Vec<(u32, f32)>) {

@@ -3,7 +3,8 @@
 
 mod common;
 
-use webllama::{weights, Tokenizer};
+use webllama::format::weights;
+use webllama::{Tokenizer};
 
 fn tokenizer() -> Option<Tokenizer> {
     let path = common::default_model()?;

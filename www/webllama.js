@@ -14,19 +14,20 @@ const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature
 
 // ctx: KV-cache positions (default: the model's context length, capped by what the GPU can bind).
 // integrity: the file's SHA-256 (sha256-<base64> or hex), checked before the download is cached.
+// layout: the kernel family, "gpu" or "cpu" (default: the adapter's; engine.stats.layout says which ran).
 // signal: an AbortSignal that cancels the load (the promise rejects with an AbortError).
 // workerUrl: where worker.js is (default: beside this file). By default the worker is asked for with
 // ?model_origin=<the model URL's origin>: a server that answers with a Content-Security-Policy
 // naming that origin (as `webllama serve` does) lets the worker connect to its own origin and the
 // model's host, nowhere else.
-export async function createEngine({ model, onProgress, ctx, integrity, signal, workerUrl } = {}) {
+export async function createEngine({ model, onProgress, ctx, integrity, layout, signal, workerUrl } = {}) {
   signal?.throwIfAborted();
   const worker = new Worker(workerUrl ?? defaultWorkerUrl(model), { type: 'module' });
   const engine = new Engine(worker);
   const cancel = () => engine._failAll(named('AbortError', 'the model load was cancelled'));
   signal?.addEventListener('abort', cancel);
   try {
-    await engine._request({ kind: MSG.LOAD, model, ctx, integrity }, { onProgress });
+    await engine._request({ kind: MSG.LOAD, model, ctx, integrity, layout }, { onProgress });
   } catch (e) {
     worker.terminate();
     throw e;
@@ -169,7 +170,7 @@ class Engine {
       case MSG.TOKEN: p.onToken?.(m.text, m.index ?? 0); break;
       case MSG.LOADED:
         this._pending.delete(m.id);
-        Object.assign(this.stats, { adapter: m.info.adapter, load_ms: m.stats.loadMs, wasm_memory_bytes: m.stats.wasmMemoryBytes, model: m.info.name, source: m.stats.source, info: m.info, ...m.stats.cost });
+        Object.assign(this.stats, { adapter: m.info.adapter, layout: m.info.layout, load_ms: m.stats.loadMs, wasm_memory_bytes: m.stats.wasmMemoryBytes, model: m.info.name, source: m.stats.source, info: m.info, ...m.stats.cost });
         p.resolve(m);
         break;
       case MSG.DONE: this._pending.delete(m.id); p.resolve(m.result); break;

@@ -60,7 +60,7 @@ async function load(m) {
         header = concat(header, value);
         const need = headerBytesNeeded(header, total ?? undefined);
         if (need === 0) {
-          loader = await Loader.create(header, total ?? undefined, m.ctx ?? undefined);
+          loader = await Loader.create(header, total ?? undefined, m.ctx ?? undefined, m.layout ?? undefined);
           loader.feed(0, header);
           header = null;
         } else if (total !== null && need > total) {

@@ -3,8 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use webllama::gguf::{Gguf, Parsed};
-use webllama::{weights, ChatTemplate, Config, Message, Tokenizer};
+use webllama::format::gguf::{Gguf, Parsed};
+use webllama::format::weights;
+use webllama::{ChatTemplate, Config, Message, Tokenizer};
 
 fuzz_target!(|data: &[u8]| {
     let len = Some(data.len() as u64);

@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use webllama::gguf::{Gguf, TensorInfo};
+use webllama::format::gguf::{Gguf, TensorInfo};
 use webllama::reference::RefModel;
-use webllama::weights::TensorSource;
+use webllama::format::weights::TensorSource;
 
 /// The file in memory.
 struct Bytes<'a>(&'a [u8]);

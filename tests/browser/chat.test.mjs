@@ -41,7 +41,8 @@ test('loads the default model with visible progress, streaming it onto the GPU',
   assert.match(await page.textContent('#progress-text'), /98\.4 \/ 98\.4 MB/);
   const stats = await page.evaluate(() => window.webllamaApp.engine.stats);
   const size = statSync(MODEL_PATH).size;
-  console.log(`wasm memory after loading a ${(size / 1e6).toFixed(1)} MB model: ${(stats.wasm_memory_bytes / 1e6).toFixed(1)} MB; adapter: ${stats.adapter}`);
+  console.log(`wasm memory after loading a ${(size / 1e6).toFixed(1)} MB model: ${(stats.wasm_memory_bytes / 1e6).toFixed(1)} MB; adapter: ${stats.adapter}; layout: ${stats.layout}`);
+  assert.match(stats.layout, /^cpu /, "SwiftShader is a CPU adapter: the CPU kernel family");
   assert.ok(stats.wasm_memory_bytes < size / 2, `wasm memory ${stats.wasm_memory_bytes} should stay far below the model's ${size} bytes`);
 });
 

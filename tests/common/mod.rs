@@ -3,13 +3,24 @@
 #![allow(dead_code)]
 
 use std::sync::{Arc, OnceLock};
-use webllama::Gpu;
+use webllama::{Family, Gpu, Layout};
 
 /// One GPU for the whole test binary (lavapipe on CI).
 pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (on CI: Mesa lavapipe)")))
         .clone()
+}
+
+/// The shared GPU's own layout (the CPU family on lavapipe).
+pub fn layout() -> Layout {
+    Layout::of(&gpu())
+}
+
+/// The GPU family's layout on the shared GPU, whatever the adapter: the path real GPUs take,
+/// checked end to end on lavapipe too.
+pub fn gpu_family() -> Layout {
+    Layout::family(&gpu(), Family::Gpu)
 }
 
 /// The default model (SmolLM2-135M-Instruct Q4_1) in the cache, as `make model` puts it. Absent

@@ -1,0 +1,82 @@
+//! `webllama bench`: prefill and decode speed on one model, in the spirit of llama-bench; with
+//! --profile, what each kind of kernel costs in a decode step and in a prompt chunk.
+
+use crate::{model_path, open_gpu, BenchArgs};
+use anyhow::{Context, Result};
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    use std::time::Instant;
+    let path = model_path(a.model)?;
+    let (p, n) = (a.prompt_tokens.max(1), a.decode_tokens.max(1));
+    let (gpu, layout) = open_gpu(a.layout)?;
+    // The context a user gets (so attention is split as in use), or more when the run needs it.
+    let ctx = (p + n + 1 > webllama::model::DEFAULT_CTX).then_some(p + n + 1);
+    let mut model = webllama::Model::load_file(gpu.clone(), layout.clone(), &path, ctx).with_context(|| format!("loading {path}"))?;
+    let vocab = model.cfg.vocab_size as u32;
+    // A fixed, ordinary-looking prompt: ids cycling through the vocabulary's common range.
+    let prompt: Vec<u32> = (0..p as u32).map(|i| 100 + (i * 37) % (vocab.min(20000) - 100)).collect();
+    // Warm-up: the first runs compile pipelines.
+    pollster::block_on(model.step(prompt[0], false))?;
+    pollster::block_on(model.prefill(&prompt[..2.min(p)], false))?;
+    model.truncate(0);
+    let t0 = Instant::now();
+    let mut tok = if a.token_by_token {
+        for &t in &prompt[..p - 1] {
+            model.enqueue(t)?;
+        }
+        pollster::block_on(model.step(prompt[p - 1], false))?.argmax
+    } else {
+        pollster::block_on(model.prefill(&prompt, false))?.argmax
+    };
+    let prefill_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    for _ in 0..n {
+        tok = pollster::block_on(model.step(tok, false))?.argmax;
+    }
+    let decode_s = t1.elapsed().as_secs_f64();
+    let decode_tok_s = n as f64 / decode_s;
+    let weight_bytes = model.weight_bytes;
+    let obj = serde_json::json!({
+        "model": path,
+        "adapter": gpu.adapter_name(),
+        "layout": layout.to_string(),
+        "n_layers": model.cfg.n_layers,
+        "prompt_tokens": p,
+        "decode_tokens": n,
+        "prefill_tok_s": p as f64 / prefill_s,
+        "decode_tok_s": decode_tok_s,
+        "ttft_ms": prefill_s * 1000.0,
+        "prefill_batch_rows": if a.token_by_token { 1 } else { model.batch_rows() },
+        "dispatches_per_token": model.dispatches_per_token(),
+        "submits_per_token": 1,
+        "readback_bytes_per_token": 4,
+        "weight_bytes_per_token": weight_bytes,
+        "implied_gb_s": weight_bytes as f64 * decode_tok_s / 1e9,
+    });
+    if a.json {
+        println!("{obj}");
+    } else {
+        println!("model     {path}\nadapter   {}\nlayout    {layout}", gpu.adapter_name());
+        println!(
+            "prefill   {p} tokens: {:.2} tok/s (time to first token {:.0} ms; {})",
+            p as f64 / prefill_s,
+            prefill_s * 1000.0,
+            if a.token_by_token { "token by token".to_string() } else { format!("chunks of {}", model.batch_rows()) }
+        );
+        println!("decode    {n} tokens: {:.2} tok/s; {:.2} GB/s of weights ({:.1} MB per token)", decode_tok_s, weight_bytes as f64 * decode_tok_s / 1e9, weight_bytes as f64 / 1e6);
+        println!("per token {} dispatches, 1 submit, 4 bytes read back", model.dispatches_per_token());
+    }
+    if a.profile {
+        let print = |what: &str, (split, whole): (Vec<(&str, f64, usize)>, f64)| {
+            println!("profile ({what}: {whole:.1} ms; per kind of kernel, what it saves without it):");
+            for (name, ms, n) in split {
+                println!("  {name:<10} {ms:8.2} ms  {:5.1}%  {n:4} dispatches", 100.0 * ms / whole);
+            }
+        };
+        print("a decode step", model.profile_step(tok)?);
+        let rows = model.batch_rows();
+        print(&format!("a prompt chunk of {rows} tokens"), model.profile_chunk(tok)?);
+    }
+    Ok(())
+}
+

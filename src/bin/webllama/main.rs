@@ -1,0 +1,392 @@
+//! The `webllama` CLI: generate text natively on wgpu (Vulkan, Metal, DX12, or Mesa's lavapipe).
+
+mod bench;
+mod random_model;
+mod serve;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::sync::Arc;
+use webllama::{Family, GenerateOptions, Gpu, Layout, Message, Overrides, SamplerConfig, Session};
+
+#[derive(Parser)]
+#[command(name = "webllama", version, about = "LLaMA-family GGUF models on WebGPU (wgpu)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate text from a prompt or one chat message.
+    Generate(GenerateArgs),
+    /// Chat in the terminal: one line a turn; the KV cache keeps the conversation (/reset clears it).
+    Chat(ChatArgs),
+    /// Measure prefill and decode speed (in the spirit of llama-bench).
+    Bench(BenchArgs),
+    /// Serve the demo page (www/) and the cached models on 127.0.0.1.
+    Serve(ServeArgs),
+    /// Write a GGUF with random weights (for benchmarks): another file's metadata, its own shape
+    /// or a preset one.
+    RandomModel(RandomModelArgs),
+}
+
+#[derive(clap::Args)]
+struct RandomModelArgs {
+    /// GGUF whose metadata (tokenizer, template) to copy; only its header is read.
+    #[arg(long)]
+    like: String,
+    /// "same" (the --like file's tensors and types) or "llama-3.2-1b" (Q4_K_M type mix).
+    #[arg(long, default_value = "same")]
+    shape: String,
+    #[arg(long)]
+    out: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
+struct ChatArgs {
+    /// GGUF model file (default: the default model in the cache).
+    #[arg(long)]
+    model: Option<String>,
+    /// Kernel family: "gpu" or "cpu" (default: the adapter's: cpu on CPU adapters such as lavapipe).
+    #[arg(long, value_parser = parse_family)]
+    layout: Option<Family>,
+    /// A system prompt (default: the template's own, if any).
+    #[arg(long)]
+    system: Option<String>,
+    #[arg(long, default_value_t = 512)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    ctx: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The page's folder (with the wasm build in pkg/, made by `make wasm`).
+    #[arg(long, default_value = "www")]
+    www: String,
+    /// Folder of model files served at /models/ (default: the model cache).
+    #[arg(long)]
+    models: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// GGUF model file (default: the default model in the cache).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Kernel family: "gpu" or "cpu" (default: the adapter's: cpu on CPU adapters such as lavapipe).
+    #[arg(long, value_parser = parse_family)]
+    pub layout: Option<Family>,
+    /// Prompt tokens to prefill.
+    #[arg(short = 'p', default_value_t = 512)]
+    pub prompt_tokens: usize,
+    /// Tokens to decode.
+    #[arg(short = 'n', default_value_t = 128)]
+    pub decode_tokens: usize,
+    /// Also print what each kind of kernel costs in a decode step and in a prompt chunk (the whole less the whole without it).
+    #[arg(long)]
+    pub profile: bool,
+    /// Prefill one token at a time (the decode graph) instead of in batched chunks.
+    #[arg(long)]
+    pub token_by_token: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// GGUF model file (default: the default model in the cache; fetch it with `make model`).
+    #[arg(long)]
+    model: Option<String>,
+    /// Kernel family: "gpu" or "cpu" (default: the adapter's: cpu on CPU adapters such as lavapipe).
+    #[arg(long, value_parser = parse_family)]
+    layout: Option<Family>,
+    /// Raw prompt text; special-token strings such as <|im_start|> are parsed as specials.
+    #[arg(long, conflicts_with = "chat", required_unless_present = "chat")]
+    prompt: Option<String>,
+    /// One user message, wrapped with the model's chat template.
+    #[arg(long)]
+    chat: Option<String>,
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Drop tokens less likely than MIN_P times the most likely one.
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Penalize tokens seen in the last --penalty-last-n (llama.cpp's repeat penalty; 1 is off).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    frequency_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    #[arg(long, default_value_t = 64)]
+    penalty_last_n: usize,
+    /// ID=BIAS added to a token's logit (repeatable).
+    #[arg(long, value_parser = parse_bias)]
+    logit_bias: Vec<(u32, f32)>,
+    /// Stop at this string (repeatable; may span tokens).
+    #[arg(long)]
+    stop: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep generating past end-of-generation tokens.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Report the K highest logits of every step (with --json).
+    #[arg(long, default_value_t = 0)]
+    top_logits: usize,
+    /// KV-cache positions (default: the model's context length, at most 4096).
+    #[arg(long)]
+    ctx: Option<usize>,
+    /// A Hugging Face tokenizer.json to use instead of the GGUF's vocabulary.
+    #[arg(long)]
+    tokenizer: Option<String>,
+    /// Candidates to generate from the prompt, decoded side by side in one batch (1 to 8).
+    #[arg(long, default_value_t = 1)]
+    n: usize,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_family(s: &str) -> Result<Family, String> {
+    Family::parse(s).ok_or_else(|| format!("{s:?}: the layouts are \"gpu\" and \"cpu\""))
+}
+
+/// The best adapter's device and the Layout for it: the adapter's own, `--layout` and the
+/// environment's overrides applied (Overrides::from_env).
+fn open_gpu(family: Option<Family>) -> Result<(Arc<Gpu>, Layout)> {
+    let gpu = Arc::new(pollster::block_on(Gpu::new())?);
+    let layout = Layout::choose(&gpu, &Overrides::from_env().with_family(family));
+    Ok((gpu, layout))
+}
+
+fn parse_bias(s: &str) -> Result<(u32, f32), String> {
+    let (id, b) = s.split_once('=').ok_or("expected ID=BIAS")?;
+    Ok((id.trim().parse().map_err(|_| "ID must be a token id")?, b.trim().parse().map_err(|_| "BIAS must be a number")?))
+}
+
+/// The model cache folder ($WEBLLAMA_CACHE/models or ~/.cache/webllama/models).
+fn models_dir() -> Result<std::path::PathBuf> {
+    let base = match std::env::var_os("WEBLLAMA_CACHE") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache/webllama"),
+    };
+    Ok(base.join("models"))
+}
+
+/// The --model given, or the default model in the cache.
+fn model_path(given: Option<String>) -> Result<String> {
+    match given {
+        Some(p) => Ok(p),
+        None => default_model(),
+    }
+}
+
+/// The default model's path in the cache (what `make model` fetches).
+fn default_model() -> Result<String> {
+    let p = models_dir()?.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !p.exists() {
+        bail!("no --model given and the default model is not at {} (run `make model`)", p.display());
+    }
+    Ok(p.to_string_lossy().into_owned())
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    let path = model_path(a.model)?;
+    let (gpu, layout) = open_gpu(a.layout)?;
+    let mut session = Session::load_file(gpu.clone(), layout.clone(), &path, a.ctx).with_context(|| format!("loading {path}"))?;
+    if let Some(tj) = &a.tokenizer {
+        let json = std::fs::read(tj).with_context(|| format!("reading {tj}"))?;
+        let header = webllama::format::weights::read_header(&path)?;
+        session.tokenizer = webllama::Tokenizer::from_gguf(&header)?.with_tokenizer_json(&json)?;
+    }
+    let ids = match (&a.prompt, &a.chat) {
+        (Some(p), _) => session.tokenizer.encode(p, true)?,
+        (None, Some(c)) => session.chat_ids(&[Message::new("user", c)])?,
+        (None, None) => bail!("give --prompt or --chat"),
+    };
+    let opts = GenerateOptions {
+        max_tokens: a.max_tokens,
+        sampler: SamplerConfig {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            repetition_penalty: a.repetition_penalty,
+            frequency_penalty: a.frequency_penalty,
+            presence_penalty: a.presence_penalty,
+            penalty_last_n: a.penalty_last_n,
+            logit_bias: a.logit_bias.iter().cloned().collect(),
+            seed: a.seed,
+        },
+        ignore_eos: a.ignore_eos,
+        top_logits: a.top_logits,
+        stop: a.stop.clone(),
+    };
+    let json = a.json;
+    let mut stdout = std::io::stdout();
+    let mut on_text = |t: &str| {
+        if !json {
+            let _ = stdout.write_all(t.as_bytes());
+            let _ = stdout.flush();
+        }
+        true
+    };
+    if a.n > 1 {
+        return generate_candidates(&mut session, &ids, a.n, &opts, json, &gpu.adapter_name(), &layout);
+    }
+    let g = pollster::block_on(session.generate(&ids, &opts, &mut on_text))?;
+    if json {
+        let top: Vec<Vec<(u32, f32)>> = g.top_logits.clone();
+        let obj = serde_json::json!({
+            "prompt_ids": g.prompt_ids,
+            "ids": g.ids,
+            "text": g.text,
+            "top_logits": top,
+            "finish_reason": g.finish_reason.as_str(),
+            "prefill_tok_s": g.prefill_tok_s(),
+            "decode_tok_s": g.decode_tok_s(),
+            "adapter": gpu.adapter_name(),
+            "layout": layout.to_string(),
+        });
+        println!("{obj}");
+    } else {
+        println!();
+        eprintln!(
+            "[{} prompt tokens, {:.1} tok/s prefill; {} generated, {:.1} tok/s decode; {}]",
+            g.prompt_ids.len(),
+            g.prefill_tok_s(),
+            g.ids.len(),
+            g.decode_tok_s(),
+            gpu.adapter_name(),
+        );
+    }
+    Ok(())
+}
+
+fn chat(a: ChatArgs) -> Result<()> {
+    use std::io::BufRead;
+    let path = model_path(a.model)?;
+    let (gpu, layout) = open_gpu(a.layout)?;
+    let mut session = Session::load_file(gpu.clone(), layout.clone(), &path, a.ctx).with_context(|| format!("loading {path}"))?;
+    eprintln!("{} on {}, layout {layout}; one line a turn, /reset starts over, Ctrl-D ends.", path, gpu.adapter_name());
+    let opts = GenerateOptions {
+        max_tokens: a.max_tokens,
+        sampler: SamplerConfig { temperature: a.temperature, seed: a.seed, ..Default::default() },
+        ..Default::default()
+    };
+    let fresh = || a.system.iter().map(|s| Message::new("system", s)).collect::<Vec<_>>();
+    let mut history = fresh();
+    let mut stdout = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if text == "/reset" {
+            history = fresh();
+            session.reset();
+            continue;
+        }
+        history.push(Message::new("user", text));
+        let ids = session.chat_ids(&history)?;
+        let g = pollster::block_on(session.generate(&ids, &opts, &mut |t| {
+            let _ = stdout.write_all(t.as_bytes());
+            let _ = stdout.flush();
+            true
+        }))?;
+        println!();
+        eprintln!("[{} new prompt tokens at {:.1} tok/s; {} generated at {:.1} tok/s]", g.prefilled, g.prefill_tok_s(), g.ids.len(), g.decode_tok_s());
+        history.push(Message::new("assistant", &g.text));
+    }
+    Ok(())
+}
+
+/// `generate --n N`: the candidates, one per line (or one JSON object with a "choices" list).
+fn generate_candidates(session: &mut Session, ids: &[u32], n: usize, opts: &GenerateOptions, json: bool, adapter: &str, layout: &Layout) -> Result<()> {
+    let passes = session.model.batch_passes;
+    let all = pollster::block_on(session.generate_n(ids, n, opts, &mut |_, _| true))?;
+    let weight_passes = session.model.batch_passes - passes;
+    let tokens: usize = all.iter().map(|g| g.ids.len()).sum();
+    let secs = all[0].decode_ms / 1000.0;
+    if json {
+        let choices: Vec<_> = all
+            .iter()
+            .enumerate()
+            .map(|(i, g)| serde_json::json!({ "index": i, "ids": g.ids, "text": g.text, "finish_reason": g.finish_reason.as_str() }))
+            .collect();
+        let obj = serde_json::json!({
+            "prompt_ids": ids,
+            "choices": choices,
+            "weight_passes": weight_passes,
+            "prefill_tok_s": all[0].prefill_tok_s(),
+            "decode_tok_s": tokens as f64 / secs.max(1e-9),
+            "adapter": adapter,
+            "layout": layout.to_string(),
+        });
+        println!("{obj}");
+    } else {
+        for (i, g) in all.iter().enumerate() {
+            println!("{}: {}", i + 1, g.text.replace('\n', " "));
+        }
+        eprintln!("[{n} candidates, {tokens} tokens in {weight_passes} weight passes, {:.1} tok/s together; {adapter}]", tokens as f64 / secs.max(1e-9));
+    }
+    Ok(())
+}
+
+/// lavapipe (Mesa's software Vulkan) runs compute on LP_NUM_THREADS threads, by default one per
+/// core. Two per core measured faster and steadier on a 2-core machine (BENCH.md): so set, unless
+/// the user has, before any thread or Vulkan instance exists. No effect on other drivers.
+fn default_lavapipe_threads() {
+    if std::env::var_os("LP_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("LP_NUM_THREADS", (2 * cores).to_string());
+    }
+}
+
+fn main() {
+    default_lavapipe_threads();
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Generate(a) => generate(a),
+        Cmd::Chat(a) => chat(a),
+        Cmd::Bench(a) => bench::bench(a),
+        Cmd::Serve(a) => (|| {
+            let www = std::path::PathBuf::from(&a.www);
+            if !www.join("pkg/webllama_bg.wasm").exists() {
+                eprintln!("warning: {} has no wasm build (run `make wasm`); the page will not load", www.join("pkg").display());
+            }
+            let models = match a.models {
+                Some(m) => std::path::PathBuf::from(m),
+                None => models_dir()?,
+            };
+            serve::serve(www, models, a.port)
+        })(),
+        Cmd::RandomModel(a) => random_model::random_model(&a.like, &a.shape, &a.out, a.seed),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,315 @@
+//! Session: a model with its tokenizer and chat template; prefill, decode steps, sampling, stop at
+//! end-of-generation, streamed text. Reuses the KV cache of a prompt's common prefix.
+
+use crate::text::chat::{ChatTemplate, Message, CHATML};
+use crate::error::{Error, Result};
+use crate::format::gguf::Gguf;
+use crate::model::{Model, StepOutput, MAX_CANDIDATES};
+use crate::engine::sampler::{top_k, Sampler, SamplerConfig};
+use crate::text::tokenizer::Tokenizer;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampler: SamplerConfig,
+    /// Keep going past end-of-generation tokens.
+    pub ignore_eos: bool,
+    /// Return the k highest logits of every step (0: none).
+    pub top_logits: usize,
+    /// Strings that end generation; the text before one is returned, the stop string is not.
+    /// They may span tokens.
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions { max_tokens: 256, sampler: SamplerConfig::default(), ignore_eos: false, top_logits: 0, stop: vec![] }
+    }
+}
+
+/// The byte length of the longest suffix of `text` that begins some stop string (text held back
+/// from streaming until it is known not to be the start of a stop string).
+fn stop_prefix_len(text: &str, stop: &[String]) -> usize {
+    let longest = stop.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut best = 0;
+    for (at, _) in text.char_indices().rev().take_while(|(at, _)| text.len() - at < longest) {
+        let tail = &text[at..];
+        if stop.iter().any(|s| s.starts_with(tail)) {
+            best = tail.len();
+        }
+    }
+    best
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token.
+    Stop,
+    /// max_tokens reached.
+    Length,
+    /// The caller stopped it (on_text returned false).
+    Abort,
+}
+
+impl FinishReason {
+    /// OpenAI's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Abort => "abort",
+        }
+    }
+}
+
+/// A finished generation.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub prompt_ids: Vec<u32>,
+    /// Generated ids (an end-of-generation id that stopped it is not included).
+    pub ids: Vec<u32>,
+    pub text: String,
+    /// Per step, the top (id, logit) pairs, when asked for.
+    pub top_logits: Vec<Vec<(u32, f32)>>,
+    pub finish_reason: FinishReason,
+    /// Prompt tokens actually run (the rest came from the cache).
+    pub prefilled: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+}
+
+impl Generation {
+    pub fn prefill_tok_s(&self) -> f64 {
+        self.prefilled as f64 / (self.prefill_ms / 1000.0).max(1e-9)
+    }
+    /// Decode speed over the tokens after the first (the first comes out of prefill).
+    pub fn decode_tok_s(&self) -> f64 {
+        self.ids.len().saturating_sub(1) as f64 / (self.decode_ms / 1000.0).max(1e-9)
+    }
+}
+
+/// Milliseconds from an arbitrary origin.
+fn now_ms() -> f64 {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::sync::OnceLock;
+        static T0: OnceLock<std::time::Instant> = OnceLock::new();
+        T0.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1000.0
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        js_sys::Date::now()
+    }
+}
+
+/// A loaded model ready to generate.
+pub struct Session {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    /// Tokens whose keys and values are in the KV cache, in order.
+    cached: Vec<u32>,
+}
+
+impl Session {
+    /// Wraps a built model with the tokenizer and chat template of its file.
+    pub fn new(model: Model, g: &Gguf) -> Result<Session> {
+        let tokenizer = Tokenizer::from_gguf(g)?;
+        if tokenizer.vocab_size() != model.cfg.vocab_size {
+            return Err(Error::BadConfig(format!(
+                "the tokenizer has {} tokens but token_embd has {} rows",
+                tokenizer.vocab_size(),
+                model.cfg.vocab_size
+            )));
+        }
+        let source = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).unwrap_or(CHATML);
+        let tok_text = |id: Option<u32>| id.map(|i| tokenizer.tokens[i as usize].clone()).unwrap_or_default();
+        let eos = g.opt_u64("tokenizer.ggml.eos_token_id")?.map(|i| i as u32).filter(|&i| (i as usize) < tokenizer.vocab_size());
+        let template = ChatTemplate::new(source, &tok_text(tokenizer.bos_id), &tok_text(eos))?;
+        Ok(Session { model, tokenizer, template, cached: vec![] })
+    }
+
+    /// Loads a GGUF file from disk onto `gpu`, laid out for `layout` (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_file(gpu: std::sync::Arc<crate::gpu::Gpu>, layout: crate::gpu::Layout, path: &str, ctx: Option<usize>) -> Result<Session> {
+        let g = crate::format::weights::read_header(path)?;
+        let mut b = crate::model::ModelBuilder::new(gpu, layout, &g, ctx)?;
+        b.upload_all(&mut crate::format::weights::FileSource::open(path)?)?;
+        Session::new(b.finish()?, &g)
+    }
+
+    /// The prompt ids for a chat (see ChatTemplate::prompt_ids).
+    pub fn chat_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        self.template.prompt_ids(&self.tokenizer, messages)
+    }
+
+    /// Forgets the KV cache.
+    pub fn reset(&mut self) {
+        self.cached.clear();
+        self.model.truncate(0);
+    }
+
+    /// Generates from `prompt_ids`, calling `on_text` with each piece of text as it is made; it
+    /// returns false to stop (finish reason Abort).
+    pub async fn generate(&mut self, prompt_ids: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+        let mut all = self.generate_n(prompt_ids, 1, opts, &mut |_, t| on_text(t)).await?;
+        Ok(all.remove(0))
+    }
+
+    /// Generates `n` candidates from one prompt: the prompt is prefilled once, then the candidates
+    /// decode side by side, one weight pass per step for all of them (Model::candidates_step), each
+    /// with its own sampler (seed + index), stop strings and finish reason. `on_text(index, piece)`
+    /// streams each candidate's text; false stops them all (Abort).
+    pub async fn generate_n(
+        &mut self,
+        prompt_ids: &[u32],
+        n: usize,
+        opts: &GenerateOptions,
+        on_text: &mut dyn FnMut(usize, &str) -> bool,
+    ) -> Result<Vec<Generation>> {
+        if prompt_ids.is_empty() {
+            return Err(Error::InvalidRequest("the prompt is empty".into()));
+        }
+        if n == 0 || n > MAX_CANDIDATES as usize {
+            return Err(Error::InvalidRequest(format!("n is {n}: between 1 and {MAX_CANDIDATES} candidates are supported")));
+        }
+        if opts.stop.iter().any(|s| s.is_empty()) {
+            return Err(Error::InvalidRequest("a stop string is empty".into()));
+        }
+        let needed = prompt_ids.len() + opts.max_tokens;
+        if needed > self.model.context_length() {
+            return Err(Error::ContextFull { needed, limit: self.model.context_length() });
+        }
+        if n > 1 {
+            self.model.reserve_candidates(n as u32, opts.max_tokens.max(1) as u32)?;
+        }
+        // Reuse the cache for the longest common prefix; at least the last prompt token is run.
+        let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1);
+        self.cached.truncate(common);
+        self.model.truncate(common);
+        let want_logits = opts.top_logits > 0 || !opts.sampler.gpu_argmax_suffices();
+        let t0 = now_ms();
+        let first = self.model.prefill(&prompt_ids[common..], want_logits).await?;
+        self.cached.extend_from_slice(&prompt_ids[common..]);
+        let t1 = now_ms();
+        let mut tracks: Vec<Track> = (0..n)
+            .map(|c| Track {
+                sampler: Sampler::new(SamplerConfig { seed: opts.sampler.seed.wrapping_add(c as u64), ..opts.sampler.clone() }),
+                history: prompt_ids.to_vec(),
+                ids: vec![],
+                text: String::new(),
+                emitted: 0,
+                stream: self.tokenizer.stream(),
+                top_logits: vec![],
+                finish: None,
+            })
+            .collect();
+        let mut outs: Vec<StepOutput> = vec![first];
+        let mut step = 0;
+        loop {
+            for (c, t) in tracks.iter_mut().enumerate() {
+                if t.finish.is_none() {
+                    // Every candidate starts from the prompt's one output.
+                    let out = if step == 0 { &outs[0] } else { &outs[c] };
+                    t.take(out, opts, &self.tokenizer, &mut |piece| on_text(c, piece))?;
+                }
+            }
+            if tracks.iter().any(|t| t.finish == Some(FinishReason::Abort)) {
+                tracks.iter_mut().filter(|t| t.finish.is_none()).for_each(|t| t.finish = Some(FinishReason::Abort));
+            }
+            if tracks.iter().all(|t| t.finish.is_some()) {
+                break;
+            }
+            // Finished candidates keep their row (fed their last token) so that rows stay in place.
+            let feed: Vec<u32> = tracks.iter().map(|t| *t.ids.last().unwrap_or(&0)).collect();
+            outs = if n == 1 {
+                self.cached.push(feed[0]);
+                vec![self.model.step(feed[0], want_logits).await?]
+            } else {
+                self.model.candidates_step(&feed, step, want_logits).await?
+            };
+            step += 1;
+        }
+        let decode_ms = now_ms() - t1;
+        Ok(tracks
+            .into_iter()
+            .map(|t| Generation {
+                prompt_ids: prompt_ids.to_vec(),
+                ids: t.ids,
+                text: t.text,
+                top_logits: t.top_logits,
+                finish_reason: t.finish.unwrap_or(FinishReason::Length),
+                prefilled: prompt_ids.len() - common,
+                prefill_ms: t1 - t0,
+                decode_ms,
+            })
+            .collect())
+    }
+}
+
+/// One candidate's progress: its sampler, tokens, text and how much of it was streamed.
+struct Track {
+    sampler: Sampler,
+    /// Prompt and generated ids (for the penalties).
+    history: Vec<u32>,
+    ids: Vec<u32>,
+    text: String,
+    /// Bytes of text already passed to on_text.
+    emitted: usize,
+    stream: crate::text::tokenizer::TextStream,
+    top_logits: Vec<Vec<(u32, f32)>>,
+    finish: Option<FinishReason>,
+}
+
+impl Track {
+    /// Picks the next id from a step's output and appends it: streams the new text (holding back
+    /// what may start a stop string), and sets `finish` at an end-of-generation id, a stop string,
+    /// an abort or max_tokens.
+    fn take(&mut self, out: &StepOutput, opts: &GenerateOptions, tok: &Tokenizer, on_text: &mut dyn FnMut(&str) -> bool) -> Result<()> {
+        let id = match &out.logits {
+            Some(l) => {
+                if opts.top_logits > 0 {
+                    self.top_logits.push(top_k(l, opts.top_logits));
+                }
+                if opts.sampler.gpu_argmax_suffices() { out.argmax } else { self.sampler.sample(l, &self.history) }
+            }
+            None => out.argmax,
+        };
+        if !opts.ignore_eos && tok.is_eog(id) {
+            self.finish(FinishReason::Stop, on_text);
+            return Ok(());
+        }
+        self.ids.push(id);
+        self.history.push(id);
+        if let Some(piece) = tok.step(&mut self.stream, id)? {
+            self.text.push_str(&piece);
+            let found = opts.stop.iter().filter_map(|s| self.text[self.emitted..].find(s.as_str())).min();
+            let upto = match found {
+                Some(at) => self.emitted + at,
+                None => self.text.len() - stop_prefix_len(&self.text[self.emitted..], &opts.stop),
+            };
+            let go_on = upto == self.emitted || on_text(&self.text[self.emitted..upto]);
+            self.emitted = upto;
+            if found.is_some() || !go_on {
+                self.text.truncate(self.emitted);
+                self.finish = Some(if found.is_some() { FinishReason::Stop } else { FinishReason::Abort });
+                return Ok(());
+            }
+        }
+        if self.ids.len() >= opts.max_tokens {
+            self.finish(FinishReason::Length, on_text);
+        }
+        Ok(())
+    }
+
+    /// Ends with `why`, first passing on text held back for a stop string that never came.
+    fn finish(&mut self, why: FinishReason, on_text: &mut dyn FnMut(&str) -> bool) {
+        if self.emitted < self.text.len() {
+            on_text(&self.text[self.emitted..]);
+            self.emitted = self.text.len();
+        }
+        self.finish = Some(why);
+    }
+}

@@ -1,0 +1,7 @@
+//! The GGUF file: its reader (header, metadata, tensor index), the model's Config, every ggml
+//! tensor type's block layout and CPU dequantizer, and the tensor names the decoder reads.
+
+pub mod config;
+pub mod gguf;
+pub mod quant;
+pub mod weights;

@@ -1,0 +1,133 @@
+//! The LLaMA tensor map: GGUF tensor names verbatim, their expected shapes, and where bytes come from.
+
+use crate::format::config::Config;
+use crate::error::{Error, Result};
+use crate::format::gguf::{Gguf, TensorInfo};
+
+/// Per-layer tensors, by their GGUF name suffix after `blk.{i}.`.
+pub const ATTN_NORM: &str = "attn_norm.weight";
+pub const ATTN_Q: &str = "attn_q.weight";
+pub const ATTN_K: &str = "attn_k.weight";
+pub const ATTN_V: &str = "attn_v.weight";
+pub const ATTN_OUT: &str = "attn_output.weight";
+pub const FFN_NORM: &str = "ffn_norm.weight";
+pub const FFN_GATE: &str = "ffn_gate.weight";
+pub const FFN_UP: &str = "ffn_up.weight";
+pub const FFN_DOWN: &str = "ffn_down.weight";
+/// Model-level tensors.
+pub const TOKEN_EMBD: &str = "token_embd.weight";
+pub const OUTPUT_NORM: &str = "output_norm.weight";
+pub const OUTPUT: &str = "output.weight";
+/// Per-frequency divisors of the RoPE angles (LLaMA-3.1/3.2), [n_rot / 2].
+pub const ROPE_FREQS: &str = "rope_freqs.weight";
+
+/// Per-layer matrices that are uploaded into one buffer (rows concatenated, in this order) when they
+/// share a type, so that one fused kernel reads them: (group suffix, member suffixes).
+pub const FUSED: &[(&str, &[&str])] = &[("attn_qkv", &[ATTN_Q, ATTN_K, ATTN_V]), ("ffn_gate_up", &[FFN_GATE, FFN_UP])];
+
+/// The GGUF name of a layer tensor.
+pub fn layer(i: usize, suffix: &str) -> String {
+    format!("blk.{i}.{suffix}")
+}
+
+/// Every tensor the decoder reads, with its expected ggml shape ([row length, rows] or [len]).
+pub fn expected(cfg: &Config) -> Vec<(String, Vec<u64>)> {
+    let (d, q, kv, f, v) = (cfg.dim as u64, cfg.q_dim() as u64, cfg.kv_dim() as u64, cfg.ffn_dim as u64, cfg.vocab_size as u64);
+    let mut out = vec![(TOKEN_EMBD.to_string(), vec![d, v]), (OUTPUT_NORM.to_string(), vec![d])];
+    if !cfg.tied_output {
+        out.push((OUTPUT.to_string(), vec![d, v]));
+    }
+    if cfg.rope_freqs {
+        out.push((ROPE_FREQS.to_string(), vec![cfg.n_rot as u64 / 2]));
+    }
+    for i in 0..cfg.n_layers {
+        for (suffix, shape) in [
+            (ATTN_NORM, vec![d]),
+            (ATTN_Q, vec![d, q]),
+            (ATTN_K, vec![d, kv]),
+            (ATTN_V, vec![d, kv]),
+            (ATTN_OUT, vec![q, d]),
+            (FFN_NORM, vec![d]),
+            (FFN_GATE, vec![d, f]),
+            (FFN_UP, vec![d, f]),
+            (FFN_DOWN, vec![f, d]),
+        ] {
+            out.push((layer(i, suffix), shape));
+        }
+    }
+    out
+}
+
+/// Checks that every tensor the decoder needs is present, shaped as the config says, and of a
+/// supported type.
+pub fn check(g: &Gguf, cfg: &Config) -> Result<()> {
+    for (name, shape) in expected(cfg) {
+        let t = g.tensor(&name).ok_or_else(|| Error::MissingTensor(name.clone()))?;
+        if t.dims != shape {
+            return Err(Error::BadTensor { tensor: name, msg: format!("has shape {:?}, expected {:?}", t.dims, shape) });
+        }
+        t.ty.check_supported(&name)?;
+    }
+    Ok(())
+}
+
+/// Where tensor bytes come from (a file natively; a stream in the browser feeds the builder directly).
+pub trait TensorSource {
+    /// `n` bytes of the file from `offset`.
+    fn read_at(&mut self, offset: u64, n: u64) -> Result<Vec<u8>>;
+    /// The `t.n_bytes` bytes of tensor `t`.
+    fn read(&mut self, t: &TensorInfo) -> Result<Vec<u8>> {
+        self.read_at(t.offset, t.n_bytes)
+    }
+}
+
+/// Tensor bytes read from a GGUF file on disk.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct FileSource {
+    file: std::fs::File,
+    path: String,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl FileSource {
+    pub fn open(path: &str) -> Result<FileSource> {
+        let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_string(), source })?;
+        Ok(FileSource { file, path: path.to_string() })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl TensorSource for FileSource {
+    fn read_at(&mut self, offset: u64, n: u64) -> Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |source| Error::Io { path: self.path.clone(), source };
+        self.file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let mut buf = vec![0u8; n as usize];
+        self.file.read_exact(&mut buf).map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        Ok(buf)
+    }
+}
+
+/// Reads and parses the header of the GGUF file at `path`, reading only as many bytes as it needs.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_header(path: &str) -> Result<Gguf> {
+    use crate::format::gguf::Parsed;
+    use std::io::{Read, Seek, SeekFrom};
+    let io = |source| Error::Io { path: path.to_string(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut buf = Vec::new();
+    let mut want: u64 = 1 << 20;
+    loop {
+        let target = want.min(len);
+        file.seek(SeekFrom::Start(buf.len() as u64)).map_err(io)?;
+        let mut more = vec![0u8; (target - buf.len() as u64) as usize];
+        file.read_exact(&mut more).map_err(io)?;
+        buf.extend_from_slice(&more);
+        match Gguf::parse(&buf, Some(len))? {
+            Parsed::Done(g) => return Ok(*g),
+            // `needed` is bounded by the file length, so this never reads past what the file holds.
+            Parsed::NeedMore { needed } => want = needed.max(want * 2),
+        }
+    }
+}

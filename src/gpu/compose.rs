@@ -1,0 +1,258 @@
+//! The one place WGSL sources are put together: every shader file by name, the quant decoders per
+//! type, `Module` (a kernel's source parts in order, compiled into a pipeline with `enable
+//! subgroups;` where the platform needs it), and the generated code: the wide matvec's block walk
+//! and the CPU family's attention walks.
+
+use crate::error::{Error, Result};
+use crate::format::quant::QuantType;
+use crate::gpu::{Gpu, Layout};
+use std::sync::Arc;
+
+/// Every shader file: shared ones at the top of shaders/, each family's in shaders/gpu and
+/// shaders/cpu.
+pub mod wgsl {
+    /// Byte readers and helpers every quantized kernel starts with.
+    pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
+    pub const EMBED: &str = include_str!("../../shaders/embed.wgsl");
+    pub const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
+    pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
+    pub const SWIGLU: &str = include_str!("../../shaders/swiglu.wgsl");
+    pub const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
+    /// matvec's and matmul's parameters and bindings (both families).
+    pub const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
+    pub const MATMUL_IO: &str = include_str!("../../shaders/matmul_io.wgsl");
+    pub const MATMUL_WEIGHTS: &str = include_str!("../../shaders/matmul_weights.wgsl");
+    pub const ATTENTION_PARAMS: &str = include_str!("../../shaders/attention_params.wgsl");
+
+    /// The GPU family.
+    pub mod gpu {
+        pub const MATVEC: &str = include_str!("../../shaders/gpu/matvec.wgsl");
+        pub const MATMUL: &str = include_str!("../../shaders/gpu/matmul.wgsl");
+        pub const NORM_FOLD: &str = include_str!("../../shaders/gpu/norm_fold.wgsl");
+        pub const QKV: &str = include_str!("../../shaders/gpu/qkv.wgsl");
+        pub const GATE_UP: &str = include_str!("../../shaders/gpu/gate_up.wgsl");
+        pub const ATTENTION: &str = include_str!("../../shaders/gpu/attention.wgsl");
+    }
+
+    /// The CPU family.
+    pub mod cpu {
+        pub const MATVEC_ROWWISE: &str = include_str!("../../shaders/cpu/matvec_rowwise.wgsl");
+        pub const MATMUL_ROWWISE: &str = include_str!("../../shaders/cpu/matmul_rowwise.wgsl");
+        pub const WIDE: &str = include_str!("../../shaders/cpu/wide.wgsl");
+        pub const MATVEC_WIDE: &str = include_str!("../../shaders/cpu/matvec_wide.wgsl");
+        pub const MATMUL_WIDE: &str = include_str!("../../shaders/cpu/matmul_wide.wgsl");
+        pub const EMBED_WIDE: &str = include_str!("../../shaders/cpu/embed_wide.wgsl");
+        pub const ACTS_PLAIN: &str = include_str!("../../shaders/cpu/acts_plain.wgsl");
+        pub const ACTS_SUBGROUP: &str = include_str!("../../shaders/cpu/acts_subgroup.wgsl");
+        pub const WIDE_BUFFER: &str = include_str!("../../shaders/cpu/wide_buffer.wgsl");
+        pub const WIDE_TEXTURE: &str = include_str!("../../shaders/cpu/wide_texture.wgsl");
+        pub const WIDE_TEXTURE_SAMPLED: &str = include_str!("../../shaders/cpu/wide_texture_sampled.wgsl");
+        pub const FOLD_ACT_X: &str = include_str!("../../shaders/cpu/fold/act_x.wgsl");
+        pub const FOLD_ACT_NORM: &str = include_str!("../../shaders/cpu/fold/act_norm.wgsl");
+        pub const FOLD_ACT_SWIGLU: &str = include_str!("../../shaders/cpu/fold/act_swiglu.wgsl");
+        pub const FOLD_OUT_PLAIN: &str = include_str!("../../shaders/cpu/fold/out_plain.wgsl");
+        pub const FOLD_OUT_NORM: &str = include_str!("../../shaders/cpu/fold/out_norm.wgsl");
+        pub const RMSNORM_LANES: &str = include_str!("../../shaders/cpu/rmsnorm_lanes.wgsl");
+        pub const SWIGLU_PACKED: &str = include_str!("../../shaders/cpu/swiglu_packed.wgsl");
+        pub const ATTENTION_ROWWISE: &str = include_str!("../../shaders/cpu/attention_rowwise.wgsl");
+        pub const ATTENTION_LANES: &str = include_str!("../../shaders/cpu/attention_lanes.wgsl");
+        pub const ATTENTION_LANES_LOOP: &str = include_str!("../../shaders/cpu/attention_lanes_loop.wgsl");
+        pub const ATTENTION_PROMPT_LANES: &str = include_str!("../../shaders/cpu/attention_prompt_lanes.wgsl");
+        pub const ATTENTION_KV_BUFFER: &str = include_str!("../../shaders/cpu/attention_kv_buffer.wgsl");
+        pub const ATTENTION_KV_TEXTURE: &str = include_str!("../../shaders/cpu/attention_kv_texture.wgsl");
+    }
+}
+
+/// The WGSL that decodes blocks of `ty` (`shaders/quant/<type>.wgsl`), for the types with one.
+pub fn quant_wgsl(ty: QuantType) -> Option<&'static str> {
+    use QuantType::*;
+    Some(match ty {
+        F32 => include_str!("../../shaders/quant/f32.wgsl"),
+        F16 => include_str!("../../shaders/quant/f16.wgsl"),
+        Bf16 => include_str!("../../shaders/quant/bf16.wgsl"),
+        Q4_0 => include_str!("../../shaders/quant/q4_0.wgsl"),
+        Q4_1 => include_str!("../../shaders/quant/q4_1.wgsl"),
+        Q5_0 => include_str!("../../shaders/quant/q5_0.wgsl"),
+        Q5_1 => include_str!("../../shaders/quant/q5_1.wgsl"),
+        Q8_0 => include_str!("../../shaders/quant/q8_0.wgsl"),
+        Q2K => include_str!("../../shaders/quant/q2_k.wgsl"),
+        Q3K => include_str!("../../shaders/quant/q3_k.wgsl"),
+        Q4K => include_str!("../../shaders/quant/q4_k.wgsl"),
+        Q5K => include_str!("../../shaders/quant/q5_k.wgsl"),
+        Q6K => include_str!("../../shaders/quant/q6_k.wgsl"),
+        _ => return None,
+    })
+}
+
+/// The CPU family's wide decoders of `ty` (`shaders/cpu/quant/wide_<type>.wgsl`: 16-byte loads
+/// on rows padded to 16 bytes), for the types that have them.
+pub fn wide_wgsl(ty: QuantType) -> Option<&'static str> {
+    Some(match ty {
+        QuantType::Q4_1 => include_str!("../../shaders/cpu/quant/wide_q4_1.wgsl"),
+        QuantType::Q8_0 => include_str!("../../shaders/cpu/quant/wide_q8_0.wgsl"),
+        _ => return None,
+    })
+}
+
+/// A kernel's WGSL module being put together: a name (labels, errors; it grows a `+tag` per
+/// variant part) and the source parts in order.
+pub struct Module {
+    name: String,
+    parts: Vec<String>,
+}
+
+impl Module {
+    /// A module of `parts` alone.
+    pub fn new(name: &str, parts: &[&str]) -> Module {
+        Module { name: name.to_string(), parts: parts.iter().map(|p| p.to_string()).collect() }
+    }
+
+    /// A module that reads blocks of `ty`: common.wgsl and the type's decoder, then `parts`.
+    pub fn quant(name: &str, ty: QuantType, parts: &[&str]) -> Result<Module> {
+        let q = quant_wgsl(ty).ok_or_else(|| Error::UnsupportedType { tensor: format!("({name} kernel)"), type_name: ty.name().to_string() })?;
+        Ok(Module::new(&format!("{name}/{}", ty.name()), &[wgsl::COMMON, q]).with(parts))
+    }
+
+    /// Appends `parts`.
+    pub fn with(mut self, parts: &[&str]) -> Module {
+        self.parts.extend(parts.iter().map(|p| p.to_string()));
+        self
+    }
+
+    /// Appends a variant's `part`, naming it `tag`.
+    pub fn variant(mut self, tag: &str, part: &str) -> Module {
+        self.name = format!("{}+{tag}", self.name);
+        self.parts.push(part.to_string());
+        self
+    }
+
+    /// Puts `code` first (constants a generated kernel is made for).
+    pub fn prepend(mut self, code: String) -> Module {
+        self.parts.insert(0, code);
+        self
+    }
+
+    /// The whole source for this platform: browsers require `enable subgroups;` before subgroup
+    /// built-ins, which wgpu's naga (native) rejects.
+    pub fn source(&self) -> String {
+        let src = self.parts.join("\n");
+        let uses_subgroups = ["subgroupBroadcast(", "subgroupAdd(", "subgroupExclusiveAdd(", "subgroupElect("].iter().any(|f| src.contains(f));
+        if cfg!(target_arch = "wasm32") && uses_subgroups {
+            format!("enable subgroups;\n{src}")
+        } else {
+            src
+        }
+    }
+
+    /// The pipeline of entry point `entry` (built once per source and entry, then cached).
+    pub fn pipeline(&self, gpu: &Gpu, layout: &Layout, entry: &str) -> Result<Arc<wgpu::ComputePipeline>> {
+        let source = self.source();
+        gpu.compile(&self.name, &source, entry).map_err(|e| match e {
+            Error::Shader { name, msg } => Error::Shader { name, msg: layout.shader_error(&msg, &source) },
+            e => e,
+        })
+    }
+}
+
+/// The line of matvec_wide.wgsl that `group_blocks` replaces.
+pub const GROUP_BLOCKS_MARKER: &str = "//@group_blocks";
+
+/// matvec_wide's walk over one group of blocks for its 4 rows (group g0 .. g3 loaded, activations
+/// from element xi): block j's activations loaded once, then dotted with each row's block j by the
+/// wide decoder's group_block_<j>; one statement per block, written out (a function per block
+/// rather than an index: the group's words are fields). GROUP_BLOCKS comes from the decoder `wide`.
+pub fn group_blocks(wide: &str) -> Result<String> {
+    let n: u32 = wide
+        .lines()
+        .find_map(|l| l.strip_prefix("const GROUP_BLOCKS: u32 = ")?.strip_suffix("u;")?.parse().ok())
+        .ok_or_else(|| Error::InvalidRequest("a wide decoder without `const GROUP_BLOCKS: u32 = <n>u;`".into()))?;
+    Ok((0..n)
+        .map(|j| {
+            format!(
+                "x = block_acts(xi + {j}u * BLOCK_ELEMS);\n        acc += vec4<f32>(group_block_{j}(g0, x), group_block_{j}(g1, x), group_block_{j}(g2, x), group_block_{j}(g3, x));\n        "
+            )
+        })
+        .collect())
+}
+
+/// attention_lanes' walk over the cache positions written out for `group` query heads of `hd4`
+/// vectors: a named value per query vector, key vector and accumulator, so that lavapipe keeps them
+/// in registers (the loop version, attention_lanes_loop.wgsl, indexes private arrays at run time,
+/// which it keeps in memory). Reads q; leaves acc, m and l as the loop version does.
+pub fn attention_lanes_walk(group: u32, hd4: u32) -> String {
+    let (heads, vecs) = (0..group, 0..hd4);
+    let mut w = String::new();
+    for h in heads.clone() {
+        for i in vecs.clone() {
+            w += &format!("    let q_{h}_{i} = q[{}u];\n    var a_{h}_{i} = vec4<f32>(0.0);\n", h * hd4 + i);
+        }
+        w += &format!("    var m_{h} = -3.4e38;\n    var l_{h} = 0.0;\n");
+    }
+    w += "    for (var j = lane; j < pos; j += 8u) {\n";
+    for i in vecs.clone() {
+        w += &format!("        let k_{i} = cached_k(j, kv_off4 + {i}u);\n");
+    }
+    for h in heads.clone() {
+        let dots: Vec<String> = vecs.clone().map(|i| format!("dot(q_{h}_{i}, k_{i})")).collect();
+        w += &format!("        let s_{h} = {};\n", dots.join(" + "));
+        w += &format!("        let cp_{h} = softmax_step(&m_{h}, &l_{h}, s_{h});\n");
+    }
+    for i in vecs.clone() {
+        w += &format!("        let v_{i} = cached_v(j, kv_off4 + {i}u);\n");
+        for h in heads.clone() {
+            w += &format!("        a_{h}_{i} = a_{h}_{i} * cp_{h}.x + cp_{h}.y * v_{i};\n");
+        }
+    }
+    w += "    }\n";
+    for h in heads {
+        for i in vecs.clone() {
+            w += &format!("    acc[{}u] = a_{h}_{i};\n", h * hd4 + i);
+        }
+        w += &format!("    m[{h}u] = m_{h};\n    l[{h}u] = l_{h};\n");
+    }
+    w
+}
+
+/// attention_prompt_lanes' walks over the cache's positions and the chunk's own, and its output
+/// store, written out for `hd4` vectors per head (markers and code): a named value per query, key,
+/// value and accumulator vector, as attention_lanes_walk. Lane i loads vectors i, i + 8, ... of a
+/// key and a value (clamped to the head), and takes each vector from the lane that loaded it.
+pub fn prompt_lanes_walks(hd4: u32) -> [(&'static str, String); 3] {
+    let (vecs, loads) = (0..hd4, 0..hd4.div_ceil(8));
+    let mut cache = String::new();
+    for i in vecs.clone() {
+        cache += &format!("    let q_{i} = qkv[qa + {i}u] * p.scale;\n    var a_{i} = vec4<f32>(0.0);\n");
+    }
+    // One position: keys and values loaded by `k_load`/`v_load` (with AT the vector's index from
+    // kb); `masked`: positions past the lane's row get weight 0.
+    let body = |k_load: &str, v_load: &str, masked: bool| {
+        let mut w = String::new();
+        for c in loads.clone() {
+            let at = format!("kb + min(lane + {}u, {}u)", 8 * c, hd4 - 1);
+            w += &format!("        let kl_{c} = {};\n        let vl_{c} = {};\n", k_load.replace("AT", &at), v_load.replace("AT", &at));
+        }
+        for i in vecs.clone() {
+            w += &format!("        let k_{i} = subgroupBroadcast(kl_{}, {}u);\n", i / 8, i % 8);
+        }
+        let dots: Vec<String> = vecs.clone().map(|i| format!("dot(q_{i}, k_{i})")).collect();
+        w += &format!("        let s = {};\n", dots.join(" + "));
+        w += if masked { "        let cp = softmax_step(&m, &l, select(s, -3.4e38, j > pos_r));\n" } else { "        let cp = softmax_step(&m, &l, s);\n" };
+        for i in vecs.clone() {
+            w += &format!("        a_{i} = a_{i} * cp.x + cp.y * subgroupBroadcast(vl_{}, {}u);\n", i / 8, i % 8);
+        }
+        w
+    };
+    cache += "    for (var j = 0u; j < step.pos; j++) {\n        let kb = j * kv4 + kv_off4;\n";
+    cache += &body("k_cache[AT]", "v_cache[AT]", false);
+    cache += "    }\n";
+    let mut own = "    for (var j = step.pos; j <= last; j++) {\n        let kb = (j - step.pos) * stride4 + own_k;\n".to_string();
+    own += &body("qkv[AT]", "qkv[kv4 + AT]", true);
+    own += "    }\n";
+    let store: String = vecs.map(|i| format!("        out[o + {i}u] = a_{i} / l;\n")).collect();
+    [("    //@walk_cache\n", cache), ("    //@walk_own\n", own), ("        //@store\n", store)]
+}
+
+/// `src` with each (marker, code) of `fills` written in place of its marker.
+pub fn fill(src: &str, fills: &[(&str, String)]) -> String {
+    fills.iter().fold(src.to_string(), |s, (marker, code)| s.replace(marker, code))
+}

@@ -1,0 +1,271 @@
+//! Gpu: adapter, device and queue; the pipeline cache; buffer helpers; readback through map_async
+//! that works natively and on the web. No policy: gpu/layout.rs chooses how the device is used.
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+/// The GPU the model runs on.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// The features the device was opened with (subgroups where the adapter has them).
+    pub features: wgpu::Features,
+    /// Pipelines by (WGSL source, entry point): built once.
+    pipelines: Mutex<HashMap<(String, String), Arc<wgpu::ComputePipeline>>>,
+    /// Errors the device reported outside any error scope, oldest first.
+    errors: Arc<Mutex<Vec<String>>>,
+    /// Buffers created so far (all go through `buffer`): flat across requests once a model is
+    /// loaded, which the soak tests check.
+    buffers_created: std::sync::atomic::AtomicU64,
+}
+
+impl Gpu {
+    /// Opens the best adapter (a discrete GPU over an integrated one over a software one).
+    pub async fn new() -> Result<Gpu> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::NoAdapter(e.to_string()))?;
+        Self::from_adapter(adapter).await
+    }
+
+    /// Opens a device on `adapter` with the adapter's own limits (the largest buffers it allows).
+    pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        // Subgroups where the adapter has them (the Layout decides whether kernels use them).
+        let features = adapter.features() & wgpu::Features::SUBGROUP;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("webllama"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::DeviceRequest(e.to_string()))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+        }));
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            lost.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
+        });
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            pipelines: Mutex::new(HashMap::new()),
+            errors,
+            buffers_created: Default::default(),
+        })
+    }
+
+    /// A one-line description of the adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
+    pub fn adapter_name(&self) -> String {
+        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+    }
+
+    /// The first error the device reported since the last call, as an Error.
+    pub fn take_error(&self) -> Result<()> {
+        let mut errs = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let msg = errs.join("; ");
+        errs.clear();
+        if let Some(lost) = msg.split("; ").find(|m| m.starts_with("device lost")) {
+            // Kept: every later call on this device fails the same way.
+            let lost = lost.to_string();
+            errs.push(lost.clone());
+            return Err(Error::DeviceLost(lost));
+        }
+        if msg.to_ascii_lowercase().contains("out of memory") {
+            return Err(Error::OutOfMemory(msg));
+        }
+        Err(Error::Gpu(msg))
+    }
+
+    /// Destroys the device, as a driver reset or a GPU unplugged would lose it (for tests of
+    /// device loss): every later call fails with Error::DeviceLost.
+    pub fn lose_device(&self) {
+        self.device.destroy();
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.device.poll(wgpu::PollType::Poll);
+    }
+
+    /// Largest byte size one storage binding may have on this device.
+    pub fn max_binding(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    /// Whether the device has subgroup operations enabled.
+    pub fn has_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// The pipeline of `entry` in the WGSL `source` (gpu/compose.rs puts sources together), named
+    /// `name` in labels and errors. Built once, then cached.
+    pub fn compile(&self, name: &str, source: &str, entry: &str) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key = (source.to_string(), entry.to_string());
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        self.take_error()?;
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(source.into()) });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Err(e) = self.take_error() {
+            return Err(Error::Shader { name: name.to_string(), msg: e.to_string() });
+        }
+        let p = Arc::new(pipeline);
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// Every buffer webllama makes, counted.
+    pub fn buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
+        self.buffers_created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.device.create_buffer(desc)
+    }
+
+    /// Buffers created since the device was opened.
+    pub fn buffers_created(&self) -> u64 {
+        self.buffers_created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A zeroed storage buffer of at least `size` bytes (rounded up to 4, at least 4).
+    pub fn storage(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.max(4).div_ceil(4) * 4,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A storage buffer holding `bytes` (zero-padded to a multiple of 4).
+    pub fn storage_with(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+        let buf = self.storage(label, bytes.len() as u64);
+        self.write(&buf, 0, bytes);
+        buf
+    }
+
+    /// Writes `bytes` at `offset` (a multiple of 4), zero-padding the tail to a multiple of 4.
+    pub fn write(&self, buf: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
+        if bytes.len() % 4 == 0 {
+            self.queue.write_buffer(buf, offset, bytes);
+        } else {
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().div_ceil(4) * 4, 0);
+            self.queue.write_buffer(buf, offset, &padded);
+        }
+    }
+
+    /// A uniform buffer holding `value`.
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        let buf = self.buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: std::mem::size_of::<T>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buf, 0, bytemuck::bytes_of(value));
+        buf
+    }
+
+    /// A buffer the CPU can map to read `size` bytes copied into it.
+    pub fn readback_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.div_ceil(4) * 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Maps `staging` (already filled by a submitted copy), returns its first `size` bytes, unmaps.
+    pub async fn map_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        let slot: Arc<Mutex<OneShot>> = Arc::default();
+        let s = slot.clone();
+        staging.slice(..size.div_ceil(4) * 4).map_async(wgpu::MapMode::Read, move |r| {
+            let mut st = s.lock().unwrap_or_else(|p| p.into_inner());
+            st.result = Some(r.map_err(|e| e.to_string()));
+            if let Some(w) = st.waker.take() {
+                w.wake();
+            }
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        let r = MapFuture(slot).await;
+        self.take_error()?;
+        r.map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
+        let bytes = staging
+            .slice(..size)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    /// Copies `size` bytes of `buf` from `offset` back to the CPU (waits for queued work).
+    pub async fn read(&self, buf: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        let staging = self.readback_buffer("readback", size);
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buf, offset, &staging, 0, size.div_ceil(4) * 4);
+        self.queue.submit([enc.finish()]);
+        self.map_read(&staging, size).await
+    }
+
+    /// `read` for f32 data.
+    pub async fn read_f32(&self, buf: &wgpu::Buffer, offset_elems: u64, n: u64) -> Result<Vec<f32>> {
+        let bytes = self.read(buf, offset_elems * 4, n * 4).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
+
+#[derive(Default)]
+struct OneShot {
+    result: Option<std::result::Result<(), String>>,
+    waker: Option<Waker>,
+}
+
+/// Resolves when map_async's callback has run.
+struct MapFuture(Arc<Mutex<OneShot>>);
+
+impl Future for MapFuture {
+    type Output = std::result::Result<(), String>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match st.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                st.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}

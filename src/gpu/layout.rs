@@ -1,0 +1,235 @@
+//! Layout: the one value that chooses the kernel family and its options for an adapter, built once
+//! from the adapter's type, limits and features plus the overrides (the CLI's `--layout`, the
+//! page's `layout` option, the `WEBLLAMA_*` variables, which are read here and nowhere else).
+
+use crate::gpu::Gpu;
+use std::fmt;
+
+/// The two kernel families (see DESIGN.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Real GPUs: workgroups sharing a row, tiled matmul, attention split over the KV length.
+    Gpu,
+    /// CPU adapters (lavapipe, SwiftShader): a row per invocation, wide loads on padded rows,
+    /// weights in textures, lanes-of-8 attention, folds.
+    Cpu,
+}
+
+impl Family {
+    /// "gpu" or "cpu", as `--layout` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Gpu => "gpu",
+            Family::Cpu => "cpu",
+        }
+    }
+
+    /// The family named `name` ("gpu" or "cpu").
+    pub fn parse(name: &str) -> Option<Family> {
+        match name {
+            "gpu" => Some(Family::Gpu),
+            "cpu" => Some(Family::Cpu),
+            _ => None,
+        }
+    }
+}
+
+/// What overrides the adapter's own choices: each None leaves the adapter's. From `--layout` (the
+/// family) and the `WEBLLAMA_*` variables (`Overrides::from_env`), for measuring and tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overrides {
+    /// WEBLLAMA_LAYOUT=gpu|cpu (or `--layout`).
+    pub family: Option<Family>,
+    /// WEBLLAMA_SUBGROUPS=0: no kernel uses subgroups.
+    pub subgroups: Option<bool>,
+    /// WEBLLAMA_TEXTURES=0: CPU family, the wide types' weights stay in buffers.
+    pub weight_textures: Option<bool>,
+    /// WEBLLAMA_TEXTURE_LOADS=storage|sampled: CPU family, how matvec_wide and embed_wide read
+    /// weight textures.
+    pub texture_storage_loads: Option<bool>,
+    /// WEBLLAMA_KV_MIRROR=0: CPU family, no copy of the KV cache in textures.
+    pub kv_mirror: Option<bool>,
+    /// WEBLLAMA_PROMPT_LANES=0: CPU family, a prompt chunk's attention as an invocation per row and
+    /// head.
+    pub prompt_lanes: Option<bool>,
+    /// WEBLLAMA_FOLDS=0: CPU family, rmsnorm and swiglu run as their own dispatches.
+    pub folds: Option<bool>,
+    /// WEBLLAMA_NO_FUSE=1: every weight matrix in its own buffer (no [Wq; Wk; Wv] or [Wgate; Wup]).
+    pub fuse: Option<bool>,
+    /// WEBLLAMA_DUMP_WGSL=1: a shader that fails to compile is printed whole in the error.
+    pub dump_wgsl: Option<bool>,
+}
+
+impl Overrides {
+    /// The overrides the environment sets (none in a browser).
+    pub fn from_env() -> Overrides {
+        let var = |name: &str| std::env::var(name).ok();
+        let off = |name: &str| var(name).map(|v| v != "0");
+        Overrides {
+            family: var("WEBLLAMA_LAYOUT").and_then(|v| Family::parse(&v)),
+            subgroups: off("WEBLLAMA_SUBGROUPS"),
+            weight_textures: off("WEBLLAMA_TEXTURES"),
+            texture_storage_loads: var("WEBLLAMA_TEXTURE_LOADS").and_then(|v| match v.as_str() {
+                "storage" => Some(true),
+                "sampled" => Some(false),
+                _ => None,
+            }),
+            kv_mirror: off("WEBLLAMA_KV_MIRROR"),
+            prompt_lanes: off("WEBLLAMA_PROMPT_LANES"),
+            folds: off("WEBLLAMA_FOLDS"),
+            fuse: var("WEBLLAMA_NO_FUSE").map(|v| v != "1"),
+            dump_wgsl: var("WEBLLAMA_DUMP_WGSL").map(|v| !v.is_empty() && v != "0"),
+        }
+    }
+
+    /// These overrides with the family set (the CLI's `--layout`).
+    pub fn with_family(self, family: Option<Family>) -> Overrides {
+        Overrides { family: family.or(self.family), ..self }
+    }
+}
+
+/// The kernel family and its options for one adapter. Built once (`Layout::choose`), passed to the
+/// model builder, the kernels and the KV cache; tests build the ones they want.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub family: Family,
+    /// Kernels may use subgroup operations (the device has them enabled).
+    pub subgroups: bool,
+    /// The adapter's subgroup sizes (min, max).
+    pub subgroup_sizes: (u32, u32),
+    /// CPU family: weights of the types with a wide decoder live in textures (lavapipe fetches
+    /// texels as gathers, storage words one lane at a time).
+    pub weight_textures: bool,
+    /// CPU family: matvec_wide and embed_wide read weight textures through a read-only storage
+    /// binding rather than a sampled one (on for lavapipe; SwiftShader's sampled loads are faster).
+    pub texture_storage_loads: bool,
+    /// CPU family: the decode graph's attention reads a copy of the KV cache in textures.
+    pub kv_mirror: bool,
+    /// CPU family: a prompt chunk's attention runs 8 rows of a head per subgroup.
+    pub prompt_lanes: bool,
+    /// CPU family: rmsnorm and swiglu fold into the decode graph's matvecs.
+    pub folds: bool,
+    /// Per-layer matrices of one type share a buffer ([Wq; Wk; Wv], [Wgate; Wup]).
+    pub fuse: bool,
+    /// Print the composed source of a shader that fails to compile.
+    pub dump_wgsl: bool,
+}
+
+impl Layout {
+    /// The adapter's own layout with `o` applied: the CPU family on adapters whose type is CPU, the
+    /// GPU family elsewhere.
+    pub fn choose(gpu: &Gpu, o: &Overrides) -> Layout {
+        let family = o.family.unwrap_or(if gpu.info.device_type == wgpu::DeviceType::Cpu { Family::Cpu } else { Family::Gpu });
+        let subgroups = gpu.has_subgroups() && o.subgroups.unwrap_or(true);
+        let cpu = family == Family::Cpu;
+        let mut layout = Layout {
+            family,
+            subgroups,
+            subgroup_sizes: (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size),
+            weight_textures: cpu && o.weight_textures.unwrap_or(true),
+            texture_storage_loads: cpu && o.texture_storage_loads.unwrap_or(gpu.info.name.contains("llvmpipe")),
+            kv_mirror: false,
+            prompt_lanes: false,
+            folds: false,
+            fuse: o.fuse.unwrap_or(true),
+            dump_wgsl: o.dump_wgsl.unwrap_or(false),
+        };
+        let lanes = layout.lanes_of_8();
+        // The mirror is read through storage texture loads, where those are the fast ones.
+        layout.kv_mirror = lanes && layout.texture_storage_loads && o.kv_mirror.unwrap_or(true);
+        layout.prompt_lanes = lanes && o.prompt_lanes.unwrap_or(true);
+        // Folds hand partial sums from one subgroup to a later one: a fixed subgroup size.
+        layout.folds = lanes && layout.subgroup_sizes.0 == layout.subgroup_sizes.1 && o.folds.unwrap_or(true);
+        layout
+    }
+
+    /// The adapter's own layout, with no overrides.
+    pub fn of(gpu: &Gpu) -> Layout {
+        Layout::choose(gpu, &Overrides::default())
+    }
+
+    /// The layout of `family` on this adapter, its other options as that family's defaults.
+    pub fn family(gpu: &Gpu, family: Family) -> Layout {
+        Layout::choose(gpu, &Overrides { family: Some(family), ..Default::default() })
+    }
+
+    /// The CPU family: whether the kernels shaped for CPU adapters run.
+    pub fn is_cpu(&self) -> bool {
+        self.family == Family::Cpu
+    }
+
+    /// CPU family with subgroups of at least 8 lanes: kernels that share activations or cache
+    /// vectors across 8 lanes (acts_subgroup.wgsl, attention_lanes, rmsnorm_lanes) run.
+    pub fn lanes_of_8(&self) -> bool {
+        self.is_cpu() && self.subgroups && self.subgroup_sizes.0 >= 8
+    }
+
+    /// The subgroup size folds assume (the adapter's one size).
+    pub fn subgroup_size(&self) -> u32 {
+        self.subgroup_sizes.0
+    }
+
+    /// Most tokens one prompt chunk runs (the batch graph's rows).
+    pub fn batch_rows(&self) -> u32 {
+        if self.is_cpu() {
+            64
+        } else {
+            256
+        }
+    }
+
+    /// Splits of the KV length in the decode graph's attention for a context of `ctx` (one on
+    /// CPU adapters, where an invocation walks a whole row).
+    pub fn attention_splits(&self, ctx: usize) -> u32 {
+        if self.is_cpu() {
+            1
+        } else {
+            (ctx as u32 / 256).clamp(1, 16)
+        }
+    }
+
+    /// A shader compiler's message with the composed `source` where dump_wgsl asks for it, else with
+    /// how to ask.
+    pub fn shader_error(&self, msg: &str, source: &str) -> String {
+        if self.dump_wgsl {
+            format!("{msg}\n--- composed source ---\n{source}")
+        } else {
+            format!("{msg} (set WEBLLAMA_DUMP_WGSL=1 to print the composed source)")
+        }
+    }
+
+    /// Whether the decode graph's attention rotates q and k itself (from host-computed rotations)
+    /// instead of a rope dispatch: the CPU family.
+    pub fn rope_in_attention(&self) -> bool {
+        self.is_cpu()
+    }
+}
+
+impl fmt::Display for Layout {
+    /// e.g. "cpu (subgroups 8, textures storage, kv mirror, prompt lanes, folds, fused)".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut opts = vec![];
+        if self.subgroups {
+            let (lo, hi) = self.subgroup_sizes;
+            opts.push(if lo == hi { format!("subgroups {lo}") } else { format!("subgroups {lo}-{hi}") });
+        } else {
+            opts.push("no subgroups".into());
+        }
+        if self.is_cpu() {
+            opts.push(match (self.weight_textures, self.texture_storage_loads) {
+                (false, _) => "weights in buffers".into(),
+                (true, true) => "textures storage".into(),
+                (true, false) => "textures sampled".into(),
+            });
+            for (on, name) in [(self.kv_mirror, "kv mirror"), (self.prompt_lanes, "prompt lanes"), (self.folds, "folds")] {
+                if on {
+                    opts.push(name.into());
+                }
+            }
+        }
+        if !self.fuse {
+            opts.push("unfused".into());
+        }
+        write!(f, "{} ({})", self.family.name(), opts.join(", "))
+    }
+}

@@ -1,0 +1,351 @@
+//! One function per kernel: its params struct (mirroring the WGSL one), its bind group and its
+//! workgroup count, returned as a Dispatch to record into a compute pass. Bind groups are made once
+//! when the model is built and replayed for every token. This file holds the plumbing, the step
+//! uniform, how a matrix lies on the GPU, the kernels both families share (embed, rmsnorm, rope,
+//! swiglu, argmax) and the ones whose family the Layout picks (matvec, matmul, attention), each in
+//! `gpu/` or `cpu/`.
+
+use crate::error::{Error, Result};
+use crate::format::quant::QuantType;
+use crate::gpu::compose::{wgsl, Module};
+use crate::gpu::{Gpu, Layout};
+use bytemuck::{Pod, Zeroable};
+use std::sync::Arc;
+
+mod attention;
+pub mod cpu;
+pub mod gpu;
+pub use attention::{attention, AttentionBuffers, AttentionParams, AttentionRows};
+
+/// The device and the layout chosen for it: what every kernel function is built for.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub gpu: &'a Gpu,
+    pub layout: &'a Layout,
+}
+
+impl Target<'_> {
+    /// The pipeline of `entry` in `module`.
+    fn pipeline(&self, module: &Module, entry: &str) -> Result<Arc<wgpu::ComputePipeline>> {
+        module.pipeline(self.gpu, self.layout, entry)
+    }
+}
+
+/// A recorded kernel call: pipeline, bindings and grid.
+pub struct Dispatch {
+    pub name: &'static str,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+    /// The uniform buffer the bind group uses, kept alive with it.
+    _uniform: wgpu::Buffer,
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
+    }
+}
+
+/// Records `dispatches` into one compute pass of a new command buffer and submits it.
+pub fn submit(gpu: &Gpu, dispatches: &[Dispatch]) {
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        dispatches.iter().for_each(|d| d.record(&mut pass));
+    }
+    gpu.queue.submit([enc.finish()]);
+}
+
+/// A grid of `n` workgroups, spilling into y past the 65535 per-dimension limit.
+fn grid(n: u32) -> [u32; 3] {
+    if n <= 65535 {
+        [n.max(1), 1, 1]
+    } else {
+        [65535, n.div_ceil(65535), 1]
+    }
+}
+
+/// Buffers bound at 1, 2, 3, ... (binding 0 is the params uniform).
+fn numbered<'a>(buffers: &[&'a wgpu::Buffer]) -> Vec<(u32, wgpu::BindingResource<'a>)> {
+    buffers.iter().enumerate().map(|(i, b)| (i as u32 + 1, b.as_entire_binding())).collect()
+}
+
+/// Buffers at the bindings given (an entry point that uses only some of its module's).
+fn at<'a>(buffers: &[(u32, &'a wgpu::Buffer)]) -> Vec<(u32, wgpu::BindingResource<'a>)> {
+    buffers.iter().map(|(i, b)| (*i, b.as_entire_binding())).collect()
+}
+
+/// A Dispatch of `pipeline` with `params` in a uniform at binding 0 and `resources` at theirs.
+fn bind(gpu: &Gpu, name: &'static str, pipeline: Arc<wgpu::ComputePipeline>, params: &[u8], resources: Vec<(u32, wgpu::BindingResource)>, workgroups: [u32; 3]) -> Result<Dispatch> {
+    let uniform = gpu.buffer(&wgpu::BufferDescriptor {
+        label: Some(name),
+        size: params.len() as u64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    gpu.queue.write_buffer(&uniform, 0, params);
+    let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+    entries.extend(resources.into_iter().map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource }));
+    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(name), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+    gpu.take_error()?;
+    Ok(Dispatch { name, pipeline, bind_group, workgroups, _uniform: uniform })
+}
+
+/// The per-step uniform every position-dependent kernel reads. A step runs a batch of rows: one
+/// token (decode), a chunk of a prompt (rows at pos, pos + 1, ...) or n candidates (every row at
+/// pos, each with its own branch of the KV cache from prefix_len on).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct Step {
+    /// Position of row 0.
+    pub pos: u32,
+    /// Positions in the KV cache including row 0's (pos + 1).
+    pub kv_len: u32,
+    /// Rows in the batch.
+    pub n_rows: u32,
+    /// 1: row r is at pos + r; 0: every row is at pos.
+    pub pos_step: u32,
+    /// 1: positions from prefix_len on come from each row's branch cache.
+    pub branch: u32,
+    pub prefix_len: u32,
+    pub _pad: [u32; 2],
+}
+
+impl Step {
+    /// One token at `pos`.
+    pub fn single(pos: u32) -> Step {
+        Step { pos, kv_len: pos + 1, n_rows: 1, pos_step: 1, ..Default::default() }
+    }
+    /// A prompt chunk of `n_rows` tokens from `pos` on.
+    pub fn chunk(pos: u32, n_rows: u32) -> Step {
+        Step { n_rows, ..Step::single(pos) }
+    }
+    /// `n_rows` candidates, each at `pos`, sharing positions below `prefix_len`.
+    pub fn candidates(pos: u32, n_rows: u32, prefix_len: u32) -> Step {
+        Step { n_rows, pos_step: 0, branch: 1, prefix_len, ..Step::single(pos) }
+    }
+}
+
+/// Where a matrix's blocks are on the GPU.
+#[derive(Clone, Copy)]
+pub enum Blocks<'a> {
+    /// A storage buffer: rows `row_stride` bytes apart.
+    Buffer(&'a wgpu::Buffer),
+    /// A texture of 16-byte texels (Rgba32Uint), TEXTURE_WIDTH per texture row, holding the rows
+    /// padded to 16 bytes one after another: on CPU adapters, for types with a wide decoder, whose
+    /// kernels alone read it (`uses_texture`).
+    Texture(&'a wgpu::TextureView),
+}
+
+/// A quantized matrix (or one row-range part of one) in raw GGUF bytes on the GPU.
+pub struct QuantMatrix<'a> {
+    pub ty: QuantType,
+    pub blocks: Blocks<'a>,
+    pub rows: u32,
+    pub cols: u32,
+    /// Bytes from one row to the next: row_bytes(), or more where rows are padded.
+    pub row_stride: u32,
+}
+
+impl<'a> QuantMatrix<'a> {
+    /// Rows packed back to back in a buffer, as in the GGUF file.
+    pub fn packed(ty: QuantType, buffer: &'a wgpu::Buffer, rows: u32, cols: u32) -> QuantMatrix<'a> {
+        QuantMatrix { ty, blocks: Blocks::Buffer(buffer), rows, cols, row_stride: row_bytes(ty, cols) }
+    }
+
+    /// The buffer, for the kernels that read blocks from one (all but the wide ones).
+    fn buffer(&self, kernel: &str) -> Result<&'a wgpu::Buffer> {
+        match self.blocks {
+            Blocks::Buffer(b) => Ok(b),
+            Blocks::Texture(_) => Err(Error::InvalidRequest(format!("{kernel}: a {} matrix in a texture has no {kernel} kernel", self.ty.name()))),
+        }
+    }
+
+    fn resource(&self) -> wgpu::BindingResource<'a> {
+        match self.blocks {
+            Blocks::Buffer(b) => b.as_entire_binding(),
+            Blocks::Texture(t) => wgpu::BindingResource::TextureView(t),
+        }
+    }
+}
+
+/// Bytes of a row of `cols` values of type `ty`.
+pub fn row_bytes(ty: QuantType, cols: u32) -> u32 {
+    (cols as u64 / ty.block_elems() * ty.block_bytes()) as u32
+}
+
+/// The row stride a matrix gets in this layout: the CPU family pads rows of the types with a wide
+/// decoder to 16 bytes (cpu::row_stride); elsewhere rows stay packed.
+pub fn row_stride(layout: &Layout, ty: QuantType, cols: u32) -> u32 {
+    if layout.is_cpu() {
+        cpu::row_stride(ty, cols)
+    } else {
+        row_bytes(ty, cols)
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct MatvecParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub row_bytes: u32,
+    pub x_offset: u32,
+    pub out_offset: u32,
+    pub out_pos_stride: u32,
+    pub accumulate: u32,
+    /// Set by the CPU family's swiglu fold.
+    pub up_offset: u32,
+    pub eps: f32,
+    pub subgroup_size: u32,
+    pub _pad: [u32; 2],
+}
+
+/// matvec: out[out_offset + pos * out_pos_stride + r] (+)= dot(W[r], x[x_offset..]).
+/// x is read four values at a time: x_offset and the row length must be multiples of 4.
+pub fn matvec(t: Target, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatvecParams) -> Result<Dispatch> {
+    if p.x_offset % 4 != 0 || w.cols % 4 != 0 {
+        return Err(Error::InvalidRequest(format!("matvec: x offset {} and row length {} must be multiples of 4", p.x_offset, w.cols)));
+    }
+    let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p };
+    match t.layout.family {
+        crate::gpu::Family::Gpu => gpu::matvec(t, w, x, out, step, p),
+        crate::gpu::Family::Cpu => cpu::matvec(t, w, x, out, step, p, cpu::Fold::default()),
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct MatmulParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub row_bytes: u32,
+    /// Elements per token row of x.
+    pub x_stride: u32,
+    pub out_offset: u32,
+    /// Elements per token row of out.
+    pub out_stride: u32,
+    /// 1: out += result (residual add).
+    pub accumulate: u32,
+    /// 1: only the batch's last token, into token row 0.
+    pub last_only: u32,
+    /// First weight row of `w` to use (rows w_row0 .. w_row0 + rows).
+    pub w_row0: u32,
+    pub _pad: [u32; 3],
+}
+
+/// matmul: out[t, r] (+)= dot(W[w_row0 + r], x[t]) for the step.n_rows tokens of a batch of at most
+/// `max_tokens` (p.rows: how many weight rows; 0 means all of w's rows from w_row0 on).
+pub fn matmul(t: Target, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatmulParams, max_tokens: u32) -> Result<Dispatch> {
+    if p.x_stride % 4 != 0 || w.cols % 4 != 0 {
+        return Err(Error::InvalidRequest(format!("matmul: x stride {} and row length {} must be multiples of 4", p.x_stride, w.cols)));
+    }
+    let rows = if p.rows == 0 { w.rows - p.w_row0 } else { p.rows };
+    let p = MatmulParams { rows, cols: w.cols, row_bytes: w.row_stride, ..p };
+    match t.layout.family {
+        crate::gpu::Family::Gpu => gpu::matmul(t, w, x, out, step, p, max_tokens),
+        crate::gpu::Family::Cpu => cpu::matmul(t, w, x, out, step, p, max_tokens),
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct EmbedParams {
+    pub dim: u32,
+    pub row_bytes: u32,
+    pub row_start: u32,
+    pub n_rows: u32,
+    pub token_index: u32,
+    pub out_offset: u32,
+    pub _pad: [u32; 2],
+}
+
+/// embed: out = dequantized row tokens[token_index] of the table part starting at `row_start`.
+/// With `rows` > 1, tokens token_index.. go to rows of `out` one `table.cols` apart. The CPU
+/// family reads tables in its wide layout through embed_wide.
+pub fn embed(t: Target, table: &QuantMatrix, row_start: u32, tokens: &wgpu::Buffer, out: &wgpu::Buffer, token_index: u32, rows: u32) -> Result<Dispatch> {
+    let p = EmbedParams { dim: table.cols, row_bytes: table.row_stride, row_start, n_rows: table.rows, token_index, ..Default::default() };
+    if let Some(d) = cpu::embed_wide(t, table, tokens, out, p, rows)? {
+        return Ok(d);
+    }
+    let pipeline = t.pipeline(&Module::quant("embed", table.ty, &[wgsl::EMBED])?, "main")?;
+    bind(t.gpu, "embed", pipeline, bytemuck::bytes_of(&p), numbered(&[table.buffer("embed")?, tokens, out]), [table.cols.div_ceil(64), rows, 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct RmsnormParams {
+    pub n: u32,
+    pub eps: f32,
+    pub x_offset: u32,
+    pub out_offset: u32,
+}
+
+/// rmsnorm: out = x / sqrt(mean(x^2) + eps) * w, for `rows` vectors of n one after another: a
+/// workgroup of 256 per row, or in the CPU family with 8-lane subgroups 8 lanes per row
+/// (rmsnorm_lanes.wgsl).
+pub fn rmsnorm(t: Target, x: &wgpu::Buffer, w: &wgpu::Buffer, out: &wgpu::Buffer, n: u32, eps: f32, rows: u32) -> Result<Dispatch> {
+    let p = RmsnormParams { n, eps, x_offset: 0, out_offset: 0 };
+    let (module, entry) = if t.layout.lanes_of_8() {
+        (Module::new("rmsnorm_lanes", &[wgsl::RMSNORM, wgsl::cpu::RMSNORM_LANES]), "main_lanes")
+    } else {
+        (Module::new("rmsnorm", &[wgsl::RMSNORM]), "main")
+    };
+    bind(t.gpu, "rmsnorm", t.pipeline(&module, entry)?, bytemuck::bytes_of(&p), numbered(&[x, w, out]), [1, rows, 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct RopeParams {
+    pub n_heads: u32,
+    pub head_dim: u32,
+    pub n_rot: u32,
+    pub offset: u32,
+    pub pos_stride: u32,
+    pub freq_base: f32,
+    pub freq_scale: f32,
+    /// Elements per batch row.
+    pub row_stride: u32,
+}
+
+/// rope: rotates the heads at x[offset + pos * pos_stride ..] in place for position step.pos (and
+/// for `rows` batch rows, row_stride apart, at their positions); `freq_factors` holds n_rot / 2
+/// divisors of the angles (ones when the model has none).
+pub fn rope(t: Target, x: &wgpu::Buffer, freq_factors: &wgpu::Buffer, step: &wgpu::Buffer, p: RopeParams, rows: u32) -> Result<Dispatch> {
+    let n = p.n_heads * p.n_rot / 2;
+    let pipeline = t.pipeline(&Module::new("rope", &[wgsl::ROPE]), "main")?;
+    bind(t.gpu, "rope", pipeline, bytemuck::bytes_of(&p), numbered(&[step, x, freq_factors]), [n.div_ceil(64), rows, 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct SwigluParams {
+    pub n: u32,
+    /// cpu::swiglu_packed: where up starts in the gate buffer.
+    pub up_offset: u32,
+    pub _pad: [u32; 2],
+}
+
+/// swiglu: gate = silu(gate) * up, in place.
+pub fn swiglu(t: Target, gate: &wgpu::Buffer, up: &wgpu::Buffer, n: u32) -> Result<Dispatch> {
+    let p = SwigluParams { n, ..Default::default() };
+    let pipeline = t.pipeline(&Module::new("swiglu", &[wgsl::SWIGLU]), "main")?;
+    bind(t.gpu, "swiglu", pipeline, bytemuck::bytes_of(&p), numbered(&[gate, up]), grid(n.div_ceil(64)))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct CountParams {
+    pub n: u32,
+    pub _pad: [u32; 3],
+}
+
+/// argmax: result[r] = index of the largest of the n logits of row r, for `rows` rows.
+pub fn argmax(t: Target, logits: &wgpu::Buffer, result: &wgpu::Buffer, n: u32, rows: u32) -> Result<Dispatch> {
+    let p = CountParams { n, _pad: [0; 3] };
+    let pipeline = t.pipeline(&Module::new("argmax", &[wgsl::ARGMAX]), "main")?;
+    bind(t.gpu, "argmax", pipeline, bytemuck::bytes_of(&p), numbered(&[logits, result]), [1, rows, 1])
+}

@@ -1,0 +1,355 @@
+//! ModelBuilder: checks a GGUF header against the llama layout and the adapter's limits, then
+//! takes the file's tensor bytes as they arrive (from a file, or streamed from the network) and
+//! writes them straight into GPU buffers, laid out as the Layout asks; builds the Model at the end.
+
+use super::graph::Acts;
+use super::kv_cache::KvCache;
+use super::weight::{into_textures, write_rows, Stored, Weight};
+use super::Model;
+use crate::error::{Error, Result};
+use crate::format::config::Config;
+use crate::format::gguf::{Gguf, TensorInfo};
+use crate::format::quant::QuantType;
+use crate::format::weights::{self, TensorSource};
+use crate::gpu::{Gpu, Layout};
+use crate::kernels::{self, cpu};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Receives the file's tensor bytes as they arrive, in file order and in chunks of any size (from a
+/// file, or streamed from the network), writes them straight into GPU buffers, and builds the Model
+/// when all are there. Only a chunk (and a few carried bytes) is ever held in memory.
+pub struct ModelBuilder {
+    pub(super) gpu: Arc<Gpu>,
+    pub(super) layout: Layout,
+    pub cfg: Config,
+    pub(super) ctx: usize,
+    /// Tensors the decoder reads, in file order, with their upload state.
+    pub(super) pending: Vec<Pending>,
+    /// Largest byte size of one weight part (the adapter's storage-binding limit by default).
+    max_part_bytes: u64,
+    /// Fused groups (weights::FUSED), planned at the first write: member name -> (group name, byte
+    /// offset of the member in the group's buffer).
+    members: Option<HashMap<String, (String, u64)>>,
+    /// The groups' concatenated matrices.
+    pub(super) groups: HashMap<String, Weight>,
+    /// rope_freqs, kept on the host too (the decode graph's rotations are computed there).
+    pub(super) rope_factors: Option<Vec<f32>>,
+}
+
+/// One tensor on its way to the GPU.
+pub(super) struct Pending {
+    pub(super) info: TensorInfo,
+    /// Bytes received so far.
+    received: u64,
+    /// Up to 3 received bytes not written yet (GPU writes go in multiples of 4).
+    carry: Vec<u8>,
+    pub(super) target: Option<Target>,
+}
+
+pub(super) enum Target {
+    /// A norm weight: collected, then dequantized to f32.
+    Vector(Vec<u8>),
+    /// A matrix: raw blocks written into its parts as they come.
+    Matrix(Weight),
+    /// A matrix inside a fused group's buffer, at this byte offset of the group's packed rows.
+    Member(String, u64),
+}
+
+/// Default context when the caller gives none (the KV cache grows with it).
+pub const DEFAULT_CTX: usize = 4096;
+
+impl ModelBuilder {
+    /// Validates the header against the llama layout and the adapter's limits before any upload;
+    /// the weights will be laid out for `layout`; `ctx` positions of KV cache (None: the file's
+    /// context length, at most DEFAULT_CTX and at most what one layer's cache binding can hold).
+    pub fn new(gpu: Arc<Gpu>, layout: Layout, g: &Gguf, ctx: Option<usize>) -> Result<ModelBuilder> {
+        let cfg = Config::from_gguf(g)?;
+        weights::check(g, &cfg)?;
+        if cfg.head_dim % 4 != 0 {
+            return Err(Error::BadConfig(format!("head width {} is not a multiple of 4", cfg.head_dim)));
+        }
+        if cfg.head_dim > 256 {
+            return Err(Error::BadConfig(format!("head width {} is over the 256 the attention kernel supports", cfg.head_dim)));
+        }
+        // Attention binds the most storage buffers: qkv, k and v cache, k and v branch, out, partials.
+        const STORAGE_BINDINGS: u32 = 7;
+        if gpu.limits.max_storage_buffers_per_shader_stage < STORAGE_BINDINGS {
+            return Err(Error::AdapterTooSmall { have: gpu.limits.max_storage_buffers_per_shader_stage, need: STORAGE_BINDINGS });
+        }
+        let ctx = match ctx {
+            Some(c) => {
+                KvCache::check(&cfg, c.max(1), gpu.max_binding())?;
+                c.max(1)
+            }
+            None => DEFAULT_CTX.min(cfg.ctx_len).min(KvCache::max_positions(&cfg, gpu.max_binding())).max(1),
+        };
+        let mut pending: Vec<Pending> = weights::expected(&cfg)
+            .iter()
+            .filter_map(|(n, _)| g.tensor(n))
+            .map(|t| Pending { info: t.clone(), received: 0, carry: vec![], target: None })
+            .collect();
+        pending.sort_by_key(|p| p.info.offset);
+        let max_part_bytes = gpu.max_binding();
+        Ok(ModelBuilder { gpu, layout, cfg, ctx, pending, max_part_bytes, members: None, groups: HashMap::new(), rope_factors: None })
+    }
+
+    /// GPU memory the model will take, in bytes: (weights, KV cache, activations).
+    pub fn memory_needed(&self) -> (u64, u64, u64) {
+        let c = &self.cfg;
+        let weights = self
+            .pending
+            .iter()
+            .map(|p| match p.info.dims.len() {
+                1 => p.info.dims[0] * 4,
+                // Rows as laid out in this layout (padded in the CPU family for the wide kernels).
+                _ => {
+                    let (rows, cols) = p.info.rows_cols();
+                    rows * kernels::row_stride(&self.layout, p.info.ty, cols as u32) as u64
+                }
+            })
+            .sum();
+        let kv = KvCache::bytes_for(c, self.ctx);
+        (weights, kv, Acts::bytes(c, self.layout.batch_rows()))
+    }
+
+    /// An out-of-memory error with what the model needs added.
+    fn explain(&self, e: Error) -> Error {
+        explain_oom(e, self.memory_needed(), self.ctx)
+    }
+
+    /// The layout the weights are laid out for.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// KV-cache positions the model will have.
+    pub fn context_length(&self) -> usize {
+        self.ctx
+    }
+
+    /// Splits weights into parts of at most `bytes` (below the adapter's limit; tests use it to
+    /// exercise the split path on small models).
+    pub fn with_max_part_bytes(mut self, bytes: u64) -> ModelBuilder {
+        self.max_part_bytes = bytes.min(self.gpu.max_binding());
+        self
+    }
+
+    /// The file range holding every tensor the decoder needs: feed these bytes.
+    pub fn byte_range(&self) -> (u64, u64) {
+        let start = self.pending.first().map_or(0, |p| p.info.offset);
+        let end = self.pending.iter().map(|p| p.info.offset + p.info.n_bytes).max().unwrap_or(0);
+        (start, end)
+    }
+
+    /// Takes the file bytes at `file_offset`; chunks must come in file order (gaps and bytes between
+    /// tensors are fine).
+    pub fn feed(&mut self, file_offset: u64, bytes: &[u8]) -> Result<()> {
+        self.feed_inner(file_offset, bytes).map_err(|e| self.explain(e))
+    }
+
+    fn feed_inner(&mut self, file_offset: u64, bytes: &[u8]) -> Result<()> {
+        let end = file_offset + bytes.len() as u64;
+        for i in 0..self.pending.len() {
+            let (t0, t1) = (self.pending[i].info.offset, self.pending[i].info.offset + self.pending[i].info.n_bytes);
+            if t1 <= file_offset || t0 >= end {
+                continue;
+            }
+            let (a, b) = (t0.max(file_offset), t1.min(end));
+            self.write(i, a - t0, &bytes[(a - file_offset) as usize..(b - file_offset) as usize])?;
+        }
+        Ok(())
+    }
+
+    /// Decides which per-layer matrices share one buffer: those of a weights::FUSED group with one
+    /// type and row length that fit one binding together.
+    fn plan_groups(&mut self) {
+        let mut members = HashMap::new();
+        // The GPU family runs fused kernels over a group, the CPU family one matvec over it (fewer
+        // dispatches); Layout::fuse off keeps every matrix apart.
+        let fuse = self.layout.fuse;
+        for l in 0..self.cfg.n_layers {
+            for (group, suffixes) in weights::FUSED {
+                let infos: Vec<&TensorInfo> = suffixes
+                    .iter()
+                    .filter_map(|s| self.pending.iter().find(|p| p.info.name == weights::layer(l, s)).map(|p| &p.info))
+                    .collect();
+                if !fuse || infos.len() != suffixes.len() {
+                    continue;
+                }
+                let same = infos.iter().all(|t| t.ty == infos[0].ty && t.dims.len() == 2 && t.dims[0] == infos[0].dims[0] && t.n_bytes % 4 == 0);
+                let (ty, cols) = (infos[0].ty, infos[0].dims[0] as u32);
+                let rows: u64 = infos.iter().map(|t| t.dims[1]).sum();
+                let stride = kernels::row_stride(&self.layout, ty, cols);
+                if !same || rows * stride as u64 > self.part_bytes(ty, cols) || cols % 4 != 0 {
+                    continue;
+                }
+                let name = weights::layer(l, group);
+                let buffer = Stored::Buffer(self.gpu.storage(&name, rows * stride as u64));
+                let mut offset = 0;
+                for t in &infos {
+                    members.insert(t.name.clone(), (name.clone(), offset));
+                    offset += t.n_bytes;
+                }
+                let w = Weight { ty, rows: rows as u32, cols, row_stride: stride, parts: vec![(buffer, 0, rows as u32)] };
+                self.groups.insert(name, w);
+            }
+        }
+        self.members = Some(members);
+    }
+
+    /// Appends `data` at byte `rel` of tensor `i`.
+    fn write(&mut self, i: usize, rel: u64, data: &[u8]) -> Result<()> {
+        if self.members.is_none() {
+            self.plan_groups();
+        }
+        if self.pending[i].target.is_none() {
+            if let Some((group, offset)) = self.members.as_ref().and_then(|m| m.get(&self.pending[i].info.name)) {
+                self.pending[i].target = Some(Target::Member(group.clone(), *offset));
+            }
+        }
+        if self.pending[i].target.is_none() {
+            let target = self.allocate(&self.pending[i].info)?;
+            self.pending[i].target = Some(target);
+        }
+        let gpu = self.gpu.clone();
+        let layout = self.layout.clone();
+        let p = &mut self.pending[i];
+        let name = p.info.name.clone();
+        if rel != p.received {
+            return Err(Error::BadTensor { tensor: p.info.name.clone(), msg: format!("bytes at {rel} arrived after only {} were received", p.received) });
+        }
+        let start = p.received - p.carry.len() as u64;
+        p.received += data.len() as u64;
+        let done = p.received == p.info.n_bytes;
+        let mut buf = std::mem::take(&mut p.carry);
+        buf.extend_from_slice(data);
+        let keep = if done { 0 } else { buf.len() % 4 };
+        p.carry = buf.split_off(buf.len() - keep);
+        match p.target.as_mut().expect("allocated above") {
+            Target::Member(group, offset) => {
+                let group = group.clone();
+                let w = &self.groups[group.as_str()];
+                write_rows(&gpu, &name, &w.parts[0].0, *offset + start, &buf, kernels::row_bytes(w.ty, w.cols) as u64, w.row_stride as u64)?;
+                let members = self.members.as_ref().expect("planned above");
+                let in_group = |p: &Pending| members.get(&p.info.name).is_some_and(|(g, _)| *g == group);
+                if done && self.pending.iter().filter(|p| in_group(p)).all(|p| p.received == p.info.n_bytes) {
+                    let w = self.groups.get_mut(group.as_str()).expect("planned");
+                    into_textures(&gpu, &layout, &group, w)?;
+                }
+            }
+            Target::Vector(v) => {
+                v.extend_from_slice(&buf);
+                if done {
+                    let mut f = vec![0f32; p.info.dims[0] as usize];
+                    p.info.ty.dequantize(v, &mut f)?;
+                    if p.info.name == weights::ROPE_FREQS {
+                        self.rope_factors = Some(f.clone());
+                    }
+                    let b = gpu.storage_with(&p.info.name, bytemuck::cast_slice(&f));
+                    let rows = 1;
+                    let cols = f.len() as u32;
+                    p.target = Some(Target::Matrix(Weight { ty: QuantType::F32, rows, cols, row_stride: 4 * cols, parts: vec![(Stored::Buffer(b), 0, rows)] }));
+                }
+            }
+            Target::Matrix(w) => {
+                let row_bytes = p.info.n_bytes / w.rows as u64;
+                let (s0, s1) = (start, start + buf.len() as u64);
+                for (stored, r0, n) in &w.parts {
+                    let (p0, p1) = (*r0 as u64 * row_bytes, (*r0 + *n) as u64 * row_bytes);
+                    let (a, b) = (s0.max(p0), s1.min(p1));
+                    if a < b {
+                        write_rows(&gpu, &name, stored, a - p0, &buf[(a - s0) as usize..(b - s0) as usize], row_bytes, w.row_stride as u64)?;
+                    }
+                }
+                if done {
+                    into_textures(&gpu, &layout, &name, w)?;
+                }
+            }
+        }
+        gpu.take_error()
+    }
+
+    /// Largest bytes of one part of a matrix of this type and row length: one binding, and where
+    /// it moves into a texture once uploaded, one texture.
+    fn part_bytes(&self, ty: QuantType, cols: u32) -> u64 {
+        if cpu::uses_texture(&self.layout, ty, cols) {
+            self.max_part_bytes.min(cpu::max_texture_bytes(&self.gpu))
+        } else {
+            self.max_part_bytes
+        }
+    }
+
+    /// GPU buffers for a matrix, split by rows into parts that fit one binding (part sizes kept
+    /// multiples of 4 bytes so that every write lands 4-aligned); a collector for a vector.
+    fn allocate(&self, t: &TensorInfo) -> Result<Target> {
+        if t.dims.len() == 1 {
+            return Ok(Target::Vector(Vec::with_capacity(t.n_bytes as usize)));
+        }
+        let (rows, cols) = t.rows_cols();
+        if cols % 4 != 0 {
+            return Err(Error::BadTensor { tensor: t.name.clone(), msg: format!("row length {cols} is not a multiple of 4") });
+        }
+        let row_bytes = t.n_bytes / rows;
+        let stride = kernels::row_stride(&self.layout, t.ty, cols as u32) as u64;
+        let mut max_rows = (self.part_bytes(t.ty, cols as u32) / stride).min(rows);
+        if max_rows < rows && max_rows >= 4 {
+            max_rows -= max_rows % 4;
+        }
+        if max_rows == 0 || (max_rows < rows && (max_rows * stride) % 4 != 0) {
+            return Err(Error::BadTensor { tensor: t.name.clone(), msg: format!("rows of {row_bytes} bytes cannot be split under the adapter's binding limit of {} bytes", self.max_part_bytes) });
+        }
+        let mut parts = vec![];
+        let mut r0 = 0;
+        while r0 < rows {
+            let n = max_rows.min(rows - r0);
+            let label = format!("{}[{r0}..{}]", t.name, r0 + n);
+            parts.push((Stored::Buffer(self.gpu.storage(&label, n * stride)), r0 as u32, n as u32));
+            r0 += n;
+        }
+        Ok(Target::Matrix(Weight { ty: t.ty, rows: rows as u32, cols: cols as u32, row_stride: stride as u32, parts }))
+    }
+
+    /// Uploads one whole tensor (the same path as streamed bytes).
+    pub fn upload(&mut self, t: &TensorInfo, bytes: &[u8]) -> Result<()> {
+        self.feed(t.offset, bytes)
+    }
+
+    /// Streams every tensor the decoder needs from `src`, in 4 MiB chunks.
+    pub fn upload_all(&mut self, src: &mut dyn TensorSource) -> Result<()> {
+        let (start, end) = self.byte_range();
+        let mut at = start;
+        while at < end {
+            let n = (4u64 << 20).min(end - at);
+            let chunk = src.read_at(at, n)?;
+            self.feed(at, &chunk)?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Builds the model once every tensor has arrived.
+    pub fn finish(self) -> Result<Model> {
+        if let Some(p) = self.pending.iter().find(|p| p.received < p.info.n_bytes) {
+            return Err(Error::Truncated { what: format!("tensor {:?}", p.info.name), needed: p.info.offset + p.info.n_bytes, available: p.info.offset + p.received });
+        }
+        let (needs, ctx) = (self.memory_needed(), self.ctx);
+        Model::build(self).map_err(|e| explain_oom(e, needs, ctx))
+    }
+}
+
+/// Adds to an out-of-memory error what the model needs: `needs` is (weights, KV cache for `ctx`
+/// positions, activations) in bytes, as ModelBuilder::memory_needed gives them.
+pub(super) fn explain_oom(e: Error, (w, kv, a): (u64, u64, u64), ctx: usize) -> Error {
+    match e {
+        Error::OutOfMemory(m) => {
+            let mb = |b: u64| b as f64 / 1e6;
+            Error::OutOfMemory(format!(
+                "{m} (the model needs {:.1} MB of weights, {:.1} MB of KV cache for {ctx} positions and {:.1} MB of activations; a shorter context needs less)",
+                mb(w), mb(kv), mb(a)
+            ))
+        }
+        e => e,
+    }
+}
+

@@ -1,0 +1,169 @@
+//! The decoder as lists of kernel calls, recorded once and replayed, read top to bottom like
+//! llama2.c's forward(): one line per call with its math in a comment. The decode graph runs one
+//! token; the batch graph a prompt chunk or n candidates as a matrix of rows (matmul kernels
+//! reading each weight once per tile of rows). Where the two kernel families differ (fused or
+//! folded kernels), the step functions in steps.rs choose by the Layout.
+
+use super::kv_cache::{Branches, KvCache};
+use super::steps::Recorder;
+use super::weight::Weight;
+use super::MAX_CANDIDATES;
+use crate::error::Result;
+use crate::format::config::Config;
+use crate::format::weights::{self, ATTN_NORM, ATTN_OUT, FFN_DOWN, FFN_NORM, OUTPUT_NORM};
+use crate::gpu::{Gpu, Layout};
+use crate::kernels::cpu::KvMirror;
+use crate::kernels::{AttentionRows, Dispatch, MatmulParams, Step, Target};
+use std::collections::HashMap;
+
+/// Activations for up to `rows` rows (the decode graph uses row 0).
+pub struct Acts {
+    pub rows: u32,
+    pub x: wgpu::Buffer,        // [rows, dim] residual stream
+    pub xb: wgpu::Buffer,       // [rows, dim] normed residual
+    pub qkv: wgpu::Buffer,      // [rows, (n_heads + 2 n_kv_heads) * head_dim]: q | k | v
+    pub att: wgpu::Buffer,      // [rows, n_heads * head_dim] attention output
+    pub hb: wgpu::Buffer,       // [max(rows, 2), ffn_dim] gate, then silu(gate) * up (CPU family's decode: gate | up)
+    pub hb2: wgpu::Buffer,      // [rows, ffn_dim] up
+    pub logits: wgpu::Buffer,   // [max_candidates, vocab]
+    pub tokens: wgpu::Buffer,   // [rows] u32: input tokens, then each logits row's argmax
+    pub step: wgpu::Buffer,     // uniform Step
+    pub partial: wgpu::Buffer,  // [max_candidates, n_heads, n_splits, head_dim + 2] split attention
+    pub rope_ones: wgpu::Buffer, // [n_rot / 2] of 1.0, for models without rope_freqs
+    pub norms: wgpu::Buffer,    // [ceil(dim / subgroup size) + 4] (room for one per subgroup of rows) partial sums of squares of x (kernels::cpu::Fold)
+    pub rotations: wgpu::Buffer, // [head_dim / 2] (cos, sin): RoPE at the decoded position (kernels::cpu::rope_rotations)
+}
+
+impl Acts {
+    pub fn new(gpu: &Gpu, c: &Config, rows: u32, n_splits: u32) -> Acts {
+        let f = |n: usize| 4 * n as u64 * rows as u64;
+        Acts {
+            rows,
+            x: gpu.storage("x", f(c.dim)),
+            xb: gpu.storage("xb", f(c.dim)),
+            qkv: gpu.storage("qkv", f(c.q_dim() + 2 * c.kv_dim())),
+            att: gpu.storage("att", f(c.q_dim())),
+            hb: gpu.storage("hb", 4 * c.ffn_dim as u64 * rows.max(2) as u64),
+            hb2: gpu.storage("hb2", f(c.ffn_dim)),
+            logits: gpu.storage("logits", 4 * c.vocab_size as u64 * MAX_CANDIDATES as u64),
+            tokens: gpu.storage("tokens", 4 * rows.max(MAX_CANDIDATES) as u64),
+            step: gpu.uniform("step", &Step::default()),
+            partial: gpu.storage("attention partials", 4 * (MAX_CANDIDATES as usize * c.n_heads * n_splits as usize * (c.head_dim + 2)) as u64),
+            rope_ones: gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2])),
+            rotations: gpu.storage("rope rotations", 4 * c.head_dim as u64),
+            norms: gpu.storage("norm partial sums", 4 * (c.dim.div_ceil(gpu.info.subgroup_min_size.max(1) as usize) + 4) as u64),
+        }
+    }
+
+    /// Bytes of activations for `rows` rows.
+    pub fn bytes(c: &Config, rows: u32) -> u64 {
+        4 * rows as u64 * (2 * c.dim + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn_dim) as u64 + 4 * (MAX_CANDIDATES as u64 * c.vocab_size as u64)
+    }
+}
+
+/// Everything a graph reads.
+pub struct Parts<'a> {
+    pub gpu: &'a Gpu,
+    pub layout: &'a Layout,
+    pub cfg: &'a Config,
+    pub weights: &'a HashMap<String, Weight>,
+    pub acts: &'a Acts,
+    pub kv: &'a KvCache,
+    /// The KV cache's copy in textures the decode graph's attention reads (CPU family).
+    pub mirror: Option<&'a KvMirror>,
+    pub branches: &'a Branches,
+    /// Attention splits over the KV length in the decode graph (1 in the CPU family).
+    pub n_splits: u32,
+}
+
+impl Parts<'_> {
+    pub fn target(&self) -> Target<'_> {
+        Target { gpu: self.gpu, layout: self.layout }
+    }
+    pub fn w(&self, name: &str) -> &Weight {
+        &self.weights[name]
+    }
+    pub fn vec(&self, name: &str) -> &wgpu::Buffer {
+        self.weights[name].vector()
+    }
+    /// The output matrix: the token embedding where the model ties them.
+    pub fn output(&self) -> &Weight {
+        if self.cfg.tied_output {
+            self.w(weights::TOKEN_EMBD)
+        } else {
+            self.w(weights::OUTPUT)
+        }
+    }
+}
+
+/// The decode graph: one token at step.pos, its argmax into tokens[0].
+pub fn decode(s: &Parts) -> Result<Vec<Dispatch>> {
+    let (c, a) = (s.cfg, s.acts);
+    let mut g = Recorder::decode(s);
+    g.embed(1)?; // x = embedding[token]
+    for l in 0..c.n_layers {
+        let lw = |suffix: &str| weights::layer(l, suffix);
+        g.qkv(l)?; // q | k | v = [Wq; Wk; Wv] rmsnorm(x); q, k = rope(q), rope(k) (CPU family: in attention)
+        g.attention(l, AttentionRows::One, s.n_splits)?; // att = softmax(q k^T / sqrt(head_dim)) v; k, v into the cache
+        g.residual(s.w(&lw(ATTN_OUT)), &a.att)?; // x += Wo att
+        g.gate_up(l)?; // hb = silu(Wgate rmsnorm(x)) * (Wup rmsnorm(x)) (CPU family: gate | up, swiglu in down)
+        g.down(l)?; // x += Wdown hb
+    }
+    g.logits()?; // logits = Wout rmsnorm(x)
+    g.argmax(1)?; // tokens[0] = argmax(logits)
+    Ok(g.done())
+}
+
+/// What a batch graph runs: a prompt chunk (up to acts.rows rows at consecutive positions; the
+/// logits of its last row, the argmax into tokens[0]) or n candidates (up to MAX_CANDIDATES rows at
+/// one position; every row's logits, row r's argmax into tokens[r]; attention split over the KV
+/// length as in decode).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    Prompt,
+    Candidates,
+}
+
+/// A batch graph: the layers, then the logits.
+pub struct BatchGraph {
+    pub body: Vec<Dispatch>,
+    pub logits: Vec<Dispatch>,
+}
+
+pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
+    let (c, a) = (s.cfg, s.acts);
+    let rows = if kind == Batch::Prompt { a.rows } else { MAX_CANDIDATES.min(a.rows) };
+    let (dim, ffn) = (c.dim as u32, c.ffn_dim as u32);
+    let (which, n_splits) = match kind {
+        Batch::Prompt => (AttentionRows::Prompt(rows), 1),
+        Batch::Candidates => (AttentionRows::Candidates(rows), s.n_splits),
+    };
+    let add = |x_stride: u32| MatmulParams { x_stride, out_stride: dim, accumulate: 1, ..Default::default() };
+    let mut g = Recorder::batch(s, rows);
+    g.embed(rows)?; // x[t] = embedding[tokens[t]]
+    for l in 0..c.n_layers {
+        let lw = |suffix: &str| weights::layer(l, suffix);
+        g.rmsnorm(s.vec(&lw(ATTN_NORM)))?; // xb = rmsnorm(x)
+        g.matmul_qkv(l)?; // q | k | v = [Wq; Wk; Wv] xb
+        g.rope()?; // q, k = rope(q), rope(k)
+        g.attention(l, which, n_splits)?; // att = causal softmax(q k^T / sqrt(head_dim)) v; each row's k, v into the cache (or branch)
+        g.matmul(s.w(&lw(ATTN_OUT)), &a.att, &a.x, add(c.q_dim() as u32))?; // x += Wo att
+        g.rmsnorm(s.vec(&lw(FFN_NORM)))?; // xb = rmsnorm(x)
+        g.matmul_gate_up(l)?; // hb, hb2 = Wgate xb, Wup xb
+        g.swiglu(ffn * rows)?; // hb = silu(hb) * hb2
+        g.matmul(s.w(&lw(FFN_DOWN)), &a.hb, &a.x, add(ffn))?; // x += Wdown hb
+    }
+    g.rmsnorm(s.vec(OUTPUT_NORM))?; // xb = rmsnorm(x)
+    let body = g.done();
+    let mut g = Recorder::batch(s, rows);
+    let vocab = c.vocab_size as u32;
+    let logits = MatmulParams { x_stride: dim, out_stride: vocab, ..Default::default() };
+    if kind == Batch::Prompt {
+        g.matmul(s.output(), &a.xb, &a.logits, MatmulParams { last_only: 1, ..logits })?; // logits = Wout xb[last]
+        g.argmax(1)?; // tokens[0] = argmax(logits)
+    } else {
+        g.matmul(s.output(), &a.xb, &a.logits, logits)?; // logits[t] = Wout xb[t]
+        g.argmax(rows)?; // tokens[t] = argmax(logits[t])
+    }
+    Ok(BatchGraph { body, logits: g.done() })
+}

@@ -1,0 +1,108 @@
+//! The KV cache: per layer, keys and values of every position so far, as f32 rows on the GPU.
+
+use crate::format::config::Config;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+
+/// Keys and values for `capacity` positions, per layer.
+pub struct KvCache {
+    /// Per layer: [capacity, n_kv_heads * head_dim] f32 keys (after RoPE).
+    pub k: Vec<wgpu::Buffer>,
+    /// Per layer: [capacity, n_kv_heads * head_dim] f32 values.
+    pub v: Vec<wgpu::Buffer>,
+    /// Positions the buffers hold.
+    pub capacity: usize,
+    /// Positions filled so far.
+    pub len: usize,
+}
+
+impl KvCache {
+    /// Bytes the cache takes for `positions` positions of `cfg`.
+    pub fn bytes_for(cfg: &Config, positions: usize) -> u64 {
+        2 * cfg.n_layers as u64 * positions as u64 * cfg.kv_dim() as u64 * 4
+    }
+
+    /// The positions a context may have when one layer's keys must fit one binding of `limit` bytes.
+    pub fn max_positions(cfg: &Config, limit: u64) -> usize {
+        (limit / (cfg.kv_dim() as u64 * 4)) as usize
+    }
+
+    /// Checks that `capacity` positions fit bindings of `limit` bytes, naming the numbers and a
+    /// context that would fit when they do not.
+    pub fn check(cfg: &Config, capacity: usize, limit: u64) -> Result<()> {
+        let per_layer_bytes = capacity as u64 * cfg.kv_dim() as u64 * 4;
+        if per_layer_bytes > limit {
+            return Err(Error::ContextTooLarge { requested: capacity, per_layer_bytes, limit, fits: Self::max_positions(cfg, limit) });
+        }
+        Ok(())
+    }
+
+    pub fn new(gpu: &Gpu, cfg: &Config, capacity: usize) -> Result<KvCache> {
+        Self::check(cfg, capacity, gpu.max_binding())?;
+        let layer_bytes = capacity as u64 * cfg.kv_dim() as u64 * 4;
+        let k = (0..cfg.n_layers).map(|l| gpu.storage(&format!("k_cache.{l}"), layer_bytes)).collect();
+        let v = (0..cfg.n_layers).map(|l| gpu.storage(&format!("v_cache.{l}"), layer_bytes)).collect();
+        Ok(KvCache { k, v, capacity, len: 0 })
+    }
+
+    /// Forgets positions from `len` on (they are overwritten by the next tokens).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+/// Per-candidate continuations of the KV cache: when n candidates decode side by side after a shared
+/// prompt, candidate r's positions from the prompt's end on live in row r of these buffers, and the
+/// prompt's stay in the KV cache, stored once. Allocated on first use, grown when a longer or wider
+/// request comes.
+pub struct Branches {
+    /// Per layer: [n, len, kv_dim] f32 keys and values (empty until first used).
+    k: Vec<wgpu::Buffer>,
+    v: Vec<wgpu::Buffer>,
+    /// Bound in their place while there are none (attention binds them in every graph).
+    dummy_k: wgpu::Buffer,
+    dummy_v: wgpu::Buffer,
+    /// Candidates and positions per candidate the buffers hold.
+    pub n: u32,
+    pub len: u32,
+}
+
+impl Branches {
+    pub fn new(gpu: &Gpu) -> Branches {
+        Branches { k: vec![], v: vec![], dummy_k: gpu.storage("k_branch (none)", 16), dummy_v: gpu.storage("v_branch (none)", 16), n: 0, len: 0 }
+    }
+
+    pub fn k(&self, layer: usize) -> &wgpu::Buffer {
+        self.k.get(layer).unwrap_or(&self.dummy_k)
+    }
+
+    pub fn v(&self, layer: usize) -> &wgpu::Buffer {
+        self.v.get(layer).unwrap_or(&self.dummy_v)
+    }
+
+    /// Bytes for `n` candidates of `len` positions.
+    pub fn bytes_for(cfg: &Config, n: u32, len: u32) -> u64 {
+        2 * cfg.n_layers as u64 * n as u64 * len as u64 * cfg.kv_dim() as u64 * 4
+    }
+
+    /// Makes room for `n` candidates of `len` positions; true when the buffers were replaced (graphs
+    /// that bind them must be recorded again).
+    pub fn ensure(&mut self, gpu: &Gpu, cfg: &Config, n: u32, len: u32) -> Result<bool> {
+        if n <= self.n && len <= self.len {
+            return Ok(false);
+        }
+        let (n, len) = (n.max(self.n), len.max(self.len).next_multiple_of(64));
+        let layer_bytes = Self::bytes_for(cfg, n, len) / 2 / cfg.n_layers as u64;
+        if layer_bytes > gpu.max_binding() {
+            return Err(Error::InvalidRequest(format!(
+                "{n} candidates of {len} tokens need {layer_bytes} bytes of KV cache per layer, over the adapter's binding limit of {}; ask for fewer or shorter ones",
+                gpu.max_binding()
+            )));
+        }
+        self.k = (0..cfg.n_layers).map(|l| gpu.storage(&format!("k_branch.{l}"), layer_bytes)).collect();
+        self.v = (0..cfg.n_layers).map(|l| gpu.storage(&format!("v_branch.{l}"), layer_bytes)).collect();
+        gpu.take_error()?;
+        (self.n, self.len) = (n, len);
+        Ok(true)
+    }
+}

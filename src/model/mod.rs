@@ -1,0 +1,342 @@
+//! Model: the weights on the GPU (streamed in by ModelBuilder), the activations, the KV cache, and
+//! the decoder recorded once (graph.rs) and replayed: one submit per decoded token, one per prompt
+//! chunk, one per step of n candidates.
+
+mod builder;
+pub mod graph;
+pub mod kv_cache;
+#[cfg(not(target_arch = "wasm32"))]
+mod profile;
+mod steps;
+pub mod weight;
+
+pub use builder::{ModelBuilder, DEFAULT_CTX};
+pub use weight::{pad_rows, Stored, Weight};
+
+/// Most candidates decoded side by side (rows of the logits buffer).
+pub const MAX_CANDIDATES: u32 = 8;
+
+use crate::error::{Error, Result};
+use crate::format::config::Config;
+use crate::format::weights;
+use crate::gpu::{Gpu, Layout};
+use crate::kernels::cpu::{self, KvMirror};
+use crate::kernels::{Dispatch, Step};
+use graph::{Acts, Batch, BatchGraph};
+use kv_cache::{Branches, KvCache};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What one step returns.
+pub struct StepOutput {
+    /// The argmax of the logits, computed on the GPU.
+    pub argmax: u32,
+    /// The logits, when asked for.
+    pub logits: Option<Vec<f32>>,
+}
+
+/// The decoder on the GPU.
+pub struct Model {
+    gpu: Arc<Gpu>,
+    layout: Layout,
+    pub cfg: Config,
+    kv: KvCache,
+    /// The KV cache's copy in textures that the decode attention reads (CPU family, Layout::kv_mirror).
+    mirror: Option<KvMirror>,
+    /// Candidates' continuations of the KV cache.
+    branches: Branches,
+    acts: Acts,
+    /// rope_freqs on the host, for the decode graph's rotations (CPU family).
+    rope_factors: Option<Vec<f32>>,
+    /// One token.
+    graph: Vec<Dispatch>,
+    /// A prompt chunk.
+    batch: BatchGraph,
+    /// n candidates.
+    cands: BatchGraph,
+    n_splits: u32,
+    tokens_staging: wgpu::Buffer,
+    logits_staging: wgpu::Buffer,
+    weights: HashMap<String, Weight>,
+    /// Bytes of weights on the GPU.
+    pub weight_bytes: u64,
+    /// Weight passes of the batch graph so far (prompt chunks and candidate steps): each reads every
+    /// weight once for all its rows.
+    pub batch_passes: u64,
+}
+
+impl Model {
+    /// Builds a model from a GGUF file on disk, laid out for `layout` (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_file(gpu: Arc<Gpu>, layout: Layout, path: &str, ctx: Option<usize>) -> Result<Model> {
+        let g = weights::read_header(path)?;
+        let mut b = ModelBuilder::new(gpu, layout, &g, ctx)?;
+        b.upload_all(&mut weights::FileSource::open(path)?)?;
+        b.finish()
+    }
+
+    fn build(b: ModelBuilder) -> Result<Model> {
+        let (gpu, layout) = (b.gpu.clone(), b.layout.clone());
+        let c = b.cfg.clone();
+        let kv = KvCache::new(&gpu, &c, b.ctx)?;
+        let lanes = cpu::runs_attention_lanes(&layout, c.n_heads as u32, c.n_kv_heads as u32, c.head_dim as u32);
+        let mirror = if layout.kv_mirror && lanes { KvMirror::new(&gpu, c.n_layers, c.kv_dim(), b.ctx) } else { None };
+        let n_splits = layout.attention_splits(b.ctx);
+        let acts = Acts::new(&gpu, &c, layout.batch_rows(), n_splits);
+        let rope_factors = b.rope_factors;
+        let mut weights: HashMap<String, Weight> = b.groups;
+        for p in b.pending {
+            if let Some(builder::Target::Matrix(w)) = p.target {
+                weights.insert(p.info.name, w);
+            }
+        }
+        let branches = Branches::new(&gpu);
+        let parts = graph::Parts { gpu: &gpu, layout: &layout, cfg: &c, weights: &weights, acts: &acts, kv: &kv, mirror: mirror.as_ref(), branches: &branches, n_splits };
+        let decode = graph::decode(&parts)?;
+        let batch = graph::batch(&parts, Batch::Prompt)?;
+        let cands = graph::batch(&parts, Batch::Candidates)?;
+        // The bytes of the blocks (not the padding between rows, which is never read).
+        let weight_bytes = weights.values().map(|w| w.rows as u64 * crate::kernels::row_bytes(w.ty, w.cols) as u64).sum::<u64>();
+        Ok(Model {
+            tokens_staging: gpu.readback_buffer("tokens readback", 4 * MAX_CANDIDATES as u64),
+            logits_staging: gpu.readback_buffer("logits readback", 4 * (c.vocab_size as u64) * MAX_CANDIDATES as u64),
+            gpu,
+            layout,
+            cfg: c,
+            kv,
+            mirror,
+            branches,
+            acts,
+            rope_factors,
+            graph: decode,
+            batch,
+            cands,
+            n_splits,
+            weights,
+            weight_bytes,
+            batch_passes: 0,
+        })
+    }
+
+    /// Kernel dispatches per decoded token.
+    pub fn dispatches_per_token(&self) -> usize {
+        self.graph.len()
+    }
+
+    /// Most tokens one prompt chunk runs.
+    pub fn batch_rows(&self) -> usize {
+        self.acts.rows as usize
+    }
+
+    /// The layout the model was built for.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// A one-line description of the adapter.
+    pub fn adapter_name(&self) -> String {
+        self.gpu.adapter_name()
+    }
+
+    /// Buffers created on the device so far (flat across requests once the model is loaded).
+    pub fn buffers_created(&self) -> u64 {
+        self.gpu.buffers_created()
+    }
+
+    /// Destroys the device, as a driver reset would lose it (for tests of device loss).
+    pub fn lose_device(&self) {
+        self.gpu.lose_device()
+    }
+
+    /// KV-cache positions the model has.
+    pub fn context_length(&self) -> usize {
+        self.kv.capacity
+    }
+
+    /// Positions in the KV cache so far.
+    pub fn kv_len(&self) -> usize {
+        self.kv.len
+    }
+
+    /// Forgets positions from `len` on (the next tokens overwrite them).
+    pub fn truncate(&mut self, len: usize) {
+        self.kv.truncate(len);
+        if let Some(m) = &mut self.mirror {
+            m.truncate(len);
+        }
+    }
+
+    /// Records into `enc` the copies that bring the KV mirror up to the cache (where there is one).
+    fn sync_mirror(&mut self, enc: &mut wgpu::CommandEncoder) {
+        if let Some(m) = &mut self.mirror {
+            m.sync(enc, &self.kv.k, &self.kv.v, self.kv.len);
+        }
+    }
+
+    /// Writes the step uniform and the input token, then records the decoder into `enc`.
+    fn record(&mut self, token: u32, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.begin_step(token)?;
+        self.sync_mirror(enc);
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        self.graph.iter().for_each(|d| d.record(&mut pass));
+        drop(pass);
+        self.kv.len += 1;
+        Ok(())
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        match tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            Some(t) => Err(Error::InvalidRequest(format!("token id {t} is past the vocabulary of {}", self.cfg.vocab_size))),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks `token` and the room in the KV cache, then writes the step uniform (the next
+    /// position) and the input token for the decoder to read.
+    pub(crate) fn begin_step(&mut self, token: u32) -> Result<()> {
+        self.check_tokens(&[token])?;
+        if self.kv.len >= self.kv.capacity {
+            return Err(Error::ContextFull { needed: self.kv.len + 1, limit: self.kv.capacity });
+        }
+        let pos = self.kv.len as u32;
+        self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&Step::single(pos)));
+        if self.layout.rope_in_attention() {
+            // The decode graph rotates q and k inside attention.
+            let c = &self.cfg;
+            let r = cpu::rope_rotations(pos, c.head_dim, c.n_rot, c.rope_base, c.rope_freq_scale, self.rope_factors.as_deref());
+            self.gpu.queue.write_buffer(&self.acts.rotations, 0, bytemuck::cast_slice(&r));
+        }
+        self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::bytes_of(&token));
+        Ok(())
+    }
+
+    /// Queues the decoder for `token` at the next KV position (one submit); nothing is read back.
+    pub fn enqueue(&mut self, token: u32) -> Result<()> {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.record(token, &mut enc)?;
+        self.gpu.queue.submit([enc.finish()]);
+        Ok(())
+    }
+
+    /// Runs `token` at the next position and reads back the argmax (and the logits when asked).
+    pub async fn step(&mut self, token: u32, want_logits: bool) -> Result<StepOutput> {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.record(token, &mut enc)?;
+        Ok(self.read_rows(enc, 1, want_logits).await?.remove(0))
+    }
+
+    /// Copies `rows` argmaxes (and logits rows) to the staging buffers, submits, and reads them.
+    async fn read_rows(&mut self, mut enc: wgpu::CommandEncoder, rows: u32, want_logits: bool) -> Result<Vec<StepOutput>> {
+        // A lost device (or an earlier error) fails here, before waiting on work that never runs.
+        self.gpu.take_error()?;
+        let vocab_bytes = 4 * self.cfg.vocab_size as u64;
+        enc.copy_buffer_to_buffer(&self.acts.tokens, 0, &self.tokens_staging, 0, 4 * rows as u64);
+        if want_logits {
+            enc.copy_buffer_to_buffer(&self.acts.logits, 0, &self.logits_staging, 0, vocab_bytes * rows as u64);
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        let ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.gpu.map_read(&self.tokens_staging, 4 * rows as u64).await?);
+        let mut logits: Vec<Option<Vec<f32>>> = vec![None; rows as usize];
+        if want_logits {
+            let bytes = self.gpu.map_read(&self.logits_staging, vocab_bytes * rows as u64).await?;
+            for (r, chunk) in bytes.chunks_exact(vocab_bytes as usize).enumerate() {
+                logits[r] = Some(bytemuck::pod_collect_to_vec(chunk));
+            }
+        }
+        Ok(ids.into_iter().zip(logits).map(|(argmax, logits)| StepOutput { argmax, logits }).collect())
+    }
+
+    /// Checks a prompt's tokens and the room for them in the KV cache.
+    pub(crate) fn check_prompt(&self, tokens: &[u32]) -> Result<()> {
+        self.check_tokens(tokens)?;
+        if tokens.is_empty() {
+            return Err(Error::InvalidRequest("nothing to prefill".into()));
+        }
+        if self.kv.len + tokens.len() > self.kv.capacity {
+            return Err(Error::ContextFull { needed: self.kv.len + tokens.len(), limit: self.kv.capacity });
+        }
+        Ok(())
+    }
+
+    /// Writes the step uniform and the tokens of a prompt chunk at the cache's next positions, for
+    /// the batch graph to read.
+    pub(crate) fn begin_chunk(&self, chunk: &[u32]) {
+        let step = Step::chunk(self.kv.len as u32, chunk.len() as u32);
+        self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&step));
+        self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::cast_slice(chunk));
+    }
+
+    /// Runs a prompt (at the next positions) through the batch graph in chunks of batch_rows()
+    /// tokens, one submit each, and reads back the last token's argmax (and logits when asked).
+    pub async fn prefill(&mut self, tokens: &[u32], want_logits: bool) -> Result<StepOutput> {
+        self.check_prompt(tokens)?;
+        let chunks: Vec<&[u32]> = tokens.chunks(self.acts.rows as usize).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            self.begin_chunk(chunk);
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                self.batch.body.iter().for_each(|d| d.record(&mut pass));
+                if last {
+                    self.batch.logits.iter().for_each(|d| d.record(&mut pass));
+                }
+            }
+            self.kv.len += chunk.len();
+            self.batch_passes += 1;
+            if last {
+                return Ok(self.read_rows(enc, 1, want_logits).await?.remove(0));
+            }
+            self.gpu.queue.submit([enc.finish()]);
+        }
+        unreachable!("a non-empty prompt has a last chunk")
+    }
+
+    /// Runs one step of `tokens.len()` candidates side by side: candidate r's token at position
+    /// kv.len + `offset`, seeing the prompt in the KV cache (kv.len positions) and its own `offset`
+    /// earlier tokens in branch r. One weight pass for all of them; returns each row's argmax (and
+    /// logits when asked).
+    pub async fn candidates_step(&mut self, tokens: &[u32], offset: usize, want_logits: bool) -> Result<Vec<StepOutput>> {
+        self.check_tokens(tokens)?;
+        let n = tokens.len() as u32;
+        if n == 0 || n > MAX_CANDIDATES {
+            return Err(Error::InvalidRequest(format!("{n} candidates: between 1 and {MAX_CANDIDATES} are supported")));
+        }
+        let pos = self.kv.len + offset;
+        if pos >= self.kv.capacity {
+            return Err(Error::ContextFull { needed: pos + 1, limit: self.kv.capacity });
+        }
+        self.reserve_candidates(n, offset as u32 + 1)?;
+        let step = Step::candidates(pos as u32, n, self.kv.len as u32);
+        self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&step));
+        self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::cast_slice(tokens));
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            self.cands.body.iter().chain(&self.cands.logits).for_each(|d| d.record(&mut pass));
+        }
+        self.batch_passes += 1;
+        self.read_rows(enc, n, want_logits).await
+    }
+
+    /// Makes branch room for `n` candidates of `len` tokens (recording the candidates' graph again
+    /// when the branch buffers change).
+    pub fn reserve_candidates(&mut self, n: u32, len: u32) -> Result<()> {
+        if self.branches.ensure(&self.gpu, &self.cfg, n, len)? {
+            let parts = graph::Parts {
+                gpu: &self.gpu,
+                layout: &self.layout,
+                cfg: &self.cfg,
+                weights: &self.weights,
+                acts: &self.acts,
+                kv: &self.kv,
+                mirror: self.mirror.as_ref(),
+                branches: &self.branches,
+                n_splits: self.n_splits,
+            };
+            self.cands = graph::batch(&parts, Batch::Candidates)?;
+        }
+        Ok(())
+    }
+}
+

@@ -1,0 +1,100 @@
+//! Weight: a matrix in raw GGUF blocks on the GPU, split by rows into parts that each fit one
+//! binding, in buffers or (CPU family) textures; how uploaded rows are laid out there.
+
+use crate::error::{Error, Result};
+use crate::format::quant::QuantType;
+use crate::gpu::{Gpu, Layout};
+use crate::kernels::{cpu, Blocks, QuantMatrix};
+
+/// A weight matrix in raw GGUF blocks, split by rows into parts that each fit one storage binding.
+pub struct Weight {
+    pub ty: QuantType,
+    /// Rows (output features) and row length (input features).
+    pub rows: u32,
+    pub cols: u32,
+    /// Bytes from one row to the next in the buffers: the packed row, or the row padded to 16 bytes
+    /// (CPU family, types with a wide decoder).
+    pub row_stride: u32,
+    /// (blocks, first row, rows) per part.
+    pub parts: Vec<(Stored, u32, u32)>,
+}
+
+/// A weight part's blocks on the GPU: the buffer they were uploaded into, or the texture they were
+/// copied into once complete (CPU family: kernels::cpu::uses_texture).
+pub enum Stored {
+    Buffer(wgpu::Buffer),
+    Texture(wgpu::TextureView),
+}
+
+impl Stored {
+    pub fn blocks(&self) -> Blocks<'_> {
+        match self {
+            Stored::Buffer(b) => Blocks::Buffer(b),
+            Stored::Texture(t) => Blocks::Texture(t),
+        }
+    }
+}
+
+impl Weight {
+    pub fn part(&self, i: usize) -> QuantMatrix<'_> {
+        let (stored, _, rows) = &self.parts[i];
+        QuantMatrix { ty: self.ty, blocks: stored.blocks(), rows: *rows, cols: self.cols, row_stride: self.row_stride }
+    }
+
+    /// The buffer of a one-part weight kept in a buffer (norm vectors, rope factors: F32, never in
+    /// a texture).
+    pub fn vector(&self) -> &wgpu::Buffer {
+        match &self.parts[0].0 {
+            Stored::Buffer(b) => b,
+            Stored::Texture(_) => unreachable!("vectors are f32 and stay in buffers"),
+        }
+    }
+}
+
+/// Writes packed row bytes of `tensor` that start at packed offset `at` of a part's buffer where
+/// rows lie `stride` bytes apart (padded through pad_rows when stride > row_bytes).
+pub fn write_rows(gpu: &Gpu, tensor: &str, part: &Stored, at: u64, bytes: &[u8], row_bytes: u64, stride: u64) -> Result<()> {
+    let Stored::Buffer(buffer) = part else {
+        return Err(Error::BadTensor { tensor: tensor.to_string(), msg: "bytes arrived after the tensor was complete".into() });
+    };
+    if stride == row_bytes {
+        gpu.write(buffer, at, bytes);
+    } else {
+        let (at, padded) = pad_rows(bytes, at, row_bytes, stride);
+        gpu.write(buffer, at, &padded);
+    }
+    Ok(())
+}
+
+/// Moves a complete weight's parts from their upload buffers into textures where the layout reads
+/// them from textures (kernels::cpu::uses_texture); the buffers go once the copies are done.
+pub fn into_textures(gpu: &Gpu, layout: &Layout, name: &str, w: &mut Weight) -> Result<()> {
+    if !cpu::uses_texture(layout, w.ty, w.cols) {
+        return Ok(());
+    }
+    for (stored, _, rows) in w.parts.iter_mut() {
+        if let Stored::Buffer(buffer) = stored {
+            let view = cpu::texture_from_buffer(gpu, name, buffer, *rows as u64 * w.row_stride as u64)?;
+            *stored = Stored::Texture(view);
+        }
+    }
+    Ok(())
+}
+
+/// Packed row bytes starting at packed offset `at` (within a part) laid out with rows `stride`
+/// bytes apart: (the offset they go to, the bytes with zeros in the gaps between rows).
+pub fn pad_rows(bytes: &[u8], at: u64, row_bytes: u64, stride: u64) -> (u64, Vec<u8>) {
+    let gap = (stride - row_bytes) as usize;
+    let mut out = Vec::with_capacity(bytes.len() + (bytes.len() / row_bytes as usize + 1) * gap);
+    let (mut pos, mut rest) = (at, bytes);
+    while !rest.is_empty() {
+        if !out.is_empty() {
+            out.resize(out.len() + gap, 0);
+        }
+        let n = ((row_bytes - pos % row_bytes) as usize).min(rest.len());
+        out.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        pos += n as u64;
+    }
+    (at / row_bytes * stride + at % row_bytes, out)
+}

@@ -1,0 +1,176 @@
+//! Chat messages rendered to a prompt with the model's own Jinja template (tokenizer.chat_template),
+//! through minijinja configured as Hugging Face's apply_chat_template configures Jinja.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// "system", "user" or "assistant".
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: &str, content: &str) -> Message {
+        Message { role: role.to_string(), content: content.to_string() }
+    }
+}
+
+/// A compiled chat template.
+pub struct ChatTemplate {
+    env: minijinja::Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+/// A calendar date, for templates that print today's date (strftime_now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Date {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+}
+
+impl Date {
+    /// Today: UTC natively, the browser's local date on the web.
+    pub fn today() -> Date {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86400).unwrap_or(0);
+            Date::from_days(days as i64)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let d = js_sys::Date::new_0();
+            Date { year: d.get_full_year() as i64, month: d.get_month() + 1, day: d.get_date() }
+        }
+    }
+
+    /// The civil date `days` after 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
+    pub fn from_days(days: i64) -> Date {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+        Date { year, month, day }
+    }
+
+    /// Formats with the strftime codes chat templates use: %d %m %Y %y %b %B %e %j-free subset and %%.
+    pub fn strftime(&self, fmt: &str) -> String {
+        const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+        let name = MONTHS[(self.month.clamp(1, 12) - 1) as usize];
+        let mut out = String::new();
+        let mut chars = fmt.chars();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('d') => out.push_str(&format!("{:02}", self.day)),
+                Some('e') => out.push_str(&format!("{:>2}", self.day)),
+                Some('m') => out.push_str(&format!("{:02}", self.month)),
+                Some('Y') => out.push_str(&self.year.to_string()),
+                Some('y') => out.push_str(&format!("{:02}", self.year.rem_euclid(100))),
+                Some('b') => out.push_str(&name[..3]),
+                Some('B') => out.push_str(name),
+                Some('%') => out.push('%'),
+                Some(other) => {
+                    out.push('%');
+                    out.push(other);
+                }
+                None => out.push('%'),
+            }
+        }
+        out
+    }
+}
+
+/// ChatML, for models whose file carries no template.
+pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+impl ChatTemplate {
+    /// Compiles `source`; `bos_token`/`eos_token` are the texts templates may reference.
+    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
+        Self::with_date(source, bos_token, eos_token, Date::today())
+    }
+
+    /// As `new`, with the date strftime_now() reports.
+    pub fn with_date(source: &str, bos_token: &str, eos_token: &str, date: Date) -> Result<ChatTemplate> {
+        let mut env = minijinja::Environment::new();
+        // Hugging Face renders chat templates with trim_blocks and lstrip_blocks on.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        // Python's str and dict methods (.strip(), .split(), .get(), .items(), ...) as templates use them.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("strftime_now", move |fmt: String| date.strftime(&fmt));
+        // Hugging Face's tojson: json.dumps without ASCII or HTML escaping, ", " and ": " separators.
+        env.add_filter("tojson", |v: minijinja::Value, indent: Option<usize>| -> std::result::Result<String, minijinja::Error> {
+            let mut buf = Vec::new();
+            let r = match indent {
+                None => serde::Serialize::serialize(&v, &mut serde_json::Serializer::with_formatter(&mut buf, PyJson)),
+                Some(n) => {
+                    let ind = vec![b' '; n];
+                    serde::Serialize::serialize(&v, &mut serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(&ind)))
+                }
+            };
+            r.map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
+            Ok(String::from_utf8(buf).unwrap_or_default())
+        });
+        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+        });
+        env.add_template_owned("chat", source.to_string())
+            .map_err(|e| Error::Template(format!("compiling: {e:#}")))?;
+        Ok(ChatTemplate { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
+    }
+
+    /// Prompt ids for `messages` with the generation prompt: the rendered text, without a leading
+    /// BOS text when the tokenizer adds BOS itself and without a trailing EOS text (as llama.cpp's
+    /// chat code), tokenized with special tokens parsed.
+    pub fn prompt_ids(&self, tok: &crate::text::tokenizer::Tokenizer, messages: &[Message]) -> Result<Vec<u32>> {
+        let text = self.render(messages, true)?;
+        let mut text = text.as_str();
+        if tok.add_bos && !self.bos_token.is_empty() {
+            text = text.strip_prefix(self.bos_token.as_str()).unwrap_or(text);
+        }
+        if !self.eos_token.is_empty() {
+            text = text.strip_suffix(self.eos_token.as_str()).unwrap_or(text);
+        }
+        tok.encode(text, true)
+    }
+
+    /// The prompt text for `messages`, ending with the assistant's header when `add_generation_prompt`.
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        let tmpl = self.env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
+        tmpl.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token,
+            eos_token => self.eos_token,
+        })
+        .map_err(|e| Error::Template(format!("rendering: {e:#}")))
+    }
+}
+
+/// serde_json output in Python's json.dumps style: ", " between items, ": " after keys.
+struct PyJson;
+
+impl serde_json::ser::Formatter for PyJson {
+    fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}

@@ -1,0 +1,372 @@
+//! Builds a `tokenizers::Tokenizer` from the tokenizer.ggml.* metadata of a GGUF file: gpt2-style
+//! byte-level BPE with the pre-tokenizer that tokenizer.ggml.pre names, or the SentencePiece-style
+//! llama vocabulary (BPE over scores, byte fallback, the leading-space rule), with llama.cpp's
+//! handling of special tokens; decodes generated ids as a stream that never emits half a UTF-8 character.
+
+use crate::error::{Error, Result};
+use crate::format::gguf::Gguf;
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::normalizers::replace::Replace;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::{AddedToken, SplitDelimiterBehavior};
+
+/// llama.cpp's token types (tokenizer.ggml.token_type).
+const TOKEN_TYPE_CONTROL: i128 = 3;
+const TOKEN_TYPE_USER_DEFINED: i128 = 4;
+
+/// GPT-2's split, as llama.cpp writes it.
+const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+
+/// llama.cpp's pre-tokenizer regex for tokenizer.ggml.pre = "llama-bpe" (LLaMA-3).
+const LLAMA3_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// SentencePiece's space marker.
+const SPM_SPACE: &str = "\u{2581}";
+
+/// Which tokenization algorithm the vocabulary uses.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    /// gpt2-style byte-level BPE (tokenizer.ggml.model "gpt2").
+    ByteLevelBpe,
+    /// SentencePiece-style BPE over token scores with byte fallback (tokenizer.ggml.model "llama");
+    /// llama.cpp prepends a space to text at the start and after every special token.
+    SentencePiece { add_space_prefix: bool },
+    /// A Hugging Face tokenizer.json the user gave: it does its own normalization, specials and BOS.
+    HfJson,
+}
+
+/// A model's tokenizer plus the special ids generation needs.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    kind: Kind,
+    /// Control tokens (text, id), longest first: what parse_special recognizes in SentencePiece text.
+    specials: Vec<(String, u32)>,
+    /// Beginning-of-sequence id, when the vocabulary has one.
+    pub bos_id: Option<u32>,
+    /// Whether encode() with specials prepends bos (tokenizer.ggml.add_bos_token).
+    pub add_bos: bool,
+    /// Ids that end generation (eos, eot, eom, and control tokens named like <|im_end|>).
+    pub eog_ids: Vec<u32>,
+    /// Text of each token id that is a control token, for prompts and templates.
+    pub tokens: Vec<String>,
+}
+
+impl Tokenizer {
+    /// Builds the tokenizer described by the file's tokenizer.ggml.* keys.
+    pub fn from_gguf(g: &Gguf) -> Result<Tokenizer> {
+        let model = g.get_str("tokenizer.ggml.model")?;
+        let pre = g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+        let kind = match model {
+            "gpt2" => Kind::ByteLevelBpe,
+            "llama" => Kind::SentencePiece { add_space_prefix: g.opt_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(true) },
+            other => {
+                return Err(Error::Tokenizer(format!(
+                    "tokenizer.ggml.model {other:?} is not supported (supported: \"gpt2\" byte-level BPE, \"llama\" SentencePiece)"
+                )))
+            }
+        };
+        let tokens: Vec<String> = g
+            .get_array("tokenizer.ggml.tokens")?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.as_str().map(str::to_string).ok_or_else(|| Error::Tokenizer(format!("token {i} is not a string"))))
+            .collect::<Result<_>>()?;
+        let types: Vec<i128> = match g.get("tokenizer.ggml.token_type") {
+            None => vec![1; tokens.len()],
+            Some(_) => g.get_array("tokenizer.ggml.token_type")?.iter().map(|v| v.as_i128().unwrap_or(1)).collect(),
+        };
+        if types.len() != tokens.len() {
+            return Err(Error::Tokenizer(format!("{} token types for {} tokens", types.len(), tokens.len())));
+        }
+        let mut vocab = tokenizers::models::bpe::Vocab::default();
+        for (i, t) in tokens.iter().enumerate() {
+            vocab.entry(t.clone()).or_insert(i as u32);
+        }
+        let bpe = match kind {
+            Kind::ByteLevelBpe => {
+                let merges = g
+                    .get_array("tokenizer.ggml.merges")?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let s = v.as_str().ok_or_else(|| Error::Tokenizer(format!("merge {i} is not a string")))?;
+                        let (a, b) = s.split_once(' ').ok_or_else(|| Error::Tokenizer(format!("merge {i} {s:?} has no space")))?;
+                        Ok((a.to_string(), b.to_string()))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                // LLaMA-3: a pre-token that is a whole vocabulary entry is taken as it is (llama.cpp's ignore_merges).
+                BPE::builder().vocab_and_merges(vocab, merges).ignore_merges(is_llama3(pre))
+            }
+            // (from_gguf never makes HfJson: with_tokenizer_json sets it afterwards.)
+            Kind::SentencePiece { .. } | Kind::HfJson => {
+                let scores: Vec<f32> = g
+                    .get_array("tokenizer.ggml.scores")?
+                    .iter()
+                    .map(|v| v.as_f64().unwrap_or(0.0) as f32)
+                    .collect();
+                if scores.len() != tokens.len() {
+                    return Err(Error::Tokenizer(format!("{} scores for {} tokens", scores.len(), tokens.len())));
+                }
+                let merges = merges_from_scores(&tokens, &types, &scores, &vocab);
+                let unk = g.opt_u64("tokenizer.ggml.unknown_token_id")?.and_then(|i| tokens.get(i as usize)).cloned();
+                let mut b = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true).fuse_unk(true);
+                if let Some(u) = unk {
+                    b = b.unk_token(u);
+                }
+                b
+            }
+        }
+        .build()
+        .map_err(|e| Error::Tokenizer(format!("building BPE: {e}")))?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        match kind {
+            Kind::ByteLevelBpe => {
+                inner.with_pre_tokenizer(Some(pre_tokenizer(pre)?));
+                inner.with_decoder(Some(ByteLevelDecoder::default()));
+            }
+            Kind::SentencePiece { .. } | Kind::HfJson => {
+                let space = Replace::new(SPM_SPACE, " ").map_err(|e| Error::Tokenizer(e.to_string()))?;
+                inner.with_decoder(Some(tokenizers::decoders::sequence::Sequence::new(vec![
+                    DecoderWrapper::Replace(space),
+                    DecoderWrapper::ByteFallback(ByteFallback::new()),
+                    DecoderWrapper::Fuse(Fuse::new()),
+                ])));
+            }
+        }
+        if kind == Kind::ByteLevelBpe {
+            // Control tokens are parsed as specials, user-defined ones always (llama.cpp's parse_special).
+            let mut control = vec![];
+            let mut user = vec![];
+            for (t, &ty) in tokens.iter().zip(&types) {
+                match ty {
+                    TOKEN_TYPE_CONTROL => control.push(AddedToken::from(t.clone(), true)),
+                    TOKEN_TYPE_USER_DEFINED => user.push(AddedToken::from(t.clone(), false)),
+                    _ => {}
+                }
+            }
+            inner.add_special_tokens(control).map_err(|e| Error::Tokenizer(format!("adding control tokens: {e}")))?;
+            inner.add_tokens(user).map_err(|e| Error::Tokenizer(format!("adding user-defined tokens: {e}")))?;
+        }
+        let id_key = |key: &str| -> Result<Option<u32>> {
+            match g.opt_u64(key)? {
+                Some(id) if (id as usize) < tokens.len() => Ok(Some(id as u32)),
+                Some(id) => Err(Error::Tokenizer(format!("{key} is {id}, past the {} tokens", tokens.len()))),
+                None => Ok(None),
+            }
+        };
+        let bos_id = id_key("tokenizer.ggml.bos_token_id")?;
+        let mut eog_ids = vec![];
+        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+            eog_ids.extend(id_key(key)?);
+        }
+        // As llama.cpp does: control tokens whose text marks an end of turn or of text also end generation.
+        for (i, (t, &ty)) in tokens.iter().zip(&types).enumerate() {
+            let eog_text = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>"];
+            if ty == TOKEN_TYPE_CONTROL && eog_text.contains(&t.as_str()) {
+                eog_ids.push(i as u32);
+            }
+        }
+        eog_ids.sort_unstable();
+        eog_ids.dedup();
+        // As llama.cpp: SentencePiece and LLaMA-3 vocabularies add bos unless the file says otherwise.
+        let default_bos = matches!(kind, Kind::SentencePiece { .. }) || is_llama3(pre);
+        let add_bos = g.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(default_bos) && bos_id.is_some();
+        let mut specials: Vec<(String, u32)> = tokens
+            .iter()
+            .zip(&types)
+            .enumerate()
+            .filter(|(_, (_, &ty))| ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED)
+            .map(|(i, (t, _))| (t.clone(), i as u32))
+            .filter(|(t, _)| !t.is_empty())
+            .collect();
+        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        Ok(Tokenizer { inner, kind, specials, bos_id, add_bos, eog_ids, tokens })
+    }
+
+    /// Uses a Hugging Face tokenizer.json instead of the GGUF vocabulary (its pipeline, specials and
+    /// post-processor decide the ids); the end-of-generation ids still come from the GGUF.
+    pub fn with_tokenizer_json(mut self, json: &[u8]) -> Result<Tokenizer> {
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| Error::Tokenizer(format!("reading tokenizer.json: {e}")))?;
+        let n = inner.get_vocab_size(true);
+        if n > self.tokens.len() {
+            return Err(Error::Tokenizer(format!("tokenizer.json has {n} tokens, more than the model's {}", self.tokens.len())));
+        }
+        self.inner = inner;
+        self.kind = Kind::HfJson;
+        Ok(self)
+    }
+
+    /// The tokenizer as Hugging Face tokenizer.json text (for byte-level BPE vocabularies it
+    /// reproduces these ids on its own).
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(false).map_err(|e| Error::Tokenizer(format!("writing tokenizer.json: {e}")))
+    }
+
+    /// Token ids of `text`. With `parse_special`, control-token strings such as `<|im_start|>` become
+    /// their ids (as llama.cpp's parse_special); bos is prepended when the model asks for it.
+    pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
+        if self.kind == Kind::HfJson {
+            let mut t = self.inner.clone();
+            t.set_encode_special_tokens(!parse_special);
+            let enc = t.encode_fast(text, true).map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
+            return Ok(enc.get_ids().to_vec());
+        }
+        let mut ids = vec![];
+        if self.add_bos {
+            ids.extend(self.bos_id);
+        }
+        if text.is_empty() {
+            return Ok(ids);
+        }
+        if let Kind::SentencePiece { add_space_prefix } = self.kind {
+            // llama.cpp: split on special tokens; each raw fragment gets a leading space when it starts
+            // the text or follows a special token, then spaces become U+2581.
+            let mut prev_special = true;
+            let mut rest = text;
+            while !rest.is_empty() {
+                let (raw, special) = if parse_special { self.split_special(rest) } else { (rest, None) };
+                if !raw.is_empty() {
+                    let mut piece = String::with_capacity(raw.len() + 3);
+                    if add_space_prefix && prev_special {
+                        piece.push(' ');
+                    }
+                    piece.push_str(raw);
+                    let piece = piece.replace(' ', SPM_SPACE);
+                    let enc = self.inner.encode_fast(piece.as_str(), false).map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
+                    ids.extend_from_slice(enc.get_ids());
+                    prev_special = false;
+                }
+                match special {
+                    Some((len, id)) => {
+                        ids.push(id);
+                        prev_special = true;
+                        rest = &rest[raw.len() + len..];
+                    }
+                    None => rest = "",
+                }
+            }
+            return Ok(ids);
+        }
+        let enc = if parse_special {
+            self.inner.encode_fast(text, false)
+        } else {
+            let mut plain = self.inner.clone();
+            plain.set_encode_special_tokens(true);
+            plain.encode_fast(text, false)
+        }
+        .map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
+        ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
+
+    /// The text before the first special token in `text`, and that token's (byte length, id).
+    fn split_special<'t>(&self, text: &'t str) -> (&'t str, Option<(usize, u32)>) {
+        for (at, _) in text.char_indices() {
+            if let Some((t, id)) = self.specials.iter().find(|(t, _)| text[at..].starts_with(t.as_str())) {
+                return (&text[..at], Some((t.len(), *id)));
+            }
+        }
+        (text, None)
+    }
+
+    /// Text of `ids`, special tokens included. For SentencePiece vocabularies the space the encoder
+    /// put before the text is taken off again.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let text = self.inner.decode(ids, false).map_err(|e| Error::Tokenizer(format!("decoding: {e}")))?;
+        match self.kind {
+            Kind::SentencePiece { add_space_prefix: true } if text.starts_with(' ') => Ok(text[1..].to_string()),
+            _ => Ok(text),
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_eog(&self, id: u32) -> bool {
+        self.eog_ids.contains(&id)
+    }
+
+    /// A new streaming decoder for generated ids.
+    pub fn stream(&self) -> TextStream {
+        TextStream { ids: vec![], prefix: String::new(), prefix_index: 0 }
+    }
+
+    /// Feeds one id to `stream`, returning the text it completes (None while a UTF-8 character is
+    /// still partial).
+    pub fn step(&self, stream: &mut TextStream, id: u32) -> Result<Option<String>> {
+        tokenizers::tokenizer::step_decode_stream(
+            &self.inner,
+            vec![id],
+            false,
+            &mut stream.ids,
+            &mut stream.prefix,
+            &mut stream.prefix_index,
+        )
+        .map_err(|e| Error::Tokenizer(format!("stream decoding: {e}")))
+    }
+}
+
+/// State of a streaming decode: the ids since the last emitted text.
+pub struct TextStream {
+    ids: Vec<u32>,
+    prefix: String,
+    prefix_index: usize,
+}
+
+/// Whether `tokenizer.ggml.pre` names the LLaMA-3 pre-tokenizer.
+fn is_llama3(pre: &str) -> bool {
+    matches!(pre, "llama-bpe" | "llama3" | "llama-v3")
+}
+
+/// BPE merges for a SentencePiece vocabulary: every split of a token into two vocabulary tokens,
+/// ranked by the token's score (higher first), as llama.cpp's SPM tokenizer merges the bigram whose
+/// result scores highest.
+fn merges_from_scores(tokens: &[String], types: &[i128], scores: &[f32], vocab: &tokenizers::models::bpe::Vocab) -> Vec<(String, String)> {
+    let mut merges: Vec<(f32, u32, String, String)> = vec![];
+    for (id, t) in tokens.iter().enumerate() {
+        if types[id] != 1 && types[id] != TOKEN_TYPE_USER_DEFINED {
+            continue;
+        }
+        for (at, _) in t.char_indices().skip(1) {
+            let (l, r) = t.split_at(at);
+            if vocab.contains_key(l) && vocab.contains_key(r) {
+                merges.push((scores[id], id as u32, l.to_string(), r.to_string()));
+            }
+        }
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    merges.into_iter().map(|(_, _, l, r)| (l, r)).collect()
+}
+
+/// The pre-tokenizer llama.cpp uses for `tokenizer.ggml.pre` = `name`.
+fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper> {
+    let split = |re: &str| -> Result<PreTokenizerWrapper> {
+        Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
+            .map(PreTokenizerWrapper::Split)
+            .map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}")))
+    };
+    let byte_level = PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false));
+    Ok(match name {
+        // GPT-2's split on bytes mapped to printable characters.
+        "default" | "gpt-2" | "gpt2" => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(GPT2_SPLIT)?, byte_level])),
+        // Every digit its own piece, then GPT-2's split (llama.cpp: STARCODER, SMOLLM, REFACT, ...).
+        "smollm" | "starcoder" | "refact" | "codeshell" => {
+            PreTokenizerWrapper::Sequence(Sequence::new(vec![split(r"\p{N}")?, split(GPT2_SPLIT)?, byte_level]))
+        }
+        // LLaMA-3: letters with one leading non-letter, digits in threes, punctuation runs with their newlines.
+        p if is_llama3(p) => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_SPLIT)?, byte_level])),
+        other => {
+            return Err(Error::Tokenizer(format!(
+                "pre-tokenizer {other:?} (tokenizer.ggml.pre) is not supported yet (supported: default, gpt2, smollm, starcoder, refact, codeshell, llama-bpe)"
+            )))
+        }
+    })
+}

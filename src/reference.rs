@@ -1,8 +1,8 @@
 //! Plain f32 CPU implementation of every op and of the whole forward pass: the test oracle and the
 //! spec the GPU kernels must match. Reads weights in their GGUF layout through quant.rs.
 
-use crate::format::config::Config;
 use crate::error::Result;
+use crate::format::config::Config;
 use crate::format::gguf::{Gguf, TensorInfo};
 use crate::format::quant::QuantType;
 use crate::format::weights::{self, TensorSource};
@@ -86,7 +86,15 @@ pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize, r: &Rope
 
 /// attention for one query position over `kv_len` cached positions with grouped-query heads:
 /// `q` is [n_heads, head_dim]; `k`, `v` are [kv_len, n_kv_heads * head_dim]. Returns [n_heads, head_dim].
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], n_heads: usize, n_kv_heads: usize, head_dim: usize, kv_len: usize) -> Vec<f32> {
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    kv_len: usize,
+) -> Vec<f32> {
     let kv_dim = n_kv_heads * head_dim;
     let group = n_heads / n_kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
@@ -112,7 +120,17 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], n_heads: usize, n_kv_heads: us
 
 /// qkv: xb = rmsnorm(x) * norm_w; q = Wq xb, k = Wk xb (both roped at `pos`), v = Wv xb.
 #[allow(clippy::too_many_arguments)]
-pub fn qkv(x: &[f32], norm_w: &[f32], eps: f32, wq: &Mat, wk: &Mat, wv: &Mat, pos: usize, r: &Rope, head_dim: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn qkv(
+    x: &[f32],
+    norm_w: &[f32],
+    eps: f32,
+    wq: &Mat,
+    wk: &Mat,
+    wv: &Mat,
+    pos: usize,
+    r: &Rope,
+    head_dim: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let xb = rmsnorm(x, norm_w, eps);
     let (mut q, mut k) = (matvec(wq, &xb), matvec(wk, &xb));
     rope(&mut q, wq.rows / head_dim, head_dim, pos, r);
@@ -202,11 +220,20 @@ impl RefModel {
             });
         }
         let n = cfg.n_layers;
-        Ok(RefModel { cfg, embd, layers, out_norm, output, rope_freqs, k_cache: vec![vec![]; n], v_cache: vec![vec![]; n] })
+        Ok(RefModel {
+            cfg,
+            embd,
+            layers,
+            out_norm,
+            output,
+            rope_freqs,
+            k_cache: vec![vec![]; n],
+            v_cache: vec![vec![]; n],
+        })
     }
 
     /// Number of positions in the KV cache.
-    pub fn len(&self) -> usize {
+    pub fn positions(&self) -> usize {
         self.k_cache.first().map_or(0, |k| k.len() / self.cfg.kv_dim())
     }
 
@@ -218,8 +245,13 @@ impl RefModel {
     /// Runs one token at the next position and returns the logits over the vocabulary.
     pub fn forward(&mut self, token: u32) -> Vec<f32> {
         let c = self.cfg.clone();
-        let pos = self.len();
-        let r = Rope { n_rot: c.n_rot, base: c.rope_base, freq_scale: c.rope_freq_scale, freq_factors: self.rope_freqs.as_deref() };
+        let pos = self.positions();
+        let r = Rope {
+            n_rot: c.n_rot,
+            base: c.rope_base,
+            freq_scale: c.rope_freq_scale,
+            freq_factors: self.rope_freqs.as_deref(),
+        };
         let mut x = embed(&self.embd, token); // [dim]
         for (l, layer) in self.layers.iter().enumerate() {
             // q [n_heads * head_dim], k and v [n_kv_heads * head_dim]

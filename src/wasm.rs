@@ -2,12 +2,12 @@
 //! into a Loader, which becomes an Engine; errors reach JS as Error objects whose name says what kind
 //! of problem it is. No engine logic here.
 
+use crate::engine::sampler::SamplerConfig;
 use crate::engine::{GenerateOptions, Session};
 use crate::error::Error;
 use crate::format::gguf::{Gguf, Parsed};
 use crate::gpu::{Family, Gpu, Layout, Overrides};
 use crate::model::ModelBuilder;
-use crate::engine::sampler::SamplerConfig;
 use crate::Message;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -80,18 +80,31 @@ impl Loader {
     /// Opens the GPU and checks the model: `header` holds at least the whole GGUF header, `total` is
     /// the file size when known, `ctx` the KV-cache positions (default: the file's, at most 4096),
     /// `layout` the kernel family ("gpu" or "cpu"; default: the adapter's).
-    pub async fn create(header: Vec<u8>, total: Option<f64>, ctx: Option<u32>, layout: Option<String>) -> Result<Loader, JsValue> {
+    pub async fn create(
+        header: Vec<u8>,
+        total: Option<f64>,
+        ctx: Option<u32>,
+        layout: Option<String>,
+    ) -> Result<Loader, JsValue> {
         let family = match layout.as_deref() {
             None => None,
-            Some(name) => Some(Family::parse(name).ok_or_else(|| invalid(format!("layout {name:?}: the layouts are \"gpu\" and \"cpu\"")))?),
+            Some(name) => Some(
+                Family::parse(name)
+                    .ok_or_else(|| invalid(format!("layout {name:?}: the layouts are \"gpu\" and \"cpu\"")))?,
+            ),
         };
         let g = match Gguf::parse(&header, total.map(|t| t as u64)).map_err(js_err)? {
             Parsed::Done(g) => *g,
-            Parsed::NeedMore { needed } => return Err(invalid(format!("the header needs {needed} bytes, got {}", header.len()))),
+            Parsed::NeedMore { needed } => {
+                return Err(invalid(format!("the header needs {needed} bytes, got {}", header.len())))
+            }
         };
         if let Some(t) = total {
             g.check_file_len(t as u64).map_err(js_err)?;
         }
+        // The engine shares the device through an Arc (natively across threads); the browser's
+        // WebGPU objects are neither Send nor Sync, and a page's wasm runs on one thread.
+        #[allow(clippy::arc_with_non_send_sync)]
         let gpu = Arc::new(Gpu::new().await.map_err(js_err)?);
         let adapter = gpu.adapter_name();
         let layout = Layout::choose(&gpu, &Overrides::default().with_family(family));
@@ -174,7 +187,8 @@ impl Engine {
     /// Prompt ids for chat messages given as JSON [{role, content}, ...], with the model's template.
     #[wasm_bindgen(js_name = chatIds)]
     pub fn chat_ids(&self, messages_json: &str) -> Result<Vec<u32>, JsValue> {
-        let messages: Vec<Message> = serde_json::from_str(messages_json).map_err(|e| invalid(format!("messages: {e}")))?;
+        let messages: Vec<Message> =
+            serde_json::from_str(messages_json).map_err(|e| invalid(format!("messages: {e}")))?;
         let s = self.session.try_borrow().map_err(|_| invalid("a generation is running".into()))?;
         s.chat_ids(&messages).map_err(js_err)
     }
@@ -188,6 +202,7 @@ impl Engine {
     /// Generates from `prompt_ids` (options.n candidates, default 1); `on_text(piece, index)` is
     /// called with each piece of candidate `index`'s text and returns false to stop. Resolves to the
     /// result as JSON: choices [{index, ids, text, finish_reason}], usage and timings.
+    #[allow(clippy::await_holding_refcell_ref)] // the session's borrow, on purpose (below)
     pub fn generate(&self, prompt_ids: Vec<u32>, options_json: &str, on_text: js_sys::Function) -> js_sys::Promise {
         let session = self.session.clone();
         let options: Result<Options, _> = serde_json::from_str(options_json);
@@ -217,9 +232,14 @@ impl Engine {
                 top_logits: 0,
                 stop: o.stop,
             };
+            // Held across the generation's awaits on purpose: a second request while it runs finds
+            // the session borrowed and is refused (one thread; nothing else can take it meanwhile).
             let mut s = session.try_borrow_mut().map_err(|_| invalid("a generation is already running".into()))?;
             let mut cb = |index: usize, piece: &str| {
-                on_text.call2(&JsValue::NULL, &JsValue::from_str(piece), &JsValue::from(index as u32)).map(|v| v.as_bool() != Some(false)).unwrap_or(false)
+                on_text
+                    .call2(&JsValue::NULL, &JsValue::from_str(piece), &JsValue::from(index as u32))
+                    .map(|v| v.as_bool() != Some(false))
+                    .unwrap_or(false)
             };
             let passes = s.model.batch_passes;
             let all = s.generate_n(&prompt_ids, o.n.unwrap_or(1), &opts, &mut cb).await.map_err(js_err)?;

@@ -37,7 +37,11 @@ fn scenarios() -> Vec<(&'static str, Vec<Message>, bool)> {
         ("system_user", vec![Message::new("system", "You are terse."), Message::new("user", "Name a color.")], true),
         (
             "multi_turn",
-            vec![Message::new("user", "Hi"), Message::new("assistant", "Hello, how can I help?"), Message::new("user", "Tell me a joke.")],
+            vec![
+                Message::new("user", "Hi"),
+                Message::new("assistant", "Hello, how can I help?"),
+                Message::new("user", "Tell me a joke."),
+            ],
             true,
         ),
         ("no_generation_prompt", vec![Message::new("user", "Hi"), Message::new("assistant", "Hello.")], false),
@@ -51,7 +55,11 @@ fn every_fixture_template_renders_as_jinja_does() {
     let dir = format!("{}/tests/fixtures/templates", env!("CARGO_MANIFEST_DIR"));
     let date = webllama::text::chat::Date { year: 2026, month: 11, day: 27 };
     let mut n = 0;
-    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jinja")).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jinja"))
+        .collect();
     paths.sort();
     for path in paths {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
@@ -61,7 +69,10 @@ fn every_fixture_template_renders_as_jinja_does() {
             let want = std::fs::read_to_string(format!("{dir}/{name}.{scenario}.txt")).unwrap();
             match (t.render(&messages, gen), want.strip_prefix("ERROR: ")) {
                 (Ok(got), None) => assert_eq!(got, want, "{name} / {scenario}"),
-                (Err(e), Some(msg)) => assert!(e.to_string().contains(msg) || msg.contains("undefined"), "{name} / {scenario}: {e} vs Jinja's {msg}"),
+                (Err(e), Some(msg)) => assert!(
+                    e.to_string().contains(msg) || msg.contains("undefined"),
+                    "{name} / {scenario}: {e} vs Jinja's {msg}"
+                ),
                 (Ok(got), Some(msg)) => panic!("{name} / {scenario}: Jinja raised {msg:?}, minijinja rendered {got:?}"),
                 (Err(e), None) => panic!("{name} / {scenario}: {e}"),
             }
@@ -93,7 +104,13 @@ fn tiny_llama_chat_prompts_match_llama_cpp() {
         let eos = header.opt_u64("tokenizer.ggml.eos_token_id").unwrap().map(|i| i as u32);
         // llama.cpp passed date_string "26 Jul 2024"; strftime_now on that date gives the same text.
         let date = webllama::text::chat::Date { year: 2024, month: 7, day: 26 };
-        let t = ChatTemplate::with_date(header.get_str("tokenizer.chat_template").unwrap(), &text(tok.bos_id), &text(eos), date).unwrap();
+        let t = ChatTemplate::with_date(
+            header.get_str("tokenizer.chat_template").unwrap(),
+            &text(tok.bos_id),
+            &text(eos),
+            date,
+        )
+        .unwrap();
         let messages: Vec<Message> = serde_json::from_value(p["messages"].clone()).unwrap();
         let want: Vec<u32> = serde_json::from_value(p["prompt_ids"].clone()).unwrap();
         let name = p["name"].as_str().unwrap();

@@ -7,9 +7,11 @@ mod common;
 
 use serde_json::Value;
 use std::sync::Arc;
-use webllama::reference::RefModel;
 use webllama::format::weights;
-use webllama::{FinishReason, GenerateOptions, Layout, Message, Model, ModelBuilder, SamplerConfig, Session, Tokenizer};
+use webllama::reference::RefModel;
+use webllama::{
+    FinishReason, GenerateOptions, Layout, Message, Model, ModelBuilder, SamplerConfig, Session, Tokenizer,
+};
 
 const STEPS: usize = 32;
 
@@ -36,7 +38,13 @@ fn cases(v: &Value) -> Vec<Case> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|s| s.as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32)).collect())
+                .map(|s| {
+                    s.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32))
+                        .collect()
+                })
                 .collect(),
             text_until_eog: c["generated_text_until_eog"].as_str().unwrap().to_string(),
         })
@@ -78,7 +86,10 @@ fn compare(who: &str, variant: &str, tol: f32, c: &Case, ids: &[u32], logits: &[
             assert_eq!(ids[i], c.ids[i], "{who} vs {variant} golden, {}: greedy id at step {i}", c.name);
         }
     }
-    eprintln!("{who} vs {variant} {}: ids equal for {cutoff} steps (first near-tie), max logit deviation {worst:.4}", c.name);
+    eprintln!(
+        "{who} vs {variant} {}: ids equal for {cutoff} steps (first near-tie), max logit deviation {worst:.4}",
+        c.name
+    );
     worst
 }
 
@@ -94,7 +105,11 @@ fn run_gpu(model: &mut Model, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<Ve
     for _ in 0..steps {
         let out = pollster::block_on(model.step(tok, true)).unwrap();
         let logits = out.logits.unwrap();
-        assert_eq!(out.argmax, webllama::engine::sampler::argmax(&logits), "GPU argmax vs CPU argmax of the same logits");
+        assert_eq!(
+            out.argmax,
+            webllama::engine::sampler::argmax(&logits),
+            "GPU argmax vs CPU argmax of the same logits"
+        );
         tok = out.argmax;
         ids.push(tok);
         all.push(logits);
@@ -139,7 +154,7 @@ fn reference_matches_llama_cpp_goldens() {
             for _ in 0..steps_for(c, tol, STEPS) {
                 let id = webllama::engine::sampler::argmax(&logits);
                 ids.push(id);
-                all.push(std::mem::replace(&mut logits, vec![]));
+                all.push(std::mem::take(&mut logits));
                 logits = m.forward(id);
             }
             compare("reference", variant, tol, c, &ids, &all);
@@ -236,7 +251,13 @@ const WHOLE: Span = Span { prompts: usize::MAX, steps: usize::MAX };
 /// prompt ids, with `logits_of` giving the logits after feeding a token (the caller resets its
 /// cache per prompt): ids up to the first margin under 0.1, top-8 logits within 0.05. Returns the
 /// largest deviation.
-fn check_exact(who: &str, golden: &str, span: Span, reset: &mut dyn FnMut(), logits_of: &mut dyn FnMut(u32) -> Vec<f32>) -> f32 {
+fn check_exact(
+    who: &str,
+    golden: &str,
+    span: Span,
+    reset: &mut dyn FnMut(),
+    logits_of: &mut dyn FnMut(u32) -> Vec<f32>,
+) -> f32 {
     let golden_json = common::golden(&format!("tiny/{golden}"));
     let mut worst_all = 0f32;
     for p in golden_json["prompts"].as_array().unwrap().iter().take(span.prompts) {
@@ -254,7 +275,11 @@ fn check_exact(who: &str, golden: &str, span: Span, reset: &mut dyn FnMut(), log
             for t in s["top"].as_array().unwrap() {
                 let (id, want) = (t[0].as_u64().unwrap() as usize, t[1].as_f64().unwrap() as f32);
                 worst = worst.max((logits[id] - want).abs());
-                assert!((logits[id] - want).abs() <= 0.05, "{who} {golden} {name} step {i}: logit of {id} is {}, golden {want}", logits[id]);
+                assert!(
+                    (logits[id] - want).abs() <= 0.05,
+                    "{who} {golden} {name} step {i}: logit of {id} is {}, golden {want}",
+                    logits[id]
+                );
             }
             let id = webllama::engine::sampler::argmax(&logits);
             if s["margin_top1_top2"].as_f64().unwrap() < 0.1 {
@@ -281,7 +306,12 @@ fn tiny_exact(file: &str) {
     let tok = tokenizer(&path);
     for p in common::golden(&format!("tiny/{golden}"))["prompts"].as_array().unwrap() {
         let want: Vec<u32> = serde_json::from_value(p["prompt_ids"].clone()).unwrap();
-        assert_eq!(tok.encode(p["prompt_text"].as_str().unwrap(), true).unwrap(), want, "{file} {}: prompt ids", p["name"]);
+        assert_eq!(
+            tok.encode(p["prompt_text"].as_str().unwrap(), true).unwrap(),
+            want,
+            "{file} {}: prompt ids",
+            p["name"]
+        );
     }
     let model = std::cell::RefCell::new(Model::load_file(common::gpu(), common::layout(), &path, Some(128)).unwrap());
     check_exact("gpu", &golden, WHOLE, &mut || model.borrow_mut().truncate(0), &mut |t| {
@@ -381,11 +411,16 @@ fn gpu_layout_tiny_llama3_matches_the_exact_golden() {
     // k, v, one rope for q and k, attention, Wo, gate_up, down). Two prompts, 12 steps: the layout
     // is slow on lavapipe, and the adapter's layout runs the whole golden.
     let Some(path) = common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf") else { return };
-    let model = std::cell::RefCell::new(Model::load_file(common::gpu(), common::gpu_family(), &path, Some(128)).unwrap());
+    let model =
+        std::cell::RefCell::new(Model::load_file(common::gpu(), common::gpu_family(), &path, Some(128)).unwrap());
     assert_eq!(model.borrow().dispatches_per_token(), 5 + 9 + 4);
-    check_exact("gpu layout", "tiny-llama3-Q4_K_M.exact.json", Span { prompts: 2, steps: 12 }, &mut || model.borrow_mut().truncate(0), &mut |t| {
-        pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap()
-    });
+    check_exact(
+        "gpu layout",
+        "tiny-llama3-Q4_K_M.exact.json",
+        Span { prompts: 2, steps: 12 },
+        &mut || model.borrow_mut().truncate(0),
+        &mut |t| pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap(),
+    );
 }
 
 /// `webllama generate --layout gpu` and `--layout cpu` give the F32 golden's greedy ids and top
@@ -398,7 +433,21 @@ fn the_cli_matches_the_goldens_on_both_layouts() {
     let steps = steps_for(c, 0.05, 10);
     for layout in ["cpu", "gpu"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_webllama"))
-            .args(["generate", "--model", &path, "--layout", layout, "--prompt", &c.prompt, "--max-tokens", &steps.to_string(), "--ignore-eos", "--top-logits", "5", "--json"])
+            .args([
+                "generate",
+                "--model",
+                &path,
+                "--layout",
+                layout,
+                "--prompt",
+                &c.prompt,
+                "--max-tokens",
+                &steps.to_string(),
+                "--ignore-eos",
+                "--top-logits",
+                "5",
+                "--json",
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "--layout {layout}: {}", String::from_utf8_lossy(&out.stderr));
@@ -428,7 +477,11 @@ fn stop_strings_across_token_boundaries_are_cut() {
     // Greedy text: " Paris.\n\nThe answer is: ..." (tokens " Paris", ".", "\n", "\n", "The", " answer").
     for (stop, want) in [("\n\nThe", " Paris."), ("answer", " Paris.\n\nThe "), ("is: 2", " Paris.\n\nThe answer ")] {
         let mut streamed = String::new();
-        let opts = GenerateOptions { max_tokens: 16, stop: vec![stop.to_string(), "never appears".to_string()], ..Default::default() };
+        let opts = GenerateOptions {
+            max_tokens: 16,
+            stop: vec![stop.to_string(), "never appears".to_string()],
+            ..Default::default()
+        };
         let g = pollster::block_on(s.generate(&ids, &opts, &mut |t| {
             streamed.push_str(t);
             true
@@ -491,7 +544,13 @@ fn a_second_chat_turn_prefills_only_its_new_tokens() {
     let second = pollster::block_on(s.generate(&ids2, &opts, &mut |_| true)).unwrap();
     // The cache holds turn 1's prompt and answer; only the rest of turn 2 is run.
     assert_eq!(ids2[..ids1.len() + first.ids.len()], [ids1.clone(), first.ids.clone()].concat()[..]);
-    assert_eq!(second.prefilled, ids2.len() - ids1.len() - first.ids.len(), "{} of {} prompt tokens prefilled", second.prefilled, ids2.len());
+    assert_eq!(
+        second.prefilled,
+        ids2.len() - ids1.len() - first.ids.len(),
+        "{} of {} prompt tokens prefilled",
+        second.prefilled,
+        ids2.len()
+    );
     assert!(second.prefilled < 20);
 }
 
@@ -503,7 +562,11 @@ fn prefill_deviation(model: &mut Model, prompt: &[u32]) -> f32 {
     model.truncate(0);
     let passes = model.batch_passes;
     let batched = pollster::block_on(model.prefill(prompt, true)).unwrap();
-    assert_eq!(model.batch_passes - passes, prompt.len().div_ceil(model.batch_rows()) as u64, "one weight pass per chunk");
+    assert_eq!(
+        model.batch_passes - passes,
+        prompt.len().div_ceil(model.batch_rows()) as u64,
+        "one weight pass per chunk"
+    );
     let next = batched.argmax;
     let batched_next = pollster::block_on(model.step(next, true)).unwrap().logits.unwrap();
     model.truncate(0);
@@ -558,23 +621,42 @@ fn five_candidates_share_the_prompt_and_decode_as_one_batch() {
     .unwrap();
     assert_eq!(five.len(), 5);
     for (i, g) in five.iter().enumerate() {
-        assert_eq!((g.ids.clone(), g.text.clone(), g.finish_reason), (one.ids.clone(), one.text.clone(), one.finish_reason), "candidate {i} at temperature 0");
+        assert_eq!(
+            (g.ids.clone(), g.text.clone(), g.finish_reason),
+            (one.ids.clone(), one.text.clone(), one.finish_reason),
+            "candidate {i} at temperature 0"
+        );
         assert_eq!(streamed[i], g.text, "candidate {i} streamed");
     }
     // The prompt came from the cache (one row is re-run), then one weight pass per step for all five:
     // the first token comes out of the prefill, each later one from one batch step.
     let steps = five.iter().map(|g| g.ids.len() + (g.finish_reason == FinishReason::Stop) as usize).max().unwrap();
-    assert_eq!(s.model.batch_passes - passes, 1 + (steps - 1) as u64, "weight passes for {steps} steps of 5 candidates");
-    let hot = GenerateOptions { max_tokens: 12, sampler: SamplerConfig { temperature: 1.0, seed: 7, ..Default::default() }, ..Default::default() };
+    assert_eq!(
+        s.model.batch_passes - passes,
+        1 + (steps - 1) as u64,
+        "weight passes for {steps} steps of 5 candidates"
+    );
+    let hot = GenerateOptions {
+        max_tokens: 12,
+        sampler: SamplerConfig { temperature: 1.0, seed: 7, ..Default::default() },
+        ..Default::default()
+    };
     let sampled = pollster::block_on(s.generate_n(&ids, 5, &hot, &mut |_, _| true)).unwrap();
     let distinct: std::collections::HashSet<&str> = sampled.iter().map(|g| g.text.as_str()).collect();
-    assert!(distinct.len() >= 4, "candidates at temperature 1 should differ: {:?}", sampled.iter().map(|g| &g.text).collect::<Vec<_>>());
+    assert!(
+        distinct.len() >= 4,
+        "candidates at temperature 1 should differ: {:?}",
+        sampled.iter().map(|g| &g.text).collect::<Vec<_>>()
+    );
     // The same seed gives the same candidates again.
     let again = pollster::block_on(s.generate_n(&ids, 5, &hot, &mut |_, _| true)).unwrap();
     assert_eq!(sampled.iter().map(|g| &g.text).collect::<Vec<_>>(), again.iter().map(|g| &g.text).collect::<Vec<_>>());
     let t_one = one.ids.len() as f64 / (one.decode_ms / 1000.0);
     let t_five = five.iter().map(|g| g.ids.len()).sum::<usize>() as f64 / (five[0].decode_ms / 1000.0);
-    eprintln!("greedy headline: n=1 {t_one:.1} tok/s, n=5 {t_five:.1} tok/s together ({})", common::gpu().adapter_name());
+    eprintln!(
+        "greedy headline: n=1 {t_one:.1} tok/s, n=5 {t_five:.1} tok/s together ({})",
+        common::gpu().adapter_name()
+    );
     for g in &sampled {
         eprintln!("  candidate: {}", g.text);
     }
@@ -600,10 +682,12 @@ fn a_lost_device_is_an_error_and_a_new_device_works() {
     s.model.lose_device();
     let t = std::time::Instant::now();
     s.reset();
-    let err = pollster::block_on(s.generate(&ids, &opts, &mut |_| true)).err().expect("generating on a lost device fails").to_string();
+    let err = pollster::block_on(s.generate(&ids, &opts, &mut |_| true))
+        .expect_err("generating on a lost device fails")
+        .to_string();
     assert!(err.contains("device was lost"), "{err}");
     assert!(t.elapsed().as_secs() < 10, "the failure came in {:?}", t.elapsed());
-    let again = pollster::block_on(s.generate(&ids, &opts, &mut |_| true)).err().expect("and keeps failing").to_string();
+    let again = pollster::block_on(s.generate(&ids, &opts, &mut |_| true)).expect_err("and keeps failing").to_string();
     assert!(again.contains("device was lost"), "{again}");
     let fresh_gpu = Arc::new(pollster::block_on(webllama::Gpu::new()).unwrap());
     let mut fresh = Session::load_file(fresh_gpu.clone(), Layout::of(&fresh_gpu), &path, Some(128)).unwrap();

@@ -9,7 +9,10 @@ use webllama::format::weights;
 use webllama::{Config, Error, QuantType};
 
 /// A small valid llama model: 1 layer, width 64, 4 heads (2 KV), ffn 128, vocab 32, Q8_0 matrices.
-fn tiny(meta_edit: impl FnOnce(&mut Vec<(&'static str, Value)>), tensor_edit: impl FnOnce(&mut Vec<(&'static str, Vec<u64>, u32, Vec<u8>)>)) -> Vec<u8> {
+fn tiny(
+    meta_edit: impl FnOnce(&mut Vec<(&'static str, Value)>),
+    tensor_edit: impl FnOnce(&mut Vec<(&'static str, Vec<u64>, u32, Vec<u8>)>),
+) -> Vec<u8> {
     let mut meta: Vec<(&str, Value)> = vec![
         ("general.architecture", Value::String("llama".into())),
         ("llama.block_count", Value::U32(1)),
@@ -27,7 +30,9 @@ fn tiny(meta_edit: impl FnOnce(&mut Vec<(&'static str, Value)>), tensor_edit: im
         ("general.big", Value::I64(-7)),
         ("general.ok", Value::Bool(true)),
     ];
-    let q8 = |rows: u64, cols: u64| (vec![cols, rows], 8u32, QuantType::Q8_0.quantize(&vec![0.5; (rows * cols) as usize]).unwrap());
+    let q8 = |rows: u64, cols: u64| {
+        (vec![cols, rows], 8u32, QuantType::Q8_0.quantize(&vec![0.5; (rows * cols) as usize]).unwrap())
+    };
     let f32v = |n: u64| (vec![n], 0u32, vec![0u8; 4 * n as usize]);
     let mut tensors: Vec<(&str, Vec<u64>, u32, Vec<u8>)> = vec![];
     for (name, (dims, ty, data)) in [
@@ -161,13 +166,21 @@ fn unknown_value_and_tensor_types() {
     bad[key_end..key_end + 4].copy_from_slice(&99u32.to_le_bytes());
     assert!(matches!(load(&bad), Err(Error::UnknownValueType { type_id: 99, .. })));
     let e = load(&tiny(|_| {}, |t| t[3].2 = 77)).unwrap_err();
-    assert!(matches!(&e, Error::BadTensor { tensor, msg } if tensor == "blk.0.attn_q.weight" && msg.contains("77")), "{e}");
+    assert!(
+        matches!(&e, Error::BadTensor { tensor, msg } if tensor == "blk.0.attn_q.weight" && msg.contains("77")),
+        "{e}"
+    );
 }
+
+/// A tensor as the test files write it: name, dims, ggml type, bytes.
+type TensorSpec = (&'static str, Vec<u64>, u32, Vec<u8>);
+/// A change to a file's tensors and the words its error must contain.
+type Corruption = (Box<dyn Fn(&mut Vec<TensorSpec>)>, &'static str);
 
 #[test]
 fn bad_tensor_infos() {
     // More than 4 dims, a zero dim, a row length that is not whole blocks, overflowing dims.
-    let cases: Vec<(Box<dyn Fn(&mut Vec<(&'static str, Vec<u64>, u32, Vec<u8>)>)>, &str)> = vec![
+    let cases: Vec<Corruption> = vec![
         (Box::new(|t| t[1].1 = vec![1, 1, 1, 1, 64]), "dimensions"),
         (Box::new(|t| t[1].1 = vec![0]), "zero dimension"),
         (Box::new(|t| t[3].1 = vec![48, 64]), "not a multiple"),
@@ -195,8 +208,12 @@ fn missing_and_inconsistent_llama_keys() {
     let drop = |key: &'static str| tiny(move |m| m.retain(|(k, _)| *k != key), |_| {});
     assert!(matches!(load(&drop("llama.block_count")), Err(Error::MissingKey(k)) if k == "llama.block_count"));
     assert!(matches!(load(&drop("general.architecture")), Err(Error::MissingKey(_))));
-    let set = |key: &'static str, v: Value| tiny(move |m| m.iter_mut().filter(|(k, _)| *k == key).for_each(|e| e.1 = v.clone()), |_| {});
-    assert!(matches!(load(&set("general.architecture", Value::String("gemma".into()))), Err(Error::UnsupportedArch(a)) if a == "gemma"));
+    let set = |key: &'static str, v: Value| {
+        tiny(move |m| m.iter_mut().filter(|(k, _)| *k == key).for_each(|e| e.1 = v.clone()), |_| {})
+    };
+    assert!(
+        matches!(load(&set("general.architecture", Value::String("gemma".into()))), Err(Error::UnsupportedArch(a)) if a == "gemma")
+    );
     assert!(matches!(load(&set("llama.attention.head_count_kv", Value::U32(3))), Err(Error::BadConfig(_))));
     assert!(matches!(load(&set("llama.block_count", Value::I32(-1))), Err(Error::BadMetadata { .. })));
     assert!(matches!(load(&set("llama.block_count", Value::String("1".into()))), Err(Error::BadMetadata { .. })));
@@ -216,11 +233,14 @@ fn missing_and_inconsistent_llama_keys() {
 #[test]
 fn unsupported_quant_types_name_the_tensor() {
     // An IQ4_XS tensor (ggml id 23): 256-element blocks of 136 bytes.
-    let e = load(&tiny(|_| {}, |t| {
-        t[9].1 = vec![256, 32];
-        t[9].2 = 23;
-        t[9].3 = vec![0; 32 * 136];
-    }))
+    let e = load(&tiny(
+        |_| {},
+        |t| {
+            t[9].1 = vec![256, 32];
+            t[9].2 = 23;
+            t[9].3 = vec![0; 32 * 136];
+        },
+    ))
     .unwrap_err();
     assert!(e.to_string().contains("blk.0.ffn_up.weight"), "{e}");
 }
@@ -233,7 +253,10 @@ fn real_default_model_header() {
     assert_eq!(g.data_offset, 1_785_664);
     assert_eq!(g.tensor("token_embd.weight").unwrap().ty, QuantType::Q8_0);
     let c = Config::from_gguf(&g).unwrap();
-    assert_eq!((c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab_size, c.ctx_len), (30, 576, 9, 3, 1536, 49152, 8192));
+    assert_eq!(
+        (c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab_size, c.ctx_len),
+        (30, 576, 9, 3, 1536, 49152, 8192)
+    );
     assert!(c.tied_output);
     weights::check(&g, &c).unwrap();
 }

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use webllama::format::quant::{QuantType, SUPPORTED};
 use webllama::gpu::compose::wide_wgsl;
 use webllama::kernels::cpu::{self, KvMirror};
-use webllama::kernels::{self, AttentionBuffers, AttentionParams, AttentionRows, MatmulParams, MatvecParams, QuantMatrix, RopeParams, Step, Target};
+use webllama::kernels::{
+    self, AttentionBuffers, AttentionParams, AttentionRows, MatmulParams, MatvecParams, QuantMatrix, RopeParams, Step,
+    Target,
+};
 use webllama::model::Stored;
 use webllama::reference;
 use webllama::{Family, Gpu, Layout, Overrides};
@@ -22,9 +25,9 @@ fn check(op: &str, ty: &str, shape: &str, got: &[f32], want: &[f32]) {
     let num: f64 = got.iter().zip(want).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
     let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().max(1e-30);
     let nmse = num / den;
-    if !(nmse <= NMSE_MAX) {
+    if nmse.is_nan() || nmse > NMSE_MAX {
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let bad = got.iter().zip(want).position(|(a, b)| !((a - b).abs() <= 1e-3 * scale)).unwrap_or(0);
+        let bad = got.iter().zip(want).position(|(a, b)| (a - b).is_nan() || (a - b).abs() > 1e-3 * scale).unwrap_or(0);
         panic!(
             "{op} [{ty}] {shape}: NMSE {nmse:.3e} > {NMSE_MAX:e}; first bad index {bad}: gpu {} vs reference {}",
             got[bad], want[bad]
@@ -93,7 +96,15 @@ fn family(family: Family) -> On {
 }
 
 /// matvec with `fold` (the CPU family's; `p` completed from `w` as kernels::matvec does).
-fn matvec_fold(g: &On, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatvecParams, fold: cpu::Fold) -> webllama::Result<kernels::Dispatch> {
+fn matvec_fold(
+    g: &On,
+    w: &QuantMatrix,
+    x: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: MatvecParams,
+    fold: cpu::Fold,
+) -> webllama::Result<kernels::Dispatch> {
     cpu::matvec(g.t(), w, x, out, step, MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p }, fold)
 }
 
@@ -118,7 +129,13 @@ fn matvec_every_quant_type() {
 /// invocation, textures read through sampled bindings as SwiftShader runs them).
 fn every_layout() -> Vec<On> {
     let cpu_layout = |subgroups: bool, textures: bool| {
-        on(Overrides { family: Some(Family::Cpu), subgroups: Some(subgroups), weight_textures: Some(textures), texture_storage_loads: Some(subgroups), ..Default::default() })
+        on(Overrides {
+            family: Some(Family::Cpu),
+            subgroups: Some(subgroups),
+            weight_textures: Some(textures),
+            texture_storage_loads: Some(subgroups),
+            ..Default::default()
+        })
     };
     let mut all = vec![family(Family::Gpu), cpu_layout(true, true), cpu_layout(true, false)];
     if gpu().has_subgroups() {
@@ -130,9 +147,20 @@ fn every_layout() -> Vec<On> {
 /// A matrix's bytes on `g` laid out as the model loader lays them out there (rows padded to 16
 /// bytes where the wide kernels read them, in a texture where the adapter reads them from one),
 /// and a name for the layout.
-fn upload_matrix<'a>(g: &On, ty: QuantType, rows: usize, cols: usize, bytes: &[u8], stored: &'a mut Option<Stored>) -> (QuantMatrix<'a>, String) {
+fn upload_matrix<'a>(
+    g: &On,
+    ty: QuantType,
+    rows: usize,
+    cols: usize,
+    bytes: &[u8],
+    stored: &'a mut Option<Stored>,
+) -> (QuantMatrix<'a>, String) {
     let (packed, stride) = (kernels::row_bytes(ty, cols as u32), kernels::row_stride(&g.layout, ty, cols as u32));
-    let mut laid = if stride == packed { bytes.to_vec() } else { webllama::model::pad_rows(bytes, 0, packed as u64, stride as u64).1 };
+    let mut laid = if stride == packed {
+        bytes.to_vec()
+    } else {
+        webllama::model::pad_rows(bytes, 0, packed as u64, stride as u64).1
+    };
     // The whole last row too, padding included, as the loader allocates it: the wide kernels load
     // 16 bytes at a time up to the row's end, and a GPU may return zeros for a load that runs past
     // the buffer (lavapipe checks each word; an H100 caught the short buffer).
@@ -146,7 +174,8 @@ fn upload_matrix<'a>(g: &On, ty: QuantType, rows: usize, cols: usize, bytes: &[u
     .to_string();
     let buffer = g.storage_with("w", &laid);
     let blocks = if cpu::uses_texture(&g.layout, ty, cols as u32) {
-        layout += if g.layout.texture_storage_loads { ", texture (storage loads)" } else { ", texture (sampled loads)" };
+        layout +=
+            if g.layout.texture_storage_loads { ", texture (storage loads)" } else { ", texture (sampled loads)" };
         Stored::Texture(cpu::texture_from_buffer(g, "w", &buffer, laid.len() as u64).unwrap())
     } else {
         Stored::Buffer(buffer)
@@ -210,7 +239,12 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
                 let (md, _) = upload_matrix(&g, ty, rows, ffn, &bd, &mut sd);
                 let shape = format!("[{rows}x{dim}] {layout}");
                 let (att, x0, norm_w, gate_up) = (rng.vec(dim), rng.vec(dim), rng.vec(dim), rng.vec(2 * ffn));
-                let (ab, xb, nb, gub) = (g.storage_with("att", bytemuck::cast_slice(&att)), g.storage_with("x", bytemuck::cast_slice(&x0)), g.storage_with("norm", bytemuck::cast_slice(&norm_w)), g.storage_with("gate_up", bytemuck::cast_slice(&gate_up)));
+                let (ab, xb, nb, gub) = (
+                    g.storage_with("att", bytemuck::cast_slice(&att)),
+                    g.storage_with("x", bytemuck::cast_slice(&x0)),
+                    g.storage_with("norm", bytemuck::cast_slice(&norm_w)),
+                    g.storage_with("gate_up", bytemuck::cast_slice(&gate_up)),
+                );
                 let partials = g.storage("partials", 4 * (dim + 4) as u64);
                 let (out, step) = (g.storage("out", 4 * rows as u64), step_on(&g, 0));
                 let add = MatvecParams { accumulate: 1, ..Default::default() };
@@ -218,7 +252,10 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
                 let consume = cpu::Fold { norm: Some((&nb, &partials, 1e-5)), ..Default::default() };
                 let swiglu = cpu::Fold { swiglu_up: Some(ffn as u32), ..Default::default() };
                 if !cpu::can_fold(g.t(), &mo) {
-                    assert!(matvec_fold(&g, &mo, &ab, &xb, &step, add, produce).is_err(), "{shape}: folded where it cannot");
+                    assert!(
+                        matvec_fold(&g, &mo, &ab, &xb, &step, add, produce).is_err(),
+                        "{shape}: folded where it cannot"
+                    );
                     continue;
                 }
                 let d1 = matvec_fold(&g, &mo, &ab, &xb, &step, add, produce).unwrap();
@@ -229,9 +266,18 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
                 check("matvec+partials", ty.name(), &shape, &read_on(&g, &xb, dim), &x1);
                 let want = reference::matvec(&wc, &reference::rmsnorm(&x1, &norm_w, 1e-5));
                 check("matvec(rmsnorm folded)", ty.name(), &shape, &read_on(&g, &out, rows), &want);
-                kernels::submit(&g, &[matvec_fold(&g, &md, &gub, &out, &step, MatvecParams::default(), swiglu).unwrap()]);
+                kernels::submit(
+                    &g,
+                    &[matvec_fold(&g, &md, &gub, &out, &step, MatvecParams::default(), swiglu).unwrap()],
+                );
                 let want = reference::matvec(&wd, &reference::swiglu(&gate_up[..ffn], &gate_up[ffn..]));
-                check("matvec(swiglu folded)", ty.name(), &format!("[{rows}x{ffn}] {layout}"), &read_on(&g, &out, rows), &want);
+                check(
+                    "matvec(swiglu folded)",
+                    ty.name(),
+                    &format!("[{rows}x{ffn}] {layout}"),
+                    &read_on(&g, &out, rows),
+                    &want,
+                );
             }
         }
     }
@@ -245,7 +291,8 @@ fn matvec_past_65535_workgroups() {
     let (rows, cols, ty) = (262_200usize, 32usize, QuantType::Q8_0);
     let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
     let x = rng.vec(cols);
-    let (wb, xb, out) = (g.storage_with("w", &bytes), g.storage_with("x", bytemuck::cast_slice(&x)), g.storage("out", 4 * rows as u64));
+    let (wb, xb, out) =
+        (g.storage_with("w", &bytes), g.storage_with("x", bytemuck::cast_slice(&x)), g.storage("out", 4 * rows as u64));
     let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
     kernels::submit(&g, &[kernels::matvec(g.t(), &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap()]);
     check("matvec", ty.name(), &format!("[{rows}x{cols}]"), &read_on(&g, &out, rows), &reference::matvec(&w, &x));
@@ -270,7 +317,13 @@ fn embed_every_quant_type() {
                 let d1 = kernels::embed(g.t(), &p1, 0, &tokens, &out, 0, 1).unwrap();
                 let d2 = kernels::embed(g.t(), &p2, 20, &tokens, &out, 0, 1).unwrap();
                 kernels::submit(&g, &[d1, d2]);
-                check("embed", ty.name(), &format!("[{rows}x{cols}] token {token} {layout}"), &read_on(&g, &out, cols), &reference::embed(&table, token));
+                check(
+                    "embed",
+                    ty.name(),
+                    &format!("[{rows}x{cols}] token {token} {layout}"),
+                    &read_on(&g, &out, cols),
+                    &reference::embed(&table, token),
+                );
             }
         }
     }
@@ -284,7 +337,11 @@ fn rmsnorm_matches() {
     for g in every_layout() {
         for n in [576usize, 1000, 4096] {
             let (x, w) = (rng.vec(3 * n), rng.vec(n));
-            let (xb, wb, out) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("w", bytemuck::cast_slice(&w)), g.storage("out", 4 * 3 * n as u64));
+            let (xb, wb, out) = (
+                g.storage_with("x", bytemuck::cast_slice(&x)),
+                g.storage_with("w", bytemuck::cast_slice(&w)),
+                g.storage("out", 4 * 3 * n as u64),
+            );
             kernels::submit(&g, &[kernels::rmsnorm(g.t(), &xb, &wb, &out, n as u32, 1e-5, 3).unwrap()]);
             let want: Vec<f32> = x.chunks(n).flat_map(|row| reference::rmsnorm(row, &w, 1e-5)).collect();
             let layout = format!("[3, {n}], rowwise {}, subgroups {}", g.layout.is_cpu(), g.layout.lanes_of_8());
@@ -299,22 +356,41 @@ fn rope_matches() {
     let mut rng = Rng(13);
     // (heads, head_dim, n_rot, pos, freq_scale, with factors): full rotation, a partial one
     // (n_rot < head_dim), linear scaling, per-frequency factors (LLaMA-3 rope_freqs).
-    for &(heads, hd, n_rot, pos, scale, factors) in
-        &[(9usize, 64usize, 64usize, 0u32, 1.0f32, false), (3, 64, 64, 1234, 1.0, false), (4, 128, 64, 77, 1.0, false), (2, 64, 64, 900, 0.25, false), (8, 32, 32, 3000, 1.0, true)]
-    {
+    for &(heads, hd, n_rot, pos, scale, factors) in &[
+        (9usize, 64usize, 64usize, 0u32, 1.0f32, false),
+        (3, 64, 64, 1234, 1.0, false),
+        (4, 128, 64, 77, 1.0, false),
+        (2, 64, 64, 900, 0.25, false),
+        (8, 32, 32, 3000, 1.0, true),
+    ] {
         let stride = heads * hd + 3;
         let n = (pos as usize + 1) * stride;
         let x = rng.vec(n);
         let ff: Vec<f32> = (0..n_rot / 2).map(|i| if factors { 1.0 + (i as f32) * 1.7 } else { 1.0 }).collect();
         let buf = g.storage_with("x", bytemuck::cast_slice(&x));
         let ffb = g.storage_with("freq factors", bytemuck::cast_slice(&ff));
-        let p = RopeParams { n_heads: heads as u32, head_dim: hd as u32, n_rot: n_rot as u32, offset: 0, pos_stride: stride as u32, freq_base: 100000.0, freq_scale: scale, row_stride: 0 };
+        let p = RopeParams {
+            n_heads: heads as u32,
+            head_dim: hd as u32,
+            n_rot: n_rot as u32,
+            offset: 0,
+            pos_stride: stride as u32,
+            freq_base: 100000.0,
+            freq_scale: scale,
+            row_stride: 0,
+        };
         kernels::submit(&g, &[kernels::rope(g.t(), &buf, &ffb, &step_uniform(pos), p, 1).unwrap()]);
         let mut want = x.clone();
         let at = pos as usize * stride;
         let r = reference::Rope { n_rot, base: 100000.0, freq_scale: scale, freq_factors: factors.then_some(&ff[..]) };
         reference::rope(&mut want[at..at + heads * hd], heads, hd, pos as usize, &r);
-        check("rope", "f32", &format!("[{heads}x{hd}] n_rot {n_rot} pos {pos} scale {scale} factors {factors}"), &read(&buf, n), &want);
+        check(
+            "rope",
+            "f32",
+            &format!("[{heads}x{hd}] n_rot {n_rot} pos {pos} scale {scale} factors {factors}"),
+            &read(&buf, n),
+            &want,
+        );
     }
 }
 
@@ -329,7 +405,16 @@ fn attention_matches_with(g: &On) {
     let mut rng = Rng(17);
     // (heads, kv heads, head_dim, kv_len): one chunk, several chunks with a partial one, MHA, 128 wide;
     // 8 query heads per kv head (CPU adapters: the looped walk of attention_lanes, not the written-out one).
-    for &(h, kvh, hd, len, splits) in &[(9usize, 3usize, 64usize, 1usize, 1u32), (9, 3, 64, 150, 1), (4, 4, 128, 64, 1), (8, 2, 32, 300, 1), (9, 3, 64, 1, 4), (9, 3, 64, 150, 4), (8, 2, 32, 300, 4), (16, 2, 64, 150, 1)] {
+    for &(h, kvh, hd, len, splits) in &[
+        (9usize, 3usize, 64usize, 1usize, 1u32),
+        (9, 3, 64, 150, 1),
+        (4, 4, 128, 64, 1),
+        (8, 2, 32, 300, 1),
+        (9, 3, 64, 1, 4),
+        (9, 3, 64, 150, 4),
+        (8, 2, 32, 300, 4),
+        (16, 2, 64, 150, 1),
+    ] {
         let kv_dim = kvh * hd;
         let (k, v) = (rng.vec(len * kv_dim), rng.vec(len * kv_dim));
         // This position's q | k | v; the cache holds the earlier positions (its last row is stale).
@@ -345,9 +430,27 @@ fn attention_matches_with(g: &On) {
         let vb = g.storage_with("v", bytemuck::cast_slice(&stale_v));
         let out = g.storage("out", 4 * (h * hd) as u64);
         let step = step_on(g, pos as u32);
-        let (none_k, none_v, partial) = (g.storage("k_branch", 16), g.storage("v_branch", 16), g.storage("partial", 4 * (h * 4 * (hd + 2)) as u64));
-        let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &none_k, v_branch: &none_v, out: &out, partial: &partial, rotations: None, kv_mirror: None };
-        let p = AttentionParams { n_heads: h as u32, n_kv_heads: kvh as u32, head_dim: hd as u32, qkv_stride: ((h + 2 * kvh) * hd) as u32, n_splits: splits, ..Default::default() };
+        let (none_k, none_v, partial) =
+            (g.storage("k_branch", 16), g.storage("v_branch", 16), g.storage("partial", 4 * (h * 4 * (hd + 2)) as u64));
+        let b = AttentionBuffers {
+            qkv: &qb,
+            k_cache: &kb,
+            v_cache: &vb,
+            k_branch: &none_k,
+            v_branch: &none_v,
+            out: &out,
+            partial: &partial,
+            rotations: None,
+            kv_mirror: None,
+        };
+        let p = AttentionParams {
+            n_heads: h as u32,
+            n_kv_heads: kvh as u32,
+            head_dim: hd as u32,
+            qkv_stride: ((h + 2 * kvh) * hd) as u32,
+            n_splits: splits,
+            ..Default::default()
+        };
         // Runs attention over `b`; checks its output and the whole caches it leaves.
         let run_and_check = |b: &AttentionBuffers, shape: &str, want: &[f32], want_k: &[f32], want_v: &[f32]| {
             kernels::submit(g, &kernels::attention(g.t(), b, &step, p, AttentionRows::One).unwrap());
@@ -369,7 +472,11 @@ fn attention_matches_with(g: &On) {
             reference::rope(&mut q_rot, h, hd, pos, &r);
             reference::rope(&mut k_rot[pos * kv_dim..], kvh, hd, pos, &r);
             let rotations = cpu::rope_rotations(pos as u32, hd, n_rot, 10000.0, 0.5, factors.then_some(&ff[..]));
-            let (kb, vb, rb) = (g.storage_with("k", bytemuck::cast_slice(&stale_k)), g.storage_with("v", bytemuck::cast_slice(&stale_v)), g.storage_with("rotations", bytemuck::cast_slice(&rotations)));
+            let (kb, vb, rb) = (
+                g.storage_with("k", bytemuck::cast_slice(&stale_k)),
+                g.storage_with("v", bytemuck::cast_slice(&stale_v)),
+                g.storage_with("rotations", bytemuck::cast_slice(&rotations)),
+            );
             let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, rotations: Some(&rb), ..b };
             let want = reference::attention(&q_rot, &k_rot, &v, h, kvh, hd, len);
             let shape = format!("{shape}, rope in the kernel (n_rot {n_rot})");
@@ -379,12 +486,16 @@ fn attention_matches_with(g: &On) {
                 // the mirror gets the true rows, the buffers garbage there, so only reads of the
                 // mirror give the right answer; this position is still stored into the buffers.
                 let mirror = KvMirror::new(g, 1, kv_dim, len).unwrap();
-                let (true_k, true_v) = (g.storage_with("k", bytemuck::cast_slice(&k_rot)), g.storage_with("v", bytemuck::cast_slice(&v)));
+                let (true_k, true_v) =
+                    (g.storage_with("k", bytemuck::cast_slice(&k_rot)), g.storage_with("v", bytemuck::cast_slice(&v)));
                 let mut enc = g.device.create_command_encoder(&Default::default());
                 mirror.copy_rows(&mut enc, &[true_k], &[true_v], 0, pos);
                 g.queue.submit([enc.finish()]);
                 let garbage: Vec<f32> = (0..len * kv_dim).map(|i| if i < pos * kv_dim { 5.0 } else { 9.0 }).collect();
-                let (kb, vb) = (g.storage_with("k", bytemuck::cast_slice(&garbage)), g.storage_with("v", bytemuck::cast_slice(&garbage)));
+                let (kb, vb) = (
+                    g.storage_with("k", bytemuck::cast_slice(&garbage)),
+                    g.storage_with("v", bytemuck::cast_slice(&garbage)),
+                );
                 let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, kv_mirror: Some(mirror.views(0)), ..b };
                 kernels::submit(g, &kernels::attention(g.t(), &b, &step, p, AttentionRows::One).unwrap());
                 let shape = format!("{shape}, earlier positions from the texture mirror");
@@ -403,7 +514,9 @@ fn qkv_every_quant_type() {
     {
         for &ty in SUPPORTED {
             // SmolLM2's shape (GQA 9/3 x 64, n_rot 64) and a partial rotation with rope_freqs.
-            for &(heads, kv_heads, hd, n_rot, pos, factors) in &[(9usize, 3usize, 64usize, 64usize, 7u32, false), (8, 2, 32, 16, 300, true)] {
+            for &(heads, kv_heads, hd, n_rot, pos, factors) in
+                &[(9usize, 3usize, 64usize, 64usize, 7u32, false), (8, 2, 32, 16, 300, true)]
+            {
                 let dim = width(ty, heads * hd);
                 let (q_rows, kv_rows) = (heads * hd, kv_heads * hd);
                 let (bq, wq) = random_matrix(ty, q_rows, dim, &mut rng);
@@ -413,11 +526,28 @@ fn qkv_every_quant_type() {
                 let ff: Vec<f32> = (0..n_rot / 2).map(|i| if factors { 1.0 + i as f32 } else { 1.0 }).collect();
                 let wb = g.storage_with("wqkv", &[bq, bk, bv].concat());
                 let m = QuantMatrix::packed(ty, &wb, (q_rows + 2 * kv_rows) as u32, dim as u32);
-                let (xb, nb, fb) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("norm", bytemuck::cast_slice(&norm)), g.storage_with("ff", bytemuck::cast_slice(&ff)));
+                let (xb, nb, fb) = (
+                    g.storage_with("x", bytemuck::cast_slice(&x)),
+                    g.storage_with("norm", bytemuck::cast_slice(&norm)),
+                    g.storage_with("ff", bytemuck::cast_slice(&ff)),
+                );
                 let out = g.storage("qkv", 4 * (q_rows + 2 * kv_rows) as u64);
-                let p = webllama::kernels::gpu::QkvParams { q_rows: q_rows as u32, kv_rows: kv_rows as u32, head_dim: hd as u32, n_rot: n_rot as u32, freq_base: 10000.0, freq_scale: 1.0, eps: 1e-5, ..Default::default() };
-                kernels::submit(&g, &[webllama::kernels::gpu::qkv(g.t(), &m, &xb, &nb, &out, &fb, &step_on(&g, pos), p).unwrap()]);
-                let r = reference::Rope { n_rot, base: 10000.0, freq_scale: 1.0, freq_factors: factors.then_some(&ff[..]) };
+                let p = webllama::kernels::gpu::QkvParams {
+                    q_rows: q_rows as u32,
+                    kv_rows: kv_rows as u32,
+                    head_dim: hd as u32,
+                    n_rot: n_rot as u32,
+                    freq_base: 10000.0,
+                    freq_scale: 1.0,
+                    eps: 1e-5,
+                    ..Default::default()
+                };
+                kernels::submit(
+                    &g,
+                    &[webllama::kernels::gpu::qkv(g.t(), &m, &xb, &nb, &out, &fb, &step_on(&g, pos), p).unwrap()],
+                );
+                let r =
+                    reference::Rope { n_rot, base: 10000.0, freq_scale: 1.0, freq_factors: factors.then_some(&ff[..]) };
                 let (q, k, v) = reference::qkv(&x, &norm, 1e-5, &wq, &wk, &wv, pos as usize, &r, hd);
                 let want: Vec<f32> = q.into_iter().chain(k).chain(v).collect();
                 let shape = format!("[{heads}+2x{kv_heads} heads x {hd}, {dim}] pos {pos}");
@@ -439,7 +569,8 @@ fn gate_up_every_quant_type() {
             let (x, norm) = (rng.vec(dim), rng.vec(dim));
             let wb = g.storage_with("w", &[bg, bu].concat());
             let m = QuantMatrix::packed(ty, &wb, 2 * ffn as u32, dim as u32);
-            let (xb, nb) = (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("norm", bytemuck::cast_slice(&norm)));
+            let (xb, nb) =
+                (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("norm", bytemuck::cast_slice(&norm)));
             let out = g.storage("out", 4 * ffn as u64);
             kernels::submit(&g, &[webllama::kernels::gpu::gate_up(g.t(), &m, &xb, &nb, &out, 1e-5).unwrap()]);
             let want = reference::gate_up(&x, &norm, 1e-5, &wg, &wu);
@@ -491,7 +622,15 @@ fn quantize_round_trips_within_the_type_precision() {
         let x = rng.vec(256);
         let back = reference::dequantize(ty, &ty.quantize(&x).unwrap(), 1, 256).unwrap().data;
         let err = x.iter().zip(&back).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        let bound = match ty { QuantType::F32 => 0.0, QuantType::F16 => 1e-3, QuantType::Q8_0 => 1e-2, QuantType::Bf16 => 4e-3, QuantType::Q5_1 => 0.04, QuantType::Q4_1 | QuantType::Q5_0 => 0.07, _ => 0.13 };
+        let bound = match ty {
+            QuantType::F32 => 0.0,
+            QuantType::F16 => 1e-3,
+            QuantType::Q8_0 => 1e-2,
+            QuantType::Bf16 => 4e-3,
+            QuantType::Q5_1 => 0.04,
+            QuantType::Q4_1 | QuantType::Q5_0 => 0.07,
+            _ => 0.13,
+        };
         assert!(err <= bound, "{} round trip error {err} > {bound}", ty.name());
     }
 }
@@ -518,7 +657,12 @@ fn matmul_every_quant_type_on_both_layouts() {
                 let out_stride = rows + 5;
                 let base = rng.vec(n * out_stride + 3);
                 let out = g.storage_with("out", bytemuck::cast_slice(&base));
-                let p = MatmulParams { x_stride: cols as u32, out_offset: 3, out_stride: out_stride as u32, ..Default::default() };
+                let p = MatmulParams {
+                    x_stride: cols as u32,
+                    out_offset: 3,
+                    out_stride: out_stride as u32,
+                    ..Default::default()
+                };
                 kernels::submit(&g, &[kernels::matmul(g.t(), &m, &xb, &out, &step, p, max_tokens).unwrap()]);
                 let mut expect = base.clone();
                 for t in 0..n {
@@ -528,7 +672,14 @@ fn matmul_every_quant_type_on_both_layouts() {
                 check("matmul", ty.name(), &shape, &read_on(&g, &out, expect.len()), &expect);
                 // Residual add, weight rows 10.. only, the last token only (prompt logits).
                 let out = g.storage_with("out", bytemuck::cast_slice(&base[..rows]));
-                let p = MatmulParams { x_stride: cols as u32, out_stride: rows as u32, accumulate: 1, last_only: 1, w_row0: 10, ..Default::default() };
+                let p = MatmulParams {
+                    x_stride: cols as u32,
+                    out_stride: rows as u32,
+                    accumulate: 1,
+                    last_only: 1,
+                    w_row0: 10,
+                    ..Default::default()
+                };
                 kernels::submit(&g, &[kernels::matmul(g.t(), &m, &xb, &out, &step, p, max_tokens).unwrap()]);
                 let mut expect = base[..rows].to_vec();
                 for r in 0..rows - 10 {
@@ -549,7 +700,9 @@ fn attention_over_batch_rows_and_candidate_branches() {
     for g in &every_layout() {
         // Heads (query, kv) x width, cached positions, chunk rows: a partial last group of 8 rows,
         // a full chunk from position 0, one row, and the widest heads the lanes kernel takes.
-        for &(h, kvh, hd, cached, rows) in &[(6usize, 2usize, 32usize, 90usize, 20usize), (9, 3, 64, 0, 64), (9, 3, 64, 33, 1), (4, 4, 128, 37, 9)] {
+        for &(h, kvh, hd, cached, rows) in
+            &[(6usize, 2usize, 32usize, 90usize, 20usize), (9, 3, 64, 0, 64), (9, 3, 64, 33, 1), (4, 4, 128, 37, 9)]
+        {
             for splits in [1u32, 3] {
                 attention_over_prompt_chunk(g, (h, kvh, hd), cached, rows, splits);
             }
@@ -562,23 +715,49 @@ fn attention_over_batch_rows_and_candidate_branches() {
 fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cached: usize, rows: usize, splits: u32) {
     let mut rng = Rng(23 + cached as u64);
     let (kv_dim, stride) = (kvh * hd, (h + 2 * kvh) * hd);
-    let p = AttentionParams { n_heads: h as u32, n_kv_heads: kvh as u32, head_dim: hd as u32, qkv_stride: stride as u32, n_splits: splits, ..Default::default() };
+    let p = AttentionParams {
+        n_heads: h as u32,
+        n_kv_heads: kvh as u32,
+        head_dim: hd as u32,
+        qkv_stride: stride as u32,
+        n_splits: splits,
+        ..Default::default()
+    };
     let partial = g.storage("partial", 4 * (rows * h * splits as usize * (hd + 2)) as u64);
     let (k, v) = (rng.vec((cached + rows) * kv_dim), rng.vec((cached + rows) * kv_dim));
     let q = rng.vec(rows * h * hd);
     let qkv: Vec<f32> = (0..rows)
         .flat_map(|r| {
             let p = cached + r;
-            q[r * h * hd..(r + 1) * h * hd].iter().chain(&k[p * kv_dim..(p + 1) * kv_dim]).chain(&v[p * kv_dim..(p + 1) * kv_dim]).cloned().collect::<Vec<_>>()
+            q[r * h * hd..(r + 1) * h * hd]
+                .iter()
+                .chain(&k[p * kv_dim..(p + 1) * kv_dim])
+                .chain(&v[p * kv_dim..(p + 1) * kv_dim])
+                .cloned()
+                .collect::<Vec<_>>()
         })
         .collect();
     let mut ck = k.clone();
     let mut cv = v.clone();
     ck[cached * kv_dim..].iter_mut().for_each(|x| *x = 9.0);
     cv[cached * kv_dim..].iter_mut().for_each(|x| *x = -9.0);
-    let (qb, kb, vb) = (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), g.storage_with("k", bytemuck::cast_slice(&ck)), g.storage_with("v", bytemuck::cast_slice(&cv)));
+    let (qb, kb, vb) = (
+        g.storage_with("qkv", bytemuck::cast_slice(&qkv)),
+        g.storage_with("k", bytemuck::cast_slice(&ck)),
+        g.storage_with("v", bytemuck::cast_slice(&cv)),
+    );
     let (nk, nv, out) = (g.storage("kb", 16), g.storage("vb", 16), g.storage("out", 4 * (rows * h * hd) as u64));
-    let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &nk, v_branch: &nv, out: &out, partial: &partial, rotations: None, kv_mirror: None };
+    let b = AttentionBuffers {
+        qkv: &qb,
+        k_cache: &kb,
+        v_cache: &vb,
+        k_branch: &nk,
+        v_branch: &nv,
+        out: &out,
+        partial: &partial,
+        rotations: None,
+        kv_mirror: None,
+    };
     let step = g.uniform("step", &Step::chunk(cached as u32, rows as u32));
     kernels::submit(g, &kernels::attention(g.t(), &b, &step, p, AttentionRows::Prompt(rows as u32)).unwrap());
     let got = read_on(g, &out, rows * h * hd);
@@ -586,7 +765,13 @@ fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cach
     let shape = format!("heads {h}/{kvh} x {hd}, {rows} rows after {cached}, {splits} splits, {layout}");
     for r in 0..rows {
         let want = reference::attention(&q[r * h * hd..(r + 1) * h * hd], &k, &v, h, kvh, hd, cached + r + 1);
-        check("attention (prompt chunk)", "f32", &format!("row {r}: {shape}"), &got[r * h * hd..(r + 1) * h * hd], &want);
+        check(
+            "attention (prompt chunk)",
+            "f32",
+            &format!("row {r}: {shape}"),
+            &got[r * h * hd..(r + 1) * h * hd],
+            &want,
+        );
     }
     check("attention (prompt chunk) k store", "f32", &shape, &read_on(g, &kb, k.len()), &k);
     check("attention (prompt chunk) v store", "f32", &shape, &read_on(g, &vb, v.len()), &v);
@@ -615,13 +800,42 @@ fn attention_over_candidates(g: &On) {
     let q = rng.vec(n * h * hd);
     let (nk_now, nv_now) = (rng.vec(n * kv_dim), rng.vec(n * kv_dim));
     let qkv: Vec<f32> = (0..n)
-        .flat_map(|r| q[r * h * hd..(r + 1) * h * hd].iter().chain(&nk_now[r * kv_dim..(r + 1) * kv_dim]).chain(&nv_now[r * kv_dim..(r + 1) * kv_dim]).cloned().collect::<Vec<_>>())
+        .flat_map(|r| {
+            q[r * h * hd..(r + 1) * h * hd]
+                .iter()
+                .chain(&nk_now[r * kv_dim..(r + 1) * kv_dim])
+                .chain(&nv_now[r * kv_dim..(r + 1) * kv_dim])
+                .cloned()
+                .collect::<Vec<_>>()
+        })
         .collect();
-    let (qb, kb, vb) = (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), g.storage_with("k", bytemuck::cast_slice(&pk)), g.storage_with("v", bytemuck::cast_slice(&pv)));
-    let (kbb, vbb, out) = (g.storage_with("kb", bytemuck::cast_slice(&bk)), g.storage_with("vb", bytemuck::cast_slice(&bv)), g.storage("out", 4 * (n * h * hd) as u64));
-    let b = AttentionBuffers { qkv: &qb, k_cache: &kb, v_cache: &vb, k_branch: &kbb, v_branch: &vbb, out: &out, partial: &partial, rotations: None, kv_mirror: None };
+    let (qb, kb, vb) = (
+        g.storage_with("qkv", bytemuck::cast_slice(&qkv)),
+        g.storage_with("k", bytemuck::cast_slice(&pk)),
+        g.storage_with("v", bytemuck::cast_slice(&pv)),
+    );
+    let (kbb, vbb, out) = (
+        g.storage_with("kb", bytemuck::cast_slice(&bk)),
+        g.storage_with("vb", bytemuck::cast_slice(&bv)),
+        g.storage("out", 4 * (n * h * hd) as u64),
+    );
+    let b = AttentionBuffers {
+        qkv: &qb,
+        k_cache: &kb,
+        v_cache: &vb,
+        k_branch: &kbb,
+        v_branch: &vbb,
+        out: &out,
+        partial: &partial,
+        rotations: None,
+        kv_mirror: None,
+    };
     let step = g.uniform("step", &Step::candidates((prefix + earlier) as u32, n as u32, prefix as u32));
-    kernels::submit(g, &kernels::attention(g.t(), &b, &step, params(1, branch_len as u32), AttentionRows::Candidates(n as u32)).unwrap());
+    kernels::submit(
+        g,
+        &kernels::attention(g.t(), &b, &step, params(1, branch_len as u32), AttentionRows::Candidates(n as u32))
+            .unwrap(),
+    );
     let got = read_on(g, &out, n * h * hd);
     let mut bk_after = bk.clone();
     let mut bv_after = bv.clone();
@@ -634,7 +848,13 @@ fn attention_over_candidates(g: &On) {
         };
         let (kr, vr) = (branch(&bk, &nk_now), branch(&bv, &nv_now));
         let want = reference::attention(&q[r * h * hd..(r + 1) * h * hd], &kr, &vr, h, kvh, hd, prefix + earlier + 1);
-        check("attention (candidates)", "f32", &format!("candidate {r} of {n}"), &got[r * h * hd..(r + 1) * h * hd], &want);
+        check(
+            "attention (candidates)",
+            "f32",
+            &format!("candidate {r} of {n}"),
+            &got[r * h * hd..(r + 1) * h * hd],
+            &want,
+        );
         let at = (r * branch_len + earlier) * kv_dim;
         bk_after[at..at + kv_dim].copy_from_slice(&nk_now[r * kv_dim..(r + 1) * kv_dim]);
         bv_after[at..at + kv_dim].copy_from_slice(&nv_now[r * kv_dim..(r + 1) * kv_dim]);
@@ -655,13 +875,16 @@ fn a_validation_error_surfaces_as_an_error() {
     let (rows, cols, ty) = (8usize, 32usize, QuantType::Q8_0);
     let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
     let x = rng.vec(cols);
-    let (wb, xb, out) = (g.storage_with("w", &bytes), g.storage_with("x", bytemuck::cast_slice(&x)), g.storage("out", 4 * rows as u64));
+    let (wb, xb, out) =
+        (g.storage_with("w", &bytes), g.storage_with("x", bytemuck::cast_slice(&x)), g.storage("out", 4 * rows as u64));
     let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
     let d = kernels::matvec(g.t(), &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap();
     wb.destroy();
     kernels::submit(&g, &[d]);
     let t = std::time::Instant::now();
-    let err = pollster::block_on(g.read_f32(&out, 0, rows as u64)).err().expect("a dispatch on a destroyed buffer fails").to_string();
+    let err = pollster::block_on(g.read_f32(&out, 0, rows as u64))
+        .expect_err("a dispatch on a destroyed buffer fails")
+        .to_string();
     assert!(err.starts_with("GPU error") && err.contains("destroyed"), "{err}");
     assert!(t.elapsed().as_secs() < 10);
     // The device still works.

@@ -9,7 +9,12 @@ use webllama::engine::sampler::{Sampler, SamplerConfig};
 fn fixture_logits() -> (Vec<f32>, Vec<(u32, f32)>) {
     let g = common::golden("smollm2/generation_q4_1.json");
     let case = g["results"].as_array().unwrap().iter().find(|r| r["name"] == "raw_capital").unwrap();
-    let top: Vec<(u32, f32)> = case["top5_per_step"][0].as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32)).collect();
+    let top: Vec<(u32, f32)> = case["top5_per_step"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32))
+        .collect();
     let mut logits = vec![-10.0f32; 49152];
     for &(id, l) in &top {
         logits[id as usize] = l;

@@ -4,7 +4,7 @@
 mod common;
 
 use webllama::format::weights;
-use webllama::{Tokenizer};
+use webllama::Tokenizer;
 
 fn tokenizer() -> Option<Tokenizer> {
     let path = common::default_model()?;
@@ -57,12 +57,17 @@ fn tiny_vocab(model: &str, golden: &str) {
     let Some(path) = common::shared_fixture(&format!("tiny/{model}")) else { return };
     let tok = Tokenizer::from_gguf(&weights::read_header(&path).unwrap()).unwrap();
     let g = common::golden(&format!("tiny/{golden}"));
-    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let ids =
+        |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
     for c in g["strings"].as_array().unwrap() {
         let (name, text) = (c["name"].as_str().unwrap(), c["text"].as_str().unwrap());
         assert_eq!(tok.encode(text, true).unwrap(), ids(&c["llamacpp_ids"]), "{model} {name}: ids of {text:?}");
         let plain = tok.encode(text, false).unwrap();
-        assert_eq!(plain, ids(&c["llamacpp_ids_no_parse_special"]), "{model} {name}: ids of {text:?} without parse_special");
+        assert_eq!(
+            plain,
+            ids(&c["llamacpp_ids_no_parse_special"]),
+            "{model} {name}: ids of {text:?} without parse_special"
+        );
         assert_eq!(tok.decode(&plain[1..]).unwrap(), text, "{model} {name}: round trip");
     }
 }
@@ -79,7 +84,11 @@ fn llama3_bpe_vocab_matches_llama_cpp() {
 
 #[test]
 fn llama_eog_ids() {
-    let (Some(l2), Some(l3)) = (common::shared_fixture("tiny/tiny-llama2-Q8_0.gguf"), common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf")) else { return };
+    let (Some(l2), Some(l3)) =
+        (common::shared_fixture("tiny/tiny-llama2-Q8_0.gguf"), common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf"))
+    else {
+        return;
+    };
     let t2 = Tokenizer::from_gguf(&weights::read_header(&l2).unwrap()).unwrap();
     let t3 = Tokenizer::from_gguf(&weights::read_header(&l3).unwrap()).unwrap();
     assert_eq!((t2.eog_ids.clone(), t2.bos_id, t2.add_bos), (vec![2], Some(1), true));
@@ -92,12 +101,19 @@ fn a_tokenizer_json_can_replace_the_gguf_vocabulary() {
     let Some(tok) = tokenizer() else { return };
     let json = tok.to_json().unwrap();
     let path = common::default_model().unwrap();
-    let from_json = Tokenizer::from_gguf(&weights::read_header(&path).unwrap()).unwrap().with_tokenizer_json(json.as_bytes()).unwrap();
+    let from_json = Tokenizer::from_gguf(&weights::read_header(&path).unwrap())
+        .unwrap()
+        .with_tokenizer_json(json.as_bytes())
+        .unwrap();
     for c in common::golden("smollm2/tokenizer_golden.json").as_array().unwrap() {
         let text = c["text"].as_str().unwrap();
         let want: Vec<u32> = serde_json::from_value(c["ids"].clone()).unwrap();
         assert_eq!(from_json.encode(text, c["parse_special"].as_bool().unwrap()).unwrap(), want, "{text:?}");
     }
-    let err = Tokenizer::from_gguf(&weights::read_header(&path).unwrap()).unwrap().with_tokenizer_json(b"{not json").err().unwrap();
+    let err = Tokenizer::from_gguf(&weights::read_header(&path).unwrap())
+        .unwrap()
+        .with_tokenizer_json(b"{not json")
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
 }

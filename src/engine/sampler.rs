@@ -51,7 +51,10 @@ impl SamplerConfig {
     }
     /// Whether the logits are changed before the choice.
     pub fn edits_logits(&self) -> bool {
-        self.repetition_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0 || !self.logit_bias.is_empty()
+        self.repetition_penalty != 1.0
+            || self.frequency_penalty != 0.0
+            || self.presence_penalty != 0.0
+            || !self.logit_bias.is_empty()
     }
     /// Whether the GPU's argmax of the raw logits is the answer (so no logits need to come back).
     pub fn gpu_argmax_suffices(&self) -> bool {
@@ -103,7 +106,8 @@ impl Sampler {
     /// (descending), from logits already biased and penalized.
     pub fn candidates(&self, logits: &[f32]) -> Vec<(u32, f32)> {
         let c = &self.cfg;
-        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as u32, l)).collect();
+        let mut cand: Vec<(u32, f32)> =
+            logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as u32, l)).collect();
         cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if c.top_k > 0 {
             cand.truncate(c.top_k);

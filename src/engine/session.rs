@@ -1,11 +1,11 @@
 //! Session: a model with its tokenizer and chat template; prefill, decode steps, sampling, stop at
 //! end-of-generation, streamed text. Reuses the KV cache of a prompt's common prefix.
 
-use crate::text::chat::{ChatTemplate, Message, CHATML};
+use crate::engine::sampler::{top_k, Sampler, SamplerConfig};
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
 use crate::model::{Model, StepOutput, MAX_CANDIDATES};
-use crate::engine::sampler::{top_k, Sampler, SamplerConfig};
+use crate::text::chat::{ChatTemplate, Message, CHATML};
 use crate::text::tokenizer::Tokenizer;
 
 /// What to generate.
@@ -24,7 +24,13 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_tokens: 256, sampler: SamplerConfig::default(), ignore_eos: false, top_logits: 0, stop: vec![] }
+        GenerateOptions {
+            max_tokens: 256,
+            sampler: SamplerConfig::default(),
+            ignore_eos: false,
+            top_logits: 0,
+            stop: vec![],
+        }
     }
 }
 
@@ -126,14 +132,22 @@ impl Session {
         }
         let source = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).unwrap_or(CHATML);
         let tok_text = |id: Option<u32>| id.map(|i| tokenizer.tokens[i as usize].clone()).unwrap_or_default();
-        let eos = g.opt_u64("tokenizer.ggml.eos_token_id")?.map(|i| i as u32).filter(|&i| (i as usize) < tokenizer.vocab_size());
+        let eos = g
+            .opt_u64("tokenizer.ggml.eos_token_id")?
+            .map(|i| i as u32)
+            .filter(|&i| (i as usize) < tokenizer.vocab_size());
         let template = ChatTemplate::new(source, &tok_text(tokenizer.bos_id), &tok_text(eos))?;
         Ok(Session { model, tokenizer, template, cached: vec![] })
     }
 
     /// Loads a GGUF file from disk onto `gpu`, laid out for `layout` (native only).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn load_file(gpu: std::sync::Arc<crate::gpu::Gpu>, layout: crate::gpu::Layout, path: &str, ctx: Option<usize>) -> Result<Session> {
+    pub fn load_file(
+        gpu: std::sync::Arc<crate::gpu::Gpu>,
+        layout: crate::gpu::Layout,
+        path: &str,
+        ctx: Option<usize>,
+    ) -> Result<Session> {
         let g = crate::format::weights::read_header(path)?;
         let mut b = crate::model::ModelBuilder::new(gpu, layout, &g, ctx)?;
         b.upload_all(&mut crate::format::weights::FileSource::open(path)?)?;
@@ -153,7 +167,12 @@ impl Session {
 
     /// Generates from `prompt_ids`, calling `on_text` with each piece of text as it is made; it
     /// returns false to stop (finish reason Abort).
-    pub async fn generate(&mut self, prompt_ids: &[u32], opts: &GenerateOptions, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+    pub async fn generate(
+        &mut self,
+        prompt_ids: &[u32],
+        opts: &GenerateOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
         let mut all = self.generate_n(prompt_ids, 1, opts, &mut |_, t| on_text(t)).await?;
         Ok(all.remove(0))
     }
@@ -173,7 +192,9 @@ impl Session {
             return Err(Error::InvalidRequest("the prompt is empty".into()));
         }
         if n == 0 || n > MAX_CANDIDATES as usize {
-            return Err(Error::InvalidRequest(format!("n is {n}: between 1 and {MAX_CANDIDATES} candidates are supported")));
+            return Err(Error::InvalidRequest(format!(
+                "n is {n}: between 1 and {MAX_CANDIDATES} candidates are supported"
+            )));
         }
         if opts.stop.iter().any(|s| s.is_empty()) {
             return Err(Error::InvalidRequest("a stop string is empty".into()));
@@ -196,7 +217,10 @@ impl Session {
         let t1 = now_ms();
         let mut tracks: Vec<Track> = (0..n)
             .map(|c| Track {
-                sampler: Sampler::new(SamplerConfig { seed: opts.sampler.seed.wrapping_add(c as u64), ..opts.sampler.clone() }),
+                sampler: Sampler::new(SamplerConfig {
+                    seed: opts.sampler.seed.wrapping_add(c as u64),
+                    ..opts.sampler.clone()
+                }),
                 history: prompt_ids.to_vec(),
                 ids: vec![],
                 text: String::new(),
@@ -267,13 +291,23 @@ impl Track {
     /// Picks the next id from a step's output and appends it: streams the new text (holding back
     /// what may start a stop string), and sets `finish` at an end-of-generation id, a stop string,
     /// an abort or max_tokens.
-    fn take(&mut self, out: &StepOutput, opts: &GenerateOptions, tok: &Tokenizer, on_text: &mut dyn FnMut(&str) -> bool) -> Result<()> {
+    fn take(
+        &mut self,
+        out: &StepOutput,
+        opts: &GenerateOptions,
+        tok: &Tokenizer,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<()> {
         let id = match &out.logits {
             Some(l) => {
                 if opts.top_logits > 0 {
                     self.top_logits.push(top_k(l, opts.top_logits));
                 }
-                if opts.sampler.gpu_argmax_suffices() { out.argmax } else { self.sampler.sample(l, &self.history) }
+                if opts.sampler.gpu_argmax_suffices() {
+                    out.argmax
+                } else {
+                    self.sampler.sample(l, &self.history)
+                }
             }
             None => out.argmax,
         };

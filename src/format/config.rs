@@ -57,7 +57,11 @@ impl Config {
             Ok(v as usize)
         };
         let opt = |key: &str, max: u64| -> Result<Option<usize>> {
-            if g.get(key).is_some() { get(key, max).map(Some) } else { Ok(None) }
+            if g.get(key).is_some() {
+                get(key, max).map(Some)
+            } else {
+                Ok(None)
+            }
         };
         let n_layers = get("llama.block_count", MAX_LAYERS)?;
         let dim = get("llama.embedding_length", MAX_WIDTH)?;
@@ -75,11 +79,15 @@ impl Config {
             }
         }
         if n_heads % n_kv_heads != 0 {
-            return Err(Error::BadConfig(format!("head_count {n_heads} is not a multiple of head_count_kv {n_kv_heads}")));
+            return Err(Error::BadConfig(format!(
+                "head_count {n_heads} is not a multiple of head_count_kv {n_kv_heads}"
+            )));
         }
         let n_rot = opt("llama.rope.dimension_count", MAX_WIDTH)?.unwrap_or(head_dim);
         if n_rot > head_dim || n_rot % 2 != 0 {
-            return Err(Error::BadConfig(format!("rope.dimension_count {n_rot} must be even and at most the head width {head_dim}")));
+            return Err(Error::BadConfig(format!(
+                "rope.dimension_count {n_rot} must be even and at most the head width {head_dim}"
+            )));
         }
         let rope_base = g.opt_f32("llama.rope.freq_base")?.unwrap_or(10000.0);
         if !(rope_base.is_finite() && rope_base > 1.0) {
@@ -90,13 +98,17 @@ impl Config {
             Some("linear") => {
                 let f = g.opt_f32("llama.rope.scaling.factor")?.unwrap_or(1.0);
                 if !(f.is_finite() && f >= 1.0) {
-                    return Err(Error::BadConfig(format!("rope.scaling.factor is {f}, expected a finite number of at least 1")));
+                    return Err(Error::BadConfig(format!(
+                        "rope.scaling.factor is {f}, expected a finite number of at least 1"
+                    )));
                 }
                 1.0 / f
             }
             // LLaMA-3 scaling is carried by rope_freqs.weight; its keys only describe it.
             Some("llama3") => 1.0,
-            Some(other) => return Err(Error::BadConfig(format!("rope.scaling.type {other:?} is not supported (linear, llama3)"))),
+            Some(other) => {
+                return Err(Error::BadConfig(format!("rope.scaling.type {other:?} is not supported (linear, llama3)")))
+            }
         };
         let rope_freqs = g.tensor("rope_freqs.weight").is_some();
         let rms_eps = g.opt_f32("llama.attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5);
@@ -113,12 +125,27 @@ impl Config {
         let vocab_size = embd.dims[1] as usize;
         if let Some(v) = opt("llama.vocab_size", 1 << 24)? {
             if v != vocab_size {
-                return Err(Error::BadConfig(format!("llama.vocab_size {v} differs from token_embd rows {vocab_size}")));
+                return Err(Error::BadConfig(format!(
+                    "llama.vocab_size {v} differs from token_embd rows {vocab_size}"
+                )));
             }
         }
         let tied_output = g.tensor("output.weight").is_none();
         Ok(Config {
-            n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, rope_base, rope_freq_scale, rope_freqs, n_rot, rms_eps, ctx_len, vocab_size, tied_output,
+            n_layers,
+            dim,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            ffn_dim,
+            rope_base,
+            rope_freq_scale,
+            rope_freqs,
+            n_rot,
+            rms_eps,
+            ctx_len,
+            vocab_size,
+            tied_output,
         })
     }
 

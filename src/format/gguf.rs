@@ -154,11 +154,9 @@ impl Gguf {
     pub fn parse_complete(bytes: &[u8]) -> Result<Gguf> {
         match Self::parse(bytes, Some(bytes.len() as u64))? {
             Parsed::Done(g) => Ok(*g),
-            Parsed::NeedMore { needed } => Err(Error::Truncated {
-                what: "header".into(),
-                needed,
-                available: bytes.len() as u64,
-            }),
+            Parsed::NeedMore { needed } => {
+                Err(Error::Truncated { what: "header".into(), needed, available: bytes.len() as u64 })
+            }
         }
     }
 
@@ -181,7 +179,11 @@ impl Gguf {
     }
     /// An optional non-negative integer.
     pub fn opt_u64(&self, key: &str) -> Result<Option<u64>> {
-        if self.get(key).is_some() { self.get_u64(key).map(Some) } else { Ok(None) }
+        if self.get(key).is_some() {
+            self.get_u64(key).map(Some)
+        } else {
+            Ok(None)
+        }
     }
     /// An optional number as f32.
     pub fn opt_f32(&self, key: &str) -> Result<Option<f32>> {
@@ -275,10 +277,9 @@ impl<'a> Reader<'a> {
             return Err(over(&format!("length of {what}"), len, MAX_STRING).into());
         }
         let bytes = self.take(len, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| Stop::Err(Error::BadMetadata {
-            key: what.to_string(),
-            msg: "string is not valid UTF-8".into(),
-        }))
+        String::from_utf8(bytes.to_vec()).map_err(|_| {
+            Stop::Err(Error::BadMetadata { key: what.to_string(), msg: "string is not valid UTF-8".into() })
+        })
     }
     fn value(&mut self, ty: u32, key: &str, depth: u32) -> R<Value> {
         Ok(match ty {
@@ -304,9 +305,8 @@ impl<'a> Reader<'a> {
                 if len > MAX_ARRAY {
                     return Err(over(&format!("array length of {key:?}"), len, MAX_ARRAY).into());
                 }
-                let min_size = min_value_size(elem_ty).ok_or_else(|| {
-                    Stop::Err(Error::UnknownValueType { key: key.to_string(), type_id: elem_ty })
-                })?;
+                let min_size = min_value_size(elem_ty)
+                    .ok_or_else(|| Stop::Err(Error::UnknownValueType { key: key.to_string(), type_id: elem_ty }))?;
                 let min_bytes = len.saturating_mul(min_size);
                 if min_bytes > self.left_in_file() {
                     return Err(Error::Truncated {
@@ -337,7 +337,7 @@ fn min_value_size(ty: u32) -> Option<u64> {
     Some(match ty {
         0 | 1 | 7 => 1,
         2 | 3 => 2,
-        4 | 5 | 6 => 4,
+        4..=6 => 4,
         8 | 10 | 11 | 12 => 8,
         9 => 12,
         _ => return None,
@@ -414,20 +414,30 @@ fn parse_inner(r: &mut Reader) -> R<Gguf> {
             if d == 0 {
                 return Err(tensor_err(&name, &format!("has a zero dimension in {dims:?}")).into());
             }
-            n = n.checked_mul(d).filter(|&n| n < (1 << 62)).ok_or_else(|| {
-                Stop::Err(tensor_err(&name, &format!("dimensions {dims:?} overflow")))
-            })?;
+            n = n
+                .checked_mul(d)
+                .filter(|&n| n < (1 << 62))
+                .ok_or_else(|| Stop::Err(tensor_err(&name, &format!("dimensions {dims:?} overflow"))))?;
         }
         if dims[0] % ty.block_elems() != 0 {
             return Err(tensor_err(
                 &name,
-                &format!("row length {} is not a multiple of the {} block size {}", dims[0], ty.name(), ty.block_elems()),
+                &format!(
+                    "row length {} is not a multiple of the {} block size {}",
+                    dims[0],
+                    ty.name(),
+                    ty.block_elems()
+                ),
             )
             .into());
         }
         let n_bytes = ty.bytes_for(n).ok_or_else(|| Stop::Err(tensor_err(&name, "size overflows")))?;
         if rel_offset % alignment != 0 {
-            return Err(tensor_err(&name, &format!("data offset {rel_offset} is not a multiple of the alignment {alignment}")).into());
+            return Err(tensor_err(
+                &name,
+                &format!("data offset {rel_offset} is not a multiple of the alignment {alignment}"),
+            )
+            .into());
         }
         let offset = data_offset
             .checked_add(rel_offset)
@@ -435,7 +445,12 @@ fn parse_inner(r: &mut Reader) -> R<Gguf> {
             .ok_or_else(|| Stop::Err(tensor_err(&name, &format!("data offset {rel_offset} overflows"))))?;
         if let Some(len) = r.file_len {
             if offset + n_bytes > len {
-                return Err(Error::Truncated { what: format!("tensor {name:?}"), needed: offset + n_bytes, available: len }.into());
+                return Err(Error::Truncated {
+                    what: format!("tensor {name:?}"),
+                    needed: offset + n_bytes,
+                    available: len,
+                }
+                .into());
             }
         }
         tensors.push(TensorInfo { name, dims, ty, offset, n_bytes });
@@ -525,7 +540,7 @@ pub mod writer {
             offsets.push(offset);
             offset += (data.len() as u64).div_ceil(32) * 32;
         }
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         let base = out.len();

@@ -119,7 +119,7 @@ impl QuantType {
     }
     /// Bytes taken by `n_elements` (a multiple of the block size), or None on a partial block or overflow.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
-        if n_elements % self.block_elems() != 0 {
+        if !n_elements.is_multiple_of(self.block_elems()) {
             return None;
         }
         (n_elements / self.block_elems()).checked_mul(self.block_bytes())
@@ -130,7 +130,11 @@ impl QuantType {
         if block.len() != self.block_bytes() as usize || out.len() != n {
             return Err(Error::InvalidRequest(format!(
                 "dequantize {}: got {} bytes into {} values, expected {} into {}",
-                self.name(), block.len(), out.len(), self.block_bytes(), n
+                self.name(),
+                block.len(),
+                out.len(),
+                self.block_bytes(),
+                n
             )));
         }
         let h = |i: usize| f16::from_le_bytes([block[i], block[i + 1]]).to_f32();
@@ -283,9 +287,7 @@ impl QuantType {
                     }
                 }
             }
-            other => {
-                return Err(Error::UnsupportedType { tensor: String::new(), type_name: other.name().to_string() })
-            }
+            other => return Err(Error::UnsupportedType { tensor: String::new(), type_name: other.name().to_string() }),
         }
         Ok(())
     }
@@ -306,7 +308,8 @@ impl QuantType {
             F16 | Q4_0 | Q5_0 | Q8_0 => fix(block, 0),
             Bf16 => {
                 let bits = u16::from_le_bytes([block[0], block[1]]);
-                block.copy_from_slice(&((bits & 0x807f) | 0x3e00).to_le_bytes()); // |v| < 0.25
+                block.copy_from_slice(&((bits & 0x807f) | 0x3e00).to_le_bytes());
+                // |v| < 0.25
             }
             Q4_1 | Q5_1 | Q4K | Q5K => {
                 fix(block, 0);
@@ -326,7 +329,12 @@ impl QuantType {
     /// Used to build test inputs and small test models.
     pub fn quantize_block(self, x: &[f32], out: &mut Vec<u8>) -> Result<()> {
         if x.len() != self.block_elems() as usize {
-            return Err(Error::InvalidRequest(format!("quantize {}: {} values, expected {}", self.name(), x.len(), self.block_elems())));
+            return Err(Error::InvalidRequest(format!(
+                "quantize {}: {} values, expected {}",
+                self.name(),
+                x.len(),
+                self.block_elems()
+            )));
         }
         let put_h = |out: &mut Vec<u8>, v: f32| out.extend_from_slice(&f16::from_f32(v).to_le_bytes());
         // The value of largest magnitude, with its sign.
@@ -339,7 +347,8 @@ impl QuantType {
                 let levels = if self == Q4_0 { 8.0 } else { 16.0 };
                 let d = signed_max() / -levels;
                 let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                let q: Vec<u32> = x.iter().map(|v| ((v * id + levels + 0.5) as u32).min(2 * levels as u32 - 1)).collect();
+                let q: Vec<u32> =
+                    x.iter().map(|v| ((v * id + levels + 0.5) as u32).min(2 * levels as u32 - 1)).collect();
                 put_h(out, d);
                 if self == Q5_0 {
                     let qh = (0..32).fold(0u32, |h, j| h | ((q[j] >> 4) & 1) << j);
@@ -377,8 +386,12 @@ impl QuantType {
     /// Quantizes whole blocks of `x` into GGUF bytes.
     pub fn quantize(self, x: &[f32]) -> Result<Vec<u8>> {
         let be = self.block_elems() as usize;
-        if x.len() % be != 0 {
-            return Err(Error::InvalidRequest(format!("quantize {}: {} values are not whole blocks of {be}", self.name(), x.len())));
+        if !x.len().is_multiple_of(be) {
+            return Err(Error::InvalidRequest(format!(
+                "quantize {}: {} values are not whole blocks of {be}",
+                self.name(),
+                x.len()
+            )));
         }
         let mut out = Vec::with_capacity(x.len() / be * self.block_bytes() as usize);
         for blk in x.chunks_exact(be) {
@@ -390,10 +403,12 @@ impl QuantType {
     /// Dequantizes a run of whole blocks (e.g. one row) into f32 values.
     pub fn dequantize(self, bytes: &[u8], out: &mut [f32]) -> Result<()> {
         let (be, bb) = (self.block_elems() as usize, self.block_bytes() as usize);
-        if bytes.len() % bb != 0 || bytes.len() / bb * be != out.len() {
+        if !bytes.len().is_multiple_of(bb) || bytes.len() / bb * be != out.len() {
             return Err(Error::InvalidRequest(format!(
                 "dequantize {}: {} bytes do not make {} values",
-                self.name(), bytes.len(), out.len()
+                self.name(),
+                bytes.len(),
+                out.len()
             )));
         }
         for (blk, o) in bytes.chunks_exact(bb).zip(out.chunks_exact_mut(be)) {

@@ -1,7 +1,7 @@
 //! The LLaMA tensor map: GGUF tensor names verbatim, their expected shapes, and where bytes come from.
 
-use crate::format::config::Config;
 use crate::error::{Error, Result};
+use crate::format::config::Config;
 use crate::format::gguf::{Gguf, TensorInfo};
 
 /// Per-layer tensors, by their GGUF name suffix after `blk.{i}.`.
@@ -32,7 +32,8 @@ pub fn layer(i: usize, suffix: &str) -> String {
 
 /// Every tensor the decoder reads, with its expected ggml shape ([row length, rows] or [len]).
 pub fn expected(cfg: &Config) -> Vec<(String, Vec<u64>)> {
-    let (d, q, kv, f, v) = (cfg.dim as u64, cfg.q_dim() as u64, cfg.kv_dim() as u64, cfg.ffn_dim as u64, cfg.vocab_size as u64);
+    let (d, q, kv, f, v) =
+        (cfg.dim as u64, cfg.q_dim() as u64, cfg.kv_dim() as u64, cfg.ffn_dim as u64, cfg.vocab_size as u64);
     let mut out = vec![(TOKEN_EMBD.to_string(), vec![d, v]), (OUTPUT_NORM.to_string(), vec![d])];
     if !cfg.tied_output {
         out.push((OUTPUT.to_string(), vec![d, v]));
@@ -64,7 +65,10 @@ pub fn check(g: &Gguf, cfg: &Config) -> Result<()> {
     for (name, shape) in expected(cfg) {
         let t = g.tensor(&name).ok_or_else(|| Error::MissingTensor(name.clone()))?;
         if t.dims != shape {
-            return Err(Error::BadTensor { tensor: name, msg: format!("has shape {:?}, expected {:?}", t.dims, shape) });
+            return Err(Error::BadTensor {
+                tensor: name,
+                msg: format!("has shape {:?}, expected {:?}", t.dims, shape),
+            });
         }
         t.ty.check_supported(&name)?;
     }

@@ -109,7 +109,10 @@ impl Module {
 
     /// A module that reads blocks of `ty`: common.wgsl and the type's decoder, then `parts`.
     pub fn quant(name: &str, ty: QuantType, parts: &[&str]) -> Result<Module> {
-        let q = quant_wgsl(ty).ok_or_else(|| Error::UnsupportedType { tensor: format!("({name} kernel)"), type_name: ty.name().to_string() })?;
+        let q = quant_wgsl(ty).ok_or_else(|| Error::UnsupportedType {
+            tensor: format!("({name} kernel)"),
+            type_name: ty.name().to_string(),
+        })?;
         Ok(Module::new(&format!("{name}/{}", ty.name()), &[wgsl::COMMON, q]).with(parts))
     }
 
@@ -136,7 +139,9 @@ impl Module {
     /// built-ins, which wgpu's naga (native) rejects.
     pub fn source(&self) -> String {
         let src = self.parts.join("\n");
-        let uses_subgroups = ["subgroupBroadcast(", "subgroupAdd(", "subgroupExclusiveAdd(", "subgroupElect("].iter().any(|f| src.contains(f));
+        let uses_subgroups = ["subgroupBroadcast(", "subgroupAdd(", "subgroupExclusiveAdd(", "subgroupElect("]
+            .iter()
+            .any(|f| src.contains(f));
         if cfg!(target_arch = "wasm32") && uses_subgroups {
             format!("enable subgroups;\n{src}")
         } else {
@@ -229,14 +234,22 @@ pub fn prompt_lanes_walks(hd4: u32) -> [(&'static str, String); 3] {
         let mut w = String::new();
         for c in loads.clone() {
             let at = format!("kb + min(lane + {}u, {}u)", 8 * c, hd4 - 1);
-            w += &format!("        let kl_{c} = {};\n        let vl_{c} = {};\n", k_load.replace("AT", &at), v_load.replace("AT", &at));
+            w += &format!(
+                "        let kl_{c} = {};\n        let vl_{c} = {};\n",
+                k_load.replace("AT", &at),
+                v_load.replace("AT", &at)
+            );
         }
         for i in vecs.clone() {
             w += &format!("        let k_{i} = subgroupBroadcast(kl_{}, {}u);\n", i / 8, i % 8);
         }
         let dots: Vec<String> = vecs.clone().map(|i| format!("dot(q_{i}, k_{i})")).collect();
         w += &format!("        let s = {};\n", dots.join(" + "));
-        w += if masked { "        let cp = softmax_step(&m, &l, select(s, -3.4e38, j > pos_r));\n" } else { "        let cp = softmax_step(&m, &l, s);\n" };
+        w += if masked {
+            "        let cp = softmax_step(&m, &l, select(s, -3.4e38, j > pos_r));\n"
+        } else {
+            "        let cp = softmax_step(&m, &l, s);\n"
+        };
         for i in vecs.clone() {
             w += &format!("        a_{i} = a_{i} * cp.x + cp.y * subgroupBroadcast(vl_{}, {}u);\n", i / 8, i % 8);
         }
@@ -245,7 +258,8 @@ pub fn prompt_lanes_walks(hd4: u32) -> [(&'static str, String); 3] {
     cache += "    for (var j = 0u; j < step.pos; j++) {\n        let kb = j * kv4 + kv_off4;\n";
     cache += &body("k_cache[AT]", "v_cache[AT]", false);
     cache += "    }\n";
-    let mut own = "    for (var j = step.pos; j <= last; j++) {\n        let kb = (j - step.pos) * stride4 + own_k;\n".to_string();
+    let mut own = "    for (var j = step.pos; j <= last; j++) {\n        let kb = (j - step.pos) * stride4 + own_k;\n"
+        .to_string();
     own += &body("qkv[AT]", "qkv[kv4 + AT]", true);
     own += "    }\n";
     let store: String = vecs.map(|i| format!("        out[o + {i}u] = a_{i} / l;\n")).collect();

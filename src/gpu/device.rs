@@ -110,7 +110,7 @@ impl Gpu {
 
     /// Largest byte size one storage binding may have on this device.
     pub fn max_binding(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     /// Whether the device has subgroup operations enabled.
@@ -126,7 +126,10 @@ impl Gpu {
             return Ok(p.clone());
         }
         self.take_error()?;
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(source.into()) });
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(name),
             layout: None,
@@ -173,7 +176,7 @@ impl Gpu {
 
     /// Writes `bytes` at `offset` (a multiple of 4), zero-padding the tail to a multiple of 4.
     pub fn write(&self, buf: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             self.queue.write_buffer(buf, offset, bytes);
         } else {
             let mut padded = bytes.to_vec();

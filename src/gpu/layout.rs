@@ -119,7 +119,8 @@ impl Layout {
     /// The adapter's own layout with `o` applied: the CPU family on adapters whose type is CPU, the
     /// GPU family elsewhere.
     pub fn choose(gpu: &Gpu, o: &Overrides) -> Layout {
-        let family = o.family.unwrap_or(if gpu.info.device_type == wgpu::DeviceType::Cpu { Family::Cpu } else { Family::Gpu });
+        let family =
+            o.family.unwrap_or(if gpu.info.device_type == wgpu::DeviceType::Cpu { Family::Cpu } else { Family::Gpu });
         let subgroups = gpu.has_subgroups() && o.subgroups.unwrap_or(true);
         let cpu = family == Family::Cpu;
         let mut layout = Layout {
@@ -221,7 +222,9 @@ impl fmt::Display for Layout {
                 (true, true) => "textures storage".into(),
                 (true, false) => "textures sampled".into(),
             });
-            for (on, name) in [(self.kv_mirror, "kv mirror"), (self.prompt_lanes, "prompt lanes"), (self.folds, "folds")] {
+            for (on, name) in
+                [(self.kv_mirror, "kv mirror"), (self.prompt_lanes, "prompt lanes"), (self.folds, "folds")]
+            {
                 if on {
                     opts.push(name.into());
                 }

@@ -67,8 +67,19 @@ impl AttentionRows {
 /// attention for the `which` rows: causal softmax(q k^T / sqrt(head_dim)) v per head, each row's k
 /// and v stored in the cache (or its branch) on the way. One dispatch, or two in the GPU family
 /// when the positions are split (p.n_splits > 1).
-pub fn attention(t: Target, b: &AttentionBuffers, step: &wgpu::Buffer, p: AttentionParams, which: AttentionRows) -> Result<Vec<Dispatch>> {
-    let p = AttentionParams { kv_dim: p.n_kv_heads * p.head_dim, scale: 1.0 / (p.head_dim as f32).sqrt(), n_splits: p.n_splits.max(1), ..p };
+pub fn attention(
+    t: Target,
+    b: &AttentionBuffers,
+    step: &wgpu::Buffer,
+    p: AttentionParams,
+    which: AttentionRows,
+) -> Result<Vec<Dispatch>> {
+    let p = AttentionParams {
+        kv_dim: p.n_kv_heads * p.head_dim,
+        scale: 1.0 / (p.head_dim as f32).sqrt(),
+        n_splits: p.n_splits.max(1),
+        ..p
+    };
     match t.layout.family {
         Family::Gpu => gpu::attention(t, b, step, p, which),
         Family::Cpu => cpu::attention(t, b, step, p, which).map(|d| vec![d]),

@@ -79,7 +79,14 @@ fn at<'a>(buffers: &[(u32, &'a wgpu::Buffer)]) -> Vec<(u32, wgpu::BindingResourc
 }
 
 /// A Dispatch of `pipeline` with `params` in a uniform at binding 0 and `resources` at theirs.
-fn bind(gpu: &Gpu, name: &'static str, pipeline: Arc<wgpu::ComputePipeline>, params: &[u8], resources: Vec<(u32, wgpu::BindingResource)>, workgroups: [u32; 3]) -> Result<Dispatch> {
+fn bind(
+    gpu: &Gpu,
+    name: &'static str,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    params: &[u8],
+    resources: Vec<(u32, wgpu::BindingResource)>,
+    workgroups: [u32; 3],
+) -> Result<Dispatch> {
     let uniform = gpu.buffer(&wgpu::BufferDescriptor {
         label: Some(name),
         size: params.len() as u64,
@@ -89,7 +96,11 @@ fn bind(gpu: &Gpu, name: &'static str, pipeline: Arc<wgpu::ComputePipeline>, par
     gpu.queue.write_buffer(&uniform, 0, params);
     let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
     entries.extend(resources.into_iter().map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource }));
-    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(name), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(name),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    });
     gpu.take_error()?;
     Ok(Dispatch { name, pipeline, bind_group, workgroups, _uniform: uniform })
 }
@@ -160,7 +171,10 @@ impl<'a> QuantMatrix<'a> {
     fn buffer(&self, kernel: &str) -> Result<&'a wgpu::Buffer> {
         match self.blocks {
             Blocks::Buffer(b) => Ok(b),
-            Blocks::Texture(_) => Err(Error::InvalidRequest(format!("{kernel}: a {} matrix in a texture has no {kernel} kernel", self.ty.name()))),
+            Blocks::Texture(_) => Err(Error::InvalidRequest(format!(
+                "{kernel}: a {} matrix in a texture has no {kernel} kernel",
+                self.ty.name()
+            ))),
         }
     }
 
@@ -206,9 +220,19 @@ pub struct MatvecParams {
 
 /// matvec: out[out_offset + pos * out_pos_stride + r] (+)= dot(W[r], x[x_offset..]).
 /// x is read four values at a time: x_offset and the row length must be multiples of 4.
-pub fn matvec(t: Target, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatvecParams) -> Result<Dispatch> {
-    if p.x_offset % 4 != 0 || w.cols % 4 != 0 {
-        return Err(Error::InvalidRequest(format!("matvec: x offset {} and row length {} must be multiples of 4", p.x_offset, w.cols)));
+pub fn matvec(
+    t: Target,
+    w: &QuantMatrix,
+    x: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: MatvecParams,
+) -> Result<Dispatch> {
+    if !p.x_offset.is_multiple_of(4) || !w.cols.is_multiple_of(4) {
+        return Err(Error::InvalidRequest(format!(
+            "matvec: x offset {} and row length {} must be multiples of 4",
+            p.x_offset, w.cols
+        )));
     }
     let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p };
     match t.layout.family {
@@ -239,9 +263,20 @@ pub struct MatmulParams {
 
 /// matmul: out[t, r] (+)= dot(W[w_row0 + r], x[t]) for the step.n_rows tokens of a batch of at most
 /// `max_tokens` (p.rows: how many weight rows; 0 means all of w's rows from w_row0 on).
-pub fn matmul(t: Target, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatmulParams, max_tokens: u32) -> Result<Dispatch> {
-    if p.x_stride % 4 != 0 || w.cols % 4 != 0 {
-        return Err(Error::InvalidRequest(format!("matmul: x stride {} and row length {} must be multiples of 4", p.x_stride, w.cols)));
+pub fn matmul(
+    t: Target,
+    w: &QuantMatrix,
+    x: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: MatmulParams,
+    max_tokens: u32,
+) -> Result<Dispatch> {
+    if !p.x_stride.is_multiple_of(4) || !w.cols.is_multiple_of(4) {
+        return Err(Error::InvalidRequest(format!(
+            "matmul: x stride {} and row length {} must be multiples of 4",
+            p.x_stride, w.cols
+        )));
     }
     let rows = if p.rows == 0 { w.rows - p.w_row0 } else { p.rows };
     let p = MatmulParams { rows, cols: w.cols, row_bytes: w.row_stride, ..p };
@@ -266,13 +301,35 @@ pub struct EmbedParams {
 /// embed: out = dequantized row tokens[token_index] of the table part starting at `row_start`.
 /// With `rows` > 1, tokens token_index.. go to rows of `out` one `table.cols` apart. The CPU
 /// family reads tables in its wide layout through embed_wide.
-pub fn embed(t: Target, table: &QuantMatrix, row_start: u32, tokens: &wgpu::Buffer, out: &wgpu::Buffer, token_index: u32, rows: u32) -> Result<Dispatch> {
-    let p = EmbedParams { dim: table.cols, row_bytes: table.row_stride, row_start, n_rows: table.rows, token_index, ..Default::default() };
+pub fn embed(
+    t: Target,
+    table: &QuantMatrix,
+    row_start: u32,
+    tokens: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    token_index: u32,
+    rows: u32,
+) -> Result<Dispatch> {
+    let p = EmbedParams {
+        dim: table.cols,
+        row_bytes: table.row_stride,
+        row_start,
+        n_rows: table.rows,
+        token_index,
+        ..Default::default()
+    };
     if let Some(d) = cpu::embed_wide(t, table, tokens, out, p, rows)? {
         return Ok(d);
     }
     let pipeline = t.pipeline(&Module::quant("embed", table.ty, &[wgsl::EMBED])?, "main")?;
-    bind(t.gpu, "embed", pipeline, bytemuck::bytes_of(&p), numbered(&[table.buffer("embed")?, tokens, out]), [table.cols.div_ceil(64), rows, 1])
+    bind(
+        t.gpu,
+        "embed",
+        pipeline,
+        bytemuck::bytes_of(&p),
+        numbered(&[table.buffer("embed")?, tokens, out]),
+        [table.cols.div_ceil(64), rows, 1],
+    )
 }
 
 #[repr(C)]
@@ -287,7 +344,15 @@ pub struct RmsnormParams {
 /// rmsnorm: out = x / sqrt(mean(x^2) + eps) * w, for `rows` vectors of n one after another: a
 /// workgroup of 256 per row, or in the CPU family with 8-lane subgroups 8 lanes per row
 /// (rmsnorm_lanes.wgsl).
-pub fn rmsnorm(t: Target, x: &wgpu::Buffer, w: &wgpu::Buffer, out: &wgpu::Buffer, n: u32, eps: f32, rows: u32) -> Result<Dispatch> {
+pub fn rmsnorm(
+    t: Target,
+    x: &wgpu::Buffer,
+    w: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    n: u32,
+    eps: f32,
+    rows: u32,
+) -> Result<Dispatch> {
     let p = RmsnormParams { n, eps, x_offset: 0, out_offset: 0 };
     let (module, entry) = if t.layout.lanes_of_8() {
         (Module::new("rmsnorm_lanes", &[wgsl::RMSNORM, wgsl::cpu::RMSNORM_LANES]), "main_lanes")
@@ -314,7 +379,14 @@ pub struct RopeParams {
 /// rope: rotates the heads at x[offset + pos * pos_stride ..] in place for position step.pos (and
 /// for `rows` batch rows, row_stride apart, at their positions); `freq_factors` holds n_rot / 2
 /// divisors of the angles (ones when the model has none).
-pub fn rope(t: Target, x: &wgpu::Buffer, freq_factors: &wgpu::Buffer, step: &wgpu::Buffer, p: RopeParams, rows: u32) -> Result<Dispatch> {
+pub fn rope(
+    t: Target,
+    x: &wgpu::Buffer,
+    freq_factors: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: RopeParams,
+    rows: u32,
+) -> Result<Dispatch> {
     let n = p.n_heads * p.n_rot / 2;
     let pipeline = t.pipeline(&Module::new("rope", &[wgsl::ROPE]), "main")?;
     bind(t.gpu, "rope", pipeline, bytemuck::bytes_of(&p), numbered(&[step, x, freq_factors]), [n.div_ceil(64), rows, 1])

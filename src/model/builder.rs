@@ -70,12 +70,18 @@ impl ModelBuilder {
             return Err(Error::BadConfig(format!("head width {} is not a multiple of 4", cfg.head_dim)));
         }
         if cfg.head_dim > 256 {
-            return Err(Error::BadConfig(format!("head width {} is over the 256 the attention kernel supports", cfg.head_dim)));
+            return Err(Error::BadConfig(format!(
+                "head width {} is over the 256 the attention kernel supports",
+                cfg.head_dim
+            )));
         }
         // Attention binds the most storage buffers: qkv, k and v cache, k and v branch, out, partials.
         const STORAGE_BINDINGS: u32 = 7;
         if gpu.limits.max_storage_buffers_per_shader_stage < STORAGE_BINDINGS {
-            return Err(Error::AdapterTooSmall { have: gpu.limits.max_storage_buffers_per_shader_stage, need: STORAGE_BINDINGS });
+            return Err(Error::AdapterTooSmall {
+                have: gpu.limits.max_storage_buffers_per_shader_stage,
+                need: STORAGE_BINDINGS,
+            });
         }
         let ctx = match ctx {
             Some(c) => {
@@ -91,7 +97,17 @@ impl ModelBuilder {
             .collect();
         pending.sort_by_key(|p| p.info.offset);
         let max_part_bytes = gpu.max_binding();
-        Ok(ModelBuilder { gpu, layout, cfg, ctx, pending, max_part_bytes, members: None, groups: HashMap::new(), rope_factors: None })
+        Ok(ModelBuilder {
+            gpu,
+            layout,
+            cfg,
+            ctx,
+            pending,
+            max_part_bytes,
+            members: None,
+            groups: HashMap::new(),
+            rope_factors: None,
+        })
     }
 
     /// GPU memory the model will take, in bytes: (weights, KV cache, activations).
@@ -177,7 +193,9 @@ impl ModelBuilder {
                 if !fuse || infos.len() != suffixes.len() {
                     continue;
                 }
-                let same = infos.iter().all(|t| t.ty == infos[0].ty && t.dims.len() == 2 && t.dims[0] == infos[0].dims[0] && t.n_bytes % 4 == 0);
+                let same = infos.iter().all(|t| {
+                    t.ty == infos[0].ty && t.dims.len() == 2 && t.dims[0] == infos[0].dims[0] && t.n_bytes % 4 == 0
+                });
                 let (ty, cols) = (infos[0].ty, infos[0].dims[0] as u32);
                 let rows: u64 = infos.iter().map(|t| t.dims[1]).sum();
                 let stride = kernels::row_stride(&self.layout, ty, cols);
@@ -191,7 +209,8 @@ impl ModelBuilder {
                     members.insert(t.name.clone(), (name.clone(), offset));
                     offset += t.n_bytes;
                 }
-                let w = Weight { ty, rows: rows as u32, cols, row_stride: stride, parts: vec![(buffer, 0, rows as u32)] };
+                let w =
+                    Weight { ty, rows: rows as u32, cols, row_stride: stride, parts: vec![(buffer, 0, rows as u32)] };
                 self.groups.insert(name, w);
             }
         }
@@ -217,7 +236,10 @@ impl ModelBuilder {
         let p = &mut self.pending[i];
         let name = p.info.name.clone();
         if rel != p.received {
-            return Err(Error::BadTensor { tensor: p.info.name.clone(), msg: format!("bytes at {rel} arrived after only {} were received", p.received) });
+            return Err(Error::BadTensor {
+                tensor: p.info.name.clone(),
+                msg: format!("bytes at {rel} arrived after only {} were received", p.received),
+            });
         }
         let start = p.received - p.carry.len() as u64;
         p.received += data.len() as u64;
@@ -230,7 +252,15 @@ impl ModelBuilder {
             Target::Member(group, offset) => {
                 let group = group.clone();
                 let w = &self.groups[group.as_str()];
-                write_rows(&gpu, &name, &w.parts[0].0, *offset + start, &buf, kernels::row_bytes(w.ty, w.cols) as u64, w.row_stride as u64)?;
+                write_rows(
+                    &gpu,
+                    &name,
+                    &w.parts[0].0,
+                    *offset + start,
+                    &buf,
+                    kernels::row_bytes(w.ty, w.cols) as u64,
+                    w.row_stride as u64,
+                )?;
                 let members = self.members.as_ref().expect("planned above");
                 let in_group = |p: &Pending| members.get(&p.info.name).is_some_and(|(g, _)| *g == group);
                 if done && self.pending.iter().filter(|p| in_group(p)).all(|p| p.received == p.info.n_bytes) {
@@ -249,7 +279,13 @@ impl ModelBuilder {
                     let b = gpu.storage_with(&p.info.name, bytemuck::cast_slice(&f));
                     let rows = 1;
                     let cols = f.len() as u32;
-                    p.target = Some(Target::Matrix(Weight { ty: QuantType::F32, rows, cols, row_stride: 4 * cols, parts: vec![(Stored::Buffer(b), 0, rows)] }));
+                    p.target = Some(Target::Matrix(Weight {
+                        ty: QuantType::F32,
+                        rows,
+                        cols,
+                        row_stride: 4 * cols,
+                        parts: vec![(Stored::Buffer(b), 0, rows)],
+                    }));
                 }
             }
             Target::Matrix(w) => {
@@ -259,7 +295,15 @@ impl ModelBuilder {
                     let (p0, p1) = (*r0 as u64 * row_bytes, (*r0 + *n) as u64 * row_bytes);
                     let (a, b) = (s0.max(p0), s1.min(p1));
                     if a < b {
-                        write_rows(&gpu, &name, stored, a - p0, &buf[(a - s0) as usize..(b - s0) as usize], row_bytes, w.row_stride as u64)?;
+                        write_rows(
+                            &gpu,
+                            &name,
+                            stored,
+                            a - p0,
+                            &buf[(a - s0) as usize..(b - s0) as usize],
+                            row_bytes,
+                            w.row_stride as u64,
+                        )?;
                     }
                 }
                 if done {
@@ -288,7 +332,10 @@ impl ModelBuilder {
         }
         let (rows, cols) = t.rows_cols();
         if cols % 4 != 0 {
-            return Err(Error::BadTensor { tensor: t.name.clone(), msg: format!("row length {cols} is not a multiple of 4") });
+            return Err(Error::BadTensor {
+                tensor: t.name.clone(),
+                msg: format!("row length {cols} is not a multiple of 4"),
+            });
         }
         let row_bytes = t.n_bytes / rows;
         let stride = kernels::row_stride(&self.layout, t.ty, cols as u32) as u64;
@@ -296,8 +343,14 @@ impl ModelBuilder {
         if max_rows < rows && max_rows >= 4 {
             max_rows -= max_rows % 4;
         }
-        if max_rows == 0 || (max_rows < rows && (max_rows * stride) % 4 != 0) {
-            return Err(Error::BadTensor { tensor: t.name.clone(), msg: format!("rows of {row_bytes} bytes cannot be split under the adapter's binding limit of {} bytes", self.max_part_bytes) });
+        if max_rows == 0 || (max_rows < rows && !(max_rows * stride).is_multiple_of(4)) {
+            return Err(Error::BadTensor {
+                tensor: t.name.clone(),
+                msg: format!(
+                    "rows of {row_bytes} bytes cannot be split under the adapter's binding limit of {} bytes",
+                    self.max_part_bytes
+                ),
+            });
         }
         let mut parts = vec![];
         let mut r0 = 0;
@@ -331,7 +384,11 @@ impl ModelBuilder {
     /// Builds the model once every tensor has arrived.
     pub fn finish(self) -> Result<Model> {
         if let Some(p) = self.pending.iter().find(|p| p.received < p.info.n_bytes) {
-            return Err(Error::Truncated { what: format!("tensor {:?}", p.info.name), needed: p.info.offset + p.info.n_bytes, available: p.info.offset + p.received });
+            return Err(Error::Truncated {
+                what: format!("tensor {:?}", p.info.name),
+                needed: p.info.offset + p.info.n_bytes,
+                available: p.info.offset + p.received,
+            });
         }
         let (needs, ctx) = (self.memory_needed(), self.ctx);
         Model::build(self).map_err(|e| explain_oom(e, needs, ctx))
@@ -352,4 +409,3 @@ pub(super) fn explain_oom(e: Error, (w, kv, a): (u64, u64, u64), ctx: usize) -> 
         e => e,
     }
 }
-

@@ -19,18 +19,18 @@ use std::collections::HashMap;
 /// Activations for up to `rows` rows (the decode graph uses row 0).
 pub struct Acts {
     pub rows: u32,
-    pub x: wgpu::Buffer,        // [rows, dim] residual stream
-    pub xb: wgpu::Buffer,       // [rows, dim] normed residual
-    pub qkv: wgpu::Buffer,      // [rows, (n_heads + 2 n_kv_heads) * head_dim]: q | k | v
-    pub att: wgpu::Buffer,      // [rows, n_heads * head_dim] attention output
-    pub hb: wgpu::Buffer,       // [max(rows, 2), ffn_dim] gate, then silu(gate) * up (CPU family's decode: gate | up)
-    pub hb2: wgpu::Buffer,      // [rows, ffn_dim] up
-    pub logits: wgpu::Buffer,   // [max_candidates, vocab]
-    pub tokens: wgpu::Buffer,   // [rows] u32: input tokens, then each logits row's argmax
-    pub step: wgpu::Buffer,     // uniform Step
-    pub partial: wgpu::Buffer,  // [max_candidates, n_heads, n_splits, head_dim + 2] split attention
+    pub x: wgpu::Buffer,         // [rows, dim] residual stream
+    pub xb: wgpu::Buffer,        // [rows, dim] normed residual
+    pub qkv: wgpu::Buffer,       // [rows, (n_heads + 2 n_kv_heads) * head_dim]: q | k | v
+    pub att: wgpu::Buffer,       // [rows, n_heads * head_dim] attention output
+    pub hb: wgpu::Buffer,        // [max(rows, 2), ffn_dim] gate, then silu(gate) * up (CPU family's decode: gate | up)
+    pub hb2: wgpu::Buffer,       // [rows, ffn_dim] up
+    pub logits: wgpu::Buffer,    // [max_candidates, vocab]
+    pub tokens: wgpu::Buffer,    // [rows] u32: input tokens, then each logits row's argmax
+    pub step: wgpu::Buffer,      // uniform Step
+    pub partial: wgpu::Buffer,   // [max_candidates, n_heads, n_splits, head_dim + 2] split attention
     pub rope_ones: wgpu::Buffer, // [n_rot / 2] of 1.0, for models without rope_freqs
-    pub norms: wgpu::Buffer,    // [ceil(dim / subgroup size) + 4] (room for one per subgroup of rows) partial sums of squares of x (kernels::cpu::Fold)
+    pub norms: wgpu::Buffer, // [ceil(dim / subgroup size) + 4] (room for one per subgroup of rows) partial sums of squares of x (kernels::cpu::Fold)
     pub rotations: wgpu::Buffer, // [head_dim / 2] (cos, sin): RoPE at the decoded position (kernels::cpu::rope_rotations)
 }
 
@@ -48,16 +48,23 @@ impl Acts {
             logits: gpu.storage("logits", 4 * c.vocab_size as u64 * MAX_CANDIDATES as u64),
             tokens: gpu.storage("tokens", 4 * rows.max(MAX_CANDIDATES) as u64),
             step: gpu.uniform("step", &Step::default()),
-            partial: gpu.storage("attention partials", 4 * (MAX_CANDIDATES as usize * c.n_heads * n_splits as usize * (c.head_dim + 2)) as u64),
+            partial: gpu.storage(
+                "attention partials",
+                4 * (MAX_CANDIDATES as usize * c.n_heads * n_splits as usize * (c.head_dim + 2)) as u64,
+            ),
             rope_ones: gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2])),
             rotations: gpu.storage("rope rotations", 4 * c.head_dim as u64),
-            norms: gpu.storage("norm partial sums", 4 * (c.dim.div_ceil(gpu.info.subgroup_min_size.max(1) as usize) + 4) as u64),
+            norms: gpu.storage(
+                "norm partial sums",
+                4 * (c.dim.div_ceil(gpu.info.subgroup_min_size.max(1) as usize) + 4) as u64,
+            ),
         }
     }
 
     /// Bytes of activations for `rows` rows.
     pub fn bytes(c: &Config, rows: u32) -> u64 {
-        4 * rows as u64 * (2 * c.dim + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn_dim) as u64 + 4 * (MAX_CANDIDATES as u64 * c.vocab_size as u64)
+        4 * rows as u64 * (2 * c.dim + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn_dim) as u64
+            + 4 * (MAX_CANDIDATES as u64 * c.vocab_size as u64)
     }
 }
 

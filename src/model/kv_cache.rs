@@ -1,7 +1,7 @@
 //! The KV cache: per layer, keys and values of every position so far, as f32 rows on the GPU.
 
-use crate::format::config::Config;
 use crate::error::{Error, Result};
+use crate::format::config::Config;
 use crate::gpu::Gpu;
 
 /// Keys and values for `capacity` positions, per layer.
@@ -32,7 +32,12 @@ impl KvCache {
     pub fn check(cfg: &Config, capacity: usize, limit: u64) -> Result<()> {
         let per_layer_bytes = capacity as u64 * cfg.kv_dim() as u64 * 4;
         if per_layer_bytes > limit {
-            return Err(Error::ContextTooLarge { requested: capacity, per_layer_bytes, limit, fits: Self::max_positions(cfg, limit) });
+            return Err(Error::ContextTooLarge {
+                requested: capacity,
+                per_layer_bytes,
+                limit,
+                fits: Self::max_positions(cfg, limit),
+            });
         }
         Ok(())
     }
@@ -69,7 +74,14 @@ pub struct Branches {
 
 impl Branches {
     pub fn new(gpu: &Gpu) -> Branches {
-        Branches { k: vec![], v: vec![], dummy_k: gpu.storage("k_branch (none)", 16), dummy_v: gpu.storage("v_branch (none)", 16), n: 0, len: 0 }
+        Branches {
+            k: vec![],
+            v: vec![],
+            dummy_k: gpu.storage("k_branch (none)", 16),
+            dummy_v: gpu.storage("v_branch (none)", 16),
+            n: 0,
+            len: 0,
+        }
     }
 
     pub fn k(&self, layer: usize) -> &wgpu::Buffer {

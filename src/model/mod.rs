@@ -6,7 +6,7 @@ mod builder;
 pub mod graph;
 pub mod kv_cache;
 #[cfg(not(target_arch = "wasm32"))]
-mod profile;
+pub mod profile;
 mod steps;
 pub mod weight;
 
@@ -18,7 +18,6 @@ pub const MAX_CANDIDATES: u32 = 8;
 
 use crate::error::{Error, Result};
 use crate::format::config::Config;
-use crate::format::weights;
 use crate::gpu::{Gpu, Layout};
 use crate::kernels::cpu::{self, KvMirror};
 use crate::kernels::{Dispatch, Step};
@@ -69,6 +68,7 @@ impl Model {
     /// Builds a model from a GGUF file on disk, laid out for `layout` (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_file(gpu: Arc<Gpu>, layout: Layout, path: &str, ctx: Option<usize>) -> Result<Model> {
+        use crate::format::weights;
         let g = weights::read_header(path)?;
         let mut b = ModelBuilder::new(gpu, layout, &g, ctx)?;
         b.upload_all(&mut weights::FileSource::open(path)?)?;
@@ -91,12 +91,23 @@ impl Model {
             }
         }
         let branches = Branches::new(&gpu);
-        let parts = graph::Parts { gpu: &gpu, layout: &layout, cfg: &c, weights: &weights, acts: &acts, kv: &kv, mirror: mirror.as_ref(), branches: &branches, n_splits };
+        let parts = graph::Parts {
+            gpu: &gpu,
+            layout: &layout,
+            cfg: &c,
+            weights: &weights,
+            acts: &acts,
+            kv: &kv,
+            mirror: mirror.as_ref(),
+            branches: &branches,
+            n_splits,
+        };
         let decode = graph::decode(&parts)?;
         let batch = graph::batch(&parts, Batch::Prompt)?;
         let cands = graph::batch(&parts, Batch::Candidates)?;
         // The bytes of the blocks (not the padding between rows, which is never read).
-        let weight_bytes = weights.values().map(|w| w.rows as u64 * crate::kernels::row_bytes(w.ty, w.cols) as u64).sum::<u64>();
+        let weight_bytes =
+            weights.values().map(|w| w.rows as u64 * crate::kernels::row_bytes(w.ty, w.cols) as u64).sum::<u64>();
         Ok(Model {
             tokens_staging: gpu.readback_buffer("tokens readback", 4 * MAX_CANDIDATES as u64),
             logits_staging: gpu.readback_buffer("logits readback", 4 * (c.vocab_size as u64) * MAX_CANDIDATES as u64),
@@ -186,7 +197,9 @@ impl Model {
 
     fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
         match tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-            Some(t) => Err(Error::InvalidRequest(format!("token id {t} is past the vocabulary of {}", self.cfg.vocab_size))),
+            Some(t) => {
+                Err(Error::InvalidRequest(format!("token id {t} is past the vocabulary of {}", self.cfg.vocab_size)))
+            }
             None => Ok(()),
         }
     }
@@ -203,7 +216,14 @@ impl Model {
         if self.layout.rope_in_attention() {
             // The decode graph rotates q and k inside attention.
             let c = &self.cfg;
-            let r = cpu::rope_rotations(pos, c.head_dim, c.n_rot, c.rope_base, c.rope_freq_scale, self.rope_factors.as_deref());
+            let r = cpu::rope_rotations(
+                pos,
+                c.head_dim,
+                c.n_rot,
+                c.rope_base,
+                c.rope_freq_scale,
+                self.rope_factors.as_deref(),
+            );
             self.gpu.queue.write_buffer(&self.acts.rotations, 0, bytemuck::cast_slice(&r));
         }
         self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::bytes_of(&token));
@@ -226,7 +246,12 @@ impl Model {
     }
 
     /// Copies `rows` argmaxes (and logits rows) to the staging buffers, submits, and reads them.
-    async fn read_rows(&mut self, mut enc: wgpu::CommandEncoder, rows: u32, want_logits: bool) -> Result<Vec<StepOutput>> {
+    async fn read_rows(
+        &mut self,
+        mut enc: wgpu::CommandEncoder,
+        rows: u32,
+        want_logits: bool,
+    ) -> Result<Vec<StepOutput>> {
         // A lost device (or an earlier error) fails here, before waiting on work that never runs.
         self.gpu.take_error()?;
         let vocab_bytes = 4 * self.cfg.vocab_size as u64;
@@ -235,7 +260,8 @@ impl Model {
             enc.copy_buffer_to_buffer(&self.acts.logits, 0, &self.logits_staging, 0, vocab_bytes * rows as u64);
         }
         self.gpu.queue.submit([enc.finish()]);
-        let ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.gpu.map_read(&self.tokens_staging, 4 * rows as u64).await?);
+        let ids: Vec<u32> =
+            bytemuck::pod_collect_to_vec(&self.gpu.map_read(&self.tokens_staging, 4 * rows as u64).await?);
         let mut logits: Vec<Option<Vec<f32>>> = vec![None; rows as usize];
         if want_logits {
             let bytes = self.gpu.map_read(&self.logits_staging, vocab_bytes * rows as u64).await?;
@@ -296,7 +322,12 @@ impl Model {
     /// kv.len + `offset`, seeing the prompt in the KV cache (kv.len positions) and its own `offset`
     /// earlier tokens in branch r. One weight pass for all of them; returns each row's argmax (and
     /// logits when asked).
-    pub async fn candidates_step(&mut self, tokens: &[u32], offset: usize, want_logits: bool) -> Result<Vec<StepOutput>> {
+    pub async fn candidates_step(
+        &mut self,
+        tokens: &[u32],
+        offset: usize,
+        want_logits: bool,
+    ) -> Result<Vec<StepOutput>> {
         self.check_tokens(tokens)?;
         let n = tokens.len() as u32;
         if n == 0 || n > MAX_CANDIDATES {
@@ -339,4 +370,3 @@ impl Model {
         Ok(())
     }
 }
-

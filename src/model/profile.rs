@@ -6,12 +6,26 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::Dispatch;
 
+/// What one kind of kernel costs in a profiled graph.
+pub struct KernelCost {
+    pub name: &'static str,
+    /// The graph's time less its time without this kind's dispatches.
+    pub ms: f64,
+    pub dispatches: usize,
+}
+
+/// A profiled graph: each kind of kernel's cost and the whole's time (ms).
+pub struct Profile {
+    pub kinds: Vec<KernelCost>,
+    pub whole_ms: f64,
+}
+
 impl Model {
     /// What each kind of kernel costs in a decode step as it runs (one submit): the step's time
     /// (best of 20) less its time without that kind's dispatches (best of 20), in milliseconds per
     /// kernel name (with its dispatch count), and the whole step's time. The step is run at the
     /// same position each time (native only; for `webllama bench --profile`).
-    pub fn profile_step(&mut self, token: u32) -> Result<(Vec<(&'static str, f64, usize)>, f64)> {
+    pub fn profile_step(&mut self, token: u32) -> Result<Profile> {
         self.begin_step(token)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         self.sync_mirror(&mut enc);
@@ -21,7 +35,7 @@ impl Model {
 
     /// As profile_step, for one full prompt chunk (batch_rows tokens of `token` at the cache's
     /// next positions) through the batch graph's body.
-    pub fn profile_chunk(&mut self, token: u32) -> Result<(Vec<(&'static str, f64, usize)>, f64)> {
+    pub fn profile_chunk(&mut self, token: u32) -> Result<Profile> {
         let chunk = vec![token; self.acts.rows as usize];
         self.check_prompt(&chunk)?;
         self.begin_chunk(&chunk);
@@ -32,7 +46,7 @@ impl Model {
 /// Each kernel name's share of `graph` run as one submit: the whole's time less the time without
 /// that name's dispatches (best of 20 each, ms) and how many dispatches it has; and the whole's
 /// time.
-fn profile_dispatches(gpu: &Gpu, graph: &[Dispatch]) -> Result<(Vec<(&'static str, f64, usize)>, f64)> {
+fn profile_dispatches(gpu: &Gpu, graph: &[Dispatch]) -> Result<Profile> {
     let best_of_20 = |skip: Option<&str>| -> Result<f64> {
         let mut best = f64::MAX;
         for _ in 0..20 {
@@ -55,10 +69,10 @@ fn profile_dispatches(gpu: &Gpu, graph: &[Dispatch]) -> Result<(Vec<(&'static st
             names.push(d.name);
         }
     }
-    let mut out = vec![];
+    let mut kinds = vec![];
     for name in names {
-        out.push((name, whole - best_of_20(Some(name))?, graph.iter().filter(|d| d.name == name).count()));
+        let dispatches = graph.iter().filter(|d| d.name == name).count();
+        kinds.push(KernelCost { name, ms: whole - best_of_20(Some(name))?, dispatches });
     }
-    Ok((out, whole))
+    Ok(Profile { kinds, whole_ms: whole })
 }
-

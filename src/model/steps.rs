@@ -7,11 +7,15 @@
 use super::graph::Parts;
 use super::weight::Weight;
 use crate::error::Result;
-use crate::format::weights::{self, ATTN_K, ATTN_NORM, ATTN_Q, ATTN_V, FFN_DOWN, FFN_GATE, FFN_NORM, FFN_UP, OUTPUT_NORM, ROPE_FREQS, TOKEN_EMBD};
+use crate::format::weights::{
+    self, ATTN_K, ATTN_NORM, ATTN_Q, ATTN_V, FFN_DOWN, FFN_GATE, FFN_NORM, FFN_UP, OUTPUT_NORM, ROPE_FREQS, TOKEN_EMBD,
+};
 use crate::gpu::Family;
 use crate::kernels::cpu::{self, Fold};
 use crate::kernels::gpu::{self, QkvParams};
-use crate::kernels::{self, AttentionBuffers, AttentionParams, AttentionRows, Dispatch, MatmulParams, MatvecParams, RopeParams};
+use crate::kernels::{
+    self, AttentionBuffers, AttentionParams, AttentionRows, Dispatch, MatmulParams, MatvecParams, RopeParams,
+};
 
 /// A graph being recorded: its dispatches so far and what they read.
 pub struct Recorder<'a> {
@@ -121,7 +125,12 @@ impl<'a> Recorder<'a> {
     /// q | k | v = [Wq; Wk; Wv] xb for every row (one matmul over the group where there is one).
     pub fn matmul_qkv(&mut self, l: usize) -> Result<()> {
         let (s, c, a) = (self.s, self.s.cfg, self.s.acts);
-        let out = |out_offset: u32| MatmulParams { x_stride: c.dim as u32, out_stride: (c.q_dim() + 2 * c.kv_dim()) as u32, out_offset, ..Default::default() };
+        let out = |out_offset: u32| MatmulParams {
+            x_stride: c.dim as u32,
+            out_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
+            out_offset,
+            ..Default::default()
+        };
         if let Some(wqkv) = s.weights.get(&weights::layer(l, "attn_qkv")) {
             return self.matmul(wqkv, &a.xb, &a.qkv, out(0));
         }
@@ -163,13 +172,15 @@ impl<'a> Recorder<'a> {
         for (i, (_, r0, _)) in w.parts.iter().enumerate() {
             let p = MatvecParams { out_offset: p.out_offset + r0, ..p };
             let part = w.part(i);
-            self.g.push(match (self.family(), fold.swiglu_up.is_some() || fold.norm.is_some() || fold.partials_out.is_some()) {
-                (Family::Cpu, true) => {
-                    let p = MatvecParams { rows: part.rows, cols: part.cols, row_bytes: part.row_stride, ..p };
-                    cpu::matvec(t, &part, x, out, step, p, fold)?
-                }
-                _ => kernels::matvec(t, &part, x, out, step, p)?,
-            });
+            self.g.push(
+                match (self.family(), fold.swiglu_up.is_some() || fold.norm.is_some() || fold.partials_out.is_some()) {
+                    (Family::Cpu, true) => {
+                        let p = MatvecParams { rows: part.rows, cols: part.cols, row_bytes: part.row_stride, ..p };
+                        cpu::matvec(t, &part, x, out, step, p, fold)?
+                    }
+                    _ => kernels::matvec(t, &part, x, out, step, p)?,
+                },
+            );
         }
         Ok(())
     }
@@ -201,10 +212,21 @@ impl<'a> Recorder<'a> {
                     eps: c.rms_eps,
                     ..Default::default()
                 };
-                self.g.push(gpu::qkv(s.target(), &wqkv.part(0), &a.x, s.vec(&norm), &a.qkv, self.freq_factors(), &a.step, p)?);
+                self.g.push(gpu::qkv(
+                    s.target(),
+                    &wqkv.part(0),
+                    &a.x,
+                    s.vec(&norm),
+                    &a.qkv,
+                    self.freq_factors(),
+                    &a.step,
+                    p,
+                )?);
                 return Ok(());
             }
-            (Family::Cpu, Some(wqkv)) if self.folds && l > 0 => return self.matvec(wqkv, &a.x, &a.qkv, MatvecParams::default(), self.norm_fold(&norm)),
+            (Family::Cpu, Some(wqkv)) if self.folds && l > 0 => {
+                return self.matvec(wqkv, &a.x, &a.qkv, MatvecParams::default(), self.norm_fold(&norm))
+            }
             _ => {}
         }
         self.rmsnorm(s.vec(&norm))?;
@@ -214,7 +236,13 @@ impl<'a> Recorder<'a> {
                 let at = |out_offset: usize| MatvecParams { out_offset: out_offset as u32, ..Default::default() };
                 self.matvec(s.w(&weights::layer(l, ATTN_Q)), &a.xb, &a.qkv, at(0), Fold::default())?;
                 self.matvec(s.w(&weights::layer(l, ATTN_K)), &a.xb, &a.qkv, at(c.q_dim()), Fold::default())?;
-                self.matvec(s.w(&weights::layer(l, ATTN_V)), &a.xb, &a.qkv, at(c.q_dim() + c.kv_dim()), Fold::default())?;
+                self.matvec(
+                    s.w(&weights::layer(l, ATTN_V)),
+                    &a.xb,
+                    &a.qkv,
+                    at(c.q_dim() + c.kv_dim()),
+                    Fold::default(),
+                )?;
             }
         }
         if self.family() == Family::Gpu {
@@ -244,7 +272,9 @@ impl<'a> Recorder<'a> {
                 self.g.push(gpu::gate_up(s.target(), &wgu.part(0), &a.x, s.vec(&norm), &a.hb, s.cfg.rms_eps)?);
                 return Ok(());
             }
-            (Family::Cpu, Some(wgu)) if self.folds => return self.matvec(wgu, &a.x, &a.hb, MatvecParams::default(), self.norm_fold(&norm)),
+            (Family::Cpu, Some(wgu)) if self.folds => {
+                return self.matvec(wgu, &a.x, &a.hb, MatvecParams::default(), self.norm_fold(&norm))
+            }
             _ => {}
         }
         self.rmsnorm(s.vec(&norm))?;
@@ -265,12 +295,20 @@ impl<'a> Recorder<'a> {
         let grouped = s.weights.contains_key(&weights::layer(l, "ffn_gate_up"));
         let mut fold = Fold::default();
         match (self.family(), grouped) {
-            (Family::Cpu, true) if self.folds => fold = Fold { swiglu_up: Some(ffn), partials_out: Some(&a.norms), ..Default::default() },
+            (Family::Cpu, true) if self.folds => {
+                fold = Fold { swiglu_up: Some(ffn), partials_out: Some(&a.norms), ..Default::default() }
+            }
             (Family::Cpu, true) => self.g.push(cpu::swiglu_packed(s.target(), &a.hb, ffn, ffn)?), // hb = silu(hb) * hb[ffn..]
-            (Family::Gpu, true) => {} // the fused gate_up kernel did it
+            (Family::Gpu, true) => {}        // the fused gate_up kernel did it
             (_, false) => self.swiglu(ffn)?, // hb = silu(hb) * hb2
         }
-        self.matvec(s.w(&weights::layer(l, FFN_DOWN)), &a.hb, &a.x, MatvecParams { accumulate: 1, ..Default::default() }, fold)
+        self.matvec(
+            s.w(&weights::layer(l, FFN_DOWN)),
+            &a.hb,
+            &a.x,
+            MatvecParams { accumulate: 1, ..Default::default() },
+            fold,
+        )
     }
 
     /// Decode: logits = Wout rmsnorm(x).
@@ -296,6 +334,9 @@ fn decode_folds(s: &Parts) -> bool {
     let one_part = |w: &Weight| w.parts.len() == 1 && folds(w);
     (0..s.cfg.n_layers).all(|l| {
         let w = |suffix: &str| s.weights.get(&weights::layer(l, suffix));
-        w("attn_qkv").is_some_and(folds) && w("ffn_gate_up").is_some_and(folds) && w(weights::ATTN_OUT).is_some_and(one_part) && w(FFN_DOWN).is_some_and(one_part)
+        w("attn_qkv").is_some_and(folds)
+            && w("ffn_gate_up").is_some_and(folds)
+            && w(weights::ATTN_OUT).is_some_and(one_part)
+            && w(FFN_DOWN).is_some_and(one_part)
     }) && folds(s.output())
 }

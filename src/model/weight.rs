@@ -53,9 +53,20 @@ impl Weight {
 
 /// Writes packed row bytes of `tensor` that start at packed offset `at` of a part's buffer where
 /// rows lie `stride` bytes apart (padded through pad_rows when stride > row_bytes).
-pub fn write_rows(gpu: &Gpu, tensor: &str, part: &Stored, at: u64, bytes: &[u8], row_bytes: u64, stride: u64) -> Result<()> {
+pub fn write_rows(
+    gpu: &Gpu,
+    tensor: &str,
+    part: &Stored,
+    at: u64,
+    bytes: &[u8],
+    row_bytes: u64,
+    stride: u64,
+) -> Result<()> {
     let Stored::Buffer(buffer) = part else {
-        return Err(Error::BadTensor { tensor: tensor.to_string(), msg: "bytes arrived after the tensor was complete".into() });
+        return Err(Error::BadTensor {
+            tensor: tensor.to_string(),
+            msg: "bytes arrived after the tensor was complete".into(),
+        });
     };
     if stride == row_bytes {
         gpu.write(buffer, at, bytes);

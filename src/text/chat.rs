@@ -38,7 +38,10 @@ impl Date {
     pub fn today() -> Date {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86400).unwrap_or(0);
+            let days = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() / 86400)
+                .unwrap_or(0);
             Date::from_days(days as i64)
         }
         #[cfg(target_arch = "wasm32")]
@@ -64,7 +67,20 @@ impl Date {
 
     /// Formats with the strftime codes chat templates use: %d %m %Y %y %b %B %e %j-free subset and %%.
     pub fn strftime(&self, fmt: &str) -> String {
-        const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+        const MONTHS: [&str; 12] = [
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ];
         let name = MONTHS[(self.month.clamp(1, 12) - 1) as usize];
         let mut out = String::new();
         let mut chars = fmt.chars();
@@ -112,23 +128,33 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("strftime_now", move |fmt: String| date.strftime(&fmt));
         // Hugging Face's tojson: json.dumps without ASCII or HTML escaping, ", " and ": " separators.
-        env.add_filter("tojson", |v: minijinja::Value, indent: Option<usize>| -> std::result::Result<String, minijinja::Error> {
-            let mut buf = Vec::new();
-            let r = match indent {
-                None => serde::Serialize::serialize(&v, &mut serde_json::Serializer::with_formatter(&mut buf, PyJson)),
-                Some(n) => {
-                    let ind = vec![b' '; n];
-                    serde::Serialize::serialize(&v, &mut serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(&ind)))
-                }
-            };
-            r.map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
-            Ok(String::from_utf8(buf).unwrap_or_default())
-        });
+        env.add_filter(
+            "tojson",
+            |v: minijinja::Value, indent: Option<usize>| -> std::result::Result<String, minijinja::Error> {
+                let mut buf = Vec::new();
+                let r = match indent {
+                    None => {
+                        serde::Serialize::serialize(&v, &mut serde_json::Serializer::with_formatter(&mut buf, PyJson))
+                    }
+                    Some(n) => {
+                        let ind = vec![b' '; n];
+                        serde::Serialize::serialize(
+                            &v,
+                            &mut serde_json::Serializer::with_formatter(
+                                &mut buf,
+                                serde_json::ser::PrettyFormatter::with_indent(&ind),
+                            ),
+                        )
+                    }
+                };
+                r.map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
+                Ok(String::from_utf8(buf).unwrap_or_default())
+            },
+        );
         env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
             Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
         });
-        env.add_template_owned("chat", source.to_string())
-            .map_err(|e| Error::Template(format!("compiling: {e:#}")))?;
+        env.add_template_owned("chat", source.to_string()).map_err(|e| Error::Template(format!("compiling: {e:#}")))?;
         Ok(ChatTemplate { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
     }
 
@@ -165,10 +191,18 @@ struct PyJson;
 
 impl serde_json::ser::Formatter for PyJson {
     fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
     }
     fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
     }
     fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
         w.write_all(b": ")

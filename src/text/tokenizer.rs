@@ -9,8 +9,8 @@ use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::DecoderWrapper;
-use tokenizers::normalizers::replace::Replace;
 use tokenizers::models::bpe::BPE;
+use tokenizers::normalizers::replace::Replace;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
@@ -76,7 +76,9 @@ impl Tokenizer {
             .get_array("tokenizer.ggml.tokens")?
             .iter()
             .enumerate()
-            .map(|(i, v)| v.as_str().map(str::to_string).ok_or_else(|| Error::Tokenizer(format!("token {i} is not a string"))))
+            .map(|(i, v)| {
+                v.as_str().map(str::to_string).ok_or_else(|| Error::Tokenizer(format!("token {i} is not a string")))
+            })
             .collect::<Result<_>>()?;
         let types: Vec<i128> = match g.get("tokenizer.ggml.token_type") {
             None => vec![1; tokens.len()],
@@ -97,7 +99,9 @@ impl Tokenizer {
                     .enumerate()
                     .map(|(i, v)| {
                         let s = v.as_str().ok_or_else(|| Error::Tokenizer(format!("merge {i} is not a string")))?;
-                        let (a, b) = s.split_once(' ').ok_or_else(|| Error::Tokenizer(format!("merge {i} {s:?} has no space")))?;
+                        let (a, b) = s
+                            .split_once(' ')
+                            .ok_or_else(|| Error::Tokenizer(format!("merge {i} {s:?} has no space")))?;
                         Ok((a.to_string(), b.to_string()))
                     })
                     .collect::<Result<Vec<_>>>()?;
@@ -106,11 +110,8 @@ impl Tokenizer {
             }
             // (from_gguf never makes HfJson: with_tokenizer_json sets it afterwards.)
             Kind::SentencePiece { .. } | Kind::HfJson => {
-                let scores: Vec<f32> = g
-                    .get_array("tokenizer.ggml.scores")?
-                    .iter()
-                    .map(|v| v.as_f64().unwrap_or(0.0) as f32)
-                    .collect();
+                let scores: Vec<f32> =
+                    g.get_array("tokenizer.ggml.scores")?.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect();
                 if scores.len() != tokens.len() {
                     return Err(Error::Tokenizer(format!("{} scores for {} tokens", scores.len(), tokens.len())));
                 }
@@ -168,7 +169,16 @@ impl Tokenizer {
         }
         // As llama.cpp does: control tokens whose text marks an end of turn or of text also end generation.
         for (i, (t, &ty)) in tokens.iter().zip(&types).enumerate() {
-            let eog_text = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>"];
+            let eog_text = [
+                "<|eot_id|>",
+                "<|im_end|>",
+                "<|end|>",
+                "<end_of_turn>",
+                "<|endoftext|>",
+                "<|eom_id|>",
+                "<EOT>",
+                "_<EOT>",
+            ];
             if ty == TOKEN_TYPE_CONTROL && eog_text.contains(&t.as_str()) {
                 eog_ids.push(i as u32);
             }
@@ -193,10 +203,14 @@ impl Tokenizer {
     /// Uses a Hugging Face tokenizer.json instead of the GGUF vocabulary (its pipeline, specials and
     /// post-processor decide the ids); the end-of-generation ids still come from the GGUF.
     pub fn with_tokenizer_json(mut self, json: &[u8]) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| Error::Tokenizer(format!("reading tokenizer.json: {e}")))?;
+        let inner = tokenizers::Tokenizer::from_bytes(json)
+            .map_err(|e| Error::Tokenizer(format!("reading tokenizer.json: {e}")))?;
         let n = inner.get_vocab_size(true);
         if n > self.tokens.len() {
-            return Err(Error::Tokenizer(format!("tokenizer.json has {n} tokens, more than the model's {}", self.tokens.len())));
+            return Err(Error::Tokenizer(format!(
+                "tokenizer.json has {n} tokens, more than the model's {}",
+                self.tokens.len()
+            )));
         }
         self.inner = inner;
         self.kind = Kind::HfJson;
@@ -239,7 +253,10 @@ impl Tokenizer {
                     }
                     piece.push_str(raw);
                     let piece = piece.replace(' ', SPM_SPACE);
-                    let enc = self.inner.encode_fast(piece.as_str(), false).map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
+                    let enc = self
+                        .inner
+                        .encode_fast(piece.as_str(), false)
+                        .map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
                     ids.extend_from_slice(enc.get_ids());
                     prev_special = false;
                 }
@@ -329,7 +346,12 @@ fn is_llama3(pre: &str) -> bool {
 /// BPE merges for a SentencePiece vocabulary: every split of a token into two vocabulary tokens,
 /// ranked by the token's score (higher first), as llama.cpp's SPM tokenizer merges the bigram whose
 /// result scores highest.
-fn merges_from_scores(tokens: &[String], types: &[i128], scores: &[f32], vocab: &tokenizers::models::bpe::Vocab) -> Vec<(String, String)> {
+fn merges_from_scores(
+    tokens: &[String],
+    types: &[i128],
+    scores: &[f32],
+    vocab: &tokenizers::models::bpe::Vocab,
+) -> Vec<(String, String)> {
     let mut merges: Vec<(f32, u32, String, String)> = vec![];
     for (id, t) in tokens.iter().enumerate() {
         if types[id] != 1 && types[id] != TOKEN_TYPE_USER_DEFINED {

@@ -8,8 +8,7 @@ use webllama::{Family, Gpu, Layout};
 /// One GPU for the whole test binary (lavapipe on CI).
 pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (on CI: Mesa lavapipe)")))
-        .clone()
+    GPU.get_or_init(|| Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (on CI: Mesa lavapipe)"))).clone()
 }
 
 /// The shared GPU's own layout (the CPU family on lavapipe).

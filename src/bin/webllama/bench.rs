@@ -3,6 +3,7 @@
 
 use crate::{model_path, open_gpu, BenchArgs};
 use anyhow::{Context, Result};
+use webllama::model::profile::Profile;
 
 pub fn bench(a: BenchArgs) -> Result<()> {
     use std::time::Instant;
@@ -11,7 +12,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let (gpu, layout) = open_gpu(a.layout)?;
     // The context a user gets (so attention is split as in use), or more when the run needs it.
     let ctx = (p + n + 1 > webllama::model::DEFAULT_CTX).then_some(p + n + 1);
-    let mut model = webllama::Model::load_file(gpu.clone(), layout.clone(), &path, ctx).with_context(|| format!("loading {path}"))?;
+    let mut model = webllama::Model::load_file(gpu.clone(), layout.clone(), &path, ctx)
+        .with_context(|| format!("loading {path}"))?;
     let vocab = model.cfg.vocab_size as u32;
     // A fixed, ordinary-looking prompt: ids cycling through the vocabulary's common range.
     let prompt: Vec<u32> = (0..p as u32).map(|i| 100 + (i * 37) % (vocab.min(20000) - 100)).collect();
@@ -63,14 +65,25 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             prefill_s * 1000.0,
             if a.token_by_token { "token by token".to_string() } else { format!("chunks of {}", model.batch_rows()) }
         );
-        println!("decode    {n} tokens: {:.2} tok/s; {:.2} GB/s of weights ({:.1} MB per token)", decode_tok_s, weight_bytes as f64 * decode_tok_s / 1e9, weight_bytes as f64 / 1e6);
+        println!(
+            "decode    {n} tokens: {:.2} tok/s; {:.2} GB/s of weights ({:.1} MB per token)",
+            decode_tok_s,
+            weight_bytes as f64 * decode_tok_s / 1e9,
+            weight_bytes as f64 / 1e6
+        );
         println!("per token {} dispatches, 1 submit, 4 bytes read back", model.dispatches_per_token());
     }
     if a.profile {
-        let print = |what: &str, (split, whole): (Vec<(&str, f64, usize)>, f64)| {
-            println!("profile ({what}: {whole:.1} ms; per kind of kernel, what it saves without it):");
-            for (name, ms, n) in split {
-                println!("  {name:<10} {ms:8.2} ms  {:5.1}%  {n:4} dispatches", 100.0 * ms / whole);
+        let print = |what: &str, p: Profile| {
+            println!("profile ({what}: {:.1} ms; per kind of kernel, what it saves without it):", p.whole_ms);
+            for k in p.kinds {
+                println!(
+                    "  {:<10} {:8.2} ms  {:5.1}%  {:4} dispatches",
+                    k.name,
+                    k.ms,
+                    100.0 * k.ms / p.whole_ms,
+                    k.dispatches
+                );
             }
         };
         print("a decode step", model.profile_step(tok)?);
@@ -79,4 +92,3 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     }
     Ok(())
 }
-

@@ -182,7 +182,10 @@ fn open_gpu(family: Option<Family>) -> Result<(Arc<Gpu>, Layout)> {
 
 fn parse_bias(s: &str) -> Result<(u32, f32), String> {
     let (id, b) = s.split_once('=').ok_or("expected ID=BIAS")?;
-    Ok((id.trim().parse().map_err(|_| "ID must be a token id")?, b.trim().parse().map_err(|_| "BIAS must be a number")?))
+    Ok((
+        id.trim().parse().map_err(|_| "ID must be a token id")?,
+        b.trim().parse().map_err(|_| "BIAS must be a number")?,
+    ))
 }
 
 /// The model cache folder ($WEBLLAMA_CACHE/models or ~/.cache/webllama/models).
@@ -214,7 +217,8 @@ fn default_model() -> Result<String> {
 fn generate(a: GenerateArgs) -> Result<()> {
     let path = model_path(a.model)?;
     let (gpu, layout) = open_gpu(a.layout)?;
-    let mut session = Session::load_file(gpu.clone(), layout.clone(), &path, a.ctx).with_context(|| format!("loading {path}"))?;
+    let mut session =
+        Session::load_file(gpu.clone(), layout.clone(), &path, a.ctx).with_context(|| format!("loading {path}"))?;
     if let Some(tj) = &a.tokenizer {
         let json = std::fs::read(tj).with_context(|| format!("reading {tj}"))?;
         let header = webllama::format::weights::read_header(&path)?;
@@ -288,7 +292,8 @@ fn chat(a: ChatArgs) -> Result<()> {
     use std::io::BufRead;
     let path = model_path(a.model)?;
     let (gpu, layout) = open_gpu(a.layout)?;
-    let mut session = Session::load_file(gpu.clone(), layout.clone(), &path, a.ctx).with_context(|| format!("loading {path}"))?;
+    let mut session =
+        Session::load_file(gpu.clone(), layout.clone(), &path, a.ctx).with_context(|| format!("loading {path}"))?;
     eprintln!("{} on {}, layout {layout}; one line a turn, /reset starts over, Ctrl-D ends.", path, gpu.adapter_name());
     let opts = GenerateOptions {
         max_tokens: a.max_tokens,
@@ -317,14 +322,28 @@ fn chat(a: ChatArgs) -> Result<()> {
             true
         }))?;
         println!();
-        eprintln!("[{} new prompt tokens at {:.1} tok/s; {} generated at {:.1} tok/s]", g.prefilled, g.prefill_tok_s(), g.ids.len(), g.decode_tok_s());
+        eprintln!(
+            "[{} new prompt tokens at {:.1} tok/s; {} generated at {:.1} tok/s]",
+            g.prefilled,
+            g.prefill_tok_s(),
+            g.ids.len(),
+            g.decode_tok_s()
+        );
         history.push(Message::new("assistant", &g.text));
     }
     Ok(())
 }
 
 /// `generate --n N`: the candidates, one per line (or one JSON object with a "choices" list).
-fn generate_candidates(session: &mut Session, ids: &[u32], n: usize, opts: &GenerateOptions, json: bool, adapter: &str, layout: &Layout) -> Result<()> {
+fn generate_candidates(
+    session: &mut Session,
+    ids: &[u32],
+    n: usize,
+    opts: &GenerateOptions,
+    json: bool,
+    adapter: &str,
+    layout: &Layout,
+) -> Result<()> {
     let passes = session.model.batch_passes;
     let all = pollster::block_on(session.generate_n(ids, n, opts, &mut |_, _| true))?;
     let weight_passes = session.model.batch_passes - passes;
@@ -350,7 +369,10 @@ fn generate_candidates(session: &mut Session, ids: &[u32], n: usize, opts: &Gene
         for (i, g) in all.iter().enumerate() {
             println!("{}: {}", i + 1, g.text.replace('\n', " "));
         }
-        eprintln!("[{n} candidates, {tokens} tokens in {weight_passes} weight passes, {:.1} tok/s together; {adapter}]", tokens as f64 / secs.max(1e-9));
+        eprintln!(
+            "[{n} candidates, {tokens} tokens in {weight_passes} weight passes, {:.1} tok/s together; {adapter}]",
+            tokens as f64 / secs.max(1e-9)
+        );
     }
     Ok(())
 }
@@ -375,7 +397,10 @@ fn main() {
         Cmd::Serve(a) => (|| {
             let www = std::path::PathBuf::from(&a.www);
             if !www.join("pkg/webllama_bg.wasm").exists() {
-                eprintln!("warning: {} has no wasm build (run `make wasm`); the page will not load", www.join("pkg").display());
+                eprintln!(
+                    "warning: {} has no wasm build (run `make wasm`); the page will not load",
+                    www.join("pkg").display()
+                );
             }
             let models = match a.models {
                 Some(m) => std::path::PathBuf::from(m),

@@ -25,7 +25,9 @@ const LLAMA_3_2_1B: Shape = Shape { layers: 16, dim: 2048, heads: 32, kv_heads: 
 pub fn random_model(like: &str, shape: &str, out: &str, seed: u64) -> Result<()> {
     let header = read_header_prefix(like)?;
     let (metadata, tensors) = match shape {
-        "same" => (header.metadata.clone(), header.tensors.iter().map(|t| (t.name.clone(), t.dims.clone(), t.ty)).collect()),
+        "same" => {
+            (header.metadata.clone(), header.tensors.iter().map(|t| (t.name.clone(), t.dims.clone(), t.ty)).collect())
+        }
         "llama-3.2-1b" => preset(&header, &LLAMA_3_2_1B)?,
         other => bail!("unknown shape {other:?} (same, llama-3.2-1b)"),
     };
@@ -44,7 +46,8 @@ pub fn random_model(like: &str, shape: &str, out: &str, seed: u64) -> Result<()>
     let mut sizes = vec![];
     for (name, dims, ty) in &tensors {
         let n: u64 = dims.iter().product();
-        let bytes = ty.bytes_for(n).with_context(|| format!("{name}: {n} values are not whole {} blocks", ty.name()))?;
+        let bytes =
+            ty.bytes_for(n).with_context(|| format!("{name}: {n} values are not whole {} blocks", ty.name()))?;
         writer::put_str(&mut head, name);
         head.extend_from_slice(&(dims.len() as u32).to_le_bytes());
         for d in dims {
@@ -68,7 +71,8 @@ pub fn random_model(like: &str, shape: &str, out: &str, seed: u64) -> Result<()>
             let pool = block_pool(*ty, &mut rng)?;
             let mut left = bytes as usize;
             while left > 0 {
-                let start = (next(&mut rng) as usize % (pool.len() / ty.block_bytes() as usize)) * ty.block_bytes() as usize;
+                let start =
+                    (next(&mut rng) as usize % (pool.len() / ty.block_bytes() as usize)) * ty.block_bytes() as usize;
                 let n = left.min(pool.len() - start);
                 w.write_all(&pool[start..start + n])?;
                 left -= n;

@@ -147,7 +147,10 @@ fn parse_range(r: &str, len: u64) -> Option<(u64, u64)> {
 
 fn respond(out: &mut TcpStream, method: &str, target: &str, status: u16, ctype: &str, body: &[u8]) -> Result<()> {
     eprintln!("{method} {target} {status}");
-    let head = format!("HTTP/1.1 {status} Error\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let head = format!(
+        "HTTP/1.1 {status} Error\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     out.write_all(head.as_bytes())?;
     if method != "HEAD" {
         out.write_all(body)?;
@@ -180,7 +183,9 @@ fn is_origin(o: &str) -> bool {
         Some((h, port)) if !port.is_empty() && port.bytes().all(|c| c.is_ascii_digit()) => h,
         _ => rest,
     };
-    let v6 = host.starts_with('[') && host.ends_with(']') && host[1..host.len() - 1].chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+    let v6 = host.starts_with('[')
+        && host.ends_with(']')
+        && host[1..host.len() - 1].chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
     v6 || (!host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
 }
 
@@ -190,13 +195,26 @@ mod tests {
 
     #[test]
     fn the_worker_may_connect_to_its_origin_and_the_model_host_only() {
-        assert_eq!(worker_csp("/worker.js"), "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'");
+        assert_eq!(
+            worker_csp("/worker.js"),
+            "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'"
+        );
         let csp = worker_csp("/worker.js?model_origin=https%3A%2F%2Fhuggingface.co");
         assert!(csp.ends_with("connect-src 'self' https://huggingface.co"), "{csp}");
-        assert!(worker_csp("/worker.js?a=1&model_origin=http://127.0.0.1:8081").ends_with("connect-src 'self' http://127.0.0.1:8081"));
-        assert!(worker_csp("/worker.js?model_origin=http://[::1]:8081").ends_with("connect-src 'self' http://[::1]:8081"));
+        assert!(worker_csp("/worker.js?a=1&model_origin=http://127.0.0.1:8081")
+            .ends_with("connect-src 'self' http://127.0.0.1:8081"));
+        assert!(
+            worker_csp("/worker.js?model_origin=http://[::1]:8081").ends_with("connect-src 'self' http://[::1]:8081")
+        );
         // Anything that is not a bare origin is left out, never pasted into the header.
-        for bad in ["https://a.com/path", "https://a.com;%20script-src%20*", "javascript:alert(1)", "https://", "https://a.com%0d%0aX: y", "*"] {
+        for bad in [
+            "https://a.com/path",
+            "https://a.com;%20script-src%20*",
+            "javascript:alert(1)",
+            "https://",
+            "https://a.com%0d%0aX: y",
+            "*",
+        ] {
             assert!(worker_csp(&format!("/worker.js?model_origin={bad}")).ends_with("connect-src 'self'"), "{bad}");
         }
     }

@@ -13,7 +13,14 @@ use crate::kernels::{at, bind, AttentionBuffers, AttentionParams, AttentionRows,
 /// reference::rope compute them), for the decode graph's attention, which rotates q and k itself
 /// (AttentionBuffers::rotations): per pair of dims k < head_dim / 2, (cos, sin) of
 /// freq_scale * pos * base^(-2k / n_rot) / factors[k], and (1, 0) for pairs past n_rot / 2.
-pub fn rope_rotations(pos: u32, head_dim: usize, n_rot: usize, base: f32, freq_scale: f32, factors: Option<&[f32]>) -> Vec<f32> {
+pub fn rope_rotations(
+    pos: u32,
+    head_dim: usize,
+    n_rot: usize,
+    base: f32,
+    freq_scale: f32,
+    factors: Option<&[f32]>,
+) -> Vec<f32> {
     (0..head_dim / 2)
         .flat_map(|k| {
             if k >= n_rot / 2 {
@@ -43,20 +50,35 @@ fn runs_prompt_lanes(layout: &Layout, head_dim: u32) -> bool {
 const ROWWISE_WG: u32 = 8;
 
 /// attention for the `which` rows in one dispatch, no splits over the KV length.
-pub fn attention(t: Target, b: &AttentionBuffers, step: &wgpu::Buffer, p: AttentionParams, which: AttentionRows) -> Result<Dispatch> {
+pub fn attention(
+    t: Target,
+    b: &AttentionBuffers,
+    step: &wgpu::Buffer,
+    p: AttentionParams,
+    which: AttentionRows,
+) -> Result<Dispatch> {
     let p = AttentionParams { n_splits: 1, ..p };
     let params = bytemuck::bytes_of(&p);
     let hd4 = p.head_dim / 4;
-    if let (Some(rotations), AttentionRows::One, true) = (b.rotations, which, runs_attention_lanes(t.layout, p.n_heads, p.n_kv_heads, p.head_dim)) {
+    if let (Some(rotations), AttentionRows::One, true) =
+        (b.rotations, which, runs_attention_lanes(t.layout, p.n_heads, p.n_kv_heads, p.head_dim))
+    {
         let group = p.n_heads / p.n_kv_heads;
-        let walk = if group * hd4 <= 64 { compose::attention_lanes_walk(group, hd4) } else { wgsl::cpu::ATTENTION_LANES_LOOP.to_string() };
+        let walk = if group * hd4 <= 64 {
+            compose::attention_lanes_walk(group, hd4)
+        } else {
+            wgsl::cpu::ATTENTION_LANES_LOOP.to_string()
+        };
         let lanes = compose::fill(wgsl::cpu::ATTENTION_LANES, &[("    //@positions\n", walk)]);
         let (reads, kind) = match b.kv_mirror {
             Some(_) => (wgsl::cpu::ATTENTION_KV_TEXTURE, "mirror"),
             None => (wgsl::cpu::ATTENTION_KV_BUFFER, "buffers"),
         };
-        let module = Module::new(&format!("attention_lanes/{group}x{}+{kind}", p.head_dim), &[wgsl::ATTENTION_PARAMS, wgsl::cpu::ATTENTION_ROWWISE, reads, &lanes])
-            .prepend(format!("const ROPE: bool = true;\nconst GROUP: u32 = {group}u;\nconst HD4: u32 = {hd4}u;\n"));
+        let module = Module::new(
+            &format!("attention_lanes/{group}x{}+{kind}", p.head_dim),
+            &[wgsl::ATTENTION_PARAMS, wgsl::cpu::ATTENTION_ROWWISE, reads, &lanes],
+        )
+        .prepend(format!("const ROPE: bool = true;\nconst GROUP: u32 = {group}u;\nconst HD4: u32 = {hd4}u;\n"));
         let mut resources = at(&[(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (7, b.out), (8, rotations)]);
         if let Some((k, v)) = b.kv_mirror {
             resources.extend([(9, wgpu::BindingResource::TextureView(k)), (10, wgpu::BindingResource::TextureView(v))]);
@@ -68,10 +90,20 @@ pub fn attention(t: Target, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
     }
     if let (AttentionRows::Prompt(rows), None, true) = (which, b.rotations, runs_prompt_lanes(t.layout, p.head_dim)) {
         let lanes = compose::fill(wgsl::cpu::ATTENTION_PROMPT_LANES, &compose::prompt_lanes_walks(hd4));
-        let module = Module::new(&format!("attention_prompt_lanes/{}", p.head_dim), &[wgsl::ATTENTION_PARAMS, wgsl::cpu::ATTENTION_ROWWISE, &lanes])
-            .prepend(format!("const ROPE: bool = false;\nconst HD4: u32 = {hd4}u;\n"));
+        let module = Module::new(
+            &format!("attention_prompt_lanes/{}", p.head_dim),
+            &[wgsl::ATTENTION_PARAMS, wgsl::cpu::ATTENTION_ROWWISE, &lanes],
+        )
+        .prepend(format!("const ROPE: bool = false;\nconst HD4: u32 = {hd4}u;\n"));
         let resources = at(&[(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (7, b.out)]);
-        return bind(t.gpu, "attention", t.pipeline(&module, "prompt_lanes")?, params, resources, [rows.div_ceil(8), p.n_heads, 1]);
+        return bind(
+            t.gpu,
+            "attention",
+            t.pipeline(&module, "prompt_lanes")?,
+            params,
+            resources,
+            [rows.div_ceil(8), p.n_heads, 1],
+        );
     }
     let rows = which.count();
     if b.rotations.is_some() && rows != 1 {
@@ -83,6 +115,22 @@ pub fn attention(t: Target, b: &AttentionBuffers, step: &wgpu::Buffer, p: Attent
     };
     let module = Module::new(name, &[rope, wgsl::ATTENTION_PARAMS, wgsl::cpu::ATTENTION_ROWWISE]);
     // (Binding 8 is in the layout either way; without RoPE any buffer stands in.)
-    let used = [(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (5, b.k_branch), (6, b.v_branch), (7, b.out), (8, b.rotations.unwrap_or(b.partial))];
-    bind(t.gpu, "attention", t.pipeline(&module, "main")?, params, at(&used), [(rows * p.n_heads).div_ceil(ROWWISE_WG), 1, 1])
+    let used = [
+        (1, step),
+        (2, b.qkv),
+        (3, b.k_cache),
+        (4, b.v_cache),
+        (5, b.k_branch),
+        (6, b.v_branch),
+        (7, b.out),
+        (8, b.rotations.unwrap_or(b.partial)),
+    ];
+    bind(
+        t.gpu,
+        "attention",
+        t.pipeline(&module, "main")?,
+        params,
+        at(&used),
+        [(rows * p.n_heads).div_ceil(ROWWISE_WG), 1, 1],
+    )
 }

@@ -24,7 +24,11 @@ impl KvMirror {
     pub fn new(gpu: &Gpu, n_layers: usize, kv_dim: usize, capacity: usize) -> Option<KvMirror> {
         let row_bytes = 4 * kv_dim as u32;
         let max = gpu.limits.max_texture_dimension_2d as usize;
-        if row_bytes % wgpu::COPY_BYTES_PER_ROW_ALIGNMENT != 0 || kv_dim / 4 > max || capacity > max || capacity == 0 {
+        if !row_bytes.is_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
+            || kv_dim / 4 > max
+            || capacity > max
+            || capacity == 0
+        {
             return None;
         }
         let texture = |label: String| {
@@ -42,7 +46,14 @@ impl KvMirror {
         let k: Vec<wgpu::Texture> = (0..n_layers).map(|l| texture(format!("k_mirror.{l}"))).collect();
         let v: Vec<wgpu::Texture> = (0..n_layers).map(|l| texture(format!("v_mirror.{l}"))).collect();
         let view = |t: &wgpu::Texture| t.create_view(&Default::default());
-        Some(KvMirror { k_views: k.iter().map(view).collect(), v_views: v.iter().map(view).collect(), k, v, row_bytes, len: 0 })
+        Some(KvMirror {
+            k_views: k.iter().map(view).collect(),
+            v_views: v.iter().map(view).collect(),
+            k,
+            v,
+            row_bytes,
+            len: 0,
+        })
     }
 
     /// Layer l's keys and values.
@@ -51,7 +62,14 @@ impl KvMirror {
     }
 
     /// Records copies of positions `from .. to` of every layer from the cache buffers `k`, `v`.
-    pub fn copy_rows(&self, enc: &mut wgpu::CommandEncoder, k: &[wgpu::Buffer], v: &[wgpu::Buffer], from: usize, to: usize) {
+    pub fn copy_rows(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        k: &[wgpu::Buffer],
+        v: &[wgpu::Buffer],
+        from: usize,
+        to: usize,
+    ) {
         if from >= to {
             return;
         }
@@ -61,9 +79,18 @@ impl KvMirror {
             for (buffer, texture) in buffers.iter().zip(textures) {
                 let src = wgpu::TexelCopyBufferInfo {
                     buffer,
-                    layout: wgpu::TexelCopyBufferLayout { offset: from as u64 * self.row_bytes as u64, bytes_per_row: Some(self.row_bytes), rows_per_image: Some(rows) },
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: from as u64 * self.row_bytes as u64,
+                        bytes_per_row: Some(self.row_bytes),
+                        rows_per_image: Some(rows),
+                    },
                 };
-                let dst = wgpu::TexelCopyTextureInfo { texture, mip_level: 0, origin: wgpu::Origin3d { x: 0, y: from as u32, z: 0 }, aspect: wgpu::TextureAspect::All };
+                let dst = wgpu::TexelCopyTextureInfo {
+                    texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d { x: 0, y: from as u32, z: 0 },
+                    aspect: wgpu::TextureAspect::All,
+                };
                 enc.copy_buffer_to_texture(src, dst, extent);
             }
         }

@@ -13,17 +13,20 @@ pub use attention::{attention, rope_rotations, runs_attention_lanes};
 pub use kv_mirror::KvMirror;
 pub use textures::{max_texture_bytes, texture_from_buffer, uses_texture, TEXTURE_WIDTH};
 
-use super::{bind, grid, numbered, row_bytes, Dispatch, EmbedParams, MatmulParams, MatvecParams, QuantMatrix, SwigluParams, Target};
+use super::{
+    bind, grid, numbered, row_bytes, Dispatch, EmbedParams, MatmulParams, MatvecParams, QuantMatrix, SwigluParams,
+    Target,
+};
 use crate::error::{Error, Result};
 use crate::format::quant::QuantType;
-use crate::gpu::compose::{wide_wgsl, wgsl, Module};
+use crate::gpu::compose::{wgsl, wide_wgsl, Module};
 use wide::{wide_module, TextureBinding};
 
 /// The row stride of a matrix in this family: rows of the types with a wide decoder padded to 16
 /// bytes (so that its 16-byte loads line up), others packed.
 pub fn row_stride(ty: QuantType, cols: u32) -> u32 {
     let packed = row_bytes(ty, cols);
-    if wide_wgsl(ty).is_some() && packed % 4 == 0 {
+    if wide_wgsl(ty).is_some() && packed.is_multiple_of(4) {
         packed.next_multiple_of(16)
     } else {
         packed
@@ -33,7 +36,7 @@ pub fn row_stride(ty: QuantType, cols: u32) -> u32 {
 /// Whether the wide kernels (matvec_wide, matmul_wide, embed_wide) read `w`: the CPU family, a type
 /// with a wide decoder, rows 16 bytes apart.
 fn reads_wide(t: Target, w: &QuantMatrix) -> bool {
-    t.layout.is_cpu() && wide_wgsl(w.ty).is_some() && w.row_stride % 16 == 0
+    t.layout.is_cpu() && wide_wgsl(w.ty).is_some() && w.row_stride.is_multiple_of(16)
 }
 
 /// What a matvec folds in beyond its dot products (matvec_wide where `can_fold`).
@@ -65,19 +68,45 @@ const MATVEC_ROWS_PER_WG: u32 = 64;
 
 /// matvec (see kernels::matvec; `p` complete) with `fold` folded in: matvec_wide where it reads
 /// `w`, else matvec_rowwise (an error where `fold` asks for anything and can_fold is false).
-pub fn matvec(t: Target, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatvecParams, fold: Fold) -> Result<Dispatch> {
+pub fn matvec(
+    t: Target,
+    w: &QuantMatrix,
+    x: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: MatvecParams,
+    fold: Fold,
+) -> Result<Dispatch> {
     if fold.any() && !can_fold(t, w) {
-        return Err(Error::InvalidRequest(format!("matvec: nothing folds into a {} matvec in this layout", w.ty.name())));
+        return Err(Error::InvalidRequest(format!(
+            "matvec: nothing folds into a {} matvec in this layout",
+            w.ty.name()
+        )));
     }
     let groups = grid(w.rows.div_ceil(MATVEC_ROWS_PER_WG));
     if !reads_wide(t, w) {
-        let pipeline = t.pipeline(&Module::quant("matvec_rowwise", w.ty, &[wgsl::MATVEC_IO, wgsl::cpu::MATVEC_ROWWISE])?, "main")?;
-        return bind(t.gpu, "matvec", pipeline, bytemuck::bytes_of(&p), numbered(&[step, w.buffer("matvec")?, x, out]), groups);
+        let pipeline =
+            t.pipeline(&Module::quant("matvec_rowwise", w.ty, &[wgsl::MATVEC_IO, wgsl::cpu::MATVEC_ROWWISE])?, "main")?;
+        return bind(
+            t.gpu,
+            "matvec",
+            pipeline,
+            bytemuck::bytes_of(&p),
+            numbered(&[step, w.buffer("matvec")?, x, out]),
+            groups,
+        );
     }
     let mut p = MatvecParams { up_offset: fold.swiglu_up.unwrap_or(0), subgroup_size: t.layout.subgroup_size(), ..p };
-    let mut resources = vec![(1, step.as_entire_binding()), (3, x.as_entire_binding()), (4, out.as_entire_binding()), (5, w.resource())];
+    let mut resources = vec![
+        (1, step.as_entire_binding()),
+        (3, x.as_entire_binding()),
+        (4, out.as_entire_binding()),
+        (5, w.resource()),
+    ];
     let act = match (fold.swiglu_up, fold.norm) {
-        (Some(_), Some(_)) => return Err(Error::InvalidRequest("matvec: swiglu and rmsnorm do not fold into one matvec".into())),
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidRequest("matvec: swiglu and rmsnorm do not fold into one matvec".into()))
+        }
         (Some(_), None) => ("swiglu", wgsl::cpu::FOLD_ACT_SWIGLU),
         (None, Some((norm_w, partials, eps))) => {
             p.eps = eps;
@@ -93,7 +122,9 @@ pub fn matvec(t: Target, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
         }
         None => ("store", wgsl::cpu::FOLD_OUT_PLAIN),
     };
-    let module = wide_module(t, w, "matvec_wide", wgsl::MATVEC_IO, true, TextureBinding::Storage)?.variant(act.0, act.1).variant(finish.0, finish.1);
+    let module = wide_module(t, w, "matvec_wide", wgsl::MATVEC_IO, true, TextureBinding::Storage)?
+        .variant(act.0, act.1)
+        .variant(finish.0, finish.1);
     let module = module.with(&[&wide::fill_group_blocks(wgsl::cpu::MATVEC_WIDE, w.ty)?]);
     bind(t.gpu, "matvec", t.pipeline(&module, "main")?, bytemuck::bytes_of(&p), resources, groups)
 }
@@ -105,12 +136,28 @@ const MATMUL_ROWWISE_TOKENS: u32 = 16;
 
 /// matmul (see kernels::matmul; `p` complete): matmul_wide where it reads `w`, else
 /// matmul_rowwise.
-pub fn matmul(t: Target, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer, p: MatmulParams, max_tokens: u32) -> Result<Dispatch> {
+pub fn matmul(
+    t: Target,
+    w: &QuantMatrix,
+    x: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: MatmulParams,
+    max_tokens: u32,
+) -> Result<Dispatch> {
     let rows = p.rows.div_ceil(MATMUL_ROWS_PER_WG);
     if !reads_wide(t, w) {
-        let module = Module::quant("matmul_rowwise", w.ty, &[wgsl::MATMUL_IO, wgsl::MATMUL_WEIGHTS, wgsl::cpu::MATMUL_ROWWISE])?;
+        let module =
+            Module::quant("matmul_rowwise", w.ty, &[wgsl::MATMUL_IO, wgsl::MATMUL_WEIGHTS, wgsl::cpu::MATMUL_ROWWISE])?;
         let tiles = if p.last_only == 1 { 1 } else { max_tokens.div_ceil(MATMUL_ROWWISE_TOKENS) };
-        return bind(t.gpu, "matmul", t.pipeline(&module, "main")?, bytemuck::bytes_of(&p), numbered(&[step, w.buffer("matmul")?, x, out]), [rows, tiles, 1]);
+        return bind(
+            t.gpu,
+            "matmul",
+            t.pipeline(&module, "main")?,
+            bytemuck::bytes_of(&p),
+            numbered(&[step, w.buffer("matmul")?, x, out]),
+            [rows, tiles, 1],
+        );
     }
     // Tokens per invocation (matmul_wide's RT, the length of its accumulator arrays): 32 for a
     // prompt chunk; the prompt's logits row alone, or a few candidates, as many as there are.
@@ -118,25 +165,54 @@ pub fn matmul(t: Target, w: &QuantMatrix, x: &wgpu::Buffer, out: &wgpu::Buffer, 
     let module = wide_module(t, w, "matmul_wide", wgsl::MATMUL_IO, true, TextureBinding::Sampled)?
         .variant(&format!("rt{rt}"), &format!("const RT: u32 = {rt}u;"))
         .with(&[wgsl::cpu::MATMUL_WIDE]);
-    let resources = vec![(1, step.as_entire_binding()), (3, x.as_entire_binding()), (4, out.as_entire_binding()), (5, w.resource())];
-    bind(t.gpu, "matmul", t.pipeline(&module, "main")?, bytemuck::bytes_of(&p), resources, [rows, max_tokens.div_ceil(rt), 1])
+    let resources = vec![
+        (1, step.as_entire_binding()),
+        (3, x.as_entire_binding()),
+        (4, out.as_entire_binding()),
+        (5, w.resource()),
+    ];
+    bind(
+        t.gpu,
+        "matmul",
+        t.pipeline(&module, "main")?,
+        bytemuck::bytes_of(&p),
+        resources,
+        [rows, max_tokens.div_ceil(rt), 1],
+    )
 }
 
 /// embed_wide: embed (see kernels::embed) for a table the wide kernels read (None otherwise).
-pub fn embed_wide(t: Target, table: &QuantMatrix, tokens: &wgpu::Buffer, out: &wgpu::Buffer, p: EmbedParams, rows: u32) -> Result<Option<Dispatch>> {
+pub fn embed_wide(
+    t: Target,
+    table: &QuantMatrix,
+    tokens: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    p: EmbedParams,
+    rows: u32,
+) -> Result<Option<Dispatch>> {
     if !reads_wide(t, table) {
         return Ok(None);
     }
-    let module = wide_module(t, table, "embed_wide", "", false, TextureBinding::Storage)?.with(&[wgsl::cpu::EMBED_WIDE]);
+    let module =
+        wide_module(t, table, "embed_wide", "", false, TextureBinding::Storage)?.with(&[wgsl::cpu::EMBED_WIDE]);
     let resources = vec![(2, tokens.as_entire_binding()), (3, out.as_entire_binding()), (5, table.resource())];
     let blocks = table.cols / table.ty.block_elems() as u32;
-    bind(t.gpu, "embed", t.pipeline(&module, "main")?, bytemuck::bytes_of(&p), resources, [blocks.div_ceil(64), rows, 1]).map(Some)
+    bind(
+        t.gpu,
+        "embed",
+        t.pipeline(&module, "main")?,
+        bytemuck::bytes_of(&p),
+        resources,
+        [blocks.div_ceil(64), rows, 1],
+    )
+    .map(Some)
 }
 
 /// swiglu with up in the gate buffer: gate[i] = silu(gate[i]) * gate[up_offset + i], i < n (after
 /// one matvec over [Wgate; Wup]).
 pub fn swiglu_packed(t: Target, gate_up: &wgpu::Buffer, n: u32, up_offset: u32) -> Result<Dispatch> {
     let p = SwigluParams { n, up_offset, ..Default::default() };
-    let pipeline = t.pipeline(&Module::new("swiglu_packed", &[wgsl::SWIGLU, wgsl::cpu::SWIGLU_PACKED]), "main_packed")?;
+    let pipeline =
+        t.pipeline(&Module::new("swiglu_packed", &[wgsl::SWIGLU, wgsl::cpu::SWIGLU_PACKED]), "main_packed")?;
     bind(t.gpu, "swiglu", pipeline, bytemuck::bytes_of(&p), super::at(&[(1, gate_up)]), grid(n.div_ceil(64)))
 }

@@ -15,7 +15,7 @@ pub const TEXTURE_WIDTH: u32 = 8192;
 /// Whether a matrix of this type and row length lives in a texture in this layout: the CPU family
 /// with weight textures, a type with a wide decoder, rows padded to 16 bytes.
 pub fn uses_texture(layout: &Layout, ty: QuantType, cols: u32) -> bool {
-    layout.is_cpu() && layout.weight_textures && wide_wgsl(ty).is_some() && row_stride(ty, cols) % 16 == 0
+    layout.is_cpu() && layout.weight_textures && wide_wgsl(ty).is_some() && row_stride(ty, cols).is_multiple_of(16)
 }
 
 /// Most bytes of one matrix part in a texture (TEXTURE_WIDTH x the adapter's largest height).
@@ -29,8 +29,11 @@ pub fn texture_from_buffer(gpu: &Gpu, label: &str, buffer: &wgpu::Buffer, bytes:
     let texels = bytes / 16;
     let (width, full_rows, rest) = (TEXTURE_WIDTH as u64, texels / TEXTURE_WIDTH as u64, texels % TEXTURE_WIDTH as u64);
     let height = texels.div_ceil(width).max(1);
-    if bytes % 16 != 0 || height > gpu.limits.max_texture_dimension_2d as u64 {
-        return Err(Error::InvalidRequest(format!("{label}: {bytes} bytes do not fit a texture of {width} x {} texels", gpu.limits.max_texture_dimension_2d)));
+    if !bytes.is_multiple_of(16) || height > gpu.limits.max_texture_dimension_2d as u64 {
+        return Err(Error::InvalidRequest(format!(
+            "{label}: {bytes} bytes do not fit a texture of {width} x {} texels",
+            gpu.limits.max_texture_dimension_2d
+        )));
     }
     let texture = gpu.device.create_texture(&wgpu::TextureDescriptor {
         label: Some(label),
@@ -41,21 +44,40 @@ pub fn texture_from_buffer(gpu: &Gpu, label: &str, buffer: &wgpu::Buffer, bytes:
         format: wgpu::TextureFormat::Rgba32Uint,
         // Bound as a read-only storage texture (wide_texture.wgsl) or a sampled one
         // (wide_texture_sampled.wgsl): Layout::texture_storage_loads.
-        usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        usage: wgpu::TextureUsages::STORAGE_BINDING
+            | wgpu::TextureUsages::TEXTURE_BINDING
+            | wgpu::TextureUsages::COPY_DST,
         view_formats: &[],
     });
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     // Whole texture rows, then the texels of the last, partial one.
-    let at = |row: u64| wgpu::TexelCopyTextureInfo { texture: &texture, mip_level: 0, origin: wgpu::Origin3d { x: 0, y: row as u32, z: 0 }, aspect: wgpu::TextureAspect::All };
+    let at = |row: u64| wgpu::TexelCopyTextureInfo {
+        texture: &texture,
+        mip_level: 0,
+        origin: wgpu::Origin3d { x: 0, y: row as u32, z: 0 },
+        aspect: wgpu::TextureAspect::All,
+    };
     let from = |offset: u64, rows: u64| wgpu::TexelCopyBufferInfo {
         buffer,
-        layout: wgpu::TexelCopyBufferLayout { offset, bytes_per_row: Some(16 * TEXTURE_WIDTH), rows_per_image: Some(rows as u32) },
+        layout: wgpu::TexelCopyBufferLayout {
+            offset,
+            bytes_per_row: Some(16 * TEXTURE_WIDTH),
+            rows_per_image: Some(rows as u32),
+        },
     };
     if full_rows > 0 {
-        enc.copy_buffer_to_texture(from(0, full_rows), at(0), wgpu::Extent3d { width: TEXTURE_WIDTH, height: full_rows as u32, depth_or_array_layers: 1 });
+        enc.copy_buffer_to_texture(
+            from(0, full_rows),
+            at(0),
+            wgpu::Extent3d { width: TEXTURE_WIDTH, height: full_rows as u32, depth_or_array_layers: 1 },
+        );
     }
     if rest > 0 {
-        enc.copy_buffer_to_texture(from(full_rows * width * 16, 1), at(full_rows), wgpu::Extent3d { width: rest as u32, height: 1, depth_or_array_layers: 1 });
+        enc.copy_buffer_to_texture(
+            from(full_rows * width * 16, 1),
+            at(full_rows),
+            wgpu::Extent3d { width: rest as u32, height: 1, depth_or_array_layers: 1 },
+        );
     }
     gpu.queue.submit([enc.finish()]);
     gpu.take_error()?;

@@ -21,12 +21,26 @@ pub enum TextureBinding {
 /// type's decoders, wide.wgsl, the kernel's `io` file, the activation loader (through subgroups
 /// where `subgroup_acts` and the layout has lanes of 8, else plain loads) and the weights' loader
 /// (a buffer, or a texture read through `binding`).
-pub fn wide_module(t: Target, w: &QuantMatrix, base: &str, io: &str, subgroup_acts: bool, binding: TextureBinding) -> Result<Module> {
-    let wide = wide_wgsl(w.ty).ok_or_else(|| Error::InvalidRequest(format!("{base}: {} has no wide decoder", w.ty.name())))?;
+pub fn wide_module(
+    t: Target,
+    w: &QuantMatrix,
+    base: &str,
+    io: &str,
+    subgroup_acts: bool,
+    binding: TextureBinding,
+) -> Result<Module> {
+    let wide =
+        wide_wgsl(w.ty).ok_or_else(|| Error::InvalidRequest(format!("{base}: {} has no wide decoder", w.ty.name())))?;
     let mut module = Module::quant(base, w.ty, &[wide, wgsl::cpu::WIDE, io])?;
-    module = if t.layout.lanes_of_8() && subgroup_acts { module.variant("subgroup", wgsl::cpu::ACTS_SUBGROUP) } else { module.with(&[wgsl::cpu::ACTS_PLAIN]) };
+    module = if t.layout.lanes_of_8() && subgroup_acts {
+        module.variant("subgroup", wgsl::cpu::ACTS_SUBGROUP)
+    } else {
+        module.with(&[wgsl::cpu::ACTS_PLAIN])
+    };
     Ok(match w.blocks {
-        Blocks::Texture(_) if binding == TextureBinding::Sampled || !t.layout.texture_storage_loads => module.variant("sampled", wgsl::cpu::WIDE_TEXTURE_SAMPLED),
+        Blocks::Texture(_) if binding == TextureBinding::Sampled || !t.layout.texture_storage_loads => {
+            module.variant("sampled", wgsl::cpu::WIDE_TEXTURE_SAMPLED)
+        }
         Blocks::Texture(_) => module.variant("texture", wgsl::cpu::WIDE_TEXTURE),
         Blocks::Buffer(_) => module.with(&[wgsl::cpu::WIDE_BUFFER]),
     })

@@ -7,18 +7,40 @@ use crate::kernels::{at, bind, numbered, AttentionBuffers, AttentionParams, Atte
 
 /// attention for the `which` rows: one dispatch, plus a combine dispatch when the positions are
 /// split (p.n_splits > 1).
-pub fn attention(t: Target, b: &AttentionBuffers, step: &wgpu::Buffer, p: AttentionParams, which: AttentionRows) -> Result<Vec<Dispatch>> {
+pub fn attention(
+    t: Target,
+    b: &AttentionBuffers,
+    step: &wgpu::Buffer,
+    p: AttentionParams,
+    which: AttentionRows,
+) -> Result<Vec<Dispatch>> {
     if b.rotations.is_some() || b.kv_mirror.is_some() {
-        return Err(Error::InvalidRequest("attention: RoPE in the kernel and the KV mirror are the CPU family's".into()));
+        return Err(Error::InvalidRequest(
+            "attention: RoPE in the kernel and the KV mirror are the CPU family's".into(),
+        ));
     }
     let rows = which.count();
     let module = Module::new("attention", &[wgsl::ATTENTION_PARAMS, wgsl::gpu::ATTENTION]);
     let buffers = [step, b.qkv, b.k_cache, b.v_cache, b.k_branch, b.v_branch, b.out, b.partial];
     let params = bytemuck::bytes_of(&p);
-    let mut out = vec![bind(t.gpu, "attention", t.pipeline(&module, "main")?, params, numbered(&buffers), [p.n_heads, rows, p.n_splits])?];
+    let mut out = vec![bind(
+        t.gpu,
+        "attention",
+        t.pipeline(&module, "main")?,
+        params,
+        numbered(&buffers),
+        [p.n_heads, rows, p.n_splits],
+    )?];
     if p.n_splits > 1 {
         let combine = t.pipeline(&module, "combine")?;
-        out.push(bind(t.gpu, "attention", combine, params, at(&[(1, step), (7, b.out), (8, b.partial)]), [p.n_heads, rows, 1])?);
+        out.push(bind(
+            t.gpu,
+            "attention",
+            combine,
+            params,
+            at(&[(1, step), (7, b.out), (8, b.partial)]),
+            [p.n_heads, rows, 1],
+        )?);
     }
     Ok(out)
 }

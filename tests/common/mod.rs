@@ -2,6 +2,8 @@
 //! seeded RNG.
 #![allow(dead_code)]
 
+pub mod kernels;
+
 use std::sync::{Arc, OnceLock};
 use webllama::{Family, Gpu, Layout};
 

@@ -1,0 +1,173 @@
+//! Helpers of the kernel tests (tests/kernels.rs, tests/attention.rs): a device with the layout
+//! the kernels are built for, every layout to test, random quantized matrices laid out as the model
+//! loader lays them out, and the check against reference.rs.
+
+use super::{gpu, Rng};
+use std::sync::Arc;
+use webllama::format::quant::QuantType;
+use webllama::gpu::compose::wide_wgsl;
+use webllama::kernels::cpu;
+use webllama::kernels::{self, MatvecParams, QuantMatrix, Step, Target};
+use webllama::model::Stored;
+use webllama::reference;
+use webllama::{Family, Gpu, Layout, Overrides};
+
+pub const NMSE_MAX: f64 = 1e-6;
+
+/// Checks `got` against `want`: NMSE <= 1e-6, naming the first index off by more than 1e-3 of the scale.
+pub fn check(op: &str, ty: &str, shape: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{op} [{ty}] {shape}: length");
+    let num: f64 = got.iter().zip(want).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().max(1e-30);
+    let nmse = num / den;
+    if nmse.is_nan() || nmse > NMSE_MAX {
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let bad = got.iter().zip(want).position(|(a, b)| (a - b).is_nan() || (a - b).abs() > 1e-3 * scale).unwrap_or(0);
+        panic!(
+            "{op} [{ty}] {shape}: NMSE {nmse:.3e} > {NMSE_MAX:e}; first bad index {bad}: gpu {} vs reference {}",
+            got[bad], want[bad]
+        );
+    }
+}
+
+pub fn read(buf: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    pollster::block_on(gpu().read_f32(buf, 0, n as u64)).unwrap()
+}
+
+pub fn step_uniform(pos: u32) -> wgpu::Buffer {
+    gpu().uniform("step", &Step::single(pos))
+}
+
+/// Random well-scaled blocks of `ty` (any quant bits, small finite scales) and the exact
+/// dequantization the kernels must reproduce.
+pub fn random_matrix(ty: QuantType, rows: usize, cols: usize, rng: &mut Rng) -> (Vec<u8>, reference::Mat) {
+    let n_blocks = rows * cols / ty.block_elems() as usize;
+    let mut bytes: Vec<u8> = (0..n_blocks * ty.block_bytes() as usize).map(|_| rng.next_u32() as u8).collect();
+    bytes.chunks_exact_mut(ty.block_bytes() as usize).for_each(|b| ty.sanitize_block(b));
+    let mat = reference::dequantize(ty, &bytes, rows, cols).unwrap();
+    (bytes, mat)
+}
+
+/// A row length that is whole blocks of `ty`: SmolLM2's 576 where it can be (K-quants need 256s).
+pub fn width(ty: QuantType, preferred: usize) -> usize {
+    let b = ty.block_elems() as usize;
+    preferred.div_ceil(b) * b
+}
+
+/// A device and the layout the kernels under test are built for (derefs to the device).
+pub struct On {
+    pub gpu: Arc<Gpu>,
+    pub layout: Layout,
+}
+
+impl std::ops::Deref for On {
+    type Target = Gpu;
+    fn deref(&self) -> &Gpu {
+        &self.gpu
+    }
+}
+
+impl On {
+    pub fn t(&self) -> Target<'_> {
+        Target { gpu: &self.gpu, layout: &self.layout }
+    }
+}
+
+/// The shared device with the layout `o` chooses.
+pub fn on(o: Overrides) -> On {
+    let gpu = gpu();
+    let layout = Layout::choose(&gpu, &o);
+    On { gpu, layout }
+}
+
+/// The shared device with its own layout.
+pub fn adapter() -> On {
+    on(Overrides::default())
+}
+
+/// The shared device with the layout of `family`.
+pub fn family(family: Family) -> On {
+    on(Overrides { family: Some(family), ..Default::default() })
+}
+
+/// matvec with `fold` (the CPU family's; `p` completed from `w` as kernels::matvec does).
+pub fn matvec_fold(
+    g: &On,
+    w: &QuantMatrix,
+    x: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: MatvecParams,
+    fold: cpu::Fold,
+) -> webllama::Result<kernels::Dispatch> {
+    cpu::matvec(g.t(), w, x, out, step, MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p }, fold)
+}
+
+pub fn read_on(g: &Gpu, buf: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    pollster::block_on(g.read_f32(buf, 0, n as u64)).unwrap()
+}
+
+pub fn step_on(g: &Gpu, pos: u32) -> wgpu::Buffer {
+    g.uniform("step", &Step::single(pos))
+}
+
+/// The GPU family; the CPU family (weights of the wide types in textures, activations through
+/// subgroups where the adapter has them); the CPU family with those weights in buffers; and where
+/// the adapter has subgroups, the CPU family without them (every activation loaded by every
+/// invocation, textures read through sampled bindings as SwiftShader runs them).
+pub fn every_layout() -> Vec<On> {
+    let cpu_layout = |subgroups: bool, textures: bool| {
+        on(Overrides {
+            family: Some(Family::Cpu),
+            subgroups: Some(subgroups),
+            weight_textures: Some(textures),
+            texture_storage_loads: Some(subgroups),
+            ..Default::default()
+        })
+    };
+    let mut all = vec![family(Family::Gpu), cpu_layout(true, true), cpu_layout(true, false)];
+    if gpu().has_subgroups() {
+        all.push(cpu_layout(false, true));
+    }
+    all
+}
+
+/// A matrix's bytes on `g` laid out as the model loader lays them out there (rows padded to 16
+/// bytes where the wide kernels read them, in a texture where the adapter reads them from one),
+/// and a name for the layout.
+pub fn upload_matrix<'a>(
+    g: &On,
+    ty: QuantType,
+    rows: usize,
+    cols: usize,
+    bytes: &[u8],
+    stored: &'a mut Option<Stored>,
+) -> (QuantMatrix<'a>, String) {
+    let (packed, stride) = (kernels::row_bytes(ty, cols as u32), kernels::row_stride(&g.layout, ty, cols as u32));
+    let mut laid = if stride == packed {
+        bytes.to_vec()
+    } else {
+        webllama::model::pad_rows(bytes, 0, packed as u64, stride as u64).1
+    };
+    // The whole last row too, padding included, as the loader allocates it: the wide kernels load
+    // 16 bytes at a time up to the row's end, and a GPU may return zeros for a load that runs past
+    // the buffer (lavapipe checks each word; an H100 caught the short buffer).
+    laid.resize(rows * stride as usize, 0);
+    let mut layout = match (g.layout.is_cpu(), stride % 16 == 0 && wide_wgsl(ty).is_some()) {
+        (false, _) => "GPU layout",
+        (true, false) => "rowwise",
+        (true, true) if g.layout.lanes_of_8() => "rowwise, wide loads, subgroup activations",
+        (true, true) => "rowwise, wide loads",
+    }
+    .to_string();
+    let buffer = g.storage_with("w", &laid);
+    let blocks = if cpu::uses_texture(&g.layout, ty, cols as u32) {
+        layout +=
+            if g.layout.texture_storage_loads { ", texture (storage loads)" } else { ", texture (sampled loads)" };
+        Stored::Texture(cpu::texture_from_buffer(g, "w", &buffer, laid.len() as u64).unwrap())
+    } else {
+        Stored::Buffer(buffer)
+    };
+    let blocks = stored.insert(blocks).blocks();
+    (QuantMatrix { ty, blocks, rows: rows as u32, cols: cols as u32, row_stride: stride }, layout)
+}

@@ -4,7 +4,8 @@
 mod common;
 
 use std::time::Instant;
-use webllama::format::gguf::{writer, Gguf, Parsed, Value};
+use webllama::format::gguf::{Gguf, Parsed, Value};
+use webllama::format::gguf_write as writer;
 use webllama::format::weights;
 use webllama::{Config, Error, QuantType};
 

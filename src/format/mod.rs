@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod gguf;
+pub mod gguf_write;
 pub mod quant;
 pub mod weights;

@@ -6,7 +6,8 @@
 
 use anyhow::{bail, Context, Result};
 use std::io::{BufWriter, Read, Write};
-use webllama::format::gguf::{writer, Gguf, Parsed, Value};
+use webllama::format::gguf::{Gguf, Parsed, Value};
+use webllama::format::gguf_write as writer;
 use webllama::format::quant::QuantType;
 use webllama::format::weights;
 

@@ -50,13 +50,18 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
       try {
         const e = await createEngine(opts);
         const c = await e.completions.create({ prompt: 'Once upon a time,', max_tokens: 6, temperature: 0 });
+        const layout = e.stats.layout;
         await e.unload();
-        out[name] = { ok: true, text: c.choices[0].text };
+        out[name] = { ok: true, text: c.choices[0].text, layout };
       } catch (e) {
         out[name] = { ok: false, error: `${e.name}: ${e.message}` };
       }
     };
     await attempt('whole', { model: `fault/whole/${file}`, integrity: sri });
+    // The GPU kernel family forced on this CPU adapter (createEngine's layout option), and a layout
+    // that does not exist.
+    await attempt('gpu layout', { model: `fault/whole/${file}`, layout: 'gpu' });
+    await attempt('bad layout', { model: `fault/whole/${file}`, layout: 'npu' });
     await attempt('404', { model: `fault/404/${file}` });
     await attempt('403', { model: `fault/403/${file}` });
     await attempt('cors refused', { model: `${noCors}fault/whole/${file}` });
@@ -96,6 +101,11 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
   }, { file: FILE, sha, sri, noCors: otherNoCors.url, withCors: otherCors.url });
   console.log(JSON.stringify(r, null, 1));
   assert.ok(r.whole.ok, r.whole.error);
+  assert.match(r.whole.layout, /^cpu /);
+  assert.ok(r['gpu layout'].ok, r['gpu layout'].error);
+  assert.match(r['gpu layout'].layout, /^gpu /);
+  assert.equal(r['gpu layout'].text, r.whole.text, 'the GPU kernel family gives the same greedy text');
+  assert.match(r['bad layout'].error, /^InvalidRequestError: invalid request: layout "npu": the layouts are "gpu" and "cpu"/);
   assert.match(r['404'].error, /^NetworkError: HTTP 404/);
   assert.match(r['403'].error, /^NetworkError: HTTP 403/);
   assert.equal(r.workerCsp, `default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ${new URL(otherNoCors.url).origin}`);

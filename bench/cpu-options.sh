@@ -4,6 +4,7 @@
 # every configuration alike. Optionally a second binary (BASE=path) runs first in each round, to
 # compare two builds. Prints one line per run and a median per configuration.
 # Usage: bench/cpu-options.sh [ROUNDS] [PROMPT] [DECODE]   (model: the default one)
+#        BASE=/path/to/older/webllama bench/cpu-options.sh ...   (that build first in every round)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -12,19 +13,23 @@ n=${3:-64}
 bin=./target/release/webllama
 model=$(./scripts/fetch-model.sh)
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
-configs=("all on|" "no kv mirror|WEBLLAMA_KV_MIRROR=0" "sampled texture loads|WEBLLAMA_TEXTURE_LOADS=sampled"
-  "weights in buffers|WEBLLAMA_TEXTURES=0" "no prompt lanes|WEBLLAMA_PROMPT_LANES=0" "no folds|WEBLLAMA_FOLDS=0")
+configs=("all on|" "sampled texture loads|WEBLLAMA_TEXTURE_LOADS=sampled" "weights in buffers|WEBLLAMA_TEXTURES=0"
+  "no prompt lanes|WEBLLAMA_PROMPT_LANES=0" "no subgroups|WEBLLAMA_SUBGROUPS=0")
 out=$(mktemp)
+# One run's line: configuration, prefill and decode tok/s.
+show() { python3 -c 'import json, sys; d = json.loads(sys.argv[2]); print("%-24s prefill %7.1f  decode %6.2f" % (sys.argv[1], d["prefill_tok_s"], d["decode_tok_s"]))' "$1" "$2"; }
 for r in $(seq "$rounds"); do
   if [ -n "${BASE:-}" ]; then
     line=$("$BASE" bench --model "$model" -p "$p" -n "$n" --json)
-    echo "base|$line" | tee -a "$out" | cut -c1-200
+    echo "base|$line" >> "$out"
+    show base "$line"
   fi
   for c in "${configs[@]}"; do
     name=${c%%|*}
     vars=${c#*|}
     line=$(env $vars "$bin" bench --model "$model" -p "$p" -n "$n" --json)
-    echo "$name|$line" | tee -a "$out" | cut -c1-200
+    echo "$name|$line" >> "$out"
+    show "$name" "$line"
   done
 done
 echo "median over $rounds rounds, prompt $p, decode $n:"

@@ -1,12 +1,12 @@
 //! attention against reference::attention on every layout: one token with GQA (RoPE in the kernel
-//! and the KV mirror where the layout has them), a prompt chunk after a cached prefix, and n
+//! where the layout has it), a prompt chunk after a cached prefix, and n
 //! candidates with their own branches; the keys and values each stores into the cache checked too.
 
 mod common;
 
 use common::kernels::*;
 use common::Rng;
-use webllama::kernels::cpu::{self, KvMirror};
+use webllama::kernels::cpu;
 use webllama::kernels::{self, AttentionBuffers, AttentionParams, AttentionRows, Step};
 use webllama::reference;
 
@@ -57,7 +57,6 @@ fn attention_matches_with(g: &On) {
             out: &out,
             partial: &partial,
             rotations: None,
-            kv_mirror: None,
         };
         let p = AttentionParams {
             n_heads: h as u32,
@@ -97,28 +96,6 @@ fn attention_matches_with(g: &On) {
             let want = reference::attention(&q_rot, &k_rot, &v, h, kvh, hd, len);
             let shape = format!("{shape}, rope in the kernel (n_rot {n_rot})");
             run_and_check(&b, &shape, &want, &k_rot, &v);
-            if g.layout.kv_mirror {
-                // The earlier positions from the cache's copy in textures (lavapipe's decode graph):
-                // the mirror gets the true rows, the buffers garbage there, so only reads of the
-                // mirror give the right answer; this position is still stored into the buffers.
-                let mirror = KvMirror::new(g, 1, kv_dim, len).unwrap();
-                let (true_k, true_v) =
-                    (g.storage_with("k", bytemuck::cast_slice(&k_rot)), g.storage_with("v", bytemuck::cast_slice(&v)));
-                let mut enc = g.device.create_command_encoder(&Default::default());
-                mirror.copy_rows(&mut enc, &[true_k], &[true_v], 0, pos);
-                g.queue.submit([enc.finish()]);
-                let garbage: Vec<f32> = (0..len * kv_dim).map(|i| if i < pos * kv_dim { 5.0 } else { 9.0 }).collect();
-                let (kb, vb) = (
-                    g.storage_with("k", bytemuck::cast_slice(&garbage)),
-                    g.storage_with("v", bytemuck::cast_slice(&garbage)),
-                );
-                let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, kv_mirror: Some(mirror.views(0)), ..b };
-                kernels::submit(g, &kernels::attention(g.t(), &b, &step, p, AttentionRows::One).unwrap());
-                let shape = format!("{shape}, earlier positions from the texture mirror");
-                check("attention", "f32", &shape, &read_on(g, &out, h * hd), &want);
-                let stored = &read_on(g, &kb, len * kv_dim)[pos * kv_dim..];
-                check("attention k store", "f32", &shape, stored, &k_rot[pos * kv_dim..]);
-            }
         }
     }
 }
@@ -188,7 +165,6 @@ fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cach
         out: &out,
         partial: &partial,
         rotations: None,
-        kv_mirror: None,
     };
     let step = g.uniform("step", &Step::chunk(cached as u32, rows as u32));
     kernels::submit(g, &kernels::attention(g.t(), &b, &step, p, AttentionRows::Prompt(rows as u32)).unwrap());
@@ -260,7 +236,6 @@ fn attention_over_candidates(g: &On) {
         out: &out,
         partial: &partial,
         rotations: None,
-        kv_mirror: None,
     };
     let step = g.uniform("step", &Step::candidates((prefix + earlier) as u32, n as u32, prefix as u32));
     kernels::submit(

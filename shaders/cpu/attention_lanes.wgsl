@@ -1,8 +1,6 @@
 //! attention_lanes: one token's attention (the decode graph) on CPU adapters with subgroups of at
 //! least 8 lanes, composed after attention_params.wgsl and attention_rowwise.wgsl (its bindings,
-//! rotate4 and softmax_step; with ROPE true) and attention_kv_buffer.wgsl or
-//! attention_kv_texture.wgsl (where earlier positions are read from: cached_k, cached_v). A
-//! workgroup of 8 per kv head: lane i walks cache positions i, i + 8, ... for all the group's query
+//! rotate4 and softmax_step; with ROPE true). A workgroup of 8 per kv head: lane i walks cache positions i, i + 8, ... for all the group's query
 //! heads at once, so each key and value is loaded once for the group and the
 //! 8 lanes' loads go out together; the lanes' online softmaxes are merged through the subgroup,
 //! then this position (q | k | v from qkv, rotated here) is added and each lane stores its share
@@ -11,6 +9,14 @@
 //! the `//@positions` line: written out by gpu/compose.rs with a named value per query vector and
 //! accumulator where group * head_dim / 4 <= 64 (a private array indexed at run time is memory on
 //! lavapipe), else attention_lanes_loop.wgsl.
+
+// Vector `col` (of kv_dim / 4) of cache position j's key and value.
+fn cached_k(j: u32, col: u32) -> vec4<f32> {
+    return k_cache[j * (p.kv_dim / 4u) + col];
+}
+fn cached_v(j: u32, col: u32) -> vec4<f32> {
+    return v_cache[j * (p.kv_dim / 4u) + col];
+}
 
 @compute @workgroup_size(8)
 fn decode_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {

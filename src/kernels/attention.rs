@@ -38,9 +38,6 @@ pub struct AttentionBuffers<'a> {
     /// unrotated and the kernel rotates them (one token, CPU family); None when rope.wgsl has
     /// rotated them.
     pub rotations: Option<&'a wgpu::Buffer>,
-    /// The cache's copy in textures (k, v: cpu::KvMirror) holding every position before this
-    /// one, which attention_lanes then reads instead of the buffers (one token, CPU family).
-    pub kv_mirror: Option<(&'a wgpu::TextureView, &'a wgpu::TextureView)>,
 }
 
 /// The rows an attention dispatch is recorded for (the step uniform gives their positions).

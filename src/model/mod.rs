@@ -19,7 +19,7 @@ pub const MAX_CANDIDATES: u32 = 8;
 use crate::error::{Error, Result};
 use crate::format::config::Config;
 use crate::gpu::{Gpu, Layout};
-use crate::kernels::cpu::{self, KvMirror};
+use crate::kernels::cpu;
 use crate::kernels::{Dispatch, Step};
 use graph::{Acts, Batch, BatchGraph};
 use kv_cache::{Branches, KvCache};
@@ -40,8 +40,6 @@ pub struct Model {
     layout: Layout,
     pub cfg: Config,
     kv: KvCache,
-    /// The KV cache's copy in textures that the decode attention reads (CPU family, Layout::kv_mirror).
-    mirror: Option<KvMirror>,
     /// Candidates' continuations of the KV cache.
     branches: Branches,
     acts: Acts,
@@ -79,8 +77,6 @@ impl Model {
         let (gpu, layout) = (b.gpu.clone(), b.layout.clone());
         let c = b.cfg.clone();
         let kv = KvCache::new(&gpu, &c, b.ctx)?;
-        let lanes = cpu::runs_attention_lanes(&layout, c.n_heads as u32, c.n_kv_heads as u32, c.head_dim as u32);
-        let mirror = if layout.kv_mirror && lanes { KvMirror::new(&gpu, c.n_layers, c.kv_dim(), b.ctx) } else { None };
         let n_splits = layout.attention_splits(b.ctx);
         let acts = Acts::new(&gpu, &c, layout.batch_rows(), n_splits);
         let rope_factors = b.rope_factors;
@@ -98,7 +94,6 @@ impl Model {
             weights: &weights,
             acts: &acts,
             kv: &kv,
-            mirror: mirror.as_ref(),
             branches: &branches,
             n_splits,
         };
@@ -115,7 +110,6 @@ impl Model {
             layout,
             cfg: c,
             kv,
-            mirror,
             branches,
             acts,
             rope_factors,
@@ -172,22 +166,11 @@ impl Model {
     /// Forgets positions from `len` on (the next tokens overwrite them).
     pub fn truncate(&mut self, len: usize) {
         self.kv.truncate(len);
-        if let Some(m) = &mut self.mirror {
-            m.truncate(len);
-        }
-    }
-
-    /// Records into `enc` the copies that bring the KV mirror up to the cache (where there is one).
-    fn sync_mirror(&mut self, enc: &mut wgpu::CommandEncoder) {
-        if let Some(m) = &mut self.mirror {
-            m.sync(enc, &self.kv.k, &self.kv.v, self.kv.len);
-        }
     }
 
     /// Writes the step uniform and the input token, then records the decoder into `enc`.
     fn record(&mut self, token: u32, enc: &mut wgpu::CommandEncoder) -> Result<()> {
         self.begin_step(token)?;
-        self.sync_mirror(enc);
         let mut pass = enc.begin_compute_pass(&Default::default());
         self.graph.iter().for_each(|d| d.record(&mut pass));
         drop(pass);
@@ -361,7 +344,6 @@ impl Model {
                 weights: &self.weights,
                 acts: &self.acts,
                 kv: &self.kv,
-                mirror: self.mirror.as_ref(),
                 branches: &self.branches,
                 n_splits: self.n_splits,
             };

@@ -27,9 +27,6 @@ impl Model {
     /// same position each time (native only; for `webllama bench --profile`).
     pub fn profile_step(&mut self, token: u32) -> Result<Profile> {
         self.begin_step(token)?;
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        self.sync_mirror(&mut enc);
-        self.gpu.queue.submit([enc.finish()]);
         profile_dispatches(&self.gpu, &self.graph)
     }
 

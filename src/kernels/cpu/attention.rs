@@ -70,23 +70,13 @@ pub fn attention(
             wgsl::cpu::ATTENTION_LANES_LOOP.to_string()
         };
         let lanes = compose::fill(wgsl::cpu::ATTENTION_LANES, &[("    //@positions\n", walk)]);
-        let (reads, kind) = match b.kv_mirror {
-            Some(_) => (wgsl::cpu::ATTENTION_KV_TEXTURE, "mirror"),
-            None => (wgsl::cpu::ATTENTION_KV_BUFFER, "buffers"),
-        };
         let module = Module::new(
-            &format!("attention_lanes/{group}x{}+{kind}", p.head_dim),
-            &[wgsl::ATTENTION_PARAMS, wgsl::cpu::ATTENTION_ROWWISE, reads, &lanes],
+            &format!("attention_lanes/{group}x{}", p.head_dim),
+            &[wgsl::ATTENTION_PARAMS, wgsl::cpu::ATTENTION_ROWWISE, &lanes],
         )
         .prepend(format!("const ROPE: bool = true;\nconst GROUP: u32 = {group}u;\nconst HD4: u32 = {hd4}u;\n"));
-        let mut resources = at(&[(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (7, b.out), (8, rotations)]);
-        if let Some((k, v)) = b.kv_mirror {
-            resources.extend([(9, wgpu::BindingResource::TextureView(k)), (10, wgpu::BindingResource::TextureView(v))]);
-        }
+        let resources = at(&[(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (7, b.out), (8, rotations)]);
         return bind(t.gpu, "attention", t.pipeline(&module, "decode_lanes")?, params, resources, [p.n_kv_heads, 1, 1]);
-    }
-    if b.kv_mirror.is_some() {
-        return Err(Error::InvalidRequest("attention: only attention_lanes reads the KV mirror".into()));
     }
     if let (AttentionRows::Prompt(rows), None, true) = (which, b.rotations, runs_prompt_lanes(t.layout, p.head_dim)) {
         let lanes = compose::fill(wgsl::cpu::ATTENTION_PROMPT_LANES, &compose::prompt_lanes_walks(hd4));

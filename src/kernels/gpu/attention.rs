@@ -14,10 +14,8 @@ pub fn attention(
     p: AttentionParams,
     which: AttentionRows,
 ) -> Result<Vec<Dispatch>> {
-    if b.rotations.is_some() || b.kv_mirror.is_some() {
-        return Err(Error::InvalidRequest(
-            "attention: RoPE in the kernel and the KV mirror are the CPU family's".into(),
-        ));
+    if b.rotations.is_some() {
+        return Err(Error::InvalidRequest("attention: RoPE in the kernel is the CPU family's".into()));
     }
     let rows = which.count();
     let module = Module::new("attention", &[wgsl::ATTENTION_PARAMS, wgsl::gpu::ATTENTION]);

@@ -5,6 +5,8 @@
 # compare two builds. Prints one line per run and a median per configuration.
 # Usage: bench/cpu-options.sh [ROUNDS] [PROMPT] [DECODE]   (model: the default one)
 #        BASE=/path/to/older/webllama bench/cpu-options.sh ...   (that build first in every round)
+# Noise on a 2-core machine is large (+-10% between identical runs): decode differences under ~5%
+# want a decode-focused run (PROMPT 32, DECODE 128) and 6+ rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -14,7 +16,7 @@ bin=./target/release/webllama
 model=$(./scripts/fetch-model.sh)
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 configs=("all on|" "sampled texture loads|WEBLLAMA_TEXTURE_LOADS=sampled" "weights in buffers|WEBLLAMA_TEXTURES=0"
-  "no prompt lanes|WEBLLAMA_PROMPT_LANES=0" "no subgroups|WEBLLAMA_SUBGROUPS=0")
+  "no prompt lanes|WEBLLAMA_PROMPT_LANES=0" "no folds|WEBLLAMA_FOLDS=0" "no subgroups|WEBLLAMA_SUBGROUPS=0")
 out=$(mktemp)
 # One run's line: configuration, prefill and decode tok/s.
 show() { python3 -c 'import json, sys; d = json.loads(sys.argv[2]); print("%-24s prefill %7.1f  decode %6.2f" % (sys.argv[1], d["prefill_tok_s"], d["decode_tok_s"]))' "$1" "$2"; }

@@ -8,11 +8,10 @@ struct Params {
     out_offset: u32,     // element of out for row 0 (at position 0)
     out_pos_stride: u32, // added per step.pos (KV-cache rows); 0 for plain vectors
     accumulate: u32,     // 1: out += result (residual add in the epilogue); 0: out = result
-    _a: u32,
+    up_offset: u32,      // matvec_wide with act_swiglu: where up starts in x (after gate)
+    eps: f32,            // matvec_wide with act_norm: the rmsnorm epsilon
+    subgroup_size: u32,  // matvec_wide with act_norm or out_norm: the device's (one) subgroup size
     _b: u32,
-    _c: u32,
-    _d: u32,
-    _e: u32,
 }
 
 struct Step {

@@ -57,6 +57,69 @@ fn matvec_every_quant_type_with(g: &On) {
 }
 
 #[test]
+fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
+    // A producer matvec into x (residual add) leaving partial sums of squares, then a consumer with
+    // rmsnorm(x) * norm_w folded in from them; and a down projection with swiglu folded in. On the
+    // layouts that fold (CPU adapters with subgroups); the others must refuse.
+    let mut rng = Rng(0xf01d);
+    for g in every_layout() {
+        for ty in [QuantType::Q4_1, QuantType::Q8_0] {
+            // (dim, consumer rows, ffn): SmolLM2's width, and 7 blocks (7 subgroups of 8 lanes with 4 rows each).
+            for &(dim, rows, ffn) in &[(576usize, 130usize, 1536usize), (224, 67, 96)] {
+                let (bo, wo) = random_matrix(ty, dim, dim, &mut rng);
+                let (bc, wc) = random_matrix(ty, rows, dim, &mut rng);
+                let (bd, wd) = random_matrix(ty, rows, ffn, &mut rng);
+                let (mut so, mut sc, mut sd) = (None, None, None);
+                let (mo, layout) = upload_matrix(&g, ty, dim, dim, &bo, &mut so);
+                let (mc, _) = upload_matrix(&g, ty, rows, dim, &bc, &mut sc);
+                let (md, _) = upload_matrix(&g, ty, rows, ffn, &bd, &mut sd);
+                let shape = format!("[{rows}x{dim}] {layout}");
+                let (att, x0, norm_w, gate_up) = (rng.vec(dim), rng.vec(dim), rng.vec(dim), rng.vec(2 * ffn));
+                let (ab, xb, nb, gub) = (
+                    g.storage_with("att", bytemuck::cast_slice(&att)),
+                    g.storage_with("x", bytemuck::cast_slice(&x0)),
+                    g.storage_with("norm", bytemuck::cast_slice(&norm_w)),
+                    g.storage_with("gate_up", bytemuck::cast_slice(&gate_up)),
+                );
+                let partials = g.storage("partials", 4 * (dim + 4) as u64);
+                let (out, step) = (g.storage("out", 4 * rows as u64), step_on(&g, 0));
+                let add = MatvecParams { accumulate: 1, ..Default::default() };
+                let produce = cpu::Fold { partials_out: Some(&partials), ..Default::default() };
+                let consume = cpu::Fold { norm: Some((&nb, &partials, 1e-5)), ..Default::default() };
+                let swiglu = cpu::Fold { swiglu_up: Some(ffn as u32), ..Default::default() };
+                if !cpu::can_fold(g.t(), &mo) {
+                    assert!(
+                        matvec_fold(&g, &mo, &ab, &xb, &step, add, produce).is_err(),
+                        "{shape}: folded where it cannot"
+                    );
+                    continue;
+                }
+                let d1 = matvec_fold(&g, &mo, &ab, &xb, &step, add, produce).unwrap();
+                let d2 = matvec_fold(&g, &mc, &xb, &out, &step, MatvecParams::default(), consume).unwrap();
+                kernels::submit(&g, &[d1, d2]);
+                let mut x1 = x0.clone();
+                reference::add(&mut x1, &reference::matvec(&wo, &att));
+                check("matvec+partials", ty.name(), &shape, &read_on(&g, &xb, dim), &x1);
+                let want = reference::matvec(&wc, &reference::rmsnorm(&x1, &norm_w, 1e-5));
+                check("matvec(rmsnorm folded)", ty.name(), &shape, &read_on(&g, &out, rows), &want);
+                kernels::submit(
+                    &g,
+                    &[matvec_fold(&g, &md, &gub, &out, &step, MatvecParams::default(), swiglu).unwrap()],
+                );
+                let want = reference::matvec(&wd, &reference::swiglu(&gate_up[..ffn], &gate_up[ffn..]));
+                check(
+                    "matvec(swiglu folded)",
+                    ty.name(),
+                    &format!("[{rows}x{ffn}] {layout}"),
+                    &read_on(&g, &out, rows),
+                    &want,
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn matvec_past_65535_workgroups() {
     // 262,200 rows / 4 rows per workgroup = 65,550 workgroups: the grid spills into y.
     let g = family(Family::Gpu);

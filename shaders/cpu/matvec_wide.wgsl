@@ -7,14 +7,11 @@
 //! group_blocks marker), and any blocks after the last whole group with block_values_wide.
 //! Needs rows padded to 16 bytes (`row_bytes` is the padded stride). Branches cost both sides on
 //! lavapipe (lanes are masked, not skipped) while loops stop when every lane is done: tails are loops.
-//! Composed after common.wgsl, quant/<type>.wgsl, cpu/quant/wide_<type>.wgsl, wide.wgsl,
-//! matvec_io.wgsl and acts_plain.wgsl or acts_subgroup.wgsl (Layout::lanes_of_8), and
-//! wide_texture.wgsl, wide_texture_sampled.wgsl or wide_buffer.wgsl (where the weights are: load16).
-
-// The rows are dotted with x as stored.
-fn act4(i: u32) -> vec4<f32> {
-    return x4(i);
-}
+//! Composed after common.wgsl, quant/<type>.wgsl, cpu/quant/wide_<type>.wgsl, wide.wgsl, matvec_io.wgsl
+//! and acts_plain.wgsl or acts_subgroup.wgsl (Layout::lanes_of_8), and wide_texture.wgsl or
+//! wide_buffer.wgsl (where the weights are: load16), one of fold/act_*.wgsl (what the rows are
+//! dotted with: x, silu(gate) * up, or rmsnorm(x) * norm_w: act_init, act4) and one of
+//! fold/out_*.wgsl (finish4: store, and for a following act_norm leave partial sums of squares).
 
 const ROWS_PER_THREAD: u32 = 4u;
 
@@ -22,6 +19,7 @@ const ROWS_PER_THREAD: u32 = 4u;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     acts_init(lid);
+    act_init(lid);
     // Rows row0 .. row0 + 3. Rows past the last compute row p.rows - 1 again without storing it:
     // with subgroup activations every lane must take part.
     let row0 = (flat_workgroup(wid, nwg) * 16u + lid) * ROWS_PER_THREAD;
@@ -47,9 +45,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         acc += vec4<f32>(dot8(block_values_wide(base.x, b), x), dot8(block_values_wide(base.y, b), x),
                          dot8(block_values_wide(base.z, b), x), dot8(block_values_wide(base.w, b), x));
     }
-    for (var k = 0u; k < ROWS_PER_THREAD; k++) {
-        if (row0 + k < p.rows) {
-            _ = store(row0 + k, acc[k]);
-        }
-    }
+    finish4(row0, acc);
 }

@@ -47,6 +47,11 @@ pub mod wgsl {
         pub const WIDE_BUFFER: &str = include_str!("../../shaders/cpu/wide_buffer.wgsl");
         pub const WIDE_TEXTURE: &str = include_str!("../../shaders/cpu/wide_texture.wgsl");
         pub const WIDE_TEXTURE_SAMPLED: &str = include_str!("../../shaders/cpu/wide_texture_sampled.wgsl");
+        pub const FOLD_ACT_X: &str = include_str!("../../shaders/cpu/fold/act_x.wgsl");
+        pub const FOLD_ACT_NORM: &str = include_str!("../../shaders/cpu/fold/act_norm.wgsl");
+        pub const FOLD_ACT_SWIGLU: &str = include_str!("../../shaders/cpu/fold/act_swiglu.wgsl");
+        pub const FOLD_OUT_PLAIN: &str = include_str!("../../shaders/cpu/fold/out_plain.wgsl");
+        pub const FOLD_OUT_NORM: &str = include_str!("../../shaders/cpu/fold/out_norm.wgsl");
         pub const RMSNORM_LANES: &str = include_str!("../../shaders/cpu/rmsnorm_lanes.wgsl");
         pub const SWIGLU_PACKED: &str = include_str!("../../shaders/cpu/swiglu_packed.wgsl");
         pub const ATTENTION_ROWWISE: &str = include_str!("../../shaders/cpu/attention_rowwise.wgsl");

@@ -11,7 +11,7 @@ pub enum Family {
     /// Real GPUs: workgroups sharing a row, tiled matmul, attention split over the KV length.
     Gpu,
     /// CPU adapters (lavapipe, SwiftShader): a row per invocation, wide loads on padded rows,
-    /// weights in textures, lanes-of-8 attention.
+    /// weights in textures, lanes-of-8 attention, folds.
     Cpu,
 }
 
@@ -50,6 +50,8 @@ pub struct Overrides {
     /// WEBLLAMA_PROMPT_LANES=0: CPU family, a prompt chunk's attention as an invocation per row and
     /// head.
     pub prompt_lanes: Option<bool>,
+    /// WEBLLAMA_FOLDS=0: CPU family, rmsnorm and swiglu run as their own dispatches.
+    pub folds: Option<bool>,
     /// WEBLLAMA_NO_FUSE=1: every weight matrix in its own buffer (no [Wq; Wk; Wv] or [Wgate; Wup]).
     pub fuse: Option<bool>,
     /// WEBLLAMA_DUMP_WGSL=1: a shader that fails to compile is printed whole in the error.
@@ -71,6 +73,7 @@ impl Overrides {
                 _ => None,
             }),
             prompt_lanes: off("WEBLLAMA_PROMPT_LANES"),
+            folds: off("WEBLLAMA_FOLDS"),
             fuse: var("WEBLLAMA_NO_FUSE").map(|v| v != "1"),
             dump_wgsl: var("WEBLLAMA_DUMP_WGSL").map(|v| !v.is_empty() && v != "0"),
         }
@@ -99,6 +102,8 @@ pub struct Layout {
     pub texture_storage_loads: bool,
     /// CPU family: a prompt chunk's attention runs 8 rows of a head per subgroup.
     pub prompt_lanes: bool,
+    /// CPU family: rmsnorm and swiglu fold into the decode graph's matvecs.
+    pub folds: bool,
     /// Per-layer matrices of one type share a buffer ([Wq; Wk; Wv], [Wgate; Wup]).
     pub fuse: bool,
     /// Print the composed source of a shader that fails to compile.
@@ -120,11 +125,14 @@ impl Layout {
             weight_textures: cpu && o.weight_textures.unwrap_or(true),
             texture_storage_loads: cpu && o.texture_storage_loads.unwrap_or(gpu.info.name.contains("llvmpipe")),
             prompt_lanes: false,
+            folds: false,
             fuse: o.fuse.unwrap_or(true),
             dump_wgsl: o.dump_wgsl.unwrap_or(false),
         };
         let lanes = layout.lanes_of_8();
         layout.prompt_lanes = lanes && o.prompt_lanes.unwrap_or(true);
+        // Folds hand partial sums from one subgroup to a later one: a fixed subgroup size.
+        layout.folds = lanes && layout.subgroup_sizes.0 == layout.subgroup_sizes.1 && o.folds.unwrap_or(true);
         layout
     }
 
@@ -147,6 +155,11 @@ impl Layout {
     /// vectors across 8 lanes (acts_subgroup.wgsl, attention_lanes, rmsnorm_lanes) run.
     pub fn lanes_of_8(&self) -> bool {
         self.is_cpu() && self.subgroups && self.subgroup_sizes.0 >= 8
+    }
+
+    /// The subgroup size folds assume (the adapter's one size).
+    pub fn subgroup_size(&self) -> u32 {
+        self.subgroup_sizes.0
     }
 
     /// Most tokens one prompt chunk runs (the batch graph's rows).
@@ -186,7 +199,7 @@ impl Layout {
 }
 
 impl fmt::Display for Layout {
-    /// e.g. "cpu (subgroups 8, textures storage, prompt lanes)".
+    /// e.g. "cpu (subgroups 8, textures storage, prompt lanes, folds)".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut opts = vec![];
         if self.subgroups {
@@ -201,7 +214,7 @@ impl fmt::Display for Layout {
                 (true, true) => "textures storage".into(),
                 (true, false) => "textures sampled".into(),
             });
-            for (on, name) in [(self.prompt_lanes, "prompt lanes")] {
+            for (on, name) in [(self.prompt_lanes, "prompt lanes"), (self.folds, "folds")] {
                 if on {
                     opts.push(name.into());
                 }

@@ -211,7 +211,11 @@ pub struct MatvecParams {
     pub out_offset: u32,
     pub out_pos_stride: u32,
     pub accumulate: u32,
-    pub _pad: [u32; 5],
+    /// Set by the CPU family's swiglu fold.
+    pub up_offset: u32,
+    pub eps: f32,
+    pub subgroup_size: u32,
+    pub _pad: [u32; 2],
 }
 
 /// matvec: out[out_offset + pos * out_pos_stride + r] (+)= dot(W[r], x[x_offset..]).
@@ -233,7 +237,7 @@ pub fn matvec(
     let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p };
     match t.layout.family {
         crate::gpu::Family::Gpu => gpu::matvec(t, w, x, out, step, p),
-        crate::gpu::Family::Cpu => cpu::matvec(t, w, x, out, step, p),
+        crate::gpu::Family::Cpu => cpu::matvec(t, w, x, out, step, p, cpu::Fold::default()),
     }
 }
 

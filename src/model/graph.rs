@@ -29,6 +29,7 @@ pub struct Acts {
     pub step: wgpu::Buffer,      // uniform Step
     pub partial: wgpu::Buffer,   // [max_candidates, n_heads, n_splits, head_dim + 2] split attention
     pub rope_ones: wgpu::Buffer, // [n_rot / 2] of 1.0, for models without rope_freqs
+    pub norms: wgpu::Buffer, // [ceil(dim / subgroup size) + 4] (room for one per subgroup of rows) partial sums of squares of x (kernels::cpu::Fold)
     pub rotations: wgpu::Buffer, // [head_dim / 2] (cos, sin): RoPE at the decoded position (kernels::cpu::rope_rotations)
 }
 
@@ -52,6 +53,10 @@ impl Acts {
             ),
             rope_ones: gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2])),
             rotations: gpu.storage("rope rotations", 4 * c.head_dim as u64),
+            norms: gpu.storage(
+                "norm partial sums",
+                4 * (c.dim.div_ceil(gpu.info.subgroup_min_size.max(1) as usize) + 4) as u64,
+            ),
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use webllama::format::quant::QuantType;
 use webllama::gpu::compose::wide_wgsl;
 use webllama::kernels::cpu;
-use webllama::kernels::{self, QuantMatrix, Step, Target};
+use webllama::kernels::{self, MatvecParams, QuantMatrix, Step, Target};
 use webllama::model::Stored;
 use webllama::reference;
 use webllama::{Family, Gpu, Layout, Overrides};
@@ -88,6 +88,19 @@ pub fn adapter() -> On {
 /// The shared device with the layout of `family`.
 pub fn family(family: Family) -> On {
     on(Overrides { family: Some(family), ..Default::default() })
+}
+
+/// matvec with `fold` (the CPU family's; `p` completed from `w` as kernels::matvec does).
+pub fn matvec_fold(
+    g: &On,
+    w: &QuantMatrix,
+    x: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: MatvecParams,
+    fold: cpu::Fold,
+) -> webllama::Result<kernels::Dispatch> {
+    cpu::matvec(g.t(), w, x, out, step, MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p }, fold)
 }
 
 pub fn read_on(g: &Gpu, buf: &wgpu::Buffer, n: usize) -> Vec<f32> {

@@ -1,7 +1,8 @@
 //! The CPU family's kernels (adapters whose type is CPU: lavapipe natively, SwiftShader in
 //! Chromium), there to make tests and the headless page fast enough: a row per invocation, no
-//! barriers; for the types with a wide decoder, 16-byte loads on rows padded to 16 bytes (wide.rs)
-//! from weights in textures (textures.rs); attention in lanes of 8 (attention.rs).
+//! barriers; for the types with a wide decoder, 16-byte loads on rows padded to 16 bytes (wide.rs),
+//! weights in textures (textures.rs), rmsnorm and swiglu folded into matvecs; attention in lanes of
+//! 8 (attention.rs).
 
 mod attention;
 mod textures;
@@ -14,7 +15,7 @@ use super::{
     bind, grid, numbered, row_bytes, Dispatch, EmbedParams, MatmulParams, MatvecParams, QuantMatrix, SwigluParams,
     Target,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::quant::QuantType;
 use crate::gpu::compose::{wgsl, wide_wgsl, Module};
 use wide::{wide_module, TextureBinding};
@@ -36,10 +37,37 @@ fn reads_wide(t: Target, w: &QuantMatrix) -> bool {
     t.layout.is_cpu() && wide_wgsl(w.ty).is_some() && w.row_stride.is_multiple_of(16)
 }
 
+/// What a matvec folds in beyond its dot products (matvec_wide where `can_fold`).
+#[derive(Clone, Copy, Default)]
+pub struct Fold<'a> {
+    /// Rows dotted with silu(gate) * up, x = [gate | up] with up at this element of x: swiglu.
+    pub swiglu_up: Option<u32>,
+    /// Rows dotted with rmsnorm(x) * norm_w: (norm_w, the partial sums of squares of x a matvec
+    /// with `partials_out` left, eps).
+    pub norm: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer, f32)>,
+    /// Leaves partial sums of squares of what it stores here ([ceil(rows / (subgroup size * 4))]:
+    /// one per subgroup of lanes with 4 rows each) for a following `norm` fold.
+    pub partials_out: Option<&'a wgpu::Buffer>,
+}
+
+impl Fold<'_> {
+    fn any(&self) -> bool {
+        self.swiglu_up.is_some() || self.norm.is_some() || self.partials_out.is_some()
+    }
+}
+
+/// Whether matvec folds rmsnorm and swiglu into a matvec over `w` in this layout.
+pub fn can_fold(t: Target, w: &QuantMatrix) -> bool {
+    t.layout.folds && reads_wide(t, w)
+}
+
 /// Rows per workgroup of matvec_wide (16 invocations of 4 rows) and of matvec_rowwise.
 const MATVEC_ROWS_PER_WG: u32 = 64;
+/// Invocations per workgroup of matvec_wide.
+const MATVEC_WIDE_WG: u32 = 16;
 
-/// matvec (see kernels::matvec; `p` complete): matvec_wide where it reads `w`, else matvec_rowwise.
+/// matvec (see kernels::matvec; `p` complete) with `fold` folded in: matvec_wide where it reads
+/// `w`, else matvec_rowwise (an error where `fold` asks for anything and can_fold is false).
 pub fn matvec(
     t: Target,
     w: &QuantMatrix,
@@ -47,21 +75,60 @@ pub fn matvec(
     out: &wgpu::Buffer,
     step: &wgpu::Buffer,
     p: MatvecParams,
+    fold: Fold,
 ) -> Result<Dispatch> {
+    if fold.any() && !can_fold(t, w) {
+        return Err(Error::InvalidRequest(format!(
+            "matvec: nothing folds into a {} matvec in this layout",
+            w.ty.name()
+        )));
+    }
     let groups = grid(w.rows.div_ceil(MATVEC_ROWS_PER_WG));
     if !reads_wide(t, w) {
-        let module = Module::quant("matvec_rowwise", w.ty, &[wgsl::MATVEC_IO, wgsl::cpu::MATVEC_ROWWISE])?;
-        let buffers = numbered(&[step, w.buffer("matvec")?, x, out]);
-        return bind(t.gpu, "matvec", t.pipeline(&module, "main")?, bytemuck::bytes_of(&p), buffers, groups);
+        let pipeline =
+            t.pipeline(&Module::quant("matvec_rowwise", w.ty, &[wgsl::MATVEC_IO, wgsl::cpu::MATVEC_ROWWISE])?, "main")?;
+        return bind(
+            t.gpu,
+            "matvec",
+            pipeline,
+            bytemuck::bytes_of(&p),
+            numbered(&[step, w.buffer("matvec")?, x, out]),
+            groups,
+        );
     }
-    let module = wide_module(t, w, "matvec_wide", wgsl::MATVEC_IO, true, TextureBinding::Storage)?
-        .with(&[&wide::fill_group_blocks(wgsl::cpu::MATVEC_WIDE, w.ty)?]);
-    let resources = vec![
+    // The folds' partial sums are per subgroup of a workgroup's lanes: on devices whose subgroups are
+    // wider than matvec_wide's workgroup (32 lanes on NVIDIA), the workgroup's lanes alone.
+    let lanes = t.layout.subgroup_size().min(MATVEC_WIDE_WG);
+    let mut p = MatvecParams { up_offset: fold.swiglu_up.unwrap_or(0), subgroup_size: lanes, ..p };
+    let mut resources = vec![
         (1, step.as_entire_binding()),
         (3, x.as_entire_binding()),
         (4, out.as_entire_binding()),
         (5, w.resource()),
     ];
+    let act = match (fold.swiglu_up, fold.norm) {
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidRequest("matvec: swiglu and rmsnorm do not fold into one matvec".into()))
+        }
+        (Some(_), None) => ("swiglu", wgsl::cpu::FOLD_ACT_SWIGLU),
+        (None, Some((norm_w, partials, eps))) => {
+            p.eps = eps;
+            resources.extend([(6, norm_w.as_entire_binding()), (7, partials.as_entire_binding())]);
+            ("norm", wgsl::cpu::FOLD_ACT_NORM)
+        }
+        (None, None) => ("x", wgsl::cpu::FOLD_ACT_X),
+    };
+    let finish = match fold.partials_out {
+        Some(partials) => {
+            resources.push((8, partials.as_entire_binding()));
+            ("norm_out", wgsl::cpu::FOLD_OUT_NORM)
+        }
+        None => ("store", wgsl::cpu::FOLD_OUT_PLAIN),
+    };
+    let module = wide_module(t, w, "matvec_wide", wgsl::MATVEC_IO, true, TextureBinding::Storage)?
+        .variant(act.0, act.1)
+        .variant(finish.0, finish.1);
+    let module = module.with(&[&wide::fill_group_blocks(wgsl::cpu::MATVEC_WIDE, w.ty)?]);
     bind(t.gpu, "matvec", t.pipeline(&module, "main")?, bytemuck::bytes_of(&p), resources, groups)
 }
 

@@ -55,9 +55,10 @@ bench-peers: model build
 	node bench/peers.mjs $$(./scripts/fetch-model.sh) $(or $(P),128) $(or $(N),32)
 
 ## test-fuzz: each fuzz target for 20 s from its seed corpus (nightly + cargo-fuzz, installed when
-## missing; where no nightly toolchain can be installed it says so loudly and skips).
+## missing; where no nightly toolchain can be installed it says so loudly and skips, and fails on CI).
 test-fuzz:
 	@if ! rustup toolchain list | grep -q '^nightly' && ! rustup toolchain install nightly --profile minimal; then \
+		if [ -n "$$CI" ]; then echo "FAILED: no nightly toolchain for the fuzz smoke run on CI"; exit 1; fi; \
 		echo "SKIPPED the fuzz smoke run: no nightly toolchain could be installed on this machine"; exit 0; fi; \
 	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz || exit 1; \
 	for t in $(FUZZ_TARGETS); do \

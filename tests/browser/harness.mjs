@@ -17,8 +17,11 @@ export const TINY = join(ROOT, '..', 'shared', 'fixtures', 'tiny');
 export const TINY_MODELS = ['tiny-llama2-Q3_K_M.gguf', 'tiny-llama3-Q4_K_M.gguf'];
 
 // A models folder with the default model, a truncated copy of it, and a file that is not a model.
+// On CI (CI set) the tiny models of ../shared/fixtures must be there too: no test may skip quietly.
 export function modelsDir() {
   if (!existsSync(MODEL_PATH)) throw new Error(`the default model is missing at ${MODEL_PATH}: run make model`);
+  const missing = TINY_MODELS.filter((t) => !existsSync(join(TINY, t)));
+  if (process.env.CI && missing.length) throw new Error(`${missing.join(', ')} missing from ${TINY} on CI`);
   const dir = mkdtempSync(join(tmpdir(), 'webllama-models-'));
   symlinkSync(MODEL_PATH, join(dir, MODEL_NAME));
   const head = Buffer.alloc(5 << 20);

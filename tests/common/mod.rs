@@ -40,15 +40,18 @@ pub fn default_model() -> Option<String> {
     None
 }
 
-/// A file from ../shared/fixtures (model files too big to copy into the repo), or None with a loud skip.
+/// A file from ../shared/fixtures (model files too big to copy into the repo), or None with a loud
+/// skip. On CI (CI set), where ../shared is beside the clone, its absence is a failure.
 pub fn shared_fixture(rel: &str) -> Option<String> {
     let p = format!("{}/../shared/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
     if std::path::Path::new(&p).exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIPPED: {p} is absent (../shared/fixtures is not checked out beside the repo)");
-        None
+        return Some(p);
     }
+    if std::env::var_os("CI").is_some() {
+        panic!("{p} is missing on CI: ../shared/fixtures must be beside the clone");
+    }
+    eprintln!("SKIPPED: {p} is absent (../shared/fixtures is not checked out beside the repo)");
+    None
 }
 
 /// A golden JSON file from tests/fixtures.

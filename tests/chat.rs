@@ -30,6 +30,35 @@ fn template_errors_are_named() {
     assert!(err.contains("only user and assistant roles"), "{err}");
 }
 
+/// tojson takes its indent as Jinja does, by position or by keyword (the tool-use templates of
+/// Llama 3.x and others call `tojson(indent=4)`).
+#[test]
+fn tojson_takes_indent_by_position_or_keyword() {
+    let msgs = [Message::new("user", "hi")];
+    let want = "[\n  {\n    \"role\": \"user\",\n    \"content\": \"hi\"\n  }\n]";
+    for src in ["{{ messages | tojson(indent=2) }}", "{{ messages | tojson(2) }}"] {
+        assert_eq!(ChatTemplate::new(src, "", "").unwrap().render(&msgs, false).unwrap(), want, "{src}");
+    }
+    let compact = ChatTemplate::new("{{ messages | tojson }}", "", "").unwrap().render(&msgs, false).unwrap();
+    assert_eq!(compact, "[{\"role\": \"user\", \"content\": \"hi\"}]");
+}
+
+/// A hostile template in a model file stops at a named limit, quickly and in bounded memory:
+/// nested loops run out of fuel, a huge tojson indent is refused, output stops at its cap.
+#[test]
+fn hostile_templates_stop_at_named_limits() {
+    let nested = "{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}";
+    let indent = "{{ messages | tojson(indent=1000000000) }}";
+    let output = "{% for i in range(100000) %}{{ 'a' * 100000 }}{% endfor %}";
+    for (src, limit) in [(nested, "instructions"), (indent, "tojson indent 1000000000"), (output, "bytes")] {
+        let t = ChatTemplate::new(src, "", "").unwrap();
+        let t0 = std::time::Instant::now();
+        let err = t.render(&[Message::new("user", "hi")], true).unwrap_err().to_string();
+        assert!(err.starts_with("chat template: rendering") && err.contains(limit), "{limit}: {err}");
+        assert!(t0.elapsed().as_secs() < 30, "{limit}: {:?}", t0.elapsed());
+    }
+}
+
 /// The message lists scripts/render_templates.py renders with Jinja2 (keep the two in step).
 fn scenarios() -> Vec<(&'static str, Vec<Message>, bool)> {
     vec![

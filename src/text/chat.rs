@@ -109,6 +109,14 @@ impl Date {
     }
 }
 
+/// Most instructions one render may run (minijinja's fuel): the templates of popular models run a
+/// few hundred per message; nested loops in a hostile one stop here.
+pub const TEMPLATE_FUEL: u64 = 20_000_000;
+/// Most bytes one render may write.
+pub const TEMPLATE_OUTPUT_MAX: usize = 16 << 20;
+/// The widest indent a template's tojson may ask for.
+pub const TOJSON_INDENT_MAX: usize = 64;
+
 /// ChatML, for models whose file carries no template.
 pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
@@ -121,6 +129,8 @@ impl ChatTemplate {
     /// As `new`, with the date strftime_now() reports.
     pub fn with_date(source: &str, bos_token: &str, eos_token: &str, date: Date) -> Result<ChatTemplate> {
         let mut env = minijinja::Environment::new();
+        // A template comes from the model file: its work and output are bounded.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         // Hugging Face renders chat templates with trim_blocks and lstrip_blocks on.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -130,11 +140,26 @@ impl ChatTemplate {
         // Hugging Face's tojson: json.dumps without ASCII or HTML escaping, ", " and ": " separators.
         env.add_filter(
             "tojson",
-            |v: minijinja::Value, indent: Option<usize>| -> std::result::Result<String, minijinja::Error> {
+            |v: minijinja::Value,
+             indent: Option<usize>,
+             kwargs: minijinja::value::Kwargs|
+             -> std::result::Result<String, minijinja::Error> {
+                // tojson(4) or tojson(indent=4), as Jinja takes it.
+                let indent = match kwargs.get::<Option<usize>>("indent")? {
+                    Some(n) => Some(n),
+                    None => indent,
+                };
+                kwargs.assert_all_used()?;
                 let mut buf = Vec::new();
                 let r = match indent {
                     None => {
                         serde::Serialize::serialize(&v, &mut serde_json::Serializer::with_formatter(&mut buf, PyJson))
+                    }
+                    Some(n) if n > TOJSON_INDENT_MAX => {
+                        return Err(minijinja::Error::new(
+                            minijinja::ErrorKind::InvalidOperation,
+                            format!("tojson indent {n} is over the limit of {TOJSON_INDENT_MAX}"),
+                        ))
                     }
                     Some(n) => {
                         let ind = vec![b' '; n];
@@ -176,13 +201,44 @@ impl ChatTemplate {
     /// The prompt text for `messages`, ending with the assistant's header when `add_generation_prompt`.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let tmpl = self.env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
-        tmpl.render(minijinja::context! {
+        let ctx = minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token,
             eos_token => self.eos_token,
-        })
-        .map_err(|e| Error::Template(format!("rendering: {e:#}")))
+        };
+        let mut out = CappedWriter { bytes: Vec::new(), cap: TEMPLATE_OUTPUT_MAX, over: false };
+        tmpl.render_captured_to(ctx, &mut out).map_err(|e| match e.kind() {
+            _ if out.over => {
+                Error::Template(format!("rendering: the output is over the limit of {TEMPLATE_OUTPUT_MAX} bytes"))
+            }
+            minijinja::ErrorKind::OutOfFuel => Error::Template(format!(
+                "rendering: the template ran past the limit of {TEMPLATE_FUEL} instructions (minijinja fuel)"
+            )),
+            _ => Error::Template(format!("rendering: {e:#}")),
+        })?;
+        String::from_utf8(out.bytes).map_err(|_| Error::Template("rendering: the output is not UTF-8".into()))
+    }
+}
+
+/// A writer that refuses to grow past `cap` bytes (and says so in `over`).
+struct CappedWriter {
+    bytes: Vec<u8>,
+    cap: usize,
+    over: bool,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.cap {
+            self.over = true;
+            return Err(std::io::Error::other("output over the limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

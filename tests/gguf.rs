@@ -202,6 +202,14 @@ fn bad_tensor_infos() {
     // A misaligned one.
     bad[at..at + 8].copy_from_slice(&5u64.to_le_bytes());
     assert!(matches!(load(&bad), Err(Error::BadTensor { msg, .. }) if msg.contains("alignment")));
+    // One whose data overlaps another tensor's.
+    let other = g.tensors.iter().find(|t| t.name != "output_norm.weight").unwrap();
+    bad[at..at + 8].copy_from_slice(&(other.offset - g.data_offset).to_le_bytes());
+    let e = load(&bad).unwrap_err();
+    assert!(
+        matches!(&e, Error::BadTensor { tensor, msg } if tensor.contains("weight") && msg.contains("overlaps")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -223,8 +231,8 @@ fn missing_and_inconsistent_llama_keys() {
     // Two layers declared, one present.
     let e = load(&set("llama.block_count", Value::U32(2))).unwrap_err();
     assert!(matches!(&e, Error::MissingTensor(t) if t == "blk.1.attn_norm.weight"), "{e}");
-    // A tensor shaped against the config.
-    let e = load(&tiny(|_| {}, |t| t[4].1 = vec![64, 64])).unwrap_err();
+    // A tensor shaped against the config (its bytes as many as the config's shape would take).
+    let e = load(&tiny(|_| {}, |t| t[4].1 = vec![32, 64])).unwrap_err();
     assert!(matches!(&e, Error::BadTensor { tensor, .. } if tensor == "blk.0.attn_k.weight"), "{e}");
     // Duplicate keys.
     let e = load(&tiny(|m| m.push(("llama.block_count", Value::U32(1))), |_| {})).unwrap_err();

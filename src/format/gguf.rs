@@ -455,7 +455,32 @@ fn parse_inner(r: &mut Reader) -> R<Gguf> {
         }
         tensors.push(TensorInfo { name, dims, ty, offset, n_bytes });
     }
+    check_no_overlap(&tensors)?;
     Ok(Gguf { version, metadata, index, tensors, tensor_index, alignment, data_offset })
+}
+
+/// Refuses tensors whose data ranges overlap (a hostile file could make one upload overwrite
+/// another, or count the same bytes twice).
+fn check_no_overlap(tensors: &[TensorInfo]) -> Result<()> {
+    let mut by_offset: Vec<&TensorInfo> = tensors.iter().filter(|t| t.n_bytes > 0).collect();
+    by_offset.sort_by_key(|t| t.offset);
+    for pair in by_offset.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if b.offset < a.offset + a.n_bytes {
+            return Err(tensor_err(
+                &b.name,
+                &format!(
+                    "its data (bytes {}..{}) overlaps tensor {:?} (bytes {}..{})",
+                    b.offset,
+                    b.offset + b.n_bytes,
+                    a.name,
+                    a.offset,
+                    a.offset + a.n_bytes
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn tensor_err(name: &str, msg: &str) -> Error {

@@ -113,3 +113,36 @@ fn the_same_seed_gives_the_same_choices() {
     assert_ne!(draw(42), draw(43));
     assert!(draw(42).iter().collect::<std::collections::HashSet<_>>().len() > 1, "temperature 1.5 varies");
 }
+
+/// Every numeric option is checked before a generation starts: NaN, infinities and out-of-range
+/// values are an InvalidRequest naming the option (they used to become 0, divide by zero or yield a
+/// token for max_tokens 0).
+#[test]
+fn options_out_of_range_are_refused_by_name() {
+    use webllama::{Error, GenerateOptions};
+    let with = |f: &dyn Fn(&mut GenerateOptions)| {
+        let mut o = GenerateOptions::default();
+        f(&mut o);
+        o.check()
+    };
+    assert!(with(&|_| {}).is_ok());
+    assert!(with(&|o| o.sampler.frequency_penalty = -2.0).is_ok());
+    type Edit = Box<dyn Fn(&mut GenerateOptions)>;
+    let cases: Vec<(Edit, &str)> = vec![
+        (Box::new(|o| o.sampler.frequency_penalty = f32::NAN), "frequency_penalty"),
+        (Box::new(|o| o.sampler.presence_penalty = 3.0), "presence_penalty"),
+        (Box::new(|o| o.sampler.repetition_penalty = 0.0), "repetition_penalty"),
+        (Box::new(|o| o.sampler.temperature = f32::INFINITY), "temperature"),
+        (Box::new(|o| o.sampler.top_p = 1.5), "top_p"),
+        (Box::new(|o| o.sampler.min_p = -0.1), "min_p"),
+        (Box::new(|o| _ = o.sampler.logit_bias.insert(7, f32::NAN)), "logit_bias of token 7"),
+        (Box::new(|o| o.max_tokens = 0), "max_tokens"),
+        (Box::new(|o| o.stop = vec![String::new()]), "stop string"),
+    ];
+    for (edit, name) in cases {
+        match with(&*edit) {
+            Err(Error::InvalidRequest(msg)) => assert!(msg.contains(name), "{name}: {msg}"),
+            other => panic!("{name}: expected InvalidRequest, got {other:?}"),
+        }
+    }
+}

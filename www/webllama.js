@@ -210,6 +210,16 @@ function validate(mode, req) {
       throw named('InvalidRequestError', `${k} must be a non-negative number`);
     }
   }
+  for (const k of ['frequency_penalty', 'presence_penalty']) {
+    if (req[k] !== undefined && (typeof req[k] !== 'number' || !Number.isFinite(req[k]))) {
+      throw named('InvalidRequestError', `${k} must be a finite number`);
+    }
+  }
+  for (const k of ['max_tokens', 'seed', 'top_k', 'penalty_last_n', 'n']) {
+    if (req[k] !== undefined && !Number.isSafeInteger(req[k])) throw named('InvalidRequestError', `${k} must be an integer`);
+  }
+  if (req.max_tokens === 0) throw named('InvalidRequestError', 'max_tokens must be at least 1');
+  // The engine checks the ranges (sampler::SamplerConfig::check) and names the option too.
   return req;
 }
 

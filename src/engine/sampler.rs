@@ -45,6 +45,37 @@ impl Default for SamplerConfig {
 }
 
 impl SamplerConfig {
+    /// Checks every setting is finite and in its range (OpenAI's where it has one): an
+    /// InvalidRequest naming the first that is not.
+    pub fn check(&self) -> crate::error::Result<()> {
+        let bad = |name: &str, v: f32, range: &str| {
+            Err(crate::error::Error::InvalidRequest(format!("{name} is {v}: it must be a finite number {range}")))
+        };
+        let within = |v: f32, lo: f32, hi: f32| v.is_finite() && v >= lo && v <= hi;
+        if !within(self.temperature, 0.0, 100.0) {
+            return bad("temperature", self.temperature, "from 0 to 100");
+        }
+        if !within(self.top_p, 0.0, 1.0) {
+            return bad("top_p", self.top_p, "from 0 to 1");
+        }
+        if !within(self.min_p, 0.0, 1.0) {
+            return bad("min_p", self.min_p, "from 0 to 1");
+        }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0 && self.repetition_penalty <= 100.0) {
+            return bad("repetition_penalty", self.repetition_penalty, "over 0, at most 100");
+        }
+        if !within(self.frequency_penalty, -2.0, 2.0) {
+            return bad("frequency_penalty", self.frequency_penalty, "from -2 to 2");
+        }
+        if !within(self.presence_penalty, -2.0, 2.0) {
+            return bad("presence_penalty", self.presence_penalty, "from -2 to 2");
+        }
+        if let Some((id, &b)) = self.logit_bias.iter().find(|(_, b)| !within(**b, -100.0, 100.0)) {
+            return bad(&format!("logit_bias of token {id}"), b, "from -100 to 100");
+        }
+        Ok(())
+    }
+
     /// Whether the choice is the plain argmax (after bias and penalties).
     pub fn is_greedy(&self) -> bool {
         self.temperature <= 0.0 || self.top_k == 1

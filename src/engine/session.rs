@@ -22,6 +22,21 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
 }
 
+impl GenerateOptions {
+    /// Checks the options (the sampler's settings, at least one token, no empty stop string): an
+    /// InvalidRequest naming the first that is wrong.
+    pub fn check(&self) -> Result<()> {
+        self.sampler.check()?;
+        if self.max_tokens == 0 {
+            return Err(Error::InvalidRequest("max_tokens is 0: at least 1 token must be asked for".into()));
+        }
+        if self.stop.iter().any(|s| s.is_empty()) {
+            return Err(Error::InvalidRequest("a stop string is empty".into()));
+        }
+        Ok(())
+    }
+}
+
 impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
@@ -196,10 +211,8 @@ impl Session {
                 "n is {n}: between 1 and {MAX_CANDIDATES} candidates are supported"
             )));
         }
-        if opts.stop.iter().any(|s| s.is_empty()) {
-            return Err(Error::InvalidRequest("a stop string is empty".into()));
-        }
-        let needed = prompt_ids.len() + opts.max_tokens;
+        opts.check()?;
+        let needed = prompt_ids.len().saturating_add(opts.max_tokens);
         if needed > self.model.context_length() {
             return Err(Error::ContextFull { needed, limit: self.model.context_length() });
         }

@@ -94,9 +94,13 @@ test('JS API: streamed chunks equal the answer; abort stops within a token; rese
     // ...until resetChat() forgets it.
     await engine.resetChat();
     const fresh = await engine.completions.create({ prompt: 'Once upon a time,', temperature: 0, max_tokens: 3 });
-    let refused = null;
-    try { await engine.chat.completions.create({ ...req, n: 9 }); } catch (e) { refused = `${e.name}: ${e.message}`; }
-    return { whole, streamed, last, pieces, afterAbort, aborted, next, fresh, refused };
+    const refuse = async (edit) => {
+      try { await engine.chat.completions.create({ ...req, ...edit }); return 'accepted'; } catch (e) { return `${e.name}: ${e.message}`; }
+    };
+    const refused = await refuse({ n: 9 });
+    // Numeric options: NaN, a zero max_tokens, a division by zero, an out-of-range penalty.
+    const bad = [await refuse({ frequency_penalty: NaN }), await refuse({ max_tokens: 0 }), await refuse({ repetition_penalty: 0 }), await refuse({ presence_penalty: 5 })];
+    return { whole, streamed, last, pieces, afterAbort, aborted, next, fresh, refused, bad };
   });
   assert.equal(r.streamed, r.whole.choices[0].message.content);
   assert.equal(r.whole.object, 'chat.completion');
@@ -109,6 +113,10 @@ test('JS API: streamed chunks equal the answer; abort stops within a token; rese
   assert.equal(r.fresh.timings.prefilled_tokens, r.fresh.usage.prompt_tokens, 'after resetChat the whole prompt is prefilled');
   assert.equal(r.fresh.choices[0].text, r.next.choices[0].text);
   assert.match(r.refused, /^InvalidRequestError: n \(candidates\) must be an integer from 1 to 8/);
+  assert.match(r.bad[0], /^InvalidRequestError: frequency_penalty must be a finite number/);
+  assert.match(r.bad[1], /^InvalidRequestError: max_tokens must be at least 1/);
+  assert.match(r.bad[2], /^InvalidRequestError: .*repetition_penalty is 0/);
+  assert.match(r.bad[3], /^InvalidRequestError: .*presence_penalty is 5/);
 });
 
 test('sampling with a seed gives the same text as the native CLI; stop strings cut the text', { timeout: 200000 }, async () => {

@@ -117,3 +117,32 @@ fn a_tokenizer_json_can_replace_the_gguf_vocabulary() {
         .unwrap();
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
 }
+
+/// A SentencePiece vocabulary (`a`, `aa`, ...) whose merges every split of every token would make
+/// (the old construction: ~4.5M merges and ~9 GB for 3,000 such tokens) is refused by name, fast:
+/// tokens past the length limit, and too many merges per token.
+#[test]
+fn a_hostile_sentencepiece_vocabulary_is_refused_quickly() {
+    use webllama::format::gguf::{Gguf, Value};
+    use webllama::format::gguf_write;
+    let header = |n: usize| {
+        let mut tokens = vec!["<unk>".to_string(), "<s>".to_string(), "</s>".to_string()];
+        tokens.extend((1..=n).map(|k| "a".repeat(k)));
+        let meta = [
+            ("general.architecture", Value::String("llama".into())),
+            ("tokenizer.ggml.model", Value::String("llama".into())),
+            ("tokenizer.ggml.tokens", Value::Array(tokens.iter().map(|t| Value::String(t.clone())).collect())),
+            ("tokenizer.ggml.scores", Value::Array(tokens.iter().map(|_| Value::F32(0.0)).collect())),
+            ("tokenizer.ggml.token_type", Value::Array(tokens.iter().map(|_| Value::I32(1)).collect())),
+        ];
+        Gguf::parse_complete(&gguf_write::build(&meta, &[])).unwrap()
+    };
+    for (n, want) in [(3000, "bytes long"), (200, "merges")] {
+        let t0 = std::time::Instant::now();
+        let err = Tokenizer::from_gguf(&header(n)).err().expect("refused").to_string();
+        assert!(err.contains(want), "{n} tokens: {err}");
+        assert!(t0.elapsed().as_secs() < 10, "{n} tokens: {:?}", t0.elapsed());
+    }
+    // A vocabulary of the same kind within the limits still loads.
+    assert!(Tokenizer::from_gguf(&header(8)).is_ok());
+}

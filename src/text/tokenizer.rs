@@ -115,7 +115,7 @@ impl Tokenizer {
                 if scores.len() != tokens.len() {
                     return Err(Error::Tokenizer(format!("{} scores for {} tokens", scores.len(), tokens.len())));
                 }
-                let merges = merges_from_scores(&tokens, &types, &scores, &vocab);
+                let merges = merges_from_scores(&tokens, &types, &scores, &vocab)?;
                 let unk = g.opt_u64("tokenizer.ggml.unknown_token_id")?.and_then(|i| tokens.get(i as usize)).cloned();
                 let mut b = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true).fuse_unk(true);
                 if let Some(u) = unk {
@@ -343,29 +343,49 @@ fn is_llama3(pre: &str) -> bool {
     matches!(pre, "llama-bpe" | "llama3" | "llama-v3")
 }
 
+/// Longest normal token (bytes) a SentencePiece vocabulary may have: every split of every token is
+/// tried, so this bounds the merges' construction in time (real vocabularies stay under 64).
+pub const MAX_SPM_TOKEN_BYTES: usize = 256;
+/// Most merges per vocabulary token (real vocabularies make a few): bounds their memory.
+pub const MAX_SPM_MERGES_PER_TOKEN: usize = 16;
+
 /// BPE merges for a SentencePiece vocabulary: every split of a token into two vocabulary tokens,
 /// ranked by the token's score (higher first), as llama.cpp's SPM tokenizer merges the bigram whose
-/// result scores highest.
+/// result scores highest. A hostile vocabulary (very long tokens, or tokens that split every way)
+/// is refused by name before it costs more than the vocabulary's size allows.
 fn merges_from_scores(
     tokens: &[String],
     types: &[i128],
     scores: &[f32],
     vocab: &tokenizers::models::bpe::Vocab,
-) -> Vec<(String, String)> {
+) -> Result<Vec<(String, String)>> {
+    let max_merges = MAX_SPM_MERGES_PER_TOKEN * tokens.len();
     let mut merges: Vec<(f32, u32, String, String)> = vec![];
     for (id, t) in tokens.iter().enumerate() {
         if types[id] != 1 && types[id] != TOKEN_TYPE_USER_DEFINED {
             continue;
         }
+        if t.len() > MAX_SPM_TOKEN_BYTES {
+            return Err(Error::Tokenizer(format!(
+                "token {id} is {} bytes long, over the {MAX_SPM_TOKEN_BYTES} a SentencePiece vocabulary may have",
+                t.len()
+            )));
+        }
         for (at, _) in t.char_indices().skip(1) {
             let (l, r) = t.split_at(at);
             if vocab.contains_key(l) && vocab.contains_key(r) {
+                if merges.len() == max_merges {
+                    return Err(Error::Tokenizer(format!(
+                        "the vocabulary's {} tokens split into more than {max_merges} merges ({MAX_SPM_MERGES_PER_TOKEN} per token)",
+                        tokens.len()
+                    )));
+                }
                 merges.push((scores[id], id as u32, l.to_string(), r.to_string()));
             }
         }
     }
     merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    merges.into_iter().map(|(_, _, l, r)| (l, r)).collect()
+    Ok(merges.into_iter().map(|(_, _, l, r)| (l, r)).collect())
 }
 
 /// The pre-tokenizer llama.cpp uses for `tokenizer.ggml.pre` = `name`.

@@ -147,8 +147,18 @@ impl Loader {
     /// Builds the engine once every byte has arrived.
     pub fn finish(self) -> Result<Engine, JsValue> {
         let model = self.builder.finish().map_err(js_err)?;
+        // What the engine reports without borrowing the session, which a running generation holds.
+        let cost = serde_json::json!({
+            "dispatches_per_token": model.dispatches_per_token(),
+            "submits_per_token": 1,
+            "readback_bytes_per_token": 4,
+            "weight_bytes_per_token": model.weight_bytes,
+            "n_layers": model.cfg.n_layers,
+        })
+        .to_string();
+        let (context_length, device) = (model.context_length() as u32, model.device());
         let session = Session::new(model, &self.header).map_err(js_err)?;
-        Ok(Engine { session: Rc::new(RefCell::new(session)), adapter: self.adapter })
+        Ok(Engine { session: Rc::new(RefCell::new(session)), adapter: self.adapter, cost, context_length, device })
     }
 }
 
@@ -157,6 +167,11 @@ impl Loader {
 pub struct Engine {
     session: Rc<RefCell<Session>>,
     adapter: String,
+    /// costPerToken's JSON.
+    cost: String,
+    context_length: u32,
+    /// The model's device (loseDevice works while a generation holds the session).
+    device: Arc<Gpu>,
 }
 
 #[derive(serde::Deserialize)]
@@ -266,22 +281,14 @@ impl Engine {
     /// What one decoded token costs, as JSON: dispatches, submits, bytes read back, weight bytes.
     #[wasm_bindgen(js_name = costPerToken)]
     pub fn cost_per_token(&self) -> String {
-        let s = self.session.borrow();
-        serde_json::json!({
-            "dispatches_per_token": s.model.dispatches_per_token(),
-            "submits_per_token": 1,
-            "readback_bytes_per_token": 4,
-            "weight_bytes_per_token": s.model.weight_bytes,
-            "n_layers": s.model.cfg.n_layers,
-        })
-        .to_string()
+        self.cost.clone()
     }
 
     /// Destroys the GPU device as a driver reset would (a test hook for device loss): later calls
     /// fail with a DeviceLostError; a new engine gets a new device.
     #[wasm_bindgen(js_name = loseDevice)]
     pub fn lose_device(&self) {
-        self.session.borrow().model.lose_device();
+        self.device.lose_device();
     }
 
     /// Forgets the KV cache (the next request prefills from scratch).
@@ -299,6 +306,6 @@ impl Engine {
     /// KV-cache positions (prompt plus generated tokens).
     #[wasm_bindgen(getter, js_name = contextLength)]
     pub fn context_length(&self) -> u32 {
-        self.session.borrow().model.context_length() as u32
+        self.context_length
     }
 }

@@ -103,6 +103,9 @@ impl Gpu {
     /// Destroys the device, as a driver reset or a GPU unplugged would lose it (for tests of
     /// device loss): every later call fails with Error::DeviceLost.
     pub fn lose_device(&self) {
+        // Recorded at once: on the web the device's lost callback comes later, after the work in
+        // flight has failed in less telling ways.
+        self.errors.lock().unwrap_or_else(|p| p.into_inner()).push("device lost (Destroyed): destroyed".into());
         self.device.destroy();
         #[cfg(not(target_arch = "wasm32"))]
         let _ = self.device.poll(wgpu::PollType::Poll);
@@ -224,7 +227,11 @@ impl Gpu {
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
         let r = MapFuture(slot).await;
         self.take_error()?;
-        r.map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
+        if let Err(e) = r {
+            // A loss reported while the map failed names the cause better than the map's error.
+            self.take_error()?;
+            return Err(Error::Gpu(format!("reading back: {e}")));
+        }
         let bytes = staging
             .slice(..size)
             .get_mapped_range()

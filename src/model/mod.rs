@@ -148,6 +148,11 @@ impl Model {
         self.gpu.buffers_created()
     }
 
+    /// The device the model runs on (shared).
+    pub fn device(&self) -> Arc<Gpu> {
+        self.gpu.clone()
+    }
+
     /// Destroys the device, as a driver reset would lose it (for tests of device loss).
     pub fn lose_device(&self) {
         self.gpu.lose_device()

@@ -94,6 +94,18 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
       out.lost = `${e.name}: ${e.message}`;
     }
     await lost.unload().catch(() => {});
+    // Lost while a streamed generation runs (the worker's engine is busy): a named error, no panic.
+    const midway = await createEngine({ model: `fault/whole/${file}` });
+    try {
+      let chunks = 0;
+      for await (const _ of midway.completions.create({ prompt: 'Once upon a time,', max_tokens: 40, temperature: 0, ignore_eos: true, stream: true })) {
+        if (++chunks === 2) await midway._loseDevice();
+      }
+      out.midway = `no error after ${chunks} chunks`;
+    } catch (e) {
+      out.midway = `${e.name}: ${e.message}`;
+    }
+    await midway.unload().catch(() => {});
     await attempt('after lost', { model: `fault/whole/${file}` });
     const cache = await caches.open('webllama-models-v1');
     out.cached = (await cache.keys()).map((k) => new URL(k.url).pathname);
@@ -125,6 +137,7 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
   assert.match(r['bad integrity syntax'].error, /^InvalidRequestError: integrity must be/);
   assert.match(r.cancel.error, /^AbortError/);
   assert.match(r.lost, /^(DeviceLostError|GpuError): .*lost/i);
+  assert.match(r.midway, /^(DeviceLostError|GpuError): .*lost/i, 'a device lost mid-generation is a named error');
   assert.ok(r['after lost'].ok, r['after lost'].error);
   assert.equal(r['after lost'].text, r.whole.text);
   assert.ok(r.cancel.ms < 5000, `cancel took ${r.cancel.ms} ms`);

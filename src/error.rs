@@ -51,6 +51,8 @@ pub enum Error {
     AdapterTooSmall { have: u32, need: u32 },
     #[error("the prompt and generation need {needed} positions but the context holds {limit}")]
     ContextFull { needed: usize, limit: usize },
+    #[error("{0}")]
+    Integrity(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error("I/O error on {path}: {source}")]

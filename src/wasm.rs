@@ -6,6 +6,7 @@ use crate::engine::sampler::SamplerConfig;
 use crate::engine::{GenerateOptions, Session};
 use crate::error::Error;
 use crate::format::gguf::{Gguf, Parsed};
+use crate::format::integrity::Integrity;
 use crate::gpu::{Family, Gpu, Layout, Overrides};
 use crate::model::ModelBuilder;
 use crate::Message;
@@ -32,7 +33,9 @@ fn js_err(e: Error) -> JsValue {
         | Error::MissingKey(_)
         | Error::MissingTensor(_) => "GgufError",
         Error::UnsupportedType { .. } | Error::UnsupportedArch(_) | Error::BadConfig(_) => "UnsupportedModelError",
-        Error::Tokenizer(_) | Error::Template(_) => "TokenizerError",
+        Error::Tokenizer(_) => "TokenizerError",
+        Error::Template(_) => "TemplateError",
+        Error::Integrity(_) => "IntegrityError",
         Error::NoAdapter(_) | Error::DeviceRequest(_) | Error::Gpu(_) | Error::Shader { .. } => "GpuError",
         Error::ContextFull { .. } | Error::ContextTooLarge { .. } => "ContextLengthError",
         Error::OutOfMemory(_) => "GpuOutOfMemoryError",
@@ -73,19 +76,24 @@ pub struct Loader {
     header: Gguf,
     builder: ModelBuilder,
     adapter: String,
+    /// The SHA-256 the caller asked for, computed over every byte fed.
+    integrity: Option<Integrity>,
 }
 
 #[wasm_bindgen]
 impl Loader {
     /// Opens the GPU and checks the model: `header` holds at least the whole GGUF header, `total` is
     /// the file size when known, `ctx` the KV-cache positions (default: the file's, at most 4096),
-    /// `layout` the kernel family ("gpu" or "cpu"; default: the adapter's).
+    /// `layout` the kernel family ("gpu" or "cpu"; default: the adapter's), `integrity` the SHA-256
+    /// (64 hex digits) every byte fed must hash to: `finish` refuses the model otherwise.
     pub async fn create(
         header: Vec<u8>,
         total: Option<f64>,
         ctx: Option<u32>,
         layout: Option<String>,
+        integrity: Option<String>,
     ) -> Result<Loader, JsValue> {
+        let integrity = integrity.map(|hex| Integrity::new(&hex)).transpose().map_err(js_err)?;
         let family = match layout.as_deref() {
             None => None,
             Some(name) => Some(
@@ -109,7 +117,7 @@ impl Loader {
         let adapter = gpu.adapter_name();
         let layout = Layout::choose(&gpu, &Overrides::default().with_family(family));
         let builder = ModelBuilder::new(gpu, layout, &g, ctx.map(|c| c as usize)).map_err(js_err)?;
-        Ok(Loader { header: g, builder, adapter })
+        Ok(Loader { header: g, builder, adapter, integrity })
     }
 
     /// First file byte the model needs.
@@ -126,6 +134,9 @@ impl Loader {
 
     /// The file's bytes at `offset`, in file order.
     pub fn feed(&mut self, offset: f64, bytes: &[u8]) -> Result<(), JsValue> {
+        if let Some(check) = &mut self.integrity {
+            check.update(offset as u64, bytes).map_err(js_err)?;
+        }
         self.builder.feed(offset as u64, bytes).map_err(js_err)
     }
 
@@ -146,6 +157,10 @@ impl Loader {
 
     /// Builds the engine once every byte has arrived.
     pub fn finish(self) -> Result<Engine, JsValue> {
+        // Every byte fed is checked before the model is usable.
+        if let Some(check) = self.integrity {
+            check.check().map_err(js_err)?;
+        }
         let model = self.builder.finish().map_err(js_err)?;
         // What the engine reports without borrowing the session, which a running generation holds.
         let cost = serde_json::json!({

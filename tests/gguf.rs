@@ -310,3 +310,33 @@ fn the_cli_refuses_malformed_files_with_one_line() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The loader's integrity check: a SHA-256 over exactly the bytes fed, in order, from the first on;
+/// a mismatch (one byte changed) or bytes out of order is an Integrity error naming the digests.
+#[test]
+fn integrity_is_computed_over_the_bytes_fed() {
+    use webllama::format::integrity::Integrity;
+    let bytes = valid();
+    let hex = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let feed = |data: &[u8], chunk: usize| {
+        let mut check = Integrity::new(&hex).unwrap();
+        for (i, c) in data.chunks(chunk).enumerate() {
+            check.update((i * chunk) as u64, c)?;
+        }
+        check.check()
+    };
+    assert!(feed(&bytes, 1000).is_ok());
+    assert!(feed(&bytes, 7).is_ok());
+    let mut tampered = bytes.clone();
+    *tampered.last_mut().unwrap() ^= 0x40;
+    let e = feed(&tampered, 1000).unwrap_err();
+    assert!(matches!(&e, Error::Integrity(m) if m.contains("has SHA-256") && m.contains(&hex)), "{e}");
+    assert!(feed(&bytes[..bytes.len() - 1], 1000).is_err(), "a byte short");
+    let mut check = Integrity::new(&hex).unwrap();
+    check.update(0, &bytes[..10]).unwrap();
+    assert!(matches!(check.update(20, &bytes[20..30]), Err(Error::Integrity(m)) if m.contains("out of order")));
+    assert!(matches!(Integrity::new("abc"), Err(Error::InvalidRequest(_))));
+}

@@ -3,8 +3,9 @@
 // request from the byte where it stopped (or, when the server ignores Range, read again from the
 // start with the bytes already had skipped); a body that ends short of its Content-Length is an
 // error that names both numbers. Only a download that arrived whole in one response is cached; a
-// partial one never lands in the cache. With `integrity` (sha256-<base64> or 64 hex digits) the
-// cached copy is checked before it is kept.
+// partial one never lands in the cache. `integrity` (sha256-<base64> or 64 hex digits) is checked
+// by the loader in wasm over exactly the bytes it is fed (from the network, a resumed download or
+// the cache alike); the worker drops the cache entry of a model that fails it.
 
 const CACHE = 'webllama-models-v1';
 
@@ -24,11 +25,10 @@ export async function openModel(model, integrity) {
   const resp = await get(url);
   if (!resp.body) throw namedError('NetworkError', `empty response for ${url}`);
   const total = contentLength(resp);
-  // The cache reads its own copy of the body; if that response breaks, put() rejects and nothing is
-  // stored. The integrity check reads the cached copy back before it is kept.
-  const cached = cache
-    ? cache.put(url, resp.clone()).then(() => checkIntegrity(cache, url, integrity), (e) => { if (e?.name === 'IntegrityError') throw e; })
-    : Promise.resolve();
+  // The cache reads its own copy of the body; if that response breaks (or the cache refuses it: a
+  // quota, Vary: *), put() rejects and nothing is stored. The copy it stores is the first response
+  // whole, the bytes the loader verifies.
+  const cached = cache ? cache.put(url, resp.clone()).catch(() => {}) : Promise.resolve();
   return { stream: resumable(url, resp, total), total, source: 'network', cached };
 }
 
@@ -99,19 +99,6 @@ function resumable(url, first, total) {
       return reader.cancel(reason);
     },
   });
-}
-
-// Checks the cached copy of `url` against `integrity`; a mismatch deletes it and is an error.
-async function checkIntegrity(cache, url, integrity) {
-  if (!integrity) return;
-  const want = parseIntegrity(integrity);
-  const hit = await cache.match(url);
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await hit.arrayBuffer()));
-  const got = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
-  if (got !== want) {
-    await cache.delete(url);
-    throw namedError('IntegrityError', `${url} has SHA-256 ${got}, not the ${want} that integrity asks for; it was not kept`);
-  }
 }
 
 // sha256-<base64> (as in Subresource Integrity) or 64 hex digits, as lowercase hex.

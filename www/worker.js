@@ -1,7 +1,7 @@
 // The worker owns the wasm engine and the GPU. Message kinds: protocol.js.
 import init, { Loader, headerBytesNeeded, wasmMemoryBytes } from './pkg/webllama.js';
 import { MSG } from './protocol.js';
-import { openModel, forget, namedError } from './download.js';
+import { openModel, forget, namedError, parseIntegrity } from './download.js';
 
 const ready = init();
 let engine = null;
@@ -60,7 +60,8 @@ async function load(m) {
         header = concat(header, value);
         const need = headerBytesNeeded(header, total ?? undefined);
         if (need === 0) {
-          loader = await Loader.create(header, total ?? undefined, m.ctx ?? undefined, m.layout ?? undefined);
+          const sha256 = m.integrity ? parseIntegrity(m.integrity) : undefined;
+          loader = await Loader.create(header, total ?? undefined, m.ctx ?? undefined, m.layout ?? undefined, sha256);
           loader.feed(0, header);
           header = null;
         } else if (total !== null && need > total) {
@@ -74,12 +75,14 @@ async function load(m) {
     if (!loader) {
       throw namedError('GgufError', `the file ended (${loaded} bytes) before its GGUF header was complete`);
     }
-    // The cache's copy (and its integrity check, when asked for) completes before the model is used.
+    // The cache's copy completes before the model is used (finish() checks integrity, when asked).
     await cached;
     const info = JSON.parse(loader.info());
     info.adapter = await adapterName(info.adapter);
-    engine = loader.finish();
+    // finish() takes the loader (its wasm object is gone afterwards, whether it succeeds or not).
+    const finishing = loader;
     loader = null;
+    engine = finishing.finish();
     const cost = JSON.parse(engine.costPerToken());
     post(MSG.LOADED, { id: m.id, info, stats: { loadMs: performance.now() - t0, wasmMemoryBytes: wasmMemoryBytes(), source, bytes: loaded, cost } });
   } catch (e) {

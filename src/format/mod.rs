@@ -4,5 +4,6 @@
 pub mod config;
 pub mod gguf;
 pub mod gguf_write;
+pub mod integrity;
 pub mod quant;
 pub mod weights;

@@ -8,11 +8,12 @@
 //   short      every response ends cleanly after DROP_AT bytes, though Content-Length says more
 //   lie        Content-Length is DROP_AT: the body is cut there (a size that disagrees with the file)
 //   slow       the body trickles (64 KiB every 200 ms), for cancelling
+//   tamper     as drop, but the resumed part has one byte changed (a hostile server's splice)
 // `log` lists "METHOD path range" for each fault request. With `cors` (for a second server on another
 // port, i.e. another origin) the fault responses allow any origin; without, a cross-origin fetch of
 // them is refused by the browser.
 import http from 'node:http';
-import { statSync, createReadStream } from 'node:fs';
+import { statSync, createReadStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const DROP_AT = 3_000_000;
@@ -38,9 +39,15 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } 
     if (mode === '404') return res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not here');
     if (mode === '403') return res.writeHead(403, { 'Content-Type': 'text/plain' }).end('forbidden');
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    if (mode === 'drop' && range) {
+    if ((mode === 'drop' || mode === 'tamper') && range) {
       const from = Number(range[1]);
       res.writeHead(206, { 'Content-Length': size - from, 'Content-Range': `bytes ${from}-${size - 1}/${size}`, 'Content-Type': 'application/octet-stream' });
+      if (mode === 'tamper') {
+        // The file's last byte (tensor data) changed: still a loadable model, not the same one.
+        const body = readFileSync(path).subarray(from);
+        body[body.length - 1] ^= 0x40;
+        return res.end(body);
+      }
       return createReadStream(path, { start: from }).pipe(res);
     }
     if (mode === 'lie') {
@@ -52,7 +59,7 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } 
       // End the response cleanly short of Content-Length: the client sees a body that stops early.
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
     }
-    if ((mode === 'drop' || mode === 'norange') && n === 1) {
+    if ((mode === 'drop' || mode === 'norange' || mode === 'tamper') && n === 1) {
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
     }
     if (mode === 'slow') {

@@ -78,6 +78,12 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
     await attempt('lie', { model: `fault/lie/${file}` });
     await attempt('bad integrity', { model: `fault/wrong/${file}`, integrity: sha.replace(/^./, (c) => (c === '0' ? '1' : '0')) });
     await attempt('bad integrity syntax', { model: `fault/whole/${file}`, integrity: 'md5-abc' });
+    // Integrity fails closed: a resumed download whose resumed part was tampered with (the cache
+    // refuses the broken first response, so only the loader sees these bytes), and a cache hit of a
+    // file stored without integrity, asked for later with a digest it does not have.
+    await attempt('tampered resume', { model: `fault/tamper/${file}`, integrity: sri });
+    await attempt('cached plain', { model: `fault/again/${file}` });
+    await attempt('cache hit, other digest', { model: `fault/again/${file}`, integrity: sha.replace(/^./, (c) => (c === '0' ? '1' : '0')) });
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 700);
     const t0 = performance.now();
@@ -135,6 +141,9 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
   assert.match(r.lie.error, /^GgufError: .*truncated/);
   assert.match(r['bad integrity'].error, /^IntegrityError: .* has SHA-256 [0-9a-f]{64}, not the/);
   assert.match(r['bad integrity syntax'].error, /^InvalidRequestError: integrity must be/);
+  assert.match(r['tampered resume'].error, /^IntegrityError: .* has SHA-256 [0-9a-f]{64}, not the/);
+  assert.ok(r['cached plain'].ok, r['cached plain'].error);
+  assert.match(r['cache hit, other digest'].error, /^IntegrityError: .* has SHA-256 [0-9a-f]{64}, not the/);
   assert.match(r.cancel.error, /^AbortError/);
   assert.match(r.lost, /^(DeviceLostError|GpuError): .*lost/i);
   assert.match(r.midway, /^(DeviceLostError|GpuError): .*lost/i, 'a device lost mid-generation is a named error');

@@ -76,7 +76,9 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } 
 }
 
 function proxy(req, res, upstream) {
-  const p = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (up) => {
+  // The Host the upstream serves (webllama serve answers only requests that name it).
+  const headers = { ...req.headers, host: upstream.host };
+  const p = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers }, (up) => {
     res.writeHead(up.statusCode, up.headers);
     up.pipe(res);
   });

@@ -1,0 +1,95 @@
+//! `webllama serve` over real sockets: paths that try to leave its folders are refused, only its own
+//! Host is answered, a request line of 1 MB is refused and a client that stalls is dropped after
+//! the idle limit, while normal requests are still answered.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `webllama serve` on a free port, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Server {
+    let models = std::env::temp_dir().join(format!("webllama-serve-test-{}", std::process::id()));
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("m.gguf"), b"GGUF model bytes").unwrap();
+    let www = format!("{}/www", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_webllama"))
+        .args(["serve", "--port", "0", "--www", &www, "--models", models.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // "serving ... at http://127.0.0.1:PORT/ ..."
+    let mut out = child.stdout.take().unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while out.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    let line = String::from_utf8(line).unwrap();
+    let port = line.split("127.0.0.1:").nth(1).and_then(|r| r.split('/').next()).unwrap().parse().unwrap();
+    Server { child, port }
+}
+
+/// Sends `request` and returns the response's status code and body (the server closes after one).
+fn ask(port: u16, request: &[u8]) -> (u16, Vec<u8>) {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = c.write_all(request);
+    let mut resp = Vec::new();
+    let _ = c.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp);
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(vec![], |i| resp[i + 4..].to_vec());
+    (status, body)
+}
+
+fn get(port: u16, target: &str) -> (u16, Vec<u8>) {
+    ask(port, format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())
+}
+
+#[test]
+fn paths_hosts_and_hostile_clients() {
+    let s = start();
+    let p = s.port;
+    assert_eq!(get(p, "/models/m.gguf"), (200, b"GGUF model bytes".to_vec()));
+    assert_eq!(get(p, "/").0, 200);
+    for bad in ["/%2e%2e/Cargo.toml", "/../Cargo.toml", "/models/..%2f..%2fCargo.toml", "/models/.", "/models/m.gguf:x"]
+    {
+        assert_eq!(get(p, bad).0, 400, "{bad}");
+    }
+    // Another name for 127.0.0.1 (a DNS rebinding) or none at all.
+    let other = ask(p, b"GET /models/m.gguf HTTP/1.1\r\nHost: evil.example\r\n\r\n");
+    assert_eq!(other.0, 421);
+    assert_eq!(ask(p, b"GET /models/m.gguf HTTP/1.1\r\n\r\n").0, 421);
+    // A 1 MB request line is refused without reading it all.
+    let mut huge = b"GET /".to_vec();
+    huge.resize(1 << 20, b'a');
+    huge.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+    assert_eq!(ask(p, &huge).0, 431);
+    // A client that sends half a request and stalls: the others are served meanwhile, and it is
+    // dropped after the idle limit.
+    let mut slow = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    slow.write_all(b"GET /models/m.gguf HTTP/1.1\r\nHo").unwrap();
+    let t0 = Instant::now();
+    assert_eq!(get(p, "/models/m.gguf").0, 200);
+    assert!(t0.elapsed() < Duration::from_secs(5), "a stalled client held up another: {:?}", t0.elapsed());
+    slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let waited = t0.elapsed();
+    assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(25), "dropped after {waited:?}");
+    assert_eq!(get(p, "/models/m.gguf").0, 200);
+}

@@ -63,15 +63,16 @@ test-fuzz:
 	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz || exit 1; \
 	for t in $(FUZZ_TARGETS); do \
 		work=$$(mktemp -d); \
-		cargo +nightly fuzz run -O $$t $$work fuzz/corpus/$$t -- -max_total_time=20 -rss_limit_mb=4096 2>&1 | tail -n 3 || exit 1; \
+		cargo +nightly fuzz run -O $$t $$work fuzz/corpus/$$t -- -max_total_time=20 -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 2>&1 | tail -n 3 || exit 1; \
 		rm -rf $$work; \
 	done
 
-## fuzz: each fuzz target for FUZZ_SECONDS (default 600) from its seed corpus.
+## fuzz: each fuzz target for FUZZ_SECONDS (default 600) from its seed corpus. An input that runs
+## over 10 s or allocates over 2 GiB at once is reported (libFuzzer's own limits are 1,200 s, 4 GB).
 fuzz: fuzz-deps
 	@for t in $(FUZZ_TARGETS); do \
 		work=$$(mktemp -d); \
-		cargo +nightly fuzz run -O $$t $$work fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 2>&1 | tail -n 5 || exit 1; \
+		cargo +nightly fuzz run -O $$t $$work fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 2>&1 | tail -n 5 || exit 1; \
 		echo "$$t: $$(ls $$work | wc -l) new corpus entries"; rm -rf $$work; \
 	done
 

@@ -9,18 +9,33 @@ use webllama::{ChatTemplate, Config, Message, Tokenizer};
 
 fuzz_target!(|data: &[u8]| {
     let len = Some(data.len() as u64);
-    // Streaming: prefixes of growing length must agree with the whole parse.
+    // Streaming: prefixes of growing length, each as long as the last one asked for, must end where
+    // the whole parse does: the same header, or both an error.
     let mut k = 0usize;
-    while k < data.len() {
+    let streamed = loop {
         match Gguf::parse(&data[..k], len) {
             Ok(Parsed::NeedMore { needed }) => {
-                assert!(needed as usize > k);
+                assert!(needed as usize > k, "asked for {needed} bytes after {k}");
+                if needed as usize > data.len() {
+                    break None;
+                }
                 k = needed as usize;
             }
-            _ => break,
+            Ok(Parsed::Done(g)) => break Some(g),
+            Err(_) => break None,
         }
+    };
+    let whole = Gguf::parse_complete(data);
+    match (&streamed, &whole) {
+        (Some(a), Ok(b)) => assert_eq!(
+            (a.tensors.len(), a.metadata.len(), a.data_offset),
+            (b.tensors.len(), b.metadata.len(), b.data_offset),
+            "streaming and whole parses disagree"
+        ),
+        (None, Err(_)) => {}
+        (s, w) => panic!("streaming parse {} but whole parse {}", if s.is_some() { "succeeded" } else { "failed" }, if w.is_ok() { "succeeded" } else { "failed" }),
     }
-    let Ok(g) = Gguf::parse_complete(data) else { return };
+    let Ok(g) = whole else { return };
     if let Ok(cfg) = Config::from_gguf(&g) {
         let _ = weights::check(&g, &cfg);
     }

@@ -119,6 +119,47 @@ test('JS API: streamed chunks equal the answer; abort stops within a token; rese
   assert.match(r.bad[3], /^InvalidRequestError: .*presence_penalty is 5/);
 });
 
+test('model output is shown as text, never as HTML; the page\'s Content-Security-Policy holds', { timeout: 200000 }, async () => {
+  const requests = [];
+  const onRequest = (r) => requests.push(r.url());
+  page.on('request', onRequest);
+  // A reply that is markup, from an engine whose stream is replaced for this one request.
+  const hostile = '<img src="/pwned.png" onerror="window.__pwned = 1"><script>window.__pwned = 2</script> done';
+  await page.evaluate((text) => {
+    const engine = window.webllamaApp.engine;
+    const real = engine.chat.completions.create;
+    engine.chat.completions.create = async function* () {
+      engine.chat.completions.create = real;
+      yield { choices: [{ index: 0, delta: { content: text }, finish_reason: null }] };
+      yield { choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1 }, timings: { prefill_tok_s: 1, decode_tok_s: 1 } };
+    };
+  }, hostile);
+  await page.fill('#prompt', 'Say something.');
+  await page.click('#send');
+  await page.waitForFunction(() => [...document.querySelectorAll('li.assistant .text')].some((t) => t.textContent.includes('done')), null, { timeout: 30000 });
+  const shown = await page.evaluate(() => {
+    const texts = [...document.querySelectorAll('li.assistant .text')];
+    return { text: texts[texts.length - 1].textContent, imgs: document.querySelectorAll('#conversation img, #conversation script').length, pwned: window.__pwned ?? null };
+  });
+  assert.equal(shown.text, hostile, 'the markup is shown as its text');
+  assert.equal(shown.imgs, 0, 'no element was made from it');
+  assert.equal(shown.pwned, null);
+  // The page's policy (its <meta> Content-Security-Policy): no inline handler runs even where markup
+  // gets in, and no connection leaves the origin.
+  const csp = await page.evaluate(async () => {
+    document.body.insertAdjacentHTML('beforeend', '<img id="csp-probe" src="data:," onload="window.__inline = 1">');
+    await new Promise((r) => setTimeout(r, 300));
+    let fetched = 'allowed';
+    try { await fetch('http://127.0.0.2:9/'); } catch (e) { fetched = e.name; }
+    document.getElementById('csp-probe').remove();
+    return { inline: window.__inline ?? null, fetched };
+  });
+  page.off('request', onRequest);
+  assert.equal(csp.inline, null, 'an inline event handler did not run');
+  assert.equal(csp.fetched, 'TypeError', 'a connection to another origin was refused');
+  assert.ok(!requests.some((u) => u.includes('pwned')), `no request for the markup's image: ${requests.join(', ')}`);
+});
+
 test('sampling with a seed gives the same text as the native CLI; stop strings cut the text', { timeout: 200000 }, async () => {
   const prompt = 'Once upon a time,';
   const r = await page.evaluate(async (prompt) => {

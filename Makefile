@@ -105,5 +105,6 @@ device-kit: build
 	mkdir -p .dev
 	strip -o .dev/webllama target/release/webllama
 	cp $$(cargo test --release --test kernels --no-run 2>&1 | grep -o 'target/[^)]*kernels-[0-9a-f]*') .dev/kernels && strip .dev/kernels
+	cp $$(cargo test --release --test attention --no-run 2>&1 | grep -o 'target/[^)]*attention-[0-9a-f]*') .dev/attention && strip .dev/attention
 	head -c 12000000 ../shared/fixtures/tiny/tiny-llama3-Q4_K_M.gguf > .dev/llama3.hdr
 	head -c 8000000 $$(./scripts/fetch-model.sh) > .dev/smollm2.hdr

@@ -88,8 +88,13 @@ async function load(m) {
   } catch (e) {
     reader.cancel().catch(() => {});
     loader?.free();
-    // A file that is not a usable model is not kept.
-    if (source === 'cache' || source === 'network') await cached.then(() => forget(m.model)).catch(() => {});
+    // A file that is not a usable model (or a download that went wrong) is not kept; one that failed
+    // for a reason that is not the file's (the GPU, its memory, the context or layout asked for)
+    // stays cached for the next try, and the error comes back without waiting for the cache's copy.
+    const notTheFile = ['GpuError', 'DeviceLostError', 'GpuOutOfMemoryError', 'ContextLengthError', 'InvalidRequestError'];
+    if ((source === 'cache' || source === 'network') && !notTheFile.includes(e?.name)) {
+      await cached.then(() => forget(m.model)).catch(() => {});
+    }
     throw e;
   }
 }

@@ -83,6 +83,9 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
     // file stored without integrity, asked for later with a digest it does not have.
     await attempt('tampered resume', { model: `fault/tamper/${file}`, integrity: sri });
     await attempt('cached plain', { model: `fault/again/${file}` });
+    // A context the GPU cannot bind is not the file's fault: the cached file stays (and loads again).
+    await attempt('keep', { model: `fault/keep/${file}` });
+    await attempt('keep, context too large', { model: `fault/keep/${file}`, ctx: 100000000 });
     await attempt('cache hit, other digest', { model: `fault/again/${file}`, integrity: sha.replace(/^./, (c) => (c === '0' ? '1' : '0')) });
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 700);
@@ -143,6 +146,7 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
   assert.match(r['bad integrity syntax'].error, /^InvalidRequestError: integrity must be/);
   assert.match(r['tampered resume'].error, /^IntegrityError: .* has SHA-256 [0-9a-f]{64}, not the/);
   assert.ok(r['cached plain'].ok, r['cached plain'].error);
+  assert.match(r['keep, context too large'].error, /^ContextLengthError: /);
   assert.match(r['cache hit, other digest'].error, /^IntegrityError: .* has SHA-256 [0-9a-f]{64}, not the/);
   assert.match(r.cancel.error, /^AbortError/);
   assert.match(r.lost, /^(DeviceLostError|GpuError): .*lost/i);
@@ -151,6 +155,6 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
   assert.equal(r['after lost'].text, r.whole.text);
   assert.ok(r.cancel.ms < 5000, `cancel took ${r.cancel.ms} ms`);
   // Only whole, verified downloads are cached: not the resumed, short, cut, wrong or cancelled ones.
-  assert.deepEqual(r.cached.sort(), [`/fault/after/${FILE}`, `/fault/whole/${FILE}`]);
+  assert.deepEqual(r.cached.sort(), [`/fault/after/${FILE}`, `/fault/keep/${FILE}`, `/fault/whole/${FILE}`]);
   assert.ok(DROP_AT > 0);
 });

@@ -228,6 +228,20 @@ pub fn matvec(
     step: &wgpu::Buffer,
     p: MatvecParams,
 ) -> Result<Dispatch> {
+    matvec_folded(t, w, x, out, step, p, cpu::Fold::default())
+}
+
+/// matvec with `fold` folded in: the CPU family's rmsnorm and swiglu folds (cpu::can_fold); an
+/// error where a fold is asked for and cannot run.
+pub fn matvec_folded(
+    t: Target,
+    w: &QuantMatrix,
+    x: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: MatvecParams,
+    fold: cpu::Fold,
+) -> Result<Dispatch> {
     if !p.x_offset.is_multiple_of(4) || !w.cols.is_multiple_of(4) {
         return Err(Error::InvalidRequest(format!(
             "matvec: x offset {} and row length {} must be multiples of 4",
@@ -236,8 +250,11 @@ pub fn matvec(
     }
     let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p };
     match t.layout.family {
+        crate::gpu::Family::Gpu if fold.any() => {
+            Err(Error::InvalidRequest("matvec: folds are the CPU family's".into()))
+        }
         crate::gpu::Family::Gpu => gpu::matvec(t, w, x, out, step, p),
-        crate::gpu::Family::Cpu => cpu::matvec(t, w, x, out, step, p, cpu::Fold::default()),
+        crate::gpu::Family::Cpu => cpu::matvec(t, w, x, out, step, p, fold),
     }
 }
 

@@ -170,16 +170,7 @@ impl<'a> Recorder<'a> {
         let (t, step) = (self.s.target(), &self.s.acts.step);
         for (i, (_, r0, _)) in w.parts.iter().enumerate() {
             let p = MatvecParams { out_offset: p.out_offset + r0, ..p };
-            let part = w.part(i);
-            self.g.push(
-                match (self.family(), fold.swiglu_up.is_some() || fold.norm.is_some() || fold.partials_out.is_some()) {
-                    (Family::Cpu, true) => {
-                        let p = MatvecParams { rows: part.rows, cols: part.cols, row_bytes: part.row_stride, ..p };
-                        cpu::matvec(t, &part, x, out, step, p, fold)?
-                    }
-                    _ => kernels::matvec(t, &part, x, out, step, p)?,
-                },
-            );
+            self.g.push(kernels::matvec_folded(t, &w.part(i), x, out, step, p, fold)?);
         }
         Ok(())
     }

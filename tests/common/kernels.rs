@@ -90,7 +90,7 @@ pub fn family(family: Family) -> On {
     on(Overrides { family: Some(family), ..Default::default() })
 }
 
-/// matvec with `fold` (the CPU family's; `p` completed from `w` as kernels::matvec does).
+/// matvec with `fold` (kernels::matvec_folded) on `g`'s layout.
 pub fn matvec_fold(
     g: &On,
     w: &QuantMatrix,
@@ -100,7 +100,7 @@ pub fn matvec_fold(
     p: MatvecParams,
     fold: cpu::Fold,
 ) -> webllama::Result<kernels::Dispatch> {
-    cpu::matvec(g.t(), w, x, out, step, MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p }, fold)
+    kernels::matvec_folded(g.t(), w, x, out, step, p, fold)
 }
 
 pub fn read_on(g: &Gpu, buf: &wgpu::Buffer, n: usize) -> Vec<f32> {

@@ -51,7 +51,8 @@ pub struct Fold<'a> {
 }
 
 impl Fold<'_> {
-    fn any(&self) -> bool {
+    /// Whether it asks for anything beyond the dot products.
+    pub fn any(&self) -> bool {
         self.swiglu_up.is_some() || self.norm.is_some() || self.partials_out.is_some()
     }
 }
@@ -66,7 +67,7 @@ const MATVEC_ROWS_PER_WG: u32 = 64;
 /// Invocations per workgroup of matvec_wide.
 const MATVEC_WIDE_WG: u32 = 16;
 
-/// matvec (see kernels::matvec; `p` complete) with `fold` folded in: matvec_wide where it reads
+/// matvec (see kernels::matvec_folded; `p` complete) with `fold` folded in: matvec_wide where it reads
 /// `w`, else matvec_rowwise (an error where `fold` asks for anything and can_fold is false).
 pub fn matvec(
     t: Target,

@@ -588,7 +588,7 @@ fn batched_prefill_matches_token_by_token_within_1e_3() {
     // The GPU family (chunks of 256, tiles of 32 tokens) on 45 tokens, a partial second tile: its
     // token-by-token path is slow on lavapipe.
     for (layout, prompt) in [(common::layout(), &prompt[..]), (common::gpu_family(), &prompt[..45])] {
-        let mut model = Model::load_file(common::gpu(), layout.clone(), &path, Some(512)).unwrap();
+        let mut model = Model::load_file(common::gpu(), layout, &path, Some(512)).unwrap();
         let worst = prefill_deviation(&mut model, prompt);
         eprintln!("SmolLM2 Q4_1, {layout}, {} tokens in chunks of {}: batched vs token-by-token max logit deviation {worst:.2e}", prompt.len(), model.batch_rows());
         assert!(worst <= 1e-3, "{layout}: {worst}");

@@ -87,7 +87,7 @@ impl Overrides {
 
 /// The kernel family and its options for one adapter. Built once (`Layout::choose`), passed to the
 /// model builder, the kernels and the KV cache; tests build the ones they want.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub family: Family,
     /// Kernels may use subgroup operations (the device has them enabled).

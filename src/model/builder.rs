@@ -232,7 +232,7 @@ impl ModelBuilder {
             self.pending[i].target = Some(target);
         }
         let gpu = self.gpu.clone();
-        let layout = self.layout.clone();
+        let layout = self.layout;
         let p = &mut self.pending[i];
         let name = p.info.name.clone();
         if rel != p.received {

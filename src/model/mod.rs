@@ -74,7 +74,7 @@ impl Model {
     }
 
     fn build(b: ModelBuilder) -> Result<Model> {
-        let (gpu, layout) = (b.gpu.clone(), b.layout.clone());
+        let (gpu, layout) = (b.gpu.clone(), b.layout);
         let c = b.cfg.clone();
         let kv = KvCache::new(&gpu, &c, b.ctx)?;
         let n_splits = layout.attention_splits(b.ctx);

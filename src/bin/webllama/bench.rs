@@ -12,8 +12,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let (gpu, layout) = open_gpu(a.layout)?;
     // The context a user gets (so attention is split as in use), or more when the run needs it.
     let ctx = (p + n + 1 > webllama::model::DEFAULT_CTX).then_some(p + n + 1);
-    let mut model = webllama::Model::load_file(gpu.clone(), layout.clone(), &path, ctx)
-        .with_context(|| format!("loading {path}"))?;
+    let mut model =
+        webllama::Model::load_file(gpu.clone(), layout, &path, ctx).with_context(|| format!("loading {path}"))?;
     let vocab = model.cfg.vocab_size as u32;
     // A fixed, ordinary-looking prompt: ids cycling through the vocabulary's common range.
     let prompt: Vec<u32> = (0..p as u32).map(|i| 100 + (i * 37) % (vocab.min(20000) - 100)).collect();

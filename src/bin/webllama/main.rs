@@ -218,7 +218,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
     let path = model_path(a.model)?;
     let (gpu, layout) = open_gpu(a.layout)?;
     let mut session =
-        Session::load_file(gpu.clone(), layout.clone(), &path, a.ctx).with_context(|| format!("loading {path}"))?;
+        Session::load_file(gpu.clone(), layout, &path, a.ctx).with_context(|| format!("loading {path}"))?;
     if let Some(tj) = &a.tokenizer {
         let json = std::fs::read(tj).with_context(|| format!("reading {tj}"))?;
         let header = webllama::format::weights::read_header(&path)?;
@@ -293,7 +293,7 @@ fn chat(a: ChatArgs) -> Result<()> {
     let path = model_path(a.model)?;
     let (gpu, layout) = open_gpu(a.layout)?;
     let mut session =
-        Session::load_file(gpu.clone(), layout.clone(), &path, a.ctx).with_context(|| format!("loading {path}"))?;
+        Session::load_file(gpu.clone(), layout, &path, a.ctx).with_context(|| format!("loading {path}"))?;
     eprintln!("{} on {}, layout {layout}; one line a turn, /reset starts over, Ctrl-D ends.", path, gpu.adapter_name());
     let opts = GenerateOptions {
         max_tokens: a.max_tokens,

@@ -120,26 +120,20 @@ fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
     let Some(line) = read_line(&mut reader)? else {
-        respond(&mut out, "-", "-", 431, "text/plain", b"request line too long\n")?;
-        linger_close(out, reader);
-        return Ok(());
+        return refuse_unread(out, reader, "-", "-", b"request line too long\n");
     };
     let mut words = line.split_whitespace();
     let (method, target) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("/").to_string());
     let (mut range, mut host) = (None, None);
     for n in 0.. {
         let Some(h) = read_line(&mut reader)? else {
-            respond(&mut out, &method, &target, 431, "text/plain", b"header line too long\n")?;
-            linger_close(out, reader);
-            return Ok(());
+            return refuse_unread(out, reader, &method, &target, b"header line too long\n");
         };
         if h == "\r\n" || h == "\n" {
             break;
         }
         if n == MAX_HEADERS {
-            respond(&mut out, &method, &target, 431, "text/plain", b"too many headers\n")?;
-            linger_close(out, reader);
-            return Ok(());
+            return refuse_unread(out, reader, &method, &target, b"too many headers\n");
         }
         if let Some((k, v)) = h.split_once(':') {
             if k.trim().eq_ignore_ascii_case("range") {
@@ -193,13 +187,15 @@ fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
     Ok(())
 }
 
-/// Closes a connection whose request was refused before it was read whole: the response is sent,
-/// then what the client still sends is read and dropped for a moment (at most 4 MiB, 1 s), so that
-/// closing with unread bytes does not reset the connection before the client reads the response.
-fn linger_close(out: TcpStream, reader: impl Read) {
+/// Refuses a request before it was read whole (431 with `body`), then closes the connection: what
+/// the client still sends is read and dropped for a moment (at most 4 MiB, 1 s), so that closing
+/// with unread bytes does not reset the connection before the client reads the response.
+fn refuse_unread(mut out: TcpStream, reader: impl Read, method: &str, target: &str, body: &[u8]) -> Result<()> {
+    respond(&mut out, method, target, 431, "text/plain", body)?;
     let _ = out.shutdown(std::net::Shutdown::Write);
     let _ = out.set_read_timeout(Some(Duration::from_secs(1)));
     let _ = std::io::copy(&mut reader.take(4 << 20), &mut std::io::sink());
+    Ok(())
 }
 
 /// Whether a Host header names this server: 127.0.0.1 or localhost on its port (a page of another

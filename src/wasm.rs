@@ -5,7 +5,8 @@
 use crate::engine::sampler::SamplerConfig;
 use crate::engine::{GenerateOptions, Session};
 use crate::error::Error;
-use crate::format::gguf::{Gguf, Parsed};
+use crate::format::gguf::Gguf;
+use crate::format::gguf_parse::HeaderStream;
 use crate::format::integrity::Integrity;
 use crate::gpu::{Family, Gpu, Layout, Overrides};
 use crate::model::ModelBuilder;
@@ -53,13 +54,36 @@ fn invalid(msg: String) -> JsValue {
     js_err(Error::InvalidRequest(msg))
 }
 
-/// How many bytes from the file start the header needs: 0 once `prefix` holds all of it.
-/// `total` is the file size when known.
-#[wasm_bindgen(js_name = headerBytesNeeded)]
-pub fn header_bytes_needed(prefix: &[u8], total: Option<f64>) -> Result<f64, JsValue> {
-    match Gguf::parse(prefix, total.map(|t| t as u64)).map_err(js_err)? {
-        Parsed::Done(_) => Ok(0.0),
-        Parsed::NeedMore { needed } => Ok(needed as f64),
+/// A GGUF header read from a download's chunks as they arrive, each item once (linear in the
+/// header's size, capped at MAX_HEADER); the bytes received are kept for the Loader.
+#[wasm_bindgen]
+pub struct HeaderReader {
+    stream: HeaderStream,
+}
+
+#[wasm_bindgen]
+impl HeaderReader {
+    /// A reader for a file of `total` bytes (undefined when the length is not known).
+    #[wasm_bindgen(constructor)]
+    pub fn new(total: Option<f64>) -> HeaderReader {
+        HeaderReader { stream: HeaderStream::new(total.map(|t| t as u64)) }
+    }
+
+    /// Takes the file's next bytes: true once the header is complete; a GgufError when the file
+    /// cannot be a GGUF model or its header is too large.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<bool, JsValue> {
+        self.stream.push(bytes).map_err(js_err)
+    }
+
+    /// The download ended: a GgufError naming what is missing when the header is not complete.
+    pub fn end(&mut self) -> Result<(), JsValue> {
+        self.stream.end().map_err(js_err)
+    }
+
+    /// Bytes received so far.
+    #[wasm_bindgen(getter)]
+    pub fn received(&self) -> f64 {
+        self.stream.received() as f64
     }
 }
 
@@ -82,12 +106,13 @@ pub struct Loader {
 
 #[wasm_bindgen]
 impl Loader {
-    /// Opens the GPU and checks the model: `header` holds at least the whole GGUF header, `total` is
-    /// the file size when known, `ctx` the KV-cache positions (default: the file's, at most 4096),
-    /// `layout` the kernel family ("gpu" or "cpu"; default: the adapter's), `integrity` the SHA-256
-    /// (64 hex digits) every byte fed must hash to: `finish` refuses the model otherwise.
+    /// Opens the GPU and checks the model: `header` has read the whole GGUF header (it is taken,
+    /// with every byte it received, which are fed first), `total` is the file size when known,
+    /// `ctx` the KV-cache positions (default: the file's, at most 4096), `layout` the kernel family
+    /// ("gpu" or "cpu"; default: the adapter's), `integrity` the SHA-256 (64 hex digits) every byte
+    /// fed must hash to: `finish` refuses the model otherwise.
     pub async fn create(
-        header: Vec<u8>,
+        header: HeaderReader,
         total: Option<f64>,
         ctx: Option<u32>,
         layout: Option<String>,
@@ -101,12 +126,8 @@ impl Loader {
                     .ok_or_else(|| invalid(format!("layout {name:?}: the layouts are \"gpu\" and \"cpu\"")))?,
             ),
         };
-        let g = match Gguf::parse(&header, total.map(|t| t as u64)).map_err(js_err)? {
-            Parsed::Done(g) => *g,
-            Parsed::NeedMore { needed } => {
-                return Err(invalid(format!("the header needs {needed} bytes, got {}", header.len())))
-            }
-        };
+        let (g, received) =
+            header.stream.into_parts().ok_or_else(|| invalid("the GGUF header is not complete yet".into()))?;
         if let Some(t) = total {
             g.check_file_len(t as u64).map_err(js_err)?;
         }
@@ -117,7 +138,9 @@ impl Loader {
         let adapter = gpu.adapter_name();
         let layout = Layout::choose(&gpu, &Overrides::default().with_family(family));
         let builder = ModelBuilder::new(gpu, layout, &g, ctx.map(|c| c as usize)).map_err(js_err)?;
-        Ok(Loader { header: g, builder, adapter, integrity })
+        let mut loader = Loader { header: g, builder, adapter, integrity };
+        loader.feed(0.0, &received)?;
+        Ok(loader)
     }
 
     /// First file byte the model needs.

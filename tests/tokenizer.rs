@@ -123,7 +123,7 @@ fn a_tokenizer_json_can_replace_the_gguf_vocabulary() {
 /// tokens past the length limit, and too many merges per token.
 #[test]
 fn a_hostile_sentencepiece_vocabulary_is_refused_quickly() {
-    use webllama::format::gguf::{Gguf, Value};
+    use webllama::format::gguf::{Array, Gguf, Value};
     use webllama::format::gguf_write;
     let header = |n: usize| {
         let mut tokens = vec!["<unk>".to_string(), "<s>".to_string(), "</s>".to_string()];
@@ -131,9 +131,9 @@ fn a_hostile_sentencepiece_vocabulary_is_refused_quickly() {
         let meta = [
             ("general.architecture", Value::String("llama".into())),
             ("tokenizer.ggml.model", Value::String("llama".into())),
-            ("tokenizer.ggml.tokens", Value::Array(tokens.iter().map(|t| Value::String(t.clone())).collect())),
-            ("tokenizer.ggml.scores", Value::Array(tokens.iter().map(|_| Value::F32(0.0)).collect())),
-            ("tokenizer.ggml.token_type", Value::Array(tokens.iter().map(|_| Value::I32(1)).collect())),
+            ("tokenizer.ggml.tokens", Value::Array(Array::String(tokens.clone()))),
+            ("tokenizer.ggml.scores", Value::Array(Array::F32(vec![0.0; tokens.len()]))),
+            ("tokenizer.ggml.token_type", Value::Array(Array::I32(vec![1; tokens.len()]))),
         ];
         Gguf::parse_complete(&gguf_write::build(&meta, &[])).unwrap()
     };

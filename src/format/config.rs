@@ -41,6 +41,8 @@ pub struct Config {
 const MAX_WIDTH: u64 = 1 << 17;
 const MAX_LAYERS: u64 = 1024;
 const MAX_CTX: u64 = 1 << 24;
+/// Largest vocabulary (rows of token_embd): real ones are under 300k.
+const MAX_VOCAB: u64 = 1 << 24;
 
 impl Config {
     /// Reads and validates the config of an arch "llama" file.
@@ -122,8 +124,14 @@ impl Config {
                 embd.dims
             )));
         }
+        if embd.dims[1] > MAX_VOCAB {
+            return Err(Error::BadConfig(format!(
+                "token_embd.weight has {} rows, over the {MAX_VOCAB} a vocabulary may have",
+                embd.dims[1]
+            )));
+        }
         let vocab_size = embd.dims[1] as usize;
-        if let Some(v) = opt("llama.vocab_size", 1 << 24)? {
+        if let Some(v) = opt("llama.vocab_size", MAX_VOCAB)? {
             if v != vocab_size {
                 return Err(Error::BadConfig(format!(
                     "llama.vocab_size {v} differs from token_embd rows {vocab_size}"

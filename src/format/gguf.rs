@@ -1,7 +1,7 @@
-//! GGUF v2/v3 reader: header, metadata values, tensor infos with absolute data offsets.
-//! Parses from a byte prefix so a streamed download can feed it; the file is never held whole.
-//! Hard caps on counts and lengths, checked against the bytes that exist; never panics on input.
+//! GGUF v2/v3 header: metadata values (arrays kept as typed vectors), tensor infos with absolute
+//! data offsets, and the limits a file must keep; the parser itself is in gguf_parse.rs.
 
+use super::gguf_parse::Partial;
 use crate::error::{Error, Result};
 use crate::format::quant::QuantType;
 use std::collections::HashMap;
@@ -22,6 +22,9 @@ pub const MAX_DIMS: u32 = 4;
 pub const MAX_NAME: u64 = 63;
 /// The alignment of tensor data when general.alignment is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
+/// Largest header (metadata and tensor index) in bytes: real ones, with a 256k-token vocabulary and
+/// its merges, are under 16 MiB.
+pub const MAX_HEADER: u64 = 64 << 20;
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,10 +38,99 @@ pub enum Value {
     F32(f32),
     Bool(bool),
     String(String),
-    Array(Vec<Value>),
+    Array(Array),
     U64(u64),
     I64(i64),
     F64(f64),
+}
+
+/// A metadata array, stored as a vector of its element type: a U8 array costs one byte an element
+/// in memory as in the file, never a `Value` each.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Array {
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    U16(Vec<u16>),
+    I16(Vec<i16>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+    F32(Vec<f32>),
+    Bool(Vec<bool>),
+    String(Vec<String>),
+    Array(Vec<Array>),
+    U64(Vec<u64>),
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+}
+
+impl Array {
+    pub fn len(&self) -> usize {
+        match self {
+            Array::U8(v) => v.len(),
+            Array::I8(v) => v.len(),
+            Array::U16(v) => v.len(),
+            Array::I16(v) => v.len(),
+            Array::U32(v) => v.len(),
+            Array::I32(v) => v.len(),
+            Array::F32(v) => v.len(),
+            Array::Bool(v) => v.len(),
+            Array::String(v) => v.len(),
+            Array::Array(v) => v.len(),
+            Array::U64(v) => v.len(),
+            Array::I64(v) => v.len(),
+            Array::F64(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The GGUF type id of the elements.
+    pub fn elem_type(&self) -> u32 {
+        match self {
+            Array::U8(_) => 0,
+            Array::I8(_) => 1,
+            Array::U16(_) => 2,
+            Array::I16(_) => 3,
+            Array::U32(_) => 4,
+            Array::I32(_) => 5,
+            Array::F32(_) => 6,
+            Array::Bool(_) => 7,
+            Array::String(_) => 8,
+            Array::Array(_) => 9,
+            Array::U64(_) => 10,
+            Array::I64(_) => 11,
+            Array::F64(_) => 12,
+        }
+    }
+    /// Element `i` as an integer, whatever the integer width; None for other types or out of range.
+    pub fn int_at(&self, i: usize) -> Option<i128> {
+        Some(match self {
+            Array::U8(v) => *v.get(i)? as i128,
+            Array::I8(v) => *v.get(i)? as i128,
+            Array::U16(v) => *v.get(i)? as i128,
+            Array::I16(v) => *v.get(i)? as i128,
+            Array::U32(v) => *v.get(i)? as i128,
+            Array::I32(v) => *v.get(i)? as i128,
+            Array::U64(v) => *v.get(i)? as i128,
+            Array::I64(v) => *v.get(i)? as i128,
+            _ => return None,
+        })
+    }
+    /// Element `i` as a float (integers and floats).
+    pub fn float_at(&self, i: usize) -> Option<f64> {
+        match self {
+            Array::F32(v) => v.get(i).map(|&x| x as f64),
+            Array::F64(v) => v.get(i).copied(),
+            _ => self.int_at(i).map(|x| x as f64),
+        }
+    }
+    /// The elements, when they are strings.
+    pub fn strings(&self) -> Option<&[String]> {
+        match self {
+            Array::String(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 impl Value {
@@ -70,7 +162,7 @@ impl Value {
             _ => None,
         }
     }
-    pub fn as_array(&self) -> Option<&[Value]> {
+    pub fn as_array(&self) -> Option<&Array> {
         match self {
             Value::Array(a) => Some(a),
             _ => None,
@@ -114,9 +206,9 @@ pub struct Gguf {
     pub version: u32,
     /// Metadata in file order.
     pub metadata: Vec<(String, Value)>,
-    index: HashMap<String, usize>,
+    pub(super) index: HashMap<String, usize>,
     pub tensors: Vec<TensorInfo>,
-    tensor_index: HashMap<String, usize>,
+    pub(super) tensor_index: HashMap<String, usize>,
     pub alignment: u64,
     /// Absolute offset where tensor data starts.
     pub data_offset: u64,
@@ -134,20 +226,9 @@ pub enum Parsed {
 impl Gguf {
     /// Parses the header from `prefix`, the first bytes of a file of `file_len` bytes (None when the
     /// length is not known yet). When `prefix` is the whole file, running out of bytes is an error.
+    /// (A stream that arrives in chunks is parsed once through, item by item, by HeaderStream.)
     pub fn parse(prefix: &[u8], file_len: Option<u64>) -> Result<Parsed> {
-        let mut r = Reader { buf: prefix, pos: 0, file_len };
-        match parse_inner(&mut r) {
-            Ok(g) => Ok(Parsed::Done(Box::new(g))),
-            Err(Stop::More { needed, what }) => {
-                let available = file_len.unwrap_or(u64::MAX);
-                if needed > available || file_len == Some(prefix.len() as u64) {
-                    Err(Error::Truncated { what, needed, available: file_len.unwrap_or(prefix.len() as u64) })
-                } else {
-                    Ok(Parsed::NeedMore { needed })
-                }
-            }
-            Err(Stop::Err(e)) => Err(e),
-        }
+        Partial::default().advance(prefix, file_len)
     }
 
     /// Parses a complete header held in memory (e.g. the whole file), erroring when it is cut short.
@@ -199,7 +280,7 @@ impl Gguf {
         }
     }
     /// An array value, or a named error.
-    pub fn get_array(&self, key: &str) -> Result<&[Value]> {
+    pub fn get_array(&self, key: &str) -> Result<&Array> {
         let v = self.get(key).ok_or_else(|| Error::MissingKey(key.to_string()))?;
         v.as_array().ok_or_else(|| bad(key, "is not an array"))
     }
@@ -222,267 +303,6 @@ impl Gguf {
     }
 }
 
-fn bad(key: &str, msg: &str) -> Error {
+pub(super) fn bad(key: &str, msg: &str) -> Error {
     Error::BadMetadata { key: key.to_string(), msg: msg.to_string() }
-}
-
-enum Stop {
-    More { needed: u64, what: String },
-    Err(Error),
-}
-
-impl From<Error> for Stop {
-    fn from(e: Error) -> Self {
-        Stop::Err(e)
-    }
-}
-
-type R<T> = std::result::Result<T, Stop>;
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    file_len: Option<u64>,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: u64, what: &str) -> R<&'a [u8]> {
-        let end = (self.pos as u64).checked_add(n).ok_or_else(|| Stop::Err(over(what, n, u64::MAX)))?;
-        if end > self.buf.len() as u64 {
-            return Err(Stop::More { needed: end, what: what.to_string() });
-        }
-        let s = &self.buf[self.pos..end as usize];
-        self.pos = end as usize;
-        Ok(s)
-    }
-    fn u8(&mut self, what: &str) -> R<u8> {
-        Ok(self.take(1, what)?[0])
-    }
-    fn u16(&mut self, what: &str) -> R<u16> {
-        Ok(u16::from_le_bytes(self.take(2, what)?.try_into().unwrap()))
-    }
-    fn u32(&mut self, what: &str) -> R<u32> {
-        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().unwrap()))
-    }
-    fn u64(&mut self, what: &str) -> R<u64> {
-        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().unwrap()))
-    }
-    /// Bytes left in the file after the cursor, when the file length is known.
-    fn left_in_file(&self) -> u64 {
-        self.file_len.map_or(u64::MAX, |l| l.saturating_sub(self.pos as u64))
-    }
-    fn string(&mut self, what: &str) -> R<String> {
-        let len = self.u64(what)?;
-        if len > MAX_STRING {
-            return Err(over(&format!("length of {what}"), len, MAX_STRING).into());
-        }
-        let bytes = self.take(len, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| {
-            Stop::Err(Error::BadMetadata { key: what.to_string(), msg: "string is not valid UTF-8".into() })
-        })
-    }
-    fn value(&mut self, ty: u32, key: &str, depth: u32) -> R<Value> {
-        Ok(match ty {
-            0 => Value::U8(self.u8(key)?),
-            1 => Value::I8(self.u8(key)? as i8),
-            2 => Value::U16(self.u16(key)?),
-            3 => Value::I16(self.u16(key)? as i16),
-            4 => Value::U32(self.u32(key)?),
-            5 => Value::I32(self.u32(key)? as i32),
-            6 => Value::F32(f32::from_bits(self.u32(key)?)),
-            7 => match self.u8(key)? {
-                0 => Value::Bool(false),
-                1 => Value::Bool(true),
-                b => return Err(bad(key, &format!("bool byte is {b}, expected 0 or 1")).into()),
-            },
-            8 => Value::String(self.string(key)?),
-            9 => {
-                if depth >= MAX_DEPTH {
-                    return Err(over(&format!("array nesting of {key:?}"), depth as u64 + 1, MAX_DEPTH as u64).into());
-                }
-                let elem_ty = self.u32(key)?;
-                let len = self.u64(key)?;
-                if len > MAX_ARRAY {
-                    return Err(over(&format!("array length of {key:?}"), len, MAX_ARRAY).into());
-                }
-                let min_size = min_value_size(elem_ty)
-                    .ok_or_else(|| Stop::Err(Error::UnknownValueType { key: key.to_string(), type_id: elem_ty }))?;
-                let min_bytes = len.saturating_mul(min_size);
-                if min_bytes > self.left_in_file() {
-                    return Err(Error::Truncated {
-                        what: format!("array {key:?} of {len} elements"),
-                        needed: self.pos as u64 + min_bytes,
-                        available: self.file_len.unwrap_or(0),
-                    }
-                    .into());
-                }
-                // Never reserve more than the bytes present could hold.
-                let present = (self.buf.len() - self.pos) as u64 / min_size;
-                let mut items = Vec::with_capacity(len.min(present) as usize);
-                for _ in 0..len {
-                    items.push(self.value(elem_ty, key, depth + 1)?);
-                }
-                Value::Array(items)
-            }
-            10 => Value::U64(self.u64(key)?),
-            11 => Value::I64(self.u64(key)? as i64),
-            12 => Value::F64(f64::from_bits(self.u64(key)?)),
-            t => return Err(Error::UnknownValueType { key: key.to_string(), type_id: t }.into()),
-        })
-    }
-}
-
-/// Fewest bytes a value of GGUF type `ty` takes (None for an unknown type).
-fn min_value_size(ty: u32) -> Option<u64> {
-    Some(match ty {
-        0 | 1 | 7 => 1,
-        2 | 3 => 2,
-        4..=6 => 4,
-        8 | 10 | 11 | 12 => 8,
-        9 => 12,
-        _ => return None,
-    })
-}
-
-fn over(what: &str, value: u64, limit: u64) -> Error {
-    Error::OverLimit { what: what.to_string(), value, limit }
-}
-
-fn parse_inner(r: &mut Reader) -> R<Gguf> {
-    let magic = r.take(4, "magic")?;
-    if magic != b"GGUF" {
-        return Err(Error::BadMagic { found: magic.try_into().unwrap() }.into());
-    }
-    let version = r.u32("version")?;
-    if version != 2 && version != 3 {
-        return Err(Error::UnsupportedVersion(version).into());
-    }
-    let n_tensors = r.u64("tensor count")?;
-    if n_tensors > MAX_TENSORS {
-        return Err(over("tensor count", n_tensors, MAX_TENSORS).into());
-    }
-    let n_kv = r.u64("metadata count")?;
-    if n_kv > MAX_KV {
-        return Err(over("metadata count", n_kv, MAX_KV).into());
-    }
-    let mut metadata = Vec::with_capacity(n_kv.min(1024) as usize);
-    let mut index = HashMap::new();
-    for _ in 0..n_kv {
-        let key = r.string("metadata key")?;
-        let ty = r.u32(&key)?;
-        let value = r.value(ty, &key, 0)?;
-        if index.insert(key.clone(), metadata.len()).is_some() {
-            return Err(bad(&key, "appears twice").into());
-        }
-        metadata.push((key, value));
-    }
-    let alignment = match index.get("general.alignment").map(|&i| &metadata[i].1) {
-        None => DEFAULT_ALIGNMENT,
-        Some(Value::U32(a)) if *a > 0 && a.is_power_of_two() => *a as u64,
-        Some(v) => return Err(bad("general.alignment", &format!("is {v:?}, expected a power-of-two u32")).into()),
-    };
-    let mut infos = Vec::with_capacity(n_tensors.min(4096) as usize);
-    let mut tensor_index = HashMap::new();
-    for _ in 0..n_tensors {
-        let name = r.string("tensor name")?;
-        if name.len() as u64 > MAX_NAME {
-            return Err(over(&format!("length of tensor name {name:?}"), name.len() as u64, MAX_NAME).into());
-        }
-        let n_dims = r.u32(&name)?;
-        if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(tensor_err(&name, &format!("has {n_dims} dimensions, expected 1 to {MAX_DIMS}")).into());
-        }
-        let mut dims = Vec::with_capacity(n_dims as usize);
-        for _ in 0..n_dims {
-            dims.push(r.u64(&name)?);
-        }
-        let type_id = r.u32(&name)?;
-        let rel_offset = r.u64(&name)?;
-        if tensor_index.insert(name.clone(), infos.len()).is_some() {
-            return Err(tensor_err(&name, "appears twice").into());
-        }
-        infos.push((name, dims, type_id, rel_offset));
-    }
-    let header_end = r.pos as u64;
-    let data_offset = header_end.div_ceil(alignment) * alignment;
-    let mut tensors = Vec::with_capacity(infos.len());
-    for (name, dims, type_id, rel_offset) in infos {
-        let ty = QuantType::from_ggml_id(type_id)
-            .ok_or_else(|| Stop::Err(tensor_err(&name, &format!("unknown ggml type id {type_id}"))))?;
-        let mut n: u64 = 1;
-        for &d in &dims {
-            if d == 0 {
-                return Err(tensor_err(&name, &format!("has a zero dimension in {dims:?}")).into());
-            }
-            n = n
-                .checked_mul(d)
-                .filter(|&n| n < (1 << 62))
-                .ok_or_else(|| Stop::Err(tensor_err(&name, &format!("dimensions {dims:?} overflow"))))?;
-        }
-        if dims[0] % ty.block_elems() != 0 {
-            return Err(tensor_err(
-                &name,
-                &format!(
-                    "row length {} is not a multiple of the {} block size {}",
-                    dims[0],
-                    ty.name(),
-                    ty.block_elems()
-                ),
-            )
-            .into());
-        }
-        let n_bytes = ty.bytes_for(n).ok_or_else(|| Stop::Err(tensor_err(&name, "size overflows")))?;
-        if rel_offset % alignment != 0 {
-            return Err(tensor_err(
-                &name,
-                &format!("data offset {rel_offset} is not a multiple of the alignment {alignment}"),
-            )
-            .into());
-        }
-        let offset = data_offset
-            .checked_add(rel_offset)
-            .filter(|o| o.checked_add(n_bytes).is_some())
-            .ok_or_else(|| Stop::Err(tensor_err(&name, &format!("data offset {rel_offset} overflows"))))?;
-        if let Some(len) = r.file_len {
-            if offset + n_bytes > len {
-                return Err(Error::Truncated {
-                    what: format!("tensor {name:?}"),
-                    needed: offset + n_bytes,
-                    available: len,
-                }
-                .into());
-            }
-        }
-        tensors.push(TensorInfo { name, dims, ty, offset, n_bytes });
-    }
-    check_no_overlap(&tensors)?;
-    Ok(Gguf { version, metadata, index, tensors, tensor_index, alignment, data_offset })
-}
-
-/// Refuses tensors whose data ranges overlap (a hostile file could make one upload overwrite
-/// another, or count the same bytes twice).
-fn check_no_overlap(tensors: &[TensorInfo]) -> Result<()> {
-    let mut by_offset: Vec<&TensorInfo> = tensors.iter().filter(|t| t.n_bytes > 0).collect();
-    by_offset.sort_by_key(|t| t.offset);
-    for pair in by_offset.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
-        if b.offset < a.offset + a.n_bytes {
-            return Err(tensor_err(
-                &b.name,
-                &format!(
-                    "its data (bytes {}..{}) overlaps tensor {:?} (bytes {}..{})",
-                    b.offset,
-                    b.offset + b.n_bytes,
-                    a.name,
-                    a.offset,
-                    a.offset + a.n_bytes
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn tensor_err(name: &str, msg: &str) -> Error {
-    Error::BadTensor { tensor: name.to_string(), msg: msg.to_string() }
 }

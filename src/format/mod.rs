@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod gguf;
+pub mod gguf_parse;
 pub mod gguf_write;
 pub mod integrity;
 pub mod quant;

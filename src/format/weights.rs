@@ -60,8 +60,18 @@ pub fn expected(cfg: &Config) -> Vec<(String, Vec<u64>)> {
 }
 
 /// Checks that every tensor the decoder needs is present, shaped as the config says, and of a
-/// supported type.
+/// supported type, and that the vocabulary has a token for each row of token_embd (before any
+/// upload, and before the tokenizer is built from it).
 pub fn check(g: &Gguf, cfg: &Config) -> Result<()> {
+    if let Some(tokens) = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()) {
+        if tokens.len() != cfg.vocab_size {
+            return Err(Error::BadConfig(format!(
+                "the vocabulary has {} tokens but token_embd has {} rows",
+                tokens.len(),
+                cfg.vocab_size
+            )));
+        }
+    }
     for (name, shape) in expected(cfg) {
         let t = g.tensor(&name).ok_or_else(|| Error::MissingTensor(name.clone()))?;
         if t.dims != shape {

@@ -23,6 +23,8 @@ pub struct Gpu {
     /// Buffers created so far (all go through `buffer`): flat across requests once a model is
     /// loaded, which the soak tests check.
     buffers_created: std::sync::atomic::AtomicU64,
+    /// Bytes of all buffers created so far.
+    bytes_allocated: std::sync::atomic::AtomicU64,
 }
 
 impl Gpu {
@@ -72,6 +74,7 @@ impl Gpu {
             pipelines: Mutex::new(HashMap::new()),
             errors,
             buffers_created: Default::default(),
+            bytes_allocated: Default::default(),
         })
     }
 
@@ -152,7 +155,13 @@ impl Gpu {
     /// Every buffer webllama makes, counted.
     pub fn buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
         self.buffers_created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.bytes_allocated.fetch_add(desc.size, std::sync::atomic::Ordering::Relaxed);
         self.device.create_buffer(desc)
+    }
+
+    /// Bytes of every buffer created since the device was opened (freed ones included).
+    pub fn bytes_allocated(&self) -> u64 {
+        self.bytes_allocated.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Buffers created since the device was opened.

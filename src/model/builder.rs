@@ -1,6 +1,8 @@
 //! ModelBuilder: checks a GGUF header against the llama layout and the adapter's limits, then
 //! takes the file's tensor bytes as they arrive (from a file, or streamed from the network) and
 //! writes them straight into GPU buffers, laid out as the Layout asks; builds the Model at the end.
+//! A GPU buffer is created only when the first byte meant for it arrives, so what a header declares
+//! costs nothing until its bytes come: GPU memory stays within the bytes received and one binding.
 
 use super::graph::Acts;
 use super::kv_cache::KvCache;
@@ -31,7 +33,9 @@ pub struct ModelBuilder {
     /// Fused groups (weights::FUSED), planned at the first write: member name -> (group name, byte
     /// offset of the member in the group's buffer).
     members: Option<HashMap<String, (String, u64)>>,
-    /// The groups' concatenated matrices.
+    /// Each planned group's matrix (type, rows, row length, row stride), until its first byte.
+    planned_groups: HashMap<String, (QuantType, u32, u32, u32)>,
+    /// The groups' concatenated matrices, once their first byte has arrived.
     pub(super) groups: HashMap<String, Weight>,
     /// rope_freqs, kept on the host too (the decode graph's rotations are computed there).
     pub(super) rope_factors: Option<Vec<f32>>,
@@ -52,6 +56,9 @@ pub(super) enum Target {
     Vector(Vec<u8>),
     /// A matrix: raw blocks written into its parts as they come.
     Matrix(Weight),
+    /// A matrix whose parts (first row, rows) are created one by one as their bytes begin: those
+    /// in `w.parts` so far, then the rest of `plan`.
+    Parts { w: Weight, plan: Vec<(u32, u32)> },
     /// A matrix inside a fused group's buffer, at this byte offset of the group's packed rows.
     Member(String, u64),
 }
@@ -105,6 +112,7 @@ impl ModelBuilder {
             pending,
             max_part_bytes,
             members: None,
+            planned_groups: HashMap::new(),
             groups: HashMap::new(),
             rope_factors: None,
         })
@@ -203,15 +211,12 @@ impl ModelBuilder {
                     continue;
                 }
                 let name = weights::layer(l, group);
-                let buffer = Stored::Buffer(self.gpu.storage(&name, rows * stride as u64));
                 let mut offset = 0;
                 for t in &infos {
                     members.insert(t.name.clone(), (name.clone(), offset));
                     offset += t.n_bytes;
                 }
-                let w =
-                    Weight { ty, rows: rows as u32, cols, row_stride: stride, parts: vec![(buffer, 0, rows as u32)] };
-                self.groups.insert(name, w);
+                self.planned_groups.insert(name, (ty, rows as u32, cols, stride));
             }
         }
         self.members = Some(members);
@@ -224,7 +229,13 @@ impl ModelBuilder {
         }
         if self.pending[i].target.is_none() {
             if let Some((group, offset)) = self.members.as_ref().and_then(|m| m.get(&self.pending[i].info.name)) {
-                self.pending[i].target = Some(Target::Member(group.clone(), *offset));
+                let (group, offset) = (group.clone(), *offset);
+                if let Some((ty, rows, cols, row_stride)) = self.planned_groups.remove(&group) {
+                    let buffer = Stored::Buffer(self.gpu.storage(&group, rows as u64 * row_stride as u64));
+                    let w = Weight { ty, rows, cols, row_stride, parts: vec![(buffer, 0, rows)] };
+                    self.groups.insert(group.clone(), w);
+                }
+                self.pending[i].target = Some(Target::Member(group, offset));
             }
         }
         if self.pending[i].target.is_none() {
@@ -288,9 +299,18 @@ impl ModelBuilder {
                     }));
                 }
             }
-            Target::Matrix(w) => {
+            Target::Parts { w, plan } => {
                 let row_bytes = p.info.n_bytes / w.rows as u64;
                 let (s0, s1) = (start, start + buf.len() as u64);
+                // Parts whose first byte is in this chunk are created now (bytes come in order).
+                while let Some(&(r0, n)) = plan.get(w.parts.len()) {
+                    if r0 as u64 * row_bytes >= s1 {
+                        break;
+                    }
+                    let label = format!("{}[{r0}..{}]", name, r0 + n);
+                    let stored = Stored::Buffer(gpu.storage(&label, n as u64 * w.row_stride as u64));
+                    w.parts.push((stored, r0, n));
+                }
                 for (stored, r0, n) in &w.parts {
                     let (p0, p1) = (*r0 as u64 * row_bytes, (*r0 + *n) as u64 * row_bytes);
                     let (a, b) = (s0.max(p0), s1.min(p1));
@@ -308,7 +328,15 @@ impl ModelBuilder {
                 }
                 if done {
                     into_textures(&gpu, &layout, &name, w)?;
+                    let w = std::mem::replace(w, Weight { ty: w.ty, rows: 0, cols: 0, row_stride: 0, parts: vec![] });
+                    p.target = Some(Target::Matrix(w));
                 }
+            }
+            Target::Matrix(_) => {
+                return Err(Error::BadTensor {
+                    tensor: name,
+                    msg: "bytes arrived after the tensor was complete".into(),
+                })
             }
         }
         gpu.take_error()
@@ -324,8 +352,9 @@ impl ModelBuilder {
         }
     }
 
-    /// GPU buffers for a matrix, split by rows into parts that fit one binding (part sizes kept
-    /// multiples of 4 bytes so that every write lands 4-aligned); a collector for a vector.
+    /// The plan of a matrix's parts, split by rows so that each fits one binding (part sizes kept
+    /// multiples of 4 bytes so that every write lands 4-aligned; buffers come with their bytes); a
+    /// collector for a vector.
     fn allocate(&self, t: &TensorInfo) -> Result<Target> {
         if t.dims.len() == 1 {
             return Ok(Target::Vector(Vec::with_capacity(t.n_bytes as usize)));
@@ -352,15 +381,15 @@ impl ModelBuilder {
                 ),
             });
         }
-        let mut parts = vec![];
+        let mut plan = vec![];
         let mut r0 = 0;
         while r0 < rows {
             let n = max_rows.min(rows - r0);
-            let label = format!("{}[{r0}..{}]", t.name, r0 + n);
-            parts.push((Stored::Buffer(self.gpu.storage(&label, n * stride)), r0 as u32, n as u32));
+            plan.push((r0 as u32, n as u32));
             r0 += n;
         }
-        Ok(Target::Matrix(Weight { ty: t.ty, rows: rows as u32, cols: cols as u32, row_stride: stride as u32, parts }))
+        let w = Weight { ty: t.ty, rows: rows as u32, cols: cols as u32, row_stride: stride as u32, parts: vec![] };
+        Ok(Target::Parts { w, plan })
     }
 
     /// Uploads one whole tensor (the same path as streamed bytes).

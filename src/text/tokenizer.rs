@@ -72,17 +72,13 @@ impl Tokenizer {
                 )))
             }
         };
-        let tokens: Vec<String> = g
-            .get_array("tokenizer.ggml.tokens")?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_str().map(str::to_string).ok_or_else(|| Error::Tokenizer(format!("token {i} is not a string")))
-            })
-            .collect::<Result<_>>()?;
+        let tokens: Vec<String> = strings(g, "tokenizer.ggml.tokens")?.to_vec();
         let types: Vec<i128> = match g.get("tokenizer.ggml.token_type") {
             None => vec![1; tokens.len()],
-            Some(_) => g.get_array("tokenizer.ggml.token_type")?.iter().map(|v| v.as_i128().unwrap_or(1)).collect(),
+            Some(_) => {
+                let a = g.get_array("tokenizer.ggml.token_type")?;
+                (0..a.len()).map(|i| a.int_at(i).unwrap_or(1)).collect()
+            }
         };
         if types.len() != tokens.len() {
             return Err(Error::Tokenizer(format!("{} token types for {} tokens", types.len(), tokens.len())));
@@ -93,12 +89,10 @@ impl Tokenizer {
         }
         let bpe = match kind {
             Kind::ByteLevelBpe => {
-                let merges = g
-                    .get_array("tokenizer.ggml.merges")?
+                let merges = strings(g, "tokenizer.ggml.merges")?
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| {
-                        let s = v.as_str().ok_or_else(|| Error::Tokenizer(format!("merge {i} is not a string")))?;
+                    .map(|(i, s)| {
                         let (a, b) = s
                             .split_once(' ')
                             .ok_or_else(|| Error::Tokenizer(format!("merge {i} {s:?} has no space")))?;
@@ -110,8 +104,8 @@ impl Tokenizer {
             }
             // (from_gguf never makes HfJson: with_tokenizer_json sets it afterwards.)
             Kind::SentencePiece { .. } | Kind::HfJson => {
-                let scores: Vec<f32> =
-                    g.get_array("tokenizer.ggml.scores")?.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect();
+                let a = g.get_array("tokenizer.ggml.scores")?;
+                let scores: Vec<f32> = (0..a.len()).map(|i| a.float_at(i).unwrap_or(0.0) as f32).collect();
                 if scores.len() != tokens.len() {
                     return Err(Error::Tokenizer(format!("{} scores for {} tokens", scores.len(), tokens.len())));
                 }
@@ -411,4 +405,9 @@ fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper> {
             )))
         }
     })
+}
+
+/// A metadata array of strings, or a named error.
+fn strings<'a>(g: &'a Gguf, key: &str) -> Result<&'a [String]> {
+    g.get_array(key)?.strings().ok_or_else(|| Error::Tokenizer(format!("{key} is not an array of strings")))
 }

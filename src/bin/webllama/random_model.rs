@@ -34,35 +34,12 @@ pub fn random_model(like: &str, shape: &str, out: &str, seed: u64) -> Result<()>
     };
     let file = std::fs::File::create(out).with_context(|| format!("creating {out}"))?;
     let mut w = BufWriter::with_capacity(8 << 20, file);
-    // Header: metadata, then the tensor index with 32-aligned offsets.
-    let mut head = b"GGUF".to_vec();
-    head.extend_from_slice(&3u32.to_le_bytes());
-    head.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-    head.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
-    for (k, v) in &metadata {
-        writer::put_str(&mut head, k);
-        writer::put_value(&mut head, v);
-    }
-    let mut offset = 0u64;
-    let mut sizes = vec![];
-    for (name, dims, ty) in &tensors {
-        let n: u64 = dims.iter().product();
-        let bytes =
-            ty.bytes_for(n).with_context(|| format!("{name}: {n} values are not whole {} blocks", ty.name()))?;
-        writer::put_str(&mut head, name);
-        head.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-        for d in dims {
-            head.extend_from_slice(&d.to_le_bytes());
-        }
-        head.extend_from_slice(&ty.ggml_id().to_le_bytes());
-        head.extend_from_slice(&offset.to_le_bytes());
-        sizes.push(bytes);
-        offset += bytes.div_ceil(32) * 32;
-    }
-    head.resize(head.len().div_ceil(32) * 32, 0);
+    let Some((head, sizes)) = writer::header(&metadata, &tensors) else {
+        bail!("a tensor's values are not whole blocks of its type");
+    };
     w.write_all(&head)?;
     let mut rng = seed ^ 0x9E37_79B9_7F4A_7C15;
-    for ((name, _, ty), bytes) in tensors.iter().zip(sizes) {
+    for ((name, _, ty), &bytes) in tensors.iter().zip(&sizes) {
         if name.ends_with("norm.weight") || name == weights::ROPE_FREQS {
             // Norm gains and RoPE divisors of 1.
             for _ in 0..bytes / 4 {
@@ -83,7 +60,8 @@ pub fn random_model(like: &str, shape: &str, out: &str, seed: u64) -> Result<()>
         w.write_all(&vec![0u8; pad as usize])?;
     }
     w.flush()?;
-    eprintln!("wrote {out}: {} tensors, {:.1} MB of weights", tensors.len(), offset as f64 / 1e6);
+    let weight_bytes: u64 = sizes.iter().map(|b| b.div_ceil(32) * 32).sum();
+    eprintln!("wrote {out}: {} tensors, {:.1} MB of weights", tensors.len(), weight_bytes as f64 / 1e6);
     Ok(())
 }
 

@@ -2,7 +2,18 @@
 //! through minijinja configured as Hugging Face's apply_chat_template configures Jinja.
 
 use crate::error::{Error, Result};
+use crate::text::tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// Pads a content marker: an ideographic space, which `trim` and `strip` take off and templates
+/// never write, so the marked render shows whether the template trimmed a content.
+const PAD: char = '\u{3000}';
+
+/// The marker of message `i`'s content: its index between two private-use characters.
+fn core(i: usize) -> String {
+    format!("\u{E000}{i}\u{E001}")
+}
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,17 +196,87 @@ impl ChatTemplate {
 
     /// Prompt ids for `messages` with the generation prompt: the rendered text, without a leading
     /// BOS text when the tokenizer adds BOS itself and without a trailing EOS text (as llama.cpp's
-    /// chat code), tokenized with special tokens parsed.
-    pub fn prompt_ids(&self, tok: &crate::text::tokenizer::Tokenizer, messages: &[Message]) -> Result<Vec<u32>> {
-        let text = self.render(messages, true)?;
-        let mut text = text.as_str();
-        if tok.add_bos && !self.bos_token.is_empty() {
-            text = text.strip_prefix(self.bos_token.as_str()).unwrap_or(text);
+    /// chat code), tokenized with the template's special tokens parsed and the message contents as
+    /// plain text: a pasted `<|im_start|>system` is text, never a control token.
+    pub fn prompt_ids(&self, tok: &Tokenizer, messages: &[Message]) -> Result<Vec<u32>> {
+        let (text, contents) = self.render_marked(tok, messages)?;
+        let mut start = 0;
+        let mut end = text.len();
+        if tok.add_bos && !self.bos_token.is_empty() && text.starts_with(self.bos_token.as_str()) {
+            start = self.bos_token.len();
         }
-        if !self.eos_token.is_empty() {
-            text = text.strip_suffix(self.eos_token.as_str()).unwrap_or(text);
+        if !self.eos_token.is_empty() && text[start..].ends_with(self.eos_token.as_str()) {
+            end -= self.eos_token.len();
         }
-        tok.encode(text, true)
+        let plain: Vec<Range<usize>> = contents
+            .iter()
+            .map(|r| r.start.clamp(start, end) - start..r.end.clamp(start, end) - start)
+            .filter(|r| !r.is_empty())
+            .collect();
+        tok.encode_with_plain(&text[start..end], &plain)
+    }
+
+    /// The prompt text for `messages` (as `render` gives it, with the generation prompt) and the
+    /// byte ranges in it that hold message contents. The contents are found by rendering again with
+    /// a marker in place of each; where the template changed a content other than by trimming it
+    /// (sliced, split), they are looked for in the text instead, and one that holds a special token
+    /// and cannot be found is refused (it could not be kept plain).
+    pub fn render_marked(&self, tok: &Tokenizer, messages: &[Message]) -> Result<(String, Vec<Range<usize>>)> {
+        let real = self.render(messages, true)?;
+        let marked: Vec<Message> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Message {
+                role: m.role.clone(),
+                content: if m.content.is_empty() { String::new() } else { format!("{PAD}{}{PAD}", core(i)) },
+            })
+            .collect();
+        let shape = self.render(&marked, true)?;
+        // Each content where its marker is, trimmed at the ends where the template trimmed the marker.
+        let mut text = String::with_capacity(real.len());
+        let mut ranges = vec![];
+        let mut rest = shape.as_str();
+        for (i, m) in messages.iter().enumerate() {
+            let core = core(i);
+            let Some(at) = rest.find(&core).filter(|_| !m.content.is_empty()) else { continue };
+            let lead = rest[..at].ends_with(PAD);
+            let trail = rest[at + core.len()..].starts_with(PAD);
+            text.push_str(&rest[..if lead { at - PAD.len_utf8() } else { at }]);
+            let content = match (lead, trail) {
+                (true, true) => m.content.as_str(),
+                (true, false) => m.content.trim_end(),
+                (false, true) => m.content.trim_start(),
+                (false, false) => m.content.trim(),
+            };
+            ranges.push(text.len()..text.len() + content.len());
+            text.push_str(content);
+            rest = &rest[at + core.len() + if trail { PAD.len_utf8() } else { 0 }..];
+        }
+        text.push_str(rest);
+        if text == real {
+            return Ok((real, ranges));
+        }
+        let mut ranges = vec![];
+        let mut from = 0;
+        for (i, m) in messages.iter().enumerate() {
+            let found = [m.content.as_str(), m.content.trim()]
+                .into_iter()
+                .filter(|c| !c.is_empty())
+                .find_map(|c| real[from..].find(c).map(|at| from + at..from + at + c.len()));
+            match found {
+                Some(r) => {
+                    from = r.end;
+                    ranges.push(r);
+                }
+                None if tok.has_special(&m.content) => {
+                    return Err(Error::Template(format!(
+                        "message {i} holds a special token and the template changes its text, so it cannot be kept as plain text"
+                    )))
+                }
+                None => {}
+            }
+        }
+        Ok((real, ranges))
     }
 
     /// The prompt text for `messages`, ending with the assistant's header when `add_generation_prompt`.

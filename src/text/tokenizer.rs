@@ -46,8 +46,10 @@ enum Kind {
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     kind: Kind,
-    /// Control tokens (text, id), longest first: what parse_special recognizes in SentencePiece text.
+    /// Control and user-defined tokens (text, id), longest first: what parse_special recognizes.
     specials: Vec<(String, u32)>,
+    /// `inner` with its special tokens taken as text (made at first use).
+    plain: std::sync::OnceLock<tokenizers::Tokenizer>,
     /// Beginning-of-sequence id, when the vocabulary has one.
     pub bos_id: Option<u32>,
     /// Whether encode() with specials prepends bos (tokenizer.ggml.add_bos_token).
@@ -191,7 +193,7 @@ impl Tokenizer {
             .filter(|(t, _)| !t.is_empty())
             .collect();
         specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
-        Ok(Tokenizer { inner, kind, specials, bos_id, add_bos, eog_ids, tokens })
+        Ok(Tokenizer { inner, kind, specials, plain: Default::default(), bos_id, add_bos, eog_ids, tokens })
     }
 
     /// Uses a Hugging Face tokenizer.json instead of the GGUF vocabulary (its pipeline, specials and
@@ -207,6 +209,7 @@ impl Tokenizer {
             )));
         }
         self.inner = inner;
+        self.plain = Default::default();
         self.kind = Kind::HfJson;
         Ok(self)
     }
@@ -220,71 +223,107 @@ impl Tokenizer {
     /// Token ids of `text`. With `parse_special`, control-token strings such as `<|im_start|>` become
     /// their ids (as llama.cpp's parse_special); bos is prepended when the model asks for it.
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
-        if self.kind == Kind::HfJson {
-            let mut t = self.inner.clone();
-            t.set_encode_special_tokens(!parse_special);
-            let enc = t.encode_fast(text, true).map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
+        let whole = 0..text.len();
+        self.encode_with_plain(text, if parse_special { &[] } else { std::slice::from_ref(&whole) })
+    }
+
+    /// Token ids of `text`, with control-token strings parsed as specials outside the `plain` byte
+    /// ranges (sorted, apart) and taken as text inside them: a chat's message contents are plain
+    /// text, the template's markup around them is not. Where no special token comes from inside a
+    /// plain range, the ids are those of `encode(text, true)`: the text between two specials is one
+    /// fragment, whatever the ranges.
+    pub fn encode_with_plain(&self, text: &str, plain: &[std::ops::Range<usize>]) -> Result<Vec<u32>> {
+        if self.kind == Kind::HfJson && plain.is_empty() {
+            let enc = self.inner.encode_fast(text, true).map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
             return Ok(enc.get_ids().to_vec());
         }
         let mut ids = vec![];
-        if self.add_bos {
+        if self.kind == Kind::HfJson {
+            // Its post-processor's additions to an empty text (its BOS, if any).
+            let enc = self.inner.encode_fast("", true).map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
+            ids.extend_from_slice(enc.get_ids());
+        } else if self.add_bos {
             ids.extend(self.bos_id);
         }
-        if text.is_empty() {
-            return Ok(ids);
-        }
-        if let Kind::SentencePiece { add_space_prefix } = self.kind {
-            // llama.cpp: split on special tokens; each raw fragment gets a leading space when it starts
-            // the text or follows a special token, then spaces become U+2581.
-            let mut prev_special = true;
-            let mut rest = text;
-            while !rest.is_empty() {
-                let (raw, special) = if parse_special { self.split_special(rest) } else { (rest, None) };
-                if !raw.is_empty() {
-                    let mut piece = String::with_capacity(raw.len() + 3);
-                    if add_space_prefix && prev_special {
-                        piece.push(' ');
-                    }
-                    piece.push_str(raw);
-                    let piece = piece.replace(' ', SPM_SPACE);
-                    let enc = self
-                        .inner
-                        .encode_fast(piece.as_str(), false)
-                        .map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
-                    ids.extend_from_slice(enc.get_ids());
-                    prev_special = false;
-                }
-                match special {
-                    Some((len, id)) => {
-                        ids.push(id);
-                        prev_special = true;
-                        rest = &rest[raw.len() + len..];
-                    }
-                    None => rest = "",
-                }
+        // llama.cpp: split on special tokens; for SentencePiece, each raw fragment gets a leading space
+        // when it starts the text or follows a special token.
+        let mut after_special = true;
+        let mut start = 0;
+        while start < text.len() {
+            let (end, special) = match self.next_special(text, start, plain) {
+                Some((at, len, id)) => (at, Some((len, id))),
+                None => (text.len(), None),
+            };
+            if end > start {
+                self.encode_fragment(&text[start..end], after_special, &mut ids)?;
+                after_special = false;
             }
-            return Ok(ids);
+            match special {
+                Some((len, id)) => {
+                    ids.push(id);
+                    after_special = true;
+                    start = end + len;
+                }
+                None => start = text.len(),
+            }
         }
-        let enc = if parse_special {
-            self.inner.encode_fast(text, false)
-        } else {
-            let mut plain = self.inner.clone();
-            plain.set_encode_special_tokens(true);
-            plain.encode_fast(text, false)
-        }
-        .map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
-        ids.extend_from_slice(enc.get_ids());
         Ok(ids)
     }
 
-    /// The text before the first special token in `text`, and that token's (byte length, id).
-    fn split_special<'t>(&self, text: &'t str) -> (&'t str, Option<(usize, u32)>) {
-        for (at, _) in text.char_indices() {
-            if let Some((t, id)) = self.specials.iter().find(|(t, _)| text[at..].starts_with(t.as_str())) {
-                return (&text[..at], Some((t.len(), *id)));
+    /// Whether `text` holds a special-token string.
+    pub fn has_special(&self, text: &str) -> bool {
+        self.next_special(text, 0, &[]).is_some()
+    }
+
+    /// The first special token in `text` at or after `from` and outside the `plain` ranges: (byte
+    /// offset, byte length, id); the longest one where several start at one place.
+    fn next_special(&self, text: &str, from: usize, plain: &[std::ops::Range<usize>]) -> Option<(usize, usize, u32)> {
+        let mut at = from;
+        let mut ranges = plain.iter().skip_while(|r| r.end <= from).peekable();
+        while at < text.len() {
+            if let Some(r) = ranges.peek() {
+                if r.contains(&at) {
+                    at = r.end;
+                    ranges.next();
+                    continue;
+                }
             }
+            let limit = ranges.peek().map_or(text.len(), |r| r.start);
+            let rest = &text[at..limit];
+            if let Some((t, id)) = self.specials.iter().find(|(t, _)| rest.starts_with(t.as_str())) {
+                return Some((at, t.len(), *id));
+            }
+            at += text[at..].chars().next().map_or(1, char::len_utf8);
         }
-        (text, None)
+        None
+    }
+
+    /// Appends the ids of a fragment with no special tokens in it (special-token strings are text).
+    fn encode_fragment(&self, raw: &str, after_special: bool, ids: &mut Vec<u32>) -> Result<()> {
+        let enc = match self.kind {
+            Kind::SentencePiece { add_space_prefix } => {
+                let mut piece = String::with_capacity(raw.len() + 3);
+                if add_space_prefix && after_special {
+                    piece.push(' ');
+                }
+                piece.push_str(raw);
+                self.inner.encode_fast(piece.replace(' ', SPM_SPACE).as_str(), false)
+            }
+            Kind::ByteLevelBpe | Kind::HfJson => self.plain().encode_fast(raw, false),
+        }
+        .map_err(|e| Error::Tokenizer(format!("encoding: {e}")))?;
+        ids.extend_from_slice(enc.get_ids());
+        Ok(())
+    }
+
+    /// The tokenizer with its special tokens taken as text (its user-defined ones still parsed, as
+    /// llama.cpp does), made at first use.
+    fn plain(&self) -> &tokenizers::Tokenizer {
+        self.plain.get_or_init(|| {
+            let mut t = self.inner.clone();
+            t.set_encode_special_tokens(true);
+            t
+        })
     }
 
     /// Text of `ids`, special tokens included. For SentencePiece vocabularies the space the encoder

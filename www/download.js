@@ -1,17 +1,35 @@
 // Model bytes as a stream, from the network (cached in Cache Storage by URL), the cache, or a local
 // File; the caller counts bytes for progress. A connection that drops midway is resumed with a Range
 // request from the byte where it stopped (or, when the server ignores Range, read again from the
-// start with the bytes already had skipped); a body that ends short of its Content-Length is an
-// error that names both numbers. Only a download that arrived whole in one response is cached; a
-// partial one never lands in the cache. `integrity` (sha256-<base64> or 64 hex digits) is checked
-// by the loader in wasm over exactly the bytes it is fed (from the network, a resumed download or
-// the cache alike); the worker drops the cache entry of a model that fails it.
+// start with the bytes already had skipped); so is one that stalls: a response whose headers or next
+// bytes do not come within the stall timeout (openModel's stallTimeoutMs, 30 s by default) is
+// cancelled and counts as broken. Resuming gives up after MAX_RESUMES resumed requests in a row that
+// brought no new byte (however many resumes made progress before): a body that keeps ending short of
+// its Content-Length is then an error that names both numbers, a connection that keeps stalling one
+// that names the stall. The first response's validator (its ETag when strong, else its
+// Last-Modified) goes with each Range request as If-Range, on the page's own origin only (If-Range
+// is not a CORS-safelisted header: on another origin it would need a preflight the host might not
+// answer). A resumed response (206, or a 200 for an If-Range that no longer matches) that shows the
+// file changed on the server (an ETag other than the first response's, or without ETags another
+// Last-Modified; a total in Content-Range or a Content-Length other than its Content-Length) is an
+// error, not a fresh start: bytes of the old file were already fed to the loader. A 200 with the
+// same (or no) validator is a server that ignores Range. Only a download that arrived whole in one
+// response is cached; a partial one never lands in the cache. `integrity` (sha256-<base64> or 64 hex
+// digits) is checked by the loader in wasm over exactly the bytes it is fed (from the network, a
+// resumed download or the cache alike); the worker drops the cache entry of a model that fails it.
 
 const CACHE = 'webllama-models-v1';
+const MAX_RESUMES = 5;
+const STALL_TIMEOUT_MS = 30000;
 
 // {stream, total (bytes or null), source, cached: Promise (resolves once the cache holds the file)}
-export async function openModel(model, integrity) {
+// stallTimeoutMs: how long a network read may yield nothing before the connection counts as broken.
+export async function openModel(model, integrity, { stallTimeoutMs } = {}) {
   if (integrity) parseIntegrity(integrity);
+  if (stallTimeoutMs != null && !(typeof stallTimeoutMs === 'number' && Number.isFinite(stallTimeoutMs) && stallTimeoutMs > 0)) {
+    throw namedError('InvalidRequestError', `stallTimeoutMs must be a positive number of milliseconds, not ${JSON.stringify(stallTimeoutMs)}`);
+  }
+  const stallMs = stallTimeoutMs ?? STALL_TIMEOUT_MS;
   if (typeof Blob !== 'undefined' && model instanceof Blob) {
     return { stream: model.stream(), total: model.size, source: 'file', cached: Promise.resolve() };
   }
@@ -22,44 +40,66 @@ export async function openModel(model, integrity) {
   if (hit) {
     return { stream: hit.body, total: contentLength(hit), source: 'cache', cached: Promise.resolve() };
   }
-  const resp = await get(url);
-  if (!resp.body) throw namedError('NetworkError', `empty response for ${url}`);
-  const total = contentLength(resp);
-  // The cache reads its own copy of the body; if that response breaks (or the cache refuses it: a
-  // quota, Vary: *), put() rejects and nothing is stored. The copy it stores is the first response
-  // whole, the bytes the loader verifies.
-  const cached = cache ? cache.put(url, resp.clone()).catch(() => {}) : Promise.resolve();
-  return { stream: resumable(url, resp, total), total, source: 'network', cached };
+  const first = await get(url, { stallMs });
+  if (!first.resp.body) throw namedError('NetworkError', `empty response for ${url}`);
+  const total = contentLength(first.resp);
+  // The cache reads its own copy of the body; if that response breaks (or is cancelled for a stall,
+  // or the cache refuses it: a quota, Vary: *), put() rejects and nothing is stored. The copy it
+  // stores is the first response whole, the bytes the loader verifies.
+  const cached = cache ? cache.put(url, first.resp.clone()).catch(() => {}) : Promise.resolve();
+  return { stream: resumable(url, first, total, stallMs), total, source: 'network', cached };
 }
 
-const MAX_RESUMES = 5;
-
-async function get(url, from = 0) {
+// {resp, abort}: a response whose headers came within stallMs; abort() cancels it (its body and any
+// copy of it). With `from`, a Range request for the rest of the file from that byte.
+async function get(url, { from = 0, ifRange = null, stallMs }) {
+  const ac = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => { timedOut = true; ac.abort(); }, stallMs);
+  const headers = {};
+  if (from > 0) {
+    headers.Range = `bytes=${from}-`;
+    if (ifRange) headers['If-Range'] = ifRange;
+  }
   let resp;
   try {
-    resp = await fetch(url, from > 0 ? { headers: { Range: `bytes=${from}-` } } : {});
+    resp = await fetch(url, { headers, signal: ac.signal });
   } catch (e) {
+    if (timedOut) throw stallError(url, stallMs);
     throw namedError('NetworkError', `could not fetch ${url}: the network failed, the server does not allow cross-origin requests, or the worker's Content-Security-Policy does not allow the host (${e.message})`);
+  } finally {
+    clearTimeout(timer);
   }
-  if (!resp.ok) throw namedError('NetworkError', `HTTP ${resp.status} ${resp.statusText} for ${url}`);
-  return resp;
+  if (!resp.ok) {
+    ac.abort();
+    throw namedError('NetworkError', `HTTP ${resp.status} ${resp.statusText} for ${url}`);
+  }
+  return { resp, abort: () => ac.abort() };
 }
 
-// The body of `first`, continued by Range requests when it breaks off before `total` bytes.
-function resumable(url, first, total) {
-  let reader = first.body.getReader();
+// The body of `first` ({resp, abort}), continued by Range requests when it breaks off (or stalls)
+// before `total` bytes.
+function resumable(url, first, total, stallMs) {
+  const validator = validatorOf(first.resp);
+  // If-Range takes a strong ETag or a date; on another origin it is not sent (see the top).
+  const sameOrigin = new URL(url).origin === self.location.origin;
+  const ifRange = sameOrigin ? (validator.etag && !validator.etag.startsWith('W/') ? validator.etag : validator.lastModified) : null;
+  let current = first;
+  let reader = first.resp.body.getReader();
   let got = 0;
   let skip = 0;
-  let resumes = 0;
+  // Resumed requests in a row that brought no new byte.
+  let stuck = 0;
+  let cancelled = false;
+  const fail = (controller, e) => {
+    current.abort();
+    controller.error(e);
+  };
   return new ReadableStream({
     async pull(controller) {
       for (;;) {
-        let chunk;
-        try {
-          chunk = await reader.read();
-        } catch (e) {
-          chunk = { done: true, broken: e };
-        }
+        const chunk = await readWithin(reader, stallMs, current, url);
+        if (cancelled) return;
         if (!chunk.done) {
           let value = chunk.value;
           if (skip > 0) {
@@ -70,35 +110,111 @@ function resumable(url, first, total) {
             if (value.length === 0) continue;
           }
           got += value.length;
+          stuck = 0;
           controller.enqueue(value);
           return;
         }
         if (total === null || got >= total) {
-          if (chunk.broken) return controller.error(namedError('NetworkError', `the download of ${url} broke off after ${got} bytes (${chunk.broken.message})`));
+          if (chunk.broken) return fail(controller, namedError('NetworkError', `the download of ${url} broke off after ${got} bytes (${chunk.broken.message})`));
           return controller.close();
         }
-        // Ended or broke off short of Content-Length: resume from where it stopped.
-        if (resumes === MAX_RESUMES) {
-          return controller.error(namedError('NetworkError', `the download of ${url} ended at ${got} of ${total} bytes (Content-Length) after ${resumes} resumed requests`));
+        // Ended, broke off or stalled short of Content-Length: resume from where it stopped.
+        let broken = chunk.broken;
+        for (;;) {
+          if (stuck === MAX_RESUMES) {
+            const why = broken?.stalled
+              ? `stalled at ${got} of ${total} bytes (${broken.stalled})`
+              : `ended at ${got} of ${total} bytes (Content-Length)`;
+            return fail(controller, namedError('NetworkError', `the download of ${url} ${why}, after ${stuck} resumed requests in a row that brought no new bytes`));
+          }
+          stuck += 1;
+          let next;
+          try {
+            next = await get(url, { from: got, ifRange, stallMs });
+          } catch (e) {
+            // A resumed request whose answer does not come is one more resume without progress.
+            if (e.stalled) {
+              broken = e;
+              continue;
+            }
+            return fail(controller, e);
+          }
+          if (cancelled) return next.abort();
+          current = next;
+          break;
         }
-        resumes += 1;
-        const resp = await get(url, got).catch((e) => e);
-        if (resp instanceof Error) return controller.error(resp);
+        const resp = current.resp;
+        const changed = changedFile(validator, total, resp);
+        if (changed) {
+          return fail(controller, namedError('NetworkError', `the file at ${url} changed on the server while it downloaded (${changed}): ${got} bytes of the old file were already read, so it cannot go on; load it again`));
+        }
         const range = /^bytes (\d+)-/.exec(resp.headers.get('content-range') ?? '');
         if (resp.status === 206 && range && Number(range[1]) === got) {
           skip = 0;
         } else if (resp.status === 200) {
           skip = got;
         } else {
-          return controller.error(namedError('NetworkError', `resuming ${url} at byte ${got}: the server answered ${resp.status} with Content-Range ${resp.headers.get('content-range')}`));
+          return fail(controller, namedError('NetworkError', `resuming ${url} at byte ${got}: the server answered ${resp.status} with Content-Range ${resp.headers.get('content-range')}`));
         }
         reader = resp.body.getReader();
       }
     },
     cancel(reason) {
+      cancelled = true;
       return reader.cancel(reason);
     },
   });
+}
+
+// The next chunk of `reader`, or {done: true, broken} when the read fails or yields nothing for
+// stallMs (then the response is cancelled: a half-open connection would never answer).
+async function readWithin(reader, stallMs, response, url) {
+  let timer;
+  const stall = new Promise((resolve) => { timer = setTimeout(() => resolve(null), stallMs); });
+  try {
+    const chunk = await Promise.race([reader.read(), stall]);
+    if (chunk) return chunk;
+    response.abort();
+    reader.cancel().catch(() => {});
+    return { done: true, broken: stallError(url, stallMs) };
+  } catch (e) {
+    return { done: true, broken: e };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// A NetworkError for a response (its headers or its next bytes) that did not come within stallMs;
+// its `stalled` is "no bytes for <seconds> s".
+function stallError(url, stallMs) {
+  const stalled = `no bytes for ${stallMs / 1000} s`;
+  const e = namedError('NetworkError', `${stalled} from ${url}: the connection stalled`);
+  e.stalled = stalled;
+  return e;
+}
+
+function validatorOf(resp) {
+  return { etag: resp.headers.get('etag'), lastModified: resp.headers.get('last-modified') };
+}
+
+// Why a resumed response `resp` is not of the file that the first response (its validator, its
+// total) began, or null. ETags compare weakly (W/ aside); a total of * or none says nothing.
+function changedFile(first, total, resp) {
+  const now = validatorOf(resp);
+  const weak = (tag) => tag.replace(/^W\//, '');
+  if (first.etag && now.etag) {
+    if (weak(first.etag) !== weak(now.etag)) return `ETag ${first.etag}, then ${now.etag}`;
+  } else if (first.lastModified && now.lastModified && first.lastModified !== now.lastModified) {
+    return `Last-Modified ${first.lastModified}, then ${now.lastModified}`;
+  }
+  if (resp.status === 206) {
+    const m = /^bytes \d+-\d+\/(\d+)$/.exec(resp.headers.get('content-range') ?? '');
+    if (m && Number(m[1]) !== total) return `${total} bytes, then ${m[1]} in Content-Range`;
+  } else if (resp.status === 200) {
+    const n = contentLength(resp);
+    if (n !== null && n !== total) return `${total} bytes, then ${n} in Content-Length`;
+  }
+  return null;
 }
 
 // sha256-<base64> (as in Subresource Integrity) or 64 hex digits, as lowercase hex.

@@ -16,18 +16,20 @@ const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature
 // integrity: the file's SHA-256 (sha256-<base64> or hex), checked before the download is cached.
 // layout: the kernel family, "gpu" or "cpu" (default: the adapter's; engine.stats.layout says which ran).
 // signal: an AbortSignal that cancels the load (the promise rejects with an AbortError).
+// stallTimeoutMs: how long a download may wait for its next bytes before it counts the connection
+// as broken and resumes it (default 30000).
 // workerUrl: where worker.js is (default: beside this file). By default the worker is asked for with
 // ?model_origin=<the model URL's origin>: a server that answers with a Content-Security-Policy
 // naming that origin (as `webllama serve` does) lets the worker connect to its own origin and the
 // model's host, nowhere else.
-export async function createEngine({ model, onProgress, ctx, integrity, layout, signal, workerUrl } = {}) {
+export async function createEngine({ model, onProgress, ctx, integrity, layout, signal, workerUrl, stallTimeoutMs } = {}) {
   signal?.throwIfAborted();
   const worker = new Worker(workerUrl ?? defaultWorkerUrl(model), { type: 'module' });
   const engine = new Engine(worker);
   const cancel = () => engine._failAll(named('AbortError', 'the model load was cancelled'));
   signal?.addEventListener('abort', cancel);
   try {
-    await engine._request({ kind: MSG.LOAD, model, ctx, integrity, layout }, { onProgress });
+    await engine._request({ kind: MSG.LOAD, model, ctx, integrity, layout, stallTimeoutMs }, { onProgress });
   } catch (e) {
     worker.terminate();
     throw e;

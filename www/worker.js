@@ -1,5 +1,5 @@
 // The worker owns the wasm engine and the GPU. Message kinds: protocol.js.
-import init, { Loader, headerBytesNeeded, wasmMemoryBytes } from './pkg/webllama.js';
+import init, { HeaderReader, Loader, wasmMemoryBytes } from './pkg/webllama.js';
 import { MSG } from './protocol.js';
 import { openModel, forget, namedError, parseIntegrity } from './download.js';
 
@@ -35,9 +35,10 @@ async function load(m) {
   engine?.free();
   engine = null;
   const t0 = performance.now();
-  const { stream, total, source, cached } = await openModel(m.model, m.integrity);
+  const { stream, total, source, cached } = await openModel(m.model, m.integrity, { stallTimeoutMs: m.stallTimeoutMs });
   const reader = stream.getReader();
-  let header = new Uint8Array(0);
+  // The header is read as the chunks come (each item once); its bytes go to the Loader with it.
+  let header = new HeaderReader(total ?? undefined);
   let loader = null;
   let loaded = 0;
   let lastReport = 0;
@@ -49,31 +50,31 @@ async function load(m) {
     const etaS = total ? (total - loaded) / 1e6 / Math.max(mbPerS, 1e-6) : null;
     post(MSG.PROGRESS, { id: m.id, source, loaded, total, mbPerS, etaS });
   };
+  // The header is complete: open the GPU; the Loader takes the header and feeds the bytes so far.
+  const open = () => {
+    const sha256 = m.integrity ? parseIntegrity(m.integrity) : undefined;
+    const complete = header;
+    header = null;
+    return Loader.create(complete, total ?? undefined, m.ctx ?? undefined, m.layout ?? undefined, sha256);
+  };
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       if (loader) {
         loader.feed(loaded, value);
-      } else {
-        // Gather the header, then open the GPU and feed everything read so far.
-        header = concat(header, value);
-        const need = headerBytesNeeded(header, total ?? undefined);
-        if (need === 0) {
-          const sha256 = m.integrity ? parseIntegrity(m.integrity) : undefined;
-          loader = await Loader.create(header, total ?? undefined, m.ctx ?? undefined, m.layout ?? undefined, sha256);
-          loader.feed(0, header);
-          header = null;
-        } else if (total !== null && need > total) {
-          throw namedError('GgufError', `the GGUF header needs ${need} bytes but the file has ${total}`);
-        }
+      } else if (header.push(value)) {
+        loader = await open();
       }
       loaded += value.length;
       report(false);
     }
     report(true);
     if (!loader) {
-      throw namedError('GgufError', `the file ended (${loaded} bytes) before its GGUF header was complete`);
+      // The last bytes may complete the header (it is tried again only once its bytes have doubled);
+      // otherwise a GgufError names what it still needs.
+      header.end();
+      loader = await open();
     }
     // The cache's copy completes before the model is used (finish() checks integrity, when asked).
     await cached;
@@ -88,6 +89,7 @@ async function load(m) {
   } catch (e) {
     reader.cancel().catch(() => {});
     loader?.free();
+    header?.free();
     // A file that is not a usable model (or a download that went wrong) is not kept; one that failed
     // for a reason that is not the file's (the GPU, its memory, the context or layout asked for)
     // stays cached for the next try, and the error comes back without waiting for the cache's copy.
@@ -127,13 +129,6 @@ function chatIdsThatFit(m) {
     ids = engine.chatIds(JSON.stringify(messages));
   }
   return ids;
-}
-
-function concat(a, b) {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }
 
 // The browser's own words for the adapter (wgpu has no name for it on the web).

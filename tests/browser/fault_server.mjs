@@ -9,14 +9,27 @@
 //   lie        Content-Length is DROP_AT: the body is cut there (a size that disagrees with the file)
 //   slow       the body trickles (64 KiB every 200 ms), for cancelling
 //   tamper     as drop, but the resumed part has one byte changed (a hostile server's splice)
-// `log` lists "METHOD path range" for each fault request. With `cors` (for a second server on another
-// port, i.e. another origin) the fault responses allow any origin; without, a cross-origin fetch of
+//   stall      the first response sends DROP_AT bytes, then nothing, its connection left open (half
+//              open); Range requests are honoured
+//   hang       as stall, and a Range request gets no answer at all (not even its headers)
+//   flaky      every response, resumed ones too, breaks off after FLAKY_AT more bytes: far more
+//              drops than the client's MAX_RESUMES, (nearly) each with progress; Range is honoured
+//   changed    the first response (ETag "v1") breaks off after DROP_AT bytes; the file then changed:
+//              a Range request is answered with ETag "v2", as 200 (the whole file) when it names
+//              another validator in If-Range (it always does), else as 206
+//   retotal    as drop, but the resumed 206 says in Content-Range that the file has another size
+// Every response but 404 and 403 has an ETag (the file's size and mtime unless the mode says
+// otherwise), and a Range request honoured is answered 200 (whole) when its If-Range names another.
+// `log` lists "METHOD path range if-range=<If-Range>" (the last two when sent) for each fault
+// request. With `cors` (for a second server on another port, i.e. another origin) the fault
+// responses allow any origin (and expose Content-Range and ETag); without, a cross-origin fetch of
 // them is refused by the browser.
 import http from 'node:http';
 import { statSync, createReadStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const DROP_AT = 3_000_000;
+export const FLAKY_AT = 1 << 20;
 
 export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } = {}) {
   const upstream = new URL(upstreamUrl);
@@ -26,22 +39,61 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } 
     const m = /^\/fault\/([a-z0-9]+)\/([^/]+)$/.exec(req.url);
     if (!m) return proxy(req, res, upstream);
     const [, mode, file] = m;
-    log.push(`${req.method} ${req.url} ${req.headers.range ?? ''}`.trim());
+    const ifRange = req.headers['if-range'];
+    log.push([req.method, req.url, req.headers.range, ifRange !== undefined && `if-range=${ifRange}`].filter(Boolean).join(' '));
     const path = join(modelsDir, file);
     let size;
-    try { size = statSync(path).size; } catch { res.writeHead(404).end(); return; }
+    let etag;
+    try {
+      const st = statSync(path);
+      size = st.size;
+      etag = `"${size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
+    } catch { res.writeHead(404).end(); return; }
     if (cors) {
       res.setHeader('Access-Control-Allow-Origin', '*');
-      res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range');
+      res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range, ETag');
     }
     const n = (served.get(req.url) ?? 0) + 1;
     served.set(req.url, n);
     if (mode === '404') return res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not here');
     if (mode === '403') return res.writeHead(403, { 'Content-Type': 'text/plain' }).end('forbidden');
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    if ((mode === 'drop' || mode === 'tamper') && range) {
+    const octets = { 'Content-Type': 'application/octet-stream' };
+    if (mode === 'changed') {
+      if (!range) {
+        res.writeHead(200, { ...octets, 'Content-Length': size, ETag: '"v1"' });
+        return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
+      }
+      // The file is "v2" now (the same bytes here: only the validator tells the change).
       const from = Number(range[1]);
-      res.writeHead(206, { 'Content-Length': size - from, 'Content-Range': `bytes ${from}-${size - 1}/${size}`, 'Content-Type': 'application/octet-stream' });
+      if (ifRange !== undefined && ifRange !== '"v2"') {
+        res.writeHead(200, { ...octets, 'Content-Length': size, ETag: '"v2"' });
+        return createReadStream(path).pipe(res);
+      }
+      res.writeHead(206, { ...octets, 'Content-Length': size - from, 'Content-Range': `bytes ${from}-${size - 1}/${size}`, ETag: '"v2"' });
+      return createReadStream(path, { start: from }).pipe(res);
+    }
+    res.setHeader('ETag', etag);
+    const honoured = range && (ifRange === undefined || ifRange === etag);
+    if (mode === 'hang' && range) {
+      // Never answered; the client gives up on it (and the server's stop() closes it).
+      return;
+    }
+    if (mode === 'flaky') {
+      // From the byte asked for (0 for the first request), FLAKY_AT bytes, then the connection drops.
+      const from = honoured ? Number(range[1]) : 0;
+      const headers = from > 0 ? { ...octets, 'Content-Length': size - from, 'Content-Range': `bytes ${from}-${size - 1}/${size}` } : { ...octets, 'Content-Length': size };
+      res.writeHead(from > 0 ? 206 : 200, headers);
+      const part = readFileSync(path).subarray(from, from + FLAKY_AT);
+      // Dropped a little after the part is flushed (not while it is still buffered), so that the
+      // client has read it: a browser may discard what it had received but not yet read when the
+      // connection breaks.
+      return res.write(part, () => (from + FLAKY_AT < size ? setTimeout(() => res.socket.destroy(), 150) : res.end()));
+    }
+    if ((mode === 'drop' || mode === 'tamper' || mode === 'stall' || mode === 'hang' || mode === 'retotal') && honoured) {
+      const from = Number(range[1]);
+      const claimed = mode === 'retotal' ? size + 4096 : size;
+      res.writeHead(206, { ...octets, 'Content-Length': size - from, 'Content-Range': `bytes ${from}-${size - 1}/${claimed}` });
       if (mode === 'tamper') {
         // The file's last byte (tensor data) changed: still a loadable model, not the same one.
         const body = readFileSync(path).subarray(from);
@@ -59,8 +111,12 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } 
       // End the response cleanly short of Content-Length: the client sees a body that stops early.
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
     }
-    if ((mode === 'drop' || mode === 'norange' || mode === 'tamper') && n === 1) {
+    if ((mode === 'drop' || mode === 'norange' || mode === 'tamper' || mode === 'retotal') && n === 1) {
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
+    }
+    if (mode === 'stall' || mode === 'hang') {
+      // DROP_AT bytes, then silence on an open connection (a half-open one, as the client sees it).
+      return createReadStream(path, { start: 0, end: DROP_AT - 1 }).pipe(res, { end: false });
     }
     if (mode === 'slow') {
       const s = createReadStream(path, { highWaterMark: 64 << 10 });
@@ -72,7 +128,8 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } 
     createReadStream(path).pipe(res);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${server.address().port}/`, log, stop: () => server.close() };
+  // stop() also closes the connections left open (stall, hang) or kept alive.
+  return { url: `http://127.0.0.1:${server.address().port}/`, log, stop: () => { server.close(); server.closeAllConnections(); } };
 }
 
 function proxy(req, res, upstream) {

@@ -1,15 +1,18 @@
 // Network faults in headless Chromium, made by tests/browser/fault_server.mjs: a 404, a connection
-// that drops (resumed with Range, or read again when the server ignores Range), a body that keeps
-// ending short of its Content-Length, a Content-Length that cuts the file, integrity (SHA-256) right
-// and wrong, a cancelled load, and a lost GPU device. Each gets a named error or a successful resume,
-// nothing partial or wrong is cached, and a load works afterwards.
+// that drops (resumed with Range and If-Range, or read again when the server ignores Range), one that
+// stalls half open (cancelled after stallTimeoutMs and resumed, or given up with the stall named),
+// one that drops every megabyte (more drops than MAX_RESUMES, each with progress: it completes), a
+// file that changed on the server between the first response and the resumed one (another ETag,
+// another total), a body that keeps ending short of its Content-Length, a Content-Length that cuts
+// the file, integrity (SHA-256) right and wrong, a cancelled load, and a lost GPU device. Each gets a
+// named error or a successful resume, nothing partial or wrong is cached, and a load works afterwards.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { modelsDir, startServer, launch, openPage, MODEL_NAME, TINY, TINY_MODELS } from './harness.mjs';
-import { startFaultServer, DROP_AT } from './fault_server.mjs';
+import { startFaultServer, DROP_AT, FLAKY_AT } from './fault_server.mjs';
 
 // A small model keeps each load short; the default model when ../shared/fixtures is absent.
 const FILE = existsSync(join(TINY, TINY_MODELS[0])) ? TINY_MODELS[0] : MODEL_NAME;
@@ -76,6 +79,20 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
     await attempt('norange', { model: `fault/norange/${file}` });
     await attempt('short', { model: `fault/short/${file}` });
     await attempt('lie', { model: `fault/lie/${file}` });
+    // A half-open connection: no bytes after DROP_AT. The stall timeout cancels it and the download
+    // resumes (the signal only bounds a client that would wait forever).
+    const t1 = performance.now();
+    await attempt('stall', { model: `fault/stall/${file}`, stallTimeoutMs: 2000, signal: AbortSignal.timeout(60000) });
+    out.stall.ms = performance.now() - t1;
+    // Stalls again and again, resumed requests unanswered: the stall is named.
+    await attempt('hang', { model: `fault/hang/${file}`, stallTimeoutMs: 500, signal: AbortSignal.timeout(30000) });
+    await attempt('bad stall timeout', { model: `fault/whole/${file}`, stallTimeoutMs: -1 });
+    // Drops every FLAKY_AT bytes, far more often than MAX_RESUMES, but always with progress.
+    await attempt('flaky', { model: `fault/flaky/${file}` });
+    // The file changed on the server between the first response and the resumed one.
+    await attempt('changed', { model: `fault/changed/${file}` });
+    await attempt('changed, other origin', { model: `${withCors}fault/changed/${file}` });
+    await attempt('retotal', { model: `fault/retotal/${file}` });
     await attempt('bad integrity', { model: `fault/wrong/${file}`, integrity: sha.replace(/^./, (c) => (c === '0' ? '1' : '0')) });
     await attempt('bad integrity syntax', { model: `fault/whole/${file}`, integrity: 'md5-abc' });
     // Integrity fails closed: a resumed download whose resumed part was tampered with (the cache
@@ -142,6 +159,33 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
   assert.equal(faults.log.filter((l) => l.startsWith(`GET /fault/norange/${FILE}`)).length, 2, 'a server that ignores Range is read again once');
   assert.match(r.short.error, new RegExp(`^NetworkError: the download of .* ended at \\d+ of ${statSync(join(dir, FILE)).size} bytes`));
   assert.match(r.lie.error, /^GgufError: .*truncated/);
+  const size = statSync(join(dir, FILE)).size;
+  const requests = (mode, log = faults.log) => log.filter((l) => l.startsWith(`GET /fault/${mode}/${FILE}`));
+  // Resumed requests carry the first response's ETag as If-Range (on the page's origin).
+  assert.match(requests('drop')[1] ?? '', new RegExp(`^GET /fault/drop/${FILE} bytes=\\d+- if-range="[0-9a-f]+-[0-9a-f]+"$`), 'the dropped download resumed with Range and If-Range');
+  assert.ok(r.stall.ok, `stall: ${r.stall.error}`);
+  assert.equal(r.stall.text, r.whole.text, 'stall: the same model, the same text');
+  assert.ok(r.stall.ms >= 2000, `the stalled download resumed after the stall timeout, not before (${r.stall.ms} ms)`);
+  assert.match(requests('stall')[1] ?? '', /bytes=\d+- if-range=/, 'the stalled download resumed with a Range request');
+  assert.match(r.hang.error, /^NetworkError: the download of .* stalled at \d+ of \d+ bytes \(no bytes for 0\.5 s\), after 5 resumed requests in a row that brought no new bytes/);
+  assert.equal(requests('hang').length, 6, 'the first request and 5 resumed ones');
+  assert.match(r['bad stall timeout'].error, /^InvalidRequestError: stallTimeoutMs must be a positive number/);
+  assert.ok(r.flaky.ok, `flaky: ${r.flaky.error}`);
+  assert.equal(r.flaky.text, r.whole.text, 'flaky: the same model, the same text');
+  // More resumed requests than MAX_RESUMES (5) brought progress, each starting further on (the
+  // browser may drop bytes it had not handed over when a connection breaks, so a few may not).
+  const flakyFrom = requests('flaky').map((l) => Number(/bytes=(\d+)-/.exec(l)?.[1] ?? 0));
+  assert.ok(flakyFrom.every((b, i) => i === 0 || b >= flakyFrom[i - 1]), `flaky: resumed from ${flakyFrom}`);
+  assert.ok(new Set(flakyFrom).size > 6 && flakyFrom.length >= Math.ceil(size / FLAKY_AT), `flaky: more drops than MAX_RESUMES, with progress (resumed from ${flakyFrom})`);
+  for (const k of ['changed', 'changed, other origin', 'retotal']) {
+    assert.match(r[k].error ?? 'no error', /^NetworkError: the file at .* changed on the server while it downloaded/, k);
+  }
+  assert.match(r.changed.error, /ETag "v1", then "v2"/);
+  assert.match(r['changed, other origin'].error, /ETag "v1", then "v2"/);
+  assert.match(r.retotal.error, new RegExp(`${size} bytes, then ${size + 4096} in Content-Range`));
+  assert.match(requests('changed')[1] ?? '', /bytes=\d+- if-range="v1"$/, 'If-Range names the first response\'s ETag');
+  // If-Range is not sent to another origin: it would need a CORS preflight (Range alone does not).
+  assert.deepEqual(otherCors.log.filter((l) => l.startsWith('OPTIONS')), [], 'no preflight for a resumed cross-origin request');
   assert.match(r['bad integrity'].error, /^IntegrityError: .* has SHA-256 [0-9a-f]{64}, not the/);
   assert.match(r['bad integrity syntax'].error, /^InvalidRequestError: integrity must be/);
   assert.match(r['tampered resume'].error, /^IntegrityError: .* has SHA-256 [0-9a-f]{64}, not the/);

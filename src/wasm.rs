@@ -2,8 +2,7 @@
 //! into a Loader, which becomes an Engine; errors reach JS as Error objects whose name says what kind
 //! of problem it is. No engine logic here.
 
-use crate::engine::sampler::SamplerConfig;
-use crate::engine::{GenerateOptions, Session};
+use crate::engine::{parse_options, Session};
 use crate::error::Error;
 use crate::format::gguf::Gguf;
 use crate::format::gguf_parse::HeaderStream;
@@ -212,29 +211,6 @@ pub struct Engine {
     device: Arc<Gpu>,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Options {
-    max_tokens: Option<usize>,
-    temperature: Option<f32>,
-    top_p: Option<f32>,
-    top_k: Option<usize>,
-    min_p: Option<f32>,
-    repetition_penalty: Option<f32>,
-    frequency_penalty: Option<f32>,
-    presence_penalty: Option<f32>,
-    penalty_last_n: Option<usize>,
-    #[serde(default)]
-    logit_bias: std::collections::HashMap<String, f32>,
-    seed: Option<u64>,
-    #[serde(default)]
-    ignore_eos: bool,
-    #[serde(default)]
-    stop: Vec<String>,
-    /// Candidates, decoded side by side (1 to 8).
-    n: Option<usize>,
-}
-
 #[wasm_bindgen]
 impl Engine {
     /// Prompt ids for chat messages given as JSON [{role, content}, ...], with the model's template.
@@ -258,33 +234,9 @@ impl Engine {
     #[allow(clippy::await_holding_refcell_ref)] // the session's borrow, on purpose (below)
     pub fn generate(&self, prompt_ids: Vec<u32>, options_json: &str, on_text: js_sys::Function) -> js_sys::Promise {
         let session = self.session.clone();
-        let options: Result<Options, _> = serde_json::from_str(options_json);
+        let options = parse_options(options_json);
         wasm_bindgen_futures::future_to_promise(async move {
-            let o = options.map_err(|e| invalid(format!("options: {e}")))?;
-            let mut logit_bias = std::collections::HashMap::new();
-            for (k, v) in &o.logit_bias {
-                let id: u32 = k.parse().map_err(|_| invalid(format!("logit_bias key {k:?} is not a token id")))?;
-                logit_bias.insert(id, *v);
-            }
-            let d = SamplerConfig::default();
-            let opts = GenerateOptions {
-                max_tokens: o.max_tokens.unwrap_or(256),
-                sampler: SamplerConfig {
-                    temperature: o.temperature.unwrap_or(0.0),
-                    top_k: o.top_k.unwrap_or(0),
-                    top_p: o.top_p.unwrap_or(1.0),
-                    min_p: o.min_p.unwrap_or(0.0),
-                    repetition_penalty: o.repetition_penalty.unwrap_or(1.0),
-                    frequency_penalty: o.frequency_penalty.unwrap_or(0.0),
-                    presence_penalty: o.presence_penalty.unwrap_or(0.0),
-                    penalty_last_n: o.penalty_last_n.unwrap_or(d.penalty_last_n),
-                    logit_bias,
-                    seed: o.seed.unwrap_or(0),
-                },
-                ignore_eos: o.ignore_eos,
-                top_logits: 0,
-                stop: o.stop,
-            };
+            let (opts, n) = options.map_err(js_err)?;
             // Held across the generation's awaits on purpose: a second request while it runs finds
             // the session borrowed and is refused (one thread; nothing else can take it meanwhile).
             let mut s = session.try_borrow_mut().map_err(|_| invalid("a generation is already running".into()))?;
@@ -295,7 +247,7 @@ impl Engine {
                     .unwrap_or(false)
             };
             let passes = s.model.batch_passes;
-            let all = s.generate_n(&prompt_ids, o.n.unwrap_or(1), &opts, &mut cb).await.map_err(js_err)?;
+            let all = s.generate_n(&prompt_ids, n, &opts, &mut cb).await.map_err(js_err)?;
             let g = &all[0];
             let completion_tokens: usize = all.iter().map(|g| g.ids.len()).sum();
             let choices: Vec<_> = all

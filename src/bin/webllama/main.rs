@@ -2,6 +2,7 @@
 
 mod bench;
 mod random_model;
+mod request;
 mod serve;
 
 use anyhow::{bail, Context, Result};

@@ -1,0 +1,70 @@
+//! A generation request's options as the page sends them (JSON, OpenAI's names): parsed, defaults
+//! filled in and checked, so that every numeric option is finite, in range and whole where it must be.
+
+use crate::engine::sampler::SamplerConfig;
+use crate::engine::GenerateOptions;
+use crate::error::{Error, Result};
+use crate::model::MAX_CANDIDATES;
+use std::collections::HashMap;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<usize>,
+    min_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
+    penalty_last_n: Option<usize>,
+    #[serde(default)]
+    logit_bias: HashMap<String, f32>,
+    seed: Option<u64>,
+    #[serde(default)]
+    ignore_eos: bool,
+    #[serde(default)]
+    stop: Vec<String>,
+    /// Candidates, decoded side by side (1 to MAX_CANDIDATES).
+    n: Option<usize>,
+}
+
+/// The options of `json` and the number of candidates, checked: an InvalidRequest naming the first
+/// option that is malformed or out of range.
+pub fn parse_options(json: &str) -> Result<(GenerateOptions, usize)> {
+    let o: Options = serde_json::from_str(json).map_err(|e| Error::InvalidRequest(format!("options: {e}")))?;
+    let mut logit_bias = HashMap::new();
+    for (k, v) in &o.logit_bias {
+        let id: u32 =
+            k.parse().map_err(|_| Error::InvalidRequest(format!("logit_bias key {k:?} is not a token id")))?;
+        logit_bias.insert(id, *v);
+    }
+    let d = SamplerConfig::default();
+    let opts = GenerateOptions {
+        max_tokens: o.max_tokens.unwrap_or(256),
+        sampler: SamplerConfig {
+            temperature: o.temperature.unwrap_or(0.0),
+            top_k: o.top_k.unwrap_or(0),
+            top_p: o.top_p.unwrap_or(1.0),
+            min_p: o.min_p.unwrap_or(0.0),
+            repetition_penalty: o.repetition_penalty.unwrap_or(1.0),
+            frequency_penalty: o.frequency_penalty.unwrap_or(0.0),
+            presence_penalty: o.presence_penalty.unwrap_or(0.0),
+            penalty_last_n: o.penalty_last_n.unwrap_or(d.penalty_last_n),
+            logit_bias,
+            seed: o.seed.unwrap_or(0),
+        },
+        ignore_eos: o.ignore_eos,
+        top_logits: 0,
+        stop: o.stop,
+    };
+    opts.check()?;
+    let n = o.n.unwrap_or(1);
+    if n == 0 || n > MAX_CANDIDATES as usize {
+        return Err(Error::InvalidRequest(format!(
+            "n is {n}: between 1 and {MAX_CANDIDATES} candidates are supported"
+        )));
+    }
+    Ok((opts, n))
+}

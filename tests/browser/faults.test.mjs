@@ -132,6 +132,25 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
       out.midway = `${e.name}: ${e.message}`;
     }
     await midway.unload().catch(() => {});
+    // Lost while a long prompt is read (no chunk streamed yet), and while 3 candidates decode.
+    const lostStream = async (name, request, loseAt) => {
+      const e = await createEngine({ model: `fault/whole/${file}` });
+      let chunks = 0;
+      try {
+        const stream = e.completions.create({ ...request, temperature: 0, ignore_eos: true, stream: true });
+        if (loseAt === 0) setTimeout(() => e._loseDevice(), 50);
+        for await (const _ of stream) {
+          if (++chunks === loseAt) await e._loseDevice();
+        }
+        out[name] = `no error after ${chunks} chunks`;
+      } catch (err) {
+        out[name] = `${err.name}: ${err.message}`;
+        out[`${name} chunks`] = chunks;
+      }
+      await e.unload().catch(() => {});
+    };
+    await lostStream('lost in prefill', { prompt: 'The quick brown fox jumps over the lazy dog. '.repeat(40), max_tokens: 8 }, 0);
+    await lostStream('lost in n=3', { prompt: 'Once upon a time,', max_tokens: 30, n: 3 }, 4);
     await attempt('after lost', { model: `fault/whole/${file}` });
     const cache = await caches.open('webllama-models-v1');
     out.cached = (await cache.keys()).map((k) => new URL(k.url).pathname);
@@ -195,6 +214,9 @@ test('network faults: clear errors or a resumed download; nothing partial or wro
   assert.match(r.cancel.error, /^AbortError/);
   assert.match(r.lost, /^(DeviceLostError|GpuError): .*lost/i);
   assert.match(r.midway, /^(DeviceLostError|GpuError): .*lost/i, 'a device lost mid-generation is a named error');
+  assert.match(r['lost in prefill'], /^(DeviceLostError|GpuError): .*lost/i, 'a device lost while the prompt is read');
+  assert.equal(r['lost in prefill chunks'], 0, 'lost before the first token');
+  assert.match(r['lost in n=3'], /^(DeviceLostError|GpuError): .*lost/i, 'a device lost while 3 candidates decode');
   assert.ok(r['after lost'].ok, r['after lost'].error);
   assert.equal(r['after lost'].text, r.whole.text);
   assert.ok(r.cancel.ms < 5000, `cancel took ${r.cancel.ms} ms`);

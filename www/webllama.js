@@ -176,7 +176,7 @@ class Engine {
         p.resolve(m);
         break;
       case MSG.DONE: this._pending.delete(m.id); p.resolve(m.result); break;
-      case MSG.ERROR: this._pending.delete(m.id); p.reject(named(m.error.name, m.error.message)); break;
+      case MSG.ERROR: this._pending.delete(m.id); p.reject(Object.assign(named(m.error.name, m.error.message), { wasmMemoryBytes: m.error.wasmMemoryBytes ?? null })); break;
     }
   }
 

@@ -27,7 +27,7 @@ self.onmessage = async (event) => {
       default: throw namedError('InvalidRequestError', `unknown message kind ${m.kind}`);
     }
   } catch (e) {
-    post(MSG.ERROR, { id: m.id, error: { name: e?.name ?? 'Error', message: e?.message ?? String(e) } });
+    post(MSG.ERROR, { id: m.id, error: { name: e?.name ?? 'Error', message: e?.message ?? String(e), wasmMemoryBytes: memoryNow() } });
   }
 };
 
@@ -141,4 +141,13 @@ async function adapterName(fallback) {
     adapterLabel = fallback;
   }
   return adapterLabel;
+}
+
+// The wasm memory's size, reported with errors (null before the module is up).
+function memoryNow() {
+  try {
+    return wasmMemoryBytes();
+  } catch {
+    return null;
+  }
 }

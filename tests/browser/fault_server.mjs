@@ -18,6 +18,7 @@
 //              a Range request is answered with ETag "v2", as 200 (the whole file) when it names
 //              another validator in If-Range (it always does), else as 206
 //   retotal    as drop, but the resumed 206 says in Content-Range that the file has another size
+//   chunked    the whole file with no Content-Length (chunked transfer encoding)
 // Every response but 404 and 403 has an ETag (the file's size and mtime unless the mode says
 // otherwise), and a Range request honoured is answered 200 (whole) when its If-Range names another.
 // `log` lists "METHOD path range if-range=<If-Range>" (the last two when sent) for each fault
@@ -101,6 +102,11 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } 
         return res.end(body);
       }
       return createReadStream(path, { start: from }).pipe(res);
+    }
+    if (mode === 'chunked') {
+      // No Content-Length: the body comes chunked, its size unknown until it ends.
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+      return createReadStream(path).pipe(res);
     }
     if (mode === 'lie') {
       res.writeHead(200, { 'Content-Length': DROP_AT, 'Content-Type': 'application/octet-stream' });

@@ -73,10 +73,12 @@ test-fuzz:
 ## fuzz: each fuzz target for FUZZ_SECONDS (default 600) from its seed corpus. An input that runs
 ## over 10 s or allocates over 2 GiB at once is reported (libFuzzer's own limits are 1,200 s, 4 GB).
 fuzz: fuzz-deps
-	@$(FUZZ_ASAN); for t in $(FUZZ_TARGETS); do \
-		work=$$(mktemp -d); \
-		ASAN_OPTIONS=$$(fuzz_asan $$t) cargo +nightly fuzz run -O $$t $$work fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 2>&1 | tail -n 5 || exit 1; \
-		echo "$$t: $$(ls $$work | wc -l) new corpus entries"; rm -rf $$work; \
+	@mkdir -p target/fuzz-logs; $(FUZZ_ASAN); for t in $(FUZZ_TARGETS); do \
+		work=$$(mktemp -d); log=target/fuzz-logs/$$t.log; \
+		if ! ASAN_OPTIONS=$$(fuzz_asan $$t) cargo +nightly fuzz run -O $$t $$work fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 > $$log 2>&1; then \
+			tail -n 40 $$log; echo "FAILED: fuzz target $$t (whole log: $$log)"; exit 1; fi; \
+		echo "$$t: $$(grep -E '^#[0-9]+ +DONE' $$log | tail -n 1); $$(grep -E '^Done ' $$log | tail -n 1); $$(ls $$work | wc -l) new corpus entries"; \
+		rm -rf $$work; \
 	done
 
 fuzz-deps:

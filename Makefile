@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
 PORT ?= 8080
 
-.PHONY: demo test lint wasm-target model build deps wasm browser-deps test-native test-browser test-fuzz fuzz fuzz-deps bench bench-peers device-kit
+.PHONY: demo test lint wasm-target model build deps wasm browser-deps test-native test-browser test-fuzz fuzz fuzz-deps bench bench-peers device-kit package test-package
 FUZZ_TARGETS := gguf_header gguf_stream load_model builder_feed options_json tokenizer serve_request
 FUZZ_SECONDS ?= 600
 # AddressSanitizer's options per target: builder_feed runs the Vulkan driver (lavapipe), whose own
@@ -26,6 +26,19 @@ wasm: wasm-target
 	@wasm-bindgen --version 2>/dev/null | grep -q ' $(WASM_BINDGEN_VERSION)$$' || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 	cargo build --lib --release --target wasm32-unknown-unknown --no-default-features
 	wasm-bindgen --target web --no-typescript --out-dir www/pkg target/wasm32-unknown-unknown/release/webllama.wasm
+
+## package: the npm package in dist/ (package.json with Cargo.toml's version, the API module, the
+## worker, the wasm and its glue, the TypeScript declarations, README, licences; scripts/package.mjs)
+## and its tarball, `npm pack` of it, in target/.
+package: wasm
+	node scripts/package.mjs dist
+	@mkdir -p target && npm pack ./dist --pack-destination target --silent | sed 's|^|target/|'
+
+## test-package: the package's own tests alone (tests/browser/package.test.mjs, also in test-browser):
+## package.json and npm pack, tsc --noEmit on examples/typed, examples/static-site and
+## examples/vite-app in headless Chromium, the storage API.
+test-package: browser-deps model wasm
+	node --test tests/browser/package.test.mjs
 
 ## test: install what the tests need (Mesa lavapipe, Chromium, playwright-core), fetch the default
 ## model, build, check the code (lint), run every test: native (cargo) and in the browser (node's
@@ -92,11 +105,12 @@ model:
 build:
 	cargo build --release
 
-## browser-deps: Debian's Chromium and playwright-core (no browser download of its own).
+## browser-deps: Debian's Chromium and playwright-core (no browser download of its own); typescript
+## and vite for the package's tests.
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	@[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
+	@[ -d node_modules/playwright-core ] && [ -d node_modules/typescript ] && [ -d node_modules/vite ] || npm ci --no-audit --no-fund
 
 ## deps: Mesa's lavapipe (software Vulkan) so the GPU tests run on a machine without a GPU.
 deps:

@@ -17,12 +17,17 @@
 // response is cached; a partial one never lands in the cache. `integrity` (sha256-<base64> or 64 hex
 // digits) is checked by the loader in wasm over exactly the bytes it is fed (from the network, a
 // resumed download or the cache alike); the worker drops the cache entry of a model that fails it.
+//
+// Stored models: the file in Cache Storage (CACHE, keyed by URL) and what is known of it in META
+// (keyed by the same URL: {url, bytes, storedAt, verified, sha256}), which listCached() reports.
 
 const CACHE = 'webllama-models-v1';
+const META = 'webllama-models-meta-v1';
 const MAX_RESUMES = 5;
 const STALL_TIMEOUT_MS = 30000;
 
-// {stream, total (bytes or null), source, cached: Promise (resolves once the cache holds the file)}
+// {stream, total (bytes or null), source, cached: Promise<boolean> (settles once the cache's copy is
+// stored, true, or refused, false)}
 // stallTimeoutMs: how long a network read may yield nothing before the connection counts as broken.
 export async function openModel(model, integrity, { stallTimeoutMs } = {}) {
   if (integrity) parseIntegrity(integrity);
@@ -31,14 +36,14 @@ export async function openModel(model, integrity, { stallTimeoutMs } = {}) {
   }
   const stallMs = stallTimeoutMs ?? STALL_TIMEOUT_MS;
   if (typeof Blob !== 'undefined' && model instanceof Blob) {
-    return { stream: model.stream(), total: model.size, source: 'file', cached: Promise.resolve() };
+    return { stream: model.stream(), total: model.size, source: 'file', cached: Promise.resolve(false) };
   }
   if (typeof model !== 'string' || model === '') throw namedError('InvalidRequestError', 'no model: give a URL or a File');
   const url = new URL(model, self.location.href).href;
   const cache = typeof caches !== 'undefined' ? await caches.open(CACHE) : null;
   const hit = cache ? await cache.match(url) : undefined;
   if (hit) {
-    return { stream: hit.body, total: contentLength(hit), source: 'cache', cached: Promise.resolve() };
+    return { stream: hit.body, total: contentLength(hit), source: 'cache', cached: Promise.resolve(true) };
   }
   const first = await get(url, { stallMs });
   if (!first.resp.body) throw namedError('NetworkError', `empty response for ${url}`);
@@ -46,7 +51,8 @@ export async function openModel(model, integrity, { stallTimeoutMs } = {}) {
   // The cache reads its own copy of the body; if that response breaks (or is cancelled for a stall,
   // or the cache refuses it: a quota, Vary: *), put() rejects and nothing is stored. The copy it
   // stores is the first response whole, the bytes the loader verifies.
-  const cached = cache ? cache.put(url, first.resp.clone()).catch(() => {}) : Promise.resolve();
+  // `cached` resolves to whether the cache holds the file.
+  const cached = cache ? cache.put(url, first.resp.clone()).then(() => true, () => false) : Promise.resolve(false);
   return { stream: resumable(url, first, total, stallMs), total, source: 'network', cached };
 }
 
@@ -229,8 +235,71 @@ export function parseIntegrity(integrity) {
 // Drops a URL from the cache (e.g. after it turned out not to be a usable model).
 export async function forget(model) {
   if (typeof model !== 'string' || typeof caches === 'undefined') return;
+  await deleteCached(new URL(model, self.location.href).href);
+}
+
+// Where stored models live: 'cache' (Cache Storage) or 'none' (this context has no Cache Storage:
+// e.g. an insecure origin; every load downloads).
+export function STORAGE_KIND() {
+  return typeof caches === 'undefined' ? 'none' : 'cache';
+}
+
+// Notes what is known of a model the cache holds (after a load that used it): its size, when it was
+// stored (kept from the first note), and whether its SHA-256 was checked (integrity), once true
+// staying true for the same digest.
+export async function remember(model, { bytes, sha256 }) {
+  if (typeof model !== 'string' || typeof caches === 'undefined') return;
+  const url = new URL(model, self.location.href).href;
+  const meta = await caches.open(META);
+  const old = await readMeta(meta, url);
+  const verified = sha256 ? true : !!(old?.verified);
+  const entry = { url, bytes, storedAt: old?.storedAt ?? Date.now(), verified, sha256: sha256 ?? (old?.verified ? old.sha256 : null) };
+  await meta.put(url, new Response(JSON.stringify(entry), { headers: { 'Content-Type': 'application/json' } }));
+}
+
+async function readMeta(meta, url) {
+  try {
+    return await (await meta.match(url))?.json() ?? null;
+  } catch {
+    return null;
+  }
+}
+
+// [{url, bytes, storedAt, verified, sha256, storage}] for every model the cache holds.
+export async function listCached() {
+  if (typeof caches === 'undefined') return [];
   const cache = await caches.open(CACHE);
-  await cache.delete(new URL(model, self.location.href).href);
+  const meta = await caches.open(META);
+  const out = [];
+  for (const req of await cache.keys()) {
+    const m = await readMeta(meta, req.url);
+    let bytes = m?.bytes ?? null;
+    if (bytes == null) bytes = contentLength(await cache.match(req)) ?? null;
+    out.push({ url: req.url, bytes, storedAt: m?.storedAt ?? null, verified: !!m?.verified, sha256: m?.sha256 ?? null, storage: 'cache' });
+  }
+  return out;
+}
+
+// Drops the model stored for an absolute URL and its note; true when the cache held it.
+export async function deleteCached(url) {
+  if (typeof caches === 'undefined') return false;
+  const had = await (await caches.open(CACHE)).delete(url);
+  await (await caches.open(META)).delete(url);
+  return had;
+}
+
+// Drops every stored model; the number dropped. Entry by entry: a deleted Cache's space is given
+// back only once no page or worker holds it open, an entry's at once.
+export async function clearCached() {
+  if (typeof caches === 'undefined') return 0;
+  let n = 0;
+  for (const name of [CACHE, META]) {
+    const cache = await caches.open(name);
+    for (const req of await cache.keys()) {
+      if ((await cache.delete(req)) && name === CACHE) n += 1;
+    }
+  }
+  return n;
 }
 
 function contentLength(resp) {

@@ -9,8 +9,8 @@ export const MSG = Object.freeze({
   UNLOAD: 'unload',     // {id} drops the engine and its GPU buffers            -> DONE
   LOSE_DEVICE: 'lose-device', // {id} destroys the GPU device (a test hook)     -> DONE
   // worker -> proxy
-  PROGRESS: 'progress', // {id, source: 'network'|'cache'|'file', loaded, total, mbPerS, etaS}
-  LOADED: 'loaded',     // {id, info: {name, n_layers, ..., adapter}, stats: {loadMs, wasmMemoryBytes, source, bytes, cost}}
+  PROGRESS: 'progress', // {id, phase: 'download'|'upload'|'compile', source: 'network'|'cache'|'file', loaded, total, mbPerS, etaS, elapsedMs}
+  LOADED: 'loaded',     // {id, info: {name, n_layers, ..., adapter}, stats: {loadMs, wasmMemoryBytes, source, storage, phases, bytes, cost}}
   TOKEN: 'token',       // {id, text}
   DONE: 'done',         // {id, result}
   ERROR: 'error',       // {id, error: {name, message}}

@@ -1,16 +1,24 @@
 // webllama's public JS API (OpenAI-shaped): a proxy to the worker that owns the wasm engine and the
-// GPU. Message kinds: protocol.js.
+// GPU. Message kinds: protocol.js. Types: webllama.d.ts.
 //
 //   import { createEngine } from './webllama.js';
 //   const engine = await createEngine({ model: urlOrFile, onProgress });
 //   for await (const chunk of engine.chat.completions.create({ messages, stream: true }))
 //     out += chunk.choices[0].delta.content ?? '';
+//
+// The worker and the wasm are found relative to this module's own URL (new URL(..., import.meta.url)),
+// so the same files work from a static folder, a CDN path or node_modules through a bundler. A
+// relative model URL is resolved here, against the page (document.baseURI), before the worker sees it.
 import { MSG } from './protocol.js';
+import { listCached, deleteCached, clearCached, STORAGE_KIND } from './download.js';
 
 // Request fields accepted now; the rest of OpenAI's are refused by name until they are implemented.
 // (frequency_penalty and presence_penalty may be negative, as in OpenAI's API.)
 const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature', 'top_p', 'top_k', 'min_p', 'max_tokens', 'seed', 'n', 'stop',
   'ignore_eos', 'stream_options', 'user', 'frequency_penalty', 'presence_penalty', 'repetition_penalty', 'penalty_last_n', 'logit_bias', 'truncate']);
+
+// Where hf:owner/repo/file.gguf points by default.
+export const HF_BASE_URL = 'https://huggingface.co';
 
 // ctx: KV-cache positions (default: the model's context length, capped by what the GPU can bind).
 // integrity: the file's SHA-256 (sha256-<base64> or hex), checked before the download is cached.
@@ -18,35 +26,105 @@ const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature
 // signal: an AbortSignal that cancels the load (the promise rejects with an AbortError).
 // stallTimeoutMs: how long a download may wait for its next bytes before it counts the connection
 // as broken and resumes it (default 30000).
+// persist: ask the browser (navigator.storage.persist()) not to evict the stored model under storage
+// pressure; engine.stats.persisted says whether it agreed.
+// hfBaseUrl: the Hugging Face host that hf: model sources resolve against (default HF_BASE_URL).
 // workerUrl: where worker.js is (default: beside this file). By default the worker is asked for with
 // ?model_origin=<the model URL's origin>: a server that answers with a Content-Security-Policy
 // naming that origin (as `webllama serve` does) lets the worker connect to its own origin and the
 // model's host, nowhere else.
-export async function createEngine({ model, onProgress, ctx, integrity, layout, signal, workerUrl, stallTimeoutMs } = {}) {
+export async function createEngine({ model, onProgress, ctx, integrity, layout, signal, workerUrl, stallTimeoutMs, persist, hfBaseUrl } = {}) {
   signal?.throwIfAborted();
-  const worker = new Worker(workerUrl ?? defaultWorkerUrl(model), { type: 'module' });
+  // A URL string means what it means in the page: resolved here, not against the worker's location.
+  const source = typeof model === 'string' && model !== '' ? resolveModelUrl(model, { hfBaseUrl }) : model;
+  const persisted = persist ? await askPersist() : null;
+  const worker = workerUrl ? new Worker(workerUrl, { type: 'module' }) : spawnWorker(source);
   const engine = new Engine(worker);
   const cancel = () => engine._failAll(named('AbortError', 'the model load was cancelled'));
   signal?.addEventListener('abort', cancel);
   try {
-    await engine._request({ kind: MSG.LOAD, model, ctx, integrity, layout, stallTimeoutMs }, { onProgress });
+    await engine._request({ kind: MSG.LOAD, model: source, ctx, integrity, layout, stallTimeoutMs }, { onProgress });
   } catch (e) {
     worker.terminate();
     throw e;
   } finally {
     signal?.removeEventListener('abort', cancel);
   }
+  engine.stats.persisted = persisted;
   return engine;
 }
 
-// worker.js beside this file, with the model's origin when the model is a URL on another origin.
-function defaultWorkerUrl(model) {
-  const url = new URL('./worker.js', import.meta.url);
-  if (typeof model === 'string') {
-    const origin = new URL(model, location.href).origin;
-    if (origin !== location.origin && origin !== 'null') url.searchParams.set('model_origin', origin);
+// A model source as an absolute URL: hf:owner/repo/path/file.gguf (optionally hf:owner/repo@rev/...
+// or .../file.gguf@rev) becomes <hfBaseUrl>/owner/repo/resolve/<rev or main>/path/file.gguf; any
+// other string is a URL relative to the page (document.baseURI; a worker's own location there).
+export function resolveModelUrl(model, { hfBaseUrl } = {}) {
+  if (typeof model !== 'string' || model === '') throw named('InvalidRequestError', 'no model: give a URL or a File');
+  if (model.startsWith('hf:')) {
+    const m = /^hf:([^/@\s]+)\/([^/@\s]+)(?:@([^/\s]+))?\/([^@\s]+?)(?:@([^/@\s]+))?$/.exec(model);
+    if (!m || (m[3] && m[5])) throw named('InvalidRequestError', `model ${JSON.stringify(model)}: an hf: source is hf:owner/repo/file.gguf, optionally with @revision after the repo or the file`);
+    const [, owner, repo, revAtRepo, path, revAtFile] = m;
+    const rev = revAtRepo ?? revAtFile ?? 'main';
+    const base = new URL(hfBaseUrl ?? HF_BASE_URL, pageBase());
+    const dir = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
+    const file = path.split('/').map(encodeURIComponent).join('/');
+    return new URL(`${dir}${encodeURIComponent(owner)}/${encodeURIComponent(repo)}/resolve/${encodeURIComponent(rev)}/${file}`, base).href;
   }
-  return url;
+  try {
+    return new URL(model, pageBase()).href;
+  } catch {
+    throw named('InvalidRequestError', `model ${JSON.stringify(model)} is not a URL`);
+  }
+}
+
+function pageBase() {
+  return typeof document !== 'undefined' && document.baseURI ? document.baseURI : self.location.href;
+}
+
+// worker.js beside this module. Written as the literal new Worker(new URL('./worker.js',
+// import.meta.url)) that bundlers (Vite, webpack, Parcel) recognize and bundle as a module worker,
+// wasm included. Unbundled (this file is still webllama.js) and with a model on another origin, the
+// worker is asked for with ?model_origin=<that origin> (the CSP that `webllama serve` gives it).
+function spawnWorker(model) {
+  const origin = typeof model === 'string' ? new URL(model).origin : null;
+  const unbundled = /\/webllama\.js$/.test(new URL(import.meta.url).pathname);
+  if (origin && origin !== 'null' && origin !== self.location.origin && unbundled) {
+    const url = new URL('worker' + '.js', import.meta.url);
+    url.searchParams.set('model_origin', origin);
+    return new Worker(url, { type: 'module' });
+  }
+  return new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+}
+
+async function askPersist() {
+  try {
+    return (await navigator.storage?.persisted?.()) || (await navigator.storage?.persist?.()) || false;
+  } catch {
+    return false;
+  }
+}
+
+// The models the browser keeps for this origin: [{url, bytes, storedAt (ms since 1970, or null when
+// unknown), verified (its SHA-256 was checked with integrity), sha256 (hex, when verified), storage}].
+export async function listCachedModels() {
+  return listCached();
+}
+
+// Drops one stored model (a URL or hf: source as given to createEngine); true when one was there.
+export async function deleteCachedModel(model, { hfBaseUrl } = {}) {
+  return deleteCached(resolveModelUrl(model, { hfBaseUrl }));
+}
+
+// Drops every stored model.
+export async function clearCache() {
+  return clearCached();
+}
+
+// {usage, quota (bytes, the browser's estimate for this origin), persisted, storage}.
+export async function storageEstimate() {
+  const est = (await navigator.storage?.estimate?.()) ?? {};
+  let persisted = null;
+  try { persisted = (await navigator.storage?.persisted?.()) ?? null; } catch { /* not offered */ }
+  return { usage: est.usage ?? null, quota: est.quota ?? null, persisted, storage: STORAGE_KIND() };
 }
 
 class Engine {
@@ -54,7 +132,7 @@ class Engine {
     this._worker = worker;
     this._nextId = 1;
     this._pending = new Map();
-    this.stats = { adapter: null, prefill_tok_s: null, decode_tok_s: null, load_ms: null, wasm_memory_bytes: null, model: null, dispatches_per_token: null, submits_per_token: null, readback_bytes_per_token: null, weight_bytes_per_token: null, n_layers: null };
+    this.stats = { storage: null, persisted: null, source: null, adapter: null, prefill_tok_s: null, decode_tok_s: null, load_ms: null, wasm_memory_bytes: null, model: null, dispatches_per_token: null, submits_per_token: null, readback_bytes_per_token: null, weight_bytes_per_token: null, n_layers: null };
     this.chat = { completions: { create: (req) => this._create('chat', req) } };
     this.completions = { create: (req) => this._create('completion', req) };
     worker.onmessage = (e) => this._onMessage(e.data);
@@ -168,11 +246,11 @@ class Engine {
     const p = this._pending.get(m.id);
     if (!p) return;
     switch (m.kind) {
-      case MSG.PROGRESS: p.onProgress?.({ source: m.source, loaded: m.loaded, total: m.total, mbPerS: m.mbPerS, etaS: m.etaS }); break;
+      case MSG.PROGRESS: p.onProgress?.({ phase: m.phase, source: m.source, loaded: m.loaded, total: m.total, mbPerS: m.mbPerS, etaS: m.etaS, elapsedMs: m.elapsedMs }); break;
       case MSG.TOKEN: p.onToken?.(m.text, m.index ?? 0); break;
       case MSG.LOADED:
         this._pending.delete(m.id);
-        Object.assign(this.stats, { adapter: m.info.adapter, layout: m.info.layout, load_ms: m.stats.loadMs, wasm_memory_bytes: m.stats.wasmMemoryBytes, model: m.info.name, source: m.stats.source, info: m.info, ...m.stats.cost });
+        Object.assign(this.stats, { adapter: m.info.adapter, layout: m.info.layout, load_ms: m.stats.loadMs, wasm_memory_bytes: m.stats.wasmMemoryBytes, model: m.info.name, source: m.stats.source, storage: m.stats.storage, phases: m.stats.phases, info: m.info, ...m.stats.cost });
         p.resolve(m);
         break;
       case MSG.DONE: this._pending.delete(m.id); p.resolve(m.result); break;

@@ -1,7 +1,7 @@
 // The worker owns the wasm engine and the GPU. Message kinds: protocol.js.
 import init, { HeaderReader, Loader, wasmMemoryBytes } from './pkg/webllama.js';
 import { MSG } from './protocol.js';
-import { openModel, forget, namedError, parseIntegrity } from './download.js';
+import { openModel, forget, remember, namedError, parseIntegrity, STORAGE_KIND } from './download.js';
 
 const ready = init();
 let engine = null;
@@ -42,13 +42,18 @@ async function load(m) {
   let loader = null;
   let loaded = 0;
   let lastReport = 0;
+  // Phases: 'download' (bytes from the network, each fed to the GPU as it comes) or 'upload' (from
+  // the cache or a File: the GPU upload is the work), then 'compile' (the kernels' pipelines and the
+  // session, built once every byte is there). Rates and the ETA are of this load's bytes.
+  const phase = source === 'network' ? 'download' : 'upload';
+  const phases = {};
   const report = (force) => {
     const now = performance.now();
     if (!force && now - lastReport < 100) return;
     lastReport = now;
     const mbPerS = loaded / 1e6 / Math.max((now - t0) / 1000, 1e-3);
     const etaS = total ? (total - loaded) / 1e6 / Math.max(mbPerS, 1e-6) : null;
-    post(MSG.PROGRESS, { id: m.id, source, loaded, total, mbPerS, etaS });
+    post(MSG.PROGRESS, { id: m.id, phase, source, loaded, total, mbPerS, etaS, elapsedMs: now - t0 });
   };
   // The header is complete: open the GPU; the Loader takes the header and feeds the bytes so far.
   const open = () => {
@@ -76,16 +81,25 @@ async function load(m) {
       header.end();
       loader = await open();
     }
+    phases[phase] = { ms: performance.now() - t0, bytes: loaded };
     // The cache's copy completes before the model is used (finish() checks integrity, when asked).
-    await cached;
+    const stored = await cached;
+    if (stored && source === 'network') await remember(m.model, { bytes: loaded }).catch(() => {});
     const info = JSON.parse(loader.info());
     info.adapter = await adapterName(info.adapter);
     // finish() takes the loader (its wasm object is gone afterwards, whether it succeeds or not).
     const finishing = loader;
     loader = null;
+    const t1 = performance.now();
+    // The compile phase's event carries the bytes phase's totals (its rate stays a number).
+    post(MSG.PROGRESS, { id: m.id, phase: 'compile', source, loaded, total, mbPerS: loaded / 1e6 / Math.max(phases[phase].ms / 1000, 1e-3), etaS: 0, elapsedMs: t1 - t0 });
     engine = finishing.finish();
+    phases.compile = { ms: performance.now() - t1 };
+    // A stored file whose SHA-256 was just checked is noted as verified.
+    if (stored && m.integrity) await remember(m.model, { bytes: loaded, sha256: parseIntegrity(m.integrity) }).catch(() => {});
     const cost = JSON.parse(engine.costPerToken());
-    post(MSG.LOADED, { id: m.id, info, stats: { loadMs: performance.now() - t0, wasmMemoryBytes: wasmMemoryBytes(), source, bytes: loaded, cost } });
+    const storage = source === 'file' ? 'none' : STORAGE_KIND();
+    post(MSG.LOADED, { id: m.id, info, stats: { loadMs: performance.now() - t0, wasmMemoryBytes: wasmMemoryBytes(), source, storage, phases, bytes: loaded, cost } });
   } catch (e) {
     reader.cancel().catch(() => {});
     loader?.free();

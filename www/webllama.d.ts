@@ -1,0 +1,304 @@
+// TypeScript declarations for webllama.js, the public API: the engine, requests and responses in
+// OpenAI's shapes (with webllama's extras), progress events, the storage API and every named error.
+// Checked by `tsc --noEmit` on examples/typed/ (tests/browser/package.test.mjs).
+
+/** A model source: an http(s) URL (relative URLs mean what they mean in the page),
+ * `hf:owner/repo/file.gguf` (optionally `hf:owner/repo@revision/file.gguf` or `...file.gguf@revision`),
+ * or a File/Blob (e.g. from an `<input type="file">`). */
+export type ModelSource = string | Blob;
+
+/** The kernel family: `gpu` (real GPUs) or `cpu` (adapters whose type is CPU, e.g. SwiftShader). */
+export type LayoutFamily = 'gpu' | 'cpu';
+
+/** Where the model's bytes came from in a load. */
+export type LoadSource = 'network' | 'cache' | 'file';
+
+/** Where stored models live: Cache Storage, or nowhere (no Cache Storage in this context, or a File). */
+export type StorageKind = 'cache' | 'none';
+
+/** The phases of a load: `download` (network bytes, each fed to the GPU as it arrives), `upload`
+ * (bytes from the cache or a File going to the GPU), `compile` (pipelines and session, once every
+ * byte is there). */
+export type LoadPhase = 'download' | 'upload' | 'compile';
+
+export interface ProgressEvent {
+  phase: LoadPhase;
+  source: LoadSource;
+  /** Bytes read so far in this load. */
+  loaded: number;
+  /** The file's size, when the server said (null for a body sent without Content-Length). */
+  total: number | null;
+  /** This load's rate in MB/s (10^6 bytes); in the compile phase, the rate the bytes came at. */
+  mbPerS: number;
+  /** Seconds of bytes left at that rate; null when the total is unknown; 0 in the compile phase. */
+  etaS: number | null;
+  /** Milliseconds since the load began. */
+  elapsedMs: number;
+}
+
+export interface CreateEngineOptions {
+  /** The model: a URL, an `hf:` source or a File/Blob. */
+  model: ModelSource;
+  onProgress?: (progress: ProgressEvent) => void;
+  /** KV-cache positions (default: the model's context length, at most 4096 and what the GPU can bind). */
+  ctx?: number;
+  /** The file's SHA-256: `sha256-<base64>` (as in Subresource Integrity) or 64 hex digits. */
+  integrity?: string;
+  /** Forces a kernel family (default: the adapter's). */
+  layout?: LayoutFamily;
+  /** Cancels the load: the promise rejects with an AbortError. */
+  signal?: AbortSignal;
+  /** Where worker.js is (default: beside webllama.js, found with import.meta.url). */
+  workerUrl?: string | URL;
+  /** How long a download may wait for its next bytes before it is resumed (default 30000 ms). */
+  stallTimeoutMs?: number;
+  /** Asks navigator.storage.persist() so that the stored model is not evicted; see stats.persisted. */
+  persist?: boolean;
+  /** The host `hf:` sources resolve against (default https://huggingface.co). */
+  hfBaseUrl?: string;
+}
+
+export type Role = 'system' | 'user' | 'assistant' | (string & {});
+
+export interface ChatMessage {
+  role: Role;
+  content: string;
+}
+
+/** The sampling options both request kinds take. */
+export interface SamplingOptions {
+  /** Accepted and ignored (the engine runs the model it loaded). */
+  model?: string;
+  /** 0 is greedy (default 1). */
+  temperature?: number;
+  top_p?: number;
+  /** 0: off. */
+  top_k?: number;
+  min_p?: number;
+  /** Default 256. */
+  max_tokens?: number;
+  /** The same seed gives the same text natively and in the browser. */
+  seed?: number;
+  /** 1 to 8 candidates decoded side by side. */
+  n?: number;
+  /** Up to 4 non-empty strings; the text before the first one found is returned. */
+  stop?: string | string[];
+  ignore_eos?: boolean;
+  frequency_penalty?: number;
+  presence_penalty?: number;
+  /** llama.cpp's repetition penalty (1: off). */
+  repetition_penalty?: number;
+  /** How many recent tokens the penalties look at (default 64). */
+  penalty_last_n?: number;
+  /** Token id (as a string key) -> a bias added to its logit. */
+  logit_bias?: Record<string, number>;
+  /** Accepted (OpenAI's); usage always comes with the last streamed chunk. */
+  stream_options?: { include_usage?: boolean };
+  user?: string;
+}
+
+export interface ChatCompletionRequest extends SamplingOptions {
+  messages: ChatMessage[];
+  stream?: boolean;
+  /** "oldest": a chat that does not fit the context loses its oldest turns (after any system message). */
+  truncate?: 'oldest';
+}
+
+export interface CompletionRequest extends SamplingOptions {
+  /** A raw prompt: special-token strings are parsed, as in llama.cpp. */
+  prompt: string;
+  stream?: boolean;
+  truncate?: 'oldest';
+}
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+/** webllama's extra: what the request cost. */
+export interface Timings {
+  prefill_tok_s: number;
+  decode_tok_s: number;
+  prefill_ms: number;
+  decode_ms: number;
+  /** Prompt tokens actually run (a chat's cached prefix is not run again). */
+  prefilled_tokens: number;
+  /** Weight passes (one per decode step for all candidates together, plus the prefill's). */
+  batch_passes: number;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: { index: number; message: { role: 'assistant'; content: string }; finish_reason: FinishReason }[];
+  usage: Usage;
+  timings: Timings;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: { index: number; delta: { role?: 'assistant'; content?: string }; finish_reason: FinishReason | null }[];
+  /** On the last chunk only. */
+  usage?: Usage;
+}
+
+export interface Completion {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  choices: { index: number; text: string; finish_reason: FinishReason }[];
+  usage: Usage;
+  timings: Timings;
+}
+
+export interface CompletionChunk {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  choices: { index: number; text: string; finish_reason: FinishReason | null }[];
+  /** On the last chunk only. */
+  usage?: Usage;
+}
+
+/** What the loader read from the model's header. */
+export interface ModelInfo {
+  name: string;
+  n_layers: number;
+  dim: number;
+  n_heads: number;
+  n_kv_heads: number;
+  vocab_size: number;
+  context_length: number;
+  kv_positions: number;
+  adapter: string;
+  layout: string;
+  gpu_bytes: { weights: number; kv_cache: number; activations: number };
+}
+
+export interface EngineStats {
+  /** The browser's words for the GPU adapter. */
+  adapter: string | null;
+  /** The kernel family that ran and its options, e.g. "cpu (subgroups 8, ...)". */
+  layout?: string;
+  /** Where the model's bytes came from in this load. */
+  source: LoadSource | null;
+  /** Where the model is stored for the next load. */
+  storage: StorageKind | null;
+  /** Whether the browser agreed to persist storage (createEngine's persist; null when not asked). */
+  persisted: boolean | null;
+  /** Each load phase's time (and bytes). */
+  phases?: Partial<Record<LoadPhase, { ms: number; bytes?: number }>>;
+  prefill_tok_s: number | null;
+  decode_tok_s: number | null;
+  load_ms: number | null;
+  wasm_memory_bytes: number | null;
+  gpu_buffers_created?: number;
+  model: string | null;
+  dispatches_per_token: number | null;
+  submits_per_token: number | null;
+  readback_bytes_per_token: number | null;
+  weight_bytes_per_token: number | null;
+  n_layers: number | null;
+  info?: ModelInfo;
+}
+
+export interface ChatCompletions {
+  create(request: ChatCompletionRequest & { stream: true }): AsyncGenerator<ChatCompletionChunk, void, undefined>;
+  create(request: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
+  create(request: ChatCompletionRequest): Promise<ChatCompletion> | AsyncGenerator<ChatCompletionChunk, void, undefined>;
+}
+
+export interface Completions {
+  create(request: CompletionRequest & { stream: true }): AsyncGenerator<CompletionChunk, void, undefined>;
+  create(request: CompletionRequest & { stream?: false }): Promise<Completion>;
+  create(request: CompletionRequest): Promise<Completion> | AsyncGenerator<CompletionChunk, void, undefined>;
+}
+
+export interface Engine {
+  readonly chat: { completions: ChatCompletions };
+  readonly completions: Completions;
+  readonly stats: EngineStats;
+  /** Stops the running generation at the next token (finish_reason "abort"). */
+  abort(): void;
+  /** Forgets the conversation's cached prefix. */
+  resetChat(): Promise<void>;
+  /** Frees the GPU buffers and ends the worker. */
+  unload(): Promise<void>;
+  /** @internal Test hook: destroys the GPU device as a driver reset would. */
+  _loseDevice(): Promise<void>;
+}
+
+/** Loads a model in a worker and resolves once it is ready to generate. */
+export function createEngine(options: CreateEngineOptions): Promise<Engine>;
+
+/** A model source as the absolute URL a load fetches (hf: sources and relative URLs resolved). */
+export function resolveModelUrl(model: string, options?: { hfBaseUrl?: string }): string;
+
+/** The default host of hf: sources. */
+export const HF_BASE_URL: string;
+
+export interface CachedModel {
+  url: string;
+  /** The file's size (null when unknown). */
+  bytes: number | null;
+  /** When it was stored (ms since 1970), null when unknown. */
+  storedAt: number | null;
+  /** Its SHA-256 was checked against `integrity` in a load. */
+  verified: boolean;
+  /** The digest it verified against (hex), when verified. */
+  sha256: string | null;
+  storage: StorageKind;
+}
+
+export interface StorageEstimateResult {
+  /** Bytes this origin uses (the browser's estimate), null when the browser does not say. */
+  usage: number | null;
+  /** Bytes this origin may use. */
+  quota: number | null;
+  /** Whether storage is persistent (not evicted under pressure). */
+  persisted: boolean | null;
+  storage: StorageKind;
+}
+
+/** The models the browser keeps for this origin. */
+export function listCachedModels(): Promise<CachedModel[]>;
+/** Drops one stored model; true when it was there. */
+export function deleteCachedModel(model: string, options?: { hfBaseUrl?: string }): Promise<boolean>;
+/** Drops every stored model; the number dropped. */
+export function clearCache(): Promise<number>;
+/** The browser's storage estimate for this origin. */
+export function storageEstimate(): Promise<StorageEstimateResult>;
+
+/** The `name` of every error webllama rejects with. */
+export type WebllamaErrorName =
+  | 'InvalidRequestError' // a request or option that is not valid (names the field)
+  | 'NetworkError' // HTTP errors, CORS, CSP, a download that broke off, a file that changed on the server
+  | 'IntegrityError' // the SHA-256 does not match `integrity`
+  | 'AbortError' // createEngine's signal fired
+  | 'GgufError' // a malformed or truncated GGUF file
+  | 'UnsupportedModelError' // an architecture or tensor type webllama does not run
+  | 'TokenizerError'
+  | 'TemplateError' // the chat template failed or ran past a limit
+  | 'ContextLengthError' // the prompt and max_tokens do not fit the context
+  | 'GpuError' // no WebGPU adapter or device, or a GPU failure
+  | 'GpuOutOfMemoryError' // the model does not fit the GPU
+  | 'DeviceLostError' // the GPU device was lost; a new createEngine works
+  | 'IoError'
+  | 'WorkerError'; // the worker failed to start or crashed
+
+export interface WebllamaError extends Error {
+  name: WebllamaErrorName;
+  /** The worker's wasm memory when the error happened (null when not known). */
+  wasmMemoryBytes?: number | null;
+}

@@ -95,7 +95,20 @@ export interface SamplingOptions {
   /** Accepted (OpenAI's); usage always comes with the last streamed chunk. */
   stream_options?: { include_usage?: boolean };
   user?: string;
+  /** Structured output: any JSON object, or JSON that follows a schema (each of `n` candidates). */
+  response_format?: ResponseFormat;
+  /** Output that matches a Lark grammar (llguidance's dialect) or a regular expression. */
+  grammar?: Grammar;
 }
+
+/** OpenAI's response_format. With `max_tokens` reached first, `finish_reason` is "length" and the
+ * text is the start of a valid output, cut. A schema the library refuses is an InvalidRequestError. */
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; json_schema: { name?: string; description?: string; schema: object; strict?: boolean } };
+
+export type Grammar = { type: 'lark'; definition: string } | { type: 'regex'; definition: string };
 
 export interface ChatCompletionRequest extends SamplingOptions {
   messages: ChatMessage[];

@@ -15,7 +15,8 @@ import { listCached, deleteCached, clearCached, STORAGE_KIND } from './download.
 // Request fields accepted now; the rest of OpenAI's are refused by name until they are implemented.
 // (frequency_penalty and presence_penalty may be negative, as in OpenAI's API.)
 const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature', 'top_p', 'top_k', 'min_p', 'max_tokens', 'seed', 'n', 'stop',
-  'ignore_eos', 'stream_options', 'user', 'frequency_penalty', 'presence_penalty', 'repetition_penalty', 'penalty_last_n', 'logit_bias', 'truncate']);
+  'ignore_eos', 'stream_options', 'user', 'frequency_penalty', 'presence_penalty', 'repetition_penalty', 'penalty_last_n', 'logit_bias', 'truncate',
+  'response_format', 'grammar']);
 
 // Where hf:owner/repo/file.gguf points by default.
 export const HF_BASE_URL = 'https://huggingface.co';
@@ -168,6 +169,9 @@ class Engine {
       frequency_penalty: r.frequency_penalty ?? 0, presence_penalty: r.presence_penalty ?? 0, repetition_penalty: r.repetition_penalty ?? 1,
       penalty_last_n: r.penalty_last_n ?? 64, logit_bias: r.logit_bias ?? {}, seed: r.seed ?? 0, ignore_eos: !!r.ignore_eos, stop, n: r.n ?? 1,
     };
+    // Structured output: the engine compiles the grammar (llguidance) and names what it refuses.
+    if (r.response_format != null) options.response_format = r.response_format;
+    if (r.grammar != null) options.grammar = r.grammar;
     const msg = { kind: MSG.GENERATE, mode, messages: r.messages, prompt: r.prompt, options, truncate: r.truncate };
     const id = `${mode === 'chat' ? 'chatcmpl' : 'cmpl'}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
     const created = Math.floor(Date.now() / 1000);

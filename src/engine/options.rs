@@ -1,6 +1,7 @@
 //! A generation request's options as the page sends them (JSON, OpenAI's names): parsed, defaults
 //! filled in and checked, so that every numeric option is finite, in range and whole where it must be.
 
+use crate::engine::constraint::Grammar;
 use crate::engine::sampler::SamplerConfig;
 use crate::engine::GenerateOptions;
 use crate::error::{Error, Result};
@@ -28,6 +29,38 @@ struct Options {
     stop: Vec<String>,
     /// Candidates, decoded side by side (1 to MAX_CANDIDATES).
     n: Option<usize>,
+    /// OpenAI's response_format: text, json_object or json_schema.
+    response_format: Option<ResponseFormat>,
+    /// A grammar the output matches: {type: "lark" | "regex", definition}.
+    grammar: Option<GrammarSpec>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: JsonSchema },
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonSchema {
+    #[allow(dead_code)]
+    name: Option<String>,
+    #[allow(dead_code)]
+    description: Option<String>,
+    schema: serde_json::Value,
+    /// Outputs always follow the schema; `strict` is taken and ignored.
+    #[allow(dead_code)]
+    strict: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum GrammarSpec {
+    Lark { definition: String },
+    Regex { definition: String },
 }
 
 /// The options of `json` and the number of candidates, checked: an InvalidRequest naming the first
@@ -40,6 +73,16 @@ pub fn parse_options(json: &str) -> Result<(GenerateOptions, usize)> {
             k.parse().map_err(|_| Error::InvalidRequest(format!("logit_bias key {k:?} is not a token id")))?;
         logit_bias.insert(id, *v);
     }
+    let grammar = match (o.response_format, o.grammar) {
+        (Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. }), Some(_)) => {
+            return Err(Error::InvalidRequest("give response_format or grammar, not both".into()))
+        }
+        (_, Some(GrammarSpec::Lark { definition })) => Some(Grammar::Lark(definition)),
+        (_, Some(GrammarSpec::Regex { definition })) => Some(Grammar::Regex(definition)),
+        (Some(ResponseFormat::JsonObject), None) => Some(Grammar::JsonObject),
+        (Some(ResponseFormat::JsonSchema { json_schema }), None) => Some(Grammar::JsonSchema(json_schema.schema)),
+        (Some(ResponseFormat::Text) | None, None) => None,
+    };
     let d = SamplerConfig::default();
     let opts = GenerateOptions {
         max_tokens: o.max_tokens.unwrap_or(256),
@@ -58,6 +101,7 @@ pub fn parse_options(json: &str) -> Result<(GenerateOptions, usize)> {
         ignore_eos: o.ignore_eos,
         top_logits: 0,
         stop: o.stop,
+        grammar,
     };
     opts.check()?;
     let n = o.n.unwrap_or(1);

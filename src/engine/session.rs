@@ -1,6 +1,7 @@
 //! Session: a model with its tokenizer and chat template; prefill, decode steps, sampling, stop at
 //! end-of-generation, streamed text. Reuses the KV cache of a prompt's common prefix.
 
+use crate::engine::constraint::{Constraint, Grammar, Guide};
 use crate::engine::sampler::{top_k, Sampler, SamplerConfig};
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
@@ -20,6 +21,9 @@ pub struct GenerateOptions {
     /// Strings that end generation; the text before one is returned, the stop string is not.
     /// They may span tokens.
     pub stop: Vec<String>,
+    /// What the output must match (each candidate follows it on its own); end-of-generation tokens
+    /// are allowed only where it may end.
+    pub grammar: Option<Grammar>,
 }
 
 impl GenerateOptions {
@@ -45,6 +49,7 @@ impl Default for GenerateOptions {
             ignore_eos: false,
             top_logits: 0,
             stop: vec![],
+            grammar: None,
         }
     }
 }
@@ -132,6 +137,8 @@ pub struct Session {
     pub template: ChatTemplate,
     /// Tokens whose keys and values are in the KV cache, in order.
     cached: Vec<u32>,
+    /// The vocabulary as the grammar library sees it, made at the first constrained request.
+    guide: Option<Guide>,
 }
 
 impl Session {
@@ -152,7 +159,7 @@ impl Session {
             .map(|i| i as u32)
             .filter(|&i| (i as usize) < tokenizer.vocab_size());
         let template = ChatTemplate::new(source, &tok_text(tokenizer.bos_id), &tok_text(eos))?;
-        Ok(Session { model, tokenizer, template, cached: vec![] })
+        Ok(Session { model, tokenizer, template, cached: vec![], guide: None })
     }
 
     /// Loads a GGUF file from disk onto `gpu`, laid out for `layout` (native only).
@@ -216,6 +223,17 @@ impl Session {
         if needed > self.model.context_length() {
             return Err(Error::ContextFull { needed, limit: self.model.context_length() });
         }
+        // Each candidate's grammar, compiled before any GPU work (a grammar refused is refused at once).
+        let mut constraints: Vec<Option<Constraint>> = (0..n).map(|_| None).collect();
+        if let Some(g) = &opts.grammar {
+            if self.guide.is_none() {
+                self.guide = Some(Guide::new(&self.tokenizer)?);
+            }
+            let guide = self.guide.as_ref().expect("made above");
+            for c in constraints.iter_mut() {
+                *c = Some(guide.constraint(g)?);
+            }
+        }
         if n > 1 {
             self.model.reserve_candidates(n as u32, opts.max_tokens.max(1) as u32)?;
         }
@@ -223,13 +241,15 @@ impl Session {
         let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1);
         self.cached.truncate(common);
         self.model.truncate(common);
-        let want_logits = opts.top_logits > 0 || !opts.sampler.gpu_argmax_suffices();
+        let want_logits = opts.top_logits > 0 || !opts.sampler.gpu_argmax_suffices() || opts.grammar.is_some();
         let t0 = now_ms();
         let first = self.model.prefill(&prompt_ids[common..], want_logits).await?;
         self.cached.extend_from_slice(&prompt_ids[common..]);
         let t1 = now_ms();
-        let mut tracks: Vec<Track> = (0..n)
-            .map(|c| Track {
+        let mut tracks: Vec<Track> = constraints
+            .into_iter()
+            .enumerate()
+            .map(|(c, constraint)| Track {
                 sampler: Sampler::new(SamplerConfig {
                     seed: opts.sampler.seed.wrapping_add(c as u64),
                     ..opts.sampler.clone()
@@ -241,6 +261,7 @@ impl Session {
                 stream: self.tokenizer.stream(),
                 top_logits: vec![],
                 finish: None,
+                constraint,
             })
             .collect();
         let mut outs: Vec<StepOutput> = vec![first];
@@ -298,6 +319,8 @@ struct Track {
     stream: crate::text::tokenizer::TextStream,
     top_logits: Vec<Vec<(u32, f32)>>,
     finish: Option<FinishReason>,
+    /// Where it is in the request's grammar, if there is one.
+    constraint: Option<Constraint>,
 }
 
 impl Track {
@@ -316,10 +339,14 @@ impl Track {
                 if opts.top_logits > 0 {
                     self.top_logits.push(top_k(l, opts.top_logits));
                 }
-                if opts.sampler.gpu_argmax_suffices() {
-                    out.argmax
-                } else {
-                    self.sampler.sample(l, &self.history)
+                match &mut self.constraint {
+                    Some(c) => {
+                        let mut masked = l.clone();
+                        c.mask(&mut masked)?;
+                        self.sampler.sample(&masked, &self.history)
+                    }
+                    None if opts.sampler.gpu_argmax_suffices() => out.argmax,
+                    None => self.sampler.sample(l, &self.history),
                 }
             }
             None => out.argmax,
@@ -327,6 +354,9 @@ impl Track {
         if !opts.ignore_eos && tok.is_eog(id) {
             self.finish(FinishReason::Stop, on_text);
             return Ok(());
+        }
+        if let Some(c) = &mut self.constraint {
+            c.consume(id)?;
         }
         self.ids.push(id);
         self.history.push(id);
@@ -345,7 +375,9 @@ impl Track {
                 return Ok(());
             }
         }
-        if self.ids.len() >= opts.max_tokens {
+        if self.constraint.as_ref().is_some_and(|c| c.is_done()) {
+            self.finish(FinishReason::Stop, on_text);
+        } else if self.ids.len() >= opts.max_tokens {
             self.finish(FinishReason::Length, on_text);
         }
         Ok(())

@@ -58,6 +58,8 @@ pub struct Tokenizer {
     pub eog_ids: Vec<u32>,
     /// Text of each token id that is a control token, for prompts and templates.
     pub tokens: Vec<String>,
+    /// Whether each id is a control token (tokenizer.ggml.token_type 3).
+    control: Vec<bool>,
 }
 
 impl Tokenizer {
@@ -193,7 +195,8 @@ impl Tokenizer {
             .filter(|(t, _)| !t.is_empty())
             .collect();
         specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
-        Ok(Tokenizer { inner, kind, specials, plain: Default::default(), bos_id, add_bos, eog_ids, tokens })
+        let control = types.iter().map(|&t| t == TOKEN_TYPE_CONTROL).collect();
+        Ok(Tokenizer { inner, kind, specials, plain: Default::default(), bos_id, add_bos, eog_ids, tokens, control })
     }
 
     /// Uses a Hugging Face tokenizer.json instead of the GGUF vocabulary (its pipeline, specials and
@@ -340,6 +343,26 @@ impl Tokenizer {
         self.tokens.len()
     }
 
+    /// The bytes token `id` stands for, as a grammar sees them: a control token's text after a
+    /// 0xFF byte (so that no text can spell it), SentencePiece's byte tokens as their byte and its
+    /// space marker as a space, byte-level BPE's characters as the bytes they map.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        let t = &self.tokens[id as usize];
+        if self.control[id as usize] {
+            return [&[0xFF], t.as_bytes()].concat();
+        }
+        match self.kind {
+            Kind::ByteLevelBpe => t.chars().map(byte_of_char).collect(),
+            Kind::SentencePiece { .. } => match t.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')) {
+                Some(hex) if hex.len() == 2 => {
+                    u8::from_str_radix(hex, 16).map_or_else(|_| t.clone().into_bytes(), |b| vec![b])
+                }
+                _ => t.replace(SPM_SPACE, " ").into_bytes(),
+            },
+            Kind::HfJson => self.inner.decode(&[id], false).unwrap_or_default().into_bytes(),
+        }
+    }
+
     pub fn is_eog(&self, id: u32) -> bool {
         self.eog_ids.contains(&id)
     }
@@ -449,4 +472,17 @@ fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper> {
 /// A metadata array of strings, or a named error.
 fn strings<'a>(g: &'a Gguf, key: &str) -> Result<&'a [String]> {
     g.get_array(key)?.strings().ok_or_else(|| Error::Tokenizer(format!("{key} is not an array of strings")))
+}
+
+/// The byte a byte-level BPE character stands for (GPT-2's bytes_to_unicode, inverted): printable
+/// Latin-1 bytes are themselves, the others were moved to U+0100 and up in order.
+fn byte_of_char(c: char) -> u8 {
+    let printable = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let c = c as u32;
+    if c < 0x100 && printable(c) {
+        return c as u8;
+    }
+    // The n-th non-printable byte was mapped to 0x100 + n.
+    let n = c.wrapping_sub(0x100);
+    (0u32..256).filter(|&b| !printable(b)).nth(n as usize).unwrap_or(b'?' as u32) as u8
 }

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::sync::Arc;
+use webllama::engine::constraint::Grammar;
 use webllama::{Family, GenerateOptions, Gpu, Layout, Message, Overrides, SamplerConfig, Session};
 
 #[derive(Parser)]
@@ -21,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Generate text from a prompt or one chat message.
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
     /// Chat in the terminal: one line a turn; the KV cache keeps the conversation (/reset clears it).
     Chat(ChatArgs),
     /// Measure prefill and decode speed (in the spirit of llama-bench).
@@ -164,6 +165,15 @@ struct GenerateArgs {
     /// Candidates to generate from the prompt, decoded side by side in one batch (1 to 8).
     #[arg(long, default_value_t = 1)]
     n: usize,
+    /// A JSON schema file the output follows (as response_format json_schema).
+    #[arg(long, conflicts_with_all = ["grammar", "regex"])]
+    json_schema: Option<String>,
+    /// A Lark grammar file the output follows (llguidance's dialect).
+    #[arg(long, conflicts_with = "regex")]
+    grammar: Option<String>,
+    /// A regular expression the whole output matches.
+    #[arg(long)]
+    regex: Option<String>,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
@@ -215,7 +225,21 @@ fn default_model() -> Result<String> {
     Ok(p.to_string_lossy().into_owned())
 }
 
+/// The grammar --json-schema, --grammar or --regex gives, if any.
+fn grammar_of(a: &GenerateArgs) -> Result<Option<Grammar>> {
+    let read = |path: &str| std::fs::read_to_string(path).with_context(|| format!("reading {path}"));
+    Ok(match (&a.json_schema, &a.grammar, &a.regex) {
+        (Some(f), _, _) => {
+            Some(Grammar::JsonSchema(serde_json::from_str(&read(f)?).with_context(|| format!("{f} is not JSON"))?))
+        }
+        (_, Some(f), _) => Some(Grammar::Lark(read(f)?)),
+        (_, _, Some(r)) => Some(Grammar::Regex(r.clone())),
+        _ => None,
+    })
+}
+
 fn generate(a: GenerateArgs) -> Result<()> {
+    let grammar = grammar_of(&a)?;
     let path = model_path(a.model)?;
     let (gpu, layout) = open_gpu(a.layout)?;
     let mut session =
@@ -247,6 +271,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
         ignore_eos: a.ignore_eos,
         top_logits: a.top_logits,
         stop: a.stop.clone(),
+        grammar,
     };
     let json = a.json;
     let mut stdout = std::io::stdout();
@@ -392,7 +417,7 @@ fn main() {
     default_lavapipe_threads();
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Generate(a) => generate(a),
+        Cmd::Generate(a) => generate(*a),
         Cmd::Chat(a) => chat(a),
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Serve(a) => (|| {

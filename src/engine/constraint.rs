@@ -1,0 +1,114 @@
+//! Constrained decoding: a grammar (a JSON schema, any JSON object, Lark, a regex) compiled by
+//! llguidance over the model's vocabulary; each candidate's Constraint says which tokens may come
+//! next (its mask, applied where the token is chosen) and follows the tokens chosen.
+
+use crate::error::{Error, Result};
+use crate::text::tokenizer::Tokenizer;
+use llguidance::api::TopLevelGrammar;
+use llguidance::{Matcher, ParserFactory};
+use std::sync::Arc;
+use toktrie::{ApproximateTokEnv, TokRxInfo, TokTrie};
+
+/// What the output must match.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grammar {
+    /// Any JSON object (response_format json_object).
+    JsonObject,
+    /// A JSON schema (response_format json_schema).
+    JsonSchema(serde_json::Value),
+    /// A Lark grammar (llguidance's dialect).
+    Lark(String),
+    /// A regular expression the whole output matches.
+    Regex(String),
+}
+
+impl Grammar {
+    fn top_level(&self) -> TopLevelGrammar {
+        match self {
+            Grammar::JsonObject => TopLevelGrammar::from_json_schema(serde_json::json!({ "type": "object" })),
+            Grammar::JsonSchema(s) => TopLevelGrammar::from_json_schema(s.clone()),
+            Grammar::Lark(g) => TopLevelGrammar::from_lark(g.clone()),
+            Grammar::Regex(r) => TopLevelGrammar::from_regex(r),
+        }
+    }
+}
+
+/// The vocabulary as llguidance sees it (built once per model): its token trie and parser factory.
+pub struct Guide {
+    factory: ParserFactory,
+    /// Ids that end generation: all allowed wherever the grammar allows its end.
+    eog_ids: Vec<u32>,
+    eos: u32,
+}
+
+impl Guide {
+    /// Builds the token trie of `tok`'s vocabulary (each token's bytes) and the parser factory.
+    pub fn new(tok: &Tokenizer) -> Result<Guide> {
+        let words: Vec<Vec<u8>> = (0..tok.vocab_size() as u32).map(|id| tok.token_bytes(id)).collect();
+        let eos = *tok.eog_ids.first().ok_or_else(|| {
+            Error::InvalidRequest("the model has no end-of-generation token, so no grammar can end".into())
+        })?;
+        let info = TokRxInfo {
+            vocab_size: words.len() as u32,
+            tok_eos: eos,
+            tok_bos: tok.bos_id,
+            tok_pad: None,
+            tok_unk: None,
+            tok_end_of_turn: None,
+        };
+        let env: toktrie::TokEnv = Arc::new(ApproximateTokEnv::new(TokTrie::from(&info, &words)));
+        let mut factory = ParserFactory::new_simple(&env).map_err(|e| grammar_err(&e.to_string()))?;
+        factory.set_stderr_log_level(0);
+        Ok(Guide { factory, eog_ids: tok.eog_ids.clone(), eos })
+    }
+
+    /// A constraint that starts at the beginning of `grammar`: an InvalidRequest naming why the
+    /// library refuses the grammar.
+    pub fn constraint(&self, grammar: &Grammar) -> Result<Constraint> {
+        let parser = self.factory.create_parser(grammar.top_level()).map_err(|e| grammar_err(&e.to_string()))?;
+        let matcher = Matcher::new(Ok(parser));
+        if let Some(e) = matcher.get_error() {
+            return Err(grammar_err(&e));
+        }
+        Ok(Constraint { matcher, eog_ids: self.eog_ids.clone(), eos: self.eos })
+    }
+}
+
+fn grammar_err(msg: &str) -> Error {
+    Error::InvalidRequest(format!("the grammar or schema: {msg}"))
+}
+
+/// One candidate's place in its grammar.
+pub struct Constraint {
+    matcher: Matcher,
+    eog_ids: Vec<u32>,
+    eos: u32,
+}
+
+impl Constraint {
+    /// Sets the logits of the tokens the grammar does not allow next to -inf; every end-of-generation
+    /// token is allowed exactly where the grammar may end.
+    pub fn mask(&mut self, logits: &mut [f32]) -> Result<()> {
+        let allowed = self.matcher.compute_mask_or_eos().map_err(|e| grammar_err(&e.to_string()))?;
+        let may_end = allowed.is_allowed(self.eos);
+        for (id, l) in logits.iter_mut().enumerate() {
+            let id = id as u32;
+            let ok = if self.eog_ids.contains(&id) { may_end } else { allowed.is_allowed(id) };
+            if !ok {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows the token chosen (an end-of-generation token ends it).
+    pub fn consume(&mut self, id: u32) -> Result<()> {
+        let id = if self.eog_ids.contains(&id) { self.eos } else { id };
+        self.matcher.consume_token(id).map_err(|e| grammar_err(&e.to_string()))
+    }
+
+    /// Whether the grammar is complete and allows nothing more.
+    pub fn is_done(&self) -> bool {
+        self.matcher.is_stopped()
+    }
+}

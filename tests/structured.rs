@@ -1,0 +1,197 @@
+//! Constrained decoding on the default model: five JSON schemas (nested objects, arrays with
+//! min/max items, enums, bounded numbers, required and optional fields), greedy, sampled and
+//! n = 3, every output parses and validates; a regex and a Lark grammar likewise; a schema the
+//! library refuses is a named error; max_tokens cuts with finish_reason length.
+
+mod common;
+
+use serde_json::{json, Value};
+use webllama::engine::constraint::Grammar;
+use webllama::engine::sampler::SamplerConfig;
+use webllama::{Error, FinishReason, GenerateOptions, Layout, Message, Session};
+
+/// Checks `v` against the subset of JSON Schema the test schemas use.
+fn valid(v: &Value, s: &Value) -> Result<(), String> {
+    if let Some(choices) = s.get("enum").and_then(Value::as_array) {
+        if !choices.contains(v) {
+            return Err(format!("{v} is not one of {choices:?}"));
+        }
+    }
+    let num = |k: &str| s.get(k).and_then(Value::as_f64);
+    match s.get("type").and_then(Value::as_str) {
+        Some("object") => {
+            let o = v.as_object().ok_or(format!("{v} is not an object"))?;
+            let props = s["properties"].as_object().cloned().unwrap_or_default();
+            for r in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+                if !o.contains_key(r.as_str().unwrap()) {
+                    return Err(format!("{r} missing from {v}"));
+                }
+            }
+            for (k, x) in o {
+                match props.get(k) {
+                    Some(p) => valid(x, p)?,
+                    None if s.get("additionalProperties") == Some(&json!(false)) => {
+                        return Err(format!("{k} is not allowed"))
+                    }
+                    None => {}
+                }
+            }
+        }
+        Some("array") => {
+            let a = v.as_array().ok_or(format!("{v} is not an array"))?;
+            let n = a.len() as f64;
+            if num("minItems").is_some_and(|m| n < m) || num("maxItems").is_some_and(|m| n > m) {
+                return Err(format!("{v} has {n} items"));
+            }
+            for x in a {
+                valid(x, &s["items"])?;
+            }
+        }
+        Some("string") => {
+            let t = v.as_str().ok_or(format!("{v} is not a string"))?;
+            if num("maxLength").is_some_and(|m| t.chars().count() as f64 > m) {
+                return Err(format!("{v} is too long"));
+            }
+        }
+        Some(t @ ("integer" | "number")) => {
+            let x = v.as_f64().ok_or(format!("{v} is not a number"))?;
+            if t == "integer" && !(v.is_i64() || v.is_u64()) {
+                return Err(format!("{v} is not an integer"));
+            }
+            if num("minimum").is_some_and(|m| x < m) || num("maximum").is_some_and(|m| x > m) {
+                return Err(format!("{v} is out of bounds"));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn schemas() -> Vec<(&'static str, &'static str, Value)> {
+    let s = json!({ "type": "string", "maxLength": 16 });
+    vec![
+        (
+            "nested",
+            "Give a person with an address as JSON.",
+            json!({ "type": "object", "additionalProperties": false, "required": ["person"], "properties": {
+                "person": { "type": "object", "additionalProperties": false, "required": ["name", "address"], "properties": {
+                    "name": s, "address": { "type": "object", "additionalProperties": false, "required": ["city", "zip"],
+                        "properties": { "city": s, "zip": s } } } } } }),
+        ),
+        (
+            "array",
+            "List some colors as JSON.",
+            json!({ "type": "object", "additionalProperties": false, "required": ["colors"], "properties": {
+                "colors": { "type": "array", "items": s, "minItems": 2, "maxItems": 4 } } }),
+        ),
+        (
+            "enum",
+            "How do you feel? Answer as JSON.",
+            json!({ "type": "object", "additionalProperties": false, "required": ["mood", "level"], "properties": {
+                "mood": { "enum": ["happy", "sad", "angry"] }, "level": { "type": "string", "enum": ["low", "high"] } } }),
+        ),
+        (
+            "numbers",
+            "Give the weather as JSON.",
+            json!({ "type": "object", "additionalProperties": false, "required": ["temperature", "count"], "properties": {
+                "temperature": { "type": "number", "minimum": -50, "maximum": 60 },
+                "count": { "type": "integer", "minimum": 1, "maximum": 10 } } }),
+        ),
+        (
+            "optional",
+            "Describe a book as JSON.",
+            json!({ "type": "object", "additionalProperties": false, "required": ["title"], "properties": {
+                "title": s, "subtitle": s, "year": { "type": "integer", "minimum": 0, "maximum": 3000 } } }),
+        ),
+    ]
+}
+
+fn session() -> Option<Session> {
+    let path = common::default_model()?;
+    let gpu = common::gpu();
+    Some(Session::load_file(gpu.clone(), Layout::of(&gpu), &path, Some(512)).unwrap())
+}
+
+fn run(
+    s: &mut Session,
+    ask: &str,
+    grammar: Grammar,
+    temperature: f32,
+    n: usize,
+    max_tokens: usize,
+) -> Vec<(String, FinishReason)> {
+    let ids = s.chat_ids(&[Message::new("user", ask)]).unwrap();
+    let opts = GenerateOptions {
+        max_tokens,
+        sampler: SamplerConfig { temperature, seed: 7, ..Default::default() },
+        grammar: Some(grammar),
+        ..Default::default()
+    };
+    let out = pollster::block_on(s.generate_n(&ids, n, &opts, &mut |_, _| true)).unwrap();
+    out.into_iter().map(|g| (g.text, g.finish_reason)).collect()
+}
+
+#[test]
+fn outputs_follow_five_json_schemas_greedy_sampled_and_n_3() {
+    let Some(mut s) = session() else { return };
+    for (name, ask, schema) in schemas() {
+        for (temperature, n) in [(0.0, 1), (0.9, 1), (0.9, 3)] {
+            for (text, finish) in run(&mut s, ask, Grammar::JsonSchema(schema.clone()), temperature, n, 160) {
+                let what = format!("{name} t={temperature} n={n}: {text:?}");
+                assert_eq!(finish, FinishReason::Stop, "{what}");
+                let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
+                valid(&v, &schema).unwrap_or_else(|e| panic!("{what}: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn outputs_match_a_regex_and_a_lark_grammar_and_json_mode_gives_an_object() {
+    let Some(mut s) = session() else { return };
+    let date = Grammar::Regex("[0-9]{4}-[0-9]{2}-[0-9]{2}".into());
+    for (text, finish) in run(&mut s, "Pick a date.", date, 0.9, 3, 20) {
+        assert_eq!(finish, FinishReason::Stop);
+        let parts: Vec<&str> = text.split('-').collect();
+        assert!(
+            parts.len() == 3 && text.len() == 10 && text.chars().all(|c| c.is_ascii_digit() || c == '-'),
+            "{text:?}"
+        );
+    }
+    let lark = Grammar::Lark("start: (\"yes\" | \"no\") \", because \" /[a-z ]{1,30}/ \".\"".into());
+    for (text, finish) in run(&mut s, "Is the sky blue?", lark, 0.0, 1, 40) {
+        assert_eq!(finish, FinishReason::Stop);
+        assert!(
+            (text.starts_with("yes, because ") || text.starts_with("no, because ")) && text.ends_with('.'),
+            "{text:?}"
+        );
+    }
+    // Any object: complete ones parse; one cut by max_tokens (a small model may nest without end)
+    // is the start of an object.
+    let objects = run(&mut s, "Give a JSON object with your name.", Grammar::JsonObject, 0.9, 3, 120);
+    assert!(objects.iter().any(|(_, f)| *f == FinishReason::Stop), "{objects:?}");
+    for (text, finish) in objects {
+        if finish == FinishReason::Stop {
+            let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert!(v.is_object(), "{text:?}");
+        } else {
+            assert!(text.trim_start().starts_with('{'), "{text:?}");
+        }
+    }
+}
+
+#[test]
+fn a_cut_output_ends_with_length_and_a_refused_schema_is_named() {
+    let Some(mut s) = session() else { return };
+    let (_, _, schema) = schemas().remove(0);
+    let out = run(&mut s, "Give a person with an address as JSON.", Grammar::JsonSchema(schema), 0.0, 1, 5);
+    assert_eq!(out[0].1, FinishReason::Length, "{:?}", out[0].0);
+    let ids = s.chat_ids(&[Message::new("user", "hi")]).unwrap();
+    for bad in [Grammar::JsonSchema(json!({ "type": "nonsense" })), Grammar::Lark("start: undefined_rule".into())] {
+        let opts = GenerateOptions { grammar: Some(bad.clone()), ..Default::default() };
+        match pollster::block_on(s.generate(&ids, &opts, &mut |_| true)) {
+            Err(Error::InvalidRequest(m)) => assert!(m.contains("grammar or schema"), "{m}"),
+            other => panic!("{bad:?}: {:?}", other.map(|g| g.text)),
+        }
+    }
+}

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::exact::{check_exact, Span, WHOLE};
 use serde_json::Value;
 use std::sync::Arc;
 use webllama::format::weights;
@@ -237,67 +238,6 @@ fn smollm2_q4_k_m_matches_llama_cpp_goldens() {
     }
 }
 
-/// What of a tiny model's exact golden a run checks: every prompt and step, or the first prompts
-/// and steps.
-#[derive(Clone, Copy)]
-struct Span {
-    prompts: usize,
-    steps: usize,
-}
-
-const WHOLE: Span = Span { prompts: usize::MAX, steps: usize::MAX };
-
-/// Runs the prompts of a tiny model's `*.exact.json` golden (as many as `span` says) from their
-/// prompt ids, with `logits_of` giving the logits after feeding a token (the caller resets its
-/// cache per prompt): ids up to the first margin under 0.1, top-8 logits within 0.05. Returns the
-/// largest deviation.
-fn check_exact(
-    who: &str,
-    golden: &str,
-    span: Span,
-    reset: &mut dyn FnMut(),
-    logits_of: &mut dyn FnMut(u32) -> Vec<f32>,
-) -> f32 {
-    let golden_json = common::golden(&format!("tiny/{golden}"));
-    let mut worst_all = 0f32;
-    for p in golden_json["prompts"].as_array().unwrap().iter().take(span.prompts) {
-        let name = p["name"].as_str().unwrap();
-        let prompt: Vec<u32> = p["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let steps = p["steps"].as_array().unwrap();
-        reset();
-        let mut logits = vec![];
-        for &t in &prompt {
-            logits = logits_of(t);
-        }
-        let mut worst = 0f32;
-        let mut free_run = true;
-        for (i, s) in steps.iter().enumerate().take(span.steps) {
-            for t in s["top"].as_array().unwrap() {
-                let (id, want) = (t[0].as_u64().unwrap() as usize, t[1].as_f64().unwrap() as f32);
-                worst = worst.max((logits[id] - want).abs());
-                assert!(
-                    (logits[id] - want).abs() <= 0.05,
-                    "{who} {golden} {name} step {i}: logit of {id} is {}, golden {want}",
-                    logits[id]
-                );
-            }
-            let id = webllama::engine::sampler::argmax(&logits);
-            if s["margin_top1_top2"].as_f64().unwrap() < 0.1 {
-                free_run = false;
-            }
-            if free_run {
-                assert_eq!(id, s["token"].as_u64().unwrap() as u32, "{who} {golden} {name}: greedy id at step {i}");
-            } else {
-                break;
-            }
-            logits = logits_of(id);
-        }
-        eprintln!("{who} vs {golden} {name}: max logit deviation {worst:.5}");
-        worst_all = worst_all.max(worst);
-    }
-    worst_all
-}
-
 /// The tiny models of ../shared/fixtures/tiny against their exact goldens, on the GPU and in reference.rs.
 fn tiny_exact(file: &str) {
     let Some(path) = common::shared_fixture(&format!("tiny/{file}.gguf")) else { return };
@@ -314,7 +254,7 @@ fn tiny_exact(file: &str) {
         );
     }
     let model = std::cell::RefCell::new(Model::load_file(common::gpu(), common::layout(), &path, Some(128)).unwrap());
-    check_exact("gpu", &golden, WHOLE, &mut || model.borrow_mut().truncate(0), &mut |t| {
+    check_exact("gpu", &format!("tiny/{golden}"), WHOLE, &mut || model.borrow_mut().truncate(0), &mut |t| {
         pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap()
     });
     // Against llama.cpp (which quantizes activations on these files), teacher-forced on its own
@@ -342,7 +282,9 @@ fn tiny_exact(file: &str) {
     assert!(worst < 3.0, "{file}: {worst} from llama.cpp");
     let g = weights::read_header(&path).unwrap();
     let m = std::cell::RefCell::new(RefModel::load(&g, &mut weights::FileSource::open(&path).unwrap()).unwrap());
-    check_exact("reference", &golden, WHOLE, &mut || m.borrow_mut().reset(), &mut |t| m.borrow_mut().forward(t));
+    check_exact("reference", &format!("tiny/{golden}"), WHOLE, &mut || m.borrow_mut().reset(), &mut |t| {
+        m.borrow_mut().forward(t)
+    });
 }
 
 #[test]
@@ -416,7 +358,7 @@ fn gpu_layout_tiny_llama3_matches_the_exact_golden() {
     assert_eq!(model.borrow().dispatches_per_token(), 5 + 9 + 4);
     check_exact(
         "gpu layout",
-        "tiny-llama3-Q4_K_M.exact.json",
+        "tiny/tiny-llama3-Q4_K_M.exact.json",
         Span { prompts: 2, steps: 12 },
         &mut || model.borrow_mut().truncate(0),
         &mut |t| pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap(),

@@ -337,13 +337,13 @@ fn missing_and_inconsistent_llama_keys() {
 
 #[test]
 fn unsupported_quant_types_name_the_tensor() {
-    // An IQ4_XS tensor (ggml id 23): 256-element blocks of 136 bytes.
+    // An IQ2_XXS tensor (ggml id 16): 256-element blocks of 66 bytes.
     let e = load(&tiny(
         |_| {},
         |t| {
             t[9].1 = vec![256, 32];
-            t[9].2 = 23;
-            t[9].3 = vec![0; 32 * 136];
+            t[9].2 = 16;
+            t[9].3 = vec![0; 32 * 66];
         },
     ))
     .unwrap_err();

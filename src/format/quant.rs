@@ -81,7 +81,8 @@ const TABLE: &[(QuantType, u32, &str, u64, u64)] = &[
 ];
 
 /// The types webllama can run, in the order tests iterate them.
-pub const SUPPORTED: &[QuantType] = &[F32, F16, Bf16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2K, Q3K, Q4K, Q5K, Q6K];
+pub const SUPPORTED: &[QuantType] =
+    &[F32, F16, Bf16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2K, Q3K, Q4K, Q5K, Q6K, Iq4Nl, Iq4Xs];
 
 impl QuantType {
     fn row(self) -> &'static (QuantType, u32, &'static str, u64, u64) {
@@ -287,6 +288,31 @@ impl QuantType {
                     }
                 }
             }
+            // IQ4_NL { d: f16, qs: [u8; 16] }: x[j] = d * IQ4_LEVELS[qs[j] & 0xF], x[j+16] = d * IQ4_LEVELS[qs[j] >> 4].
+            Iq4Nl => {
+                let d = h(0);
+                for j in 0..16 {
+                    out[j] = d * IQ4_LEVELS[(block[2 + j] & 0xF) as usize] as f32;
+                    out[j + 16] = d * IQ4_LEVELS[(block[2 + j] >> 4) as usize] as f32;
+                }
+            }
+            // IQ4_XS { d: f16, scales_h: u16, scales_l: [u8; 4], qs: [u8; 128] } (8 sub-blocks of 32):
+            // sub-block b's 6-bit scale ls is nibble b of scales_l with bits 2b..2b+1 of scales_h on
+            // top; its quants qs[16b..16b+16] as IQ4_NL's, times d * (ls - 32).
+            Iq4Xs => {
+                let d = h(0);
+                let scales_h = u16::from_le_bytes([block[2], block[3]]) as u32;
+                for b in 0..8 {
+                    let low = (block[4 + b / 2] >> (4 * (b % 2))) as u32 & 0xF;
+                    let ls = low | ((scales_h >> (2 * b)) & 3) << 4;
+                    let dl = d * (ls as f32 - 32.0);
+                    for j in 0..16 {
+                        let q = block[8 + 16 * b + j];
+                        out[32 * b + j] = dl * IQ4_LEVELS[(q & 0xF) as usize] as f32;
+                        out[32 * b + 16 + j] = dl * IQ4_LEVELS[(q >> 4) as usize] as f32;
+                    }
+                }
+            }
             other => return Err(Error::UnsupportedType { tensor: String::new(), type_name: other.name().to_string() }),
         }
         Ok(())
@@ -305,7 +331,7 @@ impl QuantType {
                 let v = (u32::from_le_bytes([block[0], block[1], block[2], block[3]]) as f32 / u32::MAX as f32) - 0.5;
                 block.copy_from_slice(&v.to_le_bytes());
             }
-            F16 | Q4_0 | Q5_0 | Q8_0 => fix(block, 0),
+            F16 | Q4_0 | Q5_0 | Q8_0 | Iq4Nl | Iq4Xs => fix(block, 0),
             Bf16 => {
                 let bits = u16::from_le_bytes([block[0], block[1]]);
                 block.copy_from_slice(&((bits & 0x807f) | 0x3e00).to_le_bytes());
@@ -378,6 +404,20 @@ impl QuantType {
                 put_h(out, d);
                 out.extend(x.iter().map(|v| (v * id).round() as i8 as u8));
             }
+            Iq4Nl => {
+                // The value of largest magnitude lands on the level -127; every value takes the nearest level.
+                let d = signed_max() / -127.0;
+                put_h(out, d);
+                let d = f16::from_f32(d).to_f32();
+                let q: Vec<u8> = x
+                    .iter()
+                    .map(|&v| {
+                        let err = |k: usize| (v - d * IQ4_LEVELS[k] as f32).abs();
+                        (0..16).min_by(|&a, &b| err(a).total_cmp(&err(b))).unwrap_or(0) as u8
+                    })
+                    .collect();
+                out.extend((0..16).map(|j| q[j] | q[j + 16] << 4));
+            }
             other => return Err(Error::UnsupportedType { tensor: String::new(), type_name: other.name().to_string() }),
         }
         Ok(())
@@ -417,6 +457,9 @@ impl QuantType {
         Ok(())
     }
 }
+
+/// IQ4_NL's and IQ4_XS's non-linear levels (ggml's kvalues_iq4nl): a 4-bit quant indexes them.
+const IQ4_LEVELS: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 /// The 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K block's 12 scale bytes (ggml's
 /// get_scale_min_k4): j < 4 in the low 6 bits of bytes j and j+4; j >= 4 split over bytes j+4 and

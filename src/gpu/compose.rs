@@ -78,6 +78,8 @@ pub fn quant_wgsl(ty: QuantType) -> Option<&'static str> {
         Q4K => include_str!("../../shaders/quant/q4_k.wgsl"),
         Q5K => include_str!("../../shaders/quant/q5_k.wgsl"),
         Q6K => include_str!("../../shaders/quant/q6_k.wgsl"),
+        Iq4Nl => include_str!("../../shaders/quant/iq4_nl.wgsl"),
+        Iq4Xs => include_str!("../../shaders/quant/iq4_xs.wgsl"),
         _ => return None,
     })
 }

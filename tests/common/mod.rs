@@ -2,6 +2,7 @@
 //! seeded RNG.
 #![allow(dead_code)]
 
+pub mod exact;
 pub mod kernels;
 
 use std::sync::{Arc, OnceLock};

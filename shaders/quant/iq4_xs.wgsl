@@ -1,0 +1,55 @@
+//! IQ4_XS { d: f16, scales_h: u16, scales_l: [u8; 4], qs: [u8; 128] } (136 bytes, 256 values in 8
+//! sub-blocks of 32): sub-block b has the 6-bit scale ls = nibble b of scales_l | bits 2b..2b+1 of
+//! scales_h << 4, and quants qs[16b..16b+16] as IQ4_NL's: x = d * (ls - 32) * IQ4_LEVELS[q].
+const BLOCK_ELEMS: u32 = 256u;
+const BLOCK_BYTES: u32 = 136u;
+
+// ggml's kvalues_iq4nl.
+fn iq4_level(q: u32) -> f32 {
+    var levels = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0,
+                                1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+    return levels[q & 0xfu];
+}
+
+// The table values of the low nibbles of a word's four bytes.
+fn iq4_levels4(q: u32) -> vec4<f32> {
+    return vec4<f32>(iq4_level(q), iq4_level(q >> 8u), iq4_level(q >> 16u), iq4_level(q >> 24u));
+}
+
+// d * (ls - 32) of sub-block b.
+fn iq4xs_scale(blk: u32, b: u32) -> f32 {
+    let low = (load_u8(blk + 4u + b / 2u) >> (4u * (b % 2u))) & 0xfu;
+    let high = (load_u16(blk + 2u) >> (2u * b)) & 3u;
+    return load_f16(blk) * (f32(low | (high << 4u)) - 32.0);
+}
+
+fn block_dot(blk: u32, xi: u32) -> f32 {
+    var acc = 0.0;
+    for (var b = 0u; b < 8u; b++) {
+        var s = 0.0;
+        for (var k = 0u; k < 4u; k++) {
+            let q = load_u32(blk + 8u + 16u * b + 4u * k);
+            let x0 = xi + 32u * b + 4u * k;
+            s += dot(iq4_levels4(q), act4(x0)) + dot(iq4_levels4(q >> 4u), act4(x0 + 16u));
+        }
+        acc += iq4xs_scale(blk, b) * s;
+    }
+    return acc;
+}
+
+fn dequant_at(blk: u32, i: u32) -> f32 {
+    let b = i / 32u;
+    let w = i % 32u;
+    let byte = load_u8(blk + 8u + 16u * b + (w % 16u));
+    return iq4xs_scale(blk, b) * iq4_level(select(byte, byte >> 4u, w >= 16u));
+}
+
+// Values i .. i+7 (i a multiple of 8): one sub-block's scale, 8 consecutive quant bytes.
+fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+    let b = i / 32u;
+    let w = i % 32u;
+    let d = iq4xs_scale(blk, b);
+    let at = blk + 8u + 16u * b + (w % 16u);
+    let shift = select(0u, 4u, w >= 16u);
+    return array<vec4<f32>, 2>(d * iq4_levels4(load_u32(at) >> shift), d * iq4_levels4(load_u32(at + 4u) >> shift));
+}

@@ -1,0 +1,63 @@
+//! The exact-golden check shared by the generation tests: a model's logits against llama.cpp's
+//! F32 math on the tiny fixture models.
+
+/// What of a tiny model's exact golden a run checks: every prompt and step, or the first prompts
+/// and steps.
+#[derive(Clone, Copy)]
+pub struct Span {
+    pub prompts: usize,
+    pub steps: usize,
+}
+
+pub const WHOLE: Span = Span { prompts: usize::MAX, steps: usize::MAX };
+
+/// Runs the prompts of a tiny model's `*.exact.json` golden (`golden`: its path under tests/fixtures) (as many as `span` says) from their
+/// prompt ids, with `logits_of` giving the logits after feeding a token (the caller resets its
+/// cache per prompt): ids up to the first margin under 0.1, top-8 logits within 0.05. Returns the
+/// largest deviation.
+pub fn check_exact(
+    who: &str,
+    golden: &str,
+    span: Span,
+    reset: &mut dyn FnMut(),
+    logits_of: &mut dyn FnMut(u32) -> Vec<f32>,
+) -> f32 {
+    let golden_json = super::golden(golden);
+    let mut worst_all = 0f32;
+    for p in golden_json["prompts"].as_array().unwrap().iter().take(span.prompts) {
+        let name = p["name"].as_str().unwrap();
+        let prompt: Vec<u32> = p["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let steps = p["steps"].as_array().unwrap();
+        reset();
+        let mut logits = vec![];
+        for &t in &prompt {
+            logits = logits_of(t);
+        }
+        let mut worst = 0f32;
+        let mut free_run = true;
+        for (i, s) in steps.iter().enumerate().take(span.steps) {
+            for t in s["top"].as_array().unwrap() {
+                let (id, want) = (t[0].as_u64().unwrap() as usize, t[1].as_f64().unwrap() as f32);
+                worst = worst.max((logits[id] - want).abs());
+                assert!(
+                    (logits[id] - want).abs() <= 0.05,
+                    "{who} {golden} {name} step {i}: logit of {id} is {}, golden {want}",
+                    logits[id]
+                );
+            }
+            let id = webllama::engine::sampler::argmax(&logits);
+            if s["margin_top1_top2"].as_f64().unwrap() < 0.1 {
+                free_run = false;
+            }
+            if free_run {
+                assert_eq!(id, s["token"].as_u64().unwrap() as u32, "{who} {golden} {name}: greedy id at step {i}");
+            } else {
+                break;
+            }
+            logits = logits_of(id);
+        }
+        eprintln!("{who} vs {golden} {name}: max logit deviation {worst:.5}");
+        worst_all = worst_all.max(worst);
+    }
+    worst_all
+}

@@ -284,6 +284,19 @@ impl Gguf {
         let v = self.get(key).ok_or_else(|| Error::MissingKey(key.to_string()))?;
         v.as_array().ok_or_else(|| bad(key, "is not an array"))
     }
+    /// The same metadata with `tensors` instead (a split model's, placed in the parts'
+    /// concatenation): a named error when a name appears twice.
+    pub fn with_tensors(mut self, tensors: Vec<TensorInfo>) -> Result<Gguf> {
+        let mut index = HashMap::new();
+        for (i, t) in tensors.iter().enumerate() {
+            if index.insert(t.name.clone(), i).is_some() {
+                return Err(Error::BadTensor { tensor: t.name.clone(), msg: "appears in two parts".into() });
+            }
+        }
+        (self.tensors, self.tensor_index) = (tensors, index);
+        Ok(self)
+    }
+
     /// The end of the last tensor's data: the least file size this header is consistent with.
     pub fn data_end(&self) -> u64 {
         self.tensors.iter().map(|t| t.offset + t.n_bytes).max().unwrap_or(self.data_offset)

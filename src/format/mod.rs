@@ -7,4 +7,5 @@ pub mod gguf_parse;
 pub mod gguf_write;
 pub mod integrity;
 pub mod quant;
+pub mod split;
 pub mod weights;

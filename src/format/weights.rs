@@ -95,18 +95,32 @@ pub trait TensorSource {
     }
 }
 
-/// Tensor bytes read from a GGUF file on disk.
+/// Tensor bytes read from a GGUF file on disk, or from the parts of a split one read as one file.
 #[cfg(not(target_arch = "wasm32"))]
 pub struct FileSource {
-    file: std::fs::File,
-    path: String,
+    /// (file, its path, its offset in the whole, its length).
+    parts: Vec<(std::fs::File, String, u64, u64)>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 impl FileSource {
+    /// One file.
     pub fn open(path: &str) -> Result<FileSource> {
-        let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_string(), source })?;
-        Ok(FileSource { file, path: path.to_string() })
+        Self::open_parts(&[path.to_string()])
+    }
+
+    /// Files read one after the other as one.
+    pub fn open_parts(paths: &[String]) -> Result<FileSource> {
+        let mut parts = vec![];
+        let mut base = 0;
+        for path in paths {
+            let io = |source| Error::Io { path: path.clone(), source };
+            let file = std::fs::File::open(path).map_err(io)?;
+            let len = file.metadata().map_err(io)?.len();
+            parts.push((file, path.clone(), base, len));
+            base += len;
+        }
+        Ok(FileSource { parts })
     }
 }
 
@@ -114,12 +128,53 @@ impl FileSource {
 impl TensorSource for FileSource {
     fn read_at(&mut self, offset: u64, n: u64) -> Result<Vec<u8>> {
         use std::io::{Read, Seek, SeekFrom};
-        let io = |source| Error::Io { path: self.path.clone(), source };
-        self.file.seek(SeekFrom::Start(offset)).map_err(io)?;
         let mut buf = vec![0u8; n as usize];
-        self.file.read_exact(&mut buf).map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        let mut done = 0u64;
+        for (file, path, base, len) in &mut self.parts {
+            let (at, end) = (offset + done, offset + n);
+            if done == n || at >= *base + *len || end <= *base {
+                continue;
+            }
+            let take = (end.min(*base + *len) - at) as usize;
+            let io = |source| Error::Io { path: path.clone(), source };
+            file.seek(SeekFrom::Start(at - *base)).map_err(io)?;
+            file.read_exact(&mut buf[done as usize..done as usize + take]).map_err(io)?;
+            done += take as u64;
+        }
+        if done < n {
+            let path = self.parts.last().map_or(String::new(), |p| p.1.clone());
+            let source = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file ends before these bytes");
+            return Err(Error::Io { path, source });
+        }
         Ok(buf)
     }
+}
+
+/// The model at `path`: its header and its bytes. A split model (`name-00001-of-0000N.gguf`, with
+/// split.count in its header) is given by its first part; the others are read from beside it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_model(path: &str) -> Result<(Gguf, FileSource)> {
+    use crate::format::split;
+    let first = read_header(path)?;
+    let count = split::parts_of(&first, 0)?;
+    if count == 1 {
+        return Ok((first, FileSource::open(path)?));
+    }
+    let paths: Vec<String> = (0..count)
+        .map(|no| {
+            split::part_path(path, no, count).ok_or_else(|| Error::BadMetadata {
+                key: "split.count".into(),
+                msg: format!("is {count}, but {path:?} is not named like a first part (NAME-00001-of-{count:05}.gguf)"),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let source = FileSource::open_parts(&paths)?;
+    let rest = paths[1..]
+        .iter()
+        .zip(&source.parts[1..])
+        .map(|(p, part)| Ok((read_header(p)?, part.3)))
+        .collect::<Result<_>>()?;
+    Ok((split::merge(first, rest, source.parts[0].3)?, source))
 }
 
 /// Reads and parses the header of the GGUF file at `path`, reading only as many bytes as it needs.

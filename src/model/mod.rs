@@ -67,9 +67,9 @@ impl Model {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_file(gpu: Arc<Gpu>, layout: Layout, path: &str, ctx: Option<usize>) -> Result<Model> {
         use crate::format::weights;
-        let g = weights::read_header(path)?;
+        let (g, mut source) = weights::open_model(path)?;
         let mut b = ModelBuilder::new(gpu, layout, &g, ctx)?;
-        b.upload_all(&mut weights::FileSource::open(path)?)?;
+        b.upload_all(&mut source)?;
         b.finish()
     }
 

@@ -1,0 +1,69 @@
+//! Split GGUF files (llama.cpp's gguf-split: `name-00001-of-00003.gguf`, ...): every part has
+//! `split.no` and `split.count`, the first one the metadata and `split.tensors.count`. The parts are
+//! read as one file, one after the other: a tensor's offset in the whole is its offset in its part
+//! plus the sizes of the parts before it.
+
+use crate::error::{Error, Result};
+use crate::format::gguf::{Gguf, TensorInfo};
+
+/// Most parts a split model may have (llama.cpp's LLAMA_MAX_SPLITS... is 128 too).
+pub const MAX_PARTS: u64 = 128;
+
+/// The path of part `no` (0-based) of `count` next to `first`, as llama.cpp names parts, or None
+/// when `first` is not named like a first part.
+pub fn part_path(first: &str, no: u64, count: u64) -> Option<String> {
+    let suffix = format!("-00001-of-{count:05}.gguf");
+    let prefix = first.strip_suffix(&suffix)?;
+    Some(format!("{prefix}-{:05}-of-{count:05}.gguf", no + 1))
+}
+
+/// The number of parts a header says its file is one of (1 for a file that is not split), checking
+/// that it is part `no`.
+pub fn parts_of(g: &Gguf, no: u64) -> Result<u64> {
+    let Some(count) = g.opt_u64("split.count")? else { return Ok(1) };
+    if count == 0 || count > MAX_PARTS {
+        return Err(Error::BadMetadata {
+            key: "split.count".into(),
+            msg: format!("is {count}, expected 1 to {MAX_PARTS}"),
+        });
+    }
+    let got = g.opt_u64("split.no")?.unwrap_or(0);
+    if got != no {
+        return Err(Error::BadMetadata {
+            key: "split.no".into(),
+            msg: format!("is {got} in the file read as part {no}"),
+        });
+    }
+    Ok(count)
+}
+
+/// The whole model's header from the first part's header and the others' (each with the length of
+/// its file): the first part's metadata, every part's tensors placed in the parts' concatenation.
+pub fn merge(first: Gguf, rest: Vec<(Gguf, u64)>, first_len: u64) -> Result<Gguf> {
+    let count = parts_of(&first, 0)?;
+    if rest.len() as u64 + 1 != count {
+        return Err(Error::BadMetadata {
+            key: "split.count".into(),
+            msg: format!("is {count}, but {} parts were read", rest.len() + 1),
+        });
+    }
+    let mut tensors: Vec<TensorInfo> = first.tensors.clone();
+    let mut base = first_len;
+    for (k, (g, len)) in rest.into_iter().enumerate() {
+        let no = k as u64 + 1;
+        if parts_of(&g, no)? != count {
+            return Err(Error::BadMetadata { key: "split.count".into(), msg: format!("differs in part {no}") });
+        }
+        tensors.extend(g.tensors.into_iter().map(|t| TensorInfo { offset: t.offset + base, ..t }));
+        base += len;
+    }
+    if let Some(want) = first.opt_u64("split.tensors.count")? {
+        if want != tensors.len() as u64 {
+            return Err(Error::BadMetadata {
+                key: "split.tensors.count".into(),
+                msg: format!("is {want}, but the parts hold {} tensors", tensors.len()),
+            });
+        }
+    }
+    first.with_tensors(tensors)
+}

@@ -146,3 +146,25 @@ fn a_hostile_sentencepiece_vocabulary_is_refused_quickly() {
     // A vocabulary of the same kind within the limits still loads.
     assert!(Tokenizer::from_gguf(&header(8)).is_ok());
 }
+
+/// The Qwen2/2.5/3 vocabulary (llama.cpp's own ggml-vocab-qwen2.gguf, in tests/fixtures/arch) with
+/// the qwen2 pre-tokenizer: llama.cpp's ids on its text set (code, numbers, CJK, emoji, whitespace
+/// runs, ChatML), with special tokens parsed and not; no BOS; the text comes back.
+#[test]
+fn qwen2_vocab_matches_llama_cpp() {
+    let path = format!("{}/tests/fixtures/arch/vocab-qwen2.gguf", env!("CARGO_MANIFEST_DIR"));
+    let tok = Tokenizer::from_gguf(&weights::read_header(&path).unwrap()).unwrap();
+    assert!(!tok.add_bos);
+    let g = common::golden("arch/tokenizer-golden-qwen2.json");
+    let ids = |v: &serde_json::Value| -> Vec<u32> { serde_json::from_value(v.clone()).unwrap() };
+    let mut n = 0;
+    for c in g["strings"].as_array().unwrap() {
+        let text = c["text"].as_str().unwrap();
+        assert_eq!(tok.encode(text, true).unwrap(), ids(&c["llamacpp_ids"]), "{:?} {text:?}", c["name"]);
+        let plain = tok.encode(text, false).unwrap();
+        assert_eq!(plain, ids(&c["llamacpp_ids_no_parse_special"]), "{:?} {text:?} (plain)", c["name"]);
+        assert_eq!(tok.decode(&plain).unwrap(), text, "{:?}", c["name"]);
+        n += 1;
+    }
+    assert!(n >= 60, "{n} strings");
+}

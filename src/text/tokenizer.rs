@@ -27,6 +27,10 @@ const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}
 /// llama.cpp's pre-tokenizer regex for tokenizer.ggml.pre = "llama-bpe" (LLaMA-3).
 const LLAMA3_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// llama.cpp's pre-tokenizer regex for tokenizer.ggml.pre = "qwen2" (Qwen2, 2.5, 3): LLaMA-3's with
+/// every digit its own piece.
+const QWEN2_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// SentencePiece's space marker.
 const SPM_SPACE: &str = "\u{2581}";
 
@@ -461,9 +465,11 @@ fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper> {
         }
         // LLaMA-3: letters with one leading non-letter, digits in threes, punctuation runs with their newlines.
         p if is_llama3(p) => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_SPLIT)?, byte_level])),
+        // Qwen2/2.5/3: as LLaMA-3, digits one by one.
+        "qwen2" => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(QWEN2_SPLIT)?, byte_level])),
         other => {
             return Err(Error::Tokenizer(format!(
-                "pre-tokenizer {other:?} (tokenizer.ggml.pre) is not supported yet (supported: default, gpt2, smollm, starcoder, refact, codeshell, llama-bpe)"
+                "pre-tokenizer {other:?} (tokenizer.ggml.pre) is not supported yet (supported: default, gpt2, smollm, starcoder, refact, codeshell, llama-bpe, qwen2)"
             )))
         }
     })

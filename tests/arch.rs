@@ -69,3 +69,17 @@ fn a_split_model_with_a_part_missing_or_foreign_is_refused_by_name() {
     assert!(e.to_string().contains("00001-of-00003"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A Mixtral-style mixture-of-experts llama file is refused by name (the tensor, the expert count),
+/// not with a missing ffn_gate; an architecture other than llama names itself.
+#[test]
+fn unsupported_architectures_are_named() {
+    for (file, want) in [
+        ("tiny-moe-Q8_0.gguf", "ffn_gate_inp.weight\" (8 experts): mixture-of-experts"),
+        ("tiny-qwen2-Q8_0.gguf", "\"qwen2\""),
+        ("tiny-qwen3-Q5_0.gguf", "\"qwen3\""),
+    ] {
+        let e = Model::load_file(common::gpu(), common::layout(), &fixture(file), Some(64)).err().expect(file);
+        assert!(e.to_string().contains(want), "{file}: {e}");
+    }
+}

@@ -51,6 +51,15 @@ impl Config {
         if arch != "llama" {
             return Err(Error::UnsupportedArch(arch.to_string()));
         }
+        // Mixture of experts in a llama file (Mixtral's layout): named, not a missing ffn_gate.
+        let experts = g.opt_u64("llama.expert_count")?.unwrap_or(0);
+        let router = g.tensors.iter().find(|t| t.name.contains("ffn_gate_inp"));
+        if let Some(t) = router.or_else(|| g.tensors.iter().find(|t| t.name.contains("_exps"))) {
+            return Err(Error::BadConfig(format!(
+                "{:?} ({experts} experts): mixture-of-experts llama files are not supported yet",
+                t.name
+            )));
+        }
         let get = |key: &str, max: u64| -> Result<usize> {
             let v = g.get_u64(key)?;
             if v == 0 || v > max {

@@ -2,7 +2,8 @@
 //! into a Loader, which becomes an Engine; errors reach JS as Error objects whose name says what kind
 //! of problem it is. No engine logic here.
 
-use crate::engine::{parse_options, Session};
+use crate::engine::logprobs::{logprobs_json, vocab_bytes};
+use crate::engine::{parse_options, Piece, Session};
 use crate::error::Error;
 use crate::format::gguf::Gguf;
 use crate::format::gguf_parse::HeaderStream;
@@ -10,7 +11,7 @@ use crate::format::integrity::Integrity;
 use crate::gpu::{Family, Gpu, Layout, Overrides};
 use crate::model::ModelBuilder;
 use crate::Message;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
@@ -195,7 +196,14 @@ impl Loader {
         .to_string();
         let (context_length, device) = (model.context_length() as u32, model.device());
         let session = Session::new(model, &self.header).map_err(js_err)?;
-        Ok(Engine { session: Rc::new(RefCell::new(session)), adapter: self.adapter, cost, context_length, device })
+        Ok(Engine {
+            session: Rc::new(RefCell::new(session)),
+            adapter: self.adapter,
+            cost,
+            context_length,
+            device,
+            vocab: Rc::default(),
+        })
     }
 }
 
@@ -209,6 +217,8 @@ pub struct Engine {
     context_length: u32,
     /// The model's device (loseDevice works while a generation holds the session).
     device: Arc<Gpu>,
+    /// Every token's bytes (engine::logprobs::vocab_bytes), made at the first request for logprobs.
+    vocab: Rc<OnceCell<Vec<Vec<u8>>>>,
 }
 
 #[wasm_bindgen]
@@ -228,32 +238,49 @@ impl Engine {
         s.tokenizer.encode(text, true).map_err(js_err)
     }
 
-    /// Generates from `prompt_ids` (options.n candidates, default 1); `on_text(piece, index)` is
-    /// called with each piece of candidate `index`'s text and returns false to stop. Resolves to the
-    /// result as JSON: choices [{index, ids, text, finish_reason}], usage and timings.
+    /// Generates from `prompt_ids` (options.n candidates, default 1); `on_text(piece, index,
+    /// logprobs)` is called with each piece of candidate `index`'s text (and, when options.logprobs
+    /// asks, the JSON of its tokens' log-probabilities since the previous piece) and returns false to
+    /// stop. Resolves to the result as JSON: choices [{index, ids, text, finish_reason, logprobs?}],
+    /// usage and timings. Log-probabilities: [{id, token, bytes, logprob, text_offset,
+    /// top_logprobs: [{id, token, bytes, logprob}]}] (engine::logprobs::logprobs_json).
     #[allow(clippy::await_holding_refcell_ref)] // the session's borrow, on purpose (below)
     pub fn generate(&self, prompt_ids: Vec<u32>, options_json: &str, on_text: js_sys::Function) -> js_sys::Promise {
         let session = self.session.clone();
+        let vocab = self.vocab.clone();
         let options = parse_options(options_json);
         wasm_bindgen_futures::future_to_promise(async move {
             let (opts, n) = options.map_err(js_err)?;
             // Held across the generation's awaits on purpose: a second request while it runs finds
             // the session borrowed and is refused (one thread; nothing else can take it meanwhile).
             let mut s = session.try_borrow_mut().map_err(|_| invalid("a generation is already running".into()))?;
-            let mut cb = |index: usize, piece: &str| {
+            // The callback names tokens while the generation holds the session: the vocabulary's
+            // bytes, made once per engine.
+            let vocab = opts.logprobs.is_some().then(|| vocab.get_or_init(|| vocab_bytes(&s.tokenizer)).as_slice());
+            let mut cb = |p: Piece<'_>| {
+                let lps = match vocab {
+                    Some(v) => JsValue::from_str(&logprobs_json(v, p.logprobs).to_string()),
+                    None => JsValue::UNDEFINED,
+                };
                 on_text
-                    .call2(&JsValue::NULL, &JsValue::from_str(piece), &JsValue::from(index as u32))
+                    .call3(&JsValue::NULL, &JsValue::from_str(p.text), &JsValue::from(p.index as u32), &lps)
                     .map(|v| v.as_bool() != Some(false))
                     .unwrap_or(false)
             };
             let passes = s.model.batch_passes;
-            let all = s.generate_n(&prompt_ids, n, &opts, &mut cb).await.map_err(js_err)?;
+            let all = s.generate_pieces(&prompt_ids, n, &opts, &mut cb).await.map_err(js_err)?;
             let g = &all[0];
             let completion_tokens: usize = all.iter().map(|g| g.ids.len()).sum();
             let choices: Vec<_> = all
                 .iter()
                 .enumerate()
-                .map(|(i, g)| serde_json::json!({ "index": i, "ids": g.ids, "text": g.text, "finish_reason": g.finish_reason.as_str() }))
+                .map(|(i, g)| {
+                    let mut c = serde_json::json!({ "index": i, "ids": g.ids, "text": g.text, "finish_reason": g.finish_reason.as_str() });
+                    if let Some(v) = vocab {
+                        c["logprobs"] = logprobs_json(v, &g.logprobs);
+                    }
+                    c
+                })
                 .collect();
             let out = serde_json::json!({
                 "choices": choices,

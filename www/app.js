@@ -199,7 +199,10 @@ async function readDocFile() {
   $('doc-count').textContent = `${f.name}: ${$('doc-text').value.length} characters`;
 }
 
-// Headlines: n = 5 candidates decoded side by side; each streams into its own row; click to pick.
+// Headlines: five candidates, each in its own row; click to pick. Either n = 5 candidates decoded side
+// by side (each streams into its row), or, with "as one JSON array", one request whose output must be
+// a JSON array of five short strings (structured output: response_format json_schema), streamed as
+// raw JSON and split into the rows once complete. Model text always goes in as text, never as HTML.
 async function headlines() {
   const news = $('news-text').value.trim();
   if (!news || !engine || busy) return;
@@ -208,6 +211,9 @@ async function headlines() {
   const list = $('candidates');
   list.replaceChildren();
   $('chosen').hidden = true;
+  const asJson = $('h-json').checked;
+  $('headlines-json').hidden = !asJson;
+  $('headlines-json').textContent = '';
   const rows = [];
   const texts = ['', '', '', '', ''];
   for (let i = 0; i < 5; i++) {
@@ -229,18 +235,23 @@ async function headlines() {
   try {
     await engine.resetChat();
     const temperature = Number($('h-temperature').value);
-    const messages = [{ role: 'user', content: `Write a headline for this news: ${news}` }];
-    const req = { ...settings(), temperature, max_tokens: Number($('h-max-tokens').value) || 20, n: 5, messages, stream: true };
-    for await (const chunk of engine.chat.completions.create(req)) {
-      for (const c of chunk.choices) {
-        if (c.delta.content) {
-          texts[c.index] += c.delta.content;
-          rows[c.index].textContent = texts[c.index].trim();
+    const maxTokens = Number($('h-max-tokens').value) || 20;
+    if (asJson) {
+      await headlinesAsJson(news, { temperature, maxTokens }, rows, texts);
+    } else {
+      const messages = [{ role: 'user', content: `Write a headline for this news: ${news}` }];
+      const req = { ...settings(), temperature, max_tokens: maxTokens, n: 5, messages, stream: true };
+      for await (const chunk of engine.chat.completions.create(req)) {
+        for (const c of chunk.choices) {
+          if (c.delta.content) {
+            texts[c.index] += c.delta.content;
+            rows[c.index].textContent = texts[c.index].trim();
+          }
         }
-      }
-      if (chunk.usage) {
-        const s = engine.stats;
-        $('headlines-stats').textContent = `5 candidates, ${chunk.usage.completion_tokens} tokens at ${s.decode_tok_s.toFixed(1)} tok/s together`;
+        if (chunk.usage) {
+          const s = engine.stats;
+          $('headlines-stats').textContent = `5 candidates, ${chunk.usage.completion_tokens} tokens at ${s.decode_tok_s.toFixed(1)} tok/s together`;
+        }
       }
     }
     rows.forEach((b) => { b.disabled = false; });
@@ -250,6 +261,40 @@ async function headlines() {
     list.dataset.done = 'true';
     setBusy(false);
   }
+}
+
+// The five headlines as one JSON array through a schema: each string at most ~4 characters per
+// token of "max tokens" (80 at most), so that the array fits the request's max_tokens.
+async function headlinesAsJson(news, { temperature, maxTokens }, rows, texts) {
+  const maxLength = Math.min(80, 4 * maxTokens);
+  const schema = { type: 'array', items: { type: 'string', maxLength }, minItems: 5, maxItems: 5 };
+  const messages = [{ role: 'user', content: `Write five different headlines for this news, as a JSON array of strings: ${news}` }];
+  // Room for each headline and its quotes, comma and the whitespace around them (a small model
+  // writes newlines there), and the brackets.
+  const max_tokens = 5 * (maxTokens + 6) + 16;
+  const req = { ...settings(), temperature, max_tokens, messages, stream: true, response_format: { type: 'json_schema', json_schema: { name: 'headlines', schema, strict: true } } };
+  let json = '';
+  let finish = null;
+  for await (const chunk of engine.chat.completions.create(req)) {
+    const c = chunk.choices[0];
+    if (c.delta.content) {
+      json += c.delta.content;
+      $('headlines-json').textContent = json;
+    }
+    if (c.finish_reason) finish = c.finish_reason;
+    if (chunk.usage) {
+      const s = engine.stats;
+      $('headlines-stats').textContent = `5 headlines as one JSON array, ${chunk.usage.completion_tokens} tokens at ${s.decode_tok_s.toFixed(1)} tok/s`;
+    }
+  }
+  if (finish !== 'stop') {
+    throw Object.assign(new Error(`the JSON array was cut at ${max_tokens} tokens (finish_reason ${finish}); raise max tokens`), { name: 'InvalidRequestError' });
+  }
+  const headlines = JSON.parse(json);
+  headlines.forEach((h, i) => {
+    texts[i] = h;
+    rows[i].textContent = h.trim();
+  });
 }
 
 const BENCH_PROMPT = 'The history of the printing press begins in the fifteenth century, when movable type changed how books were made, how ideas spread, and how people learned to read. In the decades that followed,';

@@ -11,7 +11,7 @@ export const MSG = Object.freeze({
   // worker -> proxy
   PROGRESS: 'progress', // {id, phase: 'download'|'upload'|'compile', source: 'network'|'cache'|'file', loaded, total, mbPerS, etaS, elapsedMs}
   LOADED: 'loaded',     // {id, info: {name, n_layers, ..., adapter}, stats: {loadMs, wasmMemoryBytes, source, storage, phases, bytes, cost}}
-  TOKEN: 'token',       // {id, text}
+  TOKEN: 'token',       // {id, text, index, logprobs?: [{id, token, bytes, logprob, text_offset, top_logprobs}]}
   DONE: 'done',         // {id, result}
   ERROR: 'error',       // {id, error: {name, message}}
 });

@@ -113,6 +113,10 @@ export type Grammar = { type: 'lark'; definition: string } | { type: 'regex'; de
 export interface ChatCompletionRequest extends SamplingOptions {
   messages: ChatMessage[];
   stream?: boolean;
+  /** Each generated token's log-probability (choices[i].logprobs.content). */
+  logprobs?: boolean;
+  /** 0 to 20 most likely tokens per step with each (needs logprobs: true; default 0). */
+  top_logprobs?: number;
   /** "oldest": a chat that does not fit the context loses its oldest turns (after any system message). */
   truncate?: 'oldest';
 }
@@ -121,6 +125,8 @@ export interface CompletionRequest extends SamplingOptions {
   /** A raw prompt: special-token strings are parsed, as in llama.cpp. */
   prompt: string;
   stream?: boolean;
+  /** Each generated token's log-probability and this many (0 to 20) most likely tokens per step. */
+  logprobs?: number | null;
   truncate?: 'oldest';
 }
 
@@ -144,12 +150,41 @@ export interface Timings {
   batch_passes: number;
 }
 
+/** A token's log-probability: the log-softmax of the model's raw logits over the vocabulary (before
+ * penalties, temperature, truncation or a grammar's mask). `token` is its bytes as UTF-8 (a token
+ * that ends inside a character has U+FFFD there). */
+export interface TopLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+}
+
+export interface TokenLogprob extends TopLogprob {
+  /** The most likely tokens of the step, most likely first (top_logprobs of them). */
+  top_logprobs: TopLogprob[];
+}
+
+/** Chat's logprobs (OpenAI's shape): one entry per generated token; a streamed chunk's are its tokens'. */
+export interface ChatLogprobs {
+  content: TokenLogprob[];
+}
+
+/** Completions' logprobs (OpenAI's legacy shape). */
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  /** Per token, the most likely tokens of its step: token -> logprob. */
+  top_logprobs: Record<string, number>[];
+  /** Where each token's text begins in the choice's text (JS string indices). */
+  text_offset: number[];
+}
+
 export interface ChatCompletion {
   id: string;
   object: 'chat.completion';
   created: number;
   model: string;
-  choices: { index: number; message: { role: 'assistant'; content: string }; finish_reason: FinishReason }[];
+  choices: { index: number; message: { role: 'assistant'; content: string }; logprobs: ChatLogprobs | null; finish_reason: FinishReason }[];
   usage: Usage;
   timings: Timings;
 }
@@ -159,7 +194,7 @@ export interface ChatCompletionChunk {
   object: 'chat.completion.chunk';
   created: number;
   model: string;
-  choices: { index: number; delta: { role?: 'assistant'; content?: string }; finish_reason: FinishReason | null }[];
+  choices: { index: number; delta: { role?: 'assistant'; content?: string }; logprobs: ChatLogprobs | null; finish_reason: FinishReason | null }[];
   /** On the last chunk only. */
   usage?: Usage;
 }
@@ -169,7 +204,7 @@ export interface Completion {
   object: 'text_completion';
   created: number;
   model: string;
-  choices: { index: number; text: string; finish_reason: FinishReason }[];
+  choices: { index: number; text: string; logprobs: CompletionLogprobs | null; finish_reason: FinishReason }[];
   usage: Usage;
   timings: Timings;
 }
@@ -179,7 +214,7 @@ export interface CompletionChunk {
   object: 'text_completion';
   created: number;
   model: string;
-  choices: { index: number; text: string; finish_reason: FinishReason | null }[];
+  choices: { index: number; text: string; logprobs: CompletionLogprobs | null; finish_reason: FinishReason | null }[];
   /** On the last chunk only. */
   usage?: Usage;
 }

@@ -16,7 +16,10 @@ import { listCached, deleteCached, clearCached, STORAGE_KIND } from './download.
 // (frequency_penalty and presence_penalty may be negative, as in OpenAI's API.)
 const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature', 'top_p', 'top_k', 'min_p', 'max_tokens', 'seed', 'n', 'stop',
   'ignore_eos', 'stream_options', 'user', 'frequency_penalty', 'presence_penalty', 'repetition_penalty', 'penalty_last_n', 'logit_bias', 'truncate',
-  'response_format', 'grammar']);
+  'response_format', 'grammar', 'logprobs', 'top_logprobs']);
+
+// The most alternatives logprobs may ask for per token (as OpenAI's chat completions).
+const MAX_TOP_LOGPROBS = 20;
 
 // Where hf:owner/repo/file.gguf points by default.
 export const HF_BASE_URL = 'https://huggingface.co';
@@ -172,44 +175,53 @@ class Engine {
     // Structured output: the engine compiles the grammar (llguidance) and names what it refuses.
     if (r.response_format != null) options.response_format = r.response_format;
     if (r.grammar != null) options.grammar = r.grammar;
+    // Log-probabilities: chat's logprobs: true with top_logprobs k, completions' logprobs: k.
+    const lp = logprobsAsked(mode, r);
+    if (lp != null) options.logprobs = lp;
     const msg = { kind: MSG.GENERATE, mode, messages: r.messages, prompt: r.prompt, options, truncate: r.truncate };
     const id = `${mode === 'chat' ? 'chatcmpl' : 'cmpl'}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
     const created = Math.floor(Date.now() / 1000);
     const model = this.stats.model ?? 'webllama';
-    if (r.stream) return this._stream(msg, mode, { id, created, model });
-    return this._request(msg).then((res) => this._response(mode, res, { id, created, model }));
+    if (r.stream) return this._stream(msg, mode, { id, created, model }, lp != null);
+    return this._request(msg).then((res) => this._response(mode, res, { id, created, model }, lp != null));
   }
 
-  _response(mode, res, meta) {
+  _response(mode, res, meta, lp) {
     this._record(res);
     const usage = { prompt_tokens: res.prompt_tokens, completion_tokens: res.completion_tokens, total_tokens: res.prompt_tokens + res.completion_tokens };
     const timings = { prefill_tok_s: res.prefill_tok_s, decode_tok_s: res.decode_tok_s, prefill_ms: res.prefill_ms, decode_ms: res.decode_ms, prefilled_tokens: res.prefilled, batch_passes: res.batch_passes };
     if (mode === 'chat') {
-      const choices = res.choices.map((c) => ({ index: c.index, message: { role: 'assistant', content: c.text }, finish_reason: c.finish_reason }));
+      const choices = res.choices.map((c) => ({ index: c.index, message: { role: 'assistant', content: c.text }, logprobs: lp ? chatLogprobs(c.logprobs) : null, finish_reason: c.finish_reason }));
       return { ...meta, object: 'chat.completion', choices, usage, timings };
     }
-    return { ...meta, object: 'text_completion', choices: res.choices.map((c) => ({ index: c.index, text: c.text, finish_reason: c.finish_reason })), usage, timings };
+    return { ...meta, object: 'text_completion', choices: res.choices.map((c) => ({ index: c.index, text: c.text, logprobs: lp ? completionLogprobs(c.logprobs) : null, finish_reason: c.finish_reason })), usage, timings };
   }
 
-  async *_stream(msg, mode, meta) {
+  async *_stream(msg, mode, meta, lp) {
     const queue = [];
     let wake = null;
     let finished = false;
     let failure = null;
     let result = null;
     const push = (item) => { queue.push(item); wake?.(); };
-    this._request(msg, { onToken: (text, index) => push({ text, index }) })
+    this._request(msg, { onToken: (text, index, logprobs) => push({ text, index, logprobs }) })
       .then((res) => { result = res; finished = true; wake?.(); })
       .catch((e) => { failure = e; finished = true; wake?.(); });
     const object = mode === 'chat' ? 'chat.completion.chunk' : 'text_completion';
     const started = new Set();
+    // Each chunk carries the log-probabilities of the tokens since its choice's previous chunk; the
+    // last chunk those of tokens that made no text.
+    const shape = mode === 'chat' ? chatLogprobs : completionLogprobs;
+    const sent = [];
     try {
     for (;;) {
       if (queue.length) {
-        const { text, index } = queue.shift();
+        const { text, index, logprobs } = queue.shift();
+        sent[index] = (sent[index] ?? 0) + (logprobs?.length ?? 0);
+        const lps = lp ? shape(logprobs ?? []) : null;
         const choice = mode === 'chat'
-          ? { index, delta: started.has(index) ? { content: text } : { role: 'assistant', content: text }, finish_reason: null }
-          : { index, text, finish_reason: null };
+          ? { index, delta: started.has(index) ? { content: text } : { role: 'assistant', content: text }, logprobs: lps, finish_reason: null }
+          : { index, text, logprobs: lps, finish_reason: null };
         started.add(index);
         yield { ...meta, object, choices: [choice] };
         continue;
@@ -225,7 +237,8 @@ class Engine {
     if (failure) throw failure;
     this._record(result);
     const usage = { prompt_tokens: result.prompt_tokens, completion_tokens: result.completion_tokens, total_tokens: result.prompt_tokens + result.completion_tokens };
-    const last = result.choices.map((c) => (mode === 'chat' ? { index: c.index, delta: {}, finish_reason: c.finish_reason } : { index: c.index, text: '', finish_reason: c.finish_reason }));
+    const rest = (c) => (lp ? shape((c.logprobs ?? []).slice(sent[c.index] ?? 0)) : null);
+    const last = result.choices.map((c) => (mode === 'chat' ? { index: c.index, delta: {}, logprobs: rest(c), finish_reason: c.finish_reason } : { index: c.index, text: '', logprobs: rest(c), finish_reason: c.finish_reason }));
     yield { ...meta, object, choices: last, usage };
   }
 
@@ -251,7 +264,7 @@ class Engine {
     if (!p) return;
     switch (m.kind) {
       case MSG.PROGRESS: p.onProgress?.({ phase: m.phase, source: m.source, loaded: m.loaded, total: m.total, mbPerS: m.mbPerS, etaS: m.etaS, elapsedMs: m.elapsedMs }); break;
-      case MSG.TOKEN: p.onToken?.(m.text, m.index ?? 0); break;
+      case MSG.TOKEN: p.onToken?.(m.text, m.index ?? 0, m.logprobs); break;
       case MSG.LOADED:
         this._pending.delete(m.id);
         Object.assign(this.stats, { adapter: m.info.adapter, layout: m.info.layout, load_ms: m.stats.loadMs, wasm_memory_bytes: m.stats.wasmMemoryBytes, model: m.info.name, source: m.stats.source, storage: m.stats.storage, phases: m.stats.phases, info: m.info, ...m.stats.cost });
@@ -281,6 +294,19 @@ function validate(mode, req) {
     throw named('InvalidRequestError', 'logit_bias maps token ids to numbers');
   }
   if (req.truncate !== undefined && req.truncate !== 'oldest') throw named('InvalidRequestError', 'truncate may only be "oldest"');
+  const count = (k) => {
+    if (!(Number.isInteger(req[k]) && req[k] >= 0 && req[k] <= MAX_TOP_LOGPROBS)) throw named('InvalidRequestError', `${k} must be an integer from 0 to ${MAX_TOP_LOGPROBS}`);
+  };
+  if (mode === 'chat') {
+    if (req.logprobs != null && typeof req.logprobs !== 'boolean') throw named('InvalidRequestError', 'logprobs must be true or false (top_logprobs says how many alternatives)');
+    if (req.top_logprobs != null) {
+      count('top_logprobs');
+      if (req.logprobs !== true) throw named('InvalidRequestError', 'top_logprobs needs logprobs: true');
+    }
+  } else {
+    if (req.top_logprobs != null) throw named('InvalidRequestError', 'top_logprobs is a chat option: completions take logprobs: k');
+    if (req.logprobs != null) count('logprobs');
+  }
   if (mode === 'chat') {
     if (!Array.isArray(req.messages) || req.messages.length === 0) throw named('InvalidRequestError', 'messages must be a non-empty array');
     for (const m of req.messages) {
@@ -305,6 +331,31 @@ function validate(mode, req) {
   if (req.max_tokens === 0) throw named('InvalidRequestError', 'max_tokens must be at least 1');
   // The engine checks the ranges (sampler::SamplerConfig::check) and names the option too.
   return req;
+}
+
+// How many alternatives per token a request asks for: chat's logprobs: true with top_logprobs (0 by
+// default), completions' logprobs: k; null when no log-probabilities are asked for.
+function logprobsAsked(mode, r) {
+  if (mode === 'chat') return r.logprobs === true ? (r.top_logprobs ?? 0) : null;
+  return r.logprobs ?? null;
+}
+
+// The engine's entries ([{id, token, bytes, logprob, text_offset, top_logprobs: [...]}]) in OpenAI's
+// chat shape: {content: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}.
+function chatLogprobs(entries) {
+  const one = (e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes });
+  return { content: entries.map((e) => ({ ...one(e), top_logprobs: e.top_logprobs.map(one) })) };
+}
+
+// ... and in the completions shape: {tokens, token_logprobs, top_logprobs: [{token: logprob}],
+// text_offset} (offsets into the choice's text, in JS string indices).
+function completionLogprobs(entries) {
+  return {
+    tokens: entries.map((e) => e.token),
+    token_logprobs: entries.map((e) => e.logprob),
+    top_logprobs: entries.map((e) => Object.fromEntries(e.top_logprobs.map((t) => [t.token, t.logprob]))),
+    text_offset: entries.map((e) => e.text_offset),
+  };
 }
 
 function named(name, message) {

@@ -119,8 +119,9 @@ async function generate(m) {
   if (!engine) throw namedError('InvalidRequestError', 'no model is loaded');
   const ids = m.mode === 'completion' ? engine.encode(m.prompt) : chatIdsThatFit(m);
   abortRequested = false;
-  const onText = (text, index) => {
-    post(MSG.TOKEN, { id: m.id, text, index });
+  // logprobs: the JSON of the piece's tokens' log-probabilities, when the request asked for them.
+  const onText = (text, index, logprobs) => {
+    post(MSG.TOKEN, { id: m.id, text, index, logprobs: logprobs === undefined ? undefined : JSON.parse(logprobs) });
     return !abortRequested;
   };
   const result = JSON.parse(await engine.generate(Uint32Array.from(ids), JSON.stringify(m.options), onText));

@@ -4,7 +4,7 @@ import {
   createEngine, resolveModelUrl, listCachedModels, deleteCachedModel, clearCache, storageEstimate, HF_BASE_URL,
   type Engine, type CreateEngineOptions, type ProgressEvent, type ChatMessage, type ChatCompletion, type ChatCompletionChunk,
   type Completion, type CompletionChunk, type CachedModel, type StorageEstimateResult, type WebllamaError, type WebllamaErrorName,
-  type EngineStats, type FinishReason, type LoadPhase, type Usage, type Timings,
+  type EngineStats, type FinishReason, type LoadPhase, type Usage, type Timings, type TokenLogprob, type CompletionLogprobs,
 } from 'webllama';
 
 const phases: Record<LoadPhase, string> = { download: 'Downloading', upload: 'Uploading to the GPU', compile: 'Compiling shaders' };
@@ -82,6 +82,17 @@ export async function run(log: (line: string) => void): Promise<void> {
     log(c.choices[0]?.text ?? '');
     engine.abort();
   }
+
+  // Structured output and log-probabilities.
+  const person: ChatCompletion = await engine.chat.completions.create({
+    messages: [{ role: 'user', content: 'A person as JSON.' }], max_tokens: 64, logprobs: true, top_logprobs: 2,
+    response_format: { type: 'json_schema', json_schema: { name: 'person', schema: { type: 'object', properties: { name: { type: 'string', maxLength: 16 } } } } },
+  });
+  const first: TokenLogprob | undefined = person.choices[0].logprobs?.content[0];
+  log(`${JSON.parse(person.choices[0].message.content).name}: ${first?.token} ${first?.logprob} (${first?.top_logprobs.map((t) => t.token).join(', ')})`);
+  const date: Completion = await engine.completions.create({ prompt: 'Today is', grammar: { type: 'regex', definition: '[0-9]{4}-[0-9]{2}-[0-9]{2}' }, logprobs: 1 });
+  const lp: CompletionLogprobs | null = date.choices[0].logprobs;
+  log(`${date.choices[0].text}: ${lp?.tokens.join('|')} at ${lp?.text_offset.join(',')}`);
   await engine.resetChat();
   await engine.unload();
 

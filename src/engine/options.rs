@@ -33,6 +33,8 @@ struct Options {
     response_format: Option<ResponseFormat>,
     /// A grammar the output matches: {type: "lark" | "regex", definition}.
     grammar: Option<GrammarSpec>,
+    /// Each token's log-probability and this many of the most likely (0 to MAX_TOP_LOGPROBS).
+    logprobs: Option<usize>,
 }
 
 #[derive(serde::Deserialize)]
@@ -102,6 +104,7 @@ pub fn parse_options(json: &str) -> Result<(GenerateOptions, usize)> {
         top_logits: 0,
         stop: o.stop,
         grammar,
+        logprobs: o.logprobs,
     };
     opts.check()?;
     let n = o.n.unwrap_or(1);

@@ -2,6 +2,8 @@
 //! end-of-generation, streamed text. Reuses the KV cache of a prompt's common prefix.
 
 use crate::engine::constraint::{Constraint, Grammar, Guide};
+use crate::engine::logprobs::MAX_TOP_LOGPROBS;
+use crate::engine::logprobs::{token_logprob, TokenLogprob};
 use crate::engine::sampler::{top_k, Sampler, SamplerConfig};
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
@@ -24,6 +26,9 @@ pub struct GenerateOptions {
     /// What the output must match (each candidate follows it on its own); end-of-generation tokens
     /// are allowed only where it may end.
     pub grammar: Option<Grammar>,
+    /// Report each generated token's log-probability and the k most likely tokens of its step
+    /// (Some(k), k from 0 to MAX_TOP_LOGPROBS; None: none).
+    pub logprobs: Option<usize>,
 }
 
 impl GenerateOptions {
@@ -36,6 +41,11 @@ impl GenerateOptions {
         }
         if self.stop.iter().any(|s| s.is_empty()) {
             return Err(Error::InvalidRequest("a stop string is empty".into()));
+        }
+        if let Some(k) = self.logprobs.filter(|&k| k > MAX_TOP_LOGPROBS) {
+            return Err(Error::InvalidRequest(format!(
+                "top_logprobs is {k}: at most {MAX_TOP_LOGPROBS} alternatives per token"
+            )));
         }
         Ok(())
     }
@@ -50,6 +60,7 @@ impl Default for GenerateOptions {
             top_logits: 0,
             stop: vec![],
             grammar: None,
+            logprobs: None,
         }
     }
 }
@@ -90,6 +101,14 @@ impl FinishReason {
     }
 }
 
+/// A piece of one candidate's streamed text, with the log-probabilities of the tokens taken since
+/// its previous piece (when asked for).
+pub struct Piece<'a> {
+    pub index: usize,
+    pub text: &'a str,
+    pub logprobs: &'a [TokenLogprob],
+}
+
 /// A finished generation.
 #[derive(Debug, Clone)]
 pub struct Generation {
@@ -99,6 +118,8 @@ pub struct Generation {
     pub text: String,
     /// Per step, the top (id, logit) pairs, when asked for.
     pub top_logits: Vec<Vec<(u32, f32)>>,
+    /// Per generated id, its log-probability and the step's most likely tokens, when asked for.
+    pub logprobs: Vec<TokenLogprob>,
     pub finish_reason: FinishReason,
     /// Prompt tokens actually run (the rest came from the cache).
     pub prefilled: usize,
@@ -170,9 +191,9 @@ impl Session {
         path: &str,
         ctx: Option<usize>,
     ) -> Result<Session> {
-        let g = crate::format::weights::read_header(path)?;
+        let (g, mut source) = crate::format::weights::open_model(path)?;
         let mut b = crate::model::ModelBuilder::new(gpu, layout, &g, ctx)?;
-        b.upload_all(&mut crate::format::weights::FileSource::open(path)?)?;
+        b.upload_all(&mut source)?;
         Session::new(b.finish()?, &g)
     }
 
@@ -210,6 +231,19 @@ impl Session {
         opts: &GenerateOptions,
         on_text: &mut dyn FnMut(usize, &str) -> bool,
     ) -> Result<Vec<Generation>> {
+        self.generate_pieces(prompt_ids, n, opts, &mut |p| on_text(p.index, p.text)).await
+    }
+
+    /// generate_n, streaming Pieces: each piece of text with the log-probabilities of the tokens
+    /// taken since its candidate's previous piece (opts.logprobs). Tokens after the last piece
+    /// (ones that made no text) are only in the Generation's `logprobs`.
+    pub async fn generate_pieces(
+        &mut self,
+        prompt_ids: &[u32],
+        n: usize,
+        opts: &GenerateOptions,
+        on_piece: &mut dyn FnMut(Piece<'_>) -> bool,
+    ) -> Result<Vec<Generation>> {
         if prompt_ids.is_empty() {
             return Err(Error::InvalidRequest("the prompt is empty".into()));
         }
@@ -241,7 +275,11 @@ impl Session {
         let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1);
         self.cached.truncate(common);
         self.model.truncate(common);
-        let want_logits = opts.top_logits > 0 || !opts.sampler.gpu_argmax_suffices() || opts.grammar.is_some();
+        // Log-probabilities are computed from the logits read back (for greedy steps too).
+        let want_logits = opts.top_logits > 0
+            || !opts.sampler.gpu_argmax_suffices()
+            || opts.grammar.is_some()
+            || opts.logprobs.is_some();
         let t0 = now_ms();
         let first = self.model.prefill(&prompt_ids[common..], want_logits).await?;
         self.cached.extend_from_slice(&prompt_ids[common..]);
@@ -260,6 +298,9 @@ impl Session {
                 emitted: 0,
                 stream: self.tokenizer.stream(),
                 top_logits: vec![],
+                logprobs: vec![],
+                logprobs_emitted: 0,
+                utf16_len: 0,
                 finish: None,
                 constraint,
             })
@@ -271,7 +312,9 @@ impl Session {
                 if t.finish.is_none() {
                     // Every candidate starts from the prompt's one output.
                     let out = if step == 0 { &outs[0] } else { &outs[c] };
-                    t.take(out, opts, &self.tokenizer, &mut |piece| on_text(c, piece))?;
+                    t.take(out, opts, &self.tokenizer, &mut |text, logprobs| {
+                        on_piece(Piece { index: c, text, logprobs })
+                    })?;
                 }
             }
             if tracks.iter().any(|t| t.finish == Some(FinishReason::Abort)) {
@@ -298,6 +341,7 @@ impl Session {
                 ids: t.ids,
                 text: t.text,
                 top_logits: t.top_logits,
+                logprobs: t.logprobs,
                 finish_reason: t.finish.unwrap_or(FinishReason::Length),
                 prefilled: prompt_ids.len() - common,
                 prefill_ms: t1 - t0,
@@ -318,6 +362,11 @@ struct Track {
     emitted: usize,
     stream: crate::text::tokenizer::TextStream,
     top_logits: Vec<Vec<(u32, f32)>>,
+    logprobs: Vec<TokenLogprob>,
+    /// Entries of logprobs already passed on with a piece.
+    logprobs_emitted: usize,
+    /// The length of `text` in UTF-16 code units (for TokenLogprob::text_offset).
+    utf16_len: usize,
     finish: Option<FinishReason>,
     /// Where it is in the request's grammar, if there is one.
     constraint: Option<Constraint>,
@@ -325,14 +374,14 @@ struct Track {
 
 impl Track {
     /// Picks the next id from a step's output and appends it: streams the new text (holding back
-    /// what may start a stop string), and sets `finish` at an end-of-generation id, a stop string,
-    /// an abort or max_tokens.
+    /// what may start a stop string) with the log-probabilities of the tokens since the last piece,
+    /// and sets `finish` at an end-of-generation id, a stop string, an abort or max_tokens.
     fn take(
         &mut self,
         out: &StepOutput,
         opts: &GenerateOptions,
         tok: &Tokenizer,
-        on_text: &mut dyn FnMut(&str) -> bool,
+        on_text: &mut dyn FnMut(&str, &[TokenLogprob]) -> bool,
     ) -> Result<()> {
         let id = match &out.logits {
             Some(l) => {
@@ -358,17 +407,20 @@ impl Track {
         if let Some(c) = &mut self.constraint {
             c.consume(id)?;
         }
+        if let (Some(k), Some(l)) = (opts.logprobs, &out.logits) {
+            self.logprobs.push(token_logprob(l, id, k, self.utf16_len));
+        }
         self.ids.push(id);
         self.history.push(id);
         if let Some(piece) = tok.step(&mut self.stream, id)? {
             self.text.push_str(&piece);
+            self.utf16_len += piece.encode_utf16().count();
             let found = opts.stop.iter().filter_map(|s| self.text[self.emitted..].find(s.as_str())).min();
             let upto = match found {
                 Some(at) => self.emitted + at,
                 None => self.text.len() - stop_prefix_len(&self.text[self.emitted..], &opts.stop),
             };
-            let go_on = upto == self.emitted || on_text(&self.text[self.emitted..upto]);
-            self.emitted = upto;
+            let go_on = upto == self.emitted || self.emit(upto, on_text);
             if found.is_some() || !go_on {
                 self.text.truncate(self.emitted);
                 self.finish = Some(if found.is_some() { FinishReason::Stop } else { FinishReason::Abort });
@@ -383,11 +435,19 @@ impl Track {
         Ok(())
     }
 
+    /// Passes on the text up to byte `upto` with the log-probabilities not yet passed on; false
+    /// when the caller stops.
+    fn emit(&mut self, upto: usize, on_text: &mut dyn FnMut(&str, &[TokenLogprob]) -> bool) -> bool {
+        let go_on = on_text(&self.text[self.emitted..upto], &self.logprobs[self.logprobs_emitted..]);
+        self.emitted = upto;
+        self.logprobs_emitted = self.logprobs.len();
+        go_on
+    }
+
     /// Ends with `why`, first passing on text held back for a stop string that never came.
-    fn finish(&mut self, why: FinishReason, on_text: &mut dyn FnMut(&str) -> bool) {
+    fn finish(&mut self, why: FinishReason, on_text: &mut dyn FnMut(&str, &[TokenLogprob]) -> bool) {
         if self.emitted < self.text.len() {
-            on_text(&self.text[self.emitted..]);
-            self.emitted = self.text.len();
+            self.emit(self.text.len(), on_text);
         }
         self.finish = Some(why);
     }

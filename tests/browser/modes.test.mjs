@@ -1,6 +1,8 @@
 // The page's three modes over one loaded engine in headless Chromium (software WebGPU): Summarize
 // reads a document and streams a summary; Headlines writes 5 candidate headlines in one batch and lets
-// the user pick one. Screenshots: target/browser/summarize.png, headlines.png.
+// the user pick one, or ("as one JSON array") asks for the five as a JSON array of strings through a
+// schema (structured output). Screenshots: target/browser/summarize.png, headlines.png,
+// headlines-json.png.
 // The document is the first 3 paragraphs (~300 tokens) of tests/fixtures/texts/millbrook_solar.txt,
 // not all ~2,000 tokens: on SwiftShader the whole text (1,935 tokens with the template) takes 10.4
 // minutes (3.2 tok/s prefill, measured 2026-11-27), too long for CI, which runs everything in ~17.
@@ -80,4 +82,28 @@ test('Headlines: 5 candidates for the news sentence, decoded side by side; one c
   assert.ok(r.five.timings.batch_passes <= 6, `one weight pass per step for all five (${r.five.timings.batch_passes})`);
   console.log(`n=5 greedy: ${r.five.usage.completion_tokens} tokens at ${r.five.timings.decode_tok_s.toFixed(2)} tok/s together; n=1: ${r.one.timings.decode_tok_s.toFixed(2)} tok/s`);
   await page.screenshot({ path: screenshotPath('headlines.png'), fullPage: true });
+});
+
+test('Headlines as one JSON array: a schema of five short strings, parsed into the rows as text', { timeout: 600000 }, async () => {
+  await page.click('#mode-headlines');
+  await page.fill('#news-text', NEWS);
+  await page.fill('#h-max-tokens', '8');
+  await page.check('#h-json');
+  await page.click('#headlines');
+  await page.waitForFunction(() => document.querySelector('#candidates').dataset.done === 'true', null, { timeout: 580000 });
+  assert.equal(await page.isHidden('#error'), true, await page.textContent('#error'));
+  const json = await page.textContent('#headlines-json');
+  const candidates = await page.$$eval('#candidates li button', (bs) => bs.map((b) => b.textContent));
+  console.log(`headlines as JSON (${await page.textContent('#headlines-stats')}):\n${json}`);
+  const parsed = JSON.parse(json);
+  assert.ok(Array.isArray(parsed) && parsed.length === 5, 'the output is an array of five');
+  // The page's schema: strings of at most 4 characters per token of "max tokens" (8 here).
+  assert.ok(parsed.every((h) => typeof h === 'string' && [...h].length <= 32), 'each a string of at most 32 characters');
+  assert.deepEqual(candidates, parsed.map((h) => h.trim()), 'each row shows one string of the array');
+  // Model text is shown as text: no element was made from it.
+  assert.equal(await page.$$eval('#candidates li button *, #headlines-json *', (els) => els.length), 0);
+  await page.click('#candidates li:nth-child(3) button');
+  assert.equal(await page.textContent('#chosen'), `Chosen: ${parsed[2].trim()}`);
+  await page.screenshot({ path: screenshotPath('headlines-json.png'), fullPage: true });
+  await page.uncheck('#h-json');
 });

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::sync::Arc;
 use webllama::engine::constraint::Grammar;
+use webllama::engine::logprobs::{logprobs_json, vocab_bytes};
 use webllama::{Family, GenerateOptions, Gpu, Layout, Message, Overrides, SamplerConfig, Session};
 
 #[derive(Parser)]
@@ -156,6 +157,10 @@ struct GenerateArgs {
     /// Report the K highest logits of every step (with --json).
     #[arg(long, default_value_t = 0)]
     top_logits: usize,
+    /// Report each generated token's log-probability and the K most likely tokens of its step
+    /// (0 to 20; with --json: "logprobs").
+    #[arg(long)]
+    logprobs: Option<usize>,
     /// KV-cache positions (default: the model's context length, at most 4096).
     #[arg(long)]
     ctx: Option<usize>,
@@ -272,6 +277,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
         top_logits: a.top_logits,
         stop: a.stop.clone(),
         grammar,
+        logprobs: a.logprobs,
     };
     let json = a.json;
     let mut stdout = std::io::stdout();
@@ -288,7 +294,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
     let g = pollster::block_on(session.generate(&ids, &opts, &mut on_text))?;
     if json {
         let top: Vec<Vec<(u32, f32)>> = g.top_logits.clone();
-        let obj = serde_json::json!({
+        let mut obj = serde_json::json!({
             "prompt_ids": g.prompt_ids,
             "ids": g.ids,
             "text": g.text,
@@ -299,6 +305,9 @@ fn generate(a: GenerateArgs) -> Result<()> {
             "adapter": gpu.adapter_name(),
             "layout": layout.to_string(),
         });
+        if opts.logprobs.is_some() {
+            obj["logprobs"] = logprobs_json(&vocab_bytes(&session.tokenizer), &g.logprobs);
+        }
         println!("{obj}");
     } else {
         println!();
@@ -376,10 +385,17 @@ fn generate_candidates(
     let tokens: usize = all.iter().map(|g| g.ids.len()).sum();
     let secs = all[0].decode_ms / 1000.0;
     if json {
+        let vocab = opts.logprobs.map(|_| vocab_bytes(&session.tokenizer));
         let choices: Vec<_> = all
             .iter()
             .enumerate()
-            .map(|(i, g)| serde_json::json!({ "index": i, "ids": g.ids, "text": g.text, "finish_reason": g.finish_reason.as_str() }))
+            .map(|(i, g)| {
+                let mut c = serde_json::json!({ "index": i, "ids": g.ids, "text": g.text, "finish_reason": g.finish_reason.as_str() });
+                if let Some(v) = &vocab {
+                    c["logprobs"] = logprobs_json(v, &g.logprobs);
+                }
+                c
+            })
             .collect();
         let obj = serde_json::json!({
             "prompt_ids": ids,

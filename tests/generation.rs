@@ -395,6 +395,7 @@ fn the_cli_matches_the_goldens_on_both_layouts() {
         assert!(out.status.success(), "--layout {layout}: {}", String::from_utf8_lossy(&out.stderr));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(v["layout"].as_str().unwrap().starts_with(layout), "{}", v["layout"]);
+        assert_eq!(v["architecture"], "llama");
         let ids: Vec<u32> = serde_json::from_value(v["ids"].clone()).unwrap();
         let top: Vec<Vec<(u32, f32)>> = serde_json::from_value(v["top_logits"].clone()).unwrap();
         assert_eq!(ids.len(), steps, "--layout {layout}");

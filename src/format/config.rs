@@ -6,6 +6,8 @@ use crate::format::gguf::Gguf;
 /// LLaMA hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// general.architecture ("llama").
+    pub arch: String,
     /// Decoder blocks (llama.block_count).
     pub n_layers: usize,
     /// Residual stream width (llama.embedding_length).
@@ -149,6 +151,7 @@ impl Config {
         }
         let tied_output = g.tensor("output.weight").is_none();
         Ok(Config {
+            arch: arch.to_string(),
             n_layers,
             dim,
             n_heads,

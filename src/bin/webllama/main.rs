@@ -304,6 +304,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
             "decode_tok_s": g.decode_tok_s(),
             "adapter": gpu.adapter_name(),
             "layout": layout.to_string(),
+            "architecture": session.model.cfg.arch,
         });
         if opts.logprobs.is_some() {
             obj["logprobs"] = logprobs_json(&vocab_bytes(&session.tokenizer), &g.logprobs);
@@ -405,6 +406,7 @@ fn generate_candidates(
             "decode_tok_s": tokens as f64 / secs.max(1e-9),
             "adapter": adapter,
             "layout": layout.to_string(),
+            "architecture": session.model.cfg.arch,
         });
         println!("{obj}");
     } else {

@@ -83,3 +83,16 @@ fn unsupported_architectures_are_named() {
         assert!(e.to_string().contains(want), "{file}: {e}");
     }
 }
+
+/// The page's model panel names every weight type webllama loads (and the one architecture).
+#[test]
+fn the_page_lists_every_supported_type() {
+    let html = std::fs::read_to_string(format!("{}/www/index.html", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let at = html.find("id=\"supported\"").expect("the page's list of what loads");
+    let list = &html[at..at + html[at..].find("</p>").unwrap()];
+    let words: Vec<&str> = list.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).collect();
+    for ty in webllama::format::quant::SUPPORTED {
+        assert!(words.contains(&ty.name()), "{} is not in the page's list", ty.name());
+    }
+    assert!(list.contains("<code>llama</code>"));
+}

@@ -387,19 +387,8 @@ fn the_cli_refuses_malformed_files_with_one_line() {
     for (name, bytes, want) in cases {
         let path = dir.join(format!("{name}.gguf"));
         std::fs::write(&path, &bytes).unwrap();
-        let t = std::time::Instant::now();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_webllama"))
-            .args(["generate", "--model", path.to_str().unwrap(), "--prompt", "hi", "--max-tokens", "1"])
-            .env("XDG_RUNTIME_DIR", "/tmp")
-            .output()
-            .unwrap();
-        let took = t.elapsed();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-        assert!(!out.status.success(), "{name}: exit status {:?}", out.status);
-        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
-        assert_eq!(lines.len(), 1, "{name}: one error line, got {stderr:?}");
-        assert!(lines[0].contains(want), "{name}: {:?} should mention {want:?}", lines[0]);
+        let args = ["generate", "--model", path.to_str().unwrap(), "--prompt", "hi", "--max-tokens", "1"];
+        let (_, took, _) = refused_by_cli(name, &args, want);
         if name != "data-cut" {
             assert!(took.as_millis() < 1000, "{name}: took {took:?}");
         }
@@ -476,6 +465,18 @@ fn run_cli(args: &[&str]) -> (bool, String, u64, std::time::Duration) {
     (status.success(), stderr, peak, t.elapsed())
 }
 
+/// Runs the CLI on `args` and checks that it refuses: a non-zero exit, no panic or failed
+/// allocation, one error line that mentions `want`. (That line, the time, the peak resident bytes.)
+fn refused_by_cli(name: &str, args: &[&str], want: &str) -> (String, std::time::Duration, u64) {
+    let (ok, stderr, peak, took) = run_cli(args);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert!(!ok, "{name}: succeeded");
+    assert!(!stderr.contains("panicked") && !stderr.contains("memory allocation"), "{name}: {stderr}");
+    assert_eq!(lines.len(), 1, "{name}: one error line, got {stderr:?}");
+    assert!(lines[0].contains(want), "{name}: {:?} should mention {want:?}", lines[0]);
+    (lines[0].to_string(), took, peak)
+}
+
 /// Every hostile file of the hardening review, through `webllama generate`: a non-zero exit with one
 /// error line naming the problem, in under 30 s and under 2 GB of memory; never a panic, a hang or
 /// an out-of-memory abort.
@@ -543,16 +544,11 @@ fn hostile_files_get_a_named_error_fast_and_in_bounded_memory() {
         let path = dir.join(format!("{name}.gguf"));
         std::fs::write(&path, &bytes).unwrap();
         let path = path.to_str().unwrap();
-        let (ok, stderr, peak, took) =
-            run_cli(&["generate", "--model", path, "--chat", "hi", "--max-tokens", "1", "--ctx", "64"]);
-        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-        assert!(!ok, "{name}: succeeded");
-        assert!(!stderr.contains("panicked") && !stderr.contains("memory allocation"), "{name}: {stderr}");
-        assert_eq!(lines.len(), 1, "{name}: one error line, got {stderr:?}");
-        assert!(lines[0].contains(want), "{name}: {:?} should mention {want:?}", lines[0]);
+        let args = ["generate", "--model", path, "--chat", "hi", "--max-tokens", "1", "--ctx", "64"];
+        let (line, took, peak) = refused_by_cli(name, &args, want);
         assert!(took.as_secs() < 30, "{name}: took {took:?}");
         assert!(peak < most_mb * 1_000_000, "{name}: peak memory {peak} bytes");
-        eprintln!("{name}: {took:?}, peak {:.0} MB: {}", peak as f64 / 1e6, lines[0]);
+        eprintln!("{name}: {took:?}, peak {:.0} MB: {line}", peak as f64 / 1e6);
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,19 +1,7 @@
-//! IQ4_NL { d: f16, qs: [u8; 16] } (18 bytes, 32 values): a 4-bit index into the non-linear table
-//! IQ4_LEVELS; x[j] = d * IQ4_LEVELS[qs[j] & 0xF], x[j+16] = d * IQ4_LEVELS[qs[j] >> 4].
+//! IQ4_NL { d: f16, qs: [u8; 16] } (18 bytes, 32 values): a 4-bit index into the non-linear levels
+//! of iq4_levels.wgsl; x[j] = d * IQ4_LEVELS[qs[j] & 0xF], x[j+16] = d * IQ4_LEVELS[qs[j] >> 4].
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 18u;
-
-// ggml's kvalues_iq4nl.
-fn iq4_level(q: u32) -> f32 {
-    var levels = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0,
-                                1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
-    return levels[q & 0xfu];
-}
-
-// The table values of the low nibbles of a word's four bytes.
-fn iq4_levels4(q: u32) -> vec4<f32> {
-    return vec4<f32>(iq4_level(q), iq4_level(q >> 8u), iq4_level(q >> 16u), iq4_level(q >> 24u));
-}
 
 fn block_dot(blk: u32, xi: u32) -> f32 {
     var s = 0.0;

@@ -4,18 +4,6 @@
 const BLOCK_ELEMS: u32 = 256u;
 const BLOCK_BYTES: u32 = 136u;
 
-// ggml's kvalues_iq4nl.
-fn iq4_level(q: u32) -> f32 {
-    var levels = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0,
-                                1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
-    return levels[q & 0xfu];
-}
-
-// The table values of the low nibbles of a word's four bytes.
-fn iq4_levels4(q: u32) -> vec4<f32> {
-    return vec4<f32>(iq4_level(q), iq4_level(q >> 8u), iq4_level(q >> 16u), iq4_level(q >> 24u));
-}
-
 // d * (ls - 32) of sub-block b.
 fn iq4xs_scale(blk: u32, b: u32) -> f32 {
     let low = (load_u8(blk + 4u + b / 2u) >> (4u * (b % 2u))) & 0xfu;

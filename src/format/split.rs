@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::format::gguf::{Gguf, TensorInfo};
 
-/// Most parts a split model may have (llama.cpp's LLAMA_MAX_SPLITS... is 128 too).
+/// Most parts a split model may have (real ones have a few).
 pub const MAX_PARTS: u64 = 128;
 
 /// The path of part `no` (0-based) of `count` next to `first`, as llama.cpp names parts, or None

@@ -78,8 +78,15 @@ pub fn quant_wgsl(ty: QuantType) -> Option<&'static str> {
         Q4K => include_str!("../../shaders/quant/q4_k.wgsl"),
         Q5K => include_str!("../../shaders/quant/q5_k.wgsl"),
         Q6K => include_str!("../../shaders/quant/q6_k.wgsl"),
-        Iq4Nl => include_str!("../../shaders/quant/iq4_nl.wgsl"),
-        Iq4Xs => include_str!("../../shaders/quant/iq4_xs.wgsl"),
+        // Both read the level table of iq4_levels.wgsl.
+        Iq4Nl => concat!(
+            include_str!("../../shaders/quant/iq4_levels.wgsl"),
+            include_str!("../../shaders/quant/iq4_nl.wgsl")
+        ),
+        Iq4Xs => concat!(
+            include_str!("../../shaders/quant/iq4_levels.wgsl"),
+            include_str!("../../shaders/quant/iq4_xs.wgsl")
+        ),
         _ => return None,
     })
 }

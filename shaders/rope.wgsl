@@ -1,5 +1,5 @@
-//! rope (llama.cpp NORM mode): rotates adjacent pairs (x[2i], x[2i+1]) of the first n_rot dims of each
-//! head by freq_scale * pos * freq_base^(-2i/n_rot) / freq_factors[i], in place. One thread per pair;
+//! rope: rotates pairs of the first n_rot dims of each head, adjacent (x[2i], x[2i+1]) in llama.cpp's
+//! NORM mode or the halves' (x[i], x[i + n_rot/2]) in its NEOX mode (qwen2, qwen3), by freq_scale * pos * freq_base^(-2i/n_rot) / freq_factors[i], in place. One thread per pair;
 //! grid row y is batch row y, at position step.pos + y * step.pos_step.
 
 struct Params {
@@ -11,6 +11,7 @@ struct Params {
     freq_base: f32,
     freq_scale: f32, // 1 / linear scaling factor
     row_stride: u32, // elements per batch row
+    neox: u32,       // 1: NEOX pairs (x[i], x[i + n_rot/2]); 0: NORM pairs (x[2i], x[2i+1])
 }
 
 struct Step {
@@ -37,9 +38,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let theta = p.freq_scale * f32(pos) * pow(p.freq_base, -2.0 * f32(i) / f32(p.n_rot)) / freq_factors[i];
     let c = cos(theta);
     let s = sin(theta);
-    let j = p.offset + gid.y * p.row_stride + pos * p.pos_stride + head * p.head_dim + 2u * i;
+    let h0 = p.offset + gid.y * p.row_stride + pos * p.pos_stride + head * p.head_dim;
+    var j = h0 + 2u * i;
+    var j2 = j + 1u;
+    if (p.neox == 1u) {
+        j = h0 + i;
+        j2 = j + half_rot;
+    }
     let a = x[j];
-    let b = x[j + 1u];
+    let b = x[j2];
     x[j] = a * c - b * s;
-    x[j + 1u] = a * s + b * c;
+    x[j2] = a * s + b * c;
 }

@@ -27,7 +27,7 @@ pub enum Error {
     MissingTensor(String),
     #[error("model config: {0}")]
     BadConfig(String),
-    #[error("unsupported architecture {0:?} (webllama runs arch \"llama\")")]
+    #[error("unsupported architecture {0:?} (webllama runs llama, qwen2 and qwen3)")]
     UnsupportedArch(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),

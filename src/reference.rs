@@ -55,20 +55,27 @@ pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
 
 /// matvec: y[r] = dot(W[r], x) for a [rows, cols] matrix.
 pub fn matvec(w: &Mat, x: &[f32]) -> Vec<f32> {
-    (0..w.rows).map(|r| dot(w.row(r), x)).collect()
+    matvec_rows(w, 0, w.rows, x)
+}
+
+/// y[r] = dot(W[r0 + r], x) for r < n: rows r0.. of W (one expert of a stacked matrix).
+pub fn matvec_rows(w: &Mat, r0: usize, n: usize, x: &[f32]) -> Vec<f32> {
+    (r0..r0 + n).map(|r| dot(w.row(r), x)).collect()
 }
 
 /// RoPE settings: angle of pair i at position pos = freq_scale * pos * base^(-2i/n_rot) / factors[i].
 pub struct Rope<'a> {
     pub n_rot: usize,
+    /// Pair i is (x[i], x[i + n_rot/2]) (llama.cpp's NEOX mode: qwen2, qwen3), else (x[2i], x[2i+1]).
+    pub neox: bool,
     pub base: f32,
     pub freq_scale: f32,
     /// rope_freqs.weight ([n_rot / 2]), when the model has it.
     pub freq_factors: Option<&'a [f32]>,
 }
 
-/// rope (llama.cpp's NORM mode): rotates adjacent pairs (x[2i], x[2i+1]) of the first `n_rot` dims of
-/// each head by the angle `r` gives for `pos`. `x` holds `n_heads` heads of `head_dim`.
+/// rope: rotates the pairs of the first `n_rot` dims of each head (adjacent, llama.cpp's NORM mode; or
+/// the two halves, NEOX mode) by the angle `r` gives for `pos`. `x` holds `n_heads` heads of `head_dim`.
 pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize, r: &Rope) {
     let n_rot = r.n_rot;
     for h in 0..n_heads {
@@ -76,10 +83,14 @@ pub fn rope(x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize, r: &Rope
             let ff = r.freq_factors.map_or(1.0, |f| f[i]);
             let theta = r.freq_scale * pos as f32 * r.base.powf(-2.0 * i as f32 / n_rot as f32) / ff;
             let (s, c) = theta.sin_cos();
-            let j = h * head_dim + 2 * i;
-            let (a, b) = (x[j], x[j + 1]);
+            let (j, j2) = if r.neox {
+                (h * head_dim + i, h * head_dim + i + n_rot / 2)
+            } else {
+                (h * head_dim + 2 * i, h * head_dim + 2 * i + 1)
+            };
+            let (a, b) = (x[j], x[j2]);
             x[j] = a * c - b * s;
-            x[j + 1] = a * s + b * c;
+            x[j2] = a * s + b * c;
         }
     }
 }
@@ -138,6 +149,21 @@ pub fn qkv(
     (q, k, matvec(wv, &xb))
 }
 
+/// qkv_bias: q | k | v += bq | bk | bv, for `rows` rows of [q | k | v] (qwen2).
+pub fn qkv_bias(qkv: &mut [f32], bq: &[f32], bk: &[f32], bv: &[f32]) {
+    let bias: Vec<f32> = [bq, bk, bv].concat();
+    qkv.chunks_mut(bias.len()).for_each(|row| add(row, &bias));
+}
+
+/// head_rmsnorm: each head of `x` ([n, head_dim]) RMS-normed on its own, times `w` ([head_dim]) (qwen3's
+/// q and k norms).
+pub fn head_rmsnorm(x: &mut [f32], w: &[f32], eps: f32) {
+    for head in x.chunks_mut(w.len()) {
+        let normed = rmsnorm(head, w, eps);
+        head.copy_from_slice(&normed);
+    }
+}
+
 /// gate_up: silu(Wgate xb) * (Wup xb) with xb = rmsnorm(x) * norm_w.
 pub fn gate_up(x: &[f32], norm_w: &[f32], eps: f32, w_gate: &Mat, w_up: &Mat) -> Vec<f32> {
     let xb = rmsnorm(x, norm_w, eps);
@@ -147,6 +173,30 @@ pub fn gate_up(x: &[f32], norm_w: &[f32], eps: f32, w_gate: &Mat, w_up: &Mat) ->
 /// swiglu: silu(gate) * up.
 pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
     gate.iter().zip(up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect()
+}
+
+/// moe_route: the `k` experts a token runs and their weights, from the router's logits (one per
+/// expert): softmax, the k largest (the lower index first on ties), renormalized to sum 1.
+pub fn moe_route(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let p: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    let sum: f32 = order[..k].iter().map(|&e| p[e]).sum();
+    order[..k].iter().map(|&e| (e, p[e] / sum)).collect()
+}
+
+/// moe_ffn: sum over the routed experts e (weight w) of w * Wdown_e (silu(Wgate_e xb) * (Wup_e xb)),
+/// where expert e's rows of each stacked matrix follow expert e-1's.
+pub fn moe_ffn(xb: &[f32], route: &[(usize, f32)], n_experts: usize, gate: &Mat, up: &Mat, down: &Mat) -> Vec<f32> {
+    let (ffn, dim) = (gate.rows / n_experts, down.rows / n_experts);
+    let mut out = vec![0f32; dim];
+    for &(e, w) in route {
+        let h = swiglu(&matvec_rows(gate, e * ffn, ffn, xb), &matvec_rows(up, e * ffn, ffn, xb));
+        let y = matvec_rows(down, e * dim, dim, &h);
+        out.iter_mut().zip(y).for_each(|(o, y)| *o += w * y);
+    }
+    out
 }
 
 /// add: the residual add, a += b.
@@ -170,11 +220,19 @@ struct Layer {
     wq: Mat,
     wk: Mat,
     wv: Mat,
+    /// qwen2: bq, bk, bv.
+    qkv_bias: Option<[Vec<f32>; 3]>,
+    /// qwen3: the per-head norms of q and k.
+    qk_norm: Option<[Vec<f32>; 2]>,
     wo: Mat,
     ffn_norm: Vec<f32>,
-    w_gate: Mat,
-    w_up: Mat,
-    w_down: Mat,
+    ffn: Ffn,
+}
+
+/// A layer's feed-forward: dense SwiGLU, or a mixture of SwiGLU experts behind a router.
+enum Ffn {
+    Dense { w_gate: Mat, w_up: Mat, w_down: Mat },
+    Experts { router: Mat, gate: Mat, up: Mat, down: Mat },
 }
 
 /// The whole model in f32 on the CPU, with its own KV cache.
@@ -207,16 +265,38 @@ impl RefModel {
         let mut layers = vec![];
         for i in 0..cfg.n_layers {
             let mut m = |s: &str| mat(&weights::layer(i, s));
+            let qkv_bias = match cfg.traits.qkv_bias {
+                true => {
+                    Some([m(weights::ATTN_Q_BIAS)?.data, m(weights::ATTN_K_BIAS)?.data, m(weights::ATTN_V_BIAS)?.data])
+                }
+                false => None,
+            };
+            let qk_norm = match cfg.traits.qk_norm {
+                true => Some([m(weights::ATTN_Q_NORM)?.data, m(weights::ATTN_K_NORM)?.data]),
+                false => None,
+            };
             layers.push(Layer {
                 attn_norm: m(weights::ATTN_NORM)?.data,
                 wq: m(weights::ATTN_Q)?,
                 wk: m(weights::ATTN_K)?,
                 wv: m(weights::ATTN_V)?,
+                qkv_bias,
+                qk_norm,
                 wo: m(weights::ATTN_OUT)?,
                 ffn_norm: m(weights::FFN_NORM)?.data,
-                w_gate: m(weights::FFN_GATE)?,
-                w_up: m(weights::FFN_UP)?,
-                w_down: m(weights::FFN_DOWN)?,
+                ffn: match cfg.n_experts {
+                    0 => Ffn::Dense {
+                        w_gate: m(weights::FFN_GATE)?,
+                        w_up: m(weights::FFN_UP)?,
+                        w_down: m(weights::FFN_DOWN)?,
+                    },
+                    _ => Ffn::Experts {
+                        router: m(weights::FFN_GATE_INP)?,
+                        gate: m(weights::FFN_GATE_EXPS)?,
+                        up: m(weights::FFN_UP_EXPS)?,
+                        down: m(weights::FFN_DOWN_EXPS)?,
+                    },
+                },
             });
         }
         let n = cfg.n_layers;
@@ -248,20 +328,42 @@ impl RefModel {
         let pos = self.positions();
         let r = Rope {
             n_rot: c.n_rot,
+            neox: c.traits.rope_neox,
             base: c.rope_base,
             freq_scale: c.rope_freq_scale,
             freq_factors: self.rope_freqs.as_deref(),
         };
         let mut x = embed(&self.embd, token); // [dim]
         for (l, layer) in self.layers.iter().enumerate() {
-            // q [n_heads * head_dim], k and v [n_kv_heads * head_dim]
-            let (q, k, v) = qkv(&x, &layer.attn_norm, c.rms_eps, &layer.wq, &layer.wk, &layer.wv, pos, &r, c.head_dim);
+            let xb = rmsnorm(&x, &layer.attn_norm, c.rms_eps); // [dim]
+                                                               // q [n_heads * head_dim], k and v [n_kv_heads * head_dim]
+            let (mut q, mut k, mut v) = (matvec(&layer.wq, &xb), matvec(&layer.wk, &xb), matvec(&layer.wv, &xb));
+            if let Some([bq, bk, bv]) = &layer.qkv_bias {
+                add(&mut q, bq);
+                add(&mut k, bk);
+                add(&mut v, bv);
+            }
+            if let Some([q_norm, k_norm]) = &layer.qk_norm {
+                head_rmsnorm(&mut q, q_norm, c.rms_eps);
+                head_rmsnorm(&mut k, k_norm, c.rms_eps);
+            }
+            rope(&mut q, c.n_heads, c.head_dim, pos, &r);
+            rope(&mut k, c.n_kv_heads, c.head_dim, pos, &r);
             self.k_cache[l].extend_from_slice(&k);
             self.v_cache[l].extend_from_slice(&v);
             let att = attention(&q, &self.k_cache[l], &self.v_cache[l], c.n_heads, c.n_kv_heads, c.head_dim, pos + 1);
             add(&mut x, &matvec(&layer.wo, &att));
-            let h = gate_up(&x, &layer.ffn_norm, c.rms_eps, &layer.w_gate, &layer.w_up); // [ffn_dim]
-            add(&mut x, &matvec(&layer.w_down, &h));
+            match &layer.ffn {
+                Ffn::Dense { w_gate, w_up, w_down } => {
+                    let h = gate_up(&x, &layer.ffn_norm, c.rms_eps, w_gate, w_up); // [ffn_dim]
+                    add(&mut x, &matvec(w_down, &h));
+                }
+                Ffn::Experts { router, gate, up, down } => {
+                    let xb = rmsnorm(&x, &layer.ffn_norm, c.rms_eps);
+                    let route = moe_route(&matvec(router, &xb), c.n_experts_used); // [n_experts_used] (expert, weight)
+                    add(&mut x, &moe_ffn(&xb, &route, c.n_experts, gate, up, down));
+                }
+            }
         }
         let xb = rmsnorm(&x, &self.out_norm, c.rms_eps);
         matvec(self.output.as_ref().unwrap_or(&self.embd), &xb) // [vocab]

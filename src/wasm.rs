@@ -9,6 +9,7 @@ use crate::format::gguf::Gguf;
 use crate::format::gguf_parse::HeaderStream;
 use crate::format::integrity::Integrity;
 use crate::gpu::{Family, Gpu, Layout, Overrides};
+use crate::format::split;
 use crate::model::ModelBuilder;
 use crate::Message;
 use std::cell::{OnceCell, RefCell};
@@ -60,13 +61,15 @@ fn invalid(msg: String) -> JsValue {
 pub struct HeaderReader {
     stream: HeaderStream,
 }
+    /// A split model's other parts, as `addPart` took them: (header, file length).
+    parts: Vec<(Gguf, u64)>,
 
 #[wasm_bindgen]
 impl HeaderReader {
     /// A reader for a file of `total` bytes (undefined when the length is not known).
     #[wasm_bindgen(constructor)]
     pub fn new(total: Option<f64>) -> HeaderReader {
-        HeaderReader { stream: HeaderStream::new(total.map(|t| t as u64)) }
+        HeaderReader { stream: HeaderStream::new(total.map(|t| t as u64)), parts: vec![] }
     }
 
     /// Takes the file's next bytes: true once the header is complete; a GgufError when the file
@@ -86,6 +89,25 @@ impl HeaderReader {
         self.stream.received() as f64
     }
 }
+
+    /// The number of files the model is split into (1: not split; llama.cpp's gguf-split), once the
+    /// header is complete; a GgufError when this file is not the first part.
+    #[wasm_bindgen(js_name = splitCount)]
+    pub fn split_count(&self) -> Result<u32, JsValue> {
+        let g = self.stream.header().ok_or_else(|| invalid("the GGUF header is not complete yet".into()))?;
+        split::parts_of(g, 0).map(|c| c as u32).map_err(js_err)
+    }
+
+    /// Takes `part`, the complete header of the split model's next part (a file of `len` bytes);
+    /// returns the bytes it received, for the Loader at the part's place in the whole.
+    #[wasm_bindgen(js_name = addPart)]
+    pub fn add_part(&mut self, part: HeaderReader, len: f64) -> Result<Vec<u8>, JsValue> {
+        let (g, received) =
+            part.stream.into_parts().ok_or_else(|| invalid("the part's GGUF header is not complete yet".into()))?;
+        g.check_file_len(len as u64).map_err(js_err)?;
+        self.parts.push((g, len as u64));
+        Ok(received)
+    }
 
 /// Bytes of wasm memory now (it only grows, so this is also the peak).
 #[wasm_bindgen(js_name = wasmMemoryBytes)]
@@ -127,8 +149,17 @@ impl Loader {
             ),
         };
         let (g, received) =
+        let first_len = header.stream.file_len();
             header.stream.into_parts().ok_or_else(|| invalid("the GGUF header is not complete yet".into()))?;
         if let Some(t) = total {
+        // A split model: the parts read one after the other as one file (the first part's length
+        // must be known to place the others).
+        let parts = split::parts_of(&g, 0).map_err(js_err)?;
+        let g = match (parts, first_len) {
+            (1, _) => g,
+            (_, Some(first_len)) => split::merge(g, header.parts, first_len).map_err(js_err)?,
+            (_, None) => return Err(invalid("a split model's first part must have a known length".into())),
+        };
             g.check_file_len(t as u64).map_err(js_err)?;
         }
         // The engine shares the device through an Arc (natively across threads); the browser's
@@ -172,6 +203,7 @@ impl Loader {
             "kv_positions": self.builder.context_length(),
             "name": self.header.get("general.name").and_then(|v| v.as_str()).unwrap_or(""),
             "n_layers": c.n_layers, "dim": c.dim, "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads,
+            "architecture": c.arch,
             "vocab_size": c.vocab_size, "context_length": c.ctx_len, "adapter": self.adapter,
             "layout": self.builder.layout().to_string(),
         })

@@ -82,7 +82,13 @@ fn attention_matches_with(g: &On) {
             // with per-frequency factors.
             let (n_rot, factors) = if len % 2 == 0 { (hd / 2, true) } else { (hd, false) };
             let ff: Vec<f32> = (0..n_rot / 2).map(|i| if factors { 1.0 + i as f32 } else { 1.0 }).collect();
-            let r = reference::Rope { n_rot, base: 10000.0, freq_scale: 0.5, freq_factors: factors.then_some(&ff[..]) };
+            let r = reference::Rope {
+                n_rot,
+                neox: false,
+                base: 10000.0,
+                freq_scale: 0.5,
+                freq_factors: factors.then_some(&ff[..]),
+            };
             let (mut q_rot, mut k_rot) = (q.clone(), k.clone());
             reference::rope(&mut q_rot, h, hd, pos, &r);
             reference::rope(&mut k_rot[pos * kv_dim..], kvh, hd, pos, &r);

@@ -61,7 +61,8 @@ fn valid() -> Vec<u8> {
     tiny(|_| {}, |_| {})
 }
 
-/// Parses a whole in-memory file and builds its config, timing it.
+/// Parses a whole in-memory file and builds its config, timing it (a bound far above the time it
+/// takes, to catch work that grows faster than the file, not to measure speed).
 fn load(bytes: &[u8]) -> Result<Config, Error> {
     let t = Instant::now();
     let r = Gguf::parse_complete(bytes).and_then(|g| {
@@ -69,7 +70,7 @@ fn load(bytes: &[u8]) -> Result<Config, Error> {
         weights::check(&g, &c)?;
         Ok(c)
     });
-    assert!(t.elapsed().as_millis() < 500, "took {:?}", t.elapsed());
+    assert!(t.elapsed().as_millis() < 2000, "took {:?}", t.elapsed());
     r
 }
 
@@ -366,8 +367,9 @@ fn real_default_model_header() {
     weights::check(&g, &c).unwrap();
 }
 
-/// `webllama generate` on malformed files: a non-zero exit and one line of error naming the problem,
-/// no panic, in well under a second for header errors.
+/// `webllama generate` on malformed files and files of an architecture or type it does not run: a
+/// non-zero exit and one line of error naming the problem, no panic, in well under a second for
+/// header errors.
 #[test]
 fn the_cli_refuses_malformed_files_with_one_line() {
     let dir = std::env::temp_dir().join(format!("webllama-malformed-{}", std::process::id()));
@@ -377,7 +379,17 @@ fn the_cli_refuses_malformed_files_with_one_line() {
     bad_magic[0] = b'X';
     let mut huge_count = good.clone();
     huge_count[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+    let gemma = tiny(
+        |m| {
+            m.iter_mut().filter(|(k, _)| *k == "general.architecture").for_each(|e| e.1 = Value::String("gemma".into()))
+        },
+        |_| {},
+    );
+    // An IQ2_XXS tensor (ggml id 16), a type webllama does not decode.
+    let iq2 = tiny(|_| {}, |t| (t[9].1, t[9].2, t[9].3) = (vec![256, 32], 16, vec![0; 32 * 66]));
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("unsupported-architecture", gemma, "unsupported architecture \"gemma\""),
+        ("unsupported-type", iq2, "IQ2_XXS"),
         ("empty", vec![], "truncated"),
         ("bad-magic", bad_magic, "not a GGUF file"),
         ("huge-count", huge_count, "tensor count"),

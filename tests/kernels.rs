@@ -9,7 +9,10 @@ use common::Rng;
 use std::sync::Arc;
 use webllama::format::quant::{QuantType, SUPPORTED};
 use webllama::kernels::cpu;
-use webllama::kernels::{self, MatmulParams, MatvecParams, QuantMatrix, RopeParams, Step};
+use webllama::kernels::{
+    self, HeadRmsnormParams, MatmulParams, MatvecParams, MoeMatmulParams, MoeMatvecParams, MoeRouteParams,
+    QkvBiasParams, QuantMatrix, RopeParams, Step,
+};
 use webllama::reference;
 use webllama::{Family, Gpu, Layout};
 
@@ -190,14 +193,17 @@ fn rmsnorm_matches() {
 fn rope_matches() {
     let g = adapter();
     let mut rng = Rng(13);
-    // (heads, head_dim, n_rot, pos, freq_scale, with factors): full rotation, a partial one
-    // (n_rot < head_dim), linear scaling, per-frequency factors (LLaMA-3 rope_freqs).
-    for &(heads, hd, n_rot, pos, scale, factors) in &[
-        (9usize, 64usize, 64usize, 0u32, 1.0f32, false),
-        (3, 64, 64, 1234, 1.0, false),
-        (4, 128, 64, 77, 1.0, false),
-        (2, 64, 64, 900, 0.25, false),
-        (8, 32, 32, 3000, 1.0, true),
+    // (heads, head_dim, n_rot, pos, freq_scale, with factors, NEOX pairs): full rotation, a partial
+    // one (n_rot < head_dim), linear scaling, per-frequency factors (LLaMA-3 rope_freqs), NEOX pairs
+    // (qwen2, qwen3) full and partial.
+    for &(heads, hd, n_rot, pos, scale, factors, neox) in &[
+        (9usize, 64usize, 64usize, 0u32, 1.0f32, false, false),
+        (3, 64, 64, 1234, 1.0, false, false),
+        (4, 128, 64, 77, 1.0, false, false),
+        (2, 64, 64, 900, 0.25, false, false),
+        (8, 32, 32, 3000, 1.0, true, false),
+        (6, 64, 64, 4321, 1.0, false, true),
+        (4, 128, 64, 77, 0.5, true, true),
     ] {
         let stride = heads * hd + 3;
         let n = (pos as usize + 1) * stride;
@@ -214,21 +220,165 @@ fn rope_matches() {
             freq_base: 100000.0,
             freq_scale: scale,
             row_stride: 0,
+            neox: neox as u32,
+            ..Default::default()
         };
         kernels::submit(&g, &[kernels::rope(g.t(), &buf, &ffb, &step_uniform(pos), p, 1).unwrap()]);
         let mut want = x.clone();
         let at = pos as usize * stride;
-        let r = reference::Rope { n_rot, base: 100000.0, freq_scale: scale, freq_factors: factors.then_some(&ff[..]) };
+        let freq_factors = factors.then_some(&ff[..]);
+        let r = reference::Rope { n_rot, neox, base: 100000.0, freq_scale: scale, freq_factors };
         reference::rope(&mut want[at..at + heads * hd], heads, hd, pos as usize, &r);
         check(
             "rope",
             "f32",
-            &format!("[{heads}x{hd}] n_rot {n_rot} pos {pos} scale {scale} factors {factors}"),
+            &format!("[{heads}x{hd}] n_rot {n_rot} pos {pos} scale {scale} factors {factors} neox {neox}"),
             &read(&buf, n),
             &want,
         );
     }
 }
+/// qwen2's q | k | v biases and qwen3's per-head q and k norms, over batch rows of q | k | v.
+#[test]
+fn qkv_bias_and_head_rmsnorm_match() {
+    let g = adapter();
+    let mut rng = Rng(17);
+    // (q heads, kv heads, head_dim, rows): Qwen2.5-0.5B's 14/2 x 64, Qwen3's 16/8 x 128, a tiny GQA.
+    for &(heads, kv_heads, hd, rows) in &[(14usize, 2usize, 64usize, 3usize), (16, 8, 128, 2), (4, 2, 32, 5)] {
+        let (q_dim, kv_dim) = (heads * hd, kv_heads * hd);
+        let stride = q_dim + 2 * kv_dim;
+        let shape = format!("[{rows}x{heads}+{kv_heads}+{kv_heads} heads x{hd}]");
+        let x = rng.vec(rows * stride);
+        let (bq, bk, bv) = (rng.vec(q_dim), rng.vec(kv_dim), rng.vec(kv_dim));
+        let buf = g.storage_with("qkv", bytemuck::cast_slice(&x));
+        let bufs = [&bq, &bk, &bv].map(|b| g.storage_with("bias", bytemuck::cast_slice(b)));
+        let p = QkvBiasParams { q_dim: q_dim as u32, kv_dim: kv_dim as u32, row_stride: stride as u32, _pad: 0 };
+        let d = kernels::qkv_bias(g.t(), &buf, [&bufs[0], &bufs[1], &bufs[2]], p, rows as u32).unwrap();
+        kernels::submit(&g, &[d]);
+        let mut want = x.clone();
+        reference::qkv_bias(&mut want, &bq, &bk, &bv);
+        check("qkv_bias", "f32", &shape, &read(&buf, x.len()), &want);
+
+        let (q_norm, k_norm) = (rng.vec(hd), rng.vec(hd));
+        let norms = [&q_norm, &k_norm].map(|n| g.storage_with("norm", bytemuck::cast_slice(n)));
+        let p =
+            HeadRmsnormParams { head_dim: hd as u32, n_q_heads: heads as u32, row_stride: stride as u32, eps: 1e-6 };
+        let d = kernels::head_rmsnorm(g.t(), &buf, [&norms[0], &norms[1]], p, kv_heads as u32, rows as u32).unwrap();
+        kernels::submit(&g, &[d]);
+        for row in want.chunks_mut(stride) {
+            let (q, k) = row.split_at_mut(q_dim);
+            reference::head_rmsnorm(q, &q_norm, 1e-6);
+            reference::head_rmsnorm(&mut k[..kv_dim], &k_norm, 1e-6);
+        }
+        check("head_rmsnorm", "f32", &shape, &read(&buf, x.len()), &want);
+    }
+}
+
+/// The mixture of experts: each token's route (softmax, top-k, renormalized) from its router
+/// logits, then an expert's rows of a stacked matrix of every quant type against a token, plain and
+/// weighted into an accumulator, for 3 tokens routed apart.
+#[test]
+fn moe_route_and_moe_matvec_match() {
+    let g = adapter();
+    let mut rng = Rng(23);
+    let (n_experts, n_used, tokens) = (8usize, 2usize, 3usize);
+    let logits = rng.vec(tokens * n_experts);
+    let lb = g.storage_with("router logits", bytemuck::cast_slice(&logits));
+    let route = g.storage("route", 8 * (tokens * n_used) as u64);
+    let p = MoeRouteParams { n_experts: n_experts as u32, n_used: n_used as u32, rows: tokens as u32, _pad: 0 };
+    kernels::submit(&g, &[kernels::moe_route(g.t(), &lb, &route, p).unwrap()]);
+    let got = pollster::block_on(g.gpu.read_f32(&route, 0, 2 * (tokens * n_used) as u64)).unwrap();
+    let mut routes = vec![];
+    for t in 0..tokens {
+        let want = reference::moe_route(&logits[t * n_experts..(t + 1) * n_experts], n_used);
+        for (j, &(e, w)) in want.iter().enumerate() {
+            let (id, weight) = (got[2 * (t * n_used + j)].to_bits() as usize, got[2 * (t * n_used + j) + 1]);
+            assert_eq!(id, e, "moe_route token {t} slot {j}");
+            assert!((weight - w).abs() < 1e-5, "moe_route token {t} slot {j}: weight {weight}, reference {w}");
+        }
+        routes.push(want);
+    }
+    for &ty in SUPPORTED {
+        let (rows, cols) = (40usize, width(ty, 256));
+        let (bytes, w) = random_matrix(ty, n_experts * rows, cols, &mut rng);
+        let wb = g.storage_with("experts", &bytes);
+        let m = QuantMatrix::packed(ty, &wb, (n_experts * rows) as u32, cols as u32);
+        let x = rng.vec(tokens * cols);
+        let acc = rng.vec(tokens * rows);
+        let (xb, out) =
+            (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("out", bytemuck::cast_slice(&acc)));
+        let p = MoeMatvecParams {
+            rows: rows as u32,
+            x_stride: cols as u32,
+            out_stride: rows as u32,
+            n_used: n_used as u32,
+            ..Default::default()
+        };
+        // out = W_e0 x (slot 0), then out += w_e1 W_e1 x (slot 1).
+        let plain = kernels::moe_matvec(g.t(), &m, &xb, &out, &route, p, tokens as u32).unwrap();
+        let weighted = MoeMatvecParams { slot: 1, weighted: 1, ..p };
+        let weighted = kernels::moe_matvec(g.t(), &m, &xb, &out, &route, weighted, tokens as u32).unwrap();
+        kernels::submit(&g, &[plain, weighted]);
+        let mut want = vec![];
+        for (t, r) in routes.iter().enumerate() {
+            let xt = &x[t * cols..(t + 1) * cols];
+            let (e0, (e1, w1)) = (r[0].0, r[1]);
+            let y0 = reference::matvec_rows(&w, e0 * rows, rows, xt);
+            let y1 = reference::matvec_rows(&w, e1 * rows, rows, xt);
+            want.extend(y0.iter().zip(&y1).map(|(a, b)| a + w1 * b));
+        }
+        check(
+            "moe_matvec",
+            ty.name(),
+            &format!("[{n_experts}x{rows}x{cols}] {tokens} tokens"),
+            &read(&out, tokens * rows),
+            &want,
+        );
+
+        // Grouped by expert: out[i] = W_e x[token of i] per (token, slot) item, then per item's own
+        // input (the down projection's form), then x[t] += the items' weighted sum (moe_sum).
+        let n_items = tokens * n_used;
+        let shape = format!("[{n_experts}x{rows}x{cols}] {n_items} items");
+        let items = g.storage("items", 4 * (n_items * rows) as u64);
+        let p = MoeMatmulParams {
+            rows: rows as u32,
+            x_stride: cols as u32,
+            n_items: n_items as u32,
+            n_used: n_used as u32,
+            per_token: 1,
+            ..Default::default()
+        };
+        let d = kernels::moe_matmul(g.t(), &m, &xb, &items, &route, p, n_experts as u32).unwrap();
+        kernels::submit(&g, &[d]);
+        let expert = |i: usize| routes[i / n_used][i % n_used].0;
+        let want: Vec<f32> = (0..n_items)
+            .flat_map(|i| reference::matvec_rows(&w, expert(i) * rows, rows, &x[i / n_used * cols..][..cols]))
+            .collect();
+        check("moe_matmul", ty.name(), &shape, &read(&items, n_items * rows), &want);
+        let per_item = rng.vec(n_items * cols);
+        let pb = g.storage_with("per item", bytemuck::cast_slice(&per_item));
+        let d = kernels::moe_matmul(
+            g.t(),
+            &m,
+            &pb,
+            &items,
+            &route,
+            MoeMatmulParams { per_token: 0, ..p },
+            n_experts as u32,
+        );
+        let acc_b = g.storage_with("acc", bytemuck::cast_slice(&acc));
+        let sum = kernels::moe_sum(g.t(), &items, &route, &acc_b, rows as u32, n_used as u32, tokens as u32).unwrap();
+        kernels::submit(&g, &[d.unwrap(), sum]);
+        let mut want = acc.clone();
+        for i in 0..n_items {
+            let y = reference::matvec_rows(&w, expert(i) * rows, rows, &per_item[i * cols..][..cols]);
+            let weight = routes[i / n_used][i % n_used].1;
+            want[i / n_used * rows..][..rows].iter_mut().zip(y).for_each(|(o, y)| *o += weight * y);
+        }
+        check("moe_matmul + moe_sum", ty.name(), &shape, &read(&acc_b, tokens * rows), &want);
+    }
+}
+
 #[test]
 fn qkv_every_quant_type() {
     let mut rng = Rng(31);
@@ -268,8 +418,13 @@ fn qkv_every_quant_type() {
                     &g,
                     &[webllama::kernels::gpu::qkv(g.t(), &m, &xb, &nb, &out, &fb, &step_on(&g, pos), p).unwrap()],
                 );
-                let r =
-                    reference::Rope { n_rot, base: 10000.0, freq_scale: 1.0, freq_factors: factors.then_some(&ff[..]) };
+                let r = reference::Rope {
+                    n_rot,
+                    neox: false,
+                    base: 10000.0,
+                    freq_scale: 1.0,
+                    freq_factors: factors.then_some(&ff[..]),
+                };
                 let (q, k, v) = reference::qkv(&x, &norm, 1e-5, &wq, &wk, &wv, pos as usize, &r, hd);
                 let want: Vec<f32> = q.into_iter().chain(k).chain(v).collect();
                 let shape = format!("[{heads}+2x{kv_heads} heads x {hd}, {dim}] pos {pos}");

@@ -1,68 +1,108 @@
-//! Model hyper-parameters read from the llama.* metadata keys, validated against each other.
+//! Model hyper-parameters read from the `<arch>.*` metadata keys, validated against each other; the
+//! architectures that load (llama, qwen2, qwen3) and how each differs from the LLaMA decoder.
 
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
 
-/// LLaMA hyper-parameters.
+/// How an architecture's attention input differs from LLaMA's: q = rope(Wq xb), k = rope(Wk xb).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchTraits {
+    /// general.architecture.
+    pub name: &'static str,
+    /// RoPE rotates the two halves of each head's first n_rot dims, (x[i], x[i + n_rot/2]) (<arch>.cpp's
+    /// NEOX mode), instead of adjacent pairs (x[2i], x[2i+1]).
+    pub rope_neox: bool,
+    /// q, k and v have biases, blk.N.attn_{q,k,v}.bias, added after the projections.
+    pub qkv_bias: bool,
+    /// q and k are RMS-normed per head (blk.N.attn_{q,k}_norm.weight, [head_dim]) before RoPE.
+    pub qk_norm: bool,
+}
+
+/// The architectures that load: the LLaMA decoder with these differences.
+pub const ARCHITECTURES: &[ArchTraits] = &[
+    ArchTraits { name: "llama", rope_neox: false, qkv_bias: false, qk_norm: false },
+    ArchTraits { name: "qwen2", rope_neox: true, qkv_bias: true, qk_norm: false },
+    ArchTraits { name: "qwen3", rope_neox: true, qkv_bias: false, qk_norm: true },
+];
+
+/// LLaMA-family hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// general.architecture ("llama").
+    /// general.architecture ("llama", "qwen2", "qwen3").
     pub arch: String,
-    /// Decoder blocks (llama.block_count).
+    /// What the architecture changes in the decoder.
+    pub traits: ArchTraits,
+    /// Decoder blocks (<arch>.block_count).
     pub n_layers: usize,
-    /// Residual stream width (llama.embedding_length).
+    /// Residual stream width (<arch>.embedding_length).
     pub dim: usize,
-    /// Query heads (llama.attention.head_count).
+    /// Query heads (<arch>.attention.head_count).
     pub n_heads: usize,
-    /// Key/value heads; fewer than n_heads means grouped-query attention (llama.attention.head_count_kv).
+    /// Key/value heads; fewer than n_heads means grouped-query attention (<arch>.attention.head_count_kv).
     pub n_kv_heads: usize,
-    /// Width of one head (llama.attention.key_length, else dim / n_heads).
+    /// Width of one head (<arch>.attention.key_length, else dim / n_heads).
     pub head_dim: usize,
-    /// Hidden width of the SwiGLU feed-forward (llama.feed_forward_length).
+    /// Hidden width of the SwiGLU feed-forward (<arch>.feed_forward_length).
     pub ffn_dim: usize,
-    /// RoPE base frequency (llama.rope.freq_base, default 10000).
+    /// RoPE base frequency (<arch>.rope.freq_base, default 10000).
     pub rope_base: f32,
-    /// Multiplier on RoPE angles: 1 / llama.rope.scaling.factor for linear scaling, else 1.
+    /// Multiplier on RoPE angles: 1 / <arch>.rope.scaling.factor for linear scaling, else 1.
     pub rope_freq_scale: f32,
     /// True when the file has rope_freqs.weight: per-frequency divisors of the RoPE angles
     /// (LLaMA-3.1/3.2 rope scaling, precomputed by the converter).
     pub rope_freqs: bool,
-    /// Leading dimensions of each head that RoPE rotates (llama.rope.dimension_count, default head_dim).
+    /// Leading dimensions of each head that RoPE rotates (<arch>.rope.dimension_count, default head_dim).
     pub n_rot: usize,
-    /// RMSNorm epsilon (llama.attention.layer_norm_rms_epsilon).
+    /// RMSNorm epsilon (<arch>.attention.layer_norm_rms_epsilon).
     pub rms_eps: f32,
-    /// Context length the model was trained for (llama.context_length).
+    /// Context length the model was trained for (<arch>.context_length).
     pub ctx_len: usize,
     /// Vocabulary size (rows of token_embd).
     pub vocab_size: usize,
     /// True when there is no output.weight: the output projection reuses token_embd.
     pub tied_output: bool,
+    /// Experts per layer in a mixture-of-experts feed-forward (<arch>.expert_count; 0: dense).
+    pub n_experts: usize,
+    /// Experts each token runs (<arch>.expert_used_count).
+    pub n_experts_used: usize,
 }
 
 /// Largest sizes accepted from metadata: far above any real LLaMA, low enough to keep arithmetic safe.
 const MAX_WIDTH: u64 = 1 << 17;
 const MAX_LAYERS: u64 = 1024;
 const MAX_CTX: u64 = 1 << 24;
+/// Most experts per layer: real mixtures have up to 256.
+const MAX_EXPERTS: u64 = 256;
 /// Largest vocabulary (rows of token_embd): real ones are under 300k.
 const MAX_VOCAB: u64 = 1 << 24;
 
 impl Config {
-    /// Reads and validates the config of an arch "llama" file.
+    /// Reads and validates the config of a file of one of the ARCHITECTURES.
     pub fn from_gguf(g: &Gguf) -> Result<Config> {
         let arch = g.get_str("general.architecture")?;
-        if arch != "llama" {
-            return Err(Error::UnsupportedArch(arch.to_string()));
-        }
-        // Mixture of experts in a llama file (Mixtral's layout): named, not a missing ffn_gate.
-        let experts = g.opt_u64("llama.expert_count")?.unwrap_or(0);
-        let router = g.tensors.iter().find(|t| t.name.contains("ffn_gate_inp"));
-        if let Some(t) = router.or_else(|| g.tensors.iter().find(|t| t.name.contains("_exps"))) {
+        let traits =
+            *ARCHITECTURES.iter().find(|a| a.name == arch).ok_or_else(|| Error::UnsupportedArch(arch.to_string()))?;
+        // Every hyper-parameter key is prefixed with the architecture's name.
+        let k = |key: &str| format!("{arch}.{key}");
+        // Mixture of experts (Mixtral's layout in a llama file): expert_count experts per layer,
+        // expert_used_count of them run per token.
+        let n_experts = g.opt_u64(&k("expert_count"))?.unwrap_or(0);
+        let n_experts_used = g.opt_u64(&k("expert_used_count"))?.unwrap_or(0);
+        let named = |part: &str| g.tensors.iter().find(|t| t.name.contains(part));
+        let router = named("ffn_gate_inp").or_else(|| named("_exps"));
+        if let Some(t) = router.filter(|_| n_experts == 0 || arch != "llama") {
             return Err(Error::BadConfig(format!(
-                "{:?} ({experts} experts): mixture-of-experts llama files are not supported yet",
+                "{:?} ({n_experts} experts): mixture-of-experts {arch} files are not supported",
                 t.name
             )));
         }
+        if n_experts > MAX_EXPERTS || (n_experts > 0 && !(1..=n_experts).contains(&n_experts_used)) {
+            return Err(Error::BadConfig(format!(
+                "expert_count {n_experts} and expert_used_count {n_experts_used}: expected at most {MAX_EXPERTS} experts, 1 or more used"
+            )));
+        }
         let get = |key: &str, max: u64| -> Result<usize> {
+            let key = &k(key);
             let v = g.get_u64(key)?;
             if v == 0 || v > max {
                 return Err(Error::BadConfig(format!("{key} is {v}, expected 1 to {max}")));
@@ -70,23 +110,23 @@ impl Config {
             Ok(v as usize)
         };
         let opt = |key: &str, max: u64| -> Result<Option<usize>> {
-            if g.get(key).is_some() {
+            if g.get(&k(key)).is_some() {
                 get(key, max).map(Some)
             } else {
                 Ok(None)
             }
         };
-        let n_layers = get("llama.block_count", MAX_LAYERS)?;
-        let dim = get("llama.embedding_length", MAX_WIDTH)?;
-        let n_heads = get("llama.attention.head_count", MAX_WIDTH)?;
-        let n_kv_heads = opt("llama.attention.head_count_kv", MAX_WIDTH)?.unwrap_or(n_heads);
-        let ffn_dim = get("llama.feed_forward_length", MAX_WIDTH * 4)?;
-        let ctx_len = get("llama.context_length", MAX_CTX)?;
-        if dim % n_heads != 0 && g.get("llama.attention.key_length").is_none() {
+        let n_layers = get("block_count", MAX_LAYERS)?;
+        let dim = get("embedding_length", MAX_WIDTH)?;
+        let n_heads = get("attention.head_count", MAX_WIDTH)?;
+        let n_kv_heads = opt("attention.head_count_kv", MAX_WIDTH)?.unwrap_or(n_heads);
+        let ffn_dim = get("feed_forward_length", MAX_WIDTH * 4)?;
+        let ctx_len = get("context_length", MAX_CTX)?;
+        if dim % n_heads != 0 && g.get(&k("attention.key_length")).is_none() {
             return Err(Error::BadConfig(format!("embedding_length {dim} is not a multiple of head_count {n_heads}")));
         }
-        let head_dim = opt("llama.attention.key_length", MAX_WIDTH)?.unwrap_or(dim / n_heads);
-        if let Some(v) = opt("llama.attention.value_length", MAX_WIDTH)? {
+        let head_dim = opt("attention.key_length", MAX_WIDTH)?.unwrap_or(dim / n_heads);
+        if let Some(v) = opt("attention.value_length", MAX_WIDTH)? {
             if v != head_dim {
                 return Err(Error::BadConfig(format!("value_length {v} differs from key_length {head_dim}")));
             }
@@ -96,20 +136,20 @@ impl Config {
                 "head_count {n_heads} is not a multiple of head_count_kv {n_kv_heads}"
             )));
         }
-        let n_rot = opt("llama.rope.dimension_count", MAX_WIDTH)?.unwrap_or(head_dim);
+        let n_rot = opt("rope.dimension_count", MAX_WIDTH)?.unwrap_or(head_dim);
         if n_rot > head_dim || n_rot % 2 != 0 {
             return Err(Error::BadConfig(format!(
                 "rope.dimension_count {n_rot} must be even and at most the head width {head_dim}"
             )));
         }
-        let rope_base = g.opt_f32("llama.rope.freq_base")?.unwrap_or(10000.0);
+        let rope_base = g.opt_f32(&k("rope.freq_base"))?.unwrap_or(10000.0);
         if !(rope_base.is_finite() && rope_base > 1.0) {
             return Err(Error::BadConfig(format!("rope.freq_base is {rope_base}, expected a finite number above 1")));
         }
-        let rope_freq_scale = match g.get("llama.rope.scaling.type").and_then(|v| v.as_str()) {
+        let rope_freq_scale = match g.get(&k("rope.scaling.type")).and_then(|v| v.as_str()) {
             None | Some("none") => 1.0,
             Some("linear") => {
-                let f = g.opt_f32("llama.rope.scaling.factor")?.unwrap_or(1.0);
+                let f = g.opt_f32(&k("rope.scaling.factor"))?.unwrap_or(1.0);
                 if !(f.is_finite() && f >= 1.0) {
                     return Err(Error::BadConfig(format!(
                         "rope.scaling.factor is {f}, expected a finite number of at least 1"
@@ -124,7 +164,7 @@ impl Config {
             }
         };
         let rope_freqs = g.tensor("rope_freqs.weight").is_some();
-        let rms_eps = g.opt_f32("llama.attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5);
+        let rms_eps = g.opt_f32(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
         if !(rms_eps.is_finite() && rms_eps > 0.0 && rms_eps < 1.0) {
             return Err(Error::BadConfig(format!("layer_norm_rms_epsilon is {rms_eps}, expected 0 < eps < 1")));
         }
@@ -142,16 +182,15 @@ impl Config {
             )));
         }
         let vocab_size = embd.dims[1] as usize;
-        if let Some(v) = opt("llama.vocab_size", MAX_VOCAB)? {
+        if let Some(v) = opt("vocab_size", MAX_VOCAB)? {
             if v != vocab_size {
-                return Err(Error::BadConfig(format!(
-                    "llama.vocab_size {v} differs from token_embd rows {vocab_size}"
-                )));
+                return Err(Error::BadConfig(format!("vocab_size {v} differs from token_embd rows {vocab_size}")));
             }
         }
         let tied_output = g.tensor("output.weight").is_none();
         Ok(Config {
             arch: arch.to_string(),
+            traits,
             n_layers,
             dim,
             n_heads,
@@ -166,6 +205,8 @@ impl Config {
             ctx_len,
             vocab_size,
             tied_output,
+            n_experts: n_experts as usize,
+            n_experts_used: n_experts_used as usize,
         })
     }
 
@@ -176,5 +217,11 @@ impl Config {
     /// Width of one position's keys (or values) in the KV cache (n_kv_heads * head_dim).
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
+    }
+    /// Whether q and k are LLaMA's, rope(W xb) with adjacent pairs: then the fused kernels that
+    /// project and rotate in one pass (the GPU family's qkv, the CPU family's rope in attention) apply.
+    pub fn llama_qk(&self) -> bool {
+        let t = self.traits;
+        !(t.rope_neox || t.qkv_bias || t.qk_norm)
     }
 }

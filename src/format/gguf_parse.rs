@@ -200,6 +200,16 @@ impl HeaderStream {
         self.buf.len() as u64
     }
 
+    /// The header, once complete.
+    pub fn header(&self) -> Option<&Gguf> {
+        self.header.as_deref()
+    }
+
+    /// The file's length, when known.
+    pub fn file_len(&self) -> Option<u64> {
+        self.file_len
+    }
+
     /// The header and every byte received (from the file's start), once the header is complete.
     pub fn into_parts(self) -> Option<(Gguf, Vec<u8>)> {
         self.header.map(|g| (*g, self.buf))

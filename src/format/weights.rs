@@ -1,4 +1,4 @@
-//! The LLaMA tensor map: GGUF tensor names verbatim, their expected shapes, and where bytes come from.
+//! The LLaMA-family tensor map: GGUF tensor names verbatim, their expected shapes, and where bytes come from.
 
 use crate::error::{Error, Result};
 use crate::format::config::Config;
@@ -11,6 +11,19 @@ pub const ATTN_K: &str = "attn_k.weight";
 pub const ATTN_V: &str = "attn_v.weight";
 pub const ATTN_OUT: &str = "attn_output.weight";
 pub const FFN_NORM: &str = "ffn_norm.weight";
+/// Mixture of experts (Mixtral layout): the router ([dim, n_experts]) and the experts' matrices
+/// stacked ([dim, ffn, n_experts], [ffn, dim, n_experts]: expert e's rows follow expert e-1's).
+pub const FFN_GATE_INP: &str = "ffn_gate_inp.weight";
+pub const FFN_GATE_EXPS: &str = "ffn_gate_exps.weight";
+pub const FFN_UP_EXPS: &str = "ffn_up_exps.weight";
+pub const FFN_DOWN_EXPS: &str = "ffn_down_exps.weight";
+/// qwen2: biases of the q, k, v projections ([q_dim], [kv_dim], [kv_dim]).
+pub const ATTN_Q_BIAS: &str = "attn_q.bias";
+pub const ATTN_K_BIAS: &str = "attn_k.bias";
+pub const ATTN_V_BIAS: &str = "attn_v.bias";
+/// qwen3: per-head RMSNorm weights of q and k ([head_dim]).
+pub const ATTN_Q_NORM: &str = "attn_q_norm.weight";
+pub const ATTN_K_NORM: &str = "attn_k_norm.weight";
 pub const FFN_GATE: &str = "ffn_gate.weight";
 pub const FFN_UP: &str = "ffn_up.weight";
 pub const FFN_DOWN: &str = "ffn_down.weight";
@@ -49,11 +62,29 @@ pub fn expected(cfg: &Config) -> Vec<(String, Vec<u64>)> {
             (ATTN_V, vec![d, kv]),
             (ATTN_OUT, vec![q, d]),
             (FFN_NORM, vec![d]),
-            (FFN_GATE, vec![d, f]),
-            (FFN_UP, vec![d, f]),
-            (FFN_DOWN, vec![f, d]),
         ] {
             out.push((layer(i, suffix), shape));
+        }
+        let ffn = match cfg.n_experts as u64 {
+            0 => [(FFN_GATE, vec![d, f]), (FFN_UP, vec![d, f]), (FFN_DOWN, vec![f, d])].to_vec(),
+            e => [
+                (FFN_GATE_INP, vec![d, e]),
+                (FFN_GATE_EXPS, vec![d, f, e]),
+                (FFN_UP_EXPS, vec![d, f, e]),
+                (FFN_DOWN_EXPS, vec![f, d, e]),
+            ]
+            .to_vec(),
+        };
+        out.extend(ffn.into_iter().map(|(suffix, shape)| (layer(i, suffix), shape)));
+        if cfg.traits.qkv_bias {
+            for (suffix, n) in [(ATTN_Q_BIAS, q), (ATTN_K_BIAS, kv), (ATTN_V_BIAS, kv)] {
+                out.push((layer(i, suffix), vec![n]));
+            }
+        }
+        if cfg.traits.qk_norm {
+            for suffix in [ATTN_Q_NORM, ATTN_K_NORM] {
+                out.push((layer(i, suffix), vec![cfg.head_dim as u64]));
+            }
         }
     }
     out
@@ -74,13 +105,14 @@ pub fn check(g: &Gguf, cfg: &Config) -> Result<()> {
     }
     for (name, shape) in expected(cfg) {
         let t = g.tensor(&name).ok_or_else(|| Error::MissingTensor(name.clone()))?;
+        // The type first: a type webllama does not decode is what the user needs to hear of.
+        t.ty.check_supported(&name)?;
         if t.dims != shape {
             return Err(Error::BadTensor {
                 tensor: name,
                 msg: format!("has shape {:?}, expected {:?}", t.dims, shape),
             });
         }
-        t.ty.check_supported(&name)?;
     }
     Ok(())
 }

@@ -16,6 +16,12 @@ pub mod wgsl {
     pub const EMBED: &str = include_str!("../../shaders/embed.wgsl");
     pub const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
     pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
+    pub const QKV_BIAS: &str = include_str!("../../shaders/qkv_bias.wgsl");
+    pub const HEAD_RMSNORM: &str = include_str!("../../shaders/head_rmsnorm.wgsl");
+    pub const MOE_ROUTE: &str = include_str!("../../shaders/moe_route.wgsl");
+    pub const MOE_MATVEC: &str = include_str!("../../shaders/moe_matvec.wgsl");
+    pub const MOE_MATMUL: &str = include_str!("../../shaders/moe_matmul.wgsl");
+    pub const MOE_SUM: &str = include_str!("../../shaders/moe_sum.wgsl");
     pub const SWIGLU: &str = include_str!("../../shaders/swiglu.wgsl");
     pub const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
     /// matvec's and matmul's parameters and bindings (both families).

@@ -2,7 +2,7 @@
 //! workgroup count, returned as a Dispatch to record into a compute pass. Bind groups are made once
 //! when the model is built and replayed for every token. This file holds the plumbing, the step
 //! uniform, how a matrix lies on the GPU, the kernels both families share (embed, rmsnorm, rope,
-//! swiglu, argmax) and the ones whose family the Layout picks (matvec, matmul, attention), each in
+//! qkv_bias, head_rmsnorm, swiglu, argmax; the mixture of experts' in moe.rs) and the ones whose family the Layout picks (matvec, matmul, attention), each in
 //! `gpu/` or `cpu/`.
 
 use crate::error::{Error, Result};
@@ -16,7 +16,9 @@ mod attention;
 pub mod cpu;
 pub mod gpu;
 pub use attention::{attention, AttentionBuffers, AttentionParams, AttentionRows};
+pub use moe::{moe_matmul, moe_matvec, moe_route, moe_sum, MoeMatmulParams, MoeMatvecParams, MoeRouteParams};
 
+mod moe;
 /// The device and the layout chosen for it: what every kernel function is built for.
 #[derive(Clone, Copy)]
 pub struct Target<'a> {
@@ -395,6 +397,9 @@ pub struct RopeParams {
 
 /// rope: rotates the heads at x[offset + pos * pos_stride ..] in place for position step.pos (and
 /// for `rows` batch rows, row_stride apart, at their positions); `freq_factors` holds n_rot / 2
+    /// 1: NEOX pairs (x[i], x[i + n_rot/2]) (qwen2, qwen3); 0: adjacent pairs (llama).
+    pub neox: u32,
+    pub _pad: [u32; 3],
 /// divisors of the angles (ones when the model has none).
 pub fn rope(
     t: Target,
@@ -413,6 +418,55 @@ pub fn rope(
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct SwigluParams {
     pub n: u32,
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct QkvBiasParams {
+    pub q_dim: u32,
+    pub kv_dim: u32,
+    /// Elements per batch row of qkv.
+    pub row_stride: u32,
+    pub _pad: u32,
+}
+
+/// qkv_bias (qwen2): q | k | v += bq | bk | bv in place, for `rows` batch rows of qkv.
+pub fn qkv_bias(
+    t: Target,
+    qkv: &wgpu::Buffer,
+    bias: [&wgpu::Buffer; 3],
+    p: QkvBiasParams,
+    rows: u32,
+) -> Result<Dispatch> {
+    let n = p.q_dim + 2 * p.kv_dim;
+    let pipeline = t.pipeline(&Module::new("qkv_bias", &[wgsl::QKV_BIAS]), "main")?;
+    let buffers = numbered(&[qkv, bias[0], bias[1], bias[2]]);
+    bind(t.gpu, "qkv_bias", pipeline, bytemuck::bytes_of(&p), buffers, [n.div_ceil(64), rows, 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct HeadRmsnormParams {
+    pub head_dim: u32,
+    pub n_q_heads: u32,
+    /// Elements per batch row of qkv.
+    pub row_stride: u32,
+    pub eps: f32,
+}
+
+/// head_rmsnorm (qwen3): every head of q (the first `p.n_q_heads` of a row) and of k (the next
+/// `n_k_heads`) RMS-normed on its own in place, times q_norm or k_norm ([head_dim]), for `rows` rows.
+pub fn head_rmsnorm(
+    t: Target,
+    qkv: &wgpu::Buffer,
+    [q_norm, k_norm]: [&wgpu::Buffer; 2],
+    p: HeadRmsnormParams,
+    n_k_heads: u32,
+    rows: u32,
+) -> Result<Dispatch> {
+    let pipeline = t.pipeline(&Module::new("head_rmsnorm", &[wgsl::HEAD_RMSNORM]), "main")?;
+    let buffers = numbered(&[qkv, q_norm, k_norm]);
+    bind(t.gpu, "head_rmsnorm", pipeline, bytemuck::bytes_of(&p), buffers, [p.n_q_heads + n_k_heads, rows, 1])
+}
+
     /// cpu::swiglu_packed: where up starts in the gate buffer.
     pub up_offset: u32,
     pub _pad: [u32; 2],

@@ -327,7 +327,10 @@ impl ModelBuilder {
                     }
                 }
                 if done {
-                    into_textures(&gpu, &layout, &name, w)?;
+                    // Stacked experts stay in buffers: moe_matvec reads blocks.
+                    if !name.ends_with("_exps.weight") {
+                        into_textures(&gpu, &layout, &name, w)?;
+                    }
                     let w = std::mem::replace(w, Weight { ty: w.ty, rows: 0, cols: 0, row_stride: 0, parts: vec![] });
                     p.target = Some(Target::Matrix(w));
                 }

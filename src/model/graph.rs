@@ -31,11 +31,18 @@ pub struct Acts {
     pub rope_ones: wgpu::Buffer, // [n_rot / 2] of 1.0, for models without rope_freqs
     pub norms: wgpu::Buffer, // [ceil(dim / subgroup size) + 4] (room for one per subgroup of rows) partial sums of squares of x (kernels::cpu::Fold)
     pub rotations: wgpu::Buffer, // [head_dim / 2] (cos, sin): RoPE at the decoded position (kernels::cpu::rope_rotations)
+    pub router: wgpu::Buffer,    // [rows, n_experts] router logits (mixture of experts)
+    pub route: wgpu::Buffer,     // [rows, n_experts_used, 2] u32: each row's experts and their weights' f32 bits
+    pub moe_h: wgpu::Buffer, // [rows, n_experts_used, ffn_dim] batch: each routed expert's gate, then silu(gate) * up
+    pub moe_h2: wgpu::Buffer, // [rows, n_experts_used, ffn_dim] batch: each routed expert's up
+    pub moe_y: wgpu::Buffer, // [rows, n_experts_used, dim] batch: each routed expert's down projection
 }
 
 impl Acts {
     pub fn new(gpu: &Gpu, c: &Config, rows: u32, n_splits: u32) -> Acts {
         let f = |n: usize| 4 * n as u64 * rows as u64;
+        // The batch's per-expert buffers (4 bytes for dense models and the decode graph).
+        let moe = |n: usize| if c.n_experts > 0 && rows > 1 { f(n * c.n_experts_used) } else { 4 };
         Acts {
             rows,
             x: gpu.storage("x", f(c.dim)),
@@ -57,6 +64,11 @@ impl Acts {
                 "norm partial sums",
                 4 * (c.dim.div_ceil(gpu.info.subgroup_min_size.max(1) as usize) + 4) as u64,
             ),
+            router: gpu.storage("router logits", f(c.n_experts.max(1))),
+            route: gpu.storage("routes", 2 * f(c.n_experts_used.max(1))),
+            moe_h: gpu.storage("expert gates", moe(c.ffn_dim)),
+            moe_h2: gpu.storage("expert ups", moe(c.ffn_dim)),
+            moe_y: gpu.storage("expert outputs", moe(c.dim)),
         }
     }
 
@@ -107,9 +119,13 @@ pub fn decode(s: &Parts) -> Result<Vec<Dispatch>> {
     g.embed(1)?; // x = embedding[token]
     for l in 0..c.n_layers {
         let lw = |suffix: &str| weights::layer(l, suffix);
-        g.qkv(l)?; // q | k | v = [Wq; Wk; Wv] rmsnorm(x); q, k = rope(q), rope(k) (CPU family: in attention)
+        g.qkv(l)?; // q | k | v = [Wq; Wk; Wv] rmsnorm(x) (+ qkv_bias; head_rmsnorm q, k); q, k = rope(q), rope(k) (CPU family, llama: in attention)
         g.attention(l, AttentionRows::One, s.n_splits)?; // att = softmax(q k^T / sqrt(head_dim)) v; k, v into the cache
         g.residual(s.w(&lw(ATTN_OUT)), &a.att)?; // x += Wo att
+        if c.n_experts > 0 {
+            g.moe(l)?; // x += sum over the token's routed experts e (weight w_e) of w_e Wdown_e silu(Wgate_e xb) * (Wup_e xb), xb = rmsnorm(x)
+            continue;
+        }
         g.gate_up(l)?; // hb = silu(Wgate rmsnorm(x)) * (Wup rmsnorm(x)) (CPU family: gate | up, swiglu in down)
         g.down(l)?; // x += Wdown hb
     }
@@ -149,9 +165,15 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
         let lw = |suffix: &str| weights::layer(l, suffix);
         g.rmsnorm(s.vec(&lw(ATTN_NORM)))?; // xb = rmsnorm(x)
         g.matmul_qkv(l)?; // q | k | v = [Wq; Wk; Wv] xb
+        g.qkv_bias(l)?; // q | k | v += bq | bk | bv (qwen2)
+        g.head_rmsnorm(l)?; // q, k = rmsnorm of each head * q_norm, k_norm (qwen3)
         g.rope()?; // q, k = rope(q), rope(k)
         g.attention(l, which, n_splits)?; // att = causal softmax(q k^T / sqrt(head_dim)) v; each row's k, v into the cache (or branch)
         g.matmul(s.w(&lw(ATTN_OUT)), &a.att, &a.x, add(c.q_dim() as u32))?; // x += Wo att
+        if c.n_experts > 0 {
+            g.moe(l)?; // x[t] += sum over t's routed experts e (weight w_e) of w_e Wdown_e silu(Wgate_e xb[t]) * (Wup_e xb[t])
+            continue;
+        }
         g.rmsnorm(s.vec(&lw(FFN_NORM)))?; // xb = rmsnorm(x)
         g.matmul_gate_up(l)?; // hb, hb2 = Wgate xb, Wup xb
         g.swiglu(ffn * rows)?; // hb = silu(hb) * hb2

@@ -101,8 +101,17 @@ impl Model {
         let batch = graph::batch(&parts, Batch::Prompt)?;
         let cands = graph::batch(&parts, Batch::Candidates)?;
         // The bytes of the blocks (not the padding between rows, which is never read).
-        let weight_bytes =
-            weights.values().map(|w| w.rows as u64 * crate::kernels::row_bytes(w.ty, w.cols) as u64).sum::<u64>();
+        // Of stacked experts, a token reads only the n_experts_used it is routed to.
+        let weight_bytes = weights
+            .iter()
+            .map(|(name, w)| {
+                let bytes = w.rows as u64 * crate::kernels::row_bytes(w.ty, w.cols) as u64;
+                match name.ends_with("_exps.weight") {
+                    true => bytes / c.n_experts as u64 * c.n_experts_used as u64,
+                    false => bytes,
+                }
+            })
+            .sum::<u64>();
         Ok(Model {
             tokens_staging: gpu.readback_buffer("tokens readback", 4 * MAX_CANDIDATES as u64),
             logits_staging: gpu.readback_buffer("logits readback", 4 * (c.vocab_size as u64) * MAX_CANDIDATES as u64),
@@ -201,7 +210,7 @@ impl Model {
         }
         let pos = self.kv.len as u32;
         self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&Step::single(pos)));
-        if self.layout.rope_in_attention() {
+        if steps::rope_in_attention(&self.layout, &self.cfg) {
             // The decode graph rotates q and k inside attention.
             let c = &self.cfg;
             let r = cpu::rope_rotations(

@@ -7,14 +7,18 @@
 use super::graph::Parts;
 use super::weight::Weight;
 use crate::error::Result;
+use crate::format::config::Config;
 use crate::format::weights::{
-    self, ATTN_K, ATTN_NORM, ATTN_Q, ATTN_V, FFN_DOWN, FFN_GATE, FFN_NORM, FFN_UP, OUTPUT_NORM, ROPE_FREQS, TOKEN_EMBD,
+    self, ATTN_K, ATTN_K_BIAS, ATTN_K_NORM, ATTN_NORM, ATTN_Q, ATTN_Q_BIAS, ATTN_Q_NORM, ATTN_V, ATTN_V_BIAS, FFN_DOWN,
+    FFN_DOWN_EXPS, FFN_GATE, FFN_GATE_EXPS, FFN_GATE_INP, FFN_NORM, FFN_UP, FFN_UP_EXPS, OUTPUT_NORM, ROPE_FREQS,
+    TOKEN_EMBD,
 };
-use crate::gpu::Family;
+use crate::gpu::{Family, Layout};
 use crate::kernels::cpu::{self, Fold};
 use crate::kernels::gpu::{self, QkvParams};
 use crate::kernels::{
-    self, AttentionBuffers, AttentionParams, AttentionRows, Dispatch, MatmulParams, MatvecParams, RopeParams,
+    self, AttentionBuffers, AttentionParams, AttentionRows, Dispatch, HeadRmsnormParams, MatmulParams, MatvecParams,
+    MoeMatmulParams, MoeMatvecParams, MoeRouteParams, QkvBiasParams, RopeParams,
 };
 
 /// A graph being recorded: its dispatches so far and what they read.
@@ -74,9 +78,46 @@ impl<'a> Recorder<'a> {
             freq_base: c.rope_base,
             freq_scale: c.rope_freq_scale,
             row_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
+            neox: c.traits.rope_neox as u32,
             ..Default::default()
         };
         self.g.push(kernels::rope(s.target(), &s.acts.qkv, self.freq_factors(), &s.acts.step, p, self.rows)?);
+        Ok(())
+    }
+
+    /// q | k | v += bq | bk | bv for every row, where the architecture has the biases (qwen2).
+    pub fn qkv_bias(&mut self, l: usize) -> Result<()> {
+        let (s, c) = (self.s, self.s.cfg);
+        if !c.traits.qkv_bias {
+            return Ok(());
+        }
+        let bias = [ATTN_Q_BIAS, ATTN_K_BIAS, ATTN_V_BIAS].map(|b| s.vec(&weights::layer(l, b)));
+        let p = QkvBiasParams {
+            q_dim: c.q_dim() as u32,
+            kv_dim: c.kv_dim() as u32,
+            row_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
+            ..Default::default()
+        };
+        self.g.push(kernels::qkv_bias(s.target(), &s.acts.qkv, bias, p, self.rows)?);
+        Ok(())
+    }
+
+    /// q, k = rmsnorm of each head, times q_norm or k_norm, for every row, where the architecture has
+    /// the norms (qwen3).
+    pub fn head_rmsnorm(&mut self, l: usize) -> Result<()> {
+        let (s, c) = (self.s, self.s.cfg);
+        if !c.traits.qk_norm {
+            return Ok(());
+        }
+        let norms = [ATTN_Q_NORM, ATTN_K_NORM].map(|n| s.vec(&weights::layer(l, n)));
+        let p = HeadRmsnormParams {
+            head_dim: c.head_dim as u32,
+            n_q_heads: c.n_heads as u32,
+            row_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
+            eps: c.rms_eps,
+        };
+        let t = s.target();
+        self.g.push(kernels::head_rmsnorm(t, &s.acts.qkv, norms, p, c.n_kv_heads as u32, self.rows)?);
         Ok(())
     }
 
@@ -88,7 +129,7 @@ impl<'a> Recorder<'a> {
     /// the cache (or the candidates' branches). The CPU family's decode rotates q and k here.
     pub fn attention(&mut self, l: usize, which: AttentionRows, n_splits: u32) -> Result<()> {
         let (s, c, a) = (self.s, self.s.cfg, self.s.acts);
-        let in_kernel = which == AttentionRows::One && s.layout.rope_in_attention();
+        let in_kernel = which == AttentionRows::One && rope_in_attention(s.layout, c);
         let b = AttentionBuffers {
             qkv: &a.qkv,
             k_cache: &s.kv.k[l],
@@ -182,16 +223,17 @@ impl<'a> Recorder<'a> {
         Fold { norm: Some((s.vec(norm), &a.norms, s.cfg.rms_eps)), ..Default::default() }
     }
 
-    /// Decode: q | k | v = [Wq; Wk; Wv] rmsnorm(x), q and k roped (the CPU family leaves RoPE to
-    /// attention): the GPU family's fused qkv kernel over the layer's group; the CPU family's matvec
-    /// folding rmsnorm (after the first layer, where folds run); else rmsnorm, the matvecs and
-    /// (GPU family) rope on their own.
+    /// Decode: q | k | v = [Wq; Wk; Wv] rmsnorm(x) (+ biases, q and k head-normed, where the
+    /// architecture has them), q and k roped (the CPU family leaves LLaMA's RoPE to attention): the
+    /// GPU family's fused qkv kernel over the layer's group (LLaMA's q and k); the CPU family's
+    /// matvec folding rmsnorm (after the first layer, where folds run); else rmsnorm and the
+    /// matvecs on their own.
     pub fn qkv(&mut self, l: usize) -> Result<()> {
         let (s, c, a) = (self.s, self.s.cfg, self.s.acts);
         let norm = weights::layer(l, ATTN_NORM);
         let wqkv = s.weights.get(&weights::layer(l, "attn_qkv"));
         match (self.family(), wqkv) {
-            (Family::Gpu, Some(wqkv)) => {
+            (Family::Gpu, Some(wqkv)) if c.llama_qk() => {
                 let p = QkvParams {
                     q_rows: c.q_dim() as u32,
                     kv_rows: c.kv_dim() as u32,
@@ -215,7 +257,8 @@ impl<'a> Recorder<'a> {
                 return Ok(());
             }
             (Family::Cpu, Some(wqkv)) if self.folds && l > 0 => {
-                return self.matvec(wqkv, &a.x, &a.qkv, MatvecParams::default(), self.norm_fold(&norm))
+                self.matvec(wqkv, &a.x, &a.qkv, MatvecParams::default(), self.norm_fold(&norm))?;
+                return self.qk_finish(l);
             }
             _ => {}
         }
@@ -235,7 +278,15 @@ impl<'a> Recorder<'a> {
                 )?;
             }
         }
-        if self.family() == Family::Gpu {
+        self.qk_finish(l)
+    }
+
+    /// Decode, after the q | k | v projections: the biases and head norms, then RoPE unless
+    /// attention rotates q and k.
+    fn qk_finish(&mut self, l: usize) -> Result<()> {
+        self.qkv_bias(l)?;
+        self.head_rmsnorm(l)?;
+        if !rope_in_attention(self.s.layout, self.s.cfg) {
             self.rope()?;
         }
         Ok(())
@@ -301,6 +352,68 @@ impl<'a> Recorder<'a> {
         )
     }
 
+    /// The mixture-of-experts feed-forward for every row: xb = rmsnorm(x); the router's logits,
+    /// each row's experts (moe_route); then, reading only the chosen experts' rows: decode, per
+    /// routed slot, hb = silu(Wgate_e xb) * (Wup_e xb) and x += w_e Wdown_e hb; a batch, the same
+    /// grouped by expert (moe_matmul) into per-slot buffers, summed into x by moe_sum.
+    pub fn moe(&mut self, l: usize) -> Result<()> {
+        let (s, c, a) = (self.s, self.s.cfg, self.s.acts);
+        let (dim, ffn, rows) = (c.dim as u32, c.ffn_dim as u32, self.rows);
+        let n_experts = c.n_experts as u32;
+        self.rmsnorm(s.vec(&weights::layer(l, FFN_NORM)))?;
+        let router = s.w(&weights::layer(l, FFN_GATE_INP));
+        if rows == 1 {
+            self.matvec(router, &a.xb, &a.router, MatvecParams::default(), Fold::default())?;
+        } else {
+            let p = MatmulParams { x_stride: dim, out_stride: n_experts, ..Default::default() };
+            self.matmul(router, &a.xb, &a.router, p)?;
+        }
+        let p = MoeRouteParams { n_experts, n_used: c.n_experts_used as u32, rows, _pad: 0 };
+        self.g.push(kernels::moe_route(s.target(), &a.router, &a.route, p)?);
+        let experts = |suffix: &str| -> Result<_> {
+            let w = s.w(&weights::layer(l, suffix));
+            if w.parts.len() != 1 {
+                return Err(crate::error::Error::BadTensor {
+                    tensor: weights::layer(l, suffix),
+                    msg: "experts larger than one GPU binding are not supported yet".into(),
+                });
+            }
+            Ok(w.part(0))
+        };
+        let (gate, up, down) = (experts(FFN_GATE_EXPS)?, experts(FFN_UP_EXPS)?, experts(FFN_DOWN_EXPS)?);
+        let n_used = c.n_experts_used as u32;
+        if rows > 1 {
+            // A batch, grouped by expert: item i = (token, routed slot).
+            let n_items = rows * n_used;
+            let p = MoeMatmulParams { rows: ffn, x_stride: dim, n_items, n_used, per_token: 1, ..Default::default() };
+            let t = s.target();
+            self.g.push(kernels::moe_matmul(t, &gate, &a.xb, &a.moe_h, &a.route, p, n_experts)?); // h[i] = Wgate_e xb[token]
+            self.g.push(kernels::moe_matmul(t, &up, &a.xb, &a.moe_h2, &a.route, p, n_experts)?); // h2[i] = Wup_e xb[token]
+            self.g.push(kernels::swiglu(t, &a.moe_h, &a.moe_h2, n_items * ffn)?); // h = silu(h) * h2
+            let p = MoeMatmulParams { rows: dim, x_stride: ffn, per_token: 0, ..p };
+            self.g.push(kernels::moe_matmul(t, &down, &a.moe_h, &a.moe_y, &a.route, p, n_experts)?); // y[i] = Wdown_e h[i]
+            self.g.push(kernels::moe_sum(t, &a.moe_y, &a.route, &a.x, dim, n_used, rows)?); // x[t] += sum_j w_tj y[t, j]
+            return Ok(());
+        }
+        for slot in 0..n_used {
+            let p = MoeMatvecParams {
+                rows: ffn,
+                x_stride: dim,
+                out_stride: ffn,
+                slot,
+                n_used: c.n_experts_used as u32,
+                ..Default::default()
+            };
+            self.g.push(kernels::moe_matvec(s.target(), &gate, &a.xb, &a.hb, &a.route, p, rows)?); // hb = Wgate_e xb
+            self.g.push(kernels::moe_matvec(s.target(), &up, &a.xb, &a.hb2, &a.route, p, rows)?); // hb2 = Wup_e xb
+            self.swiglu(ffn * rows)?; // hb = silu(hb) * hb2
+            let p = MoeMatvecParams { rows: dim, x_stride: ffn, out_stride: dim, weighted: 1, ..p };
+            self.g.push(kernels::moe_matvec(s.target(), &down, &a.hb, &a.x, &a.route, p, rows)?);
+            // x += w_e Wdown_e hb
+        }
+        Ok(())
+    }
+
     /// Decode: logits = Wout rmsnorm(x).
     pub fn logits(&mut self) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
@@ -310,6 +423,12 @@ impl<'a> Recorder<'a> {
         self.rmsnorm(s.vec(OUTPUT_NORM))?;
         self.matvec(s.output(), &a.xb, &a.logits, MatvecParams::default(), Fold::default())
     }
+}
+
+/// Whether the decode graph's attention rotates q and k (CPU family, LLaMA's q and k), in place of
+/// a rope dispatch.
+pub fn rope_in_attention(layout: &Layout, cfg: &Config) -> bool {
+    layout.rope_in_attention() && cfg.llama_qk()
 }
 
 /// Whether the decode graph folds rmsnorm and swiglu into its matvecs: the CPU family with folds

@@ -1,6 +1,20 @@
-//! argmax: result[0] = index of the largest logit (the first on ties), one workgroup of 256 threads,
-//! so that a token id, not the logits, comes back to the CPU. Workgroup y: row y of [rows, n] logits
-//! into result[y].
+//! A step's choice from its logits, so that ids and a few pairs come back to the CPU, not the
+//! logits; one workgroup of 256 threads per row (workgroup y: row y of [rows, n] logits).
+//! `main`: result[y] = index of the largest logit (the first on ties). `masked`: the largest among
+//! the tokens whose bit is set in row y of a grammar's bitmask (0xffffffff where none is).
+//! `logprobs`: the log-softmax's K most likely tokens (most likely first, the lower id on ties) and
+//! the chosen token's (result[y], the argmax). A first pass keeps each thread's running max and sum
+//! of exponentials (online softmax) and its best token; the K-th best of the threads' bests is a
+//! cut every top-K token ranks at or before; a second pass gathers the tokens at or before the cut
+//! (a few) into workgroup memory, where each one's rank among them places it. Where ties at the cut
+//! overflow that room, K rounds each take the best token after the previous one.
+//! out row y: [0] log-sum-exp, [1] the chosen token's logprob, [2 + 2j] the j-th id, [3 + 2j] its
+//! logprob (f32 bits); id 0xffffffff past the row's n.
+
+const K: u32 = 20u;       // kernels::TOP_LOGPROBS
+const STRIDE: u32 = 42u;  // 2 + 2 K: kernels::LOGPROBS_STRIDE
+const NONE: u32 = 0xffffffffu;
+const LOW: f32 = -3.4e38;
 
 struct Params {
     n: u32,
@@ -10,24 +24,25 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;     // [n]
-@group(0) @binding(2) var<storage, read_write> result: array<u32>; // [1]
+@group(0) @binding(1) var<storage, read> logits: array<f32>;     // [rows, n]
+@group(0) @binding(2) var<storage, read_write> result: array<u32>; // [rows]
+@group(0) @binding(3) var<storage, read> mask: array<u32>;       // [rows, ceil(n / 32)]: bit i % 32 of word i / 32 allows token i
+@group(0) @binding(4) var<storage, read_write> out: array<u32>;  // [rows, STRIDE] logprobs
 
 var<workgroup> best_val: array<f32, 256>;
 var<workgroup> best_idx: array<u32, 256>;
+const CAP: u32 = 512u; // candidates the logprobs kernel gathers
+var<workgroup> red_s: array<f32, 256>; // logprobs: sums of exponentials
+var<workgroup> cand_v: array<f32, CAP>; // logprobs: the tokens at or before the cut
+var<workgroup> cand_i: array<u32, CAP>;
+var<workgroup> n_cand: atomic<u32>;
+var<workgroup> n_cand_all: u32;
+var<workgroup> cut_v: f32;
+var<workgroup> cut_i: u32;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let base = wid.y * p.n;
-    var bv = -3.4e38;
-    var bi = 0xffffffffu;
-    for (var i = lid; i < p.n; i += 256u) {
-        let v = logits[base + i];
-        if (v > bv || bi == 0xffffffffu) {
-            bv = v;
-            bi = i;
-        }
-    }
+/// The workgroup's best of each thread's (bv, bi), the lower index on ties, into best_val[0] and
+/// best_idx[0].
+fn reduce_best(lid: u32, bv: f32, bi: u32) {
     best_val[lid] = bv;
     best_idx[lid] = bi;
     workgroupBarrier();
@@ -35,14 +50,198 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (lid < s) {
             let v = best_val[lid + s];
             let i = best_idx[lid + s];
-            if (v > best_val[lid] || (v == best_val[lid] && i < best_idx[lid])) {
+            if (before(v, i, best_val[lid], best_idx[lid])) {
                 best_val[lid] = v;
                 best_idx[lid] = i;
             }
         }
         workgroupBarrier();
     }
+}
+
+/// reduce_best into result[row].
+fn reduce(lid: u32, row: u32, bv: f32, bi: u32) {
+    reduce_best(lid, bv, bi);
     if (lid == 0u) {
-        result[wid.y] = best_idx[0];
+        result[row] = best_idx[0];
+    }
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let base = wid.y * p.n;
+    var bv = LOW;
+    var bi = NONE;
+    for (var i = lid; i < p.n; i += 256u) {
+        let v = logits[base + i];
+        if (before(v, i, bv, bi)) {
+            bv = v;
+            bi = i;
+        }
+    }
+    reduce(lid, wid.y, bv, bi);
+}
+
+@compute @workgroup_size(256)
+fn masked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let base = wid.y * p.n;
+    let words = (p.n + 31u) / 32u;
+    var bv = LOW;
+    var bi = NONE;
+    // Thread lid walks words lid, lid + 256, ...: its ids rise, so the first of its ties stays.
+    for (var w = lid; w < words; w += 256u) {
+        var bits = mask[wid.y * words + w];
+        while (bits != 0u) {
+            let b = firstTrailingBit(bits);
+            bits &= bits - 1u;
+            let i = w * 32u + b;
+            if (i < p.n) {
+                let v = logits[base + i];
+                if (before(v, i, bv, bi)) {
+                    bv = v;
+                    bi = i;
+                }
+            }
+        }
+    }
+    reduce(lid, wid.y, bv, bi);
+}
+
+/// Whether (v, i) ranks before (w, j): larger, or equal with the lower id; nothing before a real one.
+fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
+    return i != NONE && (j == NONE || v > w || (v == w && i < j));
+}
+
+/// Whether logit v counts: NaN and infinities are left out, as in the CPU path.
+fn finite(v: f32) -> bool {
+    return v == v && abs(v) <= 3.4028234e38;
+}
+
+@compute @workgroup_size(256)
+fn logprobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y;
+    let base = row * p.n;
+    let at = row * STRIDE;
+    // Pass 1: the running max and sum of exponentials, and this thread's best token.
+    var m = LOW;
+    var s = 0.0;
+    var bv = LOW;
+    var bi = NONE;
+    for (var i = lid; i < p.n; i += 256u) {
+        let v = logits[base + i];
+        if (!finite(v)) {
+            continue;
+        }
+        if (v > m) {
+            s = s * exp(m - v) + 1.0;
+            m = v;
+        } else {
+            s += exp(v - m);
+        }
+        if (before(v, i, bv, bi)) {
+            bv = v;
+            bi = i;
+        }
+    }
+    if (lid == 0u) {
+        atomicStore(&n_cand, 0u);
+        cut_v = LOW;
+        cut_i = NONE;
+    }
+    // log-sum-exp over the threads: pairs (max, sum scaled to it) merged down the tree.
+    best_val[lid] = m;
+    red_s[lid] = s;
+    workgroupBarrier();
+    for (var h = 128u; h > 0u; h >>= 1u) {
+        if (lid < h) {
+            let m2 = max(best_val[lid], best_val[lid + h]);
+            red_s[lid] = red_s[lid] * exp(best_val[lid] - m2) + red_s[lid + h] * exp(best_val[lid + h] - m2);
+            best_val[lid] = m2;
+        }
+        workgroupBarrier();
+    }
+    let lse = best_val[0] + log(red_s[0]);
+    if (lid == 0u) {
+        out[at] = bitcast<u32>(lse);
+        let c = result[row];
+        var lp = LOW; // the chosen id is past the row
+        if (c < p.n) {
+            lp = logits[base + c] - lse;
+        }
+        out[at + 1u] = bitcast<u32>(lp);
+    }
+    workgroupBarrier();
+    // The cut: the K-th best of the threads' bests (none where fewer than K threads have one).
+    best_val[lid] = bv;
+    best_idx[lid] = bi;
+    workgroupBarrier();
+    if (bi != NONE) {
+        var rank = 0u;
+        for (var j = 0u; j < 256u; j++) {
+            rank += u32(before(best_val[j], best_idx[j], bv, bi));
+        }
+        if (rank == K - 1u) {
+            cut_v = bv;
+            cut_i = bi;
+        }
+    }
+    workgroupBarrier();
+    // Pass 2: gather the tokens at or before the cut.
+    let cv = cut_v;
+    let ci = cut_i;
+    for (var i = lid; i < p.n; i += 256u) {
+        let v = logits[base + i];
+        if (finite(v) && (ci == NONE || !before(cv, ci, v, i))) {
+            let slot = atomicAdd(&n_cand, 1u);
+            if (slot < CAP) {
+                cand_v[slot] = v;
+                cand_i[slot] = i;
+            }
+        }
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        n_cand_all = atomicLoad(&n_cand);
+    }
+    let count = workgroupUniformLoad(&n_cand_all);
+    if (count <= CAP) {
+        // Each candidate's rank among them (distinct: ties go by id) places the first K.
+        for (var c = lid; c < count; c += 256u) {
+            var rank = 0u;
+            for (var j = 0u; j < count; j++) {
+                rank += u32(before(cand_v[j], cand_i[j], cand_v[c], cand_i[c]));
+            }
+            if (rank < K) {
+                out[at + 2u + 2u * rank] = cand_i[c];
+                out[at + 3u + 2u * rank] = bitcast<u32>(cand_v[c] - lse);
+            }
+        }
+        for (var r = count + lid; r < K; r += 256u) {
+            out[at + 2u + 2u * r] = NONE;
+            out[at + 3u + 2u * r] = bitcast<u32>(LOW);
+        }
+        return;
+    }
+    // Ties at the cut past CAP: K rounds, each the best token after the previous round's.
+    var pv = LOW;
+    var pi = NONE;
+    for (var r = 0u; r < K; r++) {
+        var rv = LOW;
+        var ri = NONE;
+        for (var i = lid; i < p.n; i += 256u) {
+            let v = logits[base + i];
+            if (finite(v) && (r == 0u || before(pv, pi, v, i)) && before(v, i, rv, ri)) {
+                rv = v;
+                ri = i;
+            }
+        }
+        reduce_best(lid, rv, ri);
+        pv = best_val[0];
+        pi = best_idx[0];
+        if (lid == 0u) {
+            out[at + 2u + 2u * r] = pi;
+            out[at + 3u + 2u * r] = bitcast<u32>(pv - lse);
+        }
+        workgroupBarrier();
     }
 }

@@ -493,6 +493,74 @@ fn argmax_matches_and_takes_the_first_of_ties() {
 }
 
 #[test]
+fn masked_argmax_and_logprobs_match_the_cpu_path() {
+    use webllama::engine::constraint::apply_mask;
+    use webllama::engine::logprobs::token_logprob;
+    let k = kernels::TOP_LOGPROBS as usize;
+    for g in [family(Family::Gpu), family(Family::Cpu)] {
+        let mut rng = Rng(31);
+        // 5: fewer tokens than TOP_LOGPROBS; 49159: a last mask word only partly used.
+        for n in [5usize, 49159, 128256] {
+            let rows = 4;
+            let mut x: Vec<f32> = rng.vec(n * rows).iter().map(|v| v * 8.0).collect();
+            // Row 3: every logit the same (ties past the kernel's room for candidates).
+            x[3 * n..].fill(1.0);
+            // Ties at the top of row 0: the lower id first, in both.
+            x[n / 3] = 9.0;
+            x[n / 2 + 1] = 9.0;
+            let words = kernels::mask_words(n as u32) as usize;
+            // Row 0 allows about three quarters of the tokens, rows 1 and 3 all, row 2 only its last.
+            let mut mask: Vec<u32> = (0..words).map(|_| rng.next_u32() | rng.next_u32()).collect();
+            mask.extend(std::iter::repeat_n(u32::MAX, words));
+            let mut last = vec![0u32; words];
+            last[(n - 1) / 32] = 1 << ((n - 1) % 32);
+            mask.extend(last);
+            mask.extend(std::iter::repeat_n(u32::MAX, words));
+            let (xb, mb) = (
+                g.storage_with("logits", bytemuck::cast_slice(&x)),
+                g.storage_with("mask", bytemuck::cast_slice(&mask)),
+            );
+            let ids = g.storage("ids", 4 * rows as u64);
+            let out = g.storage("logprobs", 4 * (kernels::LOGPROBS_STRIDE as usize * rows) as u64);
+            let (n32, r32) = (n as u32, rows as u32);
+            kernels::submit(
+                &g,
+                &[
+                    kernels::argmax_masked(g.t(), &xb, &mb, &ids, n32, r32).unwrap(),
+                    kernels::logprobs(g.t(), &xb, &ids, &out, n32, r32).unwrap(),
+                ],
+            );
+            let got_ids: Vec<u32> =
+                bytemuck::pod_collect_to_vec(&pollster::block_on(g.read(&ids, 0, 4 * rows as u64)).unwrap());
+            let got: Vec<u32> = bytemuck::pod_collect_to_vec(&pollster::block_on(g.read(&out, 0, out.size())).unwrap());
+            for r in 0..rows {
+                let what = format!("[{rows}x{n}] row {r} {}", g.layout);
+                let logits = &x[r * n..(r + 1) * n];
+                let mut masked = logits.to_vec();
+                apply_mask(&mask[r * words..(r + 1) * words], &mut masked);
+                let want_id = reference::argmax(&masked);
+                assert_eq!(got_ids[r], want_id, "argmax_masked {what}");
+                let want = token_logprob(logits, want_id, k, 0);
+                let row = &got[r * kernels::LOGPROBS_STRIDE as usize..];
+                let f = |i: usize| f32::from_bits(row[i]);
+                assert!((f(1) - want.logprob).abs() < 1e-4, "logprobs {what}: chosen {} vs {}", f(1), want.logprob);
+                let top: Vec<(u32, f32)> =
+                    (0..k).map(|j| (row[2 + 2 * j], f(3 + 2 * j))).filter(|t| t.0 < n as u32).collect();
+                assert_eq!(top.len(), want.top.len(), "logprobs {what}: how many");
+                for (j, (a, b)) in top.iter().zip(&want.top).enumerate() {
+                    assert_eq!(a.0, b.0, "logprobs {what}: the {j}th id");
+                    assert!((a.1 - b.1).abs() < 1e-4, "logprobs {what}: the {j}th logprob {} vs {}", a.1, b.1);
+                }
+                assert!(
+                    (f(0) - (logits[want_id as usize] - want.logprob)).abs() < 1e-4,
+                    "logprobs {what}: log-sum-exp"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn quantize_round_trips_within_the_type_precision() {
     let mut rng = Rng(29);
     for &ty in SUPPORTED.iter().filter(|t| t.block_elems() < 256) {

@@ -86,16 +86,20 @@ pub struct Constraint {
 }
 
 impl Constraint {
-    /// Sets the logits of the tokens the grammar does not allow next to -inf; every end-of-generation
+    /// Writes the tokens the grammar allows next into `words` (bit i % 32 of word i / 32 is token i;
+    /// ceil(vocabulary / 32) words), straight from llguidance's bitmask: every end-of-generation
     /// token is allowed exactly where the grammar may end.
-    pub fn mask(&mut self, logits: &mut [f32]) -> Result<()> {
+    pub fn fill_mask(&mut self, words: &mut [u32]) -> Result<()> {
         let allowed = self.matcher.compute_mask_or_eos().map_err(|e| grammar_err(&e.to_string()))?;
         let may_end = allowed.is_allowed(self.eos);
-        for (id, l) in logits.iter_mut().enumerate() {
-            let id = id as u32;
-            let ok = if self.eog_ids.contains(&id) { may_end } else { allowed.is_allowed(id) };
-            if !ok {
-                *l = f32::NEG_INFINITY;
+        let from = allowed.as_slice();
+        let n = from.len().min(words.len());
+        words[..n].copy_from_slice(&from[..n]);
+        words[n..].fill(0);
+        for &id in &self.eog_ids {
+            if let Some(w) = words.get_mut(id as usize / 32) {
+                let bit = 1 << (id % 32);
+                *w = if may_end { *w | bit } else { *w & !bit };
             }
         }
         Ok(())
@@ -110,5 +114,19 @@ impl Constraint {
     /// Whether the grammar is complete and allows nothing more.
     pub fn is_done(&self) -> bool {
         self.matcher.is_stopped()
+    }
+}
+
+/// Sets the logits of the tokens `words` (a mask from Constraint::fill_mask) does not allow to -inf.
+pub fn apply_mask(words: &[u32], logits: &mut [f32]) {
+    for (chunk, &w) in logits.chunks_mut(32).zip(words) {
+        if w == u32::MAX {
+            continue;
+        }
+        for (b, l) in chunk.iter_mut().enumerate() {
+            if w & (1 << b) == 0 {
+                *l = f32::NEG_INFINITY;
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@ use crate::engine::sampler::top_k;
 use crate::text::tokenizer::Tokenizer;
 
 /// The most alternatives `logprobs` may ask for per token (OpenAI's limit).
-pub const MAX_TOP_LOGPROBS: usize = 20;
+pub const MAX_TOP_LOGPROBS: usize = crate::kernels::TOP_LOGPROBS as usize;
 
 /// A generated token's log-probability and the most likely tokens of its step: the log-softmax of
 /// the model's raw logits over the whole vocabulary (before penalties, temperature, truncation or a

@@ -1,13 +1,12 @@
 //! Session: a model with its tokenizer and chat template; prefill, decode steps, sampling, stop at
 //! end-of-generation, streamed text. Reuses the KV cache of a prompt's common prefix.
 
-use crate::engine::constraint::{Constraint, Grammar, Guide};
-use crate::engine::logprobs::MAX_TOP_LOGPROBS;
-use crate::engine::logprobs::{token_logprob, TokenLogprob};
+use crate::engine::constraint::{apply_mask, Constraint, Grammar, Guide};
+use crate::engine::logprobs::{TokenLogprob, MAX_TOP_LOGPROBS};
 use crate::engine::sampler::{top_k, Sampler, SamplerConfig};
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
-use crate::model::{Model, StepOutput, MAX_CANDIDATES};
+use crate::model::{Model, StepOutput, Want, MAX_CANDIDATES};
 use crate::text::chat::{ChatTemplate, Message, CHATML};
 use crate::text::tokenizer::Tokenizer;
 
@@ -275,15 +274,14 @@ impl Session {
         let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1);
         self.cached.truncate(common);
         self.model.truncate(common);
-        // Log-probabilities are computed from the logits read back (for greedy steps too).
-        let want_logits = opts.top_logits > 0
-            || !opts.sampler.gpu_argmax_suffices()
-            || opts.grammar.is_some()
-            || opts.logprobs.is_some();
-        let t0 = now_ms();
-        let first = self.model.prefill(&prompt_ids[common..], want_logits).await?;
-        self.cached.extend_from_slice(&prompt_ids[common..]);
-        let t1 = now_ms();
+        // The GPU chooses greedy tokens (under the grammar's mask where there is one) and reports
+        // log-probabilities; the logits come back only for a sampler on the CPU or top_logits.
+        let on_gpu = opts.sampler.gpu_argmax_suffices();
+        let want = Want {
+            logits: opts.top_logits > 0 || !on_gpu,
+            masked: opts.grammar.is_some() && on_gpu,
+            logprobs: opts.logprobs,
+        };
         let mut tracks: Vec<Track> = constraints
             .into_iter()
             .enumerate()
@@ -305,14 +303,22 @@ impl Session {
                 constraint,
             })
             .collect();
-        let mut outs: Vec<StepOutput> = vec![first];
+        // [n, mask_words] each candidate's allowed tokens (all, where it has no grammar).
+        let words = self.model.mask_words();
+        let mut masks = vec![u32::MAX; n * words];
+        let t0 = now_ms();
+        self.model.start_prefill(&prompt_ids[common..])?;
+        let mut outs = choose(&mut self.model, &mut tracks, &mut masks, want, 1).await?;
+        self.cached.extend_from_slice(&prompt_ids[common..]);
+        let t1 = now_ms();
         let mut step = 0;
         loop {
             for (c, t) in tracks.iter_mut().enumerate() {
                 if t.finish.is_none() {
                     // Every candidate starts from the prompt's one output.
                     let out = if step == 0 { &outs[0] } else { &outs[c] };
-                    t.take(out, opts, &self.tokenizer, &mut |text, logprobs| {
+                    let mask = t.constraint.is_some().then(|| &masks[c * words..(c + 1) * words]);
+                    t.take(out, mask, opts, &self.tokenizer, &mut |text, logprobs| {
                         on_piece(Piece { index: c, text, logprobs })
                     })?;
                 }
@@ -325,12 +331,13 @@ impl Session {
             }
             // Finished candidates keep their row (fed their last token) so that rows stay in place.
             let feed: Vec<u32> = tracks.iter().map(|t| *t.ids.last().unwrap_or(&0)).collect();
-            outs = if n == 1 {
+            if n == 1 {
                 self.cached.push(feed[0]);
-                vec![self.model.step(feed[0], want_logits).await?]
+                self.model.start_step(feed[0])?;
             } else {
-                self.model.candidates_step(&feed, step, want_logits).await?
-            };
+                self.model.start_candidates(&feed, step)?;
+            }
+            outs = choose(&mut self.model, &mut tracks, &mut masks, want, n).await?;
             step += 1;
         }
         let decode_ms = now_ms() - t1;
@@ -349,6 +356,26 @@ impl Session {
             })
             .collect())
     }
+}
+
+/// Finishes the step `model` started for `rows` rows: each unfinished constrained track's mask into
+/// its row of `masks` ([tracks, mask_words]), then the GPU's choice and readback in the step's one
+/// submit.
+async fn choose(
+    model: &mut Model,
+    tracks: &mut [Track],
+    masks: &mut [u32],
+    want: Want,
+    rows: usize,
+) -> Result<Vec<StepOutput>> {
+    let words = model.mask_words();
+    for (t, row) in tracks.iter_mut().zip(masks.chunks_mut(words)) {
+        if let (Some(c), None) = (&mut t.constraint, t.finish) {
+            c.fill_mask(row)?;
+        }
+    }
+    let rows_masks = if want.masked { &masks[..rows * words] } else { &[] };
+    model.finish(want, rows_masks).await
 }
 
 /// One candidate's progress: its sampler, tokens, text and how much of it was streamed.
@@ -373,32 +400,31 @@ struct Track {
 }
 
 impl Track {
-    /// Picks the next id from a step's output and appends it: streams the new text (holding back
-    /// what may start a stop string) with the log-probabilities of the tokens since the last piece,
-    /// and sets `finish` at an end-of-generation id, a stop string, an abort or max_tokens.
+    /// Picks the next id from a step's output (under `mask`, its grammar's, where it has one) and
+    /// appends it: streams the new text (holding back what may start a stop string) with the
+    /// log-probabilities of the tokens since the last piece, and sets `finish` at an
+    /// end-of-generation id, a stop string, an abort or max_tokens.
     fn take(
         &mut self,
         out: &StepOutput,
+        mask: Option<&[u32]>,
         opts: &GenerateOptions,
         tok: &Tokenizer,
         on_text: &mut dyn FnMut(&str, &[TokenLogprob]) -> bool,
     ) -> Result<()> {
-        let id = match &out.logits {
-            Some(l) => {
-                if opts.top_logits > 0 {
-                    self.top_logits.push(top_k(l, opts.top_logits));
-                }
-                match &mut self.constraint {
-                    Some(c) => {
-                        let mut masked = l.clone();
-                        c.mask(&mut masked)?;
-                        self.sampler.sample(&masked, &self.history)
-                    }
-                    None if opts.sampler.gpu_argmax_suffices() => out.argmax,
-                    None => self.sampler.sample(l, &self.history),
-                }
+        if let (true, Some(l)) = (opts.top_logits > 0, &out.logits) {
+            self.top_logits.push(top_k(l, opts.top_logits));
+        }
+        // The GPU's argmax is the greedy choice (under the grammar's mask: it was masked there).
+        let id = match (&out.logits, mask) {
+            _ if opts.sampler.gpu_argmax_suffices() => out.argmax,
+            (Some(l), Some(mask)) => {
+                let mut masked = l.clone();
+                apply_mask(mask, &mut masked);
+                self.sampler.sample(&masked, &self.history)
             }
-            None => out.argmax,
+            (Some(l), None) => self.sampler.sample(l, &self.history),
+            (None, _) => return Err(Error::Gpu("a sampled step came back without its logits".into())),
         };
         if !opts.ignore_eos && tok.is_eog(id) {
             self.finish(FinishReason::Stop, on_text);
@@ -407,8 +433,14 @@ impl Track {
         if let Some(c) = &mut self.constraint {
             c.consume(id)?;
         }
-        if let (Some(k), Some(l)) = (opts.logprobs, &out.logits) {
-            self.logprobs.push(token_logprob(l, id, k, self.utf16_len));
+        if let Some(lp) = &out.logprobs {
+            // The GPU's log-softmax: the argmax's log-probability, or a sampled id's from its logit.
+            let logprob = match &out.logits {
+                Some(l) if id != out.argmax => l[id as usize] - lp.lse,
+                _ => lp.chosen,
+            };
+            let top = lp.top.clone();
+            self.logprobs.push(TokenLogprob { id, logprob, top, text_offset: self.utf16_len });
         }
         self.ids.push(id);
         self.history.push(id);

@@ -2,8 +2,9 @@
 //! workgroup count, returned as a Dispatch to record into a compute pass. Bind groups are made once
 //! when the model is built and replayed for every token. This file holds the plumbing, the step
 //! uniform, how a matrix lies on the GPU, the kernels both families share (embed, rmsnorm, rope,
-//! qkv_bias, head_rmsnorm, swiglu, argmax; the mixture of experts' in moe.rs) and the ones whose family the Layout picks (matvec, matmul, attention), each in
-//! `gpu/` or `cpu/`.
+//! qkv_bias, head_rmsnorm, swiglu; the choice of tokens in choose.rs, the mixture of experts' in
+//! moe.rs) and the ones whose family the Layout picks (matvec, matmul, attention), each in `gpu/`
+//! or `cpu/`.
 
 use crate::error::{Error, Result};
 use crate::format::quant::QuantType;
@@ -13,12 +14,14 @@ use bytemuck::{Pod, Zeroable};
 use std::sync::Arc;
 
 mod attention;
+mod choose;
 pub mod cpu;
 pub mod gpu;
+mod moe;
 pub use attention::{attention, AttentionBuffers, AttentionParams, AttentionRows};
+pub use choose::{argmax, argmax_masked, logprobs, mask_words, CountParams, LOGPROBS_STRIDE, TOP_LOGPROBS};
 pub use moe::{moe_matmul, moe_matvec, moe_route, moe_sum, MoeMatmulParams, MoeMatvecParams, MoeRouteParams};
 
-mod moe;
 /// The device and the layout chosen for it: what every kernel function is built for.
 #[derive(Clone, Copy)]
 pub struct Target<'a> {
@@ -393,13 +396,13 @@ pub struct RopeParams {
     pub freq_scale: f32,
     /// Elements per batch row.
     pub row_stride: u32,
+    /// 1: NEOX pairs (x[i], x[i + n_rot/2]) (qwen2, qwen3); 0: adjacent pairs (llama).
+    pub neox: u32,
+    pub _pad: [u32; 3],
 }
 
 /// rope: rotates the heads at x[offset + pos * pos_stride ..] in place for position step.pos (and
 /// for `rows` batch rows, row_stride apart, at their positions); `freq_factors` holds n_rot / 2
-    /// 1: NEOX pairs (x[i], x[i + n_rot/2]) (qwen2, qwen3); 0: adjacent pairs (llama).
-    pub neox: u32,
-    pub _pad: [u32; 3],
 /// divisors of the angles (ones when the model has none).
 pub fn rope(
     t: Target,
@@ -414,10 +417,6 @@ pub fn rope(
     bind(t.gpu, "rope", pipeline, bytemuck::bytes_of(&p), numbered(&[step, x, freq_factors]), [n.div_ceil(64), rows, 1])
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct SwigluParams {
-    pub n: u32,
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct QkvBiasParams {
@@ -467,6 +466,10 @@ pub fn head_rmsnorm(
     bind(t.gpu, "head_rmsnorm", pipeline, bytemuck::bytes_of(&p), buffers, [p.n_q_heads + n_k_heads, rows, 1])
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct SwigluParams {
+    pub n: u32,
     /// cpu::swiglu_packed: where up starts in the gate buffer.
     pub up_offset: u32,
     pub _pad: [u32; 2],
@@ -477,18 +480,4 @@ pub fn swiglu(t: Target, gate: &wgpu::Buffer, up: &wgpu::Buffer, n: u32) -> Resu
     let p = SwigluParams { n, ..Default::default() };
     let pipeline = t.pipeline(&Module::new("swiglu", &[wgsl::SWIGLU]), "main")?;
     bind(t.gpu, "swiglu", pipeline, bytemuck::bytes_of(&p), numbered(&[gate, up]), grid(n.div_ceil(64)))
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct CountParams {
-    pub n: u32,
-    pub _pad: [u32; 3],
-}
-
-/// argmax: result[r] = index of the largest of the n logits of row r, for `rows` rows.
-pub fn argmax(t: Target, logits: &wgpu::Buffer, result: &wgpu::Buffer, n: u32, rows: u32) -> Result<Dispatch> {
-    let p = CountParams { n, _pad: [0; 3] };
-    let pipeline = t.pipeline(&Module::new("argmax", &[wgsl::ARGMAX]), "main")?;
-    bind(t.gpu, "argmax", pipeline, bytemuck::bytes_of(&p), numbered(&[logits, result]), [1, rows, 1])
 }

@@ -3,6 +3,7 @@
 //! chunk, one per step of n candidates.
 
 mod builder;
+mod choice;
 pub mod graph;
 pub mod kv_cache;
 #[cfg(not(target_arch = "wasm32"))]
@@ -11,6 +12,7 @@ mod steps;
 pub mod weight;
 
 pub use builder::{ModelBuilder, DEFAULT_CTX};
+pub use choice::{RowLogprobs, Want};
 pub use weight::{pad_rows, Stored, Weight};
 
 /// Most candidates decoded side by side (rows of the logits buffer).
@@ -26,12 +28,15 @@ use kv_cache::{Branches, KvCache};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// What one step returns.
+/// What one step returns (per row).
 pub struct StepOutput {
-    /// The argmax of the logits, computed on the GPU.
+    /// The argmax of the logits (among the tokens the row's mask allows, where masked), computed
+    /// on the GPU.
     pub argmax: u32,
     /// The logits, when asked for.
     pub logits: Option<Vec<f32>>,
+    /// The log-softmax's top tokens and the argmax's log-probability, when asked for.
+    pub logprobs: Option<RowLogprobs>,
 }
 
 /// The decoder on the GPU.
@@ -52,8 +57,8 @@ pub struct Model {
     /// n candidates.
     cands: BatchGraph,
     n_splits: u32,
-    tokens_staging: wgpu::Buffer,
-    logits_staging: wgpu::Buffer,
+    /// The token's choice on the GPU, the step readback and the step started but not finished.
+    choice: choice::Choice,
     weights: HashMap<String, Weight>,
     /// Bytes of weights on the GPU.
     pub weight_bytes: u64,
@@ -113,8 +118,7 @@ impl Model {
             })
             .sum::<u64>();
         Ok(Model {
-            tokens_staging: gpu.readback_buffer("tokens readback", 4 * MAX_CANDIDATES as u64),
-            logits_staging: gpu.readback_buffer("logits readback", 4 * (c.vocab_size as u64) * MAX_CANDIDATES as u64),
+            choice: choice::Choice::new(&gpu, &layout, &acts.logits, &acts.tokens, c.vocab_size as u32)?,
             gpu,
             layout,
             cfg: c,
@@ -237,36 +241,17 @@ impl Model {
 
     /// Runs `token` at the next position and reads back the argmax (and the logits when asked).
     pub async fn step(&mut self, token: u32, want_logits: bool) -> Result<StepOutput> {
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        self.record(token, &mut enc)?;
-        Ok(self.read_rows(enc, 1, want_logits).await?.remove(0))
+        self.start_step(token)?;
+        let want = Want { logits: want_logits, ..Default::default() };
+        Ok(self.finish(want, &[]).await?.remove(0))
     }
 
-    /// Copies `rows` argmaxes (and logits rows) to the staging buffers, submits, and reads them.
-    async fn read_rows(
-        &mut self,
-        mut enc: wgpu::CommandEncoder,
-        rows: u32,
-        want_logits: bool,
-    ) -> Result<Vec<StepOutput>> {
-        // A lost device (or an earlier error) fails here, before waiting on work that never runs.
-        self.gpu.take_error()?;
-        let vocab_bytes = 4 * self.cfg.vocab_size as u64;
-        enc.copy_buffer_to_buffer(&self.acts.tokens, 0, &self.tokens_staging, 0, 4 * rows as u64);
-        if want_logits {
-            enc.copy_buffer_to_buffer(&self.acts.logits, 0, &self.logits_staging, 0, vocab_bytes * rows as u64);
-        }
-        self.gpu.queue.submit([enc.finish()]);
-        let ids: Vec<u32> =
-            bytemuck::pod_collect_to_vec(&self.gpu.map_read(&self.tokens_staging, 4 * rows as u64).await?);
-        let mut logits: Vec<Option<Vec<f32>>> = vec![None; rows as usize];
-        if want_logits {
-            let bytes = self.gpu.map_read(&self.logits_staging, vocab_bytes * rows as u64).await?;
-            for (r, chunk) in bytes.chunks_exact(vocab_bytes as usize).enumerate() {
-                logits[r] = Some(bytemuck::pod_collect_to_vec(chunk));
-            }
-        }
-        Ok(ids.into_iter().zip(logits).map(|(argmax, logits)| StepOutput { argmax, logits }).collect())
+    /// Records `token`'s step at the next position, to be submitted by `finish`.
+    pub fn start_step(&mut self, token: u32) -> Result<()> {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.record(token, &mut enc)?;
+        self.pend(enc, 1);
+        Ok(())
     }
 
     /// Checks a prompt's tokens and the room for them in the KV cache.
@@ -292,6 +277,13 @@ impl Model {
     /// Runs a prompt (at the next positions) through the batch graph in chunks of batch_rows()
     /// tokens, one submit each, and reads back the last token's argmax (and logits when asked).
     pub async fn prefill(&mut self, tokens: &[u32], want_logits: bool) -> Result<StepOutput> {
+        self.start_prefill(tokens)?;
+        let want = Want { logits: want_logits, ..Default::default() };
+        Ok(self.finish(want, &[]).await?.remove(0))
+    }
+
+    /// Runs a prompt as `prefill` does but for its last chunk, recorded to be submitted by `finish`.
+    pub fn start_prefill(&mut self, tokens: &[u32]) -> Result<()> {
         self.check_prompt(tokens)?;
         let chunks: Vec<&[u32]> = tokens.chunks(self.acts.rows as usize).collect();
         for (i, chunk) in chunks.iter().enumerate() {
@@ -308,7 +300,8 @@ impl Model {
             self.kv.len += chunk.len();
             self.batch_passes += 1;
             if last {
-                return Ok(self.read_rows(enc, 1, want_logits).await?.remove(0));
+                self.pend(enc, 1);
+                return Ok(());
             }
             self.gpu.queue.submit([enc.finish()]);
         }
@@ -325,6 +318,12 @@ impl Model {
         offset: usize,
         want_logits: bool,
     ) -> Result<Vec<StepOutput>> {
+        self.start_candidates(tokens, offset)?;
+        self.finish(Want { logits: want_logits, ..Default::default() }, &[]).await
+    }
+
+    /// Records a step of candidates as `candidates_step` runs it, to be submitted by `finish`.
+    pub fn start_candidates(&mut self, tokens: &[u32], offset: usize) -> Result<()> {
         self.check_tokens(tokens)?;
         let n = tokens.len() as u32;
         if n == 0 || n > MAX_CANDIDATES {
@@ -344,7 +343,8 @@ impl Model {
             self.cands.body.iter().chain(&self.cands.logits).for_each(|d| d.record(&mut pass));
         }
         self.batch_passes += 1;
-        self.read_rows(enc, n, want_logits).await
+        self.pend(enc, n);
+        Ok(())
     }
 
     /// Makes branch room for `n` candidates of `len` tokens (recording the candidates' graph again

@@ -1,9 +1,12 @@
 //! `webllama bench`: prefill and decode speed on one model, in the spirit of llama-bench; with
-//! --profile, what each kind of kernel costs in a decode step and in a prompt chunk.
+//! --profile, what each kind of kernel costs in a decode step and in a prompt chunk; with
+//! --json-schema, constrained decoding's speed against unconstrained decoding's.
 
 use crate::{model_path, open_gpu, BenchArgs};
 use anyhow::{Context, Result};
+use webllama::engine::constraint::Grammar;
 use webllama::model::profile::Profile;
+use webllama::{GenerateOptions, Message, Model, Session};
 
 pub fn bench(a: BenchArgs) -> Result<()> {
     use std::time::Instant;
@@ -12,8 +15,24 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let (gpu, layout) = open_gpu(a.layout)?;
     // The context a user gets (so attention is split as in use), or more when the run needs it.
     let ctx = (p + n + 1 > webllama::model::DEFAULT_CTX).then_some(p + n + 1);
-    let mut model =
-        webllama::Model::load_file(gpu.clone(), layout, &path, ctx).with_context(|| format!("loading {path}"))?;
+    let schema: Option<serde_json::Value> = match &a.json_schema {
+        Some(f) => Some(serde_json::from_str(&std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?)?),
+        None => None,
+    };
+    // With a schema, the model inside a session (the tokenizer and template come with it).
+    let mut session = match schema {
+        Some(_) => {
+            Some(Session::load_file(gpu.clone(), layout, &path, ctx).with_context(|| format!("loading {path}"))?)
+        }
+        None => None,
+    };
+    let mut own = None;
+    let model: &mut Model = match &mut session {
+        Some(s) => &mut s.model,
+        None => {
+            own.insert(Model::load_file(gpu.clone(), layout, &path, ctx).with_context(|| format!("loading {path}"))?)
+        }
+    };
     let vocab = model.cfg.vocab_size as u32;
     // A fixed, ordinary-looking prompt: ids cycling through the vocabulary's common range.
     let prompt: Vec<u32> = (0..p as u32).map(|i| 100 + (i * 37) % (vocab.min(20000) - 100)).collect();
@@ -37,8 +56,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     }
     let decode_s = t1.elapsed().as_secs_f64();
     let decode_tok_s = n as f64 / decode_s;
-    let weight_bytes = model.weight_bytes;
-    let obj = serde_json::json!({
+    let (weight_bytes, dispatches, batch_rows) = (model.weight_bytes, model.dispatches_per_token(), model.batch_rows());
+    let mut obj = serde_json::json!({
         "model": path,
         "adapter": gpu.adapter_name(),
         "layout": layout.to_string(),
@@ -48,13 +67,30 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         "prefill_tok_s": p as f64 / prefill_s,
         "decode_tok_s": decode_tok_s,
         "ttft_ms": prefill_s * 1000.0,
-        "prefill_batch_rows": if a.token_by_token { 1 } else { model.batch_rows() },
-        "dispatches_per_token": model.dispatches_per_token(),
+        "prefill_batch_rows": if a.token_by_token { 1 } else { batch_rows },
+        "dispatches_per_token": dispatches,
         "submits_per_token": 1,
         "readback_bytes_per_token": 4,
         "weight_bytes_per_token": weight_bytes,
         "implied_gb_s": weight_bytes as f64 * decode_tok_s / 1e9,
     });
+    let profiles = match a.profile {
+        true => Some((model.profile_step(tok)?, batch_rows, model.profile_chunk(tok)?)),
+        false => None,
+    };
+    let structured = match (&mut session, &schema) {
+        (Some(s), Some(schema)) => Some(structured(s, schema, n)?),
+        _ => None,
+    };
+    if let Some((c, u, tokens)) = structured {
+        obj["structured"] = serde_json::json!({
+            "json_schema": a.json_schema,
+            "tokens": tokens,
+            "constrained_decode_tok_s": c,
+            "unconstrained_decode_tok_s": u,
+            "ratio": c / u,
+        });
+    }
     if a.json {
         println!("{obj}");
     } else {
@@ -63,7 +99,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             "prefill   {p} tokens: {:.2} tok/s (time to first token {:.0} ms; {})",
             p as f64 / prefill_s,
             prefill_s * 1000.0,
-            if a.token_by_token { "token by token".to_string() } else { format!("chunks of {}", model.batch_rows()) }
+            if a.token_by_token { "token by token".to_string() } else { format!("chunks of {batch_rows}") }
         );
         println!(
             "decode    {n} tokens: {:.2} tok/s; {:.2} GB/s of weights ({:.1} MB per token)",
@@ -71,9 +107,15 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             weight_bytes as f64 * decode_tok_s / 1e9,
             weight_bytes as f64 / 1e6
         );
-        println!("per token {} dispatches, 1 submit, 4 bytes read back", model.dispatches_per_token());
+        println!("per token {} dispatches, 1 submit, 4 bytes read back", dispatches);
+        if let Some((c, u, tokens)) = structured {
+            println!(
+                "structured {tokens} tokens under the JSON schema: {c:.2} tok/s; unconstrained {u:.2} tok/s ({:.0}%)",
+                100.0 * c / u
+            );
+        }
     }
-    if a.profile {
+    if let Some((step, rows, chunk)) = profiles {
         let print = |what: &str, p: Profile| {
             println!("profile ({what}: {:.1} ms; per kind of kernel, what it saves without it):", p.whole_ms);
             for k in p.kinds {
@@ -86,9 +128,30 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 );
             }
         };
-        print("a decode step", model.profile_step(tok)?);
-        let rows = model.batch_rows();
-        print(&format!("a prompt chunk of {rows} tokens"), model.profile_chunk(tok)?);
+        print("a decode step", step);
+        print(&format!("a prompt chunk of {rows} tokens"), chunk);
     }
     Ok(())
+}
+
+/// Greedy decoding under `schema` from a chat prompt asking for it (at most `max_tokens`), against
+/// unconstrained greedy decoding of as many tokens from the same prompt: the best of 5 runs each,
+/// alternating; (constrained tok/s, unconstrained tok/s, tokens).
+fn structured(s: &mut Session, schema: &serde_json::Value, max_tokens: usize) -> Result<(f64, f64, usize)> {
+    let ask = format!("Reply with one JSON object that follows this JSON schema:\n{schema}");
+    let ids = s.chat_ids(&[Message::new("user", &ask)])?;
+    let grammar = Some(Grammar::JsonSchema(schema.clone()));
+    let constrained = GenerateOptions { max_tokens, grammar, ..Default::default() };
+    let mut run = |o: &GenerateOptions| pollster::block_on(s.generate(&ids, o, &mut |_| true));
+    // Warm-up: the grammar's view of the vocabulary, the choice kernels' pipelines.
+    run(&GenerateOptions { max_tokens: 4, ..constrained.clone() })?;
+    let (mut best_c, mut best_u, mut tokens) = (0f64, 0f64, 0);
+    for _ in 0..5 {
+        let g = run(&constrained)?;
+        tokens = g.ids.len();
+        best_c = best_c.max(g.decode_tok_s());
+        let plain = GenerateOptions { max_tokens: tokens.max(2), ignore_eos: true, ..Default::default() };
+        best_u = best_u.max(run(&plain)?.decode_tok_s());
+    }
+    Ok((best_c, best_u, tokens))
 }

@@ -104,6 +104,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub token_by_token: bool,
     /// Print one JSON object.
+    /// Also decode greedily under this JSON schema (as response_format json_schema, from a chat
+    /// prompt asking for it) and unconstrained for as many tokens, and report both speeds.
+    #[arg(long)]
+    pub json_schema: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

@@ -1,0 +1,76 @@
+//! The kernels that choose a step's token from the logits on the GPU and report on it
+//! (shaders/argmax.wgsl), so that ids and a few pairs come back instead of the logits: the argmax,
+//! the argmax under a grammar's bitmask, and the log-softmax's most likely tokens with the chosen
+//! one's log-probability.
+
+use super::{at, bind, Dispatch, Target};
+use crate::error::Result;
+use crate::gpu::compose::{wgsl, Module};
+use bytemuck::{Pod, Zeroable};
+
+/// Most likely tokens the logprobs kernel reports per row (K in shaders/argmax.wgsl).
+pub const TOP_LOGPROBS: u32 = 20;
+/// u32 words per row of the logprobs kernel's output: log-sum-exp, the chosen token's logprob, then
+/// TOP_LOGPROBS (id, logprob) pairs (STRIDE in shaders/argmax.wgsl).
+pub const LOGPROBS_STRIDE: u32 = 2 + 2 * TOP_LOGPROBS;
+
+/// Words of a bitmask over `n` tokens (bit i % 32 of word i / 32 is token i).
+pub fn mask_words(n: u32) -> u32 {
+    n.div_ceil(32)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct CountParams {
+    pub n: u32,
+    pub _pad: [u32; 3],
+}
+
+/// Entry point `entry` of shaders/argmax.wgsl over `rows` rows of n logits, one workgroup a row,
+/// with `buffers` at their bindings.
+fn over_rows(
+    t: Target,
+    name: &'static str,
+    entry: &str,
+    buffers: &[(u32, &wgpu::Buffer)],
+    n: u32,
+    rows: u32,
+) -> Result<Dispatch> {
+    let p = CountParams { n, _pad: [0; 3] };
+    let pipeline = t.pipeline(&Module::new("argmax", &[wgsl::ARGMAX]), entry)?;
+    bind(t.gpu, name, pipeline, bytemuck::bytes_of(&p), at(buffers), [1, rows, 1])
+}
+
+/// argmax: result[r] = index of the largest of the n logits of row r, for `rows` rows.
+pub fn argmax(t: Target, logits: &wgpu::Buffer, result: &wgpu::Buffer, n: u32, rows: u32) -> Result<Dispatch> {
+    over_rows(t, "argmax", "main", &[(1, logits), (2, result)], n, rows)
+}
+
+/// argmax_masked: result[r] = index of the largest of the n logits of row r among the tokens row r
+/// of `mask` ([rows, mask_words(n)] u32) allows (the first on ties; 0xffffffff where it allows
+/// none), for `rows` rows.
+pub fn argmax_masked(
+    t: Target,
+    logits: &wgpu::Buffer,
+    mask: &wgpu::Buffer,
+    result: &wgpu::Buffer,
+    n: u32,
+    rows: u32,
+) -> Result<Dispatch> {
+    over_rows(t, "argmax_masked", "masked", &[(1, logits), (2, result), (3, mask)], n, rows)
+}
+
+/// logprobs: for each of `rows` rows of n logits, out[r] ([rows, LOGPROBS_STRIDE] u32) = the
+/// log-sum-exp, the log-probability of token chosen[r] (an argmax's result), and the TOP_LOGPROBS
+/// most likely (id, log-probability) pairs, most likely first (the lower id on ties; logprobs as
+/// f32 bits; id 0xffffffff past n).
+pub fn logprobs(
+    t: Target,
+    logits: &wgpu::Buffer,
+    chosen: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    n: u32,
+    rows: u32,
+) -> Result<Dispatch> {
+    over_rows(t, "logprobs", "logprobs", &[(1, logits), (2, chosen), (4, out)], n, rows)
+}

@@ -3,13 +3,14 @@
 //! of problem it is. No engine logic here.
 
 use crate::engine::logprobs::{logprobs_json, vocab_bytes};
-use crate::engine::{parse_options, Piece, Session};
+use crate::engine::tools::{self, StreamGuard};
+use crate::engine::{parse_request, Piece, Session};
 use crate::error::Error;
 use crate::format::gguf::Gguf;
 use crate::format::gguf_parse::HeaderStream;
 use crate::format::integrity::Integrity;
-use crate::gpu::{Family, Gpu, Layout, Overrides};
 use crate::format::split;
+use crate::gpu::{Family, Gpu, Layout, Overrides};
 use crate::model::ModelBuilder;
 use crate::Message;
 use std::cell::{OnceCell, RefCell};
@@ -60,9 +61,9 @@ fn invalid(msg: String) -> JsValue {
 #[wasm_bindgen]
 pub struct HeaderReader {
     stream: HeaderStream,
-}
     /// A split model's other parts, as `addPart` took them: (header, file length).
     parts: Vec<(Gguf, u64)>,
+}
 
 #[wasm_bindgen]
 impl HeaderReader {
@@ -88,7 +89,6 @@ impl HeaderReader {
     pub fn received(&self) -> f64 {
         self.stream.received() as f64
     }
-}
 
     /// The number of files the model is split into (1: not split; llama.cpp's gguf-split), once the
     /// header is complete; a GgufError when this file is not the first part.
@@ -108,6 +108,7 @@ impl HeaderReader {
         self.parts.push((g, len as u64));
         Ok(received)
     }
+}
 
 /// Bytes of wasm memory now (it only grows, so this is also the peak).
 #[wasm_bindgen(js_name = wasmMemoryBytes)]
@@ -148,10 +149,9 @@ impl Loader {
                     .ok_or_else(|| invalid(format!("layout {name:?}: the layouts are \"gpu\" and \"cpu\"")))?,
             ),
         };
-        let (g, received) =
         let first_len = header.stream.file_len();
+        let (g, received) =
             header.stream.into_parts().ok_or_else(|| invalid("the GGUF header is not complete yet".into()))?;
-        if let Some(t) = total {
         // A split model: the parts read one after the other as one file (the first part's length
         // must be known to place the others).
         let parts = split::parts_of(&g, 0).map_err(js_err)?;
@@ -160,6 +160,7 @@ impl Loader {
             (_, Some(first_len)) => split::merge(g, header.parts, first_len).map_err(js_err)?,
             (_, None) => return Err(invalid("a split model's first part must have a known length".into())),
         };
+        if let Some(t) = total {
             g.check_file_len(t as u64).map_err(js_err)?;
         }
         // The engine shares the device through an Arc (natively across threads); the browser's
@@ -202,8 +203,8 @@ impl Loader {
             "gpu_bytes": { "weights": weights, "kv_cache": kv, "activations": acts },
             "kv_positions": self.builder.context_length(),
             "name": self.header.get("general.name").and_then(|v| v.as_str()).unwrap_or(""),
-            "n_layers": c.n_layers, "dim": c.dim, "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads,
             "architecture": c.arch,
+            "n_layers": c.n_layers, "dim": c.dim, "n_heads": c.n_heads, "n_kv_heads": c.n_kv_heads,
             "vocab_size": c.vocab_size, "context_length": c.ctx_len, "adapter": self.adapter,
             "layout": self.builder.layout().to_string(),
         })
@@ -255,13 +256,19 @@ pub struct Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Prompt ids for chat messages given as JSON [{role, content}, ...], with the model's template.
+    /// Prompt ids for chat messages given as JSON [{role, content, tool_calls?, tool_call_id?}, ...],
+    /// with the model's template; `options_json` (the request's options, as generate takes them)
+    /// brings the tools and tool_choice (engine::tools).
     #[wasm_bindgen(js_name = chatIds)]
-    pub fn chat_ids(&self, messages_json: &str) -> Result<Vec<u32>, JsValue> {
+    pub fn chat_ids(&self, messages_json: &str, options_json: Option<String>) -> Result<Vec<u32>, JsValue> {
         let messages: Vec<Message> =
             serde_json::from_str(messages_json).map_err(|e| invalid(format!("messages: {e}")))?;
+        let tools = match options_json {
+            Some(o) => parse_request(&o).map_err(js_err)?.tools,
+            None => None,
+        };
         let s = self.session.try_borrow().map_err(|_| invalid("a generation is running".into()))?;
-        s.chat_ids(&messages).map_err(js_err)
+        tools::chat_ids(&s.template, &s.tokenizer, &messages, tools.as_ref()).map_err(js_err)
     }
 
     /// Prompt ids for raw text (special-token strings parsed, bos added as the model says).
@@ -273,29 +280,41 @@ impl Engine {
     /// Generates from `prompt_ids` (options.n candidates, default 1); `on_text(piece, index,
     /// logprobs)` is called with each piece of candidate `index`'s text (and, when options.logprobs
     /// asks, the JSON of its tokens' log-probabilities since the previous piece) and returns false to
-    /// stop. Resolves to the result as JSON: choices [{index, ids, text, finish_reason, logprobs?}],
-    /// usage and timings. Log-probabilities: [{id, token, bytes, logprob, text_offset,
-    /// top_logprobs: [{id, token, bytes, logprob}]}] (engine::logprobs::logprobs_json).
+    /// stop. Resolves to the result as JSON: choices [{index, ids, text, finish_reason, logprobs?,
+    /// content?, tool_calls?}], usage and timings. Log-probabilities: [{id, token, bytes, logprob,
+    /// text_offset, top_logprobs: [{id, token, bytes, logprob}]}] (engine::logprobs::logprobs_json).
+    /// With tools (options.tools, tool_choice not "none"), the pieces hold back call markup
+    /// (tools::StreamGuard) and each choice has `content` (its text outside calls, or null) and
+    /// `tool_calls` [{name, arguments}], its finish_reason "tool_calls" when it made any.
     #[allow(clippy::await_holding_refcell_ref)] // the session's borrow, on purpose (below)
     pub fn generate(&self, prompt_ids: Vec<u32>, options_json: &str, on_text: js_sys::Function) -> js_sys::Promise {
         let session = self.session.clone();
         let vocab = self.vocab.clone();
-        let options = parse_options(options_json);
+        let request = parse_request(options_json);
         wasm_bindgen_futures::future_to_promise(async move {
-            let (opts, n) = options.map_err(js_err)?;
+            let crate::engine::Request { mut opts, n, tools } = request.map_err(js_err)?;
+            let tools = tools.filter(|t| t.active());
             // Held across the generation's awaits on purpose: a second request while it runs finds
             // the session borrowed and is refused (one thread; nothing else can take it meanwhile).
             let mut s = session.try_borrow_mut().map_err(|_| invalid("a generation is already running".into()))?;
             // The callback names tokens while the generation holds the session: the vocabulary's
             // bytes, made once per engine.
             let vocab = opts.logprobs.is_some().then(|| vocab.get_or_init(|| vocab_bytes(&s.tokenizer)).as_slice());
+            if let Some(t) = &tools {
+                t.constrain(&mut opts, tools::caps(&s.template).format).map_err(js_err)?;
+            }
+            let mut guards: Vec<StreamGuard> = (0..n).map(|_| StreamGuard::default()).collect();
             let mut cb = |p: Piece<'_>| {
+                let shown = match &tools {
+                    Some(_) => guards[p.index].push(p.text),
+                    None => p.text.to_string(),
+                };
                 let lps = match vocab {
                     Some(v) => JsValue::from_str(&logprobs_json(v, p.logprobs).to_string()),
                     None => JsValue::UNDEFINED,
                 };
                 on_text
-                    .call3(&JsValue::NULL, &JsValue::from_str(p.text), &JsValue::from(p.index as u32), &lps)
+                    .call3(&JsValue::NULL, &JsValue::from_str(&shown), &JsValue::from(p.index as u32), &lps)
                     .map(|v| v.as_bool() != Some(false))
                     .unwrap_or(false)
             };
@@ -310,6 +329,17 @@ impl Engine {
                     let mut c = serde_json::json!({ "index": i, "ids": g.ids, "text": g.text, "finish_reason": g.finish_reason.as_str() });
                     if let Some(v) = vocab {
                         c["logprobs"] = logprobs_json(v, &g.logprobs);
+                    }
+                    if let Some(t) = &tools {
+                        let reply = t.reply(&g.text);
+                        let calls: Vec<_> = reply
+                            .calls
+                            .iter()
+                            .map(|c| serde_json::json!({ "name": c.name, "arguments": c.arguments }))
+                            .collect();
+                        c["finish_reason"] = tools::finish_reason(&reply, g.finish_reason).into();
+                        c["content"] = reply.content.into();
+                        c["tool_calls"] = calls.into();
                     }
                     c
                 })

@@ -5,6 +5,7 @@ import {
   type Engine, type CreateEngineOptions, type ProgressEvent, type ChatMessage, type ChatCompletion, type ChatCompletionChunk,
   type Completion, type CompletionChunk, type CachedModel, type StorageEstimateResult, type WebllamaError, type WebllamaErrorName,
   type EngineStats, type FinishReason, type LoadPhase, type Usage, type Timings, type TokenLogprob, type CompletionLogprobs,
+  type FunctionTool, type ToolChoice, type ToolCall, type ToolCallDelta, type AssistantMessage,
 } from 'webllama';
 
 const phases: Record<LoadPhase, string> = { download: 'Downloading', upload: 'Uploading to the GPU', compile: 'Compiling shaders' };
@@ -89,10 +90,27 @@ export async function run(log: (line: string) => void): Promise<void> {
     response_format: { type: 'json_schema', json_schema: { name: 'person', schema: { type: 'object', properties: { name: { type: 'string', maxLength: 16 } } } } },
   });
   const first: TokenLogprob | undefined = person.choices[0].logprobs?.content[0];
-  log(`${JSON.parse(person.choices[0].message.content).name}: ${first?.token} ${first?.logprob} (${first?.top_logprobs.map((t) => t.token).join(', ')})`);
+  log(`${JSON.parse(person.choices[0].message.content ?? '{}').name}: ${first?.token} ${first?.logprob} (${first?.top_logprobs.map((t) => t.token).join(', ')})`);
   const date: Completion = await engine.completions.create({ prompt: 'Today is', grammar: { type: 'regex', definition: '[0-9]{4}-[0-9]{2}-[0-9]{2}' }, logprobs: 1 });
   const lp: CompletionLogprobs | null = date.choices[0].logprobs;
   log(`${date.choices[0].text}: ${lp?.tokens.join('|')} at ${lp?.text_offset.join(',')}`);
+
+  // Tool calls: a forced call's arguments follow its schema; the result goes back as a tool message.
+  const tools: FunctionTool[] = [
+    { type: 'function', function: { name: 'get_weather', description: 'The weather in a city.', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } },
+    { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: { timezone: { type: 'string' } } } } },
+  ];
+  const choice: ToolChoice = 'required';
+  const chat: ChatMessage[] = [{ role: 'user', content: 'What is the weather in Paris?' }];
+  const asked: ChatCompletion = await engine.chat.completions.create({ messages: chat, tools, tool_choice: choice, temperature: 0 });
+  const said: AssistantMessage = asked.choices[0].message;
+  const calls: ToolCall[] = said.tool_calls ?? [];
+  chat.push(said);
+  for (const call of calls) chat.push({ role: 'tool', tool_call_id: call.id, content: JSON.stringify({ called: call.function.name, args: JSON.parse(call.function.arguments) }) });
+  for await (const chunk of engine.chat.completions.create({ messages: chat, tools, tool_choice: { type: 'function', function: { name: 'get_time' } }, stream: true })) {
+    const deltas: ToolCallDelta[] = chunk.choices[0]?.delta.tool_calls ?? [];
+    for (const d of deltas) log(`call ${d.index}: ${d.function.name}(${d.function.arguments}) ${chunk.choices[0].finish_reason ?? ''}`);
+  }
   await engine.resetChat();
   await engine.unload();
 

@@ -1,8 +1,10 @@
 //! A generation request's options as the page sends them (JSON, OpenAI's names): parsed, defaults
-//! filled in and checked, so that every numeric option is finite, in range and whole where it must be.
+//! filled in and checked, so that every numeric option is finite, in range and whole where it must be;
+//! tools and tool_choice checked (engine::tools).
 
 use crate::engine::constraint::Grammar;
 use crate::engine::sampler::SamplerConfig;
+use crate::engine::tools::Tools;
 use crate::engine::GenerateOptions;
 use crate::error::{Error, Result};
 use crate::model::MAX_CANDIDATES;
@@ -35,6 +37,20 @@ struct Options {
     grammar: Option<GrammarSpec>,
     /// Each token's log-probability and this many of the most likely (0 to MAX_TOP_LOGPROBS).
     logprobs: Option<usize>,
+    /// OpenAI's tools: [{type: "function", function: {name, description?, parameters?}}].
+    tools: Option<serde_json::Value>,
+    /// "none" | "auto" | "required" | {type: "function", function: {name}}.
+    tool_choice: Option<serde_json::Value>,
+}
+
+/// A request's options, its number of candidates and its tools.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub opts: GenerateOptions,
+    pub n: usize,
+    /// The tools and tool_choice, when tools are given (Tools::constrain puts a forced call's
+    /// grammar into `opts` once the template's call format is known).
+    pub tools: Option<Tools>,
 }
 
 #[derive(serde::Deserialize)]
@@ -66,8 +82,14 @@ enum GrammarSpec {
 }
 
 /// The options of `json` and the number of candidates, checked: an InvalidRequest naming the first
-/// option that is malformed or out of range.
+/// option that is malformed or out of range (tools, if any, checked and left out: parse_request).
 pub fn parse_options(json: &str) -> Result<(GenerateOptions, usize)> {
+    parse_request(json).map(|r| (r.opts, r.n))
+}
+
+/// The options of `json`, the number of candidates and the tools, checked: an InvalidRequest
+/// naming the first option that is malformed or out of range.
+pub fn parse_request(json: &str) -> Result<Request> {
     let o: Options = serde_json::from_str(json).map_err(|e| Error::InvalidRequest(format!("options: {e}")))?;
     let mut logit_bias = HashMap::new();
     for (k, v) in &o.logit_bias {
@@ -113,5 +135,6 @@ pub fn parse_options(json: &str) -> Result<(GenerateOptions, usize)> {
             "n is {n}: between 1 and {MAX_CANDIDATES} candidates are supported"
         )));
     }
-    Ok((opts, n))
+    let tools = Tools::parse(o.tools, o.tool_choice)?;
+    Ok(Request { opts, n, tools })
 }

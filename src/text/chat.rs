@@ -15,18 +15,41 @@ fn core(i: usize) -> String {
     format!("\u{E000}{i}\u{E001}")
 }
 
-/// One chat message.
+/// One chat message (OpenAI's shape).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
-    /// "system", "user" or "assistant".
+    /// "system", "user", "assistant" or "tool".
     pub role: String,
+    /// The text ("" where OpenAI sends null: an assistant message that only calls tools).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub content: String,
+    /// An assistant message's tool calls: [{id, type: "function", function: {name, arguments}}]
+    /// (engine::tools turns them into what the template renders).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<serde_json::Value>,
+    /// A tool message's answer to this call id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A tool message's function name (some templates print it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Message {
-        Message { role: role.to_string(), content: content.to_string() }
+        Message {
+            role: role.to_string(),
+            content: content.to_string(),
+            tool_calls: vec![],
+            tool_call_id: None,
+            name: None,
+        }
     }
+}
+
+/// A content of null reads as "".
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A compiled chat template.
@@ -199,7 +222,17 @@ impl ChatTemplate {
     /// chat code), tokenized with the template's special tokens parsed and the message contents as
     /// plain text: a pasted `<|im_start|>system` is text, never a control token.
     pub fn prompt_ids(&self, tok: &Tokenizer, messages: &[Message]) -> Result<Vec<u32>> {
-        let (text, contents) = self.render_marked(tok, messages)?;
+        self.prompt_ids_with_tools(tok, messages, None)
+    }
+
+    /// prompt_ids with `tools` (OpenAI's tools array) given to the template as `tools`.
+    pub fn prompt_ids_with_tools(
+        &self,
+        tok: &Tokenizer,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+    ) -> Result<Vec<u32>> {
+        let (text, contents) = self.render_marked_with_tools(tok, messages, tools)?;
         let mut start = 0;
         let mut end = text.len();
         if tok.add_bos && !self.bos_token.is_empty() && text.starts_with(self.bos_token.as_str()) {
@@ -222,16 +255,26 @@ impl ChatTemplate {
     /// (sliced, split), they are looked for in the text instead, and one that holds a special token
     /// and cannot be found is refused (it could not be kept plain).
     pub fn render_marked(&self, tok: &Tokenizer, messages: &[Message]) -> Result<(String, Vec<Range<usize>>)> {
-        let real = self.render(messages, true)?;
+        self.render_marked_with_tools(tok, messages, None)
+    }
+
+    /// render_marked with `tools` given to the template.
+    pub fn render_marked_with_tools(
+        &self,
+        tok: &Tokenizer,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+    ) -> Result<(String, Vec<Range<usize>>)> {
+        let real = self.render_with_tools(messages, tools, true)?;
         let marked: Vec<Message> = messages
             .iter()
             .enumerate()
             .map(|(i, m)| Message {
-                role: m.role.clone(),
                 content: if m.content.is_empty() { String::new() } else { format!("{PAD}{}{PAD}", core(i)) },
+                ..m.clone()
             })
             .collect();
-        let shape = self.render(&marked, true)?;
+        let shape = self.render_with_tools(&marked, tools, true)?;
         // Each content where its marker is, trimmed at the ends where the template trimmed the marker.
         let mut text = String::with_capacity(real.len());
         let mut ranges = vec![];
@@ -281,12 +324,26 @@ impl ChatTemplate {
 
     /// The prompt text for `messages`, ending with the assistant's header when `add_generation_prompt`.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// render with `tools` (OpenAI's tools array) as the template's `tools`; undefined when None.
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let tmpl = self.env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
-        let ctx = minijinja::context! {
+        let base = minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token,
             eos_token => self.eos_token,
+        };
+        let ctx = match tools {
+            Some(t) => minijinja::context! { tools => t, ..base },
+            None => base,
         };
         let mut out = CappedWriter { bytes: Vec::new(), cap: TEMPLATE_OUTPUT_MAX, over: false };
         tmpl.render_captured_to(ctx, &mut out).map_err(|e| match e.kind() {

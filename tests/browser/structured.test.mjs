@@ -12,6 +12,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { modelsDir, startServer, launch, openPage, CLI, MODEL_PATH } from './harness.mjs';
+import { violations } from './schema.mjs';
 
 const str = { type: 'string', maxLength: 16 };
 const SCHEMAS = {
@@ -33,41 +34,6 @@ const SCHEMAS = {
   },
 };
 const ASK = 'Answer in JSON.';
-
-// Checks `v` against the subset of JSON Schema above: a list of what is wrong (empty when valid).
-function violations(v, s, at = '$') {
-  const out = [];
-  if (s.enum && !s.enum.some((e) => JSON.stringify(e) === JSON.stringify(v))) out.push(`${at}: ${JSON.stringify(v)} is not one of ${JSON.stringify(s.enum)}`);
-  switch (s.type) {
-    case 'object': {
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) return [...out, `${at}: not an object`];
-      for (const r of s.required ?? []) if (!(r in v)) out.push(`${at}: ${r} is missing`);
-      for (const [k, x] of Object.entries(v)) {
-        if (s.properties?.[k]) out.push(...violations(x, s.properties[k], `${at}.${k}`));
-        else if (s.additionalProperties === false) out.push(`${at}: ${k} is not allowed`);
-      }
-      break;
-    }
-    case 'array':
-      if (!Array.isArray(v)) return [...out, `${at}: not an array`];
-      if (s.minItems != null && v.length < s.minItems) out.push(`${at}: ${v.length} < minItems ${s.minItems}`);
-      if (s.maxItems != null && v.length > s.maxItems) out.push(`${at}: ${v.length} > maxItems ${s.maxItems}`);
-      v.forEach((x, i) => out.push(...violations(x, s.items, `${at}[${i}]`)));
-      break;
-    case 'string':
-      if (typeof v !== 'string') return [...out, `${at}: not a string`];
-      if (s.maxLength != null && [...v].length > s.maxLength) out.push(`${at}: longer than ${s.maxLength}`);
-      break;
-    case 'integer':
-    case 'number':
-      if (typeof v !== 'number' || !Number.isFinite(v)) return [...out, `${at}: not a number`];
-      if (s.type === 'integer' && !Number.isInteger(v)) out.push(`${at}: ${v} is not an integer`);
-      if (s.minimum != null && v < s.minimum) out.push(`${at}: ${v} < ${s.minimum}`);
-      if (s.maximum != null && v > s.maximum) out.push(`${at}: ${v} > ${s.maximum}`);
-      break;
-  }
-  return out;
-}
 
 // Every choice finished, parses and follows `schema`.
 function assertValid(name, choices, schema) {

@@ -4,6 +4,7 @@
 
 pub mod exact;
 pub mod kernels;
+pub mod schema;
 
 use std::sync::{Arc, OnceLock};
 use webllama::{Family, Gpu, Layout};

@@ -11,6 +11,7 @@ use std::io::Write;
 use std::sync::Arc;
 use webllama::engine::constraint::Grammar;
 use webllama::engine::logprobs::{logprobs_json, vocab_bytes};
+use webllama::engine::tools::{self, StreamGuard, Tools};
 use webllama::{Family, GenerateOptions, Gpu, Layout, Message, Overrides, SamplerConfig, Session};
 
 #[derive(Parser)]
@@ -103,11 +104,11 @@ pub struct BenchArgs {
     /// Prefill one token at a time (the decode graph) instead of in batched chunks.
     #[arg(long)]
     pub token_by_token: bool,
-    /// Print one JSON object.
     /// Also decode greedily under this JSON schema (as response_format json_schema, from a chat
     /// prompt asking for it) and unconstrained for as many tokens, and report both speeds.
     #[arg(long)]
     pub json_schema: Option<String>,
+    /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
 }
@@ -183,6 +184,14 @@ struct GenerateArgs {
     /// A regular expression the whole output matches.
     #[arg(long)]
     regex: Option<String>,
+    /// A JSON file of OpenAI tools ([{"type": "function", "function": {name, description,
+    /// parameters}}]) the model may call (with --chat); calls print as OpenAI's tool_calls.
+    #[arg(long, requires = "chat")]
+    tools: Option<String>,
+    /// auto (default), none, required, or a function's name (required and a name force one call
+    /// whose arguments follow the function's schema).
+    #[arg(long, requires = "tools")]
+    tool_choice: Option<String>,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
@@ -247,8 +256,33 @@ fn grammar_of(a: &GenerateArgs) -> Result<Option<Grammar>> {
     })
 }
 
+/// The tools --tools and --tool-choice give, if any.
+fn tools_of(a: &GenerateArgs) -> Result<Option<Tools>> {
+    let Some(f) = &a.tools else { return Ok(None) };
+    let text = std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?;
+    let list: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{f} is not JSON"))?;
+    let choice = a.tool_choice.as_deref().map(|c| match c {
+        "auto" | "none" | "required" => serde_json::json!(c),
+        name => serde_json::json!({ "type": "function", "function": { "name": name } }),
+    });
+    Ok(Tools::parse(Some(list), choice)?.filter(|t| t.active()))
+}
+
+/// A fresh call id: call_ and 24 hex digits (from the standard library's randomly seeded hasher).
+fn call_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let word = || std::collections::hash_map::RandomState::new().build_hasher().finish();
+    format!("call_{:016x}{:08x}", word(), word() as u32)
+}
+
+/// A reply's calls in OpenAI's shape, each with a fresh id.
+fn openai_calls(reply: &tools::Reply) -> Vec<serde_json::Value> {
+    reply.calls.iter().map(|c| tools::openai_call(c, &call_id())).collect()
+}
+
 fn generate(a: GenerateArgs) -> Result<()> {
     let grammar = grammar_of(&a)?;
+    let tools = tools_of(&a)?;
     let path = model_path(a.model)?;
     let (gpu, layout) = open_gpu(a.layout)?;
     let mut session =
@@ -260,10 +294,12 @@ fn generate(a: GenerateArgs) -> Result<()> {
     }
     let ids = match (&a.prompt, &a.chat) {
         (Some(p), _) => session.tokenizer.encode(p, true)?,
-        (None, Some(c)) => session.chat_ids(&[Message::new("user", c)])?,
+        (None, Some(c)) => {
+            tools::chat_ids(&session.template, &session.tokenizer, &[Message::new("user", c)], tools.as_ref())?
+        }
         (None, None) => bail!("give --prompt or --chat"),
     };
-    let opts = GenerateOptions {
+    let mut opts = GenerateOptions {
         max_tokens: a.max_tokens,
         sampler: SamplerConfig {
             temperature: a.temperature,
@@ -283,19 +319,27 @@ fn generate(a: GenerateArgs) -> Result<()> {
         grammar,
         logprobs: a.logprobs,
     };
+    if let Some(t) = &tools {
+        t.constrain(&mut opts, tools::caps(&session.template).format)?;
+    }
     let json = a.json;
     let mut stdout = std::io::stdout();
+    // With tools, call markup is held back from the stream (the calls print at the end).
+    let mut guard = StreamGuard::default();
     let mut on_text = |t: &str| {
         if !json {
-            let _ = stdout.write_all(t.as_bytes());
+            let shown = if tools.is_some() { guard.push(t) } else { t.to_string() };
+            let _ = stdout.write_all(shown.as_bytes());
             let _ = stdout.flush();
         }
         true
     };
     if a.n > 1 {
-        return generate_candidates(&mut session, &ids, a.n, &opts, json, &gpu.adapter_name(), &layout);
+        let (adapter, tools) = (gpu.adapter_name(), tools.as_ref());
+        return generate_candidates(&mut session, &ids, a.n, &opts, json, &adapter, &layout, tools);
     }
     let g = pollster::block_on(session.generate(&ids, &opts, &mut on_text))?;
+    let reply = tools.as_ref().map(|t| t.reply(&g.text));
     if json {
         let top: Vec<Vec<(u32, f32)>> = g.top_logits.clone();
         let mut obj = serde_json::json!({
@@ -313,8 +357,21 @@ fn generate(a: GenerateArgs) -> Result<()> {
         if opts.logprobs.is_some() {
             obj["logprobs"] = logprobs_json(&vocab_bytes(&session.tokenizer), &g.logprobs);
         }
+        if let Some(r) = &reply {
+            obj["content"] = r.content.clone().into();
+            obj["tool_calls"] = openai_calls(r).into();
+            obj["finish_reason"] = tools::finish_reason(r, g.finish_reason).into();
+        }
         println!("{obj}");
     } else {
+        // The text held back that was content after all, then each call as a JSON line.
+        if let Some(r) = &reply {
+            let rest = r.content.as_deref().and_then(|c| c.strip_prefix(guard.passed())).unwrap_or("");
+            print!("{rest}");
+            for c in openai_calls(r) {
+                print!("\n{c}");
+            }
+        }
         println!();
         eprintln!(
             "[{} prompt tokens, {:.1} tok/s prefill; {} generated, {:.1} tok/s decode; {}]",
@@ -374,7 +431,9 @@ fn chat(a: ChatArgs) -> Result<()> {
     Ok(())
 }
 
-/// `generate --n N`: the candidates, one per line (or one JSON object with a "choices" list).
+/// `generate --n N`: the candidates, one per line (or one JSON object with a "choices" list); with
+/// tools, each choice's content and calls.
+#[allow(clippy::too_many_arguments)]
 fn generate_candidates(
     session: &mut Session,
     ids: &[u32],
@@ -383,6 +442,7 @@ fn generate_candidates(
     json: bool,
     adapter: &str,
     layout: &Layout,
+    tools: Option<&Tools>,
 ) -> Result<()> {
     let passes = session.model.batch_passes;
     let all = pollster::block_on(session.generate_n(ids, n, opts, &mut |_, _| true))?;
@@ -398,6 +458,11 @@ fn generate_candidates(
                 let mut c = serde_json::json!({ "index": i, "ids": g.ids, "text": g.text, "finish_reason": g.finish_reason.as_str() });
                 if let Some(v) = &vocab {
                     c["logprobs"] = logprobs_json(v, &g.logprobs);
+                }
+                if let Some(r) = tools.map(|t| t.reply(&g.text)) {
+                    c["content"] = r.content.clone().into();
+                    c["tool_calls"] = openai_calls(&r).into();
+                    c["finish_reason"] = tools::finish_reason(&r, g.finish_reason).into();
                 }
                 c
             })
@@ -415,7 +480,11 @@ fn generate_candidates(
         println!("{obj}");
     } else {
         for (i, g) in all.iter().enumerate() {
-            println!("{}: {}", i + 1, g.text.replace('\n', " "));
+            let text = match tools.map(|t| t.reply(&g.text)) {
+                Some(r) if !r.calls.is_empty() => serde_json::Value::from(openai_calls(&r)).to_string(),
+                _ => g.text.replace('\n', " "),
+            };
+            println!("{}: {text}", i + 1);
         }
         eprintln!(
             "[{n} candidates, {tokens} tokens in {weight_passes} weight passes, {:.1} tok/s together; {adapter}]",

@@ -1,0 +1,129 @@
+// Tool calls through the JS API in headless Chromium (software WebGPU), with the default model's
+// template (ChatML, no tools of its own: they go into the system prompt, Hermes-style): two tools
+// and tool_choice "required" give a tool_calls entry whose arguments follow that tool's schema, with
+// finish_reason "tool_calls", streamed (delta.tool_calls, no markup in delta.content) and not; a
+// named function is the one called; the tool's result sent back as a role "tool" message continues
+// the chat with a plain assistant message; bad tools are an InvalidRequestError.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadedPage } from './loaded.mjs';
+import { violations } from './schema.mjs';
+
+const TOOLS = [
+  { type: 'function', function: { name: 'get_weather', description: 'The current weather in a city.', parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['city'] } } },
+  { type: 'function', function: { name: 'get_time', description: 'The local time in a timezone.', parameters: { type: 'object', properties: { timezone: { type: 'string' } }, required: ['timezone'] } } },
+];
+// The tools with strings of at most 24 characters, for sampled calls (a sampled string may otherwise
+// run to max_tokens).
+const BOUNDED = TOOLS.map((t) => ({ ...t, function: { ...t.function, parameters: { ...t.function.parameters,
+  properties: Object.fromEntries(Object.entries(t.function.parameters.properties).map(([k, p]) => [k, { ...p, maxLength: 24 }])) } } }));
+// The tools and question of tests/tools.rs (the same prompt, so the same greedy replies as natively).
+const QUESTION = { role: 'user', content: 'What is the weather in Paris?' };
+
+let loaded;
+let page;
+
+before(async () => {
+  loaded = await loadedPage();
+  page = loaded.page;
+});
+
+after(async () => {
+  await loaded?.close();
+});
+
+// A call in OpenAI's shape whose arguments follow its tool's schema.
+function assertCall(call, what, tools = TOOLS) {
+  assert.match(call.id, /^call_[0-9a-f]{24}$/, what);
+  assert.equal(call.type, 'function', what);
+  const tool = tools.find((t) => t.function.name === call.function.name);
+  assert.ok(tool, `${what}: a call to one of the tools`);
+  assert.equal(typeof call.function.arguments, 'string', what);
+  let args;
+  assert.doesNotThrow(() => { args = JSON.parse(call.function.arguments); }, what);
+  assert.deepEqual(violations(args, tool.function.parameters), [], what);
+}
+
+test('tool_choice "required": a call whose arguments follow the schema; the result continues the chat', { timeout: 300000 }, async () => {
+  const r = await page.evaluate(async ({ tools, question }) => {
+    const engine = window.webllamaApp.engine;
+    const t0 = Date.now();
+    const asked = await engine.chat.completions.create({ messages: [question], tools, tool_choice: 'required', temperature: 0, max_tokens: 80 });
+    const askMs = Date.now() - t0;
+    const call = asked.choices[0].message.tool_calls?.[0];
+    const result = { role: 'tool', tool_call_id: call?.id, content: '{"temperature": 18, "sky": "sunny"}' };
+    const messages = [question, asked.choices[0].message, result];
+    const answer = await engine.chat.completions.create({ messages, tools, temperature: 0, max_tokens: 40 });
+    return { asked, answer, askMs, totalMs: Date.now() - t0 };
+  }, { tools: TOOLS, question: QUESTION });
+  const c = r.asked.choices[0];
+  console.log(`required (${r.askMs} ms): ${JSON.stringify(c.message)} ${c.finish_reason}`);
+  assert.equal(c.finish_reason, 'tool_calls');
+  assert.equal(c.message.role, 'assistant');
+  assert.equal(c.message.content, null);
+  assert.equal(c.message.tool_calls.length, 1);
+  assertCall(c.message.tool_calls[0], 'required');
+  const a = r.answer.choices[0];
+  console.log(`follow-up (${r.totalMs - r.askMs} ms): ${JSON.stringify(a.message)} ${a.finish_reason}`);
+  assert.equal(a.message.role, 'assistant');
+  assert.equal(a.message.tool_calls, undefined);
+  assert.ok(typeof a.message.content === 'string' && a.message.content.trim().length > 0, 'a text answer');
+  assert.ok(!a.message.content.includes('<tool_call>'), a.message.content);
+  assert.ok(['stop', 'length'].includes(a.finish_reason), a.finish_reason);
+});
+
+test('streamed, n = 2 sampled, and a named function: delta.tool_calls, no markup in the content', { timeout: 300000 }, async () => {
+  const r = await page.evaluate(async ({ tools, question }) => {
+    const engine = window.webllamaApp.engine;
+    const chunks = [];
+    const req = { messages: [question], tools, tool_choice: 'required', temperature: 0.8, seed: 5, n: 2, max_tokens: 80, stream: true };
+    for await (const chunk of engine.chat.completions.create(req)) chunks.push(chunk);
+    const named = await engine.chat.completions.create({ messages: [question], tools, tool_choice: { type: 'function', function: { name: 'get_time' } }, temperature: 0, max_tokens: 80 });
+    return { chunks, named };
+  }, { tools: BOUNDED, question: QUESTION });
+  for (const index of [0, 1]) {
+    const mine = r.chunks.flatMap((ch) => ch.choices.filter((c) => c.index === index));
+    const content = mine.map((c) => c.delta.content ?? '').join('');
+    const calls = mine.flatMap((c) => c.delta.tool_calls ?? []);
+    const finish = mine.map((c) => c.finish_reason).filter(Boolean);
+    console.log(`stream choice ${index}: content ${JSON.stringify(content)}, calls ${JSON.stringify(calls)}, ${finish}`);
+    assert.equal(content, '', 'the call markup is not streamed as content');
+    assert.equal(calls.length, 1);
+    assert.equal(calls[0].index, 0);
+    assertCall(calls[0], `stream choice ${index}`, BOUNDED);
+    assert.deepEqual(finish, ['tool_calls']);
+  }
+  assert.ok(r.chunks.at(-1).usage, 'usage on the last chunk');
+  const n = r.named.choices[0];
+  console.log(`named: ${JSON.stringify(n.message)}`);
+  assert.equal(n.finish_reason, 'tool_calls');
+  assert.equal(n.message.tool_calls[0].function.name, 'get_time');
+  assertCall(n.message.tool_calls[0], 'named', BOUNDED);
+});
+
+test('tools that are not valid, and tools on a completion, are an InvalidRequestError', { timeout: 60000 }, async () => {
+  const errors = await page.evaluate(async ({ tools, question }) => {
+    const engine = window.webllamaApp.engine;
+    const tries = [
+      { messages: [question], tools: { a: 1 } },
+      { messages: [question], tools: [{ type: 'function', function: { name: 'bad name' } }] },
+      { messages: [question], tools, tool_choice: { type: 'function', function: { name: 'nope' } } },
+      { messages: [question], tools, tool_choice: 'required', response_format: { type: 'json_object' } },
+      { prompt: 'hi', tools },
+    ];
+    const out = [];
+    for (const t of tries) {
+      try {
+        await (t.prompt ? engine.completions : engine.chat.completions).create({ max_tokens: 4, ...t });
+        out.push('no error');
+      } catch (e) {
+        out.push(`${e.name}: ${e.message}`);
+      }
+    }
+    return out;
+  }, { tools: TOOLS, question: QUESTION });
+  console.log(errors.join('\n'));
+  for (const e of errors) assert.match(e, /^InvalidRequestError: /);
+  assert.match(errors[2], /not among the tools/);
+  assert.match(errors[3], /no response_format or grammar/);
+});

@@ -27,6 +27,7 @@ const FILES = [
   ['www/worker.js', 'worker.js'],
   ['www/protocol.js', 'protocol.js'],
   ['www/download.js', 'download.js'],
+  ['www/model_store.js', 'model_store.js'],
   ['www/pkg/webllama.js', 'pkg/webllama.js'],
   ['www/pkg/webllama_bg.wasm', 'pkg/webllama_bg.wasm'],
   ['package/README.md', 'README.md'],
@@ -69,5 +70,5 @@ const pkg = {
 writeFileSync(join(out, 'package.json'), `${JSON.stringify(pkg, null, 2)}\n`);
 
 const size = (f) => statSync(join(out, f)).size;
-const js = ['webllama.js', 'worker.js', 'protocol.js', 'download.js', 'pkg/webllama.js'].reduce((a, f) => a + size(f), 0);
+const js = ['webllama.js', 'worker.js', 'protocol.js', 'download.js', 'model_store.js', 'pkg/webllama.js'].reduce((a, f) => a + size(f), 0);
 console.log(`package webllama@${version} in ${out}: wasm ${size('pkg/webllama_bg.wasm')} bytes, JS ${js} bytes, types ${size('webllama.d.ts')} bytes`);

@@ -60,9 +60,10 @@ function chosenModel() {
     return url;
   }
   if (source === 'file') {
-    const f = $('model-file').files[0];
-    if (!f) throw Object.assign(new Error('choose a .gguf file'), { name: 'InvalidRequestError' });
-    return f;
+    // One file, or a split model's parts (all of them).
+    const files = [...$('model-file').files];
+    if (files.length === 0) throw Object.assign(new Error('choose a .gguf file'), { name: 'InvalidRequestError' });
+    return files.length === 1 ? files[0] : files;
   }
   return DEFAULT_MODEL;
 }
@@ -80,7 +81,7 @@ async function load(model) {
   $('progress').hidden = false;
   $('progress-bar').value = 0;
   $('progress-text').textContent = '';
-  $('model-status').textContent = `Loading ${typeof model === 'string' ? model : model.name}…`;
+  $('model-status').textContent = `Loading ${typeof model === 'string' ? model : Array.isArray(model) ? model[0].name.replace(/-\d{5}-of-\d{5}\.gguf$/, ' (split)') : model.name}…`;
   try {
     engine = await createEngine({
       model,
@@ -297,6 +298,29 @@ async function headlinesAsJson(news, { temperature, maxTokens }, rows, texts) {
   });
 }
 
+// The structured-output row's schema (bench/people.schema.json, as `webllama bench --json-schema` uses).
+const BENCH_SCHEMA = {
+  type: 'object',
+  properties: {
+    people: {
+      type: 'array', minItems: 3, maxItems: 3,
+      items: {
+        type: 'object',
+        properties: {
+          name: { type: 'string', maxLength: 24 },
+          age: { type: 'integer', minimum: 0, maximum: 120 },
+          city: { type: 'string', maxLength: 24 },
+          hobbies: { type: 'array', items: { type: 'string', maxLength: 16 }, maxItems: 3 },
+        },
+        required: ['name', 'age', 'city', 'hobbies'],
+        additionalProperties: false,
+      },
+    },
+  },
+  required: ['people'],
+  additionalProperties: false,
+};
+
 const BENCH_PROMPT = 'The history of the printing press begins in the fifteenth century, when movable type changed how books were made, how ideas spread, and how people learned to read. In the decades that followed,';
 
 async function benchmark() {
@@ -315,8 +339,17 @@ async function benchmark() {
     $('b-ttft').textContent = `${t.prefill_ms.toFixed(0)} ms`;
     $('b-cost').textContent = `${s.dispatches_per_token} dispatches (${s.n_layers} layers), ${s.submits_per_token} submit, ${s.readback_bytes_per_token} bytes read back`;
     $('b-bw').textContent = `${(s.weight_bytes_per_token / 1e6).toFixed(1)} MB per token, ${(s.weight_bytes_per_token * t.decode_tok_s / 1e9).toFixed(2)} GB/s`;
+    // Greedy decoding under a JSON schema, against the unconstrained decode above.
+    const content = `Reply with one JSON object that follows this JSON schema:\n${JSON.stringify(BENCH_SCHEMA)}`;
+    const j = await engine.chat.completions.create({
+      messages: [{ role: 'user', content }], max_tokens: 128, temperature: 0,
+      response_format: { type: 'json_schema', json_schema: { name: 'people', schema: BENCH_SCHEMA } },
+    });
+    const js = j.timings.decode_tok_s;
+    $('b-structured').textContent = `${js.toFixed(2)} tok/s (${j.usage.completion_tokens} tokens under a JSON schema; ${(100 * js / t.decode_tok_s).toFixed(0)}% of the decode above)`;
     $('bench-table').hidden = false;
     $('bench-table').dataset.decode = String(t.decode_tok_s);
+    $('bench-table').dataset.structured = String(js);
     $('bench-status').textContent = 'Done.';
   } catch (e) {
     $('bench-status').textContent = '';
@@ -353,8 +386,8 @@ drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (e) => {
   e.preventDefault();
   drop.classList.remove('over');
-  const f = e.dataTransfer.files[0];
-  if (f) load(f);
+  const files = [...e.dataTransfer.files];
+  if (files.length) load(files.length === 1 ? files[0] : files);
 });
 $('doc-text').addEventListener('dragover', (e) => e.preventDefault());
 $('doc-text').addEventListener('drop', (e) => {

@@ -1,33 +1,38 @@
-// Model bytes as a stream, from the network (cached in Cache Storage by URL), the cache, or a local
-// File; the caller counts bytes for progress. A connection that drops midway is resumed with a Range
-// request from the byte where it stopped (or, when the server ignores Range, read again from the
-// start with the bytes already had skipped); so is one that stalls: a response whose headers or next
-// bytes do not come within the stall timeout (openModel's stallTimeoutMs, 30 s by default) is
-// cancelled and counts as broken. Resuming gives up after MAX_RESUMES resumed requests in a row that
-// brought no new byte (however many resumes made progress before): a body that keeps ending short of
-// its Content-Length is then an error that names both numbers, a connection that keeps stalling one
-// that names the stall. The first response's validator (its ETag when strong, else its
-// Last-Modified) goes with each Range request as If-Range, on the page's own origin only (If-Range
-// is not a CORS-safelisted header: on another origin it would need a preflight the host might not
-// answer). A resumed response (206, or a 200 for an If-Range that no longer matches) that shows the
-// file changed on the server (an ETag other than the first response's, or without ETags another
-// Last-Modified; a total in Content-Range or a Content-Length other than its Content-Length) is an
-// error, not a fresh start: bytes of the old file were already fed to the loader. A 200 with the
-// same (or no) validator is a server that ignores Range. Only a download that arrived whole in one
-// response is cached; a partial one never lands in the cache. `integrity` (sha256-<base64> or 64 hex
-// digits) is checked by the loader in wasm over exactly the bytes it is fed (from the network, a
-// resumed download or the cache alike); the worker drops the cache entry of a model that fails it.
+// Model bytes as a stream, from the network (stored as they arrive: model_store.js, OPFS or Cache
+// Storage), the store, or a local File; the caller counts bytes for progress. A connection that
+// drops midway is resumed with a Range request from the byte where it stopped (or, when the server
+// ignores Range, read again from the start with the bytes already had skipped); so is one that
+// stalls: a response whose headers or next bytes do not come within the stall timeout (openModel's
+// stallTimeoutMs, 30 s by default) is cancelled and counts as broken. Resuming gives up after
+// MAX_RESUMES resumed requests in a row that brought no new byte (however many resumes made progress
+// before): a body that keeps ending short of its Content-Length is then an error that names both
+// numbers, a connection that keeps stalling one that names the stall. The first response's validator
+// (its ETag when strong, else its Last-Modified) goes with each Range request as If-Range, on the
+// page's own origin only (If-Range is not a CORS-safelisted header: on another origin it would need
+// a preflight the host might not answer). A resumed response (206, or a 200 for an If-Range that no
+// longer matches) that shows the file changed on the server (an ETag other than the first
+// response's, or without ETags another Last-Modified; a total in Content-Range or a Content-Length
+// other than its Content-Length) is an error, not a fresh start: bytes of the old file were already
+// fed to the loader. A 200 with the same (or no) validator is a server that ignores Range.
 //
-// Stored models: the file in Cache Storage (CACHE, keyed by URL) and what is known of it in META
-// (keyed by the same URL: {url, bytes, storedAt, verified, sha256}), which listCached() reports.
+// Across reloads (OPFS only): the bytes of a download that did not finish stay in OPFS with the
+// validator and total of the response they came from. The next load of the URL asks for the rest
+// (Range from the bytes kept, If-Range with the validator on the page's origin; elsewhere the 206's
+// own validator is compared) before it feeds the loader anything: a 206 from there of the same file
+// continues it (the kept bytes read back from OPFS first, then the network's); anything else (a 200:
+// the file changed, or the server ignores Range; a 206 of another file) starts over from byte 0.
+// `integrity` (sha256-<base64> or 64 hex digits) is checked by the loader in wasm over exactly the
+// bytes it is fed (network, resumed, kept and continued, or stored alike); the worker drops the stored
+// copy of a model that fails it.
 
-const CACHE = 'webllama-models-v1';
-const META = 'webllama-models-meta-v1';
+import { openStore, NO_STORE, contentLength } from './model_store.js';
+
 const MAX_RESUMES = 5;
 const STALL_TIMEOUT_MS = 30000;
 
-// {stream, total (bytes or null), source, cached: Promise<boolean> (settles once the cache's copy is
-// stored, true, or refused, false)}
+// {stream, total (bytes or null), source ('network', 'cache': stored, 'file'), resumedFrom (bytes
+// kept from an earlier load that this one continues), store (model_store.js: the worker tells it
+// how the load ended, done() or failed(error), and it keeps or drops what it stored)}.
 // stallTimeoutMs: how long a network read may yield nothing before the connection counts as broken.
 export async function openModel(model, integrity, { stallTimeoutMs } = {}) {
   if (integrity) parseIntegrity(integrity);
@@ -36,24 +41,101 @@ export async function openModel(model, integrity, { stallTimeoutMs } = {}) {
   }
   const stallMs = stallTimeoutMs ?? STALL_TIMEOUT_MS;
   if (typeof Blob !== 'undefined' && model instanceof Blob) {
-    return { stream: model.stream(), total: model.size, source: 'file', cached: Promise.resolve(false) };
+    return { stream: model.stream(), total: model.size, source: 'file', resumedFrom: 0, store: NO_STORE };
   }
   if (typeof model !== 'string' || model === '') throw namedError('InvalidRequestError', 'no model: give a URL or a File');
   const url = new URL(model, self.location.href).href;
-  const cache = typeof caches !== 'undefined' ? await caches.open(CACHE) : null;
-  const hit = cache ? await cache.match(url) : undefined;
-  if (hit) {
-    return { stream: hit.body, total: contentLength(hit), source: 'cache', cached: Promise.resolve(true) };
+  const store = await openStore(url);
+  const hit = await store.match();
+  if (hit) return { ...hit, source: 'cache', resumedFrom: 0, store };
+  if (store.kind === 'opfs') {
+    // Another load holding the file (another tab) leaves this one unstored.
+    if (!(await store.lock())) return { ...(await fromNetwork(url, stallMs, null)), source: 'network', resumedFrom: 0, store: NO_STORE };
+    try {
+      return { ...(await intoOpfs(url, stallMs, store)), source: 'network', store };
+    } catch (e) {
+      // What was kept stays for the next load (the request failed before a byte was read).
+      await store.abandon().catch(() => {});
+      throw e;
+    }
   }
+  return { ...(await fromNetwork(url, stallMs, store.kind === 'cache' ? store : null)), source: 'network', resumedFrom: 0, store };
+}
+
+// {stream, total} of a download from byte 0; a Cache Storage entry (`cacheEntry`) stores a copy of
+// the first response (whole, or not at all).
+async function fromNetwork(url, stallMs, cacheEntry) {
   const first = await get(url, { stallMs });
   if (!first.resp.body) throw namedError('NetworkError', `empty response for ${url}`);
   const total = contentLength(first.resp);
-  // The cache reads its own copy of the body; if that response breaks (or is cancelled for a stall,
-  // or the cache refuses it: a quota, Vary: *), put() rejects and nothing is stored. The copy it
-  // stores is the first response whole, the bytes the loader verifies.
-  // `cached` resolves to whether the cache holds the file.
-  const cached = cache ? cache.put(url, first.resp.clone()).then(() => true, () => false) : Promise.resolve(false);
-  return { stream: resumable(url, first, total, stallMs), total, source: 'network', cached };
+  cacheEntry?.put(first.resp);
+  return { stream: resumable(url, first, total, stallMs), total };
+}
+
+// {stream, total, resumedFrom} of a download written into OPFS (`entry`, locked) as it is read,
+// continuing the bytes kept there when the server still has the same file.
+async function intoOpfs(url, stallMs, entry) {
+  const kept = entry.kept();
+  let first = null;
+  if (kept && kept.bytes >= kept.total) {
+    // Every byte arrived before the last load ended: nothing to ask the server for.
+    await entry.begin({ from: kept.bytes, total: kept.total, etag: kept.etag, lastModified: kept.lastModified });
+    entry.whole = true;
+    return { stream: entry.readKept(kept.bytes), total: kept.total, resumedFrom: kept.bytes };
+  }
+  if (kept) {
+    first = await get(url, { from: kept.bytes, ifRange: sameOrigin(url) ? ifRangeOf(kept) : null, stallMs });
+    const resp = first.resp;
+    if (resp.status === 206 && rangeStart(resp) === kept.bytes && !changedFile(kept, kept.total, resp) && resp.body) {
+      await entry.begin({ from: kept.bytes, total: kept.total, etag: kept.etag, lastModified: kept.lastModified });
+      const rest = entry.storing(resumable(url, first, kept.total, stallMs, { from: kept.bytes, validator: kept }), kept.bytes);
+      return { stream: concat(entry.readKept(kept.bytes), rest), total: kept.total, resumedFrom: kept.bytes };
+    }
+    // The file changed on the server (a 200 for the If-Range, or a 206 with another validator), or
+    // the server ignores Range: start over, from this response when it is the whole file.
+    if (resp.status !== 200) {
+      first.abort();
+      first = null;
+    }
+  }
+  first ??= await get(url, { stallMs });
+  if (!first.resp.body) throw namedError('NetworkError', `empty response for ${url}`);
+  const total = contentLength(first.resp);
+  await entry.begin({ from: 0, total, ...validatorOf(first.resp) });
+  return { stream: entry.storing(resumable(url, first, total, stallMs), 0), total, resumedFrom: 0 };
+}
+
+// `a`'s chunks, then `b`'s.
+function concat(a, b) {
+  let reader = a.getReader();
+  let second = false;
+  return new ReadableStream({
+    async pull(controller) {
+      for (;;) {
+        const chunk = await reader.read();
+        if (!chunk.done) return controller.enqueue(chunk.value);
+        if (second) return controller.close();
+        second = true;
+        reader = b.getReader();
+      }
+    },
+    cancel(reason) {
+      return Promise.all([reader.cancel(reason), second ? null : b.cancel(reason)]);
+    },
+  }, { highWaterMark: 0 });
+}
+
+const sameOrigin = (url) => new URL(url).origin === self.location.origin;
+
+// The If-Range value for a validator {etag, lastModified}: a strong ETag or a date (or null).
+function ifRangeOf(validator) {
+  return validator.etag && !validator.etag.startsWith('W/') ? validator.etag : validator.lastModified ?? null;
+}
+
+// The first byte of a 206's Content-Range (NaN when it has none).
+function rangeStart(resp) {
+  const m = /^bytes (\d+)-/.exec(resp.headers.get('content-range') ?? '');
+  return m ? Number(m[1]) : NaN;
 }
 
 // {resp, abort}: a response whose headers came within stallMs; abort() cancels it (its body and any
@@ -84,15 +166,14 @@ async function get(url, { from = 0, ifRange = null, stallMs }) {
 }
 
 // The body of `first` ({resp, abort}), continued by Range requests when it breaks off (or stalls)
-// before `total` bytes.
-function resumable(url, first, total, stallMs) {
-  const validator = validatorOf(first.resp);
+// before `total` bytes. With `from`, `first` is a 206 from that byte of the file whose validator
+// (that of the response the bytes before it came from) is `validator`.
+function resumable(url, first, total, stallMs, { from = 0, validator = validatorOf(first.resp) } = {}) {
   // If-Range takes a strong ETag or a date; on another origin it is not sent (see the top).
-  const sameOrigin = new URL(url).origin === self.location.origin;
-  const ifRange = sameOrigin ? (validator.etag && !validator.etag.startsWith('W/') ? validator.etag : validator.lastModified) : null;
+  const ifRange = sameOrigin(url) ? ifRangeOf(validator) : null;
   let current = first;
   let reader = first.resp.body.getReader();
-  let got = 0;
+  let got = from;
   let skip = 0;
   // Resumed requests in a row that brought no new byte.
   let stuck = 0;
@@ -152,10 +233,12 @@ function resumable(url, first, total, stallMs) {
         const resp = current.resp;
         const changed = changedFile(validator, total, resp);
         if (changed) {
-          return fail(controller, namedError('NetworkError', `the file at ${url} changed on the server while it downloaded (${changed}): ${got} bytes of the old file were already read, so it cannot go on; load it again`));
+          const e = namedError('NetworkError', `the file at ${url} changed on the server while it downloaded (${changed}): ${got} bytes of the old file were already read, so it cannot go on; load it again`);
+          // The bytes kept so far are of the old file: the store drops them.
+          e.changedFile = true;
+          return fail(controller, e);
         }
-        const range = /^bytes (\d+)-/.exec(resp.headers.get('content-range') ?? '');
-        if (resp.status === 206 && range && Number(range[1]) === got) {
+        if (resp.status === 206 && rangeStart(resp) === got) {
           skip = 0;
         } else if (resp.status === 200) {
           skip = got;
@@ -230,81 +313,6 @@ export function parseIntegrity(integrity) {
   const m = /^sha256-([A-Za-z0-9+/]{43}=)$/.exec(s);
   if (!m) throw namedError('InvalidRequestError', `integrity must be sha256-<base64> or 64 hex digits, not ${JSON.stringify(s)}`);
   return Array.from(atob(m[1]), (c) => c.charCodeAt(0).toString(16).padStart(2, '0')).join('');
-}
-
-// Drops a URL from the cache (e.g. after it turned out not to be a usable model).
-export async function forget(model) {
-  if (typeof model !== 'string' || typeof caches === 'undefined') return;
-  await deleteCached(new URL(model, self.location.href).href);
-}
-
-// Where stored models live: 'cache' (Cache Storage) or 'none' (this context has no Cache Storage:
-// e.g. an insecure origin; every load downloads).
-export function STORAGE_KIND() {
-  return typeof caches === 'undefined' ? 'none' : 'cache';
-}
-
-// Notes what is known of a model the cache holds (after a load that used it): its size, when it was
-// stored (kept from the first note), and whether its SHA-256 was checked (integrity), once true
-// staying true for the same digest.
-export async function remember(model, { bytes, sha256 }) {
-  if (typeof model !== 'string' || typeof caches === 'undefined') return;
-  const url = new URL(model, self.location.href).href;
-  const meta = await caches.open(META);
-  const old = await readMeta(meta, url);
-  const verified = sha256 ? true : !!(old?.verified);
-  const entry = { url, bytes, storedAt: old?.storedAt ?? Date.now(), verified, sha256: sha256 ?? (old?.verified ? old.sha256 : null) };
-  await meta.put(url, new Response(JSON.stringify(entry), { headers: { 'Content-Type': 'application/json' } }));
-}
-
-async function readMeta(meta, url) {
-  try {
-    return await (await meta.match(url))?.json() ?? null;
-  } catch {
-    return null;
-  }
-}
-
-// [{url, bytes, storedAt, verified, sha256, storage}] for every model the cache holds.
-export async function listCached() {
-  if (typeof caches === 'undefined') return [];
-  const cache = await caches.open(CACHE);
-  const meta = await caches.open(META);
-  const out = [];
-  for (const req of await cache.keys()) {
-    const m = await readMeta(meta, req.url);
-    let bytes = m?.bytes ?? null;
-    if (bytes == null) bytes = contentLength(await cache.match(req)) ?? null;
-    out.push({ url: req.url, bytes, storedAt: m?.storedAt ?? null, verified: !!m?.verified, sha256: m?.sha256 ?? null, storage: 'cache' });
-  }
-  return out;
-}
-
-// Drops the model stored for an absolute URL and its note; true when the cache held it.
-export async function deleteCached(url) {
-  if (typeof caches === 'undefined') return false;
-  const had = await (await caches.open(CACHE)).delete(url);
-  await (await caches.open(META)).delete(url);
-  return had;
-}
-
-// Drops every stored model; the number dropped. Entry by entry: a deleted Cache's space is given
-// back only once no page or worker holds it open, an entry's at once.
-export async function clearCached() {
-  if (typeof caches === 'undefined') return 0;
-  let n = 0;
-  for (const name of [CACHE, META]) {
-    const cache = await caches.open(name);
-    for (const req of await cache.keys()) {
-      if ((await cache.delete(req)) && name === CACHE) n += 1;
-    }
-  }
-  return n;
-}
-
-function contentLength(resp) {
-  const n = Number(resp.headers.get('content-length'));
-  return Number.isFinite(n) && n > 0 ? n : null;
 }
 
 export function namedError(name, message) {

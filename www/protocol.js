@@ -9,8 +9,8 @@ export const MSG = Object.freeze({
   UNLOAD: 'unload',     // {id} drops the engine and its GPU buffers            -> DONE
   LOSE_DEVICE: 'lose-device', // {id} destroys the GPU device (a test hook)     -> DONE
   // worker -> proxy
-  PROGRESS: 'progress', // {id, phase: 'download'|'upload'|'compile', source: 'network'|'cache'|'file', loaded, total, mbPerS, etaS, elapsedMs}
-  LOADED: 'loaded',     // {id, info: {name, n_layers, ..., adapter}, stats: {loadMs, wasmMemoryBytes, source, storage, phases, bytes, cost}}
+  PROGRESS: 'progress', // {id, phase: 'download'|'upload'|'compile', source: 'network'|'cache'|'file', loaded, total, resumedFrom, mbPerS, etaS, elapsedMs}
+  LOADED: 'loaded',     // {id, info: {name, n_layers, ..., adapter}, stats: {loadMs, wasmMemoryBytes, source, storage: 'opfs'|'cache'|'none', resumedFrom, phases, bytes, cost}}
   TOKEN: 'token',       // {id, text, index, logprobs?: [{id, token, bytes, logprob, text_offset, top_logprobs}]}
   DONE: 'done',         // {id, result}
   ERROR: 'error',       // {id, error: {name, message}}

@@ -4,8 +4,10 @@
 
 /** A model source: an http(s) URL (relative URLs mean what they mean in the page),
  * `hf:owner/repo/file.gguf` (optionally `hf:owner/repo@revision/file.gguf` or `...file.gguf@revision`),
- * or a File/Blob (e.g. from an `<input type="file">`). */
-export type ModelSource = string | Blob;
+ * or a File/Blob (e.g. from an `<input type="file">`). A split model (`NAME-00001-of-0000N.gguf`, ...)
+ * is given by its first part's URL (the other parts are fetched from beside it) or by all its parts
+ * as Files. */
+export type ModelSource = string | Blob | File[];
 
 /** The kernel family: `gpu` (real GPUs) or `cpu` (adapters whose type is CPU, e.g. SwiftShader). */
 export type LayoutFamily = 'gpu' | 'cpu';
@@ -13,8 +15,10 @@ export type LayoutFamily = 'gpu' | 'cpu';
 /** Where the model's bytes came from in a load. */
 export type LoadSource = 'network' | 'cache' | 'file';
 
-/** Where stored models live: Cache Storage, or nowhere (no Cache Storage in this context, or a File). */
-export type StorageKind = 'cache' | 'none';
+/** Where stored models live: the Origin Private File System (`opfs`, where the browser has it: large
+ * files without Cache API quota failures, and downloads that survive a reload), Cache Storage
+ * (`cache`, otherwise), or nowhere (`none`: no storage in this context, or a File). */
+export type StorageKind = 'opfs' | 'cache' | 'none';
 
 /** The phases of a load: `download` (network bytes, each fed to the GPU as it arrives), `upload`
  * (bytes from the cache or a File going to the GPU), `compile` (pipelines and session, once every
@@ -28,7 +32,11 @@ export interface ProgressEvent {
   loaded: number;
   /** The file's size, when the server said (null for a body sent without Content-Length). */
   total: number | null;
-  /** This load's rate in MB/s (10^6 bytes); in the compile phase, the rate the bytes came at. */
+  /** Bytes of `loaded` that were already stored from an earlier, unfinished download of the URL (kept
+   * in OPFS across a reload) and read back from there; 0 when the download started from byte 0. */
+  resumedFrom: number;
+  /** This load's rate in MB/s (10^6 bytes; network bytes only in a resumed download); in the
+   * compile phase, the rate the bytes came at. */
   mbPerS: number;
   /** Seconds of bytes left at that rate; null when the total is unknown; 0 in the compile phase. */
   etaS: number | null;
@@ -37,7 +45,7 @@ export interface ProgressEvent {
 }
 
 export interface CreateEngineOptions {
-  /** The model: a URL, an `hf:` source or a File/Blob. */
+  /** The model: a URL, an `hf:` source, a File/Blob, or a split model's parts as Files. */
   model: ModelSource;
   onProgress?: (progress: ProgressEvent) => void;
   /** KV-cache positions (default: the model's context length, at most 4096 and what the GPU can bind). */
@@ -58,11 +66,41 @@ export interface CreateEngineOptions {
   hfBaseUrl?: string;
 }
 
-export type Role = 'system' | 'user' | 'assistant' | (string & {});
+export type Role = 'system' | 'user' | 'assistant' | 'tool' | (string & {});
 
 export interface ChatMessage {
   role: Role;
-  content: string;
+  /** null only on an assistant message that calls tools. */
+  content: string | null;
+  /** An assistant message's calls (as a reply gave them), sent back with the tools' results. */
+  tool_calls?: ToolCall[];
+  /** A `role: "tool"` message: the call it answers. */
+  tool_call_id?: string;
+  /** A `role: "tool"` message: the function's name (some templates print it). */
+  name?: string;
+}
+
+/** A function the model may call (OpenAI's shape). `parameters` is a JSON schema; a forced call's
+ * arguments follow it (constrained decoding). */
+export interface FunctionTool {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: object; strict?: boolean };
+}
+
+/** "auto" (default): the model may call; "none": the tools are hidden; "required" or a named
+ * function: one call, its arguments constrained to the function's schema. */
+export type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+
+/** A call the model made: `arguments` is JSON text. */
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** A streamed call: the whole call in one chunk, `index` its place among the choice's calls. */
+export interface ToolCallDelta extends ToolCall {
+  index: number;
 }
 
 /** The sampling options both request kinds take. */
@@ -119,18 +157,22 @@ export interface ChatCompletionRequest extends SamplingOptions {
   top_logprobs?: number;
   /** "oldest": a chat that does not fit the context loses its oldest turns (after any system message). */
   truncate?: 'oldest';
+  /** Functions the model may call: given to the chat template, or offered in the system prompt
+   * (Hermes-style `<tool_call>`) where the template has no place for them. */
+  tools?: FunctionTool[];
+  tool_choice?: ToolChoice;
 }
 
 export interface CompletionRequest extends SamplingOptions {
-  /** A raw prompt: special-token strings are parsed, as in llama.cpp. */
-  prompt: string;
+  /** A raw prompt: special-token strings are parsed, as in llama.cpp; or token ids, used as they are. */
+  prompt: string | number[];
   stream?: boolean;
   /** Each generated token's log-probability and this many (0 to 20) most likely tokens per step. */
   logprobs?: number | null;
   truncate?: 'oldest';
 }
 
-export type FinishReason = 'stop' | 'length' | 'abort';
+export type FinishReason = 'stop' | 'length' | 'abort' | 'tool_calls';
 
 export interface Usage {
   prompt_tokens: number;
@@ -179,12 +221,20 @@ export interface CompletionLogprobs {
   text_offset: number[];
 }
 
+/** A reply: its text, or with tools the text outside its calls (null when there is none) and the
+ * calls (finish_reason "tool_calls"). */
+export interface AssistantMessage {
+  role: 'assistant';
+  content: string | null;
+  tool_calls?: ToolCall[];
+}
+
 export interface ChatCompletion {
   id: string;
   object: 'chat.completion';
   created: number;
   model: string;
-  choices: { index: number; message: { role: 'assistant'; content: string }; logprobs: ChatLogprobs | null; finish_reason: FinishReason }[];
+  choices: { index: number; message: AssistantMessage; logprobs: ChatLogprobs | null; finish_reason: FinishReason }[];
   usage: Usage;
   timings: Timings;
 }
@@ -194,7 +244,7 @@ export interface ChatCompletionChunk {
   object: 'chat.completion.chunk';
   created: number;
   model: string;
-  choices: { index: number; delta: { role?: 'assistant'; content?: string }; logprobs: ChatLogprobs | null; finish_reason: FinishReason | null }[];
+  choices: { index: number; delta: { role?: 'assistant'; content?: string; tool_calls?: ToolCallDelta[] }; logprobs: ChatLogprobs | null; finish_reason: FinishReason | null }[];
   /** On the last chunk only. */
   usage?: Usage;
 }
@@ -243,6 +293,8 @@ export interface EngineStats {
   source: LoadSource | null;
   /** Where the model is stored for the next load. */
   storage: StorageKind | null;
+  /** Bytes this load continued from an unfinished download kept in OPFS (0: none). */
+  resumed_from: number | null;
   /** Whether the browser agreed to persist storage (createEngine's persist; null when not asked). */
   persisted: boolean | null;
   /** Each load phase's time (and bytes). */
@@ -298,8 +350,13 @@ export const HF_BASE_URL: string;
 
 export interface CachedModel {
   url: string;
-  /** The file's size (null when unknown). */
+  /** Bytes stored: the file's size when complete, what has arrived so far when not (null when unknown). */
   bytes: number | null;
+  /** The file's size (null when unknown). */
+  total: number | null;
+  /** false: a download that broke off (or whose page was closed), kept in OPFS; the next
+   * createEngine for the URL continues it from `bytes`. */
+  complete: boolean;
   /** When it was stored (ms since 1970), null when unknown. */
   storedAt: number | null;
   /** Its SHA-256 was checked against `integrity` in a load. */
@@ -319,11 +376,11 @@ export interface StorageEstimateResult {
   storage: StorageKind;
 }
 
-/** The models the browser keeps for this origin. */
+/** The models the browser keeps for this origin (OPFS and Cache Storage), and unfinished downloads. */
 export function listCachedModels(): Promise<CachedModel[]>;
-/** Drops one stored model; true when it was there. */
+/** Drops one stored model or unfinished download; true when it was there. */
 export function deleteCachedModel(model: string, options?: { hfBaseUrl?: string }): Promise<boolean>;
-/** Drops every stored model; the number dropped. */
+/** Drops every stored model and unfinished download; the number dropped. */
 export function clearCache(): Promise<number>;
 /** The browser's storage estimate for this origin. */
 export function storageEstimate(): Promise<StorageEstimateResult>;

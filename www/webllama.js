@@ -10,13 +10,13 @@
 // so the same files work from a static folder, a CDN path or node_modules through a bundler. A
 // relative model URL is resolved here, against the page (document.baseURI), before the worker sees it.
 import { MSG } from './protocol.js';
-import { listCached, deleteCached, clearCached, STORAGE_KIND } from './download.js';
+import { listCached, deleteCached, clearCached, storageKind } from './model_store.js';
 
 // Request fields accepted now; the rest of OpenAI's are refused by name until they are implemented.
 // (frequency_penalty and presence_penalty may be negative, as in OpenAI's API.)
 const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature', 'top_p', 'top_k', 'min_p', 'max_tokens', 'seed', 'n', 'stop',
   'ignore_eos', 'stream_options', 'user', 'frequency_penalty', 'presence_penalty', 'repetition_penalty', 'penalty_last_n', 'logit_bias', 'truncate',
-  'response_format', 'grammar', 'logprobs', 'top_logprobs']);
+  'response_format', 'grammar', 'logprobs', 'top_logprobs', 'tools', 'tool_choice']);
 
 // The most alternatives logprobs may ask for per token (as OpenAI's chat completions).
 const MAX_TOP_LOGPROBS = 20;
@@ -40,6 +40,10 @@ export const HF_BASE_URL = 'https://huggingface.co';
 export async function createEngine({ model, onProgress, ctx, integrity, layout, signal, workerUrl, stallTimeoutMs, persist, hfBaseUrl } = {}) {
   signal?.throwIfAborted();
   // A URL string means what it means in the page: resolved here, not against the worker's location.
+  // A split model: its first part's URL (the others are beside it), or all its parts as Files.
+  if (Array.isArray(model) && (model.length === 0 || !model.every((f) => typeof Blob !== 'undefined' && f instanceof Blob))) {
+    throw named('InvalidRequestError', 'model as an array: the parts of a split model, as Files');
+  }
   const source = typeof model === 'string' && model !== '' ? resolveModelUrl(model, { hfBaseUrl }) : model;
   const persisted = persist ? await askPersist() : null;
   const worker = workerUrl ? new Worker(workerUrl, { type: 'module' }) : spawnWorker(source);
@@ -107,18 +111,21 @@ async function askPersist() {
   }
 }
 
-// The models the browser keeps for this origin: [{url, bytes, storedAt (ms since 1970, or null when
-// unknown), verified (its SHA-256 was checked with integrity), sha256 (hex, when verified), storage}].
+// The models the browser keeps for this origin, and the downloads it keeps to continue: [{url, bytes
+// (kept so far), total (the file's size, or null), storedAt (ms since 1970, or null when unknown),
+// verified (its SHA-256 was checked with integrity), sha256 (hex, when verified), storage ('opfs' or
+// 'cache'), complete (false: a download that the next createEngine for the URL continues)}].
 export async function listCachedModels() {
   return listCached();
 }
 
-// Drops one stored model (a URL or hf: source as given to createEngine); true when one was there.
+// Drops one stored model or kept download (a URL or hf: source as given to createEngine); true when
+// one was there.
 export async function deleteCachedModel(model, { hfBaseUrl } = {}) {
   return deleteCached(resolveModelUrl(model, { hfBaseUrl }));
 }
 
-// Drops every stored model.
+// Drops every stored model and kept download; the number dropped.
 export async function clearCache() {
   return clearCached();
 }
@@ -128,7 +135,7 @@ export async function storageEstimate() {
   const est = (await navigator.storage?.estimate?.()) ?? {};
   let persisted = null;
   try { persisted = (await navigator.storage?.persisted?.()) ?? null; } catch { /* not offered */ }
-  return { usage: est.usage ?? null, quota: est.quota ?? null, persisted, storage: STORAGE_KIND() };
+  return { usage: est.usage ?? null, quota: est.quota ?? null, persisted, storage: storageKind() };
 }
 
 class Engine {
@@ -136,7 +143,7 @@ class Engine {
     this._worker = worker;
     this._nextId = 1;
     this._pending = new Map();
-    this.stats = { storage: null, persisted: null, source: null, adapter: null, prefill_tok_s: null, decode_tok_s: null, load_ms: null, wasm_memory_bytes: null, model: null, dispatches_per_token: null, submits_per_token: null, readback_bytes_per_token: null, weight_bytes_per_token: null, n_layers: null };
+    this.stats = { storage: null, persisted: null, source: null, resumed_from: null, adapter: null, prefill_tok_s: null, decode_tok_s: null, load_ms: null, wasm_memory_bytes: null, model: null, dispatches_per_token: null, submits_per_token: null, readback_bytes_per_token: null, weight_bytes_per_token: null, n_layers: null };
     this.chat = { completions: { create: (req) => this._create('chat', req) } };
     this.completions = { create: (req) => this._create('completion', req) };
     worker.onmessage = (e) => this._onMessage(e.data);
@@ -175,6 +182,10 @@ class Engine {
     // Structured output: the engine compiles the grammar (llguidance) and names what it refuses.
     if (r.response_format != null) options.response_format = r.response_format;
     if (r.grammar != null) options.grammar = r.grammar;
+    // Tool calls: the engine offers the tools through the chat template (or its system prompt),
+    // forces a call for "required" or a named function, and parses the reply (engine::tools).
+    if (r.tools != null) options.tools = r.tools;
+    if (r.tool_choice != null) options.tool_choice = r.tool_choice;
     // Log-probabilities: chat's logprobs: true with top_logprobs k, completions' logprobs: k.
     const lp = logprobsAsked(mode, r);
     if (lp != null) options.logprobs = lp;
@@ -191,7 +202,7 @@ class Engine {
     const usage = { prompt_tokens: res.prompt_tokens, completion_tokens: res.completion_tokens, total_tokens: res.prompt_tokens + res.completion_tokens };
     const timings = { prefill_tok_s: res.prefill_tok_s, decode_tok_s: res.decode_tok_s, prefill_ms: res.prefill_ms, decode_ms: res.decode_ms, prefilled_tokens: res.prefilled, batch_passes: res.batch_passes };
     if (mode === 'chat') {
-      const choices = res.choices.map((c) => ({ index: c.index, message: { role: 'assistant', content: c.text }, logprobs: lp ? chatLogprobs(c.logprobs) : null, finish_reason: c.finish_reason }));
+      const choices = res.choices.map((c) => ({ index: c.index, message: chatMessage(c), logprobs: lp ? chatLogprobs(c.logprobs) : null, finish_reason: c.finish_reason }));
       return { ...meta, object: 'chat.completion', choices, usage, timings };
     }
     return { ...meta, object: 'text_completion', choices: res.choices.map((c) => ({ index: c.index, text: c.text, logprobs: lp ? completionLogprobs(c.logprobs) : null, finish_reason: c.finish_reason })), usage, timings };
@@ -213,11 +224,15 @@ class Engine {
     // last chunk those of tokens that made no text.
     const shape = mode === 'chat' ? chatLogprobs : completionLogprobs;
     const sent = [];
+    // Each choice's text streamed so far (with tools, the engine holds call markup back).
+    const shown = [];
     try {
     for (;;) {
       if (queue.length) {
         const { text, index, logprobs } = queue.shift();
+        if (text === '' && !logprobs?.length && started.has(index)) continue;
         sent[index] = (sent[index] ?? 0) + (logprobs?.length ?? 0);
+        shown[index] = (shown[index] ?? '') + text;
         const lps = lp ? shape(logprobs ?? []) : null;
         const choice = mode === 'chat'
           ? { index, delta: started.has(index) ? { content: text } : { role: 'assistant', content: text }, logprobs: lps, finish_reason: null }
@@ -238,6 +253,21 @@ class Engine {
     this._record(result);
     const usage = { prompt_tokens: result.prompt_tokens, completion_tokens: result.completion_tokens, total_tokens: result.prompt_tokens + result.completion_tokens };
     const rest = (c) => (lp ? shape((c.logprobs ?? []).slice(sent[c.index] ?? 0)) : null);
+    // With tools: the text held back that is content after all, then the calls, one chunk a choice.
+    if (mode === 'chat') {
+      for (const c of result.choices) {
+        if (!('tool_calls' in c)) continue;
+        const delta = started.has(c.index) ? {} : { role: 'assistant' };
+        const before = shown[c.index] ?? '';
+        const more = c.content != null && c.content.startsWith(before) ? c.content.slice(before.length) : '';
+        if (more) delta.content = more;
+        if (c.tool_calls.length) delta.tool_calls = toolCalls(c.tool_calls).map((t, i) => ({ index: i, ...t }));
+        if (Object.keys(delta).length > (started.has(c.index) ? 0 : 1)) {
+          started.add(c.index);
+          yield { ...meta, object, choices: [{ index: c.index, delta, logprobs: null, finish_reason: null }] };
+        }
+      }
+    }
     const last = result.choices.map((c) => (mode === 'chat' ? { index: c.index, delta: {}, logprobs: rest(c), finish_reason: c.finish_reason } : { index: c.index, text: '', logprobs: rest(c), finish_reason: c.finish_reason }));
     yield { ...meta, object, choices: last, usage };
   }
@@ -263,11 +293,11 @@ class Engine {
     const p = this._pending.get(m.id);
     if (!p) return;
     switch (m.kind) {
-      case MSG.PROGRESS: p.onProgress?.({ phase: m.phase, source: m.source, loaded: m.loaded, total: m.total, mbPerS: m.mbPerS, etaS: m.etaS, elapsedMs: m.elapsedMs }); break;
+      case MSG.PROGRESS: p.onProgress?.({ phase: m.phase, source: m.source, loaded: m.loaded, total: m.total, resumedFrom: m.resumedFrom ?? 0, mbPerS: m.mbPerS, etaS: m.etaS, elapsedMs: m.elapsedMs }); break;
       case MSG.TOKEN: p.onToken?.(m.text, m.index ?? 0, m.logprobs); break;
       case MSG.LOADED:
         this._pending.delete(m.id);
-        Object.assign(this.stats, { adapter: m.info.adapter, layout: m.info.layout, load_ms: m.stats.loadMs, wasm_memory_bytes: m.stats.wasmMemoryBytes, model: m.info.name, source: m.stats.source, storage: m.stats.storage, phases: m.stats.phases, info: m.info, ...m.stats.cost });
+        Object.assign(this.stats, { adapter: m.info.adapter, layout: m.info.layout, load_ms: m.stats.loadMs, wasm_memory_bytes: m.stats.wasmMemoryBytes, model: m.info.name, source: m.stats.source, storage: m.stats.storage, resumed_from: m.stats.resumedFrom ?? 0, phases: m.stats.phases, info: m.info, ...m.stats.cost });
         p.resolve(m);
         break;
       case MSG.DONE: this._pending.delete(m.id); p.resolve(m.result); break;
@@ -279,6 +309,12 @@ class Engine {
     for (const p of this._pending.values()) p.reject(err);
     this._pending.clear();
   }
+}
+
+// A completion's prompt: text (special-token strings parsed), or token ids as they are (OpenAI's form).
+function isPrompt(p) {
+  if (Array.isArray(p)) return p.length > 0 && p.every((t) => Number.isInteger(t) && t >= 0 && t < 2 ** 32);
+  return typeof p === 'string' && p !== '';
 }
 
 function validate(mode, req) {
@@ -310,10 +346,18 @@ function validate(mode, req) {
   if (mode === 'chat') {
     if (!Array.isArray(req.messages) || req.messages.length === 0) throw named('InvalidRequestError', 'messages must be a non-empty array');
     for (const m of req.messages) {
-      if (typeof m?.role !== 'string' || typeof m?.content !== 'string') throw named('InvalidRequestError', 'each message needs a string role and string content');
+      // An assistant message that calls tools may have no content (null).
+      const calls = m?.role === 'assistant' && Array.isArray(m.tool_calls) && m.tool_calls.length > 0;
+      if (typeof m?.role !== 'string' || !(typeof m?.content === 'string' || (calls && m.content == null))) throw named('InvalidRequestError', 'each message needs a string role and string content');
+      if (m.tool_calls != null && !(m.role === 'assistant' && Array.isArray(m.tool_calls) && m.tool_calls.every((c) => typeof c?.function?.name === 'string'))) {
+        throw named('InvalidRequestError', 'tool_calls belong to assistant messages: [{id, type: "function", function: {name, arguments}}]');
+      }
     }
-  } else if (typeof req.prompt !== 'string' || req.prompt === '') {
-    throw named('InvalidRequestError', 'prompt must be a non-empty string');
+    if (req.tools != null && !Array.isArray(req.tools)) throw named('InvalidRequestError', 'tools must be an array');
+  } else if (!isPrompt(req.prompt)) {
+    throw named('InvalidRequestError', 'prompt must be a non-empty string or array of token ids');
+  } else if (req.tools != null || req.tool_choice != null) {
+    throw named('InvalidRequestError', 'tools and tool_choice are chat options');
   }
   for (const k of ['temperature', 'top_p', 'max_tokens', 'seed', 'top_k', 'min_p', 'repetition_penalty', 'penalty_last_n']) {
     if (req[k] !== undefined && (typeof req[k] !== 'number' || !Number.isFinite(req[k]) || req[k] < 0)) {
@@ -331,6 +375,25 @@ function validate(mode, req) {
   if (req.max_tokens === 0) throw named('InvalidRequestError', 'max_tokens must be at least 1');
   // The engine checks the ranges (sampler::SamplerConfig::check) and names the option too.
   return req;
+}
+
+// A chat choice's message: its text, or with tools its content (null when it only calls) and its
+// tool_calls in OpenAI's shape.
+function chatMessage(c) {
+  if (!('tool_calls' in c)) return { role: 'assistant', content: c.text };
+  const m = { role: 'assistant', content: c.content };
+  if (c.tool_calls.length) m.tool_calls = toolCalls(c.tool_calls);
+  return m;
+}
+
+// The engine's calls ([{name, arguments}]) as OpenAI's: [{id: 'call_<24 hex>', type: 'function',
+// function: {name, arguments}}].
+function toolCalls(calls) {
+  return calls.map((c) => {
+    const bytes = crypto.getRandomValues(new Uint8Array(12));
+    const id = `call_${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
+    return { id, type: 'function', function: { name: c.name, arguments: c.arguments } };
+  });
 }
 
 // How many alternatives per token a request asks for: chat's logprobs: true with top_logprobs (0 by

@@ -1,7 +1,7 @@
 // The worker owns the wasm engine and the GPU. Message kinds: protocol.js.
 import init, { HeaderReader, Loader, wasmMemoryBytes } from './pkg/webllama.js';
 import { MSG } from './protocol.js';
-import { openModel, forget, remember, namedError, parseIntegrity, STORAGE_KIND } from './download.js';
+import { openModel, namedError, parseIntegrity } from './download.js';
 
 const ready = init();
 let engine = null;
@@ -35,7 +35,15 @@ async function load(m) {
   engine?.free();
   engine = null;
   const t0 = performance.now();
-  const { stream, total, source, cached } = await openModel(m.model, m.integrity, { stallTimeoutMs: m.stallTimeoutMs });
+  const opts = { stallTimeoutMs: m.stallTimeoutMs };
+  // A split model is given by its first part's URL, or by all its parts as Files.
+  const first = Array.isArray(m.model) ? firstPart(m.model) : m.model;
+  const opened = await openModel(first, m.integrity, opts);
+  const { stream, source, resumedFrom, store } = opened;
+  // The model's length: the file's, or (split) the parts' together once their headers are read.
+  let total = opened.total;
+  // A split model's other parts (openParts), read after the first.
+  let split = null;
   const reader = stream.getReader();
   // The header is read as the chunks come (each item once); its bytes go to the Loader with it.
   let header = new HeaderReader(total ?? undefined);
@@ -44,19 +52,26 @@ async function load(m) {
   let lastReport = 0;
   // Phases: 'download' (bytes from the network, each fed to the GPU as it comes) or 'upload' (from
   // the cache or a File: the GPU upload is the work), then 'compile' (the kernels' pipelines and the
-  // session, built once every byte is there). Rates and the ETA are of this load's bytes.
+  // session, built once every byte is there). Rates and the ETA are of this load's bytes; a download
+  // that continues one kept from an earlier load (resumedFrom bytes, read back from storage first)
+  // counts only the network's.
   const phase = source === 'network' ? 'download' : 'upload';
   const phases = {};
   const report = (force) => {
     const now = performance.now();
     if (!force && now - lastReport < 100) return;
     lastReport = now;
-    const mbPerS = loaded / 1e6 / Math.max((now - t0) / 1000, 1e-3);
+    const mbPerS = Math.max(loaded - resumedFrom, 0) / 1e6 / Math.max((now - t0) / 1000, 1e-3);
     const etaS = total ? (total - loaded) / 1e6 / Math.max(mbPerS, 1e-6) : null;
-    post(MSG.PROGRESS, { id: m.id, phase, source, loaded, total, mbPerS, etaS, elapsedMs: now - t0 });
+    post(MSG.PROGRESS, { id: m.id, phase, source, loaded, total, resumedFrom, mbPerS, etaS, elapsedMs: now - t0 });
   };
   // The header is complete: open the GPU; the Loader takes the header and feeds the bytes so far.
-  const open = () => {
+  const open = async () => {
+    const count = header.splitCount();
+    if (count > 1) {
+      split = await openParts(m, header, count, opened.total, opts);
+      total = split.total;
+    }
     const sha256 = m.integrity ? parseIntegrity(m.integrity) : undefined;
     const complete = header;
     header = null;
@@ -74,17 +89,29 @@ async function load(m) {
       loaded += value.length;
       report(false);
     }
-    report(true);
     if (!loader) {
       // The last bytes may complete the header (it is tried again only once its bytes have doubled);
       // otherwise a GgufError names what it still needs.
       header.end();
       loader = await open();
     }
+    // A split model's other parts, each at its place in the parts' concatenation.
+    for (const part of split?.parts ?? []) {
+      loader.feed(part.base, part.prefix);
+      let at = part.base + part.prefix.length;
+      loaded += part.prefix.length;
+      for (;;) {
+        const { done, value } = await part.reader.read();
+        if (done) break;
+        loader.feed(at, value);
+        at += value.length;
+        loaded += value.length;
+        report(false);
+      }
+      if (at !== part.base + part.total) throw namedError('NetworkError', `${part.name} ended after ${at - part.base} of its ${part.total} bytes`);
+    }
+    report(true);
     phases[phase] = { ms: performance.now() - t0, bytes: loaded };
-    // The cache's copy completes before the model is used (finish() checks integrity, when asked).
-    const stored = await cached;
-    if (stored && source === 'network') await remember(m.model, { bytes: loaded }).catch(() => {});
     const info = JSON.parse(loader.info());
     info.adapter = await adapterName(info.adapter);
     // finish() takes the loader (its wasm object is gone afterwards, whether it succeeds or not).
@@ -92,32 +119,110 @@ async function load(m) {
     loader = null;
     const t1 = performance.now();
     // The compile phase's event carries the bytes phase's totals (its rate stays a number).
-    post(MSG.PROGRESS, { id: m.id, phase: 'compile', source, loaded, total, mbPerS: loaded / 1e6 / Math.max(phases[phase].ms / 1000, 1e-3), etaS: 0, elapsedMs: t1 - t0 });
+    post(MSG.PROGRESS, { id: m.id, phase: 'compile', source, loaded, total, resumedFrom, mbPerS: Math.max(loaded - resumedFrom, 0) / 1e6 / Math.max(phases[phase].ms / 1000, 1e-3), etaS: 0, elapsedMs: t1 - t0 });
     engine = finishing.finish();
     phases.compile = { ms: performance.now() - t1 };
-    // A stored file whose SHA-256 was just checked is noted as verified.
-    if (stored && m.integrity) await remember(m.model, { bytes: loaded, sha256: parseIntegrity(m.integrity) }).catch(() => {});
+    // finish() checked integrity (when asked): the store keeps the file, noted as verified.
+    await store.done({ bytes: loaded, sha256: m.integrity ? parseIntegrity(m.integrity) : undefined }).catch(() => {});
+    for (const part of split?.parts ?? []) await part.store.done({ bytes: part.total }).catch(() => {});
     const cost = JSON.parse(engine.costPerToken());
-    const storage = source === 'file' ? 'none' : STORAGE_KIND();
-    post(MSG.LOADED, { id: m.id, info, stats: { loadMs: performance.now() - t0, wasmMemoryBytes: wasmMemoryBytes(), source, storage, phases, bytes: loaded, cost } });
+    post(MSG.LOADED, { id: m.id, info, stats: { loadMs: performance.now() - t0, wasmMemoryBytes: wasmMemoryBytes(), source, storage: store.kind, resumedFrom, phases, bytes: loaded, cost } });
   } catch (e) {
     reader.cancel().catch(() => {});
     loader?.free();
     header?.free();
+    for (const part of split?.parts ?? []) {
+      part.reader.cancel().catch(() => {});
+      await part.store.failed(e).catch(() => {});
+    }
     // A file that is not a usable model (or a download that went wrong) is not kept; one that failed
     // for a reason that is not the file's (the GPU, its memory, the context or layout asked for)
-    // stays cached for the next try, and the error comes back without waiting for the cache's copy.
-    const notTheFile = ['GpuError', 'DeviceLostError', 'GpuOutOfMemoryError', 'ContextLengthError', 'InvalidRequestError'];
-    if ((source === 'cache' || source === 'network') && !notTheFile.includes(e?.name)) {
-      await cached.then(() => forget(m.model)).catch(() => {});
-    }
+    // stays stored for the next try, and so does the part of a download that broke off (OPFS).
+    await store.failed(e).catch(() => {});
     throw e;
   }
 }
 
+// Split models (llama.cpp's gguf-split: NAME-00001-of-00003.gguf, ...).
+const PART = /-(\d{5})-of-(\d{5})\.gguf$/;
+const partName = (no, count) => `-${String(no + 1).padStart(5, '0')}-of-${String(count).padStart(5, '0')}.gguf`;
+
+// The first part among Files a user picked (a single File is the model itself).
+function firstPart(files) {
+  if (files.length === 1) return files[0];
+  const first = files.find((f) => PART.exec(f?.name ?? '')?.[1] === '00001');
+  if (!first) throw namedError('InvalidRequestError', 'of several files, one must be a split model\'s first part (NAME-00001-of-0000N.gguf)');
+  return first;
+}
+
+// Part `no` (0-based) of `count`: the File of that name, or the URL beside the first part's.
+function partSource(model, no, count) {
+  const suffix = partName(no, count);
+  if (Array.isArray(model)) {
+    const stem = firstPart(model).name.replace(PART, '');
+    const file = model.find((f) => f.name === `${stem}${suffix}`);
+    if (!file) throw namedError('InvalidRequestError', `part ${no + 1} of the split model, ${stem}${suffix}, is not among the files given`);
+    return file;
+  }
+  if (typeof model !== 'string') throw namedError('InvalidRequestError', `a split model (${count} parts) is given by its first part's URL or by all its parts as files`);
+  const url = new URL(model);
+  if (!url.pathname.endsWith(partName(0, count))) {
+    throw namedError('InvalidRequestError', `the model is part 1 of ${count}, but its URL is not named like one (NAME${partName(0, count)})`);
+  }
+  url.pathname = url.pathname.slice(0, -partName(0, count).length) + suffix;
+  return url.href;
+}
+
+// A split model's parts after the first (whose header `header` has read, `firstTotal` bytes long):
+// each opened in turn, its header read and handed to `header` (which merges the parts' tensors),
+// its reader kept for the bytes that follow. {parts: [{reader, base, prefix, total, store, name}],
+// total: the bytes of all the parts}.
+async function openParts(m, header, count, firstTotal, opts) {
+  if (firstTotal == null) throw namedError('InvalidRequestError', 'a split model\'s first part must come with its length (Content-Length)');
+  if (m.integrity) throw namedError('InvalidRequestError', 'integrity is the SHA-256 of one file; a split model is several (load it without integrity)');
+  const parts = [];
+  let base = firstTotal;
+  try {
+    for (let no = 1; no < count; no++) {
+      const src = partSource(m.model, no, count);
+      const name = typeof src === 'string' ? src : src.name;
+      const p = await openModel(src, undefined, opts);
+      const reader = p.stream.getReader();
+      parts.push({ reader, base, prefix: null, total: p.total, store: p.store, name });
+      if (p.total == null) throw namedError('InvalidRequestError', `${name}: a split model's parts must come with their lengths (Content-Length)`);
+      const h = new HeaderReader(p.total);
+      try {
+        for (let complete = false; !complete;) {
+          const { done, value } = await reader.read();
+          if (done) {
+            h.end();
+            complete = true;
+          } else {
+            complete = h.push(value);
+          }
+        }
+      } catch (e) {
+        h.free();
+        throw e;
+      }
+      parts[parts.length - 1].prefix = header.addPart(h, p.total);
+      base += p.total;
+    }
+  } catch (e) {
+    for (const part of parts) {
+      part.reader.cancel().catch(() => {});
+      await part.store.failed(e).catch(() => {});
+    }
+    throw e;
+  }
+  return { parts, total: base };
+}
+
 async function generate(m) {
   if (!engine) throw namedError('InvalidRequestError', 'no model is loaded');
-  const ids = m.mode === 'completion' ? engine.encode(m.prompt) : chatIdsThatFit(m);
+  // A completion's prompt is text, or token ids used as they are (the engine checks them).
+  const promptIds = (p) => (typeof p === 'string' ? engine.encode(p) : Uint32Array.from(p));
+  const ids = m.mode === 'completion' ? promptIds(m.prompt) : chatIdsThatFit(m);
   abortRequested = false;
   // logprobs: the JSON of the piece's tokens' log-probabilities, when the request asked for them.
   const onText = (text, index, logprobs) => {
@@ -134,14 +239,16 @@ async function generate(m) {
 // until prompt + max_tokens fit the context (the engine refuses what does not fit otherwise).
 function chatIdsThatFit(m) {
   let messages = m.messages;
-  let ids = engine.chatIds(JSON.stringify(messages));
+  // The options bring the tools (the template renders them, or the system prompt offers them).
+  const options = JSON.stringify(m.options);
+  let ids = engine.chatIds(JSON.stringify(messages), options);
   const room = engine.contextLength - m.options.max_tokens;
   while (m.truncate === 'oldest' && ids.length > room) {
     const first = messages.findIndex((x) => x.role !== 'system');
     // Keep at least the last message.
     if (first < 0 || first >= messages.length - 1) break;
     messages = messages.filter((_, i) => i !== first);
-    ids = engine.chatIds(JSON.stringify(messages));
+    ids = engine.chatIds(JSON.stringify(messages), options);
   }
   return ids;
 }

@@ -222,18 +222,21 @@ test('a chat longer than the context is refused by name, or loses its oldest tur
   assert.equal(r.finish, 'length');
 });
 
-test('the benchmark view reports prefill and decode speed and the cost of a token', { timeout: 300000 }, async () => {
+test('the benchmark view reports prefill, decode and structured-output speed and the cost of a token', { timeout: 400000 }, async () => {
   await page.click('#bench');
-  await page.waitForSelector('#bench-table:not([hidden])', { timeout: 280000 });
+  await page.waitForSelector('#bench-table:not([hidden])', { timeout: 380000 });
   const decode = Number(await page.getAttribute('#bench-table', 'data-decode'));
+  const structured = Number(await page.getAttribute('#bench-table', 'data-structured'));
   const cells = await page.evaluate(() => [...document.querySelectorAll('#bench-table td')].map((td) => td.textContent));
   console.log(`benchmark view: ${cells.join(' | ')}`);
   assert.ok(decode > 0, `decode ${decode} tok/s`);
-  assert.match(cells[4], /\d+ dispatches \(30 layers\), 1 submit, 4 bytes read back/);
+  assert.ok(structured > 0, `structured ${structured} tok/s`);
+  assert.match(cells[3], /tokens under a JSON schema; \d+% of the decode above/);
+  assert.match(cells[5], /\d+ dispatches \(30 layers\), 1 submit, 4 bytes read back/);
   await page.screenshot({ path: screenshotPath('bench.png'), fullPage: true });
 });
 
-test('a reload takes the model from Cache Storage without a network request', { timeout: 180000 }, async () => {
+test('a reload takes the model from storage (OPFS) without a network request', { timeout: 180000 }, async () => {
   const before = modelRequests();
   await page.reload();
   assert.equal(await loadFromPage('default'), 'ready', await page.textContent('#error'));

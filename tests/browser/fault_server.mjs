@@ -19,12 +19,17 @@
 //              another validator in If-Range (it always does), else as 206
 //   retotal    as drop, but the resumed 206 says in Content-Range that the file has another size
 //   chunked    the whole file with no Content-Length (chunked transfer encoding)
+//   stallchanged  the first request gets ETag "v1" and DROP_AT bytes, then silence (as stall); then
+//              the file changed: every later request is answered as `changed` answers a Range one
+//              (ETag "v2"; 200, the whole file, for an If-Range that names another validator)
 // Every response but 404 and 403 has an ETag (the file's size and mtime unless the mode says
 // otherwise), and a Range request honoured is answered 200 (whole) when its If-Range names another.
 // `log` lists "METHOD path range if-range=<If-Range>" (the last two when sent) for each fault
-// request. With `cors` (for a second server on another port, i.e. another origin) the fault
+// request, and `bytesServed(prefix)` the body bytes sent for the requests whose log line starts with
+// it. With `cors` (for a second server on another port, i.e. another origin) the fault
 // responses allow any origin (and expose Content-Range and ETag); without, a cross-origin fetch of
-// them is refused by the browser.
+// them is refused by the browser. `files` ({path: [content type, body]}) adds fixed answers (e.g. a
+// test's own worker script).
 import http from 'node:http';
 import { statSync, createReadStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,16 +37,19 @@ import { join } from 'node:path';
 export const DROP_AT = 3_000_000;
 export const FLAKY_AT = 1 << 20;
 
-export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } = {}) {
+export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, files = {} } = {}) {
   const upstream = new URL(upstreamUrl);
   const log = [];
+  const sent = [];
   const served = new Map();
   const server = http.createServer((req, res) => {
+    if (Object.hasOwn(files, req.url)) return res.writeHead(200, { 'Content-Type': files[req.url][0] }).end(files[req.url][1]);
     const m = /^\/fault\/([a-z0-9]+)\/([^/]+)$/.exec(req.url);
     if (!m) return proxy(req, res, upstream);
     const [, mode, file] = m;
     const ifRange = req.headers['if-range'];
     log.push([req.method, req.url, req.headers.range, ifRange !== undefined && `if-range=${ifRange}`].filter(Boolean).join(' '));
+    countBody(res, sent, log.length - 1);
     const path = join(modelsDir, file);
     let size;
     let etag;
@@ -60,14 +68,18 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } 
     if (mode === '403') return res.writeHead(403, { 'Content-Type': 'text/plain' }).end('forbidden');
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     const octets = { 'Content-Type': 'application/octet-stream' };
-    if (mode === 'changed') {
-      if (!range) {
+    if (mode === 'stallchanged' && n === 1) {
+      res.writeHead(200, { ...octets, 'Content-Length': size, ETag: '"v1"' });
+      return createReadStream(path, { start: 0, end: DROP_AT - 1 }).pipe(res, { end: false });
+    }
+    if (mode === 'changed' || mode === 'stallchanged') {
+      if (!range && mode === 'changed') {
         res.writeHead(200, { ...octets, 'Content-Length': size, ETag: '"v1"' });
         return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
       }
       // The file is "v2" now (the same bytes here: only the validator tells the change).
-      const from = Number(range[1]);
-      if (ifRange !== undefined && ifRange !== '"v2"') {
+      const from = range ? Number(range[1]) : 0;
+      if (!range || (ifRange !== undefined && ifRange !== '"v2"')) {
         res.writeHead(200, { ...octets, 'Content-Length': size, ETag: '"v2"' });
         return createReadStream(path).pipe(res);
       }
@@ -135,7 +147,20 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false } 
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   // stop() also closes the connections left open (stall, hang) or kept alive.
-  return { url: `http://127.0.0.1:${server.address().port}/`, log, stop: () => { server.close(); server.closeAllConnections(); } };
+  const bytesServed = (prefix) => log.reduce((sum, line, i) => sum + (line.startsWith(prefix) ? sent[i] : 0), 0);
+  return { url: `http://127.0.0.1:${server.address().port}/`, log, bytesServed, stop: () => { server.close(); server.closeAllConnections(); } };
+}
+
+// Counts the body bytes written to `res` into sent[i].
+function countBody(res, sent, i) {
+  sent[i] = 0;
+  const count = (chunk) => {
+    if (chunk && typeof chunk !== 'function') sent[i] += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+  };
+  const write = res.write.bind(res);
+  const end = res.end.bind(res);
+  res.write = (chunk, ...rest) => { count(chunk); return write(chunk, ...rest); };
+  res.end = (chunk, ...rest) => { count(chunk); return end(chunk, ...rest); };
 }
 
 function proxy(req, res, upstream) {

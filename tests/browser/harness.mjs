@@ -60,8 +60,9 @@ export async function startServer(models) {
   return { url, log, stop: () => proc.kill() };
 }
 
-export async function launch() {
-  const userDataDir = mkdtempSync(join(tmpdir(), 'webllama-chromium-'));
+// Chromium with a fresh profile, or the one in `userDataDir` (a browser closed and opened again on
+// the same profile keeps its storage).
+export async function launch(userDataDir = mkdtempSync(join(tmpdir(), 'webllama-chromium-'))) {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,

@@ -96,7 +96,7 @@ test('make package: package.json, the files it names, and npm pack of it', () =>
   assert.deepEqual(pkg.exports['.'], { types: './webllama.d.ts', default: './webllama.js' });
   assert.equal(pkg.exports['./worker.js'], './worker.js');
   for (const f of pkg.files) assert.ok(existsSync(join(pkgDir, f)), `${f} is in the package`);
-  for (const f of ['README.md', 'LICENSE-MIT', 'LICENSE-APACHE', 'pkg/webllama_bg.wasm', 'pkg/webllama.js', 'worker.js', 'protocol.js', 'download.js']) {
+  for (const f of ['README.md', 'LICENSE-MIT', 'LICENSE-APACHE', 'pkg/webllama_bg.wasm', 'pkg/webllama.js', 'worker.js', 'protocol.js', 'download.js', 'model_store.js']) {
     assert.ok(pkg.files.includes(f), `files names ${f}`);
   }
   const listed = run('tar', ['tzf', tarball]).split('\n').filter(Boolean).map((f) => f.replace(/^package\//, '')).sort();
@@ -193,8 +193,9 @@ test('storage: list (bytes, when, verified), delete one, clear all; the estimate
   assert.equal(first.bytes, statSync(MODEL_PATH).size);
   assert.ok(first.storedAt > Date.now() - 3600e3 && first.storedAt <= Date.now(), `stored just now (${first.storedAt})`);
   assert.equal(first.verified, false, 'loaded without integrity');
-  assert.equal(first.storage, 'cache');
-  assert.equal(r.stats.storage, 'cache');
+  assert.equal(first.storage, 'opfs', 'stored in the Origin Private File System');
+  assert.equal(first.complete, true);
+  assert.equal(r.stats.storage, 'opfs');
   assert.equal(r.stats.source, 'network');
   assert.equal(typeof r.stats.persisted, 'boolean', 'persist was asked');
   assert.ok(r.stats.phases.download.ms > 0 && r.stats.phases.compile.ms > 0, 'each phase timed');
@@ -238,7 +239,7 @@ test('examples/vite-app: built by Vite from the npm pack tarball, served statica
   console.log('vite-app:', JSON.stringify(reply));
   assert.ok(reply.text.trim().length > 0, 'a reply');
   assert.ok(reply.chunks > 2, `streamed in chunks (${reply.chunks})`);
-  assert.match(reply.status, /Ready: .*1 model\(s\) stored in cache/);
+  assert.match(reply.status, /Ready: .*1 model\(s\) stored in opfs/);
   const requests = gets(server.log);
   assert.ok(requests.includes(`200 /models/${MODEL_NAME}`), requests.join('\n'));
   assert.deepEqual(requests.filter((r) => !/^(200|304) /.test(r)).filter((r) => !r.endsWith('/favicon.ico')), [], 'no request failed');

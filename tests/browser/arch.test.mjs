@@ -33,6 +33,13 @@ before(async () => {
   const relabel = (b, from, to) => Buffer.from(b.toString('latin1').replaceAll(from, to), 'latin1');
   const qwen2 = readFileSync(join(ARCH, 'tiny-qwen2-Q8_0.gguf'));
   writeFileSync(join(dir, 'tiny-gemma.gguf'), relabel(relabel(qwen2, 'qwen2.', 'gemma.'), '\x05\0\0\0\0\0\0\0qwen2', '\x05\0\0\0\0\0\0\0gemma'));
+  // The IQ4_NL file with token_embd's type set to MXFP4 (ggml type 39: 32-value blocks of 17 bytes
+  // where IQ4_NL has 18, so its bytes stay inside the file), a type webllama does not decode.
+  const iq = readFileSync(join(ARCH, 'tiny-llama-IQ4_NL.gguf'));
+  const name = Buffer.from('token_embd.weight');
+  const at = iq.indexOf(Buffer.concat([Buffer.from([name.length, 0, 0, 0, 0, 0, 0, 0]), name])) + 8 + name.length;
+  iq.writeUInt32LE(39, at + 4 + 8 * iq.readUInt32LE(at));
+  writeFileSync(join(dir, 'tiny-mxfp4.gguf'), iq);
   server = await startServer(dir);
   context = await launch();
   page = await openPage(context, server.url);
@@ -122,16 +129,18 @@ test('a split model loads from its parts given as files, and a missing part is n
   assert.match(r.missing, /00002-of-00003/);
 });
 
-test('a file of an architecture webllama does not run is refused in the page by name', { timeout: 120000 }, async () => {
-  const e = await page.evaluate(async () => {
-    const { createEngine } = await import('/webllama.js');
-    try {
-      await createEngine({ model: 'models/tiny-gemma.gguf' });
-      return null;
-    } catch (err) {
-      return { name: err.name, message: err.message };
-    }
-  });
-  assert.equal(e?.name, 'UnsupportedModelError', JSON.stringify(e));
-  assert.match(e.message, /unsupported architecture "gemma"/);
+test('a file of an architecture or a weight type webllama does not run is refused in the page by name', { timeout: 120000 }, async () => {
+  for (const [file, want] of [['tiny-gemma.gguf', /unsupported architecture "gemma"/], ['tiny-mxfp4.gguf', /token_embd\.weight.*MXFP4/]]) {
+    const e = await page.evaluate(async (url) => {
+      const { createEngine } = await import('/webllama.js');
+      try {
+        await createEngine({ model: url });
+        return null;
+      } catch (err) {
+        return { name: err.name, message: err.message };
+      }
+    }, `models/${file}`);
+    assert.equal(e?.name, 'UnsupportedModelError', `${file}: ${JSON.stringify(e)}`);
+    assert.match(e.message, want, file);
+  }
 });

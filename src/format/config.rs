@@ -218,6 +218,10 @@ impl Config {
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
     }
+    /// Width of one row of the fused projections' output, q | k | v (q_dim + 2 kv_dim).
+    pub fn qkv_dim(&self) -> usize {
+        self.q_dim() + 2 * self.kv_dim()
+    }
     /// Whether q and k are LLaMA's, rope(W xb) with adjacent pairs: then the fused kernels that
     /// project and rotate in one pass (the GPU family's qkv, the CPU family's rope in attention) apply.
     pub fn llama_qk(&self) -> bool {

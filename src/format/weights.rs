@@ -17,6 +17,12 @@ pub const FFN_GATE_INP: &str = "ffn_gate_inp.weight";
 pub const FFN_GATE_EXPS: &str = "ffn_gate_exps.weight";
 pub const FFN_UP_EXPS: &str = "ffn_up_exps.weight";
 pub const FFN_DOWN_EXPS: &str = "ffn_down_exps.weight";
+/// Whether `name` is a stacked matrix of experts (one buffer, read by the moe kernels, which take
+/// only the routed experts' rows).
+pub fn is_experts(name: &str) -> bool {
+    name.ends_with("_exps.weight")
+}
+
 /// qwen2: biases of the q, k, v projections ([q_dim], [kv_dim], [kv_dim]).
 pub const ATTN_Q_BIAS: &str = "attn_q.bias";
 pub const ATTN_K_BIAS: &str = "attn_k.bias";

@@ -328,7 +328,7 @@ impl ModelBuilder {
                 }
                 if done {
                     // Stacked experts stay in buffers: moe_matvec reads blocks.
-                    if !name.ends_with("_exps.weight") {
+                    if !weights::is_experts(&name) {
                         into_textures(&gpu, &layout, &name, w)?;
                     }
                     let w = std::mem::replace(w, Weight { ty: w.ty, rows: 0, cols: 0, row_stride: 0, parts: vec![] });
@@ -382,6 +382,13 @@ impl ModelBuilder {
                     "rows of {row_bytes} bytes cannot be split under the adapter's binding limit of {} bytes",
                     self.max_part_bytes
                 ),
+            });
+        }
+        // The moe kernels bind a stacked matrix of experts whole.
+        if max_rows < rows && weights::is_experts(&t.name) {
+            return Err(Error::BadTensor {
+                tensor: t.name.clone(),
+                msg: "experts larger than one GPU binding are not supported yet".into(),
             });
         }
         let mut plan = vec![];

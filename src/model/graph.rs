@@ -47,7 +47,7 @@ impl Acts {
             rows,
             x: gpu.storage("x", f(c.dim)),
             xb: gpu.storage("xb", f(c.dim)),
-            qkv: gpu.storage("qkv", f(c.q_dim() + 2 * c.kv_dim())),
+            qkv: gpu.storage("qkv", f(c.qkv_dim())),
             att: gpu.storage("att", f(c.q_dim())),
             hb: gpu.storage("hb", 4 * c.ffn_dim as u64 * rows.max(2) as u64),
             hb2: gpu.storage("hb2", f(c.ffn_dim)),

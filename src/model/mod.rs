@@ -111,7 +111,7 @@ impl Model {
             .iter()
             .map(|(name, w)| {
                 let bytes = w.rows as u64 * crate::kernels::row_bytes(w.ty, w.cols) as u64;
-                match name.ends_with("_exps.weight") {
+                match crate::format::weights::is_experts(name) {
                     true => bytes / c.n_experts as u64 * c.n_experts_used as u64,
                     false => bytes,
                 }

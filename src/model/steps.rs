@@ -77,7 +77,7 @@ impl<'a> Recorder<'a> {
             n_rot: c.n_rot as u32,
             freq_base: c.rope_base,
             freq_scale: c.rope_freq_scale,
-            row_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
+            row_stride: c.qkv_dim() as u32,
             neox: c.traits.rope_neox as u32,
             ..Default::default()
         };
@@ -95,7 +95,7 @@ impl<'a> Recorder<'a> {
         let p = QkvBiasParams {
             q_dim: c.q_dim() as u32,
             kv_dim: c.kv_dim() as u32,
-            row_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
+            row_stride: c.qkv_dim() as u32,
             ..Default::default()
         };
         self.g.push(kernels::qkv_bias(s.target(), &s.acts.qkv, bias, p, self.rows)?);
@@ -113,7 +113,7 @@ impl<'a> Recorder<'a> {
         let p = HeadRmsnormParams {
             head_dim: c.head_dim as u32,
             n_q_heads: c.n_heads as u32,
-            row_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
+            row_stride: c.qkv_dim() as u32,
             eps: c.rms_eps,
         };
         let t = s.target();
@@ -144,7 +144,7 @@ impl<'a> Recorder<'a> {
             n_heads: c.n_heads as u32,
             n_kv_heads: c.n_kv_heads as u32,
             head_dim: c.head_dim as u32,
-            qkv_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
+            qkv_stride: c.qkv_dim() as u32,
             n_splits,
             branch_len: s.branches.len,
             ..Default::default()
@@ -167,7 +167,7 @@ impl<'a> Recorder<'a> {
         let (s, c, a) = (self.s, self.s.cfg, self.s.acts);
         let out = |out_offset: u32| MatmulParams {
             x_stride: c.dim as u32,
-            out_stride: (c.q_dim() + 2 * c.kv_dim()) as u32,
+            out_stride: c.qkv_dim() as u32,
             out_offset,
             ..Default::default()
         };
@@ -370,17 +370,9 @@ impl<'a> Recorder<'a> {
         }
         let p = MoeRouteParams { n_experts, n_used: c.n_experts_used as u32, rows, _pad: 0 };
         self.g.push(kernels::moe_route(s.target(), &a.router, &a.route, p)?);
-        let experts = |suffix: &str| -> Result<_> {
-            let w = s.w(&weights::layer(l, suffix));
-            if w.parts.len() != 1 {
-                return Err(crate::error::Error::BadTensor {
-                    tensor: weights::layer(l, suffix),
-                    msg: "experts larger than one GPU binding are not supported yet".into(),
-                });
-            }
-            Ok(w.part(0))
-        };
-        let (gate, up, down) = (experts(FFN_GATE_EXPS)?, experts(FFN_UP_EXPS)?, experts(FFN_DOWN_EXPS)?);
+        // Stacked experts are in one part (the builder refuses larger ones).
+        let experts = |suffix: &str| s.w(&weights::layer(l, suffix)).part(0);
+        let (gate, up, down) = (experts(FFN_GATE_EXPS), experts(FFN_UP_EXPS), experts(FFN_DOWN_EXPS));
         let n_used = c.n_experts_used as u32;
         if rows > 1 {
             // A batch, grouped by expert: item i = (token, routed slot).

@@ -111,7 +111,8 @@ pub fn step_on(g: &Gpu, pos: u32) -> wgpu::Buffer {
     g.uniform("step", &Step::single(pos))
 }
 
-/// The GPU family; the CPU family (weights of the wide types in textures, activations through
+/// The GPU family (with subgroups where the adapter has them, and where it has them, also without);
+/// the CPU family (weights of the wide types in textures, activations through
 /// subgroups where the adapter has them); the CPU family with those weights in buffers; and where
 /// the adapter has subgroups, the CPU family without them (every activation loaded by every
 /// invocation, textures read through sampled bindings as SwiftShader runs them).
@@ -125,8 +126,11 @@ pub fn every_layout() -> Vec<On> {
             ..Default::default()
         })
     };
-    let mut all = vec![family(Family::Gpu), cpu_layout(true, true), cpu_layout(true, false)];
+    let gpu_layout =
+        |subgroups: bool| on(Overrides { family: Some(Family::Gpu), subgroups: Some(subgroups), ..Default::default() });
+    let mut all = vec![gpu_layout(true), cpu_layout(true, true), cpu_layout(true, false)];
     if gpu().has_subgroups() {
+        all.push(gpu_layout(false));
         all.push(cpu_layout(false, true));
     }
     all

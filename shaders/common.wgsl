@@ -87,3 +87,29 @@ fn row_dot(row: u32, first: u32, stride: u32, cols: u32, row_bytes: u32) -> f32 
     }
     return acc;
 }
+
+// The four bytes of a word, as four values.
+fn bytes_u8(q: u32) -> vec4<u32> {
+    return vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(0xffu);
+}
+
+// Eight consecutive values of a row, as each quant file's quant8 reads them: value k is
+// d * q[k] + m (q0 holds values 0..3, q1 values 4..7), d and m shared by the eight.
+struct Q8 {
+    q0: vec4<f32>,
+    q1: vec4<f32>,
+    d: f32,
+    m: f32,
+}
+
+// Values i .. i+7 of the block at blk (i a multiple of 8), dequantized.
+fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+    let v = quant8(blk, i);
+    return array<vec4<f32>, 2>(v.d * v.q0 + v.m, v.d * v.q1 + v.m);
+}
+
+// The dot of eight values (quant8) with activations x0, x1 whose sum is xsum: the scale and offset
+// applied once to the quants' dot, not to each value.
+fn q8_dot(v: Q8, x0: vec4<f32>, x1: vec4<f32>, xsum: f32) -> f32 {
+    return v.d * (dot(v.q0, x0) + dot(v.q1, x1)) + v.m * xsum;
+}

@@ -28,7 +28,8 @@ fn matvec_every_quant_type_with(g: &On) {
     // 67 rows: not a multiple of the 4 rows per workgroup; 576 columns: SmolLM2's width; 224
     // columns: 7 blocks of 32, fewer than one group of matvec_wide's (on CPU adapters); 1000 x 576:
     // past one texture row of 8192 texels where the weights are in a texture (Q4_1: 23,000 texels).
-    for &(rows, cols) in &[(67usize, 576usize), (130, 1536), (33, 224), (1000, 576)] {
+    // 5 x 36: rows of 8k + 4 values for the 4-value types (F32, F16, BF16).
+    for &(rows, cols) in &[(67usize, 576usize), (130, 1536), (33, 224), (1000, 576), (5, 36)] {
         for &ty in SUPPORTED {
             let cols = width(ty, cols);
             let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
@@ -382,8 +383,7 @@ fn moe_route_and_moe_matvec_match() {
 #[test]
 fn qkv_every_quant_type() {
     let mut rng = Rng(31);
-    let g = family(Family::Gpu);
-    {
+    for g in gpu_layouts() {
         for &ty in SUPPORTED {
             // SmolLM2's shape (GQA 9/3 x 64, n_rot 64) and a partial rotation with rope_freqs.
             for &(heads, kv_heads, hd, n_rot, pos, factors) in
@@ -427,7 +427,7 @@ fn qkv_every_quant_type() {
                 };
                 let (q, k, v) = reference::qkv(&x, &norm, 1e-5, &wq, &wk, &wv, pos as usize, &r, hd);
                 let want: Vec<f32> = q.into_iter().chain(k).chain(v).collect();
-                let shape = format!("[{heads}+2x{kv_heads} heads x {hd}, {dim}] pos {pos}");
+                let shape = format!("[{heads}+2x{kv_heads} heads x {hd}, {dim}] pos {pos} {}", g.layout);
                 check("qkv", ty.name(), &shape, &read_on(&g, &out, want.len()), &want);
             }
         }
@@ -437,8 +437,7 @@ fn qkv_every_quant_type() {
 #[test]
 fn gate_up_every_quant_type() {
     let mut rng = Rng(37);
-    let g = family(Family::Gpu);
-    {
+    for g in gpu_layouts() {
         for &ty in SUPPORTED {
             let (ffn, dim) = (1536 + 32, width(ty, 576));
             let (bg, wg) = random_matrix(ty, ffn, dim, &mut rng);
@@ -451,7 +450,7 @@ fn gate_up_every_quant_type() {
             let out = g.storage("out", 4 * ffn as u64);
             kernels::submit(&g, &[webllama::kernels::gpu::gate_up(g.t(), &m, &xb, &nb, &out, 1e-5).unwrap()]);
             let want = reference::gate_up(&x, &norm, 1e-5, &wg, &wu);
-            let shape = format!("[2x{ffn}x{dim}]");
+            let shape = format!("[2x{ffn}x{dim}] {}", g.layout);
             check("gate_up", ty.name(), &shape, &read_on(&g, &out, ffn), &want);
         }
     }

@@ -1,25 +1,20 @@
-//! RMSNorm folded into a following matrix product (composed before qkv.wgsl and gate_up.wgsl, which
-//! declare `x` and `norm_w` as array<vec4<f32>> bindings). The matrix reads x * norm_w through act4;
-//! the norm's scale, common to every term, multiplies the finished dot products.
+//! RMSNorm folded into the following matrix product (composed before qkv.wgsl and gate_up.wgsl, which
+//! declare `x` and `norm_w` as array<vec4<f32>> bindings): the row walk dots the rows with
+//! x * norm_w and sums the squares of x on the way; the norm's scale, common to every term,
+//! multiplies the finished dots.
 
-var<workgroup> red: array<f32, 64>;
-
+// The quant files' block_dot reads x * norm_w.
 fn act4(i: u32) -> vec4<f32> {
     return x[i >> 2u] * norm_w[i >> 2u];
 }
+fn raw4(i: u32) -> vec4<f32> {
+    return x[i >> 2u];
+}
+fn act_of(v: vec4<f32>, i: u32) -> vec4<f32> {
+    return v * norm_w[i >> 2u];
+}
 
-// 1 / sqrt(mean(x^2) + eps) over x's `cols` values, by the whole workgroup of 64 with one barrier.
-fn norm_scale(lid: u32, cols: u32, eps: f32) -> f32 {
-    var ss = 0.0;
-    for (var i = lid; i < cols / 4u; i += 64u) {
-        let v = x[i];
-        ss += dot(v, v);
-    }
-    red[lid] = ss;
-    workgroupBarrier();
-    var total = 0.0;
-    for (var j = 0u; j < 64u; j++) {
-        total += red[j];
-    }
-    return 1.0 / sqrt(total / f32(cols) + eps);
+// 1 / sqrt(mean(x^2) + eps) from the sum of squares of x's `cols` values.
+fn norm_scale(sum_squares: f32, cols: u32, eps: f32) -> f32 {
+    return 1.0 / sqrt(sum_squares / f32(cols) + eps);
 }

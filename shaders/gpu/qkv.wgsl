@@ -1,7 +1,8 @@
 //! qkv: the attention inputs of a layer in one dispatch. xb = rmsnorm(x) * norm_w (each workgroup
-//! recomputes the scale), then the rows of the concatenated [Wq; Wk; Wv] (raw GGUF blocks) into one
+//! sums x's squares as it walks its rows), then the rows of the concatenated [Wq; Wk; Wv] (raw GGUF blocks) into one
 //! output [q | k | v], q and k rotated by RoPE in adjacent pairs (attention stores k and v in the
-//! cache). Composed after common.wgsl, quant/<type>.wgsl and norm_fold.wgsl.
+//! cache). Composed after common.wgsl, quant/<type>.wgsl, norm_fold.wgsl, a reduce_*.wgsl and
+//! row_walk.wgsl.
 
 struct Params {
     q_rows: u32,     // n_heads * head_dim
@@ -33,8 +34,6 @@ struct Step {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;        // [q_rows + 2 kv_rows]: q | k | v
 @group(0) @binding(6) var<storage, read> freq_factors: array<f32>;     // [n_rot / 2]
 
-var<workgroup> partial: array<f32, 64>;
-
 // Rows `row` (even) and row + 1 with values a and b, rotated when they are q or k rows inside n_rot.
 // (One output buffer: on CPU adapters, stores into several buffers make the whole kernel slow.)
 fn store_pair(row: u32, a: f32, b: f32) {
@@ -54,27 +53,16 @@ fn store_pair(row: u32, a: f32, b: f32) {
     out[row + 1u] = v.y;
 }
 
-// GPUs: 4 rows per workgroup (two RoPE pairs), 16 threads per row, a workgroup-memory reduction.
-@compute @workgroup_size(64)
+// GPUs: a RoPE pair of rows per workgroup (row_walk.wgsl), the rmsnorm's scale applied to the dots.
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let scale = norm_scale(lid, p.cols, p.eps);
-    let rows = p.q_rows + 2u * p.kv_rows;
-    let t = lid % 16u;
-    let row = flat_workgroup(wid, nwg) * 4u + lid / 16u;
-    var acc = 0.0;
-    if (row < rows) {
-        acc = row_dot(row, t, 16u, p.cols, p.row_bytes);
-    }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var s = 8u; s > 0u; s >>= 1u) {
-        if (t < s) {
-            partial[lid] += partial[lid + s];
-        }
-        workgroupBarrier();
-    }
-    if (t == 0u && row % 2u == 0u && row < rows) {
-        store_pair(row, scale * partial[lid], scale * partial[lid + 16u]);
+    let n_rows = p.q_rows + 2u * p.kv_rows;
+    let row = 2u * flat_workgroup(wid, nwg);
+    let rows = array<u32, ROWS>(min(row, n_rows - 2u) * p.row_bytes, min(row + 1u, n_rows - 1u) * p.row_bytes);
+    let sums = reduce(lid, walk_rows(rows, lid, p.cols));
+    if (lid == 0u && row < n_rows) {
+        let scale = norm_scale(sums[ROWS], p.cols, p.eps);
+        store_pair(row, scale * sums[0], scale * sums[1]);
     }
 }

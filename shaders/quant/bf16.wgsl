@@ -14,9 +14,8 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return bitcast<f32>(load_u16(blk + 2u * i) << 16u);
 }
 
-// Values 0 .. 7 from the block at blk and the next (4-value blocks).
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
-    return array<vec4<f32>, 2>(
-        vec4<f32>(bf16_pair(load_u32(blk)), bf16_pair(load_u32(blk + 4u))),
-        vec4<f32>(bf16_pair(load_u32(blk + 8u)), bf16_pair(load_u32(blk + 12u))));
+// Values 0 .. 7 from the block at blk and the next (4-value blocks), as they are.
+fn quant8(blk: u32, i: u32) -> Q8 {
+    return Q8(vec4<f32>(bf16_pair(load_u32(blk)), bf16_pair(load_u32(blk + 4u))),
+              vec4<f32>(bf16_pair(load_u32(blk + 8u)), bf16_pair(load_u32(blk + 12u))), 1.0, 0.0);
 }

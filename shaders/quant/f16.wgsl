@@ -11,9 +11,8 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return load_f16(blk + 2u * i);
 }
 
-// Values 0 .. 7 from the block at blk and the next (4-value blocks).
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
-    return array<vec4<f32>, 2>(
-        vec4<f32>(unpack2x16float(load_u32(blk)), unpack2x16float(load_u32(blk + 4u))),
-        vec4<f32>(unpack2x16float(load_u32(blk + 8u)), unpack2x16float(load_u32(blk + 12u))));
+// Values 0 .. 7 from the block at blk and the next (4-value blocks), as they are.
+fn quant8(blk: u32, i: u32) -> Q8 {
+    return Q8(vec4<f32>(unpack2x16float(load_u32(blk)), unpack2x16float(load_u32(blk + 4u))),
+              vec4<f32>(unpack2x16float(load_u32(blk + 8u)), unpack2x16float(load_u32(blk + 12u))), 1.0, 0.0);
 }

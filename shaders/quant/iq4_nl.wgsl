@@ -17,10 +17,9 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return load_f16(blk) * iq4_level(select(byte, byte >> 4u, i >= 16u));
 }
 
-// Values i .. i+7 (i a multiple of 8): nibbles of 8 consecutive quant bytes.
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
-    let d = load_f16(blk);
+// Values i .. i+7 (i a multiple of 8): the levels of 8 consecutive quant bytes' nibbles; d.
+fn quant8(blk: u32, i: u32) -> Q8 {
     let at = blk + 2u + (i % 16u);
     let shift = select(0u, 4u, i >= 16u);
-    return array<vec4<f32>, 2>(d * iq4_levels4(load_u32(at) >> shift), d * iq4_levels4(load_u32(at + 4u) >> shift));
+    return Q8(iq4_levels4(load_u32(at) >> shift), iq4_levels4(load_u32(at + 4u) >> shift), load_f16(blk), 0.0);
 }

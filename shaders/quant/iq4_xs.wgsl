@@ -32,12 +32,12 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return iq4xs_scale(blk, b) * iq4_level(select(byte, byte >> 4u, w >= 16u));
 }
 
-// Values i .. i+7 (i a multiple of 8): one sub-block's scale, 8 consecutive quant bytes.
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+// Values i .. i+7 (i a multiple of 8): the levels of 8 consecutive quant bytes' nibbles; d * the
+// sub-block's scale.
+fn quant8(blk: u32, i: u32) -> Q8 {
     let b = i / 32u;
     let w = i % 32u;
-    let d = iq4xs_scale(blk, b);
     let at = blk + 8u + 16u * b + (w % 16u);
     let shift = select(0u, 4u, w >= 16u);
-    return array<vec4<f32>, 2>(d * iq4_levels4(load_u32(at) >> shift), d * iq4_levels4(load_u32(at + 4u) >> shift));
+    return Q8(iq4_levels4(load_u32(at) >> shift), iq4_levels4(load_u32(at + 4u) >> shift), iq4xs_scale(blk, b), 0.0);
 }

@@ -37,9 +37,15 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return dm.x * f32(sc & 0xfu) * f32(q) - dm.y * f32(sc >> 4u);
 }
 
-// Values i .. i+7 (i a multiple of 8) of the block at blk, one dequant_at each.
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
-    return array<vec4<f32>, 2>(
-        vec4<f32>(dequant_at(blk, i), dequant_at(blk, i + 1u), dequant_at(blk, i + 2u), dequant_at(blk, i + 3u)),
-        vec4<f32>(dequant_at(blk, i + 4u), dequant_at(blk, i + 5u), dequant_at(blk, i + 6u), dequant_at(blk, i + 7u)));
+// Values i .. i+7 (i a multiple of 8, inside one 16-value group): bit pair 2j of 8 consecutive quant
+// bytes; d * scale, -dmin * min of the group's scale byte.
+fn quant8(blk: u32, i: u32) -> Q8 {
+    let dm = unpack2x16float(load_u32(blk + 80u));
+    let n = i / 128u;
+    let j = (i % 128u) / 32u;
+    let s = (i % 32u) / 16u;
+    let sc = load_u8(blk + 8u * n + 2u * j + s);
+    let at = blk + 16u + 32u * n + 16u * s + (i % 16u);
+    return Q8(vec4<f32>(bits2(load_u32(at), 2u * j)), vec4<f32>(bits2(load_u32(at + 4u), 2u * j)),
+              dm.x * f32(sc & 0xfu), -dm.y * f32(sc >> 4u));
 }

@@ -41,9 +41,17 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return load_f16(blk + 108u) * q3k_scale(blk + 96u, 8u * n + 2u * j + s) * (q - select(4.0, 0.0, high == 1u));
 }
 
-// Values i .. i+7 (i a multiple of 8) of the block at blk, one dequant_at each.
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
-    return array<vec4<f32>, 2>(
-        vec4<f32>(dequant_at(blk, i), dequant_at(blk, i + 1u), dequant_at(blk, i + 2u), dequant_at(blk, i + 3u)),
-        vec4<f32>(dequant_at(blk, i + 4u), dequant_at(blk, i + 5u), dequant_at(blk, i + 6u), dequant_at(blk, i + 7u)));
+// Values i .. i+7 (i a multiple of 8, inside one 16-value group): bit pair 2j of 8 consecutive quant
+// bytes plus 4 where hmask's bit 4n + j is set; d * scale, -4 d * scale.
+fn quant8(blk: u32, i: u32) -> Q8 {
+    let n = i / 128u;
+    let j = (i % 128u) / 32u;
+    let s = (i % 32u) / 16u;
+    let l = i % 16u;
+    let d = load_f16(blk + 108u) * q3k_scale(blk + 96u, 8u * n + 2u * j + s);
+    let at = blk + 32u + 32u * n + 16u * s + l;
+    let h = blk + 16u * s + l;
+    let q0 = bits2(load_u32(at), 2u * j) + (bit_x16(load_u32(h), 4u * n + j) >> vec4<u32>(2u));
+    let q1 = bits2(load_u32(at + 4u), 2u * j) + (bit_x16(load_u32(h + 4u), 4u * n + j) >> vec4<u32>(2u));
+    return Q8(vec4<f32>(q0), vec4<f32>(q1), d, -4.0 * d);
 }

@@ -17,14 +17,14 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return load_f16(blk) * (f32(q) - 8.0);
 }
 
-// Values i .. i+7 (i a multiple of 8): nibbles of 8 consecutive quant bytes.
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+// Values i .. i+7 (i a multiple of 8): nibbles of 8 consecutive quant bytes; d, -8 d.
+fn quant8(blk: u32, i: u32) -> Q8 {
     let d = load_f16(blk);
     let at = blk + 2u + (i % 16u);
     let a = load_u32(at);
     let b = load_u32(at + 4u);
     if (i >= 16u) {
-        return array<vec4<f32>, 2>(d * (nibbles_hi(a) - 8.0), d * (nibbles_hi(b) - 8.0));
+        return Q8(nibbles_hi(a), nibbles_hi(b), d, -8.0 * d);
     }
-    return array<vec4<f32>, 2>(d * (nibbles_lo(a) - 8.0), d * (nibbles_lo(b) - 8.0));
+    return Q8(nibbles_lo(a), nibbles_lo(b), d, -8.0 * d);
 }

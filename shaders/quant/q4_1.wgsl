@@ -23,14 +23,14 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return dm.x * f32(q) + dm.y;
 }
 
-// Values i .. i+7 (i a multiple of 8): nibbles of 8 consecutive quant bytes.
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+// Values i .. i+7 (i a multiple of 8): nibbles of 8 consecutive quant bytes; d, m.
+fn quant8(blk: u32, i: u32) -> Q8 {
     let dm = unpack2x16float(load_u32(blk));
     let at = blk + 4u + (i % 16u);
     let a = load_u32(at);
     let b = load_u32(at + 4u);
     if (i >= 16u) {
-        return array<vec4<f32>, 2>(dm.x * nibbles_hi(a) + dm.y, dm.x * nibbles_hi(b) + dm.y);
+        return Q8(nibbles_hi(a), nibbles_hi(b), dm.x, dm.y);
     }
-    return array<vec4<f32>, 2>(dm.x * nibbles_lo(a) + dm.y, dm.x * nibbles_lo(b) + dm.y);
+    return Q8(nibbles_lo(a), nibbles_lo(b), dm.x, dm.y);
 }

@@ -38,19 +38,18 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return dm.x * sm.x * f32(q) - dm.y * sm.y;
 }
 
-// Values i .. i+7 (i a multiple of 8): one sub-block's scale and min, 8 consecutive quant bytes.
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+// Values i .. i+7 (i a multiple of 8): 8 consecutive quant bytes' nibbles; d * scale, -dmin * min of
+// their sub-block.
+fn quant8(blk: u32, i: u32) -> Q8 {
     let dm = unpack2x16float(load_u32(blk));
     let c = i / 64u;
     let w = i % 64u;
     let sm = scale_min_k4(blk + 4u, 2u * c + w / 32u);
-    let scale = dm.x * sm.x;
-    let offset = dm.y * sm.y;
     let at = blk + 16u + 32u * c + (w % 32u);
     let a = load_u32(at);
     let b = load_u32(at + 4u);
     if (w >= 32u) {
-        return array<vec4<f32>, 2>(scale * nibbles_hi(a) - offset, scale * nibbles_hi(b) - offset);
+        return Q8(nibbles_hi(a), nibbles_hi(b), dm.x * sm.x, -dm.y * sm.y);
     }
-    return array<vec4<f32>, 2>(scale * nibbles_lo(a) - offset, scale * nibbles_lo(b) - offset);
+    return Q8(nibbles_lo(a), nibbles_lo(b), dm.x * sm.x, -dm.y * sm.y);
 }

@@ -22,9 +22,18 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return load_f16(blk) * (f32(q) - 16.0);
 }
 
-// Values i .. i+7 (i a multiple of 8) of the block at blk, one dequant_at each.
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
-    return array<vec4<f32>, 2>(
-        vec4<f32>(dequant_at(blk, i), dequant_at(blk, i + 1u), dequant_at(blk, i + 2u), dequant_at(blk, i + 3u)),
-        vec4<f32>(dequant_at(blk, i + 4u), dequant_at(blk, i + 5u), dequant_at(blk, i + 6u), dequant_at(blk, i + 7u)));
+// Values i .. i+7 (i a multiple of 8): nibbles of 8 consecutive quant bytes with their fifth bits
+// from qh; d, -16 d.
+fn quant8(blk: u32, i: u32) -> Q8 {
+    let d = load_f16(blk);
+    let qh = load_u32(blk + 2u);
+    let at = blk + 6u + (i % 16u);
+    let a = load_u32(at);
+    let b = load_u32(at + 4u);
+    let h0 = vec4<f32>(bits4_x16(qh, i));
+    let h1 = vec4<f32>(bits4_x16(qh, i + 4u));
+    if (i >= 16u) {
+        return Q8(nibbles_hi(a) + h0, nibbles_hi(b) + h1, d, -16.0 * d);
+    }
+    return Q8(nibbles_lo(a) + h0, nibbles_lo(b) + h1, d, -16.0 * d);
 }

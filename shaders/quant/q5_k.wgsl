@@ -41,9 +41,22 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return dm.x * sm.x * f32(q) - dm.y * sm.y;
 }
 
-// Values i .. i+7 (i a multiple of 8) of the block at blk, one dequant_at each.
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
-    return array<vec4<f32>, 2>(
-        vec4<f32>(dequant_at(blk, i), dequant_at(blk, i + 1u), dequant_at(blk, i + 2u), dequant_at(blk, i + 3u)),
-        vec4<f32>(dequant_at(blk, i + 4u), dequant_at(blk, i + 5u), dequant_at(blk, i + 6u), dequant_at(blk, i + 7u)));
+// Values i .. i+7 (i a multiple of 8): 8 consecutive quant bytes' nibbles with their fifth bits from
+// qh; d * scale, -dmin * min of their sub-block.
+fn quant8(blk: u32, i: u32) -> Q8 {
+    let dm = unpack2x16float(load_u32(blk));
+    let c = i / 64u;
+    let w = i % 64u;
+    let l = w % 32u;
+    let bit = 2u * c + w / 32u;
+    let sm = scale_min_k4(blk + 4u, bit);
+    let at = blk + 48u + 32u * c + l;
+    let a = load_u32(at);
+    let b = load_u32(at + 4u);
+    let h0 = vec4<f32>(bit_x16(load_u32(blk + 16u + l), bit));
+    let h1 = vec4<f32>(bit_x16(load_u32(blk + 20u + l), bit));
+    if (w >= 32u) {
+        return Q8(nibbles_hi(a) + h0, nibbles_hi(b) + h1, dm.x * sm.x, -dm.y * sm.y);
+    }
+    return Q8(nibbles_lo(a) + h0, nibbles_lo(b) + h1, dm.x * sm.x, -dm.y * sm.y);
 }

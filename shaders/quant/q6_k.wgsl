@@ -41,8 +41,8 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return load_f16(blk + 208u) * scale_i8(blk + 192u + 8u * n + l / 16u + 2u * g) * q;
 }
 
-// Values i .. i+7 (i a multiple of 8): 8 low-nibble bytes, 8 high-bit bytes, one scale.
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
+// Values i .. i+7 (i a multiple of 8): 8 low-nibble bytes, 8 high-bit bytes; d * scale, -32 d * scale.
+fn quant8(blk: u32, i: u32) -> Q8 {
     let n = i / 128u;
     let r = i % 128u;
     let g = r / 32u;
@@ -50,12 +50,11 @@ fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
     let s = load_f16(blk + 208u) * scale_i8(blk + 192u + 8u * n + l / 16u + 2u * g);
     let at = blk + 64u * n + 32u * (g % 2u) + l;
     let h = blk + 128u + 32u * n + l;
-    var out: array<vec4<f32>, 2>;
+    let shift = select(0u, 4u, g >= 2u);
+    var q: array<vec4<f32>, 2>;
     for (var k = 0u; k < 2u; k++) {
-        let q = load_u32(at + 4u * k);
-        let lo = select(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(0xfu), (vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) >> vec4<u32>(4u)) & vec4<u32>(0xfu), g >= 2u);
-        let hi = bits2(load_u32(h + 4u * k), 2u * g) << vec4<u32>(4u);
-        out[k] = s * (vec4<f32>(lo | hi) - 32.0);
+        let lo = bytes_u8(load_u32(at + 4u * k) >> shift) & vec4<u32>(0xfu);
+        q[k] = vec4<f32>(lo | (bits2(load_u32(h + 4u * k), 2u * g) << vec4<u32>(4u)));
     }
-    return out;
+    return Q8(q[0], q[1], s, -32.0 * s);
 }

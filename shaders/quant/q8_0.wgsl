@@ -15,8 +15,7 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
     return load_f16(blk) * f32(bitcast<i32>(byte << 24u) >> 24u);
 }
 
-// Values i .. i+7 (i a multiple of 8): 8 consecutive signed bytes.
-fn dequant8(blk: u32, i: u32) -> array<vec4<f32>, 2> {
-    let d = load_f16(blk);
-    return array<vec4<f32>, 2>(d * bytes_i8(load_u32(blk + 2u + i)), d * bytes_i8(load_u32(blk + 6u + i)));
+// Values i .. i+7 (i a multiple of 8): 8 consecutive signed bytes; d.
+fn quant8(blk: u32, i: u32) -> Q8 {
+    return Q8(bytes_i8(load_u32(blk + 2u + i)), bytes_i8(load_u32(blk + 6u + i)), load_f16(blk), 0.0);
 }

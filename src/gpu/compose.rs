@@ -35,6 +35,10 @@ pub mod wgsl {
         pub const MATVEC: &str = include_str!("../../shaders/gpu/matvec.wgsl");
         pub const MATMUL: &str = include_str!("../../shaders/gpu/matmul.wgsl");
         pub const NORM_FOLD: &str = include_str!("../../shaders/gpu/norm_fold.wgsl");
+        /// The decode row walk matvec, qkv and gate_up share, and its two reductions.
+        pub const ROW_WALK: &str = include_str!("../../shaders/gpu/row_walk.wgsl");
+        pub const REDUCE_SUBGROUP: &str = include_str!("../../shaders/gpu/reduce_subgroup.wgsl");
+        pub const REDUCE_SHARED: &str = include_str!("../../shaders/gpu/reduce_shared.wgsl");
         pub const QKV: &str = include_str!("../../shaders/gpu/qkv.wgsl");
         pub const GATE_UP: &str = include_str!("../../shaders/gpu/gate_up.wgsl");
         pub const ATTENTION: &str = include_str!("../../shaders/gpu/attention.wgsl");

@@ -1,5 +1,5 @@
-//! The GPU family's kernels (NVIDIA, AMD, Intel, Apple through WebGPU): matvec with threads sharing
-//! a row, the tiled matmul (and its matvec-shaped variant for a few candidates), the fused
+//! The GPU family's kernels (NVIDIA, AMD, Intel, Apple through WebGPU): matvec with a workgroup
+//! walking a few rows (row_walk.wgsl), the tiled matmul (and its matvec-shaped variant for a few candidates), the fused
 //! rmsnorm + qkv + RoPE and rmsnorm + gate_up + swiglu kernels, attention split over the KV length.
 
 mod attention;
@@ -7,11 +7,22 @@ pub use attention::attention;
 
 use super::{bind, grid, numbered, Dispatch, MatmulParams, MatvecParams, QuantMatrix, Target};
 use crate::error::{Error, Result};
+use crate::format::quant::QuantType;
 use crate::gpu::compose::{wgsl, Module};
 use bytemuck::{Pod, Zeroable};
 
-/// Rows per workgroup of matvec.wgsl (16 threads each).
-const MATVEC_ROWS_PER_WG: u32 = 4;
+/// Rows per workgroup of matvec.wgsl (row_walk.wgsl's ROWS).
+const MATVEC_ROWS_PER_WG: u32 = 2;
+
+/// A decode kernel over the row walk (row_walk.wgsl) of `ty`: `parts` after the quant decoder, then
+/// the workgroup reduction the layout allows, the walk and `kernel`.
+fn row_walk_module(t: Target, name: &str, ty: QuantType, parts: &[&str], kernel: &str) -> Result<Module> {
+    let (tag, reduce) = match t.layout.subgroups {
+        true => ("subgroups", wgsl::gpu::REDUCE_SUBGROUP),
+        false => ("shared", wgsl::gpu::REDUCE_SHARED),
+    };
+    Ok(Module::quant(name, ty, parts)?.variant(tag, reduce).with(&[wgsl::gpu::ROW_WALK, kernel]))
+}
 
 /// matvec (see kernels::matvec; `p` complete).
 pub fn matvec(
@@ -22,7 +33,7 @@ pub fn matvec(
     step: &wgpu::Buffer,
     p: MatvecParams,
 ) -> Result<Dispatch> {
-    let pipeline = t.pipeline(&Module::quant("matvec", w.ty, &[wgsl::MATVEC_IO, wgsl::gpu::MATVEC])?, "main")?;
+    let pipeline = t.pipeline(&row_walk_module(t, "matvec", w.ty, &[wgsl::MATVEC_IO], wgsl::gpu::MATVEC)?, "main")?;
     bind(
         t.gpu,
         "matvec",
@@ -89,9 +100,6 @@ pub struct QkvParams {
     pub _pad: [u32; 3],
 }
 
-/// Row pairs per workgroup of qkv.wgsl and outputs per workgroup of gate_up.wgsl.
-const FUSED_PAIRS_PER_WG: u32 = 2;
-
 /// qkv: rmsnorm(x) * norm_w through the concatenated [Wq; Wk; Wv] (`w`, q_rows + 2 kv_rows rows)
 /// into `out` = [q | k | v], q and k roped for position step.pos.
 #[allow(clippy::too_many_arguments)]
@@ -112,9 +120,10 @@ pub fn qkv(
             w.rows, p.q_rows, p.kv_rows, p.head_dim
         )));
     }
-    let pipeline = t.pipeline(&Module::quant("qkv", w.ty, &[wgsl::gpu::NORM_FOLD, wgsl::gpu::QKV])?, "main")?;
+    let pipeline = t.pipeline(&row_walk_module(t, "qkv", w.ty, &[wgsl::gpu::NORM_FOLD], wgsl::gpu::QKV)?, "main")?;
     let buffers = numbered(&[step, w.buffer("qkv")?, x, norm_w, out, freq_factors]);
-    bind(t.gpu, "qkv", pipeline, bytemuck::bytes_of(&p), buffers, grid((w.rows / 2).div_ceil(FUSED_PAIRS_PER_WG)))
+    // A RoPE pair of rows per workgroup.
+    bind(t.gpu, "qkv", pipeline, bytemuck::bytes_of(&p), buffers, grid(w.rows / 2))
 }
 
 #[repr(C)]
@@ -140,13 +149,14 @@ pub fn gate_up(
         return Err(Error::InvalidRequest(format!("gate_up: {} rows of {} are not two halves", w.rows, w.cols)));
     }
     let p = GateUpParams { ffn: w.rows / 2, cols: w.cols, row_bytes: w.row_stride, eps };
-    let pipeline = t.pipeline(&Module::quant("gate_up", w.ty, &[wgsl::gpu::NORM_FOLD, wgsl::gpu::GATE_UP])?, "main")?;
+    let pipeline =
+        t.pipeline(&row_walk_module(t, "gate_up", w.ty, &[wgsl::gpu::NORM_FOLD], wgsl::gpu::GATE_UP)?, "main")?;
     bind(
         t.gpu,
         "gate_up",
         pipeline,
         bytemuck::bytes_of(&p),
         numbered(&[w.buffer("gate_up")?, x, norm_w, out]),
-        grid(p.ffn.div_ceil(FUSED_PAIRS_PER_WG)),
+        grid(p.ffn), // an output (a gate row and an up row) per workgroup
     )
 }

@@ -637,3 +637,48 @@ fn a_lost_device_is_an_error_and_a_new_device_works() {
     let after = pollster::block_on(fresh.generate(&ids, &opts, &mut |_| true)).unwrap();
     assert_eq!(after.text, before.text);
 }
+
+/// Greedy steps queued before the previous id is read back (Model::greedy: the input of each is the
+/// argmax the last one left on the GPU) give the ids of steps run one at a time, on both layouts.
+#[test]
+fn chained_steps_match_one_at_a_time_on_both_layouts() {
+    let Some(path) = common::default_model() else { return };
+    for layout in [common::gpu_family(), common::layout()] {
+        let mut m = Model::load_file(common::gpu(), layout, &path, Some(64)).unwrap();
+        let prompt: Vec<u32> = (0..9).map(|i| 100 + 37 * i).collect();
+        let first = pollster::block_on(m.prefill(&prompt, false)).unwrap().argmax;
+        let chained = pollster::block_on(m.greedy(first, 10)).unwrap();
+        assert_eq!(m.kv_len(), prompt.len() + 10, "{layout}");
+        assert_eq!(m.steps_in_flight(), 0);
+        m.truncate(prompt.len());
+        let mut t = first;
+        let one_at_a_time: Vec<u32> = (0..10)
+            .map(|_| {
+                t = pollster::block_on(m.step(t, false)).unwrap().argmax;
+                t
+            })
+            .collect();
+        assert_eq!(chained, one_at_a_time, "{layout}");
+    }
+}
+
+/// A greedy generation queues a step past its last token; the cache is cut back to what was fed,
+/// so a request continuing it (prefilling one token) gets what a fresh session gets.
+#[test]
+fn a_request_after_a_chained_generation_sees_the_right_cache() {
+    let Some(path) = common::default_model() else { return };
+    let opts = GenerateOptions { max_tokens: 6, logprobs: Some(3), ..Default::default() };
+    let mut s = Session::load_file(common::gpu(), common::layout(), &path, Some(128)).unwrap();
+    let ids = s.chat_ids(&[Message::new("user", "Name three colors.")]).unwrap();
+    let first = pollster::block_on(s.generate(&ids, &opts, &mut |_| true)).unwrap();
+    assert_eq!(first.ids.len(), 6);
+    let longer = [ids.clone(), first.ids.clone()].concat();
+    let cont = pollster::block_on(s.generate(&longer, &opts, &mut |_| true)).unwrap();
+    assert_eq!(cont.prefilled, 1, "the cache holds the prompt and the 5 ids fed");
+    let mut fresh = Session::load_file(common::gpu(), common::layout(), &path, Some(128)).unwrap();
+    let want = pollster::block_on(fresh.generate(&longer, &opts, &mut |_| true)).unwrap();
+    assert_eq!(cont.ids, want.ids);
+    for (a, b) in cont.logprobs.iter().zip(&want.logprobs) {
+        assert!((a.logprob - b.logprob).abs() < 1e-3, "{} vs {}", a.logprob, b.logprob);
+    }
+}

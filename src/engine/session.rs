@@ -270,6 +270,8 @@ impl Session {
         if n > 1 {
             self.model.reserve_candidates(n as u32, opts.max_tokens.max(1) as u32)?;
         }
+        // Steps an earlier request queued ahead and never read are not wanted.
+        self.model.forget_in_flight();
         // Reuse the cache for the longest common prefix; at least the last prompt token is run.
         let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1);
         self.cached.truncate(common);
@@ -308,6 +310,10 @@ impl Session {
         let mut masks = vec![u32::MAX; n * words];
         let t0 = now_ms();
         self.model.start_prefill(&prompt_ids[common..])?;
+        if n == 1 && !want.masked && !want.logits {
+            let track = tracks.pop().expect("one track");
+            return self.decode_chained(prompt_ids, common, opts, want, track, t0, on_piece).await;
+        }
         let mut outs = choose(&mut self.model, &mut tracks, &mut masks, want, 1).await?;
         self.cached.extend_from_slice(&prompt_ids[common..]);
         let t1 = now_ms();
@@ -355,6 +361,63 @@ impl Session {
                 decode_ms,
             })
             .collect())
+    }
+}
+
+impl Session {
+    /// The rest of generate_pieces for one greedy candidate chosen on the GPU with nothing read back
+    /// but ids (and log-probabilities): each step is queued before the previous step's id is read
+    /// back, its input that id where the previous step's argmax left it on the GPU, so the GPU never
+    /// waits on the host. The step queued past the end is dropped from the KV cache.
+    #[allow(clippy::too_many_arguments)]
+    async fn decode_chained(
+        &mut self,
+        prompt_ids: &[u32],
+        common: usize,
+        opts: &GenerateOptions,
+        want: Want,
+        mut t: Track,
+        t0: f64,
+        on_piece: &mut dyn FnMut(Piece<'_>) -> bool,
+    ) -> Result<Vec<Generation>> {
+        self.model.submit(want, &[])?;
+        // Steps submitted (the prompt's last chunk first); each gives one token, max_tokens at most.
+        let mut submitted = 1;
+        let mut t1 = None;
+        loop {
+            if submitted < opts.max_tokens {
+                self.model.start_step_chained()?;
+                self.model.submit(want, &[])?;
+                submitted += 1;
+            }
+            let out = self.model.collect().await?.remove(0);
+            if t1.is_none() {
+                self.cached.extend_from_slice(&prompt_ids[common..]);
+                t1 = Some(now_ms());
+            }
+            t.take(&out, None, opts, &self.tokenizer, &mut |text, logprobs| {
+                on_piece(Piece { index: 0, text, logprobs })
+            })?;
+            if t.finish.is_some() {
+                break;
+            }
+            // The id the step already queued was fed.
+            self.cached.push(*t.ids.last().expect("take appended an id"));
+        }
+        self.model.forget_in_flight();
+        self.model.truncate(self.cached.len());
+        let t1 = t1.expect("one step was collected");
+        Ok(vec![Generation {
+            prompt_ids: prompt_ids.to_vec(),
+            ids: t.ids,
+            text: t.text,
+            top_logits: t.top_logits,
+            logprobs: t.logprobs,
+            finish_reason: t.finish.unwrap_or(FinishReason::Length),
+            prefilled: prompt_ids.len() - common,
+            prefill_ms: t1 - t0,
+            decode_ms: now_ms() - t1,
+        }])
     }
 }
 

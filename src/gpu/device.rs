@@ -221,6 +221,17 @@ impl Gpu {
 
     /// Maps `staging` (already filled by a submitted copy), returns its first `size` bytes, unmaps.
     pub async fn map_read(&self, staging: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        self.map_read_after(staging, size, None).await
+    }
+
+    /// map_read waiting (natively) only for `submission`, the submit that filled `staging`, where
+    /// given, and not for work queued after it; else for all queued work.
+    pub async fn map_read_after(
+        &self,
+        staging: &wgpu::Buffer,
+        size: u64,
+        submission: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<u8>> {
         let slot: Arc<Mutex<OneShot>> = Arc::default();
         let s = slot.clone();
         staging.slice(..size.div_ceil(4) * 4).map_async(wgpu::MapMode::Read, move |r| {
@@ -232,8 +243,10 @@ impl Gpu {
         });
         #[cfg(not(target_arch = "wasm32"))]
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait { submission_index: submission, timeout: None })
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        #[cfg(target_arch = "wasm32")]
+        let _ = submission;
         let r = MapFuture(slot).await;
         self.take_error()?;
         if let Err(e) = r {

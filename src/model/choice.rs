@@ -1,12 +1,19 @@
 //! A step's end: the token chosen on the GPU and what comes back. A step is started (its forward
-//! pass recorded) and then finished in the same submit: each row's grammar mask written, the masked
-//! argmax and the log-softmax's top tokens recorded after the forward pass, and one readback of the
-//! ids (the logits and top tokens when asked).
+//! pass recorded) and then submitted whole: each row's grammar mask written, the masked argmax and
+//! the log-softmax's top tokens recorded after the forward pass, and one readback of the ids (the
+//! logits and top tokens when asked) into one of STEPS_IN_FLIGHT staging buffers, collected later:
+//! a greedy step whose input is the previous step's argmax (start_step_chained) is submitted before
+//! that argmax is read back, so the host never leaves the GPU idle between steps.
 
 use super::{Model, StepOutput, MAX_CANDIDATES};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Layout};
 use crate::kernels::{self, Dispatch, Target, LOGPROBS_STRIDE, TOP_LOGPROBS};
+use std::collections::VecDeque;
+
+/// Steps submitted and not yet collected, at most: the one being read back and the one queued
+/// behind it.
+pub const STEPS_IN_FLIGHT: usize = 2;
 
 /// What a step reads back besides each row's argmax.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,13 +47,28 @@ struct Pending {
     rows: u32,
 }
 
+/// A step submitted and not yet collected.
+struct InFlight {
+    /// Its staging buffer in Choice::readbacks.
+    slot: usize,
+    rows: u32,
+    want: Want,
+    /// Bytes of the staging buffer it fills.
+    size: u64,
+    submission: wgpu::SubmissionIndex,
+}
+
 /// The buffers and kernels of a step's choice.
 pub(super) struct Choice {
     mask: wgpu::Buffer,     // [MAX_CANDIDATES, mask_words(vocab)] u32: each row's allowed tokens
     logprobs: wgpu::Buffer, // [MAX_CANDIDATES, LOGPROBS_STRIDE] u32: kernels::logprobs' rows
-    /// Staging: [MAX_CANDIDATES] ids | [MAX_CANDIDATES, LOGPROBS_STRIDE] logprobs | [MAX_CANDIDATES,
-    /// vocab] logits, each read only as far as a step needs.
-    readback: wgpu::Buffer,
+    /// STEPS_IN_FLIGHT staging buffers, each [MAX_CANDIDATES] ids | [MAX_CANDIDATES,
+    /// LOGPROBS_STRIDE] logprobs | [MAX_CANDIDATES, vocab] logits, read only as far as a step needs.
+    readbacks: Vec<wgpu::Buffer>,
+    /// The staging buffer the next submit fills.
+    next_slot: usize,
+    /// Steps submitted and not yet collected, oldest first.
+    in_flight: VecDeque<InFlight>,
     /// argmax_masked over r + 1 rows at [r].
     masked: Vec<Dispatch>,
     /// logprobs of r + 1 rows at [r].
@@ -58,6 +80,7 @@ pub(super) struct Choice {
 
 const IDS_BYTES: u64 = 4 * MAX_CANDIDATES as u64;
 const LOGPROBS_BYTES: u64 = 4 * LOGPROBS_STRIDE as u64 * MAX_CANDIDATES as u64;
+const LOGITS_AT: u64 = IDS_BYTES + LOGPROBS_BYTES;
 
 impl Choice {
     /// The choice kernels over `logits` ([MAX_CANDIDATES, vocab]), their ids into `tokens`.
@@ -79,10 +102,16 @@ impl Choice {
                 .map(|r| kernels::argmax_masked(t, logits, &mask, tokens, vocab, r))
                 .collect::<Result<_>>()?,
             report: rows.map(|r| kernels::logprobs(t, logits, tokens, &logprobs, vocab, r)).collect::<Result<_>>()?,
-            readback: gpu.readback_buffer(
-                "step readback",
-                IDS_BYTES + LOGPROBS_BYTES + 4 * vocab as u64 * MAX_CANDIDATES as u64,
-            ),
+            readbacks: (0..STEPS_IN_FLIGHT)
+                .map(|_| {
+                    gpu.readback_buffer(
+                        "step readback",
+                        IDS_BYTES + LOGPROBS_BYTES + 4 * vocab as u64 * MAX_CANDIDATES as u64,
+                    )
+                })
+                .collect(),
+            next_slot: 0,
+            in_flight: VecDeque::new(),
             mask,
             logprobs,
             words,
@@ -103,16 +132,28 @@ impl Model {
         self.choice.pending = Some(Pending { enc, rows });
     }
 
-    /// Finishes the step started last (start_step, start_prefill, start_candidates): with
-    /// want.masked, writes `masks` ([rows, mask_words()] u32) and takes each row's argmax among the
-    /// tokens its mask allows; with want.logprobs, the log-softmax's top tokens; then reads back
-    /// each row's id (and what `want` asks) in one mapping.
+    /// Finishes the step started last (start_step, start_prefill, start_candidates): submits it
+    /// and collects it (with nothing else in flight).
     pub async fn finish(&mut self, want: Want, masks: &[u32]) -> Result<Vec<StepOutput>> {
+        self.submit(want, masks)?;
+        self.collect().await
+    }
+
+    /// Submits the step started last: with want.masked, writes `masks` ([rows, mask_words()] u32)
+    /// and takes each row's argmax among the tokens its mask allows; with want.logprobs, the
+    /// log-softmax's top tokens; and copies each row's id (and what `want` asks) into a staging
+    /// buffer for `collect`. At most STEPS_IN_FLIGHT steps may wait to be collected.
+    pub fn submit(&mut self, want: Want, masks: &[u32]) -> Result<()> {
+        if self.choice.in_flight.len() >= STEPS_IN_FLIGHT {
+            return Err(Error::InvalidRequest(format!("more than {STEPS_IN_FLIGHT} steps in flight")));
+        }
         let Pending { mut enc, rows } =
-            self.choice.pending.take().ok_or_else(|| Error::Gpu("finish without a step started".into()))?;
+            self.choice.pending.take().ok_or_else(|| Error::Gpu("submit without a step started".into()))?;
         // A lost device (or an earlier error) fails here, before waiting on work that never runs.
         self.gpu.take_error()?;
         let c = &self.choice;
+        let slot = c.next_slot;
+        let readback = &c.readbacks[slot];
         let k = want.logprobs.map(|k| k.min(TOP_LOGPROBS as usize));
         if want.masked {
             let words = (rows * c.words) as usize;
@@ -135,20 +176,46 @@ impl Model {
             }
         }
         let vocab_bytes = 4 * c.vocab as u64;
-        enc.copy_buffer_to_buffer(&self.acts.tokens, 0, &c.readback, 0, 4 * rows as u64);
+        enc.copy_buffer_to_buffer(&self.acts.tokens, 0, readback, 0, 4 * rows as u64);
         let mut size = 4 * rows as u64;
         if k.is_some() {
             let bytes = 4 * LOGPROBS_STRIDE as u64 * rows as u64;
-            enc.copy_buffer_to_buffer(&c.logprobs, 0, &c.readback, IDS_BYTES, bytes);
+            enc.copy_buffer_to_buffer(&c.logprobs, 0, readback, IDS_BYTES, bytes);
             size = IDS_BYTES + bytes;
         }
-        let logits_at = IDS_BYTES + LOGPROBS_BYTES;
         if want.logits {
-            enc.copy_buffer_to_buffer(&self.acts.logits, 0, &c.readback, logits_at, vocab_bytes * rows as u64);
-            size = logits_at + vocab_bytes * rows as u64;
+            enc.copy_buffer_to_buffer(&self.acts.logits, 0, readback, LOGITS_AT, vocab_bytes * rows as u64);
+            size = LOGITS_AT + vocab_bytes * rows as u64;
         }
-        self.gpu.queue.submit([enc.finish()]);
-        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&self.gpu.map_read(&c.readback, size).await?);
+        let submission = self.gpu.queue.submit([enc.finish()]);
+        let c = &mut self.choice;
+        c.in_flight.push_back(InFlight { slot, rows, want, size, submission });
+        c.next_slot = (slot + 1) % STEPS_IN_FLIGHT;
+        Ok(())
+    }
+
+    /// Steps submitted and not yet collected.
+    pub fn steps_in_flight(&self) -> usize {
+        self.choice.in_flight.len()
+    }
+
+    /// Forgets the steps in flight (their outputs are not wanted: a request ended or failed with
+    /// steps queued ahead). Their positions stay in the KV cache until truncated.
+    pub fn forget_in_flight(&mut self) {
+        self.choice.in_flight.clear();
+    }
+
+    /// Waits for the oldest step submitted and not yet collected and reads what it copied back:
+    /// each row's argmax (and what its `want` asked).
+    pub async fn collect(&mut self) -> Result<Vec<StepOutput>> {
+        let InFlight { slot, rows, want, size, submission } =
+            self.choice.in_flight.pop_front().ok_or_else(|| Error::Gpu("collect without a step submitted".into()))?;
+        let k = want.logprobs.map(|k| k.min(TOP_LOGPROBS as usize));
+        let c = &self.choice;
+        let staging = &c.readbacks[slot];
+        let words: Vec<u32> =
+            bytemuck::pod_collect_to_vec(&self.gpu.map_read_after(staging, size, Some(submission)).await?);
+        let logits_at = LOGITS_AT;
         let mut outs = vec![];
         for r in 0..rows as usize {
             let argmax = words[r];

@@ -12,7 +12,7 @@ mod steps;
 pub mod weight;
 
 pub use builder::{ModelBuilder, DEFAULT_CTX};
-pub use choice::{RowLogprobs, Want};
+pub use choice::{RowLogprobs, Want, STEPS_IN_FLIGHT};
 pub use weight::{pad_rows, Stored, Weight};
 
 /// Most candidates decoded side by side (rows of the logits buffer).
@@ -186,9 +186,10 @@ impl Model {
         self.kv.truncate(len);
     }
 
-    /// Writes the step uniform and the input token, then records the decoder into `enc`.
-    fn record(&mut self, token: u32, enc: &mut wgpu::CommandEncoder) -> Result<()> {
-        self.begin_step(token)?;
+    /// Writes the step uniform and the input token (None: the previous step's argmax, which it
+    /// left in tokens[0] on the GPU), then records the decoder into `enc`.
+    fn record(&mut self, token: Option<u32>, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.begin_input(token)?;
         let mut pass = enc.begin_compute_pass(&Default::default());
         self.graph.iter().for_each(|d| d.record(&mut pass));
         drop(pass);
@@ -207,8 +208,17 @@ impl Model {
 
     /// Checks `token` and the room in the KV cache, then writes the step uniform (the next
     /// position) and the input token for the decoder to read.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // the profile (native) runs steps by hand
     pub(crate) fn begin_step(&mut self, token: u32) -> Result<()> {
-        self.check_tokens(&[token])?;
+        self.begin_input(Some(token))
+    }
+
+    /// begin_step with the input token given, or (None) left where the previous step's argmax put
+    /// it.
+    fn begin_input(&mut self, token: Option<u32>) -> Result<()> {
+        if let Some(token) = token {
+            self.check_tokens(&[token])?;
+        }
         if self.kv.len >= self.kv.capacity {
             return Err(Error::ContextFull { needed: self.kv.len + 1, limit: self.kv.capacity });
         }
@@ -227,14 +237,16 @@ impl Model {
             );
             self.gpu.queue.write_buffer(&self.acts.rotations, 0, bytemuck::cast_slice(&r));
         }
-        self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::bytes_of(&token));
+        if let Some(token) = token {
+            self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::bytes_of(&token));
+        }
         Ok(())
     }
 
     /// Queues the decoder for `token` at the next KV position (one submit); nothing is read back.
     pub fn enqueue(&mut self, token: u32) -> Result<()> {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        self.record(token, &mut enc)?;
+        self.record(Some(token), &mut enc)?;
         self.gpu.queue.submit([enc.finish()]);
         Ok(())
     }
@@ -249,9 +261,38 @@ impl Model {
     /// Records `token`'s step at the next position, to be submitted by `finish`.
     pub fn start_step(&mut self, token: u32) -> Result<()> {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        self.record(token, &mut enc)?;
+        self.record(Some(token), &mut enc)?;
         self.pend(enc, 1);
         Ok(())
+    }
+
+    /// Records a step at the next position whose input is the argmax of the step submitted before
+    /// it (a decode step or a prompt's last chunk, unmasked: its id stays on the GPU), to be
+    /// submitted before that id is read back.
+    pub fn start_step_chained(&mut self) -> Result<()> {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.record(None, &mut enc)?;
+        self.pend(enc, 1);
+        Ok(())
+    }
+
+    /// Greedy decoding of `n` tokens after `token` (at the next positions), each step queued
+    /// before the previous one's id is read back; the ids. For benchmarks and tests: no stop.
+    pub async fn greedy(&mut self, token: u32, n: usize) -> Result<Vec<u32>> {
+        let mut ids = Vec::with_capacity(n);
+        if n == 0 {
+            return Ok(ids);
+        }
+        self.start_step(token)?;
+        self.submit(Want::default(), &[])?;
+        for i in 0..n {
+            if i + 1 < n {
+                self.start_step_chained()?;
+                self.submit(Want::default(), &[])?;
+            }
+            ids.push(self.collect().await?[0].argmax);
+        }
+        Ok(ids)
     }
 
     /// Checks a prompt's tokens and the room for them in the KV cache.

@@ -1,25 +1,27 @@
-//! IQ4_NL { d: f16, qs: [u8; 16] } (18 bytes, 32 values): a 4-bit index into the non-linear levels
+//! IQ4_NL { d: f16, qs: [u8; 16] } (18 bytes in GGUF; 20 on the GPU: 2 zero
+//! bytes after d, qs at byte 4: kernels::block_pad; 32 values): a 4-bit index into the non-linear levels
 //! of iq4_levels.wgsl; x[j] = d * IQ4_LEVELS[qs[j] & 0xF], x[j+16] = d * IQ4_LEVELS[qs[j] >> 4].
 const BLOCK_ELEMS: u32 = 32u;
-const BLOCK_BYTES: u32 = 18u;
+const BLOCK_BYTES: u32 = 20u;
+const QS: u32 = 4u; // the quants' first byte
 
 fn block_dot(blk: u32, xi: u32) -> f32 {
     var s = 0.0;
     for (var k = 0u; k < 4u; k++) {
-        let q = load_u32(blk + 2u + 4u * k);
+        let q = load_u32(blk + QS + 4u * k);
         s += dot(iq4_levels4(q), act4(xi + 4u * k)) + dot(iq4_levels4(q >> 4u), act4(xi + 16u + 4u * k));
     }
     return load_f16(blk) * s;
 }
 
 fn dequant_at(blk: u32, i: u32) -> f32 {
-    let byte = load_u8(blk + 2u + (i % 16u));
+    let byte = load_u8(blk + QS + (i % 16u));
     return load_f16(blk) * iq4_level(select(byte, byte >> 4u, i >= 16u));
 }
 
 // Values i .. i+7 (i a multiple of 8): the levels of 8 consecutive quant bytes' nibbles; d.
 fn quant8(blk: u32, i: u32) -> Q8 {
-    let at = blk + 2u + (i % 16u);
+    let at = blk + QS + (i % 16u);
     let shift = select(0u, 4u, i >= 16u);
     return Q8(iq4_levels4(load_u32(at) >> shift), iq4_levels4(load_u32(at + 4u) >> shift), load_f16(blk), 0.0);
 }

@@ -1,18 +1,20 @@
-//! Q4_0 { d: f16, qs: [u8; 16] } (18 bytes): x[j] = d * ((qs[j] & 0xF) - 8), x[j+16] = d * ((qs[j] >> 4) - 8).
+//! Q4_0 { d: f16, qs: [u8; 16] } (18 bytes in GGUF; 20 on the GPU: 2 zero bytes after d, qs at
+//! byte 4: kernels::block_pad): x[j] = d * ((qs[j] & 0xF) - 8), x[j+16] = d * ((qs[j] >> 4) - 8).
 const BLOCK_ELEMS: u32 = 32u;
-const BLOCK_BYTES: u32 = 18u;
+const BLOCK_BYTES: u32 = 20u;
+const QS: u32 = 4u; // the quants' first byte
 
 fn block_dot(blk: u32, xi: u32) -> f32 {
     var s = 0.0;
     for (var k = 0u; k < 4u; k++) {
-        let q = load_u32(blk + 2u + 4u * k);
+        let q = load_u32(blk + QS + 4u * k);
         s += dot(nibbles_lo(q) - 8.0, act4(xi + 4u * k)) + dot(nibbles_hi(q) - 8.0, act4(xi + 16u + 4u * k));
     }
     return load_f16(blk) * s;
 }
 
 fn dequant_at(blk: u32, i: u32) -> f32 {
-    let byte = load_u8(blk + 2u + (i % 16u));
+    let byte = load_u8(blk + QS + (i % 16u));
     let q = select(byte & 0xfu, byte >> 4u, i >= 16u);
     return load_f16(blk) * (f32(q) - 8.0);
 }
@@ -20,7 +22,7 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
 // Values i .. i+7 (i a multiple of 8): nibbles of 8 consecutive quant bytes; d, -8 d.
 fn quant8(blk: u32, i: u32) -> Q8 {
     let d = load_f16(blk);
-    let at = blk + 2u + (i % 16u);
+    let at = blk + QS + (i % 16u);
     let a = load_u32(at);
     let b = load_u32(at + 4u);
     if (i >= 16u) {

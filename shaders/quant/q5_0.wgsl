@@ -1,13 +1,16 @@
-//! Q5_0 { d: f16, qh: u32 (bit j = 5th bit of x[j]), qs: [u8; 16] } (22 bytes):
+//! Q5_0 { d: f16, qh: u32 (bit j = 5th bit of x[j]), qs: [u8; 16] } (22 bytes in GGUF;
+//! 24 on the GPU: 2 zero bytes after d, qh at byte 4, qs at 8: kernels::block_pad):
 //! x[j] = d * (((qs[j] & 0xF) | qh_j << 4) - 16), x[j+16] = d * (((qs[j] >> 4) | qh_{j+16} << 4) - 16).
 const BLOCK_ELEMS: u32 = 32u;
-const BLOCK_BYTES: u32 = 22u;
+const BLOCK_BYTES: u32 = 24u;
+const QH: u32 = 4u;  // qh's first byte
+const QS: u32 = 8u;  // the quants' first byte
 
 fn block_dot(blk: u32, xi: u32) -> f32 {
-    let qh = load_u32(blk + 2u);
+    let qh = load_u32(blk + QH);
     var s = 0.0;
     for (var k = 0u; k < 4u; k++) {
-        let q = load_u32(blk + 6u + 4u * k);
+        let q = load_u32(blk + QS + 4u * k);
         let lo = vec4<f32>(vec4<u32>(nibbles_lo(q)) | bits4_x16(qh, 4u * k)) - 16.0;
         let hi = vec4<f32>(vec4<u32>(nibbles_hi(q)) | bits4_x16(qh, 16u + 4u * k)) - 16.0;
         s += dot(lo, act4(xi + 4u * k)) + dot(hi, act4(xi + 16u + 4u * k));
@@ -16,8 +19,8 @@ fn block_dot(blk: u32, xi: u32) -> f32 {
 }
 
 fn dequant_at(blk: u32, i: u32) -> f32 {
-    let qh = load_u32(blk + 2u);
-    let byte = load_u8(blk + 6u + (i % 16u));
+    let qh = load_u32(blk + QH);
+    let byte = load_u8(blk + QS + (i % 16u));
     let q = select(byte & 0xfu, byte >> 4u, i >= 16u) | (((qh >> i) & 1u) << 4u);
     return load_f16(blk) * (f32(q) - 16.0);
 }
@@ -26,8 +29,8 @@ fn dequant_at(blk: u32, i: u32) -> f32 {
 // from qh; d, -16 d.
 fn quant8(blk: u32, i: u32) -> Q8 {
     let d = load_f16(blk);
-    let qh = load_u32(blk + 2u);
-    let at = blk + 6u + (i % 16u);
+    let qh = load_u32(blk + QH);
+    let at = blk + QS + (i % 16u);
     let a = load_u32(at);
     let b = load_u32(at + 4u);
     let h0 = vec4<f32>(bits4_x16(qh, i));

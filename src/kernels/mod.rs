@@ -191,8 +191,35 @@ impl<'a> QuantMatrix<'a> {
     }
 }
 
-/// Bytes of a row of `cols` values of type `ty`.
+/// Where the GPU's blocks of `ty` differ from GGUF's: the byte offset in a GGUF block at which
+/// BLOCK_PAD zero bytes are inserted, so that blocks start on 4-byte boundaries and every field
+/// read as a word is aligned (one load instead of two and a shift). GGUF's 18-, 22-, 110- and
+/// 210-byte blocks: Q4_0 and IQ4_NL (d: f16, then 16 quant bytes), Q5_0 (d, then qh and the quants)
+/// padded after d; Q3_K and Q6_K (d: f16 last) padded at the end. Q8_0's 34 bytes stay: the CPU
+/// family's wide decoder reads them as GGUF lays them out. The CPU reference reads GGUF.
+pub fn block_pad(ty: QuantType) -> Option<u64> {
+    match ty {
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Iq4Nl => Some(2),
+        QuantType::Q3K | QuantType::Q6K => Some(ty.block_bytes()),
+        _ => None,
+    }
+}
+
+/// Zero bytes block_pad inserts in each block.
+pub const BLOCK_PAD: u64 = 2;
+
+/// Bytes of a block of `ty` as the GPU stores it (block_pad).
+pub fn stored_block_bytes(ty: QuantType) -> u64 {
+    ty.block_bytes() + if block_pad(ty).is_some() { BLOCK_PAD } else { 0 }
+}
+
+/// Bytes of a row of `cols` values of type `ty` as the GPU stores it (blocks padded by block_pad).
 pub fn row_bytes(ty: QuantType, cols: u32) -> u32 {
+    (cols as u64 / ty.block_elems() * stored_block_bytes(ty)) as u32
+}
+
+/// Bytes of a row of `cols` values of type `ty` in the GGUF file.
+pub fn file_row_bytes(ty: QuantType, cols: u32) -> u32 {
     (cols as u64 / ty.block_elems() * ty.block_bytes()) as u32
 }
 

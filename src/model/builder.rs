@@ -257,7 +257,9 @@ impl ModelBuilder {
         let done = p.received == p.info.n_bytes;
         let mut buf = std::mem::take(&mut p.carry);
         buf.extend_from_slice(data);
-        let keep = if done { 0 } else { buf.len() % 4 };
+        // Whole words reach the GPU; whole blocks where the GPU pads them (weight::pad_blocks).
+        let unit = if kernels::block_pad(p.info.ty).is_some() { p.info.ty.block_bytes() as usize } else { 4 };
+        let keep = if done { 0 } else { buf.len() % unit };
         p.carry = buf.split_off(buf.len() - keep);
         match p.target.as_mut().expect("allocated above") {
             Target::Member(group, offset) => {
@@ -266,10 +268,11 @@ impl ModelBuilder {
                 write_rows(
                     &gpu,
                     &name,
+                    w.ty,
                     &w.parts[0].0,
                     *offset + start,
                     &buf,
-                    kernels::row_bytes(w.ty, w.cols) as u64,
+                    kernels::file_row_bytes(w.ty, w.cols) as u64,
                     w.row_stride as u64,
                 )?;
                 let members = self.members.as_ref().expect("planned above");
@@ -318,6 +321,7 @@ impl ModelBuilder {
                         write_rows(
                             &gpu,
                             &name,
+                            w.ty,
                             stored,
                             a - p0,
                             &buf[(a - s0) as usize..(b - s0) as usize],

@@ -1,10 +1,11 @@
-//! Weight: a matrix in raw GGUF blocks on the GPU, split by rows into parts that each fit one
-//! binding, in buffers or (CPU family) textures; how uploaded rows are laid out there.
+//! Weight: a matrix in GGUF blocks on the GPU (some types' blocks padded to 4-byte alignment:
+//! kernels::block_pad), split by rows into parts that each fit one binding, in buffers or (CPU
+//! family) textures; how uploaded rows are laid out there.
 
 use crate::error::{Error, Result};
 use crate::format::quant::QuantType;
 use crate::gpu::{Gpu, Layout};
-use crate::kernels::{cpu, Blocks, QuantMatrix};
+use crate::kernels::{self, cpu, Blocks, QuantMatrix};
 
 /// A weight matrix in raw GGUF blocks, split by rows into parts that each fit one storage binding.
 pub struct Weight {
@@ -51,11 +52,15 @@ impl Weight {
     }
 }
 
-/// Writes packed row bytes of `tensor` that start at packed offset `at` of a part's buffer where
-/// rows lie `stride` bytes apart (padded through pad_rows when stride > row_bytes).
+/// Writes the GGUF bytes of `tensor` (of type `ty`, rows of `row_bytes` in the file) that start at
+/// file offset `at` of a part into the part's buffer, where the blocks are padded (pad_blocks;
+/// `bytes` then hold whole blocks) or rows lie `stride` bytes apart (padded through pad_rows when
+/// stride > row_bytes).
+#[allow(clippy::too_many_arguments)]
 pub fn write_rows(
     gpu: &Gpu,
     tensor: &str,
+    ty: QuantType,
     part: &Stored,
     at: u64,
     bytes: &[u8],
@@ -68,7 +73,9 @@ pub fn write_rows(
             msg: "bytes arrived after the tensor was complete".into(),
         });
     };
-    if stride == row_bytes {
+    if let Some(padded) = pad_blocks(ty, bytes) {
+        gpu.write(buffer, at / ty.block_bytes() * kernels::stored_block_bytes(ty), &padded);
+    } else if stride == row_bytes {
         gpu.write(buffer, at, bytes);
     } else {
         let (at, padded) = pad_rows(bytes, at, row_bytes, stride);
@@ -108,4 +115,18 @@ pub fn pad_rows(bytes: &[u8], at: u64, row_bytes: u64, stride: u64) -> (u64, Vec
         pos += n as u64;
     }
     (at / row_bytes * stride + at % row_bytes, out)
+}
+
+/// Whole GGUF blocks of `ty` as the GPU stores them: kernels::block_pad's zero bytes inserted in
+/// each; None for the types stored as GGUF has them.
+pub fn pad_blocks(ty: QuantType, bytes: &[u8]) -> Option<Vec<u8>> {
+    let at = kernels::block_pad(ty)? as usize;
+    let block = ty.block_bytes() as usize;
+    let mut out = Vec::with_capacity(bytes.len() / block * kernels::stored_block_bytes(ty) as usize);
+    for b in bytes.chunks(block) {
+        out.extend_from_slice(&b[..at.min(b.len())]);
+        out.extend_from_slice(&[0; kernels::BLOCK_PAD as usize]);
+        out.extend_from_slice(&b[at.min(b.len())..]);
+    }
+    Some(out)
 }

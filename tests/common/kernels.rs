@@ -165,6 +165,11 @@ pub fn every_layout() -> Vec<On> {
     all
 }
 
+/// GGUF blocks of `ty` as the GPU stores them (padded where kernels::block_pad says).
+pub fn gpu_blocks(ty: QuantType, bytes: &[u8]) -> Vec<u8> {
+    webllama::model::pad_blocks(ty, bytes).unwrap_or_else(|| bytes.to_vec())
+}
+
 /// A matrix's bytes on `g` laid out as the model loader lays them out there (rows padded to 16
 /// bytes where the wide kernels read them, in a texture where the adapter reads them from one),
 /// and a name for the layout.
@@ -176,6 +181,8 @@ pub fn upload_matrix<'a>(
     bytes: &[u8],
     stored: &'a mut Option<Stored>,
 ) -> (QuantMatrix<'a>, String) {
+    let gpu_bytes = gpu_blocks(ty, bytes);
+    let bytes = &gpu_bytes[..];
     let (packed, stride) = (kernels::row_bytes(ty, cols as u32), kernels::row_stride(&g.layout, ty, cols as u32));
     let mut laid = if stride == packed {
         bytes.to_vec()

@@ -225,7 +225,7 @@ impl<'a> Recorder<'a> {
 
     /// Decode: q | k | v = [Wq; Wk; Wv] rmsnorm(x) (+ biases, q and k head-normed, where the
     /// architecture has them), q and k roped (the CPU family leaves LLaMA's RoPE to attention): the
-    /// GPU family's fused qkv kernel over the layer's group (LLaMA's q and k); the CPU family's
+    /// GPU family's fused qkv kernel over the layer's group (biases and NEOX RoPE in it; not qwen3's head norms); the CPU family's
     /// matvec folding rmsnorm (after the first layer, where folds run); else rmsnorm and the
     /// matvecs on their own.
     pub fn qkv(&mut self, l: usize) -> Result<()> {
@@ -233,7 +233,11 @@ impl<'a> Recorder<'a> {
         let norm = weights::layer(l, ATTN_NORM);
         let wqkv = s.weights.get(&weights::layer(l, "attn_qkv"));
         match (self.family(), wqkv) {
-            (Family::Gpu, Some(wqkv)) if c.llama_qk() => {
+            (Family::Gpu, Some(wqkv)) if !c.traits.qk_norm => {
+                let bias = c
+                    .traits
+                    .qkv_bias
+                    .then(|| [ATTN_Q_BIAS, ATTN_K_BIAS, ATTN_V_BIAS].map(|b| s.vec(&weights::layer(l, b))));
                 let p = QkvParams {
                     q_rows: c.q_dim() as u32,
                     kv_rows: c.kv_dim() as u32,
@@ -242,6 +246,7 @@ impl<'a> Recorder<'a> {
                     freq_base: c.rope_base,
                     freq_scale: c.rope_freq_scale,
                     eps: c.rms_eps,
+                    neox: c.traits.rope_neox as u32,
                     ..Default::default()
                 };
                 self.g.push(gpu::qkv(
@@ -253,6 +258,7 @@ impl<'a> Recorder<'a> {
                     self.freq_factors(),
                     &a.step,
                     p,
+                    bias,
                 )?);
                 return Ok(());
             }

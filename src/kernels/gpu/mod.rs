@@ -97,11 +97,16 @@ pub struct QkvParams {
     pub freq_base: f32,
     pub freq_scale: f32,
     pub eps: f32,
-    pub _pad: [u32; 3],
+    /// 1: NEOX RoPE (rows i and i + n_rot / 2 of a head rotate together); 0: adjacent rows.
+    pub neox: u32,
+    /// 1: the q | k | v biases are added before RoPE (qkv's `bias` given).
+    pub bias: u32,
+    pub _pad: u32,
 }
 
 /// qkv: rmsnorm(x) * norm_w through the concatenated [Wq; Wk; Wv] (`w`, q_rows + 2 kv_rows rows)
-/// into `out` = [q | k | v], q and k roped for position step.pos.
+/// into `out` = [q | k | v], plus `bias` ([bq, bk, bv]) where given, q and k roped for position
+/// step.pos (NEOX pairs where p.neox).
 #[allow(clippy::too_many_arguments)]
 pub fn qkv(
     t: Target,
@@ -112,8 +117,9 @@ pub fn qkv(
     freq_factors: &wgpu::Buffer,
     step: &wgpu::Buffer,
     p: QkvParams,
+    bias: Option<[&wgpu::Buffer; 3]>,
 ) -> Result<Dispatch> {
-    let p = QkvParams { cols: w.cols, row_bytes: w.row_stride, ..p };
+    let p = QkvParams { cols: w.cols, row_bytes: w.row_stride, bias: bias.is_some() as u32, ..p };
     if w.rows != p.q_rows + 2 * p.kv_rows || !p.head_dim.is_multiple_of(2) || !w.cols.is_multiple_of(4) {
         return Err(Error::InvalidRequest(format!(
             "qkv: {} rows for q {} + 2 x kv {}, head {}",
@@ -121,7 +127,9 @@ pub fn qkv(
         )));
     }
     let pipeline = t.pipeline(&row_walk_module(t, "qkv", w.ty, &[wgsl::gpu::NORM_FOLD], wgsl::gpu::QKV)?, "main")?;
-    let buffers = numbered(&[step, w.buffer("qkv")?, x, norm_w, out, freq_factors]);
+    // Without biases their bindings take any buffer (never read).
+    let [bq, bk, bv] = bias.unwrap_or([freq_factors; 3]);
+    let buffers = numbered(&[step, w.buffer("qkv")?, x, norm_w, out, freq_factors, bq, bk, bv]);
     // A RoPE pair of rows per workgroup.
     bind(t.gpu, "qkv", pipeline, bytemuck::bytes_of(&p), buffers, grid(w.rows / 2))
 }

@@ -642,44 +642,28 @@ fn matmul_case(
     let step = g.uniform("step", &Step::chunk(0, n as u32));
     let want: Vec<Vec<f32>> = (0..n).map(|t| reference::matvec(w, &x[t * x_stride..t * x_stride + cols])).collect();
     let shape = format!("[{rows}x{cols}] x {n} tokens (batches of up to {max_tokens}), {layout}");
+    // The output after one matmul with `p` into a buffer holding `init`.
+    let run = |p: MatmulParams, init: &[f32]| {
+        let out = g.storage_with("out", bytemuck::cast_slice(init));
+        kernels::submit(g, &[kernels::matmul(g.t(), m, &xb, &out, &step, p, max_tokens).unwrap()]);
+        read_on(g, &out, init.len())
+    };
     // Plain, into rows of a wider output at an offset: out[t, 3 + r] = W x[t].
     let out_stride = rows + 5;
     let base = rng.vec(n * out_stride + 3);
-    let out = g.storage_with("out", bytemuck::cast_slice(&base));
+    let mut expect = base.clone();
+    (0..n).for_each(|t| expect[3 + t * out_stride..][..rows].copy_from_slice(&want[t]));
     let p =
         MatmulParams { x_stride: x_stride as u32, out_offset: 3, out_stride: out_stride as u32, ..Default::default() };
-    kernels::submit(g, &[kernels::matmul(g.t(), m, &xb, &out, &step, p, max_tokens).unwrap()]);
-    let mut expect = base.clone();
-    for t in 0..n {
-        expect[3 + t * out_stride..3 + t * out_stride + rows].copy_from_slice(&want[t]);
-    }
-    check("matmul", ty, &shape, &read_on(g, &out, expect.len()), &expect);
+    check("matmul", ty, &shape, &run(p, &base), &expect);
     // Residual add, weight rows 10.. only: every token, then the last token only (prompt logits).
     let r = rows - 10;
-    let out = g.storage_with("out", bytemuck::cast_slice(&base[..n * r]));
-    let p = MatmulParams {
-        x_stride: x_stride as u32,
-        out_stride: r as u32,
-        accumulate: 1,
-        w_row0: 10,
-        ..Default::default()
-    };
-    kernels::submit(g, &[kernels::matmul(g.t(), m, &xb, &out, &step, p, max_tokens).unwrap()]);
-    let mut expect = base[..n * r].to_vec();
-    for t in 0..n {
-        for i in 0..r {
-            expect[t * r + i] += want[t][i + 10];
-        }
-    }
-    check("matmul+accumulate, rows 10..", ty, &shape, &read_on(g, &out, expect.len()), &expect);
-    let out = g.storage_with("out", bytemuck::cast_slice(&base[..r]));
-    let p = MatmulParams { last_only: 1, ..p };
-    kernels::submit(g, &[kernels::matmul(g.t(), m, &xb, &out, &step, p, max_tokens).unwrap()]);
-    let mut expect = base[..r].to_vec();
-    for i in 0..r {
-        expect[i] += want[n - 1][i + 10];
-    }
-    check("matmul+accumulate, last token, rows 10..", ty, &shape, &read_on(g, &out, r), &expect);
+    let p = MatmulParams { out_offset: 0, out_stride: r as u32, accumulate: 1, w_row0: 10, ..p };
+    let expect: Vec<f32> = (0..n * r).map(|j| base[j] + want[j / r][j % r + 10]).collect();
+    check("matmul+accumulate, rows 10..", ty, &shape, &run(p, &base[..n * r]), &expect);
+    let expect: Vec<f32> = (0..r).map(|i| base[i] + want[n - 1][i + 10]).collect();
+    let got = run(MatmulParams { last_only: 1, ..p }, &base[..r]);
+    check("matmul+accumulate, last token, rows 10..", ty, &shape, &got, &expect);
 }
 
 /// A WebGPU validation error (here: a dispatch whose weights buffer was destroyed) comes back as a

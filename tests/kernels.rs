@@ -9,6 +9,7 @@ use common::Rng;
 use std::sync::Arc;
 use webllama::format::quant::{QuantType, SUPPORTED};
 use webllama::kernels::cpu;
+use webllama::kernels::gpu::{MatmulTile, MATMUL_FEW, MATMUL_TILES};
 use webllama::kernels::{
     self, HeadRmsnormParams, MatmulParams, MatvecParams, MoeMatmulParams, MoeMatvecParams, MoeRouteParams,
     QkvBiasParams, QuantMatrix, RopeParams, Step,
@@ -597,61 +598,91 @@ fn quantize_round_trips_within_the_type_precision() {
     }
 }
 
+/// The smallest batch capacity above MATMUL_FEW for which `rows` rows take `tile` (the tiled
+/// matmul's tile is chosen by rows and capacity); none means the tile is never used.
+fn capacity_taking(tile: MatmulTile, rows: u32) -> u32 {
+    (MATMUL_FEW + 1..=1 << 16)
+        .find(|&c| MatmulTile::choose(rows, c) == tile)
+        .unwrap_or_else(|| panic!("{rows} rows never take the tiled matmul's tile {tile:?}"))
+}
+
 #[test]
 fn matmul_every_quant_type_on_both_layouts() {
+    // 136 rows: whole 32-, 64- and 128-row tiles and a partial one after them.
+    let rows = 136usize;
     for g in every_layout() {
         let mut rng = Rng(0xba7c);
-        // 70 rows: not a multiple of the 64-row tile; 37 tokens: past one 32-token tile, a partial one.
-        let rows = 70usize;
+        // Batch capacities: up to MATMUL_FEW tokens take the matvec-shaped kernel; on GPUs, one
+        // capacity per tile of the tiled kernel (workgroups past the batch's tokens return at once).
+        let mut capacities = vec![MATMUL_FEW];
+        if g.layout.is_cpu() {
+            capacities.push(72);
+        } else {
+            capacities.extend(MATMUL_TILES.iter().map(|&tile| capacity_taking(tile, rows as u32)));
+        }
         for &ty in SUPPORTED {
-            // Unquantized types: a row length that is not a multiple of 8 (the 4-value tail path).
+            // Unquantized types: a row length that is not a multiple of 8 (the tail of the last K
+            // step, and main_few's 4-value tail).
             let cols = if ty.block_elems() == 1 { 580 } else { width(ty, 576) };
+            // Token rows of x longer than a weight row.
+            let x_stride = cols + 8;
             let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
             let mut wb = None;
             let (m, layout) = upload_matrix(&g, ty, rows, cols, &bytes, &mut wb);
-            // Batches of up to 40 tokens take the tiled kernel on GPUs; up to 8 the matvec-shaped one.
-            for (n, max_tokens) in [(1usize, 40u32), (5, 40), (37, 40), (1, 8), (5, 8), (8, 8)] {
-                let x = rng.vec(n * cols);
-                let xb = g.storage_with("x", bytemuck::cast_slice(&x));
-                let step = g.uniform("step", &Step::chunk(0, n as u32));
-                let want: Vec<Vec<f32>> = (0..n).map(|t| reference::matvec(&w, &x[t * cols..(t + 1) * cols])).collect();
-                // Plain, into rows of a wider output at an offset: out[t, 3 + r] = W x[t].
-                let out_stride = rows + 5;
-                let base = rng.vec(n * out_stride + 3);
-                let out = g.storage_with("out", bytemuck::cast_slice(&base));
-                let p = MatmulParams {
-                    x_stride: cols as u32,
-                    out_offset: 3,
-                    out_stride: out_stride as u32,
-                    ..Default::default()
-                };
-                kernels::submit(&g, &[kernels::matmul(g.t(), &m, &xb, &out, &step, p, max_tokens).unwrap()]);
-                let mut expect = base.clone();
-                for t in 0..n {
-                    expect[3 + t * out_stride..3 + t * out_stride + rows].copy_from_slice(&want[t]);
+            let layout = format!("{layout}{}", if g.layout.subgroups { "" } else { ", no subgroups" });
+            for &max_tokens in &capacities {
+                // 1, 5: a part of one token tile; 33: past one 32-token tile; 64: whole tiles; 70:
+                // past one 64-token tile.
+                for n in [1usize, 5, 8, 33, 64, 70].into_iter().filter(|&n| n <= max_tokens as usize) {
+                    matmul_case(&g, &m, &w, (n, max_tokens, x_stride), &mut rng, ty.name(), &layout);
                 }
-                let shape = format!("[{rows}x{cols}] x {n} tokens (batches of up to {max_tokens}), {layout}");
-                check("matmul", ty.name(), &shape, &read_on(&g, &out, expect.len()), &expect);
-                // Residual add, weight rows 10.. only, the last token only (prompt logits).
-                let out = g.storage_with("out", bytemuck::cast_slice(&base[..rows]));
-                let p = MatmulParams {
-                    x_stride: cols as u32,
-                    out_stride: rows as u32,
-                    accumulate: 1,
-                    last_only: 1,
-                    w_row0: 10,
-                    ..Default::default()
-                };
-                kernels::submit(&g, &[kernels::matmul(g.t(), &m, &xb, &out, &step, p, max_tokens).unwrap()]);
-                let mut expect = base[..rows].to_vec();
-                for r in 0..rows - 10 {
-                    expect[r] += want[n - 1][r + 10];
-                }
-                check("matmul+accumulate, last token, rows 10..", ty.name(), &shape, &read_on(&g, &out, rows), &expect);
             }
         }
     }
 }
+
+/// One matmul of `n` tokens in batches of up to `max_tokens` (x rows `x_stride` apart) against the
+/// reference: into rows of a wider output at an offset; then added to an output, from weight rows
+/// 10.., for every token and for the last one only (prompt logits).
+fn matmul_case(
+    g: &On,
+    m: &QuantMatrix,
+    w: &reference::Mat,
+    (n, max_tokens, x_stride): (usize, u32, usize),
+    rng: &mut Rng,
+    ty: &str,
+    layout: &str,
+) {
+    let (rows, cols) = (m.rows as usize, m.cols as usize);
+    let x = rng.vec(n * x_stride);
+    let xb = g.storage_with("x", bytemuck::cast_slice(&x));
+    let step = g.uniform("step", &Step::chunk(0, n as u32));
+    let want: Vec<Vec<f32>> = (0..n).map(|t| reference::matvec(w, &x[t * x_stride..t * x_stride + cols])).collect();
+    let shape = format!("[{rows}x{cols}] x {n} tokens (batches of up to {max_tokens}), {layout}");
+    // The output after one matmul with `p` into a buffer holding `init`.
+    let run = |p: MatmulParams, init: &[f32]| {
+        let out = g.storage_with("out", bytemuck::cast_slice(init));
+        kernels::submit(g, &[kernels::matmul(g.t(), m, &xb, &out, &step, p, max_tokens).unwrap()]);
+        read_on(g, &out, init.len())
+    };
+    // Plain, into rows of a wider output at an offset: out[t, 3 + r] = W x[t].
+    let out_stride = rows + 5;
+    let base = rng.vec(n * out_stride + 3);
+    let mut expect = base.clone();
+    (0..n).for_each(|t| expect[3 + t * out_stride..][..rows].copy_from_slice(&want[t]));
+    let p =
+        MatmulParams { x_stride: x_stride as u32, out_offset: 3, out_stride: out_stride as u32, ..Default::default() };
+    check("matmul", ty, &shape, &run(p, &base), &expect);
+    // Residual add, weight rows 10.. only: every token, then the last token only (prompt logits).
+    let r = rows - 10;
+    let p = MatmulParams { out_offset: 0, out_stride: r as u32, accumulate: 1, w_row0: 10, ..p };
+    let expect: Vec<f32> = (0..n * r).map(|j| base[j] + want[j / r][j % r + 10]).collect();
+    check("matmul+accumulate, rows 10..", ty, &shape, &run(p, &base[..n * r]), &expect);
+    let expect: Vec<f32> = (0..r).map(|i| base[i] + want[n - 1][i + 10]).collect();
+    let got = run(MatmulParams { last_only: 1, ..p }, &base[..r]);
+    check("matmul+accumulate, last token, rows 10..", ty, &shape, &got, &expect);
+}
+
 /// A WebGPU validation error (here: a dispatch whose weights buffer was destroyed) comes back as a
 /// named error from the next read, not a hang or a panic, and the device works afterwards.
 #[test]

@@ -34,6 +34,7 @@ pub mod wgsl {
     pub mod gpu {
         pub const MATVEC: &str = include_str!("../../shaders/gpu/matvec.wgsl");
         pub const MATMUL: &str = include_str!("../../shaders/gpu/matmul.wgsl");
+        pub const MATMUL_TILED: &str = include_str!("../../shaders/gpu/matmul_tiled.wgsl");
         pub const NORM_FOLD: &str = include_str!("../../shaders/gpu/norm_fold.wgsl");
         /// The decode row walk matvec, qkv and gate_up share, and its two reductions.
         pub const ROW_WALK: &str = include_str!("../../shaders/gpu/row_walk.wgsl");

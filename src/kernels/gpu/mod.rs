@@ -44,15 +44,80 @@ pub fn matvec(
     )
 }
 
-/// Most tokens the matvec-shaped matmul (`main_few`: n candidates) takes.
+/// Most tokens the matvec-shaped matmul (`main_few`: n candidates, a prompt's last token) takes.
 pub const MATMUL_FEW: u32 = 8;
-/// Tokens per tile of the tiled matmul (`main`).
-const MATMUL_TILE_TOKENS: u32 = 32;
-/// Weight rows per tile (both entry points' grids: 64 rows, or 4 per workgroup for main_few).
-const MATMUL_TILE_ROWS: u32 = 64;
+/// Weight rows per workgroup of `main_few` (16 threads each).
+const MATMUL_FEW_ROWS: u32 = 4;
 
-/// matmul (see kernels::matmul; `p` complete): at most MATMUL_FEW tokens take the matvec-shaped
-/// kernel (candidates), more the tiled one.
+/// One work split of the tiled matmul (matmul_tiled.wgsl, put before it as WGSL constants): a
+/// workgroup of `threads` computes `rows` weight rows x `tokens` tokens, walking the row length
+/// `k` columns a step through workgroup memory; each thread holds `rows_per_thread` rows x 4
+/// tokens in registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulTile {
+    pub rows: u32,
+    pub tokens: u32,
+    pub k: u32,
+    pub threads: u32,
+    pub rows_per_thread: u32,
+}
+
+/// Tokens per thread of every tile (one vec4).
+const MATMUL_TOKENS_PER_THREAD: u32 = 4;
+
+/// The tiled matmul's work splits, largest first; each uses at most 16 KiB of workgroup memory
+/// (WebGPU's default limit: 4 bytes x k x (rows + tokens)).
+pub const MATMUL_TILES: [MatmulTile; 3] = [
+    // 128 x 64, 8 x 4 per thread: 32 FMAs per 3 vec4 reads; 12 KiB.
+    MatmulTile { rows: 128, tokens: 64, k: 16, threads: 256, rows_per_thread: 8 },
+    // 64 x 64, 4 x 4 per thread: 16 FMAs per 2 vec4 reads; 16 KiB.
+    MatmulTile { rows: 64, tokens: 64, k: 32, threads: 256, rows_per_thread: 4 },
+    // 32 x 32, 4 x 4 per thread: a 576-row matrix and a 256-token chunk in 144 workgroups; 8 KiB.
+    MatmulTile { rows: 32, tokens: 32, k: 32, threads: 64, rows_per_thread: 4 },
+];
+
+/// Workgroups a matmul should have to fill a GPU of 100+ compute units: the largest tile that
+/// gives this many is taken, else the smallest.
+const MATMUL_MIN_WORKGROUPS: u32 = 128;
+
+const _: () = {
+    let mut i = 0;
+    while i < MATMUL_TILES.len() {
+        let t = MATMUL_TILES[i];
+        assert!(
+            t.rows_per_thread.is_multiple_of(4) && t.rows.is_multiple_of(t.rows_per_thread) && t.k.is_multiple_of(8)
+        );
+        assert!(t.tokens.is_multiple_of(MATMUL_TOKENS_PER_THREAD));
+        assert!((t.rows / t.rows_per_thread) * (t.tokens / MATMUL_TOKENS_PER_THREAD) == t.threads);
+        assert!(4 * t.k * (t.rows + t.tokens) <= 16384);
+        i += 1;
+    }
+};
+
+impl MatmulTile {
+    /// The tile for `rows` weight rows and batches of up to `max_tokens` tokens.
+    pub fn choose(rows: u32, max_tokens: u32) -> MatmulTile {
+        let workgroups = |t: &MatmulTile| rows.div_ceil(t.rows) * max_tokens.div_ceil(t.tokens);
+        *MATMUL_TILES
+            .iter()
+            .find(|t| workgroups(t) >= MATMUL_MIN_WORKGROUPS)
+            .unwrap_or(&MATMUL_TILES[MATMUL_TILES.len() - 1])
+    }
+
+    /// The WGSL constants matmul_tiled.wgsl is written against.
+    fn wgsl(&self) -> String {
+        format!(
+            "const BM: u32 = {}u; // weight rows per tile\nconst BN: u32 = {}u; // tokens per tile\n\
+             const BK: u32 = {}u; // columns per step\nconst WG: u32 = {}u; // threads\n\
+             const TR: u32 = {}u; // rows per thread\n",
+            self.rows, self.tokens, self.k, self.threads, self.rows_per_thread
+        )
+    }
+}
+
+/// matmul (see kernels::matmul; `p` complete): at most MATMUL_FEW tokens, or only the last one,
+/// take the matvec-shaped kernel (candidates, prompt logits); more the tiled one, its tile chosen by
+/// the matrix's rows and `max_tokens`.
 pub fn matmul(
     t: Target,
     w: &QuantMatrix,
@@ -62,26 +127,30 @@ pub fn matmul(
     p: MatmulParams,
     max_tokens: u32,
 ) -> Result<Dispatch> {
-    let module = Module::quant("matmul", w.ty, &[wgsl::MATMUL_IO, wgsl::MATMUL_WEIGHTS, wgsl::gpu::MATMUL])?;
+    let parts = [wgsl::MATMUL_IO, wgsl::MATMUL_WEIGHTS];
     let buffers = numbered(&[step, w.buffer("matmul")?, x, out]);
-    if max_tokens <= MATMUL_FEW {
+    if max_tokens <= MATMUL_FEW || p.last_only == 1 {
+        let module = Module::quant("matmul", w.ty, &parts)?.with(&[wgsl::gpu::MATMUL]);
         return bind(
             t.gpu,
             "matmul",
             t.pipeline(&module, "main_few")?,
             bytemuck::bytes_of(&p),
             buffers,
-            grid(p.rows.div_ceil(4)),
+            grid(p.rows.div_ceil(MATMUL_FEW_ROWS)),
         );
     }
-    let tiles = if p.last_only == 1 { 1 } else { max_tokens.div_ceil(MATMUL_TILE_TOKENS) };
+    let tile = MatmulTile::choose(p.rows, max_tokens);
+    let module = Module::quant("matmul_tiled", w.ty, &parts)?
+        .variant(&format!("{}x{}", tile.rows, tile.tokens), wgsl::gpu::MATMUL_TILED)
+        .prepend(tile.wgsl());
     bind(
         t.gpu,
         "matmul",
         t.pipeline(&module, "main")?,
         bytemuck::bytes_of(&p),
         buffers,
-        [p.rows.div_ceil(MATMUL_TILE_ROWS), tiles, 1],
+        [p.rows.div_ceil(tile.rows), max_tokens.div_ceil(tile.tokens), 1],
     )
 }
 

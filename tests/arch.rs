@@ -221,8 +221,8 @@ fn moe_route_and_moe_matvec_match() {
     for &ty in SUPPORTED {
         let (rows, cols) = (40usize, width(ty, 256));
         let (bytes, w) = random_matrix(ty, n_experts * rows, cols, &mut rng);
-        let wb = g.storage_with("experts", &gpu_blocks(ty, &bytes));
-        let m = QuantMatrix::packed(ty, &wb, (n_experts * rows) as u32, cols as u32);
+        let wb = g.storage_with("experts", &gpu_blocks(&g, ty, &bytes));
+        let m = QuantMatrix::stored(&g.layout, ty, &wb, (n_experts * rows) as u32, cols as u32);
         let x = rng.vec(tokens * cols);
         let acc = rng.vec(tokens * rows);
         let (xb, out) =

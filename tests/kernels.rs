@@ -133,11 +133,11 @@ fn matvec_past_65535_workgroups() {
     let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
     let x = rng.vec(cols);
     let (wb, xb, out) = (
-        g.storage_with("w", &gpu_blocks(ty, &bytes)),
+        g.storage_with("w", &gpu_blocks(&g, ty, &bytes)),
         g.storage_with("x", bytemuck::cast_slice(&x)),
         g.storage("out", 4 * rows as u64),
     );
-    let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
+    let m = QuantMatrix::stored(&g.layout, ty, &wb, rows as u32, cols as u32);
     kernels::submit(&g, &[kernels::matvec(g.t(), &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap()]);
     check("matvec", ty.name(), &format!("[{rows}x{cols}]"), &read_on(&g, &out, rows), &reference::matvec(&w, &x));
 }
@@ -151,7 +151,7 @@ fn embed_every_quant_type() {
             let (bytes, table) = random_matrix(ty, rows, cols, &mut rng);
             // Two parts of the table, as a table split by rows is looked up: rows 0..20 and 20..50,
             // each laid out as the loader lays it out on this layout.
-            let rb = kernels::file_row_bytes(ty, cols as u32) as usize;
+            let rb = kernels::row_bytes(ty, cols as u32) as usize;
             let (mut s1, mut s2) = (None, None);
             let (p1, layout) = upload_matrix(&g, ty, 20, cols, &bytes[..20 * rb], &mut s1);
             let (p2, _) = upload_matrix(&g, ty, 30, cols, &bytes[20 * rb..], &mut s2);
@@ -302,8 +302,8 @@ fn qkv_every_quant_type() {
                 let (bv, wv) = random_matrix(ty, kv_rows, dim, &mut rng);
                 let (x, norm) = (rng.vec(dim), rng.vec(dim));
                 let ff: Vec<f32> = (0..n_rot / 2).map(|i| if factors { 1.0 + i as f32 } else { 1.0 }).collect();
-                let wb = g.storage_with("wqkv", &gpu_blocks(ty, &[bq, bk, bv].concat()));
-                let m = QuantMatrix::packed(ty, &wb, (q_rows + 2 * kv_rows) as u32, dim as u32);
+                let wb = g.storage_with("wqkv", &gpu_blocks(&g, ty, &[bq, bk, bv].concat()));
+                let m = QuantMatrix::stored(&g.layout, ty, &wb, (q_rows + 2 * kv_rows) as u32, dim as u32);
                 let (xb, nb, fb) = (
                     g.storage_with("x", bytemuck::cast_slice(&x)),
                     g.storage_with("norm", bytemuck::cast_slice(&norm)),
@@ -360,8 +360,8 @@ fn gate_up_every_quant_type() {
             let (bg, wg) = random_matrix(ty, ffn, dim, &mut rng);
             let (bu, wu) = random_matrix(ty, ffn, dim, &mut rng);
             let (x, norm) = (rng.vec(dim), rng.vec(dim));
-            let wb = g.storage_with("w", &gpu_blocks(ty, &[bg, bu].concat()));
-            let m = QuantMatrix::packed(ty, &wb, 2 * ffn as u32, dim as u32);
+            let wb = g.storage_with("w", &gpu_blocks(&g, ty, &[bg, bu].concat()));
+            let m = QuantMatrix::stored(&g.layout, ty, &wb, 2 * ffn as u32, dim as u32);
             let (xb, nb) =
                 (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("norm", bytemuck::cast_slice(&norm)));
             let out = g.storage("out", 4 * ffn as u64);
@@ -593,11 +593,11 @@ fn a_validation_error_surfaces_as_an_error() {
     let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
     let x = rng.vec(cols);
     let (wb, xb, out) = (
-        g.storage_with("w", &gpu_blocks(ty, &bytes)),
+        g.storage_with("w", &gpu_blocks(&g, ty, &bytes)),
         g.storage_with("x", bytemuck::cast_slice(&x)),
         g.storage("out", 4 * rows as u64),
     );
-    let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
+    let m = QuantMatrix::stored(&g.layout, ty, &wb, rows as u32, cols as u32);
     let d = kernels::matvec(g.t(), &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap();
     wb.destroy();
     kernels::submit(&g, &[d]);
@@ -608,8 +608,8 @@ fn a_validation_error_surfaces_as_an_error() {
     assert!(err.starts_with("GPU error") && err.contains("destroyed"), "{err}");
     assert!(t.elapsed().as_secs() < 10);
     // The device still works.
-    let wb = g.storage_with("w", &gpu_blocks(ty, &bytes));
-    let m = QuantMatrix::packed(ty, &wb, rows as u32, cols as u32);
+    let wb = g.storage_with("w", &gpu_blocks(&g, ty, &bytes));
+    let m = QuantMatrix::stored(&g.layout, ty, &wb, rows as u32, cols as u32);
     kernels::submit(&g, &[kernels::matvec(g.t(), &m, &xb, &out, &step_on(&g, 0), MatvecParams::default()).unwrap()]);
     check("matvec after an error", ty.name(), "[8x32]", &read_on(&g, &out, rows), &reference::matvec(&w, &x));
 }

@@ -1,9 +1,9 @@
-//! IQ4_NL { d: f16, qs: [u8; 16] } (18 bytes in GGUF; 20 on the GPU: 2 zero
-//! bytes after d, qs at byte 4: kernels::block_pad; 32 values): a 4-bit index into the non-linear levels
+//! IQ4_NL { d: f16, qs: [u8; 16] } (18 bytes; BLOCK_PAD zero bytes after d
+//! where the layout pads blocks: kernels::block_pad; 32 values): a 4-bit index into the non-linear levels
 //! of iq4_levels.wgsl; x[j] = d * IQ4_LEVELS[qs[j] & 0xF], x[j+16] = d * IQ4_LEVELS[qs[j] >> 4].
 const BLOCK_ELEMS: u32 = 32u;
-const BLOCK_BYTES: u32 = 20u;
-const QS: u32 = 4u; // the quants' first byte
+const BLOCK_BYTES: u32 = 18u + BLOCK_PAD;
+const QS: u32 = 2u + BLOCK_PAD; // the quants' first byte
 
 fn block_dot(blk: u32, xi: u32) -> f32 {
     var s = 0.0;

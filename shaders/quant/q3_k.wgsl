@@ -1,9 +1,9 @@
-//! Q3_K { hmask: [u8; 32], qs: [u8; 64], scales: [u8; 12] (sixteen 6-bit scales), d: f16 } (110 bytes in
-//! GGUF, 112 on the GPU: 2 zero bytes after d, kernels::block_pad;
+//! Q3_K { hmask: [u8; 32], qs: [u8; 64], scales: [u8; 12] (sixteen 6-bit scales), d: f16 } (110 bytes and
+//! BLOCK_PAD zero bytes where the layout pads blocks: kernels::block_pad;
 //! 256 values): value 128n + 32j + 16s + l is bits 2j..2j+1 of qs[32n + 16s + l], minus 4 unless bit
 //! 4n + j of hmask[16s + l] is set; x = d * (scale(8n + 2j + s) - 32) * q.
 const BLOCK_ELEMS: u32 = 256u;
-const BLOCK_BYTES: u32 = 112u;
+const BLOCK_BYTES: u32 = 110u + BLOCK_PAD;
 
 // Scale i: low 4 bits from the low (i < 8) or high nibble of byte i % 8, top 2 from byte 8 + i % 4.
 fn q3k_scale(at: u32, i: u32) -> f32 {

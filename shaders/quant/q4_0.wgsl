@@ -1,8 +1,8 @@
-//! Q4_0 { d: f16, qs: [u8; 16] } (18 bytes in GGUF; 20 on the GPU: 2 zero bytes after d, qs at
-//! byte 4: kernels::block_pad): x[j] = d * ((qs[j] & 0xF) - 8), x[j+16] = d * ((qs[j] >> 4) - 8).
+//! Q4_0 { d: f16, qs: [u8; 16] } (18 bytes; BLOCK_PAD zero bytes after d where the layout pads
+//! blocks: kernels::block_pad): x[j] = d * ((qs[j] & 0xF) - 8), x[j+16] = d * ((qs[j] >> 4) - 8).
 const BLOCK_ELEMS: u32 = 32u;
-const BLOCK_BYTES: u32 = 20u;
-const QS: u32 = 4u; // the quants' first byte
+const BLOCK_BYTES: u32 = 18u + BLOCK_PAD;
+const QS: u32 = 2u + BLOCK_PAD; // the quants' first byte
 
 fn block_dot(blk: u32, xi: u32) -> f32 {
     var s = 0.0;

@@ -1,10 +1,10 @@
-//! Q5_0 { d: f16, qh: u32 (bit j = 5th bit of x[j]), qs: [u8; 16] } (22 bytes in GGUF;
-//! 24 on the GPU: 2 zero bytes after d, qh at byte 4, qs at 8: kernels::block_pad):
+//! Q5_0 { d: f16, qh: u32 (bit j = 5th bit of x[j]), qs: [u8; 16] } (22 bytes;
+//! BLOCK_PAD zero bytes after d where the layout pads blocks: kernels::block_pad):
 //! x[j] = d * (((qs[j] & 0xF) | qh_j << 4) - 16), x[j+16] = d * (((qs[j] >> 4) | qh_{j+16} << 4) - 16).
 const BLOCK_ELEMS: u32 = 32u;
-const BLOCK_BYTES: u32 = 24u;
-const QH: u32 = 4u;  // qh's first byte
-const QS: u32 = 8u;  // the quants' first byte
+const BLOCK_BYTES: u32 = 22u + BLOCK_PAD;
+const QH: u32 = 2u + BLOCK_PAD; // qh's first byte
+const QS: u32 = 6u + BLOCK_PAD; // the quants' first byte
 
 fn block_dot(blk: u32, xi: u32) -> f32 {
     let qh = load_u32(blk + QH);

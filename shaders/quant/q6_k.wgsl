@@ -1,10 +1,10 @@
-//! Q6_K { ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16 } (210 bytes in GGUF, 212 on
-//! the GPU: 2 zero bytes after d, kernels::block_pad; 256 values): in half n,
+//! Q6_K { ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16 } (210 bytes and BLOCK_PAD
+//! zero bytes where the layout pads blocks: kernels::block_pad; 256 values): in half n,
 //! values l, l+32, l+64, l+96 are the low nibble of ql[64n+l], low of ql[64n+32+l], high of ql[64n+l],
 //! high of ql[64n+32+l], with bits 0-1, 2-3, 4-5, 6-7 of qh[32n+l] above them, minus 32, times
 //! d * scales[8n + l/16 + 2g].
 const BLOCK_ELEMS: u32 = 256u;
-const BLOCK_BYTES: u32 = 212u;
+const BLOCK_BYTES: u32 = 210u + BLOCK_PAD;
 
 fn scale_i8(at: u32) -> f32 {
     return f32(bitcast<i32>(load_u8(at) << 24u) >> 24u);

@@ -125,13 +125,19 @@ impl Module {
         Module { name: name.to_string(), parts: parts.iter().map(|p| p.to_string()).collect() }
     }
 
-    /// A module that reads blocks of `ty`: common.wgsl and the type's decoder, then `parts`.
-    pub fn quant(name: &str, ty: QuantType, parts: &[&str]) -> Result<Module> {
+    /// A module that reads blocks of `ty` as `layout` stores them: BLOCK_PAD (the zero bytes
+    /// kernels::block_pad inserts in each block, which the decoders' offsets count), common.wgsl
+    /// and the type's decoder, then `parts`.
+    pub fn quant(layout: &Layout, name: &str, ty: QuantType, parts: &[&str]) -> Result<Module> {
         let q = quant_wgsl(ty).ok_or_else(|| Error::UnsupportedType {
             tensor: format!("({name} kernel)"),
             type_name: ty.name().to_string(),
         })?;
-        Ok(Module::new(&format!("{name}/{}", ty.name()), &[wgsl::COMMON, q]).with(parts))
+        let pad = crate::kernels::block_pad(layout, ty).map_or(0, |_| crate::kernels::BLOCK_PAD);
+        let pad_const =
+            format!("const BLOCK_PAD: u32 = {pad}u; // zero bytes in each stored block (kernels::block_pad)");
+        let name = if pad > 0 { format!("{name}/{}+padded", ty.name()) } else { format!("{name}/{}", ty.name()) };
+        Ok(Module::new(&name, &[&pad_const, wgsl::COMMON, q]).with(parts))
     }
 
     /// Appends `parts`.

@@ -172,6 +172,12 @@ impl<'a> QuantMatrix<'a> {
         QuantMatrix { ty, blocks: Blocks::Buffer(buffer), rows, cols, row_stride: row_bytes(ty, cols) }
     }
 
+    /// Rows in a buffer as `layout` stores them (row_stride: blocks padded in the GPU family, rows
+    /// in the CPU family's).
+    pub fn stored(layout: &Layout, ty: QuantType, buffer: &'a wgpu::Buffer, rows: u32, cols: u32) -> QuantMatrix<'a> {
+        QuantMatrix { ty, blocks: Blocks::Buffer(buffer), rows, cols, row_stride: row_stride(layout, ty, cols) }
+    }
+
     /// The buffer, for the kernels that read blocks from one (all but the wide ones).
     fn buffer(&self, kernel: &str) -> Result<&'a wgpu::Buffer> {
         match self.blocks {
@@ -191,15 +197,18 @@ impl<'a> QuantMatrix<'a> {
     }
 }
 
-/// Where the GPU's blocks of `ty` differ from GGUF's: the byte offset in a GGUF block at which
-/// BLOCK_PAD zero bytes are inserted, so that blocks start on 4-byte boundaries and every field
-/// read as a word is aligned (one load instead of two and a shift). GGUF's 18-, 22-, 110- and
-/// 210-byte blocks: Q4_0 and IQ4_NL (d: f16, then 16 quant bytes), Q5_0 (d, then qh and the quants)
-/// padded after d; Q3_K and Q6_K (d: f16 last) padded at the end. Q8_0's 34 bytes stay: the CPU
-/// family's wide decoder reads them as GGUF lays them out. The CPU reference reads GGUF.
-pub fn block_pad(ty: QuantType) -> Option<u64> {
+/// Where the GPU family's blocks of `ty` differ from GGUF's: the byte offset in a GGUF block at
+/// which BLOCK_PAD zero bytes are inserted, so that blocks start on 4-byte boundaries and every
+/// field read as a word is aligned (one load instead of two and a shift). GGUF's 34-, 18-, 22-,
+/// 110- and 210-byte blocks: Q8_0, Q4_0, IQ4_NL (d: f16, then the quants) and Q5_0 (d, then qh and
+/// the quants) padded after d; Q3_K and Q6_K (d: f16 last) padded at the end. The CPU family keeps
+/// GGUF's blocks (its wide Q8_0 decoder reads them); the CPU reference reads GGUF.
+pub fn block_pad(layout: &Layout, ty: QuantType) -> Option<u64> {
+    if layout.is_cpu() {
+        return None;
+    }
     match ty {
-        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Iq4Nl => Some(2),
+        QuantType::Q8_0 | QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Iq4Nl => Some(2),
         QuantType::Q3K | QuantType::Q6K => Some(ty.block_bytes()),
         _ => None,
     }
@@ -208,28 +217,23 @@ pub fn block_pad(ty: QuantType) -> Option<u64> {
 /// Zero bytes block_pad inserts in each block.
 pub const BLOCK_PAD: u64 = 2;
 
-/// Bytes of a block of `ty` as the GPU stores it (block_pad).
-pub fn stored_block_bytes(ty: QuantType) -> u64 {
-    ty.block_bytes() + if block_pad(ty).is_some() { BLOCK_PAD } else { 0 }
-}
-
-/// Bytes of a row of `cols` values of type `ty` as the GPU stores it (blocks padded by block_pad).
-pub fn row_bytes(ty: QuantType, cols: u32) -> u32 {
-    (cols as u64 / ty.block_elems() * stored_block_bytes(ty)) as u32
+/// Bytes of a block of `ty` as `layout` stores it (block_pad).
+pub fn stored_block_bytes(layout: &Layout, ty: QuantType) -> u64 {
+    ty.block_bytes() + if block_pad(layout, ty).is_some() { BLOCK_PAD } else { 0 }
 }
 
 /// Bytes of a row of `cols` values of type `ty` in the GGUF file.
-pub fn file_row_bytes(ty: QuantType, cols: u32) -> u32 {
+pub fn row_bytes(ty: QuantType, cols: u32) -> u32 {
     (cols as u64 / ty.block_elems() * ty.block_bytes()) as u32
 }
 
 /// The row stride a matrix gets in this layout: the CPU family pads rows of the types with a wide
-/// decoder to 16 bytes (cpu::row_stride); elsewhere rows stay packed.
+/// decoder to 16 bytes (cpu::row_stride); the GPU family packs rows of its blocks (block_pad).
 pub fn row_stride(layout: &Layout, ty: QuantType, cols: u32) -> u32 {
     if layout.is_cpu() {
         cpu::row_stride(ty, cols)
     } else {
-        row_bytes(ty, cols)
+        (cols as u64 / ty.block_elems() * stored_block_bytes(layout, ty)) as u32
     }
 }
 
@@ -370,7 +374,7 @@ pub fn embed(
     if let Some(d) = cpu::embed_wide(t, table, tokens, out, p, rows)? {
         return Ok(d);
     }
-    let pipeline = t.pipeline(&Module::quant("embed", table.ty, &[wgsl::EMBED])?, "main")?;
+    let pipeline = t.pipeline(&Module::quant(t.layout, "embed", table.ty, &[wgsl::EMBED])?, "main")?;
     bind(
         t.gpu,
         "embed",

@@ -54,7 +54,7 @@ pub fn moe_matvec(
     batch_rows: u32,
 ) -> Result<Dispatch> {
     let p = MoeMatvecParams { cols: w.cols, row_bytes: w.row_stride, ..p };
-    let pipeline = t.pipeline(&Module::quant("moe_matvec", w.ty, &[wgsl::MOE_MATVEC])?, "main")?;
+    let pipeline = t.pipeline(&Module::quant(t.layout, "moe_matvec", w.ty, &[wgsl::MOE_MATVEC])?, "main")?;
     let buffers = numbered(&[w.buffer("moe_matvec")?, x, out, route]);
     let groups = [p.rows.min(65535), batch_rows, p.rows.div_ceil(65535)];
     bind(t.gpu, "moe_matvec", pipeline, bytemuck::bytes_of(&p), buffers, groups)
@@ -90,7 +90,7 @@ pub fn moe_matmul(
     n_experts: u32,
 ) -> Result<Dispatch> {
     let p = MoeMatmulParams { cols: w.cols, row_bytes: w.row_stride, n_tiles: p.n_items.div_ceil(64), ..p };
-    let pipeline = t.pipeline(&Module::quant("moe_matmul", w.ty, &[wgsl::MOE_MATMUL])?, "main")?;
+    let pipeline = t.pipeline(&Module::quant(t.layout, "moe_matmul", w.ty, &[wgsl::MOE_MATMUL])?, "main")?;
     let buffers = numbered(&[w.buffer("moe_matmul")?, x, out, route]);
     let groups = [p.rows.min(65535), n_experts * p.n_tiles, p.rows.div_ceil(65535)];
     bind(t.gpu, "moe_matmul", pipeline, bytemuck::bytes_of(&p), buffers, groups)

@@ -258,7 +258,8 @@ impl ModelBuilder {
         let mut buf = std::mem::take(&mut p.carry);
         buf.extend_from_slice(data);
         // Whole words reach the GPU; whole blocks where the GPU pads them (weight::pad_blocks).
-        let unit = if kernels::block_pad(p.info.ty).is_some() { p.info.ty.block_bytes() as usize } else { 4 };
+        let unit =
+            if kernels::block_pad(&self.layout, p.info.ty).is_some() { p.info.ty.block_bytes() as usize } else { 4 };
         let keep = if done { 0 } else { buf.len() % unit };
         p.carry = buf.split_off(buf.len() - keep);
         match p.target.as_mut().expect("allocated above") {
@@ -267,12 +268,13 @@ impl ModelBuilder {
                 let w = &self.groups[group.as_str()];
                 write_rows(
                     &gpu,
+                    &layout,
                     &name,
                     w.ty,
                     &w.parts[0].0,
                     *offset + start,
                     &buf,
-                    kernels::file_row_bytes(w.ty, w.cols) as u64,
+                    kernels::row_bytes(w.ty, w.cols) as u64,
                     w.row_stride as u64,
                 )?;
                 let members = self.members.as_ref().expect("planned above");
@@ -320,6 +322,7 @@ impl ModelBuilder {
                     if a < b {
                         write_rows(
                             &gpu,
+                            &layout,
                             &name,
                             w.ty,
                             stored,

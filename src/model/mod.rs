@@ -110,7 +110,7 @@ impl Model {
         let weight_bytes = weights
             .iter()
             .map(|(name, w)| {
-                let bytes = w.rows as u64 * crate::kernels::file_row_bytes(w.ty, w.cols) as u64;
+                let bytes = w.rows as u64 * crate::kernels::row_bytes(w.ty, w.cols) as u64;
                 match crate::format::weights::is_experts(name) {
                     true => bytes / c.n_experts as u64 * c.n_experts_used as u64,
                     false => bytes,

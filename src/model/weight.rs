@@ -1,5 +1,5 @@
-//! Weight: a matrix in GGUF blocks on the GPU (some types' blocks padded to 4-byte alignment:
-//! kernels::block_pad), split by rows into parts that each fit one binding, in buffers or (CPU
+//! Weight: a matrix in GGUF blocks on the GPU (in the GPU family, some types' blocks padded to
+//! 4-byte alignment: kernels::block_pad), split by rows into parts that each fit one binding, in buffers or (CPU
 //! family) textures; how uploaded rows are laid out there.
 
 use crate::error::{Error, Result};
@@ -53,12 +53,13 @@ impl Weight {
 }
 
 /// Writes the GGUF bytes of `tensor` (of type `ty`, rows of `row_bytes` in the file) that start at
-/// file offset `at` of a part into the part's buffer, where the blocks are padded (pad_blocks;
+/// file offset `at` of a part into the part's buffer, where `layout` pads the blocks (pad_blocks;
 /// `bytes` then hold whole blocks) or rows lie `stride` bytes apart (padded through pad_rows when
 /// stride > row_bytes).
 #[allow(clippy::too_many_arguments)]
 pub fn write_rows(
     gpu: &Gpu,
+    layout: &Layout,
     tensor: &str,
     ty: QuantType,
     part: &Stored,
@@ -73,8 +74,8 @@ pub fn write_rows(
             msg: "bytes arrived after the tensor was complete".into(),
         });
     };
-    if let Some(padded) = pad_blocks(ty, bytes) {
-        gpu.write(buffer, at / ty.block_bytes() * kernels::stored_block_bytes(ty), &padded);
+    if let Some(padded) = pad_blocks(layout, ty, bytes) {
+        gpu.write(buffer, at / ty.block_bytes() * kernels::stored_block_bytes(layout, ty), &padded);
     } else if stride == row_bytes {
         gpu.write(buffer, at, bytes);
     } else {
@@ -117,12 +118,12 @@ pub fn pad_rows(bytes: &[u8], at: u64, row_bytes: u64, stride: u64) -> (u64, Vec
     (at / row_bytes * stride + at % row_bytes, out)
 }
 
-/// Whole GGUF blocks of `ty` as the GPU stores them: kernels::block_pad's zero bytes inserted in
-/// each; None for the types stored as GGUF has them.
-pub fn pad_blocks(ty: QuantType, bytes: &[u8]) -> Option<Vec<u8>> {
-    let at = kernels::block_pad(ty)? as usize;
+/// Whole GGUF blocks of `ty` as `layout` stores them: kernels::block_pad's zero bytes inserted in
+/// each; None where the layout stores them as GGUF has them.
+pub fn pad_blocks(layout: &Layout, ty: QuantType, bytes: &[u8]) -> Option<Vec<u8>> {
+    let at = kernels::block_pad(layout, ty)? as usize;
     let block = ty.block_bytes() as usize;
-    let mut out = Vec::with_capacity(bytes.len() / block * kernels::stored_block_bytes(ty) as usize);
+    let mut out = Vec::with_capacity(bytes.len() / block * kernels::stored_block_bytes(layout, ty) as usize);
     for b in bytes.chunks(block) {
         out.extend_from_slice(&b[..at.min(b.len())]);
         out.extend_from_slice(&[0; kernels::BLOCK_PAD as usize]);

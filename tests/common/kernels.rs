@@ -165,9 +165,9 @@ pub fn every_layout() -> Vec<On> {
     all
 }
 
-/// GGUF blocks of `ty` as the GPU stores them (padded where kernels::block_pad says).
-pub fn gpu_blocks(ty: QuantType, bytes: &[u8]) -> Vec<u8> {
-    webllama::model::pad_blocks(ty, bytes).unwrap_or_else(|| bytes.to_vec())
+/// GGUF blocks of `ty` as `g`'s layout stores them (padded where kernels::block_pad says).
+pub fn gpu_blocks(g: &On, ty: QuantType, bytes: &[u8]) -> Vec<u8> {
+    webllama::model::pad_blocks(&g.layout, ty, bytes).unwrap_or_else(|| bytes.to_vec())
 }
 
 /// A matrix's bytes on `g` laid out as the model loader lays them out there (rows padded to 16
@@ -181,9 +181,11 @@ pub fn upload_matrix<'a>(
     bytes: &[u8],
     stored: &'a mut Option<Stored>,
 ) -> (QuantMatrix<'a>, String) {
-    let gpu_bytes = gpu_blocks(ty, bytes);
+    let gpu_bytes = gpu_blocks(g, ty, bytes);
     let bytes = &gpu_bytes[..];
-    let (packed, stride) = (kernels::row_bytes(ty, cols as u32), kernels::row_stride(&g.layout, ty, cols as u32));
+    // The row as stored but for the CPU family's padding between rows (pad_rows).
+    let packed = (bytes.len() / rows) as u32;
+    let stride = kernels::row_stride(&g.layout, ty, cols as u32);
     let mut laid = if stride == packed {
         bytes.to_vec()
     } else {

@@ -86,8 +86,10 @@ pub fn matvec(
     }
     let groups = grid(w.rows.div_ceil(MATVEC_ROWS_PER_WG));
     if !reads_wide(t, w) {
-        let pipeline =
-            t.pipeline(&Module::quant("matvec_rowwise", w.ty, &[wgsl::MATVEC_IO, wgsl::cpu::MATVEC_ROWWISE])?, "main")?;
+        let pipeline = t.pipeline(
+            &Module::quant(t.layout, "matvec_rowwise", w.ty, &[wgsl::MATVEC_IO, wgsl::cpu::MATVEC_ROWWISE])?,
+            "main",
+        )?;
         return bind(
             t.gpu,
             "matvec",
@@ -151,8 +153,12 @@ pub fn matmul(
 ) -> Result<Dispatch> {
     let rows = p.rows.div_ceil(MATMUL_ROWS_PER_WG);
     if !reads_wide(t, w) {
-        let module =
-            Module::quant("matmul_rowwise", w.ty, &[wgsl::MATMUL_IO, wgsl::MATMUL_WEIGHTS, wgsl::cpu::MATMUL_ROWWISE])?;
+        let module = Module::quant(
+            t.layout,
+            "matmul_rowwise",
+            w.ty,
+            &[wgsl::MATMUL_IO, wgsl::MATMUL_WEIGHTS, wgsl::cpu::MATMUL_ROWWISE],
+        )?;
         let tiles = if p.last_only == 1 { 1 } else { max_tokens.div_ceil(MATMUL_ROWWISE_TOKENS) };
         return bind(
             t.gpu,

@@ -31,7 +31,7 @@ pub fn wide_module(
 ) -> Result<Module> {
     let wide =
         wide_wgsl(w.ty).ok_or_else(|| Error::InvalidRequest(format!("{base}: {} has no wide decoder", w.ty.name())))?;
-    let mut module = Module::quant(base, w.ty, &[wide, wgsl::cpu::WIDE, io])?;
+    let mut module = Module::quant(t.layout, base, w.ty, &[wide, wgsl::cpu::WIDE, io])?;
     module = if t.layout.lanes_of_8() && subgroup_acts {
         module.variant("subgroup", wgsl::cpu::ACTS_SUBGROUP)
     } else {

@@ -21,7 +21,7 @@ fn row_walk_module(t: Target, name: &str, ty: QuantType, parts: &[&str], kernel:
         true => ("subgroups", wgsl::gpu::REDUCE_SUBGROUP),
         false => ("shared", wgsl::gpu::REDUCE_SHARED),
     };
-    Ok(Module::quant(name, ty, parts)?.variant(tag, reduce).with(&[wgsl::gpu::ROW_WALK, kernel]))
+    Ok(Module::quant(t.layout, name, ty, parts)?.variant(tag, reduce).with(&[wgsl::gpu::ROW_WALK, kernel]))
 }
 
 /// matvec (see kernels::matvec; `p` complete).
@@ -130,7 +130,7 @@ pub fn matmul(
     let parts = [wgsl::MATMUL_IO, wgsl::MATMUL_WEIGHTS];
     let buffers = numbered(&[step, w.buffer("matmul")?, x, out]);
     if max_tokens <= MATMUL_FEW || p.last_only == 1 {
-        let module = Module::quant("matmul", w.ty, &parts)?.with(&[wgsl::gpu::MATMUL]);
+        let module = Module::quant(t.layout, "matmul", w.ty, &parts)?.with(&[wgsl::gpu::MATMUL]);
         return bind(
             t.gpu,
             "matmul",
@@ -141,7 +141,7 @@ pub fn matmul(
         );
     }
     let tile = MatmulTile::choose(p.rows, max_tokens);
-    let module = Module::quant("matmul_tiled", w.ty, &parts)?
+    let module = Module::quant(t.layout, "matmul_tiled", w.ty, &parts)?
         .variant(&format!("{}x{}", tile.rows, tile.tokens), wgsl::gpu::MATMUL_TILED)
         .prepend(tile.wgsl());
     bind(

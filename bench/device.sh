@@ -27,6 +27,7 @@ step() { echo "== [$SECONDS s] $*"; }
 failed=()
 
 on_device=0
+[ -d /usr/local/nvidia/bin ] && export PATH=$PATH:/usr/local/nvidia/bin
 if command -v nvidia-smi >/dev/null 2>&1 || [ -d /usr/local/nvidia ]; then on_device=1; fi
 for f in webllama.xz kernels.xz attention.xz smollm2.hdr.xz llama3.hdr.xz llama-bench-vulkan.xz \
   llama-bench-vulkan-2026-10.xz lib/libgomp.so.1; do

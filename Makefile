@@ -119,11 +119,30 @@ deps:
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null; \
 	fi
 
-## device-kit: what bench/device.sh needs on a GPU machine (x86-64): stripped binaries and the two GGUF headers.
+## device-kit: what bench/device.sh needs on a GPU machine (x86-64), in .dev/ (carry .dev): webllama
+## and the kernel-test binaries (stripped, xz), the two models' GGUF headers (xz), ../shared/peers'
+## llama-bench builds (xz) and libgomp, libssl/libcrypto (used there only where the system lacks
+## them), the Vulkan loader and GL dispatch .debs the NVIDIA ICD needs (amd64, apt-get download).
+## Prints what travels (the working tree and the kit) and fails over DEVICE_MAX_MIB (the transfer's
+## limit is 64 MiB).
+DEVICE_MAX_MIB ?= 60
+PEERS ?= ../shared/peers
 device-kit: build
-	mkdir -p .dev
-	strip -o .dev/webllama target/release/webllama
-	cp $$(cargo test --release --test kernels --no-run 2>&1 | grep -o 'target/[^)]*kernels-[0-9a-f]*') .dev/kernels && strip .dev/kernels
-	cp $$(cargo test --release --test attention --no-run 2>&1 | grep -o 'target/[^)]*attention-[0-9a-f]*') .dev/attention && strip .dev/attention
-	head -c 12000000 ../shared/fixtures/tiny/tiny-llama3-Q4_K_M.gguf > .dev/llama3.hdr
-	head -c 8000000 $$(./scripts/fetch-model.sh) > .dev/smollm2.hdr
+	rm -rf .dev && mkdir -p .dev/lib/ssl .dev/gl
+	tgt=$${CARGO_TARGET_DIR:-target}; strip -o .dev/webllama $$tgt/release/webllama
+	for t in kernels attention; do \
+		bin=$$(cargo test --release --test $$t --no-run 2>&1 | sed -n "s|.*(\(.*/$$t-[0-9a-f]*\))$$|\1|p" | tail -1); \
+		[ -x "$$bin" ] || { echo "no test binary for $$t"; exit 1; }; strip -o .dev/$$t $$bin; done
+	m=$$(./scripts/fetch-model.sh); head -c $$(python3 bench/gguf_header.py $$m) $$m > .dev/smollm2.hdr
+	f=../shared/fixtures/tiny/tiny-llama3-Q4_K_M.gguf; head -c $$(python3 bench/gguf_header.py $$f) $$f > .dev/llama3.hdr
+	cp $(PEERS)/llama-bench-vulkan .dev/
+	xz -T0 -6 .dev/webllama .dev/kernels .dev/attention .dev/smollm2.hdr .dev/llama3.hdr .dev/llama-bench-vulkan
+	cp $(PEERS)/llama-bench-vulkan-2026-10.xz .dev/ && cp $(PEERS)/libgomp.so.1 .dev/lib/
+	cp -L /lib/x86_64-linux-gnu/libssl.so.3 /lib/x86_64-linux-gnu/libcrypto.so.3 .dev/lib/ssl/
+	o="-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64"; mkdir -p /tmp/amd64/partial; \
+		apt-get $$o update -qq && cd .dev/gl && apt-get $$o download -qq libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2
+	@kit=$$(du -sb .dev | cut -f1); \
+		tree=$$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 du -cb 2>/dev/null | awk '$$2 == "total" {s += $$1} END {print s}'); \
+		total=$$((kit + tree)); ls -l .dev .dev/lib .dev/lib/ssl .dev/gl | grep -v '^total'; \
+		echo "device kit: .dev $$((kit >> 20)) MiB + the working tree $$((tree >> 20)) MiB = $$((total >> 20)) MiB to travel (the transfer's limit: 64 MiB; this check: $(DEVICE_MAX_MIB))"; \
+		[ $$total -le $$(( $(DEVICE_MAX_MIB) << 20 )) ] || { echo "FAILED: the device kit and the tree are over $(DEVICE_MAX_MIB) MiB"; exit 1; }

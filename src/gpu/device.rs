@@ -45,8 +45,12 @@ impl Gpu {
     pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Subgroups where the adapter has them (the Layout decides whether kernels use them).
-        let features = adapter.features() & wgpu::Features::SUBGROUP;
+        // Subgroups where the adapter has them (the Layout decides whether kernels use them);
+        // natively, timestamp queries inside passes too (the profile's clock: model/profile.rs).
+        let wanted = wgpu::Features::SUBGROUP;
+        #[cfg(not(target_arch = "wasm32"))]
+        let wanted = wanted | Self::TIMESTAMPS;
+        let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("webllama"),
@@ -117,6 +121,15 @@ impl Gpu {
     /// Largest byte size one storage binding may have on this device.
     pub fn max_binding(&self) -> u64 {
         self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
+    /// Timestamp queries around each dispatch of a compute pass.
+    pub const TIMESTAMPS: wgpu::Features =
+        wgpu::Features::TIMESTAMP_QUERY.union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+
+    /// Whether the device has timestamp queries inside compute passes enabled (native only).
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(Self::TIMESTAMPS)
     }
 
     /// Whether the device has subgroup operations enabled.

@@ -44,6 +44,15 @@ pub struct Dispatch {
     workgroups: [u32; 3],
     /// The uniform buffer the bind group uses, kept alive with it.
     _uniform: wgpu::Buffer,
+    /// The buffers and textures bound besides the params (for the profile's byte counts).
+    pub bound: Vec<Bound>,
+}
+
+/// A buffer or texture a Dispatch binds.
+#[derive(Clone)]
+pub enum Bound {
+    Buffer(wgpu::Buffer),
+    Texture(wgpu::TextureView),
 }
 
 impl Dispatch {
@@ -51,6 +60,14 @@ impl Dispatch {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
+    }
+
+    /// As record, with no workgroups: the pipeline, bindings and barriers alone (the profile's
+    /// measure of the time between kernels).
+    pub fn record_empty(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(0, 0, 0);
     }
 }
 
@@ -99,6 +116,14 @@ fn bind(
         mapped_at_creation: false,
     });
     gpu.queue.write_buffer(&uniform, 0, params);
+    let bound = resources
+        .iter()
+        .filter_map(|(_, r)| match r {
+            wgpu::BindingResource::Buffer(b) => Some(Bound::Buffer(b.buffer.clone())),
+            wgpu::BindingResource::TextureView(t) => Some(Bound::Texture((*t).clone())),
+            _ => None,
+        })
+        .collect();
     let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
     entries.extend(resources.into_iter().map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource }));
     let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -107,7 +132,7 @@ fn bind(
         entries: &entries,
     });
     gpu.take_error()?;
-    Ok(Dispatch { name, pipeline, bind_group, workgroups, _uniform: uniform })
+    Ok(Dispatch { name, pipeline, bind_group, workgroups, _uniform: uniform, bound })
 }
 
 /// The per-step uniform every position-dependent kernel reads. A step runs a batch of rows: one

@@ -5,7 +5,7 @@
 use crate::{model_path, open_gpu, BenchArgs};
 use anyhow::{Context, Result};
 use webllama::engine::constraint::Grammar;
-use webllama::model::profile::Profile;
+use webllama::model::profile::{Method, Profile, BYTES};
 use webllama::{GenerateOptions, Message, Model, Session};
 
 pub fn bench(a: BenchArgs) -> Result<()> {
@@ -75,9 +75,18 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         "implied_gb_s": weight_bytes as f64 * decode_tok_s / 1e9,
     });
     let profiles = match a.profile {
-        true => Some((model.profile_step(tok)?, batch_rows, model.profile_chunk(tok)?)),
+        true => Some((model.profile_step(tok)?, model.profile_chunk(tok)?)),
         false => None,
     };
+    if let Some((step, chunk)) = &profiles {
+        obj["profile"] = serde_json::json!({
+            "method": step.method.name(),
+            "how": step.method.describe(),
+            "bytes": BYTES,
+            "decode_step": profile_json(step),
+            "prompt_chunk": profile_json(chunk),
+        });
+    }
     let structured = match (&mut session, &schema) {
         (Some(s), Some(schema)) => Some(structured(s, schema, n)?),
         _ => None,
@@ -115,21 +124,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             );
         }
     }
-    if let Some((step, rows, chunk)) = profiles {
-        let print = |what: &str, p: Profile| {
-            println!("profile ({what}: {:.1} ms; per kind of kernel, what it saves without it):", p.whole_ms);
-            for k in p.kinds {
-                println!(
-                    "  {:<10} {:8.2} ms  {:5.1}%  {:4} dispatches",
-                    k.name,
-                    k.ms,
-                    100.0 * k.ms / p.whole_ms,
-                    k.dispatches
-                );
-            }
-        };
-        print("a decode step", step);
-        print(&format!("a prompt chunk of {rows} tokens"), chunk);
+    if let (Some((step, chunk)), false) = (&profiles, a.json) {
+        println!("profile   {}\n          {BYTES}", step.method.describe());
+        print_profile(&format!("a decode step at position {}", step.pos), step);
+        print_profile(&format!("a prompt chunk of {} tokens at position {}", chunk.rows, chunk.pos), chunk);
     }
     Ok(())
 }
@@ -154,4 +152,82 @@ fn structured(s: &mut Session, schema: &serde_json::Value, max_tokens: usize) ->
         best_u = best_u.max(run(&plain)?.decode_tok_s());
     }
     Ok((best_c, best_u, tokens))
+}
+
+/// One profiled graph as JSON: per kind of kernel, its GPU time, gaps, dispatches, bytes, GB/s.
+fn profile_json(p: &Profile) -> serde_json::Value {
+    let kinds: Vec<_> = p
+        .kinds
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "name": k.name,
+                "ms": k.ms,
+                "gap_ms": k.gap_ms,
+                "kernel_ms": k.kernel_ms(),
+                "dispatches": k.dispatches,
+                "weight_bytes": k.weight_bytes,
+                "kv_bytes": k.kv_bytes,
+                "gb_s": k.gb_s(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "pos": p.pos,
+        "rows": p.rows,
+        "gpu_ms": p.whole_ms,
+        "wall_ms": p.wall_ms,
+        "sum_ms": p.sum_ms(),
+        "gap_ms": p.gap_ms(),
+        "dispatches": p.dispatches(),
+        "bytes": p.bytes(),
+        "gb_s": p.bytes() as f64 / p.whole_ms / 1e6,
+        "kinds": kinds,
+    })
+}
+
+/// One profiled graph as a table: per kind of kernel, then the whole against the graph's time.
+fn print_profile(what: &str, p: &Profile) {
+    let ts = p.method == Method::Timestamps;
+    println!("profile ({what}; {} dispatches):", p.dispatches());
+    println!(
+        "  {:<12} {:>5} {:>9} {:>9} {:>6} {:>9} {:>8} {:>8}",
+        "kind", "disp", "GPU ms", "gap ms", "share", "weight MB", "KV MB", "GB/s"
+    );
+    for k in &p.kinds {
+        println!(
+            "  {:<12} {:>5} {:>9.3} {:>9} {:>5.1}% {:>9.2} {:>8.2} {:>8}",
+            k.name,
+            k.dispatches,
+            k.ms,
+            if ts { format!("{:.3}", k.gap_ms) } else { "-".into() },
+            100.0 * k.ms / p.sum_ms(),
+            k.weight_bytes as f64 / 1e6,
+            k.kv_bytes as f64 / 1e6,
+            if k.weight_bytes + k.kv_bytes > 0 { format!("{:.1}", k.gb_s()) } else { "-".into() }
+        );
+    }
+    let bytes = p.bytes() as f64;
+    if ts {
+        println!(
+            "  whole: kernels {:.3} + gaps {:.3} = {:.3} ms (timestamps after each dispatch); the {} as it runs \
+             (pass timestamps alone) {:.3} ms; wall {:.3} ms a submit; {:.1} MB at {:.1} GB/s of its GPU time",
+            p.sum_ms() - p.gap_ms(),
+            p.gap_ms(),
+            p.sum_ms(),
+            if p.rows == 1 { "step" } else { "chunk" },
+            p.whole_ms,
+            p.wall_ms,
+            bytes / 1e6,
+            bytes / p.whole_ms / 1e6
+        );
+    } else {
+        println!(
+            "  whole: {:.3} ms a submit (wall clock); the kinds' savings sum to {:.3} ms; {:.1} MB at {:.1} GB/s",
+            p.whole_ms,
+            p.sum_ms(),
+            bytes / 1e6,
+            bytes / p.whole_ms / 1e6
+        );
+    }
 }

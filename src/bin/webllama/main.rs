@@ -98,7 +98,9 @@ pub struct BenchArgs {
     /// Tokens to decode.
     #[arg(short = 'n', default_value_t = 128)]
     pub decode_tokens: usize,
-    /// Also print what each kind of kernel costs in a decode step and in a prompt chunk (the whole less the whole without it).
+    /// Also print what each kind of kernel costs in a decode step and in a prompt chunk: GPU timestamps
+    /// around each dispatch where the adapter has them (else the whole less the whole without it);
+    /// with --json, in the object.
     #[arg(long)]
     pub profile: bool,
     /// Prefill one token at a time (the decode graph) instead of in batched chunks.

@@ -1,14 +1,14 @@
-//! attention's parameters and step, shared by attention.wgsl, attention_rowwise.wgsl and
+//! attention's parameters and step, shared by gpu/attention_io.wgsl, attention_rowwise.wgsl and
 //! attention_lanes.wgsl (composed before each; kernels::AttentionParams mirrors Params).
 
 struct Params {
     n_heads: u32,
     n_kv_heads: u32,
-    head_dim: u32,   // at most 256 (a multiple of 4 on CPU adapters)
+    head_dim: u32,   // a multiple of 4, at most 256
     kv_dim: u32,     // n_kv_heads * head_dim: one cache row
     scale: f32,      // 1 / sqrt(head_dim)
     qkv_stride: u32, // elements per row of qkv: (n_heads + 2 n_kv_heads) * head_dim
-    n_splits: u32,
+    n_splits: u32,   // GPU family: the most splits of the KV length dispatched (partials' stride)
     branch_len: u32, // positions per branch cache
 }
 

@@ -1,144 +1,268 @@
-//! attention against reference::attention on every layout: one token with GQA (RoPE in the kernel
-//! where the layout has it), a prompt chunk after a cached prefix, and n
-//! candidates with their own branches; the keys and values each stores into the cache checked too.
+//! attention against reference::attention on every layout (the GPU family with and without
+//! subgroups, the CPU family's): one token with GQA groups 1 to 8, heads 32, 64 and 128 wide, over
+//! lengths from 1 to several splits of the KV length (RoPE in the kernel where the layout has it);
+//! prompt chunks from position 0 and after a cached prefix; n candidates with their own branches.
+//! The keys and values each stores into the cache are checked too. The GPU family's cache is f16:
+//! its outputs are compared with the f32 reference at the F16 bounds below, its stored keys and
+//! values within an f16 rounding; the CPU family's f32 cache at common::kernels::check's.
 
 mod common;
 
 use common::kernels::*;
 use common::Rng;
+use half::f16;
 use webllama::kernels::cpu;
+use webllama::kernels::gpu::{ATTENTION_MAX_SPLITS, ATTENTION_SPLIT_LEN};
 use webllama::kernels::{self, AttentionBuffers, AttentionParams, AttentionRows, Step};
 use webllama::reference;
 
-#[test]
-fn attention_matches_with_gqa_and_stores_this_position() {
-    for g in every_layout() {
-        attention_matches_with(&g);
+/// NMSE bound on outputs computed from an f16 cache against the f32 reference: each cached element
+/// carries a relative rounding of up to 2^-11 (about 4.9e-4), passed on through the scores and the
+/// weighted sum; these cases measure up to 4.8e-8 on lavapipe. 2e-6 leaves room and is still far
+/// below what a wrong position, head or weight gives (1e-3 and up).
+const F16_NMSE_MAX: f64 = 2e-6;
+/// Max-abs bound on those outputs, relative to the largest reference magnitude: 4 x 2^-11 (measured
+/// up to 3.0e-4).
+const F16_ABS_MAX: f32 = 4.0 / 2048.0;
+
+/// The cache's bytes for `x` as `g`'s layout stores them (f16 in the GPU family, f32 otherwise).
+fn cache_bytes(g: &On, x: &[f32]) -> Vec<u8> {
+    if g.layout.is_cpu() {
+        return bytemuck::cast_slice(x).to_vec();
+    }
+    x.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect()
+}
+
+/// A cache buffer holding `x` as `g`'s layout stores it.
+fn cache_with(g: &On, label: &str, x: &[f32]) -> wgpu::Buffer {
+    g.storage_with(label, &cache_bytes(g, x))
+}
+
+/// The first `n` elements of a cache buffer, as f32.
+fn read_cache(g: &On, buf: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    if g.layout.is_cpu() {
+        return read_on(g, buf, n);
+    }
+    let bytes = pollster::block_on(g.read(buf, 0, 2 * n as u64)).unwrap();
+    bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+}
+
+/// Checks an attention output: common::kernels::check on an f32 cache; NMSE <= F16_NMSE_MAX and
+/// every element within F16_ABS_MAX of the scale on an f16 cache.
+fn check_out(g: &On, op: &str, shape: &str, got: &[f32], want: &[f32]) {
+    let shape = format!("{shape}, {}", g.layout);
+    if g.layout.is_cpu() {
+        return check(op, "f32", &shape, got, want);
+    }
+    assert_eq!(got.len(), want.len(), "{op} [f16 cache] {shape}: length");
+    let num: f64 = got.iter().zip(want).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().max(1e-30);
+    let nmse = num / den;
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let bad = got.iter().zip(want).position(|(a, b)| (a - b).is_nan() || (a - b).abs() > F16_ABS_MAX * scale);
+    if nmse.is_nan() || nmse > F16_NMSE_MAX || bad.is_some() {
+        let i = bad.unwrap_or(0);
+        panic!(
+            "{op} [f16 cache] {shape}: NMSE {nmse:.3e} (bound {F16_NMSE_MAX:e}); first index off by more than \
+             {F16_ABS_MAX} x {scale}: {bad:?}: gpu {} vs reference {}",
+            got[i], want[i]
+        );
     }
 }
 
-fn attention_matches_with(g: &On) {
-    let mut rng = Rng(17);
-    // (heads, kv heads, head_dim, kv_len): one chunk, several chunks with a partial one, MHA, 128 wide;
-    // 8 query heads per kv head (CPU adapters: the looped walk of attention_lanes, not the written-out one).
-    for &(h, kvh, hd, len, splits) in &[
-        (9usize, 3usize, 64usize, 1usize, 1u32),
-        (9, 3, 64, 150, 1),
+/// Checks `got` against reference::attention of `q` over keys `k` and values `v` (`len` positions):
+/// check_out's bounds against the f32 values; on an f16 cache also, at common::kernels::check's f32
+/// bound, against the values rounded to f16 as the cache holds them (the kernel's own arithmetic;
+/// a driver rounding pack2x16float other than to nearest would differ by about the f16 NMSE above,
+/// still under that bound).
+#[allow(clippy::too_many_arguments)]
+fn check_attention(
+    g: &On,
+    op: &str,
+    shape: &str,
+    got: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    heads: (usize, usize, usize),
+    len: usize,
+) {
+    let (h, kvh, hd) = heads;
+    check_out(g, op, shape, got, &reference::attention(q, k, v, h, kvh, hd, len));
+    if !g.layout.is_cpu() {
+        let round = |x: &[f32]| x.iter().map(|v| f16::from_f32(*v).to_f32()).collect::<Vec<_>>();
+        let want = reference::attention(q, &round(k), &round(v), h, kvh, hd, len);
+        check(
+            &format!("{op} (f16-rounded keys and values)"),
+            "f16 cache",
+            &format!("{shape}, {}", g.layout),
+            got,
+            &want,
+        );
+    }
+}
+
+/// Checks a cache's contents: exact-to-f32 (check) on an f32 cache; on an f16 cache each element
+/// within one f16 step (2^-10 relative, 2^-24 absolute for subnormals) of the f32 value.
+fn check_cache(g: &On, op: &str, shape: &str, got: &[f32], want: &[f32]) {
+    if g.layout.is_cpu() {
+        return check(op, "f32", shape, got, want);
+    }
+    assert_eq!(got.len(), want.len(), "{op} [f16 cache] {shape}: length");
+    if let Some(i) =
+        got.iter().zip(want).position(|(a, b)| (a - b).is_nan() || (a - b).abs() > b.abs() / 1024.0 + 1.0 / 16777216.0)
+    {
+        panic!("{op} [f16 cache] {shape}, {}: index {i}: gpu {} vs {}", g.layout, got[i], want[i]);
+    }
+}
+
+fn params(h: usize, kvh: usize, hd: usize, n_splits: u32, branch_len: u32) -> AttentionParams {
+    AttentionParams {
+        n_heads: h as u32,
+        n_kv_heads: kvh as u32,
+        head_dim: hd as u32,
+        qkv_stride: ((h + 2 * kvh) * hd) as u32,
+        n_splits,
+        branch_len,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn attention_matches_with_gqa_and_stores_this_position() {
+    // (heads, kv heads, head_dim, kv_len, most splits): groups 1, 2, 3, 4, 7 and 8 (the CPU adapters'
+    // looped walk of attention_lanes); 32 to 256 wide (80: not a power of two); one position, one
+    // split's worth, several splits (ATTENTION_SPLIT_LEN each), and more than the dispatch's most
+    // splits allow.
+    let long = 5 * ATTENTION_SPLIT_LEN as usize + 60;
+    let cases = [
+        (9usize, 3usize, 64usize, 1usize, ATTENTION_MAX_SPLITS),
+        (9, 3, 64, 100, ATTENTION_MAX_SPLITS),
+        (9, 3, 64, long, ATTENTION_MAX_SPLITS),
+        (9, 3, 64, long, 4),
+        (9, 3, 64, 300, 1),
         (4, 4, 128, 64, 1),
+        (4, 4, 128, 300, ATTENTION_MAX_SPLITS),
+        (8, 2, 64, 300, ATTENTION_MAX_SPLITS),
+        (8, 2, 128, long, ATTENTION_MAX_SPLITS),
+        (14, 2, 64, 1, ATTENTION_MAX_SPLITS),
+        (14, 2, 64, long, ATTENTION_MAX_SPLITS),
         (8, 2, 32, 300, 1),
-        (9, 3, 64, 1, 4),
-        (9, 3, 64, 150, 4),
-        (8, 2, 32, 300, 4),
-        (16, 2, 64, 150, 1),
-    ] {
-        let kv_dim = kvh * hd;
-        let (k, v) = (rng.vec(len * kv_dim), rng.vec(len * kv_dim));
-        // This position's q | k | v; the cache holds the earlier positions (its last row is stale).
-        let q = rng.vec(h * hd);
-        let pos = len - 1;
-        let qkv: Vec<f32> = q.iter().chain(&k[pos * kv_dim..]).chain(&v[pos * kv_dim..]).cloned().collect();
-        let mut stale_k = k.clone();
-        let mut stale_v = v.clone();
-        stale_k[pos * kv_dim..].iter_mut().for_each(|x| *x = 9.0);
-        stale_v[pos * kv_dim..].iter_mut().for_each(|x| *x = -9.0);
-        let qb = g.storage_with("qkv", bytemuck::cast_slice(&qkv));
-        let kb = g.storage_with("k", bytemuck::cast_slice(&stale_k));
-        let vb = g.storage_with("v", bytemuck::cast_slice(&stale_v));
-        let out = g.storage("out", 4 * (h * hd) as u64);
-        let step = step_on(g, pos as u32);
-        let (none_k, none_v, partial) =
-            (g.storage("k_branch", 16), g.storage("v_branch", 16), g.storage("partial", 4 * (h * 4 * (hd + 2)) as u64));
-        let b = AttentionBuffers {
-            qkv: &qb,
-            k_cache: &kb,
-            v_cache: &vb,
-            k_branch: &none_k,
-            v_branch: &none_v,
-            out: &out,
-            partial: &partial,
-            rotations: None,
-        };
-        let p = AttentionParams {
-            n_heads: h as u32,
-            n_kv_heads: kvh as u32,
-            head_dim: hd as u32,
-            qkv_stride: ((h + 2 * kvh) * hd) as u32,
-            n_splits: splits,
-            ..Default::default()
-        };
-        // Runs attention over `b`; checks its output and the whole caches it leaves.
-        let run_and_check = |b: &AttentionBuffers, shape: &str, want: &[f32], want_k: &[f32], want_v: &[f32]| {
-            kernels::submit(g, &kernels::attention(g.t(), b, &step, p, AttentionRows::One).unwrap());
-            check("attention", "f32", shape, &read_on(g, b.out, h * hd), want);
-            check("attention k store", "f32", shape, &read_on(g, b.k_cache, len * kv_dim), want_k);
-            check("attention v store", "f32", shape, &read_on(g, b.v_cache, len * kv_dim), want_v);
-        };
-        let want = reference::attention(&q, &k, &v, h, kvh, hd, len);
-        let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}, {splits} splits");
-        run_and_check(&b, &shape, &want, &k, &v);
-        if g.layout.is_cpu() {
-            // RoPE in the kernel (the CPU adapters' decode graph): q and this position's k arrive
-            // unrotated; the cache's rows are rotated already. A full rotation, and a partial one
-            // with per-frequency factors.
-            let (n_rot, factors) = if len % 2 == 0 { (hd / 2, true) } else { (hd, false) };
-            let ff: Vec<f32> = (0..n_rot / 2).map(|i| if factors { 1.0 + i as f32 } else { 1.0 }).collect();
-            let r = reference::Rope {
-                n_rot,
-                neox: false,
-                base: 10000.0,
-                freq_scale: 0.5,
-                freq_factors: factors.then_some(&ff[..]),
-            };
-            let (mut q_rot, mut k_rot) = (q.clone(), k.clone());
-            reference::rope(&mut q_rot, h, hd, pos, &r);
-            reference::rope(&mut k_rot[pos * kv_dim..], kvh, hd, pos, &r);
-            let rotations = cpu::rope_rotations(pos as u32, hd, n_rot, 10000.0, 0.5, factors.then_some(&ff[..]));
-            let (kb, vb, rb) = (
-                g.storage_with("k", bytemuck::cast_slice(&stale_k)),
-                g.storage_with("v", bytemuck::cast_slice(&stale_v)),
-                g.storage_with("rotations", bytemuck::cast_slice(&rotations)),
-            );
-            let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, rotations: Some(&rb), ..b };
-            let want = reference::attention(&q_rot, &k_rot, &v, h, kvh, hd, len);
-            let shape = format!("{shape}, rope in the kernel (n_rot {n_rot})");
-            run_and_check(&b, &shape, &want, &k_rot, &v);
+        (16, 2, 64, 150, ATTENTION_MAX_SPLITS),
+        (6, 2, 80, 300, ATTENTION_MAX_SPLITS),
+        (2, 1, 256, 200, ATTENTION_MAX_SPLITS),
+    ];
+    for g in every_layout() {
+        let mut rng = Rng(17);
+        for &(h, kvh, hd, len, splits) in &cases {
+            one_token(&g, &mut rng, (h, kvh, hd), len, splits);
         }
+    }
+}
+
+/// One token at position len - 1 over a cache of len - 1 positions.
+fn one_token(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: usize, splits: u32) {
+    let kv_dim = kvh * hd;
+    let (k, v) = (rng.vec(len * kv_dim), rng.vec(len * kv_dim));
+    // This position's q | k | v; the cache holds the earlier positions (its last row is stale).
+    let q = rng.vec(h * hd);
+    let pos = len - 1;
+    let qkv: Vec<f32> = q.iter().chain(&k[pos * kv_dim..]).chain(&v[pos * kv_dim..]).cloned().collect();
+    let mut stale_k = k.clone();
+    let mut stale_v = v.clone();
+    stale_k[pos * kv_dim..].iter_mut().for_each(|x| *x = 9.0);
+    stale_v[pos * kv_dim..].iter_mut().for_each(|x| *x = -9.0);
+    let qb = g.storage_with("qkv", bytemuck::cast_slice(&qkv));
+    let kb = cache_with(g, "k", &stale_k);
+    let vb = cache_with(g, "v", &stale_v);
+    let out = g.storage("out", 4 * (h * hd) as u64);
+    let step = step_on(g, pos as u32);
+    let (none_k, none_v) = (g.storage("k_branch", 16), g.storage("v_branch", 16));
+    let partial = g.storage("partial", 4 * (h * splits as usize * (hd + 2)) as u64);
+    let b = AttentionBuffers {
+        qkv: &qb,
+        k_cache: &kb,
+        v_cache: &vb,
+        k_branch: &none_k,
+        v_branch: &none_v,
+        out: &out,
+        partial: &partial,
+        rotations: None,
+    };
+    let p = params(h, kvh, hd, splits, 0);
+    // Runs attention over `b`; checks its output and the whole caches it leaves.
+    let run_and_check = |b: &AttentionBuffers, shape: &str, q: &[f32], want_k: &[f32], want_v: &[f32]| {
+        kernels::submit(g, &kernels::attention(g.t(), b, &step, p, AttentionRows::One).unwrap());
+        let got = read_on(g, b.out, h * hd);
+        check_attention(g, "attention", shape, &got, q, want_k, want_v, (h, kvh, hd), len);
+        check_cache(g, "attention k store", shape, &read_cache(g, b.k_cache, len * kv_dim), want_k);
+        check_cache(g, "attention v store", shape, &read_cache(g, b.v_cache, len * kv_dim), want_v);
+    };
+    let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}, at most {splits} splits");
+    run_and_check(&b, &shape, &q, &k, &v);
+    if g.layout.is_cpu() {
+        // RoPE in the kernel (the CPU adapters' decode graph): q and this position's k arrive
+        // unrotated; the cache's rows are rotated already. A full rotation, and a partial one
+        // with per-frequency factors.
+        let (n_rot, factors) = if len.is_multiple_of(2) { (hd / 2, true) } else { (hd, false) };
+        let ff: Vec<f32> = (0..n_rot / 2).map(|i| if factors { 1.0 + i as f32 } else { 1.0 }).collect();
+        let r = reference::Rope {
+            n_rot,
+            neox: false,
+            base: 10000.0,
+            freq_scale: 0.5,
+            freq_factors: factors.then_some(&ff[..]),
+        };
+        let (mut q_rot, mut k_rot) = (q.clone(), k.clone());
+        reference::rope(&mut q_rot, h, hd, pos, &r);
+        reference::rope(&mut k_rot[pos * kv_dim..], kvh, hd, pos, &r);
+        let rotations = cpu::rope_rotations(pos as u32, hd, n_rot, 10000.0, 0.5, factors.then_some(&ff[..]));
+        let (kb, vb, rb) = (
+            cache_with(g, "k", &stale_k),
+            cache_with(g, "v", &stale_v),
+            g.storage_with("rotations", bytemuck::cast_slice(&rotations)),
+        );
+        let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, rotations: Some(&rb), ..b };
+        let shape = format!("{shape}, rope in the kernel (n_rot {n_rot})");
+        run_and_check(&b, &shape, &q_rot, &k_rot, &v);
     }
 }
 
 /// A prompt chunk (rows at consecutive positions after a cached prefix) and n candidates (rows at
-/// one position, each with its own branch after a shared prefix) against reference::attention, on
-/// the GPU layout and the CPU adapters' (with and without subgroups: a prompt chunk's lanes or an
-/// invocation per row and head).
+/// one position, each with its own branch after a shared prefix) against reference::attention.
 #[test]
 fn attention_over_batch_rows_and_candidate_branches() {
     for g in &every_layout() {
-        // Heads (query, kv) x width, cached positions, chunk rows: a partial last group of 8 rows,
-        // a full chunk from position 0, one row, and the widest heads the lanes kernel takes.
-        for &(h, kvh, hd, cached, rows) in
-            &[(6usize, 2usize, 32usize, 90usize, 20usize), (9, 3, 64, 0, 64), (9, 3, 64, 33, 1), (4, 4, 128, 37, 9)]
-        {
-            for splits in [1u32, 3] {
-                attention_over_prompt_chunk(g, (h, kvh, hd), cached, rows, splits);
-            }
+        // Heads (query, kv) x width, cached positions, chunk rows: partial tiles and groups of 8
+        // rows, full chunks from position 0, one row, groups 1, 3, 4 and 7, 80, 128 and 256 wide,
+        // and the GPU family's largest chunk.
+        for &(h, kvh, hd, cached, rows) in &[
+            (6usize, 2usize, 32usize, 90usize, 20usize),
+            (9, 3, 64, 0, 64),
+            (9, 3, 64, 33, 1),
+            (4, 4, 128, 37, 9),
+            (8, 2, 128, 0, 30),
+            (8, 2, 64, 200, 45),
+            (14, 2, 64, 150, 40),
+            (9, 3, 64, 20, 256),
+            (6, 2, 80, 10, 20),
+            (2, 1, 256, 5, 12),
+        ] {
+            attention_over_prompt_chunk(g, (h, kvh, hd), cached, rows);
         }
-        attention_over_candidates(g);
+        // Candidates after a short prefix, and after one long enough for several splits.
+        attention_over_candidates(g, (6, 2, 32), 70, 1);
+        attention_over_candidates(g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS);
+        attention_over_candidates(g, (14, 2, 64), 3 * ATTENTION_SPLIT_LEN as usize + 5, ATTENTION_MAX_SPLITS);
     }
 }
 
 /// A prompt chunk of `rows` rows after `cached` positions in the cache.
-fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cached: usize, rows: usize, splits: u32) {
+fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cached: usize, rows: usize) {
     let mut rng = Rng(23 + cached as u64);
-    let (kv_dim, stride) = (kvh * hd, (h + 2 * kvh) * hd);
-    let p = AttentionParams {
-        n_heads: h as u32,
-        n_kv_heads: kvh as u32,
-        head_dim: hd as u32,
-        qkv_stride: stride as u32,
-        n_splits: splits,
-        ..Default::default()
-    };
-    let partial = g.storage("partial", 4 * (rows * h * splits as usize * (hd + 2)) as u64);
+    let kv_dim = kvh * hd;
+    let p = params(h, kvh, hd, 1, 0);
+    let partial = g.storage("partial", 16);
     let (k, v) = (rng.vec((cached + rows) * kv_dim), rng.vec((cached + rows) * kv_dim));
     let q = rng.vec(rows * h * hd);
     let qkv: Vec<f32> = (0..rows)
@@ -156,11 +280,8 @@ fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cach
     let mut cv = v.clone();
     ck[cached * kv_dim..].iter_mut().for_each(|x| *x = 9.0);
     cv[cached * kv_dim..].iter_mut().for_each(|x| *x = -9.0);
-    let (qb, kb, vb) = (
-        g.storage_with("qkv", bytemuck::cast_slice(&qkv)),
-        g.storage_with("k", bytemuck::cast_slice(&ck)),
-        g.storage_with("v", bytemuck::cast_slice(&cv)),
-    );
+    let (qb, kb, vb) =
+        (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), cache_with(g, "k", &ck), cache_with(g, "v", &cv));
     let (nk, nv, out) = (g.storage("kb", 16), g.storage("vb", 16), g.storage("out", 4 * (rows * h * hd) as u64));
     let b = AttentionBuffers {
         qkv: &qb,
@@ -175,40 +296,24 @@ fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cach
     let step = g.uniform("step", &Step::chunk(cached as u32, rows as u32));
     kernels::submit(g, &kernels::attention(g.t(), &b, &step, p, AttentionRows::Prompt(rows as u32)).unwrap());
     let got = read_on(g, &out, rows * h * hd);
-    let layout = g.layout.to_string();
-    let shape = format!("heads {h}/{kvh} x {hd}, {rows} rows after {cached}, {splits} splits, {layout}");
+    let shape = format!("heads {h}/{kvh} x {hd}, {rows} rows after {cached}");
     for r in 0..rows {
-        let want = reference::attention(&q[r * h * hd..(r + 1) * h * hd], &k, &v, h, kvh, hd, cached + r + 1);
-        check(
-            "attention (prompt chunk)",
-            "f32",
-            &format!("row {r}: {shape}"),
-            &got[r * h * hd..(r + 1) * h * hd],
-            &want,
-        );
+        let (row, got) = (format!("row {r}: {shape}"), &got[r * h * hd..(r + 1) * h * hd]);
+        let q = &q[r * h * hd..(r + 1) * h * hd];
+        check_attention(g, "attention (prompt chunk)", &row, got, q, &k, &v, (h, kvh, hd), cached + r + 1);
     }
-    check("attention (prompt chunk) k store", "f32", &shape, &read_on(g, &kb, k.len()), &k);
-    check("attention (prompt chunk) v store", "f32", &shape, &read_on(g, &vb, v.len()), &v);
+    check_cache(g, "attention (prompt chunk) k store", &shape, &read_cache(g, &kb, k.len()), &k);
+    check_cache(g, "attention (prompt chunk) v store", &shape, &read_cache(g, &vb, v.len()), &v);
 }
 
-/// n candidates after a shared prefix, each with its own branch.
-fn attention_over_candidates(g: &On) {
+/// 3 candidates after a shared prefix of `prefix` positions in the cache, each with 4 earlier
+/// positions in its own branch, now at position prefix + 4.
+fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix: usize, splits: u32) {
     let mut rng = Rng(29);
-    let (h, kvh, hd) = (6usize, 2usize, 32usize);
-    let (kv_dim, stride) = (kvh * hd, (h + 2 * kvh) * hd);
-    let params = |splits: u32, branch_len: u32| AttentionParams {
-        n_heads: h as u32,
-        n_kv_heads: kvh as u32,
-        head_dim: hd as u32,
-        qkv_stride: stride as u32,
-        n_splits: splits,
-        branch_len,
-        ..Default::default()
-    };
-    let partial = g.storage("partial", 4 * (20 * h * 4 * (hd + 2)) as u64);
-    // Candidates: a 70-position prefix in the cache, 3 candidates with 4 earlier branch positions
-    // each, now at position 74.
-    let (prefix, n, earlier, branch_len) = (70usize, 3usize, 4usize, 8usize);
+    let kv_dim = kvh * hd;
+    let (n, earlier, branch_len) = (3usize, 4usize, 8usize);
+    let p = params(h, kvh, hd, splits, branch_len as u32);
+    let partial = g.storage("partial", 4 * (n * h * splits as usize * (hd + 2)) as u64);
     let (pk, pv) = (rng.vec(prefix * kv_dim), rng.vec(prefix * kv_dim));
     let (bk, bv) = (rng.vec(n * branch_len * kv_dim), rng.vec(n * branch_len * kv_dim));
     let q = rng.vec(n * h * hd);
@@ -223,16 +328,10 @@ fn attention_over_candidates(g: &On) {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let (qb, kb, vb) = (
-        g.storage_with("qkv", bytemuck::cast_slice(&qkv)),
-        g.storage_with("k", bytemuck::cast_slice(&pk)),
-        g.storage_with("v", bytemuck::cast_slice(&pv)),
-    );
-    let (kbb, vbb, out) = (
-        g.storage_with("kb", bytemuck::cast_slice(&bk)),
-        g.storage_with("vb", bytemuck::cast_slice(&bv)),
-        g.storage("out", 4 * (n * h * hd) as u64),
-    );
+    let (qb, kb, vb) =
+        (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), cache_with(g, "k", &pk), cache_with(g, "v", &pv));
+    let (kbb, vbb, out) =
+        (cache_with(g, "kb", &bk), cache_with(g, "vb", &bv), g.storage("out", 4 * (n * h * hd) as u64));
     let b = AttentionBuffers {
         qkv: &qb,
         k_cache: &kb,
@@ -244,35 +343,27 @@ fn attention_over_candidates(g: &On) {
         rotations: None,
     };
     let step = g.uniform("step", &Step::candidates((prefix + earlier) as u32, n as u32, prefix as u32));
-    kernels::submit(
-        g,
-        &kernels::attention(g.t(), &b, &step, params(1, branch_len as u32), AttentionRows::Candidates(n as u32))
-            .unwrap(),
-    );
+    kernels::submit(g, &kernels::attention(g.t(), &b, &step, p, AttentionRows::Candidates(n as u32)).unwrap());
     let got = read_on(g, &out, n * h * hd);
+    let shape = format!("heads {h}/{kvh} x {hd}, prefix {prefix}, at most {splits} splits");
     let mut bk_after = bk.clone();
     let mut bv_after = bv.clone();
     for r in 0..n {
-        let branch = |src: &[f32], now: &[f32]| -> Vec<f32> {
-            let mut all = (if std::ptr::eq(src, &bk[..]) { &pk } else { &pv }).clone();
-            all.extend_from_slice(&src[r * branch_len * kv_dim..(r * branch_len + earlier) * kv_dim]);
+        let whole = |prefix: &[f32], branch: &[f32], now: &[f32]| -> Vec<f32> {
+            let mut all = prefix.to_vec();
+            all.extend_from_slice(&branch[r * branch_len * kv_dim..(r * branch_len + earlier) * kv_dim]);
             all.extend_from_slice(&now[r * kv_dim..(r + 1) * kv_dim]);
             all
         };
-        let (kr, vr) = (branch(&bk, &nk_now), branch(&bv, &nv_now));
-        let want = reference::attention(&q[r * h * hd..(r + 1) * h * hd], &kr, &vr, h, kvh, hd, prefix + earlier + 1);
-        check(
-            "attention (candidates)",
-            "f32",
-            &format!("candidate {r} of {n}"),
-            &got[r * h * hd..(r + 1) * h * hd],
-            &want,
-        );
+        let (kr, vr) = (whole(&pk, &bk, &nk_now), whole(&pv, &bv, &nv_now));
+        let (row, got) = (format!("candidate {r} of {n}: {shape}"), &got[r * h * hd..(r + 1) * h * hd]);
+        let q = &q[r * h * hd..(r + 1) * h * hd];
+        check_attention(g, "attention (candidates)", &row, got, q, &kr, &vr, (h, kvh, hd), prefix + earlier + 1);
         let at = (r * branch_len + earlier) * kv_dim;
         bk_after[at..at + kv_dim].copy_from_slice(&nk_now[r * kv_dim..(r + 1) * kv_dim]);
         bv_after[at..at + kv_dim].copy_from_slice(&nv_now[r * kv_dim..(r + 1) * kv_dim]);
     }
-    check("attention (candidates) k store", "f32", "branches", &read_on(g, &kbb, bk.len()), &bk_after);
-    check("attention (candidates) v store", "f32", "branches", &read_on(g, &vbb, bv.len()), &bv_after);
-    check("attention (candidates) prefix untouched", "f32", "cache", &read_on(g, &kb, pk.len()), &pk);
+    check_cache(g, "attention (candidates) k store", &shape, &read_cache(g, &kbb, bk.len()), &bk_after);
+    check_cache(g, "attention (candidates) v store", &shape, &read_cache(g, &vbb, bv.len()), &bv_after);
+    check_cache(g, "attention (candidates) prefix untouched", &shape, &read_cache(g, &kb, pk.len()), &pk);
 }

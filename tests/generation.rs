@@ -452,24 +452,28 @@ fn a_context_too_large_for_the_adapter_is_refused_with_numbers_before_any_upload
     let gpu = common::gpu();
     let g = weights::read_header(&path).unwrap();
     let limit = gpu.max_binding();
-    let per_position = 3 * 64 * 4; // SmolLM2: 3 KV heads x 64 wide, f32
-    let err = ModelBuilder::new(gpu.clone(), common::layout(), &g, Some(10_000_000)).err().expect("refused");
-    match err {
-        webllama::Error::ContextTooLarge { requested, fits, limit: l, per_layer_bytes } => {
-            assert_eq!((requested, l, per_layer_bytes), (10_000_000, limit, 10_000_000 * per_position as u64));
-            assert_eq!(fits as u64, limit / per_position as u64);
-            // ...and the context it names does fit.
-            let b = ModelBuilder::new(gpu.clone(), common::layout(), &g, Some(fits)).unwrap();
-            assert_eq!(b.context_length(), fits);
+    // The cache as each family stores it: f32 in the CPU family, f16 in the GPU family.
+    for (layout, elem) in [(common::layout(), 4), (common::gpu_family(), 2)] {
+        assert_eq!(webllama::model::kv_cache::elem_bytes(&layout), elem, "{layout}");
+        let per_position = 3 * 64 * elem; // SmolLM2: 3 KV heads x 64 wide
+        let err = ModelBuilder::new(gpu.clone(), layout, &g, Some(100_000_000)).err().expect("refused");
+        match err {
+            webllama::Error::ContextTooLarge { requested, fits, limit: l, per_layer_bytes } => {
+                assert_eq!((requested, l, per_layer_bytes), (100_000_000, limit, 100_000_000 * per_position));
+                assert_eq!(fits as u64, limit / per_position);
+                // ...and the context it names does fit.
+                let b = ModelBuilder::new(gpu.clone(), layout, &g, Some(fits)).unwrap();
+                assert_eq!(b.context_length(), fits);
+            }
+            e => panic!("expected ContextTooLarge, got {e}"),
         }
-        e => panic!("expected ContextTooLarge, got {e}"),
+        // Without a context the builder chooses one that fits (the file's 8192 capped at 4096).
+        let b = ModelBuilder::new(gpu.clone(), layout, &g, None).unwrap();
+        assert_eq!(b.context_length(), 4096);
+        let (w, kv, _) = b.memory_needed();
+        assert_eq!(kv, 2 * 30 * 4096 * per_position, "{layout}");
+        assert!(w > 90_000_000 && w < 100_000_000, "{w}");
     }
-    // Without a context the builder chooses one that fits (the file's 8192 capped at 4096).
-    let b = ModelBuilder::new(gpu, common::layout(), &g, None).unwrap();
-    assert_eq!(b.context_length(), 4096);
-    let (w, kv, _) = b.memory_needed();
-    assert_eq!(kv, 2 * 30 * 4096 * per_position as u64);
-    assert!(w > 90_000_000 && w < 100_000_000, "{w}");
 }
 
 #[test]
@@ -522,7 +526,7 @@ fn prefill_deviation(model: &mut Model, prompt: &[u32]) -> f32 {
 }
 
 #[test]
-fn batched_prefill_matches_token_by_token_within_1e_3() {
+fn batched_prefill_matches_token_by_token() {
     let Some(path) = common::default_model() else { return };
     let tok = tokenizer(&path);
     let text = "Summarize: The stock market rose sharply today as technology companies reported earnings well above what analysts had expected. ".repeat(8);
@@ -530,11 +534,15 @@ fn batched_prefill_matches_token_by_token_within_1e_3() {
     assert!(prompt.len() > 2 * 64, "the prompt spans several chunks of the CPU family ({} tokens)", prompt.len());
     // The GPU family (chunks of 256, tiles of 32 tokens) on 45 tokens, a partial second tile: its
     // token-by-token path is slow on lavapipe.
-    for (layout, prompt) in [(common::layout(), &prompt[..]), (common::gpu_family(), &prompt[..45])] {
+    // The GPU family's cache is f16: the two paths' keys and values differ in their last f32 bits
+    // (matmul vs matvec sums), and some of those round to neighbouring f16 values, a 2^-11 step,
+    // which the later layers carry on; 2e-2 there (1e-3 with the CPU family's f32 cache).
+    for (layout, prompt, bound) in [(common::layout(), &prompt[..], 1e-3), (common::gpu_family(), &prompt[..45], 2e-2)]
+    {
         let mut model = Model::load_file(common::gpu(), layout, &path, Some(512)).unwrap();
         let worst = prefill_deviation(&mut model, prompt);
         eprintln!("SmolLM2 Q4_1, {layout}, {} tokens in chunks of {}: batched vs token-by-token max logit deviation {worst:.2e}", prompt.len(), model.batch_rows());
-        assert!(worst <= 1e-3, "{layout}: {worst}");
+        assert!(worst <= bound, "{layout}: {worst}");
     }
     for file in ["tiny-llama3-Q4_K_M", "tiny-llama2-Q3_K_M"] {
         let Some(path) = common::shared_fixture(&format!("tiny/{file}.gguf")) else { continue };

@@ -42,7 +42,11 @@ pub mod wgsl {
         pub const REDUCE_SHARED: &str = include_str!("../../shaders/gpu/reduce_shared.wgsl");
         pub const QKV: &str = include_str!("../../shaders/gpu/qkv.wgsl");
         pub const GATE_UP: &str = include_str!("../../shaders/gpu/gate_up.wgsl");
+        pub const ATTENTION_IO: &str = include_str!("../../shaders/gpu/attention_io.wgsl");
         pub const ATTENTION: &str = include_str!("../../shaders/gpu/attention.wgsl");
+        pub const ATTENTION_SUM_SUBGROUP: &str = include_str!("../../shaders/gpu/attention_sum_subgroup.wgsl");
+        pub const ATTENTION_SUM_SHARED: &str = include_str!("../../shaders/gpu/attention_sum_shared.wgsl");
+        pub const ATTENTION_PROMPT: &str = include_str!("../../shaders/gpu/attention_prompt.wgsl");
     }
 
     /// The CPU family.
@@ -163,9 +167,10 @@ impl Module {
     /// built-ins, which wgpu's naga (native) rejects.
     pub fn source(&self) -> String {
         let src = self.parts.join("\n");
-        let uses_subgroups = ["subgroupBroadcast(", "subgroupAdd(", "subgroupExclusiveAdd(", "subgroupElect("]
-            .iter()
-            .any(|f| src.contains(f));
+        let uses_subgroups =
+            ["subgroupBroadcast(", "subgroupAdd(", "subgroupExclusiveAdd(", "subgroupElect(", "subgroupShuffleXor("]
+                .iter()
+                .any(|f| src.contains(f));
         if cfg!(target_arch = "wasm32") && uses_subgroups {
             format!("enable subgroups;\n{src}")
         } else {

@@ -171,13 +171,16 @@ impl Layout {
         }
     }
 
-    /// Splits of the KV length in the decode graph's attention for a context of `ctx` (one on
-    /// CPU adapters, where an invocation walks a whole row).
+    /// Most splits of the KV length the decode graph's attention dispatches for a context of `ctx`
+    /// (the kernel works as many of them as the current length asks for,
+    /// kernels::gpu::ATTENTION_SPLIT_LEN positions or more each, so no more than a full context
+    /// can use); one on CPU adapters, where an invocation walks a whole row.
     pub fn attention_splits(&self, ctx: usize) -> u32 {
+        use crate::kernels::gpu::{ATTENTION_MAX_SPLITS, ATTENTION_SPLIT_LEN};
         if self.is_cpu() {
             1
         } else {
-            (ctx as u32 / 256).clamp(1, 16)
+            (ctx as u32).div_ceil(ATTENTION_SPLIT_LEN).clamp(1, ATTENTION_MAX_SPLITS)
         }
     }
 

@@ -1,6 +1,6 @@
 //! attention's parameters, buffers and rows, shared by both families; the Layout's family picks the
-//! kernel (gpu/attention.rs: split over the KV length; cpu/attention.rs: lanes of 8 or an
-//! invocation per row and head).
+//! kernel (gpu/attention.rs: a workgroup per kv head split over the KV length, tiled prompt chunks,
+//! f16 cache; cpu/attention.rs: lanes of 8 or an invocation per row and head, f32 cache).
 
 use super::{cpu, gpu, Dispatch, Target};
 use crate::error::Result;
@@ -24,15 +24,16 @@ pub struct AttentionParams {
 pub struct AttentionBuffers<'a> {
     /// [rows, q | k | v]: the batch's own queries, keys and values.
     pub qkv: &'a wgpu::Buffer,
-    /// [ctx, kv_dim] each.
+    /// [ctx, kv_dim] each, f16 in the GPU family, f32 in the CPU family (kv_cache::elem_bytes).
     pub k_cache: &'a wgpu::Buffer,
     pub v_cache: &'a wgpu::Buffer,
-    /// [branches, branch_len, kv_dim] each (candidates; any distinct small buffers otherwise).
+    /// [branches, branch_len, kv_dim] each, as the cache (candidates; any distinct small buffers
+    /// otherwise).
     pub k_branch: &'a wgpu::Buffer,
     pub v_branch: &'a wgpu::Buffer,
     /// [rows, n_heads * head_dim].
     pub out: &'a wgpu::Buffer,
-    /// [rows, n_heads, n_splits, head_dim + 2] when n_splits > 1 (any buffer otherwise).
+    /// [rows, n_heads, n_splits, head_dim + 2] f32 when n_splits > 1 (any buffer otherwise).
     pub partial: &'a wgpu::Buffer,
     /// [head_dim / 2] (cos, sin) pairs (cpu::rope_rotations) when q and the token's key arrive
     /// unrotated and the kernel rotates them (one token, CPU family); None when rope.wgsl has
@@ -63,7 +64,8 @@ impl AttentionRows {
 
 /// attention for the `which` rows: causal softmax(q k^T / sqrt(head_dim)) v per head, each row's k
 /// and v stored in the cache (or its branch) on the way. One dispatch, or two in the GPU family
-/// when the positions are split (p.n_splits > 1).
+/// when the positions may be split (p.n_splits > 1: the most splits; the current length picks how
+/// many work).
 pub fn attention(
     t: Target,
     b: &AttentionBuffers,

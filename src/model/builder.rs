@@ -92,10 +92,10 @@ impl ModelBuilder {
         }
         let ctx = match ctx {
             Some(c) => {
-                KvCache::check(&cfg, c.max(1), gpu.max_binding())?;
+                KvCache::check(&cfg, &layout, c.max(1), gpu.max_binding())?;
                 c.max(1)
             }
-            None => DEFAULT_CTX.min(cfg.ctx_len).min(KvCache::max_positions(&cfg, gpu.max_binding())).max(1),
+            None => DEFAULT_CTX.min(cfg.ctx_len).min(KvCache::max_positions(&cfg, &layout, gpu.max_binding())).max(1),
         };
         let mut pending: Vec<Pending> = weights::expected(&cfg)
             .iter()
@@ -133,7 +133,7 @@ impl ModelBuilder {
                 }
             })
             .sum();
-        let kv = KvCache::bytes_for(c, self.ctx);
+        let kv = KvCache::bytes_for(c, &self.layout, self.ctx);
         (weights, kv, Acts::bytes(c, self.layout.batch_rows()))
     }
 

@@ -88,7 +88,8 @@ pub struct Parts<'a> {
     pub acts: &'a Acts,
     pub kv: &'a KvCache,
     pub branches: &'a Branches,
-    /// Attention splits over the KV length in the decode graph (1 in the CPU family).
+    /// Most attention splits over the KV length the decode and candidates graphs dispatch (the
+    /// kernel works as many as the current length asks for; 1 in the CPU family).
     pub n_splits: u32,
 }
 

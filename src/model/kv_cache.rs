@@ -1,14 +1,26 @@
-//! The KV cache: per layer, keys and values of every position so far, as f32 rows on the GPU.
+//! The KV cache: per layer, keys and values of every position so far, as rows on the GPU: f16 in
+//! the GPU family (two to a u32, pack2x16float's order: element 2i in the low half), f32 in the CPU
+//! family (its kernels read f32 vectors).
 
 use crate::error::{Error, Result};
 use crate::format::config::Config;
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, Layout};
+
+/// Bytes one cached key or value element takes in `layout`: 2 (f16) in the GPU family, 4 (f32) in
+/// the CPU family.
+pub fn elem_bytes(layout: &Layout) -> u64 {
+    if layout.is_cpu() {
+        4
+    } else {
+        2
+    }
+}
 
 /// Keys and values for `capacity` positions, per layer.
 pub struct KvCache {
-    /// Per layer: [capacity, n_kv_heads * head_dim] f32 keys (after RoPE).
+    /// Per layer: [capacity, n_kv_heads * head_dim] keys (after RoPE), f16 or f32 (`elem_bytes`).
     pub k: Vec<wgpu::Buffer>,
-    /// Per layer: [capacity, n_kv_heads * head_dim] f32 values.
+    /// Per layer: [capacity, n_kv_heads * head_dim] values, as the keys.
     pub v: Vec<wgpu::Buffer>,
     /// Positions the buffers hold.
     pub capacity: usize,
@@ -17,34 +29,34 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// Bytes the cache takes for `positions` positions of `cfg`.
-    pub fn bytes_for(cfg: &Config, positions: usize) -> u64 {
-        2 * cfg.n_layers as u64 * positions as u64 * cfg.kv_dim() as u64 * 4
+    /// Bytes the cache takes for `positions` positions of `cfg`, as `layout` stores it.
+    pub fn bytes_for(cfg: &Config, layout: &Layout, positions: usize) -> u64 {
+        2 * cfg.n_layers as u64 * positions as u64 * cfg.kv_dim() as u64 * elem_bytes(layout)
     }
 
     /// The positions a context may have when one layer's keys must fit one binding of `limit` bytes.
-    pub fn max_positions(cfg: &Config, limit: u64) -> usize {
-        (limit / (cfg.kv_dim() as u64 * 4)) as usize
+    pub fn max_positions(cfg: &Config, layout: &Layout, limit: u64) -> usize {
+        (limit / (cfg.kv_dim() as u64 * elem_bytes(layout))) as usize
     }
 
     /// Checks that `capacity` positions fit bindings of `limit` bytes, naming the numbers and a
     /// context that would fit when they do not.
-    pub fn check(cfg: &Config, capacity: usize, limit: u64) -> Result<()> {
-        let per_layer_bytes = capacity as u64 * cfg.kv_dim() as u64 * 4;
+    pub fn check(cfg: &Config, layout: &Layout, capacity: usize, limit: u64) -> Result<()> {
+        let per_layer_bytes = capacity as u64 * cfg.kv_dim() as u64 * elem_bytes(layout);
         if per_layer_bytes > limit {
             return Err(Error::ContextTooLarge {
                 requested: capacity,
                 per_layer_bytes,
                 limit,
-                fits: Self::max_positions(cfg, limit),
+                fits: Self::max_positions(cfg, layout, limit),
             });
         }
         Ok(())
     }
 
-    pub fn new(gpu: &Gpu, cfg: &Config, capacity: usize) -> Result<KvCache> {
-        Self::check(cfg, capacity, gpu.max_binding())?;
-        let layer_bytes = capacity as u64 * cfg.kv_dim() as u64 * 4;
+    pub fn new(gpu: &Gpu, layout: &Layout, cfg: &Config, capacity: usize) -> Result<KvCache> {
+        Self::check(cfg, layout, capacity, gpu.max_binding())?;
+        let layer_bytes = capacity as u64 * cfg.kv_dim() as u64 * elem_bytes(layout);
         let k = (0..cfg.n_layers).map(|l| gpu.storage(&format!("k_cache.{l}"), layer_bytes)).collect();
         let v = (0..cfg.n_layers).map(|l| gpu.storage(&format!("v_cache.{l}"), layer_bytes)).collect();
         Ok(KvCache { k, v, capacity, len: 0 })
@@ -61,7 +73,7 @@ impl KvCache {
 /// prompt's stay in the KV cache, stored once. Allocated on first use, grown when a longer or wider
 /// request comes.
 pub struct Branches {
-    /// Per layer: [n, len, kv_dim] f32 keys and values (empty until first used).
+    /// Per layer: [n, len, kv_dim] keys and values in the KV cache's format (empty until first used).
     k: Vec<wgpu::Buffer>,
     v: Vec<wgpu::Buffer>,
     /// Bound in their place while there are none (attention binds them in every graph).
@@ -70,11 +82,14 @@ pub struct Branches {
     /// Candidates and positions per candidate the buffers hold.
     pub n: u32,
     pub len: u32,
+    /// Bytes per element (`elem_bytes` of the layout).
+    elem: u64,
 }
 
 impl Branches {
-    pub fn new(gpu: &Gpu) -> Branches {
+    pub fn new(gpu: &Gpu, layout: &Layout) -> Branches {
         Branches {
+            elem: elem_bytes(layout),
             k: vec![],
             v: vec![],
             dummy_k: gpu.storage("k_branch (none)", 16),
@@ -93,8 +108,8 @@ impl Branches {
     }
 
     /// Bytes for `n` candidates of `len` positions.
-    pub fn bytes_for(cfg: &Config, n: u32, len: u32) -> u64 {
-        2 * cfg.n_layers as u64 * n as u64 * len as u64 * cfg.kv_dim() as u64 * 4
+    pub fn bytes_for(&self, cfg: &Config, n: u32, len: u32) -> u64 {
+        2 * cfg.n_layers as u64 * n as u64 * len as u64 * cfg.kv_dim() as u64 * self.elem
     }
 
     /// Makes room for `n` candidates of `len` positions; true when the buffers were replaced (graphs
@@ -104,7 +119,7 @@ impl Branches {
             return Ok(false);
         }
         let (n, len) = (n.max(self.n), len.max(self.len).next_multiple_of(64));
-        let layer_bytes = Self::bytes_for(cfg, n, len) / 2 / cfg.n_layers as u64;
+        let layer_bytes = self.bytes_for(cfg, n, len) / 2 / cfg.n_layers as u64;
         if layer_bytes > gpu.max_binding() {
             return Err(Error::InvalidRequest(format!(
                 "{n} candidates of {len} tokens need {layer_bytes} bytes of KV cache per layer, over the adapter's binding limit of {}; ask for fewer or shorter ones",

@@ -81,7 +81,7 @@ impl Model {
     fn build(b: ModelBuilder) -> Result<Model> {
         let (gpu, layout) = (b.gpu.clone(), b.layout);
         let c = b.cfg.clone();
-        let kv = KvCache::new(&gpu, &c, b.ctx)?;
+        let kv = KvCache::new(&gpu, &layout, &c, b.ctx)?;
         let n_splits = layout.attention_splits(b.ctx);
         let acts = Acts::new(&gpu, &c, layout.batch_rows(), n_splits);
         let rope_factors = b.rope_factors;
@@ -91,7 +91,7 @@ impl Model {
                 weights.insert(p.info.name, w);
             }
         }
-        let branches = Branches::new(&gpu);
+        let branches = Branches::new(&gpu, &layout);
         let parts = graph::Parts {
             gpu: &gpu,
             layout: &layout,

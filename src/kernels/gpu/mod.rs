@@ -3,7 +3,7 @@
 //! rmsnorm + qkv + RoPE and rmsnorm + gate_up + swiglu kernels, attention split over the KV length.
 
 mod attention;
-pub use attention::attention;
+pub use attention::{attention, ATTENTION_MAX_SPLITS, ATTENTION_SPLIT_LEN};
 
 use super::{bind, grid, numbered, Dispatch, MatmulParams, MatvecParams, QuantMatrix, Target};
 use crate::error::{Error, Result};

@@ -349,17 +349,7 @@ impl Session {
         let decode_ms = now_ms() - t1;
         Ok(tracks
             .into_iter()
-            .map(|t| Generation {
-                prompt_ids: prompt_ids.to_vec(),
-                ids: t.ids,
-                text: t.text,
-                top_logits: t.top_logits,
-                logprobs: t.logprobs,
-                finish_reason: t.finish.unwrap_or(FinishReason::Length),
-                prefilled: prompt_ids.len() - common,
-                prefill_ms: t1 - t0,
-                decode_ms,
-            })
+            .map(|t| t.into_generation(prompt_ids, prompt_ids.len() - common, t1 - t0, decode_ms))
             .collect())
     }
 }
@@ -407,17 +397,7 @@ impl Session {
         self.model.forget_in_flight();
         self.model.truncate(self.cached.len());
         let t1 = t1.expect("one step was collected");
-        Ok(vec![Generation {
-            prompt_ids: prompt_ids.to_vec(),
-            ids: t.ids,
-            text: t.text,
-            top_logits: t.top_logits,
-            logprobs: t.logprobs,
-            finish_reason: t.finish.unwrap_or(FinishReason::Length),
-            prefilled: prompt_ids.len() - common,
-            prefill_ms: t1 - t0,
-            decode_ms: now_ms() - t1,
-        }])
+        Ok(vec![t.into_generation(prompt_ids, prompt_ids.len() - common, t1 - t0, now_ms() - t1)])
     }
 }
 
@@ -463,6 +443,21 @@ struct Track {
 }
 
 impl Track {
+    /// The finished track as a Generation of `prompt_ids` (its last `prefilled` run this time).
+    fn into_generation(self, prompt_ids: &[u32], prefilled: usize, prefill_ms: f64, decode_ms: f64) -> Generation {
+        Generation {
+            prompt_ids: prompt_ids.to_vec(),
+            ids: self.ids,
+            text: self.text,
+            top_logits: self.top_logits,
+            logprobs: self.logprobs,
+            finish_reason: self.finish.unwrap_or(FinishReason::Length),
+            prefilled,
+            prefill_ms,
+            decode_ms,
+        }
+    }
+
     /// Picks the next id from a step's output (under `mask`, its grammar's, where it has one) and
     /// appends it: streams the new text (holding back what may start a stop string) with the
     /// log-probabilities of the tokens since the last piece, and sets `finish` at an

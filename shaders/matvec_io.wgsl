@@ -10,7 +10,7 @@ struct Params {
     accumulate: u32,     // 1: out += result (residual add in the epilogue); 0: out = result
     up_offset: u32,      // matvec_wide with act_swiglu: where up starts in x (after gate)
     eps: f32,            // matvec_wide with act_norm: the rmsnorm epsilon
-    subgroup_size: u32,  // matvec_wide with act_norm or out_norm: the device's (one) subgroup size
+    _a: u32,
     _b: u32,
 }
 

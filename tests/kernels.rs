@@ -6,7 +6,7 @@
 mod common;
 
 use common::kernels::*;
-use common::Rng;
+use common::{gpu, Rng};
 use std::sync::Arc;
 use webllama::format::quant::{QuantType, SUPPORTED};
 use webllama::kernels::cpu;
@@ -67,9 +67,16 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
     // rmsnorm(x) * norm_w folded in from them; and a down projection with swiglu folded in. On the
     // layouts that fold (CPU adapters with subgroups); the others must refuse.
     let mut rng = Rng(0xf01d);
+    let mut folded = 0;
     for g in every_layout() {
+        if let Ok(lanes) = std::env::var(LANES_ASKED) {
+            if g.layout.is_cpu() && g.layout.subgroups {
+                assert_eq!(g.layout.subgroup_sizes.0.to_string(), lanes, "{LANES_ASKED}: the adapter's subgroups");
+            }
+        }
         for ty in [QuantType::Q4_1, QuantType::Q8_0] {
-            // (dim, consumer rows, ffn): SmolLM2's width, and 7 blocks (7 subgroups of 8 lanes with 4 rows each).
+            // (dim, consumer rows, ffn): SmolLM2's width, and 7 blocks (3.5 workgroups of 16 lanes with 4 rows
+            // each). Run with LP_NATIVE_VECTOR_WIDTH=512 (16-lane subgroups) and 128 (4) as well.
             for &(dim, rows, ffn) in &[(576usize, 130usize, 1536usize), (224, 67, 96)] {
                 let (bo, wo) = random_matrix(ty, dim, dim, &mut rng);
                 let (bc, wc) = random_matrix(ty, rows, dim, &mut rng);
@@ -99,6 +106,7 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
                     );
                     continue;
                 }
+                folded += 1;
                 let d1 = matvec_fold(&g, &mo, &ab, &xb, &step, add, produce).unwrap();
                 let d2 = matvec_fold(&g, &mc, &xb, &out, &step, MatvecParams::default(), consume).unwrap();
                 kernels::submit(&g, &[d1, d2]);
@@ -122,6 +130,28 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
             }
         }
     }
+    assert!(folded > 0 || !gpu().has_subgroups(), "no layout folded on an adapter with subgroups");
+}
+
+/// Set by folds_hold_with_16_lane_subgroups for its child: the subgroup size the child must see.
+const LANES_ASKED: &str = "WEBLLAMA_TEST_SUBGROUP_LANES";
+
+#[test]
+fn folds_hold_with_16_lane_subgroups() {
+    // The folds once assumed lavapipe's 8-lane subgroups (and failed on NVIDIA's 32). lavapipe
+    // takes its SIMD width from LP_NATIVE_VECTOR_WIDTH at start-up: the fold test again, in a child
+    // process whose subgroups have 16 lanes.
+    if std::env::var_os(LANES_ASKED).is_some() || !gpu().info.name.contains("llvmpipe") {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "matvec_folds_swiglu_and_rmsnorm_where_it_can", "--test-threads=1"])
+        .env("LP_NATIVE_VECTOR_WIDTH", "512")
+        .env(LANES_ASKED, "16")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("1 passed"), "with 16-lane subgroups:\n{text}");
 }
 
 #[test]

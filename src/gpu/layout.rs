@@ -131,8 +131,7 @@ impl Layout {
         };
         let lanes = layout.lanes_of_8();
         layout.prompt_lanes = lanes && o.prompt_lanes.unwrap_or(true);
-        // Folds hand partial sums from one subgroup to a later one: a fixed subgroup size.
-        layout.folds = lanes && layout.subgroup_sizes.0 == layout.subgroup_sizes.1 && o.folds.unwrap_or(true);
+        layout.folds = lanes && o.folds.unwrap_or(true);
         layout
     }
 
@@ -155,11 +154,6 @@ impl Layout {
     /// vectors across 8 lanes (acts_subgroup.wgsl, attention_lanes, rmsnorm_lanes) run.
     pub fn lanes_of_8(&self) -> bool {
         self.is_cpu() && self.subgroups && self.subgroup_sizes.0 >= 8
-    }
-
-    /// The subgroup size folds assume (the adapter's one size).
-    pub fn subgroup_size(&self) -> u32 {
-        self.subgroup_sizes.0
     }
 
     /// Most tokens one prompt chunk runs (the batch graph's rows).

@@ -275,8 +275,7 @@ pub struct MatvecParams {
     /// Set by the CPU family's swiglu fold.
     pub up_offset: u32,
     pub eps: f32,
-    pub subgroup_size: u32,
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
 }
 
 /// matvec: out[out_offset + pos * out_pos_stride + r] (+)= dot(W[r], x[x_offset..]).

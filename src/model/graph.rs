@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::format::config::Config;
 use crate::format::weights::{self, ATTN_NORM, ATTN_OUT, FFN_DOWN, FFN_NORM, OUTPUT_NORM};
 use crate::gpu::{Gpu, Layout};
-use crate::kernels::{AttentionRows, Dispatch, MatmulParams, Step, Target};
+use crate::kernels::{self, AttentionRows, Dispatch, MatmulParams, Step, Target};
 use std::collections::HashMap;
 
 /// Activations for up to `rows` rows (the decode graph uses row 0).
@@ -29,7 +29,7 @@ pub struct Acts {
     pub step: wgpu::Buffer,      // uniform Step
     pub partial: wgpu::Buffer,   // [max_candidates, n_heads, n_splits, head_dim + 2] split attention
     pub rope_ones: wgpu::Buffer, // [n_rot / 2] of 1.0, for models without rope_freqs
-    pub norms: wgpu::Buffer, // [ceil(dim / subgroup size) + 4] (room for one per subgroup of rows) partial sums of squares of x (kernels::cpu::Fold)
+    pub norms: wgpu::Buffer, // [ceil(dim / 64) + 4] (one per matvec_wide workgroup of rows, zero-padded) partial sums of squares of x (kernels::cpu::Fold)
     pub rotations: wgpu::Buffer, // [head_dim / 2] (cos, sin): RoPE at the decoded position (kernels::cpu::rope_rotations)
     pub router: wgpu::Buffer,    // [rows, n_experts] router logits (mixture of experts)
     pub route: wgpu::Buffer,     // [rows, n_experts_used, 2] u32: each row's experts and their weights' f32 bits
@@ -60,10 +60,7 @@ impl Acts {
             ),
             rope_ones: gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2])),
             rotations: gpu.storage("rope rotations", 4 * c.head_dim as u64),
-            norms: gpu.storage(
-                "norm partial sums",
-                4 * (c.dim.div_ceil(gpu.info.subgroup_min_size.max(1) as usize) + 4) as u64,
-            ),
+            norms: gpu.storage("norm partial sums", 4 * (c.dim.div_ceil(kernels::cpu::FOLD_ROWS_PER_SLOT) + 4) as u64),
             router: gpu.storage("router logits", f(c.n_experts.max(1))),
             route: gpu.storage("routes", 2 * f(c.n_experts_used.max(1))),
             moe_h: gpu.storage("expert gates", moe(c.ffn_dim)),

@@ -45,8 +45,8 @@ pub struct Fold<'a> {
     /// Rows dotted with rmsnorm(x) * norm_w: (norm_w, the partial sums of squares of x a matvec
     /// with `partials_out` left, eps).
     pub norm: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer, f32)>,
-    /// Leaves partial sums of squares of what it stores here ([ceil(rows / (subgroup size * 4))]:
-    /// one per subgroup of lanes with 4 rows each) for a following `norm` fold.
+    /// Leaves partial sums of squares of what it stores here ([ceil(rows / FOLD_ROWS_PER_SLOT)] and
+    /// zeros to a multiple of 4: one per workgroup of rows) for a following `norm` fold.
     pub partials_out: Option<&'a wgpu::Buffer>,
 }
 
@@ -64,8 +64,8 @@ pub fn can_fold(t: Target, w: &QuantMatrix) -> bool {
 
 /// Rows per workgroup of matvec_wide (16 invocations of 4 rows) and of matvec_rowwise.
 const MATVEC_ROWS_PER_WG: u32 = 64;
-/// Invocations per workgroup of matvec_wide.
-const MATVEC_WIDE_WG: u32 = 16;
+/// Rows whose sum of squares a folding matvec leaves in one slot of the partials (one workgroup's).
+pub const FOLD_ROWS_PER_SLOT: usize = MATVEC_ROWS_PER_WG as usize;
 
 /// matvec (see kernels::matvec_folded; `p` complete) with `fold` folded in: matvec_wide where it reads
 /// `w`, else matvec_rowwise (an error where `fold` asks for anything and can_fold is false).
@@ -99,10 +99,7 @@ pub fn matvec(
             groups,
         );
     }
-    // The folds' partial sums are per subgroup of a workgroup's lanes: on devices whose subgroups are
-    // wider than matvec_wide's workgroup (32 lanes on NVIDIA), the workgroup's lanes alone.
-    let lanes = t.layout.subgroup_size().min(MATVEC_WIDE_WG);
-    let mut p = MatvecParams { up_offset: fold.swiglu_up.unwrap_or(0), subgroup_size: lanes, ..p };
+    let mut p = MatvecParams { up_offset: fold.swiglu_up.unwrap_or(0), ..p };
     let mut resources = vec![
         (1, step.as_entire_binding()),
         (3, x.as_entire_binding()),

@@ -3,6 +3,19 @@ import init, { HeaderReader, Loader, wasmMemoryBytes } from './pkg/webllama.js';
 import { MSG } from './protocol.js';
 import { openModel, namedError, parseIntegrity } from './download.js';
 
+// wgpu 30's WebGPU backend does not pass the `subgroups` feature through to the browser
+// (gfx-rs/wgpu#10146; the fix is gfx-rs/wgpu#10220): ask for it on the device the engine requests
+// wherever the adapter has it. The engine reads the device's own feature list back
+// (src/gpu/device.rs) and its Layout decides which kernels use subgroups.
+if (self.GPUAdapter) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = function (descriptor = {}) {
+    const wanted = this.features.has('subgroups') ? ['subgroups'] : [];
+    const requiredFeatures = [...new Set([...(descriptor.requiredFeatures ?? []), ...wanted])];
+    return requestDevice.call(this, { ...descriptor, requiredFeatures });
+  };
+}
+
 const ready = init();
 let engine = null;
 let abortRequested = false;

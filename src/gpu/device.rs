@@ -60,6 +60,8 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::DeviceRequest(e.to_string()))?;
+        #[cfg(target_arch = "wasm32")]
+        let features = features | web_subgroups(&device);
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -312,5 +314,17 @@ impl Future for MapFuture {
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Subgroups on a device of the browser's WebGPU. wgpu 30 does not map the feature there
+/// (gfx-rs/wgpu#10146): www/worker.js asks for it on the device request, and the device's own
+/// feature list says whether the browser granted it. wgpu passes WGSL to the browser unchanged, so
+/// shaders with `enable subgroups;` (gpu/compose.rs) compile on such a device.
+#[cfg(target_arch = "wasm32")]
+fn web_subgroups(device: &wgpu::Device) -> wgpu::Features {
+    match device.as_webgpu() {
+        Some(d) if d.features().has("subgroups") => wgpu::Features::SUBGROUP,
+        _ => wgpu::Features::empty(),
     }
 }

@@ -133,25 +133,31 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
     assert!(folded > 0 || !gpu().has_subgroups(), "no layout folded on an adapter with subgroups");
 }
 
-/// Set by folds_hold_with_16_lane_subgroups for its child: the subgroup size the child must see.
+/// Set by wide_kernels_hold_with_4_and_16_lane_subgroups for its children: the subgroup size the
+/// child must see.
 const LANES_ASKED: &str = "WEBLLAMA_TEST_SUBGROUP_LANES";
 
 #[test]
-fn folds_hold_with_16_lane_subgroups() {
-    // The folds once assumed lavapipe's 8-lane subgroups (and failed on NVIDIA's 32). lavapipe
-    // takes its SIMD width from LP_NATIVE_VECTOR_WIDTH at start-up: the fold test again, in a child
-    // process whose subgroups have 16 lanes.
+fn wide_kernels_hold_with_4_and_16_lane_subgroups() {
+    // The folds once assumed lavapipe's 8-lane subgroups (and failed on NVIDIA's 32); SwiftShader's
+    // are 4 lanes (acts_subgroup4.wgsl). lavapipe takes its SIMD width from LP_NATIVE_VECTOR_WIDTH
+    // at start-up: the matvec and fold tests again, in child processes whose subgroups have 4 and
+    // 16 lanes.
     if std::env::var_os(LANES_ASKED).is_some() || !gpu().info.name.contains("llvmpipe") {
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "matvec_folds_swiglu_and_rmsnorm_where_it_can", "--test-threads=1"])
-        .env("LP_NATIVE_VECTOR_WIDTH", "512")
-        .env(LANES_ASKED, "16")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && text.contains("1 passed"), "with 16-lane subgroups:\n{text}");
+    for (bits, lanes) in [("128", "4"), ("512", "16")] {
+        for test in ["matvec_folds_swiglu_and_rmsnorm_where_it_can", "matvec_every_quant_type"] {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", test, "--test-threads=1"])
+                .env("LP_NATIVE_VECTOR_WIDTH", bits)
+                .env(LANES_ASKED, lanes)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && text.contains("1 passed"), "{test} with {lanes}-lane subgroups:\n{text}");
+        }
+    }
 }
 
 #[test]

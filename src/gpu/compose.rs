@@ -59,6 +59,7 @@ pub mod wgsl {
         pub const EMBED_WIDE: &str = include_str!("../../shaders/cpu/embed_wide.wgsl");
         pub const ACTS_PLAIN: &str = include_str!("../../shaders/cpu/acts_plain.wgsl");
         pub const ACTS_SUBGROUP: &str = include_str!("../../shaders/cpu/acts_subgroup.wgsl");
+        pub const ACTS_SUBGROUP4: &str = include_str!("../../shaders/cpu/acts_subgroup4.wgsl");
         pub const WIDE_BUFFER: &str = include_str!("../../shaders/cpu/wide_buffer.wgsl");
         pub const WIDE_TEXTURE: &str = include_str!("../../shaders/cpu/wide_texture.wgsl");
         pub const WIDE_TEXTURE_SAMPLED: &str = include_str!("../../shaders/cpu/wide_texture_sampled.wgsl");

@@ -131,7 +131,9 @@ impl Layout {
         };
         let lanes = layout.lanes_of_8();
         layout.prompt_lanes = lanes && o.prompt_lanes.unwrap_or(true);
-        layout.folds = lanes && o.folds.unwrap_or(true);
+        // Folds need no subgroups, but without shared activations (act_lanes) every lane computes
+        // rmsnorm(x) or silu(gate) * up for every value itself: slower than the separate kernels.
+        layout.folds = layout.act_lanes() > 0 && o.folds.unwrap_or(true);
         layout
     }
 
@@ -154,6 +156,17 @@ impl Layout {
     /// vectors across 8 lanes (acts_subgroup.wgsl, attention_lanes, rmsnorm_lanes) run.
     pub fn lanes_of_8(&self) -> bool {
         self.is_cpu() && self.subgroups && self.subgroup_sizes.0 >= 8
+    }
+
+    /// CPU family: the lanes of a subgroup that share a block's activations in the wide kernels
+    /// (acts_subgroup.wgsl: 8; acts_subgroup4.wgsl: 4, SwiftShader's subgroups), or 0: plain loads.
+    pub fn act_lanes(&self) -> u32 {
+        match self.subgroup_sizes.0 {
+            _ if !self.is_cpu() || !self.subgroups => 0,
+            8.. => 8,
+            4..8 => 4,
+            _ => 0,
+        }
     }
 
     /// Most tokens one prompt chunk runs (the batch graph's rows).

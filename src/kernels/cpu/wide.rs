@@ -19,7 +19,7 @@ pub enum TextureBinding {
 
 /// The module of a wide kernel named `base` over `w`, up to the kernel itself: common.wgsl and the
 /// type's decoders, wide.wgsl, the kernel's `io` file, the activation loader (through subgroups
-/// where `subgroup_acts` and the layout has lanes of 8, else plain loads) and the weights' loader
+/// where `subgroup_acts` and the layout has act_lanes, else plain loads) and the weights' loader
 /// (a buffer, or a texture read through `binding`).
 pub fn wide_module(
     t: Target,
@@ -32,10 +32,10 @@ pub fn wide_module(
     let wide =
         wide_wgsl(w.ty).ok_or_else(|| Error::InvalidRequest(format!("{base}: {} has no wide decoder", w.ty.name())))?;
     let mut module = Module::quant(t.layout, base, w.ty, &[wide, wgsl::cpu::WIDE, io])?;
-    module = if t.layout.lanes_of_8() && subgroup_acts {
-        module.variant("subgroup", wgsl::cpu::ACTS_SUBGROUP)
-    } else {
-        module.with(&[wgsl::cpu::ACTS_PLAIN])
+    module = match t.layout.act_lanes() {
+        8 if subgroup_acts => module.variant("subgroup", wgsl::cpu::ACTS_SUBGROUP),
+        4 if subgroup_acts => module.variant("subgroup4", wgsl::cpu::ACTS_SUBGROUP4),
+        _ => module.with(&[wgsl::cpu::ACTS_PLAIN]),
     };
     Ok(match w.blocks {
         Blocks::Texture(_) if binding == TextureBinding::Sampled || !t.layout.texture_storage_loads => {

@@ -28,6 +28,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> result: array<u32>; // [rows]
 @group(0) @binding(3) var<storage, read> mask: array<u32>;       // [rows, ceil(n / 32)]: bit i % 32 of word i / 32 allows token i
 @group(0) @binding(4) var<storage, read_write> out: array<u32>;  // [rows, STRIDE] logprobs
+@group(0) @binding(5) var<storage, read_write> spans: array<vec2<u32>>; // [rows, ceil(n / SPAN)] (f32 bits of the best, its id)
 
 var<workgroup> best_val: array<f32, 256>;
 var<workgroup> best_idx: array<u32, 256>;
@@ -102,6 +103,51 @@ fn masked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
                     bi = i;
                 }
             }
+        }
+    }
+    reduce(lid, wid.y, bv, bi);
+}
+
+// `spans` and `spans_final`: the argmax in two levels, for GPUs. One workgroup walking a row of
+// 128k logits keeps one compute unit busy for a step's tail; SPAN logits per workgroup (8 loads a
+// thread, all in flight) spread the row over ceil(n / SPAN) workgroups, and one more per row takes
+// the best of their bests (the lower id on ties, as `main`).
+const SPAN: u32 = 2048u; // kernels::ARGMAX_SPAN
+
+@compute @workgroup_size(256)
+fn spans_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let base = wid.y * p.n;
+    let start = wid.x * SPAN;
+    var v: array<f32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        let i = start + k * 256u + lid;
+        v[k] = select(LOW, logits[base + min(i, p.n - 1u)], i < p.n);
+    }
+    var bv = LOW;
+    var bi = NONE;
+    for (var k = 0u; k < 8u; k++) {
+        let i = start + k * 256u + lid;
+        if (i < p.n && before(v[k], i, bv, bi)) {
+            bv = v[k];
+            bi = i;
+        }
+    }
+    reduce_best(lid, bv, bi);
+    if (lid == 0u) {
+        spans[wid.y * ((p.n + SPAN - 1u) / SPAN) + wid.x] = vec2<u32>(bitcast<u32>(best_val[0]), best_idx[0]);
+    }
+}
+
+@compute @workgroup_size(256)
+fn spans_final(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let n_spans = (p.n + SPAN - 1u) / SPAN;
+    var bv = LOW;
+    var bi = NONE;
+    for (var s = lid; s < n_spans; s += 256u) {
+        let e = spans[wid.y * n_spans + s];
+        if (before(bitcast<f32>(e.x), e.y, bv, bi)) {
+            bv = bitcast<f32>(e.x);
+            bi = e.y;
         }
     }
     reduce(lid, wid.y, bv, bi);

@@ -442,6 +442,26 @@ fn argmax_matches_and_takes_the_first_of_ties() {
         let got = u32::from_le_bytes(pollster::block_on(g.read(&out, 0, 4)).unwrap().try_into().unwrap());
         assert_eq!(got, reference::argmax(&x), "argmax [{n}]");
     }
+    // The two-level argmax (the GPU family's), 3 rows: row 0 ties in two spans (the first wins),
+    // row 1 its best tied at its last two ids (the last, partial span), row 2 all equal (id 0).
+    let span = kernels::ARGMAX_SPAN as usize;
+    for n in [5usize, span, span + 1, 3 * span + 100, 49152, 128256] {
+        let mut x = rng.vec(3 * n);
+        let (a, b) = (n / 3 + 1, (n / 2 + span + 2).min(n - 1));
+        x[a] = 5.0;
+        x[b] = 5.0;
+        x[n + n / 2] = 5.5;
+        x[n + n - 2] = 6.0;
+        x[n + n - 1] = 6.0;
+        x[2 * n..].fill(1.0);
+        let xb = g.storage_with("logits", bytemuck::cast_slice(&x));
+        let spans = g.storage("spans", kernels::argmax_spans_bytes(n as u32, 3));
+        let out = g.storage("result", 12);
+        kernels::submit(&g, &kernels::argmax_spans(g.t(), &xb, &spans, &out, n as u32, 3).unwrap());
+        let got: Vec<u32> = bytemuck::cast_slice(&pollster::block_on(g.read(&out, 0, 12)).unwrap()).to_vec();
+        let want: Vec<u32> = x.chunks(n).map(reference::argmax).collect();
+        assert_eq!(got, want, "two-level argmax [3 x {n}]");
+    }
 }
 
 #[test]

@@ -46,6 +46,38 @@ pub fn argmax(t: Target, logits: &wgpu::Buffer, result: &wgpu::Buffer, n: u32, r
     over_rows(t, "argmax", "main", &[(1, logits), (2, result)], n, rows)
 }
 
+/// Logits per workgroup of the two-level argmax's first pass (SPAN in shaders/argmax.wgsl).
+pub const ARGMAX_SPAN: u32 = 2048;
+
+/// Bytes of the two-level argmax's scratch for `rows` rows of n logits: a (best, id) pair per span.
+pub fn argmax_spans_bytes(n: u32, rows: u32) -> u64 {
+    8 * n.div_ceil(ARGMAX_SPAN) as u64 * rows as u64
+}
+
+/// argmax in two levels (the GPU family's): the best of each ARGMAX_SPAN logits into `spans`
+/// (argmax_spans_bytes), one workgroup each, then the best of those into result[r]; as `argmax`.
+pub fn argmax_spans(
+    t: Target,
+    logits: &wgpu::Buffer,
+    spans: &wgpu::Buffer,
+    result: &wgpu::Buffer,
+    n: u32,
+    rows: u32,
+) -> Result<[Dispatch; 2]> {
+    let p = CountParams { n, _pad: [0; 3] };
+    let module = Module::new("argmax", &[wgsl::ARGMAX]);
+    let first = bind(
+        t.gpu,
+        "argmax spans",
+        t.pipeline(&module, "spans_first")?,
+        bytemuck::bytes_of(&p),
+        at(&[(1, logits), (5, spans)]),
+        [n.div_ceil(ARGMAX_SPAN), rows, 1],
+    )?;
+    let last = over_rows(t, "argmax", "spans_final", &[(2, result), (5, spans)], n, rows)?;
+    Ok([first, last])
+}
+
 /// argmax_masked: result[r] = index of the largest of the n logits of row r among the tokens row r
 /// of `mask` ([rows, mask_words(n)] u32) allows (the first on ties; 0xffffffff where it allows
 /// none), for `rows` rows.

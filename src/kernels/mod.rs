@@ -19,7 +19,10 @@ pub mod cpu;
 pub mod gpu;
 mod moe;
 pub use attention::{attention, AttentionBuffers, AttentionParams, AttentionRows};
-pub use choose::{argmax, argmax_masked, logprobs, mask_words, CountParams, LOGPROBS_STRIDE, TOP_LOGPROBS};
+pub use choose::{
+    argmax, argmax_masked, argmax_spans, argmax_spans_bytes, logprobs, mask_words, CountParams, ARGMAX_SPAN,
+    LOGPROBS_STRIDE, TOP_LOGPROBS,
+};
 pub use moe::{moe_matmul, moe_matvec, moe_route, moe_sum, MoeMatmulParams, MoeMatvecParams, MoeRouteParams};
 
 /// The device and the layout chosen for it: what every kernel function is built for.

@@ -18,17 +18,18 @@ use std::collections::HashMap;
 /// Activations for up to `rows` rows (the decode graph uses row 0).
 pub struct Acts {
     pub rows: u32,
-    pub x: wgpu::Buffer,         // [rows, dim] residual stream
-    pub xb: wgpu::Buffer,        // [rows, dim] normed residual
-    pub qkv: wgpu::Buffer,       // [rows, (n_heads + 2 n_kv_heads) * head_dim]: q | k | v
-    pub att: wgpu::Buffer,       // [rows, n_heads * head_dim] attention output
-    pub hb: wgpu::Buffer,        // [max(rows, 2), ffn_dim] gate, then silu(gate) * up (CPU family's decode: gate | up)
-    pub hb2: wgpu::Buffer,       // [rows, ffn_dim] up
-    pub logits: wgpu::Buffer,    // [max_candidates, vocab]
-    pub tokens: wgpu::Buffer,    // [rows] u32: input tokens, then each logits row's argmax
-    pub step: wgpu::Buffer,      // uniform Step
-    pub partial: wgpu::Buffer,   // [max_candidates, n_heads, n_splits, head_dim + 2] split attention
-    pub rope_ones: wgpu::Buffer, // [n_rot / 2] of 1.0, for models without rope_freqs
+    pub x: wgpu::Buffer,            // [rows, dim] residual stream
+    pub xb: wgpu::Buffer,           // [rows, dim] normed residual
+    pub qkv: wgpu::Buffer,          // [rows, (n_heads + 2 n_kv_heads) * head_dim]: q | k | v
+    pub att: wgpu::Buffer,          // [rows, n_heads * head_dim] attention output
+    pub hb: wgpu::Buffer, // [max(rows, 2), ffn_dim] gate, then silu(gate) * up (CPU family's decode: gate | up)
+    pub hb2: wgpu::Buffer, // [rows, ffn_dim] up
+    pub logits: wgpu::Buffer, // [max_candidates, vocab]
+    pub argmax_spans: wgpu::Buffer, // [max_candidates, ceil(vocab / ARGMAX_SPAN)] (best, id): the GPU family's two-level argmax
+    pub tokens: wgpu::Buffer,       // [rows] u32: input tokens, then each logits row's argmax
+    pub step: wgpu::Buffer,         // uniform Step
+    pub partial: wgpu::Buffer,      // [max_candidates, n_heads, n_splits, head_dim + 2] split attention
+    pub rope_ones: wgpu::Buffer,    // [n_rot / 2] of 1.0, for models without rope_freqs
     pub norms: wgpu::Buffer, // [ceil(dim / 64) + 4] (one per matvec_wide workgroup of rows, zero-padded) partial sums of squares of x (kernels::cpu::Fold)
     pub rotations: wgpu::Buffer, // [head_dim / 2] (cos, sin): RoPE at the decoded position (kernels::cpu::rope_rotations)
     pub router: wgpu::Buffer,    // [rows, n_experts] router logits (mixture of experts)
@@ -52,6 +53,7 @@ impl Acts {
             hb: gpu.storage("hb", 4 * c.ffn_dim as u64 * rows.max(2) as u64),
             hb2: gpu.storage("hb2", f(c.ffn_dim)),
             logits: gpu.storage("logits", 4 * c.vocab_size as u64 * MAX_CANDIDATES as u64),
+            argmax_spans: gpu.storage("argmax spans", kernels::argmax_spans_bytes(c.vocab_size as u32, MAX_CANDIDATES)),
             tokens: gpu.storage("tokens", 4 * rows.max(MAX_CANDIDATES) as u64),
             step: gpu.uniform("step", &Step::default()),
             partial: gpu.storage(

@@ -199,10 +199,16 @@ impl<'a> Recorder<'a> {
         Ok(())
     }
 
-    /// tokens[r] = argmax(logits[r]) for `rows` rows.
+    /// tokens[r] = argmax(logits[r]) for `rows` rows: on GPUs in two levels (many workgroups, then
+    /// one per row), on CPU adapters one workgroup per row (a second dispatch costs more there).
     pub fn argmax(&mut self, rows: u32) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
-        self.g.push(kernels::argmax(s.target(), &a.logits, &a.tokens, s.cfg.vocab_size as u32, rows)?);
+        let (t, vocab) = (s.target(), s.cfg.vocab_size as u32);
+        if s.layout.is_cpu() {
+            self.g.push(kernels::argmax(t, &a.logits, &a.tokens, vocab, rows)?);
+        } else {
+            self.g.extend(kernels::argmax_spans(t, &a.logits, &a.argmax_spans, &a.tokens, vocab, rows)?);
+        }
         Ok(())
     }
 

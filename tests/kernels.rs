@@ -45,6 +45,17 @@ fn matvec_every_quant_type_with(g: &On) {
             let d = kernels::matvec(g.t(), &m, &xb, &out, &step_on(g, 0), MatvecParams::default()).unwrap();
             kernels::submit(g, &[d]);
             check("matvec", ty.name(), &shape, &read_on(g, &out, rows), &want);
+            if !g.layout.is_cpu() {
+                // The GPU family's logits: rmsnorm folded in, into a part of out (at row 7).
+                let norm_w = rng.vec(cols);
+                let nb = g.storage_with("norm", bytemuck::cast_slice(&norm_w));
+                let out = g.storage("out", 4 * (rows + 7) as u64);
+                let p = MatvecParams { eps: 1e-5, out_offset: 7, ..Default::default() };
+                let d = kernels::gpu::matvec_norm(g.t(), &m, &xb, &nb, &out, &step_on(g, 0), p).unwrap();
+                kernels::submit(g, &[d]);
+                let want = reference::matvec(&w, &reference::rmsnorm(&x, &norm_w, 1e-5));
+                check("matvec(rmsnorm)", ty.name(), &shape, &read_on(g, &out, rows + 7)[7..], &want);
+            }
             // Residual epilogue at a KV-cache position: out[off + pos * stride ..] += W x.
             let (pos, stride, off) = (3u32, rows as u32 + 5, 7u32);
             let n_out = (off + pos * stride) as usize + rows;

@@ -36,6 +36,7 @@ pub mod wgsl {
         pub const MATMUL: &str = include_str!("../../shaders/gpu/matmul.wgsl");
         pub const MATMUL_TILED: &str = include_str!("../../shaders/gpu/matmul_tiled.wgsl");
         pub const NORM_FOLD: &str = include_str!("../../shaders/gpu/norm_fold.wgsl");
+        pub const MATVEC_NORM: &str = include_str!("../../shaders/gpu/matvec_norm.wgsl");
         /// The decode row walk matvec, qkv and gate_up share, and its two reductions.
         pub const ROW_WALK: &str = include_str!("../../shaders/gpu/row_walk.wgsl");
         pub const REDUCE_SUBGROUP: &str = include_str!("../../shaders/gpu/reduce_subgroup.wgsl");

@@ -424,6 +424,15 @@ impl<'a> Recorder<'a> {
         if self.folds {
             return self.matvec(s.output(), &a.x, &a.logits, MatvecParams::default(), self.norm_fold(OUTPUT_NORM));
         }
+        if !s.layout.is_cpu() {
+            // The GPU family folds the final rmsnorm into the output matrix's walk.
+            let (t, w, p) = (s.target(), s.output(), MatvecParams { eps: s.cfg.rms_eps, ..Default::default() });
+            for (i, (_, r0, _)) in w.parts.iter().enumerate() {
+                let p = MatvecParams { out_offset: *r0, ..p };
+                self.g.push(gpu::matvec_norm(t, &w.part(i), &a.x, s.vec(OUTPUT_NORM), &a.logits, &a.step, p)?);
+            }
+            return Ok(());
+        }
         self.rmsnorm(s.vec(OUTPUT_NORM))?;
         self.matvec(s.output(), &a.xb, &a.logits, MatvecParams::default(), Fold::default())
     }

@@ -44,6 +44,35 @@ pub fn matvec(
     )
 }
 
+/// matvec over rmsnorm(x) * norm_w (eps in `p`, x from element 0): the rmsnorm folded into the
+/// matvec after it, as the logits' output matrix reads the residual stream.
+pub fn matvec_norm(
+    t: Target,
+    w: &QuantMatrix,
+    x: &wgpu::Buffer,
+    norm_w: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: MatvecParams,
+) -> Result<Dispatch> {
+    if p.x_offset != 0 || !w.cols.is_multiple_of(4) {
+        return Err(Error::InvalidRequest("matvec_norm: x from element 0, rows of a multiple of 4 values".into()));
+    }
+    let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p };
+    let module =
+        row_walk_module(t, "matvec_norm", w.ty, &[wgsl::MATVEC_IO, wgsl::gpu::NORM_FOLD], wgsl::gpu::MATVEC_NORM)?;
+    let mut resources = numbered(&[step, w.buffer("matvec")?, x, out]);
+    resources.push((6, norm_w.as_entire_binding()));
+    bind(
+        t.gpu,
+        "matvec",
+        t.pipeline(&module, "main")?,
+        bytemuck::bytes_of(&p),
+        resources,
+        grid(w.rows.div_ceil(MATVEC_ROWS_PER_WG)),
+    )
+}
+
 /// Most tokens the matvec-shaped matmul (`main_few`: n candidates, a prompt's last token) takes.
 pub const MATMUL_FEW: u32 = 8;
 /// Weight rows per workgroup of `main_few` (16 threads each).

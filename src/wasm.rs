@@ -133,13 +133,15 @@ impl Loader {
     /// with every byte it received, which are fed first), `total` is the file size when known,
     /// `ctx` the KV-cache positions (default: the file's, at most 4096), `layout` the kernel family
     /// ("gpu" or "cpu"; default: the adapter's), `integrity` the SHA-256 (64 hex digits) every byte
-    /// fed must hash to: `finish` refuses the model otherwise.
+    /// fed must hash to: `finish` refuses the model otherwise; `subgroups` false keeps the kernels off
+    /// subgroup operations (default: used where the device has them).
     pub async fn create(
         header: HeaderReader,
         total: Option<f64>,
         ctx: Option<u32>,
         layout: Option<String>,
         integrity: Option<String>,
+        subgroups: Option<bool>,
     ) -> Result<Loader, JsValue> {
         let integrity = integrity.map(|hex| Integrity::new(&hex)).transpose().map_err(js_err)?;
         let family = match layout.as_deref() {
@@ -168,7 +170,7 @@ impl Loader {
         #[allow(clippy::arc_with_non_send_sync)]
         let gpu = Arc::new(Gpu::new().await.map_err(js_err)?);
         let adapter = gpu.adapter_name();
-        let layout = Layout::choose(&gpu, &Overrides::default().with_family(family));
+        let layout = Layout::choose(&gpu, &Overrides { subgroups, ..Overrides::default().with_family(family) });
         let builder = ModelBuilder::new(gpu, layout, &g, ctx.map(|c| c as usize)).map_err(js_err)?;
         let mut loader = Loader { header: g, builder, adapter, integrity };
         loader.feed(0.0, &received)?;

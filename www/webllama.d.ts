@@ -54,6 +54,8 @@ export interface CreateEngineOptions {
   integrity?: string;
   /** Forces a kernel family (default: the adapter's). */
   layout?: LayoutFamily;
+  /** false: no kernel uses subgroup operations (default: used where the browser offers them). */
+  subgroups?: boolean;
   /** Cancels the load: the promise rejects with an AbortError. */
   signal?: AbortSignal;
   /** Where worker.js is (default: beside webllama.js, found with import.meta.url). */

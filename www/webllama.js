@@ -27,6 +27,7 @@ export const HF_BASE_URL = 'https://huggingface.co';
 // ctx: KV-cache positions (default: the model's context length, capped by what the GPU can bind).
 // integrity: the file's SHA-256 (sha256-<base64> or hex), checked before the download is cached.
 // layout: the kernel family, "gpu" or "cpu" (default: the adapter's; engine.stats.layout says which ran).
+// subgroups: false keeps the kernels off subgroup operations (default: used where the browser offers them).
 // signal: an AbortSignal that cancels the load (the promise rejects with an AbortError).
 // stallTimeoutMs: how long a download may wait for its next bytes before it counts the connection
 // as broken and resumes it (default 30000).
@@ -37,7 +38,7 @@ export const HF_BASE_URL = 'https://huggingface.co';
 // ?model_origin=<the model URL's origin>: a server that answers with a Content-Security-Policy
 // naming that origin (as `webllama serve` does) lets the worker connect to its own origin and the
 // model's host, nowhere else.
-export async function createEngine({ model, onProgress, ctx, integrity, layout, signal, workerUrl, stallTimeoutMs, persist, hfBaseUrl } = {}) {
+export async function createEngine({ model, onProgress, ctx, integrity, layout, subgroups, signal, workerUrl, stallTimeoutMs, persist, hfBaseUrl } = {}) {
   signal?.throwIfAborted();
   // A URL string means what it means in the page: resolved here, not against the worker's location.
   // A split model: its first part's URL (the others are beside it), or all its parts as Files.
@@ -51,7 +52,8 @@ export async function createEngine({ model, onProgress, ctx, integrity, layout, 
   const cancel = () => engine._failAll(named('AbortError', 'the model load was cancelled'));
   signal?.addEventListener('abort', cancel);
   try {
-    await engine._request({ kind: MSG.LOAD, model: source, ctx, integrity, layout, stallTimeoutMs }, { onProgress });
+    if (subgroups !== undefined && typeof subgroups !== 'boolean') throw named('InvalidRequestError', `subgroups must be true or false, not ${String(subgroups)}`);
+    await engine._request({ kind: MSG.LOAD, model: source, ctx, integrity, layout, subgroups, stallTimeoutMs }, { onProgress });
   } catch (e) {
     worker.terminate();
     throw e;

@@ -88,7 +88,7 @@ async function load(m) {
     const sha256 = m.integrity ? parseIntegrity(m.integrity) : undefined;
     const complete = header;
     header = null;
-    return Loader.create(complete, total ?? undefined, m.ctx ?? undefined, m.layout ?? undefined, sha256);
+    return Loader.create(complete, total ?? undefined, m.ctx ?? undefined, m.layout ?? undefined, sha256, m.subgroups ?? undefined);
   };
   try {
     for (;;) {

@@ -66,6 +66,8 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
     // that does not exist.
     await attempt('gpu layout', { model: `fault/whole/${file}`, layout: 'gpu' });
     out.adapterSubgroups = (await navigator.gpu.requestAdapter()).features.has('subgroups');
+    await attempt('gpu layout, no subgroups', { model: `fault/whole/${file}`, layout: 'gpu', subgroups: false });
+    await attempt('bad subgroups', { model: `fault/whole/${file}`, subgroups: 'yes' });
     await attempt('bad layout', { model: `fault/whole/${file}`, layout: 'npu' });
     await attempt('404', { model: `fault/404/${file}` });
     await attempt('403', { model: `fault/403/${file}` });
@@ -171,6 +173,12 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   // The worker asks for subgroups where the adapter has them (wgpu does not: www/worker.js), and
   // the GPU family's reductions then use them (SwiftShader has 4-lane subgroups).
   if (r.adapterSubgroups) assert.match(r['gpu layout'].layout, /^gpu \(subgroups \d+/);
+  // ... and with them turned off, the GPU family's kernels without subgroups (as in browsers that
+  // have none) give the same text.
+  assert.ok(r['gpu layout, no subgroups'].ok, r['gpu layout, no subgroups'].error);
+  assert.match(r['gpu layout, no subgroups'].layout, /^gpu \(no subgroups/);
+  assert.equal(r['gpu layout, no subgroups'].text, r.whole.text);
+  assert.match(r['bad subgroups'].error, /^InvalidRequestError: subgroups must be true or false, not yes/);
   assert.match(r['bad layout'].error, /^InvalidRequestError: invalid request: layout "npu": the layouts are "gpu" and "cpu"/);
   assert.match(r['404'].error, /^NetworkError: HTTP 404/);
   assert.match(r['403'].error, /^NetworkError: HTTP 403/);

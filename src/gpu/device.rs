@@ -147,10 +147,15 @@ impl Gpu {
             return Ok(p.clone());
         }
         self.take_error()?;
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        let desc = wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(source.into()) };
+        // wgpu's default for WGSL it cannot trust puts a counter into every loop (naga's loop
+        // bounding), which can keep drivers from unrolling the kernels' fixed-count loops. Ours
+        // drop it; bounds checks stay. (The browser's compiler keeps its own checks on the web.)
+        let checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() };
+        // SAFETY: wgpu asks that no shader loop runs forever. Every loop in shaders/ counts up to a
+        // bound set by shapes the host checked (rows, columns, positions, vocabulary), walks a
+        // power-of-two ladder, or clears a bit of a mask word each turn.
+        let module = unsafe { self.device.create_shader_module_trusted(desc, checks) };
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(name),
             layout: None,

@@ -13,13 +13,16 @@ use crate::kernels::{at, bind, numbered, AttentionBuffers, AttentionParams, Atte
 /// with a few kv heads); p.n_splits of a dispatch is at most this.
 pub const ATTENTION_MAX_SPLITS: u32 = 32;
 /// Fewest positions per working split: a length of n positions works ceil(n / this) splits (at most
-/// p.n_splits), the others exit at once.
-pub const ATTENTION_SPLIT_LEN: u32 = 128;
+/// p.n_splits), the others exit at once. A split walks its positions COLS at a time, each step a key
+/// load, a reduction and a value load in sequence: short splits keep that chain short where a few kv
+/// heads give few workgroups (SmolLM2: 3 per split), for one combine dispatch more.
+pub const ATTENTION_SPLIT_LEN: u32 = 64;
 
 /// Invocations per decode workgroup.
 const DECODE_WG: u32 = 128;
-/// Most lanes across head_dim in decode (a power of two; fewer for narrow heads or small subgroups).
-const DECODE_MAX_D_SPLIT: u32 = 16;
+/// Most lanes across head_dim in decode (a power of two; fewer for narrow heads or small subgroups):
+/// 8 lanes a key, so a workgroup of 128 walks 16 keys a step, each lane with DPL loads in flight.
+const DECODE_MAX_D_SPLIT: u32 = 8;
 /// Most query heads one decode workgroup serves.
 const DECODE_MAX_ROWS: u32 = 8;
 /// Most vec4 of queries (and as many of outputs) a decode lane holds: ROWS * DPL.

@@ -5,11 +5,12 @@
 //! Composed after common.wgsl, quant/<type>.wgsl, matmul_io.wgsl and matmul_weights.wgsl.
 
 const FEW: u32 = 8u; // most tokens main_few takes
-var<workgroup> few_partial: array<array<f32, 8>, 64>;
+var<workgroup> few_partial: array<array<f32, 64>, 8>; // [token][lane]: neighbouring lanes on neighbouring banks
 
 // GPUs, a few tokens (n candidates): the decode matvec's shape, 16 threads per row and 4 rows per
 // workgroup, each thread dequantizing 8 weights at a time (adjacent threads on adjacent bytes) and
-// applying them to every token; each weight is still read once for all of them.
+// applying them to every token; each weight is still read once for all of them. The token loops
+// run to the constant FEW (with a test inside), so acc stays in registers.
 @compute @workgroup_size(64)
 fn main_few(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
@@ -24,33 +25,39 @@ fn main_few(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         let xbase = range.x * stride4;
         for (var k = t * 8u; k < cols8; k += 128u) {
             let w = weight8(row, k);
-            for (var j = 0u; j < nt; j++) {
-                let at = xbase + j * stride4 + k / 4u;
-                acc[j] += dot(w[0], x[at]) + dot(w[1], x[at + 1u]);
+            for (var j = 0u; j < FEW; j++) {
+                if (j < nt) {
+                    let at = xbase + j * stride4 + k / 4u;
+                    acc[j] += dot(w[0], x[at]) + dot(w[1], x[at + 1u]);
+                }
             }
         }
         if (t == 0u && cols8 < p.cols) {
             let w = vec4<f32>(weight_at(row, cols8), weight_at(row, cols8 + 1u), weight_at(row, cols8 + 2u), weight_at(row, cols8 + 3u));
-            for (var j = 0u; j < nt; j++) {
-                acc[j] += dot(w, x[xbase + j * stride4 + cols8 / 4u]);
+            for (var j = 0u; j < FEW; j++) {
+                if (j < nt) {
+                    acc[j] += dot(w, x[xbase + j * stride4 + cols8 / 4u]);
+                }
             }
         }
     }
     for (var j = 0u; j < FEW; j++) {
-        few_partial[lid][j] = acc[j];
+        few_partial[j][lid] = acc[j];
     }
     workgroupBarrier();
     for (var s = 8u; s > 0u; s >>= 1u) {
         if (t < s) {
             for (var j = 0u; j < FEW; j++) {
-                few_partial[lid][j] += few_partial[lid + s][j];
+                few_partial[j][lid] += few_partial[j][lid + s];
             }
         }
         workgroupBarrier();
     }
     if (t == 0u && row < p.rows) {
-        for (var j = 0u; j < nt; j++) {
-            store(j, row, few_partial[lid][j]);
+        for (var j = 0u; j < FEW; j++) {
+            if (j < nt) {
+                store(j, row, few_partial[j][lid]);
+            }
         }
     }
 }

@@ -10,7 +10,11 @@
 //! HD4 (head_dim / 4), T (rows and keys per tile), WG, OUT_PER_LANE (ceil(T * HD4 / WG)).
 
 var<workgroup> q_tile: array<vec4<f32>, T * HD4>; // [T rows, HD4] queries, scaled
-var<workgroup> kv_tile: array<vec4<f32>, T * HD4>; // [T keys, HD4] the tile's keys, then its values
+// A key's (or value's) row in kv_tile is HD4 + 1 vec4 long: the score loop's lanes read one vec4
+// of T different keys, which at a stride of HD4 vec4 (a multiple of 32 words) would all fall in one
+// memory bank; the padding spreads them over the banks.
+const KV_STRIDE: u32 = HD4 + 1u;
+var<workgroup> kv_tile: array<vec4<f32>, T * KV_STRIDE>; // [T keys, KV_STRIDE] the tile's keys, then its values
 var<workgroup> s_tile: array<f32, T * T>; // [T rows, T keys] scores, then weights
 var<workgroup> row_m: array<f32, T>; // per row: running max
 var<workgroup> row_l: array<f32, T>; // per row: running sum of weights
@@ -51,7 +55,7 @@ fn prompt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
             if (j < n_keys) {
                 key = kv_vec(j, 0u, kvh, e % HD4, false);
             }
-            kv_tile[e] = key;
+            kv_tile[e / HD4 * KV_STRIDE + e % HD4] = key;
         }
         workgroupBarrier();
         // Scores; keys past a row's position get NEG_BIG.
@@ -62,7 +66,7 @@ fn prompt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
             if (t0 + c <= step.pos + r0 + rr) {
                 var d = 0.0;
                 for (var i = 0u; i < HD4; i++) {
-                    d += dot(q_tile[rr * HD4 + i], kv_tile[c * HD4 + i]);
+                    d += dot(q_tile[rr * HD4 + i], kv_tile[c * KV_STRIDE + i]);
                 }
                 s = d;
             }
@@ -95,7 +99,7 @@ fn prompt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
             if (j < n_keys) {
                 value = kv_vec(j, 0u, kvh, e % HD4, true);
             }
-            kv_tile[e] = value;
+            kv_tile[e / HD4 * KV_STRIDE + e % HD4] = value;
         }
         workgroupBarrier();
         // o = o * corr + weights x values.
@@ -106,7 +110,7 @@ fn prompt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
                 let i = e % HD4;
                 var a = o[k] * row_corr[rr];
                 for (var c = 0u; c < T; c++) {
-                    a += s_tile[rr * T + c] * kv_tile[c * HD4 + i];
+                    a += s_tile[rr * T + c] * kv_tile[c * KV_STRIDE + i];
                 }
                 o[k] = a;
             }

@@ -84,7 +84,8 @@ pub fn attention(
     let params = bytemuck::bytes_of(&p);
     let buffers = [step, b.qkv, b.k_cache, b.v_cache, b.k_branch, b.v_branch, b.out, b.partial];
     if let AttentionRows::Prompt(_) = which {
-        let tile = (PROMPT_TILE_BYTES / (2 * 16 * hd4)).min(PROMPT_MAX_T);
+        // The query tile and the key/value tile (its rows padded by a vec4: attention_prompt.wgsl).
+        let tile = (PROMPT_TILE_BYTES / (16 * (2 * hd4 + 1))).min(PROMPT_MAX_T);
         let module = Module::new(
             &format!("attention_prompt/{}", p.head_dim),
             &[wgsl::ATTENTION_PARAMS, wgsl::gpu::ATTENTION_IO, wgsl::gpu::ATTENTION_PROMPT],

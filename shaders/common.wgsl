@@ -2,11 +2,13 @@
 //! kernel that reads a quantized tensor declares. No shader-f16 needed: halves go through
 //! unpack2x16float.
 
-// The 4 bytes at any byte offset, little-endian.
+// The 4 bytes at any byte offset, little-endian. WORD_ALIGNED (put first by compose.rs's
+// Module::quant): every call is at a multiple of 4 (the GPU family, whose stored blocks keep their
+// words aligned: kernels::block_pad), so the shifting path is compiled out.
 fn load_u32(byte: u32) -> u32 {
     let w = byte >> 2u;
     let s = (byte & 3u) * 8u;
-    if (s == 0u) {
+    if (WORD_ALIGNED || s == 0u) {
         return weights[w];
     }
     return (weights[w] >> s) | (weights[w + 1u] << (32u - s));

@@ -140,8 +140,11 @@ impl Module {
             type_name: ty.name().to_string(),
         })?;
         let pad = crate::kernels::block_pad(layout, ty).map_or(0, |_| crate::kernels::BLOCK_PAD);
-        let pad_const =
-            format!("const BLOCK_PAD: u32 = {pad}u; // zero bytes in each stored block (kernels::block_pad)");
+        let pad_const = format!(
+            "const BLOCK_PAD: u32 = {pad}u; // zero bytes in each stored block (kernels::block_pad)\n\
+             const WORD_ALIGNED: bool = {}; // every load_u32 at a multiple of 4 (the GPU family's blocks)",
+            !layout.is_cpu()
+        );
         let name = if pad > 0 { format!("{name}/{}+padded", ty.name()) } else { format!("{name}/{}", ty.name()) };
         Ok(Module::new(&name, &[&pad_const, wgsl::COMMON, q]).with(parts))
     }

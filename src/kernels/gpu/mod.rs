@@ -17,7 +17,9 @@ const MATVEC_ROWS_PER_WG: u32 = 2;
 /// A decode kernel over the row walk (row_walk.wgsl) of `ty`: `parts` after the quant decoder, then
 /// the workgroup reduction the layout allows, the walk and `kernel`.
 fn row_walk_module(t: Target, name: &str, ty: QuantType, parts: &[&str], kernel: &str) -> Result<Module> {
-    let (tag, reduce) = match t.layout.subgroups {
+    // reduce_subgroup.wgsl keeps a slot per subgroup of at least 4 lanes; an adapter that reports
+    // smaller ones (or none: 0) takes the workgroup-memory reduction.
+    let (tag, reduce) = match t.layout.subgroups && t.layout.subgroup_sizes.0 >= 4 {
         true => ("subgroups", wgsl::gpu::REDUCE_SUBGROUP),
         false => ("shared", wgsl::gpu::REDUCE_SHARED),
     };

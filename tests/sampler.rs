@@ -146,3 +146,123 @@ fn options_out_of_range_are_refused_by_name() {
         }
     }
 }
+
+/// The sampler's definition, written the plain way: every finite logit sorted (larger first, lower
+/// id on ties), top-k, weights exp((l - best) / T), top-p's smallest prefix reaching top_p of the
+/// weight, min-p's floor, then the inverse of the kept distribution at `r`.
+fn by_definition(logits: &[f32], c: &SamplerConfig, r: f64) -> (Vec<(u32, f32)>, u32) {
+    let mut all: Vec<(u32, f32)> =
+        logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as u32, l)).collect();
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if c.top_k > 0 {
+        all.truncate(c.top_k);
+    }
+    let w: Vec<f64> = all.iter().map(|x| ((x.1 - all[0].1) / c.temperature).exp() as f64).collect();
+    let total: f64 = w.iter().sum();
+    let mut keep = 0;
+    let mut acc = 0.0;
+    while keep < all.len() && (keep == 0 || w[keep] >= c.min_p as f64) {
+        acc += w[keep];
+        keep += 1;
+        if c.top_p < 1.0 && acc >= c.top_p as f64 * total {
+            break;
+        }
+    }
+    let mass: f64 = w[..keep].iter().sum();
+    let kept: Vec<(u32, f32)> = (0..keep).map(|i| (all[i].0, (w[i] / mass) as f32)).collect();
+    let mut acc = 0.0;
+    let pick = (0..keep).find(|&i| {
+        acc += w[i];
+        r * mass < acc
+    });
+    (kept, all[pick.unwrap_or(keep - 1)].0)
+}
+
+/// SplitMix64's draws as the sampler makes them (one per sampled token).
+fn draws(seed: u64, n: usize) -> Vec<f64> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 40) as f64 / (1u64 << 24) as f64
+        })
+        .collect()
+}
+
+/// The sampler ranks lazily (only the ranks a draw passes are sorted, top-k found in one pass): on
+/// vocabularies with peaked and flat logits, ties, masked tokens and every kind of cut, it keeps
+/// the same tokens with the same probabilities and draws the same ids as the plain definition.
+#[test]
+fn lazy_ranking_keeps_and_draws_what_a_full_sort_does() {
+    let mut s = 7u64;
+    let mut next = move || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 40) as f32 / 16777216.0
+    };
+    let vocab = 20_000;
+    let peaked: Vec<f32> =
+        (0..vocab).map(|i| if i % 997 == 3 { 12.0 - (i / 997) as f32 * 0.5 } else { next() * 6.0 }).collect();
+    let flat: Vec<f32> = (0..vocab).map(|_| next() * 2.0).collect();
+    // Coarse values: many ties, so ranks depend on ids. Every third token masked.
+    let tied: Vec<f32> =
+        (0..vocab).map(|i| if i % 3 == 0 { f32::NEG_INFINITY } else { (next() * 8.0).floor() }).collect();
+    let configs = [
+        (1.0, 0, 1.0, 0.0),
+        (0.7, 0, 0.9, 0.0),
+        (1.3, 40, 0.95, 0.0),
+        (0.8, 0, 1.0, 0.05),
+        (1.0, 3, 1.0, 0.0),
+        (2.0, 500, 0.5, 0.01),
+        (0.5, 7000, 1.0, 0.0),
+    ];
+    for (name, logits) in [("peaked", &peaked), ("flat", &flat), ("tied", &tied)] {
+        for (temperature, top_k, top_p, min_p) in configs {
+            let c = SamplerConfig { temperature, top_k, top_p, min_p, seed: 11, ..Default::default() };
+            let mut sampler = Sampler::new(c.clone());
+            let kept = sampler.candidates(logits);
+            let (want, _) = by_definition(logits, &c, 0.0);
+            let what = format!("{name} logits, T {temperature} top_k {top_k} top_p {top_p} min_p {min_p}");
+            assert_eq!(kept.len(), want.len(), "{what}: kept");
+            for (a, b) in kept.iter().zip(&want) {
+                assert!(a.0 == b.0 && (a.1 - b.1).abs() <= 1e-6 * b.1.max(1e-3), "{what}: {a:?} vs {b:?}");
+            }
+            for (i, r) in draws(11, 40).into_iter().enumerate() {
+                assert_eq!(sampler.sample(logits, &[]), by_definition(logits, &c, r).1, "{what}: draw {i}");
+            }
+        }
+    }
+}
+
+/// How long one sampled choice takes on the CPU, per vocabulary size and cut (BENCH.md, "Sampling
+/// on the CPU"): `cargo test --release --test sampler -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn sampling_time_per_token() {
+    let mut s = 12345u64;
+    for vocab in [49152usize, 151936] {
+        // Model-like logits: normal(0, 2.5), a few tokens far above.
+        let mut logits: Vec<f32> = (0..vocab)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let u = ((s >> 40) as f32 / 16777216.0).max(1e-7);
+                let v = ((s >> 16) & 0xff_ffff) as f32 / 16777216.0;
+                (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos() * 2.5
+            })
+            .collect();
+        for i in 0..8 {
+            logits[i * 977] = 14.0 - i as f32;
+        }
+        for (top_k, top_p) in [(0usize, 1.0f32), (0, 0.9), (40, 0.95)] {
+            let mut sampler = Sampler::new(SamplerConfig { temperature: 0.7, top_k, top_p, ..Default::default() });
+            let t = std::time::Instant::now();
+            for _ in 0..50 {
+                std::hint::black_box(sampler.sample(&logits, &[]));
+            }
+            let ms = t.elapsed().as_secs_f64() * 1e3 / 50.0;
+            eprintln!("vocab {vocab}, temperature 0.7, top_k {top_k}, top_p {top_p}: {ms:.2} ms a token");
+        }
+    }
+}

@@ -148,7 +148,8 @@ def print_profile(name, prof, tb_s):
         p = prof[key]
         print(f"{what} at position {p['pos']}, {p['rows']} row(s), {p['dispatches']} dispatches: "
               f"GPU {p['gpu_ms']:.3f} ms as it runs; timestamped kinds sum {p['sum_ms']:.3f} ms "
-              f"(gaps {p['gap_ms']:.3f}); wall {p['wall_ms']:.3f} ms; {p['bytes'] / 1e6:.1f} MB at "
+              f"(gaps {p['gap_ms']:.3f}); wall {p['wall_ms']:.3f} ms; host {p.get('host_ms', float('nan')):.3f} ms "
+              f"to record it; {p['bytes'] / 1e6:.1f} MB at "
               f"{p['gb_s']:.1f} GB/s" + (f" ({100 * p['gb_s'] / (tb_s * 1000):.1f}% of the bound)" if tb_s else ""))
         head = ["kind", "dispatches", "ms", "share", "gap ms", "kernel ms", "weight MB", "KV MB", "GB/s",
                 "% of bound"]

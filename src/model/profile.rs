@@ -10,6 +10,8 @@ use crate::kernels::{row_bytes, Bound, Dispatch};
 
 /// Runs of each measurement; per dispatch the median is kept.
 const RUNS: usize = 9;
+/// Recordings timed for Profile::host_ms.
+const HOST_RUNS: usize = 51;
 /// Most queries one wgpu query set holds.
 const MAX_QUERIES: usize = 4096;
 
@@ -88,6 +90,9 @@ pub struct Profile {
     pub whole_ms: f64,
     /// The wall-clock time of one submit and its wait (median), ms.
     pub wall_ms: f64,
+    /// The host's time to record the graph into a command buffer and finish it, not submitted
+    /// (median of HOST_RUNS), ms: what each step costs the CPU before the GPU can take it.
+    pub host_ms: f64,
     /// Position of the graph's first row, and its rows.
     pub pos: usize,
     pub rows: usize,
@@ -173,7 +178,8 @@ impl Model {
             }
             kinds.push(KernelCost { name, ms, gap_ms, dispatches: of_kind().count(), weight_bytes, kv_bytes });
         }
-        Ok(Profile { method, kinds, whole_ms, wall_ms, pos, rows })
+        let host_ms = median((0..HOST_RUNS).map(|_| host_time(&self.gpu, graph)).collect());
+        Ok(Profile { method, kinds, whole_ms, wall_ms, host_ms, pos, rows })
     }
 
     /// (weight bytes, KV-cache bytes) that `d` reads for `rows` rows with `kv_len` positions in
@@ -310,6 +316,18 @@ fn pollster_like<T>(f: impl std::future::Future<Output = T>) -> T {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// The host's time to record `graph` into a command buffer and finish it (dropped unsubmitted), ms.
+fn host_time(gpu: &Gpu, graph: &[&Dispatch]) -> f64 {
+    let t = std::time::Instant::now();
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        graph.iter().for_each(|d| d.record(&mut pass));
+    }
+    drop(enc.finish());
+    t.elapsed().as_secs_f64() * 1000.0
 }
 
 /// The graph's wall-clock time as one submit, without `skip`'s dispatches (best of 20, ms).

@@ -177,6 +177,7 @@ fn profile_json(p: &Profile) -> serde_json::Value {
         "rows": p.rows,
         "gpu_ms": p.whole_ms,
         "wall_ms": p.wall_ms,
+        "host_ms": p.host_ms,
         "sum_ms": p.sum_ms(),
         "gap_ms": p.gap_ms(),
         "dispatches": p.dispatches(),
@@ -230,4 +231,9 @@ fn print_profile(what: &str, p: &Profile) {
             bytes / p.whole_ms / 1e6
         );
     }
+    println!(
+        "  host: {:.3} ms to record and finish the {}'s command buffer (median of 51, not submitted)",
+        p.host_ms,
+        if p.rows == 1 { "step" } else { "chunk" }
+    );
 }

@@ -153,11 +153,27 @@ fn attention_matches_with_gqa_and_stores_this_position() {
         (2, 1, 256, 200, ATTENTION_MAX_SPLITS),
     ];
     for g in every_layout() {
+        if let (Ok(lanes), true) = (std::env::var(LANES_ASKED), g.layout.subgroups) {
+            assert_eq!(g.layout.subgroup_sizes.0.to_string(), lanes, "{LANES_ASKED}: the adapter's subgroups");
+        }
         let mut rng = Rng(17);
         for &(h, kvh, hd, len, splits) in &cases {
             one_token(&g, &mut rng, (h, kvh, hd), len, splits);
         }
     }
+}
+
+#[test]
+fn attention_holds_with_4_to_64_lane_subgroups() {
+    // Decode attention sums its lanes' partials with subgroups where the layout has them: again in
+    // child processes on lavapipe with the subgroups of SwiftShader (4 lanes), Intel (16), NVIDIA
+    // and Apple (32) and AMD (64) (LP_NATIVE_VECTOR_WIDTH); prompt chunks and candidates too at 64
+    // (at 32 lanes lavapipe takes minutes over them).
+    let decode = "attention_matches_with_gqa_and_stores_this_position";
+    for lanes in [4, 16, 32] {
+        rerun_with_subgroup_lanes(lanes, &[decode]);
+    }
+    rerun_with_subgroup_lanes(64, &[decode, "attention_over_batch_rows_and_candidate_branches"]);
 }
 
 /// One token at position len - 1 over a cache of len - 1 positions.

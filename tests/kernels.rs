@@ -81,13 +81,13 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
     let mut folded = 0;
     for g in every_layout() {
         if let Ok(lanes) = std::env::var(LANES_ASKED) {
-            if g.layout.is_cpu() && g.layout.subgroups {
+            if g.layout.subgroups {
                 assert_eq!(g.layout.subgroup_sizes.0.to_string(), lanes, "{LANES_ASKED}: the adapter's subgroups");
             }
         }
         for ty in [QuantType::Q4_1, QuantType::Q8_0] {
             // (dim, consumer rows, ffn): SmolLM2's width, and 7 blocks (3.5 workgroups of 16 lanes with 4 rows
-            // each). Run with LP_NATIVE_VECTOR_WIDTH=512 (16-lane subgroups) and 128 (4) as well.
+            // each). Run again with 4- to 64-lane subgroups (kernels_hold_with_4_to_64_lane_subgroups).
             for &(dim, rows, ffn) in &[(576usize, 130usize, 1536usize), (224, 67, 96)] {
                 let (bo, wo) = random_matrix(ty, dim, dim, &mut rng);
                 let (bc, wc) = random_matrix(ty, rows, dim, &mut rng);
@@ -144,30 +144,26 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
     assert!(folded > 0 || !gpu().has_subgroups(), "no layout folded on an adapter with subgroups");
 }
 
-/// Set by wide_kernels_hold_with_4_and_16_lane_subgroups for its children: the subgroup size the
-/// child must see.
-const LANES_ASKED: &str = "WEBLLAMA_TEST_SUBGROUP_LANES";
+/// The tests whose kernels reduce with subgroups, on both families: the CPU family's folds and
+/// shared activations, the GPU family's row walk (matvec, the logits' rmsnorm, qkv, gate_up) and
+/// argmax spans.
+const SUBGROUP_TESTS: [&str; 6] = [
+    "matvec_folds_swiglu_and_rmsnorm_where_it_can",
+    "matvec_every_quant_type",
+    "qkv_every_quant_type",
+    "gate_up_every_quant_type",
+    "argmax_matches_and_takes_the_first_of_ties",
+    "masked_argmax_and_logprobs_match_the_cpu_path",
+];
 
 #[test]
-fn wide_kernels_hold_with_4_and_16_lane_subgroups() {
-    // The folds once assumed lavapipe's 8-lane subgroups (and failed on NVIDIA's 32); SwiftShader's
-    // are 4 lanes (acts_subgroup4.wgsl). lavapipe takes its SIMD width from LP_NATIVE_VECTOR_WIDTH
-    // at start-up: the matvec and fold tests again, in child processes whose subgroups have 4 and
-    // 16 lanes.
-    if std::env::var_os(LANES_ASKED).is_some() || !gpu().info.name.contains("llvmpipe") {
-        return;
-    }
-    for (bits, lanes) in [("128", "4"), ("512", "16")] {
-        for test in ["matvec_folds_swiglu_and_rmsnorm_where_it_can", "matvec_every_quant_type"] {
-            let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", test, "--test-threads=1"])
-                .env("LP_NATIVE_VECTOR_WIDTH", bits)
-                .env(LANES_ASKED, lanes)
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success() && text.contains("1 passed"), "{test} with {lanes}-lane subgroups:\n{text}");
-        }
+fn kernels_hold_with_4_to_64_lane_subgroups() {
+    // The folds once assumed lavapipe's 8-lane subgroups and failed on NVIDIA's 32. lavapipe takes
+    // its SIMD width from LP_NATIVE_VECTOR_WIDTH at start-up, so the same tests run again in child
+    // processes with the subgroups of SwiftShader (4 lanes), Intel (16), NVIDIA and Apple (32) and
+    // AMD (64).
+    for lanes in [4, 16, 32, 64] {
+        rerun_with_subgroup_lanes(lanes, &SUBGROUP_TESTS);
     }
 }
 

@@ -130,6 +130,34 @@ pub fn step_on(g: &Gpu, pos: u32) -> wgpu::Buffer {
     g.uniform("step", &Step::single(pos))
 }
 
+/// Set for the children of rerun_with_subgroup_lanes: the subgroup size the child must see.
+pub const LANES_ASKED: &str = "WEBLLAMA_TEST_SUBGROUP_LANES";
+
+/// Whether this process is a child of rerun_with_subgroup_lanes.
+pub fn is_lanes_child() -> bool {
+    std::env::var_os(LANES_ASKED).is_some()
+}
+
+/// Runs `tests` of this test binary again in a child process on lavapipe whose subgroups have
+/// `lanes` lanes (LP_NATIVE_VECTOR_WIDTH = 32 x lanes bits; the children can check they got them
+/// through LANES_ASKED); panics with the child's output unless every one passed. Does nothing on
+/// other adapters or in a child.
+pub fn rerun_with_subgroup_lanes(lanes: u32, tests: &[&str]) {
+    if is_lanes_child() || !crate::common::gpu().info.name.contains("llvmpipe") {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "--test-threads=2"])
+        .args(tests)
+        .env("LP_NATIVE_VECTOR_WIDTH", (32 * lanes).to_string())
+        .env(LANES_ASKED, lanes.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let passed = format!("{} passed", tests.len());
+    assert!(out.status.success() && text.contains(&passed), "with {lanes}-lane subgroups:\n{text}");
+}
+
 /// The GPU family with subgroups where the adapter has them, and then also without (its kernels'
 /// workgroup-memory paths).
 pub fn gpu_layouts() -> Vec<On> {

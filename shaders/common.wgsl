@@ -60,11 +60,16 @@ fn bits4_x16(h: u32, k: u32) -> vec4<u32> {
 // The 6-bit scale (x) and min (y) of sub-block j of the 12 scale bytes at `at` (Q4_K, Q5_K; ggml's
 // get_scale_min_k4).
 fn scale_min_k4(at: u32, j: u32) -> vec2<f32> {
-    if (j < 4u) {
-        return vec2<f32>(f32(load_u8(at + j) & 63u), f32(load_u8(at + j + 4u) & 63u));
-    }
-    let hi = load_u8(at + j + 4u);
-    return vec2<f32>(f32((hi & 0xfu) | ((load_u8(at + j - 4u) >> 6u) << 4u)), f32((hi >> 4u) | ((load_u8(at + j) >> 6u) << 4u)));
+    // Bytes j & 3 of the three scale words (at is word-aligned: the blocks are 144 and 176 bytes),
+    // both cases decoded and one selected: lanes of one subgroup read different sub-blocks, and a
+    // branch on j would run both sides for all of them.
+    let s = (j & 3u) * 8u;
+    let b0 = (load_u32(at) >> s) & 0xffu;
+    let b1 = (load_u32(at + 4u) >> s) & 0xffu;
+    let b2 = (load_u32(at + 8u) >> s) & 0xffu;
+    let low = vec2<f32>(f32(b0 & 63u), f32(b1 & 63u));
+    let high = vec2<f32>(f32((b2 & 0xfu) | ((b0 >> 6u) << 4u)), f32((b2 >> 4u) | ((b1 >> 6u) << 4u)));
+    return select(low, high, j >= 4u);
 }
 
 // Bits s and s+1 of each byte of a word (0..3 each).

@@ -136,161 +136,59 @@ impl Sampler {
     /// The candidates that survive temperature, top-k, top-p and min-p, with their probabilities
     /// (descending), from logits already biased and penalized.
     pub fn candidates(&self, logits: &[f32]) -> Vec<(u32, f32)> {
-        let mut ranked = Ranked::new(logits, self.cfg.top_k);
-        let Some(dist) = self.kept(&mut ranked) else { return vec![] };
-        (0..dist.len)
-            .map(|i| {
-                let (id, l) = ranked.get(i);
-                (id, (dist.weight(l) / dist.mass) as f32)
-            })
-            .collect()
+        let c = &self.cfg;
+        let mut cand: Vec<(u32, f32)> =
+            logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as u32, l)).collect();
+        cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if c.top_k > 0 {
+            cand.truncate(c.top_k);
+        }
+        if cand.is_empty() {
+            return cand;
+        }
+        let t = c.temperature.max(1e-6);
+        let max = cand[0].1;
+        let mut probs: Vec<f32> = cand.iter().map(|x| ((x.1 - max) / t).exp()).collect();
+        let sum: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= sum);
+        let mut keep = probs.len();
+        if c.top_p < 1.0 {
+            let mut acc = 0.0;
+            for (i, p) in probs.iter().enumerate() {
+                acc += p;
+                if acc >= c.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        if c.min_p > 0.0 {
+            let floor = c.min_p * probs[0];
+            keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
+        }
+        probs.truncate(keep);
+        let s: f32 = probs.iter().sum();
+        cand.into_iter().zip(probs).map(|((id, _), p)| (id, p / s)).collect()
     }
 
     /// Picks the next token from `logits` given the tokens so far (`history`, prompt included).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
-        let l = if self.cfg.edits_logits() {
-            let mut l = logits.to_vec();
-            self.apply_penalties(&mut l, history);
-            std::borrow::Cow::Owned(l)
-        } else {
-            std::borrow::Cow::Borrowed(logits)
-        };
+        let mut l = logits.to_vec();
+        self.apply_penalties(&mut l, history);
         if self.cfg.is_greedy() {
             return argmax(&l);
         }
-        let r = self.rng.next_f32() as f64;
-        let mut ranked = Ranked::new(&l, self.cfg.top_k);
-        let Some(dist) = self.kept(&mut ranked) else { return 0 };
-        // The inverse of the kept tokens' distribution in rank order: only the ranks it passes are
-        // sorted, a few dozen for a trained model's logits.
-        let target = r * dist.mass;
+        let cand = self.candidates(&l);
+        let r = self.rng.next_f32();
         let mut acc = 0.0;
-        let mut last = ranked.get(0).0;
-        for i in 0..dist.len {
-            let (id, l) = ranked.get(i);
-            let w = dist.weight(l);
-            acc += w;
-            if target < acc {
+        for &(id, p) in &cand {
+            acc += p;
+            if r < acc {
                 return id;
             }
-            if w > 0.0 {
-                last = id;
-            }
         }
-        // Rounding left the target past the end: the last kept token that has any weight.
-        last
+        cand.last().map_or(0, |c| c.0)
     }
-
-    /// The kept prefix of `ranked` (top-p's smallest prefix whose weight reaches top_p of the
-    /// whole, cut where min-p's floor falls; the best token always kept) and its weight. None when
-    /// no logit is finite.
-    fn kept(&self, ranked: &mut Ranked) -> Option<Kept> {
-        let c = &self.cfg;
-        let n = ranked.items.len();
-        if n == 0 {
-            return None;
-        }
-        let best = ranked.items.iter().fold(f32::NEG_INFINITY, |m, x| m.max(x.1));
-        let mut dist = Kept { best, temperature: c.temperature.max(1e-6), len: n, mass: 0.0 };
-        let total: f64 = ranked.items.iter().map(|x| dist.weight(x.1)).sum();
-        if c.top_p >= 1.0 && c.min_p <= 0.0 {
-            dist.mass = total;
-            return Some(dist);
-        }
-        // Weights are relative to the best token's (1), so min-p's floor is min_p itself.
-        let (mut acc, mut len) = (0.0, 0);
-        while len < n {
-            let w = dist.weight(ranked.get(len).1);
-            if len > 0 && w < c.min_p as f64 {
-                break;
-            }
-            acc += w;
-            len += 1;
-            if c.top_p < 1.0 && acc >= c.top_p as f64 * total {
-                break;
-            }
-        }
-        dist.len = len;
-        dist.mass = acc;
-        Some(dist)
-    }
-}
-
-/// The distribution kept after top-k, top-p and min-p: the first `len` ranks, whose weights add up
-/// to `mass`.
-struct Kept {
-    best: f32,
-    temperature: f32,
-    len: usize,
-    mass: f64,
-}
-
-impl Kept {
-    /// A logit's unnormalized probability: exp((logit - best) / temperature), 1 for the best.
-    fn weight(&self, logit: f32) -> f64 {
-        ((logit - self.best) / self.temperature).exp() as f64
-    }
-}
-
-/// The finite logits as (id, logit) pairs, ranked lazily: the first `sorted` are the largest in
-/// order (logit descending, lower id first on ties), the rest all rank below them, in no order.
-/// A full sort of a 150k vocabulary costs milliseconds per token; sampling reads a few dozen ranks.
-struct Ranked {
-    items: Vec<(u32, f32)>,
-    sorted: usize,
-}
-
-/// Ranks sorted at the first look past the sorted prefix (then twice as many each time).
-const FIRST_RANKS: usize = 64;
-
-impl Ranked {
-    /// The finite logits, only the top_k best of them when top_k > 0 (found in one pass: a buffer
-    /// of up to 2 top_k pairs is cut back to the best top_k whenever it fills, and only logits
-    /// above the last cut's k-th enter it; later ids rank below earlier ones on ties).
-    fn new(logits: &[f32], top_k: usize) -> Ranked {
-        let cap = if top_k > 0 { (2 * top_k).min(logits.len()) } else { logits.len() };
-        let mut items: Vec<(u32, f32)> = Vec::with_capacity(cap);
-        let mut floor = f32::NEG_INFINITY;
-        for (i, &l) in logits.iter().enumerate() {
-            if l.is_finite() && l > floor {
-                if top_k > 0 && items.len() == 2 * top_k {
-                    items.select_nth_unstable_by(top_k - 1, rank_order);
-                    items.truncate(top_k);
-                    floor = items[top_k - 1].1;
-                    if l <= floor {
-                        continue;
-                    }
-                }
-                items.push((i as u32, l));
-            }
-        }
-        if top_k > 0 && top_k < items.len() {
-            items.select_nth_unstable_by(top_k - 1, rank_order);
-            items.truncate(top_k);
-        }
-        Ranked { items, sorted: 0 }
-    }
-
-    /// The pair at rank i (i < items.len()).
-    fn get(&mut self, i: usize) -> (u32, f32) {
-        if i >= self.sorted {
-            let end = (i + 1).max(2 * self.sorted).max(FIRST_RANKS).min(self.items.len());
-            let rest = &mut self.items[self.sorted..];
-            let k = end - self.sorted;
-            if k < rest.len() {
-                rest.select_nth_unstable_by(k - 1, rank_order);
-            }
-            rest[..k].sort_unstable_by(rank_order);
-            self.sorted = end;
-        }
-        self.items[i]
-    }
-}
-
-/// Larger logits first, the lower id first on ties: a total order, so ranks never depend on how
-/// they were found.
-fn rank_order(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
-    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
 /// The k largest (id, logit) pairs, largest first (lower id first on ties).
@@ -300,9 +198,9 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     if k == 0 {
         return vec![];
     }
-    cand.select_nth_unstable_by(k - 1, rank_order);
+    cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     cand.truncate(k);
-    cand.sort_unstable_by(rank_order);
+    cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     cand
 }
 

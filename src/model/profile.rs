@@ -321,13 +321,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// The host's time to record `graph` into a command buffer and finish it (dropped unsubmitted), ms.
 fn host_time(gpu: &Gpu, graph: &[&Dispatch]) -> f64 {
     let t = std::time::Instant::now();
+    drop(encode(gpu, graph, None).finish());
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// `graph` but `skip`'s dispatches recorded into one pass of a new encoder.
+fn encode(gpu: &Gpu, graph: &[&Dispatch], skip: Option<&str>) -> wgpu::CommandEncoder {
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
-        graph.iter().for_each(|d| d.record(&mut pass));
+        graph.iter().filter(|d| Some(d.name) != skip).for_each(|d| d.record(&mut pass));
     }
-    drop(enc.finish());
-    t.elapsed().as_secs_f64() * 1000.0
+    enc
 }
 
 /// The graph's wall-clock time as one submit, without `skip`'s dispatches (best of 20, ms).
@@ -335,12 +340,7 @@ fn best_of_20(gpu: &Gpu, graph: &[&Dispatch], skip: Option<&str>) -> Result<f64>
     let mut best = f64::MAX;
     for _ in 0..20 {
         let t = std::time::Instant::now();
-        let mut enc = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            graph.iter().filter(|d| Some(d.name) != skip).for_each(|d| d.record(&mut pass));
-        }
-        gpu.queue.submit([enc.finish()]);
+        gpu.queue.submit([encode(gpu, graph, skip).finish()]);
         gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
         best = best.min(t.elapsed().as_secs_f64() * 1000.0);
     }

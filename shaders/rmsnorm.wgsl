@@ -1,5 +1,13 @@
 //! rmsnorm: out = x / sqrt(mean(x^2) + eps) * w, one workgroup of 256 threads per vector
-//! (workgroup y: batch row y, n elements further on in x and out).
+//! (workgroup y: batch row y, n elements further on in x and out). Rows from step.n_rows on (the
+//! rest of a prompt chunk the grid covers) return at once.
+
+struct Step {
+    pos: u32,
+    kv_len: u32,
+    n_rows: u32, // the batch's rows (tokens or candidates); workgroup rows past it do nothing
+    _a: u32,
+}
 
 struct Params {
     n: u32,          // vector length
@@ -12,6 +20,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;         // [n]
 @group(0) @binding(2) var<storage, read> w: array<f32>;         // [n]
 @group(0) @binding(3) var<storage, read_write> out: array<f32>; // [n]
+@group(0) @binding(4) var<uniform> step: Step;
 
 // The sum of squares of x[xo + i] for i = first, first + step, ... below n.
 fn sum_squares(xo: u32, first: u32, step: u32) -> f32 {
@@ -34,6 +43,9 @@ var<workgroup> red: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    if (wid.y >= step.n_rows) {
+        return; // the whole workgroup
+    }
     red[lid] = sum_squares(p.x_offset + wid.y * p.n, lid, 256u);
     workgroupBarrier();
     for (var s = 128u; s > 0u; s >>= 1u) {

@@ -147,7 +147,8 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
 /// The tests whose kernels reduce with subgroups, on both families: the CPU family's folds and
 /// shared activations, the GPU family's row walk (matvec, the logits' rmsnorm, qkv, gate_up) and
 /// argmax spans.
-const SUBGROUP_TESTS: [&str; 6] = [
+const SUBGROUP_TESTS: [&str; 7] = [
+    "rmsnorm_matches",
     "matvec_folds_swiglu_and_rmsnorm_where_it_can",
     "matvec_every_quant_type",
     "qkv_every_quant_type",
@@ -223,16 +224,19 @@ fn rmsnorm_matches() {
     let mut rng = Rng(11);
     for g in every_layout() {
         for n in [576usize, 1000, 4096] {
-            let (x, w) = (rng.vec(3 * n), rng.vec(n));
+            // A grid of 4 rows for a batch of 3: the fourth row is left as it was (zero).
+            let (x, w) = (rng.vec(4 * n), rng.vec(n));
             let (xb, wb, out) = (
                 g.storage_with("x", bytemuck::cast_slice(&x)),
                 g.storage_with("w", bytemuck::cast_slice(&w)),
-                g.storage("out", 4 * 3 * n as u64),
+                g.storage("out", 4 * 4 * n as u64),
             );
-            kernels::submit(&g, &[kernels::rmsnorm(g.t(), &xb, &wb, &out, n as u32, 1e-5, 3).unwrap()]);
-            let want: Vec<f32> = x.chunks(n).flat_map(|row| reference::rmsnorm(row, &w, 1e-5)).collect();
-            let layout = format!("[3, {n}], rowwise {}, subgroups {}", g.layout.is_cpu(), g.layout.lanes_of_8());
-            check("rmsnorm", "f32", &layout, &read_on(&g, &out, 3 * n), &want);
+            let step = g.uniform("step", &Step::chunk(0, 3));
+            kernels::submit(&g, &[kernels::rmsnorm(g.t(), &xb, &wb, &out, &step, n as u32, 1e-5, 4).unwrap()]);
+            let mut want: Vec<f32> = x[..3 * n].chunks(n).flat_map(|row| reference::rmsnorm(row, &w, 1e-5)).collect();
+            want.extend(vec![0.0; n]);
+            let layout = format!("[3 of 4, {n}], rowwise {}, subgroups {}", g.layout.is_cpu(), g.layout.lanes_of_8());
+            check("rmsnorm", "f32", &layout, &read_on(&g, &out, 4 * n), &want);
         }
     }
 }

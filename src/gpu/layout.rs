@@ -153,7 +153,7 @@ impl Layout {
     }
 
     /// CPU family with subgroups of at least 8 lanes: kernels that share activations or cache
-    /// vectors across 8 lanes (acts_subgroup.wgsl, attention_lanes, rmsnorm_lanes) run.
+    /// vectors across 8 lanes (acts_subgroup.wgsl, attention_lanes) run.
     pub fn lanes_of_8(&self) -> bool {
         self.is_cpu() && self.subgroups && self.subgroup_sizes.0 >= 8
     }

@@ -422,24 +422,37 @@ pub struct RmsnormParams {
 }
 
 /// rmsnorm: out = x / sqrt(mean(x^2) + eps) * w, for `rows` vectors of n one after another: a
-/// workgroup of 256 per row, or in the CPU family with 8-lane subgroups 8 lanes per row
-/// (rmsnorm_lanes.wgsl).
+/// workgroup of 256 per row, or in the CPU family with subgroups one subgroup of 8 or 4 lanes per
+/// row (rmsnorm_lanes.wgsl, Layout::act_lanes). The grid covers `rows`; rows from `step`'s n_rows on do nothing.
+#[allow(clippy::too_many_arguments)]
 pub fn rmsnorm(
     t: Target,
     x: &wgpu::Buffer,
     w: &wgpu::Buffer,
     out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
     n: u32,
     eps: f32,
     rows: u32,
 ) -> Result<Dispatch> {
     let p = RmsnormParams { n, eps, x_offset: 0, out_offset: 0 };
-    let (module, entry) = if t.layout.lanes_of_8() {
-        (Module::new("rmsnorm_lanes", &[wgsl::RMSNORM, wgsl::cpu::RMSNORM_LANES]), "main_lanes")
+    let lanes = t.layout.act_lanes();
+    let (module, entry) = if lanes > 0 {
+        let module = Module::new("rmsnorm_lanes", &[wgsl::RMSNORM])
+            .variant(&format!("{lanes}"), &format!("const LANES: u32 = {lanes}u;"))
+            .with(&[wgsl::cpu::RMSNORM_LANES]);
+        (module, "main_lanes")
     } else {
         (Module::new("rmsnorm", &[wgsl::RMSNORM]), "main")
     };
-    bind(t.gpu, "rmsnorm", t.pipeline(&module, entry)?, bytemuck::bytes_of(&p), numbered(&[x, w, out]), [1, rows, 1])
+    bind(
+        t.gpu,
+        "rmsnorm",
+        t.pipeline(&module, entry)?,
+        bytemuck::bytes_of(&p),
+        numbered(&[x, w, out, step]),
+        [1, rows, 1],
+    )
 }
 
 #[repr(C)]

@@ -64,7 +64,16 @@ impl<'a> Recorder<'a> {
     /// xb = rmsnorm(x) * norm_w for every row.
     pub fn rmsnorm(&mut self, norm_w: &wgpu::Buffer) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
-        self.g.push(kernels::rmsnorm(s.target(), &a.x, norm_w, &a.xb, s.cfg.dim as u32, s.cfg.rms_eps, self.rows)?);
+        self.g.push(kernels::rmsnorm(
+            s.target(),
+            &a.x,
+            norm_w,
+            &a.xb,
+            &a.step,
+            s.cfg.dim as u32,
+            s.cfg.rms_eps,
+            self.rows,
+        )?);
         Ok(())
     }
 

@@ -168,7 +168,16 @@ pub fn matmul(
     }
     // Tokens per invocation (matmul_wide's RT, the length of its accumulator arrays): 32 for a
     // prompt chunk; the prompt's logits row alone, or a few candidates, as many as there are.
-    let rt = if p.last_only == 1 { 1 } else { max_tokens.clamp(1, 32).next_power_of_two() };
+    // The prompt's logits row takes one row of workgroups: a grid over every token of the chunk
+    // would launch 63 empty workgroups a tile (a vocabulary of 32,000: 31,500 of them, ~0.4 s on
+    // SwiftShader, a chat turn's whole first-token latency there).
+    let (rt, tiles) = match p.last_only {
+        1 => (1, 1),
+        _ => {
+            let rt = max_tokens.clamp(1, 32).next_power_of_two();
+            (rt, max_tokens.div_ceil(rt))
+        }
+    };
     let module = wide_module(t, w, "matmul_wide", wgsl::MATMUL_IO, true, TextureBinding::Sampled)?
         .variant(&format!("rt{rt}"), &format!("const RT: u32 = {rt}u;"))
         .with(&[wgsl::cpu::MATMUL_WIDE]);
@@ -178,14 +187,7 @@ pub fn matmul(
         (4, out.as_entire_binding()),
         (5, w.resource()),
     ];
-    bind(
-        t.gpu,
-        "matmul",
-        t.pipeline(&module, "main")?,
-        bytemuck::bytes_of(&p),
-        resources,
-        [rows, max_tokens.div_ceil(rt), 1],
-    )
+    bind(t.gpu, "matmul", t.pipeline(&module, "main")?, bytemuck::bytes_of(&p), resources, [rows, tiles, 1])
 }
 
 /// embed_wide: embed (see kernels::embed) for a table the wide kernels read (None otherwise).

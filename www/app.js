@@ -323,14 +323,21 @@ const BENCH_SCHEMA = {
 
 const BENCH_PROMPT = 'The history of the printing press begins in the fifteenth century, when movable type changed how books were made, how ideas spread, and how people learned to read. In the decades that followed,';
 
+// Tokens the benchmark decodes: 32, and up to 128 under the schema (the whole JSON object); with
+// `?bench=short` in the page's address 8 and 24 (a slow software adapter, the page's tests).
+function benchTokens() {
+  return new URLSearchParams(location.search).get('bench') === 'short' ? { decode: 8, structured: 24 } : { decode: 32, structured: 128 };
+}
+
 async function benchmark() {
   if (!engine || busy) return;
   clearError();
   setBusy(true);
   $('bench-status').textContent = 'Running…';
+  const tokens = benchTokens();
   try {
     await engine.resetChat();
-    const r = await engine.completions.create({ prompt: BENCH_PROMPT, max_tokens: 32, temperature: 0, ignore_eos: true });
+    const r = await engine.completions.create({ prompt: BENCH_PROMPT, max_tokens: tokens.decode, temperature: 0, ignore_eos: true });
     const s = engine.stats;
     const t = r.timings;
     $('b-adapter').textContent = s.adapter;
@@ -344,7 +351,7 @@ async function benchmark() {
     const content = `Reply with one JSON object that follows this JSON schema:\n${JSON.stringify(BENCH_SCHEMA)}`;
     const messages = [{ role: 'user', content }];
     const j = await engine.chat.completions.create({
-      messages, max_tokens: 128, temperature: 0,
+      messages, max_tokens: tokens.structured, temperature: 0,
       response_format: { type: 'json_schema', json_schema: { name: 'people', schema: BENCH_SCHEMA } },
     });
     const free = await engine.chat.completions.create({ messages, max_tokens: j.usage.completion_tokens, temperature: 0, ignore_eos: true });

@@ -1,14 +1,14 @@
 // Soak: 100 chat turns and 200 completions (n = 1 and n = 3 candidates) on one engine in headless
 // Chromium, checking that GPU buffers (every buffer webllama creates is counted) and wasm memory stay
-// flat after the first requests. The tiny LLaMA-2 model keeps it quick; the default model when
-// ../shared/fixtures is absent.
+// flat after the first requests. The tiny LLaMA-2 model in Q8_0 keeps it quick; the default model
+// when ../shared/fixtures is absent.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { modelsDir, startServer, launch, openPage, MODEL_NAME, TINY, TINY_MODELS } from './harness.mjs';
+import { modelsDir, startServer, launch, openPage, MODEL_NAME, TINY, TINY_FAST } from './harness.mjs';
 
-const FILE = existsSync(join(TINY, TINY_MODELS[0])) ? TINY_MODELS[0] : MODEL_NAME;
+const FILE = existsSync(join(TINY, TINY_FAST)) ? TINY_FAST : MODEL_NAME;
 let server;
 let context;
 let page;

@@ -78,8 +78,11 @@ fn run(
 #[test]
 fn outputs_follow_five_json_schemas_greedy_sampled_and_n_3() {
     let Some(mut s) = session() else { return };
-    for (name, ask, schema) in schemas() {
-        for (temperature, n) in [(0.0, 1), (0.9, 1), (0.9, 3)] {
+    for (i, (name, ask, schema)) in schemas().into_iter().enumerate() {
+        // Greedy and 3 sampled candidates for every schema; one sampled alone for the first (the
+        // n = 1 path of sampling is the same for all: lavapipe time goes to the schemas' tokens).
+        let runs: &[(f32, usize)] = if i == 0 { &[(0.0, 1), (0.9, 1), (0.9, 3)] } else { &[(0.0, 1), (0.9, 3)] };
+        for &(temperature, n) in runs {
             for (text, finish) in run(&mut s, ask, Grammar::JsonSchema(schema.clone()), temperature, n, 160) {
                 let what = format!("{name} t={temperature} n={n}: {text:?}");
                 assert_eq!(finish, FinishReason::Stop, "{what}");

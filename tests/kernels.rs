@@ -235,7 +235,7 @@ fn rmsnorm_matches() {
             kernels::submit(&g, &[kernels::rmsnorm(g.t(), &xb, &wb, &out, &step, n as u32, 1e-5, 4).unwrap()]);
             let mut want: Vec<f32> = x[..3 * n].chunks(n).flat_map(|row| reference::rmsnorm(row, &w, 1e-5)).collect();
             want.extend(vec![0.0; n]);
-            let layout = format!("[3 of 4, {n}], rowwise {}, subgroups {}", g.layout.is_cpu(), g.layout.lanes_of_8());
+            let layout = format!("[3 of 4, {n}], rowwise {}, lanes {}", g.layout.is_cpu(), g.layout.act_lanes());
             check("rmsnorm", "f32", &layout, &read_on(&g, &out, 4 * n), &want);
         }
     }

@@ -18,12 +18,14 @@ export const TINY_MODELS = ['tiny-llama2-Q3_K_M.gguf', 'tiny-llama3-Q4_K_M.gguf'
 // The tiny LLaMA-2 in Q8_0: the quickest real model on SwiftShader (K-quant blocks cost it 2-3x),
 // for tests that need many requests rather than a given quant type.
 export const TINY_FAST = 'tiny-llama2-Q8_0.gguf';
+// The fixtures modelsDir links (each one required on CI).
+const TINY_LINKED = [...TINY_MODELS, TINY_FAST];
 
 // A models folder with the default model, a truncated copy of it, and a file that is not a model.
 // On CI (CI set) the tiny models of ../shared/fixtures must be there too: no test may skip quietly.
 export function modelsDir() {
   if (!existsSync(MODEL_PATH)) throw new Error(`the default model is missing at ${MODEL_PATH}: run make model`);
-  const missing = [...TINY_MODELS, TINY_FAST].filter((t) => !existsSync(join(TINY, t)));
+  const missing = TINY_LINKED.filter((t) => !existsSync(join(TINY, t)));
   if (process.env.CI && missing.length) throw new Error(`${missing.join(', ')} missing from ${TINY} on CI`);
   const dir = mkdtempSync(join(tmpdir(), 'webllama-models-'));
   symlinkSync(MODEL_PATH, join(dir, MODEL_NAME));
@@ -33,7 +35,7 @@ export function modelsDir() {
   closeSync(fd);
   writeFileSync(join(dir, 'truncated.gguf'), head);
   writeFileSync(join(dir, 'not-a-model.gguf'), '<html>this is a web page, not a model</html>\n'.repeat(100));
-  for (const t of [...TINY_MODELS, TINY_FAST]) if (existsSync(join(TINY, t))) symlinkSync(join(TINY, t), join(dir, t));
+  for (const t of TINY_LINKED) if (existsSync(join(TINY, t))) symlinkSync(join(TINY, t), join(dir, t));
   return dir;
 }
 

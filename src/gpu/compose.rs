@@ -254,10 +254,10 @@ pub fn attention_lanes_walk(group: u32, hd4: u32) -> String {
 
 /// attention_prompt_lanes' walks over the cache's positions and the chunk's own, and its output
 /// store, written out for `hd4` vectors per head (markers and code): a named value per query, key,
-/// value and accumulator vector, as attention_lanes_walk. Lane i loads vectors i, i + 8, ... of a
+/// value and accumulator vector, as attention_lanes_walk. Lane i loads vectors i, i + lanes, ... of a
 /// key and a value (clamped to the head), and takes each vector from the lane that loaded it.
-pub fn prompt_lanes_walks(hd4: u32) -> [(&'static str, String); 3] {
-    let (vecs, loads) = (0..hd4, 0..hd4.div_ceil(8));
+pub fn prompt_lanes_walks(hd4: u32, lanes: u32) -> [(&'static str, String); 3] {
+    let (vecs, loads) = (0..hd4, 0..hd4.div_ceil(lanes));
     let mut cache = String::new();
     for i in vecs.clone() {
         cache += &format!("    let q_{i} = qkv[qa + {i}u] * p.scale;\n    var a_{i} = vec4<f32>(0.0);\n");
@@ -267,7 +267,7 @@ pub fn prompt_lanes_walks(hd4: u32) -> [(&'static str, String); 3] {
     let body = |k_load: &str, v_load: &str, masked: bool| {
         let mut w = String::new();
         for c in loads.clone() {
-            let at = format!("kb + min(lane + {}u, {}u)", 8 * c, hd4 - 1);
+            let at = format!("kb + min(lane + {}u, {}u)", lanes * c, hd4 - 1);
             w += &format!(
                 "        let kl_{c} = {};\n        let vl_{c} = {};\n",
                 k_load.replace("AT", &at),
@@ -275,7 +275,7 @@ pub fn prompt_lanes_walks(hd4: u32) -> [(&'static str, String); 3] {
             );
         }
         for i in vecs.clone() {
-            w += &format!("        let k_{i} = subgroupBroadcast(kl_{}, {}u);\n", i / 8, i % 8);
+            w += &format!("        let k_{i} = subgroupBroadcast(kl_{}, {}u);\n", i / lanes, i % lanes);
         }
         let dots: Vec<String> = vecs.clone().map(|i| format!("dot(q_{i}, k_{i})")).collect();
         w += &format!("        let s = {};\n", dots.join(" + "));
@@ -285,7 +285,11 @@ pub fn prompt_lanes_walks(hd4: u32) -> [(&'static str, String); 3] {
             "        let cp = softmax_step(&m, &l, s);\n"
         };
         for i in vecs.clone() {
-            w += &format!("        a_{i} = a_{i} * cp.x + cp.y * subgroupBroadcast(vl_{}, {}u);\n", i / 8, i % 8);
+            w += &format!(
+                "        a_{i} = a_{i} * cp.x + cp.y * subgroupBroadcast(vl_{}, {}u);\n",
+                i / lanes,
+                i % lanes
+            );
         }
         w
     };

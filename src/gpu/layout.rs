@@ -100,7 +100,7 @@ pub struct Layout {
     /// CPU family: matvec_wide and embed_wide read weight textures through a read-only storage
     /// binding rather than a sampled one (on for lavapipe; SwiftShader's sampled loads are faster).
     pub texture_storage_loads: bool,
-    /// CPU family: a prompt chunk's attention runs 8 rows of a head per subgroup.
+    /// CPU family: a prompt chunk's attention runs act_lanes rows of a head per subgroup.
     pub prompt_lanes: bool,
     /// CPU family: rmsnorm and swiglu fold into the decode graph's matvecs.
     pub folds: bool,
@@ -129,8 +129,7 @@ impl Layout {
             fuse: o.fuse.unwrap_or(true),
             dump_wgsl: o.dump_wgsl.unwrap_or(false),
         };
-        let lanes = layout.lanes_of_8();
-        layout.prompt_lanes = lanes && o.prompt_lanes.unwrap_or(true);
+        layout.prompt_lanes = layout.act_lanes() > 0 && o.prompt_lanes.unwrap_or(true);
         // Folds need no subgroups, but without shared activations (act_lanes) every lane computes
         // rmsnorm(x) or silu(gate) * up for every value itself: slower than the separate kernels.
         layout.folds = layout.act_lanes() > 0 && o.folds.unwrap_or(true);

@@ -1,8 +1,9 @@
 //! attention in the CPU family: one token through attention_lanes (8 lanes per kv head walking
 //! the positions, made for the model's group size and head width, RoPE applied in the kernel from
-//! host-computed rotations), a prompt chunk through attention_prompt_lanes (8 rows of a head per
-//! subgroup), where the layout has lanes of 8; else attention_rowwise (an invocation per row and
-//! head), which candidates always take.
+//! host-computed rotations), where the layout has lanes of 8; a prompt chunk through
+//! attention_prompt_lanes (Layout::act_lanes rows of a head per subgroup: 8, or SwiftShader's 4),
+//! where it has subgroups; else attention_rowwise (an invocation per row and head), which
+//! candidates always take.
 
 use crate::error::{Error, Result};
 use crate::gpu::compose::{self, wgsl, Module};
@@ -79,12 +80,13 @@ pub fn attention(
         return bind(t.gpu, "attention", t.pipeline(&module, "decode_lanes")?, params, resources, [p.n_kv_heads, 1, 1]);
     }
     if let (AttentionRows::Prompt(rows), None, true) = (which, b.rotations, runs_prompt_lanes(t.layout, p.head_dim)) {
-        let lanes = compose::fill(wgsl::cpu::ATTENTION_PROMPT_LANES, &compose::prompt_lanes_walks(hd4));
+        let lanes = t.layout.act_lanes();
+        let walks = compose::fill(wgsl::cpu::ATTENTION_PROMPT_LANES, &compose::prompt_lanes_walks(hd4, lanes));
         let module = Module::new(
-            &format!("attention_prompt_lanes/{}", p.head_dim),
-            &[wgsl::ATTENTION_PARAMS, wgsl::cpu::ATTENTION_ROWWISE, &lanes],
+            &format!("attention_prompt_lanes/{lanes}x{}", p.head_dim),
+            &[wgsl::ATTENTION_PARAMS, wgsl::cpu::ATTENTION_ROWWISE, &walks],
         )
-        .prepend(format!("const ROPE: bool = false;\nconst HD4: u32 = {hd4}u;\n"));
+        .prepend(format!("const ROPE: bool = false;\nconst HD4: u32 = {hd4}u;\nconst LANES: u32 = {lanes}u;\n"));
         let resources = at(&[(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (7, b.out)]);
         return bind(
             t.gpu,
@@ -92,7 +94,7 @@ pub fn attention(
             t.pipeline(&module, "prompt_lanes")?,
             params,
             resources,
-            [rows.div_ceil(8), p.n_heads, 1],
+            [rows.div_ceil(lanes), p.n_heads, 1],
         );
     }
     let rows = which.count();

@@ -1,7 +1,8 @@
 //! Constrained decoding on the default model: five JSON schemas (nested objects, arrays with
 //! min/max items, enums, bounded numbers, required and optional fields), greedy, sampled and
 //! n = 3, every output parses and validates; a regex and a Lark grammar likewise; a schema the
-//! library refuses is a named error; max_tokens cuts with finish_reason length.
+//! library refuses is a named error; max_tokens cuts with finish_reason length; the tokens a
+//! grammar forces go to the model in batches.
 
 mod common;
 
@@ -141,4 +142,28 @@ fn a_cut_output_ends_with_length_and_a_refused_schema_is_named() {
             other => panic!("{bad:?}: {:?}", other.map(|g| g.text)),
         }
     }
+}
+
+/// Tokens a grammar forces go to the model in batches (a prompt chunk each) rather than a decode
+/// step each: a greedy JSON answer has some (Generation::forced), and the KV cache it leaves serves
+/// a follow-up request as a fresh prefill of the same tokens does (the same greedy continuation).
+#[test]
+fn forced_tokens_go_in_batches_and_leave_the_cache_as_a_prefill_does() {
+    let Some(mut s) = session() else { return };
+    let (_, ask, schema) = schemas().remove(2);
+    let ids = s.chat_ids(&[Message::new("user", ask)]).unwrap();
+    let opts = GenerateOptions { max_tokens: 60, grammar: Some(Grammar::JsonSchema(schema)), ..Default::default() };
+    let g = pollster::block_on(s.generate(&ids, &opts, &mut |_| true)).unwrap();
+    assert_eq!(g.finish_reason, FinishReason::Stop, "{:?}", g.text);
+    assert!(g.forced > 0 && g.forced < g.ids.len(), "{} of {} tokens forced: {:?}", g.forced, g.ids.len(), g.text);
+    let mut next = ids.clone();
+    next.extend(&g.ids);
+    next.extend(s.tokenizer.encode_continuation("\nAnd in one word?").unwrap());
+    let plain = GenerateOptions { max_tokens: 6, ..Default::default() };
+    let reused = pollster::block_on(s.generate(&next, &plain, &mut |_| true)).unwrap();
+    assert!(reused.prefilled < next.len() - ids.len(), "{} of {} prefilled", reused.prefilled, next.len());
+    s.reset();
+    let fresh = pollster::block_on(s.generate(&next, &plain, &mut |_| true)).unwrap();
+    assert_eq!(fresh.prefilled, next.len());
+    assert_eq!((&reused.ids, &reused.text), (&fresh.ids, &fresh.text));
 }

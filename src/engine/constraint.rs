@@ -1,13 +1,14 @@
 //! Constrained decoding: a grammar (a JSON schema, any JSON object, Lark, a regex) compiled by
 //! llguidance over the model's vocabulary; each candidate's Constraint says which tokens may come
-//! next (its mask, applied where the token is chosen) and follows the tokens chosen.
+//! next (its mask, applied where the token is chosen), which tokens the grammar forces (fed to the
+//! model in one batch instead of a step each), and follows the tokens chosen.
 
 use crate::error::{Error, Result};
 use crate::text::tokenizer::Tokenizer;
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
 use std::sync::Arc;
-use toktrie::{ApproximateTokEnv, TokRxInfo, TokTrie};
+use toktrie::{TokRxInfo, TokTrie, TokenId, TokenizerEnv};
 
 /// What the output must match.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,26 @@ impl Grammar {
     }
 }
 
+/// The vocabulary for llguidance: each token's bytes (the trie) and the model's own tokenizer, so
+/// that the bytes a grammar forces are tokenized as the model's tokenizer does (llguidance forces
+/// tokens only with a canonical tokenizer).
+struct Vocab {
+    trie: TokTrie,
+    tok: Arc<Tokenizer>,
+}
+
+impl TokenizerEnv for Vocab {
+    fn tok_trie(&self) -> &TokTrie {
+        &self.trie
+    }
+
+    /// The ids of `s` where it continues a text; none (nothing forced) for bytes that are not UTF-8
+    /// or that the tokenizer refuses.
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
+        std::str::from_utf8(s).ok().and_then(|t| self.tok.encode_continuation(t).ok()).unwrap_or_default()
+    }
+}
+
 /// The vocabulary as llguidance sees it (built once per model): its token trie and parser factory.
 pub struct Guide {
     factory: ParserFactory,
@@ -43,7 +64,7 @@ pub struct Guide {
 
 impl Guide {
     /// Builds the token trie of `tok`'s vocabulary (each token's bytes) and the parser factory.
-    pub fn new(tok: &Tokenizer) -> Result<Guide> {
+    pub fn new(tok: &Arc<Tokenizer>) -> Result<Guide> {
         let words: Vec<Vec<u8>> = (0..tok.vocab_size() as u32).map(|id| tok.token_bytes(id)).collect();
         let eos = *tok.eog_ids.first().ok_or_else(|| {
             Error::InvalidRequest("the model has no end-of-generation token, so no grammar can end".into())
@@ -56,7 +77,7 @@ impl Guide {
             tok_unk: None,
             tok_end_of_turn: None,
         };
-        let env: toktrie::TokEnv = Arc::new(ApproximateTokEnv::new(TokTrie::from(&info, &words)));
+        let env: toktrie::TokEnv = Arc::new(Vocab { trie: TokTrie::from(&info, &words), tok: tok.clone() });
         let mut factory = ParserFactory::new_simple(&env).map_err(|e| grammar_err(&e.to_string()))?;
         factory.set_stderr_log_level(0);
         Ok(Guide { factory, eog_ids: tok.eog_ids.clone(), eos })
@@ -109,6 +130,12 @@ impl Constraint {
     pub fn consume(&mut self, id: u32) -> Result<()> {
         let id = if self.eog_ids.contains(&id) { self.eos } else { id };
         self.matcher.consume_token(id).map_err(|e| grammar_err(&e.to_string()))
+    }
+
+    /// The tokens the grammar forces next (llguidance's fast-forward tokens: its forced bytes as
+    /// the tokenizer makes them, less a tail a longer token could still take), not yet followed.
+    pub fn forced(&mut self) -> Vec<u32> {
+        self.matcher.compute_ff_tokens()
     }
 
     /// Whether the grammar is complete and allows nothing more.

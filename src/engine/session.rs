@@ -1,5 +1,6 @@
 //! Session: a model with its tokenizer and chat template; prefill, decode steps, sampling, stop at
-//! end-of-generation, streamed text. Reuses the KV cache of a prompt's common prefix.
+//! end-of-generation, streamed text. Reuses the KV cache of a prompt's common prefix; tokens a
+//! grammar forces go to the model in one batch.
 
 use crate::engine::constraint::{apply_mask, Constraint, Grammar, Guide};
 use crate::engine::logprobs::{TokenLogprob, MAX_TOP_LOGPROBS};
@@ -9,6 +10,7 @@ use crate::format::gguf::Gguf;
 use crate::model::{Model, StepOutput, Want, MAX_CANDIDATES};
 use crate::text::chat::{ChatTemplate, Message, CHATML};
 use crate::text::tokenizer::Tokenizer;
+use std::sync::Arc;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -120,6 +122,8 @@ pub struct Generation {
     /// Per generated id, its log-probability and the step's most likely tokens, when asked for.
     pub logprobs: Vec<TokenLogprob>,
     pub finish_reason: FinishReason,
+    /// Of `ids`, the tokens the grammar forced: fed to the model in batches, no step of their own.
+    pub forced: usize,
     /// Prompt tokens actually run (the rest came from the cache).
     pub prefilled: usize,
     pub prefill_ms: f64,
@@ -153,7 +157,8 @@ fn now_ms() -> f64 {
 /// A loaded model ready to generate.
 pub struct Session {
     pub model: Model,
-    pub tokenizer: Tokenizer,
+    /// Shared with the grammar library's view of the vocabulary (Guide).
+    pub tokenizer: Arc<Tokenizer>,
     pub template: ChatTemplate,
     /// Tokens whose keys and values are in the KV cache, in order.
     cached: Vec<u32>,
@@ -179,7 +184,7 @@ impl Session {
             .map(|i| i as u32)
             .filter(|&i| (i as usize) < tokenizer.vocab_size());
         let template = ChatTemplate::new(source, &tok_text(tokenizer.bos_id), &tok_text(eos))?;
-        Ok(Session { model, tokenizer, template, cached: vec![], guide: None })
+        Ok(Session { model, tokenizer: Arc::new(tokenizer), template, cached: vec![], guide: None })
     }
 
     /// Loads a GGUF file from disk onto `gpu`, laid out for `layout` (native only).
@@ -303,6 +308,7 @@ impl Session {
                 utf16_len: 0,
                 finish: None,
                 constraint,
+                forced: 0,
             })
             .collect();
         // [n, mask_words] each candidate's allowed tokens (all, where it has no grammar).
@@ -317,16 +323,24 @@ impl Session {
         let mut outs = choose(&mut self.model, &mut tracks, &mut masks, want, 1).await?;
         self.cached.extend_from_slice(&prompt_ids[common..]);
         let t1 = now_ms();
+        // One candidate under a grammar takes the tokens it forces after each one chosen, and the
+        // model reads them all in one batch (a prompt chunk) rather than a decode step each. Not
+        // where each token's logits or log-probabilities are asked for: forced ones have none.
+        let force = n == 1 && opts.grammar.is_some() && opts.logprobs.is_none() && opts.top_logits == 0;
         let mut step = 0;
         loop {
+            let fed = tracks[0].ids.len();
             for (c, t) in tracks.iter_mut().enumerate() {
                 if t.finish.is_none() {
                     // Every candidate starts from the prompt's one output.
                     let out = if step == 0 { &outs[0] } else { &outs[c] };
                     let mask = t.constraint.is_some().then(|| &masks[c * words..(c + 1) * words]);
-                    t.take(out, mask, opts, &self.tokenizer, &mut |text, logprobs| {
-                        on_piece(Piece { index: c, text, logprobs })
-                    })?;
+                    let mut on_text =
+                        |text: &str, logprobs: &[TokenLogprob]| on_piece(Piece { index: c, text, logprobs });
+                    t.take(out, mask, opts, &self.tokenizer, &mut on_text)?;
+                    if force {
+                        t.take_forced(opts, &self.tokenizer, &mut on_text)?;
+                    }
                 }
             }
             if tracks.iter().any(|t| t.finish == Some(FinishReason::Abort)) {
@@ -338,8 +352,13 @@ impl Session {
             // Finished candidates keep their row (fed their last token) so that rows stay in place.
             let feed: Vec<u32> = tracks.iter().map(|t| *t.ids.last().unwrap_or(&0)).collect();
             if n == 1 {
-                self.cached.push(feed[0]);
-                self.model.start_step(feed[0])?;
+                // The token chosen, and any the grammar forced after it.
+                let new = &tracks[0].ids[fed..];
+                self.cached.extend_from_slice(new);
+                match new {
+                    [id] => self.model.start_step(*id)?,
+                    _ => self.model.start_prefill(new)?,
+                }
             } else {
                 self.model.start_candidates(&feed, step)?;
             }
@@ -440,6 +459,8 @@ struct Track {
     finish: Option<FinishReason>,
     /// Where it is in the request's grammar, if there is one.
     constraint: Option<Constraint>,
+    /// Tokens the grammar forced (take_forced).
+    forced: usize,
 }
 
 impl Track {
@@ -452,6 +473,7 @@ impl Track {
             top_logits: self.top_logits,
             logprobs: self.logprobs,
             finish_reason: self.finish.unwrap_or(FinishReason::Length),
+            forced: self.forced,
             prefilled,
             prefill_ms,
             decode_ms,
@@ -459,9 +481,8 @@ impl Track {
     }
 
     /// Picks the next id from a step's output (under `mask`, its grammar's, where it has one) and
-    /// appends it: streams the new text (holding back what may start a stop string) with the
-    /// log-probabilities of the tokens since the last piece, and sets `finish` at an
-    /// end-of-generation id, a stop string, an abort or max_tokens.
+    /// appends it (push): streams the new text with the log-probabilities of the tokens since the
+    /// last piece, and sets `finish` where it ends.
     fn take(
         &mut self,
         out: &StepOutput,
@@ -484,6 +505,50 @@ impl Track {
             (Some(l), None) => self.sampler.sample(l, &self.history),
             (None, _) => return Err(Error::Gpu("a sampled step came back without its logits".into())),
         };
+        // The GPU's log-softmax: the argmax's log-probability, or a sampled id's from its logit.
+        let logprob = out.logprobs.as_ref().map(|lp| {
+            let logprob = match &out.logits {
+                Some(l) if id != out.argmax => l[id as usize] - lp.lse,
+                _ => lp.chosen,
+            };
+            (logprob, lp.top.clone())
+        });
+        self.push(id, logprob, opts, tok, on_text)
+    }
+
+    /// Appends the tokens the grammar forces now (as many as max_tokens leaves room for), each as
+    /// a chosen one is, until one finishes the candidate.
+    fn take_forced(
+        &mut self,
+        opts: &GenerateOptions,
+        tok: &Tokenizer,
+        on_text: &mut dyn FnMut(&str, &[TokenLogprob]) -> bool,
+    ) -> Result<()> {
+        let Some(c) = self.constraint.as_mut().filter(|_| self.finish.is_none()) else { return Ok(()) };
+        let mut forced = c.forced();
+        forced.truncate(opts.max_tokens.saturating_sub(self.ids.len()));
+        for id in forced {
+            self.push(id, None, opts, tok, on_text)?;
+            self.forced += 1;
+            if self.finish.is_some() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `id` (with its log-probability and the step's top ones, where asked): ends at an
+    /// end-of-generation id, else follows it in the grammar, streams the new text (holding back
+    /// what may start a stop string) and ends at a stop string, an abort, the grammar's end or
+    /// max_tokens.
+    fn push(
+        &mut self,
+        id: u32,
+        logprob: Option<(f32, Vec<(u32, f32)>)>,
+        opts: &GenerateOptions,
+        tok: &Tokenizer,
+        on_text: &mut dyn FnMut(&str, &[TokenLogprob]) -> bool,
+    ) -> Result<()> {
         if !opts.ignore_eos && tok.is_eog(id) {
             self.finish(FinishReason::Stop, on_text);
             return Ok(());
@@ -491,13 +556,7 @@ impl Track {
         if let Some(c) = &mut self.constraint {
             c.consume(id)?;
         }
-        if let Some(lp) = &out.logprobs {
-            // The GPU's log-softmax: the argmax's log-probability, or a sampled id's from its logit.
-            let logprob = match &out.logits {
-                Some(l) if id != out.argmax => l[id as usize] - lp.lse,
-                _ => lp.chosen,
-            };
-            let top = lp.top.clone();
+        if let Some((logprob, top)) = logprob {
             self.logprobs.push(TokenLogprob { id, logprob, top, text_offset: self.utf16_len });
         }
         self.ids.push(id);

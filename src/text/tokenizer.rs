@@ -277,6 +277,15 @@ impl Tokenizer {
         Ok(ids)
     }
 
+    /// Token ids of `text` where it continues a text (no BOS, no SentencePiece space prefix), its
+    /// special-token strings taken as text: how constrained decoding tokenizes the bytes a grammar
+    /// forces (engine::constraint).
+    pub fn encode_continuation(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = vec![];
+        self.encode_fragment(text, false, &mut ids)?;
+        Ok(ids)
+    }
+
     /// Whether `text` holds a special-token string.
     pub fn has_special(&self, text: &str) -> bool {
         self.next_special(text, 0, &[]).is_some()

@@ -292,7 +292,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
     if let Some(tj) = &a.tokenizer {
         let json = std::fs::read(tj).with_context(|| format!("reading {tj}"))?;
         let header = webllama::format::weights::read_header(&path)?;
-        session.tokenizer = webllama::Tokenizer::from_gguf(&header)?.with_tokenizer_json(&json)?;
+        session.tokenizer = std::sync::Arc::new(webllama::Tokenizer::from_gguf(&header)?.with_tokenizer_json(&json)?);
     }
     let ids = match (&a.prompt, &a.chat) {
         (Some(p), _) => session.tokenizer.encode(p, true)?,

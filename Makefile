@@ -76,8 +76,8 @@ bench-peers: model build
 ## starts from Cargo.lock); scripts/fuzz-rustc.sh adds libFuzzer's coverage instrumentation to
 ## webllama and the targets alone. `make fuzz` is the real run: cargo-fuzz, nightly, ASAN.
 test-fuzz:
-	RUSTC_WRAPPER=$(CURDIR)/scripts/fuzz-rustc.sh CARGO_TARGET_DIR=$(CURDIR)/target \
-		cargo build --release --manifest-path fuzz/Cargo.toml 2>&1 | tail -n 1
+	FUZZ_INSTRUMENT="webllama webllama_fuzz $(FUZZ_TARGETS)" RUSTC_WRAPPER=$(CURDIR)/scripts/fuzz-rustc.sh \
+		CARGO_TARGET_DIR=$(CURDIR)/target cargo build --release --manifest-path fuzz/Cargo.toml 2>&1 | tail -n 1
 	@for t in $(FUZZ_TARGETS); do \
 		work=$$(mktemp -d); \
 		target/release/$$t $$work fuzz/corpus/$$t -max_total_time=5 -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 2>&1 | tail -n 3 || exit 1; \

@@ -349,8 +349,6 @@ impl Session {
             if tracks.iter().all(|t| t.finish.is_some()) {
                 break;
             }
-            // Finished candidates keep their row (fed their last token) so that rows stay in place.
-            let feed: Vec<u32> = tracks.iter().map(|t| *t.ids.last().unwrap_or(&0)).collect();
             if n == 1 {
                 // The token chosen, and any the grammar forced after it.
                 let new = &tracks[0].ids[fed..];
@@ -360,6 +358,8 @@ impl Session {
                     _ => self.model.start_prefill(new)?,
                 }
             } else {
+                // Finished candidates keep their row (fed their last token) so that rows stay in place.
+                let feed: Vec<u32> = tracks.iter().map(|t| *t.ids.last().unwrap_or(&0)).collect();
                 self.model.start_candidates(&feed, step)?;
             }
             outs = choose(&mut self.model, &mut tracks, &mut masks, want, n).await?;
@@ -524,7 +524,7 @@ impl Track {
         tok: &Tokenizer,
         on_text: &mut dyn FnMut(&str, &[TokenLogprob]) -> bool,
     ) -> Result<()> {
-        let Some(c) = self.constraint.as_mut().filter(|_| self.finish.is_none()) else { return Ok(()) };
+        let (None, Some(c)) = (self.finish, self.constraint.as_mut()) else { return Ok(()) };
         let mut forced = c.forced();
         forced.truncate(opts.max_tokens.saturating_sub(self.ids.len()));
         for id in forced {

@@ -7,7 +7,7 @@
 
 use super::{Model, StepOutput, MAX_CANDIDATES};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Layout};
+use crate::gpu::Gpu;
 use crate::kernels::{self, Dispatch, Target, LOGPROBS_STRIDE, TOP_LOGPROBS};
 use std::collections::VecDeque;
 
@@ -69,10 +69,14 @@ pub(super) struct Choice {
     next_slot: usize,
     /// Steps submitted and not yet collected, oldest first.
     in_flight: VecDeque<InFlight>,
-    /// argmax_masked over r + 1 rows at [r].
+    /// argmax_masked over r + 1 rows at [r]; built by the first step that asks for a mask (empty
+    /// until then: a request without a grammar never compiles its pipeline).
     masked: Vec<Dispatch>,
-    /// logprobs of r + 1 rows at [r].
+    /// logprobs of r + 1 rows at [r]; built by the first step that asks for logprobs (its pipeline
+    /// takes ~0.8 s to compile on SwiftShader, a tenth of a model's load there).
     report: Vec<Dispatch>,
+    logits: wgpu::Buffer, // [MAX_CANDIDATES, vocab] f32: the forward pass's logits (for `masked`, `report`)
+    tokens: wgpu::Buffer, // [MAX_CANDIDATES] u32: each row's chosen id
     words: u32,
     vocab: u32,
     pending: Option<Pending>,
@@ -84,24 +88,15 @@ const LOGITS_AT: u64 = IDS_BYTES + LOGPROBS_BYTES;
 
 impl Choice {
     /// The choice kernels over `logits` ([MAX_CANDIDATES, vocab]), their ids into `tokens`.
-    pub(super) fn new(
-        gpu: &Gpu,
-        layout: &Layout,
-        logits: &wgpu::Buffer,
-        tokens: &wgpu::Buffer,
-        vocab: u32,
-    ) -> Result<Choice> {
-        let t = Target { gpu, layout };
+    pub(super) fn new(gpu: &Gpu, logits: &wgpu::Buffer, tokens: &wgpu::Buffer, vocab: u32) -> Result<Choice> {
         let words = kernels::mask_words(vocab);
         let mask = gpu.storage("grammar masks", 4 * words as u64 * MAX_CANDIDATES as u64);
         let logprobs = gpu.storage("logprobs", LOGPROBS_BYTES);
-        let rows = 1..=MAX_CANDIDATES;
         Ok(Choice {
-            masked: rows
-                .clone()
-                .map(|r| kernels::argmax_masked(t, logits, &mask, tokens, vocab, r))
-                .collect::<Result<_>>()?,
-            report: rows.map(|r| kernels::logprobs(t, logits, tokens, &logprobs, vocab, r)).collect::<Result<_>>()?,
+            masked: Vec::new(),
+            report: Vec::new(),
+            logits: logits.clone(),
+            tokens: tokens.clone(),
             readbacks: (0..STEPS_IN_FLIGHT)
                 .map(|_| {
                     gpu.readback_buffer(
@@ -118,6 +113,24 @@ impl Choice {
             vocab,
             pending: None,
         })
+    }
+
+    /// Builds the kernels `want` needs that no step has asked for before: argmax_masked and
+    /// logprobs over 1 ..= MAX_CANDIDATES rows.
+    fn build_for(&mut self, t: Target, want: Want) -> Result<()> {
+        let rows = 1..=MAX_CANDIDATES;
+        let (logits, tokens, vocab) = (&self.logits, &self.tokens, self.vocab);
+        if want.masked && self.masked.is_empty() {
+            self.masked = rows
+                .clone()
+                .map(|r| kernels::argmax_masked(t, logits, &self.mask, tokens, vocab, r))
+                .collect::<Result<_>>()?;
+        }
+        if want.logprobs.is_some() && self.report.is_empty() {
+            self.report =
+                rows.map(|r| kernels::logprobs(t, logits, tokens, &self.logprobs, vocab, r)).collect::<Result<_>>()?;
+        }
+        Ok(())
     }
 }
 
@@ -151,6 +164,7 @@ impl Model {
             self.choice.pending.take().ok_or_else(|| Error::Gpu("submit without a step started".into()))?;
         // A lost device (or an earlier error) fails here, before waiting on work that never runs.
         self.gpu.take_error()?;
+        self.choice.build_for(Target { gpu: &self.gpu, layout: &self.layout }, want)?;
         let c = &self.choice;
         let slot = c.next_slot;
         let readback = &c.readbacks[slot];

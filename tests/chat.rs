@@ -111,6 +111,35 @@ fn every_fixture_template_renders_as_jinja_does() {
     assert_eq!(n, 17 * 4);
 }
 
+/// A long chat (1,001 alternating messages) renders with every fixture template well within the
+/// fuel that stops a hostile one (TEMPLATE_FUEL): the limit never cuts off a real conversation.
+#[test]
+fn a_thousand_message_chat_stays_within_the_templates_fuel() {
+    let dir = format!("{}/tests/fixtures/templates", env!("CARGO_MANIFEST_DIR"));
+    let chat: Vec<Message> = (0..1001)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            Message::new(role, &format!("Message {i}: a sentence of ordinary length about the weather."))
+        })
+        .collect();
+    let mut rendered = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "jinja") {
+            continue;
+        }
+        let t = ChatTemplate::new(&std::fs::read_to_string(&path).unwrap(), "<s>", "</s>").unwrap();
+        match t.render(&chat, true) {
+            Ok(text) => {
+                assert!(text.contains("Message 1000:"), "{}", path.display());
+                rendered += 1;
+            }
+            Err(e) => assert!(!e.to_string().contains("instructions"), "{}: {e}", path.display()),
+        }
+    }
+    assert!(rendered >= 15, "{rendered} templates rendered the long chat");
+}
+
 #[test]
 fn strftime_now_formats_dates() {
     use webllama::text::chat::Date;

@@ -51,14 +51,16 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
     const { createEngine } = await import('./webllama.js');
     const out = {};
     const attempt = async (name, opts) => {
+      const t = performance.now();
       try {
         const e = await createEngine(opts);
+        const loaded = Math.round(performance.now() - t);
         const c = await e.completions.create({ prompt: 'Once upon a time,', max_tokens: 6, temperature: 0 });
         const layout = e.stats.layout;
         await e.unload();
-        out[name] = { ok: true, text: c.choices[0].text, layout };
+        out[name] = { ok: true, text: c.choices[0].text, layout, loaded, ms: Math.round(performance.now() - t) };
       } catch (e) {
-        out[name] = { ok: false, error: `${e.name}: ${e.message}` };
+        out[name] = { ok: false, error: `${e.name}: ${e.message}`, ms: Math.round(performance.now() - t) };
       }
     };
     await attempt('whole', { model: `fault/whole/${file}`, integrity: sri });

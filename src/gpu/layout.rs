@@ -50,7 +50,8 @@ pub struct Overrides {
     /// WEBLLAMA_PROMPT_LANES=0: CPU family, a prompt chunk's attention as an invocation per row and
     /// head.
     pub prompt_lanes: Option<bool>,
-    /// WEBLLAMA_FOLDS=0: CPU family, rmsnorm and swiglu run as their own dispatches.
+    /// WEBLLAMA_FOLDS=0: CPU family, rmsnorm and swiglu run as their own dispatches; =1: folded into
+    /// the matvecs wherever lanes share activations (the default only with 8 or more lanes).
     pub folds: Option<bool>,
     /// WEBLLAMA_NO_FUSE=1: every weight matrix in its own buffer (no [Wq; Wk; Wv] or [Wgate; Wup]).
     pub fuse: Option<bool>,
@@ -132,7 +133,9 @@ impl Layout {
         layout.prompt_lanes = layout.act_lanes() > 0 && o.prompt_lanes.unwrap_or(true);
         // Folds need no subgroups, but without shared activations (act_lanes) every lane computes
         // rmsnorm(x) or silu(gate) * up for every value itself: slower than the separate kernels.
-        layout.folds = layout.act_lanes() > 0 && o.folds.unwrap_or(true);
+        // With 4 lanes (SwiftShader) they run only when asked: decode there is ~15% faster without
+        // them, and each fold variant of a wide matvec takes it ~0.6-1.9 s to compile (BENCH.md).
+        layout.folds = layout.act_lanes() > 0 && o.folds.unwrap_or(layout.act_lanes() >= 8);
         layout
     }
 

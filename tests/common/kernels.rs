@@ -182,6 +182,9 @@ pub fn every_layout() -> Vec<On> {
             subgroups: Some(subgroups),
             weight_textures: Some(textures),
             texture_storage_loads: Some(subgroups),
+            // Wherever the kernels can fold (4 lanes included, where the adapter's own layout
+            // leaves the folds off).
+            folds: Some(true),
             ..Default::default()
         })
     };

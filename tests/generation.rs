@@ -331,7 +331,7 @@ fn gpu_layout_with_fused_kernels_matches_the_f32_goldens() {
     let golden = cases(&common::golden("smollm2/generation_variants.json")["variants"]["F32"]);
     // The decode graph from a short raw prompt, token by token.
     let c = golden.iter().find(|c| c.name == "raw_capital").unwrap();
-    let (ids, logits) = run_gpu(&mut model, &tok.encode(&c.prompt, true).unwrap(), steps_for(c, 0.05, 12));
+    let (ids, logits) = run_gpu(&mut model, &tok.encode(&c.prompt, true).unwrap(), steps_for(c, 0.05, 8));
     compare("gpu layout", "F32", 0.05, c, &ids, &logits);
     // The batch graph's prompt chunk (tiled matmul) for a chat prompt, then the decode graph on the
     // cache it wrote.
@@ -339,7 +339,7 @@ fn gpu_layout_with_fused_kernels_matches_the_f32_goldens() {
     model.truncate(0);
     let first = pollster::block_on(model.prefill(&c.prompt_ids, true)).unwrap();
     let (mut ids, mut logits) = (vec![first.argmax], vec![first.logits.unwrap()]);
-    for _ in 1..steps_for(c, 0.05, 6) {
+    for _ in 1..steps_for(c, 0.05, 4) {
         let out = pollster::block_on(model.step(*ids.last().unwrap(), true)).unwrap();
         ids.push(out.argmax);
         logits.push(out.logits.unwrap());
@@ -352,7 +352,7 @@ fn gpu_layout_tiny_llama3_matches_the_exact_golden() {
     // GQA 8/2, head width 32, rope_freqs. Layer 0 is all Q4_K: fused (5 dispatches and attention's
     // combine); layer 1 has a Q6_K attn_v beside Q4_K q and k: its attention inputs go unfused (9
     // dispatches: rmsnorm, q, k, v, one rope for q and k, attention, Wo, gate_up, down; and the
-    // combine). Two prompts, 8 steps: the layout
+    // combine). Two prompts, 6 steps: the layout
     // is slow on lavapipe, and the adapter's layout runs the whole golden.
     let Some(path) = common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf") else { return };
     let model =
@@ -361,7 +361,7 @@ fn gpu_layout_tiny_llama3_matches_the_exact_golden() {
     check_exact(
         "gpu layout",
         "tiny/tiny-llama3-Q4_K_M.exact.json",
-        Span { prompts: 2, steps: 8 },
+        Span { prompts: 2, steps: 6 },
         &mut || model.borrow_mut().truncate(0),
         &mut |t| pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap(),
     );
@@ -561,9 +561,10 @@ fn batched_prefill_matches_token_by_token() {
     let worst = deviation(&prompt_then_one(&mut gpu, short, true), &stepped);
     eprintln!("SmolLM2 Q4_1, {}, {} tokens in chunks of {}: batched vs the CPU family token by token, max logit deviation {worst:.2e}", gpu.layout(), short.len(), gpu.batch_rows());
     assert!(worst <= 2e-2, "{worst}");
+    // The tiny K-quant models over two chunks, the second partial.
     for file in ["tiny-llama3-Q4_K_M", "tiny-llama2-Q3_K_M"] {
         let Some(path) = common::shared_fixture(&format!("tiny/{file}.gguf")) else { continue };
-        let prompt = cut(tokenizer(&path).encode(&text, true).unwrap());
+        let prompt = tokenizer(&path).encode(&text, true).unwrap()[..64 + 5].to_vec();
         let mut model = Model::load_file(common::gpu(), common::layout(), &path, Some(512)).unwrap();
         let worst =
             deviation(&prompt_then_one(&mut model, &prompt, true), &prompt_then_one(&mut model, &prompt, false));
@@ -673,13 +674,13 @@ fn chained_steps_match_one_at_a_time_on_both_layouts() {
         let mut m = Model::load_file(common::gpu(), layout, &path, Some(64)).unwrap();
         let prompt: Vec<u32> = (0..9).map(|i| 100 + 37 * i).collect();
         let first = pollster::block_on(m.prefill(&prompt, false)).unwrap().argmax;
-        // Five steps: two in flight at a time (Model::greedy), the GPU family ~1 s a step on lavapipe.
-        let chained = pollster::block_on(m.greedy(first, 5)).unwrap();
-        assert_eq!(m.kv_len(), prompt.len() + 5, "{layout}");
+        // Four steps: two in flight at a time (Model::greedy), the GPU family ~1 s a step on lavapipe.
+        let chained = pollster::block_on(m.greedy(first, 4)).unwrap();
+        assert_eq!(m.kv_len(), prompt.len() + 4, "{layout}");
         assert_eq!(m.steps_in_flight(), 0);
         m.truncate(prompt.len());
         let mut t = first;
-        let one_at_a_time: Vec<u32> = (0..5)
+        let one_at_a_time: Vec<u32> = (0..4)
             .map(|_| {
                 t = pollster::block_on(m.step(t, false)).unwrap().argmax;
                 t

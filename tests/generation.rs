@@ -508,18 +508,17 @@ fn a_second_chat_turn_prefills_only_its_new_tokens() {
 /// one weight pass per chunk) or token by token (the matvec kernels).
 fn prompt_then_one(model: &mut Model, prompt: &[u32], batched: bool) -> (Vec<f32>, Vec<f32>, u32) {
     model.truncate(0);
-    let passes = model.batch_passes;
     let out = if batched {
-        pollster::block_on(model.prefill(prompt, true)).unwrap()
+        let passes = model.batch_passes;
+        let out = pollster::block_on(model.prefill(prompt, true)).unwrap();
+        let chunks = prompt.len().div_ceil(model.batch_rows()) as u64;
+        assert_eq!(model.batch_passes - passes, chunks, "one weight pass per chunk");
+        out
     } else {
         let (last, head) = prompt.split_last().unwrap();
         head.iter().for_each(|&t| model.enqueue(t).unwrap());
         pollster::block_on(model.step(*last, true)).unwrap()
     };
-    if batched {
-        let chunks = prompt.len().div_ceil(model.batch_rows()) as u64;
-        assert_eq!(model.batch_passes - passes, chunks, "one weight pass per chunk");
-    }
     let next = pollster::block_on(model.step(out.argmax, true)).unwrap().logits.unwrap();
     (out.logits.unwrap(), next, out.argmax)
 }
@@ -537,9 +536,7 @@ fn batched_prefill_matches_token_by_token() {
     let tok = tokenizer(&path);
     let text = "Summarize: The stock market rose sharply today as technology companies reported earnings well above what analysts had expected. ".repeat(8);
     // Three chunks of the CPU family (64 rows), the last one partial.
-    let cut = |ids: Vec<u32>| ids[..ids.len().min(2 * 64 + 5)].to_vec();
-    let prompt = cut(tok.encode(&text, true).unwrap());
-    assert_eq!(prompt.len(), 2 * 64 + 5);
+    let prompt = tok.encode(&text, true).unwrap()[..2 * 64 + 5].to_vec();
     let mut cpu = Model::load_file(common::gpu(), common::layout(), &path, Some(512)).unwrap();
     let stepped = prompt_then_one(&mut cpu, &prompt, false);
     let worst = deviation(&prompt_then_one(&mut cpu, &prompt, true), &stepped);

@@ -75,8 +75,6 @@ pub(super) struct Choice {
     /// logprobs of r + 1 rows at [r]; built by the first step that asks for logprobs (its pipeline
     /// takes ~0.8 s to compile on SwiftShader, a tenth of a model's load there).
     report: Vec<Dispatch>,
-    logits: wgpu::Buffer, // [MAX_CANDIDATES, vocab] f32: the forward pass's logits (for `masked`, `report`)
-    tokens: wgpu::Buffer, // [MAX_CANDIDATES] u32: each row's chosen id
     words: u32,
     vocab: u32,
     pending: Option<Pending>,
@@ -87,16 +85,15 @@ const LOGPROBS_BYTES: u64 = 4 * LOGPROBS_STRIDE as u64 * MAX_CANDIDATES as u64;
 const LOGITS_AT: u64 = IDS_BYTES + LOGPROBS_BYTES;
 
 impl Choice {
-    /// The choice kernels over `logits` ([MAX_CANDIDATES, vocab]), their ids into `tokens`.
-    pub(super) fn new(gpu: &Gpu, logits: &wgpu::Buffer, tokens: &wgpu::Buffer, vocab: u32) -> Result<Choice> {
+    /// The choice's buffers for a vocabulary of `vocab` tokens; its kernels come with the first step
+    /// that needs them (build_for).
+    pub(super) fn new(gpu: &Gpu, vocab: u32) -> Result<Choice> {
         let words = kernels::mask_words(vocab);
         let mask = gpu.storage("grammar masks", 4 * words as u64 * MAX_CANDIDATES as u64);
         let logprobs = gpu.storage("logprobs", LOGPROBS_BYTES);
         Ok(Choice {
             masked: Vec::new(),
             report: Vec::new(),
-            logits: logits.clone(),
-            tokens: tokens.clone(),
             readbacks: (0..STEPS_IN_FLIGHT)
                 .map(|_| {
                     gpu.readback_buffer(
@@ -116,10 +113,11 @@ impl Choice {
     }
 
     /// Builds the kernels `want` needs that no step has asked for before: argmax_masked and
-    /// logprobs over 1 ..= MAX_CANDIDATES rows.
-    fn build_for(&mut self, t: Target, want: Want) -> Result<()> {
+    /// logprobs over 1 ..= MAX_CANDIDATES rows of `logits` ([MAX_CANDIDATES, vocab] f32), their
+    /// ids into `tokens` ([MAX_CANDIDATES] u32).
+    fn build_for(&mut self, t: Target, want: Want, logits: &wgpu::Buffer, tokens: &wgpu::Buffer) -> Result<()> {
         let rows = 1..=MAX_CANDIDATES;
-        let (logits, tokens, vocab) = (&self.logits, &self.tokens, self.vocab);
+        let vocab = self.vocab;
         if want.masked && self.masked.is_empty() {
             self.masked = rows
                 .clone()
@@ -164,7 +162,8 @@ impl Model {
             self.choice.pending.take().ok_or_else(|| Error::Gpu("submit without a step started".into()))?;
         // A lost device (or an earlier error) fails here, before waiting on work that never runs.
         self.gpu.take_error()?;
-        self.choice.build_for(Target { gpu: &self.gpu, layout: &self.layout }, want)?;
+        let t = Target { gpu: &self.gpu, layout: &self.layout };
+        self.choice.build_for(t, want, &self.acts.logits, &self.acts.tokens)?;
         let c = &self.choice;
         let slot = c.next_slot;
         let readback = &c.readbacks[slot];

@@ -118,7 +118,7 @@ impl Model {
             })
             .sum::<u64>();
         Ok(Model {
-            choice: choice::Choice::new(&gpu, &acts.logits, &acts.tokens, c.vocab_size as u32)?,
+            choice: choice::Choice::new(&gpu, c.vocab_size as u32)?,
             gpu,
             layout,
             cfg: c,

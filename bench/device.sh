@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/device.sh: one device-machine run (BENCH.md, "Real GPU"), under 5 minutes on an H200: the
-# kernel tests, `webllama bench --json` (prefill -p 512; decode -p 8 -n 128, the first with
-# --profile) and both llama-bench builds of ../shared/peers (pp512, tg128) on the same random-weight
+# kernel tests (and the GPU sampler's), `webllama bench --json` (prefill -p 512; decode -p 8 -n 128
+# greedy and --sampled, the first with --profile) and both llama-bench builds of ../shared/peers (pp512, tg128) on the same random-weight
 # files (SmolLM2-135M Q4_1 shape, Llama-3.2-1B Q4_K_M shape, written here by `webllama
 # random-model`), then one table of ratios and the profile (bench/ratios.py).
 # Needs the kit `make device-kit` puts in .dev/ (carried: name .dev in the run's carry); fails when
@@ -29,7 +29,7 @@ failed=()
 on_device=0
 [ -d /usr/local/nvidia/bin ] && export PATH=$PATH:/usr/local/nvidia/bin
 if command -v nvidia-smi >/dev/null 2>&1 || [ -d /usr/local/nvidia ]; then on_device=1; fi
-for f in webllama.xz kernels.xz attention.xz smollm2.hdr.xz llama3.hdr.xz llama-bench-vulkan.xz \
+for f in webllama.xz kernels.xz attention.xz sampler.xz smollm2.hdr.xz llama3.hdr.xz llama-bench-vulkan.xz \
   llama-bench-vulkan-2026-10.xz lib/libgomp.so.1; do
   [ -s "$KIT/$f" ] || fail "$KIT/$f is missing: run make device-kit here and carry .dev"
 done
@@ -37,7 +37,7 @@ command -v python3 >/dev/null || fail "no python3 (ratios.py and the unpacking n
 unxz_to() { python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; }
 
 step "unpacking the kit"
-for f in webllama kernels attention llama-bench-vulkan llama-bench-vulkan-2026-10; do
+for f in webllama kernels attention sampler llama-bench-vulkan llama-bench-vulkan-2026-10; do
   unxz_to "$KIT/$f.xz" "$WORK/$f" && chmod +x "$WORK/$f" || fail "unpacking $KIT/$f.xz"
 done
 for f in smollm2.hdr llama3.hdr; do unxz_to "$KIT/$f.xz" "$WORK/$f" || fail "unpacking $KIT/$f.xz"; done
@@ -72,7 +72,7 @@ for m in $MODELS; do
 done
 
 if [ "${TESTS:-1}" = 1 ]; then
-  for t in kernels attention; do
+  for t in kernels attention sampler; do
     step "kernel tests: $t (every kernel x type x layout vs reference.rs)"
     timeout 120 "$WORK/$t" --test-threads 4 > "$WORK/$t.log" 2>&1
     rc=$?; tail -3 "$WORK/$t.log"
@@ -85,7 +85,7 @@ for m in $MODELS; do
     step "$m: webllama bench -p $P (prefill), -p 8 -n $N (decode$([ $i = 1 ] && echo ', with --profile')), run $i"
     timeout 120 $W bench --model "$WORK/$m.gguf" -p $P -n 4 --json > "$WORK/$m.prefill.$i.json" || failed+=("webllama $m prefill $i")
     prof=$([ $i = 1 ] && echo --profile)
-    timeout 120 $W bench --model "$WORK/$m.gguf" -p 8 -n $N --json $prof > "$WORK/$m.decode.$i.json" || failed+=("webllama $m decode $i")
+    timeout 120 $W bench --model "$WORK/$m.gguf" -p 8 -n $N --json --sampled $prof > "$WORK/$m.decode.$i.json" || failed+=("webllama $m decode $i")
     python3 -c 'import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); print("  prefill %.1f tok/s, decode %.1f tok/s on %s, layout %s" % (a["prefill_tok_s"], b["decode_tok_s"], b["adapter"], b["layout"]))' \
       "$WORK/$m.prefill.$i.json" "$WORK/$m.decode.$i.json"
   done

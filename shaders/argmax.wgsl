@@ -3,7 +3,8 @@
 //! `main`: result[y] = index of the largest logit (the first on ties). `masked`: the largest among
 //! the tokens whose bit is set in row y of a grammar's bitmask (0xffffffff where none is).
 //! `logprobs`: the log-softmax's K most likely tokens (most likely first, the lower id on ties) and
-//! the chosen token's (result[y], the argmax). A first pass keeps each thread's running max and sum
+//! the chosen token's (result[y]: the argmax, or a draw of sample.wgsl), from logits row
+//! min(y, rows - 1) (the prompt's one row serves each candidate's first draw). A first pass keeps each thread's running max and sum
 //! of exponentials (online softmax) and its best token; the K-th best of the threads' bests is a
 //! cut every top-K token ranks at or before; a second pass gathers the tokens at or before the cut
 //! (a few) into workgroup memory, where each one's rank among them places it. Where ties at the cut
@@ -18,7 +19,7 @@ const LOW: f32 = -3.4e38;
 
 struct Params {
     n: u32,
-    _a: u32,
+    rows: u32, // rows of logits: the logprobs kernel's row y reads row min(y, rows - 1)
     _b: u32,
     _c: u32,
 }
@@ -166,7 +167,7 @@ fn finite(v: f32) -> bool {
 @compute @workgroup_size(256)
 fn logprobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = wid.y;
-    let base = row * p.n;
+    let base = min(row, p.rows - 1u) * p.n;
     let at = row * STRIDE;
     // Pass 1: the running max and sum of exponentials, and this thread's best token.
     var m = LOW;

@@ -106,12 +106,8 @@ fn run_gpu(model: &mut Model, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<Ve
     for _ in 0..steps {
         let out = pollster::block_on(model.step(tok, true)).unwrap();
         let logits = out.logits.unwrap();
-        assert_eq!(
-            out.argmax,
-            webllama::engine::sampler::argmax(&logits),
-            "GPU argmax vs CPU argmax of the same logits"
-        );
-        tok = out.argmax;
+        assert_eq!(out.id, webllama::engine::sampler::argmax(&logits), "GPU argmax vs CPU argmax of the same logits");
+        tok = out.id;
         ids.push(tok);
         all.push(logits);
     }
@@ -338,10 +334,10 @@ fn gpu_layout_with_fused_kernels_matches_the_f32_goldens() {
     let c = golden.iter().find(|c| c.name == "chat_headline").unwrap();
     model.truncate(0);
     let first = pollster::block_on(model.prefill(&c.prompt_ids, true)).unwrap();
-    let (mut ids, mut logits) = (vec![first.argmax], vec![first.logits.unwrap()]);
+    let (mut ids, mut logits) = (vec![first.id], vec![first.logits.unwrap()]);
     for _ in 1..steps_for(c, 0.05, 4) {
         let out = pollster::block_on(model.step(*ids.last().unwrap(), true)).unwrap();
-        ids.push(out.argmax);
+        ids.push(out.id);
         logits.push(out.logits.unwrap());
     }
     compare("gpu layout (prefill)", "F32", 0.05, c, &ids, &logits);
@@ -519,8 +515,8 @@ fn prompt_then_one(model: &mut Model, prompt: &[u32], batched: bool) -> (Vec<f32
         head.iter().for_each(|&t| model.enqueue(t).unwrap());
         pollster::block_on(model.step(*last, true)).unwrap()
     };
-    let next = pollster::block_on(model.step(out.argmax, true)).unwrap().logits.unwrap();
-    (out.logits.unwrap(), next, out.argmax)
+    let next = pollster::block_on(model.step(out.id, true)).unwrap().logits.unwrap();
+    (out.logits.unwrap(), next, out.id)
 }
 
 /// Largest logit difference between two runs of prompt_then_one; they must choose the same token.
@@ -670,7 +666,7 @@ fn chained_steps_match_one_at_a_time_on_both_layouts() {
     for layout in [common::gpu_family(), common::layout()] {
         let mut m = Model::load_file(common::gpu(), layout, &path, Some(64)).unwrap();
         let prompt: Vec<u32> = (0..9).map(|i| 100 + 37 * i).collect();
-        let first = pollster::block_on(m.prefill(&prompt, false)).unwrap().argmax;
+        let first = pollster::block_on(m.prefill(&prompt, false)).unwrap().id;
         // Four steps: two in flight at a time (Model::greedy), the GPU family ~1 s a step on lavapipe.
         let chained = pollster::block_on(m.greedy(first, 4)).unwrap();
         assert_eq!(m.kv_len(), prompt.len() + 4, "{layout}");
@@ -679,7 +675,7 @@ fn chained_steps_match_one_at_a_time_on_both_layouts() {
         let mut t = first;
         let one_at_a_time: Vec<u32> = (0..4)
             .map(|_| {
-                t = pollster::block_on(m.step(t, false)).unwrap().argmax;
+                t = pollster::block_on(m.step(t, false)).unwrap().id;
                 t
             })
             .collect();

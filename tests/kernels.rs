@@ -510,7 +510,7 @@ fn masked_argmax_and_logprobs_match_the_cpu_path() {
                 &g,
                 &[
                     kernels::argmax_masked(g.t(), &xb, &mb, &ids, n32, r32).unwrap(),
-                    kernels::logprobs(g.t(), &xb, &ids, &out, n32, r32).unwrap(),
+                    kernels::logprobs(g.t(), &xb, &ids, &out, n32, r32, r32).unwrap(),
                 ],
             );
             let got_ids: Vec<u32> =

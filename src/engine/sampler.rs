@@ -2,6 +2,7 @@
 //! or temperature with top-k / top-p / min-p over a seeded RNG, so the same seed gives the same
 //! text on every platform.
 
+use crate::model::SampleSettings;
 use std::collections::HashMap;
 
 /// Sampling settings. temperature 0 means greedy (after bias and penalties).
@@ -87,9 +88,19 @@ impl SamplerConfig {
             || self.presence_penalty != 0.0
             || !self.logit_bias.is_empty()
     }
-    /// Whether the GPU's argmax of the raw logits is the answer (so no logits need to come back).
-    pub fn gpu_argmax_suffices(&self) -> bool {
-        self.is_greedy() && !self.edits_logits()
+    /// The GPU sampler's settings (temperature, top-k, top-p, min-p).
+    pub fn gpu_settings(&self) -> SampleSettings {
+        SampleSettings {
+            temperature: self.temperature,
+            top_k: self.top_k.min(u32::MAX as usize) as u32,
+            top_p: self.top_p,
+            min_p: self.min_p,
+        }
+    }
+    /// Whether the GPU chooses the token from the raw logits (the argmax, or kernels::sample's
+    /// draw), so that no logits need to come back: wherever no bias or penalty edits them.
+    pub fn gpu_chooses(&self) -> bool {
+        !self.edits_logits()
     }
 }
 
@@ -148,15 +159,16 @@ impl Sampler {
         }
         let t = c.temperature.max(1e-6);
         let max = cand[0].1;
+        // Sums in f64: a running f32 sum over 49k-152k tokens drifts by ~1e-3 by its end.
         let mut probs: Vec<f32> = cand.iter().map(|x| ((x.1 - max) / t).exp()).collect();
-        let sum: f32 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= sum);
+        let sum: f64 = probs.iter().map(|&p| p as f64).sum();
+        probs.iter_mut().for_each(|p| *p = (*p as f64 / sum) as f32);
         let mut keep = probs.len();
         if c.top_p < 1.0 {
-            let mut acc = 0.0;
-            for (i, p) in probs.iter().enumerate() {
-                acc += p;
-                if acc >= c.top_p {
+            let mut acc = 0.0f64;
+            for (i, &p) in probs.iter().enumerate() {
+                acc += p as f64;
+                if acc >= c.top_p as f64 {
                     keep = i + 1;
                     break;
                 }
@@ -167,8 +179,8 @@ impl Sampler {
             keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
         }
         probs.truncate(keep);
-        let s: f32 = probs.iter().sum();
-        cand.into_iter().zip(probs).map(|((id, _), p)| (id, p / s)).collect()
+        let s: f64 = probs.iter().map(|&p| p as f64).sum();
+        cand.into_iter().zip(probs).map(|((id, _), p)| (id, (p as f64 / s) as f32)).collect()
     }
 
     /// Picks the next token from `logits` given the tokens so far (`history`, prompt included).
@@ -179,16 +191,27 @@ impl Sampler {
             return argmax(&l);
         }
         let cand = self.candidates(&l);
-        let r = self.rng.next_f32();
-        let mut acc = 0.0;
-        for &(id, p) in &cand {
-            acc += p;
-            if r < acc {
-                return id;
-            }
-        }
-        cand.last().map_or(0, |c| c.0)
+        pick(&cand, self.draw())
     }
+
+    /// The next uniform draw in [0, 1) of the seeded generator: one per sampled token, whether
+    /// the CPU (`sample`) or the GPU (kernels::sample) picks it.
+    pub fn draw(&mut self) -> f32 {
+        self.rng.next_f32()
+    }
+}
+
+/// The candidate (from `Sampler::candidates`, most likely first) where the running probability
+/// first passes the uniform draw r (the last where rounding leaves none).
+pub fn pick(candidates: &[(u32, f32)], r: f32) -> u32 {
+    let mut acc = 0.0f64;
+    for &(id, p) in candidates {
+        acc += p as f64;
+        if (r as f64) < acc {
+            return id;
+        }
+    }
+    candidates.last().map_or(0, |c| c.0)
 }
 
 /// The k largest (id, logit) pairs, largest first (lower id first on ties).

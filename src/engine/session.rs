@@ -281,13 +281,15 @@ impl Session {
         let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1);
         self.cached.truncate(common);
         self.model.truncate(common);
-        // The GPU chooses greedy tokens (under the grammar's mask where there is one) and reports
-        // log-probabilities; the logits come back only for a sampler on the CPU or top_logits.
-        let on_gpu = opts.sampler.gpu_argmax_suffices();
+        // The GPU chooses the tokens (the argmax, or a draw under temperature, top-k, top-p and
+        // min-p; under the grammar's mask where there is one) and reports log-probabilities; the
+        // logits come back only for a sampler on the CPU (bias and penalties) or top_logits.
+        let on_gpu = opts.sampler.gpu_chooses() && (opts.sampler.is_greedy() || self.model.layout().gpu_sampler);
         let want = Want {
             logits: opts.top_logits > 0 || !on_gpu,
             masked: opts.grammar.is_some() && on_gpu,
             logprobs: opts.logprobs,
+            sample: (on_gpu && !opts.sampler.is_greedy()).then(|| opts.sampler.gpu_settings()),
         };
         let mut tracks: Vec<Track> = constraints
             .into_iter()
@@ -309,6 +311,7 @@ impl Session {
                 finish: None,
                 constraint,
                 forced: 0,
+                chosen_on_gpu: on_gpu,
             })
             .collect();
         // [n, mask_words] each candidate's allowed tokens (all, where it has no grammar).
@@ -332,8 +335,9 @@ impl Session {
             let fed = tracks[0].ids.len();
             for (c, t) in tracks.iter_mut().enumerate() {
                 if t.finish.is_none() {
-                    // Every candidate starts from the prompt's one output.
-                    let out = if step == 0 { &outs[0] } else { &outs[c] };
+                    // Every candidate starts from the prompt's one row (each with its own draw
+                    // where sampled on the GPU).
+                    let out = outs.get(c).unwrap_or(&outs[0]);
                     let mask = t.constraint.is_some().then(|| &masks[c * words..(c + 1) * words]);
                     let mut on_text =
                         |text: &str, logprobs: &[TokenLogprob]| on_piece(Piece { index: c, text, logprobs });
@@ -376,7 +380,7 @@ impl Session {
 impl Session {
     /// The rest of generate_pieces for one greedy candidate chosen on the GPU with nothing read back
     /// but ids (and log-probabilities): each step is queued before the previous step's id is read
-    /// back, its input that id where the previous step's argmax left it on the GPU, so the GPU never
+    /// back, its input that id where the previous step's choice left it on the GPU, so the GPU never
     /// waits on the host. The step queued past the end is dropped from the KV cache.
     #[allow(clippy::too_many_arguments)]
     async fn decode_chained(
@@ -389,14 +393,15 @@ impl Session {
         t0: f64,
         on_piece: &mut dyn FnMut(Piece<'_>) -> bool,
     ) -> Result<Vec<Generation>> {
-        self.model.submit(want, &[])?;
+        let draw = |t: &mut Track| if want.sample.is_some() { vec![t.sampler.draw()] } else { vec![] };
+        self.model.submit(want, &[], &draw(&mut t))?;
         // Steps submitted (the prompt's last chunk first); each gives one token, max_tokens at most.
         let mut submitted = 1;
         let mut t1 = None;
         loop {
             if submitted < opts.max_tokens {
                 self.model.start_step_chained()?;
-                self.model.submit(want, &[])?;
+                self.model.submit(want, &[], &draw(&mut t))?;
                 submitted += 1;
             }
             let out = self.model.collect().await?.remove(0);
@@ -421,8 +426,8 @@ impl Session {
 }
 
 /// Finishes the step `model` started for `rows` rows: each unfinished constrained track's mask into
-/// its row of `masks` ([tracks, mask_words]), then the GPU's choice and readback in the step's one
-/// submit.
+/// its row of `masks` ([tracks, mask_words]) and, where the GPU samples, each unfinished track's
+/// uniform draw (one choice per track), then the GPU's choice and readback in the step's one submit.
 async fn choose(
     model: &mut Model,
     tracks: &mut [Track],
@@ -436,8 +441,16 @@ async fn choose(
             c.fill_mask(row)?;
         }
     }
-    let rows_masks = if want.masked { &masks[..rows * words] } else { &[] };
-    model.finish(want, rows_masks).await
+    let (choices, draws) = match want.sample {
+        Some(_) => {
+            let draws: Vec<f32> =
+                tracks.iter_mut().map(|t| if t.finish.is_none() { t.sampler.draw() } else { 0.0 }).collect();
+            (tracks.len(), draws)
+        }
+        None => (rows, vec![]),
+    };
+    let rows_masks = if want.masked { &masks[..choices * words] } else { &[] };
+    model.finish(want, rows_masks, &draws).await
 }
 
 /// One candidate's progress: its sampler, tokens, text and how much of it was streamed.
@@ -461,6 +474,8 @@ struct Track {
     constraint: Option<Constraint>,
     /// Tokens the grammar forced (take_forced).
     forced: usize,
+    /// The GPU chooses its tokens (argmax or draw); else the host's sampler does, from the logits.
+    chosen_on_gpu: bool,
 }
 
 impl Track {
@@ -494,9 +509,9 @@ impl Track {
         if let (true, Some(l)) = (opts.top_logits > 0, &out.logits) {
             self.top_logits.push(top_k(l, opts.top_logits));
         }
-        // The GPU's argmax is the greedy choice (under the grammar's mask: it was masked there).
+        // The GPU's choice stands where it chose (under the grammar's mask: it was masked there).
         let id = match (&out.logits, mask) {
-            _ if opts.sampler.gpu_argmax_suffices() => out.argmax,
+            _ if self.chosen_on_gpu => out.id,
             (Some(l), Some(mask)) => {
                 let mut masked = l.clone();
                 apply_mask(mask, &mut masked);
@@ -508,7 +523,7 @@ impl Track {
         // The GPU's log-softmax: the argmax's log-probability, or a sampled id's from its logit.
         let logprob = out.logprobs.as_ref().map(|lp| {
             let logprob = match &out.logits {
-                Some(l) if id != out.argmax => l[id as usize] - lp.lse,
+                Some(l) if id != out.id => l[id as usize] - lp.lse,
                 _ => lp.chosen,
             };
             (logprob, lp.top.clone())

@@ -24,6 +24,7 @@ pub mod wgsl {
     pub const MOE_SUM: &str = include_str!("../../shaders/moe_sum.wgsl");
     pub const SWIGLU: &str = include_str!("../../shaders/swiglu.wgsl");
     pub const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
+    pub const SAMPLE: &str = include_str!("../../shaders/sample.wgsl");
     /// matvec's and matmul's parameters and bindings (both families).
     pub const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
     pub const MATMUL_IO: &str = include_str!("../../shaders/matmul_io.wgsl");

@@ -57,6 +57,8 @@ pub struct Overrides {
     pub fuse: Option<bool>,
     /// WEBLLAMA_DUMP_WGSL=1: a shader that fails to compile is printed whole in the error.
     pub dump_wgsl: Option<bool>,
+    /// WEBLLAMA_GPU_SAMPLER=0|1: sampled tokens drawn on the GPU (kernels::sample) or on the host.
+    pub gpu_sampler: Option<bool>,
 }
 
 impl Overrides {
@@ -77,6 +79,7 @@ impl Overrides {
             folds: off("WEBLLAMA_FOLDS"),
             fuse: var("WEBLLAMA_NO_FUSE").map(|v| v != "1"),
             dump_wgsl: var("WEBLLAMA_DUMP_WGSL").map(|v| !v.is_empty() && v != "0"),
+            gpu_sampler: off("WEBLLAMA_GPU_SAMPLER"),
         }
     }
 
@@ -109,6 +112,11 @@ pub struct Layout {
     pub fuse: bool,
     /// Print the composed source of a shader that fails to compile.
     pub dump_wgsl: bool,
+    /// A sampled step's token is drawn on the GPU (kernels::sample: only its id comes back, and one
+    /// candidate's steps chain on the GPU) rather than by the host from the logits read back. The
+    /// GPU family's default; on CPU adapters the host draws (the kernel's passes over the row cost
+    /// SwiftShader ~60 ms a token and seconds of compile; the host sorts the row).
+    pub gpu_sampler: bool,
 }
 
 impl Layout {
@@ -129,6 +137,7 @@ impl Layout {
             folds: false,
             fuse: o.fuse.unwrap_or(true),
             dump_wgsl: o.dump_wgsl.unwrap_or(false),
+            gpu_sampler: o.gpu_sampler.unwrap_or(!cpu),
         };
         layout.prompt_lanes = layout.act_lanes() > 0 && o.prompt_lanes.unwrap_or(true);
         // Folds need no subgroups, but without shared activations (act_lanes) every lane computes
@@ -234,6 +243,9 @@ impl fmt::Display for Layout {
         }
         if !self.fuse {
             opts.push("unfused".into());
+        }
+        if self.gpu_sampler == self.is_cpu() {
+            opts.push(if self.gpu_sampler { "gpu sampler" } else { "host sampler" }.into());
         }
         write!(f, "{} ({})", self.family.name(), opts.join(", "))
     }

@@ -1,7 +1,8 @@
-//! The kernels that choose a step's token from the logits on the GPU and report on it
-//! (shaders/argmax.wgsl), so that ids and a few pairs come back instead of the logits: the argmax,
-//! the argmax under a grammar's bitmask, and the log-softmax's most likely tokens with the chosen
-//! one's log-probability.
+//! The kernels that choose a step's token from the logits on the GPU and report on it, so that ids
+//! and a few pairs come back instead of the logits: the argmax, the argmax under a grammar's
+//! bitmask, and the log-softmax's most likely tokens with the chosen one's log-probability
+//! (shaders/argmax.wgsl); a seeded draw under temperature, top-k, top-p and min-p
+//! (shaders/sample.wgsl).
 
 use super::{at, bind, Dispatch, Target};
 use crate::error::Result;
@@ -23,7 +24,9 @@ pub fn mask_words(n: u32) -> u32 {
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct CountParams {
     pub n: u32,
-    pub _pad: [u32; 3],
+    /// Rows of logits: workgroup row y reads row min(y, rows - 1) (the logprobs and sample kernels).
+    pub rows: u32,
+    pub _pad: [u32; 2],
 }
 
 /// Entry point `entry` of shaders/argmax.wgsl over `rows` rows of n logits, one workgroup a row,
@@ -36,7 +39,7 @@ fn over_rows(
     n: u32,
     rows: u32,
 ) -> Result<Dispatch> {
-    let p = CountParams { n, _pad: [0; 3] };
+    let p = CountParams { n, rows, _pad: [0; 2] };
     let pipeline = t.pipeline(&Module::new("argmax", &[wgsl::ARGMAX]), entry)?;
     bind(t.gpu, name, pipeline, bytemuck::bytes_of(&p), at(buffers), [1, rows, 1])
 }
@@ -64,7 +67,7 @@ pub fn argmax_spans(
     n: u32,
     rows: u32,
 ) -> Result<[Dispatch; 2]> {
-    let p = CountParams { n, _pad: [0; 3] };
+    let p = CountParams { n, rows, _pad: [0; 2] };
     let module = Module::new("argmax", &[wgsl::ARGMAX]);
     let first = bind(
         t.gpu,
@@ -92,10 +95,10 @@ pub fn argmax_masked(
     over_rows(t, "argmax_masked", "masked", &[(1, logits), (2, result), (3, mask)], n, rows)
 }
 
-/// logprobs: for each of `rows` rows of n logits, out[r] ([rows, LOGPROBS_STRIDE] u32) = the
-/// log-sum-exp, the log-probability of token chosen[r] (an argmax's result), and the TOP_LOGPROBS
-/// most likely (id, log-probability) pairs, most likely first (the lower id on ties; logprobs as
-/// f32 bits; id 0xffffffff past n).
+/// logprobs: for each of `draws` choices of n logits (choice y: row min(y, rows - 1) of `logits`,
+/// [rows, n]), out[y] ([draws, LOGPROBS_STRIDE] u32) = the log-sum-exp, the log-probability of token
+/// chosen[y] (an argmax's or a draw's result), and the TOP_LOGPROBS most likely (id, log-probability)
+/// pairs, most likely first (the lower id on ties; logprobs as f32 bits; id 0xffffffff past n).
 pub fn logprobs(
     t: Target,
     logits: &wgpu::Buffer,
@@ -103,6 +106,46 @@ pub fn logprobs(
     out: &wgpu::Buffer,
     n: u32,
     rows: u32,
+    draws: u32,
 ) -> Result<Dispatch> {
-    over_rows(t, "logprobs", "logprobs", &[(1, logits), (2, chosen), (4, out)], n, rows)
+    let p = CountParams { n, rows, _pad: [0; 2] };
+    let pipeline = t.pipeline(&Module::new("argmax", &[wgsl::ARGMAX]), "logprobs")?;
+    bind(t.gpu, "logprobs", pipeline, bytemuck::bytes_of(&p), at(&[(1, logits), (2, chosen), (4, out)]), [1, draws, 1])
+}
+
+/// One draw of the GPU sampler (Draw in shaders/sample.wgsl): the settings of engine::sampler and
+/// the draw's uniform r in [0, 1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct SampleDraw {
+    pub r: f32,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub min_p: f32,
+    /// 0: all.
+    pub top_k: u32,
+    /// 1: row y of the mask applies.
+    pub masked: u32,
+    pub _pad: [u32; 2],
+}
+
+/// sample: for each of `draws` choices (choice y: row min(y, rows - 1) of `logits`, [rows, n] f32),
+/// result[y] = the token engine::sampler's candidates and pick choose with draws_buf[y]
+/// ([draws] SampleDraw), among the tokens row y of `mask` ([draws, mask_words(n)] u32) allows where
+/// that draw is masked (0xffffffff where no token is allowed).
+#[allow(clippy::too_many_arguments)]
+pub fn sample(
+    t: Target,
+    logits: &wgpu::Buffer,
+    mask: &wgpu::Buffer,
+    draws_buf: &wgpu::Buffer,
+    result: &wgpu::Buffer,
+    n: u32,
+    rows: u32,
+    draws: u32,
+) -> Result<Dispatch> {
+    let p = CountParams { n, rows, _pad: [0; 2] };
+    let pipeline = t.pipeline(&Module::new("sample", &[wgsl::SAMPLE]), "main")?;
+    let buffers = at(&[(1, logits), (2, result), (3, mask), (4, draws_buf)]);
+    bind(t.gpu, "sample", pipeline, bytemuck::bytes_of(&p), buffers, [1, draws, 1])
 }

@@ -12,7 +12,7 @@ mod steps;
 pub mod weight;
 
 pub use builder::{ModelBuilder, DEFAULT_CTX};
-pub use choice::{RowLogprobs, Want, STEPS_IN_FLIGHT};
+pub use choice::{RowLogprobs, SampleSettings, Want, STEPS_IN_FLIGHT};
 pub use weight::{pad_blocks, pad_rows, Stored, Weight};
 
 /// Most candidates decoded side by side (rows of the logits buffer).
@@ -30,12 +30,12 @@ use std::sync::Arc;
 
 /// What one step returns (per row).
 pub struct StepOutput {
-    /// The argmax of the logits (among the tokens the row's mask allows, where masked), computed
-    /// on the GPU.
-    pub argmax: u32,
+    /// The token the GPU chose: the argmax of the logits (among the tokens the row's mask allows,
+    /// where masked), or a sampled step's draw.
+    pub id: u32,
     /// The logits, when asked for.
     pub logits: Option<Vec<f32>>,
-    /// The log-softmax's top tokens and the argmax's log-probability, when asked for.
+    /// The log-softmax's top tokens and the chosen token's log-probability, when asked for.
     pub logprobs: Option<RowLogprobs>,
 }
 
@@ -255,7 +255,7 @@ impl Model {
     pub async fn step(&mut self, token: u32, want_logits: bool) -> Result<StepOutput> {
         self.start_step(token)?;
         let want = Want { logits: want_logits, ..Default::default() };
-        Ok(self.finish(want, &[]).await?.remove(0))
+        Ok(self.finish(want, &[], &[]).await?.remove(0))
     }
 
     /// Records `token`'s step at the next position, to be submitted by `finish`.
@@ -266,9 +266,9 @@ impl Model {
         Ok(())
     }
 
-    /// Records a step at the next position whose input is the argmax of the step submitted before
-    /// it (a decode step or a prompt's last chunk, unmasked: its id stays on the GPU), to be
-    /// submitted before that id is read back.
+    /// Records a step at the next position whose input is the id chosen by the step submitted
+    /// before it (a decode step or a prompt's last chunk, unmasked: its argmax or its one draw stays
+    /// on the GPU), to be submitted before that id is read back.
     pub fn start_step_chained(&mut self) -> Result<()> {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         self.record(None, &mut enc)?;
@@ -279,18 +279,32 @@ impl Model {
     /// Greedy decoding of `n` tokens after `token` (at the next positions), each step queued
     /// before the previous one's id is read back; the ids. For benchmarks and tests: no stop.
     pub async fn greedy(&mut self, token: u32, n: usize) -> Result<Vec<u32>> {
+        self.chained(token, n, None, &mut || 0.0).await
+    }
+
+    /// As `greedy`, each token drawn on the GPU under `sample` (kernels::sample) with the uniform
+    /// `draw` gives for it, where `sample` is set: sampled steps chain on the GPU as greedy ones do.
+    pub async fn chained(
+        &mut self,
+        token: u32,
+        n: usize,
+        sample: Option<SampleSettings>,
+        draw: &mut dyn FnMut() -> f32,
+    ) -> Result<Vec<u32>> {
         let mut ids = Vec::with_capacity(n);
         if n == 0 {
             return Ok(ids);
         }
+        let want = Want { sample, ..Default::default() };
+        let mut draws = || if sample.is_some() { vec![draw()] } else { vec![] };
         self.start_step(token)?;
-        self.submit(Want::default(), &[])?;
+        self.submit(want, &[], &draws())?;
         for i in 0..n {
             if i + 1 < n {
                 self.start_step_chained()?;
-                self.submit(Want::default(), &[])?;
+                self.submit(want, &[], &draws())?;
             }
-            ids.push(self.collect().await?[0].argmax);
+            ids.push(self.collect().await?[0].id);
         }
         Ok(ids)
     }
@@ -320,7 +334,7 @@ impl Model {
     pub async fn prefill(&mut self, tokens: &[u32], want_logits: bool) -> Result<StepOutput> {
         self.start_prefill(tokens)?;
         let want = Want { logits: want_logits, ..Default::default() };
-        Ok(self.finish(want, &[]).await?.remove(0))
+        Ok(self.finish(want, &[], &[]).await?.remove(0))
     }
 
     /// Runs a prompt as `prefill` does but for its last chunk, recorded to be submitted by `finish`.
@@ -360,7 +374,7 @@ impl Model {
         want_logits: bool,
     ) -> Result<Vec<StepOutput>> {
         self.start_candidates(tokens, offset)?;
-        self.finish(Want { logits: want_logits, ..Default::default() }, &[]).await
+        self.finish(Want { logits: want_logits, ..Default::default() }, &[], &[]).await
     }
 
     /// Records a step of candidates as `candidates_step` runs it, to be submitted by `finish`.

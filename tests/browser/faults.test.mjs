@@ -50,23 +50,25 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   const r = await page.evaluate(async ({ file, sha, sri, noCors, withCors }) => {
     const { createEngine } = await import('./webllama.js');
     const out = {};
-    const attempt = async (name, opts) => {
+    const attempt = async (name, opts, sampled = false) => {
       const t = performance.now();
       try {
         const e = await createEngine(opts);
         const loaded = Math.round(performance.now() - t);
         const c = await e.completions.create({ prompt: 'Once upon a time,', max_tokens: 6, temperature: 0 });
+        // Sampled: drawn by the host on the CPU family, on the GPU (sample.wgsl) in the GPU family.
+        const s = sampled && await e.completions.create({ prompt: 'Once upon a time,', max_tokens: 4, temperature: 1.5, top_k: 40, seed: 7 });
         const layout = e.stats.layout;
         await e.unload();
-        out[name] = { ok: true, text: c.choices[0].text, layout, loaded, ms: Math.round(performance.now() - t) };
+        out[name] = { ok: true, text: c.choices[0].text, sampled: s && s.choices[0].text, layout, loaded, ms: Math.round(performance.now() - t) };
       } catch (e) {
         out[name] = { ok: false, error: `${e.name}: ${e.message}`, ms: Math.round(performance.now() - t) };
       }
     };
-    await attempt('whole', { model: `fault/whole/${file}`, integrity: sri });
+    await attempt('whole', { model: `fault/whole/${file}`, integrity: sri }, true);
     // The GPU kernel family forced on this CPU adapter (createEngine's layout option), and a layout
     // that does not exist.
-    await attempt('gpu layout', { model: `fault/whole/${file}`, layout: 'gpu' });
+    await attempt('gpu layout', { model: `fault/whole/${file}`, layout: 'gpu' }, true);
     out.adapterSubgroups = (await navigator.gpu.requestAdapter()).features.has('subgroups');
     await attempt('gpu layout, no subgroups', { model: `fault/whole/${file}`, layout: 'gpu', subgroups: false });
     await attempt('bad subgroups', { model: `fault/whole/${file}`, subgroups: 'yes' });
@@ -172,6 +174,10 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   assert.ok(r['gpu layout'].ok, r['gpu layout'].error);
   assert.match(r['gpu layout'].layout, /^gpu /);
   assert.equal(r['gpu layout'].text, r.whole.text, 'the GPU kernel family gives the same greedy text');
+  // ... and the same sampled text: its draws on the GPU pick what the host's sampler picks.
+  // (top_k keeps the draws off the flat tail, where float rounding alone may move a draw.)
+  assert.ok(typeof r.whole.sampled === 'string' && !r.whole.text.startsWith(r.whole.sampled), `sampling left the greedy text: ${r.whole.sampled}`);
+  assert.equal(r['gpu layout'].sampled, r.whole.sampled, 'the GPU sampler draws as the host does');
   // The worker asks for subgroups where the adapter has them (wgpu does not: www/worker.js), and
   // the GPU family's reductions then use them (SwiftShader has 4-lane subgroups).
   if (r.adapterSubgroups) assert.match(r['gpu layout'].layout, /^gpu \(subgroups \d+/);

@@ -5,6 +5,7 @@
 use crate::{model_path, open_gpu, BenchArgs};
 use anyhow::{Context, Result};
 use webllama::engine::constraint::Grammar;
+use webllama::engine::sampler::{Sampler, SamplerConfig};
 use webllama::model::profile::{Method, Profile, BYTES};
 use webllama::{GenerateOptions, Message, Model, Session};
 
@@ -45,9 +46,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         for &t in &prompt[..p - 1] {
             model.enqueue(t)?;
         }
-        pollster::block_on(model.step(prompt[p - 1], false))?.argmax
+        pollster::block_on(model.step(prompt[p - 1], false))?.id
     } else {
-        pollster::block_on(model.prefill(&prompt, false))?.argmax
+        pollster::block_on(model.prefill(&prompt, false))?.id
     };
     let prefill_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
@@ -55,6 +56,24 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     tok = *pollster::block_on(model.greedy(tok, n))?.last().expect("n >= 1");
     let decode_s = t1.elapsed().as_secs_f64();
     let decode_tok_s = n as f64 / decode_s;
+    // Sampled at temperature 1 (the API's default) from the same position: the steps past the greedy
+    // ones are forgotten first.
+    let sampled_tok_s = match a.sampled {
+        true => {
+            let at = model.kv_len() - n;
+            model.truncate(at);
+            let settings = SamplerConfig { temperature: 1.0, ..Default::default() };
+            let mut sampler = Sampler::new(settings.clone());
+            let sample = Some(settings.gpu_settings());
+            // Warm-up: the sample pipeline.
+            pollster::block_on(model.chained(tok, 2, sample, &mut || sampler.draw()))?;
+            model.truncate(at);
+            let t2 = Instant::now();
+            pollster::block_on(model.chained(tok, n, sample, &mut || sampler.draw()))?;
+            Some(n as f64 / t2.elapsed().as_secs_f64())
+        }
+        false => None,
+    };
     let (weight_bytes, dispatches, batch_rows) = (model.weight_bytes, model.dispatches_per_token(), model.batch_rows());
     let mut obj = serde_json::json!({
         "model": path,
@@ -74,6 +93,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         "weight_bytes_per_token": weight_bytes,
         "implied_gb_s": weight_bytes as f64 * decode_tok_s / 1e9,
     });
+    if let Some(r) = sampled_tok_s {
+        obj["sampled_decode_tok_s"] = r.into();
+    }
     let profiles = match a.profile {
         true => Some((model.profile_step(tok)?, model.profile_chunk(tok)?)),
         false => None,
@@ -117,6 +139,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             weight_bytes as f64 / 1e6
         );
         println!("per token {} dispatches, 1 submit, 4 bytes read back", dispatches);
+        if let Some(r) = sampled_tok_s {
+            println!("sampled   {n} tokens at temperature 1, drawn on the GPU: {r:.2} tok/s");
+        }
         if let Some((c, u, tokens)) = structured {
             println!(
                 "structured {tokens} tokens under the JSON schema: {c:.2} tok/s; unconstrained {u:.2} tok/s ({:.0}%)",

@@ -113,6 +113,10 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Also decode as many tokens sampled at temperature 1 (drawn on the GPU, kernels::sample;
+    /// each step chained as greedy ones are) and report that speed.
+    #[arg(long)]
+    pub sampled: bool,
 }
 
 #[derive(clap::Args)]

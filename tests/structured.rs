@@ -145,8 +145,9 @@ fn a_cut_output_ends_with_length_and_a_refused_schema_is_named() {
 }
 
 /// Tokens a grammar forces go to the model in batches (a prompt chunk each) rather than a decode
-/// step each: a greedy JSON answer has some (Generation::forced), and the KV cache it leaves serves
-/// a follow-up request as a fresh prefill of the same tokens does (the same greedy continuation).
+/// step each: a greedy JSON answer has some (Generation::forced), n = 2 candidates those forced
+/// before the first choice, and the KV cache a greedy answer leaves serves a follow-up request as a
+/// fresh prefill of the same tokens does (the same greedy continuation).
 #[test]
 fn forced_tokens_go_in_batches_and_leave_the_cache_as_a_prefill_does() {
     let Some(mut s) = session() else { return };
@@ -166,4 +167,13 @@ fn forced_tokens_go_in_batches_and_leave_the_cache_as_a_prefill_does() {
     let fresh = pollster::block_on(s.generate(&next, &plain, &mut |_| true)).unwrap();
     assert_eq!(fresh.prefilled, next.len());
     assert_eq!((&reused.ids, &reused.text), (&fresh.ids, &fresh.text));
+    // The tokens forced before the first choice (a fixed start) are every candidate's, read with the
+    // prompt.
+    let grammar = Some(Grammar::Regex("The answer is (yes|no)\\.".into()));
+    let sampler = SamplerConfig { temperature: 0.9, seed: 3, ..Default::default() };
+    let lead = GenerateOptions { max_tokens: 12, grammar, sampler, ..Default::default() };
+    for c in pollster::block_on(s.generate_n(&ids, 2, &lead, &mut |_, _| true)).unwrap() {
+        assert!(c.forced >= 3, "n = 2: {} forced of {:?}", c.forced, c.text);
+        assert!(c.text == "The answer is yes." || c.text == "The answer is no.", "{:?}", c.text);
+    }
 }

@@ -318,18 +318,42 @@ impl Session {
         let words = self.model.mask_words();
         let mut masks = vec![u32::MAX; n * words];
         let t0 = now_ms();
-        self.model.start_prefill(&prompt_ids[common..])?;
+        // Tokens a grammar forces before anything is chosen (the same for every candidate) join the
+        // prompt's batch. Not where each token's logits or log-probabilities are asked for: forced
+        // ones have none.
+        let force = opts.grammar.is_some() && opts.logprobs.is_none() && opts.top_logits == 0;
+        if force {
+            for (c, t) in tracks.iter_mut().enumerate() {
+                t.take_forced(opts, &self.tokenizer, &mut |text, logprobs| {
+                    on_piece(Piece { index: c, text, logprobs })
+                })?;
+            }
+            if tracks.iter().any(|t| t.finish.is_some()) {
+                // They end together (one grammar, one start), an abort with them: nothing to run.
+                let end = tracks.iter().find_map(|t| t.finish);
+                return Ok(tracks
+                    .into_iter()
+                    .map(|mut t| {
+                        t.finish = t.finish.or(end);
+                        t.into_generation(prompt_ids, 0, 0.0, 0.0)
+                    })
+                    .collect());
+            }
+        }
+        let lead = tracks[0].ids.clone();
+        self.model.start_prefill(&[&prompt_ids[common..], &lead[..]].concat())?;
         if n == 1 && !want.masked && !want.logits {
             let track = tracks.pop().expect("one track");
             return self.decode_chained(prompt_ids, common, opts, want, track, t0, on_piece).await;
         }
         let mut outs = choose(&mut self.model, &mut tracks, &mut masks, want, 1).await?;
         self.cached.extend_from_slice(&prompt_ids[common..]);
+        self.cached.extend_from_slice(&lead);
         let t1 = now_ms();
         // One candidate under a grammar takes the tokens it forces after each one chosen, and the
-        // model reads them all in one batch (a prompt chunk) rather than a decode step each. Not
-        // where each token's logits or log-probabilities are asked for: forced ones have none.
-        let force = n == 1 && opts.grammar.is_some() && opts.logprobs.is_none() && opts.top_logits == 0;
+        // model reads them all in one batch (a prompt chunk) rather than a decode step each (n > 1:
+        // each candidate's row is one position a step).
+        let force = force && n == 1;
         let mut step = 0;
         loop {
             let fed = tracks[0].ids.len();

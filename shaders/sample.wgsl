@@ -8,7 +8,8 @@
 //! uniform draw from the CPU's seeded generator).
 //! Each cut is a position in that order, found without sorting: a search over the logits' keys
 //! (f32 bits mapped to u32 in the same order) narrows a bucket of keys holding the position,
-//! one pass over the row per halving, until at most CAP tokens are in it; those are gathered and
+//! one pass over the row per quartering (three pivots, spaced by value), until at most CAP tokens
+//! are in it; those are gathered and
 //! ranked in workgroup memory, and one thread walks them in order. Where a single key holds more
 //! than CAP tokens (ties), the position's token is counted out by id.
 
@@ -177,21 +178,47 @@ fn find(lid: u32, by_weight_in: bool, target_in: f32, strict_in: bool, lo_in: u3
         if (hi - lo <= 1u || f_lo.x - f_hi.x <= f32(CAP)) {
             break;
         }
-        let mid = split(lo, hi);
-        var acc = vec2<f32>(0.0);
+        // Three pivots a pass (a quarter of the bucket kept), one where the bucket is too narrow.
+        let m1 = split(lo, hi);
+        var m0 = m1;
+        var m2 = m1;
+        if (m1 - lo >= 2u && hi - m1 >= 2u) {
+            m0 = split(lo, m1);
+            m2 = split(m1, hi);
+        }
+        var acc0 = vec4<f32>(0.0); // (count, weight) at or above m0, then m1
+        var acc2 = vec2<f32>(0.0); // at or above m2
         for (var i = lid; i < p.n; i += 256u) {
             let k = key_at(i);
-            if (k >= mid) {
-                acc += vec2<f32>(1.0, weight(k));
+            if (k >= m0) {
+                let w = weight(k);
+                acc0 += vec4<f32>(1.0, w, select(0.0, 1.0, k >= m1), select(0.0, w, k >= m1));
+                if (k >= m2) {
+                    acc2 += vec2<f32>(1.0, w);
+                }
             }
         }
-        let f = sum4(lid, vec4<f32>(acc, 0.0, 0.0)).xy;
-        if (meets(f, by_weight, goal, strict)) {
-            lo = mid;
-            f_lo = f;
+        let f01 = sum4(lid, acc0);
+        let f2 = sum4(lid, vec4<f32>(acc2, 0.0, 0.0)).xy;
+        // The highest pivot whose tokens meet the goal is the new lo; the pivot above it, hi.
+        if (meets(f2, by_weight, goal, strict)) {
+            lo = m2;
+            f_lo = f2;
+        } else if (meets(f01.zw, by_weight, goal, strict)) {
+            lo = m1;
+            f_lo = f01.zw;
+            if (m2 > m1) {
+                hi = m2;
+                f_hi = f2;
+            }
+        } else if (meets(f01.xy, by_weight, goal, strict)) {
+            lo = m0;
+            f_lo = f01.xy;
+            hi = m1;
+            f_hi = f01.zw;
         } else {
-            hi = mid;
-            f_hi = f;
+            hi = m0;
+            f_hi = f01.xy;
         }
     }
     let in_bucket = u32(f_lo.x - f_hi.x);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::exact::{check_exact, check_exact_within, logit_tolerance, WHOLE};
+use common::exact::{check_exact, check_exact_within, gpu_start, logit_tolerance, reference_start, WHOLE};
 use common::kernels::*;
 use common::Rng;
 use std::cell::RefCell;
@@ -29,13 +29,13 @@ fn exact_everywhere(file: &str, name: &str) {
         let who = format!("gpu ({layout})");
         let model = RefCell::new(Model::load_file(common::gpu(), layout, &path, Some(128)).unwrap());
         let tol = logit_tolerance(&layout);
-        check_exact_within(&who, &golden, WHOLE, tol, &mut || model.borrow_mut().truncate(0), &mut |t| {
+        check_exact_within(&who, &golden, WHOLE, tol, &mut gpu_start(&model), &mut |t| {
             pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap()
         });
     }
     let (g, mut source) = weights::open_model(&path).unwrap();
     let m = RefCell::new(RefModel::load(&g, &mut source).unwrap());
-    check_exact("reference", &golden, WHOLE, &mut || m.borrow_mut().reset(), &mut |t| m.borrow_mut().forward(t));
+    check_exact("reference", &golden, WHOLE, &mut reference_start(&m), &mut |t| m.borrow_mut().forward(t));
 }
 
 /// The model in `file` with each prompt of `name`'s exact golden prefilled as one batch (the batch

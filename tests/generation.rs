@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::exact::{check_exact, Span, WHOLE};
+use common::exact::{check_exact, gpu_start, reference_start, Span, WHOLE};
 use serde_json::Value;
 use std::sync::Arc;
 use webllama::format::weights;
@@ -250,7 +250,7 @@ fn tiny_exact(file: &str) {
         );
     }
     let model = std::cell::RefCell::new(Model::load_file(common::gpu(), common::layout(), &path, Some(128)).unwrap());
-    check_exact("gpu", &format!("tiny/{golden}"), WHOLE, &mut || model.borrow_mut().truncate(0), &mut |t| {
+    check_exact("gpu", &format!("tiny/{golden}"), WHOLE, &mut gpu_start(&model), &mut |t| {
         pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap()
     });
     // Against llama.cpp (which quantizes activations on these files), teacher-forced on its own
@@ -262,23 +262,21 @@ fn tiny_exact(file: &str) {
         let gen: Vec<u32> = serde_json::from_value(p["generated_ids"].clone()).unwrap();
         let mut m = model.borrow_mut();
         m.truncate(0);
-        for &t in &ids[..ids.len() - 1] {
-            m.enqueue(t).unwrap();
-        }
-        let mut feed = ids[ids.len() - 1];
+        let mut logits = pollster::block_on(m.prefill(&ids, true)).unwrap().logits.unwrap();
         for (i, s) in p["steps"].as_array().unwrap().iter().enumerate() {
-            let logits = pollster::block_on(m.step(feed, true)).unwrap().logits.unwrap();
+            if i > 0 {
+                logits = pollster::block_on(m.step(gen[i - 1], true)).unwrap().logits.unwrap();
+            }
             for t in s["top"].as_array().unwrap() {
                 worst = worst.max((logits[t[0].as_u64().unwrap() as usize] - t[1].as_f64().unwrap() as f32).abs());
             }
-            feed = gen[i];
         }
     }
     eprintln!("gpu vs {file}.llamacpp.json (teacher-forced, top-8): max logit deviation {worst:.3}");
     assert!(worst < 3.0, "{file}: {worst} from llama.cpp");
     let g = weights::read_header(&path).unwrap();
     let m = std::cell::RefCell::new(RefModel::load(&g, &mut weights::FileSource::open(&path).unwrap()).unwrap());
-    check_exact("reference", &format!("tiny/{golden}"), WHOLE, &mut || m.borrow_mut().reset(), &mut |t| {
+    check_exact("reference", &format!("tiny/{golden}"), WHOLE, &mut reference_start(&m), &mut |t| {
         m.borrow_mut().forward(t)
     });
 }
@@ -358,7 +356,7 @@ fn gpu_layout_tiny_llama3_matches_the_exact_golden() {
         "gpu layout",
         "tiny/tiny-llama3-Q4_K_M.exact.json",
         Span { prompts: 2, steps: 6 },
-        &mut || model.borrow_mut().truncate(0),
+        &mut gpu_start(&model),
         &mut |t| pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap(),
     );
 }

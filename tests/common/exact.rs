@@ -23,17 +23,17 @@ pub fn logit_tolerance(layout: &webllama::Layout) -> f32 {
 }
 
 /// Runs the prompts of a tiny model's `*.exact.json` golden (`golden`: its path under tests/fixtures) (as many as `span` says) from their
-/// prompt ids, with `logits_of` giving the logits after feeding a token (the caller resets its
-/// cache per prompt): ids up to the first margin under 0.1, top-8 logits within 0.05. Returns the
-/// largest deviation.
+/// prompt ids, with `start` giving the logits after a prompt from an empty cache (a batched prefill
+/// where the caller has one) and `logits_of` those after feeding one more token: ids up to the
+/// first margin under 0.1, top-8 logits within 0.05. Returns the largest deviation.
 pub fn check_exact(
     who: &str,
     golden: &str,
     span: Span,
-    reset: &mut dyn FnMut(),
+    start: &mut dyn FnMut(&[u32]) -> Vec<f32>,
     logits_of: &mut dyn FnMut(u32) -> Vec<f32>,
 ) -> f32 {
-    check_exact_within(who, golden, span, 0.05, reset, logits_of)
+    check_exact_within(who, golden, span, 0.05, start, logits_of)
 }
 
 /// check_exact with top-8 logits within `tol`, running free only while the golden's margin between
@@ -43,7 +43,7 @@ pub fn check_exact_within(
     golden: &str,
     span: Span,
     tol: f32,
-    reset: &mut dyn FnMut(),
+    start: &mut dyn FnMut(&[u32]) -> Vec<f32>,
     logits_of: &mut dyn FnMut(u32) -> Vec<f32>,
 ) -> f32 {
     let golden_json = super::golden(golden);
@@ -52,11 +52,7 @@ pub fn check_exact_within(
         let name = p["name"].as_str().unwrap();
         let prompt: Vec<u32> = p["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let steps = p["steps"].as_array().unwrap();
-        reset();
-        let mut logits = vec![];
-        for &t in &prompt {
-            logits = logits_of(t);
-        }
+        let mut logits = start(&prompt);
         let mut worst = 0f32;
         let mut free_run = true;
         for (i, s) in steps.iter().enumerate().take(span.steps) {
@@ -84,4 +80,24 @@ pub fn check_exact_within(
         worst_all = worst_all.max(worst);
     }
     worst_all
+}
+
+/// `start` for a GPU model: the cache emptied, the prompt prefilled in batches, its last logits.
+pub fn gpu_start<'a>(model: &'a std::cell::RefCell<webllama::Model>) -> impl FnMut(&[u32]) -> Vec<f32> + 'a {
+    move |prompt| {
+        let mut m = model.borrow_mut();
+        m.truncate(0);
+        pollster::block_on(m.prefill(prompt, true)).unwrap().logits.unwrap()
+    }
+}
+
+/// `start` for the reference: reset, then the prompt token by token.
+pub fn reference_start<'a>(
+    model: &'a std::cell::RefCell<webllama::reference::RefModel>,
+) -> impl FnMut(&[u32]) -> Vec<f32> + 'a {
+    move |prompt| {
+        let mut m = model.borrow_mut();
+        m.reset();
+        prompt.iter().map(|&t| m.forward(t)).last().expect("a prompt")
+    }
 }

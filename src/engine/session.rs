@@ -417,15 +417,15 @@ impl Session {
         t0: f64,
         on_piece: &mut dyn FnMut(Piece<'_>) -> bool,
     ) -> Result<Vec<Generation>> {
-        let draw = |t: &mut Track| if want.sample.is_some() { vec![t.sampler.draw()] } else { vec![] };
-        self.model.submit(want, &[], &draw(&mut t))?;
+        let draw = |t: &mut Track| want.sample.map(|_| t.sampler.draw());
+        self.model.submit(want, &[], draw(&mut t).as_slice())?;
         // Steps submitted (the prompt's last chunk first); each gives one token, max_tokens at most.
         let mut submitted = 1;
         let mut t1 = None;
         loop {
             if submitted < opts.max_tokens {
                 self.model.start_step_chained()?;
-                self.model.submit(want, &[], &draw(&mut t))?;
+                self.model.submit(want, &[], draw(&mut t).as_slice())?;
                 submitted += 1;
             }
             let out = self.model.collect().await?.remove(0);

@@ -29,8 +29,22 @@ pub struct CountParams {
     pub _pad: [u32; 2],
 }
 
-/// Entry point `entry` of shaders/argmax.wgsl over `rows` rows of n logits, one workgroup a row,
-/// with `buffers` at their bindings.
+/// Entry point `entry` of `module` with one workgroup per choice y, which reads row
+/// min(y, rows - 1) of the n logits, `buffers` at their bindings.
+fn per_choice(
+    t: Target,
+    name: &'static str,
+    module: &Module,
+    entry: &str,
+    buffers: &[(u32, &wgpu::Buffer)],
+    n: u32,
+    (rows, choices): (u32, u32),
+) -> Result<Dispatch> {
+    let p = CountParams { n, rows, _pad: [0; 2] };
+    bind(t.gpu, name, t.pipeline(module, entry)?, bytemuck::bytes_of(&p), at(buffers), [1, choices, 1])
+}
+
+/// Entry point `entry` of shaders/argmax.wgsl over `rows` rows of n logits, one workgroup a row.
 fn over_rows(
     t: Target,
     name: &'static str,
@@ -39,9 +53,7 @@ fn over_rows(
     n: u32,
     rows: u32,
 ) -> Result<Dispatch> {
-    let p = CountParams { n, rows, _pad: [0; 2] };
-    let pipeline = t.pipeline(&Module::new("argmax", &[wgsl::ARGMAX]), entry)?;
-    bind(t.gpu, name, pipeline, bytemuck::bytes_of(&p), at(buffers), [1, rows, 1])
+    per_choice(t, name, &Module::new("argmax", &[wgsl::ARGMAX]), entry, buffers, n, (rows, rows))
 }
 
 /// argmax: result[r] = index of the largest of the n logits of row r, for `rows` rows.
@@ -108,9 +120,8 @@ pub fn logprobs(
     rows: u32,
     draws: u32,
 ) -> Result<Dispatch> {
-    let p = CountParams { n, rows, _pad: [0; 2] };
-    let pipeline = t.pipeline(&Module::new("argmax", &[wgsl::ARGMAX]), "logprobs")?;
-    bind(t.gpu, "logprobs", pipeline, bytemuck::bytes_of(&p), at(&[(1, logits), (2, chosen), (4, out)]), [1, draws, 1])
+    let module = Module::new("argmax", &[wgsl::ARGMAX]);
+    per_choice(t, "logprobs", &module, "logprobs", &[(1, logits), (2, chosen), (4, out)], n, (rows, draws))
 }
 
 /// One draw of the GPU sampler (Draw in shaders/sample.wgsl): the settings of engine::sampler and
@@ -144,8 +155,7 @@ pub fn sample(
     rows: u32,
     draws: u32,
 ) -> Result<Dispatch> {
-    let p = CountParams { n, rows, _pad: [0; 2] };
-    let pipeline = t.pipeline(&Module::new("sample", &[wgsl::SAMPLE]), "main")?;
-    let buffers = at(&[(1, logits), (2, result), (3, mask), (4, draws_buf)]);
-    bind(t.gpu, "sample", pipeline, bytemuck::bytes_of(&p), buffers, [1, draws, 1])
+    let module = Module::new("sample", &[wgsl::SAMPLE]);
+    let buffers = [(1, logits), (2, result), (3, mask), (4, draws_buf)];
+    per_choice(t, "sample", &module, "main", &buffers, n, (rows, draws))
 }

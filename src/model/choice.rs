@@ -223,9 +223,10 @@ impl Model {
             self.gpu.queue.write_buffer(&c.mask, 0, bytemuck::cast_slice(masks));
         }
         if let Some(s) = want.sample {
-            let rows: Vec<SampleDraw> = draws
-                .iter()
-                .map(|&r| SampleDraw {
+            // On the stack: a sampled step allocates nothing on the host.
+            let mut rows = [SampleDraw::default(); MAX_CANDIDATES as usize];
+            for (row, &r) in rows.iter_mut().zip(draws) {
+                *row = SampleDraw {
                     r,
                     temperature: s.temperature,
                     top_p: s.top_p,
@@ -233,9 +234,9 @@ impl Model {
                     top_k: s.top_k,
                     masked: want.masked as u32,
                     _pad: [0; 2],
-                })
-                .collect();
-            self.gpu.queue.write_buffer(&c.draws, 0, bytemuck::cast_slice(&rows));
+                };
+            }
+            self.gpu.queue.write_buffer(&c.draws, 0, bytemuck::cast_slice(&rows[..draws.len()]));
         }
         if want.masked || want.sample.is_some() || k.is_some() {
             let mut pass = enc.begin_compute_pass(&Default::default());

@@ -296,13 +296,13 @@ impl Model {
             return Ok(ids);
         }
         let want = Want { sample, ..Default::default() };
-        let mut draws = || if sample.is_some() { vec![draw()] } else { vec![] };
+        let mut next = || sample.map(|_| draw());
         self.start_step(token)?;
-        self.submit(want, &[], &draws())?;
+        self.submit(want, &[], next().as_slice())?;
         for i in 0..n {
             if i + 1 < n {
                 self.start_step_chained()?;
-                self.submit(want, &[], &draws())?;
+                self.submit(want, &[], next().as_slice())?;
             }
             ids.push(self.collect().await?[0].id);
         }

@@ -96,7 +96,7 @@ fn penalties_and_logit_bias_change_the_logits_as_specified() {
     // A large enough bias makes greedy pick the biased token.
     let mut s = Sampler::new(SamplerConfig { logit_bias: [(b, 10.0)].into_iter().collect(), ..Default::default() });
     assert_eq!(s.sample(&logits, &[]), b);
-    assert!(!s.cfg.gpu_chooses());
+    assert!(s.cfg.logit_edits().is_some());
 }
 
 #[test]
@@ -256,52 +256,197 @@ fn the_gpu_sampler_draws_what_the_cpu_sampler_picks() {
     assert!(exact * 100 >= checked * 97, "{exact} of {checked} draws exactly the CPU's");
 }
 
-/// A sampled generation chooses on the GPU (nothing but ids comes back, and one candidate's steps
-/// are chained on the GPU) and picks what the CPU sampler picks from the same logits with the same
-/// seed: a logit bias of 0 (which changes no logit) sends the same request down the CPU's path.
+/// The GPU's logit edits (kernels::edit_logits) against the CPU sampler's apply_penalties: each
+/// choice's copy of its row with the bias and the penalties over its window applied, a repeated
+/// token penalized once by its count, tokens and bias ids past the vocabulary ignored, choice 0's
+/// window ending with the fed token (a chained step's input), rows shared by several choices, NaN
+/// and infinities kept; the raw rows untouched and the counts left at 0 (a second run gives the
+/// same). On both kernel families.
+#[test]
+fn the_gpu_logit_edits_are_the_cpu_samplers() {
+    use common::kernels::{family, read_on};
+    use webllama::kernels::{self, EditShape, EDIT_HEADER};
+    use webllama::Family;
+    let settings: [(f32, f32, f32, usize); 3] = [(1.3, 0.5, 0.25, 24), (0.8, -0.4, 1.0, 5), (1.0, 0.0, 0.0, 0)];
+    for g in [family(Family::Gpu), family(Family::Cpu)] {
+        let mut rng = common::Rng(91);
+        for n in [7usize, 49159] {
+            for (rows, choices) in [(1u32, 3u32), (3, 3)] {
+                for (s, &(rep, freq, pres, last_n)) in settings.iter().enumerate() {
+                    let mut x: Vec<f32> = rng.vec(n * rows as usize).iter().map(|v| v * 6.0).collect();
+                    x[1] = f32::NAN;
+                    x[2] = f32::INFINITY;
+                    x[3] = f32::NEG_INFINITY;
+                    x[4] = 0.0;
+                    let below = |rng: &mut common::Rng, k: usize| rng.next_u32() as usize % k;
+                    // Histories over a few tokens (repeats), now and then one past the vocabulary.
+                    let histories: Vec<Vec<u32>> = (0..choices)
+                        .map(|_| {
+                            (0..below(&mut rng, 40))
+                                .map(
+                                    |_| if below(&mut rng, 9) == 0 { n as u32 + 3 } else { below(&mut rng, 12) as u32 },
+                                )
+                                .collect()
+                        })
+                        .collect();
+                    let fed = 5u32;
+                    let with_fed = s != 1;
+                    let bias: Vec<(u32, f32)> = [(2, 1.5), (4, -3.0), (5, 0.5), (n as u32 + 1, 9.0)].into();
+                    let bias = if s == 2 { bias[..1].to_vec() } else { bias };
+                    let shape = EditShape { window: last_n as u32, biases: bias.len() as u32 + 1 };
+                    let mut words = vec![0u32; shape.words(choices) as usize];
+                    words[..5].copy_from_slice(&[
+                        rep.to_bits(),
+                        freq.to_bits(),
+                        pres.to_bits(),
+                        bias.len() as u32,
+                        (with_fed && last_n > 0) as u32,
+                    ]);
+                    for (i, &(id, b)) in bias.iter().enumerate() {
+                        let at = EDIT_HEADER as usize + 2 * i;
+                        words[at..at + 2].copy_from_slice(&[id, b.to_bits()]);
+                    }
+                    // What each choice's window holds: the last last_n tokens, the fed one last for
+                    // choice 0 where it applies.
+                    let mut windows = vec![];
+                    for (y, h) in histories.iter().enumerate() {
+                        let fed_here = with_fed && y == 0 && last_n > 0;
+                        let keep = last_n - fed_here as usize;
+                        let w = &h[h.len().saturating_sub(keep)..];
+                        let at = shape.window_at(y as u32) as usize;
+                        words[at] = w.len() as u32;
+                        words[at + 1..at + 1 + w.len()].copy_from_slice(w);
+                        let mut all = w.to_vec();
+                        all.extend(fed_here.then_some(fed));
+                        windows.push(all);
+                    }
+                    let logits = g.storage_with("logits", bytemuck::cast_slice(&x));
+                    let edited = g.storage("edited", 4 * (n * choices as usize) as u64);
+                    let edits = g.storage_with("edits", bytemuck::cast_slice(&words));
+                    let counts = g.storage("counts", 4 * (n * choices as usize) as u64);
+                    let fed_buf = g.storage_with("fed", bytemuck::bytes_of(&fed));
+                    let d = |g: &common::kernels::On| {
+                        kernels::edit_logits(
+                            g.t(),
+                            &logits,
+                            &edited,
+                            &edits,
+                            &counts,
+                            &fed_buf,
+                            n as u32,
+                            shape,
+                            (rows, choices),
+                        )
+                        .unwrap()
+                    };
+                    kernels::submit(&g, &[d(&g), d(&g)]);
+                    let got = read_on(&g, &edited, n * choices as usize);
+                    assert_eq!(
+                        read_on(&g, &logits, x.len()).iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "the raw logits are left as they were"
+                    );
+                    assert!(
+                        read_on(&g, &counts, n * choices as usize).iter().all(|c| c.to_bits() == 0),
+                        "counts back at 0"
+                    );
+                    let cfg = SamplerConfig {
+                        repetition_penalty: rep,
+                        frequency_penalty: freq,
+                        presence_penalty: pres,
+                        penalty_last_n: usize::MAX,
+                        logit_bias: bias.iter().copied().collect(),
+                        ..Default::default()
+                    };
+                    for y in 0..choices as usize {
+                        let row = y.min(rows as usize - 1);
+                        let mut want = x[row * n..(row + 1) * n].to_vec();
+                        let window = if last_n == 0 { &[][..] } else { &windows[y][..] };
+                        Sampler::new(cfg.clone()).apply_penalties(&mut want, window);
+                        for (i, (&a, &b)) in got[y * n..(y + 1) * n].iter().zip(&want).enumerate() {
+                            let same = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-5 * b.abs().max(1.0);
+                            assert!(
+                                same,
+                                "{} n {n} rows {rows} choice {y} settings {s} token {i}: {a} against {b}",
+                                g.layout
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A sampled or penalized generation chooses on the GPU (nothing but ids comes back, and one
+/// candidate's steps are chained on the GPU) and picks what the CPU sampler picks from the same
+/// logits with the same seed: the same request on a session whose layout draws on the host.
+/// Sampled, greedy and sampled with a logit bias and penalties (the chained steps' windows end
+/// with a token the host has not read back yet), n = 1 and n = 3 with log-probabilities.
 #[test]
 fn sampled_generations_choose_on_the_gpu_as_the_cpu_sampler_would() {
     use webllama::{GenerateOptions, Layout, Session};
     let Some(path) = common::default_model() else { return };
     let gpu = common::gpu();
-    // The adapter's own layout with the GPU sampler on (CPU adapters draw on the host by default).
-    let layout = Layout { gpu_sampler: true, ..Layout::of(&gpu) };
-    let mut s = Session::load_file(gpu.clone(), layout, &path, Some(256)).unwrap();
-    let ids = s.tokenizer.encode("Once upon a time,", true).unwrap();
+    // The adapter's own layout with the GPU sampler on and off (CPU adapters draw on the host by
+    // default).
+    let load = |gpu_sampler| {
+        let layout = Layout { gpu_sampler, ..Layout::of(&gpu) };
+        Session::load_file(gpu.clone(), layout, &path, Some(256)).unwrap()
+    };
+    let (mut on_gpu_session, mut on_host_session) = (load(true), load(false));
+    let mut greedy = |prompt: &str| {
+        let ids = on_gpu_session.tokenizer.encode(prompt, true).unwrap();
+        let opts = GenerateOptions { max_tokens: 12, ..Default::default() };
+        let g = pollster::block_on(on_gpu_session.generate(&ids, &opts, &mut |_| true)).unwrap();
+        (ids, g.ids)
+    };
+    let (story, story_greedy) = greedy("Once upon a time,");
+    // Greedy repeats " Hello"; a window of 1 is the previous token alone (a chained step's input).
+    let (hello, hello_greedy) = greedy("Hello Hello Hello Hello Hello Hello Hello Hello");
+    // The bias turns greedy aside at its fifth token (an id past the vocabulary is ignored).
+    let penalized = |c: SamplerConfig| SamplerConfig {
+        repetition_penalty: 1.3,
+        frequency_penalty: 0.4,
+        presence_penalty: 0.2,
+        penalty_last_n: 8,
+        logit_bias: [(story_greedy[4], -5.0), (28, 1.5), (60000, 3.0)].into(),
+        ..c
+    };
+    let last_only =
+        SamplerConfig { repetition_penalty: 1.5, presence_penalty: 2.0, penalty_last_n: 1, ..Default::default() };
     // n = 3 with log-probabilities: each candidate's first draw reads the prompt's one row of logits,
     // and so does its log-softmax.
-    for (n, sampler, logprobs) in [
-        (1, SamplerConfig { temperature: 0.8, seed: 2, ..Default::default() }, None),
+    let sampled =
+        SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.02, seed: 5, ..Default::default() };
+    for (n, sampler, logprobs, (ids, greedy)) in [
+        (1, SamplerConfig { temperature: 0.8, seed: 2, ..Default::default() }, None, (&story, &story_greedy)),
+        (3, sampled.clone(), Some(2), (&story, &story_greedy)),
+        (1, penalized(SamplerConfig::default()), None, (&story, &story_greedy)),
+        (1, last_only, None, (&hello, &hello_greedy)),
         (
-            3,
-            SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.02, seed: 5, ..Default::default() },
-            Some(2),
+            1,
+            penalized(SamplerConfig { temperature: 0.8, seed: 3, ..Default::default() }),
+            Some(1),
+            (&story, &story_greedy),
         ),
+        (3, penalized(sampled), Some(2), (&story, &story_greedy)),
     ] {
-        assert!(sampler.gpu_chooses() && !sampler.is_greedy());
         let opts = GenerateOptions { max_tokens: 12, sampler: sampler.clone(), logprobs, ..Default::default() };
-        let on_gpu = pollster::block_on(s.generate_n(&ids, n, &opts, &mut |_, _| true)).unwrap();
-        let mut cpu_opts = opts.clone();
-        cpu_opts.sampler.logit_bias.insert(0, 0.0);
-        assert!(!cpu_opts.sampler.gpu_chooses());
-        let on_cpu = pollster::block_on(s.generate_n(&ids, n, &cpu_opts, &mut |_, _| true)).unwrap();
-        let greedy = pollster::block_on(s.generate(
-            &ids,
-            &GenerateOptions { max_tokens: 12, ..Default::default() },
-            &mut |_| true,
-        ))
-        .unwrap();
+        let on_gpu = pollster::block_on(on_gpu_session.generate_n(ids, n, &opts, &mut |_, _| true)).unwrap();
+        let on_cpu = pollster::block_on(on_host_session.generate_n(ids, n, &opts, &mut |_, _| true)).unwrap();
+        let what = format!("n {n} {sampler:?}");
         for (c, (g, want)) in on_gpu.iter().zip(&on_cpu).enumerate() {
-            assert_eq!(g.ids, want.ids, "n {n} candidate {c}: the GPU's draws against the CPU's");
+            assert_eq!(g.ids, want.ids, "{what} candidate {c}: the GPU's choices against the CPU's");
             assert_eq!(g.logprobs.len(), want.logprobs.len());
             for (i, (a, b)) in g.logprobs.iter().zip(&want.logprobs).enumerate() {
                 assert!(
                     a.id == b.id && (a.logprob - b.logprob).abs() < 1e-4 && a.top.len() == b.top.len(),
-                    "n {n} candidate {c} step {i}: logprobs {a:?} against {b:?}"
+                    "{what} candidate {c} step {i}: logprobs {a:?} against {b:?}"
                 );
             }
         }
-        assert!(on_gpu.iter().any(|g| g.ids != greedy.ids), "n {n}: sampling chose some token greedy would not");
+        assert!(on_gpu.iter().any(|g| &g.ids != greedy), "{what}: chose some token plain greedy would not");
         if n > 1 {
             assert!(on_gpu.iter().any(|g| g.ids != on_gpu[0].ids), "candidates draw apart from their first token");
         }

@@ -2,7 +2,7 @@
 //! or temperature with top-k / top-p / min-p over a seeded RNG, so the same seed gives the same
 //! text on every platform.
 
-use crate::model::SampleSettings;
+use crate::model::{LogitEdits, SampleSettings};
 use std::collections::HashMap;
 
 /// Sampling settings. temperature 0 means greedy (after bias and penalties).
@@ -97,10 +97,20 @@ impl SamplerConfig {
             min_p: self.min_p,
         }
     }
-    /// Whether the GPU chooses the token from the raw logits (the argmax, or kernels::sample's
-    /// draw), so that no logits need to come back: wherever no bias or penalty edits them.
-    pub fn gpu_chooses(&self) -> bool {
-        !self.edits_logits()
+    /// The bias and penalties for the GPU to apply (kernels::edit_logits), where any is set.
+    pub fn logit_edits(&self) -> Option<LogitEdits> {
+        if !self.edits_logits() {
+            return None;
+        }
+        let mut bias: Vec<(u32, f32)> = self.logit_bias.iter().map(|(&id, &b)| (id, b)).collect();
+        bias.sort_by_key(|b| b.0);
+        Some(LogitEdits {
+            repetition_penalty: self.repetition_penalty,
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            penalty_last_n: self.penalty_last_n,
+            bias,
+        })
     }
 }
 

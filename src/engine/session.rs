@@ -7,7 +7,7 @@ use crate::engine::logprobs::{TokenLogprob, MAX_TOP_LOGPROBS};
 use crate::engine::sampler::{top_k, Sampler, SamplerConfig};
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
-use crate::model::{Model, StepOutput, Want, MAX_CANDIDATES};
+use crate::model::{ChoiceInputs, Model, StepOutput, Want, MAX_CANDIDATES};
 use crate::text::chat::{ChatTemplate, Message, CHATML};
 use crate::text::tokenizer::Tokenizer;
 use std::sync::Arc;
@@ -282,14 +282,20 @@ impl Session {
         self.cached.truncate(common);
         self.model.truncate(common);
         // The GPU chooses the tokens (the argmax, or a draw under temperature, top-k, top-p and
-        // min-p; under the grammar's mask where there is one) and reports log-probabilities; the
-        // logits come back only for a sampler on the CPU (bias and penalties) or top_logits.
-        let on_gpu = opts.sampler.gpu_chooses() && (opts.sampler.is_greedy() || self.model.layout().gpu_sampler);
+        // min-p; after the logit bias and penalties where set; under the grammar's mask where there
+        // is one) and reports log-probabilities; the logits come back only for top_logits or a
+        // sampler on the CPU (Layout::gpu_sampler off, and not plain greedy).
+        let edits = opts.sampler.logit_edits();
+        let on_gpu = self.model.layout().gpu_sampler || (opts.sampler.is_greedy() && edits.is_none());
+        if let (true, Some(e)) = (on_gpu, &edits) {
+            self.model.set_logit_edits(e)?;
+        }
         let want = Want {
             logits: opts.top_logits > 0 || !on_gpu,
             masked: opts.grammar.is_some() && on_gpu,
             logprobs: opts.logprobs,
             sample: (on_gpu && !opts.sampler.is_greedy()).then(|| opts.sampler.gpu_settings()),
+            edit: on_gpu && edits.is_some(),
         };
         let mut tracks: Vec<Track> = constraints
             .into_iter()
@@ -417,15 +423,21 @@ impl Session {
         t0: f64,
         on_piece: &mut dyn FnMut(Piece<'_>) -> bool,
     ) -> Result<Vec<Generation>> {
-        let draw = |t: &mut Track| want.sample.map(|_| t.sampler.draw());
-        self.model.submit(want, &[], draw(&mut t).as_slice())?;
+        // A step's draw, and the tokens so far for the logit edits (not yet a chained step's input).
+        let submit = |model: &mut Model, t: &mut Track| {
+            let r = want.sample.map(|_| t.sampler.draw());
+            let history: [&[u32]; 1] = [&t.history];
+            let histories: &[&[u32]] = if want.edit { &history } else { &[] };
+            model.submit(want, ChoiceInputs { draws: r.as_slice(), histories, ..Default::default() })
+        };
+        submit(&mut self.model, &mut t)?;
         // Steps submitted (the prompt's last chunk first); each gives one token, max_tokens at most.
         let mut submitted = 1;
         let mut t1 = None;
         loop {
             if submitted < opts.max_tokens {
                 self.model.start_step_chained()?;
-                self.model.submit(want, &[], draw(&mut t).as_slice())?;
+                submit(&mut self.model, &mut t)?;
                 submitted += 1;
             }
             let out = self.model.collect().await?.remove(0);
@@ -473,8 +485,10 @@ async fn choose(
         }
         None => (rows, vec![]),
     };
-    let rows_masks = if want.masked { &masks[..choices * words] } else { &[] };
-    model.finish(want, rows_masks, &draws).await
+    let masks = if want.masked { &masks[..choices * words] } else { &[] };
+    let histories: Vec<&[u32]> =
+        if want.edit { tracks.iter().take(choices).map(|t| &t.history[..]).collect() } else { vec![] };
+    model.finish(want, ChoiceInputs { masks, draws: &draws, histories: &histories }).await
 }
 
 /// One candidate's progress: its sampler, tokens, text and how much of it was streamed.

@@ -25,6 +25,7 @@ pub mod wgsl {
     pub const SWIGLU: &str = include_str!("../../shaders/swiglu.wgsl");
     pub const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
     pub const SAMPLE: &str = include_str!("../../shaders/sample.wgsl");
+    pub const EDIT_LOGITS: &str = include_str!("../../shaders/edit_logits.wgsl");
     /// matvec's and matmul's parameters and bindings (both families).
     pub const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
     pub const MATMUL_IO: &str = include_str!("../../shaders/matmul_io.wgsl");

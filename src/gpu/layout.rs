@@ -57,7 +57,8 @@ pub struct Overrides {
     pub fuse: Option<bool>,
     /// WEBLLAMA_DUMP_WGSL=1: a shader that fails to compile is printed whole in the error.
     pub dump_wgsl: Option<bool>,
-    /// WEBLLAMA_GPU_SAMPLER=0|1: sampled tokens drawn on the GPU (kernels::sample) or on the host.
+    /// WEBLLAMA_GPU_SAMPLER=0|1: sampled tokens drawn, and the logit bias and penalties applied, on
+    /// the GPU (kernels::sample, kernels::edit_logits) or on the host.
     pub gpu_sampler: Option<bool>,
 }
 
@@ -113,9 +114,10 @@ pub struct Layout {
     /// Print the composed source of a shader that fails to compile.
     pub dump_wgsl: bool,
     /// A sampled step's token is drawn on the GPU (kernels::sample: only its id comes back, and one
-    /// candidate's steps chain on the GPU) rather than by the host from the logits read back. The
-    /// GPU family's default; on CPU adapters the host draws (the kernel's passes over the row cost
-    /// SwiftShader ~60 ms a token and seconds of compile; the host sorts the row).
+    /// candidate's steps chain on the GPU), after the logit bias and penalties where a request sets
+    /// them (kernels::edit_logits, greedy steps too), rather than by the host from the logits read
+    /// back. The GPU family's default; on CPU adapters the host draws (the kernel's passes over the
+    /// row cost SwiftShader ~60 ms a token and seconds of compile; the host sorts the row).
     pub gpu_sampler: bool,
 }
 

@@ -2,7 +2,8 @@
 //! and a few pairs come back instead of the logits: the argmax, the argmax under a grammar's
 //! bitmask, and the log-softmax's most likely tokens with the chosen one's log-probability
 //! (shaders/argmax.wgsl); a seeded draw under temperature, top-k, top-p and min-p
-//! (shaders/sample.wgsl).
+//! (shaders/sample.wgsl); and the logit bias and repetition penalties applied to a copy of the
+//! logits before either (shaders/edit_logits.wgsl).
 
 use super::{at, bind, Dispatch, Target};
 use crate::error::Result;
@@ -158,4 +159,52 @@ pub fn sample(
     let module = Module::new("sample", &[wgsl::SAMPLE]);
     let buffers = [(1, logits), (2, result), (3, mask), (4, draws_buf)];
     per_choice(t, "sample", &module, "main", &buffers, n, (rows, draws))
+}
+
+/// Words before the biases in edit_logits' `edits` buffer (HEADER in shaders/edit_logits.wgsl):
+/// the repetition, frequency and presence penalties (f32 bits), the biases in use, and 1 where
+/// choice 0's window ends with the token in `fed`.
+pub const EDIT_HEADER: u32 = 8;
+
+/// The shape of edit_logits' `edits` buffer: room for `biases` (id, bias) pairs, then for
+/// `choices` windows of `window` tokens.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct EditShape {
+    pub window: u32,
+    pub biases: u32,
+}
+
+impl EditShape {
+    /// Words of the `edits` buffer for `choices` choices.
+    pub fn words(&self, choices: u32) -> u32 {
+        EDIT_HEADER + 2 * self.biases + choices * (1 + self.window)
+    }
+    /// The word where choice y's window starts (its length, then its tokens).
+    pub fn window_at(&self, y: u32) -> u32 {
+        EDIT_HEADER + 2 * self.biases + y * (1 + self.window)
+    }
+}
+
+/// edit_logits: for each of `choices` choices y, row y of `edited` ([choices, n] f32) = row
+/// min(y, rows - 1) of `logits` ([rows, n]) with the logit bias and the repetition, frequency and
+/// presence penalties over choice y's window of `edits` applied (engine::sampler's apply_penalties,
+/// laid out as EditShape says; a window's last token is fed[0] where the header says so). `counts`
+/// ([choices, n] u32) is scratch, left at 0.
+#[allow(clippy::too_many_arguments)]
+pub fn edit_logits(
+    t: Target,
+    logits: &wgpu::Buffer,
+    edited: &wgpu::Buffer,
+    edits: &wgpu::Buffer,
+    counts: &wgpu::Buffer,
+    fed: &wgpu::Buffer,
+    n: u32,
+    shape: EditShape,
+    (rows, choices): (u32, u32),
+) -> Result<Dispatch> {
+    let module = Module::new("edit_logits", &[wgsl::EDIT_LOGITS]);
+    let p = [n, rows, shape.window, shape.biases];
+    let buffers = [(1, logits), (2, edited), (3, edits), (4, counts), (5, fed)];
+    bind(t.gpu, "edit_logits", t.pipeline(&module, "main")?, bytemuck::cast_slice(&p), at(&buffers), [1, choices, 1])
 }

@@ -7,7 +7,7 @@
 use super::graph::Acts;
 use super::kv_cache::KvCache;
 use super::weight::{into_textures, write_rows, Stored, Weight};
-use super::Model;
+use super::{Model, MAX_CANDIDATES};
 use crate::error::{Error, Result};
 use crate::format::config::Config;
 use crate::format::gguf::{Gguf, TensorInfo};
@@ -134,7 +134,10 @@ impl ModelBuilder {
             })
             .sum();
         let kv = KvCache::bytes_for(c, &self.layout, self.ctx);
-        (weights, kv, Acts::bytes(c, self.layout.batch_rows()))
+        // With the GPU sampler, a request with a logit bias or penalties adds each candidate's
+        // edited row and its token counts.
+        let edits = if self.layout.gpu_sampler { 8 * MAX_CANDIDATES as u64 * c.vocab_size as u64 } else { 0 };
+        (weights, kv, Acts::bytes(c, self.layout.batch_rows()) + edits)
     }
 
     /// An out-of-memory error with what the model needs added.

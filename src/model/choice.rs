@@ -1,15 +1,18 @@
 //! A step's end: the token chosen on the GPU and what comes back. A step is started (its forward
-//! pass recorded) and then submitted whole: each row's grammar mask written, the masked argmax (or,
-//! for a sampled step, each draw of kernels::sample) and the log-softmax's top tokens recorded after
-//! the forward pass, and one readback of the ids (the logits and top tokens when asked) into one of
+//! pass recorded) and then submitted whole: each row's grammar mask written, the logit bias and
+//! penalties applied to a copy of the logits (kernels::edit_logits) where the request sets them,
+//! the masked argmax (or, for a sampled step, each draw of kernels::sample) and the log-softmax's
+//! top tokens recorded after the forward pass, and one readback of the ids (the logits and top
+//! tokens when asked) into one of
 //! STEPS_IN_FLIGHT staging buffers, collected later: a step whose input is the previous step's
 //! chosen id (start_step_chained) is submitted before that id is read back, so the host never
 //! leaves the GPU idle between steps, greedy or sampled.
 
+use super::graph::Acts;
 use super::{Model, StepOutput, MAX_CANDIDATES};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{self, Dispatch, SampleDraw, Target, LOGPROBS_STRIDE, TOP_LOGPROBS};
+use crate::kernels::{self, Dispatch, EditShape, SampleDraw, Target, LOGPROBS_STRIDE, TOP_LOGPROBS};
 use std::collections::{HashMap, VecDeque};
 
 /// Steps submitted and not yet collected, at most: the one being read back and the one queued
@@ -30,10 +33,14 @@ pub struct Want {
     /// Each choice drawn on the GPU under these settings (kernels::sample) from the uniform draws
     /// `submit` takes, in place of the argmax.
     pub sample: Option<SampleSettings>,
+    /// Each choice made from its own copy of its row of logits with the bias and penalties of
+    /// Model::set_logit_edits applied over its history (kernels::edit_logits), not from the raw
+    /// row. The logits read back and the log-probabilities stay the raw ones.
+    pub edit: bool,
 }
 
-/// The GPU sampler's settings (engine::sampler::SamplerConfig's, without the logit edits: those
-/// keep the choice on the CPU).
+/// The GPU sampler's settings (engine::sampler::SamplerConfig's, without the logit edits:
+/// LogitEdits has those).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SampleSettings {
     pub temperature: f32,
@@ -41,6 +48,31 @@ pub struct SampleSettings {
     pub top_k: u32,
     pub top_p: f32,
     pub min_p: f32,
+}
+
+/// The logit edits of engine::sampler::SamplerConfig, made on the GPU by the steps that ask
+/// (Want::edit): each bias added, then each token of a choice's last penalty_last_n tokens
+/// penalized once, by its count there.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogitEdits {
+    pub repetition_penalty: f32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    pub penalty_last_n: usize,
+    /// (id, bias) pairs, one per id.
+    pub bias: Vec<(u32, f32)>,
+}
+
+/// What the host gives a step's choice, as `Want` says.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChoiceInputs<'a> {
+    /// [choices, mask_words()] u32: each choice's allowed tokens, with want.masked (else empty).
+    pub masks: &'a [u32],
+    /// One uniform in [0, 1) per choice, with want.sample (else empty): the number of choices.
+    pub draws: &'a [f32],
+    /// Each choice's tokens so far (the prompt's included; for a chained step, all but its input,
+    /// which only the GPU has yet), with want.edit (else empty).
+    pub histories: &'a [&'a [u32]],
 }
 
 /// The log-softmax of a row's raw logits, computed on the GPU.
@@ -60,6 +92,8 @@ struct Pending {
     enc: wgpu::CommandEncoder,
     /// Logits rows it leaves.
     rows: u32,
+    /// Whether its input is the previous step's choice (start_step_chained): then `fed` holds it.
+    chained: bool,
 }
 
 /// A step submitted and not yet collected.
@@ -76,11 +110,50 @@ struct InFlight {
     submission: wgpu::SubmissionIndex,
 }
 
+/// How a step chooses its tokens after the forward pass (which leaves each row's plain argmax).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum How {
+    Argmax,
+    Masked,
+    Sample,
+}
+
+/// A dispatch of a step's choice, by what it does and its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kernel {
+    /// edit_logits of (rows, choices) into `edited`.
+    Edit { rows: u32, choices: u32 },
+    /// The choice over `rows` rows (of `edited` where `edited`, else of the logits).
+    Choose { how: How, edited: bool, rows: u32, choices: u32 },
+    /// logprobs of (rows, choices).
+    Report { rows: u32, choices: u32 },
+}
+
+impl Kernel {
+    /// Whether it binds the logit edits' buffers (made again when they grow).
+    fn binds_edits(&self) -> bool {
+        matches!(self, Kernel::Edit { .. } | Kernel::Choose { edited: true, .. })
+    }
+}
+
+/// The logit edits' buffers and their current settings (Model::set_logit_edits).
+struct EditState {
+    edited: wgpu::Buffer, // [MAX_CANDIDATES, vocab] f32: each choice's row of logits, edited
+    counts: wgpu::Buffer, // [MAX_CANDIDATES, vocab] u32: edit_logits' scratch, 0 between steps
+    edits: wgpu::Buffer,  // shape.words(MAX_CANDIDATES) u32: the settings, the biases, the windows
+    shape: EditShape,
+    /// Tokens of each history the penalties count now (0: no penalty set), at most shape.window.
+    window: u32,
+}
+
 /// The buffers and kernels of a step's choice.
 pub(super) struct Choice {
     mask: wgpu::Buffer,     // [MAX_CANDIDATES, mask_words(vocab)] u32: each row's allowed tokens
     logprobs: wgpu::Buffer, // [MAX_CANDIDATES, LOGPROBS_STRIDE] u32: kernels::logprobs' rows
     draws: wgpu::Buffer,    // [MAX_CANDIDATES] SampleDraw: a sampled step's settings and uniforms
+    fed: wgpu::Buffer,      // [1] u32: a chained step's input, kept from tokens[0] (which its argmax overwrites)
+    /// Made by the first request that edits its logits on the GPU.
+    edits: Option<EditState>,
     /// STEPS_IN_FLIGHT staging buffers, each [MAX_CANDIDATES] ids | [MAX_CANDIDATES,
     /// LOGPROBS_STRIDE] logprobs | [MAX_CANDIDATES, vocab] logits, read only as far as a step needs.
     readbacks: Vec<wgpu::Buffer>,
@@ -88,14 +161,10 @@ pub(super) struct Choice {
     next_slot: usize,
     /// Steps submitted and not yet collected, oldest first.
     in_flight: VecDeque<InFlight>,
-    /// argmax_masked over r + 1 rows at [r]; built by the first step that asks for a mask (empty
-    /// until then: a request without a grammar never compiles its pipeline).
-    masked: Vec<Dispatch>,
-    /// logprobs of (rows, choices), built by the first step that asks for them (the pipeline takes
-    /// ~0.8 s to compile on SwiftShader, a tenth of a model's load there).
-    report: HashMap<(u32, u32), Dispatch>,
-    /// sample over (rows, draws), built by the first sampled step of that shape.
-    sample: HashMap<(u32, u32), Dispatch>,
+    /// Each built by the first step that needs it: a request without a grammar, say, never
+    /// compiles argmax_masked (logprobs takes ~0.8 s to compile on SwiftShader, a tenth of a
+    /// model's load there).
+    kernels: HashMap<Kernel, Vec<Dispatch>>,
     words: u32,
     vocab: u32,
     pending: Option<Pending>,
@@ -114,10 +183,10 @@ impl Choice {
         let logprobs = gpu.storage("logprobs", LOGPROBS_BYTES);
         let draws = gpu.storage("sample draws", (MAX_CANDIDATES as usize * size_of::<SampleDraw>()) as u64);
         Ok(Choice {
-            masked: Vec::new(),
-            report: HashMap::new(),
-            sample: HashMap::new(),
+            kernels: HashMap::new(),
             draws,
+            fed: gpu.storage("fed token", 4),
+            edits: None,
             readbacks: (0..STEPS_IN_FLIGHT)
                 .map(|_| {
                     gpu.readback_buffer(
@@ -136,32 +205,66 @@ impl Choice {
         })
     }
 
-    /// Builds the kernels a step of `rows` rows of `logits` ([MAX_CANDIDATES, vocab] f32) and
-    /// `choices` ids (into `tokens`, [MAX_CANDIDATES] u32) needs that no step has asked for before:
-    /// argmax_masked over 1 ..= MAX_CANDIDATES rows, sample and logprobs of this shape.
-    fn build_for(
-        &mut self,
-        t: Target,
-        want: Want,
-        (rows, choices): (u32, u32),
-        logits: &wgpu::Buffer,
-        tokens: &wgpu::Buffer,
-    ) -> Result<()> {
+    /// Builds the kernels a step of `rows` rows of logits and `choices` ids (into acts.tokens) needs
+    /// that no step has asked for before; the choice's kernel, if the forward pass's argmax does
+    /// not stand.
+    fn build_for(&mut self, t: Target, want: Want, (rows, choices): (u32, u32), acts: &Acts) -> Result<Option<Kernel>> {
         let vocab = self.vocab;
-        if want.masked && want.sample.is_none() && self.masked.is_empty() {
-            self.masked = (1..=MAX_CANDIDATES)
-                .map(|r| kernels::argmax_masked(t, logits, &self.mask, tokens, vocab, r))
-                .collect::<Result<_>>()?;
+        let edits = match (want.edit, &self.edits) {
+            (true, Some(e)) => Some(e),
+            (true, None) => {
+                return Err(Error::InvalidRequest("a step edits its logits before any edits were set".into()))
+            }
+            (false, _) => None,
+        };
+        let how = match want {
+            Want { sample: Some(_), .. } => Some(How::Sample),
+            Want { masked: true, .. } => Some(How::Masked),
+            Want { edit: true, .. } => Some(How::Argmax),
+            _ => None,
+        };
+        if let Some(e) = edits {
+            let key = Kernel::Edit { rows, choices };
+            if !self.kernels.contains_key(&key) {
+                let b = (&acts.logits, &e.edited, &e.edits, &e.counts, &self.fed);
+                let d = kernels::edit_logits(t, b.0, b.1, b.2, b.3, b.4, vocab, e.shape, (rows, choices))?;
+                self.kernels.insert(key, vec![d]);
+            }
         }
-        if want.sample.is_some() && !self.sample.contains_key(&(rows, choices)) {
-            let d = kernels::sample(t, logits, &self.mask, &self.draws, tokens, vocab, rows, choices)?;
-            self.sample.insert((rows, choices), d);
+        // Each choice's edited row is its own.
+        let (from, from_rows) = match edits {
+            Some(e) => (&e.edited, choices),
+            None => (&acts.logits, rows),
+        };
+        let choose = how.map(|how| Kernel::Choose { how, edited: want.edit, rows: from_rows, choices });
+        if let Some(key @ Kernel::Choose { how, rows: r, .. }) = choose {
+            if !self.kernels.contains_key(&key) {
+                let (mask, ids) = (&self.mask, &acts.tokens);
+                let d = match how {
+                    How::Sample => vec![kernels::sample(t, from, mask, &self.draws, ids, vocab, r, choices)?],
+                    How::Masked => vec![kernels::argmax_masked(t, from, mask, ids, vocab, r)?],
+                    How::Argmax if t.layout.is_cpu() => vec![kernels::argmax(t, from, ids, vocab, r)?],
+                    How::Argmax => kernels::argmax_spans(t, from, &acts.argmax_spans, ids, vocab, r)?.into(),
+                };
+                self.kernels.insert(key, d);
+            }
         }
-        if want.logprobs.is_some() && !self.report.contains_key(&(rows, choices)) {
-            let d = kernels::logprobs(t, logits, tokens, &self.logprobs, vocab, rows, choices)?;
-            self.report.insert((rows, choices), d);
+        let report = Kernel::Report { rows, choices };
+        if want.logprobs.is_some() && !self.kernels.contains_key(&report) {
+            let d = kernels::logprobs(t, &acts.logits, &acts.tokens, &self.logprobs, vocab, rows, choices)?;
+            self.kernels.insert(report, vec![d]);
         }
-        Ok(())
+        Ok(choose)
+    }
+
+    /// The chained step's input (start_step_chained copies it there).
+    pub(super) fn fed(&self) -> &wgpu::Buffer {
+        &self.fed
+    }
+
+    /// Records the dispatches of `key` (built by build_for).
+    fn record(&self, key: Kernel, pass: &mut wgpu::ComputePass<'_>) {
+        self.kernels[&key].iter().for_each(|d| d.record(pass));
     }
 }
 
@@ -171,26 +274,67 @@ impl Model {
         self.choice.words as usize
     }
 
-    /// Holds `enc` (the forward pass leaving `rows` rows of logits) for `finish`.
-    pub(super) fn pend(&mut self, enc: wgpu::CommandEncoder, rows: u32) {
-        self.choice.pending = Some(Pending { enc, rows });
+    /// Holds `enc` (the forward pass leaving `rows` rows of logits; `chained`: its input is the
+    /// previous step's choice, which `enc` first copies into `fed`) for `finish`.
+    pub(super) fn pend(&mut self, enc: wgpu::CommandEncoder, rows: u32, chained: bool) {
+        self.choice.pending = Some(Pending { enc, rows, chained });
+    }
+
+    /// Sets the logit bias and penalties of the steps that ask for them (Want::edit), making or
+    /// growing their buffers: windows of up to penalty_last_n tokens (no more than the context
+    /// holds) and the biases of ids in the vocabulary.
+    pub fn set_logit_edits(&mut self, e: &LogitEdits) -> Result<()> {
+        let penalized = e.repetition_penalty != 1.0 || e.frequency_penalty != 0.0 || e.presence_penalty != 0.0;
+        let window = if penalized { e.penalty_last_n.min(self.kv.capacity + 1) as u32 } else { 0 };
+        let vocab = self.choice.vocab;
+        let pairs: Vec<u32> =
+            e.bias.iter().filter(|b| b.0 < vocab).flat_map(|&(id, bias)| [id, bias.to_bits()]).collect();
+        let biases = (pairs.len() / 2) as u32;
+        let c = &mut self.choice;
+        let fits = c.edits.as_ref().is_some_and(|s| s.shape.window >= window && s.shape.biases >= biases);
+        if !fits {
+            let old = c.edits.take();
+            let shape = EditShape {
+                window: window.max(old.as_ref().map_or(0, |o| o.shape.window)),
+                biases: biases.max(old.as_ref().map_or(0, |o| o.shape.biases)),
+            };
+            let rows = 4 * vocab as u64 * MAX_CANDIDATES as u64;
+            let (edited, counts) = match old {
+                Some(o) => (o.edited, o.counts),
+                None => (self.gpu.storage("edited logits", rows), self.gpu.storage("token counts", rows)),
+            };
+            let edits = self.gpu.storage("logit edits", 4 * shape.words(MAX_CANDIDATES) as u64);
+            // Their bind groups hold the old buffer.
+            c.kernels.retain(|k, _| !k.binds_edits());
+            c.edits = Some(EditState { edited, counts, edits, shape, window });
+        }
+        let s = c.edits.as_mut().expect("made above");
+        s.window = window;
+        let header =
+            [e.repetition_penalty.to_bits(), e.frequency_penalty.to_bits(), e.presence_penalty.to_bits(), biases];
+        self.gpu.queue.write_buffer(&s.edits, 0, bytemuck::cast_slice(&header));
+        if !pairs.is_empty() {
+            self.gpu.queue.write_buffer(&s.edits, 4 * kernels::EDIT_HEADER as u64, bytemuck::cast_slice(&pairs));
+        }
+        Ok(())
     }
 
     /// Finishes the step started last (start_step, start_prefill, start_candidates): submits it
     /// and collects it (with nothing else in flight).
-    pub async fn finish(&mut self, want: Want, masks: &[u32], draws: &[f32]) -> Result<Vec<StepOutput>> {
-        self.submit(want, masks, draws)?;
+    pub async fn finish(&mut self, want: Want, given: ChoiceInputs<'_>) -> Result<Vec<StepOutput>> {
+        self.submit(want, given)?;
         self.collect().await
     }
 
     /// Submits the step started last. Its choices: one per row of logits (each row's argmax, among
-    /// the tokens its row of `masks` allows with want.masked), or with want.sample one per uniform
-    /// of `draws` (draw y from row min(y, rows - 1): a prompt's one row gives each candidate its
-    /// first token). `masks` is [choices, mask_words()] u32 with want.masked, else empty. With
-    /// want.logprobs, the log-softmax's top tokens of each choice. Copies each choice's id (and what
-    /// `want` asks) into a staging buffer for `collect`. At most STEPS_IN_FLIGHT steps may wait to
-    /// be collected.
-    pub fn submit(&mut self, want: Want, masks: &[u32], draws: &[f32]) -> Result<()> {
+    /// the tokens its row of given.masks allows with want.masked), or with want.sample one per
+    /// uniform of given.draws (draw y from row min(y, rows - 1): a prompt's one row gives each
+    /// candidate its first token); with want.edit, made from each choice's row after the logit
+    /// edits over its given history. With want.logprobs, the log-softmax's top tokens of each
+    /// choice. Copies each choice's id (and what `want` asks) into a staging buffer for `collect`.
+    /// At most STEPS_IN_FLIGHT steps may wait to be collected.
+    pub fn submit(&mut self, want: Want, given: ChoiceInputs<'_>) -> Result<()> {
+        let ChoiceInputs { masks, draws, histories } = given;
         if self.choice.in_flight.len() >= STEPS_IN_FLIGHT {
             return Err(Error::InvalidRequest(format!("more than {STEPS_IN_FLIGHT} steps in flight")));
         }
@@ -201,12 +345,12 @@ impl Model {
             Some(_) => draws.len() as u32,
             None => self.choice.pending.as_ref().map_or(1, |p| p.rows),
         };
-        let Pending { mut enc, rows } =
+        let Pending { mut enc, rows, chained } =
             self.choice.pending.take().ok_or_else(|| Error::Gpu("submit without a step started".into()))?;
         // A lost device (or an earlier error) fails here, before waiting on work that never runs.
         self.gpu.take_error()?;
         let t = Target { gpu: &self.gpu, layout: &self.layout };
-        self.choice.build_for(t, want, (rows, choices), &self.acts.logits, &self.acts.tokens)?;
+        let choose = self.choice.build_for(t, want, (rows, choices), &self.acts)?;
         let c = &self.choice;
         let slot = c.next_slot;
         let readback = &c.readbacks[slot];
@@ -238,15 +382,32 @@ impl Model {
             }
             self.gpu.queue.write_buffer(&c.draws, 0, bytemuck::cast_slice(&rows[..draws.len()]));
         }
-        if want.masked || want.sample.is_some() || k.is_some() {
+        if let (true, Some(s)) = (want.edit, &c.edits) {
+            if histories.len() != choices as usize {
+                return Err(Error::InvalidRequest(format!("{} histories for {choices} choices", histories.len())));
+            }
+            // A chained step's input, the window's last token, is on the GPU only.
+            let fed = (chained && s.window > 0) as u32;
+            self.gpu.queue.write_buffer(&s.edits, 16, bytemuck::bytes_of(&fed));
+            for (y, h) in histories.iter().enumerate() {
+                let w = &h[h.len().saturating_sub((s.window - fed) as usize)..];
+                let at = 4 * s.shape.window_at(y as u32) as u64;
+                self.gpu.queue.write_buffer(&s.edits, at, bytemuck::bytes_of(&(w.len() as u32)));
+                if !w.is_empty() {
+                    self.gpu.queue.write_buffer(&s.edits, at + 4, bytemuck::cast_slice(w));
+                }
+            }
+        }
+        if choose.is_some() || k.is_some() {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            if want.sample.is_some() {
-                c.sample[&(rows, choices)].record(&mut pass);
-            } else if want.masked {
-                c.masked[rows as usize - 1].record(&mut pass);
+            if want.edit {
+                c.record(Kernel::Edit { rows, choices }, &mut pass);
+            }
+            if let Some(key) = choose {
+                c.record(key, &mut pass);
             }
             if k.is_some() {
-                c.report[&(rows, choices)].record(&mut pass);
+                c.record(Kernel::Report { rows, choices }, &mut pass);
             }
         }
         let vocab_bytes = 4 * c.vocab as u64;

@@ -12,7 +12,7 @@ mod steps;
 pub mod weight;
 
 pub use builder::{ModelBuilder, DEFAULT_CTX};
-pub use choice::{RowLogprobs, SampleSettings, Want, STEPS_IN_FLIGHT};
+pub use choice::{ChoiceInputs, LogitEdits, RowLogprobs, SampleSettings, Want, STEPS_IN_FLIGHT};
 pub use weight::{pad_blocks, pad_rows, Stored, Weight};
 
 /// Most candidates decoded side by side (rows of the logits buffer).
@@ -255,14 +255,14 @@ impl Model {
     pub async fn step(&mut self, token: u32, want_logits: bool) -> Result<StepOutput> {
         self.start_step(token)?;
         let want = Want { logits: want_logits, ..Default::default() };
-        Ok(self.finish(want, &[], &[]).await?.remove(0))
+        Ok(self.finish(want, ChoiceInputs::default()).await?.remove(0))
     }
 
     /// Records `token`'s step at the next position, to be submitted by `finish`.
     pub fn start_step(&mut self, token: u32) -> Result<()> {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         self.record(Some(token), &mut enc)?;
-        self.pend(enc, 1);
+        self.pend(enc, 1, false);
         Ok(())
     }
 
@@ -271,8 +271,10 @@ impl Model {
     /// on the GPU), to be submitted before that id is read back.
     pub fn start_step_chained(&mut self) -> Result<()> {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        // Kept for the logit edits' window: this step's argmax overwrites tokens[0].
+        enc.copy_buffer_to_buffer(&self.acts.tokens, 0, self.choice.fed(), 0, 4);
         self.record(None, &mut enc)?;
-        self.pend(enc, 1);
+        self.pend(enc, 1, true);
         Ok(())
     }
 
@@ -298,11 +300,11 @@ impl Model {
         let want = Want { sample, ..Default::default() };
         let mut next = || sample.map(|_| draw());
         self.start_step(token)?;
-        self.submit(want, &[], next().as_slice())?;
+        self.submit(want, ChoiceInputs { draws: next().as_slice(), ..Default::default() })?;
         for i in 0..n {
             if i + 1 < n {
                 self.start_step_chained()?;
-                self.submit(want, &[], next().as_slice())?;
+                self.submit(want, ChoiceInputs { draws: next().as_slice(), ..Default::default() })?;
             }
             ids.push(self.collect().await?[0].id);
         }
@@ -334,7 +336,7 @@ impl Model {
     pub async fn prefill(&mut self, tokens: &[u32], want_logits: bool) -> Result<StepOutput> {
         self.start_prefill(tokens)?;
         let want = Want { logits: want_logits, ..Default::default() };
-        Ok(self.finish(want, &[], &[]).await?.remove(0))
+        Ok(self.finish(want, ChoiceInputs::default()).await?.remove(0))
     }
 
     /// Runs a prompt as `prefill` does but for its last chunk, recorded to be submitted by `finish`.
@@ -355,7 +357,7 @@ impl Model {
             self.kv.len += chunk.len();
             self.batch_passes += 1;
             if last {
-                self.pend(enc, 1);
+                self.pend(enc, 1, false);
                 return Ok(());
             }
             self.gpu.queue.submit([enc.finish()]);
@@ -374,7 +376,7 @@ impl Model {
         want_logits: bool,
     ) -> Result<Vec<StepOutput>> {
         self.start_candidates(tokens, offset)?;
-        self.finish(Want { logits: want_logits, ..Default::default() }, &[], &[]).await
+        self.finish(Want { logits: want_logits, ..Default::default() }, ChoiceInputs::default()).await
     }
 
     /// Records a step of candidates as `candidates_step` runs it, to be submitted by `finish`.
@@ -398,7 +400,7 @@ impl Model {
             self.cands.body.iter().chain(&self.cands.logits).for_each(|d| d.record(&mut pass));
         }
         self.batch_passes += 1;
-        self.pend(enc, n);
+        self.pend(enc, n, false);
         Ok(())
     }
 

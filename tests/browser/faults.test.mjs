@@ -56,8 +56,12 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
         const e = await createEngine(opts);
         const loaded = Math.round(performance.now() - t);
         const c = await e.completions.create({ prompt: 'Once upon a time,', max_tokens: 6, temperature: 0 });
-        // Sampled: drawn by the host on the CPU family, on the GPU (sample.wgsl) in the GPU family.
-        const s = sampled && await e.completions.create({ prompt: 'Once upon a time,', max_tokens: 4, temperature: 1.5, top_k: 40, seed: 7 });
+        // Sampled with penalties: edited and drawn by the host on the CPU family, on the GPU
+        // (edit_logits.wgsl, sample.wgsl) in the GPU family.
+        const s = sampled && await e.completions.create({
+          prompt: 'Once upon a time,', max_tokens: 4, temperature: 1.5, top_k: 40, seed: 7,
+          repetition_penalty: 1.3, frequency_penalty: 0.5, penalty_last_n: 8,
+        });
         const layout = e.stats.layout;
         await e.unload();
         out[name] = { ok: true, text: c.choices[0].text, sampled: s && s.choices[0].text, layout, loaded, ms: Math.round(performance.now() - t) };

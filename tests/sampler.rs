@@ -265,7 +265,7 @@ fn the_gpu_sampler_draws_what_the_cpu_sampler_picks() {
 #[test]
 fn the_gpu_logit_edits_are_the_cpu_samplers() {
     use common::kernels::{family, read_on};
-    use webllama::kernels::{self, EditShape, EDIT_HEADER};
+    use webllama::kernels::{self, EditBuffers, EditShape, EDIT_HEADER};
     use webllama::Family;
     let settings: [(f32, f32, f32, usize); 3] = [(1.3, 0.5, 0.25, 24), (0.8, -0.4, 1.0, 5), (1.0, 0.0, 0.0, 0)];
     for g in [family(Family::Gpu), family(Family::Cpu)] {
@@ -325,21 +325,17 @@ fn the_gpu_logit_edits_are_the_cpu_samplers() {
                     let edits = g.storage_with("edits", bytemuck::cast_slice(&words));
                     let counts = g.storage("counts", 4 * (n * choices as usize) as u64);
                     let fed_buf = g.storage_with("fed", bytemuck::bytes_of(&fed));
-                    let d = |g: &common::kernels::On| {
-                        kernels::edit_logits(
-                            g.t(),
-                            &logits,
-                            &edited,
-                            &edits,
-                            &counts,
-                            &fed_buf,
-                            n as u32,
-                            shape,
-                            (rows, choices),
-                        )
-                        .unwrap()
+                    let d = || {
+                        let b = EditBuffers {
+                            logits: &logits,
+                            edited: &edited,
+                            edits: &edits,
+                            counts: &counts,
+                            fed: &fed_buf,
+                        };
+                        kernels::edit_logits(g.t(), b, n as u32, shape, (rows, choices)).unwrap()
                     };
-                    kernels::submit(&g, &[d(&g), d(&g)]);
+                    kernels::submit(&g, &[d(), d()]);
                     let got = read_on(&g, &edited, n * choices as usize);
                     assert_eq!(
                         read_on(&g, &logits, x.len()).iter().map(|v| v.to_bits()).collect::<Vec<_>>(),

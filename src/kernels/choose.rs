@@ -186,25 +186,28 @@ impl EditShape {
     }
 }
 
-/// edit_logits: for each of `choices` choices y, row y of `edited` ([choices, n] f32) = row
-/// min(y, rows - 1) of `logits` ([rows, n]) with the logit bias and the repetition, frequency and
-/// presence penalties over choice y's window of `edits` applied (engine::sampler's apply_penalties,
-/// laid out as EditShape says; a window's last token is fed[0] where the header says so). `counts`
-/// ([choices, n] u32) is scratch, left at 0.
-#[allow(clippy::too_many_arguments)]
+/// edit_logits' buffers.
+pub struct EditBuffers<'a> {
+    pub logits: &'a wgpu::Buffer, // [rows, n] f32: the raw logits, left as they are
+    pub edited: &'a wgpu::Buffer, // [choices, n] f32: each choice's row, edited
+    pub edits: &'a wgpu::Buffer,  // EditShape::words(choices) u32: the settings, biases and windows
+    pub counts: &'a wgpu::Buffer, // [choices, n] u32: scratch, left at 0
+    pub fed: &'a wgpu::Buffer,    // [1] u32: the token a window may end with
+}
+
+/// edit_logits: for each of `choices` choices y, row y of b.edited = row min(y, rows - 1) of
+/// b.logits with the logit bias and the repetition, frequency and presence penalties over choice
+/// y's window of b.edits applied (engine::sampler's apply_penalties, laid out as EditShape says;
+/// choice 0's window ends with b.fed[0] where the header says so).
 pub fn edit_logits(
     t: Target,
-    logits: &wgpu::Buffer,
-    edited: &wgpu::Buffer,
-    edits: &wgpu::Buffer,
-    counts: &wgpu::Buffer,
-    fed: &wgpu::Buffer,
+    b: EditBuffers,
     n: u32,
     shape: EditShape,
     (rows, choices): (u32, u32),
 ) -> Result<Dispatch> {
     let module = Module::new("edit_logits", &[wgsl::EDIT_LOGITS]);
     let p = [n, rows, shape.window, shape.biases];
-    let buffers = [(1, logits), (2, edited), (3, edits), (4, counts), (5, fed)];
+    let buffers = [(1, b.logits), (2, b.edited), (3, b.edits), (4, b.counts), (5, b.fed)];
     bind(t.gpu, "edit_logits", t.pipeline(&module, "main")?, bytemuck::cast_slice(&p), at(&buffers), [1, choices, 1])
 }

@@ -12,7 +12,7 @@ use super::graph::Acts;
 use super::{Model, StepOutput, MAX_CANDIDATES};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{self, Dispatch, EditShape, SampleDraw, Target, LOGPROBS_STRIDE, TOP_LOGPROBS};
+use crate::kernels::{self, Dispatch, EditBuffers, EditShape, SampleDraw, Target, LOGPROBS_STRIDE, TOP_LOGPROBS};
 use std::collections::{HashMap, VecDeque};
 
 /// Steps submitted and not yet collected, at most: the one being read back and the one queued
@@ -226,8 +226,14 @@ impl Choice {
         if let Some(e) = edits {
             let key = Kernel::Edit { rows, choices };
             if !self.kernels.contains_key(&key) {
-                let b = (&acts.logits, &e.edited, &e.edits, &e.counts, &self.fed);
-                let d = kernels::edit_logits(t, b.0, b.1, b.2, b.3, b.4, vocab, e.shape, (rows, choices))?;
+                let b = EditBuffers {
+                    logits: &acts.logits,
+                    edited: &e.edited,
+                    edits: &e.edits,
+                    counts: &e.counts,
+                    fed: &self.fed,
+                };
+                let d = kernels::edit_logits(t, b, vocab, e.shape, (rows, choices))?;
                 self.kernels.insert(key, vec![d]);
             }
         }

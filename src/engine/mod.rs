@@ -8,6 +8,7 @@ mod options;
 pub mod sampler;
 mod session;
 pub mod tools;
+mod track;
 
 pub use options::{parse_options, parse_request, Request};
 

@@ -19,19 +19,19 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;           // [rows, n]
 @group(0) @binding(2) var<storage, read_write> edited: array<f32>;     // [choices, n]
-// HEADER words: repetition, frequency, presence (f32 bits), biases used, 1 where choice 0's
-// window ends with `fed`; then [p.biases] (id, bias bits); then [choices, 1 + p.window] windows:
+// HEADER words: repetition, frequency, presence (f32 bits), biases used, 1 where each choice y's
+// window ends with fed[y]; then [p.biases] (id, bias bits); then [choices, 1 + p.window] windows:
 // each its length, then its tokens (oldest first).
 @group(0) @binding(3) var<storage, read> edits: array<u32>;
 @group(0) @binding(4) var<storage, read_write> counts: array<atomic<u32>>; // [choices, n]
-@group(0) @binding(5) var<storage, read> fed: array<u32>;              // [1]: a chained step's input
+@group(0) @binding(5) var<storage, read> fed: array<u32>;              // [choices]: a chained step's inputs
 
 const HEADER: u32 = 8u;
 
 // Window token j of choice y (`len` stored there, plus the fed token last where it applies).
 fn token(y: u32, len: u32, j: u32) -> u32 {
     if (j == len) {
-        return fed[0];
+        return fed[y];
     }
     return edits[HEADER + 2u * p.biases + y * (1u + p.window) + 1u + j];
 }
@@ -43,7 +43,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let src = min(y, p.rows - 1u) * p.n;
     let dst = y * p.n;
     let len = min(edits[HEADER + 2u * p.biases + y * (1u + p.window)], p.window);
-    let with_fed = select(0u, 1u, edits[4] != 0u && y == 0u);
+    let with_fed = select(0u, 1u, edits[4] != 0u);
     let total = len + with_fed;
     for (var j = i; j < p.n; j += 256u) {
         edited[dst + j] = logits[src + j];

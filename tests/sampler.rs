@@ -259,7 +259,7 @@ fn the_gpu_sampler_draws_what_the_cpu_sampler_picks() {
 /// The GPU's logit edits (kernels::edit_logits) against the CPU sampler's apply_penalties: each
 /// choice's copy of its row with the bias and the penalties over its window applied, a repeated
 /// token penalized once by its count, tokens and bias ids past the vocabulary ignored, choice 0's
-/// window ending with the fed token (a chained step's input), rows shared by several choices, NaN
+/// windows ending with their fed tokens (a chained step's inputs), rows shared by several choices, NaN
 /// and infinities kept; the raw rows untouched and the counts left at 0 (a second run gives the
 /// same). On both kernel families.
 #[test]
@@ -289,7 +289,7 @@ fn the_gpu_logit_edits_are_the_cpu_samplers() {
                                 .collect()
                         })
                         .collect();
-                    let fed = 5u32;
+                    let fed = [5u32, 6, 5];
                     let with_fed = s != 1;
                     let bias: Vec<(u32, f32)> = [(2, 1.5), (4, -3.0), (5, 0.5), (n as u32 + 1, 9.0)].into();
                     let bias = if s == 2 { bias[..1].to_vec() } else { bias };
@@ -306,25 +306,25 @@ fn the_gpu_logit_edits_are_the_cpu_samplers() {
                         let at = EDIT_HEADER as usize + 2 * i;
                         words[at..at + 2].copy_from_slice(&[id, b.to_bits()]);
                     }
-                    // What each choice's window holds: the last last_n tokens, the fed one last for
-                    // choice 0 where it applies.
+                    // What each choice's window holds: the last last_n tokens, its fed one last where
+                    // it applies.
                     let mut windows = vec![];
                     for (y, h) in histories.iter().enumerate() {
-                        let fed_here = with_fed && y == 0 && last_n > 0;
+                        let fed_here = with_fed && last_n > 0;
                         let keep = last_n - fed_here as usize;
                         let w = &h[h.len().saturating_sub(keep)..];
                         let at = shape.window_at(y as u32) as usize;
                         words[at] = w.len() as u32;
                         words[at + 1..at + 1 + w.len()].copy_from_slice(w);
                         let mut all = w.to_vec();
-                        all.extend(fed_here.then_some(fed));
+                        all.extend(fed_here.then_some(fed[y]));
                         windows.push(all);
                     }
                     let logits = g.storage_with("logits", bytemuck::cast_slice(&x));
                     let edited = g.storage("edited", 4 * (n * choices as usize) as u64);
                     let edits = g.storage_with("edits", bytemuck::cast_slice(&words));
                     let counts = g.storage("counts", 4 * (n * choices as usize) as u64);
-                    let fed_buf = g.storage_with("fed", bytemuck::bytes_of(&fed));
+                    let fed_buf = g.storage_with("fed", bytemuck::cast_slice(&fed));
                     let d = || {
                         let b = EditBuffers {
                             logits: &logits,
@@ -378,7 +378,8 @@ fn the_gpu_logit_edits_are_the_cpu_samplers() {
 /// candidate's steps are chained on the GPU) and picks what the CPU sampler picks from the same
 /// logits with the same seed: the same request on a session whose layout draws on the host.
 /// Sampled, greedy and sampled with a logit bias and penalties (the chained steps' windows end
-/// with a token the host has not read back yet), n = 1 and n = 3 with log-probabilities.
+/// with a token the host has not read back yet), n = 1 and n = 3 (chained from their second step)
+/// with log-probabilities.
 #[test]
 fn sampled_generations_choose_on_the_gpu_as_the_cpu_sampler_would() {
     use webllama::{GenerateOptions, Layout, Session};
@@ -393,12 +394,13 @@ fn sampled_generations_choose_on_the_gpu_as_the_cpu_sampler_would() {
     let (mut on_gpu_session, mut on_host_session) = (load(true), load(false));
     let mut greedy = |prompt: &str| {
         let ids = on_gpu_session.tokenizer.encode(prompt, true).unwrap();
-        let opts = GenerateOptions { max_tokens: 12, ..Default::default() };
+        let opts = GenerateOptions { max_tokens: 8, ..Default::default() };
         let g = pollster::block_on(on_gpu_session.generate(&ids, &opts, &mut |_| true)).unwrap();
         (ids, g.ids)
     };
     let (story, story_greedy) = greedy("Once upon a time,");
-    // Greedy repeats " Hello"; a window of 1 is the previous token alone (a chained step's input).
+    // A window of 1 is the previous token alone (a chained step's input): boosted (a penalty under
+    // 1, a negative presence), greedy repeats it.
     let (hello, hello_greedy) = greedy("Hello Hello Hello Hello Hello Hello Hello Hello");
     // The bias turns greedy aside at its fifth token (an id past the vocabulary is ignored).
     let penalized = |c: SamplerConfig| SamplerConfig {
@@ -410,7 +412,7 @@ fn sampled_generations_choose_on_the_gpu_as_the_cpu_sampler_would() {
         ..c
     };
     let last_only =
-        SamplerConfig { repetition_penalty: 1.5, presence_penalty: 2.0, penalty_last_n: 1, ..Default::default() };
+        SamplerConfig { repetition_penalty: 0.5, presence_penalty: -2.0, penalty_last_n: 1, ..Default::default() };
     // n = 3 with log-probabilities: each candidate's first draw reads the prompt's one row of logits,
     // and so does its log-softmax.
     let sampled =
@@ -419,7 +421,8 @@ fn sampled_generations_choose_on_the_gpu_as_the_cpu_sampler_would() {
         (1, SamplerConfig { temperature: 0.8, seed: 2, ..Default::default() }, None, (&story, &story_greedy)),
         (3, sampled.clone(), Some(2), (&story, &story_greedy)),
         (1, penalized(SamplerConfig::default()), None, (&story, &story_greedy)),
-        (1, last_only, None, (&hello, &hello_greedy)),
+        (1, last_only.clone(), None, (&hello, &hello_greedy)),
+        (3, last_only, None, (&hello, &hello_greedy)),
         (
             1,
             penalized(SamplerConfig { temperature: 0.8, seed: 3, ..Default::default() }),
@@ -428,7 +431,7 @@ fn sampled_generations_choose_on_the_gpu_as_the_cpu_sampler_would() {
         ),
         (3, penalized(sampled), Some(2), (&story, &story_greedy)),
     ] {
-        let opts = GenerateOptions { max_tokens: 12, sampler: sampler.clone(), logprobs, ..Default::default() };
+        let opts = GenerateOptions { max_tokens: 8, sampler: sampler.clone(), logprobs, ..Default::default() };
         let on_gpu = pollster::block_on(on_gpu_session.generate_n(ids, n, &opts, &mut |_, _| true)).unwrap();
         let on_cpu = pollster::block_on(on_host_session.generate_n(ids, n, &opts, &mut |_, _| true)).unwrap();
         let what = format!("n {n} {sampler:?}");
@@ -443,7 +446,7 @@ fn sampled_generations_choose_on_the_gpu_as_the_cpu_sampler_would() {
             }
         }
         assert!(on_gpu.iter().any(|g| &g.ids != greedy), "{what}: chose some token plain greedy would not");
-        if n > 1 {
+        if n > 1 && !sampler.is_greedy() {
             assert!(on_gpu.iter().any(|g| g.ids != on_gpu[0].ids), "candidates draw apart from their first token");
         }
     }

@@ -347,6 +347,10 @@ impl Session {
         // model reads them all in one batch (a prompt chunk) rather than a decode step each (n > 1:
         // each candidate's row is one position a step).
         let force = force && n == 1;
+        // n candidates chosen on the GPU with nothing but ids read back: from their second step on,
+        // each step is queued before the previous step's ids are read back (its inputs those ids,
+        // where the previous step's choice left them on the GPU).
+        let chain = n > 1 && !want.masked && !want.logits;
         let mut step = 0;
         loop {
             let fed = tracks[0].ids.len();
@@ -378,14 +382,24 @@ impl Session {
                     [id] => self.model.start_step(*id)?,
                     _ => self.model.start_prefill(new)?,
                 }
-            } else {
+                submit_choice(&mut self.model, &mut tracks, &mut masks, want, n)?;
+            } else if !chain || step == 0 {
                 // Finished candidates keep their row (fed their last token) so that rows stay in place.
                 let feed: Vec<u32> = tracks.iter().map(|t| *t.ids.last().unwrap_or(&0)).collect();
                 self.model.start_candidates(&feed, step)?;
+                submit_choice(&mut self.model, &mut tracks, &mut masks, want, n)?;
             }
-            outs = choose(&mut self.model, &mut tracks, &mut masks, want, n).await?;
+            // Step `step` gives each candidate's token step + 1: step + 1 may be needed if step + 2
+            // is under max_tokens. (A finished candidate's row runs on, unread.)
+            if chain && step + 2 < opts.max_tokens {
+                self.model.start_candidates_chained(n as u32, step + 1)?;
+                submit_choice(&mut self.model, &mut tracks, &mut masks, want, n)?;
+            }
+            outs = self.model.collect().await?;
             step += 1;
         }
+        // A step queued past the end is not wanted.
+        self.model.forget_in_flight();
         let decode_ms = now_ms() - t1;
         Ok(tracks
             .into_iter()
@@ -448,9 +462,7 @@ impl Session {
     }
 }
 
-/// Finishes the step `model` started for `rows` rows: each unfinished constrained track's mask into
-/// its row of `masks` ([tracks, mask_words]) and, where the GPU samples, each unfinished track's
-/// uniform draw (one choice per track), then the GPU's choice and readback in the step's one submit.
+/// Finishes the step `model` started for `rows` rows (submit_choice) and collects it.
 async fn choose(
     model: &mut Model,
     tracks: &mut [Track],
@@ -458,6 +470,15 @@ async fn choose(
     want: Want,
     rows: usize,
 ) -> Result<Vec<StepOutput>> {
+    submit_choice(model, tracks, masks, want, rows)?;
+    model.collect().await
+}
+
+/// Submits the step `model` started for `rows` rows: each unfinished constrained track's mask into
+/// its row of `masks` ([tracks, mask_words]), where the GPU samples each unfinished track's uniform
+/// draw (one choice per track), and each track's history for the logit edits; then the GPU's
+/// choice and readback in the step's one submit.
+fn submit_choice(model: &mut Model, tracks: &mut [Track], masks: &mut [u32], want: Want, rows: usize) -> Result<()> {
     let words = model.mask_words();
     for (t, row) in tracks.iter_mut().zip(masks.chunks_mut(words)) {
         if let (Some(c), None) = (&mut t.constraint, t.finish) {
@@ -475,5 +496,5 @@ async fn choose(
     let masks = if want.masked { &masks[..choices * words] } else { &[] };
     let histories: Vec<&[u32]> =
         if want.edit { tracks.iter().take(choices).map(|t| &t.history[..]).collect() } else { vec![] };
-    model.finish(want, ChoiceInputs { masks, draws: &draws, histories: &histories }).await
+    model.submit(want, ChoiceInputs { masks, draws: &draws, histories: &histories })
 }

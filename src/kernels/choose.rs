@@ -163,7 +163,7 @@ pub fn sample(
 
 /// Words before the biases in edit_logits' `edits` buffer (HEADER in shaders/edit_logits.wgsl):
 /// the repetition, frequency and presence penalties (f32 bits), the biases in use, and 1 where
-/// choice 0's window ends with the token in `fed`.
+/// each choice y's window ends with the token fed[y].
 pub const EDIT_HEADER: u32 = 8;
 
 /// The shape of edit_logits' `edits` buffer: room for `biases` (id, bias) pairs, then for
@@ -192,13 +192,13 @@ pub struct EditBuffers<'a> {
     pub edited: &'a wgpu::Buffer, // [choices, n] f32: each choice's row, edited
     pub edits: &'a wgpu::Buffer,  // EditShape::words(choices) u32: the settings, biases and windows
     pub counts: &'a wgpu::Buffer, // [choices, n] u32: scratch, left at 0
-    pub fed: &'a wgpu::Buffer,    // [1] u32: the token a window may end with
+    pub fed: &'a wgpu::Buffer,    // [choices] u32: the token each window may end with
 }
 
 /// edit_logits: for each of `choices` choices y, row y of b.edited = row min(y, rows - 1) of
 /// b.logits with the logit bias and the repetition, frequency and presence penalties over choice
 /// y's window of b.edits applied (engine::sampler's apply_penalties, laid out as EditShape says;
-/// choice 0's window ends with b.fed[0] where the header says so).
+/// each choice y's window ends with b.fed[y] where the header says so).
 pub fn edit_logits(
     t: Target,
     b: EditBuffers,

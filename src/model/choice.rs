@@ -92,7 +92,8 @@ struct Pending {
     enc: wgpu::CommandEncoder,
     /// Logits rows it leaves.
     rows: u32,
-    /// Whether its input is the previous step's choice (start_step_chained): then `fed` holds it.
+    /// Whether its inputs are the previous step's choices (start_step_chained,
+    /// start_candidates_chained): then `fed` holds them.
     chained: bool,
 }
 
@@ -151,7 +152,7 @@ pub(super) struct Choice {
     mask: wgpu::Buffer,     // [MAX_CANDIDATES, mask_words(vocab)] u32: each row's allowed tokens
     logprobs: wgpu::Buffer, // [MAX_CANDIDATES, LOGPROBS_STRIDE] u32: kernels::logprobs' rows
     draws: wgpu::Buffer,    // [MAX_CANDIDATES] SampleDraw: a sampled step's settings and uniforms
-    fed: wgpu::Buffer,      // [1] u32: a chained step's input, kept from tokens[0] (which its argmax overwrites)
+    fed: wgpu::Buffer, // [MAX_CANDIDATES] u32: a chained step's inputs, kept from tokens (which its argmaxes overwrite)
     /// Made by the first request that edits its logits on the GPU.
     edits: Option<EditState>,
     /// STEPS_IN_FLIGHT staging buffers, each [MAX_CANDIDATES] ids | [MAX_CANDIDATES,
@@ -185,7 +186,7 @@ impl Choice {
         Ok(Choice {
             kernels: HashMap::new(),
             draws,
-            fed: gpu.storage("fed token", 4),
+            fed: gpu.storage("fed tokens", 4 * MAX_CANDIDATES as u64),
             edits: None,
             readbacks: (0..STEPS_IN_FLIGHT)
                 .map(|_| {
@@ -263,7 +264,7 @@ impl Choice {
         Ok(choose)
     }
 
-    /// The chained step's input (start_step_chained copies it there).
+    /// A chained step's inputs (start_step_chained and start_candidates_chained copy them there).
     pub(super) fn fed(&self) -> &wgpu::Buffer {
         &self.fed
     }
@@ -392,7 +393,7 @@ impl Model {
             if histories.len() != choices as usize {
                 return Err(Error::InvalidRequest(format!("{} histories for {choices} choices", histories.len())));
             }
-            // A chained step's input, the window's last token, is on the GPU only.
+            // A chained step's inputs, each window's last token, are on the GPU only.
             let fed = (chained && s.window > 0) as u32;
             self.gpu.queue.write_buffer(&s.edits, 16, bytemuck::bytes_of(&fed));
             for (y, h) in histories.iter().enumerate() {

@@ -382,7 +382,18 @@ impl Model {
     /// Records a step of candidates as `candidates_step` runs it, to be submitted by `finish`.
     pub fn start_candidates(&mut self, tokens: &[u32], offset: usize) -> Result<()> {
         self.check_tokens(tokens)?;
-        let n = tokens.len() as u32;
+        self.record_candidates(tokens.len() as u32, Some(tokens), offset)
+    }
+
+    /// Records a step of `n` candidates at `offset` whose inputs are the ids the previous step of
+    /// n candidates chose (unmasked: its argmaxes or draws stay in tokens[0..n] on the GPU), to be
+    /// submitted before those ids are read back.
+    pub fn start_candidates_chained(&mut self, n: u32, offset: usize) -> Result<()> {
+        self.record_candidates(n, None, offset)
+    }
+
+    /// A step of `n` candidates at `offset`, fed `tokens` (None: those the previous step left).
+    fn record_candidates(&mut self, n: u32, tokens: Option<&[u32]>, offset: usize) -> Result<()> {
         if n == 0 || n > MAX_CANDIDATES {
             return Err(Error::InvalidRequest(format!("{n} candidates: between 1 and {MAX_CANDIDATES} are supported")));
         }
@@ -393,14 +404,18 @@ impl Model {
         self.reserve_candidates(n, offset as u32 + 1)?;
         let step = Step::candidates(pos as u32, n, self.kv.len as u32);
         self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&step));
-        self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::cast_slice(tokens));
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        match tokens {
+            Some(tokens) => self.gpu.queue.write_buffer(&self.acts.tokens, 0, bytemuck::cast_slice(tokens)),
+            // Kept for the logit edits' windows: this step's argmaxes overwrite them.
+            None => enc.copy_buffer_to_buffer(&self.acts.tokens, 0, self.choice.fed(), 0, 4 * n as u64),
+        }
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
             self.cands.body.iter().chain(&self.cands.logits).for_each(|d| d.record(&mut pass));
         }
         self.batch_passes += 1;
-        self.pend(enc, n, false);
+        self.pend(enc, n, tokens.is_none());
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/device.sh: one device-machine run (BENCH.md, "Real GPU"), under 5 minutes on an H200: the
 # kernel tests (and the GPU sampler's), `webllama bench --json` (prefill -p 512; decode -p 8 -n 128
-# greedy and --sampled, the first with --profile) and both llama-bench builds of ../shared/peers (pp512, tg128) on the same random-weight
+# greedy and --sampled, the first with --profile), n = 8 candidates (`generate --n 8`) and both llama-bench builds of ../shared/peers (pp512, tg128) on the same random-weight
 # files (SmolLM2-135M Q4_1 shape, Llama-3.2-1B Q4_K_M shape, written here by `webllama
 # random-model`), then one table of ratios and the profile (bench/ratios.py).
 # Needs the kit `make device-kit` puts in .dev/ (carried: name .dev in the run's carry); fails when
@@ -89,6 +89,10 @@ for m in $MODELS; do
     python3 -c 'import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); print("  prefill %.1f tok/s, decode %.1f tok/s on %s, layout %s" % (a["prefill_tok_s"], b["decode_tok_s"], b["adapter"], b["layout"]))' \
       "$WORK/$m.prefill.$i.json" "$WORK/$m.decode.$i.json"
   done
+  # n = 8 candidates sampled side by side (chained from their second step): tok/s together.
+  step "$m: webllama generate --n 8, 64 tokens each"
+  timeout 60 $W generate --model "$WORK/$m.gguf" --prompt "Once upon a time," --n 8 --max-tokens 64 \
+    --temperature 1 --ignore-eos 2>&1 | tail -1 | tee "$WORK/$m.candidates.txt" || failed+=("webllama $m candidates")
   for b in 2026-10 b4747; do
     bin=$WORK/llama-bench-vulkan$([ $b = 2026-10 ] && echo -2026-10)
     step "$m: llama.cpp $b llama-bench -p $P -n $N -r $R"

@@ -1,8 +1,9 @@
 #!/bin/bash
 # bench/device.sh: one device-machine run (BENCH.md, "Real GPU"), under 5 minutes on an H200: the
 # kernel tests (and the GPU sampler's), `webllama bench --json` (prefill -p 512; decode -p 8 -n 128
-# greedy and --sampled, the first with --profile), n = 8 candidates (`generate --n 8`) and both llama-bench builds of ../shared/peers (pp512, tg128) on the same random-weight
-# files (SmolLM2-135M Q4_1 shape, Llama-3.2-1B Q4_K_M shape, written here by `webllama
+# greedy and --sampled, with and without a repetition penalty, the first with --profile), n = 8
+# candidates (`generate --n 8`) and both llama-bench builds of ../shared/peers (pp512, tg128) on
+# the same random-weight files (SmolLM2-135M Q4_1 shape, Llama-3.2-1B Q4_K_M shape, written here by `webllama
 # random-model`), then one table of ratios and the profile (bench/ratios.py).
 # Needs the kit `make device-kit` puts in .dev/ (carried: name .dev in the run's carry); fails when
 # a piece is missing. Off the device machine (no nvidia-smi) the .debs and nvidia-smi are skipped and

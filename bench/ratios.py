@@ -130,9 +130,14 @@ def main():
         runs = webllama_runs(a.dir, m, "decode")
         greedy = [r["decode_tok_s"] for r in runs]
         sampled = [r["sampled_decode_tok_s"] for r in runs if "sampled_decode_tok_s" in r]
+        penalized = [r["penalized_decode_tok_s"] for r in runs if "penalized_decode_tok_s" in r]
         if sampled:
             s, g = statistics.median(sampled), statistics.median(greedy)
             print(f"{NAMES.get(m, m)}: decode sampled at temperature 1 on the GPU {fmt(s)} tok/s "
+                  f"({100 * s / g:.0f}% of greedy)")
+        if penalized:
+            s, g = statistics.median(penalized), statistics.median(greedy)
+            print(f"{NAMES.get(m, m)}: the same with repetition penalty 1.1 (edit_logits) {fmt(s)} tok/s "
                   f"({100 * s / g:.0f}% of greedy)")
     for name, prof in profiles:
         print_profile(name, prof, tb_s)

@@ -281,34 +281,47 @@ impl Model {
     /// Greedy decoding of `n` tokens after `token` (at the next positions), each step queued
     /// before the previous one's id is read back; the ids. For benchmarks and tests: no stop.
     pub async fn greedy(&mut self, token: u32, n: usize) -> Result<Vec<u32>> {
-        self.chained(token, n, None, &mut || 0.0).await
+        self.chained(token, n, None, None, &mut || 0.0).await
     }
 
     /// As `greedy`, each token drawn on the GPU under `sample` (kernels::sample) with the uniform
-    /// `draw` gives for it, where `sample` is set: sampled steps chain on the GPU as greedy ones do.
+    /// `draw` gives for it, where `sample` is set, and chosen after `edits` (the logit bias and
+    /// penalties over the tokens from `token` on), where set: such steps chain on the GPU as greedy
+    /// ones do.
     pub async fn chained(
         &mut self,
         token: u32,
         n: usize,
         sample: Option<SampleSettings>,
+        edits: Option<&LogitEdits>,
         draw: &mut dyn FnMut() -> f32,
     ) -> Result<Vec<u32>> {
-        let mut ids = Vec::with_capacity(n);
         if n == 0 {
-            return Ok(ids);
+            return Ok(vec![]);
         }
-        let want = Want { sample, ..Default::default() };
-        let mut next = || sample.map(|_| draw());
+        if let Some(e) = edits {
+            self.set_logit_edits(e)?;
+        }
+        let want = Want { sample, edit: edits.is_some(), ..Default::default() };
+        // `token` and the ids collected so far: a chained step's input is not among them yet.
+        let mut history = Vec::with_capacity(n + 1);
+        history.push(token);
+        let mut submit = |model: &mut Model, history: &[u32]| {
+            let r = sample.map(|_| draw());
+            let h = [history];
+            let histories: &[&[u32]] = if want.edit { &h } else { &[] };
+            model.submit(want, ChoiceInputs { draws: r.as_slice(), histories, ..Default::default() })
+        };
         self.start_step(token)?;
-        self.submit(want, ChoiceInputs { draws: next().as_slice(), ..Default::default() })?;
+        submit(self, &history)?;
         for i in 0..n {
             if i + 1 < n {
                 self.start_step_chained()?;
-                self.submit(want, ChoiceInputs { draws: next().as_slice(), ..Default::default() })?;
+                submit(self, &history)?;
             }
-            ids.push(self.collect().await?[0].id);
+            history.push(self.collect().await?[0].id);
         }
-        Ok(ids)
+        Ok(history.split_off(1))
     }
 
     /// Checks a prompt's tokens and the room for them in the KV cache.

@@ -58,20 +58,23 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let decode_tok_s = n as f64 / decode_s;
     // Sampled at temperature 1 (the API's default) from the same position: the steps past the greedy
     // ones are forgotten first.
+    // Then with a repetition penalty of 1.1 over the last 64 tokens (a common chat setting), applied
+    // on the GPU (kernels::edit_logits).
+    let at = model.kv_len() - n;
+    let mut sampled = |penalty: f32| -> Result<f64> {
+        model.truncate(at);
+        let settings = SamplerConfig { temperature: 1.0, repetition_penalty: penalty, ..Default::default() };
+        let mut sampler = Sampler::new(settings.clone());
+        let (sample, edits) = (Some(settings.gpu_settings()), settings.logit_edits());
+        // Warm-up: the sample (and edit) pipelines.
+        pollster::block_on(model.chained(tok, 2, sample, edits.as_ref(), &mut || sampler.draw()))?;
+        model.truncate(at);
+        let t2 = Instant::now();
+        pollster::block_on(model.chained(tok, n, sample, edits.as_ref(), &mut || sampler.draw()))?;
+        Ok(n as f64 / t2.elapsed().as_secs_f64())
+    };
     let sampled_tok_s = match a.sampled {
-        true => {
-            let at = model.kv_len() - n;
-            model.truncate(at);
-            let settings = SamplerConfig { temperature: 1.0, ..Default::default() };
-            let mut sampler = Sampler::new(settings.clone());
-            let sample = Some(settings.gpu_settings());
-            // Warm-up: the sample pipeline.
-            pollster::block_on(model.chained(tok, 2, sample, &mut || sampler.draw()))?;
-            model.truncate(at);
-            let t2 = Instant::now();
-            pollster::block_on(model.chained(tok, n, sample, &mut || sampler.draw()))?;
-            Some(n as f64 / t2.elapsed().as_secs_f64())
-        }
+        true => Some((sampled(1.0)?, sampled(1.1)?)),
         false => None,
     };
     let (weight_bytes, dispatches, batch_rows) = (model.weight_bytes, model.dispatches_per_token(), model.batch_rows());
@@ -93,8 +96,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         "weight_bytes_per_token": weight_bytes,
         "implied_gb_s": weight_bytes as f64 * decode_tok_s / 1e9,
     });
-    if let Some(r) = sampled_tok_s {
+    if let Some((r, penalized)) = sampled_tok_s {
         obj["sampled_decode_tok_s"] = r.into();
+        obj["penalized_decode_tok_s"] = penalized.into();
     }
     let profiles = match a.profile {
         true => Some((model.profile_step(tok)?, model.profile_chunk(tok)?)),
@@ -139,8 +143,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             weight_bytes as f64 / 1e6
         );
         println!("per token {} dispatches, 1 submit, 4 bytes read back", dispatches);
-        if let Some(r) = sampled_tok_s {
+        if let Some((r, penalized)) = sampled_tok_s {
             println!("sampled   {n} tokens at temperature 1, drawn on the GPU: {r:.2} tok/s");
+            println!("penalized {n} tokens, the same with repetition penalty 1.1 on the GPU: {penalized:.2} tok/s");
         }
         if let Some((c, u, tokens)) = structured {
             println!(

@@ -114,7 +114,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Also decode as many tokens sampled at temperature 1 (drawn on the GPU, kernels::sample;
-    /// each step chained as greedy ones are) and report that speed.
+    /// each step chained as greedy ones are), then again with a repetition penalty of 1.1 (applied
+    /// on the GPU, kernels::edit_logits), and report both speeds.
     #[arg(long)]
     pub sampled: bool,
 }

@@ -45,8 +45,17 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let len = min(edits[HEADER + 2u * p.biases + y * (1u + p.window)], p.window);
     let with_fed = select(0u, 1u, edits[4] != 0u);
     let total = len + with_fed;
-    for (var j = i; j < p.n; j += 256u) {
-        edited[dst + j] = logits[src + j];
+    // Four loads in flight per thread (one workgroup copies the row), in the order of a loop by 256.
+    let last = p.n - 1u;
+    for (var j = i; j < p.n; j += 1024u) {
+        let at = vec4<u32>(j, j + 256u, j + 512u, j + 768u);
+        let v = vec4<f32>(logits[src + min(at.x, last)], logits[src + min(at.y, last)],
+            logits[src + min(at.z, last)], logits[src + min(at.w, last)]);
+        for (var c = 0u; c < 4u; c++) {
+            if (at[c] < p.n) {
+                edited[dst + at[c]] = v[c];
+            }
+        }
     }
     for (var j = i; j < total; j += 256u) {
         let t = token(y, len, j);

@@ -81,13 +81,21 @@ fn value_of(k: u32) -> f32 {
 /// Token i's key, or 0 where it is left out (NaN, infinite, or not in the mask).
 fn key_at(i: u32) -> u32 {
     let v = logits[base + i];
-    if (!(v == v && abs(v) <= 3.4028234e38)) {
-        return 0u;
+    var kept = v == v && abs(v) <= 3.4028234e38;
+    if (masked) {
+        kept = kept && ((mask[mask_at + i / 32u] >> (i % 32u)) & 1u) != 0u;
     }
-    if (masked && ((mask[mask_at + i / 32u] >> (i % 32u)) & 1u) == 0u) {
-        return 0u;
-    }
-    return key_of(v);
+    return select(0u, key_of(v), kept);
+}
+
+/// The keys of tokens i, i + 256, i + 512 and i + 768 (0 past the row), loaded together: a pass
+/// over the row takes them a thread's four at a time, in the order of a loop by 256, so that
+/// each thread has four loads in flight rather than one (a single workgroup walks the row).
+fn keys4(i: u32) -> vec4<u32> {
+    let last = p.n - 1u;
+    let k = vec4<u32>(key_at(min(i, last)), key_at(min(i + 256u, last)), key_at(min(i + 512u, last)),
+        key_at(min(i + 768u, last)));
+    return select(vec4<u32>(0u), k, i + vec4<u32>(0u, 256u, 512u, 768u) < vec4<u32>(p.n));
 }
 
 /// A token's weight, as the CPU sampler computes it (the largest logit's is 1).
@@ -188,13 +196,16 @@ fn find(lid: u32, by_weight_in: bool, target_in: f32, strict_in: bool, lo_in: u3
         }
         var acc0 = vec4<f32>(0.0); // (count, weight) at or above m0, then m1
         var acc2 = vec2<f32>(0.0); // at or above m2
-        for (var i = lid; i < p.n; i += 256u) {
-            let k = key_at(i);
-            if (k >= m0) {
-                let w = weight(k);
-                acc0 += vec4<f32>(1.0, w, select(0.0, 1.0, k >= m1), select(0.0, w, k >= m1));
-                if (k >= m2) {
-                    acc2 += vec2<f32>(1.0, w);
+        for (var i4 = lid; i4 < p.n; i4 += 1024u) {
+            let ks = keys4(i4);
+            for (var j = 0u; j < 4u; j++) {
+                let k = ks[j];
+                if (k >= m0) {
+                    let w = weight(k);
+                    acc0 += vec4<f32>(1.0, w, select(0.0, 1.0, k >= m1), select(0.0, w, k >= m1));
+                    if (k >= m2) {
+                        acc2 += vec2<f32>(1.0, w);
+                    }
                 }
             }
         }
@@ -228,13 +239,16 @@ fn find(lid: u32, by_weight_in: bool, target_in: f32, strict_in: bool, lo_in: u3
             atomicStore(&n_cand, 0u);
         }
         workgroupBarrier();
-        for (var i = lid; i < p.n; i += 256u) {
-            let k = key_at(i);
-            if (k >= lo && k < hi) {
-                let slot = atomicAdd(&n_cand, 1u);
-                if (slot < CAP) {
-                    cand_k[slot] = k;
-                    cand_i[slot] = i;
+        for (var i4 = lid; i4 < p.n; i4 += 1024u) {
+            let ks = keys4(i4);
+            for (var j = 0u; j < 4u; j++) {
+                let k = ks[j];
+                if (k >= lo && k < hi) {
+                    let slot = atomicAdd(&n_cand, 1u);
+                    if (slot < CAP) {
+                        cand_k[slot] = k;
+                        cand_i[slot] = i4 + 256u * j;
+                    }
                 }
             }
         }
@@ -311,11 +325,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // Pass 1: the allowed keys' extent.
     var lo = NONE;
     var hi = 0u;
-    for (var i = lid; i < p.n; i += 256u) {
-        let k = key_at(i);
-        if (k != 0u) {
-            lo = min(lo, k);
-            hi = max(hi, k);
+    for (var i4 = lid; i4 < p.n; i4 += 1024u) {
+        let ks = keys4(i4);
+        for (var j = 0u; j < 4u; j++) {
+            let k = ks[j];
+            if (k != 0u) {
+                lo = min(lo, k);
+                hi = max(hi, k);
+            }
         }
     }
     let e = extent(lid, lo, hi);
@@ -330,11 +347,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     temp = max(d.temperature, 1e-6);
     // Pass 2: count and weight of all, and of those min-p keeps.
     var acc = vec4<f32>(0.0);
-    for (var i = lid; i < p.n; i += 256u) {
-        let k = key_at(i);
-        if (k != 0u) {
-            let w = weight(k);
-            acc += vec4<f32>(1.0, w, select(0.0, 1.0, w >= d.min_p), select(0.0, w, w >= d.min_p));
+    for (var i4 = lid; i4 < p.n; i4 += 1024u) {
+        let ks = keys4(i4);
+        for (var j = 0u; j < 4u; j++) {
+            let k = ks[j];
+            if (k != 0u) {
+                let w = weight(k);
+                acc += vec4<f32>(1.0, w, select(0.0, 1.0, w >= d.min_p), select(0.0, w, w >= d.min_p));
+            }
         }
     }
     let t = sum4(lid, acc);

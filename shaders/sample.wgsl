@@ -9,9 +9,9 @@
 //! Each cut is a position in that order, found without sorting: a search over the logits' keys
 //! (f32 bits mapped to u32 in the same order) narrows a bucket of keys holding the position,
 //! one pass over the row per quartering (three pivots, spaced by value), until at most CAP tokens
-//! are in it; those are gathered and
-//! ranked in workgroup memory, and one thread walks them in order. Where a single key holds more
-//! than CAP tokens (ties), the position's token is counted out by id.
+//! are in it; those are gathered and ranked in workgroup memory, and one thread walks them in
+//! order. Where a single key holds more than CAP tokens (ties), the position's token is counted
+//! out by id.
 
 const NONE: u32 = 0xffffffffu;
 const CAP: u32 = 512u; // tokens a bucket may hold when gathered

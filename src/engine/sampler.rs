@@ -83,10 +83,11 @@ impl SamplerConfig {
     }
     /// Whether the logits are changed before the choice.
     pub fn edits_logits(&self) -> bool {
-        self.repetition_penalty != 1.0
-            || self.frequency_penalty != 0.0
-            || self.presence_penalty != 0.0
-            || !self.logit_bias.is_empty()
+        self.penalizes() || !self.logit_bias.is_empty()
+    }
+    /// Whether a repetition, frequency or presence penalty is set.
+    pub fn penalizes(&self) -> bool {
+        self.repetition_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0
     }
     /// The GPU sampler's settings (temperature, top-k, top-p, min-p).
     pub fn gpu_settings(&self) -> SampleSettings {
@@ -108,7 +109,8 @@ impl SamplerConfig {
             repetition_penalty: self.repetition_penalty,
             frequency_penalty: self.frequency_penalty,
             presence_penalty: self.presence_penalty,
-            penalty_last_n: self.penalty_last_n,
+            // No window where no penalty would change a logit.
+            penalty_last_n: if self.penalizes() { self.penalty_last_n } else { 0 },
             bias,
         })
     }
@@ -135,7 +137,7 @@ impl Sampler {
                 *l += b;
             }
         }
-        if c.repetition_penalty == 1.0 && c.frequency_penalty == 0.0 && c.presence_penalty == 0.0 {
+        if !c.penalizes() {
             return;
         }
         let window = &history[history.len().saturating_sub(c.penalty_last_n)..];

@@ -425,20 +425,17 @@ impl Session {
         on_piece: &mut dyn FnMut(Piece<'_>) -> bool,
     ) -> Result<Vec<Generation>> {
         // A step's draw, and the tokens so far for the logit edits (not yet a chained step's input).
-        let submit = |model: &mut Model, t: &mut Track| {
-            let r = want.sample.map(|_| t.sampler.draw());
-            let history: [&[u32]; 1] = [&t.history];
-            let histories: &[&[u32]] = if want.edit { &history } else { &[] };
-            model.submit(want, ChoiceInputs { draws: r.as_slice(), histories, ..Default::default() })
-        };
-        submit(&mut self.model, &mut t)?;
+        let draw = |t: &mut Track| want.sample.map(|_| t.sampler.draw());
+        let r = draw(&mut t);
+        self.model.submit_one(want, r, &t.history)?;
         // Steps submitted (the prompt's last chunk first); each gives one token, max_tokens at most.
         let mut submitted = 1;
         let mut t1 = None;
         loop {
             if submitted < opts.max_tokens {
                 self.model.start_step_chained()?;
-                submit(&mut self.model, &mut t)?;
+                let r = draw(&mut t);
+                self.model.submit_one(want, r, &t.history)?;
                 submitted += 1;
             }
             let out = self.model.collect().await?.remove(0);

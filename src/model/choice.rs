@@ -58,6 +58,7 @@ pub struct LogitEdits {
     pub repetition_penalty: f32,
     pub frequency_penalty: f32,
     pub presence_penalty: f32,
+    /// Tokens at the end of each history the penalties count (0: none, the penalties are off).
     pub penalty_last_n: usize,
     /// (id, bias) pairs, one per id.
     pub bias: Vec<(u32, f32)>,
@@ -291,8 +292,7 @@ impl Model {
     /// growing their buffers: windows of up to penalty_last_n tokens (no more than the context
     /// holds) and the biases of ids in the vocabulary.
     pub fn set_logit_edits(&mut self, e: &LogitEdits) -> Result<()> {
-        let penalized = e.repetition_penalty != 1.0 || e.frequency_penalty != 0.0 || e.presence_penalty != 0.0;
-        let window = if penalized { e.penalty_last_n.min(self.kv.capacity + 1) as u32 } else { 0 };
+        let window = e.penalty_last_n.min(self.kv.capacity + 1) as u32;
         let vocab = self.choice.vocab;
         let pairs: Vec<u32> =
             e.bias.iter().filter(|b| b.0 < vocab).flat_map(|&(id, bias)| [id, bias.to_bits()]).collect();
@@ -324,6 +324,14 @@ impl Model {
             self.gpu.queue.write_buffer(&s.edits, 4 * kernels::EDIT_HEADER as u64, bytemuck::cast_slice(&pairs));
         }
         Ok(())
+    }
+
+    /// Submits a step of one choice: `draw` its uniform where want.sample, `history` its tokens so
+    /// far where want.edit (as ChoiceInputs says).
+    pub fn submit_one(&mut self, want: Want, draw: Option<f32>, history: &[u32]) -> Result<()> {
+        let h = [history];
+        let histories: &[&[u32]] = if want.edit { &h } else { &[] };
+        self.submit(want, ChoiceInputs { draws: draw.as_slice(), histories, ..Default::default() })
     }
 
     /// Finishes the step started last (start_step, start_prefill, start_candidates): submits it

@@ -306,18 +306,12 @@ impl Model {
         // `token` and the ids collected so far: a chained step's input is not among them yet.
         let mut history = Vec::with_capacity(n + 1);
         history.push(token);
-        let mut submit = |model: &mut Model, history: &[u32]| {
-            let r = sample.map(|_| draw());
-            let h = [history];
-            let histories: &[&[u32]] = if want.edit { &h } else { &[] };
-            model.submit(want, ChoiceInputs { draws: r.as_slice(), histories, ..Default::default() })
-        };
         self.start_step(token)?;
-        submit(self, &history)?;
+        self.submit_one(want, sample.map(|_| draw()), &history)?;
         for i in 0..n {
             if i + 1 < n {
                 self.start_step_chained()?;
-                submit(self, &history)?;
+                self.submit_one(want, sample.map(|_| draw()), &history)?;
             }
             history.push(self.collect().await?[0].id);
         }

@@ -195,10 +195,13 @@ pub struct EditBuffers<'a> {
     pub fed: &'a wgpu::Buffer,    // [choices] u32: the token each window may end with
 }
 
+/// Tokens a workgroup of edit_logits edits (SPAN in shaders/edit_logits.wgsl).
+pub const EDIT_SPAN: u32 = 2048;
+
 /// edit_logits: for each of `choices` choices y, row y of b.edited = row min(y, rows - 1) of
 /// b.logits with the logit bias and the repetition, frequency and presence penalties over choice
 /// y's window of b.edits applied (engine::sampler's apply_penalties, laid out as EditShape says;
-/// each choice y's window ends with b.fed[y] where the header says so).
+/// each choice y's window ends with b.fed[y] where the header says so). EDIT_SPAN tokens a workgroup.
 pub fn edit_logits(
     t: Target,
     b: EditBuffers,
@@ -209,5 +212,12 @@ pub fn edit_logits(
     let module = Module::new("edit_logits", &[wgsl::EDIT_LOGITS]);
     let p = [n, rows, shape.window, shape.biases];
     let buffers = [(1, b.logits), (2, b.edited), (3, b.edits), (4, b.counts), (5, b.fed)];
-    bind(t.gpu, "edit_logits", t.pipeline(&module, "main")?, bytemuck::cast_slice(&p), at(&buffers), [1, choices, 1])
+    bind(
+        t.gpu,
+        "edit_logits",
+        t.pipeline(&module, "main")?,
+        bytemuck::cast_slice(&p),
+        at(&buffers),
+        [n.div_ceil(EDIT_SPAN), choices, 1],
+    )
 }

@@ -12,9 +12,14 @@
 //! are in it; those are gathered and ranked in workgroup memory, and one thread walks them in
 //! order. Where a single key holds more than CAP tokens (ties), the position's token is counted
 //! out by id.
+//! Where the kept tokens lie among the order's first CAP (the allowed tokens are that few, or
+//! min-p's, or top-k is at most CAP), that prefix is gathered once instead: ranked and summed (a
+//! scan) in workgroup memory, where top-k, top-p, min-p and the draw are cut without another pass
+//! over the row. Passes over the row load eight logits a thread before using any.
 
 const NONE: u32 = 0xffffffffu;
 const CAP: u32 = 512u; // tokens a bucket may hold when gathered
+const SPAN: u32 = 2048u; // tokens a pass over the row takes a step: 8 a thread
 
 struct Params {
     n: u32,    // logits per row (the vocabulary)
@@ -58,8 +63,18 @@ var<workgroup> extent_out: vec2<u32>;
 var<workgroup> cand_k: array<u32, CAP>;
 var<workgroup> cand_i: array<u32, CAP>;
 var<workgroup> order: array<u32, CAP>; // order[rank] = the candidate at that rank
+var<workgroup> wsum: array<f32, CAP>;  // a gathered prefix's running weight, by rank
 var<workgroup> n_cand: atomic<u32>;
+var<workgroup> gathered: u32;
 var<workgroup> found: Found;
+
+// A bucket of keys [lo, hi): the (count, weight) of the tokens at or above lo, and above hi.
+struct Bucket {
+    lo: u32,
+    hi: u32,
+    f_lo: vec2<f32>,
+    f_hi: vec2<f32>,
+}
 
 // The draw's row, mask and weights.
 var<private> base: u32;
@@ -88,14 +103,19 @@ fn key_at(i: u32) -> u32 {
     return select(0u, key_of(v), kept);
 }
 
-/// The keys of tokens i, i + 256, i + 512 and i + 768 (0 past the row), loaded together: a pass
-/// over the row takes them a thread's four at a time, in the order of a loop by 256, so that
-/// each thread has four loads in flight rather than one (a single workgroup walks the row).
-fn keys4(i: u32) -> vec4<u32> {
+/// The keys of tokens i + 256 j, j < 8 (0 past the row), loaded together: a pass over the row takes
+/// them a thread's eight at a time, in the order of a loop by 256, so that each thread has eight
+/// loads in flight rather than one (a single workgroup walks the row).
+fn keys8(i: u32) -> array<u32, 8> {
     let last = p.n - 1u;
-    let k = vec4<u32>(key_at(min(i, last)), key_at(min(i + 256u, last)), key_at(min(i + 512u, last)),
-        key_at(min(i + 768u, last)));
-    return select(vec4<u32>(0u), k, i + vec4<u32>(0u, 256u, 512u, 768u) < vec4<u32>(p.n));
+    var k: array<u32, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        k[j] = key_at(min(i + 256u * j, last));
+    }
+    for (var j = 0u; j < 8u; j++) {
+        k[j] = select(0u, k[j], i + 256u * j < p.n);
+    }
+    return k;
 }
 
 /// A token's weight, as the CPU sampler computes it (the largest logit's is 1).
@@ -160,6 +180,105 @@ fn split(lo: u32, hi: u32) -> u32 {
     return lo + (hi - lo) / 2u;
 }
 
+/// Narrows the bucket [lo, hi) that holds the first position whose running count or weight meets
+/// the goal (the tokens at or above lo meet it, those at or above hi do not), among the allowed
+/// tokens with keys in [lo_in, hi_in], whose count and weight are `all`, until it holds at most
+/// CAP tokens (or, where `prefix`, until the tokens at or above lo are at most CAP), or one key.
+fn narrow(lid: u32, by_weight: bool, goal: f32, strict: bool, lo_in: u32, hi_in: u32, all: vec2<f32>, prefix: bool) -> Bucket {
+    var b = Bucket(lo_in, hi_in + 1u, all, vec2<f32>(0.0));
+    loop {
+        let holds = select(b.f_lo.x - b.f_hi.x, b.f_lo.x, prefix);
+        if (b.hi - b.lo <= 1u || holds <= f32(CAP)) {
+            break;
+        }
+        // Three pivots a pass (a quarter of the bucket kept), one where the bucket is too narrow.
+        let m1 = split(b.lo, b.hi);
+        var m0 = m1;
+        var m2 = m1;
+        if (m1 - b.lo >= 2u && b.hi - m1 >= 2u) {
+            m0 = split(b.lo, m1);
+            m2 = split(m1, b.hi);
+        }
+        var acc0 = vec4<f32>(0.0); // (count, weight) at or above m0, then m1
+        var acc2 = vec2<f32>(0.0); // at or above m2
+        for (var i8 = lid; i8 < p.n; i8 += SPAN) {
+            let ks = keys8(i8);
+            for (var j = 0u; j < 8u; j++) {
+                let k = ks[j];
+                if (k >= m0) {
+                    let w = weight(k);
+                    acc0 += vec4<f32>(1.0, w, select(0.0, 1.0, k >= m1), select(0.0, w, k >= m1));
+                    if (k >= m2) {
+                        acc2 += vec2<f32>(1.0, w);
+                    }
+                }
+            }
+        }
+        let f01 = sum4(lid, acc0);
+        let f2 = sum4(lid, vec4<f32>(acc2, 0.0, 0.0)).xy;
+        // The highest pivot whose tokens meet the goal is the new lo; the pivot above it, hi.
+        if (meets(f2, by_weight, goal, strict)) {
+            b.lo = m2;
+            b.f_lo = f2;
+        } else if (meets(f01.zw, by_weight, goal, strict)) {
+            b.lo = m1;
+            b.f_lo = f01.zw;
+            if (m2 > m1) {
+                b.hi = m2;
+                b.f_hi = f2;
+            }
+        } else if (meets(f01.xy, by_weight, goal, strict)) {
+            b.lo = m0;
+            b.f_lo = f01.xy;
+            b.hi = m1;
+            b.f_hi = f01.zw;
+        } else {
+            b.hi = m0;
+            b.f_hi = f01.xy;
+        }
+    }
+    return b;
+}
+
+/// Gathers into cand_k and cand_i the allowed tokens with keys in [lo, hi) that weigh at least
+/// min_w (any weight where min_w <= 0), CAP at most; returns how many there are, uncapped.
+fn gather(lid: u32, lo: u32, hi: u32, min_w: f32) -> u32 {
+    if (lid == 0u) {
+        atomicStore(&n_cand, 0u);
+    }
+    workgroupBarrier();
+    for (var i8 = lid; i8 < p.n; i8 += SPAN) {
+        let ks = keys8(i8);
+        for (var j = 0u; j < 8u; j++) {
+            let k = ks[j];
+            if (k != 0u && k >= lo && k < hi && (min_w <= 0.0 || weight(k) >= min_w)) {
+                let slot = atomicAdd(&n_cand, 1u);
+                if (slot < CAP) {
+                    cand_k[slot] = k;
+                    cand_i[slot] = i8 + 256u * j;
+                }
+            }
+        }
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        gathered = atomicLoad(&n_cand);
+    }
+    return workgroupUniformLoad(&gathered);
+}
+
+/// Ranks the first m gathered candidates: order[rank] = the candidate at that rank.
+fn rank(lid: u32, m: u32) {
+    for (var c = lid; c < m; c += 256u) {
+        var r = 0u;
+        for (var j = 0u; j < m; j++) {
+            r += u32(before(j, c));
+        }
+        order[r] = c;
+    }
+    workgroupBarrier();
+}
+
 /// The first position whose running count or weight meets the goal (the last where none does,
 /// the first where the empty start already does), among the allowed tokens with keys in
 /// [lo, hi], whose count and weight are `all`.
@@ -176,91 +295,15 @@ fn find(lid: u32, by_weight_in: bool, target_in: f32, strict_in: bool, lo_in: u3
         goal = all.x;
         strict = false;
     }
-    // The position's key is in [lo, hi): the tokens at or above lo meet the goal (f_lo), those at
-    // or above hi do not (f_hi).
-    var lo = lo_in;
-    var hi = hi_in + 1u;
-    var f_lo = all;
-    var f_hi = vec2<f32>(0.0);
-    loop {
-        if (hi - lo <= 1u || f_lo.x - f_hi.x <= f32(CAP)) {
-            break;
-        }
-        // Three pivots a pass (a quarter of the bucket kept), one where the bucket is too narrow.
-        let m1 = split(lo, hi);
-        var m0 = m1;
-        var m2 = m1;
-        if (m1 - lo >= 2u && hi - m1 >= 2u) {
-            m0 = split(lo, m1);
-            m2 = split(m1, hi);
-        }
-        var acc0 = vec4<f32>(0.0); // (count, weight) at or above m0, then m1
-        var acc2 = vec2<f32>(0.0); // at or above m2
-        for (var i4 = lid; i4 < p.n; i4 += 1024u) {
-            let ks = keys4(i4);
-            for (var j = 0u; j < 4u; j++) {
-                let k = ks[j];
-                if (k >= m0) {
-                    let w = weight(k);
-                    acc0 += vec4<f32>(1.0, w, select(0.0, 1.0, k >= m1), select(0.0, w, k >= m1));
-                    if (k >= m2) {
-                        acc2 += vec2<f32>(1.0, w);
-                    }
-                }
-            }
-        }
-        let f01 = sum4(lid, acc0);
-        let f2 = sum4(lid, vec4<f32>(acc2, 0.0, 0.0)).xy;
-        // The highest pivot whose tokens meet the goal is the new lo; the pivot above it, hi.
-        if (meets(f2, by_weight, goal, strict)) {
-            lo = m2;
-            f_lo = f2;
-        } else if (meets(f01.zw, by_weight, goal, strict)) {
-            lo = m1;
-            f_lo = f01.zw;
-            if (m2 > m1) {
-                hi = m2;
-                f_hi = f2;
-            }
-        } else if (meets(f01.xy, by_weight, goal, strict)) {
-            lo = m0;
-            f_lo = f01.xy;
-            hi = m1;
-            f_hi = f01.zw;
-        } else {
-            hi = m0;
-            f_hi = f01.xy;
-        }
-    }
-    let in_bucket = u32(f_lo.x - f_hi.x);
+    let b = narrow(lid, by_weight, goal, strict, lo_in, hi_in, all, false);
+    let lo = b.lo;
+    let hi = b.hi;
+    let f_hi = b.f_hi;
+    let in_bucket = u32(b.f_lo.x - f_hi.x);
     if (in_bucket <= CAP) {
         // Gather the bucket, rank it, and walk it in order from the running totals above it.
-        if (lid == 0u) {
-            atomicStore(&n_cand, 0u);
-        }
-        workgroupBarrier();
-        for (var i4 = lid; i4 < p.n; i4 += 1024u) {
-            let ks = keys4(i4);
-            for (var j = 0u; j < 4u; j++) {
-                let k = ks[j];
-                if (k >= lo && k < hi) {
-                    let slot = atomicAdd(&n_cand, 1u);
-                    if (slot < CAP) {
-                        cand_k[slot] = k;
-                        cand_i[slot] = i4 + 256u * j;
-                    }
-                }
-            }
-        }
-        workgroupBarrier();
-        for (var c = lid; c < in_bucket; c += 256u) {
-            var rank = 0u;
-            for (var j = 0u; j < in_bucket; j++) {
-                rank += u32(before(j, c));
-            }
-            order[rank] = c;
-        }
-        workgroupBarrier();
+        gather(lid, lo, hi, 0.0);
+        rank(lid, in_bucket);
         if (lid == 0u) {
             var f = f_hi;
             for (var r = 0u; r < in_bucket; r++) {
@@ -315,6 +358,63 @@ fn find(lid: u32, by_weight_in: bool, target_in: f32, strict_in: bool, lo_in: u3
     return workgroupUniformLoad(&found);
 }
 
+/// How many of the first `limit` ranks of a gathered prefix have a running weight below the goal
+/// (at or below it where `strict`): the 0-based rank where the running weight first meets it.
+fn ranks_below(lid: u32, limit: u32, goal: f32, strict: bool) -> u32 {
+    var c = 0.0;
+    for (var r = lid; r < limit; r += 256u) {
+        c += select(0.0, 1.0, select(wsum[r] < goal, wsum[r] <= goal, strict));
+    }
+    return u32(sum4(lid, vec4<f32>(c, 0.0, 0.0, 0.0)).x);
+}
+
+/// The draw among a gathered prefix of the order, its m (<= CAP) tokens in cand_k and cand_i, that
+/// holds every token the cuts keep: ranked, its running weights scanned, then top-k, top-p (of the
+/// top-k's weight, kept_k where top-k cuts past the prefix), min-p (`t.z` tokens) and the draw cut
+/// there, as main's passes over the row would.
+fn in_prefix(lid: u32, d: Draw, m: u32, all: vec2<f32>, t: vec4<f32>, kept_k: f32) -> u32 {
+    rank(lid, m);
+    for (var r = lid; r < CAP; r += 256u) {
+        var w = 0.0;
+        if (r < m) {
+            w = weight(cand_k[order[r]]);
+        }
+        wsum[r] = w;
+    }
+    workgroupBarrier();
+    // An inclusive scan (Hillis and Steele): wsum[r] = the weight of ranks 0..=r.
+    for (var off = 1u; off < CAP; off <<= 1u) {
+        var v = vec2<f32>(0.0);
+        for (var k = 0u; k < 2u; k++) {
+            let r = lid + 256u * k;
+            v[k] = wsum[r] + select(0.0, wsum[r - min(off, r)], r >= off);
+        }
+        workgroupBarrier();
+        wsum[lid] = v[0];
+        wsum[lid + 256u] = v[1];
+        workgroupBarrier();
+    }
+    // Counts kept (the order's first `keep`), cut as main cuts them.
+    var keep = u32(all.x);
+    var of_top_k = all.y;
+    if (d.top_k > 0u && f32(d.top_k) < all.x) {
+        keep = d.top_k;
+        of_top_k = kept_k;
+        if (d.top_k <= m) {
+            of_top_k = wsum[d.top_k - 1u];
+        }
+    }
+    if (d.top_p < 1.0) {
+        keep = min(keep, 1u + ranks_below(lid, m, d.top_p * of_top_k, false));
+    }
+    if (d.min_p > 0.0) {
+        keep = min(keep, u32(t.z));
+    }
+    keep = clamp(keep, 1u, m);
+    let at = min(ranks_below(lid, keep, d.r * wsum[keep - 1u], true), keep - 1u);
+    return cand_i[order[at]];
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let y = wid.y;
@@ -325,9 +425,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // Pass 1: the allowed keys' extent.
     var lo = NONE;
     var hi = 0u;
-    for (var i4 = lid; i4 < p.n; i4 += 1024u) {
-        let ks = keys4(i4);
-        for (var j = 0u; j < 4u; j++) {
+    for (var i8 = lid; i8 < p.n; i8 += SPAN) {
+        let ks = keys8(i8);
+        for (var j = 0u; j < 8u; j++) {
             let k = ks[j];
             if (k != 0u) {
                 lo = min(lo, k);
@@ -347,9 +447,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     temp = max(d.temperature, 1e-6);
     // Pass 2: count and weight of all, and of those min-p keeps.
     var acc = vec4<f32>(0.0);
-    for (var i4 = lid; i4 < p.n; i4 += 1024u) {
-        let ks = keys4(i4);
-        for (var j = 0u; j < 4u; j++) {
+    for (var i8 = lid; i8 < p.n; i8 += SPAN) {
+        let ks = keys8(i8);
+        for (var j = 0u; j < 8u; j++) {
             let k = ks[j];
             if (k != 0u) {
                 let w = weight(k);
@@ -359,6 +459,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let t = sum4(lid, acc);
     let all = t.xy;
+    // Where the kept tokens lie among the order's first CAP, gather those once and cut there: all
+    // the allowed tokens, or min-p's, or the top-k's (the tokens at or above a key found for them).
+    let top_k_cuts = d.top_k > 0u && f32(d.top_k) < all.x;
+    var in_reach = all.x <= f32(CAP);
+    var from_key = 1u;
+    var min_w = 0.0;
+    var kept_k = 0.0;
+    if (!in_reach && d.min_p > 0.0 && t.z <= f32(CAP)) {
+        in_reach = true;
+        min_w = d.min_p;
+        if (top_k_cuts && f32(d.top_k) >= t.z && d.top_p < 1.0) {
+            kept_k = find(lid, false, f32(d.top_k), false, e.x, e.y, all).weight;
+        }
+    } else if (!in_reach && top_k_cuts && d.top_k <= CAP) {
+        let b = narrow(lid, false, f32(d.top_k), false, e.x, e.y, all, true);
+        in_reach = b.f_lo.x <= f32(CAP);
+        from_key = b.lo;
+    }
+    if (in_reach) {
+        let m = gather(lid, from_key, NONE, min_w);
+        if (m > 0u && m <= CAP) {
+            let id = in_prefix(lid, d, m, all, t, kept_k);
+            if (lid == 0u) {
+                result[y] = id;
+            }
+            return;
+        }
+    }
     // Top-k: the count kept and their weight.
     var keep = all.x;
     var kept = all.y;

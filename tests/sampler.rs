@@ -160,7 +160,7 @@ fn the_gpu_sampler_draws_what_the_cpu_sampler_picks() {
     use webllama::engine::sampler::pick;
     use webllama::kernels::{self, SampleDraw};
     use webllama::Family;
-    let settings: [(f32, usize, f32, f32); 7] = [
+    let settings: [(f32, usize, f32, f32); 8] = [
         (1.0, 0, 1.0, 0.0),
         (0.7, 40, 1.0, 0.0),
         (1.0, 0, 0.9, 0.0),
@@ -168,6 +168,7 @@ fn the_gpu_sampler_draws_what_the_cpu_sampler_picks() {
         (0.8, 50, 0.95, 0.02),
         (2.0, 3, 1.0, 0.0),
         (0.05, 0, 0.5, 0.0),
+        (0.05, 600, 0.3125, 0.5),
     ];
     let (mut checked, mut exact) = (0, 0);
     for g in [family(Family::Gpu), family(Family::Cpu)] {
@@ -175,8 +176,9 @@ fn the_gpu_sampler_draws_what_the_cpu_sampler_picks() {
         for n in [5usize, 49159] {
             let words = kernels::mask_words(n as u32) as usize;
             // Rows: 0 spread, 1 peaked with NaN and infinities, 2 spread under a mask, 3 all the same,
-            // 4 all the same under a mask, 5 masked to nothing.
-            let rows = 6;
+            // 4 all the same under a mask, 5 masked to nothing, 6 spread under a mask that allows
+            // ~1/128 of the tokens (at most the 512 the GPU gathers at once, for n = 49159).
+            let rows = 7;
             let mut x: Vec<f32> = rng.vec(n * rows).iter().map(|v| v * 6.0).collect();
             x[n + n / 2] = 30.0;
             x[n + 1] = f32::NAN;
@@ -188,14 +190,15 @@ fn the_gpu_sampler_draws_what_the_cpu_sampler_picks() {
                 mask[2 * words + w] = rng.next_u32() | rng.next_u32();
                 mask[4 * words + w] = rng.next_u32();
                 mask[5 * words + w] = 0;
+                mask[6 * words + w] = (0..7).fold(u32::MAX, |m, _| m & rng.next_u32());
             }
             for &(temperature, top_k, top_p, min_p) in &settings {
                 let draws: Vec<(usize, f32)> =
                     (0..rows).flat_map(|r| [0.0, 0.999, (rng.f32() + 1.0) / 2.0].map(|u| (r, u))).collect();
-                // One dispatch per logits row: its 3 draws all read it (rows = 1). Rows 2, 4 and 5 are
+                // One dispatch per logits row: its 3 draws all read it (rows = 1). Rows 2, 4, 5 and 6 are
                 // masked; the others get a mask that allows nothing, which must be left unread.
                 for r in 0..rows {
-                    let is_masked = [2, 4, 5].contains(&r);
+                    let is_masked = [2, 4, 5, 6].contains(&r);
                     let mine: Vec<&(usize, f32)> = draws.iter().filter(|d| d.0 == r).collect();
                     let ds: Vec<SampleDraw> = mine
                         .iter()

@@ -15,7 +15,9 @@
 //! Where the kept tokens lie among the order's first CAP (the allowed tokens are that few, or
 //! min-p's, or top-k is at most CAP), that prefix is gathered once instead: ranked and summed (a
 //! scan) in workgroup memory, where top-k, top-p, min-p and the draw are cut without another pass
-//! over the row. Passes over the row load eight logits a thread before using any.
+//! over the row. Passes over the row load eight logits a thread before using any. Where min-p is
+//! off, the first pass also counts and weighs the allowed tokens (each thread against its own
+//! largest logit, rescaled to the largest of all once that is known), which saves a pass.
 
 const NONE: u32 = 0xffffffffu;
 const CAP: u32 = 512u; // tokens a bucket may hold when gathered
@@ -422,16 +424,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     base = min(y, p.rows - 1u) * p.n;
     mask_at = y * ((p.n + 31u) / 32u);
     masked = d.masked != 0u;
-    // Pass 1: the allowed keys' extent.
+    temp = max(d.temperature, 1e-6);
+    // Pass 1: the allowed keys' extent; where min-p is off, their count and weight too (each
+    // thread's weights relative to its own largest logit, rescaled to the largest of all below).
+    let one_pass = d.min_p <= 0.0;
     var lo = NONE;
     var hi = 0u;
+    var mine = vec2<f32>(0.0);
     for (var i8 = lid; i8 < p.n; i8 += SPAN) {
         let ks = keys8(i8);
         for (var j = 0u; j < 8u; j++) {
             let k = ks[j];
             if (k != 0u) {
                 lo = min(lo, k);
-                hi = max(hi, k);
+                if (one_pass) {
+                    if (k > hi) {
+                        mine.y *= select(0.0, exp((value_of(hi) - value_of(k)) / temp), hi != 0u);
+                        hi = k;
+                    }
+                    mine += vec2<f32>(1.0, exp((value_of(k) - value_of(hi)) / temp));
+                } else {
+                    hi = max(hi, k);
+                }
             }
         }
     }
@@ -444,20 +458,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         return;
     }
     top = value_of(e.y);
-    temp = max(d.temperature, 1e-6);
-    // Pass 2: count and weight of all, and of those min-p keeps.
-    var acc = vec4<f32>(0.0);
-    for (var i8 = lid; i8 < p.n; i8 += SPAN) {
-        let ks = keys8(i8);
-        for (var j = 0u; j < 8u; j++) {
-            let k = ks[j];
-            if (k != 0u) {
-                let w = weight(k);
-                acc += vec4<f32>(1.0, w, select(0.0, 1.0, w >= d.min_p), select(0.0, w, w >= d.min_p));
+    var t: vec4<f32>;
+    if (one_pass) {
+        mine.y *= select(0.0, exp((value_of(hi) - top) / temp), hi != 0u);
+        t = sum4(lid, vec4<f32>(mine, 0.0, 0.0));
+    } else {
+        // Pass 2: count and weight of all, and of those min-p keeps.
+        var acc = vec4<f32>(0.0);
+        for (var i8 = lid; i8 < p.n; i8 += SPAN) {
+            let ks = keys8(i8);
+            for (var j = 0u; j < 8u; j++) {
+                let k = ks[j];
+                if (k != 0u) {
+                    let w = weight(k);
+                    acc += vec4<f32>(1.0, w, select(0.0, 1.0, w >= d.min_p), select(0.0, w, w >= d.min_p));
+                }
             }
         }
+        t = sum4(lid, acc);
     }
-    let t = sum4(lid, acc);
     let all = t.xy;
     // Where the kept tokens lie among the order's first CAP, gather those once and cut there: all
     // the allowed tokens, or min-p's, or the top-k's (the tokens at or above a key found for them).

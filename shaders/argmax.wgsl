@@ -109,7 +109,7 @@ fn masked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     reduce(lid, wid.y, bv, bi);
 }
 
-// `spans` and `spans_final`: the argmax in two levels, for GPUs. One workgroup walking a row of
+// `spans_first` (or `spans_first_masked`) and `spans_final`: the argmax in two levels, for GPUs. One workgroup walking a row of
 // 128k logits keeps one compute unit busy for a step's tail; SPAN logits per workgroup (8 loads a
 // thread, all in flight) spread the row over ceil(n / SPAN) workgroups, and one more per row takes
 // the best of their bests (the lower id on ties, as `main`).
@@ -129,6 +129,36 @@ fn spans_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     for (var k = 0u; k < 8u; k++) {
         let i = start + k * 256u + lid;
         if (i < p.n && before(v[k], i, bv, bi)) {
+            bv = v[k];
+            bi = i;
+        }
+    }
+    reduce_best(lid, bv, bi);
+    if (lid == 0u) {
+        spans[wid.y * ((p.n + SPAN - 1u) / SPAN) + wid.x] = vec2<u32>(bitcast<u32>(best_val[0]), best_idx[0]);
+    }
+}
+
+/// spans_first among the tokens row y of the mask allows (spans_final then gives 0xffffffff where
+/// none is): the grammar-constrained step's argmax on GPUs.
+@compute @workgroup_size(256)
+fn spans_first_masked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let base = wid.y * p.n;
+    let words = (p.n + 31u) / 32u;
+    let start = wid.x * SPAN;
+    var v: array<f32, 8>;
+    var bits: array<u32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        let i = min(start + k * 256u + lid, p.n - 1u);
+        v[k] = logits[base + i];
+        bits[k] = mask[wid.y * words + i / 32u];
+    }
+    var bv = LOW;
+    var bi = NONE;
+    for (var k = 0u; k < 8u; k++) {
+        let i = start + k * 256u + lid;
+        let allowed = ((bits[k] >> (i % 32u)) & 1u) != 0u;
+        if (i < p.n && allowed && before(v[k], i, bv, bi)) {
             bv = v[k];
             bi = i;
         }

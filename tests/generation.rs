@@ -9,6 +9,7 @@ use common::exact::{check_exact, gpu_start, reference_start, Span, WHOLE};
 use serde_json::Value;
 use std::sync::Arc;
 use webllama::format::weights;
+use webllama::model::{ChoiceInputs, Want};
 use webllama::reference::RefModel;
 use webllama::{
     FinishReason, GenerateOptions, Layout, Message, Model, ModelBuilder, SamplerConfig, Session, Tokenizer,
@@ -680,6 +681,18 @@ fn chained_steps_match_one_at_a_time_on_both_layouts() {
             })
             .collect();
         assert_eq!(chained, one_at_a_time, "{layout}");
+        // A grammar's step (Want::masked; the GPU family's two-level masked argmax): the largest of
+        // the logits the mask allows (every seventh token), as the host finds it in the same row.
+        m.truncate(prompt.len());
+        let mut mask = vec![0u32; m.mask_words()];
+        (0..32 * mask.len()).step_by(7).for_each(|id| mask[id / 32] |= 1 << (id % 32));
+        m.start_step(first).unwrap();
+        let want = Want { masked: true, logits: true, ..Default::default() };
+        let out = pollster::block_on(m.finish(want, ChoiceInputs { masks: &mask, ..Default::default() })).unwrap();
+        let mut allowed = out[0].logits.clone().unwrap();
+        webllama::engine::constraint::apply_mask(&mask, &mut allowed);
+        assert_eq!(out[0].id, webllama::engine::sampler::argmax(&allowed), "{layout}: masked");
+        assert_eq!(out[0].id % 7, 0, "{layout}: masked");
     }
 }
 

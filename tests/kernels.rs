@@ -477,6 +477,7 @@ fn argmax_matches_and_takes_the_first_of_ties() {
 
 #[test]
 fn masked_argmax_and_logprobs_match_the_cpu_path() {
+    // argmax_masked and its two-level form (argmax_masked_spans) against the CPU's masked argmax.
     use webllama::engine::constraint::apply_mask;
     use webllama::engine::logprobs::token_logprob;
     let k = kernels::TOP_LOGPROBS as usize;
@@ -515,6 +516,22 @@ fn masked_argmax_and_logprobs_match_the_cpu_path() {
             );
             let got_ids: Vec<u32> =
                 bytemuck::pod_collect_to_vec(&pollster::block_on(g.read(&ids, 0, 4 * rows as u64)).unwrap());
+            // The two-level masked argmax (the GPU family's) gives the same ids; with row 2's mask
+            // cleared, none there.
+            let spans = g.storage("spans", kernels::argmax_spans_bytes(n32, r32));
+            let two = g.storage("two-level ids", 4 * rows as u64);
+            kernels::submit(&g, &kernels::argmax_masked_spans(g.t(), &xb, &mb, &spans, &two, n32, r32).unwrap());
+            let got_two: Vec<u32> =
+                bytemuck::pod_collect_to_vec(&pollster::block_on(g.read(&two, 0, 4 * rows as u64)).unwrap());
+            assert_eq!(got_two, got_ids, "two-level argmax_masked [{rows}x{n}] {}", g.layout);
+            let mut none = mask.clone();
+            none[2 * words..3 * words].fill(0);
+            let nb = g.storage_with("no tokens in row 2", bytemuck::cast_slice(&none));
+            kernels::submit(&g, &kernels::argmax_masked_spans(g.t(), &xb, &nb, &spans, &two, n32, r32).unwrap());
+            let got_none: Vec<u32> =
+                bytemuck::pod_collect_to_vec(&pollster::block_on(g.read(&two, 0, 4 * rows as u64)).unwrap());
+            assert_eq!(got_none[2], u32::MAX, "two-level argmax_masked [{rows}x{n}] {}: nothing allowed", g.layout);
+            assert_eq!([got_none[0], got_none[1], got_none[3]], [got_ids[0], got_ids[1], got_ids[3]]);
             let got: Vec<u32> = bytemuck::pod_collect_to_vec(&pollster::block_on(g.read(&out, 0, out.size())).unwrap());
             for r in 0..rows {
                 let what = format!("[{rows}x{n}] row {r} {}", g.layout);

@@ -80,18 +80,41 @@ pub fn argmax_spans(
     n: u32,
     rows: u32,
 ) -> Result<[Dispatch; 2]> {
+    two_level(t, "spans_first", &[(1, logits), (5, spans)], (spans, result), n, rows)
+}
+
+/// argmax_masked in two levels (the GPU family's, as argmax_spans): the best allowed logit of each
+/// ARGMAX_SPAN into `spans`, then the best of those into result[r] (0xffffffff where row r of
+/// `mask` allows no token).
+pub fn argmax_masked_spans(
+    t: Target,
+    logits: &wgpu::Buffer,
+    mask: &wgpu::Buffer,
+    spans: &wgpu::Buffer,
+    result: &wgpu::Buffer,
+    n: u32,
+    rows: u32,
+) -> Result<[Dispatch; 2]> {
+    two_level(t, "spans_first_masked", &[(1, logits), (3, mask), (5, spans)], (spans, result), n, rows)
+}
+
+/// First-level entry `first` of shaders/argmax.wgsl over ceil(n / ARGMAX_SPAN) workgroups a row
+/// (its buffers `inputs`), then spans_final from `spans` into `result`.
+fn two_level(
+    t: Target,
+    first: &str,
+    inputs: &[(u32, &wgpu::Buffer)],
+    (spans, result): (&wgpu::Buffer, &wgpu::Buffer),
+    n: u32,
+    rows: u32,
+) -> Result<[Dispatch; 2]> {
     let p = CountParams { n, rows, _pad: [0; 2] };
     let module = Module::new("argmax", &[wgsl::ARGMAX]);
-    let first = bind(
-        t.gpu,
-        "argmax spans",
-        t.pipeline(&module, "spans_first")?,
-        bytemuck::bytes_of(&p),
-        at(&[(1, logits), (5, spans)]),
-        [n.div_ceil(ARGMAX_SPAN), rows, 1],
-    )?;
+    let pipeline = t.pipeline(&module, first)?;
+    let spread =
+        bind(t.gpu, "argmax spans", pipeline, bytemuck::bytes_of(&p), at(inputs), [n.div_ceil(ARGMAX_SPAN), rows, 1])?;
     let last = over_rows(t, "argmax", "spans_final", &[(2, result), (5, spans)], n, rows)?;
-    Ok([first, last])
+    Ok([spread, last])
 }
 
 /// argmax_masked: result[r] = index of the largest of the n logits of row r among the tokens row r

@@ -250,7 +250,10 @@ impl Choice {
                 let (mask, ids) = (&self.mask, &acts.tokens);
                 let d = match how {
                     How::Sample => vec![kernels::sample(t, from, mask, &self.draws, ids, vocab, r, choices)?],
-                    How::Masked => vec![kernels::argmax_masked(t, from, mask, ids, vocab, r)?],
+                    How::Masked if t.layout.is_cpu() => vec![kernels::argmax_masked(t, from, mask, ids, vocab, r)?],
+                    How::Masked => {
+                        kernels::argmax_masked_spans(t, from, mask, &acts.argmax_spans, ids, vocab, r)?.into()
+                    }
                     How::Argmax if t.layout.is_cpu() => vec![kernels::argmax(t, from, ids, vocab, r)?],
                     How::Argmax => kernels::argmax_spans(t, from, &acts.argmax_spans, ids, vocab, r)?.into(),
                 };

@@ -117,41 +117,29 @@ const SPAN: u32 = 2048u; // kernels::ARGMAX_SPAN
 
 @compute @workgroup_size(256)
 fn spans_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let base = wid.y * p.n;
-    let start = wid.x * SPAN;
-    var v: array<f32, 8>;
-    for (var k = 0u; k < 8u; k++) {
-        let i = start + k * 256u + lid;
-        v[k] = select(LOW, logits[base + min(i, p.n - 1u)], i < p.n);
-    }
-    var bv = LOW;
-    var bi = NONE;
-    for (var k = 0u; k < 8u; k++) {
-        let i = start + k * 256u + lid;
-        if (i < p.n && before(v[k], i, bv, bi)) {
-            bv = v[k];
-            bi = i;
-        }
-    }
-    reduce_best(lid, bv, bi);
-    if (lid == 0u) {
-        spans[wid.y * ((p.n + SPAN - 1u) / SPAN) + wid.x] = vec2<u32>(bitcast<u32>(best_val[0]), best_idx[0]);
-    }
+    span_best(wid, lid, array<u32, 8>(NONE, NONE, NONE, NONE, NONE, NONE, NONE, NONE));
 }
 
 /// spans_first among the tokens row y of the mask allows (spans_final then gives 0xffffffff where
 /// none is): the grammar-constrained step's argmax on GPUs.
 @compute @workgroup_size(256)
 fn spans_first_masked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let base = wid.y * p.n;
     let words = (p.n + 31u) / 32u;
-    let start = wid.x * SPAN;
-    var v: array<f32, 8>;
     var bits: array<u32, 8>;
     for (var k = 0u; k < 8u; k++) {
-        let i = min(start + k * 256u + lid, p.n - 1u);
-        v[k] = logits[base + i];
-        bits[k] = mask[wid.y * words + i / 32u];
+        bits[k] = mask[wid.y * words + min(wid.x * SPAN + k * 256u + lid, p.n - 1u) / 32u];
+    }
+    span_best(wid, lid, bits);
+}
+
+/// The best of span wid.x of row wid.y into spans, among the tokens whose bit is set in their
+/// word of `bits` (a thread's eight: tokens lid + 256 k of the span).
+fn span_best(wid: vec3<u32>, lid: u32, bits: array<u32, 8>) {
+    let base = wid.y * p.n;
+    let start = wid.x * SPAN;
+    var v: array<f32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        v[k] = logits[base + min(start + k * 256u + lid, p.n - 1u)];
     }
     var bv = LOW;
     var bi = NONE;

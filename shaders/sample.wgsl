@@ -1,5 +1,5 @@
 //! A sampled step's choice on the GPU, so that a sampled token stays on the GPU (the next step
-//! reads it there) and only its id comes back. One workgroup of 256 threads per draw y: draw y
+//! reads it there) and only its id comes back. `main`: one workgroup of 256 threads per draw y: draw y
 //! reads logits row min(y, rows - 1) (the prompt's one row serves every candidate's first draw)
 //! and, where draws[y].masked, row y of a grammar's bitmask. It keeps the CPU sampler's semantics
 //! (engine::sampler: candidates, then pick): the finite, allowed logits in order (larger first,
@@ -15,9 +15,10 @@
 //! Where the kept tokens lie among the order's first CAP (the allowed tokens are that few, or
 //! min-p's, or top-k is at most CAP), that prefix is gathered once instead: ranked and summed (a
 //! scan) in workgroup memory, where top-k, top-p, min-p and the draw are cut without another pass
-//! over the row. Passes over the row load eight logits a thread before using any. Where min-p is
-//! off, the first pass also counts and weighs the allowed tokens (each thread against its own
-//! largest logit, rescaled to the largest of all once that is known), which saves a pass.
+//! over the row. Passes over the row load eight logits a thread before using any.
+//! The first pass is spread over workgroups of SPAN tokens (spans_first, dispatched before main):
+//! each span's allowed keys' extent, count and weight against its own largest logit, which main
+//! combines (rescaled to the largest of all); where min-p is off, that is all the totals it needs.
 
 const NONE: u32 = 0xffffffffu;
 const CAP: u32 = 512u; // tokens a bucket may hold when gathered
@@ -56,6 +57,9 @@ struct Found {
 @group(0) @binding(2) var<storage, read_write> result: array<u32>; // [draws]: the chosen ids
 @group(0) @binding(3) var<storage, read> mask: array<u32>;         // [draws, ceil(n / 32)]
 @group(0) @binding(4) var<storage, read> draws: array<Draw>;       // [draws]
+// [draws, ceil(n / SPAN)] (spans_first): each span's allowed keys' lowest and highest (0 where it
+// has none), their count, and their weight against its highest logit (f32 bits).
+@group(0) @binding(5) var<storage, read_write> spans: array<vec4<u32>>;
 
 var<workgroup> red: array<vec4<f32>, 256>;
 var<workgroup> red_lo: array<u32, 256>;
@@ -417,6 +421,51 @@ fn in_prefix(lid: u32, d: Draw, m: u32, all: vec2<f32>, t: vec4<f32>, kept_k: f3
     return cand_i[order[at]];
 }
 
+/// (count, weight) a against its largest key ka, plus b against kb, against the larger key (a key
+/// 0: nothing there yet).
+fn add_weighed(a: vec2<f32>, ka: u32, b: vec2<f32>, kb: u32) -> vec2<f32> {
+    if (ka == 0u) {
+        return b;
+    }
+    if (kb > ka) {
+        return vec2<f32>(a.x + b.x, a.y * exp((value_of(ka) - value_of(kb)) / temp) + b.y);
+    }
+    return vec2<f32>(a.x + b.x, a.y + b.y * exp((value_of(kb) - value_of(ka)) / temp));
+}
+
+/// The first pass over the row, spread over workgroups of SPAN tokens (x: the span, y: the draw):
+/// each span's allowed keys' extent, count and weight against its own largest logit, into spans.
+@compute @workgroup_size(256)
+fn spans_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let y = wid.y;
+    let d = draws[y];
+    base = min(y, p.rows - 1u) * p.n;
+    mask_at = y * ((p.n + 31u) / 32u);
+    masked = d.masked != 0u;
+    temp = max(d.temperature, 1e-6);
+    let ks = keys8(wid.x * SPAN + lid);
+    var lo = NONE;
+    var hi = 0u;
+    var mine = vec2<f32>(0.0);
+    for (var j = 0u; j < 8u; j++) {
+        let k = ks[j];
+        if (k != 0u) {
+            lo = min(lo, k);
+            mine = add_weighed(mine, hi, vec2<f32>(1.0, 1.0), k);
+            hi = max(hi, k);
+        }
+    }
+    let e = extent(lid, lo, hi);
+    var rescaled = vec2<f32>(0.0);
+    if (hi != 0u) {
+        rescaled = vec2<f32>(mine.x, mine.y * exp((value_of(hi) - value_of(e.y)) / temp));
+    }
+    let t = sum4(lid, vec4<f32>(rescaled, 0.0, 0.0));
+    if (lid == 0u) {
+        spans[y * ((p.n + SPAN - 1u) / SPAN) + wid.x] = vec4<u32>(e.x, e.y, bitcast<u32>(t.x), bitcast<u32>(t.y));
+    }
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let y = wid.y;
@@ -425,28 +474,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     mask_at = y * ((p.n + 31u) / 32u);
     masked = d.masked != 0u;
     temp = max(d.temperature, 1e-6);
-    // Pass 1: the allowed keys' extent; where min-p is off, their count and weight too (each
-    // thread's weights relative to its own largest logit, rescaled to the largest of all below).
+    // Pass 1 (spans_first's partials, one per span of the row): the allowed keys' extent; where
+    // min-p is off, their count and weight too (each thread's against its own largest logit,
+    // rescaled to the largest of all below).
     let one_pass = d.min_p <= 0.0;
     var lo = NONE;
     var hi = 0u;
     var mine = vec2<f32>(0.0);
-    for (var i8 = lid; i8 < p.n; i8 += SPAN) {
-        let ks = keys8(i8);
-        for (var j = 0u; j < 8u; j++) {
-            let k = ks[j];
-            if (k != 0u) {
-                lo = min(lo, k);
-                if (one_pass) {
-                    if (k > hi) {
-                        mine.y *= select(0.0, exp((value_of(hi) - value_of(k)) / temp), hi != 0u);
-                        hi = k;
-                    }
-                    mine += vec2<f32>(1.0, exp((value_of(k) - value_of(hi)) / temp));
-                } else {
-                    hi = max(hi, k);
-                }
-            }
+    let n_spans = (p.n + SPAN - 1u) / SPAN;
+    for (var s = lid; s < n_spans; s += 256u) {
+        let q = spans[y * n_spans + s];
+        if (q.y != 0u) {
+            lo = min(lo, q.x);
+            let part = vec2<f32>(bitcast<f32>(q.z), bitcast<f32>(q.w));
+            mine = add_weighed(mine, hi, part, q.y);
+            hi = max(hi, q.y);
         }
     }
     let e = extent(lid, lo, hi);

@@ -221,8 +221,9 @@ fn the_gpu_sampler_draws_what_the_cpu_sampler_picks() {
                     let mb = g.storage_with("mask", bytemuck::cast_slice(&row_mask));
                     let db = g.storage_with("draws", bytemuck::cast_slice(&ds));
                     let ids = g.storage("ids", 4 * ds.len() as u64);
-                    let d = kernels::sample(g.t(), &row, &mb, &db, &ids, n as u32, 1, ds.len() as u32).unwrap();
-                    kernels::submit(&g, &[d]);
+                    let spans = g.storage("spans", kernels::sample_spans_bytes(n as u32, ds.len() as u32));
+                    let d = kernels::sample(g.t(), &row, &mb, &db, &spans, &ids, n as u32, (1, ds.len() as u32));
+                    kernels::submit(&g, &d.unwrap());
                     let got: Vec<u32> = read_on(&g, &ids, ds.len()).iter().map(|v| v.to_bits()).collect();
                     let mut masked = x[r * n..(r + 1) * n].to_vec();
                     apply_mask(&mask[r * words..(r + 1) * words], &mut masked);

@@ -150,9 +150,10 @@ struct EditState {
 
 /// The buffers and kernels of a step's choice.
 pub(super) struct Choice {
-    mask: wgpu::Buffer,     // [MAX_CANDIDATES, mask_words(vocab)] u32: each row's allowed tokens
-    logprobs: wgpu::Buffer, // [MAX_CANDIDATES, LOGPROBS_STRIDE] u32: kernels::logprobs' rows
-    draws: wgpu::Buffer,    // [MAX_CANDIDATES] SampleDraw: a sampled step's settings and uniforms
+    mask: wgpu::Buffer,         // [MAX_CANDIDATES, mask_words(vocab)] u32: each row's allowed tokens
+    logprobs: wgpu::Buffer,     // [MAX_CANDIDATES, LOGPROBS_STRIDE] u32: kernels::logprobs' rows
+    draws: wgpu::Buffer,        // [MAX_CANDIDATES] SampleDraw: a sampled step's settings and uniforms
+    sample_spans: wgpu::Buffer, // [MAX_CANDIDATES, ceil(vocab / SAMPLE_SPAN)] 4 u32: sample's first level
     fed: wgpu::Buffer, // [MAX_CANDIDATES] u32: a chained step's inputs, kept from tokens (which its argmaxes overwrite)
     /// Made by the first request that edits its logits on the GPU.
     edits: Option<EditState>,
@@ -187,6 +188,7 @@ impl Choice {
         Ok(Choice {
             kernels: HashMap::new(),
             draws,
+            sample_spans: gpu.storage("sample spans", kernels::sample_spans_bytes(vocab, MAX_CANDIDATES)),
             fed: gpu.storage("fed tokens", 4 * MAX_CANDIDATES as u64),
             edits: None,
             readbacks: (0..STEPS_IN_FLIGHT)
@@ -249,7 +251,10 @@ impl Choice {
             if !self.kernels.contains_key(&key) {
                 let (mask, ids) = (&self.mask, &acts.tokens);
                 let d = match how {
-                    How::Sample => vec![kernels::sample(t, from, mask, &self.draws, ids, vocab, r, choices)?],
+                    How::Sample => {
+                        let spans = &self.sample_spans;
+                        kernels::sample(t, from, mask, &self.draws, spans, ids, vocab, (r, choices))?.into()
+                    }
                     How::Masked if t.layout.is_cpu() => vec![kernels::argmax_masked(t, from, mask, ids, vocab, r)?],
                     How::Masked => {
                         kernels::argmax_masked_spans(t, from, mask, &acts.argmax_spans, ids, vocab, r)?.into()

@@ -433,16 +433,22 @@ fn add_weighed(a: vec2<f32>, ka: u32, b: vec2<f32>, kb: u32) -> vec2<f32> {
     return vec2<f32>(a.x + b.x, a.y + b.y * exp((value_of(kb) - value_of(ka)) / temp));
 }
 
-/// The first pass over the row, spread over workgroups of SPAN tokens (x: the span, y: the draw):
-/// each span's allowed keys' extent, count and weight against its own largest logit, into spans.
-@compute @workgroup_size(256)
-fn spans_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let y = wid.y;
+/// Draw y's settings, its row, mask and temperature set for key_at and weight.
+fn start_draw(y: u32) -> Draw {
     let d = draws[y];
     base = min(y, p.rows - 1u) * p.n;
     mask_at = y * ((p.n + 31u) / 32u);
     masked = d.masked != 0u;
     temp = max(d.temperature, 1e-6);
+    return d;
+}
+
+/// The first pass over the row, spread over workgroups of SPAN tokens (x: the span, y: the draw):
+/// each span's allowed keys' extent, count and weight against its own largest logit, into spans.
+@compute @workgroup_size(256)
+fn spans_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let y = wid.y;
+    _ = start_draw(y);
     let ks = keys8(wid.x * SPAN + lid);
     var lo = NONE;
     var hi = 0u;
@@ -469,11 +475,7 @@ fn spans_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let y = wid.y;
-    let d = draws[y];
-    base = min(y, p.rows - 1u) * p.n;
-    mask_at = y * ((p.n + 31u) / 32u);
-    masked = d.masked != 0u;
-    temp = max(d.temperature, 1e-6);
+    let d = start_draw(y);
     // Pass 1 (spans_first's partials, one per span of the row): the allowed keys' extent; where
     // min-p is off, their count and weight too (each thread's against its own largest logit,
     // rescaled to the largest of all below).

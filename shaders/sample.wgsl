@@ -18,7 +18,8 @@
 //! over the row. Passes over the row load eight logits a thread before using any.
 //! The first pass is spread over workgroups of SPAN tokens (spans_first, dispatched before main):
 //! each span's allowed keys' extent, count and weight against its own largest logit, which main
-//! combines (rescaled to the largest of all); where min-p is off, that is all the totals it needs.
+//! combines (rescaled to the largest of all); where min-p is off, that is all the totals it needs,
+//! and where it is set, spans_min_p spreads the totals pass (min-p's count and weight) likewise.
 
 const NONE: u32 = 0xffffffffu;
 const CAP: u32 = 512u; // tokens a bucket may hold when gathered
@@ -57,8 +58,9 @@ struct Found {
 @group(0) @binding(2) var<storage, read_write> result: array<u32>; // [draws]: the chosen ids
 @group(0) @binding(3) var<storage, read> mask: array<u32>;         // [draws, ceil(n / 32)]
 @group(0) @binding(4) var<storage, read> draws: array<Draw>;       // [draws]
-// [draws, ceil(n / SPAN)] (spans_first): each span's allowed keys' lowest and highest (0 where it
-// has none), their count, and their weight against its highest logit (f32 bits).
+// [2, draws, ceil(n / SPAN)]: spans_first's, each span's allowed keys' lowest and highest (0 where
+// it has none), their count and their weight against its highest logit (f32 bits); then, where
+// min-p is set, spans_min_p's, each span's count and weight, and those of the tokens min-p keeps.
 @group(0) @binding(5) var<storage, read_write> spans: array<vec4<u32>>;
 
 var<workgroup> red: array<vec4<f32>, 256>;
@@ -472,8 +474,48 @@ fn spans_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     }
 }
 
+/// Where draw y sets min-p, the totals pass over workgroups of SPAN tokens (after spans_first):
+/// each span's count and weight against the row's largest logit (from spans_first's partials),
+/// and those of the tokens min-p keeps, into the second half of spans.
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn spans_min_p(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let y = wid.y;
+    let d = start_draw(y);
+    if (d.min_p <= 0.0) {
+        return;
+    }
+    let n_spans = (p.n + SPAN - 1u) / SPAN;
+    var hi = 0u;
+    for (var s = lid; s < n_spans; s += 256u) {
+        hi = max(hi, spans[y * n_spans + s].y);
+    }
+    let e = extent(lid, NONE, hi);
+    top = value_of(e.y);
+    let ks = keys8(wid.x * SPAN + lid);
+    var acc = vec4<f32>(0.0);
+    for (var j = 0u; j < 8u; j++) {
+        let k = ks[j];
+        if (k != 0u) {
+            let w = weight(k);
+            acc += vec4<f32>(1.0, w, select(0.0, 1.0, w >= d.min_p), select(0.0, w, w >= d.min_p));
+        }
+    }
+    let t = sum4(lid, acc);
+    if (lid == 0u) {
+        spans[(groups.y + y) * n_spans + wid.x] = bitcast<vec4<u32>>(t);
+    }
+}
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
     let y = wid.y;
     let d = start_draw(y);
     // Pass 1 (spans_first's partials, one per span of the row): the allowed keys' extent; where
@@ -507,17 +549,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         mine.y *= select(0.0, exp((value_of(hi) - top) / temp), hi != 0u);
         t = sum4(lid, vec4<f32>(mine, 0.0, 0.0));
     } else {
-        // Pass 2: count and weight of all, and of those min-p keeps.
+        // Pass 2 (spans_min_p's partials): count and weight of all, and of those min-p keeps.
         var acc = vec4<f32>(0.0);
-        for (var i8 = lid; i8 < p.n; i8 += SPAN) {
-            let ks = keys8(i8);
-            for (var j = 0u; j < 8u; j++) {
-                let k = ks[j];
-                if (k != 0u) {
-                    let w = weight(k);
-                    acc += vec4<f32>(1.0, w, select(0.0, 1.0, w >= d.min_p), select(0.0, w, w >= d.min_p));
-                }
-            }
+        for (var s = lid; s < n_spans; s += 256u) {
+            acc += bitcast<vec4<f32>>(spans[(groups.y + y) * n_spans + s]);
         }
         t = sum4(lid, acc);
     }

@@ -167,16 +167,18 @@ pub struct SampleDraw {
 /// Logits per workgroup of sample's first level (SPAN in shaders/sample.wgsl).
 pub const SAMPLE_SPAN: u32 = 2048;
 
-/// Bytes of sample's first-level scratch for `draws` draws of n logits: 16 per span of SAMPLE_SPAN.
+/// Bytes of sample's first-level scratch for `draws` draws of n logits: 2 x 16 per span of
+/// SAMPLE_SPAN.
 pub fn sample_spans_bytes(n: u32, draws: u32) -> u64 {
-    16 * n.div_ceil(SAMPLE_SPAN) as u64 * draws as u64
+    32 * n.div_ceil(SAMPLE_SPAN) as u64 * draws as u64
 }
 
 /// sample: for each of `draws` choices (choice y: row min(y, rows - 1) of `logits`, [rows, n] f32),
 /// result[y] = the token engine::sampler's candidates and pick choose with draws_buf[y]
 /// ([draws] SampleDraw), among the tokens row y of `mask` ([draws, mask_words(n)] u32) allows where
-/// that draw is masked (0xffffffff where no token is allowed). Two dispatches: the row's first pass
-/// over workgroups of SAMPLE_SPAN into `spans` (sample_spans_bytes), then one workgroup a draw.
+/// that draw is masked (0xffffffff where no token is allowed). Three dispatches: the row's first
+/// pass, then (where min-p is set) its totals, over workgroups of SAMPLE_SPAN into `spans`
+/// (sample_spans_bytes), then one workgroup a draw.
 #[allow(clippy::too_many_arguments)]
 pub fn sample(
     t: Target,
@@ -187,22 +189,18 @@ pub fn sample(
     result: &wgpu::Buffer,
     n: u32,
     (rows, draws): (u32, u32),
-) -> Result<[Dispatch; 2]> {
+) -> Result<[Dispatch; 3]> {
     let module = Module::new("sample", &[wgsl::SAMPLE]);
     let p = CountParams { n, rows, _pad: [0; 2] };
     let inputs = [(1, logits), (3, mask), (4, draws_buf), (5, spans)];
-    let pipeline = t.pipeline(&module, "spans_first")?;
-    let first = bind(
-        t.gpu,
-        "sample spans",
-        pipeline,
-        bytemuck::bytes_of(&p),
-        at(&inputs),
-        [n.div_ceil(SAMPLE_SPAN), draws, 1],
-    )?;
+    let spread = |entry: &str| {
+        let grid = [n.div_ceil(SAMPLE_SPAN), draws, 1];
+        bind(t.gpu, "sample spans", t.pipeline(&module, entry)?, bytemuck::bytes_of(&p), at(&inputs), grid)
+    };
+    let (first, min_p) = (spread("spans_first")?, spread("spans_min_p")?);
     let buffers = [(1, logits), (2, result), (3, mask), (4, draws_buf), (5, spans)];
     let last = per_choice(t, "sample", &module, "main", &buffers, n, (rows, draws))?;
-    Ok([first, last])
+    Ok([first, min_p, last])
 }
 
 /// Words before the biases in edit_logits' `edits` buffer (HEADER in shaders/edit_logits.wgsl):

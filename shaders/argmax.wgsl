@@ -4,11 +4,12 @@
 //! the tokens whose bit is set in row y of a grammar's bitmask (0xffffffff where none is).
 //! `logprobs`: the log-softmax's K most likely tokens (most likely first, the lower id on ties) and
 //! the chosen token's (result[y]: the argmax, or a draw of sample.wgsl), from logits row
-//! min(y, rows - 1) (the prompt's one row serves each candidate's first draw). A first pass keeps each thread's running max and sum
-//! of exponentials (online softmax) and its best token; the K-th best of the threads' bests is a
-//! cut every top-K token ranks at or before; a second pass gathers the tokens at or before the cut
-//! (a few) into workgroup memory, where each one's rank among them places it. Where ties at the cut
-//! overflow that room, K rounds each take the best token after the previous one.
+//! min(y, rows - 1) (the prompt's one row serves each candidate's first draw). A first pass keeps
+//! each thread's running max and sum of exponentials (online softmax) and its best token; the K-th
+//! best of the threads' bests is a cut every top-K token ranks at or before; a second pass gathers
+//! the tokens at or before the cut (a few) into workgroup memory, where each one's rank among them
+//! places it. Both passes load eight logits a thread before using any (load8). Where ties at the
+//! cut overflow that room, K rounds each take the best token after the previous one.
 //! out row y: [0] log-sum-exp, [1] the chosen token's logprob, [2 + 2j] the j-th id, [3 + 2j] its
 //! logprob (f32 bits); id 0xffffffff past the row's n.
 
@@ -182,6 +183,19 @@ fn finite(v: f32) -> bool {
     return v == v && abs(v) <= 3.4028234e38;
 }
 
+const WALK: u32 = 2048u; // logits a pass of `logprobs` takes a step: 8 a thread
+
+/// Logits i + 256 k, k < 8, of the row at base (the row's last past its end), loaded together so
+/// that a thread of the one workgroup walking a row has eight loads in flight, in the order of a
+/// loop by 256 (sums come out as they did one load at a time).
+fn load8(base: u32, i: u32) -> array<f32, 8> {
+    var v: array<f32, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        v[k] = logits[base + min(i + 256u * k, p.n - 1u)];
+    }
+    return v;
+}
+
 @compute @workgroup_size(256)
 fn logprobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = wid.y;
@@ -192,20 +206,24 @@ fn logprobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     var s = 0.0;
     var bv = LOW;
     var bi = NONE;
-    for (var i = lid; i < p.n; i += 256u) {
-        let v = logits[base + i];
-        if (!finite(v)) {
-            continue;
-        }
-        if (v > m) {
-            s = s * exp(m - v) + 1.0;
-            m = v;
-        } else {
-            s += exp(v - m);
-        }
-        if (before(v, i, bv, bi)) {
-            bv = v;
-            bi = i;
+    for (var i8 = lid; i8 < p.n; i8 += WALK) {
+        let vs = load8(base, i8);
+        for (var k = 0u; k < 8u; k++) {
+            let i = i8 + 256u * k;
+            let v = vs[k];
+            if (i >= p.n || !finite(v)) {
+                continue;
+            }
+            if (v > m) {
+                s = s * exp(m - v) + 1.0;
+                m = v;
+            } else {
+                s += exp(v - m);
+            }
+            if (before(v, i, bv, bi)) {
+                bv = v;
+                bi = i;
+            }
         }
     }
     if (lid == 0u) {
@@ -254,13 +272,17 @@ fn logprobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     // Pass 2: gather the tokens at or before the cut.
     let cv = cut_v;
     let ci = cut_i;
-    for (var i = lid; i < p.n; i += 256u) {
-        let v = logits[base + i];
-        if (finite(v) && (ci == NONE || !before(cv, ci, v, i))) {
-            let slot = atomicAdd(&n_cand, 1u);
-            if (slot < CAP) {
-                cand_v[slot] = v;
-                cand_i[slot] = i;
+    for (var i8 = lid; i8 < p.n; i8 += WALK) {
+        let vs = load8(base, i8);
+        for (var k = 0u; k < 8u; k++) {
+            let i = i8 + 256u * k;
+            let v = vs[k];
+            if (i < p.n && finite(v) && (ci == NONE || !before(cv, ci, v, i))) {
+                let slot = atomicAdd(&n_cand, 1u);
+                if (slot < CAP) {
+                    cand_v[slot] = v;
+                    cand_i[slot] = i;
+                }
             }
         }
     }

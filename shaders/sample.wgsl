@@ -380,7 +380,7 @@ fn ranks_below(lid: u32, limit: u32, goal: f32, strict: bool) -> u32 {
 /// holds every token the cuts keep: ranked, its running weights scanned, then top-k, top-p (of the
 /// top-k's weight, kept_k where top-k cuts past the prefix), min-p (`t.z` tokens) and the draw cut
 /// there, as main's passes over the row would.
-fn in_prefix(lid: u32, d: Draw, m: u32, all: vec2<f32>, t: vec4<f32>, kept_k: f32) -> u32 {
+fn in_prefix(lid: u32, d: Draw, m: u32, all: vec2<f32>, t: vec4<f32>, top_k_cuts: bool, kept_k: f32) -> u32 {
     rank(lid, m);
     for (var r = lid; r < CAP; r += 256u) {
         var w = 0.0;
@@ -405,7 +405,7 @@ fn in_prefix(lid: u32, d: Draw, m: u32, all: vec2<f32>, t: vec4<f32>, kept_k: f3
     // Counts kept (the order's first `keep`), cut as main cuts them.
     var keep = u32(all.x);
     var of_top_k = all.y;
-    if (d.top_k > 0u && f32(d.top_k) < all.x) {
+    if (top_k_cuts) {
         keep = d.top_k;
         of_top_k = kept_k;
         if (d.top_k <= m) {
@@ -578,7 +578,7 @@ fn main(
     if (in_reach) {
         let m = gather(lid, from_key, NONE, min_w);
         if (m > 0u && m <= CAP) {
-            let id = in_prefix(lid, d, m, all, t, kept_k);
+            let id = in_prefix(lid, d, m, all, t, top_k_cuts, kept_k);
             if (lid == 0u) {
                 result[y] = id;
             }
@@ -588,7 +588,7 @@ fn main(
     // Top-k: the count kept and their weight.
     var keep = all.x;
     var kept = all.y;
-    if (d.top_k > 0u && f32(d.top_k) < all.x) {
+    if (top_k_cuts) {
         let at_k = find(lid, false, f32(d.top_k), false, e.x, e.y, all);
         keep = at_k.count;
         kept = at_k.weight;

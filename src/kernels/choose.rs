@@ -39,10 +39,25 @@ fn per_choice(
     entry: &str,
     buffers: &[(u32, &wgpu::Buffer)],
     n: u32,
+    shape: (u32, u32),
+) -> Result<Dispatch> {
+    per_span(t, name, module, entry, buffers, n, shape, 1)
+}
+
+/// As per_choice, with `spans` workgroups a choice (x: the span of the row).
+#[allow(clippy::too_many_arguments)]
+fn per_span(
+    t: Target,
+    name: &'static str,
+    module: &Module,
+    entry: &str,
+    buffers: &[(u32, &wgpu::Buffer)],
+    n: u32,
     (rows, choices): (u32, u32),
+    spans: u32,
 ) -> Result<Dispatch> {
     let p = CountParams { n, rows, _pad: [0; 2] };
-    bind(t.gpu, name, t.pipeline(module, entry)?, bytemuck::bytes_of(&p), at(buffers), [1, choices, 1])
+    bind(t.gpu, name, t.pipeline(module, entry)?, bytemuck::bytes_of(&p), at(buffers), [spans, choices, 1])
 }
 
 /// Entry point `entry` of shaders/argmax.wgsl over `rows` rows of n logits, one workgroup a row.
@@ -108,11 +123,8 @@ fn two_level(
     n: u32,
     rows: u32,
 ) -> Result<[Dispatch; 2]> {
-    let p = CountParams { n, rows, _pad: [0; 2] };
     let module = Module::new("argmax", &[wgsl::ARGMAX]);
-    let pipeline = t.pipeline(&module, first)?;
-    let spread =
-        bind(t.gpu, "argmax spans", pipeline, bytemuck::bytes_of(&p), at(inputs), [n.div_ceil(ARGMAX_SPAN), rows, 1])?;
+    let spread = per_span(t, "argmax spans", &module, first, inputs, n, (rows, rows), n.div_ceil(ARGMAX_SPAN))?;
     let last = over_rows(t, "argmax", "spans_final", &[(2, result), (5, spans)], n, rows)?;
     Ok([spread, last])
 }
@@ -191,12 +203,9 @@ pub fn sample(
     (rows, draws): (u32, u32),
 ) -> Result<[Dispatch; 3]> {
     let module = Module::new("sample", &[wgsl::SAMPLE]);
-    let p = CountParams { n, rows, _pad: [0; 2] };
     let inputs = [(1, logits), (3, mask), (4, draws_buf), (5, spans)];
-    let spread = |entry: &str| {
-        let grid = [n.div_ceil(SAMPLE_SPAN), draws, 1];
-        bind(t.gpu, "sample spans", t.pipeline(&module, entry)?, bytemuck::bytes_of(&p), at(&inputs), grid)
-    };
+    let spans_x = n.div_ceil(SAMPLE_SPAN);
+    let spread = |entry| per_span(t, "sample spans", &module, entry, &inputs, n, (rows, draws), spans_x);
     let (first, min_p) = (spread("spans_first")?, spread("spans_min_p")?);
     let buffers = [(1, logits), (2, result), (3, mask), (4, draws_buf), (5, spans)];
     let last = per_choice(t, "sample", &module, "main", &buffers, n, (rows, draws))?;

@@ -611,7 +611,11 @@ fn matmul_every_quant_type_on_both_layouts() {
             let (bytes, w) = random_matrix(ty, rows, cols, &mut rng);
             let mut wb = None;
             let (m, layout) = upload_matrix(&g, ty, rows, cols, &bytes, &mut wb);
-            let layout = format!("{layout}{}", if g.layout.subgroups { "" } else { ", no subgroups" });
+            let layout = format!(
+                "{layout}{}{}",
+                if g.layout.subgroups { "" } else { ", no subgroups" },
+                if g.layout.f16_tiles { ", f16 tiles" } else { "" }
+            );
             for &max_tokens in &capacities {
                 // 1, 5: a part of one token tile; 33: past one 32-token tile; 64: whole tiles; 70:
                 // past one 64-token tile.

@@ -2,21 +2,24 @@
 //! a tile of BM weight rows x BN tokens per workgroup of WG threads. Each K step of BK columns, the
 //! weights are dequantized once (dequant8: 8 consecutive values a thread, neighbouring threads on
 //! neighbouring bytes) and the activations copied, both into workgroup memory k-major (4 rows or 4
-//! tokens a vec4); then each thread adds the outer products of its TR rows x 4 tokens: per column,
-//! TR / 4 + 1 vec4 reads for 4 * TR FMAs, from registers.
-//! The tile (BM, BN, BK, WG, TR) is put first by kernels::gpu::matmul, chosen by the matrix's shape.
-//! Composed after common.wgsl, quant/<type>.wgsl, matmul_io.wgsl and matmul_weights.wgsl.
+//! tokens a vec4 of tile1: f16 where the device has shader-f16, else f32); then each thread adds
+//! the outer products of its TR rows x TT tokens in f32: per column, TR / 4 + TT / 4 vec4 reads for
+//! TR * TT FMAs, from registers.
+//! The tile (BM, BN, BK, WG, TR, TT) and tile1 are put first by kernels::gpu::matmul, chosen by the
+//! matrix's shape and the layout. Composed after common.wgsl, quant/<type>.wgsl, matmul_io.wgsl
+//! and matmul_weights.wgsl.
 
-const TT: u32 = 4u;       // tokens per thread: one vec4
-const NR: u32 = BM / TR;  // threads along the rows (the rest, BN / TT, along the tokens)
+const NR: u32 = BM / TR;  // threads along the rows (the rest, NT, along the tokens)
+const NT: u32 = BN / TT;  // threads along the tokens
 const RG: u32 = TR / 4u;  // groups of 4 rows per thread: rows g * BM / RG + 4 * tr + 0..3
+const TG: u32 = TT / 4u;  // groups of 4 tokens per thread: tokens h * BN / TG + 4 * tt + 0..3
 const BM4: u32 = BM / 4u; // vec4s per column of w_tile
 const BN4: u32 = BN / 4u; // vec4s per column of x_tile
 const W_CHUNKS: u32 = BM * BK / 8u; // dequant8 calls per K step
 const X_CHUNKS: u32 = BN * BK / 4u; // vec4 activation loads per K step
 
-var<workgroup> w_tile: array<vec4<f32>, BK * BM4>; // [BK][BM / 4]: column k, rows 4i .. 4i+3
-var<workgroup> x_tile: array<vec4<f32>, BK * BN4>; // [BK][BN / 4]: column k, tokens 4i .. 4i+3
+var<workgroup> w_tile: array<vec4<tile1>, BK * BM4>; // [BK][BM / 4]: column k, rows 4i .. 4i+3
+var<workgroup> x_tile: array<vec4<tile1>, BK * BN4>; // [BK][BN / 4]: column k, tokens 4i .. 4i+3
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -27,8 +30,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let r0 = wid.x * BM;
     let tr = lid % NR; // rows g * BM / RG + 4 * tr + 0..3 of the tile
-    let tt = lid / NR; // tokens 4 * tt + 0..3 of the tile
-    var acc: array<vec4<f32>, TR>; // [TR rows][4 tokens]
+    let tt = lid / NR; // tokens h * BN / TG + 4 * tt + 0..3 of the tile
+    var acc: array<vec4<f32>, TR * TG>; // [TR rows][TG groups of 4 tokens]
     for (var k0 = 0u; k0 < p.cols; k0 += BK) {
         // Weights: chunk c is 8 columns of one row, neighbouring chunks along the row.
         for (var c = lid; c < W_CHUNKS; c += WG) {
@@ -50,8 +53,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let at = k * BM4 + row / 4u;
             let lane = row % 4u;
             for (var i = 0u; i < 4u; i++) {
-                w_tile[at + i * BM4][lane] = w[0][i];
-                w_tile[at + (i + 4u) * BM4][lane] = w[1][i];
+                w_tile[at + i * BM4][lane] = tile1(w[0][i]);
+                w_tile[at + (i + 4u) * BM4][lane] = tile1(w[1][i]);
             }
         }
         // Activations: chunk c is 4 columns of one token (zeros past the batch and the row).
@@ -65,18 +68,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let at = k * BN4 + tok / 4u;
             let lane = tok % 4u;
             for (var i = 0u; i < 4u; i++) {
-                x_tile[at + i * BN4][lane] = v[i];
+                x_tile[at + i * BN4][lane] = tile1(v[i]);
             }
         }
         workgroupBarrier();
         for (var k = 0u; k < BK; k++) {
-            let xv = x_tile[k * BN4 + tt];
+            var xv: array<vec4<f32>, TG>;
+            for (var h = 0u; h < TG; h++) {
+                xv[h] = vec4<f32>(x_tile[k * BN4 + h * NT + tt]);
+            }
             for (var g = 0u; g < RG; g++) {
-                let wv = w_tile[k * BM4 + g * NR + tr];
-                acc[4u * g] = fma(vec4<f32>(wv.x), xv, acc[4u * g]);
-                acc[4u * g + 1u] = fma(vec4<f32>(wv.y), xv, acc[4u * g + 1u]);
-                acc[4u * g + 2u] = fma(vec4<f32>(wv.z), xv, acc[4u * g + 2u]);
-                acc[4u * g + 3u] = fma(vec4<f32>(wv.w), xv, acc[4u * g + 3u]);
+                let wv = vec4<f32>(w_tile[k * BM4 + g * NR + tr]);
+                for (var h = 0u; h < TG; h++) {
+                    let a = 4u * g * TG + h;
+                    acc[a] = fma(vec4<f32>(wv.x), xv[h], acc[a]);
+                    acc[a + TG] = fma(vec4<f32>(wv.y), xv[h], acc[a + TG]);
+                    acc[a + 2u * TG] = fma(vec4<f32>(wv.z), xv[h], acc[a + 2u * TG]);
+                    acc[a + 3u * TG] = fma(vec4<f32>(wv.w), xv[h], acc[a + 3u * TG]);
+                }
             }
         }
         workgroupBarrier();
@@ -84,10 +93,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var g = 0u; g < RG; g++) {
         for (var i = 0u; i < 4u; i++) {
             let row = r0 + g * (BM / RG) + 4u * tr + i;
-            for (var j = 0u; j < TT; j++) {
-                let t = t0 + TT * tt + j;
-                if (row < p.rows && t < range.y) {
-                    store(t, row, acc[4u * g + i][j]);
+            for (var h = 0u; h < TG; h++) {
+                for (var j = 0u; j < 4u; j++) {
+                    let t = t0 + h * (BN / TG) + 4u * tt + j;
+                    if (row < p.rows && t < range.y) {
+                        store(t, row, acc[(4u * g + i) * TG + h][j]);
+                    }
                 }
             }
         }

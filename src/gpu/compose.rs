@@ -125,12 +125,14 @@ pub fn wide_wgsl(ty: QuantType) -> Option<&'static str> {
 pub struct Module {
     name: String,
     parts: Vec<String>,
+    /// The source uses f16 values (`enable f16;` goes first; the device needs shader-f16).
+    f16: bool,
 }
 
 impl Module {
     /// A module of `parts` alone.
     pub fn new(name: &str, parts: &[&str]) -> Module {
-        Module { name: name.to_string(), parts: parts.iter().map(|p| p.to_string()).collect() }
+        Module { name: name.to_string(), parts: parts.iter().map(|p| p.to_string()).collect(), f16: false }
     }
 
     /// A module that reads blocks of `ty` as `layout` stores them: BLOCK_PAD (the zero bytes
@@ -170,10 +172,18 @@ impl Module {
         self
     }
 
-    /// The whole source for this platform: browsers require `enable subgroups;` before subgroup
-    /// built-ins, which wgpu's naga (native) rejects.
+    /// Marks the source as using f16 values (shader-f16), naming the variant `+f16`.
+    pub fn f16(mut self) -> Module {
+        self.name = format!("{}+f16", self.name);
+        self.f16 = true;
+        self
+    }
+
+    /// The whole source for this platform: `enable f16;` where it uses f16; browsers also require
+    /// `enable subgroups;` before subgroup built-ins, which wgpu's naga (native) rejects.
     pub fn source(&self) -> String {
         let src = self.parts.join("\n");
+        let src = if self.f16 { format!("enable f16;\n{src}") } else { src };
         let uses_subgroups =
             ["subgroupBroadcast(", "subgroupAdd(", "subgroupExclusiveAdd(", "subgroupElect(", "subgroupShuffleXor("]
                 .iter()

@@ -45,9 +45,10 @@ impl Gpu {
     pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Subgroups where the adapter has them (the Layout decides whether kernels use them);
-        // natively, timestamp queries inside passes too (the profile's clock: model/profile.rs).
-        let wanted = wgpu::Features::SUBGROUP;
+        // Subgroups and shader-f16 where the adapter has them (the Layout decides whether kernels
+        // use them); natively, timestamp queries inside passes too (the profile's clock:
+        // model/profile.rs).
+        let wanted = wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
         #[cfg(not(target_arch = "wasm32"))]
         let wanted = wanted | Self::TIMESTAMPS;
         let features = adapter.features() & wanted;
@@ -137,6 +138,11 @@ impl Gpu {
     /// Whether the device has subgroup operations enabled.
     pub fn has_subgroups(&self) -> bool {
         self.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// Whether the device has shader-f16 enabled (f16 values in WGSL, `enable f16;`).
+    pub fn has_f16(&self) -> bool {
+        self.features.contains(wgpu::Features::SHADER_F16)
     }
 
     /// The pipeline of `entry` in the WGSL `source` (gpu/compose.rs puts sources together), named

@@ -42,6 +42,8 @@ pub struct Overrides {
     pub family: Option<Family>,
     /// WEBLLAMA_SUBGROUPS=0: no kernel uses subgroups.
     pub subgroups: Option<bool>,
+    /// WEBLLAMA_F16=0: no kernel uses shader-f16.
+    pub f16: Option<bool>,
     /// WEBLLAMA_TEXTURES=0: CPU family, the wide types' weights stay in buffers.
     pub weight_textures: Option<bool>,
     /// WEBLLAMA_TEXTURE_LOADS=storage|sampled: CPU family, how matvec_wide and embed_wide read
@@ -70,6 +72,7 @@ impl Overrides {
         Overrides {
             family: var("WEBLLAMA_LAYOUT").and_then(|v| Family::parse(&v)),
             subgroups: off("WEBLLAMA_SUBGROUPS"),
+            f16: off("WEBLLAMA_F16"),
             weight_textures: off("WEBLLAMA_TEXTURES"),
             texture_storage_loads: var("WEBLLAMA_TEXTURE_LOADS").and_then(|v| match v.as_str() {
                 "storage" => Some(true),
@@ -99,6 +102,9 @@ pub struct Layout {
     pub subgroups: bool,
     /// The adapter's subgroup sizes (min, max).
     pub subgroup_sizes: (u32, u32),
+    /// GPU family: the tiled matmul stages its tiles in workgroup memory as f16 (the device has
+    /// shader-f16): half the bytes a step reads from workgroup memory; f32 arithmetic throughout.
+    pub f16_tiles: bool,
     /// CPU family: weights of the types with a wide decoder live in textures (lavapipe fetches
     /// texels as gathers, storage words one lane at a time).
     pub weight_textures: bool,
@@ -133,6 +139,7 @@ impl Layout {
             family,
             subgroups,
             subgroup_sizes: (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size),
+            f16_tiles: !cpu && gpu.has_f16() && o.f16.unwrap_or(true),
             weight_textures: cpu && o.weight_textures.unwrap_or(true),
             texture_storage_loads: cpu && o.texture_storage_loads.unwrap_or(gpu.info.name.contains("llvmpipe")),
             prompt_lanes: false,
@@ -230,6 +237,9 @@ impl fmt::Display for Layout {
             opts.push(if lo == hi { format!("subgroups {lo}") } else { format!("subgroups {lo}-{hi}") });
         } else {
             opts.push("no subgroups".into());
+        }
+        if self.f16_tiles {
+            opts.push("f16 tiles".into());
         }
         if self.is_cpu() {
             opts.push(match (self.weight_textures, self.texture_storage_loads) {

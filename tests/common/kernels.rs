@@ -158,11 +158,18 @@ pub fn rerun_with_subgroup_lanes(lanes: u32, tests: &[&str]) {
     assert!(out.status.success() && text.contains(&passed), "with {lanes}-lane subgroups:\n{text}");
 }
 
-/// The GPU family with subgroups where the adapter has them, and then also without (its kernels'
-/// workgroup-memory paths).
+/// The GPU family with subgroups and shader-f16 where the adapter has them, and then also without
+/// both (its kernels' workgroup-memory reductions and f32 tiles).
 pub fn gpu_layouts() -> Vec<On> {
-    let gpu_layout =
-        |subgroups: bool| on(Overrides { family: Some(Family::Gpu), subgroups: Some(subgroups), ..Default::default() });
+    // Without subgroups also without shader-f16 (f32 tiles): each optional path and its fallback.
+    let gpu_layout = |subgroups: bool| {
+        on(Overrides {
+            family: Some(Family::Gpu),
+            subgroups: Some(subgroups),
+            f16: Some(subgroups),
+            ..Default::default()
+        })
+    };
     let mut all = vec![gpu_layout(true)];
     if gpu().has_subgroups() {
         all.push(gpu_layout(false));

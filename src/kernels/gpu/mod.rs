@@ -82,8 +82,8 @@ const MATMUL_FEW_ROWS: u32 = 4;
 
 /// One work split of the tiled matmul (matmul_tiled.wgsl, put before it as WGSL constants): a
 /// workgroup of `threads` computes `rows` weight rows x `tokens` tokens, walking the row length
-/// `k` columns a step through workgroup memory; each thread holds `rows_per_thread` rows x 4
-/// tokens in registers.
+/// `k` columns a step through workgroup memory; each thread holds `rows_per_thread` rows x
+/// `tokens_per_thread` tokens in registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatmulTile {
     pub rows: u32,
@@ -91,20 +91,18 @@ pub struct MatmulTile {
     pub k: u32,
     pub threads: u32,
     pub rows_per_thread: u32,
+    pub tokens_per_thread: u32,
 }
 
-/// Tokens per thread of every tile (one vec4).
-const MATMUL_TOKENS_PER_THREAD: u32 = 4;
-
 /// The tiled matmul's work splits, largest first; each uses at most 16 KiB of workgroup memory
-/// (WebGPU's default limit: 4 bytes x k x (rows + tokens)).
+/// with f32 tiles (WebGPU's default limit: 4 bytes x k x (rows + tokens)), half that with f16.
 pub const MATMUL_TILES: [MatmulTile; 3] = [
-    // 128 x 64, 8 x 4 per thread: 32 FMAs per 3 vec4 reads; 12 KiB.
-    MatmulTile { rows: 128, tokens: 64, k: 16, threads: 256, rows_per_thread: 8 },
+    // 128 x 128, 8 x 8 per thread (llama.cpp's large tile): 64 FMAs per 4 vec4 reads; 16 KiB.
+    MatmulTile { rows: 128, tokens: 128, k: 16, threads: 256, rows_per_thread: 8, tokens_per_thread: 8 },
     // 64 x 64, 4 x 4 per thread: 16 FMAs per 2 vec4 reads; 16 KiB.
-    MatmulTile { rows: 64, tokens: 64, k: 32, threads: 256, rows_per_thread: 4 },
+    MatmulTile { rows: 64, tokens: 64, k: 32, threads: 256, rows_per_thread: 4, tokens_per_thread: 4 },
     // 32 x 32, 4 x 4 per thread: a 576-row matrix and a 256-token chunk in 144 workgroups; 8 KiB.
-    MatmulTile { rows: 32, tokens: 32, k: 32, threads: 64, rows_per_thread: 4 },
+    MatmulTile { rows: 32, tokens: 32, k: 32, threads: 64, rows_per_thread: 4, tokens_per_thread: 4 },
 ];
 
 /// Workgroups a matmul should have to fill a GPU of 100+ compute units: the largest tile that
@@ -118,8 +116,8 @@ const _: () = {
         assert!(
             t.rows_per_thread.is_multiple_of(4) && t.rows.is_multiple_of(t.rows_per_thread) && t.k.is_multiple_of(8)
         );
-        assert!(t.tokens.is_multiple_of(MATMUL_TOKENS_PER_THREAD));
-        assert!((t.rows / t.rows_per_thread) * (t.tokens / MATMUL_TOKENS_PER_THREAD) == t.threads);
+        assert!(t.tokens_per_thread.is_multiple_of(4) && t.tokens.is_multiple_of(t.tokens_per_thread));
+        assert!((t.rows / t.rows_per_thread) * (t.tokens / t.tokens_per_thread) == t.threads);
         assert!(4 * t.k * (t.rows + t.tokens) <= 16384);
         i += 1;
     }
@@ -135,13 +133,20 @@ impl MatmulTile {
             .unwrap_or(&MATMUL_TILES[MATMUL_TILES.len() - 1])
     }
 
-    /// The WGSL constants matmul_tiled.wgsl is written against.
-    fn wgsl(&self) -> String {
+    /// The WGSL constants matmul_tiled.wgsl is written against, its tiles of `tile1` values.
+    fn wgsl(&self, f16: bool) -> String {
         format!(
             "const BM: u32 = {}u; // weight rows per tile\nconst BN: u32 = {}u; // tokens per tile\n\
              const BK: u32 = {}u; // columns per step\nconst WG: u32 = {}u; // threads\n\
-             const TR: u32 = {}u; // rows per thread\n",
-            self.rows, self.tokens, self.k, self.threads, self.rows_per_thread
+             const TR: u32 = {}u; // rows per thread\nconst TT: u32 = {}u; // tokens per thread\n\
+             alias tile1 = {}; // the tiles' values in workgroup memory\n",
+            self.rows,
+            self.tokens,
+            self.k,
+            self.threads,
+            self.rows_per_thread,
+            self.tokens_per_thread,
+            if f16 { "f16" } else { "f32" }
         )
     }
 }
@@ -172,9 +177,11 @@ pub fn matmul(
         );
     }
     let tile = MatmulTile::choose(p.rows, max_tokens);
+    let f16 = t.layout.f16_tiles;
     let module = Module::quant(t.layout, "matmul_tiled", w.ty, &parts)?
         .variant(&format!("{}x{}", tile.rows, tile.tokens), wgsl::gpu::MATMUL_TILED)
-        .prepend(tile.wgsl());
+        .prepend(tile.wgsl(f16));
+    let module = if f16 { module.f16() } else { module };
     bind(
         t.gpu,
         "matmul",

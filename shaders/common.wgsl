@@ -72,6 +72,22 @@ fn scale_min_k4(at: u32, j: u32) -> vec2<f32> {
     return select(low, high, j >= 4u);
 }
 
+// Sub-blocks j and j + 1 (j even) of a Q4_K / Q5_K scale array at `at`: (scale j, min j, scale j+1,
+// min j+1), the three words loaded once.
+fn scale_min_k4_pair(at: u32, j: u32) -> vec4<f32> {
+    let w = vec3<u32>(load_u32(at), load_u32(at + 4u), load_u32(at + 8u));
+    let s = (j & 3u) * 8u;
+    let b0 = (vec2<u32>(w.x) >> vec2<u32>(s, s + 8u)) & vec2<u32>(0xffu);
+    let b1 = (vec2<u32>(w.y) >> vec2<u32>(s, s + 8u)) & vec2<u32>(0xffu);
+    let b2 = (vec2<u32>(w.z) >> vec2<u32>(s, s + 8u)) & vec2<u32>(0xffu);
+    let low = vec4<f32>(vec4<u32>(b0.x, b1.x, b0.y, b1.y) & vec4<u32>(63u));
+    let high = vec4<f32>(
+        (vec4<u32>(b2.x, b2.x >> 4u, b2.y, b2.y >> 4u) & vec4<u32>(0xfu))
+            | ((vec4<u32>(b0.x, b1.x, b0.y, b1.y) >> vec4<u32>(6u)) << vec4<u32>(4u))
+    );
+    return select(low, high, j >= 4u);
+}
+
 // Bits s and s+1 of each byte of a word (0..3 each).
 fn bits2(h: u32, s: u32) -> vec4<u32> {
     return (vec4<u32>(h, h >> 8u, h >> 16u, h >> 24u) >> vec4<u32>(s)) & vec4<u32>(3u);
@@ -107,6 +123,13 @@ struct Q8 {
     q1: vec4<f32>,
     d: f32,
     m: f32,
+}
+
+// Sixteen values of a row from the same quant words, as the paired types' quant16 reads them
+// (row_walk_pairs.wgsl): a holds values i .. i+7 and b values i+PAIR .. i+PAIR+7.
+struct Q16 {
+    a: Q8,
+    b: Q8,
 }
 
 // Values i .. i+7 of the block at blk (i a multiple of 8), dequantized.

@@ -25,3 +25,12 @@ fn quant8(blk: u32, i: u32) -> Q8 {
     let shift = select(0u, 4u, i >= 16u);
     return Q8(iq4_levels4(load_u32(at) >> shift), iq4_levels4(load_u32(at + 4u) >> shift), load_f16(blk), 0.0);
 }
+
+// Values i .. i+7 and i+16 .. i+23 (i 0 or 8): both nibbles of 8 consecutive quant bytes as levels; d.
+const PAIR: u32 = 16u;
+fn quant16(blk: u32, i: u32) -> Q16 {
+    let d = load_f16(blk);
+    let a = load_u32(blk + QS + i);
+    let b = load_u32(blk + QS + i + 4u);
+    return Q16(Q8(iq4_levels4(a), iq4_levels4(b), d, 0.0), Q8(iq4_levels4(a >> 4u), iq4_levels4(b >> 4u), d, 0.0));
+}

@@ -41,3 +41,15 @@ fn quant8(blk: u32, i: u32) -> Q8 {
     let shift = select(0u, 4u, w >= 16u);
     return Q8(iq4_levels4(load_u32(at) >> shift), iq4_levels4(load_u32(at + 4u) >> shift), iq4xs_scale(blk, b), 0.0);
 }
+
+// Values i .. i+7 and i+16 .. i+23 (i % 32 0 or 8): both nibbles of 8 consecutive quant bytes of
+// sub-block i / 32 as levels; its scale.
+const PAIR: u32 = 16u;
+fn quant16(blk: u32, i: u32) -> Q16 {
+    let b = i / 32u;
+    let at = blk + 8u + 16u * b + (i % 32u);
+    let a = load_u32(at);
+    let c = load_u32(at + 4u);
+    let s = iq4xs_scale(blk, b);
+    return Q16(Q8(iq4_levels4(a), iq4_levels4(c), s, 0.0), Q8(iq4_levels4(a >> 4u), iq4_levels4(c >> 4u), s, 0.0));
+}

@@ -30,3 +30,13 @@ fn quant8(blk: u32, i: u32) -> Q8 {
     }
     return Q8(nibbles_lo(a), nibbles_lo(b), d, -8.0 * d);
 }
+
+// Values i .. i+7 and i+16 .. i+23 (i 0 or 8): both nibbles of 8 consecutive quant bytes; d, -8 d.
+const PAIR: u32 = 16u;
+fn quant16(blk: u32, i: u32) -> Q16 {
+    let d = load_f16(blk);
+    let at = blk + QS + i;
+    let a = load_u32(at);
+    let b = load_u32(at + 4u);
+    return Q16(Q8(nibbles_lo(a), nibbles_lo(b), d, -8.0 * d), Q8(nibbles_hi(a), nibbles_hi(b), d, -8.0 * d));
+}

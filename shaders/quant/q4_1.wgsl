@@ -34,3 +34,13 @@ fn quant8(blk: u32, i: u32) -> Q8 {
     }
     return Q8(nibbles_lo(a), nibbles_lo(b), dm.x, dm.y);
 }
+
+// Values i .. i+7 and i+16 .. i+23 (i 0 or 8): both nibbles of 8 consecutive quant bytes; d, m.
+const PAIR: u32 = 16u;
+fn quant16(blk: u32, i: u32) -> Q16 {
+    let dm = unpack2x16float(load_u32(blk));
+    let at = blk + 4u + i;
+    let a = load_u32(at);
+    let b = load_u32(at + 4u);
+    return Q16(Q8(nibbles_lo(a), nibbles_lo(b), dm.x, dm.y), Q8(nibbles_hi(a), nibbles_hi(b), dm.x, dm.y));
+}

@@ -53,3 +53,19 @@ fn quant8(blk: u32, i: u32) -> Q8 {
     }
     return Q8(nibbles_lo(a), nibbles_lo(b), dm.x * sm.x, -dm.y * sm.y);
 }
+
+// Values i .. i+7 and i+32 .. i+39 (i % 64 < 32): both nibbles of 8 consecutive quant bytes, of
+// sub-blocks 2c and 2c+1; each one's d * scale, -dmin * min.
+const PAIR: u32 = 32u;
+fn quant16(blk: u32, i: u32) -> Q16 {
+    let dm = unpack2x16float(load_u32(blk));
+    let c = i / 64u;
+    let sm = scale_min_k4_pair(blk + 4u, 2u * c);
+    let at = blk + 16u + 32u * c + (i % 64u);
+    let a = load_u32(at);
+    let b = load_u32(at + 4u);
+    return Q16(
+        Q8(nibbles_lo(a), nibbles_lo(b), dm.x * sm.x, -dm.y * sm.y),
+        Q8(nibbles_hi(a), nibbles_hi(b), dm.x * sm.z, -dm.y * sm.w)
+    );
+}

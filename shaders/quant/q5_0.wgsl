@@ -40,3 +40,17 @@ fn quant8(blk: u32, i: u32) -> Q8 {
     }
     return Q8(nibbles_lo(a) + h0, nibbles_lo(b) + h1, d, -16.0 * d);
 }
+
+// Values i .. i+7 and i+16 .. i+23 (i 0 or 8): both nibbles of 8 consecutive quant bytes and their
+// fifth bits; d, -16 d.
+const PAIR: u32 = 16u;
+fn quant16(blk: u32, i: u32) -> Q16 {
+    let d = load_f16(blk);
+    let qh = load_u32(blk + QH);
+    let at = blk + QS + i;
+    let a = load_u32(at);
+    let b = load_u32(at + 4u);
+    let lo = Q8(nibbles_lo(a) + vec4<f32>(bits4_x16(qh, i)), nibbles_lo(b) + vec4<f32>(bits4_x16(qh, i + 4u)), d, -16.0 * d);
+    let hi = Q8(nibbles_hi(a) + vec4<f32>(bits4_x16(qh, i + 16u)), nibbles_hi(b) + vec4<f32>(bits4_x16(qh, i + 20u)), d, -16.0 * d);
+    return Q16(lo, hi);
+}

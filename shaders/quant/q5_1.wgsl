@@ -42,3 +42,17 @@ fn quant8(blk: u32, i: u32) -> Q8 {
     }
     return Q8(nibbles_lo(a) + h0, nibbles_lo(b) + h1, dm.x, dm.y);
 }
+
+// Values i .. i+7 and i+16 .. i+23 (i 0 or 8): both nibbles of 8 consecutive quant bytes and their
+// fifth bits; d, m.
+const PAIR: u32 = 16u;
+fn quant16(blk: u32, i: u32) -> Q16 {
+    let dm = unpack2x16float(load_u32(blk));
+    let qh = load_u32(blk + 4u);
+    let at = blk + 8u + i;
+    let a = load_u32(at);
+    let b = load_u32(at + 4u);
+    let lo = Q8(nibbles_lo(a) + vec4<f32>(bits4_x16(qh, i)), nibbles_lo(b) + vec4<f32>(bits4_x16(qh, i + 4u)), dm.x, dm.y);
+    let hi = Q8(nibbles_hi(a) + vec4<f32>(bits4_x16(qh, i + 16u)), nibbles_hi(b) + vec4<f32>(bits4_x16(qh, i + 20u)), dm.x, dm.y);
+    return Q16(lo, hi);
+}

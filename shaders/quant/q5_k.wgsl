@@ -60,3 +60,22 @@ fn quant8(blk: u32, i: u32) -> Q8 {
     }
     return Q8(nibbles_lo(a) + h0, nibbles_lo(b) + h1, dm.x * sm.x, -dm.y * sm.y);
 }
+
+// Values i .. i+7 and i+32 .. i+39 (i % 64 < 32): both nibbles of 8 consecutive quant bytes and
+// bits 2c, 2c+1 of 8 high-bit bytes, of sub-blocks 2c and 2c+1; each one's d * scale, -dmin * min.
+const PAIR: u32 = 32u;
+fn quant16(blk: u32, i: u32) -> Q16 {
+    let dm = unpack2x16float(load_u32(blk));
+    let c = i / 64u;
+    let l = i % 64u;
+    let sm = scale_min_k4_pair(blk + 4u, 2u * c);
+    let at = blk + 48u + 32u * c + l;
+    let a = load_u32(at);
+    let b = load_u32(at + 4u);
+    let h0 = load_u32(blk + 16u + l);
+    let h1 = load_u32(blk + 20u + l);
+    return Q16(
+        Q8(nibbles_lo(a) + vec4<f32>(bit_x16(h0, 2u * c)), nibbles_lo(b) + vec4<f32>(bit_x16(h1, 2u * c)), dm.x * sm.x, -dm.y * sm.y),
+        Q8(nibbles_hi(a) + vec4<f32>(bit_x16(h0, 2u * c + 1u)), nibbles_hi(b) + vec4<f32>(bit_x16(h1, 2u * c + 1u)), dm.x * sm.z, -dm.y * sm.w)
+    );
+}

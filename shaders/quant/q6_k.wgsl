@@ -59,3 +59,28 @@ fn quant8(blk: u32, i: u32) -> Q8 {
     }
     return Q8(q[0], q[1], s, -32.0 * s);
 }
+
+// Values i .. i+7 and i+64 .. i+71 (i % 128 < 64): both nibbles of 8 low-nibble bytes and bit
+// pairs 2g, 2g+4 of 8 high-bit bytes (groups g and g+2 of 32); each one's d * scale, -32 d * scale.
+const PAIR: u32 = 64u;
+fn quant16(blk: u32, i: u32) -> Q16 {
+    let n = i / 128u;
+    let r = i % 128u;
+    let g = r / 32u;
+    let l = r % 32u;
+    let d = load_f16(blk + 208u);
+    let sc = blk + 192u + 8u * n + l / 16u + 2u * g;
+    let s0 = d * scale_i8(sc);
+    let s1 = d * scale_i8(sc + 4u);
+    let at = blk + 64u * n + 32u * g + l;
+    let h = blk + 128u + 32u * n + l;
+    var lo: array<vec4<f32>, 2>;
+    var hi: array<vec4<f32>, 2>;
+    for (var k = 0u; k < 2u; k++) {
+        let q = load_u32(at + 4u * k);
+        let qh = load_u32(h + 4u * k);
+        lo[k] = vec4<f32>((bytes_u8(q) & vec4<u32>(0xfu)) | (bits2(qh, 2u * g) << vec4<u32>(4u)));
+        hi[k] = vec4<f32>((bytes_u8(q >> 4u) & vec4<u32>(0xfu)) | (bits2(qh, 2u * g + 4u) << vec4<u32>(4u)));
+    }
+    return Q16(Q8(lo[0], lo[1], s0, -32.0 * s0), Q8(hi[0], hi[1], s1, -32.0 * s1));
+}

@@ -41,6 +41,8 @@ pub mod wgsl {
         pub const MATVEC_NORM: &str = include_str!("../../shaders/gpu/matvec_norm.wgsl");
         /// The decode row walk matvec, qkv and gate_up share, and its two reductions.
         pub const ROW_WALK: &str = include_str!("../../shaders/gpu/row_walk.wgsl");
+        pub const ROW_WALK_8: &str = include_str!("../../shaders/gpu/row_walk_8.wgsl");
+        pub const ROW_WALK_PAIRS: &str = include_str!("../../shaders/gpu/row_walk_pairs.wgsl");
         pub const REDUCE_SUBGROUP: &str = include_str!("../../shaders/gpu/reduce_subgroup.wgsl");
         pub const REDUCE_SHARED: &str = include_str!("../../shaders/gpu/reduce_shared.wgsl");
         pub const QKV: &str = include_str!("../../shaders/gpu/qkv.wgsl");

@@ -23,7 +23,13 @@ fn row_walk_module(t: Target, name: &str, ty: QuantType, parts: &[&str], kernel:
         true => ("subgroups", wgsl::gpu::REDUCE_SUBGROUP),
         false => ("shared", wgsl::gpu::REDUCE_SHARED),
     };
-    Ok(Module::quant(t.layout, name, ty, parts)?.variant(tag, reduce).with(&[wgsl::gpu::ROW_WALK, kernel]))
+    let module = Module::quant(t.layout, name, ty, parts)?.variant(tag, reduce).with(&[wgsl::gpu::ROW_WALK]);
+    // Types whose quant words hold two runs of values (both nibbles of a byte) walk them together.
+    let module = match crate::gpu::compose::quant_wgsl(ty).is_some_and(|q| q.contains("fn quant16(")) {
+        true => module.variant("pairs", wgsl::gpu::ROW_WALK_PAIRS),
+        false => module.with(&[wgsl::gpu::ROW_WALK_8]),
+    };
+    Ok(module.with(&[kernel]))
 }
 
 /// matvec (see kernels::matvec; `p` complete).

@@ -16,7 +16,7 @@ KIT=${KIT:-.dev}
 OUT=${OUT:-/tmp/webllama-device-out}
 WORK=${WORK:-/tmp/webllama-device}
 if [ "${QUICK:-0}" = 1 ]; then
-  P=32; N=8; R=1; REPS=1; MODELS=${MODELS:-smol}
+  P=32; N=8; R=1; REPS=1; MODELS=${MODELS:-smol}; TEST_S=300 # lavapipe runs the attention tests for ~2 minutes
 else
   P=512; N=128; R=5; REPS=3; MODELS=${MODELS:-smol l1b}
 fi
@@ -75,7 +75,7 @@ done
 if [ "${TESTS:-1}" = 1 ]; then
   for t in kernels attention sampler; do
     step "kernel tests: $t (every kernel x type x layout vs reference.rs)"
-    timeout 120 "$WORK/$t" --test-threads 4 > "$WORK/$t.log" 2>&1
+    timeout ${TEST_S:-120} "$WORK/$t" --test-threads 4 > "$WORK/$t.log" 2>&1
     rc=$?; tail -3 "$WORK/$t.log"
     [ $rc = 0 ] || { grep -E "^test .* FAILED|panicked" "$WORK/$t.log" | head -20; failed+=("$t tests (rc $rc)"); }
   done
@@ -90,6 +90,11 @@ for m in $MODELS; do
     python3 -c 'import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); print("  prefill %.1f tok/s, decode %.1f tok/s on %s, layout %s" % (a["prefill_tok_s"], b["decode_tok_s"], b["adapter"], b["layout"]))' \
       "$WORK/$m.prefill.$i.json" "$WORK/$m.decode.$i.json"
   done
+  # The tiled matmul with f32 tiles in workgroup memory (the default stages f16 where the device
+  # has shader-f16): which is faster here decides Layout::f16_tiles' default.
+  step "$m: webllama bench -p $P with f32 tiles (WEBLLAMA_F16=0)"
+  WEBLLAMA_F16=0 timeout 120 $W bench --model "$WORK/$m.gguf" -p $P -n 4 --json > "$WORK/$m.prefill-f32-tiles.json" \
+    || failed+=("webllama $m prefill, f32 tiles")
   # n = 8 candidates sampled side by side (chained from their second step): tok/s together.
   step "$m: webllama generate --n 8, 64 tokens each"
   timeout 60 $W generate --model "$WORK/$m.gguf" --prompt "Once upon a time," --n 8 --max-tokens 64 \

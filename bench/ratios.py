@@ -135,6 +135,14 @@ def main():
             s, g = statistics.median(sampled), statistics.median(greedy)
             print(f"{NAMES.get(m, m)}: decode sampled at temperature 1 on the GPU {fmt(s)} tok/s "
                   f"({100 * s / g:.0f}% of greedy)")
+        f32_tiles = os.path.join(a.dir, f"{m}.prefill-f32-tiles.json")
+        if os.path.exists(f32_tiles):
+            prefill = [r["prefill_tok_s"] for r in webllama_runs(a.dir, m, "prefill")]
+            f = load_json(f32_tiles)["prefill_tok_s"]
+            if prefill:
+                p = statistics.median(prefill)
+                print(f"{NAMES.get(m, m)}: prefill {a.prompt} with f32 tiles (WEBLLAMA_F16=0) {fmt(f)} tok/s "
+                      f"({100 * f / p:.0f}% of the default's {fmt(p)}; the default's layout says whether it had f16 tiles)")
         if penalized:
             s, g = statistics.median(penalized), statistics.median(greedy)
             print(f"{NAMES.get(m, m)}: the same with repetition penalty 1.1 (edit_logits) {fmt(s)} tok/s "

@@ -542,7 +542,7 @@ fn batched_prefill_matches_token_by_token() {
         cpu.batch_rows()
     );
     assert!(worst <= 1e-3, "{worst}");
-    // The GPU family (chunks of 256, tiles of 32 tokens) on 33 tokens, a partial second tile, against
+    // The GPU family (chunks of 512; tiles of 32 and 64 tokens) on 33 tokens, partial tiles, against
     // the CPU family token by token (the GPU family's own token-by-token path is ~1 s a token on
     // lavapipe; its matvecs meet the goldens in the tests above). The GPU family's cache is f16: its
     // keys and values round to neighbouring f16 values, a 2^-11 step, which the later layers carry

@@ -189,12 +189,14 @@ impl Layout {
         }
     }
 
-    /// Most tokens one prompt chunk runs (the batch graph's rows).
+    /// Most tokens one prompt chunk runs (the batch graph's rows): on GPUs 512, llama.cpp's
+    /// micro-batch (one chunk for a 512-token prompt: twice the tiles in flight of 256, half the
+    /// chunks' dispatches).
     pub fn batch_rows(&self) -> u32 {
         if self.is_cpu() {
             64
         } else {
-            256
+            512
         }
     }
 

@@ -200,6 +200,13 @@ impl Layout {
         }
     }
 
+    /// GPU family: prompt chunks of at most this many tokens run a batch graph of their own, its
+    /// matmuls in 32-token tiles (llama.cpp's small tile for up to 32 tokens); CPU adapters keep
+    /// one (their chunks are 64 tokens).
+    pub fn short_chunk_rows(&self) -> Option<u32> {
+        (!self.is_cpu()).then_some(32)
+    }
+
     /// Most splits of the KV length the decode graph's attention dispatches for a context of `ctx`
     /// (the kernel works as many of them as the current length asks for,
     /// kernels::gpu::ATTENTION_SPLIT_LEN positions or more each, so no more than a full context

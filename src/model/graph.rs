@@ -134,13 +134,13 @@ pub fn decode(s: &Parts) -> Result<Vec<Dispatch>> {
     Ok(g.done())
 }
 
-/// What a batch graph runs: a prompt chunk (up to acts.rows rows at consecutive positions; the
-/// logits of its last row, the argmax into tokens[0]) or n candidates (up to MAX_CANDIDATES rows at
-/// one position; every row's logits, row r's argmax into tokens[r]; attention split over the KV
-/// length as in decode).
+/// What a batch graph runs: a prompt chunk (up to its rows, at most acts.rows, at consecutive
+/// positions; the logits of its last row, the argmax into tokens[0]; the matmuls' tiles chosen for
+/// that many rows) or n candidates (up to MAX_CANDIDATES rows at one position; every row's logits,
+/// row r's argmax into tokens[r]; attention split over the KV length as in decode).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Batch {
-    Prompt,
+    Prompt(u32),
     Candidates,
 }
 
@@ -152,10 +152,13 @@ pub struct BatchGraph {
 
 pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
     let (c, a) = (s.cfg, s.acts);
-    let rows = if kind == Batch::Prompt { a.rows } else { MAX_CANDIDATES.min(a.rows) };
+    let rows = match kind {
+        Batch::Prompt(rows) => rows.min(a.rows),
+        Batch::Candidates => MAX_CANDIDATES.min(a.rows),
+    };
     let (dim, ffn) = (c.dim as u32, c.ffn_dim as u32);
     let (which, n_splits) = match kind {
-        Batch::Prompt => (AttentionRows::Prompt(rows), 1),
+        Batch::Prompt(_) => (AttentionRows::Prompt(rows), 1),
         Batch::Candidates => (AttentionRows::Candidates(rows), s.n_splits),
     };
     let add = |x_stride: u32| MatmulParams { x_stride, out_stride: dim, accumulate: 1, ..Default::default() };
@@ -184,7 +187,7 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
     let mut g = Recorder::batch(s, rows);
     let vocab = c.vocab_size as u32;
     let logits = MatmulParams { x_stride: dim, out_stride: vocab, ..Default::default() };
-    if kind == Batch::Prompt {
+    if let Batch::Prompt(_) = kind {
         g.matmul(s.output(), &a.xb, &a.logits, MatmulParams { last_only: 1, ..logits })?; // logits = Wout xb[last]
         g.argmax(1)?; // tokens[0] = argmax(logits)
     } else {

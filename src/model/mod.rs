@@ -54,6 +54,9 @@ pub struct Model {
     graph: Vec<Dispatch>,
     /// A prompt chunk.
     batch: BatchGraph,
+    /// A prompt chunk of at most Layout::short_chunk_rows tokens (GPU family), its matmuls in
+    /// tiles of that many tokens: a short chat turn does not run a whole 64- or 128-token tile.
+    short: Option<(u32, BatchGraph)>,
     /// n candidates.
     cands: BatchGraph,
     n_splits: u32,
@@ -103,7 +106,11 @@ impl Model {
             n_splits,
         };
         let decode = graph::decode(&parts)?;
-        let batch = graph::batch(&parts, Batch::Prompt)?;
+        let batch = graph::batch(&parts, Batch::Prompt(acts.rows))?;
+        let short = match layout.short_chunk_rows() {
+            Some(rows) if rows < acts.rows => Some((rows, graph::batch(&parts, Batch::Prompt(rows))?)),
+            _ => None,
+        };
         let cands = graph::batch(&parts, Batch::Candidates)?;
         // The bytes of the blocks (not the padding between rows, which is never read).
         // Of stacked experts, a token reads only the n_experts_used it is routed to.
@@ -128,6 +135,7 @@ impl Model {
             rope_factors,
             graph: decode,
             batch,
+            short,
             cands,
             n_splits,
             weights,
@@ -353,12 +361,16 @@ impl Model {
         for (i, chunk) in chunks.iter().enumerate() {
             let last = i + 1 == chunks.len();
             self.begin_chunk(chunk);
+            let graph = match &self.short {
+                Some((rows, short)) if chunk.len() <= *rows as usize => short,
+                _ => &self.batch,
+            };
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());
-                self.batch.body.iter().for_each(|d| d.record(&mut pass));
+                graph.body.iter().for_each(|d| d.record(&mut pass));
                 if last {
-                    self.batch.logits.iter().for_each(|d| d.record(&mut pass));
+                    graph.logits.iter().for_each(|d| d.record(&mut pass));
                 }
             }
             self.kv.len += chunk.len();

@@ -130,13 +130,17 @@ const _: () = {
 };
 
 impl MatmulTile {
-    /// The tile for `rows` weight rows and batches of up to `max_tokens` tokens.
+    /// The tile for `rows` weight rows and batches of up to `max_tokens` tokens: of the tiles no
+    /// wider than the batch (a batch of 32 takes 32-token tiles, as llama.cpp's small tile), the
+    /// largest that gives MATMUL_MIN_WORKGROUPS, else the smallest.
     pub fn choose(rows: u32, max_tokens: u32) -> MatmulTile {
+        let smallest = MATMUL_TILES[MATMUL_TILES.len() - 1];
         let workgroups = |t: &MatmulTile| rows.div_ceil(t.rows) * max_tokens.div_ceil(t.tokens);
         *MATMUL_TILES
             .iter()
+            .filter(|t| t.tokens <= max_tokens.max(smallest.tokens))
             .find(|t| workgroups(t) >= MATMUL_MIN_WORKGROUPS)
-            .unwrap_or(&MATMUL_TILES[MATMUL_TILES.len() - 1])
+            .unwrap_or(&smallest)
     }
 
     /// The WGSL constants matmul_tiled.wgsl is written against, its tiles of `tile1` values.

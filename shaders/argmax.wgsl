@@ -196,42 +196,48 @@ fn load8(base: u32, i: u32) -> array<f32, 8> {
     return v;
 }
 
-@compute @workgroup_size(256)
-fn logprobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = wid.y;
-    let base = min(row, p.rows - 1u) * p.n;
-    let at = row * STRIDE;
-    // Pass 1: the running max and sum of exponentials, and this thread's best token.
-    var m = LOW;
-    var s = 0.0;
-    var bv = LOW;
-    var bi = NONE;
-    for (var i8 = lid; i8 < p.n; i8 += WALK) {
+/// Pass 1 over logits first + lid + 256 k, k < 8 per WALK, up to `end`, of the row at base: this
+/// thread's running max and sum of exponentials against it (online softmax) and its best token.
+struct Walk1 {
+    m: f32,
+    s: f32,
+    bv: f32,
+    bi: u32,
+}
+
+fn walk1(base: u32, first: u32, end: u32, lid: u32) -> Walk1 {
+    var w = Walk1(LOW, 0.0, LOW, NONE);
+    for (var i8 = first + lid; i8 < end; i8 += WALK) {
         let vs = load8(base, i8);
         for (var k = 0u; k < 8u; k++) {
             let i = i8 + 256u * k;
             let v = vs[k];
-            if (i >= p.n || !finite(v)) {
+            if (i >= end || !finite(v)) {
                 continue;
             }
-            if (v > m) {
-                s = s * exp(m - v) + 1.0;
-                m = v;
+            if (v > w.m) {
+                w.s = w.s * exp(w.m - v) + 1.0;
+                w.m = v;
             } else {
-                s += exp(v - m);
+                w.s += exp(v - w.m);
             }
-            if (before(v, i, bv, bi)) {
-                bv = v;
-                bi = i;
+            if (before(v, i, w.bv, w.bi)) {
+                w.bv = v;
+                w.bi = i;
             }
         }
     }
+    return w;
+}
+
+/// The workgroup's (max, sum of exponentials against it) from each thread's (m, s): pairs merged
+/// down the tree. Also readies the cut and the candidate count for kth_cut and gather_rank.
+fn reduce_exp(lid: u32, m: f32, s: f32) -> vec2<f32> {
     if (lid == 0u) {
         atomicStore(&n_cand, 0u);
         cut_v = LOW;
         cut_i = NONE;
     }
-    // log-sum-exp over the threads: pairs (max, sum scaled to it) merged down the tree.
     best_val[lid] = m;
     red_s[lid] = s;
     workgroupBarrier();
@@ -243,18 +249,14 @@ fn logprobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         }
         workgroupBarrier();
     }
-    let lse = best_val[0] + log(red_s[0]);
-    if (lid == 0u) {
-        out[at] = bitcast<u32>(lse);
-        let c = result[row];
-        var lp = LOW; // the chosen id is past the row
-        if (c < p.n) {
-            lp = logits[base + c] - lse;
-        }
-        out[at + 1u] = bitcast<u32>(lp);
-    }
+    let r = vec2<f32>(best_val[0], red_s[0]);
     workgroupBarrier();
-    // The cut: the K-th best of the threads' bests (none where fewer than K threads have one).
+    return r;
+}
+
+/// Into cut_v, cut_i: the K-th best of the threads' (bv, bi) (left as none where fewer than K
+/// threads have one). Every thread's best is a distinct token, so K tokens rank at or before it.
+fn kth_cut(lid: u32, bv: f32, bi: u32) {
     best_val[lid] = bv;
     best_idx[lid] = bi;
     workgroupBarrier();
@@ -269,9 +271,93 @@ fn logprobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         }
     }
     workgroupBarrier();
+}
+
+/// out row `row` ([0], [1]): the log-sum-exp and the chosen token's logprob.
+fn write_lse(row: u32, base: u32, lse: f32) {
+    let at = row * STRIDE;
+    out[at] = bitcast<u32>(lse);
+    let c = result[row];
+    var lp = LOW; // the chosen id is past the row
+    if (c < p.n) {
+        lp = logits[base + c] - lse;
+    }
+    out[at + 1u] = bitcast<u32>(lp);
+}
+
+@compute @workgroup_size(256)
+fn logprobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y;
+    let base = min(row, p.rows - 1u) * p.n;
+    let w = walk1(base, 0u, p.n, lid);
+    let ms = reduce_exp(lid, w.m, w.s);
+    let lse = ms.x + log(ms.y);
+    if (lid == 0u) {
+        write_lse(row, base, lse);
+    }
+    kth_cut(lid, w.bv, w.bi);
+    gather_rank(row, base, lid, lse, cut_v, cut_i);
+}
+
+// `logprobs_spans` then `logprobs_final`: logprobs with its first pass spread over workgroups of
+// SPAN logits, for GPUs. Span x of choice y writes its (max, sum of exponentials against it) and
+// its cut to lp_spans; the final workgroup combines them: the log-sum-exp, and the best of the
+// spans' cuts as the row's (K tokens rank at or before each span's).
+
+@compute @workgroup_size(256)
+fn logprobs_spans(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let base = min(wid.y, p.rows - 1u) * p.n;
+    let first = wid.x * SPAN;
+    let w = walk1(base, first, min(first + SPAN, p.n), lid);
+    let ms = reduce_exp(lid, w.m, w.s);
+    kth_cut(lid, w.bv, w.bi);
+    if (lid == 0u) {
+        let at = 2u * (wid.y * ((p.n + SPAN - 1u) / SPAN) + wid.x);
+        spans[at] = bitcast<vec2<u32>>(ms);
+        spans[at + 1u] = vec2<u32>(bitcast<u32>(cut_v), cut_i);
+    }
+}
+
+@compute @workgroup_size(256)
+fn logprobs_final(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y;
+    let base = min(row, p.rows - 1u) * p.n;
+    let n_spans = (p.n + SPAN - 1u) / SPAN;
+    var m = LOW;
+    var s = 0.0;
+    var cv = LOW;
+    var ci = NONE;
+    for (var x = lid; x < n_spans; x += 256u) {
+        let at = 2u * (row * n_spans + x);
+        let ms = bitcast<vec2<f32>>(spans[at]);
+        if (ms.y > 0.0) {
+            let top = max(m, ms.x);
+            s = s * exp(m - top) + ms.y * exp(ms.x - top);
+            m = top;
+        }
+        let c = spans[at + 1u];
+        if (before(bitcast<f32>(c.x), c.y, cv, ci)) {
+            cv = bitcast<f32>(c.x);
+            ci = c.y;
+        }
+    }
+    let ms = reduce_exp(lid, m, s);
+    let lse = ms.x + log(ms.y);
+    if (lid == 0u) {
+        write_lse(row, base, lse);
+    }
+    reduce_best(lid, cv, ci);
+    let cut = vec2<u32>(bitcast<u32>(best_val[0]), best_idx[0]);
+    workgroupBarrier();
+    gather_rank(row, base, lid, lse, bitcast<f32>(cut.x), cut.y);
+}
+
+/// Logprobs' second pass for row `row` (its logits at base), given the log-sum-exp and a cut (cv,
+/// ci) every top-K token ranks at or before (none: every token): the tokens at or before it
+/// gathered and ranked into out[row][2 ..].
+fn gather_rank(row: u32, base: u32, lid: u32, lse: f32, cv: f32, ci: u32) {
+    let at = row * STRIDE;
     // Pass 2: gather the tokens at or before the cut.
-    let cv = cut_v;
-    let ci = cut_i;
     for (var i8 = lid; i8 < p.n; i8 += WALK) {
         let vs = load8(base, i8);
         for (var k = 0u; k < 8u; k++) {

@@ -696,12 +696,20 @@ fn chained_steps_match_one_at_a_time_on_both_layouts() {
         let mut mask = vec![0u32; m.mask_words()];
         (0..32 * mask.len()).step_by(7).for_each(|id| mask[id / 32] |= 1 << (id % 32));
         m.start_step(first).unwrap();
-        let want = Want { masked: true, logits: true, ..Default::default() };
+        // With logprobs (the GPU family's over spans): the log-softmax of the raw row, as the host's.
+        let want = Want { masked: true, logits: true, logprobs: Some(5), ..Default::default() };
         let out = pollster::block_on(m.finish(want, ChoiceInputs { masks: &mask, ..Default::default() })).unwrap();
         let mut allowed = out[0].logits.clone().unwrap();
         webllama::engine::constraint::apply_mask(&mask, &mut allowed);
         assert_eq!(out[0].id, webllama::engine::sampler::argmax(&allowed), "{layout}: masked");
         assert_eq!(out[0].id % 7, 0, "{layout}: masked");
+        let host = webllama::engine::logprobs::token_logprob(out[0].logits.as_ref().unwrap(), out[0].id, 5, 0);
+        let got = out[0].logprobs.as_ref().unwrap();
+        assert!((got.chosen - host.logprob).abs() < 1e-3, "{layout}: logprob {} vs {}", got.chosen, host.logprob);
+        assert_eq!(got.top.iter().map(|t| t.0).collect::<Vec<_>>(), host.top.iter().map(|t| t.0).collect::<Vec<_>>());
+        for (a, b) in got.top.iter().zip(&host.top) {
+            assert!((a.1 - b.1).abs() < 1e-3, "{layout}: top logprob {} vs {}", a.1, b.1);
+        }
     }
 }
 

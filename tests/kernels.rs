@@ -533,7 +533,14 @@ fn masked_argmax_and_logprobs_match_the_cpu_path() {
             assert_eq!(got_none[2], u32::MAX, "two-level argmax_masked [{rows}x{n}] {}: nothing allowed", g.layout);
             assert_eq!([got_none[0], got_none[1], got_none[3]], [got_ids[0], got_ids[1], got_ids[3]]);
             let got: Vec<u32> = bytemuck::pod_collect_to_vec(&pollster::block_on(g.read(&out, 0, out.size())).unwrap());
-            for r in 0..rows {
+            // logprobs with its first pass over spans (the GPU family's) into a second output.
+            let lp_spans = g.storage("logprobs spans", kernels::logprobs_spans_bytes(n32, r32));
+            let out2 = g.storage("logprobs over spans", out.size());
+            kernels::submit(&g, &kernels::logprobs_spans(g.t(), &xb, &ids, &lp_spans, &out2, n32, (r32, r32)).unwrap());
+            let got2: Vec<u32> =
+                bytemuck::pod_collect_to_vec(&pollster::block_on(g.read(&out2, 0, out.size())).unwrap());
+            for (r, (kernel, got)) in (0..rows).flat_map(|r| [(r, ("logprobs", &got)), (r, ("logprobs_spans", &got2))])
+            {
                 let what = format!("[{rows}x{n}] row {r} {}", g.layout);
                 let logits = &x[r * n..(r + 1) * n];
                 let mut masked = logits.to_vec();
@@ -543,17 +550,17 @@ fn masked_argmax_and_logprobs_match_the_cpu_path() {
                 let want = token_logprob(logits, want_id, k, 0);
                 let row = &got[r * kernels::LOGPROBS_STRIDE as usize..];
                 let f = |i: usize| f32::from_bits(row[i]);
-                assert!((f(1) - want.logprob).abs() < 1e-4, "logprobs {what}: chosen {} vs {}", f(1), want.logprob);
+                assert!((f(1) - want.logprob).abs() < 1e-4, "{kernel} {what}: chosen {} vs {}", f(1), want.logprob);
                 let top: Vec<(u32, f32)> =
                     (0..k).map(|j| (row[2 + 2 * j], f(3 + 2 * j))).filter(|t| t.0 < n as u32).collect();
-                assert_eq!(top.len(), want.top.len(), "logprobs {what}: how many");
+                assert_eq!(top.len(), want.top.len(), "{kernel} {what}: how many");
                 for (j, (a, b)) in top.iter().zip(&want.top).enumerate() {
-                    assert_eq!(a.0, b.0, "logprobs {what}: the {j}th id");
-                    assert!((a.1 - b.1).abs() < 1e-4, "logprobs {what}: the {j}th logprob {} vs {}", a.1, b.1);
+                    assert_eq!(a.0, b.0, "{kernel} {what}: the {j}th id");
+                    assert!((a.1 - b.1).abs() < 1e-4, "{kernel} {what}: the {j}th logprob {} vs {}", a.1, b.1);
                 }
                 assert!(
                     (f(0) - (logits[want_id as usize] - want.logprob)).abs() < 1e-4,
-                    "logprobs {what}: log-sum-exp"
+                    "{kernel} {what}: log-sum-exp"
                 );
             }
         }

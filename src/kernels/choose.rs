@@ -160,6 +160,33 @@ pub fn logprobs(
     per_choice(t, "logprobs", &module, "logprobs", &[(1, logits), (2, chosen), (4, out)], n, (rows, draws))
 }
 
+/// Bytes of logprobs_spans' scratch for `draws` choices of n logits: per span of ARGMAX_SPAN, its
+/// (max, sum of exponentials) and its cut (logit, id).
+pub fn logprobs_spans_bytes(n: u32, draws: u32) -> u64 {
+    16 * n.div_ceil(ARGMAX_SPAN) as u64 * draws as u64
+}
+
+/// logprobs with its first pass spread over workgroups of ARGMAX_SPAN logits (the GPU family's):
+/// each span's max, sum of exponentials and cut into `spans` (logprobs_spans_bytes), then one
+/// workgroup a choice combines them and gathers the top tokens; as `logprobs`.
+pub fn logprobs_spans(
+    t: Target,
+    logits: &wgpu::Buffer,
+    chosen: &wgpu::Buffer,
+    spans: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    n: u32,
+    (rows, draws): (u32, u32),
+) -> Result<[Dispatch; 2]> {
+    let module = Module::new("argmax", &[wgsl::ARGMAX]);
+    let x = n.div_ceil(ARGMAX_SPAN);
+    let spread =
+        per_span(t, "logprobs spans", &module, "logprobs_spans", &[(1, logits), (5, spans)], n, (rows, draws), x)?;
+    let buffers = [(1, logits), (2, chosen), (4, out), (5, spans)];
+    let last = per_choice(t, "logprobs", &module, "logprobs_final", &buffers, n, (rows, draws))?;
+    Ok([spread, last])
+}
+
 /// One draw of the GPU sampler (Draw in shaders/sample.wgsl): the settings of engine::sampler and
 /// the draw's uniform r in [0, 1).
 #[repr(C)]

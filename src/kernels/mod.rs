@@ -20,9 +20,9 @@ pub mod gpu;
 mod moe;
 pub use attention::{attention, AttentionBuffers, AttentionParams, AttentionRows};
 pub use choose::{
-    argmax, argmax_masked, argmax_masked_spans, argmax_spans, argmax_spans_bytes, edit_logits, logprobs, mask_words,
-    sample, sample_spans_bytes, CountParams, EditBuffers, EditShape, SampleDraw, ARGMAX_SPAN, EDIT_HEADER,
-    LOGPROBS_STRIDE, SAMPLE_SPAN, TOP_LOGPROBS,
+    argmax, argmax_masked, argmax_masked_spans, argmax_spans, argmax_spans_bytes, edit_logits, logprobs,
+    logprobs_spans, logprobs_spans_bytes, mask_words, sample, sample_spans_bytes, CountParams, EditBuffers, EditShape,
+    SampleDraw, ARGMAX_SPAN, EDIT_HEADER, LOGPROBS_STRIDE, SAMPLE_SPAN, TOP_LOGPROBS,
 };
 pub use moe::{moe_matmul, moe_matvec, moe_route, moe_sum, MoeMatmulParams, MoeMatvecParams, MoeRouteParams};
 

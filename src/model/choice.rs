@@ -150,10 +150,11 @@ struct EditState {
 
 /// The buffers and kernels of a step's choice.
 pub(super) struct Choice {
-    mask: wgpu::Buffer,         // [MAX_CANDIDATES, mask_words(vocab)] u32: each row's allowed tokens
-    logprobs: wgpu::Buffer,     // [MAX_CANDIDATES, LOGPROBS_STRIDE] u32: kernels::logprobs' rows
-    draws: wgpu::Buffer,        // [MAX_CANDIDATES] SampleDraw: a sampled step's settings and uniforms
-    sample_spans: wgpu::Buffer, // [MAX_CANDIDATES, ceil(vocab / SAMPLE_SPAN)] 4 u32: sample's first level
+    mask: wgpu::Buffer,           // [MAX_CANDIDATES, mask_words(vocab)] u32: each row's allowed tokens
+    logprobs: wgpu::Buffer,       // [MAX_CANDIDATES, LOGPROBS_STRIDE] u32: kernels::logprobs' rows
+    draws: wgpu::Buffer,          // [MAX_CANDIDATES] SampleDraw: a sampled step's settings and uniforms
+    sample_spans: wgpu::Buffer,   // [MAX_CANDIDATES, ceil(vocab / SAMPLE_SPAN)] 4 u32: sample's first level
+    logprobs_spans: wgpu::Buffer, // [MAX_CANDIDATES, ceil(vocab / ARGMAX_SPAN)] 4 u32: logprobs' first level (GPU family)
     fed: wgpu::Buffer, // [MAX_CANDIDATES] u32: a chained step's inputs, kept from tokens (which its argmaxes overwrite)
     /// Made by the first request that edits its logits on the GPU.
     edits: Option<EditState>,
@@ -189,6 +190,7 @@ impl Choice {
             kernels: HashMap::new(),
             draws,
             sample_spans: gpu.storage("sample spans", kernels::sample_spans_bytes(vocab, MAX_CANDIDATES)),
+            logprobs_spans: gpu.storage("logprobs spans", kernels::logprobs_spans_bytes(vocab, MAX_CANDIDATES)),
             fed: gpu.storage("fed tokens", 4 * MAX_CANDIDATES as u64),
             edits: None,
             readbacks: (0..STEPS_IN_FLIGHT)
@@ -267,8 +269,15 @@ impl Choice {
         }
         let report = Kernel::Report { rows, choices };
         if want.logprobs.is_some() && !self.kernels.contains_key(&report) {
-            let d = kernels::logprobs(t, &acts.logits, &acts.tokens, &self.logprobs, vocab, rows, choices)?;
-            self.kernels.insert(report, vec![d]);
+            let (logits, ids, out) = (&acts.logits, &acts.tokens, &self.logprobs);
+            let d = match t.layout.is_cpu() {
+                true => vec![kernels::logprobs(t, logits, ids, out, vocab, rows, choices)?],
+                false => {
+                    let spans = &self.logprobs_spans;
+                    kernels::logprobs_spans(t, logits, ids, spans, out, vocab, (rows, choices))?.into()
+                }
+            };
+            self.kernels.insert(report, d);
         }
         Ok(choose)
     }

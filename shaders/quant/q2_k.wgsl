@@ -49,3 +49,21 @@ fn quant8(blk: u32, i: u32) -> Q8 {
     return Q8(vec4<f32>(bits2(load_u32(at), 2u * j)), vec4<f32>(bits2(load_u32(at + 4u), 2u * j)),
               dm.x * f32(sc & 0xfu), -dm.y * f32(sc >> 4u));
 }
+
+// Values i .. i+7 and i+64 .. i+71 (i % 128 < 64: j 0 or 1, and j + 2): bit pairs 2j and 2j+4 of 8
+// quant bytes; each one's d * scale, -dmin * min.
+const PAIR: u32 = 64u;
+fn quant16(blk: u32, i: u32) -> Q16 {
+    let dm = unpack2x16float(load_u32(blk + 80u));
+    let n = i / 128u;
+    let j = (i % 128u) / 32u;
+    let s = (i % 32u) / 16u;
+    let sa = load_u8(blk + 8u * n + 2u * j + s);
+    let sb = load_u8(blk + 8u * n + 2u * j + 4u + s);
+    let at = blk + 16u + 32u * n + 16u * s + (i % 16u);
+    let q = vec2<u32>(load_u32(at), load_u32(at + 4u));
+    return Q16(
+        Q8(vec4<f32>(bits2(q.x, 2u * j)), vec4<f32>(bits2(q.y, 2u * j)), dm.x * f32(sa & 0xfu), -dm.y * f32(sa >> 4u)),
+        Q8(vec4<f32>(bits2(q.x, 2u * j + 4u)), vec4<f32>(bits2(q.y, 2u * j + 4u)), dm.x * f32(sb & 0xfu), -dm.y * f32(sb >> 4u))
+    );
+}

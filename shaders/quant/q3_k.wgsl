@@ -56,3 +56,26 @@ fn quant8(blk: u32, i: u32) -> Q8 {
     let q1 = bits2(load_u32(at + 4u), 2u * j) + (bit_x16(load_u32(h + 4u), 4u * n + j) >> vec4<u32>(2u));
     return Q8(vec4<f32>(q0), vec4<f32>(q1), d, -4.0 * d);
 }
+
+// Values i .. i+7 and i+64 .. i+71 (i % 128 < 64: j 0 or 1, and j + 2): bit pairs 2j and 2j+4 of 8
+// quant bytes, bits 4n+j and 4n+j+2 of 8 hmask bytes; each one's d * scale, -4 d * scale.
+const PAIR: u32 = 64u;
+fn quant16(blk: u32, i: u32) -> Q16 {
+    let n = i / 128u;
+    let j = (i % 128u) / 32u;
+    let s = (i % 32u) / 16u;
+    let l = i % 16u;
+    let d = load_f16(blk + 108u);
+    let da = d * q3k_scale(blk + 96u, 8u * n + 2u * j + s);
+    let db = d * q3k_scale(blk + 96u, 8u * n + 2u * j + 4u + s);
+    let at = blk + 32u + 32u * n + 16u * s + l;
+    let h = blk + 16u * s + l;
+    let q = vec2<u32>(load_u32(at), load_u32(at + 4u));
+    let m = vec2<u32>(load_u32(h), load_u32(h + 4u));
+    let hb = 4u * n + j;
+    let a0 = bits2(q.x, 2u * j) + (bit_x16(m.x, hb) >> vec4<u32>(2u));
+    let a1 = bits2(q.y, 2u * j) + (bit_x16(m.y, hb) >> vec4<u32>(2u));
+    let b0 = bits2(q.x, 2u * j + 4u) + (bit_x16(m.x, hb + 2u) >> vec4<u32>(2u));
+    let b1 = bits2(q.y, 2u * j + 4u) + (bit_x16(m.y, hb + 2u) >> vec4<u32>(2u));
+    return Q16(Q8(vec4<f32>(a0), vec4<f32>(a1), da, -4.0 * da), Q8(vec4<f32>(b0), vec4<f32>(b1), db, -4.0 * db));
+}

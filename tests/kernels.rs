@@ -595,6 +595,24 @@ fn capacity_taking(tile: MatmulTile, rows: u32) -> u32 {
         .unwrap_or_else(|| panic!("{rows} rows never take the tiled matmul's tile {tile:?}"))
 }
 
+/// The tiled matmul's tile: none wider than the batch (a 32-token chunk in 32-token tiles, as
+/// llama.cpp's small tile), and otherwise the largest that gives 128 workgroups.
+#[test]
+fn matmul_tiles_fit_the_batch() {
+    let smallest = MATMUL_TILES[MATMUL_TILES.len() - 1];
+    for rows in [64, 576, 2048, 16384, 128256] {
+        for max_tokens in [9, 32, 33, 64, 256, 512] {
+            let tile = MatmulTile::choose(rows, max_tokens);
+            assert!(tile.tokens <= max_tokens.max(smallest.tokens), "{rows} rows, batches of {max_tokens}: {tile:?}");
+        }
+        assert_eq!(MatmulTile::choose(rows, 32), smallest, "{rows} rows in a 32-token chunk");
+    }
+    // Llama-3.2-1B's gate_up (16,384 rows) in a 512-token chunk: 128 x 128 (512 workgroups); its
+    // 2,048-row Wo: 64 x 64 (256; 128 x 128 would give 64).
+    assert_eq!(MatmulTile::choose(16384, 512), MATMUL_TILES[0]);
+    assert_eq!(MatmulTile::choose(2048, 512), MATMUL_TILES[1]);
+}
+
 #[test]
 fn matmul_every_quant_type_on_both_layouts() {
     // 136 rows: whole 32-, 64- and 128-row tiles and a partial one after them.

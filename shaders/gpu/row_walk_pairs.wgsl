@@ -1,7 +1,8 @@
 //! The row walk's lanes and steps for the paired types (quant16; see row_walk.wgsl): lane l dots
 //! values k .. k+7 and k+PAIR .. k+PAIR+7 from the same 8 quant bytes, step j = l, l + WG, ...
 //! taking the j-th such run in row order (2 lanes per 32-value Q4_0 block, 16 per 256-value Q4_K
-//! superblock, as llama.cpp's mul_mat_vec_q4_k), so each quant word is loaded once.
+//! superblock, as llama.cpp's mul_mat_vec_q4_k), so each quant word is loaded once (twice for
+//! Q2_K and Q3_K, whose bytes hold four runs).
 
 // As row_walk_8.wgsl's walk_rows, over pairs of runs: rows of a multiple of 2 * PAIR values.
 fn walk_rows(rows: array<u32, ROWS>, lid: u32, cols: u32) -> array<f32, RED> {

@@ -301,7 +301,7 @@ fn logprobs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
 
 // `logprobs_spans` then `logprobs_final`: logprobs with its first pass spread over workgroups of
 // SPAN logits, for GPUs. Span x of choice y writes its (max, sum of exponentials against it) and
-// its cut to lp_spans; the final workgroup combines them: the log-sum-exp, and the best of the
+// its cut to spans; the final workgroup combines them: the log-sum-exp, and the best of the
 // spans' cuts as the row's (K tokens rank at or before each span's).
 
 @compute @workgroup_size(256)
@@ -347,9 +347,10 @@ fn logprobs_final(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         write_lse(row, base, lse);
     }
     reduce_best(lid, cv, ci);
-    let cut = vec2<u32>(bitcast<u32>(best_val[0]), best_idx[0]);
+    let cut_value = best_val[0];
+    let cut_id = best_idx[0];
     workgroupBarrier();
-    gather_rank(row, base, lid, lse, bitcast<f32>(cut.x), cut.y);
+    gather_rank(row, base, lid, lse, cut_value, cut_id);
 }
 
 /// Logprobs' second pass for row `row` (its logits at base), given the log-sum-exp and a cut (cv,

@@ -1,5 +1,6 @@
-//! The row walk's lanes and steps for every type (see row_walk.wgsl): lane l dots values
-//! 8c .. 8c+7 for c = l, l + WG, ... (4 lanes per 32-value block, 32 per 256-value superblock).
+//! The row walk's lanes and steps for the types without quant16 (see row_walk.wgsl; F32, F16,
+//! BF16, Q8_0): lane l dots values 8c .. 8c+7 for c = l, l + WG, ... (4 lanes per 32-value
+//! block).
 
 // Lane lid's share of the dots of the rows starting at byte offsets `rows` with act_of over `cols`
 // values (slots 0 .. ROWS-1), and of the sum of squares of raw4 (slot ROWS).

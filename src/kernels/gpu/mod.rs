@@ -24,7 +24,8 @@ fn row_walk_module(t: Target, name: &str, ty: QuantType, parts: &[&str], kernel:
         false => ("shared", wgsl::gpu::REDUCE_SHARED),
     };
     let module = Module::quant(t.layout, name, ty, parts)?.variant(tag, reduce).with(&[wgsl::gpu::ROW_WALK]);
-    // Types whose quant words hold two runs of values (both nibbles of a byte) walk them together.
+    // Types whose quant words hold two runs of values (both nibbles of a byte, or Q2_K/Q3_K's bit
+    // pairs j and j + 2; their decoder has quant16) walk them together.
     let module = match crate::gpu::compose::quant_wgsl(ty).is_some_and(|q| q.contains("fn quant16(")) {
         true => module.variant("pairs", wgsl::gpu::ROW_WALK_PAIRS),
         false => module.with(&[wgsl::gpu::ROW_WALK_8]),

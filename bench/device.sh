@@ -90,11 +90,20 @@ for m in $MODELS; do
     python3 -c 'import json, sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); print("  prefill %.1f tok/s, decode %.1f tok/s on %s, layout %s" % (a["prefill_tok_s"], b["decode_tok_s"], b["adapter"], b["layout"]))' \
       "$WORK/$m.prefill.$i.json" "$WORK/$m.decode.$i.json"
   done
-  # The tiled matmul with f32 tiles in workgroup memory (the default stages f16 where the device
-  # has shader-f16): which is faster here decides Layout::f16_tiles' default.
-  step "$m: webllama bench -p $P with f32 tiles (WEBLLAMA_F16=0)"
-  WEBLLAMA_F16=0 timeout 120 $W bench --model "$WORK/$m.gguf" -p $P -n 4 --json > "$WORK/$m.prefill-f32-tiles.json" \
-    || failed+=("webllama $m prefill, f32 tiles")
+  # Variants whose speed here decides a Layout default (ratios.py prints each against the default):
+  # prefill with f32 tiles in workgroup memory (the default stages f16 where the device has
+  # shader-f16: Layout::f16_tiles); prefill with the largest tile no wider than the batch, as
+  # llama.cpp chooses (the default takes the largest that gives 128 workgroups:
+  # Layout::matmul_min_workgroups); decode with the 8-value row walk for every type (the default
+  # walks both runs of Q4_K's and the like's quant words, 16 values a lane: Layout::paired_walk).
+  for v in "prefill-f32-tiles|WEBLLAMA_F16=0" "prefill-largest-tiles|WEBLLAMA_MATMUL_MIN_WORKGROUPS=0" \
+    "decode-8-value-walk|WEBLLAMA_PAIRS=0"; do
+    name=${v%%|*}; env=${v#*|}
+    case $name in prefill-*) args="-p $P -n 4" ;; *) args="-p 8 -n $N" ;; esac
+    step "$m: webllama bench $args with $env"
+    timeout 120 env $env $W bench --model "$WORK/$m.gguf" $args --json > "$WORK/$m.$name.json" \
+      || failed+=("webllama $m $name")
+  done
   # n = 8 candidates sampled side by side (chained from their second step): tok/s together.
   step "$m: webllama generate --n 8, 64 tokens each"
   timeout 60 $W generate --model "$WORK/$m.gguf" --prompt "Once upon a time," --n 8 --max-tokens 64 \

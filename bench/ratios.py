@@ -135,14 +135,14 @@ def main():
             s, g = statistics.median(sampled), statistics.median(greedy)
             print(f"{NAMES.get(m, m)}: decode sampled at temperature 1 on the GPU {fmt(s)} tok/s "
                   f"({100 * s / g:.0f}% of greedy)")
-        f32_tiles = os.path.join(a.dir, f"{m}.prefill-f32-tiles.json")
-        if os.path.exists(f32_tiles):
-            prefill = [r["prefill_tok_s"] for r in webllama_runs(a.dir, m, "prefill")]
-            f = load_json(f32_tiles)["prefill_tok_s"]
-            if prefill:
-                p = statistics.median(prefill)
-                print(f"{NAMES.get(m, m)}: prefill {a.prompt} with f32 tiles (WEBLLAMA_F16=0) {fmt(f)} tok/s "
-                      f"({100 * f / p:.0f}% of the default's {fmt(p)}; the default's layout says whether it had f16 tiles)")
+        for name, test, what in VARIANTS:
+            path = os.path.join(a.dir, f"{m}.{name}.json")
+            default = [r[f"{test}_tok_s"] for r in webllama_runs(a.dir, m, test)]
+            if os.path.exists(path) and default:
+                run = load_json(path)
+                v, d = run[f"{test}_tok_s"], statistics.median(default)
+                print(f"{NAMES.get(m, m)}: {test} with {what} {fmt(v)} tok/s ({100 * v / d:.0f}% of the default's "
+                      f"{fmt(d)}; layout {run.get('layout', '?')})")
         if penalized:
             s, g = statistics.median(penalized), statistics.median(greedy)
             print(f"{NAMES.get(m, m)}: the same with repetition penalty 1.1 (edit_logits) {fmt(s)} tok/s "
@@ -151,6 +151,14 @@ def main():
         print_profile(name, prof, tb_s)
     if missing:
         print("MISSING: " + "; ".join(missing))
+
+
+# The runs of bench/device.sh with one Layout option changed: (file suffix, test, what changed).
+VARIANTS = [
+    ("prefill-f32-tiles", "prefill", "f32 tiles (WEBLLAMA_F16=0)"),
+    ("prefill-largest-tiles", "prefill", "the largest tile that fits the batch (WEBLLAMA_MATMUL_MIN_WORKGROUPS=0)"),
+    ("decode-8-value-walk", "decode", "the 8-value row walk (WEBLLAMA_PAIRS=0)"),
+]
 
 
 def print_table(head, rows):

@@ -10,7 +10,7 @@ use common::{gpu, Rng};
 use std::sync::Arc;
 use webllama::format::quant::{QuantType, SUPPORTED};
 use webllama::kernels::cpu;
-use webllama::kernels::gpu::{MatmulTile, MATMUL_FEW, MATMUL_TILES};
+use webllama::kernels::gpu::{MatmulTile, MATMUL_FEW, MATMUL_MIN_WORKGROUPS, MATMUL_TILES};
 use webllama::kernels::{
     self, HeadRmsnormParams, MatmulParams, MatvecParams, QkvBiasParams, QuantMatrix, RopeParams, Step,
 };
@@ -591,7 +591,7 @@ fn quantize_round_trips_within_the_type_precision() {
 /// matmul's tile is chosen by rows and capacity); none means the tile is never used.
 fn capacity_taking(tile: MatmulTile, rows: u32) -> u32 {
     (MATMUL_FEW + 1..=1 << 16)
-        .find(|&c| MatmulTile::choose(rows, c) == tile)
+        .find(|&c| MatmulTile::choose(rows, c, MATMUL_MIN_WORKGROUPS) == tile)
         .unwrap_or_else(|| panic!("{rows} rows never take the tiled matmul's tile {tile:?}"))
 }
 
@@ -602,15 +602,19 @@ fn matmul_tiles_fit_the_batch() {
     let smallest = MATMUL_TILES[MATMUL_TILES.len() - 1];
     for rows in [64, 576, 2048, 16384, 128256] {
         for max_tokens in [9, 32, 33, 64, 256, 512] {
-            let tile = MatmulTile::choose(rows, max_tokens);
+            let tile = MatmulTile::choose(rows, max_tokens, MATMUL_MIN_WORKGROUPS);
             assert!(tile.tokens <= max_tokens.max(smallest.tokens), "{rows} rows, batches of {max_tokens}: {tile:?}");
         }
-        assert_eq!(MatmulTile::choose(rows, 32), smallest, "{rows} rows in a 32-token chunk");
+        assert_eq!(MatmulTile::choose(rows, 32, MATMUL_MIN_WORKGROUPS), smallest, "{rows} rows in a 32-token chunk");
     }
     // Llama-3.2-1B's gate_up (16,384 rows) in a 512-token chunk: 128 x 128 (512 workgroups); its
     // 2,048-row Wo: 64 x 64 (256; 128 x 128 would give 64).
-    assert_eq!(MatmulTile::choose(16384, 512), MATMUL_TILES[0]);
-    assert_eq!(MatmulTile::choose(2048, 512), MATMUL_TILES[1]);
+    assert_eq!(MatmulTile::choose(16384, 512, MATMUL_MIN_WORKGROUPS), MATMUL_TILES[0]);
+    assert_eq!(MatmulTile::choose(2048, 512, MATMUL_MIN_WORKGROUPS), MATMUL_TILES[1]);
+    // With no workgroup count asked for (WEBLLAMA_MATMUL_MIN_WORKGROUPS=0), llama.cpp's choice:
+    // the largest tile no wider than the batch.
+    assert_eq!(MatmulTile::choose(2048, 512, 0), MATMUL_TILES[0]);
+    assert_eq!(MatmulTile::choose(2048, 64, 0), MATMUL_TILES[1]);
 }
 
 #[test]

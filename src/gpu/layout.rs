@@ -44,6 +44,11 @@ pub struct Overrides {
     pub subgroups: Option<bool>,
     /// WEBLLAMA_F16=0: no kernel uses shader-f16.
     pub f16: Option<bool>,
+    /// WEBLLAMA_PAIRS=0: GPU family, every type's decode row walk takes 8 values a lane and step.
+    pub paired_walk: Option<bool>,
+    /// WEBLLAMA_MATMUL_MIN_WORKGROUPS=<n>: GPU family, the tiled matmul takes the largest tile that
+    /// gives n workgroups (0: the largest no wider than the batch, as llama.cpp does).
+    pub matmul_min_workgroups: Option<u32>,
     /// WEBLLAMA_TEXTURES=0: CPU family, the wide types' weights stay in buffers.
     pub weight_textures: Option<bool>,
     /// WEBLLAMA_TEXTURE_LOADS=storage|sampled: CPU family, how matvec_wide and embed_wide read
@@ -73,6 +78,8 @@ impl Overrides {
             family: var("WEBLLAMA_LAYOUT").and_then(|v| Family::parse(&v)),
             subgroups: off("WEBLLAMA_SUBGROUPS"),
             f16: off("WEBLLAMA_F16"),
+            paired_walk: off("WEBLLAMA_PAIRS"),
+            matmul_min_workgroups: var("WEBLLAMA_MATMUL_MIN_WORKGROUPS").and_then(|v| v.parse().ok()),
             weight_textures: off("WEBLLAMA_TEXTURES"),
             texture_storage_loads: var("WEBLLAMA_TEXTURE_LOADS").and_then(|v| match v.as_str() {
                 "storage" => Some(true),
@@ -105,6 +112,13 @@ pub struct Layout {
     /// GPU family: the tiled matmul stages its tiles in workgroup memory as f16 (the device has
     /// shader-f16): half the bytes a step reads from workgroup memory; f32 arithmetic throughout.
     pub f16_tiles: bool,
+    /// GPU family: the decode row walk of the types whose quant words hold two runs of values (their
+    /// decoder has quant16) takes both runs, 16 values a lane and step (row_walk_pairs.wgsl), rather
+    /// than 8 (row_walk_8.wgsl).
+    pub paired_walk: bool,
+    /// GPU family: the tiled matmul takes the largest tile that gives this many workgroups
+    /// (kernels::gpu::MatmulTile::choose).
+    pub matmul_min_workgroups: u32,
     /// CPU family: weights of the types with a wide decoder live in textures (lavapipe fetches
     /// texels as gathers, storage words one lane at a time).
     pub weight_textures: bool,
@@ -140,6 +154,8 @@ impl Layout {
             subgroups,
             subgroup_sizes: (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size),
             f16_tiles: !cpu && gpu.has_f16() && o.f16.unwrap_or(true),
+            paired_walk: !cpu && o.paired_walk.unwrap_or(true),
+            matmul_min_workgroups: o.matmul_min_workgroups.unwrap_or(crate::kernels::gpu::MATMUL_MIN_WORKGROUPS),
             weight_textures: cpu && o.weight_textures.unwrap_or(true),
             texture_storage_loads: cpu && o.texture_storage_loads.unwrap_or(gpu.info.name.contains("llvmpipe")),
             prompt_lanes: false,
@@ -249,6 +265,14 @@ impl fmt::Display for Layout {
         }
         if self.f16_tiles {
             opts.push("f16 tiles".into());
+        }
+        if !self.is_cpu() {
+            if !self.paired_walk {
+                opts.push("8-value walk".into());
+            }
+            if self.matmul_min_workgroups != crate::kernels::gpu::MATMUL_MIN_WORKGROUPS {
+                opts.push(format!("tiles for {} workgroups", self.matmul_min_workgroups));
+            }
         }
         if self.is_cpu() {
             opts.push(match (self.weight_textures, self.texture_storage_loads) {

@@ -159,14 +159,16 @@ pub fn rerun_with_subgroup_lanes(lanes: u32, tests: &[&str]) {
 }
 
 /// The GPU family with subgroups and shader-f16 where the adapter has them, and then also without
-/// both (its kernels' workgroup-memory reductions and f32 tiles).
+/// both (its kernels' workgroup-memory reductions and f32 tiles) and with the 8-value row walk.
 pub fn gpu_layouts() -> Vec<On> {
-    // Without subgroups also without shader-f16 (f32 tiles): each optional path and its fallback.
+    // Without subgroups also without shader-f16 (f32 tiles) and the paired walk: each optional
+    // path and its fallback.
     let gpu_layout = |subgroups: bool| {
         on(Overrides {
             family: Some(Family::Gpu),
             subgroups: Some(subgroups),
             f16: Some(subgroups),
+            paired_walk: Some(subgroups),
             ..Default::default()
         })
     };

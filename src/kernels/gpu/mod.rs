@@ -25,8 +25,9 @@ fn row_walk_module(t: Target, name: &str, ty: QuantType, parts: &[&str], kernel:
     };
     let module = Module::quant(t.layout, name, ty, parts)?.variant(tag, reduce).with(&[wgsl::gpu::ROW_WALK]);
     // Types whose quant words hold two runs of values (both nibbles of a byte, or Q2_K/Q3_K's bit
-    // pairs j and j + 2; their decoder has quant16) walk them together.
-    let module = match crate::gpu::compose::quant_wgsl(ty).is_some_and(|q| q.contains("fn quant16(")) {
+    // pairs j and j + 2; their decoder has quant16) walk them together, unless the layout says not.
+    let pairs = t.layout.paired_walk && crate::gpu::compose::quant_wgsl(ty).is_some_and(|q| q.contains("fn quant16("));
+    let module = match pairs {
         true => module.variant("pairs", wgsl::gpu::ROW_WALK_PAIRS),
         false => module.with(&[wgsl::gpu::ROW_WALK_8]),
     };
@@ -113,8 +114,8 @@ pub const MATMUL_TILES: [MatmulTile; 3] = [
 ];
 
 /// Workgroups a matmul should have to fill a GPU of 100+ compute units: the largest tile that
-/// gives this many is taken, else the smallest.
-const MATMUL_MIN_WORKGROUPS: u32 = 128;
+/// gives this many is taken, else the smallest (Layout::matmul_min_workgroups' default).
+pub const MATMUL_MIN_WORKGROUPS: u32 = 128;
 
 const _: () = {
     let mut i = 0;
@@ -133,14 +134,14 @@ const _: () = {
 impl MatmulTile {
     /// The tile for `rows` weight rows and batches of up to `max_tokens` tokens: of the tiles no
     /// wider than the batch (a batch of 32 takes 32-token tiles, as llama.cpp's small tile), the
-    /// largest that gives MATMUL_MIN_WORKGROUPS, else the smallest.
-    pub fn choose(rows: u32, max_tokens: u32) -> MatmulTile {
+    /// largest that gives `min_workgroups` (Layout::matmul_min_workgroups), else the smallest.
+    pub fn choose(rows: u32, max_tokens: u32, min_workgroups: u32) -> MatmulTile {
         let smallest = MATMUL_TILES[MATMUL_TILES.len() - 1];
         let workgroups = |t: &MatmulTile| rows.div_ceil(t.rows) * max_tokens.div_ceil(t.tokens);
         *MATMUL_TILES
             .iter()
             .filter(|t| t.tokens <= max_tokens.max(smallest.tokens))
-            .find(|t| workgroups(t) >= MATMUL_MIN_WORKGROUPS)
+            .find(|t| workgroups(t) >= min_workgroups)
             .unwrap_or(&smallest)
     }
 
@@ -187,7 +188,7 @@ pub fn matmul(
             grid(p.rows.div_ceil(MATMUL_FEW_ROWS)),
         );
     }
-    let tile = MatmulTile::choose(p.rows, max_tokens);
+    let tile = MatmulTile::choose(p.rows, max_tokens, t.layout.matmul_min_workgroups);
     let f16 = t.layout.f16_tiles;
     let module = Module::quant(t.layout, "matmul_tiled", w.ty, &parts)?
         .variant(&format!("{}x{}", tile.rows, tile.tokens), wgsl::gpu::MATMUL_TILED)

@@ -32,6 +32,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let tr = lid % NR; // rows g * BM / RG + 4 * tr + 0..3 of the tile
     let tt = lid / NR; // tokens h * BN / TG + 4 * tt + 0..3 of the tile
     var acc: array<vec4<f32>, TR * TG>; // [TR rows][TG groups of 4 tokens]
+    // A thread whose first token is past the chunk (in a short prompt's partial tile) has none: it
+    // loads its share of the tiles and meets the barriers, but skips the products.
+    let idle = t0 + 4u * tt >= range.y;
     for (var k0 = 0u; k0 < p.cols; k0 += BK) {
         // Weights: chunk c is 8 columns of one row, neighbouring chunks along the row.
         for (var c = lid; c < W_CHUNKS; c += WG) {
@@ -72,19 +75,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
         }
         workgroupBarrier();
-        for (var k = 0u; k < BK; k++) {
-            var xv: array<vec4<f32>, TG>;
-            for (var h = 0u; h < TG; h++) {
-                xv[h] = vec4<f32>(x_tile[k * BN4 + h * NT + tt]);
-            }
-            for (var g = 0u; g < RG; g++) {
-                let wv = vec4<f32>(w_tile[k * BM4 + g * NR + tr]);
+        if (!idle) {
+            for (var k = 0u; k < BK; k++) {
+                var xv: array<vec4<f32>, TG>;
                 for (var h = 0u; h < TG; h++) {
-                    let a = 4u * g * TG + h;
-                    acc[a] = fma(vec4<f32>(wv.x), xv[h], acc[a]);
-                    acc[a + TG] = fma(vec4<f32>(wv.y), xv[h], acc[a + TG]);
-                    acc[a + 2u * TG] = fma(vec4<f32>(wv.z), xv[h], acc[a + 2u * TG]);
-                    acc[a + 3u * TG] = fma(vec4<f32>(wv.w), xv[h], acc[a + 3u * TG]);
+                    xv[h] = vec4<f32>(x_tile[k * BN4 + h * NT + tt]);
+                }
+                for (var g = 0u; g < RG; g++) {
+                    let wv = vec4<f32>(w_tile[k * BM4 + g * NR + tr]);
+                    for (var h = 0u; h < TG; h++) {
+                        let a = 4u * g * TG + h;
+                        acc[a] = fma(vec4<f32>(wv.x), xv[h], acc[a]);
+                        acc[a + TG] = fma(vec4<f32>(wv.y), xv[h], acc[a + TG]);
+                        acc[a + 2u * TG] = fma(vec4<f32>(wv.z), xv[h], acc[a + 2u * TG]);
+                        acc[a + 3u * TG] = fma(vec4<f32>(wv.w), xv[h], acc[a + 3u * TG]);
+                    }
                 }
             }
         }

@@ -369,8 +369,10 @@ fn the_cli_matches_the_goldens_on_both_layouts() {
     let Some(path) = common::default_model() else { return };
     let golden = cases(&common::golden("smollm2/generation_variants.json")["variants"]["F32"]);
     let c = golden.iter().find(|c| c.name == "raw_capital").unwrap();
-    let steps = steps_for(c, 0.05, 10);
     for layout in ["cpu", "gpu"] {
+        // The GPU family takes ~1.7 s a token on lavapipe: 3 pin its flag and JSON (its kernels meet
+        // the goldens in the tests above).
+        let steps = steps_for(c, 0.05, if layout == "gpu" { 3 } else { 10 });
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_webllama"))
             .args([
                 "generate",

@@ -5,8 +5,9 @@
 // file that changed on the server between the first response and the resumed one (another ETag,
 // another total), a body that keeps ending short of its Content-Length, a Content-Length that cuts
 // the file, integrity (SHA-256) right and wrong, a cancelled load, and a lost GPU device. Each gets a
-// named error or a successful resume, nothing wrong is stored (a part of a download that broke off is
-// kept, marked partial, for the next load to continue), and a load works afterwards.
+// named error or a successful resume (loaded with integrity: every byte checked), nothing wrong is
+// stored (a part of a download that broke off is kept, marked partial, for the next load to
+// continue), and a load works afterwards.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -50,29 +51,32 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   const r = await page.evaluate(async ({ file, sha, sri, noCors, withCors }) => {
     const { createEngine } = await import('./webllama.js');
     const out = {};
-    const attempt = async (name, opts, sampled = false) => {
+    // run: 'greedy' (6 tokens), 'sampled' (then 4 sampled), or 'load' (no generation: each new
+    // engine's first tokens cost SwiftShader seconds of shader compiles; a download that must
+    // arrive whole is loaded with integrity, which checks every byte in wasm).
+    const attempt = async (name, opts, run = 'greedy') => {
       const t = performance.now();
       try {
         const e = await createEngine(opts);
         const loaded = Math.round(performance.now() - t);
-        const c = await e.completions.create({ prompt: 'Once upon a time,', max_tokens: 6, temperature: 0 });
+        const c = run !== 'load' && await e.completions.create({ prompt: 'Once upon a time,', max_tokens: 6, temperature: 0 });
         // Sampled with penalties: edited and drawn by the host on the CPU family, on the GPU
         // (edit_logits.wgsl, sample.wgsl) in the GPU family.
-        const s = sampled && await e.completions.create({
+        const s = run === 'sampled' && await e.completions.create({
           prompt: 'Once upon a time,', max_tokens: 4, temperature: 1.5, top_k: 40, seed: 7,
           repetition_penalty: 1.3, frequency_penalty: 0.5, penalty_last_n: 8,
         });
         const layout = e.stats.layout;
         await e.unload();
-        out[name] = { ok: true, text: c.choices[0].text, sampled: s && s.choices[0].text, layout, loaded, ms: Math.round(performance.now() - t) };
+        out[name] = { ok: true, text: c && c.choices[0].text, sampled: s && s.choices[0].text, layout, loaded, ms: Math.round(performance.now() - t) };
       } catch (e) {
         out[name] = { ok: false, error: `${e.name}: ${e.message}`, ms: Math.round(performance.now() - t) };
       }
     };
-    await attempt('whole', { model: `fault/whole/${file}`, integrity: sri }, true);
+    await attempt('whole', { model: `fault/whole/${file}`, integrity: sri }, 'sampled');
     // The GPU kernel family forced on this CPU adapter (createEngine's layout option), and a layout
     // that does not exist.
-    await attempt('gpu layout', { model: `fault/whole/${file}`, layout: 'gpu' }, true);
+    await attempt('gpu layout', { model: `fault/whole/${file}`, layout: 'gpu' }, 'sampled');
     out.adapterSubgroups = (await navigator.gpu.requestAdapter()).features.has('subgroups');
     await attempt('gpu layout, no subgroups', { model: `fault/whole/${file}`, layout: 'gpu', subgroups: false });
     await attempt('bad subgroups', { model: `fault/whole/${file}`, subgroups: 'yes' });
@@ -80,27 +84,27 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
     await attempt('404', { model: `fault/404/${file}` });
     await attempt('403', { model: `fault/403/${file}` });
     await attempt('cors refused', { model: `${noCors}fault/whole/${file}` });
-    await attempt('cors allowed', { model: `${withCors}fault/drop/${file}` });
+    await attempt('cors allowed', { model: `${withCors}fault/drop/${file}`, integrity: sri }, 'load');
     // A worker made for one model host (its Content-Security-Policy, from `webllama serve`, names
     // only that host) cannot fetch from another, though that one allows CORS.
     const noCorsOrigin = new URL(noCors).origin;
     const workerUrl = `./worker.js?model_origin=${encodeURIComponent(noCorsOrigin)}`;
     out.workerCsp = (await fetch(workerUrl)).headers.get('content-security-policy');
     await attempt('other host', { model: `${withCors}fault/whole/${file}`, workerUrl });
-    await attempt('drop', { model: `fault/drop/${file}` });
-    await attempt('norange', { model: `fault/norange/${file}` });
+    await attempt('drop', { model: `fault/drop/${file}`, integrity: sri }, 'load');
+    await attempt('norange', { model: `fault/norange/${file}`, integrity: sri }, 'load');
     await attempt('short', { model: `fault/short/${file}` });
     await attempt('lie', { model: `fault/lie/${file}` });
     // A half-open connection: no bytes after DROP_AT. The stall timeout cancels it and the download
     // resumes (the signal only bounds a client that would wait forever).
     const t1 = performance.now();
-    await attempt('stall', { model: `fault/stall/${file}`, stallTimeoutMs: 2000, signal: AbortSignal.timeout(60000) });
+    await attempt('stall', { model: `fault/stall/${file}`, integrity: sri, stallTimeoutMs: 2000, signal: AbortSignal.timeout(60000) }, 'load');
     out.stall.ms = performance.now() - t1;
     // Stalls again and again, resumed requests unanswered: the stall is named.
     await attempt('hang', { model: `fault/hang/${file}`, stallTimeoutMs: 500, signal: AbortSignal.timeout(30000) });
     await attempt('bad stall timeout', { model: `fault/whole/${file}`, stallTimeoutMs: -1 });
     // Drops every FLAKY_AT bytes, far more often than MAX_RESUMES, but always with progress.
-    await attempt('flaky', { model: `fault/flaky/${file}` });
+    await attempt('flaky', { model: `fault/flaky/${file}`, integrity: sri }, 'load');
     // The file changed on the server between the first response and the resumed one.
     await attempt('changed', { model: `fault/changed/${file}` });
     await attempt('changed, other origin', { model: `${withCors}fault/changed/${file}` });
@@ -111,9 +115,9 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
     // refuses the broken first response, so only the loader sees these bytes), and a cache hit of a
     // file stored without integrity, asked for later with a digest it does not have.
     await attempt('tampered resume', { model: `fault/tamper/${file}`, integrity: sri });
-    await attempt('cached plain', { model: `fault/again/${file}` });
+    await attempt('cached plain', { model: `fault/again/${file}` }, 'load');
     // A context the GPU cannot bind is not the file's fault: the cached file stays (and loads again).
-    await attempt('keep', { model: `fault/keep/${file}` });
+    await attempt('keep', { model: `fault/keep/${file}` }, 'load');
     await attempt('keep, context too large', { model: `fault/keep/${file}`, ctx: 100000000 });
     await attempt('cache hit, other digest', { model: `fault/again/${file}`, integrity: sha.replace(/^./, (c) => (c === '0' ? '1' : '0')) });
     const ac = new AbortController();
@@ -121,7 +125,7 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
     const t0 = performance.now();
     await attempt('cancel', { model: `fault/slow/${file}`, signal: ac.signal });
     out.cancel.ms = performance.now() - t0;
-    await attempt('after', { model: `fault/after/${file}` });
+    await attempt('after', { model: `fault/after/${file}`, integrity: sri }, 'load');
     // A lost GPU device: a named error, then a new engine works.
     const lost = await createEngine({ model: `fault/whole/${file}` });
     await lost._loseDevice();
@@ -197,12 +201,9 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   assert.equal(r.workerCsp, `default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ${new URL(otherNoCors.url).origin}`);
   assert.match(r['other host'].error, /^NetworkError: could not fetch .*Content-Security-Policy/);
   assert.match(r['cors refused'].error, /^NetworkError: could not fetch .* does not allow cross-origin requests/);
+  // The resumed downloads loaded with integrity: every byte is the file's (an IntegrityError else).
   assert.ok(r['cors allowed'].ok, `another origin that allows CORS, with a dropped connection resumed: ${r['cors allowed'].error}`);
-  assert.equal(r['cors allowed'].text, r.whole.text);
-  for (const k of ['drop', 'norange', 'after']) {
-    assert.ok(r[k].ok, `${k}: ${r[k].error}`);
-    assert.equal(r[k].text, r.whole.text, `${k}: the same model, the same text`);
-  }
+  for (const k of ['drop', 'norange', 'after']) assert.ok(r[k].ok, `${k}: ${r[k].error}`);
   assert.ok(faults.log.some((l) => l.startsWith(`GET /fault/drop/${FILE} bytes=`)), 'the dropped download resumed with a Range request');
   assert.equal(faults.log.filter((l) => l.startsWith(`GET /fault/norange/${FILE}`)).length, 2, 'a server that ignores Range is read again once');
   assert.match(r.short.error, new RegExp(`^NetworkError: the download of .* ended at \\d+ of ${statSync(join(dir, FILE)).size} bytes`));
@@ -212,14 +213,12 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   // Resumed requests carry the first response's ETag as If-Range (on the page's origin).
   assert.match(requests('drop')[1] ?? '', new RegExp(`^GET /fault/drop/${FILE} bytes=\\d+- if-range="[0-9a-f]+-[0-9a-f]+"$`), 'the dropped download resumed with Range and If-Range');
   assert.ok(r.stall.ok, `stall: ${r.stall.error}`);
-  assert.equal(r.stall.text, r.whole.text, 'stall: the same model, the same text');
   assert.ok(r.stall.ms >= 2000, `the stalled download resumed after the stall timeout, not before (${r.stall.ms} ms)`);
   assert.match(requests('stall')[1] ?? '', /bytes=\d+- if-range=/, 'the stalled download resumed with a Range request');
   assert.match(r.hang.error, /^NetworkError: the download of .* stalled at \d+ of \d+ bytes \(no bytes for 0\.5 s\), after 5 resumed requests in a row that brought no new bytes/);
   assert.equal(requests('hang').length, 6, 'the first request and 5 resumed ones');
   assert.match(r['bad stall timeout'].error, /^InvalidRequestError: stallTimeoutMs must be a positive number/);
   assert.ok(r.flaky.ok, `flaky: ${r.flaky.error}`);
-  assert.equal(r.flaky.text, r.whole.text, 'flaky: the same model, the same text');
   // More resumed requests than MAX_RESUMES (5) brought progress, each starting further on (the
   // browser may drop bytes it had not handed over when a connection breaks, so a few may not).
   const flakyFrom = requests('flaky').map((l) => Number(/bytes=(\d+)-/.exec(l)?.[1] ?? 0));

@@ -1,10 +1,10 @@
 // Structured output and log-probabilities through the JS API in headless Chromium (software WebGPU):
-// JSON schemas (a nested object with an enum, an array with minItems/maxItems, bounded numbers,
-// required and optional fields; strings of at most 16 characters so that outputs stay short),
+// JSON schemas (a nested object with an enum, an array with minItems/maxItems, required and
+// optional fields; strings of at most 16 characters so that outputs stay short),
 // greedy and sampled, n = 3, streamed and not: every choice parses with JSON.parse and follows its
 // schema; sampled candidates equal the CLI's with the same seed; a regex grammar; a schema the
 // library refuses is an InvalidRequestError; logprobs in OpenAI's chat and completions shapes.
-// Kept to ~150 decode steps (SwiftShader decodes a few tokens a second).
+// Kept to ~130 decode steps (SwiftShader decodes a few tokens a second).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -23,10 +23,6 @@ const SCHEMAS = {
   array: {
     type: 'object', additionalProperties: false, required: ['colors'],
     properties: { colors: { type: 'array', items: str, minItems: 2, maxItems: 3 } },
-  },
-  numbers: {
-    type: 'object', additionalProperties: false, required: ['temperature', 'count'],
-    properties: { temperature: { type: 'number', minimum: -50, maximum: 60 }, count: { type: 'integer', minimum: 1, maximum: 10 } },
   },
   optional: {
     type: 'object', additionalProperties: false, required: ['title'],
@@ -101,9 +97,10 @@ const schemaFormat = (name) => ({ type: 'json_schema', json_schema: { name, sche
 
 test('JSON schemas, greedy and sampled, n = 1 and 3, streamed and not: every choice parses and validates', { timeout: 240000 }, async () => {
   const cases = [
-    { name: 'nested', temperature: 0, n: 1, stream: false },
-    { name: 'array', temperature: 0, n: 1, stream: true },
-    { name: 'numbers', temperature: 0.7, n: 3, stream: false },
+    // Three requests cover greedy and sampled, n = 1 and 3, streamed and not (SwiftShader takes
+    // ~15 s a request); tests/structured.rs runs every schema natively, bounded numbers included.
+    { name: 'nested', temperature: 0, n: 1, stream: true },
+    { name: 'array', temperature: 0.7, n: 3, stream: false },
     { name: 'optional', temperature: 0.7, n: 3, stream: true },
   ];
   for (const { name, temperature, n, stream } of cases) {

@@ -85,10 +85,13 @@ fn matvec_folds_swiglu_and_rmsnorm_where_it_can() {
                 assert_eq!(g.layout.subgroup_sizes.0.to_string(), lanes, "{LANES_ASKED}: the adapter's subgroups");
             }
         }
-        for ty in [QuantType::Q4_1, QuantType::Q8_0] {
+        // A type for each wide walk: 20-, 24-, 34-byte blocks and Q6_K's superblocks (its rows
+        // are whole superblocks: 768 and 256 values).
+        for ty in [QuantType::Q4_1, QuantType::Q5_0, QuantType::Q8_0, QuantType::Q6K] {
             // (dim, consumer rows, ffn): SmolLM2's width, and 7 blocks (3.5 workgroups of 16 lanes with 4 rows
             // each). Run again with 4- to 64-lane subgroups (kernels_hold_with_4_to_64_lane_subgroups).
             for &(dim, rows, ffn) in &[(576usize, 130usize, 1536usize), (224, 67, 96)] {
+                let (dim, ffn) = (width(ty, dim), width(ty, ffn));
                 let (bo, wo) = random_matrix(ty, dim, dim, &mut rng);
                 let (bc, wc) = random_matrix(ty, rows, dim, &mut rng);
                 let (bd, wd) = random_matrix(ty, rows, ffn, &mut rng);

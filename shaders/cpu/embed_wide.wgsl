@@ -1,5 +1,5 @@
 //! embed_wide: embed (see embed.wgsl) for a table in the wide kernels' layout (rows padded to 16
-//! bytes, in a texture or a buffer: load16): an invocation per block of the row, decoded by the
+//! bytes, in a texture or a buffer: load16): an invocation per 32 values (WIDE_ELEMS) of the row, decoded by the
 //! type's block_values_wide. Composed after common.wgsl, quant/<type>.wgsl, cpu/quant/wide_<type>.wgsl,
 //! wide.wgsl, acts_plain.wgsl and wide_texture.wgsl or wide_buffer.wgsl.
 
@@ -28,11 +28,11 @@ fn act4(i: u32) -> vec4<f32> {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
     let tok = tokens[p.token_index + gid.y];
-    if (b >= p.dim / BLOCK_ELEMS || tok < p.row_start || tok >= p.row_start + p.n_rows) {
+    if (b >= p.dim / WIDE_ELEMS || tok < p.row_start || tok >= p.row_start + p.n_rows) {
         return;
     }
     let v = block_values_wide((tok - p.row_start) * (p.row_bytes / 16u), b);
-    let o = (p.out_offset + gid.y * p.dim + b * BLOCK_ELEMS) / 4u;
+    let o = (p.out_offset + gid.y * p.dim + b * WIDE_ELEMS) / 4u;
     out[o] = v.a0;
     out[o + 1u] = v.a1;
     out[o + 2u] = v.a2;

@@ -39,7 +39,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let x0 = (range.x + t0) * p.x_stride;
     var acc: array<vec4<f32>, RT>;
     var acc2: array<vec4<f32>, RT>;
-    for (var b = 0u; b < p.cols / BLOCK_ELEMS; b++) {
+    for (var b = 0u; b < p.cols / WIDE_ELEMS; b++) {
         let w0 = block_values_wide(base0, b);
         let w1 = block_values_wide(base1, b);
         let w2 = block_values_wide(base2, b);
@@ -49,7 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let w6 = block_values_wide(base6, b);
         let w7 = block_values_wide(base7, b);
         for (var t = 0u; t < nt; t++) {
-            let a = block_acts(x0 + t * p.x_stride + b * BLOCK_ELEMS);
+            let a = block_acts(x0 + t * p.x_stride + b * WIDE_ELEMS);
             acc[t] += vec4<f32>(dot8(w0, a), dot8(w1, a), dot8(w2, a), dot8(w3, a));
             acc2[t] += vec4<f32>(dot8(w4, a), dot8(w5, a), dot8(w6, a), dot8(w7, a));
         }

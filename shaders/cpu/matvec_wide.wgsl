@@ -1,7 +1,8 @@
 //! matvec_wide: out[r] (+)= dot(W[r], x) on CPU adapters, 4 consecutive rows per thread: each block's
 //! activations loaded (block_acts) once for the 4 rows. On lavapipe loading and broadcasting a
 //! block's activations costs about what decoding and dotting it does (BENCH.md: 4 rows against 1
-//! and 2). A row's blocks are read 16 bytes per
+//! and 2). A block here is WIDE_ELEMS (32) values: a GGUF block, or a part of a K-quant superblock.
+//! A row's blocks are read 16 bytes per
 //! load (vec4<u32>) in groups of GROUP_BLOCKS blocks (GROUP_VEC4 loads: load_group) that the quant
 //! file dots block by block (group_block_<j>, the calls written out by gpu/compose.rs group_blocks at the
 //! group_blocks marker), and any blocks after the last whole group with block_values_wide.
@@ -27,7 +28,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let base = rows * (p.row_bytes / 16u);
     // Whole groups, then the blocks after the last whole group one at a time (each from the 2 or 3
     // aligned loads around it).
-    let n_blocks = p.cols / BLOCK_ELEMS;
+    let n_blocks = p.cols / WIDE_ELEMS;
     let n_groups = n_blocks / GROUP_BLOCKS;
     var acc = vec4<f32>(0.0);
     for (var g = 0u; g < n_groups; g++) {
@@ -36,12 +37,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let g1 = load_group(base.y + at);
         let g2 = load_group(base.z + at);
         let g3 = load_group(base.w + at);
-        let xi = g * GROUP_BLOCKS * BLOCK_ELEMS;
+        let xi = g * GROUP_BLOCKS * WIDE_ELEMS;
         var x: Vec4x8;
         //@group_blocks
     }
     for (var b = n_groups * GROUP_BLOCKS; b < n_blocks; b++) {
-        let x = block_acts(b * BLOCK_ELEMS);
+        let x = block_acts(b * WIDE_ELEMS);
         acc += vec4<f32>(dot8(block_values_wide(base.x, b), x), dot8(block_values_wide(base.y, b), x),
                          dot8(block_values_wide(base.z, b), x), dot8(block_values_wide(base.w, b), x));
     }

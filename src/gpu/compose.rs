@@ -113,11 +113,34 @@ pub fn quant_wgsl(ty: QuantType) -> Option<&'static str> {
 }
 
 /// The CPU family's wide decoders of `ty` (`shaders/cpu/quant/wide_<type>.wgsl`: 16-byte loads
-/// on rows padded to 16 bytes), for the types that have them.
+/// on rows padded to 16 bytes, some types' blocks padded too: kernels::cpu::block_pad), for the
+/// types that have them.
 pub fn wide_wgsl(ty: QuantType) -> Option<&'static str> {
+    use QuantType::*;
+    // The 20- and 24-byte blocks' walks, composed after each type's values.
+    macro_rules! walk {
+        ($ty:literal, 20) => {
+            concat!(
+                include_str!(concat!("../../shaders/cpu/quant/wide_", $ty, ".wgsl")),
+                include_str!("../../shaders/cpu/quant/wide_20.wgsl")
+            )
+        };
+        ($ty:literal, 24) => {
+            concat!(
+                include_str!(concat!("../../shaders/cpu/quant/wide_", $ty, ".wgsl")),
+                include_str!("../../shaders/cpu/quant/wide_24.wgsl")
+            )
+        };
+    }
     Some(match ty {
-        QuantType::Q4_1 => include_str!("../../shaders/cpu/quant/wide_q4_1.wgsl"),
-        QuantType::Q8_0 => include_str!("../../shaders/cpu/quant/wide_q8_0.wgsl"),
+        Q4_0 => walk!("q4_0", 20),
+        Q4_1 => walk!("q4_1", 20),
+        Q5_0 => walk!("q5_0", 24),
+        Q5_1 => walk!("q5_1", 24),
+        Q8_0 => include_str!("../../shaders/cpu/quant/wide_q8_0.wgsl"),
+        Q4K => include_str!("../../shaders/cpu/quant/wide_q4_k.wgsl"),
+        Q5K => include_str!("../../shaders/cpu/quant/wide_q5_k.wgsl"),
+        Q6K => include_str!("../../shaders/cpu/quant/wide_q6_k.wgsl"),
         _ => return None,
     })
 }
@@ -145,7 +168,7 @@ impl Module {
             tensor: format!("({name} kernel)"),
             type_name: ty.name().to_string(),
         })?;
-        let pad = crate::kernels::block_pad(layout, ty).map_or(0, |_| crate::kernels::BLOCK_PAD);
+        let pad = crate::kernels::block_pad(layout, ty).map_or(0, |p| p.bytes);
         let pad_const = format!(
             "const BLOCK_PAD: u32 = {pad}u; // zero bytes in each stored block (kernels::block_pad)\n\
              const WORD_ALIGNED: bool = {}; // every load_u32 at a multiple of 4 (the GPU family's blocks)",
@@ -222,7 +245,7 @@ pub fn group_blocks(wide: &str) -> Result<String> {
     Ok((0..n)
         .map(|j| {
             format!(
-                "x = block_acts(xi + {j}u * BLOCK_ELEMS);\n        acc += vec4<f32>(group_block_{j}(g0, x), group_block_{j}(g1, x), group_block_{j}(g2, x), group_block_{j}(g3, x));\n        "
+                "x = block_acts(xi + {j}u * WIDE_ELEMS);\n        acc += vec4<f32>(group_block_{j}(g0, x), group_block_{j}(g1, x), group_block_{j}(g2, x), group_block_{j}(g3, x));\n        "
             )
         })
         .collect())

@@ -226,29 +226,37 @@ impl<'a> QuantMatrix<'a> {
     }
 }
 
-/// Where the GPU family's blocks of `ty` differ from GGUF's: the byte offset in a GGUF block at
-/// which BLOCK_PAD zero bytes are inserted, so that blocks start on 4-byte boundaries and every
-/// field read as a word is aligned (one load instead of two and a shift). GGUF's 34-, 18-, 22-,
-/// 110- and 210-byte blocks: Q8_0, Q4_0, IQ4_NL (d: f16, then the quants) and Q5_0 (d, then qh and
-/// the quants) padded after d; Q3_K and Q6_K (d: f16 last) padded at the end. The CPU family keeps
-/// GGUF's blocks (its wide Q8_0 decoder reads them); the CPU reference reads GGUF.
-pub fn block_pad(layout: &Layout, ty: QuantType) -> Option<u64> {
-    if layout.is_cpu() {
-        return None;
-    }
-    match ty {
-        QuantType::Q8_0 | QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Iq4Nl => Some(2),
-        QuantType::Q3K | QuantType::Q6K => Some(ty.block_bytes()),
-        _ => None,
-    }
+/// Zero bytes a layout inserts in each stored block of a type, and where (kernels::block_pad).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockPad {
+    /// The byte offset in a GGUF block at which the zero bytes go.
+    pub at: u64,
+    /// How many.
+    pub bytes: u64,
 }
 
-/// Zero bytes block_pad inserts in each block.
-pub const BLOCK_PAD: u64 = 2;
+/// Where `layout`'s stored blocks of `ty` differ from GGUF's (None where they do not).
+/// The GPU family pads blocks by 2 bytes so that they start on 4-byte boundaries and every field
+/// read as a word is aligned (one load instead of two and a shift): GGUF's 34-, 18-, 22-, 110- and
+/// 210-byte blocks: Q8_0, Q4_0, IQ4_NL (d: f16, then the quants) and Q5_0 (d, then qh and the
+/// quants) padded after d; Q3_K and Q6_K (d: f16 last) padded at the end. The CPU family pads the
+/// blocks its wide decoders read from 16-byte loads where GGUF's are not a multiple of 16
+/// (cpu::block_pad: Q6_K). The CPU reference reads GGUF.
+pub fn block_pad(layout: &Layout, ty: QuantType) -> Option<BlockPad> {
+    if layout.is_cpu() {
+        return cpu::block_pad(ty);
+    }
+    let at = match ty {
+        QuantType::Q8_0 | QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Iq4Nl => 2,
+        QuantType::Q3K | QuantType::Q6K => ty.block_bytes(),
+        _ => return None,
+    };
+    Some(BlockPad { at, bytes: 2 })
+}
 
 /// Bytes of a block of `ty` as `layout` stores it (block_pad).
 pub fn stored_block_bytes(layout: &Layout, ty: QuantType) -> u64 {
-    ty.block_bytes() + if block_pad(layout, ty).is_some() { BLOCK_PAD } else { 0 }
+    ty.block_bytes() + block_pad(layout, ty).map_or(0, |p| p.bytes)
 }
 
 /// Bytes of a row of `cols` values of type `ty` in the GGUF file.

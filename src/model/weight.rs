@@ -1,6 +1,6 @@
-//! Weight: a matrix in GGUF blocks on the GPU (in the GPU family, some types' blocks padded to
-//! 4-byte alignment: kernels::block_pad), split by rows into parts that each fit one binding, in buffers or (CPU
-//! family) textures; how uploaded rows are laid out there.
+//! Weight: a matrix in GGUF blocks on the GPU (some types' blocks padded: kernels::block_pad),
+//! split by rows into parts that each fit one binding, in buffers or (CPU family) textures; how
+//! uploaded rows are laid out there.
 
 use crate::error::{Error, Result};
 use crate::format::quant::QuantType;
@@ -13,8 +13,8 @@ pub struct Weight {
     /// Rows (output features) and row length (input features).
     pub rows: u32,
     pub cols: u32,
-    /// Bytes from one row to the next in the buffers: the packed row, or the row padded to 16 bytes
-    /// (CPU family, types with a wide decoder).
+    /// Bytes from one row to the next in the buffers: the packed row of stored blocks
+    /// (kernels::block_pad), padded to 16 bytes in the CPU family for the types with a wide decoder.
     pub row_stride: u32,
     /// (blocks, first row, rows) per part.
     pub parts: Vec<(Stored, u32, u32)>,
@@ -121,12 +121,13 @@ pub fn pad_rows(bytes: &[u8], at: u64, row_bytes: u64, stride: u64) -> (u64, Vec
 /// Whole GGUF blocks of `ty` as `layout` stores them: kernels::block_pad's zero bytes inserted in
 /// each; None where the layout stores them as GGUF has them.
 pub fn pad_blocks(layout: &Layout, ty: QuantType, bytes: &[u8]) -> Option<Vec<u8>> {
-    let at = kernels::block_pad(layout, ty)? as usize;
+    let pad = kernels::block_pad(layout, ty)?;
+    let (at, zeros) = (pad.at as usize, vec![0; pad.bytes as usize]);
     let block = ty.block_bytes() as usize;
     let mut out = Vec::with_capacity(bytes.len() / block * kernels::stored_block_bytes(layout, ty) as usize);
     for b in bytes.chunks(block) {
         out.extend_from_slice(&b[..at.min(b.len())]);
-        out.extend_from_slice(&[0; kernels::BLOCK_PAD as usize]);
+        out.extend_from_slice(&zeros);
         out.extend_from_slice(&b[at.min(b.len())..]);
     }
     Some(out)

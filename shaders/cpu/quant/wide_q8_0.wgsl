@@ -2,6 +2,7 @@
 // 8 blocks (272 bytes) are 17 aligned vec4 loads. An even block starts on a word (its
 // d the low half, its quants 2 bytes into the word: shifted into place); an odd block's d is the high
 // half of the word before its quants, which start on a word.
+const WIDE_ELEMS: u32 = BLOCK_ELEMS; // values a block_dot_wide or block_values_wide covers
 const GROUP_BLOCKS: u32 = 8u;
 const GROUP_VEC4: u32 = 17u;
 

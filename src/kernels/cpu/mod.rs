@@ -12,7 +12,7 @@ pub use attention::{attention, rope_rotations, runs_attention_lanes};
 pub use textures::{max_texture_bytes, texture_from_buffer, uses_texture, TEXTURE_WIDTH};
 
 use super::{
-    bind, grid, numbered, row_bytes, Dispatch, EmbedParams, MatmulParams, MatvecParams, QuantMatrix, SwigluParams,
+    bind, grid, numbered, BlockPad, Dispatch, EmbedParams, MatmulParams, MatvecParams, QuantMatrix, SwigluParams,
     Target,
 };
 use crate::error::{Error, Result};
@@ -20,10 +20,26 @@ use crate::format::quant::QuantType;
 use crate::gpu::compose::{wgsl, wide_wgsl, Module};
 use wide::{wide_module, TextureBinding};
 
+/// Values a wide decoder dots or decodes at a time (each wide_<type>.wgsl's WIDE_ELEMS).
+const WIDE_ELEMS: u32 = 32;
+
+/// The blocks this family stores padded (see kernels::block_pad) for its wide decoders' 16-byte
+/// loads: Q4_0's 18 bytes to 20 and Q5_0's 22 to 24 after d (Q4_1's and Q5_1's layouts: every
+/// field a whole word), Q6_K's 210 to 224 at the end (14 aligned loads a block). IQ4_NL has no wide
+/// decoder: its level lookups, inlined for 4 rows, took lavapipe's compiler minutes.
+pub fn block_pad(ty: QuantType) -> Option<BlockPad> {
+    match ty {
+        QuantType::Q4_0 | QuantType::Q5_0 => Some(BlockPad { at: 2, bytes: 2 }),
+        QuantType::Q6K => Some(BlockPad { at: ty.block_bytes(), bytes: 14 }),
+        _ => None,
+    }
+}
+
 /// The row stride of a matrix in this family: rows of the types with a wide decoder padded to 16
 /// bytes (so that its 16-byte loads line up), others packed.
 pub fn row_stride(ty: QuantType, cols: u32) -> u32 {
-    let packed = row_bytes(ty, cols);
+    let block = ty.block_bytes() + block_pad(ty).map_or(0, |p| p.bytes);
+    let packed = (cols as u64 / ty.block_elems() * block) as u32;
     if wide_wgsl(ty).is_some() && packed.is_multiple_of(4) {
         packed.next_multiple_of(16)
     } else {
@@ -205,7 +221,7 @@ pub fn embed_wide(
     let module =
         wide_module(t, table, "embed_wide", "", false, TextureBinding::Storage)?.with(&[wgsl::cpu::EMBED_WIDE]);
     let resources = vec![(2, tokens.as_entire_binding()), (3, out.as_entire_binding()), (5, table.resource())];
-    let blocks = table.cols / table.ty.block_elems() as u32;
+    let blocks = table.cols / WIDE_ELEMS;
     bind(
         t.gpu,
         "embed",

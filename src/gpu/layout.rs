@@ -54,6 +54,9 @@ pub struct Overrides {
     /// WEBLLAMA_TEXTURE_LOADS=storage|sampled: CPU family, how matvec_wide and embed_wide read
     /// weight textures.
     pub texture_storage_loads: Option<bool>,
+    /// WEBLLAMA_WIDE_K=0|1: CPU family, the K-quants (Q4_K, Q5_K, Q6_K) read by the wide kernels or
+    /// a block per step (the default only on lavapipe).
+    pub wide_superblocks: Option<bool>,
     /// WEBLLAMA_PROMPT_LANES=0: CPU family, a prompt chunk's attention as an invocation per row and
     /// head.
     pub prompt_lanes: Option<bool>,
@@ -86,6 +89,7 @@ impl Overrides {
                 "sampled" => Some(false),
                 _ => None,
             }),
+            wide_superblocks: off("WEBLLAMA_WIDE_K"),
             prompt_lanes: off("WEBLLAMA_PROMPT_LANES"),
             folds: off("WEBLLAMA_FOLDS"),
             fuse: var("WEBLLAMA_NO_FUSE").map(|v| v != "1"),
@@ -125,6 +129,10 @@ pub struct Layout {
     /// CPU family: matvec_wide and embed_wide read weight textures through a read-only storage
     /// binding rather than a sampled one (on for lavapipe; SwiftShader's sampled loads are faster).
     pub texture_storage_loads: bool,
+    /// CPU family: the K-quants' superblocks (Q4_K, Q5_K, Q6_K) take the wide kernels
+    /// (kernels::cpu::wide_decoder). On lavapipe (4-30x faster there); elsewhere they walk a block per
+    /// step: SwiftShader compiled each such pipeline for seconds and decoded no faster (BENCH.md).
+    pub wide_superblocks: bool,
     /// CPU family: a prompt chunk's attention runs act_lanes rows of a head per subgroup.
     pub prompt_lanes: bool,
     /// CPU family: rmsnorm and swiglu fold into the decode graph's matvecs.
@@ -149,6 +157,7 @@ impl Layout {
             o.family.unwrap_or(if gpu.info.device_type == wgpu::DeviceType::Cpu { Family::Cpu } else { Family::Gpu });
         let subgroups = gpu.has_subgroups() && o.subgroups.unwrap_or(true);
         let cpu = family == Family::Cpu;
+        let lavapipe = gpu.info.name.contains("llvmpipe");
         let mut layout = Layout {
             family,
             subgroups,
@@ -157,7 +166,8 @@ impl Layout {
             paired_walk: !cpu && o.paired_walk.unwrap_or(true),
             matmul_min_workgroups: o.matmul_min_workgroups.unwrap_or(crate::kernels::gpu::MATMUL_MIN_WORKGROUPS),
             weight_textures: cpu && o.weight_textures.unwrap_or(true),
-            texture_storage_loads: cpu && o.texture_storage_loads.unwrap_or(gpu.info.name.contains("llvmpipe")),
+            texture_storage_loads: cpu && o.texture_storage_loads.unwrap_or(lavapipe),
+            wide_superblocks: cpu && o.wide_superblocks.unwrap_or(lavapipe),
             prompt_lanes: false,
             folds: false,
             fuse: o.fuse.unwrap_or(true),
@@ -273,14 +283,15 @@ impl fmt::Display for Layout {
             if self.matmul_min_workgroups != crate::kernels::gpu::MATMUL_MIN_WORKGROUPS {
                 opts.push(format!("tiles for {} workgroups", self.matmul_min_workgroups));
             }
-        }
-        if self.is_cpu() {
+        } else {
             opts.push(match (self.weight_textures, self.texture_storage_loads) {
                 (false, _) => "weights in buffers".into(),
                 (true, true) => "textures storage".into(),
                 (true, false) => "textures sampled".into(),
             });
-            for (on, name) in [(self.prompt_lanes, "prompt lanes"), (self.folds, "folds")] {
+            for (on, name) in
+                [(self.wide_superblocks, "wide K-quants"), (self.prompt_lanes, "prompt lanes"), (self.folds, "folds")]
+            {
                 if on {
                     opts.push(name.into());
                 }

@@ -244,7 +244,7 @@ pub struct BlockPad {
 /// (cpu::block_pad: Q6_K). The CPU reference reads GGUF.
 pub fn block_pad(layout: &Layout, ty: QuantType) -> Option<BlockPad> {
     if layout.is_cpu() {
-        return cpu::block_pad(ty);
+        return cpu::block_pad(layout, ty);
     }
     let at = match ty {
         QuantType::Q8_0 | QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Iq4Nl => 2,
@@ -268,7 +268,7 @@ pub fn row_bytes(ty: QuantType, cols: u32) -> u32 {
 /// decoder to 16 bytes (cpu::row_stride); the GPU family packs rows of its blocks (block_pad).
 pub fn row_stride(layout: &Layout, ty: QuantType, cols: u32) -> u32 {
     if layout.is_cpu() {
-        cpu::row_stride(ty, cols)
+        cpu::row_stride(layout, ty, cols)
     } else {
         (cols as u64 / ty.block_elems() * stored_block_bytes(layout, ty)) as u32
     }

@@ -5,7 +5,6 @@
 use super::{gpu, Rng};
 use std::sync::Arc;
 use webllama::format::quant::QuantType;
-use webllama::gpu::compose::wide_wgsl;
 use webllama::kernels::cpu;
 use webllama::kernels::{self, MatvecParams, QuantMatrix, Step, Target};
 use webllama::model::Stored;
@@ -183,7 +182,8 @@ pub fn gpu_layouts() -> Vec<On> {
 /// the CPU family (weights of the wide types in textures, activations through
 /// subgroups where the adapter has them); the CPU family with those weights in buffers; and where
 /// the adapter has subgroups, the CPU family without them (every activation loaded by every
-/// invocation, textures read through sampled bindings as SwiftShader runs them).
+/// invocation, textures read through sampled bindings and the K-quants a block per step, as
+/// SwiftShader runs them).
 pub fn every_layout() -> Vec<On> {
     let cpu_layout = |subgroups: bool, textures: bool| {
         on(Overrides {
@@ -191,6 +191,9 @@ pub fn every_layout() -> Vec<On> {
             subgroups: Some(subgroups),
             weight_textures: Some(textures),
             texture_storage_loads: Some(subgroups),
+            // The K-quants wide as on lavapipe, and without subgroups a block per step as on
+            // SwiftShader.
+            wide_superblocks: Some(subgroups),
             // Wherever the kernels can fold (4 lanes included, where the adapter's own layout
             // leaves the folds off).
             folds: Some(true),
@@ -235,7 +238,8 @@ pub fn upload_matrix<'a>(
     // 16 bytes at a time up to the row's end, and a GPU may return zeros for a load that runs past
     // the buffer (lavapipe checks each word; an H100 caught the short buffer).
     laid.resize(rows * stride as usize, 0);
-    let mut layout = match (g.layout.is_cpu(), stride.is_multiple_of(16) && wide_wgsl(ty).is_some()) {
+    let mut layout = match (g.layout.is_cpu(), stride.is_multiple_of(16) && cpu::wide_decoder(&g.layout, ty).is_some())
+    {
         (false, _) => "GPU layout",
         (true, false) => "rowwise",
         (true, true) if g.layout.lanes_of_8() => "rowwise, wide loads, subgroup activations",

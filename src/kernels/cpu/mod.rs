@@ -18,29 +18,37 @@ use super::{
 use crate::error::{Error, Result};
 use crate::format::quant::QuantType;
 use crate::gpu::compose::{wgsl, wide_wgsl, Module};
+use crate::gpu::Layout;
 use wide::{wide_module, TextureBinding};
 
 /// Values a wide decoder dots or decodes at a time (each wide_<type>.wgsl's WIDE_ELEMS).
 const WIDE_ELEMS: u32 = 32;
 
+/// The wide decoder `layout` reads `ty` with, if any: the type's (gpu::compose::wide_wgsl), for the
+/// K-quants' superblocks only where Layout::wide_superblocks.
+pub fn wide_decoder(layout: &Layout, ty: QuantType) -> Option<&'static str> {
+    wide_wgsl(ty).filter(|_| layout.wide_superblocks || ty.block_elems() < 256)
+}
+
 /// The blocks this family stores padded (see kernels::block_pad) for its wide decoders' 16-byte
 /// loads: Q4_0's 18 bytes to 20 and Q5_0's 22 to 24 after d (Q4_1's and Q5_1's layouts: every
-/// field a whole word), Q6_K's 210 to 224 at the end (14 aligned loads a block). IQ4_NL has no wide
-/// decoder: its level lookups, inlined for 4 rows, took lavapipe's compiler minutes.
-pub fn block_pad(ty: QuantType) -> Option<BlockPad> {
+/// field a whole word), Q6_K's 210 to 224 at the end (14 aligned loads a block) where it is read
+/// wide. IQ4_NL has no wide decoder: its level lookups, inlined for 4 rows, took lavapipe's
+/// compiler minutes.
+pub fn block_pad(layout: &Layout, ty: QuantType) -> Option<BlockPad> {
     match ty {
         QuantType::Q4_0 | QuantType::Q5_0 => Some(BlockPad { at: 2, bytes: 2 }),
-        QuantType::Q6K => Some(BlockPad { at: ty.block_bytes(), bytes: 14 }),
+        QuantType::Q6K if layout.wide_superblocks => Some(BlockPad { at: ty.block_bytes(), bytes: 14 }),
         _ => None,
     }
 }
 
-/// The row stride of a matrix in this family: rows of the types with a wide decoder padded to 16
-/// bytes (so that its 16-byte loads line up), others packed.
-pub fn row_stride(ty: QuantType, cols: u32) -> u32 {
-    let block = ty.block_bytes() + block_pad(ty).map_or(0, |p| p.bytes);
+/// The row stride of a matrix in this family: rows of the types read wide padded to 16 bytes (so
+/// that the 16-byte loads line up), others packed.
+pub fn row_stride(layout: &Layout, ty: QuantType, cols: u32) -> u32 {
+    let block = ty.block_bytes() + block_pad(layout, ty).map_or(0, |p| p.bytes);
     let packed = (cols as u64 / ty.block_elems() * block) as u32;
-    if wide_wgsl(ty).is_some() && packed.is_multiple_of(4) {
+    if wide_decoder(layout, ty).is_some() && packed.is_multiple_of(4) {
         packed.next_multiple_of(16)
     } else {
         packed
@@ -50,7 +58,7 @@ pub fn row_stride(ty: QuantType, cols: u32) -> u32 {
 /// Whether the wide kernels (matvec_wide, matmul_wide, embed_wide) read `w`: the CPU family, a type
 /// with a wide decoder, rows 16 bytes apart.
 fn reads_wide(t: Target, w: &QuantMatrix) -> bool {
-    t.layout.is_cpu() && wide_wgsl(w.ty).is_some() && w.row_stride.is_multiple_of(16)
+    t.layout.is_cpu() && wide_decoder(t.layout, w.ty).is_some() && w.row_stride.is_multiple_of(16)
 }
 
 /// What a matvec folds in beyond its dot products (matvec_wide where `can_fold`).

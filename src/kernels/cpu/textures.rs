@@ -2,10 +2,9 @@
 //! texels as gathers of its SIMD lanes, storage words one lane at a time. A matrix's rows, padded
 //! to 16 bytes, lie one after another in 16-byte texels (Rgba32Uint), TEXTURE_WIDTH per texture row.
 
-use super::row_stride;
+use super::{row_stride, wide_decoder};
 use crate::error::{Error, Result};
 use crate::format::quant::QuantType;
-use crate::gpu::compose::wide_wgsl;
 use crate::gpu::{Gpu, Layout};
 
 /// Texels per texture row of a matrix in a texture (Blocks::Texture): the least maximum width
@@ -15,7 +14,10 @@ pub const TEXTURE_WIDTH: u32 = 8192;
 /// Whether a matrix of this type and row length lives in a texture in this layout: the CPU family
 /// with weight textures, a type with a wide decoder, rows padded to 16 bytes.
 pub fn uses_texture(layout: &Layout, ty: QuantType, cols: u32) -> bool {
-    layout.is_cpu() && layout.weight_textures && wide_wgsl(ty).is_some() && row_stride(ty, cols).is_multiple_of(16)
+    layout.is_cpu()
+        && layout.weight_textures
+        && wide_decoder(layout, ty).is_some()
+        && row_stride(layout, ty, cols).is_multiple_of(16)
 }
 
 /// Most bytes of one matrix part in a texture (TEXTURE_WIDTH x the adapter's largest height).

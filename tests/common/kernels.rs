@@ -1,12 +1,13 @@
 //! Helpers of the kernel tests (tests/kernels.rs, tests/attention.rs): a device with the layout
 //! the kernels are built for, every layout to test, random quantized matrices laid out as the model
-//! loader lays them out, and the check against reference.rs.
+//! loader lays them out, the check against reference.rs, and one matmul case.
 
 use super::{gpu, Rng};
 use std::sync::Arc;
 use webllama::format::quant::QuantType;
 use webllama::kernels::cpu;
-use webllama::kernels::{self, MatvecParams, QuantMatrix, Step, Target};
+use webllama::kernels::gpu::{MatmulTile, MATMUL_FEW, MATMUL_MIN_WORKGROUPS};
+use webllama::kernels::{self, MatmulParams, MatvecParams, QuantMatrix, Step, Target};
 use webllama::model::Stored;
 use webllama::reference;
 use webllama::{Family, Gpu, Layout, Overrides};
@@ -256,4 +257,54 @@ pub fn upload_matrix<'a>(
     };
     let blocks = stored.insert(blocks).blocks();
     (QuantMatrix { ty, blocks, rows: rows as u32, cols: cols as u32, row_stride: stride }, layout)
+}
+
+/// The smallest batch capacity above MATMUL_FEW for which `rows` rows take `tile` (the tiled
+/// matmul's tile is chosen by rows and capacity); none means the tile is never used.
+pub fn capacity_taking(tile: MatmulTile, rows: u32) -> u32 {
+    (MATMUL_FEW + 1..=1 << 16)
+        .find(|&c| MatmulTile::choose(rows, c, MATMUL_MIN_WORKGROUPS) == tile)
+        .unwrap_or_else(|| panic!("{rows} rows never take the tiled matmul's tile {tile:?}"))
+}
+
+/// One matmul of `n` tokens in batches of up to `max_tokens` (x rows `x_stride` apart) against the
+/// reference: into rows of a wider output at an offset; then added to an output, from weight rows
+/// 10.., for every token and for the last one only (prompt logits).
+pub fn matmul_case(
+    g: &On,
+    m: &QuantMatrix,
+    w: &reference::Mat,
+    (n, max_tokens, x_stride): (usize, u32, usize),
+    rng: &mut Rng,
+    ty: &str,
+    layout: &str,
+) {
+    let (rows, cols) = (m.rows as usize, m.cols as usize);
+    let x = rng.vec(n * x_stride);
+    let xb = g.storage_with("x", bytemuck::cast_slice(&x));
+    let step = g.uniform("step", &Step::chunk(0, n as u32));
+    let want: Vec<Vec<f32>> = (0..n).map(|t| reference::matvec(w, &x[t * x_stride..t * x_stride + cols])).collect();
+    let shape = format!("[{rows}x{cols}] x {n} tokens (batches of up to {max_tokens}), {layout}");
+    // The output after one matmul with `p` into a buffer holding `init`.
+    let run = |p: MatmulParams, init: &[f32]| {
+        let out = g.storage_with("out", bytemuck::cast_slice(init));
+        kernels::submit(g, &[kernels::matmul(g.t(), m, &xb, &out, &step, p, max_tokens).unwrap()]);
+        read_on(g, &out, init.len())
+    };
+    // Plain, into rows of a wider output at an offset: out[t, 3 + r] = W x[t].
+    let out_stride = rows + 5;
+    let base = rng.vec(n * out_stride + 3);
+    let mut expect = base.clone();
+    (0..n).for_each(|t| expect[3 + t * out_stride..][..rows].copy_from_slice(&want[t]));
+    let p =
+        MatmulParams { x_stride: x_stride as u32, out_offset: 3, out_stride: out_stride as u32, ..Default::default() };
+    check("matmul", ty, &shape, &run(p, &base), &expect);
+    // Residual add, weight rows 10.. only: every token, then the last token only (prompt logits).
+    let r = rows - 10;
+    let p = MatmulParams { out_offset: 0, out_stride: r as u32, accumulate: 1, w_row0: 10, ..p };
+    let expect: Vec<f32> = (0..n * r).map(|j| base[j] + want[j / r][j % r + 10]).collect();
+    check("matmul+accumulate, rows 10..", ty, &shape, &run(p, &base[..n * r]), &expect);
+    let expect: Vec<f32> = (0..r).map(|i| base[i] + want[n - 1][i + 10]).collect();
+    let got = run(MatmulParams { last_only: 1, ..p }, &base[..r]);
+    check("matmul+accumulate, last token, rows 10..", ty, &shape, &got, &expect);
 }

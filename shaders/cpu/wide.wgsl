@@ -53,8 +53,8 @@ fn scale_values_k(q: Vec4x8, sm: vec2<f32>) -> Vec4x8 {
                   sm.x * q.a4 - m, sm.x * q.a5 - m, sm.x * q.a6 - m, sm.x * q.a7 - m);
 }
 
-// Sub-block j of the Q4_K or Q5_K superblock whose first vec4 is v0, its quants q,, dotted with activations x:
-// d * scale * (q . x) - dmin * min * sum(x).
+// Sub-block j of the Q4_K or Q5_K superblock whose first vec4 is v0, its quants q, dotted with
+// activations x: d * scale * (q . x) - dmin * min * sum(x).
 fn sub_dot_k(v0: vec4<u32>, j: u32, q: Vec4x8, x: Vec4x8) -> f32 {
     let sm = scale_min_k4_wide(v0, j);
     return sm.x * dot8(q, x) - sm.y * acts_sum(x);

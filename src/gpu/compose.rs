@@ -117,26 +117,20 @@ pub fn quant_wgsl(ty: QuantType) -> Option<&'static str> {
 /// types that have them.
 pub fn wide_wgsl(ty: QuantType) -> Option<&'static str> {
     use QuantType::*;
-    // The 20- and 24-byte blocks' walks, composed after each type's values.
+    // A type's values, then the walk its blocks share (wide_20.wgsl, wide_24.wgsl).
     macro_rules! walk {
-        ($ty:literal, 20) => {
+        ($ty:literal, $walk:literal) => {
             concat!(
                 include_str!(concat!("../../shaders/cpu/quant/wide_", $ty, ".wgsl")),
-                include_str!("../../shaders/cpu/quant/wide_20.wgsl")
-            )
-        };
-        ($ty:literal, 24) => {
-            concat!(
-                include_str!(concat!("../../shaders/cpu/quant/wide_", $ty, ".wgsl")),
-                include_str!("../../shaders/cpu/quant/wide_24.wgsl")
+                include_str!(concat!("../../shaders/cpu/quant/wide_", $walk, ".wgsl"))
             )
         };
     }
     Some(match ty {
-        Q4_0 => walk!("q4_0", 20),
-        Q4_1 => walk!("q4_1", 20),
-        Q5_0 => walk!("q5_0", 24),
-        Q5_1 => walk!("q5_1", 24),
+        Q4_0 => walk!("q4_0", "20"),
+        Q4_1 => walk!("q4_1", "20"),
+        Q5_0 => walk!("q5_0", "24"),
+        Q5_1 => walk!("q5_1", "24"),
         Q8_0 => include_str!("../../shaders/cpu/quant/wide_q8_0.wgsl"),
         Q4K => include_str!("../../shaders/cpu/quant/wide_q4_k.wgsl"),
         Q5K => include_str!("../../shaders/cpu/quant/wide_q5_k.wgsl"),

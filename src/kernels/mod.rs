@@ -240,8 +240,8 @@ pub struct BlockPad {
 /// read as a word is aligned (one load instead of two and a shift): GGUF's 34-, 18-, 22-, 110- and
 /// 210-byte blocks: Q8_0, Q4_0, IQ4_NL (d: f16, then the quants) and Q5_0 (d, then qh and the
 /// quants) padded after d; Q3_K and Q6_K (d: f16 last) padded at the end. The CPU family pads the
-/// blocks its wide decoders read from 16-byte loads where GGUF's are not a multiple of 16
-/// (cpu::block_pad: Q6_K). The CPU reference reads GGUF.
+/// blocks its wide decoders would otherwise read out of line with their 16-byte loads
+/// (cpu::block_pad). The CPU reference reads GGUF.
 pub fn block_pad(layout: &Layout, ty: QuantType) -> Option<BlockPad> {
     if layout.is_cpu() {
         return cpu::block_pad(layout, ty);
@@ -264,13 +264,15 @@ pub fn row_bytes(ty: QuantType, cols: u32) -> u32 {
     (cols as u64 / ty.block_elems() * ty.block_bytes()) as u32
 }
 
-/// The row stride a matrix gets in this layout: the CPU family pads rows of the types with a wide
-/// decoder to 16 bytes (cpu::row_stride); the GPU family packs rows of its blocks (block_pad).
+/// The row stride a matrix gets in this layout: its stored blocks (block_pad) packed, and in the
+/// CPU family, for the types it reads wide (cpu::wide_decoder), padded to 16 bytes so that the wide
+/// kernels' 16-byte loads line up.
 pub fn row_stride(layout: &Layout, ty: QuantType, cols: u32) -> u32 {
-    if layout.is_cpu() {
-        cpu::row_stride(layout, ty, cols)
+    let packed = (cols as u64 / ty.block_elems() * stored_block_bytes(layout, ty)) as u32;
+    if layout.is_cpu() && cpu::wide_decoder(layout, ty).is_some() && packed.is_multiple_of(4) {
+        packed.next_multiple_of(16)
     } else {
-        (cols as u64 / ty.block_elems() * stored_block_bytes(layout, ty)) as u32
+        packed
     }
 }
 

@@ -7,8 +7,9 @@ const WIDE_ELEMS: u32 = 32u;
 const GROUP_BLOCKS: u32 = 8u;
 const GROUP_VEC4: u32 = 9u;
 
-// Sub-block j's 32 quants (unscaled) from its two vec4 of quant bytes, nibbles at s.
-fn quants4_k(a: vec4<u32>, b: vec4<u32>, s: u32) -> Vec4x8 {
+// Sub-block j's 32 quants (unscaled) from its two vec4 of quant bytes (nibbles at 4 (j % 2)).
+fn quants4_k(a: vec4<u32>, b: vec4<u32>, j: u32) -> Vec4x8 {
+    let s = 4u * (j % 2u);
     return Vec4x8(nibbles_at(a.x, s), nibbles_at(a.y, s), nibbles_at(a.z, s), nibbles_at(a.w, s),
                   nibbles_at(b.x, s), nibbles_at(b.y, s), nibbles_at(b.z, s), nibbles_at(b.w, s));
 }
@@ -24,13 +25,13 @@ fn load_group(a: u32) -> Group {
                  load16(a + 7u), load16(a + 8u));
 }
 fn group_block_0(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 0u, quants4_k(g.v1, g.v2, 0u), x); }
-fn group_block_1(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 1u, quants4_k(g.v1, g.v2, 4u), x); }
-fn group_block_2(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 2u, quants4_k(g.v3, g.v4, 0u), x); }
-fn group_block_3(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 3u, quants4_k(g.v3, g.v4, 4u), x); }
-fn group_block_4(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 4u, quants4_k(g.v5, g.v6, 0u), x); }
-fn group_block_5(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 5u, quants4_k(g.v5, g.v6, 4u), x); }
-fn group_block_6(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 6u, quants4_k(g.v7, g.v8, 0u), x); }
-fn group_block_7(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 7u, quants4_k(g.v7, g.v8, 4u), x); }
+fn group_block_1(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 1u, quants4_k(g.v1, g.v2, 1u), x); }
+fn group_block_2(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 2u, quants4_k(g.v3, g.v4, 2u), x); }
+fn group_block_3(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 3u, quants4_k(g.v3, g.v4, 3u), x); }
+fn group_block_4(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 4u, quants4_k(g.v5, g.v6, 4u), x); }
+fn group_block_5(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 5u, quants4_k(g.v5, g.v6, 5u), x); }
+fn group_block_6(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 6u, quants4_k(g.v7, g.v8, 6u), x); }
+fn group_block_7(g: Group, x: Vec4x8) -> f32 { return sub_dot_k(g.v0, 7u, quants4_k(g.v7, g.v8, 7u), x); }
 
 // Wide block b of the row at vec4 `row16`, dequantized: sub-block b % 8 of superblock b / 8.
 fn block_values_wide(row16: u32, b: u32) -> Vec4x8 {
@@ -38,5 +39,5 @@ fn block_values_wide(row16: u32, b: u32) -> Vec4x8 {
     let j = b % 8u;
     let q = at + 1u + 2u * (j / 2u);
     let sm = scale_min_k4_wide(load16(at), j);
-    return scale_values_k(quants4_k(load16(q), load16(q + 1u), 4u * (j % 2u)), sm);
+    return scale_values_k(quants4_k(load16(q), load16(q + 1u), j), sm);
 }

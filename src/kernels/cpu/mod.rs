@@ -43,18 +43,6 @@ pub fn block_pad(layout: &Layout, ty: QuantType) -> Option<BlockPad> {
     }
 }
 
-/// The row stride of a matrix in this family: rows of the types read wide padded to 16 bytes (so
-/// that the 16-byte loads line up), others packed.
-pub fn row_stride(layout: &Layout, ty: QuantType, cols: u32) -> u32 {
-    let block = ty.block_bytes() + block_pad(layout, ty).map_or(0, |p| p.bytes);
-    let packed = (cols as u64 / ty.block_elems() * block) as u32;
-    if wide_decoder(layout, ty).is_some() && packed.is_multiple_of(4) {
-        packed.next_multiple_of(16)
-    } else {
-        packed
-    }
-}
-
 /// Whether the wide kernels (matvec_wide, matmul_wide, embed_wide) read `w`: the CPU family, a type
 /// with a wide decoder, rows 16 bytes apart.
 fn reads_wide(t: Target, w: &QuantMatrix) -> bool {

@@ -2,7 +2,7 @@
 //! texels as gathers of its SIMD lanes, storage words one lane at a time. A matrix's rows, padded
 //! to 16 bytes, lie one after another in 16-byte texels (Rgba32Uint), TEXTURE_WIDTH per texture row.
 
-use super::{row_stride, wide_decoder};
+use super::wide_decoder;
 use crate::error::{Error, Result};
 use crate::format::quant::QuantType;
 use crate::gpu::{Gpu, Layout};
@@ -17,7 +17,7 @@ pub fn uses_texture(layout: &Layout, ty: QuantType, cols: u32) -> bool {
     layout.is_cpu()
         && layout.weight_textures
         && wide_decoder(layout, ty).is_some()
-        && row_stride(layout, ty, cols).is_multiple_of(16)
+        && crate::kernels::row_stride(layout, ty, cols).is_multiple_of(16)
 }
 
 /// Most bytes of one matrix part in a texture (TEXTURE_WIDTH x the adapter's largest height).

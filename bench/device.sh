@@ -95,9 +95,11 @@ for m in $MODELS; do
   # shader-f16: Layout::f16_tiles); prefill with the largest tile no wider than the batch, as
   # llama.cpp chooses (the default takes the largest that gives 128 workgroups:
   # Layout::matmul_min_workgroups); decode with the 8-value row walk for every type (the default
-  # walks both runs of Q4_K's and the like's quant words, 16 values a lane: Layout::paired_walk).
+  # walks both runs of Q4_K's and the like's quant words, 16 values a lane: Layout::paired_walk);
+  # decode with attention's splits merged by its combine dispatch (the default merges them in Wo's
+  # activation loader up to 256 positions, one dispatch a layer fewer: Layout::combine_in_wo).
   for v in "prefill-f32-tiles|WEBLLAMA_F16=0" "prefill-largest-tiles|WEBLLAMA_MATMUL_MIN_WORKGROUPS=0" \
-    "decode-8-value-walk|WEBLLAMA_PAIRS=0"; do
+    "decode-8-value-walk|WEBLLAMA_PAIRS=0" "decode-combine-dispatch|WEBLLAMA_COMBINE_IN_WO=0"; do
     name=${v%%|*}; env=${v#*|}
     case $name in prefill-*) args="-p $P -n 4" ;; *) args="-p 8 -n $N" ;; esac
     step "$m: webllama bench $args with $env"

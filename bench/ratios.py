@@ -158,6 +158,7 @@ VARIANTS = [
     ("prefill-f32-tiles", "prefill", "f32 tiles (WEBLLAMA_F16=0)"),
     ("prefill-largest-tiles", "prefill", "the largest tile that fits the batch (WEBLLAMA_MATMUL_MIN_WORKGROUPS=0)"),
     ("decode-8-value-walk", "decode", "the 8-value row walk (WEBLLAMA_PAIRS=0)"),
+    ("decode-combine-dispatch", "decode", "attention's combine as its own dispatch (WEBLLAMA_COMBINE_IN_WO=0)"),
 ]
 
 

@@ -2,7 +2,8 @@
 //! subgroups, the CPU family's): one token with GQA groups 1 to 8, heads 32, 64 and 128 wide, over
 //! lengths from 1 to several splits of the KV length (RoPE in the kernel where the layout has it);
 //! prompt chunks from position 0 and after a cached prefix; n candidates with their own branches.
-//! The keys and values each stores into the cache are checked too. The GPU family's cache is f16:
+//! The keys and values each stores into the cache are checked too; and decode's splits merged in
+//! Wo's activation loader. The GPU family's cache is f16:
 //! its outputs are compared with the f32 reference at the F16 bounds below, its stored keys and
 //! values within an f16 rounding; the CPU family's f32 cache at common::kernels::check's.
 
@@ -11,10 +12,15 @@ mod common;
 use common::kernels::*;
 use common::Rng;
 use half::f16;
+use webllama::format::quant::QuantType;
 use webllama::kernels::cpu;
-use webllama::kernels::gpu::{ATTENTION_MAX_SPLITS, ATTENTION_SPLIT_LEN};
-use webllama::kernels::{self, AttentionBuffers, AttentionParams, AttentionRows, Step};
+use webllama::kernels::gpu::{
+    self, attention_partial_bytes, ATTENTION_MAX_SPLITS, ATTENTION_SPLIT_LEN, COMBINE_IN_WO_SPLITS,
+};
+use webllama::kernels::{self, AttentionBuffers, AttentionParams, AttentionRows, MatvecParams, Step};
+use webllama::model::Model;
 use webllama::reference;
+use webllama::{Family, Layout};
 
 /// NMSE bound on outputs computed from an f16 cache against the f32 reference: each cached element
 /// carries a relative rounding of up to 2^-11 (about 4.9e-4), passed on through the scores and the
@@ -197,7 +203,7 @@ fn one_token(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: us
     let out = g.storage("out", 4 * (h * hd) as u64);
     let step = step_on(g, pos as u32);
     let (none_k, none_v) = (g.storage("k_branch", 16), g.storage("v_branch", 16));
-    let partial = g.storage("partial", 4 * (h * splits as usize * (hd + 2)) as u64);
+    let partial = g.storage("partial", attention_partial_bytes(1, h as u32, splits, hd as u32));
     let b = AttentionBuffers {
         qkv: &qb,
         k_cache: &kb,
@@ -245,6 +251,73 @@ fn one_token(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: us
         let shape = format!("{shape}, rope in the kernel (n_rot {n_rot})");
         run_and_check(&b, &shape, &q_rot, &k_rot, &v);
     }
+}
+
+/// Decode attention leaving its splits unmerged (kernels::attention_unmerged) and Wo merging them
+/// in its activation loader (gpu::matvec_combine), against reference::matvec of reference::attention
+/// added to the residual: from one working split (attention writes att itself) to
+/// COMBINE_IN_WO_SPLITS, and a length past what the dispatched splits would take at
+/// ATTENTION_SPLIT_LEN each; Wo in Q8_0 (the 8-value row walk) and Q4_0 (the paired walk).
+#[test]
+fn attention_splits_merged_in_wo_match_the_reference() {
+    let (most, split) = (COMBINE_IN_WO_SPLITS, ATTENTION_SPLIT_LEN as usize);
+    let cases = [
+        (9usize, 3usize, 64usize, 1usize, most),
+        (9, 3, 64, split + 1, most),
+        (9, 3, 64, most as usize * split, most),
+        (8, 2, 128, 3 * split - 5, most),
+        (6, 2, 80, 2 * split + 7, 2),
+        (14, 2, 64, most as usize * split + 40, most),
+    ];
+    for g in gpu_layouts() {
+        let mut rng = Rng(31);
+        for &(h, kvh, hd, len, splits) in &cases {
+            for ty in [QuantType::Q8_0, QuantType::Q4_0] {
+                merged_in_wo(&g, &mut rng, (h, kvh, hd), len, splits, ty);
+            }
+        }
+    }
+}
+
+/// One token at position len - 1 through attention_unmerged and Wo (`ty`, 48 rows) reading its splits.
+fn merged_in_wo(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: usize, splits: u32, ty: QuantType) {
+    let (kv_dim, dim) = (kvh * hd, 48);
+    let (k, v, q) = (rng.vec(len * kv_dim), rng.vec(len * kv_dim), rng.vec(h * hd));
+    let pos = len - 1;
+    let qkv: Vec<f32> = q.iter().chain(&k[pos * kv_dim..]).chain(&v[pos * kv_dim..]).cloned().collect();
+    let (qb, kb, vb) =
+        (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), cache_with(g, "k", &k), cache_with(g, "v", &v));
+    let (none_k, none_v) = (g.storage("k_branch", 16), g.storage("v_branch", 16));
+    let att = g.storage("att", 4 * (h * hd) as u64);
+    let partial = g.storage("partial", attention_partial_bytes(1, h as u32, splits, hd as u32));
+    let b = AttentionBuffers {
+        qkv: &qb,
+        k_cache: &kb,
+        v_cache: &vb,
+        k_branch: &none_k,
+        v_branch: &none_v,
+        out: &att,
+        partial: &partial,
+        rotations: None,
+    };
+    let (bytes, wo) = random_matrix(ty, dim, h * hd, rng);
+    let mut stored = None;
+    let (w, _) = upload_matrix(g, ty, dim, h * hd, &bytes, &mut stored);
+    let residual = rng.vec(dim);
+    let x = g.storage_with("x", bytemuck::cast_slice(&residual));
+    let step = step_on(g, pos as u32);
+    let p = MatvecParams { accumulate: 1, ..Default::default() };
+    let s = gpu::Splits { n_heads: h as u32, head_dim: hd as u32, n_splits: splits };
+    let dispatches = [
+        kernels::attention_unmerged(g.t(), &b, &step, params(h, kvh, hd, splits, 0)).unwrap(),
+        gpu::matvec_combine(g.t(), &w, &att, &partial, &x, &step, p, s).unwrap(),
+    ];
+    kernels::submit(g, &dispatches);
+    let round = |x: &[f32]| x.iter().map(|v| f16::from_f32(*v).to_f32()).collect::<Vec<_>>();
+    let att_want = reference::attention(&q, &round(&k), &round(&v), h, kvh, hd, len);
+    let want: Vec<f32> = reference::matvec(&wo, &att_want).iter().zip(&residual).map(|(a, r)| a + r).collect();
+    let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}, at most {splits} splits, {}", g.layout);
+    check("x += Wo att (splits merged in Wo)", ty.name(), &shape, &read_on(g, &x, dim), &want);
 }
 
 /// A prompt chunk (rows at consecutive positions after a cached prefix) and n candidates (rows at
@@ -332,7 +405,7 @@ fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix
     let kv_dim = kvh * hd;
     let (n, earlier, branch_len) = (3usize, 4usize, 8usize);
     let p = params(h, kvh, hd, splits, branch_len as u32);
-    let partial = g.storage("partial", 4 * (n * h * splits as usize * (hd + 2)) as u64);
+    let partial = g.storage("partial", attention_partial_bytes(n as u32, h as u32, splits, hd as u32));
     let (pk, pv) = (rng.vec(prefix * kv_dim), rng.vec(prefix * kv_dim));
     let (bk, bv) = (rng.vec(n * branch_len * kv_dim), rng.vec(n * branch_len * kv_dim));
     let q = rng.vec(n * h * hd);
@@ -385,4 +458,35 @@ fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix
     check_cache(g, "attention (candidates) k store", &shape, &read_cache(g, &kbb, bk.len()), &bk_after);
     check_cache(g, "attention (candidates) v store", &shape, &read_cache(g, &vbb, bv.len()), &bv_after);
     check_cache(g, "attention (candidates) prefix untouched", &shape, &read_cache(g, &kb, pk.len()), &pk);
+}
+
+/// The decode graphs end to end (tiny-llama2 Q8_0, GPU family, a context longer than
+/// COMBINE_IN_WO_SPLITS splits): while the cache holds fewer than COMBINE_IN_WO_SPLITS x
+/// ATTENTION_SPLIT_LEN positions a step merges attention's splits in Wo (one dispatch a layer
+/// fewer), from there on in attention's combine dispatch. The steps on either side of that edge
+/// (all COMBINE_IN_WO_SPLITS splits working, then one more) give the CPU family's logits.
+#[test]
+fn decode_merges_splits_in_wo_then_by_a_combine_dispatch() {
+    let Some(path) = common::shared_fixture("tiny/tiny-llama2-Q8_0.gguf") else { return };
+    let edge = (COMBINE_IN_WO_SPLITS * ATTENTION_SPLIT_LEN) as usize;
+    let prompt: Vec<u32> = (0..edge - 1).map(|i| 100 + (i * 37 % 900) as u32).collect();
+    let mut runs = vec![];
+    for family in [Family::Gpu, Family::Cpu] {
+        let layout = Layout::family(&common::gpu(), family);
+        let mut model = Model::load_file(common::gpu(), layout, &path, Some(2 * edge)).unwrap();
+        let first = pollster::block_on(model.prefill(&prompt, false)).unwrap();
+        let before = model.dispatches_per_token();
+        let at_edge = pollster::block_on(model.step(first.id, true)).unwrap(); // kv_len = edge
+        let after = model.dispatches_per_token();
+        let past = pollster::block_on(model.step(at_edge.id, true)).unwrap(); // kv_len = edge + 1
+        if family == Family::Gpu {
+            assert_eq!(after, before + model.cfg.n_layers, "a combine dispatch a layer past {edge} positions");
+        }
+        runs.push([at_edge.logits.unwrap(), past.logits.unwrap()]);
+    }
+    for (i, (gpu, cpu)) in runs[0].iter().zip(&runs[1]).enumerate() {
+        let scale = cpu.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = gpu.iter().zip(cpu).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-2 * scale, "step {i} at the edge: logits off by {worst} (largest {scale})");
+    }
 }

@@ -320,9 +320,9 @@ fn gpu_layout_with_fused_kernels_matches_the_f32_goldens() {
     let Some(path) = common::default_model() else { return };
     let tok = tokenizer(&path);
     let mut model = Model::load_file(common::gpu(), common::gpu_family(), &path, Some(128)).unwrap();
-    // 6 per layer (qkv, attention and its combine: 128 positions are 2 splits, Wo, gate_up, down)
-    // + embed, output (the final norm folded in), argmax (two levels).
-    assert_eq!(model.dispatches_per_token(), 6 * model.cfg.n_layers + 4);
+    // 5 per layer (qkv, attention, Wo merging attention's splits: 128 positions are 2, gate_up,
+    // down) + embed, output (the final norm folded in), argmax (two levels).
+    assert_eq!(model.dispatches_per_token(), 5 * model.cfg.n_layers + 4);
     let golden = cases(&common::golden("smollm2/generation_variants.json")["variants"]["F32"]);
     // The decode graph from a short raw prompt, token by token.
     let c = golden.iter().find(|c| c.name == "raw_capital").unwrap();
@@ -347,11 +347,12 @@ fn gpu_layout_tiny_llama3_matches_the_exact_golden() {
     // GQA 8/2, head width 32, rope_freqs. Layer 0 is all Q4_K: fused (5 dispatches and attention's
     // combine); layer 1 has a Q6_K attn_v beside Q4_K q and k: its attention inputs go unfused (9
     // dispatches: rmsnorm, q, k, v, one rope for q and k, attention, Wo, gate_up, down; and the
-    // combine). Two prompts, 6 steps: the layout
+    // combine). Attention's splits merged by its combine dispatch rather than in Wo (the SmolLM2
+    // test above takes that path). Two prompts, 6 steps: the layout
     // is slow on lavapipe, and the adapter's layout runs the whole golden.
     let Some(path) = common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf") else { return };
-    let model =
-        std::cell::RefCell::new(Model::load_file(common::gpu(), common::gpu_family(), &path, Some(128)).unwrap());
+    let layout = webllama::Layout { combine_in_wo: false, ..common::gpu_family() };
+    let model = std::cell::RefCell::new(Model::load_file(common::gpu(), layout, &path, Some(128)).unwrap());
     assert_eq!(model.borrow().dispatches_per_token(), 6 + 10 + 4, "with attention's combine (2 splits)");
     check_exact(
         "gpu layout",

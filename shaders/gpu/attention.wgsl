@@ -8,7 +8,9 @@
 //! (attention_sum_subgroup.wgsl or attention_sum_shared.wgsl).
 //! Splits: up to p.n_splits workgroups along the positions; the current length (step.kv_len) decides
 //! how many work (active_splits: SPLIT_LEN positions or more each), the rest exit at once. One active
-//! split writes the output; more write partials that `combine` merges.
+//! split writes the output; more write partials that `combine` merges (or, in decode while the
+//! context is short, Wo's activation loader: matvec_combine.wgsl). A split's partial is (m, l, 0, 0)
+//! then its o, head_dim + 4 floats, so that o's vec4 are aligned.
 //! The first block of each kv head, in split 0, stores the row's key and value (f16) into the cache
 //! or branch (nothing in this dispatch reads them there: the row's own position comes from qkv).
 //! Composed after attention_params.wgsl, attention_io.wgsl, the lane_sums part, and the constants
@@ -128,7 +130,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let f = exp(m[h] - big);
         let head = h0 + h;
         let store = col == 0u && h < heads;
-        let base = ((r * p.n_heads + head) * p.n_splits + split) * (p.head_dim + 2u);
+        let base = ((r * p.n_heads + head) * p.n_splits + split) * (p.head_dim + 4u);
         for (var k = 0u; k < DPL; k++) {
             col_o[lid] = o[h * DPL + k] * f;
             workgroupBarrier();
@@ -141,7 +143,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 if (n_active == 1u) {
                     out[r * q_dim4 + head * HD4 + i] = a / total;
                 } else {
-                    let at = base + 2u + 4u * i;
+                    let at = base + 4u + 4u * i;
                     partial[at] = a.x;
                     partial[at + 1u] = a.y;
                     partial[at + 2u] = a.z;
@@ -167,7 +169,7 @@ fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     if (r >= step.n_rows || n_active == 1u) {
         return;
     }
-    let stride = p.head_dim + 2u;
+    let stride = p.head_dim + 4u;
     let base = (r * p.n_heads + h) * p.n_splits * stride;
     var big = NEG_BIG;
     for (var s = 0u; s < n_active; s++) {
@@ -182,7 +184,7 @@ fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         var a = vec4<f32>(0.0);
         for (var s = 0u; s < n_active; s++) {
             let at = base + s * stride;
-            let o = at + 2u + 4u * i;
+            let o = at + 4u + 4u * i;
             a += exp(partial[at] - big) * vec4<f32>(partial[o], partial[o + 1u], partial[o + 2u], partial[o + 3u]);
         }
         out[(r * p.n_heads + h) * HD4 + i] = a / total;

@@ -35,10 +35,12 @@ pub mod wgsl {
     /// The GPU family.
     pub mod gpu {
         pub const MATVEC: &str = include_str!("../../shaders/gpu/matvec.wgsl");
+        pub const MATVEC_ACTS: &str = include_str!("../../shaders/gpu/matvec_acts.wgsl");
         pub const MATMUL: &str = include_str!("../../shaders/gpu/matmul.wgsl");
         pub const MATMUL_TILED: &str = include_str!("../../shaders/gpu/matmul_tiled.wgsl");
         pub const NORM_FOLD: &str = include_str!("../../shaders/gpu/norm_fold.wgsl");
         pub const MATVEC_NORM: &str = include_str!("../../shaders/gpu/matvec_norm.wgsl");
+        pub const MATVEC_COMBINE: &str = include_str!("../../shaders/gpu/matvec_combine.wgsl");
         /// The decode row walk matvec, qkv and gate_up share, and its two reductions.
         pub const ROW_WALK: &str = include_str!("../../shaders/gpu/row_walk.wgsl");
         pub const ROW_WALK_8: &str = include_str!("../../shaders/gpu/row_walk_8.wgsl");

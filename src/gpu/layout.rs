@@ -49,6 +49,9 @@ pub struct Overrides {
     /// WEBLLAMA_MATMUL_MIN_WORKGROUPS=<n>: GPU family, the tiled matmul takes the largest tile that
     /// gives n workgroups (0: the largest no wider than the batch, as llama.cpp does).
     pub matmul_min_workgroups: Option<u32>,
+    /// WEBLLAMA_COMBINE_IN_WO=0: GPU family, decode attention's splits always merged by their own
+    /// combine dispatch, never by Wo's activation loader.
+    pub combine_in_wo: Option<bool>,
     /// WEBLLAMA_TEXTURES=0: CPU family, the wide types' weights stay in buffers.
     pub weight_textures: Option<bool>,
     /// WEBLLAMA_TEXTURE_LOADS=storage|sampled: CPU family, how matvec_wide and embed_wide read
@@ -83,6 +86,7 @@ impl Overrides {
             f16: off("WEBLLAMA_F16"),
             paired_walk: off("WEBLLAMA_PAIRS"),
             matmul_min_workgroups: var("WEBLLAMA_MATMUL_MIN_WORKGROUPS").and_then(|v| v.parse().ok()),
+            combine_in_wo: off("WEBLLAMA_COMBINE_IN_WO"),
             weight_textures: off("WEBLLAMA_TEXTURES"),
             texture_storage_loads: var("WEBLLAMA_TEXTURE_LOADS").and_then(|v| match v.as_str() {
                 "storage" => Some(true),
@@ -123,6 +127,10 @@ pub struct Layout {
     /// GPU family: the tiled matmul takes the largest tile that gives this many workgroups
     /// (kernels::gpu::MatmulTile::choose).
     pub matmul_min_workgroups: u32,
+    /// GPU family: while the context is at most kernels::gpu::COMBINE_IN_WO_SPLITS attention splits
+    /// long, the decode graph merges them in Wo's activation loader (matvec_combine.wgsl), one
+    /// dispatch a layer fewer; longer contexts take the graph with attention's combine dispatch.
+    pub combine_in_wo: bool,
     /// CPU family: weights of the types with a wide decoder live in textures (lavapipe fetches
     /// texels as gathers, storage words one lane at a time).
     pub weight_textures: bool,
@@ -165,6 +173,7 @@ impl Layout {
             f16_tiles: !cpu && gpu.has_f16() && o.f16.unwrap_or(true),
             paired_walk: !cpu && o.paired_walk.unwrap_or(true),
             matmul_min_workgroups: o.matmul_min_workgroups.unwrap_or(crate::kernels::gpu::MATMUL_MIN_WORKGROUPS),
+            combine_in_wo: !cpu && o.combine_in_wo.unwrap_or(true),
             weight_textures: cpu && o.weight_textures.unwrap_or(true),
             texture_storage_loads: cpu && o.texture_storage_loads.unwrap_or(lavapipe),
             wide_superblocks: cpu && o.wide_superblocks.unwrap_or(lavapipe),
@@ -282,6 +291,9 @@ impl fmt::Display for Layout {
             }
             if self.matmul_min_workgroups != crate::kernels::gpu::MATMUL_MIN_WORKGROUPS {
                 opts.push(format!("tiles for {} workgroups", self.matmul_min_workgroups));
+            }
+            if !self.combine_in_wo {
+                opts.push("combine dispatch".into());
             }
         } else {
             opts.push(match (self.weight_textures, self.texture_storage_loads) {

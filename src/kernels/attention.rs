@@ -3,7 +3,7 @@
 //! f16 cache; cpu/attention.rs: lanes of 8 or an invocation per row and head, f32 cache).
 
 use super::{cpu, gpu, Dispatch, Target};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Family;
 use bytemuck::{Pod, Zeroable};
 
@@ -33,7 +33,8 @@ pub struct AttentionBuffers<'a> {
     pub v_branch: &'a wgpu::Buffer,
     /// [rows, n_heads * head_dim].
     pub out: &'a wgpu::Buffer,
-    /// [rows, n_heads, n_splits, head_dim + 2] f32 when n_splits > 1 (any buffer otherwise).
+    /// [rows, n_heads, n_splits, head_dim + 4] f32 when n_splits > 1 (any buffer otherwise):
+    /// gpu::attention_partial_bytes.
     pub partial: &'a wgpu::Buffer,
     /// [head_dim / 2] (cos, sin) pairs (cpu::rope_rotations) when q and the token's key arrive
     /// unrotated and the kernel rotates them (one token, CPU family); None when rope.wgsl has
@@ -73,14 +74,37 @@ pub fn attention(
     p: AttentionParams,
     which: AttentionRows,
 ) -> Result<Vec<Dispatch>> {
-    let p = AttentionParams {
+    let p = complete(p);
+    match t.layout.family {
+        Family::Gpu => gpu::attention(t, b, step, p, which, true),
+        Family::Cpu => cpu::attention(t, b, step, p, which).map(|d| vec![d]),
+    }
+}
+
+/// GPU family, one token: attention without its combine dispatch, the splits' partials left for
+/// gpu::matvec_combine (Wo) to merge; at most gpu::COMBINE_IN_WO_SPLITS splits.
+pub fn attention_unmerged(
+    t: Target,
+    b: &AttentionBuffers,
+    step: &wgpu::Buffer,
+    p: AttentionParams,
+) -> Result<Dispatch> {
+    if t.layout.is_cpu() || p.n_splits > gpu::COMBINE_IN_WO_SPLITS {
+        return Err(Error::InvalidRequest(format!(
+            "attention_unmerged: the GPU family's, at most {} splits (asked {})",
+            gpu::COMBINE_IN_WO_SPLITS,
+            p.n_splits
+        )));
+    }
+    Ok(gpu::attention(t, b, step, complete(p), AttentionRows::One, false)?.remove(0))
+}
+
+/// `p` with what follows from its shape: kv_dim, the scale, at least one split.
+fn complete(p: AttentionParams) -> AttentionParams {
+    AttentionParams {
         kv_dim: p.n_kv_heads * p.head_dim,
         scale: 1.0 / (p.head_dim as f32).sqrt(),
         n_splits: p.n_splits.max(1),
         ..p
-    };
-    match t.layout.family {
-        Family::Gpu => gpu::attention(t, b, step, p, which),
-        Family::Cpu => cpu::attention(t, b, step, p, which).map(|d| vec![d]),
     }
 }

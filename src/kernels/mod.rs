@@ -18,7 +18,7 @@ mod choose;
 pub mod cpu;
 pub mod gpu;
 mod moe;
-pub use attention::{attention, AttentionBuffers, AttentionParams, AttentionRows};
+pub use attention::{attention, attention_unmerged, AttentionBuffers, AttentionParams, AttentionRows};
 pub use choose::{
     argmax, argmax_masked, argmax_masked_spans, argmax_spans, argmax_spans_bytes, edit_logits, logprobs,
     logprobs_spans, logprobs_spans_bytes, mask_words, sample, sample_spans_bytes, CountParams, EditBuffers, EditShape,

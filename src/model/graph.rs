@@ -28,7 +28,7 @@ pub struct Acts {
     pub argmax_spans: wgpu::Buffer, // [max_candidates, ceil(vocab / ARGMAX_SPAN)] (best, id): the GPU family's two-level argmax
     pub tokens: wgpu::Buffer,       // [rows] u32: input tokens, then each logits row's argmax
     pub step: wgpu::Buffer,         // uniform Step
-    pub partial: wgpu::Buffer,      // [max_candidates, n_heads, n_splits, head_dim + 2] split attention
+    pub partial: wgpu::Buffer,      // [max_candidates, n_heads, n_splits, head_dim + 4] split attention
     pub rope_ones: wgpu::Buffer,    // [n_rot / 2] of 1.0, for models without rope_freqs
     pub norms: wgpu::Buffer, // [ceil(dim / 64) + 4] (one per matvec_wide workgroup of rows, zero-padded) partial sums of squares of x (kernels::cpu::Fold)
     pub rotations: wgpu::Buffer, // [head_dim / 2] (cos, sin): RoPE at the decoded position (kernels::cpu::rope_rotations)
@@ -58,7 +58,7 @@ impl Acts {
             step: gpu.uniform("step", &Step::default()),
             partial: gpu.storage(
                 "attention partials",
-                4 * (MAX_CANDIDATES as usize * c.n_heads * n_splits as usize * (c.head_dim + 2)) as u64,
+                kernels::gpu::attention_partial_bytes(MAX_CANDIDATES, c.n_heads as u32, n_splits, c.head_dim as u32),
             ),
             rope_ones: gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2])),
             rotations: gpu.storage("rope rotations", 4 * c.head_dim as u64),
@@ -112,16 +112,18 @@ impl Parts<'_> {
     }
 }
 
-/// The decode graph: one token at step.pos, its argmax into tokens[0].
-pub fn decode(s: &Parts) -> Result<Vec<Dispatch>> {
+/// The decode graph: one token at step.pos, its argmax into tokens[0]. `combine_in_wo` (GPU family,
+/// a context of at most kernels::gpu::COMBINE_IN_WO_SPLITS splits): attention's splits merged by
+/// Wo's activation loader rather than by a combine dispatch.
+pub fn decode(s: &Parts, combine_in_wo: bool) -> Result<Vec<Dispatch>> {
     let (c, a) = (s.cfg, s.acts);
-    let mut g = Recorder::decode(s);
+    let mut g = Recorder::decode(s, combine_in_wo);
     g.embed(1)?; // x = embedding[token]
     for l in 0..c.n_layers {
         let lw = |suffix: &str| weights::layer(l, suffix);
         g.qkv(l)?; // q | k | v = [Wq; Wk; Wv] rmsnorm(x) (+ qkv_bias; head_rmsnorm q, k); q, k = rope(q), rope(k) (CPU family, llama: in attention)
-        g.attention(l, AttentionRows::One, s.n_splits)?; // att = softmax(q k^T / sqrt(head_dim)) v; k, v into the cache
-        g.residual(s.w(&lw(ATTN_OUT)), &a.att)?; // x += Wo att
+        g.attention(l, AttentionRows::One, s.n_splits)?; // att = softmax(q k^T / sqrt(head_dim)) v (or its splits' partials); k, v into the cache
+        g.residual(s.w(&lw(ATTN_OUT)), &a.att)?; // x += Wo att (att merged from the partials in Wo's loader where attention left them)
         if c.n_experts > 0 {
             g.moe(l)?; // x += sum over the token's routed experts e (weight w_e) of w_e Wdown_e silu(Wgate_e xb) * (Wup_e xb), xb = rmsnorm(x)
             continue;

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::format::config::Config;
 use crate::gpu::{Gpu, Layout};
 use crate::kernels::cpu;
+use crate::kernels::gpu::{ATTENTION_SPLIT_LEN, COMBINE_IN_WO_SPLITS};
 use crate::kernels::{Dispatch, Step};
 use graph::{Acts, Batch, BatchGraph};
 use kv_cache::{Branches, KvCache};
@@ -52,6 +53,9 @@ pub struct Model {
     rope_factors: Option<Vec<f32>>,
     /// One token.
     graph: Vec<Dispatch>,
+    /// One token while the KV cache holds fewer than this many positions (GPU family,
+    /// Layout::combine_in_wo, contexts longer than its splits): attention's splits merged in Wo.
+    graph_short: Option<(usize, Vec<Dispatch>)>,
     /// A prompt chunk.
     batch: BatchGraph,
     /// A prompt chunk of at most Layout::short_chunk_rows tokens (GPU family), its matmuls in
@@ -105,7 +109,16 @@ impl Model {
             branches: &branches,
             n_splits,
         };
-        let decode = graph::decode(&parts)?;
+        // Attention's splits merged in Wo up to COMBINE_IN_WO_SPLITS of them (the whole context, or
+        // a graph of its own for the context's first positions), else by a combine dispatch.
+        let in_wo = layout.combine_in_wo && !layout.is_cpu();
+        let (decode, graph_short) = match in_wo && n_splits > COMBINE_IN_WO_SPLITS {
+            true => {
+                let len = (COMBINE_IN_WO_SPLITS * ATTENTION_SPLIT_LEN) as usize;
+                (graph::decode(&parts, false)?, Some((len, graph::decode(&parts, true)?)))
+            }
+            false => (graph::decode(&parts, in_wo)?, None),
+        };
         let batch = graph::batch(&parts, Batch::Prompt(acts.rows))?;
         let short = match layout.short_chunk_rows() {
             Some(rows) if rows < acts.rows => Some((rows, graph::batch(&parts, Batch::Prompt(rows))?)),
@@ -134,6 +147,7 @@ impl Model {
             acts,
             rope_factors,
             graph: decode,
+            graph_short,
             batch,
             short,
             cands,
@@ -144,9 +158,17 @@ impl Model {
         })
     }
 
-    /// Kernel dispatches per decoded token.
+    /// Kernel dispatches per decoded token (at the cache's next position).
     pub fn dispatches_per_token(&self) -> usize {
-        self.graph.len()
+        self.decode_graph().len()
+    }
+
+    /// The decode graph for the cache's next position.
+    fn decode_graph(&self) -> &[Dispatch] {
+        match &self.graph_short {
+            Some((len, short)) if self.kv.len < *len => short,
+            _ => &self.graph,
+        }
     }
 
     /// Most tokens one prompt chunk runs.
@@ -199,7 +221,7 @@ impl Model {
     fn record(&mut self, token: Option<u32>, enc: &mut wgpu::CommandEncoder) -> Result<()> {
         self.begin_input(token)?;
         let mut pass = enc.begin_compute_pass(&Default::default());
-        self.graph.iter().for_each(|d| d.record(&mut pass));
+        self.decode_graph().iter().for_each(|d| d.record(&mut pass));
         drop(pass);
         self.kv.len += 1;
         Ok(())

@@ -124,7 +124,7 @@ impl Model {
     /// same position each time; native only; for `webllama bench --profile`).
     pub fn profile_step(&mut self, token: u32) -> Result<Profile> {
         self.begin_step(token)?;
-        let graph: Vec<&Dispatch> = self.graph.iter().collect();
+        let graph: Vec<&Dispatch> = self.decode_graph().iter().collect();
         self.profile(&graph, 1)
     }
 

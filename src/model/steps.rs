@@ -30,17 +30,21 @@ pub struct Recorder<'a> {
     /// Decode, CPU family: rmsnorm and swiglu fold into the matvecs (every matvec into x leaves the
     /// partial sums of squares of x in acts.norms for the next one to fold rmsnorm).
     folds: bool,
+    /// Decode, GPU family: attention leaves its splits (at most this many) unmerged and Wo's
+    /// activation loader merges them (kernels::gpu::matvec_combine), for a short context.
+    combine_in_wo: Option<u32>,
 }
 
 impl<'a> Recorder<'a> {
-    /// The decode graph's recorder.
-    pub fn decode(s: &'a Parts<'a>) -> Recorder<'a> {
-        Recorder { s, g: vec![], rows: 1, folds: decode_folds(s) }
+    /// The decode graph's recorder; `combine_in_wo`: attention's splits merged in Wo (GPU family).
+    pub fn decode(s: &'a Parts<'a>, combine_in_wo: bool) -> Recorder<'a> {
+        let combine_in_wo = (combine_in_wo && !s.layout.is_cpu()).then(|| s.n_splits.min(gpu::COMBINE_IN_WO_SPLITS));
+        Recorder { s, g: vec![], rows: 1, folds: decode_folds(s), combine_in_wo }
     }
 
     /// A batch graph's recorder for `rows` rows.
     pub fn batch(s: &'a Parts<'a>, rows: u32) -> Recorder<'a> {
-        Recorder { s, g: vec![], rows, folds: false }
+        Recorder { s, g: vec![], rows, folds: false, combine_in_wo: None }
     }
 
     pub fn done(self) -> Vec<Dispatch> {
@@ -135,7 +139,8 @@ impl<'a> Recorder<'a> {
     }
 
     /// att = causal softmax(q k^T / sqrt(head_dim)) v for layer l's `which` rows, their k and v into
-    /// the cache (or the candidates' branches). The CPU family's decode rotates q and k here.
+    /// the cache (or the candidates' branches). The CPU family's decode rotates q and k here. Where
+    /// Wo merges the splits (combine_in_wo), att is left as the splits' partials.
     pub fn attention(&mut self, l: usize, which: AttentionRows, n_splits: u32) -> Result<()> {
         let (s, c, a) = (self.s, self.s.cfg, self.s.acts);
         let in_kernel = which == AttentionRows::One && rope_in_attention(s.layout, c);
@@ -158,7 +163,13 @@ impl<'a> Recorder<'a> {
             branch_len: s.branches.len,
             ..Default::default()
         };
-        self.g.extend(kernels::attention(s.target(), &b, &a.step, p, which)?);
+        match self.combine_in_wo {
+            Some(n_splits) if which == AttentionRows::One => {
+                let p = AttentionParams { n_splits, ..p };
+                self.g.push(kernels::attention_unmerged(s.target(), &b, &a.step, p)?)
+            }
+            _ => self.g.extend(kernels::attention(s.target(), &b, &a.step, p, which)?),
+        }
         Ok(())
     }
 
@@ -313,10 +324,19 @@ impl<'a> Recorder<'a> {
         Ok(())
     }
 
-    /// Decode: x += W v (the CPU family's folds leave the partial sums of squares of x for the
-    /// next matvec's rmsnorm).
+    /// Decode: x += Wo att (the CPU family's folds leave the partial sums of squares of x for the
+    /// next matvec's rmsnorm; where attention left its splits unmerged, Wo's loader merges them).
     pub fn residual(&mut self, w: &Weight, v: &wgpu::Buffer) -> Result<()> {
-        let a = self.s.acts;
+        let (s, a) = (self.s, self.s.acts);
+        if let Some(n_splits) = self.combine_in_wo {
+            let splits = gpu::Splits { n_heads: s.cfg.n_heads as u32, head_dim: s.cfg.head_dim as u32, n_splits };
+            for (i, (_, r0, _)) in w.parts.iter().enumerate() {
+                let p = MatvecParams { accumulate: 1, out_offset: *r0, ..Default::default() };
+                let part = w.part(i);
+                self.g.push(gpu::matvec_combine(s.target(), &part, v, &a.partial, &a.x, &a.step, p, splits)?);
+            }
+            return Ok(());
+        }
         let fold = Fold { partials_out: self.folds.then_some(&a.norms), ..Default::default() };
         self.matvec(w, v, &a.x, MatvecParams { accumulate: 1, ..Default::default() }, fold)
     }

@@ -17,6 +17,17 @@ pub const ATTENTION_MAX_SPLITS: u32 = 32;
 /// load, a reduction and a value load in sequence: short splits keep that chain short where a few kv
 /// heads give few workgroups (SmolLM2: 3 per split), for one combine dispatch more.
 pub const ATTENTION_SPLIT_LEN: u32 = 64;
+/// Most splits a decode attention dispatch leaves unmerged for Wo's activation loader
+/// (kernels::attention_unmerged, matvec_combine): each of Wo's workgroups reads the attention output once
+/// per working split, so the decode graph takes this path only while the context is short
+/// (Layout::combine_in_wo; up to this many splits of ATTENTION_SPLIT_LEN positions).
+pub const COMBINE_IN_WO_SPLITS: u32 = 4;
+
+/// Bytes of attention's split partials for `rows` rows: [rows, n_heads, n_splits, head_dim + 4]
+/// f32, each split's (m, l, 0, 0) then its weighted values o (vec4-aligned).
+pub fn attention_partial_bytes(rows: u32, n_heads: u32, n_splits: u32, head_dim: u32) -> u64 {
+    4 * rows as u64 * n_heads as u64 * n_splits as u64 * (head_dim as u64 + 4)
+}
 
 /// Invocations per decode workgroup.
 const DECODE_WG: u32 = 128;
@@ -60,13 +71,16 @@ impl DecodeShape {
 }
 
 /// attention for the `which` rows: a prompt chunk in one dispatch; one token or candidates in one
-/// dispatch plus a combine dispatch when more than one split is dispatched (p.n_splits > 1).
+/// dispatch plus, where `combine` and more than one split is dispatched (p.n_splits > 1), a combine
+/// dispatch (without it, more than one working split leaves its partials in b.partial for
+/// matvec_combine to merge; one writes b.out itself).
 pub fn attention(
     t: Target,
     b: &AttentionBuffers,
     step: &wgpu::Buffer,
     p: AttentionParams,
     which: AttentionRows,
+    combine: bool,
 ) -> Result<Vec<Dispatch>> {
     if b.rotations.is_some() {
         return Err(Error::InvalidRequest("attention: RoPE in the kernel is the CPU family's".into()));
@@ -119,7 +133,7 @@ pub fn attention(
         numbered(&buffers),
         [p.n_kv_heads * s.blocks, rows, p.n_splits],
     )?];
-    if p.n_splits > 1 {
+    if combine && p.n_splits > 1 {
         out.push(bind(
             t.gpu,
             "attention",

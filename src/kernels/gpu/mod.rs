@@ -3,7 +3,9 @@
 //! rmsnorm + qkv + RoPE and rmsnorm + gate_up + swiglu kernels, attention split over the KV length.
 
 mod attention;
-pub use attention::{attention, ATTENTION_MAX_SPLITS, ATTENTION_SPLIT_LEN};
+pub use attention::{
+    attention, attention_partial_bytes, ATTENTION_MAX_SPLITS, ATTENTION_SPLIT_LEN, COMBINE_IN_WO_SPLITS,
+};
 
 use super::{bind, grid, numbered, Dispatch, MatmulParams, MatvecParams, QuantMatrix, Target};
 use crate::error::{Error, Result};
@@ -43,7 +45,8 @@ pub fn matvec(
     step: &wgpu::Buffer,
     p: MatvecParams,
 ) -> Result<Dispatch> {
-    let pipeline = t.pipeline(&row_walk_module(t, "matvec", w.ty, &[wgsl::MATVEC_IO], wgsl::gpu::MATVEC)?, "main")?;
+    let module = row_walk_module(t, "matvec", w.ty, &[wgsl::MATVEC_IO, wgsl::gpu::MATVEC_ACTS], wgsl::gpu::MATVEC)?;
+    let pipeline = t.pipeline(&module, "main")?;
     bind(
         t.gpu,
         "matvec",
@@ -76,6 +79,59 @@ pub fn matvec_norm(
     bind(
         t.gpu,
         "matvec",
+        t.pipeline(&module, "main")?,
+        bytemuck::bytes_of(&p),
+        resources,
+        grid(w.rows.div_ceil(MATVEC_ROWS_PER_WG)),
+    )
+}
+
+/// The attention whose unmerged splits matvec_combine reads: its heads, their width and the
+/// dispatch's most splits (the partials' stride).
+#[derive(Clone, Copy, Debug)]
+pub struct Splits {
+    pub n_heads: u32,
+    pub head_dim: u32,
+    pub n_splits: u32,
+}
+
+/// matvec over attention's output merged from its splits' partials (attention_unmerged, one token)
+/// in the activation loader, for a context of at most COMBINE_IN_WO_SPLITS splits: out (+)= W att,
+/// att as attention's combine would write it (read from `att` itself when one split works).
+#[allow(clippy::too_many_arguments)]
+pub fn matvec_combine(
+    t: Target,
+    w: &QuantMatrix,
+    att: &wgpu::Buffer,
+    partial: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: MatvecParams,
+    s: Splits,
+) -> Result<Dispatch> {
+    if p.x_offset != 0
+        || w.cols != s.n_heads * s.head_dim
+        || !s.head_dim.is_multiple_of(4)
+        || !(1..=COMBINE_IN_WO_SPLITS).contains(&s.n_splits)
+    {
+        return Err(Error::InvalidRequest(format!(
+            "matvec_combine: rows of {} values over {} heads of {} in at most {} splits (1 to {COMBINE_IN_WO_SPLITS})",
+            w.cols, s.n_heads, s.head_dim, s.n_splits
+        )));
+    }
+    let p = MatvecParams { rows: w.rows, cols: w.cols, row_bytes: w.row_stride, ..p };
+    let parts = [wgsl::MATVEC_IO, wgsl::gpu::MATVEC_COMBINE];
+    let module = row_walk_module(t, "matvec_combine", w.ty, &parts, wgsl::gpu::MATVEC)?.prepend(
+        format!(
+            "const HEAD_DIM: u32 = {}u;\nconst N_HEADS: u32 = {}u;\nconst N_SPLITS: u32 = {}u;\nconst SPLIT_LEN: u32 = {ATTENTION_SPLIT_LEN}u;\n",
+            s.head_dim, s.n_heads, s.n_splits
+        ),
+    );
+    let mut resources = numbered(&[step, w.buffer("matvec")?, att, out]);
+    resources.push((5, partial.as_entire_binding()));
+    bind(
+        t.gpu,
+        "matvec_combine",
         t.pipeline(&module, "main")?,
         bytemuck::bytes_of(&p),
         resources,

@@ -460,15 +460,19 @@ fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix
     check_cache(g, "attention (candidates) prefix untouched", &shape, &read_cache(g, &kb, pk.len()), &pk);
 }
 
-/// The decode graphs end to end (tiny-llama2 Q8_0, GPU family, a context longer than
-/// COMBINE_IN_WO_SPLITS splits): while the cache holds fewer than COMBINE_IN_WO_SPLITS x
+/// The decode graphs end to end (tiny-llama2 Q8_0, GPU family, a context longer than the splits Wo
+/// merges, gpu::combine_in_wo_splits): while the cache holds fewer than that many splits of
 /// ATTENTION_SPLIT_LEN positions a step merges attention's splits in Wo (one dispatch a layer
 /// fewer), from there on in attention's combine dispatch. The steps on either side of that edge
-/// (all COMBINE_IN_WO_SPLITS splits working, then one more) give the CPU family's logits.
+/// (all those splits working, then one more) give the CPU family's logits.
 #[test]
 fn decode_merges_splits_in_wo_then_by_a_combine_dispatch() {
+    // The splits Wo merges: SmolLM2's and tiny-llama2's (dim 256, 4 heads of 64) 4, a 1B's 2 and
+    // an 8B's 1.
+    let shapes = [(576, 576), (256, 256), (2048, 2048), (4096, 4096)];
+    assert_eq!(shapes.map(|(rows, cols)| gpu::combine_in_wo_splits(rows, cols)), [COMBINE_IN_WO_SPLITS, 4, 2, 1]);
     let Some(path) = common::shared_fixture("tiny/tiny-llama2-Q8_0.gguf") else { return };
-    let edge = (COMBINE_IN_WO_SPLITS * ATTENTION_SPLIT_LEN) as usize;
+    let edge = (gpu::combine_in_wo_splits(256, 256) * ATTENTION_SPLIT_LEN) as usize;
     let prompt: Vec<u32> = (0..edge - 1).map(|i| 100 + (i * 37 % 900) as u32).collect();
     let mut runs = vec![];
     for family in [Family::Gpu, Family::Cpu] {

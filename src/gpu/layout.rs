@@ -127,9 +127,10 @@ pub struct Layout {
     /// GPU family: the tiled matmul takes the largest tile that gives this many workgroups
     /// (kernels::gpu::MatmulTile::choose).
     pub matmul_min_workgroups: u32,
-    /// GPU family: while the context is at most kernels::gpu::COMBINE_IN_WO_SPLITS attention splits
-    /// long, the decode graph merges them in Wo's activation loader (matvec_combine.wgsl), one
-    /// dispatch a layer fewer; longer contexts take the graph with attention's combine dispatch.
+    /// GPU family: while the context is at most kernels::gpu::combine_in_wo_splits attention splits
+    /// long (4 for small models, fewer for large ones), the decode graph merges them in Wo's
+    /// activation loader (matvec_combine.wgsl), one dispatch a layer fewer; longer contexts take the
+    /// graph with attention's combine dispatch.
     pub combine_in_wo: bool,
     /// CPU family: weights of the types with a wide decoder live in textures (lavapipe fetches
     /// texels as gathers, storage words one lane at a time).

@@ -113,9 +113,9 @@ impl Parts<'_> {
 }
 
 /// The decode graph: one token at step.pos, its argmax into tokens[0]. `combine_in_wo` (GPU family,
-/// a context of at most kernels::gpu::COMBINE_IN_WO_SPLITS splits): attention's splits merged by
+/// at most kernels::gpu::COMBINE_IN_WO_SPLITS): attention split in at most that many, merged by
 /// Wo's activation loader rather than by a combine dispatch.
-pub fn decode(s: &Parts, combine_in_wo: bool) -> Result<Vec<Dispatch>> {
+pub fn decode(s: &Parts, combine_in_wo: Option<u32>) -> Result<Vec<Dispatch>> {
     let (c, a) = (s.cfg, s.acts);
     let mut g = Recorder::decode(s, combine_in_wo);
     g.embed(1)?; // x = embedding[token]

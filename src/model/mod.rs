@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::format::config::Config;
 use crate::gpu::{Gpu, Layout};
 use crate::kernels::cpu;
-use crate::kernels::gpu::{ATTENTION_SPLIT_LEN, COMBINE_IN_WO_SPLITS};
+use crate::kernels::gpu;
 use crate::kernels::{Dispatch, Step};
 use graph::{Acts, Batch, BatchGraph};
 use kv_cache::{Branches, KvCache};
@@ -54,7 +54,8 @@ pub struct Model {
     /// One token.
     graph: Vec<Dispatch>,
     /// One token while the KV cache holds fewer than this many positions (GPU family,
-    /// Layout::combine_in_wo, contexts longer than its splits): attention's splits merged in Wo.
+    /// Layout::combine_in_wo, contexts longer than the splits Wo merges): attention's splits merged
+    /// in Wo.
     graph_short: Option<(usize, Vec<Dispatch>)>,
     /// A prompt chunk.
     batch: BatchGraph,
@@ -109,15 +110,17 @@ impl Model {
             branches: &branches,
             n_splits,
         };
-        // Attention's splits merged in Wo up to COMBINE_IN_WO_SPLITS of them (the whole context, or
-        // a graph of its own for the context's first positions), else by a combine dispatch.
+        // Attention's splits merged in Wo up to as many as it reads cheaply (the whole context, or a
+        // graph of its own for the context's first positions), else by a combine dispatch.
         let in_wo = layout.combine_in_wo && !layout.is_cpu();
-        let (decode, graph_short) = match in_wo && n_splits > COMBINE_IN_WO_SPLITS {
-            true => {
-                let len = (COMBINE_IN_WO_SPLITS * ATTENTION_SPLIT_LEN) as usize;
-                (graph::decode(&parts, false)?, Some((len, graph::decode(&parts, true)?)))
+        let in_wo = in_wo.then(|| gpu::combine_in_wo_splits(c.dim as u32, c.q_dim() as u32));
+        let (decode, graph_short) = match in_wo {
+            Some(most) if n_splits > most => {
+                let len = (most * gpu::ATTENTION_SPLIT_LEN) as usize;
+                (graph::decode(&parts, None)?, Some((len, graph::decode(&parts, Some(most))?)))
             }
-            false => (graph::decode(&parts, in_wo)?, None),
+            Some(_) => (graph::decode(&parts, Some(n_splits))?, None),
+            None => (graph::decode(&parts, None)?, None),
         };
         let batch = graph::batch(&parts, Batch::Prompt(acts.rows))?;
         let short = match layout.short_chunk_rows() {

@@ -36,9 +36,9 @@ pub struct Recorder<'a> {
 }
 
 impl<'a> Recorder<'a> {
-    /// The decode graph's recorder; `combine_in_wo`: attention's splits merged in Wo (GPU family).
-    pub fn decode(s: &'a Parts<'a>, combine_in_wo: bool) -> Recorder<'a> {
-        let combine_in_wo = (combine_in_wo && !s.layout.is_cpu()).then(|| s.n_splits.min(gpu::COMBINE_IN_WO_SPLITS));
+    /// The decode graph's recorder; `combine_in_wo`: attention split in at most that many, merged
+    /// in Wo (GPU family).
+    pub fn decode(s: &'a Parts<'a>, combine_in_wo: Option<u32>) -> Recorder<'a> {
         Recorder { s, g: vec![], rows: 1, folds: decode_folds(s), combine_in_wo }
     }
 

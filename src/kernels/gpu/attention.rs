@@ -18,9 +18,9 @@ pub const ATTENTION_MAX_SPLITS: u32 = 32;
 /// heads give few workgroups (SmolLM2: 3 per split), for one combine dispatch more.
 pub const ATTENTION_SPLIT_LEN: u32 = 64;
 /// Most splits a decode attention dispatch leaves unmerged for Wo's activation loader
-/// (kernels::attention_unmerged, matvec_combine): each of Wo's workgroups reads the attention output once
-/// per working split, so the decode graph takes this path only while the context is short
-/// (Layout::combine_in_wo; up to this many splits of ATTENTION_SPLIT_LEN positions).
+/// (kernels::attention_unmerged, matvec_combine): each of Wo's workgroups reads the attention output
+/// once per working split, so the decode graph takes this path only while the context is short
+/// (Layout::combine_in_wo; up to gpu::combine_in_wo_splits of ATTENTION_SPLIT_LEN positions).
 pub const COMBINE_IN_WO_SPLITS: u32 = 4;
 
 /// Bytes of attention's split partials for `rows` rows: [rows, n_heads, n_splits, head_dim + 4]

@@ -95,6 +95,20 @@ pub struct Splits {
     pub n_splits: u32,
 }
 
+/// Activation bytes Wo's workgroups may read beyond att itself to merge attention's splits in place
+/// of its combine dispatch: ~1.5 us at a data-center GPU's L2 bandwidth (~5 TB/s), under what a
+/// dispatch's launch and barrier cost there.
+const COMBINE_IN_WO_EXTRA_BYTES: u64 = 8 << 20;
+
+/// The most splits decode's Wo (`rows` x `cols`, cols = n_heads x head_dim) merges in its loader:
+/// each working split past the first has every Wo workgroup read `cols` values more, so as many as
+/// keep that within COMBINE_IN_WO_EXTRA_BYTES, 1 to COMBINE_IN_WO_SPLITS (SmolLM2 4, Llama-3.2-1B 2,
+/// 8B models 1: with 1 only the positions one split serves skip the dispatch, reading nothing more).
+pub fn combine_in_wo_splits(rows: u32, cols: u32) -> u32 {
+    let per_split = rows.div_ceil(MATVEC_ROWS_PER_WG) as u64 * cols as u64 * 4;
+    (1 + COMBINE_IN_WO_EXTRA_BYTES / per_split).min(COMBINE_IN_WO_SPLITS as u64) as u32
+}
+
 /// matvec over attention's output merged from its splits' partials (attention_unmerged, one token)
 /// in the activation loader, for a context of at most COMBINE_IN_WO_SPLITS splits: out (+)= W att,
 /// att as attention's combine would write it (read from `att` itself when one split works).

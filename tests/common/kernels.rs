@@ -239,8 +239,7 @@ pub fn upload_matrix<'a>(
     // 16 bytes at a time up to the row's end, and a GPU may return zeros for a load that runs past
     // the buffer (lavapipe checks each word; an H100 caught the short buffer).
     laid.resize(rows * stride as usize, 0);
-    let mut layout = match (g.layout.is_cpu(), stride.is_multiple_of(16) && cpu::wide_decoder(&g.layout, ty).is_some())
-    {
+    let mut layout = match (g.layout.is_cpu(), cpu::reads_wide(&g.layout, ty, stride)) {
         (false, _) => "GPU layout",
         (true, false) => "rowwise",
         (true, true) if g.layout.lanes_of_8() => "rowwise, wide loads, subgroup activations",

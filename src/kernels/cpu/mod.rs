@@ -43,10 +43,15 @@ pub fn block_pad(layout: &Layout, ty: QuantType) -> Option<BlockPad> {
     }
 }
 
-/// Whether the wide kernels (matvec_wide, matmul_wide, embed_wide) read `w`: the CPU family, a type
-/// with a wide decoder, rows 16 bytes apart.
-fn reads_wide(t: Target, w: &QuantMatrix) -> bool {
-    t.layout.is_cpu() && wide_decoder(t.layout, w.ty).is_some() && w.row_stride.is_multiple_of(16)
+/// Whether the wide kernels (matvec_wide, matmul_wide, embed_wide) read a matrix of `ty` whose rows
+/// are `row_stride` bytes apart: the CPU family, a type with a wide decoder, rows 16 bytes apart.
+pub fn reads_wide(layout: &Layout, ty: QuantType, row_stride: u32) -> bool {
+    layout.is_cpu() && wide_decoder(layout, ty).is_some() && row_stride.is_multiple_of(16)
+}
+
+/// reads_wide for `w` as bound.
+fn wide(t: Target, w: &QuantMatrix) -> bool {
+    reads_wide(t.layout, w.ty, w.row_stride)
 }
 
 /// What a matvec folds in beyond its dot products (matvec_wide where `can_fold`).
@@ -71,7 +76,7 @@ impl Fold<'_> {
 
 /// Whether matvec folds rmsnorm and swiglu into a matvec over `w` in this layout.
 pub fn can_fold(t: Target, w: &QuantMatrix) -> bool {
-    t.layout.folds && reads_wide(t, w)
+    t.layout.folds && wide(t, w)
 }
 
 /// Rows per workgroup of matvec_wide (16 invocations of 4 rows) and of matvec_rowwise.
@@ -97,7 +102,7 @@ pub fn matvec(
         )));
     }
     let groups = grid(w.rows.div_ceil(MATVEC_ROWS_PER_WG));
-    if !reads_wide(t, w) {
+    if !wide(t, w) {
         let pipeline = t.pipeline(
             &Module::quant(t.layout, "matvec_rowwise", w.ty, &[wgsl::MATVEC_IO, wgsl::cpu::MATVEC_ROWWISE])?,
             "main",
@@ -161,7 +166,7 @@ pub fn matmul(
     max_tokens: u32,
 ) -> Result<Dispatch> {
     let rows = p.rows.div_ceil(MATMUL_ROWS_PER_WG);
-    if !reads_wide(t, w) {
+    if !wide(t, w) {
         let module = Module::quant(
             t.layout,
             "matmul_rowwise",
@@ -211,7 +216,7 @@ pub fn embed_wide(
     p: EmbedParams,
     rows: u32,
 ) -> Result<Option<Dispatch>> {
-    if !reads_wide(t, table) {
+    if !wide(t, table) {
         return Ok(None);
     }
     let module =

@@ -2,7 +2,7 @@
 //! texels as gathers of its SIMD lanes, storage words one lane at a time. A matrix's rows, padded
 //! to 16 bytes, lie one after another in 16-byte texels (Rgba32Uint), TEXTURE_WIDTH per texture row.
 
-use super::wide_decoder;
+use super::reads_wide;
 use crate::error::{Error, Result};
 use crate::format::quant::QuantType;
 use crate::gpu::{Gpu, Layout};
@@ -11,13 +11,10 @@ use crate::gpu::{Gpu, Layout};
 /// WebGPU guarantees; wide_texture.wgsl has it as a shift and a mask.
 pub const TEXTURE_WIDTH: u32 = 8192;
 
-/// Whether a matrix of this type and row length lives in a texture in this layout: the CPU family
-/// with weight textures, a type with a wide decoder, rows padded to 16 bytes.
+/// Whether a matrix of this type and row length lives in a texture in this layout: weight textures,
+/// and the wide kernels read it (reads_wide).
 pub fn uses_texture(layout: &Layout, ty: QuantType, cols: u32) -> bool {
-    layout.is_cpu()
-        && layout.weight_textures
-        && wide_decoder(layout, ty).is_some()
-        && crate::kernels::row_stride(layout, ty, cols).is_multiple_of(16)
+    layout.weight_textures && reads_wide(layout, ty, crate::kernels::row_stride(layout, ty, cols))
 }
 
 /// Most bytes of one matrix part in a texture (TEXTURE_WIDTH x the adapter's largest height).

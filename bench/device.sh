@@ -97,7 +97,8 @@ for m in $MODELS; do
   # Layout::matmul_min_workgroups); decode with the 8-value row walk for every type (the default
   # walks both runs of Q4_K's and the like's quant words, 16 values a lane: Layout::paired_walk);
   # decode with attention's splits merged by its combine dispatch (the default merges them in Wo's
-  # activation loader up to 256 positions, one dispatch a layer fewer: Layout::combine_in_wo).
+  # activation loader, one dispatch a layer fewer, up to kernels::gpu::combine_in_wo_splits x 64
+  # positions: 256 for SmolLM2, 128 for the 1B shape: Layout::combine_in_wo).
   for v in "prefill-f32-tiles|WEBLLAMA_F16=0" "prefill-largest-tiles|WEBLLAMA_MATMUL_MIN_WORKGROUPS=0" \
     "decode-8-value-walk|WEBLLAMA_PAIRS=0" "decode-combine-dispatch|WEBLLAMA_COMBINE_IN_WO=0"; do
     name=${v%%|*}; env=${v#*|}

@@ -175,14 +175,16 @@ fn attention_holds_with_4_to_64_lane_subgroups() {
     // child processes on lavapipe with the subgroups of SwiftShader (4 lanes), Intel (16), NVIDIA
     // and Apple (32) and AMD (64) (LP_NATIVE_VECTOR_WIDTH); prompt chunks and candidates too at 4
     // (the CPU family's attention_prompt_lanes in SwiftShader's 4-lane shape) and 64 (at 32 lanes
-    // lavapipe takes minutes over them).
+    // lavapipe takes minutes over them); decode's splits merged in Wo, whose row walk reduces with
+    // subgroups, at every width.
     let decode = "attention_matches_with_gqa_and_stores_this_position";
     let prompt = "attention_over_batch_rows_and_candidate_branches";
-    rerun_with_subgroup_lanes(4, &[decode, prompt]);
+    let in_wo = "attention_splits_merged_in_wo_match_the_reference";
+    rerun_with_subgroup_lanes(4, &[decode, prompt, in_wo]);
     for lanes in [16, 32] {
-        rerun_with_subgroup_lanes(lanes, &[decode]);
+        rerun_with_subgroup_lanes(lanes, &[decode, in_wo]);
     }
-    rerun_with_subgroup_lanes(64, &[decode, prompt]);
+    rerun_with_subgroup_lanes(64, &[decode, prompt, in_wo]);
 }
 
 /// One token at position len - 1 over a cache of len - 1 positions.

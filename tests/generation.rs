@@ -320,8 +320,9 @@ fn gpu_layout_with_fused_kernels_matches_the_f32_goldens() {
     let Some(path) = common::default_model() else { return };
     let tok = tokenizer(&path);
     let mut model = Model::load_file(common::gpu(), common::gpu_family(), &path, Some(128)).unwrap();
-    // 5 per layer (qkv, attention, Wo merging attention's splits: 128 positions are 2, gate_up,
-    // down) + embed, output (the final norm folded in), argmax (two levels).
+    // 5 per layer (qkv, attention, Wo merging attention's splits: 128 positions are 2, though these
+    // steps stay within the first, gate_up, down) + embed, output (the final norm folded in),
+    // argmax (two levels). tests/attention.rs merges several splits in Wo end to end.
     assert_eq!(model.dispatches_per_token(), 5 * model.cfg.n_layers + 4);
     let golden = cases(&common::golden("smollm2/generation_variants.json")["variants"]["F32"]);
     // The decode graph from a short raw prompt, token by token.
@@ -348,7 +349,7 @@ fn gpu_layout_tiny_llama3_matches_the_exact_golden() {
     // combine); layer 1 has a Q6_K attn_v beside Q4_K q and k: its attention inputs go unfused (9
     // dispatches: rmsnorm, q, k, v, one rope for q and k, attention, Wo, gate_up, down; and the
     // combine). Attention's splits merged by its combine dispatch rather than in Wo (the SmolLM2
-    // test above takes that path). Two prompts, 6 steps: the layout
+    // test above takes that path; these steps stay within one split). Two prompts, 6 steps: the layout
     // is slow on lavapipe, and the adapter's layout runs the whole golden.
     let Some(path) = common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf") else { return };
     let layout = webllama::Layout { combine_in_wo: false, ..common::gpu_family() };

@@ -9,8 +9,8 @@
 //! Splits: up to p.n_splits workgroups along the positions; the current length (step.kv_len) decides
 //! how many work (active_splits: SPLIT_LEN positions or more each), the rest exit at once. One active
 //! split writes the output; more write partials that `combine` merges (or, in decode while the
-//! context is short, Wo's activation loader: matvec_combine.wgsl). A split's partial is (m, l, 0, 0)
-//! then its o, head_dim + 4 floats, so that o's vec4 are aligned.
+//! context is short, Wo's activation loader: matvec_combine.wgsl). A split's partial is m, l, two unused
+//! floats, then its o, head_dim + 4 floats, so that o's vec4 are aligned.
 //! The first block of each kv head, in split 0, stores the row's key and value (f16) into the cache
 //! or branch (nothing in this dispatch reads them there: the row's own position comes from qkv).
 //! Composed after attention_params.wgsl, attention_io.wgsl, the lane_sums part, and the constants

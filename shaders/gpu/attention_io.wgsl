@@ -13,7 +13,7 @@
 @group(0) @binding(5) var<storage, read_write> k_branch: array<vec2<u32>>;   // [branches, branch_len, kv_dim / 4] f16 x 4
 @group(0) @binding(6) var<storage, read_write> v_branch: array<vec2<u32>>;   // [branches, branch_len, kv_dim / 4] f16 x 4
 @group(0) @binding(7) var<storage, read_write> out: array<vec4<f32>>;        // [rows, n_heads * head_dim / 4]
-@group(0) @binding(8) var<storage, read_write> partial: array<f32>;          // [rows, n_heads, n_splits, head_dim + 4]: (m, l, 0, 0), then o
+@group(0) @binding(8) var<storage, read_write> partial: array<f32>;          // [rows, n_heads, n_splits, head_dim + 4]: m, l, two unused, then o
 
 // A large negative standing in for -inf (exp of a difference with it is 0, never NaN).
 const NEG_BIG: f32 = -3.0e38;

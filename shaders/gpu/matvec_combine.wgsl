@@ -9,7 +9,7 @@
 
 const HD4: u32 = HEAD_DIM / 4u;
 
-@group(0) @binding(5) var<storage, read> partial: array<vec4<f32>>; // [N_HEADS, N_SPLITS, HD4 + 1]: (m, l, 0, 0), then o
+@group(0) @binding(5) var<storage, read> partial: array<vec4<f32>>; // [N_HEADS, N_SPLITS, HD4 + 1]: (m, l, unused, unused), then o
 
 var<workgroup> split_w: array<f32, N_HEADS * N_SPLITS>; // [head, split]: e^(m_s - M) / sum_s e^(m_s - M) l_s
 // The splits attention worked (its active_splits): uniform, from the step.

@@ -88,7 +88,8 @@ pub struct Parts<'a> {
     pub kv: &'a KvCache,
     pub branches: &'a Branches,
     /// Most attention splits over the KV length the decode and candidates graphs dispatch (the
-    /// kernel works as many as the current length asks for; 1 in the CPU family).
+    /// kernel works as many as the current length asks for; 1 in the CPU family); a decode graph
+    /// whose Wo merges the splits dispatches at most kernels::gpu::combine_in_wo_splits of them.
     pub n_splits: u32,
 }
 

@@ -163,13 +163,23 @@ impl Model {
 
     /// Kernel dispatches per decoded token (at the cache's next position).
     pub fn dispatches_per_token(&self) -> usize {
-        self.decode_graph().len()
+        self.dispatches_at(self.kv.len)
+    }
+
+    /// Kernel dispatches decoding a token at position `pos` takes.
+    pub fn dispatches_at(&self, pos: usize) -> usize {
+        self.graph_at(pos).len()
     }
 
     /// The decode graph for the cache's next position.
     fn decode_graph(&self) -> &[Dispatch] {
+        self.graph_at(self.kv.len)
+    }
+
+    /// The decode graph for a token at position `pos`.
+    fn graph_at(&self, pos: usize) -> &[Dispatch] {
         match &self.graph_short {
-            Some((len, short)) if self.kv.len < *len => short,
+            Some((len, short)) if pos < *len => short,
             _ => &self.graph,
         }
     }

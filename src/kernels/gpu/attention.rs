@@ -1,6 +1,7 @@
 //! attention in the GPU family, shaped like llama.cpp's Vulkan flash attention: one token or n
 //! candidates through gpu/attention.wgsl (a workgroup per kv head and block of its query heads, lanes
-//! across head_dim, split over the KV length by the current length, then a combine dispatch); a
+//! across head_dim, split over the KV length by the current length, then a combine dispatch, or in
+//! decode while the context is short, the splits' partials left for Wo's loader to merge); a
 //! prompt chunk through gpu/attention_prompt.wgsl (tiles of query rows walking tiles of keys staged
 //! in workgroup memory). The KV cache is f16 (kv_cache::elem_bytes).
 

@@ -18,7 +18,7 @@ use webllama::kernels::gpu::{
     self, attention_partial_bytes, ATTENTION_MAX_SPLITS, ATTENTION_SPLIT_LEN, COMBINE_IN_WO_SPLITS,
 };
 use webllama::kernels::{self, AttentionBuffers, AttentionParams, AttentionRows, MatvecParams, Step};
-use webllama::model::Model;
+use webllama::model::{Model, Stored};
 use webllama::reference;
 use webllama::{Family, Layout};
 
@@ -281,7 +281,8 @@ fn attention_splits_merged_in_wo_match_the_reference() {
     }
 }
 
-/// One token at position len - 1 through attention_unmerged and Wo (`ty`, 48 rows) reading its splits.
+/// One token at position len - 1 through attention_unmerged and Wo (`ty`, 48 rows; Q4_0's in two
+/// parts) reading its splits.
 fn merged_in_wo(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: usize, splits: u32, ty: QuantType) {
     let (kv_dim, dim) = (kvh * hd, 48);
     let (k, v, q) = (rng.vec(len * kv_dim), rng.vec(len * kv_dim), rng.vec(h * hd));
@@ -303,17 +304,21 @@ fn merged_in_wo(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len:
         rotations: None,
     };
     let (bytes, wo) = random_matrix(ty, dim, h * hd, rng);
-    let mut stored = None;
-    let (w, _) = upload_matrix(g, ty, dim, h * hd, &bytes, &mut stored);
     let residual = rng.vec(dim);
     let x = g.storage_with("x", bytemuck::cast_slice(&residual));
     let step = step_on(g, pos as u32);
-    let p = MatvecParams { accumulate: 1, ..Default::default() };
     let s = gpu::Splits { n_heads: h as u32, head_dim: hd as u32, n_splits: splits };
-    let dispatches = [
-        kernels::attention_unmerged(g.t(), &b, &step, params(h, kvh, hd, splits, 0)).unwrap(),
-        gpu::matvec_combine(g.t(), &w, &att, &partial, &x, &step, p, s).unwrap(),
-    ];
+    let mut dispatches = vec![kernels::attention_unmerged(g.t(), &b, &step, params(h, kvh, hd, splits, 0)).unwrap()];
+    // Q4_0's Wo in two parts of rows (as the loader splits a matrix too large for one binding),
+    // each dispatch merging the splits for its rows.
+    let parts: &[(usize, usize)] = if ty == QuantType::Q4_0 { &[(0, 32), (32, dim - 32)] } else { &[(0, dim)] };
+    let row_bytes = bytes.len() / dim;
+    let mut stored: Vec<Option<Stored>> = parts.iter().map(|_| None).collect();
+    for (&(r0, rows), stored) in parts.iter().zip(stored.iter_mut()) {
+        let (w, _) = upload_matrix(g, ty, rows, h * hd, &bytes[r0 * row_bytes..(r0 + rows) * row_bytes], stored);
+        let p = MatvecParams { accumulate: 1, out_offset: r0 as u32, ..Default::default() };
+        dispatches.push(gpu::matvec_combine(g.t(), &w, &att, &partial, &x, &step, p, s).unwrap());
+    }
     kernels::submit(g, &dispatches);
     let round = |x: &[f32]| x.iter().map(|v| f16::from_f32(*v).to_f32()).collect::<Vec<_>>();
     let att_want = reference::attention(&q, &round(&k), &round(&v), h, kvh, hd, len);

@@ -6,118 +6,13 @@
 mod common;
 
 use common::exact::{check_exact, gpu_start, reference_start, Span, WHOLE};
+use common::goldens::{cases, compare, goldens, run_gpu, steps_for, tokenizer, STEPS};
 use serde_json::Value;
 use std::sync::Arc;
 use webllama::format::weights;
 use webllama::model::{ChoiceInputs, Want};
 use webllama::reference::RefModel;
-use webllama::{
-    FinishReason, GenerateOptions, Layout, Message, Model, ModelBuilder, SamplerConfig, Session, Tokenizer,
-};
-
-const STEPS: usize = 32;
-
-struct Case {
-    name: String,
-    prompt: String,
-    prompt_ids: Vec<u32>,
-    ids: Vec<u32>,
-    top5: Vec<Vec<(u32, f32)>>,
-    text_until_eog: String,
-}
-
-fn cases(v: &Value) -> Vec<Case> {
-    let ids = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|c| Case {
-            name: c["name"].as_str().unwrap().to_string(),
-            prompt: c["prompt"].as_str().unwrap().to_string(),
-            prompt_ids: ids(&c["prompt_ids"]),
-            ids: ids(&c["generated_ids"]),
-            top5: c["top5_per_step"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| {
-                    s.as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32))
-                        .collect()
-                })
-                .collect(),
-            text_until_eog: c["generated_text_until_eog"].as_str().unwrap().to_string(),
-        })
-        .collect()
-}
-
-fn goldens() -> Vec<(&'static str, f32, Vec<Case>)> {
-    let q = common::golden("smollm2/generation_q4_1.json");
-    let v = common::golden("smollm2/generation_variants.json");
-    vec![("F32", 0.05, cases(&v["variants"]["F32"])), ("Q4_1", 1.5, cases(&q["results"]))]
-}
-
-/// The first step of `c` whose top two golden logits are within `tol` (a near-tie: the greedy ids
-/// may differ from there on), at most STEPS.
-fn cutoff(c: &Case, tol: f32) -> usize {
-    (0..STEPS).find(|&i| c.top5[i][0].1 - c.top5[i][1].1 < tol).unwrap_or(STEPS)
-}
-
-/// The decode steps a comparison with `c` reads: up to and including the near-tie, at most `cap`.
-fn steps_for(c: &Case, tol: f32, cap: usize) -> usize {
-    (cutoff(c, tol) + 1).min(cap).min(STEPS)
-}
-
-/// Compares one run with one golden over the steps run; returns the largest logit deviation seen.
-fn compare(who: &str, variant: &str, tol: f32, c: &Case, ids: &[u32], logits: &[Vec<f32>]) -> f32 {
-    let cutoff = cutoff(c, tol).min(logits.len());
-    let mut worst = 0f32;
-    for i in 0..logits.len().min(cutoff + 1) {
-        for &(id, want) in &c.top5[i] {
-            let got = logits[i][id as usize];
-            worst = worst.max((got - want).abs());
-            assert!(
-                (got - want).abs() <= tol,
-                "{who} vs {variant} golden, {}: step {i}, logit of id {id} is {got}, golden {want} (tolerance {tol})",
-                c.name
-            );
-        }
-        if i < cutoff {
-            assert_eq!(ids[i], c.ids[i], "{who} vs {variant} golden, {}: greedy id at step {i}", c.name);
-        }
-    }
-    eprintln!(
-        "{who} vs {variant} {}: ids equal for {cutoff} steps (first near-tie), max logit deviation {worst:.4}",
-        c.name
-    );
-    worst
-}
-
-/// Greedy run of `steps` steps on the GPU from a fresh cache: (ids, logits per step).
-fn run_gpu(model: &mut Model, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
-    model.truncate(0);
-    let (last, head) = prompt.split_last().unwrap();
-    for &t in head {
-        model.enqueue(t).unwrap();
-    }
-    let (mut ids, mut all) = (vec![], vec![]);
-    let mut tok = *last;
-    for _ in 0..steps {
-        let out = pollster::block_on(model.step(tok, true)).unwrap();
-        let logits = out.logits.unwrap();
-        assert_eq!(out.id, webllama::engine::sampler::argmax(&logits), "GPU argmax vs CPU argmax of the same logits");
-        tok = out.id;
-        ids.push(tok);
-        all.push(logits);
-    }
-    (ids, all)
-}
-
-fn tokenizer(path: &str) -> Tokenizer {
-    Tokenizer::from_gguf(&weights::read_header(path).unwrap()).unwrap()
-}
+use webllama::{FinishReason, GenerateOptions, Layout, Message, Model, ModelBuilder, SamplerConfig, Session};
 
 #[test]
 fn gpu_matches_llama_cpp_goldens() {

@@ -8,8 +8,9 @@
 //! (kernels::gpu::ATTENTION_SPLIT_LEN).
 
 const HD4: u32 = HEAD_DIM / 4u;
+const SPLIT4: u32 = HD4 + 1u; // vec4 per split's partial: (m, l, unused, unused), then o
 
-@group(0) @binding(5) var<storage, read> partial: array<vec4<f32>>; // [N_HEADS, N_SPLITS, HD4 + 1]: (m, l, unused, unused), then o
+@group(0) @binding(5) var<storage, read> partial: array<vec4<f32>>; // [N_HEADS, N_SPLITS, SPLIT4]
 
 var<workgroup> split_w: array<f32, N_HEADS * N_SPLITS>; // [head, split]: e^(m_s - M) / sum_s e^(m_s - M) l_s
 // The splits attention worked (its active_splits): uniform, from the step.
@@ -24,10 +25,10 @@ fn raw4(i: u32) -> vec4<f32> {
         return x4(i);
     }
     let h = i / HEAD_DIM;
-    let at = h * N_SPLITS * (HD4 + 1u) + 1u + (i % HEAD_DIM) / 4u;
+    let at = h * N_SPLITS * SPLIT4 + 1u + (i % HEAD_DIM) / 4u;
     var a = vec4<f32>(0.0);
     for (var s = 0u; s < n_active; s++) {
-        a += split_w[h * N_SPLITS + s] * partial[at + s * (HD4 + 1u)];
+        a += split_w[h * N_SPLITS + s] * partial[at + s * SPLIT4];
     }
     return a;
 }
@@ -43,18 +44,18 @@ fn prepare_acts(lid: u32) {
     let n_active = splits_worked();
     if (n_active > 1u) {
         for (var h = lid; h < N_HEADS; h += WG) {
-            let ml = h * N_SPLITS * (HD4 + 1u);
+            let ml = h * N_SPLITS * SPLIT4;
             var big = partial[ml].x;
             for (var s = 1u; s < n_active; s++) {
-                big = max(big, partial[ml + s * (HD4 + 1u)].x);
+                big = max(big, partial[ml + s * SPLIT4].x);
             }
             var total = 0.0;
             for (var s = 0u; s < n_active; s++) {
-                let v = partial[ml + s * (HD4 + 1u)];
+                let v = partial[ml + s * SPLIT4];
                 total += exp(v.x - big) * v.y;
             }
             for (var s = 0u; s < n_active; s++) {
-                split_w[h * N_SPLITS + s] = exp(partial[ml + s * (HD4 + 1u)].x - big) / total;
+                split_w[h * N_SPLITS + s] = exp(partial[ml + s * SPLIT4].x - big) / total;
             }
         }
     }

@@ -18,7 +18,7 @@ use crate::kernels::cpu::{self, Fold};
 use crate::kernels::gpu::{self, QkvParams};
 use crate::kernels::{
     self, AttentionBuffers, AttentionParams, AttentionRows, Dispatch, HeadRmsnormParams, MatmulParams, MatvecParams,
-    MoeMatmulParams, MoeMatvecParams, MoeRouteParams, QkvBiasParams, RopeParams,
+    MoeMatmulParams, MoeMatvecParams, MoeRouteParams, QkvBiasParams, QuantMatrix, RopeParams,
 };
 
 /// A graph being recorded: its dispatches so far and what they read.
@@ -235,9 +235,19 @@ impl<'a> Recorder<'a> {
     /// out (+)= W x for one token: one matvec per part of W, with `fold` (CPU family) in each.
     fn matvec(&mut self, w: &Weight, x: &wgpu::Buffer, out: &wgpu::Buffer, p: MatvecParams, fold: Fold) -> Result<()> {
         let (t, step) = (self.s.target(), &self.s.acts.step);
+        self.per_part(w, p, |part, p| kernels::matvec_folded(t, part, x, out, step, p, fold))
+    }
+
+    /// One decode kernel per part of W (`kernel` of the part and `p` with out_offset moved to the
+    /// part's first row).
+    fn per_part(
+        &mut self,
+        w: &Weight,
+        p: MatvecParams,
+        kernel: impl Fn(&QuantMatrix, MatvecParams) -> Result<Dispatch>,
+    ) -> Result<()> {
         for (i, (_, r0, _)) in w.parts.iter().enumerate() {
-            let p = MatvecParams { out_offset: p.out_offset + r0, ..p };
-            self.g.push(kernels::matvec_folded(t, &w.part(i), x, out, step, p, fold)?);
+            self.g.push(kernel(&w.part(i), MatvecParams { out_offset: p.out_offset + r0, ..p })?);
         }
         Ok(())
     }
@@ -328,17 +338,15 @@ impl<'a> Recorder<'a> {
     /// next matvec's rmsnorm; where attention left its splits unmerged, Wo's loader merges them).
     pub fn residual(&mut self, w: &Weight, v: &wgpu::Buffer) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
+        let p = MatvecParams { accumulate: 1, ..Default::default() };
         if let Some(n_splits) = self.combine_in_wo {
             let splits = gpu::Splits { n_heads: s.cfg.n_heads as u32, head_dim: s.cfg.head_dim as u32, n_splits };
-            for (i, (_, r0, _)) in w.parts.iter().enumerate() {
-                let p = MatvecParams { accumulate: 1, out_offset: *r0, ..Default::default() };
-                let part = w.part(i);
-                self.g.push(gpu::matvec_combine(s.target(), &part, v, &a.partial, &a.x, &a.step, p, splits)?);
-            }
-            return Ok(());
+            let t = s.target();
+            return self
+                .per_part(w, p, |part, p| gpu::matvec_combine(t, part, v, &a.partial, &a.x, &a.step, p, splits));
         }
         let fold = Fold { partials_out: self.folds.then_some(&a.norms), ..Default::default() };
-        self.matvec(w, v, &a.x, MatvecParams { accumulate: 1, ..Default::default() }, fold)
+        self.matvec(w, v, &a.x, p, fold)
     }
 
     /// Decode: the feed-forward's first half. GPU family: hb = silu(Wgate xb) * (Wup xb), xb =

@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= /tmp
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
 PORT ?= 8080
 
-.PHONY: demo test lint wasm-target model build deps wasm browser-deps test-native test-browser test-fuzz fuzz fuzz-deps bench bench-peers device-kit package test-package
+.PHONY: demo test test-build lint wasm-target model build deps wasm browser-deps test-native test-browser test-fuzz fuzz fuzz-deps bench bench-peers device-kit package test-package
 FUZZ_TARGETS := gguf_header gguf_stream load_model builder_feed options_json tokenizer serve_request
 FUZZ_SECONDS ?= 600
 # AddressSanitizer's options per target: builder_feed runs the Vulkan driver (lavapipe), whose own
@@ -24,7 +24,7 @@ demo: model wasm build
 ## wasm: the browser build into www/pkg (installs the wasm32 target and wasm-bindgen-cli when missing).
 wasm: wasm-target
 	@wasm-bindgen --version 2>/dev/null | grep -q ' $(WASM_BINDGEN_VERSION)$$' || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
-	cargo build --lib --release --target wasm32-unknown-unknown --no-default-features
+	CARGO_PROFILE_RELEASE_DEBUG=false cargo build --lib --release --target wasm32-unknown-unknown --no-default-features
 	wasm-bindgen --target web --no-typescript --out-dir www/pkg target/wasm32-unknown-unknown/release/webllama.wasm
 
 ## package: the npm package in dist/ (package.json with Cargo.toml's version, the API module, the
@@ -41,9 +41,22 @@ test-package: browser-deps model wasm
 	node --test tests/browser/package.test.mjs
 
 ## test: install what the tests need (Mesa lavapipe, Chromium, playwright-core), fetch the default
-## model, build, check the code (lint), run every test: native (cargo) and in the browser (node's
-## test runner).
-test: lint test-native test-browser test-fuzz
+## model, check the code (lint), build, then run every test: the native ones (cargo) and the browser
+## ones (node's test runner) side by side, each line of their output marked with its side (either
+## alone leaves much of a 2-core machine idle: on one like CI's, ~1,200 s one after the other, ~930 s
+## side by side), then the fuzz targets' smoke run.
+test: lint test-build
+	@{ $(MAKE) --no-print-directory test-native 2>&1 | sed -u 's/^/native  | /'; } & native=$$!; \
+	{ $(MAKE) --no-print-directory test-browser 2>&1 | sed -u 's/^/browser | /'; } & browser=$$!; \
+	wait $$native; n=$$?; wait $$browser; b=$$?; \
+	[ $$n = 0 ] || echo "FAILED: the native tests (make test-native)"; \
+	[ $$b = 0 ] || echo "FAILED: the browser tests (make test-browser)"; \
+	[ $$n = 0 ] && [ $$b = 0 ]
+	@$(MAKE) --no-print-directory test-fuzz
+
+## test-build: everything the tests run, built (the test binaries, the CLI, the page's wasm).
+test-build: deps browser-deps model wasm build
+	cargo test --release --all-targets --no-run
 
 ## lint: rustfmt and clippy with warnings as errors, natively and for wasm32 (the page's build).
 lint: wasm-target

@@ -62,8 +62,9 @@ pub struct Model {
     /// A prompt chunk of at most Layout::short_chunk_rows tokens (GPU family), its matmuls in
     /// tiles of that many tokens: a short chat turn does not run a whole 64- or 128-token tile.
     short: Option<(u32, BatchGraph)>,
-    /// n candidates.
-    cands: BatchGraph,
+    /// n candidates: recorded by the first request for them (reserve_candidates: their KV branches
+    /// are made then), not at load.
+    cands: Option<BatchGraph>,
     n_splits: u32,
     /// The token's choice on the GPU, the step readback and the step started but not finished.
     choice: choice::Choice,
@@ -126,7 +127,6 @@ impl Model {
             Some(rows) if rows < acts.rows => Some((rows, graph::batch(&parts, Batch::Prompt(rows))?)),
             _ => None,
         };
-        let cands = graph::batch(&parts, Batch::Candidates)?;
         // The bytes of the blocks (not the padding between rows, which is never read).
         // Of stacked experts, a token reads only the n_experts_used it is routed to.
         let weight_bytes = weights
@@ -152,7 +152,7 @@ impl Model {
             graph_short,
             batch,
             short,
-            cands,
+            cands: None,
             n_splits,
             weights,
             weight_bytes,
@@ -465,17 +465,18 @@ impl Model {
         }
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.cands.body.iter().chain(&self.cands.logits).for_each(|d| d.record(&mut pass));
+            let cands = self.cands.as_ref().expect("reserve_candidates records the candidates' graph");
+            cands.body.iter().chain(&cands.logits).for_each(|d| d.record(&mut pass));
         }
         self.batch_passes += 1;
         self.pend(enc, n, tokens.is_none());
         Ok(())
     }
 
-    /// Makes branch room for `n` candidates of `len` tokens (recording the candidates' graph again
-    /// when the branch buffers change).
+    /// Makes branch room for `n` candidates of `len` tokens (recording the candidates' graph, the
+    /// first time and again when the branch buffers change).
     pub fn reserve_candidates(&mut self, n: u32, len: u32) -> Result<()> {
-        if self.branches.ensure(&self.gpu, &self.cfg, n, len)? {
+        if self.branches.ensure(&self.gpu, &self.cfg, n, len)? || self.cands.is_none() {
             let parts = graph::Parts {
                 gpu: &self.gpu,
                 layout: &self.layout,
@@ -486,7 +487,7 @@ impl Model {
                 branches: &self.branches,
                 n_splits: self.n_splits,
             };
-            self.cands = graph::batch(&parts, Batch::Candidates)?;
+            self.cands = Some(graph::batch(&parts, Batch::Candidates)?);
         }
         Ok(())
     }

@@ -1,24 +1,44 @@
 //! swiglu: gate = silu(gate) * up, in place over the gate buffer (both families; the CPU family's
-//! cpu/swiglu_packed.wgsl adds an entry point with up in the gate buffer).
+//! cpu/swiglu_packed.wgsl adds an entry point with up in the gate buffer). `main`: the first n
+//! values; `rows`: a batch's, only its rows that hold tokens (step.n_rows rows of row_len values),
+//! so a prompt chunk shorter than the graph's rows does not run the rest.
 
 struct Params {
     n: u32,
     up_offset: u32, // cpu/swiglu_packed.wgsl only
-
-    _b: u32,
+    row_len: u32,   // rows: values a row
     _c: u32,
+}
+
+struct Step {
+    pos: u32,
+    kv_len: u32,
+    n_rows: u32, // the batch's rows (tokens or candidates)
+    _a: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> gate: array<f32>; // [n]
 @group(0) @binding(2) var<storage, read> up: array<f32>;         // [n]
+@group(0) @binding(3) var<uniform> step: Step;                   // rows only
+
+fn silu_times_up(i: u32) {
+    let g = gate[i];
+    gate[i] = g / (1.0 + exp(-g)) * up[i];
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.y * nwg.x * 64u + gid.x;
-    if (i >= p.n) {
-        return;
+    if (i < p.n) {
+        silu_times_up(i);
     }
-    let g = gate[i];
-    gate[i] = g / (1.0 + exp(-g)) * up[i];
+}
+
+@compute @workgroup_size(64)
+fn rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.y * nwg.x * 64u + gid.x;
+    if (i < min(p.n, step.n_rows * p.row_len)) {
+        silu_times_up(i);
+    }
 }

@@ -436,6 +436,15 @@ fn swiglu_matches() {
     let both = g.storage_with("gate | up", bytemuck::cast_slice(&[gate.clone(), up.clone()].concat()));
     kernels::submit(&g, &[cpu::swiglu_packed(g.t(), &both, n as u32, n as u32).unwrap()]);
     check("swiglu_packed", "f32", &format!("[{n}]"), &read(&both, n), &reference::swiglu(&gate, &up));
+    // A batch's rows: 4 rows of 384, of which the step's 3 hold tokens; the 4th is left as it was.
+    let (rows, row_len) = (4usize, n / 4);
+    let gb = g.storage_with("gate", bytemuck::cast_slice(&gate));
+    let step = g.uniform("step", &Step::chunk(0, 3));
+    kernels::submit(&g, &[kernels::swiglu_rows(g.t(), &gb, &ub, &step, row_len as u32, rows as u32).unwrap()]);
+    let got = read(&gb, n);
+    let want = reference::swiglu(&gate[..3 * row_len], &up[..3 * row_len]);
+    check("swiglu_rows", "f32", &format!("[3 of {rows}, {row_len}]"), &got[..3 * row_len], &want);
+    assert_eq!(&got[3 * row_len..], &gate[3 * row_len..], "the row past the step's is untouched");
 }
 
 #[test]

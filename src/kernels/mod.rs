@@ -554,12 +554,31 @@ pub struct SwigluParams {
     pub n: u32,
     /// cpu::swiglu_packed: where up starts in the gate buffer.
     pub up_offset: u32,
-    pub _pad: [u32; 2],
+    /// swiglu_rows: values a row.
+    pub row_len: u32,
+    pub _pad: u32,
 }
 
-/// swiglu: gate = silu(gate) * up, in place.
+/// swiglu: gate = silu(gate) * up, in place, over the first n values.
 pub fn swiglu(t: Target, gate: &wgpu::Buffer, up: &wgpu::Buffer, n: u32) -> Result<Dispatch> {
     let p = SwigluParams { n, ..Default::default() };
     let pipeline = t.pipeline(&Module::new("swiglu", &[wgsl::SWIGLU]), "main")?;
     bind(t.gpu, "swiglu", pipeline, bytemuck::bytes_of(&p), numbered(&[gate, up]), grid(n.div_ceil(64)))
+}
+
+/// swiglu over a batch of `rows` rows of `row_len` values ([rows, row_len] gate and up), only its
+/// first step.n_rows rows (those that hold tokens: a prompt chunk shorter than the graph's rows
+/// does not run the rest).
+pub fn swiglu_rows(
+    t: Target,
+    gate: &wgpu::Buffer,
+    up: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    row_len: u32,
+    rows: u32,
+) -> Result<Dispatch> {
+    let n = row_len * rows;
+    let p = SwigluParams { n, row_len, ..Default::default() };
+    let pipeline = t.pipeline(&Module::new("swiglu", &[wgsl::SWIGLU]), "rows")?;
+    bind(t.gpu, "swiglu", pipeline, bytemuck::bytes_of(&p), numbered(&[gate, up, step]), grid(n.div_ceil(64)))
 }

@@ -182,7 +182,7 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
         }
         g.rmsnorm(s.vec(&lw(FFN_NORM)))?; // xb = rmsnorm(x)
         g.matmul_gate_up(l)?; // hb, hb2 = Wgate xb, Wup xb
-        g.swiglu(ffn * rows)?; // hb = silu(hb) * hb2
+        g.swiglu(ffn)?; // hb = silu(hb) * hb2 (the rows that hold tokens)
         g.matmul(s.w(&lw(FFN_DOWN)), &a.hb, &a.x, add(ffn))?; // x += Wdown hb
     }
     g.rmsnorm(s.vec(OUTPUT_NORM))?; // xb = rmsnorm(x)

@@ -212,10 +212,14 @@ impl<'a> Recorder<'a> {
         self.matmul(s.w(&weights::layer(l, FFN_UP)), &a.xb, &a.hb2, mm)
     }
 
-    /// gate = silu(gate) * up over hb and hb2, n values.
-    pub fn swiglu(&mut self, n: u32) -> Result<()> {
+    /// gate = silu(gate) * up over hb and hb2, `row_len` values a row, in the rows of the batch
+    /// that hold tokens (step.n_rows; the decode graph's one).
+    pub fn swiglu(&mut self, row_len: u32) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
-        self.g.push(kernels::swiglu(s.target(), &a.hb, &a.hb2, n)?);
+        self.g.push(match self.rows {
+            1 => kernels::swiglu(s.target(), &a.hb, &a.hb2, row_len)?,
+            rows => kernels::swiglu_rows(s.target(), &a.hb, &a.hb2, &a.step, row_len, rows)?,
+        });
         Ok(())
     }
 
@@ -447,7 +451,7 @@ impl<'a> Recorder<'a> {
             };
             self.g.push(kernels::moe_matvec(s.target(), &gate, &a.xb, &a.hb, &a.route, p, rows)?); // hb = Wgate_e xb
             self.g.push(kernels::moe_matvec(s.target(), &up, &a.xb, &a.hb2, &a.route, p, rows)?); // hb2 = Wup_e xb
-            self.swiglu(ffn * rows)?; // hb = silu(hb) * hb2
+            self.swiglu(ffn)?; // hb = silu(hb) * hb2
             let p = MoeMatvecParams { rows: dim, x_stride: ffn, out_stride: dim, weighted: 1, ..p };
             self.g.push(kernels::moe_matvec(s.target(), &down, &a.hb, &a.x, &a.route, p, rows)?);
             // x += w_e Wdown_e hb

@@ -200,19 +200,21 @@ fn embed_every_quant_type() {
             let (mut s1, mut s2) = (None, None);
             let (p1, layout) = upload_matrix(&g, ty, 20, cols, &bytes[..20 * rb], &mut s1);
             let (p2, _) = upload_matrix(&g, ty, 30, cols, &bytes[20 * rb..], &mut s2);
+            // A batch of 3 rows of which the step's 2 hold tokens: rows 0 and 1 are looked up (in
+            // either part), row 2 is left as it was (zeros).
+            let step = g.uniform("step", &Step::chunk(0, 2));
             for token in [0u32, 19, 20, 49] {
-                let tokens = g.storage_with("tokens", bytemuck::bytes_of(&token));
-                let out = g.storage("out", 4 * cols as u64);
-                let d1 = kernels::embed(g.t(), &p1, 0, &tokens, &out, 0, 1).unwrap();
-                let d2 = kernels::embed(g.t(), &p2, 20, &tokens, &out, 0, 1).unwrap();
+                let second = 49 - token;
+                let tokens = g.storage_with("tokens", bytemuck::cast_slice(&[token, second, 30]));
+                let out = g.storage("out", 3 * 4 * cols as u64);
+                let d1 = kernels::embed(g.t(), &p1, 0, &tokens, &out, &step, 0, 3).unwrap();
+                let d2 = kernels::embed(g.t(), &p2, 20, &tokens, &out, &step, 0, 3).unwrap();
                 kernels::submit(&g, &[d1, d2]);
-                check(
-                    "embed",
-                    ty.name(),
-                    &format!("[{rows}x{cols}] token {token} {layout}"),
-                    &read_on(&g, &out, cols),
-                    &reference::embed(&table, token),
-                );
+                let got = read_on(&g, &out, 3 * cols);
+                let want = [reference::embed(&table, token), reference::embed(&table, second)].concat();
+                let shape = format!("[{rows}x{cols}] tokens {token}, {second} {layout}");
+                check("embed", ty.name(), &shape, &got[..2 * cols], &want);
+                assert!(got[2 * cols..].iter().all(|&v| v == 0.0), "embed {shape}: the row past the step's");
             }
         }
     }

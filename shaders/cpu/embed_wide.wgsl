@@ -14,10 +14,18 @@ struct Params {
     _b: u32,
 }
 
+struct Step {
+    pos: u32,
+    kv_len: u32,
+    n_rows: u32, // the batch's rows (tokens or candidates)
+    _a: u32,
+}
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> weights: array<u32>;         // unused (common.wgsl's byte readers name it)
 @group(0) @binding(2) var<storage, read> tokens: array<u32>;          // token ids
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>; // [rows, dim / 4]
+@group(0) @binding(4) var<uniform> step: Step;                        // rows from step.n_rows on: none
 
 // The decoders' group_dot reads activations; the lookup has none.
 fn act4(i: u32) -> vec4<f32> {
@@ -27,6 +35,9 @@ fn act4(i: u32) -> vec4<f32> {
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
+    if (gid.y >= step.n_rows) {
+        return;
+    }
     let tok = tokens[p.token_index + gid.y];
     if (b >= p.dim / WIDE_ELEMS || tok < p.row_start || tok >= p.row_start + p.n_rows) {
         return;

@@ -390,14 +390,17 @@ pub struct EmbedParams {
 }
 
 /// embed: out = dequantized row tokens[token_index] of the table part starting at `row_start`.
-/// With `rows` > 1, tokens token_index.. go to rows of `out` one `table.cols` apart. The CPU
-/// family reads tables in its wide layout through embed_wide.
+/// With `rows` > 1, tokens token_index.. go to rows of `out` one `table.cols` apart; the grid
+/// covers `rows`, and rows from `step`'s n_rows on do nothing. The CPU family reads tables in its
+/// wide layout through embed_wide.
+#[allow(clippy::too_many_arguments)]
 pub fn embed(
     t: Target,
     table: &QuantMatrix,
     row_start: u32,
     tokens: &wgpu::Buffer,
     out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
     token_index: u32,
     rows: u32,
 ) -> Result<Dispatch> {
@@ -409,7 +412,7 @@ pub fn embed(
         token_index,
         ..Default::default()
     };
-    if let Some(d) = cpu::embed_wide(t, table, tokens, out, p, rows)? {
+    if let Some(d) = cpu::embed_wide(t, table, tokens, out, step, p, rows)? {
         return Ok(d);
     }
     let pipeline = t.pipeline(&Module::quant(t.layout, "embed", table.ty, &[wgsl::EMBED])?, "main")?;
@@ -418,7 +421,7 @@ pub fn embed(
         "embed",
         pipeline,
         bytemuck::bytes_of(&p),
-        numbered(&[table.buffer("embed")?, tokens, out]),
+        numbered(&[table.buffer("embed")?, tokens, out, step]),
         [table.cols.div_ceil(64), rows, 1],
     )
 }

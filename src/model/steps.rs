@@ -55,12 +55,14 @@ impl<'a> Recorder<'a> {
         self.s.layout.family
     }
 
-    /// x[t] = embedding[tokens[t]] for `rows` tokens (each part of the table looks up its own).
+    /// x[t] = embedding[tokens[t]] for the step's tokens, at most `rows` (each part of the table
+    /// looks up its own).
     pub fn embed(&mut self, rows: u32) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
         let embd = s.w(TOKEN_EMBD);
         for (i, (_, row_start, _)) in embd.parts.iter().enumerate() {
-            self.g.push(kernels::embed(s.target(), &embd.part(i), *row_start, &a.tokens, &a.x, 0, rows)?);
+            let part = embd.part(i);
+            self.g.push(kernels::embed(s.target(), &part, *row_start, &a.tokens, &a.x, &a.step, 0, rows)?);
         }
         Ok(())
     }

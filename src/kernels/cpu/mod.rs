@@ -213,6 +213,7 @@ pub fn embed_wide(
     table: &QuantMatrix,
     tokens: &wgpu::Buffer,
     out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
     p: EmbedParams,
     rows: u32,
 ) -> Result<Option<Dispatch>> {
@@ -221,7 +222,12 @@ pub fn embed_wide(
     }
     let module =
         wide_module(t, table, "embed_wide", "", false, TextureBinding::Storage)?.with(&[wgsl::cpu::EMBED_WIDE]);
-    let resources = vec![(2, tokens.as_entire_binding()), (3, out.as_entire_binding()), (5, table.resource())];
+    let resources = vec![
+        (2, tokens.as_entire_binding()),
+        (3, out.as_entire_binding()),
+        (4, step.as_entire_binding()),
+        (5, table.resource()),
+    ];
     let blocks = table.cols / WIDE_ELEMS;
     bind(
         t.gpu,

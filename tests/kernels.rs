@@ -13,7 +13,7 @@ use webllama::kernels::cpu;
 use webllama::kernels::gpu::{MatmulTile, MATMUL_FEW, MATMUL_MIN_WORKGROUPS, MATMUL_TILES};
 use webllama::kernels::{self, HeadRmsnormParams, MatvecParams, QkvBiasParams, QuantMatrix, RopeParams, Step};
 use webllama::reference;
-use webllama::{Family, Gpu, Layout};
+use webllama::{Family, Gpu, Layout, Overrides};
 
 #[test]
 fn matvec_every_quant_type() {
@@ -625,17 +625,28 @@ fn matmul_tiles_fit_the_batch() {
 fn matmul_every_quant_type_on_both_layouts() {
     // 136 rows: whole 32-, 64- and 128-row tiles and a partial one after them.
     let rows = 136usize;
-    for g in every_layout() {
+    // Every layout, and where the adapter has shader-f16 the GPU family's f16 tiles with products
+    // in f16 (Layout::f16_products, WEBLLAMA_F16_PRODUCTS=1; checked within
+    // F16_PRODUCTS_NMSE_MAX). The products follow the tiles whatever the type, so they take a few
+    // types: lavapipe compiles each tiled pipeline for ~1.5 s.
+    let mut layouts = every_layout();
+    if gpu().has_f16() {
+        let f16_products = Overrides { family: Some(Family::Gpu), f16_products: Some(true), ..Default::default() };
+        layouts.push(on(f16_products));
+    }
+    for g in layouts {
         let mut rng = Rng(0xba7c);
         // Batch capacities: up to MATMUL_FEW tokens take the matvec-shaped kernel; on GPUs, one
         // capacity per tile of the tiled kernel (workgroups past the batch's tokens return at once).
-        let mut capacities = vec![MATMUL_FEW];
+        // (The f16 products are the tiled kernel's alone.)
+        let mut capacities = if g.layout.f16_products { vec![] } else { vec![MATMUL_FEW] };
         if g.layout.is_cpu() {
             capacities.push(72);
         } else {
             capacities.extend(MATMUL_TILES.iter().map(|&tile| capacity_taking(tile, rows as u32)));
         }
-        for &ty in SUPPORTED {
+        let products_types = [QuantType::F32, QuantType::Q4_1, QuantType::Q4K, QuantType::Q6K];
+        for &ty in SUPPORTED.iter().filter(|ty| !g.layout.f16_products || products_types.contains(ty)) {
             // Unquantized types: a row length that is not a multiple of 8 (the tail of the last K
             // step, and main_few's 4-value tail).
             let cols = if ty.block_elems() == 1 { 580 } else { width(ty, 576) };
@@ -647,7 +658,11 @@ fn matmul_every_quant_type_on_both_layouts() {
             let layout = format!(
                 "{layout}{}{}",
                 if g.layout.subgroups { "" } else { ", no subgroups" },
-                if g.layout.f16_tiles { ", f16 tiles" } else { "" }
+                match (g.layout.f16_tiles, g.layout.f16_products) {
+                    (true, true) => ", f16 tiles and products",
+                    (true, false) => ", f16 tiles",
+                    _ => "",
+                }
             );
             for &max_tokens in &capacities {
                 // 1, 5: a part of one token tile; 33: past one 32-token tile; 64: whole tiles; 70:

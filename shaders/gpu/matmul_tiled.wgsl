@@ -3,11 +3,12 @@
 //! weights are dequantized once (dequant8: 8 consecutive values a thread, neighbouring threads on
 //! neighbouring bytes) and the activations copied, both into workgroup memory k-major (4 rows or 4
 //! tokens a vec4 of tile1: f16 where the device has shader-f16, else f32); then each thread adds
-//! the outer products of its TR rows x TT tokens in f32: per column, TR / 4 + TT / 4 vec4 reads for
-//! TR * TT FMAs, from registers.
+//! the outer products of its TR rows x TT tokens into `part`, in registers: per column, TR / 4 +
+//! TT / 4 vec4 reads for TR * TT FMAs in prod1. matmul_sum_f32.wgsl makes prod1 f32 and `part`
+//! the sums themselves; matmul_sum_f16.wgsl makes it f16 and adds each step's into f32 sums.
 //! The tile (BM, BN, BK, WG, TR, TT) and tile1 are put first by kernels::gpu::matmul, chosen by the
-//! matrix's shape and the layout. Composed after common.wgsl, quant/<type>.wgsl, matmul_io.wgsl
-//! and matmul_weights.wgsl.
+//! matrix's shape and the layout. Composed after common.wgsl, quant/<type>.wgsl, matmul_io.wgsl,
+//! matmul_weights.wgsl and one of the two sum files.
 
 const NR: u32 = BM / TR;  // threads along the rows (the rest, NT, along the tokens)
 const NT: u32 = BN / TT;  // threads along the tokens
@@ -20,6 +21,8 @@ const X_CHUNKS: u32 = BN * BK / 4u; // vec4 activation loads per K step
 
 var<workgroup> w_tile: array<vec4<tile1>, BK * BM4>; // [BK][BM / 4]: column k, rows 4i .. 4i+3
 var<workgroup> x_tile: array<vec4<tile1>, BK * BN4>; // [BK][BN / 4]: column k, tokens 4i .. 4i+3
+// This thread's products so far, in registers: [TR rows][TG groups of 4 tokens].
+var<private> part: array<vec4<prod1>, TR * TG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -31,7 +34,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let r0 = wid.x * BM;
     let tr = lid % NR; // rows g * BM / RG + 4 * tr + 0..3 of the tile
     let tt = lid / NR; // tokens h * BN / TG + 4 * tt + 0..3 of the tile
-    var acc: array<vec4<f32>, TR * TG>; // [TR rows][TG groups of 4 tokens]
     // A thread whose first token is past the chunk (in a short prompt's partial tile) has none: it
     // loads its share of the tiles and meets the barriers, but skips the products.
     let idle = t0 + 4u * tt >= range.y;
@@ -77,21 +79,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
         if (!idle) {
             for (var k = 0u; k < BK; k++) {
-                var xv: array<vec4<f32>, TG>;
+                var xv: array<vec4<prod1>, TG>;
                 for (var h = 0u; h < TG; h++) {
-                    xv[h] = vec4<f32>(x_tile[k * BN4 + h * NT + tt]);
+                    xv[h] = vec4<prod1>(x_tile[k * BN4 + h * NT + tt]);
                 }
                 for (var g = 0u; g < RG; g++) {
-                    let wv = vec4<f32>(w_tile[k * BM4 + g * NR + tr]);
+                    let wv = vec4<prod1>(w_tile[k * BM4 + g * NR + tr]);
                     for (var h = 0u; h < TG; h++) {
                         let a = 4u * g * TG + h;
-                        acc[a] = fma(vec4<f32>(wv.x), xv[h], acc[a]);
-                        acc[a + TG] = fma(vec4<f32>(wv.y), xv[h], acc[a + TG]);
-                        acc[a + 2u * TG] = fma(vec4<f32>(wv.z), xv[h], acc[a + 2u * TG]);
-                        acc[a + 3u * TG] = fma(vec4<f32>(wv.w), xv[h], acc[a + 3u * TG]);
+                        part[a] = fma(vec4<prod1>(wv.x), xv[h], part[a]);
+                        part[a + TG] = fma(vec4<prod1>(wv.y), xv[h], part[a + TG]);
+                        part[a + 2u * TG] = fma(vec4<prod1>(wv.z), xv[h], part[a + 2u * TG]);
+                        part[a + 3u * TG] = fma(vec4<prod1>(wv.w), xv[h], part[a + 3u * TG]);
                     }
                 }
             }
+            step_done();
         }
         workgroupBarrier();
     }
@@ -102,7 +105,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 for (var j = 0u; j < 4u; j++) {
                     let t = t0 + h * (BN / TG) + 4u * tt + j;
                     if (row < p.rows && t < range.y) {
-                        store(t, row, acc[(4u * g + i) * TG + h][j]);
+                        store(t, row, sums((4u * g + i) * TG + h)[j]);
                     }
                 }
             }

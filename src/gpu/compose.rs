@@ -38,6 +38,8 @@ pub mod wgsl {
         pub const MATVEC_ACTS: &str = include_str!("../../shaders/gpu/matvec_acts.wgsl");
         pub const MATMUL: &str = include_str!("../../shaders/gpu/matmul.wgsl");
         pub const MATMUL_TILED: &str = include_str!("../../shaders/gpu/matmul_tiled.wgsl");
+        pub const MATMUL_SUM_F32: &str = include_str!("../../shaders/gpu/matmul_sum_f32.wgsl");
+        pub const MATMUL_SUM_F16: &str = include_str!("../../shaders/gpu/matmul_sum_f16.wgsl");
         pub const NORM_FOLD: &str = include_str!("../../shaders/gpu/norm_fold.wgsl");
         pub const MATVEC_NORM: &str = include_str!("../../shaders/gpu/matvec_norm.wgsl");
         pub const MATVEC_COMBINE: &str = include_str!("../../shaders/gpu/matvec_combine.wgsl");

@@ -160,27 +160,30 @@ const MATMUL_FEW_ROWS: u32 = 4;
 
 /// One work split of the tiled matmul (matmul_tiled.wgsl, put before it as WGSL constants): a
 /// workgroup of `threads` computes `rows` weight rows x `tokens` tokens, walking the row length
-/// `k` columns a step through workgroup memory; each thread holds `rows_per_thread` rows x
-/// `tokens_per_thread` tokens in registers.
+/// `k` columns a step through workgroup memory (`k_f16` with f16 tiles); each thread holds
+/// `rows_per_thread` rows x `tokens_per_thread` tokens in registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatmulTile {
     pub rows: u32,
     pub tokens: u32,
     pub k: u32,
+    pub k_f16: u32,
     pub threads: u32,
     pub rows_per_thread: u32,
     pub tokens_per_thread: u32,
 }
 
 /// The tiled matmul's work splits, largest first; each uses at most 16 KiB of workgroup memory
-/// with f32 tiles (WebGPU's default limit: 4 bytes x k x (rows + tokens)), half that with f16.
+/// (WebGPU's default limit: 4 bytes x k x (rows + tokens) with f32 tiles, 2 x k_f16 x (rows +
+/// tokens) with f16). Every tile steps 32 columns with f16 tiles, as llama.cpp's tiles for
+/// quantized weights do; the large one 16 with f32 tiles, which would take 32 KiB at 32.
 pub const MATMUL_TILES: [MatmulTile; 3] = [
     // 128 x 128, 8 x 8 per thread (llama.cpp's large tile): 64 FMAs per 4 vec4 reads; 16 KiB.
-    MatmulTile { rows: 128, tokens: 128, k: 16, threads: 256, rows_per_thread: 8, tokens_per_thread: 8 },
-    // 64 x 64, 4 x 4 per thread: 16 FMAs per 2 vec4 reads; 16 KiB.
-    MatmulTile { rows: 64, tokens: 64, k: 32, threads: 256, rows_per_thread: 4, tokens_per_thread: 4 },
+    MatmulTile { rows: 128, tokens: 128, k: 16, k_f16: 32, threads: 256, rows_per_thread: 8, tokens_per_thread: 8 },
+    // 64 x 64, 4 x 4 per thread: 16 FMAs per 2 vec4 reads; 16 KiB (8 with f16).
+    MatmulTile { rows: 64, tokens: 64, k: 32, k_f16: 32, threads: 256, rows_per_thread: 4, tokens_per_thread: 4 },
     // 32 x 32, 4 x 4 per thread: a 576-row matrix and a 256-token chunk in 144 workgroups; 8 KiB.
-    MatmulTile { rows: 32, tokens: 32, k: 32, threads: 64, rows_per_thread: 4, tokens_per_thread: 4 },
+    MatmulTile { rows: 32, tokens: 32, k: 32, k_f16: 32, threads: 64, rows_per_thread: 4, tokens_per_thread: 4 },
 ];
 
 /// Workgroups a matmul should have to fill a GPU of 100+ compute units: the largest tile that
@@ -194,6 +197,7 @@ const _: () = {
         assert!(
             t.rows_per_thread.is_multiple_of(4) && t.rows.is_multiple_of(t.rows_per_thread) && t.k.is_multiple_of(8)
         );
+        assert!(t.k_f16.is_multiple_of(8) && 2 * t.k_f16 * (t.rows + t.tokens) <= 16384);
         assert!(t.tokens_per_thread.is_multiple_of(4) && t.tokens.is_multiple_of(t.tokens_per_thread));
         assert!((t.rows / t.rows_per_thread) * (t.tokens / t.tokens_per_thread) == t.threads);
         assert!(4 * t.k * (t.rows + t.tokens) <= 16384);
@@ -224,7 +228,7 @@ impl MatmulTile {
              alias tile1 = {}; // the tiles' values in workgroup memory\n",
             self.rows,
             self.tokens,
-            self.k,
+            if f16 { self.k_f16 } else { self.k },
             self.threads,
             self.rows_per_thread,
             self.tokens_per_thread,
@@ -260,8 +264,13 @@ pub fn matmul(
     }
     let tile = MatmulTile::choose(p.rows, max_tokens, t.layout.matmul_min_workgroups);
     let f16 = t.layout.f16_tiles;
+    let (sums, sum_step) = match f16 && t.layout.f16_products {
+        true => ("f16 sums", wgsl::gpu::MATMUL_SUM_F16),
+        false => ("f32 sums", wgsl::gpu::MATMUL_SUM_F32),
+    };
     let module = Module::quant(t.layout, "matmul_tiled", w.ty, &parts)?
         .variant(&format!("{}x{}", tile.rows, tile.tokens), wgsl::gpu::MATMUL_TILED)
+        .variant(sums, sum_step)
         .prepend(tile.wgsl(f16));
     let module = if f16 { module.f16() } else { module };
     bind(

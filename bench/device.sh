@@ -92,16 +92,18 @@ for m in $MODELS; do
   done
   # Variants whose speed here decides a Layout default (ratios.py prints each against the default):
   # prefill with f32 tiles in workgroup memory (the default stages f16 where the device has
-  # shader-f16: Layout::f16_tiles); prefill with the products in f16 within each K step, as
-  # llama.cpp's f16 accumulators (off by default: an NMSE of 1.5e-6 against reference.rs, over the
-  # kernel tests' 1e-6; Layout::f16_products); prefill with the largest tile no wider than the batch, as
-  # llama.cpp chooses (the default takes the largest that gives 128 workgroups:
-  # Layout::matmul_min_workgroups); decode with the 8-value row walk for every type (the default
+  # shader-f16: Layout::f16_tiles; its tiles also step 32 columns, f32 tiles 16 in the large one);
+  # prefill with f16 tiles stepping as f32 tiles do (Layout::f16_k32); prefill with the products
+  # in f16 within each K step, as llama.cpp's f16 accumulators (off by default: an NMSE of 1.5e-6
+  # against reference.rs, over the kernel tests' 1e-6; Layout::f16_products); prefill with the
+  # largest tile no wider than the batch, as llama.cpp chooses (the default takes the largest that
+  # gives 128 workgroups: Layout::matmul_min_workgroups); decode with the 8-value row walk for every type (the default
   # walks both runs of Q4_K's and the like's quant words, 16 values a lane: Layout::paired_walk);
   # decode with attention's splits merged by its combine dispatch (the default merges them in Wo's
   # activation loader, one dispatch a layer fewer, up to kernels::gpu::combine_in_wo_splits x 64
   # positions: 256 for SmolLM2, 128 for the 1B shape: Layout::combine_in_wo).
-  for v in "prefill-f32-tiles|WEBLLAMA_F16=0" "prefill-f16-products|WEBLLAMA_F16_PRODUCTS=1" \
+  for v in "prefill-f32-tiles|WEBLLAMA_F16=0" "prefill-16-column-steps|WEBLLAMA_F16_K32=0" \
+    "prefill-f16-products|WEBLLAMA_F16_PRODUCTS=1" \
     "prefill-largest-tiles|WEBLLAMA_MATMUL_MIN_WORKGROUPS=0" \
     "decode-8-value-walk|WEBLLAMA_PAIRS=0" "decode-combine-dispatch|WEBLLAMA_COMBINE_IN_WO=0"; do
     name=${v%%|*}; env=${v#*|}

@@ -156,6 +156,7 @@ def main():
 # The runs of bench/device.sh with one Layout option changed: (file suffix, test, what changed).
 VARIANTS = [
     ("prefill-f32-tiles", "prefill", "f32 tiles (WEBLLAMA_F16=0)"),
+    ("prefill-16-column-steps", "prefill", "f16 tiles stepping as f32 ones, 16 columns in the large tile (WEBLLAMA_F16_K32=0)"),
     ("prefill-f16-products", "prefill", "products in f16 within each K step (WEBLLAMA_F16_PRODUCTS=1)"),
     ("prefill-largest-tiles", "prefill", "the largest tile that fits the batch (WEBLLAMA_MATMUL_MIN_WORKGROUPS=0)"),
     ("decode-8-value-walk", "decode", "the 8-value row walk (WEBLLAMA_PAIRS=0)"),

@@ -625,28 +625,32 @@ fn matmul_tiles_fit_the_batch() {
 fn matmul_every_quant_type_on_both_layouts() {
     // 136 rows: whole 32-, 64- and 128-row tiles and a partial one after them.
     let rows = 136usize;
-    // Every layout, and where the adapter has shader-f16 the GPU family's f16 tiles with products
-    // in f16 (Layout::f16_products, WEBLLAMA_F16_PRODUCTS=1; checked within
-    // F16_PRODUCTS_NMSE_MAX). The products follow the tiles whatever the type, so they take a few
-    // types: lavapipe compiles each tiled pipeline for ~1.5 s.
+    // Every layout, and where the adapter has shader-f16 two of the GPU family's options for f16
+    // tiles: products in f16 (Layout::f16_products, WEBLLAMA_F16_PRODUCTS=1; checked within
+    // F16_PRODUCTS_NMSE_MAX), and the large tile stepping 16 columns (Layout::f16_k32 off). They
+    // follow the tiles whatever the type, so they take a few types (lavapipe compiles each tiled
+    // pipeline for ~1.5 s), and only the tiled kernel.
     let mut layouts = every_layout();
     if gpu().has_f16() {
-        let f16_products = Overrides { family: Some(Family::Gpu), f16_products: Some(true), ..Default::default() };
-        layouts.push(on(f16_products));
+        let gpu = Overrides { family: Some(Family::Gpu), ..Default::default() };
+        layouts.push(on(Overrides { f16_products: Some(true), ..gpu }));
+        layouts.push(on(Overrides { f16_k32: Some(false), ..gpu }));
     }
     for g in layouts {
         let mut rng = Rng(0xba7c);
+        let option = g.layout.f16_products || (g.layout.f16_tiles && !g.layout.f16_k32);
         // Batch capacities: up to MATMUL_FEW tokens take the matvec-shaped kernel; on GPUs, one
         // capacity per tile of the tiled kernel (workgroups past the batch's tokens return at once).
-        // (The f16 products are the tiled kernel's alone.)
-        let mut capacities = if g.layout.f16_products { vec![] } else { vec![MATMUL_FEW] };
+        let mut capacities = if option { vec![] } else { vec![MATMUL_FEW] };
         if g.layout.is_cpu() {
             capacities.push(72);
         } else {
-            capacities.extend(MATMUL_TILES.iter().map(|&tile| capacity_taking(tile, rows as u32)));
+            // (16-column steps change only the large tile: the others step 32 either way.)
+            let tiles = if g.layout.f16_tiles && !g.layout.f16_k32 { &MATMUL_TILES[..1] } else { &MATMUL_TILES[..] };
+            capacities.extend(tiles.iter().map(|&tile| capacity_taking(tile, rows as u32)));
         }
-        let products_types = [QuantType::F32, QuantType::Q4_1, QuantType::Q4K, QuantType::Q6K];
-        for &ty in SUPPORTED.iter().filter(|ty| !g.layout.f16_products || products_types.contains(ty)) {
+        let option_types = [QuantType::F32, QuantType::Q4_1, QuantType::Q4K, QuantType::Q6K];
+        for &ty in SUPPORTED.iter().filter(|ty| !option || option_types.contains(ty)) {
             // Unquantized types: a row length that is not a multiple of 8 (the tail of the last K
             // step, and main_few's 4-value tail).
             let cols = if ty.block_elems() == 1 { 580 } else { width(ty, 576) };
@@ -658,9 +662,10 @@ fn matmul_every_quant_type_on_both_layouts() {
             let layout = format!(
                 "{layout}{}{}",
                 if g.layout.subgroups { "" } else { ", no subgroups" },
-                match (g.layout.f16_tiles, g.layout.f16_products) {
-                    (true, true) => ", f16 tiles and products",
-                    (true, false) => ", f16 tiles",
+                match (g.layout.f16_tiles, g.layout.f16_products, g.layout.f16_k32) {
+                    (true, true, _) => ", f16 tiles and products",
+                    (true, false, false) => ", f16 tiles, 16-column steps",
+                    (true, false, true) => ", f16 tiles",
                     _ => "",
                 }
             );

@@ -47,6 +47,9 @@ pub struct Overrides {
     /// WEBLLAMA_F16_PRODUCTS=1: GPU family with f16 tiles, the tiled matmul's products in f16
     /// within each K step (off by default: see Layout::f16_products).
     pub f16_products: Option<bool>,
+    /// WEBLLAMA_F16_K32=0: GPU family with f16 tiles, the tiled matmul steps as many columns as
+    /// with f32 tiles (the large tile 16, not 32).
+    pub f16_k32: Option<bool>,
     /// WEBLLAMA_PAIRS=0: GPU family, every type's decode row walk takes 8 values a lane and step.
     pub paired_walk: Option<bool>,
     /// WEBLLAMA_MATMUL_MIN_WORKGROUPS=<n>: GPU family, the tiled matmul takes the largest tile that
@@ -88,6 +91,7 @@ impl Overrides {
             subgroups: off("WEBLLAMA_SUBGROUPS"),
             f16: off("WEBLLAMA_F16"),
             f16_products: off("WEBLLAMA_F16_PRODUCTS"),
+            f16_k32: off("WEBLLAMA_F16_K32"),
             paired_walk: off("WEBLLAMA_PAIRS"),
             matmul_min_workgroups: var("WEBLLAMA_MATMUL_MIN_WORKGROUPS").and_then(|v| v.parse().ok()),
             combine_in_wo: off("WEBLLAMA_COMBINE_IN_WO"),
@@ -122,7 +126,8 @@ pub struct Layout {
     /// The adapter's subgroup sizes (min, max).
     pub subgroup_sizes: (u32, u32),
     /// GPU family: the tiled matmul stages its tiles in workgroup memory as f16 (the device has
-    /// shader-f16): half the bytes a step reads from workgroup memory.
+    /// shader-f16): half the bytes a step reads from workgroup memory, and room for 32-column steps
+    /// in the large tile (f16_k32).
     pub f16_tiles: bool,
     /// GPU family with f16 tiles: the tiled matmul multiplies and sums each K step's products in f16
     /// (matmul_sum_f16.wgsl: no widening of tile values, packed half FMAs where the GPU has them, as
@@ -131,6 +136,10 @@ pub struct Layout {
     /// lavapipe its error against reference.rs reaches an NMSE of 1.5e-6, over the 1e-6 every other
     /// kernel keeps (f16 tiles with f32 products: 2.4e-7); a device run measures what it gains.
     pub f16_products: bool,
+    /// GPU family with f16 tiles: every tile of the tiled matmul steps 32 columns
+    /// (kernels::gpu::MatmulTile::k_f16, as llama.cpp's tiles for quantized weights), which f16
+    /// tiles fit in 16 KiB; off, the f32 tiles' steps (the large tile's 16).
+    pub f16_k32: bool,
     /// GPU family: the decode row walk of the types whose quant words hold two runs of values (their
     /// decoder has quant16) takes both runs, 16 values a lane and step (row_walk_pairs.wgsl), rather
     /// than 8 (row_walk_8.wgsl).
@@ -184,6 +193,7 @@ impl Layout {
             subgroup_sizes: (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size),
             f16_tiles: !cpu && gpu.has_f16() && o.f16.unwrap_or(true),
             f16_products: false,
+            f16_k32: false,
             paired_walk: !cpu && o.paired_walk.unwrap_or(true),
             matmul_min_workgroups: o.matmul_min_workgroups.unwrap_or(crate::kernels::gpu::MATMUL_MIN_WORKGROUPS),
             combine_in_wo: !cpu && o.combine_in_wo.unwrap_or(true),
@@ -197,6 +207,7 @@ impl Layout {
             gpu_sampler: o.gpu_sampler.unwrap_or(!cpu),
         };
         layout.f16_products = layout.f16_tiles && o.f16_products.unwrap_or(false);
+        layout.f16_k32 = layout.f16_tiles && o.f16_k32.unwrap_or(true);
         layout.prompt_lanes = layout.act_lanes() > 0 && o.prompt_lanes.unwrap_or(true);
         // Folds need no subgroups, but without shared activations (act_lanes) every lane computes
         // rmsnorm(x) or silu(gate) * up for every value itself: slower than the separate kernels.
@@ -298,6 +309,9 @@ impl fmt::Display for Layout {
         }
         if self.f16_tiles {
             opts.push(if self.f16_products { "f16 tiles and products" } else { "f16 tiles" }.into());
+            if !self.f16_k32 {
+                opts.push("f32 tiles' steps".into());
+            }
         }
         if !self.is_cpu() {
             if !self.paired_walk {

@@ -219,8 +219,9 @@ impl MatmulTile {
             .unwrap_or(&smallest)
     }
 
-    /// The WGSL constants matmul_tiled.wgsl is written against, its tiles of `tile1` values.
-    fn wgsl(&self, f16: bool) -> String {
+    /// The WGSL constants matmul_tiled.wgsl is written against, its tiles of `tile1` values (f16
+    /// where `f16`), stepping k_f16 columns where `k32`, else k.
+    fn wgsl(&self, f16: bool, k32: bool) -> String {
         format!(
             "const BM: u32 = {}u; // weight rows per tile\nconst BN: u32 = {}u; // tokens per tile\n\
              const BK: u32 = {}u; // columns per step\nconst WG: u32 = {}u; // threads\n\
@@ -228,7 +229,7 @@ impl MatmulTile {
              alias tile1 = {}; // the tiles' values in workgroup memory\n",
             self.rows,
             self.tokens,
-            if f16 { self.k_f16 } else { self.k },
+            if f16 && k32 { self.k_f16 } else { self.k },
             self.threads,
             self.rows_per_thread,
             self.tokens_per_thread,
@@ -271,7 +272,7 @@ pub fn matmul(
     let module = Module::quant(t.layout, "matmul_tiled", w.ty, &parts)?
         .variant(&format!("{}x{}", tile.rows, tile.tokens), wgsl::gpu::MATMUL_TILED)
         .variant(sums, sum_step)
-        .prepend(tile.wgsl(f16));
+        .prepend(tile.wgsl(f16, t.layout.f16_k32));
     let module = if f16 { module.f16() } else { module };
     bind(
         t.gpu,

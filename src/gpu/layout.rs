@@ -187,13 +187,14 @@ impl Layout {
         let subgroups = gpu.has_subgroups() && o.subgroups.unwrap_or(true);
         let cpu = family == Family::Cpu;
         let lavapipe = gpu.info.name.contains("llvmpipe");
+        let f16_tiles = !cpu && gpu.has_f16() && o.f16.unwrap_or(true);
         let mut layout = Layout {
             family,
             subgroups,
             subgroup_sizes: (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size),
-            f16_tiles: !cpu && gpu.has_f16() && o.f16.unwrap_or(true),
-            f16_products: false,
-            f16_k32: false,
+            f16_tiles,
+            f16_products: f16_tiles && o.f16_products.unwrap_or(false),
+            f16_k32: f16_tiles && o.f16_k32.unwrap_or(true),
             paired_walk: !cpu && o.paired_walk.unwrap_or(true),
             matmul_min_workgroups: o.matmul_min_workgroups.unwrap_or(crate::kernels::gpu::MATMUL_MIN_WORKGROUPS),
             combine_in_wo: !cpu && o.combine_in_wo.unwrap_or(true),
@@ -206,8 +207,6 @@ impl Layout {
             dump_wgsl: o.dump_wgsl.unwrap_or(false),
             gpu_sampler: o.gpu_sampler.unwrap_or(!cpu),
         };
-        layout.f16_products = layout.f16_tiles && o.f16_products.unwrap_or(false);
-        layout.f16_k32 = layout.f16_tiles && o.f16_k32.unwrap_or(true);
         layout.prompt_lanes = layout.act_lanes() > 0 && o.prompt_lanes.unwrap_or(true);
         // Folds need no subgroups, but without shared activations (act_lanes) every lane computes
         // rmsnorm(x) or silu(gate) * up for every value itself: slower than the separate kernels.

@@ -11,14 +11,3 @@ struct Params {
     n_splits: u32,   // GPU family: the most splits of the KV length dispatched (partials' stride)
     branch_len: u32, // positions per branch cache
 }
-
-struct Step {
-    pos: u32,        // position of row 0
-    kv_len: u32,     // pos + 1
-    n_rows: u32,     // rows in this batch
-    pos_step: u32,   // 1: consecutive positions; 0: every row at pos (candidates)
-    branch: u32,     // 1: positions >= prefix_len come from each row's branch cache
-    prefix_len: u32,
-    _a: u32,
-    _b: u32,
-}

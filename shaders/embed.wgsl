@@ -14,13 +14,6 @@ struct Params {
     _b: u32,
 }
 
-struct Step {
-    pos: u32,
-    kv_len: u32,
-    n_rows: u32, // the batch's rows (tokens or candidates)
-    _a: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> weights: array<u32>;   // [n_rows, row_bytes] raw blocks
 @group(0) @binding(2) var<storage, read> tokens: array<u32>;    // token ids

@@ -15,13 +15,6 @@ struct Params {
     _c: u32,
 }
 
-struct Step {
-    pos: u32,
-    kv_len: u32,
-    n_rows: u32, // tokens in this batch
-    _a: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> weights: array<u32>;   // [w_row0 + rows, row_bytes] raw blocks

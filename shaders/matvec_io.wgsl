@@ -14,13 +14,6 @@ struct Params {
     _b: u32,
 }
 
-struct Step {
-    pos: u32,    // position of the token being decoded
-    kv_len: u32, // positions in the KV cache including this one
-    _a: u32,
-    _b: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> weights: array<u32>;   // [rows, row_bytes] raw blocks (matvec_wide: unused)

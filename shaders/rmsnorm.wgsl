@@ -2,13 +2,6 @@
 //! (workgroup y: batch row y, n elements further on in x and out). Rows from step.n_rows on (the
 //! rest of a prompt chunk the grid covers) return at once.
 
-struct Step {
-    pos: u32,
-    kv_len: u32,
-    n_rows: u32, // the batch's rows (tokens or candidates); workgroup rows past it do nothing
-    _a: u32,
-}
-
 struct Params {
     n: u32,          // vector length
     eps: f32,

@@ -14,13 +14,6 @@ struct Params {
     neox: u32,       // 1: NEOX pairs (x[i], x[i + n_rot/2]); 0: NORM pairs (x[2i], x[2i+1])
 }
 
-struct Step {
-    pos: u32,
-    kv_len: u32,
-    n_rows: u32,
-    pos_step: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read_write> x: array<f32>;   // [n_heads, head_dim] at offset + pos * pos_stride

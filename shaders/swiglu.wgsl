@@ -10,13 +10,6 @@ struct Params {
     _c: u32,
 }
 
-struct Step {
-    pos: u32,
-    kv_len: u32,
-    n_rows: u32, // the batch's rows (tokens or candidates)
-    _a: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> gate: array<f32>; // [n]
 @group(0) @binding(2) var<storage, read> up: array<f32>;         // [n]

@@ -19,13 +19,6 @@ struct Params {
     _c: u32,
 }
 
-struct Step {
-    pos: u32,
-    kv_len: u32,
-    _a: u32,
-    _b: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> weights: array<u32>;          // [q_rows + 2 kv_rows, row_bytes]

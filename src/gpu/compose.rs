@@ -11,26 +11,34 @@ use std::sync::Arc;
 /// Every shader file: shared ones at the top of shaders/, each family's in shaders/gpu and
 /// shaders/cpu.
 pub mod wgsl {
+    /// A shader file that binds the step uniform, after step.wgsl (the `Step` struct, declared
+    /// once for all of them).
+    macro_rules! stepped {
+        ($path:literal) => {
+            concat!(include_str!("../../shaders/step.wgsl"), include_str!(concat!("../../shaders/", $path)))
+        };
+    }
+
     /// Byte readers and helpers every quantized kernel starts with.
     pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
-    pub const EMBED: &str = include_str!("../../shaders/embed.wgsl");
-    pub const RMSNORM: &str = include_str!("../../shaders/rmsnorm.wgsl");
-    pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
+    pub const EMBED: &str = stepped!("embed.wgsl");
+    pub const RMSNORM: &str = stepped!("rmsnorm.wgsl");
+    pub const ROPE: &str = stepped!("rope.wgsl");
     pub const QKV_BIAS: &str = include_str!("../../shaders/qkv_bias.wgsl");
     pub const HEAD_RMSNORM: &str = include_str!("../../shaders/head_rmsnorm.wgsl");
     pub const MOE_ROUTE: &str = include_str!("../../shaders/moe_route.wgsl");
     pub const MOE_MATVEC: &str = include_str!("../../shaders/moe_matvec.wgsl");
     pub const MOE_MATMUL: &str = include_str!("../../shaders/moe_matmul.wgsl");
     pub const MOE_SUM: &str = include_str!("../../shaders/moe_sum.wgsl");
-    pub const SWIGLU: &str = include_str!("../../shaders/swiglu.wgsl");
+    pub const SWIGLU: &str = stepped!("swiglu.wgsl");
     pub const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
     pub const SAMPLE: &str = include_str!("../../shaders/sample.wgsl");
     pub const EDIT_LOGITS: &str = include_str!("../../shaders/edit_logits.wgsl");
     /// matvec's and matmul's parameters and bindings (both families).
-    pub const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
-    pub const MATMUL_IO: &str = include_str!("../../shaders/matmul_io.wgsl");
+    pub const MATVEC_IO: &str = stepped!("matvec_io.wgsl");
+    pub const MATMUL_IO: &str = stepped!("matmul_io.wgsl");
     pub const MATMUL_WEIGHTS: &str = include_str!("../../shaders/matmul_weights.wgsl");
-    pub const ATTENTION_PARAMS: &str = include_str!("../../shaders/attention_params.wgsl");
+    pub const ATTENTION_PARAMS: &str = stepped!("attention_params.wgsl");
 
     /// The GPU family.
     pub mod gpu {
@@ -49,7 +57,7 @@ pub mod wgsl {
         pub const ROW_WALK_PAIRS: &str = include_str!("../../shaders/gpu/row_walk_pairs.wgsl");
         pub const REDUCE_SUBGROUP: &str = include_str!("../../shaders/gpu/reduce_subgroup.wgsl");
         pub const REDUCE_SHARED: &str = include_str!("../../shaders/gpu/reduce_shared.wgsl");
-        pub const QKV: &str = include_str!("../../shaders/gpu/qkv.wgsl");
+        pub const QKV: &str = stepped!("gpu/qkv.wgsl");
         pub const GATE_UP: &str = include_str!("../../shaders/gpu/gate_up.wgsl");
         pub const ATTENTION_IO: &str = include_str!("../../shaders/gpu/attention_io.wgsl");
         pub const ATTENTION: &str = include_str!("../../shaders/gpu/attention.wgsl");
@@ -65,7 +73,7 @@ pub mod wgsl {
         pub const WIDE: &str = include_str!("../../shaders/cpu/wide.wgsl");
         pub const MATVEC_WIDE: &str = include_str!("../../shaders/cpu/matvec_wide.wgsl");
         pub const MATMUL_WIDE: &str = include_str!("../../shaders/cpu/matmul_wide.wgsl");
-        pub const EMBED_WIDE: &str = include_str!("../../shaders/cpu/embed_wide.wgsl");
+        pub const EMBED_WIDE: &str = stepped!("cpu/embed_wide.wgsl");
         pub const ACTS_PLAIN: &str = include_str!("../../shaders/cpu/acts_plain.wgsl");
         pub const ACTS_SUBGROUP: &str = include_str!("../../shaders/cpu/acts_subgroup.wgsl");
         pub const ACTS_SUBGROUP4: &str = include_str!("../../shaders/cpu/acts_subgroup4.wgsl");

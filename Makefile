@@ -83,19 +83,24 @@ bench-peers: model build
 	@[ -d bench/node_modules/node-llama-cpp ] || npm install --prefix bench --no-audit --no-fund
 	node bench/peers.mjs $$(./scripts/fetch-model.sh) $(or $(P),128) $(or $(N),32)
 
-## test-fuzz: each fuzz target for 5 s from its seed corpus (a smoke run on the machine's stable
+## test-fuzz: each fuzz target for 5 s from its seed corpus, two at a time (a smoke run on the machine's stable
 ## toolchain: no nightly, no cargo-fuzz, no AddressSanitizer). The targets build as plain cargo
 ## binaries in target/release beside the test build, whose dependencies they share (fuzz/Cargo.lock
 ## starts from Cargo.lock); scripts/fuzz-rustc.sh adds libFuzzer's coverage instrumentation to
 ## webllama and the targets alone. `make fuzz` is the real run: cargo-fuzz, nightly, ASAN.
 test-fuzz:
+	@# The fuzz build writes target/release/deps/libwebllama.rlib (instrumented) where the test build
+	@# keeps its own (the same file name, as for every crate that is also a cdylib); each build
+	@# trusts its own fingerprint. Touching lib.rs before and after makes each rebuild what the other
+	@# overwrote, rather than link it: uninstrumented targets, or a later `cargo test` failing to link.
+	touch src/lib.rs
 	FUZZ_INSTRUMENT="webllama webllama_fuzz $(FUZZ_TARGETS)" RUSTC_WRAPPER=$(CURDIR)/scripts/fuzz-rustc.sh \
 		CARGO_TARGET_DIR=$(CURDIR)/target cargo build --release --manifest-path fuzz/Cargo.toml 2>&1 | tail -n 1
-	@for t in $(FUZZ_TARGETS); do \
-		work=$$(mktemp -d); \
-		target/release/$$t $$work fuzz/corpus/$$t -max_total_time=5 -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 2>&1 | tail -n 3 || exit 1; \
-		rm -rf $$work; \
-	done
+	touch src/lib.rs
+	@printf '%s\n' $(FUZZ_TARGETS) | xargs -P 2 -I{} bash -c \
+		'work=$$(mktemp -d); target/release/{} $$work fuzz/corpus/{} -max_total_time=5 -timeout=10 \
+			-rss_limit_mb=4096 -malloc_limit_mb=2048 > $$work.log 2>&1; rc=$$?; \
+		tail -n 3 $$work.log | sed "s/^/{}: /"; rm -rf $$work $$work.log; exit $$rc'
 
 ## fuzz: each fuzz target for FUZZ_SECONDS (default 600) from its seed corpus. An input that runs
 ## over 10 s or allocates over 2 GiB at once is reported (libFuzzer's own limits are 1,200 s, 4 GB).

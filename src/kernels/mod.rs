@@ -141,7 +141,8 @@ fn bind(
 
 /// The per-step uniform every position-dependent kernel reads. A step runs a batch of rows: one
 /// token (decode), a chunk of a prompt (rows at pos, pos + 1, ...) or n candidates (every row at
-/// pos, each with its own branch of the KV cache from prefix_len on).
+/// pos, each with its own branch of the KV cache from prefix_len on). shaders/step.wgsl declares it
+/// for the kernels, field for field.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct Step {

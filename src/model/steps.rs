@@ -436,7 +436,8 @@ impl<'a> Recorder<'a> {
             let t = s.target();
             self.g.push(kernels::moe_matmul(t, &gate, &a.xb, &a.moe_h, &a.route, p, n_experts)?); // h[i] = Wgate_e xb[token]
             self.g.push(kernels::moe_matmul(t, &up, &a.xb, &a.moe_h2, &a.route, p, n_experts)?); // h2[i] = Wup_e xb[token]
-                                                                                                 // h = silu(h) * h2, for the items of the tokens the batch holds (items are token-major).
+
+            // h = silu(h) * h2, for the items of the tokens the batch holds (items are token-major).
             self.g.push(kernels::swiglu_rows(t, &a.moe_h, &a.moe_h2, &a.step, n_used * ffn, rows)?);
             let p = MoeMatmulParams { rows: dim, x_stride: ffn, per_token: 0, ..p };
             self.g.push(kernels::moe_matmul(t, &down, &a.moe_h, &a.moe_y, &a.route, p, n_experts)?); // y[i] = Wdown_e h[i]

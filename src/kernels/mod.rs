@@ -85,13 +85,18 @@ pub fn submit(gpu: &Gpu, dispatches: &[Dispatch]) {
     gpu.queue.submit([enc.finish()]);
 }
 
-/// A grid of `n` workgroups, spilling into y past the 65535 per-dimension limit.
+/// A grid of `n` workgroups, spilling into y past the 65535 per-dimension limit (spill).
 fn grid(n: u32) -> [u32; 3] {
-    if n <= 65535 {
-        [n.max(1), 1, 1]
-    } else {
-        [65535, n.div_ceil(65535), 1]
-    }
+    let (x, y) = spill(n);
+    [x, y, 1]
+}
+
+/// `n` workgroups (at least 1) as x * y within the 65535 per-dimension limit, x as even as the
+/// spill allows: fewer than y past n (the kernels skip or clamp the flat index past their rows).
+/// Not 65535 * ceil(n / 65535): 151,936 logits rows at 2 a workgroup would run 131,070 for 75,968.
+fn spill(n: u32) -> (u32, u32) {
+    let y = n.div_ceil(65535).max(1);
+    (n.div_ceil(y).max(1), y)
 }
 
 /// Buffers bound at 1, 2, 3, ... (binding 0 is the params uniform).
@@ -585,4 +590,20 @@ pub fn swiglu_rows(
     let p = SwigluParams { n, row_len, ..Default::default() };
     let pipeline = t.pipeline(&Module::new("swiglu", &[wgsl::SWIGLU]), "rows")?;
     bind(t.gpu, "swiglu", pipeline, bytemuck::bytes_of(&p), numbered(&[gate, up, step]), grid(n.div_ceil(64)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spill;
+
+    #[test]
+    fn grids_spill_into_y_with_few_workgroups_to_spare() {
+        // Qwen's 151,936 logits rows at 2 a workgroup (75,968); 2^16; the most a grid holds.
+        for n in [0, 1, 65535, 65536, 75968, 131071, 262147, 1 << 20, 65535 * 65535] {
+            let (x, y) = spill(n);
+            assert!(x <= 65535 && y <= 65535, "{n}: {x} x {y}");
+            let total = x as u64 * y as u64;
+            assert!(total >= n.max(1) as u64 && total - (n.max(1) as u64) < y as u64, "{n}: {x} x {y}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! (moe_route), an expert's rows against a token for decode (moe_matvec), a batch grouped by expert
 //! (moe_matmul) and the routed experts' weighted sum (moe_sum). Only the chosen experts' rows are read.
 
-use super::{bind, numbered, Dispatch, QuantMatrix, Target};
+use super::{bind, numbered, spill, Dispatch, QuantMatrix, Target};
 use crate::error::Result;
 use crate::gpu::compose::{wgsl, Module};
 use bytemuck::{Pod, Zeroable};
@@ -56,7 +56,8 @@ pub fn moe_matvec(
     let p = MoeMatvecParams { cols: w.cols, row_bytes: w.row_stride, ..p };
     let pipeline = t.pipeline(&Module::quant(t.layout, "moe_matvec", w.ty, &[wgsl::MOE_MATVEC])?, "main")?;
     let buffers = numbered(&[w.buffer("moe_matvec")?, x, out, route]);
-    let groups = [p.rows.min(65535), batch_rows, p.rows.div_ceil(65535)];
+    let (x, z) = spill(p.rows);
+    let groups = [x, batch_rows, z];
     bind(t.gpu, "moe_matvec", pipeline, bytemuck::bytes_of(&p), buffers, groups)
 }
 
@@ -92,7 +93,8 @@ pub fn moe_matmul(
     let p = MoeMatmulParams { cols: w.cols, row_bytes: w.row_stride, n_tiles: p.n_items.div_ceil(64), ..p };
     let pipeline = t.pipeline(&Module::quant(t.layout, "moe_matmul", w.ty, &[wgsl::MOE_MATMUL])?, "main")?;
     let buffers = numbered(&[w.buffer("moe_matmul")?, x, out, route]);
-    let groups = [p.rows.min(65535), n_experts * p.n_tiles, p.rows.div_ceil(65535)];
+    let (x, z) = spill(p.rows);
+    let groups = [x, n_experts * p.n_tiles, z];
     bind(t.gpu, "moe_matmul", pipeline, bytemuck::bytes_of(&p), buffers, groups)
 }
 

@@ -6,9 +6,9 @@
 //! the outer products of its TR rows x TT tokens into `part`, in registers: per column, TR / 4 +
 //! TT / 4 vec4 reads for TR * TT FMAs in prod1. matmul_sum_f32.wgsl makes prod1 f32 and `part`
 //! the sums themselves; matmul_sum_f16.wgsl makes it f16 and adds each step's into f32 sums.
-//! The tile (BM, BN, BK, WG, TR, TT) and tile1 are put first by kernels::gpu::matmul, chosen by the
-//! matrix's shape and the layout. Composed after common.wgsl, quant/<type>.wgsl, matmul_io.wgsl,
-//! matmul_weights.wgsl and one of the two sum files.
+//! The tile (BM, BN, BK, WG, TR, TT), tile1 and TILE_MAX are put first by kernels::gpu::matmul,
+//! chosen by the matrix's shape and the layout. Composed after common.wgsl, quant/<type>.wgsl,
+//! matmul_io.wgsl, matmul_weights.wgsl and one of the two sum files.
 
 const NR: u32 = BM / TR;  // threads along the rows (the rest, NT, along the tokens)
 const NT: u32 = BN / TT;  // threads along the tokens
@@ -23,6 +23,14 @@ var<workgroup> w_tile: array<vec4<tile1>, BK * BM4>; // [BK][BM / 4]: column k, 
 var<workgroup> x_tile: array<vec4<tile1>, BK * BN4>; // [BK][BN / 4]: column k, tokens 4i .. 4i+3
 // This thread's products so far, in registers: [TR rows][TG groups of 4 tokens].
 var<private> part: array<vec4<prod1>, TR * TG>;
+
+// Values as the tiles can hold them: with f16 tiles, clamped to f16's finite range (TILE_MAX), so
+// that an activation past 65504 (a large SwiGLU output into the down projection) costs its token
+// that term's excess, not an inf that turns the token's every sum into NaN (llama.cpp's f16 tiles
+// convert unclamped).
+fn in_tile(v: vec4<f32>) -> vec4<f32> {
+    return clamp(v, vec4<f32>(-TILE_MAX), vec4<f32>(TILE_MAX));
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -57,6 +65,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
             let at = k * BM4 + row / 4u;
             let lane = row % 4u;
+            w = array<vec4<f32>, 2>(in_tile(w[0]), in_tile(w[1]));
             for (var i = 0u; i < 4u; i++) {
                 w_tile[at + i * BM4][lane] = tile1(w[0][i]);
                 w_tile[at + (i + 4u) * BM4][lane] = tile1(w[1][i]);
@@ -72,6 +81,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
             let at = k * BN4 + tok / 4u;
             let lane = tok % 4u;
+            v = in_tile(v);
             for (var i = 0u; i < 4u; i++) {
                 x_tile[at + i * BN4][lane] = tile1(v[i]);
             }

@@ -226,14 +226,16 @@ impl MatmulTile {
             "const BM: u32 = {}u; // weight rows per tile\nconst BN: u32 = {}u; // tokens per tile\n\
              const BK: u32 = {}u; // columns per step\nconst WG: u32 = {}u; // threads\n\
              const TR: u32 = {}u; // rows per thread\nconst TT: u32 = {}u; // tokens per thread\n\
-             alias tile1 = {}; // the tiles' values in workgroup memory\n",
+             alias tile1 = {}; // the tiles' values in workgroup memory\n\
+             const TILE_MAX: f32 = {}; // the largest value a tile holds\n",
             self.rows,
             self.tokens,
             if f16 && k32 { self.k_f16 } else { self.k },
             self.threads,
             self.rows_per_thread,
             self.tokens_per_thread,
-            if f16 { "f16" } else { "f32" }
+            if f16 { "f16" } else { "f32" },
+            if f16 { "65504.0" } else { "3.40282347e38" }
         )
     }
 }

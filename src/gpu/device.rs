@@ -8,6 +8,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+/// The largest binding the model's buffers take (weight parts, KV cache layers): the kernels
+/// address a binding's bytes in u32, so 2 GiB - 1 (wgpu's own limit on Vulkan and DX12; Metal
+/// reports its maxBufferLength, which can pass 4 GiB).
+pub const MAX_BINDING_BYTES: u64 = i32::MAX as u64;
+
 /// The GPU the model runs on.
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -121,9 +126,9 @@ impl Gpu {
         let _ = self.device.poll(wgpu::PollType::Poll);
     }
 
-    /// Largest byte size one storage binding may have on this device.
+    /// Largest byte size one storage binding may have on this device, at most MAX_BINDING_BYTES.
     pub fn max_binding(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size).min(MAX_BINDING_BYTES)
     }
 
     /// Timestamp queries around each dispatch of a compute pass.

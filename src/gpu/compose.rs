@@ -215,11 +215,7 @@ impl Module {
     pub fn source(&self) -> String {
         let src = self.parts.join("\n");
         let src = if self.f16 { format!("enable f16;\n{src}") } else { src };
-        let uses_subgroups =
-            ["subgroupBroadcast(", "subgroupAdd(", "subgroupExclusiveAdd(", "subgroupElect(", "subgroupShuffleXor("]
-                .iter()
-                .any(|f| src.contains(f));
-        if cfg!(target_arch = "wasm32") && uses_subgroups {
+        if cfg!(target_arch = "wasm32") && uses_subgroups(&src) {
             format!("enable subgroups;\n{src}")
         } else {
             src
@@ -350,4 +346,32 @@ pub fn prompt_lanes_walks(hd4: u32, lanes: u32) -> [(&'static str, String); 3] {
 /// `src` with each (marker, code) of `fills` written in place of its marker.
 pub fn fill(src: &str, fills: &[(&str, String)]) -> String {
     fills.iter().fold(src.to_string(), |s, (marker, code)| s.replace(marker, code))
+}
+
+/// Whether WGSL source calls a subgroup built-in (subgroupAdd(, subgroupMax(, ...: every one is
+/// `subgroup` then a capital) or takes a subgroup built-in value (@builtin(subgroup_size)).
+fn uses_subgroups(src: &str) -> bool {
+    src.contains("@builtin(subgroup_")
+        || src.match_indices("subgroup").any(|(i, m)| {
+            let rest = &src[i + m.len()..];
+            let name_len = rest.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(rest.len());
+            rest.starts_with(|c: char| c.is_ascii_uppercase()) && rest[name_len..].trim_start().starts_with('(')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uses_subgroups;
+
+    #[test]
+    fn subgroup_built_ins_ask_for_the_subgroups_extension() {
+        for src in
+            ["m = subgroupMax(x);", "s = subgroupAdd (v)", "@builtin(subgroup_size) n: u32", "subgroupBallot(true)"]
+        {
+            assert!(uses_subgroups(src), "{src}");
+        }
+        for src in ["let subgroups = 4u;", "// lanes of a subgroup: 8", "subgroup_sizes.0", "fn subgroup_sum() {}"] {
+            assert!(!uses_subgroups(src), "{src}");
+        }
+    }
 }

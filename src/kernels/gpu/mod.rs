@@ -235,7 +235,7 @@ impl MatmulTile {
             self.rows_per_thread,
             self.tokens_per_thread,
             if f16 { "f16" } else { "f32" },
-            if f16 { "65504.0" } else { "3.40282347e38" }
+            if f16 { "65504.0" } else { "3.4028234e38" }
         )
     }
 }

@@ -44,19 +44,37 @@ fn tojson_takes_indent_by_position_or_keyword() {
 }
 
 /// A hostile template in a model file stops at a named limit, quickly and in bounded memory:
-/// nested loops run out of fuel, a huge tojson indent is refused, output stops at its cap.
+/// nested loops run out of fuel, a huge tojson indent is refused, output stops at its cap, and the
+/// filters and methods that size their result from their arguments (indent, printf's and
+/// str.format's widths, replace) refuse gigabytes before they allocate them.
 #[test]
 fn hostile_templates_stop_at_named_limits() {
     let nested = "{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}";
     let indent = "{{ messages | tojson(indent=1000000000) }}";
     let output = "{% for i in range(100000) %}{{ 'a' * 100000 }}{% endfor %}";
-    for (src, limit) in [(nested, "instructions"), (indent, "tojson indent 1000000000"), (output, "bytes")] {
+    let cases = [
+        (nested, "instructions"),
+        (indent, "tojson indent 1000000000"),
+        (output, "bytes"),
+        ("{{ 'a\nb' | indent(3000000000) }}", "indent 3000000000"),
+        ("{{ 'a\nb' | indent(width=3000000000) }}", "indent 3000000000"),
+        ("{{ '%1000000000d' | format(1) }}", "printf width 1000000000"),
+        ("{{ '%*d' | format(3000000000, 1) }}", "from the arguments"),
+        ("{{ '{:>3000000000}'.format('a') }}", "str.format width 3000000000"),
+        ("{{ '{:>{w}}'.format('a', w=3000000000) }}", "from the arguments"),
+        ("{{ ('a' * 100000) | replace('a', 'b' * 100000) }}", "replace would make"),
+        ("{{ ('a' * 100000).replace('', 'b' * 1000) }}", "replace would make"),
+    ];
+    for (src, limit) in cases {
         let t = ChatTemplate::new(src, "", "").unwrap();
         let t0 = std::time::Instant::now();
         let err = t.render(&[Message::new("user", "hi")], true).unwrap_err().to_string();
         assert!(err.starts_with("chat template: rendering") && err.contains(limit), "{limit}: {err}");
         assert!(t0.elapsed().as_secs() < 30, "{limit}: {:?}", t0.elapsed());
     }
+    // Within the limits they are minijinja's and pycompat's own.
+    let t = ChatTemplate::new("{{ 'a\nb' | indent(2) }}|{{ '%-4s|%03d' | format('x', 7) }}|{{ '{:>3}'.format('y') }}|{{ 'aXa' | replace('X', 'yy') }}|{{ 'q'.replace('q', 'r') }}", "", "").unwrap();
+    assert_eq!(t.render(&[], false).unwrap(), "a\n  b|x   |007|  y|ayya|r");
 }
 
 /// The message lists scripts/render_templates.py renders with Jinja2 (keep the two in step).

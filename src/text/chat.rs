@@ -169,8 +169,9 @@ impl ChatTemplate {
         // Hugging Face renders chat templates with trim_blocks and lstrip_blocks on.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        // Python's str and dict methods (.strip(), .split(), .get(), .items(), ...) as templates use them.
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        // Python's str and dict methods (.strip(), .split(), .get(), .items(), ...) as templates use
+        // them; they and the filters that size their result from their arguments within limits.
+        super::template_limits::bound(&mut env);
         env.add_function("strftime_now", move |fmt: String| date.strftime(&fmt));
         // Hugging Face's tojson: json.dumps without ASCII or HTML escaping, ", " and ": " separators.
         env.add_filter(

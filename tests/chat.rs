@@ -238,6 +238,33 @@ fn message_contents_are_plain_text_the_template_markup_is_not() {
     }
 }
 
+/// The BOS and EOS texts a template writes are left to the tokenizer (BOS) and the model (EOS),
+/// but a message's own text that ends (or begins) with them stays: a user's trailing "</s>" is
+/// plain text, not dropped.
+#[test]
+fn bos_and_eos_texts_are_stripped_only_when_the_template_wrote_them() {
+    let Some(path) = common::shared_fixture("tiny/tiny-llama2-Q8_0.gguf") else { return };
+    let tok = webllama::Tokenizer::from_gguf(&weights::read_header(&path).unwrap()).unwrap();
+    let ids = |src: &str, content: &str| {
+        let t = ChatTemplate::new(src, "<s>", "</s>").unwrap();
+        t.prompt_ids(&tok, &[Message::new("user", content)]).unwrap()
+    };
+    let text = |ids: &[u32]| tok.decode(ids).unwrap();
+    let eos = tok.tokens.iter().position(|t| t == "</s>").unwrap() as u32;
+    let count = |ids: &[u32], id: u32| ids.iter().filter(|&&x| x == id).count();
+    let bos = tok.bos_id.unwrap();
+    let by_role = "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}";
+    // The message's own </s> (and <s>) are plain text, all of them kept.
+    let own = ids(by_role, "hi </s>");
+    assert!(text(&own).ends_with("[user]hi </s>") && count(&own, eos) == 0, "{own:?}");
+    let own = ids("{{ messages[0].content }}", "<s> hi");
+    assert!(text(&own).ends_with("<s> hi") && count(&own, bos) == 1, "{own:?}");
+    // The template's are not: no </s> at the end, and BOS once (the tokenizer's).
+    let with_eos = ids(&format!("<s>{by_role}</s>"), "hi");
+    assert!(text(&with_eos).ends_with("[user]hi") && count(&with_eos, eos) == 0, "{with_eos:?}");
+    assert_eq!(count(&with_eos, bos), 1);
+}
+
 /// Every fixture template shows where each message's content goes through the marked render (no
 /// template of the set needs the fallback search), and the text around the contents is the render's.
 #[test]

@@ -235,13 +235,16 @@ impl ChatTemplate {
         tools: Option<&serde_json::Value>,
     ) -> Result<Vec<u32>> {
         let (text, contents) = self.render_marked_with_tools(tok, messages, tools)?;
+        // The BOS and EOS texts are the template's, not a message's that ends with them.
+        let outside = |bytes: Range<usize>| contents.iter().all(|r| r.end <= bytes.start || r.start >= bytes.end);
+        let (bos, eos) = (self.bos_token.as_str(), self.eos_token.as_str());
         let mut start = 0;
         let mut end = text.len();
-        if tok.add_bos && !self.bos_token.is_empty() && text.starts_with(self.bos_token.as_str()) {
-            start = self.bos_token.len();
+        if tok.add_bos && !bos.is_empty() && text.starts_with(bos) && outside(0..bos.len()) {
+            start = bos.len();
         }
-        if !self.eos_token.is_empty() && text[start..].ends_with(self.eos_token.as_str()) {
-            end -= self.eos_token.len();
+        if !eos.is_empty() && text[start..].ends_with(eos) && outside(end - eos.len()..end) {
+            end -= eos.len();
         }
         let plain: Vec<Range<usize>> = contents
             .iter()

@@ -305,7 +305,13 @@ pub fn prepare(
 ) -> Result<(Vec<Message>, Option<Value>)> {
     let shown = tools.filter(|t| t.active());
     let mut out: Vec<Message> = Vec::with_capacity(messages.len() + 1);
-    for m in messages {
+    for (i, m) in messages.iter().enumerate() {
+        // The template prints these as its own markup (only contents are kept as plain text), so a
+        // special-token string in them would be a control token: refused.
+        let fields = [("role", Some(&m.role)), ("name", m.name.as_ref()), ("tool_call_id", m.tool_call_id.as_ref())];
+        if let Some((field, _)) = fields.iter().find(|(_, v)| v.is_some_and(|v| tok.has_special(v))) {
+            return Err(Error::InvalidRequest(format!("message {i}'s {field} holds a special-token string")));
+        }
         let mut m = m.clone();
         if !m.tool_calls.is_empty() {
             let calls: Vec<Value> = m.tool_calls.iter().map(template_call).collect::<Result<_>>()?;

@@ -20,7 +20,12 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(start)]
 fn start() {
-    console_error_panic_hook::set_once();
+    // A panic aborts (wasm traps), and the engine's state is lost with it: the message is logged
+    // and kept on the global object as `webllamaPanic` for the worker's EngineCrashedError.
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let _ = js_sys::Reflect::set(&js_sys::global(), &"webllamaPanic".into(), &info.to_string().into());
+    }));
 }
 
 /// An Error -> a JS Error named after its kind (GgufError, UnsupportedModelError, GpuError, ...).

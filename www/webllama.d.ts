@@ -402,6 +402,7 @@ export type WebllamaErrorName =
   | 'GpuOutOfMemoryError' // the model does not fit the GPU
   | 'DeviceLostError' // the GPU device was lost; a new createEngine works
   | 'IoError'
+  | 'EngineCrashedError' // the engine's wasm trapped (a panic, or out of wasm memory): its worker is ended and every later request fails; a new createEngine works
   | 'WorkerError'; // the worker failed to start or crashed
 
 export interface WebllamaError extends Error {

@@ -145,6 +145,7 @@ class Engine {
     this._worker = worker;
     this._nextId = 1;
     this._pending = new Map();
+    this._crashed = null; // the EngineCrashedError that ended the worker, once one has
     this.stats = { storage: null, persisted: null, source: null, resumed_from: null, adapter: null, prefill_tok_s: null, decode_tok_s: null, load_ms: null, wasm_memory_bytes: null, model: null, dispatches_per_token: null, submits_per_token: null, readback_bytes_per_token: null, weight_bytes_per_token: null, n_layers: null };
     this.chat = { completions: { create: (req) => this._create('chat', req) } };
     this.completions = { create: (req) => this._create('completion', req) };
@@ -168,8 +169,9 @@ class Engine {
     await this._request({ kind: MSG.LOSE_DEVICE });
   }
 
-  // Frees the GPU buffers and ends the worker.
+  // Frees the GPU buffers and ends the worker (already ended after an EngineCrashedError).
   async unload() {
+    if (this._crashed) return;
     try { await this._request({ kind: MSG.UNLOAD }); } finally { this._worker.terminate(); }
   }
 
@@ -284,6 +286,7 @@ class Engine {
   }
 
   _request(fields, { onProgress, onToken } = {}) {
+    if (this._crashed) return Promise.reject(this._crashed);
     const id = this._nextId++;
     return new Promise((resolve, reject) => {
       this._pending.set(id, { resolve, reject, onProgress, onToken });
@@ -303,7 +306,18 @@ class Engine {
         p.resolve(m);
         break;
       case MSG.DONE: this._pending.delete(m.id); p.resolve(m.result); break;
-      case MSG.ERROR: this._pending.delete(m.id); p.reject(Object.assign(named(m.error.name, m.error.message), { wasmMemoryBytes: m.error.wasmMemoryBytes ?? null })); break;
+      case MSG.ERROR: {
+        this._pending.delete(m.id);
+        const err = Object.assign(named(m.error.name, m.error.message), { wasmMemoryBytes: m.error.wasmMemoryBytes ?? null });
+        p.reject(err);
+        // The wasm trapped: its worker (and the memory it grew) goes, and so does every request.
+        if (err.name === 'EngineCrashedError') {
+          this._crashed = err;
+          this._worker.terminate();
+          this._failAll(err);
+        }
+        break;
+      }
     }
   }
 

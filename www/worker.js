@@ -20,6 +20,10 @@ const ready = init();
 let engine = null;
 let abortRequested = false;
 let adapterLabel = null;
+// Set once the wasm has trapped (a Rust panic aborts; so does running out of wasm memory): the
+// engine's state is lost (a generation it ran stays marked running), so every later request gets
+// the same EngineCrashedError, and webllama.js ends this worker on the first.
+let crashed = null;
 
 const post = (kind, fields) => self.postMessage({ kind, ...fields });
 
@@ -28,6 +32,9 @@ self.onmessage = async (event) => {
   if (m.kind === MSG.ABORT) {
     abortRequested = true;
     return;
+  }
+  if (crashed) {
+    return post(MSG.ERROR, { id: m.id, error: { name: crashed.name, message: crashed.message, wasmMemoryBytes: memoryNow() } });
   }
   try {
     await ready;
@@ -40,6 +47,12 @@ self.onmessage = async (event) => {
       default: throw namedError('InvalidRequestError', `unknown message kind ${m.kind}`);
     }
   } catch (e) {
+    if (e instanceof WebAssembly.RuntimeError) {
+      const why = self.webllamaPanic ?? `${e.name}: ${e.message}`;
+      crashed = namedError('EngineCrashedError', `the engine crashed (${why}); its model and state are gone: create a new engine`);
+      engine = null;
+      e = crashed;
+    }
     post(MSG.ERROR, { id: m.id, error: { name: e?.name ?? 'Error', message: e?.message ?? String(e), wasmMemoryBytes: memoryNow() } });
   }
 };

@@ -1,10 +1,11 @@
 // Hostile GGUF files in the page (headless Chromium), as the CLI gets them in tests/gguf.rs: a
-// SentencePiece vocabulary whose merges would explode, chat templates that loop or indent without
-// end, millions of tokens for a 32-row embedding, a header over the cap, overlapping tensors, and
-// a header that declares a 4 GB model served chunked (no Content-Length) with only 8 MB of data:
-// each gets a named error in under 30 s with the worker's wasm memory under 2 GB. 48 MiB of U8
-// metadata loads in well under 400 MB of wasm memory (the old parse kept a 32-byte value per byte).
-// The page loads a good model afterwards.
+// SentencePiece vocabulary whose merges would explode, chat templates that loop, indent or pad
+// without end (and one that doubles a string until the wasm traps: an EngineCrashedError, the
+// same for the next request), millions of tokens for a 32-row embedding, a header over the cap,
+// overlapping tensors, and a header that declares a 4 GB model served chunked (no Content-Length)
+// with only 8 MB of data: each gets a named error in under 30 s with the worker's wasm memory
+// under 2 GB. 48 MiB of U8 metadata loads in well under 400 MB of wasm memory (the old parse kept
+// a 32-byte value per byte). The page loads a good model afterwards.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -41,6 +42,9 @@ function hostileFiles(dir) {
     }),
     'template-loops': spoil((m) => set(m, 'tokenizer.chat_template', 'str', '{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}')),
     'template-indent': spoil((m) => set(m, 'tokenizer.chat_template', 'str', '{{ messages | tojson(indent=1000000000) }}')),
+    'template-width': spoil((m) => set(m, 'tokenizer.chat_template', 'str', '{{ "{:>3000000000}".format("a") }}')),
+    // A string doubled 40 times: no limit of minijinja's stops it, so the wasm traps.
+    'template-doubling': spoil((m) => set(m, 'tokenizer.chat_template', 'str', '{% set ns = namespace(s="ab") %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}')),
     'u8-blob': spoil((m) => { for (const k of ['a', 'b', 'c']) m.push([`general.blob.${k}`, 'arr_u8', Buffer.alloc(16 << 20, 7)]); }),
     'many-tokens': spoil((m) => set(m, 'tokenizer.ggml.tokens', 'arr_str', new Array(3_000_000).fill(''))),
     'huge-header': spoil((m) => { const big = 'x'.repeat(12 << 20); for (let i = 0; i < 6; i++) m.push([`general.big${i}`, 'str', big]); }),
@@ -100,9 +104,14 @@ test('hostile GGUF files get a named error in the page, fast and in bounded memo
         // The giant one comes chunked, without a Content-Length.
         const model = name === 'giant' ? `fault/chunked/${name}.gguf` : `models/${name}.gguf`;
         const e = await createEngine({ model, ctx: 64 });
+        const chat = () => e.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 });
         try {
-          await e.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 });
+          await chat();
           out[name] = { error: 'none', wasm: e.stats.wasm_memory_bytes };
+        } catch (err) {
+          // The engine answers the next request too: with the same error where it crashed.
+          const again = await chat().then(() => 'none', (e2) => `${e2.name}: ${e2.message}`);
+          out[name] = { error: `${err.name}: ${err.message}`, again, wasm: err.name === 'EngineCrashedError' ? null : err.wasmMemoryBytes ?? null };
         } finally {
           await e.unload();
         }
@@ -118,6 +127,8 @@ test('hostile GGUF files get a named error in the page, fast and in bounded memo
     'spm-bomb': /^TokenizerError: .*bytes long/,
     'template-loops': /^TemplateError: .*fuel/,
     'template-indent': /^TemplateError: .*indent/,
+    'template-width': /^TemplateError: .*str\.format width 3000000000/,
+    'template-doubling': /^EngineCrashedError: the engine crashed \(.*\); its model and state are gone: create a new engine/s,
     // Loads: its metadata is harmless once it costs what it takes in the file.
     'u8-blob': /^none$/,
     'many-tokens': /^UnsupportedModelError: .*3000000 tokens/,
@@ -125,6 +136,8 @@ test('hostile GGUF files get a named error in the page, fast and in bounded memo
     'overlap': /^GgufError: .*overlaps/,
     'giant': /^GgufError: .*truncated.*token_embd/,
   };
+  assert.equal(r['template-doubling'].again, r['template-doubling'].error, 'a crashed engine says so again, not "a generation is already running"');
+  assert.match(r['template-width'].again, want['template-width'], 'a template error leaves the engine working');
   for (const name of names) {
     assert.match(r[name].error, want[name], name);
     assert.ok(r[name].ms < 30000, `${name}: ${r[name].ms} ms`);

@@ -250,6 +250,8 @@ function resumable(url, first, total, stallMs, { from = 0, validator = validator
     },
     cancel(reason) {
       cancelled = true;
+      // The request too, so that a copy of its body (Cache Storage's put) stops reading with it.
+      current.abort();
       return reader.cancel(reason);
     },
   });

@@ -26,6 +26,8 @@ let adapterLabel = null;
 let crashed = null;
 
 const post = (kind, fields) => self.postMessage({ kind, ...fields });
+// Most bytes a file of unknown length may hold past its last tensor's data.
+const TRAILING_MAX = 1 << 20;
 
 self.onmessage = async (event) => {
   const m = event.data;
@@ -103,14 +105,22 @@ async function load(m) {
     header = null;
     return Loader.create(complete, total ?? undefined, m.ctx ?? undefined, m.layout ?? undefined, sha256, m.subgroups ?? undefined);
   };
+  // Without a length (no Content-Length) only the server's close ends the file: bytes past the
+  // model's last tensor and TRAILING_MAX more (alignment padding) are refused, not read and stored
+  // for as long as the server sends them.
+  let end = Infinity;
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
+      if (loaded + value.length > end) {
+        throw namedError('NetworkError', `the server sent more than the model's ${end - TRAILING_MAX} bytes (and ${TRAILING_MAX} of padding after its last tensor), with no Content-Length to end it`);
+      }
       if (loader) {
         loader.feed(loaded, value);
       } else if (header.push(value)) {
         loader = await open();
+        if (total == null) end = loader.rangeEnd + TRAILING_MAX;
       }
       loaded += value.length;
       report(false);

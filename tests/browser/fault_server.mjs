@@ -19,6 +19,7 @@
 //              another validator in If-Range (it always does), else as 206
 //   retotal    as drop, but the resumed 206 says in Content-Range that the file has another size
 //   chunked    the whole file with no Content-Length (chunked transfer encoding)
+//   endless    as chunked, but the file is followed by zeros for as long as the client reads
 //   stallchanged  the first request gets ETag "v1" and DROP_AT bytes, then silence (as stall); then
 //              the file changed: every later request is answered as `changed` answers a Range one
 //              (ETag "v2"; 200, the whole file, for an If-Range that names another validator)
@@ -119,6 +120,13 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
       // No Content-Length: the body comes chunked, its size unknown until it ends.
       res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
       return createReadStream(path).pipe(res);
+    }
+    if (mode === 'endless') {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+      const zeros = Buffer.alloc(1 << 20);
+      const more = () => { while (!res.destroyed && res.write(zeros)); };
+      // Zeros only once the file is written (the pipe waits for 'drain' too).
+      return createReadStream(path).on('end', () => { res.on('drain', more); more(); }).pipe(res, { end: false });
     }
     if (mode === 'lie') {
       res.writeHead(200, { 'Content-Length': DROP_AT, 'Content-Type': 'application/octet-stream' });

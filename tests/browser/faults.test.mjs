@@ -94,6 +94,8 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
     await attempt('drop', { model: `fault/drop/${file}`, integrity: sri }, 'load');
     await attempt('norange', { model: `fault/norange/${file}`, integrity: sri }, 'load');
     await attempt('short', { model: `fault/short/${file}` });
+    // No Content-Length, and zeros after the file for as long as they are read.
+    await attempt('endless', { model: `fault/endless/${file}`, signal: AbortSignal.timeout(60000) }, 'load');
     await attempt('lie', { model: `fault/lie/${file}` });
     // A half-open connection: no bytes after DROP_AT. The stall timeout cancels it and the download
     // resumes (the signal only bounds a client that would wait forever).
@@ -208,6 +210,9 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   assert.equal(faults.log.filter((l) => l.startsWith(`GET /fault/norange/${FILE}`)).length, 2, 'a server that ignores Range is read again once');
   assert.match(r.short.error, new RegExp(`^NetworkError: the download of .* ended at \\d+ of ${statSync(join(dir, FILE)).size} bytes`));
   assert.match(r.lie.error, /^GgufError: .*truncated/);
+  assert.match(r.endless.error, /^NetworkError: the server sent more than the model's \d+ bytes .* no Content-Length/);
+  const endlessBytes = faults.bytesServed(`GET /fault/endless/${FILE}`);
+  assert.ok(endlessBytes < statSync(join(dir, FILE)).size + (64 << 20), `the endless download stopped, after ${endlessBytes} bytes`);
   const size = statSync(join(dir, FILE)).size;
   const requests = (mode, log = faults.log) => log.filter((l) => l.startsWith(`GET /fault/${mode}/${FILE}`));
   // Resumed requests carry the first response's ETag as If-Range (on the page's origin).

@@ -165,6 +165,12 @@ test('storage API over OPFS and Cache Storage: list, delete, clear; the estimate
     out.cacheWhole = await load('whole', '/test/cache-worker.js');
     out.cacheDrop = await load('drop', '/test/cache-worker.js');
     out.cacheAgain = await load('whole', '/test/cache-worker.js');
+    // A server that never ends its body (no Content-Length): refused past the model's end, at once,
+    // though Cache Storage's copy of the body would read on.
+    const t0 = performance.now();
+    out.cacheEndless = await api.createEngine({ model: `fault/endless/${file}`, workerUrl: '/test/cache-worker.js', signal: AbortSignal.timeout(60000) })
+      .then((e) => e.unload().then(() => 'loaded'), (e) => `${e.name}: ${e.message}`);
+    out.cacheEndlessMs = performance.now() - t0;
     out.withCache = await api.listCachedModels();
     out.est1 = await api.storageEstimate();
     out.deleted = await api.deleteCachedModel(`fault/opfs/${file}`);
@@ -186,6 +192,8 @@ test('storage API over OPFS and Cache Storage: list, delete, clear; the estimate
   assert.deepEqual(r.cacheWhole, { storage: 'cache', source: 'network' });
   assert.deepEqual(r.cacheDrop, { storage: 'cache', source: 'network' });
   assert.deepEqual(r.cacheAgain, { storage: 'cache', source: 'cache' }, 'the Cache Storage copy is read back');
+  assert.match(r.cacheEndless, /^NetworkError: the server sent more than the model's \d+ bytes/);
+  assert.ok(r.cacheEndlessMs < 20000, `the endless download was refused in ${r.cacheEndlessMs} ms`);
   const stored = Object.fromEntries(r.withCache.map((m) => [path(m), m]));
   assert.deepEqual(Object.keys(stored).sort(), [`/fault/opfs/${FILE}`, `/fault/whole/${FILE}`], 'not the resumed download (Cache Storage)');
   assert.deepEqual([stored[`/fault/opfs/${FILE}`].storage, stored[`/fault/whole/${FILE}`].storage], ['opfs', 'cache']);

@@ -168,3 +168,34 @@ fn qwen2_vocab_matches_llama_cpp() {
     }
     assert!(n >= 60, "{n} strings");
 }
+
+/// A vocabulary with tens of thousands of user-defined tokens (each parsed as a special) finds them
+/// in a long text in one pass: a megabyte of prompt is not a scan of every token at every
+/// character.
+#[test]
+fn many_special_tokens_are_found_in_one_pass() {
+    use webllama::format::gguf::{Array, Gguf, Value};
+    use webllama::format::gguf_write;
+    let mut tokens =
+        vec!["<unk>".to_string(), "<s>".to_string(), "</s>".to_string(), "a".into(), "b".into(), " ".into()];
+    let mut types = vec![2, 3, 3, 1, 1, 1];
+    tokens.extend((0..32_000).map(|k| format!("<x{k}>")));
+    types.resize(tokens.len(), 4);
+    let meta = [
+        ("general.architecture", Value::String("llama".into())),
+        ("tokenizer.ggml.model", Value::String("llama".into())),
+        ("tokenizer.ggml.tokens", Value::Array(Array::String(tokens.clone()))),
+        ("tokenizer.ggml.scores", Value::Array(Array::F32(vec![0.0; tokens.len()]))),
+        ("tokenizer.ggml.token_type", Value::Array(Array::I32(types))),
+    ];
+    let tok = Tokenizer::from_gguf(&Gguf::parse_complete(&gguf_write::build(&meta, &[])).unwrap()).unwrap();
+    let text = "ab ".repeat(350_000);
+    let t0 = std::time::Instant::now();
+    assert!(!tok.has_special(&text));
+    let with = format!("{text}<x3199><x31999>");
+    assert!(tok.has_special(&with));
+    let ids = tok.encode(&with, true).unwrap();
+    assert!(t0.elapsed().as_secs() < 5, "{:?}", t0.elapsed());
+    let id = |t: &str| tokens.iter().position(|x| x == t).unwrap() as u32;
+    assert_eq!(ids[ids.len() - 2..], [id("<x3199>"), id("<x31999>")]);
+}

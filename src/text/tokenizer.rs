@@ -52,6 +52,8 @@ pub struct Tokenizer {
     kind: Kind,
     /// Control and user-defined tokens (text, id), longest first: what parse_special recognizes.
     specials: Vec<(String, u32)>,
+    /// The specials' texts, found leftmost-longest in one pass (pattern i is specials[i]).
+    special_finder: aho_corasick::AhoCorasick,
     /// `inner` with its special tokens taken as text (made at first use).
     plain: std::sync::OnceLock<tokenizers::Tokenizer>,
     /// Beginning-of-sequence id, when the vocabulary has one.
@@ -199,8 +201,24 @@ impl Tokenizer {
             .filter(|(t, _)| !t.is_empty())
             .collect();
         specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        // Leftmost-longest, ties to the first pattern: the lowest id of tokens with the same text.
+        let special_finder = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(specials.iter().map(|(t, _)| t))
+            .map_err(|e| Error::Tokenizer(format!("indexing the {} special tokens: {e}", specials.len())))?;
         let control = types.iter().map(|&t| t == TOKEN_TYPE_CONTROL).collect();
-        Ok(Tokenizer { inner, kind, specials, plain: Default::default(), bos_id, add_bos, eog_ids, tokens, control })
+        Ok(Tokenizer {
+            inner,
+            kind,
+            specials,
+            special_finder,
+            plain: Default::default(),
+            bos_id,
+            add_bos,
+            eog_ids,
+            tokens,
+            control,
+        })
     }
 
     /// Uses a Hugging Face tokenizer.json instead of the GGUF vocabulary (its pipeline, specials and
@@ -304,12 +322,12 @@ impl Tokenizer {
                     continue;
                 }
             }
+            // The stretch up to the next plain range: its first special, if any.
             let limit = ranges.peek().map_or(text.len(), |r| r.start);
-            let rest = &text[at..limit];
-            if let Some((t, id)) = self.specials.iter().find(|(t, _)| rest.starts_with(t.as_str())) {
-                return Some((at, t.len(), *id));
+            if let Some(m) = self.special_finder.find(&text[at..limit]) {
+                return Some((at + m.start(), m.len(), self.specials[m.pattern().as_usize()].1));
             }
-            at += text[at..].chars().next().map_or(1, char::len_utf8);
+            at = limit;
         }
         None
     }

@@ -135,6 +135,8 @@ pub struct Layout {
     /// products are f32 (matmul_sum_f32.wgsl). Off unless asked for (WEBLLAMA_F16_PRODUCTS=1): on
     /// lavapipe its error against reference.rs reaches an NMSE of 1.5e-6, over the 1e-6 every other
     /// kernel keeps (f16 tiles with f32 products: 2.4e-7); a device run measures what it gains.
+    /// Its range is f16's too: a step's sum past 65504 is clamped there once it has overflowed, wrong
+    /// but finite (the tiles clamp each value they hold the same way: TILE_MAX).
     pub f16_products: bool,
     /// GPU family with f16 tiles: every tile of the tiled matmul steps 32 columns
     /// (kernels::gpu::MatmulTile::k_f16, as llama.cpp's tiles for quantized weights), which f16

@@ -15,6 +15,16 @@ function showError(e) {
   const box = $('error');
   box.hidden = false;
   box.textContent = `${e?.name ?? 'Error'}: ${e?.message ?? e}`;
+  // After these the engine cannot go on (its wasm trapped, its GPU device is gone, its worker
+  // failed): the page lets it go, and Load makes a new one.
+  const gone = ['EngineCrashedError', 'DeviceLostError', 'WorkerError'].includes(e?.name) || (e?.name === 'GpuError' && /lost/i.test(e?.message ?? ''));
+  if (engine && gone) {
+    engine.unload().catch(() => {});
+    engine = null;
+    $('model-status').textContent = 'The model stopped (see the error): load it again.';
+    $('model-status').dataset.state = 'error';
+    setBusy(busy);
+  }
 }
 
 function clearError() {

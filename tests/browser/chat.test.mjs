@@ -250,7 +250,7 @@ test('a reload takes the model from storage (OPFS) without a network request', {
   assert.match(await page.textContent('#model-status'), /from cache/);
 });
 
-test('a 404, a file that is not GGUF and a truncated GGUF each show a clear message; the page stays usable', { timeout: 240000 }, async () => {
+test('a 404, a file that is not GGUF, a truncated GGUF and a lost GPU device each show a clear message; the page stays usable', { timeout: 240000 }, async () => {
   const cases = [
     ['models/missing.gguf', /NetworkError: HTTP 404/],
     ['models/not-a-model.gguf', /GgufError: not a GGUF file/],
@@ -264,4 +264,15 @@ test('a 404, a file that is not GGUF and a truncated GGUF each show a clear mess
   await page.screenshot({ path: screenshotPath('error.png'), fullPage: true });
   assert.equal(await loadFromPage('default'), 'ready', await page.textContent('#error'));
   assert.equal(await page.isEnabled('#prompt'), true);
+  // A lost GPU device: the message names it, the page lets the engine go (nothing to send to) and
+  // says to load again; a load works.
+  await page.evaluate(() => window.webllamaApp.engine._loseDevice());
+  await page.fill('#prompt', 'Hi');
+  await page.click('#send');
+  await page.waitForFunction(() => document.querySelector('#model-status').dataset.state === 'error', null, { timeout: 60000 });
+  assert.match(await page.textContent('#error'), /^(DeviceLostError|GpuError): .*lost/i);
+  assert.match(await page.textContent('#model-status'), /load it again/);
+  assert.equal(await page.isEnabled('#send'), false);
+  assert.equal(await page.evaluate(() => window.webllamaApp.engine), null);
+  assert.equal(await loadFromPage('default'), 'ready', await page.textContent('#error'));
 });

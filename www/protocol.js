@@ -1,10 +1,11 @@
 // The message kinds between the page-side proxy (webllama.js) and the worker (worker.js): the one
 // list both import. Every request carries an `id`; replies carry the id of the request they answer.
+// The worker runs requests one at a time, in order.
 export const MSG = Object.freeze({
   // proxy -> worker
   LOAD: 'load',         // {id, model: URL string | File | Blob, ctx?, integrity?} -> PROGRESS*, LOADED | ERROR
   GENERATE: 'generate', // {id, mode: 'chat'|'completion', messages|prompt, options, truncate?} -> TOKEN*, DONE | ERROR
-  ABORT: 'abort',       // {} stops the running generation at the next token (no reply)
+  ABORT: 'abort',       // {upTo} stops the generations of requests with ids up to upTo, running or queued (no reply)
   RESET: 'reset',       // {id} forgets the KV cache                            -> DONE
   UNLOAD: 'unload',     // {id} drops the engine and its GPU buffers            -> DONE
   LOSE_DEVICE: 'lose-device', // {id} destroys the GPU device (a test hook)     -> DONE
@@ -15,3 +16,9 @@ export const MSG = Object.freeze({
   DONE: 'done',         // {id, result}
   ERROR: 'error',       // {id, error: {name, message}}
 });
+
+// Every error name a request may reject with (webllama.d.ts's WebllamaErrorName); the worker reports
+// any other as a WorkerError.
+export const ERROR_NAMES = Object.freeze(['InvalidRequestError', 'NetworkError', 'IntegrityError', 'AbortError', 'GgufError',
+  'UnsupportedModelError', 'TokenizerError', 'TemplateError', 'ContextLengthError', 'GpuError', 'GpuOutOfMemoryError',
+  'DeviceLostError', 'IoError', 'EngineCrashedError', 'WorkerError']);

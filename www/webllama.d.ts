@@ -331,11 +331,18 @@ export interface Engine {
   readonly chat: { completions: ChatCompletions };
   readonly completions: Completions;
   readonly stats: EngineStats;
-  /** Stops the running generation at the next token (finish_reason "abort"). */
+  /**
+   * Stops the running generation at the next token (finish_reason "abort"), and those of the
+   * requests made before this call that wait their turn. An engine runs one request at a time, in
+   * the order they were made: one made while a generation runs waits for it.
+   */
   abort(): void;
-  /** Forgets the conversation's cached prefix. */
+  /** Forgets the conversation's cached prefix (after the request running now). */
   resetChat(): Promise<void>;
-  /** Frees the GPU buffers and ends the worker. */
+  /**
+   * Stops the running generation, frees the GPU buffers and ends the worker; later requests reject
+   * with an InvalidRequestError.
+   */
   unload(): Promise<void>;
   /** @internal Test hook: destroys the GPU device as a driver reset would. */
   _loseDevice(): Promise<void>;

@@ -39,7 +39,13 @@ export const HF_BASE_URL = 'https://huggingface.co';
 // naming that origin (as `webllama serve` does) lets the worker connect to its own origin and the
 // model's host, nowhere else.
 export async function createEngine({ model, onProgress, ctx, integrity, layout, subgroups, signal, workerUrl, stallTimeoutMs, persist, hfBaseUrl } = {}) {
-  signal?.throwIfAborted();
+  const aborted = () => named('AbortError', 'the model load was cancelled');
+  if (signal?.aborted) throw aborted();
+  // The options the worker hands to wasm as they are: checked here, by name.
+  if (model === '' || model == null) throw named('InvalidRequestError', 'no model: give a URL or a File');
+  if (ctx !== undefined && !(Number.isSafeInteger(ctx) && ctx >= 1 && ctx < 2 ** 32)) throw named('InvalidRequestError', `ctx must be a whole number of positions from 1 to 2^32 - 1, not ${String(ctx)}`);
+  if (layout !== undefined && typeof layout !== 'string') throw named('InvalidRequestError', `layout must be "gpu" or "cpu", not ${String(layout)}`);
+  if (subgroups !== undefined && typeof subgroups !== 'boolean') throw named('InvalidRequestError', `subgroups must be true or false, not ${String(subgroups)}`);
   // A URL string means what it means in the page: resolved here, not against the worker's location.
   // A split model: its first part's URL (the others are beside it), or all its parts as Files.
   if (Array.isArray(model) && (model.length === 0 || !model.every((f) => typeof Blob !== 'undefined' && f instanceof Blob))) {
@@ -49,10 +55,11 @@ export async function createEngine({ model, onProgress, ctx, integrity, layout, 
   const persisted = persist ? await askPersist() : null;
   const worker = workerUrl ? new Worker(workerUrl, { type: 'module' }) : spawnWorker(source);
   const engine = new Engine(worker);
-  const cancel = () => engine._failAll(named('AbortError', 'the model load was cancelled'));
+  const cancel = () => engine._failAll(aborted());
   signal?.addEventListener('abort', cancel);
   try {
-    if (subgroups !== undefined && typeof subgroups !== 'boolean') throw named('InvalidRequestError', `subgroups must be true or false, not ${String(subgroups)}`);
+    // Aborted while persist was asked (a listener added to an aborted signal never hears of it).
+    if (signal?.aborted) throw aborted();
     await engine._request({ kind: MSG.LOAD, model: source, ctx, integrity, layout, subgroups, stallTimeoutMs }, { onProgress });
   } catch (e) {
     worker.terminate();
@@ -74,7 +81,12 @@ export function resolveModelUrl(model, { hfBaseUrl } = {}) {
     if (!m || (m[3] && m[5])) throw named('InvalidRequestError', `model ${JSON.stringify(model)}: an hf: source is hf:owner/repo/file.gguf, optionally with @revision after the repo or the file`);
     const [, owner, repo, revAtRepo, path, revAtFile] = m;
     const rev = revAtRepo ?? revAtFile ?? 'main';
-    const base = new URL(hfBaseUrl ?? HF_BASE_URL, pageBase());
+    let base;
+    try {
+      base = new URL(hfBaseUrl ?? HF_BASE_URL, pageBase());
+    } catch {
+      throw named('InvalidRequestError', `hfBaseUrl ${JSON.stringify(hfBaseUrl)} is not a URL`);
+    }
     const dir = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
     const file = path.split('/').map(encodeURIComponent).join('/');
     return new URL(`${dir}${encodeURIComponent(owner)}/${encodeURIComponent(repo)}/resolve/${encodeURIComponent(rev)}/${file}`, base).href;
@@ -146,6 +158,7 @@ class Engine {
     this._nextId = 1;
     this._pending = new Map();
     this._crashed = null; // the EngineCrashedError that ended the worker, once one has
+    this._closed = null; // the error every request gets once unload() has ended the worker
     this.stats = { storage: null, persisted: null, source: null, resumed_from: null, adapter: null, prefill_tok_s: null, decode_tok_s: null, load_ms: null, wasm_memory_bytes: null, model: null, dispatches_per_token: null, submits_per_token: null, readback_bytes_per_token: null, weight_bytes_per_token: null, n_layers: null };
     this.chat = { completions: { create: (req) => this._create('chat', req) } };
     this.completions = { create: (req) => this._create('completion', req) };
@@ -153,9 +166,10 @@ class Engine {
     worker.onerror = (e) => this._failAll(named('WorkerError', e.message || 'the worker failed'));
   }
 
-  // Stops the running generation at the next token.
+  // Stops the running generation at the next token, and those of requests made before this call
+  // that wait their turn (the worker runs one request at a time).
   abort() {
-    this._worker.postMessage({ kind: MSG.ABORT });
+    this._worker.postMessage({ kind: MSG.ABORT, upTo: this._nextId - 1 });
   }
 
   // Forgets the conversation's cached prefix.
@@ -169,13 +183,31 @@ class Engine {
     await this._request({ kind: MSG.LOSE_DEVICE });
   }
 
-  // Frees the GPU buffers and ends the worker (already ended after an EngineCrashedError).
+  // Frees the GPU buffers and ends the worker (already ended after an EngineCrashedError). A
+  // generation still running is stopped; it and every later request reject (InvalidRequestError).
   async unload() {
-    if (this._crashed) return;
-    try { await this._request({ kind: MSG.UNLOAD }); } finally { this._worker.terminate(); }
+    if (this._crashed || this._closed) return;
+    this.abort();
+    try {
+      await this._request({ kind: MSG.UNLOAD });
+    } finally {
+      this._worker.terminate();
+      this._closed = named('InvalidRequestError', 'the engine was unloaded: create a new one');
+      this._failAll(this._closed);
+    }
   }
 
+  // A promise (or with stream, an async iterable) that rejects, never a throw, for a bad request.
   _create(mode, req) {
+    try {
+      return this._createChecked(mode, req);
+    } catch (e) {
+      if (req?.stream) return (async function* refused() { throw e; })();
+      return Promise.reject(e);
+    }
+  }
+
+  _createChecked(mode, req) {
     const r = validate(mode, req ?? {});
     const stop = r.stop == null ? [] : Array.isArray(r.stop) ? r.stop : [r.stop];
     const options = {
@@ -219,7 +251,7 @@ class Engine {
     let failure = null;
     let result = null;
     const push = (item) => { queue.push(item); wake?.(); };
-    this._request(msg, { onToken: (text, index, logprobs) => push({ text, index, logprobs }) })
+    const settled = this._request(msg, { onToken: (text, index, logprobs) => push({ text, index, logprobs }) })
       .then((res) => { result = res; finished = true; wake?.(); })
       .catch((e) => { failure = e; finished = true; wake?.(); });
     const object = mode === 'chat' ? 'chat.completion.chunk' : 'text_completion';
@@ -250,8 +282,12 @@ class Engine {
       wake = null;
     }
     } finally {
-      // A consumer that stops reading early stops the generation too.
-      if (!finished) this.abort();
+      // A consumer that stops reading early stops the generation too, and leaving the loop waits
+      // for it to end (within a token), so that the next request finds the engine free.
+      if (!finished) {
+        this.abort();
+        await settled;
+      }
     }
     if (failure) throw failure;
     this._record(result);
@@ -286,7 +322,7 @@ class Engine {
   }
 
   _request(fields, { onProgress, onToken } = {}) {
-    if (this._crashed) return Promise.reject(this._crashed);
+    if (this._crashed || this._closed) return Promise.reject(this._crashed ?? this._closed);
     const id = this._nextId++;
     return new Promise((resolve, reject) => {
       this._pending.set(id, { resolve, reject, onProgress, onToken });
@@ -342,7 +378,7 @@ function validate(mode, req) {
     const stops = Array.isArray(req.stop) ? req.stop : [req.stop];
     if (stops.length > 4 || stops.some((s) => typeof s !== 'string' || s === '')) throw named('InvalidRequestError', 'stop must be a non-empty string or up to 4 of them');
   }
-  if (req.logit_bias != null && (typeof req.logit_bias !== 'object' || Object.entries(req.logit_bias).some(([k, v]) => !/^\d+$/.test(k) || typeof v !== 'number'))) {
+  if (req.logit_bias != null && (typeof req.logit_bias !== 'object' || Object.entries(req.logit_bias).some(([k, v]) => !/^\d+$/.test(k) || !Number.isFinite(v)))) {
     throw named('InvalidRequestError', 'logit_bias maps token ids to numbers');
   }
   if (req.truncate !== undefined && req.truncate !== 'oldest') throw named('InvalidRequestError', 'truncate may only be "oldest"');

@@ -1,6 +1,6 @@
 // The worker owns the wasm engine and the GPU. Message kinds: protocol.js.
 import init, { HeaderReader, Loader, wasmMemoryBytes } from './pkg/webllama.js';
-import { MSG } from './protocol.js';
+import { MSG, ERROR_NAMES } from './protocol.js';
 import { openModel, namedError, parseIntegrity } from './download.js';
 
 // wgpu 30's WebGPU backend does not pass the `subgroups` feature through to the browser
@@ -18,7 +18,9 @@ if (self.GPUAdapter) {
 
 const ready = init();
 let engine = null;
-let abortRequested = false;
+// Requests with ids up to this one are aborted: running, a generation stops at its next token;
+// queued, it stops at its first.
+let abortedUpTo = 0;
 let adapterLabel = null;
 // Set once the wasm has trapped (a Rust panic aborts; so does running out of wasm memory): the
 // engine's state is lost (a generation it ran stays marked running), so every later request gets
@@ -29,12 +31,20 @@ const post = (kind, fields) => self.postMessage({ kind, ...fields });
 // Most bytes a file of unknown length may hold past its last tensor's data.
 const TRAILING_MAX = 1 << 20;
 
-self.onmessage = async (event) => {
+// Requests run one at a time, in the order they came (an abort is heard at once): one made while a
+// generation runs waits for it, rather than being refused or freeing the engine under it.
+let queue = Promise.resolve();
+
+self.onmessage = (event) => {
   const m = event.data;
   if (m.kind === MSG.ABORT) {
-    abortRequested = true;
+    abortedUpTo = Math.max(abortedUpTo, m.upTo);
     return;
   }
+  queue = queue.then(() => handle(m));
+};
+
+async function handle(m) {
   if (crashed) {
     return post(MSG.ERROR, { id: m.id, error: { name: crashed.name, message: crashed.message, wasmMemoryBytes: memoryNow() } });
   }
@@ -54,10 +64,13 @@ self.onmessage = async (event) => {
       crashed = namedError('EngineCrashedError', `the engine crashed (${why}); its model and state are gone: create a new engine`);
       engine = null;
       e = crashed;
+    } else if (!ERROR_NAMES.includes(e?.name)) {
+      // Not one of the API's (a wasm module that did not load, a bug): named as the worker's.
+      e = namedError('WorkerError', `${e?.name ?? 'Error'}: ${e?.message ?? String(e)}`);
     }
     post(MSG.ERROR, { id: m.id, error: { name: e?.name ?? 'Error', message: e?.message ?? String(e), wasmMemoryBytes: memoryNow() } });
   }
-};
+}
 
 async function load(m) {
   engine?.free();
@@ -259,11 +272,10 @@ async function generate(m) {
   // A completion's prompt is text, or token ids used as they are (the engine checks them).
   const promptIds = (p) => (typeof p === 'string' ? engine.encode(p) : Uint32Array.from(p));
   const ids = m.mode === 'completion' ? promptIds(m.prompt) : chatIdsThatFit(m);
-  abortRequested = false;
   // logprobs: the JSON of the piece's tokens' log-probabilities, when the request asked for them.
   const onText = (text, index, logprobs) => {
     post(MSG.TOKEN, { id: m.id, text, index, logprobs: logprobs === undefined ? undefined : JSON.parse(logprobs) });
-    return !abortRequested;
+    return m.id > abortedUpTo;
   };
   const result = JSON.parse(await engine.generate(Uint32Array.from(ids), JSON.stringify(m.options), onText));
   result.adapter = adapterLabel ?? engine.adapter;

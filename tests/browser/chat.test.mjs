@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { modelsDir, startServer, launch, openPage, nativeChat, nativeComplete, screenshotPath, MODEL_NAME, MODEL_PATH, TINY, TINY_MODELS } from './harness.mjs';
+import { modelsDir, startServer, launch, openPage, nativeChat, nativeComplete, screenshotPath, MODEL_NAME, MODEL_PATH, TINY, TINY_MODELS, TINY_FAST } from './harness.mjs';
 
 const HEADLINE = 'Write a headline for this news: The stock market saw a significant increase today as major tech companies reported higher than expected earnings.';
 let server;
@@ -117,6 +117,71 @@ test('JS API: streamed chunks equal the answer; abort stops within a token; rese
   assert.match(r.bad[1], /^InvalidRequestError: max_tokens must be at least 1/);
   assert.match(r.bad[2], /^InvalidRequestError: .*repetition_penalty is 0/);
   assert.match(r.bad[3], /^InvalidRequestError: .*presence_penalty is 5/);
+});
+
+test('JS API: requests run one at a time; a stream left early frees the engine; unload ends it; bad requests and options reject by name', { timeout: 300000 }, async () => {
+  const r = await page.evaluate(async (model) => {
+    const { createEngine } = await import('./webllama.js');
+    const e = await createEngine({ model });
+    const long = { prompt: 'Once upon a time,', temperature: 0, max_tokens: 200, ignore_eos: true };
+    const why = (err) => `${err.name}: ${err.message}`;
+    const out = {};
+    // Two at once: the second waits its turn.
+    const both = await Promise.all([1, 2].map(() => e.completions.create({ ...long, max_tokens: 4 })));
+    out.both = both.map((c) => c.choices[0].finish_reason);
+    // A stream left after two chunks: the next request runs at once.
+    let k = 0;
+    for await (const c of e.completions.create({ ...long, stream: true })) if (c.choices[0].text && ++k === 2) break;
+    out.afterBreak = await e.completions.create({ ...long, max_tokens: 3 }).then((c) => c.choices[0].finish_reason, why);
+    // abort() then resetChat() (as the README shows) while a generation runs.
+    const running = e.completions.create(long);
+    await new Promise((ok) => setTimeout(ok, 300));
+    e.abort();
+    out.reset = await e.resetChat().then(() => 'ok', why);
+    out.aborted = await running.then((c) => c.choices[0].finish_reason, why);
+    // A bad request is a rejection, streamed or not, never a throw from create().
+    const refusal = async (req) => {
+      let made;
+      try { made = e.completions.create(req); } catch (err) { return `thrown: ${err.name}`; }
+      try {
+        if (req.stream) for await (const c of made) void c; else await made;
+        return 'accepted';
+      } catch (err) { return err.name; }
+    };
+    out.bad = [await refusal({ prompt: '' }), await refusal({ prompt: '', stream: true }), await refusal({ prompt: 'a', logit_bias: { 5: NaN } })];
+    // unload() while a stream runs: the stream ends, later requests reject by name at once, and a
+    // second unload() does nothing.
+    let n = 0;
+    out.streamEnd = 'none';
+    try {
+      for await (const c of e.completions.create({ ...long, stream: true })) {
+        if (c.choices[0].text && ++n === 2) e.unload();
+        if (c.choices[0].finish_reason) out.streamEnd = c.choices[0].finish_reason;
+      }
+    } catch (err) { out.streamEnd = why(err); }
+    out.afterUnload = await e.completions.create({ ...long, max_tokens: 2 }).then(() => 'accepted', why);
+    out.unloadAgain = await e.unload().then(() => 'ok', why);
+    // createEngine's options are checked by name before a worker starts.
+    const opt = (o) => createEngine({ model, ...o }).then((x) => x.unload().then(() => 'loaded'), why);
+    const ac = new AbortController();
+    ac.abort('the user left');
+    out.options = [await opt({ ctx: 0 }), await opt({ layout: 5 }), await opt({ model: '' }), await opt({ signal: ac.signal }), await opt({ model: 'hf:a/b/c.gguf', hfBaseUrl: 'http://' })];
+    return out;
+  }, `models/${TINY_FAST}`);
+  console.log('JS API misuse:', JSON.stringify(r, null, 1));
+  assert.deepEqual(r.both, ['length', 'length']);
+  assert.equal(r.afterBreak, 'length');
+  assert.equal(r.reset, 'ok');
+  assert.equal(r.aborted, 'abort');
+  assert.deepEqual(r.bad, ['InvalidRequestError', 'InvalidRequestError', 'InvalidRequestError']);
+  assert.match(r.streamEnd, /^abort$/);
+  assert.match(r.afterUnload, /^InvalidRequestError: (the engine was unloaded|no model is loaded)/);
+  assert.equal(r.unloadAgain, 'ok');
+  assert.match(r.options[0], /^InvalidRequestError: ctx must be/);
+  assert.match(r.options[1], /^InvalidRequestError: layout must be/);
+  assert.match(r.options[2], /^InvalidRequestError: no model/);
+  assert.match(r.options[3], /^AbortError: /);
+  assert.match(r.options[4], /^InvalidRequestError: hfBaseUrl/);
 });
 
 test('model output is shown as text, never as HTML; the page\'s Content-Security-Policy holds', { timeout: 200000 }, async () => {

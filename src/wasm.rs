@@ -275,7 +275,7 @@ impl Engine {
             None => None,
         };
         let s = self.session.try_borrow().map_err(|_| invalid("a generation is running".into()))?;
-        tools::chat_ids(&s.template, &s.tokenizer, &messages, tools.as_ref()).map_err(js_err)
+        s.chat_ids_with_tools(&messages, tools.as_ref()).map_err(js_err)
     }
 
     /// Prompt ids for raw text (special-token strings parsed, bos added as the model says).
@@ -308,7 +308,7 @@ impl Engine {
             // bytes, made once per engine.
             let vocab = opts.logprobs.is_some().then(|| vocab.get_or_init(|| vocab_bytes(&s.tokenizer)).as_slice());
             if let Some(t) = &tools {
-                t.constrain(&mut opts, tools::caps(&s.template).format).map_err(js_err)?;
+                t.constrain(&mut opts, s.tool_caps().format).map_err(js_err)?;
             }
             let mut guards: Vec<StreamGuard> = (0..n).map(|_| StreamGuard::default()).collect();
             let mut cb = |p: Piece<'_>| {

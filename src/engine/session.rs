@@ -5,6 +5,7 @@
 use crate::engine::constraint::{Constraint, Grammar, Guide};
 use crate::engine::logprobs::{TokenLogprob, MAX_TOP_LOGPROBS};
 use crate::engine::sampler::{Sampler, SamplerConfig};
+use crate::engine::tools;
 use crate::engine::track::Track;
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
@@ -151,6 +152,8 @@ pub struct Session {
     cached: Vec<u32>,
     /// The vocabulary as the grammar library sees it, made at the first constrained request.
     guide: Option<Guide>,
+    /// What the template does with tools (four probe renders), found at the first chat.
+    tool_caps: std::sync::OnceLock<tools::Caps>,
 }
 
 impl Session {
@@ -171,7 +174,14 @@ impl Session {
             .map(|i| i as u32)
             .filter(|&i| (i as usize) < tokenizer.vocab_size());
         let template = ChatTemplate::new(source, &tok_text(tokenizer.bos_id), &tok_text(eos))?;
-        Ok(Session { model, tokenizer: Arc::new(tokenizer), template, cached: vec![], guide: None })
+        Ok(Session {
+            model,
+            tokenizer: Arc::new(tokenizer),
+            template,
+            cached: vec![],
+            guide: None,
+            tool_caps: Default::default(),
+        })
     }
 
     /// Loads a GGUF file from disk onto `gpu`, laid out for `layout` (native only).
@@ -191,6 +201,18 @@ impl Session {
     /// The prompt ids for a chat (see ChatTemplate::prompt_ids).
     pub fn chat_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
         self.template.prompt_ids(&self.tokenizer, messages)
+    }
+
+    /// The prompt ids for a chat with `tools` (see tools::chat_ids), the template's tool
+    /// capabilities probed once per session.
+    pub fn chat_ids_with_tools(&self, messages: &[Message], tools: Option<&tools::Tools>) -> Result<Vec<u32>> {
+        let (messages, raw) = tools::prepare(&self.tool_caps(), &self.tokenizer, messages, tools)?;
+        self.template.prompt_ids_with_tools(&self.tokenizer, &messages, raw.as_ref())
+    }
+
+    /// What the chat template does with tools (tools::caps), probed at the first call.
+    pub fn tool_caps(&self) -> tools::Caps {
+        *self.tool_caps.get_or_init(|| tools::caps(&self.template))
     }
 
     /// Forgets the KV cache.

@@ -301,9 +301,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
     }
     let ids = match (&a.prompt, &a.chat) {
         (Some(p), _) => session.tokenizer.encode(p, true)?,
-        (None, Some(c)) => {
-            tools::chat_ids(&session.template, &session.tokenizer, &[Message::new("user", c)], tools.as_ref())?
-        }
+        (None, Some(c)) => session.chat_ids_with_tools(&[Message::new("user", c)], tools.as_ref())?,
         (None, None) => bail!("give --prompt or --chat"),
     };
     let mut opts = GenerateOptions {
@@ -327,7 +325,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
         logprobs: a.logprobs,
     };
     if let Some(t) = &tools {
-        t.constrain(&mut opts, tools::caps(&session.template).format)?;
+        t.constrain(&mut opts, session.tool_caps().format)?;
     }
     let json = a.json;
     let mut stdout = std::io::stdout();

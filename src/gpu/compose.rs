@@ -353,6 +353,10 @@ pub fn fill(src: &str, fills: &[(&str, String)]) -> String {
 fn uses_subgroups(src: &str) -> bool {
     src.contains("@builtin(subgroup_")
         || src.match_indices("subgroup").any(|(i, m)| {
+            // Not inside a longer name (my_subgroupMax).
+            if src[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                return false;
+            }
             let rest = &src[i + m.len()..];
             let name_len = rest.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(rest.len());
             rest.starts_with(|c: char| c.is_ascii_uppercase()) && rest[name_len..].trim_start().starts_with('(')
@@ -370,7 +374,13 @@ mod tests {
         {
             assert!(uses_subgroups(src), "{src}");
         }
-        for src in ["let subgroups = 4u;", "// lanes of a subgroup: 8", "subgroup_sizes.0", "fn subgroup_sum() {}"] {
+        for src in [
+            "let subgroups = 4u;",
+            "// lanes of a subgroup: 8",
+            "subgroup_sizes.0",
+            "fn subgroup_sum() {}",
+            "my_subgroupMax(x)",
+        ] {
             assert!(!uses_subgroups(src), "{src}");
         }
     }

@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 /// The largest binding the model's buffers take (weight parts, KV cache layers): the kernels
-/// address a binding's bytes in u32, so 2 GiB - 1 (wgpu's own limit on Vulkan and DX12; Metal
-/// reports its maxBufferLength, which can pass 4 GiB).
+/// address a binding's bytes in u32 and add offsets to them (a row's start, a block's, a word's),
+/// which must not wrap, so 2 GiB - 1, wgpu's own limit on Vulkan and DX12 (Metal reports its
+/// maxBufferLength, which can pass 4 GiB).
 pub const MAX_BINDING_BYTES: u64 = i32::MAX as u64;
 
 /// The GPU the model runs on.

@@ -64,6 +64,8 @@ fn hostile_templates_stop_at_named_limits() {
         ("{{ '{:>{w}}'.format('a', w=3000000000) }}", "from the arguments"),
         ("{{ ('a' * 100000) | replace('a', 'b' * 100000) }}", "replace would make"),
         ("{{ ('a' * 100000).replace('', 'b' * 1000) }}", "replace would make"),
+        ("{{ [1] | batch(1000000000000) }}", "batch count 1000000000000"),
+        ("{{ [1, 2] | slice(20000000) | length }}", "slice count 20000000"),
     ];
     for (src, limit) in cases {
         let t = ChatTemplate::new(src, "", "").unwrap();
@@ -73,8 +75,8 @@ fn hostile_templates_stop_at_named_limits() {
         assert!(t0.elapsed().as_secs() < 30, "{limit}: {:?}", t0.elapsed());
     }
     // Within the limits they are minijinja's and pycompat's own.
-    let t = ChatTemplate::new("{{ 'a\nb' | indent(2) }}|{{ '%-4s|%03d' | format('x', 7) }}|{{ '{:>3}'.format('y') }}|{{ 'aXa' | replace('X', 'yy') }}|{{ 'q'.replace('q', 'r') }}", "", "").unwrap();
-    assert_eq!(t.render(&[], false).unwrap(), "a\n  b|x   |007|  y|ayya|r");
+    let t = ChatTemplate::new("{{ 'a\nb' | indent(2) }}|{{ '%-4s|%03d' | format('x', 7) }}|{{ '{:>3}'.format('y') }}|{{ 'aXa' | replace('X', 'yy') }}|{{ 'q'.replace('q', 'r') }}|{{ [1, 2, 3] | batch(2) | list }}|{{ [1, 2, 3] | slice(2) | list }}", "", "").unwrap();
+    assert_eq!(t.render(&[], false).unwrap(), "a\n  b|x   |007|  y|ayya|r|[[1, 2], [3]]|[[1, 2], [3]]");
 }
 
 /// The message lists scripts/render_templates.py renders with Jinja2 (keep the two in step).

@@ -1,8 +1,8 @@
 //! Limits on what one operation of a model file's chat template may build: minijinja's fuel bounds
 //! the number of operations and chat.rs's writer the output, but `indent`, printf's and
-//! str.format's widths and `replace` size their result from their arguments, so one call could
-//! ask for gigabytes (an allocation that aborts the process, or a wasm trap). These wrap minijinja's
-//! own filters and pycompat's methods with a check of that size first.
+//! str.format's widths, `replace`, `batch` and `slice` size their result from their arguments, so
+//! one call could ask for gigabytes (an allocation that aborts the process, or a wasm trap). These
+//! wrap minijinja's own filters and pycompat's methods with a check of that size first.
 
 use minijinja::value::{Kwargs, Rest, StringInput};
 use minijinja::{Error, ErrorKind, State, Value};
@@ -34,6 +34,15 @@ pub fn bound(env: &mut minijinja::Environment) {
         replaced_len(value.as_str(), from.as_str(), to.as_str())?;
         minijinja::filters::replace(state, value, from, to)
     });
+    // batch and slice make `count` lists (slice) or reserve `count` places (batch) at once.
+    env.add_filter("batch", |state: &State, value: Value, count: usize, fill: Option<Value>| {
+        counted("batch", &value, count)?;
+        minijinja::filters::batch(state, value, count, fill)
+    });
+    env.add_filter("slice", |state: &State, value: Value, count: usize, fill: Option<Value>| {
+        counted("slice", &value, count)?;
+        minijinja::filters::slice(state, value, count, fill)
+    });
     env.set_unknown_method_callback(|state: &State, value: &Value, method: &str, args: &[Value]| {
         if let Some(s) = value.as_str() {
             match (method, args) {
@@ -56,6 +65,15 @@ fn within(what: &str, n: usize) -> Result<(), Error> {
     match n <= TEMPLATE_WIDTH_MAX {
         true => Ok(()),
         false => Err(refuse(format!("{what} {n} is over the limit of {TEMPLATE_WIDTH_MAX}"))),
+    }
+}
+
+/// A batch or slice count: at most the sequence's length or TEMPLATE_WIDTH_MAX, whichever is more.
+fn counted(what: &str, value: &Value, count: usize) -> Result<(), Error> {
+    let most = value.len().unwrap_or(0).max(TEMPLATE_WIDTH_MAX);
+    match count <= most {
+        true => Ok(()),
+        false => Err(refuse(format!("{what} count {count} is over the limit of {most}"))),
     }
 }
 

@@ -313,7 +313,7 @@ impl Tokenizer {
     /// offset, byte length, id); the longest one where several start at one place.
     fn next_special(&self, text: &str, from: usize, plain: &[std::ops::Range<usize>]) -> Option<(usize, usize, u32)> {
         let mut at = from;
-        let mut ranges = plain.iter().skip_while(|r| r.end <= from).peekable();
+        let mut ranges = plain.iter().filter(|r| !r.is_empty()).skip_while(|r| r.end <= from).peekable();
         while at < text.len() {
             if let Some(r) = ranges.peek() {
                 if r.contains(&at) {

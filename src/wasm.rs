@@ -194,6 +194,13 @@ impl Loader {
         self.builder.byte_range().1 as f64
     }
 
+    /// End of the last tensor's data in the file (the tensors the model does not read too): the
+    /// least a file of unknown length holds.
+    #[wasm_bindgen(getter, js_name = dataEnd)]
+    pub fn data_end(&self) -> f64 {
+        self.header.data_end() as f64
+    }
+
     /// The file's bytes at `offset`, in file order.
     pub fn feed(&mut self, offset: f64, bytes: &[u8]) -> Result<(), JsValue> {
         if let Some(check) = &mut self.integrity {
@@ -368,6 +375,13 @@ impl Engine {
     #[wasm_bindgen(js_name = costPerToken)]
     pub fn cost_per_token(&self) -> String {
         self.cost.clone()
+    }
+
+    /// Test hook: a panic inside an async call, as a bug in a generation would make (the wasm traps
+    /// in a microtask, outside any call the worker awaits).
+    #[wasm_bindgen(js_name = crashForTest)]
+    pub fn crash_for_test(&self) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(async { panic!("a panic the crash test asked for") })
     }
 
     /// Destroys the GPU device as a driver reset would (a test hook for device loss): later calls

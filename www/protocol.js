@@ -1,14 +1,15 @@
 // The message kinds between the page-side proxy (webllama.js) and the worker (worker.js): the one
 // list both import. Every request carries an `id`; replies carry the id of the request they answer.
-// The worker runs requests one at a time, in order.
+// The worker runs requests one at a time, in order (ABORT and LOSE_DEVICE at once).
 export const MSG = Object.freeze({
   // proxy -> worker
   LOAD: 'load',         // {id, model: URL string | File | Blob, ctx?, integrity?} -> PROGRESS*, LOADED | ERROR
   GENERATE: 'generate', // {id, mode: 'chat'|'completion', messages|prompt, options, truncate?} -> TOKEN*, DONE | ERROR
-  ABORT: 'abort',       // {upTo} stops the generations of requests with ids up to upTo, running or queued (no reply)
+  ABORT: 'abort',       // {upTo?, ids?} stops the generations of requests with ids up to upTo, and of those in ids, running or queued (no reply)
   RESET: 'reset',       // {id} forgets the KV cache                            -> DONE
   UNLOAD: 'unload',     // {id} drops the engine and its GPU buffers            -> DONE
-  LOSE_DEVICE: 'lose-device', // {id} destroys the GPU device (a test hook)     -> DONE
+  LOSE_DEVICE: 'lose-device', // {id} destroys the GPU device at once, not in turn (a test hook) -> DONE
+  CRASH: 'crash',       // {id} panics inside an async wasm call (a test hook)  -> ERROR (EngineCrashedError)
   // worker -> proxy
   PROGRESS: 'progress', // {id, phase: 'download'|'upload'|'compile', source: 'network'|'cache'|'file', loaded, total, resumedFrom, mbPerS, etaS, elapsedMs}
   LOADED: 'loaded',     // {id, info: {name, n_layers, ..., adapter}, stats: {loadMs, wasmMemoryBytes, source, storage: 'opfs'|'cache'|'none', resumedFrom, phases, bytes, cost}}

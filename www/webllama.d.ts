@@ -332,20 +332,23 @@ export interface Engine {
   readonly completions: Completions;
   readonly stats: EngineStats;
   /**
-   * Stops the running generation at the next token (finish_reason "abort"), and those of the
-   * requests made before this call that wait their turn. An engine runs one request at a time, in
+   * Stops the running generation at the next token (finish_reason "abort"); the generations made
+   * before this call that wait their turn reject with an AbortError. An engine runs one request at a time, in
    * the order they were made: one made while a generation runs waits for it.
    */
   abort(): void;
   /** Forgets the conversation's cached prefix (after the request running now). */
   resetChat(): Promise<void>;
   /**
-   * Stops the running generation, frees the GPU buffers and ends the worker; later requests reject
-   * with an InvalidRequestError.
+   * Stops the running generation (finish_reason "abort"; requests waiting their turn reject with an
+   * AbortError), frees the GPU buffers and ends the worker; later requests reject with an
+   * InvalidRequestError.
    */
   unload(): Promise<void>;
   /** @internal Test hook: destroys the GPU device as a driver reset would. */
   _loseDevice(): Promise<void>;
+  /** @internal Test hook: a panic inside an async wasm call (an EngineCrashedError). */
+  _crash(): Promise<void>;
 }
 
 /** Loads a model in a worker and resolves once it is ready to generate. */

@@ -163,7 +163,9 @@ class Engine {
     this.chat = { completions: { create: (req) => this._create('chat', req) } };
     this.completions = { create: (req) => this._create('completion', req) };
     worker.onmessage = (e) => this._onMessage(e.data);
-    worker.onerror = (e) => this._failAll(named('WorkerError', e.message || 'the worker failed'));
+    // An error the worker did not handle: it may have stopped mid-request, so it is ended and every
+    // request, pending or later, gets the WorkerError.
+    worker.onerror = (e) => this._dead(named('WorkerError', e.message || 'the worker failed'));
   }
 
   // Stops the running generation at the next token, and those of requests made before this call
@@ -177,14 +179,20 @@ class Engine {
     await this._request({ kind: MSG.RESET });
   }
 
+  // Test hook: a panic inside an async wasm call, as a bug would make: an EngineCrashedError.
+  async _crash() {
+    await this._request({ kind: MSG.CRASH });
+  }
+
   // Test hook: destroys the GPU device as a driver reset would; later requests fail with a
   // DeviceLostError (or GpuError), and createEngine() makes a new engine on a new device.
   async _loseDevice() {
     await this._request({ kind: MSG.LOSE_DEVICE });
   }
 
-  // Frees the GPU buffers and ends the worker (already ended after an EngineCrashedError). A
-  // generation still running is stopped; it and every later request reject (InvalidRequestError).
+  // Stops the running generation (it ends with finish_reason "abort"; those waiting their turn
+  // reject with an AbortError), frees the GPU buffers and ends the worker (already ended after an
+  // EngineCrashedError); later requests reject (InvalidRequestError).
   async unload() {
     if (this._crashed || this._closed) return;
     this.abort();
@@ -251,7 +259,8 @@ class Engine {
     let failure = null;
     let result = null;
     const push = (item) => { queue.push(item); wake?.(); };
-    const settled = this._request(msg, { onToken: (text, index, logprobs) => push({ text, index, logprobs }) })
+    const requestId = this._nextId++;
+    const settled = this._request(msg, { onToken: (text, index, logprobs) => push({ text, index, logprobs }) }, requestId)
       .then((res) => { result = res; finished = true; wake?.(); })
       .catch((e) => { failure = e; finished = true; wake?.(); });
     const object = mode === 'chat' ? 'chat.completion.chunk' : 'text_completion';
@@ -285,7 +294,7 @@ class Engine {
       // A consumer that stops reading early stops the generation too, and leaving the loop waits
       // for it to end (within a token), so that the next request finds the engine free.
       if (!finished) {
-        this.abort();
+        this._worker.postMessage({ kind: MSG.ABORT, ids: [requestId] });
         await settled;
       }
     }
@@ -321,9 +330,8 @@ class Engine {
     this.stats.wasm_memory_bytes = res.wasm_memory_bytes;
   }
 
-  _request(fields, { onProgress, onToken } = {}) {
+  _request(fields, { onProgress, onToken } = {}, id = this._nextId++) {
     if (this._crashed || this._closed) return Promise.reject(this._crashed ?? this._closed);
-    const id = this._nextId++;
     return new Promise((resolve, reject) => {
       this._pending.set(id, { resolve, reject, onProgress, onToken });
       this._worker.postMessage({ ...fields, id });
@@ -347,14 +355,17 @@ class Engine {
         const err = Object.assign(named(m.error.name, m.error.message), { wasmMemoryBytes: m.error.wasmMemoryBytes ?? null });
         p.reject(err);
         // The wasm trapped: its worker (and the memory it grew) goes, and so does every request.
-        if (err.name === 'EngineCrashedError') {
-          this._crashed = err;
-          this._worker.terminate();
-          this._failAll(err);
-        }
+        if (err.name === 'EngineCrashedError') this._dead(err);
         break;
       }
     }
+  }
+
+  // The worker cannot go on: ended, with `err` for every request, pending or later.
+  _dead(err) {
+    this._crashed = err;
+    this._worker.terminate();
+    this._failAll(err);
   }
 
   _failAll(err) {

@@ -18,16 +18,22 @@ if (self.GPUAdapter) {
 
 const ready = init();
 let engine = null;
-// Requests with ids up to this one are aborted: running, a generation stops at its next token;
-// queued, it stops at its first.
+// Aborted requests: every id up to abortedUpTo (engine.abort()) and the ids in abortedIds (a stream
+// its reader left). Running, a generation stops at its next token; waiting its turn, it does not
+// run (an AbortError).
 let abortedUpTo = 0;
+const abortedIds = new Set();
+const aborted = (id) => id <= abortedUpTo || abortedIds.has(id);
 let adapterLabel = null;
 // Set once the wasm has trapped (a Rust panic aborts; so does running out of wasm memory): the
 // engine's state is lost (a generation it ran stays marked running), so every later request gets
 // the same EngineCrashedError, and webllama.js ends this worker on the first.
 let crashed = null;
+// The request whose turn it is (its id gets the EngineCrashedError of a trap in an async call).
+let current = null;
 
 const post = (kind, fields) => self.postMessage({ kind, ...fields });
+const postError = (id, e) => post(MSG.ERROR, { id, error: { name: e?.name ?? 'Error', message: e?.message ?? String(e), wasmMemoryBytes: memoryNow() } });
 // Most bytes a file of unknown length may hold past its last tensor's data.
 const TRAILING_MAX = 1 << 20;
 
@@ -38,15 +44,48 @@ let queue = Promise.resolve();
 self.onmessage = (event) => {
   const m = event.data;
   if (m.kind === MSG.ABORT) {
-    abortedUpTo = Math.max(abortedUpTo, m.upTo);
+    if (Number.isFinite(m.upTo)) abortedUpTo = Math.max(abortedUpTo, m.upTo);
+    for (const id of m.ids ?? []) abortedIds.add(id);
     return;
   }
-  queue = queue.then(() => handle(m));
+  // After a trap nothing waits its turn (the request that trapped may never settle); a lost device
+  // does not either (the test hook stands for a driver reset mid-request).
+  if (crashed || m.kind === MSG.LOSE_DEVICE) {
+    handle(m);
+    return;
+  }
+  queue = queue.then(async () => {
+    current = m;
+    try {
+      await handle(m);
+    } finally {
+      current = null;
+    }
+  }).catch(() => {});
 };
 
+// A trap in an async call (a generation's future, polled in a microtask) is not thrown to any
+// await: it reaches here (or, where futures are polled in promise callbacks, as a rejection). The
+// request being handled gets the EngineCrashedError.
+const onTrap = (event, error) => {
+  if (!(error instanceof WebAssembly.RuntimeError)) return;
+  event.preventDefault();
+  crash(error);
+  if (current) postError(current.id, crashed);
+};
+self.addEventListener('error', (event) => onTrap(event, event.error));
+self.addEventListener('unhandledrejection', (event) => onTrap(event, event.reason));
+
+function crash(e) {
+  const why = self.webllamaPanic ?? `${e.name}: ${e.message}`;
+  crashed ??= namedError('EngineCrashedError', `the engine crashed (${why}); its model and state are gone: create a new engine`);
+  engine = null;
+}
+
 async function handle(m) {
-  if (crashed) {
-    return post(MSG.ERROR, { id: m.id, error: { name: crashed.name, message: crashed.message, wasmMemoryBytes: memoryNow() } });
+  if (crashed) return postError(m.id, crashed);
+  if (m.kind === MSG.GENERATE && aborted(m.id)) {
+    return postError(m.id, namedError('AbortError', 'the request was aborted before it ran'));
   }
   try {
     await ready;
@@ -56,19 +95,18 @@ async function handle(m) {
       case MSG.RESET: engine?.reset(); return post(MSG.DONE, { id: m.id, result: null });
       case MSG.UNLOAD: engine?.free(); engine = null; return post(MSG.DONE, { id: m.id, result: null });
       case MSG.LOSE_DEVICE: engine?.loseDevice(); return post(MSG.DONE, { id: m.id, result: null });
+      case MSG.CRASH: return await engine?.crashForTest();
       default: throw namedError('InvalidRequestError', `unknown message kind ${m.kind}`);
     }
   } catch (e) {
     if (e instanceof WebAssembly.RuntimeError) {
-      const why = self.webllamaPanic ?? `${e.name}: ${e.message}`;
-      crashed = namedError('EngineCrashedError', `the engine crashed (${why}); its model and state are gone: create a new engine`);
-      engine = null;
+      crash(e);
       e = crashed;
     } else if (!ERROR_NAMES.includes(e?.name)) {
       // Not one of the API's (a wasm module that did not load, a bug): named as the worker's.
       e = namedError('WorkerError', `${e?.name ?? 'Error'}: ${e?.message ?? String(e)}`);
     }
-    post(MSG.ERROR, { id: m.id, error: { name: e?.name ?? 'Error', message: e?.message ?? String(e), wasmMemoryBytes: memoryNow() } });
+    postError(m.id, e);
   }
 }
 
@@ -119,21 +157,21 @@ async function load(m) {
     return Loader.create(complete, total ?? undefined, m.ctx ?? undefined, m.layout ?? undefined, sha256, m.subgroups ?? undefined);
   };
   // Without a length (no Content-Length) only the server's close ends the file: bytes past the
-  // model's last tensor and TRAILING_MAX more (alignment padding) are refused, not read and stored
-  // for as long as the server sends them.
+  // file's last tensor (the header says where its data ends) and TRAILING_MAX more (alignment
+  // padding) are refused, not read and stored for as long as the server sends them.
   let end = Infinity;
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       if (loaded + value.length > end) {
-        throw namedError('NetworkError', `the server sent more than the model's ${end - TRAILING_MAX} bytes (and ${TRAILING_MAX} of padding after its last tensor), with no Content-Length to end it`);
+        throw namedError('NetworkError', `the server sent more than the model's ${end - TRAILING_MAX} bytes (and ${TRAILING_MAX} of padding after its last tensor's data), with no Content-Length to end it`);
       }
       if (loader) {
         loader.feed(loaded, value);
       } else if (header.push(value)) {
         loader = await open();
-        if (total == null) end = loader.rangeEnd + TRAILING_MAX;
+        if (total == null) end = loader.dataEnd + TRAILING_MAX;
       }
       loaded += value.length;
       report(false);
@@ -275,7 +313,7 @@ async function generate(m) {
   // logprobs: the JSON of the piece's tokens' log-probabilities, when the request asked for them.
   const onText = (text, index, logprobs) => {
     post(MSG.TOKEN, { id: m.id, text, index, logprobs: logprobs === undefined ? undefined : JSON.parse(logprobs) });
-    return m.id > abortedUpTo;
+    return !aborted(m.id);
   };
   const result = JSON.parse(await engine.generate(Uint32Array.from(ids), JSON.stringify(m.options), onText));
   result.adapter = adapterLabel ?? engine.adapter;

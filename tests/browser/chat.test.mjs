@@ -133,6 +133,19 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
     let k = 0;
     for await (const c of e.completions.create({ ...long, stream: true })) if (c.choices[0].text && ++k === 2) break;
     out.afterBreak = await e.completions.create({ ...long, max_tokens: 3 }).then((c) => c.choices[0].finish_reason, why);
+    // Leaving a stream stops that one alone: a request made while it ran still runs after it.
+    let behind = null;
+    k = 0;
+    for await (const c of e.completions.create({ ...long, stream: true })) {
+      behind ??= e.completions.create({ ...long, max_tokens: 3 }).then((x) => x.choices[0].finish_reason, why);
+      if (c.choices[0].text && ++k === 2) break;
+    }
+    out.behindBreak = await behind;
+    // abort() stops the running generation and those waiting their turn (an AbortError each).
+    const queued = [e.completions.create(long), e.completions.create(long)];
+    await new Promise((ok) => setTimeout(ok, 300));
+    e.abort();
+    out.abortedQueue = await Promise.all(queued.map((p) => p.then((c) => c.choices[0].finish_reason, (err) => err.name)));
     // abort() then resetChat() (as the README shows) while a generation runs.
     const running = e.completions.create(long);
     await new Promise((ok) => setTimeout(ok, 300));
@@ -165,12 +178,21 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
     const opt = (o) => createEngine({ model, ...o }).then((x) => x.unload().then(() => 'loaded'), why);
     const ac = new AbortController();
     ac.abort('the user left');
+    // A panic in an async wasm call (a bug, a trap in a future): an EngineCrashedError for that
+    // request and every later one, and unload() still resolves.
+    const crasher = await createEngine({ model });
+    out.crash = [await crasher._crash().then(() => 'ok', (err) => err.name), await crasher.completions.create({ ...long, max_tokens: 2 }).then(() => 'accepted', why), await crasher.unload().then(() => 'ok', why)];
     out.options = [await opt({ ctx: 0 }), await opt({ layout: 5 }), await opt({ model: '' }), await opt({ signal: ac.signal }), await opt({ model: 'hf:a/b/c.gguf', hfBaseUrl: 'http://' })];
     return out;
   }, `models/${TINY_FAST}`);
   console.log('JS API misuse:', JSON.stringify(r, null, 1));
   assert.deepEqual(r.both, ['length', 'length']);
   assert.equal(r.afterBreak, 'length');
+  assert.equal(r.behindBreak, 'length');
+  assert.deepEqual(r.abortedQueue, ['abort', 'AbortError']);
+  assert.equal(r.crash[0], 'EngineCrashedError');
+  assert.match(r.crash[1], /^EngineCrashedError: the engine crashed \(.*a panic the crash test asked for/s);
+  assert.equal(r.crash[2], 'ok');
   assert.equal(r.reset, 'ok');
   assert.equal(r.aborted, 'abort');
   assert.deepEqual(r.bad, ['InvalidRequestError', 'InvalidRequestError', 'InvalidRequestError']);

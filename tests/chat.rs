@@ -46,7 +46,8 @@ fn tojson_takes_indent_by_position_or_keyword() {
 /// A hostile template in a model file stops at a named limit, quickly and in bounded memory:
 /// nested loops run out of fuel, a huge tojson indent is refused, output stops at its cap, and the
 /// filters and methods that size their result from their arguments (indent, printf's and
-/// str.format's widths, replace) refuse gigabytes before they allocate them.
+/// str.format's widths, replace, join) or walk a whole sequence (list, tojson, ...) refuse
+/// gigabytes before they allocate them.
 #[test]
 fn hostile_templates_stop_at_named_limits() {
     let nested = "{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}";
@@ -66,6 +67,14 @@ fn hostile_templates_stop_at_named_limits() {
         ("{{ ('a' * 100000).replace('', 'b' * 1000) }}", "replace would make"),
         ("{{ [1] | batch(1000000000000) }}", "batch count 1000000000000"),
         ("{{ [1, 2] | slice(20000000) | length }}", "slice count 20000000"),
+        ("{{ ([0] * 4000000000) | list | length }}", "list would walk over"),
+        ("{{ ([[[0] * 1000] * 1000] * 1000) | tojson }}", "tojson would walk over"),
+        ("{{ ([0] * 4000000000) | batch(2) | first }}", "batch would walk over"),
+        ("{{ ([0] * 4000000000) | select | first }}", "select would walk over"),
+        ("{{ ([('x' * 100000000)] * 1000) | join }}", "join would walk over"),
+        ("{{ range(50) | join('x' * 100000000) }}", "join would make"),
+        ("{{ ('x' * 1000000).join(range(50)) }}", "str.join would make"),
+        ("{{ ('\n' * 10000000) | indent(256, blank=true) }}", "indent would make"),
     ];
     for (src, limit) in cases {
         let t = ChatTemplate::new(src, "", "").unwrap();
@@ -75,8 +84,11 @@ fn hostile_templates_stop_at_named_limits() {
         assert!(t0.elapsed().as_secs() < 30, "{limit}: {:?}", t0.elapsed());
     }
     // Within the limits they are minijinja's and pycompat's own.
-    let t = ChatTemplate::new("{{ 'a\nb' | indent(2) }}|{{ '%-4s|%03d' | format('x', 7) }}|{{ '{:>3}'.format('y') }}|{{ 'aXa' | replace('X', 'yy') }}|{{ 'q'.replace('q', 'r') }}|{{ [1, 2, 3] | batch(2) | list }}|{{ [1, 2, 3] | slice(2) | list }}", "", "").unwrap();
-    assert_eq!(t.render(&[], false).unwrap(), "a\n  b|x   |007|  y|ayya|r|[[1, 2], [3]]|[[1, 2], [3]]");
+    let t = ChatTemplate::new("{{ 'a\nb' | indent(2) }}|{{ '%-4s|%03d' | format('x', 7) }}|{{ '{:>3}'.format('y') }}|{{ 'aXa' | replace('X', 'yy') }}|{{ 'q'.replace('q', 'r') }}|{{ [1, 2, 3] | batch(2) | list }}|{{ [1, 2, 3] | slice(2) | list }}|{{ [{'a': 2}, {'a': 1}] | sort(attribute='a') | map(attribute='a') | join(',') }}|{{ {'b': 1, 'a': 2} | dictsort(by='value') | tojson }}|{{ ['x', 'y'] | tojson(indent=1) }}|{{ '-'.join(['p', 'q']) }}", "", "").unwrap();
+    assert_eq!(
+        t.render(&[], false).unwrap(),
+        "a\n  b|x   |007|  y|ayya|r|[[1, 2], [3]]|[[1, 2], [3]]|1,2|[[\"b\", 1], [\"a\", 2]]|[\n \"x\",\n \"y\"\n]|p-q"
+    );
 }
 
 /// The message lists scripts/render_templates.py renders with Jinja2 (keep the two in step).

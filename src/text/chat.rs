@@ -186,6 +186,7 @@ impl ChatTemplate {
                     None => indent,
                 };
                 kwargs.assert_all_used()?;
+                super::template_limits::walk_within("tojson", &v)?;
                 let mut buf = Vec::new();
                 let r = match indent {
                     None => {

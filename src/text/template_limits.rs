@@ -1,19 +1,37 @@
 //! Limits on what one operation of a model file's chat template may build: minijinja's fuel bounds
-//! the number of operations and chat.rs's writer the output, but `indent`, printf's and
-//! str.format's widths, `replace`, `batch` and `slice` size their result from their arguments, so
-//! one call could ask for gigabytes (an allocation that aborts the process, or a wasm trap). These
-//! wrap minijinja's own filters and pycompat's methods with a check of that size first.
+//! the number of operations and chat.rs's writer the output, but some filters and methods size
+//! their result from their arguments (`indent`, printf's and str.format's widths, `replace`,
+//! `batch`, `slice`) or walk a whole sequence in one call (`list`, `join`, `sort`, `tojson`, ...,
+//! where `[0] * 4000000000` is a lazy sequence of four billion items), so one call could ask for
+//! gigabytes (an allocation that aborts the process, or a wasm trap) or run for minutes. These wrap
+//! minijinja's own filters and pycompat's methods with a check of that size first. Operators
+//! (`~`, `*` of a string, `in`) cannot be wrapped: minijinja caps a repeated string at 100 MB.
 
-use minijinja::value::{Kwargs, Rest, StringInput};
+use minijinja::value::{Kwargs, Rest, StringInput, ValueKind};
 use minijinja::{Error, ErrorKind, State, Value};
 
-/// The widest indent, field width or precision a template may ask for.
+/// The widest indent, field width or precision a template may ask for, and the largest batch or
+/// slice count.
 pub const TEMPLATE_WIDTH_MAX: usize = 256;
-/// The longest string `replace` may make.
-pub const TEMPLATE_REPLACE_MAX: usize = 16 << 20;
+/// The longest string `replace`, `indent` or `join` may make, and the most a filter that walks a
+/// whole sequence may meet (an item counts 1, a string its bytes, nested sequences included).
+pub const TEMPLATE_BUILD_MAX: usize = 16 << 20;
 
-/// The environment's `indent` and `format` filters and its unknown-method callback (pycompat's
-/// str and dict methods), each refusing a result sized past the limits above.
+/// Wraps minijinja's filter `$name` with a check that its input is within TEMPLATE_BUILD_MAX.
+macro_rules! walked {
+    ($env:expr, $($name:ident),*) => {$({
+        let original = Value::from_function(minijinja::filters::$name);
+        $env.add_filter(stringify!($name), move |state: &State, args: Rest<Value>| {
+            if let Some(value) = args.first() {
+                walk_within(stringify!($name), value)?;
+            }
+            original.call(state, &args)
+        });
+    })*};
+}
+
+/// The environment's filters and its unknown-method callback (pycompat's str and dict methods),
+/// each refusing a result sized past the limits above.
 pub fn bound(env: &mut minijinja::Environment) {
     env.add_filter(
         "indent",
@@ -23,6 +41,8 @@ pub fn bound(env: &mut minijinja::Environment) {
                 None => kwargs.get::<Option<usize>>("width")?.unwrap_or(4),
             };
             within("indent", asked)?;
+            let lines = value.as_str().matches('\n').count() + 1;
+            built("indent", value.as_str().len().saturating_add(lines.saturating_mul(asked)))?;
             minijinja::filters::indent(value, width, first, blank, kwargs)
         },
     );
@@ -34,15 +54,23 @@ pub fn bound(env: &mut minijinja::Environment) {
         replaced_len(value.as_str(), from.as_str(), to.as_str())?;
         minijinja::filters::replace(state, value, from, to)
     });
+    env.add_filter("join", |state: &State, value: &Value, joiner: Option<StringInput>| {
+        joined("join", value, joiner.as_ref().map_or("", |j| j.as_str()))?;
+        minijinja::filters::join(state, value, joiner)
+    });
     // batch and slice make `count` lists (slice) or reserve `count` places (batch) at once.
     env.add_filter("batch", |state: &State, value: Value, count: usize, fill: Option<Value>| {
-        counted("batch", &value, count)?;
+        within("batch count", count)?;
+        walk_within("batch", &value)?;
         minijinja::filters::batch(state, value, count, fill)
     });
     env.add_filter("slice", |state: &State, value: Value, count: usize, fill: Option<Value>| {
-        counted("slice", &value, count)?;
+        within("slice count", count)?;
+        walk_within("slice", &value)?;
         minijinja::filters::slice(state, value, count, fill)
     });
+    walked!(env, list, sort, unique, reverse, dictsort, items, groupby, string, sum, min, max, last);
+    walked!(env, map, select, reject, selectattr, rejectattr);
     env.set_unknown_method_callback(|state: &State, value: &Value, method: &str, args: &[Value]| {
         if let Some(s) = value.as_str() {
             match (method, args) {
@@ -50,6 +78,7 @@ pub fn bound(env: &mut minijinja::Environment) {
                 ("replace", [from, to, ..]) => {
                     replaced_len(s, from.as_str().unwrap_or_default(), to.as_str().unwrap_or_default())?
                 }
+                ("join", [items, ..]) => joined("str.join", items, s)?,
                 _ => {}
             }
         }
@@ -68,13 +97,68 @@ fn within(what: &str, n: usize) -> Result<(), Error> {
     }
 }
 
-/// A batch or slice count: at most the sequence's length or TEMPLATE_WIDTH_MAX, whichever is more.
-fn counted(what: &str, value: &Value, count: usize) -> Result<(), Error> {
-    let most = value.len().unwrap_or(0).max(TEMPLATE_WIDTH_MAX);
-    match count <= most {
+/// A result of `len` bytes, within TEMPLATE_BUILD_MAX.
+fn built(what: &str, len: usize) -> Result<(), Error> {
+    match len <= TEMPLATE_BUILD_MAX {
         true => Ok(()),
-        false => Err(refuse(format!("{what} count {count} is over the limit of {most}"))),
+        false => Err(refuse(format!("{what} would make {len} bytes, over the limit of {TEMPLATE_BUILD_MAX}"))),
     }
+}
+
+/// `items` joined by `joiner`: the items within the walk's limit, and the joiners' bytes too.
+fn joined(what: &str, items: &Value, joiner: &str) -> Result<(), Error> {
+    walk_within(what, items)?;
+    built(what, items.len().unwrap_or(0).saturating_mul(joiner.len()))
+}
+
+/// A filter's input, walked to its leaves (at most TEMPLATE_BUILD_MAX steps): within the limit
+/// (chat.rs's tojson asks too).
+pub fn walk_within(what: &str, value: &Value) -> Result<(), Error> {
+    let mut budget = TEMPLATE_BUILD_MAX;
+    match walk(value, &mut budget) {
+        true => Ok(()),
+        false => Err(refuse(format!(
+            "{what} would walk over {TEMPLATE_BUILD_MAX} items and bytes (a sequence too long for a template)"
+        ))),
+    }
+}
+
+/// Takes `value`'s size (an item 1, a string its bytes, sequences and maps their contents) from
+/// `budget`; false once it runs out. A sequence whose length alone is over is refused unwalked.
+fn walk(value: &Value, budget: &mut usize) -> bool {
+    let kind = value.kind();
+    if !matches!(kind, ValueKind::Seq | ValueKind::Map | ValueKind::Iterable) {
+        let cost = match kind {
+            ValueKind::String => value.as_str().map_or(0, str::len),
+            ValueKind::Bytes => value.len().unwrap_or(0),
+            _ => 0,
+        };
+        return match budget.checked_sub(cost) {
+            Some(left) => {
+                *budget = left;
+                true
+            }
+            None => false,
+        };
+    }
+    if value.len().is_some_and(|n| n > *budget) {
+        return false;
+    }
+    let Ok(items) = value.try_iter() else { return true };
+    for item in items {
+        if *budget == 0 {
+            return false;
+        }
+        *budget -= 1;
+        let inner = match kind {
+            ValueKind::Map => value.get_item(&item).unwrap_or_default(),
+            _ => item,
+        };
+        if !walk(&inner, budget) {
+            return false;
+        }
+    }
+    true
 }
 
 /// The numbers in a format spec (widths, precisions), each within the limit.
@@ -133,14 +217,14 @@ fn format_widths(format: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// `value` with `from` replaced by `to` within TEMPLATE_REPLACE_MAX bytes (an empty `from` matches
+/// `value` with `from` replaced by `to` within TEMPLATE_BUILD_MAX bytes (an empty `from` matches
 /// between every two characters, as Python's does).
 fn replaced_len(value: &str, from: &str, to: &str) -> Result<(), Error> {
     let matches = if from.is_empty() { value.chars().count() + 1 } else { value.matches(from).count() };
     let len = (value.len() - matches * from.len()).saturating_add(matches.saturating_mul(to.len()));
-    match len <= TEMPLATE_REPLACE_MAX {
+    match len <= TEMPLATE_BUILD_MAX {
         true => Ok(()),
-        false => Err(refuse(format!("replace would make {len} bytes, over the limit of {TEMPLATE_REPLACE_MAX}"))),
+        false => Err(refuse(format!("replace would make {len} bytes, over the limit of {TEMPLATE_BUILD_MAX}"))),
     }
 }
 

@@ -342,7 +342,8 @@ export interface Engine {
   /**
    * Stops the running generation (finish_reason "abort"; requests waiting their turn reject with an
    * AbortError), frees the GPU buffers and ends the worker; later requests reject with an
-   * InvalidRequestError.
+   * InvalidRequestError. A worker that does not stop within 10 s (a chat template that never ends)
+   * is ended anyway.
    */
   unload(): Promise<void>;
   /** @internal Test hook: destroys the GPU device as a driver reset would. */

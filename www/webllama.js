@@ -20,6 +20,9 @@ const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature
 
 // The most alternatives logprobs may ask for per token (as OpenAI's chat completions).
 const MAX_TOP_LOGPROBS = 20;
+// How long unload() waits for the worker to stop its generation and free the GPU buffers before
+// it ends the worker anyway (a generation stops within a token; a stuck template never does).
+const UNLOAD_GRACE_MS = 10000;
 
 // Where hf:owner/repo/file.gguf points by default.
 export const HF_BASE_URL = 'https://huggingface.co';
@@ -192,17 +195,25 @@ class Engine {
 
   // Stops the running generation (it ends with finish_reason "abort"; those waiting their turn
   // reject with an AbortError), frees the GPU buffers and ends the worker (already ended after an
-  // EngineCrashedError); later requests reject (InvalidRequestError).
-  async unload() {
-    if (this._crashed || this._closed) return;
-    this.abort();
-    try {
-      await this._request({ kind: MSG.UNLOAD });
-    } finally {
-      this._worker.terminate();
-      this._closed = named('InvalidRequestError', 'the engine was unloaded: create a new one');
-      this._failAll(this._closed);
-    }
+  // EngineCrashedError); later requests reject (InvalidRequestError). A worker that does not
+  // answer within UNLOAD_GRACE_MS (a template or prefill that never reaches a token) is ended
+  // anyway, and the browser frees what it held. Calls while one runs share its promise.
+  unload() {
+    if (this._crashed || this._closed) return Promise.resolve();
+    this._unloading ??= (async () => {
+      this.abort();
+      let timer;
+      const grace = new Promise((ok) => { timer = setTimeout(ok, UNLOAD_GRACE_MS); });
+      try {
+        await Promise.race([this._request({ kind: MSG.UNLOAD }), grace]);
+      } finally {
+        clearTimeout(timer);
+        this._worker.terminate();
+        this._closed = named('InvalidRequestError', 'the engine was unloaded: create a new one');
+        this._failAll(this._closed);
+      }
+    })();
+    return this._unloading;
   }
 
   // A promise (or with stream, an async iterable) that rejects, never a throw, for a bad request.
@@ -252,17 +263,19 @@ class Engine {
     return { ...meta, object: 'text_completion', choices: res.choices.map((c) => ({ index: c.index, text: c.text, logprobs: lp ? completionLogprobs(c.logprobs) : null, finish_reason: c.finish_reason })), usage, timings };
   }
 
-  async *_stream(msg, mode, meta, lp) {
-    const queue = [];
-    let wake = null;
-    let finished = false;
-    let failure = null;
-    let result = null;
-    const push = (item) => { queue.push(item); wake?.(); };
-    const requestId = this._nextId++;
-    const settled = this._request(msg, { onToken: (text, index, logprobs) => push({ text, index, logprobs }) }, requestId)
-      .then((res) => { result = res; finished = true; wake?.(); })
-      .catch((e) => { failure = e; finished = true; wake?.(); });
+  // The request is made now (it takes its turn in the order of create() calls, streamed or not);
+  // its tokens wait in `run.queue` until the stream is read.
+  _stream(msg, mode, meta, lp) {
+    const run = { queue: [], wake: null, finished: false, failure: null, result: null, id: this._nextId++ };
+    const push = (item) => { run.queue.push(item); run.wake?.(); };
+    run.settled = this._request(msg, { onToken: (text, index, logprobs) => push({ text, index, logprobs }) }, run.id)
+      .then((res) => { run.result = res; run.finished = true; run.wake?.(); })
+      .catch((e) => { run.failure = e; run.finished = true; run.wake?.(); });
+    return this._chunks(run, mode, meta, lp);
+  }
+
+  async *_chunks(run, mode, meta, lp) {
+    const { queue } = run;
     const object = mode === 'chat' ? 'chat.completion.chunk' : 'text_completion';
     const started = new Set();
     // Each chunk carries the log-probabilities of the tokens since its choice's previous chunk; the
@@ -286,19 +299,21 @@ class Engine {
         yield { ...meta, object, choices: [choice] };
         continue;
       }
-      if (finished) break;
-      await new Promise((r) => { wake = r; });
-      wake = null;
+      if (run.finished) break;
+      await new Promise((r) => { run.wake = r; });
+      run.wake = null;
     }
     } finally {
       // A consumer that stops reading early stops the generation too, and leaving the loop waits
-      // for it to end (within a token), so that the next request finds the engine free.
-      if (!finished) {
-        this._worker.postMessage({ kind: MSG.ABORT, ids: [requestId] });
-        await settled;
+      // for it to end (within a token; at once where it still waits its turn), so that the next
+      // request finds the engine free.
+      if (!run.finished) {
+        this._worker.postMessage({ kind: MSG.ABORT, ids: [run.id] });
+        await run.settled;
       }
     }
-    if (failure) throw failure;
+    if (run.failure) throw run.failure;
+    const { result } = run;
     this._record(result);
     const usage = { prompt_tokens: result.prompt_tokens, completion_tokens: result.completion_tokens, total_tokens: result.prompt_tokens + result.completion_tokens };
     const rest = (c) => (lp ? shape((c.logprobs ?? []).slice(sent[c.index] ?? 0)) : null);

@@ -41,11 +41,21 @@ const TRAILING_MAX = 1 << 20;
 // generation runs waits for it, rather than being refused or freeing the engine under it.
 let queue = Promise.resolve();
 
+// Generations waiting their turn, by id: an abort answers them at once (an AbortError), so that
+// a stream left before it ran does not wait for those ahead of it.
+const waiting = new Map();
+
 self.onmessage = (event) => {
   const m = event.data;
   if (m.kind === MSG.ABORT) {
     if (Number.isFinite(m.upTo)) abortedUpTo = Math.max(abortedUpTo, m.upTo);
     for (const id of m.ids ?? []) abortedIds.add(id);
+    for (const id of waiting.keys()) {
+      if (aborted(id)) {
+        waiting.delete(id);
+        postError(id, namedError('AbortError', 'the request was aborted before it ran'));
+      }
+    }
     return;
   }
   // After a trap nothing waits its turn (the request that trapped may never settle); a lost device
@@ -54,24 +64,30 @@ self.onmessage = (event) => {
     handle(m);
     return;
   }
+  if (m.kind === MSG.GENERATE) waiting.set(m.id, m);
   queue = queue.then(async () => {
+    // Answered already (aborted while it waited).
+    if (m.kind === MSG.GENERATE && !waiting.delete(m.id)) return;
     current = m;
     try {
       await handle(m);
     } finally {
       current = null;
+      // Ids up to this one are done with: an abort that came too late for one leaves nothing.
+      for (const id of abortedIds) if (id <= m.id) abortedIds.delete(id);
     }
   }).catch(() => {});
 };
 
 // A trap in an async call (a generation's future, polled in a microtask) is not thrown to any
 // await: it reaches here (or, where futures are polled in promise callbacks, as a rejection). The
-// request being handled gets the EngineCrashedError.
+// request being handled gets the EngineCrashedError, once.
 const onTrap = (event, error) => {
   if (!(error instanceof WebAssembly.RuntimeError)) return;
   event.preventDefault();
   crash(error);
   if (current) postError(current.id, crashed);
+  current = null;
 };
 self.addEventListener('error', (event) => onTrap(event, event.error));
 self.addEventListener('unhandledrejection', (event) => onTrap(event, event.reason));
@@ -216,8 +232,12 @@ async function load(m) {
     post(MSG.LOADED, { id: m.id, info, stats: { loadMs: performance.now() - t0, wasmMemoryBytes: wasmMemoryBytes(), source, storage: store.kind, resumedFrom, phases, bytes: loaded, cost } });
   } catch (e) {
     reader.cancel().catch(() => {});
-    loader?.free();
-    header?.free();
+    // After a trap the wasm objects cannot be freed (a call into them throws a plain Error that
+    // would hide the trap): the engine is gone with them.
+    if (!(e instanceof WebAssembly.RuntimeError)) {
+      loader?.free();
+      header?.free();
+    }
     for (const part of split?.parts ?? []) {
       part.reader.cancel().catch(() => {});
       await part.store.failed(e).catch(() => {});

@@ -146,6 +146,13 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
     await new Promise((ok) => setTimeout(ok, 300));
     e.abort();
     out.abortedQueue = await Promise.all(queued.map((p) => p.then((c) => c.choices[0].finish_reason, (err) => err.name)));
+    // A stream is made by create(), not by its first read: abort() right after stops it too.
+    const unread = e.completions.create({ ...long, stream: true });
+    e.abort();
+    out.unreadAborted = 'none';
+    try {
+      for await (const c of unread) out.unreadAborted = c.choices[0].finish_reason ?? out.unreadAborted;
+    } catch (err) { out.unreadAborted = err.name; }
     // abort() then resetChat() (as the README shows) while a generation runs.
     const running = e.completions.create(long);
     await new Promise((ok) => setTimeout(ok, 300));
@@ -190,6 +197,7 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
   assert.equal(r.afterBreak, 'length');
   assert.equal(r.behindBreak, 'length');
   assert.deepEqual(r.abortedQueue, ['abort', 'AbortError']);
+  assert.match(r.unreadAborted, /^(abort|AbortError)$/);
   assert.equal(r.crash[0], 'EngineCrashedError');
   assert.match(r.crash[1], /^EngineCrashedError: the engine crashed \(.*a panic the crash test asked for/s);
   assert.equal(r.crash[2], 'ok');

@@ -45,6 +45,12 @@ function hostileFiles(dir) {
     'template-width': spoil((m) => set(m, 'tokenizer.chat_template', 'str', '{{ "{:>3000000000}".format("a") }}')),
     // A string doubled 40 times: no limit of minijinja's stops it, so the wasm traps.
     'template-doubling': spoil((m) => set(m, 'tokenizer.chat_template', 'str', '{% set ns = namespace(s="ab") %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}')),
+    // A sequence of four billion items: a filter that walks it is refused; `in` cannot be, and runs
+    // for minutes: in a render, unload() ends that worker after its grace; with constants only,
+    // minijinja folds it while it compiles the template, at load, which the load's signal cancels.
+    'template-walk': spoil((m) => set(m, 'tokenizer.chat_template', 'str', '{{ ([0] * 4000000000) | list | length }}')),
+    'template-stuck': spoil((m) => set(m, 'tokenizer.chat_template', 'str', '{% if messages[0].content in [0] * 4000000000 %}x{% endif %}')),
+    'template-fold': spoil((m) => set(m, 'tokenizer.chat_template', 'str', '{% if 1 in [0] * 4000000000 %}x{% endif %}')),
     'u8-blob': spoil((m) => { for (const k of ['a', 'b', 'c']) m.push([`general.blob.${k}`, 'arr_u8', Buffer.alloc(16 << 20, 7)]); }),
     'many-tokens': spoil((m) => set(m, 'tokenizer.ggml.tokens', 'arr_str', new Array(3_000_000).fill(''))),
     'huge-header': spoil((m) => { const big = 'x'.repeat(12 << 20); for (let i = 0; i < 6; i++) m.push([`general.big${i}`, 'str', big]); }),
@@ -103,8 +109,17 @@ test('hostile GGUF files get a named error in the page, fast and in bounded memo
       try {
         // The giant one comes chunked, without a Content-Length.
         const model = name === 'giant' ? `fault/chunked/${name}.gguf` : `models/${name}.gguf`;
-        const e = await createEngine({ model, ctx: 64 });
+        const e = await createEngine({ model, ctx: 64, signal: name === 'template-fold' ? AbortSignal.timeout(2000) : undefined });
         const chat = () => e.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 });
+        if (name === 'template-stuck') {
+          const stuck = chat().then(() => 'none', (err) => `${err.name}: ${err.message}`);
+          await new Promise((ok) => setTimeout(ok, 500));
+          const t1 = performance.now();
+          await e.unload();
+          out[name] = { error: await stuck, unloadMs: performance.now() - t1, wasm: null };
+          out[name].ms = performance.now() - t0;
+          continue;
+        }
         try {
           await chat();
           out[name] = { error: 'none', wasm: e.stats.wasm_memory_bytes };
@@ -128,6 +143,9 @@ test('hostile GGUF files get a named error in the page, fast and in bounded memo
     'template-loops': /^TemplateError: .*fuel/,
     'template-indent': /^TemplateError: .*indent/,
     'template-width': /^TemplateError: .*str\.format width 3000000000/,
+    'template-walk': /^TemplateError: .*list would walk over 16777216 items and bytes/,
+    'template-stuck': /^InvalidRequestError: the engine was unloaded/,
+    'template-fold': /^AbortError: the model load was cancelled/,
     'template-doubling': /^EngineCrashedError: the engine crashed \(.*\); its model and state are gone: create a new engine/s,
     // Loads: its metadata is harmless once it costs what it takes in the file.
     'u8-blob': /^none$/,
@@ -143,6 +161,8 @@ test('hostile GGUF files get a named error in the page, fast and in bounded memo
     assert.ok(r[name].ms < 30000, `${name}: ${r[name].ms} ms`);
     if (r[name].wasm !== null) assert.ok(r[name].wasm < 2 ** 31, `${name}: ${r[name].wasm} bytes of wasm memory`);
   }
+  // unload() ended the stuck worker after its 10 s of grace, not minutes later.
+  assert.ok(r['template-stuck'].unloadMs < 15000, `template-stuck: unload took ${r['template-stuck'].unloadMs} ms`);
   // The U8 metadata costs about its bytes (48 MiB), not a value each.
   assert.ok(r['u8-blob'].wasm < 400e6, `u8-blob: ${r['u8-blob'].wasm} bytes of wasm memory`);
   // And a good model loads afterwards.

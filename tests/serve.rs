@@ -1,6 +1,7 @@
 //! `webllama serve` over real sockets: paths that try to leave its folders are refused, only its own
-//! Host is answered, a request line of 1 MB is refused and a client that stalls is dropped after
-//! the idle limit, while normal requests are still answered.
+//! Host is answered, a request line of 1 MB is refused, a client that stalls is dropped after the
+//! idle limit and one that trickles its head at its deadline, while normal requests are still
+//! answered.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -79,6 +80,32 @@ fn paths_hosts_and_hostile_clients() {
     huge.resize(1 << 20, b'a');
     huge.extend_from_slice(b" HTTP/1.1\r\n\r\n");
     assert_eq!(ask(p, &huge).0, 431);
+    // A client that trickles its head a byte every 2 s (never idle for the 10 s limit): dropped at
+    // the head's deadline (10 s), not served for as long as it goes on.
+    let trickler = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(("127.0.0.1", p)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let t0 = Instant::now();
+        let head = b"GET /models/m.gguf HTTP/1.1\r\nX-Slow: ".iter().chain(std::iter::repeat(&b'a'));
+        for b in head {
+            if c.write_all(&[*b]).is_err() || t0.elapsed() > Duration::from_secs(40) {
+                break;
+            }
+            // Closed by the server (read gives 0 bytes or an error), or 2 s of nothing.
+            match c.read(&mut [0u8; 64]) {
+                Ok(0) => break,
+                Err(e) if !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+                _ => {}
+            }
+        }
+        t0.elapsed()
+    });
+    // Any method but GET and HEAD: a 405 (its body read and dropped before the server closes).
+    let post = format!(
+        "POST /models/m.gguf HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nContent-Length: 100000\r\n\r\n{}",
+        "x".repeat(100000)
+    );
+    assert_eq!(ask(p, post.as_bytes()).0, 405);
     // A client that sends half a request and stalls: the others are served meanwhile, and it is
     // dropped after the idle limit.
     let mut slow = TcpStream::connect(("127.0.0.1", p)).unwrap();
@@ -92,4 +119,9 @@ fn paths_hosts_and_hostile_clients() {
     let waited = t0.elapsed();
     assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(25), "dropped after {waited:?}");
     assert_eq!(get(p, "/models/m.gguf").0, 200);
+    let trickled = trickler.join().unwrap();
+    assert!(
+        trickled >= Duration::from_secs(8) && trickled < Duration::from_secs(20),
+        "trickler dropped after {trickled:?}"
+    );
 }

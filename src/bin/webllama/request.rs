@@ -102,9 +102,16 @@ pub fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// Whether a Host header names this server: 127.0.0.1 or localhost on its port (a page of another
-/// site that a DNS rebinding points at 127.0.0.1 sends its own name).
+/// site that a DNS rebinding points at 127.0.0.1 sends its own name); on port 80, browsers leave
+/// the port out.
 pub fn serves_host(host: &str, port: u16) -> bool {
-    host == format!("127.0.0.1:{port}") || host == format!("localhost:{port}")
+    let name = match host.rsplit_once(':') {
+        Some((name, p)) if p == port.to_string() => name,
+        Some(_) => return false,
+        None if port == 80 => host,
+        None => return false,
+    };
+    name == "127.0.0.1" || name == "localhost"
 }
 
 /// "bytes=a-b" / "bytes=a-" / "bytes=-n" -> [start, end) within `len`.
@@ -205,6 +212,9 @@ mod tests {
     #[test]
     fn only_the_served_host_is_answered() {
         assert!(serves_host("127.0.0.1:8080", 8080) && serves_host("localhost:8080", 8080));
+        // Port 80 is left out of Host by browsers.
+        assert!(serves_host("127.0.0.1", 80) && serves_host("localhost", 80) && serves_host("localhost:80", 80));
+        assert!(!serves_host("evil.example", 80) && !serves_host("127.0.0.1:8080:8080", 8080));
         for bad in ["evil.example:8080", "127.0.0.1:8081", "127.0.0.1", "localhost.evil.example:8080", ""] {
             assert!(!serves_host(bad, 8080), "{bad}");
         }

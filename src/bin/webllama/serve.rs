@@ -11,10 +11,13 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a connection may sit without sending or taking a byte.
 const IDLE: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's head, however it spaces its bytes (one byte every
+/// few seconds would otherwise hold a connection, and 64 of them the server, for hours).
+const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// Most connections served at once; past that a connection gets 503 and is closed.
 const MAX_CONNECTIONS: usize = 64;
 
@@ -62,20 +65,22 @@ fn mime(path: &Path) -> &'static str {
 fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
     conn.set_read_timeout(Some(IDLE))?;
     conn.set_write_timeout(Some(IDLE))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut reader = BufReader::new(Deadline { conn: conn.try_clone()?, at: Instant::now() + HEAD_DEADLINE });
     let mut out = conn;
     let Head { method, target, range, host } = match read_head(&mut reader)? {
         Ok(head) => head,
-        Err((method, target, why)) => return refuse_unread(out, reader, &method, &target, why.as_bytes()),
+        Err((method, target, why)) => return refuse_unread(out, reader, &method, &target, 431, why.as_bytes()),
     };
+    // Refused with the request's body (if any) unread: read and dropped first, so that the client
+    // sees the answer, not a reset connection.
     if !host.as_deref().is_some_and(|h| serves_host(h, port)) {
-        return respond(&mut out, &method, &target, 421, "text/plain", b"the Host header must name this server\n");
+        return refuse_unread(out, reader, &method, &target, 421, b"the Host header must name this server\n");
     }
     if method != "GET" && method != "HEAD" {
-        return respond(&mut out, &method, &target, 405, "text/plain", b"method not allowed\n");
+        return refuse_unread(out, reader, &method, &target, 405, b"method not allowed\n");
     }
     let Some(path) = resolve(&target, www, models) else {
-        return respond(&mut out, &method, &target, 400, "text/plain", b"bad path\n");
+        return refuse_unread(out, reader, &method, &target, 400, b"bad path\n");
     };
     let Some(mut file) = std::fs::File::open(&path).ok().filter(|f| f.metadata().is_ok_and(|m| m.is_file())) else {
         return respond(&mut out, &method, &target, 404, "text/plain", b"not found\n");
@@ -85,7 +90,7 @@ fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
         Some((a, b)) => (206, a, b),
         None if range.is_some() => {
             let head = format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            eprintln!("{method} {target} 416");
+            eprintln!("{} {} 416", printable(&method), printable(&target));
             return Ok(out.write_all(head.as_bytes())?);
         }
         None => (200, 0, len),
@@ -103,7 +108,7 @@ fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
         head.push_str(&format!("Content-Security-Policy: {}\r\n", worker_csp(&target)));
     }
     head.push_str("\r\n");
-    eprintln!("{method} {target} {status}");
+    eprintln!("{} {} {status}", printable(&method), printable(&target));
     out.write_all(head.as_bytes())?;
     if method == "GET" {
         file.seek(SeekFrom::Start(start))?;
@@ -112,11 +117,18 @@ fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a request before it was read whole (431 with `body`), then closes the connection: what
-/// the client still sends is read and dropped for a moment (at most 4 MiB, 1 s), so that closing
-/// with unread bytes does not reset the connection before the client reads the response.
-fn refuse_unread(mut out: TcpStream, reader: impl Read, method: &str, target: &str, body: &[u8]) -> Result<()> {
-    respond(&mut out, method, target, 431, "text/plain", body)?;
+/// Refuses a request before it was read whole (`status` with `body`), then closes the connection:
+/// what the client still sends is read and dropped for a moment (at most 4 MiB, 1 s), so that
+/// closing with unread bytes does not reset the connection before the client reads the response.
+fn refuse_unread(
+    mut out: TcpStream,
+    reader: impl Read,
+    method: &str,
+    target: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<()> {
+    respond(&mut out, method, target, status, "text/plain", body)?;
     let _ = out.shutdown(std::net::Shutdown::Write);
     let _ = out.set_read_timeout(Some(Duration::from_secs(1)));
     let _ = std::io::copy(&mut reader.take(4 << 20), &mut std::io::sink());
@@ -124,7 +136,7 @@ fn refuse_unread(mut out: TcpStream, reader: impl Read, method: &str, target: &s
 }
 
 fn respond(out: &mut TcpStream, method: &str, target: &str, status: u16, ctype: &str, body: &[u8]) -> Result<()> {
-    eprintln!("{method} {target} {status}");
+    eprintln!("{} {} {status}", printable(method), printable(target));
     let head = format!(
         "HTTP/1.1 {status} Error\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -134,6 +146,28 @@ fn respond(out: &mut TcpStream, method: &str, target: &str, status: u16, ctype: 
         out.write_all(body)?;
     }
     Ok(())
+}
+
+/// A client's text for the log: control characters escaped (an ESC would reach the terminal).
+fn printable(text: &str) -> String {
+    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
+}
+
+/// A connection's reads until `at`: each read waits at most the time left (and IDLE).
+struct Deadline {
+    conn: TcpStream,
+    at: Instant,
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the request head took too long"));
+        }
+        self.conn.set_read_timeout(Some(left.min(IDLE)))?;
+        self.conn.read(buf)
+    }
 }
 
 /// The worker's Content-Security-Policy: its own scripts and wasm, and connections to this origin

@@ -20,7 +20,9 @@
 // (Range from the bytes kept, If-Range with the validator on the page's origin; elsewhere the 206's
 // own validator is compared) before it feeds the loader anything: a 206 from there of the same file
 // continues it (the kept bytes read back from OPFS first, then the network's); anything else (a 200:
-// the file changed, or the server ignores Range; a 206 of another file) starts over from byte 0.
+// the file changed, or the server ignores Range; a 206 of another file; an HTTP error such as a 416
+// for a file now shorter) starts over from byte 0. A 206 whose body runs past the file's length is
+// an error.
 // `integrity` (sha256-<base64> or 64 hex digits) is checked by the loader in wasm over exactly the
 // bytes it is fed (network, resumed, kept and continued, or stored alike); the worker drops the stored
 // copy of a model that fails it.
@@ -84,7 +86,15 @@ async function intoOpfs(url, stallMs, entry) {
     return { stream: entry.readKept(kept.bytes), total: kept.total, resumedFrom: kept.bytes };
   }
   if (kept) {
-    first = await get(url, { from: kept.bytes, ifRange: sameOrigin(url) ? ifRangeOf(kept) : null, stallMs });
+    try {
+      first = await get(url, { from: kept.bytes, ifRange: sameOrigin(url) ? ifRangeOf(kept) : null, stallMs });
+    } catch (e) {
+      // An HTTP error (a 416: the file is shorter now than the bytes kept) says they cannot be
+      // continued: start over (a failure to reach the server keeps them for the next load).
+      if (e.status === undefined) throw e;
+    }
+  }
+  if (first) {
     const resp = first.resp;
     if (resp.status === 206 && rangeStart(resp) === kept.bytes && !changedFile(kept, kept.total, resp) && resp.body) {
       await entry.begin({ from: kept.bytes, total: kept.total, etag: kept.etag, lastModified: kept.lastModified });
@@ -160,7 +170,7 @@ async function get(url, { from = 0, ifRange = null, stallMs }) {
   }
   if (!resp.ok) {
     ac.abort();
-    throw namedError('NetworkError', `HTTP ${resp.status} ${resp.statusText} for ${url}`);
+    throw Object.assign(namedError('NetworkError', `HTTP ${resp.status} ${resp.statusText} for ${url}`), { status: resp.status });
   }
   return { resp, abort: () => ac.abort() };
 }
@@ -195,6 +205,14 @@ function resumable(url, first, total, stallMs, { from = 0, validator = validator
             skip -= n;
             value = value.subarray(n);
             if (value.length === 0) continue;
+          }
+          // A body past the file's length (a chunked 206 that does not end) is refused, not read
+          // for as long as it lasts (a first response stops at its Content-Length).
+          if (total !== null && got + value.length > total && current.resp.status === 206) {
+            const e = namedError('NetworkError', `resuming ${url}: the server sent more than the file's ${total} bytes`);
+            // Nor are the bytes kept so far trusted: the store drops them.
+            e.changedFile = true;
+            return fail(controller, e);
           }
           got += value.length;
           stuck = 0;

@@ -57,12 +57,24 @@ async function keyOf(url) {
 async function readRecord(folder, key) {
   try {
     const file = await (await folder.getFileHandle(`${key}.json`)).getFile();
-    const record = JSON.parse(await file.text());
-    return record && typeof record.url === 'string' && Number.isSafeInteger(record.bytes) ? record : null;
+    return checkedRecord(JSON.parse(await file.text()));
   } catch {
     return null;
   }
 }
+
+// The record behind a sync access handle (as readRecord reads it, or null).
+function readHeldRecord(handle) {
+  try {
+    const bytes = new Uint8Array(handle.getSize());
+    handle.read(bytes, { at: 0 });
+    return checkedRecord(JSON.parse(new TextDecoder().decode(bytes)));
+  } catch {
+    return null;
+  }
+}
+
+const checkedRecord = (record) => (record && typeof record.url === 'string' && Number.isSafeInteger(record.bytes) ? record : null);
 
 // OPFS calls that take a file's lock are given this long to settle.
 const LOCK_WAIT_MS = 10000;
@@ -79,11 +91,12 @@ async function openHandle(folder, name) {
   throw named('IoError', `the stored file ${name} could not be opened within ${LOCK_WAIT_MS / 1000} s`);
 }
 
-// Writes `record` as the whole of the file behind a sync access handle.
+// Writes `record` as the whole of the file behind a sync access handle: written over the old one,
+// then cut to its length (a write that fails, a full disk, leaves the old record, not an empty one).
 function putRecord(handle, record) {
   const bytes = new TextEncoder().encode(JSON.stringify(record));
-  handle.truncate(0);
   handle.write(bytes, { at: 0 });
+  handle.truncate(bytes.length);
   handle.flush();
 }
 
@@ -179,6 +192,9 @@ class OpfsEntry {
     try {
       this.handle = await openHandle(this.folder, `${this.key}.gguf`);
       this.recordHandle = await openHandle(this.folder, `${this.key}.json`);
+      // Read again under the lock: another tab may have finished (or dropped) the download since.
+      const record = readHeldRecord(this.recordHandle);
+      this.record = record?.url === this.url ? record : null;
       return true;
     } catch {
       this.close();
@@ -404,7 +420,7 @@ class CacheEntry {
   close() {}
 
   async done({ bytes, sha256 }) {
-    if (await this.cached) await rememberInCache(this.url, { bytes, sha256 }).catch(() => {});
+    if (await this.cached) await rememberInCache(this.url, { bytes, sha256, hit: this.hit }).catch(() => {});
   }
 
   // A file that is not a usable model (or a download that went wrong) is not kept.
@@ -414,10 +430,11 @@ class CacheEntry {
 }
 
 // Notes what is known of a model the cache holds: its size, when it was stored (kept from the first
-// note), and whether its SHA-256 was checked (once true staying true for the same digest).
-async function rememberInCache(url, { bytes, sha256 }) {
+// note), and whether its SHA-256 was checked (once true staying true for the same digest, while the
+// cache holds the same copy: a new download, `hit` false, inherits nothing from a note left over).
+async function rememberInCache(url, { bytes, sha256, hit }) {
   const meta = await caches.open(META);
-  const old = await readCacheMeta(meta, url);
+  const old = hit ? await readCacheMeta(meta, url) : null;
   const verified = sha256 ? true : !!old?.verified;
   const entry = { url, bytes, storedAt: old?.storedAt ?? Date.now(), verified, sha256: sha256 ?? (old?.verified ? old.sha256 : null) };
   await meta.put(url, new Response(JSON.stringify(entry), { headers: { 'Content-Type': 'application/json' } }));

@@ -20,9 +20,14 @@
 //   retotal    as drop, but the resumed 206 says in Content-Range that the file has another size
 //   chunked    the whole file with no Content-Length (chunked transfer encoding)
 //   endless    as chunked, but the file is followed by zeros for as long as the client reads
+//   overlong   as drop, but the resumed 206 comes chunked (no Content-Length) and goes on past the
+//              file's end with zeros for as long as the client reads
 //   stallchanged  the first request gets ETag "v1" and DROP_AT bytes, then silence (as stall); then
 //              the file changed: every later request is answered as `changed` answers a Range one
 //              (ETag "v2"; 200, the whole file, for an If-Range that names another validator)
+//   stallshrunk  the first request gets ETag "v1" and DROP_AT bytes, then silence (as stall); then
+//              every Range request is refused (416, as for a file now shorter than the bytes kept)
+//              and a plain one gets the file whole (ETag "v2")
 // Every response but 404 and 403 has an ETag (the file's size and mtime unless the mode says
 // otherwise), and a Range request honoured is answered 200 (whole) when its If-Range names another.
 // `log` lists "METHOD path range if-range=<If-Range>" (the last two when sent) for each fault
@@ -69,7 +74,12 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
     if (mode === '403') return res.writeHead(403, { 'Content-Type': 'text/plain' }).end('forbidden');
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     const octets = { 'Content-Type': 'application/octet-stream' };
-    if (mode === 'stallchanged' && n === 1) {
+    if (mode === 'stallshrunk' && n > 1) {
+      if (range) return res.writeHead(416, { 'Content-Range': `bytes */${size}` }).end();
+      res.writeHead(200, { ...octets, 'Content-Length': size, ETag: '"v2"' });
+      return createReadStream(path).pipe(res);
+    }
+    if ((mode === 'stallchanged' || mode === 'stallshrunk') && n === 1) {
       res.writeHead(200, { ...octets, 'Content-Length': size, ETag: '"v1"' });
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).pipe(res, { end: false });
     }
@@ -116,6 +126,13 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
       }
       return createReadStream(path, { start: from }).pipe(res);
     }
+    if (mode === 'overlong' && honoured) {
+      const from = Number(range[1]);
+      res.writeHead(206, { ...octets, 'Content-Range': `bytes ${from}-${size - 1}/${size}` });
+      const zeros = Buffer.alloc(1 << 20);
+      const more = () => { while (!res.destroyed && res.write(zeros)); };
+      return createReadStream(path, { start: from }).on('end', () => { res.on('drain', more); more(); }).pipe(res, { end: false });
+    }
     if (mode === 'chunked') {
       // No Content-Length: the body comes chunked, its size unknown until it ends.
       res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
@@ -137,7 +154,7 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
       // End the response cleanly short of Content-Length: the client sees a body that stops early.
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
     }
-    if ((mode === 'drop' || mode === 'norange' || mode === 'tamper' || mode === 'retotal') && n === 1) {
+    if ((mode === 'drop' || mode === 'norange' || mode === 'tamper' || mode === 'retotal' || mode === 'overlong') && n === 1) {
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
     }
     if (mode === 'stall' || mode === 'hang') {

@@ -111,6 +111,8 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
     await attempt('changed', { model: `fault/changed/${file}` });
     await attempt('changed, other origin', { model: `${withCors}fault/changed/${file}` });
     await attempt('retotal', { model: `fault/retotal/${file}` });
+    // A resumed 206 that goes on past the file's end: refused, not read for as long as it lasts.
+    await attempt('overlong', { model: `fault/overlong/${file}`, signal: AbortSignal.timeout(60000) }, 'load');
     await attempt('bad integrity', { model: `fault/wrong/${file}`, integrity: sha.replace(/^./, (c) => (c === '0' ? '1' : '0')) });
     await attempt('bad integrity syntax', { model: `fault/whole/${file}`, integrity: 'md5-abc' });
     // Integrity fails closed: a resumed download whose resumed part was tampered with (the cache
@@ -235,6 +237,7 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   assert.match(r.changed.error, /ETag "v1", then "v2"/);
   assert.match(r['changed, other origin'].error, /ETag "v1", then "v2"/);
   assert.match(r.retotal.error, new RegExp(`${size} bytes, then ${size + 4096} in Content-Range`));
+  assert.match(r.overlong.error ?? 'no error', new RegExp(`^NetworkError: resuming .* the server sent more than the file's ${size} bytes`));
   assert.match(requests('changed')[1] ?? '', /bytes=\d+- if-range="v1"$/, 'If-Range names the first response\'s ETag');
   // If-Range is not sent to another origin: it would need a CORS preflight (Range alone does not).
   assert.deepEqual(otherCors.log.filter((l) => l.startsWith('OPTIONS')), [], 'no preflight for a resumed cross-origin request');

@@ -55,26 +55,26 @@ after(async () => {
 
 const requests = (mode) => faults.log.filter((l) => l.startsWith(`GET /fault/${mode}/${FILE}`));
 
-test('a download cut off by a killed browser continues in the next one; a changed file starts over', { timeout: 600000 }, async () => {
+test('a download cut off by a killed browser continues in the next one; a changed file, or a refused resume, starts over', { timeout: 600000 }, async () => {
   // Browser 1: two downloads that stop after DROP_AT bytes (the server goes silent, the stall timeout
   // is far off); once OPFS has their bytes noted, the browser is closed mid-download.
   let context = await launchOnProfile();
   let page = await openPage(context, faults.url);
   const partial = await page.evaluate(async ({ file, want }) => {
     const api = await import('./webllama.js');
-    for (const mode of ['stall', 'stallchanged']) {
+    for (const mode of ['stall', 'stallchanged', 'stallshrunk']) {
       window[mode] = api.createEngine({ model: `fault/${mode}/${file}`, stallTimeoutMs: 600000 }).catch((e) => `${e.name}: ${e.message}`);
     }
     const t0 = performance.now();
     for (;;) {
       const listed = await api.listCachedModels();
-      if (listed.filter((m) => m.bytes >= want).length === 2 || performance.now() - t0 > 120000) return listed;
+      if (listed.filter((m) => m.bytes >= want).length === 3 || performance.now() - t0 > 120000) return listed;
       await new Promise((r) => setTimeout(r, 100));
     }
   }, { file: FILE, want: DROP_AT });
   console.log('kept when the browser was killed:', JSON.stringify(partial));
   await context.close();
-  assert.equal(partial.length, 2, 'two partial downloads listed');
+  assert.equal(partial.length, 3, 'three partial downloads listed');
   for (const m of partial) {
     assert.deepEqual({ bytes: m.bytes, total: m.total, complete: m.complete, storage: m.storage, verified: m.verified }, { bytes: DROP_AT, total: size, complete: false, storage: 'opfs', verified: false }, m.url);
   }
@@ -86,7 +86,7 @@ test('a download cut off by a killed browser continues in the next one; a change
   const r = await page.evaluate(async ({ file, sri }) => {
     const api = await import('./webllama.js');
     const out = { before: await api.listCachedModels() };
-    for (const mode of ['stall', 'stallchanged']) {
+    for (const mode of ['stall', 'stallchanged', 'stallshrunk']) {
       const progress = [];
       try {
         const e = await api.createEngine({ model: `fault/${mode}/${file}`, integrity: sri, onProgress: (p) => progress.push(p) });
@@ -102,7 +102,7 @@ test('a download cut off by a killed browser continues in the next one; a change
     return out;
   }, { file: FILE, sri });
   console.log('after the reload:', JSON.stringify(r, null, 1));
-  console.log('requests:', requests('stall'), requests('stallchanged'));
+  console.log('requests:', requests('stall'), requests('stallchanged'), requests('stallshrunk'));
 
   // The same file: Range from the bytes kept, If-Range with its ETag; only the rest is sent.
   assert.ok(r.stall.ok, r.stall.error);
@@ -127,8 +127,19 @@ test('a download cut off by a killed browser continues in the next one; a change
   assert.equal(changed[1], `GET /fault/stallchanged/${FILE} bytes=${DROP_AT}- if-range="v1"`);
   assert.equal(faults.bytesServed(changed[1]), size, 'started over: the whole file');
 
-  // Both stored whole now, verified.
-  assert.equal(r.after.length, 2);
+  // The resume refused (416): the bytes kept are dropped and the file read whole, not an error
+  // every load from now on.
+  assert.ok(r.stallshrunk.ok, r.stallshrunk.error);
+  assert.equal(r.stallshrunk.resumedFrom, 0);
+  // (The browser's HTTP cache may ask its own way for the whole file: a one-byte range it holds a
+  // truncated copy for, which the server answers whole.)
+  const shrunk = requests('stallshrunk');
+  assert.equal(shrunk[1], `GET /fault/stallshrunk/${FILE} bytes=${DROP_AT}- if-range="v1"`, shrunk.join('\n'));
+  assert.equal(shrunk.length, 3, shrunk.join('\n'));
+  assert.equal(faults.bytesServed(`GET /fault/stallshrunk/${FILE}`), DROP_AT + size, 'DROP_AT bytes, nothing for the 416, then the whole file');
+
+  // All stored whole now, verified.
+  assert.equal(r.after.length, 3);
   for (const m of r.after) {
     assert.deepEqual({ bytes: m.bytes, total: m.total, complete: m.complete, storage: m.storage, verified: m.verified, sha256: m.sha256 }, { bytes: size, total: size, complete: true, storage: 'opfs', verified: true, sha256: sha }, m.url);
   }
@@ -185,8 +196,8 @@ test('storage API over OPFS and Cache Storage: list, delete, clear; the estimate
   console.log('storage API:', JSON.stringify(r, null, 1));
   await context.close();
   const path = (m) => new URL(m.url).pathname;
-  assert.deepEqual(r.listed.map(path).sort(), [`/fault/stall/${FILE}`, `/fault/stallchanged/${FILE}`]);
-  assert.equal(r.clearedFirst, 2);
+  assert.deepEqual(r.listed.map(path).sort(), [`/fault/stall/${FILE}`, `/fault/stallchanged/${FILE}`, `/fault/stallshrunk/${FILE}`]);
+  assert.equal(r.clearedFirst, 3);
   assert.equal(r.est0.storage, 'opfs');
   assert.deepEqual(r.opfs, { storage: 'opfs', source: 'network' });
   assert.deepEqual(r.cacheWhole, { storage: 'cache', source: 'network' });

@@ -67,10 +67,11 @@ export async function openModel(model, integrity, { stallTimeoutMs } = {}) {
 // {stream, total} of a download from byte 0; a Cache Storage entry (`cacheEntry`) stores a copy of
 // the first response (whole, or not at all).
 async function fromNetwork(url, stallMs, cacheEntry) {
-  const first = await get(url, { stallMs });
+  let first = await get(url, { stallMs });
   if (!first.resp.body) throw namedError('NetworkError', `empty response for ${url}`);
   const total = contentLength(first.resp);
-  cacheEntry?.put(first.resp);
+  // Read through the cache's copy, which stores each chunk as it passes.
+  if (cacheEntry) first = { ...first, resp: cacheEntry.put(first.resp) };
   return { stream: resumable(url, first, total, stallMs), total };
 }
 

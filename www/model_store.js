@@ -388,7 +388,7 @@ function continuable(r) {
   return Number.isSafeInteger(r.total) && r.bytes <= r.total && !!(strongEtag || r.lastModified);
 }
 
-// One URL in Cache Storage: the first response's copy (put while the loader reads the original)
+// One URL in Cache Storage: the first response's copy (written as the loader reads the original)
 // becomes the stored model when the whole body arrived in it.
 class CacheEntry {
   constructor(url, cache) {
@@ -411,10 +411,44 @@ class CacheEntry {
     return null;
   }
 
-  // Stores a copy of `resp` (the first response, whole) as it is read; a response that breaks (or is
-  // cancelled, or refused: a quota, Vary: *) is not stored.
+  // Stores `resp` (the first response, whole) as it is read through the response this returns; a
+  // response that breaks (or is cancelled, or refused: a quota) is not stored. Each chunk is handed
+  // to the cache as the loader reads it, and the next is not read before the cache took the last:
+  // neither side holds the file in memory (a Response.clone() tees the body, and the branch read
+  // more slowly buffers all the other has read). A cache that fails leaves the download going.
   put(resp) {
-    this.cached = this.cache.put(this.url, resp.clone()).then(() => true, () => false);
+    const { readable, writable } = new TransformStream();
+    const headers = new Headers();
+    for (const name of ['content-type', 'content-length', 'etag', 'last-modified']) {
+      const value = resp.headers.get(name);
+      if (value !== null) headers.set(name, value);
+    }
+    this.cached = this.cache.put(this.url, new Response(readable, { status: 200, headers })).then(() => true, () => false);
+    const writer = writable.getWriter();
+    const reader = resp.body.getReader();
+    const body = new ReadableStream({
+      async pull(controller) {
+        let chunk;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          writer.abort(e).catch(() => {});
+          return controller.error(e);
+        }
+        if (chunk.done) {
+          writer.close().catch(() => {});
+          return controller.close();
+        }
+        await writer.ready.catch(() => {});
+        writer.write(chunk.value).catch(() => {});
+        controller.enqueue(chunk.value);
+      },
+      cancel(reason) {
+        writer.abort(reason).catch(() => {});
+        return reader.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
+    return new Response(body, { status: resp.status, statusText: resp.statusText, headers: resp.headers });
   }
 
   close() {}

@@ -122,7 +122,7 @@ fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
 /// closing with unread bytes does not reset the connection before the client reads the response.
 fn refuse_unread(
     mut out: TcpStream,
-    reader: impl Read,
+    mut reader: BufReader<Deadline>,
     method: &str,
     target: &str,
     status: u16,
@@ -130,7 +130,8 @@ fn refuse_unread(
 ) -> Result<()> {
     respond(&mut out, method, target, status, "text/plain", body)?;
     let _ = out.shutdown(std::net::Shutdown::Write);
-    let _ = out.set_read_timeout(Some(Duration::from_secs(1)));
+    // A deadline of its own: the head's may have run out, and the drain must not wait on it.
+    reader.get_mut().at = Instant::now() + Duration::from_secs(1);
     let _ = std::io::copy(&mut reader.take(4 << 20), &mut std::io::sink());
     Ok(())
 }

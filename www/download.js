@@ -20,8 +20,8 @@
 // (Range from the bytes kept, If-Range with the validator on the page's origin; elsewhere the 206's
 // own validator is compared) before it feeds the loader anything: a 206 from there of the same file
 // continues it (the kept bytes read back from OPFS first, then the network's); anything else (a 200:
-// the file changed, or the server ignores Range; a 206 of another file; an HTTP error such as a 416
-// for a file now shorter) starts over from byte 0. A 206 whose body runs past the file's length is
+// the file changed, or the server ignores Range; a 206 of another file; a 416 for a file now
+// shorter) starts over from byte 0. A 206 whose body runs past the file's length is
 // an error.
 // `integrity` (sha256-<base64> or 64 hex digits) is checked by the loader in wasm over exactly the
 // bytes it is fed (network, resumed, kept and continued, or stored alike); the worker drops the stored
@@ -90,9 +90,9 @@ async function intoOpfs(url, stallMs, entry) {
     try {
       first = await get(url, { from: kept.bytes, ifRange: sameOrigin(url) ? ifRangeOf(kept) : null, stallMs });
     } catch (e) {
-      // An HTTP error (a 416: the file is shorter now than the bytes kept) says they cannot be
-      // continued: start over (a failure to reach the server keeps them for the next load).
-      if (e.status === undefined) throw e;
+      // A 416 (the file is shorter now than the bytes kept) says they cannot be continued: start
+      // over. Any other failure (the network, a 503) keeps them for the next load.
+      if (e.status !== 416) throw e;
     }
   }
   if (first) {

@@ -423,9 +423,16 @@ class CacheEntry {
       const value = resp.headers.get(name);
       if (value !== null) headers.set(name, value);
     }
-    this.cached = this.cache.put(this.url, new Response(readable, { status: 200, headers })).then(() => true, () => false);
     const writer = writable.getWriter();
+    // A cache that refuses (a quota, a URL it cannot store) may stop reading without a word: its
+    // writer is ended, so that the download does not wait on it.
+    this.cached = this.cache.put(this.url, new Response(readable, { status: 200, headers })).then(() => true, (e) => {
+      writer.abort(e).catch(() => {});
+      return false;
+    });
     const reader = resp.body.getReader();
+    const length = contentLength(resp);
+    let got = 0;
     const body = new ReadableStream({
       async pull(controller) {
         let chunk;
@@ -436,9 +443,12 @@ class CacheEntry {
           return controller.error(e);
         }
         if (chunk.done) {
-          writer.close().catch(() => {});
+          // A body that ended short of its Content-Length (the download resumes it) is not stored.
+          if (length !== null && got !== length) writer.abort(new Error('the body ended short')).catch(() => {});
+          else writer.close().catch(() => {});
           return controller.close();
         }
+        got += chunk.value.length;
         await writer.ready.catch(() => {});
         writer.write(chunk.value).catch(() => {});
         controller.enqueue(chunk.value);

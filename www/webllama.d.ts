@@ -343,7 +343,8 @@ export interface Engine {
    * Stops the running generation (finish_reason "abort"; requests waiting their turn reject with an
    * AbortError), frees the GPU buffers and ends the worker; later requests reject with an
    * InvalidRequestError. A worker that does not stop within 10 s (a chat template that never ends)
-   * is ended anyway.
+   * is ended anyway: then the running request and those waiting reject with the
+   * InvalidRequestError.
    */
   unload(): Promise<void>;
   /** @internal Test hook: destroys the GPU device as a driver reset would. */
@@ -403,7 +404,7 @@ export type WebllamaErrorName =
   | 'InvalidRequestError' // a request or option that is not valid (names the field)
   | 'NetworkError' // HTTP errors, CORS, CSP, a download that broke off, a file that changed on the server
   | 'IntegrityError' // the SHA-256 does not match `integrity`
-  | 'AbortError' // createEngine's signal fired
+  | 'AbortError' // createEngine's signal fired, or abort() stopped a request before it ran
   | 'GgufError' // a malformed or truncated GGUF file
   | 'UnsupportedModelError' // an architecture or tensor type webllama does not run
   | 'TokenizerError'

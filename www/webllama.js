@@ -197,7 +197,8 @@ class Engine {
   // reject with an AbortError), frees the GPU buffers and ends the worker (already ended after an
   // EngineCrashedError); later requests reject (InvalidRequestError). A worker that does not
   // answer within UNLOAD_GRACE_MS (a template or prefill that never reaches a token) is ended
-  // anyway, and the browser frees what it held. Calls while one runs share its promise.
+  // anyway, and the browser frees what it held: then the running request and those waiting reject
+  // with the InvalidRequestError. Calls while one runs share its promise.
   unload() {
     if (this._crashed || this._closed) return Promise.resolve();
     this._unloading ??= (async () => {
@@ -271,7 +272,19 @@ class Engine {
     run.settled = this._request(msg, { onToken: (text, index, logprobs) => push({ text, index, logprobs }) }, run.id)
       .then((res) => { run.result = res; run.finished = true; run.wake?.(); })
       .catch((e) => { run.failure = e; run.finished = true; run.wake?.(); });
-    return this._chunks(run, mode, meta, lp);
+    // A stream closed before its first read (return() or throw() on it) stops its generation too:
+    // the generator's own finally runs only once it has started.
+    const chunks = this._chunks(run, mode, meta, lp);
+    let read = false;
+    const unread = () => {
+      if (!read && !run.finished) this._worker.postMessage({ kind: MSG.ABORT, ids: [run.id] });
+    };
+    return {
+      [Symbol.asyncIterator]() { return this; },
+      next: (v) => { read = true; return chunks.next(v); },
+      return: (v) => { unread(); return chunks.return(v); },
+      throw: (e) => { unread(); return chunks.throw(e); },
+    };
   }
 
   async *_chunks(run, mode, meta, lp) {

@@ -141,6 +141,13 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
       if (c.choices[0].text && ++k === 2) break;
     }
     out.behindBreak = await behind;
+    // A stream closed before its first read (return()) stops its generation too: the next request
+    // does not wait for its 1000 tokens.
+    const unreadLong = e.completions.create({ ...long, max_tokens: 1000, stream: true });
+    await unreadLong.return();
+    const t1 = performance.now();
+    const next = await e.completions.create({ ...long, max_tokens: 2 });
+    out.afterUnread = { ms: performance.now() - t1, tokS: next.timings.decode_tok_s };
     // abort() stops the running generation and those waiting their turn (an AbortError each).
     const queued = [e.completions.create(long), e.completions.create(long)];
     await new Promise((ok) => setTimeout(ok, 300));
@@ -198,6 +205,7 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
   assert.equal(r.behindBreak, 'length');
   assert.deepEqual(r.abortedQueue, ['abort', 'AbortError']);
   assert.match(r.unreadAborted, /^(abort|AbortError)$/);
+  assert.ok(r.afterUnread.ms < 1000 / r.afterUnread.tokS * 1000 / 2, `a closed unread stream ran on: ${JSON.stringify(r.afterUnread)}`);
   assert.equal(r.crash[0], 'EngineCrashedError');
   assert.match(r.crash[1], /^EngineCrashedError: the engine crashed \(.*a panic the crash test asked for/s);
   assert.equal(r.crash[2], 'ok');

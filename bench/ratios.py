@@ -16,6 +16,8 @@ BOUNDS = [("H200", 4.8), ("H100", 3.35)]
 # The targets: webllama / the faster llama.cpp build.
 TARGETS = {"prefill": 1.0, "decode": 1.5}
 BUILDS = ["llama-2026-10", "llama-b4747"]
+# A variant beats the default where it is this much faster on every shape (above run-to-run noise).
+GAIN = 1.03
 NAMES = {"smol": "SmolLM2-135M Q4_1 shape", "l1b": "Llama-3.2-1B Q4_K_M shape"}
 
 
@@ -126,6 +128,8 @@ def main():
         else:
             missing.append(f"{m}: webllama profile")
     print_table(head, rows)
+    # Each variant's ratio to the default, per shape, for the verdict below the lines.
+    verdicts = {}
     for m in a.models.split():
         runs = webllama_runs(a.dir, m, "decode")
         greedy = [r["decode_tok_s"] for r in runs]
@@ -141,12 +145,19 @@ def main():
             if os.path.exists(path) and default:
                 run = load_json(path)
                 v, d = run[f"{test}_tok_s"], statistics.median(default)
+                verdicts.setdefault(what, []).append(v / d)
                 print(f"{NAMES.get(m, m)}: {test} with {what} {fmt(v)} tok/s ({100 * v / d:.0f}% of the default's "
                       f"{fmt(d)}; layout {run.get('layout', '?')})")
         if penalized:
             s, g = statistics.median(penalized), statistics.median(greedy)
             print(f"{NAMES.get(m, m)}: the same with repetition penalty 1.1 (edit_logits) {fmt(s)} tok/s "
                   f"({100 * s / g:.0f}% of greedy)")
+    if verdicts:
+        print(f"\nverdict per variant (its speed / the default's on each shape; a default to change where "
+              f"every shape gains {100 * (GAIN - 1):.0f}% or more, one run against a median):")
+        for what, ratios in verdicts.items():
+            verdict = "CHANGE THE DEFAULT" if all(r >= GAIN for r in ratios) else "keep the default"
+            print(f"  {what}: {', '.join(f'{100 * r:.0f}%' for r in ratios)} -> {verdict}")
     for name, prof in profiles:
         print_profile(name, prof, tb_s)
     if missing:

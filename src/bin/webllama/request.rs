@@ -15,6 +15,7 @@ pub struct Head {
     pub method: String,
     pub target: String,
     pub range: Option<String>,
+    pub if_range: Option<String>,
     pub host: Option<String>,
 }
 
@@ -27,7 +28,7 @@ pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<Result<Head, (Str
     };
     let mut words = line.split_whitespace();
     let (method, target) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("/").to_string());
-    let (mut range, mut host) = (None, None);
+    let (mut range, mut if_range, mut host) = (None, None, None);
     for n in 0.. {
         let Some(h) = read_line(reader)? else {
             return Ok(Err((method, target, "header line too long\n")));
@@ -41,12 +42,14 @@ pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<Result<Head, (Str
         if let Some((k, v)) = h.split_once(':') {
             if k.trim().eq_ignore_ascii_case("range") {
                 range = Some(v.trim().to_string());
+            } else if k.trim().eq_ignore_ascii_case("if-range") {
+                if_range = Some(v.trim().to_string());
             } else if k.trim().eq_ignore_ascii_case("host") {
                 host = Some(v.trim().to_string());
             }
         }
     }
-    Ok(Ok(Head { method, target, range, host }))
+    Ok(Ok(Head { method, target, range, if_range, host }))
 }
 
 /// One line of at most MAX_LINE bytes, or None when it is longer (or the peer closed mid-line).

@@ -67,7 +67,7 @@ fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
     conn.set_write_timeout(Some(IDLE))?;
     let mut reader = BufReader::new(Deadline { conn: conn.try_clone()?, at: Instant::now() + HEAD_DEADLINE });
     let mut out = conn;
-    let Head { method, target, range, host } = match read_head(&mut reader)? {
+    let Head { method, target, range, if_range, host } = match read_head(&mut reader)? {
         Ok(head) => head,
         Err((method, target, why)) => return refuse_unread(out, reader, &method, &target, 431, why.as_bytes()),
     };
@@ -85,7 +85,13 @@ fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
     let Some(mut file) = std::fs::File::open(&path).ok().filter(|f| f.metadata().is_ok_and(|m| m.is_file())) else {
         return respond(&mut out, &method, &target, 404, "text/plain", b"not found\n");
     };
-    let len = file.metadata()?.len();
+    let meta = file.metadata()?;
+    let len = meta.len();
+    // A strong validator (the file's size and modification time), so that a download broken off,
+    // even across a page reload, is resumed with If-Range; a Range whose If-Range names another
+    // version of the file gets the whole file.
+    let etag = etag_of(&meta);
+    let range = range.filter(|_| if_range.as_deref().is_none_or(|v| v == etag));
     let (status, start, end) = match range.as_deref().and_then(|r| parse_range(r, len)) {
         Some((a, b)) => (206, a, b),
         None if range.is_some() => {
@@ -96,7 +102,7 @@ fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
         None => (200, 0, len),
     };
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nCache-Control: no-cache\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nCache-Control: no-cache\r\nETag: {etag}\r\nConnection: close\r\n",
         if status == 206 { "Partial Content" } else { "OK" },
         mime(&path),
         end - start
@@ -147,6 +153,12 @@ fn respond(out: &mut TcpStream, method: &str, target: &str, status: u16, ctype: 
         out.write_all(body)?;
     }
     Ok(())
+}
+
+/// A file's strong ETag: its size and modification time (ns since the epoch), in hex.
+fn etag_of(meta: &std::fs::Metadata) -> String {
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    format!("\"{:x}-{:x}\"", meta.len(), modified.map_or(0, |d| d.as_nanos()))
 }
 
 /// A client's text for the log: control characters escaped (an ESC would reach the terminal).

@@ -221,11 +221,7 @@ fn format_widths(format: &str) -> Result<(), Error> {
 /// between every two characters, as Python's does).
 fn replaced_len(value: &str, from: &str, to: &str) -> Result<(), Error> {
     let matches = if from.is_empty() { value.chars().count() + 1 } else { value.matches(from).count() };
-    let len = (value.len() - matches * from.len()).saturating_add(matches.saturating_mul(to.len()));
-    match len <= TEMPLATE_BUILD_MAX {
-        true => Ok(()),
-        false => Err(refuse(format!("replace would make {len} bytes, over the limit of {TEMPLATE_BUILD_MAX}"))),
-    }
+    built("replace", (value.len() - matches * from.len()).saturating_add(matches.saturating_mul(to.len())))
 }
 
 #[cfg(test)]

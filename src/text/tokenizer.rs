@@ -50,9 +50,9 @@ enum Kind {
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     kind: Kind,
-    /// Control and user-defined tokens (text, id), longest first: what parse_special recognizes.
-    specials: Vec<(String, u32)>,
-    /// The specials' texts, found leftmost-longest in one pass (pattern i is specials[i]).
+    /// Control and user-defined tokens' ids, ascending: what parse_special recognizes.
+    special_ids: Vec<u32>,
+    /// Their texts, found leftmost-longest in one pass (pattern i is special_ids[i]).
     special_finder: aho_corasick::AhoCorasick,
     /// `inner` with its special tokens taken as text (made at first use).
     plain: std::sync::OnceLock<tokenizers::Tokenizer>,
@@ -192,25 +192,23 @@ impl Tokenizer {
         // As llama.cpp: SentencePiece and LLaMA-3 vocabularies add bos unless the file says otherwise.
         let default_bos = matches!(kind, Kind::SentencePiece { .. }) || is_llama3(pre);
         let add_bos = g.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(default_bos) && bos_id.is_some();
-        let mut specials: Vec<(String, u32)> = tokens
+        let special_ids: Vec<u32> = tokens
             .iter()
             .zip(&types)
             .enumerate()
-            .filter(|(_, (_, &ty))| ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED)
-            .map(|(i, (t, _))| (t.clone(), i as u32))
-            .filter(|(t, _)| !t.is_empty())
+            .filter(|(_, (t, &ty))| (ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED) && !t.is_empty())
+            .map(|(i, _)| i as u32)
             .collect();
-        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
         // Leftmost-longest, ties to the first pattern: the lowest id of tokens with the same text.
         let special_finder = aho_corasick::AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-            .build(specials.iter().map(|(t, _)| t))
-            .map_err(|e| Error::Tokenizer(format!("indexing the {} special tokens: {e}", specials.len())))?;
+            .build(special_ids.iter().map(|&i| &tokens[i as usize]))
+            .map_err(|e| Error::Tokenizer(format!("indexing the {} special tokens: {e}", special_ids.len())))?;
         let control = types.iter().map(|&t| t == TOKEN_TYPE_CONTROL).collect();
         Ok(Tokenizer {
             inner,
             kind,
-            specials,
+            special_ids,
             special_finder,
             plain: Default::default(),
             bos_id,
@@ -325,7 +323,7 @@ impl Tokenizer {
             // The stretch up to the next plain range: its first special, if any.
             let limit = ranges.peek().map_or(text.len(), |r| r.start);
             if let Some(m) = self.special_finder.find(&text[at..limit]) {
-                return Some((at + m.start(), m.len(), self.specials[m.pattern().as_usize()].1));
+                return Some((at + m.start(), m.len(), self.special_ids[m.pattern().as_usize()]));
             }
             at = limit;
         }

@@ -21,8 +21,7 @@
 // own validator is compared) before it feeds the loader anything: a 206 from there of the same file
 // continues it (the kept bytes read back from OPFS first, then the network's); anything else (a 200:
 // the file changed, or the server ignores Range; a 206 of another file; a 416 for a file now
-// shorter) starts over from byte 0. A 206 whose body runs past the file's length is
-// an error.
+// shorter) starts over from byte 0. A 206 whose body runs past the file's length is an error.
 // `integrity` (sha256-<base64> or 64 hex digits) is checked by the loader in wasm over exactly the
 // bytes it is fed (network, resumed, kept and continued, or stored alike); the worker drops the stored
 // copy of a model that fails it.
@@ -269,7 +268,7 @@ function resumable(url, first, total, stallMs, { from = 0, validator = validator
     },
     cancel(reason) {
       cancelled = true;
-      // The request too, so that a copy of its body (Cache Storage's put) stops reading with it.
+      // The request too (its connection); Cache Storage's copy ends with the reader.
       current.abort();
       return reader.cancel(reason);
     },

@@ -177,6 +177,11 @@ class Engine {
     this._worker.postMessage({ kind: MSG.ABORT, upTo: this._nextId - 1 });
   }
 
+  // Stops request `id` alone (a stream its reader left), running or waiting its turn.
+  _abortRequest(id) {
+    this._worker.postMessage({ kind: MSG.ABORT, ids: [id] });
+  }
+
   // Forgets the conversation's cached prefix.
   async resetChat() {
     await this._request({ kind: MSG.RESET });
@@ -277,7 +282,7 @@ class Engine {
     const chunks = this._chunks(run, mode, meta, lp);
     let read = false;
     const unread = () => {
-      if (!read && !run.finished) this._worker.postMessage({ kind: MSG.ABORT, ids: [run.id] });
+      if (!read && !run.finished) this._abortRequest(run.id);
     };
     return {
       [Symbol.asyncIterator]() { return this; },
@@ -321,7 +326,7 @@ class Engine {
       // for it to end (within a token; at once where it still waits its turn), so that the next
       // request finds the engine free.
       if (!run.finished) {
-        this._worker.postMessage({ kind: MSG.ABORT, ids: [run.id] });
+        this._abortRequest(run.id);
         await run.settled;
       }
     }

@@ -100,9 +100,6 @@ function crash(e) {
 
 async function handle(m) {
   if (crashed) return postError(m.id, crashed);
-  if (m.kind === MSG.GENERATE && aborted(m.id)) {
-    return postError(m.id, namedError('AbortError', 'the request was aborted before it ran'));
-  }
   try {
     await ready;
     switch (m.kind) {

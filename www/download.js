@@ -11,9 +11,10 @@
 // page's own origin only (If-Range is not a CORS-safelisted header: on another origin it would need
 // a preflight the host might not answer). A resumed response (206, or a 200 for an If-Range that no
 // longer matches) that shows the file changed on the server (an ETag other than the first
-// response's, or without ETags another Last-Modified; a total in Content-Range or a Content-Length
-// other than its Content-Length) is an error, not a fresh start: bytes of the old file were already
-// fed to the loader. A 200 with the same (or no) validator is a server that ignores Range.
+// response's, or none; when the first had no ETag, another Last-Modified or none; a total in
+// Content-Range or a Content-Length other than its Content-Length) is an error, not a fresh start:
+// bytes of the old file were already fed to the loader. A 200 with the same validator (or none, when
+// the first had none) is a server that ignores Range.
 //
 // Across reloads (OPFS only): the bytes of a download that did not finish stay in OPFS with the
 // validator and total of the response they came from. The next load of the URL asks for the rest
@@ -51,7 +52,16 @@ export async function openModel(model, integrity, { stallTimeoutMs } = {}) {
   if (hit) return { ...hit, source: 'cache', resumedFrom: 0, store };
   if (store.kind === 'opfs') {
     // Another load holding the file (another tab) leaves this one unstored.
-    if (!(await store.lock())) return { ...(await fromNetwork(url, stallMs, null)), source: 'network', resumedFrom: 0, store: NO_STORE };
+    const unstored = async () => ({ ...(await fromNetwork(url, stallMs, null)), source: 'network', resumedFrom: 0, store: NO_STORE });
+    if (!(await store.lock())) return unstored();
+    if (store.record?.complete) {
+      // Another tab finished the download between match() and lock(): its file is read, not
+      // downloaded again (match() reads it without the lock; one that fails it downloads anew).
+      store.close();
+      const stored = await store.match();
+      if (stored) return { ...stored, source: 'cache', resumedFrom: 0, store };
+      if (!(await store.lock())) return unstored();
+    }
     try {
       return { ...(await intoOpfs(url, stallMs, store)), source: 'network', store };
     } catch (e) {
@@ -308,13 +318,17 @@ function validatorOf(resp) {
 
 // Why a resumed response `resp` is not of the file that the first response (its validator, its
 // total) began, or null. ETags compare weakly (W/ aside); a total of * or none says nothing.
+// Without an ETag at first, its Last-Modified is compared.
 function changedFile(first, total, resp) {
   const now = validatorOf(resp);
   const weak = (tag) => tag.replace(/^W\//, '');
-  if (first.etag && now.etag) {
+  // A validator the first response had and this one lacks can't be compared: that fails closed
+  // (a server must send in a 206 the ETag it would send in a 200).
+  if (first.etag) {
+    if (!now.etag) return `ETag ${first.etag}, then none`;
     if (weak(first.etag) !== weak(now.etag)) return `ETag ${first.etag}, then ${now.etag}`;
-  } else if (first.lastModified && now.lastModified && first.lastModified !== now.lastModified) {
-    return `Last-Modified ${first.lastModified}, then ${now.lastModified}`;
+  } else if (first.lastModified && first.lastModified !== now.lastModified) {
+    return `Last-Modified ${first.lastModified}, then ${now.lastModified ?? 'none'}`;
   }
   if (resp.status === 206) {
     const m = /^bytes \d+-\d+\/(\d+)$/.exec(resp.headers.get('content-range') ?? '');

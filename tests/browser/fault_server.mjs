@@ -18,6 +18,7 @@
 //              a Range request is answered with ETag "v2", as 200 (the whole file) when it names
 //              another validator in If-Range (it always does), else as 206
 //   retotal    as drop, but the resumed 206 says in Content-Range that the file has another size
+//   untagged   as drop, but the resumed 206 has no ETag (the first response had one)
 //   chunked    the whole file with no Content-Length (chunked transfer encoding)
 //   endless    as chunked, but the file is followed by zeros for as long as the client reads
 //   overlong   as drop, but the resumed 206 comes chunked (no Content-Length) and goes on past the
@@ -114,9 +115,10 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
       // connection breaks.
       return res.write(part, () => (from + FLAKY_AT < size ? setTimeout(() => res.socket.destroy(), 150) : res.end()));
     }
-    if ((mode === 'drop' || mode === 'tamper' || mode === 'stall' || mode === 'hang' || mode === 'retotal') && honoured) {
+    if ((mode === 'drop' || mode === 'tamper' || mode === 'stall' || mode === 'hang' || mode === 'retotal' || mode === 'untagged') && honoured) {
       const from = Number(range[1]);
       const claimed = mode === 'retotal' ? size + 4096 : size;
+      if (mode === 'untagged') res.removeHeader('ETag');
       res.writeHead(206, { ...octets, 'Content-Length': size - from, 'Content-Range': `bytes ${from}-${size - 1}/${claimed}` });
       if (mode === 'tamper') {
         // The file's last byte (tensor data) changed: still a loadable model, not the same one.
@@ -154,7 +156,7 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
       // End the response cleanly short of Content-Length: the client sees a body that stops early.
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
     }
-    if ((mode === 'drop' || mode === 'norange' || mode === 'tamper' || mode === 'retotal' || mode === 'overlong') && n === 1) {
+    if ((mode === 'drop' || mode === 'norange' || mode === 'tamper' || mode === 'retotal' || mode === 'overlong' || mode === 'untagged') && n === 1) {
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
     }
     if (mode === 'stall' || mode === 'hang') {

@@ -111,6 +111,8 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
     await attempt('changed', { model: `fault/changed/${file}` });
     await attempt('changed, other origin', { model: `${withCors}fault/changed/${file}` });
     await attempt('retotal', { model: `fault/retotal/${file}` });
+    // A resumed 206 without the ETag the first response had: it can't be compared, so it is refused.
+    await attempt('untagged', { model: `fault/untagged/${file}` });
     // A resumed 206 that goes on past the file's end: refused, not read for as long as it lasts.
     await attempt('overlong', { model: `fault/overlong/${file}`, signal: AbortSignal.timeout(60000) }, 'load');
     await attempt('bad integrity', { model: `fault/wrong/${file}`, integrity: sha.replace(/^./, (c) => (c === '0' ? '1' : '0')) });
@@ -231,12 +233,13 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   const flakyFrom = requests('flaky').map((l) => Number(/bytes=(\d+)-/.exec(l)?.[1] ?? 0));
   assert.ok(flakyFrom.every((b, i) => i === 0 || b >= flakyFrom[i - 1]), `flaky: resumed from ${flakyFrom}`);
   assert.ok(new Set(flakyFrom).size > 6 && flakyFrom.length >= Math.ceil(size / FLAKY_AT), `flaky: more drops than MAX_RESUMES, with progress (resumed from ${flakyFrom})`);
-  for (const k of ['changed', 'changed, other origin', 'retotal']) {
+  for (const k of ['changed', 'changed, other origin', 'retotal', 'untagged']) {
     assert.match(r[k].error ?? 'no error', /^NetworkError: the file at .* changed on the server while it downloaded/, k);
   }
   assert.match(r.changed.error, /ETag "v1", then "v2"/);
   assert.match(r['changed, other origin'].error, /ETag "v1", then "v2"/);
   assert.match(r.retotal.error, new RegExp(`${size} bytes, then ${size + 4096} in Content-Range`));
+  assert.match(r.untagged.error, /ETag "[0-9a-f]+-[0-9a-f]+", then none/);
   assert.match(r.overlong.error ?? 'no error', new RegExp(`^NetworkError: resuming .* the server sent more than the file's ${size} bytes`));
   assert.match(requests('changed')[1] ?? '', /bytes=\d+- if-range="v1"$/, 'If-Range names the first response\'s ETag');
   // If-Range is not sent to another origin: it would need a CORS preflight (Range alone does not).

@@ -5,7 +5,8 @@
 // that changed on the server meanwhile is downloaded again from byte 0. Then the storage API over
 // OPFS: list (complete and partial), delete one, clear all, the storage estimate shrinking. And the
 // fallback: a worker without OPFS sync access handles stores in Cache Storage (a whole download
-// only), which the same API lists and deletes.
+// only), which the same API lists and deletes. And two tabs: one that finds nothing stored, then
+// takes the lock after another stored the file, reads that file instead of downloading it again.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -19,6 +20,18 @@ import { startFaultServer, DROP_AT } from './fault_server.mjs';
 const FILE = existsSync(join(TINY, TINY_MODELS[0])) ? TINY_MODELS[0] : MODEL_NAME;
 // A worker whose scope has no sync access handles: the Cache Storage fallback.
 const CACHE_WORKER = "import '/worker.js';\ndelete FileSystemFileHandle.prototype.createSyncAccessHandle;\n";
+// A worker whose OPFS locks wait until the page posts 'go' on the 'late-lock' channel (it posts
+// 'waiting' at its first): two tabs' race between one's match() and lock(), made to happen.
+const LATE_LOCK_WORKER = `import '/worker.js';
+const channel = new BroadcastChannel('late-lock');
+const go = new Promise((resolve) => { channel.onmessage = (m) => m.data === 'go' && resolve(); });
+const open = FileSystemFileHandle.prototype.createSyncAccessHandle;
+FileSystemFileHandle.prototype.createSyncAccessHandle = async function (...args) {
+  channel.postMessage('waiting');
+  await go;
+  return open.apply(this, args);
+};
+`;
 let dir;
 let server;
 let faults;
@@ -38,7 +51,9 @@ async function launchOnProfile() {
 before(async () => {
   dir = modelsDir();
   server = await startServer(dir);
-  faults = await startFaultServer(server.url, dir, { files: { '/test/cache-worker.js': ['text/javascript', CACHE_WORKER] } });
+  faults = await startFaultServer(server.url, dir, {
+    files: { '/test/cache-worker.js': ['text/javascript', CACHE_WORKER], '/test/late-lock-worker.js': ['text/javascript', LATE_LOCK_WORKER] },
+  });
   profile = mkdtempSync(join(tmpdir(), 'webllama-profile-'));
   const bytes = readFileSync(join(dir, FILE));
   size = bytes.length;
@@ -220,4 +235,37 @@ test('storage API over OPFS and Cache Storage: list, delete, clear; the estimate
   assert.equal(r.cleared, 1);
   assert.deepEqual(r.afterClear, []);
   assert.ok(r.est3.usage < r.est2.usage - size / 2, `clearing the Cache Storage one shrinks usage (${r.est2.usage} -> ${r.est3.usage})`);
+});
+
+test('a download another tab finishes between this one\'s lookup and its lock is read from storage, not fetched again', { timeout: 300000 }, async () => {
+  for (const c of contexts) await c.close().catch(() => {});
+  const context = await launchOnProfile();
+  const page = await openPage(context, faults.url);
+  const r = await page.evaluate(async ({ file }) => {
+    const api = await import('./webllama.js');
+    const model = `fault/race/${file}`;
+    const stats = (e) => ({ storage: e.stats.storage, source: e.stats.source });
+    const channel = new BroadcastChannel('late-lock');
+    const waiting = new Promise((resolve) => { channel.onmessage = (m) => m.data === 'waiting' && resolve(); });
+    // The late tab finds nothing stored and waits at its lock ...
+    const late = api.createEngine({ model, workerUrl: '/test/late-lock-worker.js' });
+    await waiting;
+    // ... while another downloads the model and stores it whole.
+    const first = await api.createEngine({ model });
+    const out = { first: stats(first) };
+    await first.unload();
+    channel.postMessage('go');
+    const e = await late;
+    out.late = stats(e);
+    out.text = (await e.completions.create({ prompt: 'Once upon a time,', max_tokens: 4, temperature: 0 })).choices[0].text;
+    await e.unload();
+    out.deleted = await api.deleteCachedModel(model);
+    return out;
+  }, { file: FILE });
+  await context.close();
+  assert.deepEqual(r.first, { storage: 'opfs', source: 'network' });
+  assert.deepEqual(r.late, { storage: 'opfs', source: 'cache' }, 'the late tab reads the stored file');
+  assert.equal(requests('race').length, 1, 'one download for the two tabs');
+  assert.ok(r.text.length > 0);
+  assert.equal(r.deleted, true);
 });

@@ -386,7 +386,7 @@ fn the_gpu_logit_edits_are_the_cpu_samplers() {
 /// with log-probabilities.
 #[test]
 fn sampled_generations_choose_on_the_gpu_as_the_cpu_sampler_would() {
-    use webllama::{GenerateOptions, Layout, Session};
+    use webllama::{Error, GenerateOptions, Layout, Session};
     let Some(path) = common::default_model() else { return };
     let gpu = common::gpu();
     // The adapter's own layout with the GPU sampler on and off (CPU adapters draw on the host by
@@ -406,13 +406,24 @@ fn sampled_generations_choose_on_the_gpu_as_the_cpu_sampler_would() {
     // A window of 1 is the previous token alone (a chained step's input): boosted (a penalty under
     // 1, a negative presence), greedy repeats it.
     let (hello, hello_greedy) = greedy("Hello Hello Hello Hello Hello Hello Hello Hello");
-    // The bias turns greedy aside at its fifth token (an id past the vocabulary is ignored).
+    // An id past the vocabulary is refused.
+    let past = GenerateOptions {
+        sampler: SamplerConfig { logit_bias: [(60000, 3.0)].into(), ..Default::default() },
+        ..Default::default()
+    };
+    match pollster::block_on(on_gpu_session.generate(&story, &past, &mut |_| true)) {
+        Err(Error::InvalidRequest(m)) => {
+            assert!(m.contains("logit_bias names token 60000, past the vocabulary"), "{m}")
+        }
+        other => panic!("a logit_bias id past the vocabulary: {:?}", other.map(|g| g.ids)),
+    }
+    // The bias turns greedy aside at its fifth token.
     let penalized = |c: SamplerConfig| SamplerConfig {
         repetition_penalty: 1.3,
         frequency_penalty: 0.4,
         presence_penalty: 0.2,
         penalty_last_n: 8,
-        logit_bias: [(story_greedy[4], -5.0), (28, 1.5), (60000, 3.0)].into(),
+        logit_bias: [(story_greedy[4], -5.0), (28, 1.5)].into(),
         ..c
     };
     let last_only =

@@ -266,6 +266,13 @@ impl Session {
             )));
         }
         opts.check()?;
+        let vocab = self.model.cfg.vocab_size;
+        if let Some(id) = opts.sampler.logit_bias.keys().filter(|&&id| id as usize >= vocab).min() {
+            return Err(Error::InvalidRequest(format!(
+                "logit_bias names token {id}, past the vocabulary (ids 0 to {})",
+                vocab - 1
+            )));
+        }
         let needed = prompt_ids.len().saturating_add(opts.max_tokens);
         if needed > self.model.context_length() {
             return Err(Error::ContextFull { needed, limit: self.model.context_length() });

@@ -99,7 +99,7 @@ test('JS API: streamed chunks equal the answer; abort stops within a token; rese
     };
     const refused = await refuse({ n: 9 });
     // Numeric options: NaN, a zero max_tokens, a division by zero, an out-of-range penalty.
-    const bad = [await refuse({ frequency_penalty: NaN }), await refuse({ max_tokens: 0 }), await refuse({ repetition_penalty: 0 }), await refuse({ presence_penalty: 5 })];
+    const bad = [await refuse({ frequency_penalty: NaN }), await refuse({ max_tokens: 0 }), await refuse({ repetition_penalty: 0 }), await refuse({ presence_penalty: 5 }), await refuse({ logit_bias: { 49152: 1 } })];
     return { whole, streamed, last, pieces, afterAbort, aborted, next, fresh, refused, bad };
   });
   assert.equal(r.streamed, r.whole.choices[0].message.content);
@@ -117,6 +117,7 @@ test('JS API: streamed chunks equal the answer; abort stops within a token; rese
   assert.match(r.bad[1], /^InvalidRequestError: max_tokens must be at least 1/);
   assert.match(r.bad[2], /^InvalidRequestError: .*repetition_penalty is 0/);
   assert.match(r.bad[3], /^InvalidRequestError: .*presence_penalty is 5/);
+  assert.match(r.bad[4], /^InvalidRequestError: .*logit_bias names token 49152, past the vocabulary \(ids 0 to 49151\)/);
 });
 
 test('JS API: requests run one at a time; a stream left early frees the engine; unload ends it; bad requests and options reject by name', { timeout: 300000 }, async () => {

@@ -1,8 +1,9 @@
 //! The weight types and architectures of tests/fixtures/arch (made with llama.cpp by
 //! scripts/make_arch_fixtures.py) against their exact goldens (llama.cpp's F32 math on the
 //! dequantized weights): greedy ids and top-8 logits within 0.05 (0.25 on the GPU family's f16 KV
-//! cache), on the GPU with both kernel families and in reference.rs; and the mixture-of-experts
-//! kernels against reference.rs for every supported quant type.
+//! cache), on the GPU with both kernel families and in reference.rs; the mixture-of-experts
+//! kernels against reference.rs for every supported quant type; and a random-weight model whose
+//! rows the CPU family pads past their blocks, against reference.rs.
 
 mod common;
 
@@ -299,4 +300,79 @@ fn moe_route_and_moe_matvec_match() {
         }
         check("moe_matmul + moe_sum", ty.name(), &shape, &read(&acc_b, tokens * rows), &want);
     }
+}
+
+/// Rows whose stored blocks don't fill whole 16-byte steps load as the kernels read them: in the
+/// CPU family, Q4_0 rows of 96 values (3 blocks, stored at 20 bytes: 60) lie 64 bytes apart and
+/// Q5_0's (3 at 24: 72) 80 apart. A one-layer random-weight model of width 96 (token embedding
+/// Q4_0; attention Q4_0; the feed-forward Q5_0 and Q4_0) against reference.rs on both kernel
+/// families, token by token and after a batched prefill.
+#[test]
+fn rows_padded_past_their_blocks_load_as_the_kernels_read_them() {
+    use webllama::format::gguf::Value;
+    use webllama::format::gguf_write as writer;
+    use webllama::QuantType;
+    let (dim, ffn, vocab) = (96u64, 192u64, 64u64);
+    let meta: Vec<(&str, Value)> = vec![
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.block_count", Value::U32(1)),
+        ("llama.context_length", Value::U32(64)),
+        ("llama.embedding_length", Value::U32(dim as u32)),
+        ("llama.feed_forward_length", Value::U32(ffn as u32)),
+        ("llama.attention.head_count", Value::U32(4)),
+        ("llama.attention.head_count_kv", Value::U32(2)),
+        ("llama.rope.freq_base", Value::F32(10000.0)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+    ];
+    let mut rng = Rng(0x5eed_0096);
+    let mut matrix = |ty: QuantType, rows: u64, cols: u64| {
+        let (bytes, _) = random_matrix(ty, rows as usize, cols as usize, &mut rng);
+        (vec![cols, rows], ty.ggml_id(), bytes)
+    };
+    let ones = |n: u64| (vec![n], 0u32, bytemuck::cast_slice(&vec![1f32; n as usize]).to_vec());
+    let (q4, q5) = (QuantType::Q4_0, QuantType::Q5_0);
+    let tensors: Vec<(&str, Vec<u64>, u32, Vec<u8>)> = [
+        ("token_embd.weight", matrix(q4, vocab, dim)),
+        ("output_norm.weight", ones(dim)),
+        ("blk.0.attn_norm.weight", ones(dim)),
+        ("blk.0.attn_q.weight", matrix(q4, dim, dim)),
+        ("blk.0.attn_k.weight", matrix(q4, dim / 2, dim)),
+        ("blk.0.attn_v.weight", matrix(q4, dim / 2, dim)),
+        ("blk.0.attn_output.weight", matrix(q4, dim, dim)),
+        ("blk.0.ffn_norm.weight", ones(dim)),
+        ("blk.0.ffn_gate.weight", matrix(q5, ffn, dim)),
+        ("blk.0.ffn_up.weight", matrix(q5, ffn, dim)),
+        ("blk.0.ffn_down.weight", matrix(q4, dim, ffn)),
+    ]
+    .into_iter()
+    .map(|(name, (dims, ty, data))| (name, dims, ty, data))
+    .collect();
+    let path = std::env::temp_dir().join(format!("webllama-padded-rows-{}.gguf", std::process::id()));
+    std::fs::write(&path, writer::build(&meta, &tensors)).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    let tokens = [3u32, 17, 40, 63, 8];
+    let (g, mut source) = weights::open_model(&path).unwrap();
+    let mut reference = RefModel::load(&g, &mut source).unwrap();
+    let want: Vec<Vec<f32>> = tokens.iter().map(|&t| reference.forward(t)).collect();
+    // Every logit within tol of the reference's, scaled by the largest (NaN fails).
+    let close = |who: &str, got: &[f32], want: &[f32], tol: f32| {
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        if let Some(i) =
+            (0..want.len()).find(|&i| (got[i] - want[i]).is_nan() || (got[i] - want[i]).abs() > tol * scale)
+        {
+            panic!("{who}: logit {i} is {} against the reference's {} (scale {scale})", got[i], want[i]);
+        }
+    };
+    for layout in [common::layout(), common::gpu_family()] {
+        let mut model = Model::load_file(common::gpu(), layout, &path, Some(64)).unwrap();
+        let tol = logit_tolerance(&layout);
+        for (i, &t) in tokens.iter().enumerate() {
+            let got = pollster::block_on(model.step(t, true)).unwrap().logits.unwrap();
+            close(&format!("{layout} step {i}"), &got, &want[i], tol);
+        }
+        model.truncate(0);
+        let got = pollster::block_on(model.prefill(&tokens, true)).unwrap().logits.unwrap();
+        close(&format!("{layout} prefill"), &got, &want[tokens.len() - 1], tol);
+    }
+    std::fs::remove_file(&path).ok();
 }

@@ -497,7 +497,7 @@ fn decode_merges_splits_in_wo_then_by_a_combine_dispatch() {
     }
     for (i, (gpu, cpu)) in runs[0].iter().zip(&runs[1]).enumerate() {
         let scale = cpu.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = gpu.iter().zip(cpu).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let worst = common::max_abs_diff(gpu, cpu);
         assert!(worst <= 1e-2 * scale, "step {i} at the edge: logits off by {worst} (largest {scale})");
     }
 }

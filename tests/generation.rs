@@ -76,7 +76,7 @@ fn streamed_and_split_weights_give_the_same_logits() {
     let (ids_b, lb) = run_gpu(&mut whole, &prompt, 8);
     assert_eq!(ids_a, ids_b);
     for (a, b) in la.iter().zip(&lb) {
-        let d = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let d = common::max_abs_diff(a, b);
         assert!(d < 1e-3, "split vs whole logits differ by {d}");
     }
 }
@@ -423,8 +423,7 @@ fn prompt_then_one(model: &mut Model, prompt: &[u32], batched: bool) -> (Vec<f32
 /// Largest logit difference between two runs of prompt_then_one; they must choose the same token.
 fn deviation(a: &(Vec<f32>, Vec<f32>, u32), b: &(Vec<f32>, Vec<f32>, u32)) -> f32 {
     assert_eq!(a.2, b.2, "the same next token");
-    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    diff(&a.0, &b.0).max(diff(&a.1, &b.1))
+    common::max_abs_diff(&[&a.0[..], &a.1[..]].concat(), &[&b.0[..], &b.1[..]].concat())
 }
 
 #[test]

@@ -54,8 +54,8 @@ impl Weight {
 
 /// Writes the GGUF bytes of `tensor` (of type `ty`, rows of `row_bytes` in the file) that start at
 /// file offset `at` of a part into the part's buffer, where `layout` pads the blocks (pad_blocks;
-/// `bytes` then hold whole blocks) or rows lie `stride` bytes apart (padded through pad_rows when
-/// stride > row_bytes).
+/// `bytes` then hold whole blocks) and rows lie `stride` bytes apart (padded through pad_rows when
+/// stride is more than a row's stored bytes).
 #[allow(clippy::too_many_arguments)]
 pub fn write_rows(
     gpu: &Gpu,
@@ -75,7 +75,15 @@ pub fn write_rows(
         });
     };
     if let Some(padded) = pad_blocks(layout, ty, bytes) {
-        gpu.write(buffer, at / ty.block_bytes() * kernels::stored_block_bytes(layout, ty), &padded);
+        // In stored blocks: the offset, and a row's bytes before any padding to `stride`.
+        let per_block = |n: u64| n / ty.block_bytes() * kernels::stored_block_bytes(layout, ty);
+        let (at, packed) = (per_block(at), per_block(row_bytes));
+        if stride == packed {
+            gpu.write(buffer, at, &padded);
+        } else {
+            let (at, padded) = pad_rows(&padded, at, packed, stride);
+            gpu.write(buffer, at, &padded);
+        }
     } else if stride == row_bytes {
         gpu.write(buffer, at, bytes);
     } else {

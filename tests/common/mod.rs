@@ -63,6 +63,16 @@ pub fn golden(rel: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))).expect("valid JSON")
 }
 
+/// The largest |a - b| over two runs' values; NaN where either has a NaN (so `d < bound` fails;
+/// f32::max would skip it).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "as many values");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, |m, d| if m.is_nan() || d.is_nan() { f32::NAN } else { m.max(d) })
+}
+
 /// A small seeded generator for test inputs.
 pub struct Rng(pub u64);
 

@@ -75,6 +75,7 @@ fn hostile_templates_stop_at_named_limits() {
         ("{{ range(50) | join('x' * 100000000) }}", "join would make"),
         ("{{ ('x' * 1000000).join(range(50)) }}", "str.join would make"),
         ("{{ ('\n' * 10000000) | indent(256, blank=true) }}", "indent would make"),
+        ("{{ ([0] * 4000000000).count(0) }}", "list.count would walk over"),
     ];
     for (src, limit) in cases {
         let t = ChatTemplate::new(src, "", "").unwrap();
@@ -84,10 +85,10 @@ fn hostile_templates_stop_at_named_limits() {
         assert!(t0.elapsed().as_secs() < 30, "{limit}: {:?}", t0.elapsed());
     }
     // Within the limits they are minijinja's and pycompat's own.
-    let t = ChatTemplate::new("{{ 'a\nb' | indent(2) }}|{{ '%-4s|%03d' | format('x', 7) }}|{{ '{:>3}'.format('y') }}|{{ 'aXa' | replace('X', 'yy') }}|{{ 'q'.replace('q', 'r') }}|{{ [1, 2, 3] | batch(2) | list }}|{{ [1, 2, 3] | slice(2) | list }}|{{ [{'a': 2}, {'a': 1}] | sort(attribute='a') | map(attribute='a') | join(',') }}|{{ {'b': 1, 'a': 2} | dictsort(by='value') | tojson }}|{{ ['x', 'y'] | tojson(indent=1) }}|{{ '-'.join(['p', 'q']) }}", "", "").unwrap();
+    let t = ChatTemplate::new("{{ 'a\nb' | indent(2) }}|{{ '%-4s|%03d' | format('x', 7) }}|{{ '{:>3}'.format('y') }}|{{ 'aXa' | replace('X', 'yy') }}|{{ 'q'.replace('q', 'r') }}|{{ [1, 2, 3] | batch(2) | list }}|{{ [1, 2, 3] | slice(2) | list }}|{{ [{'a': 2}, {'a': 1}] | sort(attribute='a') | map(attribute='a') | join(',') }}|{{ {'b': 1, 'a': 2} | dictsort(by='value') | tojson }}|{{ ['x', 'y'] | tojson(indent=1) }}|{{ '-'.join(['p', 'q']) }}|{{ 'abc'.count('') }}|{{ 'ééa'.count('') }}|{{ 'abab'.count('ab') }}|{{ [1, 2, 1].count(1) }}", "", "").unwrap();
     assert_eq!(
         t.render(&[], false).unwrap(),
-        "a\n  b|x   |007|  y|ayya|r|[[1, 2], [3]]|[[1, 2], [3]]|1,2|[[\"b\", 1], [\"a\", 2]]|[\n \"x\",\n \"y\"\n]|p-q"
+        "a\n  b|x   |007|  y|ayya|r|[[1, 2], [3]]|[[1, 2], [3]]|1,2|[[\"b\", 1], [\"a\", 2]]|[\n \"x\",\n \"y\"\n]|p-q|4|4|2|2"
     );
 }
 

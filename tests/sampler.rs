@@ -138,6 +138,8 @@ fn options_out_of_range_are_refused_by_name() {
         (Box::new(|o| _ = o.sampler.logit_bias.insert(7, f32::NAN)), "logit_bias of token 7"),
         (Box::new(|o| o.max_tokens = 0), "max_tokens"),
         (Box::new(|o| o.stop = vec![String::new()]), "stop string"),
+        (Box::new(|o| o.stop = vec!["x".into(); 17]), "17 stop strings: at most 16"),
+        (Box::new(|o| o.stop = vec!["x".into(), "y".repeat(257)]), "stop string 1 is 257 bytes: at most 256"),
     ];
     for (edit, name) in cases {
         match with(&*edit) {

@@ -182,3 +182,32 @@ fn forced_tokens_go_in_batches_and_leave_the_cache_as_a_prefill_does() {
         assert!(c.text == "The answer is yes." || c.text == "The answer is no.", "{:?}", c.text);
     }
 }
+
+/// A vocabulary that llguidance's token trie can't hold (a token over 1,023 bytes; toktrie asserts
+/// past it) is refused by name when a grammar is first asked for, not a crash; one within holds.
+#[test]
+fn a_vocabulary_the_token_trie_cannot_hold_is_refused_by_name() {
+    use std::sync::Arc;
+    use webllama::engine::constraint::{Guide, TRIE_TOKEN_BYTES_MAX};
+    use webllama::format::gguf::{Array, Gguf, Value};
+    use webllama::format::gguf_write;
+    use webllama::text::tokenizer::Tokenizer;
+    let vocab = |long: usize| {
+        let tokens = vec!["a".to_string(), "b".into(), "a".repeat(long), "<|end|>".into()];
+        let meta = [
+            ("general.architecture", Value::String("llama".into())),
+            ("tokenizer.ggml.model", Value::String("gpt2".into())),
+            ("tokenizer.ggml.tokens", Value::Array(Array::String(tokens))),
+            ("tokenizer.ggml.token_type", Value::Array(Array::I32(vec![1, 1, 1, 3]))),
+            ("tokenizer.ggml.merges", Value::Array(Array::String(vec![]))),
+            ("tokenizer.ggml.eos_token_id", Value::U32(3)),
+        ];
+        Arc::new(Tokenizer::from_gguf(&Gguf::parse_complete(&gguf_write::build(&meta, &[])).unwrap()).unwrap())
+    };
+    match Guide::new(&vocab(1100)) {
+        Err(Error::Tokenizer(m)) => assert!(m.contains("token 2 is 1100 bytes"), "{m}"),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("a 1,100-byte token was taken"),
+    }
+    assert!(Guide::new(&vocab(TRIE_TOKEN_BYTES_MAX)).is_ok());
+}

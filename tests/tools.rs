@@ -53,6 +53,7 @@ fn tools_and_tool_choice_are_checked() {
     assert_eq!(Tools::parse(Some(two_tools()), None).unwrap().unwrap().choice, ToolChoice::Auto);
     assert_eq!(Tools::parse(None, None).unwrap(), None);
     assert_eq!(Tools::parse(Some(json!([])), None).unwrap(), None);
+    assert_eq!(Tools::parse(Some(json!([])), Some(json!("auto"))).unwrap(), None);
     let no_params = json!([{"type": "function", "function": {"name": "ping"}}]);
     assert_eq!(Tools::parse(Some(no_params), None).unwrap().unwrap().tools[0].parameters["type"], "object");
     let f = |name: &str| json!({"type": "function", "function": {"name": name}});
@@ -66,6 +67,8 @@ fn tools_and_tool_choice_are_checked() {
         (Some(two_tools()), Some(json!("always")), "tool_choice"),
         (Some(two_tools()), Some(json!({"type": "function", "function": {"name": "nope"}})), "not among"),
         (None, Some(json!("required")), "no tools"),
+        (Some(json!([])), Some(json!("required")), "\"required\" asks for a tool call, but tools is empty"),
+        (Some(json!([])), Some(json!({"type": "function", "function": {"name": "a"}})), "tools is empty"),
         (Some(json!((0..129).map(|i| f(&format!("f{i}"))).collect::<Vec<_>>())), None, "at most 128"),
     ] {
         match Tools::parse(tools, choice) {

@@ -66,6 +66,7 @@ impl Guide {
     /// Builds the token trie of `tok`'s vocabulary (each token's bytes) and the parser factory.
     pub fn new(tok: &Arc<Tokenizer>) -> Result<Guide> {
         let words: Vec<Vec<u8>> = (0..tok.vocab_size() as u32).map(|id| tok.token_bytes(id)).collect();
+        trie_fits(&words)?;
         let eos = *tok.eog_ids.first().ok_or_else(|| {
             Error::InvalidRequest("the model has no end-of-generation token, so no grammar can end".into())
         })?;
@@ -93,6 +94,28 @@ impl Guide {
         }
         Ok(Constraint { matcher, eog_ids: self.eog_ids.clone(), eos: self.eos })
     }
+}
+
+/// Longest token (in bytes, a special token's marker byte included) and most bytes in all that
+/// llguidance's token trie holds (toktrie: 10 bits of parents a node, 22 of subtree size); it
+/// asserts past them, so a vocabulary over either is refused by name first.
+pub const TRIE_TOKEN_BYTES_MAX: usize = 1023;
+pub const TRIE_BYTES_MAX: usize = 4_000_000;
+
+fn trie_fits(words: &[Vec<u8>]) -> Result<()> {
+    if let Some((id, w)) = words.iter().enumerate().find(|(_, w)| w.len() > TRIE_TOKEN_BYTES_MAX) {
+        return Err(Error::Tokenizer(format!(
+            "token {id} is {} bytes: grammars and tool calls take tokens of at most {TRIE_TOKEN_BYTES_MAX}",
+            w.len()
+        )));
+    }
+    let total: usize = words.iter().map(Vec::len).sum();
+    if total > TRIE_BYTES_MAX {
+        return Err(Error::Tokenizer(format!(
+            "the vocabulary's tokens are {total} bytes in all: grammars and tool calls take at most {TRIE_BYTES_MAX}"
+        )));
+    }
+    Ok(())
 }
 
 fn grammar_err(msg: &str) -> Error {

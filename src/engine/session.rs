@@ -14,6 +14,11 @@ use crate::text::chat::{ChatTemplate, Message, CHATML};
 use crate::text::tokenizer::Tokenizer;
 use std::sync::Arc;
 
+/// Most stop strings a request may give, and most bytes in one: the text held back while it might
+/// begin one is searched for each of them at every token.
+pub const MAX_STOPS: usize = 16;
+pub const MAX_STOP_BYTES: usize = 256;
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -35,8 +40,8 @@ pub struct GenerateOptions {
 }
 
 impl GenerateOptions {
-    /// Checks the options (the sampler's settings, at least one token, no empty stop string): an
-    /// InvalidRequest naming the first that is wrong.
+    /// Checks the options (the sampler's settings, at least one token, stop strings neither empty
+    /// nor past MAX_STOPS and MAX_STOP_BYTES): an InvalidRequest naming the first that is wrong.
     pub fn check(&self) -> Result<()> {
         self.sampler.check()?;
         if self.max_tokens == 0 {
@@ -44,6 +49,15 @@ impl GenerateOptions {
         }
         if self.stop.iter().any(|s| s.is_empty()) {
             return Err(Error::InvalidRequest("a stop string is empty".into()));
+        }
+        if self.stop.len() > MAX_STOPS {
+            return Err(Error::InvalidRequest(format!("{} stop strings: at most {MAX_STOPS}", self.stop.len())));
+        }
+        if let Some((i, s)) = self.stop.iter().enumerate().find(|(_, s)| s.len() > MAX_STOP_BYTES) {
+            return Err(Error::InvalidRequest(format!(
+                "stop string {i} is {} bytes: at most {MAX_STOP_BYTES}",
+                s.len()
+            )));
         }
         if let Some(k) = self.logprobs.filter(|&k| k > MAX_TOP_LOGPROBS) {
             return Err(Error::InvalidRequest(format!(

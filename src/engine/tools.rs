@@ -107,7 +107,14 @@ impl Tools {
                     Some(_) => Err(bad("tool_choice is given but there are no tools".into())),
                 }
             }
-            Some(Value::Array(a)) if a.is_empty() => return Ok(None),
+            Some(Value::Array(a)) if a.is_empty() => {
+                // No tools to call: a choice that asks for a call can't be met.
+                return match choice.as_ref().and_then(|c| if c.is_null() { None } else { Some(c) }) {
+                    None => Ok(None),
+                    Some(Value::String(s)) if s == "none" || s == "auto" => Ok(None),
+                    Some(c) => Err(bad(format!("tool_choice {c} asks for a tool call, but tools is empty"))),
+                };
+            }
             Some(t @ Value::Array(_)) => t,
             Some(_) => return Err(bad("tools must be an array".into())),
         };

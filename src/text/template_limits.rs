@@ -79,8 +79,12 @@ pub fn bound(env: &mut minijinja::Environment) {
                     replaced_len(s, from.as_str().unwrap_or_default(), to.as_str().unwrap_or_default())?
                 }
                 ("join", [items, ..]) => joined("str.join", items, s)?,
+                // pycompat's count of "" never ends (its search steps 0 bytes): Python's answer.
+                ("count", [what]) if what.as_str() == Some("") => return Ok(Value::from(s.chars().count() + 1)),
                 _ => {}
             }
+        } else if method == "count" {
+            walk_within("list.count", value)?;
         }
         minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
     });

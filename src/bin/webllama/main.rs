@@ -371,7 +371,8 @@ fn generate(a: GenerateArgs) -> Result<()> {
     } else {
         // The text held back that was content after all, then each call as a JSON line.
         if let Some(r) = &reply {
-            let rest = r.content.as_deref().and_then(|c| c.strip_prefix(guard.passed())).unwrap_or("");
+            // The content is trimmed; what passed was not.
+            let rest = r.content.as_deref().and_then(|c| c.strip_prefix(guard.passed().trim_start())).unwrap_or("");
             print!("{rest}");
             for c in openai_calls(r) {
                 print!("\n{c}");

@@ -83,6 +83,8 @@ function mb(n) {
 }
 
 async function load(model) {
+  // One load at a time, and none while a reply streams (a drop reaches here past the disabled button).
+  if (busy) return;
   clearError();
   setBusy(true);
   const old = engine;
@@ -202,8 +204,8 @@ async function summarize() {
   }
 }
 
-async function readDocFile() {
-  const f = $('doc-file').files[0];
+// A text file (picked or dropped) into the document box; one over 4 MB is refused before it is read.
+async function readDoc(f) {
   if (!f) return;
   if (f.size > 4e6) return showError(Object.assign(new Error(`${f.name} is ${mb(f.size)} MB; a text of at most 4 MB is expected`), { name: 'InvalidRequestError' }));
   $('doc-text').value = await f.text();
@@ -385,7 +387,7 @@ $('bench').addEventListener('click', benchmark);
 for (const b of document.querySelectorAll('#modes button')) b.addEventListener('click', () => showMode(b.dataset.mode));
 $('summarize').addEventListener('click', summarize);
 $('summarize-stop').addEventListener('click', () => engine?.abort());
-$('doc-file').addEventListener('change', () => readDocFile().catch(showError));
+$('doc-file').addEventListener('change', () => readDoc($('doc-file').files[0]).catch(showError));
 $('headlines').addEventListener('click', headlines);
 $('load').addEventListener('click', () => {
   try { load(chosenModel()); } catch (e) { showError(e); }
@@ -416,5 +418,10 @@ $('doc-text').addEventListener('drop', (e) => {
   const f = e.dataTransfer.files[0];
   if (!f) return;
   e.preventDefault();
-  f.text().then((t) => { $('doc-text').value = t; $('doc-count').textContent = `${f.name}: ${t.length} characters`; }).catch(showError);
+  readDoc(f).catch(showError);
 });
+// A file dropped anywhere else is not opened by the tab (that would leave the page and its model);
+// dragged text still drops into the text boxes.
+const dropsFiles = (e) => e.dataTransfer?.types.includes('Files');
+window.addEventListener('dragover', (e) => { if (dropsFiles(e)) e.preventDefault(); });
+window.addEventListener('drop', (e) => { if (dropsFiles(e)) e.preventDefault(); });

@@ -171,7 +171,6 @@ export interface CompletionRequest extends SamplingOptions {
   stream?: boolean;
   /** Each generated token's log-probability and this many (0 to 20) most likely tokens per step. */
   logprobs?: number | null;
-  truncate?: 'oldest';
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort' | 'tool_calls';

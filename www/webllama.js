@@ -203,7 +203,7 @@ class Engine {
   // EngineCrashedError); later requests reject (InvalidRequestError). A worker that does not
   // answer within UNLOAD_GRACE_MS (a template or prefill that never reaches a token) is ended
   // anyway, and the browser frees what it held: then the running request and those waiting reject
-  // with the InvalidRequestError. Calls while one runs share its promise.
+  // with the InvalidRequestError. It always resolves. Calls while one runs share its promise.
   unload() {
     if (this._crashed || this._closed) return Promise.resolve();
     this._unloading ??= (async () => {
@@ -211,7 +211,8 @@ class Engine {
       let timer;
       const grace = new Promise((ok) => { timer = setTimeout(ok, UNLOAD_GRACE_MS); });
       try {
-        await Promise.race([this._request({ kind: MSG.UNLOAD }), grace]);
+        // The worker is ended below whatever UNLOAD answered (an engine that crashed meanwhile).
+        await Promise.race([this._request({ kind: MSG.UNLOAD }).catch(() => {}), grace]);
       } finally {
         clearTimeout(timer);
         this._worker.terminate();
@@ -253,7 +254,7 @@ class Engine {
     const msg = { kind: MSG.GENERATE, mode, messages: r.messages, prompt: r.prompt, options, truncate: r.truncate };
     const id = `${mode === 'chat' ? 'chatcmpl' : 'cmpl'}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
     const created = Math.floor(Date.now() / 1000);
-    const model = this.stats.model ?? 'webllama';
+    const model = this.stats.model || 'webllama';
     if (r.stream) return this._stream(msg, mode, { id, created, model }, lp != null);
     return this._request(msg).then((res) => this._response(mode, res, { id, created, model }, lp != null));
   }
@@ -277,18 +278,18 @@ class Engine {
     run.settled = this._request(msg, { onToken: (text, index, logprobs) => push({ text, index, logprobs }) }, run.id)
       .then((res) => { run.result = res; run.finished = true; run.wake?.(); })
       .catch((e) => { run.failure = e; run.finished = true; run.wake?.(); });
-    // A stream closed before its first read (return() or throw() on it) stops its generation too:
-    // the generator's own finally runs only once it has started.
+    // A stream closed (return() or throw() on it) stops its generation at once: before its first
+    // read (the generator's own finally runs only once it has started), and while a next() waits
+    // (the generator's return() waits behind it, and it waits for the request's next token).
     const chunks = this._chunks(run, mode, meta, lp);
-    let read = false;
-    const unread = () => {
-      if (!read && !run.finished) this._abortRequest(run.id);
+    const stop = () => {
+      if (!run.finished) this._abortRequest(run.id);
     };
     return {
       [Symbol.asyncIterator]() { return this; },
-      next: (v) => { read = true; return chunks.next(v); },
-      return: (v) => { unread(); return chunks.return(v); },
-      throw: (e) => { unread(); return chunks.throw(e); },
+      next: (v) => chunks.next(v),
+      return: (v) => { stop(); return chunks.return(v); },
+      throw: (e) => { stop(); return chunks.throw(e); },
     };
   }
 
@@ -426,6 +427,7 @@ function validate(mode, req) {
     throw named('InvalidRequestError', 'logit_bias maps token ids to numbers');
   }
   if (req.truncate !== undefined && req.truncate !== 'oldest') throw named('InvalidRequestError', 'truncate may only be "oldest"');
+  if (req.truncate !== undefined && mode !== 'chat') throw named('InvalidRequestError', 'truncate is a chat option: a completion prompt has no turns to drop');
   const count = (k) => {
     if (!(Number.isInteger(req[k]) && req[k] >= 0 && req[k] <= MAX_TOP_LOGPROBS)) throw named('InvalidRequestError', `${k} must be an integer from 0 to ${MAX_TOP_LOGPROBS}`);
   };

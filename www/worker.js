@@ -339,7 +339,10 @@ async function generate(m) {
 }
 
 // Chat prompt ids; with truncate: 'oldest', the oldest turns after any system message are dropped
-// until prompt + max_tokens fit the context (the engine refuses what does not fit otherwise).
+// until prompt + max_tokens fit the context (the engine refuses what does not fit otherwise). A
+// turn goes whole: from its message up to the next user message (the reply and any tool calls and
+// results with it), so that the chat still starts with a user message, as templates that check the
+// roles alternate ask, and no tool result is left without its call. The last turn stays.
 function chatIdsThatFit(m) {
   let messages = m.messages;
   // The options bring the tools (the template renders them, or the system prompt offers them).
@@ -348,9 +351,9 @@ function chatIdsThatFit(m) {
   const room = engine.contextLength - m.options.max_tokens;
   while (m.truncate === 'oldest' && ids.length > room) {
     const first = messages.findIndex((x) => x.role !== 'system');
-    // Keep at least the last message.
-    if (first < 0 || first >= messages.length - 1) break;
-    messages = messages.filter((_, i) => i !== first);
+    const next = first < 0 ? -1 : messages.findIndex((x, i) => i > first && x.role === 'user');
+    if (next < 0) break;
+    messages = [...messages.slice(0, first), ...messages.slice(next)];
     ids = engine.chatIds(JSON.stringify(messages), options);
   }
   return ids;

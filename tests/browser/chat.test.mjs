@@ -69,6 +69,44 @@ test('a greedy chat answer streams into the page and equals the native CLI', { t
   await page.screenshot({ path: screenshotPath('chat.png'), fullPage: true });
 });
 
+test('files dropped on the page: none opens in the tab, none loads while a reply streams, a big text is refused unread', { timeout: 200000 }, async () => {
+  const r = await page.evaluate(async () => {
+    const $ = (id) => document.getElementById(id);
+    const dropOn = (el, file) => {
+      const dataTransfer = new DataTransfer();
+      dataTransfer.items.add(file);
+      const e = new DragEvent('drop', { dataTransfer, bubbles: true, cancelable: true });
+      el.dispatchEvent(e);
+      return e.defaultPrevented;
+    };
+    const out = { elsewhere: dropOn($('conversation'), new File(['x'], 'notes.txt')) };
+    // A model dropped while a reply streams: not loaded (the engine stays; the reply goes on).
+    const engine = window.webllamaApp.engine;
+    $('prompt').value = 'Tell me a long story.';
+    $('send').click();
+    const status = $('model-status').textContent;
+    out.busyDrop = dropOn($('drop-zone'), new File(['GGUF'], 'other.gguf'));
+    out.statusKept = $('model-status').textContent === status;
+    $('stop').click();
+    while (document.querySelector('li.assistant:last-child')?.dataset.done !== 'true') await new Promise((r) => setTimeout(r, 50));
+    out.sameEngine = window.webllamaApp.engine === engine;
+    out.chatError = $('error').textContent;
+    // A 5 MB text dropped on the document box: refused before it is read.
+    const before = $('doc-text').value;
+    dropOn($('doc-text'), new File([new Uint8Array(5e6).fill(97)], 'big.txt'));
+    await new Promise((r) => setTimeout(r, 100));
+    out.bigError = $('error').textContent;
+    out.docKept = $('doc-text').value === before;
+    return out;
+  });
+  assert.equal(r.elsewhere, true, 'a file dropped outside the drop zones is not opened by the tab');
+  assert.equal(r.busyDrop, true);
+  assert.ok(r.statusKept && r.sameEngine, 'no load while the reply streamed');
+  assert.equal(r.chatError, '');
+  assert.match(r.bigError, /big\.txt is 5\.0 MB; a text of at most 4 MB is expected/);
+  assert.ok(r.docKept);
+});
+
 test('JS API: streamed chunks equal the answer; abort stops within a token; resetChat clears the cache', { timeout: 400000 }, async () => {
   const r = await page.evaluate(async () => {
     const engine = window.webllamaApp.engine;
@@ -149,6 +187,17 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
     const t1 = performance.now();
     const next = await e.completions.create({ ...long, max_tokens: 2 });
     out.afterUnread = { ms: performance.now() - t1, tokS: next.timings.decode_tok_s };
+    // A stream waiting its turn, closed while its first next() waits: its request stops at once
+    // (not when the generation ahead of it ends), and the pending next() ends with an AbortError.
+    const ahead = e.completions.create({ ...long, max_tokens: 1000 });
+    const it = e.completions.create({ ...long, stream: true })[Symbol.asyncIterator]();
+    const pending = it.next().then(() => 'a chunk', (err) => err.name);
+    await new Promise((ok) => setTimeout(ok, 200));
+    const t2 = performance.now();
+    await it.return();
+    out.closedWaiting = { ms: performance.now() - t2, next: await pending };
+    e.abort();
+    await ahead.catch(() => {});
     // abort() stops the running generation and those waiting their turn (an AbortError each).
     const queued = [e.completions.create(long), e.completions.create(long)];
     await new Promise((ok) => setTimeout(ok, 300));
@@ -176,7 +225,7 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
         return 'accepted';
       } catch (err) { return err.name; }
     };
-    out.bad = [await refusal({ prompt: '' }), await refusal({ prompt: '', stream: true }), await refusal({ prompt: 'a', logit_bias: { 5: NaN } })];
+    out.bad = [await refusal({ prompt: '' }), await refusal({ prompt: '', stream: true }), await refusal({ prompt: 'a', logit_bias: { 5: NaN } }), await refusal({ prompt: 'a', truncate: 'oldest' })];
     // unload() while a stream runs: the stream ends, later requests reject by name at once, and a
     // second unload() does nothing.
     let n = 0;
@@ -204,6 +253,8 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
   assert.deepEqual(r.both, ['length', 'length']);
   assert.equal(r.afterBreak, 'length');
   assert.equal(r.behindBreak, 'length');
+  assert.ok(r.closedWaiting.ms < 2000, `a stream closed while it waited its turn stopped after ${r.closedWaiting.ms} ms`);
+  assert.equal(r.closedWaiting.next, 'AbortError');
   assert.deepEqual(r.abortedQueue, ['abort', 'AbortError']);
   assert.match(r.unreadAborted, /^(abort|AbortError)$/);
   assert.ok(r.afterUnread.ms < 1000 / r.afterUnread.tokS * 1000 / 2, `a closed unread stream ran on: ${JSON.stringify(r.afterUnread)}`);
@@ -212,7 +263,7 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
   assert.equal(r.crash[2], 'ok');
   assert.equal(r.reset, 'ok');
   assert.equal(r.aborted, 'abort');
-  assert.deepEqual(r.bad, ['InvalidRequestError', 'InvalidRequestError', 'InvalidRequestError']);
+  assert.deepEqual(r.bad, ['InvalidRequestError', 'InvalidRequestError', 'InvalidRequestError', 'InvalidRequestError']);
   assert.match(r.streamEnd, /^abort$/);
   assert.match(r.afterUnload, /^InvalidRequestError: (the engine was unloaded|no model is loaded)/);
   assert.equal(r.unloadAgain, 'ok');
@@ -303,7 +354,7 @@ test('K-quant models with LLaMA-2 (SentencePiece) and LLaMA-3 (llama-bpe) vocabu
   }
 });
 
-test('a chat longer than the context is refused by name, or loses its oldest turns with truncate: "oldest"', { timeout: 200000 }, async () => {
+test('a chat longer than the context is refused by name, or loses its oldest turns (whole) with truncate: "oldest"', { timeout: 200000 }, async () => {
   const r = await page.evaluate(async () => {
     const { createEngine } = await import('/webllama.js');
     const engine = await createEngine({ model: 'models/SmolLM2-135M-Instruct.Q4_1.gguf', ctx: 96 });
@@ -318,7 +369,12 @@ test('a chat longer than the context is refused by name, or loses its oldest tur
       let refused = null;
       try { await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 4 }); } catch (e) { refused = `${e.name}: ${e.message}`; }
       const kept = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 4, truncate: 'oldest' });
-      return { refused, prompt_tokens: kept.usage.prompt_tokens, finish: kept.choices[0].finish_reason };
+      // A turn goes whole: the long question takes its short answer with it, though the chat would
+      // fit without the question alone.
+      const turn = [messages[0], { role: 'user', content: long + long }, { role: 'assistant', content: 'Gutenberg.' }, messages[3]];
+      const whole = await engine.chat.completions.create({ messages: turn, temperature: 0, max_tokens: 4, truncate: 'oldest' });
+      const last = await engine.chat.completions.create({ messages: [messages[0], messages[3]], temperature: 0, max_tokens: 4 });
+      return { refused, prompt_tokens: kept.usage.prompt_tokens, finish: kept.choices[0].finish_reason, whole: whole.usage.prompt_tokens, last: last.usage.prompt_tokens };
     } finally {
       await engine.unload();
     }
@@ -326,6 +382,7 @@ test('a chat longer than the context is refused by name, or loses its oldest tur
   assert.match(r.refused, /^ContextLengthError: .*96/);
   assert.ok(r.prompt_tokens + 4 <= 96, `${r.prompt_tokens} prompt tokens`);
   assert.equal(r.finish, 'length');
+  assert.equal(r.whole, r.last, 'the oldest turn went whole: question and answer');
 });
 
 test('the benchmark view reports prefill, decode and structured-output speed and the cost of a token', { timeout: 400000 }, async () => {

@@ -641,3 +641,57 @@ fn a_declared_giant_model_allocates_only_for_the_bytes_that_came() {
     let e = b.finish().err().expect("the file ended");
     assert!(matches!(&e, Error::Truncated { what, .. } if what.contains("token_embd")), "{e}");
 }
+
+/// A small header whose widths make activations no GPU buffer binding holds (131,072 heads of 4:
+/// q alone is 2 MiB a row) is refused by name before any byte is uploaded, not at the end of the
+/// load (nor as a device error).
+#[test]
+fn activations_over_a_binding_are_refused_before_the_upload() {
+    use webllama::format::gguf_write::header;
+    use webllama::model::ModelBuilder;
+    let (dim, heads) = (64u64, 1u64 << 17);
+    let meta: Vec<(String, Value)> = [
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.block_count", Value::U32(1)),
+        ("llama.context_length", Value::U32(64)),
+        ("llama.embedding_length", Value::U32(dim as u32)),
+        ("llama.feed_forward_length", Value::U32(128)),
+        ("llama.attention.head_count", Value::U32(heads as u32)),
+        ("llama.attention.head_count_kv", Value::U32(1)),
+        ("llama.attention.key_length", Value::U32(4)),
+        ("llama.attention.value_length", Value::U32(4)),
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut tensors = vec![
+        ("token_embd.weight".to_string(), vec![dim, 32], QuantType::F32),
+        ("output_norm.weight".to_string(), vec![dim], QuantType::F32),
+    ];
+    for (s, shape) in [
+        ("attn_norm.weight", vec![dim]),
+        ("attn_q.weight", vec![dim, 4 * heads]),
+        ("attn_k.weight", vec![dim, 4]),
+        ("attn_v.weight", vec![dim, 4]),
+        ("attn_output.weight", vec![4 * heads, dim]),
+        ("ffn_norm.weight", vec![dim]),
+        ("ffn_gate.weight", vec![dim, 128]),
+        ("ffn_up.weight", vec![dim, 128]),
+        ("ffn_down.weight", vec![128, dim]),
+    ] {
+        tensors.push((weights::layer(0, s), shape, QuantType::F32));
+    }
+    let (head, _) = header(&meta, &tensors).unwrap();
+    let Parsed::Done(g) = Gguf::parse(&head, None).unwrap() else { panic!("the header is whole") };
+    let gpu = common::gpu();
+    let before = gpu.bytes_allocated();
+    for layout in [common::layout(), common::gpu_family()] {
+        match ModelBuilder::new(gpu.clone(), layout, &g, Some(16)) {
+            Err(Error::OutOfMemory(m)) => assert!(m.contains("activations take") && m.contains("binding"), "{m}"),
+            Err(e) => panic!("{layout}: another error: {e}"),
+            Ok(_) => panic!("{layout}: taken"),
+        }
+    }
+    assert_eq!(gpu.bytes_allocated(), before, "nothing allocated");
+}

@@ -31,7 +31,13 @@ pub struct Gpu {
     buffers_created: std::sync::atomic::AtomicU64,
     /// Bytes of all buffers created so far.
     bytes_allocated: std::sync::atomic::AtomicU64,
+    /// Bytes written through `write` since the last flush of the queue's writes (native).
+    unflushed: std::sync::atomic::AtomicU64,
 }
+
+/// Bytes of queued writes after which `write` submits them (natively each write holds a staging
+/// copy until a submit: a model's upload would otherwise hold a second copy of its weights).
+const FLUSH_WRITES_BYTES: u64 = 64 << 20;
 
 impl Gpu {
     /// Opens the best adapter (a discrete GPU over an integrated one over a software one).
@@ -88,6 +94,7 @@ impl Gpu {
             errors,
             buffers_created: Default::default(),
             bytes_allocated: Default::default(),
+            unflushed: Default::default(),
         })
     }
 
@@ -226,6 +233,15 @@ impl Gpu {
             let mut padded = bytes.to_vec();
             padded.resize(bytes.len().div_ceil(4) * 4, 0);
             self.queue.write_buffer(buf, offset, &padded);
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            if self.unflushed.fetch_add(bytes.len() as u64, Relaxed) + bytes.len() as u64 >= FLUSH_WRITES_BYTES {
+                self.unflushed.store(0, Relaxed);
+                self.queue.submit([]);
+                let _ = self.device.poll(wgpu::PollType::Poll);
+            }
         }
     }
 

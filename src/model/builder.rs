@@ -97,6 +97,7 @@ impl ModelBuilder {
             }
             None => DEFAULT_CTX.min(cfg.ctx_len).min(KvCache::max_positions(&cfg, &layout, gpu.max_binding())).max(1),
         };
+        Acts::check(&cfg, layout.batch_rows(), layout.attention_splits(ctx), gpu.max_binding())?;
         let mut pending: Vec<Pending> = weights::expected(&cfg)
             .iter()
             .filter_map(|(n, _)| g.tensor(n))
@@ -137,7 +138,7 @@ impl ModelBuilder {
         // With the GPU sampler, a request with a logit bias or penalties adds each candidate's
         // edited row and its token counts.
         let edits = if self.layout.gpu_sampler { 8 * MAX_CANDIDATES as u64 * c.vocab_size as u64 } else { 0 };
-        (weights, kv, Acts::bytes(c, self.layout.batch_rows()) + edits)
+        (weights, kv, Acts::bytes(c, self.layout.batch_rows(), self.layout.attention_splits(self.ctx)) + edits)
     }
 
     /// An out-of-memory error with what the model needs added.

@@ -8,7 +8,7 @@ use super::kv_cache::{Branches, KvCache};
 use super::steps::Recorder;
 use super::weight::Weight;
 use super::MAX_CANDIDATES;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::config::Config;
 use crate::format::weights::{self, ATTN_NORM, ATTN_OUT, FFN_DOWN, FFN_NORM, OUTPUT_NORM};
 use crate::gpu::{Gpu, Layout};
@@ -41,40 +41,74 @@ pub struct Acts {
 
 impl Acts {
     pub fn new(gpu: &Gpu, c: &Config, rows: u32, n_splits: u32) -> Acts {
-        let f = |n: usize| 4 * n as u64 * rows as u64;
-        // The batch's per-expert buffers (4 bytes for dense models and the decode graph).
-        let moe = |n: usize| if c.n_experts > 0 && rows > 1 { f(n * c.n_experts_used) } else { 4 };
+        let sizes: HashMap<&str, u64> = Acts::sizes(c, rows, n_splits).into_iter().collect();
+        let buffer = |label: &str| gpu.storage(label, sizes[label]);
         Acts {
             rows,
-            x: gpu.storage("x", f(c.dim)),
-            xb: gpu.storage("xb", f(c.dim)),
-            qkv: gpu.storage("qkv", f(c.qkv_dim())),
-            att: gpu.storage("att", f(c.q_dim())),
-            hb: gpu.storage("hb", 4 * c.ffn_dim as u64 * rows.max(2) as u64),
-            hb2: gpu.storage("hb2", f(c.ffn_dim)),
-            logits: gpu.storage("logits", 4 * c.vocab_size as u64 * MAX_CANDIDATES as u64),
-            argmax_spans: gpu.storage("argmax spans", kernels::argmax_spans_bytes(c.vocab_size as u32, MAX_CANDIDATES)),
-            tokens: gpu.storage("tokens", 4 * rows.max(MAX_CANDIDATES) as u64),
+            x: buffer("x"),
+            xb: buffer("xb"),
+            qkv: buffer("qkv"),
+            att: buffer("att"),
+            hb: buffer("hb"),
+            hb2: buffer("hb2"),
+            logits: buffer("logits"),
+            argmax_spans: buffer("argmax spans"),
+            tokens: buffer("tokens"),
             step: gpu.uniform("step", &Step::default()),
-            partial: gpu.storage(
-                "attention partials",
-                kernels::gpu::attention_partial_bytes(MAX_CANDIDATES, c.n_heads as u32, n_splits, c.head_dim as u32),
-            ),
+            partial: buffer("attention partials"),
             rope_ones: gpu.storage_with("rope ones", bytemuck::cast_slice(&vec![1f32; c.n_rot / 2])),
-            rotations: gpu.storage("rope rotations", 4 * c.head_dim as u64),
-            norms: gpu.storage("norm partial sums", 4 * (c.dim.div_ceil(kernels::cpu::FOLD_ROWS_PER_SLOT) + 4) as u64),
-            router: gpu.storage("router logits", f(c.n_experts.max(1))),
-            route: gpu.storage("routes", 2 * f(c.n_experts_used.max(1))),
-            moe_h: gpu.storage("expert gates", moe(c.ffn_dim)),
-            moe_h2: gpu.storage("expert ups", moe(c.ffn_dim)),
-            moe_y: gpu.storage("expert outputs", moe(c.dim)),
+            rotations: buffer("rope rotations"),
+            norms: buffer("norm partial sums"),
+            router: buffer("router logits"),
+            route: buffer("routes"),
+            moe_h: buffer("expert gates"),
+            moe_h2: buffer("expert ups"),
+            moe_y: buffer("expert outputs"),
         }
     }
 
-    /// Bytes of activations for `rows` rows.
-    pub fn bytes(c: &Config, rows: u32) -> u64 {
-        4 * rows as u64 * (2 * c.dim + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn_dim) as u64
-            + 4 * (MAX_CANDIDATES as u64 * c.vocab_size as u64)
+    /// Each storage buffer's label and bytes for `rows` rows and `n_splits` attention splits (as
+    /// Acts::new makes them; rope_ones besides).
+    pub fn sizes(c: &Config, rows: u32, n_splits: u32) -> Vec<(&'static str, u64)> {
+        let f = |n: usize| 4 * n as u64 * rows as u64;
+        // The batch's per-expert buffers (4 bytes for dense models and the decode graph).
+        let moe = |n: usize| if c.n_experts > 0 && rows > 1 { f(n * c.n_experts_used) } else { 4 };
+        let (heads, head_dim) = (c.n_heads as u32, c.head_dim as u32);
+        vec![
+            ("x", f(c.dim)),
+            ("xb", f(c.dim)),
+            ("qkv", f(c.qkv_dim())),
+            ("att", f(c.q_dim())),
+            ("hb", 4 * c.ffn_dim as u64 * rows.max(2) as u64),
+            ("hb2", f(c.ffn_dim)),
+            ("logits", 4 * c.vocab_size as u64 * MAX_CANDIDATES as u64),
+            ("argmax spans", kernels::argmax_spans_bytes(c.vocab_size as u32, MAX_CANDIDATES)),
+            ("tokens", 4 * rows.max(MAX_CANDIDATES) as u64),
+            ("attention partials", kernels::gpu::attention_partial_bytes(MAX_CANDIDATES, heads, n_splits, head_dim)),
+            ("rope rotations", 4 * c.head_dim as u64),
+            ("norm partial sums", 4 * (c.dim.div_ceil(kernels::cpu::FOLD_ROWS_PER_SLOT) + 4) as u64),
+            ("router logits", f(c.n_experts.max(1))),
+            ("routes", 2 * f(c.n_experts_used.max(1))),
+            ("expert gates", moe(c.ffn_dim)),
+            ("expert ups", moe(c.ffn_dim)),
+            ("expert outputs", moe(c.dim)),
+        ]
+    }
+
+    /// Bytes of activations for `rows` rows and `n_splits` attention splits.
+    pub fn bytes(c: &Config, rows: u32, n_splits: u32) -> u64 {
+        Acts::sizes(c, rows, n_splits).iter().map(|(_, b)| b).sum::<u64>() + 4 * (c.n_rot / 2) as u64
+    }
+
+    /// An OutOfMemory error, before anything is allocated, where one of the buffers would be over
+    /// `max_binding` (a GPU buffer binding's limit): a header's widths that can't run here.
+    pub fn check(c: &Config, rows: u32, n_splits: u32, max_binding: u64) -> Result<()> {
+        match Acts::sizes(c, rows, n_splits).into_iter().find(|&(_, b)| b > max_binding) {
+            Some((label, bytes)) => Err(Error::OutOfMemory(format!(
+                "its {label} activations take {bytes} bytes, over the {max_binding} bytes one GPU buffer binding holds"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -67,7 +67,7 @@ fn invalid(msg: String) -> JsValue {
 pub struct HeaderReader {
     stream: HeaderStream,
     /// A split model's other parts, as `addPart` took them: (header, file length).
-    parts: Vec<(Gguf, u64)>,
+    parts: Vec<split::Part>,
 }
 
 #[wasm_bindgen]
@@ -110,7 +110,9 @@ impl HeaderReader {
         let (g, received) =
             part.stream.into_parts().ok_or_else(|| invalid("the part's GGUF header is not complete yet".into()))?;
         g.check_file_len(len as u64).map_err(js_err)?;
-        self.parts.push((g, len as u64));
+        let first = self.stream.header().map_or(0, |g| g.tensors.len());
+        let held = first + self.parts.iter().map(split::Part::tensors).sum::<usize>();
+        self.parts.push(split::Part::read(g, self.parts.len() as u64 + 1, len as u64, held).map_err(js_err)?);
         Ok(received)
     }
 }

@@ -695,3 +695,26 @@ fn activations_over_a_binding_are_refused_before_the_upload() {
     }
     assert_eq!(gpu.bytes_allocated(), before, "nothing allocated");
 }
+
+/// A split model's later parts are checked as each is read: its number, the tensors held so far
+/// (at most split::MAX_TENSORS), and offsets that would pass 2^64 once placed after the parts
+/// before it (a part's length is the server's Content-Length) are refused by name, not wrapped.
+#[test]
+fn split_parts_are_checked_as_they_are_read() {
+    use webllama::format::split::{self, Part, MAX_TENSORS};
+    let part = |no: u16, name: &str| {
+        let meta = [("split.no", Value::U16(no)), ("split.count", Value::U16(2))];
+        Gguf::parse_complete(&writer::build(&meta, &[(name, vec![4], 0, vec![0; 16])])).unwrap()
+    };
+    let bad = |r: Result<Gguf, Error>, want: &str| match r {
+        Err(e) => assert!(e.to_string().contains(want), "{want}: {e}"),
+        Ok(_) => panic!("{want}: taken"),
+    };
+    assert!(Part::read(part(1, "b"), 2, 100, 1).is_err(), "part 1 read as part 2");
+    let held = Part::read(part(1, "b"), 1, 100, MAX_TENSORS).map(|_| ());
+    assert!(matches!(held, Err(Error::BadMetadata { msg, .. }) if msg.contains("over 65536 tensors")));
+    let second = || Part::read(part(1, "b"), 1, 100, 1).unwrap();
+    bad(split::merge(part(0, "a"), vec![second()], u64::MAX - 8), "part 1 ends past 2^64 bytes");
+    let whole = split::merge(part(0, "a"), vec![second()], 1000).unwrap();
+    assert_eq!(whole.tensor("b").unwrap().offset, 1000 + part(1, "b").tensor("b").unwrap().offset);
+}

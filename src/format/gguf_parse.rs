@@ -443,7 +443,7 @@ fn place(i: &RawInfo, data_offset: u64, alignment: u64, file_len: Option<u64>) -
 
 /// Refuses tensors whose data ranges overlap (a hostile file could make one upload overwrite
 /// another, or count the same bytes twice).
-fn check_no_overlap(tensors: &[TensorInfo]) -> Result<()> {
+pub(crate) fn check_no_overlap(tensors: &[TensorInfo]) -> Result<()> {
     let mut by_offset: Vec<&TensorInfo> = tensors.iter().filter(|t| t.n_bytes > 0).collect();
     by_offset.sort_by_key(|t| t.offset);
     for pair in by_offset.windows(2) {

@@ -37,9 +37,41 @@ pub fn parts_of(g: &Gguf, no: u64) -> Result<u64> {
     Ok(count)
 }
 
+/// Most tensors the parts of a split model may hold together (a 405B model has ~1,100).
+pub const MAX_TENSORS: usize = 1 << 16;
+
+/// What the merge keeps of a later part as it is read: its place (split.count, as it says) and its
+/// tensors in a file of `len` bytes; the rest of its metadata (the first part's stands for the
+/// model) is dropped.
+pub struct Part {
+    count: u64,
+    tensors: Vec<TensorInfo>,
+    len: u64,
+}
+
+impl Part {
+    /// Part `no` (1-based after the first) of a file of `len` bytes, after parts that hold `held`
+    /// tensors (the first's included): an error where it is not part `no`, or the tensors would be
+    /// more than MAX_TENSORS.
+    pub fn read(g: Gguf, no: u64, len: u64, held: usize) -> Result<Part> {
+        let count = parts_of(&g, no)?;
+        if held.saturating_add(g.tensors.len()) > MAX_TENSORS {
+            return Err(Error::BadMetadata {
+                key: "split.count".into(),
+                msg: format!("the parts up to part {no} hold over {MAX_TENSORS} tensors"),
+            });
+        }
+        Ok(Part { count, tensors: g.tensors, len })
+    }
+
+    pub fn tensors(&self) -> usize {
+        self.tensors.len()
+    }
+}
+
 /// The whole model's header from the first part's header and the others' (each with the length of
 /// its file): the first part's metadata, every part's tensors placed in the parts' concatenation.
-pub fn merge(first: Gguf, rest: Vec<(Gguf, u64)>, first_len: u64) -> Result<Gguf> {
+pub fn merge(first: Gguf, rest: Vec<Part>, first_len: u64) -> Result<Gguf> {
     let count = parts_of(&first, 0)?;
     if rest.len() as u64 + 1 != count {
         return Err(Error::BadMetadata {
@@ -49,14 +81,21 @@ pub fn merge(first: Gguf, rest: Vec<(Gguf, u64)>, first_len: u64) -> Result<Gguf
     }
     let mut tensors: Vec<TensorInfo> = first.tensors.clone();
     let mut base = first_len;
-    for (k, (g, len)) in rest.into_iter().enumerate() {
+    let past =
+        |no: u64| Error::BadMetadata { key: "split.count".into(), msg: format!("part {no} ends past 2^64 bytes") };
+    for (k, part) in rest.into_iter().enumerate() {
         let no = k as u64 + 1;
-        if parts_of(&g, no)? != count {
+        if part.count != count {
             return Err(Error::BadMetadata { key: "split.count".into(), msg: format!("differs in part {no}") });
         }
-        tensors.extend(g.tensors.into_iter().map(|t| TensorInfo { offset: t.offset + base, ..t }));
-        base += len;
+        for t in part.tensors {
+            let offset = t.offset.checked_add(base).ok_or_else(|| past(no))?;
+            tensors.push(TensorInfo { offset, ..t });
+        }
+        base = base.checked_add(part.len).ok_or_else(|| past(no))?;
     }
+    // Each part's tensors lie within its file; checked again as one file all the same.
+    crate::format::gguf_parse::check_no_overlap(&tensors)?;
     if let Some(want) = first.opt_u64("split.tensors.count")? {
         if want != tensors.len() as u64 {
             return Err(Error::BadMetadata {

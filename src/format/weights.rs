@@ -207,11 +207,13 @@ pub fn open_model(path: &str) -> Result<(Gguf, FileSource)> {
         })
         .collect::<Result<_>>()?;
     let source = FileSource::open_parts(&paths)?;
-    let rest = paths[1..]
-        .iter()
-        .zip(&source.parts[1..])
-        .map(|(p, part)| Ok((read_header(p)?, part.3)))
-        .collect::<Result<_>>()?;
+    let mut held = first.tensors.len();
+    let mut rest = vec![];
+    for (no, (p, part)) in paths[1..].iter().zip(&source.parts[1..]).enumerate() {
+        let part = split::Part::read(read_header(p)?, no as u64 + 1, part.3, held)?;
+        held += part.tensors();
+        rest.push(part);
+    }
     Ok((split::merge(first, rest, source.parts[0].3)?, source))
 }
 

@@ -32,11 +32,13 @@ pub struct Gpu {
     /// Bytes of all buffers created so far.
     bytes_allocated: std::sync::atomic::AtomicU64,
     /// Bytes written through `write` since the last flush of the queue's writes (native).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     unflushed: std::sync::atomic::AtomicU64,
 }
 
 /// Bytes of queued writes after which `write` submits them (natively each write holds a staging
 /// copy until a submit: a model's upload would otherwise hold a second copy of its weights).
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 const FLUSH_WRITES_BYTES: u64 = 64 << 20;
 
 impl Gpu {

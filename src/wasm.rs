@@ -4,7 +4,7 @@
 
 use crate::engine::logprobs::{logprobs_json, vocab_bytes};
 use crate::engine::tools::{self, StreamGuard};
-use crate::engine::{parse_request, Piece, Session};
+use crate::engine::{parse_request, Piece, Session, Text};
 use crate::error::Error;
 use crate::format::gguf::Gguf;
 use crate::format::gguf_parse::HeaderStream;
@@ -129,6 +129,8 @@ pub fn wasm_memory_bytes() -> f64 {
 pub struct Loader {
     header: Gguf,
     builder: ModelBuilder,
+    /// The tokenizer and chat template, made (and checked) before any weight byte is fed.
+    text: Text,
     adapter: String,
     /// The SHA-256 the caller asked for, computed over every byte fed.
     integrity: Option<Integrity>,
@@ -179,7 +181,8 @@ impl Loader {
         let adapter = gpu.adapter_name();
         let layout = Layout::choose(&gpu, &Overrides { subgroups, ..Overrides::default().with_family(family) });
         let builder = ModelBuilder::new(gpu, layout, &g, ctx.map(|c| c as usize)).map_err(js_err)?;
-        let mut loader = Loader { header: g, builder, adapter, integrity };
+        let text = Text::from_gguf(&g, builder.cfg.vocab_size).map_err(js_err)?;
+        let mut loader = Loader { header: g, builder, text, adapter, integrity };
         loader.feed(0.0, &received)?;
         Ok(loader)
     }
@@ -244,7 +247,7 @@ impl Loader {
         })
         .to_string();
         let (context_length, device) = (model.context_length() as u32, model.device());
-        let session = Session::new(model, &self.header).map_err(js_err)?;
+        let session = Session::with_text(model, self.text);
         Ok(Engine {
             session: Rc::new(RefCell::new(session)),
             adapter: self.adapter,

@@ -684,9 +684,10 @@ fn activations_over_a_binding_are_refused_before_the_upload() {
     }
     let (head, _) = header(&meta, &tensors).unwrap();
     let Parsed::Done(g) = Gguf::parse(&head, None).unwrap() else { panic!("the header is whole") };
-    let gpu = common::gpu();
+    // A device of its own: nothing else allocates on it meanwhile.
+    let gpu = std::sync::Arc::new(pollster::block_on(webllama::Gpu::new()).unwrap());
     let before = gpu.bytes_allocated();
-    for layout in [common::layout(), common::gpu_family()] {
+    for layout in [webllama::Layout::of(&gpu), webllama::Layout::family(&gpu, webllama::Family::Gpu)] {
         match ModelBuilder::new(gpu.clone(), layout, &g, Some(16)) {
             Err(Error::OutOfMemory(m)) => assert!(m.contains("activations take") && m.contains("binding"), "{m}"),
             Err(e) => panic!("{layout}: another error: {e}"),
@@ -717,4 +718,31 @@ fn split_parts_are_checked_as_they_are_read() {
     bad(split::merge(part(0, "a"), vec![second()], u64::MAX - 8), "part 1 ends past 2^64 bytes");
     let whole = split::merge(part(0, "a"), vec![second()], 1000).unwrap();
     assert_eq!(whole.tensor("b").unwrap().offset, 1000 + part(1, "b").tensor("b").unwrap().offset);
+}
+
+/// The tokenizer and chat template are checked from the header, before the weights: a file whose
+/// template does not compile is refused as such before a byte of it is uploaded (in the page, before
+/// its download; before, after it).
+#[test]
+fn a_broken_template_is_refused_before_the_weights() {
+    let bytes = tiny(
+        |m| {
+            with_vocab(m);
+            m.push(("tokenizer.chat_template", Value::String("{% for %}".into())));
+        },
+        |_| {},
+    );
+    let path = std::env::temp_dir().join(format!("webllama-broken-template-{}.gguf", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    // A device of its own: nothing else allocates on it meanwhile.
+    let gpu = std::sync::Arc::new(pollster::block_on(webllama::Gpu::new()).unwrap());
+    let layout = webllama::Layout::of(&gpu);
+    let r = webllama::Session::load_file(gpu.clone(), layout, path.to_str().unwrap(), Some(16));
+    std::fs::remove_file(&path).ok();
+    match r {
+        Err(Error::Template(m)) => assert!(m.contains("syntax"), "{m}"),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("taken"),
+    }
+    assert_eq!(gpu.bytes_allocated(), 0, "no weight uploaded");
 }

@@ -13,4 +13,4 @@ mod track;
 pub use options::{parse_options, parse_request, Request};
 
 pub use logprobs::{TokenLogprob, MAX_TOP_LOGPROBS};
-pub use session::{FinishReason, GenerateOptions, Generation, Piece, Session};
+pub use session::{FinishReason, GenerateOptions, Generation, Piece, Session, Text};

@@ -170,32 +170,50 @@ pub struct Session {
     tool_caps: std::sync::OnceLock<tools::Caps>,
 }
 
-impl Session {
-    /// Wraps a built model with the tokenizer and chat template of its file.
-    pub fn new(model: Model, g: &Gguf) -> Result<Session> {
+/// The text side of a model's file: its tokenizer (as many tokens as token_embd has rows) and its
+/// chat template. Made from the header before the weights are uploaded, so that a file whose
+/// vocabulary or template is refused is refused before its download, not after.
+pub struct Text {
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+}
+
+impl Text {
+    /// The tokenizer and chat template of `g`, whose token_embd has `vocab_size` rows.
+    pub fn from_gguf(g: &Gguf, vocab_size: usize) -> Result<Text> {
         let tokenizer = Tokenizer::from_gguf(g)?;
-        if tokenizer.vocab_size() != model.cfg.vocab_size {
+        if tokenizer.vocab_size() != vocab_size {
             return Err(Error::BadConfig(format!(
-                "the tokenizer has {} tokens but token_embd has {} rows",
+                "the tokenizer has {} tokens but token_embd has {vocab_size} rows",
                 tokenizer.vocab_size(),
-                model.cfg.vocab_size
             )));
         }
         let source = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).unwrap_or(CHATML);
         let tok_text = |id: Option<u32>| id.map(|i| tokenizer.tokens[i as usize].clone()).unwrap_or_default();
-        let eos = g
-            .opt_u64("tokenizer.ggml.eos_token_id")?
-            .map(|i| i as u32)
-            .filter(|&i| (i as usize) < tokenizer.vocab_size());
+        let eos =
+            g.opt_u64("tokenizer.ggml.eos_token_id")?.filter(|&i| i < tokenizer.vocab_size() as u64).map(|i| i as u32);
         let template = ChatTemplate::new(source, &tok_text(tokenizer.bos_id), &tok_text(eos))?;
-        Ok(Session {
+        Ok(Text { tokenizer, template })
+    }
+}
+
+impl Session {
+    /// Wraps a built model with the tokenizer and chat template of its file.
+    pub fn new(model: Model, g: &Gguf) -> Result<Session> {
+        let text = Text::from_gguf(g, model.cfg.vocab_size)?;
+        Ok(Session::with_text(model, text))
+    }
+
+    /// Wraps a built model with its file's text side (made before the upload).
+    pub fn with_text(model: Model, text: Text) -> Session {
+        Session {
             model,
-            tokenizer: Arc::new(tokenizer),
-            template,
+            tokenizer: Arc::new(text.tokenizer),
+            template: text.template,
             cached: vec![],
             guide: None,
             tool_caps: Default::default(),
-        })
+        }
     }
 
     /// Loads a GGUF file from disk onto `gpu`, laid out for `layout` (native only).
@@ -208,8 +226,9 @@ impl Session {
     ) -> Result<Session> {
         let (g, mut source) = crate::format::weights::open_model(path)?;
         let mut b = crate::model::ModelBuilder::new(gpu, layout, &g, ctx)?;
+        let text = Text::from_gguf(&g, b.cfg.vocab_size)?;
         b.upload_all(&mut source)?;
-        Session::new(b.finish()?, &g)
+        Ok(Session::with_text(b.finish()?, text))
     }
 
     /// The prompt ids for a chat (see ChatTemplate::prompt_ids).

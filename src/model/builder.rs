@@ -371,7 +371,8 @@ impl ModelBuilder {
     /// collector for a vector.
     fn allocate(&self, t: &TensorInfo) -> Result<Target> {
         if t.dims.len() == 1 {
-            return Ok(Target::Vector(Vec::with_capacity(t.n_bytes as usize)));
+            // Grown as its bytes come (a header's size is not reserved before they do).
+            return Ok(Target::Vector(Vec::with_capacity(t.n_bytes.min(1 << 20) as usize)));
         }
         let (rows, cols) = t.rows_cols();
         if cols % 4 != 0 {

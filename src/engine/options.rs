@@ -10,18 +10,20 @@ use crate::error::{Error, Result};
 use crate::model::MAX_CANDIDATES;
 use std::collections::HashMap;
 
+/// Counts are read as u64 (a page's safe integers past 2^32 included: wasm's usize is 32 bits, and
+/// serde's error for them named no option), then taken as at most usize::MAX.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Options {
-    max_tokens: Option<usize>,
+    max_tokens: Option<u64>,
     temperature: Option<f32>,
     top_p: Option<f32>,
-    top_k: Option<usize>,
+    top_k: Option<u64>,
     min_p: Option<f32>,
     repetition_penalty: Option<f32>,
     frequency_penalty: Option<f32>,
     presence_penalty: Option<f32>,
-    penalty_last_n: Option<usize>,
+    penalty_last_n: Option<u64>,
     #[serde(default)]
     logit_bias: HashMap<String, f32>,
     seed: Option<u64>,
@@ -30,13 +32,13 @@ struct Options {
     #[serde(default)]
     stop: Vec<String>,
     /// Candidates, decoded side by side (1 to MAX_CANDIDATES).
-    n: Option<usize>,
+    n: Option<u64>,
     /// OpenAI's response_format: text, json_object or json_schema.
     response_format: Option<ResponseFormat>,
     /// A grammar the output matches: {type: "lark" | "regex", definition}.
     grammar: Option<GrammarSpec>,
     /// Each token's log-probability and this many of the most likely (0 to MAX_TOP_LOGPROBS).
-    logprobs: Option<usize>,
+    logprobs: Option<u64>,
     /// OpenAI's tools: [{type: "function", function: {name, description?, parameters?}}].
     tools: Option<serde_json::Value>,
     /// "none" | "auto" | "required" | {type: "function", function: {name}}.
@@ -108,17 +110,18 @@ pub fn parse_request(json: &str) -> Result<Request> {
         (Some(ResponseFormat::Text) | None, None) => None,
     };
     let d = SamplerConfig::default();
+    let count = |v: u64| v.min(usize::MAX as u64) as usize;
     let opts = GenerateOptions {
-        max_tokens: o.max_tokens.unwrap_or(256),
+        max_tokens: o.max_tokens.map_or(256, count),
         sampler: SamplerConfig {
             temperature: o.temperature.unwrap_or(0.0),
-            top_k: o.top_k.unwrap_or(0),
+            top_k: o.top_k.map_or(0, count),
             top_p: o.top_p.unwrap_or(1.0),
             min_p: o.min_p.unwrap_or(0.0),
             repetition_penalty: o.repetition_penalty.unwrap_or(1.0),
             frequency_penalty: o.frequency_penalty.unwrap_or(0.0),
             presence_penalty: o.presence_penalty.unwrap_or(0.0),
-            penalty_last_n: o.penalty_last_n.unwrap_or(d.penalty_last_n),
+            penalty_last_n: o.penalty_last_n.map_or(d.penalty_last_n, count),
             logit_bias,
             seed: o.seed.unwrap_or(0),
         },
@@ -126,10 +129,10 @@ pub fn parse_request(json: &str) -> Result<Request> {
         top_logits: 0,
         stop: o.stop,
         grammar,
-        logprobs: o.logprobs,
+        logprobs: o.logprobs.map(count),
     };
     opts.check()?;
-    let n = o.n.unwrap_or(1);
+    let n = o.n.map_or(1, count);
     if n == 0 || n > MAX_CANDIDATES as usize {
         return Err(Error::InvalidRequest(format!(
             "n is {n}: between 1 and {MAX_CANDIDATES} candidates are supported"

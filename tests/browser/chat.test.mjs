@@ -226,6 +226,9 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
       } catch (err) { return err.name; }
     };
     out.bad = [await refusal({ prompt: '' }), await refusal({ prompt: '', stream: true }), await refusal({ prompt: 'a', logit_bias: { 5: NaN } }), await refusal({ prompt: 'a', truncate: 'oldest' })];
+    // Counts past 2^32 (safe integers; wasm's usize is 32 bits): a top_k that large means all, a
+    // max_tokens that large does not fit the context.
+    out.huge = [await refusal({ prompt: 'a', max_tokens: 2, top_k: 1e10 }), await e.completions.create({ prompt: 'a', max_tokens: 1e10 }).then(() => 'accepted', (err) => `${err.name}: ${err.message}`)];
     // unload() while a stream runs: the stream ends, later requests reject by name at once, and a
     // second unload() does nothing.
     let n = 0;
@@ -264,6 +267,8 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
   assert.equal(r.reset, 'ok');
   assert.equal(r.aborted, 'abort');
   assert.deepEqual(r.bad, ['InvalidRequestError', 'InvalidRequestError', 'InvalidRequestError', 'InvalidRequestError']);
+  assert.equal(r.huge[0], 'accepted');
+  assert.match(r.huge[1], /^ContextLengthError: the prompt and generation need \d{10,} positions but the context holds/);
   assert.match(r.streamEnd, /^abort$/);
   assert.match(r.afterUnload, /^InvalidRequestError: (the engine was unloaded|no model is loaded)/);
   assert.equal(r.unloadAgain, 'ok');

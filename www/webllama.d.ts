@@ -296,7 +296,8 @@ export interface EngineStats {
   storage: StorageKind | null;
   /** Bytes this load continued from an unfinished download kept in OPFS (0: none). */
   resumed_from: number | null;
-  /** Whether the browser agreed to persist storage (createEngine's persist; null when not asked). */
+  /** Whether the browser agreed to persist storage (createEngine's persist; null when not asked, or
+   * not answered yet: the load does not wait for the answer). */
   persisted: boolean | null;
   /** Each load phase's time (and bytes). */
   phases?: Partial<Record<LoadPhase, { ms: number; bytes?: number }>>;

@@ -35,7 +35,8 @@ export const HF_BASE_URL = 'https://huggingface.co';
 // stallTimeoutMs: how long a download may wait for its next bytes before it counts the connection
 // as broken and resumes it (default 30000).
 // persist: ask the browser (navigator.storage.persist()) not to evict the stored model under storage
-// pressure; engine.stats.persisted says whether it agreed.
+// pressure (asked beside the load, which does not wait for the answer); engine.stats.persisted says
+// whether it agreed (null until it answers).
 // hfBaseUrl: the Hugging Face host that hf: model sources resolve against (default HF_BASE_URL).
 // workerUrl: where worker.js is (default: beside this file). By default the worker is asked for with
 // ?model_origin=<the model URL's origin>: a server that answers with a Content-Security-Policy
@@ -55,14 +56,13 @@ export async function createEngine({ model, onProgress, ctx, integrity, layout, 
     throw named('InvalidRequestError', 'model as an array: the parts of a split model, as Files');
   }
   const source = typeof model === 'string' && model !== '' ? resolveModelUrl(model, { hfBaseUrl }) : model;
-  const persisted = persist ? await askPersist() : null;
+  // Asked beside the load, not before it: a browser may hold the answer until the user gives one.
+  const persisting = persist ? askPersist() : null;
   const worker = workerUrl ? new Worker(workerUrl, { type: 'module' }) : spawnWorker(source);
   const engine = new Engine(worker);
   const cancel = () => engine._failAll(aborted());
   signal?.addEventListener('abort', cancel);
   try {
-    // Aborted while persist was asked (a listener added to an aborted signal never hears of it).
-    if (signal?.aborted) throw aborted();
     await engine._request({ kind: MSG.LOAD, model: source, ctx, integrity, layout, subgroups, stallTimeoutMs }, { onProgress });
   } catch (e) {
     worker.terminate();
@@ -70,7 +70,11 @@ export async function createEngine({ model, onProgress, ctx, integrity, layout, 
   } finally {
     signal?.removeEventListener('abort', cancel);
   }
-  engine.stats.persisted = persisted;
+  // Whether the browser agreed; null while it has not answered (set when it does).
+  if (persisting) {
+    persisting.then((agreed) => { engine.stats.persisted = agreed; });
+    engine.stats.persisted = await Promise.race([persisting, new Promise((ok) => { setTimeout(() => ok(null), 0); })]);
+  }
   return engine;
 }
 
@@ -285,12 +289,15 @@ class Engine {
     const stop = () => {
       if (!run.finished) this._abortRequest(run.id);
     };
-    return {
+    const stream = {
       [Symbol.asyncIterator]() { return this; },
       next: (v) => chunks.next(v),
       return: (v) => { stop(); return chunks.return(v); },
       throw: (e) => { stop(); return chunks.throw(e); },
     };
+    // As an async generator has it (`await using`), where the browser knows the symbol.
+    if (typeof Symbol.asyncDispose === 'symbol') stream[Symbol.asyncDispose] = async () => { await stream.return(); };
+    return stream;
   }
 
   async *_chunks(run, mode, meta, lp) {

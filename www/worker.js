@@ -108,7 +108,11 @@ async function handle(m) {
       case MSG.RESET: engine?.reset(); return post(MSG.DONE, { id: m.id, result: null });
       case MSG.UNLOAD: engine?.free(); engine = null; return post(MSG.DONE, { id: m.id, result: null });
       case MSG.LOSE_DEVICE: engine?.loseDevice(); return post(MSG.DONE, { id: m.id, result: null });
-      case MSG.CRASH: return await engine?.crashForTest();
+      case MSG.CRASH:
+        // Traps (EngineCrashedError); without an engine there is nothing to crash.
+        if (!engine) throw namedError('InvalidRequestError', 'no model is loaded');
+        await engine.crashForTest();
+        return post(MSG.DONE, { id: m.id, result: null });
       default: throw namedError('InvalidRequestError', `unknown message kind ${m.kind}`);
     }
   } catch (e) {

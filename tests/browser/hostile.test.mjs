@@ -57,15 +57,17 @@ function hostileFiles(dir) {
     // output_norm's data declared on top of token_embd's.
     'overlap': spoil((m, t) => { t[1] = ['output_norm.weight', [64], 0, 256, 0]; }),
     'giant': spoil((m, t) => {
-      // Declares width 4096 and a 1M-token embedding (4.3 GB of Q8_0), and every other tensor at
-      // that width; the file ends 8 MB into the data.
+      // Declares width 4096 and a 1M-token vocabulary and embedding (4.3 GB of Q8_0), and every
+      // other tensor at that width; the file ends 32 MiB in (the header is ~19 MB of it).
       const [d, f, v, kv] = [4096, 14336, 1_000_000, 1024];
       const q8 = (rows, cols) => (rows * cols / 32) * 34;
       set(m, 'llama.embedding_length', 'u32', d);
       set(m, 'llama.feed_forward_length', 'u32', f);
       set(m, 'llama.attention.head_count', 'u32', 32);
       set(m, 'llama.attention.head_count_kv', 'u32', 8);
-      m.splice(m.findIndex(([k]) => k === 'tokenizer.ggml.tokens'), 1);
+      const tokens = Array.from({ length: v }, (_, i) => `t${i}`);
+      set(m, 'tokenizer.ggml.tokens', 'arr_str', tokens);
+      set(m, 'tokenizer.ggml.token_type', 'arr_i32', tokens.map(() => 1));
       t.splice(0, t.length,
         ['token_embd.weight', [d, v], 8, q8(v, d)],
         ['output_norm.weight', [d], 0, 4 * d],
@@ -78,7 +80,7 @@ function hostileFiles(dir) {
         ['blk.0.ffn_gate.weight', [d, f], 8, q8(f, d)],
         ['blk.0.ffn_up.weight', [d, f], 8, q8(f, d)],
         ['blk.0.ffn_down.weight', [f, d], 8, q8(d, f)]);
-    }, { cut: 8 << 20 }),
+    }, { cut: 32 << 20 }),
   };
   for (const [name, bytes] of Object.entries(files)) writeFileSync(join(dir, `${name}.gguf`), bytes);
   return Object.keys(files);

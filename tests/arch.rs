@@ -11,7 +11,7 @@ use common::exact::{check_exact, check_exact_within, gpu_start, logit_tolerance,
 use common::kernels::*;
 use common::Rng;
 use std::cell::RefCell;
-use webllama::format::quant::SUPPORTED;
+use webllama::format::quant::{QuantType, SUPPORTED};
 use webllama::format::weights;
 use webllama::kernels::{self, MoeMatmulParams, MoeMatvecParams, MoeRouteParams, QuantMatrix};
 use webllama::reference;
@@ -302,17 +302,14 @@ fn moe_route_and_moe_matvec_match() {
     }
 }
 
-/// Rows whose stored blocks don't fill whole 16-byte steps load as the kernels read them: in the
-/// CPU family, Q4_0 rows of 96 values (3 blocks, stored at 20 bytes: 60) lie 64 bytes apart and
-/// Q5_0's (3 at 24: 72) 80 apart. A one-layer random-weight model of width 96 (token embedding
-/// Q4_0; attention Q4_0; the feed-forward Q5_0 and Q4_0) against reference.rs on both kernel
-/// families, token by token and after a batched prefill.
-#[test]
-fn rows_padded_past_their_blocks_load_as_the_kernels_read_them() {
+/// A one-layer random-weight llama model of width `dim` (4 heads, 2 KV heads), feed-forward width
+/// `ffn`, vocabulary 64, its matrices of `ty` (the feed-forward's gate and up of `gate_up`), against
+/// reference.rs on both kernel families: 5 tokens one by one, then the same as a batched prefill.
+/// The loader's layouts (padded blocks, padded rows, fused groups, textures) meet the kernels here.
+fn random_model_against_reference(ty: QuantType, gate_up: QuantType, dim: u64, ffn: u64) {
     use webllama::format::gguf::Value;
     use webllama::format::gguf_write as writer;
-    use webllama::QuantType;
-    let (dim, ffn, vocab) = (96u64, 192u64, 64u64);
+    let vocab = 64u64;
     let meta: Vec<(&str, Value)> = vec![
         ("general.architecture", Value::String("llama".into())),
         ("llama.block_count", Value::U32(1)),
@@ -324,30 +321,35 @@ fn rows_padded_past_their_blocks_load_as_the_kernels_read_them() {
         ("llama.rope.freq_base", Value::F32(10000.0)),
         ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
     ];
-    let mut rng = Rng(0x5eed_0096);
+    let mut rng = Rng(0x5eed_0000 ^ dim ^ (ty.ggml_id() as u64) << 20);
+    // The largest root-mean-square value of the matrices.
+    let mut rms = 0f32;
     let mut matrix = |ty: QuantType, rows: u64, cols: u64| {
-        let (bytes, _) = random_matrix(ty, rows as usize, cols as usize, &mut rng);
+        let (bytes, mat) = random_matrix(ty, rows as usize, cols as usize, &mut rng);
+        rms = rms.max((mat.data.iter().map(|v| v * v).sum::<f32>() / mat.data.len() as f32).sqrt());
         (vec![cols, rows], ty.ggml_id(), bytes)
     };
-    let ones = |n: u64| (vec![n], 0u32, bytemuck::cast_slice(&vec![1f32; n as usize]).to_vec());
-    let (q4, q5) = (QuantType::Q4_0, QuantType::Q5_0);
-    let tensors: Vec<(&str, Vec<u64>, u32, Vec<u8>)> = [
-        ("token_embd.weight", matrix(q4, vocab, dim)),
-        ("output_norm.weight", ones(dim)),
-        ("blk.0.attn_norm.weight", ones(dim)),
-        ("blk.0.attn_q.weight", matrix(q4, dim, dim)),
-        ("blk.0.attn_k.weight", matrix(q4, dim / 2, dim)),
-        ("blk.0.attn_v.weight", matrix(q4, dim / 2, dim)),
-        ("blk.0.attn_output.weight", matrix(q4, dim, dim)),
-        ("blk.0.ffn_norm.weight", ones(dim)),
-        ("blk.0.ffn_gate.weight", matrix(q5, ffn, dim)),
-        ("blk.0.ffn_up.weight", matrix(q5, ffn, dim)),
-        ("blk.0.ffn_down.weight", matrix(q4, dim, ffn)),
+    let mut tensors: Vec<(&str, Vec<u64>, u32, Vec<u8>)> = [
+        ("token_embd.weight", matrix(ty, vocab, dim)),
+        ("blk.0.attn_q.weight", matrix(ty, dim, dim)),
+        ("blk.0.attn_k.weight", matrix(ty, dim / 2, dim)),
+        ("blk.0.attn_v.weight", matrix(ty, dim / 2, dim)),
+        ("blk.0.attn_output.weight", matrix(ty, dim, dim)),
+        ("blk.0.ffn_gate.weight", matrix(gate_up, ffn, dim)),
+        ("blk.0.ffn_up.weight", matrix(gate_up, ffn, dim)),
+        ("blk.0.ffn_down.weight", matrix(ty, dim, ffn)),
     ]
     .into_iter()
     .map(|(name, (dims, ty, data))| (name, dims, ty, data))
     .collect();
-    let path = std::env::temp_dir().join(format!("webllama-padded-rows-{}.gguf", std::process::id()));
+    // Norm weights of 1 / (sqrt(dim) rms) keep each matrix's products near 1, as in a real model
+    // (random blocks hold values far larger than trained ones: their products would pass f16's
+    // range, which the GPU family's tiles hold).
+    let scale = 1.0 / ((dim as f32).sqrt() * rms);
+    for name in ["output_norm.weight", "blk.0.attn_norm.weight", "blk.0.ffn_norm.weight"] {
+        tensors.push((name, vec![dim], 0, bytemuck::cast_slice(&vec![scale; dim as usize]).to_vec()));
+    }
+    let path = std::env::temp_dir().join(format!("webllama-random-{}-{dim}-{}.gguf", ty.name(), std::process::id()));
     std::fs::write(&path, writer::build(&meta, &tensors)).unwrap();
     let path = path.to_str().unwrap().to_string();
     let tokens = [3u32, 17, 40, 63, 8];
@@ -368,11 +370,29 @@ fn rows_padded_past_their_blocks_load_as_the_kernels_read_them() {
         let tol = logit_tolerance(&layout);
         for (i, &t) in tokens.iter().enumerate() {
             let got = pollster::block_on(model.step(t, true)).unwrap().logits.unwrap();
-            close(&format!("{layout} step {i}"), &got, &want[i], tol);
+            close(&format!("{} {layout} step {i}", ty.name()), &got, &want[i], tol);
         }
         model.truncate(0);
         let got = pollster::block_on(model.prefill(&tokens, true)).unwrap().logits.unwrap();
-        close(&format!("{layout} prefill"), &got, &want[tokens.len() - 1], tol);
+        close(&format!("{} {layout} prefill", ty.name()), &got, &want[tokens.len() - 1], tol);
     }
     std::fs::remove_file(&path).ok();
+}
+
+/// Rows whose stored blocks don't fill whole 16-byte steps load as the kernels read them: in the
+/// CPU family, Q4_0 rows of 96 values (3 blocks, stored at 20 bytes: 60) lie 64 bytes apart and
+/// Q5_0's (3 at 24: 72) 80 apart (they were written packed, and the model gave NaN).
+#[test]
+fn rows_padded_past_their_blocks_load_as_the_kernels_read_them() {
+    random_model_against_reference(QuantType::Q4_0, QuantType::Q5_0, 96, 192);
+}
+
+/// Every supported type through the loader on both kernel families: rows of 3 blocks (an odd count:
+/// padding and alignment edges), a model of each type against reference.rs.
+#[test]
+fn every_type_loads_as_its_kernels_read_it() {
+    for &ty in SUPPORTED {
+        let dim = 3 * ty.block_elems().max(32);
+        random_model_against_reference(ty, ty, dim, 2 * dim);
+    }
 }

@@ -173,9 +173,11 @@ fn spans_final(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     reduce(lid, wid.y, bv, bi);
 }
 
-/// Whether (v, i) ranks before (w, j): larger, or equal with the lower id; nothing before a real one.
+/// Whether (v, i) ranks before (w, j): larger, or equal with the lower id; nothing before a real
+/// one. A NaN ranks before nothing (kept, it would refuse every logit after it: nothing compares
+/// larger than NaN).
 fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
-    return i != NONE && (j == NONE || v > w || (v == w && i < j));
+    return i != NONE && v == v && (j == NONE || v > w || (v == w && i < j));
 }
 
 /// Whether logit v counts: NaN and infinities are left out, as in the CPU path.

@@ -26,8 +26,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     // Selection by rank: slot j takes the largest logit not taken by slots 0..j-1 (softmax keeps the
     // order, and the renormalized weights need only exp(l - max)).
-    var taken_l = 3.0e38;
-    var taken_e = 0xffffffffu;
+    var taken_l = 0.0;
+    var taken_e = 0xffffffffu; // none taken yet: every logit ranks after it (+inf and > 3e38 too)
     var sum = 0.0;
     let r0 = row * p.n_used * 2u;
     for (var j = 0u; j < p.n_used; j++) {
@@ -36,11 +36,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var e = 0u; e < p.n_experts; e++) {
             let l = logits[l0 + e];
             // Ranked after the last taken (by logit, then index), and before the best so far.
-            let after = l < taken_l || (l == taken_l && (taken_e == 0xffffffffu || e > taken_e));
-            if (after && (best == 0xffffffffu || l > best_l)) {
+            let after = taken_e == 0xffffffffu || l < taken_l || (l == taken_l && e > taken_e);
+            // NaN is passed over.
+            if (l == l && after && (best == 0xffffffffu || l > best_l)) {
                 best = e;
                 best_l = l;
             }
+        }
+        if (best == 0xffffffffu) {
+            // Nothing left to rank (NaN logits): an expert in range, weighted 0.
+            best = j;
+            best_l = -3.4e38;
         }
         taken_l = best_l;
         taken_e = best;

@@ -206,13 +206,14 @@ pub fn add(a: &mut [f32], b: &[f32]) {
 
 /// argmax: the index of the largest value (the first one on ties).
 pub fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
+    // NaN is passed over (0 where every value is NaN).
+    let mut best: Option<usize> = None;
     for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
+        if !v.is_nan() && best.is_none_or(|b| v > x[b]) {
+            best = Some(i);
         }
     }
-    best as u32
+    best.unwrap_or(0) as u32
 }
 
 struct Layer {

@@ -460,6 +460,8 @@ fn argmax_matches_and_takes_the_first_of_ties() {
         let (a, b) = (n / 3 + 1, n / 2 + 2);
         x[a] = 5.0;
         x[b.min(n - 1)] = 5.0;
+        // NaN is passed over (first in a thread's walk, it once refused every logit after it).
+        x[1] = f32::NAN;
         let xb = g.storage_with("logits", bytemuck::cast_slice(&x));
         let out = g.storage("result", 4);
         kernels::submit(&g, &[kernels::argmax(g.t(), &xb, &out, n as u32, 1).unwrap()]);
@@ -467,7 +469,8 @@ fn argmax_matches_and_takes_the_first_of_ties() {
         assert_eq!(got, reference::argmax(&x), "argmax [{n}]");
     }
     // The two-level argmax (the GPU family's), 3 rows: row 0 ties in two spans (the first wins),
-    // row 1 its best tied at its last two ids (the last, partial span), row 2 all equal (id 0).
+    // row 1 its best tied at its last two ids (the last, partial span), row 2 all equal (id 0);
+    // rows 0 and 1 with a NaN at id 1.
     let span = kernels::ARGMAX_SPAN as usize;
     for n in [5usize, span, span + 1, 3 * span + 100, 49152, 128256] {
         let mut x = rng.vec(3 * n);
@@ -478,6 +481,8 @@ fn argmax_matches_and_takes_the_first_of_ties() {
         x[n + n - 2] = 6.0;
         x[n + n - 1] = 6.0;
         x[2 * n..].fill(1.0);
+        x[1] = f32::NAN;
+        x[n + 1] = f32::NAN;
         let xb = g.storage_with("logits", bytemuck::cast_slice(&x));
         let spans = g.storage("spans", kernels::argmax_spans_bytes(n as u32, 3));
         let out = g.storage("result", 12);

@@ -258,11 +258,12 @@ impl SplitMix64 {
 
 /// The index of the largest logit (the first one on ties, as the GPU's argmax kernel picks).
 pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
+    // NaN is passed over (0 where every logit is NaN).
+    let mut best: Option<usize> = None;
     for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
+        if !v.is_nan() && best.is_none_or(|b| v > logits[b]) {
+            best = Some(i);
         }
     }
-    best as u32
+    best.unwrap_or(0) as u32
 }

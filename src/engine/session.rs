@@ -438,13 +438,14 @@ impl Session {
             }
             if n == 1 {
                 // The token chosen, and any the grammar forced after it.
-                let new = &tracks[0].ids[fed..];
-                self.cached.extend_from_slice(new);
-                match new {
-                    [id] => self.model.start_step(*id)?,
-                    _ => self.model.start_prefill(new)?,
+                let new = tracks[0].ids[fed..].to_vec();
+                match new[..] {
+                    [id] => self.model.start_step(id)?,
+                    _ => self.model.start_prefill(&new)?,
                 }
                 submit_choice(&mut self.model, &mut tracks, &mut masks, want, n)?;
+                // Cached once their step is submitted (a mask that failed leaves them unwritten).
+                self.cached.extend_from_slice(&new);
             } else if !chain || step == 0 {
                 // Finished candidates keep their row (fed their last token) so that rows stay in place.
                 let feed: Vec<u32> = tracks.iter().map(|t| *t.ids.last().unwrap_or(&0)).collect();

@@ -104,11 +104,14 @@ impl HeaderReader {
     }
 
     /// Takes `part`, the complete header of the split model's next part (a file of `len` bytes);
-    /// returns the bytes it received, for the Loader at the part's place in the whole.
+    /// returns the bytes it received past the part's header (its first tensor data), for the Loader
+    /// at their place in the whole: the received bytes' end less their length. The header's own
+    /// bytes hold no tensor, and are not kept.
     #[wasm_bindgen(js_name = addPart)]
     pub fn add_part(&mut self, part: HeaderReader, len: f64) -> Result<Vec<u8>, JsValue> {
-        let (g, received) =
+        let (g, mut received) =
             part.stream.into_parts().ok_or_else(|| invalid("the part's GGUF header is not complete yet".into()))?;
+        received.drain(..(g.data_offset as usize).min(received.len()));
         g.check_file_len(len as u64).map_err(js_err)?;
         let first = self.stream.header().map_or(0, |g| g.tensors.len());
         let held = first + self.parts.iter().map(split::Part::tensors).sum::<usize>();

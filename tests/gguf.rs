@@ -746,3 +746,55 @@ fn a_broken_template_is_refused_before_the_weights() {
     }
     assert_eq!(gpu.bytes_allocated(), 0, "no weight uploaded");
 }
+
+/// A mixture of experts whose prompt-chunk expert matmul would need more than 65,535 workgroups in
+/// a grid dimension (256 experts, all used a token) is refused by name before the upload (its
+/// first prompt was refused by the device).
+#[test]
+fn an_expert_grid_past_a_dispatch_is_refused_before_the_upload() {
+    use webllama::format::gguf_write::header;
+    use webllama::model::ModelBuilder;
+    let (dim, ffn, experts) = (64u64, 64u64, 256u64);
+    let meta: Vec<(String, Value)> = [
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.block_count", Value::U32(1)),
+        ("llama.context_length", Value::U32(64)),
+        ("llama.embedding_length", Value::U32(dim as u32)),
+        ("llama.feed_forward_length", Value::U32(ffn as u32)),
+        ("llama.attention.head_count", Value::U32(4)),
+        ("llama.attention.head_count_kv", Value::U32(2)),
+        ("llama.expert_count", Value::U32(experts as u32)),
+        ("llama.expert_used_count", Value::U32(experts as u32)),
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut tensors = vec![
+        ("token_embd.weight".to_string(), vec![dim, 32], QuantType::F32),
+        ("output_norm.weight".to_string(), vec![dim], QuantType::F32),
+    ];
+    for (s, shape) in [
+        ("attn_norm.weight", vec![dim]),
+        ("attn_q.weight", vec![dim, dim]),
+        ("attn_k.weight", vec![dim, dim / 2]),
+        ("attn_v.weight", vec![dim, dim / 2]),
+        ("attn_output.weight", vec![dim, dim]),
+        ("ffn_norm.weight", vec![dim]),
+        ("ffn_gate_inp.weight", vec![dim, experts]),
+        ("ffn_gate_exps.weight", vec![dim, ffn, experts]),
+        ("ffn_up_exps.weight", vec![dim, ffn, experts]),
+        ("ffn_down_exps.weight", vec![ffn, dim, experts]),
+    ] {
+        tensors.push((weights::layer(0, s), shape, QuantType::F32));
+    }
+    let (head, _) = header(&meta, &tensors).unwrap();
+    let Parsed::Done(g) = Gguf::parse(&head, None).unwrap() else { panic!("the header is whole") };
+    for layout in [common::layout(), common::gpu_family()] {
+        match ModelBuilder::new(common::gpu(), layout, &g, Some(16)) {
+            Err(Error::BadConfig(m)) => assert!(m.contains("over the 65,535 a dispatch allows"), "{m}"),
+            Err(e) => panic!("{layout}: another error: {e}"),
+            Ok(_) => panic!("{layout}: taken"),
+        }
+    }
+}

@@ -24,7 +24,7 @@ const NOTE_EVERY_MS = 250;
 // Bytes read at a time from a partial file back into the loader.
 const READ_CHUNK = 1 << 20;
 // Errors that are not the file's: a stored copy stays for the next try (any other error drops it).
-const NOT_THE_FILE = ['GpuError', 'DeviceLostError', 'GpuOutOfMemoryError', 'ContextLengthError', 'InvalidRequestError'];
+const NOT_THE_FILE = ['GpuError', 'DeviceLostError', 'GpuOutOfMemoryError', 'ContextLengthError', 'InvalidRequestError', 'EngineCrashedError'];
 
 // Where this context keeps models: 'opfs', 'cache' or 'none' (no storage API at all, e.g. an insecure
 // origin: every load downloads). In a worker, 'opfs' only where sync access handles are offered.
@@ -570,7 +570,10 @@ export async function clearCached() {
   return n;
 }
 
+// The body's length from Content-Length, or null: none, or an encoded body (gzip: the length is the
+// encoded one, and the body read is the decoded one).
 export function contentLength(resp) {
+  if ((resp.headers.get('content-encoding') ?? 'identity').toLowerCase() !== 'identity') return null;
   const n = Number(resp.headers.get('content-length'));
   return Number.isFinite(n) && n > 0 ? n : null;
 }

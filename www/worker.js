@@ -199,11 +199,14 @@ async function load(m) {
       header.end();
       loader = await open();
     }
+    // The first (or only) file's bytes, for its store.
+    const ownBytes = loaded;
     // A split model's other parts, each at its place in the parts' concatenation.
     for (const part of split?.parts ?? []) {
-      loader.feed(part.base, part.prefix);
-      let at = part.base + part.prefix.length;
-      loaded += part.prefix.length;
+      loader.feed(part.base + part.read - part.prefix.length, part.prefix);
+      part.prefix = null;
+      let at = part.base + part.read;
+      loaded += part.read;
       for (;;) {
         const { done, value } = await part.reader.read();
         if (done) break;
@@ -227,7 +230,7 @@ async function load(m) {
     engine = finishing.finish();
     phases.compile = { ms: performance.now() - t1 };
     // finish() checked integrity (when asked): the store keeps the file, noted as verified.
-    await store.done({ bytes: loaded, sha256: m.integrity ? parseIntegrity(m.integrity) : undefined }).catch(() => {});
+    await store.done({ bytes: ownBytes, sha256: m.integrity ? parseIntegrity(m.integrity) : undefined }).catch(() => {});
     for (const part of split?.parts ?? []) await part.store.done({ bytes: part.total }).catch(() => {});
     const cost = JSON.parse(engine.costPerToken());
     post(MSG.LOADED, { id: m.id, info, stats: { loadMs: performance.now() - t0, wasmMemoryBytes: wasmMemoryBytes(), source, storage: store.kind, resumedFrom, phases, bytes: loaded, cost } });
@@ -239,14 +242,17 @@ async function load(m) {
       loader?.free();
       header?.free();
     }
+    // A trap (the engine crashed: its memory, a bug) is not the file's doing either: the file is
+    // kept, as it is when the trap comes inside an async call (the worker's onTrap).
+    const why = e instanceof WebAssembly.RuntimeError ? namedError('EngineCrashedError', e.message) : e;
     for (const part of split?.parts ?? []) {
       part.reader.cancel().catch(() => {});
-      await part.store.failed(e).catch(() => {});
+      await part.store.failed(why).catch(() => {});
     }
     // A file that is not a usable model (or a download that went wrong) is not kept; one that failed
     // for a reason that is not the file's (the GPU, its memory, the context or layout asked for)
     // stays stored for the next try, and so does the part of a download that broke off (OPFS).
-    await store.failed(e).catch(() => {});
+    await store.failed(why).catch(() => {});
     throw e;
   }
 }
@@ -283,8 +289,9 @@ function partSource(model, no, count) {
 
 // A split model's parts after the first (whose header `header` has read, `firstTotal` bytes long):
 // each opened in turn, its header read and handed to `header` (which merges the parts' tensors),
-// its reader kept for the bytes that follow. {parts: [{reader, base, prefix, total, store, name}],
-// total: the bytes of all the parts}.
+// its reader kept for the bytes that follow. {parts: [{reader, base, prefix (the bytes read past
+// its header), read (the bytes read from it), total, store, name}], total: the bytes of all the
+// parts}.
 async function openParts(m, header, count, firstTotal, opts) {
   if (firstTotal == null) throw namedError('InvalidRequestError', 'a split model\'s first part must come with its length (Content-Length)');
   if (m.integrity) throw namedError('InvalidRequestError', 'integrity is the SHA-256 of one file; a split model is several (load it without integrity)');
@@ -299,6 +306,8 @@ async function openParts(m, header, count, firstTotal, opts) {
       parts.push({ reader, base, prefix: null, total: p.total, store: p.store, name });
       if (p.total == null) throw namedError('InvalidRequestError', `${name}: a split model's parts must come with their lengths (Content-Length)`);
       const h = new HeaderReader(p.total);
+      // Bytes read from the part so far.
+      let read = 0;
       try {
         for (let complete = false; !complete;) {
           const { done, value } = await reader.read();
@@ -306,6 +315,7 @@ async function openParts(m, header, count, firstTotal, opts) {
             h.end();
             complete = true;
           } else {
+            read += value.length;
             complete = h.push(value);
           }
         }
@@ -313,7 +323,9 @@ async function openParts(m, header, count, firstTotal, opts) {
         h.free();
         throw e;
       }
+      // The bytes read past the part's header, which end at `read`.
       parts[parts.length - 1].prefix = header.addPart(h, p.total);
+      parts[parts.length - 1].read = read;
       base += p.total;
     }
   } catch (e) {
@@ -351,14 +363,17 @@ function chatIdsThatFit(m) {
   let messages = m.messages;
   // The options bring the tools (the template renders them, or the system prompt offers them).
   const options = JSON.stringify(m.options);
-  let ids = engine.chatIds(JSON.stringify(messages), options);
+  // A lone surrogate (a string cut mid-emoji) becomes U+FFFD, as in a completion's prompt (JSON's
+  // escape of it is refused by the engine's parser).
+  const wellFormed = (k, v) => (typeof v === 'string' && v.toWellFormed ? v.toWellFormed() : v);
+  let ids = engine.chatIds(JSON.stringify(messages, wellFormed), options);
   const room = engine.contextLength - m.options.max_tokens;
   while (m.truncate === 'oldest' && ids.length > room) {
     const first = messages.findIndex((x) => x.role !== 'system');
     const next = first < 0 ? -1 : messages.findIndex((x, i) => i > first && x.role === 'user');
     if (next < 0) break;
     messages = [...messages.slice(0, first), ...messages.slice(next)];
-    ids = engine.chatIds(JSON.stringify(messages), options);
+    ids = engine.chatIds(JSON.stringify(messages, wellFormed), options);
   }
   return ids;
 }

@@ -98,6 +98,15 @@ impl ModelBuilder {
             None => DEFAULT_CTX.min(cfg.ctx_len).min(KvCache::max_positions(&cfg, &layout, gpu.max_binding())).max(1),
         };
         Acts::check(&cfg, layout.batch_rows(), layout.attention_splits(ctx), gpu.max_binding())?;
+        // moe_matmul's grid: a row of workgroups per expert and tile of 64 routed items.
+        let moe_groups = cfg.n_experts as u64 * (layout.batch_rows() as u64 * cfg.n_experts_used as u64).div_ceil(64);
+        if moe_groups > 65_535 {
+            return Err(Error::BadConfig(format!(
+                "{} experts with {} used a token make {moe_groups} workgroups of a prompt chunk's expert \
+                 matmul, over the 65,535 a dispatch allows",
+                cfg.n_experts, cfg.n_experts_used
+            )));
+        }
         let mut pending: Vec<Pending> = weights::expected(&cfg)
             .iter()
             .filter_map(|(n, _)| g.tensor(n))
@@ -388,20 +397,18 @@ impl ModelBuilder {
             max_rows -= max_rows % 4;
         }
         if max_rows == 0 || (max_rows < rows && !(max_rows * stride).is_multiple_of(4)) {
-            return Err(Error::BadTensor {
-                tensor: t.name.clone(),
-                msg: format!(
-                    "rows of {row_bytes} bytes cannot be split under the adapter's binding limit of {} bytes",
-                    self.max_part_bytes
-                ),
-            });
+            // The adapter's limit, not the file's fault (a GPU with larger bindings runs it).
+            return Err(Error::OutOfMemory(format!(
+                "tensor {:?}: rows of {row_bytes} bytes cannot be split under the adapter's binding limit of {} bytes",
+                t.name, self.max_part_bytes
+            )));
         }
         // The moe kernels bind a stacked matrix of experts whole.
         if max_rows < rows && weights::is_experts(&t.name) {
-            return Err(Error::BadTensor {
-                tensor: t.name.clone(),
-                msg: "experts larger than one GPU binding are not supported yet".into(),
-            });
+            return Err(Error::OutOfMemory(format!(
+                "tensor {:?}: experts larger than one GPU binding ({} bytes) are not supported yet",
+                t.name, self.max_part_bytes
+            )));
         }
         let mut plan = vec![];
         let mut r0 = 0;

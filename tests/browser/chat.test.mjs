@@ -226,6 +226,8 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
       } catch (err) { return err.name; }
     };
     out.bad = [await refusal({ prompt: '' }), await refusal({ prompt: '', stream: true }), await refusal({ prompt: 'a', logit_bias: { 5: NaN } }), await refusal({ prompt: 'a', truncate: 'oldest' })];
+    // A message cut mid-emoji (a lone surrogate) is taken, the half character as U+FFFD.
+    out.surrogate = await e.chat.completions.create({ messages: [{ role: 'user', content: 'Hi \ud83d' }], max_tokens: 1 }).then(() => 'accepted', (err) => `${err.name}: ${err.message}`);
     // Counts past 2^32 (safe integers; wasm's usize is 32 bits): a top_k that large means all, a
     // max_tokens that large does not fit the context.
     out.huge = [await refusal({ prompt: 'a', max_tokens: 2, top_k: 1e10 }), await e.completions.create({ prompt: 'a', max_tokens: 1e10 }).then(() => 'accepted', (err) => `${err.name}: ${err.message}`)];
@@ -268,6 +270,7 @@ test('JS API: requests run one at a time; a stream left early frees the engine; 
   assert.equal(r.aborted, 'abort');
   assert.deepEqual(r.bad, ['InvalidRequestError', 'InvalidRequestError', 'InvalidRequestError', 'InvalidRequestError']);
   assert.equal(r.huge[0], 'accepted');
+  assert.equal(r.surrogate, 'accepted');
   assert.match(r.huge[1], /^ContextLengthError: the prompt and generation need \d{10,} positions but the context holds/);
   assert.match(r.streamEnd, /^abort$/);
   assert.match(r.afterUnload, /^InvalidRequestError: (the engine was unloaded|no model is loaded)/);

@@ -20,6 +20,7 @@
 //   retotal    as drop, but the resumed 206 says in Content-Range that the file has another size
 //   untagged   as drop, but the resumed 206 has no ETag (the first response had one)
 //   chunked    the whole file with no Content-Length (chunked transfer encoding)
+//   gzip       the whole file gzip-encoded (Content-Encoding: gzip), its Content-Length the encoded one's
 //   endless    as chunked, but the file is followed by zeros for as long as the client reads
 //   overlong   as drop, but the resumed 206 comes chunked (no Content-Length) and goes on past the
 //              file's end with zeros for as long as the client reads
@@ -40,6 +41,7 @@
 import http from 'node:http';
 import { statSync, createReadStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 
 export const DROP_AT = 3_000_000;
 export const FLAKY_AT = 1 << 20;
@@ -134,6 +136,10 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
       const zeros = Buffer.alloc(1 << 20);
       const more = () => { while (!res.destroyed && res.write(zeros)); };
       return createReadStream(path, { start: from }).on('end', () => { res.on('drain', more); more(); }).pipe(res, { end: false });
+    }
+    if (mode === 'gzip') {
+      const body = gzipSync(readFileSync(path));
+      return res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Encoding': 'gzip', 'Content-Length': body.length }).end(body);
     }
     if (mode === 'chunked') {
       // No Content-Length: the body comes chunked, its size unknown until it ends.

@@ -97,6 +97,8 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
     // No Content-Length, and zeros after the file for as long as they are read.
     await attempt('endless', { model: `fault/endless/${file}`, signal: AbortSignal.timeout(60000) }, 'load');
     await attempt('lie', { model: `fault/lie/${file}` });
+    // gzip-encoded: Content-Length is the encoded body's, the body read is the decoded file.
+    await attempt('gzip', { model: `fault/gzip/${file}`, integrity: sri }, 'load');
     // A half-open connection: no bytes after DROP_AT. The stall timeout cancels it and the download
     // resumes (the signal only bounds a client that would wait forever).
     const t1 = performance.now();
@@ -209,7 +211,7 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   assert.match(r['cors refused'].error, /^NetworkError: could not fetch .* does not allow cross-origin requests/);
   // The resumed downloads loaded with integrity: every byte is the file's (an IntegrityError else).
   assert.ok(r['cors allowed'].ok, `another origin that allows CORS, with a dropped connection resumed: ${r['cors allowed'].error}`);
-  for (const k of ['drop', 'norange', 'after']) assert.ok(r[k].ok, `${k}: ${r[k].error}`);
+  for (const k of ['drop', 'norange', 'after', 'gzip']) assert.ok(r[k].ok, `${k}: ${r[k].error}`);
   assert.ok(faults.log.some((l) => l.startsWith(`GET /fault/drop/${FILE} bytes=`)), 'the dropped download resumed with a Range request');
   assert.equal(faults.log.filter((l) => l.startsWith(`GET /fault/norange/${FILE}`)).length, 2, 'a server that ignores Range is read again once');
   assert.match(r.short.error, new RegExp(`^NetworkError: the download of .* ended at \\d+ of ${statSync(join(dir, FILE)).size} bytes`));
@@ -263,7 +265,7 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   // wrong, changed or tampered ones, nor one whose cache hit failed integrity. Kept to be continued
   // by the next load: the parts of the downloads that broke off (short, stalled, cancelled).
   assert.deepEqual(r.storage, ['opfs']);
-  const stored = ['after', 'keep', 'whole', 'drop', 'norange', 'stall', 'flaky'].map((m) => `/fault/${m}/${FILE}`);
+  const stored = ['after', 'keep', 'whole', 'drop', 'norange', 'stall', 'flaky', 'gzip'].map((m) => `/fault/${m}/${FILE}`);
   assert.deepEqual(r.cached.sort(), [...stored, `${otherCors.url}fault/drop/${FILE}`].sort());
   assert.deepEqual(r.partial.sort(), ['hang', 'short', 'slow'].map((m) => `/fault/${m}/${FILE}`));
   assert.ok(DROP_AT > 0);

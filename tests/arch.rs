@@ -307,20 +307,9 @@ fn moe_route_and_moe_matvec_match() {
 /// reference.rs on both kernel families: 5 tokens one by one, then the same as a batched prefill.
 /// The loader's layouts (padded blocks, padded rows, fused groups, textures) meet the kernels here.
 fn random_model_against_reference(ty: QuantType, gate_up: QuantType, dim: u64, ffn: u64) {
-    use webllama::format::gguf::Value;
     use webllama::format::gguf_write as writer;
     let vocab = 64u64;
-    let meta: Vec<(&str, Value)> = vec![
-        ("general.architecture", Value::String("llama".into())),
-        ("llama.block_count", Value::U32(1)),
-        ("llama.context_length", Value::U32(64)),
-        ("llama.embedding_length", Value::U32(dim as u32)),
-        ("llama.feed_forward_length", Value::U32(ffn as u32)),
-        ("llama.attention.head_count", Value::U32(4)),
-        ("llama.attention.head_count_kv", Value::U32(2)),
-        ("llama.rope.freq_base", Value::F32(10000.0)),
-        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
-    ];
+    let meta = common::one_layer_llama(dim, ffn, 4, 2);
     let mut rng = Rng(0x5eed_0000 ^ dim ^ (ty.ggml_id() as u64) << 20);
     // The largest root-mean-square value of the matrices.
     let mut rms = 0f32;

@@ -642,48 +642,60 @@ fn a_declared_giant_model_allocates_only_for_the_bytes_that_came() {
     assert!(matches!(&e, Error::Truncated { what, .. } if what.contains("token_embd")), "{e}");
 }
 
+/// The parsed header of a one-layer llama model of width `dim` (feed-forward `ffn`, `heads` and
+/// `kv_heads` heads) with `more` metadata, a 32-token F32 embedding and `layer`'s F32 tensors
+/// (suffixes and shapes), without tensor data.
+fn one_layer_header(
+    dim: u64,
+    ffn: u64,
+    heads: u64,
+    kv_heads: u64,
+    more: Vec<(&str, Value)>,
+    layer: Vec<(&str, Vec<u64>)>,
+) -> Gguf {
+    use webllama::format::gguf_write::header;
+    let meta: Vec<(String, Value)> = common::one_layer_llama(dim, ffn, heads, kv_heads)
+        .into_iter()
+        .chain([("tokenizer.ggml.model", Value::String("gpt2".into()))])
+        .chain(more)
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let mut tensors = vec![
+        ("token_embd.weight".to_string(), vec![dim, 32], QuantType::F32),
+        ("output_norm.weight".to_string(), vec![dim], QuantType::F32),
+    ];
+    tensors.extend(layer.into_iter().map(|(s, shape)| (weights::layer(0, s), shape, QuantType::F32)));
+    let (head, _) = header(&meta, &tensors).unwrap();
+    let Parsed::Done(g) = Gguf::parse(&head, None).unwrap() else { panic!("the header is whole") };
+    *g
+}
+
 /// A small header whose widths make activations no GPU buffer binding holds (131,072 heads of 4:
 /// q alone is 2 MiB a row) is refused by name before any byte is uploaded, not at the end of the
 /// load (nor as a device error).
 #[test]
 fn activations_over_a_binding_are_refused_before_the_upload() {
-    use webllama::format::gguf_write::header;
     use webllama::model::ModelBuilder;
     let (dim, heads) = (64u64, 1u64 << 17);
-    let meta: Vec<(String, Value)> = [
-        ("general.architecture", Value::String("llama".into())),
-        ("llama.block_count", Value::U32(1)),
-        ("llama.context_length", Value::U32(64)),
-        ("llama.embedding_length", Value::U32(dim as u32)),
-        ("llama.feed_forward_length", Value::U32(128)),
-        ("llama.attention.head_count", Value::U32(heads as u32)),
-        ("llama.attention.head_count_kv", Value::U32(1)),
-        ("llama.attention.key_length", Value::U32(4)),
-        ("llama.attention.value_length", Value::U32(4)),
-        ("tokenizer.ggml.model", Value::String("gpt2".into())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let mut tensors = vec![
-        ("token_embd.weight".to_string(), vec![dim, 32], QuantType::F32),
-        ("output_norm.weight".to_string(), vec![dim], QuantType::F32),
-    ];
-    for (s, shape) in [
-        ("attn_norm.weight", vec![dim]),
-        ("attn_q.weight", vec![dim, 4 * heads]),
-        ("attn_k.weight", vec![dim, 4]),
-        ("attn_v.weight", vec![dim, 4]),
-        ("attn_output.weight", vec![4 * heads, dim]),
-        ("ffn_norm.weight", vec![dim]),
-        ("ffn_gate.weight", vec![dim, 128]),
-        ("ffn_up.weight", vec![dim, 128]),
-        ("ffn_down.weight", vec![128, dim]),
-    ] {
-        tensors.push((weights::layer(0, s), shape, QuantType::F32));
-    }
-    let (head, _) = header(&meta, &tensors).unwrap();
-    let Parsed::Done(g) = Gguf::parse(&head, None).unwrap() else { panic!("the header is whole") };
+    let more = vec![("llama.attention.key_length", Value::U32(4)), ("llama.attention.value_length", Value::U32(4))];
+    let g = one_layer_header(
+        dim,
+        128,
+        heads,
+        1,
+        more,
+        vec![
+            ("attn_norm.weight", vec![dim]),
+            ("attn_q.weight", vec![dim, 4 * heads]),
+            ("attn_k.weight", vec![dim, 4]),
+            ("attn_v.weight", vec![dim, 4]),
+            ("attn_output.weight", vec![4 * heads, dim]),
+            ("ffn_norm.weight", vec![dim]),
+            ("ffn_gate.weight", vec![dim, 128]),
+            ("ffn_up.weight", vec![dim, 128]),
+            ("ffn_down.weight", vec![128, dim]),
+        ],
+    );
     // A device of its own: nothing else allocates on it meanwhile.
     let gpu = std::sync::Arc::new(pollster::block_on(webllama::Gpu::new()).unwrap());
     let before = gpu.bytes_allocated();
@@ -752,44 +764,31 @@ fn a_broken_template_is_refused_before_the_weights() {
 /// first prompt was refused by the device).
 #[test]
 fn an_expert_grid_past_a_dispatch_is_refused_before_the_upload() {
-    use webllama::format::gguf_write::header;
     use webllama::model::ModelBuilder;
     let (dim, ffn, experts) = (64u64, 64u64, 256u64);
-    let meta: Vec<(String, Value)> = [
-        ("general.architecture", Value::String("llama".into())),
-        ("llama.block_count", Value::U32(1)),
-        ("llama.context_length", Value::U32(64)),
-        ("llama.embedding_length", Value::U32(dim as u32)),
-        ("llama.feed_forward_length", Value::U32(ffn as u32)),
-        ("llama.attention.head_count", Value::U32(4)),
-        ("llama.attention.head_count_kv", Value::U32(2)),
+    let more = vec![
         ("llama.expert_count", Value::U32(experts as u32)),
         ("llama.expert_used_count", Value::U32(experts as u32)),
-        ("tokenizer.ggml.model", Value::String("gpt2".into())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let mut tensors = vec![
-        ("token_embd.weight".to_string(), vec![dim, 32], QuantType::F32),
-        ("output_norm.weight".to_string(), vec![dim], QuantType::F32),
     ];
-    for (s, shape) in [
-        ("attn_norm.weight", vec![dim]),
-        ("attn_q.weight", vec![dim, dim]),
-        ("attn_k.weight", vec![dim, dim / 2]),
-        ("attn_v.weight", vec![dim, dim / 2]),
-        ("attn_output.weight", vec![dim, dim]),
-        ("ffn_norm.weight", vec![dim]),
-        ("ffn_gate_inp.weight", vec![dim, experts]),
-        ("ffn_gate_exps.weight", vec![dim, ffn, experts]),
-        ("ffn_up_exps.weight", vec![dim, ffn, experts]),
-        ("ffn_down_exps.weight", vec![ffn, dim, experts]),
-    ] {
-        tensors.push((weights::layer(0, s), shape, QuantType::F32));
-    }
-    let (head, _) = header(&meta, &tensors).unwrap();
-    let Parsed::Done(g) = Gguf::parse(&head, None).unwrap() else { panic!("the header is whole") };
+    let g = one_layer_header(
+        dim,
+        ffn,
+        4,
+        2,
+        more,
+        vec![
+            ("attn_norm.weight", vec![dim]),
+            ("attn_q.weight", vec![dim, dim]),
+            ("attn_k.weight", vec![dim, dim / 2]),
+            ("attn_v.weight", vec![dim, dim / 2]),
+            ("attn_output.weight", vec![dim, dim]),
+            ("ffn_norm.weight", vec![dim]),
+            ("ffn_gate_inp.weight", vec![dim, experts]),
+            ("ffn_gate_exps.weight", vec![dim, ffn, experts]),
+            ("ffn_up_exps.weight", vec![dim, ffn, experts]),
+            ("ffn_down_exps.weight", vec![ffn, dim, experts]),
+        ],
+    );
     for layout in [common::layout(), common::gpu_family()] {
         match ModelBuilder::new(common::gpu(), layout, &g, Some(16)) {
             Err(Error::BadConfig(m)) => assert!(m.contains("over the 65,535 a dispatch allows"), "{m}"),

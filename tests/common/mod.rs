@@ -73,6 +73,28 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0f32, |m, d| if m.is_nan() || d.is_nan() { f32::NAN } else { m.max(d) })
 }
 
+/// The metadata of a one-layer llama model of width `dim`, feed-forward width `ffn`, `heads`
+/// attention heads and `kv_heads` key-value heads (context 64), for files tests write.
+pub fn one_layer_llama(
+    dim: u64,
+    ffn: u64,
+    heads: u64,
+    kv_heads: u64,
+) -> Vec<(&'static str, webllama::format::gguf::Value)> {
+    use webllama::format::gguf::Value;
+    vec![
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.block_count", Value::U32(1)),
+        ("llama.context_length", Value::U32(64)),
+        ("llama.embedding_length", Value::U32(dim as u32)),
+        ("llama.feed_forward_length", Value::U32(ffn as u32)),
+        ("llama.attention.head_count", Value::U32(heads as u32)),
+        ("llama.attention.head_count_kv", Value::U32(kv_heads as u32)),
+        ("llama.rope.freq_base", Value::F32(10000.0)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+    ]
+}
+
 /// A small seeded generator for test inputs.
 pub struct Rng(pub u64);
 

@@ -326,6 +326,8 @@ impl Engine {
                 t.constrain(&mut opts, s.tool_caps().format).map_err(js_err)?;
             }
             let mut guards: Vec<StreamGuard> = (0..n).map(|_| StreamGuard::default()).collect();
+            // What the callback threw: it stops the generation, and the request rejects with it.
+            let mut thrown: Option<JsValue> = None;
             let mut cb = |p: Piece<'_>| {
                 let shown = match &tools {
                     Some(_) => guards[p.index].push(p.text),
@@ -335,13 +337,19 @@ impl Engine {
                     Some(v) => JsValue::from_str(&logprobs_json(v, p.logprobs).to_string()),
                     None => JsValue::UNDEFINED,
                 };
-                on_text
-                    .call3(&JsValue::NULL, &JsValue::from_str(&shown), &JsValue::from(p.index as u32), &lps)
-                    .map(|v| v.as_bool() != Some(false))
-                    .unwrap_or(false)
+                match on_text.call3(&JsValue::NULL, &JsValue::from_str(&shown), &JsValue::from(p.index as u32), &lps) {
+                    Ok(v) => v.as_bool() != Some(false),
+                    Err(e) => {
+                        thrown.get_or_insert(e);
+                        false
+                    }
+                }
             };
             let passes = s.model.batch_passes;
             let all = s.generate_pieces(&prompt_ids, n, &opts, &mut cb).await.map_err(js_err)?;
+            if let Some(e) = thrown {
+                return Err(e);
+            }
             let g = &all[0];
             let completion_tokens: usize = all.iter().map(|g| g.ids.len()).sum();
             let choices: Vec<_> = all

@@ -43,19 +43,31 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 best_l = l;
             }
         }
+        // The best's weight before the sum (1 for the largest: exp(0), or where it is -inf).
+        var w = select(exp(best_l - max_l), 1.0, best_l == max_l);
         if (best == 0xffffffffu) {
-            // Nothing left to rank (NaN logits): an expert in range, weighted 0.
-            best = j;
+            // Nothing left to rank (NaN logits): the lowest expert not taken yet, weighted 0.
+            for (var e = 0u; e < p.n_experts && best == 0xffffffffu; e++) {
+                var taken = false;
+                for (var k = 0u; k < j; k++) {
+                    taken = taken || route[r0 + 2u * k] == e;
+                }
+                if (!taken) {
+                    best = e;
+                }
+            }
             best_l = -3.4e38;
+            w = 0.0;
         }
         taken_l = best_l;
         taken_e = best;
-        let w = exp(best_l - max_l);
         sum += w;
         route[r0 + 2u * j] = best;
         route[r0 + 2u * j + 1u] = bitcast<u32>(w);
     }
+    // (Every weight 0 where every logit is NaN: 0 / 1.)
+    let total = select(sum, 1.0, sum == 0.0);
     for (var j = 0u; j < p.n_used; j++) {
-        route[r0 + 2u * j + 1u] = bitcast<u32>(bitcast<f32>(route[r0 + 2u * j + 1u]) / sum);
+        route[r0 + 2u * j + 1u] = bitcast<u32>(bitcast<f32>(route[r0 + 2u * j + 1u]) / total);
     }
 }

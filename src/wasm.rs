@@ -66,7 +66,7 @@ fn invalid(msg: String) -> JsValue {
 #[wasm_bindgen]
 pub struct HeaderReader {
     stream: HeaderStream,
-    /// A split model's other parts, as `addPart` took them: (header, file length).
+    /// A split model's other parts, as `addPart` took them: their tensors and places.
     parts: Vec<split::Part>,
 }
 

@@ -221,6 +221,29 @@ fn moe_route_and_moe_matvec_match() {
         }
         routes.push(want);
     }
+    // Router logits no softmax ranks (every one NaN; one finite among NaNs; one +inf): every slot
+    // still names an expert in range, no expert twice in a token, every weight finite.
+    let mut odd = vec![f32::NAN; tokens * n_experts];
+    odd[n_experts + 3] = 0.5;
+    odd[2 * n_experts..].copy_from_slice(&logits[2 * n_experts..]);
+    odd[2 * n_experts + 5] = f32::INFINITY;
+    let ob = g.storage_with("router logits", bytemuck::cast_slice(&odd));
+    kernels::submit(&g, &[kernels::moe_route(g.t(), &ob, &route, p).unwrap()]);
+    let got = pollster::block_on(g.gpu.read_f32(&route, 0, 2 * (tokens * n_used) as u64)).unwrap();
+    for t in 0..tokens {
+        let slot = |j: usize| (got[2 * (t * n_used + j)].to_bits() as usize, got[2 * (t * n_used + j) + 1]);
+        let ids: Vec<usize> = (0..n_used).map(|j| slot(j).0).collect();
+        assert!(ids.iter().all(|&e| e < n_experts) && ids[0] != ids[1], "token {t}: experts {ids:?}");
+        assert!(
+            (0..n_used).all(|j| slot(j).1.is_finite()),
+            "token {t}: weights {:?}",
+            (0..n_used).map(slot).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(got[2 * n_used].to_bits(), 3, "the one finite logit first");
+    assert_eq!(got[4 * n_used].to_bits(), 5, "+inf first");
+    // Put back the routes the matvecs below read.
+    kernels::submit(&g, &[kernels::moe_route(g.t(), &lb, &route, p).unwrap()]);
     for &ty in SUPPORTED {
         let (rows, cols) = (40usize, width(ty, 256));
         let (bytes, w) = random_matrix(ty, n_experts * rows, cols, &mut rng);

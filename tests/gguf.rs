@@ -791,7 +791,7 @@ fn an_expert_grid_past_a_dispatch_is_refused_before_the_upload() {
     );
     for layout in [common::layout(), common::gpu_family()] {
         match ModelBuilder::new(common::gpu(), layout, &g, Some(16)) {
-            Err(Error::BadConfig(m)) => assert!(m.contains("over the 65,535 a dispatch allows"), "{m}"),
+            Err(Error::InvalidRequest(m)) => assert!(m.contains("over the 65,535 a dispatch allows"), "{m}"),
             Err(e) => panic!("{layout}: another error: {e}"),
             Ok(_) => panic!("{layout}: taken"),
         }

@@ -11,10 +11,11 @@
 // page's own origin only (If-Range is not a CORS-safelisted header: on another origin it would need
 // a preflight the host might not answer). A resumed response (206, or a 200 for an If-Range that no
 // longer matches) that shows the file changed on the server (an ETag other than the first
-// response's, or none; when the first had no ETag, another Last-Modified or none; a total in
-// Content-Range or a Content-Length other than its Content-Length) is an error, not a fresh start:
-// bytes of the old file were already fed to the loader. A 200 with the same validator (or none, when
-// the first had none) is a server that ignores Range.
+// response's, or none where no If-Range was sent; when the first had no ETag, another Last-Modified,
+// or none where no If-Range was sent; a total in Content-Range or a Content-Length other than its
+// Content-Length) is an error, not a fresh start: bytes of the old file were already fed to the
+// loader. A 200 with the same validator (or none, when the first had none) is a server that ignores
+// Range.
 //
 // Across reloads (OPFS only): the bytes of a download that did not finish stay in OPFS with the
 // validator and total of the response they came from. The next load of the URL asks for the rest
@@ -95,9 +96,10 @@ async function intoOpfs(url, stallMs, entry) {
     entry.whole = true;
     return { stream: entry.readKept(kept.bytes), total: kept.total, resumedFrom: kept.bytes };
   }
+  const keptIfRange = kept && sameOrigin(url) ? ifRangeOf(kept) : null;
   if (kept) {
     try {
-      first = await get(url, { from: kept.bytes, ifRange: sameOrigin(url) ? ifRangeOf(kept) : null, stallMs });
+      first = await get(url, { from: kept.bytes, ifRange: keptIfRange, stallMs });
     } catch (e) {
       // A 416 (the file is shorter now than the bytes kept) says they cannot be continued: start
       // over. Any other failure (the network, a 503) keeps them for the next load.
@@ -106,7 +108,7 @@ async function intoOpfs(url, stallMs, entry) {
   }
   if (first) {
     const resp = first.resp;
-    if (resp.status === 206 && rangeStart(resp) === kept.bytes && !changedFile(kept, kept.total, resp) && resp.body) {
+    if (resp.status === 206 && rangeStart(resp) === kept.bytes && !changedFile(kept, kept.total, resp, keptIfRange !== null) && resp.body) {
       await entry.begin({ from: kept.bytes, total: kept.total, etag: kept.etag, lastModified: kept.lastModified });
       const rest = entry.storing(resumable(url, first, kept.total, stallMs, { from: kept.bytes, validator: kept }), kept.bytes);
       return { stream: concat(entry.readKept(kept.bytes), rest), total: kept.total, resumedFrom: kept.bytes };
@@ -259,7 +261,7 @@ function resumable(url, first, total, stallMs, { from = 0, validator = validator
           break;
         }
         const resp = current.resp;
-        const changed = changedFile(validator, total, resp);
+        const changed = changedFile(validator, total, resp, ifRange !== null && resp.status === 206);
         if (changed) {
           const e = namedError('NetworkError', `the file at ${url} changed on the server while it downloaded (${changed}): ${got} bytes of the old file were already read, so it cannot go on; load it again`);
           // The bytes kept so far are of the old file: the store drops them.
@@ -317,17 +319,19 @@ function validatorOf(resp) {
 }
 
 // Why a resumed response `resp` is not of the file that the first response (its validator, its
-// total) began, or null. ETags compare weakly (W/ aside); a total of * or none says nothing.
-// Without an ETag at first, its Last-Modified is compared.
-function changedFile(first, total, resp) {
+// total) began, or null; `validated`: it is a 206 for a request with If-Range. ETags compare weakly
+// (W/ aside); a total of * or none says nothing. Without an ETag at first, its Last-Modified is
+// compared.
+function changedFile(first, total, resp, validated = false) {
   const now = validatorOf(resp);
   const weak = (tag) => tag.replace(/^W\//, '');
-  // A validator the first response had and this one lacks can't be compared: that fails closed
-  // (a server must send in a 206 the ETag it would send in a 200).
+  // A validator the first response had and this one lacks can't be compared: that fails closed,
+  // unless the server checked it (a 206 for a request whose If-Range named it: RFC 9110 lets that
+  // 206 leave out Last-Modified).
   if (first.etag) {
-    if (!now.etag) return `ETag ${first.etag}, then none`;
-    if (weak(first.etag) !== weak(now.etag)) return `ETag ${first.etag}, then ${now.etag}`;
-  } else if (first.lastModified && first.lastModified !== now.lastModified) {
+    if (!now.etag && !validated) return `ETag ${first.etag}, then none`;
+    if (now.etag && weak(first.etag) !== weak(now.etag)) return `ETag ${first.etag}, then ${now.etag}`;
+  } else if (first.lastModified && (now.lastModified ? now.lastModified !== first.lastModified : !validated)) {
     return `Last-Modified ${first.lastModified}, then ${now.lastModified ?? 'none'}`;
   }
   if (resp.status === 206) {

@@ -24,7 +24,7 @@ const NOTE_EVERY_MS = 250;
 // Bytes read at a time from a partial file back into the loader.
 const READ_CHUNK = 1 << 20;
 // Errors that are not the file's: a stored copy stays for the next try (any other error drops it).
-const NOT_THE_FILE = ['GpuError', 'DeviceLostError', 'GpuOutOfMemoryError', 'ContextLengthError', 'InvalidRequestError', 'EngineCrashedError'];
+const NOT_THE_FILE = ['GpuError', 'DeviceLostError', 'GpuOutOfMemoryError', 'ContextLengthError', 'InvalidRequestError'];
 
 // Where this context keeps models: 'opfs', 'cache' or 'none' (no storage API at all, e.g. an insecure
 // origin: every load downloads). In a worker, 'opfs' only where sync access handles are offered.
@@ -423,6 +423,8 @@ class CacheEntry {
       const value = resp.headers.get(name);
       if (value !== null) headers.set(name, value);
     }
+    // An encoded body's Content-Length is not the stored (decoded) file's.
+    if (contentLength(resp) === null) headers.delete('content-length');
     const writer = writable.getWriter();
     // A cache that refuses (a quota, a URL it cannot store) may stop reading without a word: its
     // writer is ended, so that the download does not wait on it.
@@ -571,7 +573,9 @@ export async function clearCached() {
 }
 
 // The body's length from Content-Length, or null: none, or an encoded body (gzip: the length is the
-// encoded one, and the body read is the decoded one).
+// encoded one, and the body read is the decoded one). On another origin Content-Encoding is seen
+// only where the server exposes it (Access-Control-Expose-Headers); where it doesn't, an encoded
+// model's load fails as truncated.
 export function contentLength(resp) {
   if ((resp.headers.get('content-encoding') ?? 'identity').toLowerCase() !== 'identity') return null;
   const n = Number(resp.headers.get('content-length'));

@@ -348,7 +348,8 @@ class Engine {
       for (const c of result.choices) {
         if (!('tool_calls' in c)) continue;
         const delta = started.has(c.index) ? {} : { role: 'assistant' };
-        const before = shown[c.index] ?? '';
+        // The content is trimmed; what was shown was not.
+        const before = (shown[c.index] ?? '').trimStart();
         const more = c.content != null && c.content.startsWith(before) ? c.content.slice(before.length) : '';
         if (more) delta.content = more;
         if (c.tool_calls.length) delta.tool_calls = toolCalls(c.tool_calls).map((t, i) => ({ index: i, ...t }));

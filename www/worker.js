@@ -242,17 +242,17 @@ async function load(m) {
       loader?.free();
       header?.free();
     }
-    // A trap (the engine crashed: its memory, a bug) is not the file's doing either: the file is
-    // kept, as it is when the trap comes inside an async call (the worker's onTrap).
-    const why = e instanceof WebAssembly.RuntimeError ? namedError('EngineCrashedError', e.message) : e;
     for (const part of split?.parts ?? []) {
       part.reader.cancel().catch(() => {});
-      await part.store.failed(why).catch(() => {});
+      await part.store.failed(e).catch(() => {});
     }
     // A file that is not a usable model (or a download that went wrong) is not kept; one that failed
     // for a reason that is not the file's (the GPU, its memory, the context or layout asked for)
     // stays stored for the next try, and so does the part of a download that broke off (OPFS).
-    await store.failed(why).catch(() => {});
+    // A trap (the engine crashed) drops the file too: at load it is most likely the file's doing,
+    // and kept it would crash every load from storage. (One inside an async call ends the worker
+    // before the store hears of it: a partial download stays for the next load to continue.)
+    await store.failed(e).catch(() => {});
     throw e;
   }
 }

@@ -256,9 +256,9 @@ impl SplitMix64 {
     }
 }
 
-/// The index of the largest logit (the first one on ties, as the GPU's argmax kernel picks).
+/// The index of the largest logit (the first one on ties, as the GPU's argmax kernel picks; NaN
+/// passed over, as there too). Where every logit is NaN: 0 (the GPU's choice is an error there).
 pub fn argmax(logits: &[f32]) -> u32 {
-    // NaN is passed over (0 where every logit is NaN).
     let mut best: Option<usize> = None;
     for (i, &v) in logits.iter().enumerate() {
         if !v.is_nan() && best.is_none_or(|b| v > logits[b]) {

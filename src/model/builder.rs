@@ -101,10 +101,13 @@ impl ModelBuilder {
         // moe_matmul's grid: a row of workgroups per expert and tile of 64 routed items.
         let moe_groups = cfg.n_experts as u64 * (layout.batch_rows() as u64 * cfg.n_experts_used as u64).div_ceil(64);
         if moe_groups > 65_535 {
-            return Err(Error::BadConfig(format!(
-                "{} experts with {} used a token make {moe_groups} workgroups of a prompt chunk's expert \
-                 matmul, over the 65,535 a dispatch allows",
-                cfg.n_experts, cfg.n_experts_used
+            // The layout's (its prompt chunk's rows), not the file's: another layout may run it.
+            return Err(Error::InvalidRequest(format!(
+                "{} experts with {} used a token make {moe_groups} workgroups of a {}-row prompt chunk's \
+                 expert matmul in layout {layout}, over the 65,535 a dispatch allows",
+                cfg.n_experts,
+                cfg.n_experts_used,
+                layout.batch_rows()
             )));
         }
         let mut pending: Vec<Pending> = weights::expected(&cfg)

@@ -487,7 +487,11 @@ impl Model {
         for r in 0..choices as usize {
             let id = words[r];
             if id >= c.vocab {
-                let why = if want.masked { "its mask allows no token" } else { "no logit is a number" };
+                let why = if want.masked {
+                    "no token its mask allows has a logit that is a number"
+                } else {
+                    "no logit is a number"
+                };
                 return Err(Error::Gpu(format!("choice {r} has no token: {why}")));
             }
             let logits = want.logits.then(|| {

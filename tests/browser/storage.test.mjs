@@ -21,8 +21,12 @@ const FILE = existsSync(join(TINY, TINY_MODELS[0])) ? TINY_MODELS[0] : MODEL_NAM
 // A worker whose scope has no sync access handles: the Cache Storage fallback.
 const CACHE_WORKER = "import '/worker.js';\ndelete FileSystemFileHandle.prototype.createSyncAccessHandle;\n";
 // A worker whose OPFS locks wait until the page posts 'go' on the 'late-lock' channel (it posts
-// 'waiting' at its first): two tabs' race between one's match() and lock(), made to happen.
+// 'waiting' at its first): two tabs' race between one's match() and lock(), made to happen. The
+// store gives a lock 10 s (LOCK_WAIT_MS) before it loads unstored; here that wait is 10 minutes,
+// so that a slow first load in the other tab does not end the race early.
 const LATE_LOCK_WORKER = `import '/worker.js';
+const setTimer = self.setTimeout;
+self.setTimeout = (f, ms, ...rest) => setTimer(f, ms === 10000 ? 600000 : ms, ...rest);
 const channel = new BroadcastChannel('late-lock');
 const go = new Promise((resolve) => { channel.onmessage = (m) => m.data === 'go' && resolve(); });
 const open = FileSystemFileHandle.prototype.createSyncAccessHandle;
@@ -260,9 +264,20 @@ test('a download another tab finishes between this one\'s lookup and its lock is
     out.text = (await e.completions.create({ prompt: 'Once upon a time,', max_tokens: 4, temperature: 0 })).choices[0].text;
     await e.unload();
     out.deleted = await api.deleteCachedModel(model);
+    // A gzip-encoded download stored in Cache Storage is read back as the decoded file (the stored
+    // copy once kept the encoded Content-Length, and every load from it failed as truncated).
+    for (const k of ['gzip', 'gzipAgain']) {
+      const g = await api.createEngine({ model: `fault/gzip/${file}`, workerUrl: '/test/cache-worker.js' });
+      out[k] = stats(g);
+      await g.unload();
+    }
+    out.gzipDeleted = await api.deleteCachedModel(`fault/gzip/${file}`);
     return out;
   }, { file: FILE });
   await context.close();
+  assert.deepEqual(r.gzip, { storage: 'cache', source: 'network' });
+  assert.deepEqual(r.gzipAgain, { storage: 'cache', source: 'cache' });
+  assert.equal(r.gzipDeleted, true);
   assert.deepEqual(r.first, { storage: 'opfs', source: 'network' });
   assert.deepEqual(r.late, { storage: 'opfs', source: 'cache' }, 'the late tab reads the stored file');
   assert.equal(requests('race').length, 1, 'one download for the two tabs');

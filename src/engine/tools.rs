@@ -109,7 +109,7 @@ impl Tools {
             }
             Some(Value::Array(a)) if a.is_empty() => {
                 // No tools to call: a choice that asks for a call can't be met.
-                return match choice.as_ref().and_then(|c| if c.is_null() { None } else { Some(c) }) {
+                return match choice.as_ref().filter(|c| !c.is_null()) {
                     None => Ok(None),
                     Some(Value::String(s)) if s == "none" || s == "auto" => Ok(None),
                     Some(c) => Err(bad(format!("tool_choice {c} asks for a tool call, but tools is empty"))),

@@ -24,7 +24,9 @@ pub use choose::{
     logprobs_spans, logprobs_spans_bytes, mask_words, sample, sample_spans_bytes, CountParams, EditBuffers, EditShape,
     SampleDraw, ARGMAX_SPAN, EDIT_HEADER, LOGPROBS_STRIDE, SAMPLE_SPAN, TOP_LOGPROBS,
 };
-pub use moe::{moe_matmul, moe_matvec, moe_route, moe_sum, MoeMatmulParams, MoeMatvecParams, MoeRouteParams};
+pub use moe::{
+    moe_matmul, moe_matmul_grid_y, moe_matvec, moe_route, moe_sum, MoeMatmulParams, MoeMatvecParams, MoeRouteParams,
+};
 
 /// The device and the layout chosen for it: what every kernel function is built for.
 #[derive(Clone, Copy)]
@@ -91,11 +93,14 @@ fn grid(n: u32) -> [u32; 3] {
     [x, y, 1]
 }
 
+/// Most workgroups a dispatch has in one dimension (WebGPU's maxComputeWorkgroupsPerDimension).
+pub const MAX_WORKGROUPS_PER_DIMENSION: u32 = 65535;
+
 /// `n` workgroups (at least 1) as x * y within the 65535 per-dimension limit, x as even as the
 /// spill allows: fewer than y past n (the kernels skip or clamp the flat index past their rows).
 /// Not 65535 * ceil(n / 65535): 151,936 logits rows at 2 a workgroup would run 131,070 for 75,968.
 fn spill(n: u32) -> (u32, u32) {
-    let y = n.div_ceil(65535).max(1);
+    let y = n.div_ceil(MAX_WORKGROUPS_PER_DIMENSION).max(1);
     (n.div_ceil(y).max(1), y)
 }
 

@@ -79,6 +79,15 @@ pub struct MoeMatmulParams {
     pub n_tiles: u32,
 }
 
+/// Routed items (token, slot) a moe_matmul workgroup takes.
+const MOE_TILE: u32 = 64;
+
+/// moe_matmul's grid y for `n_items` routed items over `n_experts` experts: a workgroup per expert
+/// and tile of items. It does not spill: past MAX_WORKGROUPS_PER_DIMENSION no dispatch holds it.
+pub fn moe_matmul_grid_y(n_experts: u32, n_items: u32) -> u64 {
+    n_experts as u64 * n_items.div_ceil(MOE_TILE) as u64
+}
+
 /// moe_matmul: a batch grouped by expert: out[i] = W_e x_i for each item i (token, routed slot) with
 /// e = its expert, each expert's rows read once per 64 items and unchosen experts not at all.
 pub fn moe_matmul(
@@ -90,11 +99,11 @@ pub fn moe_matmul(
     p: MoeMatmulParams,
     n_experts: u32,
 ) -> Result<Dispatch> {
-    let p = MoeMatmulParams { cols: w.cols, row_bytes: w.row_stride, n_tiles: p.n_items.div_ceil(64), ..p };
+    let p = MoeMatmulParams { cols: w.cols, row_bytes: w.row_stride, n_tiles: p.n_items.div_ceil(MOE_TILE), ..p };
     let pipeline = t.pipeline(&Module::quant(t.layout, "moe_matmul", w.ty, &[wgsl::MOE_MATMUL])?, "main")?;
     let buffers = numbered(&[w.buffer("moe_matmul")?, x, out, route]);
     let (x, z) = spill(p.rows);
-    let groups = [x, n_experts * p.n_tiles, z];
+    let groups = [x, moe_matmul_grid_y(n_experts, p.n_items) as u32, z];
     bind(t.gpu, "moe_matmul", pipeline, bytemuck::bytes_of(&p), buffers, groups)
 }
 

@@ -98,9 +98,9 @@ impl ModelBuilder {
             None => DEFAULT_CTX.min(cfg.ctx_len).min(KvCache::max_positions(&cfg, &layout, gpu.max_binding())).max(1),
         };
         Acts::check(&cfg, layout.batch_rows(), layout.attention_splits(ctx), gpu.max_binding())?;
-        // moe_matmul's grid: a row of workgroups per expert and tile of 64 routed items.
-        let moe_groups = cfg.n_experts as u64 * (layout.batch_rows() as u64 * cfg.n_experts_used as u64).div_ceil(64);
-        if moe_groups > 65_535 {
+        let items = (layout.batch_rows() as u64 * cfg.n_experts_used as u64).min(u32::MAX as u64) as u32;
+        let moe_groups = kernels::moe_matmul_grid_y(cfg.n_experts as u32, items);
+        if moe_groups > kernels::MAX_WORKGROUPS_PER_DIMENSION as u64 {
             // The layout's (its prompt chunk's rows), not the file's: another layout may run it.
             return Err(Error::InvalidRequest(format!(
                 "{} experts with {} used a token make {moe_groups} workgroups of a {}-row prompt chunk's \

@@ -34,8 +34,10 @@ const MAX_RESUMES = 5;
 const STALL_TIMEOUT_MS = 30000;
 
 // {stream, total (bytes or null), source ('network', 'cache': stored, 'file'), resumedFrom (bytes
-// kept from an earlier load that this one continues), store (model_store.js: the worker tells it
-// how the load ended, done() or failed(error), and it keeps or drops what it stored)}.
+// kept from an earlier load that this one continues), validator ({etag, lastModified} of the
+// response the bytes come from, or null for a File), store (model_store.js: the worker tells it how
+// the load ended, done() or failed(error), and it keeps or drops what it stored; or sets it aside,
+// pause(), to open it again later)}.
 // stallTimeoutMs: how long a network read may yield nothing before the connection counts as broken.
 export async function openModel(model, integrity, { stallTimeoutMs } = {}) {
   if (integrity) parseIntegrity(integrity);
@@ -44,7 +46,7 @@ export async function openModel(model, integrity, { stallTimeoutMs } = {}) {
   }
   const stallMs = stallTimeoutMs ?? STALL_TIMEOUT_MS;
   if (typeof Blob !== 'undefined' && model instanceof Blob) {
-    return { stream: model.stream(), total: model.size, source: 'file', resumedFrom: 0, store: NO_STORE };
+    return { stream: model.stream(), total: model.size, source: 'file', resumedFrom: 0, validator: null, store: NO_STORE };
   }
   if (typeof model !== 'string' || model === '') throw namedError('InvalidRequestError', 'no model: give a URL or a File');
   const url = new URL(model, self.location.href).href;
@@ -74,19 +76,19 @@ export async function openModel(model, integrity, { stallTimeoutMs } = {}) {
   return { ...(await fromNetwork(url, stallMs, store.kind === 'cache' ? store : null)), source: 'network', resumedFrom: 0, store };
 }
 
-// {stream, total} of a download from byte 0; a Cache Storage entry (`cacheEntry`) stores a copy of
-// the first response (whole, or not at all).
+// {stream, total, validator} of a download from byte 0; a Cache Storage entry (`cacheEntry`)
+// stores a copy of the first response (whole, or not at all).
 async function fromNetwork(url, stallMs, cacheEntry) {
   let first = await get(url, { stallMs });
   if (!first.resp.body) throw namedError('NetworkError', `empty response for ${url}`);
   const total = contentLength(first.resp);
   // Read through the cache's copy, which stores each chunk as it passes.
   if (cacheEntry) first = { ...first, resp: cacheEntry.put(first.resp) };
-  return { stream: resumable(url, first, total, stallMs), total };
+  return { stream: resumable(url, first, total, stallMs), total, validator: validatorOf(first.resp) };
 }
 
-// {stream, total, resumedFrom} of a download written into OPFS (`entry`, locked) as it is read,
-// continuing the bytes kept there when the server still has the same file.
+// {stream, total, resumedFrom, validator} of a download written into OPFS (`entry`, locked) as it
+// is read, continuing the bytes kept there when the server still has the same file.
 async function intoOpfs(url, stallMs, entry) {
   const kept = entry.kept();
   let first = null;
@@ -94,7 +96,7 @@ async function intoOpfs(url, stallMs, entry) {
     // Every byte arrived before the last load ended: nothing to ask the server for.
     await entry.begin({ from: kept.bytes, total: kept.total, etag: kept.etag, lastModified: kept.lastModified });
     entry.whole = true;
-    return { stream: entry.readKept(kept.bytes), total: kept.total, resumedFrom: kept.bytes };
+    return { stream: entry.readKept(kept.bytes), total: kept.total, resumedFrom: kept.bytes, validator: validatorOf(kept) };
   }
   const keptIfRange = kept && sameOrigin(url) ? ifRangeOf(kept) : null;
   if (kept) {
@@ -111,7 +113,7 @@ async function intoOpfs(url, stallMs, entry) {
     if (resp.status === 206 && rangeStart(resp) === kept.bytes && !changedFile(kept, kept.total, resp, keptIfRange !== null) && resp.body) {
       await entry.begin({ from: kept.bytes, total: kept.total, etag: kept.etag, lastModified: kept.lastModified });
       const rest = entry.storing(resumable(url, first, kept.total, stallMs, { from: kept.bytes, validator: kept }), kept.bytes);
-      return { stream: concat(entry.readKept(kept.bytes), rest), total: kept.total, resumedFrom: kept.bytes };
+      return { stream: concat(entry.readKept(kept.bytes), rest), total: kept.total, resumedFrom: kept.bytes, validator: validatorOf(kept) };
     }
     // The file changed on the server (a 200 for the If-Range, or a 206 with another validator), or
     // the server ignores Range: start over, from this response when it is the whole file.
@@ -124,7 +126,7 @@ async function intoOpfs(url, stallMs, entry) {
   if (!first.resp.body) throw namedError('NetworkError', `empty response for ${url}`);
   const total = contentLength(first.resp);
   await entry.begin({ from: 0, total, ...validatorOf(first.resp) });
-  return { stream: entry.storing(resumable(url, first, total, stallMs), 0), total, resumedFrom: 0 };
+  return { stream: entry.storing(resumable(url, first, total, stallMs), 0), total, resumedFrom: 0, validator: validatorOf(first.resp) };
 }
 
 // `a`'s chunks, then `b`'s.
@@ -314,8 +316,20 @@ function stallError(url, stallMs) {
   return e;
 }
 
-function validatorOf(resp) {
-  return { etag: resp.headers.get('etag'), lastModified: resp.headers.get('last-modified') };
+// {etag, lastModified} of a response (or of a stored record that has them).
+export function validatorOf(from) {
+  if (!from.headers) return { etag: from.etag ?? null, lastModified: from.lastModified ?? null };
+  return { etag: from.headers.get('etag'), lastModified: from.headers.get('last-modified') };
+}
+
+// Whether two opens of a file are of the same file, as their validators tell (null: a File). ETags
+// compare weakly; without an ETag at first, Last-Modified; with neither, nothing tells them apart.
+export function sameValidator(first, now) {
+  if (first === null || now === null) return first === now;
+  const weak = (tag) => tag.replace(/^W\//, '');
+  if (first.etag) return !!now.etag && weak(first.etag) === weak(now.etag);
+  if (first.lastModified) return now.lastModified === first.lastModified;
+  return true;
 }
 
 // Why a resumed response `resp` is not of the file that the first response (its validator, its

@@ -140,7 +140,15 @@ export const NO_STORE = {
   close() {},
   done: async () => {},
   failed: async () => {},
+  pause: async () => {},
 };
+
+// Whether what a store keeps for a load that failed with `error` stays: an error that is not the
+// file's, or a download that broke off (not one that found the file changed on the server).
+export function keptAfter(error) {
+  const name = error?.name;
+  return NOT_THE_FILE.includes(name) || ((name === 'NetworkError' || name === 'AbortError') && !error?.changedFile);
+}
 
 // One URL's files in OPFS. A stored file is read with getFile() (no lock); a download takes the
 // sync access handle of `<key>.gguf` (lock) and writes each chunk as it passes to the loader.
@@ -174,14 +182,15 @@ class OpfsEntry {
     this.noting = Promise.resolve();
   }
 
-  // {stream, total} of the stored file when it is complete, else null.
+  // {stream, total, validator} of the stored file when it is complete, else null.
   async match() {
     if (!this.record?.complete) return null;
     try {
       const file = await (await this.folder.getFileHandle(`${this.key}.gguf`)).getFile();
       if (file.size !== this.record.bytes) return null;
       this.hit = true;
-      return { stream: file.stream(), total: file.size };
+      const validator = { etag: this.record.etag ?? null, lastModified: this.record.lastModified ?? null };
+      return { stream: file.stream(), total: file.size, validator };
     } catch {
       return null;
     }
@@ -348,8 +357,7 @@ class OpfsEntry {
   // could not be stored) is dropped; otherwise what was downloaded stays (whole: as the stored
   // model; partial: for the next load to continue).
   async failed(error) {
-    const name = error?.name;
-    const keep = NOT_THE_FILE.includes(name) || ((name === 'NetworkError' || name === 'AbortError') && !error?.changedFile);
+    const keep = keptAfter(error);
     await this.noting.catch(() => {});
     try {
       if (this.hit) {
@@ -370,6 +378,12 @@ class OpfsEntry {
     } finally {
       this.close();
     }
+  }
+
+  // The load sets the download aside to open it again later (a split model's part, whose header is
+  // read long before its data): what came stays, as it would for a download that broke off.
+  pause() {
+    return this.failed(named('AbortError', 'set aside'));
   }
 
   async discard() {
@@ -404,7 +418,8 @@ class CacheEntry {
     if (!hit) return null;
     this.hit = true;
     this.cached = Promise.resolve(true);
-    return { stream: hit.body, total: contentLength(hit) };
+    const validator = { etag: hit.headers.get('etag'), lastModified: hit.headers.get('last-modified') };
+    return { stream: hit.body, total: contentLength(hit), validator };
   }
 
   kept() {
@@ -464,6 +479,10 @@ class CacheEntry {
   }
 
   close() {}
+
+  // Set aside to open again later: a stored copy stays, a copy being made is not stored (its reader
+  // was cancelled).
+  async pause() {}
 
   async done({ bytes, sha256 }) {
     if (await this.cached) await rememberInCache(this.url, { bytes, sha256, hit: this.hit }).catch(() => {});

@@ -1,7 +1,8 @@
 // The worker owns the wasm engine and the GPU. Message kinds: protocol.js.
 import init, { HeaderReader, Loader, wasmMemoryBytes } from './pkg/webllama.js';
 import { MSG, ERROR_NAMES } from './protocol.js';
-import { openModel, namedError, parseIntegrity } from './download.js';
+import { openModel, namedError, parseIntegrity, sameValidator } from './download.js';
+import { keptAfter, deleteCached } from './model_store.js';
 
 // wgpu 30's WebGPU backend does not pass the `subgroups` feature through to the browser
 // (gfx-rs/wgpu#10146; the fix is gfx-rs/wgpu#10220): ask for it on the device the engine requests
@@ -201,21 +202,27 @@ async function load(m) {
     }
     // The first (or only) file's bytes, for its store.
     const ownBytes = loaded;
-    // A split model's other parts, each at its place in the parts' concatenation.
+    // A split model's other parts, each at its place in the parts' concatenation: opened again (the
+    // bytes of its first opening kept by its store are read back), its first `read` bytes skipped.
     for (const part of split?.parts ?? []) {
+      await reopenPart(part, opts);
       loader.feed(part.base + part.read - part.prefix.length, part.prefix);
       part.prefix = null;
       let at = part.base + part.read;
       loaded += part.read;
+      let skip = part.read;
       for (;;) {
         const { done, value } = await part.reader.read();
         if (done) break;
-        loader.feed(at, value);
-        at += value.length;
-        loaded += value.length;
+        const n = Math.min(skip, value.length);
+        skip -= n;
+        if (n === value.length) continue;
+        loader.feed(at, value.subarray(n));
+        at += value.length - n;
+        loaded += value.length - n;
         report(false);
       }
-      if (at !== part.base + part.total) throw namedError('NetworkError', `${part.name} ended after ${at - part.base} of its ${part.total} bytes`);
+      if (skip > 0 || at !== part.base + part.total) throw namedError('NetworkError', `${part.name} ended after ${at - part.base - skip} of its ${part.total} bytes`);
     }
     report(true);
     phases[phase] = { ms: performance.now() - t0, bytes: loaded };
@@ -242,10 +249,7 @@ async function load(m) {
       loader?.free();
       header?.free();
     }
-    for (const part of split?.parts ?? []) {
-      part.reader.cancel().catch(() => {});
-      await part.store.failed(e).catch(() => {});
-    }
+    await dropParts(split?.parts ?? [], e);
     // A file that is not a usable model (or a download that went wrong) is not kept; one that failed
     // for a reason that is not the file's (the GPU, its memory, the context or layout asked for)
     // stays stored for the next try, and so does the part of a download that broke off (OPFS).
@@ -289,23 +293,26 @@ function partSource(model, no, count) {
 
 // A split model's parts after the first (whose header `header` has read, `firstTotal` bytes long):
 // each opened in turn, its header read and handed to `header` (which merges the parts' tensors),
-// its reader kept for the bytes that follow. {parts: [{reader, base, prefix (the bytes read past
-// its header), read (the bytes read from it), total, store, name}], total: the bytes of all the
-// parts}.
+// then set aside until its turn (reopenPart): its reader is cancelled and its store keeps the bytes
+// read. Left open, each unread response would hold one of the 6 connections a browser allows a host
+// over HTTP/1.1, and a seventh part would wait for one for ever. {parts: [{src, name, base, total,
+// read (the bytes read from it), prefix (the last of them, past its header), validator, reader and
+// store (once opened again)}], total: the bytes of all the parts}.
 async function openParts(m, header, count, firstTotal, opts) {
   if (firstTotal == null) throw namedError('InvalidRequestError', 'a split model\'s first part must come with its length (Content-Length)');
   if (m.integrity) throw namedError('InvalidRequestError', 'integrity is the SHA-256 of one file; a split model is several (load it without integrity)');
   const parts = [];
   let base = firstTotal;
+  let opened = null;
+  let reader = null;
   try {
     for (let no = 1; no < count; no++) {
       const src = partSource(m.model, no, count);
       const name = typeof src === 'string' ? src : src.name;
-      const p = await openModel(src, undefined, opts);
-      const reader = p.stream.getReader();
-      parts.push({ reader, base, prefix: null, total: p.total, store: p.store, name });
-      if (p.total == null) throw namedError('InvalidRequestError', `${name}: a split model's parts must come with their lengths (Content-Length)`);
-      const h = new HeaderReader(p.total);
+      opened = await openModel(src, undefined, opts);
+      reader = opened.stream.getReader();
+      if (opened.total == null) throw namedError('InvalidRequestError', `${name}: a split model's parts must come with their lengths (Content-Length)`);
+      const h = new HeaderReader(opened.total);
       // Bytes read from the part so far.
       let read = 0;
       try {
@@ -324,18 +331,51 @@ async function openParts(m, header, count, firstTotal, opts) {
         throw e;
       }
       // The bytes read past the part's header, which end at `read`.
-      parts[parts.length - 1].prefix = header.addPart(h, p.total);
-      parts[parts.length - 1].read = read;
-      base += p.total;
+      const prefix = header.addPart(h, opened.total);
+      parts.push({ src, name, base, total: opened.total, read, prefix, validator: opened.validator, reader: null, store: null });
+      base += opened.total;
+      reader.cancel().catch(() => {});
+      reader = null;
+      await opened.store.pause().catch(() => {});
+      opened = null;
     }
   } catch (e) {
-    for (const part of parts) {
-      part.reader.cancel().catch(() => {});
-      await part.store.failed(e).catch(() => {});
-    }
+    reader?.cancel().catch(() => {});
+    await opened?.store.failed(e).catch(() => {});
+    await dropParts(parts, e);
     throw e;
   }
   return { parts, total: base };
+}
+
+// Opens a part set aside by openParts again: its reader and store, from byte 0 of the same file.
+async function reopenPart(part, opts) {
+  const opened = await openModel(part.src, undefined, opts);
+  part.reader = opened.stream.getReader();
+  part.store = opened.store;
+  if (opened.total !== part.total || !sameValidator(part.validator, opened.validator)) {
+    const was = `${part.total} bytes${describeValidator(part.validator)}`;
+    const now = `${opened.total} bytes${describeValidator(opened.validator)}`;
+    const e = namedError('NetworkError', `${part.name} changed on the server after its header was read (${was}, then ${now}): load the model again`);
+    e.changedFile = true;
+    throw e;
+  }
+}
+
+// ", ETag X" or ", Last-Modified X" (or nothing) of a validator.
+function describeValidator(v) {
+  if (v?.etag) return `, ETag ${v.etag}`;
+  return v?.lastModified ? `, Last-Modified ${v.lastModified}` : '';
+}
+
+// A failed load's parts: those open are cancelled and their stores told; of those set aside, what
+// is stored goes where the error is the file's.
+async function dropParts(parts, e) {
+  for (const part of parts) {
+    part.reader?.cancel().catch(() => {});
+    if (part.store) await part.store.failed(e).catch(() => {});
+    else if (typeof part.src === 'string' && !keptAfter(e)) await deleteCached(part.src).catch(() => {});
+  }
 }
 
 async function generate(m) {

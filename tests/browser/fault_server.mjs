@@ -30,6 +30,12 @@
 //   stallshrunk  the first request gets ETag "v1" and DROP_AT bytes, then silence (as stall); then
 //              every Range request is refused (416, as for a file now shorter than the bytes kept)
 //              and a plain one gets the file whole (ETag "v2")
+//   held       a split model's later parts (not NAME-00001-of-N.gguf): a request without Range gets
+//              HELD_AT bytes (the part's header) and then nothing, its connection left open, as a
+//              browser holds the connection of a large response that is not read; a Range request
+//              is answered at once (206). Other files are served whole.
+//   heldchanged  as held, with ETag "v1"; then the part changed: a Range request gets the whole
+//              file as 200 with ETag "v2" (its If-Range names "v1")
 // Every response but 404 and 403 has an ETag (the file's size and mtime unless the mode says
 // otherwise), and a Range request honoured is answered 200 (whole) when its If-Range names another.
 // `log` lists "METHOD path range if-range=<If-Range>" (the last two when sent) for each fault
@@ -45,6 +51,8 @@ import { gzipSync } from 'node:zlib';
 
 export const DROP_AT = 3_000_000;
 export const FLAKY_AT = 1 << 20;
+export const HELD_AT = 1024;
+const LATER_PART = /-(?!00001-)\d{5}-of-\d{5}\.gguf$/;
 
 export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, files = {} } = {}) {
   const upstream = new URL(upstreamUrl);
@@ -86,6 +94,14 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
       res.writeHead(200, { ...octets, 'Content-Length': size, ETag: '"v1"' });
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).pipe(res, { end: false });
     }
+    if (mode === 'heldchanged' && LATER_PART.test(file)) {
+      if (!range) {
+        res.writeHead(200, { ...octets, 'Content-Length': size, ETag: '"v1"' });
+        return createReadStream(path, { start: 0, end: HELD_AT - 1 }).pipe(res, { end: false });
+      }
+      res.writeHead(200, { ...octets, 'Content-Length': size, ETag: '"v2"' });
+      return createReadStream(path).pipe(res);
+    }
     if (mode === 'changed' || mode === 'stallchanged') {
       if (!range && mode === 'changed') {
         res.writeHead(200, { ...octets, 'Content-Length': size, ETag: '"v1"' });
@@ -117,7 +133,7 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
       // connection breaks.
       return res.write(part, () => (from + FLAKY_AT < size ? setTimeout(() => res.socket.destroy(), 150) : res.end()));
     }
-    if ((mode === 'drop' || mode === 'tamper' || mode === 'stall' || mode === 'hang' || mode === 'retotal' || mode === 'untagged') && honoured) {
+    if ((mode === 'drop' || mode === 'tamper' || mode === 'stall' || mode === 'hang' || mode === 'retotal' || mode === 'untagged' || mode === 'held') && honoured) {
       const from = Number(range[1]);
       const claimed = mode === 'retotal' ? size + 4096 : size;
       if (mode === 'untagged') res.removeHeader('ETag');
@@ -164,6 +180,10 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
     }
     if ((mode === 'drop' || mode === 'norange' || mode === 'tamper' || mode === 'retotal' || mode === 'overlong' || mode === 'untagged') && n === 1) {
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
+    }
+    if (mode === 'held' && LATER_PART.test(file)) {
+      // The part's header, then silence on an open connection (until the client closes it).
+      return createReadStream(path, { start: 0, end: HELD_AT - 1 }).pipe(res, { end: false });
     }
     if (mode === 'stall' || mode === 'hang') {
       // DROP_AT bytes, then silence on an open connection (a half-open one, as the client sees it).

@@ -11,10 +11,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, existsSync, statSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { modelsDir, startServer, launch, openPage, MODEL_NAME, TINY, TINY_MODELS } from './harness.mjs';
-import { startFaultServer, DROP_AT, FLAKY_AT } from './fault_server.mjs';
+import { startFaultServer, DROP_AT, FLAKY_AT, HELD_AT } from './fault_server.mjs';
+import { gguf, tinyLlama } from './gguf_writer.mjs';
 
 // A small model keeps each load short; the default model when ../shared/fixtures is absent.
 const FILE = existsSync(join(TINY, TINY_MODELS[0])) ? TINY_MODELS[0] : MODEL_NAME;
@@ -271,4 +272,61 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   assert.deepEqual(r.cached.sort(), [...stored, `${otherCors.url}fault/drop/${FILE}`].sort());
   assert.deepEqual(r.partial.sort(), ['hang', 'short', 'slow'].map((m) => `/fault/${m}/${FILE}`));
   assert.ok(DROP_AT > 0);
+});
+
+// A split model of 8 parts over HTTP/1.1, where a browser allows 6 connections a host: each later
+// part's header is read and the part set aside (its connection closed), then continued at its turn
+// (OPFS keeps the header's bytes: a Range request for the rest). Held open instead, the 7th request
+// waited for a connection until the stall timeout dropped the stalled ones (30 s by default; 20 s
+// here). The `held` parts never send more than their header unasked.
+test('a split model of 8 parts loads over HTTP/1.1 (6 connections a host); a part that changed meanwhile is named', { timeout: 180000 }, async () => {
+  const { metadata, tensors } = tinyLlama();
+  // Tensors by part (the first has the metadata); every later part is larger than HELD_AT.
+  const byPart = [[0, 1, 2], [3], [4], [5], [6], [7, 8], [9], [10]];
+  const name = (no) => `split8-${String(no + 1).padStart(5, '0')}-of-00008.gguf`;
+  byPart.forEach((ids, no) => {
+    const split = [['split.no', 'u32', no], ['split.count', 'u32', byPart.length], ['split.tensors.count', 'i32', tensors.length]];
+    const file = gguf(no === 0 ? [...metadata, ...split] : split, ids.map((i) => tensors[i]));
+    if (no > 0) assert.ok(file.length > HELD_AT, `part ${no + 1} is ${file.length} bytes`);
+    writeFileSync(join(dir, name(no)), file);
+  });
+  const r = await page.evaluate(async ({ first }) => {
+    const { createEngine, listCachedModels } = await import('./webllama.js');
+    const load = async (model) => {
+      const t = performance.now();
+      try {
+        const e = await createEngine({ model, stallTimeoutMs: 20000, signal: AbortSignal.timeout(90000) });
+        const ms = Math.round(performance.now() - t);
+        const c = await e.completions.create({ prompt: 'ab', max_tokens: 2, temperature: 0 });
+        const got = { ok: true, source: e.stats.source, tokens: c.usage.completion_tokens, ms };
+        await e.unload();
+        return got;
+      } catch (err) {
+        return { ok: false, error: `${err.name}: ${err.message}` };
+      }
+    };
+    const out = { held: await load(`fault/held/${first}`), again: await load(`fault/held/${first}`), changed: await load(`fault/heldchanged/${first}`) };
+    const listed = await listCachedModels();
+    out.stored = listed.filter((m) => m.url.includes('split8-')).map((m) => `${m.complete ? 'whole' : 'partial'} ${m.url.replace(location.origin, '')}`).sort();
+    return out;
+  }, { first: name(0) });
+  console.log(JSON.stringify(r, null, 1));
+  assert.ok(r.held.ok, r.held.error);
+  // Within the stall timeout: no request waited for a connection until a stalled one was dropped.
+  assert.ok(r.held.ms < 10000, `loaded in ${r.held.ms} ms`);
+  assert.equal(r.held.source, 'network');
+  assert.equal(r.held.tokens, 2);
+  // Each later part: its header from a plain request, the rest from a Range request (If-Range).
+  for (let no = 1; no < 8; no++) {
+    const asked = faults.log.filter((l) => l.startsWith(`GET /fault/held/${name(no)}`));
+    assert.equal(asked.length, 2, `${name(no)}: ${asked.join('; ')}`);
+    assert.match(asked[1], /bytes=\d+- if-range="/);
+  }
+  // Loaded again from storage, every part whole there.
+  assert.ok(r.again.ok, r.again.error);
+  assert.equal(r.again.source, 'cache');
+  assert.equal(faults.log.filter((l) => l.startsWith('GET /fault/held/')).length, 15, 'nothing downloaded again');
+  assert.match(r.changed.error ?? 'no error', /^NetworkError: .*split8-00002-of-00008\.gguf changed on the server after its header was read/);
+  // A part that changed says the model did: nothing of it stays stored (its first part neither).
+  assert.deepEqual(r.stored, Array.from({ length: 8 }, (_, no) => `whole /fault/held/${name(no)}`));
 });

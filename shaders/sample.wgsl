@@ -101,10 +101,16 @@ fn value_of(k: u32) -> f32 {
     return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
 }
 
+// Whether v is neither NaN nor infinite, told by its bits: compilers that assume no NaN or infinity
+// (Metal's fast math, on by default there) may fold `v == v` and `abs(v) <= 3.4e38` to true.
+fn finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
+}
+
 /// Token i's key, or 0 where it is left out (NaN, infinite, or not in the mask).
 fn key_at(i: u32) -> u32 {
     let v = logits[base + i];
-    var kept = v == v && abs(v) <= 3.4028234e38;
+    var kept = finite(v);
     if (masked) {
         kept = kept && ((mask[mask_at + i / 32u] >> (i % 32u)) & 1u) != 0u;
     }
@@ -182,7 +188,7 @@ fn before(a: u32, b: u32) -> bool {
 fn split(lo: u32, hi: u32) -> u32 {
     let by_value = key_of(0.5 * value_of(lo) + 0.5 * value_of(hi));
     let v = value_of(hi);
-    if (v == v && abs(v) <= 3.4028234e38 && by_value > lo && by_value < hi) {
+    if (finite(v) && by_value > lo && by_value < hi) {
         return by_value;
     }
     return lo + (hi - lo) / 2u;

@@ -22,8 +22,11 @@ fn unpack4(w: vec2<u32>) -> vec4<f32> {
     return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
 }
 
+// Clamped to f16's finite range first: pack2x16float of a value past it is not defined by WGSL (an
+// infinity on most GPUs, whose scores would then be inf - inf = NaN).
 fn pack4(x: vec4<f32>) -> vec2<u32> {
-    return vec2<u32>(pack2x16float(x.xy), pack2x16float(x.zw));
+    let c = clamp(x, vec4<f32>(-65504.0), vec4<f32>(65504.0));
+    return vec2<u32>(pack2x16float(c.xy), pack2x16float(c.zw));
 }
 
 // Vector i (of head_dim / 4) of kv head kvh's key (is_v false) or value at position j, for batch

@@ -138,16 +138,18 @@ deps:
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null; \
 	fi
 
-## device-kit: what bench/device.sh needs on a GPU machine (x86-64), in .dev/ (carry .dev): webllama
-## and the kernel-test binaries (stripped, xz), the two models' GGUF headers (xz), ../shared/peers'
-## llama-bench builds (xz) and libgomp, libssl/libcrypto (used there only where the system lacks
-## them), the Vulkan loader and GL dispatch .debs the NVIDIA ICD needs (amd64, apt-get download).
+## device-kit: what bench/device.sh needs on a GPU machine (x86-64), in .dev/ (carry .dev): the
+## sources' hash (VERSION: bench/source-hash.sh), webllama and the kernel-test binaries (stripped,
+## xz), the two models' GGUF headers (xz), ../shared/peers' llama-bench builds (xz) and libgomp,
+## libssl/libcrypto (used there only where the system lacks them), the Vulkan loader and GL
+## dispatch .debs the NVIDIA ICD needs (amd64, apt-get download).
 ## Prints what travels (the working tree and the kit) and fails over DEVICE_MAX_MIB (the transfer's
 ## limit is 64 MiB).
 DEVICE_MAX_MIB ?= 60
 PEERS ?= ../shared/peers
 device-kit: build
 	rm -rf .dev && mkdir -p .dev/lib/ssl .dev/gl
+	bash bench/source-hash.sh > .dev/VERSION
 	tgt=$${CARGO_TARGET_DIR:-target}; strip -o .dev/webllama $$tgt/release/webllama
 	for t in kernels attention sampler; do \
 		bin=$$(cargo test --release --test $$t --no-run 2>&1 | sed -n "s|.*(\(.*/$$t-[0-9a-f]*\))$$|\1|p" | tail -1); \

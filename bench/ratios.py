@@ -144,6 +144,9 @@ def main():
             default = [r[f"{test}_tok_s"] for r in webllama_runs(a.dir, m, test)]
             if os.path.exists(path) and default:
                 run = load_json(path)
+                if not isinstance(run, dict) or f"{test}_tok_s" not in run:
+                    missing.append(f"{m}: {name}")
+                    continue
                 v, d = run[f"{test}_tok_s"], statistics.median(default)
                 verdicts.setdefault(what, []).append(v / d)
                 print(f"{NAMES.get(m, m)}: {test} with {what} {fmt(v)} tok/s ({100 * v / d:.0f}% of the default's "
@@ -160,6 +163,18 @@ def main():
             print(f"  {what}: {', '.join(f'{100 * r:.0f}%' for r in ratios)} -> {verdict}")
     for name, prof in profiles:
         print_profile(name, prof, tb_s)
+    print("\nwhere each ran:")
+    for m in a.models.split():
+        adapters = sorted({r.get("adapter", "?") for what in ("prefill", "decode") for r in webllama_runs(a.dir, m, what)})
+        print(f"  {NAMES.get(m, m)}: webllama on {', '.join(adapters) or '-'}")
+        for b in BUILDS:
+            runs = load_json(os.path.join(a.dir, f"{m}.{b}.json"))
+            seen = sorted({f"{r.get('gpu_info')} ({r.get('backends')}, {r.get('n_gpu_layers')} layers)"
+                           for r in runs}) if isinstance(runs, list) else []
+            print(f"  {NAMES.get(m, m)}: {b} on {', '.join(seen) or '-'}")
+    # The ratios again, last (a reply that keeps the output's end keeps them).
+    print()
+    print_table(head, rows)
     if missing:
         print("MISSING: " + "; ".join(missing))
 
@@ -192,8 +207,8 @@ def print_profile(name, prof, tb_s):
         print(f"{what} at position {p['pos']}, {p['rows']} row(s), {p['dispatches']} dispatches: "
               f"GPU {p['gpu_ms']:.3f} ms as it runs; timestamped kinds sum {p['sum_ms']:.3f} ms "
               f"(gaps {p['gap_ms']:.3f}); wall {p['wall_ms']:.3f} ms; host {p.get('host_ms', float('nan')):.3f} ms "
-              f"to record it; {p['bytes'] / 1e6:.1f} MB at "
-              f"{p['gb_s']:.1f} GB/s" + (f" ({100 * p['gb_s'] / (tb_s * 1000):.1f}% of the bound)" if tb_s else ""))
+              f"to record it; {p['bytes'] / 1e6:.1f} MB at {fmt(p['gb_s'], ',.1f')} GB/s"
+              + (f" ({100 * p['gb_s'] / (tb_s * 1000):.1f}% of the bound)" if tb_s and p['gb_s'] is not None else ""))
         head = ["kind", "dispatches", "ms", "share", "gap ms", "kernel ms", "weight MB", "KV MB", "GB/s",
                 "% of bound"]
         rows = []
@@ -203,7 +218,7 @@ def print_profile(name, prof, tb_s):
                 k["name"], k["dispatches"], f"{k['ms']:.3f}", f"{100 * k['ms'] / p['sum_ms']:.1f}%",
                 f"{k['gap_ms']:.3f}", f"{k['kernel_ms']:.3f}", f"{k['weight_bytes'] / 1e6:.2f}",
                 f"{k['kv_bytes'] / 1e6:.2f}", fmt(k["gb_s"] if moved else None, ",.1f"),
-                fmt(100 * k["gb_s"] / (tb_s * 1000) if moved and tb_s else None, ".1f"),
+                fmt(100 * k["gb_s"] / (tb_s * 1000) if moved and tb_s and k["gb_s"] is not None else None, ".1f"),
             ])
         print_table(head, rows)
 

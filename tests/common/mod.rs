@@ -57,9 +57,14 @@ pub fn shared_fixture(rel: &str) -> Option<String> {
     None
 }
 
-/// A golden JSON file from tests/fixtures.
+/// A golden JSON file from tests/fixtures: the built tree's, or (a test binary carried to another
+/// machine, bench/device.sh) the one under the working directory.
 pub fn golden(rel: &str) -> serde_json::Value {
-    let p = format!("{}/tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
+    let built = format!("{}/tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
+    let p = match std::path::Path::new(&built).exists() {
+        true => built,
+        false => format!("tests/fixtures/{rel}"),
+    };
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))).expect("valid JSON")
 }
 

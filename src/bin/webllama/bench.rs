@@ -9,6 +9,15 @@ use webllama::engine::sampler::{Sampler, SamplerConfig};
 use webllama::model::profile::{Method, Profile, BYTES};
 use webllama::{GenerateOptions, Message, Model, Session};
 
+/// Timed prefills, from position 0 each; the median is reported.
+const PREFILL_RUNS: usize = 3;
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 pub fn bench(a: BenchArgs) -> Result<()> {
     use std::time::Instant;
     let path = model_path(a.model)?;
@@ -37,20 +46,27 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let vocab = model.cfg.vocab_size as u32;
     // A fixed, ordinary-looking prompt: ids cycling through the vocabulary's common range.
     let prompt: Vec<u32> = (0..p as u32).map(|i| 100 + (i * 37) % (vocab.min(20000) - 100)).collect();
-    // Warm-up: the first runs compile pipelines.
+    // Warm-up: the first runs compile pipelines (the prompt's own chunks' too).
     pollster::block_on(model.step(prompt[0], false))?;
-    pollster::block_on(model.prefill(&prompt[..2.min(p)], false))?;
     model.truncate(0);
-    let t0 = Instant::now();
-    let mut tok = if a.token_by_token {
-        for &t in &prompt[..p - 1] {
-            model.enqueue(t)?;
-        }
-        pollster::block_on(model.step(prompt[p - 1], false))?.id
-    } else {
-        pollster::block_on(model.prefill(&prompt, false))?.id
-    };
-    let prefill_s = t0.elapsed().as_secs_f64();
+    pollster::block_on(model.prefill(&prompt[..if a.token_by_token { 2.min(p) } else { p }], false))?;
+    // Prefill from position 0, PREFILL_RUNS times (llama-bench averages -r runs): the median.
+    let mut prefill_runs = Vec::with_capacity(PREFILL_RUNS);
+    let mut tok = 0;
+    for _ in 0..PREFILL_RUNS {
+        model.truncate(0);
+        let t0 = Instant::now();
+        tok = if a.token_by_token {
+            for &t in &prompt[..p - 1] {
+                model.enqueue(t)?;
+            }
+            pollster::block_on(model.step(prompt[p - 1], false))?.id
+        } else {
+            pollster::block_on(model.prefill(&prompt, false))?.id
+        };
+        prefill_runs.push(t0.elapsed().as_secs_f64());
+    }
+    let prefill_s = median(&prefill_runs);
     // The decode graph at the first and the last decoded position (GPU family: a short context's
     // graph merges attention's splits in Wo, one dispatch a layer fewer than a longer one's).
     let dispatches = (model.dispatches_at(model.kv_len()), model.dispatches_at(model.kv_len() + n - 1));
@@ -89,6 +105,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         "prompt_tokens": p,
         "decode_tokens": n,
         "prefill_tok_s": p as f64 / prefill_s,
+        "prefill_runs_tok_s": prefill_runs.iter().map(|s| p as f64 / s).collect::<Vec<_>>(),
         "decode_tok_s": decode_tok_s,
         "ttft_ms": prefill_s * 1000.0,
         "prefill_batch_rows": if a.token_by_token { 1 } else { batch_rows },
@@ -104,8 +121,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         obj["sampled_decode_tok_s"] = r.into();
         obj["penalized_decode_tok_s"] = penalized.into();
     }
+    // Profiled halfway through the decoded positions: the graph most timed steps ran (the GPU
+    // family merges attention's splits in Wo up to a length, then dispatches a combine).
     let profiles = match a.profile {
-        true => Some((model.profile_step(tok)?, model.profile_chunk(tok)?)),
+        true => {
+            model.truncate(at + n / 2);
+            Some((model.profile_step(tok)?, model.profile_chunk(tok)?))
+        }
         false => None,
     };
     if let Some((step, chunk)) = &profiles {

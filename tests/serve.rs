@@ -1,5 +1,5 @@
 //! `webllama serve` over real sockets: paths that try to leave its folders are refused, only its own
-//! Host is answered, a request line of 1 MB is refused, a client that stalls is dropped after the
+//! Host is answered, ranges are served or ignored as RFC 9110 says, a request line of 1 MB is refused, a client that stalls is dropped after the
 //! idle limit and one that trickles its head at its deadline, while normal requests are still
 //! answered.
 
@@ -22,6 +22,12 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
+    start_with(Stdio::null(), false)
+}
+
+/// A server whose log goes to `stderr`; with `close_log`, a pipe closed at once (as when a log
+/// reader has died: every write to stderr fails).
+fn start_with(stderr: Stdio, close_log: bool) -> Server {
     let models = std::env::temp_dir().join(format!("webllama-serve-test-{}", std::process::id()));
     std::fs::create_dir_all(&models).unwrap();
     std::fs::write(models.join("m.gguf"), b"GGUF model bytes").unwrap();
@@ -29,9 +35,12 @@ fn start() -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_webllama"))
         .args(["serve", "--port", "0", "--www", &www, "--models", models.to_str().unwrap()])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
+    if close_log {
+        drop(child.stderr.take());
+    }
     // "serving ... at http://127.0.0.1:PORT/ ..."
     let mut out = child.stdout.take().unwrap();
     let mut line = Vec::new();
@@ -83,6 +92,23 @@ fn paths_hosts_and_hostile_clients() {
     };
     assert_eq!(ranged(&etag), (206, b"model bytes".to_vec()));
     assert_eq!(ranged("\"other\""), (200, b"GGUF model bytes".to_vec()));
+    // Ranges (RFC 9110 14.2): one past the end is 416; one this server does not serve (another
+    // unit, several, bad syntax) is ignored: the whole file.
+    let range = |r: &str| {
+        ask(p, format!("GET /models/m.gguf HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nRange: {r}\r\n\r\n").as_bytes())
+    };
+    assert_eq!(range("bytes=-5"), (206, b"bytes".to_vec()));
+    assert_eq!(range("bytes=16-").0, 416);
+    for ignored in ["items=0-1", "bytes=5-3", "bytes=0-1,5-6", "bytes=x-"] {
+        assert_eq!(range(ignored), (200, b"GGUF model bytes".to_vec()), "{ignored}");
+    }
+    // Served as what they are (no sniffing); the page may not be framed by another site.
+    assert!(head.contains("X-Content-Type-Options: nosniff\r\n"), "{head}");
+    let mut c = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    c.write_all(format!("HEAD /index.html HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\n\r\n").as_bytes()).unwrap();
+    let mut page = String::new();
+    c.read_to_string(&mut page).unwrap();
+    assert!(page.contains("Content-Security-Policy: frame-ancestors 'none'\r\n"), "{page}");
     for bad in ["/%2e%2e/Cargo.toml", "/../Cargo.toml", "/models/..%2f..%2fCargo.toml", "/models/.", "/models/m.gguf:x"]
     {
         assert_eq!(get(p, bad).0, 400, "{bad}");
@@ -140,4 +166,15 @@ fn paths_hosts_and_hostile_clients() {
         trickled >= Duration::from_secs(8) && trickled < Duration::from_secs(20),
         "trickler dropped after {trickled:?}"
     );
+}
+
+/// A log that cannot be written (its pipe closed) costs nothing: each request is still answered,
+/// past the 64 connections a leaked count would have used up (a handler that panicked on its log
+/// line never gave back its place, and the 503's own log line then ended the server).
+#[test]
+fn a_closed_log_does_not_stop_the_server() {
+    let s = start_with(Stdio::piped(), true);
+    for i in 0..80 {
+        assert_eq!(get(s.port, "/models/m.gguf"), (200, b"GGUF model bytes".to_vec()), "request {i}");
+    }
 }

@@ -64,7 +64,8 @@ pub fn read_line(reader: &mut impl BufRead) -> std::io::Result<Option<String>> {
 
 /// The file a request target names, or None when it is not an origin-form path or would leave the
 /// served folders: no `.` or `..` segment, no `\\`, `:` (drive prefixes, NTFS streams) or control
-/// character, decoded or not.
+/// character, decoded or not; no segment ending in `.` or a space (Windows drops them: another
+/// name for a file) nor, on Windows, naming a device (CON, NUL, COM1, ...).
 pub fn resolve(path: &str, www: &Path, models: &Path) -> Option<PathBuf> {
     if !path.starts_with('/') {
         return None;
@@ -72,7 +73,11 @@ pub fn resolve(path: &str, www: &Path, models: &Path) -> Option<PathBuf> {
     let path = path.split(['?', '#']).next().unwrap_or("");
     let decoded = percent_decode(path)?;
     let parts: Vec<&str> = decoded.split('/').filter(|p| !p.is_empty()).collect();
-    let bad = |p: &str| p == "." || p == ".." || p.chars().any(|c| c == '\\' || c == ':' || c.is_control());
+    let bad = |p: &str| {
+        p.ends_with(['.', ' '])
+            || p.chars().any(|c| c == '\\' || c == ':' || c.is_control())
+            || (cfg!(windows) && windows_device(p))
+    };
     if parts.iter().any(|p| bad(p)) {
         return None;
     }
@@ -85,6 +90,15 @@ pub fn resolve(path: &str, www: &Path, models: &Path) -> Option<PathBuf> {
         p.push("index.html");
     }
     Some(p)
+}
+
+/// Whether a file name names a Windows device (CON, PRN, AUX, NUL, COM0-9, LPT0-9; any extension).
+fn windows_device(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
+    matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$")
+        || (stem.len() == 4
+            && (stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.as_bytes()[3].is_ascii_digit())
 }
 
 pub fn percent_decode(s: &str) -> Option<String> {
@@ -117,16 +131,48 @@ pub fn serves_host(host: &str, port: u16) -> bool {
     name == "127.0.0.1" || name == "localhost"
 }
 
-/// "bytes=a-b" / "bytes=a-" / "bytes=-n" -> [start, end) within `len`.
-pub fn parse_range(r: &str, len: u64) -> Option<(u64, u64)> {
-    let spec = r.strip_prefix("bytes=")?;
-    let (a, b) = spec.split_once('-')?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", n) => (len.saturating_sub(n.parse().ok()?), len),
-        (a, "") => (a.parse().ok()?, len),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.saturating_add(1).min(len)),
+/// What a request's Range header asks of a file (RFC 9110 14.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Range {
+    /// The whole file: a range this server does not serve (another unit, several ranges, bad
+    /// syntax) is ignored.
+    Whole,
+    /// Bytes [start, end) of the file.
+    Part(u64, u64),
+    /// A well-formed range that starts at or past the file's end (416).
+    Unsatisfiable,
+}
+
+/// "bytes=a-b" / "bytes=a-" / "bytes=-n" -> Range::Part within a file of `len` bytes.
+pub fn parse_range(r: &str, len: u64) -> Range {
+    let Some((unit, spec)) = r.split_once('=') else { return Range::Whole };
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return Range::Whole;
+    }
+    let Some((a, b)) = spec.split_once('-') else { return Range::Whole };
+    let (a, b) = (a.trim(), b.trim());
+    let number = |s: &str| s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse::<u64>().ok()).flatten();
+    let (start, end) = match (a, b) {
+        ("", "") => return Range::Whole,
+        ("", n) => match number(n) {
+            Some(0) => return Range::Unsatisfiable,
+            Some(n) => (len.saturating_sub(n), len),
+            None => return Range::Whole,
+        },
+        (a, "") => match number(a) {
+            Some(a) => (a, len),
+            None => return Range::Whole,
+        },
+        (a, b) => match (number(a), number(b)) {
+            (Some(a), Some(b)) if a <= b => (a, b.saturating_add(1).min(len)),
+            _ => return Range::Whole,
+        },
     };
-    (start < end && start < len).then_some((start, end))
+    if start < end && start < len {
+        Range::Part(start, end)
+    } else {
+        Range::Unsatisfiable
+    }
 }
 
 #[cfg(test)]
@@ -159,8 +205,18 @@ mod tests {
             "//evil/app.js/..",
             "*",
             "/%zz",
+            "/models/a.gguf.",
+            "/models/a.gguf%20",
+            "/app.js%2e",
         ] {
             assert_eq!(r(bad), None, "{bad}");
+        }
+        // Windows device names (refused there).
+        for device in ["CON", "nul.gguf", "Com1", "lpt9.txt", "AUX .gguf", "CONOUT$"] {
+            assert!(windows_device(device), "{device}");
+        }
+        for file in ["console.gguf", "com10", "nullx", "a.gguf"] {
+            assert!(!windows_device(file), "{file}");
         }
         // /models/ takes exactly one file name.
         assert_eq!(r("/models/a/b.gguf"), None);
@@ -195,20 +251,29 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-99", 1000), Some((0, 100)));
-        assert_eq!(parse_range("bytes=900-", 1000), Some((900, 1000)));
-        assert_eq!(parse_range("bytes=-100", 1000), Some((900, 1000)));
-        assert_eq!(parse_range("bytes=990-2000", 1000), Some((990, 1000)));
-        for bad in [
-            "bytes=1000-",
+        assert_eq!(parse_range("bytes=0-99", 1000), Range::Part(0, 100));
+        assert_eq!(parse_range("bytes=900-", 1000), Range::Part(900, 1000));
+        assert_eq!(parse_range("bytes=-100", 1000), Range::Part(900, 1000));
+        assert_eq!(parse_range("bytes=-2000", 1000), Range::Part(0, 1000));
+        assert_eq!(parse_range("bytes=990-2000", 1000), Range::Part(990, 1000));
+        assert_eq!(parse_range("Bytes = 5-9", 1000), Range::Part(5, 10));
+        // Past the end, or a suffix of none: 416.
+        for past in ["bytes=1000-", "bytes=1000-1001", "bytes=-0", "bytes=18446744073709551615-"] {
+            assert_eq!(parse_range(past, 1000), Range::Unsatisfiable, "{past}");
+        }
+        assert_eq!(parse_range("bytes=0-", 0), Range::Unsatisfiable);
+        // Not served (ignored: the whole file).
+        for ignored in [
             "bytes=5-4",
             "bytes=a-b",
+            "bytes=+5-",
             "items=0-1",
             "bytes=-",
             "bytes=0-1,5-6",
-            "bytes=18446744073709551615-",
+            "bytes",
+            "bytes=99999999999999999999-",
         ] {
-            assert_eq!(parse_range(bad, 1000), None, "{bad}");
+            assert_eq!(parse_range(ignored, 1000), Range::Whole, "{ignored}");
         }
     }
 

@@ -4,7 +4,7 @@
 //! page can reach: every path stays inside its folder, requests and idle time are bounded, so is
 //! the number of connections, and the Host header must name the address served (DNS rebinding).
 
-use crate::request::{parse_range, percent_decode, read_head, resolve, serves_host, Head};
+use crate::request::{parse_range, percent_decode, read_head, resolve, serves_host, Head, Range};
 use anyhow::{Context, Result};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,6 +21,21 @@ const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// Most connections served at once; past that a connection gets 503 and is closed.
 const MAX_CONNECTIONS: usize = 64;
 
+/// One connection counted among the live ones until dropped (a handler that panics included).
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A request's line in the log (stderr); a log that cannot be written (a closed pipe) is skipped,
+/// not a panic.
+fn log(method: &str, target: &str, status: u16) {
+    let _ = writeln!(std::io::stderr(), "{} {} {status}", printable(method), printable(target));
+}
+
 /// Serves until killed; prints the URL first.
 pub fn serve(www: PathBuf, models: PathBuf, port: u16) -> Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
@@ -35,15 +50,13 @@ pub fn serve(www: PathBuf, models: PathBuf, port: u16) -> Result<()> {
             let _ = respond(&mut conn, "-", "-", 503, "text/plain", b"too many connections\n");
             continue;
         }
-        let (www, models, live_here) = (www.clone(), models.clone(), live.clone());
-        let spawned = std::thread::Builder::new().spawn(move || {
+        let (www, models) = (www.clone(), models.clone());
+        let live_here = Live(live.clone());
+        // No thread for it (an error): the connection is dropped (closed), its count with it.
+        let _ = std::thread::Builder::new().spawn(move || {
+            let _counted = live_here;
             let _ = handle(conn, &www, &models, port);
-            live_here.fetch_sub(1, Ordering::SeqCst);
         });
-        if spawned.is_err() {
-            // No thread for it: the connection is dropped (closed), the server goes on.
-            live.fetch_sub(1, Ordering::SeqCst);
-        }
     }
     Ok(())
 }
@@ -82,7 +95,9 @@ fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
     let Some(path) = resolve(&target, www, models) else {
         return refuse_unread(out, reader, &method, &target, 400, b"bad path\n");
     };
-    let Some(mut file) = std::fs::File::open(&path).ok().filter(|f| f.metadata().is_ok_and(|m| m.is_file())) else {
+    // A regular file (looked at before it is opened: opening a FIFO would wait for a writer).
+    let regular = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
+    let Some(mut file) = regular.then(|| std::fs::File::open(&path).ok()).flatten() else {
         return respond(&mut out, &method, &target, 404, "text/plain", b"not found\n");
     };
     let meta = file.metadata()?;
@@ -92,17 +107,17 @@ fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
     // version of the file gets the whole file.
     let etag = etag_of(&meta);
     let range = range.filter(|_| if_range.as_deref().is_none_or(|v| v == etag));
-    let (status, start, end) = match range.as_deref().and_then(|r| parse_range(r, len)) {
-        Some((a, b)) => (206, a, b),
-        None if range.is_some() => {
+    let (status, start, end) = match range.map_or(Range::Whole, |r| parse_range(&r, len)) {
+        Range::Part(a, b) => (206, a, b),
+        Range::Unsatisfiable => {
             let head = format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            eprintln!("{} {} 416", printable(&method), printable(&target));
+            log(&method, &target, 416);
             return Ok(out.write_all(head.as_bytes())?);
         }
-        None => (200, 0, len),
+        Range::Whole => (200, 0, len),
     };
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nCache-Control: no-cache\r\nETag: {etag}\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nCache-Control: no-cache\r\nETag: {etag}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n",
         if status == 206 { "Partial Content" } else { "OK" },
         mime(&path),
         end - start
@@ -113,8 +128,12 @@ fn handle(conn: TcpStream, www: &Path, models: &Path, port: u16) -> Result<()> {
     if path.file_name().is_some_and(|n| n == "worker.js") {
         head.push_str(&format!("Content-Security-Policy: {}\r\n", worker_csp(&target)));
     }
+    if path.extension().is_some_and(|e| e == "html") {
+        // The page's own policy is in its <meta> tag, which cannot say who may frame it.
+        head.push_str("Content-Security-Policy: frame-ancestors 'none'\r\n");
+    }
     head.push_str("\r\n");
-    eprintln!("{} {} {status}", printable(&method), printable(&target));
+    log(&method, &target, status);
     out.write_all(head.as_bytes())?;
     if method == "GET" {
         file.seek(SeekFrom::Start(start))?;
@@ -143,7 +162,7 @@ fn refuse_unread(
 }
 
 fn respond(out: &mut TcpStream, method: &str, target: &str, status: u16, ctype: &str, body: &[u8]) -> Result<()> {
-    eprintln!("{} {} {status}", printable(method), printable(target));
+    log(method, target, status);
     let head = format!(
         "HTTP/1.1 {status} Error\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -155,10 +174,18 @@ fn respond(out: &mut TcpStream, method: &str, target: &str, status: u16, ctype: 
     Ok(())
 }
 
-/// A file's strong ETag: its size and modification time (ns since the epoch), in hex.
+/// A file's strong ETag: its size and modification time (ns since the epoch), in hex; on Unix its
+/// inode and change time too (tools that keep times, cp -p or rsync -t, give a new version of a
+/// file its old modification time; nothing sets the change time).
 fn etag_of(meta: &std::fs::Metadata) -> String {
     let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-    format!("\"{:x}-{:x}\"", meta.len(), modified.map_or(0, |d| d.as_nanos()))
+    let tag = format!("{:x}-{:x}", meta.len(), modified.map_or(0, |d| d.as_nanos()));
+    #[cfg(unix)]
+    let tag = {
+        use std::os::unix::fs::MetadataExt;
+        format!("{tag}-{:x}-{:x}.{:x}", meta.ino(), meta.ctime(), meta.ctime_nsec())
+    };
+    format!("\"{tag}\"")
 }
 
 /// A client's text for the log: control characters escaped (an ESC would reach the terminal).
@@ -184,8 +211,8 @@ impl Read for Deadline {
 }
 
 /// The worker's Content-Security-Policy: its own scripts and wasm, and connections to this origin
-/// and to the model's host named by `?model_origin=` (checked to be a bare http(s) origin), no other.
-/// The worker is what fetches models; were a hostile file to take it over, it could send nothing to
+/// and to the model's host named by `?model_origin=` (checked to be a bare http(s) origin) and the
+/// hosts it redirects downloads to, no other. The worker is what fetches models; were a hostile file to take it over, it could send nothing to
 /// a third host.
 fn worker_csp(target: &str) -> String {
     let origin = target
@@ -195,10 +222,21 @@ fn worker_csp(target: &str) -> String {
         .and_then(percent_decode)
         .filter(|o| is_origin(o));
     let connect = match origin {
-        Some(o) => format!("'self' {o}"),
+        Some(o) => format!("'self' {o}{}", redirect_hosts(&o)),
         None => "'self'".to_string(),
     };
     format!("default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src {connect}")
+}
+
+/// The hosts a model host sends its downloads on to (a CSP checks each redirect's target): Hugging
+/// Face's file URLs answer 302 to its CDNs (cdn-lfs.hf.co, cas-bridge.xethub.hf.co, ...), GitHub's
+/// release assets to githubusercontent.com.
+fn redirect_hosts(origin: &str) -> &'static str {
+    match origin {
+        "https://huggingface.co" | "https://hf.co" => " https://*.hf.co https://*.huggingface.co",
+        "https://github.com" => " https://*.githubusercontent.com",
+        _ => "",
+    }
 }
 
 /// http(s)://host[:port], the host letters, digits, dots, dashes (or a bracketed IPv6 address).
@@ -225,7 +263,12 @@ mod tests {
             "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'"
         );
         let csp = worker_csp("/worker.js?model_origin=https%3A%2F%2Fhuggingface.co");
-        assert!(csp.ends_with("connect-src 'self' https://huggingface.co"), "{csp}");
+        assert!(
+            csp.ends_with("connect-src 'self' https://huggingface.co https://*.hf.co https://*.huggingface.co"),
+            "{csp}"
+        );
+        let csp = worker_csp("/worker.js?model_origin=https%3A%2F%2Fgithub.com");
+        assert!(csp.ends_with("connect-src 'self' https://github.com https://*.githubusercontent.com"), "{csp}");
         assert!(worker_csp("/worker.js?a=1&model_origin=http://127.0.0.1:8081")
             .ends_with("connect-src 'self' http://127.0.0.1:8081"));
         assert!(

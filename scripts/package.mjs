@@ -55,6 +55,7 @@ const pkg = {
   types: './webllama.d.ts',
   exports: {
     '.': { types: './webllama.d.ts', default: './webllama.js' },
+    './webllama.js': { types: './webllama.d.ts', default: './webllama.js' },
     './worker': './worker.js',
     './worker.js': './worker.js',
     './wasm': './pkg/webllama_bg.wasm',

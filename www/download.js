@@ -15,7 +15,8 @@
 // or none where no If-Range was sent; a total in Content-Range or a Content-Length other than its
 // Content-Length) is an error, not a fresh start: bytes of the old file were already fed to the
 // loader. A 200 with the same validator (or none, when the first had none) is a server that ignores
-// Range.
+// Range; so, in effect, is another origin that does not expose Content-Range: its 206 is dropped and
+// the file asked for whole.
 //
 // Across reloads (OPFS only): the bytes of a download that did not finish stay in OPFS with the
 // validator and total of the response they came from. The next load of the URL asks for the rest
@@ -274,10 +275,28 @@ function resumable(url, first, total, stallMs, { from = 0, validator = validator
           skip = 0;
         } else if (resp.status === 200) {
           skip = got;
+        } else if (resp.status === 206 && resp.headers.get('content-range') === null) {
+          // Another origin that does not expose Content-Range (Access-Control-Expose-Headers; S3's
+          // and R2's defaults): where its 206 starts can't be read, so the file is asked for again
+          // whole and the bytes already had are skipped.
+          current.abort();
+          try {
+            current = await get(url, { stallMs });
+          } catch (e) {
+            return fail(controller, e);
+          }
+          if (cancelled) return current.abort();
+          const again = changedFile(validator, total, current.resp);
+          if (again || current.resp.status !== 200) {
+            const e = namedError('NetworkError', `the file at ${url} changed on the server while it downloaded (${again ?? `HTTP ${current.resp.status} for the whole file`}): ${got} bytes of the old file were already read, so it cannot go on; load it again`);
+            e.changedFile = true;
+            return fail(controller, e);
+          }
+          skip = got;
         } else {
           return fail(controller, namedError('NetworkError', `resuming ${url} at byte ${got}: the server answered ${resp.status} with Content-Range ${resp.headers.get('content-range')}`));
         }
-        reader = resp.body.getReader();
+        reader = current.resp.body.getReader();
       }
     },
     cancel(reason) {

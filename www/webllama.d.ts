@@ -248,6 +248,8 @@ export interface ChatCompletionChunk {
   choices: { index: number; delta: { role?: 'assistant'; content?: string; tool_calls?: ToolCallDelta[] }; logprobs: ChatLogprobs | null; finish_reason: FinishReason | null }[];
   /** On the last chunk only. */
   usage?: Usage;
+  /** On the last chunk only. */
+  timings?: Timings;
 }
 
 export interface Completion {
@@ -268,6 +270,8 @@ export interface CompletionChunk {
   choices: { index: number; text: string; logprobs: CompletionLogprobs | null; finish_reason: FinishReason | null }[];
   /** On the last chunk only. */
   usage?: Usage;
+  /** On the last chunk only. */
+  timings?: Timings;
 }
 
 /** What the loader read from the model's header. */

@@ -58,7 +58,7 @@ export async function createEngine({ model, onProgress, ctx, integrity, layout, 
   const source = typeof model === 'string' && model !== '' ? resolveModelUrl(model, { hfBaseUrl }) : model;
   // Asked beside the load, not before it: a browser may hold the answer until the user gives one.
   const persisting = persist ? askPersist() : null;
-  const worker = workerUrl ? new Worker(workerUrl, { type: 'module' }) : spawnWorker(source);
+  const worker = workerUrl ? startWorker(workerUrl) : spawnWorker(source);
   const engine = new Engine(worker);
   const cancel = () => engine._failAll(aborted());
   signal?.addEventListener('abort', cancel);
@@ -105,23 +105,57 @@ export function resolveModelUrl(model, { hfBaseUrl } = {}) {
   }
 }
 
+// A result's timings, as the API gives them.
+function timingsOf(res) {
+  return { prefill_tok_s: res.prefill_tok_s, decode_tok_s: res.decode_tok_s, prefill_ms: res.prefill_ms, decode_ms: res.decode_ms, prefilled_tokens: res.prefilled, batch_passes: res.batch_passes };
+}
+
 function pageBase() {
   return typeof document !== 'undefined' && document.baseURI ? document.baseURI : self.location.href;
 }
 
 // worker.js beside this module. Written as the literal new Worker(new URL('./worker.js',
 // import.meta.url)) that bundlers (Vite, webpack, Parcel) recognize and bundle as a module worker,
-// wasm included. Unbundled (this file is still webllama.js) and with a model on another origin, the
-// worker is asked for with ?model_origin=<that origin> (the CSP that `webllama serve` gives it).
+// wasm included. Unbundled (this file is still webllama.js, served over http(s): webpack makes
+// import.meta.url a file: URL) and with a model on another origin, the worker is asked for with
+// ?model_origin=<that origin> (the CSP that `webllama serve` gives it). Imported from another
+// origin (a CDN), where a browser starts no worker, it is started from a module of this page's
+// origin (a blob: URL) that imports worker.js from there: its scripts, wasm and imports still come
+// from the CDN (which must allow CORS, as jsDelivr and unpkg do), and the page's CSP must allow
+// blob: workers (worker-src blob:).
 function spawnWorker(model) {
   const origin = typeof model === 'string' ? new URL(model).origin : null;
-  const unbundled = /\/webllama\.js$/.test(new URL(import.meta.url).pathname);
-  if (origin && origin !== 'null' && origin !== self.location.origin && unbundled) {
-    const url = new URL('worker' + '.js', import.meta.url);
-    url.searchParams.set('model_origin', origin);
-    return new Worker(url, { type: 'module' });
+  const here = new URL(import.meta.url);
+  const unbundled = /^https?:$/.test(here.protocol) && /\/webllama\.js$/.test(here.pathname);
+  if (unbundled && here.origin !== self.location.origin) {
+    const url = new URL(/* webpackIgnore: true */ 'worker' + '.js', import.meta.url);
+    const shim = new Blob([`import ${JSON.stringify(url.href)};\n`], { type: 'text/javascript' });
+    return startWorker(URL.createObjectURL(shim));
   }
-  return new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  if (origin && origin !== 'null' && origin !== self.location.origin && unbundled) {
+    const url = new URL(/* webpackIgnore: true */ 'worker' + '.js', import.meta.url);
+    url.searchParams.set('model_origin', origin);
+    return startWorker(url);
+  }
+  try {
+    return new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  } catch (e) {
+    throw workerError(e);
+  }
+}
+
+// A module worker from `url`; a browser's refusal (a SecurityError: another origin, a CSP) as a
+// WorkerError.
+function startWorker(url) {
+  try {
+    return new Worker(url, { type: 'module' });
+  } catch (e) {
+    throw workerError(e);
+  }
+}
+
+function workerError(e) {
+  return named('WorkerError', `the worker could not be started (${e?.name ?? 'Error'}: ${e?.message ?? String(e)}): worker.js must be on the page's origin, or the page's CSP must allow blob: workers for a CDN import`);
 }
 
 async function askPersist() {
@@ -266,7 +300,7 @@ class Engine {
   _response(mode, res, meta, lp) {
     this._record(res);
     const usage = { prompt_tokens: res.prompt_tokens, completion_tokens: res.completion_tokens, total_tokens: res.prompt_tokens + res.completion_tokens };
-    const timings = { prefill_tok_s: res.prefill_tok_s, decode_tok_s: res.decode_tok_s, prefill_ms: res.prefill_ms, decode_ms: res.decode_ms, prefilled_tokens: res.prefilled, batch_passes: res.batch_passes };
+    const timings = timingsOf(res);
     if (mode === 'chat') {
       const choices = res.choices.map((c) => ({ index: c.index, message: chatMessage(c), logprobs: lp ? chatLogprobs(c.logprobs) : null, finish_reason: c.finish_reason }));
       return { ...meta, object: 'chat.completion', choices, usage, timings };
@@ -360,7 +394,7 @@ class Engine {
       }
     }
     const last = result.choices.map((c) => (mode === 'chat' ? { index: c.index, delta: {}, logprobs: rest(c), finish_reason: c.finish_reason } : { index: c.index, text: '', logprobs: rest(c), finish_reason: c.finish_reason }));
-    yield { ...meta, object, choices: last, usage };
+    yield { ...meta, object, choices: last, usage, timings: timingsOf(result) };
   }
 
   _record(res) {

@@ -19,7 +19,7 @@ function describe(p: ProgressEvent): string {
 
 const errorNames: WebllamaErrorName[] = [
   'InvalidRequestError', 'NetworkError', 'IntegrityError', 'AbortError', 'GgufError', 'UnsupportedModelError', 'TokenizerError',
-  'TemplateError', 'ContextLengthError', 'GpuError', 'GpuOutOfMemoryError', 'DeviceLostError', 'IoError', 'WorkerError',
+  'TemplateError', 'ContextLengthError', 'GpuError', 'GpuOutOfMemoryError', 'DeviceLostError', 'IoError', 'EngineCrashedError', 'WorkerError',
 ];
 
 function explain(e: unknown): string {

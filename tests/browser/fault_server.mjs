@@ -19,6 +19,8 @@
 //              another validator in If-Range (it always does), else as 206
 //   retotal    as drop, but the resumed 206 says in Content-Range that the file has another size
 //   untagged   as drop, but the resumed 206 has no ETag (the first response had one)
+//   hidden     as drop, but (with `cors`) the resumed 206 does not expose its Content-Range (S3's
+//              and R2's default Access-Control-Expose-Headers)
 //   chunked    the whole file with no Content-Length (chunked transfer encoding)
 //   gzip       the whole file gzip-encoded (Content-Encoding: gzip), its Content-Length the encoded one's
 //   endless    as chunked, but the file is followed by zeros for as long as the client reads
@@ -41,8 +43,9 @@
 // `log` lists "METHOD path range if-range=<If-Range>" (the last two when sent) for each fault
 // request, and `bytesServed(prefix)` the body bytes sent for the requests whose log line starts with
 // it. With `cors` (for a second server on another port, i.e. another origin) the fault
-// responses allow any origin (and expose Content-Range and ETag); without, a cross-origin fetch of
-// them is refused by the browser. `files` ({path: [content type, body]}) adds fixed answers (e.g. a
+// responses allow any origin (and expose Content-Range and ETag), and so do the proxied ones (the
+// page's scripts, as a CDN serves them); without, a cross-origin fetch of them is refused by the
+// browser. `files` ({path: [content type, body]}) adds fixed answers (e.g. a
 // test's own worker script).
 import http from 'node:http';
 import { statSync, createReadStream, readFileSync } from 'node:fs';
@@ -62,7 +65,7 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
   const server = http.createServer((req, res) => {
     if (Object.hasOwn(files, req.url)) return res.writeHead(200, { 'Content-Type': files[req.url][0] }).end(files[req.url][1]);
     const m = /^\/fault\/([a-z0-9]+)\/([^/]+)$/.exec(req.url);
-    if (!m) return proxy(req, res, upstream);
+    if (!m) return proxy(req, res, upstream, cors);
     const [, mode, file] = m;
     const ifRange = req.headers['if-range'];
     log.push([req.method, req.url, req.headers.range, ifRange !== undefined && `if-range=${ifRange}`].filter(Boolean).join(' '));
@@ -133,10 +136,11 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
       // connection breaks.
       return res.write(part, () => (from + FLAKY_AT < size ? setTimeout(() => res.socket.destroy(), 150) : res.end()));
     }
-    if ((mode === 'drop' || mode === 'tamper' || mode === 'stall' || mode === 'hang' || mode === 'retotal' || mode === 'untagged' || mode === 'held') && honoured) {
+    if ((mode === 'drop' || mode === 'tamper' || mode === 'stall' || mode === 'hang' || mode === 'retotal' || mode === 'untagged' || mode === 'held' || mode === 'hidden') && honoured) {
       const from = Number(range[1]);
       const claimed = mode === 'retotal' ? size + 4096 : size;
       if (mode === 'untagged') res.removeHeader('ETag');
+      if (mode === 'hidden' && cors) res.setHeader('Access-Control-Expose-Headers', 'Content-Length, ETag');
       res.writeHead(206, { ...octets, 'Content-Length': size - from, 'Content-Range': `bytes ${from}-${size - 1}/${claimed}` });
       if (mode === 'tamper') {
         // The file's last byte (tensor data) changed: still a loadable model, not the same one.
@@ -178,7 +182,7 @@ export async function startFaultServer(upstreamUrl, modelsDir, { cors = false, f
       // End the response cleanly short of Content-Length: the client sees a body that stops early.
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
     }
-    if ((mode === 'drop' || mode === 'norange' || mode === 'tamper' || mode === 'retotal' || mode === 'overlong' || mode === 'untagged') && n === 1) {
+    if ((mode === 'drop' || mode === 'norange' || mode === 'tamper' || mode === 'retotal' || mode === 'overlong' || mode === 'untagged' || mode === 'hidden') && n === 1) {
       return createReadStream(path, { start: 0, end: DROP_AT - 1 }).on('end', () => res.socket.destroy()).pipe(res, { end: false });
     }
     if (mode === 'held' && LATER_PART.test(file)) {
@@ -216,11 +220,13 @@ function countBody(res, sent, i) {
   res.end = (chunk, ...rest) => { count(chunk); return end(chunk, ...rest); };
 }
 
-function proxy(req, res, upstream) {
+// With `cors`, the upstream's files may be read from any origin too (a CDN's: the page's scripts
+// imported from there).
+function proxy(req, res, upstream, cors) {
   // The Host the upstream serves (webllama serve answers only requests that name it).
   const headers = { ...req.headers, host: upstream.host };
   const p = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers }, (up) => {
-    res.writeHead(up.statusCode, up.headers);
+    res.writeHead(up.statusCode, cors ? { ...up.headers, 'access-control-allow-origin': '*' } : up.headers);
     up.pipe(res);
   });
   p.on('error', () => res.writeHead(502).end());

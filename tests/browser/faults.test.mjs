@@ -30,7 +30,8 @@ let dir;
 before(async () => {
   dir = modelsDir();
   server = await startServer(dir);
-  faults = await startFaultServer(server.url, dir);
+  // A page of the test's own with no Content-Security-Policy (a static site's), for a CDN import.
+  faults = await startFaultServer(server.url, dir, { files: { '/bare.html': ['text/html', '<!doctype html><title>a static site</title>'] } });
   // Two more origins (other ports): one refuses cross-origin reads, one allows them.
   otherNoCors = await startFaultServer(server.url, dir);
   otherCors = await startFaultServer(server.url, dir, { cors: true });
@@ -118,6 +119,8 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
     // server checked it); on another origin (no If-Range) it can't be compared, so it is refused.
     await attempt('untagged', { model: `fault/untagged/${file}`, integrity: sri }, 'load');
     await attempt('untagged, other origin', { model: `${withCors}fault/untagged/${file}` });
+    // Another origin whose resumed 206 hides its Content-Range: the file asked for whole again.
+    await attempt('hidden range, other origin', { model: `${withCors}fault/hidden/${file}`, integrity: sri }, 'load');
     // A resumed 206 that goes on past the file's end: refused, not read for as long as it lasts.
     await attempt('overlong', { model: `fault/overlong/${file}`, signal: AbortSignal.timeout(60000) }, 'load');
     await attempt('bad integrity', { model: `fault/wrong/${file}`, integrity: sha.replace(/^./, (c) => (c === '0' ? '1' : '0')) });
@@ -245,6 +248,10 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   assert.match(r['changed, other origin'].error, /ETag "v1", then "v2"/);
   assert.match(r.retotal.error, new RegExp(`${size} bytes, then ${size + 4096} in Content-Range`));
   assert.match(r['untagged, other origin'].error, /ETag "[0-9a-f]+-[0-9a-f]+", then none/);
+  assert.ok(r['hidden range, other origin'].ok, r['hidden range, other origin'].error);
+  const hidden = otherCors.log.filter((l) => l.startsWith(`GET /fault/hidden/${FILE}`));
+  // (Chromium's HTTP cache may ask for the bytes it holds between the two: bytes=0-N.)
+  assert.ok(hidden.length >= 3 && / bytes=\d+-$/.test(hidden[1]) && hidden.at(-1) === `GET /fault/hidden/${FILE}`, `the first request, the resumed one, the whole file again: ${hidden.join('; ')}`);
   assert.match(r.overlong.error ?? 'no error', new RegExp(`^NetworkError: resuming .* the server sent more than the file's ${size} bytes`));
   assert.match(requests('changed')[1] ?? '', /bytes=\d+- if-range="v1"$/, 'If-Range names the first response\'s ETag');
   // If-Range is not sent to another origin: it would need a CORS preflight (Range alone does not).
@@ -269,7 +276,7 @@ test('network faults: clear errors or a resumed download; nothing wrong is store
   // by the next load: the parts of the downloads that broke off (short, stalled, cancelled).
   assert.deepEqual(r.storage, ['opfs']);
   const stored = ['after', 'keep', 'whole', 'drop', 'norange', 'stall', 'flaky', 'gzip', 'untagged'].map((m) => `/fault/${m}/${FILE}`);
-  assert.deepEqual(r.cached.sort(), [...stored, `${otherCors.url}fault/drop/${FILE}`].sort());
+  assert.deepEqual(r.cached.sort(), [...stored, ...['drop', 'hidden'].map((m) => `${otherCors.url}fault/${m}/${FILE}`)].sort());
   assert.deepEqual(r.partial.sort(), ['hang', 'short', 'slow'].map((m) => `/fault/${m}/${FILE}`));
   assert.ok(DROP_AT > 0);
 });
@@ -329,4 +336,32 @@ test('a split model of 8 parts loads over HTTP/1.1 (6 connections a host); a par
   assert.match(r.changed.error ?? 'no error', /^NetworkError: .*split8-00002-of-00008\.gguf changed on the server after its header was read/);
   // A part that changed says the model did: nothing of it stays stored (its first part neither).
   assert.deepEqual(r.stored, Array.from({ length: 8 }, (_, no) => `whole /fault/held/${name(no)}`));
+});
+
+// webllama.js imported from another origin, as from a CDN (jsDelivr, unpkg: scripts and wasm with
+// CORS) into a static site's page: a browser starts no worker from another origin, so the worker
+// is started from a blob: module of the page's own that imports worker.js from the CDN; it loads a
+// model and generates.
+test('imported from a CDN (another origin), the package starts its worker and generates', { timeout: 180000 }, async () => {
+  const cdnPage = await context.newPage();
+  cdnPage.on('pageerror', (e) => console.log('page error:', e.message));
+  try {
+    await cdnPage.goto(`${faults.url}bare.html`);
+    const r = await cdnPage.evaluate(async ({ cdn, model }) => {
+      try {
+        const { createEngine } = await import(`${cdn}webllama.js`);
+        const e = await createEngine({ model });
+        const c = await e.completions.create({ prompt: 'Once upon a time,', max_tokens: 3, temperature: 0 });
+        await e.unload();
+        return { ok: true, tokens: c.usage.completion_tokens, text: c.choices[0].text };
+      } catch (err) {
+        return { ok: false, error: `${err.name}: ${err.message}` };
+      }
+    }, { cdn: otherCors.url, model: `${faults.url}fault/whole/${FILE}` });
+    console.log(JSON.stringify(r));
+    assert.ok(r.ok, r.error);
+    assert.equal(r.tokens, 3);
+  } finally {
+    await cdnPage.close();
+  }
 });

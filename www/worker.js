@@ -418,10 +418,11 @@ function chatIdsThatFit(m) {
   return ids;
 }
 
-// The browser's own words for the adapter (wgpu has no name for it on the web).
+// The browser's own words for the adapter (wgpu has no name for it on the web): the one the engine
+// asked for (high-performance: on a laptop with two GPUs, the discrete one).
 async function adapterName(fallback) {
   try {
-    const info = (await navigator.gpu.requestAdapter())?.info;
+    const info = (await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' }))?.info;
     const words = [info?.vendor, info?.architecture, info?.description].filter(Boolean);
     adapterLabel = words.length ? `WebGPU: ${words.join(' ')}` : fallback;
   } catch {

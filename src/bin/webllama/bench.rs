@@ -23,10 +23,17 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let path = model_path(a.model)?;
     let (p, n) = (a.prompt_tokens.max(1), a.decode_tokens.max(1));
     let (gpu, layout) = open_gpu(a.layout)?;
-    // The context a user gets (so attention is split as in use), or more when the run needs it.
-    let ctx = (p + n + 1 > webllama::model::DEFAULT_CTX).then_some(p + n + 1);
+    // The context a user gets (so attention is split as in use), or more where the run needs it:
+    // the prompt and the decoded tokens, and with --profile a prompt chunk past them (profiled
+    // halfway through the decoded positions).
+    let needed = p + n + 1 + if a.profile { layout.batch_rows() as usize } else { 0 };
+    let trained = webllama::Config::from_gguf(&webllama::format::weights::read_header(&path)?)?.ctx_len;
+    let ctx = (needed > webllama::model::DEFAULT_CTX.min(trained)).then_some(needed);
     let schema: Option<serde_json::Value> = match &a.json_schema {
-        Some(f) => Some(serde_json::from_str(&std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?)?),
+        Some(f) => Some(
+            serde_json::from_str(&std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?)
+                .with_context(|| format!("{f} is not JSON"))?,
+        ),
         None => None,
     };
     // With a schema, the model inside a session (the tokenizer and template come with it).
@@ -45,7 +52,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     };
     let vocab = model.cfg.vocab_size as u32;
     // A fixed, ordinary-looking prompt: ids cycling through the vocabulary's common range.
-    let prompt: Vec<u32> = (0..p as u32).map(|i| 100 + (i * 37) % (vocab.min(20000) - 100)).collect();
+    let span = vocab.min(20000);
+    let prompt: Vec<u32> = (0..p as u32)
+        .map(|i| if span > 100 { 100 + (i * 37) % (span - 100) } else { (i * 37) % vocab.max(1) })
+        .collect();
     // Warm-up: the first runs compile pipelines (the prompt's own chunks' too).
     pollster::block_on(model.step(prompt[0], false))?;
     model.truncate(0);
@@ -153,16 +163,16 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         });
     }
     if a.json {
-        println!("{obj}");
+        outln!("{obj}");
     } else {
-        println!("model     {path}\nadapter   {}\nlayout    {layout}", gpu.adapter_name());
-        println!(
+        outln!("model     {path}\nadapter   {}\nlayout    {layout}", gpu.adapter_name());
+        outln!(
             "prefill   {p} tokens: {:.2} tok/s (time to first token {:.0} ms; {})",
             p as f64 / prefill_s,
             prefill_s * 1000.0,
             if a.token_by_token { "token by token".to_string() } else { format!("chunks of {batch_rows}") }
         );
-        println!(
+        outln!(
             "decode    {n} tokens: {:.2} tok/s; {:.2} GB/s of weights ({:.1} MB per token)",
             decode_tok_s,
             weight_bytes as f64 * decode_tok_s / 1e9,
@@ -172,22 +182,22 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             (first, last) if first == last => format!("{first} dispatches"),
             (first, last) => format!("{first} dispatches at the first decoded position, {last} at the last"),
         };
-        println!("per token {counts}; 1 submit, 4 bytes read back");
+        outln!("per token {counts}; 1 submit, 4 bytes read back");
         if let Some((r, penalized)) = sampled_tok_s {
-            println!("sampled   {n} tokens at temperature 1, drawn on the GPU: {r:.2} tok/s");
-            println!("penalized {n} tokens, the same with repetition penalty 1.1 on the GPU: {penalized:.2} tok/s");
+            outln!("sampled   {n} tokens at temperature 1, drawn on the GPU: {r:.2} tok/s");
+            outln!("penalized {n} tokens, the same with repetition penalty 1.1 on the GPU: {penalized:.2} tok/s");
         }
         if let Some((c, u, tokens)) = structured {
-            println!(
+            outln!(
                 "structured {tokens} tokens under the JSON schema: {c:.2} tok/s; unconstrained {u:.2} tok/s ({:.0}%)",
                 100.0 * c / u
             );
         }
     }
     if let (Some((step, chunk)), false) = (&profiles, a.json) {
-        println!("profile   {}\n          {BYTES}", step.method.describe());
-        print_profile(&format!("a decode step at position {}", step.pos), step);
-        print_profile(&format!("a prompt chunk of {} tokens at position {}", chunk.rows, chunk.pos), chunk);
+        outln!("profile   {}\n          {BYTES}", step.method.describe());
+        print_profile(&format!("a decode step at position {}", step.pos), step)?;
+        print_profile(&format!("a prompt chunk of {} tokens at position {}", chunk.rows, chunk.pos), chunk)?;
     }
     Ok(())
 }
@@ -248,15 +258,22 @@ fn profile_json(p: &Profile) -> serde_json::Value {
 }
 
 /// One profiled graph as a table: per kind of kernel, then the whole against the graph's time.
-fn print_profile(what: &str, p: &Profile) {
+fn print_profile(what: &str, p: &Profile) -> Result<()> {
     let ts = p.method == Method::Timestamps;
-    println!("profile ({what}; {} dispatches):", p.dispatches());
-    println!(
+    outln!("profile ({what}; {} dispatches):", p.dispatches());
+    outln!(
         "  {:<12} {:>5} {:>9} {:>9} {:>6} {:>9} {:>8} {:>8}",
-        "kind", "disp", "GPU ms", "gap ms", "share", "weight MB", "KV MB", "GB/s"
+        "kind",
+        "disp",
+        "GPU ms",
+        "gap ms",
+        "share",
+        "weight MB",
+        "KV MB",
+        "GB/s"
     );
     for k in &p.kinds {
-        println!(
+        outln!(
             "  {:<12} {:>5} {:>9.3} {:>9} {:>5.1}% {:>9.2} {:>8.2} {:>8}",
             k.name,
             k.dispatches,
@@ -270,7 +287,7 @@ fn print_profile(what: &str, p: &Profile) {
     }
     let bytes = p.bytes() as f64;
     if ts {
-        println!(
+        outln!(
             "  whole: kernels {:.3} + gaps {:.3} = {:.3} ms (timestamps after each dispatch); the {} as it runs \
              (pass timestamps alone) {:.3} ms; wall {:.3} ms a submit; {:.1} MB at {:.1} GB/s of its GPU time",
             p.sum_ms() - p.gap_ms(),
@@ -283,7 +300,7 @@ fn print_profile(what: &str, p: &Profile) {
             bytes / p.whole_ms / 1e6
         );
     } else {
-        println!(
+        outln!(
             "  whole: {:.3} ms a submit (wall clock); the kinds' savings sum to {:.3} ms; {:.1} MB at {:.1} GB/s",
             p.whole_ms,
             p.sum_ms(),
@@ -291,9 +308,10 @@ fn print_profile(what: &str, p: &Profile) {
             bytes / p.whole_ms / 1e6
         );
     }
-    println!(
+    outln!(
         "  host: {:.3} ms to record and finish the {}'s command buffer (median of 51, not submitted)",
         p.host_ms,
         if p.rows == 1 { "step" } else { "chunk" }
     );
+    Ok(())
 }

@@ -1,5 +1,22 @@
 //! The `webllama` CLI: generate text natively on wgpu (Vulkan, Metal, DX12, or Mesa's lavapipe).
 
+/// print! that returns the error where println! would panic: stdout closed (a pipe whose reader
+/// has gone: `webllama generate ... | head`); main() ends quietly on it.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
+/// println! as `out!` is print!.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?;
+    }};
+}
+
 mod bench;
 mod random_model;
 mod request;
@@ -226,7 +243,8 @@ fn parse_bias(s: &str) -> Result<(u32, f32), String> {
 
 /// The model cache folder ($WEBLLAMA_CACHE/models or ~/.cache/webllama/models).
 fn models_dir() -> Result<std::path::PathBuf> {
-    let base = match std::env::var_os("WEBLLAMA_CACHE") {
+    // Empty counts as unset, as scripts/fetch-model.sh takes it.
+    let base = match std::env::var_os("WEBLLAMA_CACHE").filter(|d| !d.is_empty()) {
         Some(d) => std::path::PathBuf::from(d),
         None => std::path::PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache/webllama"),
     };
@@ -288,6 +306,9 @@ fn openai_calls(reply: &tools::Reply) -> Vec<serde_json::Value> {
 }
 
 fn generate(a: GenerateArgs) -> Result<()> {
+    if a.n == 0 {
+        bail!("--n must be 1 to 8 (candidates)");
+    }
     let grammar = grammar_of(&a)?;
     let tools = tools_of(&a)?;
     let path = model_path(a.model)?;
@@ -331,13 +352,13 @@ fn generate(a: GenerateArgs) -> Result<()> {
     let mut stdout = std::io::stdout();
     // With tools, call markup is held back from the stream (the calls print at the end).
     let mut guard = StreamGuard::default();
+    // A reader gone (a closed pipe) stops the generation.
     let mut on_text = |t: &str| {
-        if !json {
-            let shown = if tools.is_some() { guard.push(t) } else { t.to_string() };
-            let _ = stdout.write_all(shown.as_bytes());
-            let _ = stdout.flush();
+        if json {
+            return true;
         }
-        true
+        let shown = if tools.is_some() { guard.push(t) } else { t.to_string() };
+        stdout.write_all(shown.as_bytes()).and_then(|_| stdout.flush()).is_ok()
     };
     if a.n > 1 {
         let (adapter, tools) = (gpu.adapter_name(), tools.as_ref());
@@ -367,18 +388,18 @@ fn generate(a: GenerateArgs) -> Result<()> {
             obj["tool_calls"] = openai_calls(r).into();
             obj["finish_reason"] = tools::finish_reason(r, g.finish_reason).into();
         }
-        println!("{obj}");
+        outln!("{obj}");
     } else {
         // The text held back that was content after all, then each call as a JSON line.
         if let Some(r) = &reply {
             // The content is trimmed; what passed was not.
             let rest = r.content.as_deref().and_then(|c| c.strip_prefix(guard.passed().trim_start())).unwrap_or("");
-            print!("{rest}");
+            out!("{rest}");
             for c in openai_calls(r) {
-                print!("\n{c}");
+                out!("\n{c}");
             }
         }
-        println!();
+        outln!();
         eprintln!(
             "[{} prompt tokens, {:.1} tok/s prefill; {} generated, {:.1} tok/s decode; {}]",
             g.prompt_ids.len(),
@@ -393,21 +414,28 @@ fn generate(a: GenerateArgs) -> Result<()> {
 
 fn chat(a: ChatArgs) -> Result<()> {
     use std::io::BufRead;
-    let path = model_path(a.model)?;
-    let (gpu, layout) = open_gpu(a.layout)?;
-    let mut session =
-        Session::load_file(gpu.clone(), layout, &path, a.ctx).with_context(|| format!("loading {path}"))?;
-    eprintln!("{} on {}, layout {layout}; one line a turn, /reset starts over, Ctrl-D ends.", path, gpu.adapter_name());
     let opts = GenerateOptions {
         max_tokens: a.max_tokens,
         sampler: SamplerConfig { temperature: a.temperature, seed: a.seed, ..Default::default() },
         ..Default::default()
     };
+    // Options refused before the model loads, not at the first turn.
+    opts.sampler.check()?;
+    if opts.max_tokens == 0 {
+        bail!("--max-tokens must be at least 1");
+    }
+    let path = model_path(a.model)?;
+    let (gpu, layout) = open_gpu(a.layout)?;
+    let mut session =
+        Session::load_file(gpu.clone(), layout, &path, a.ctx).with_context(|| format!("loading {path}"))?;
+    eprintln!("{} on {}, layout {layout}; one line a turn, /reset starts over, Ctrl-D ends.", path, gpu.adapter_name());
     let fresh = || a.system.iter().map(|s| Message::new("system", s)).collect::<Vec<_>>();
     let mut history = fresh();
     let mut stdout = std::io::stdout();
-    for line in std::io::stdin().lock().lines() {
-        let line = line?;
+    // Lines as bytes: one that is not UTF-8 is read with U+FFFD in place of what is not.
+    for line in std::io::stdin().lock().split(b'\n') {
+        let line = line.context("reading stdin")?;
+        let line = String::from_utf8_lossy(&line);
         let text = line.trim();
         if text.is_empty() {
             continue;
@@ -418,13 +446,24 @@ fn chat(a: ChatArgs) -> Result<()> {
             continue;
         }
         history.push(Message::new("user", text));
-        let ids = session.chat_ids(&history)?;
-        let g = pollster::block_on(session.generate(&ids, &opts, &mut |t| {
-            let _ = stdout.write_all(t.as_bytes());
-            let _ = stdout.flush();
-            true
-        }))?;
-        println!();
+        // A reader gone (a closed pipe) stops the reply.
+        let mut on_text = |t: &str| stdout.write_all(t.as_bytes()).and_then(|_| stdout.flush()).is_ok();
+        let turn =
+            session.chat_ids(&history).and_then(|ids| pollster::block_on(session.generate(&ids, &opts, &mut on_text)));
+        let g = match turn {
+            Ok(g) => g,
+            Err(e) => {
+                // The turn is dropped; the chat goes on (a conversation past the context ends
+                // nothing but that turn).
+                history.pop();
+                eprintln!("error: {e}");
+                if matches!(e, webllama::Error::ContextFull { .. }) {
+                    eprintln!("(the conversation no longer fits the context: /reset starts over)");
+                }
+                continue;
+            }
+        };
+        outln!();
         eprintln!(
             "[{} new prompt tokens at {:.1} tok/s; {} generated at {:.1} tok/s]",
             g.prefilled,
@@ -483,14 +522,14 @@ fn generate_candidates(
             "layout": layout.to_string(),
             "architecture": session.model.cfg.arch,
         });
-        println!("{obj}");
+        outln!("{obj}");
     } else {
         for (i, g) in all.iter().enumerate() {
             let text = match tools.map(|t| t.reply(&g.text)) {
                 Some(r) if !r.calls.is_empty() => serde_json::Value::from(openai_calls(&r)).to_string(),
                 _ => g.text.replace('\n', " "),
             };
-            println!("{}: {text}", i + 1);
+            outln!("{}: {text}", i + 1);
         }
         eprintln!(
             "[{n} candidates, {tokens} tokens in {weight_passes} weight passes, {:.1} tok/s together; {adapter}]",
@@ -534,6 +573,13 @@ fn main() {
         Cmd::RandomModel(a) => random_model::random_model(&a.like, &a.shape, &a.out, a.seed),
     };
     if let Err(e) = r {
+        // stdout closed by its reader (`| head`): what it wanted is written; nothing to report.
+        let closed = e
+            .chain()
+            .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+        if closed {
+            std::process::exit(0);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -32,18 +32,41 @@ pub fn random_model(like: &str, shape: &str, out: &str, seed: u64) -> Result<()>
         "llama-3.2-1b" => preset(&header, &LLAMA_3_2_1B)?,
         other => bail!("unknown shape {other:?} (same, llama-3.2-1b)"),
     };
-    let file = std::fs::File::create(out).with_context(|| format!("creating {out}"))?;
+    // Written beside `out` and renamed into place once whole: a run that fails leaves nothing.
+    let part = format!("{out}.part");
+    let written = write_model(&part, &metadata, &tensors, seed).and_then(|bytes| {
+        std::fs::rename(&part, out).with_context(|| format!("renaming {part} to {out}"))?;
+        Ok(bytes)
+    });
+    let weight_bytes = match written {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e.context(format!("writing {out}")));
+        }
+    };
+    eprintln!("wrote {out}: {} tensors, {:.1} MB of weights", tensors.len(), weight_bytes as f64 / 1e6);
+    Ok(())
+}
+
+/// The model file at `part`: the header, then each tensor's random blocks (norms and RoPE divisors
+/// of 1), each padded to 32 bytes; the bytes of the tensors' data.
+fn write_model(part: &str, metadata: &[(String, Value)], tensors: &TensorList, seed: u64) -> Result<u64> {
+    let file = std::fs::File::create(part).with_context(|| format!("creating {part}"))?;
     let mut w = BufWriter::with_capacity(8 << 20, file);
-    let Some((head, sizes)) = writer::header(&metadata, &tensors) else {
+    let Some((head, sizes)) = writer::header(metadata, tensors) else {
         bail!("a tensor's values are not whole blocks of its type");
     };
     w.write_all(&head)?;
     let mut rng = seed ^ 0x9E37_79B9_7F4A_7C15;
     for ((name, _, ty), &bytes) in tensors.iter().zip(&sizes) {
-        if name.ends_with("norm.weight") || name == weights::ROPE_FREQS {
+        if (name.ends_with("norm.weight") || name == weights::ROPE_FREQS)
+            && matches!(ty, QuantType::F32 | QuantType::F16)
+        {
             // Norm gains and RoPE divisors of 1.
-            for _ in 0..bytes / 4 {
-                w.write_all(&1f32.to_le_bytes())?;
+            let one: &[u8] = if *ty == QuantType::F32 { &[0, 0, 0x80, 0x3f] } else { &[0, 0x3c] };
+            for _ in 0..bytes / one.len() as u64 {
+                w.write_all(one)?;
             }
         } else {
             let pool = block_pool(*ty, &mut rng)?;
@@ -60,9 +83,7 @@ pub fn random_model(like: &str, shape: &str, out: &str, seed: u64) -> Result<()>
         w.write_all(&vec![0u8; pad as usize])?;
     }
     w.flush()?;
-    let weight_bytes: u64 = sizes.iter().map(|b| b.div_ceil(32) * 32).sum();
-    eprintln!("wrote {out}: {} tensors, {:.1} MB of weights", tensors.len(), weight_bytes as f64 / 1e6);
-    Ok(())
+    Ok(sizes.iter().map(|b| b.div_ceil(32) * 32).sum())
 }
 
 /// Parses the header of `path` from its first bytes only (the file may hold nothing after it).
@@ -72,7 +93,7 @@ fn read_header_prefix(path: &str) -> Result<Gguf> {
     loop {
         let want = (buf.len() * 2).max(1 << 20);
         let got = Read::by_ref(&mut file).take((want - buf.len()) as u64).read_to_end(&mut buf)?;
-        match Gguf::parse(&buf, None)? {
+        match Gguf::parse(&buf, None).with_context(|| format!("{path} is not a GGUF file"))? {
             Parsed::Done(g) => return Ok(*g),
             Parsed::NeedMore { .. } if got > 0 => continue,
             Parsed::NeedMore { .. } => bail!("{path}: the file ends inside its GGUF header"),
@@ -86,7 +107,11 @@ type TensorList = Vec<(String, Vec<u64>, QuantType)>;
 /// llama.cpp's Q4_K_M does: Q6_K for the (tied) embedding, and for attn_v and ffn_down in the first
 /// and last eighth of the layers and every third one between; Q4_K elsewhere.
 fn preset(like: &Gguf, s: &Shape) -> Result<(Vec<(String, Value)>, TensorList)> {
-    let vocab = like.tensor(weights::TOKEN_EMBD).context("the --like file has no token_embd.weight")?.dims[1];
+    let embd = like.tensor(weights::TOKEN_EMBD).context("the --like file has no token_embd.weight")?;
+    let vocab = *embd.dims.get(1).context("the --like file's token_embd.weight is not a matrix")?;
+    if like.get_str("general.architecture").ok() != Some("llama") {
+        bail!("--shape llama-3.2-1b writes llama.* keys: --like must be a llama file (a header of another architecture would keep its own shape keys)");
+    }
     let head_dim = s.dim / s.heads;
     let set: Vec<(&str, u64)> = vec![
         ("llama.block_count", s.layers),

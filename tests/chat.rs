@@ -310,3 +310,44 @@ fn every_fixture_template_locates_its_message_contents() {
         }
     }
 }
+
+/// A reply with a think block in the history (Qwen3 and the DeepSeek-R1 distills answer so; their
+/// templates keep only what follows </think>): the next turn renders, its user-defined <think>
+/// tokens no reason to refuse it, while a control token in such a reply still is (it could not be
+/// kept plain where the template changed the text).
+#[test]
+fn a_think_block_in_the_history_renders_and_control_tokens_are_still_refused() {
+    use webllama::format::gguf::{Array, Value};
+    let Some(path) = common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf") else { return };
+    let mut header = weights::read_header(&path).unwrap();
+    // <think> and </think> as the R1 distills' vocabularies have them: user-defined (type 4).
+    for (key, value) in header.metadata.iter_mut() {
+        match (key.as_str(), value) {
+            ("tokenizer.ggml.tokens", Value::Array(Array::String(t))) => {
+                t.extend(["<think>".into(), "</think>".into()])
+            }
+            ("tokenizer.ggml.token_type", Value::Array(Array::I32(t))) => t.extend([4, 4]),
+            ("tokenizer.ggml.token_type", Value::Array(Array::U32(t))) => t.extend([4, 4]),
+            ("tokenizer.ggml.scores", Value::Array(Array::F32(t))) => t.extend([0.0, 0.0]),
+            _ => {}
+        }
+    }
+    let tok = webllama::Tokenizer::from_gguf(&header).unwrap();
+    assert!(tok.has_special("</think>") && !tok.has_control("</think>") && tok.has_control("<|eot_id|>"));
+    let dir = format!("{}/tests/fixtures/templates", env!("CARGO_MANIFEST_DIR"));
+    let source = std::fs::read_to_string(format!("{dir}/deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja")).unwrap();
+    let t = ChatTemplate::new(&source, "<|begin_of_text|>", "<|end_of_text|>").unwrap();
+    let turns = |reply: &str| {
+        vec![Message::new("user", "hi"), Message::new("assistant", reply), Message::new("user", "and again?")]
+    };
+    let (text, ranges) = t.render_marked(&tok, &turns("<think>\npondering\n</think>\n\nHello!")).unwrap();
+    assert!(!text.contains("pondering") && text.contains("Hello!"), "{text}");
+    assert!(ranges.iter().any(|r| &text[r.clone()] == "and again?"), "{ranges:?} in {text}");
+    let refused = t.render_marked(&tok, &turns("<think>x</think>Hello<|eot_id|>")).unwrap_err().to_string();
+    assert!(refused.contains("control token"), "{refused}");
+    // A user's message that equals the template's own markup: refused too (the search for it would
+    // find the template's copy first, and the user's would be parsed as a turn's end).
+    let mut forged = turns("<think>x</think>Hello");
+    forged[2].content = "<|eot_id|>".into();
+    assert!(t.render_marked(&tok, &forged).unwrap_err().to_string().contains("control token"));
+}

@@ -201,3 +201,44 @@ fn many_special_tokens_are_found_in_one_pass() {
     // Empty plain ranges mark nothing (they once stalled the search).
     assert_eq!(tok.encode_with_plain(&with, &[5..5, 9..9]).unwrap(), ids);
 }
+
+/// An end-of-turn token a converted file types user-defined (not control) still ends generation,
+/// as llama.cpp takes it.
+#[test]
+fn a_user_defined_end_of_turn_token_ends_generation() {
+    use webllama::format::gguf::{Array, Value};
+    let Some(path) = common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf") else { return };
+    let mut header = webllama::format::weights::read_header(&path).unwrap();
+    let mut id = 0;
+    for (key, value) in header.metadata.iter_mut() {
+        match (key.as_str(), value) {
+            ("tokenizer.ggml.tokens", Value::Array(Array::String(t))) => {
+                id = t.len() as u32;
+                t.push("<|im_end|>".into());
+            }
+            ("tokenizer.ggml.token_type", Value::Array(Array::I32(t))) => t.push(4),
+            ("tokenizer.ggml.token_type", Value::Array(Array::U32(t))) => t.push(4),
+            ("tokenizer.ggml.scores", Value::Array(Array::F32(t))) => t.push(0.0),
+            _ => {}
+        }
+    }
+    let tok = webllama::Tokenizer::from_gguf(&header).unwrap();
+    assert!(id > 0 && tok.is_eog(id), "{:?}", tok.eog_ids);
+}
+
+/// SentencePiece's byte tokens decode a run whole: "€" (three byte tokens) then a stray byte turns
+/// the run into one U+FFFD a byte, which no longer begins with the "€" already streamed. The stream
+/// goes on from there (it failed the whole request): "€", then the rest.
+#[test]
+fn a_stray_byte_after_a_streamed_character_does_not_stop_the_stream() {
+    let Some(path) = common::shared_fixture("tiny/tiny-llama2-Q8_0.gguf") else { return };
+    let tok = Tokenizer::from_gguf(&weights::read_header(&path).unwrap()).unwrap();
+    let id = |t: &str| tok.tokens.iter().position(|x| x == t).unwrap_or_else(|| panic!("no {t}")) as u32;
+    let ids = [id("<0xE2>"), id("<0x82>"), id("<0xAC>"), id("<0x80>"), id("\u{2581}b"), id("\u{2581}c")];
+    let mut stream = tok.stream();
+    let mut out = String::new();
+    for i in ids {
+        out.push_str(&tok.step(&mut stream, i).unwrap().unwrap_or_default());
+    }
+    assert!(out.starts_with('€') && out.ends_with("b c"), "{out:?}");
+}

@@ -258,8 +258,8 @@ impl ChatTemplate {
     /// The prompt text for `messages` (as `render` gives it, with the generation prompt) and the
     /// byte ranges in it that hold message contents. The contents are found by rendering again with
     /// a marker in place of each; where the template changed a content other than by trimming it
-    /// (sliced, split), they are looked for in the text instead, and one that holds a special token
-    /// and cannot be found is refused (it could not be kept plain).
+    /// (sliced, split), they are looked for in the text instead, and a content that holds a control
+    /// token is refused (it could not be kept plain).
     pub fn render_marked(&self, tok: &Tokenizer, messages: &[Message]) -> Result<(String, Vec<Range<usize>>)> {
         self.render_marked_with_tools(tok, messages, None)
     }
@@ -305,24 +305,27 @@ impl ChatTemplate {
         if text == real {
             return Ok((real, ranges));
         }
+        // The template changed a content (Qwen3's and DeepSeek-R1's keep what follows a reply's
+        // </think>). Each content is looked for in the text, the first copy after the last found;
+        // that copy may be the template's own text (a content equal to its markup), so a content
+        // holding a control token (a role, a turn's end) is refused here: were the template's copy
+        // marked plain, the content's own would be parsed. (User-defined tokens, </think>, are
+        // parsed in plain text too.)
         let mut ranges = vec![];
         let mut from = 0;
         for (i, m) in messages.iter().enumerate() {
+            if tok.has_control(&m.content) {
+                return Err(Error::Template(format!(
+                    "message {i} holds a control token and the template changes a message's text, so it cannot be kept as plain text"
+                )));
+            }
             let found = [m.content.as_str(), m.content.trim()]
                 .into_iter()
                 .filter(|c| !c.is_empty())
                 .find_map(|c| real[from..].find(c).map(|at| from + at..from + at + c.len()));
-            match found {
-                Some(r) => {
-                    from = r.end;
-                    ranges.push(r);
-                }
-                None if tok.has_special(&m.content) => {
-                    return Err(Error::Template(format!(
-                        "message {i} holds a special token and the template changes its text, so it cannot be kept as plain text"
-                    )))
-                }
-                None => {}
+            if let Some(r) = found {
+                from = r.end;
+                ranges.push(r);
             }
         }
         Ok((real, ranges))

@@ -171,7 +171,8 @@ impl Tokenizer {
         for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
             eog_ids.extend(id_key(key)?);
         }
-        // As llama.cpp does: control tokens whose text marks an end of turn or of text also end generation.
+        // As llama.cpp does: control tokens whose text marks an end of turn or of text also end
+        // generation, and so do user-defined ones (some converted files type <|im_end|> so).
         for (i, (t, &ty)) in tokens.iter().zip(&types).enumerate() {
             let eog_text = [
                 "<|eot_id|>",
@@ -183,7 +184,7 @@ impl Tokenizer {
                 "<EOT>",
                 "_<EOT>",
             ];
-            if ty == TOKEN_TYPE_CONTROL && eog_text.contains(&t.as_str()) {
+            if (ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED) && eog_text.contains(&t.as_str()) {
                 eog_ids.push(i as u32);
             }
         }
@@ -307,6 +308,16 @@ impl Tokenizer {
         self.next_special(text, 0, &[]).is_some()
     }
 
+    /// Whether `text` holds a control token's string (<|im_end|>, <|eot_id|>, ...): a role or a
+    /// turn's end; user-defined tokens (<think>) are parsed in any text, plain ranges included.
+    pub fn has_control(&self, text: &str) -> bool {
+        let control = |m: aho_corasick::Match| {
+            let id = self.special_ids[m.pattern().as_usize()] as usize;
+            self.control.get(id).copied().unwrap_or(false)
+        };
+        self.special_finder.find_iter(text).any(control)
+    }
+
     /// The first special token in `text` at or after `from` and outside the `plain` ranges: (byte
     /// offset, byte length, id); the longest one where several start at one place.
     fn next_special(&self, text: &str, from: usize, plain: &[std::ops::Range<usize>]) -> Option<(usize, usize, u32)> {
@@ -404,15 +415,31 @@ impl Tokenizer {
     /// Feeds one id to `stream`, returning the text it completes (None while a UTF-8 character is
     /// still partial).
     pub fn step(&self, stream: &mut TextStream, id: u32) -> Result<Option<String>> {
-        tokenizers::tokenizer::step_decode_stream(
+        let stepped = tokenizers::tokenizer::step_decode_stream(
             &self.inner,
             vec![id],
             false,
             &mut stream.ids,
             &mut stream.prefix,
             &mut stream.prefix_index,
-        )
-        .map_err(|e| Error::Tokenizer(format!("stream decoding: {e}")))
+        );
+        match stepped {
+            Ok(text) => Ok(text),
+            // The ids so far no longer decode to the text already given (SentencePiece's byte
+            // fallback decodes a run of byte tokens whole: a valid character followed by a stray
+            // byte turns into one U+FFFD a byte). The ids not yet given are decoded on their own
+            // and the stream starts again after them.
+            Err(e) if e.downcast_ref::<tokenizers::tokenizer::DecodeStreamError>().is_some() => {
+                let pending: Vec<u32> = stream.ids.drain(stream.prefix_index.min(stream.ids.len())..).collect();
+                let text =
+                    self.inner.decode(&pending, false).map_err(|e| Error::Tokenizer(format!("decoding: {e}")))?;
+                stream.ids = pending;
+                stream.prefix = text.clone();
+                stream.prefix_index = stream.ids.len();
+                Ok(Some(text))
+            }
+            Err(e) => Err(Error::Tokenizer(format!("stream decoding: {e}"))),
+        }
     }
 }
 

@@ -50,7 +50,7 @@ within() {
   local s=$1 label=$2 left=$(( DEADLINE - SECONDS ))
   shift 2
   if [ $left -lt 10 ]; then
-    echo "  skipped: $label (the ${DEADLINE} s deadline)"; failed+=("$label (skipped: deadline)"); return 125
+    echo "  skipped: $label (the ${DEADLINE} s deadline)" >&2; failed+=("$label (skipped: deadline)"); return 125
   fi
   [ $left -lt "$s" ] && s=$left
   timeout -k 5 "$s" "$@"
@@ -187,10 +187,13 @@ for m in $MODELS; do
   # Layout::paired_walk); decode with attention's splits merged by its combine dispatch (the default
   # merges them in Wo's activation loader, one dispatch a layer fewer, up to
   # kernels::gpu::combine_in_wo_splits x 64 positions: 256 for SmolLM2, 128 for the 1B shape:
-  # Layout::combine_in_wo).
+  # Layout::combine_in_wo); prefill with the tiles staged a vector component a thread, as before
+  # each thread wrote whole vec4s (a race on Metal and D3D12, sound on Vulkan: what whole-vec4
+  # staging costs here; Layout::component_staging).
   for v in "prefill-f32-tiles|WEBLLAMA_F16=0" "prefill-16-column-steps|WEBLLAMA_F16_K32=0" \
     "prefill-f16-products|WEBLLAMA_F16_PRODUCTS=1" \
     "prefill-largest-tiles|WEBLLAMA_MATMUL_MIN_WORKGROUPS=0" \
+    "prefill-component-staging|WEBLLAMA_COMPONENT_STAGING=1" \
     "decode-8-value-walk|WEBLLAMA_PAIRS=0" "decode-combine-dispatch|WEBLLAMA_COMBINE_IN_WO=0"; do
     name=${v%%|*}; env=${v#*|}
     case $name in prefill-*) args="-p $P -n 4" ;; *) args="-p 8 -n $N" ;; esac

@@ -185,6 +185,8 @@ VARIANTS = [
     ("prefill-16-column-steps", "prefill", "f16 tiles stepping as f32 ones, 16 columns in the large tile (WEBLLAMA_F16_K32=0)"),
     ("prefill-f16-products", "prefill", "products in f16 within each K step (WEBLLAMA_F16_PRODUCTS=1)"),
     ("prefill-largest-tiles", "prefill", "the largest tile that fits the batch (WEBLLAMA_MATMUL_MIN_WORKGROUPS=0)"),
+    ("prefill-component-staging", "prefill", "tiles staged a component a thread (WEBLLAMA_COMPONENT_STAGING=1; "
+     "races on Metal and D3D12: a faster one is a case for it on Vulkan only)"),
     ("decode-8-value-walk", "decode", "the 8-value row walk (WEBLLAMA_PAIRS=0)"),
     ("decode-combine-dispatch", "decode", "attention's combine as its own dispatch (WEBLLAMA_COMBINE_IN_WO=0)"),
 ]

@@ -202,6 +202,8 @@ function resumable(url, first, total, stallMs, { from = 0, validator = validator
   let skip = 0;
   // Resumed requests in a row that brought no new byte.
   let stuck = 0;
+  // Whether the server's 206s hide where they start (another origin, Content-Range not exposed).
+  let rangeHidden = false;
   let cancelled = false;
   const fail = (controller, e) => {
     current.abort();
@@ -250,7 +252,7 @@ function resumable(url, first, total, stallMs, { from = 0, validator = validator
           stuck += 1;
           let next;
           try {
-            next = await get(url, { from: got, ifRange, stallMs });
+            next = await get(url, rangeHidden ? { stallMs } : { from: got, ifRange, stallMs });
           } catch (e) {
             // A resumed request whose answer does not come is one more resume without progress.
             if (e.stalled) {
@@ -277,22 +279,12 @@ function resumable(url, first, total, stallMs, { from = 0, validator = validator
           skip = got;
         } else if (resp.status === 206 && resp.headers.get('content-range') === null) {
           // Another origin that does not expose Content-Range (Access-Control-Expose-Headers; S3's
-          // and R2's defaults): where its 206 starts can't be read, so the file is asked for again
-          // whole and the bytes already had are skipped.
+          // and R2's defaults): where its 206 starts can't be read. It is dropped, and this and
+          // every later resume asks for the file whole, skipping the bytes already had.
+          rangeHidden = true;
           current.abort();
-          try {
-            current = await get(url, { stallMs });
-          } catch (e) {
-            return fail(controller, e);
-          }
-          if (cancelled) return current.abort();
-          const again = changedFile(validator, total, current.resp);
-          if (again || current.resp.status !== 200) {
-            const e = namedError('NetworkError', `the file at ${url} changed on the server while it downloaded (${again ?? `HTTP ${current.resp.status} for the whole file`}): ${got} bytes of the old file were already read, so it cannot go on; load it again`);
-            e.changedFile = true;
-            return fail(controller, e);
-          }
-          skip = got;
+          reader = ended();
+          continue;
         } else {
           return fail(controller, namedError('NetworkError', `resuming ${url} at byte ${got}: the server answered ${resp.status} with Content-Range ${resp.headers.get('content-range')}`));
         }
@@ -306,6 +298,11 @@ function resumable(url, first, total, stallMs, { from = 0, validator = validator
       return reader.cancel(reason);
     },
   });
+}
+
+// A reader that has nothing (a response dropped: the next read resumes).
+function ended() {
+  return new ReadableStream({ start: (c) => c.close() }).getReader();
 }
 
 // The next chunk of `reader`, or {done: true, broken} when the read fails or yields nothing for

@@ -129,8 +129,13 @@ function spawnWorker(model) {
   const unbundled = /^https?:$/.test(here.protocol) && /\/webllama\.js$/.test(here.pathname);
   if (unbundled && here.origin !== self.location.origin) {
     const url = new URL(/* webpackIgnore: true */ 'worker' + '.js', import.meta.url);
-    const shim = new Blob([`import ${JSON.stringify(url.href)};\n`], { type: 'text/javascript' });
-    return startWorker(URL.createObjectURL(shim));
+    const shim = URL.createObjectURL(new Blob([`import ${JSON.stringify(url.href)};\n`], { type: 'text/javascript' }));
+    try {
+      return startWorker(shim);
+    } finally {
+      // The worker has fetched it by now (a Worker's script is resolved as it is made).
+      URL.revokeObjectURL(shim);
+    }
   }
   if (origin && origin !== 'null' && origin !== self.location.origin && unbundled) {
     const url = new URL(/* webpackIgnore: true */ 'worker' + '.js', import.meta.url);

@@ -16,8 +16,12 @@ const RG: u32 = TR / 4u;  // groups of 4 rows per thread: rows g * BM / RG + 4 *
 const TG: u32 = TT / 4u;  // groups of 4 tokens per thread: tokens h * BN / TG + 4 * tt + 0..3
 const BM4: u32 = BM / 4u; // vec4s per column of w_tile
 const BN4: u32 = BN / 4u; // vec4s per column of x_tile
-const W_CHUNKS: u32 = BM * BK / 32u; // chunks of 4 rows x 8 columns per K step
-const X_CHUNKS: u32 = BN * BK / 16u; // chunks of 4 tokens x 4 columns per K step
+// Staging chunks per K step: 4 rows x 8 columns of weights and 4 tokens x 4 columns of
+// activations a thread, each written as whole vec4s; with COMPONENT_STAGING, 8 columns of one row
+// and 4 of one token, written a component at a time (4 threads share a vec4: a race where a
+// component write touches the whole vector, Metal and D3D12; Layout::component_staging).
+const W_CHUNKS: u32 = select(BM * BK / 32u, BM * BK / 8u, COMPONENT_STAGING);
+const X_CHUNKS: u32 = select(BN * BK / 16u, BN * BK / 4u, COMPONENT_STAGING);
 
 var<workgroup> w_tile: array<vec4<tile1>, BK * BM4>; // [BK][BM / 4]: column k, rows 4i .. 4i+3
 var<workgroup> x_tile: array<vec4<tile1>, BK * BN4>; // [BK][BN / 4]: column k, tokens 4i .. 4i+3
@@ -50,6 +54,76 @@ fn tile_weights8(row: u32, k: u32) -> array<vec4<f32>, 2> {
     return w;
 }
 
+// One K step's tiles, each thread writing whole vec4s.
+fn stage_whole(r0: u32, t0: u32, k0: u32, range: vec2<u32>, lid: u32) {
+    // Weights: chunk c is 8 columns of 4 rows (4 weight8 calls), neighbouring chunks along the
+    // rows. Each thread writes whole vec4s: a write to one component of a vector may write all of
+    // it (WGSL's memory model; Metal and D3D12 do), so 4 threads writing the 4 rows of one vec4
+    // would race.
+    for (var c = lid; c < W_CHUNKS; c += WG) {
+        let q = c / (BK / 8u); // rows 4q .. 4q+3 of the tile
+        let k = (c % (BK / 8u)) * 8u;
+        // [row 4q + j][columns k .. k+3, k+4 .. k+7]
+        var w: array<array<vec4<f32>, 2>, 4>;
+        for (var j = 0u; j < 4u; j++) {
+            w[j] = tile_weights8(r0 + 4u * q + j, k0 + k);
+        }
+        let at = k * BM4 + q;
+        for (var i = 0u; i < 4u; i++) {
+            w_tile[at + i * BM4] = vec4<tile1>(in_tile(vec4<f32>(w[0][0][i], w[1][0][i], w[2][0][i], w[3][0][i])));
+            w_tile[at + (i + 4u) * BM4] = vec4<tile1>(in_tile(vec4<f32>(w[0][1][i], w[1][1][i], w[2][1][i], w[3][1][i])));
+        }
+    }
+    // Activations: chunk c is 4 columns of 4 tokens (4 vec4 loads, zeros past the batch and the
+    // row), transposed in registers into whole vec4s of the tile's 4 tokens a column.
+    for (var c = lid; c < X_CHUNKS; c += WG) {
+        let q = c / (BK / 4u); // tokens 4q .. 4q+3 of the tile
+        let k = (c % (BK / 4u)) * 4u;
+        var v: array<vec4<f32>, 4>;
+        for (var j = 0u; j < 4u; j++) {
+            let tok = 4u * q + j;
+            v[j] = vec4<f32>(0.0);
+            if (t0 + tok < range.y && k0 + k < p.cols) {
+                v[j] = in_tile(x[((range.x + t0 + tok) * p.x_stride + k0 + k) / 4u]);
+            }
+        }
+        let at = k * BN4 + q;
+        for (var i = 0u; i < 4u; i++) {
+            x_tile[at + i * BN4] = vec4<tile1>(vec4<f32>(v[0][i], v[1][i], v[2][i], v[3][i]));
+        }
+    }
+}
+
+// One K step's tiles, a vector component a thread (COMPONENT_STAGING).
+fn stage_by_component(r0: u32, t0: u32, k0: u32, range: vec2<u32>, lid: u32) {
+    // Weights: chunk c is 8 columns of one row, neighbouring chunks along the row.
+    for (var c = lid; c < W_CHUNKS; c += WG) {
+        let row = c / (BK / 8u);
+        let k = (c % (BK / 8u)) * 8u;
+        let w = tile_weights8(r0 + row, k0 + k);
+        let at = k * BM4 + row / 4u;
+        let lane = row % 4u;
+        for (var i = 0u; i < 4u; i++) {
+            w_tile[at + i * BM4][lane] = tile1(in_tile(w[0])[i]);
+            w_tile[at + (i + 4u) * BM4][lane] = tile1(in_tile(w[1])[i]);
+        }
+    }
+    // Activations: chunk c is 4 columns of one token (zeros past the batch and the row).
+    for (var c = lid; c < X_CHUNKS; c += WG) {
+        let tok = c / (BK / 4u);
+        let k = (c % (BK / 4u)) * 4u;
+        var v = vec4<f32>(0.0);
+        if (t0 + tok < range.y && k0 + k < p.cols) {
+            v = in_tile(x[((range.x + t0 + tok) * p.x_stride + k0 + k) / 4u]);
+        }
+        let at = k * BN4 + tok / 4u;
+        let lane = tok % 4u;
+        for (var i = 0u; i < 4u; i++) {
+            x_tile[at + i * BN4][lane] = tile1(v[i]);
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let range = token_range();
@@ -64,41 +138,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // loads its share of the tiles and meets the barriers, but skips the products.
     let idle = t0 + 4u * tt >= range.y;
     for (var k0 = 0u; k0 < p.cols; k0 += BK) {
-        // Weights: chunk c is 8 columns of 4 rows (4 weight8 calls), neighbouring chunks along
-        // the rows. Each thread writes whole vec4s: a write to one component of a vector may write
-        // all of it (WGSL's memory model; Metal and D3D12 do), so 4 threads writing the 4 rows of
-        // one vec4 would race.
-        for (var c = lid; c < W_CHUNKS; c += WG) {
-            let q = c / (BK / 8u); // rows 4q .. 4q+3 of the tile
-            let k = (c % (BK / 8u)) * 8u;
-            // [row 4q + j][columns k .. k+3, k+4 .. k+7]
-            var w: array<array<vec4<f32>, 2>, 4>;
-            for (var j = 0u; j < 4u; j++) {
-                w[j] = tile_weights8(r0 + 4u * q + j, k0 + k);
-            }
-            let at = k * BM4 + q;
-            for (var i = 0u; i < 4u; i++) {
-                w_tile[at + i * BM4] = vec4<tile1>(in_tile(vec4<f32>(w[0][0][i], w[1][0][i], w[2][0][i], w[3][0][i])));
-                w_tile[at + (i + 4u) * BM4] = vec4<tile1>(in_tile(vec4<f32>(w[0][1][i], w[1][1][i], w[2][1][i], w[3][1][i])));
-            }
-        }
-        // Activations: chunk c is 4 columns of 4 tokens (4 vec4 loads, zeros past the batch and
-        // the row), transposed in registers into whole vec4s of the tile's 4 tokens a column.
-        for (var c = lid; c < X_CHUNKS; c += WG) {
-            let q = c / (BK / 4u); // tokens 4q .. 4q+3 of the tile
-            let k = (c % (BK / 4u)) * 4u;
-            var v: array<vec4<f32>, 4>;
-            for (var j = 0u; j < 4u; j++) {
-                let tok = 4u * q + j;
-                v[j] = vec4<f32>(0.0);
-                if (t0 + tok < range.y && k0 + k < p.cols) {
-                    v[j] = in_tile(x[((range.x + t0 + tok) * p.x_stride + k0 + k) / 4u]);
-                }
-            }
-            let at = k * BN4 + q;
-            for (var i = 0u; i < 4u; i++) {
-                x_tile[at + i * BN4] = vec4<tile1>(vec4<f32>(v[0][i], v[1][i], v[2][i], v[3][i]));
-            }
+        if (COMPONENT_STAGING) {
+            stage_by_component(r0, t0, k0, range, lid);
+        } else {
+            stage_whole(r0, t0, k0, range, lid);
         }
         workgroupBarrier();
         if (!idle) {

@@ -58,6 +58,9 @@ pub struct Overrides {
     /// WEBLLAMA_COMBINE_IN_WO=0: GPU family, decode attention's splits always merged by their own
     /// combine dispatch, never by Wo's activation loader.
     pub combine_in_wo: Option<bool>,
+    /// WEBLLAMA_COMPONENT_STAGING=1: GPU family, the tiled matmul stages its tiles a vector
+    /// component a thread (see Layout::component_staging).
+    pub component_staging: Option<bool>,
     /// WEBLLAMA_TEXTURES=0: CPU family, the wide types' weights stay in buffers.
     pub weight_textures: Option<bool>,
     /// WEBLLAMA_TEXTURE_LOADS=storage|sampled: CPU family, how matvec_wide and embed_wide read
@@ -95,6 +98,7 @@ impl Overrides {
             paired_walk: off("WEBLLAMA_PAIRS"),
             matmul_min_workgroups: var("WEBLLAMA_MATMUL_MIN_WORKGROUPS").and_then(|v| v.parse().ok()),
             combine_in_wo: off("WEBLLAMA_COMBINE_IN_WO"),
+            component_staging: off("WEBLLAMA_COMPONENT_STAGING"),
             weight_textures: off("WEBLLAMA_TEXTURES"),
             texture_storage_loads: var("WEBLLAMA_TEXTURE_LOADS").and_then(|v| match v.as_str() {
                 "storage" => Some(true),
@@ -154,6 +158,13 @@ pub struct Layout {
     /// activation loader (matvec_combine.wgsl), one dispatch a layer fewer; longer contexts take the
     /// graph with attention's combine dispatch.
     pub combine_in_wo: bool,
+    /// GPU family: the tiled matmul stages its tiles as it did before each thread wrote whole
+    /// vec4s: a thread dequantizes 8 values of one row (copies 4 of one token) and writes them into
+    /// 8 (4) vec4s, one component each, 4 threads sharing a vec4. WGSL lets a component write touch
+    /// the whole vector, and Metal and D3D12 do (a race); Vulkan writes the component alone. Off
+    /// unless asked for (WEBLLAMA_COMPONENT_STAGING=1): a device run measures what whole-vec4
+    /// staging costs on Vulkan (4 times fewer threads stage the weights, 4 rows each).
+    pub component_staging: bool,
     /// CPU family: weights of the types with a wide decoder live in textures (lavapipe fetches
     /// texels as gathers, storage words one lane at a time).
     pub weight_textures: bool,
@@ -200,6 +211,7 @@ impl Layout {
             paired_walk: !cpu && o.paired_walk.unwrap_or(true),
             matmul_min_workgroups: o.matmul_min_workgroups.unwrap_or(crate::kernels::gpu::MATMUL_MIN_WORKGROUPS),
             combine_in_wo: !cpu && o.combine_in_wo.unwrap_or(true),
+            component_staging: !cpu && o.component_staging.unwrap_or(false),
             weight_textures: cpu && o.weight_textures.unwrap_or(true),
             texture_storage_loads: cpu && o.texture_storage_loads.unwrap_or(lavapipe),
             wide_superblocks: cpu && o.wide_superblocks.unwrap_or(lavapipe),
@@ -323,6 +335,9 @@ impl fmt::Display for Layout {
             }
             if !self.combine_in_wo {
                 opts.push("combine dispatch".into());
+            }
+            if self.component_staging {
+                opts.push("component staging".into());
             }
         } else {
             opts.push(match (self.weight_textures, self.texture_storage_loads) {

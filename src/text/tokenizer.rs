@@ -60,7 +60,8 @@ pub struct Tokenizer {
     pub bos_id: Option<u32>,
     /// Whether encode() with specials prepends bos (tokenizer.ggml.add_bos_token).
     pub add_bos: bool,
-    /// Ids that end generation (eos, eot, eom, and control tokens named like <|im_end|>).
+    /// Ids that end generation (eos, eot, eom, and control or user-defined tokens named like
+    /// <|im_end|>).
     pub eog_ids: Vec<u32>,
     /// Text of each token id that is a control token, for prompts and templates.
     pub tokens: Vec<String>,
@@ -308,12 +309,13 @@ impl Tokenizer {
         self.next_special(text, 0, &[]).is_some()
     }
 
-    /// Whether `text` holds a control token's string (<|im_end|>, <|eot_id|>, ...): a role or a
-    /// turn's end; user-defined tokens (<think>) are parsed in any text, plain ranges included.
+    /// Whether `text` holds a control token's string (<|im_end|>, <|eot_id|>, ...) or an
+    /// end-of-generation token's: a role or a turn's end; other user-defined tokens (<think>) are
+    /// parsed in any text, plain ranges included.
     pub fn has_control(&self, text: &str) -> bool {
         let control = |m: aho_corasick::Match| {
-            let id = self.special_ids[m.pattern().as_usize()] as usize;
-            self.control.get(id).copied().unwrap_or(false)
+            let id = self.special_ids[m.pattern().as_usize()];
+            self.control.get(id as usize).copied().unwrap_or(false) || self.eog_ids.contains(&id)
         };
         self.special_finder.find_iter(text).any(control)
     }

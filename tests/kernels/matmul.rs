@@ -38,18 +38,20 @@ fn matmul_every_quant_type_on_both_layouts() {
     let rows = 134usize;
     // Every layout, and where the adapter has shader-f16 two of the GPU family's options for f16
     // tiles: products in f16 (Layout::f16_products, WEBLLAMA_F16_PRODUCTS=1; checked within
-    // F16_PRODUCTS_NMSE_MAX), and the large tile stepping 16 columns (Layout::f16_k32 off). They
-    // follow the tiles whatever the type, so they take a few types (lavapipe compiles each tiled
-    // pipeline for ~1.5 s), and only the tiled kernel.
+    // F16_PRODUCTS_NMSE_MAX), and the large tile stepping 16 columns (Layout::f16_k32 off); and the
+    // tiles staged a component a thread. They follow the tiles whatever the type, so they take a
+    // few types (lavapipe compiles each tiled pipeline for ~1.5 s), and only the tiled kernel.
     let mut layouts = every_layout();
     if gpu().has_f16() {
         let gpu = Overrides { family: Some(Family::Gpu), ..Default::default() };
         layouts.push(on(Overrides { f16_products: Some(true), ..gpu }));
         layouts.push(on(Overrides { f16_k32: Some(false), ..gpu }));
     }
+    // The tiles staged a vector component a thread (Layout::component_staging: Vulkan only).
+    layouts.push(on(Overrides { family: Some(Family::Gpu), component_staging: Some(true), ..Default::default() }));
     for g in layouts {
         let mut rng = Rng(0xba7c);
-        let option = g.layout.f16_products || (g.layout.f16_tiles && !g.layout.f16_k32);
+        let option = g.layout.f16_products || (g.layout.f16_tiles && !g.layout.f16_k32) || g.layout.component_staging;
         // Batch capacities: up to MATMUL_FEW tokens take the matvec-shaped kernel; on GPUs, one
         // capacity per tile of the tiled kernel (workgroups past the batch's tokens return at once).
         let mut capacities = if option { vec![] } else { vec![MATMUL_FEW] };
@@ -80,6 +82,7 @@ fn matmul_every_quant_type_on_both_layouts() {
                     _ => "",
                 }
             );
+            let layout = if g.layout.component_staging { format!("{layout}, component staging") } else { layout };
             for &max_tokens in &capacities {
                 // 1, 5: a part of one token tile; 33: past one 32-token tile; 64: whole tiles; 70:
                 // past one 64-token tile.

@@ -1,11 +1,11 @@
 //! The `webllama` CLI: generate text natively on wgpu (Vulkan, Metal, DX12, or Mesa's lavapipe).
 
 /// print! that returns the error where println! would panic: stdout closed (a pipe whose reader
-/// has gone: `webllama generate ... | head`); main() ends quietly on it.
+/// has gone: `webllama generate ... | head`); main() ends quietly on it (STDOUT_CLOSED).
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        write!(std::io::stdout().lock(), $($arg)*)?;
+        write!(std::io::stdout().lock(), $($arg)*).map_err(crate::stdout_error)?;
     }};
 }
 
@@ -13,8 +13,19 @@ macro_rules! out {
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($arg)*)?;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(crate::stdout_error)?;
     }};
+}
+
+/// Whether stdout's reader has gone (a write to it failed with a broken pipe).
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A failed write to stdout, noted where its reader has gone.
+fn stdout_error(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    e
 }
 
 mod bench;
@@ -358,7 +369,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
             return true;
         }
         let shown = if tools.is_some() { guard.push(t) } else { t.to_string() };
-        stdout.write_all(shown.as_bytes()).and_then(|_| stdout.flush()).is_ok()
+        stdout.write_all(shown.as_bytes()).and_then(|_| stdout.flush()).map_err(stdout_error).is_ok()
     };
     if a.n > 1 {
         let (adapter, tools) = (gpu.adapter_name(), tools.as_ref());
@@ -447,14 +458,20 @@ fn chat(a: ChatArgs) -> Result<()> {
         }
         history.push(Message::new("user", text));
         // A reader gone (a closed pipe) stops the reply.
-        let mut on_text = |t: &str| stdout.write_all(t.as_bytes()).and_then(|_| stdout.flush()).is_ok();
+        let mut on_text =
+            |t: &str| stdout.write_all(t.as_bytes()).and_then(|_| stdout.flush()).map_err(stdout_error).is_ok();
         let turn =
             session.chat_ids(&history).and_then(|ids| pollster::block_on(session.generate(&ids, &opts, &mut on_text)));
         let g = match turn {
             Ok(g) => g,
-            Err(e) => {
-                // The turn is dropped; the chat goes on (a conversation past the context ends
-                // nothing but that turn).
+            // A turn the request made fail is dropped and the chat goes on (a conversation past
+            // the context ends nothing but that turn); a GPU that failed ends the chat.
+            Err(
+                e @ (webllama::Error::ContextFull { .. }
+                | webllama::Error::InvalidRequest(_)
+                | webllama::Error::Template(_)
+                | webllama::Error::Tokenizer(_)),
+            ) => {
                 history.pop();
                 eprintln!("error: {e}");
                 if matches!(e, webllama::Error::ContextFull { .. }) {
@@ -462,6 +479,7 @@ fn chat(a: ChatArgs) -> Result<()> {
                 }
                 continue;
             }
+            Err(e) => return Err(e.into()),
         };
         outln!();
         eprintln!(
@@ -574,10 +592,7 @@ fn main() {
     };
     if let Err(e) = r {
         // stdout closed by its reader (`| head`): what it wanted is written; nothing to report.
-        let closed = e
-            .chain()
-            .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
-        if closed {
+        if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
             std::process::exit(0);
         }
         eprintln!("error: {e:#}");

@@ -95,10 +95,13 @@ pub fn resolve(path: &str, www: &Path, models: &Path) -> Option<PathBuf> {
 /// Whether a file name names a Windows device (CON, PRN, AUX, NUL, COM0-9, LPT0-9; any extension).
 fn windows_device(name: &str) -> bool {
     let stem = name.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
-    matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$")
-        || (stem.len() == 4
-            && (stem.starts_with("COM") || stem.starts_with("LPT"))
-            && stem.as_bytes()[3].is_ascii_digit())
+    let numbered = |port: &str| {
+        stem.strip_prefix(port).is_some_and(|n| {
+            let mut c = n.chars();
+            matches!((c.next(), c.next()), (Some('0'..='9' | '\u{b9}' | '\u{b2}' | '\u{b3}'), None))
+        })
+    };
+    matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$") || numbered("COM") || numbered("LPT")
 }
 
 pub fn percent_decode(s: &str) -> Option<String> {
@@ -212,7 +215,7 @@ mod tests {
             assert_eq!(r(bad), None, "{bad}");
         }
         // Windows device names (refused there).
-        for device in ["CON", "nul.gguf", "Com1", "lpt9.txt", "AUX .gguf", "CONOUT$"] {
+        for device in ["CON", "nul.gguf", "Com1", "lpt9.txt", "AUX .gguf", "CONOUT$", "COM\u{b9}", "lpt\u{b3}.gguf"] {
             assert!(windows_device(device), "{device}");
         }
         for file in ["console.gguf", "com10", "nullx", "a.gguf"] {

@@ -233,7 +233,9 @@ fn worker_csp(target: &str) -> String {
 /// release assets to githubusercontent.com.
 fn redirect_hosts(origin: &str) -> &'static str {
     match origin {
-        "https://huggingface.co" | "https://hf.co" => " https://*.hf.co https://*.huggingface.co",
+        "https://huggingface.co" => " https://*.hf.co https://*.huggingface.co",
+        // hf.co sends its downloads to huggingface.co first.
+        "https://hf.co" => " https://huggingface.co https://*.hf.co https://*.huggingface.co",
         "https://github.com" => " https://*.githubusercontent.com",
         _ => "",
     }

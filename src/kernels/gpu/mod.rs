@@ -220,14 +220,16 @@ impl MatmulTile {
     }
 
     /// The WGSL constants matmul_tiled.wgsl is written against, its tiles of `tile1` values (f16
-    /// where `f16`), stepping k_f16 columns where `k32`, else k.
-    fn wgsl(&self, f16: bool, k32: bool) -> String {
+    /// where `f16`), stepping k_f16 columns where `k32`, else k; staged a component a thread where
+    /// `component` (Layout::component_staging).
+    fn wgsl(&self, f16: bool, k32: bool, component: bool) -> String {
         format!(
             "const BM: u32 = {}u; // weight rows per tile\nconst BN: u32 = {}u; // tokens per tile\n\
              const BK: u32 = {}u; // columns per step\nconst WG: u32 = {}u; // threads\n\
              const TR: u32 = {}u; // rows per thread\nconst TT: u32 = {}u; // tokens per thread\n\
              alias tile1 = {}; // the tiles' values in workgroup memory\n\
-             const TILE_MAX: f32 = {}; // the largest value a tile holds\n",
+             const TILE_MAX: f32 = {}; // the largest value a tile holds\n\
+             const COMPONENT_STAGING: bool = {component}; // a vector component a thread\n",
             self.rows,
             self.tokens,
             if f16 && k32 { self.k_f16 } else { self.k },
@@ -274,7 +276,7 @@ pub fn matmul(
     let module = Module::quant(t.layout, "matmul_tiled", w.ty, &parts)?
         .variant(&format!("{}x{}", tile.rows, tile.tokens), wgsl::gpu::MATMUL_TILED)
         .variant(sums, sum_step)
-        .prepend(tile.wgsl(f16, t.layout.f16_k32));
+        .prepend(tile.wgsl(f16, t.layout.f16_k32, t.layout.component_staging));
     let module = if f16 { module.f16() } else { module };
     bind(
         t.gpu,

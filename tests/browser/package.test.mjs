@@ -106,6 +106,13 @@ test('make package: package.json, the files it names, and npm pack of it', () =>
   for (const m of worker.matchAll(/from '(\.[^']+)'/g)) assert.ok(existsSync(join(pkgDir, m[1])), `worker.js imports ${m[1]}`);
   assert.match(readFileSync(join(pkgDir, 'webllama.js'), 'utf8'), /new Worker\(new URL\('\.\/worker\.js', import\.meta\.url\), \{ type: 'module' \}\)/, 'the literal form bundlers recognize');
   assert.match(readFileSync(join(pkgDir, 'pkg', 'webllama.js'), 'utf8'), /new URL\('webllama_bg\.wasm', import\.meta\.url\)/);
+  // The packaged wasm is www/pkg's without its name section (a valid module: the page tests below
+  // load it), and no larger.
+  const wasm = readFileSync(join(pkgDir, 'pkg', 'webllama_bg.wasm'));
+  const built = readFileSync(join(ROOT, 'www', 'pkg', 'webllama_bg.wasm'));
+  assert.ok(WebAssembly.validate(wasm), 'the packaged wasm is a valid module');
+  assert.deepEqual(WebAssembly.Module.customSections(new WebAssembly.Module(wasm), 'name'), [], 'no name section');
+  assert.ok(wasm.length < built.length, `${wasm.length} bytes, www/pkg's ${built.length}`);
 });
 
 test('TypeScript: tsc --noEmit on examples/typed, against www/ and against the installed package', { timeout: 120000 }, () => {

@@ -180,16 +180,6 @@ fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
     return i != NONE && not_nan(v) && (j == NONE || v > w || (v == w && i < j));
 }
 
-// NaN and infinity are told by their bits: compilers that assume no NaN or infinity (Metal's fast
-// math, on by default there) may fold `v == v` and `abs(v) <= 3.4e38` to true.
-fn not_nan(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7fffffffu) <= 0x7f800000u;
-}
-
-/// Whether logit v counts: NaN and infinities are left out, as in the CPU path.
-fn finite(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
-}
 
 const WALK: u32 = 2048u; // logits a pass of `logprobs` takes a step: 8 a thread
 

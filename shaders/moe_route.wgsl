@@ -13,12 +13,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> logits: array<f32>;     // [rows, n_experts]
 @group(0) @binding(2) var<storage, read_write> route: array<u32>; // [rows, n_used, 2]: expert id, bitcast f32 weight
 
-// Whether v is a number, told by its bits: compilers that assume no NaN (Metal's fast math, on by
-// default there) may fold `v == v` to true.
-fn not_nan(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7fffffffu) <= 0x7f800000u;
-}
-
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.x;

@@ -101,12 +101,6 @@ fn value_of(k: u32) -> f32 {
     return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
 }
 
-// Whether v is neither NaN nor infinite, told by its bits: compilers that assume no NaN or infinity
-// (Metal's fast math, on by default there) may fold `v == v` and `abs(v) <= 3.4e38` to true.
-fn finite(v: f32) -> bool {
-    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
-}
-
 /// Token i's key, or 0 where it is left out (NaN, infinite, or not in the mask).
 fn key_at(i: u32) -> u32 {
     let v = logits[base + i];

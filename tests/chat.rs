@@ -317,21 +317,8 @@ fn every_fixture_template_locates_its_message_contents() {
 /// kept plain where the template changed the text).
 #[test]
 fn a_think_block_in_the_history_renders_and_control_tokens_are_still_refused() {
-    use webllama::format::gguf::{Array, Value};
-    let Some(path) = common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf") else { return };
-    let mut header = weights::read_header(&path).unwrap();
     // <think> and </think> as the R1 distills' vocabularies have them: user-defined (type 4).
-    for (key, value) in header.metadata.iter_mut() {
-        match (key.as_str(), value) {
-            ("tokenizer.ggml.tokens", Value::Array(Array::String(t))) => {
-                t.extend(["<think>".into(), "</think>".into()])
-            }
-            ("tokenizer.ggml.token_type", Value::Array(Array::I32(t))) => t.extend([4, 4]),
-            ("tokenizer.ggml.token_type", Value::Array(Array::U32(t))) => t.extend([4, 4]),
-            ("tokenizer.ggml.scores", Value::Array(Array::F32(t))) => t.extend([0.0, 0.0]),
-            _ => {}
-        }
-    }
+    let Some(header) = common::tiny_llama3_with_tokens(&[("<think>", 4), ("</think>", 4)]) else { return };
     let tok = webllama::Tokenizer::from_gguf(&header).unwrap();
     assert!(tok.has_special("</think>") && !tok.has_control("</think>") && tok.has_control("<|eot_id|>"));
     let dir = format!("{}/tests/fixtures/templates", env!("CARGO_MANIFEST_DIR"));

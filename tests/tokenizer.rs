@@ -206,22 +206,9 @@ fn many_special_tokens_are_found_in_one_pass() {
 /// as llama.cpp takes it.
 #[test]
 fn a_user_defined_end_of_turn_token_ends_generation() {
-    use webllama::format::gguf::{Array, Value};
-    let Some(path) = common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf") else { return };
-    let mut header = webllama::format::weights::read_header(&path).unwrap();
-    let mut id = 0;
-    for (key, value) in header.metadata.iter_mut() {
-        match (key.as_str(), value) {
-            ("tokenizer.ggml.tokens", Value::Array(Array::String(t))) => {
-                id = t.len() as u32;
-                t.push("<|im_end|>".into());
-            }
-            ("tokenizer.ggml.token_type", Value::Array(Array::I32(t))) => t.push(4),
-            ("tokenizer.ggml.token_type", Value::Array(Array::U32(t))) => t.push(4),
-            ("tokenizer.ggml.scores", Value::Array(Array::F32(t))) => t.push(0.0),
-            _ => {}
-        }
-    }
+    let Some(header) = common::tiny_llama3_with_tokens(&[("<|im_end|>", 4)]) else { return };
+    // The token appended last.
+    let id = header.get_array("tokenizer.ggml.tokens").unwrap().len() as u32 - 1;
     let tok = webllama::Tokenizer::from_gguf(&header).unwrap();
     assert!(id > 0 && tok.is_eog(id), "{:?}", tok.eog_ids);
 }

@@ -29,7 +29,7 @@
 // bytes it is fed (network, resumed, kept and continued, or stored alike); the worker drops the stored
 // copy of a model that fails it.
 
-import { openStore, NO_STORE, contentLength } from './model_store.js';
+import { openStore, NO_STORE, contentLength, validatorOf } from './model_store.js';
 
 const MAX_RESUMES = 5;
 const STALL_TIMEOUT_MS = 30000;
@@ -332,18 +332,14 @@ function stallError(url, stallMs) {
   return e;
 }
 
-// {etag, lastModified} of a response (or of a stored record that has them).
-export function validatorOf(from) {
-  if (!from.headers) return { etag: from.etag ?? null, lastModified: from.lastModified ?? null };
-  return { etag: from.headers.get('etag'), lastModified: from.headers.get('last-modified') };
-}
+// An ETag as a weak comparison sees it (W/ aside).
+const weakTag = (tag) => tag.replace(/^W\//, '');
 
 // Whether two opens of a file are of the same file, as their validators tell (null: a File). ETags
 // compare weakly; without an ETag at first, Last-Modified; with neither, nothing tells them apart.
 export function sameValidator(first, now) {
   if (first === null || now === null) return first === now;
-  const weak = (tag) => tag.replace(/^W\//, '');
-  if (first.etag) return !!now.etag && weak(first.etag) === weak(now.etag);
+  if (first.etag) return !!now.etag && weakTag(first.etag) === weakTag(now.etag);
   if (first.lastModified) return now.lastModified === first.lastModified;
   return true;
 }
@@ -354,13 +350,12 @@ export function sameValidator(first, now) {
 // compared.
 function changedFile(first, total, resp, validated = false) {
   const now = validatorOf(resp);
-  const weak = (tag) => tag.replace(/^W\//, '');
   // A validator the first response had and this one lacks can't be compared: that fails closed,
   // unless the server checked it (a 206 for a request whose If-Range named it: RFC 9110 lets that
   // 206 leave out Last-Modified).
   if (first.etag) {
     if (!now.etag && !validated) return `ETag ${first.etag}, then none`;
-    if (now.etag && weak(first.etag) !== weak(now.etag)) return `ETag ${first.etag}, then ${now.etag}`;
+    if (now.etag && weakTag(first.etag) !== weakTag(now.etag)) return `ETag ${first.etag}, then ${now.etag}`;
   } else if (first.lastModified && (now.lastModified ? now.lastModified !== first.lastModified : !validated)) {
     return `Last-Modified ${first.lastModified}, then ${now.lastModified ?? 'none'}`;
   }

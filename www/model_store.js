@@ -189,8 +189,7 @@ class OpfsEntry {
       const file = await (await this.folder.getFileHandle(`${this.key}.gguf`)).getFile();
       if (file.size !== this.record.bytes) return null;
       this.hit = true;
-      const validator = { etag: this.record.etag ?? null, lastModified: this.record.lastModified ?? null };
-      return { stream: file.stream(), total: file.size, validator };
+      return { stream: file.stream(), total: file.size, validator: validatorOf(this.record) };
     } catch {
       return null;
     }
@@ -418,8 +417,7 @@ class CacheEntry {
     if (!hit) return null;
     this.hit = true;
     this.cached = Promise.resolve(true);
-    const validator = { etag: hit.headers.get('etag'), lastModified: hit.headers.get('last-modified') };
-    return { stream: hit.body, total: contentLength(hit), validator };
+    return { stream: hit.body, total: contentLength(hit), validator: validatorOf(hit) };
   }
 
   kept() {
@@ -589,6 +587,12 @@ export async function clearCached() {
     }
   }
   return n;
+}
+
+// {etag, lastModified} of a response, or of a stored record that has them.
+export function validatorOf(from) {
+  if (!from.headers) return { etag: from.etag ?? null, lastModified: from.lastModified ?? null };
+  return { etag: from.headers.get('etag'), lastModified: from.headers.get('last-modified') };
 }
 
 // The body's length from Content-Length, or null: none, or an encoded body (gzip: the length is the

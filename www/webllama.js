@@ -127,20 +127,21 @@ function spawnWorker(model) {
   const origin = typeof model === 'string' ? new URL(model).origin : null;
   const here = new URL(import.meta.url);
   const unbundled = /^https?:$/.test(here.protocol) && /\/webllama\.js$/.test(here.pathname);
-  if (unbundled && here.origin !== self.location.origin) {
+  if (unbundled) {
     const url = new URL(/* webpackIgnore: true */ 'worker' + '.js', import.meta.url);
-    const shim = URL.createObjectURL(new Blob([`import ${JSON.stringify(url.href)};\n`], { type: 'text/javascript' }));
-    try {
-      return startWorker(shim);
-    } finally {
-      // The worker has fetched it by now (a Worker's script is resolved as it is made).
-      URL.revokeObjectURL(shim);
+    if (here.origin !== self.location.origin) {
+      const shim = URL.createObjectURL(new Blob([`import ${JSON.stringify(url.href)};\n`], { type: 'text/javascript' }));
+      try {
+        return startWorker(shim);
+      } finally {
+        // The worker has fetched it by now (a Worker's script is resolved as it is made).
+        URL.revokeObjectURL(shim);
+      }
     }
-  }
-  if (origin && origin !== 'null' && origin !== self.location.origin && unbundled) {
-    const url = new URL(/* webpackIgnore: true */ 'worker' + '.js', import.meta.url);
-    url.searchParams.set('model_origin', origin);
-    return startWorker(url);
+    if (origin && origin !== 'null' && origin !== self.location.origin) {
+      url.searchParams.set('model_origin', origin);
+      return startWorker(url);
+    }
   }
   try {
     return new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });

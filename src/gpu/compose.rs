@@ -19,6 +19,13 @@ pub mod wgsl {
         };
     }
 
+    /// A kernel that passes NaN and infinity over, after float_bits.wgsl (not_nan, finite).
+    macro_rules! with_float_bits {
+        ($path:literal) => {
+            concat!(include_str!("../../shaders/float_bits.wgsl"), include_str!(concat!("../../shaders/", $path)))
+        };
+    }
+
     /// Byte readers and helpers every quantized kernel starts with.
     pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
     pub const EMBED: &str = stepped!("embed.wgsl");
@@ -26,13 +33,13 @@ pub mod wgsl {
     pub const ROPE: &str = stepped!("rope.wgsl");
     pub const QKV_BIAS: &str = include_str!("../../shaders/qkv_bias.wgsl");
     pub const HEAD_RMSNORM: &str = include_str!("../../shaders/head_rmsnorm.wgsl");
-    pub const MOE_ROUTE: &str = include_str!("../../shaders/moe_route.wgsl");
+    pub const MOE_ROUTE: &str = with_float_bits!("moe_route.wgsl");
     pub const MOE_MATVEC: &str = include_str!("../../shaders/moe_matvec.wgsl");
     pub const MOE_MATMUL: &str = include_str!("../../shaders/moe_matmul.wgsl");
     pub const MOE_SUM: &str = include_str!("../../shaders/moe_sum.wgsl");
     pub const SWIGLU: &str = stepped!("swiglu.wgsl");
-    pub const ARGMAX: &str = include_str!("../../shaders/argmax.wgsl");
-    pub const SAMPLE: &str = include_str!("../../shaders/sample.wgsl");
+    pub const ARGMAX: &str = with_float_bits!("argmax.wgsl");
+    pub const SAMPLE: &str = with_float_bits!("sample.wgsl");
     pub const EDIT_LOGITS: &str = include_str!("../../shaders/edit_logits.wgsl");
     /// matvec's and matmul's parameters and bindings (both families).
     pub const MATVEC_IO: &str = stepped!("matvec_io.wgsl");

@@ -313,7 +313,8 @@ fn pollster_like<T>(f: impl std::future::Future<Output = T>) -> T {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The middle value of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

@@ -118,3 +118,25 @@ impl Rng {
         (0..n).map(|_| self.f32()).collect()
     }
 }
+
+/// The tiny Llama 3 fixture's header with `added` tokens (text, GGUF token type: 3 control, 4
+/// user-defined) appended to its vocabulary, or None with a loud skip (shared_fixture).
+pub fn tiny_llama3_with_tokens(added: &[(&str, i32)]) -> Option<webllama::Gguf> {
+    use webllama::format::gguf::{Array, Value};
+    let path = shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf")?;
+    let mut header = webllama::format::weights::read_header(&path).unwrap();
+    for (key, value) in header.metadata.iter_mut() {
+        match (key.as_str(), value) {
+            ("tokenizer.ggml.tokens", Value::Array(Array::String(t))) => {
+                t.extend(added.iter().map(|(text, _)| text.to_string()))
+            }
+            ("tokenizer.ggml.token_type", Value::Array(Array::I32(t))) => t.extend(added.iter().map(|&(_, ty)| ty)),
+            ("tokenizer.ggml.token_type", Value::Array(Array::U32(t))) => {
+                t.extend(added.iter().map(|&(_, ty)| ty as u32))
+            }
+            ("tokenizer.ggml.scores", Value::Array(Array::F32(t))) => t.extend(added.iter().map(|_| 0.0)),
+            _ => {}
+        }
+    }
+    Some(header)
+}

@@ -6,17 +6,11 @@ use crate::{model_path, open_gpu, BenchArgs};
 use anyhow::{Context, Result};
 use webllama::engine::constraint::Grammar;
 use webllama::engine::sampler::{Sampler, SamplerConfig};
-use webllama::model::profile::{Method, Profile, BYTES};
+use webllama::model::profile::{median, Method, Profile, BYTES};
 use webllama::{GenerateOptions, Message, Model, Session};
 
 /// Timed prefills, from position 0 each; the median is reported.
 const PREFILL_RUNS: usize = 3;
-
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 pub fn bench(a: BenchArgs) -> Result<()> {
     use std::time::Instant;
@@ -76,7 +70,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         };
         prefill_runs.push(t0.elapsed().as_secs_f64());
     }
-    let prefill_s = median(&prefill_runs);
+    let prefill_s = median(prefill_runs.clone());
     // The decode graph at the first and the last decoded position (GPU family: a short context's
     // graph merges attention's splits in Wo, one dispatch a layer fewer than a longer one's).
     let dispatches = (model.dispatches_at(model.kv_len()), model.dispatches_at(model.kv_len() + n - 1));

@@ -212,8 +212,8 @@ impl Read for Deadline {
 
 /// The worker's Content-Security-Policy: its own scripts and wasm, and connections to this origin
 /// and to the model's host named by `?model_origin=` (checked to be a bare http(s) origin) and the
-/// hosts it redirects downloads to, no other. The worker is what fetches models; were a hostile file to take it over, it could send nothing to
-/// a third host.
+/// hosts it redirects downloads to, no other. The worker is what fetches models; were a hostile
+/// file to take it over, it could send nothing to a third host.
 fn worker_csp(target: &str) -> String {
     let origin = target
         .split_once('?')

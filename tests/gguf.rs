@@ -336,6 +336,52 @@ fn missing_and_inconsistent_llama_keys() {
     assert!(matches!(&e, Error::BadMetadata { msg, .. } if msg.contains("twice")), "{e}");
 }
 
+/// Files that would load and then compute something other than their model are refused by name:
+/// a tensor the decoder would not read (biases in a llama file, as Granite Code and Bielik have),
+/// experts stored apart (Mixtral conversions of 2023), an embedding or reranking model, a file with
+/// no RMSNorm epsilon (families differ). The 2023 key of linear RoPE scaling is read.
+#[test]
+fn files_the_decoder_would_misread_are_refused_by_name() {
+    let f32s = |n: u64| (vec![n], 0u32, vec![0u8; 4 * n as usize]);
+    let with = |name: &'static str, n: u64| {
+        tiny(
+            |_| {},
+            move |t| {
+                let (dims, ty, bytes) = f32s(n);
+                t.push((name, dims, ty, bytes))
+            },
+        )
+    };
+    for name in ["blk.0.attn_q.bias", "blk.0.ffn_down.bias", "cls.output.weight"] {
+        let e = load(&with(name, 64)).unwrap_err();
+        assert!(matches!(&e, Error::BadTensor { tensor, msg } if tensor == name && msg.contains("not part")), "{e}");
+    }
+    let e = load(&with("blk.0.ffn_gate.3.weight", 64)).unwrap_err();
+    assert!(
+        matches!(&e, Error::BadConfig(m) if m.contains("blk.0.ffn_gate.3.weight") && m.contains("newer conversion")),
+        "{e}"
+    );
+    let e = load(&tiny(|m| m.push(("llama.pooling_type", Value::U32(3))), |_| {})).unwrap_err();
+    assert!(matches!(&e, Error::BadConfig(m) if m.contains("pooling_type is 3")), "{e}");
+    assert!(load(&tiny(|m| m.push(("llama.pooling_type", Value::U32(0))), |_| {})).is_ok());
+    let e = load(&tiny(|m| m.retain(|(k, _)| !k.ends_with("rms_epsilon")), |_| {})).unwrap_err();
+    assert!(matches!(&e, Error::MissingKey(k) if k == "llama.attention.layer_norm_rms_epsilon"), "{e}");
+    // Linear scaling: the old key alone, the new keys, a type with no factor.
+    let scale = |edit: fn(&mut Vec<(&'static str, Value)>)| load(&tiny(edit, |_| {})).unwrap().rope_freq_scale;
+    assert_eq!(scale(|m| m.push(("llama.rope.scale_linear", Value::F32(4.0)))), 0.25);
+    assert_eq!(
+        scale(|m| m.extend([
+            ("llama.rope.scaling.type", Value::String("linear".into())),
+            ("llama.rope.scaling.factor", Value::F32(4.0))
+        ])),
+        0.25
+    );
+    assert_eq!(scale(|m| m.push(("llama.rope.scaling.type", Value::String("linear".into())))), 1.0);
+    assert_eq!(scale(|_| {}), 1.0);
+    let e = load(&tiny(|m| m.push(("llama.rope.scaling.type", Value::U32(1))), |_| {})).unwrap_err();
+    assert!(matches!(&e, Error::BadMetadata { key, .. } if key == "llama.rope.scaling.type"), "{e}");
+}
+
 #[test]
 fn unsupported_quant_types_name_the_tensor() {
     // An IQ2_XXS tensor (ggml id 16): 256-element blocks of 66 bytes.
@@ -600,6 +646,7 @@ fn a_declared_giant_model_allocates_only_for_the_bytes_that_came() {
         ("llama.feed_forward_length", Value::U32(ffn as u32)),
         ("llama.attention.head_count", Value::U32(32)),
         ("llama.attention.head_count_kv", Value::U32(8)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

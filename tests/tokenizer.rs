@@ -3,8 +3,17 @@
 
 mod common;
 
-use webllama::format::weights;
+use webllama::format::gguf::{Gguf, Value};
+use webllama::format::{gguf_write, weights};
 use webllama::Tokenizer;
+
+/// `g`'s metadata with `key` set to `value`, or without it (None), as a header of no tensors.
+fn with_key(g: &Gguf, key: &str, value: Option<&str>) -> Gguf {
+    let mut meta: Vec<(String, Value)> = g.metadata.iter().filter(|(k, _)| k != key).cloned().collect();
+    meta.extend(value.map(|v| (key.to_string(), Value::String(v.into()))));
+    let (head, _) = gguf_write::header(&meta, &[]).unwrap();
+    Gguf::parse_complete(&head).unwrap()
+}
 
 fn tokenizer() -> Option<Tokenizer> {
     let path = common::default_model()?;
@@ -52,10 +61,14 @@ fn streaming_decode_never_splits_a_character() {
 }
 
 /// llama.cpp's ids for every golden string of a tiny model's vocabulary, with and without
-/// parse_special; plain strings decode back to their text.
-fn tiny_vocab(model: &str, golden: &str) {
+/// parse_special; plain strings decode back to their text. `pre` renames its pre-tokenizer.
+fn tiny_vocab(model: &str, golden: &str, pre: Option<&str>) {
     let Some(path) = common::shared_fixture(&format!("tiny/{model}")) else { return };
-    let tok = Tokenizer::from_gguf(&weights::read_header(&path).unwrap()).unwrap();
+    let mut header = weights::read_header(&path).unwrap();
+    if pre.is_some() {
+        header = with_key(&header, "tokenizer.ggml.pre", pre);
+    }
+    let tok = Tokenizer::from_gguf(&header).unwrap();
     let g = common::golden(&format!("tiny/{golden}"));
     let ids =
         |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
@@ -74,12 +87,49 @@ fn tiny_vocab(model: &str, golden: &str) {
 
 #[test]
 fn llama2_sentencepiece_vocab_matches_llama_cpp() {
-    tiny_vocab("tiny-llama2-Q8_0.gguf", "tokenizer-golden-llama2.json");
+    tiny_vocab("tiny-llama2-Q8_0.gguf", "tokenizer-golden-llama2.json", None);
 }
 
 #[test]
 fn llama3_bpe_vocab_matches_llama_cpp() {
-    tiny_vocab("tiny-llama3-Q4_K_M.gguf", "tokenizer-golden-llama3.json");
+    tiny_vocab("tiny-llama3-Q4_K_M.gguf", "tokenizer-golden-llama3.json", None);
+}
+
+/// Names llama.cpp gives the LLaMA-3 and Qwen2 pre-tokenizers in other families' files (Falcon3,
+/// DeepSeek-R1's Qwen distills) tokenize as those, bos included.
+#[test]
+fn llama_cpp_aliases_of_a_pre_tokenizer_tokenize_as_it() {
+    tiny_vocab("tiny-llama3-Q4_K_M.gguf", "tokenizer-golden-llama3.json", Some("falcon3"));
+    let path = format!("{}/tests/fixtures/arch/vocab-qwen2.gguf", env!("CARGO_MANIFEST_DIR"));
+    let tok = Tokenizer::from_gguf(&with_key(
+        &weights::read_header(&path).unwrap(),
+        "tokenizer.ggml.pre",
+        Some("deepseek-r1-qwen"),
+    ))
+    .unwrap();
+    let g = common::golden("arch/tokenizer-golden-qwen2.json");
+    for c in g["strings"].as_array().unwrap() {
+        let want: Vec<u32> = serde_json::from_value(c["llamacpp_ids"].clone()).unwrap();
+        assert_eq!(tok.encode(c["text"].as_str().unwrap(), true).unwrap(), want, "{:?}", c["name"]);
+    }
+}
+
+/// A BPE file that names no pre-tokenizer (converted before May 2024) splits as llama.cpp's DEFAULT
+/// does: punctuation runs apart from the space before them. GPT-2's split, which it took before,
+/// keeps " (" and " ?!" whole.
+#[test]
+fn a_file_naming_no_pre_tokenizer_splits_as_llama_cpp_default() {
+    let Some(path) = common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf") else { return };
+    let header = weights::read_header(&path).unwrap();
+    let default = Tokenizer::from_gguf(&with_key(&header, "tokenizer.ggml.pre", None)).unwrap();
+    let gpt2 = Tokenizer::from_gguf(&with_key(&header, "tokenizer.ggml.pre", Some("gpt2"))).unwrap();
+    let pieces = |parts: &[&str]| -> Vec<u32> { parts.iter().flat_map(|p| gpt2.encode(p, false).unwrap()).collect() };
+    for (text, parts) in [(" (x)", &[" ", "(", "x", ")"][..]), ("Hi ?!", &["Hi", " ", "?!"][..])] {
+        let ids = default.encode(text, false).unwrap();
+        assert_eq!(ids, pieces(parts), "{text:?}");
+        assert_ne!(ids, gpt2.encode(text, false).unwrap(), "{text:?}: GPT-2's split gives the same ids");
+        assert_eq!(default.decode(&ids).unwrap(), text);
+    }
 }
 
 #[test]
@@ -92,7 +142,9 @@ fn llama_eog_ids() {
     let t2 = Tokenizer::from_gguf(&weights::read_header(&l2).unwrap()).unwrap();
     let t3 = Tokenizer::from_gguf(&weights::read_header(&l3).unwrap()).unwrap();
     assert_eq!((t2.eog_ids.clone(), t2.bos_id, t2.add_bos), (vec![2], Some(1), true));
-    assert_eq!((t3.eog_ids.clone(), t3.bos_id, t3.add_bos), (vec![128009], Some(128000), true));
+    // llama.cpp ends LLaMA-3's generation at <|end_of_text|> (128001) as well as at <|eot_id|>.
+    assert_eq!(t3.tokens[128001], "<|end_of_text|>");
+    assert_eq!((t3.eog_ids.clone(), t3.bos_id, t3.add_bos), (vec![128001, 128009], Some(128000), true));
 }
 
 #[test]
@@ -211,6 +263,19 @@ fn a_user_defined_end_of_turn_token_ends_generation() {
     let id = header.get_array("tokenizer.ggml.tokens").unwrap().len() as u32 - 1;
     let tok = webllama::Tokenizer::from_gguf(&header).unwrap();
     assert!(id > 0 && tok.is_eog(id), "{:?}", tok.eog_ids);
+}
+
+/// A token named like an end of generation that a file types normal ends generation and is parsed
+/// as a control token, as llama.cpp overrides its type ("control-looking token"); so do a code
+/// model's FIM separators.
+#[test]
+fn a_normal_typed_end_of_generation_token_is_taken_as_control() {
+    let Some(header) = common::tiny_llama3_with_tokens(&[("<|file_sep|>", 1)]) else { return };
+    let id = header.get_array("tokenizer.ggml.tokens").unwrap().len() as u32 - 1;
+    let tok = webllama::Tokenizer::from_gguf(&header).unwrap();
+    assert!(tok.is_eog(id), "{:?}", tok.eog_ids);
+    assert_eq!(tok.encode("<|file_sep|>", true).unwrap(), [128000, id]);
+    assert_ne!(tok.encode("<|file_sep|>", false).unwrap(), [128000, id]);
 }
 
 /// SentencePiece's byte tokens decode a run whole: "€" (three byte tokens) then a stray byte turns

@@ -96,6 +96,26 @@ impl Config {
                 t.name
             )));
         }
+        // Mixtral conversions of late 2023 stored each expert apart (blk.0.ffn_gate.0.weight);
+        // llama.cpp no longer reads them either.
+        let per_expert = |name: &str| {
+            ["ffn_gate.", "ffn_up.", "ffn_down."]
+                .iter()
+                .any(|m| name.split_once(m).is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_digit())))
+        };
+        if let Some(t) = g.tensors.iter().find(|t| per_expert(&t.name)) {
+            return Err(Error::BadConfig(format!(
+                "{:?} is one expert's matrix: this file stores experts apart, as Mixtral conversions before 2024 did; download a newer conversion (experts stacked in ffn_*_exps)",
+                t.name
+            )));
+        }
+        // Embedding and reranking models (Qwen3-Embedding, Qwen3-Reranker) pool the hidden states
+        // instead of predicting tokens.
+        if let Some(p) = g.opt_u64(&k("pooling_type"))?.filter(|&p| p != 0) {
+            return Err(Error::BadConfig(format!(
+                "{arch}.pooling_type is {p}: an embedding or reranking model, not one that generates text"
+            )));
+        }
         if n_experts > MAX_EXPERTS || (n_experts > 0 && !(1..=n_experts).contains(&n_experts_used)) {
             return Err(Error::BadConfig(format!(
                 "expert_count {n_experts} and expert_used_count {n_experts_used}: expected at most {MAX_EXPERTS} experts, 1 or more used"
@@ -146,25 +166,40 @@ impl Config {
         if !(rope_base.is_finite() && rope_base > 1.0) {
             return Err(Error::BadConfig(format!("rope.freq_base is {rope_base}, expected a finite number above 1")));
         }
-        let rope_freq_scale = match g.get(&k("rope.scaling.type")).and_then(|v| v.as_str()) {
-            None | Some("none") => 1.0,
-            Some("linear") => {
-                let f = g.opt_f32(&k("rope.scaling.factor"))?.unwrap_or(1.0);
+        // llama.cpp's reading: the factor from rope.scaling.factor or the older rope.scale_linear
+        // (convert.py's key in 2023), the type "linear" where a file names none.
+        let scaling_factor = match g.opt_f32(&k("rope.scaling.factor"))? {
+            Some(f) => Some(f),
+            None => g.opt_f32(&k("rope.scale_linear"))?,
+        };
+        let scaling_type = match g.get(&k("rope.scaling.type")) {
+            None => "linear",
+            Some(v) => v
+                .as_str()
+                .ok_or_else(|| Error::BadMetadata { key: k("rope.scaling.type"), msg: "is not a string".into() })?,
+        };
+        let rope_freq_scale = match scaling_type {
+            "none" => 1.0,
+            "linear" => {
+                let f = scaling_factor.unwrap_or(1.0);
                 if !(f.is_finite() && f >= 1.0) {
                     return Err(Error::BadConfig(format!(
-                        "rope.scaling.factor is {f}, expected a finite number of at least 1"
+                        "the linear RoPE scaling factor is {f}, expected a finite number of at least 1"
                     )));
                 }
                 1.0 / f
             }
             // LLaMA-3 scaling is carried by rope_freqs.weight; its keys only describe it.
-            Some("llama3") => 1.0,
-            Some(other) => {
+            "llama3" => 1.0,
+            other => {
                 return Err(Error::BadConfig(format!("rope.scaling.type {other:?} is not supported (linear, llama3)")))
             }
         };
         let rope_freqs = g.tensor("rope_freqs.weight").is_some();
-        let rms_eps = g.opt_f32(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
+        // Required, as llama.cpp requires it: families differ (LLaMA 1e-5 or 1e-6, Qwen 1e-6).
+        let rms_eps = g
+            .opt_f32(&k("attention.layer_norm_rms_epsilon"))?
+            .ok_or_else(|| Error::MissingKey(k("attention.layer_norm_rms_epsilon")))?;
         if !(rms_eps.is_finite() && rms_eps > 0.0 && rms_eps < 1.0) {
             return Err(Error::BadConfig(format!("layer_norm_rms_epsilon is {rms_eps}, expected 0 < eps < 1")));
         }

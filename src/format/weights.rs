@@ -109,7 +109,17 @@ pub fn check(g: &Gguf, cfg: &Config) -> Result<()> {
             )));
         }
     }
-    for (name, shape) in expected(cfg) {
+    let expected = expected(cfg);
+    // A tensor the decoder would not read changes what the model computes (llama.cpp refuses such
+    // files too): biases in a llama file (Granite Code, Bielik), a reranker's classifier.
+    let read: std::collections::HashSet<&str> = expected.iter().map(|(name, _)| name.as_str()).collect();
+    if let Some(t) = g.tensors.iter().find(|t| !read.contains(t.name.as_str())) {
+        return Err(Error::BadTensor {
+            tensor: t.name.clone(),
+            msg: format!("is not part of the {} decoder webllama runs, which would run without it", cfg.arch),
+        });
+    }
+    for (name, shape) in expected {
         let t = g.tensor(&name).ok_or_else(|| Error::MissingTensor(name.clone()))?;
         // The type first: a type webllama does not decode is what the user needs to hear of.
         t.ty.check_supported(&name)?;

@@ -31,6 +31,26 @@ const LLAMA3_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|
 /// every digit its own piece.
 const QWEN2_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// Texts of the tokens that end generation whatever their type (llama.cpp's list): ends of turn,
+/// of text and of message, and the FIM separators a code model writes between files.
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+];
+
 /// SentencePiece's space marker.
 const SPM_SPACE: &str = "\u{2581}";
 
@@ -84,7 +104,7 @@ impl Tokenizer {
             }
         };
         let tokens: Vec<String> = strings(g, "tokenizer.ggml.tokens")?.to_vec();
-        let types: Vec<i128> = match g.get("tokenizer.ggml.token_type") {
+        let mut types: Vec<i128> = match g.get("tokenizer.ggml.token_type") {
             None => vec![1; tokens.len()],
             Some(_) => {
                 let a = g.get_array("tokenizer.ggml.token_type")?;
@@ -93,6 +113,15 @@ impl Tokenizer {
         };
         if types.len() != tokens.len() {
             return Err(Error::Tokenizer(format!("{} token types for {} tokens", types.len(), tokens.len())));
+        }
+        // As llama.cpp: a token named like an end of generation is a control token whatever type the
+        // file gives it (it warns "control-looking token"); user-defined ones stay so (parsed always).
+        let eog_named: Vec<u32> =
+            (0..tokens.len()).filter(|&i| EOG_TEXTS.contains(&tokens[i].as_str())).map(|i| i as u32).collect();
+        for &i in &eog_named {
+            if types[i as usize] != TOKEN_TYPE_USER_DEFINED {
+                types[i as usize] = TOKEN_TYPE_CONTROL;
+            }
         }
         let mut vocab = tokenizers::models::bpe::Vocab::default();
         for (i, t) in tokens.iter().enumerate() {
@@ -169,26 +198,17 @@ impl Tokenizer {
         };
         let bos_id = id_key("tokenizer.ggml.bos_token_id")?;
         let mut eog_ids = vec![];
-        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+        for key in [
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.eot_token_id",
+            "tokenizer.ggml.eom_token_id",
+            "tokenizer.ggml.fim_pad_token_id",
+            "tokenizer.ggml.fim_rep_token_id",
+            "tokenizer.ggml.fim_sep_token_id",
+        ] {
             eog_ids.extend(id_key(key)?);
         }
-        // As llama.cpp does: control tokens whose text marks an end of turn or of text also end
-        // generation, and so do user-defined ones (some converted files type <|im_end|> so).
-        for (i, (t, &ty)) in tokens.iter().zip(&types).enumerate() {
-            let eog_text = [
-                "<|eot_id|>",
-                "<|im_end|>",
-                "<|end|>",
-                "<end_of_turn>",
-                "<|endoftext|>",
-                "<|eom_id|>",
-                "<EOT>",
-                "_<EOT>",
-            ];
-            if (ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED) && eog_text.contains(&t.as_str()) {
-                eog_ids.push(i as u32);
-            }
-        }
+        eog_ids.extend(eog_named);
         eog_ids.sort_unstable();
         eog_ids.dedup();
         // As llama.cpp: SentencePiece and LLaMA-3 vocabularies add bos unless the file says otherwise.
@@ -452,9 +472,10 @@ pub struct TextStream {
     prefix_index: usize,
 }
 
-/// Whether `tokenizer.ggml.pre` names the LLaMA-3 pre-tokenizer.
+/// Whether `tokenizer.ggml.pre` names the LLaMA-3 pre-tokenizer (llama.cpp's names for it,
+/// Falcon3's included).
 fn is_llama3(pre: &str) -> bool {
-    matches!(pre, "llama-bpe" | "llama3" | "llama-v3")
+    matches!(pre, "llama-bpe" | "llama3" | "llama-v3" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2")
 }
 
 /// Longest normal token (bytes) a SentencePiece vocabulary may have: every split of every token is
@@ -512,7 +533,16 @@ fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper> {
     let byte_level = PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false));
     Ok(match name {
         // GPT-2's split on bytes mapped to printable characters.
-        "default" | "gpt-2" | "gpt2" => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(GPT2_SPLIT)?, byte_level])),
+        "gpt-2" | "gpt2" => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(GPT2_SPLIT)?, byte_level])),
+        // A file that names no pre-tokenizer (BPE files converted before May 2024): llama.cpp's
+        // DEFAULT, punctuation runs apart, then GPT-2's split, then digits in runs and in threes.
+        "default" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
+            split(r"[\p{P}\$\+<=>\^~\|]+")?,
+            split(GPT2_SPLIT)?,
+            split(r"\p{N}+")?,
+            split(r"[0-9][0-9][0-9]")?,
+            byte_level,
+        ])),
         // Every digit its own piece, then GPT-2's split (llama.cpp: STARCODER, SMOLLM, REFACT, ...).
         "smollm" | "starcoder" | "refact" | "codeshell" => {
             PreTokenizerWrapper::Sequence(Sequence::new(vec![split(r"\p{N}")?, split(GPT2_SPLIT)?, byte_level]))
@@ -520,10 +550,13 @@ fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper> {
         // LLaMA-3: letters with one leading non-letter, digits in threes, punctuation runs with their newlines.
         p if is_llama3(p) => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_SPLIT)?, byte_level])),
         // Qwen2/2.5/3: as LLaMA-3, digits one by one.
-        "qwen2" => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(QWEN2_SPLIT)?, byte_level])),
+        // (DeepSeek-R1's distills of Qwen name it their own way.)
+        "qwen2" | "deepseek-r1-qwen" | "kormo" | "megrez" => {
+            PreTokenizerWrapper::Sequence(Sequence::new(vec![split(QWEN2_SPLIT)?, byte_level]))
+        }
         other => {
             return Err(Error::Tokenizer(format!(
-                "pre-tokenizer {other:?} (tokenizer.ggml.pre) is not supported yet (supported: default, gpt2, smollm, starcoder, refact, codeshell, llama-bpe, qwen2)"
+                "pre-tokenizer {other:?} (tokenizer.ggml.pre) is not supported yet (supported: default, gpt2, smollm, starcoder, refact, codeshell, llama-bpe and its aliases, qwen2 and its aliases)"
             )))
         }
     })

@@ -90,6 +90,7 @@ export function tinyLlama(dim = 64, ffn = 128, vocab = 32) {
     ['llama.feed_forward_length', 'u32', 128],
     ['llama.attention.head_count', 'u32', 4],
     ['llama.attention.head_count_kv', 'u32', 2],
+    ['llama.attention.layer_norm_rms_epsilon', 'f32', 1e-5],
     ['tokenizer.ggml.model', 'str', 'gpt2'],
     ['tokenizer.ggml.tokens', 'arr_str', tokens],
     ['tokenizer.ggml.merges', 'arr_str', []],

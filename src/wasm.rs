@@ -234,12 +234,12 @@ impl Loader {
     }
 
     /// Builds the engine once every byte has arrived.
-    pub fn finish(self) -> Result<Engine, JsValue> {
+    pub async fn finish(self) -> Result<Engine, JsValue> {
         // Every byte fed is checked before the model is usable.
         if let Some(check) = self.integrity {
             check.check().map_err(js_err)?;
         }
-        let model = self.builder.finish().map_err(js_err)?;
+        let model = self.builder.finish_checked().await.map_err(js_err)?;
         // What the engine reports without borrowing the session, which a running generation holds.
         let cost = serde_json::json!({
             "dispatches_per_token": model.dispatches_per_token(),

@@ -42,7 +42,7 @@ export const HF_BASE_URL = 'https://huggingface.co';
 // ?model_origin=<the model URL's origin>: a server that answers with a Content-Security-Policy
 // naming that origin (as `webllama serve` does) lets the worker connect to its own origin and the
 // model's host, nowhere else.
-export async function createEngine({ model, onProgress, ctx, integrity, layout, subgroups, signal, workerUrl, stallTimeoutMs, persist, hfBaseUrl } = {}) {
+export async function createEngine({ model, onProgress, ctx, integrity, layout, subgroups, signal, workerUrl, stallTimeoutMs, persist, hfBaseUrl, _failBuffers } = {}) {
   const aborted = () => named('AbortError', 'the model load was cancelled');
   if (signal?.aborted) throw aborted();
   // The options the worker hands to wasm as they are: checked here, by name.
@@ -63,7 +63,8 @@ export async function createEngine({ model, onProgress, ctx, integrity, layout, 
   const cancel = () => engine._failAll(aborted());
   signal?.addEventListener('abort', cancel);
   try {
-    await engine._request({ kind: MSG.LOAD, model: source, ctx, integrity, layout, subgroups, stallTimeoutMs }, { onProgress });
+    // (_failBuffers: a test hook, GPU buffers by label whose first creation fails: worker.js.)
+    await engine._request({ kind: MSG.LOAD, model: source, ctx, integrity, layout, subgroups, stallTimeoutMs, failBuffers: _failBuffers }, { onProgress });
   } catch (e) {
     worker.terminate();
     throw e;

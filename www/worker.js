@@ -128,7 +128,20 @@ async function handle(m) {
   }
 }
 
+// Test hook (createEngine's _failBuffers): the first GPU buffer made with each of `labels` fails as
+// one the GPU cannot hold does in a browser, reported later as an error event (here: a size past
+// the device's limit, a validation error).
+function failBuffers(labels) {
+  if (!Array.isArray(labels) || labels.length === 0 || typeof GPUDevice === 'undefined') return;
+  const left = new Set(labels);
+  const create = GPUDevice.prototype.createBuffer;
+  GPUDevice.prototype.createBuffer = function createBuffer(desc) {
+    return create.call(this, left.delete(desc?.label) ? { ...desc, size: this.limits.maxBufferSize + 4 } : desc);
+  };
+}
+
 async function load(m) {
+  failBuffers(m.failBuffers);
   engine?.free();
   engine = null;
   const t0 = performance.now();
@@ -234,7 +247,7 @@ async function load(m) {
     const t1 = performance.now();
     // The compile phase's event carries the bytes phase's totals (its rate stays a number).
     post(MSG.PROGRESS, { id: m.id, phase: 'compile', source, loaded, total, resumedFrom, mbPerS: Math.max(loaded - resumedFrom, 0) / 1e6 / Math.max(phases[phase].ms / 1000, 1e-3), etaS: 0, elapsedMs: t1 - t0 });
-    engine = finishing.finish();
+    engine = await finishing.finish();
     phases.compile = { ms: performance.now() - t1 };
     // finish() checked integrity (when asked): the store keeps the file, noted as verified.
     await store.done({ bytes: ownBytes, sha256: m.integrity ? parseIntegrity(m.integrity) : undefined }).catch(() => {});

@@ -322,7 +322,7 @@ impl Session {
             }
         }
         if n > 1 {
-            self.model.reserve_candidates(n as u32, opts.max_tokens.max(1) as u32)?;
+            self.model.reserve_candidates(n as u32, opts.max_tokens.max(1) as u32).await?;
         }
         // Steps an earlier request queued ahead and never read are not wanted.
         self.model.forget_in_flight();

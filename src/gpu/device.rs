@@ -125,6 +125,29 @@ impl Gpu {
         Err(Error::Gpu(msg))
     }
 
+    /// Runs `make` (buffer creations, pipelines) and waits for the device's verdict on it: in a
+    /// browser an allocation or a pipeline that fails is reported later, as an event, so
+    /// take_error right after the calls sees nothing and the buffers would be used as if made.
+    /// Out of memory, validation and internal errors are caught in error scopes around `make`.
+    pub async fn checked<T>(&self, make: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let made = make();
+        // Popped innermost first; each pop takes effect at once, its verdict comes later.
+        let (internal, invalid, oom) = (internal.pop(), invalid.pop(), oom.pop());
+        let (internal, invalid, oom) = (internal.await, invalid.await, oom.await);
+        // A device lost meanwhile names the cause better than what failed because of it.
+        self.take_error()?;
+        if let Some(e) = oom {
+            return Err(Error::OutOfMemory(e.to_string()));
+        }
+        if let Some(e) = invalid.or(internal) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        Ok(made)
+    }
+
     /// Destroys the device, as a driver reset or a GPU unplugged would lose it (for tests of
     /// device loss): every later call fails with Error::DeviceLost.
     pub fn lose_device(&self) {
@@ -297,20 +320,18 @@ impl Gpu {
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
         #[cfg(target_arch = "wasm32")]
         let _ = submission;
-        let r = MapFuture(slot).await;
+        // Copied and unmapped whatever else failed: a readback buffer left mapped fails every
+        // later copy into it, and so every later request.
+        let bytes = MapFuture(slot).await.map(|()| {
+            let bytes = staging.slice(..size).get_mapped_range().map(|range| range.to_vec());
+            staging.unmap();
+            bytes
+        });
+        // A loss or an error of the work read back names the cause better than the map's error.
         self.take_error()?;
-        if let Err(e) = r {
-            // A loss reported while the map failed names the cause better than the map's error.
-            self.take_error()?;
-            return Err(Error::Gpu(format!("reading back: {e}")));
-        }
-        let bytes = staging
-            .slice(..size)
-            .get_mapped_range()
-            .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))?
-            .to_vec();
-        staging.unmap();
-        Ok(bytes)
+        bytes
+            .map_err(|e| Error::Gpu(format!("reading back: {e}")))?
+            .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))
     }
 
     /// Copies `size` bytes of `buf` from `offset` back to the CPU (waits for queued work).

@@ -82,8 +82,9 @@ impl ModelBuilder {
                 cfg.head_dim
             )));
         }
-        // Attention binds the most storage buffers: qkv, k and v cache, k and v branch, out, partials.
-        const STORAGE_BINDINGS: u32 = 7;
+        // The GPU family's qkv binds the most storage buffers (8, WebGPU's default limit): weights,
+        // x, the norm's weights, out, the RoPE divisors and the three biases; attention binds 7.
+        const STORAGE_BINDINGS: u32 = 8;
         if gpu.limits.max_storage_buffers_per_shader_stage < STORAGE_BINDINGS {
             return Err(Error::AdapterTooSmall {
                 have: gpu.limits.max_storage_buffers_per_shader_stage,
@@ -453,6 +454,14 @@ impl ModelBuilder {
         }
         let (needs, ctx) = (self.memory_needed(), self.ctx);
         Model::build(self).map_err(|e| explain_oom(e, needs, ctx))
+    }
+
+    /// finish, with the device's verdict on what it allocates and compiles awaited (Gpu::checked):
+    /// in a browser the KV cache failing to fit, or a pipeline the browser's compiler refuses, is
+    /// reported after finish returns, and the model would be ready only to fail its first request.
+    pub async fn finish_checked(self) -> Result<Model> {
+        let (gpu, needs, ctx) = (self.gpu.clone(), self.memory_needed(), self.ctx);
+        gpu.checked(|| self.finish()).await.and_then(|built| built).map_err(|e| explain_oom(e, needs, ctx))
     }
 }
 

@@ -114,7 +114,7 @@ impl Branches {
 
     /// Makes room for `n` candidates of `len` positions; true when the buffers were replaced (graphs
     /// that bind them must be recorded again).
-    pub fn ensure(&mut self, gpu: &Gpu, cfg: &Config, n: u32, len: u32) -> Result<bool> {
+    pub async fn ensure(&mut self, gpu: &Gpu, cfg: &Config, n: u32, len: u32) -> Result<bool> {
         if n <= self.n && len <= self.len {
             return Ok(false);
         }
@@ -126,10 +126,19 @@ impl Branches {
                 gpu.max_binding()
             )));
         }
-        self.k = (0..cfg.n_layers).map(|l| gpu.storage(&format!("k_branch.{l}"), layer_bytes)).collect();
-        self.v = (0..cfg.n_layers).map(|l| gpu.storage(&format!("v_branch.{l}"), layer_bytes)).collect();
-        gpu.take_error()?;
-        (self.n, self.len) = (n, len);
+        // Awaited: in a browser an allocation that fails says so later, and buffers kept as made
+        // would fail every later request of this size.
+        let layers = |name: &str| -> Vec<wgpu::Buffer> {
+            (0..cfg.n_layers).map(|l| gpu.storage(&format!("{name}.{l}"), layer_bytes)).collect()
+        };
+        let (k, v) = gpu.checked(|| (layers("k_branch"), layers("v_branch"))).await.map_err(|e| match e {
+            Error::OutOfMemory(m) => Error::OutOfMemory(format!(
+                "{m} ({n} candidates of {len} positions need {:.1} MB of KV cache; ask for fewer or shorter ones)",
+                self.bytes_for(cfg, n, len) as f64 / 1e6
+            )),
+            e => e,
+        })?;
+        (self.k, self.v, self.n, self.len) = (k, v, n, len);
         Ok(true)
     }
 }

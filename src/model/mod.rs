@@ -454,7 +454,12 @@ impl Model {
         if pos >= self.kv.capacity {
             return Err(Error::ContextFull { needed: pos + 1, limit: self.kv.capacity });
         }
-        self.reserve_candidates(n, offset as u32 + 1)?;
+        if n > self.branches.n || offset as u32 >= self.branches.len || self.cands.is_none() {
+            return Err(Error::InvalidRequest(format!(
+                "{n} candidates at offset {offset}: room for {} of {} positions was reserved (reserve_candidates)",
+                self.branches.n, self.branches.len
+            )));
+        }
         let step = Step::candidates(pos as u32, n, self.kv.len as u32);
         self.gpu.queue.write_buffer(&self.acts.step, 0, bytemuck::bytes_of(&step));
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
@@ -475,8 +480,8 @@ impl Model {
 
     /// Makes branch room for `n` candidates of `len` tokens (recording the candidates' graph, the
     /// first time and again when the branch buffers change).
-    pub fn reserve_candidates(&mut self, n: u32, len: u32) -> Result<()> {
-        if self.branches.ensure(&self.gpu, &self.cfg, n, len)? || self.cands.is_none() {
+    pub async fn reserve_candidates(&mut self, n: u32, len: u32) -> Result<()> {
+        if self.branches.ensure(&self.gpu, &self.cfg, n, len).await? || self.cands.is_none() {
             let parts = graph::Parts {
                 gpu: &self.gpu,
                 layout: &self.layout,

@@ -338,6 +338,40 @@ test('a split model of 8 parts loads over HTTP/1.1 (6 connections a host); a par
   assert.deepEqual(r.stored, Array.from({ length: 8 }, (_, no) => `whole /fault/held/${name(no)}`));
 });
 
+// A GPU buffer that cannot be made (the GPU's memory full) is reported by a browser later, as an
+// event: the model's last allocations (the KV cache) are awaited before the load says it is
+// ready, and the candidates' KV branches before a request of n > 1 uses them, so a failure there
+// fails that request alone: the next one makes them again and works.
+test('a GPU allocation that fails fails the load or the request that made it, not every later one', { timeout: 180000 }, async () => {
+  const r = await page.evaluate(async ({ file }) => {
+    const { createEngine } = await import('./webllama.js');
+    const run = async (f) => {
+      try {
+        return { ok: true, value: await f() };
+      } catch (err) {
+        return { ok: false, error: `${err.name}: ${err.message}` };
+      }
+    };
+    const out = {};
+    out.kvCache = await run(async () => {
+      const e = await createEngine({ model: `fault/whole/${file}`, _failBuffers: ['k_cache.0'] });
+      await e.unload();
+      return 'loaded';
+    });
+    const e = await createEngine({ model: `fault/whole/${file}`, _failBuffers: ['k_branch.0'] });
+    const ask = (n) => run(async () => (await e.completions.create({ prompt: 'ab', max_tokens: 3, n, temperature: 0 })).choices.length);
+    out.branches = await ask(2);
+    out.one = await ask(1);
+    out.again = await ask(2);
+    await e.unload();
+    return out;
+  }, { file: FILE });
+  console.log(JSON.stringify(r, null, 1));
+  assert.match(r.kvCache.error ?? 'loaded', /^Gpu\w*Error: .*size/i);
+  assert.match(r.branches.error ?? 'no error', /^Gpu\w*Error: .*size/i);
+  assert.deepEqual([r.one, r.again], [{ ok: true, value: 1 }, { ok: true, value: 2 }]);
+});
+
 // webllama.js imported from another origin, as from a CDN (jsDelivr, unpkg: scripts and wasm with
 // CORS) into a static site's page: a browser starts no worker from another origin, so the worker
 // is started from a blob: module of the page's own that imports worker.js from the CDN; it loads a

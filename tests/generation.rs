@@ -311,6 +311,23 @@ fn the_cli_matches_the_goldens_on_both_layouts() {
     }
 }
 
+/// A request fits while the prompt and every generated token but the last (never fed back) fit the
+/// context: a 62-token prompt in 64 positions takes 3 tokens, one candidate or two, not 4.
+#[test]
+fn a_request_may_fill_the_context_to_its_last_position() {
+    let Some(path) = common::default_model() else { return };
+    let mut s = Session::load_file(common::gpu(), common::layout(), &path, Some(64)).unwrap();
+    let ids: Vec<u32> = s.tokenizer.encode(&"one two ".repeat(40), false).unwrap()[..62].to_vec();
+    for n in [1, 2] {
+        let opts = GenerateOptions { max_tokens: 3, ..Default::default() };
+        let g = pollster::block_on(s.generate_n(&ids, n, &opts, &mut |_, _| true)).unwrap();
+        assert!(g.iter().all(|g| g.ids.len() == 3 || g.finish_reason == FinishReason::Stop), "n {n}");
+        let opts = GenerateOptions { max_tokens: 4, ..Default::default() };
+        let e = pollster::block_on(s.generate_n(&ids, n, &opts, &mut |_, _| true)).unwrap_err();
+        assert!(matches!(e, webllama::Error::ContextFull { needed: 65, limit: 64 }), "n {n}: {e}");
+    }
+}
+
 #[test]
 fn stop_strings_across_token_boundaries_are_cut() {
     let Some(path) = common::default_model() else { return };

@@ -468,3 +468,16 @@ fn sampled_generations_choose_on_the_gpu_as_the_cpu_sampler_would() {
         }
     }
 }
+
+/// Candidate c of a seed is not candidate c - 1 of the next seed (seed + index made bumping the seed
+/// shift n candidates by one); the first candidate draws from the seed itself, as n = 1 does.
+#[test]
+fn candidates_of_neighbouring_seeds_draw_apart() {
+    use webllama::engine::sampler::candidate_seed;
+    for seed in [0u64, 1, 7, u64::MAX] {
+        assert_eq!(candidate_seed(seed, 0), seed);
+        let mine: Vec<u64> = (0..8).map(|c| candidate_seed(seed, c)).collect();
+        let next: Vec<u64> = (0..8).map(|c| candidate_seed(seed.wrapping_add(1), c)).collect();
+        assert!(mine.iter().all(|s| !next.contains(s)), "seed {seed}: {mine:?} and {next:?} share a seed");
+    }
+}

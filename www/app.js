@@ -50,6 +50,8 @@ function settings() {
   const num = (id) => Number($(`s-${id}`).value);
   const s = {};
   for (const k of ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty', 'seed', 'max_tokens']) {
+    // An empty seed: each request draws its own.
+    if (k === 'seed' && $('s-seed').value.trim() === '') continue;
     const v = num(k);
     if (!Number.isFinite(v)) throw Object.assign(new Error(`the setting ${k} is not a number`), { name: 'InvalidRequestError' });
     s[k] = v;

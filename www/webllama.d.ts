@@ -117,7 +117,8 @@ export interface SamplingOptions {
   min_p?: number;
   /** Default 256. */
   max_tokens?: number;
-  /** The same seed gives the same text natively and in the browser. */
+  /** The same seed gives the same text natively and in the browser; without one, each request
+   *  draws its own (asked again, a sampled reply differs). */
   seed?: number;
   /** 1 to 8 candidates decoded side by side. */
   n?: number;

@@ -106,6 +106,12 @@ export function resolveModelUrl(model, { hfBaseUrl } = {}) {
   }
 }
 
+// A request's seed where it names none: its own, as OpenAI's API draws one (asked again, a
+// sampled reply differs); 32 bits, exact as a JSON number.
+function randomSeed() {
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
 // A result's timings, as the API gives them.
 function timingsOf(res) {
   return { prefill_tok_s: res.prefill_tok_s, decode_tok_s: res.decode_tok_s, prefill_ms: res.prefill_ms, decode_ms: res.decode_ms, prefilled_tokens: res.prefilled, batch_passes: res.batch_passes };
@@ -284,7 +290,7 @@ class Engine {
     const options = {
       max_tokens: r.max_tokens ?? 256, temperature: r.temperature ?? 1.0, top_p: r.top_p ?? 1.0, top_k: r.top_k ?? 0, min_p: r.min_p ?? 0,
       frequency_penalty: r.frequency_penalty ?? 0, presence_penalty: r.presence_penalty ?? 0, repetition_penalty: r.repetition_penalty ?? 1,
-      penalty_last_n: r.penalty_last_n ?? 64, logit_bias: r.logit_bias ?? {}, seed: r.seed ?? 0, ignore_eos: !!r.ignore_eos, stop, n: r.n ?? 1,
+      penalty_last_n: r.penalty_last_n ?? 64, logit_bias: r.logit_bias ?? {}, seed: r.seed ?? randomSeed(), ignore_eos: !!r.ignore_eos, stop, n: r.n ?? 1,
     };
     // Structured output: the engine compiles the grammar (llguidance) and names what it refuses.
     if (r.response_format != null) options.response_format = r.response_format;

@@ -408,7 +408,7 @@ async function generate(m) {
 }
 
 // Chat prompt ids; with truncate: 'oldest', the oldest turns after any system message are dropped
-// until prompt + max_tokens fit the context (the engine refuses what does not fit otherwise). A
+// until prompt + max_tokens - 1 fit the context (the engine refuses what does not fit otherwise). A
 // turn goes whole: from its message up to the next user message (the reply and any tool calls and
 // results with it), so that the chat still starts with a user message, as templates that check the
 // roles alternate ask, and no tool result is left without its call. The last turn stays.
@@ -420,7 +420,8 @@ function chatIdsThatFit(m) {
   // escape of it is refused by the engine's parser).
   const wellFormed = (k, v) => (typeof v === 'string' && v.toWellFormed ? v.toWellFormed() : v);
   let ids = engine.chatIds(JSON.stringify(messages, wellFormed), options);
-  const room = engine.contextLength - m.options.max_tokens;
+  // (The last token generated is never fed back: it takes no position.)
+  const room = engine.contextLength - Math.max(m.options.max_tokens, 1) + 1;
   while (m.truncate === 'oldest' && ids.length > room) {
     const first = messages.findIndex((x) => x.role !== 'system');
     const next = first < 0 ? -1 : messages.findIndex((x, i) => i > first && x.role === 'user');

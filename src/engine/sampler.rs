@@ -239,6 +239,16 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     cand
 }
 
+/// The seed of candidate `index` of a request seeded `seed`: the seed itself for the first (n = 1
+/// draws as candidate 0 of n), a mix of both for the others, so that no candidate of one seed
+/// repeats one of the next seed's (seed + index did: candidate 1 of seed s was candidate 0 of s + 1).
+pub fn candidate_seed(seed: u64, index: usize) -> u64 {
+    if index == 0 {
+        return seed;
+    }
+    SplitMix64(seed ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)).next_u64()
+}
+
 /// SplitMix64: a small, portable, seedable generator.
 struct SplitMix64(u64);
 

@@ -268,7 +268,7 @@ impl Session {
 
     /// Generates `n` candidates from one prompt: the prompt is prefilled once, then the candidates
     /// decode side by side, one weight pass per step for all of them (Model::candidates_step), each
-    /// with its own sampler (seed + index), stop strings and finish reason. `on_text(index, piece)`
+    /// with its own sampler (sampler::candidate_seed), stop strings and finish reason. `on_text(index, piece)`
     /// streams each candidate's text; false stops them all (Abort).
     pub async fn generate_n(
         &mut self,
@@ -306,7 +306,9 @@ impl Session {
                 vocab - 1
             )));
         }
-        let needed = prompt_ids.len().saturating_add(opts.max_tokens);
+        // The last token generated is never fed back: the prompt and the tokens before it are what
+        // take positions.
+        let needed = prompt_ids.len().saturating_add(opts.max_tokens.max(1) - 1);
         if needed > self.model.context_length() {
             return Err(Error::ContextFull { needed, limit: self.model.context_length() });
         }
@@ -351,7 +353,7 @@ impl Session {
             .enumerate()
             .map(|(c, constraint)| Track {
                 sampler: Sampler::new(SamplerConfig {
-                    seed: opts.sampler.seed.wrapping_add(c as u64),
+                    seed: crate::engine::sampler::candidate_seed(opts.sampler.seed, c),
                     ..opts.sampler.clone()
                 }),
                 history: prompt_ids.to_vec(),

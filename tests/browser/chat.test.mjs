@@ -323,13 +323,16 @@ test('model output is shown as text, never as HTML; the page\'s Content-Security
   assert.ok(!requests.some((u) => u.includes('pwned')), `no request for the markup's image: ${requests.join(', ')}`);
 });
 
-test('sampling with a seed gives the same text as the native CLI; stop strings cut the text', { timeout: 200000 }, async () => {
+test('sampling with a seed gives the same text as the native CLI, without one another each time; stop strings cut the text', { timeout: 200000 }, async () => {
   const prompt = 'Once upon a time,';
   const r = await page.evaluate(async (prompt) => {
     const engine = window.webllamaApp.engine;
     const sampled = await engine.completions.create({ prompt, temperature: 0.9, top_p: 0.95, top_k: 40, seed: 7, max_tokens: 12 });
     const stopped = await engine.completions.create({ prompt: 'The capital of France is', temperature: 0, max_tokens: 16, stop: ['\n\nThe'] });
-    return { sampled: sampled.choices[0].text, stopped: stopped.choices[0].text, reason: stopped.choices[0].finish_reason };
+    // No seed: each request draws its own (asked again, another reply).
+    const unseeded = [];
+    for (let i = 0; i < 3; i++) unseeded.push((await engine.completions.create({ prompt, temperature: 1, max_tokens: 12 })).choices[0].text);
+    return { sampled: sampled.choices[0].text, stopped: stopped.choices[0].text, reason: stopped.choices[0].finish_reason, unseeded };
   }, prompt);
   // top_k keeps the draws off the tail, where the adapters' logits (SwiftShader's and lavapipe's
   // differ by ~1e-3) can move a draw across a boundary.
@@ -337,6 +340,7 @@ test('sampling with a seed gives the same text as the native CLI; stop strings c
   console.log(`seeded sample: page ${JSON.stringify(r.sampled)}; native ${JSON.stringify(native)}`);
   assert.equal(r.sampled, native);
   assert.deepEqual([r.stopped, r.reason], [' Paris.', 'stop']);
+  assert.ok(new Set(r.unseeded).size > 1, `three unseeded replies: ${JSON.stringify(r.unseeded)}`);
 });
 
 test('K-quant models with LLaMA-2 (SentencePiece) and LLaMA-3 (llama-bpe) vocabularies generate in the page as natively', { timeout: 200000 }, async (t) => {

@@ -140,7 +140,7 @@ deps:
 
 ## device-kit: what bench/device.sh needs on a GPU machine (x86-64), in .dev/ (carry .dev): the
 ## sources' hash (VERSION: bench/source-hash.sh), webllama and the kernel-test binaries (stripped,
-## xz), the two models' GGUF headers (xz), ../shared/peers' llama-bench builds (xz) and libgomp,
+## xz), the two models' GGUF headers and tiny-llama2's (xz), ../shared/peers' llama-bench builds (xz) and libgomp,
 ## libssl/libcrypto (used there only where the system lacks them), the Vulkan loader and GL
 ## dispatch .debs the NVIDIA ICD needs (amd64, apt-get download).
 ## Prints what travels (the working tree and the kit) and fails over DEVICE_MAX_MIB (the transfer's
@@ -156,8 +156,9 @@ device-kit: build
 		[ -x "$$bin" ] || { echo "no test binary for $$t"; exit 1; }; strip -o .dev/$$t $$bin; done
 	m=$$(./scripts/fetch-model.sh); head -c $$(python3 bench/gguf_header.py $$m) $$m > .dev/smollm2.hdr
 	f=../shared/fixtures/tiny/tiny-llama3-Q4_K_M.gguf; head -c $$(python3 bench/gguf_header.py $$f) $$f > .dev/llama3.hdr
+	f=../shared/fixtures/tiny/tiny-llama2-Q8_0.gguf; head -c $$(python3 bench/gguf_header.py $$f) $$f > .dev/llama2.hdr
 	cp $(PEERS)/llama-bench-vulkan .dev/
-	xz -T0 -6 .dev/webllama .dev/kernels .dev/attention .dev/sampler .dev/smollm2.hdr .dev/llama3.hdr .dev/llama-bench-vulkan
+	xz -T0 -6 .dev/webllama .dev/kernels .dev/attention .dev/sampler .dev/smollm2.hdr .dev/llama3.hdr .dev/llama2.hdr .dev/llama-bench-vulkan
 	cp $(PEERS)/llama-bench-vulkan-2026-10.xz .dev/ && cp $(PEERS)/libgomp.so.1 .dev/lib/
 	cp -L /lib/x86_64-linux-gnu/libssl.so.3 /lib/x86_64-linux-gnu/libcrypto.so.3 .dev/lib/ssl/
 	o="-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64"; mkdir -p /tmp/amd64/partial; \

@@ -16,7 +16,7 @@ use webllama::format::weights;
 use webllama::kernels::{self, MoeMatmulParams, MoeMatvecParams, MoeRouteParams, QuantMatrix};
 use webllama::reference;
 use webllama::reference::RefModel;
-use webllama::Model;
+use webllama::{Family, Model};
 
 fn fixture(file: &str) -> String {
     format!("{}/tests/fixtures/arch/{file}", env!("CARGO_MANIFEST_DIR"))
@@ -200,9 +200,16 @@ fn the_page_lists_every_supported_type() {
     }
 }
 
+/// The mixture-of-experts kernels on both families: the GPU family pads blocks and reads whole
+/// words (kernels::gpu), the CPU family does not.
 #[test]
 fn moe_route_and_moe_matvec_match() {
-    let g = adapter();
+    for f in [Family::Gpu, Family::Cpu] {
+        moe_kernels_match(family(f));
+    }
+}
+
+fn moe_kernels_match(g: On) {
     let mut rng = Rng(23);
     let (n_experts, n_used, tokens) = (8usize, 2usize, 3usize);
     let logits = rng.vec(tokens * n_experts);
@@ -276,7 +283,7 @@ fn moe_route_and_moe_matvec_match() {
         check(
             "moe_matvec",
             ty.name(),
-            &format!("[{n_experts}x{rows}x{cols}] {tokens} tokens"),
+            &format!("{} [{n_experts}x{rows}x{cols}] {tokens} tokens", g.layout),
             &read(&out, tokens * rows),
             &want,
         );
@@ -284,7 +291,7 @@ fn moe_route_and_moe_matvec_match() {
         // Grouped by expert: out[i] = W_e x[token of i] per (token, slot) item, then per item's own
         // input (the down projection's form), then x[t] += the items' weighted sum (moe_sum).
         let n_items = tokens * n_used;
-        let shape = format!("[{n_experts}x{rows}x{cols}] {n_items} items");
+        let shape = format!("{} [{n_experts}x{rows}x{cols}] {n_items} items", g.layout);
         let items = g.storage("items", 4 * (n_items * rows) as u64);
         let p = MoeMatmulParams {
             rows: rows as u32,
@@ -379,7 +386,10 @@ fn random_model_against_reference(ty: QuantType, gate_up: QuantType, dim: u64, f
     };
     for layout in [common::layout(), common::gpu_family()] {
         let mut model = Model::load_file(common::gpu(), layout, &path, Some(64)).unwrap();
-        let tol = logit_tolerance(&layout);
+        // One layer, five tokens: the error is the kernels' rounding, not a model's drift. Measured
+        // on lavapipe (every type, both widths): at most 4.8e-6 of the largest logit with an f32
+        // KV cache, 1.7e-3 with the GPU family's f16 cache and tiles. A block misread is far more.
+        let tol = if webllama::model::kv_cache::elem_bytes(&layout) == 4 { 1e-4 } else { 1e-2 };
         for (i, &t) in tokens.iter().enumerate() {
             let got = pollster::block_on(model.step(t, true)).unwrap().logits.unwrap();
             close(&format!("{} {layout} step {i}", ty.name()), &got, &want[i], tol);

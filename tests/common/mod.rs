@@ -43,10 +43,14 @@ pub fn default_model() -> Option<String> {
     None
 }
 
-/// A file from ../shared/fixtures (model files too big to copy into the repo), or None with a loud
-/// skip. On CI (CI set), where ../shared is beside the clone, its absence is a failure.
+/// A file from ../shared/fixtures (model files too big to copy into the repo; or from
+/// WEBLLAMA_SHARED_FIXTURES), or None with a loud skip. On CI (CI set), where ../shared is beside the clone, its absence is a failure.
 pub fn shared_fixture(rel: &str) -> Option<String> {
-    let p = format!("{}/../shared/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
+    // WEBLLAMA_SHARED_FIXTURES: another directory (bench/device.sh writes random-weight stand-ins
+    // of the same shape on a machine without ../shared).
+    let dir = std::env::var("WEBLLAMA_SHARED_FIXTURES")
+        .unwrap_or_else(|_| format!("{}/../shared/fixtures", env!("CARGO_MANIFEST_DIR")));
+    let p = format!("{dir}/{rel}");
     if std::path::Path::new(&p).exists() {
         return Some(p);
     }

@@ -22,7 +22,8 @@ NAMES = {"smol": "SmolLM2-135M Q4_1 shape", "l1b": "Llama-3.2-1B Q4_K_M shape"}
 
 
 def load_json(path):
-    """The last line of `path` that parses as JSON (webllama prints one object; llama-bench a list)."""
+    """`path` as JSON, else the tests a cut-short llama-bench list holds, else the last line of it
+    that parses (webllama prints one object; llama-bench a list)."""
     try:
         text = open(path).read()
     except OSError:
@@ -30,11 +31,21 @@ def load_json(path):
     try:
         return json.loads(text)
     except ValueError:
-        for line in reversed(text.strip().splitlines()):
+        pass
+    # llama-bench cut short by its timeout: its list of the tests written so far, unclosed (cut
+    # after the last whole one).
+    if text.lstrip().startswith("["):
+        end = len(text)
+        while (end := text.rfind("}", 0, end)) > 0:
             try:
-                return json.loads(line)
+                return json.loads(text[: end + 1] + "]")
             except ValueError:
                 continue
+    for line in reversed(text.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
     return None
 
 
@@ -116,7 +127,7 @@ def main():
                 name, label, fmt(ours),
                 f"{fmt(best[0])} ± {fmt(best[1])} ({best[2][6:]})" if best else "-",
                 f"{fmt(other[0])} ({other[2][6:]})" if other else "-",
-                fmt(ratio, ".2f") + ("x" if ratio else ""), f">= {target}x",
+                fmt(ratio, ".3f") + ("x" if ratio else ""), f">= {target}x",
                 "-" if ratio is None else ("yes" if ratio >= target else "no"),
                 fmt(gb_s, ",.1f"), fmt(share, ".1f"),
             ])

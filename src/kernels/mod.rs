@@ -52,6 +52,9 @@ pub struct Dispatch {
     _uniform: wgpu::Buffer,
     /// The buffers and textures bound besides the params (for the profile's byte counts).
     pub bound: Vec<Bound>,
+    /// Of the weight matrix bound, the rows this dispatch reads where not all (a fused group's
+    /// half: the profile's byte counts).
+    pub weight_rows: Option<u32>,
 }
 
 /// A buffer or texture a Dispatch binds.
@@ -146,7 +149,7 @@ fn bind(
         entries: &entries,
     });
     gpu.take_error()?;
-    Ok(Dispatch { name, pipeline, bind_group, workgroups, _uniform: uniform, bound })
+    Ok(Dispatch { name, pipeline, bind_group, workgroups, _uniform: uniform, bound, weight_rows: None })
 }
 
 /// The per-step uniform every position-dependent kernel reads. A step runs a batch of rows: one

@@ -69,7 +69,8 @@ pub struct Model {
     /// The token's choice on the GPU, the step readback and the step started but not finished.
     choice: choice::Choice,
     weights: HashMap<String, Weight>,
-    /// Bytes of weights on the GPU.
+    /// Bytes of weights a decoded token reads (routed experts only; one row of an embedding that
+    /// is not also the output matrix).
     pub weight_bytes: u64,
     /// Weight passes of the batch graph so far (prompt chunks and candidate steps): each reads every
     /// weight once for all its rows.
@@ -132,10 +133,15 @@ impl Model {
         let weight_bytes = weights
             .iter()
             .map(|(name, w)| {
-                let bytes = w.rows as u64 * crate::kernels::row_bytes(w.ty, w.cols) as u64;
-                match crate::format::weights::is_experts(name) {
-                    true => bytes / c.n_experts as u64 * c.n_experts_used as u64,
-                    false => bytes,
+                let row = crate::kernels::row_bytes(w.ty, w.cols) as u64;
+                let bytes = w.rows as u64 * row;
+                if crate::format::weights::is_experts(name) {
+                    bytes / c.n_experts as u64 * c.n_experts_used as u64
+                } else if name == crate::format::weights::TOKEN_EMBD && !c.tied_output {
+                    // Looked up, one row a token (the output matrix is another).
+                    row
+                } else {
+                    bytes
                 }
             })
             .sum::<u64>();

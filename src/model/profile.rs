@@ -206,9 +206,13 @@ impl Model {
                         continue;
                     }
                     let row = row_bytes(w.ty, w.cols) as u64;
-                    let all = *part_rows as u64 * row;
+                    // The rows it reads: a fused group's half reads half the group.
+                    let all = d.weight_rows.map_or(*part_rows, |r| r.min(*part_rows)) as u64 * row;
                     weight += if d.name == "embed" {
                         (rows as u64 * row).min(all)
+                    } else if is_experts(name) && self.cfg.n_experts > 0 && rows == 1 {
+                        // A decode step runs a dispatch per routed expert, each reading its own.
+                        all / self.cfg.n_experts as u64
                     } else if is_experts(name) && self.cfg.n_experts > 0 {
                         let used = (rows * self.cfg.n_experts_used).min(self.cfg.n_experts) as u64;
                         all / self.cfg.n_experts as u64 * used

@@ -177,9 +177,15 @@ impl<'a> Recorder<'a> {
 
     /// out (+)= W x for every row of the batch: one matmul per part of W.
     pub fn matmul(&mut self, w: &Weight, x: &wgpu::Buffer, out: &wgpu::Buffer, p: MatmulParams) -> Result<()> {
-        for (i, (_, r0, _)) in w.parts.iter().enumerate() {
+        for (i, (_, r0, part_rows)) in w.parts.iter().enumerate() {
             let p = MatmulParams { out_offset: p.out_offset + r0, ..p };
-            self.g.push(kernels::matmul(self.s.target(), &w.part(i), x, out, &self.s.acts.step, p, self.rows)?);
+            let mut d = kernels::matmul(self.s.target(), &w.part(i), x, out, &self.s.acts.step, p, self.rows)?;
+            // A fused group's half (rows from w_row0, `rows` of them or the rest).
+            if p.rows != 0 || p.w_row0 != 0 {
+                let rest = part_rows.saturating_sub(p.w_row0);
+                d.weight_rows = Some(if p.rows != 0 { p.rows.min(rest) } else { rest });
+            }
+            self.g.push(d);
         }
         Ok(())
     }

@@ -41,6 +41,24 @@ fn a_device_lost_during_the_upload_is_named() {
     assert_lost(rest, t, "upload");
 }
 
+/// A device lost outside webllama (a driver reset: here wgpu's own destroy, without the record
+/// Gpu::lose_device writes first) reaches the next request through the device's lost callback, as
+/// DeviceLost, and stays: the request after it fails the same way.
+#[test]
+fn a_device_lost_behind_webllamas_back_is_named_through_its_callback() {
+    let Some(path) = model_path() else { return };
+    let gpu = new_gpu();
+    let mut s = Session::load_file(gpu.clone(), Layout::of(&gpu), &path, Some(64)).unwrap();
+    let ids = s.tokenizer.encode("The quick brown fox", true).unwrap();
+    let opts = GenerateOptions { max_tokens: 4, ..Default::default() };
+    assert!(pollster::block_on(s.generate(&ids, &opts, &mut |_| true)).is_ok());
+    gpu.device.destroy();
+    for when in ["the request after the loss", "the one after that"] {
+        let t = Instant::now();
+        assert_lost(pollster::block_on(s.generate(&ids, &opts, &mut |_| true)), t, when);
+    }
+}
+
 /// A generation on a session whose device is lost from another thread after `after`, or from the
 /// stream callback at its `at_piece`-th piece.
 fn lose_while_generating(n: usize, prompt_tokens: usize, after: Option<Duration>, at_piece: Option<usize>, when: &str) {

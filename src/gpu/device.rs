@@ -113,9 +113,12 @@ impl Gpu {
         }
         let msg = errs.join("; ");
         errs.clear();
-        if let Some(lost) = msg.split("; ").find(|m| m.starts_with("device lost")) {
+        // The lost callback's record, or wgpu's own word for work on a device lost before the
+        // callback ran (natively it runs at the next poll; a driver reset comes unannounced).
+        let lost_record = msg.split("; ").find(|m| m.starts_with("device lost")).map(str::to_string);
+        let lost_word = msg.contains("Parent device is lost").then(|| format!("device lost: {msg}"));
+        if let Some(lost) = lost_record.or(lost_word) {
             // Kept: every later call on this device fails the same way.
-            let lost = lost.to_string();
             errs.push(lost.clone());
             return Err(Error::DeviceLost(lost));
         }
@@ -314,10 +317,14 @@ impl Gpu {
                 w.wake();
             }
         });
+        // A wait that fails because the work was never submitted says why in the errors first (a
+        // device lost unannounced, a driver reset: a poll runs its lost callback).
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::Wait { submission_index: submission, timeout: None })
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        if let Err(e) = self.device.poll(wgpu::PollType::Wait { submission_index: submission, timeout: None }) {
+            let _ = self.device.poll(wgpu::PollType::Poll);
+            self.take_error()?;
+            return Err(Error::Gpu(format!("waiting for the GPU: {e}")));
+        }
         #[cfg(target_arch = "wasm32")]
         let _ = submission;
         // Copied and unmapped whatever else failed: a readback buffer left mapped fails every

@@ -183,8 +183,10 @@ impl Loader {
         let gpu = Arc::new(Gpu::new().await.map_err(js_err)?);
         let adapter = gpu.adapter_name();
         let layout = Layout::choose(&gpu, &Overrides { subgroups, ..Overrides::default().with_family(family) });
-        let builder = ModelBuilder::new(gpu, layout, &g, ctx.map(|c| c as usize)).map_err(js_err)?;
+        let mut builder = ModelBuilder::new(gpu, layout, &g, ctx.map(|c| c as usize)).map_err(js_err)?;
         let text = Text::from_gguf(&g, builder.cfg.vocab_size).map_err(js_err)?;
+        // The KV cache and activations first: a GPU too small for them says so before the download.
+        builder.reserve().await.map_err(js_err)?;
         let mut loader = Loader { header: g, builder, text, adapter, integrity };
         loader.feed(0.0, &received)?;
         Ok(loader)

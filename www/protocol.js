@@ -10,6 +10,7 @@ export const MSG = Object.freeze({
   UNLOAD: 'unload',     // {id} drops the engine and its GPU buffers            -> DONE
   LOSE_DEVICE: 'lose-device', // {id} destroys the GPU device at once, not in turn (a test hook) -> DONE
   CRASH: 'crash',       // {id} panics inside an async wasm call (a test hook)  -> ERROR (EngineCrashedError)
+  GPU_ERROR: 'gpu-error', // {id} raises an internal error on the engine's GPU device, as a browser reports one (a test hook) -> DONE
   // worker -> proxy
   PROGRESS: 'progress', // {id, phase: 'download'|'upload'|'compile', source: 'network'|'cache'|'file', loaded, total, resumedFrom, mbPerS, etaS, elapsedMs}
   LOADED: 'loaded',     // {id, info: {name, n_layers, ..., adapter}, stats: {loadMs, wasmMemoryBytes, source, storage: 'opfs'|'cache'|'none', resumedFrom, phases, bytes, cost}}

@@ -243,6 +243,12 @@ class Engine {
     await this._request({ kind: MSG.CRASH });
   }
 
+  // Test hook: an internal error on the GPU device, as a browser raises one where a pipeline fails
+  // for its own reasons: the next request fails with a GpuError naming it, and the engine goes on.
+  async _gpuError() {
+    await this._request({ kind: MSG.GPU_ERROR });
+  }
+
   // Test hook: destroys the GPU device as a driver reset would; later requests fail with a
   // DeviceLostError (or GpuError), and createEngine() makes a new engine on a new device.
   async _loseDevice() {

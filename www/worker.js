@@ -17,6 +17,34 @@ if (self.GPUAdapter) {
   };
 }
 
+// wgpu 30's WebGPU backend panics on a GPUInternalError (gfx-rs/wgpu#9914; fixed by #9919 in a
+// later release), which a browser raises where a pipeline or an allocation fails for the
+// implementation's own reasons (a driver out of registers on a mobile GPU): the engine crashed.
+// Handed to wgpu as a validation error with the same message, it is a GpuError of the request it
+// came in, and the engine goes on. The engine's device is kept for the GPU_ERROR test hook.
+let gpuDevice = null;
+const asValidation = (e) => (self.GPUInternalError && e instanceof GPUInternalError ? new GPUValidationError(`internal error: ${e.message}`) : e);
+if (self.GPUDevice) {
+  const popErrorScope = GPUDevice.prototype.popErrorScope;
+  GPUDevice.prototype.popErrorScope = function () {
+    return popErrorScope.call(this).then(asValidation);
+  };
+  const handler = Object.getOwnPropertyDescriptor(GPUDevice.prototype, 'onuncapturederror');
+  if (handler?.set) {
+    Object.defineProperty(GPUDevice.prototype, 'onuncapturederror', {
+      ...handler,
+      set(h) {
+        gpuDevice = this;
+        const wrapped = (ev) => {
+          const error = asValidation(ev.error);
+          h(error === ev.error ? ev : new GPUUncapturedErrorEvent('uncapturederror', { error }));
+        };
+        handler.set.call(this, typeof h === 'function' ? wrapped : h);
+      },
+    });
+  }
+}
+
 const ready = init();
 let engine = null;
 // Aborted requests: every id up to abortedUpTo (engine.abort()) and the ids in abortedIds (a stream
@@ -109,6 +137,9 @@ async function handle(m) {
       case MSG.RESET: engine?.reset(); return post(MSG.DONE, { id: m.id, result: null });
       case MSG.UNLOAD: engine?.free(); engine = null; return post(MSG.DONE, { id: m.id, result: null });
       case MSG.LOSE_DEVICE: engine?.loseDevice(); return post(MSG.DONE, { id: m.id, result: null });
+      case MSG.GPU_ERROR:
+        gpuDevice?.dispatchEvent(new GPUUncapturedErrorEvent('uncapturederror', { error: new GPUInternalError('raised by a test') }));
+        return post(MSG.DONE, { id: m.id, result: null });
       case MSG.CRASH:
         // Traps (EngineCrashedError); without an engine there is nothing to crash.
         if (!engine) throw namedError('InvalidRequestError', 'no model is loaded');

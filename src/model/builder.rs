@@ -39,6 +39,8 @@ pub struct ModelBuilder {
     pub(super) groups: HashMap<String, Weight>,
     /// rope_freqs, kept on the host too (the decode graph's rotations are computed there).
     pub(super) rope_factors: Option<Vec<f32>>,
+    /// The KV cache and activations, where `reserve` made them before the weights.
+    pub(super) reserved: Option<(KvCache, Acts)>,
 }
 
 /// One tensor on its way to the GPU.
@@ -129,6 +131,7 @@ impl ModelBuilder {
             planned_groups: HashMap::new(),
             groups: HashMap::new(),
             rope_factors: None,
+            reserved: None,
         })
     }
 
@@ -152,6 +155,23 @@ impl ModelBuilder {
         // edited row and its token counts.
         let edits = if self.layout.gpu_sampler { 8 * MAX_CANDIDATES as u64 * c.vocab_size as u64 } else { 0 };
         (weights, kv, Acts::bytes(c, self.layout.batch_rows(), self.layout.attention_splits(self.ctx)) + edits)
+    }
+
+    /// Makes the KV cache and the activations now, before any weight, and waits for the device's
+    /// verdict (Gpu::checked): a GPU that cannot hold the model's context says so before the file
+    /// downloads, not once gigabytes of weights have gone up (the browser's loader calls this).
+    pub async fn reserve(&mut self) -> Result<()> {
+        let (gpu, layout, cfg, ctx) = (self.gpu.clone(), self.layout, self.cfg.clone(), self.ctx);
+        let made = gpu
+            .checked(|| {
+                let kv = KvCache::new(&gpu, &layout, &cfg, ctx)?;
+                Ok((kv, Acts::new(&gpu, &cfg, layout.batch_rows(), layout.attention_splits(ctx))))
+            })
+            .await
+            .and_then(|made| made)
+            .map_err(|e| self.explain(e))?;
+        self.reserved = Some(made);
+        Ok(())
     }
 
     /// An out-of-memory error with what the model needs added.

@@ -91,9 +91,11 @@ impl Model {
     fn build(b: ModelBuilder) -> Result<Model> {
         let (gpu, layout) = (b.gpu.clone(), b.layout);
         let c = b.cfg.clone();
-        let kv = KvCache::new(&gpu, &layout, &c, b.ctx)?;
         let n_splits = layout.attention_splits(b.ctx);
-        let acts = Acts::new(&gpu, &c, layout.batch_rows(), n_splits);
+        let (kv, acts) = match b.reserved {
+            Some(made) => made,
+            None => (KvCache::new(&gpu, &layout, &c, b.ctx)?, Acts::new(&gpu, &c, layout.batch_rows(), n_splits)),
+        };
         let rope_factors = b.rope_factors;
         let mut weights: HashMap<String, Weight> = b.groups;
         for p in b.pending {

@@ -339,10 +339,11 @@ test('a split model of 8 parts loads over HTTP/1.1 (6 connections a host); a par
 });
 
 // A GPU buffer that cannot be made (the GPU's memory full) is reported by a browser later, as an
-// event: the model's last allocations (the KV cache) are awaited before the load says it is
-// ready, and the candidates' KV branches before a request of n > 1 uses them, so a failure there
-// fails that request alone: the next one makes them again and works.
-test('a GPU allocation that fails fails the load or the request that made it, not every later one', { timeout: 180000 }, async () => {
+// event: the KV cache and activations are made and awaited before the download, the model's
+// pipelines before the load says it is ready, and the candidates' KV branches before a request of
+// n > 1 uses them, so a failure there fails that request alone: the next one makes them again and
+// works. An internal error (wgpu 30 panicked on one) fails the request it came in, then on.
+test('a GPU allocation that fails fails the load or the request that made it, not every later one; so does an internal error', { timeout: 180000 }, async () => {
   const r = await page.evaluate(async ({ file }) => {
     const { createEngine } = await import('./webllama.js');
     const run = async (f) => {
@@ -353,23 +354,33 @@ test('a GPU allocation that fails fails the load or the request that made it, no
       }
     };
     const out = {};
+    let progress = { loaded: 0, total: 0 };
     out.kvCache = await run(async () => {
-      const e = await createEngine({ model: `fault/whole/${file}`, _failBuffers: ['k_cache.0'] });
+      const e = await createEngine({ model: `fault/whole/${file}`, _failBuffers: ['k_cache.0'], onProgress: (p) => { progress = p; } });
       await e.unload();
       return 'loaded';
     });
+    out.kvCacheProgress = [progress.loaded, progress.total];
     const e = await createEngine({ model: `fault/whole/${file}`, _failBuffers: ['k_branch.0'] });
     const ask = (n) => run(async () => (await e.completions.create({ prompt: 'ab', max_tokens: 3, n, temperature: 0 })).choices.length);
     out.branches = await ask(2);
     out.one = await ask(1);
     out.again = await ask(2);
+    // An internal error (wgpu 30 panicked on one): a GpuError for the request it came in, then on.
+    await e._gpuError();
+    out.internal = await ask(1);
+    out.afterInternal = await ask(1);
     await e.unload();
     return out;
   }, { file: FILE });
   console.log(JSON.stringify(r, null, 1));
   assert.match(r.kvCache.error ?? 'loaded', /^Gpu\w*Error: .*size/i);
+  // The KV cache is made before the weights: refused with the header read, not the file.
+  assert.ok(r.kvCacheProgress[0] < r.kvCacheProgress[1] / 2, `refused after ${r.kvCacheProgress[0]} of ${r.kvCacheProgress[1]} bytes`);
   assert.match(r.branches.error ?? 'no error', /^Gpu\w*Error: .*size/i);
   assert.deepEqual([r.one, r.again], [{ ok: true, value: 1 }, { ok: true, value: 2 }]);
+  assert.match(r.internal.error ?? 'no error', /^GpuError: .*internal error: raised by a test/);
+  assert.deepEqual(r.afterInternal, { ok: true, value: 1 });
 });
 
 // webllama.js imported from another origin, as from a CDN (jsDelivr, unpkg: scripts and wasm with

@@ -211,7 +211,8 @@ table "with the variants"
 if [ "${TESTS:-1}" = 1 ]; then
   # The tests that read a model (the decode graphs' edge, the GPU sampler against the host's) get
   # random-weight stand-ins of the same shapes: they compare two paths on one model, not goldens.
-  # A test that still finds no model says SKIPPED: listed below the table, not taken as a pass.
+  # A test that still finds no model says SKIPPED (on stderr, shown for passing tests by
+  # --show-output): listed below the table, not taken as a pass.
   step "stand-in models for the tests"
   mkdir -p "$WORK/fixtures/tiny" "$WORK/cache/models"
   $W random-model --like "$WORK/llama2.hdr" --out "$WORK/fixtures/tiny/tiny-llama2-Q8_0.gguf" || failed+=("random-model tiny-llama2")
@@ -220,7 +221,7 @@ if [ "${TESTS:-1}" = 1 ]; then
   for t in kernels attention sampler; do
     step "kernel tests: $t (every kernel x type x layout vs reference.rs)"
     within ${TEST_S:-90} "$t tests" env WEBLLAMA_CACHE="$WORK/cache" WEBLLAMA_SHARED_FIXTURES="$WORK/fixtures" \
-      "$WORK/$t" --test-threads 8 > "$WORK/$t.log" 2>&1
+      "$WORK/$t" --test-threads 8 --show-output > "$WORK/$t.log" 2>&1
     rc=$?; tail -3 "$WORK/$t.log"
     [ $rc = 0 ] || [ $rc = 125 ] || { grep -E "^test .* FAILED|panicked" "$WORK/$t.log" | head -20; failed+=("$t tests (rc $rc)"); }
     grep -h "^SKIPPED" "$WORK/$t.log" | sort -u | sed "s/^/$t: /" >> "$WORK/skipped.txt"

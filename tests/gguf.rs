@@ -378,6 +378,12 @@ fn files_the_decoder_would_misread_are_refused_by_name() {
     );
     assert_eq!(scale(|m| m.push(("llama.rope.scaling.type", Value::String("linear".into())))), 1.0);
     assert_eq!(scale(|_| {}), 1.0);
+    // A factor with no type beside rope_freqs is LLaMA-3's, carried by the divisors: not applied twice.
+    let llama3 = tiny(
+        |m| m.push(("llama.rope.scaling.factor", Value::F32(8.0))),
+        |t| t.push(("rope_freqs.weight", vec![8], 0, bytemuck::cast_slice(&[1f32; 8]).to_vec())),
+    );
+    assert_eq!(load(&llama3).unwrap().rope_freq_scale, 1.0);
     let e = load(&tiny(|m| m.push(("llama.rope.scaling.type", Value::U32(1))), |_| {})).unwrap_err();
     assert!(matches!(&e, Error::BadMetadata { key, .. } if key == "llama.rope.scaling.type"), "{e}");
 }

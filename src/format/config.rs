@@ -172,7 +172,11 @@ impl Config {
             Some(f) => Some(f),
             None => g.opt_f32(&k("rope.scale_linear"))?,
         };
+        let rope_freqs = g.tensor("rope_freqs.weight").is_some();
         let scaling_type = match g.get(&k("rope.scaling.type")) {
+            // A factor beside rope_freqs describes LLaMA-3's scaling, which the divisors carry (a
+            // converter that writes no type for llama3 would have it applied twice).
+            None if rope_freqs => "llama3",
             None => "linear",
             Some(v) => v
                 .as_str()
@@ -195,7 +199,6 @@ impl Config {
                 return Err(Error::BadConfig(format!("rope.scaling.type {other:?} is not supported (linear, llama3)")))
             }
         };
-        let rope_freqs = g.tensor("rope_freqs.weight").is_some();
         // Required, as llama.cpp requires it: families differ (LLaMA 1e-5 or 1e-6, Qwen 1e-6).
         let rms_eps = g
             .opt_f32(&k("attention.layer_norm_rms_epsilon"))?

@@ -321,6 +321,8 @@ impl Gpu {
         // device lost unannounced, a driver reset: a poll runs its lost callback).
         #[cfg(not(target_arch = "wasm32"))]
         if let Err(e) = self.device.poll(wgpu::PollType::Wait { submission_index: submission, timeout: None }) {
+            // The map still pending is cancelled: the buffer is reused by later requests.
+            staging.unmap();
             let _ = self.device.poll(wgpu::PollType::Poll);
             self.take_error()?;
             return Err(Error::Gpu(format!("waiting for the GPU: {e}")));

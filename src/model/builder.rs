@@ -481,7 +481,8 @@ impl ModelBuilder {
     /// reported after finish returns, and the model would be ready only to fail its first request.
     pub async fn finish_checked(self) -> Result<Model> {
         let (gpu, needs, ctx) = (self.gpu.clone(), self.memory_needed(), self.ctx);
-        gpu.checked(|| self.finish()).await.and_then(|built| built).map_err(|e| explain_oom(e, needs, ctx))
+        // (finish explains its own errors; only the scopes' verdict needs it here.)
+        gpu.checked(|| self.finish()).await.map_err(|e| explain_oom(e, needs, ctx))?
     }
 }
 

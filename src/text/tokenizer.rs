@@ -114,8 +114,9 @@ impl Tokenizer {
         if types.len() != tokens.len() {
             return Err(Error::Tokenizer(format!("{} token types for {} tokens", types.len(), tokens.len())));
         }
-        // As llama.cpp: a token named like an end of generation is a control token whatever type the
-        // file gives it (it warns "control-looking token"); user-defined ones stay so (parsed always).
+        // A token named like an end of generation is a control token whatever type the file gives
+        // it, as llama.cpp makes it ("control-looking token"); user-defined ones stay so here (parsed
+        // always, where llama.cpp makes them control too).
         let eog_named: Vec<u32> =
             (0..tokens.len()).filter(|&i| EOG_TEXTS.contains(&tokens[i].as_str())).map(|i| i as u32).collect();
         for &i in &eog_named {

@@ -88,6 +88,8 @@ test('Headlines as one JSON array: a schema of five short strings, parsed into t
   await page.click('#mode-headlines');
   await page.fill('#news-text', NEWS);
   await page.fill('#h-max-tokens', '8');
+  // A seed (the settings panel's, folded; its default draws one per request): the same five each run.
+  await page.$eval('#s-seed', (input) => { input.value = '0'; });
   await page.check('#h-json');
   await page.click('#headlines');
   await page.waitForFunction(() => document.querySelector('#candidates').dataset.done === 'true', null, { timeout: 580000 });

@@ -331,6 +331,10 @@ fn missing_and_inconsistent_llama_keys() {
     // A tensor shaped against the config (its bytes as many as the config's shape would take).
     let e = load(&tiny(|_| {}, |t| t[4].1 = vec![32, 64])).unwrap_err();
     assert!(matches!(&e, Error::BadTensor { tensor, .. } if tensor == "blk.0.attn_k.weight"), "{e}");
+    // A partial rotation, which llama.cpp refuses in a llama file; the whole head is accepted.
+    let e = load(&tiny(|m| m.push(("llama.rope.dimension_count", Value::U32(8))), |_| {})).unwrap_err();
+    assert!(matches!(&e, Error::BadConfig(m) if m.contains("dimension_count is 8")), "{e}");
+    assert_eq!(load(&tiny(|m| m.push(("llama.rope.dimension_count", Value::U32(16))), |_| {})).unwrap().n_rot, 16);
     // Duplicate keys.
     let e = load(&tiny(|m| m.push(("llama.block_count", Value::U32(1))), |_| {})).unwrap_err();
     assert!(matches!(&e, Error::BadMetadata { msg, .. } if msg.contains("twice")), "{e}");

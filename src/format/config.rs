@@ -162,6 +162,12 @@ impl Config {
                 "rope.dimension_count {n_rot} must be even and at most the head width {head_dim}"
             )));
         }
+        // llama.cpp refuses a partial rotation in a llama file (its graph rotates whole heads there).
+        if arch == "llama" && n_rot != head_dim {
+            return Err(Error::BadConfig(format!(
+                "llama.rope.dimension_count is {n_rot}: a llama file rotates the whole head ({head_dim})"
+            )));
+        }
         let rope_base = g.opt_f32(&k("rope.freq_base"))?.unwrap_or(10000.0);
         if !(rope_base.is_finite() && rope_base > 1.0) {
             return Err(Error::BadConfig(format!("rope.freq_base is {rope_base}, expected a finite number above 1")));

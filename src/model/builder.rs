@@ -161,17 +161,17 @@ impl ModelBuilder {
     /// verdict (Gpu::checked): a GPU that cannot hold the model's context says so before the file
     /// downloads, not once gigabytes of weights have gone up (the browser's loader calls this).
     pub async fn reserve(&mut self) -> Result<()> {
-        let (gpu, layout, cfg, ctx) = (self.gpu.clone(), self.layout, self.cfg.clone(), self.ctx);
-        let made = gpu
-            .checked(|| {
-                let kv = KvCache::new(&gpu, &layout, &cfg, ctx)?;
-                Ok((kv, Acts::new(&gpu, &cfg, layout.batch_rows(), layout.attention_splits(ctx))))
-            })
-            .await
-            .and_then(|made| made)
-            .map_err(|e| self.explain(e))?;
+        let gpu = self.gpu.clone();
+        let made = gpu.checked(|| self.make_state()).await.and_then(|made| made).map_err(|e| self.explain(e))?;
         self.reserved = Some(made);
         Ok(())
+    }
+
+    /// The KV cache and the activations this model's context and layout need (made by `reserve`,
+    /// or at the end of the build when nothing reserved them).
+    pub(crate) fn make_state(&self) -> Result<(KvCache, Acts)> {
+        let kv = KvCache::new(&self.gpu, &self.layout, &self.cfg, self.ctx)?;
+        Ok((kv, Acts::new(&self.gpu, &self.cfg, self.layout.batch_rows(), self.layout.attention_splits(self.ctx))))
     }
 
     /// An out-of-memory error with what the model needs added.

@@ -88,13 +88,13 @@ impl Model {
         b.finish()
     }
 
-    fn build(b: ModelBuilder) -> Result<Model> {
+    fn build(mut b: ModelBuilder) -> Result<Model> {
         let (gpu, layout) = (b.gpu.clone(), b.layout);
         let c = b.cfg.clone();
         let n_splits = layout.attention_splits(b.ctx);
-        let (kv, acts) = match b.reserved {
+        let (kv, acts) = match b.reserved.take() {
             Some(made) => made,
-            None => (KvCache::new(&gpu, &layout, &c, b.ctx)?, Acts::new(&gpu, &c, layout.batch_rows(), n_splits)),
+            None => b.make_state()?,
         };
         let rope_factors = b.rope_factors;
         let mut weights: HashMap<String, Weight> = b.groups;

@@ -3,7 +3,7 @@
 
 Writes into tests/fixtures/arch/ (see the README.md there):
   qwen2 (q/k/v biases), qwen3 (per-head q_norm/k_norm, head_dim != n_embd/n_head), a Mixtral-style
-  llama MoE (8 experts, 2 used), a llama model in IQ4_NL, one in IQ4_XS, a llama model split in 3
+  llama MoE (8 experts, 2 used), a llama model with every bias (Granite Code's layout), a llama model in IQ4_NL, one in IQ4_XS, a llama model split in 3
   parts (gguf-split layout), a golden of each on the quantized file (llama.cpp, F16 KV) and on an
   F32 copy of the exact dequantized weights (llama.cpp, F32 KV: the tight one), and a qwen2
   tokenizer golden on llama.cpp's own qwen2 vocabulary (ggml-vocab-qwen2.gguf).
@@ -126,6 +126,10 @@ MODELS = {
                               tied=True, ftype=FT.MOSTLY_IQ4_NL, seed=24),
     "tiny-llama-IQ4_XS": dict(arch="llama", vocab="llama", n_embd=256, n_head=4, n_head_kv=2, head_dim=64, n_ff=512,
                               tied=True, ftype=FT.MOSTLY_IQ4_XS, seed=25),
+    # Granite Code's layout: a llama file with every bias llama.cpp's llama graph adds.
+    "tiny-llama-bias-Q8_0": dict(arch="llama", vocab="llama", n_embd=128, n_head=4, n_head_kv=2, head_dim=32,
+                                 n_ff=384, tied=True, qkv_bias=True, out_bias=True, ffn_bias=True,
+                                 ftype=FT.MOSTLY_Q8_0, seed=27),
     "tiny-split-Q4_1": dict(arch="llama", vocab="llama", n_embd=128, n_head=4, n_head_kv=2, head_dim=32, n_ff=384,
                             tied=False, ftype=FT.MOSTLY_Q4_1, seed=26, split=3),
 }
@@ -197,6 +201,8 @@ def write_f32(path, name, spec, v):
             w.add_tensor(p + "attn_q_norm.weight", norm(D))
             w.add_tensor(p + "attn_k_norm.weight", norm(D))
         w.add_tensor(p + "attn_output.weight", mat(E, H * D, gain=4.0))
+        if spec.get("out_bias"):
+            w.add_tensor(p + "attn_output.bias", (0.3 * rng.standard_normal(E)).astype(np.float32))
         w.add_tensor(p + "ffn_norm.weight", norm(E))
         if spec.get("n_expert"):
             X = spec["n_expert"]
@@ -208,6 +214,10 @@ def write_f32(path, name, spec, v):
             w.add_tensor(p + "ffn_gate.weight", mat(F, E))
             w.add_tensor(p + "ffn_up.weight", mat(F, E))
             w.add_tensor(p + "ffn_down.weight", mat(E, F, gain=4.0))
+            if spec.get("ffn_bias"):
+                w.add_tensor(p + "ffn_gate.bias", (0.5 * rng.standard_normal(F)).astype(np.float32))
+                w.add_tensor(p + "ffn_up.bias", (0.5 * rng.standard_normal(F)).astype(np.float32))
+                w.add_tensor(p + "ffn_down.bias", (0.3 * rng.standard_normal(E)).astype(np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

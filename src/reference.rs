@@ -221,8 +221,10 @@ struct Layer {
     wq: Mat,
     wk: Mat,
     wv: Mat,
-    /// qwen2: bq, bk, bv.
+    /// qwen2 and some llama files: bq, bk, bv.
     qkv_bias: Option<[Vec<f32>; 3]>,
+    /// Some llama files: Wo's bias.
+    out_bias: Option<Vec<f32>>,
     /// qwen3: the per-head norms of q and k.
     qk_norm: Option<[Vec<f32>; 2]>,
     wo: Mat,
@@ -232,8 +234,19 @@ struct Layer {
 
 /// A layer's feed-forward: dense SwiGLU, or a mixture of SwiGLU experts behind a router.
 enum Ffn {
-    Dense { w_gate: Mat, w_up: Mat, w_down: Mat },
-    Experts { router: Mat, gate: Mat, up: Mat, down: Mat },
+    /// With `bias` (some llama files): bgate, bup, bdown.
+    Dense {
+        w_gate: Mat,
+        w_up: Mat,
+        w_down: Mat,
+        bias: Option<[Vec<f32>; 3]>,
+    },
+    Experts {
+        router: Mat,
+        gate: Mat,
+        up: Mat,
+        down: Mat,
+    },
 }
 
 /// The whole model in f32 on the CPU, with its own KV cache.
@@ -266,7 +279,7 @@ impl RefModel {
         let mut layers = vec![];
         for i in 0..cfg.n_layers {
             let mut m = |s: &str| mat(&weights::layer(i, s));
-            let qkv_bias = match cfg.traits.qkv_bias {
+            let qkv_bias = match cfg.biases.qkv {
                 true => {
                     Some([m(weights::ATTN_Q_BIAS)?.data, m(weights::ATTN_K_BIAS)?.data, m(weights::ATTN_V_BIAS)?.data])
                 }
@@ -276,12 +289,22 @@ impl RefModel {
                 true => Some([m(weights::ATTN_Q_NORM)?.data, m(weights::ATTN_K_NORM)?.data]),
                 false => None,
             };
+            let out_bias = if cfg.biases.out { Some(m(weights::ATTN_OUT_BIAS)?.data) } else { None };
+            let ffn_bias = match cfg.biases.ffn {
+                true => Some([
+                    m(weights::FFN_GATE_BIAS)?.data,
+                    m(weights::FFN_UP_BIAS)?.data,
+                    m(weights::FFN_DOWN_BIAS)?.data,
+                ]),
+                false => None,
+            };
             layers.push(Layer {
                 attn_norm: m(weights::ATTN_NORM)?.data,
                 wq: m(weights::ATTN_Q)?,
                 wk: m(weights::ATTN_K)?,
                 wv: m(weights::ATTN_V)?,
                 qkv_bias,
+                out_bias,
                 qk_norm,
                 wo: m(weights::ATTN_OUT)?,
                 ffn_norm: m(weights::FFN_NORM)?.data,
@@ -290,6 +313,7 @@ impl RefModel {
                         w_gate: m(weights::FFN_GATE)?,
                         w_up: m(weights::FFN_UP)?,
                         w_down: m(weights::FFN_DOWN)?,
+                        bias: ffn_bias,
                     },
                     _ => Ffn::Experts {
                         router: m(weights::FFN_GATE_INP)?,
@@ -354,10 +378,21 @@ impl RefModel {
             self.v_cache[l].extend_from_slice(&v);
             let att = attention(&q, &self.k_cache[l], &self.v_cache[l], c.n_heads, c.n_kv_heads, c.head_dim, pos + 1);
             add(&mut x, &matvec(&layer.wo, &att));
+            if let Some(bo) = &layer.out_bias {
+                add(&mut x, bo);
+            }
             match &layer.ffn {
-                Ffn::Dense { w_gate, w_up, w_down } => {
+                Ffn::Dense { w_gate, w_up, w_down, bias: None } => {
                     let h = gate_up(&x, &layer.ffn_norm, c.rms_eps, w_gate, w_up); // [ffn_dim]
                     add(&mut x, &matvec(w_down, &h));
+                }
+                Ffn::Dense { w_gate, w_up, w_down, bias: Some([b_gate, b_up, b_down]) } => {
+                    let xb = rmsnorm(&x, &layer.ffn_norm, c.rms_eps);
+                    let (mut gate, mut up) = (matvec(w_gate, &xb), matvec(w_up, &xb)); // [ffn_dim]
+                    add(&mut gate, b_gate);
+                    add(&mut up, b_up);
+                    add(&mut x, &matvec(w_down, &swiglu(&gate, &up)));
+                    add(&mut x, b_down);
                 }
                 Ffn::Experts { router, gate, up, down } => {
                     let xb = rmsnorm(&x, &layer.ffn_norm, c.rms_eps);

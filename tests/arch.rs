@@ -85,6 +85,14 @@ fn qwen3_matches_the_exact_golden() {
     prefill_everywhere("tiny-qwen3-Q5_0.gguf", "tiny-qwen3-Q5_0");
 }
 
+/// A llama file with every bias llama.cpp's llama graph adds (IBM Granite Code's layout): q, k, v
+/// before RoPE, Wo's into the residual, gate and up before SwiGLU, down's into the residual.
+#[test]
+fn llama_biases_match_the_exact_golden() {
+    exact_everywhere("tiny-llama-bias-Q8_0.gguf", "tiny-llama-bias-Q8_0");
+    prefill_everywhere("tiny-llama-bias-Q8_0.gguf", "tiny-llama-bias-Q8_0");
+}
+
 /// A Mixtral-style mixture of experts in a llama file: 8 experts, 2 used (router softmax, top 2,
 /// renormalized), decode and batched prefill.
 #[test]

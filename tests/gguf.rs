@@ -341,7 +341,7 @@ fn missing_and_inconsistent_llama_keys() {
 }
 
 /// Files that would load and then compute something other than their model are refused by name:
-/// a tensor the decoder would not read (biases in a llama file, as Granite Code and Bielik have),
+/// a tensor the decoder would not read (a classifier), a group of a llama file's biases in part,
 /// experts stored apart (Mixtral conversions of 2023), an embedding or reranking model, a file with
 /// no RMSNorm epsilon (families differ). The 2023 key of linear RoPE scaling is read.
 #[test]
@@ -356,10 +356,22 @@ fn files_the_decoder_would_misread_are_refused_by_name() {
             },
         )
     };
-    for name in ["blk.0.attn_q.bias", "blk.0.ffn_down.bias", "cls.output.weight"] {
+    let e = load(&with("cls.output.weight", 64)).unwrap_err();
+    assert!(
+        matches!(&e, Error::BadTensor { tensor, msg } if tensor == "cls.output.weight" && msg.contains("not part")),
+        "{e}"
+    );
+    // A llama file's biases are read in groups (q, k, v; Wo; gate, up, down): a group's first bias
+    // asks for the rest by name; a whole group loads.
+    for (name, missing) in [("blk.0.attn_q.bias", "blk.0.attn_k.bias"), ("blk.0.ffn_down.bias", "blk.0.ffn_gate.bias")]
+    {
         let e = load(&with(name, 64)).unwrap_err();
-        assert!(matches!(&e, Error::BadTensor { tensor, msg } if tensor == name && msg.contains("not part")), "{e}");
+        assert!(matches!(&e, Error::MissingTensor(t) if t == missing), "{name}: {e}");
     }
+    let biases = load(&with("blk.0.attn_output.bias", 64)).unwrap().biases;
+    assert!(biases.out && !biases.qkv && !biases.ffn, "{biases:?}");
+    let e = load(&with("blk.0.attn_output.bias", 32)).unwrap_err();
+    assert!(matches!(&e, Error::BadTensor { tensor, .. } if tensor == "blk.0.attn_output.bias"), "{e}");
     let e = load(&with("blk.0.ffn_gate.3.weight", 64)).unwrap_err();
     assert!(
         matches!(&e, Error::BadConfig(m) if m.contains("blk.0.ffn_gate.3.weight") && m.contains("newer conversion")),

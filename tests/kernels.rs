@@ -12,7 +12,9 @@ use common::{gpu, Rng};
 use std::sync::Arc;
 use webllama::format::quant::{QuantType, SUPPORTED};
 use webllama::kernels::cpu;
-use webllama::kernels::{self, HeadRmsnormParams, MatvecParams, QkvBiasParams, QuantMatrix, RopeParams, Step};
+use webllama::kernels::{
+    self, AddBiasParams, HeadRmsnormParams, MatvecParams, QkvBiasParams, QuantMatrix, RopeParams, Step,
+};
 use webllama::reference;
 use webllama::{Family, Gpu, Layout};
 
@@ -294,7 +296,8 @@ fn rope_matches() {
         );
     }
 }
-/// qwen2's q | k | v biases and qwen3's per-head q and k norms, over batch rows of q | k | v.
+/// qwen2's q | k | v biases, a llama file's other biases (add_bias) and qwen3's per-head q and k
+/// norms, over batch rows of q | k | v.
 #[test]
 fn qkv_bias_and_head_rmsnorm_match() {
     let g = adapter();
@@ -314,6 +317,16 @@ fn qkv_bias_and_head_rmsnorm_match() {
         let mut want = x.clone();
         reference::qkv_bias(&mut want, &bq, &bk, &bv);
         check("qkv_bias", "f32", &shape, &read(&buf, x.len()), &want);
+
+        // A llama file's other biases: one vector added inside each row (here over k's values).
+        let b = rng.vec(kv_dim);
+        let bias = g.storage_with("bias", bytemuck::cast_slice(&b));
+        let p = AddBiasParams { len: kv_dim as u32, row_stride: stride as u32, offset: q_dim as u32, _pad: 0 };
+        kernels::submit(&g, &[kernels::add_bias(g.t(), &buf, &bias, p, rows as u32).unwrap()]);
+        for row in want.chunks_mut(stride) {
+            reference::add(&mut row[q_dim..q_dim + kv_dim], &b);
+        }
+        check("add_bias", "f32", &shape, &read(&buf, x.len()), &want);
 
         let (q_norm, k_norm) = (rng.vec(hd), rng.vec(hd));
         let norms = [&q_norm, &k_norm].map(|n| g.storage_with("norm", bytemuck::cast_slice(n)));

@@ -25,6 +25,19 @@ pub const ARCHITECTURES: &[ArchTraits] = &[
     ArchTraits { name: "qwen3", rope_neox: true, qkv_bias: false, qk_norm: true },
 ];
 
+/// The projections that add a bias after their matrix: qwen2's q, k and v always; in a llama file
+/// (IBM Granite Code 3B/8B, Bielik, llamafied Qwen-1) whichever group the file carries, as
+/// llama.cpp's llama graph adds them. Each group's tensors are all there or the file is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Biases {
+    /// blk.N.attn_{q,k,v}.bias ([q_dim], [kv_dim], [kv_dim]).
+    pub qkv: bool,
+    /// blk.N.attn_output.bias ([dim]), added with Wo's product.
+    pub out: bool,
+    /// blk.N.ffn_{gate,up}.bias ([ffn_dim], before SwiGLU) and ffn_down.bias ([dim]).
+    pub ffn: bool,
+}
+
 /// LLaMA-family hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -32,6 +45,8 @@ pub struct Config {
     pub arch: String,
     /// What the architecture changes in the decoder.
     pub traits: ArchTraits,
+    /// Which projections add a bias (qwen2's q, k, v; any of the groups in a llama file).
+    pub biases: Biases,
     /// Decoder blocks (<arch>.block_count).
     pub n_layers: usize,
     /// Residual stream width (<arch>.embedding_length).
@@ -232,9 +247,21 @@ impl Config {
             }
         }
         let tied_output = g.tensor("output.weight").is_none();
+        let carries = |suffixes: &[&str]| {
+            arch == "llama" && g.tensors.iter().any(|t| suffixes.iter().any(|s| t.name.ends_with(s)))
+        };
+        let biases = Biases {
+            qkv: traits.qkv_bias || carries(&[".attn_q.bias", ".attn_k.bias", ".attn_v.bias"]),
+            out: carries(&[".attn_output.bias"]),
+            ffn: carries(&[".ffn_gate.bias", ".ffn_up.bias", ".ffn_down.bias"]),
+        };
+        if biases.ffn && n_experts > 0 {
+            return Err(Error::BadConfig("feed-forward biases beside a mixture of experts are not supported".into()));
+        }
         Ok(Config {
             arch: arch.to_string(),
             traits,
+            biases,
             n_layers,
             dim,
             n_heads,
@@ -270,6 +297,6 @@ impl Config {
     /// project and rotate in one pass (the GPU family's qkv, the CPU family's rope in attention) apply.
     pub fn llama_qk(&self) -> bool {
         let t = self.traits;
-        !(t.rope_neox || t.qkv_bias || t.qk_norm)
+        !(t.rope_neox || self.biases.qkv || t.qk_norm)
     }
 }

@@ -23,10 +23,17 @@ pub fn is_experts(name: &str) -> bool {
     name.ends_with("_exps.weight")
 }
 
-/// qwen2: biases of the q, k, v projections ([q_dim], [kv_dim], [kv_dim]).
+/// Biases of the q, k, v projections ([q_dim], [kv_dim], [kv_dim]): qwen2's, and a llama file's
+/// where it has them (Config::biases).
 pub const ATTN_Q_BIAS: &str = "attn_q.bias";
 pub const ATTN_K_BIAS: &str = "attn_k.bias";
 pub const ATTN_V_BIAS: &str = "attn_v.bias";
+/// A llama file's other biases, where it has them: Wo's ([dim]), the feed-forward's ([ffn_dim],
+/// [ffn_dim], [dim]).
+pub const ATTN_OUT_BIAS: &str = "attn_output.bias";
+pub const FFN_GATE_BIAS: &str = "ffn_gate.bias";
+pub const FFN_UP_BIAS: &str = "ffn_up.bias";
+pub const FFN_DOWN_BIAS: &str = "ffn_down.bias";
 /// qwen3: per-head RMSNorm weights of q and k ([head_dim]).
 pub const ATTN_Q_NORM: &str = "attn_q_norm.weight";
 pub const ATTN_K_NORM: &str = "attn_k_norm.weight";
@@ -82,10 +89,13 @@ pub fn expected(cfg: &Config) -> Vec<(String, Vec<u64>)> {
             .to_vec(),
         };
         out.extend(ffn.into_iter().map(|(suffix, shape)| (layer(i, suffix), shape)));
-        if cfg.traits.qkv_bias {
-            for (suffix, n) in [(ATTN_Q_BIAS, q), (ATTN_K_BIAS, kv), (ATTN_V_BIAS, kv)] {
-                out.push((layer(i, suffix), vec![n]));
-            }
+        let biases = [
+            (cfg.biases.qkv, vec![(ATTN_Q_BIAS, q), (ATTN_K_BIAS, kv), (ATTN_V_BIAS, kv)]),
+            (cfg.biases.out, vec![(ATTN_OUT_BIAS, d)]),
+            (cfg.biases.ffn, vec![(FFN_GATE_BIAS, f), (FFN_UP_BIAS, f), (FFN_DOWN_BIAS, d)]),
+        ];
+        for (suffix, n) in biases.into_iter().filter(|b| b.0).flat_map(|b| b.1) {
+            out.push((layer(i, suffix), vec![n]));
         }
         if cfg.traits.qk_norm {
             for suffix in [ATTN_Q_NORM, ATTN_K_NORM] {
@@ -111,7 +121,7 @@ pub fn check(g: &Gguf, cfg: &Config) -> Result<()> {
     }
     let expected = expected(cfg);
     // A tensor the decoder would not read changes what the model computes (llama.cpp refuses such
-    // files too): biases in a llama file (Granite Code, Bielik), a reranker's classifier.
+    // files too): a reranker's classifier, a bias llama.cpp's graph of the architecture has not.
     let read: std::collections::HashSet<&str> = expected.iter().map(|(name, _)| name.as_str()).collect();
     if let Some(t) = g.tensors.iter().find(|t| !read.contains(t.name.as_str())) {
         return Err(Error::BadTensor {

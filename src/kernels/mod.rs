@@ -2,7 +2,7 @@
 //! workgroup count, returned as a Dispatch to record into a compute pass. Bind groups are made once
 //! when the model is built and replayed for every token. This file holds the plumbing, the step
 //! uniform, how a matrix lies on the GPU, the kernels both families share (embed, rmsnorm, rope,
-//! qkv_bias, head_rmsnorm, swiglu; the choice of tokens in choose.rs, the mixture of experts' in
+//! qkv_bias, add_bias, head_rmsnorm, swiglu; the choice of tokens in choose.rs, the mixture of experts' in
 //! moe.rs) and the ones whose family the Layout picks (matvec, matmul, attention), each in `gpu/`
 //! or `cpu/`.
 
@@ -526,7 +526,8 @@ pub struct QkvBiasParams {
     pub _pad: u32,
 }
 
-/// qkv_bias (qwen2): q | k | v += bq | bk | bv in place, for `rows` batch rows of qkv.
+/// qkv_bias (qwen2, a llama file with the biases): q | k | v += bq | bk | bv in place, for `rows`
+/// batch rows of qkv.
 pub fn qkv_bias(
     t: Target,
     qkv: &wgpu::Buffer,
@@ -538,6 +539,25 @@ pub fn qkv_bias(
     let pipeline = t.pipeline(&Module::new("qkv_bias", &[wgsl::QKV_BIAS]), "main")?;
     let buffers = numbered(&[qkv, bias[0], bias[1], bias[2]]);
     bind(t.gpu, "qkv_bias", pipeline, bytemuck::bytes_of(&p), buffers, [n.div_ceil(64), rows, 1])
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct AddBiasParams {
+    /// The bias's length.
+    pub len: u32,
+    /// Elements per batch row of out.
+    pub row_stride: u32,
+    /// Where in a row the biased values start.
+    pub offset: u32,
+    pub _pad: u32,
+}
+
+/// add_bias (a llama file's other biases): out[r, offset..offset + len] += bias in place, for
+/// `rows` batch rows.
+pub fn add_bias(t: Target, out: &wgpu::Buffer, bias: &wgpu::Buffer, p: AddBiasParams, rows: u32) -> Result<Dispatch> {
+    let pipeline = t.pipeline(&Module::new("add_bias", &[wgsl::ADD_BIAS]), "main")?;
+    bind(t.gpu, "add_bias", pipeline, bytemuck::bytes_of(&p), numbered(&[out, bias]), [p.len.div_ceil(64), rows, 1])
 }
 
 #[repr(C)]

@@ -159,12 +159,14 @@ pub fn decode(s: &Parts, combine_in_wo: Option<u32>) -> Result<Vec<Dispatch>> {
         g.qkv(l)?; // q | k | v = [Wq; Wk; Wv] rmsnorm(x) (+ qkv_bias; head_rmsnorm q, k); q, k = rope(q), rope(k) (CPU family, llama: in attention)
         g.attention(l, AttentionRows::One, s.n_splits)?; // att = softmax(q k^T / sqrt(head_dim)) v (or its splits' partials); k, v into the cache
         g.residual(s.w(&lw(ATTN_OUT)), &a.att)?; // x += Wo att (att merged from the partials in Wo's loader where attention left them)
+        g.out_bias(l)?; // x += bo (a llama file's)
         if c.n_experts > 0 {
             g.moe(l)?; // x += sum over the token's routed experts e (weight w_e) of w_e Wdown_e silu(Wgate_e xb) * (Wup_e xb), xb = rmsnorm(x)
             continue;
         }
-        g.gate_up(l)?; // hb = silu(Wgate rmsnorm(x)) * (Wup rmsnorm(x)) (CPU family: gate | up, swiglu in down)
+        g.gate_up(l)?; // hb = silu(Wgate rmsnorm(x)) * (Wup rmsnorm(x)) (CPU family, or biases: gate | up (+ bgate | bup), swiglu in down)
         g.down(l)?; // x += Wdown hb
+        g.down_bias(l)?; // x += bdown (a llama file's)
     }
     g.logits()?; // logits = Wout rmsnorm(x)
     g.argmax(1)?; // tokens[0] = argmax(logits)
@@ -205,19 +207,22 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
         let lw = |suffix: &str| weights::layer(l, suffix);
         g.rmsnorm(s.vec(&lw(ATTN_NORM)))?; // xb = rmsnorm(x)
         g.matmul_qkv(l)?; // q | k | v = [Wq; Wk; Wv] xb
-        g.qkv_bias(l)?; // q | k | v += bq | bk | bv (qwen2)
+        g.qkv_bias(l)?; // q | k | v += bq | bk | bv (qwen2, some llama files)
         g.head_rmsnorm(l)?; // q, k = rmsnorm of each head * q_norm, k_norm (qwen3)
         g.rope()?; // q, k = rope(q), rope(k)
         g.attention(l, which, n_splits)?; // att = causal softmax(q k^T / sqrt(head_dim)) v; each row's k, v into the cache (or branch)
         g.matmul(s.w(&lw(ATTN_OUT)), &a.att, &a.x, add(c.q_dim() as u32))?; // x += Wo att
+        g.out_bias(l)?; // x += bo (a llama file's)
         if c.n_experts > 0 {
             g.moe(l)?; // x[t] += sum over t's routed experts e (weight w_e) of w_e Wdown_e silu(Wgate_e xb[t]) * (Wup_e xb[t])
             continue;
         }
         g.rmsnorm(s.vec(&lw(FFN_NORM)))?; // xb = rmsnorm(x)
         g.matmul_gate_up(l)?; // hb, hb2 = Wgate xb, Wup xb
+        g.gate_up_bias(l, false)?; // hb, hb2 += bgate, bup (a llama file's)
         g.swiglu(ffn)?; // hb = silu(hb) * hb2 (the rows that hold tokens)
         g.matmul(s.w(&lw(FFN_DOWN)), &a.hb, &a.x, add(ffn))?; // x += Wdown hb
+        g.down_bias(l)?; // x += bdown (a llama file's)
     }
     g.rmsnorm(s.vec(OUTPUT_NORM))?; // xb = rmsnorm(x)
     let body = g.done();

@@ -9,16 +9,16 @@ use super::weight::Weight;
 use crate::error::Result;
 use crate::format::config::Config;
 use crate::format::weights::{
-    self, ATTN_K, ATTN_K_BIAS, ATTN_K_NORM, ATTN_NORM, ATTN_Q, ATTN_Q_BIAS, ATTN_Q_NORM, ATTN_V, ATTN_V_BIAS, FFN_DOWN,
-    FFN_DOWN_EXPS, FFN_GATE, FFN_GATE_EXPS, FFN_GATE_INP, FFN_NORM, FFN_UP, FFN_UP_EXPS, OUTPUT_NORM, ROPE_FREQS,
-    TOKEN_EMBD,
+    self, ATTN_K, ATTN_K_BIAS, ATTN_K_NORM, ATTN_NORM, ATTN_OUT_BIAS, ATTN_Q, ATTN_Q_BIAS, ATTN_Q_NORM, ATTN_V,
+    ATTN_V_BIAS, FFN_DOWN, FFN_DOWN_BIAS, FFN_DOWN_EXPS, FFN_GATE, FFN_GATE_BIAS, FFN_GATE_EXPS, FFN_GATE_INP,
+    FFN_NORM, FFN_UP, FFN_UP_BIAS, FFN_UP_EXPS, OUTPUT_NORM, ROPE_FREQS, TOKEN_EMBD,
 };
 use crate::gpu::{Family, Layout};
 use crate::kernels::cpu::{self, Fold};
 use crate::kernels::gpu::{self, QkvParams};
 use crate::kernels::{
-    self, AttentionBuffers, AttentionParams, AttentionRows, Dispatch, HeadRmsnormParams, MatmulParams, MatvecParams,
-    MoeMatmulParams, MoeMatvecParams, MoeRouteParams, QkvBiasParams, QuantMatrix, RopeParams,
+    self, AddBiasParams, AttentionBuffers, AttentionParams, AttentionRows, Dispatch, HeadRmsnormParams, MatmulParams,
+    MatvecParams, MoeMatmulParams, MoeMatvecParams, MoeRouteParams, QkvBiasParams, QuantMatrix, RopeParams,
 };
 
 /// A graph being recorded: its dispatches so far and what they read.
@@ -100,10 +100,11 @@ impl<'a> Recorder<'a> {
         Ok(())
     }
 
-    /// q | k | v += bq | bk | bv for every row, where the architecture has the biases (qwen2).
+    /// q | k | v += bq | bk | bv for every row, where the model has the biases (qwen2, some llama
+    /// files).
     pub fn qkv_bias(&mut self, l: usize) -> Result<()> {
         let (s, c) = (self.s, self.s.cfg);
-        if !c.traits.qkv_bias {
+        if !c.biases.qkv {
             return Ok(());
         }
         let bias = [ATTN_Q_BIAS, ATTN_K_BIAS, ATTN_V_BIAS].map(|b| s.vec(&weights::layer(l, b)));
@@ -114,6 +115,54 @@ impl<'a> Recorder<'a> {
             ..Default::default()
         };
         self.g.push(kernels::qkv_bias(s.target(), &s.acts.qkv, bias, p, self.rows)?);
+        Ok(())
+    }
+
+    /// x += bo for every row, where the model has Wo's bias (a llama file's).
+    pub fn out_bias(&mut self, l: usize) -> Result<()> {
+        let c = self.s.cfg;
+        if !c.biases.out {
+            return Ok(());
+        }
+        self.add_bias(&self.s.acts.x, ATTN_OUT_BIAS, l, c.dim as u32, [c.dim as u32, 0])
+    }
+
+    /// Where the model has the feed-forward's biases (a llama file's): gate += bgate, up += bup
+    /// for every row, gate and up in hb and hb2 (`packed`: both in hb, gate | up, the CPU family's
+    /// decode).
+    pub fn gate_up_bias(&mut self, l: usize, packed: bool) -> Result<()> {
+        let (a, ffn) = (self.s.acts, self.s.cfg.ffn_dim as u32);
+        if !self.s.cfg.biases.ffn {
+            return Ok(());
+        }
+        match packed {
+            true => {
+                self.add_bias(&a.hb, FFN_GATE_BIAS, l, ffn, [2 * ffn, 0])?;
+                self.add_bias(&a.hb, FFN_UP_BIAS, l, ffn, [2 * ffn, ffn])
+            }
+            false => {
+                self.add_bias(&a.hb, FFN_GATE_BIAS, l, ffn, [ffn, 0])?;
+                self.add_bias(&a.hb2, FFN_UP_BIAS, l, ffn, [ffn, 0])
+            }
+        }
+    }
+
+    /// x += bdown for every row, where the model has the feed-forward's biases (a llama file's).
+    pub fn down_bias(&mut self, l: usize) -> Result<()> {
+        let c = self.s.cfg;
+        if !c.biases.ffn {
+            return Ok(());
+        }
+        self.add_bias(&self.s.acts.x, FFN_DOWN_BIAS, l, c.dim as u32, [c.dim as u32, 0])
+    }
+
+    /// out[r, offset..offset + len] += layer l's bias `suffix` ([len]) for every row, rows
+    /// `row_stride` apart.
+    fn add_bias(&mut self, out: &wgpu::Buffer, suffix: &str, l: usize, len: u32, at: [u32; 2]) -> Result<()> {
+        let bias = self.s.vec(&weights::layer(l, suffix));
+        let [row_stride, offset] = at;
+        let p = AddBiasParams { len, row_stride, offset, _pad: 0 };
+        self.g.push(kernels::add_bias(self.s.target(), out, bias, p, self.rows)?);
         Ok(())
     }
 
@@ -282,10 +331,8 @@ impl<'a> Recorder<'a> {
         let wqkv = s.weights.get(&weights::layer(l, "attn_qkv"));
         match (self.family(), wqkv) {
             (Family::Gpu, Some(wqkv)) if !c.traits.qk_norm => {
-                let bias = c
-                    .traits
-                    .qkv_bias
-                    .then(|| [ATTN_Q_BIAS, ATTN_K_BIAS, ATTN_V_BIAS].map(|b| s.vec(&weights::layer(l, b))));
+                let bias =
+                    c.biases.qkv.then(|| [ATTN_Q_BIAS, ATTN_K_BIAS, ATTN_V_BIAS].map(|b| s.vec(&weights::layer(l, b))));
                 let p = QkvParams {
                     q_rows: c.q_dim() as u32,
                     kv_rows: c.kv_dim() as u32,
@@ -362,15 +409,16 @@ impl<'a> Recorder<'a> {
     }
 
     /// Decode: the feed-forward's first half. GPU family: hb = silu(Wgate xb) * (Wup xb), xb =
-    /// rmsnorm(x), by the fused gate_up kernel over the layer's group. CPU family: hb = gate | up
-    /// by one matvec over the group (rmsnorm folded where folds run), swiglu left to `down`.
-    /// Without a group: hb, hb2 = gate, up.
+    /// rmsnorm(x), by the fused gate_up kernel over the layer's group. CPU family, and the GPU
+    /// family where the feed-forward has biases (they come before SwiGLU): hb = gate | up by one
+    /// matvec over the group (rmsnorm folded where folds run; the biases added), swiglu left to
+    /// `down`. Without a group: hb, hb2 = gate, up.
     pub fn gate_up(&mut self, l: usize) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
         let norm = weights::layer(l, FFN_NORM);
         let wgu = s.weights.get(&weights::layer(l, "ffn_gate_up"));
         match (self.family(), wgu) {
-            (Family::Gpu, Some(wgu)) => {
+            (Family::Gpu, Some(wgu)) if !s.cfg.biases.ffn => {
                 self.g.push(gpu::gate_up(s.target(), &wgu.part(0), &a.x, s.vec(&norm), &a.hb, s.cfg.rms_eps)?);
                 return Ok(());
             }
@@ -381,12 +429,13 @@ impl<'a> Recorder<'a> {
         }
         self.rmsnorm(s.vec(&norm))?;
         match wgu {
-            Some(wgu) => self.matvec(wgu, &a.xb, &a.hb, MatvecParams::default(), Fold::default()),
+            Some(wgu) => self.matvec(wgu, &a.xb, &a.hb, MatvecParams::default(), Fold::default())?,
             None => {
                 self.matvec(s.w(&weights::layer(l, FFN_GATE)), &a.xb, &a.hb, MatvecParams::default(), Fold::default())?;
-                self.matvec(s.w(&weights::layer(l, FFN_UP)), &a.xb, &a.hb2, MatvecParams::default(), Fold::default())
+                self.matvec(s.w(&weights::layer(l, FFN_UP)), &a.xb, &a.hb2, MatvecParams::default(), Fold::default())?
             }
         }
+        self.gate_up_bias(l, wgu.is_some()) // gate += bgate, up += bup (a llama file's)
     }
 
     /// Decode: x += Wdown silu(gate) * up, from what `gate_up` left: the CPU family's folds run
@@ -400,8 +449,9 @@ impl<'a> Recorder<'a> {
             (Family::Cpu, true) if self.folds => {
                 fold = Fold { swiglu_up: Some(ffn), partials_out: Some(&a.norms), ..Default::default() }
             }
-            (Family::Cpu, true) => self.g.push(cpu::swiglu_packed(s.target(), &a.hb, ffn, ffn)?), // hb = silu(hb) * hb[ffn..]
-            (Family::Gpu, true) => {}        // the fused gate_up kernel did it
+            (Family::Gpu, true) if !s.cfg.biases.ffn => {} // the fused gate_up kernel did it
+            // hb = silu(hb) * hb[ffn..] (gate | up packed; the GPU family's too where biases came between)
+            (_, true) => self.g.push(cpu::swiglu_packed(s.target(), &a.hb, ffn, ffn)?),
             (_, false) => self.swiglu(ffn)?, // hb = silu(hb) * hb2
         }
         self.matvec(
@@ -500,7 +550,8 @@ pub fn rope_in_attention(layout: &Layout, cfg: &Config) -> bool {
 /// matrices that leave partial sums (Wo, Wdown) in one part.
 fn decode_folds(s: &Parts) -> bool {
     let t = s.target();
-    if !s.layout.is_cpu() || !s.layout.folds {
+    // Biases added to x between the matvecs would be missed by the sums of squares they pass on.
+    if !s.layout.is_cpu() || !s.layout.folds || s.cfg.biases.out || s.cfg.biases.ffn {
         return false;
     }
     let folds = |w: &Weight| (0..w.parts.len()).all(|i| cpu::can_fold(t, &w.part(i)));

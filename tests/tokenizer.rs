@@ -294,3 +294,34 @@ fn a_stray_byte_after_a_streamed_character_does_not_stop_the_stream() {
     }
     assert!(out.starts_with('€') && out.ends_with("b c"), "{out:?}");
 }
+
+/// Phi-3's vocabulary (llama.cpp's own ggml-vocab-phi-3.gguf, in tests/fixtures/arch): SentencePiece
+/// with Phi's control tokens. llama.cpp's expected ids for its inputs (its test-tokenizer-0 files,
+/// copied beside the vocabulary: no specials added, none parsed); <|end|> ends generation.
+#[test]
+fn phi3_vocab_matches_llama_cpp() {
+    let dir = format!("{}/tests/fixtures/arch", env!("CARGO_MANIFEST_DIR"));
+    let tok = Tokenizer::from_gguf(&weights::read_header(&format!("{dir}/vocab-phi3.gguf")).unwrap()).unwrap();
+    assert!(tok.add_bos);
+    assert!(tok.is_eog(32000) && tok.is_eog(32007), "<|endoftext|> and <|end|> end generation");
+    let inputs = std::fs::read_to_string(format!("{dir}/vocab-phi3.gguf.inp")).unwrap();
+    let mut inputs: Vec<&str> = inputs.split("\n__ggml_vocab_test__\n").collect();
+    if inputs.last() == Some(&"") {
+        inputs.pop();
+    }
+    let expected = std::fs::read_to_string(format!("{dir}/vocab-phi3.gguf.out")).unwrap();
+    let expected: Vec<Vec<u32>> =
+        expected.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect();
+    assert_eq!(inputs.len(), expected.len());
+    assert!(inputs.len() >= 40, "{} inputs", inputs.len());
+    for (text, want) in inputs.iter().zip(&expected) {
+        let ids = tok.encode(text, false).unwrap();
+        assert_eq!(ids.first(), Some(&1), "BOS first");
+        assert_eq!(&ids[1..], &want[..], "{text:?}");
+    }
+    // llama.cpp's ids (its libllama, tests/fixtures/arch/README.md): the whitespace after Phi's
+    // special tokens is dropped (llama.cpp's RSTRIP for a file named Phi-3), not after <|endoftext|>.
+    let chat = "<|user|>\nHi<|end|>\n<|assistant|>\n";
+    assert_eq!(tok.encode(chat, true).unwrap(), [1, 32010, 6324, 32007, 32001], "{chat:?}");
+    assert_eq!(tok.encode("a<|endoftext|> b", true).unwrap(), [1, 263, 32000, 29871, 289]);
+}

@@ -24,6 +24,28 @@ const TOKEN_TYPE_USER_DEFINED: i128 = 4;
 /// GPT-2's split, as llama.cpp writes it.
 const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 
+/// The special tokens llama.cpp strips the whitespace after (RSTRIP), as Phi-3's tokenizer.json
+/// does: in a file whose general.name holds "phi-3" or "phi3" (llama.cpp's test, case-blind), every
+/// control and user-defined token and `</s>`, but not `<unk>`, `<s>` or `<|endoftext|>`; in any
+/// other file none. Sorted ids.
+fn phi_rstrip(g: &Gguf, tokens: &[String], special_ids: &[u32]) -> Vec<u32> {
+    let name = g.get("general.name").and_then(|v| v.as_str()).unwrap_or("").to_lowercase();
+    if !(name.contains("phi-3") || name.contains("phi3")) {
+        return vec![];
+    }
+    let text = |id: &u32| tokens[*id as usize].as_str();
+    let end_s = tokens.iter().position(|t| t == "</s>").map(|i| i as u32);
+    let mut ids: Vec<u32> = special_ids
+        .iter()
+        .copied()
+        .chain(end_s)
+        .filter(|id| !matches!(text(id), "<unk>" | "<s>" | "<|endoftext|>"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// llama.cpp's pre-tokenizer regex for tokenizer.ggml.pre = "llama-bpe" (LLaMA-3).
 const LLAMA3_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -87,6 +109,9 @@ pub struct Tokenizer {
     pub tokens: Vec<String>,
     /// Whether each id is a control token (tokenizer.ggml.token_type 3).
     control: Vec<bool>,
+    /// Special tokens after which the text's whitespace is dropped (sorted): llama.cpp's RSTRIP,
+    /// which it gives Phi-3's vocabulary (`phi_rstrip`).
+    rstrip: Vec<u32>,
 }
 
 impl Tokenizer {
@@ -227,6 +252,7 @@ impl Tokenizer {
             .match_kind(aho_corasick::MatchKind::LeftmostLongest)
             .build(special_ids.iter().map(|&i| &tokens[i as usize]))
             .map_err(|e| Error::Tokenizer(format!("indexing the {} special tokens: {e}", special_ids.len())))?;
+        let rstrip = phi_rstrip(g, &tokens, &special_ids);
         let control = types.iter().map(|&t| t == TOKEN_TYPE_CONTROL).collect();
         Ok(Tokenizer {
             inner,
@@ -239,6 +265,7 @@ impl Tokenizer {
             eog_ids,
             tokens,
             control,
+            rstrip,
         })
     }
 
@@ -309,6 +336,11 @@ impl Tokenizer {
                     ids.push(id);
                     after_special = true;
                     start = end + len;
+                    if self.rstrip.binary_search(&id).is_ok() {
+                        // C's isspace, as llama.cpp strips.
+                        let space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
+                        start += text.as_bytes()[start..].iter().take_while(|&&b| space(b)).count();
+                    }
                 }
                 None => start = text.len(),
             }

@@ -3,7 +3,8 @@
 
 Writes into tests/fixtures/arch/ (see the README.md there):
   qwen2 (q/k/v biases), qwen3 (per-head q_norm/k_norm, head_dim != n_embd/n_head), a Mixtral-style
-  llama MoE (8 experts, 2 used), a llama model with every bias (Granite Code's layout), a llama model in IQ4_NL, one in IQ4_XS, a llama model split in 3
+  llama MoE (8 experts, 2 used), a llama model with every bias (Granite Code's layout), a phi3 model
+  (fused q|k|v and gate|up, LongRoPE factors and attention factor), a llama model in IQ4_NL, one in IQ4_XS, a llama model split in 3
   parts (gguf-split layout), a golden of each on the quantized file (llama.cpp, F16 KV) and on an
   F32 copy of the exact dequantized weights (llama.cpp, F32 KV: the tight one), and a qwen2
   tokenizer golden on llama.cpp's own qwen2 vocabulary (ggml-vocab-qwen2.gguf).
@@ -130,6 +131,14 @@ MODELS = {
     "tiny-llama-bias-Q8_0": dict(arch="llama", vocab="llama", n_embd=128, n_head=4, n_head_kv=2, head_dim=32,
                                  n_ff=384, tied=True, qkv_bias=True, out_bias=True, ffn_bias=True,
                                  ftype=FT.MOSTLY_Q8_0, seed=27),
+    # Phi-3.5's layout: q | k | v in attn_qkv, gate | up in ffn_up, LongRoPE (long and short
+    # factors, the original context 64 so that llama.cpp's n_ctx 512 takes the long ones, and
+    # Phi-3.5-mini's attention factor, 1.19).
+    "tiny-phi3-Q8_0": dict(arch="phi3", vocab="llama", n_embd=128, n_head=4, n_head_kv=2, head_dim=32, n_ff=384,
+                           tied=False, phi3=True, orig_ctx=64, ftype=FT.MOSTLY_Q8_0, seed=28,
+                           # Not "phi3": llama.cpp gives a file so named Phi-3's special-token
+                           # whitespace rule, which needs <|endoftext|> (this vocabulary has none).
+                           general_name="Tiny Random LongRoPE Q8_0"),
     "tiny-split-Q4_1": dict(arch="llama", vocab="llama", n_embd=128, n_head=4, n_head_kv=2, head_dim=32, n_ff=384,
                             tied=False, ftype=FT.MOSTLY_Q4_1, seed=26, split=3),
 }
@@ -155,14 +164,14 @@ def write_f32(path, name, spec, v):
 
     w = GGUFWriter(path, arch)
     w.add_type("model")
-    w.add_name(f"Tiny Random {name}")
+    w.add_name(spec.get("general_name", f"Tiny Random {name}"))
     w.add_block_count(N_LAYER)
     w.add_context_length(4096)
     w.add_embedding_length(E)
     w.add_feed_forward_length(F)
     w.add_head_count(H)
     w.add_head_count_kv(KV)
-    if arch == "llama":
+    if arch in ("llama", "phi3"):
         w.add_rope_freq_base(10000.0)
         w.add_layer_norm_rms_eps(1e-5)
         w.add_rope_dimension_count(D)
@@ -176,6 +185,10 @@ def write_f32(path, name, spec, v):
     if spec.get("n_expert"):
         w.add_expert_count(spec["n_expert"])
         w.add_expert_used_count(spec["n_expert_used"])
+    if spec.get("orig_ctx"):
+        w.add_rope_scaling_orig_ctx_len(spec["orig_ctx"])
+        # Phi-3.5-mini's factor, sqrt(1 + ln(131072 / 4096) / ln(4096)) (its 128K over its 4K).
+        w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(131072 / 4096) / math.log(4096)))
     w.add_file_type(FT.ALL_F32)
     add_vocab(w, v)
 
@@ -187,12 +200,20 @@ def write_f32(path, name, spec, v):
     w.add_tensor("output_norm.weight", norm(E))
     if not spec["tied"]:
         w.add_tensor("output.weight", mat(nv, E, gain=5.0, heavy=0.5))
+    if spec.get("orig_ctx"):
+        # LongRoPE's divisors of the angles: short ones near 1, long ones growing with the frequency.
+        w.add_tensor("rope_factors_short.weight", (1.0 + 0.1 * rng.random(D // 2)).astype(np.float32))
+        w.add_tensor("rope_factors_long.weight", np.geomspace(1.0, 40.0, D // 2).astype(np.float32))
     for i in range(N_LAYER):
         p = f"blk.{i}."
         w.add_tensor(p + "attn_norm.weight", norm(E))
-        w.add_tensor(p + "attn_q.weight", mat(H * D, E, gain=2.0))
-        w.add_tensor(p + "attn_k.weight", mat(KV * D, E, gain=2.0))
-        w.add_tensor(p + "attn_v.weight", mat(KV * D, E))
+        if spec.get("phi3"):
+            w.add_tensor(p + "attn_qkv.weight", np.concatenate([mat(H * D, E, gain=2.0), mat(KV * D, E, gain=2.0),
+                                                                mat(KV * D, E)]))
+        else:
+            w.add_tensor(p + "attn_q.weight", mat(H * D, E, gain=2.0))
+            w.add_tensor(p + "attn_k.weight", mat(KV * D, E, gain=2.0))
+            w.add_tensor(p + "attn_v.weight", mat(KV * D, E))
         if spec.get("qkv_bias"):
             w.add_tensor(p + "attn_q.bias", (0.5 * rng.standard_normal(H * D)).astype(np.float32))
             w.add_tensor(p + "attn_k.bias", (1.0 * rng.standard_normal(KV * D)).astype(np.float32))
@@ -210,6 +231,9 @@ def write_f32(path, name, spec, v):
             w.add_tensor(p + "ffn_gate_exps.weight", np.stack([mat(F, E) for _ in range(X)]))
             w.add_tensor(p + "ffn_up_exps.weight", np.stack([mat(F, E) for _ in range(X)]))
             w.add_tensor(p + "ffn_down_exps.weight", np.stack([mat(E, F, gain=4.0) for _ in range(X)]))
+        elif spec.get("phi3"):
+            w.add_tensor(p + "ffn_up.weight", np.concatenate([mat(F, E), mat(F, E)]))  # gate | up
+            w.add_tensor(p + "ffn_down.weight", mat(E, F, gain=4.0))
         else:
             w.add_tensor(p + "ffn_gate.weight", mat(F, E))
             w.add_tensor(p + "ffn_up.weight", mat(F, E))
@@ -486,7 +510,7 @@ def main():
         texts = PROMPTS[spec["vocab"]]
         tk = oracle.tokenize(run_file, [t for _, _, t in texts])
         prompts_ids = [(p, x["ids_parse_special"]) for p, x in zip(texts, tk)]
-        meta = {"general.architecture": spec["arch"], "general.name": f"Tiny Random {name}",
+        meta = {"general.architecture": spec["arch"], "general.name": spec.get("general_name", f"Tiny Random {name}"),
                 "tokenizer.ggml.model": v["model"], "tokenizer.ggml.pre": v["pre"],
                 "vocab_source": v["source"], "quantized_file": os.path.basename(files[0]),
                 "files": [os.path.basename(f) for f in files], "ftype": spec["ftype"].name,

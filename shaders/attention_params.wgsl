@@ -6,7 +6,7 @@ struct Params {
     n_kv_heads: u32,
     head_dim: u32,   // a multiple of 4, at most 256
     kv_dim: u32,     // n_kv_heads * head_dim: one cache row
-    scale: f32,      // 1 / sqrt(head_dim)
+    scale: f32,      // of q k^T: 1 / sqrt(head_dim) (times a RoPE attention factor squared)
     qkv_stride: u32, // elements per row of qkv: (n_heads + 2 n_kv_heads) * head_dim
     n_splits: u32,   // GPU family: the most splits of the KV length dispatched (partials' stride)
     branch_len: u32, // positions per branch cache

@@ -19,6 +19,11 @@ impl Mat {
     pub fn row(&self, r: usize) -> &[f32] {
         &self.data[r * self.cols..(r + 1) * self.cols]
     }
+
+    /// Rows r0..r0 + n as a matrix of their own.
+    pub fn rows_of(&self, r0: usize, n: usize) -> Mat {
+        Mat { rows: n, cols: self.cols, data: self.data[r0 * self.cols..(r0 + n) * self.cols].to_vec() }
+    }
 }
 
 /// Dequantizes raw GGUF bytes of `ty` holding `rows` x `cols` values.
@@ -275,10 +280,23 @@ impl RefModel {
         let embd = mat(weights::TOKEN_EMBD)?;
         let out_norm = mat(weights::OUTPUT_NORM)?.data;
         let output = if cfg.tied_output { None } else { Some(mat(weights::OUTPUT)?) };
-        let rope_freqs = if cfg.rope_freqs { Some(mat(weights::ROPE_FREQS)?.data) } else { None };
+        // The divisors for the context the builder gives by default (Phi-3's long or short ones).
+        let rope_freqs = match cfg.rope_factors_for(crate::model::DEFAULT_CTX.min(cfg.ctx_len)) {
+            Some(name) => Some(mat(name)?.data),
+            None => None,
+        };
         let mut layers = vec![];
         for i in 0..cfg.n_layers {
             let mut m = |s: &str| mat(&weights::layer(i, s));
+            // A phi3 file's fused matrices, split back: q | k | v, and gate | up.
+            let (wq, wk, wv) = match cfg.phi3_layout.fused_qkv {
+                true => {
+                    let qkv = m(weights::ATTN_QKV)?;
+                    let (q, kv) = (cfg.q_dim(), cfg.kv_dim());
+                    (qkv.rows_of(0, q), qkv.rows_of(q, kv), qkv.rows_of(q + kv, kv))
+                }
+                false => (m(weights::ATTN_Q)?, m(weights::ATTN_K)?, m(weights::ATTN_V)?),
+            };
             let qkv_bias = match cfg.biases.qkv {
                 true => {
                     Some([m(weights::ATTN_Q_BIAS)?.data, m(weights::ATTN_K_BIAS)?.data, m(weights::ATTN_V_BIAS)?.data])
@@ -300,15 +318,25 @@ impl RefModel {
             };
             layers.push(Layer {
                 attn_norm: m(weights::ATTN_NORM)?.data,
-                wq: m(weights::ATTN_Q)?,
-                wk: m(weights::ATTN_K)?,
-                wv: m(weights::ATTN_V)?,
+                wq,
+                wk,
+                wv,
                 qkv_bias,
                 out_bias,
                 qk_norm,
                 wo: m(weights::ATTN_OUT)?,
                 ffn_norm: m(weights::FFN_NORM)?.data,
                 ffn: match cfg.n_experts {
+                    0 if cfg.phi3_layout.packed_gate_up => {
+                        let gate_up = m(weights::FFN_UP)?;
+                        let f = cfg.ffn_dim;
+                        Ffn::Dense {
+                            w_gate: gate_up.rows_of(0, f),
+                            w_up: gate_up.rows_of(f, f),
+                            w_down: m(weights::FFN_DOWN)?,
+                            bias: ffn_bias,
+                        }
+                    }
                     0 => Ffn::Dense {
                         w_gate: m(weights::FFN_GATE)?,
                         w_up: m(weights::FFN_UP)?,
@@ -374,6 +402,12 @@ impl RefModel {
             }
             rope(&mut q, c.n_heads, c.head_dim, pos, &r);
             rope(&mut k, c.n_kv_heads, c.head_dim, pos, &r);
+            if c.rope_attn_factor != 1.0 {
+                // As ggml's rope: the rotated dimensions times the attention factor (Phi-3.5).
+                for head in q.chunks_mut(c.head_dim).chain(k.chunks_mut(c.head_dim)) {
+                    head[..c.n_rot].iter_mut().for_each(|v| *v *= c.rope_attn_factor);
+                }
+            }
             self.k_cache[l].extend_from_slice(&k);
             self.v_cache[l].extend_from_slice(&v);
             let att = attention(&q, &self.k_cache[l], &self.v_cache[l], c.n_heads, c.n_kv_heads, c.head_dim, pos + 1);

@@ -1,4 +1,5 @@
-//! The weight types and architectures of tests/fixtures/arch (made with llama.cpp by
+//! The weight types and architectures of tests/fixtures/arch (qwen2, qwen3, phi3, llama biases and
+//! mixtures of experts, IQ4 types, split files; made with llama.cpp by
 //! scripts/make_arch_fixtures.py) against their exact goldens (llama.cpp's F32 math on the
 //! dequantized weights): greedy ids and top-8 logits within 0.05 (0.25 on the GPU family's f16 KV
 //! cache), on the GPU with both kernel families and in reference.rs; the mixture-of-experts
@@ -91,6 +92,42 @@ fn qwen3_matches_the_exact_golden() {
 fn llama_biases_match_the_exact_golden() {
     exact_everywhere("tiny-llama-bias-Q8_0.gguf", "tiny-llama-bias-Q8_0");
     prefill_everywhere("tiny-llama-bias-Q8_0.gguf", "tiny-llama-bias-Q8_0");
+}
+
+/// phi3 (Phi-3.5's layout): q | k | v stored in one matrix, gate | up in ffn_up, NEOX RoPE with
+/// LongRoPE's long factors (the context, 128 here and 512 in llama.cpp's run, is above the file's
+/// original 64) and its attention factor (sqrt 2, on the rotated q and k).
+#[test]
+fn phi3_matches_the_exact_golden() {
+    exact_everywhere("tiny-phi3-Q8_0.gguf", "tiny-phi3-Q8_0");
+    prefill_everywhere("tiny-phi3-Q8_0.gguf", "tiny-phi3-Q8_0");
+}
+
+/// phi3's reading: the fused matrices, LongRoPE's divisors chosen by the context (llama.cpp's
+/// rule: long ones above the original context), the attention factor in the attention's scale; a
+/// lone set of factors is refused by name.
+#[test]
+fn phi3_long_or_short_factors_follow_the_context() {
+    use webllama::format::config::Config;
+    let path = fixture("tiny-phi3-Q8_0.gguf");
+    let cfg = Config::from_gguf(&weights::read_header(&path).unwrap()).unwrap();
+    assert!(cfg.phi3_layout.fused_qkv && cfg.phi3_layout.packed_gate_up);
+    assert_eq!(cfg.rope_long_short, Some(64));
+    assert_eq!(cfg.rope_factors_for(64), Some(weights::ROPE_FACTORS_SHORT));
+    assert_eq!(cfg.rope_factors_for(65), Some(weights::ROPE_FACTORS_LONG));
+    let factor = cfg.rope_attn_factor;
+    assert!((factor - 1.190).abs() < 1e-3, "{factor}");
+    assert!((cfg.attention_scale() - factor * factor / 32f32.sqrt()).abs() < 1e-7);
+    assert_eq!(weights::graph_name(&cfg, 128, "blk.1.attn_qkv.weight"), "blk.1.attn_qkv");
+    assert_eq!(weights::graph_name(&cfg, 128, "blk.1.ffn_up.weight"), "blk.1.ffn_gate_up");
+    assert_eq!(weights::graph_name(&cfg, 128, weights::ROPE_FACTORS_LONG), weights::ROPE_FREQS);
+    assert_eq!(weights::graph_name(&cfg, 32, weights::ROPE_FACTORS_SHORT), weights::ROPE_FREQS);
+    // Within the original context the short factors run (llama.cpp's choice at that context).
+    let short = Model::load_file(common::gpu(), common::layout(), &path, Some(64)).unwrap();
+    assert_eq!(short.context_length(), 64);
+    let lone = replace_all(&std::fs::read(&path).unwrap(), b"rope_factors_short", b"rope_factors_shorx");
+    let e = Config::from_gguf(&webllama::format::gguf::Gguf::parse_complete(&lone).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("come as a pair"), "{e}");
 }
 
 /// A Mixtral-style mixture of experts in a llama file: 8 experts, 2 used (router softmax, top 2,

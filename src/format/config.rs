@@ -1,5 +1,5 @@
 //! Model hyper-parameters read from the `<arch>.*` metadata keys, validated against each other; the
-//! architectures that load (llama, qwen2, qwen3) and how each differs from the LLaMA decoder.
+//! architectures that load (llama, qwen2, qwen3, phi3) and how each differs from the LLaMA decoder.
 
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
@@ -23,6 +23,9 @@ pub const ARCHITECTURES: &[ArchTraits] = &[
     ArchTraits { name: "llama", rope_neox: false, qkv_bias: false, qk_norm: false },
     ArchTraits { name: "qwen2", rope_neox: true, qkv_bias: true, qk_norm: false },
     ArchTraits { name: "qwen3", rope_neox: true, qkv_bias: false, qk_norm: true },
+    // Phi-3 and Phi-3.5 (llama.cpp's phi3 graph): LLaMA's decoder with NEOX RoPE, its matrices
+    // stored fused (Config::phi3_layout), LongRoPE's factors (Config::rope_long_short).
+    ArchTraits { name: "phi3", rope_neox: true, qkv_bias: false, qk_norm: false },
 ];
 
 /// The projections that add a bias after their matrix: qwen2's q, k and v always; in a llama file
@@ -38,15 +41,26 @@ pub struct Biases {
     pub ffn: bool,
 }
 
+/// A phi3 file's fused matrices: q | k | v in one attn_qkv.weight ([dim, q_dim + 2 kv_dim]) where the
+/// file has it (llama.cpp also reads them apart), and gate | up always in ffn_up.weight ([dim,
+/// 2 ffn_dim]: SwiGLU's gate is its first half).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Phi3Layout {
+    pub fused_qkv: bool,
+    pub packed_gate_up: bool,
+}
+
 /// LLaMA-family hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// general.architecture ("llama", "qwen2", "qwen3").
+    /// general.architecture ("llama", "qwen2", "qwen3", "phi3").
     pub arch: String,
     /// What the architecture changes in the decoder.
     pub traits: ArchTraits,
     /// Which projections add a bias (qwen2's q, k, v; any of the groups in a llama file).
     pub biases: Biases,
+    /// How the file stores the layers' matrices where it fuses them (phi3).
+    pub phi3_layout: Phi3Layout,
     /// Decoder blocks (<arch>.block_count).
     pub n_layers: usize,
     /// Residual stream width (<arch>.embedding_length).
@@ -66,6 +80,13 @@ pub struct Config {
     /// True when the file has rope_freqs.weight: per-frequency divisors of the RoPE angles
     /// (LLaMA-3.1/3.2 rope scaling, precomputed by the converter).
     pub rope_freqs: bool,
+    /// Phi-3's LongRoPE: the context it was trained for (<arch>.rope.scaling.original_context_length)
+    /// when the file has rope_factors_long.weight and rope_factors_short.weight, the divisors for a
+    /// context above it and for one within it (llama.cpp chooses by the context it runs with).
+    pub rope_long_short: Option<usize>,
+    /// Multiplier of the rotated dimensions of q and k (<arch>.rope.scaling.attn_factor, Phi-3.5's
+    /// LongRoPE; 1 elsewhere): the attention's scores scale by its square.
+    pub rope_attn_factor: f32,
     /// Leading dimensions of each head that RoPE rotates (<arch>.rope.dimension_count, default head_dim).
     pub n_rot: usize,
     /// RMSNorm epsilon (<arch>.attention.layer_norm_rms_epsilon).
@@ -183,6 +204,31 @@ impl Config {
                 "llama.rope.dimension_count is {n_rot}: a llama file rotates the whole head ({head_dim})"
             )));
         }
+        let phi3 = arch == "phi3";
+        let phi3_layout =
+            Phi3Layout { fused_qkv: phi3 && g.tensor("blk.0.attn_qkv.weight").is_some(), packed_gate_up: phi3 };
+        let rope_long_short = match (g.tensor("rope_factors_long.weight"), g.tensor("rope_factors_short.weight")) {
+            (None, None) => None,
+            (Some(_), Some(_)) if phi3 => Some(get("rope.scaling.original_context_length", MAX_CTX)?),
+            _ => {
+                return Err(Error::BadConfig(
+                    "rope_factors_long and rope_factors_short come as a pair, in a phi3 file".into(),
+                ))
+            }
+        };
+        let rope_attn_factor = g.opt_f32(&k("rope.scaling.attn_factor"))?.unwrap_or(1.0);
+        if !(rope_attn_factor.is_finite() && rope_attn_factor > 0.0 && rope_attn_factor < 16.0) {
+            return Err(Error::BadConfig(format!(
+                "rope.scaling.attn_factor is {rope_attn_factor}, expected a finite number above 0"
+            )));
+        }
+        // The factor scales the rotated dimensions only: carried by the attention's scale, which
+        // holds where every dimension rotates.
+        if rope_attn_factor != 1.0 && n_rot != head_dim {
+            return Err(Error::BadConfig(format!(
+                "rope.scaling.attn_factor {rope_attn_factor} with a partial rotation ({n_rot} of {head_dim}) is not supported"
+            )));
+        }
         let rope_base = g.opt_f32(&k("rope.freq_base"))?.unwrap_or(10000.0);
         if !(rope_base.is_finite() && rope_base > 1.0) {
             return Err(Error::BadConfig(format!("rope.freq_base is {rope_base}, expected a finite number above 1")));
@@ -262,6 +308,7 @@ impl Config {
             arch: arch.to_string(),
             traits,
             biases,
+            phi3_layout,
             n_layers,
             dim,
             n_heads,
@@ -271,6 +318,8 @@ impl Config {
             rope_base,
             rope_freq_scale,
             rope_freqs,
+            rope_long_short,
+            rope_attn_factor,
             n_rot,
             rms_eps,
             ctx_len,
@@ -295,6 +344,23 @@ impl Config {
     }
     /// Whether q and k are LLaMA's, rope(W xb) with adjacent pairs: then the fused kernels that
     /// project and rotate in one pass (the GPU family's qkv, the CPU family's rope in attention) apply.
+    /// The tensor of RoPE divisors the graph reads for a context of `ctx` positions: rope_freqs,
+    /// or Phi-3's long factors above its original context and short ones within it, as llama.cpp
+    /// chooses.
+    pub fn rope_factors_for(&self, ctx: usize) -> Option<&'static str> {
+        match self.rope_long_short {
+            Some(orig) if ctx > orig => Some("rope_factors_long.weight"),
+            Some(_) => Some("rope_factors_short.weight"),
+            None => self.rope_freqs.then_some("rope_freqs.weight"),
+        }
+    }
+
+    /// The attention's scale of q k^T: 1 / sqrt(head_dim), times the square of the RoPE attention
+    /// factor that multiplied both q and k.
+    pub fn attention_scale(&self) -> f32 {
+        self.rope_attn_factor * self.rope_attn_factor / (self.head_dim as f32).sqrt()
+    }
+
     pub fn llama_qk(&self) -> bool {
         let t = self.traits;
         !(t.rope_neox || self.biases.qkv || t.qk_norm)

@@ -37,6 +37,8 @@ pub const FFN_DOWN_BIAS: &str = "ffn_down.bias";
 /// qwen3: per-head RMSNorm weights of q and k ([head_dim]).
 pub const ATTN_Q_NORM: &str = "attn_q_norm.weight";
 pub const ATTN_K_NORM: &str = "attn_k_norm.weight";
+/// phi3: q | k | v in one matrix ([dim, q_dim + 2 kv_dim]); ffn_up holds gate | up there.
+pub const ATTN_QKV: &str = "attn_qkv.weight";
 pub const FFN_GATE: &str = "ffn_gate.weight";
 pub const FFN_UP: &str = "ffn_up.weight";
 pub const FFN_DOWN: &str = "ffn_down.weight";
@@ -44,8 +46,36 @@ pub const FFN_DOWN: &str = "ffn_down.weight";
 pub const TOKEN_EMBD: &str = "token_embd.weight";
 pub const OUTPUT_NORM: &str = "output_norm.weight";
 pub const OUTPUT: &str = "output.weight";
-/// Per-frequency divisors of the RoPE angles (LLaMA-3.1/3.2), [n_rot / 2].
+/// Per-frequency divisors of the RoPE angles (LLaMA-3.1/3.2), [n_rot / 2]; the graph reads Phi-3's
+/// long or short factors under this name (Config::rope_factors_for).
 pub const ROPE_FREQS: &str = "rope_freqs.weight";
+pub const ROPE_FACTORS_LONG: &str = "rope_factors_long.weight";
+pub const ROPE_FACTORS_SHORT: &str = "rope_factors_short.weight";
+
+/// The name the graph reads tensor `name` by, for a context of `ctx` positions: a phi3 file's fused
+/// matrices as the groups the builder would fuse (weights::FUSED: "blk.N.attn_qkv",
+/// "blk.N.ffn_gate_up"), the RoPE divisors chosen for the context as ROPE_FREQS; else the name.
+pub fn graph_name(cfg: &Config, ctx: usize, name: &str) -> String {
+    if cfg.rope_factors_for(ctx) == Some(name) {
+        return ROPE_FREQS.to_string();
+    }
+    let fused = |suffix: &str, group: &str| {
+        name.strip_prefix("blk.")
+            .and_then(|rest| rest.split_once('.'))
+            .filter(|(l, s)| *s == suffix && l.parse::<usize>().is_ok())
+            .map(|(l, _)| format!("blk.{l}.{group}"))
+    };
+    let p = cfg.phi3_layout;
+    let grouped = if p.fused_qkv { fused(ATTN_QKV, "attn_qkv") } else { None };
+    let grouped = grouped.or_else(|| if p.packed_gate_up { fused(FFN_UP, "ffn_gate_up") } else { None });
+    grouped.unwrap_or_else(|| name.to_string())
+}
+
+/// Whether the file stores `name` fused (phi3): one matrix the fused kernels read whole.
+pub fn stored_fused(cfg: &Config, name: &str) -> bool {
+    let read_as = graph_name(cfg, 0, name);
+    read_as.ends_with(".attn_qkv") || read_as.ends_with(".ffn_gate_up")
+}
 
 /// Per-layer matrices that are uploaded into one buffer (rows concatenated, in this order) when they
 /// share a type, so that one fused kernel reads them: (group suffix, member suffixes).
@@ -67,18 +97,24 @@ pub fn expected(cfg: &Config) -> Vec<(String, Vec<u64>)> {
     if cfg.rope_freqs {
         out.push((ROPE_FREQS.to_string(), vec![cfg.n_rot as u64 / 2]));
     }
+    if cfg.rope_long_short.is_some() {
+        for name in [ROPE_FACTORS_LONG, ROPE_FACTORS_SHORT] {
+            out.push((name.to_string(), vec![cfg.n_rot as u64 / 2]));
+        }
+    }
+    let phi3 = cfg.phi3_layout;
     for i in 0..cfg.n_layers {
-        for (suffix, shape) in [
-            (ATTN_NORM, vec![d]),
-            (ATTN_Q, vec![d, q]),
-            (ATTN_K, vec![d, kv]),
-            (ATTN_V, vec![d, kv]),
-            (ATTN_OUT, vec![q, d]),
-            (FFN_NORM, vec![d]),
-        ] {
+        let attention = match phi3.fused_qkv {
+            true => vec![(ATTN_QKV, vec![d, q + 2 * kv])],
+            false => vec![(ATTN_Q, vec![d, q]), (ATTN_K, vec![d, kv]), (ATTN_V, vec![d, kv])],
+        };
+        for (suffix, shape) in
+            [(ATTN_NORM, vec![d])].into_iter().chain(attention).chain([(ATTN_OUT, vec![q, d]), (FFN_NORM, vec![d])])
+        {
             out.push((layer(i, suffix), shape));
         }
         let ffn = match cfg.n_experts as u64 {
+            0 if phi3.packed_gate_up => [(FFN_UP, vec![d, 2 * f]), (FFN_DOWN, vec![f, d])].to_vec(),
             0 => [(FFN_GATE, vec![d, f]), (FFN_UP, vec![d, f]), (FFN_DOWN, vec![f, d])].to_vec(),
             e => [
                 (FFN_GATE_INP, vec![d, e]),

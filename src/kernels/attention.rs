@@ -99,11 +99,12 @@ pub fn attention_unmerged(
     Ok(gpu::attention(t, b, step, complete(p), AttentionRows::One, false)?.remove(0))
 }
 
-/// `p` with what follows from its shape: kv_dim, the scale, at least one split.
+/// `p` with what follows from its shape: kv_dim, the scale where it has none (1 / sqrt(head_dim)),
+/// at least one split.
 fn complete(p: AttentionParams) -> AttentionParams {
     AttentionParams {
         kv_dim: p.n_kv_heads * p.head_dim,
-        scale: 1.0 / (p.head_dim as f32).sqrt(),
+        scale: if p.scale > 0.0 { p.scale } else { 1.0 / (p.head_dim as f32).sqrt() },
         n_splits: p.n_splits.max(1),
         ..p
     }

@@ -37,7 +37,8 @@ pub struct ModelBuilder {
     planned_groups: HashMap<String, (QuantType, u32, u32, u32)>,
     /// The groups' concatenated matrices, once their first byte has arrived.
     pub(super) groups: HashMap<String, Weight>,
-    /// rope_freqs, kept on the host too (the decode graph's rotations are computed there).
+    /// rope_freqs (or the Phi-3 factors chosen for the context), kept on the host too (the decode
+    /// graph's rotations are computed there).
     pub(super) rope_factors: Option<Vec<f32>>,
     /// The KV cache and activations, where `reserve` made them before the weights.
     pub(super) reserved: Option<(KvCache, Acts)>,
@@ -326,7 +327,7 @@ impl ModelBuilder {
                 if done {
                     let mut f = vec![0f32; p.info.dims[0] as usize];
                     p.info.ty.dequantize(v, &mut f)?;
-                    if p.info.name == weights::ROPE_FREQS {
+                    if weights::graph_name(&self.cfg, self.ctx, &p.info.name) == weights::ROPE_FREQS {
                         self.rope_factors = Some(f.clone());
                     }
                     let b = gpu.storage_with(&p.info.name, bytemuck::cast_slice(&f));
@@ -427,10 +428,10 @@ impl ModelBuilder {
                 t.name, self.max_part_bytes
             )));
         }
-        // The moe kernels bind a stacked matrix of experts whole.
-        if max_rows < rows && weights::is_experts(&t.name) {
+        // The moe kernels bind a stacked matrix of experts whole, the fused kernels a fused one.
+        if max_rows < rows && (weights::is_experts(&t.name) || weights::stored_fused(&self.cfg, &t.name)) {
             return Err(Error::OutOfMemory(format!(
-                "tensor {:?}: experts larger than one GPU binding ({} bytes) are not supported yet",
+                "tensor {:?}: experts or fused matrices larger than one GPU binding ({} bytes) are not supported yet",
                 t.name, self.max_part_bytes
             )));
         }

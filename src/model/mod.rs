@@ -100,7 +100,7 @@ impl Model {
         let mut weights: HashMap<String, Weight> = b.groups;
         for p in b.pending {
             if let Some(builder::Target::Matrix(w)) = p.target {
-                weights.insert(p.info.name, w);
+                weights.insert(crate::format::weights::graph_name(&c, b.ctx, &p.info.name), w);
             }
         }
         let branches = Branches::new(&gpu, &layout);

@@ -212,6 +212,7 @@ impl<'a> Recorder<'a> {
             qkv_stride: c.qkv_dim() as u32,
             n_splits,
             branch_len: s.branches.len,
+            scale: c.attention_scale(),
             ..Default::default()
         };
         match self.combine_in_wo {

@@ -1,4 +1,4 @@
-//! qkv_bias (qwen2): q | k | v += bq | bk | bv in place, for every batch row of [q | k | v]. One thread
+//! qkv_bias (qwen2, a llama file's): q | k | v += bq | bk | bv in place, for every batch row of [q | k | v]. One thread
 //! per value; grid row y is batch row y.
 
 struct Params {

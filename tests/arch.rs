@@ -28,16 +28,21 @@ fn exact_everywhere(file: &str, name: &str) {
     let path = fixture(file);
     let golden = format!("arch/{name}.exact.json");
     for layout in [common::layout(), common::gpu_family()] {
-        let who = format!("gpu ({layout})");
-        let model = RefCell::new(Model::load_file(common::gpu(), layout, &path, Some(128)).unwrap());
-        let tol = logit_tolerance(&layout);
-        check_exact_within(&who, &golden, WHOLE, tol, &mut gpu_start(&model), &mut |t| {
-            pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap()
-        });
+        exact_on(layout, &path, &golden);
     }
     let (g, mut source) = weights::open_model(&path).unwrap();
     let m = RefCell::new(RefModel::load(&g, &mut source).unwrap());
     check_exact("reference", &golden, WHOLE, &mut reference_start(&m), &mut |t| m.borrow_mut().forward(t));
+}
+
+/// The model at `path`, laid out for `layout`, decoding the exact golden's tokens.
+fn exact_on(layout: webllama::Layout, path: &str, golden: &str) {
+    let who = format!("gpu ({layout})");
+    let model = RefCell::new(Model::load_file(common::gpu(), layout, path, Some(128)).unwrap());
+    let tol = logit_tolerance(&layout);
+    check_exact_within(&who, golden, WHOLE, tol, &mut gpu_start(&model), &mut |t| {
+        pollster::block_on(model.borrow_mut().step(t, true)).unwrap().logits.unwrap()
+    });
 }
 
 /// The model in `file` with each prompt of `name`'s exact golden prefilled as one batch (the batch
@@ -92,6 +97,11 @@ fn qwen3_matches_the_exact_golden() {
 fn llama_biases_match_the_exact_golden() {
     exact_everywhere("tiny-llama-bias-Q8_0.gguf", "tiny-llama-bias-Q8_0");
     prefill_everywhere("tiny-llama-bias-Q8_0.gguf", "tiny-llama-bias-Q8_0");
+    // With every matrix apart (no fused group): gate and up in hb and hb2, their biases each.
+    for layout in [common::layout(), common::gpu_family()] {
+        let apart = webllama::Layout { fuse: false, ..layout };
+        exact_on(apart, &fixture("tiny-llama-bias-Q8_0.gguf"), "arch/tiny-llama-bias-Q8_0.exact.json");
+    }
 }
 
 /// phi3 (Phi-3.5's layout): q | k | v stored in one matrix, gate | up in ffn_up, NEOX RoPE with

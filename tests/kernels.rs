@@ -352,12 +352,14 @@ fn qkv_every_quant_type() {
     for g in gpu_layouts() {
         for &ty in SUPPORTED {
             // SmolLM2's shape (GQA 9/3 x 64, n_rot 64) and a partial rotation with rope_freqs; qwen2's
-            // (14/2 x 64: biases, NEOX RoPE) and NEOX with a partial rotation.
-            for &(heads, kv_heads, hd, n_rot, pos, factors, qwen) in &[
-                (9usize, 3usize, 64usize, 64usize, 7u32, false, false),
-                (8, 2, 32, 16, 300, true, false),
-                (14, 2, 64, 64, 11, false, true),
-                (4, 2, 32, 16, 5, false, true),
+            // (14/2 x 64: biases, NEOX RoPE) and NEOX with a partial rotation; a llama file's biases
+            // (Granite Code) with adjacent pairs and rope_freqs.
+            for &(heads, kv_heads, hd, n_rot, pos, factors, neox, biased) in &[
+                (9usize, 3usize, 64usize, 64usize, 7u32, false, false, false),
+                (8, 2, 32, 16, 300, true, false, false),
+                (14, 2, 64, 64, 11, false, true, true),
+                (4, 2, 32, 16, 5, false, true, true),
+                (8, 2, 32, 32, 19, true, false, true),
             ] {
                 let dim = width(ty, heads * hd);
                 let (q_rows, kv_rows) = (heads * hd, kv_heads * hd);
@@ -382,19 +384,19 @@ fn qkv_every_quant_type() {
                     freq_base: 10000.0,
                     freq_scale: 1.0,
                     eps: 1e-5,
-                    neox: qwen as u32,
+                    neox: neox as u32,
                     ..Default::default()
                 };
                 let (bq, bk, bv) = (rng.vec(q_rows), rng.vec(kv_rows), rng.vec(kv_rows));
                 let biases = [&bq, &bk, &bv].map(|b| g.storage_with("bias", bytemuck::cast_slice(b)));
-                let bias = qwen.then(|| [&biases[0], &biases[1], &biases[2]]);
+                let bias = biased.then(|| [&biases[0], &biases[1], &biases[2]]);
                 kernels::submit(
                     &g,
                     &[webllama::kernels::gpu::qkv(g.t(), &m, &xb, &nb, &out, &fb, &step_on(&g, pos), p, bias).unwrap()],
                 );
                 let r = reference::Rope {
                     n_rot,
-                    neox: qwen,
+                    neox,
                     base: 10000.0,
                     freq_scale: 1.0,
                     freq_factors: factors.then_some(&ff[..]),
@@ -402,12 +404,12 @@ fn qkv_every_quant_type() {
                 // rmsnorm, the projections, the biases, then RoPE.
                 let xn = reference::rmsnorm(&x, &norm, 1e-5);
                 let mut want: Vec<f32> = [&wq, &wk, &wv].iter().flat_map(|w| reference::matvec(w, &xn)).collect();
-                if qwen {
+                if biased {
                     reference::qkv_bias(&mut want, &bq, &bk, &bv);
                 }
                 reference::rope(&mut want[..q_rows], heads, hd, pos as usize, &r);
                 reference::rope(&mut want[q_rows..q_rows + kv_rows], kv_heads, hd, pos as usize, &r);
-                let what = if qwen { "biases, NEOX" } else { "LLaMA" };
+                let what = format!("biases {biased}, NEOX {neox}");
                 let shape = format!("[{heads}+2x{kv_heads} heads x {hd}, {dim}] {what} pos {pos} {}", g.layout);
                 check("qkv", ty.name(), &shape, &read_on(&g, &out, want.len()), &want);
             }

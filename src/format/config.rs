@@ -302,7 +302,7 @@ impl Config {
             ffn: carries(&[".ffn_gate.bias", ".ffn_up.bias", ".ffn_down.bias"]),
         };
         if biases.ffn && n_experts > 0 {
-            return Err(Error::BadConfig("feed-forward biases beside a mixture of experts are not supported".into()));
+            return Err(Error::BadConfig("feed-forward biases beside a mixture of experts (which llama.cpp does not read either) are not supported".into()));
         }
         Ok(Config {
             arch: arch.to_string(),

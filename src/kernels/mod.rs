@@ -107,6 +107,17 @@ fn spill(n: u32) -> (u32, u32) {
     (n.div_ceil(y).max(1), y)
 }
 
+/// An error naming `kernel` where its `workgroups` in x pass the per-dimension limit (rows wider
+/// than any real model's).
+fn within_one_dimension(kernel: &str, workgroups: u32) -> Result<()> {
+    if workgroups > MAX_WORKGROUPS_PER_DIMENSION {
+        return Err(Error::InvalidRequest(format!(
+            "{kernel}: {workgroups} workgroups in one dimension, over the {MAX_WORKGROUPS_PER_DIMENSION} a dispatch allows"
+        )));
+    }
+    Ok(())
+}
+
 /// Buffers bound at 1, 2, 3, ... (binding 0 is the params uniform).
 fn numbered<'a>(buffers: &[&'a wgpu::Buffer]) -> Vec<(u32, wgpu::BindingResource<'a>)> {
     buffers.iter().enumerate().map(|(i, b)| (i as u32 + 1, b.as_entire_binding())).collect()
@@ -536,6 +547,7 @@ pub fn qkv_bias(
     rows: u32,
 ) -> Result<Dispatch> {
     let n = p.q_dim + 2 * p.kv_dim;
+    within_one_dimension("qkv_bias", n.div_ceil(64))?;
     let pipeline = t.pipeline(&Module::new("qkv_bias", &[wgsl::QKV_BIAS]), "main")?;
     let buffers = numbered(&[qkv, bias[0], bias[1], bias[2]]);
     bind(t.gpu, "qkv_bias", pipeline, bytemuck::bytes_of(&p), buffers, [n.div_ceil(64), rows, 1])
@@ -556,6 +568,7 @@ pub struct AddBiasParams {
 /// add_bias (a llama file's other biases): out[r, offset..offset + len] += bias in place, for
 /// `rows` batch rows.
 pub fn add_bias(t: Target, out: &wgpu::Buffer, bias: &wgpu::Buffer, p: AddBiasParams, rows: u32) -> Result<Dispatch> {
+    within_one_dimension("add_bias", p.len.div_ceil(64))?;
     let pipeline = t.pipeline(&Module::new("add_bias", &[wgsl::ADD_BIAS]), "main")?;
     bind(t.gpu, "add_bias", pipeline, bytemuck::bytes_of(&p), numbered(&[out, bias]), [p.len.div_ceil(64), rows, 1])
 }

@@ -22,7 +22,7 @@ pub struct Acts {
     pub xb: wgpu::Buffer,           // [rows, dim] normed residual
     pub qkv: wgpu::Buffer,          // [rows, (n_heads + 2 n_kv_heads) * head_dim]: q | k | v
     pub att: wgpu::Buffer,          // [rows, n_heads * head_dim] attention output
-    pub hb: wgpu::Buffer, // [max(rows, 2), ffn_dim] gate, then silu(gate) * up (CPU family's decode: gate | up)
+    pub hb: wgpu::Buffer, // [max(rows, 2), ffn_dim] gate, then silu(gate) * up (decode, CPU family or biases: gate | up)
     pub hb2: wgpu::Buffer, // [rows, ffn_dim] up
     pub logits: wgpu::Buffer, // [max_candidates, vocab]
     pub argmax_spans: wgpu::Buffer, // [max_candidates, ceil(vocab / ARGMAX_SPAN)] (best, id): the GPU family's two-level argmax

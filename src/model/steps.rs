@@ -128,8 +128,8 @@ impl<'a> Recorder<'a> {
     }
 
     /// Where the model has the feed-forward's biases (a llama file's): gate += bgate, up += bup
-    /// for every row, gate and up in hb and hb2 (`packed`: both in hb, gate | up, the CPU family's
-    /// decode).
+    /// for every row, gate and up in hb and hb2 (`packed`: both in hb, gate | up, as the decode graph
+    /// leaves them in either family when the feed-forward has biases).
     pub fn gate_up_bias(&mut self, l: usize, packed: bool) -> Result<()> {
         let (a, ffn) = (self.s.acts, self.s.cfg.ffn_dim as u32);
         if !self.s.cfg.biases.ffn {
@@ -424,7 +424,8 @@ impl<'a> Recorder<'a> {
                 return Ok(());
             }
             (Family::Cpu, Some(wgu)) if self.folds => {
-                return self.matvec(wgu, &a.x, &a.hb, MatvecParams::default(), self.norm_fold(&norm))
+                debug_assert!(!s.cfg.biases.ffn, "decode_folds is off where biases come before SwiGLU");
+                return self.matvec(wgu, &a.x, &a.hb, MatvecParams::default(), self.norm_fold(&norm));
             }
             _ => {}
         }

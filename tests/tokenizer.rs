@@ -324,4 +324,12 @@ fn phi3_vocab_matches_llama_cpp() {
     let chat = "<|user|>\nHi<|end|>\n<|assistant|>\n";
     assert_eq!(tok.encode(chat, true).unwrap(), [1, 32010, 6324, 32007, 32001], "{chat:?}");
     assert_eq!(tok.encode("a<|endoftext|> b", true).unwrap(), [1, 263, 32000, 29871, 289]);
+    // The same vocabulary under another name keeps the whitespace, as llama.cpp does.
+    let bytes = std::fs::read(format!("{dir}/vocab-phi3.gguf")).unwrap();
+    let name = b"\x04\0\0\0\0\0\0\0Phi3";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + 8;
+    let mut renamed = bytes.clone();
+    renamed[at] = b'X';
+    let other = Tokenizer::from_gguf(&webllama::format::gguf::Gguf::parse_complete(&renamed).unwrap()).unwrap();
+    assert_eq!(other.encode(chat, true).unwrap(), [1, 32010, 29871, 13, 18567, 32007, 29871, 13, 32001, 29871, 13]);
 }

@@ -60,8 +60,7 @@ fn write_model(part: &str, metadata: &[(String, Value)], tensors: &TensorList, s
     w.write_all(&head)?;
     let mut rng = seed ^ 0x9E37_79B9_7F4A_7C15;
     for ((name, _, ty), &bytes) in tensors.iter().zip(&sizes) {
-        if (name.ends_with("norm.weight") || name == weights::ROPE_FREQS)
-            && matches!(ty, QuantType::F32 | QuantType::F16)
+        if (name.ends_with("norm.weight") || name.starts_with("rope_")) && matches!(ty, QuantType::F32 | QuantType::F16)
         {
             // Norm gains and RoPE divisors of 1.
             let one: &[u8] = if *ty == QuantType::F32 { &[0, 0, 0x80, 0x3f] } else { &[0, 0x3c] };

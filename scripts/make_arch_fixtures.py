@@ -4,7 +4,8 @@
 Writes into tests/fixtures/arch/ (see the README.md there):
   qwen2 (q/k/v biases), qwen3 (per-head q_norm/k_norm, head_dim != n_embd/n_head), a Mixtral-style
   llama MoE (8 experts, 2 used), a llama model with every bias (Granite Code's layout), a phi3 model
-  (fused q|k|v and gate|up, LongRoPE factors and attention factor), a llama model in IQ4_NL, one in IQ4_XS, a llama model split in 3
+  (fused q|k|v and gate|up, LongRoPE factors and attention factor), a granite model (its four
+  multipliers), a llama model in IQ4_NL, one in IQ4_XS, a llama model split in 3
   parts (gguf-split layout), a golden of each on the quantized file (llama.cpp, F16 KV) and on an
   F32 copy of the exact dequantized weights (llama.cpp, F32 KV: the tight one), and a qwen2
   tokenizer golden on llama.cpp's own qwen2 vocabulary (ggml-vocab-qwen2.gguf).
@@ -139,6 +140,14 @@ MODELS = {
                            # Not "phi3": llama.cpp gives a file so named Phi-3's special-token
                            # whitespace rule, which needs <|endoftext|> (this vocabulary has none).
                            general_name="Tiny Random LongRoPE Q8_0"),
+    # IBM Granite 3.x's multipliers (its 2B's: embedding 12, residual 0.22, logits / 8; the
+    # attention's scale 1 / head_dim where LLaMA's is 1 / sqrt(head_dim)).
+    "tiny-granite-Q8_0": dict(arch="granite", vocab="llama", n_embd=128, n_head=4, n_head_kv=2, head_dim=32,
+                              n_ff=384, tied=False, granite=dict(embedding=12.0, residual=0.22, attention=1 / 32,
+                                                                logit=8.0), ftype=FT.MOSTLY_Q8_0, seed=29,
+                              # Embeddings a twelfth as large (as a trained Granite's are small), so
+                              # that the layers' 0.22 of their outputs still move the residual stream.
+                              emb_gain=1 / 12),
     "tiny-split-Q4_1": dict(arch="llama", vocab="llama", n_embd=128, n_head=4, n_head_kv=2, head_dim=32, n_ff=384,
                             tied=False, ftype=FT.MOSTLY_Q4_1, seed=26, split=3),
 }
@@ -171,7 +180,7 @@ def write_f32(path, name, spec, v):
     w.add_feed_forward_length(F)
     w.add_head_count(H)
     w.add_head_count_kv(KV)
-    if arch in ("llama", "phi3"):
+    if arch in ("llama", "phi3", "granite"):
         w.add_rope_freq_base(10000.0)
         w.add_layer_norm_rms_eps(1e-5)
         w.add_rope_dimension_count(D)
@@ -185,6 +194,12 @@ def write_f32(path, name, spec, v):
     if spec.get("n_expert"):
         w.add_expert_count(spec["n_expert"])
         w.add_expert_used_count(spec["n_expert_used"])
+    if spec.get("granite"):
+        m = spec["granite"]
+        w.add_embedding_scale(m["embedding"])
+        w.add_residual_scale(m["residual"])
+        w.add_attention_scale(m["attention"])
+        w.add_logit_scale(m["logit"])
     if spec.get("orig_ctx"):
         w.add_rope_scaling_orig_ctx_len(spec["orig_ctx"])
         # Phi-3.5-mini's factor, sqrt(1 + ln(131072 / 4096) / ln(4096)) (its 128K over its 4K).
@@ -195,7 +210,7 @@ def write_f32(path, name, spec, v):
     # Heavy-tailed row norms make the logits peaked (clear greedy margins); attn_output/ffn_down
     # have gain 4 so that the layers, not the input embedding, dominate the residual stream (with
     # tied embeddings a weak layer stack just repeats the input token).
-    emb = (rng.standard_normal((nv, E)) * rng.lognormal(0.0, spec.get("emb_tail", 0.5 if not spec["tied"] else 0.15), size=(nv, 1)) * 0.5).astype(np.float32)
+    emb = (rng.standard_normal((nv, E)) * rng.lognormal(0.0, spec.get("emb_tail", 0.5 if not spec["tied"] else 0.15), size=(nv, 1)) * 0.5 * spec.get("emb_gain", 1.0)).astype(np.float32)
     w.add_tensor("token_embd.weight", emb)
     w.add_tensor("output_norm.weight", norm(E))
     if not spec["tied"]:

@@ -1,23 +1,33 @@
-//! add_bias (a llama file's Wo, gate, up and down biases): out[row, offset + i] += bias[i] in place,
-//! for every batch row. One thread per value; grid row y is batch row y.
+//! add_bias (a llama file's Wo, gate, up and down biases): out[row, offset + i] += bias[i] in place;
+//! scale_values (granite's embedding and residual multipliers): out[row, offset + i] *= scale. For
+//! every batch row; one thread per value; grid row y is batch row y.
 
 struct Params {
-    len: u32,        // bias's length (the values added per row)
+    len: u32,        // values per row (the bias's length)
     row_stride: u32, // elements per batch row of out
-    offset: u32,     // where in a row the biased values start
-    _pad: u32,
+    offset: u32,     // where in a row the values start
+    scale: f32,      // scale_values' multiplier
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // [rows, row_stride]
-@group(0) @binding(2) var<storage, read> bias: array<f32>;      // [len]
+@group(0) @binding(2) var<storage, read> bias: array<f32>;      // [len] (add_bias)
+
+// Where thread gid's value is: row gid.y's value gid.x of the span.
+fn spot(gid: vec3<u32>) -> u32 {
+    return gid.y * p.row_stride + p.offset + gid.x;
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x;
-    if (i >= p.len) {
-        return;
+    if (gid.x < p.len) {
+        out[spot(gid)] += bias[gid.x];
     }
-    let j = gid.y * p.row_stride + p.offset + i;
-    out[j] = out[j] + bias[i];
+}
+
+@compute @workgroup_size(64)
+fn scale_values(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < p.len) {
+        out[spot(gid)] *= p.scale;
+    }
 }

@@ -111,9 +111,15 @@ pub fn attention(
     head_dim: usize,
     kv_len: usize,
 ) -> Vec<f32> {
+    attention_scaled(q, k, v, [n_heads, n_kv_heads, head_dim, kv_len], 1.0 / (head_dim as f32).sqrt())
+}
+
+/// attention with the scores q k^T times `scale` (granite's attention.scale); `shape` is
+/// [n_heads, n_kv_heads, head_dim, kv_len].
+pub fn attention_scaled(q: &[f32], k: &[f32], v: &[f32], shape: [usize; 4], scale: f32) -> Vec<f32> {
+    let [n_heads, n_kv_heads, head_dim, kv_len] = shape;
     let kv_dim = n_kv_heads * head_dim;
     let group = n_heads / n_kv_heads;
-    let scale = 1.0 / (head_dim as f32).sqrt();
     let mut out = vec![0f32; n_heads * head_dim];
     for h in 0..n_heads {
         let kvh = h / group;
@@ -387,6 +393,7 @@ impl RefModel {
             freq_factors: self.rope_freqs.as_deref(),
         };
         let mut x = embed(&self.embd, token); // [dim]
+        x.iter_mut().for_each(|v| *v *= c.granite.embedding_scale);
         for (l, layer) in self.layers.iter().enumerate() {
             let xb = rmsnorm(&x, &layer.attn_norm, c.rms_eps); // [dim]
                                                                // q [n_heads * head_dim], k and v [n_kv_heads * head_dim]
@@ -410,15 +417,25 @@ impl RefModel {
             }
             self.k_cache[l].extend_from_slice(&k);
             self.v_cache[l].extend_from_slice(&v);
-            let att = attention(&q, &self.k_cache[l], &self.v_cache[l], c.n_heads, c.n_kv_heads, c.head_dim, pos + 1);
-            add(&mut x, &matvec(&layer.wo, &att));
+            // The scale of q k^T: granite's, else 1 / sqrt(head_dim) (the RoPE attention factor is in q
+            // and k already).
+            let scale = c.granite.attention_scale.unwrap_or(1.0 / (c.head_dim as f32).sqrt());
+            let shape = [c.n_heads, c.n_kv_heads, c.head_dim, pos + 1];
+            let att = attention_scaled(&q, &self.k_cache[l], &self.v_cache[l], shape, scale);
+            let mut out = matvec(&layer.wo, &att);
             if let Some(bo) = &layer.out_bias {
-                add(&mut x, bo);
+                add(&mut out, bo);
             }
+            // Granite adds residual_scale times each block's output.
+            let residual = |x: &mut Vec<f32>, mut out: Vec<f32>| {
+                out.iter_mut().for_each(|v| *v *= c.granite.residual_scale);
+                add(x, &out);
+            };
+            residual(&mut x, out);
             match &layer.ffn {
                 Ffn::Dense { w_gate, w_up, w_down, bias: None } => {
                     let h = gate_up(&x, &layer.ffn_norm, c.rms_eps, w_gate, w_up); // [ffn_dim]
-                    add(&mut x, &matvec(w_down, &h));
+                    residual(&mut x, matvec(w_down, &h));
                 }
                 Ffn::Dense { w_gate, w_up, w_down, bias: Some([b_gate, b_up, b_down]) } => {
                     let xb = rmsnorm(&x, &layer.ffn_norm, c.rms_eps);
@@ -436,6 +453,7 @@ impl RefModel {
             }
         }
         let xb = rmsnorm(&x, &self.out_norm, c.rms_eps);
-        matvec(self.output.as_ref().unwrap_or(&self.embd), &xb) // [vocab]
+        let logits = matvec(self.output.as_ref().unwrap_or(&self.embd), &xb); // [vocab]
+        logits.into_iter().map(|l| l / c.granite.logit_scale).collect()
     }
 }

@@ -1,4 +1,4 @@
-//! The weight types and architectures of tests/fixtures/arch (qwen2, qwen3, phi3, llama biases and
+//! The weight types and architectures of tests/fixtures/arch (qwen2, qwen3, phi3, granite, llama biases and
 //! mixtures of experts, IQ4 types, split files; made with llama.cpp by
 //! scripts/make_arch_fixtures.py) against their exact goldens (llama.cpp's F32 math on the
 //! dequantized weights): greedy ids and top-8 logits within 0.05 (0.25 on the GPU family's f16 KV
@@ -106,7 +106,7 @@ fn llama_biases_match_the_exact_golden() {
 
 /// phi3 (Phi-3.5's layout): q | k | v stored in one matrix, gate | up in ffn_up, NEOX RoPE with
 /// LongRoPE's long factors (the context, 128 here and 512 in llama.cpp's run, is above the file's
-/// original 64) and its attention factor (sqrt 2, on the rotated q and k).
+/// original 64) and its attention factor (Phi-3.5-mini's 1.19, on the rotated q and k).
 #[test]
 fn phi3_matches_the_exact_golden() {
     exact_everywhere("tiny-phi3-Q8_0.gguf", "tiny-phi3-Q8_0");
@@ -123,21 +123,64 @@ fn phi3_long_or_short_factors_follow_the_context() {
     let cfg = Config::from_gguf(&weights::read_header(&path).unwrap()).unwrap();
     assert!(cfg.phi3_layout.fused_qkv && cfg.phi3_layout.packed_gate_up);
     assert_eq!(cfg.rope_long_short, Some(64));
-    assert_eq!(cfg.rope_factors_for(64), Some(weights::ROPE_FACTORS_SHORT));
-    assert_eq!(cfg.rope_factors_for(65), Some(weights::ROPE_FACTORS_LONG));
+    // llama.cpp rounds the context up to 256 first: above 64 from the first position.
+    assert_eq!(cfg.rope_factors_for(0), Some(weights::ROPE_FACTORS_SHORT));
+    assert_eq!(cfg.rope_factors_for(1), Some(weights::ROPE_FACTORS_LONG));
     let factor = cfg.rope_attn_factor;
     assert!((factor - 1.190).abs() < 1e-3, "{factor}");
     assert!((cfg.attention_scale() - factor * factor / 32f32.sqrt()).abs() < 1e-7);
     assert_eq!(weights::graph_name(&cfg, 128, "blk.1.attn_qkv.weight"), "blk.1.attn_qkv");
     assert_eq!(weights::graph_name(&cfg, 128, "blk.1.ffn_up.weight"), "blk.1.ffn_gate_up");
     assert_eq!(weights::graph_name(&cfg, 128, weights::ROPE_FACTORS_LONG), weights::ROPE_FREQS);
-    assert_eq!(weights::graph_name(&cfg, 32, weights::ROPE_FACTORS_SHORT), weights::ROPE_FREQS);
-    // Within the original context the short factors run (llama.cpp's choice at that context).
-    let short = Model::load_file(common::gpu(), common::layout(), &path, Some(64)).unwrap();
-    assert_eq!(short.context_length(), 64);
+    assert_eq!(weights::graph_name(&cfg, 0, weights::ROPE_FACTORS_SHORT), weights::ROPE_FREQS);
+    // The file with its original context set to 4096 (a real Phi-3.5's): contexts up to 4096 take
+    // the short factors, the model's and the reference's (which uses 4096) alike.
+    let bytes = std::fs::read(&path).unwrap();
+    let key = b"phi3.rope.scaling.original_context_length";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    assert_eq!(bytes[at..at + 8], [4, 0, 0, 0, 64, 0, 0, 0], "a u32 64");
+    let mut short = bytes.clone();
+    short[at + 4..at + 8].copy_from_slice(&4096u32.to_le_bytes());
+    let short_path = std::env::temp_dir().join(format!("webllama-phi3-short-{}.gguf", std::process::id()));
+    std::fs::write(&short_path, &short).unwrap();
+    let short_path = short_path.to_str().unwrap().to_string();
+    let (g, mut source) = weights::open_model(&short_path).unwrap();
+    assert_eq!(Config::from_gguf(&g).unwrap().rope_factors_for(4096), Some(weights::ROPE_FACTORS_SHORT));
+    let mut reference = RefModel::load(&g, &mut source).unwrap();
+    let tokens = [1u32, 415, 5565, 302, 4843, 349, 17, 900];
+    let want: Vec<Vec<f32>> = tokens.iter().map(|&t| reference.forward(t)).collect();
+    for layout in [common::layout(), common::gpu_family()] {
+        let mut model = Model::load_file(common::gpu(), layout, &short_path, Some(128)).unwrap();
+        let tol = logit_tolerance(&layout);
+        for (i, &t) in tokens.iter().enumerate() {
+            let got = pollster::block_on(model.step(t, true)).unwrap().logits.unwrap();
+            let worst = got.iter().zip(&want[i]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst <= tol, "{layout}: short factors, token {i}: a logit {worst} from the reference's");
+        }
+    }
+    // The same positions with the long factors differ: the choice is seen.
+    let long = pollster::block_on(async {
+        let mut m = Model::load_file(common::gpu(), common::layout(), &path, Some(128)).unwrap();
+        let mut last = vec![];
+        for &t in &tokens {
+            last = m.step(t, true).await.unwrap().logits.unwrap();
+        }
+        last
+    });
+    let apart = long.iter().zip(&want[tokens.len() - 1]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(apart > 1.0, "long and short factors gave logits within {apart}");
+    std::fs::remove_file(&short_path).ok();
     let lone = replace_all(&std::fs::read(&path).unwrap(), b"rope_factors_short", b"rope_factors_shorx");
     let e = Config::from_gguf(&webllama::format::gguf::Gguf::parse_complete(&lone).unwrap()).unwrap_err();
     assert!(e.to_string().contains("come as a pair"), "{e}");
+}
+
+/// granite (IBM Granite 3.x): the embedding times 12, each block's output times 0.22 into the
+/// residual, attention scores q k^T / head_dim, logits / 8.
+#[test]
+fn granite_matches_the_exact_golden() {
+    exact_everywhere("tiny-granite-Q8_0.gguf", "tiny-granite-Q8_0");
+    prefill_everywhere("tiny-granite-Q8_0.gguf", "tiny-granite-Q8_0");
 }
 
 /// A Mixtral-style mixture of experts in a llama file: 8 experts, 2 used (router softmax, top 2,

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::tiny_gguf::{load, tiny};
 use std::time::Instant;
 use webllama::format::gguf::{Array, Gguf, Parsed, Value};
 use webllama::format::gguf_parse::HeaderStream;
@@ -10,68 +11,9 @@ use webllama::format::gguf_write as writer;
 use webllama::format::weights;
 use webllama::{Config, Error, QuantType};
 
-/// A small valid llama model: 1 layer, width 64, 4 heads (2 KV), ffn 128, vocab 32, Q8_0 matrices.
-fn tiny(
-    meta_edit: impl FnOnce(&mut Vec<(&'static str, Value)>),
-    tensor_edit: impl FnOnce(&mut Vec<(&'static str, Vec<u64>, u32, Vec<u8>)>),
-) -> Vec<u8> {
-    let mut meta: Vec<(&str, Value)> = vec![
-        ("general.architecture", Value::String("llama".into())),
-        ("llama.block_count", Value::U32(1)),
-        ("llama.context_length", Value::U32(256)),
-        ("llama.embedding_length", Value::U32(64)),
-        ("llama.feed_forward_length", Value::U32(128)),
-        ("llama.attention.head_count", Value::U32(4)),
-        ("llama.attention.head_count_kv", Value::U32(2)),
-        ("llama.rope.freq_base", Value::F32(10000.0)),
-        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
-        ("tokenizer.ggml.model", Value::String("gpt2".into())),
-        ("general.tags", Value::Array(Array::Array(vec![Array::I8(vec![-1, 2]), Array::String(vec![])]))),
-        ("general.misc", Value::Array(Array::U16(vec![1, 2]))),
-        ("general.wide", Value::F64(1.5)),
-        ("general.big", Value::I64(-7)),
-        ("general.ok", Value::Bool(true)),
-    ];
-    let q8 = |rows: u64, cols: u64| {
-        (vec![cols, rows], 8u32, QuantType::Q8_0.quantize(&vec![0.5; (rows * cols) as usize]).unwrap())
-    };
-    let f32v = |n: u64| (vec![n], 0u32, vec![0u8; 4 * n as usize]);
-    let mut tensors: Vec<(&str, Vec<u64>, u32, Vec<u8>)> = vec![];
-    for (name, (dims, ty, data)) in [
-        ("token_embd.weight", q8(32, 64)),
-        ("output_norm.weight", f32v(64)),
-        ("blk.0.attn_norm.weight", f32v(64)),
-        ("blk.0.attn_q.weight", q8(64, 64)),
-        ("blk.0.attn_k.weight", q8(32, 64)),
-        ("blk.0.attn_v.weight", q8(32, 64)),
-        ("blk.0.attn_output.weight", q8(64, 64)),
-        ("blk.0.ffn_norm.weight", f32v(64)),
-        ("blk.0.ffn_gate.weight", q8(128, 64)),
-        ("blk.0.ffn_up.weight", q8(128, 64)),
-        ("blk.0.ffn_down.weight", q8(64, 128)),
-    ] {
-        tensors.push((name, dims, ty, data));
-    }
-    meta_edit(&mut meta);
-    tensor_edit(&mut tensors);
-    writer::build(&meta, &tensors)
-}
-
+/// The tiny file unedited.
 fn valid() -> Vec<u8> {
     tiny(|_| {}, |_| {})
-}
-
-/// Parses a whole in-memory file and builds its config, timing it (a bound far above the time it
-/// takes, to catch work that grows faster than the file, not to measure speed).
-fn load(bytes: &[u8]) -> Result<Config, Error> {
-    let t = Instant::now();
-    let r = Gguf::parse_complete(bytes).and_then(|g| {
-        let c = Config::from_gguf(&g)?;
-        weights::check(&g, &c)?;
-        Ok(c)
-    });
-    assert!(t.elapsed().as_millis() < 2000, "took {:?}", t.elapsed());
-    r
 }
 
 #[test]
@@ -307,101 +249,6 @@ fn bad_tensor_infos() {
         matches!(&e, Error::BadTensor { tensor, msg } if tensor.contains("weight") && msg.contains("overlaps")),
         "{e}"
     );
-}
-
-#[test]
-fn missing_and_inconsistent_llama_keys() {
-    let drop = |key: &'static str| tiny(move |m| m.retain(|(k, _)| *k != key), |_| {});
-    assert!(matches!(load(&drop("llama.block_count")), Err(Error::MissingKey(k)) if k == "llama.block_count"));
-    assert!(matches!(load(&drop("general.architecture")), Err(Error::MissingKey(_))));
-    let set = |key: &'static str, v: Value| {
-        tiny(move |m| m.iter_mut().filter(|(k, _)| *k == key).for_each(|e| e.1 = v.clone()), |_| {})
-    };
-    assert!(
-        matches!(load(&set("general.architecture", Value::String("gemma".into()))), Err(Error::UnsupportedArch(a)) if a == "gemma")
-    );
-    assert!(matches!(load(&set("llama.attention.head_count_kv", Value::U32(3))), Err(Error::BadConfig(_))));
-    assert!(matches!(load(&set("llama.block_count", Value::I32(-1))), Err(Error::BadMetadata { .. })));
-    assert!(matches!(load(&set("llama.block_count", Value::String("1".into()))), Err(Error::BadMetadata { .. })));
-    assert!(matches!(load(&set("llama.embedding_length", Value::U32(0))), Err(Error::BadConfig(_))));
-    assert!(matches!(load(&set("llama.rope.freq_base", Value::F32(f32::NAN))), Err(Error::BadConfig(_))));
-    // Two layers declared, one present.
-    let e = load(&set("llama.block_count", Value::U32(2))).unwrap_err();
-    assert!(matches!(&e, Error::MissingTensor(t) if t == "blk.1.attn_norm.weight"), "{e}");
-    // A tensor shaped against the config (its bytes as many as the config's shape would take).
-    let e = load(&tiny(|_| {}, |t| t[4].1 = vec![32, 64])).unwrap_err();
-    assert!(matches!(&e, Error::BadTensor { tensor, .. } if tensor == "blk.0.attn_k.weight"), "{e}");
-    // A partial rotation, which llama.cpp refuses in a llama file; the whole head is accepted.
-    let e = load(&tiny(|m| m.push(("llama.rope.dimension_count", Value::U32(8))), |_| {})).unwrap_err();
-    assert!(matches!(&e, Error::BadConfig(m) if m.contains("dimension_count is 8")), "{e}");
-    assert_eq!(load(&tiny(|m| m.push(("llama.rope.dimension_count", Value::U32(16))), |_| {})).unwrap().n_rot, 16);
-    // Duplicate keys.
-    let e = load(&tiny(|m| m.push(("llama.block_count", Value::U32(1))), |_| {})).unwrap_err();
-    assert!(matches!(&e, Error::BadMetadata { msg, .. } if msg.contains("twice")), "{e}");
-}
-
-/// Files that would load and then compute something other than their model are refused by name:
-/// a tensor the decoder would not read (a classifier), a group of a llama file's biases in part,
-/// experts stored apart (Mixtral conversions of 2023), an embedding or reranking model, a file with
-/// no RMSNorm epsilon (families differ). The 2023 key of linear RoPE scaling is read.
-#[test]
-fn files_the_decoder_would_misread_are_refused_by_name() {
-    let f32s = |n: u64| (vec![n], 0u32, vec![0u8; 4 * n as usize]);
-    let with = |name: &'static str, n: u64| {
-        tiny(
-            |_| {},
-            move |t| {
-                let (dims, ty, bytes) = f32s(n);
-                t.push((name, dims, ty, bytes))
-            },
-        )
-    };
-    let e = load(&with("cls.output.weight", 64)).unwrap_err();
-    assert!(
-        matches!(&e, Error::BadTensor { tensor, msg } if tensor == "cls.output.weight" && msg.contains("not part")),
-        "{e}"
-    );
-    // A llama file's biases are read in groups (q, k, v; Wo; gate, up, down): a group's first bias
-    // asks for the rest by name; a whole group loads.
-    for (name, missing) in [("blk.0.attn_q.bias", "blk.0.attn_k.bias"), ("blk.0.ffn_down.bias", "blk.0.ffn_gate.bias")]
-    {
-        let e = load(&with(name, 64)).unwrap_err();
-        assert!(matches!(&e, Error::MissingTensor(t) if t == missing), "{name}: {e}");
-    }
-    let biases = load(&with("blk.0.attn_output.bias", 64)).unwrap().biases;
-    assert!(biases.out && !biases.qkv && !biases.ffn, "{biases:?}");
-    let e = load(&with("blk.0.attn_output.bias", 32)).unwrap_err();
-    assert!(matches!(&e, Error::BadTensor { tensor, .. } if tensor == "blk.0.attn_output.bias"), "{e}");
-    let e = load(&with("blk.0.ffn_gate.3.weight", 64)).unwrap_err();
-    assert!(
-        matches!(&e, Error::BadConfig(m) if m.contains("blk.0.ffn_gate.3.weight") && m.contains("newer conversion")),
-        "{e}"
-    );
-    let e = load(&tiny(|m| m.push(("llama.pooling_type", Value::U32(3))), |_| {})).unwrap_err();
-    assert!(matches!(&e, Error::BadConfig(m) if m.contains("pooling_type is 3")), "{e}");
-    assert!(load(&tiny(|m| m.push(("llama.pooling_type", Value::U32(0))), |_| {})).is_ok());
-    let e = load(&tiny(|m| m.retain(|(k, _)| !k.ends_with("rms_epsilon")), |_| {})).unwrap_err();
-    assert!(matches!(&e, Error::MissingKey(k) if k == "llama.attention.layer_norm_rms_epsilon"), "{e}");
-    // Linear scaling: the old key alone, the new keys, a type with no factor.
-    let scale = |edit: fn(&mut Vec<(&'static str, Value)>)| load(&tiny(edit, |_| {})).unwrap().rope_freq_scale;
-    assert_eq!(scale(|m| m.push(("llama.rope.scale_linear", Value::F32(4.0)))), 0.25);
-    assert_eq!(
-        scale(|m| m.extend([
-            ("llama.rope.scaling.type", Value::String("linear".into())),
-            ("llama.rope.scaling.factor", Value::F32(4.0))
-        ])),
-        0.25
-    );
-    assert_eq!(scale(|m| m.push(("llama.rope.scaling.type", Value::String("linear".into())))), 1.0);
-    assert_eq!(scale(|_| {}), 1.0);
-    // A factor with no type beside rope_freqs is LLaMA-3's, carried by the divisors: not applied twice.
-    let llama3 = tiny(
-        |m| m.push(("llama.rope.scaling.factor", Value::F32(8.0))),
-        |t| t.push(("rope_freqs.weight", vec![8], 0, bytemuck::cast_slice(&[1f32; 8]).to_vec())),
-    );
-    assert_eq!(load(&llama3).unwrap().rope_freq_scale, 1.0);
-    let e = load(&tiny(|m| m.push(("llama.rope.scaling.type", Value::U32(1))), |_| {})).unwrap_err();
-    assert!(matches!(&e, Error::BadMetadata { key, .. } if key == "llama.rope.scaling.type"), "{e}");
 }
 
 #[test]

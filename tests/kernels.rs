@@ -321,7 +321,7 @@ fn qkv_bias_and_head_rmsnorm_match() {
         // A llama file's other biases: one vector added inside each row (here over k's values).
         let b = rng.vec(kv_dim);
         let bias = g.storage_with("bias", bytemuck::cast_slice(&b));
-        let p = AddBiasParams { len: kv_dim as u32, row_stride: stride as u32, offset: q_dim as u32, _pad: 0 };
+        let p = AddBiasParams { len: kv_dim as u32, row_stride: stride as u32, offset: q_dim as u32, scale: 1.0 };
         kernels::submit(&g, &[kernels::add_bias(g.t(), &buf, &bias, p, rows as u32).unwrap()]);
         for row in want.chunks_mut(stride) {
             reference::add(&mut row[q_dim..q_dim + kv_dim], &b);

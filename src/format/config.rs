@@ -1,5 +1,6 @@
 //! Model hyper-parameters read from the `<arch>.*` metadata keys, validated against each other; the
-//! architectures that load (llama, qwen2, qwen3, phi3) and how each differs from the LLaMA decoder.
+//! architectures that load (llama, qwen2, qwen3, phi3, granite) and how each differs from the LLaMA
+//! decoder.
 
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
@@ -26,6 +27,9 @@ pub const ARCHITECTURES: &[ArchTraits] = &[
     // Phi-3 and Phi-3.5 (llama.cpp's phi3 graph): LLaMA's decoder with NEOX RoPE, its matrices
     // stored fused (Config::phi3_layout), LongRoPE's factors (Config::rope_long_short).
     ArchTraits { name: "phi3", rope_neox: true, qkv_bias: false, qk_norm: false },
+    // IBM Granite 3.x (llama.cpp's granite graph): LLaMA's decoder with its multipliers
+    // (Config::granite).
+    ArchTraits { name: "granite", rope_neox: false, qkv_bias: false, qk_norm: false },
 ];
 
 /// The projections that add a bias after their matrix: qwen2's q, k and v always; in a llama file
@@ -50,10 +54,28 @@ pub struct Phi3Layout {
     pub packed_gate_up: bool,
 }
 
+/// Granite's multipliers (<arch>.embedding_scale, .residual_scale, .attention.scale, .logit_scale;
+/// 1, 1, none and 1 in other files): x = embedding * embedding_scale; each layer adds
+/// residual_scale * its attention's and its feed-forward's output to x; attention scores are
+/// q k^T * attention_scale (in place of 1 / sqrt(head_dim)); logits are divided by logit_scale.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Granite {
+    pub embedding_scale: f32,
+    pub residual_scale: f32,
+    pub attention_scale: Option<f32>,
+    pub logit_scale: f32,
+}
+
+impl Default for Granite {
+    fn default() -> Granite {
+        Granite { embedding_scale: 1.0, residual_scale: 1.0, attention_scale: None, logit_scale: 1.0 }
+    }
+}
+
 /// LLaMA-family hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// general.architecture ("llama", "qwen2", "qwen3", "phi3").
+    /// general.architecture ("llama", "qwen2", "qwen3", "phi3", "granite").
     pub arch: String,
     /// What the architecture changes in the decoder.
     pub traits: ArchTraits,
@@ -61,6 +83,8 @@ pub struct Config {
     pub biases: Biases,
     /// How the file stores the layers' matrices where it fuses them (phi3).
     pub phi3_layout: Phi3Layout,
+    /// Granite's multipliers (ones elsewhere).
+    pub granite: Granite,
     /// Decoder blocks (<arch>.block_count).
     pub n_layers: usize,
     /// Residual stream width (<arch>.embedding_length).
@@ -198,18 +222,28 @@ impl Config {
                 "rope.dimension_count {n_rot} must be even and at most the head width {head_dim}"
             )));
         }
-        // llama.cpp refuses a partial rotation in a llama file (its graph rotates whole heads there).
-        if arch == "llama" && n_rot != head_dim {
+        // llama.cpp refuses a partial rotation in a llama or granite file (its graphs rotate whole
+        // heads there).
+        if matches!(arch, "llama" | "granite") && n_rot != head_dim {
             return Err(Error::BadConfig(format!(
-                "llama.rope.dimension_count is {n_rot}: a llama file rotates the whole head ({head_dim})"
+                "{arch}.rope.dimension_count is {n_rot}: a {arch} file rotates the whole head ({head_dim})"
             )));
         }
         let phi3 = arch == "phi3";
         let phi3_layout =
             Phi3Layout { fused_qkv: phi3 && g.tensor("blk.0.attn_qkv.weight").is_some(), packed_gate_up: phi3 };
+        if phi3 && g.tensor("rope_freqs.weight").is_some() {
+            // llama.cpp's phi3 graph reads only LongRoPE's factors (and refuses the extra tensor).
+            return Err(Error::BadConfig(
+                "rope_freqs.weight in a phi3 file, which takes rope_factors_long/short".into(),
+            ));
+        }
         let rope_long_short = match (g.tensor("rope_factors_long.weight"), g.tensor("rope_factors_short.weight")) {
             (None, None) => None,
-            (Some(_), Some(_)) if phi3 => Some(get("rope.scaling.original_context_length", MAX_CTX)?),
+            // The trained context where the file names no original one, as llama.cpp reads it.
+            (Some(_), Some(_)) if phi3 => {
+                Some(opt("rope.scaling.original_context_length", MAX_CTX)?.unwrap_or(get("context_length", MAX_CTX)?))
+            }
             _ => {
                 return Err(Error::BadConfig(
                     "rope_factors_long and rope_factors_short come as a pair, in a phi3 file".into(),
@@ -217,9 +251,9 @@ impl Config {
             }
         };
         let rope_attn_factor = g.opt_f32(&k("rope.scaling.attn_factor"))?.unwrap_or(1.0);
-        if !(rope_attn_factor.is_finite() && rope_attn_factor > 0.0 && rope_attn_factor < 16.0) {
+        if !(rope_attn_factor.is_finite() && (1e-3..16.0).contains(&rope_attn_factor)) {
             return Err(Error::BadConfig(format!(
-                "rope.scaling.attn_factor is {rope_attn_factor}, expected a finite number above 0"
+                "rope.scaling.attn_factor is {rope_attn_factor}, expected a number from 0.001 to 16"
             )));
         }
         // The factor scales the rotated dimensions only: carried by the attention's scale, which
@@ -229,6 +263,33 @@ impl Config {
                 "rope.scaling.attn_factor {rope_attn_factor} with a partial rotation ({n_rot} of {head_dim}) is not supported"
             )));
         }
+        let granite = match arch {
+            "granite" => {
+                // A multiplier that is finite and positive (0 for residual_scale and attention.scale
+                // means "none", as llama.cpp reads them).
+                let multiplier = |key: &str| -> Result<Option<f32>> {
+                    match g.opt_f32(&k(key))? {
+                        Some(v) if !(0.0..1e6).contains(&v) => {
+                            Err(Error::BadConfig(format!("{arch}.{key} is {v}, expected a finite number of 0 or more")))
+                        }
+                        v => Ok(v.filter(|&v| v > 0.0)),
+                    }
+                };
+                let logit_scale = multiplier("logit_scale")?.ok_or_else(|| Error::MissingKey(k("logit_scale")))?;
+                if g.opt_bool(&k("rope.scaling.finetuned"))? == Some(false) {
+                    return Err(Error::BadConfig(format!(
+                        "{arch}.rope.scaling.finetuned is false: a granite model without RoPE is not supported"
+                    )));
+                }
+                Granite {
+                    embedding_scale: multiplier("embedding_scale")?.unwrap_or(1.0),
+                    residual_scale: multiplier("residual_scale")?.unwrap_or(1.0),
+                    attention_scale: multiplier("attention.scale")?,
+                    logit_scale,
+                }
+            }
+            _ => Granite::default(),
+        };
         let rope_base = g.opt_f32(&k("rope.freq_base"))?.unwrap_or(10000.0);
         if !(rope_base.is_finite() && rope_base > 1.0) {
             return Err(Error::BadConfig(format!("rope.freq_base is {rope_base}, expected a finite number above 1")));
@@ -309,6 +370,7 @@ impl Config {
             traits,
             biases,
             phi3_layout,
+            granite,
             n_layers,
             dim,
             n_heads,
@@ -346,19 +408,20 @@ impl Config {
     /// project and rotate in one pass (the GPU family's qkv, the CPU family's rope in attention) apply.
     /// The tensor of RoPE divisors the graph reads for a context of `ctx` positions: rope_freqs,
     /// or Phi-3's long factors above its original context and short ones within it, as llama.cpp
-    /// chooses.
+    /// chooses (it rounds the context up to a multiple of 256 first).
     pub fn rope_factors_for(&self, ctx: usize) -> Option<&'static str> {
         match self.rope_long_short {
-            Some(orig) if ctx > orig => Some("rope_factors_long.weight"),
+            Some(orig) if ctx.next_multiple_of(256) > orig => Some("rope_factors_long.weight"),
             Some(_) => Some("rope_factors_short.weight"),
             None => self.rope_freqs.then_some("rope_freqs.weight"),
         }
     }
 
-    /// The attention's scale of q k^T: 1 / sqrt(head_dim), times the square of the RoPE attention
-    /// factor that multiplied both q and k.
+    /// The attention's scale of q k^T: granite's attention.scale, else 1 / sqrt(head_dim); times
+    /// the square of the RoPE attention factor that multiplied both q and k.
     pub fn attention_scale(&self) -> f32 {
-        self.rope_attn_factor * self.rope_attn_factor / (self.head_dim as f32).sqrt()
+        let scale = self.granite.attention_scale.unwrap_or(1.0 / (self.head_dim as f32).sqrt());
+        self.rope_attn_factor * self.rope_attn_factor * scale
     }
 
     pub fn llama_qk(&self) -> bool {

@@ -562,7 +562,8 @@ pub struct AddBiasParams {
     pub row_stride: u32,
     /// Where in a row the biased values start.
     pub offset: u32,
-    pub _pad: u32,
+    /// scale_values' multiplier (add_bias reads none).
+    pub scale: f32,
 }
 
 /// add_bias (a llama file's other biases): out[r, offset..offset + len] += bias in place, for
@@ -571,6 +572,14 @@ pub fn add_bias(t: Target, out: &wgpu::Buffer, bias: &wgpu::Buffer, p: AddBiasPa
     within_one_dimension("add_bias", p.len.div_ceil(64))?;
     let pipeline = t.pipeline(&Module::new("add_bias", &[wgsl::ADD_BIAS]), "main")?;
     bind(t.gpu, "add_bias", pipeline, bytemuck::bytes_of(&p), numbered(&[out, bias]), [p.len.div_ceil(64), rows, 1])
+}
+
+/// scale_values (granite's multipliers): out[r, offset..offset + len] *= scale in place, for `rows`
+/// batch rows.
+pub fn scale_values(t: Target, out: &wgpu::Buffer, p: AddBiasParams, rows: u32) -> Result<Dispatch> {
+    within_one_dimension("scale_values", p.len.div_ceil(64))?;
+    let pipeline = t.pipeline(&Module::new("add_bias", &[wgsl::ADD_BIAS]), "scale_values")?;
+    bind(t.gpu, "scale_values", pipeline, bytemuck::bytes_of(&p), at(&[(1, out)]), [p.len.div_ceil(64), rows, 1])
 }
 
 #[repr(C)]

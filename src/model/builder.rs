@@ -327,6 +327,10 @@ impl ModelBuilder {
                 if done {
                     let mut f = vec![0f32; p.info.dims[0] as usize];
                     p.info.ty.dequantize(v, &mut f)?;
+                    if p.info.name == weights::OUTPUT_NORM && self.cfg.granite.logit_scale != 1.0 {
+                        // Granite's logits / logit_scale, carried by the final norm's weights.
+                        f.iter_mut().for_each(|w| *w /= self.cfg.granite.logit_scale);
+                    }
                     if weights::graph_name(&self.cfg, self.ctx, &p.info.name) == weights::ROPE_FREQS {
                         self.rope_factors = Some(f.clone());
                     }

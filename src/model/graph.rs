@@ -154,10 +154,12 @@ pub fn decode(s: &Parts, combine_in_wo: Option<u32>) -> Result<Vec<Dispatch>> {
     let (c, a) = (s.cfg, s.acts);
     let mut g = Recorder::decode(s, combine_in_wo);
     g.embed(1)?; // x = embedding[token]
+    g.embedding_scale()?; // x *= embedding_scale (granite)
     for l in 0..c.n_layers {
         let lw = |suffix: &str| weights::layer(l, suffix);
         g.qkv(l)?; // q | k | v = [Wq; Wk; Wv] rmsnorm(x) (+ qkv_bias; head_rmsnorm q, k); q, k = rope(q), rope(k) (CPU family, llama: in attention)
         g.attention(l, AttentionRows::One, s.n_splits)?; // att = softmax(q k^T / sqrt(head_dim)) v (or its splits' partials); k, v into the cache
+        g.residual_scale(&a.att, c.q_dim() as u32)?; // att *= residual_scale (granite; its attention merges its splits)
         g.residual(s.w(&lw(ATTN_OUT)), &a.att)?; // x += Wo att (att merged from the partials in Wo's loader where attention left them)
         g.out_bias(l)?; // x += bo (a llama file's)
         if c.n_experts > 0 {
@@ -165,7 +167,7 @@ pub fn decode(s: &Parts, combine_in_wo: Option<u32>) -> Result<Vec<Dispatch>> {
             continue;
         }
         g.gate_up(l)?; // hb = silu(Wgate rmsnorm(x)) * (Wup rmsnorm(x)) (CPU family, or biases: gate | up (+ bgate | bup), swiglu in down)
-        g.down(l)?; // x += Wdown hb
+        g.down(l)?; // x += Wdown hb (hb *= residual_scale first: granite)
         g.down_bias(l)?; // x += bdown (a llama file's)
     }
     g.logits()?; // logits = Wout rmsnorm(x)
@@ -203,6 +205,7 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
     let add = |x_stride: u32| MatmulParams { x_stride, out_stride: dim, accumulate: 1, ..Default::default() };
     let mut g = Recorder::batch(s, rows);
     g.embed(rows)?; // x[t] = embedding[tokens[t]]
+    g.embedding_scale()?; // x *= embedding_scale (granite)
     for l in 0..c.n_layers {
         let lw = |suffix: &str| weights::layer(l, suffix);
         g.rmsnorm(s.vec(&lw(ATTN_NORM)))?; // xb = rmsnorm(x)
@@ -211,6 +214,7 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
         g.head_rmsnorm(l)?; // q, k = rmsnorm of each head * q_norm, k_norm (qwen3)
         g.rope()?; // q, k = rope(q), rope(k)
         g.attention(l, which, n_splits)?; // att = causal softmax(q k^T / sqrt(head_dim)) v; each row's k, v into the cache (or branch)
+        g.residual_scale(&a.att, c.q_dim() as u32)?; // att *= residual_scale (granite)
         g.matmul(s.w(&lw(ATTN_OUT)), &a.att, &a.x, add(c.q_dim() as u32))?; // x += Wo att
         g.out_bias(l)?; // x += bo (a llama file's)
         if c.n_experts > 0 {
@@ -221,6 +225,7 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
         g.matmul_gate_up(l)?; // hb, hb2 = Wgate xb, Wup xb
         g.gate_up_bias(l, false)?; // hb, hb2 += bgate, bup (a llama file's)
         g.swiglu(ffn)?; // hb = silu(hb) * hb2 (the rows that hold tokens)
+        g.residual_scale(&a.hb, ffn)?; // hb *= residual_scale (granite)
         g.matmul(s.w(&lw(FFN_DOWN)), &a.hb, &a.x, add(ffn))?; // x += Wdown hb
         g.down_bias(l)?; // x += bdown (a llama file's)
     }

@@ -156,12 +156,35 @@ impl<'a> Recorder<'a> {
         self.add_bias(&self.s.acts.x, FFN_DOWN_BIAS, l, c.dim as u32, [c.dim as u32, 0])
     }
 
+    /// x *= granite's embedding multiplier, for every row (other models: nothing).
+    pub fn embedding_scale(&mut self) -> Result<()> {
+        let (c, a) = (self.s.cfg, self.s.acts);
+        self.scale(&a.x, c.dim as u32, c.granite.embedding_scale)
+    }
+
+    /// v *= granite's residual multiplier for every row, `len` values a row (other models:
+    /// nothing): the attention's output before Wo, or SwiGLU's before Wdown, which then add
+    /// residual_scale * their product to x.
+    pub fn residual_scale(&mut self, v: &wgpu::Buffer, len: u32) -> Result<()> {
+        self.scale(v, len, self.s.cfg.granite.residual_scale)
+    }
+
+    /// out[r, ..len] *= `by` for every row, rows `len` apart; nothing where `by` is 1.
+    fn scale(&mut self, out: &wgpu::Buffer, len: u32, by: f32) -> Result<()> {
+        if by == 1.0 {
+            return Ok(());
+        }
+        let p = AddBiasParams { len, row_stride: len, offset: 0, scale: by };
+        self.g.push(kernels::scale_values(self.s.target(), out, p, self.rows)?);
+        Ok(())
+    }
+
     /// out[r, offset..offset + len] += layer l's bias `suffix` ([len]) for every row, rows
     /// `row_stride` apart.
     fn add_bias(&mut self, out: &wgpu::Buffer, suffix: &str, l: usize, len: u32, at: [u32; 2]) -> Result<()> {
         let bias = self.s.vec(&weights::layer(l, suffix));
         let [row_stride, offset] = at;
-        let p = AddBiasParams { len, row_stride, offset, _pad: 0 };
+        let p = AddBiasParams { len, row_stride, offset, scale: 1.0 };
         self.g.push(kernels::add_bias(self.s.target(), out, bias, p, self.rows)?);
         Ok(())
     }
@@ -456,6 +479,7 @@ impl<'a> Recorder<'a> {
             (_, true) => self.g.push(cpu::swiglu_packed(s.target(), &a.hb, ffn, ffn)?),
             (_, false) => self.swiglu(ffn)?, // hb = silu(hb) * hb2
         }
+        self.residual_scale(&a.hb, ffn)?; // hb *= granite's residual multiplier (folds are off there)
         self.matvec(
             s.w(&weights::layer(l, FFN_DOWN)),
             &a.hb,
@@ -552,8 +576,10 @@ pub fn rope_in_attention(layout: &Layout, cfg: &Config) -> bool {
 /// matrices that leave partial sums (Wo, Wdown) in one part.
 fn decode_folds(s: &Parts) -> bool {
     let t = s.target();
-    // Biases added to x between the matvecs would be missed by the sums of squares they pass on.
-    if !s.layout.is_cpu() || !s.layout.folds || s.cfg.biases.out || s.cfg.biases.ffn {
+    // Biases added to x between the matvecs would be missed by the sums of squares they pass on,
+    // granite's multiplier of SwiGLU's output by the swiglu fold.
+    let c = s.cfg;
+    if !s.layout.is_cpu() || !s.layout.folds || c.biases.out || c.biases.ffn || c.granite.residual_scale != 1.0 {
         return false;
     }
     let folds = |w: &Weight| (0..w.parts.len()).all(|i| cpu::can_fold(t, &w.part(i)));

@@ -21,6 +21,7 @@ const MODELS = {
   'tiny-split-Q4_1': 'tiny-split-Q4_1-00001-of-00003.gguf',
   'tiny-llama-bias-Q8_0': 'tiny-llama-bias-Q8_0.gguf',
   'tiny-phi3-Q8_0': 'tiny-phi3-Q8_0.gguf',
+  'tiny-granite-Q8_0': 'tiny-granite-Q8_0.gguf',
 };
 // Log-probabilities within 0.05 of llama.cpp's, or the model's own bound: the phi3 fixture's untied
 // logits (to 80) came within 0.085 on SwiftShader where lavapipe's native run of the same kernel
@@ -84,11 +85,12 @@ for (const [name, file] of Object.entries(MODELS)) {
     golden.prompts.forEach((p, i) => {
       const { text, prompt_tokens, chosen, top } = got.out[i];
       assert.equal(prompt_tokens, p.prompt_ids.length, `${name} ${p.name}: prompt tokens`);
-      // While greedy decoding follows the golden (every margin so far at least 0.1), the page's top
-      // log-probabilities are llama.cpp's, and the token it picks is llama.cpp's top one.
+      // While greedy decoding follows the golden (every margin so far at least 0.1, and twice the
+      // tolerance), the page's top log-probabilities are llama.cpp's, and the token it picks is
+      // llama.cpp's top one.
       let worst = 0;
       const tol = TOLERANCE[name] ?? 0.05;
-      for (let s = 0; s < STEPS && p.steps[s].margin_top1_top2 >= 0.1; s++) {
+      for (let s = 0; s < STEPS && p.steps[s].margin_top1_top2 >= Math.max(0.1, 2 * tol); s++) {
         const want = p.steps[s].top.slice(0, 5).map(([, logit]) => logit - p.steps[s].logsumexp);
         const mine = [...top[s]].sort((a, b) => b - a);
         want.forEach((w, k) => {

@@ -6,6 +6,7 @@ pub mod exact;
 pub mod goldens;
 pub mod kernels;
 pub mod schema;
+pub mod tiny_gguf;
 
 use std::sync::{Arc, OnceLock};
 use webllama::{Family, Gpu, Layout};

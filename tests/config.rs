@@ -1,0 +1,154 @@
+//! Model configs read from GGUF headers: keys missing or inconsistent, files that would load and
+//! compute something other than their model, and each architecture's own keys (granite's
+//! multipliers): every refusal a named error.
+
+mod common;
+
+use common::tiny_gguf::{load, tiny};
+use webllama::format::gguf::Value;
+use webllama::Error;
+
+#[test]
+fn missing_and_inconsistent_llama_keys() {
+    let drop = |key: &'static str| tiny(move |m| m.retain(|(k, _)| *k != key), |_| {});
+    assert!(matches!(load(&drop("llama.block_count")), Err(Error::MissingKey(k)) if k == "llama.block_count"));
+    assert!(matches!(load(&drop("general.architecture")), Err(Error::MissingKey(_))));
+    let set = |key: &'static str, v: Value| {
+        tiny(move |m| m.iter_mut().filter(|(k, _)| *k == key).for_each(|e| e.1 = v.clone()), |_| {})
+    };
+    assert!(
+        matches!(load(&set("general.architecture", Value::String("gemma".into()))), Err(Error::UnsupportedArch(a)) if a == "gemma")
+    );
+    assert!(matches!(load(&set("llama.attention.head_count_kv", Value::U32(3))), Err(Error::BadConfig(_))));
+    assert!(matches!(load(&set("llama.block_count", Value::I32(-1))), Err(Error::BadMetadata { .. })));
+    assert!(matches!(load(&set("llama.block_count", Value::String("1".into()))), Err(Error::BadMetadata { .. })));
+    assert!(matches!(load(&set("llama.embedding_length", Value::U32(0))), Err(Error::BadConfig(_))));
+    assert!(matches!(load(&set("llama.rope.freq_base", Value::F32(f32::NAN))), Err(Error::BadConfig(_))));
+    // Two layers declared, one present.
+    let e = load(&set("llama.block_count", Value::U32(2))).unwrap_err();
+    assert!(matches!(&e, Error::MissingTensor(t) if t == "blk.1.attn_norm.weight"), "{e}");
+    // A tensor shaped against the config (its bytes as many as the config's shape would take).
+    let e = load(&tiny(|_| {}, |t| t[4].1 = vec![32, 64])).unwrap_err();
+    assert!(matches!(&e, Error::BadTensor { tensor, .. } if tensor == "blk.0.attn_k.weight"), "{e}");
+    // A partial rotation, which llama.cpp refuses in a llama file; the whole head is accepted.
+    let e = load(&tiny(|m| m.push(("llama.rope.dimension_count", Value::U32(8))), |_| {})).unwrap_err();
+    assert!(matches!(&e, Error::BadConfig(m) if m.contains("dimension_count is 8")), "{e}");
+    assert_eq!(load(&tiny(|m| m.push(("llama.rope.dimension_count", Value::U32(16))), |_| {})).unwrap().n_rot, 16);
+    // Duplicate keys.
+    let e = load(&tiny(|m| m.push(("llama.block_count", Value::U32(1))), |_| {})).unwrap_err();
+    assert!(matches!(&e, Error::BadMetadata { msg, .. } if msg.contains("twice")), "{e}");
+}
+
+/// Files that would load and then compute something other than their model are refused by name:
+/// a tensor the decoder would not read (a classifier), a group of a llama file's biases in part,
+/// experts stored apart (Mixtral conversions of 2023), an embedding or reranking model, a file with
+/// no RMSNorm epsilon (families differ). The 2023 key of linear RoPE scaling is read.
+#[test]
+fn files_the_decoder_would_misread_are_refused_by_name() {
+    let f32s = |n: u64| (vec![n], 0u32, vec![0u8; 4 * n as usize]);
+    let with = |name: &'static str, n: u64| {
+        tiny(
+            |_| {},
+            move |t| {
+                let (dims, ty, bytes) = f32s(n);
+                t.push((name, dims, ty, bytes))
+            },
+        )
+    };
+    let e = load(&with("cls.output.weight", 64)).unwrap_err();
+    assert!(
+        matches!(&e, Error::BadTensor { tensor, msg } if tensor == "cls.output.weight" && msg.contains("not part")),
+        "{e}"
+    );
+    // A llama file's biases are read in groups (q, k, v; Wo; gate, up, down): a group's first bias
+    // asks for the rest by name; a whole group loads.
+    for (name, missing) in [("blk.0.attn_q.bias", "blk.0.attn_k.bias"), ("blk.0.ffn_down.bias", "blk.0.ffn_gate.bias")]
+    {
+        let e = load(&with(name, 64)).unwrap_err();
+        assert!(matches!(&e, Error::MissingTensor(t) if t == missing), "{name}: {e}");
+    }
+    let biases = load(&with("blk.0.attn_output.bias", 64)).unwrap().biases;
+    assert!(biases.out && !biases.qkv && !biases.ffn, "{biases:?}");
+    let e = load(&with("blk.0.attn_output.bias", 32)).unwrap_err();
+    assert!(matches!(&e, Error::BadTensor { tensor, .. } if tensor == "blk.0.attn_output.bias"), "{e}");
+    let e = load(&with("blk.0.ffn_gate.3.weight", 64)).unwrap_err();
+    assert!(
+        matches!(&e, Error::BadConfig(m) if m.contains("blk.0.ffn_gate.3.weight") && m.contains("newer conversion")),
+        "{e}"
+    );
+    let e = load(&tiny(|m| m.push(("llama.pooling_type", Value::U32(3))), |_| {})).unwrap_err();
+    assert!(matches!(&e, Error::BadConfig(m) if m.contains("pooling_type is 3")), "{e}");
+    assert!(load(&tiny(|m| m.push(("llama.pooling_type", Value::U32(0))), |_| {})).is_ok());
+    let e = load(&tiny(|m| m.retain(|(k, _)| !k.ends_with("rms_epsilon")), |_| {})).unwrap_err();
+    assert!(matches!(&e, Error::MissingKey(k) if k == "llama.attention.layer_norm_rms_epsilon"), "{e}");
+    // Linear scaling: the old key alone, the new keys, a type with no factor.
+    let scale = |edit: fn(&mut Vec<(&'static str, Value)>)| load(&tiny(edit, |_| {})).unwrap().rope_freq_scale;
+    assert_eq!(scale(|m| m.push(("llama.rope.scale_linear", Value::F32(4.0)))), 0.25);
+    assert_eq!(
+        scale(|m| m.extend([
+            ("llama.rope.scaling.type", Value::String("linear".into())),
+            ("llama.rope.scaling.factor", Value::F32(4.0))
+        ])),
+        0.25
+    );
+    assert_eq!(scale(|m| m.push(("llama.rope.scaling.type", Value::String("linear".into())))), 1.0);
+    assert_eq!(scale(|_| {}), 1.0);
+    // A factor with no type beside rope_freqs is LLaMA-3's, carried by the divisors: not applied twice.
+    let llama3 = tiny(
+        |m| m.push(("llama.rope.scaling.factor", Value::F32(8.0))),
+        |t| t.push(("rope_freqs.weight", vec![8], 0, bytemuck::cast_slice(&[1f32; 8]).to_vec())),
+    );
+    assert_eq!(load(&llama3).unwrap().rope_freq_scale, 1.0);
+    let e = load(&tiny(|m| m.push(("llama.rope.scaling.type", Value::U32(1))), |_| {})).unwrap_err();
+    assert!(matches!(&e, Error::BadMetadata { key, .. } if key == "llama.rope.scaling.type"), "{e}");
+}
+
+/// granite's multipliers: logit_scale required, the others optional (0 reads as none, as in
+/// llama.cpp), a negative or NaN one refused by name, a granite model without RoPE refused.
+#[test]
+fn granite_multipliers_are_read_and_checked() {
+    let granite = |extra: Vec<(&'static str, Value)>| {
+        tiny(
+            move |m| {
+                for (k, v) in m.iter_mut() {
+                    if let Some(rest) = k.strip_prefix("llama.") {
+                        *k = Box::leak(format!("granite.{rest}").into_boxed_str());
+                    }
+                    if *k == "general.architecture" {
+                        *v = Value::String("granite".into());
+                    }
+                }
+                m.extend(extra);
+            },
+            |_| {},
+        )
+    };
+    let e = load(&granite(vec![])).unwrap_err();
+    assert!(matches!(&e, Error::MissingKey(k) if k == "granite.logit_scale"), "{e}");
+    let c = load(&granite(vec![
+        ("granite.logit_scale", Value::F32(8.0)),
+        ("granite.residual_scale", Value::F32(0.0)),
+        ("granite.embedding_scale", Value::F32(12.0)),
+    ]))
+    .unwrap();
+    assert_eq!((c.granite.logit_scale, c.granite.residual_scale, c.granite.embedding_scale), (8.0, 1.0, 12.0));
+    assert_eq!(c.granite.attention_scale, None);
+    assert_eq!(c.attention_scale(), 0.25, "1 / sqrt(head_dim 16) where the file names no scale");
+    let c =
+        load(&granite(vec![("granite.logit_scale", Value::F32(8.0)), ("granite.attention.scale", Value::F32(0.0625))]));
+    assert_eq!(c.unwrap().attention_scale(), 0.0625);
+    let e = load(&granite(vec![
+        ("granite.logit_scale", Value::F32(8.0)),
+        ("granite.residual_scale", Value::F32(f32::NAN)),
+    ]))
+    .unwrap_err();
+    assert!(matches!(&e, Error::BadConfig(m) if m.contains("granite.residual_scale")), "{e}");
+    let e = load(&granite(vec![("granite.logit_scale", Value::F32(-1.0))])).unwrap_err();
+    assert!(matches!(&e, Error::BadConfig(m) if m.contains("granite.logit_scale")), "{e}");
+    let e = load(&granite(vec![
+        ("granite.logit_scale", Value::F32(8.0)),
+        ("granite.rope.scaling.finetuned", Value::Bool(false)),
+    ]))
+    .unwrap_err();
+    assert!(matches!(&e, Error::BadConfig(m) if m.contains("without RoPE")), "{e}");
+}

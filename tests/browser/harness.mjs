@@ -1,7 +1,7 @@
 // Shared by the browser tests: the `webllama serve` process and Debian's headless Chromium with its
 // software WebGPU adapter (SwiftShader).
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, symlinkSync, writeFileSync, openSync, readSync, closeSync, mkdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, symlinkSync, writeFileSync, openSync, readSync, closeSync, mkdirSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir, homedir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +28,8 @@ export function modelsDir() {
   const missing = TINY_LINKED.filter((t) => !existsSync(join(TINY, t)));
   if (process.env.CI && missing.length) throw new Error(`${missing.join(', ')} missing from ${TINY} on CI`);
   const dir = mkdtempSync(join(tmpdir(), 'webllama-models-'));
+  // Gone when the test file's process ends (its truncated copy and the tests' own files with it).
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   symlinkSync(MODEL_PATH, join(dir, MODEL_NAME));
   const head = Buffer.alloc(5 << 20);
   const fd = openSync(MODEL_PATH, 'r');
@@ -65,15 +67,22 @@ export async function startServer(models) {
   return { url, log, stop: () => proc.kill() };
 }
 
-// Chromium with a fresh profile, or the one in `userDataDir` (a browser closed and opened again on
-// the same profile keeps its storage).
-export async function launch(userDataDir = mkdtempSync(join(tmpdir(), 'webllama-chromium-'))) {
+// Chromium with a fresh profile, removed when the browser closes (it holds the models the page
+// stored: hundreds of MB a run), or the one in `userDataDir`, the caller's to remove (a browser
+// closed and opened again on the same profile keeps its storage).
+export async function launch(userDataDir) {
+  const fresh = userDataDir === undefined;
+  userDataDir ??= mkdtempSync(join(tmpdir(), 'webllama-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
     viewport: { width: 1100, height: 900 },
   });
+  if (fresh) {
+    context.on('close', () => rmSync(userDataDir, { recursive: true, force: true }));
+    process.on('exit', () => rmSync(userDataDir, { recursive: true, force: true }));
+  }
   return context;
 }
 

@@ -1,6 +1,7 @@
 //! add_bias (a llama file's Wo, gate, up and down biases): out[row, offset + i] += bias[i] in place;
 //! scale_values (granite's embedding and residual multipliers): out[row, offset + i] *= scale. For
-//! every batch row; one thread per value; grid row y is batch row y.
+//! the batch rows that hold tokens (step.n_rows: a short chunk leaves the graph's other rows as they
+//! are); one thread per value; grid row y is batch row y.
 
 struct Params {
     len: u32,        // values per row (the bias's length)
@@ -12,6 +13,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>; // [rows, row_stride]
 @group(0) @binding(2) var<storage, read> bias: array<f32>;      // [len] (add_bias)
+@group(0) @binding(3) var<uniform> step: Step;
 
 // Where thread gid's value is: row gid.y's value gid.x of the span.
 fn spot(gid: vec3<u32>) -> u32 {
@@ -20,14 +22,14 @@ fn spot(gid: vec3<u32>) -> u32 {
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x < p.len) {
+    if (gid.x < p.len && gid.y < step.n_rows) {
         out[spot(gid)] += bias[gid.x];
     }
 }
 
 @compute @workgroup_size(64)
 fn scale_values(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x < p.len) {
+    if (gid.x < p.len && gid.y < step.n_rows) {
         out[spot(gid)] *= p.scale;
     }
 }

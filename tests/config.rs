@@ -5,7 +5,7 @@
 mod common;
 
 use common::tiny_gguf::{load, tiny};
-use webllama::format::gguf::Value;
+use webllama::format::gguf::{Array, Value};
 use webllama::Error;
 
 #[test]
@@ -118,7 +118,12 @@ fn granite_multipliers_are_read_and_checked() {
                         *v = Value::String("granite".into());
                     }
                 }
-                m.extend(extra);
+                for (key, value) in extra {
+                    match m.iter_mut().find(|(k, _)| *k == key) {
+                        Some(entry) => entry.1 = value,
+                        None => m.push((key, value)),
+                    }
+                }
             },
             |_| {},
         )
@@ -143,8 +148,17 @@ fn granite_multipliers_are_read_and_checked() {
     ]))
     .unwrap_err();
     assert!(matches!(&e, Error::BadConfig(m) if m.contains("granite.residual_scale")), "{e}");
-    let e = load(&granite(vec![("granite.logit_scale", Value::F32(-1.0))])).unwrap_err();
-    assert!(matches!(&e, Error::BadConfig(m) if m.contains("granite.logit_scale")), "{e}");
+    // Granite 4.0's dense files give the KV heads per layer: the same in every layer loads.
+    let scale = ("granite.logit_scale", Value::F32(8.0));
+    let kv = |counts: Vec<u32>| ("granite.attention.head_count_kv", Value::Array(Array::U32(counts)));
+    let c = load(&granite(vec![scale.clone(), kv(vec![2])])).unwrap();
+    assert_eq!(c.n_kv_heads, 2);
+    let e = load(&granite(vec![scale, kv(vec![2, 4])])).unwrap_err();
+    assert!(matches!(&e, Error::BadConfig(m) if m.contains("differs between layers")), "{e}");
+    for bad in [-1.0, 0.0, 1e-30, 1e7] {
+        let e = load(&granite(vec![("granite.logit_scale", Value::F32(bad))])).unwrap_err();
+        assert!(matches!(&e, Error::BadConfig(m) if m.contains("granite.logit_scale")), "{bad}: {e}");
+    }
     let e = load(&granite(vec![
         ("granite.logit_scale", Value::F32(8.0)),
         ("granite.rope.scaling.finetuned", Value::Bool(false)),

@@ -322,11 +322,20 @@ fn qkv_bias_and_head_rmsnorm_match() {
         let b = rng.vec(kv_dim);
         let bias = g.storage_with("bias", bytemuck::cast_slice(&b));
         let p = AddBiasParams { len: kv_dim as u32, row_stride: stride as u32, offset: q_dim as u32, scale: 1.0 };
-        kernels::submit(&g, &[kernels::add_bias(g.t(), &buf, &bias, p, rows as u32).unwrap()]);
-        for row in want.chunks_mut(stride) {
+        // Each row that holds a token (step.n_rows of them); the graph's rows past them stay.
+        let step = g.uniform("step", &webllama::kernels::Step::chunk(0, rows as u32 - 1));
+        kernels::submit(&g, &[kernels::add_bias(g.t(), &buf, &bias, &step, p, rows as u32).unwrap()]);
+        for row in want.chunks_mut(stride).take(rows - 1) {
             reference::add(&mut row[q_dim..q_dim + kv_dim], &b);
         }
         check("add_bias", "f32", &shape, &read(&buf, x.len()), &want);
+        // granite's multipliers, the same way.
+        let p = AddBiasParams { scale: 0.22, ..p };
+        kernels::submit(&g, &[kernels::scale_values(g.t(), &buf, &step, p, rows as u32).unwrap()]);
+        for row in want.chunks_mut(stride).take(rows - 1) {
+            row[q_dim..q_dim + kv_dim].iter_mut().for_each(|v| *v *= 0.22);
+        }
+        check("scale_values", "f32", &shape, &read(&buf, x.len()), &want);
 
         let (q_norm, k_norm) = (rng.vec(hd), rng.vec(hd));
         let norms = [&q_norm, &k_norm].map(|n| g.storage_with("norm", bytemuck::cast_slice(n)));

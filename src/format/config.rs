@@ -183,7 +183,23 @@ impl Config {
         }
         let get = |key: &str, max: u64| -> Result<usize> {
             let key = &k(key);
-            let v = g.get_u64(key)?;
+            let per_layer = ["attention.head_count", "attention.head_count_kv", "feed_forward_length"];
+            let array = g.get(key).and_then(|v| v.as_array()).filter(|_| per_layer.iter().any(|p| key.ends_with(p)));
+            let v = match array {
+                // A per-layer count, as llama.cpp reads these three (Granite 4.0's dense files write
+                // head counts so): one value for every layer, as this decoder's layers are alike.
+                Some(a) => {
+                    let first = a.int_at(0);
+                    if a.is_empty() || (0..a.len()).any(|i| a.int_at(i) != first) {
+                        return Err(Error::BadConfig(format!(
+                            "{key} differs between layers (a hybrid model's): not supported"
+                        )));
+                    }
+                    u64::try_from(first.unwrap_or(-1))
+                        .map_err(|_| Error::BadMetadata { key: key.clone(), msg: "is not a count".into() })?
+                }
+                None => g.get_u64(key)?,
+            };
             if v == 0 || v > max {
                 return Err(Error::BadConfig(format!("{key} is {v}, expected 1 to {max}")));
             }
@@ -265,12 +281,12 @@ impl Config {
         }
         let granite = match arch {
             "granite" => {
-                // A multiplier that is finite and positive (0 for residual_scale and attention.scale
-                // means "none", as llama.cpp reads them).
+                // A multiplier from 0.001 to a million, or 0 where it means "none" as llama.cpp reads
+                // them (not for logit_scale, a divisor).
                 let multiplier = |key: &str| -> Result<Option<f32>> {
                     match g.opt_f32(&k(key))? {
-                        Some(v) if !(0.0..1e6).contains(&v) => {
-                            Err(Error::BadConfig(format!("{arch}.{key} is {v}, expected a finite number of 0 or more")))
+                        Some(v) if !((v == 0.0 && key != "logit_scale") || (1e-3..1e6).contains(&v)) => {
+                            Err(Error::BadConfig(format!("{arch}.{key} is {v}, expected a number from 0.001 to 1e6")))
                         }
                         v => Ok(v.filter(|&v| v > 0.0)),
                     }

@@ -32,7 +32,7 @@ pub mod wgsl {
     pub const RMSNORM: &str = stepped!("rmsnorm.wgsl");
     pub const ROPE: &str = stepped!("rope.wgsl");
     pub const QKV_BIAS: &str = include_str!("../../shaders/qkv_bias.wgsl");
-    pub const ADD_BIAS: &str = include_str!("../../shaders/add_bias.wgsl");
+    pub const ADD_BIAS: &str = stepped!("add_bias.wgsl");
     pub const HEAD_RMSNORM: &str = include_str!("../../shaders/head_rmsnorm.wgsl");
     pub const MOE_ROUTE: &str = with_float_bits!("moe_route.wgsl");
     pub const MOE_MATVEC: &str = include_str!("../../shaders/moe_matvec.wgsl");

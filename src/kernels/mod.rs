@@ -566,20 +566,35 @@ pub struct AddBiasParams {
     pub scale: f32,
 }
 
-/// add_bias (a llama file's other biases): out[r, offset..offset + len] += bias in place, for
-/// `rows` batch rows.
-pub fn add_bias(t: Target, out: &wgpu::Buffer, bias: &wgpu::Buffer, p: AddBiasParams, rows: u32) -> Result<Dispatch> {
+/// add_bias (a llama file's other biases): out[r, offset..offset + len] += bias in place, for the
+/// first step.n_rows of `rows` batch rows.
+pub fn add_bias(
+    t: Target,
+    out: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: AddBiasParams,
+    rows: u32,
+) -> Result<Dispatch> {
     within_one_dimension("add_bias", p.len.div_ceil(64))?;
     let pipeline = t.pipeline(&Module::new("add_bias", &[wgsl::ADD_BIAS]), "main")?;
-    bind(t.gpu, "add_bias", pipeline, bytemuck::bytes_of(&p), numbered(&[out, bias]), [p.len.div_ceil(64), rows, 1])
+    let buffers = numbered(&[out, bias, step]);
+    bind(t.gpu, "add_bias", pipeline, bytemuck::bytes_of(&p), buffers, [p.len.div_ceil(64), rows, 1])
 }
 
-/// scale_values (granite's multipliers): out[r, offset..offset + len] *= scale in place, for `rows`
-/// batch rows.
-pub fn scale_values(t: Target, out: &wgpu::Buffer, p: AddBiasParams, rows: u32) -> Result<Dispatch> {
+/// scale_values (granite's multipliers): out[r, offset..offset + len] *= scale in place, for the
+/// first step.n_rows of `rows` batch rows.
+pub fn scale_values(
+    t: Target,
+    out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+    p: AddBiasParams,
+    rows: u32,
+) -> Result<Dispatch> {
     within_one_dimension("scale_values", p.len.div_ceil(64))?;
     let pipeline = t.pipeline(&Module::new("add_bias", &[wgsl::ADD_BIAS]), "scale_values")?;
-    bind(t.gpu, "scale_values", pipeline, bytemuck::bytes_of(&p), at(&[(1, out)]), [p.len.div_ceil(64), rows, 1])
+    let buffers = at(&[(1, out), (3, step)]);
+    bind(t.gpu, "scale_values", pipeline, bytemuck::bytes_of(&p), buffers, [p.len.div_ceil(64), rows, 1])
 }
 
 #[repr(C)]

@@ -175,7 +175,7 @@ impl<'a> Recorder<'a> {
             return Ok(());
         }
         let p = AddBiasParams { len, row_stride: len, offset: 0, scale: by };
-        self.g.push(kernels::scale_values(self.s.target(), out, p, self.rows)?);
+        self.g.push(kernels::scale_values(self.s.target(), out, &self.s.acts.step, p, self.rows)?);
         Ok(())
     }
 
@@ -185,7 +185,7 @@ impl<'a> Recorder<'a> {
         let bias = self.s.vec(&weights::layer(l, suffix));
         let [row_stride, offset] = at;
         let p = AddBiasParams { len, row_stride, offset, scale: 1.0 };
-        self.g.push(kernels::add_bias(self.s.target(), out, bias, p, self.rows)?);
+        self.g.push(kernels::add_bias(self.s.target(), out, bias, &self.s.acts.step, p, self.rows)?);
         Ok(())
     }
 

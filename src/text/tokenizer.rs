@@ -587,6 +587,8 @@ fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper> {
         }
         // LLaMA-3: letters with one leading non-letter, digits in threes, punctuation runs with their newlines.
         p if is_llama3(p) => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_SPLIT)?, byte_level])),
+        // DBRX's (Granite 4.0's) and Smaug's: LLaMA-3's split, merges always applied, no BOS added.
+        "dbrx" | "smaug-bpe" => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_SPLIT)?, byte_level])),
         // Qwen2/2.5/3: as LLaMA-3, digits one by one.
         // (DeepSeek-R1's distills of Qwen name it their own way.)
         "qwen2" | "deepseek-r1-qwen" | "kormo" | "megrez" => {
@@ -594,7 +596,7 @@ fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper> {
         }
         other => {
             return Err(Error::Tokenizer(format!(
-                "pre-tokenizer {other:?} (tokenizer.ggml.pre) is not supported yet (supported: default, gpt2, smollm, starcoder, refact, codeshell, llama-bpe and its aliases, qwen2 and its aliases)"
+                "pre-tokenizer {other:?} (tokenizer.ggml.pre) is not supported yet (supported: default, gpt2, smollm, starcoder, refact, codeshell, llama-bpe and its aliases, dbrx, smaug-bpe, qwen2 and its aliases)"
             )))
         }
     })

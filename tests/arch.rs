@@ -214,6 +214,45 @@ fn granite_decodes_past_one_attention_split() {
     }
 }
 
+/// The n-candidates path (one weight pass for several rows at one position, each row's own branch
+/// of the cache) on the new architectures' steps (biases, phi3's fused matrices, granite's
+/// multipliers): two steps of 3 candidates after a prompt give each row the logits that row's
+/// tokens give alone, on both families.
+#[test]
+fn candidates_run_the_new_architectures() {
+    for name in ["tiny-llama-bias-Q8_0", "tiny-phi3-Q8_0", "tiny-granite-Q8_0"] {
+        let path = fixture(&format!("{name}.gguf"));
+        let prompt = [1u32, 415, 5565, 302, 4843, 349];
+        let rows = [[17u32, 900], [3000, 4], [512, 7000]];
+        for layout in [common::layout(), common::gpu_family()] {
+            let mut model = Model::load_file(common::gpu(), layout, &path, Some(128)).unwrap();
+            let tol = tolerance(&layout, &path);
+            let mut alone = vec![];
+            for row in &rows {
+                model.truncate(0);
+                pollster::block_on(model.prefill(&prompt, false)).unwrap();
+                alone.push(row.map(|t| pollster::block_on(model.step(t, true)).unwrap().logits.unwrap()));
+            }
+            model.truncate(0);
+            pollster::block_on(model.prefill(&prompt, false)).unwrap();
+            pollster::block_on(model.reserve_candidates(3, 4)).unwrap();
+            for offset in 0..2 {
+                let tokens: Vec<u32> = rows.iter().map(|r| r[offset]).collect();
+                let out = pollster::block_on(model.candidates_step(&tokens, offset, true)).unwrap();
+                for (r, o) in out.iter().enumerate() {
+                    let got = o.logits.as_ref().unwrap();
+                    let want = &alone[r][offset];
+                    let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                    assert!(
+                        worst <= tol,
+                        "{name} {layout}: candidate {r} step {offset}: a logit {worst} from its own run"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// A Mixtral-style mixture of experts in a llama file: 8 experts, 2 used (router softmax, top 2,
 /// renormalized), decode and batched prefill.
 #[test]

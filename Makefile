@@ -151,14 +151,14 @@ device-kit: build
 	rm -rf .dev && mkdir -p .dev/lib/ssl .dev/gl
 	bash bench/source-hash.sh > .dev/VERSION
 	tgt=$${CARGO_TARGET_DIR:-target}; strip -o .dev/webllama $$tgt/release/webllama
-	for t in kernels attention sampler; do \
+	for t in kernels attention sampler arch; do \
 		bin=$$(cargo test --release --test $$t --no-run 2>&1 | sed -n "s|.*(\(.*/$$t-[0-9a-f]*\))$$|\1|p" | tail -1); \
 		[ -x "$$bin" ] || { echo "no test binary for $$t"; exit 1; }; strip -o .dev/$$t $$bin; done
 	m=$$(./scripts/fetch-model.sh); head -c $$(python3 bench/gguf_header.py $$m) $$m > .dev/smollm2.hdr
 	f=../shared/fixtures/tiny/tiny-llama3-Q4_K_M.gguf; head -c $$(python3 bench/gguf_header.py $$f) $$f > .dev/llama3.hdr
 	f=../shared/fixtures/tiny/tiny-llama2-Q8_0.gguf; head -c $$(python3 bench/gguf_header.py $$f) $$f > .dev/llama2.hdr
 	cp $(PEERS)/llama-bench-vulkan .dev/
-	xz -T0 -6 .dev/webllama .dev/kernels .dev/attention .dev/sampler .dev/smollm2.hdr .dev/llama3.hdr .dev/llama2.hdr .dev/llama-bench-vulkan
+	xz -T0 -6 .dev/webllama .dev/kernels .dev/attention .dev/sampler .dev/arch .dev/smollm2.hdr .dev/llama3.hdr .dev/llama2.hdr .dev/llama-bench-vulkan
 	cp $(PEERS)/llama-bench-vulkan-2026-10.xz .dev/ && cp $(PEERS)/libgomp.so.1 .dev/lib/
 	cp -L /lib/x86_64-linux-gnu/libssl.so.3 /lib/x86_64-linux-gnu/libcrypto.so.3 .dev/lib/ssl/
 	o="-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64"; mkdir -p /tmp/amd64/partial; \

@@ -71,7 +71,7 @@ command -v python3 >/dev/null || fail "no python3 (ratios.py and the unpacking n
 unxz_to() { python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; }
 
 step "unpacking the kit"
-for f in webllama kernels attention sampler llama-bench-vulkan llama-bench-vulkan-2026-10; do
+for f in webllama kernels attention sampler arch llama-bench-vulkan llama-bench-vulkan-2026-10; do
   unxz_to "$KIT/$f.xz" "$WORK/$f" && chmod +x "$WORK/$f" || fail "unpacking $KIT/$f.xz"
 done
 for f in smollm2.hdr llama3.hdr llama2.hdr; do unxz_to "$KIT/$f.xz" "$WORK/$f" || fail "unpacking $KIT/$f.xz"; done
@@ -218,8 +218,8 @@ if [ "${TESTS:-1}" = 1 ]; then
   $W random-model --like "$WORK/llama2.hdr" --out "$WORK/fixtures/tiny/tiny-llama2-Q8_0.gguf" || failed+=("random-model tiny-llama2")
   [ -s "$WORK/smol.gguf" ] || $W random-model --like "$WORK/smollm2.hdr" --out "$WORK/smol.gguf" || failed+=("random-model smol")
   ln -sf "$WORK/smol.gguf" "$WORK/cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-  for t in kernels attention sampler; do
-    step "kernel tests: $t (every kernel x type x layout vs reference.rs)"
+  for t in kernels attention sampler arch; do
+    step "kernel tests: $t (every kernel x type x layout vs reference.rs; arch: every architecture vs llama.cpp)"
     within ${TEST_S:-90} "$t tests" env WEBLLAMA_CACHE="$WORK/cache" WEBLLAMA_SHARED_FIXTURES="$WORK/fixtures" \
       "$WORK/$t" --test-threads 8 --show-output > "$WORK/$t.log" 2>&1
     rc=$?; tail -3 "$WORK/$t.log"

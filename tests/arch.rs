@@ -20,7 +20,7 @@ use webllama::reference::RefModel;
 use webllama::{Family, Model};
 
 fn fixture(file: &str) -> String {
-    format!("{}/tests/fixtures/arch/{file}", env!("CARGO_MANIFEST_DIR"))
+    common::repo_file(&format!("tests/fixtures/arch/{file}"))
 }
 
 /// The model in `file` against `name`'s exact golden on both kernel families and in the reference.
@@ -356,7 +356,7 @@ fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 /// The page's model panel names every weight type and architecture webllama loads.
 #[test]
 fn the_page_lists_every_supported_type() {
-    let html = std::fs::read_to_string(format!("{}/www/index.html", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let html = std::fs::read_to_string(common::repo_file("www/index.html")).unwrap();
     let at = html.find("id=\"supported\"").expect("the page's list of what loads");
     let list = &html[at..at + html[at..].find("</p>").unwrap()];
     let words: Vec<&str> = list.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).collect();

@@ -62,14 +62,19 @@ pub fn shared_fixture(rel: &str) -> Option<String> {
     None
 }
 
-/// A golden JSON file from tests/fixtures: the built tree's, or (a test binary carried to another
-/// machine, bench/device.sh) the one under the working directory.
-pub fn golden(rel: &str) -> serde_json::Value {
-    let built = format!("{}/tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
-    let p = match std::path::Path::new(&built).exists() {
+/// A file of the repository (`rel` from its root): the built tree's, or (a test binary carried to
+/// another machine, bench/device.sh) the one under the working directory.
+pub fn repo_file(rel: &str) -> String {
+    let built = format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"));
+    match std::path::Path::new(&built).exists() {
         true => built,
-        false => format!("tests/fixtures/{rel}"),
-    };
+        false => rel.to_string(),
+    }
+}
+
+/// A golden JSON file from tests/fixtures (repo_file).
+pub fn golden(rel: &str) -> serde_json::Value {
+    let p = repo_file(&format!("tests/fixtures/{rel}"));
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))).expect("valid JSON")
 }
 

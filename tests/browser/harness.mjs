@@ -29,7 +29,7 @@ export function modelsDir() {
   if (process.env.CI && missing.length) throw new Error(`${missing.join(', ')} missing from ${TINY} on CI`);
   const dir = mkdtempSync(join(tmpdir(), 'webllama-models-'));
   // Gone when the test file's process ends (its truncated copy and the tests' own files with it).
-  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  process.on('exit', () => removeQuietly(dir));
   symlinkSync(MODEL_PATH, join(dir, MODEL_NAME));
   const head = Buffer.alloc(5 << 20);
   const fd = openSync(MODEL_PATH, 'r');
@@ -80,10 +80,20 @@ export async function launch(userDataDir) {
     viewport: { width: 1100, height: 900 },
   });
   if (fresh) {
-    context.on('close', () => rmSync(userDataDir, { recursive: true, force: true }));
-    process.on('exit', () => rmSync(userDataDir, { recursive: true, force: true }));
+    context.on('close', () => removeQuietly(userDataDir));
+    process.on('exit', () => removeQuietly(userDataDir));
   }
   return context;
+}
+
+// Removes a folder of the tests' own, best effort: a closing browser may still be writing its
+// profile (retried), and a cleanup must never fail a test.
+function removeQuietly(dir) {
+  try {
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+  } catch (e) {
+    console.error(`left ${dir}: ${e.message}`);
+  }
 }
 
 // A new page of `context` at `url`, with the page's uncaught errors printed.

@@ -1,5 +1,5 @@
-//! qkv_bias (qwen2, a llama file's): q | k | v += bq | bk | bv in place, for every batch row of [q | k | v]. One thread
-//! per value; grid row y is batch row y.
+//! qkv_bias (qwen2, a llama file's): q | k | v += bq | bk | bv in place, for every batch row of
+//! [q | k | v]. One thread per value; grid row y is batch row y.
 
 struct Params {
     q_dim: u32,      // width of q (bq's length)

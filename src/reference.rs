@@ -433,17 +433,22 @@ impl RefModel {
             };
             residual(&mut x, out);
             match &layer.ffn {
-                Ffn::Dense { w_gate, w_up, w_down, bias: None } => {
-                    let h = gate_up(&x, &layer.ffn_norm, c.rms_eps, w_gate, w_up); // [ffn_dim]
-                    residual(&mut x, matvec(w_down, &h));
-                }
-                Ffn::Dense { w_gate, w_up, w_down, bias: Some([b_gate, b_up, b_down]) } => {
-                    let xb = rmsnorm(&x, &layer.ffn_norm, c.rms_eps);
-                    let (mut gate, mut up) = (matvec(w_gate, &xb), matvec(w_up, &xb)); // [ffn_dim]
-                    add(&mut gate, b_gate);
-                    add(&mut up, b_up);
-                    add(&mut x, &matvec(w_down, &swiglu(&gate, &up)));
-                    add(&mut x, b_down);
+                Ffn::Dense { w_gate, w_up, w_down, bias } => {
+                    let h = match bias {
+                        None => gate_up(&x, &layer.ffn_norm, c.rms_eps, w_gate, w_up), // [ffn_dim]
+                        Some([b_gate, b_up, _]) => {
+                            let xb = rmsnorm(&x, &layer.ffn_norm, c.rms_eps);
+                            let (mut gate, mut up) = (matvec(w_gate, &xb), matvec(w_up, &xb)); // [ffn_dim]
+                            add(&mut gate, b_gate);
+                            add(&mut up, b_up);
+                            swiglu(&gate, &up)
+                        }
+                    };
+                    let mut out = matvec(w_down, &h);
+                    if let Some([_, _, b_down]) = bias {
+                        add(&mut out, b_down);
+                    }
+                    residual(&mut x, out);
                 }
                 Ffn::Experts { router, gate, up, down } => {
                     let xb = rmsnorm(&x, &layer.ffn_norm, c.rms_eps);

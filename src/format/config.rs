@@ -267,7 +267,7 @@ impl Config {
             }
         };
         let rope_attn_factor = g.opt_f32(&k("rope.scaling.attn_factor"))?.unwrap_or(1.0);
-        if !(rope_attn_factor.is_finite() && (1e-3..16.0).contains(&rope_attn_factor)) {
+        if !(1e-3..16.0).contains(&rope_attn_factor) {
             return Err(Error::BadConfig(format!(
                 "rope.scaling.attn_factor is {rope_attn_factor}, expected a number from 0.001 to 16"
             )));

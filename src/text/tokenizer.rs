@@ -586,9 +586,11 @@ fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper> {
             PreTokenizerWrapper::Sequence(Sequence::new(vec![split(r"\p{N}")?, split(GPT2_SPLIT)?, byte_level]))
         }
         // LLaMA-3: letters with one leading non-letter, digits in threes, punctuation runs with their newlines.
-        p if is_llama3(p) => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_SPLIT)?, byte_level])),
-        // DBRX's (Granite 4.0's) and Smaug's: LLaMA-3's split, merges always applied, no BOS added.
-        "dbrx" | "smaug-bpe" => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_SPLIT)?, byte_level])),
+        // DBRX's (Granite 4.0's) and Smaug's split too (their merges always applied, no BOS added:
+        // is_llama3 is false for them).
+        p if is_llama3(p) || matches!(p, "dbrx" | "smaug-bpe") => {
+            PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_SPLIT)?, byte_level]))
+        }
         // Qwen2/2.5/3: as LLaMA-3, digits one by one.
         // (DeepSeek-R1's distills of Qwen name it their own way.)
         "qwen2" | "deepseek-r1-qwen" | "kormo" | "megrez" => {

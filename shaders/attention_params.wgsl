@@ -10,4 +10,14 @@ struct Params {
     qkv_stride: u32, // elements per row of qkv: (n_heads + 2 n_kv_heads) * head_dim
     n_splits: u32,   // GPU family: the most splits of the KV length dispatched (partials' stride)
     branch_len: u32, // positions per branch cache
+    window: u32,     // positions a query sees in a sliding-window layer, its own included; 0: all
+}
+
+// The first position a query at position `pos` sees: pos + 1 - window in a sliding-window layer
+// (where pos + 1 > window), else 0.
+fn first_key(pos: u32) -> u32 {
+    if (p.window == 0u || pos < p.window) {
+        return 0u;
+    }
+    return pos + 1u - p.window;
 }

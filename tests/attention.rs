@@ -122,6 +122,15 @@ fn check_cache(g: &On, op: &str, shape: &str, got: &[f32], want: &[f32]) {
     }
 }
 
+/// The first position a query at `pos` sees in a layer with a sliding window of `window` (0: none).
+fn first_key(pos: usize, window: usize) -> usize {
+    if window == 0 {
+        0
+    } else {
+        (pos + 1).saturating_sub(window)
+    }
+}
+
 fn params(h: usize, kvh: usize, hd: usize, n_splits: u32, branch_len: u32) -> AttentionParams {
     AttentionParams {
         n_heads: h as u32,
@@ -164,8 +173,31 @@ fn attention_matches_with_gqa_and_stores_this_position() {
         }
         let mut rng = Rng(17);
         for &(h, kvh, hd, len, splits) in &cases {
-            one_token(&g, &mut rng, (h, kvh, hd), len, splits);
+            one_token(&g, &mut rng, (h, kvh, hd), len, splits, 0);
         }
+    }
+}
+
+/// Sliding-window layers (gemma3): each query sees its last `window` positions, its own included.
+/// Decode within, at and past the window, a window over several splits and one of a single position;
+/// prompt chunks whose rows' windows start in different tiles and in the cache; candidates whose
+/// window starts in the shared prefix, and in their own branch.
+#[test]
+fn sliding_window_attention_matches() {
+    let split = ATTENTION_SPLIT_LEN as usize;
+    for g in every_layout() {
+        let mut rng = Rng(41);
+        for &(len, window) in &[(5, 8), (8, 8), (9, 8), (300, 8), (5 * split + 60, 2 * split + 3), (300, 1)] {
+            one_token(&g, &mut rng, (8, 2, 64), len, ATTENTION_MAX_SPLITS, window);
+        }
+        one_token(&g, &mut rng, (2, 1, 256), 200, ATTENTION_MAX_SPLITS, 64);
+        for &(cached, rows, window) in &[(0, 64, 8), (90, 20, 33), (200, 45, 64), (5, 12, 3)] {
+            attention_over_prompt_chunk(&g, (6, 2, 32), cached, rows, window);
+        }
+        attention_over_prompt_chunk(&g, (2, 1, 256), 30, 40, 16);
+        attention_over_candidates(&g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS, 16);
+        attention_over_candidates(&g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS, 3);
+        attention_over_candidates(&g, (14, 2, 64), 3 * split + 5, ATTENTION_MAX_SPLITS, 2 * split);
     }
 }
 
@@ -187,8 +219,9 @@ fn attention_holds_with_4_to_64_lane_subgroups() {
     rerun_with_subgroup_lanes(64, &[decode, prompt, in_wo]);
 }
 
-/// One token at position len - 1 over a cache of len - 1 positions.
-fn one_token(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: usize, splits: u32) {
+/// One token at position len - 1 over a cache of len - 1 positions (its last `window` of them in a
+/// sliding-window layer; 0: all).
+fn one_token(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: usize, splits: u32, window: usize) {
     let kv_dim = kvh * hd;
     let (k, v) = (rng.vec(len * kv_dim), rng.vec(len * kv_dim));
     // This position's q | k | v; the cache holds the earlier positions (its last row is stale).
@@ -216,16 +249,18 @@ fn one_token(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: us
         partial: &partial,
         rotations: None,
     };
-    let p = params(h, kvh, hd, splits, 0);
+    let p = AttentionParams { window: window as u32, ..params(h, kvh, hd, splits, 0) };
+    let first = first_key(pos, window) * kv_dim;
     // Runs attention over `b`; checks its output and the whole caches it leaves.
     let run_and_check = |b: &AttentionBuffers, shape: &str, q: &[f32], want_k: &[f32], want_v: &[f32]| {
         kernels::submit(g, &kernels::attention(g.t(), b, &step, p, AttentionRows::One).unwrap());
         let got = read_on(g, b.out, h * hd);
-        check_attention(g, "attention", shape, &got, q, want_k, want_v, (h, kvh, hd), len);
+        let (k, v, seen) = (&want_k[first..], &want_v[first..], len - first / kv_dim);
+        check_attention(g, "attention", shape, &got, q, k, v, (h, kvh, hd), seen);
         check_cache(g, "attention k store", shape, &read_cache(g, b.k_cache, len * kv_dim), want_k);
         check_cache(g, "attention v store", shape, &read_cache(g, b.v_cache, len * kv_dim), want_v);
     };
-    let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}, at most {splits} splits");
+    let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}, at most {splits} splits, window {window}");
     run_and_check(&b, &shape, &q, &k, &v);
     if g.layout.is_cpu() {
         // RoPE in the kernel (the CPU adapters' decode graph): q and this position's k arrive
@@ -347,20 +382,21 @@ fn attention_over_batch_rows_and_candidate_branches() {
             (6, 2, 80, 10, 20),
             (2, 1, 256, 5, 12),
         ] {
-            attention_over_prompt_chunk(g, (h, kvh, hd), cached, rows);
+            attention_over_prompt_chunk(g, (h, kvh, hd), cached, rows, 0);
         }
         // Candidates after a short prefix, and after one long enough for several splits.
-        attention_over_candidates(g, (6, 2, 32), 70, 1);
-        attention_over_candidates(g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS);
-        attention_over_candidates(g, (14, 2, 64), 3 * ATTENTION_SPLIT_LEN as usize + 5, ATTENTION_MAX_SPLITS);
+        attention_over_candidates(g, (6, 2, 32), 70, 1, 0);
+        attention_over_candidates(g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS, 0);
+        attention_over_candidates(g, (14, 2, 64), 3 * ATTENTION_SPLIT_LEN as usize + 5, ATTENTION_MAX_SPLITS, 0);
     }
 }
 
-/// A prompt chunk of `rows` rows after `cached` positions in the cache.
-fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cached: usize, rows: usize) {
+/// A prompt chunk of `rows` rows after `cached` positions in the cache (each row seeing its last
+/// `window` positions; 0: all).
+fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cached: usize, rows: usize, window: usize) {
     let mut rng = Rng(23 + cached as u64);
     let kv_dim = kvh * hd;
-    let p = params(h, kvh, hd, 1, 0);
+    let p = AttentionParams { window: window as u32, ..params(h, kvh, hd, 1, 0) };
     let partial = g.storage("partial", 16);
     let (k, v) = (rng.vec((cached + rows) * kv_dim), rng.vec((cached + rows) * kv_dim));
     let q = rng.vec(rows * h * hd);
@@ -395,23 +431,25 @@ fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cach
     let step = g.uniform("step", &Step::chunk(cached as u32, rows as u32));
     kernels::submit(g, &kernels::attention(g.t(), &b, &step, p, AttentionRows::Prompt(rows as u32)).unwrap());
     let got = read_on(g, &out, rows * h * hd);
-    let shape = format!("heads {h}/{kvh} x {hd}, {rows} rows after {cached}");
+    let shape = format!("heads {h}/{kvh} x {hd}, {rows} rows after {cached}, window {window}");
     for r in 0..rows {
         let (row, got) = (format!("row {r}: {shape}"), &got[r * h * hd..(r + 1) * h * hd]);
         let q = &q[r * h * hd..(r + 1) * h * hd];
-        check_attention(g, "attention (prompt chunk)", &row, got, q, &k, &v, (h, kvh, hd), cached + r + 1);
+        let first = first_key(cached + r, window);
+        let (ks, vs) = (&k[first * kv_dim..], &v[first * kv_dim..]);
+        check_attention(g, "attention (prompt chunk)", &row, got, q, ks, vs, (h, kvh, hd), cached + r + 1 - first);
     }
     check_cache(g, "attention (prompt chunk) k store", &shape, &read_cache(g, &kb, k.len()), &k);
     check_cache(g, "attention (prompt chunk) v store", &shape, &read_cache(g, &vb, v.len()), &v);
 }
 
 /// 3 candidates after a shared prefix of `prefix` positions in the cache, each with 4 earlier
-/// positions in its own branch, now at position prefix + 4.
-fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix: usize, splits: u32) {
+/// positions in its own branch, now at position prefix + 4 (seeing its last `window`; 0: all).
+fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix: usize, splits: u32, window: usize) {
     let mut rng = Rng(29);
     let kv_dim = kvh * hd;
     let (n, earlier, branch_len) = (3usize, 4usize, 8usize);
-    let p = params(h, kvh, hd, splits, branch_len as u32);
+    let p = AttentionParams { window: window as u32, ..params(h, kvh, hd, splits, branch_len as u32) };
     let partial = g.storage("partial", attention_partial_bytes(n as u32, h as u32, splits, hd as u32));
     let (pk, pv) = (rng.vec(prefix * kv_dim), rng.vec(prefix * kv_dim));
     let (bk, bv) = (rng.vec(n * branch_len * kv_dim), rng.vec(n * branch_len * kv_dim));
@@ -444,7 +482,8 @@ fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix
     let step = g.uniform("step", &Step::candidates((prefix + earlier) as u32, n as u32, prefix as u32));
     kernels::submit(g, &kernels::attention(g.t(), &b, &step, p, AttentionRows::Candidates(n as u32)).unwrap());
     let got = read_on(g, &out, n * h * hd);
-    let shape = format!("heads {h}/{kvh} x {hd}, prefix {prefix}, at most {splits} splits");
+    let shape = format!("heads {h}/{kvh} x {hd}, prefix {prefix}, at most {splits} splits, window {window}");
+    let first = first_key(prefix + earlier, window);
     let mut bk_after = bk.clone();
     let mut bv_after = bv.clone();
     for r in 0..n {
@@ -457,7 +496,8 @@ fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix
         let (kr, vr) = (whole(&pk, &bk, &nk_now), whole(&pv, &bv, &nv_now));
         let (row, got) = (format!("candidate {r} of {n}: {shape}"), &got[r * h * hd..(r + 1) * h * hd]);
         let q = &q[r * h * hd..(r + 1) * h * hd];
-        check_attention(g, "attention (candidates)", &row, got, q, &kr, &vr, (h, kvh, hd), prefix + earlier + 1);
+        let (ks, vs, seen) = (&kr[first * kv_dim..], &vr[first * kv_dim..], prefix + earlier + 1 - first);
+        check_attention(g, "attention (candidates)", &row, got, q, ks, vs, (h, kvh, hd), seen);
         let at = (r * branch_len + earlier) * kv_dim;
         bk_after[at..at + kv_dim].copy_from_slice(&nk_now[r * kv_dim..(r + 1) * kv_dim]);
         bv_after[at..at + kv_dim].copy_from_slice(&nv_now[r * kv_dim..(r + 1) * kv_dim]);

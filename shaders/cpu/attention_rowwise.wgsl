@@ -1,6 +1,6 @@
 //! attention_rowwise: attention.wgsl's computation on CPU adapters (lavapipe, SwiftShader), where
 //! workgroup barriers are dear and every storage load is a loop over the SIMD lanes: one invocation
-//! per (row, head) walks all its positions alone with an online softmax, no barriers, no splits,
+//! per (row, head) walks all its positions (a sliding-window layer's last p.window) alone with an online softmax, no barriers, no splits,
 //! and every load and store is a vec4 (head_dim, kv_dim and the qkv row a multiple of 4). Same
 //! bindings as attention.wgsl, and the step's rotations at 8. Grid: n_rows * n_heads invocations,
 //! 8 per workgroup. Composed after attention_params.wgsl and `const ROPE: bool = ...;`: with ROPE
@@ -125,7 +125,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var l = 0.0;
     // Positions before the batch (cache or branch), then the batch's own (qkv): two loops, so that
     // the keys' rotation (with ROPE) runs for the own positions alone.
-    for (var j = 0u; j < min(step.pos, pos_r + 1u); j++) {
+    let first = first_key(pos_r); // a sliding-window layer's first position
+    for (var j = first; j < min(step.pos, pos_r + 1u); j++) {
         let ks = source(j, r, kv_off, false);
         let vs = source(j, r, kv_off, true);
         var s = 0.0;
@@ -137,7 +138,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             acc[i] = acc[i] * cp.x + cp.y * load4(vs.kind, vs.at + i, true);
         }
     }
-    for (var j = min(step.pos, pos_r); j <= pos_r; j++) {
+    for (var j = max(first, min(step.pos, pos_r)); j <= pos_r; j++) {
         let ks = source(j, r, kv_off, false);
         let vs = source(j, r, kv_off, true);
         var s = 0.0;

@@ -6,8 +6,8 @@
 //! online softmax (max m, sum l, weighted values o) per query head; the columns are merged at the
 //! end through workgroup memory. The scores' sum over a column's lanes is lane_sums
 //! (attention_sum_subgroup.wgsl or attention_sum_shared.wgsl).
-//! Splits: up to p.n_splits workgroups along the positions; the current length (step.kv_len) decides
-//! how many work (active_splits: SPLIT_LEN positions or more each), the rest exit at once. One active
+//! Splits: up to p.n_splits workgroups along the positions the rows see (a sliding-window layer's
+//! last p.window of them); their number (from step.kv_len) decides how many work (active_splits: SPLIT_LEN positions or more each), the rest exit at once. One active
 //! split writes the output; more write partials that `combine` merges (or, in decode while the
 //! context is short, Wo's activation loader: matvec_combine.wgsl). A split's partial is m, l, two unused
 //! floats, then its o, head_dim + 4 floats, so that o's vec4 are aligned.
@@ -33,8 +33,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let kvh = wid.x / BLOCKS;
     let r = wid.y;
     let split = wid.z;
-    let n = step.kv_len; // positions row r sees: the cache's (or prefix and branch) and its own
-    let n_active = active_splits(n);
+    let n = step.kv_len; // positions up to row r's: the cache's (or prefix and branch) and its own
+    let w0 = first_key(n - 1u); // the first one it sees (a sliding-window layer's window)
+    let n_active = active_splits(n - w0);
     if (r >= step.n_rows || split >= n_active) {
         return; // the whole workgroup
     }
@@ -70,8 +71,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
 
     // This split's positions.
-    let len = (n + n_active - 1u) / n_active;
-    let first = min(n, split * len);
+    let len = (n - w0 + n_active - 1u) / n_active;
+    let first = min(n, w0 + split * len);
     let end = min(n, first + len);
     for (var j0 = first; j0 < end; j0 += COLS) {
         let j = j0 + col;
@@ -165,7 +166,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wid.x;
     let r = wid.y;
-    let n_active = active_splits(step.kv_len);
+    let n_active = active_splits(step.kv_len - first_key(step.kv_len - 1u));
     if (r >= step.n_rows || n_active == 1u) {
         return;
     }

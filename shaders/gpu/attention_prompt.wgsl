@@ -4,8 +4,8 @@
 //! Per tile: the keys are staged in workgroup memory (f32), the T x T scores written there, each
 //! row's online softmax advanced (max, sum, the tile's weights), the values staged over the keys,
 //! and every lane's share of the T x head_dim output rescaled and accumulated. Causal: a key past a
-//! row's position gets weight 0. Positions before the chunk come from the cache (f16), the chunk's
-//! own from qkv. Workgroups of a kv head's first query head store their rows' keys and values (f16)
+//! row's position gets weight 0, and in a sliding-window layer one before the row's window.
+//! Positions before the chunk come from the cache (f16), the chunk's own from qkv. Workgroups of a kv head's first query head store their rows' keys and values (f16)
 //! into the cache. Composed after attention_params.wgsl and attention_io.wgsl, and the constants
 //! HD4 (head_dim / 4), T (rows and keys per tile), WG, OUT_PER_LANE (ceil(T * HD4 / WG)).
 
@@ -47,7 +47,8 @@ fn prompt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     }
     var o: array<vec4<f32>, OUT_PER_LANE>; // outputs lid, lid + WG, ... of [T rows, HD4]
 
-    for (var t0 = 0u; t0 < n_keys; t0 += T) {
+    // The first tile holds the first row's first position (a sliding-window layer's).
+    for (var t0 = first_key(step.pos + r0) / T * T; t0 < n_keys; t0 += T) {
         // Stage the keys.
         for (var e = lid; e < T * HD4; e += WG) {
             let j = t0 + e / HD4;
@@ -63,7 +64,8 @@ fn prompt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
             let rr = e / T;
             let c = e % T;
             var s = NEG_BIG;
-            if (t0 + c <= step.pos + r0 + rr) {
+            let pos_rr = step.pos + r0 + rr;
+            if (t0 + c <= pos_rr && t0 + c >= first_key(pos_rr)) {
                 var d = 0.0;
                 for (var i = 0u; i < HD4; i++) {
                     d += dot(q_tile[rr * HD4 + i], kv_tile[c * KV_STRIDE + i]);

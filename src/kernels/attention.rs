@@ -18,6 +18,9 @@ pub struct AttentionParams {
     pub qkv_stride: u32,
     pub n_splits: u32,
     pub branch_len: u32,
+    /// Positions a query sees, its own included, in a sliding-window layer (gemma3); 0: all of them.
+    pub window: u32,
+    pub _pad: [u32; 3],
 }
 
 /// The buffers attention reads and writes.

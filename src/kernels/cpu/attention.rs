@@ -62,7 +62,7 @@ pub fn attention(
     let params = bytemuck::bytes_of(&p);
     let hd4 = p.head_dim / 4;
     if let (Some(rotations), AttentionRows::One, true) =
-        (b.rotations, which, runs_attention_lanes(t.layout, p.n_heads, p.n_kv_heads, p.head_dim))
+        (b.rotations, which, p.window == 0 && runs_attention_lanes(t.layout, p.n_heads, p.n_kv_heads, p.head_dim))
     {
         let group = p.n_heads / p.n_kv_heads;
         let walk = if group * hd4 <= 64 {
@@ -79,7 +79,9 @@ pub fn attention(
         let resources = at(&[(1, step), (2, b.qkv), (3, b.k_cache), (4, b.v_cache), (7, b.out), (8, rotations)]);
         return bind(t.gpu, "attention", t.pipeline(&module, "decode_lanes")?, params, resources, [p.n_kv_heads, 1, 1]);
     }
-    if let (AttentionRows::Prompt(rows), None, true) = (which, b.rotations, runs_prompt_lanes(t.layout, p.head_dim)) {
+    if let (AttentionRows::Prompt(rows), None, true) =
+        (which, b.rotations, p.window == 0 && runs_prompt_lanes(t.layout, p.head_dim))
+    {
         let lanes = t.layout.act_lanes();
         let walks = compose::fill(wgsl::cpu::ATTENTION_PROMPT_LANES, &compose::prompt_lanes_walks(hd4, lanes));
         let module = Module::new(

@@ -5,7 +5,8 @@ Writes into tests/fixtures/arch/ (see the README.md there):
   qwen2 (q/k/v biases), qwen3 (per-head q_norm/k_norm, head_dim != n_embd/n_head), a Mixtral-style
   llama MoE (8 experts, 2 used), a llama model with every bias (Granite Code's layout), a phi3 model
   (fused q|k|v and gate|up, LongRoPE factors and attention factor), a granite model (its four
-  multipliers), a llama model in IQ4_NL, one in IQ4_XS, a llama model split in 3
+  multipliers), a gemma3 model (GeGLU, post-norms, a sliding-window layer beside a global one), a
+  llama model in IQ4_NL, one in IQ4_XS, a llama model split in 3
   parts (gguf-split layout), a golden of each on the quantized file (llama.cpp, F16 KV) and on an
   F32 copy of the exact dequantized weights (llama.cpp, F32 KV: the tight one), and a qwen2
   tokenizer golden on llama.cpp's own qwen2 vocabulary (ggml-vocab-qwen2.gguf).
@@ -148,6 +149,18 @@ MODELS = {
                               # Embeddings a twelfth as large (as a trained Granite's are small), so
                               # that the layers' 0.22 of their outputs still move the residual stream.
                               emb_gain=1 / 12),
+    # Gemma 3's layout (its 270M's and 1B's: one KV head, heads wider than n_embd / n_head): q and k
+    # normed per head, GeGLU, post-norms after the attention and the feed-forward, the embedding
+    # times sqrt(n_embd). Layer 0 slides over a window of 8 positions with RoPE base 10000 (llama.cpp's
+    # default for those layers); layer 1 is global, with base 1e6 and linear scaling by 8 (as Gemma 3
+    # 4B and up). Untied, unlike Gemma: tied, this random model repeats one token (the input then never
+    # changes); with its own output matrix the text varies.
+    "tiny-gemma3-Q8_0": dict(arch="gemma3", vocab="llama", n_embd=128, n_head=4, n_head_kv=1, head_dim=64,
+                             n_ff=384, tied=False, qk_norm=True, post_norms=True,
+                             swa=dict(window=8, pattern=[True, False]), rope_linear=8.0, ftype=FT.MOSTLY_Q8_0,
+                             seed=30,
+                             # Embeddings small, as a trained Gemma's are before sqrt(n_embd).
+                             emb_gain=0.1),
     "tiny-split-Q4_1": dict(arch="llama", vocab="llama", n_embd=128, n_head=4, n_head_kv=2, head_dim=32, n_ff=384,
                             tied=False, ftype=FT.MOSTLY_Q4_1, seed=26, split=3),
 }
@@ -185,6 +198,14 @@ def write_f32(path, name, spec, v):
         w.add_layer_norm_rms_eps(1e-5)
         w.add_rope_dimension_count(D)
         w.add_vocab_size(nv)
+    elif arch == "gemma3":
+        # As convert_hf_to_gguf.py's Gemma3Model writes them (no freq_base_swa: llama.cpp's 10000).
+        w.add_rope_freq_base(1000000.0)
+        w.add_layer_norm_rms_eps(1e-6)
+        w.add_sliding_window(spec["swa"]["window"])
+        w.add_sliding_window_pattern(spec["swa"]["pattern"])
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(spec["rope_linear"])
     else:
         w.add_rope_freq_base(1000000.0)
         w.add_layer_norm_rms_eps(1e-6)
@@ -237,6 +258,8 @@ def write_f32(path, name, spec, v):
             w.add_tensor(p + "attn_q_norm.weight", norm(D))
             w.add_tensor(p + "attn_k_norm.weight", norm(D))
         w.add_tensor(p + "attn_output.weight", mat(E, H * D, gain=4.0))
+        if spec.get("post_norms"):
+            w.add_tensor(p + "post_attention_norm.weight", norm(E))
         if spec.get("out_bias"):
             w.add_tensor(p + "attn_output.bias", (0.3 * rng.standard_normal(E)).astype(np.float32))
         w.add_tensor(p + "ffn_norm.weight", norm(E))
@@ -257,6 +280,8 @@ def write_f32(path, name, spec, v):
                 w.add_tensor(p + "ffn_gate.bias", (0.5 * rng.standard_normal(F)).astype(np.float32))
                 w.add_tensor(p + "ffn_up.bias", (0.5 * rng.standard_normal(F)).astype(np.float32))
                 w.add_tensor(p + "ffn_down.bias", (0.3 * rng.standard_normal(E)).astype(np.float32))
+        if spec.get("post_norms"):
+            w.add_tensor(p + "post_ffw_norm.weight", norm(E))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

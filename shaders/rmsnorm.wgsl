@@ -1,4 +1,4 @@
-//! rmsnorm: out = x / sqrt(mean(x^2) + eps) * w, one workgroup of 256 threads per vector
+//! rmsnorm: out = x / sqrt(mean(x^2) + eps) * w (add_normed: out += that), one workgroup of 256 threads per vector
 //! (workgroup y: batch row y, n elements further on in x and out). Rows from step.n_rows on (the
 //! rest of a prompt chunk the grid covers) return at once.
 
@@ -34,12 +34,9 @@ fn write_scaled(xo: u32, oo: u32, first: u32, step: u32, scale: f32) {
 
 var<workgroup> red: array<f32, 256>;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    if (wid.y >= step.n_rows) {
-        return; // the whole workgroup
-    }
-    red[lid] = sum_squares(p.x_offset + wid.y * p.n, lid, 256u);
+// 1 / sqrt(mean(x^2) + eps) of the vector at xo, summed by the workgroup's 256 lanes (lid).
+fn workgroup_scale(xo: u32, lid: u32) -> f32 {
+    red[lid] = sum_squares(xo, lid, 256u);
     workgroupBarrier();
     for (var s = 128u; s > 0u; s >>= 1u) {
         if (lid < s) {
@@ -47,6 +44,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
     }
-    let scale = 1.0 / sqrt(red[0] / f32(p.n) + p.eps);
-    write_scaled(p.x_offset + wid.y * p.n, p.out_offset + wid.y * p.n, lid, 256u, scale);
+    return 1.0 / sqrt(red[0] / f32(p.n) + p.eps);
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    if (wid.y >= step.n_rows) {
+        return; // the whole workgroup
+    }
+    let xo = p.x_offset + wid.y * p.n;
+    write_scaled(xo, p.out_offset + wid.y * p.n, lid, 256u, workgroup_scale(xo, lid));
+}
+
+// out += rmsnorm(x) * w, as main (gemma3's post-norms: a block's output normed into the residual).
+@compute @workgroup_size(256)
+fn add_normed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    if (wid.y >= step.n_rows) {
+        return; // the whole workgroup
+    }
+    let xo = p.x_offset + wid.y * p.n;
+    let scale = workgroup_scale(xo, lid);
+    let oo = p.out_offset + wid.y * p.n;
+    for (var i = lid; i < p.n; i += 256u) {
+        out[oo + i] += x[xo + i] * scale * w[i];
+    }
 }

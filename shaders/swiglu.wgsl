@@ -1,4 +1,4 @@
-//! swiglu: gate = silu(gate) * up, in place over the gate buffer (both families; the CPU family's
+//! swiglu: gate = silu(gate) * up (or GeGLU's gelu: glu.wgsl, composed after), in place over the gate buffer (both families; the CPU family's
 //! cpu/swiglu_packed.wgsl adds an entry point with up in the gate buffer). `main`: the first n
 //! values; `rows`: a batch's, only its rows that hold tokens (step.n_rows rows of row_len values),
 //! so a prompt chunk shorter than the graph's rows does not run the rest.
@@ -16,8 +16,7 @@ struct Params {
 @group(0) @binding(3) var<uniform> step: Step;                   // rows only
 
 fn silu_times_up(i: u32) {
-    let g = gate[i];
-    gate[i] = g / (1.0 + exp(-g)) * up[i];
+    gate[i] = act_mul(gate[i], up[i]);
 }
 
 @compute @workgroup_size(64)

@@ -186,6 +186,13 @@ pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
     gate.iter().zip(up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect()
 }
 
+/// geglu: gelu(gate) * up (gemma3), GELU in ggml's tanh form: 0.5 g (1 + tanh(sqrt(2 / pi) (g +
+/// 0.044715 g^3))), computed in f64.
+pub fn geglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
+    let gelu = |g: f64| 0.5 * g * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g)).tanh());
+    gate.iter().zip(up).map(|(&g, &u)| (gelu(g as f64) * u as f64) as f32).collect()
+}
+
 /// moe_route: the `k` experts a token runs and their weights, from the router's logits (one per
 /// expert): softmax, the k largest (the lower index first on ties), renormalized to sum 1.
 pub fn moe_route(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
@@ -241,6 +248,8 @@ struct Layer {
     wo: Mat,
     ffn_norm: Vec<f32>,
     ffn: Ffn,
+    /// gemma3: the norms of the attention's output and of the feed-forward's, before x.
+    post_norms: Option<[Vec<f32>; 2]>,
 }
 
 /// A layer's feed-forward: dense SwiGLU, or a mixture of SwiGLU experts behind a router.
@@ -314,6 +323,10 @@ impl RefModel {
                 false => None,
             };
             let out_bias = if cfg.biases.out { Some(m(weights::ATTN_OUT_BIAS)?.data) } else { None };
+            let post_norms = match cfg.post_norms() {
+                true => Some([m(weights::ATTN_POST_NORM)?.data, m(weights::FFN_POST_NORM)?.data]),
+                false => None,
+            };
             let ffn_bias = match cfg.biases.ffn {
                 true => Some([
                     m(weights::FFN_GATE_BIAS)?.data,
@@ -330,6 +343,7 @@ impl RefModel {
                 qkv_bias,
                 out_bias,
                 qk_norm,
+                post_norms,
                 wo: m(weights::ATTN_OUT)?,
                 ffn_norm: m(weights::FFN_NORM)?.data,
                 ffn: match cfg.n_experts {
@@ -385,16 +399,18 @@ impl RefModel {
     pub fn forward(&mut self, token: u32) -> Vec<f32> {
         let c = self.cfg.clone();
         let pos = self.positions();
-        let r = Rope {
-            n_rot: c.n_rot,
-            neox: c.traits.rope_neox,
-            base: c.rope_base,
-            freq_scale: c.rope_freq_scale,
-            freq_factors: self.rope_freqs.as_deref(),
-        };
         let mut x = embed(&self.embd, token); // [dim]
-        x.iter_mut().for_each(|v| *v *= c.granite.embedding_scale);
+        x.iter_mut().for_each(|v| *v *= c.multipliers.embedding_scale);
         for (l, layer) in self.layers.iter().enumerate() {
+            // The layer's RoPE base and scale (gemma3's sliding-window layers have their own).
+            let (base, freq_scale) = c.layer_rope(l);
+            let r = Rope {
+                n_rot: c.n_rot,
+                neox: c.traits.rope_neox,
+                base,
+                freq_scale,
+                freq_factors: self.rope_freqs.as_deref(),
+            };
             let xb = rmsnorm(&x, &layer.attn_norm, c.rms_eps); // [dim]
                                                                // q [n_heads * head_dim], k and v [n_kv_heads * head_dim]
             let (mut q, mut k, mut v) = (matvec(&layer.wq, &xb), matvec(&layer.wk, &xb), matvec(&layer.wv, &xb));
@@ -417,38 +433,45 @@ impl RefModel {
             }
             self.k_cache[l].extend_from_slice(&k);
             self.v_cache[l].extend_from_slice(&v);
-            // The scale of q k^T: granite's, else 1 / sqrt(head_dim) (the RoPE attention factor is in q
-            // and k already).
-            let scale = c.granite.attention_scale.unwrap_or(1.0 / (c.head_dim as f32).sqrt());
-            let shape = [c.n_heads, c.n_kv_heads, c.head_dim, pos + 1];
-            let att = attention_scaled(&q, &self.k_cache[l], &self.v_cache[l], shape, scale);
+            // The scale of q k^T: granite's or gemma3's, else 1 / sqrt(head_dim) (the RoPE attention
+            // factor is in q and k already).
+            let scale = c.multipliers.attention_scale.unwrap_or(1.0 / (c.head_dim as f32).sqrt());
+            // A sliding-window layer sees its last `window` positions, its own included.
+            let first = match c.window(l) {
+                0 => 0,
+                w => (pos + 1).saturating_sub(w),
+            };
+            let shape = [c.n_heads, c.n_kv_heads, c.head_dim, pos + 1 - first];
+            let kv = first * c.kv_dim();
+            let att = attention_scaled(&q, &self.k_cache[l][kv..], &self.v_cache[l][kv..], shape, scale);
             let mut out = matvec(&layer.wo, &att);
             if let Some(bo) = &layer.out_bias {
                 add(&mut out, bo);
             }
-            // Granite adds residual_scale times each block's output.
-            let residual = |x: &mut Vec<f32>, mut out: Vec<f32>| {
-                out.iter_mut().for_each(|v| *v *= c.granite.residual_scale);
+            // Granite adds residual_scale times each block's output; gemma3 adds its rmsnorm times
+            // the block's post-norm (`which`: 0 attention, 1 feed-forward).
+            let residual = |x: &mut Vec<f32>, mut out: Vec<f32>, which: usize| {
+                if let Some(norms) = &layer.post_norms {
+                    out = rmsnorm(&out, &norms[which], c.rms_eps);
+                }
+                out.iter_mut().for_each(|v| *v *= c.multipliers.residual_scale);
                 add(x, &out);
             };
-            residual(&mut x, out);
+            residual(&mut x, out, 0);
             match &layer.ffn {
                 Ffn::Dense { w_gate, w_up, w_down, bias } => {
-                    let h = match bias {
-                        None => gate_up(&x, &layer.ffn_norm, c.rms_eps, w_gate, w_up), // [ffn_dim]
-                        Some([b_gate, b_up, _]) => {
-                            let xb = rmsnorm(&x, &layer.ffn_norm, c.rms_eps);
-                            let (mut gate, mut up) = (matvec(w_gate, &xb), matvec(w_up, &xb)); // [ffn_dim]
-                            add(&mut gate, b_gate);
-                            add(&mut up, b_up);
-                            swiglu(&gate, &up)
-                        }
-                    };
+                    let xb = rmsnorm(&x, &layer.ffn_norm, c.rms_eps);
+                    let (mut gate, mut up) = (matvec(w_gate, &xb), matvec(w_up, &xb)); // [ffn_dim]
+                    if let Some([b_gate, b_up, _]) = bias {
+                        add(&mut gate, b_gate);
+                        add(&mut up, b_up);
+                    }
+                    let h = if c.ffn_gelu() { geglu(&gate, &up) } else { swiglu(&gate, &up) };
                     let mut out = matvec(w_down, &h);
                     if let Some([_, _, b_down]) = bias {
                         add(&mut out, b_down);
                     }
-                    residual(&mut x, out);
+                    residual(&mut x, out, 1);
                 }
                 Ffn::Experts { router, gate, up, down } => {
                     let xb = rmsnorm(&x, &layer.ffn_norm, c.rms_eps);
@@ -459,6 +482,6 @@ impl RefModel {
         }
         let xb = rmsnorm(&x, &self.out_norm, c.rms_eps);
         let logits = matvec(self.output.as_ref().unwrap_or(&self.embd), &xb); // [vocab]
-        logits.into_iter().map(|l| l / c.granite.logit_scale).collect()
+        logits.into_iter().map(|l| l / c.multipliers.logit_scale).collect()
     }
 }

@@ -1,4 +1,4 @@
-//! The weight types and architectures of tests/fixtures/arch (qwen2, qwen3, phi3, granite, llama biases and
+//! The weight types and architectures of tests/fixtures/arch (qwen2, qwen3, phi3, granite, gemma3, llama biases and
 //! mixtures of experts, IQ4 types, split files; made with llama.cpp by
 //! scripts/make_arch_fixtures.py) against their exact goldens (llama.cpp's F32 math on the
 //! dequantized weights): greedy ids and top-8 logits within 0.05 (0.25 on the GPU family's f16 KV
@@ -39,7 +39,7 @@ fn exact_everywhere(file: &str, name: &str) {
 /// granite's divisor of the logits (the errors come before it).
 fn tolerance(layout: &webllama::Layout, path: &str) -> f32 {
     let cfg = webllama::Config::from_gguf(&weights::read_header(path).unwrap()).unwrap();
-    logit_tolerance(layout) / cfg.granite.logit_scale
+    logit_tolerance(layout) / cfg.multipliers.logit_scale
 }
 
 /// The model at `path`, laid out for `layout`, decoding the exact golden's tokens.
@@ -195,16 +195,21 @@ fn granite_matches_the_exact_golden() {
 /// does not merge the splits (merging them there would skip the scale).
 #[test]
 fn granite_decodes_past_one_attention_split() {
-    let path = fixture("tiny-granite-Q8_0.gguf");
-    let (g, mut source) = weights::open_model(&path).unwrap();
+    decodes_as_the_reference(&fixture("tiny-granite-Q8_0.gguf"), 96);
+}
+
+/// The model at `path` decoding `n` random tokens on both families, fused and with every matrix
+/// apart, each position's logits within the family's tolerance of reference.rs's.
+fn decodes_as_the_reference(path: &str, n: usize) {
+    let (g, mut source) = weights::open_model(path).unwrap();
     let mut reference = RefModel::load(&g, &mut source).unwrap();
     let mut rng = Rng(0x6a5);
-    let tokens: Vec<u32> = (0..96).map(|_| rng.next_u32() % 8000).collect();
+    let tokens: Vec<u32> = (0..n).map(|_| rng.next_u32() % 8000).collect();
     let want: Vec<Vec<f32>> = tokens.iter().map(|&t| reference.forward(t)).collect();
     for layout in [common::layout(), common::gpu_family()] {
         for layout in [layout, webllama::Layout { fuse: false, ..layout }] {
-            let mut model = Model::load_file(common::gpu(), layout, &path, Some(256)).unwrap();
-            let tol = tolerance(&layout, &path);
+            let mut model = Model::load_file(common::gpu(), layout, path, Some(256)).unwrap();
+            let tol = tolerance(&layout, path);
             for (i, &t) in tokens.iter().enumerate() {
                 let got = pollster::block_on(model.step(t, true)).unwrap().logits.unwrap();
                 let worst = got.iter().zip(&want[i]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -214,15 +219,49 @@ fn granite_decodes_past_one_attention_split() {
     }
 }
 
+/// gemma3 (Gemma 3): q and k normed per head, GeGLU, the attention's and the feed-forward's outputs
+/// normed before the residual, the embedding times sqrt(n_embd); layer 0 sees its last 8 positions
+/// (RoPE base 10000), layer 1 all of them (base 1e6, linear scaling by 8). The prompts (6 to 31
+/// tokens) and their 24 generated tokens run past the window, in prompt chunks and in decode.
+#[test]
+fn gemma3_matches_the_exact_golden() {
+    exact_everywhere("tiny-gemma3-Q8_0.gguf", "tiny-gemma3-Q8_0");
+    prefill_everywhere("tiny-gemma3-Q8_0.gguf", "tiny-gemma3-Q8_0");
+    // Its prompt matmuls keep f32 tiles where the adapter would give f16 ones (Gemma's activations
+    // outgrow f16).
+    let cfg = webllama::Config::from_gguf(&weights::read_header(&fixture("tiny-gemma3-Q8_0.gguf")).unwrap()).unwrap();
+    let f16 = webllama::Layout { f16_tiles: true, f16_products: true, f16_k32: true, ..common::gpu_family() };
+    assert!(!f16.for_model(&cfg).f16_tiles && !f16.for_model(&cfg).f16_products);
+}
+
+/// gemma3 decoding 96 positions against reference.rs: its window of 8, and in a copy whose window is
+/// 80 positions, a window over more than one of attention's splits (64 positions each).
+#[test]
+fn gemma3_decodes_past_its_window_and_attentions_splits() {
+    let path = fixture("tiny-gemma3-Q8_0.gguf");
+    decodes_as_the_reference(&path, 96);
+    let key = b"gemma3.attention.sliding_window";
+    let entry =
+        |window: u32| [&(key.len() as u64).to_le_bytes()[..], key, &4u32.to_le_bytes(), &window.to_le_bytes()].concat();
+    let wider = replace_all(&std::fs::read(&path).unwrap(), &entry(8), &entry(80));
+    let copy = std::env::temp_dir().join(format!("webllama-gemma3-window80-{}.gguf", std::process::id()));
+    std::fs::write(&copy, wider).unwrap();
+    let cfg = webllama::Config::from_gguf(&weights::read_header(copy.to_str().unwrap()).unwrap()).unwrap();
+    assert_eq!((cfg.window(0), cfg.window(1)), (80, 0), "the copy's window");
+    decodes_as_the_reference(copy.to_str().unwrap(), 96);
+    std::fs::remove_file(copy).unwrap();
+}
+
 /// The n-candidates path (one weight pass for several rows at one position, each row's own branch
 /// of the cache) on the new architectures' steps (biases, phi3's fused matrices, granite's
 /// multipliers): two steps of 3 candidates after a prompt give each row the logits that row's
 /// tokens give alone, on both families.
 #[test]
 fn candidates_run_the_new_architectures() {
-    for name in ["tiny-llama-bias-Q8_0", "tiny-phi3-Q8_0", "tiny-granite-Q8_0"] {
+    for name in ["tiny-llama-bias-Q8_0", "tiny-phi3-Q8_0", "tiny-granite-Q8_0", "tiny-gemma3-Q8_0"] {
         let path = fixture(&format!("{name}.gguf"));
-        let prompt = [1u32, 415, 5565, 302, 4843, 349];
+        // 12 tokens: past gemma3's window of 8 before the candidates' steps.
+        let prompt = [1u32, 415, 5565, 302, 4843, 349, 7705, 1236, 302, 793, 349, 3162];
         let rows = [[17u32, 900], [3000, 4], [512, 7000]];
         for layout in [common::layout(), common::gpu_family()] {
             let mut model = Model::load_file(common::gpu(), layout, &path, Some(128)).unwrap();

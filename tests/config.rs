@@ -1,6 +1,6 @@
 //! Model configs read from GGUF headers: keys missing or inconsistent, files that would load and
 //! compute something other than their model, and each architecture's own keys (granite's
-//! multipliers): every refusal a named error.
+//! multipliers, gemma3's windows): every refusal a named error.
 
 mod common;
 
@@ -136,8 +136,11 @@ fn granite_multipliers_are_read_and_checked() {
         ("granite.embedding_scale", Value::F32(12.0)),
     ]))
     .unwrap();
-    assert_eq!((c.granite.logit_scale, c.granite.residual_scale, c.granite.embedding_scale), (8.0, 1.0, 12.0));
-    assert_eq!(c.granite.attention_scale, None);
+    assert_eq!(
+        (c.multipliers.logit_scale, c.multipliers.residual_scale, c.multipliers.embedding_scale),
+        (8.0, 1.0, 12.0)
+    );
+    assert_eq!(c.multipliers.attention_scale, None);
     assert_eq!(c.attention_scale(), 0.25, "1 / sqrt(head_dim 16) where the file names no scale");
     let c =
         load(&granite(vec![("granite.logit_scale", Value::F32(8.0)), ("granite.attention.scale", Value::F32(0.0625))]));
@@ -165,4 +168,99 @@ fn granite_multipliers_are_read_and_checked() {
     ]))
     .unwrap_err();
     assert!(matches!(&e, Error::BadConfig(m) if m.contains("without RoPE")), "{e}");
+}
+
+/// The tiny model as a `layers`-layer gemma3 file (q and k norms, post-norms), with `extra` keys
+/// set or added.
+fn gemma3(layers: usize, extra: Vec<(&'static str, Value)>) -> Vec<u8> {
+    gemma3_without(layers, extra, "")
+}
+
+/// gemma3's file without the tensor `missing`.
+fn gemma3_without(layers: usize, extra: Vec<(&'static str, Value)>, missing: &'static str) -> Vec<u8> {
+    tiny(
+        move |m| {
+            for (k, v) in m.iter_mut() {
+                if let Some(rest) = k.strip_prefix("llama.") {
+                    *k = Box::leak(format!("gemma3.{rest}").into_boxed_str());
+                }
+                match *k {
+                    "general.architecture" => *v = Value::String("gemma3".into()),
+                    "gemma3.block_count" => *v = Value::U32(layers as u32),
+                    _ => {}
+                }
+            }
+            for (key, value) in extra {
+                match m.iter_mut().find(|(k, _)| *k == key) {
+                    Some(entry) => entry.1 = value,
+                    None => m.push((key, value)),
+                }
+            }
+        },
+        move |t| {
+            let f32v = |n: u64| (vec![n], 0u32, vec![0u8; 4 * n as usize]);
+            for (name, n) in [
+                ("blk.0.attn_q_norm.weight", 16),
+                ("blk.0.attn_k_norm.weight", 16),
+                ("blk.0.post_attention_norm.weight", 64),
+                ("blk.0.post_ffw_norm.weight", 64),
+            ] {
+                let (dims, ty, data) = f32v(n);
+                t.push((name, dims, ty, data));
+            }
+            let layer0: Vec<_> = t.iter().filter(|x| x.0.starts_with("blk.0.")).cloned().collect();
+            for l in 1..layers {
+                for (name, dims, ty, data) in &layer0 {
+                    let name = Box::leak(name.replace("blk.0.", &format!("blk.{l}.")).into_boxed_str());
+                    t.push((name, dims.clone(), *ty, data.clone()));
+                }
+            }
+            t.retain(|x| x.0 != missing);
+        },
+    )
+}
+
+/// gemma3's keys as llama.cpp's gemma3 reads them: the sliding window and its layers (every 6th
+/// layer global where the file says nothing; a period, or a flag a layer), the sliding layers' RoPE
+/// base (10000 by default) without the global layers' linear scaling, the embedding times
+/// sqrt(n_embd) and q k^T / sqrt(head_dim); Gemma 2's soft-capped logits and a missing post-norm
+/// refused by name.
+#[test]
+fn gemma3_windows_and_rope_are_read_as_llama_cpp_reads_them() {
+    let window = ("gemma3.attention.sliding_window", Value::U32(512));
+    let c = load(&gemma3(7, vec![window.clone()])).unwrap();
+    let windows: Vec<usize> = (0..7).map(|l| c.window(l)).collect();
+    assert_eq!(windows, [512, 512, 512, 512, 512, 0, 512], "every 6th layer global");
+    assert_eq!((c.multipliers.embedding_scale, c.attention_scale()), (8.0, 0.25));
+    assert!(c.ffn_gelu() && c.post_norms());
+    assert_eq!((c.layer_rope(0), c.layer_rope(5)), ((10000.0, 1.0), (10000.0, 1.0)));
+    let scaled = vec![
+        window.clone(),
+        ("gemma3.rope.freq_base", Value::F32(1e6)),
+        ("gemma3.rope.freq_base_swa", Value::F32(20000.0)),
+        ("gemma3.rope.scaling.type", Value::String("linear".into())),
+        ("gemma3.rope.scaling.factor", Value::F32(8.0)),
+    ];
+    let c = load(&gemma3(7, scaled)).unwrap();
+    assert_eq!((c.layer_rope(0), c.layer_rope(5)), ((20000.0, 1.0), (1e6, 0.125)), "sliding, global");
+    let pattern = |p: Value| vec![window.clone(), ("gemma3.attention.sliding_window_pattern", p)];
+    let windows = |bytes: Vec<u8>| -> Vec<usize> {
+        let c = load(&bytes).unwrap();
+        (0..c.n_layers).map(|l| c.window(l)).collect()
+    };
+    assert_eq!(windows(gemma3(4, pattern(Value::U32(2)))), [512, 0, 512, 0]);
+    assert_eq!(windows(gemma3(3, pattern(Value::U32(1)))), [0, 0, 0], "a period of 1: none slides");
+    assert_eq!(windows(gemma3(3, pattern(Value::U32(0)))), [512, 512, 512], "0: every layer slides");
+    let flags = Value::Array(Array::Bool(vec![false, true, true]));
+    assert_eq!(windows(gemma3(3, pattern(flags))), [0, 512, 512]);
+    assert_eq!(windows(gemma3(3, pattern(Value::Array(Array::I32(vec![1, 0, 1]))))), [512, 0, 512]);
+    assert_eq!(windows(gemma3(2, vec![])), [0, 0], "no window: every layer global");
+    let e = load(&gemma3(3, pattern(Value::Array(Array::Bool(vec![true]))))).unwrap_err();
+    assert!(matches!(&e, Error::BadConfig(m) if m.contains("sliding_window_pattern")), "{e}");
+    let e = load(&gemma3(1, vec![("gemma3.final_logit_softcapping", Value::F32(30.0))])).unwrap_err();
+    assert!(matches!(&e, Error::BadConfig(m) if m.contains("final_logit_softcapping")), "{e}");
+    let e = load(&gemma3(1, vec![("gemma3.rope.freq_base_swa", Value::F32(0.5))])).unwrap_err();
+    assert!(matches!(&e, Error::BadConfig(m) if m.contains("freq_base_swa")), "{e}");
+    let e = load(&gemma3_without(1, vec![], "blk.0.post_ffw_norm.weight")).unwrap_err();
+    assert!(matches!(&e, Error::MissingTensor(t) if t == "blk.0.post_ffw_norm.weight"), "{e}");
 }

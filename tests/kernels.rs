@@ -13,7 +13,8 @@ use std::sync::Arc;
 use webllama::format::quant::{QuantType, SUPPORTED};
 use webllama::kernels::cpu;
 use webllama::kernels::{
-    self, AddBiasParams, HeadRmsnormParams, MatvecParams, QkvBiasParams, QuantMatrix, RopeParams, Step,
+    self, AddBiasParams, GatedAct, HeadRmsnormParams, MatvecParams, NormOut, QkvBiasParams, QuantMatrix, RopeParams,
+    Step,
 };
 use webllama::reference;
 use webllama::{Family, Gpu, Layout};
@@ -238,11 +239,19 @@ fn rmsnorm_matches() {
                 g.storage("out", 4 * 4 * n as u64),
             );
             let step = g.uniform("step", &Step::chunk(0, 3));
-            kernels::submit(&g, &[kernels::rmsnorm(g.t(), &xb, &wb, &out, &step, n as u32, 1e-5, 4).unwrap()]);
+            let d = kernels::rmsnorm(g.t(), &xb, &wb, NormOut::Write(&out), &step, n as u32, 1e-5, 4).unwrap();
+            kernels::submit(&g, &[d]);
             let mut want: Vec<f32> = x[..3 * n].chunks(n).flat_map(|row| reference::rmsnorm(row, &w, 1e-5)).collect();
             want.extend(vec![0.0; n]);
             let layout = format!("[3 of 4, {n}], rowwise {}, lanes {}", g.layout.is_cpu(), g.layout.act_lanes());
             check("rmsnorm", "f32", &layout, &read_on(&g, &out, 4 * n), &want);
+            // Added (gemma3's post-norms): the normed rows added to what out holds.
+            let base = rng.vec(4 * n);
+            let out = g.storage_with("out", bytemuck::cast_slice(&base));
+            let d = kernels::rmsnorm(g.t(), &xb, &wb, NormOut::Add(&out), &step, n as u32, 1e-5, 4).unwrap();
+            kernels::submit(&g, &[d]);
+            let added: Vec<f32> = want.iter().zip(&base).map(|(a, b)| a + b).collect();
+            check("rmsnorm (added)", "f32", &layout, &read_on(&g, &out, 4 * n), &added);
         }
     }
 }
@@ -430,7 +439,9 @@ fn qkv_every_quant_type() {
 fn gate_up_every_quant_type() {
     let mut rng = Rng(37);
     for g in gpu_layouts() {
-        for &ty in SUPPORTED {
+        for (i, &ty) in SUPPORTED.iter().enumerate() {
+            // SwiGLU and GeGLU (gemma3) by turns.
+            let act = if i % 2 == 0 { GatedAct::Silu } else { GatedAct::Gelu };
             let (ffn, dim) = (1536 + 32, width(ty, 576));
             let (bg, wg) = random_matrix(ty, ffn, dim, &mut rng);
             let (bu, wu) = random_matrix(ty, ffn, dim, &mut rng);
@@ -440,38 +451,52 @@ fn gate_up_every_quant_type() {
             let (xb, nb) =
                 (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("norm", bytemuck::cast_slice(&norm)));
             let out = g.storage("out", 4 * ffn as u64);
-            kernels::submit(&g, &[webllama::kernels::gpu::gate_up(g.t(), &m, &xb, &nb, &out, 1e-5).unwrap()]);
-            let want = reference::gate_up(&x, &norm, 1e-5, &wg, &wu);
-            let shape = format!("[2x{ffn}x{dim}] {}", g.layout);
+            kernels::submit(&g, &[webllama::kernels::gpu::gate_up(g.t(), &m, &xb, &nb, &out, 1e-5, act).unwrap()]);
+            let xn = reference::rmsnorm(&x, &norm, 1e-5);
+            let (gate, up) = (reference::matvec(&wg, &xn), reference::matvec(&wu, &xn));
+            let want = glu(act, &gate, &up);
+            let shape = format!("[2x{ffn}x{dim}] {act:?} {}", g.layout);
             check("gate_up", ty.name(), &shape, &read_on(&g, &out, ffn), &want);
         }
     }
 }
 
+/// act(gate) * up as reference.rs computes it.
+fn glu(act: GatedAct, gate: &[f32], up: &[f32]) -> Vec<f32> {
+    match act {
+        GatedAct::Silu => reference::swiglu(gate, up),
+        GatedAct::Gelu => reference::geglu(gate, up),
+    }
+}
+
 #[test]
-fn swiglu_matches() {
+fn swiglu_and_geglu_match() {
     let g = family(Family::Cpu);
     let mut rng = Rng(19);
     let n = 1536;
+    // Gates from -12 to 12: past GeGLU's +-10, where it is the identity or 0.
     let gate: Vec<f32> = rng.vec(n).iter().map(|v| v * 12.0).collect();
     let up = rng.vec(n);
-    let gb = g.storage_with("gate", bytemuck::cast_slice(&gate));
-    let ub = g.storage_with("up", bytemuck::cast_slice(&up));
-    kernels::submit(&g, &[kernels::swiglu(g.t(), &gb, &ub, n as u32).unwrap()]);
-    check("swiglu", "f32", &format!("[{n}]"), &read(&gb, n), &reference::swiglu(&gate, &up));
-    // Packed: gate | up in one buffer (one matvec over [Wgate; Wup]).
-    let both = g.storage_with("gate | up", bytemuck::cast_slice(&[gate.clone(), up.clone()].concat()));
-    kernels::submit(&g, &[cpu::swiglu_packed(g.t(), &both, n as u32, n as u32).unwrap()]);
-    check("swiglu_packed", "f32", &format!("[{n}]"), &read(&both, n), &reference::swiglu(&gate, &up));
-    // A batch's rows: 4 rows of 384, of which the step's 3 hold tokens; the 4th is left as it was.
-    let (rows, row_len) = (4usize, n / 4);
-    let gb = g.storage_with("gate", bytemuck::cast_slice(&gate));
-    let step = g.uniform("step", &Step::chunk(0, 3));
-    kernels::submit(&g, &[kernels::swiglu_rows(g.t(), &gb, &ub, &step, row_len as u32, rows as u32).unwrap()]);
-    let got = read(&gb, n);
-    let want = reference::swiglu(&gate[..3 * row_len], &up[..3 * row_len]);
-    check("swiglu_rows", "f32", &format!("[3 of {rows}, {row_len}]"), &got[..3 * row_len], &want);
-    assert_eq!(&got[3 * row_len..], &gate[3 * row_len..], "the row past the step's is untouched");
+    for act in [GatedAct::Silu, GatedAct::Gelu] {
+        let gb = g.storage_with("gate", bytemuck::cast_slice(&gate));
+        let ub = g.storage_with("up", bytemuck::cast_slice(&up));
+        kernels::submit(&g, &[kernels::swiglu(g.t(), &gb, &ub, n as u32, act).unwrap()]);
+        check("swiglu", &format!("{act:?}"), &format!("[{n}]"), &read(&gb, n), &glu(act, &gate, &up));
+        // Packed: gate | up in one buffer (one matvec over [Wgate; Wup]).
+        let both = g.storage_with("gate | up", bytemuck::cast_slice(&[gate.clone(), up.clone()].concat()));
+        kernels::submit(&g, &[cpu::swiglu_packed(g.t(), &both, n as u32, n as u32, act).unwrap()]);
+        check("swiglu_packed", &format!("{act:?}"), &format!("[{n}]"), &read(&both, n), &glu(act, &gate, &up));
+        // A batch's rows: 4 rows of 384, of which the step's 3 hold tokens; the 4th is left as it was.
+        let (rows, row_len) = (4usize, n / 4);
+        let gb = g.storage_with("gate", bytemuck::cast_slice(&gate));
+        let step = g.uniform("step", &Step::chunk(0, 3));
+        let d = kernels::swiglu_rows(g.t(), &gb, &ub, &step, row_len as u32, rows as u32, act).unwrap();
+        kernels::submit(&g, &[d]);
+        let got = read(&gb, n);
+        let want = glu(act, &gate[..3 * row_len], &up[..3 * row_len]);
+        check("swiglu_rows", &format!("{act:?}"), &format!("[3 of {rows}, {row_len}]"), &got[..3 * row_len], &want);
+        assert_eq!(&got[3 * row_len..], &gate[3 * row_len..], "the row past the step's is untouched");
+    }
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! swiglu_packed (CPU family): gate = silu(gate) * up in place, with up in the same buffer,
+//! swiglu_packed: gate = act(gate) * up in place, with up in the same buffer,
 //! up_offset values after gate (the output of one matvec over [Wgate; Wup]). Composed after
-//! swiglu.wgsl (its Params and bindings).
+//! swiglu.wgsl (its Params and bindings) and glu.wgsl.
 
 @compute @workgroup_size(64)
 fn main_packed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -8,6 +8,5 @@ fn main_packed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if (i >= p.n) {
         return;
     }
-    let g = gate[i];
-    gate[i] = g / (1.0 + exp(-g)) * gate[p.up_offset + i];
+    gate[i] = act_mul(gate[i], gate[p.up_offset + i]);
 }

@@ -1,7 +1,7 @@
 //! gate_up: the feed-forward's first half in one dispatch. xb = rmsnorm(x) * norm_w (each workgroup
-//! sums x's squares as it walks its rows), then out[r] = silu(Wgate[r] . xb) * (Wup[r] . xb) over the concatenated
-//! [Wgate; Wup] (raw GGUF blocks; up row r is row ffn + r). Composed after common.wgsl,
-//! quant/<type>.wgsl, norm_fold.wgsl, a reduce_*.wgsl and row_walk.wgsl.
+//! sums x's squares as it walks its rows), then out[r] = act(Wgate[r] . xb) * (Wup[r] . xb) over the concatenated
+//! [Wgate; Wup] (raw GGUF blocks; up row r is row ffn + r), act silu or gelu (glu.wgsl). Composed
+//! after common.wgsl, quant/<type>.wgsl, norm_fold.wgsl, a reduce_*.wgsl and row_walk.wgsl.
 
 struct Params {
     ffn: u32,       // rows of each of Wgate and Wup
@@ -16,10 +16,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> norm_w: array<vec4<f32>>; // [cols / 4] ffn_norm
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;    // [ffn]
 
-fn silu_mul(g: f32, u: f32) -> f32 {
-    return g / (1.0 + exp(-g)) * u;
-}
-
 // GPUs: one output per workgroup, its gate row and up row walked together (row_walk.wgsl), the
 // rmsnorm's scale applied to the dots.
 @compute @workgroup_size(WG)
@@ -31,6 +27,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let sums = reduce(lid, walk_rows(rows, lid, p.cols));
     if (lid == 0u && o < p.ffn) {
         let scale = norm_scale(sums[ROWS], p.cols, p.eps);
-        out[o] = silu_mul(scale * sums[0], scale * sums[1]);
+        out[o] = act_mul(scale * sums[0], scale * sums[1]);
     }
 }

@@ -1,9 +1,9 @@
 //! Model hyper-parameters read from the `<arch>.*` metadata keys, validated against each other; the
-//! architectures that load (llama, qwen2, qwen3, phi3, granite) and how each differs from the LLaMA
-//! decoder.
+//! architectures that load (llama, qwen2, qwen3, phi3, granite, gemma3) and how each differs from
+//! the LLaMA decoder.
 
 use crate::error::{Error, Result};
-use crate::format::gguf::Gguf;
+use crate::format::gguf::{Array, Gguf};
 
 /// How an architecture's attention input differs from LLaMA's: q = rope(Wq xb), k = rope(Wk xb).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +28,12 @@ pub const ARCHITECTURES: &[ArchTraits] = &[
     // stored fused (Config::phi3_layout), LongRoPE's factors (Config::rope_long_short).
     ArchTraits { name: "phi3", rope_neox: true, qkv_bias: false, qk_norm: false },
     // IBM Granite 3.x (llama.cpp's granite graph): LLaMA's decoder with its multipliers
-    // (Config::granite).
+    // (Config::multipliers).
     ArchTraits { name: "granite", rope_neox: false, qkv_bias: false, qk_norm: false },
+    // Google Gemma 3 (llama.cpp's gemma3 graph, text only): qwen3's q and k with GeGLU, norms after
+    // the attention and the feed-forward too, sliding-window layers (Config::gemma), the embedding
+    // scaled by sqrt(dim).
+    ArchTraits { name: "gemma3", rope_neox: true, qkv_bias: false, qk_norm: true },
 ];
 
 /// The projections that add a bias after their matrix: qwen2's q, k and v always; in a llama file
@@ -54,28 +58,45 @@ pub struct Phi3Layout {
     pub packed_gate_up: bool,
 }
 
-/// Granite's multipliers (<arch>.embedding_scale, .residual_scale, .attention.scale, .logit_scale;
-/// 1, 1, none and 1 in other files): x = embedding * embedding_scale; each layer adds
-/// residual_scale * its attention's and its feed-forward's output to x; attention scores are
-/// q k^T * attention_scale (in place of 1 / sqrt(head_dim)); logits are divided by logit_scale.
+/// The decoder's multipliers: granite's (<arch>.embedding_scale, .residual_scale, .attention.scale,
+/// .logit_scale), gemma3's (sqrt(dim) on the embedding, its query scale); 1, 1, none and 1 in other
+/// files. x = embedding * embedding_scale; each layer adds residual_scale * its attention's and its
+/// feed-forward's output to x; attention scores are q k^T * attention_scale (in place of
+/// 1 / sqrt(head_dim)); logits are divided by logit_scale.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Granite {
+pub struct Multipliers {
     pub embedding_scale: f32,
     pub residual_scale: f32,
     pub attention_scale: Option<f32>,
     pub logit_scale: f32,
 }
 
-impl Default for Granite {
-    fn default() -> Granite {
-        Granite { embedding_scale: 1.0, residual_scale: 1.0, attention_scale: None, logit_scale: 1.0 }
+impl Default for Multipliers {
+    fn default() -> Multipliers {
+        Multipliers { embedding_scale: 1.0, residual_scale: 1.0, attention_scale: None, logit_scale: 1.0 }
     }
+}
+
+/// Gemma 3's layers (llama.cpp's gemma3 graph): each adds rmsnorm(its attention's output) *
+/// post_attention_norm and rmsnorm(its feed-forward's) * post_ffw_norm to x, the feed-forward is GeGLU
+/// (gelu(gate) * up, GELU's tanh form), and the sliding-window layers see only the last `window`
+/// positions (their own included) and rotate with their own RoPE base and no scaling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gemma {
+    /// Positions a sliding-window layer's query sees (<arch>.attention.sliding_window); 0: every
+    /// layer sees all of them.
+    pub window: usize,
+    /// Per layer: a sliding-window one (<arch>.attention.sliding_window_pattern: one bool a layer,
+    /// or a period n where every n-th layer is global; 6 where the file gives neither).
+    pub swa_layers: Vec<bool>,
+    /// RoPE base of the sliding-window layers (<arch>.rope.freq_base_swa, default 10000).
+    pub swa_rope_base: f32,
 }
 
 /// LLaMA-family hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// general.architecture ("llama", "qwen2", "qwen3", "phi3", "granite").
+    /// general.architecture ("llama", "qwen2", "qwen3", "phi3", "granite", "gemma3").
     pub arch: String,
     /// What the architecture changes in the decoder.
     pub traits: ArchTraits,
@@ -83,8 +104,10 @@ pub struct Config {
     pub biases: Biases,
     /// How the file stores the layers' matrices where it fuses them (phi3).
     pub phi3_layout: Phi3Layout,
-    /// Granite's multipliers (ones elsewhere).
-    pub granite: Granite,
+    /// Granite's and gemma3's multipliers (ones elsewhere).
+    pub multipliers: Multipliers,
+    /// Gemma 3's post-norms, GeGLU and sliding windows (None elsewhere).
+    pub gemma: Option<Gemma>,
     /// Decoder blocks (<arch>.block_count).
     pub n_layers: usize,
     /// Residual stream width (<arch>.embedding_length).
@@ -279,7 +302,7 @@ impl Config {
                 "rope.scaling.attn_factor {rope_attn_factor} with a partial rotation ({n_rot} of {head_dim}) is not supported"
             )));
         }
-        let granite = match arch {
+        let multipliers = match arch {
             "granite" => {
                 // A multiplier from 0.001 to a million, or 0 where it means "none" as llama.cpp reads
                 // them (not for logit_scale, a divisor).
@@ -297,14 +320,25 @@ impl Config {
                         "{arch}.rope.scaling.finetuned is false: a granite model without RoPE is not supported"
                     )));
                 }
-                Granite {
+                Multipliers {
                     embedding_scale: multiplier("embedding_scale")?.unwrap_or(1.0),
                     residual_scale: multiplier("residual_scale")?.unwrap_or(1.0),
                     attention_scale: multiplier("attention.scale")?,
                     logit_scale,
                 }
             }
-            _ => Granite::default(),
+            // As llama.cpp's gemma3: 1 / sqrt(dim / n_heads) for the 27B model (62 layers), as
+            // Google's reference code has it, else 1 / sqrt(head_dim).
+            "gemma3" => Multipliers {
+                embedding_scale: (dim as f32).sqrt(),
+                attention_scale: Some(1.0 / ((if n_layers == 62 { dim / n_heads } else { head_dim }) as f32).sqrt()),
+                ..Multipliers::default()
+            },
+            _ => Multipliers::default(),
+        };
+        let gemma = match arch {
+            "gemma3" => Some(gemma(g, &k, n_layers)?),
+            _ => None,
         };
         let rope_base = g.opt_f32(&k("rope.freq_base"))?.unwrap_or(10000.0);
         if !(rope_base.is_finite() && rope_base > 1.0) {
@@ -386,7 +420,8 @@ impl Config {
             traits,
             biases,
             phi3_layout,
-            granite,
+            multipliers,
+            gemma,
             n_layers,
             dim,
             n_heads,
@@ -420,8 +455,6 @@ impl Config {
     pub fn qkv_dim(&self) -> usize {
         self.q_dim() + 2 * self.kv_dim()
     }
-    /// Whether q and k are LLaMA's, rope(W xb) with adjacent pairs: then the fused kernels that
-    /// project and rotate in one pass (the GPU family's qkv, the CPU family's rope in attention) apply.
     /// The tensor of RoPE divisors the graph reads for a context of `ctx` positions: rope_freqs,
     /// or Phi-3's long factors above its original context and short ones within it, as llama.cpp
     /// chooses (it rounds the context up to a multiple of 256 first).
@@ -433,15 +466,102 @@ impl Config {
         }
     }
 
-    /// The attention's scale of q k^T: granite's attention.scale, else 1 / sqrt(head_dim); times
+    /// Layer l's RoPE base and multiplier of its angles: a sliding-window layer's own (gemma3's, with
+    /// no scaling), else the model's.
+    pub fn layer_rope(&self, l: usize) -> (f32, f32) {
+        match &self.gemma {
+            Some(g) if self.window(l) > 0 => (g.swa_rope_base, 1.0),
+            _ => (self.rope_base, self.rope_freq_scale),
+        }
+    }
+
+    /// The positions layer l's query sees, its own included: a sliding-window layer's window, else 0
+    /// (all of them).
+    pub fn window(&self, l: usize) -> usize {
+        match &self.gemma {
+            Some(g) if g.swa_layers.get(l) == Some(&true) => g.window,
+            _ => 0,
+        }
+    }
+
+    /// Whether the feed-forward is GeGLU, gelu(gate) * up (gemma3), rather than SwiGLU.
+    pub fn ffn_gelu(&self) -> bool {
+        self.gemma.is_some()
+    }
+
+    /// Whether each block's output is RMS-normed (post_attention_norm, post_ffw_norm) before the residual
+    /// add (gemma3).
+    pub fn post_norms(&self) -> bool {
+        self.gemma.is_some()
+    }
+
+    /// The attention's scale of q k^T: granite's or gemma3's attention scale, else 1 / sqrt(head_dim); times
     /// the square of the RoPE attention factor that multiplied both q and k.
     pub fn attention_scale(&self) -> f32 {
-        let scale = self.granite.attention_scale.unwrap_or(1.0 / (self.head_dim as f32).sqrt());
+        let scale = self.multipliers.attention_scale.unwrap_or(1.0 / (self.head_dim as f32).sqrt());
         self.rope_attn_factor * self.rope_attn_factor * scale
     }
 
+    /// Whether q and k are LLaMA's, rope(W xb) with adjacent pairs: then the fused kernels that
+    /// project and rotate in one pass (the GPU family's qkv, the CPU family's rope in attention) apply.
     pub fn llama_qk(&self) -> bool {
         let t = self.traits;
         !(t.rope_neox || self.biases.qkv || t.qk_norm)
     }
+}
+
+/// Gemma 3's sliding windows, as llama.cpp's gemma3 reads them (`k` prefixes a key with the
+/// architecture). A final logit soft-cap (Gemma 2's) is refused.
+fn gemma(g: &Gguf, k: &dyn Fn(&str) -> String, n_layers: usize) -> Result<Gemma> {
+    if let Some(cap) = g.opt_f32(&k("final_logit_softcapping"))?.filter(|&c| c != 0.0) {
+        return Err(Error::BadConfig(format!(
+            "{} is {cap}: soft-capped logits are not supported",
+            k("final_logit_softcapping")
+        )));
+    }
+    let window = g.opt_u64(&k("attention.sliding_window"))?.unwrap_or(0);
+    if window > MAX_CTX {
+        return Err(Error::BadConfig(format!(
+            "{} is {window}, expected at most {MAX_CTX}",
+            k("attention.sliding_window")
+        )));
+    }
+    let key = k("attention.sliding_window_pattern");
+    let swa_layers = match g.get(&key).and_then(|v| v.as_array()) {
+        _ if window == 0 => vec![false; n_layers],
+        // One flag a layer: bools, or integers (nonzero: sliding), as llama.cpp reads them.
+        Some(a) => {
+            let flags: Option<Vec<bool>> = match a {
+                Array::Bool(b) => Some(b.clone()),
+                _ => (0..a.len()).map(|i| a.int_at(i).map(|v| v != 0)).collect(),
+            };
+            match flags {
+                Some(f) if f.len() == n_layers => f,
+                _ => {
+                    return Err(Error::BadConfig(format!(
+                        "{key} is an array of {} elements of type {}, expected a bool per layer ({n_layers})",
+                        a.len(),
+                        a.elem_type()
+                    )))
+                }
+            }
+        }
+        // A period n: every n-th layer global (n = 0 or 1: every layer sliding or none, as llama.cpp's
+        // set_swa_pattern).
+        _ => {
+            let n = g.opt_u64(&key)?.unwrap_or(6);
+            if n > MAX_LAYERS {
+                return Err(Error::BadConfig(format!("{key} is {n}, expected at most {MAX_LAYERS}")));
+            }
+            (0..n_layers as u64).map(|l| n == 0 || l % n < n - 1).collect()
+        }
+    };
+    let swa_rope_base = g.opt_f32(&k("rope.freq_base_swa"))?.unwrap_or(10000.0);
+    if !(swa_rope_base.is_finite() && swa_rope_base > 1.0) {
+        return Err(Error::BadConfig(format!(
+            "{} is {swa_rope_base}, expected a finite number above 1",
+            k("rope.freq_base_swa")
+        )));
+    }
+    Ok(Gemma { window: window as usize, swa_layers, swa_rope_base })
 }

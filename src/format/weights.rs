@@ -37,6 +37,10 @@ pub const FFN_DOWN_BIAS: &str = "ffn_down.bias";
 /// qwen3: per-head RMSNorm weights of q and k ([head_dim]).
 pub const ATTN_Q_NORM: &str = "attn_q_norm.weight";
 pub const ATTN_K_NORM: &str = "attn_k_norm.weight";
+/// gemma3: RMSNorm weights of the attention's output and of the feed-forward's ([dim]), applied
+/// before each is added to x.
+pub const ATTN_POST_NORM: &str = "post_attention_norm.weight";
+pub const FFN_POST_NORM: &str = "post_ffw_norm.weight";
 /// phi3: q | k | v in one matrix ([dim, q_dim + 2 kv_dim]); ffn_up holds gate | up there.
 pub const ATTN_QKV: &str = "attn_qkv.weight";
 pub const FFN_GATE: &str = "ffn_gate.weight";
@@ -136,6 +140,11 @@ pub fn expected(cfg: &Config) -> Vec<(String, Vec<u64>)> {
         if cfg.traits.qk_norm {
             for suffix in [ATTN_Q_NORM, ATTN_K_NORM] {
                 out.push((layer(i, suffix), vec![cfg.head_dim as u64]));
+            }
+        }
+        if cfg.post_norms() {
+            for suffix in [ATTN_POST_NORM, FFN_POST_NORM] {
+                out.push((layer(i, suffix), vec![d]));
             }
         }
     }

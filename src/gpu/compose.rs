@@ -39,6 +39,7 @@ pub mod wgsl {
     pub const MOE_MATMUL: &str = include_str!("../../shaders/moe_matmul.wgsl");
     pub const MOE_SUM: &str = include_str!("../../shaders/moe_sum.wgsl");
     pub const SWIGLU: &str = stepped!("swiglu.wgsl");
+    pub const GLU: &str = include_str!("../../shaders/glu.wgsl");
     pub const ARGMAX: &str = with_float_bits!("argmax.wgsl");
     pub const SAMPLE: &str = with_float_bits!("sample.wgsl");
     pub const EDIT_LOGITS: &str = include_str!("../../shaders/edit_logits.wgsl");

@@ -192,6 +192,16 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// This layout as `cfg`'s model runs it: Gemma 3's activations are known to outgrow f16's range
+    /// (65504; Google's and Hugging Face's code run it in bf16 or f32), so its prompt matmuls keep
+    /// their tiles in f32, where f16 would clamp them.
+    pub fn for_model(self, cfg: &crate::format::config::Config) -> Layout {
+        match cfg.gemma {
+            Some(_) => Layout { f16_tiles: false, f16_products: false, f16_k32: false, ..self },
+            None => self,
+        }
+    }
+
     /// The adapter's own layout with `o` applied: the CPU family on adapters whose type is CPU, the
     /// GPU family elsewhere.
     pub fn choose(gpu: &Gpu, o: &Overrides) -> Layout {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 mod attention;
 mod choose;
 pub mod cpu;
+mod glu;
 pub mod gpu;
 mod moe;
 pub use attention::{attention, attention_unmerged, AttentionBuffers, AttentionParams, AttentionRows};
@@ -24,6 +25,7 @@ pub use choose::{
     logprobs_spans, logprobs_spans_bytes, mask_words, sample, sample_spans_bytes, CountParams, EditBuffers, EditShape,
     SampleDraw, ARGMAX_SPAN, EDIT_HEADER, LOGPROBS_STRIDE, SAMPLE_SPAN, TOP_LOGPROBS,
 };
+pub use glu::{swiglu, swiglu_rows, GatedAct, SwigluParams};
 pub use moe::{
     moe_matmul, moe_matmul_grid_y, moe_matvec, moe_route, moe_sum, MoeMatmulParams, MoeMatvecParams, MoeRouteParams,
 };
@@ -460,15 +462,24 @@ pub struct RmsnormParams {
     pub out_offset: u32,
 }
 
-/// rmsnorm: out = x / sqrt(mean(x^2) + eps) * w, for `rows` vectors of n one after another: a
-/// workgroup of 256 per row, or in the CPU family with subgroups one subgroup of 8 or 4 lanes per
-/// row (rmsnorm_lanes.wgsl, Layout::act_lanes). The grid covers `rows`; rows from `step`'s n_rows on do nothing.
+/// Where rmsnorm puts its rows: written over `out`, or added to it (gemma3's post-norms: a block's
+/// output normed into the residual stream).
+#[derive(Clone, Copy)]
+pub enum NormOut<'a> {
+    Write(&'a wgpu::Buffer),
+    Add(&'a wgpu::Buffer),
+}
+
+/// rmsnorm: out = x / sqrt(mean(x^2) + eps) * w (or out += that), for `rows` vectors of n one
+/// after another: a workgroup of 256 per row, or, writing, in the CPU family with subgroups one
+/// subgroup of 8 or 4 lanes per row (rmsnorm_lanes.wgsl, Layout::act_lanes). The grid covers `rows`;
+/// rows from `step`'s n_rows on do nothing.
 #[allow(clippy::too_many_arguments)]
 pub fn rmsnorm(
     t: Target,
     x: &wgpu::Buffer,
     w: &wgpu::Buffer,
-    out: &wgpu::Buffer,
+    out: NormOut,
     step: &wgpu::Buffer,
     n: u32,
     eps: f32,
@@ -476,13 +487,15 @@ pub fn rmsnorm(
 ) -> Result<Dispatch> {
     let p = RmsnormParams { n, eps, x_offset: 0, out_offset: 0 };
     let lanes = t.layout.act_lanes();
-    let (module, entry) = if lanes > 0 {
-        let module = Module::new("rmsnorm_lanes", &[wgsl::RMSNORM])
-            .variant(&format!("{lanes}"), &format!("const LANES: u32 = {lanes}u;"))
-            .with(&[wgsl::cpu::RMSNORM_LANES]);
-        (module, "main_lanes")
-    } else {
-        (Module::new("rmsnorm", &[wgsl::RMSNORM]), "main")
+    let (module, entry, out) = match out {
+        NormOut::Write(out) if lanes > 0 => {
+            let module = Module::new("rmsnorm_lanes", &[wgsl::RMSNORM])
+                .variant(&format!("{lanes}"), &format!("const LANES: u32 = {lanes}u;"))
+                .with(&[wgsl::cpu::RMSNORM_LANES]);
+            (module, "main_lanes", out)
+        }
+        NormOut::Write(out) => (Module::new("rmsnorm", &[wgsl::RMSNORM]), "main", out),
+        NormOut::Add(out) => (Module::new("rmsnorm", &[wgsl::RMSNORM]), "add_normed", out),
     };
     bind(
         t.gpu,
@@ -620,41 +633,6 @@ pub fn head_rmsnorm(
     let pipeline = t.pipeline(&Module::new("head_rmsnorm", &[wgsl::HEAD_RMSNORM]), "main")?;
     let buffers = numbered(&[qkv, q_norm, k_norm]);
     bind(t.gpu, "head_rmsnorm", pipeline, bytemuck::bytes_of(&p), buffers, [p.n_q_heads + n_k_heads, rows, 1])
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct SwigluParams {
-    pub n: u32,
-    /// cpu::swiglu_packed: where up starts in the gate buffer.
-    pub up_offset: u32,
-    /// swiglu_rows: values a row.
-    pub row_len: u32,
-    pub _pad: u32,
-}
-
-/// swiglu: gate = silu(gate) * up, in place, over the first n values.
-pub fn swiglu(t: Target, gate: &wgpu::Buffer, up: &wgpu::Buffer, n: u32) -> Result<Dispatch> {
-    let p = SwigluParams { n, ..Default::default() };
-    let pipeline = t.pipeline(&Module::new("swiglu", &[wgsl::SWIGLU]), "main")?;
-    bind(t.gpu, "swiglu", pipeline, bytemuck::bytes_of(&p), numbered(&[gate, up]), grid(n.div_ceil(64)))
-}
-
-/// swiglu over a batch of `rows` rows of `row_len` values ([rows, row_len] gate and up), only its
-/// first step.n_rows rows (those that hold tokens: a prompt chunk shorter than the graph's rows
-/// does not run the rest).
-pub fn swiglu_rows(
-    t: Target,
-    gate: &wgpu::Buffer,
-    up: &wgpu::Buffer,
-    step: &wgpu::Buffer,
-    row_len: u32,
-    rows: u32,
-) -> Result<Dispatch> {
-    let n = row_len * rows;
-    let p = SwigluParams { n, row_len, ..Default::default() };
-    let pipeline = t.pipeline(&Module::new("swiglu", &[wgsl::SWIGLU]), "rows")?;
-    bind(t.gpu, "swiglu", pipeline, bytemuck::bytes_of(&p), numbered(&[gate, up, step]), grid(n.div_ceil(64)))
 }
 
 #[cfg(test)]

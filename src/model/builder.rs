@@ -76,6 +76,7 @@ impl ModelBuilder {
     pub fn new(gpu: Arc<Gpu>, layout: Layout, g: &Gguf, ctx: Option<usize>) -> Result<ModelBuilder> {
         let cfg = Config::from_gguf(g)?;
         weights::check(g, &cfg)?;
+        let layout = layout.for_model(&cfg);
         if cfg.head_dim % 4 != 0 {
             return Err(Error::BadConfig(format!("head width {} is not a multiple of 4", cfg.head_dim)));
         }
@@ -327,9 +328,9 @@ impl ModelBuilder {
                 if done {
                     let mut f = vec![0f32; p.info.dims[0] as usize];
                     p.info.ty.dequantize(v, &mut f)?;
-                    if p.info.name == weights::OUTPUT_NORM && self.cfg.granite.logit_scale != 1.0 {
+                    if p.info.name == weights::OUTPUT_NORM && self.cfg.multipliers.logit_scale != 1.0 {
                         // Granite's logits / logit_scale, carried by the final norm's weights.
-                        f.iter_mut().for_each(|w| *w /= self.cfg.granite.logit_scale);
+                        f.iter_mut().for_each(|w| *w /= self.cfg.multipliers.logit_scale);
                     }
                     if weights::graph_name(&self.cfg, self.ctx, &p.info.name) == weights::ROPE_FREQS {
                         self.rope_factors = Some(f.clone());

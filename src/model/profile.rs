@@ -187,12 +187,20 @@ impl Model {
     fn bytes_read(&self, d: &Dispatch, rows: usize, kv_len: usize) -> (u64, u64) {
         let (mut weight, mut kv) = (0, 0);
         for b in &d.bound {
-            let cache = match b {
-                Bound::Buffer(buf) => self.kv.k.iter().chain(&self.kv.v).find(|c| *c == buf),
+            let layer = match b {
+                Bound::Buffer(buf) => {
+                    let find = |caches: &[wgpu::Buffer]| caches.iter().position(|c| c == buf);
+                    find(&self.kv.k).or_else(|| find(&self.kv.v))
+                }
                 Bound::Texture(_) => None,
             };
-            if let Some(c) = cache {
-                kv += c.size() / self.kv.capacity as u64 * kv_len.min(self.kv.capacity) as u64;
+            if let Some(l) = layer {
+                // A sliding-window layer (gemma3) reads its window's positions alone.
+                let read = match self.cfg.window(l) {
+                    0 => kv_len,
+                    w => kv_len.min(w),
+                };
+                kv += self.kv.k[l].size() / self.kv.capacity as u64 * read.min(self.kv.capacity) as u64;
                 continue;
             }
             for (name, w) in &self.weights {

@@ -17,8 +17,9 @@ use crate::gpu::{Family, Layout};
 use crate::kernels::cpu::{self, Fold};
 use crate::kernels::gpu::{self, QkvParams};
 use crate::kernels::{
-    self, AddBiasParams, AttentionBuffers, AttentionParams, AttentionRows, Dispatch, HeadRmsnormParams, MatmulParams,
-    MatvecParams, MoeMatmulParams, MoeMatvecParams, MoeRouteParams, QkvBiasParams, QuantMatrix, RopeParams,
+    self, AddBiasParams, AttentionBuffers, AttentionParams, AttentionRows, Dispatch, GatedAct, HeadRmsnormParams,
+    MatmulParams, MatvecParams, MoeMatmulParams, MoeMatvecParams, MoeRouteParams, NormOut, QkvBiasParams, QuantMatrix,
+    RopeParams,
 };
 
 /// A graph being recorded: its dispatches so far and what they read.
@@ -74,7 +75,7 @@ impl<'a> Recorder<'a> {
             s.target(),
             &a.x,
             norm_w,
-            &a.xb,
+            NormOut::Write(&a.xb),
             &a.step,
             s.cfg.dim as u32,
             s.cfg.rms_eps,
@@ -83,15 +84,17 @@ impl<'a> Recorder<'a> {
         Ok(())
     }
 
-    /// q, k = rope(q), rope(k) in acts.qkv for every row (k's heads follow q's).
-    pub fn rope(&mut self) -> Result<()> {
+    /// q, k = rope(q), rope(k) in acts.qkv for every row (k's heads follow q's), with layer l's
+    /// base and scale (gemma3's sliding-window layers have their own).
+    pub fn rope(&mut self, l: usize) -> Result<()> {
         let (s, c) = (self.s, self.s.cfg);
+        let (freq_base, freq_scale) = c.layer_rope(l);
         let p = RopeParams {
             n_heads: (c.n_heads + c.n_kv_heads) as u32,
             head_dim: c.head_dim as u32,
             n_rot: c.n_rot as u32,
-            freq_base: c.rope_base,
-            freq_scale: c.rope_freq_scale,
+            freq_base,
+            freq_scale,
             row_stride: c.qkv_dim() as u32,
             neox: c.traits.rope_neox as u32,
             ..Default::default()
@@ -159,14 +162,14 @@ impl<'a> Recorder<'a> {
     /// x *= granite's embedding multiplier, for every row (other models: nothing).
     pub fn embedding_scale(&mut self) -> Result<()> {
         let (c, a) = (self.s.cfg, self.s.acts);
-        self.scale(&a.x, c.dim as u32, c.granite.embedding_scale)
+        self.scale(&a.x, c.dim as u32, c.multipliers.embedding_scale)
     }
 
     /// v *= granite's residual multiplier for every row, `len` values a row (other models:
     /// nothing): the attention's output before Wo, or SwiGLU's before Wdown, which then add
     /// residual_scale * their product to x.
     pub fn residual_scale(&mut self, v: &wgpu::Buffer, len: u32) -> Result<()> {
-        self.scale(v, len, self.s.cfg.granite.residual_scale)
+        self.scale(v, len, self.s.cfg.multipliers.residual_scale)
     }
 
     /// out[r, ..len] *= `by` for every row, rows `len` apart; nothing where `by` is 1.
@@ -212,7 +215,8 @@ impl<'a> Recorder<'a> {
         self.s.weights.get(ROPE_FREQS).map_or(&self.s.acts.rope_ones, |f| f.vector())
     }
 
-    /// att = causal softmax(q k^T / sqrt(head_dim)) v for layer l's `which` rows, their k and v into
+    /// att = causal softmax(q k^T / sqrt(head_dim)) v for layer l's `which` rows (each row's last
+    /// `window` positions in a sliding-window layer), their k and v into
     /// the cache (or the candidates' branches). The CPU family's decode rotates q and k here. Where
     /// Wo merges the splits (combine_in_wo), att is left as the splits' partials.
     pub fn attention(&mut self, l: usize, which: AttentionRows, n_splits: u32) -> Result<()> {
@@ -236,6 +240,7 @@ impl<'a> Recorder<'a> {
             n_splits,
             branch_len: s.branches.len,
             scale: c.attention_scale(),
+            window: c.window(l) as u32,
             ..Default::default()
         };
         match self.combine_in_wo {
@@ -293,13 +298,13 @@ impl<'a> Recorder<'a> {
         self.matmul(s.w(&weights::layer(l, FFN_UP)), &a.xb, &a.hb2, mm)
     }
 
-    /// gate = silu(gate) * up over hb and hb2, `row_len` values a row, in the rows of the batch
+    /// gate = act(gate) * up over hb and hb2 (silu, or gemma3's gelu), `row_len` values a row, in the rows of the batch
     /// that hold tokens (step.n_rows; the decode graph's one).
     pub fn swiglu(&mut self, row_len: u32) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
         self.g.push(match self.rows {
-            1 => kernels::swiglu(s.target(), &a.hb, &a.hb2, row_len)?,
-            rows => kernels::swiglu_rows(s.target(), &a.hb, &a.hb2, &a.step, row_len, rows)?,
+            1 => kernels::swiglu(s.target(), &a.hb, &a.hb2, row_len, GatedAct::of(s.cfg))?,
+            rows => kernels::swiglu_rows(s.target(), &a.hb, &a.hb2, &a.step, row_len, rows, GatedAct::of(s.cfg))?,
         });
         Ok(())
     }
@@ -357,13 +362,14 @@ impl<'a> Recorder<'a> {
             (Family::Gpu, Some(wqkv)) if !c.traits.qk_norm => {
                 let bias =
                     c.biases.qkv.then(|| [ATTN_Q_BIAS, ATTN_K_BIAS, ATTN_V_BIAS].map(|b| s.vec(&weights::layer(l, b))));
+                let (freq_base, freq_scale) = c.layer_rope(l);
                 let p = QkvParams {
                     q_rows: c.q_dim() as u32,
                     kv_rows: c.kv_dim() as u32,
                     head_dim: c.head_dim as u32,
                     n_rot: c.n_rot as u32,
-                    freq_base: c.rope_base,
-                    freq_scale: c.rope_freq_scale,
+                    freq_base,
+                    freq_scale,
                     eps: c.rms_eps,
                     neox: c.traits.rope_neox as u32,
                     ..Default::default()
@@ -412,15 +418,19 @@ impl<'a> Recorder<'a> {
         self.qkv_bias(l)?;
         self.head_rmsnorm(l)?;
         if !rope_in_attention(self.s.layout, self.s.cfg) {
-            self.rope()?;
+            self.rope(l)?;
         }
         Ok(())
     }
 
     /// Decode: x += Wo att (the CPU family's folds leave the partial sums of squares of x for the
     /// next matvec's rmsnorm; where attention left its splits unmerged, Wo's loader merges them).
+    /// gemma3: xb = Wo att instead, which post_norm adds to x.
     pub fn residual(&mut self, w: &Weight, v: &wgpu::Buffer) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
+        if s.cfg.post_norms() {
+            return self.matvec(w, v, &a.xb, MatvecParams::default(), Fold::default());
+        }
         let p = MatvecParams { accumulate: 1, ..Default::default() };
         if let Some(n_splits) = self.combine_in_wo {
             let splits = gpu::Splits { n_heads: s.cfg.n_heads as u32, head_dim: s.cfg.head_dim as u32, n_splits };
@@ -443,7 +453,8 @@ impl<'a> Recorder<'a> {
         let wgu = s.weights.get(&weights::layer(l, "ffn_gate_up"));
         match (self.family(), wgu) {
             (Family::Gpu, Some(wgu)) if !s.cfg.biases.ffn => {
-                self.g.push(gpu::gate_up(s.target(), &wgu.part(0), &a.x, s.vec(&norm), &a.hb, s.cfg.rms_eps)?);
+                let act = GatedAct::of(s.cfg);
+                self.g.push(gpu::gate_up(s.target(), &wgu.part(0), &a.x, s.vec(&norm), &a.hb, s.cfg.rms_eps, act)?);
                 return Ok(());
             }
             (Family::Cpu, Some(wgu)) if self.folds => {
@@ -476,17 +487,31 @@ impl<'a> Recorder<'a> {
             }
             (Family::Gpu, true) if !s.cfg.biases.ffn => {} // the fused gate_up kernel did it
             // hb = silu(hb) * hb[ffn..] (gate | up packed; the GPU family's too where biases came between)
-            (_, true) => self.g.push(cpu::swiglu_packed(s.target(), &a.hb, ffn, ffn)?),
+            (_, true) => self.g.push(cpu::swiglu_packed(s.target(), &a.hb, ffn, ffn, GatedAct::of(s.cfg))?),
             (_, false) => self.swiglu(ffn)?, // hb = silu(hb) * hb2
         }
         self.residual_scale(&a.hb, ffn)?; // hb *= granite's residual multiplier (folds are off there)
+                                          // gemma3: xb = Wdown hb, which post_norm adds to x.
+        let (out, accumulate) = if s.cfg.post_norms() { (&a.xb, 0) } else { (&a.x, 1) };
         self.matvec(
             s.w(&weights::layer(l, FFN_DOWN)),
             &a.hb,
-            &a.x,
-            MatvecParams { accumulate: 1, ..Default::default() },
+            out,
+            MatvecParams { accumulate, ..Default::default() },
             fold,
         )
+    }
+
+    /// x += rmsnorm(xb) * layer l's norm `suffix` for every row, where the model norms each block's
+    /// output before adding it (gemma3's post_attention_norm after Wo, post_ffw_norm after Wdown).
+    pub fn post_norm(&mut self, l: usize, suffix: &str) -> Result<()> {
+        let (s, a) = (self.s, self.s.acts);
+        if !s.cfg.post_norms() {
+            return Ok(());
+        }
+        let (norm, dim, eps) = (s.vec(&weights::layer(l, suffix)), s.cfg.dim as u32, s.cfg.rms_eps);
+        self.g.push(kernels::rmsnorm(s.target(), &a.xb, norm, NormOut::Add(&a.x), &a.step, dim, eps, self.rows)?);
+        Ok(())
     }
 
     /// The mixture-of-experts feed-forward for every row: xb = rmsnorm(x); the router's logits,
@@ -520,7 +545,7 @@ impl<'a> Recorder<'a> {
             self.g.push(kernels::moe_matmul(t, &up, &a.xb, &a.moe_h2, &a.route, p, n_experts)?); // h2[i] = Wup_e xb[token]
 
             // h = silu(h) * h2, for the items of the tokens the batch holds (items are token-major).
-            self.g.push(kernels::swiglu_rows(t, &a.moe_h, &a.moe_h2, &a.step, n_used * ffn, rows)?);
+            self.g.push(kernels::swiglu_rows(t, &a.moe_h, &a.moe_h2, &a.step, n_used * ffn, rows, GatedAct::Silu)?);
             let p = MoeMatmulParams { rows: dim, x_stride: ffn, per_token: 0, ..p };
             self.g.push(kernels::moe_matmul(t, &down, &a.moe_h, &a.moe_y, &a.route, p, n_experts)?); // y[i] = Wdown_e h[i]
             self.g.push(kernels::moe_sum(t, &a.moe_y, &a.route, &a.x, dim, n_used, rows)?); // x[t] += sum_j w_tj y[t, j]
@@ -579,7 +604,9 @@ fn decode_folds(s: &Parts) -> bool {
     // Biases added to x between the matvecs would be missed by the sums of squares they pass on,
     // granite's multiplier of SwiGLU's output by the swiglu fold.
     let c = s.cfg;
-    if !s.layout.is_cpu() || !s.layout.folds || c.biases.out || c.biases.ffn || c.granite.residual_scale != 1.0 {
+    // gemma3's post-norms come between a matvec and x.
+    let unfoldable = c.biases.out || c.biases.ffn || c.multipliers.residual_scale != 1.0 || c.post_norms();
+    if !s.layout.is_cpu() || !s.layout.folds || unfoldable {
         return false;
     }
     let folds = |w: &Weight| (0..w.parts.len()).all(|i| cpu::can_fold(t, &w.part(i)));

@@ -12,8 +12,8 @@ pub use attention::{attention, rope_rotations, runs_attention_lanes};
 pub use textures::{max_texture_bytes, texture_from_buffer, uses_texture, TEXTURE_WIDTH};
 
 use super::{
-    bind, grid, numbered, BlockPad, Dispatch, EmbedParams, MatmulParams, MatvecParams, QuantMatrix, SwigluParams,
-    Target,
+    bind, grid, numbered, BlockPad, Dispatch, EmbedParams, GatedAct, MatmulParams, MatvecParams, QuantMatrix,
+    SwigluParams, Target,
 };
 use crate::error::{Error, Result};
 use crate::format::quant::QuantType;
@@ -240,11 +240,11 @@ pub fn embed_wide(
     .map(Some)
 }
 
-/// swiglu with up in the gate buffer: gate[i] = silu(gate[i]) * gate[up_offset + i], i < n (after
+/// swiglu with up in the gate buffer: gate[i] = act(gate[i]) * gate[up_offset + i], i < n (after
 /// one matvec over [Wgate; Wup]).
-pub fn swiglu_packed(t: Target, gate_up: &wgpu::Buffer, n: u32, up_offset: u32) -> Result<Dispatch> {
+pub fn swiglu_packed(t: Target, gate_up: &wgpu::Buffer, n: u32, up_offset: u32, act: GatedAct) -> Result<Dispatch> {
     let p = SwigluParams { n, up_offset, ..Default::default() };
-    let pipeline =
-        t.pipeline(&Module::new("swiglu_packed", &[wgsl::SWIGLU, wgsl::cpu::SWIGLU_PACKED]), "main_packed")?;
+    let module = act.compose(Module::new("swiglu_packed", &[wgsl::SWIGLU, wgsl::cpu::SWIGLU_PACKED]));
+    let pipeline = t.pipeline(&module, "main_packed")?;
     bind(t.gpu, "swiglu", pipeline, bytemuck::bytes_of(&p), super::at(&[(1, gate_up)]), grid(n.div_ceil(64)))
 }

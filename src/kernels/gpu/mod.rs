@@ -7,7 +7,7 @@ pub use attention::{
     attention, attention_partial_bytes, ATTENTION_MAX_SPLITS, ATTENTION_SPLIT_LEN, COMBINE_IN_WO_SPLITS,
 };
 
-use super::{bind, grid, numbered, Dispatch, MatmulParams, MatvecParams, QuantMatrix, Target};
+use super::{bind, grid, numbered, Dispatch, GatedAct, MatmulParams, MatvecParams, QuantMatrix, Target};
 use crate::error::{Error, Result};
 use crate::format::quant::QuantType;
 use crate::gpu::compose::{wgsl, Module};
@@ -346,7 +346,7 @@ pub struct GateUpParams {
     pub eps: f32,
 }
 
-/// gate_up: out[r] = silu(Wgate[r] . xb) * (Wup[r] . xb), xb = rmsnorm(x) * norm_w, over the
+/// gate_up: out[r] = act(Wgate[r] . xb) * (Wup[r] . xb), xb = rmsnorm(x) * norm_w, over the
 /// concatenated [Wgate; Wup] (`w`, 2 ffn rows).
 pub fn gate_up(
     t: Target,
@@ -355,13 +355,14 @@ pub fn gate_up(
     norm_w: &wgpu::Buffer,
     out: &wgpu::Buffer,
     eps: f32,
+    act: GatedAct,
 ) -> Result<Dispatch> {
     if !w.rows.is_multiple_of(2) || !w.cols.is_multiple_of(4) {
         return Err(Error::InvalidRequest(format!("gate_up: {} rows of {} are not two halves", w.rows, w.cols)));
     }
     let p = GateUpParams { ffn: w.rows / 2, cols: w.cols, row_bytes: w.row_stride, eps };
-    let pipeline =
-        t.pipeline(&row_walk_module(t, "gate_up", w.ty, &[wgsl::gpu::NORM_FOLD], wgsl::gpu::GATE_UP)?, "main")?;
+    let module = act.compose(row_walk_module(t, "gate_up", w.ty, &[wgsl::gpu::NORM_FOLD], wgsl::gpu::GATE_UP)?);
+    let pipeline = t.pipeline(&module, "main")?;
     bind(
         t.gpu,
         "gate_up",

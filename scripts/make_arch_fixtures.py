@@ -6,6 +6,7 @@ Writes into tests/fixtures/arch/ (see the README.md there):
   llama MoE (8 experts, 2 used), a llama model with every bias (Granite Code's layout), a phi3 model
   (fused q|k|v and gate|up, LongRoPE factors and attention factor), a granite model (its four
   multipliers), a gemma3 model (GeGLU, post-norms, a sliding-window layer beside a global one), a
+  gemma2 model (gemma3's without q and k norms, soft-capped attention scores and logits), a
   llama model in IQ4_NL, one in IQ4_XS, a llama model split in 3
   parts (gguf-split layout), a golden of each on the quantized file (llama.cpp, F16 KV) and on an
   F32 copy of the exact dequantized weights (llama.cpp, F32 KV: the tight one), and a qwen2
@@ -153,14 +154,21 @@ MODELS = {
     # normed per head, GeGLU, post-norms after the attention and the feed-forward, the embedding
     # times sqrt(n_embd). Layer 0 slides over a window of 8 positions with RoPE base 10000 (llama.cpp's
     # default for those layers); layer 1 is global, with base 1e6 and linear scaling by 8 (as Gemma 3
-    # 4B and up). Untied, unlike Gemma: tied, this random model repeats one token (the input then never
-    # changes); with its own output matrix the text varies.
+    # 4B and up). Tied, as Gemma is; the embeddings drawn a quarter as large and the post-norms'
+    # weights 10 times, so that the layers outweigh the input (else this random model repeats one
+    # token, and its input never changes).
     "tiny-gemma3-Q8_0": dict(arch="gemma3", vocab="llama", n_embd=128, n_head=4, n_head_kv=1, head_dim=64,
-                             n_ff=384, tied=False, qk_norm=True, post_norms=True,
+                             n_ff=384, tied=True, qk_norm=True, post_norms=True,
                              swa=dict(window=8, pattern=[True, False]), rope_linear=8.0, ftype=FT.MOSTLY_Q8_0,
-                             seed=30,
-                             # Embeddings small, as a trained Gemma's are before sqrt(n_embd).
-                             emb_gain=0.1),
+                             seed=30, emb_gain=0.25, post_norm_gain=10.0),
+    # Gemma 2's layout: gemma3's without q and k norms, tied (llama.cpp's gemma2 reads token_embd as
+    # the output), a window of 8 on every other layer (llama.cpp's default pattern: layer 0 slides,
+    # layer 1 is global; both rotate with base 10000) and soft-caps of the attention's scores and of
+    # the logits, smaller than Gemma 2's 50 and 30 so that they bend this random model's values.
+    "tiny-gemma2-Q8_0": dict(arch="gemma2", vocab="llama", n_embd=128, n_head=4, n_head_kv=2, head_dim=64,
+                             n_ff=384, tied=True, post_norms=True, swa=dict(window=8),
+                             softcaps=dict(attn=2.0, final=8.0), ftype=FT.MOSTLY_Q8_0, seed=31, emb_gain=0.25,
+                             post_norm_gain=10.0),
     "tiny-split-Q4_1": dict(arch="llama", vocab="llama", n_embd=128, n_head=4, n_head_kv=2, head_dim=32, n_ff=384,
                             tied=False, ftype=FT.MOSTLY_Q4_1, seed=26, split=3),
 }
@@ -206,6 +214,12 @@ def write_f32(path, name, spec, v):
         w.add_sliding_window_pattern(spec["swa"]["pattern"])
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(spec["rope_linear"])
+    elif arch == "gemma2":
+        # As Gemma2Model writes them: no RoPE base (10000), no window pattern (every other layer).
+        w.add_layer_norm_rms_eps(1e-6)
+        w.add_sliding_window(spec["swa"]["window"])
+        w.add_attn_logit_softcapping(spec["softcaps"]["attn"])
+        w.add_final_logit_softcapping(spec["softcaps"]["final"])
     else:
         w.add_rope_freq_base(1000000.0)
         w.add_layer_norm_rms_eps(1e-6)
@@ -259,7 +273,7 @@ def write_f32(path, name, spec, v):
             w.add_tensor(p + "attn_k_norm.weight", norm(D))
         w.add_tensor(p + "attn_output.weight", mat(E, H * D, gain=4.0))
         if spec.get("post_norms"):
-            w.add_tensor(p + "post_attention_norm.weight", norm(E))
+            w.add_tensor(p + "post_attention_norm.weight", norm(E) * spec.get("post_norm_gain", 1.0))
         if spec.get("out_bias"):
             w.add_tensor(p + "attn_output.bias", (0.3 * rng.standard_normal(E)).astype(np.float32))
         w.add_tensor(p + "ffn_norm.weight", norm(E))
@@ -281,7 +295,7 @@ def write_f32(path, name, spec, v):
                 w.add_tensor(p + "ffn_up.bias", (0.5 * rng.standard_normal(F)).astype(np.float32))
                 w.add_tensor(p + "ffn_down.bias", (0.3 * rng.standard_normal(E)).astype(np.float32))
         if spec.get("post_norms"):
-            w.add_tensor(p + "post_ffw_norm.weight", norm(E))
+            w.add_tensor(p + "post_ffw_norm.weight", norm(E) * spec.get("post_norm_gain", 1.0))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -1,5 +1,6 @@
 //! add_bias (a llama file's Wo, gate, up and down biases): out[row, offset + i] += bias[i] in place;
-//! scale_values (granite's embedding and residual multipliers): out[row, offset + i] *= scale. For
+//! scale_values (granite's embedding and residual multipliers): out[row, offset + i] *= scale;
+//! soft_cap_values (Gemma 2's logits): out[row, offset + i] = scale * tanh(out / scale). For
 //! the batch rows that hold tokens (step.n_rows: a short chunk leaves the graph's other rows as they
 //! are); one thread per value; grid row y is batch row y.
 
@@ -31,5 +32,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn scale_values(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x < p.len && gid.y < step.n_rows) {
         out[spot(gid)] *= p.scale;
+    }
+}
+
+// v = c * tanh(v / c), c = p.scale (Gemma 2's logits; tanh's argument kept to +-10, where it is +-1
+// in f32 already: some GPUs' tanh is NaN far past it).
+@compute @workgroup_size(64)
+fn soft_cap_values(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < p.len && gid.y < step.n_rows) {
+        let at = spot(gid);
+        out[at] = p.scale * tanh(clamp(out[at] / p.scale, -10.0, 10.0));
     }
 }

@@ -11,6 +11,16 @@ struct Params {
     n_splits: u32,   // GPU family: the most splits of the KV length dispatched (partials' stride)
     branch_len: u32, // positions per branch cache
     window: u32,     // positions a query sees in a sliding-window layer, its own included; 0: all
+    softcap: f32,    // Gemma 2's cap of the scaled scores, c * tanh(s / c); 0: none
+}
+
+// A scaled score s soft-capped where the model caps them (tanh's argument kept to +-10, where it is
+// +-1 in f32 already: some GPUs' tanh is NaN far past it).
+fn soft_cap(s: f32) -> f32 {
+    if (p.softcap > 0.0) {
+        return p.softcap * tanh(clamp(s / p.softcap, -10.0, 10.0));
+    }
+    return s;
 }
 
 // The first position a query at position `pos` sees: pos + 1 - window in a sliding-window layer

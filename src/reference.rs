@@ -117,6 +117,11 @@ pub fn attention(
 /// attention with the scores q k^T times `scale` (granite's attention.scale); `shape` is
 /// [n_heads, n_kv_heads, head_dim, kv_len].
 pub fn attention_scaled(q: &[f32], k: &[f32], v: &[f32], shape: [usize; 4], scale: f32) -> Vec<f32> {
+    attention_capped(q, k, v, shape, scale, 0.0)
+}
+
+/// attention_scaled with each scaled score s soft-capped to cap * tanh(s / cap) (Gemma 2's; 0: none).
+pub fn attention_capped(q: &[f32], k: &[f32], v: &[f32], shape: [usize; 4], scale: f32, cap: f32) -> Vec<f32> {
     let [n_heads, n_kv_heads, head_dim, kv_len] = shape;
     let kv_dim = n_kv_heads * head_dim;
     let group = n_heads / n_kv_heads;
@@ -124,8 +129,9 @@ pub fn attention_scaled(q: &[f32], k: &[f32], v: &[f32], shape: [usize; 4], scal
     for h in 0..n_heads {
         let kvh = h / group;
         let qh = &q[h * head_dim..(h + 1) * head_dim];
-        let scores: Vec<f32> =
-            (0..kv_len).map(|t| dot(qh, &k[t * kv_dim + kvh * head_dim..][..head_dim]) * scale).collect();
+        let scores: Vec<f32> = (0..kv_len)
+            .map(|t| soft_cap(dot(qh, &k[t * kv_dim + kvh * head_dim..][..head_dim]) * scale, cap))
+            .collect();
         let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let exps: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
         let sum: f32 = exps.iter().sum();
@@ -138,6 +144,14 @@ pub fn attention_scaled(q: &[f32], k: &[f32], v: &[f32], shape: [usize; 4], scal
         }
     }
     out
+}
+
+/// cap * tanh(v / cap), in f64; v where cap is 0.
+pub fn soft_cap(v: f32, cap: f32) -> f32 {
+    if cap == 0.0 {
+        return v;
+    }
+    (cap as f64 * (v as f64 / cap as f64).tanh()) as f32
 }
 
 /// qkv: xb = rmsnorm(x) * norm_w; q = Wq xb, k = Wk xb (both roped at `pos`), v = Wv xb.
@@ -443,7 +457,8 @@ impl RefModel {
             };
             let shape = [c.n_heads, c.n_kv_heads, c.head_dim, pos + 1 - first];
             let kv = first * c.kv_dim();
-            let att = attention_scaled(&q, &self.k_cache[l][kv..], &self.v_cache[l][kv..], shape, scale);
+            let (k, v) = (&self.k_cache[l][kv..], &self.v_cache[l][kv..]);
+            let att = attention_capped(&q, k, v, shape, scale, c.softcaps().0);
             let mut out = matvec(&layer.wo, &att);
             if let Some(bo) = &layer.out_bias {
                 add(&mut out, bo);
@@ -482,6 +497,7 @@ impl RefModel {
         }
         let xb = rmsnorm(&x, &self.out_norm, c.rms_eps);
         let logits = matvec(self.output.as_ref().unwrap_or(&self.embd), &xb); // [vocab]
-        logits.into_iter().map(|l| l / c.multipliers.logit_scale).collect()
+                                                                              // Granite's divisor; Gemma 2's soft-cap.
+        logits.into_iter().map(|l| soft_cap(l / c.multipliers.logit_scale, c.softcaps().1)).collect()
     }
 }

@@ -1,4 +1,4 @@
-//! The weight types and architectures of tests/fixtures/arch (qwen2, qwen3, phi3, granite, gemma3, llama biases and
+//! The weight types and architectures of tests/fixtures/arch (qwen2, qwen3, phi3, granite, gemma2, gemma3, llama biases and
 //! mixtures of experts, IQ4 types, split files; made with llama.cpp by
 //! scripts/make_arch_fixtures.py) against their exact goldens (llama.cpp's F32 math on the
 //! dequantized weights): greedy ids and top-8 logits within 0.05 (0.25 on the GPU family's f16 KV
@@ -234,6 +234,17 @@ fn gemma3_matches_the_exact_golden() {
     assert!(!f16.for_model(&cfg).f16_tiles && !f16.for_model(&cfg).f16_products);
 }
 
+/// gemma2 (Gemma 2): gemma3's layers without q and k norms, tied output; layer 0 sees its last 8
+/// positions, layer 1 all of them (both RoPE base 10000); the attention's scores soft-capped at 2 and
+/// the logits at 8 (Gemma 2's are 50 and 30: these bend the tiny model's values). Decoding 96
+/// positions against reference.rs on both families besides.
+#[test]
+fn gemma2_matches_the_exact_golden() {
+    exact_everywhere("tiny-gemma2-Q8_0.gguf", "tiny-gemma2-Q8_0");
+    prefill_everywhere("tiny-gemma2-Q8_0.gguf", "tiny-gemma2-Q8_0");
+    decodes_as_the_reference(&fixture("tiny-gemma2-Q8_0.gguf"), 96);
+}
+
 /// gemma3 decoding 96 positions against reference.rs: its window of 8, and in a copy whose window is
 /// 80 positions, a window over more than one of attention's splits (64 positions each).
 #[test]
@@ -258,7 +269,8 @@ fn gemma3_decodes_past_its_window_and_attentions_splits() {
 /// tokens give alone, on both families.
 #[test]
 fn candidates_run_the_new_architectures() {
-    for name in ["tiny-llama-bias-Q8_0", "tiny-phi3-Q8_0", "tiny-granite-Q8_0", "tiny-gemma3-Q8_0"] {
+    let names = ["tiny-llama-bias-Q8_0", "tiny-phi3-Q8_0", "tiny-granite-Q8_0", "tiny-gemma3-Q8_0", "tiny-gemma2-Q8_0"];
+    for name in names {
         let path = fixture(&format!("{name}.gguf"));
         // 12 tokens: past gemma3's window of 8 before the candidates' steps.
         let prompt = [1u32, 415, 5565, 302, 4843, 349, 7705, 1236, 302, 793, 349, 3162];

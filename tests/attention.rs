@@ -92,12 +92,15 @@ fn check_attention(
     v: &[f32],
     heads: (usize, usize, usize),
     len: usize,
+    cap: f32,
 ) {
     let (h, kvh, hd) = heads;
-    check_out(g, op, shape, got, &reference::attention(q, k, v, h, kvh, hd, len));
+    let scale = 1.0 / (hd as f32).sqrt();
+    let want = |k: &[f32], v: &[f32]| reference::attention_capped(q, k, v, [h, kvh, hd, len], scale, cap);
+    check_out(g, op, shape, got, &want(k, v));
     if !g.layout.is_cpu() {
         let round = |x: &[f32]| x.iter().map(|v| f16::from_f32(*v).to_f32()).collect::<Vec<_>>();
-        let want = reference::attention(q, &round(k), &round(v), h, kvh, hd, len);
+        let want = want(&round(k), &round(v));
         check(
             &format!("{op} (f16-rounded keys and values)"),
             "f16 cache",
@@ -119,6 +122,20 @@ fn check_cache(g: &On, op: &str, shape: &str, got: &[f32], want: &[f32]) {
         got.iter().zip(want).position(|(a, b)| (a - b).is_nan() || (a - b).abs() > b.abs() / 1024.0 + 1.0 / 16777216.0)
     {
         panic!("{op} [f16 cache] {shape}, {}: index {i}: gpu {} vs {}", g.layout, got[i], want[i]);
+    }
+}
+
+/// What a layer changes in attention: a sliding window of positions (0: none; gemma2, gemma3) and
+/// Gemma 2's soft-cap of the scaled scores (0: none).
+#[derive(Clone, Copy, Debug, Default)]
+struct Mods {
+    window: usize,
+    softcap: f32,
+}
+
+impl Mods {
+    fn params(self, p: AttentionParams) -> AttentionParams {
+        AttentionParams { window: self.window as u32, softcap: self.softcap, ..p }
     }
 }
 
@@ -173,31 +190,40 @@ fn attention_matches_with_gqa_and_stores_this_position() {
         }
         let mut rng = Rng(17);
         for &(h, kvh, hd, len, splits) in &cases {
-            one_token(&g, &mut rng, (h, kvh, hd), len, splits, 0);
+            one_token(&g, &mut rng, (h, kvh, hd), len, splits, Mods::default());
         }
     }
 }
 
-/// Sliding-window layers (gemma3): each query sees its last `window` positions, its own included.
-/// Decode within, at and past the window, a window over several splits and one of a single position;
-/// prompt chunks whose rows' windows start in different tiles and in the cache; candidates whose
-/// window starts in the shared prefix, and in their own branch.
+/// Sliding-window layers (gemma2, gemma3): each query sees its last `window` positions, its own
+/// included. Decode within, at and past the window, a window over several splits and one of a
+/// single position; prompt chunks whose rows' windows start in different tiles and in the cache;
+/// candidates whose window starts in the shared prefix, and in their own branch. Gemma 2's
+/// soft-capped scores (a cap of 0.5 bends the random scores, which reach about 3), with and without
+/// a window, in each.
 #[test]
-fn sliding_window_attention_matches() {
+fn sliding_window_and_soft_capped_attention_match() {
     let split = ATTENTION_SPLIT_LEN as usize;
+    let window = |window: usize| Mods { window, softcap: 0.0 };
+    let capped = |window: usize| Mods { window, softcap: 0.5 };
     for g in every_layout() {
         let mut rng = Rng(41);
-        for &(len, window) in &[(5, 8), (8, 8), (9, 8), (300, 8), (5 * split + 60, 2 * split + 3), (300, 1)] {
-            one_token(&g, &mut rng, (8, 2, 64), len, ATTENTION_MAX_SPLITS, window);
+        for &(len, w) in &[(5, 8), (8, 8), (9, 8), (300, 8), (5 * split + 60, 2 * split + 3), (300, 1)] {
+            one_token(&g, &mut rng, (8, 2, 64), len, ATTENTION_MAX_SPLITS, window(w));
         }
-        one_token(&g, &mut rng, (2, 1, 256), 200, ATTENTION_MAX_SPLITS, 64);
-        for &(cached, rows, window) in &[(0, 64, 8), (90, 20, 33), (200, 45, 64), (5, 12, 3)] {
-            attention_over_prompt_chunk(&g, (6, 2, 32), cached, rows, window);
+        one_token(&g, &mut rng, (2, 1, 256), 200, ATTENTION_MAX_SPLITS, window(64));
+        one_token(&g, &mut rng, (8, 2, 64), 300, ATTENTION_MAX_SPLITS, capped(0));
+        one_token(&g, &mut rng, (8, 2, 64), 5 * split + 60, ATTENTION_MAX_SPLITS, capped(2 * split + 3));
+        for &(cached, rows, w) in &[(0, 64, 8), (90, 20, 33), (200, 45, 64), (5, 12, 3)] {
+            attention_over_prompt_chunk(&g, (6, 2, 32), cached, rows, window(w));
         }
-        attention_over_prompt_chunk(&g, (2, 1, 256), 30, 40, 16);
-        attention_over_candidates(&g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS, 16);
-        attention_over_candidates(&g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS, 3);
-        attention_over_candidates(&g, (14, 2, 64), 3 * split + 5, ATTENTION_MAX_SPLITS, 2 * split);
+        attention_over_prompt_chunk(&g, (2, 1, 256), 30, 40, window(16));
+        attention_over_prompt_chunk(&g, (6, 2, 32), 90, 20, capped(0));
+        attention_over_prompt_chunk(&g, (6, 2, 32), 90, 20, capped(33));
+        attention_over_candidates(&g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS, window(16));
+        attention_over_candidates(&g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS, window(3));
+        attention_over_candidates(&g, (14, 2, 64), 3 * split + 5, ATTENTION_MAX_SPLITS, window(2 * split));
+        attention_over_candidates(&g, (14, 2, 64), 3 * split + 5, ATTENTION_MAX_SPLITS, capped(2 * split));
     }
 }
 
@@ -219,9 +245,9 @@ fn attention_holds_with_4_to_64_lane_subgroups() {
     rerun_with_subgroup_lanes(64, &[decode, prompt, in_wo]);
 }
 
-/// One token at position len - 1 over a cache of len - 1 positions (its last `window` of them in a
+/// One token at position len - 1 over a cache of len - 1 positions (its last `m.window` of them in a
 /// sliding-window layer; 0: all).
-fn one_token(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: usize, splits: u32, window: usize) {
+fn one_token(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: usize, splits: u32, m: Mods) {
     let kv_dim = kvh * hd;
     let (k, v) = (rng.vec(len * kv_dim), rng.vec(len * kv_dim));
     // This position's q | k | v; the cache holds the earlier positions (its last row is stale).
@@ -249,18 +275,18 @@ fn one_token(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: us
         partial: &partial,
         rotations: None,
     };
-    let p = AttentionParams { window: window as u32, ..params(h, kvh, hd, splits, 0) };
-    let first = first_key(pos, window) * kv_dim;
+    let p = m.params(params(h, kvh, hd, splits, 0));
+    let first = first_key(pos, m.window) * kv_dim;
     // Runs attention over `b`; checks its output and the whole caches it leaves.
     let run_and_check = |b: &AttentionBuffers, shape: &str, q: &[f32], want_k: &[f32], want_v: &[f32]| {
         kernels::submit(g, &kernels::attention(g.t(), b, &step, p, AttentionRows::One).unwrap());
         let got = read_on(g, b.out, h * hd);
         let (k, v, seen) = (&want_k[first..], &want_v[first..], len - first / kv_dim);
-        check_attention(g, "attention", shape, &got, q, k, v, (h, kvh, hd), seen);
+        check_attention(g, "attention", shape, &got, q, k, v, (h, kvh, hd), seen, m.softcap);
         check_cache(g, "attention k store", shape, &read_cache(g, b.k_cache, len * kv_dim), want_k);
         check_cache(g, "attention v store", shape, &read_cache(g, b.v_cache, len * kv_dim), want_v);
     };
-    let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}, at most {splits} splits, window {window}");
+    let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}, at most {splits} splits, {m:?}");
     run_and_check(&b, &shape, &q, &k, &v);
     if g.layout.is_cpu() {
         // RoPE in the kernel (the CPU adapters' decode graph): q and this position's k arrive
@@ -382,21 +408,27 @@ fn attention_over_batch_rows_and_candidate_branches() {
             (6, 2, 80, 10, 20),
             (2, 1, 256, 5, 12),
         ] {
-            attention_over_prompt_chunk(g, (h, kvh, hd), cached, rows, 0);
+            attention_over_prompt_chunk(g, (h, kvh, hd), cached, rows, Mods::default());
         }
         // Candidates after a short prefix, and after one long enough for several splits.
-        attention_over_candidates(g, (6, 2, 32), 70, 1, 0);
-        attention_over_candidates(g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS, 0);
-        attention_over_candidates(g, (14, 2, 64), 3 * ATTENTION_SPLIT_LEN as usize + 5, ATTENTION_MAX_SPLITS, 0);
+        attention_over_candidates(g, (6, 2, 32), 70, 1, Mods::default());
+        attention_over_candidates(g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS, Mods::default());
+        attention_over_candidates(
+            g,
+            (14, 2, 64),
+            3 * ATTENTION_SPLIT_LEN as usize + 5,
+            ATTENTION_MAX_SPLITS,
+            Mods::default(),
+        );
     }
 }
 
 /// A prompt chunk of `rows` rows after `cached` positions in the cache (each row seeing its last
-/// `window` positions; 0: all).
-fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cached: usize, rows: usize, window: usize) {
+/// `m.window` positions; 0: all).
+fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cached: usize, rows: usize, m: Mods) {
     let mut rng = Rng(23 + cached as u64);
     let kv_dim = kvh * hd;
-    let p = AttentionParams { window: window as u32, ..params(h, kvh, hd, 1, 0) };
+    let p = m.params(params(h, kvh, hd, 1, 0));
     let partial = g.storage("partial", 16);
     let (k, v) = (rng.vec((cached + rows) * kv_dim), rng.vec((cached + rows) * kv_dim));
     let q = rng.vec(rows * h * hd);
@@ -431,25 +463,26 @@ fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cach
     let step = g.uniform("step", &Step::chunk(cached as u32, rows as u32));
     kernels::submit(g, &kernels::attention(g.t(), &b, &step, p, AttentionRows::Prompt(rows as u32)).unwrap());
     let got = read_on(g, &out, rows * h * hd);
-    let shape = format!("heads {h}/{kvh} x {hd}, {rows} rows after {cached}, window {window}");
+    let shape = format!("heads {h}/{kvh} x {hd}, {rows} rows after {cached}, {m:?}");
     for r in 0..rows {
         let (row, got) = (format!("row {r}: {shape}"), &got[r * h * hd..(r + 1) * h * hd]);
         let q = &q[r * h * hd..(r + 1) * h * hd];
-        let first = first_key(cached + r, window);
+        let first = first_key(cached + r, m.window);
         let (ks, vs) = (&k[first * kv_dim..], &v[first * kv_dim..]);
-        check_attention(g, "attention (prompt chunk)", &row, got, q, ks, vs, (h, kvh, hd), cached + r + 1 - first);
+        let seen = cached + r + 1 - first;
+        check_attention(g, "attention (prompt chunk)", &row, got, q, ks, vs, (h, kvh, hd), seen, m.softcap);
     }
     check_cache(g, "attention (prompt chunk) k store", &shape, &read_cache(g, &kb, k.len()), &k);
     check_cache(g, "attention (prompt chunk) v store", &shape, &read_cache(g, &vb, v.len()), &v);
 }
 
 /// 3 candidates after a shared prefix of `prefix` positions in the cache, each with 4 earlier
-/// positions in its own branch, now at position prefix + 4 (seeing its last `window`; 0: all).
-fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix: usize, splits: u32, window: usize) {
+/// positions in its own branch, now at position prefix + 4 (seeing its last `m.window`; 0: all).
+fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix: usize, splits: u32, m: Mods) {
     let mut rng = Rng(29);
     let kv_dim = kvh * hd;
     let (n, earlier, branch_len) = (3usize, 4usize, 8usize);
-    let p = AttentionParams { window: window as u32, ..params(h, kvh, hd, splits, branch_len as u32) };
+    let p = m.params(params(h, kvh, hd, splits, branch_len as u32));
     let partial = g.storage("partial", attention_partial_bytes(n as u32, h as u32, splits, hd as u32));
     let (pk, pv) = (rng.vec(prefix * kv_dim), rng.vec(prefix * kv_dim));
     let (bk, bv) = (rng.vec(n * branch_len * kv_dim), rng.vec(n * branch_len * kv_dim));
@@ -482,8 +515,8 @@ fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix
     let step = g.uniform("step", &Step::candidates((prefix + earlier) as u32, n as u32, prefix as u32));
     kernels::submit(g, &kernels::attention(g.t(), &b, &step, p, AttentionRows::Candidates(n as u32)).unwrap());
     let got = read_on(g, &out, n * h * hd);
-    let shape = format!("heads {h}/{kvh} x {hd}, prefix {prefix}, at most {splits} splits, window {window}");
-    let first = first_key(prefix + earlier, window);
+    let shape = format!("heads {h}/{kvh} x {hd}, prefix {prefix}, at most {splits} splits, {m:?}");
+    let first = first_key(prefix + earlier, m.window);
     let mut bk_after = bk.clone();
     let mut bv_after = bv.clone();
     for r in 0..n {
@@ -497,7 +530,7 @@ fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix
         let (row, got) = (format!("candidate {r} of {n}: {shape}"), &got[r * h * hd..(r + 1) * h * hd]);
         let q = &q[r * h * hd..(r + 1) * h * hd];
         let (ks, vs, seen) = (&kr[first * kv_dim..], &vr[first * kv_dim..], prefix + earlier + 1 - first);
-        check_attention(g, "attention (candidates)", &row, got, q, ks, vs, (h, kvh, hd), seen);
+        check_attention(g, "attention (candidates)", &row, got, q, ks, vs, (h, kvh, hd), seen, m.softcap);
         let at = (r * branch_len + earlier) * kv_dim;
         bk_after[at..at + kv_dim].copy_from_slice(&nk_now[r * kv_dim..(r + 1) * kv_dim]);
         bv_after[at..at + kv_dim].copy_from_slice(&nv_now[r * kv_dim..(r + 1) * kv_dim]);

@@ -178,16 +178,31 @@ fn gemma3(layers: usize, extra: Vec<(&'static str, Value)>) -> Vec<u8> {
 
 /// gemma3's file without the tensor `missing`.
 fn gemma3_without(layers: usize, extra: Vec<(&'static str, Value)>, missing: &'static str) -> Vec<u8> {
+    gemma_file("gemma3", layers, extra, move |t| t.retain(|x| x.0 != missing))
+}
+
+/// A tensor list's edit.
+type Tensors = Vec<(&'static str, Vec<u64>, u32, Vec<u8>)>;
+
+/// The tiny model as a `layers`-layer file of `arch` (gemma2, or gemma3 with q and k norms) with its
+/// post-norms, `extra` keys set or added, and `edit` made to its tensors last.
+fn gemma_file(
+    arch: &'static str,
+    layers: usize,
+    extra: Vec<(&'static str, Value)>,
+    edit: impl FnOnce(&mut Tensors),
+) -> Vec<u8> {
     tiny(
         move |m| {
             for (k, v) in m.iter_mut() {
                 if let Some(rest) = k.strip_prefix("llama.") {
-                    *k = Box::leak(format!("gemma3.{rest}").into_boxed_str());
+                    *k = Box::leak(format!("{arch}.{rest}").into_boxed_str());
                 }
-                match *k {
-                    "general.architecture" => *v = Value::String("gemma3".into()),
-                    "gemma3.block_count" => *v = Value::U32(layers as u32),
-                    _ => {}
+                if *k == "general.architecture" {
+                    *v = Value::String(arch.into());
+                }
+                if k.ends_with(".block_count") {
+                    *v = Value::U32(layers as u32);
                 }
             }
             for (key, value) in extra {
@@ -215,9 +230,40 @@ fn gemma3_without(layers: usize, extra: Vec<(&'static str, Value)>, missing: &'s
                     t.push((name, dims.clone(), *ty, data.clone()));
                 }
             }
-            t.retain(|x| x.0 != missing);
+            let qk_norm = |name: &str| name.ends_with("attn_q_norm.weight") || name.ends_with("attn_k_norm.weight");
+            t.retain(|x| arch == "gemma3" || !qk_norm(x.0));
+            edit(t);
         },
     )
+}
+
+/// gemma2's defaults as llama.cpp's gemma2 has them: a window of 4096 on every other layer, both
+/// kinds of layer rotating alike (its linear scaling too), scores and logits soft-capped at 50 and
+/// 30; a cap of 0 and an untied output refused by name.
+#[test]
+fn gemma2_defaults_are_llama_cpps() {
+    let c = load(&gemma_file("gemma2", 3, vec![], |_| {})).unwrap();
+    assert_eq!((0..3).map(|l| c.window(l)).collect::<Vec<_>>(), [4096, 0, 4096]);
+    assert_eq!(c.softcaps(), (50.0, 30.0));
+    assert!(c.ffn_gelu() && c.post_norms() && !c.traits.qk_norm);
+    let scaled = vec![
+        ("gemma2.rope.scaling.type", Value::String("linear".into())),
+        ("gemma2.rope.scaling.factor", Value::F32(4.0)),
+        ("gemma2.attention.sliding_window", Value::U32(16)),
+        ("gemma2.attn_logit_softcapping", Value::F32(20.0)),
+    ];
+    let c = load(&gemma_file("gemma2", 2, scaled, |_| {})).unwrap();
+    assert_eq!((c.layer_rope(0), c.layer_rope(1)), ((10000.0, 0.25), (10000.0, 0.25)));
+    assert_eq!((c.window(0), c.softcaps()), (16, (20.0, 30.0)));
+    let e =
+        load(&gemma_file("gemma2", 1, vec![("gemma2.attn_logit_softcapping", Value::F32(0.0))], |_| {})).unwrap_err();
+    assert!(matches!(&e, Error::BadConfig(m) if m.contains("attn_logit_softcapping")), "{e}");
+    let untied = gemma_file("gemma2", 1, vec![], |t| {
+        let embd = t.iter().find(|x| x.0 == "token_embd.weight").unwrap().clone();
+        t.push(("output.weight", embd.1, embd.2, embd.3));
+    });
+    let e = load(&untied).unwrap_err();
+    assert!(matches!(&e, Error::BadTensor { tensor, .. } if tensor == "output.weight"), "{e}");
 }
 
 /// gemma3's keys as llama.cpp's gemma3 reads them: the sliding window and its layers (every 6th
@@ -257,7 +303,11 @@ fn gemma3_windows_and_rope_are_read_as_llama_cpp_reads_them() {
     assert_eq!(windows(gemma3(2, vec![])), [0, 0], "no window: every layer global");
     let e = load(&gemma3(3, pattern(Value::Array(Array::Bool(vec![true]))))).unwrap_err();
     assert!(matches!(&e, Error::BadConfig(m) if m.contains("sliding_window_pattern")), "{e}");
-    let e = load(&gemma3(1, vec![("gemma3.final_logit_softcapping", Value::F32(30.0))])).unwrap_err();
+    // A final soft-cap where a gemma3 file names one (llama.cpp applies it); none by default.
+    assert_eq!(load(&gemma3(1, vec![])).unwrap().softcaps(), (0.0, 0.0));
+    let capped = load(&gemma3(1, vec![("gemma3.final_logit_softcapping", Value::F32(30.0))])).unwrap();
+    assert_eq!(capped.softcaps(), (0.0, 30.0));
+    let e = load(&gemma3(1, vec![("gemma3.final_logit_softcapping", Value::F32(-1.0))])).unwrap_err();
     assert!(matches!(&e, Error::BadConfig(m) if m.contains("final_logit_softcapping")), "{e}");
     let e = load(&gemma3(1, vec![("gemma3.rope.freq_base_swa", Value::F32(0.5))])).unwrap_err();
     assert!(matches!(&e, Error::BadConfig(m) if m.contains("freq_base_swa")), "{e}");

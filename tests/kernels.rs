@@ -14,7 +14,7 @@ use webllama::format::quant::{QuantType, SUPPORTED};
 use webllama::kernels::cpu;
 use webllama::kernels::{
     self, AddBiasParams, GatedAct, HeadRmsnormParams, MatvecParams, NormOut, QkvBiasParams, QuantMatrix, RopeParams,
-    Step,
+    Step, ValueMap,
 };
 use webllama::reference;
 use webllama::{Family, Gpu, Layout};
@@ -340,11 +340,18 @@ fn qkv_bias_and_head_rmsnorm_match() {
         check("add_bias", "f32", &shape, &read(&buf, x.len()), &want);
         // granite's multipliers, the same way.
         let p = AddBiasParams { scale: 0.22, ..p };
-        kernels::submit(&g, &[kernels::scale_values(g.t(), &buf, &step, p, rows as u32).unwrap()]);
+        kernels::submit(&g, &[kernels::scale_values(g.t(), &buf, &step, p, rows as u32, ValueMap::Scale).unwrap()]);
         for row in want.chunks_mut(stride).take(rows - 1) {
             row[q_dim..q_dim + kv_dim].iter_mut().for_each(|v| *v *= 0.22);
         }
         check("scale_values", "f32", &shape, &read(&buf, x.len()), &want);
+        // Gemma 2's soft-cap of the logits, the same way: c * tanh(v / c), c = 0.5 (values to about 3).
+        let p = AddBiasParams { scale: 0.5, ..p };
+        kernels::submit(&g, &[kernels::scale_values(g.t(), &buf, &step, p, rows as u32, ValueMap::SoftCap).unwrap()]);
+        for row in want.chunks_mut(stride).take(rows - 1) {
+            row[q_dim..q_dim + kv_dim].iter_mut().for_each(|v| *v = reference::soft_cap(*v, 0.5));
+        }
+        check("scale_values (soft-cap)", "f32", &shape, &read(&buf, x.len()), &want);
 
         let (q_norm, k_norm) = (rng.vec(hd), rng.vec(hd));
         let norms = [&q_norm, &k_norm].map(|n| g.storage_with("norm", bytemuck::cast_slice(n)));

@@ -133,7 +133,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var i = 0u; i < hd4; i++) {
             s += dot(q[i], load4(ks.kind, ks.at + i, false));
         }
-        let cp = softmax_step(&m, &l, s);
+        let cp = softmax_step(&m, &l, soft_cap(s));
         for (var i = 0u; i < hd4; i++) {
             acc[i] = acc[i] * cp.x + cp.y * load4(vs.kind, vs.at + i, true);
         }
@@ -145,7 +145,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var i = 0u; i < hd4; i++) {
             s += dot(q[i], own_key4(ks.at + i, i));
         }
-        let cp = softmax_step(&m, &l, s);
+        let cp = softmax_step(&m, &l, soft_cap(s));
         for (var i = 0u; i < hd4; i++) {
             acc[i] = acc[i] * cp.x + cp.y * qkv[vs.at + i];
         }

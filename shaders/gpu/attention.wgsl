@@ -101,7 +101,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 }
             }
             for (var h = 0u; h < ROWS; h++) {
-                let s = scores[h];
+                let s = soft_cap(scores[h]);
                 let m_new = max(m[h], s);
                 let corr = exp(m[h] - m_new);
                 let w = exp(s - m_new);

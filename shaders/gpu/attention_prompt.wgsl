@@ -70,7 +70,7 @@ fn prompt(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
                 for (var i = 0u; i < HD4; i++) {
                     d += dot(q_tile[rr * HD4 + i], kv_tile[c * KV_STRIDE + i]);
                 }
-                s = d;
+                s = soft_cap(d);
             }
             s_tile[e] = s;
         }

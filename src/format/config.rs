@@ -1,5 +1,5 @@
 //! Model hyper-parameters read from the `<arch>.*` metadata keys, validated against each other; the
-//! architectures that load (llama, qwen2, qwen3, phi3, granite, gemma3) and how each differs from
+//! architectures that load (llama, qwen2, qwen3, phi3, granite, gemma2, gemma3) and how each differs from
 //! the LLaMA decoder.
 
 use crate::error::{Error, Result};
@@ -34,6 +34,9 @@ pub const ARCHITECTURES: &[ArchTraits] = &[
     // the attention and the feed-forward too, sliding-window layers (Config::gemma), the embedding
     // scaled by sqrt(dim).
     ArchTraits { name: "gemma3", rope_neox: true, qkv_bias: false, qk_norm: true },
+    // Google Gemma 2 (llama.cpp's gemma2 graph): gemma3's layers without q and k norms, its
+    // attention's scores and its logits soft-capped (Config::gemma).
+    ArchTraits { name: "gemma2", rope_neox: true, qkv_bias: false, qk_norm: false },
 ];
 
 /// The projections that add a bias after their matrix: qwen2's q, k and v always; in a llama file
@@ -77,10 +80,11 @@ impl Default for Multipliers {
     }
 }
 
-/// Gemma 3's layers (llama.cpp's gemma3 graph): each adds rmsnorm(its attention's output) *
+/// Gemma 2's and 3's layers (llama.cpp's gemma2 and gemma3 graphs): each adds rmsnorm(its attention's output) *
 /// post_attention_norm and rmsnorm(its feed-forward's) * post_ffw_norm to x, the feed-forward is GeGLU
 /// (gelu(gate) * up, GELU's tanh form), and the sliding-window layers see only the last `window`
-/// positions (their own included) and rotate with their own RoPE base and no scaling.
+/// positions (their own included) and may rotate with their own RoPE base; Gemma 2 soft-caps its
+/// attention's scores and its logits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gemma {
     /// Positions a sliding-window layer's query sees (<arch>.attention.sliding_window); 0: every
@@ -89,14 +93,21 @@ pub struct Gemma {
     /// Per layer: a sliding-window one (<arch>.attention.sliding_window_pattern: one bool a layer,
     /// or a period n where every n-th layer is global; 6 where the file gives neither).
     pub swa_layers: Vec<bool>,
-    /// RoPE base of the sliding-window layers (<arch>.rope.freq_base_swa, default 10000).
+    /// RoPE base of the sliding-window layers (<arch>.rope.freq_base_swa; default 10000 in Gemma 3,
+    /// the global layers' in Gemma 2) and multiplier of their angles (1 in Gemma 3, the global
+    /// layers' in Gemma 2).
     pub swa_rope_base: f32,
+    pub swa_rope_scale: f32,
+    /// Gemma 2's soft-caps (0: none): attention scores become c * tanh(s / c)
+    /// (<arch>.attn_logit_softcapping, 50), and so do the logits (<arch>.final_logit_softcapping, 30).
+    pub attn_softcap: f32,
+    pub final_softcap: f32,
 }
 
 /// LLaMA-family hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// general.architecture ("llama", "qwen2", "qwen3", "phi3", "granite", "gemma3").
+    /// general.architecture ("llama", "qwen2", "qwen3", "phi3", "granite", "gemma2", "gemma3").
     pub arch: String,
     /// What the architecture changes in the decoder.
     pub traits: ArchTraits,
@@ -106,7 +117,7 @@ pub struct Config {
     pub phi3_layout: Phi3Layout,
     /// Granite's and gemma3's multipliers (ones elsewhere).
     pub multipliers: Multipliers,
-    /// Gemma 3's post-norms, GeGLU and sliding windows (None elsewhere).
+    /// Gemma 2's and 3's post-norms, GeGLU, sliding windows and soft-caps (None elsewhere).
     pub gemma: Option<Gemma>,
     /// Decoder blocks (<arch>.block_count).
     pub n_layers: usize,
@@ -327,18 +338,17 @@ impl Config {
                     logit_scale,
                 }
             }
-            // As llama.cpp's gemma3: 1 / sqrt(dim / n_heads) for the 27B model (62 layers), as
-            // Google's reference code has it, else 1 / sqrt(head_dim).
-            "gemma3" => Multipliers {
+            // As llama.cpp's gemma2 and gemma3: 1 / sqrt(dim / n_heads) for the 27B models (46 and
+            // 62 layers), as Google's reference code has it, else 1 / sqrt(head_dim).
+            // (46 layers: Gemma 2 27B.)
+            "gemma2" | "gemma3" => Multipliers {
                 embedding_scale: (dim as f32).sqrt(),
-                attention_scale: Some(1.0 / ((if n_layers == 62 { dim / n_heads } else { head_dim }) as f32).sqrt()),
+                attention_scale: Some(
+                    1.0 / ((if matches!(n_layers, 46 | 62) { dim / n_heads } else { head_dim }) as f32).sqrt(),
+                ),
                 ..Multipliers::default()
             },
             _ => Multipliers::default(),
-        };
-        let gemma = match arch {
-            "gemma3" => Some(gemma(g, &k, n_layers)?),
-            _ => None,
         };
         let rope_base = g.opt_f32(&k("rope.freq_base"))?.unwrap_or(10000.0);
         if !(rope_base.is_finite() && rope_base > 1.0) {
@@ -377,6 +387,10 @@ impl Config {
                 return Err(Error::BadConfig(format!("rope.scaling.type {other:?} is not supported (linear, llama3)")))
             }
         };
+        let gemma = match arch {
+            "gemma2" | "gemma3" => Some(gemma(g, &k, n_layers, (rope_base, rope_freq_scale))?),
+            _ => None,
+        };
         // Required, as llama.cpp requires it: families differ (LLaMA 1e-5 or 1e-6, Qwen 1e-6).
         let rms_eps = g
             .opt_f32(&k("attention.layer_norm_rms_epsilon"))?
@@ -404,6 +418,13 @@ impl Config {
             }
         }
         let tied_output = g.tensor("output.weight").is_none();
+        if arch == "gemma2" && !tied_output {
+            // llama.cpp's gemma2 reads token_embd as the output and refuses the file.
+            return Err(Error::BadTensor {
+                tensor: "output.weight".into(),
+                msg: "is in a gemma2 file, whose output is token_embd (llama.cpp refuses it too)".into(),
+            });
+        }
         let carries = |suffixes: &[&str]| {
             arch == "llama" && g.tensors.iter().any(|t| suffixes.iter().any(|s| t.name.ends_with(s)))
         };
@@ -470,7 +491,7 @@ impl Config {
     /// no scaling), else the model's.
     pub fn layer_rope(&self, l: usize) -> (f32, f32) {
         match &self.gemma {
-            Some(g) if self.window(l) > 0 => (g.swa_rope_base, 1.0),
+            Some(g) if self.window(l) > 0 => (g.swa_rope_base, g.swa_rope_scale),
             _ => (self.rope_base, self.rope_freq_scale),
         }
     }
@@ -484,13 +505,18 @@ impl Config {
         }
     }
 
-    /// Whether the feed-forward is GeGLU, gelu(gate) * up (gemma3), rather than SwiGLU.
+    /// Gemma 2's soft-caps of the attention's scores and of the logits (0: none).
+    pub fn softcaps(&self) -> (f32, f32) {
+        self.gemma.as_ref().map_or((0.0, 0.0), |g| (g.attn_softcap, g.final_softcap))
+    }
+
+    /// Whether the feed-forward is GeGLU, gelu(gate) * up (gemma2, gemma3), rather than SwiGLU.
     pub fn ffn_gelu(&self) -> bool {
         self.gemma.is_some()
     }
 
     /// Whether each block's output is RMS-normed (post_attention_norm, post_ffw_norm) before the residual
-    /// add (gemma3).
+    /// add (gemma2, gemma3).
     pub fn post_norms(&self) -> bool {
         self.gemma.is_some()
     }
@@ -510,16 +536,25 @@ impl Config {
     }
 }
 
-/// Gemma 3's sliding windows, as llama.cpp's gemma3 reads them (`k` prefixes a key with the
-/// architecture). A final logit soft-cap (Gemma 2's) is refused.
-fn gemma(g: &Gguf, k: &dyn Fn(&str) -> String, n_layers: usize) -> Result<Gemma> {
-    if let Some(cap) = g.opt_f32(&k("final_logit_softcapping"))?.filter(|&c| c != 0.0) {
-        return Err(Error::BadConfig(format!(
-            "{} is {cap}: soft-capped logits are not supported",
-            k("final_logit_softcapping")
-        )));
-    }
-    let window = g.opt_u64(&k("attention.sliding_window"))?.unwrap_or(0);
+/// Gemma 2's and 3's sliding windows, soft-caps and RoPE, as llama.cpp's gemma2 and gemma3 read
+/// them (`k` prefixes a key with the architecture; `rope` is the model's base and scale). Gemma 2:
+/// a window of 4096 on every other layer, rotating as the global ones do, scores and logits
+/// soft-capped (50 and 30 by default). Gemma 3: the window and its layers only where the file gives
+/// a window (every 6th layer global), base 10000 unscaled there, no caps.
+fn gemma(g: &Gguf, k: &dyn Fn(&str) -> String, n_layers: usize, rope: (f32, f32)) -> Result<Gemma> {
+    let gemma2 = k("") == "gemma2.";
+    let cap = |key: &str, default: f32| -> Result<f32> {
+        let key = k(key);
+        match g.opt_f32(&key)?.unwrap_or(default) {
+            // Gemma 3 names no cap (0: none); Gemma 2 divides by its caps.
+            0.0 if !gemma2 => Ok(0.0),
+            c if (0.1..=1e4).contains(&c) => Ok(c),
+            c => Err(Error::BadConfig(format!("{key} is {c}, expected a number from 0.1 to 10000"))),
+        }
+    };
+    let attn_softcap = if gemma2 { cap("attn_logit_softcapping", 50.0)? } else { 0.0 };
+    let final_softcap = cap("final_logit_softcapping", if gemma2 { 30.0 } else { 0.0 })?;
+    let window = g.opt_u64(&k("attention.sliding_window"))?.unwrap_or(if gemma2 { 4096 } else { 0 });
     if window > MAX_CTX {
         return Err(Error::BadConfig(format!(
             "{} is {window}, expected at most {MAX_CTX}",
@@ -549,19 +584,20 @@ fn gemma(g: &Gguf, k: &dyn Fn(&str) -> String, n_layers: usize) -> Result<Gemma>
         // A period n: every n-th layer global (n = 0 or 1: every layer sliding or none, as llama.cpp's
         // set_swa_pattern).
         _ => {
-            let n = g.opt_u64(&key)?.unwrap_or(6);
+            let n = g.opt_u64(&key)?.unwrap_or(if gemma2 { 2 } else { 6 });
             if n > MAX_LAYERS {
                 return Err(Error::BadConfig(format!("{key} is {n}, expected at most {MAX_LAYERS}")));
             }
             (0..n_layers as u64).map(|l| n == 0 || l % n < n - 1).collect()
         }
     };
-    let swa_rope_base = g.opt_f32(&k("rope.freq_base_swa"))?.unwrap_or(10000.0);
+    let swa_rope_base = g.opt_f32(&k("rope.freq_base_swa"))?.unwrap_or(if gemma2 { rope.0 } else { 10000.0 });
     if !(swa_rope_base.is_finite() && swa_rope_base > 1.0) {
         return Err(Error::BadConfig(format!(
             "{} is {swa_rope_base}, expected a finite number above 1",
             k("rope.freq_base_swa")
         )));
     }
-    Ok(Gemma { window: window as usize, swa_layers, swa_rope_base })
+    let swa_rope_scale = if gemma2 { rope.1 } else { 1.0 };
+    Ok(Gemma { window: window as usize, swa_layers, swa_rope_base, swa_rope_scale, attn_softcap, final_softcap })
 }

@@ -18,9 +18,12 @@ pub struct AttentionParams {
     pub qkv_stride: u32,
     pub n_splits: u32,
     pub branch_len: u32,
-    /// Positions a query sees, its own included, in a sliding-window layer (gemma3); 0: all of them.
+    /// Positions a query sees, its own included, in a sliding-window layer (gemma2, gemma3); 0: all
+    /// of them.
     pub window: u32,
-    pub _pad: [u32; 3],
+    /// Gemma 2's soft-cap of the (scaled) scores, s = c * tanh(s / c); 0: none.
+    pub softcap: f32,
+    pub _pad: [u32; 2],
 }
 
 /// The buffers attention reads and writes.

@@ -595,7 +595,15 @@ pub fn add_bias(
     bind(t.gpu, "add_bias", pipeline, bytemuck::bytes_of(&p), buffers, [p.len.div_ceil(64), rows, 1])
 }
 
-/// scale_values (granite's multipliers): out[r, offset..offset + len] *= scale in place, for the
+/// What scale_values does to each value v, with `scale` c: multiply it (granite's multipliers), or
+/// soft-cap it, c * tanh(v / c) (Gemma 2's logits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueMap {
+    Scale,
+    SoftCap,
+}
+
+/// scale_values: out[r, offset..offset + len] *= scale (or soft-capped by it) in place, for the
 /// first step.n_rows of `rows` batch rows.
 pub fn scale_values(
     t: Target,
@@ -603,9 +611,14 @@ pub fn scale_values(
     step: &wgpu::Buffer,
     p: AddBiasParams,
     rows: u32,
+    map: ValueMap,
 ) -> Result<Dispatch> {
     within_one_dimension("scale_values", p.len.div_ceil(64))?;
-    let pipeline = t.pipeline(&Module::new("add_bias", &[wgsl::ADD_BIAS]), "scale_values")?;
+    let entry = match map {
+        ValueMap::Scale => "scale_values",
+        ValueMap::SoftCap => "soft_cap_values",
+    };
+    let pipeline = t.pipeline(&Module::new("add_bias", &[wgsl::ADD_BIAS]), entry)?;
     let buffers = at(&[(1, out), (3, step)]);
     bind(t.gpu, "scale_values", pipeline, bytemuck::bytes_of(&p), buffers, [p.len.div_ceil(64), rows, 1])
 }

@@ -175,6 +175,7 @@ pub fn decode(s: &Parts, combine_in_wo: Option<u32>) -> Result<Vec<Dispatch>> {
         g.down_bias(l)?; // x += bdown (a llama file's)
     }
     g.logits()?; // logits = Wout rmsnorm(x)
+    g.logit_softcap(1)?; // logits = c tanh(logits / c) (gemma2)
     g.argmax(1)?; // tokens[0] = argmax(logits)
     Ok(g.done())
 }
@@ -244,9 +245,11 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
     let logits = MatmulParams { x_stride: dim, out_stride: vocab, ..Default::default() };
     if let Batch::Prompt(_) = kind {
         g.matmul(s.output(), &a.xb, &a.logits, MatmulParams { last_only: 1, ..logits })?; // logits = Wout xb[last]
+        g.logit_softcap(1)?; // logits = c tanh(logits / c) (gemma2)
         g.argmax(1)?; // tokens[0] = argmax(logits)
     } else {
         g.matmul(s.output(), &a.xb, &a.logits, logits)?; // logits[t] = Wout xb[t]
+        g.logit_softcap(rows)?; // logits[t] = c tanh(logits[t] / c) (gemma2)
         g.argmax(rows)?; // tokens[t] = argmax(logits[t])
     }
     Ok(BatchGraph { body, logits: g.done() })

@@ -19,7 +19,7 @@ use crate::kernels::gpu::{self, QkvParams};
 use crate::kernels::{
     self, AddBiasParams, AttentionBuffers, AttentionParams, AttentionRows, Dispatch, GatedAct, HeadRmsnormParams,
     MatmulParams, MatvecParams, MoeMatmulParams, MoeMatvecParams, MoeRouteParams, NormOut, QkvBiasParams, QuantMatrix,
-    RopeParams,
+    RopeParams, ValueMap,
 };
 
 /// A graph being recorded: its dispatches so far and what they read.
@@ -178,7 +178,7 @@ impl<'a> Recorder<'a> {
             return Ok(());
         }
         let p = AddBiasParams { len, row_stride: len, offset: 0, scale: by };
-        self.g.push(kernels::scale_values(self.s.target(), out, &self.s.acts.step, p, self.rows)?);
+        self.g.push(kernels::scale_values(self.s.target(), out, &self.s.acts.step, p, self.rows, ValueMap::Scale)?);
         Ok(())
     }
 
@@ -241,6 +241,7 @@ impl<'a> Recorder<'a> {
             branch_len: s.branches.len,
             scale: c.attention_scale(),
             window: c.window(l) as u32,
+            softcap: c.softcaps().0,
             ..Default::default()
         };
         match self.combine_in_wo {
@@ -500,6 +501,19 @@ impl<'a> Recorder<'a> {
             MatvecParams { accumulate, ..Default::default() },
             fold,
         )
+    }
+
+    /// logits = c * tanh(logits / c) for `rows` rows of the vocabulary, where the model soft-caps
+    /// them (Gemma 2's c = final_logit_softcapping); nothing elsewhere.
+    pub fn logit_softcap(&mut self, rows: u32) -> Result<()> {
+        let (s, cap) = (self.s, self.s.cfg.softcaps().1);
+        if cap == 0.0 {
+            return Ok(());
+        }
+        let vocab = s.cfg.vocab_size as u32;
+        let p = AddBiasParams { len: vocab, row_stride: vocab, offset: 0, scale: cap };
+        self.g.push(kernels::scale_values(s.target(), &s.acts.logits, &s.acts.step, p, rows, ValueMap::SoftCap)?);
+        Ok(())
     }
 
     /// x += rmsnorm(xb) * layer l's norm `suffix` for every row, where the model norms each block's

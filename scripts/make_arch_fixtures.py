@@ -7,6 +7,7 @@ Writes into tests/fixtures/arch/ (see the README.md there):
   (fused q|k|v and gate|up, LongRoPE factors and attention factor), a granite model (its four
   multipliers), a gemma3 model (GeGLU, post-norms, a sliding-window layer beside a global one), a
   gemma2 model (gemma3's without q and k norms, soft-capped attention scores and logits), a
+  smollm3 model (every 4th layer without RoPE), a
   llama model in IQ4_NL, one in IQ4_XS, a llama model split in 3
   parts (gguf-split layout), a golden of each on the quantized file (llama.cpp, F16 KV) and on an
   F32 copy of the exact dequantized weights (llama.cpp, F32 KV: the tight one), and a qwen2
@@ -169,6 +170,10 @@ MODELS = {
                              n_ff=384, tied=True, post_norms=True, swa=dict(window=8),
                              softcaps=dict(attn=2.0, final=8.0), ftype=FT.MOSTLY_Q8_0, seed=31, emb_gain=0.25,
                              post_norm_gain=10.0),
+    # SmolLM3's layout: LLaMA's decoder in which every 4th layer (3, 7, ...) has no RoPE (llama.cpp's
+    # smollm3: n_no_rope_layer_step 4); 4 layers so that one of them is such a layer.
+    "tiny-smollm3-Q8_0": dict(arch="smollm3", vocab="llama", n_embd=128, n_head=4, n_head_kv=2, head_dim=32,
+                              n_ff=384, tied=True, n_layer=4, ftype=FT.MOSTLY_Q8_0, seed=32),
     "tiny-split-Q4_1": dict(arch="llama", vocab="llama", n_embd=128, n_head=4, n_head_kv=2, head_dim=32, n_ff=384,
                             tied=False, ftype=FT.MOSTLY_Q4_1, seed=26, split=3),
 }
@@ -195,13 +200,13 @@ def write_f32(path, name, spec, v):
     w = GGUFWriter(path, arch)
     w.add_type("model")
     w.add_name(spec.get("general_name", f"Tiny Random {name}"))
-    w.add_block_count(N_LAYER)
+    w.add_block_count(spec.get("n_layer", N_LAYER))
     w.add_context_length(4096)
     w.add_embedding_length(E)
     w.add_feed_forward_length(F)
     w.add_head_count(H)
     w.add_head_count_kv(KV)
-    if arch in ("llama", "phi3", "granite"):
+    if arch in ("llama", "phi3", "granite", "smollm3"):
         w.add_rope_freq_base(10000.0)
         w.add_layer_norm_rms_eps(1e-5)
         w.add_rope_dimension_count(D)
@@ -254,7 +259,7 @@ def write_f32(path, name, spec, v):
         # LongRoPE's divisors of the angles: short ones near 1, long ones growing with the frequency.
         w.add_tensor("rope_factors_short.weight", (1.0 + 0.1 * rng.random(D // 2)).astype(np.float32))
         w.add_tensor("rope_factors_long.weight", np.geomspace(1.0, 40.0, D // 2).astype(np.float32))
-    for i in range(N_LAYER):
+    for i in range(spec.get("n_layer", N_LAYER)):
         p = f"blk.{i}."
         w.add_tensor(p + "attn_norm.weight", norm(E))
         if spec.get("phi3"):
@@ -569,7 +574,7 @@ def main():
                 "vocab_source": v["source"], "quantized_file": os.path.basename(files[0]),
                 "files": [os.path.basename(f) for f in files], "ftype": spec["ftype"].name,
                 "shape": {k: spec[k] for k in ("n_embd", "n_head", "n_head_kv", "head_dim", "n_ff") if k in spec}
-                | {"n_layer": N_LAYER, "tied_embeddings": spec["tied"]}
+                | {"n_layer": spec.get("n_layer", N_LAYER), "tied_embeddings": spec["tied"]}
                 | ({"n_expert": spec["n_expert"], "n_expert_used": spec["n_expert_used"]} if spec.get("n_expert") else {}),
                 "seed": spec["seed"]}
         lc = golden(oracle, run_file, prompts_ids, v, "f16",

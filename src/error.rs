@@ -27,7 +27,9 @@ pub enum Error {
     MissingTensor(String),
     #[error("model config: {0}")]
     BadConfig(String),
-    #[error("unsupported architecture {0:?} (webllama runs llama, qwen2, qwen3, phi3, granite and gemma3)")]
+    #[error(
+        "unsupported architecture {0:?} (webllama runs llama, qwen2, qwen3, phi3, granite, gemma2, gemma3 and smollm3)"
+    )]
     UnsupportedArch(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -437,8 +437,11 @@ impl RefModel {
                 head_rmsnorm(&mut q, q_norm, c.rms_eps);
                 head_rmsnorm(&mut k, k_norm, c.rms_eps);
             }
-            rope(&mut q, c.n_heads, c.head_dim, pos, &r);
-            rope(&mut k, c.n_kv_heads, c.head_dim, pos, &r);
+            // (SmolLM3's every 4th layer has no RoPE.)
+            if c.layer_ropes(l) {
+                rope(&mut q, c.n_heads, c.head_dim, pos, &r);
+                rope(&mut k, c.n_kv_heads, c.head_dim, pos, &r);
+            }
             if c.rope_attn_factor != 1.0 {
                 // As ggml's rope: the rotated dimensions times the attention factor (Phi-3.5).
                 for head in q.chunks_mut(c.head_dim).chain(k.chunks_mut(c.head_dim)) {

@@ -1,4 +1,4 @@
-//! The weight types and architectures of tests/fixtures/arch (qwen2, qwen3, phi3, granite, gemma2, gemma3, llama biases and
+//! The weight types and architectures of tests/fixtures/arch (qwen2, qwen3, phi3, granite, gemma2, gemma3, smollm3, llama biases and
 //! mixtures of experts, IQ4 types, split files; made with llama.cpp by
 //! scripts/make_arch_fixtures.py) against their exact goldens (llama.cpp's F32 math on the
 //! dequantized weights): greedy ids and top-8 logits within 0.05 (0.25 on the GPU family's f16 KV
@@ -245,6 +245,17 @@ fn gemma2_matches_the_exact_golden() {
     decodes_as_the_reference(&fixture("tiny-gemma2-Q8_0.gguf"), 96);
 }
 
+/// smollm3 (SmolLM3): LLaMA's decoder in which layer 3 of 4 rotates neither q nor k, as llama.cpp's
+/// smollm3 graph has it (every 4th layer); decoding 96 positions against reference.rs besides.
+#[test]
+fn smollm3_matches_the_exact_golden() {
+    exact_everywhere("tiny-smollm3-Q8_0.gguf", "tiny-smollm3-Q8_0");
+    prefill_everywhere("tiny-smollm3-Q8_0.gguf", "tiny-smollm3-Q8_0");
+    decodes_as_the_reference(&fixture("tiny-smollm3-Q8_0.gguf"), 96);
+    let cfg = webllama::Config::from_gguf(&weights::read_header(&fixture("tiny-smollm3-Q8_0.gguf")).unwrap()).unwrap();
+    assert_eq!((0..4).map(|l| cfg.layer_ropes(l)).collect::<Vec<_>>(), [true, true, true, false]);
+}
+
 /// gemma3 decoding 96 positions against reference.rs: its window of 8, and in a copy whose window is
 /// 80 positions, a window over more than one of attention's splits (64 positions each).
 #[test]
@@ -269,7 +280,14 @@ fn gemma3_decodes_past_its_window_and_attentions_splits() {
 /// tokens give alone, on both families.
 #[test]
 fn candidates_run_the_new_architectures() {
-    let names = ["tiny-llama-bias-Q8_0", "tiny-phi3-Q8_0", "tiny-granite-Q8_0", "tiny-gemma3-Q8_0", "tiny-gemma2-Q8_0"];
+    let names = [
+        "tiny-llama-bias-Q8_0",
+        "tiny-phi3-Q8_0",
+        "tiny-granite-Q8_0",
+        "tiny-gemma3-Q8_0",
+        "tiny-gemma2-Q8_0",
+        "tiny-smollm3-Q8_0",
+    ];
     for name in names {
         let path = fixture(&format!("{name}.gguf"));
         // 12 tokens: past gemma3's window of 8 before the candidates' steps.

@@ -255,6 +255,13 @@ fn gemma2_defaults_are_llama_cpps() {
     let c = load(&gemma_file("gemma2", 2, scaled, |_| {})).unwrap();
     assert_eq!((c.layer_rope(0), c.layer_rope(1)), ((10000.0, 0.25), (10000.0, 0.25)));
     assert_eq!((c.window(0), c.softcaps()), (16, (20.0, 30.0)));
+    // A factor under scaling type "none": llama.cpp's global layers ignore it, its sliding ones not.
+    let unscaled = vec![
+        ("gemma2.rope.scaling.type", Value::String("none".into())),
+        ("gemma2.rope.scaling.factor", Value::F32(4.0)),
+    ];
+    let c = load(&gemma_file("gemma2", 2, unscaled, |_| {})).unwrap();
+    assert_eq!((c.layer_rope(0), c.layer_rope(1)), ((10000.0, 0.25), (10000.0, 1.0)));
     let e =
         load(&gemma_file("gemma2", 1, vec![("gemma2.attn_logit_softcapping", Value::F32(0.0))], |_| {})).unwrap_err();
     assert!(matches!(&e, Error::BadConfig(m) if m.contains("attn_logit_softcapping")), "{e}");

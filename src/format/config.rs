@@ -1,5 +1,5 @@
 //! Model hyper-parameters read from the `<arch>.*` metadata keys, validated against each other; the
-//! architectures that load (llama, qwen2, qwen3, phi3, granite, gemma2, gemma3) and how each differs from
+//! architectures that load (llama, qwen2, qwen3, phi3, granite, gemma2, gemma3, smollm3) and how each differs from
 //! the LLaMA decoder.
 
 use crate::error::{Error, Result};
@@ -37,6 +37,9 @@ pub const ARCHITECTURES: &[ArchTraits] = &[
     // Google Gemma 2 (llama.cpp's gemma2 graph): gemma3's layers without q and k norms, its
     // attention's scores and its logits soft-capped (Config::gemma).
     ArchTraits { name: "gemma2", rope_neox: true, qkv_bias: false, qk_norm: false },
+    // Hugging Face SmolLM3 (llama.cpp's smollm3 graph): LLaMA's decoder in which every 4th layer
+    // has no RoPE (Config::no_rope_step).
+    ArchTraits { name: "smollm3", rope_neox: false, qkv_bias: false, qk_norm: false },
 ];
 
 /// The projections that add a bias after their matrix: qwen2's q, k and v always; in a llama file
@@ -91,7 +94,8 @@ pub struct Gemma {
     /// layer sees all of them.
     pub window: usize,
     /// Per layer: a sliding-window one (<arch>.attention.sliding_window_pattern: one bool a layer,
-    /// or a period n where every n-th layer is global; 6 where the file gives neither).
+    /// or a period n where every n-th layer is global; where the file gives neither, 6 in Gemma 3
+    /// and 2 in Gemma 2).
     pub swa_layers: Vec<bool>,
     /// RoPE base of the sliding-window layers (<arch>.rope.freq_base_swa; default 10000 in Gemma 3,
     /// the global layers' in Gemma 2) and multiplier of their angles (1 in Gemma 3, the global
@@ -107,7 +111,8 @@ pub struct Gemma {
 /// LLaMA-family hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// general.architecture ("llama", "qwen2", "qwen3", "phi3", "granite", "gemma2", "gemma3").
+    /// general.architecture ("llama", "qwen2", "qwen3", "phi3", "granite", "gemma2", "gemma3",
+    /// "smollm3").
     pub arch: String,
     /// What the architecture changes in the decoder.
     pub traits: ArchTraits,
@@ -119,6 +124,9 @@ pub struct Config {
     pub multipliers: Multipliers,
     /// Gemma 2's and 3's post-norms, GeGLU, sliding windows and soft-caps (None elsewhere).
     pub gemma: Option<Gemma>,
+    /// Every this-many-th layer (layers step - 1, 2 step - 1, ...) rotates neither q nor k
+    /// (SmolLM3's 4, as llama.cpp's smollm3 has it); 0: every layer rotates.
+    pub no_rope_step: usize,
     /// Decoder blocks (<arch>.block_count).
     pub n_layers: usize,
     /// Residual stream width (<arch>.embedding_length).
@@ -274,7 +282,7 @@ impl Config {
         }
         // llama.cpp refuses a partial rotation in a llama or granite file (its graphs rotate whole
         // heads there).
-        if matches!(arch, "llama" | "granite") && n_rot != head_dim {
+        if matches!(arch, "llama" | "granite" | "smollm3") && n_rot != head_dim {
             return Err(Error::BadConfig(format!(
                 "{arch}.rope.dimension_count is {n_rot}: a {arch} file rotates the whole head ({head_dim})"
             )));
@@ -344,7 +352,12 @@ impl Config {
             "gemma2" | "gemma3" => Multipliers {
                 embedding_scale: (dim as f32).sqrt(),
                 attention_scale: Some(
-                    1.0 / ((if matches!(n_layers, 46 | 62) { dim / n_heads } else { head_dim }) as f32).sqrt(),
+                    1.0 / ((if matches!((arch, n_layers), ("gemma2", 46) | ("gemma3", 62)) {
+                        dim / n_heads
+                    } else {
+                        head_dim
+                    }) as f32)
+                        .sqrt(),
                 ),
                 ..Multipliers::default()
             },
@@ -388,7 +401,12 @@ impl Config {
             }
         };
         let gemma = match arch {
-            "gemma2" | "gemma3" => Some(gemma(g, &k, n_layers, (rope_base, rope_freq_scale))?),
+            // Gemma 2's sliding layers take the file's scaling factor whatever the scaling type (llama.cpp's
+            // rope_freq_scale_train; 0 reads as 1).
+            "gemma2" | "gemma3" => {
+                let train_scale = scaling_factor.filter(|&f| f != 0.0).map_or(1.0, |f| 1.0 / f);
+                Some(gemma(g, &k, n_layers, (rope_base, train_scale))?)
+            }
             _ => None,
         };
         // Required, as llama.cpp requires it: families differ (LLaMA 1e-5 or 1e-6, Qwen 1e-6).
@@ -443,6 +461,7 @@ impl Config {
             phi3_layout,
             multipliers,
             gemma,
+            no_rope_step: if arch == "smollm3" { 4 } else { 0 },
             n_layers,
             dim,
             n_heads,
@@ -496,6 +515,11 @@ impl Config {
         }
     }
 
+    /// Whether layer l rotates q and k (all but SmolLM3's every 4th).
+    pub fn layer_ropes(&self, l: usize) -> bool {
+        self.no_rope_step == 0 || !(l + 1).is_multiple_of(self.no_rope_step)
+    }
+
     /// The positions layer l's query sees, its own included: a sliding-window layer's window, else 0
     /// (all of them).
     pub fn window(&self, l: usize) -> usize {
@@ -532,12 +556,13 @@ impl Config {
     /// project and rotate in one pass (the GPU family's qkv, the CPU family's rope in attention) apply.
     pub fn llama_qk(&self) -> bool {
         let t = self.traits;
-        !(t.rope_neox || self.biases.qkv || t.qk_norm)
+        !(t.rope_neox || self.biases.qkv || t.qk_norm || self.no_rope_step > 0)
     }
 }
 
 /// Gemma 2's and 3's sliding windows, soft-caps and RoPE, as llama.cpp's gemma2 and gemma3 read
-/// them (`k` prefixes a key with the architecture; `rope` is the model's base and scale). Gemma 2:
+/// them (`k` prefixes a key with the architecture; `rope` is the model's base and the scale its
+/// scaling factor gives). Gemma 2:
 /// a window of 4096 on every other layer, rotating as the global ones do, scores and logits
 /// soft-capped (50 and 30 by default). Gemma 3: the window and its layers only where the file gives
 /// a window (every 6th layer global), base 10000 unscaled there, no caps.
@@ -599,5 +624,11 @@ fn gemma(g: &Gguf, k: &dyn Fn(&str) -> String, n_layers: usize, rope: (f32, f32)
         )));
     }
     let swa_rope_scale = if gemma2 { rope.1 } else { 1.0 };
+    if !(swa_rope_scale.is_finite() && swa_rope_scale > 0.0) {
+        return Err(Error::BadConfig(format!(
+            "{} gives the sliding-window layers a RoPE scale of {swa_rope_scale}, expected a positive number",
+            k("rope.scaling.factor")
+        )));
+    }
     Ok(Gemma { window: window as usize, swa_layers, swa_rope_base, swa_rope_scale, attn_softcap, final_softcap })
 }

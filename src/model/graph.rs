@@ -156,22 +156,22 @@ pub fn decode(s: &Parts, combine_in_wo: Option<u32>) -> Result<Vec<Dispatch>> {
     let (c, a) = (s.cfg, s.acts);
     let mut g = Recorder::decode(s, combine_in_wo);
     g.embed(1)?; // x = embedding[token]
-    g.embedding_scale()?; // x *= embedding_scale (granite; gemma3's sqrt(dim))
+    g.embedding_scale()?; // x *= embedding_scale (granite; Gemma's sqrt(dim))
     for l in 0..c.n_layers {
         let lw = |suffix: &str| weights::layer(l, suffix);
         g.qkv(l)?; // q | k | v = [Wq; Wk; Wv] rmsnorm(x) (+ qkv_bias; head_rmsnorm q, k); q, k = rope(q), rope(k) (CPU family, llama: in attention)
         g.attention(l, AttentionRows::One, s.n_splits)?; // att = softmax(q k^T / sqrt(head_dim)) v over the positions the layer sees (or its splits' partials); k, v into the cache
         g.residual_scale(&a.att, c.q_dim() as u32)?; // att *= residual_scale (granite; its attention merges its splits)
-        g.residual(s.w(&lw(ATTN_OUT)), &a.att)?; // x += Wo att (att merged from the partials in Wo's loader where attention left them; gemma3: xb = Wo att)
-        g.post_norm(l, ATTN_POST_NORM)?; // x += rmsnorm(xb) * post_attention_norm (gemma3)
+        g.residual(s.w(&lw(ATTN_OUT)), &a.att)?; // x += Wo att (att merged from the partials in Wo's loader where attention left them; Gemma: xb = Wo att)
+        g.post_norm(l, ATTN_POST_NORM)?; // x += rmsnorm(xb) * post_attention_norm (gemma2, gemma3)
         g.out_bias(l)?; // x += bo (a llama file's)
         if c.n_experts > 0 {
             g.moe(l)?; // x += sum over the token's routed experts e (weight w_e) of w_e Wdown_e silu(Wgate_e xb) * (Wup_e xb), xb = rmsnorm(x)
             continue;
         }
-        g.gate_up(l)?; // hb = silu(Wgate rmsnorm(x)) * (Wup rmsnorm(x)) (gemma3: gelu; CPU family, or biases: gate | up (+ bgate | bup), swiglu in down)
-        g.down(l)?; // x += Wdown hb (hb *= residual_scale first: granite; gemma3: xb = Wdown hb)
-        g.post_norm(l, FFN_POST_NORM)?; // x += rmsnorm(xb) * post_ffw_norm (gemma3)
+        g.gate_up(l)?; // hb = silu(Wgate rmsnorm(x)) * (Wup rmsnorm(x)) (Gemma: gelu; CPU family, or biases: gate | up (+ bgate | bup), swiglu in down)
+        g.down(l)?; // x += Wdown hb (hb *= residual_scale first: granite; Gemma: xb = Wdown hb)
+        g.post_norm(l, FFN_POST_NORM)?; // x += rmsnorm(xb) * post_ffw_norm (gemma2, gemma3)
         g.down_bias(l)?; // x += bdown (a llama file's)
     }
     g.logits()?; // logits = Wout rmsnorm(x)
@@ -207,23 +207,23 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
         Batch::Prompt(_) => (AttentionRows::Prompt(rows), 1),
         Batch::Candidates => (AttentionRows::Candidates(rows), s.n_splits),
     };
-    // A block's output: added to x, or (gemma3) into xb, which post_norm norms into x.
+    // A block's output: added to x, or (gemma2, gemma3) into xb, which post_norm norms into x.
     let (block_out, accumulate) = if c.post_norms() { (&a.xb, 0) } else { (&a.x, 1) };
     let add = |x_stride: u32| MatmulParams { x_stride, out_stride: dim, accumulate, ..Default::default() };
     let mut g = Recorder::batch(s, rows);
     g.embed(rows)?; // x[t] = embedding[tokens[t]]
-    g.embedding_scale()?; // x *= embedding_scale (granite; gemma3's sqrt(dim))
+    g.embedding_scale()?; // x *= embedding_scale (granite; Gemma's sqrt(dim))
     for l in 0..c.n_layers {
         let lw = |suffix: &str| weights::layer(l, suffix);
         g.rmsnorm(s.vec(&lw(ATTN_NORM)))?; // xb = rmsnorm(x)
         g.matmul_qkv(l)?; // q | k | v = [Wq; Wk; Wv] xb
         g.qkv_bias(l)?; // q | k | v += bq | bk | bv (qwen2, some llama files)
         g.head_rmsnorm(l)?; // q, k = rmsnorm of each head * q_norm, k_norm (qwen3)
-        g.rope(l)?; // q, k = rope(q), rope(k) (the layer's base: gemma3's sliding-window layers have theirs)
+        g.rope(l)?; // q, k = rope(q), rope(k) (the layer's base: Gemma's sliding-window layers may have theirs)
         g.attention(l, which, n_splits)?; // att = causal softmax(q k^T / sqrt(head_dim)) v (a sliding-window layer's last positions); each row's k, v into the cache (or branch)
         g.residual_scale(&a.att, c.q_dim() as u32)?; // att *= residual_scale (granite)
-        g.matmul(s.w(&lw(ATTN_OUT)), &a.att, block_out, add(c.q_dim() as u32))?; // x += Wo att (gemma3: xb = Wo att)
-        g.post_norm(l, ATTN_POST_NORM)?; // x += rmsnorm(xb) * post_attention_norm (gemma3)
+        g.matmul(s.w(&lw(ATTN_OUT)), &a.att, block_out, add(c.q_dim() as u32))?; // x += Wo att (Gemma: xb = Wo att)
+        g.post_norm(l, ATTN_POST_NORM)?; // x += rmsnorm(xb) * post_attention_norm (gemma2, gemma3)
         g.out_bias(l)?; // x += bo (a llama file's)
         if c.n_experts > 0 {
             g.moe(l)?; // x[t] += sum over t's routed experts e (weight w_e) of w_e Wdown_e silu(Wgate_e xb[t]) * (Wup_e xb[t])
@@ -232,10 +232,10 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
         g.rmsnorm(s.vec(&lw(FFN_NORM)))?; // xb = rmsnorm(x)
         g.matmul_gate_up(l)?; // hb, hb2 = Wgate xb, Wup xb
         g.gate_up_bias(l, false)?; // hb, hb2 += bgate, bup (a llama file's)
-        g.swiglu(ffn)?; // hb = silu(hb) * hb2 (gemma3: gelu; the rows that hold tokens)
+        g.swiglu(ffn)?; // hb = silu(hb) * hb2 (Gemma: gelu; the rows that hold tokens)
         g.residual_scale(&a.hb, ffn)?; // hb *= residual_scale (granite)
-        g.matmul(s.w(&lw(FFN_DOWN)), &a.hb, block_out, add(ffn))?; // x += Wdown hb (gemma3: xb = Wdown hb)
-        g.post_norm(l, FFN_POST_NORM)?; // x += rmsnorm(xb) * post_ffw_norm (gemma3)
+        g.matmul(s.w(&lw(FFN_DOWN)), &a.hb, block_out, add(ffn))?; // x += Wdown hb (Gemma: xb = Wdown hb)
+        g.post_norm(l, FFN_POST_NORM)?; // x += rmsnorm(xb) * post_ffw_norm (gemma2, gemma3)
         g.down_bias(l)?; // x += bdown (a llama file's)
     }
     g.rmsnorm(s.vec(OUTPUT_NORM))?; // xb = rmsnorm(x)

@@ -116,8 +116,8 @@ impl Model {
         };
         // Attention's splits merged in Wo up to as many as it reads cheaply (the whole context, or a
         // graph of its own for the context's first positions), else by a combine dispatch.
-        // (Not for granite, whose attention output is scaled before Wo reads it, nor gemma3, whose
-        // sliding windows change the splits' count and whose Wo's product is normed before x.)
+        // (Not for granite, whose attention output is scaled before Wo reads it, nor Gemma 2 and 3,
+        // whose sliding windows change the splits' count and whose Wo's product is normed before x.)
         let in_wo = (layout.combine_in_wo && c.multipliers.residual_scale == 1.0 && c.gemma.is_none())
             .then(|| gpu::combine_in_wo_splits(c.dim as u32, c.q_dim() as u32));
         let (decode, graph_short) = match in_wo {

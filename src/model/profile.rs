@@ -195,7 +195,7 @@ impl Model {
                 Bound::Texture(_) => None,
             };
             if let Some(l) = layer {
-                // A sliding-window layer (gemma3) reads its window's positions alone.
+                // A sliding-window layer (Gemma) reads its window's positions alone.
                 let read = match self.cfg.window(l) {
                     0 => kv_len,
                     w => kv_len.min(w),

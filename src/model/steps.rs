@@ -85,9 +85,13 @@ impl<'a> Recorder<'a> {
     }
 
     /// q, k = rope(q), rope(k) in acts.qkv for every row (k's heads follow q's), with layer l's
-    /// base and scale (gemma3's sliding-window layers have their own).
+    /// base and scale (Gemma's sliding-window layers may have their own); nothing in a layer
+    /// without RoPE (SmolLM3's every 4th).
     pub fn rope(&mut self, l: usize) -> Result<()> {
         let (s, c) = (self.s, self.s.cfg);
+        if !c.layer_ropes(l) {
+            return Ok(()); // SmolLM3's every 4th layer
+        }
         let (freq_base, freq_scale) = c.layer_rope(l);
         let p = RopeParams {
             n_heads: (c.n_heads + c.n_kv_heads) as u32,
@@ -299,7 +303,7 @@ impl<'a> Recorder<'a> {
         self.matmul(s.w(&weights::layer(l, FFN_UP)), &a.xb, &a.hb2, mm)
     }
 
-    /// gate = act(gate) * up over hb and hb2 (silu, or gemma3's gelu), `row_len` values a row, in the rows of the batch
+    /// gate = act(gate) * up over hb and hb2 (silu, or Gemma's gelu), `row_len` values a row, in the rows of the batch
     /// that hold tokens (step.n_rows; the decode graph's one).
     pub fn swiglu(&mut self, row_len: u32) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
@@ -368,7 +372,8 @@ impl<'a> Recorder<'a> {
                     q_rows: c.q_dim() as u32,
                     kv_rows: c.kv_dim() as u32,
                     head_dim: c.head_dim as u32,
-                    n_rot: c.n_rot as u32,
+                    // No pair rotates in a layer without RoPE (SmolLM3's every 4th).
+                    n_rot: if c.layer_ropes(l) { c.n_rot as u32 } else { 0 },
                     freq_base,
                     freq_scale,
                     eps: c.rms_eps,
@@ -426,7 +431,7 @@ impl<'a> Recorder<'a> {
 
     /// Decode: x += Wo att (the CPU family's folds leave the partial sums of squares of x for the
     /// next matvec's rmsnorm; where attention left its splits unmerged, Wo's loader merges them).
-    /// gemma3: xb = Wo att instead, which post_norm adds to x.
+    /// Gemma: xb = Wo att instead, which post_norm adds to x.
     pub fn residual(&mut self, w: &Weight, v: &wgpu::Buffer) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
         if s.cfg.post_norms() {
@@ -491,8 +496,9 @@ impl<'a> Recorder<'a> {
             (_, true) => self.g.push(cpu::swiglu_packed(s.target(), &a.hb, ffn, ffn, GatedAct::of(s.cfg))?),
             (_, false) => self.swiglu(ffn)?, // hb = silu(hb) * hb2
         }
-        self.residual_scale(&a.hb, ffn)?; // hb *= granite's residual multiplier (folds are off there)
-                                          // gemma3: xb = Wdown hb, which post_norm adds to x.
+        // hb *= granite's residual multiplier (folds are off there).
+        self.residual_scale(&a.hb, ffn)?;
+        // Gemma: xb = Wdown hb, which post_norm adds to x.
         let (out, accumulate) = if s.cfg.post_norms() { (&a.xb, 0) } else { (&a.x, 1) };
         self.matvec(
             s.w(&weights::layer(l, FFN_DOWN)),
@@ -517,7 +523,7 @@ impl<'a> Recorder<'a> {
     }
 
     /// x += rmsnorm(xb) * layer l's norm `suffix` for every row, where the model norms each block's
-    /// output before adding it (gemma3's post_attention_norm after Wo, post_ffw_norm after Wdown).
+    /// output before adding it (Gemma's post_attention_norm after Wo, post_ffw_norm after Wdown).
     pub fn post_norm(&mut self, l: usize, suffix: &str) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
         if !s.cfg.post_norms() {
@@ -618,7 +624,7 @@ fn decode_folds(s: &Parts) -> bool {
     // Biases added to x between the matvecs would be missed by the sums of squares they pass on,
     // granite's multiplier of SwiGLU's output by the swiglu fold.
     let c = s.cfg;
-    // gemma3's post-norms come between a matvec and x.
+    // Gemma's post-norms come between a matvec and x.
     let unfoldable = c.biases.out || c.biases.ffn || c.multipliers.residual_scale != 1.0 || c.post_norms();
     if !s.layout.is_cpu() || !s.layout.folds || unfoldable {
         return false;

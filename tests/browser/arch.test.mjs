@@ -24,6 +24,7 @@ const MODELS = {
   'tiny-granite-Q8_0': 'tiny-granite-Q8_0.gguf',
   'tiny-gemma3-Q8_0': 'tiny-gemma3-Q8_0.gguf',
   'tiny-gemma2-Q8_0': 'tiny-gemma2-Q8_0.gguf',
+  'tiny-smollm3-Q8_0': 'tiny-smollm3-Q8_0.gguf',
 };
 // Log-probabilities within 0.05 of llama.cpp's, or the model's own bound: the phi3 fixture's untied
 // logits (to 80) came within 0.085 on SwiftShader where lavapipe's native run of the same kernel

@@ -324,6 +324,18 @@ fn phi3_vocab_matches_llama_cpp() {
     let chat = "<|user|>\nHi<|end|>\n<|assistant|>\n";
     assert_eq!(tok.encode(chat, true).unwrap(), [1, 32010, 6324, 32007, 32001], "{chat:?}");
     assert_eq!(tok.encode("a<|endoftext|> b", true).unwrap(), [1, 263, 32000, 29871, 289]);
+    // Unknown-type tokens (Phi-3's [PAD32011] to [PAD32063]) are specials too, as llama.cpp parses
+    // them (with the whitespace after them dropped in this file); taken as text without parse_special.
+    let pads = [
+        ("Hello [PAD32011] world", vec![1, 15043, 29871, 32011, 3186]),
+        ("x[PAD32063]y[PAD32011]", vec![1, 921, 32063, 343, 32011]),
+        ("<|user|>\n[PAD32011]<|end|>\n", vec![1, 32010, 32011, 32007]),
+    ];
+    for (text, want) in pads {
+        assert_eq!(tok.encode(text, true).unwrap(), want, "{text:?}");
+    }
+    let plain = [1, 15043, 518, 29925, 3035, 29941, 29906, 29900, 29896, 29896, 29962, 3186];
+    assert_eq!(tok.encode("Hello [PAD32011] world", false).unwrap(), plain);
     // The same vocabulary under another name keeps the whitespace, as llama.cpp does.
     let bytes = std::fs::read(format!("{dir}/vocab-phi3.gguf")).unwrap();
     let name = b"\x04\0\0\0\0\0\0\0Phi3";

@@ -18,6 +18,7 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
 /// llama.cpp's token types (tokenizer.ggml.token_type).
+const TOKEN_TYPE_UNKNOWN: i128 = 2;
 const TOKEN_TYPE_CONTROL: i128 = 3;
 const TOKEN_TYPE_USER_DEFINED: i128 = 4;
 
@@ -97,7 +98,7 @@ enum Kind {
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     kind: Kind,
-    /// Control and user-defined tokens' ids, ascending: what parse_special recognizes.
+    /// Control, user-defined and unknown-type tokens' ids, ascending: what parse_special recognizes.
     special_ids: Vec<u32>,
     /// Their texts, found leftmost-longest in one pass (pattern i is special_ids[i]).
     special_finder: aho_corasick::AhoCorasick,
@@ -207,12 +208,13 @@ impl Tokenizer {
             }
         }
         if kind == Kind::ByteLevelBpe {
-            // Control tokens are parsed as specials, user-defined ones always (llama.cpp's parse_special).
+            // Control and unknown-type tokens are parsed as specials, user-defined ones always
+            // (llama.cpp's parse_special).
             let mut control = vec![];
             let mut user = vec![];
             for (t, &ty) in tokens.iter().zip(&types) {
                 match ty {
-                    TOKEN_TYPE_CONTROL => control.push(AddedToken::from(t.clone(), true)),
+                    TOKEN_TYPE_CONTROL | TOKEN_TYPE_UNKNOWN => control.push(AddedToken::from(t.clone(), true)),
                     TOKEN_TYPE_USER_DEFINED => user.push(AddedToken::from(t.clone(), false)),
                     _ => {}
                 }
@@ -249,7 +251,10 @@ impl Tokenizer {
             .iter()
             .zip(&types)
             .enumerate()
-            .filter(|(_, (t, &ty))| (ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED) && !t.is_empty())
+            // llama.cpp's special tokens: control, user-defined and unknown-type ones (Phi-3's [PAD...]).
+            .filter(|(_, (t, &ty))| {
+                matches!(ty, TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED | TOKEN_TYPE_UNKNOWN) && !t.is_empty()
+            })
             .map(|(i, _)| i as u32)
             .collect();
         // Leftmost-longest, ties to the first pattern: the lowest id of tokens with the same text.

@@ -182,6 +182,52 @@ fn phi3_long_or_short_factors_follow_the_context() {
     assert!(e.to_string().contains("come as a pair"), "{e}");
 }
 
+/// A phi3 file with q, k and v apart (llama.cpp's phi3 reads them so too): the tiny phi3 file with
+/// its attn_qkv split into attn_q, attn_k and attn_v gives the fused file's logits on both families
+/// (the builder groups the three as the file had them).
+#[test]
+fn phi3_with_q_k_v_apart_runs_as_the_fused_file() {
+    use webllama::format::gguf::{Gguf, Value};
+    let path = fixture("tiny-phi3-Q8_0.gguf");
+    let bytes = std::fs::read(&path).unwrap();
+    let g = Gguf::parse_complete(&bytes).unwrap();
+    let cfg = webllama::Config::from_gguf(&g).unwrap();
+    let (q, kv) = (cfg.q_dim() as u64, cfg.kv_dim() as u64);
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut tensors: Vec<(&str, Vec<u64>, u32, Vec<u8>)> = vec![];
+    for t in &g.tensors {
+        let data = &bytes[t.offset as usize..(t.offset + t.n_bytes) as usize];
+        let Some(layer) = t.name.strip_suffix("attn_qkv.weight") else {
+            tensors.push((leak(t.name.clone()), t.dims.clone(), t.ty.ggml_id(), data.to_vec()));
+            continue;
+        };
+        let row = (t.n_bytes / t.dims[1]) as usize;
+        for (suffix, r0, rows) in [("attn_q.weight", 0, q), ("attn_k.weight", q, kv), ("attn_v.weight", q + kv, kv)] {
+            let part = data[r0 as usize * row..(r0 + rows) as usize * row].to_vec();
+            tensors.push((leak(format!("{layer}{suffix}")), vec![t.dims[0], rows], t.ty.ggml_id(), part));
+        }
+    }
+    let meta: Vec<(&str, Value)> = g.metadata.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let apart = std::env::temp_dir().join(format!("webllama-phi3-apart-{}.gguf", std::process::id()));
+    std::fs::write(&apart, webllama::format::gguf_write::build(&meta, &tensors)).unwrap();
+    let apart = apart.to_str().unwrap().to_string();
+    let split_cfg = webllama::Config::from_gguf(&weights::read_header(&apart).unwrap()).unwrap();
+    assert!(!split_cfg.phi3_layout.fused_qkv && split_cfg.phi3_layout.packed_gate_up);
+    let tokens = [1u32, 415, 5565, 302, 4843, 349, 17, 900];
+    for layout in [common::layout(), common::gpu_family()] {
+        let run = |file: &str| -> Vec<Vec<f32>> {
+            let mut model = Model::load_file(common::gpu(), layout, file, Some(128)).unwrap();
+            tokens.iter().map(|&t| pollster::block_on(model.step(t, true)).unwrap().logits.unwrap()).collect()
+        };
+        let (fused, split) = (run(&path), run(&apart));
+        for (i, (a, b)) in fused.iter().zip(&split).enumerate() {
+            let worst = common::max_abs_diff(a, b);
+            assert!(worst <= 1e-4, "{layout}: position {i}: q, k, v apart give logits {worst} from the fused file's");
+        }
+    }
+    std::fs::remove_file(apart).unwrap();
+}
+
 /// granite (IBM Granite 3.x): the embedding times 12, each block's output times 0.22 into the
 /// residual, attention scores q k^T / head_dim, logits / 8.
 #[test]

@@ -56,7 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     write_scaled(xo, p.out_offset + wid.y * p.n, lid, 256u, workgroup_scale(xo, lid));
 }
 
-// out += rmsnorm(x) * w, as main (gemma3's post-norms: a block's output normed into the residual).
+// out += rmsnorm(x) * w, as main (Gemma's post-norms: a block's output normed into the residual).
 @compute @workgroup_size(256)
 fn add_normed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     if (wid.y >= step.n_rows) {

@@ -189,10 +189,19 @@ pub fn head_rmsnorm(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// gate_up: silu(Wgate xb) * (Wup xb) with xb = rmsnorm(x) * norm_w.
-pub fn gate_up(x: &[f32], norm_w: &[f32], eps: f32, w_gate: &Mat, w_up: &Mat) -> Vec<f32> {
+/// gate_up: act(Wgate xb) * (Wup xb) with xb = rmsnorm(x) * norm_w (glu's act).
+pub fn gate_up(x: &[f32], norm_w: &[f32], eps: f32, w_gate: &Mat, w_up: &Mat, gelu: bool) -> Vec<f32> {
     let xb = rmsnorm(x, norm_w, eps);
-    swiglu(&matvec(w_gate, &xb), &matvec(w_up, &xb))
+    glu(&matvec(w_gate, &xb), &matvec(w_up, &xb), gelu)
+}
+
+/// The feed-forward's gated activation: geglu where `gelu` (Gemma), else swiglu.
+pub fn glu(gate: &[f32], up: &[f32], gelu: bool) -> Vec<f32> {
+    if gelu {
+        geglu(gate, up)
+    } else {
+        swiglu(gate, up)
+    }
 }
 
 /// swiglu: silu(gate) * up.
@@ -200,7 +209,7 @@ pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
     gate.iter().zip(up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect()
 }
 
-/// geglu: gelu(gate) * up (gemma3), GELU in ggml's tanh form: 0.5 g (1 + tanh(sqrt(2 / pi) (g +
+/// geglu: gelu(gate) * up (gemma2, gemma3), GELU in ggml's tanh form: 0.5 g (1 + tanh(sqrt(2 / pi) (g +
 /// 0.044715 g^3))), computed in f64.
 pub fn geglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
     let gelu = |g: f64| 0.5 * g * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g)).tanh());
@@ -262,7 +271,7 @@ struct Layer {
     wo: Mat,
     ffn_norm: Vec<f32>,
     ffn: Ffn,
-    /// gemma3: the norms of the attention's output and of the feed-forward's, before x.
+    /// Gemma: the norms of the attention's output and of the feed-forward's, before x.
     post_norms: Option<[Vec<f32>; 2]>,
 }
 
@@ -416,7 +425,7 @@ impl RefModel {
         let mut x = embed(&self.embd, token); // [dim]
         x.iter_mut().for_each(|v| *v *= c.multipliers.embedding_scale);
         for (l, layer) in self.layers.iter().enumerate() {
-            // The layer's RoPE base and scale (gemma3's sliding-window layers have their own).
+            // The layer's RoPE base and scale (Gemma's sliding-window layers may have their own).
             let (base, freq_scale) = c.layer_rope(l);
             let r = Rope {
                 n_rot: c.n_rot,
@@ -450,14 +459,11 @@ impl RefModel {
             }
             self.k_cache[l].extend_from_slice(&k);
             self.v_cache[l].extend_from_slice(&v);
-            // The scale of q k^T: granite's or gemma3's, else 1 / sqrt(head_dim) (the RoPE attention
+            // The scale of q k^T: granite's or Gemma's, else 1 / sqrt(head_dim) (the RoPE attention
             // factor is in q and k already).
             let scale = c.multipliers.attention_scale.unwrap_or(1.0 / (c.head_dim as f32).sqrt());
             // A sliding-window layer sees its last `window` positions, its own included.
-            let first = match c.window(l) {
-                0 => 0,
-                w => (pos + 1).saturating_sub(w),
-            };
+            let first = pos + 1 - c.positions_seen(l, pos + 1);
             let shape = [c.n_heads, c.n_kv_heads, c.head_dim, pos + 1 - first];
             let kv = first * c.kv_dim();
             let (k, v) = (&self.k_cache[l][kv..], &self.v_cache[l][kv..]);
@@ -466,7 +472,7 @@ impl RefModel {
             if let Some(bo) = &layer.out_bias {
                 add(&mut out, bo);
             }
-            // Granite adds residual_scale times each block's output; gemma3 adds its rmsnorm times
+            // Granite adds residual_scale times each block's output; Gemma adds its rmsnorm times
             // the block's post-norm (`which`: 0 attention, 1 feed-forward).
             let residual = |x: &mut Vec<f32>, mut out: Vec<f32>, which: usize| {
                 if let Some(norms) = &layer.post_norms {
@@ -484,7 +490,7 @@ impl RefModel {
                         add(&mut gate, b_gate);
                         add(&mut up, b_up);
                     }
-                    let h = if c.ffn_gelu() { geglu(&gate, &up) } else { swiglu(&gate, &up) };
+                    let h = glu(&gate, &up, c.ffn_gelu());
                     let mut out = matvec(w_down, &h);
                     if let Some([_, _, b_down]) = bias {
                         add(&mut out, b_down);

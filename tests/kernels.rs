@@ -459,9 +459,7 @@ fn gate_up_every_quant_type() {
                 (g.storage_with("x", bytemuck::cast_slice(&x)), g.storage_with("norm", bytemuck::cast_slice(&norm)));
             let out = g.storage("out", 4 * ffn as u64);
             kernels::submit(&g, &[webllama::kernels::gpu::gate_up(g.t(), &m, &xb, &nb, &out, 1e-5, act).unwrap()]);
-            let xn = reference::rmsnorm(&x, &norm, 1e-5);
-            let (gate, up) = (reference::matvec(&wg, &xn), reference::matvec(&wu, &xn));
-            let want = glu(act, &gate, &up);
+            let want = reference::gate_up(&x, &norm, 1e-5, &wg, &wu, act == GatedAct::Gelu);
             let shape = format!("[2x{ffn}x{dim}] {act:?} {}", g.layout);
             check("gate_up", ty.name(), &shape, &read_on(&g, &out, ffn), &want);
         }
@@ -470,10 +468,7 @@ fn gate_up_every_quant_type() {
 
 /// act(gate) * up as reference.rs computes it.
 fn glu(act: GatedAct, gate: &[f32], up: &[f32]) -> Vec<f32> {
-    match act {
-        GatedAct::Silu => reference::swiglu(gate, up),
-        GatedAct::Gelu => reference::geglu(gate, up),
-    }
+    reference::glu(gate, up, act == GatedAct::Gelu)
 }
 
 #[test]

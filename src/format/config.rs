@@ -65,7 +65,7 @@ pub struct Phi3Layout {
 }
 
 /// The decoder's multipliers: granite's (<arch>.embedding_scale, .residual_scale, .attention.scale,
-/// .logit_scale), gemma3's (sqrt(dim) on the embedding, its query scale); 1, 1, none and 1 in other
+/// .logit_scale), Gemma's (sqrt(dim) on the embedding, its query scale); 1, 1, none and 1 in other
 /// files. x = embedding * embedding_scale; each layer adds residual_scale * its attention's and its
 /// feed-forward's output to x; attention scores are q k^T * attention_scale (in place of
 /// 1 / sqrt(head_dim)); logits are divided by logit_scale.
@@ -120,7 +120,7 @@ pub struct Config {
     pub biases: Biases,
     /// How the file stores the layers' matrices where it fuses them (phi3).
     pub phi3_layout: Phi3Layout,
-    /// Granite's and gemma3's multipliers (ones elsewhere).
+    /// Granite's and Gemma's multipliers (ones elsewhere).
     pub multipliers: Multipliers,
     /// Gemma 2's and 3's post-norms, GeGLU, sliding windows and soft-caps (None elsewhere).
     pub gemma: Option<Gemma>,
@@ -346,21 +346,17 @@ impl Config {
                     logit_scale,
                 }
             }
-            // As llama.cpp's gemma2 and gemma3: 1 / sqrt(dim / n_heads) for the 27B models (46 and
-            // 62 layers), as Google's reference code has it, else 1 / sqrt(head_dim).
-            // (46 layers: Gemma 2 27B.)
-            "gemma2" | "gemma3" => Multipliers {
-                embedding_scale: (dim as f32).sqrt(),
-                attention_scale: Some(
-                    1.0 / ((if matches!((arch, n_layers), ("gemma2", 46) | ("gemma3", 62)) {
-                        dim / n_heads
-                    } else {
-                        head_dim
-                    }) as f32)
-                        .sqrt(),
-                ),
-                ..Multipliers::default()
-            },
+            // As llama.cpp's gemma2 and gemma3: 1 / sqrt(dim / n_heads) for the 27B models (Gemma 2's
+            // 46 layers, Gemma 3's 62), as Google's reference code has it, else 1 / sqrt(head_dim).
+            "gemma2" | "gemma3" => {
+                let is_27b = matches!((arch, n_layers), ("gemma2", 46) | ("gemma3", 62));
+                let width = if is_27b { dim / n_heads } else { head_dim };
+                Multipliers {
+                    embedding_scale: (dim as f32).sqrt(),
+                    attention_scale: Some(1.0 / (width as f32).sqrt()),
+                    ..Multipliers::default()
+                }
+            }
             _ => Multipliers::default(),
         };
         let rope_base = g.opt_f32(&k("rope.freq_base"))?.unwrap_or(10000.0);
@@ -405,7 +401,7 @@ impl Config {
             // rope_freq_scale_train; 0 reads as 1).
             "gemma2" | "gemma3" => {
                 let train_scale = scaling_factor.filter(|&f| f != 0.0).map_or(1.0, |f| 1.0 / f);
-                Some(gemma(g, &k, n_layers, (rope_base, train_scale))?)
+                Some(gemma(g, arch, n_layers, (rope_base, train_scale))?)
             }
             _ => None,
         };
@@ -506,8 +502,8 @@ impl Config {
         }
     }
 
-    /// Layer l's RoPE base and multiplier of its angles: a sliding-window layer's own (gemma3's, with
-    /// no scaling), else the model's.
+    /// Layer l's RoPE base and multiplier of its angles: a sliding-window layer's own (Config::gemma),
+    /// else the model's.
     pub fn layer_rope(&self, l: usize) -> (f32, f32) {
         match &self.gemma {
             Some(g) if self.window(l) > 0 => (g.swa_rope_base, g.swa_rope_scale),
@@ -529,6 +525,15 @@ impl Config {
         }
     }
 
+    /// How many of the `n` positions up to a query's own (included) layer l's query sees: its
+    /// window's, or all n.
+    pub fn positions_seen(&self, l: usize, n: usize) -> usize {
+        match self.window(l) {
+            0 => n,
+            w => n.min(w),
+        }
+    }
+
     /// Gemma 2's soft-caps of the attention's scores and of the logits (0: none).
     pub fn softcaps(&self) -> (f32, f32) {
         self.gemma.as_ref().map_or((0.0, 0.0), |g| (g.attn_softcap, g.final_softcap))
@@ -545,7 +550,7 @@ impl Config {
         self.gemma.is_some()
     }
 
-    /// The attention's scale of q k^T: granite's or gemma3's attention scale, else 1 / sqrt(head_dim); times
+    /// The attention's scale of q k^T: granite's or Gemma's attention scale, else 1 / sqrt(head_dim); times
     /// the square of the RoPE attention factor that multiplied both q and k.
     pub fn attention_scale(&self) -> f32 {
         let scale = self.multipliers.attention_scale.unwrap_or(1.0 / (self.head_dim as f32).sqrt());
@@ -561,13 +566,14 @@ impl Config {
 }
 
 /// Gemma 2's and 3's sliding windows, soft-caps and RoPE, as llama.cpp's gemma2 and gemma3 read
-/// them (`k` prefixes a key with the architecture; `rope` is the model's base and the scale its
-/// scaling factor gives). Gemma 2:
+/// them from a file of `arch` (`rope`: the model's base and the scale its scaling factor gives).
+/// Gemma 2:
 /// a window of 4096 on every other layer, rotating as the global ones do, scores and logits
 /// soft-capped (50 and 30 by default). Gemma 3: the window and its layers only where the file gives
 /// a window (every 6th layer global), base 10000 unscaled there, no caps.
-fn gemma(g: &Gguf, k: &dyn Fn(&str) -> String, n_layers: usize, rope: (f32, f32)) -> Result<Gemma> {
-    let gemma2 = k("") == "gemma2.";
+fn gemma(g: &Gguf, arch: &str, n_layers: usize, rope: (f32, f32)) -> Result<Gemma> {
+    let gemma2 = arch == "gemma2";
+    let k = |key: &str| format!("{arch}.{key}");
     let cap = |key: &str, default: f32| -> Result<f32> {
         let key = k(key);
         match g.opt_f32(&key)?.unwrap_or(default) {

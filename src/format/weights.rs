@@ -37,7 +37,7 @@ pub const FFN_DOWN_BIAS: &str = "ffn_down.bias";
 /// qwen3: per-head RMSNorm weights of q and k ([head_dim]).
 pub const ATTN_Q_NORM: &str = "attn_q_norm.weight";
 pub const ATTN_K_NORM: &str = "attn_k_norm.weight";
-/// gemma3: RMSNorm weights of the attention's output and of the feed-forward's ([dim]), applied
+/// gemma2, gemma3: RMSNorm weights of the attention's output and of the feed-forward's ([dim]), applied
 /// before each is added to x.
 pub const ATTN_POST_NORM: &str = "post_attention_norm.weight";
 pub const FFN_POST_NORM: &str = "post_ffw_norm.weight";

@@ -192,7 +192,7 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// This layout as `cfg`'s model runs it: Gemma 3's activations are known to outgrow f16's range
+    /// This layout as `cfg`'s model runs it: Gemma's activations are reported to outgrow f16's range
     /// (65504; Google's and Hugging Face's code run it in bf16 or f32), so its prompt matmuls keep
     /// their tiles in f32, where f16 would clamp them.
     pub fn for_model(self, cfg: &crate::format::config::Config) -> Layout {

@@ -1,5 +1,5 @@
 //! The feed-forward's gated activation between its two halves, act(gate) * up: SwiGLU's silu, or
-//! GeGLU's gelu (gemma3), over one token's values or a batch's rows (swiglu.wgsl, glu.wgsl).
+//! GeGLU's gelu (gemma2, gemma3), over one token's values or a batch's rows (swiglu.wgsl, glu.wgsl).
 
 use super::{bind, grid, numbered, Dispatch, Target};
 use crate::error::Result;
@@ -18,7 +18,7 @@ pub struct SwigluParams {
     pub _pad: u32,
 }
 
-/// The feed-forward's gated activation, act(gate) * up: SwiGLU's silu, or GeGLU's gelu (gemma3).
+/// The feed-forward's gated activation, act(gate) * up: SwiGLU's silu, or GeGLU's gelu (gemma2, gemma3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GatedAct {
     #[default]

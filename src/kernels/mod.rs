@@ -462,7 +462,7 @@ pub struct RmsnormParams {
     pub out_offset: u32,
 }
 
-/// Where rmsnorm puts its rows: written over `out`, or added to it (gemma3's post-norms: a block's
+/// Where rmsnorm puts its rows: written over `out`, or added to it (Gemma's post-norms: a block's
 /// output normed into the residual stream).
 #[derive(Clone, Copy)]
 pub enum NormOut<'a> {

@@ -139,6 +139,15 @@ impl Parts<'_> {
     pub fn vec(&self, name: &str) -> &wgpu::Buffer {
         self.weights[name].vector()
     }
+    /// Where a block's product (Wo's, Wdown's) goes, and whether it is added there: into x, or where
+    /// the model norms each block's output first (Gemma), written to xb, which post_norm adds to x.
+    pub fn block_out(&self) -> (&wgpu::Buffer, u32) {
+        match self.cfg.post_norms() {
+            true => (&self.acts.xb, 0),
+            false => (&self.acts.x, 1),
+        }
+    }
+
     /// The output matrix: the token embedding where the model ties them.
     pub fn output(&self) -> &Weight {
         if self.cfg.tied_output {
@@ -207,8 +216,7 @@ pub fn batch(s: &Parts, kind: Batch) -> Result<BatchGraph> {
         Batch::Prompt(_) => (AttentionRows::Prompt(rows), 1),
         Batch::Candidates => (AttentionRows::Candidates(rows), s.n_splits),
     };
-    // A block's output: added to x, or (gemma2, gemma3) into xb, which post_norm norms into x.
-    let (block_out, accumulate) = if c.post_norms() { (&a.xb, 0) } else { (&a.x, 1) };
+    let (block_out, accumulate) = s.block_out();
     let add = |x_stride: u32| MatmulParams { x_stride, out_stride: dim, accumulate, ..Default::default() };
     let mut g = Recorder::batch(s, rows);
     g.embed(rows)?; // x[t] = embedding[tokens[t]]

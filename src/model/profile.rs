@@ -196,11 +196,8 @@ impl Model {
             };
             if let Some(l) = layer {
                 // A sliding-window layer (Gemma) reads its window's positions alone.
-                let read = match self.cfg.window(l) {
-                    0 => kv_len,
-                    w => kv_len.min(w),
-                };
-                kv += self.kv.k[l].size() / self.kv.capacity as u64 * read.min(self.kv.capacity) as u64;
+                let read = self.cfg.positions_seen(l, kv_len).min(self.kv.capacity);
+                kv += self.kv.k[l].size() / self.kv.capacity as u64 * read as u64;
                 continue;
             }
             for (name, w) in &self.weights {

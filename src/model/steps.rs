@@ -434,18 +434,15 @@ impl<'a> Recorder<'a> {
     /// Gemma: xb = Wo att instead, which post_norm adds to x.
     pub fn residual(&mut self, w: &Weight, v: &wgpu::Buffer) -> Result<()> {
         let (s, a) = (self.s, self.s.acts);
-        if s.cfg.post_norms() {
-            return self.matvec(w, v, &a.xb, MatvecParams::default(), Fold::default());
-        }
-        let p = MatvecParams { accumulate: 1, ..Default::default() };
+        let (out, accumulate) = s.block_out();
+        let p = MatvecParams { accumulate, ..Default::default() };
         if let Some(n_splits) = self.combine_in_wo {
             let splits = gpu::Splits { n_heads: s.cfg.n_heads as u32, head_dim: s.cfg.head_dim as u32, n_splits };
             let t = s.target();
-            return self
-                .per_part(w, p, |part, p| gpu::matvec_combine(t, part, v, &a.partial, &a.x, &a.step, p, splits));
+            return self.per_part(w, p, |part, p| gpu::matvec_combine(t, part, v, &a.partial, out, &a.step, p, splits));
         }
         let fold = Fold { partials_out: self.folds.then_some(&a.norms), ..Default::default() };
-        self.matvec(w, v, &a.x, p, fold)
+        self.matvec(w, v, out, p, fold)
     }
 
     /// Decode: the feed-forward's first half. GPU family: hb = silu(Wgate xb) * (Wup xb), xb =
@@ -499,7 +496,7 @@ impl<'a> Recorder<'a> {
         // hb *= granite's residual multiplier (folds are off there).
         self.residual_scale(&a.hb, ffn)?;
         // Gemma: xb = Wdown hb, which post_norm adds to x.
-        let (out, accumulate) = if s.cfg.post_norms() { (&a.xb, 0) } else { (&a.x, 1) };
+        let (out, accumulate) = s.block_out();
         self.matvec(
             s.w(&weights::layer(l, FFN_DOWN)),
             &a.hb,

@@ -61,11 +61,11 @@ pub fn attention(
     let p = AttentionParams { n_splits: 1, ..p };
     let params = bytemuck::bytes_of(&p);
     let hd4 = p.head_dim / 4;
-    if let (Some(rotations), AttentionRows::One, true) = (
-        b.rotations,
-        which,
-        p.window == 0 && p.softcap == 0.0 && runs_attention_lanes(t.layout, p.n_heads, p.n_kv_heads, p.head_dim),
-    ) {
+    // The lane kernels walk every position with plain scores: not for a sliding window or soft-cap.
+    let plain = p.window == 0 && p.softcap == 0.0;
+    if let (Some(rotations), AttentionRows::One, true) =
+        (b.rotations, which, plain && runs_attention_lanes(t.layout, p.n_heads, p.n_kv_heads, p.head_dim))
+    {
         let group = p.n_heads / p.n_kv_heads;
         let walk = if group * hd4 <= 64 {
             compose::attention_lanes_walk(group, hd4)
@@ -82,7 +82,7 @@ pub fn attention(
         return bind(t.gpu, "attention", t.pipeline(&module, "decode_lanes")?, params, resources, [p.n_kv_heads, 1, 1]);
     }
     if let (AttentionRows::Prompt(rows), None, true) =
-        (which, b.rotations, p.window == 0 && p.softcap == 0.0 && runs_prompt_lanes(t.layout, p.head_dim))
+        (which, b.rotations, plain && runs_prompt_lanes(t.layout, p.head_dim))
     {
         let lanes = t.layout.act_lanes();
         let walks = compose::fill(wgsl::cpu::ATTENTION_PROMPT_LANES, &compose::prompt_lanes_walks(hd4, lanes));

@@ -12,6 +12,7 @@ struct Params {
     branch_len: u32, // positions per branch cache
     window: u32,     // positions a query sees in a sliding-window layer, its own included; 0: all
     softcap: f32,    // Gemma 2's cap of the scaled scores, c * tanh(s / c); 0: none
+    slots: u32,      // a sliding-window layer's ring: the cache's rows, position j in row j % slots; 0: row j
 }
 
 // A scaled score s soft-capped where the model caps them (tanh's argument kept to +-10, where it is
@@ -30,4 +31,13 @@ fn first_key(pos: u32) -> u32 {
         return 0u;
     }
     return pos + 1u - p.window;
+}
+
+// The cache row that holds position j: j itself, or j % slots in a sliding-window layer's ring (the
+// ring keeps the last `slots` positions written, slots >= window + a prompt chunk's rows).
+fn cache_row(j: u32) -> u32 {
+    if (p.slots == 0u || j < p.slots) {
+        return j;
+    }
+    return j % p.slots;
 }

@@ -125,18 +125,34 @@ fn check_cache(g: &On, op: &str, shape: &str, got: &[f32], want: &[f32]) {
     }
 }
 
-/// What a layer changes in attention: a sliding window of positions (0: none; gemma2, gemma3) and
-/// Gemma 2's soft-cap of the scaled scores (0: none).
+/// What a layer changes in attention: a sliding window of positions (0: none; gemma2, gemma3), its
+/// cache as a ring of `slots` rows (0: a row a position) and Gemma 2's soft-cap of the scaled scores
+/// (0: none).
 #[derive(Clone, Copy, Debug, Default)]
 struct Mods {
     window: usize,
+    slots: usize,
     softcap: f32,
 }
 
 impl Mods {
     fn params(self, p: AttentionParams) -> AttentionParams {
-        AttentionParams { window: self.window as u32, softcap: self.softcap, ..p }
+        AttentionParams { window: self.window as u32, slots: self.slots as u32, softcap: self.softcap, ..p }
     }
+}
+
+/// `x` ([positions, kv_dim]) as a cache of `slots` rows holds it after the positions were written in
+/// order: position j in row j % slots, the last one written there (rows no position reached are 0);
+/// x itself where slots is 0.
+fn ringed(x: &[f32], kv_dim: usize, slots: usize) -> Vec<f32> {
+    if slots == 0 {
+        return x.to_vec();
+    }
+    let mut ring = vec![0.0; slots * kv_dim];
+    for (j, row) in x.chunks_exact(kv_dim).enumerate() {
+        ring[(j % slots) * kv_dim..][..kv_dim].copy_from_slice(row);
+    }
+    ring
 }
 
 /// The first position a query at `pos` sees in a layer with a sliding window of `window` (0: none).
@@ -204,8 +220,8 @@ fn attention_matches_with_gqa_and_stores_this_position() {
 #[test]
 fn sliding_window_and_soft_capped_attention_match() {
     let split = ATTENTION_SPLIT_LEN as usize;
-    let window = |window: usize| Mods { window, softcap: 0.0 };
-    let capped = |window: usize| Mods { window, softcap: 0.5 };
+    let window = |window: usize| Mods { window, ..Default::default() };
+    let capped = |window: usize| Mods { window, softcap: 0.5, ..Default::default() };
     for g in every_layout() {
         let mut rng = Rng(41);
         for &(len, w) in &[(5, 8), (8, 8), (9, 8), (300, 8), (5 * split + 60, 2 * split + 3), (300, 1)] {
@@ -224,6 +240,34 @@ fn sliding_window_and_soft_capped_attention_match() {
         attention_over_candidates(&g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS, window(3));
         attention_over_candidates(&g, (14, 2, 64), 3 * split + 5, ATTENTION_MAX_SPLITS, window(2 * split));
         attention_over_candidates(&g, (14, 2, 64), 3 * split + 5, ATTENTION_MAX_SPLITS, capped(2 * split));
+    }
+}
+
+/// A sliding-window layer's cache as a ring (KvCache::ring_rows): position j in row j % slots, the
+/// newest one written there. Decode past several turns of the ring (a ring of the window alone, one
+/// of more, one not yet full, the window over several splits, 256-wide heads, soft-capped); prompt
+/// chunks whose keys wrap round it (one ring of exactly window + rows - 1 rows, the fewest a chunk
+/// needs); candidates whose shared prefix has wrapped.
+#[test]
+fn ring_cache_attention_matches() {
+    let split = ATTENTION_SPLIT_LEN as usize;
+    let ring = |window: usize, slots: usize| Mods { window, slots, softcap: 0.0 };
+    for g in every_layout() {
+        let mut rng = Rng(43);
+        for &(len, w, slots) in
+            &[(300, 8, 8), (300, 8, 13), (5, 8, 12), (5 * split + 60, 2 * split + 3, 2 * split + 40)]
+        {
+            one_token(&g, &mut rng, (8, 2, 64), len, ATTENTION_MAX_SPLITS, ring(w, slots));
+        }
+        one_token(&g, &mut rng, (2, 1, 256), 200, ATTENTION_MAX_SPLITS, ring(64, 70));
+        let capped = Mods { softcap: 0.5, ..ring(2 * split + 3, 2 * split + 9) };
+        one_token(&g, &mut rng, (8, 2, 64), 5 * split + 60, ATTENTION_MAX_SPLITS, capped);
+        for &(cached, rows, w, slots) in &[(90, 20, 33, 52), (100, 64, 8, 71), (200, 45, 64, 120), (5, 12, 3, 14)] {
+            attention_over_prompt_chunk(&g, (6, 2, 32), cached, rows, ring(w, slots));
+        }
+        attention_over_prompt_chunk(&g, (2, 1, 256), 30, 40, ring(16, 55));
+        attention_over_candidates(&g, (6, 2, 32), 70, ATTENTION_MAX_SPLITS, ring(16, 20));
+        attention_over_candidates(&g, (14, 2, 64), 3 * split + 5, ATTENTION_MAX_SPLITS, ring(2 * split, 2 * split + 8));
     }
 }
 
@@ -258,9 +302,10 @@ fn one_token(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: us
     let mut stale_v = v.clone();
     stale_k[pos * kv_dim..].iter_mut().for_each(|x| *x = 9.0);
     stale_v[pos * kv_dim..].iter_mut().for_each(|x| *x = -9.0);
+    let ring = |x: &[f32]| ringed(x, kv_dim, m.slots);
     let qb = g.storage_with("qkv", bytemuck::cast_slice(&qkv));
-    let kb = cache_with(g, "k", &stale_k);
-    let vb = cache_with(g, "v", &stale_v);
+    let kb = cache_with(g, "k", &ring(&stale_k));
+    let vb = cache_with(g, "v", &ring(&stale_v));
     let out = g.storage("out", 4 * (h * hd) as u64);
     let step = step_on(g, pos as u32);
     let (none_k, none_v) = (g.storage("k_branch", 16), g.storage("v_branch", 16));
@@ -283,8 +328,9 @@ fn one_token(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: us
         let got = read_on(g, b.out, h * hd);
         let (k, v, seen) = (&want_k[first..], &want_v[first..], len - first / kv_dim);
         check_attention(g, "attention", shape, &got, q, k, v, (h, kvh, hd), seen, m.softcap);
-        check_cache(g, "attention k store", shape, &read_cache(g, b.k_cache, len * kv_dim), want_k);
-        check_cache(g, "attention v store", shape, &read_cache(g, b.v_cache, len * kv_dim), want_v);
+        let (want_k, want_v) = (ring(want_k), ring(want_v));
+        check_cache(g, "attention k store", shape, &read_cache(g, b.k_cache, want_k.len()), &want_k);
+        check_cache(g, "attention v store", shape, &read_cache(g, b.v_cache, want_v.len()), &want_v);
     };
     let shape = format!("heads {h}/{kvh} x {hd}, kv_len {len}, at most {splits} splits, {m:?}");
     run_and_check(&b, &shape, &q, &k, &v);
@@ -306,8 +352,8 @@ fn one_token(g: &On, rng: &mut Rng, (h, kvh, hd): (usize, usize, usize), len: us
         reference::rope(&mut k_rot[pos * kv_dim..], kvh, hd, pos, &r);
         let rotations = cpu::rope_rotations(pos as u32, hd, n_rot, 10000.0, 0.5, factors.then_some(&ff[..]));
         let (kb, vb, rb) = (
-            cache_with(g, "k", &stale_k),
-            cache_with(g, "v", &stale_v),
+            cache_with(g, "k", &ring(&stale_k)),
+            cache_with(g, "v", &ring(&stale_v)),
             g.storage_with("rotations", bytemuck::cast_slice(&rotations)),
         );
         let b = AttentionBuffers { k_cache: &kb, v_cache: &vb, rotations: Some(&rb), ..b };
@@ -447,8 +493,12 @@ fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cach
     let mut cv = v.clone();
     ck[cached * kv_dim..].iter_mut().for_each(|x| *x = 9.0);
     cv[cached * kv_dim..].iter_mut().for_each(|x| *x = -9.0);
-    let (qb, kb, vb) =
-        (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), cache_with(g, "k", &ck), cache_with(g, "v", &cv));
+    let ring = |x: &[f32]| ringed(x, kv_dim, m.slots);
+    let (qb, kb, vb) = (
+        g.storage_with("qkv", bytemuck::cast_slice(&qkv)),
+        cache_with(g, "k", &ring(&ck)),
+        cache_with(g, "v", &ring(&cv)),
+    );
     let (nk, nv, out) = (g.storage("kb", 16), g.storage("vb", 16), g.storage("out", 4 * (rows * h * hd) as u64));
     let b = AttentionBuffers {
         qkv: &qb,
@@ -472,6 +522,7 @@ fn attention_over_prompt_chunk(g: &On, (h, kvh, hd): (usize, usize, usize), cach
         let seen = cached + r + 1 - first;
         check_attention(g, "attention (prompt chunk)", &row, got, q, ks, vs, (h, kvh, hd), seen, m.softcap);
     }
+    let (k, v) = (ring(&k), ring(&v));
     check_cache(g, "attention (prompt chunk) k store", &shape, &read_cache(g, &kb, k.len()), &k);
     check_cache(g, "attention (prompt chunk) v store", &shape, &read_cache(g, &vb, v.len()), &v);
 }
@@ -498,8 +549,12 @@ fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix
                 .collect::<Vec<_>>()
         })
         .collect();
-    let (qb, kb, vb) =
-        (g.storage_with("qkv", bytemuck::cast_slice(&qkv)), cache_with(g, "k", &pk), cache_with(g, "v", &pv));
+    let ring = |x: &[f32]| ringed(x, kv_dim, m.slots);
+    let (qb, kb, vb) = (
+        g.storage_with("qkv", bytemuck::cast_slice(&qkv)),
+        cache_with(g, "k", &ring(&pk)),
+        cache_with(g, "v", &ring(&pv)),
+    );
     let (kbb, vbb, out) =
         (cache_with(g, "kb", &bk), cache_with(g, "vb", &bv), g.storage("out", 4 * (n * h * hd) as u64));
     let b = AttentionBuffers {
@@ -537,6 +592,7 @@ fn attention_over_candidates(g: &On, (h, kvh, hd): (usize, usize, usize), prefix
     }
     check_cache(g, "attention (candidates) k store", &shape, &read_cache(g, &kbb, bk.len()), &bk_after);
     check_cache(g, "attention (candidates) v store", &shape, &read_cache(g, &vbb, bv.len()), &bv_after);
+    let pk = ring(&pk);
     check_cache(g, "attention (candidates) prefix untouched", &shape, &read_cache(g, &kb, pk.len()), &pk);
 }
 

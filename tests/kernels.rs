@@ -1,5 +1,5 @@
 //! Every GPU kernel but attention (tests/attention.rs) and the mixture-of-experts ones
-//! (tests/arch.rs) against its twin in reference.rs on random inputs, for every supported quant
+//! (tests/arch/) against its twin in reference.rs on random inputs, for every supported quant
 //! type and every layout: normalized MSE at most 1e-6 and no value off by more than 1% of the
 //! largest; a failure names the op, the type, the shape, the layout and the first bad index.
 

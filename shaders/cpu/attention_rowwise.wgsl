@@ -11,8 +11,8 @@
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> qkv: array<vec4<f32>>;            // [rows, qkv_stride / 4]
-@group(0) @binding(3) var<storage, read_write> k_cache: array<vec4<f32>>;  // [ctx, kv_dim / 4]
-@group(0) @binding(4) var<storage, read_write> v_cache: array<vec4<f32>>;  // [ctx, kv_dim / 4]
+@group(0) @binding(3) var<storage, read_write> k_cache: array<vec4<f32>>;  // [ctx or slots, kv_dim / 4]
+@group(0) @binding(4) var<storage, read_write> v_cache: array<vec4<f32>>;  // [ctx or slots, kv_dim / 4]
 @group(0) @binding(5) var<storage, read_write> k_branch: array<vec4<f32>>; // [branches, branch_len, kv_dim / 4]
 @group(0) @binding(6) var<storage, read_write> v_branch: array<vec4<f32>>; // [branches, branch_len, kv_dim / 4]
 @group(0) @binding(7) var<storage, read_write> out: array<vec4<f32>>;      // [rows, n_heads * head_dim / 4]
@@ -61,7 +61,7 @@ fn source(j: u32, r: u32, kv_off: u32, is_v: bool) -> Src {
     if (step.branch == 1u && j >= step.prefix_len) {
         return Src(1u, ((r * p.branch_len + j - step.prefix_len) * p.kv_dim + kv_off) / 4u);
     }
-    return Src(2u, (j * p.kv_dim + kv_off) / 4u);
+    return Src(2u, (cache_row(j) * p.kv_dim + kv_off) / 4u);
 }
 
 fn load4(kind: u32, at: u32, is_v: bool) -> vec4<f32> {
@@ -93,7 +93,7 @@ fn store_kv(r: u32, pos_r: u32, kv_off: u32) {
             v_branch[dst + d] = qkv[kq + kv4 + d];
         }
     } else {
-        let dst = (pos_r * p.kv_dim + kv_off) / 4u;
+        let dst = (cache_row(pos_r) * p.kv_dim + kv_off) / 4u;
         for (var d = 0u; d < hd4; d++) {
             k_cache[dst + d] = own_key4(kq + d, d);
             v_cache[dst + d] = qkv[kq + kv4 + d];

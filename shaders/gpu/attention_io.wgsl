@@ -3,13 +3,14 @@
 //! cache and the candidates' branches hold f16: four elements of a row in a vec2<u32>
 //! (pack2x16float: the lower element in the low half); everything is computed in f32. Position j's
 //! key or value comes from qkv when the batch itself holds it (j >= step.pos; rounded to f16 too),
-//! from the row's branch for candidates past the shared prefix, else from the cache.
+//! from the row's branch for candidates past the shared prefix, else from the cache (its row
+//! cache_row(j): a sliding-window layer's cache is a ring).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> qkv: array<vec4<f32>>;              // [rows, qkv_stride / 4]
-@group(0) @binding(3) var<storage, read_write> k_cache: array<vec2<u32>>;    // [ctx, kv_dim / 4] f16 x 4
-@group(0) @binding(4) var<storage, read_write> v_cache: array<vec2<u32>>;    // [ctx, kv_dim / 4] f16 x 4
+@group(0) @binding(3) var<storage, read_write> k_cache: array<vec2<u32>>;    // [ctx or slots, kv_dim / 4] f16 x 4
+@group(0) @binding(4) var<storage, read_write> v_cache: array<vec2<u32>>;    // [ctx or slots, kv_dim / 4] f16 x 4
 @group(0) @binding(5) var<storage, read_write> k_branch: array<vec2<u32>>;   // [branches, branch_len, kv_dim / 4] f16 x 4
 @group(0) @binding(6) var<storage, read_write> v_branch: array<vec2<u32>>;   // [branches, branch_len, kv_dim / 4] f16 x 4
 @group(0) @binding(7) var<storage, read_write> out: array<vec4<f32>>;        // [rows, n_heads * head_dim / 4]
@@ -49,9 +50,9 @@ fn kv_vec(j: u32, r: u32, kvh: u32, i: u32, is_v: bool) -> vec4<f32> {
         return unpack4(k_branch[at]);
     }
     if (is_v) {
-        return unpack4(v_cache[j * kv4 + col]);
+        return unpack4(v_cache[cache_row(j) * kv4 + col]);
     }
-    return unpack4(k_cache[j * kv4 + col]);
+    return unpack4(k_cache[cache_row(j) * kv4 + col]);
 }
 
 // Stores vector i of batch row r's key and value for kv head kvh (at position pos_r) where later
@@ -68,7 +69,7 @@ fn store_kv(r: u32, pos_r: u32, kvh: u32, i: u32) {
         k_branch[dst] = k;
         v_branch[dst] = v;
     } else {
-        let dst = pos_r * kv4 + col;
+        let dst = cache_row(pos_r) * kv4 + col;
         k_cache[dst] = k;
         v_cache[dst] = v;
     }

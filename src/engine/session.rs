@@ -329,9 +329,10 @@ impl Session {
         // Steps an earlier request queued ahead and never read are not wanted.
         self.model.forget_in_flight();
         // Reuse the cache for the longest common prefix; at least the last prompt token is run.
+        // (A sliding-window model whose ring cache has lost that prefix's window starts over.)
         let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1);
+        let common = self.model.truncate(common);
         self.cached.truncate(common);
-        self.model.truncate(common);
         // The GPU chooses the tokens (the argmax, or a draw under temperature, top-k, top-p and
         // min-p; after the logit bias and penalties where set; under the grammar's mask where there
         // is one) and reports log-probabilities; the logits come back only for top_logits or a
@@ -518,7 +519,8 @@ impl Session {
             self.cached.push(*t.ids.last().expect("take appended an id"));
         }
         self.model.forget_in_flight();
-        self.model.truncate(self.cached.len());
+        let kept = self.model.truncate(self.cached.len());
+        self.cached.truncate(kept);
         let t1 = t1.expect("one step was collected");
         Ok(vec![t.into_generation(prompt_ids, prompt_ids.len() - common, t1 - t0, now_ms() - t1)])
     }

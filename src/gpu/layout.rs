@@ -24,6 +24,14 @@ impl Family {
         }
     }
 
+    /// Layout::prompt_rows unless overridden: 512 on GPUs, 64 on CPU adapters.
+    pub fn default_prompt_rows(self) -> u32 {
+        match self {
+            Family::Gpu => 512,
+            Family::Cpu => 64,
+        }
+    }
+
     /// The family named `name` ("gpu" or "cpu").
     pub fn parse(name: &str) -> Option<Family> {
         match name {
@@ -77,6 +85,8 @@ pub struct Overrides {
     pub folds: Option<bool>,
     /// WEBLLAMA_NO_FUSE=1: every weight matrix in its own buffer (no [Wq; Wk; Wv] or [Wgate; Wup]).
     pub fuse: Option<bool>,
+    /// WEBLLAMA_PROMPT_ROWS=<n>: prompt chunks of at most n tokens (Layout::prompt_rows).
+    pub prompt_rows: Option<u32>,
     /// WEBLLAMA_DUMP_WGSL=1: a shader that fails to compile is printed whole in the error.
     pub dump_wgsl: Option<bool>,
     /// WEBLLAMA_GPU_SAMPLER=0|1: sampled tokens drawn, and the logit bias and penalties applied, on
@@ -109,6 +119,7 @@ impl Overrides {
             prompt_lanes: off("WEBLLAMA_PROMPT_LANES"),
             folds: off("WEBLLAMA_FOLDS"),
             fuse: var("WEBLLAMA_NO_FUSE").map(|v| v != "1"),
+            prompt_rows: var("WEBLLAMA_PROMPT_ROWS").and_then(|v| v.parse().ok()).filter(|&n| n > 0),
             dump_wgsl: var("WEBLLAMA_DUMP_WGSL").map(|v| !v.is_empty() && v != "0"),
             gpu_sampler: off("WEBLLAMA_GPU_SAMPLER"),
         }
@@ -181,6 +192,11 @@ pub struct Layout {
     pub folds: bool,
     /// Per-layer matrices of one type share a buffer ([Wq; Wk; Wv], [Wgate; Wup]).
     pub fuse: bool,
+    /// Most tokens one prompt chunk runs (the batch graph's rows): on GPUs 512, llama.cpp's
+    /// micro-batch (one chunk for a 512-token prompt: twice the tiles in flight of 256, half the
+    /// chunks' dispatches); on CPU adapters 64. Fewer (WEBLLAMA_PROMPT_ROWS) shrink the activations
+    /// and a sliding-window layer's ring cache (KvCache::ring_rows).
+    pub prompt_rows: u32,
     /// Print the composed source of a shader that fails to compile.
     pub dump_wgsl: bool,
     /// A sampled step's token is drawn on the GPU (kernels::sample: only its id comes back, and one
@@ -228,6 +244,7 @@ impl Layout {
             prompt_lanes: false,
             folds: false,
             fuse: o.fuse.unwrap_or(true),
+            prompt_rows: o.prompt_rows.unwrap_or(family.default_prompt_rows()),
             dump_wgsl: o.dump_wgsl.unwrap_or(false),
             gpu_sampler: o.gpu_sampler.unwrap_or(!cpu),
         };
@@ -272,15 +289,9 @@ impl Layout {
         }
     }
 
-    /// Most tokens one prompt chunk runs (the batch graph's rows): on GPUs 512, llama.cpp's
-    /// micro-batch (one chunk for a 512-token prompt: twice the tiles in flight of 256, half the
-    /// chunks' dispatches).
+    /// Most tokens one prompt chunk runs (prompt_rows).
     pub fn batch_rows(&self) -> u32 {
-        if self.is_cpu() {
-            64
-        } else {
-            512
-        }
+        self.prompt_rows
     }
 
     /// GPU family: prompt chunks of at most this many tokens run a batch graph of their own, its
@@ -365,6 +376,9 @@ impl fmt::Display for Layout {
         }
         if !self.fuse {
             opts.push("unfused".into());
+        }
+        if self.prompt_rows != self.family.default_prompt_rows() {
+            opts.push(format!("{}-row prompt chunks", self.prompt_rows));
         }
         if self.gpu_sampler == self.is_cpu() {
             opts.push(if self.gpu_sampler { "gpu sampler" } else { "host sampler" }.into());

@@ -23,14 +23,18 @@ pub struct AttentionParams {
     pub window: u32,
     /// Gemma 2's soft-cap of the (scaled) scores, s = c * tanh(s / c); 0: none.
     pub softcap: f32,
-    pub _pad: [u32; 2],
+    /// A sliding-window layer's ring cache: the cache's rows, position j in row j % slots
+    /// (kv_cache::KvCache::rows); 0: position j in row j.
+    pub slots: u32,
+    pub _pad: u32,
 }
 
 /// The buffers attention reads and writes.
 pub struct AttentionBuffers<'a> {
     /// [rows, q | k | v]: the batch's own queries, keys and values.
     pub qkv: &'a wgpu::Buffer,
-    /// [ctx, kv_dim] each, f16 in the GPU family, f32 in the CPU family (kv_cache::elem_bytes).
+    /// [ctx, kv_dim] each (a ring of [slots, kv_dim] where slots is set), f16 in the GPU family, f32
+    /// in the CPU family (kv_cache::elem_bytes).
     pub k_cache: &'a wgpu::Buffer,
     pub v_cache: &'a wgpu::Buffer,
     /// [branches, branch_len, kv_dim] each, as the cache (candidates; any distinct small buffers

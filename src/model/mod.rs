@@ -234,9 +234,11 @@ impl Model {
         self.kv.len
     }
 
-    /// Forgets positions from `len` on (the next tokens overwrite them).
-    pub fn truncate(&mut self, len: usize) {
-        self.kv.truncate(len);
+    /// Forgets positions from `len` on (the next tokens overwrite them); returns the positions kept:
+    /// `len`, or 0 where a sliding-window layer's ring cache no longer holds the window before it
+    /// (KvCache::truncate: the tokens must then be run again from the start).
+    pub fn truncate(&mut self, len: usize) -> usize {
+        self.kv.truncate(len)
     }
 
     /// Writes the step uniform and the input token (None: the previous step's argmax, which it

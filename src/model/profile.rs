@@ -124,6 +124,8 @@ impl Model {
     /// same position each time; native only; for `webllama bench --profile`).
     pub fn profile_step(&mut self, token: u32) -> Result<Profile> {
         self.begin_step(token)?;
+        // Written past kv.len: a ring cache's rows there no longer hold what they held.
+        self.kv.wrote(self.kv.len + 1);
         let graph: Vec<&Dispatch> = self.decode_graph().iter().collect();
         self.profile(&graph, 1)
     }
@@ -134,6 +136,7 @@ impl Model {
         let chunk = vec![token; self.acts.rows as usize];
         self.check_prompt(&chunk)?;
         self.begin_chunk(&chunk);
+        self.kv.wrote(self.kv.len + chunk.len());
         let graph: Vec<&Dispatch> = self.batch.body.iter().collect();
         self.profile(&graph, self.acts.rows)
     }
@@ -196,8 +199,8 @@ impl Model {
             };
             if let Some(l) = layer {
                 // A sliding-window layer (Gemma) reads its window's positions alone.
-                let read = self.cfg.positions_seen(l, kv_len).min(self.kv.capacity);
-                kv += self.kv.k[l].size() / self.kv.capacity as u64 * read as u64;
+                let read = self.cfg.positions_seen(l, kv_len).min(self.kv.rows[l]);
+                kv += self.kv.k[l].size() / self.kv.rows[l] as u64 * read as u64;
                 continue;
             }
             for (name, w) in &self.weights {

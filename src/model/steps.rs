@@ -246,6 +246,7 @@ impl<'a> Recorder<'a> {
             scale: c.attention_scale(),
             window: c.window(l) as u32,
             softcap: c.softcaps().0,
+            slots: s.kv.slots(l),
             ..Default::default()
         };
         match self.combine_in_wo {

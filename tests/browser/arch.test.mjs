@@ -28,7 +28,7 @@ const MODELS = {
 };
 // Log-probabilities within 0.05 of llama.cpp's, or the model's own bound: the phi3 fixture's untied
 // logits (to 80) came within 0.085 on SwiftShader where lavapipe's native run of the same kernel
-// family is within 1e-4 (tests/arch.rs) and a wrong RoPE factor or attention scale moves them by 2 to 8.
+// family is within 1e-4 (tests/arch/) and a wrong RoPE factor or attention scale moves them by 2 to 8.
 const TOLERANCE = { 'tiny-phi3-Q8_0': 0.1 };
 const SPLIT_PARTS = [1, 2, 3].map((k) => `tiny-split-Q4_1-0000${k}-of-00003.gguf`);
 const STEPS = 8;

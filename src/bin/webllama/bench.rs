@@ -85,13 +85,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     // on the GPU (kernels::edit_logits).
     let at = model.kv_len() - n;
     let mut sampled = |penalty: f32| -> Result<f64> {
-        model.truncate(at);
+        rewind(model, at)?;
         let settings = SamplerConfig { temperature: 1.0, repetition_penalty: penalty, ..Default::default() };
         let mut sampler = Sampler::new(settings.clone());
         let (sample, edits) = (Some(settings.gpu_settings()), settings.logit_edits());
         // Warm-up: the sample (and edit) pipelines.
         pollster::block_on(model.chained(tok, 2, sample, edits.as_ref(), &mut || sampler.draw()))?;
-        model.truncate(at);
+        rewind(model, at)?;
         let t2 = Instant::now();
         pollster::block_on(model.chained(tok, n, sample, edits.as_ref(), &mut || sampler.draw()))?;
         Ok(n as f64 / t2.elapsed().as_secs_f64())
@@ -129,7 +129,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     // family merges attention's splits in Wo up to a length, then dispatches a combine).
     let profiles = match a.profile {
         true => {
-            model.truncate(at + n / 2);
+            rewind(model, at + n / 2)?;
             Some((model.profile_step(tok)?, model.profile_chunk(tok)?))
         }
         false => None,
@@ -193,6 +193,17 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         print_profile(&format!("a decode step at position {}", step.pos), step)?;
         print_profile(&format!("a prompt chunk of {} tokens at position {}", chunk.rows, chunk.pos), chunk)?;
     }
+    Ok(())
+}
+
+/// Rewinds `model` to `at` positions, failing where a sliding-window model's ring cache cannot
+/// (a rewind further back than a prompt chunk: the measurements would start from the wrong place).
+fn rewind(model: &mut Model, at: usize) -> Result<()> {
+    let kept = model.truncate(at);
+    anyhow::ensure!(
+        kept == at,
+        "rewinding to position {at} lost the sliding-window layers' cache (kept {kept}): ask for fewer decode tokens (-n)"
+    );
     Ok(())
 }
 

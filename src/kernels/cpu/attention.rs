@@ -61,8 +61,9 @@ pub fn attention(
     let p = AttentionParams { n_splits: 1, ..p };
     let params = bytemuck::bytes_of(&p);
     let hd4 = p.head_dim / 4;
-    // The lane kernels walk every position with plain scores: not for a sliding window or soft-cap.
-    let plain = p.window == 0 && p.softcap == 0.0;
+    // The lane kernels walk every position of a whole cache with plain scores: not for a sliding
+    // window, its ring or a soft-cap.
+    let plain = p.window == 0 && p.slots == 0 && p.softcap == 0.0;
     if let (Some(rotations), AttentionRows::One, true) =
         (b.rotations, which, plain && runs_attention_lanes(t.layout, p.n_heads, p.n_kv_heads, p.head_dim))
     {

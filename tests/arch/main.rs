@@ -6,7 +6,9 @@
 //! kernels against reference.rs for every supported quant type; and a random-weight model whose
 //! rows the CPU family pads past their blocks, against reference.rs.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod gemma;
 
 use common::exact::{check_exact, check_exact_within, gpu_start, logit_tolerance, reference_start, WHOLE};
 use common::kernels::*;
@@ -56,8 +58,13 @@ fn exact_on(layout: webllama::Layout, path: &str, golden: &str) {
 /// graph's matmul kernels), then 4 decode steps on that cache fed the golden's tokens: the top-8
 /// logits of each within logit_tolerance (0.05 on an f32 KV cache), on both kernel families.
 fn prefill_everywhere(file: &str, name: &str) {
+    prefill_on(&[common::layout(), common::gpu_family()], file, name);
+}
+
+/// prefill_everywhere's check on each of `layouts`.
+fn prefill_on(layouts: &[webllama::Layout], file: &str, name: &str) {
     let golden = common::golden(&format!("arch/{name}.exact.json"));
-    for layout in [common::layout(), common::gpu_family()] {
+    for &layout in layouts {
         let mut model = Model::load_file(common::gpu(), layout, &fixture(file), Some(128)).unwrap();
         let tol = tolerance(&layout, &fixture(file));
         for p in golden["prompts"].as_array().unwrap() {
@@ -265,32 +272,6 @@ fn decodes_as_the_reference(path: &str, n: usize) {
     }
 }
 
-/// gemma3 (Gemma 3): q and k normed per head, GeGLU, the attention's and the feed-forward's outputs
-/// normed before the residual, the embedding times sqrt(n_embd); layer 0 sees its last 8 positions
-/// (RoPE base 10000), layer 1 all of them (base 1e6, linear scaling by 8). The prompts (6 to 31
-/// tokens) and their 24 generated tokens run past the window, in prompt chunks and in decode.
-#[test]
-fn gemma3_matches_the_exact_golden() {
-    exact_everywhere("tiny-gemma3-Q8_0.gguf", "tiny-gemma3-Q8_0");
-    prefill_everywhere("tiny-gemma3-Q8_0.gguf", "tiny-gemma3-Q8_0");
-    // Its prompt matmuls keep f32 tiles where the adapter would give f16 ones (Gemma's activations
-    // outgrow f16).
-    let cfg = webllama::Config::from_gguf(&weights::read_header(&fixture("tiny-gemma3-Q8_0.gguf")).unwrap()).unwrap();
-    let f16 = webllama::Layout { f16_tiles: true, f16_products: true, f16_k32: true, ..common::gpu_family() };
-    assert!(!f16.for_model(&cfg).f16_tiles && !f16.for_model(&cfg).f16_products);
-}
-
-/// gemma2 (Gemma 2): gemma3's layers without q and k norms, tied output; layer 0 sees its last 8
-/// positions, layer 1 all of them (both RoPE base 10000); the attention's scores soft-capped at 2 and
-/// the logits at 8 (Gemma 2's are 50 and 30: these bend the tiny model's values). Decoding 96
-/// positions against reference.rs on both families besides.
-#[test]
-fn gemma2_matches_the_exact_golden() {
-    exact_everywhere("tiny-gemma2-Q8_0.gguf", "tiny-gemma2-Q8_0");
-    prefill_everywhere("tiny-gemma2-Q8_0.gguf", "tiny-gemma2-Q8_0");
-    decodes_as_the_reference(&fixture("tiny-gemma2-Q8_0.gguf"), 96);
-}
-
 /// smollm3 (SmolLM3): LLaMA's decoder in which layer 3 of 4 rotates neither q nor k, as llama.cpp's
 /// smollm3 graph has it (every 4th layer); decoding 96 positions against reference.rs besides.
 #[test]
@@ -300,24 +281,6 @@ fn smollm3_matches_the_exact_golden() {
     decodes_as_the_reference(&fixture("tiny-smollm3-Q8_0.gguf"), 96);
     let cfg = webllama::Config::from_gguf(&weights::read_header(&fixture("tiny-smollm3-Q8_0.gguf")).unwrap()).unwrap();
     assert_eq!((0..4).map(|l| cfg.layer_ropes(l)).collect::<Vec<_>>(), [true, true, true, false]);
-}
-
-/// gemma3 decoding 96 positions against reference.rs: its window of 8, and in a copy whose window is
-/// 80 positions, a window over more than one of attention's splits (64 positions each).
-#[test]
-fn gemma3_decodes_past_its_window_and_attentions_splits() {
-    let path = fixture("tiny-gemma3-Q8_0.gguf");
-    decodes_as_the_reference(&path, 96);
-    let key = b"gemma3.attention.sliding_window";
-    let entry =
-        |window: u32| [&(key.len() as u64).to_le_bytes()[..], key, &4u32.to_le_bytes(), &window.to_le_bytes()].concat();
-    let wider = replace_all(&std::fs::read(&path).unwrap(), &entry(8), &entry(80));
-    let copy = std::env::temp_dir().join(format!("webllama-gemma3-window80-{}.gguf", std::process::id()));
-    std::fs::write(&copy, wider).unwrap();
-    let cfg = webllama::Config::from_gguf(&weights::read_header(copy.to_str().unwrap()).unwrap()).unwrap();
-    assert_eq!((cfg.window(0), cfg.window(1)), (80, 0), "the copy's window");
-    decodes_as_the_reference(copy.to_str().unwrap(), 96);
-    std::fs::remove_file(copy).unwrap();
 }
 
 /// The n-candidates path (one weight pass for several rows at one position, each row's own branch

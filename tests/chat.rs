@@ -141,7 +141,7 @@ fn every_fixture_template_renders_as_jinja_does() {
             n += 1;
         }
     }
-    assert_eq!(n, 17 * 4);
+    assert_eq!(n, 20 * 4);
 }
 
 /// A long chat (1,001 alternating messages) renders with every fixture template well within the

@@ -102,10 +102,15 @@ fn replies_are_parsed_in_each_family_format() {
             vec![weather.clone(), time.clone()],
         ),
         ("<tool_call>{\"name\": \"get_time\", \"arguments\": \"{\\\"timezone\\\": \\\"UTC\\\"}\"}</tool_call>", None, vec![time.clone()]),
-        // Llama 3.x, with and without the python tag; Mistral's list.
+        // Llama 3.x, with and without the python tag; Mistral's and Granite 3.x's lists.
         ("{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}", None, vec![weather.clone()]),
         ("<|python_tag|>{\"name\": \"get_time\", \"parameters\": {\"timezone\": \"UTC\"}}", None, vec![time.clone()]),
-        ("[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]", None, vec![weather]),
+        ("[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]", None, vec![weather.clone()]),
+        (
+            "<|tool_call|>[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"get_time\", \"arguments\": {\"timezone\": \"UTC\"}}]",
+            None,
+            vec![weather, time.clone()],
+        ),
         // Not calls: all text.
         ("It is sunny.", Some("It is sunny."), vec![]),
         ("<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": </tool_call>", None, vec![]),
@@ -115,6 +120,7 @@ fn replies_are_parsed_in_each_family_format() {
         ("{\"name\": \"nope\", \"parameters\": {}}", None, vec![]),
         ("{\"city\": \"Paris\"}", None, vec![]),
         ("[TOOL_CALLS] not json", None, vec![]),
+        ("<|tool_call|>[{\"name\": \"nope\", \"arguments\": {}}]", None, vec![]),
         ("", None, vec![]),
     ];
     for (text, content, calls) in cases {
@@ -146,9 +152,14 @@ fn the_stream_guard_holds_call_markup_back() {
     // A "<" that turns out not to open a call passes once it cannot.
     assert_eq!(run(&["a <", "b> c"]).0, "a <b> c");
     assert_eq!(run(&["x <tool", "box>"]).0, "x <toolbox>");
-    // A reply that starts as a Llama object, a Mistral list or the python tag is held whole;
-    // leading whitespace waits to see which.
-    for pieces in [&["  ", "{\"name\"", ": 1}"][..], &["[TOOL_", "CALLS] []"], &["<|python", "_tag|>{}"]] {
+    // A reply that starts as a Llama object, a Mistral or Granite list or the python tag is held
+    // whole; leading whitespace waits to see which.
+    for pieces in [
+        &["  ", "{\"name\"", ": 1}"][..],
+        &["[TOOL_", "CALLS] []"],
+        &["<|tool", "_call|>[]"],
+        &["<|python", "_tag|>{}"],
+    ] {
         assert_eq!(run(pieces).0, "", "{pieces:?}");
     }
     assert_eq!(run(&["  ", "Hello"]).0, "  Hello");
@@ -177,6 +188,7 @@ fn templates_with_tools_render_them_as_jinja_does() {
         ("NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", Format::Hermes),
         ("NousResearch-Hermes-3-Llama-3.1-8B-tool_use", Format::Hermes),
         ("Qwen-Qwen2.5-7B-Instruct", Format::Hermes),
+        ("Qwen-Qwen3-0.6B", Format::Hermes),
         ("meta-llama-Llama-3.1-8B-Instruct", Format::Llama),
         ("meta-llama-Llama-3.2-3B-Instruct", Format::Llama),
         ("meta-llama-Llama-3.3-70B-Instruct", Format::Llama),
@@ -209,6 +221,20 @@ fn templates_with_tools_render_them_as_jinja_does() {
         {
             assert!(text.contains(part), "{name}: {part} not in {text}");
         }
+    }
+    // Granite 3.x renders the tools (an available_tools turn) and the results, not the calls: the
+    // call goes into the assistant's content.
+    let (granite, _) = fixture_template("ibm-granite-granite-3.3-2B-Instruct");
+    let caps = tools::caps(&granite);
+    assert_eq!((caps.tools, caps.tool_calls, caps.tool_responses), (true, false, true), "granite: {caps:?}");
+    let (messages, raw) = tools::prepare(&caps, &tok, &round_trip(), Some(&t)).unwrap();
+    let text = granite.render_with_tools(&messages, raw.as_ref(), true).unwrap();
+    for part in [
+        "<|start_of_role|>available_tools<|end_of_role|>[\n    {\n        \"type\": \"function\"",
+        "<|start_of_role|>assistant<|end_of_role|><tool_call>\n{\"name\":\"get_weather\"",
+        "<|start_of_role|>tool<|end_of_role|>{\"temperature\": 18}",
+    ] {
+        assert!(text.contains(part), "granite: {part} not in {text}");
     }
     // Gemma refuses roles other than user and assistant: the result is a user message.
     let (gemma, _) = fixture_template("google-gemma-2-2b-it");

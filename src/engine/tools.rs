@@ -1,7 +1,7 @@
 //! Tool calls (OpenAI's `tools` and `tool_choice`): the tools handed to the chat template where it
 //! renders them, or written into the system prompt Hermes-style where it does not (as llama.cpp and
 //! vLLM do); the reply parsed back into calls (Hermes/Qwen `<tool_call>` JSON, Llama 3.x
-//! `{"name", "parameters"}`, Mistral `[TOOL_CALLS]`); for `tool_choice` "required" or a named
+//! `{"name", "parameters"}`, Mistral `[TOOL_CALLS]` and Granite 3.x `<|tool_call|>` lists); for `tool_choice` "required" or a named
 //! function, a grammar that forces one call whose arguments follow that function's parameters.
 //! The page (wasm.rs) and the CLI share all of it.
 
@@ -20,8 +20,9 @@ pub const MAX_NAME: usize = 64;
 /// Where a Hermes-style call starts and ends.
 const OPEN: &str = "<tool_call>";
 const CLOSE: &str = "</tool_call>";
-/// Other families' openers: Mistral's call list and Llama 3.x's code marker.
+/// Other families' openers: Mistral's and Granite 3.x's call lists and Llama 3.x's code marker.
 const MISTRAL_OPEN: &str = "[TOOL_CALLS]";
+const GRANITE_OPEN: &str = "<|tool_call|>";
 const PYTHON_TAG: &str = "<|python_tag|>";
 
 /// One function the model may call.
@@ -271,13 +272,14 @@ fn tools_prompt(tools: &Value) -> String {
 /// "no" (a template may refuse a role it does not know).
 pub fn caps(t: &ChatTemplate) -> Caps {
     const FN: &str = "probe_function_7f3a";
+    const ARG: &str = "probe_argument_5e2b";
     const RESULT: &str = "probe_result_9c1e";
     let tools = json!([{ "type": "function", "function": { "name": FN, "description": "A probe.",
-        "parameters": { "type": "object", "properties": { "x": { "type": "integer" } } } } }]);
+        "parameters": { "type": "object", "properties": { "x": { "type": "string" } } } } }]);
     let user = Message::new("user", "Hi");
     let call = Message {
         tool_calls: vec![
-            json!({ "id": "call_probe", "type": "function", "function": { "name": FN, "arguments": { "x": 1 } } }),
+            json!({ "id": "call_probe", "type": "function", "function": { "name": FN, "arguments": { "x": ARG } } }),
         ],
         ..Message::new("assistant", "")
     };
@@ -285,17 +287,19 @@ pub fn caps(t: &ChatTemplate) -> Caps {
         Message { tool_call_id: Some("call_probe".into()), name: Some(FN.into()), ..Message::new("tool", RESULT) };
     let with_tools = t.render_with_tools(std::slice::from_ref(&user), Some(&tools), true).unwrap_or_default();
     let called = t.render_with_tools(&[user.clone(), call.clone()], Some(&tools), false).unwrap_or_default();
+    // The call alone (the tools' own text, rendered with them, names the function and "parameters").
+    let call_alone = t.render(&[user.clone(), call.clone()], false).unwrap_or_default();
     let answered = t.render_with_tools(&[user.clone(), call, answer], Some(&tools), true).unwrap_or_default();
     let system = t.render(&[Message::new("system", RESULT), user], true).unwrap_or_default().contains(RESULT);
     let native = with_tools.contains(FN);
     let format = if with_tools.contains(OPEN) || called.contains(OPEN) || !native {
         Format::Hermes
-    } else if called.contains("\"parameters\"") {
+    } else if call_alone.contains("\"parameters\"") {
         Format::Llama
     } else {
         Format::Hermes
     };
-    Caps { tools: native, tool_calls: called.contains(FN), tool_responses: answered.contains(RESULT), system, format }
+    Caps { tools: native, tool_calls: called.contains(ARG), tool_responses: answered.contains(RESULT), system, format }
 }
 
 /// The messages and tools to render for `messages` with `tools` on template `t` (whose `caps` are
@@ -402,7 +406,8 @@ pub fn chat_ids(t: &ChatTemplate, tok: &Tokenizer, messages: &[Message], tools: 
 }
 
 /// `text` split into content and calls to `tools`, in any of the formats: Hermes `<tool_call>`
-/// blocks (the last one may lack its closer), Mistral `[TOOL_CALLS]` with a JSON array, or the
+/// blocks (the last one may lack its closer), Mistral `[TOOL_CALLS]` or Granite `<|tool_call|>` with
+/// a JSON array, or the
 /// whole reply one Llama-style JSON object (after an optional `<|python_tag|>`). A call is
 /// {"name", "arguments" | "parameters"} naming one of the tools; where any block is not such a call
 /// (bad JSON, an unknown name) there are no calls and the whole text is content.
@@ -441,7 +446,7 @@ pub fn parse_reply(text: &str, tools: &[Tool]) -> Reply {
         return Reply { content: (!content.is_empty()).then(|| content.to_string()), calls };
     }
     let trimmed = text.trim();
-    if let Some(list) = trimmed.strip_prefix(MISTRAL_OPEN) {
+    if let Some(list) = trimmed.strip_prefix(MISTRAL_OPEN).or_else(|| trimmed.strip_prefix(GRANITE_OPEN)) {
         let calls: Option<Vec<ToolCall>> = match serde_json::from_str::<Value>(list.trim()) {
             Ok(Value::Array(a)) if !a.is_empty() => a.iter().map(known).collect(),
             _ => None,
@@ -472,8 +477,8 @@ pub fn finish_reason(reply: &Reply, generation: FinishReason) -> &'static str {
 }
 
 /// Streamed text with tool-call markup held back: a piece passes on up to where a call may begin
-/// (an opener, or the start of one at its end; a reply that begins with `{`, `[TOOL_CALLS]` or
-/// `<|python_tag|>` is held whole); what was held is in the final reply (parse_reply).
+/// (an opener, or the start of one at its end; a reply that begins with `{`, `[TOOL_CALLS]`,
+/// `<|tool_call|>` or `<|python_tag|>` is held whole); what was held is in the final reply (parse_reply).
 #[derive(Debug, Default)]
 pub struct StreamGuard {
     text: String,
@@ -494,7 +499,7 @@ impl StreamGuard {
             let start = self.text.trim_start();
             // Leading whitespace waits for what follows it; a reply that is (or may be) the start of
             // a whole-reply call (Llama's object, Mistral's list, the python tag) waits too.
-            let whole = [MISTRAL_OPEN, PYTHON_TAG];
+            let whole = [MISTRAL_OPEN, GRANITE_OPEN, PYTHON_TAG];
             if start.is_empty() || whole.iter().any(|o| o.starts_with(start)) {
                 return String::new();
             }

@@ -282,17 +282,17 @@ pub struct Engine {
 impl Engine {
     /// Prompt ids for chat messages given as JSON [{role, content, tool_calls?, tool_call_id?}, ...],
     /// with the model's template; `options_json` (the request's options, as generate takes them)
-    /// brings the tools and tool_choice (engine::tools).
+    /// brings the tools and tool_choice (engine::tools) and the chat_template_kwargs.
     #[wasm_bindgen(js_name = chatIds)]
     pub fn chat_ids(&self, messages_json: &str, options_json: Option<String>) -> Result<Vec<u32>, JsValue> {
         let messages: Vec<Message> =
             serde_json::from_str(messages_json).map_err(|e| invalid(format!("messages: {e}")))?;
-        let tools = match options_json {
-            Some(o) => parse_request(&o).map_err(js_err)?.tools,
-            None => None,
+        let (tools, kwargs) = match options_json {
+            Some(o) => parse_request(&o).map(|r| (r.tools, r.template_kwargs)).map_err(js_err)?,
+            None => Default::default(),
         };
         let s = self.session.try_borrow().map_err(|_| invalid("a generation is running".into()))?;
-        s.chat_ids_with_tools(&messages, tools.as_ref()).map_err(js_err)
+        s.chat_ids_with(&messages, tools.as_ref(), &kwargs).map_err(js_err)
     }
 
     /// Prompt ids for raw text (special-token strings parsed, bos added as the model says).
@@ -316,7 +316,7 @@ impl Engine {
         let vocab = self.vocab.clone();
         let request = parse_request(options_json);
         wasm_bindgen_futures::future_to_promise(async move {
-            let crate::engine::Request { mut opts, n, tools } = request.map_err(js_err)?;
+            let crate::engine::Request { mut opts, n, tools, .. } = request.map_err(js_err)?;
             let tools = tools.filter(|t| t.active());
             // Held across the generation's awaits on purpose: a second request while it runs finds
             // the session borrowed and is refused (one thread; nothing else can take it meanwhile).

@@ -4,6 +4,7 @@
 mod common;
 
 use webllama::format::weights;
+use webllama::text::chat::{template_kwargs, TemplateKwargs, TemplateVars};
 use webllama::{ChatTemplate, Message};
 
 #[test]
@@ -92,11 +93,19 @@ fn hostile_templates_stop_at_named_limits() {
     );
 }
 
-/// The message lists scripts/render_templates.py renders with Jinja2 (keep the two in step).
-fn scenarios() -> Vec<(&'static str, Vec<Message>, bool)> {
+/// The message lists scripts/render_templates.py renders with Jinja2 (keep the two in step), and
+/// the chat_template_kwargs of each.
+fn scenarios() -> Vec<(&'static str, Vec<Message>, bool, TemplateKwargs)> {
+    let none = TemplateKwargs::new;
+    let no_thinking = || template_kwargs(&serde_json::json!({ "enable_thinking": false })).unwrap();
     vec![
-        ("user", vec![Message::new("user", "Hello! Who are you?")], true),
-        ("system_user", vec![Message::new("system", "You are terse."), Message::new("user", "Name a color.")], true),
+        ("user", vec![Message::new("user", "Hello! Who are you?")], true, none()),
+        (
+            "system_user",
+            vec![Message::new("system", "You are terse."), Message::new("user", "Name a color.")],
+            true,
+            none(),
+        ),
         (
             "multi_turn",
             vec![
@@ -105,8 +114,11 @@ fn scenarios() -> Vec<(&'static str, Vec<Message>, bool)> {
                 Message::new("user", "Tell me a joke."),
             ],
             true,
+            none(),
         ),
-        ("no_generation_prompt", vec![Message::new("user", "Hi"), Message::new("assistant", "Hello.")], false),
+        ("no_generation_prompt", vec![Message::new("user", "Hi"), Message::new("assistant", "Hello.")], false, none()),
+        // Qwen3's and SmolLM3's templates answer without a think block.
+        ("no_thinking", vec![Message::new("user", "Hi")], true, no_thinking()),
     ]
 }
 
@@ -127,9 +139,10 @@ fn every_fixture_template_renders_as_jinja_does() {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let t = ChatTemplate::with_date(&std::fs::read_to_string(&path).unwrap(), "<s>", "</s>", date)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        for (scenario, messages, gen) in scenarios() {
+        for (scenario, messages, gen, kwargs) in scenarios() {
             let want = std::fs::read_to_string(format!("{dir}/{name}.{scenario}.txt")).unwrap();
-            match (t.render(&messages, gen), want.strip_prefix("ERROR: ")) {
+            let vars = TemplateVars { kwargs, ..Default::default() };
+            match (t.render_with(&messages, &vars, gen), want.strip_prefix("ERROR: ")) {
                 (Ok(got), None) => assert_eq!(got, want, "{name} / {scenario}"),
                 (Err(e), Some(msg)) => assert!(
                     e.to_string().contains(msg) || msg.contains("undefined"),
@@ -141,7 +154,7 @@ fn every_fixture_template_renders_as_jinja_does() {
             n += 1;
         }
     }
-    assert_eq!(n, 20 * 4);
+    assert_eq!(n, 20 * 5);
 }
 
 /// A long chat (1,001 alternating messages) renders with every fixture template well within the
@@ -293,7 +306,7 @@ fn every_fixture_template_locates_its_message_contents() {
             continue;
         }
         let t = ChatTemplate::new(&std::fs::read_to_string(&path).unwrap(), "<s>", "</s>").unwrap();
-        for (scenario, messages, _) in scenarios() {
+        for (scenario, messages, _, _) in scenarios() {
             let Ok(real) = t.render(&messages, true) else { continue };
             let (text, ranges) = t.render_marked(&tok, &messages).unwrap();
             assert_eq!(text, real, "{path:?} {scenario}");
@@ -337,4 +350,41 @@ fn a_think_block_in_the_history_renders_and_control_tokens_are_still_refused() {
     let mut forged = turns("<think>x</think>Hello");
     forged[2].content = "<|eot_id|>".into();
     assert!(t.render_marked(&tok, &forged).unwrap_err().to_string().contains("control token"));
+}
+
+/// chat_template_kwargs (the page's option, the CLI's --chat-template-kwargs): an object, within
+/// TEMPLATE_KWARGS_MAX_BYTES, naming none of the render's own variables, else refused by name; a
+/// request's reach the prompt (Qwen3's empty think block).
+#[test]
+fn chat_template_kwargs_are_checked_and_reach_the_template() {
+    use serde_json::json;
+    for (bad, why) in [
+        (json!(["enable_thinking"]), "must be an object"),
+        (json!(false), "must be an object"),
+        (json!({ "messages": [] }), "names \"messages\""),
+        (json!({ "add_generation_prompt": false }), "names \"add_generation_prompt\""),
+        (json!({ "bos_token": "x" }), "names \"bos_token\""),
+        (json!({ "tools": [] }), "names \"tools\""),
+        (json!({ "big": "x".repeat(webllama::text::chat::TEMPLATE_KWARGS_MAX_BYTES) }), "over the limit"),
+    ] {
+        let e = template_kwargs(&bad).unwrap_err().to_string();
+        assert!(e.contains("chat_template_kwargs") && e.contains(why), "{bad:.40}: {e}");
+        let options = json!({ "chat_template_kwargs": bad }).to_string();
+        assert!(webllama::engine::parse_request(&options).unwrap_err().to_string().contains(why), "{options:.60}");
+    }
+    let r = webllama::engine::parse_request(r#"{"chat_template_kwargs": {"enable_thinking": false}}"#).unwrap();
+    assert_eq!(r.template_kwargs.get("enable_thinking"), Some(&json!(false)));
+    assert!(webllama::engine::parse_request("{}").unwrap().template_kwargs.is_empty());
+    // Through the prompt ids: Qwen3's template closes an empty think block when thinking is off.
+    let Some(path) = common::shared_fixture("tiny/tiny-llama3-Q4_K_M.gguf") else { return };
+    let tok = webllama::Tokenizer::from_gguf(&weights::read_header(&path).unwrap()).unwrap();
+    let dir = format!("{}/tests/fixtures/templates", env!("CARGO_MANIFEST_DIR"));
+    let qwen3 =
+        ChatTemplate::new(&std::fs::read_to_string(format!("{dir}/Qwen-Qwen3-0.6B.jinja")).unwrap(), "", "").unwrap();
+    let hi = [Message::new("user", "Hi")];
+    let vars = TemplateVars { kwargs: r.template_kwargs, ..Default::default() };
+    let off = tok.decode(&qwen3.prompt_ids_with(&tok, &hi, &vars).unwrap()).unwrap();
+    let on = tok.decode(&qwen3.prompt_ids(&tok, &hi).unwrap()).unwrap();
+    assert!(off.ends_with("<|im_start|>assistant\n<think>\n\n</think>\n\n"), "{off:?}");
+    assert!(on.ends_with("<|im_start|>assistant\n"), "{on:?}");
 }

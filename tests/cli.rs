@@ -1,6 +1,7 @@
 //! The `webllama` CLI as a shell user meets it: output piped into a reader that leaves early (`|
 //! head`) ends the run quietly, not with a panic; `chat` refuses bad options before loading, and a
-//! turn that fails (a conversation past the context) is reported and the chat goes on.
+//! turn that fails (a conversation past the context) is reported and the chat goes on;
+//! --chat-template-kwargs is checked before the model loads.
 
 mod common;
 
@@ -57,4 +58,28 @@ fn chat_refuses_bad_options_early_and_survives_a_failed_turn() {
     assert!(stderr.contains("no longer fits the context"), "{stderr}");
     // The short turn after it was answered.
     assert!(stderr.contains("generated at"), "{stderr}");
+}
+
+/// --chat-template-kwargs: a JSON object checked before the model loads (a name the render sets,
+/// or not an object, refused by name); a good one runs.
+#[test]
+fn chat_template_kwargs_are_checked_before_the_model_loads() {
+    let Some(model) = common::shared_fixture("tiny/tiny-llama2-Q8_0.gguf") else { return };
+    for (cmd, kwargs, why) in [
+        (&["chat"][..], r#"{"messages": []}"#, "names \"messages\""),
+        (&["generate", "--chat", "hi"], "[1]", "must be an object"),
+        (&["generate", "--chat", "hi"], "{not json", "not JSON"),
+    ] {
+        let out =
+            cli().args(cmd).args(["--model", "/nonexistent.gguf", "--chat-template-kwargs", kwargs]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{kwargs}");
+        assert!(stderr.contains(why) && !stderr.contains("nonexistent"), "{kwargs}: {stderr}");
+    }
+    let ok = cli()
+        .args(["generate", "--model", &model, "--chat", "hi", "--max-tokens", "2"])
+        .args(["--chat-template-kwargs", r#"{"enable_thinking": false}"#])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }

@@ -45,7 +45,8 @@ function setBusy(b) {
   $('headlines').disabled = b || !engine;
 }
 
-// The sampling settings panel, as request fields.
+// The sampling settings panel, as request fields (chat requests: the panel's thinking is a chat
+// template variable).
 function settings() {
   const num = (id) => Number($(`s-${id}`).value);
   const s = {};
@@ -56,6 +57,9 @@ function settings() {
     if (!Number.isFinite(v)) throw Object.assign(new Error(`the setting ${k} is not a number`), { name: 'InvalidRequestError' });
     s[k] = v;
   }
+  // The template's enable_thinking, where the panel sets it.
+  const thinking = $('s-thinking').value;
+  if (thinking !== '') s.chat_template_kwargs = { enable_thinking: thinking === 'true' };
   return s;
 }
 

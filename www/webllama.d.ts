@@ -164,6 +164,10 @@ export interface ChatCompletionRequest extends SamplingOptions {
    * (Hermes-style `<tool_call>`) where the template has no place for them. */
   tools?: FunctionTool[];
   tool_choice?: ToolChoice;
+  /** Variables for the model's chat template, e.g. `{ enable_thinking: false }` (Qwen3 and SmolLM3
+   * answer without thinking first); the names the template is given anyway (messages, tools,
+   * add_generation_prompt, bos_token, eos_token) are refused. */
+  chat_template_kwargs?: Record<string, unknown>;
 }
 
 export interface CompletionRequest extends SamplingOptions {

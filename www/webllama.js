@@ -16,7 +16,7 @@ import { listCached, deleteCached, clearCached, storageKind } from './model_stor
 // (frequency_penalty and presence_penalty may be negative, as in OpenAI's API.)
 const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature', 'top_p', 'top_k', 'min_p', 'max_tokens', 'seed', 'n', 'stop',
   'ignore_eos', 'stream_options', 'user', 'frequency_penalty', 'presence_penalty', 'repetition_penalty', 'penalty_last_n', 'logit_bias', 'truncate',
-  'response_format', 'grammar', 'logprobs', 'top_logprobs', 'tools', 'tool_choice']);
+  'response_format', 'grammar', 'logprobs', 'top_logprobs', 'tools', 'tool_choice', 'chat_template_kwargs']);
 
 // The most alternatives logprobs may ask for per token (as OpenAI's chat completions).
 const MAX_TOP_LOGPROBS = 20;
@@ -305,6 +305,8 @@ class Engine {
     // forces a call for "required" or a named function, and parses the reply (engine::tools).
     if (r.tools != null) options.tools = r.tools;
     if (r.tool_choice != null) options.tool_choice = r.tool_choice;
+    // Variables for the chat template ({enable_thinking: false}); the engine checks them.
+    if (r.chat_template_kwargs != null) options.chat_template_kwargs = r.chat_template_kwargs;
     // Log-probabilities: chat's logprobs: true with top_logprobs k, completions' logprobs: k.
     const lp = logprobsAsked(mode, r);
     if (lp != null) options.logprobs = lp;
@@ -513,10 +515,12 @@ function validate(mode, req) {
       }
     }
     if (req.tools != null && !Array.isArray(req.tools)) throw named('InvalidRequestError', 'tools must be an array');
+    const kw = req.chat_template_kwargs;
+    if (kw != null && (typeof kw !== 'object' || Array.isArray(kw))) throw named('InvalidRequestError', 'chat_template_kwargs must be an object, such as {enable_thinking: false}');
   } else if (!isPrompt(req.prompt)) {
     throw named('InvalidRequestError', 'prompt must be a non-empty string or array of token ids');
-  } else if (req.tools != null || req.tool_choice != null) {
-    throw named('InvalidRequestError', 'tools and tool_choice are chat options');
+  } else if (req.tools != null || req.tool_choice != null || req.chat_template_kwargs != null) {
+    throw named('InvalidRequestError', 'tools, tool_choice and chat_template_kwargs are chat options');
   }
   for (const k of ['temperature', 'top_p', 'max_tokens', 'seed', 'top_k', 'min_p', 'repetition_penalty', 'penalty_last_n']) {
     if (req[k] !== undefined && (typeof req[k] !== 'number' || !Number.isFinite(req[k]) || req[k] < 0)) {

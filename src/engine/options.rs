@@ -1,6 +1,6 @@
 //! A generation request's options as the page sends them (JSON, OpenAI's names): parsed, defaults
 //! filled in and checked, so that every numeric option is finite, in range and whole where it must be;
-//! tools and tool_choice checked (engine::tools).
+//! tools and tool_choice checked (engine::tools), chat_template_kwargs too (text::chat).
 
 use crate::engine::constraint::Grammar;
 use crate::engine::sampler::SamplerConfig;
@@ -8,6 +8,7 @@ use crate::engine::tools::Tools;
 use crate::engine::GenerateOptions;
 use crate::error::{Error, Result};
 use crate::model::MAX_CANDIDATES;
+use crate::text::chat::{template_kwargs, TemplateKwargs};
 use std::collections::HashMap;
 
 /// Counts are read as u64 (a page's safe integers past 2^32 included: wasm's usize is 32 bits, and
@@ -43,6 +44,9 @@ struct Options {
     tools: Option<serde_json::Value>,
     /// "none" | "auto" | "required" | {type: "function", function: {name}}.
     tool_choice: Option<serde_json::Value>,
+    /// Variables for the chat template ({"enable_thinking": false}), as vLLM's and llama.cpp's
+    /// servers take them.
+    chat_template_kwargs: Option<serde_json::Value>,
 }
 
 /// A request's options, its number of candidates and its tools.
@@ -53,6 +57,8 @@ pub struct Request {
     /// The tools and tool_choice, when tools are given (Tools::constrain puts a forced call's
     /// grammar into `opts` once the template's call format is known).
     pub tools: Option<Tools>,
+    /// chat_template_kwargs, checked (text::chat::template_kwargs); empty when none were given.
+    pub template_kwargs: TemplateKwargs,
 }
 
 #[derive(serde::Deserialize)]
@@ -139,5 +145,6 @@ pub fn parse_request(json: &str) -> Result<Request> {
         )));
     }
     let tools = Tools::parse(o.tools, o.tool_choice)?;
-    Ok(Request { opts, n, tools })
+    let template_kwargs = o.chat_template_kwargs.as_ref().map(template_kwargs).transpose()?.unwrap_or_default();
+    Ok(Request { opts, n, tools, template_kwargs })
 }

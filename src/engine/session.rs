@@ -10,7 +10,7 @@ use crate::engine::track::Track;
 use crate::error::{Error, Result};
 use crate::format::gguf::Gguf;
 use crate::model::{ChoiceInputs, Model, StepOutput, Want, MAX_CANDIDATES};
-use crate::text::chat::{ChatTemplate, Message, CHATML};
+use crate::text::chat::{ChatTemplate, Message, TemplateKwargs, TemplateVars, CHATML};
 use crate::text::tokenizer::Tokenizer;
 use std::sync::Arc;
 
@@ -236,11 +236,17 @@ impl Session {
         self.template.prompt_ids(&self.tokenizer, messages)
     }
 
-    /// The prompt ids for a chat with `tools` (see tools::chat_ids), the template's tool
-    /// capabilities probed once per session.
-    pub fn chat_ids_with_tools(&self, messages: &[Message], tools: Option<&tools::Tools>) -> Result<Vec<u32>> {
+    /// The prompt ids for a chat with `tools` and the request's chat_template_kwargs (see
+    /// tools::chat_ids), the template's tool capabilities probed once per session.
+    pub fn chat_ids_with(
+        &self,
+        messages: &[Message],
+        tools: Option<&tools::Tools>,
+        kwargs: &TemplateKwargs,
+    ) -> Result<Vec<u32>> {
         let (messages, raw) = tools::prepare(&self.tool_caps(), &self.tokenizer, messages, tools)?;
-        self.template.prompt_ids_with_tools(&self.tokenizer, &messages, raw.as_ref())
+        let vars = TemplateVars { tools: raw, kwargs: kwargs.clone() };
+        self.template.prompt_ids_with(&self.tokenizer, &messages, &vars)
     }
 
     /// What the chat template does with tools (tools::caps), probed at the first call.

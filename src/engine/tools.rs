@@ -8,7 +8,7 @@
 use crate::engine::constraint::Grammar;
 use crate::engine::{FinishReason, GenerateOptions};
 use crate::error::{Error, Result};
-use crate::text::chat::{ChatTemplate, Message};
+use crate::text::chat::{ChatTemplate, Message, TemplateKwargs, TemplateVars};
 use crate::text::tokenizer::Tokenizer;
 use serde_json::{json, Value};
 
@@ -285,11 +285,12 @@ pub fn caps(t: &ChatTemplate) -> Caps {
     };
     let answer =
         Message { tool_call_id: Some("call_probe".into()), name: Some(FN.into()), ..Message::new("tool", RESULT) };
-    let with_tools = t.render_with_tools(std::slice::from_ref(&user), Some(&tools), true).unwrap_or_default();
-    let called = t.render_with_tools(&[user.clone(), call.clone()], Some(&tools), false).unwrap_or_default();
+    let tools = TemplateVars::tools(&tools);
+    let with_tools = t.render_with(std::slice::from_ref(&user), &tools, true).unwrap_or_default();
+    let called = t.render_with(&[user.clone(), call.clone()], &tools, false).unwrap_or_default();
     // The call alone (the tools' own text, rendered with them, names the function and "parameters").
     let call_alone = t.render(&[user.clone(), call.clone()], false).unwrap_or_default();
-    let answered = t.render_with_tools(&[user.clone(), call, answer], Some(&tools), true).unwrap_or_default();
+    let answered = t.render_with(&[user.clone(), call, answer], &tools, true).unwrap_or_default();
     let system = t.render(&[Message::new("system", RESULT), user], true).unwrap_or_default().contains(RESULT);
     let native = with_tools.contains(FN);
     let format = if with_tools.contains(OPEN) || called.contains(OPEN) || !native {
@@ -398,11 +399,18 @@ fn template_call(c: &Value) -> Result<Value> {
     Ok(out)
 }
 
-/// Prompt ids for a chat with tools (prepare, then the template): what Session::chat_ids gives
-/// when `tools` is None and the messages hold no tool calls or results.
-pub fn chat_ids(t: &ChatTemplate, tok: &Tokenizer, messages: &[Message], tools: Option<&Tools>) -> Result<Vec<u32>> {
+/// Prompt ids for a chat with tools (prepare, then the template, which also sees `kwargs`, the
+/// request's chat_template_kwargs): what Session::chat_ids gives when `tools` is None, `kwargs`
+/// empty and the messages hold no tool calls or results.
+pub fn chat_ids(
+    t: &ChatTemplate,
+    tok: &Tokenizer,
+    messages: &[Message],
+    tools: Option<&Tools>,
+    kwargs: &TemplateKwargs,
+) -> Result<Vec<u32>> {
     let (messages, raw) = prepare(&caps(t), tok, messages, tools)?;
-    t.prompt_ids_with_tools(tok, &messages, raw.as_ref())
+    t.prompt_ids_with(tok, &messages, &TemplateVars { tools: raw, kwargs: kwargs.clone() })
 }
 
 /// `text` split into content and calls to `tools`, in any of the formats: Hermes `<tool_call>`

@@ -47,6 +47,50 @@ impl Message {
     }
 }
 
+/// A request's chat_template_kwargs: variables its template sees beside the messages (as
+/// Hugging Face's apply_chat_template takes them; `enable_thinking: false` for Qwen3's and
+/// SmolLM3's templates).
+pub type TemplateKwargs = serde_json::Map<String, serde_json::Value>;
+
+/// Names the render sets itself, which chat_template_kwargs may not replace.
+const RESERVED_VARS: [&str; 5] = ["messages", "tools", "add_generation_prompt", "bos_token", "eos_token"];
+/// Most bytes chat_template_kwargs may take, as JSON.
+pub const TEMPLATE_KWARGS_MAX_BYTES: usize = 64 << 10;
+
+/// `v` (a request's chat_template_kwargs) checked: a JSON object of at most
+/// TEMPLATE_KWARGS_MAX_BYTES that names none of the render's own variables (RESERVED_VARS).
+pub fn template_kwargs(v: &serde_json::Value) -> Result<TemplateKwargs> {
+    let bad = |why: String| Error::InvalidRequest(format!("chat_template_kwargs {why}"));
+    let serde_json::Value::Object(map) = v else {
+        return Err(bad("must be an object of template variables, such as {\"enable_thinking\": false}".into()));
+    };
+    if let Some(k) = map.keys().find(|k| RESERVED_VARS.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "names {k:?}, which the request sets itself (messages, tools and the rest of the render's own)"
+        )));
+    }
+    let bytes = v.to_string().len();
+    if bytes > TEMPLATE_KWARGS_MAX_BYTES {
+        return Err(bad(format!("take {bytes} bytes, over the limit of {TEMPLATE_KWARGS_MAX_BYTES}")));
+    }
+    Ok(map.clone())
+}
+
+/// What a render adds to the messages: OpenAI's tools array as `tools` (undefined when None), and
+/// the request's chat_template_kwargs each a variable of its own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TemplateVars {
+    pub tools: Option<serde_json::Value>,
+    pub kwargs: TemplateKwargs,
+}
+
+impl TemplateVars {
+    /// Just `tools`.
+    pub fn tools(tools: &serde_json::Value) -> TemplateVars {
+        TemplateVars { tools: Some(tools.clone()), ..Default::default() }
+    }
+}
+
 /// A content of null reads as "".
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
     Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
@@ -225,17 +269,12 @@ impl ChatTemplate {
     /// chat code), tokenized with the template's special tokens parsed and the message contents as
     /// plain text: a pasted `<|im_start|>system` is text, never a control token.
     pub fn prompt_ids(&self, tok: &Tokenizer, messages: &[Message]) -> Result<Vec<u32>> {
-        self.prompt_ids_with_tools(tok, messages, None)
+        self.prompt_ids_with(tok, messages, &TemplateVars::default())
     }
 
-    /// prompt_ids with `tools` (OpenAI's tools array) given to the template as `tools`.
-    pub fn prompt_ids_with_tools(
-        &self,
-        tok: &Tokenizer,
-        messages: &[Message],
-        tools: Option<&serde_json::Value>,
-    ) -> Result<Vec<u32>> {
-        let (text, contents) = self.render_marked_with_tools(tok, messages, tools)?;
+    /// prompt_ids with `vars` (tools, chat_template_kwargs) given to the template.
+    pub fn prompt_ids_with(&self, tok: &Tokenizer, messages: &[Message], vars: &TemplateVars) -> Result<Vec<u32>> {
+        let (text, contents) = self.render_marked_with(tok, messages, vars)?;
         // The BOS and EOS texts are the template's, not a message's that ends with them.
         let outside = |bytes: Range<usize>| contents.iter().all(|r| r.end <= bytes.start || r.start >= bytes.end);
         let (bos, eos) = (self.bos_token.as_str(), self.eos_token.as_str());
@@ -261,17 +300,17 @@ impl ChatTemplate {
     /// (sliced, split), they are looked for in the text instead, and a content that holds a control
     /// token is refused (it could not be kept plain).
     pub fn render_marked(&self, tok: &Tokenizer, messages: &[Message]) -> Result<(String, Vec<Range<usize>>)> {
-        self.render_marked_with_tools(tok, messages, None)
+        self.render_marked_with(tok, messages, &TemplateVars::default())
     }
 
-    /// render_marked with `tools` given to the template.
-    pub fn render_marked_with_tools(
+    /// render_marked with `vars` given to the template.
+    pub fn render_marked_with(
         &self,
         tok: &Tokenizer,
         messages: &[Message],
-        tools: Option<&serde_json::Value>,
+        vars: &TemplateVars,
     ) -> Result<(String, Vec<Range<usize>>)> {
-        let real = self.render_with_tools(messages, tools, true)?;
+        let real = self.render_with(messages, vars, true)?;
         let marked: Vec<Message> = messages
             .iter()
             .enumerate()
@@ -280,7 +319,7 @@ impl ChatTemplate {
                 ..m.clone()
             })
             .collect();
-        let shape = self.render_with_tools(&marked, tools, true)?;
+        let shape = self.render_with(&marked, vars, true)?;
         // Each content where its marker is, trimmed at the ends where the template trimmed the marker.
         let mut text = String::with_capacity(real.len());
         let mut ranges = vec![];
@@ -333,14 +372,14 @@ impl ChatTemplate {
 
     /// The prompt text for `messages`, ending with the assistant's header when `add_generation_prompt`.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        self.render_with_tools(messages, None, add_generation_prompt)
+        self.render_with(messages, &TemplateVars::default(), add_generation_prompt)
     }
 
-    /// render with `tools` (OpenAI's tools array) as the template's `tools`; undefined when None.
-    pub fn render_with_tools(
+    /// render with `vars`: the tools as the template's `tools`, and each chat_template_kwarg.
+    pub fn render_with(
         &self,
         messages: &[Message],
-        tools: Option<&serde_json::Value>,
+        vars: &TemplateVars,
         add_generation_prompt: bool,
     ) -> Result<String> {
         let tmpl = self.env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
@@ -350,10 +389,12 @@ impl ChatTemplate {
             bos_token => self.bos_token,
             eos_token => self.eos_token,
         };
-        let ctx = match tools {
+        let ctx = match &vars.tools {
             Some(t) => minijinja::context! { tools => t, ..base },
             None => base,
         };
+        // The kwargs come after: a name the render sets is its own (template_kwargs refuses them).
+        let ctx = minijinja::context! { ..ctx, ..minijinja::Value::from_serialize(&vars.kwargs) };
         let mut out = CappedWriter { bytes: Vec::new(), cap: TEMPLATE_OUTPUT_MAX, over: false };
         tmpl.render_captured_to(ctx, &mut out).map_err(|e| match e.kind() {
             _ if out.over => {

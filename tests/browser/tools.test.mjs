@@ -101,7 +101,7 @@ test('streamed, n = 2 sampled, and a named function: delta.tool_calls, no markup
   assertCall(n.message.tool_calls[0], 'named', BOUNDED);
 });
 
-test('tools that are not valid, and tools on a completion, are an InvalidRequestError', { timeout: 60000 }, async () => {
+test('tools or chat_template_kwargs that are not valid, and either on a completion, are an InvalidRequestError', { timeout: 60000 }, async () => {
   const errors = await page.evaluate(async ({ tools, question }) => {
     const engine = window.webllamaApp.engine;
     const tries = [
@@ -110,6 +110,9 @@ test('tools that are not valid, and tools on a completion, are an InvalidRequest
       { messages: [question], tools, tool_choice: { type: 'function', function: { name: 'nope' } } },
       { messages: [question], tools, tool_choice: 'required', response_format: { type: 'json_object' } },
       { prompt: 'hi', tools },
+      { messages: [question], chat_template_kwargs: ['enable_thinking'] },
+      { messages: [question], chat_template_kwargs: { messages: [] } },
+      { prompt: 'hi', chat_template_kwargs: { enable_thinking: false } },
     ];
     const out = [];
     for (const t of tries) {
@@ -126,4 +129,44 @@ test('tools that are not valid, and tools on a completion, are an InvalidRequest
   for (const e of errors) assert.match(e, /^InvalidRequestError: /);
   assert.match(errors[2], /not among the tools/);
   assert.match(errors[3], /no response_format or grammar/);
+  assert.match(errors[5], /chat_template_kwargs must be an object/);
+  // The engine's check (text::chat::template_kwargs).
+  assert.match(errors[6], /chat_template_kwargs names "messages"/);
+  assert.match(errors[7], /chat options/);
+});
+
+// (tests/chat.rs shows the kwargs changing Qwen3's and SmolLM3's prompts; the engine's refusal of
+// "messages" above shows the page's kwargs reaching the prompt's render.)
+test('chat_template_kwargs that the template does not read leave the prompt as it was', { timeout: 120000 }, async () => {
+  const r = await page.evaluate(async ({ question }) => {
+    const engine = window.webllamaApp.engine;
+    const create = (extra) => engine.chat.completions.create({ messages: [question], max_tokens: 2, temperature: 0, ...extra });
+    const plain = await create({});
+    // SmolLM2's template reads no variable of its own: the same prompt.
+    const unread = await create({ chat_template_kwargs: { enable_thinking: false } });
+    return { plain: plain.usage.prompt_tokens, unread: unread.usage.prompt_tokens };
+  }, { question: QUESTION });
+  assert.equal(r.unread, r.plain);
+});
+
+test("the settings panel's thinking goes out as the template's enable_thinking", { timeout: 60000 }, async () => {
+  // The request the chat panel makes, caught before it runs (its error shown, the turn dropped).
+  const capture = () => page.evaluate(() => {
+    const completions = window.webllamaApp.engine.chat.completions;
+    const create = completions.create;
+    window.caught = null;
+    completions.create = (req) => { window.caught = req; completions.create = create; throw new Error('caught'); };
+  });
+  const sent = async () => {
+    await page.fill('#prompt', 'Hi');
+    await page.click('#send');
+    await page.waitForFunction(() => window.caught !== null);
+    return page.evaluate(() => window.caught.chat_template_kwargs ?? null);
+  };
+  await page.$eval('#settings', (d) => { d.open = true; });
+  for (const [value, want] of [['false', { enable_thinking: false }], ['true', { enable_thinking: true }], ['', null]]) {
+    await capture();
+    await page.selectOption('#s-thinking', value);
+    assert.deepEqual(await sent(), want, `thinking "${value}"`);
+  }
 });

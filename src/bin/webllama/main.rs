@@ -40,6 +40,7 @@ use std::sync::Arc;
 use webllama::engine::constraint::Grammar;
 use webllama::engine::logprobs::{logprobs_json, vocab_bytes};
 use webllama::engine::tools::{self, StreamGuard, Tools};
+use webllama::text::chat::TemplateKwargs;
 use webllama::{Family, GenerateOptions, Gpu, Layout, Message, Overrides, SamplerConfig, Session};
 
 #[derive(Parser)]
@@ -97,6 +98,10 @@ struct ChatArgs {
     seed: u64,
     #[arg(long)]
     ctx: Option<usize>,
+    /// Variables for the chat template, a JSON object (e.g. '{"enable_thinking": false}': Qwen3
+    /// and SmolLM3 answer without thinking first).
+    #[arg(long, value_parser = parse_template_kwargs)]
+    chat_template_kwargs: Option<TemplateKwargs>,
 }
 
 #[derive(clap::Args)]
@@ -227,9 +232,19 @@ struct GenerateArgs {
     /// whose arguments follow the function's schema).
     #[arg(long, requires = "tools")]
     tool_choice: Option<String>,
+    /// Variables for the chat template, a JSON object (with --chat; e.g. '{"enable_thinking":
+    /// false}': Qwen3 and SmolLM3 answer without thinking first).
+    #[arg(long, requires = "chat", value_parser = parse_template_kwargs)]
+    chat_template_kwargs: Option<TemplateKwargs>,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
+}
+
+/// --chat-template-kwargs: a JSON object checked as a request's chat_template_kwargs.
+fn parse_template_kwargs(s: &str) -> Result<TemplateKwargs, String> {
+    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))?;
+    webllama::text::chat::template_kwargs(&v).map_err(|e| e.to_string())
 }
 
 fn parse_family(s: &str) -> Result<Family, String> {
@@ -333,7 +348,10 @@ fn generate(a: GenerateArgs) -> Result<()> {
     }
     let ids = match (&a.prompt, &a.chat) {
         (Some(p), _) => session.tokenizer.encode(p, true)?,
-        (None, Some(c)) => session.chat_ids_with_tools(&[Message::new("user", c)], tools.as_ref())?,
+        (None, Some(c)) => {
+            let kwargs = a.chat_template_kwargs.clone().unwrap_or_default();
+            session.chat_ids_with(&[Message::new("user", c)], tools.as_ref(), &kwargs)?
+        }
         (None, None) => bail!("give --prompt or --chat"),
     };
     let mut opts = GenerateOptions {
@@ -441,6 +459,7 @@ fn chat(a: ChatArgs) -> Result<()> {
         Session::load_file(gpu.clone(), layout, &path, a.ctx).with_context(|| format!("loading {path}"))?;
     eprintln!("{} on {}, layout {layout}; one line a turn, /reset starts over, Ctrl-D ends.", path, gpu.adapter_name());
     let fresh = || a.system.iter().map(|s| Message::new("system", s)).collect::<Vec<_>>();
+    let kwargs = a.chat_template_kwargs.clone().unwrap_or_default();
     let mut history = fresh();
     let mut stdout = std::io::stdout();
     // Lines as bytes: one that is not UTF-8 is read with U+FFFD in place of what is not.
@@ -460,8 +479,9 @@ fn chat(a: ChatArgs) -> Result<()> {
         // A reader gone (a closed pipe) stops the reply.
         let mut on_text =
             |t: &str| stdout.write_all(t.as_bytes()).and_then(|_| stdout.flush()).map_err(stdout_error).is_ok();
-        let turn =
-            session.chat_ids(&history).and_then(|ids| pollster::block_on(session.generate(&ids, &opts, &mut on_text)));
+        let turn = session
+            .chat_ids_with(&history, None, &kwargs)
+            .and_then(|ids| pollster::block_on(session.generate(&ids, &opts, &mut on_text)));
         let g = match turn {
             Ok(g) => g,
             // A turn the request made fail is dropped and the chat goes on (a conversation past

@@ -1,7 +1,8 @@
 //! The whole pipeline on the real default model (SmolLM2-135M-Instruct Q4_1) against llama.cpp's
 //! goldens, on the GPU and with reference.rs: prompt ids, greedy ids up to the first near-tie, logits.
 //! F32 goldens (llama.cpp's exact dequantization of the same weights): ids and logits within 0.05.
-//! Q4_1 goldens (llama.cpp quantizes activations there): within 1.5.
+//! Q4_1 goldens (llama.cpp quantizes activations there): within 1.5. Sessions besides: KV reuse
+//! across turns, the memory pre-flight, and a sliding-window model's ring cache starting over.
 
 mod common;
 
@@ -662,5 +663,29 @@ fn a_request_after_a_chained_generation_sees_the_right_cache() {
     assert_eq!(cont.ids, want.ids);
     for (a, b) in cont.logprobs.iter().zip(&want.logprobs) {
         assert!((a.logprob - b.logprob).abs() < 1e-3, "{} vs {}", a.logprob, b.logprob);
+    }
+}
+
+/// A chat session on a ring: a new prompt sharing only a short prefix with the conversation so far
+/// (further back than the ring keeps) runs whole, and generates what a fresh session generates.
+#[test]
+fn a_session_starts_over_where_the_ring_lost_the_shared_prefix() {
+    let path = common::repo_file("tests/fixtures/arch/tiny-gemma3-Q8_0.gguf");
+    let opts = GenerateOptions { max_tokens: 20, ignore_eos: true, ..Default::default() };
+    let first: Vec<u32> = (0..12).map(|i| 100 + 37 * i).collect();
+    let second: Vec<u32> = first[..5].iter().copied().chain((0..9).map(|i| 3000 + 11 * i)).collect();
+    // Both families with 8-row prompt chunks: the sliding layer's ring is 16 rows (window 8 + 8).
+    for layout in [common::layout(), common::gpu_family()].map(|l| Layout { prompt_rows: 8, ..l }) {
+        let load = || Session::load_file(common::gpu(), layout, &path, Some(128)).unwrap();
+        let mut s = load();
+        pollster::block_on(s.generate(&first, &opts, &mut |_| true)).unwrap();
+        let after = pollster::block_on(s.generate(&second, &opts, &mut |_| true)).unwrap();
+        let fresh = pollster::block_on(load().generate(&second, &opts, &mut |_| true)).unwrap();
+        assert_eq!(after.prefilled, second.len(), "{layout}: the whole prompt runs again");
+        assert_eq!(after.ids, fresh.ids, "{layout}");
+        // A prompt that extends the conversation keeps its cache.
+        let more: Vec<u32> = [&second[..], &after.ids[..19], &[7u32, 8]].concat();
+        let extended = pollster::block_on(s.generate(&more, &opts, &mut |_| true)).unwrap();
+        assert_eq!(extended.prefilled, 2, "{layout}: only the new tokens run");
     }
 }

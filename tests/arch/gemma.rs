@@ -1,14 +1,14 @@
 //! Gemma 2 and 3 (tests/arch's gemma2 and gemma3 fixtures): llama.cpp's goldens, reference.rs past
 //! the window and over attention's splits, and the sliding-window layers' ring caches
 //! (KvCache::ring_rows): the goldens with rings small enough to wrap, and rewinds that a ring keeps
-//! or that start over.
+//! or that start over (a session's: tests/generation.rs).
 
 use super::{common, tolerance};
 use super::{
     decodes_as_the_reference, exact_everywhere, exact_on, fixture, prefill_everywhere, prefill_on, replace_all,
 };
 use webllama::format::weights;
-use webllama::{GenerateOptions, Model, ModelBuilder, Session};
+use webllama::{Model, ModelBuilder};
 
 /// Both families with 8-row prompt chunks: the tiny Gemma models' sliding layers (a window of 8)
 /// keep rings of 16 rows, which a golden's prompts and 24 steps wrap round several times.
@@ -108,28 +108,5 @@ fn a_ring_cache_rewinds_within_its_spare_rows_or_starts_over() {
         assert_eq!(model.kv_len(), 0);
         pollster::block_on(model.prefill(&tokens[..14], false)).unwrap();
         again(&mut model, 14, 24, "started over");
-    }
-}
-
-/// A chat session on a ring: a new prompt sharing only a short prefix with the conversation so far
-/// (further back than the ring keeps) runs whole, and generates what a fresh session generates.
-#[test]
-fn a_session_starts_over_where_the_ring_lost_the_shared_prefix() {
-    let path = fixture("tiny-gemma3-Q8_0.gguf");
-    let opts = GenerateOptions { max_tokens: 20, ignore_eos: true, ..Default::default() };
-    let first: Vec<u32> = (0..12).map(|i| 100 + 37 * i).collect();
-    let second: Vec<u32> = first[..5].iter().copied().chain((0..9).map(|i| 3000 + 11 * i)).collect();
-    for layout in ring_layouts() {
-        let load = || Session::load_file(common::gpu(), layout, &path, Some(128)).unwrap();
-        let mut s = load();
-        pollster::block_on(s.generate(&first, &opts, &mut |_| true)).unwrap();
-        let after = pollster::block_on(s.generate(&second, &opts, &mut |_| true)).unwrap();
-        let fresh = pollster::block_on(load().generate(&second, &opts, &mut |_| true)).unwrap();
-        assert_eq!(after.prefilled, second.len(), "{layout}: the whole prompt runs again");
-        assert_eq!(after.ids, fresh.ids, "{layout}");
-        // A prompt that extends the conversation keeps its cache.
-        let more: Vec<u32> = [&second[..], &after.ids[..19], &[7u32, 8]].concat();
-        let extended = pollster::block_on(s.generate(&more, &opts, &mut |_| true)).unwrap();
-        assert_eq!(extended.prefilled, 2, "{layout}: only the new tokens run");
     }
 }

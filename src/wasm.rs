@@ -3,6 +3,7 @@
 //! of problem it is. No engine logic here.
 
 use crate::engine::logprobs::{logprobs_json, vocab_bytes};
+use crate::engine::reasoning::{prompt_opens_thinking, ReasoningFormat, ReasoningSplit};
 use crate::engine::tools::{self, StreamGuard};
 use crate::engine::{parse_request, Piece, Session, Text};
 use crate::error::Error;
@@ -309,14 +310,16 @@ impl Engine {
     /// text_offset, top_logprobs: [{id, token, bytes, logprob}]}] (engine::logprobs::logprobs_json).
     /// With tools (options.tools, tool_choice not "none"), the pieces hold back call markup
     /// (tools::StreamGuard) and each choice has `content` (its text outside calls, or null) and
-    /// `tool_calls` [{name, arguments}], its finish_reason "tool_calls" when it made any.
+    /// `tool_calls` [{name, arguments}], its finish_reason "tool_calls" when it made any. With
+    /// reasoning_format "parsed", `on_text`'s fourth argument is the piece's thinking (the text its
+    /// answer), and each choice has `reasoning_content` (null where it did not think) and `content`.
     #[allow(clippy::await_holding_refcell_ref)] // the session's borrow, on purpose (below)
     pub fn generate(&self, prompt_ids: Vec<u32>, options_json: &str, on_text: js_sys::Function) -> js_sys::Promise {
         let session = self.session.clone();
         let vocab = self.vocab.clone();
         let request = parse_request(options_json);
         wasm_bindgen_futures::future_to_promise(async move {
-            let crate::engine::Request { mut opts, n, tools, .. } = request.map_err(js_err)?;
+            let crate::engine::Request { mut opts, n, tools, reasoning, .. } = request.map_err(js_err)?;
             let tools = tools.filter(|t| t.active());
             // Held across the generation's awaits on purpose: a second request while it runs finds
             // the session borrowed and is refused (one thread; nothing else can take it meanwhile).
@@ -327,19 +330,33 @@ impl Engine {
             if let Some(t) = &tools {
                 t.constrain(&mut opts, s.tool_caps().format).map_err(js_err)?;
             }
+            // With reasoning_format "parsed", each choice's thinking apart from its answer (a prompt
+            // that ends with <think> has left the block open).
+            let parsed = reasoning == ReasoningFormat::Parsed;
+            let opened = parsed
+                && s.tokenizer
+                    .decode(&prompt_ids[prompt_ids.len().saturating_sub(4)..])
+                    .is_ok_and(|end| prompt_opens_thinking(&end));
+            let mut splits: Vec<ReasoningSplit> = (0..n).map(|_| ReasoningSplit::new(opened)).collect();
             let mut guards: Vec<StreamGuard> = (0..n).map(|_| StreamGuard::default()).collect();
             // What the callback threw: it stops the generation, and the request rejects with it.
             let mut thrown: Option<JsValue> = None;
             let mut cb = |p: Piece<'_>| {
+                let (thought, said) = match parsed {
+                    true => splits[p.index].push(p.text),
+                    false => (String::new(), p.text.to_string()),
+                };
                 let shown = match &tools {
-                    Some(_) => guards[p.index].push(p.text),
-                    None => p.text.to_string(),
+                    Some(_) => guards[p.index].push(&said),
+                    None => said,
                 };
                 let lps = match vocab {
                     Some(v) => JsValue::from_str(&logprobs_json(v, p.logprobs).to_string()),
                     None => JsValue::UNDEFINED,
                 };
-                match on_text.call3(&JsValue::NULL, &JsValue::from_str(&shown), &JsValue::from(p.index as u32), &lps) {
+                let (text, index, thought) =
+                    (JsValue::from_str(&shown), JsValue::from(p.index as u32), JsValue::from_str(&thought));
+                match on_text.call4(&JsValue::NULL, &text, &index, &lps, &thought) {
                     Ok(v) => v.as_bool() != Some(false),
                     Err(e) => {
                         thrown.get_or_insert(e);
@@ -362,8 +379,17 @@ impl Engine {
                     if let Some(v) = vocab {
                         c["logprobs"] = logprobs_json(v, &g.logprobs);
                     }
+                    // The answer: the text, or with reasoning parsed what follows the thinking.
+                    let mut answer = g.text.as_str();
+                    if parsed {
+                        splits[i].finish();
+                        let (thought, said) = splits[i].parts();
+                        c["reasoning_content"] = thought.into();
+                        c["content"] = said.into();
+                        answer = said;
+                    }
                     if let Some(t) = &tools {
-                        let reply = t.reply(&g.text);
+                        let reply = t.reply(answer);
                         let calls: Vec<_> = reply
                             .calls
                             .iter()

@@ -1,5 +1,6 @@
-//! Tool calls: requests' tools and tool_choice checked; replies parsed in the Hermes, Llama 3.x and
-//! Mistral formats (bad JSON or an unknown name: no call, all text); the stream guard holds call
+//! Tool calls: requests' tools and tool_choice checked; replies parsed in the Hermes, Llama 3.x,
+//! Mistral and Granite formats (bad JSON or an unknown name: no call, all text), a reasoning
+//! model's thinking told apart from its answer (reasoning_format "parsed"); the stream guard holds call
 //! markup back; the templates that render tools get them (as Jinja renders them, the fixtures of
 //! scripts/render_tool_templates.py), the default model's gets them in its system prompt; and on
 //! the default model, tool_choice "required" and a named function give calls whose arguments follow
@@ -387,4 +388,49 @@ fn forced_calls_follow_the_schema_and_the_result_continues_the_chat() {
     eprintln!("follow-up: {reply:?} {fin}");
     assert_eq!(fin, "stop", "{reply:?}");
     assert!(reply.calls.is_empty() && reply.content.as_ref().is_some_and(|t| !t.trim().is_empty()), "{reply:?}");
+}
+
+/// reasoning_format "parsed" (engine::reasoning): a reply's leading think block apart from its
+/// answer, whole and streamed in pieces that split the tags; where the prompt opened the block, the
+/// thinking runs to </think>; a reply that does not start with one is all answer.
+#[test]
+fn thinking_is_told_apart_from_the_answer() {
+    use webllama::engine::reasoning::{prompt_opens_thinking, split, ReasoningFormat, ReasoningSplit};
+    let some = |s: &str| Some(s.to_string());
+    for (text, opened, thought, answer) in [
+        ("<think>\nWhy is the sky blue?\n</think>\n\nRayleigh.", false, some("Why is the sky blue?"), "Rayleigh."),
+        ("  <think>a</think>b", false, some("a"), "b"),
+        ("the model thought\n</think>\n\nAnswer", true, some("the model thought"), "Answer"),
+        ("<think>cut off by max_tokens", false, some("cut off by max_tokens"), ""),
+        ("Hello <think>x</think>", false, None, "Hello <think>x</think>"),
+        (" \n Hi", false, None, " \n Hi"),
+        ("<thi", false, None, "<thi"),
+        ("", false, None, ""),
+    ] {
+        assert_eq!(split(text, opened), (thought, answer.to_string()), "{text:?}");
+    }
+    // Streamed: no piece shows a tag or a part of one.
+    let pieces = ["<th", "ink>", "\nstep one, ", "step two</th", "ink", ">", "\n\n", "The ", "answer."];
+    let mut s = ReasoningSplit::new(false);
+    let (mut thought, mut answer) = (String::new(), String::new());
+    for p in pieces {
+        let (t, a) = s.push(p);
+        assert!(!t.contains('<') && !t.contains('>') && !a.contains('<'), "{p:?}: {t:?} {a:?}");
+        thought.push_str(&t);
+        answer.push_str(&a);
+    }
+    let (t, a) = s.finish();
+    assert_eq!((thought + &t, answer + &a), ("\nstep one, step two".to_string(), "The answer.".to_string()));
+    assert_eq!(s.parts(), (Some("step one, step two"), "The answer."));
+    // The prompt's end: Qwen3's and SmolLM3's generation prompts leave no block open, the
+    // distills' do; thinking off closes an empty one.
+    assert!(prompt_opens_thinking("<|Assistant|><think>\n"));
+    assert!(!prompt_opens_thinking("<|im_start|>assistant\n"));
+    assert!(!prompt_opens_thinking("<|im_start|>assistant\n<think>\n\n</think>\n\n"));
+    // The option: "none" by default, "parsed", anything else refused by name.
+    let parsed = |o: &str| webllama::engine::parse_request(o).map(|r| r.reasoning);
+    assert_eq!(parsed("{}").unwrap(), ReasoningFormat::None);
+    assert_eq!(parsed(r#"{"reasoning_format": "parsed"}"#).unwrap(), ReasoningFormat::Parsed);
+    let e = parsed(r#"{"reasoning_format": "deepseek"}"#).unwrap_err().to_string();
+    assert!(e.contains("reasoning_format") && e.contains("parsed"), "{e}");
 }

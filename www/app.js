@@ -126,6 +126,19 @@ async function load(model) {
   }
 }
 
+// A folded "Thinking" block before a reply's text; returns where its text goes (as text, never HTML).
+function thoughtBlock(body) {
+  const details = document.createElement('details');
+  details.className = 'thinking';
+  const summary = document.createElement('summary');
+  summary.textContent = 'Thinking';
+  const text = document.createElement('span');
+  text.className = 'thought';
+  details.append(summary, text);
+  body.before(details);
+  return text;
+}
+
 function bubble(role, text) {
   const li = document.createElement('li');
   li.className = role;
@@ -154,8 +167,16 @@ async function send() {
   const system = $('system-prompt').value.trim();
   const messages = system ? [{ role: 'system', content: system }, ...history] : [...history];
   let answer = '';
+  let thinking = null;
   try {
-    for await (const chunk of engine.chat.completions.create({ ...settings(), messages, stream: true })) {
+    // A reasoning model's thinking comes apart (reasoning_format "parsed"), shown folded above the
+    // answer and left out of the history (its templates drop it from earlier turns anyway).
+    for await (const chunk of engine.chat.completions.create({ ...settings(), messages, stream: true, reasoning_format: 'parsed' })) {
+      const thought = chunk.choices[0].delta.reasoning_content ?? '';
+      if (thought) {
+        thinking ??= thoughtBlock(out);
+        thinking.textContent += thought;
+      }
       const piece = chunk.choices[0].delta.content ?? '';
       if (piece) {
         answer += piece;
@@ -190,7 +211,9 @@ async function summarize() {
     await engine.resetChat();
     const messages = [{ role: 'user', content: `Summarize the following text in a few sentences.\n\n${doc}` }];
     let summary = '';
-    for await (const chunk of engine.chat.completions.create({ ...settings(), max_tokens: Math.min(settings().max_tokens, 256), messages, stream: true })) {
+    // A reasoning model's thinking is not part of the summary (reasoning_format "parsed").
+    const req = { ...settings(), max_tokens: Math.min(settings().max_tokens, 256), messages, stream: true, reasoning_format: 'parsed' };
+    for await (const chunk of engine.chat.completions.create(req)) {
       const c = chunk.choices[0];
       if (c.delta.content) {
         summary += c.delta.content;

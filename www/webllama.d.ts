@@ -168,6 +168,10 @@ export interface ChatCompletionRequest extends SamplingOptions {
    * answer without thinking first); the names the template is given anyway (messages, tools,
    * add_generation_prompt, bos_token, eos_token) are refused. */
   chat_template_kwargs?: Record<string, unknown>;
+  /** "parsed": a reasoning model's `<think>…</think>` (Qwen3, SmolLM3, DeepSeek-R1's distills) goes
+   * to `reasoning_content`, apart from the answer in `content`; "none" (the default) leaves it in
+   * the text. */
+  reasoning_format?: 'none' | 'parsed';
 }
 
 export interface CompletionRequest extends SamplingOptions {
@@ -232,6 +236,8 @@ export interface CompletionLogprobs {
 export interface AssistantMessage {
   role: 'assistant';
   content: string | null;
+  /** With reasoning_format "parsed": the thinking (null where the model did not think). */
+  reasoning_content?: string | null;
   tool_calls?: ToolCall[];
 }
 
@@ -250,7 +256,7 @@ export interface ChatCompletionChunk {
   object: 'chat.completion.chunk';
   created: number;
   model: string;
-  choices: { index: number; delta: { role?: 'assistant'; content?: string; tool_calls?: ToolCallDelta[] }; logprobs: ChatLogprobs | null; finish_reason: FinishReason | null }[];
+  choices: { index: number; delta: { role?: 'assistant'; content?: string; reasoning_content?: string; tool_calls?: ToolCallDelta[] }; logprobs: ChatLogprobs | null; finish_reason: FinishReason | null }[];
   /** On the last chunk only. */
   usage?: Usage;
   /** On the last chunk only. */

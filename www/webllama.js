@@ -16,7 +16,7 @@ import { listCached, deleteCached, clearCached, storageKind } from './model_stor
 // (frequency_penalty and presence_penalty may be negative, as in OpenAI's API.)
 const SUPPORTED = new Set(['messages', 'prompt', 'model', 'stream', 'temperature', 'top_p', 'top_k', 'min_p', 'max_tokens', 'seed', 'n', 'stop',
   'ignore_eos', 'stream_options', 'user', 'frequency_penalty', 'presence_penalty', 'repetition_penalty', 'penalty_last_n', 'logit_bias', 'truncate',
-  'response_format', 'grammar', 'logprobs', 'top_logprobs', 'tools', 'tool_choice', 'chat_template_kwargs']);
+  'response_format', 'grammar', 'logprobs', 'top_logprobs', 'tools', 'tool_choice', 'chat_template_kwargs', 'reasoning_format']);
 
 // The most alternatives logprobs may ask for per token (as OpenAI's chat completions).
 const MAX_TOP_LOGPROBS = 20;
@@ -307,6 +307,8 @@ class Engine {
     if (r.tool_choice != null) options.tool_choice = r.tool_choice;
     // Variables for the chat template ({enable_thinking: false}); the engine checks them.
     if (r.chat_template_kwargs != null) options.chat_template_kwargs = r.chat_template_kwargs;
+    // "parsed": a reasoning model's <think> block apart, as message.reasoning_content.
+    if (r.reasoning_format != null) options.reasoning_format = r.reasoning_format;
     // Log-probabilities: chat's logprobs: true with top_logprobs k, completions' logprobs: k.
     const lp = logprobsAsked(mode, r);
     if (lp != null) options.logprobs = lp;
@@ -334,7 +336,7 @@ class Engine {
   _stream(msg, mode, meta, lp) {
     const run = { queue: [], wake: null, finished: false, failure: null, result: null, id: this._nextId++ };
     const push = (item) => { run.queue.push(item); run.wake?.(); };
-    run.settled = this._request(msg, { onToken: (text, index, logprobs) => push({ text, index, logprobs }) }, run.id)
+    run.settled = this._request(msg, { onToken: (text, index, logprobs, reasoning) => push({ text, index, logprobs, reasoning }) }, run.id)
       .then((res) => { run.result = res; run.finished = true; run.wake?.(); })
       .catch((e) => { run.failure = e; run.finished = true; run.wake?.(); });
     // A stream closed (return() or throw() on it) stops its generation at once: before its first
@@ -363,18 +365,22 @@ class Engine {
     // last chunk those of tokens that made no text.
     const shape = mode === 'chat' ? chatLogprobs : completionLogprobs;
     const sent = [];
-    // Each choice's text streamed so far (with tools, the engine holds call markup back).
+    // Each choice's text streamed so far (with tools, the engine holds call markup back), and its
+    // thinking (reasoning_format "parsed": the engine holds a tag's start back).
     const shown = [];
+    const thought = [];
     try {
     for (;;) {
       if (queue.length) {
-        const { text, index, logprobs } = queue.shift();
-        if (text === '' && !logprobs?.length && started.has(index)) continue;
+        const { text, index, logprobs, reasoning } = queue.shift();
+        if (text === '' && !reasoning && !logprobs?.length && started.has(index)) continue;
         sent[index] = (sent[index] ?? 0) + (logprobs?.length ?? 0);
         shown[index] = (shown[index] ?? '') + text;
+        thought[index] = (thought[index] ?? '') + (reasoning ?? '');
         const lps = lp ? shape(logprobs ?? []) : null;
+        const delta = reasoning ? { reasoning_content: reasoning, ...(text ? { content: text } : {}) } : { content: text };
         const choice = mode === 'chat'
-          ? { index, delta: started.has(index) ? { content: text } : { role: 'assistant', content: text }, logprobs: lps, finish_reason: null }
+          ? { index, delta: started.has(index) ? delta : { role: 'assistant', ...delta }, logprobs: lps, finish_reason: null }
           : { index, text, logprobs: lps, finish_reason: null };
         started.add(index);
         yield { ...meta, object, choices: [choice] };
@@ -398,16 +404,22 @@ class Engine {
     this._record(result);
     const usage = { prompt_tokens: result.prompt_tokens, completion_tokens: result.completion_tokens, total_tokens: result.prompt_tokens + result.completion_tokens };
     const rest = (c) => (lp ? shape((c.logprobs ?? []).slice(sent[c.index] ?? 0)) : null);
-    // With tools: the text held back that is content after all, then the calls, one chunk a choice.
+    // With tools or parsed reasoning: the text held back (a tag's start, call markup that was
+    // content after all), then the calls, one chunk a choice.
     if (mode === 'chat') {
       for (const c of result.choices) {
-        if (!('tool_calls' in c)) continue;
+        if (!('tool_calls' in c) && !('reasoning_content' in c)) continue;
         const delta = started.has(c.index) ? {} : { role: 'assistant' };
+        const said = (thought[c.index] ?? '').trim();
+        if (c.reasoning_content != null && c.reasoning_content.startsWith(said)) {
+          const more = c.reasoning_content.slice(said.length);
+          if (more) delta.reasoning_content = more;
+        }
         // The content is trimmed; what was shown was not.
         const before = (shown[c.index] ?? '').trimStart();
         const more = c.content != null && c.content.startsWith(before) ? c.content.slice(before.length) : '';
         if (more) delta.content = more;
-        if (c.tool_calls.length) delta.tool_calls = toolCalls(c.tool_calls).map((t, i) => ({ index: i, ...t }));
+        if (c.tool_calls?.length) delta.tool_calls = toolCalls(c.tool_calls).map((t, i) => ({ index: i, ...t }));
         if (Object.keys(delta).length > (started.has(c.index) ? 0 : 1)) {
           started.add(c.index);
           yield { ...meta, object, choices: [{ index: c.index, delta, logprobs: null, finish_reason: null }] };
@@ -440,7 +452,7 @@ class Engine {
     if (!p) return;
     switch (m.kind) {
       case MSG.PROGRESS: p.onProgress?.({ phase: m.phase, source: m.source, loaded: m.loaded, total: m.total, resumedFrom: m.resumedFrom ?? 0, mbPerS: m.mbPerS, etaS: m.etaS, elapsedMs: m.elapsedMs }); break;
-      case MSG.TOKEN: p.onToken?.(m.text, m.index ?? 0, m.logprobs); break;
+      case MSG.TOKEN: p.onToken?.(m.text, m.index ?? 0, m.logprobs, m.reasoning ?? ''); break;
       case MSG.LOADED:
         this._pending.delete(m.id);
         Object.assign(this.stats, { adapter: m.info.adapter, layout: m.info.layout, load_ms: m.stats.loadMs, wasm_memory_bytes: m.stats.wasmMemoryBytes, model: m.info.name, source: m.stats.source, storage: m.stats.storage, resumed_from: m.stats.resumedFrom ?? 0, phases: m.stats.phases, info: m.info, ...m.stats.cost });
@@ -519,8 +531,8 @@ function validate(mode, req) {
     if (kw != null && (typeof kw !== 'object' || Array.isArray(kw))) throw named('InvalidRequestError', 'chat_template_kwargs must be an object, such as {enable_thinking: false}');
   } else if (!isPrompt(req.prompt)) {
     throw named('InvalidRequestError', 'prompt must be a non-empty string or array of token ids');
-  } else if (req.tools != null || req.tool_choice != null || req.chat_template_kwargs != null) {
-    throw named('InvalidRequestError', 'tools, tool_choice and chat_template_kwargs are chat options');
+  } else if (req.tools != null || req.tool_choice != null || req.chat_template_kwargs != null || req.reasoning_format != null) {
+    throw named('InvalidRequestError', 'tools, tool_choice, chat_template_kwargs and reasoning_format are chat options');
   }
   for (const k of ['temperature', 'top_p', 'max_tokens', 'seed', 'top_k', 'min_p', 'repetition_penalty', 'penalty_last_n']) {
     if (req[k] !== undefined && (typeof req[k] !== 'number' || !Number.isFinite(req[k]) || req[k] < 0)) {
@@ -541,11 +553,13 @@ function validate(mode, req) {
 }
 
 // A chat choice's message: its text, or with tools its content (null when it only calls) and its
-// tool_calls in OpenAI's shape.
+// tool_calls in OpenAI's shape; with reasoning_format "parsed" its reasoning_content (null where it
+// did not think) apart from its content.
 function chatMessage(c) {
-  if (!('tool_calls' in c)) return { role: 'assistant', content: c.text };
+  if (!('tool_calls' in c) && !('reasoning_content' in c)) return { role: 'assistant', content: c.text };
   const m = { role: 'assistant', content: c.content };
-  if (c.tool_calls.length) m.tool_calls = toolCalls(c.tool_calls);
+  if ('reasoning_content' in c) m.reasoning_content = c.reasoning_content;
+  if (c.tool_calls?.length) m.tool_calls = toolCalls(c.tool_calls);
   return m;
 }
 

@@ -427,9 +427,10 @@ async function generate(m) {
   // A completion's prompt is text, or token ids used as they are (the engine checks them).
   const promptIds = (p) => (typeof p === 'string' ? engine.encode(p) : Uint32Array.from(p));
   const ids = m.mode === 'completion' ? promptIds(m.prompt) : chatIdsThatFit(m);
-  // logprobs: the JSON of the piece's tokens' log-probabilities, when the request asked for them.
-  const onText = (text, index, logprobs) => {
-    post(MSG.TOKEN, { id: m.id, text, index, logprobs: logprobs === undefined ? undefined : JSON.parse(logprobs) });
+  // logprobs: the JSON of the piece's tokens' log-probabilities, when the request asked for them;
+  // reasoning: the piece's thinking, with reasoning_format "parsed" (text is then its answer).
+  const onText = (text, index, logprobs, reasoning) => {
+    post(MSG.TOKEN, { id: m.id, text, index, logprobs: logprobs === undefined ? undefined : JSON.parse(logprobs), reasoning: reasoning || undefined });
     return !aborted(m.id);
   };
   const result = JSON.parse(await engine.generate(Uint32Array.from(ids), JSON.stringify(m.options), onText));

@@ -3,6 +3,7 @@
 //! tools and tool_choice checked (engine::tools), chat_template_kwargs too (text::chat).
 
 use crate::engine::constraint::Grammar;
+use crate::engine::reasoning::ReasoningFormat;
 use crate::engine::sampler::SamplerConfig;
 use crate::engine::tools::Tools;
 use crate::engine::GenerateOptions;
@@ -47,6 +48,8 @@ struct Options {
     /// Variables for the chat template ({"enable_thinking": false}), as vLLM's and llama.cpp's
     /// servers take them.
     chat_template_kwargs: Option<serde_json::Value>,
+    /// "none" (the default: thinking stays in the text) or "parsed" (reasoning_content apart).
+    reasoning_format: Option<String>,
 }
 
 /// A request's options, its number of candidates and its tools.
@@ -59,6 +62,8 @@ pub struct Request {
     pub tools: Option<Tools>,
     /// chat_template_kwargs, checked (text::chat::template_kwargs); empty when none were given.
     pub template_kwargs: TemplateKwargs,
+    /// Where a reasoning model's thinking goes (engine::reasoning).
+    pub reasoning: ReasoningFormat,
 }
 
 #[derive(serde::Deserialize)]
@@ -146,5 +151,10 @@ pub fn parse_request(json: &str) -> Result<Request> {
     }
     let tools = Tools::parse(o.tools, o.tool_choice)?;
     let template_kwargs = o.chat_template_kwargs.as_ref().map(template_kwargs).transpose()?.unwrap_or_default();
-    Ok(Request { opts, n, tools, template_kwargs })
+    let reasoning = match o.reasoning_format.as_deref() {
+        None => ReasoningFormat::None,
+        Some(name) => ReasoningFormat::parse(name)
+            .ok_or_else(|| Error::InvalidRequest(format!("reasoning_format is {name:?}: \"none\" or \"parsed\"")))?,
+    };
+    Ok(Request { opts, n, tools, template_kwargs, reasoning })
 }

@@ -170,3 +170,54 @@ test("the settings panel's thinking goes out as the template's enable_thinking",
     assert.deepEqual(await sent(), want, `thinking "${value}"`);
   }
 });
+
+test('reasoning_format "parsed": a leading think block goes to reasoning_content, whole and streamed', { timeout: 300000 }, async () => {
+  const r = await page.evaluate(async ({ question }) => {
+    const engine = window.webllamaApp.engine;
+    // The default model does not think: a regex makes it write a think block, then an answer.
+    const grammar = { type: 'regex', definition: '<think>\nwarm\n</think>\n\nSunny\\.' };
+    const req = { messages: [question], max_tokens: 40, temperature: 0, grammar, reasoning_format: 'parsed' };
+    const whole = await engine.chat.completions.create(req);
+    let thought = '';
+    let said = '';
+    for await (const c of engine.chat.completions.create({ ...req, stream: true })) {
+      thought += c.choices[0]?.delta.reasoning_content ?? '';
+      said += c.choices[0]?.delta.content ?? '';
+    }
+    const { reasoning_format: _, ...asWritten } = req;
+    const plain = await engine.chat.completions.create(asWritten);
+    return { message: whole.choices[0].message, thought, said, plain: plain.choices[0].message };
+  }, { question: QUESTION });
+  assert.deepEqual(r.message, { role: 'assistant', content: 'Sunny.', reasoning_content: 'warm' });
+  assert.equal(r.thought.trim(), 'warm');
+  assert.equal(r.said, 'Sunny.');
+  assert.deepEqual(r.plain, { role: 'assistant', content: '<think>\nwarm\n</think>\n\nSunny.' });
+});
+
+test("the chat panel shows a reply's thinking folded above its answer, as text", { timeout: 60000 }, async () => {
+  // A reply as a reasoning model streams it, in place of the engine's (the panel's request caught).
+  await page.evaluate(() => {
+    const completions = window.webllamaApp.engine.chat.completions;
+    const create = completions.create;
+    completions.create = (req) => {
+      completions.create = create;
+      window.caughtFormat = req.reasoning_format;
+      return (async function* () {
+        const deltas = [{ role: 'assistant', reasoning_content: '<b>step</b> one' }, { reasoning_content: ', two' }, { content: 'The answer.' }];
+        for (const delta of deltas) yield { choices: [{ index: 0, delta, finish_reason: null }] };
+        yield { choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] };
+      })();
+    };
+  });
+  await page.fill('#prompt', 'Why?');
+  await page.click('#send');
+  await page.waitForFunction(() => document.querySelector('#conversation li.assistant:last-child')?.dataset.done === 'true');
+  const shown = await page.$eval('#conversation li.assistant:last-child', (li) => ({
+    thought: li.querySelector('.thinking .thought')?.textContent,
+    bold: li.querySelector('.thinking b') !== null,
+    folded: !li.querySelector('.thinking').open,
+    answer: li.querySelector('.text').textContent,
+  }));
+  assert.equal(await page.evaluate(() => window.caughtFormat), 'parsed');
+  assert.deepEqual(shown, { thought: '<b>step</b> one, two', bold: false, folded: true, answer: 'The answer.' });
+});

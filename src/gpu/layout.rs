@@ -85,7 +85,8 @@ pub struct Overrides {
     pub folds: Option<bool>,
     /// WEBLLAMA_NO_FUSE=1: every weight matrix in its own buffer (no [Wq; Wk; Wv] or [Wgate; Wup]).
     pub fuse: Option<bool>,
-    /// WEBLLAMA_PROMPT_ROWS=<n>: prompt chunks of at most n tokens (Layout::prompt_rows).
+    /// WEBLLAMA_PROMPT_ROWS=<n>: prompt chunks of at most n tokens (Layout::prompt_rows; at least
+    /// MAX_CANDIDATES, the rows a candidates step runs).
     pub prompt_rows: Option<u32>,
     /// WEBLLAMA_DUMP_WGSL=1: a shader that fails to compile is printed whole in the error.
     pub dump_wgsl: Option<bool>,
@@ -119,7 +120,9 @@ impl Overrides {
             prompt_lanes: off("WEBLLAMA_PROMPT_LANES"),
             folds: off("WEBLLAMA_FOLDS"),
             fuse: var("WEBLLAMA_NO_FUSE").map(|v| v != "1"),
-            prompt_rows: var("WEBLLAMA_PROMPT_ROWS").and_then(|v| v.parse().ok()).filter(|&n| n > 0),
+            prompt_rows: var("WEBLLAMA_PROMPT_ROWS")
+                .and_then(|v| v.parse().ok())
+                .map(|n: u32| n.max(crate::model::MAX_CANDIDATES)),
             dump_wgsl: var("WEBLLAMA_DUMP_WGSL").map(|v| !v.is_empty() && v != "0"),
             gpu_sampler: off("WEBLLAMA_GPU_SAMPLER"),
         }
